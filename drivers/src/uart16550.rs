@@ -1,0 +1,149 @@
+//! The 16550 UART (TI PC16550D datasheet; the COM ports of every PC and of QEMU's `isa-serial`).
+//!
+//! Polled transmit only, for now: the console must work before interrupts exist and from fault
+//! handlers. Receive and its interrupt arrive with the IRQ layer.
+//!
+//! Why not the `uart_16550` crate: it owns port I/O itself (x86 only, so not reusable for the
+//! MMIO 16550 variants on ARM boards) and rewrites some bytes on send; register access through
+//! [`Registers`] keeps this driver architecture-neutral and testable on the host.
+
+/// Register offsets (datasheet table 2), relative to the base port or address.
+mod reg {
+    /// Transmit holding (write) / receive buffer (read); divisor latch low when DLAB=1.
+    pub(super) const DATA: u8 = 0;
+    /// Interrupt enable; divisor latch high when DLAB=1.
+    pub(super) const IER: u8 = 1;
+    /// FIFO control (write).
+    pub(super) const FCR: u8 = 2;
+    /// Line control: word length, parity, stop bits, DLAB.
+    pub(super) const LCR: u8 = 3;
+    /// Modem control: DTR, RTS, OUT2.
+    pub(super) const MCR: u8 = 4;
+    /// Line status.
+    pub(super) const LSR: u8 = 5;
+}
+
+const LCR_DLAB: u8 = 0x80;
+const LCR_8N1: u8 = 0x03;
+const FCR_ENABLE_CLEAR_14: u8 = 0xc7; // enable FIFOs, clear both, 14-byte receive trigger
+const MCR_DTR_RTS_OUT2: u8 = 0x0b;
+const LSR_THR_EMPTY: u8 = 0x20;
+
+/// The input clock is 1.8432 MHz, so divisor = 115200 / baud.
+const BASE_BAUD: u32 = 115_200;
+
+/// How a board reaches the UART's eight registers.
+pub trait Registers: Sync {
+    /// Reads register `offset`.
+    fn read(&self, offset: u8) -> u8;
+    /// Writes register `offset`.
+    fn write(&self, offset: u8, value: u8);
+}
+
+/// A 16550 on some register window.
+#[derive(Debug)]
+pub struct Uart16550<R> {
+    regs: R,
+}
+
+/// How many times transmit waits for the holding register before dropping a byte: a UART
+/// that never drains (absent device, stuck line) must not hang the kernel. At 115200 baud a
+/// byte takes ~87 µs; this bound is several milliseconds on any CPU.
+const TX_SPIN_LIMIT: u32 = 100_000;
+
+impl<R: Registers> Uart16550<R> {
+    /// Wraps the registers without touching the device.
+    pub const fn new(regs: R) -> Self {
+        Self { regs }
+    }
+
+    /// Programs 8N1 at `baud`, FIFOs on, interrupts off.
+    pub fn init(&self, baud: u32) {
+        let divisor = (BASE_BAUD / baud.clamp(1, BASE_BAUD)) as u16;
+        self.regs.write(reg::IER, 0);
+        self.regs.write(reg::LCR, LCR_DLAB);
+        self.regs.write(reg::DATA, divisor as u8);
+        self.regs.write(reg::IER, (divisor >> 8) as u8);
+        self.regs.write(reg::LCR, LCR_8N1);
+        self.regs.write(reg::FCR, FCR_ENABLE_CLEAR_14);
+        self.regs.write(reg::MCR, MCR_DTR_RTS_OUT2);
+    }
+
+    /// Sends one byte, waiting (boundedly) for room.
+    pub fn send(&self, byte: u8) {
+        for _ in 0..TX_SPIN_LIMIT {
+            if self.regs.read(reg::LSR) & LSR_THR_EMPTY != 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        self.regs.write(reg::DATA, byte);
+    }
+
+    /// Sends `bytes`, turning `\n` into `\r\n` for terminals.
+    pub fn write_bytes(&self, bytes: &[u8]) {
+        for &b in bytes {
+            if b == b'\n' {
+                self.send(b'\r');
+            }
+            self.send(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A register-level model: records writes; LSR reads as "empty" after `busy` polls.
+    #[derive(Default)]
+    struct Model {
+        writes: Mutex<Vec<(u8, u8)>>,
+        busy: Mutex<u32>,
+    }
+
+    impl Registers for &Model {
+        fn read(&self, offset: u8) -> u8 {
+            assert_eq!(offset, reg::LSR);
+            let mut busy = self.busy.lock().unwrap();
+            if *busy > 0 {
+                *busy -= 1;
+                0
+            } else {
+                LSR_THR_EMPTY
+            }
+        }
+        fn write(&self, offset: u8, value: u8) {
+            self.writes.lock().unwrap().push((offset, value));
+        }
+    }
+
+    #[test]
+    fn init_sets_divisor_and_8n1() {
+        let m = Model::default();
+        Uart16550::new(&m).init(38_400);
+        let w = m.writes.lock().unwrap();
+        assert_eq!(w[1], (reg::LCR, LCR_DLAB));
+        assert_eq!(w[2], (reg::DATA, 3), "115200/38400");
+        assert_eq!(w[4], (reg::LCR, LCR_8N1));
+    }
+
+    #[test]
+    fn newline_becomes_crlf_and_waits_for_room() {
+        let m = Model::default();
+        *m.busy.lock().unwrap() = 5;
+        Uart16550::new(&m).write_bytes(b"a\n");
+        let data: Vec<u8> = m.writes.lock().unwrap().iter().map(|&(_, v)| v).collect();
+        assert_eq!(data, b"a\r\n");
+        assert_eq!(*m.busy.lock().unwrap(), 0, "polled until empty");
+    }
+
+    #[test]
+    fn a_stuck_uart_does_not_hang() {
+        let m = Model::default();
+        *m.busy.lock().unwrap() = u32::MAX;
+        Uart16550::new(&m).send(b'x');
+        assert_eq!(m.writes.lock().unwrap().len(), 1, "byte dropped after the bound, not hung");
+    }
+}

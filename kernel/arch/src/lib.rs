@@ -1,0 +1,26 @@
+//! # `rhea-arch` — layer 1: the architecture
+//!
+//! Owns everything that is defined by the instruction set rather than by a board: trap entry
+//! and exit, descriptor tables, page-table formats, CPU feature discovery, register snapshots
+//! and frame-pointer backtraces. This is the only crate (with `boards/`) allowed to use
+//! `cfg(target_arch)`, and this file is the only place in it that does.
+//!
+//! Every architecture module exports the same names, which the runtime uses without knowing
+//! the architecture:
+//! - `init_boot_cpu()`: descriptor tables, trap vectors, control-register policy;
+//! - `set_fault_handler(fn(&Fault) -> !)`: where fatal exceptions go;
+//! - `Fault` (with `pc()`, `address()`, `frame_pointer()`, `stack_pointer()` and a `Display`
+//!   register dump) and `Registers::capture()` for panics;
+//! - `backtrace(fp, stack_bounds, f)`: a bounded frame-pointer walk;
+//! - `paging::{AddressSpace, KernelImage}`: kernel page tables with W^X and guard pages;
+//! - `cpu_id()`, `read_cycle_counter()`, `halt_forever()`, `features::report()`;
+//! - `testing::{divide_by_zero, ...}`: fault triggers for the fault test apps.
+//!
+//! Hardware model assumed (x86_64): long mode entered by the board's entry code with paging on
+//! and an identity map of at least the first 4 GiB; `EFER.NXE` set.
+#![no_std]
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+mod x86_64;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use x86_64::*;

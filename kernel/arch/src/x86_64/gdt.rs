@@ -1,0 +1,73 @@
+//! The GDT and TSS (SDM Vol. 3A §3.4, §7.7): flat 64-bit code and data segments and a TSS whose
+//! Interrupt Stack Table gives the faults that must work on a broken stack their own stacks.
+//!
+//! IST use (each a separate stack so one fault cannot clobber another's frame):
+//! - IST1: double fault — the last resort when delivering any other exception failed;
+//! - IST2: NMI — may arrive at any instruction, including with a bad RSP;
+//! - IST3: machine check;
+//! - IST4: page fault — all page faults are fatal in Rhea (no demand paging), and the typical
+//!   one is a stack overflow into a guard page, where the faulting stack cannot take a frame.
+//!   With its own stack the report keeps the exact RIP (a #DF frame's RIP is undefined).
+
+use spin::Once;
+use x86_64::VirtAddr;
+use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+
+pub(super) const IST_DOUBLE_FAULT: u16 = 0;
+pub(super) const IST_NMI: u16 = 1;
+pub(super) const IST_MACHINE_CHECK: u16 = 2;
+pub(super) const IST_PAGE_FAULT: u16 = 3;
+const IST_COUNT: usize = 4;
+const IST_STACK_BYTES: usize = 16 * 1024;
+
+#[repr(C, align(16))]
+struct IstStack([u8; IST_STACK_BYTES]);
+
+/// The boot CPU's IST stacks. `static mut` because the CPU, not Rust, writes them; Rust only
+/// takes their addresses.
+static mut IST_STACKS: [IstStack; IST_COUNT] = [const { IstStack([0; IST_STACK_BYTES]) }; IST_COUNT];
+
+struct Tables {
+    gdt: GlobalDescriptorTable,
+    code: SegmentSelector,
+    data: SegmentSelector,
+    tss: SegmentSelector,
+}
+
+static TSS: Once<TaskStateSegment> = Once::new();
+static GDT: Once<Tables> = Once::new();
+
+pub(super) fn load_boot_cpu() {
+    let tss = TSS.call_once(|| {
+        let mut tss = TaskStateSegment::new();
+        // The TSS is packed: copy the table out, fill it, copy it back.
+        let mut ist = tss.interrupt_stack_table;
+        for (i, slot) in ist.iter_mut().take(IST_COUNT).enumerate() {
+            // Only the address is taken; no reference to the `static mut` is formed.
+            let base = core::ptr::addr_of!(IST_STACKS) as u64 + (i * IST_STACK_BYTES) as u64;
+            *slot = VirtAddr::new(base + IST_STACK_BYTES as u64);
+        }
+        tss.interrupt_stack_table = ist;
+        tss
+    });
+    let t = GDT.call_once(|| {
+        let mut gdt = GlobalDescriptorTable::new();
+        let code = gdt.append(Descriptor::kernel_code_segment());
+        let data = gdt.append(Descriptor::kernel_data_segment());
+        let tss = gdt.append(Descriptor::tss_segment(tss));
+        Tables { gdt, code, data, tss }
+    });
+    t.gdt.load();
+    // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a static
+    // for the rest of the run; the TSS descriptor is used by this one CPU only.
+    unsafe {
+        CS::set_reg(t.code);
+        DS::set_reg(t.data);
+        ES::set_reg(t.data);
+        SS::set_reg(t.data);
+        load_tss(t.tss);
+    }
+}

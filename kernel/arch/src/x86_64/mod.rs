@@ -1,0 +1,105 @@
+//! x86_64 (Intel SDM / AMD APM long mode).
+
+mod features_impl;
+mod gdt;
+pub mod paging;
+mod regs;
+pub mod testing;
+mod trap;
+
+pub use regs::{Registers, backtrace};
+pub use trap::{Fault, set_fault_handler};
+
+/// The CPU feature report printed at boot (`raw-cpuid`).
+pub mod features {
+    pub use super::features_impl::{Features, report};
+}
+
+use rhea_hal::CpuId;
+
+/// Loads this CPU's GDT (with a TSS whose IST stacks take double faults, NMIs, machine checks
+/// and page faults) and IDT (every exception vector, every interrupt vector), and sets the
+/// control-register policy: `CR0.WP` so read-only pages bind ring 0 too.
+///
+/// Call once, on the boot CPU, before anything can fault. Interrupts stay disabled.
+pub fn init_boot_cpu() {
+    gdt::load_boot_cpu();
+    trap::load_idt();
+    // SAFETY: setting WP only makes the kernel obey read-only mappings; nothing relies on
+    // writing through them (the page tables we build map writable data writable).
+    unsafe {
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT));
+    }
+}
+
+/// The current CPU. One CPU until the SMP issue lands per-CPU data through `GS`.
+pub fn cpu_id() -> CpuId {
+    CpuId(0)
+}
+
+/// The time-stamp counter (SDM Vol. 3B §18.17). Not serialising; good for intervals.
+pub fn read_cycle_counter() -> u64 {
+    // SAFETY: RDTSC has no side effects and is available in ring 0 on every x86_64 CPU.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI would return from
+/// `hlt`; the loop takes it back).
+pub fn halt_forever() -> ! {
+    x86_64::instructions::interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Writes one byte to an I/O port.
+///
+/// # Safety
+/// The port and value must be what the device at that port expects; I/O ports can reset,
+/// reprogram or power off the machine.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortWriteOnly::new(port).write(value) }
+}
+
+/// Reads one byte from an I/O port.
+///
+/// # Safety
+/// Reading some ports has side effects (clearing status, popping FIFOs); the caller owns the
+/// device at `port`.
+pub unsafe fn inb(port: u16) -> u8 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortReadOnly::new(port).read() }
+}
+
+/// Writes a 32-bit value to an I/O port.
+///
+/// # Safety
+/// As [`outb`].
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::instructions::port::PortWriteOnly::new(port).write(value) }
+}
+
+/// Switches to the stack whose top is `stack_top` and calls `f(arg)` there. `f` must not
+/// return (the old stack is abandoned).
+///
+/// # Safety
+/// `stack_top` is 16-byte aligned, the top of a mapped, writable stack that nothing else uses.
+pub unsafe fn run_on_stack(stack_top: u64, f: extern "C" fn(usize) -> !, arg: usize) -> ! {
+    // SAFETY: the caller guarantees the stack; `f` never returns, so nothing after the call
+    // runs on the abandoned stack. RBP is cleared so backtraces stop at `f`.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {f}",
+            "ud2",
+            top = in(reg) stack_top,
+            f = in(reg) f,
+            in("rdi") arg,
+            options(noreturn),
+        )
+    }
+}

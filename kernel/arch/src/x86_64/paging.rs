@@ -1,0 +1,203 @@
+//! Kernel page tables (SDM Vol. 3A §4.5, 4-level paging), built with the `x86_64` crate's
+//! mapper over frames from `rhea-mm`.
+//!
+//! The layout:
+//! - physical RAM (usable and ACPI regions) is identity-mapped, writable, never executable,
+//!   with 2 MiB pages wherever a 2 MiB chunk is wholly RAM and holds no part of the kernel;
+//! - the kernel image is mapped with its section permissions (W^X): text read-only and
+//!   executable, rodata read-only, data and bss writable;
+//! - page 0 is never mapped, so null dereferences fault;
+//! - MMIO and reserved regions are not mapped until a driver asks;
+//! - kernel stacks live at [`STACK_REGION_BASE`] and above, each with unmapped guard pages
+//!   below it, so an overflow faults instead of corrupting a neighbour.
+//!
+//! Page-table frames are reached through the identity map (offset 0). While the board's boot
+//! tables are live only the first 4 GiB are mapped, so the frame allocator's low-first order
+//! matters until [`AddressSpace::activate`].
+
+use core::ops::Range;
+use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
+use x86_64::structures::paging::{
+    FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB,
+    Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Where kernel stacks are mapped (the start of the upper canonical half, far from the
+/// identity map).
+pub const STACK_REGION_BASE: u64 = 0xffff_8000_0000_0000;
+
+const SIZE_4K: u64 = 4096;
+const SIZE_2M: u64 = 2 << 20;
+
+/// The kernel image's sections, page-aligned, from the board's linker script.
+#[derive(Clone, Debug)]
+pub struct KernelImage {
+    /// Code: mapped read-only, executable.
+    pub text: Range<u64>,
+    /// Constants (and the ELF notes): read-only.
+    pub rodata: Range<u64>,
+    /// Data, the symbol table and bss: read-write.
+    pub data: Range<u64>,
+}
+
+impl KernelImage {
+    /// The whole image.
+    pub fn range(&self) -> Range<u64> {
+        self.text.start..self.data.end
+    }
+
+    fn flags_for(&self, addr: u64) -> Option<F> {
+        if self.text.contains(&addr) {
+            Some(F::PRESENT)
+        } else if self.rodata.contains(&addr) {
+            Some(F::PRESENT | F::NO_EXECUTE)
+        } else if self.data.contains(&addr) {
+            Some(F::PRESENT | F::WRITABLE | F::NO_EXECUTE)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a mapping failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PagingError {
+    /// No frame for a page table or a page.
+    OutOfFrames,
+    /// The virtual page was already mapped.
+    AlreadyMapped { virt: u64 },
+    /// An address that is not page-aligned, or a range that wraps.
+    BadRange,
+}
+
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::OutOfFrames => f.write_str("out of physical frames for page tables or pages"),
+            Self::AlreadyMapped { virt } => write!(f, "virtual page {virt:#x} is already mapped"),
+            Self::BadRange => f.write_str("unaligned or wrapping address range"),
+        }
+    }
+}
+
+/// Adapts the `rhea-mm` allocator to the crate's trait.
+struct Frames<'a, 'b>(&'a mut FrameAllocator<'b>);
+
+// SAFETY: every frame returned comes from the frame allocator, which hands each frame out once
+// until it is freed; the mapper zeroes frames it uses as page tables.
+unsafe impl CrateFrameAllocator<Size4KiB> for Frames<'_, '_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let p = self.0.alloc(1, 1).ok()?;
+        Some(PhysFrame::containing_address(PhysAddr::new(p.0)))
+    }
+}
+
+/// The kernel's page tables.
+#[derive(Debug)]
+pub struct AddressSpace {
+    pml4: u64,
+}
+
+impl AddressSpace {
+    /// Builds the kernel address space described in the module documentation. Does not switch
+    /// to it.
+    pub fn new_kernel(frames: &mut FrameAllocator<'_>, map: &MemoryMap, image: &KernelImage) -> Result<Self, PagingError> {
+        let pml4 = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+        // SAFETY: the frame was just allocated, is identity-mapped (below 4 GiB, see module
+        // docs) and nothing else refers to it.
+        unsafe { (pml4 as *mut PageTable).write(PageTable::new()) };
+        let mut space = Self { pml4 };
+        let img = image.range();
+        for region in map.regions() {
+            if !matches!(region.kind, RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs) {
+                continue;
+            }
+            // Whole pages only; page 0 stays unmapped.
+            let mut addr = region.start.align_up(SIZE_4K).ok_or(PagingError::BadRange)?.0.max(SIZE_4K);
+            let end = region.end().align_down(SIZE_4K).0;
+            // RT: boot-time only; one iteration per page or 2 MiB chunk of RAM.
+            while addr < end {
+                let chunk_free_of_image = addr + SIZE_2M <= img.start || addr >= img.end;
+                if addr % SIZE_2M == 0 && addr + SIZE_2M <= end && chunk_free_of_image {
+                    space.map_2m(frames, addr, F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL)?;
+                    addr += SIZE_2M;
+                } else {
+                    let flags = image.flags_for(addr).unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+                    space.map_4k(frames, addr, addr, flags | F::GLOBAL)?;
+                    addr += SIZE_4K;
+                }
+            }
+        }
+        Ok(space)
+    }
+
+    /// Switches this CPU to these page tables.
+    ///
+    /// # Safety
+    /// Everything the CPU will touch next — the running code, its stack, the data it uses — is
+    /// mapped in this address space (true for the kernel image, RAM and stacks mapped with
+    /// [`AddressSpace::map_stack`]).
+    pub unsafe fn activate(&self) {
+        use x86_64::registers::control::{Cr3, Cr3Flags};
+        let frame = PhysFrame::containing_address(PhysAddr::new(self.pml4));
+        // SAFETY: forwarded to the caller.
+        unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    }
+
+    /// Maps `pages` fresh frames, writable and not executable, ending at `top` (exclusive). The
+    /// caller keeps the pages below unmapped as the guard.
+    pub fn map_stack(&mut self, frames: &mut FrameAllocator<'_>, top: u64, pages: u64) -> Result<(), PagingError> {
+        let bottom = top.checked_sub(pages * SIZE_4K).ok_or(PagingError::BadRange)?;
+        if top % SIZE_4K != 0 {
+            return Err(PagingError::BadRange);
+        }
+        let mut virt = bottom;
+        while virt < top {
+            let phys = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+            self.map_4k(frames, virt, phys, F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL)?;
+            virt += SIZE_4K;
+        }
+        Ok(())
+    }
+
+    /// Whether `virt` is mapped.
+    pub fn is_mapped(&self, virt: u64) -> bool {
+        let Ok(v) = VirtAddr::try_new(virt) else { return false };
+        self.mapper().translate_addr(v).is_some()
+    }
+
+    fn mapper(&self) -> OffsetPageTable<'static> {
+        // SAFETY: `pml4` is this address space's top-level table; all page-table frames are
+        // identity-mapped (offset 0), and the mapper is only used from `&self`/`&mut self`
+        // methods, which the owner serialises.
+        unsafe { OffsetPageTable::new(&mut *(self.pml4 as *mut PageTable), VirtAddr::new(0)) }
+    }
+
+    fn map_4k(&mut self, frames: &mut FrameAllocator<'_>, virt: u64, phys: u64, flags: F) -> Result<(), PagingError> {
+        let page = Page::<Size4KiB>::from_start_address(VirtAddr::try_new(virt).map_err(|_| PagingError::BadRange)?).map_err(|_| PagingError::BadRange)?;
+        let frame = PhysFrame::<Size4KiB>::from_start_address(PhysAddr::new(phys)).map_err(|_| PagingError::BadRange)?;
+        let parent = F::PRESENT | F::WRITABLE;
+        // SAFETY: the frame is either RAM being identity-mapped (aliasing its own address, which
+        // is how the kernel addresses RAM) or a fresh frame for a stack; neither aliases other
+        // Rust objects through a different address.
+        let flush = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, parent, &mut Frames(frames)) };
+        flush.map(|f| f.ignore()).map_err(|e| map_err(e, virt))
+    }
+
+    fn map_2m(&mut self, frames: &mut FrameAllocator<'_>, addr: u64, flags: F) -> Result<(), PagingError> {
+        let page = Page::<Size2MiB>::from_start_address(VirtAddr::new(addr)).map_err(|_| PagingError::BadRange)?;
+        let frame = PhysFrame::<Size2MiB>::from_start_address(PhysAddr::new(addr)).map_err(|_| PagingError::BadRange)?;
+        // SAFETY: as in `map_4k`: an identity mapping of RAM.
+        let flush = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut Frames(frames)) };
+        flush.map(|f| f.ignore()).map_err(|e| map_err(e, addr))
+    }
+}
+
+fn map_err<S: x86_64::structures::paging::PageSize>(e: x86_64::structures::paging::mapper::MapToError<S>, virt: u64) -> PagingError {
+    use x86_64::structures::paging::mapper::MapToError;
+    match e {
+        MapToError::FrameAllocationFailed => PagingError::OutOfFrames,
+        MapToError::ParentEntryHugePage | MapToError::PageAlreadyMapped(_) => PagingError::AlreadyMapped { virt },
+    }
+}

@@ -1,0 +1,130 @@
+//! Register snapshots for panics, the shared register-dump format, and frame-pointer
+//! backtraces.
+
+use core::fmt;
+use core::ops::Range;
+
+/// The registers at the point of capture (used by the panic report, where there is no trap
+/// frame). General registers hold whatever the compiler left there; RIP, RSP and RBP locate
+/// the capture, the control registers show the CPU mode.
+#[derive(Clone, Copy, Debug)]
+pub struct Registers {
+    gpr: [u64; 16],
+    rip: u64,
+    rflags: u64,
+    cr0: u64,
+    cr3: u64,
+    cr4: u64,
+}
+
+const NAMES: [&str; 16] = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+
+impl Registers {
+    /// Captures this CPU's registers here.
+    #[inline(always)]
+    pub fn capture() -> Self {
+        let mut gpr = [0u64; 16];
+        let (rip, rflags): (u64, u64);
+        // SAFETY: the asm only stores into `gpr` (16 words, its pointer in RAX is saved first)
+        // and reads RIP and RFLAGS; pushfq/pop leave the stack as they found it.
+        unsafe {
+            core::arch::asm!(
+                "mov [rax + 8*1], rbx",
+                "mov [rax + 8*2], rcx",
+                "mov [rax + 8*3], rdx",
+                "mov [rax + 8*4], rsi",
+                "mov [rax + 8*5], rdi",
+                "mov [rax + 8*6], rbp",
+                "mov [rax + 8*7], rsp",
+                "mov [rax + 8*8], r8",
+                "mov [rax + 8*9], r9",
+                "mov [rax + 8*10], r10",
+                "mov [rax + 8*11], r11",
+                "mov [rax + 8*12], r12",
+                "mov [rax + 8*13], r13",
+                "mov [rax + 8*14], r14",
+                "mov [rax + 8*15], r15",
+                "lea {rip}, [rip]",
+                "pushfq",
+                "pop {fl}",
+                in("rax") gpr.as_mut_ptr(),
+                rip = out(reg) rip,
+                fl = out(reg) rflags,
+            );
+        }
+        gpr[0] = gpr.as_ptr() as u64; // RAX held the buffer address.
+        Self {
+            gpr,
+            rip,
+            rflags,
+            cr0: x86_64::registers::control::Cr0::read_raw(),
+            cr3: x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64(),
+            cr4: x86_64::registers::control::Cr4::read_raw(),
+        }
+    }
+
+    /// RIP at capture.
+    pub fn pc(&self) -> u64 {
+        self.rip
+    }
+
+    /// RBP at capture: the head of the frame-pointer chain.
+    pub fn frame_pointer(&self) -> u64 {
+        self.gpr[6]
+    }
+
+    /// RSP at capture.
+    pub fn stack_pointer(&self) -> u64 {
+        self.gpr[7]
+    }
+}
+
+impl fmt::Display for Registers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut all = [("", 0u64); 21];
+        for (i, name) in NAMES.iter().enumerate() {
+            all[i] = (name, self.gpr[i]);
+        }
+        all[16] = ("rip", self.rip);
+        all[17] = ("rflags", self.rflags);
+        all[18] = ("cr0", self.cr0);
+        all[19] = ("cr3", self.cr3);
+        all[20] = ("cr4", self.cr4);
+        dump(f, &all)
+    }
+}
+
+/// Prints `name value` pairs four to a line.
+pub(super) fn dump(f: &mut fmt::Formatter<'_>, regs: &[(&str, u64)]) -> fmt::Result {
+    for line in regs.chunks(4) {
+        f.write_str("  ")?;
+        for (name, value) in line {
+            write!(f, " {name:>6} {value:#018x}")?;
+        }
+        f.write_str("\n")?;
+    }
+    Ok(())
+}
+
+/// Walks the frame-pointer chain from `fp`, calling `f` with each return address, as long as
+/// every frame lies inside `stack` (so a corrupt chain cannot make it read unmapped memory).
+/// Stops after 64 frames. Needs `-C force-frame-pointers=yes`, which xtask sets.
+pub fn backtrace(mut fp: u64, stack: Range<u64>, mut f: impl FnMut(u64)) {
+    // RT: bounded by 64 frames.
+    for _ in 0..64 {
+        if fp % 8 != 0 || fp < stack.start || fp.saturating_add(16) > stack.end {
+            return;
+        }
+        // SAFETY: `[fp, fp + 16)` is inside `stack`, which the caller vouches is mapped.
+        let (next, ret) = unsafe { (core::ptr::read(fp as *const u64), core::ptr::read((fp + 8) as *const u64)) };
+        if ret == 0 {
+            return;
+        }
+        f(ret);
+        // Frames move towards higher addresses as we unwind; anything else is corruption.
+        if next <= fp {
+            return;
+        }
+        fp = next;
+    }
+}

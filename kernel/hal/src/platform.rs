@@ -1,0 +1,35 @@
+//! What a board hands the runtime: a console and a way to end the machine.
+
+/// How a run of the kernel ends. A test harness reads it from the hypervisor (QEMU's
+/// `isa-debug-exit`, PSCI `SYSTEM_OFF` plus semihosting, Xen `SCHEDOP_shutdown`, a process exit
+/// code on LinuxU).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ExitStatus {
+    /// The application returned successfully from `main`.
+    Success,
+    /// The application reported an error, or the kernel hit a fatal fault or a panic.
+    Failure,
+}
+
+/// A byte sink for kernel output.
+///
+/// `write_bytes` must be callable from any context — including a fault handler that interrupted
+/// another `write_bytes` on the same CPU — so implementations keep no state that such nesting
+/// could corrupt (a polled UART qualifies). Serialising whole messages is the caller's job.
+pub trait Console: Sync {
+    /// Writes `bytes` as they are; no newline translation.
+    fn write_bytes(&self, bytes: &[u8]);
+}
+
+/// The board-level services the runtime needs from the first instruction of Rust code on.
+pub trait Platform: Sync {
+    /// The board's name as xtask knows it, e.g. `qemu-x86_64`.
+    fn name(&self) -> &'static str;
+
+    /// The early, always-available console.
+    fn console(&self) -> &dyn Console;
+
+    /// Ends the machine with `status`. On hardware without a way to report a status this stops
+    /// the CPU for good.
+    fn exit(&self, status: ExitStatus) -> !;
+}

@@ -1,0 +1,136 @@
+//! Reports of everything that ends a run badly: CPU exceptions (with stack overflows told
+//! apart), and panics. Each report names what happened, where (PC with symbol), the faulting
+//! address, the CPU and thread, the registers and a backtrace, then ends the machine with a
+//! failure status.
+//!
+//! The report takes no locks (the fault may have interrupted a lock holder) and allocates
+//! nothing (the heap may be what broke). A fault during a report ends the run at once.
+
+use crate::boards::board;
+use crate::console::raw_writer;
+use crate::memory;
+use core::fmt::Write;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use rhea_hal::{ExitStatus, Platform};
+
+static REPORTING: AtomicBool = AtomicBool::new(false);
+static BOOT_STACK_START: AtomicU64 = AtomicU64::new(0);
+static BOOT_STACK_END: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn set_boot_stack(r: Range<u64>) {
+    BOOT_STACK_START.store(r.start, Ordering::Relaxed);
+    BOOT_STACK_END.store(r.end, Ordering::Relaxed);
+}
+
+fn boot_stack() -> Range<u64> {
+    BOOT_STACK_START.load(Ordering::Relaxed)..BOOT_STACK_END.load(Ordering::Relaxed)
+}
+
+/// The thread owning the stack that `sp` points into, and that stack's range.
+fn thread_at(sp: u64) -> (&'static str, Option<Range<u64>>, Option<memory::StackInfo>) {
+    if let Some(s) = memory::stack_at(sp) {
+        return ("", Some(s.range()), Some(s));
+    }
+    if boot_stack().contains(&sp) {
+        return ("boot", Some(boot_stack()), None);
+    }
+    ("unknown", None, None)
+}
+
+/// Enters the report, or ends the run at once if a report is already in progress.
+fn begin() {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        let _ = writeln!(raw_writer(), "\n!!! fault while reporting a fault; stopping");
+        board::PLATFORM.exit(ExitStatus::Failure);
+    }
+}
+
+struct Sym(u64);
+
+impl core::fmt::Display for Sym {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}", self.0)?;
+        match rhea_symtab::lookup(self.0) {
+            Some(s) => write!(f, " <{}+{:#x}>", s.name, s.offset),
+            None => Ok(()),
+        }
+    }
+}
+
+fn write_backtrace(w: &mut impl Write, fp: u64, stack: Option<Range<u64>>) {
+    let _ = writeln!(w, "    backtrace:");
+    match stack {
+        // Return addresses point after the call; `- 1` symbolises the call itself.
+        Some(range) => rhea_arch::backtrace(fp, range, |ret| {
+            let _ = writeln!(w, "      {}", Sym(ret.wrapping_sub(1)));
+        }),
+        None => {
+            let _ = writeln!(w, "      (frame pointer outside every known stack)");
+        }
+    }
+}
+
+/// The architecture's fatal-exception hook.
+pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
+    begin();
+    let w = &mut raw_writer();
+    let (name, stack, info) = thread_at(fault.stack_pointer());
+    let thread = info.as_ref().map_or(name, |s| s.name());
+    let cpu = rhea_arch::cpu_id();
+    let overflow = fault.address().and_then(|a| memory::stack_at(a).filter(|s| s.guard_contains(a)).map(|s| (a, s)));
+    let _ = writeln!(w);
+    match &overflow {
+        Some((addr, s)) => {
+            let _ = writeln!(
+                w,
+                "!!! KERNEL FAULT on {cpu} in thread '{thread}': kernel stack overflow (guard page hit at {addr:#x}, below the {} KiB stack of thread '{}')",
+                (s.range().end - s.range().start) >> 10,
+                s.name()
+            );
+            let _ = writeln!(w, "    caught as: {}", fault.name());
+        }
+        None => {
+            let _ = writeln!(w, "!!! KERNEL FAULT on {cpu} in thread '{thread}': {}", fault.name());
+        }
+    }
+    let _ = writeln!(w, "    cause: {}", fault.detail());
+    if fault.is_pc_valid() {
+        let _ = writeln!(w, "    at rip {}", Sym(fault.pc()));
+    } else {
+        let _ = writeln!(w, "    at rip {} (undefined for this exception)", Sym(fault.pc()));
+    }
+    if let Some(addr) = fault.address() {
+        let _ = writeln!(w, "    fault address {addr:#x}");
+    }
+    let _ = writeln!(w, "    registers:\n{fault}");
+    // A stack overflow's frame pointer lies in the guard; walk from the last valid frame.
+    write_backtrace(w, fault.frame_pointer(), stack);
+    let _ = writeln!(w, "rhea: fatal fault, exiting with failure");
+    board::PLATFORM.exit(ExitStatus::Failure)
+}
+
+#[panic_handler]
+fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let regs = rhea_arch::Registers::capture();
+    begin();
+    let w = &mut raw_writer();
+    let (name, stack, stack_info) = thread_at(regs.stack_pointer());
+    let thread = stack_info.as_ref().map_or(name, |s| s.name());
+    let _ = writeln!(w);
+    let _ = write!(w, "!!! KERNEL PANIC on {} in thread '{thread}': panicked at ", rhea_arch::cpu_id());
+    match info.location() {
+        Some(l) => {
+            let _ = writeln!(w, "{}:{}:{}:", l.file(), l.line(), l.column());
+        }
+        None => {
+            let _ = writeln!(w, "an unknown location:");
+        }
+    }
+    let _ = writeln!(w, "    {}", info.message());
+    let _ = writeln!(w, "    at rip {}", Sym(regs.pc()));
+    let _ = writeln!(w, "    registers:\n{regs}");
+    write_backtrace(w, regs.frame_pointer(), stack);
+    let _ = writeln!(w, "rhea: panic, exiting with failure");
+    board::PLATFORM.exit(ExitStatus::Failure)
+}

@@ -1,0 +1,78 @@
+//! # `rhea` — layer 4: the runtime, and the API apps are written against
+//!
+//! An app is an ordinary `#![no_std]` binary crate that depends on `rhea`, names its entry
+//! with [`main!`], and may use `alloc`. It never names a board: `cargo xtask build --board B
+//! --app A` selects the board crate, which this crate links in (see `boards.rs`).
+//!
+//! This crate owns [the boot sequence](boot) — one top-down function from the board's entry to
+//! the app's `main` — and the reports of everything that can end a run badly ([`fault`]):
+//! CPU exceptions, stack overflows and panics each print what happened, where (with symbols),
+//! the registers, the CPU and the thread, and end the machine with a failure status.
+//!
+//! Depends on every lower layer (`hal`, `arch`, `mm`, `symtab`) and on exactly one board.
+//! Hardware-free: no `cfg(target_arch)` here.
+#![no_std]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod boards;
+mod boot;
+pub mod console;
+mod fault;
+mod memory;
+
+pub use rhea_hal::ExitStatus;
+
+/// Fault triggers for the fault test apps (exceptions safe Rust cannot raise by itself).
+pub mod testing {
+    pub use rhea_arch::testing::divide_by_zero;
+}
+
+/// What an app's `main` returns, turned into how the run ends.
+pub trait Termination {
+    /// Reports the outcome, printing an error if there is one.
+    fn report(self) -> ExitStatus;
+}
+
+impl Termination for () {
+    fn report(self) -> ExitStatus {
+        ExitStatus::Success
+    }
+}
+
+impl Termination for ExitStatus {
+    fn report(self) -> ExitStatus {
+        self
+    }
+}
+
+impl<E: core::fmt::Debug> Termination for Result<(), E> {
+    fn report(self) -> ExitStatus {
+        match self {
+            Ok(()) => ExitStatus::Success,
+            Err(e) => {
+                println!("rhea: app main returned an error: {e:?}");
+                ExitStatus::Failure
+            }
+        }
+    }
+}
+
+/// Ends the run now with `status`, from anywhere.
+pub fn exit(status: ExitStatus) -> ! {
+    boot::exit(status)
+}
+
+/// Names the app's entry function: `rhea::main!(main);` where `main` is `fn() -> T` and
+/// `T: Termination` (`()`, `ExitStatus` or `Result<(), E: Debug>`).
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        /// The app entry the runtime calls (see `rhea::main!`).
+        #[unsafe(no_mangle)]
+        fn __rhea_app_main() -> $crate::ExitStatus {
+            $crate::Termination::report($main())
+        }
+    };
+}

@@ -1,0 +1,155 @@
+//! Bringing memory up: frame allocator, kernel page tables, heap, guarded stacks.
+//!
+//! Lock: `MEMORY` holds the frame allocator, the address space and the stack table. It is a
+//! spin lock that does not disable interrupts and is never taken in interrupt context (stacks
+//! and page tables are made at spawn and boot time only). Leaf lock, except that it is taken
+//! before the heap lock when a caller allocates while holding it (it does not today).
+//! The fault path reads the stack table with `try_lock` so a fault while it is held cannot
+//! deadlock the report.
+#![allow(unsafe_code, reason = "turning validated physical ranges into Rust memory; each use has a SAFETY note")]
+
+use crate::boards::board::BootInfo;
+use core::ops::Range;
+use rhea_arch::paging::{AddressSpace, PagingError, STACK_REGION_BASE};
+use rhea_hal::{PAGE_SIZE, PhysAddr};
+use rhea_mm::{FrameAllocator, FrameError, Heap};
+use spin::{Mutex, Once};
+
+#[global_allocator]
+static HEAP: Heap = Heap::empty();
+
+/// Virtual space per stack: the stack sits at the top of its slot, everything below it in the
+/// slot stays unmapped and is the guard.
+const STACK_SLOT_BYTES: u64 = 2 << 20;
+/// At most this many stacks (the thread limit until the scheduler issue revisits it).
+const MAX_STACKS: usize = 64;
+/// Stack names are kept inline (no heap needed to report a fault).
+const NAME_BYTES: usize = 32;
+
+/// One mapped kernel stack.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StackInfo {
+    name: [u8; NAME_BYTES],
+    name_len: usize,
+    /// `[bottom, top)` of the mapped stack.
+    bottom: u64,
+    top: u64,
+}
+
+impl StackInfo {
+    pub(crate) fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    pub(crate) fn range(&self) -> Range<u64> {
+        self.bottom..self.top
+    }
+
+    fn slot_base(&self) -> u64 {
+        self.top - STACK_SLOT_BYTES
+    }
+
+    /// Whether `addr` is in this stack's guard area.
+    pub(crate) fn guard_contains(&self, addr: u64) -> bool {
+        (self.slot_base()..self.bottom).contains(&addr)
+    }
+}
+
+struct Memory {
+    frames: FrameAllocator<'static>,
+    space: AddressSpace,
+    stacks: [Option<StackInfo>; MAX_STACKS],
+}
+
+static MEMORY: Once<Mutex<Memory>> = Once::new();
+
+/// Proof that memory is up: frames, page tables, heap.
+#[derive(Debug)]
+pub(crate) struct MemoryReady {
+    pub(crate) usable_bytes: u64,
+    pub(crate) heap_bytes: u64,
+    pub(crate) free_bytes: u64,
+}
+
+/// Why memory bring-up failed: always fatal at boot.
+#[derive(Debug)]
+pub(crate) enum MemoryError {
+    NoRoomForBitmap,
+    Frames(FrameError),
+    Paging(PagingError),
+}
+
+impl core::fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoRoomForBitmap => f.write_str("no usable RAM below 4 GiB for the frame bitmap"),
+            Self::Frames(e) => write!(f, "{e}"),
+            Self::Paging(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Sets up the frame allocator over the board's memory map, builds and switches to the kernel
+/// page tables, and gives the heap its memory.
+pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
+    let map = &boot.memory_map;
+    let words = FrameAllocator::words_for(map);
+    let bitmap_bytes = (words * 8) as u64;
+    let at = FrameAllocator::find_free_range(map, bitmap_bytes, &boot.reserved).ok_or(MemoryError::NoRoomForBitmap)?;
+    if at.0 + bitmap_bytes > 4 << 30 {
+        return Err(MemoryError::NoRoomForBitmap);
+    }
+    // SAFETY: `[at, at + bitmap_bytes)` is usable RAM (find_free_range), below 4 GiB so the boot
+    // identity map covers it, overlaps none of the reserved ranges (image, boot data, low
+    // memory), and is reserved in the allocator right below, so nothing else will use it.
+    let storage = unsafe { core::slice::from_raw_parts_mut(at.0 as *mut u64, words) };
+    let mut reserved = [(PhysAddr(0), 0); 4];
+    reserved[..3].copy_from_slice(&boot.reserved);
+    reserved[3] = (at, bitmap_bytes);
+    let mut frames = FrameAllocator::new(map, storage, &reserved).map_err(MemoryError::Frames)?;
+
+    let space = AddressSpace::new_kernel(&mut frames, map, &boot.image).map_err(MemoryError::Paging)?;
+    // SAFETY: the new tables map the kernel image (text, rodata, data, bss — hence the boot
+    // stack we are on) and all RAM exactly as the boot tables did, minus page 0 and with
+    // stricter permissions that the kernel honours.
+    unsafe { space.activate() };
+
+    // Heap: an eighth of RAM, between 256 KiB and 64 MiB, contiguous and identity-mapped.
+    let heap_bytes = (map.usable_bytes() / 8).clamp(256 << 10, 64 << 20) / PAGE_SIZE * PAGE_SIZE;
+    let heap = frames.alloc((heap_bytes / PAGE_SIZE) as usize, 1).map_err(MemoryError::Frames)?;
+    // SAFETY: the frames were just allocated for the heap alone, are RAM identity-mapped
+    // writable, and are never freed; `init` runs once.
+    unsafe { HEAP.init(heap.0 as *mut u8, heap_bytes as usize) };
+
+    let ready = MemoryReady { usable_bytes: map.usable_bytes(), heap_bytes, free_bytes: frames.free_frames() as u64 * PAGE_SIZE };
+    MEMORY.call_once(|| Mutex::new(Memory { frames, space, stacks: [None; MAX_STACKS] }));
+    Ok(ready)
+}
+
+/// Maps a new kernel stack of `bytes` (rounded up to pages, at most a slot minus one guard
+/// page) with unmapped guard pages below it, and records its name for fault reports.
+pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError> {
+    let pages = bytes.div_ceil(PAGE_SIZE).clamp(1, STACK_SLOT_BYTES / PAGE_SIZE - 1);
+    let mut mem = MEMORY.get().expect("memory::init ran before any stack is made").lock();
+    let slot = mem.stacks.iter().position(Option::is_none).ok_or(MemoryError::Frames(FrameError::OutOfMemory { frames: pages as usize }))?;
+    let top = STACK_REGION_BASE + (slot as u64 + 1) * STACK_SLOT_BYTES;
+    let m = &mut *mem;
+    m.space.map_stack(&mut m.frames, top, pages).map_err(MemoryError::Paging)?;
+    let mut info = StackInfo { name: [0; NAME_BYTES], name_len: 0, bottom: top - pages * PAGE_SIZE, top };
+    let n = floor_char_boundary(name, NAME_BYTES);
+    info.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    info.name_len = n;
+    m.stacks[slot] = Some(info);
+    Ok(info)
+}
+
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
+/// The recorded stack whose mapped range or guard contains `addr`, for fault reports. Does not
+/// wait for the memory lock.
+pub(crate) fn stack_at(addr: u64) -> Option<StackInfo> {
+    let mem = MEMORY.get()?.try_lock()?;
+    mem.stacks.iter().flatten().find(|s| s.range().contains(&addr) || s.guard_contains(addr)).copied()
+}
