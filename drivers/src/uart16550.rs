@@ -144,6 +144,10 @@ mod tests {
         let m = Model::default();
         *m.busy.lock().unwrap() = u32::MAX;
         Uart16550::new(&m).send(b'x');
-        assert_eq!(m.writes.lock().unwrap().len(), 1, "byte dropped after the bound, not hung");
+        assert_eq!(
+            m.writes.lock().unwrap().len(),
+            1,
+            "byte dropped after the bound, not hung"
+        );
     }
 }

@@ -1,11 +1,14 @@
 //! The parts of the board that run on the machine: entry code, console, exit, early init.
-#![allow(unsafe_code, reason = "boot entry, port I/O and linker symbols; each use has a SAFETY note")]
+#![allow(
+    unsafe_code,
+    reason = "boot entry, port I/O and linker symbols; each use has a SAFETY note"
+)]
 
 use crate::pvh::{self, PhysMemory};
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_drivers::uart16550::{Registers, Uart16550};
-use rhea_hal::{Console, ExitStatus, PAGE_SIZE, Platform, PhysAddr};
+use rhea_hal::{Console, ExitStatus, PAGE_SIZE, PhysAddr, Platform};
 use rhea_mm::MemoryMap;
 
 core::arch::global_asm!(
@@ -198,7 +201,9 @@ const BOOT_MAP_END: u64 = 4 << 30;
 
 impl PhysMemory for BootIdentityMap {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
-        let Some(end) = paddr.checked_add(buf.len() as u64) else { return false };
+        let Some(end) = paddr.checked_add(buf.len() as u64) else {
+            return false;
+        };
         if paddr == 0 || end > BOOT_MAP_END {
             return false;
         }
@@ -290,8 +295,18 @@ pub fn early_init(start_info: usize) -> BootInfo {
         }
     };
     let image_range = image.range();
-    if info.memory_map.region_containing(PhysAddr(image_range.start), image_range.end - image_range.start).is_none() {
-        panic!("the kernel image {:#x}..{:#x} is not inside one memory region of the PVH map", image_range.start, image_range.end);
+    if info
+        .memory_map
+        .region_containing(
+            PhysAddr(image_range.start),
+            image_range.end - image_range.start,
+        )
+        .is_none()
+    {
+        panic!(
+            "the kernel image {:#x}..{:#x} is not inside one memory region of the PVH map",
+            image_range.start, image_range.end
+        );
     }
     // SAFETY: `early_init` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
@@ -302,7 +317,10 @@ pub fn early_init(start_info: usize) -> BootInfo {
         reserved: [
             // Real-mode IVT, BIOS data, EBDA, option ROMs: never handed out.
             (PhysAddr(0), 0x10_0000),
-            (PhysAddr(image_range.start), image_range.end - image_range.start),
+            (
+                PhysAddr(image_range.start),
+                image_range.end - image_range.start,
+            ),
             // The start info itself (the command line was copied out of it).
             (PhysAddr(start_info as u64).align_down(PAGE_SIZE), PAGE_SIZE),
         ],

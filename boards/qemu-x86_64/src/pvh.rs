@@ -57,11 +57,23 @@ impl fmt::Display for PvhError {
         match *self {
             Self::Unreadable { what, addr } => write!(f, "cannot read the {what} at {addr:#x}"),
             Self::BadMagic { found } => write!(f, "magic is {found:#x}, expected {MAGIC:#x}"),
-            Self::NoMemoryMap { version } => write!(f, "version {version} has no memory map (version 1 or later needed)"),
-            Self::BadEntryCount { entries } => write!(f, "{entries} memory-map entries (1..={MAX_MEMMAP_ENTRIES} expected)"),
+            Self::NoMemoryMap { version } => write!(
+                f,
+                "version {version} has no memory map (version 1 or later needed)"
+            ),
+            Self::BadEntryCount { entries } => write!(
+                f,
+                "{entries} memory-map entries (1..={MAX_MEMMAP_ENTRIES} expected)"
+            ),
             Self::MemoryMap(e) => write!(f, "bad memory map: {e}"),
-            Self::PointerOutsideMemory { what, addr } => write!(f, "the {what} pointer {addr:#x} lies outside the memory map"),
-            Self::BadCmdline => write!(f, "the command line is unterminated, longer than {MAX_CMDLINE} bytes, or not UTF-8"),
+            Self::PointerOutsideMemory { what, addr } => write!(
+                f,
+                "the {what} pointer {addr:#x} lies outside the memory map"
+            ),
+            Self::BadCmdline => write!(
+                f,
+                "the command line is unterminated, longer than {MAX_CMDLINE} bytes, or not UTF-8"
+            ),
         }
     }
 }
@@ -97,7 +109,10 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
     let mut hdr = [0u8; START_INFO_V1_BYTES];
     // Version 0 is 48 bytes; read those first so a v0 structure at the end of memory works.
     if !mem.read(addr, &mut hdr[..48]) {
-        return Err(PvhError::Unreadable { what: "start info", addr });
+        return Err(PvhError::Unreadable {
+            what: "start info",
+            addr,
+        });
     }
     let magic = u32_at(&hdr, 0);
     if magic != MAGIC {
@@ -108,7 +123,10 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
         return Err(PvhError::NoMemoryMap { version });
     }
     if !mem.read(addr + 48, &mut hdr[48..]) {
-        return Err(PvhError::Unreadable { what: "start info", addr });
+        return Err(PvhError::Unreadable {
+            what: "start info",
+            addr,
+        });
     }
     let nr_modules = u32_at(&hdr, 12);
     let modlist = u64_at(&hdr, 16);
@@ -125,7 +143,10 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
         let mut e = [0u8; MEMMAP_ENTRY_BYTES];
         let at = memmap_addr + i * MEMMAP_ENTRY_BYTES as u64;
         if !mem.read(at, &mut e) {
-            return Err(PvhError::Unreadable { what: "memory map", addr: memmap_addr });
+            return Err(PvhError::Unreadable {
+                what: "memory map",
+                addr: memmap_addr,
+            });
         }
         let kind = match u32_at(&e, 16) {
             e820::RAM => RegionKind::Usable,
@@ -133,7 +154,8 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
             e820::NVS => RegionKind::AcpiNvs,
             _ => RegionKind::Reserved,
         };
-        map.push(u64_at(&e, 0), u64_at(&e, 8), kind).map_err(PvhError::MemoryMap)?;
+        map.push(u64_at(&e, 0), u64_at(&e, 8), kind)
+            .map_err(PvhError::MemoryMap)?;
     }
     let map = map.finish().map_err(PvhError::MemoryMap)?;
 
@@ -149,7 +171,11 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
         }
     };
     inside("start info", addr, START_INFO_V1_BYTES as u64)?;
-    inside("memory map", memmap_addr, u64::from(entries) * MEMMAP_ENTRY_BYTES as u64)?;
+    inside(
+        "memory map",
+        memmap_addr,
+        u64::from(entries) * MEMMAP_ENTRY_BYTES as u64,
+    )?;
     if nr_modules > 0 {
         inside("module list", modlist, u64::from(nr_modules) * 32)?;
     }
@@ -168,7 +194,10 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
             }
             let mut b = [0u8];
             if !mem.read(cmdline_addr + cmdline_len as u64, &mut b) {
-                return Err(PvhError::Unreadable { what: "command line", addr: cmdline_addr });
+                return Err(PvhError::Unreadable {
+                    what: "command line",
+                    addr: cmdline_addr,
+                });
             }
             if b[0] == 0 {
                 break;
@@ -180,7 +209,12 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
             return Err(PvhError::BadCmdline);
         }
     }
-    Ok(StartInfo { memory_map: map, cmdline, cmdline_len, rsdp: (rsdp != 0).then_some(rsdp) })
+    Ok(StartInfo {
+        memory_map: map,
+        cmdline,
+        cmdline_len,
+        rsdp: (rsdp != 0).then_some(rsdp),
+    })
 }
 
 #[cfg(test)]
@@ -222,7 +256,11 @@ mod tests {
         put64(&mut m, INFO + 24, CMD);
         put64(&mut m, INFO + 40, MAP);
         put32(&mut m, INFO + 48, 3);
-        let entries = [(0u64, 0x9_fc00u64, 1u32), (0xf_0000, 0x1_0000, 2), (0x10_0000, 0x7f0_0000, 1)];
+        let entries = [
+            (0u64, 0x9_fc00u64, 1u32),
+            (0xf_0000, 0x1_0000, 2),
+            (0x10_0000, 0x7f0_0000, 1),
+        ];
         for (i, (a, l, t)) in entries.iter().enumerate() {
             let at = MAP + 24 * i as u64;
             put64(&mut m, at, *a);
@@ -246,54 +284,105 @@ mod tests {
     fn rejects_bad_magic_and_version_0() {
         let mut m = good();
         put32(&mut m, INFO, 0x1234_5678);
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::BadMagic { found: 0x1234_5678 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::BadMagic { found: 0x1234_5678 }
+        );
         let mut m = good();
         put32(&mut m, INFO + 4, 0);
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::NoMemoryMap { version: 0 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::NoMemoryMap { version: 0 }
+        );
     }
 
     #[test]
     fn rejects_no_entries_and_absurd_counts() {
         let mut m = good();
         put32(&mut m, INFO + 48, 0);
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::BadEntryCount { entries: 0 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::BadEntryCount { entries: 0 }
+        );
         put32(&mut m, INFO + 48, 100_000);
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::BadEntryCount { entries: 100_000 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::BadEntryCount { entries: 100_000 }
+        );
     }
 
     #[test]
     fn rejects_overlapping_and_absurd_regions() {
         let mut m = good();
         put64(&mut m, MAP + 24 * 2, 0x9_0000); // third entry now overlaps the first
-        assert!(matches!(parse(&m, INFO).unwrap_err(), PvhError::MemoryMap(MemoryMapError::Overlap { .. })));
+        assert!(matches!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::MemoryMap(MemoryMapError::Overlap { .. })
+        ));
         let mut m = good();
         put64(&mut m, MAP + 24 * 2 + 8, u64::MAX); // wraps
-        assert!(matches!(parse(&m, INFO).unwrap_err(), PvhError::MemoryMap(MemoryMapError::Wraps { .. })));
+        assert!(matches!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::MemoryMap(MemoryMapError::Wraps { .. })
+        ));
         let mut m = good();
         put64(&mut m, MAP + 24 * 2, 1 << 60); // beyond any physical address
-        assert!(matches!(parse(&m, INFO).unwrap_err(), PvhError::MemoryMap(MemoryMapError::BeyondPhysicalLimit { .. })));
+        assert!(matches!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::MemoryMap(MemoryMapError::BeyondPhysicalLimit { .. })
+        ));
         let mut m = good();
         put64(&mut m, MAP + 8, 0); // empty region
-        assert!(matches!(parse(&m, INFO).unwrap_err(), PvhError::MemoryMap(MemoryMapError::EmptyRegion { .. })));
+        assert!(matches!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::MemoryMap(MemoryMapError::EmptyRegion { .. })
+        ));
         let mut m = good();
         for i in [0u64, 2] {
             put32(&mut m, MAP + 24 * i + 16, 2); // no RAM left
         }
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::MemoryMap(MemoryMapError::NoUsableMemory));
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::MemoryMap(MemoryMapError::NoUsableMemory)
+        );
     }
 
     #[test]
     fn rejects_pointers_outside_memory() {
         let mut m = good();
         put64(&mut m, INFO + 24, 0x800_0000); // command line right after the end of RAM
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::PointerOutsideMemory { what: "command line", addr: 0x800_0000 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::PointerOutsideMemory {
+                what: "command line",
+                addr: 0x800_0000
+            }
+        );
         let mut m = good();
         put64(&mut m, INFO + 32, 0xfee0_0000); // RSDP nowhere
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::PointerOutsideMemory { what: "ACPI RSDP", addr: 0xfee0_0000 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::PointerOutsideMemory {
+                what: "ACPI RSDP",
+                addr: 0xfee0_0000
+            }
+        );
         let mut m = good();
         put64(&mut m, INFO + 40, 0x4000_0000); // memory map beyond readable memory
-        assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::Unreadable { what: "memory map", addr: 0x4000_0000 });
-        assert_eq!(parse(&good(), 0x20_0000).unwrap_err(), PvhError::Unreadable { what: "start info", addr: 0x20_0000 });
+        assert_eq!(
+            parse(&m, INFO).unwrap_err(),
+            PvhError::Unreadable {
+                what: "memory map",
+                addr: 0x4000_0000
+            }
+        );
+        assert_eq!(
+            parse(&good(), 0x20_0000).unwrap_err(),
+            PvhError::Unreadable {
+                what: "start info",
+                addr: 0x20_0000
+            }
+        );
     }
 
     #[test]

@@ -27,8 +27,13 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::OutOfMemory { frames } => write!(f, "out of physical memory ({frames} contiguous frames wanted)"),
-            Self::StorageTooSmall { needed_words } => write!(f, "frame bitmap needs {needed_words} words"),
+            Self::OutOfMemory { frames } => write!(
+                f,
+                "out of physical memory ({frames} contiguous frames wanted)"
+            ),
+            Self::StorageTooSmall { needed_words } => {
+                write!(f, "frame bitmap needs {needed_words} words")
+            }
             Self::OutOfRange { addr } => write!(f, "frame {addr:#x} is outside managed memory"),
             Self::DoubleFree { addr } => write!(f, "frame {addr:#x} freed twice"),
             Self::BadRequest => write!(f, "unaligned or empty frame request"),
@@ -61,7 +66,11 @@ impl<'a> FrameAllocator<'a> {
 
     /// Finds a page-aligned place in usable RAM for `len_bytes` that overlaps none of
     /// `reserved` (each `(start, len_bytes)`). Used to place the bitmap itself.
-    pub fn find_free_range(map: &MemoryMap, len_bytes: u64, reserved: &[(PhysAddr, u64)]) -> Option<PhysAddr> {
+    pub fn find_free_range(
+        map: &MemoryMap,
+        len_bytes: u64,
+        reserved: &[(PhysAddr, u64)],
+    ) -> Option<PhysAddr> {
         let len = len_bytes.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         for region in map.usable() {
             let mut start = region.start.align_up(PAGE_SIZE)?.0;
@@ -84,15 +93,26 @@ impl<'a> FrameAllocator<'a> {
     /// Builds the allocator: every frame starts used, the whole pages of usable regions are
     /// freed, then every range in `reserved` is taken again (kernel image, boot data, the bitmap
     /// itself, low memory).
-    pub fn new(map: &MemoryMap, storage: &'a mut [u64], reserved: &[(PhysAddr, u64)]) -> Result<Self, FrameError> {
+    pub fn new(
+        map: &MemoryMap,
+        storage: &'a mut [u64],
+        reserved: &[(PhysAddr, u64)],
+    ) -> Result<Self, FrameError> {
         let frames = Self::frames_for(map);
         let words = frames.div_ceil(BITS);
         if storage.len() < words {
-            return Err(FrameError::StorageTooSmall { needed_words: words });
+            return Err(FrameError::StorageTooSmall {
+                needed_words: words,
+            });
         }
         let bits = &mut storage[..words];
         bits.fill(u64::MAX);
-        let mut this = Self { bits, frames, free: 0, hint: 0 };
+        let mut this = Self {
+            bits,
+            frames,
+            free: 0,
+            hint: 0,
+        };
         for region in map.usable() {
             let first = region.start.align_up(PAGE_SIZE).map_or(u64::MAX, |a| a.0) / PAGE_SIZE;
             let last = region.end().align_down(PAGE_SIZE).0 / PAGE_SIZE;
@@ -110,7 +130,11 @@ impl<'a> FrameAllocator<'a> {
     /// range are ignored (they are never handed out anyway).
     pub fn reserve(&mut self, start: PhysAddr, len_bytes: u64) {
         let first = start.0 / PAGE_SIZE;
-        let last = start.0.saturating_add(len_bytes).div_ceil(PAGE_SIZE).min(self.frames as u64);
+        let last = start
+            .0
+            .saturating_add(len_bytes)
+            .div_ceil(PAGE_SIZE)
+            .min(self.frames as u64);
         for frame in first..last {
             self.set(frame as usize);
         }
@@ -148,7 +172,9 @@ impl<'a> FrameAllocator<'a> {
         }
         // Check everything before changing anything, so a bad call changes nothing.
         if let Some(f) = (first..first + count).find(|&f| !self.is_used(f)) {
-            return Err(FrameError::DoubleFree { addr: f as u64 * PAGE_SIZE });
+            return Err(FrameError::DoubleFree {
+                addr: f as u64 * PAGE_SIZE,
+            });
         }
         for f in first..first + count {
             self.clear(f);
@@ -209,7 +235,12 @@ mod tests {
     fn only_usable_unreserved_frames_are_free() {
         let m = map();
         let mut storage = vec![0u64; FrameAllocator::words_for(&m)];
-        let fa = FrameAllocator::new(&m, &mut storage, &[(PhysAddr(0), 0x10_0000), (PhysAddr(0x10_0000), 0x2000)]).unwrap();
+        let fa = FrameAllocator::new(
+            &m,
+            &mut storage,
+            &[(PhysAddr(0), 0x10_0000), (PhysAddr(0x10_0000), 0x2000)],
+        )
+        .unwrap();
         // 1..4 MiB is 768 frames, minus the two reserved ones; low memory is reserved whole.
         assert_eq!(fa.free_frames(), 768 - 2);
         assert_eq!(FrameAllocator::frames_for(&m), 1024);
@@ -241,7 +272,10 @@ mod tests {
         let free = fa.free_frames();
         assert_eq!(fa.free(a, 2), Err(FrameError::DoubleFree { addr: a.0 }));
         assert_eq!(fa.free_frames(), free);
-        assert_eq!(fa.free(PhysAddr(0x4000_0000), 1), Err(FrameError::OutOfRange { addr: 0x4000_0000 }));
+        assert_eq!(
+            fa.free(PhysAddr(0x4000_0000), 1),
+            Err(FrameError::OutOfRange { addr: 0x4000_0000 })
+        );
         assert_eq!(fa.free(PhysAddr(0x1001), 1), Err(FrameError::BadRequest));
     }
 
@@ -254,7 +288,10 @@ mod tests {
         let run = fa.alloc(all, 1).unwrap();
         assert_eq!(fa.alloc(1, 1), Err(FrameError::OutOfMemory { frames: 1 }));
         fa.free(run, all).unwrap();
-        assert_eq!(fa.alloc(all + 1, 1), Err(FrameError::OutOfMemory { frames: all + 1 }));
+        assert_eq!(
+            fa.alloc(all + 1, 1),
+            Err(FrameError::OutOfMemory { frames: all + 1 })
+        );
         assert!(fa.alloc(all, 1).is_ok());
     }
 
@@ -270,16 +307,16 @@ mod tests {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            if seed % 3 != 0 || live.is_empty() {
+            if !seed.is_multiple_of(3) || live.is_empty() {
                 let count = 1 + (seed >> 8) as usize % 40;
                 let align = 1 << ((seed >> 20) % 4);
                 if let Ok(a) = fa.alloc(count, align) {
                     let first = (a.0 / PAGE_SIZE) as usize;
                     assert_eq!(first % align, 0);
-                    for f in first..first + count {
-                        assert!(f >= 256, "low memory handed out");
-                        assert!(!owner[f], "frame {f} handed out twice");
-                        owner[f] = true;
+                    assert!(first >= 256, "low memory handed out");
+                    for (f, owned) in owner.iter_mut().enumerate().skip(first).take(count) {
+                        assert!(!*owned, "frame {f} handed out twice");
+                        *owned = true;
                     }
                     live.push((a, count));
                 }
@@ -296,7 +333,12 @@ mod tests {
     #[test]
     fn find_free_range_avoids_reserved() {
         let m = map();
-        let at = FrameAllocator::find_free_range(&m, 0x3000, &[(PhysAddr(0), 0x10_0000), (PhysAddr(0x10_0000), 0x1800)]).unwrap();
+        let at = FrameAllocator::find_free_range(
+            &m,
+            0x3000,
+            &[(PhysAddr(0), 0x10_0000), (PhysAddr(0x10_0000), 0x1800)],
+        )
+        .unwrap();
         assert_eq!(at, PhysAddr(0x10_2000));
         assert!(FrameAllocator::find_free_range(&m, 0x100_0000, &[]).is_none());
     }

@@ -7,7 +7,10 @@
 //!
 //! Exhaustion returns a null pointer from `alloc`, which Rust turns into
 //! `handle_alloc_error` → a panic naming the size, reported like every other panic.
-#![allow(unsafe_code, reason = "handing raw memory to an allocator is inherently unsafe")]
+#![allow(
+    unsafe_code,
+    reason = "handing raw memory to an allocator is inherently unsafe"
+)]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
@@ -23,7 +26,11 @@ impl core::fmt::Debug for Heap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // `try_lock`: formatting must not deadlock against an allocation in progress.
         match self.inner.try_lock() {
-            Some(h) => f.debug_struct("Heap").field("used", &h.used()).field("free", &h.free()).finish(),
+            Some(h) => f
+                .debug_struct("Heap")
+                .field("used", &h.used())
+                .field("free", &h.free())
+                .finish(),
             None => f.write_str("Heap { <locked> }"),
         }
     }
@@ -38,7 +45,9 @@ impl Default for Heap {
 impl Heap {
     /// An empty heap: every allocation fails until [`Heap::init`].
     pub const fn empty() -> Self {
-        Self { inner: Mutex::new(Inner::empty()) }
+        Self {
+            inner: Mutex::new(Inner::empty()),
+        }
     }
 
     /// Gives the heap its memory.
@@ -63,7 +72,10 @@ impl Heap {
 // requested; the mutex serialises all access to its free list.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.inner.lock().allocate_first_fit(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        self.inner
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

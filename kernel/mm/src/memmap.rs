@@ -116,24 +116,42 @@ impl Default for MemoryMap {
 impl MemoryMap {
     /// An empty map.
     pub const fn new() -> Self {
-        const EMPTY: Region = Region { start: PhysAddr(0), len_bytes: 0, kind: RegionKind::Reserved };
-        Self { regions: [EMPTY; MAX_REGIONS], len: 0 }
+        const EMPTY: Region = Region {
+            start: PhysAddr(0),
+            len_bytes: 0,
+            kind: RegionKind::Reserved,
+        };
+        Self {
+            regions: [EMPTY; MAX_REGIONS],
+            len: 0,
+        }
     }
 
     /// Adds one firmware entry after checking it on its own (length, wrap, physical limit).
     /// Overlap is checked by [`MemoryMap::finish`], once everything is in.
-    pub fn push(&mut self, start: u64, len_bytes: u64, kind: RegionKind) -> Result<(), MemoryMapError> {
+    pub fn push(
+        &mut self,
+        start: u64,
+        len_bytes: u64,
+        kind: RegionKind,
+    ) -> Result<(), MemoryMapError> {
         if len_bytes == 0 {
             return Err(MemoryMapError::EmptyRegion { start });
         }
-        let end = start.checked_add(len_bytes).ok_or(MemoryMapError::Wraps { start, len_bytes })?;
+        let end = start
+            .checked_add(len_bytes)
+            .ok_or(MemoryMapError::Wraps { start, len_bytes })?;
         if end > MAX_PHYS_ADDR {
             return Err(MemoryMapError::BeyondPhysicalLimit { start, len_bytes });
         }
         if self.len == MAX_REGIONS {
             return Err(MemoryMapError::TooManyRegions);
         }
-        self.regions[self.len] = Region { start: PhysAddr(start), len_bytes, kind };
+        self.regions[self.len] = Region {
+            start: PhysAddr(start),
+            len_bytes,
+            kind,
+        };
         self.len += 1;
         Ok(())
     }
@@ -151,10 +169,16 @@ impl MemoryMap {
         }
         for pair in regions.windows(2) {
             if pair[0].end() > pair[1].start {
-                return Err(MemoryMapError::Overlap { first: pair[0].start.0, second: pair[1].start.0 });
+                return Err(MemoryMapError::Overlap {
+                    first: pair[0].start.0,
+                    second: pair[1].start.0,
+                });
             }
         }
-        if !regions.iter().any(|r| r.kind == RegionKind::Usable && r.len_bytes >= PAGE_SIZE) {
+        if !regions
+            .iter()
+            .any(|r| r.kind == RegionKind::Usable && r.len_bytes >= PAGE_SIZE)
+        {
             return Err(MemoryMapError::NoUsableMemory);
         }
         Ok(self)
@@ -167,7 +191,9 @@ impl MemoryMap {
 
     /// The usable RAM regions, sorted.
     pub fn usable(&self) -> impl Iterator<Item = &Region> + '_ {
-        self.regions().iter().filter(|r| r.kind == RegionKind::Usable)
+        self.regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Usable)
     }
 
     /// Total usable RAM in bytes.
@@ -203,14 +229,23 @@ mod tests {
         assert_eq!(m.usable_bytes(), 0x9_fc00 + 0x7ee_0000);
         assert_eq!(m.end(), PhysAddr(0xff00_0000));
         assert!(m.region_containing(PhysAddr(0x20_0000), 0x1000).is_some());
-        assert!(m.region_containing(PhysAddr(0x9_f000), 0x2000).is_none(), "straddles two");
+        assert!(
+            m.region_containing(PhysAddr(0x9_f000), 0x2000).is_none(),
+            "straddles two"
+        );
     }
 
     #[test]
     fn rejects_empty_wrapping_and_absurd_regions() {
         let mut m = MemoryMap::new();
-        assert_eq!(m.push(0x1000, 0, RegionKind::Usable), Err(MemoryMapError::EmptyRegion { start: 0x1000 }));
-        assert!(matches!(m.push(u64::MAX - 10, 100, RegionKind::Usable), Err(MemoryMapError::Wraps { .. })));
+        assert_eq!(
+            m.push(0x1000, 0, RegionKind::Usable),
+            Err(MemoryMapError::EmptyRegion { start: 0x1000 })
+        );
+        assert!(matches!(
+            m.push(u64::MAX - 10, 100, RegionKind::Usable),
+            Err(MemoryMapError::Wraps { .. })
+        ));
         assert!(matches!(
             m.push(MAX_PHYS_ADDR - 0x1000, 0x2000, RegionKind::Usable),
             Err(MemoryMapError::BeyondPhysicalLimit { .. })
@@ -222,7 +257,13 @@ mod tests {
         let mut m = MemoryMap::new();
         m.push(0x20_0000, 0x10_0000, RegionKind::Usable).unwrap();
         m.push(0x10_0000, 0x10_1000, RegionKind::Reserved).unwrap();
-        assert_eq!(m.finish().unwrap_err(), MemoryMapError::Overlap { first: 0x10_0000, second: 0x20_0000 });
+        assert_eq!(
+            m.finish().unwrap_err(),
+            MemoryMapError::Overlap {
+                first: 0x10_0000,
+                second: 0x20_0000
+            }
+        );
     }
 
     #[test]
@@ -230,7 +271,10 @@ mod tests {
         let mut m = MemoryMap::new();
         m.push(0xfee0_0000, 0x1000, RegionKind::Reserved).unwrap();
         assert_eq!(m.finish().unwrap_err(), MemoryMapError::NoUsableMemory);
-        assert_eq!(MemoryMap::new().finish().unwrap_err(), MemoryMapError::NoUsableMemory);
+        assert_eq!(
+            MemoryMap::new().finish().unwrap_err(),
+            MemoryMapError::NoUsableMemory
+        );
     }
 
     #[test]
@@ -239,6 +283,9 @@ mod tests {
         for i in 0..MAX_REGIONS as u64 {
             m.push(i * 0x1000, 0x1000, RegionKind::Usable).unwrap();
         }
-        assert_eq!(m.push(0x100_0000, 0x1000, RegionKind::Usable), Err(MemoryMapError::TooManyRegions));
+        assert_eq!(
+            m.push(0x100_0000, 0x1000, RegionKind::Usable),
+            Err(MemoryMapError::TooManyRegions)
+        );
     }
 }

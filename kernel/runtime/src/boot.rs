@@ -10,7 +10,10 @@ use rhea_hal::{ExitStatus, Platform};
 /// Size of the app's main stack (guard pages below it).
 const MAIN_STACK_BYTES: u64 = 256 << 10;
 
-#[allow(unsafe_code, reason = "the app entry is bound by symbol name, like C's main")]
+#[allow(
+    unsafe_code,
+    reason = "the app entry is bound by symbol name, like C's main"
+)]
 unsafe extern "Rust" {
     /// Defined by the app through `rhea::main!`.
     safe fn __rhea_app_main() -> ExitStatus;
@@ -28,13 +31,22 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     // 2. Board: console, descriptor tables, the validated memory map.
     let boot = board::early_init(boot_arg);
     let features = rhea_arch::features::report();
-    println!("rhea: booting on {} ({})", board::PLATFORM.name(), rhea_arch::cpu_id());
+    println!(
+        "rhea: booting on {} ({})",
+        board::PLATFORM.name(),
+        rhea_arch::cpu_id()
+    );
     println!("rhea: cpu: {features}");
     if !boot.cmdline.is_empty() {
         println!("rhea: command line: {}", boot.cmdline);
     }
     for r in boot.memory_map.regions() {
-        println!("rhea: memory {:#014x}-{:#014x} {:?}", r.start.as_u64(), r.end().as_u64(), r.kind);
+        println!(
+            "rhea: memory {:#014x}-{:#014x} {:?}",
+            r.start.as_u64(),
+            r.end().as_u64(),
+            r.kind
+        );
     }
 
     // 3. Memory: frames, kernel page tables (W^X, page 0 unmapped), heap.
@@ -57,7 +69,10 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     };
     let cycles = rhea_arch::read_cycle_counter().wrapping_sub(boot.boot_cycles);
     match features.tsc_hz {
-        Some((hz, _)) => println!("rhea: boot entry->main {cycles} cycles, {} ns", u128::from(cycles) * 1_000_000_000 / u128::from(hz)),
+        Some((hz, _)) => println!(
+            "rhea: boot entry->main {cycles} cycles, {} ns",
+            u128::from(cycles) * 1_000_000_000 / u128::from(hz)
+        ),
         None => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
     }
     // SAFETY: `stack.top` is the 16-byte-aligned top of a stack just mapped for this purpose.

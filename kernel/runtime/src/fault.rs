@@ -41,7 +41,10 @@ fn thread_at(sp: u64) -> (&'static str, Option<Range<u64>>, Option<memory::Stack
 /// Enters the report, or ends the run at once if a report is already in progress.
 fn begin() {
     if REPORTING.swap(true, Ordering::SeqCst) {
-        let _ = writeln!(raw_writer(), "\n!!! fault while reporting a fault; stopping");
+        let _ = writeln!(
+            raw_writer(),
+            "\n!!! fault while reporting a fault; stopping"
+        );
         board::PLATFORM.exit(ExitStatus::Failure);
     }
 }
@@ -60,15 +63,29 @@ impl core::fmt::Display for Sym {
 
 fn write_backtrace(w: &mut impl Write, fp: u64, stack: Option<Range<u64>>) {
     let _ = writeln!(w, "    backtrace:");
-    match stack {
-        // Return addresses point after the call; `- 1` symbolises the call itself.
-        Some(range) => rhea_arch::backtrace(fp, range, |ret| {
-            let _ = writeln!(w, "      {}", Sym(ret.wrapping_sub(1)));
-        }),
-        None => {
-            let _ = writeln!(w, "      (frame pointer outside every known stack)");
+    let Some(range) = stack else {
+        let _ = writeln!(w, "      (frame pointer outside every known stack)");
+        return;
+    };
+    // Runs of the same frame (deep recursion) are printed once with a count.
+    let (mut last, mut repeats) = (0u64, 0u32);
+    let flush = |w: &mut dyn Write, repeats: u32| {
+        if repeats > 1 {
+            let _ = writeln!(w, "      ... the frame above {} more times", repeats - 1);
         }
-    }
+    };
+    rhea_arch::backtrace(fp, range, |ret| {
+        // Return addresses point after the call; `- 1` symbolises the call itself.
+        let pc = ret.wrapping_sub(1);
+        if pc == last {
+            repeats += 1;
+            return;
+        }
+        flush(w, repeats);
+        let _ = writeln!(w, "      {}", Sym(pc));
+        (last, repeats) = (pc, 1);
+    });
+    flush(w, repeats);
 }
 
 /// The architecture's fatal-exception hook.
@@ -78,7 +95,11 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
     let (name, stack, info) = thread_at(fault.stack_pointer());
     let thread = info.as_ref().map_or(name, |s| s.name());
     let cpu = rhea_arch::cpu_id();
-    let overflow = fault.address().and_then(|a| memory::stack_at(a).filter(|s| s.guard_contains(a)).map(|s| (a, s)));
+    let overflow = fault.address().and_then(|a| {
+        memory::stack_at(a)
+            .filter(|s| s.guard_contains(a))
+            .map(|s| (a, s))
+    });
     let _ = writeln!(w);
     match &overflow {
         Some((addr, s)) => {
@@ -91,14 +112,24 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
             let _ = writeln!(w, "    caught as: {}", fault.name());
         }
         None => {
-            let _ = writeln!(w, "!!! KERNEL FAULT on {cpu} in thread '{thread}': {}", fault.name());
+            let _ = writeln!(
+                w,
+                "!!! KERNEL FAULT on {cpu} in thread '{thread}': {}",
+                fault.name()
+            );
         }
     }
-    let _ = writeln!(w, "    cause: {}", fault.detail());
+    if let Some(detail) = fault.detail() {
+        let _ = writeln!(w, "    cause: {detail}");
+    }
     if fault.is_pc_valid() {
         let _ = writeln!(w, "    at rip {}", Sym(fault.pc()));
     } else {
-        let _ = writeln!(w, "    at rip {} (undefined for this exception)", Sym(fault.pc()));
+        let _ = writeln!(
+            w,
+            "    at rip {} (undefined for this exception)",
+            Sym(fault.pc())
+        );
     }
     if let Some(addr) = fault.address() {
         let _ = writeln!(w, "    fault address {addr:#x}");
@@ -118,7 +149,11 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let (name, stack, stack_info) = thread_at(regs.stack_pointer());
     let thread = stack_info.as_ref().map_or(name, |s| s.name());
     let _ = writeln!(w);
-    let _ = write!(w, "!!! KERNEL PANIC on {} in thread '{thread}': panicked at ", rhea_arch::cpu_id());
+    let _ = write!(
+        w,
+        "!!! KERNEL PANIC on {} in thread '{thread}': panicked at ",
+        rhea_arch::cpu_id()
+    );
     match info.location() {
         Some(l) => {
             let _ = writeln!(w, "{}:{}:{}:", l.file(), l.line(), l.column());

@@ -6,7 +6,10 @@
 //! before the heap lock when a caller allocates while holding it (it does not today).
 //! The fault path reads the stack table with `try_lock` so a fault while it is held cannot
 //! deadlock the report.
-#![allow(unsafe_code, reason = "turning validated physical ranges into Rust memory; each use has a SAFETY note")]
+#![allow(
+    unsafe_code,
+    reason = "turning validated physical ranges into Rust memory; each use has a SAFETY note"
+)]
 
 use crate::boards::board::BootInfo;
 use core::ops::Range;
@@ -95,7 +98,8 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
     let map = &boot.memory_map;
     let words = FrameAllocator::words_for(map);
     let bitmap_bytes = (words * 8) as u64;
-    let at = FrameAllocator::find_free_range(map, bitmap_bytes, &boot.reserved).ok_or(MemoryError::NoRoomForBitmap)?;
+    let at = FrameAllocator::find_free_range(map, bitmap_bytes, &boot.reserved)
+        .ok_or(MemoryError::NoRoomForBitmap)?;
     if at.0 + bitmap_bytes > 4 << 30 {
         return Err(MemoryError::NoRoomForBitmap);
     }
@@ -108,7 +112,8 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
     reserved[3] = (at, bitmap_bytes);
     let mut frames = FrameAllocator::new(map, storage, &reserved).map_err(MemoryError::Frames)?;
 
-    let space = AddressSpace::new_kernel(&mut frames, map, &boot.image).map_err(MemoryError::Paging)?;
+    let space =
+        AddressSpace::new_kernel(&mut frames, map, &boot.image).map_err(MemoryError::Paging)?;
     // SAFETY: the new tables map the kernel image (text, rodata, data, bss — hence the boot
     // stack we are on) and all RAM exactly as the boot tables did, minus page 0 and with
     // stricter permissions that the kernel honours.
@@ -116,26 +121,56 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
 
     // Heap: an eighth of RAM, between 256 KiB and 64 MiB, contiguous and identity-mapped.
     let heap_bytes = (map.usable_bytes() / 8).clamp(256 << 10, 64 << 20) / PAGE_SIZE * PAGE_SIZE;
-    let heap = frames.alloc((heap_bytes / PAGE_SIZE) as usize, 1).map_err(MemoryError::Frames)?;
+    let heap = frames
+        .alloc((heap_bytes / PAGE_SIZE) as usize, 1)
+        .map_err(MemoryError::Frames)?;
     // SAFETY: the frames were just allocated for the heap alone, are RAM identity-mapped
     // writable, and are never freed; `init` runs once.
     unsafe { HEAP.init(heap.0 as *mut u8, heap_bytes as usize) };
 
-    let ready = MemoryReady { usable_bytes: map.usable_bytes(), heap_bytes, free_bytes: frames.free_frames() as u64 * PAGE_SIZE };
-    MEMORY.call_once(|| Mutex::new(Memory { frames, space, stacks: [None; MAX_STACKS] }));
+    let ready = MemoryReady {
+        usable_bytes: map.usable_bytes(),
+        heap_bytes,
+        free_bytes: frames.free_frames() as u64 * PAGE_SIZE,
+    };
+    MEMORY.call_once(|| {
+        Mutex::new(Memory {
+            frames,
+            space,
+            stacks: [None; MAX_STACKS],
+        })
+    });
     Ok(ready)
 }
 
 /// Maps a new kernel stack of `bytes` (rounded up to pages, at most a slot minus one guard
 /// page) with unmapped guard pages below it, and records its name for fault reports.
 pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError> {
-    let pages = bytes.div_ceil(PAGE_SIZE).clamp(1, STACK_SLOT_BYTES / PAGE_SIZE - 1);
-    let mut mem = MEMORY.get().expect("memory::init ran before any stack is made").lock();
-    let slot = mem.stacks.iter().position(Option::is_none).ok_or(MemoryError::Frames(FrameError::OutOfMemory { frames: pages as usize }))?;
+    let pages = bytes
+        .div_ceil(PAGE_SIZE)
+        .clamp(1, STACK_SLOT_BYTES / PAGE_SIZE - 1);
+    let mut mem = MEMORY
+        .get()
+        .expect("memory::init ran before any stack is made")
+        .lock();
+    let slot = mem
+        .stacks
+        .iter()
+        .position(Option::is_none)
+        .ok_or(MemoryError::Frames(FrameError::OutOfMemory {
+            frames: pages as usize,
+        }))?;
     let top = STACK_REGION_BASE + (slot as u64 + 1) * STACK_SLOT_BYTES;
     let m = &mut *mem;
-    m.space.map_stack(&mut m.frames, top, pages).map_err(MemoryError::Paging)?;
-    let mut info = StackInfo { name: [0; NAME_BYTES], name_len: 0, bottom: top - pages * PAGE_SIZE, top };
+    m.space
+        .map_stack(&mut m.frames, top, pages)
+        .map_err(MemoryError::Paging)?;
+    let mut info = StackInfo {
+        name: [0; NAME_BYTES],
+        name_len: 0,
+        bottom: top - pages * PAGE_SIZE,
+        top,
+    };
     let n = floor_char_boundary(name, NAME_BYTES);
     info.name[..n].copy_from_slice(&name.as_bytes()[..n]);
     info.name_len = n;
@@ -144,12 +179,19 @@ pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {
-    (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+    (0..=max.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 /// The recorded stack whose mapped range or guard contains `addr`, for fault reports. Does not
 /// wait for the memory lock.
 pub(crate) fn stack_at(addr: u64) -> Option<StackInfo> {
     let mem = MEMORY.get()?.try_lock()?;
-    mem.stacks.iter().flatten().find(|s| s.range().contains(&addr) || s.guard_contains(addr)).copied()
+    mem.stacks
+        .iter()
+        .flatten()
+        .find(|s| s.range().contains(&addr) || s.guard_contains(addr))
+        .copied()
 }

@@ -80,7 +80,12 @@ pub fn report() -> Features {
         .and_then(|h| h.tsc_frequency())
         .filter(|&khz| khz != 0)
         .map(|khz| (u64::from(khz) * 1000, "cpuid 0x40000010"))
-        .or_else(|| cpuid.get_tsc_info().and_then(|t| t.tsc_frequency()).map(|hz| (hz, "cpuid 0x15")))
+        .or_else(|| {
+            cpuid
+                .get_tsc_info()
+                .and_then(|t| t.tsc_frequency())
+                .map(|hz| (hz, "cpuid 0x15"))
+        })
         .or_else(|| {
             cpuid
                 .get_processor_frequency_info()

@@ -28,7 +28,8 @@ struct IstStack([u8; IST_STACK_BYTES]);
 
 /// The boot CPU's IST stacks. `static mut` because the CPU, not Rust, writes them; Rust only
 /// takes their addresses.
-static mut IST_STACKS: [IstStack; IST_COUNT] = [const { IstStack([0; IST_STACK_BYTES]) }; IST_COUNT];
+static mut IST_STACKS: [IstStack; IST_COUNT] =
+    [const { IstStack([0; IST_STACK_BYTES]) }; IST_COUNT];
 
 struct Tables {
     gdt: GlobalDescriptorTable,
@@ -58,7 +59,12 @@ pub(super) fn load_boot_cpu() {
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
         let tss = gdt.append(Descriptor::tss_segment(tss));
-        Tables { gdt, code, data, tss }
+        Tables {
+            gdt,
+            code,
+            data,
+            tss,
+        }
     });
     t.gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a static

@@ -18,8 +18,8 @@
 use core::ops::Range;
 use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
 use x86_64::structures::paging::{
-    FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB,
-    Translate,
+    FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable,
+    PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
@@ -102,7 +102,11 @@ pub struct AddressSpace {
 impl AddressSpace {
     /// Builds the kernel address space described in the module documentation. Does not switch
     /// to it.
-    pub fn new_kernel(frames: &mut FrameAllocator<'_>, map: &MemoryMap, image: &KernelImage) -> Result<Self, PagingError> {
+    pub fn new_kernel(
+        frames: &mut FrameAllocator<'_>,
+        map: &MemoryMap,
+        image: &KernelImage,
+    ) -> Result<Self, PagingError> {
         let pml4 = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
         // SAFETY: the frame was just allocated, is identity-mapped (below 4 GiB, see module
         // docs) and nothing else refers to it.
@@ -110,20 +114,34 @@ impl AddressSpace {
         let mut space = Self { pml4 };
         let img = image.range();
         for region in map.regions() {
-            if !matches!(region.kind, RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs) {
+            if !matches!(
+                region.kind,
+                RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
+            ) {
                 continue;
             }
             // Whole pages only; page 0 stays unmapped.
-            let mut addr = region.start.align_up(SIZE_4K).ok_or(PagingError::BadRange)?.0.max(SIZE_4K);
+            let mut addr = region
+                .start
+                .align_up(SIZE_4K)
+                .ok_or(PagingError::BadRange)?
+                .0
+                .max(SIZE_4K);
             let end = region.end().align_down(SIZE_4K).0;
             // RT: boot-time only; one iteration per page or 2 MiB chunk of RAM.
             while addr < end {
                 let chunk_free_of_image = addr + SIZE_2M <= img.start || addr >= img.end;
                 if addr % SIZE_2M == 0 && addr + SIZE_2M <= end && chunk_free_of_image {
-                    space.map_2m(frames, addr, F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL)?;
+                    space.map_2m(
+                        frames,
+                        addr,
+                        F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL,
+                    )?;
                     addr += SIZE_2M;
                 } else {
-                    let flags = image.flags_for(addr).unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+                    let flags = image
+                        .flags_for(addr)
+                        .unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
                     space.map_4k(frames, addr, addr, flags | F::GLOBAL)?;
                     addr += SIZE_4K;
                 }
@@ -147,15 +165,27 @@ impl AddressSpace {
 
     /// Maps `pages` fresh frames, writable and not executable, ending at `top` (exclusive). The
     /// caller keeps the pages below unmapped as the guard.
-    pub fn map_stack(&mut self, frames: &mut FrameAllocator<'_>, top: u64, pages: u64) -> Result<(), PagingError> {
-        let bottom = top.checked_sub(pages * SIZE_4K).ok_or(PagingError::BadRange)?;
-        if top % SIZE_4K != 0 {
+    pub fn map_stack(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        top: u64,
+        pages: u64,
+    ) -> Result<(), PagingError> {
+        let bottom = top
+            .checked_sub(pages * SIZE_4K)
+            .ok_or(PagingError::BadRange)?;
+        if !top.is_multiple_of(SIZE_4K) {
             return Err(PagingError::BadRange);
         }
         let mut virt = bottom;
         while virt < top {
             let phys = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
-            self.map_4k(frames, virt, phys, F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL)?;
+            self.map_4k(
+                frames,
+                virt,
+                phys,
+                F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL,
+            )?;
             virt += SIZE_4K;
         }
         Ok(())
@@ -163,7 +193,9 @@ impl AddressSpace {
 
     /// Whether `virt` is mapped.
     pub fn is_mapped(&self, virt: u64) -> bool {
-        let Ok(v) = VirtAddr::try_new(virt) else { return false };
+        let Ok(v) = VirtAddr::try_new(virt) else {
+            return false;
+        };
         self.mapper().translate_addr(v).is_some()
     }
 
@@ -174,30 +206,63 @@ impl AddressSpace {
         unsafe { OffsetPageTable::new(&mut *(self.pml4 as *mut PageTable), VirtAddr::new(0)) }
     }
 
-    fn map_4k(&mut self, frames: &mut FrameAllocator<'_>, virt: u64, phys: u64, flags: F) -> Result<(), PagingError> {
-        let page = Page::<Size4KiB>::from_start_address(VirtAddr::try_new(virt).map_err(|_| PagingError::BadRange)?).map_err(|_| PagingError::BadRange)?;
-        let frame = PhysFrame::<Size4KiB>::from_start_address(PhysAddr::new(phys)).map_err(|_| PagingError::BadRange)?;
+    fn map_4k(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        virt: u64,
+        phys: u64,
+        flags: F,
+    ) -> Result<(), PagingError> {
+        let page = Page::<Size4KiB>::from_start_address(
+            VirtAddr::try_new(virt).map_err(|_| PagingError::BadRange)?,
+        )
+        .map_err(|_| PagingError::BadRange)?;
+        let frame = PhysFrame::<Size4KiB>::from_start_address(PhysAddr::new(phys))
+            .map_err(|_| PagingError::BadRange)?;
         let parent = F::PRESENT | F::WRITABLE;
         // SAFETY: the frame is either RAM being identity-mapped (aliasing its own address, which
         // is how the kernel addresses RAM) or a fresh frame for a stack; neither aliases other
         // Rust objects through a different address.
-        let flush = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, parent, &mut Frames(frames)) };
+        let flush = unsafe {
+            self.mapper()
+                .map_to_with_table_flags(page, frame, flags, parent, &mut Frames(frames))
+        };
         flush.map(|f| f.ignore()).map_err(|e| map_err(e, virt))
     }
 
-    fn map_2m(&mut self, frames: &mut FrameAllocator<'_>, addr: u64, flags: F) -> Result<(), PagingError> {
-        let page = Page::<Size2MiB>::from_start_address(VirtAddr::new(addr)).map_err(|_| PagingError::BadRange)?;
-        let frame = PhysFrame::<Size2MiB>::from_start_address(PhysAddr::new(addr)).map_err(|_| PagingError::BadRange)?;
+    fn map_2m(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        addr: u64,
+        flags: F,
+    ) -> Result<(), PagingError> {
+        let page = Page::<Size2MiB>::from_start_address(VirtAddr::new(addr))
+            .map_err(|_| PagingError::BadRange)?;
+        let frame = PhysFrame::<Size2MiB>::from_start_address(PhysAddr::new(addr))
+            .map_err(|_| PagingError::BadRange)?;
         // SAFETY: as in `map_4k`: an identity mapping of RAM.
-        let flush = unsafe { self.mapper().map_to_with_table_flags(page, frame, flags, F::PRESENT | F::WRITABLE, &mut Frames(frames)) };
+        let flush = unsafe {
+            self.mapper().map_to_with_table_flags(
+                page,
+                frame,
+                flags,
+                F::PRESENT | F::WRITABLE,
+                &mut Frames(frames),
+            )
+        };
         flush.map(|f| f.ignore()).map_err(|e| map_err(e, addr))
     }
 }
 
-fn map_err<S: x86_64::structures::paging::PageSize>(e: x86_64::structures::paging::mapper::MapToError<S>, virt: u64) -> PagingError {
+fn map_err<S: x86_64::structures::paging::PageSize>(
+    e: x86_64::structures::paging::mapper::MapToError<S>,
+    virt: u64,
+) -> PagingError {
     use x86_64::structures::paging::mapper::MapToError;
     match e {
         MapToError::FrameAllocationFailed => PagingError::OutOfFrames,
-        MapToError::ParentEntryHugePage | MapToError::PageAlreadyMapped(_) => PagingError::AlreadyMapped { virt },
+        MapToError::ParentEntryHugePage | MapToError::PageAlreadyMapped(_) => {
+            PagingError::AlreadyMapped { virt }
+        }
     }
 }

@@ -17,7 +17,10 @@ pub struct Registers {
     cr4: u64,
 }
 
-const NAMES: [&str; 16] = ["rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+const NAMES: [&str; 16] = [
+    "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
 
 impl Registers {
     /// Captures this CPU's registers here.
@@ -58,7 +61,10 @@ impl Registers {
             rip,
             rflags,
             cr0: x86_64::registers::control::Cr0::read_raw(),
-            cr3: x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64(),
+            cr3: x86_64::registers::control::Cr3::read_raw()
+                .0
+                .start_address()
+                .as_u64(),
             cr4: x86_64::registers::control::Cr4::read_raw(),
         }
     }
@@ -112,11 +118,16 @@ pub(super) fn dump(f: &mut fmt::Formatter<'_>, regs: &[(&str, u64)]) -> fmt::Res
 pub fn backtrace(mut fp: u64, stack: Range<u64>, mut f: impl FnMut(u64)) {
     // RT: bounded by 64 frames.
     for _ in 0..64 {
-        if fp % 8 != 0 || fp < stack.start || fp.saturating_add(16) > stack.end {
+        if !fp.is_multiple_of(8) || fp < stack.start || fp.saturating_add(16) > stack.end {
             return;
         }
         // SAFETY: `[fp, fp + 16)` is inside `stack`, which the caller vouches is mapped.
-        let (next, ret) = unsafe { (core::ptr::read(fp as *const u64), core::ptr::read((fp + 8) as *const u64)) };
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read(fp as *const u64),
+                core::ptr::read((fp + 8) as *const u64),
+            )
+        };
         if ret == 0 {
             return;
         }

@@ -146,7 +146,15 @@ pub(super) fn load_idt() {
     // Only the address of the stubs is taken.
     let stubs = core::ptr::addr_of!(rhea_trap_stubs) as u64;
     let idt = IDT.call_once(|| {
-        let mut gates = [Gate { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 }; 256];
+        let mut gates = [Gate {
+            offset_low: 0,
+            selector: 0,
+            ist: 0,
+            type_attr: 0,
+            offset_mid: 0,
+            offset_high: 0,
+            reserved: 0,
+        }; 256];
         for (v, gate) in gates.iter_mut().enumerate() {
             let handler = stubs + 16 * v as u64;
             // IST index in the gate is 1-based; 0 means "no IST".
@@ -203,7 +211,10 @@ pub struct Fault<'a> {
 
 impl fmt::Debug for Fault<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fault").field("vector", &self.frame.vector).field("rip", &self.frame.rip).finish()
+        f.debug_struct("Fault")
+            .field("vector", &self.frame.vector)
+            .field("rip", &self.frame.rip)
+            .finish()
     }
 }
 
@@ -275,9 +286,14 @@ impl Fault<'_> {
         self.frame.rsp
     }
 
-    /// A one-line decoding of the error code, where the exception has one.
-    pub fn detail(&self) -> FaultDetail {
-        FaultDetail { vector: self.frame.vector as u8, code: self.frame.error_code }
+    /// A one-line decoding of the error code, for the exceptions that push one (SDM Vol. 3A
+    /// table 6-1).
+    pub fn detail(&self) -> Option<FaultDetail> {
+        let has_code = matches!(self.frame.vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+        has_code.then_some(FaultDetail {
+            vector: self.frame.vector as u8,
+            code: self.frame.error_code,
+        })
     }
 }
 
@@ -296,18 +312,48 @@ impl fmt::Display for FaultDetail {
             PAGE_FAULT => write!(
                 f,
                 "{} {} a {} page in {} mode{}",
-                if c & (1 << 4) != 0 { "instruction fetch" } else if c & 2 != 0 { "write" } else { "read" },
-                if c & (1 << 4) != 0 { "from" } else if c & 2 != 0 { "to" } else { "from" },
-                if c & 1 != 0 { "present (protection violation)" } else { "not-present" },
+                if c & (1 << 4) != 0 {
+                    "instruction fetch"
+                } else if c & 2 != 0 {
+                    "write"
+                } else {
+                    "read"
+                },
+                if c & (1 << 4) != 0 {
+                    "from"
+                } else if c & 2 != 0 {
+                    "to"
+                } else {
+                    "from"
+                },
+                if c & 1 != 0 {
+                    "present (protection violation)"
+                } else {
+                    "not-present"
+                },
                 if c & 4 != 0 { "user" } else { "kernel" },
                 if c & 8 != 0 { ", reserved bit set" } else { "" },
             ),
             // §6.13: a segment-selector error code; zero for most #GPs (non-canonical address,
             // privileged instruction, ...).
             GENERAL_PROTECTION | 10 | 11 | 12 if c != 0 => {
-                write!(f, "error code {c:#x} (selector index {}, {})", c >> 3, if c & 2 != 0 { "IDT" } else if c & 4 != 0 { "LDT" } else { "GDT" })
+                write!(
+                    f,
+                    "error code {c:#x} (selector index {}, {})",
+                    c >> 3,
+                    if c & 2 != 0 {
+                        "IDT"
+                    } else if c & 4 != 0 {
+                        "LDT"
+                    } else {
+                        "GDT"
+                    }
+                )
             }
-            GENERAL_PROTECTION => write!(f, "error code 0 (e.g. a non-canonical address or a privileged operation)"),
+            GENERAL_PROTECTION => write!(
+                f,
+                "error code 0 (e.g. a non-canonical address or a privileged operation)"
+            ),
             _ => write!(f, "error code {c:#x}"),
         }
     }
@@ -320,12 +366,28 @@ impl fmt::Display for Fault<'_> {
         super::regs::dump(
             f,
             &[
-                ("rax", r.rax), ("rbx", r.rbx), ("rcx", r.rcx), ("rdx", r.rdx),
-                ("rsi", r.rsi), ("rdi", r.rdi), ("rbp", r.rbp), ("rsp", r.rsp),
-                ("r8", r.r8), ("r9", r.r9), ("r10", r.r10), ("r11", r.r11),
-                ("r12", r.r12), ("r13", r.r13), ("r14", r.r14), ("r15", r.r15),
-                ("rip", r.rip), ("rflags", r.rflags), ("cs", r.cs), ("ss", r.ss),
-                ("error", r.error_code), ("cr2", self.cr2),
+                ("rax", r.rax),
+                ("rbx", r.rbx),
+                ("rcx", r.rcx),
+                ("rdx", r.rdx),
+                ("rsi", r.rsi),
+                ("rdi", r.rdi),
+                ("rbp", r.rbp),
+                ("rsp", r.rsp),
+                ("r8", r.r8),
+                ("r9", r.r9),
+                ("r10", r.r10),
+                ("r11", r.r11),
+                ("r12", r.r12),
+                ("r13", r.r13),
+                ("r14", r.r14),
+                ("r15", r.r15),
+                ("rip", r.rip),
+                ("rflags", r.rflags),
+                ("cs", r.cs),
+                ("ss", r.ss),
+                ("error", r.error_code),
+                ("cr2", self.cr2),
             ],
         )
     }

@@ -1,0 +1,292 @@
+//! App discovery: every `apps/*/` and `tests/*/` directory holding a `Cargo.toml`.
+//!
+//! The app name is the directory name; the package name comes from `[package] name`. What a
+//! boot of the app must look like comes from `[package.metadata.rhea]`:
+//!
+//! ```toml
+//! [package.metadata.rhea]
+//! expect = "success"                 # or "failure": how QEMU must end
+//! console = ["fragment 1", "frag 2"] # must appear in the console output, in this order
+//! timeout-secs = 60                  # optional, default 60
+//! ```
+//!
+//! Apps under `apps/` without metadata are expected to return from main (success).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{Context, Result, fail, usage};
+
+/// The app used when `--app` is not given.
+pub(crate) const DEFAULT_APP: &str = "hello";
+
+/// The boot timeout when `timeout-secs` is not given.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The directories searched for apps, relative to the workspace root.
+const APP_DIRS: &[&str] = &["apps", "tests"];
+
+/// How a boot must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// The kernel reports success through the debug-exit port.
+    Success,
+    /// The kernel reports failure through the debug-exit port.
+    Failure,
+}
+
+/// One bootable app (or test app).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct App {
+    /// The directory name, used on the command line.
+    pub(crate) name: String,
+    /// The Cargo package name.
+    pub(crate) package: String,
+    /// The app's directory.
+    pub(crate) dir: PathBuf,
+    pub(crate) expect: Expect,
+    /// Console fragments that must appear, in order.
+    pub(crate) console: Vec<String>,
+    pub(crate) timeout: Duration,
+}
+
+/// What a manifest says, before the directory is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub(crate) package: String,
+    pub(crate) expect: Expect,
+    pub(crate) console: Vec<String>,
+    pub(crate) timeout: Duration,
+}
+
+/// A short rendering of a TOML value for error messages.
+fn show(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => "an array".to_string(),
+        toml::Value::Table(_) => "a table".to_string(),
+    }
+}
+
+/// Parses an app's `Cargo.toml` text.
+pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("invalid TOML: {e}"))?;
+    let package = table
+        .get("package")
+        .and_then(|p| p.as_table())
+        .ok_or("no [package] table")?;
+    let name = package
+        .get("name")
+        .and_then(|n| n.as_str())
+        .ok_or("no string `name` in [package]")?
+        .to_string();
+    let mut manifest = Manifest {
+        package: name,
+        expect: Expect::Success,
+        console: Vec::new(),
+        timeout: DEFAULT_TIMEOUT,
+    };
+    let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
+        return Ok(manifest);
+    };
+    let meta = meta
+        .as_table()
+        .ok_or("[package.metadata.rhea] is not a table")?;
+    for (key, value) in meta {
+        match key.as_str() {
+            "expect" => {
+                manifest.expect = match value.as_str() {
+                    Some("success") => Expect::Success,
+                    Some("failure") => Expect::Failure,
+                    _ => {
+                        return Err(format!(
+                            "metadata.rhea.expect must be \"success\" or \"failure\", got {}",
+                            show(value)
+                        ));
+                    }
+                }
+            }
+            "console" => {
+                let list = value
+                    .as_array()
+                    .ok_or("metadata.rhea.console must be an array of strings")?;
+                manifest.console = list
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("metadata.rhea.console must be an array of strings")?;
+            }
+            "timeout-secs" => {
+                let secs = value
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "metadata.rhea.timeout-secs must be a positive integer, got {}",
+                            show(value)
+                        )
+                    })?;
+                manifest.timeout = Duration::from_secs(secs);
+            }
+            other => {
+                return Err(format!(
+                    "unknown key `{other}` in [package.metadata.rhea] \
+                     (known: expect, console, timeout-secs)"
+                ));
+            }
+        }
+    }
+    Ok(manifest)
+}
+
+/// Finds every app under `apps/` and `tests/`, sorted by name (apps first, then tests).
+pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
+    let mut apps: Vec<App> = Vec::new();
+    for parent in APP_DIRS {
+        let dir = root.join(parent);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue; // a missing apps/ or tests/ directory just has no apps
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.context(|| format!("cannot list {}", dir.display()))?;
+            let manifest_path = entry.path().join("Cargo.toml");
+            if !manifest_path.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let text = fs::read_to_string(&manifest_path)
+                .context(|| format!("cannot read {}", manifest_path.display()))?;
+            let manifest = parse_manifest(&text)
+                .map_err(|e| crate::Error::Failed(format!("{}: {e}", manifest_path.display())))?;
+            found.push(App {
+                name,
+                package: manifest.package,
+                dir: entry.path(),
+                expect: manifest.expect,
+                console: manifest.console,
+                timeout: manifest.timeout,
+            });
+        }
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        for app in found {
+            if let Some(other) = apps.iter().find(|a| a.name == app.name) {
+                return fail(format!(
+                    "two apps are named `{}`: {} and {}; rename one directory",
+                    app.name,
+                    other.dir.display(),
+                    app.dir.display()
+                ));
+            }
+            apps.push(app);
+        }
+    }
+    Ok(apps)
+}
+
+/// Looks an app up by name; the error lists the valid ones.
+pub(crate) fn find<'a>(apps: &'a [App], name: &str) -> Result<&'a App> {
+    match apps.iter().find(|a| a.name == name) {
+        Some(app) => Ok(app),
+        None if apps.is_empty() => usage(format!(
+            "unknown app `{name}`: no apps found (directories apps/*/ and tests/*/ with a Cargo.toml)"
+        )),
+        None => usage(format!(
+            "unknown app `{name}`; valid apps: {}",
+            apps.iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_app_expects_success() {
+        let m = parse_manifest("[package]\nname = \"rhea-app-hello\"\nversion.workspace = true\n")
+            .unwrap();
+        assert_eq!(m.package, "rhea-app-hello");
+        assert_eq!(m.expect, Expect::Success);
+        assert!(m.console.is_empty());
+        assert_eq!(m.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn test_metadata() {
+        let m = parse_manifest(
+            r#"
+            [package]
+            name = "rhea-test-panic"
+
+            [package.metadata.rhea]
+            expect = "failure"
+            console = ["panicked at", "backtrace:", "rhea_test_panic::main"]
+            timeout-secs = 30
+
+            [dependencies]
+            rhea.workspace = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.package, "rhea-test-panic");
+        assert_eq!(m.expect, Expect::Failure);
+        assert_eq!(
+            m.console,
+            ["panicked at", "backtrace:", "rhea_test_panic::main"]
+        );
+        assert_eq!(m.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_metadata_is_rejected() {
+        let with = |meta: &str| parse_manifest(&format!("[package]\nname = \"x\"\n{meta}"));
+        assert!(with("[package.metadata.rhea]\nexpect = \"ok\"").is_err());
+        assert!(with("[package.metadata.rhea]\nconsole = \"one\"").is_err());
+        assert!(with("[package.metadata.rhea]\nconsole = [1]").is_err());
+        assert!(with("[package.metadata.rhea]\ntimeout-secs = 0").is_err());
+        assert!(with("[package.metadata.rhea]\ntimeout-secs = \"5\"").is_err());
+        let err = with("[package.metadata.rhea]\ntimeout_secs = 5").unwrap_err();
+        assert!(err.contains("timeout_secs"), "{err}");
+        assert!(parse_manifest("[lib]\n").is_err());
+        assert!(parse_manifest("not toml =").is_err());
+    }
+
+    #[test]
+    fn discover_and_find() {
+        let root = std::env::temp_dir().join(format!("xtask-apps-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let write = |dir: &str, text: &str| {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("Cargo.toml"), text).unwrap();
+        };
+        write("apps/hello", "[package]\nname = \"rhea-hello\"\n");
+        write(
+            "tests/fault",
+            "[package]\nname = \"rhea-test-fault\"\n[package.metadata.rhea]\nexpect = \"failure\"\n",
+        );
+        fs::create_dir_all(root.join("apps/not-an-app")).unwrap();
+        let apps = discover(&root).unwrap();
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["hello", "fault"]);
+        assert_eq!(find(&apps, "fault").unwrap().expect, Expect::Failure);
+        match find(&apps, "nope") {
+            Err(crate::Error::Usage(msg)) => assert!(msg.contains("hello, fault"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        // A name clash between apps/ and tests/ is an error.
+        write("tests/hello", "[package]\nname = \"rhea-test-hello\"\n");
+        assert!(discover(&root).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,110 @@
+//! The board table: the one place that says which boards exist and how to build for them.
+//!
+//! A board names its Rust target, its linker script, the `rhea_board` cfg value the kernel
+//! crates select it with, the QEMU binary that emulates it and the QEMU machines it boots
+//! on. The QEMU command line of each machine lives in `qemu.rs`.
+
+use crate::{Result, usage};
+
+/// One board.
+#[derive(Debug)]
+pub(crate) struct Board {
+    /// The name used on the command line and in paths, e.g. `qemu-x86_64`.
+    pub(crate) name: &'static str,
+    /// The Rust target triple.
+    pub(crate) target: &'static str,
+    /// The linker script, relative to the workspace root.
+    pub(crate) linker_script: &'static str,
+    /// The value of `--cfg rhea_board="..."`.
+    pub(crate) cfg: &'static str,
+    /// The QEMU system emulator binary.
+    pub(crate) qemu: &'static str,
+    /// The QEMU machines this board boots on (all are tested).
+    pub(crate) machines: &'static [&'static str],
+    /// The machine `run` uses when `--machine` is not given.
+    pub(crate) default_machine: &'static str,
+}
+
+/// Every board. Add new boards here (and their machines' command lines in `qemu.rs`).
+pub(crate) const BOARDS: &[Board] = &[Board {
+    name: "qemu-x86_64",
+    target: "x86_64-unknown-none",
+    linker_script: "boards/qemu-x86_64/link.ld",
+    cfg: "qemu-x86_64",
+    qemu: "qemu-system-x86_64",
+    machines: &["microvm", "q35"],
+    default_machine: "q35",
+}];
+
+/// The board used when `--board` is not given.
+pub(crate) const DEFAULT_BOARD: &str = "qemu-x86_64";
+
+/// Looks a board up by name; the error lists the valid ones.
+pub(crate) fn find(name: &str) -> Result<&'static Board> {
+    match BOARDS.iter().find(|b| b.name == name) {
+        Some(board) => Ok(board),
+        None => usage(format!(
+            "unknown board `{name}`; valid boards: {}",
+            names().join(", ")
+        )),
+    }
+}
+
+/// The names of all boards, in table order.
+pub(crate) fn names() -> Vec<&'static str> {
+    BOARDS.iter().map(|b| b.name).collect()
+}
+
+impl Board {
+    /// The machine `name` (or the default one); the error lists the valid ones.
+    pub(crate) fn machine(&self, name: Option<&str>) -> Result<&'static str> {
+        let name = name.unwrap_or(self.default_machine);
+        match self.machines.iter().find(|m| **m == name) {
+            Some(machine) => Ok(machine),
+            None => usage(format!(
+                "unknown machine `{name}` for board {}; valid machines: {}",
+                self.name,
+                self.machines.join(", ")
+            )),
+        }
+    }
+
+    /// The machines to test: all of them, or just `only` (validated) when given.
+    pub(crate) fn machines_to_test(&self, only: Option<&str>) -> Result<Vec<&'static str>> {
+        match only {
+            Some(name) => Ok(vec![self.machine(Some(name))?]),
+            None => Ok(self.machines.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn table_is_consistent() {
+        for board in BOARDS {
+            assert!(board.machines.contains(&board.default_machine));
+            assert!(board.linker_script.starts_with("boards/"));
+        }
+        assert!(find(DEFAULT_BOARD).is_ok());
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        match find("rpi4") {
+            Err(Error::Usage(msg)) => assert!(msg.contains("qemu-x86_64"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        let board = find("qemu-x86_64").unwrap();
+        assert_eq!(board.machine(None).unwrap(), "q35");
+        assert_eq!(board.machine(Some("microvm")).unwrap(), "microvm");
+        match board.machine(Some("pc")) {
+            Err(Error::Usage(msg)) => assert!(msg.contains("microvm, q35"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(board.machines_to_test(None).unwrap(), ["microvm", "q35"]);
+    }
+}

@@ -1,0 +1,254 @@
+//! Building an app image for a board (`cargo xtask build`).
+//!
+//! Runs `cargo build --release -p <package> --target <target>` with the board's flags, in a
+//! per-board target directory, then iterates the embedded symbol table to a fixed point (see
+//! `symtab.rs`): the kernel crate `rhea-symtab` includes the file named by `RHEA_SYMTAB`; after
+//! each build xtask encodes the image's function symbols and, if they differ from the file,
+//! writes them and builds again (at most [`MAX_BUILDS`] builds). The result is copied to
+//! `target/images/<board>/<app>.elf`, with a stripped copy `<app>.stripped.elf` next to it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::apps::App;
+use crate::boards::Board;
+use crate::{Context, Result, Workspace, capture, fail, run_checked, symtab};
+
+/// Builds per image, at most, while the symbol table settles.
+pub(crate) const MAX_BUILDS: usize = 3;
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub(crate) struct Image {
+    pub(crate) elf: PathBuf,
+    pub(crate) stripped: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) stripped_size: u64,
+    pub(crate) functions: usize,
+}
+
+impl Image {
+    pub(crate) fn print_summary(&self) {
+        println!(
+            "image: {} ({} bytes, {} functions in symtab)",
+            self.elf.display(),
+            self.size,
+            self.functions
+        );
+        println!(
+            "stripped: {} ({} bytes)",
+            self.stripped.display(),
+            self.stripped_size
+        );
+    }
+}
+
+/// The rustc flags of a board build, one flag per element.
+pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
+    vec![
+        "--cfg".to_string(),
+        format!("rhea_board=\"{}\"", board.cfg),
+        "-C".to_string(),
+        format!("link-arg=-T{}", root.join(board.linker_script).display()),
+        "-C".to_string(),
+        "relocation-model=static".to_string(),
+        "-C".to_string(),
+        "force-frame-pointers=yes".to_string(),
+    ]
+}
+
+/// The environment of a board build (`cargo build`/`cargo clippy --target ...`).
+pub(crate) fn board_env(
+    ws: &Workspace,
+    board: &Board,
+    symtab: &Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "CARGO_TARGET_DIR",
+            ws.board_target_dir(board).display().to_string(),
+        ),
+        (
+            "CARGO_ENCODED_RUSTFLAGS",
+            rustflags(&ws.root, board).join("\x1f"),
+        ),
+        ("RHEA_SYMTAB", symtab.display().to_string()),
+    ]
+}
+
+/// Creates `path` empty if it does not exist yet (the first build sees an empty table).
+pub(crate) fn ensure_symtab_file(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if !path.exists() {
+        fs::write(path, b"").context(|| format!("cannot create {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds `app` for `board`, iterating the symbol table to a fixed point.
+pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
+    let target_dir = ws.board_target_dir(board);
+    let symtab_path = target_dir.join(format!("{}.symtab", app.name));
+    ensure_symtab_file(&symtab_path)?;
+    let linker_script = ws.root.join(board.linker_script);
+    if !linker_script.is_file() {
+        return fail(format!(
+            "board {} has no linker script at {}",
+            board.name,
+            linker_script.display()
+        ));
+    }
+    let output = target_dir
+        .join(board.target)
+        .join("release")
+        .join(&app.package);
+
+    let mut settled = None;
+    for round in 1..=MAX_BUILDS {
+        let mut cmd = ws.cargo();
+        cmd.args([
+            "build",
+            "--release",
+            "-p",
+            &app.package,
+            "--target",
+            board.target,
+        ])
+        .envs(board_env(ws, board, &symtab_path));
+        println!(
+            "build: {} for {} (package {}, round {round})",
+            app.name, board.name, app.package
+        );
+        run_checked(&mut cmd)?;
+
+        let elf = fs::read(&output).context(|| format!("cannot read {}", output.display()))?;
+        let symbols = symtab::function_symbols(&elf)
+            .map_err(|e| crate::Error::Failed(format!("{}: {e}", output.display())))?;
+        let table = symtab::encode(&symbols);
+        let current = fs::read(&symtab_path).unwrap_or_default();
+        if table == current {
+            settled = Some((elf, table, symbols.len()));
+            break;
+        }
+        fs::write(&symtab_path, &table)
+            .context(|| format!("cannot write {}", symtab_path.display()))?;
+        println!(
+            "build: symbol table changed ({} functions, {} bytes); rebuilding",
+            symbols.len(),
+            table.len()
+        );
+    }
+    let Some((elf, table, functions)) = settled else {
+        return fail(format!(
+            "the symbol table of {} did not settle after {MAX_BUILDS} builds (function \
+             addresses keep moving: the table must be placed after .data so its size does not \
+             shift code; see {})",
+            app.name,
+            symtab_path.display()
+        ));
+    };
+    if !symtab::image_contains(&elf, &table) {
+        return fail(format!(
+            "{} does not embed the symbol table from {} ({} bytes): does the app link \
+             rhea-symtab, and does its build script include RHEA_SYMTAB and declare \
+             `cargo:rerun-if-env-changed=RHEA_SYMTAB` and `cargo:rerun-if-changed=<file>`?",
+            output.display(),
+            symtab_path.display(),
+            table.len()
+        ));
+    }
+
+    let image_dir = ws.image_dir(board);
+    fs::create_dir_all(&image_dir).context(|| format!("cannot create {}", image_dir.display()))?;
+    let elf_path = image_dir.join(format!("{}.elf", app.name));
+    fs::write(&elf_path, &elf).context(|| format!("cannot write {}", elf_path.display()))?;
+    let stripped = image_dir.join(format!("{}.stripped.elf", app.name));
+    let objcopy = llvm_objcopy(ws)?;
+    run_checked(
+        ws.command(&objcopy)
+            .arg("--strip-all")
+            .arg(&elf_path)
+            .arg(&stripped),
+    )?;
+    let size_of = |p: &Path| -> Result<u64> {
+        Ok(fs::metadata(p)
+            .context(|| format!("cannot stat {}", p.display()))?
+            .len())
+    };
+    Ok(Image {
+        size: size_of(&elf_path)?,
+        stripped_size: size_of(&stripped)?,
+        elf: elf_path,
+        stripped,
+        functions,
+    })
+}
+
+/// `llvm-objcopy` from the pinned toolchain's `llvm-tools` component.
+fn llvm_objcopy(ws: &Workspace) -> Result<PathBuf> {
+    let sysroot = capture(ws.command("rustc").args(["--print", "sysroot"]))?;
+    let version = capture(ws.command("rustc").arg("-vV"))?;
+    let host = version
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or("x86_64-unknown-linux-gnu")
+        .trim()
+        .to_string();
+    let path = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin/llvm-objcopy");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        fail(format!(
+            "{} not found: run `rustup component add llvm-tools` in {}",
+            path.display(),
+            ws.root.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boards;
+
+    #[test]
+    fn flags_and_env() {
+        let ws = Workspace {
+            root: PathBuf::from("/ws"),
+        };
+        let board = boards::find("qemu-x86_64").unwrap();
+        let env = board_env(
+            &ws,
+            board,
+            Path::new("/ws/target/board-qemu-x86_64/hello.symtab"),
+        );
+        let get = |k: &str| env.iter().find(|(key, _)| *key == k).unwrap().1.clone();
+        assert_eq!(get("CARGO_TARGET_DIR"), "/ws/target/board-qemu-x86_64");
+        assert_eq!(
+            get("CARGO_ENCODED_RUSTFLAGS"),
+            "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f-C\x1flink-arg=-T/ws/boards/qemu-x86_64/link.ld\
+             \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"
+        );
+        assert_eq!(
+            get("RHEA_SYMTAB"),
+            "/ws/target/board-qemu-x86_64/hello.symtab"
+        );
+    }
+
+    #[test]
+    fn symtab_file_created_empty_once() {
+        let dir = std::env::temp_dir().join(format!("xtask-image-{}", std::process::id()));
+        let path = dir.join("sub/app.symtab");
+        ensure_symtab_file(&path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"");
+        fs::write(&path, b"RSYM").unwrap();
+        ensure_symtab_file(&path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"RSYM");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

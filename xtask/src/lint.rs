@@ -1,0 +1,58 @@
+//! `cargo xtask lint`: clippy with `-D warnings` everywhere it applies.
+//!
+//! 1. The host crates (the workspace's `default-members`): `cargo clippy --all-targets`.
+//! 2. Per board, every app package: `cargo clippy --release --target <t> -p ...` with the
+//!    same environment as a board build (so `rhea_board` cfgs match), sharing the board's
+//!    target directory. `RHEA_SYMTAB` points at an empty `lint.symtab` there.
+//!
+//! Every step runs even if an earlier one failed; the exit code is non-zero if any failed.
+
+use crate::boards::{self, Board};
+use crate::{Options, Result, Workspace, apps, describe, fail, image, run_checked, setup};
+
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let mut failed: Vec<String> = Vec::new();
+
+    let mut host = ws.cargo();
+    host.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    println!("lint: host crates: {}", describe(&host));
+    if let Err(e) = run_checked(&mut host) {
+        failed.push(format!("host crates: {e}"));
+    }
+
+    let board_list: Vec<&Board> = match &opts.board {
+        Some(name) => vec![boards::find(name)?],
+        None => boards::BOARDS.iter().collect(),
+    };
+    let all_apps = apps::discover(&ws.root)?;
+    for board in board_list {
+        if all_apps.is_empty() {
+            println!("lint: board {}: no apps to lint", board.name);
+            continue;
+        }
+        if let Err(e) = setup::ensure_toolchain(ws, board) {
+            failed.push(format!("board {}: {e}", board.name));
+            continue;
+        }
+        let symtab = ws.board_target_dir(board).join("lint.symtab");
+        image::ensure_symtab_file(&symtab)?;
+        let mut cmd = ws.cargo();
+        cmd.args(["clippy", "--release", "--target", board.target]);
+        for app in &all_apps {
+            cmd.args(["-p", &app.package]);
+        }
+        cmd.args(["--", "-D", "warnings"])
+            .envs(image::board_env(ws, board, &symtab));
+        println!("lint: board {}: {}", board.name, describe(&cmd));
+        if let Err(e) = run_checked(&mut cmd) {
+            failed.push(format!("board {}: {e}", board.name));
+        }
+    }
+
+    if failed.is_empty() {
+        println!("lint: clean");
+        Ok(())
+    } else {
+        fail(format!("lint failed:\n  {}", failed.join("\n  ")))
+    }
+}

@@ -1,0 +1,689 @@
+//! Everything about QEMU: finding it and its version, choosing the accelerator, every QEMU
+//! command line (per board and machine), running it (captured with a timeout, or attached to
+//! the terminal) and mapping how it ended to a verdict.
+//!
+//! Exit convention: the kernel writes `v` to the `isa-debug-exit` port (0xf4) and QEMU exits
+//! with `(v << 1) | 1`. The kernel writes 0x10 for success (status 33) and 0x11 for failure
+//! (status 35). Anything else (status 0 after a reset with `-no-reboot`, QEMU errors, signals,
+//! timeouts) is a failure that is described, not a kernel verdict.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::boards::Board;
+use crate::{Context, Result, describe, fail};
+
+/// The oldest QEMU major version supported.
+pub(crate) const MIN_MAJOR: u32 = 9;
+
+/// Where Debian's `qemu-system-data` puts qboot, the minimal firmware used for q35.
+const QBOOT_PATHS: &[&str] = &[
+    "/usr/share/qemu/qboot.rom",
+    "/usr/local/share/qemu/qboot.rom",
+];
+
+/// The QEMU status for a kernel-reported success (debug-exit value 0x10).
+pub(crate) const STATUS_SUCCESS: i32 = (0x10 << 1) | 1;
+/// The QEMU status for a kernel-reported failure (debug-exit value 0x11).
+pub(crate) const STATUS_FAILURE: i32 = (0x11 << 1) | 1;
+
+/// A QEMU version number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version {
+    pub(crate) major: u32,
+    pub(crate) minor: u32,
+    pub(crate) patch: u32,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// Parses `QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)` (the first line of
+/// `qemu-system-* --version`).
+pub(crate) fn parse_version(text: &str) -> Option<Version> {
+    let rest = text.split("version").nth(1)?;
+    let word = rest.split_whitespace().next()?;
+    let mut parts = word
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some(Version {
+        major,
+        minor,
+        patch,
+    })
+}
+
+/// A usable QEMU binary.
+#[derive(Debug, Clone)]
+pub(crate) struct Qemu {
+    pub(crate) binary: String,
+    pub(crate) version: Version,
+    /// The first line of `--version`.
+    pub(crate) banner: String,
+    /// qboot, if installed (used for q35; without it QEMU's default firmware is used).
+    pub(crate) qboot: Option<PathBuf>,
+}
+
+/// What looking for a QEMU binary found.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    Missing,
+    TooOld(Qemu),
+    Unparsable(String),
+    Found(Qemu),
+}
+
+/// Runs `binary --version` and checks the version.
+pub(crate) fn probe(binary: &str) -> Probe {
+    let out = match Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) => return Probe::Missing,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let banner = text.lines().next().unwrap_or("").trim().to_string();
+    let Some(version) = parse_version(&banner) else {
+        return Probe::Unparsable(banner);
+    };
+    let qemu = Qemu {
+        binary: binary.to_string(),
+        version,
+        banner,
+        qboot: QBOOT_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+    };
+    if version.major >= MIN_MAJOR {
+        Probe::Found(qemu)
+    } else {
+        Probe::TooOld(qemu)
+    }
+}
+
+/// The `--accel` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// The accelerator a QEMU run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// What opening `/dev/kvm` read-write gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KvmDevice {
+    Missing,
+    NoAccess(String),
+    Opened,
+}
+
+/// Whether a `/proc/cpuinfo` text lists the `vmx` (Intel) or `svm` (AMD) flag.
+pub(crate) fn cpu_has_virt(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .filter_map(|l| l.split_once(':'))
+        .any(|(_, flags)| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// Whether hardware KVM is usable; `Err` says why not.
+pub(crate) fn hardware_kvm(device: &KvmDevice, cpuinfo: &str) -> Result<(), String> {
+    match device {
+        KvmDevice::Missing => Err("/dev/kvm not present".to_string()),
+        KvmDevice::NoAccess(e) => Err(format!("/dev/kvm cannot be opened read-write: {e}")),
+        KvmDevice::Opened if !cpu_has_virt(cpuinfo) => {
+            Err("/dev/kvm present but CPU has no vmx/svm: software KVM, unusable".to_string())
+        }
+        KvmDevice::Opened => Ok(()),
+    }
+}
+
+/// Checks this machine for hardware KVM.
+pub(crate) fn probe_hardware_kvm() -> Result<(), String> {
+    let device = match OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => KvmDevice::Opened,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => KvmDevice::Missing,
+        Err(e) => KvmDevice::NoAccess(e.to_string()),
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    hardware_kvm(&device, &cpuinfo)
+}
+
+/// The accelerator picked, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccelDecision {
+    pub(crate) accel: Accel,
+    pub(crate) reason: String,
+    /// Set when KVM was forced although the check failed.
+    pub(crate) warning: Option<String>,
+}
+
+impl AccelDecision {
+    /// Prints the one-line explanation (and the warning, if any).
+    pub(crate) fn print(&self) {
+        if let Some(w) = &self.warning {
+            eprintln!("warning: {w}");
+        }
+        println!("accel: {} ({})", self.accel.name(), self.reason);
+    }
+}
+
+/// Picks the accelerator from `--accel` and the hardware KVM check.
+pub(crate) fn decide_accel(choice: AccelChoice, hw_kvm: &Result<(), String>) -> AccelDecision {
+    match (choice, hw_kvm) {
+        (AccelChoice::Tcg, _) => AccelDecision {
+            accel: Accel::Tcg,
+            reason: "--accel tcg".to_string(),
+            warning: None,
+        },
+        (AccelChoice::Kvm, Ok(())) => AccelDecision {
+            accel: Accel::Kvm,
+            reason: "--accel kvm; hardware KVM usable".to_string(),
+            warning: None,
+        },
+        (AccelChoice::Kvm, Err(why)) => AccelDecision {
+            accel: Accel::Kvm,
+            reason: "--accel kvm".to_string(),
+            warning: Some(format!("KVM forced by --accel kvm, but {why}")),
+        },
+        (AccelChoice::Auto, Ok(())) => AccelDecision {
+            accel: Accel::Kvm,
+            reason: "/dev/kvm opens read-write and CPU has vmx/svm".to_string(),
+            warning: None,
+        },
+        (AccelChoice::Auto, Err(why)) => AccelDecision {
+            accel: Accel::Tcg,
+            reason: why.clone(),
+            warning: None,
+        },
+    }
+}
+
+/// The accelerators `test` and `bench` cover: TCG always, KVM too when usable (or only the
+/// one `--accel` names).
+pub(crate) fn accels_to_test(choice: AccelChoice, hw_kvm: &Result<(), String>) -> Vec<Accel> {
+    match (choice, hw_kvm) {
+        (AccelChoice::Tcg, _) => vec![Accel::Tcg],
+        (AccelChoice::Kvm, _) => vec![Accel::Kvm],
+        (AccelChoice::Auto, Ok(())) => vec![Accel::Tcg, Accel::Kvm],
+        (AccelChoice::Auto, Err(_)) => vec![Accel::Tcg],
+    }
+}
+
+/// How the guest console is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Serial {
+    /// `-serial stdio`, stdin from /dev/null, stdout piped to xtask (test, bench).
+    Captured,
+    /// `-serial mon:stdio` on the terminal (run).
+    Interactive,
+}
+
+/// One QEMU run.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec<'a> {
+    pub(crate) board: &'a Board,
+    pub(crate) machine: &'a str,
+    pub(crate) accel: Accel,
+    pub(crate) smp: u32,
+    pub(crate) mem: &'a str,
+    pub(crate) kernel: &'a Path,
+    pub(crate) serial: Serial,
+}
+
+/// The QEMU arguments for a run. `qboot` is the firmware used for q35 when present.
+pub(crate) fn args(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Vec<String>> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+    match (spec.board.name, spec.machine) {
+        ("qemu-x86_64", "microvm") => {
+            // No `x-option-roms=off`: QEMU boots a `-kernel` ELF (PVH note or multiboot)
+            // through an option ROM (pvh.bin / multiboot.bin); without it nothing runs.
+            push(&["-M", "microvm,rtc=off,isa-serial=on"]);
+        }
+        ("qemu-x86_64", "q35") => {
+            push(&["-M", "q35"]);
+            if let Some(rom) = qboot {
+                push(&["-bios", &rom.to_string_lossy()]);
+            }
+        }
+        (board, machine) => {
+            return fail(format!(
+                "qemu.rs has no command line for board {board} machine {machine}"
+            ));
+        }
+    }
+    match (spec.accel, spec.smp) {
+        (Accel::Kvm, _) => push(&["-accel", "kvm", "-cpu", "host"]),
+        (Accel::Tcg, 1) => push(&["-accel", "tcg", "-cpu", "max"]),
+        (Accel::Tcg, _) => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    }
+    let serial = match spec.serial {
+        Serial::Captured => "stdio",
+        Serial::Interactive => "mon:stdio",
+    };
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-m",
+        spec.mem,
+        "-smp",
+        &spec.smp.to_string(),
+        "-serial",
+        serial,
+        "-kernel",
+        &spec.kernel.to_string_lossy(),
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]);
+    Ok(a)
+}
+
+/// How a QEMU process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QemuEnd {
+    Exited(i32),
+    Signaled(i32),
+    Timeout(Duration),
+}
+
+impl QemuEnd {
+    fn from_status(status: ExitStatus) -> QemuEnd {
+        if let Some(code) = status.code() {
+            return QemuEnd::Exited(code);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = status.signal() {
+                return QemuEnd::Signaled(sig);
+            }
+        }
+        QemuEnd::Exited(-1)
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            QemuEnd::Exited(code) => format!("exit status {code}"),
+            QemuEnd::Signaled(sig) => format!("killed by signal {sig}"),
+            QemuEnd::Timeout(t) => format!("TIMEOUT after {}s", t.as_secs()),
+        }
+    }
+}
+
+/// What a QEMU end means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The kernel reported success (status 33).
+    Success,
+    /// The kernel reported failure (status 35).
+    KernelFailure,
+    /// Anything else, described.
+    Other(String),
+}
+
+impl Verdict {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Verdict::Success => "kernel reported success".to_string(),
+            Verdict::KernelFailure => "kernel reported failure".to_string(),
+            Verdict::Other(why) => why.clone(),
+        }
+    }
+}
+
+/// Maps how QEMU ended to a verdict.
+pub(crate) fn classify(end: &QemuEnd) -> Verdict {
+    match *end {
+        QemuEnd::Exited(STATUS_SUCCESS) => Verdict::Success,
+        QemuEnd::Exited(STATUS_FAILURE) => Verdict::KernelFailure,
+        QemuEnd::Exited(0) => Verdict::Other(
+            "QEMU exited with status 0: the guest reset or powered off (triple fault?) \
+             without writing the debug-exit port"
+                .to_string(),
+        ),
+        QemuEnd::Exited(1) => Verdict::Other(
+            "QEMU exited with status 1: QEMU error (see its stderr) or debug-exit value 0"
+                .to_string(),
+        ),
+        QemuEnd::Exited(code) if code > 0 && code % 2 == 1 => Verdict::Other(format!(
+            "QEMU exited with status {code}: unexpected debug-exit value {:#x} \
+             (0x10 = success, 0x11 = failure)",
+            code >> 1
+        )),
+        QemuEnd::Exited(code) => Verdict::Other(format!("QEMU exited with status {code}")),
+        QemuEnd::Signaled(sig) => Verdict::Other(format!("QEMU killed by signal {sig}")),
+        QemuEnd::Timeout(t) => Verdict::Other(format!("TIMEOUT after {}s", t.as_secs())),
+    }
+}
+
+/// The output of a captured run.
+#[derive(Debug, Clone)]
+pub(crate) struct Captured {
+    /// Console lines with the time since spawn at which each was complete.
+    pub(crate) lines: Vec<(Duration, String)>,
+    /// QEMU's own stderr.
+    pub(crate) stderr: String,
+    pub(crate) end: QemuEnd,
+    /// Time from spawn to exit (or kill).
+    pub(crate) elapsed: Duration,
+}
+
+impl Captured {
+    /// All console output as one string.
+    pub(crate) fn console(&self) -> String {
+        let mut s = String::new();
+        for (_, line) in &self.lines {
+            s.push_str(line);
+            s.push('\n');
+        }
+        s
+    }
+
+    /// When the first console line containing `needle` appeared (time since spawn).
+    pub(crate) fn time_of(&self, needle: &str) -> Option<Duration> {
+        self.lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+}
+
+fn command(qemu: &Qemu, spec: &Spec<'_>) -> Result<Command> {
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(args(spec, qemu.qboot.as_deref())?);
+    Ok(cmd)
+}
+
+/// Runs QEMU with the console captured, killing it after `timeout`. With `echo`, prints the
+/// command line and every console line as it arrives.
+pub(crate) fn run_captured(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut cmd = command(qemu, spec)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if echo {
+        println!("$ {}", describe(&cmd));
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+
+    let (tx, rx) = mpsc::channel::<(Duration, String)>();
+    let out_reader = thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let at = start.elapsed();
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send((at, line)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+
+    let mut lines = Vec::new();
+    let mut take = |item: (Duration, String)| {
+        if echo {
+            println!("{}", item.1);
+        }
+        lines.push(item);
+    };
+    let end = loop {
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(item) => {
+                take(item);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // stdout closed but QEMU may still be running: keep polling without spinning.
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
+        }
+        if let Some(status) = child
+            .try_wait()
+            .context(|| "waiting for QEMU".to_string())?
+        {
+            break QemuEnd::from_status(status);
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break QemuEnd::Timeout(timeout);
+        }
+    };
+    let elapsed = start.elapsed();
+    let _ = out_reader.join();
+    for item in rx.try_iter() {
+        take(item);
+    }
+    let stderr = err_reader.join().unwrap_or_default();
+    if echo && !stderr.trim().is_empty() {
+        eprint!("{stderr}");
+    }
+    Ok(Captured {
+        lines,
+        stderr,
+        end,
+        elapsed,
+    })
+}
+
+/// Runs QEMU with the terminal attached (`run`).
+pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Result<QemuEnd> {
+    let mut cmd = command(qemu, spec)?;
+    if verbose {
+        println!("$ {}", describe(&cmd));
+    }
+    println!("Ctrl-A X quits QEMU");
+    let status = cmd
+        .status()
+        .context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    Ok(QemuEnd::from_status(status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boards;
+
+    #[test]
+    fn versions() {
+        let v = |s| parse_version(s).unwrap();
+        assert_eq!(
+            v("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"),
+            Version {
+                major: 10,
+                minor: 0,
+                patch: 2
+            }
+        );
+        assert_eq!(
+            v("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u12)").major,
+            7
+        );
+        assert_eq!(v("QEMU emulator version 9.1.0").minor, 1);
+        assert_eq!(
+            v("QEMU emulator version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)").patch,
+            2
+        );
+        assert_eq!(
+            v("QEMU emulator version 9.0.50 (v9.0.0-1-gdeadbeef)"),
+            Version {
+                major: 9,
+                minor: 0,
+                patch: 50
+            }
+        );
+        assert_eq!(v("QEMU emulator version 9").minor, 0);
+        assert!(parse_version("").is_none());
+        assert!(parse_version("qemu: command not found").is_none());
+        assert!(parse_version("QEMU emulator version x.y").is_none());
+        assert!(v("QEMU emulator version 9.0.0") > v("QEMU emulator version 8.2.9"));
+    }
+
+    const CPU_VMX: &str = "processor\t: 0\nflags\t\t: fpu vme de pse vmx sse2\nbogomips\t: 1\n";
+    const CPU_SVM: &str = "flags\t\t: fpu svm lm\n";
+    const CPU_NONE: &str =
+        "processor\t: 0\nflags\t\t: fpu vme de pse sse2 hypervisor\nvmx flags\t: ept\n";
+
+    #[test]
+    fn cpu_flags() {
+        assert!(cpu_has_virt(CPU_VMX));
+        assert!(cpu_has_virt(CPU_SVM));
+        // "vmx flags" lines and substrings like "vmxe" do not count.
+        assert!(!cpu_has_virt(CPU_NONE));
+        assert!(!cpu_has_virt("flags\t: vmxe svmx\n"));
+        assert!(!cpu_has_virt(""));
+    }
+
+    #[test]
+    fn accel_decisions() {
+        let usable = hardware_kvm(&KvmDevice::Opened, CPU_VMX);
+        assert_eq!(usable, Ok(()));
+        let software = hardware_kvm(&KvmDevice::Opened, CPU_NONE);
+        assert_eq!(
+            software,
+            Err("/dev/kvm present but CPU has no vmx/svm: software KVM, unusable".to_string())
+        );
+        let missing = hardware_kvm(&KvmDevice::Missing, CPU_VMX);
+        assert!(missing.as_ref().unwrap_err().contains("not present"));
+        let denied = hardware_kvm(&KvmDevice::NoAccess("Permission denied".into()), CPU_VMX);
+        assert!(denied.as_ref().unwrap_err().contains("Permission denied"));
+
+        let d = decide_accel(AccelChoice::Auto, &usable);
+        assert_eq!((d.accel, d.warning.is_none()), (Accel::Kvm, true));
+        let d = decide_accel(AccelChoice::Auto, &software);
+        assert_eq!(d.accel, Accel::Tcg);
+        assert!(d.reason.contains("software KVM"));
+        let d = decide_accel(AccelChoice::Kvm, &software);
+        assert_eq!(d.accel, Accel::Kvm);
+        assert!(d.warning.unwrap().contains("software KVM"));
+        let d = decide_accel(AccelChoice::Tcg, &usable);
+        assert_eq!((d.accel, d.warning), (Accel::Tcg, None));
+
+        assert_eq!(
+            accels_to_test(AccelChoice::Auto, &usable),
+            [Accel::Tcg, Accel::Kvm]
+        );
+        assert_eq!(accels_to_test(AccelChoice::Auto, &missing), [Accel::Tcg]);
+        assert_eq!(accels_to_test(AccelChoice::Kvm, &missing), [Accel::Kvm]);
+        assert_eq!(accels_to_test(AccelChoice::Tcg, &usable), [Accel::Tcg]);
+    }
+
+    fn spec<'a>(machine: &'a str, accel: Accel, smp: u32, serial: Serial) -> Spec<'a> {
+        Spec {
+            board: boards::find("qemu-x86_64").unwrap(),
+            machine,
+            accel,
+            smp,
+            mem: "128M",
+            kernel: Path::new("/img/hello.elf"),
+            serial,
+        }
+    }
+
+    #[test]
+    fn command_lines() {
+        let qboot = Path::new("/usr/share/qemu/qboot.rom");
+        let line = |s: &Spec<'_>, rom| args(s, rom).unwrap().join(" ");
+        assert_eq!(
+            line(&spec("q35", Accel::Tcg, 1, Serial::Captured), Some(qboot)),
+            "-M q35 -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max -nodefaults \
+             -no-user-config -no-reboot -display none -m 128M -smp 1 -serial stdio \
+             -kernel /img/hello.elf -device isa-debug-exit,iobase=0xf4,iosize=4"
+        );
+        assert_eq!(
+            line(&spec("q35", Accel::Kvm, 2, Serial::Interactive), None),
+            "-M q35 -accel kvm -cpu host -nodefaults -no-user-config -no-reboot -display none \
+             -m 128M -smp 2 -serial mon:stdio -kernel /img/hello.elf \
+             -device isa-debug-exit,iobase=0xf4,iosize=4"
+        );
+        let microvm = line(
+            &spec("microvm", Accel::Tcg, 4, Serial::Captured),
+            Some(qboot),
+        );
+        assert!(
+            microvm
+                .starts_with("-M microvm,rtc=off,isa-serial=on -accel tcg,thread=multi -cpu max "),
+            "{microvm}"
+        );
+        assert!(!microvm.contains("-bios"));
+        assert!(args(&spec("pc", Accel::Tcg, 1, Serial::Captured), None).is_err());
+    }
+
+    #[test]
+    fn exit_statuses() {
+        assert_eq!(STATUS_SUCCESS, 33);
+        assert_eq!(STATUS_FAILURE, 35);
+        assert_eq!(classify(&QemuEnd::Exited(33)), Verdict::Success);
+        assert_eq!(classify(&QemuEnd::Exited(35)), Verdict::KernelFailure);
+        let other = |end| match classify(&end) {
+            Verdict::Other(why) => why,
+            v => panic!("{v:?}"),
+        };
+        assert!(other(QemuEnd::Exited(0)).contains("status 0"));
+        assert!(other(QemuEnd::Exited(1)).contains("QEMU error"));
+        assert!(other(QemuEnd::Exited(7)).contains("0x3"));
+        assert!(other(QemuEnd::Exited(2)).contains("status 2"));
+        assert!(other(QemuEnd::Signaled(9)).contains("signal 9"));
+        assert_eq!(
+            other(QemuEnd::Timeout(Duration::from_secs(60))),
+            "TIMEOUT after 60s"
+        );
+        assert_eq!(
+            QemuEnd::Timeout(Duration::from_secs(5)).describe(),
+            "TIMEOUT after 5s"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! `cargo xtask test`: host unit tests, then every app booted on every board/machine/accel.
+//!
+//! 1. `cargo test` with no `-p` (the workspace's `default-members` are the host-testable
+//!    crates); a failure counts as one failed item, "host unit tests". Skipped with
+//!    `--no-host`, or when `--filter` is given and does not match "host unit tests".
+//! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
+//!    board's machines under TCG, and under KVM too when hardware KVM is usable. A case passes
+//!    iff QEMU ends as the app's `expect` says and every `console` fragment appears, in order.
+//!
+//! One line per case (`PASS qemu-x86_64/q35/tcg hello (0.42 s)`), then exactly one summary
+//! line `N passed, N failed`; the exit code is non-zero if anything failed.
+
+use std::time::{Duration, Instant};
+
+use crate::apps::{self, App, Expect};
+use crate::boards::{self, Board};
+use crate::qemu::{self, Accel, Qemu, Verdict};
+use crate::{Error, Options, Result, Workspace, describe, image, setup};
+
+/// The name of the host unit test item (`--filter` applies to it too).
+const HOST_TESTS: &str = "host unit tests";
+
+/// Console lines shown when a case fails.
+const TAIL_LINES: usize = 40;
+
+/// Where the first fragment that is missing (in order) is, if any.
+pub(crate) fn missing_fragment(console: &str, fragments: &[String]) -> Option<usize> {
+    let mut rest = console;
+    for (i, fragment) in fragments.iter().enumerate() {
+        match rest.find(fragment.as_str()) {
+            Some(at) => rest = &rest[at + fragment.len()..],
+            None => return Some(i),
+        }
+    }
+    None
+}
+
+/// Decides a case: `Ok` if QEMU ended as expected and every fragment appeared in order.
+pub(crate) fn judge(
+    expect: Expect,
+    verdict: &Verdict,
+    console: &str,
+    fragments: &[String],
+) -> Result<(), String> {
+    match (expect, verdict) {
+        (Expect::Success, Verdict::Success) | (Expect::Failure, Verdict::KernelFailure) => {}
+        (Expect::Success, Verdict::KernelFailure) => {
+            return Err("kernel reported failure, expected success".to_string());
+        }
+        (Expect::Failure, Verdict::Success) => {
+            return Err("kernel reported success, expected failure".to_string());
+        }
+        (_, Verdict::Other(why)) => return Err(why.clone()),
+    }
+    match missing_fragment(console, fragments) {
+        None => Ok(()),
+        Some(0) => Err(format!("console lacks {:?}", fragments[0])),
+        Some(i) => Err(format!(
+            "console lacks {:?} after {:?}",
+            fragments[i],
+            fragments[i - 1]
+        )),
+    }
+}
+
+/// The name of a case, which `--filter` matches against.
+pub(crate) fn case_name(board: &str, machine: &str, accel: Accel, app: &str) -> String {
+    format!("{board}/{machine}/{} {app}", accel.name())
+}
+
+/// Pass/fail counts.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+impl Tally {
+    fn pass(&mut self, name: &str, took: Duration) {
+        self.passed += 1;
+        println!("PASS {name} ({:.2} s)", took.as_secs_f64());
+    }
+
+    fn fail(&mut self, name: &str, took: Option<Duration>, reason: &str) {
+        self.failed += 1;
+        match took {
+            Some(t) => println!("FAIL {name} ({:.2} s): {reason}", t.as_secs_f64()),
+            None => println!("FAIL {name}: {reason}"),
+        }
+    }
+}
+
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let mut tally = Tally::default();
+
+    let board_list: Vec<&Board> = match &opts.board {
+        Some(name) => vec![boards::find(name)?],
+        None => boards::BOARDS.iter().collect(),
+    };
+    let all_apps = apps::discover(&ws.root)?;
+    let app_list: Vec<&App> = match &opts.app {
+        Some(name) => vec![apps::find(&all_apps, name)?],
+        None => all_apps.iter().collect(),
+    };
+    // Validate --machine for every board before anything runs.
+    for board in &board_list {
+        board.machines_to_test(opts.machine.as_deref())?;
+    }
+
+    let matches = |name: &str| {
+        opts.filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+    };
+    if !opts.no_host && matches(HOST_TESTS) {
+        let mut cmd = ws.cargo();
+        cmd.arg("test");
+        println!("== host unit tests: {}", describe(&cmd));
+        let start = Instant::now();
+        let status = cmd.status();
+        let took = start.elapsed();
+        match status {
+            Ok(s) if s.success() => tally.pass(HOST_TESTS, took),
+            Ok(s) => tally.fail(HOST_TESTS, Some(took), &format!("cargo test: {s}")),
+            Err(e) => tally.fail(HOST_TESTS, None, &format!("cannot run cargo: {e}")),
+        }
+    }
+
+    let hw_kvm = qemu::probe_hardware_kvm();
+    let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
+    let accel_names: Vec<&str> = accels.iter().map(|a| a.name()).collect();
+    let why = match (&hw_kvm, opts.accel) {
+        (_, qemu::AccelChoice::Tcg | qemu::AccelChoice::Kvm) => "set by --accel".to_string(),
+        (Ok(()), _) => "hardware KVM usable".to_string(),
+        (Err(why), _) => why.clone(),
+    };
+    if let (qemu::AccelChoice::Kvm, Err(why)) = (opts.accel, &hw_kvm) {
+        eprintln!("warning: KVM forced by --accel kvm, but {why}");
+    }
+    println!("accel: {} ({why})", accel_names.join(" + "));
+
+    for board in board_list {
+        let machines = board.machines_to_test(opts.machine.as_deref())?;
+        let mut qemu_found: Option<Result<Qemu, String>> = None;
+        for app in &app_list {
+            let cases: Vec<(&str, Accel, String)> = machines
+                .iter()
+                .flat_map(|m| accels.iter().map(move |a| (*m, *a)))
+                .map(|(m, a)| (m, a, case_name(board.name, m, a, &app.name)))
+                .filter(|(_, _, name)| matches(name))
+                .collect();
+            if cases.is_empty() {
+                continue;
+            }
+            let qemu = qemu_found.get_or_insert_with(|| {
+                setup::ensure_toolchain(ws, board)
+                    .and_then(|()| setup::ensure_qemu(board))
+                    .map_err(|e| e.to_string())
+            });
+            let qemu = match qemu {
+                Ok(q) => q,
+                Err(e) => {
+                    for (_, _, name) in &cases {
+                        tally.fail(name, None, &format!("setup failed: {e}"));
+                    }
+                    continue;
+                }
+            };
+            let image = match image::build(ws, board, app) {
+                Ok(image) => image,
+                Err(e) => {
+                    for (_, _, name) in &cases {
+                        tally.fail(name, None, &format!("build failed: {e}"));
+                    }
+                    continue;
+                }
+            };
+            for (machine, accel, name) in &cases {
+                let spec = qemu::Spec {
+                    board,
+                    machine,
+                    accel: *accel,
+                    smp: opts.smp,
+                    mem: &opts.mem,
+                    kernel: &image.elf,
+                    serial: qemu::Serial::Captured,
+                };
+                if opts.verbose {
+                    println!("== {name}");
+                }
+                let captured = match qemu::run_captured(qemu, &spec, app.timeout, opts.verbose) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tally.fail(name, None, &e.to_string());
+                        continue;
+                    }
+                };
+                let console = captured.console();
+                let verdict = qemu::classify(&captured.end);
+                match judge(app.expect, &verdict, &console, &app.console) {
+                    Ok(()) => tally.pass(name, captured.elapsed),
+                    Err(reason) => {
+                        tally.fail(name, Some(captured.elapsed), &reason);
+                        print_tail(&captured.lines, &captured.stderr);
+                    }
+                }
+            }
+        }
+    }
+
+    if tally.passed + tally.failed == 0 {
+        eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
+        println!("0 passed, 0 failed");
+        return Err(Error::Quiet(1));
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    if tally.failed > 0 {
+        Err(Error::Quiet(1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Prints the last console lines and QEMU's stderr of a failed case.
+fn print_tail(lines: &[(Duration, String)], stderr: &str) {
+    let skip = lines.len().saturating_sub(TAIL_LINES);
+    println!(
+        "    --- console (last {} of {} lines) ---",
+        lines.len() - skip,
+        lines.len()
+    );
+    for (_, line) in &lines[skip..] {
+        println!("    | {line}");
+    }
+    if !stderr.trim().is_empty() {
+        println!("    --- QEMU stderr ---");
+        for line in stderr.lines() {
+            println!("    | {line}");
+        }
+    }
+    println!("    ---");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frags(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn fragments_in_order() {
+        let console = "rhea: boot\nhello from rhea\npanicked at src/main.rs:3\nbacktrace:\n";
+        assert_eq!(missing_fragment(console, &[]), None);
+        assert_eq!(
+            missing_fragment(console, &frags(&["hello", "panicked at", "backtrace"])),
+            None
+        );
+        // Out of order.
+        assert_eq!(
+            missing_fragment(console, &frags(&["panicked at", "hello"])),
+            Some(1)
+        );
+        assert_eq!(missing_fragment(console, &frags(&["nope"])), Some(0));
+        // A fragment is consumed: the same text twice needs two occurrences.
+        assert_eq!(missing_fragment("ab", &frags(&["a", "a"])), Some(1));
+        assert_eq!(missing_fragment("a a", &frags(&["a", "a"])), None);
+        // Fragments may span lines.
+        assert_eq!(missing_fragment(console, &frags(&["boot\nhello"])), None);
+    }
+
+    #[test]
+    fn judging() {
+        let console = "hello\nworld\n";
+        let ok = judge(
+            Expect::Success,
+            &Verdict::Success,
+            console,
+            &frags(&["hello", "world"]),
+        );
+        assert_eq!(ok, Ok(()));
+        let err = judge(
+            Expect::Success,
+            &Verdict::Success,
+            console,
+            &frags(&["world", "hello"]),
+        );
+        assert_eq!(err.unwrap_err(), "console lacks \"hello\" after \"world\"");
+        let err = judge(
+            Expect::Success,
+            &Verdict::Success,
+            console,
+            &frags(&["bye"]),
+        );
+        assert_eq!(err.unwrap_err(), "console lacks \"bye\"");
+        assert_eq!(
+            judge(Expect::Failure, &Verdict::KernelFailure, console, &[]),
+            Ok(())
+        );
+        assert!(
+            judge(Expect::Failure, &Verdict::Success, console, &[])
+                .unwrap_err()
+                .contains("expected failure")
+        );
+        assert!(
+            judge(Expect::Success, &Verdict::KernelFailure, console, &[])
+                .unwrap_err()
+                .contains("expected success")
+        );
+        let timeout = Verdict::Other("TIMEOUT after 60s".to_string());
+        assert_eq!(
+            judge(Expect::Failure, &timeout, console, &[]).unwrap_err(),
+            "TIMEOUT after 60s"
+        );
+    }
+
+    #[test]
+    fn case_names() {
+        assert_eq!(
+            case_name("qemu-x86_64", "q35", Accel::Tcg, "hello"),
+            "qemu-x86_64/q35/tcg hello"
+        );
+    }
+}
