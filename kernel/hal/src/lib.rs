@@ -8,14 +8,21 @@
 //! - [`Console`] and [`Platform`]: what a board must give the runtime to print and to end the
 //!   machine;
 //! - [`ExitStatus`]: how a run ends;
-//! - [`PhysAddr`] and [`CpuId`]: units carried in types.
-//!
-//! Interrupt controllers, clocks and one-shot timers join this crate with the scheduler issue.
+//! - [`PhysAddr`] and [`CpuId`]: units carried in types;
+//! - [`Instant`], [`Clock`] and [`OneShotTimer`]: time and the timer contract;
+//! - [`IrqLine`] and [`Trigger`]: interrupt lines;
+//! - [`Priority`]: thread priorities, with one documented direction.
 #![no_std]
 #![forbid(unsafe_code)]
 
 mod addr;
+mod irq;
 mod platform;
+mod priority;
+mod time;
 
 pub use addr::{CpuId, PAGE_SIZE, PhysAddr};
+pub use irq::{IrqLine, Trigger};
 pub use platform::{Console, ExitStatus, Platform};
+pub use priority::{InvalidPriority, Priority};
+pub use time::{Clock, Instant, OneShotTimer};

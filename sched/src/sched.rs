@@ -1,0 +1,1336 @@
+//! The scheduler state machine.
+//!
+//! Every operation takes `&mut self` (the kernel holds the scheduler lock), the CPU it runs
+//! on and, where time matters, `now`. Operations never switch threads themselves: they update
+//! the state and return a [`Decision`] naming the CPUs that must call [`Sched::pick_next`].
+//! A thread that an operation blocked is told why it woke through [`Sched::take_wake_reason`]
+//! once it runs again.
+
+use crate::cpuset::CpuSet;
+use crate::error::SchedError;
+use crate::lists::{
+    RunAdapter, SleepAdapter, SleepTree, ThreadList, remove_from_list, remove_from_tree,
+};
+use crate::thread::{Thread, ThreadId};
+use crate::{MAX_CPUS, MAX_HELD_MUTEXES};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use intrusive_collections::LinkedList;
+use rhea_hal::{Instant, Priority};
+
+/// How a new thread is scheduled.
+#[derive(Clone, Copy, Debug)]
+pub struct SpawnParams {
+    /// Base priority.
+    pub priority: Priority,
+    /// CPUs it may run on.
+    pub affinity: CpuSet,
+    /// Round-robin time slice among equal priorities, in nanoseconds; `None` = FIFO (runs
+    /// until it blocks, yields or is preempted by a more important thread).
+    pub slice_ns: Option<u64>,
+}
+
+/// Why a blocked thread woke up.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WakeReason {
+    /// It has not blocked since the last time it asked.
+    None,
+    /// Its wait was satisfied (a wait-queue signal, event flags, a joined thread's exit).
+    Signaled,
+    /// It was handed what it waited for: a mutex's ownership or a semaphore unit.
+    Acquired,
+    /// Its deadline passed first.
+    Timeout,
+    /// The object it waited on was destroyed or its owner died holding it.
+    Abandoned,
+}
+
+/// What the kernel must do after an operation: the CPUs that must run [`Sched::pick_next`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[must_use = "a decision names CPUs that must reschedule"]
+pub struct Decision {
+    /// CPUs whose current thread may no longer be the one that should run.
+    pub resched: CpuSet,
+}
+
+impl Decision {
+    fn cpu(cpu: usize) -> Self {
+        Self {
+            resched: CpuSet::single(cpu),
+        }
+    }
+
+    fn merge(self, other: Decision) -> Decision {
+        Decision {
+            resched: CpuSet::from_bits(self.resched.bits() | other.resched.bits()),
+        }
+    }
+}
+
+/// A synchronisation object's identity (slot index and generation).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ObjectId(u64);
+
+impl ObjectId {
+    fn index(self) -> usize {
+        self.0 as u32 as usize
+    }
+}
+
+/// What an event-flags waiter waits for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct EventWait {
+    /// The bits of interest.
+    pub mask: u32,
+    /// Wait for all of `mask` (otherwise any of it).
+    pub all: bool,
+    /// Clear the bits of `mask` that satisfied the wait.
+    pub clear: bool,
+}
+
+impl EventWait {
+    fn satisfied_by(self, bits: u32) -> bool {
+        if self.all {
+            bits & self.mask == self.mask
+        } else {
+            bits & self.mask != 0
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A plain wait queue (condition variables, thread join).
+    Queue,
+    Mutex {
+        owner: Option<ThreadId>,
+    },
+    Semaphore {
+        count: u32,
+        max: u32,
+    },
+    Events {
+        bits: u32,
+    },
+}
+
+struct Object {
+    id: ObjectId,
+    kind: Kind,
+    /// Blocked threads, most important first, FIFO within a level.
+    waiters: ThreadList,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Ready,
+    Running,
+    Blocked,
+    Suspended,
+    Exited,
+}
+
+/// A thread's scheduling state.
+struct Tcb {
+    thread: Arc<Thread>,
+    base: Priority,
+    eff: Priority,
+    state: State,
+    suspend_requested: bool,
+    affinity: CpuSet,
+    /// The CPU whose run queue or sleep queue holds it, or that runs it.
+    cpu: usize,
+    /// The run-queue level it is queued at while `Ready`.
+    queued_level: usize,
+    slice_ns: Option<u64>,
+    slice_left_ns: u64,
+    yield_pending: bool,
+    blocked_on: Option<ObjectId>,
+    held: [Option<ObjectId>; MAX_HELD_MUTEXES],
+    wake: WakeReason,
+    event_wait: EventWait,
+    /// The event bits that satisfied the last event wait.
+    event_bits: u32,
+    exit_code: i32,
+    join_queue: Option<ObjectId>,
+    joined: bool,
+    detached: bool,
+    is_idle: bool,
+}
+
+struct RunQueue {
+    bitmap: u64,
+    levels: [ThreadList; Priority::LEVELS],
+}
+
+impl RunQueue {
+    fn new() -> Self {
+        Self {
+            bitmap: 0,
+            levels: core::array::from_fn(|_| LinkedList::new(RunAdapter::new())),
+        }
+    }
+
+    fn push(&mut self, level: usize, t: Arc<Thread>, front: bool) {
+        if front {
+            self.levels[level].push_front(t);
+        } else {
+            self.levels[level].push_back(t);
+        }
+        self.bitmap |= 1 << level;
+    }
+
+    /// The most important non-empty level. O(1): one bit scan.
+    fn highest(&self) -> Option<usize> {
+        if self.bitmap == 0 {
+            None
+        } else {
+            Some(63 - self.bitmap.leading_zeros() as usize)
+        }
+    }
+
+    fn pop_highest(&mut self) -> Option<Arc<Thread>> {
+        let level = self.highest()?;
+        let t = self.levels[level].pop_front();
+        if self.levels[level].is_empty() {
+            self.bitmap &= !(1 << level);
+        }
+        t
+    }
+
+    fn remove(&mut self, level: usize, t: &Thread) -> Option<Arc<Thread>> {
+        let removed = remove_from_list(&mut self.levels[level], t);
+        if self.levels[level].is_empty() {
+            self.bitmap &= !(1 << level);
+        }
+        removed
+    }
+}
+
+struct Cpu {
+    rq: RunQueue,
+    sleepers: SleepTree,
+    current: Option<ThreadId>,
+    idle: Option<ThreadId>,
+    /// When the current thread's slice ends, if it has one.
+    slice_end: Option<Instant>,
+    /// When the current thread was switched in (for slice accounting).
+    switched_in: Instant,
+    switches: u64,
+}
+
+impl Cpu {
+    fn new() -> Self {
+        Self {
+            rq: RunQueue::new(),
+            sleepers: SleepTree::new(SleepAdapter::new()),
+            current: None,
+            idle: None,
+            slice_end: None,
+            switched_in: Instant::ZERO,
+            switches: 0,
+        }
+    }
+}
+
+/// The scheduler: all threads, run queues, sleep queues and sync objects of the machine.
+pub struct Sched {
+    tcbs: Vec<Option<Tcb>>,
+    tcb_generations: Vec<u32>,
+    free_tcbs: Vec<u32>,
+    objects: Vec<Option<Object>>,
+    object_generations: Vec<u32>,
+    free_objects: Vec<u32>,
+    cpus: Vec<Cpu>,
+    online: CpuSet,
+}
+
+impl core::fmt::Debug for Sched {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Sched")
+            .field("online", &self.online)
+            .field("threads", &self.thread_count())
+            .finish()
+    }
+}
+
+impl Sched {
+    /// A scheduler for `ncpus` CPUs (clamped to [`MAX_CPUS`]), none online yet.
+    pub fn new(ncpus: usize) -> Self {
+        let ncpus = ncpus.clamp(1, MAX_CPUS);
+        Self {
+            tcbs: Vec::new(),
+            tcb_generations: Vec::new(),
+            free_tcbs: Vec::new(),
+            objects: Vec::new(),
+            object_generations: Vec::new(),
+            free_objects: Vec::new(),
+            cpus: (0..ncpus).map(|_| Cpu::new()).collect(),
+            online: CpuSet::EMPTY,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Threads
+
+    /// Brings `cpu` online with `idle` as its idle thread, which is taken to be running there
+    /// now (the boot context of that CPU becomes its idle thread).
+    pub fn add_cpu(
+        &mut self,
+        cpu: usize,
+        idle: Arc<Thread>,
+        now: Instant,
+    ) -> Result<ThreadId, SchedError> {
+        if cpu >= self.cpus.len() {
+            return Err(SchedError::NoUsableCpu);
+        }
+        let id = self.insert_tcb(
+            idle,
+            Priority::IDLE,
+            CpuSet::single(cpu),
+            None,
+            cpu,
+            State::Running,
+            true,
+        );
+        let c = &mut self.cpus[cpu];
+        c.idle = Some(id);
+        c.current = Some(id);
+        c.switched_in = now;
+        self.online = CpuSet::from_bits(self.online.bits() | 1 << cpu);
+        Ok(id)
+    }
+
+    /// Makes `thread` known and ready to run.
+    pub fn spawn(
+        &mut self,
+        thread: Arc<Thread>,
+        params: SpawnParams,
+    ) -> Result<(ThreadId, Decision), SchedError> {
+        let cpu = self.select_cpu(params.affinity)?;
+        if params.priority == Priority::IDLE {
+            return Err(SchedError::WouldBlockIdle);
+        }
+        let id = self.insert_tcb(
+            thread,
+            params.priority,
+            params.affinity,
+            params.slice_ns,
+            cpu,
+            State::Blocked,
+            false,
+        );
+        let join = self.create_object(Kind::Queue);
+        self.tcb_mut(id).join_queue = Some(join);
+        let d = self.make_ready(id, WakeReason::None);
+        Ok((id, d))
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private constructor for both thread kinds"
+    )]
+    fn insert_tcb(
+        &mut self,
+        thread: Arc<Thread>,
+        prio: Priority,
+        affinity: CpuSet,
+        slice_ns: Option<u64>,
+        cpu: usize,
+        state: State,
+        is_idle: bool,
+    ) -> ThreadId {
+        let index = match self.free_tcbs.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.tcbs.push(None);
+                self.tcb_generations.push(0);
+                self.tcbs.len() - 1
+            }
+        };
+        let id = ThreadId::new(index as u32, self.tcb_generations[index]);
+        thread.set_id(id);
+        self.tcbs[index] = Some(Tcb {
+            thread,
+            base: prio,
+            eff: prio,
+            state,
+            suspend_requested: false,
+            affinity,
+            cpu,
+            queued_level: 0,
+            slice_ns,
+            slice_left_ns: slice_ns.unwrap_or(0),
+            yield_pending: false,
+            blocked_on: None,
+            held: [None; MAX_HELD_MUTEXES],
+            wake: WakeReason::None,
+            event_wait: EventWait::default(),
+            event_bits: 0,
+            exit_code: 0,
+            join_queue: None,
+            joined: false,
+            detached: false,
+            is_idle,
+        });
+        id
+    }
+
+    /// The first online CPU in `affinity`. (SMP placement — push to the CPU running the least
+    /// important thread — extends this.)
+    fn select_cpu(&self, affinity: CpuSet) -> Result<usize, SchedError> {
+        affinity
+            .intersect(self.online)
+            .first()
+            .ok_or(SchedError::NoUsableCpu)
+    }
+
+    fn tcb(&self, id: ThreadId) -> Option<&Tcb> {
+        self.tcbs
+            .get(id.index())?
+            .as_ref()
+            .filter(|t| t.thread.id() == id)
+    }
+
+    fn tcb_mut(&mut self, id: ThreadId) -> &mut Tcb {
+        self.tcbs[id.index()]
+            .as_mut()
+            .expect("ids held by the scheduler name live threads")
+    }
+
+    fn try_tcb_mut(&mut self, id: ThreadId) -> Result<&mut Tcb, SchedError> {
+        match self.tcbs.get_mut(id.index()) {
+            Some(Some(t)) if t.thread.id() == id => Ok(t),
+            _ => Err(SchedError::NoSuchThread),
+        }
+    }
+
+    /// The thread running on `cpu`.
+    pub fn current(&self, cpu: usize) -> ThreadId {
+        self.cpus[cpu]
+            .current
+            .expect("an online CPU always runs a thread")
+    }
+
+    /// The thread object of `id`.
+    pub fn thread(&self, id: ThreadId) -> Option<&Arc<Thread>> {
+        self.tcb(id).map(|t| &t.thread)
+    }
+
+    /// Effective priority (base raised by priority inheritance).
+    pub fn effective_priority(&self, id: ThreadId) -> Option<Priority> {
+        self.tcb(id).map(|t| t.eff)
+    }
+
+    /// Base priority.
+    pub fn base_priority(&self, id: ThreadId) -> Option<Priority> {
+        self.tcb(id).map(|t| t.base)
+    }
+
+    /// Whether the thread has exited.
+    pub fn has_exited(&self, id: ThreadId) -> bool {
+        self.tcb(id).is_some_and(|t| t.state == State::Exited)
+    }
+
+    /// Number of threads known (including idle and exited-unreaped).
+    pub fn thread_count(&self) -> usize {
+        self.tcbs.iter().flatten().count()
+    }
+
+    /// Context switches `cpu` has made.
+    pub fn switches(&self, cpu: usize) -> u64 {
+        self.cpus[cpu].switches
+    }
+
+    /// Why the thread last woke, and resets it.
+    pub fn take_wake_reason(&mut self, id: ThreadId) -> WakeReason {
+        match self.try_tcb_mut(id) {
+            Ok(t) => core::mem::replace(&mut t.wake, WakeReason::None),
+            Err(_) => WakeReason::None,
+        }
+    }
+
+    /// The event bits that satisfied the thread's last event wait.
+    pub fn take_event_bits(&mut self, id: ThreadId) -> u32 {
+        self.try_tcb_mut(id)
+            .map_or(0, |t| core::mem::take(&mut t.event_bits))
+    }
+
+    /// Puts a blocked or new thread on its CPU's run queue (or parks it if suspended).
+    /// RT: O(1) plus priority-inheritance propagation when it left a mutex's wait queue.
+    fn make_ready(&mut self, id: ThreadId, reason: WakeReason) -> Decision {
+        let (cpu, left_mutex) = {
+            let t = self.tcb_mut(id);
+            debug_assert_eq!(t.state, State::Blocked);
+            (t.cpu, t.blocked_on.take())
+        };
+        let thread = self.tcb(id).expect("live").thread.clone();
+        let mut d = Decision::default();
+        if let Some(obj) = left_mutex {
+            if let Some(o) = self.obj_mut(obj) {
+                remove_from_list(&mut o.waiters, &thread);
+            }
+            // Leaving a mutex's queue may lower what its owner inherits.
+            if let Some(owner) = self.mutex_owner(obj) {
+                d = d.merge(self.update_priority(owner));
+            }
+        }
+        remove_from_tree(&mut self.cpus[cpu].sleepers, &thread);
+        let t = self.tcb_mut(id);
+        t.wake = reason;
+        if t.suspend_requested {
+            t.suspend_requested = false;
+            t.state = State::Suspended;
+            return d;
+        }
+        t.state = State::Ready;
+        t.queued_level = t.eff.level();
+        let level = t.queued_level;
+        let eff = t.eff;
+        self.cpus[cpu].rq.push(level, thread, false);
+        if eff.is_more_important_than(self.eff_of(self.current(cpu))) {
+            d = d.merge(Decision::cpu(cpu));
+        }
+        d
+    }
+
+    fn eff_of(&self, id: ThreadId) -> Priority {
+        self.tcb(id).expect("live").eff
+    }
+
+    /// Chooses the thread `cpu` runs next, updating slice accounting. Returns the outgoing and
+    /// incoming threads when they differ; the kernel then switches contexts.
+    /// RT: O(1): one bitmap scan, list pushes and pops.
+    pub fn pick_next(&mut self, cpu: usize, now: Instant) -> Option<(Arc<Thread>, Arc<Thread>)> {
+        let cur = self.current(cpu);
+        let switched_in = self.cpus[cpu].switched_in;
+        let c = self.tcb_mut(cur);
+        let cur_thread = c.thread.clone();
+        if c.state == State::Running && !c.is_idle {
+            let mut at_back = core::mem::take(&mut c.yield_pending);
+            if let Some(slice) = c.slice_ns {
+                let used = now.saturating_duration_since(switched_in).as_nanos() as u64;
+                c.slice_left_ns = c.slice_left_ns.saturating_sub(used);
+                if c.slice_left_ns == 0 {
+                    c.slice_left_ns = slice;
+                    at_back = true;
+                }
+            }
+            c.state = State::Ready;
+            c.queued_level = c.eff.level();
+            let level = c.queued_level;
+            // A preempted thread keeps its place at the head of its level (POSIX SCHED_FIFO);
+            // one that yielded or used up its slice goes to the back.
+            self.cpus[cpu].rq.push(level, cur_thread.clone(), !at_back);
+        } else if c.state == State::Running {
+            c.state = State::Ready; // idle: never queued
+        }
+        let cpu_state = &mut self.cpus[cpu];
+        let next = match cpu_state.rq.pop_highest() {
+            Some(t) => t.id(),
+            None => cpu_state.idle.expect("an online CPU has an idle thread"),
+        };
+        let n = self.tcb_mut(next);
+        n.state = State::Running;
+        n.cpu = cpu;
+        let slice_end = n.slice_ns.map(|_| {
+            if n.slice_left_ns == 0 {
+                n.slice_left_ns = n.slice_ns.unwrap_or(0);
+            }
+            now.saturating_add(core::time::Duration::from_nanos(n.slice_left_ns))
+        });
+        let next_thread = n.thread.clone();
+        let c = &mut self.cpus[cpu];
+        c.current = Some(next);
+        c.slice_end = slice_end;
+        c.switched_in = now;
+        if next == cur {
+            return None;
+        }
+        c.switches += 1;
+        Some((cur_thread, next_thread))
+    }
+
+    /// The earliest time `cpu` must be interrupted: its first sleeper's deadline or the end of
+    /// the current thread's slice. The kernel arms the CPU's one-shot timer for it (tickless).
+    pub fn next_deadline(&self, cpu: usize) -> Option<Instant> {
+        let c = &self.cpus[cpu];
+        let sleeper = c
+            .sleepers
+            .front()
+            .get()
+            .map(|t| Instant::from_nanos(t.sleep_deadline.load(Ordering::Relaxed)));
+        match (sleeper, c.slice_end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Handles `cpu`'s timer interrupt: wakes every sleeper whose deadline has passed and ends
+    /// an expired slice. RT: O(k log n) for k expired sleepers.
+    pub fn expire(&mut self, cpu: usize, now: Instant) -> Decision {
+        let mut d = Decision::default();
+        loop {
+            let front = self.cpus[cpu]
+                .sleepers
+                .front()
+                .get()
+                .map(|t| (t.sleep_deadline.load(Ordering::Relaxed), t.id()));
+            match front {
+                Some((deadline, id)) if deadline <= now.as_nanos() => {
+                    d = d.merge(self.make_ready(id, WakeReason::Timeout));
+                }
+                _ => break,
+            }
+        }
+        if self.cpus[cpu].slice_end.is_some_and(|end| end <= now) {
+            d = d.merge(Decision::cpu(cpu));
+        }
+        d
+    }
+
+    /// The running thread gives up the CPU to the next thread of the same priority, if any.
+    pub fn yield_current(&mut self, cpu: usize) -> Decision {
+        let cur = self.current(cpu);
+        self.tcb_mut(cur).yield_pending = true;
+        Decision::cpu(cpu)
+    }
+
+    /// Blocks the running thread of `cpu`, optionally on `obj`'s wait queue (priority-ordered)
+    /// and optionally until `deadline`.
+    fn block_current(
+        &mut self,
+        cpu: usize,
+        obj: Option<ObjectId>,
+        deadline: Option<Instant>,
+    ) -> Result<Decision, SchedError> {
+        let cur = self.current(cpu);
+        let t = self.tcb_mut(cur);
+        if t.is_idle {
+            return Err(SchedError::WouldBlockIdle);
+        }
+        t.state = State::Blocked;
+        t.blocked_on = obj;
+        t.wake = WakeReason::None;
+        let thread = t.thread.clone();
+        let eff = t.eff;
+        if let Some(obj) = obj {
+            self.enqueue_waiter(obj, thread.clone(), eff);
+        }
+        if let Some(deadline) = deadline {
+            thread
+                .sleep_deadline
+                .store(deadline.as_nanos(), Ordering::Relaxed);
+            self.cpus[cpu].sleepers.insert(thread);
+        }
+        Ok(Decision::cpu(cpu))
+    }
+
+    /// Inserts `thread` into `obj`'s waiters after every waiter at least as important.
+    /// RT: O(waiters).
+    fn enqueue_waiter(&mut self, obj: ObjectId, thread: Arc<Thread>, eff: Priority) {
+        // Collect the priority of each waiter first (tcbs and the list are separate borrows).
+        let Some(o) = self.obj(obj) else { return };
+        let mut position = 0usize;
+        let mut cursor = o.waiters.front();
+        while let Some(w) = cursor.get() {
+            if eff.is_more_important_than(self.eff_of(w.id())) {
+                break;
+            }
+            position += 1;
+            cursor.move_next();
+        }
+        let o = self.obj_mut(obj).expect("checked above");
+        let mut cursor = o.waiters.front_mut();
+        for _ in 0..position {
+            cursor.move_next();
+        }
+        if cursor.is_null() {
+            o.waiters.push_back(thread);
+        } else {
+            cursor.insert_before(thread);
+        }
+    }
+
+    /// Puts the running thread to sleep until `deadline`. A deadline already passed blocks
+    /// nothing.
+    pub fn sleep_until(
+        &mut self,
+        cpu: usize,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<Decision, SchedError> {
+        if deadline <= now {
+            return Ok(Decision::default());
+        }
+        self.block_current(cpu, None, Some(deadline))
+    }
+
+    /// Suspends a thread: it does not run until [`Sched::resume`]. A blocked thread finishes
+    /// its wait first and is parked when it would become ready.
+    pub fn suspend(&mut self, id: ThreadId) -> Result<Decision, SchedError> {
+        let t = self.try_tcb_mut(id)?;
+        if t.is_idle {
+            return Err(SchedError::WouldBlockIdle);
+        }
+        match t.state {
+            State::Ready => {
+                let (cpu, level, thread) = (t.cpu, t.queued_level, t.thread.clone());
+                t.state = State::Suspended;
+                self.cpus[cpu].rq.remove(level, &thread);
+                Ok(Decision::default())
+            }
+            State::Running => {
+                t.state = State::Suspended;
+                Ok(Decision::cpu(t.cpu))
+            }
+            State::Blocked => {
+                t.suspend_requested = true;
+                Ok(Decision::default())
+            }
+            State::Suspended => Ok(Decision::default()),
+            State::Exited => Err(SchedError::NoSuchThread),
+        }
+    }
+
+    /// Undoes [`Sched::suspend`].
+    pub fn resume(&mut self, id: ThreadId) -> Result<Decision, SchedError> {
+        let t = self.try_tcb_mut(id)?;
+        match t.state {
+            State::Suspended => {
+                t.state = State::Blocked;
+                Ok(self.make_ready(id, WakeReason::None))
+            }
+            State::Blocked => {
+                t.suspend_requested = false;
+                Ok(Decision::default())
+            }
+            _ => Ok(Decision::default()),
+        }
+    }
+
+    /// Changes a thread's base priority; its effective priority follows, and so does what it
+    /// passes on through priority inheritance.
+    pub fn set_priority(&mut self, id: ThreadId, prio: Priority) -> Result<Decision, SchedError> {
+        let t = self.try_tcb_mut(id)?;
+        if t.is_idle || prio == Priority::IDLE {
+            return Err(SchedError::WouldBlockIdle);
+        }
+        t.base = prio;
+        Ok(self.update_priority(id))
+    }
+
+    /// Recomputes `id`'s effective priority from its base and the waiters of the mutexes it
+    /// holds, moves it in whatever queue it is on, and follows the chain of mutex owners while
+    /// priorities keep changing. RT: bounded by the number of threads (the chain is acyclic:
+    /// `mutex_lock` refuses to close a cycle).
+    fn update_priority(&mut self, mut id: ThreadId) -> Decision {
+        let mut d = Decision::default();
+        for _ in 0..=self.tcbs.len() {
+            let t = self.tcb(id).expect("live");
+            let mut eff = t.base;
+            for m in t.held.iter().flatten() {
+                if let Some(top) = self
+                    .obj(*m)
+                    .and_then(|o| o.waiters.front().get().map(|w| w.id()))
+                {
+                    eff = eff.max_importance(self.eff_of(top));
+                }
+            }
+            let t = self.tcb_mut(id);
+            if t.eff == eff {
+                return d;
+            }
+            let old = t.eff;
+            t.eff = eff;
+            let (state, cpu, thread, blocked_on, level) = (
+                t.state,
+                t.cpu,
+                t.thread.clone(),
+                t.blocked_on,
+                t.queued_level,
+            );
+            match state {
+                State::Ready => {
+                    self.cpus[cpu].rq.remove(level, &thread);
+                    self.tcb_mut(id).queued_level = eff.level();
+                    self.cpus[cpu].rq.push(eff.level(), thread, false);
+                    if eff.is_more_important_than(self.eff_of(self.current(cpu))) {
+                        d = d.merge(Decision::cpu(cpu));
+                    }
+                }
+                State::Running => {
+                    // Lowered: something ready may now be more important.
+                    if old.is_more_important_than(eff) {
+                        d = d.merge(Decision::cpu(cpu));
+                    }
+                }
+                State::Blocked => {
+                    if let Some(obj) = blocked_on {
+                        if let Some(o) = self.obj_mut(obj) {
+                            remove_from_list(&mut o.waiters, &thread);
+                        }
+                        self.enqueue_waiter(obj, thread, eff);
+                        if let Some(owner) = self.mutex_owner(obj) {
+                            id = owner;
+                            continue;
+                        }
+                    }
+                }
+                State::Suspended | State::Exited => {}
+            }
+            return d;
+        }
+        d
+    }
+
+    /// Ends the running thread of `cpu` with `code`: mutexes it still holds are handed on
+    /// (their next owner learns they were abandoned), joiners are woken.
+    pub fn exit_current(&mut self, cpu: usize, code: i32) -> Decision {
+        let cur = self.current(cpu);
+        let mut d = Decision::cpu(cpu);
+        let held: Vec<ObjectId> = self
+            .tcb(cur)
+            .expect("live")
+            .held
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        for m in held {
+            d = d.merge(self.release_mutex(cur, m, WakeReason::Abandoned));
+        }
+        let t = self.tcb_mut(cur);
+        t.state = State::Exited;
+        t.exit_code = code;
+        if let Some(q) = t.join_queue {
+            d = d.merge(self.wake_all(q, WakeReason::Signaled));
+        }
+        d
+    }
+
+    /// Collects `target`'s exit code, or blocks the running thread until it exits.
+    /// `Ok(Some(code))`: exited (the thread may now be reaped). `Ok(None)`: blocked; ask again
+    /// after waking.
+    pub fn join(
+        &mut self,
+        cpu: usize,
+        target: ThreadId,
+    ) -> Result<(Option<i32>, Decision), SchedError> {
+        let cur = self.current(cpu);
+        let t = self.try_tcb_mut(target)?;
+        if target == cur || t.detached || t.joined || t.is_idle {
+            return Err(SchedError::BadJoin);
+        }
+        if t.state == State::Exited {
+            t.joined = true;
+            return Ok((Some(t.exit_code), Decision::default()));
+        }
+        let q = t.join_queue.expect("spawned threads have a join queue");
+        Ok((None, self.block_current(cpu, Some(q), None)?))
+    }
+
+    /// Marks a thread as never to be joined: it is reapable as soon as it exits.
+    pub fn detach(&mut self, id: ThreadId) -> Result<(), SchedError> {
+        let t = self.try_tcb_mut(id)?;
+        if t.joined || t.is_idle {
+            return Err(SchedError::BadJoin);
+        }
+        t.detached = true;
+        Ok(())
+    }
+
+    /// Removes an exited thread that was joined or detached and is not running anywhere, and
+    /// returns it (its stack may now be freed). `None` if it is not reapable yet.
+    pub fn reap(&mut self, id: ThreadId) -> Option<Arc<Thread>> {
+        let t = self.tcb(id)?;
+        if t.state != State::Exited
+            || !(t.joined || t.detached)
+            || self.cpus.iter().any(|c| c.current == Some(id))
+        {
+            return None;
+        }
+        let join = t.join_queue;
+        let tcb = self.tcbs[id.index()].take().expect("checked");
+        self.tcb_generations[id.index()] = self.tcb_generations[id.index()].wrapping_add(1);
+        self.free_tcbs.push(id.index() as u32);
+        if let Some(q) = join {
+            let _ = self.destroy_object(q);
+        }
+        Some(tcb.thread)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sync objects
+
+    fn create_object(&mut self, kind: Kind) -> ObjectId {
+        let index = match self.free_objects.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.objects.push(None);
+                self.object_generations.push(0);
+                self.objects.len() - 1
+            }
+        };
+        let id = ObjectId(u64::from(self.object_generations[index]) << 32 | index as u64);
+        self.objects[index] = Some(Object {
+            id,
+            kind,
+            waiters: LinkedList::new(RunAdapter::new()),
+        });
+        id
+    }
+
+    fn obj(&self, id: ObjectId) -> Option<&Object> {
+        self.objects
+            .get(id.index())?
+            .as_ref()
+            .filter(|o| o.id == id)
+    }
+
+    fn obj_mut(&mut self, id: ObjectId) -> Option<&mut Object> {
+        self.objects
+            .get_mut(id.index())?
+            .as_mut()
+            .filter(|o| o.id == id)
+    }
+
+    fn mutex_owner(&self, id: ObjectId) -> Option<ThreadId> {
+        match self.obj(id)?.kind {
+            Kind::Mutex { owner } => owner,
+            _ => None,
+        }
+    }
+
+    /// A new wait queue (for condition variables).
+    pub fn create_queue(&mut self) -> ObjectId {
+        self.create_object(Kind::Queue)
+    }
+
+    /// A new, unlocked mutex with priority inheritance.
+    pub fn create_mutex(&mut self) -> ObjectId {
+        self.create_object(Kind::Mutex { owner: None })
+    }
+
+    /// A new counting semaphore holding `initial` units, at most `max`.
+    pub fn create_semaphore(&mut self, initial: u32, max: u32) -> ObjectId {
+        self.create_object(Kind::Semaphore {
+            count: initial.min(max),
+            max,
+        })
+    }
+
+    /// A new set of 32 event flags, all clear.
+    pub fn create_events(&mut self) -> ObjectId {
+        self.create_object(Kind::Events { bits: 0 })
+    }
+
+    /// Destroys an object. Refused while threads wait on it or a mutex is owned.
+    pub fn destroy_object(&mut self, id: ObjectId) -> Result<(), SchedError> {
+        let o = self.obj(id).ok_or(SchedError::NoSuchObject)?;
+        if !o.waiters.is_empty() || matches!(o.kind, Kind::Mutex { owner: Some(_) }) {
+            return Err(SchedError::Busy);
+        }
+        self.objects[id.index()] = None;
+        self.object_generations[id.index()] = self.object_generations[id.index()].wrapping_add(1);
+        self.free_objects.push(id.index() as u32);
+        Ok(())
+    }
+
+    /// Locks mutex `m` for the running thread of `cpu`. `Ok((true, _))`: acquired.
+    /// `Ok((false, d))`: blocked (until `deadline` if given); on waking,
+    /// [`Sched::take_wake_reason`] says `Acquired` (ownership was handed over) or `Timeout`.
+    /// `try_only` refuses to block and returns `Ok((false, no decision))` instead.
+    pub fn mutex_lock(
+        &mut self,
+        cpu: usize,
+        m: ObjectId,
+        deadline: Option<Instant>,
+        try_only: bool,
+    ) -> Result<(bool, Decision), SchedError> {
+        let cur = self.current(cpu);
+        let owner = match self.obj(m).ok_or(SchedError::NoSuchObject)?.kind {
+            Kind::Mutex { owner } => owner,
+            _ => return Err(SchedError::NoSuchObject),
+        };
+        match owner {
+            None => {
+                self.add_held(cur, m)?;
+                if let Some(Kind::Mutex { owner }) = self.obj_mut(m).map(|o| &mut o.kind) {
+                    *owner = Some(cur);
+                }
+                Ok((true, Decision::default()))
+            }
+            Some(o) if o == cur => Err(SchedError::AlreadyOwner),
+            Some(o) => {
+                if try_only {
+                    return Ok((false, Decision::default()));
+                }
+                // Refuse to close a cycle: follow owner -> the mutex it waits on -> its owner.
+                let mut t = o;
+                for _ in 0..=self.tcbs.len() {
+                    if t == cur {
+                        return Err(SchedError::Deadlock);
+                    }
+                    match self
+                        .tcb(t)
+                        .and_then(|x| x.blocked_on)
+                        .and_then(|b| self.mutex_owner(b))
+                    {
+                        Some(next) => t = next,
+                        None => break,
+                    }
+                }
+                if self
+                    .tcb(cur)
+                    .expect("live")
+                    .held
+                    .iter()
+                    .all(Option::is_some)
+                {
+                    return Err(SchedError::TooManyMutexes);
+                }
+                let d = self.block_current(cpu, Some(m), deadline)?;
+                Ok((false, d.merge(self.update_priority(o))))
+            }
+        }
+    }
+
+    fn add_held(&mut self, id: ThreadId, m: ObjectId) -> Result<(), SchedError> {
+        let t = self.tcb_mut(id);
+        let slot = t
+            .held
+            .iter_mut()
+            .find(|s| s.is_none())
+            .ok_or(SchedError::TooManyMutexes)?;
+        *slot = Some(m);
+        Ok(())
+    }
+
+    /// Unlocks mutex `m`, held by the running thread of `cpu`, handing it to its most important
+    /// waiter.
+    pub fn mutex_unlock(&mut self, cpu: usize, m: ObjectId) -> Result<Decision, SchedError> {
+        let cur = self.current(cpu);
+        match self.obj(m).ok_or(SchedError::NoSuchObject)?.kind {
+            Kind::Mutex { owner } if owner == Some(cur) => {}
+            Kind::Mutex { .. } => return Err(SchedError::NotOwner),
+            _ => return Err(SchedError::NoSuchObject),
+        }
+        Ok(self.release_mutex(cur, m, WakeReason::Acquired))
+    }
+
+    fn release_mutex(&mut self, holder: ThreadId, m: ObjectId, reason: WakeReason) -> Decision {
+        if let Some(slot) = self
+            .tcb_mut(holder)
+            .held
+            .iter_mut()
+            .find(|s| **s == Some(m))
+        {
+            *slot = None;
+        }
+        let next = self
+            .obj_mut(m)
+            .and_then(|o| o.waiters.pop_front())
+            .map(|t| t.id());
+        if let Some(Kind::Mutex { owner }) = self.obj_mut(m).map(|o| &mut o.kind) {
+            *owner = next;
+        }
+        let mut d = self.update_priority(holder);
+        if let Some(n) = next {
+            // The waiter was popped above; it holds at most MAX-1 mutexes (checked at lock).
+            let _ = self.add_held(n, m);
+            d = d.merge(self.wake_popped(n, reason));
+            d = d.merge(self.update_priority(n));
+        }
+        d
+    }
+
+    /// Wakes a thread already taken off its object's wait queue.
+    fn wake_popped(&mut self, id: ThreadId, reason: WakeReason) -> Decision {
+        // `make_ready` would look for it on the queue and re-derive the owner's priority; the
+        // caller has done both.
+        self.tcb_mut(id).blocked_on = None;
+        self.make_ready(id, reason)
+    }
+
+    /// Takes a unit of semaphore `s` for the running thread of `cpu`: `Ok((true, _))` taken;
+    /// `Ok((false, d))` blocked (or refused when `try_only`). On waking, `Acquired` or `Timeout`.
+    pub fn sem_take(
+        &mut self,
+        cpu: usize,
+        s: ObjectId,
+        deadline: Option<Instant>,
+        try_only: bool,
+    ) -> Result<(bool, Decision), SchedError> {
+        let o = self.obj_mut(s).ok_or(SchedError::NoSuchObject)?;
+        match &mut o.kind {
+            Kind::Semaphore { count, .. } if *count > 0 => {
+                *count -= 1;
+                Ok((true, Decision::default()))
+            }
+            Kind::Semaphore { .. } if try_only => Ok((false, Decision::default())),
+            Kind::Semaphore { .. } => Ok((false, self.block_current(cpu, Some(s), deadline)?)),
+            _ => Err(SchedError::NoSuchObject),
+        }
+    }
+
+    /// Gives a unit to semaphore `s`: straight to its most important waiter if there is one.
+    /// Safe from interrupt context (it never blocks).
+    pub fn sem_give(&mut self, s: ObjectId) -> Result<Decision, SchedError> {
+        let o = self.obj_mut(s).ok_or(SchedError::NoSuchObject)?;
+        let Kind::Semaphore { count, max } = &mut o.kind else {
+            return Err(SchedError::NoSuchObject);
+        };
+        if let Some(w) = o.waiters.pop_front() {
+            return Ok(self.wake_popped(w.id(), WakeReason::Acquired));
+        }
+        if *count >= *max {
+            return Err(SchedError::Overflow);
+        }
+        *count += 1;
+        Ok(Decision::default())
+    }
+
+    /// The units semaphore `s` holds.
+    pub fn sem_count(&self, s: ObjectId) -> Option<u32> {
+        match self.obj(s)?.kind {
+            Kind::Semaphore { count, .. } => Some(count),
+            _ => None,
+        }
+    }
+
+    /// Blocks the running thread on wait queue `q` (until `deadline` if given).
+    pub fn queue_wait(
+        &mut self,
+        cpu: usize,
+        q: ObjectId,
+        deadline: Option<Instant>,
+    ) -> Result<Decision, SchedError> {
+        match self.obj(q).ok_or(SchedError::NoSuchObject)?.kind {
+            Kind::Queue => self.block_current(cpu, Some(q), deadline),
+            _ => Err(SchedError::NoSuchObject),
+        }
+    }
+
+    /// Wakes the most important waiter of `q`.
+    pub fn queue_wake_one(&mut self, q: ObjectId) -> Decision {
+        match self.obj_mut(q).and_then(|o| o.waiters.pop_front()) {
+            Some(w) => self.wake_popped(w.id(), WakeReason::Signaled),
+            None => Decision::default(),
+        }
+    }
+
+    /// Wakes every waiter of `q`. RT: O(waiters).
+    pub fn queue_wake_all(&mut self, q: ObjectId) -> Decision {
+        self.wake_all(q, WakeReason::Signaled)
+    }
+
+    fn wake_all(&mut self, q: ObjectId, reason: WakeReason) -> Decision {
+        let mut d = Decision::default();
+        while let Some(w) = self.obj_mut(q).and_then(|o| o.waiters.pop_front()) {
+            d = d.merge(self.wake_popped(w.id(), reason));
+        }
+        d
+    }
+
+    /// Waits on event flags `e`: returns `Ok(Some(bits))` at once if `wait` is satisfied
+    /// (clearing them if asked), else blocks (`Ok(None)`; on waking, `Signaled` with
+    /// [`Sched::take_event_bits`], or `Timeout`).
+    pub fn events_wait(
+        &mut self,
+        cpu: usize,
+        e: ObjectId,
+        wait: EventWait,
+        deadline: Option<Instant>,
+        try_only: bool,
+    ) -> Result<(Option<u32>, Decision), SchedError> {
+        let cur = self.current(cpu);
+        let o = self.obj_mut(e).ok_or(SchedError::NoSuchObject)?;
+        let Kind::Events { bits } = &mut o.kind else {
+            return Err(SchedError::NoSuchObject);
+        };
+        if wait.satisfied_by(*bits) {
+            let seen = *bits;
+            if wait.clear {
+                *bits &= !wait.mask;
+            }
+            return Ok((Some(seen), Decision::default()));
+        }
+        if try_only {
+            return Ok((None, Decision::default()));
+        }
+        self.tcb_mut(cur).event_wait = wait;
+        Ok((None, self.block_current(cpu, Some(e), deadline)?))
+    }
+
+    /// Sets bits in event flags `e` and wakes every waiter now satisfied, most important
+    /// first (a waiter that clears bits may leave later ones unsatisfied). Safe from interrupt
+    /// context. RT: O(waiters).
+    pub fn events_set(&mut self, e: ObjectId, set: u32) -> Result<Decision, SchedError> {
+        let o = self.obj_mut(e).ok_or(SchedError::NoSuchObject)?;
+        let Kind::Events { bits } = &mut o.kind else {
+            return Err(SchedError::NoSuchObject);
+        };
+        *bits |= set;
+        let mut d = Decision::default();
+        // Walk the waiters; remove and wake each satisfied one.
+        let waiters: Vec<ThreadId> = {
+            let mut v = Vec::new();
+            let mut c = o.waiters.front();
+            while let Some(t) = c.get() {
+                v.push(t.id());
+                c.move_next();
+            }
+            v
+        };
+        for w in waiters {
+            let wait = self.tcb(w).expect("live").event_wait;
+            let Some(Kind::Events { bits }) = self.obj_mut(e).map(|o| &mut o.kind) else {
+                break;
+            };
+            if wait.satisfied_by(*bits) {
+                let seen = *bits;
+                if wait.clear {
+                    *bits &= !wait.mask;
+                }
+                self.tcb_mut(w).event_bits = seen;
+                d = d.merge(self.make_ready(w, WakeReason::Signaled));
+            }
+        }
+        Ok(d)
+    }
+
+    /// Clears bits in event flags `e`.
+    pub fn events_clear(&mut self, e: ObjectId, clear: u32) -> Result<u32, SchedError> {
+        match &mut self.obj_mut(e).ok_or(SchedError::NoSuchObject)?.kind {
+            Kind::Events { bits } => {
+                *bits &= !clear;
+                Ok(*bits)
+            }
+            _ => Err(SchedError::NoSuchObject),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // The checker
+
+    /// Verifies every invariant of the state; the kernel runs it at each scheduling decision
+    /// when checking is enabled, the tests after every operation. Call it only right after
+    /// [`Sched::pick_next`] on every CPU with a pending decision.
+    pub fn check(&self) -> Result<(), String> {
+        for (cpu, c) in self.cpus.iter().enumerate() {
+            if !self.online.contains(cpu) {
+                continue;
+            }
+            let cur = c.current.ok_or_else(|| format!("cpu{cpu} runs nothing"))?;
+            let ct = self
+                .tcb(cur)
+                .ok_or_else(|| format!("cpu{cpu} runs a dead thread"))?;
+            if ct.state != State::Running || ct.cpu != cpu {
+                return Err(format!(
+                    "cpu{cpu}: current {cur:?} is {:?} on cpu{}",
+                    ct.state, ct.cpu
+                ));
+            }
+            // The running thread is the most important ready one (within this CPU).
+            if let Some(h) = c.rq.highest().filter(|&h| h > ct.eff.level()) {
+                return Err(format!(
+                    "cpu{cpu}: runs {cur:?} at {:?} while level {h} is ready",
+                    ct.eff
+                ));
+            }
+            for (level, list) in c.rq.levels.iter().enumerate() {
+                if list.is_empty() == (c.rq.bitmap & (1 << level) != 0) {
+                    return Err(format!("cpu{cpu}: bitmap disagrees with level {level}"));
+                }
+                let mut cur = list.front();
+                while let Some(t) = cur.get() {
+                    let tcb = self.tcb(t.id()).ok_or("dead thread queued")?;
+                    if tcb.state != State::Ready
+                        || tcb.queued_level != level
+                        || tcb.eff.level() != level
+                        || tcb.cpu != cpu
+                    {
+                        return Err(format!(
+                            "{:?} queued at cpu{cpu}/{level} but {:?} {:?} cpu{}",
+                            t.id(),
+                            tcb.state,
+                            tcb.eff,
+                            tcb.cpu
+                        ));
+                    }
+                    cur.move_next();
+                }
+            }
+            let mut s = c.sleepers.front();
+            while let Some(t) = s.get() {
+                let tcb = self.tcb(t.id()).ok_or("dead thread sleeping")?;
+                if tcb.state != State::Blocked && !(tcb.state == State::Suspended) {
+                    return Err(format!("{:?} on a sleep queue but {:?}", t.id(), tcb.state));
+                }
+                s.move_next();
+            }
+        }
+        for o in self.objects.iter().flatten() {
+            let mut prev: Option<Priority> = None;
+            let mut w = o.waiters.front();
+            while let Some(t) = w.get() {
+                let tcb = self.tcb(t.id()).ok_or("dead thread waiting")?;
+                if tcb.state != State::Blocked || tcb.blocked_on != Some(o.id) {
+                    return Err(format!(
+                        "{:?} waits on {:?} but is {:?} on {:?}",
+                        t.id(),
+                        o.id,
+                        tcb.state,
+                        tcb.blocked_on
+                    ));
+                }
+                if prev.is_some_and(|p| tcb.eff.is_more_important_than(p)) {
+                    return Err(format!("waiters of {:?} out of priority order", o.id));
+                }
+                prev = Some(tcb.eff);
+                w.move_next();
+            }
+            if let Kind::Mutex { owner: Some(owner) } = o.kind {
+                let t = self.tcb(owner).ok_or("mutex owned by a dead thread")?;
+                if !t.held.contains(&Some(o.id)) {
+                    return Err(format!("{owner:?} owns {:?} without holding it", o.id));
+                }
+            }
+        }
+        for t in self.tcbs.iter().flatten() {
+            if !t.affinity.contains(t.cpu) {
+                return Err(format!(
+                    "{:?} is on cpu{} outside its affinity {:?}",
+                    t.thread.id(),
+                    t.cpu,
+                    t.affinity
+                ));
+            }
+            if t.is_idle {
+                continue;
+            }
+            let mut eff = t.base;
+            for m in t.held.iter().flatten() {
+                if let Some(top) = self
+                    .obj(*m)
+                    .and_then(|o| o.waiters.front().get().map(|w| w.id()))
+                {
+                    eff = eff.max_importance(self.eff_of(top));
+                }
+            }
+            if eff != t.eff {
+                return Err(format!(
+                    "{:?}: effective {:?}, inheritance says {:?}",
+                    t.thread.id(),
+                    t.eff,
+                    eff
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! Threads as the scheduler sees them.
+
+use alloc::string::String;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use intrusive_collections::{LinkedListAtomicLink, RBTreeAtomicLink};
+
+/// A thread's identity: a slot index and a generation, so a stale id never names a newer
+/// thread in the same slot.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThreadId(u64);
+
+impl ThreadId {
+    pub(crate) const fn new(index: u32, generation: u32) -> Self {
+        Self(((generation as u64) << 32) | index as u64)
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self.0 as u32 as usize
+    }
+
+    /// The raw value (for traces and statistics).
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}.{}", self.0 as u32, self.0 >> 32)
+    }
+}
+
+/// A thread: identity, name, the links that put it on run, wait and sleep queues, and the
+/// architecture's saved context. Its scheduling state lives in the [`crate::Sched`] that owns
+/// it, behind the scheduler lock.
+pub struct Thread {
+    id: AtomicU64,
+    name: String,
+    /// On a run queue or on a wait queue (never both).
+    pub(crate) run_link: LinkedListAtomicLink,
+    /// On a CPU's sleep queue.
+    pub(crate) sleep_link: RBTreeAtomicLink,
+    /// The sleep-queue key while on it (written under the scheduler lock before insertion).
+    pub(crate) sleep_deadline: AtomicU64,
+    /// The saved stack pointer while the thread is not running (the architecture's context
+    /// switch reads and writes it; opaque here).
+    pub context: AtomicUsize,
+    /// `[bottom, top)` of the thread's kernel stack, for the kernel that owns it.
+    pub stack: core::ops::Range<u64>,
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Thread({:?} '{}')", self.id(), self.name)
+    }
+}
+
+impl Thread {
+    /// A thread not yet known to any scheduler; [`crate::Sched::spawn`] gives it its id.
+    pub fn new(name: String, stack: core::ops::Range<u64>) -> Self {
+        Self {
+            id: AtomicU64::new(u64::MAX),
+            name,
+            run_link: LinkedListAtomicLink::new(),
+            sleep_link: RBTreeAtomicLink::new(),
+            sleep_deadline: AtomicU64::new(u64::MAX),
+            context: AtomicUsize::new(0),
+            stack,
+        }
+    }
+
+    /// Its id (meaningless before spawn).
+    pub fn id(&self) -> ThreadId {
+        ThreadId(self.id.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_id(&self, id: ThreadId) {
+        self.id.store(id.0, Ordering::Relaxed);
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
