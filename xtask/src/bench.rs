@@ -1,4 +1,5 @@
-//! `cargo xtask bench <name>`: benchmarks. Only `boot` exists so far.
+//! `cargo xtask bench <name>`: benchmarks: `boot` (below) and `linux-sched` (the Linux guest
+//! baseline, in `linux_guest.rs`).
 //!
 //! `bench boot` builds `hello` for qemu-x86_64, reports its stripped image size, and boots it
 //! [`RUNS`] times per machine and accelerator (TCG, plus KVM when usable), reporting the
@@ -15,13 +16,19 @@
 use std::time::Duration;
 
 use crate::qemu::{self, Accel, Verdict};
-use crate::{Error, Options, Result, Workspace, apps, boards, image, setup, usage};
+use crate::{Error, Options, Result, Workspace, apps, boards, image, linux_guest, setup, usage};
 
 /// The available benches, with a description each.
-const BENCHES: &[(&str, &str)] = &[(
-    "boot",
-    "hello on qemu-x86_64: stripped image size and boot time per machine/accel",
-)];
+const BENCHES: &[(&str, &str)] = &[
+    (
+        "boot",
+        "hello on qemu-x86_64: stripped image size and boot time per machine/accel",
+    ),
+    (
+        "linux-sched",
+        "Linux guest baseline: yield/semaphore switch and cyclictest latency (q35 default)",
+    ),
+];
 
 /// Boots per machine and accelerator.
 pub(crate) const RUNS: usize = 10;
@@ -44,11 +51,12 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         None => {
             println!("available benches:");
             for (name, what) in BENCHES {
-                println!("  cargo xtask bench {name:<6} {what}");
+                println!("  cargo xtask bench {name:<11} {what}");
             }
             Ok(())
         }
         Some("boot") => boot(ws, opts),
+        Some("linux-sched") => linux_guest::bench(ws, opts),
         Some(other) => {
             let names: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
             usage(format!(

@@ -5,7 +5,7 @@
 //! Arguments are parsed by hand to keep the tool quick to build.
 //!
 //! ```text
-//! cargo xtask build | run | test | lint | bench boot  [options]
+//! cargo xtask build | run | test | lint | bench boot|linux-sched  [options]
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
@@ -15,6 +15,7 @@ mod bench;
 mod boards;
 mod image;
 mod lint;
+mod linux_guest;
 mod qemu;
 mod setup;
 mod symtab;
@@ -183,6 +184,8 @@ pub(crate) struct Options {
     pub(crate) filter: Option<String>,
     pub(crate) no_host: bool,
     pub(crate) verbose: bool,
+    /// `--loops`: iterations of the Linux guest's measurements (`bench linux-sched`).
+    pub(crate) loops: Option<u32>,
 }
 
 impl Default for Options {
@@ -197,6 +200,7 @@ impl Default for Options {
             filter: None,
             no_host: false,
             verbose: false,
+            loops: None,
         }
     }
 }
@@ -271,6 +275,12 @@ const OPTIONS: &[OptSpec] = &[
         commands: &["test"],
     },
     OptSpec {
+        name: "--loops",
+        value: Some("N"),
+        help: "cyclictest loops and ping-pong round trips of the Linux guest (default 10000)",
+        commands: &["bench"],
+    },
+    OptSpec {
         name: "--verbose",
         value: None,
         help: "echo the guest console live and show QEMU command lines",
@@ -292,7 +302,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "lint",
         "clippy with -D warnings for the host crates and every board",
     ),
-    ("bench", "benchmarks: `bench boot`"),
+    ("bench", "benchmarks: `bench boot`, `bench linux-sched`"),
 ];
 
 fn usage_text() -> String {
@@ -426,6 +436,16 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
             }
             "--machine" => opts.machine = Some(value),
             "--filter" => opts.filter = Some(value),
+            "--loops" => {
+                opts.loops = match value.parse::<u32>() {
+                    Ok(n) if (100..=10_000_000).contains(&n) => Some(n),
+                    _ => {
+                        return usage(format!(
+                            "--loops wants a number from 100 to 10000000, got `{value}`"
+                        ));
+                    }
+                }
+            }
             "--no-host" => opts.no_host = true,
             "--verbose" => opts.verbose = true,
             _ => unreachable!("option `{key}` is in OPTIONS but not handled"),
@@ -586,6 +606,11 @@ mod tests {
         );
         // Only one bench name.
         is_usage(parse(&["bench", "boot", "boot"]));
+        let (cmd, opts) = parse(&["bench", "linux-sched", "--loops", "2000"]).unwrap();
+        assert_eq!(cmd, Cmd::Bench(Some("linux-sched".into())));
+        assert_eq!(opts.loops, Some(2000));
+        is_usage(parse(&["bench", "--loops", "10"]));
+        is_usage(parse(&["run", "--loops", "1000"]));
     }
 
     #[test]

@@ -261,13 +261,51 @@ pub(crate) struct Spec<'a> {
 
 /// The QEMU arguments for a run. `qboot` is the firmware used for q35 when present.
 pub(crate) fn args(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Vec<String>> {
+    build_args(spec, qboot, None)
+}
+
+/// What a Linux guest (the baseline of `linux_guest.rs`) needs on top of a Rhea run: its
+/// initramfs and kernel command line. `Spec::kernel` is then the Linux `vmlinuz`.
+#[derive(Debug, Clone)]
+pub(crate) struct LinuxBoot<'a> {
+    pub(crate) initrd: &'a Path,
+    pub(crate) append: &'a str,
+}
+
+/// The QEMU arguments for a Linux guest: exactly those of a Rhea run of the same spec, plus
+/// `-initrd` and `-append`. One difference: on microvm Linux needs the legacy PIT, PIC and
+/// RTC (`pit=on,pic=on,rtc=on`; without them it cannot calibrate the TSC), whereas Rhea's
+/// microvm line has `rtc=off` and leaves PIT and PIC at the default.
+pub(crate) fn linux_args(
+    spec: &Spec<'_>,
+    qboot: Option<&Path>,
+    linux: &LinuxBoot<'_>,
+) -> Result<Vec<String>> {
+    build_args(spec, qboot, Some(linux))
+}
+
+/// The `-M` value of a Rhea run on microvm.
+const MICROVM_RHEA: &str = "microvm,rtc=off,isa-serial=on";
+/// The `-M` value of a Linux guest on microvm (see [`linux_args`]).
+const MICROVM_LINUX: &str = "microvm,pit=on,pic=on,rtc=on,isa-serial=on";
+
+fn build_args(
+    spec: &Spec<'_>,
+    qboot: Option<&Path>,
+    linux: Option<&LinuxBoot<'_>>,
+) -> Result<Vec<String>> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     match (spec.board.name, spec.machine) {
         ("qemu-x86_64", "microvm") => {
             // No `x-option-roms=off`: QEMU boots a `-kernel` ELF (PVH note or multiboot)
             // through an option ROM (pvh.bin / multiboot.bin); without it nothing runs.
-            push(&["-M", "microvm,rtc=off,isa-serial=on"]);
+            let machine = if linux.is_some() {
+                MICROVM_LINUX
+            } else {
+                MICROVM_RHEA
+            };
+            push(&["-M", machine]);
         }
         ("qemu-x86_64", "q35") => {
             push(&["-M", "q35"]);
@@ -307,6 +345,14 @@ pub(crate) fn args(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Vec<String>>
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=4",
     ]);
+    if let Some(linux) = linux {
+        push(&[
+            "-initrd",
+            &linux.initrd.to_string_lossy(),
+            "-append",
+            linux.append,
+        ]);
+    }
     Ok(a)
 }
 
@@ -434,7 +480,23 @@ pub(crate) fn run_captured(
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
-    let mut cmd = command(qemu, spec)?;
+    run_command_captured(command(qemu, spec)?, timeout, echo)
+}
+
+/// [`run_captured`] for a Linux guest (command line from [`linux_args`]).
+pub(crate) fn run_linux_captured(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    linux: &LinuxBoot<'_>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut cmd = Command::new(&qemu.binary);
+    cmd.args(linux_args(spec, qemu.qboot.as_deref(), linux)?);
+    run_command_captured(cmd, timeout, echo)
+}
+
+fn run_command_captured(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Captured> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -660,6 +722,42 @@ mod tests {
         );
         assert!(!microvm.contains("-bios"));
         assert!(args(&spec("pc", Accel::Tcg, 1, Serial::Captured), None).is_err());
+    }
+
+    #[test]
+    fn linux_command_lines() {
+        let qboot = Path::new("/usr/share/qemu/qboot.rom");
+        let linux = LinuxBoot {
+            initrd: Path::new("/lg/initrd.cpio"),
+            append: "console=ttyS0 quiet",
+        };
+        for (machine, rom) in [
+            ("q35", Some(qboot)),
+            ("microvm", Some(qboot)),
+            ("q35", None),
+        ] {
+            let s = spec(machine, Accel::Tcg, 1, Serial::Captured);
+            let rhea = args(&s, rom).unwrap();
+            let lin = linux_args(&s, rom, &linux).unwrap();
+            // Rhea's flags, then -initrd and -append; only microvm's -M value differs.
+            assert_eq!(lin.len(), rhea.len() + 4);
+            assert_eq!(
+                lin[rhea.len()..],
+                [
+                    "-initrd",
+                    "/lg/initrd.cpio",
+                    "-append",
+                    "console=ttyS0 quiet"
+                ]
+            );
+            for (i, (l, r)) in lin.iter().zip(&rhea).enumerate() {
+                if machine == "microvm" && i == 1 {
+                    assert_eq!(l, "microvm,pit=on,pic=on,rtc=on,isa-serial=on");
+                } else {
+                    assert_eq!(l, r);
+                }
+            }
+        }
     }
 
     #[test]

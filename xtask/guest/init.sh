@@ -1,0 +1,93 @@
+#!/bin/busybox sh
+# /init of the Linux guest baseline of `cargo xtask bench linux-sched`
+# (xtask/src/linux_guest.rs packs it into the initramfs next to busybox, cyclictest and
+# pingpong). It runs the scheduler measurements, prints them as machine-parseable lines on
+# the console (ttyS0) and powers off:
+#
+#   NOTE /init started                     (first line: xtask times the boot with it)
+#   RESULT kernel <uname -r> <uname -v>    RESULT <key> <value>     NOTE <text>
+#   BEGIN cyclictest period=<us> hog=<0|1> rc=<exit status>
+#   <the histogram lines of `cyclictest -h` whose count is not zero, and its `#` summary>
+#   END cyclictest
+#   RESULT done
+#
+# Kernel command line parameters read here: rhea.loops=<N> (cyclictest loops and pingpong
+# round trips, default 10000) and rhea.hist=<us> (cyclictest histogram size, default 20000).
+
+echo "NOTE /init started"
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+/bin/busybox --install -s /bin
+export PATH=/bin:/usr/bin
+mkdir -p /dev/shm
+mount -t tmpfs tmpfs /dev/shm           # cyclictest keeps its statistics in shared memory
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+
+loops=10000
+hist=20000
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        rhea.loops=*) loops="${arg#rhea.loops=}" ;;
+        rhea.hist=*) hist="${arg#rhea.hist=}" ;;
+    esac
+done
+
+# Measure only once the kernel runs on its final clocksource with high-resolution timers:
+# at first it still uses tsc-early and the periodic tick, and cyclictest would then run
+# without hrtimers ("WARN: High resolution timers not available").
+tenths=0
+while [ "$tenths" -lt 300 ]; do
+    cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
+    if [ "$cs" != tsc-early ] && grep -q 'hres_active.*: 1' /proc/timer_list; then
+        break
+    fi
+    sleep 0.1
+    tenths=$((tenths + 1))
+done
+if [ "$tenths" -ge 300 ]; then
+    echo "NOTE clocksource still $cs or no high-resolution timers after 30 s; measuring anyway"
+fi
+
+echo "RESULT kernel $(uname -r) $(uname -v)"
+echo "RESULT settle_wait_s $((tenths / 10)).$((tenths % 10))"
+echo "RESULT nproc $(nproc)"
+echo "RESULT preempt $(cat /sys/kernel/debug/sched/preempt 2>/dev/null || echo unknown)"
+echo "RESULT uptime_at_init $(cut -d' ' -f1 /proc/uptime)"
+
+# No RT throttling: a measurement must not be paused for 50 ms every second.
+echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+
+/bin/pingpong "$loops"
+
+for period in 200 1000; do
+    for hog in 0 1; do
+        hogpid=
+        if [ "$hog" = 1 ]; then
+            # The low-priority CPU hog: a busy loop at nice 19 on CPU 0 (busybox has
+            # renice but no nice).
+            taskset 1 sh -c 'renice -n 19 -p $$ > /dev/null; while :; do :; done' &
+            hogpid=$!
+            sleep 0.1
+            echo "NOTE hog pid $hogpid nice $(cut -d' ' -f19 /proc/$hogpid/stat)"
+        fi
+        cyclictest -m -p 90 -a 0 -i "$period" -l "$loops" -h "$hist" -q \
+            > /tmp/cyclictest.out 2> /tmp/cyclictest.err
+        rc=$?
+        if [ -n "$hogpid" ]; then
+            kill "$hogpid"
+            wait "$hogpid" 2>/dev/null
+        fi
+        echo "BEGIN cyclictest period=$period hog=$hog rc=$rc"
+        grep -v ' 000000$' /tmp/cyclictest.out
+        sed 's/^/NOTE cyclictest: /' /tmp/cyclictest.err
+        echo "END cyclictest"
+    done
+done
+
+echo "RESULT clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+echo "RESULT uptime_at_end $(cut -d' ' -f1 /proc/uptime)"
+echo "RESULT done"
+sync
+poweroff -f

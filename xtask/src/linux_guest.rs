@@ -1,0 +1,1396 @@
+//! The Linux guest baseline: Rhea's scheduler measures taken from a Debian Linux guest under
+//! the same QEMU flags, in the same run, so Rhea's figures can be given as ratios to Linux's
+//! (TCG costs differ from hardware; only the ratio means something).
+//!
+//! ```text
+//! cargo xtask bench linux-sched [--machine q35|microvm] [--accel A] [--smp N] [--loops N]
+//! ```
+//!
+//! runs it alone and prints the conditions and figures; [`run_sched_baseline`] is the entry
+//! point for other benches (e.g. `bench sched`).
+//!
+//! The guest, all of it cached under `target/linux-guest/` (a second run downloads nothing):
+//!
+//! * Kernel: Debian's `linux-image-cloud-amd64` flavour (virtio and the 8250 console built
+//!   in), resolved with `apt-cache depends` to the versioned package.
+//! * Initramfs: a cpio "newc" archive written here ([`Cpio`]) holding busybox
+//!   (`busybox-static`), `cyclictest` (`rt-tests`) with the dynamic loader and the libraries
+//!   its `PT_INTERP` and `DT_NEEDED` entries name, recursively (taken from the `lib*`
+//!   packages `rt-tests` depends on, not from the host), `pingpong` (`xtask/guest/pingpong.c`, built with
+//!   `gcc -O2 -static -pthread`) and `/init` (`xtask/guest/init.sh`).
+//!
+//! Packages come from `apt-get download` (no root needed) and are unpacked with
+//! `dpkg-deb -x`; on a host without them, put the `.deb` files into
+//! `target/linux-guest/debs/` by hand.
+//!
+//! The guest prints `RESULT <key> <value>` lines, `NOTE` lines, and for each cyclictest run a
+//! `BEGIN cyclictest period=.. hog=.. rc=..` … `END cyclictest` block with the non-zero
+//! histogram buckets and cyclictest's `#` summary; min/avg/p99/max are computed here from the
+//! histogram. It ends with `RESULT done` and `poweroff -f`.
+//!
+//! QEMU command line: that of a Rhea run with the same machine, accelerator and vCPU count
+//! (`qemu::linux_args`), plus `-initrd` and `-append`. Two differences, reported with the
+//! figures: `-m 256M` ([`LINUX_MEM`]), and on microvm `pit=on,pic=on,rtc=on` (without them
+//! Linux cannot calibrate its TSC).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
+use object::{Endianness, elf};
+
+use crate::qemu::{self, Accel, LinuxBoot, Qemu, QemuEnd, Serial};
+use crate::{Context, Error, Options, Result, Workspace, boards, capture, describe, fail, setup};
+
+/// Guest RAM for Linux (Rhea runs use `--mem`, default 128M; Linux needs more).
+pub(crate) const LINUX_MEM: &str = "256M";
+/// Default cyclictest loops and pingpong round trips.
+pub(crate) const DEFAULT_LOOPS: u32 = 10_000;
+/// The board whose QEMU flags the Linux guest shares.
+const BOARD: &str = "qemu-x86_64";
+/// The kernel flavour (a metapackage naming the current versioned kernel package).
+const KERNEL_META: &str = "linux-image-cloud-amd64";
+const BUSYBOX_PKG: &str = "busybox-static";
+const RT_TESTS_PKG: &str = "rt-tests";
+/// cyclictest's histogram size, µs (latencies above it count as overflows).
+const HIST_US: u32 = 20_000;
+/// The cyclictest periods `init.sh` runs, µs (each idle and with the hog).
+const PERIODS_US: [u32; 2] = [200, 1000];
+/// The guest's `/init`.
+const INIT_SCRIPT: &str = include_str!("../guest/init.sh");
+/// The ping-pong program, relative to the workspace root.
+const PINGPONG_SRC: &str = "xtask/guest/pingpong.c";
+/// The first console line of `/init`.
+const INIT_MARKER: &str = "NOTE /init started";
+/// Where the guest gets its libraries: a directory Debian's dynamic loader searches without
+/// an `ld.so.cache`.
+const GUEST_LIB_DIR: &str = "lib/x86_64-linux-gnu";
+/// Where libraries are looked for in the unpacked packages.
+const LIB_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib64",
+    "usr/lib64",
+    "lib",
+    "usr/lib",
+];
+/// Console lines shown when the guest fails.
+const TAIL_LINES: usize = 40;
+
+/// One cyclictest run, from its histogram (1 µs buckets).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CyclicResult {
+    pub(crate) period_us: u32,
+    /// Whether the nice-19 CPU hog ran on the measured CPU.
+    pub(crate) hog: bool,
+    pub(crate) min_us: f64,
+    pub(crate) avg_us: f64,
+    /// `None` when the 99th percentile lies above the histogram (> 1% overflows).
+    pub(crate) p99_us: Option<f64>,
+    pub(crate) max_us: f64,
+    /// All samples, overflows included.
+    pub(crate) samples: u64,
+    /// Samples above the histogram range ([`HIST_US`]).
+    pub(crate) overflows: u64,
+}
+
+impl CyclicResult {
+    /// `RESULT cyclictest period=200 hog=0 min=9 avg=63.12 p99=143 max=1567 samples=10000`.
+    pub(crate) fn result_line(&self) -> String {
+        let p99 = match self.p99_us {
+            Some(p) => format!("{p}"),
+            None => format!(">{HIST_US}"),
+        };
+        format!(
+            "RESULT cyclictest period={} hog={} min={} avg={:.2} p99={p99} max={} samples={}",
+            self.period_us,
+            u8::from(self.hog),
+            self.min_us,
+            self.avg_us,
+            self.max_us,
+            self.samples
+        )
+    }
+}
+
+/// What one Linux guest run measured, and under which conditions.
+#[derive(Debug, Clone)]
+pub(crate) struct LinuxSchedFigures {
+    /// `sched_yield` hand-off between two equal-priority threads on CPU 0, ns one way.
+    pub(crate) yield_switch_ns: Option<f64>,
+    /// POSIX semaphore hand-off between two threads on CPU 0, ns one way.
+    pub(crate) sem_pingpong_ns: Option<f64>,
+    /// cyclictest, per period (200, 1000 µs), idle then with the hog.
+    pub(crate) cyclic: Vec<CyclicResult>,
+    /// `uname -r` and `uname -v` of the guest.
+    pub(crate) kernel_version: String,
+    /// The Debian package and version the kernel came from.
+    pub(crate) kernel_package: String,
+    /// `fifo`, or `other` when the guest refused SCHED_FIFO to pingpong.
+    pub(crate) sched_policy: String,
+    /// `/sys/kernel/debug/sched/preempt` (the mode in parentheses is active).
+    pub(crate) preempt: String,
+    pub(crate) clocksource: String,
+    /// Guest RAM (`-m`).
+    pub(crate) mem: &'static str,
+    pub(crate) loops: u32,
+    /// The whole QEMU command line.
+    pub(crate) qemu_command: String,
+    /// Wall time from QEMU spawn to the first line of `/init`.
+    pub(crate) wall_to_init: Option<Duration>,
+    /// Wall time of the whole run.
+    pub(crate) wall_total: Duration,
+    /// The guest's `NOTE` lines (fallbacks, cyclictest warnings, ...).
+    pub(crate) notes: Vec<String>,
+}
+
+impl LinuxSchedFigures {
+    /// Prints the figures as `RESULT` lines, indented.
+    pub(crate) fn print_figures(&self) {
+        let ns = |v: Option<f64>| v.map_or("missing".to_string(), |v| format!("{v:.1}"));
+        println!(
+            "  RESULT yield_switch_ns {}   (sched_yield hand-off, 2 threads SCHED_{} on CPU 0, ns one way)",
+            ns(self.yield_switch_ns),
+            self.sched_policy.to_uppercase()
+        );
+        println!(
+            "  RESULT sem_pingpong_ns {}   (POSIX semaphore hand-off, 2 threads on CPU 0, ns one way)",
+            ns(self.sem_pingpong_ns)
+        );
+        for c in &self.cyclic {
+            println!("  {}", c.result_line());
+        }
+    }
+}
+
+/// Runs the Linux guest baseline once: the kernel and initramfs are prepared (downloaded and
+/// built on first use), then booted with the QEMU flags of a Rhea run with the same
+/// `machine` (`q35` or `microvm`), `accel` and `smp`, except `-m` [`LINUX_MEM`].
+/// `loops` is the number of cyclictest loops and pingpong round trips.
+pub(crate) fn run_sched_baseline(
+    ws: &Workspace,
+    qemu: &Qemu,
+    machine: &str,
+    accel: Accel,
+    smp: u32,
+    loops: u32,
+    verbose: bool,
+) -> Result<LinuxSchedFigures> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(Some(machine))?;
+    let guest = prepare(ws)?;
+    let append = format!("console=ttyS0 quiet panic=-1 rhea.loops={loops} rhea.hist={HIST_US}");
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp,
+        mem: LINUX_MEM,
+        kernel: &guest.vmlinuz,
+        serial: Serial::Captured,
+    };
+    let linux = LinuxBoot {
+        initrd: &guest.initrd,
+        append: &append,
+    };
+    let mut shown = Command::new(&qemu.binary);
+    shown.args(qemu::linux_args(&spec, qemu.qboot.as_deref(), &linux)?);
+    let timeout = timeout_for(loops);
+    let captured = qemu::run_linux_captured(qemu, &spec, &linux, timeout, verbose)?;
+    let lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
+    let report = parse_console(&lines);
+    let tail = || {
+        let from = lines.len().saturating_sub(TAIL_LINES);
+        let mut s = lines[from..].join("\n");
+        if !captured.stderr.trim().is_empty() {
+            s.push_str(&format!("\nQEMU stderr: {}", captured.stderr.trim()));
+        }
+        s
+    };
+    if !report.done {
+        return fail(format!(
+            "the Linux guest did not finish ({}; no `RESULT done` line); last console lines:\n{}",
+            captured.end.describe(),
+            tail()
+        ));
+    }
+    let mut notes = report.notes.clone();
+    if let Some(wait) = report.get("settle_wait_s") {
+        notes.insert(
+            0,
+            format!("/init waited {wait} s for the final clocksource and high-resolution timers"),
+        );
+    }
+    if captured.end != QemuEnd::Exited(0) {
+        notes.push(format!(
+            "QEMU ended with {} after `RESULT done` (expected status 0 from poweroff)",
+            captured.end.describe()
+        ));
+    }
+    let mut cyclic = Vec::new();
+    for block in &report.cyclic {
+        if block.rc != 0 {
+            notes.push(format!(
+                "cyclictest period={} hog={} exited with status {}",
+                block.period_us,
+                u8::from(block.hog),
+                block.rc
+            ));
+        }
+        match parse_histogram(&block.lines) {
+            Ok(hist) => cyclic.push(cyclic_result(block.period_us, block.hog, &hist)),
+            Err(why) => notes.push(format!(
+                "cyclictest period={} hog={}: {why}",
+                block.period_us,
+                u8::from(block.hog)
+            )),
+        }
+    }
+    let float = |key: &str| report.get(key).and_then(|v| v.parse::<f64>().ok());
+    let text = |key: &str| report.get(key).unwrap_or("unknown").to_string();
+    Ok(LinuxSchedFigures {
+        yield_switch_ns: float("yield_switch_ns"),
+        sem_pingpong_ns: float("sem_pingpong_ns"),
+        cyclic,
+        kernel_version: text("kernel"),
+        kernel_package: guest.kernel_package,
+        sched_policy: text("sched_policy"),
+        preempt: text("preempt"),
+        clocksource: text("clocksource"),
+        mem: LINUX_MEM,
+        loops,
+        qemu_command: describe(&shown),
+        wall_to_init: captured.time_of(INIT_MARKER),
+        wall_total: captured.elapsed,
+        notes,
+    })
+}
+
+/// The QEMU timeout: generous, as TCG is slow (Linux needs ~5 s to reach `/init`) and the
+/// cyclictest runs alone take `loops` × (200 + 1000) µs × 2 of guest time.
+fn timeout_for(loops: u32) -> Duration {
+    let period_sum: u64 = PERIODS_US.iter().map(|&p| u64::from(p)).sum();
+    let cyclic = Duration::from_micros(u64::from(loops) * period_sum * 2);
+    Duration::from_secs(300).max(Duration::from_secs(120) + cyclic * 4)
+}
+
+/// `cargo xtask bench linux-sched`.
+pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(opts.machine.as_deref())?;
+    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
+    let qemu = setup::ensure_qemu(board)?;
+    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
+    decision.print();
+    let accel = decision.accel;
+    let cpu = match accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+
+    let figures = run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose)?;
+
+    println!();
+    println!(
+        "== bench linux-sched: Linux guest baseline, machine {machine}, accel {accel}",
+        accel = accel.name()
+    );
+    println!("conditions:");
+    println!("  QEMU:        {}", qemu.banner);
+    println!("  accel/cpu:   {}, -cpu {cpu}", accel.name());
+    match machine {
+        "microvm" => println!(
+            "  machine:     microvm with pit=on,pic=on,rtc=on (Linux needs them; Rhea runs use rtc=off)"
+        ),
+        m => println!("  machine:     {m} (same -M/-bios as Rhea runs)"),
+    }
+    println!(
+        "  guest:       -smp {} -m {} (Rhea runs: -m {}; Linux needs more RAM)",
+        opts.smp, figures.mem, opts.mem
+    );
+    println!("  kernel:      {}", figures.kernel_version);
+    println!("  package:     {}", figures.kernel_package);
+    println!("  preempt:     {}", figures.preempt);
+    println!("  clocksource: {}", figures.clocksource);
+    println!(
+        "  loops:       {} (cyclictest loops and pingpong round trips; cyclictest -m -p 90 -a 0 -h {HIST_US})",
+        figures.loops
+    );
+    println!("  QEMU line:   {}", figures.qemu_command);
+    match figures.wall_to_init {
+        Some(t) => println!(
+            "  wall:        QEMU spawn -> /init {:.2} s, whole run {:.1} s",
+            t.as_secs_f64(),
+            figures.wall_total.as_secs_f64()
+        ),
+        None => println!(
+            "  wall:        whole run {:.1} s",
+            figures.wall_total.as_secs_f64()
+        ),
+    }
+    if !figures.notes.is_empty() {
+        println!("guest notes:");
+        for note in &figures.notes {
+            println!("  {note}");
+        }
+    }
+    println!("figures (Linux guest, this run; cyclictest in µs):");
+    figures.print_figures();
+    if loops < DEFAULT_LOOPS {
+        println!("note: --loops {loops} is below {DEFAULT_LOOPS}: a quick check, not a baseline");
+    }
+    let complete = figures.yield_switch_ns.is_some()
+        && figures.sem_pingpong_ns.is_some()
+        && figures.cyclic.len() == PERIODS_US.len() * 2;
+    if !complete {
+        eprintln!("bench linux-sched: some figures are missing (see the notes above)");
+        return Err(Error::Quiet(1));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Preparing the guest: packages, pingpong, initramfs.
+
+/// The files QEMU boots.
+#[derive(Debug, Clone)]
+struct Guest {
+    vmlinuz: PathBuf,
+    initrd: PathBuf,
+    /// e.g. `linux-image-6.1.0-56-cloud-amd64 6.1.192-2`.
+    kernel_package: String,
+}
+
+/// Downloads and unpacks what is missing, builds pingpong if needed, writes the initramfs.
+fn prepare(ws: &Workspace) -> Result<Guest> {
+    let dir = ws.root.join("target").join("linux-guest");
+    let debs = dir.join("debs");
+    let unpacked = dir.join("unpacked");
+    for d in [&debs, &unpacked] {
+        fs::create_dir_all(d).context(|| format!("cannot create {}", d.display()))?;
+    }
+
+    let kernel_deb = ensure_kernel_deb(&debs)?;
+    let kernel_root = unpack(&kernel_deb, &unpacked, &["lib/modules"])?;
+    let vmlinuz = find_vmlinuz(&kernel_root)?;
+    let busybox_root = unpack(&ensure_deb(&debs, BUSYBOX_PKG)?, &unpacked, &[])?;
+    let rt_tests_deb = ensure_deb(&debs, RT_TESTS_PKG)?;
+    let rt_tests_root = unpack(&rt_tests_deb, &unpacked, &[])?;
+    let depends = capture(
+        Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&rt_tests_deb)
+            .arg("Depends"),
+    )?;
+    let mut lib_roots = Vec::new();
+    for pkg in library_packages(&depends) {
+        lib_roots.push(unpack(&ensure_deb(&debs, &pkg)?, &unpacked, &[])?);
+    }
+    let pingpong = ensure_pingpong(ws, &dir)?;
+
+    let busybox = busybox_root.join("bin/busybox");
+    let cyclictest = rt_tests_root.join("usr/bin/cyclictest");
+    let libs = library_closure(&cyclictest, &lib_roots)?;
+
+    let mut files: Vec<(String, PathBuf)> = vec![
+        ("bin/busybox".to_string(), busybox),
+        ("bin/pingpong".to_string(), pingpong),
+        ("usr/bin/cyclictest".to_string(), cyclictest),
+    ];
+    files.extend(libs.files);
+    let mut cpio = Cpio::new();
+    let mut dirs: BTreeSet<PathBuf> = ["dev", "proc", "sys", "tmp"].map(PathBuf::from).into();
+    for path in files
+        .iter()
+        .map(|f| &f.0)
+        .chain(libs.links.iter().map(|l| &l.0))
+    {
+        dirs.extend(Path::new(path).ancestors().skip(1).map(Path::to_path_buf));
+    }
+    // Sorted, so every parent comes before its children.
+    for dir in dirs.iter().filter(|d| !d.as_os_str().is_empty()) {
+        cpio.dir(&dir.to_string_lossy());
+    }
+    cpio.char_device("dev/console", 0o600, 5, 1);
+    cpio.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    for (guest_path, host_path) in &files {
+        cpio.file(guest_path, 0o755, &read(host_path)?);
+    }
+    for (guest_path, target) in &libs.links {
+        cpio.symlink(guest_path, target);
+    }
+    let bytes = cpio.finish();
+    let initrd = dir.join("initrd.cpio");
+    if fs::read(&initrd).ok().as_deref() != Some(&bytes[..]) {
+        fs::write(&initrd, &bytes).context(|| format!("cannot write {}", initrd.display()))?;
+    }
+    let kernel_package = deb_package_and_version(&kernel_deb);
+    println!(
+        "linux-guest: kernel {kernel_package}; initramfs {} B ({})",
+        crate::bench::thousands(bytes.len() as u64),
+        initrd.display()
+    );
+    Ok(Guest {
+        vmlinuz,
+        initrd,
+        kernel_package,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).context(|| format!("cannot read {}", path.display()))
+}
+
+/// The `.deb` in `debs` whose file name satisfies `matches`; the newest if several.
+fn cached_deb(debs: &Path, matches: impl Fn(&str) -> bool) -> Result<Option<PathBuf>> {
+    let entries = fs::read_dir(debs).context(|| format!("cannot list {}", debs.display()))?;
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".deb") && matches(&name)
+        })
+        .map(|e| {
+            let mtime = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (mtime, e.path())
+        })
+        .collect();
+    found.sort();
+    Ok(found.pop().map(|(_, p)| p))
+}
+
+/// Whether a `.deb` file name is of package `pkg` (`<pkg>_<version>_<arch>.deb`).
+fn is_deb_of(file_name: &str, pkg: &str) -> bool {
+    file_name
+        .strip_prefix(pkg)
+        .is_some_and(|rest| rest.starts_with('_'))
+}
+
+/// The cached `.deb` of `pkg`, downloaded with `apt-get download` when missing.
+fn ensure_deb(debs: &Path, pkg: &str) -> Result<PathBuf> {
+    if let Some(deb) = cached_deb(debs, |name| is_deb_of(name, pkg))? {
+        return Ok(deb);
+    }
+    println!("linux-guest: downloading {pkg}");
+    let mut cmd = Command::new("apt-get");
+    cmd.current_dir(debs).args(["download", pkg]);
+    capture(&mut cmd).map_err(|e| {
+        Error::Failed(format!(
+            "{e}\n(the Linux guest needs Debian 12 packages; without apt-get, put {pkg}_*.deb \
+             into {} by hand)",
+            debs.display()
+        ))
+    })?;
+    match cached_deb(debs, |name| is_deb_of(name, pkg))? {
+        Some(deb) => Ok(deb),
+        None => fail(format!(
+            "`{}` left no {pkg}_*.deb in {}",
+            describe(&cmd),
+            debs.display()
+        )),
+    }
+}
+
+/// Whether a `.deb` file name is a versioned kernel of the flavour, e.g.
+/// `linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb` (not the metapackage).
+fn is_kernel_deb(file_name: &str) -> bool {
+    let flavour = KERNEL_META.trim_start_matches("linux-image-");
+    file_name
+        .strip_prefix("linux-image-")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        && file_name.contains(&format!("-{flavour}_"))
+}
+
+/// The package a metapackage depends on, from `apt-cache depends <meta>`.
+fn parse_depends_target(apt_cache_depends: &str) -> Option<String> {
+    apt_cache_depends.lines().find_map(|l| {
+        let pkg = l.trim().strip_prefix("Depends:")?.trim();
+        (!pkg.is_empty() && !pkg.starts_with('<')).then(|| pkg.to_string())
+    })
+}
+
+/// The cached kernel `.deb`, or the current one of the flavour, downloaded.
+fn ensure_kernel_deb(debs: &Path) -> Result<PathBuf> {
+    if let Some(deb) = cached_deb(debs, is_kernel_deb)? {
+        return Ok(deb);
+    }
+    let depends = capture(Command::new("apt-cache").args(["depends", KERNEL_META]))?;
+    let Some(pkg) = parse_depends_target(&depends) else {
+        return fail(format!(
+            "`apt-cache depends {KERNEL_META}` names no kernel package (is this Debian 12 with \
+             up-to-date package lists?):\n{depends}"
+        ));
+    };
+    ensure_deb(debs, &pkg)
+}
+
+/// `linux-image-6.1.0-56-cloud-amd64 6.1.192-2` from the `.deb` file name.
+fn deb_package_and_version(deb: &Path) -> String {
+    let name = deb
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut parts = name.trim_end_matches(".deb").split('_');
+    let pkg = parts.next().unwrap_or_default();
+    let version = parts.next().unwrap_or_default().replace("%3a", ":");
+    format!("{pkg} {version}")
+}
+
+/// Unpacks a `.deb` (once) under `unpacked/<file stem>/`, then deletes the `prune`
+/// subdirectories (e.g. the kernel's modules, 120 MB the guest does not use); returns the
+/// directory.
+fn unpack(deb: &Path, unpacked: &Path, prune: &[&str]) -> Result<PathBuf> {
+    let stem = deb
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let root = unpacked.join(stem);
+    let done = root.join(".unpacked");
+    if done.is_file() {
+        return Ok(root);
+    }
+    if root.exists() {
+        fs::remove_dir_all(&root).context(|| format!("cannot remove {}", root.display()))?;
+    }
+    fs::create_dir_all(&root).context(|| format!("cannot create {}", root.display()))?;
+    crate::run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))?;
+    for dir in prune {
+        let dir = root.join(dir);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    fs::write(&done, b"").context(|| format!("cannot write {}", done.display()))?;
+    Ok(root)
+}
+
+fn find_vmlinuz(kernel_root: &Path) -> Result<PathBuf> {
+    let boot = kernel_root.join("boot");
+    let found = fs::read_dir(&boot)
+        .context(|| format!("cannot list {}", boot.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        });
+    match found {
+        Some(p) => Ok(p),
+        None => fail(format!("no vmlinuz-* in {}", boot.display())),
+    }
+}
+
+/// The `lib*` packages of a `Depends:` field (first alternative of each, no version).
+fn library_packages(depends: &str) -> Vec<String> {
+    depends
+        .split(',')
+        .filter_map(|dep| {
+            let first = dep.split('|').next()?.trim();
+            let name = first
+                .split(|c: char| c.is_whitespace() || c == '(' || c == ':')
+                .next()?;
+            name.starts_with("lib").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// Builds `pingpong` when missing or older than its source.
+fn ensure_pingpong(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
+    let src = ws.root.join(PINGPONG_SRC);
+    let out = dir.join("pingpong");
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let src_time =
+        mtime(&src).ok_or_else(|| Error::Failed(format!("{} missing", src.display())))?;
+    if mtime(&out).is_some_and(|t| t >= src_time) {
+        return Ok(out);
+    }
+    let tmp = dir.join("pingpong.tmp");
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O2", "-static", "-pthread", "-Wall", "-Wextra", "-o"])
+        .arg(&tmp)
+        .arg(&src);
+    println!("linux-guest: $ {}", describe(&cmd));
+    capture(&mut cmd).map_err(|e| {
+        Error::Failed(format!(
+            "{e}\n(pingpong needs gcc and the static C library: apt-get install gcc libc6-dev)"
+        ))
+    })?;
+    fs::rename(&tmp, &out).context(|| format!("cannot rename to {}", out.display()))?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Dynamic libraries.
+
+/// The `PT_INTERP` path and the `DT_NEEDED` names of a 64-bit ELF (none for a static one).
+fn elf_deps(bytes: &[u8]) -> Result<(Option<String>, Vec<String>), String> {
+    let file =
+        ElfFile64::<Endianness>::parse(bytes).map_err(|e| format!("not a 64-bit ELF file: {e}"))?;
+    let endian = file.elf_header().endian().map_err(|e| e.to_string())?;
+    let mut interp = None;
+    for ph in file.elf_program_headers() {
+        if let Some(path) = ph.interpreter(endian, bytes).map_err(|e| e.to_string())? {
+            interp = Some(String::from_utf8_lossy(path).into_owned());
+        }
+    }
+    let mut needed = Vec::new();
+    let sections = file.elf_section_table();
+    if let Some((dyns, link)) = sections.dynamic(endian, bytes).map_err(|e| e.to_string())? {
+        let strings = sections
+            .strings(endian, bytes, link)
+            .map_err(|e| e.to_string())?;
+        for d in dyns {
+            if d.tag32(endian) == Some(elf::DT_NEEDED) {
+                let name = d.string(endian, strings).map_err(|e| e.to_string())?;
+                needed.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Ok((interp, needed))
+}
+
+/// Drops `.` and resolves `..` lexically (never above the start).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The regular file that `path` (absolute in the guest's view) names inside the unpacked
+/// package `root`, following symlinks with absolute targets inside `root` too.
+fn resolve_in(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut rel = normalize(Path::new(path));
+    for _ in 0..16 {
+        let full = root.join(&rel);
+        let meta = fs::symlink_metadata(&full).ok()?;
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&full).ok()?;
+            rel = if target.is_absolute() {
+                normalize(&target)
+            } else {
+                normalize(&rel.parent().unwrap_or(Path::new("")).join(target))
+            };
+        } else if meta.is_file() {
+            return Some(full);
+        } else {
+            return None;
+        }
+    }
+    None
+}
+
+/// The dynamic loader and libraries a binary needs, as guest paths (no leading `/`).
+#[derive(Debug, Default)]
+struct Libraries {
+    /// (guest path, host file), all in [`GUEST_LIB_DIR`].
+    files: Vec<(String, PathBuf)>,
+    /// (guest path, absolute target): the `PT_INTERP` path when it is not in
+    /// [`GUEST_LIB_DIR`] (Debian's `/lib64/ld-linux-x86-64.so.2`).
+    links: Vec<(String, String)>,
+}
+
+/// The dynamic loader and every library `binary` needs, directly or not, found in the
+/// unpacked library packages `roots` (never on the host).
+fn library_closure(binary: &Path, roots: &[PathBuf]) -> Result<Libraries> {
+    let mut libs = Libraries::default();
+    let mut seen = BTreeSet::new();
+    let mut queue = vec![binary.to_path_buf()];
+    let missing = |file: &Path, what: String| {
+        fail(format!(
+            "{}: {what} not found in the unpacked packages {} (add its package to the ones \
+             linux_guest.rs unpacks)",
+            file.display(),
+            describe_roots(roots)
+        ))
+    };
+    while let Some(file) = queue.pop() {
+        let (interp, needed) = elf_deps(&read(&file)?)
+            .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
+        if let Some(interp) = interp {
+            let name = Path::new(&interp)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let guest = format!("{GUEST_LIB_DIR}/{name}");
+            let link = normalize(Path::new(&interp)).to_string_lossy().into_owned();
+            if seen.insert(guest.clone()) {
+                let Some(host) = roots.iter().find_map(|r| resolve_in(r, &interp)) else {
+                    return missing(&file, format!("dynamic loader {interp}"));
+                };
+                libs.files.push((guest.clone(), host));
+            }
+            if link != guest && seen.insert(link.clone()) {
+                libs.links.push((link, format!("/{guest}")));
+            }
+        }
+        for name in needed {
+            let guest = format!("{GUEST_LIB_DIR}/{name}");
+            if !seen.insert(guest.clone()) {
+                continue;
+            }
+            let host = roots.iter().find_map(|r| {
+                LIB_DIRS
+                    .iter()
+                    .find_map(|d| resolve_in(r, &format!("/{d}/{name}")))
+            });
+            let Some(host) = host else {
+                return missing(&file, format!("library {name}"));
+            };
+            queue.push(host.clone());
+            libs.files.push((guest, host));
+        }
+    }
+    Ok(libs)
+}
+
+fn describe_roots(roots: &[PathBuf]) -> String {
+    roots
+        .iter()
+        .filter_map(|r| r.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------
+// The initramfs.
+
+/// A cpio archive in the "newc" format (the one the Linux initramfs unpacker reads): per
+/// entry a 110-byte ASCII header (`070701`, then 13 eight-digit hex fields: ino, mode, uid,
+/// gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize with the
+/// NUL, check), the NUL-terminated name padded to 4 bytes, the data padded to 4 bytes; last
+/// an entry named `TRAILER!!!`. Owners are root, mtimes 0, so the output is reproducible.
+pub(crate) struct Cpio {
+    out: Vec<u8>,
+    next_ino: u32,
+}
+
+const S_IFDIR: u32 = 0o040_000;
+const S_IFREG: u32 = 0o100_000;
+const S_IFLNK: u32 = 0o120_000;
+const S_IFCHR: u32 = 0o020_000;
+
+impl Cpio {
+    pub(crate) fn new() -> Cpio {
+        Cpio {
+            out: Vec::new(),
+            next_ino: 1,
+        }
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
+        let ino = if name == "TRAILER!!!" {
+            0
+        } else {
+            self.next_ino += 1;
+            self.next_ino - 1
+        };
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            u32::try_from(data.len()).expect("cpio newc holds files below 4 GiB"),
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            u32::try_from(name.len() + 1).expect("short name"),
+            0,
+        ];
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        while !self.out.len().is_multiple_of(4) {
+            self.out.push(0);
+        }
+    }
+
+    /// A directory (`name` without a leading `/`; parents must come first).
+    pub(crate) fn dir(&mut self, name: &str) {
+        self.entry(name, S_IFDIR | 0o755, 2, (0, 0), &[]);
+    }
+
+    /// A regular file with permission bits `perm`.
+    pub(crate) fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.entry(name, S_IFREG | perm, 1, (0, 0), data);
+    }
+
+    /// A symbolic link to `target`.
+    pub(crate) fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes());
+    }
+
+    /// A character device node.
+    pub(crate) fn char_device(&mut self, name: &str, perm: u32, major: u32, minor: u32) {
+        self.entry(name, S_IFCHR | perm, 1, (major, minor), &[]);
+    }
+
+    /// Appends the trailer and returns the archive.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
+        self.out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The guest's console output.
+
+/// One `BEGIN cyclictest` … `END cyclictest` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CyclicBlock {
+    period_us: u32,
+    hog: bool,
+    rc: i32,
+    lines: Vec<String>,
+}
+
+/// Everything the guest reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Report {
+    /// `RESULT <key> <value>` pairs, in order.
+    results: Vec<(String, String)>,
+    notes: Vec<String>,
+    cyclic: Vec<CyclicBlock>,
+    /// `RESULT done` was seen.
+    done: bool,
+}
+
+impl Report {
+    /// The last value of a `RESULT` key.
+    fn get(&self, key: &str) -> Option<&str> {
+        self.results
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `RESULT <key> <value...>` → (key, value); the value may be empty (`RESULT done`).
+fn parse_result_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim().strip_prefix("RESULT ")?;
+    let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+    (!key.is_empty()).then(|| (key, value.trim()))
+}
+
+/// `key=value` words of a `BEGIN cyclictest` line.
+fn parse_begin_line(line: &str) -> Option<(u32, bool, i32)> {
+    let rest = line.trim().strip_prefix("BEGIN cyclictest")?;
+    let (mut period, mut hog, mut rc) = (None, None, None);
+    for word in rest.split_whitespace() {
+        match word.split_once('=')? {
+            ("period", v) => period = v.parse().ok(),
+            ("hog", "0") => hog = Some(false),
+            ("hog", "1") => hog = Some(true),
+            ("rc", v) => rc = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((period?, hog?, rc.unwrap_or(0)))
+}
+
+fn parse_console(lines: &[&str]) -> Report {
+    let mut report = Report::default();
+    let mut block: Option<CyclicBlock> = None;
+    for raw in lines {
+        let line = raw.trim_end_matches('\r');
+        if let Some(b) = &mut block {
+            if line.trim() == "END cyclictest" {
+                report.cyclic.push(block.take().expect("in a block"));
+            } else if let Some(note) = line.trim().strip_prefix("NOTE ") {
+                report.notes.push(note.to_string());
+            } else {
+                b.lines.push(line.to_string());
+            }
+            continue;
+        }
+        if let Some((period_us, hog, rc)) = parse_begin_line(line) {
+            block = Some(CyclicBlock {
+                period_us,
+                hog,
+                rc,
+                lines: Vec::new(),
+            });
+        } else if let Some((key, value)) = parse_result_line(line) {
+            if key == "done" {
+                report.done = true;
+            } else {
+                report.results.push((key.to_string(), value.to_string()));
+            }
+        } else if let Some(note) = line.trim().strip_prefix("NOTE ")
+            && !line.contains(INIT_MARKER)
+        {
+            report.notes.push(note.to_string());
+        }
+    }
+    report
+}
+
+/// cyclictest's histogram output (`-h`, one thread), zero buckets possibly left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Histogram {
+    /// (latency µs, count), ascending.
+    buckets: Vec<(u64, u64)>,
+    overflows: u64,
+    /// From the `# Min/Avg/Max Latencies:` lines (avg truncated to whole µs by cyclictest).
+    min: Option<u64>,
+    avg: Option<u64>,
+    max: Option<u64>,
+}
+
+/// The first number after `prefix` on a `# ...:` summary line.
+fn summary_value(line: &str, prefix: &str) -> Option<u64> {
+    line.strip_prefix(prefix)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn parse_histogram(lines: &[String]) -> Result<Histogram, String> {
+    let mut h = Histogram::default();
+    for line in lines {
+        let line = line.trim();
+        if line.starts_with('#') {
+            if let Some(v) = summary_value(line, "# Min Latencies:") {
+                h.min = Some(v);
+            } else if let Some(v) = summary_value(line, "# Avg Latencies:") {
+                h.avg = Some(v);
+            } else if let Some(v) = summary_value(line, "# Max Latencies:") {
+                h.max = Some(v);
+            } else if let Some(v) = summary_value(line, "# Histogram Overflows:") {
+                h.overflows = v;
+            }
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(bucket), Some(count)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if let (Ok(bucket), Ok(count)) = (bucket.parse::<u64>(), count.parse::<u64>())
+            && count > 0
+        {
+            h.buckets.push((bucket, count));
+        }
+    }
+    h.buckets.sort_unstable();
+    if h.buckets.is_empty() && h.overflows == 0 {
+        return Err("no histogram samples in cyclictest's output".to_string());
+    }
+    Ok(h)
+}
+
+/// The smallest latency `v` such that at least `q` of all `total` samples (overflows, which
+/// lie above every bucket, included) are ≤ `v`; `None` when that falls among the overflows.
+fn percentile(buckets: &[(u64, u64)], total: u64, q: f64) -> Option<u64> {
+    let rank = ((q * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for &(value, count) in buckets {
+        seen += count;
+        if seen >= rank {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn cyclic_result(period_us: u32, hog: bool, h: &Histogram) -> CyclicResult {
+    let in_range: u64 = h.buckets.iter().map(|&(_, c)| c).sum();
+    let samples = in_range + h.overflows;
+    let weighted: u64 = h.buckets.iter().map(|&(v, c)| v * c).sum();
+    // Without overflows the histogram average is exact (to the µs bucket) and finer than
+    // cyclictest's truncated one; with them only cyclictest's covers every sample.
+    let avg_us = if h.overflows == 0 && in_range > 0 {
+        weighted as f64 / in_range as f64
+    } else {
+        h.avg.unwrap_or(0) as f64
+    };
+    let first = h.buckets.first().map(|&(v, _)| v);
+    let last = h.buckets.last().map(|&(v, _)| v);
+    CyclicResult {
+        period_us,
+        hog,
+        min_us: h.min.or(first).unwrap_or(0) as f64,
+        avg_us,
+        p99_us: percentile(&h.buckets, samples, 0.99).map(|v| v as f64),
+        max_us: h.max.or(last).unwrap_or(0) as f64,
+        samples,
+        overflows: h.overflows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, mode, (rdevmajor, rdevminor), data) of one archive entry.
+    type Entry = (String, u32, (u32, u32), Vec<u8>);
+
+    /// Reads a newc archive back, trailer excluded.
+    fn read_cpio(mut b: &[u8]) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            assert_eq!(&b[..6], b"070701", "magic at offset {offset}");
+            let field = |i: usize| {
+                let s = std::str::from_utf8(&b[6 + 8 * i..14 + 8 * i]).unwrap();
+                u32::from_str_radix(s, 16).unwrap()
+            };
+            let (mode, size, rdev, namesize) = (
+                field(1),
+                field(6) as usize,
+                (field(9), field(10)),
+                field(11) as usize,
+            );
+            let name = std::str::from_utf8(&b[110..110 + namesize - 1])
+                .unwrap()
+                .to_string();
+            assert_eq!(b[110 + namesize - 1], 0);
+            let data_at = (110 + namesize).next_multiple_of(4);
+            let end = (data_at + size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                assert_eq!(b.len(), end, "nothing after the trailer");
+                return out;
+            }
+            out.push((name, mode, rdev, b[data_at..data_at + size].to_vec()));
+            offset += end;
+            b = &b[end..];
+        }
+    }
+
+    #[test]
+    fn cpio_known_bytes() {
+        let mut c = Cpio::new();
+        c.dir("a");
+        c.file("a/f", 0o644, b"xyz");
+        let bytes = c.finish();
+        // Fields: ino mode uid gid nlink mtime filesize devmaj devmin rdevmaj rdevmin namesize
+        // check; then the name with its NUL, padded to 4, and the data, padded to 4.
+        let z = "00000000";
+        let dir = [
+            "070701", "00000001", "000041ed", z, z, "00000002", z, z, z, z, z, z, "00000002", z,
+            "a\0",
+        ]
+        .concat();
+        let file = [
+            "070701", "00000002", "000081a4", z, z, "00000001", z, "00000003", z, z, z, z,
+            "00000004", z, "a/f\0", "\0\0", "xyz\0",
+        ]
+        .concat();
+        let trailer = [
+            "070701",
+            z,
+            z,
+            z,
+            z,
+            "00000001",
+            z,
+            z,
+            z,
+            z,
+            z,
+            z,
+            "0000000b",
+            z,
+            "TRAILER!!!\0",
+            "\0\0\0",
+        ]
+        .concat();
+        assert_eq!(dir.len(), 112);
+        assert_eq!(file.len(), 120);
+        assert_eq!(trailer.len(), 124);
+        let expected = [dir, file, trailer].concat();
+        assert_eq!(String::from_utf8_lossy(&bytes), expected);
+    }
+
+    #[test]
+    fn cpio_round_trip() {
+        let mut c = Cpio::new();
+        c.dir("bin");
+        c.dir("dev");
+        c.char_device("dev/console", 0o600, 5, 1);
+        c.file("init", 0o755, b"#!/bin/sh\n");
+        c.symlink("bin/sh", "busybox");
+        let data: Vec<u8> = (0..1001u32).map(|i| i as u8).collect();
+        c.file("bin/busybox", 0o755, &data);
+        c.file("empty", 0o644, b"");
+        let entries = read_cpio(&c.finish());
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "dev",
+                "dev/console",
+                "init",
+                "bin/sh",
+                "bin/busybox",
+                "empty"
+            ]
+        );
+        assert_eq!(entries[0].1, 0o040755);
+        assert_eq!((entries[2].1, entries[2].2), (0o020600, (5, 1)));
+        assert_eq!(
+            (entries[3].1, entries[3].3.as_slice()),
+            (0o100755, &b"#!/bin/sh\n"[..])
+        );
+        assert_eq!(
+            (entries[4].1, entries[4].3.as_slice()),
+            (0o120777, &b"busybox"[..])
+        );
+        assert_eq!(entries[5].3, data);
+        assert!(entries[6].3.is_empty());
+    }
+
+    const CONSOLE: &str = "\
+NOTE /init started
+[    0.28] PCI: Fatal: No config space access function found
+RESULT kernel 6.1.0-56-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)\r
+RESULT sched_policy fifo
+NOTE yield_switch ns per hand-off, 5 rounds: min 2502.4 median 2600.4 max 2647.3
+RESULT yield_switch_ns 2600.4
+RESULT sem_pingpong_ns 5646.2
+BEGIN cyclictest period=200 hog=0 rc=0
+# /dev/cpu_dma_latency set to 0us
+# Histogram
+000009 000001
+000060 000097
+000150 000002
+# Total: 000000100
+# Min Latencies: 00009
+# Avg Latencies: 00063
+# Max Latencies: 00150
+# Histogram Overflows: 00000
+# Histogram Overflow at cycle number:
+# Thread 0:
+
+NOTE cyclictest: WARN: High resolution timers not available
+END cyclictest
+NOTE hog pid 120 nice 19
+BEGIN cyclictest period=1000 hog=1 rc=1
+END cyclictest
+RESULT clocksource tsc
+RESULT done
+[   27.45] reboot: Power down";
+
+    #[test]
+    fn console_parsing() {
+        let lines: Vec<&str> = CONSOLE.lines().collect();
+        let r = parse_console(&lines);
+        assert!(r.done);
+        assert_eq!(
+            r.get("kernel"),
+            Some("6.1.0-56-cloud-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-11-16)")
+        );
+        assert_eq!(r.get("yield_switch_ns"), Some("2600.4"));
+        assert_eq!(r.get("sem_pingpong_ns"), Some("5646.2"));
+        assert_eq!(r.get("clocksource"), Some("tsc"));
+        assert_eq!(r.get("missing"), None);
+        assert_eq!(r.cyclic.len(), 2);
+        assert_eq!(
+            (r.cyclic[0].period_us, r.cyclic[0].hog, r.cyclic[0].rc),
+            (200, false, 0)
+        );
+        assert_eq!(
+            (r.cyclic[1].period_us, r.cyclic[1].hog, r.cyclic[1].rc),
+            (1000, true, 1)
+        );
+        assert!(r.cyclic[1].lines.is_empty());
+        assert_eq!(
+            r.notes,
+            [
+                "yield_switch ns per hand-off, 5 rounds: min 2502.4 median 2600.4 max 2647.3",
+                "cyclictest: WARN: High resolution timers not available",
+                "hog pid 120 nice 19",
+            ]
+        );
+
+        let h = parse_histogram(&r.cyclic[0].lines).unwrap();
+        assert_eq!(h.buckets, [(9, 1), (60, 97), (150, 2)]);
+        assert_eq!(
+            (h.min, h.avg, h.max, h.overflows),
+            (Some(9), Some(63), Some(150), 0)
+        );
+        let c = cyclic_result(200, false, &h);
+        assert_eq!(c.samples, 100);
+        assert_eq!((c.min_us, c.max_us), (9.0, 150.0));
+        assert_eq!(c.p99_us, Some(150.0));
+        assert!((c.avg_us - (9.0 + 60.0 * 97.0 + 300.0) / 100.0).abs() < 1e-9);
+        assert_eq!(
+            c.result_line(),
+            "RESULT cyclictest period=200 hog=0 min=9 avg=61.29 p99=150 max=150 samples=100"
+        );
+        assert!(parse_histogram(&r.cyclic[1].lines).is_err());
+    }
+
+    #[test]
+    fn result_and_begin_lines() {
+        assert_eq!(parse_result_line("RESULT done"), Some(("done", "")));
+        assert_eq!(parse_result_line(" RESULT a  b c "), Some(("a", "b c")));
+        assert_eq!(parse_result_line("RESULTS a b"), None);
+        assert_eq!(parse_result_line("NOTE RESULT a b"), None);
+        assert_eq!(
+            parse_begin_line("BEGIN cyclictest period=200 hog=1 rc=0"),
+            Some((200, true, 0))
+        );
+        assert_eq!(parse_begin_line("BEGIN cyclictest period=200 hog=2"), None);
+        assert_eq!(parse_begin_line("BEGIN cyclictest hog=0"), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        // 1000 samples: 990 at 10 µs, 9 at 20 µs, 1 at 30 µs.
+        let b = [(10, 990), (20, 9), (30, 1)];
+        assert_eq!(percentile(&b, 1000, 0.99), Some(10));
+        assert_eq!(percentile(&b, 1000, 0.995), Some(20));
+        assert_eq!(percentile(&b, 1000, 1.0), Some(30));
+        assert_eq!(percentile(&b, 1000, 0.0), Some(10));
+        // 100 samples, 98 in range: p99 (rank 99) is an overflow.
+        assert_eq!(percentile(&[(5, 98)], 100, 0.99), None);
+        assert_eq!(percentile(&[(5, 99)], 100, 0.99), Some(5));
+        assert_eq!(percentile(&[], 0, 0.99), None);
+        let h = Histogram {
+            buckets: vec![(5, 98)],
+            overflows: 2,
+            min: Some(5),
+            avg: Some(400),
+            max: Some(30_000),
+        };
+        let c = cyclic_result(1000, true, &h);
+        assert_eq!((c.samples, c.overflows, c.p99_us), (100, 2, None));
+        assert_eq!((c.avg_us, c.max_us), (400.0, 30_000.0));
+        assert!(c.result_line().contains("p99=>20000 max=30000 samples=100"));
+    }
+
+    #[test]
+    fn package_names() {
+        assert!(is_kernel_deb(
+            "linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb"
+        ));
+        assert!(!is_kernel_deb(
+            "linux-image-cloud-amd64_6.1.192-2_amd64.deb"
+        ));
+        assert!(!is_kernel_deb(
+            "linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb"
+        ));
+        assert!(is_deb_of("rt-tests_2.4-1_amd64.deb", "rt-tests"));
+        assert!(!is_deb_of("rt-tests-extra_2.4-1_amd64.deb", "rt-tests"));
+        assert_eq!(
+            parse_depends_target(
+                "linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n"
+            )
+            .as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64")
+        );
+        assert_eq!(parse_depends_target("x\n  Depends: <virtual>\n"), None);
+        assert_eq!(
+            library_packages("libc6 (>= 2.33), libnuma1 (>= 2.0.11), python3"),
+            ["libc6", "libnuma1"]
+        );
+        assert_eq!(library_packages("libfoo1:any | libbar2, perl"), ["libfoo1"]);
+        assert_eq!(
+            deb_package_and_version(Path::new(
+                "/x/busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb"
+            )),
+            "busybox-static 1:1.35.0-4+deb12u1+b1"
+        );
+    }
+
+    #[test]
+    fn paths_inside_a_root() {
+        assert_eq!(
+            normalize(Path::new("/lib/../lib64/./x")),
+            Path::new("lib64/x")
+        );
+        assert_eq!(normalize(Path::new("../../a")), Path::new("a"));
+        let root = std::env::temp_dir().join(format!("xtask-lg-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("lib/x86_64-linux-gnu")).unwrap();
+        fs::create_dir_all(root.join("lib64")).unwrap();
+        fs::write(root.join("lib/x86_64-linux-gnu/ld.so"), b"ld").unwrap();
+        fs::write(root.join("lib/x86_64-linux-gnu/libz.so.1.2"), b"z").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::symlink;
+            // An absolute target must stay inside the root, not reach the host's /lib.
+            symlink("/lib/x86_64-linux-gnu/ld.so", root.join("lib64/ld.so")).unwrap();
+            symlink("libz.so.1.2", root.join("lib/x86_64-linux-gnu/libz.so.1")).unwrap();
+            assert_eq!(
+                resolve_in(&root, "/lib64/ld.so"),
+                Some(root.join("lib/x86_64-linux-gnu/ld.so"))
+            );
+            assert_eq!(
+                resolve_in(&root, "/lib/x86_64-linux-gnu/libz.so.1"),
+                Some(root.join("lib/x86_64-linux-gnu/libz.so.1.2"))
+            );
+            symlink("loop", root.join("loop")).unwrap();
+            assert_eq!(resolve_in(&root, "/loop"), None);
+        }
+        assert_eq!(resolve_in(&root, "/lib64"), None);
+        assert_eq!(resolve_in(&root, "/missing"), None);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn elf_dependencies() {
+        assert!(elf_deps(b"not an ELF").is_err());
+        // The test binary itself is a dynamically linked ELF on GNU/Linux hosts.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let exe = fs::read(std::env::current_exe().unwrap()).unwrap();
+            let (interp, needed) = elf_deps(&exe).unwrap();
+            assert!(interp.is_some_and(|i| i.contains("ld-linux")));
+            assert!(
+                needed.iter().any(|n| n.starts_with("libc.so")),
+                "{needed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(timeout_for(10_000), Duration::from_secs(300));
+        // 100k loops: 240 s of cyclictest guest time, x4, + 120 s.
+        assert_eq!(timeout_for(100_000), Duration::from_secs(1080));
+    }
+
+    #[test]
+    fn init_script_matches_the_parser() {
+        assert!(INIT_SCRIPT.starts_with("#!/bin/busybox sh\n"));
+        assert!(INIT_SCRIPT.contains(&format!("echo \"{INIT_MARKER}\"")));
+        assert!(INIT_SCRIPT.contains("echo \"RESULT done\""));
+        assert!(INIT_SCRIPT.contains("echo \"BEGIN cyclictest period=$period hog=$hog rc=$rc\""));
+        assert!(INIT_SCRIPT.contains("echo \"END cyclictest\""));
+        assert!(INIT_SCRIPT.contains("rhea.loops=*"));
+        assert!(INIT_SCRIPT.contains("rhea.hist=*"));
+        let periods: Vec<String> = PERIODS_US.iter().map(u32::to_string).collect();
+        assert!(INIT_SCRIPT.contains(&format!("for period in {}; do", periods.join(" "))));
+    }
+}
