@@ -1,7 +1,10 @@
 //! The 16550 UART (TI PC16550D datasheet; the COM ports of every PC and of QEMU's `isa-serial`).
 //!
-//! Polled transmit only, for now: the console must work before interrupts exist and from fault
-//! handlers. Receive and its interrupt arrive with the IRQ layer.
+//! Transmit is polled: the console must work before interrupts exist and from fault handlers.
+//! Receive is interrupt-driven: [`Uart16550::enable_rx_interrupt`] sets IER.ERBFI, and the
+//! interrupt's top half drains the receive FIFO with [`Uart16550::drain_rx`], which also
+//! acknowledges it (reading RBR until LSR.DR clears ends a "received data available"
+//! interrupt, datasheet table 4).
 //!
 //! Why not the `uart_16550` crate: it owns port I/O itself (x86 only, so not reusable for the
 //! MMIO 16550 variants on ARM boards) and rewrites some bytes on send; register access through
@@ -28,6 +31,13 @@ const LCR_8N1: u8 = 0x03;
 const FCR_ENABLE_CLEAR_14: u8 = 0xc7; // enable FIFOs, clear both, 14-byte receive trigger
 const MCR_DTR_RTS_OUT2: u8 = 0x0b;
 const LSR_THR_EMPTY: u8 = 0x20;
+const LSR_DATA_READY: u8 = 0x01;
+/// Overrun, parity, framing errors and break (LSR bits 1–4).
+const LSR_ERRORS: u8 = 0x1e;
+const IER_RX_AVAILABLE: u8 = 0x01;
+/// The receive FIFO holds 16 bytes; draining more than this per interrupt means a device that
+/// never empties, which must not keep the CPU in the handler.
+const RX_DRAIN_LIMIT: usize = 64;
 
 /// The input clock is 1.8432 MHz, so divisor = 115200 / baud.
 const BASE_BAUD: u32 = 115_200;
@@ -80,6 +90,35 @@ impl<R: Registers> Uart16550<R> {
         self.regs.write(reg::DATA, byte);
     }
 
+    /// Asks for an interrupt whenever received data is available.
+    pub fn enable_rx_interrupt(&self) {
+        self.regs.write(reg::IER, IER_RX_AVAILABLE);
+    }
+
+    /// Reads one received byte if there is one.
+    pub fn try_receive(&self) -> Option<u8> {
+        (self.regs.read(reg::LSR) & LSR_DATA_READY != 0).then(|| self.regs.read(reg::DATA))
+    }
+
+    /// Moves every received byte (at most a bounded number) to `sink`; returns how many bytes
+    /// were read and how many line errors (overrun, parity, framing, break) were seen.
+    pub fn drain_rx(&self, mut sink: impl FnMut(u8)) -> (usize, usize) {
+        let (mut bytes, mut errors) = (0, 0);
+        // RT: bounded by RX_DRAIN_LIMIT.
+        for _ in 0..RX_DRAIN_LIMIT {
+            let lsr = self.regs.read(reg::LSR);
+            if lsr & LSR_ERRORS != 0 {
+                errors += 1;
+            }
+            if lsr & LSR_DATA_READY == 0 {
+                break;
+            }
+            sink(self.regs.read(reg::DATA));
+            bytes += 1;
+        }
+        (bytes, errors)
+    }
+
     /// Sends `bytes`, turning `\n` into `\r\n` for terminals.
     pub fn write_bytes(&self, bytes: &[u8]) {
         for &b in bytes {
@@ -101,17 +140,27 @@ mod tests {
     struct Model {
         writes: Mutex<Vec<(u8, u8)>>,
         busy: Mutex<u32>,
+        /// Received bytes, popped from the end.
+        rx: Mutex<Vec<u8>>,
     }
 
     impl Registers for &Model {
         fn read(&self, offset: u8) -> u8 {
+            if offset == reg::DATA {
+                return self.rx.lock().unwrap().pop().unwrap_or(0);
+            }
             assert_eq!(offset, reg::LSR);
+            let rx_ready = if self.rx.lock().unwrap().is_empty() {
+                0
+            } else {
+                LSR_DATA_READY
+            };
             let mut busy = self.busy.lock().unwrap();
             if *busy > 0 {
                 *busy -= 1;
-                0
+                rx_ready
             } else {
-                LSR_THR_EMPTY
+                LSR_THR_EMPTY | rx_ready
             }
         }
         fn write(&self, offset: u8, value: u8) {
@@ -137,6 +186,25 @@ mod tests {
         let data: Vec<u8> = m.writes.lock().unwrap().iter().map(|&(_, v)| v).collect();
         assert_eq!(data, b"a\r\n");
         assert_eq!(*m.busy.lock().unwrap(), 0, "polled until empty");
+    }
+
+    #[test]
+    fn drain_reads_everything_received_in_order() {
+        let m = Model::default();
+        *m.rx.lock().unwrap() = b"olleh".to_vec();
+        let mut got = Vec::new();
+        let (n, errors) = Uart16550::new(&m).drain_rx(|b| got.push(b));
+        assert_eq!((n, errors), (5, 0));
+        assert_eq!(got, b"hello");
+        assert_eq!(Uart16550::new(&m).try_receive(), None);
+    }
+
+    #[test]
+    fn drain_is_bounded_for_a_device_that_never_empties() {
+        let m = Model::default();
+        *m.rx.lock().unwrap() = vec![b'x'; 10_000];
+        let (n, _) = Uart16550::new(&m).drain_rx(|_| {});
+        assert_eq!(n, RX_DRAIN_LIMIT);
     }
 
     #[test]

@@ -75,6 +75,17 @@ impl Decision {
 pub struct ObjectId(u64);
 
 impl ObjectId {
+    /// The raw value, for storing in an atomic.
+    pub const fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// Back from [`ObjectId::to_raw`]. A forged value names no object (operations on it fail
+    /// with `NoSuchObject`) or another live object of the caller's: never memory unsafety.
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
     fn index(self) -> usize {
         self.0 as u32 as usize
     }
@@ -863,6 +874,22 @@ impl Sched {
         Some(tcb.thread)
     }
 
+    /// Reaps every exited detached thread that no CPU still runs, handing each to `f`.
+    pub fn reap_all(&mut self, mut f: impl FnMut(Arc<Thread>)) {
+        let ids: Vec<ThreadId> = self
+            .tcbs
+            .iter()
+            .flatten()
+            .filter(|t| t.state == State::Exited && t.detached)
+            .map(|t| t.thread.id())
+            .collect();
+        for id in ids {
+            if let Some(t) = self.reap(id) {
+                f(t);
+            }
+        }
+    }
+
     // ---------------------------------------------------------------------------------------
     // Sync objects
 
@@ -896,6 +923,11 @@ impl Sched {
             .get_mut(id.index())?
             .as_mut()
             .filter(|o| o.id == id)
+    }
+
+    /// The thread holding mutex `id`, if any.
+    pub fn mutex_holder(&self, id: ObjectId) -> Option<ThreadId> {
+        self.mutex_owner(id)
     }
 
     fn mutex_owner(&self, id: ObjectId) -> Option<ThreadId> {

@@ -4,7 +4,9 @@
 //! - the boot protocol: the PVH ELF note and the 32-bit entry that reaches long mode
 //!   ([`entry`]), and the `hvm_start_info` parser with its validation ([`pvh`]);
 //! - the linker script (`link.ld`, passed by xtask);
-//! - the console (COM1, a 16550 at port 0x3f8) and the exit path (QEMU's `isa-debug-exit` at
+//! - interrupts and time ([`interrupts`]): PIC, LAPIC, I/O APIC, TSC and LAPIC timer bound to
+//!   this machine;
+//! - the console (COM1, a 16550 at port 0x3f8, receive interrupt on ISA IRQ 4) and the exit path (QEMU's `isa-debug-exit` at
 //!   port 0xf4, which xtask adds to every QEMU command line).
 //!
 //! The same image is correct under TCG and hardware KVM, on q35 and microvm: both machines load
@@ -16,6 +18,8 @@
 
 pub mod pvh;
 
+#[cfg(target_os = "none")]
+pub mod interrupts;
 #[cfg(target_os = "none")]
 mod machine;
 #[cfg(target_os = "none")]

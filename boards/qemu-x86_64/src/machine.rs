@@ -194,6 +194,20 @@ impl Platform for QemuX86_64 {
     }
 }
 
+/// The ISA IRQ of COM1's receive interrupt.
+pub const CONSOLE_RX_ISA_IRQ: u8 = 4;
+
+/// Enables COM1's receive interrupt (route and unmask the line first).
+pub fn console_rx_enable() {
+    UART.enable_rx_interrupt();
+}
+
+/// Drains COM1's receive FIFO into `sink` (the interrupt's top half; this acknowledges it).
+/// Returns bytes read and line errors seen.
+pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
+    UART.drain_rx(sink)
+}
+
 /// Physical memory as the boot page tables show it: identity-mapped below 4 GiB.
 struct BootIdentityMap;
 

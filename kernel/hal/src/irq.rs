@@ -13,3 +13,37 @@ pub enum Trigger {
     /// Level-triggered, active low (PCI INTx).
     LevelLow,
 }
+
+/// Why a line could not be routed, masked or unmasked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RouteError {
+    /// The controller has no such line.
+    NoSuchLine(u32),
+    /// The vector is reserved or out of range.
+    BadVector(u8),
+}
+
+impl core::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoSuchLine(l) => write!(f, "interrupt line {l} does not exist"),
+            Self::BadVector(v) => write!(f, "vector {v} cannot be used for a device"),
+        }
+    }
+}
+
+/// An interrupt controller as the runtime sees it (LAPIC + IOAPIC on x86, the GIC on ARM, event
+/// channels on Xen, signals on LinuxU). Vectors are the CPU-side numbers handlers are
+/// registered under; lines are the device side.
+pub trait InterruptController: Sync {
+    /// Signals the end of handling `vector` (nothing for vectors that need no EOI).
+    fn end_of_interrupt(&self, vector: u8);
+    /// Routes `line` to `vector` on the boot CPU, leaving it masked.
+    fn route(&self, line: IrqLine, vector: u8, trigger: Trigger) -> Result<(), RouteError>;
+    /// Lets `line` interrupt.
+    fn unmask(&self, line: IrqLine) -> Result<(), RouteError>;
+    /// Stops `line` from interrupting.
+    fn mask(&self, line: IrqLine) -> Result<(), RouteError>;
+    /// Raises `vector` on the calling CPU (a self-IPI).
+    fn raise_self(&self, vector: u8);
+}

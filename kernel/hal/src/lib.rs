@@ -22,7 +22,7 @@ mod priority;
 mod time;
 
 pub use addr::{CpuId, PAGE_SIZE, PhysAddr};
-pub use irq::{IrqLine, Trigger};
+pub use irq::{InterruptController, IrqLine, RouteError, Trigger};
 pub use platform::{Console, ExitStatus, Platform};
 pub use priority::{InvalidPriority, Priority};
 pub use time::{Clock, Instant, OneShotTimer};

@@ -4,7 +4,9 @@
 //! setting global "initialised" flags.
 
 use crate::boards::board;
-use crate::{fault, memory, println};
+use crate::{fault, irq, kthread, memory, println, time};
+use core::sync::atomic::{AtomicU64, Ordering};
+use rhea_hal::Priority;
 use rhea_hal::{ExitStatus, Platform};
 
 /// Size of the app's main stack (guard pages below it).
@@ -62,27 +64,107 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         rhea_symtab::len()
     );
 
-    // 4. The app's main thread, on a guarded stack.
-    let stack = match memory::new_stack("main", MAIN_STACK_BYTES) {
-        Ok(s) => s,
-        Err(e) => panic!("cannot map the main stack: {e}"),
+    // 4. Interrupts and time: the board's controllers, the calibrated clock, the one-shot timer.
+    let it = board::interrupts::init(
+        boot.boot_cycles,
+        features.tsc_hz,
+        features.x2apic,
+        features.tsc_deadline,
+        &|phys, len| memory::map_mmio(phys, len).is_ok(),
+    );
+    let it = match it {
+        Ok(it) => it,
+        Err(e) => panic!("interrupt and time bring-up failed: {e}"),
     };
-    let cycles = rhea_arch::read_cycle_counter().wrapping_sub(boot.boot_cycles);
-    match features.tsc_hz {
-        Some((hz, _)) => println!(
-            "rhea: boot entry->main {cycles} cycles, {} ns",
-            u128::from(cycles) * 1_000_000_000 / u128::from(hz)
+    let cal = &it.calibration;
+    match cal.cross_check {
+        rhea_timers::CrossCheck::Measured {
+            measured_hz,
+            disagreement_ppm,
+            ..
+        } => println!(
+            "rhea: time: tsc {} kHz ({}); measured {} kHz, {disagreement_ppm:+} ppm",
+            cal.hz / 1000,
+            cal.source,
+            measured_hz / 1000
         ),
-        None => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
+        rhea_timers::CrossCheck::Failed(e) => println!(
+            "rhea: time: tsc {} kHz ({}); cross-check failed: {e}",
+            cal.hz / 1000,
+            cal.source
+        ),
+        rhea_timers::CrossCheck::NotRun => {
+            println!("rhea: time: tsc {} kHz ({})", cal.hz / 1000, cal.source)
+        }
     }
-    // SAFETY: `stack.top` is the 16-byte-aligned top of a stack just mapped for this purpose.
-    #[allow(unsafe_code, reason = "switching to the main thread's stack")]
-    unsafe {
-        rhea_arch::run_on_stack(stack.range().end, main_thread, 0)
+    match it.timer_mode {
+        rhea_irq::LapicTimerMode::TscDeadline => println!(
+            "rhea: irq: {} with I/O APIC; timer: TSC-deadline, vector {:#x}",
+            it.lapic_mode, it.timer_vector
+        ),
+        rhea_irq::LapicTimerMode::OneShot(rate) => println!(
+            "rhea: irq: {} with I/O APIC; timer: one-shot, {} kHz after the divider, vector {:#x}",
+            it.lapic_mode,
+            rate.hz() / 1000,
+            it.timer_vector
+        ),
+    }
+    time::install(it.clock, it.timer, it.cycles_per_second);
+    irq::init(it.controller, it.timer_vector);
+
+    // 5. Scheduler: this boot context becomes CPU 0's idle thread; the app's main thread is
+    //    spawned on a guarded stack and, being more important than idle, runs at once.
+    match rhea_arch::context::init_fpu() {
+        Ok(m) => println!(
+            "rhea: fpu: {} ({} bytes per switch, xcr0 {:#x})",
+            if m.xsave { "xsave" } else { "fxsave" },
+            m.area_bytes,
+            m.xcr0
+        ),
+        Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
+    }
+    CMDLINE.call_once(|| boot.cmdline);
+    let checker = crate::cmdline_value("rhea.checker") == Some("1");
+    kthread::init(board::boot_stack(), checker);
+    BOOT_CYCLES.store(boot.boot_cycles, Ordering::Relaxed);
+    TSC_HZ.store(it.cycles_per_second, Ordering::Relaxed);
+    // Console input's bottom-half thread starts (and blocks) before the app does.
+    if let Err(e) = crate::console::init_input() {
+        println!("rhea: console input unavailable: {e}");
+    }
+    let spawned = crate::thread::Builder::new()
+        .name("main")
+        .priority(Priority::NORMAL)
+        .stack_size(MAIN_STACK_BYTES)
+        .spawn(main_thread);
+    match spawned {
+        // The main thread is never joined: dropping its handle detaches it.
+        Ok(handle) => drop(handle),
+        Err(e) => panic!("cannot start the main thread: {e}"),
+    }
+
+    // 6. Idle: wait for interrupts. Whatever an interrupt makes ready preempts this loop from
+    //    the interrupt exit path.
+    loop {
+        rhea_arch::wait_for_interrupt();
     }
 }
 
-extern "C" fn main_thread(_: usize) -> ! {
+pub(crate) static CMDLINE: spin::Once<&'static str> = spin::Once::new();
+
+/// Cycle counter at the board's first instruction, and the TSC rate, for the boot report.
+static BOOT_CYCLES: AtomicU64 = AtomicU64::new(0);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+
+fn main_thread() {
+    let cycles = rhea_arch::read_cycle_counter().wrapping_sub(BOOT_CYCLES.load(Ordering::Relaxed));
+    match TSC_HZ.load(Ordering::Relaxed) {
+        0 => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
+        hz => println!(
+            "rhea: boot entry->main {cycles} cycles, {} ns",
+            u128::from(cycles) * 1_000_000_000 / u128::from(hz)
+        ),
+    }
     println!("rhea: app main");
     let status = __rhea_app_main();
     println!("rhea: app main returned ({status:?})");

@@ -46,3 +46,120 @@ macro_rules! println {
     () => { $crate::print!("\n") };
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// Console input: COM1's receive interrupt is a threaded handler — the top half drains the
+/// UART's FIFO into `RX_RING` (which acknowledges the interrupt), the bottom half, a thread
+/// at [`INPUT_PRIORITY`], moves the bytes to the queue readers block on.
+mod input {
+    use crate::sync::{IrqsOff, MessageQueue, SpinLock};
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use rhea_irq::TopHalf;
+    use spin::Once;
+
+    /// Bytes buffered between the top half and the bottom half.
+    const RING_BYTES: usize = 256;
+
+    pub(super) struct Ring {
+        buf: [u8; RING_BYTES],
+        head: usize,
+        len: usize,
+    }
+
+    pub(super) static RX_RING: SpinLock<Ring, IrqsOff> = SpinLock::new(Ring {
+        buf: [0; RING_BYTES],
+        head: 0,
+        len: 0,
+    });
+    pub(super) static QUEUE: Once<MessageQueue<u8>> = Once::new();
+    /// Bytes lost because a buffer was full, and line errors.
+    pub(super) static DROPPED: AtomicU64 = AtomicU64::new(0);
+    pub(super) static LINE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn top_half(_: usize) -> TopHalf {
+        let mut ring = RX_RING.lock();
+        let (n, errors) = crate::boards::board::console_rx_drain(|b| {
+            if ring.len == RING_BYTES {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let at = (ring.head + ring.len) % RING_BYTES;
+                ring.buf[at] = b;
+                ring.len += 1;
+            }
+        });
+        LINE_ERRORS.fetch_add(errors as u64, Ordering::Relaxed);
+        if n > 0 {
+            TopHalf::WakeThread
+        } else {
+            TopHalf::Done
+        }
+    }
+
+    pub(super) fn bottom_half(_: usize) {
+        let Some(q) = QUEUE.get() else { return };
+        loop {
+            let byte = {
+                let mut ring = RX_RING.lock();
+                if ring.len == 0 {
+                    return;
+                }
+                let b = ring.buf[ring.head];
+                ring.head = (ring.head + 1) % RING_BYTES;
+                ring.len -= 1;
+                b
+            };
+            if q.try_send(byte).is_err() {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Priority of the console's bottom-half thread.
+pub const INPUT_PRIORITY: u32 = 40;
+
+/// Starts interrupt-driven console input. Called once by the boot sequence, after the
+/// scheduler.
+pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
+    use crate::boards::board;
+    input::QUEUE.call_once(|| crate::sync::MessageQueue::new(1024));
+    let prio = rhea_hal::Priority::new(INPUT_PRIORITY).expect("a valid priority");
+    let vector =
+        crate::irq::register_threaded("console-rx", prio, input::top_half, input::bottom_half, 0)?;
+    let line = board::interrupts::isa_line(board::CONSOLE_RX_ISA_IRQ);
+    crate::irq::route(line, vector, rhea_hal::Trigger::Edge)?;
+    board::console_rx_enable();
+    crate::irq::unmask(line)
+}
+
+/// Reads one byte of console input, waiting for it.
+pub fn read_byte() -> u8 {
+    loop {
+        if let Some(Ok(b)) = input::QUEUE.get().map(|q| q.recv()) {
+            return b;
+        }
+        crate::thread::sleep(crate::time::Duration::from_millis(10));
+    }
+}
+
+/// Reads console input into `buf` up to and including a newline (or until `buf` is full);
+/// returns the number of bytes read.
+pub fn read_line(buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        let b = read_byte();
+        buf[n] = b;
+        n += 1;
+        if b == b'\n' || b == b'\r' {
+            break;
+        }
+    }
+    n
+}
+
+/// Input bytes dropped because a buffer was full, and UART line errors seen.
+pub fn input_losses() -> (u64, u64) {
+    (
+        input::DROPPED.load(core::sync::atomic::Ordering::Relaxed),
+        input::LINE_ERRORS.load(core::sync::atomic::Ordering::Relaxed),
+    )
+}

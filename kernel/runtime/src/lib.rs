@@ -20,7 +20,15 @@ mod boards;
 mod boot;
 pub mod console;
 mod fault;
+pub mod irq;
+mod kthread;
 mod memory;
+pub mod sync;
+pub mod thread;
+pub mod time;
+
+pub use kthread::{SpawnError, checker_runs};
+pub use memory::MemoryError;
 
 pub use rhea_hal::ExitStatus;
 
@@ -57,6 +65,14 @@ impl<E: core::fmt::Debug> Termination for Result<(), E> {
             }
         }
     }
+}
+
+/// The value of `key=value` on the kernel command line, if present.
+pub fn cmdline_value(key: &str) -> Option<&'static str> {
+    boot::CMDLINE
+        .get()?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// Ends the run now with `status`, from anywhere.

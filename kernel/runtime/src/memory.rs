@@ -76,7 +76,7 @@ pub(crate) struct MemoryReady {
 
 /// Why memory bring-up failed: always fatal at boot.
 #[derive(Debug)]
-pub(crate) enum MemoryError {
+pub enum MemoryError {
     NoRoomForBitmap,
     Frames(FrameError),
     Paging(PagingError),
@@ -176,6 +176,45 @@ pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError
     info.name_len = n;
     m.stacks[slot] = Some(info);
     Ok(info)
+}
+
+/// Unmaps a stack made by [`new_stack`] and frees its frames and slot. The thread that used it
+/// must be gone (reaped).
+pub(crate) fn free_stack(stack: StackInfo) {
+    free_stack_at(stack.top);
+}
+
+/// [`free_stack`] by the stack's top address.
+pub(crate) fn free_stack_at(top: u64) {
+    let Some(mem) = MEMORY.get() else { return };
+    let mut mem = mem.lock();
+    let m = &mut *mem;
+    if let Some(slot) = m
+        .stacks
+        .iter_mut()
+        .find(|s| s.is_some_and(|s| s.top == top))
+    {
+        let info = slot.take().expect("found above");
+        let _ = m.space.unmap_stack(
+            &mut m.frames,
+            info.top,
+            (info.top - info.bottom) / PAGE_SIZE,
+        );
+    }
+}
+
+/// Maps device registers at `[phys, phys + len_bytes)` (identity, uncached) and returns the
+/// address to use for them.
+pub(crate) fn map_mmio(phys: u64, len_bytes: u64) -> Result<u64, MemoryError> {
+    let mut mem = MEMORY
+        .get()
+        .expect("memory::init ran before any driver maps registers")
+        .lock();
+    let m = &mut *mem;
+    m.space
+        .map_mmio(&mut m.frames, phys, len_bytes)
+        .map_err(MemoryError::Paging)?;
+    Ok(phys)
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {

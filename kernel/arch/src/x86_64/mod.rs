@@ -1,5 +1,6 @@
 //! x86_64 (Intel SDM / AMD APM long mode).
 
+pub mod context;
 mod features_impl;
 mod gdt;
 pub mod paging;
@@ -8,7 +9,7 @@ pub mod testing;
 mod trap;
 
 pub use regs::{Registers, backtrace};
-pub use trap::{Fault, set_fault_handler};
+pub use trap::{Fault, set_fault_handler, set_interrupt_handler};
 
 /// The CPU feature report printed at boot (`raw-cpuid`).
 pub mod features {
@@ -42,6 +43,51 @@ pub fn cpu_id() -> CpuId {
 pub fn read_cycle_counter() -> u64 {
     // SAFETY: RDTSC has no side effects and is available in ring 0 on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Disables interrupts on this CPU and returns whether they were enabled.
+#[inline]
+pub fn irq_save() -> bool {
+    let was = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
+    was
+}
+
+/// Re-enables interrupts if `was_enabled` (the value [`irq_save`] returned).
+#[inline]
+pub fn irq_restore(was_enabled: bool) {
+    if was_enabled {
+        x86_64::instructions::interrupts::enable();
+    }
+}
+
+/// Enables interrupts.
+#[inline]
+pub fn irq_enable() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Whether interrupts are enabled on this CPU.
+#[inline]
+pub fn irq_enabled() -> bool {
+    x86_64::instructions::interrupts::are_enabled()
+}
+
+/// Enables interrupts and waits for one, atomically (`sti; hlt`: the interrupt shadow of STI
+/// means none can slip in between), then disables them again. The idle loop's wait.
+#[inline]
+pub fn wait_for_interrupt() {
+    x86_64::instructions::interrupts::enable_and_hlt();
+    x86_64::instructions::interrupts::disable();
+}
+
+/// A full memory fence (the SDM requires one between programming the LAPIC timer for
+/// TSC-deadline mode and writing the deadline MSR).
+#[inline]
+pub fn memory_fence() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: MFENCE only orders memory accesses.
+    unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
 }
 
 /// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI would return from
@@ -80,6 +126,25 @@ pub unsafe fn inb(port: u16) -> u8 {
 pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: forwarded to the caller.
     unsafe { x86_64::instructions::port::PortWriteOnly::new(port).write(value) }
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` exists on this CPU (reading an absent MSR raises #GP) and reading it has no side
+/// effect the caller does not own.
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).read() }
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` exists on this CPU and `value` is valid for it; MSRs control the CPU itself.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { x86_64::registers::model_specific::Msr::new(msr).write(value) }
 }
 
 /// Switches to the stack whose top is `stack_top` and calls `f(arg)` there. `f` must not

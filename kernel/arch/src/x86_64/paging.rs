@@ -191,6 +191,63 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Unmaps the `pages` pages ending at `top` (a stack mapped by [`AddressSpace::map_stack`])
+    /// and returns their frames to `frames`.
+    pub fn unmap_stack(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        top: u64,
+        pages: u64,
+    ) -> Result<(), PagingError> {
+        let bottom = top
+            .checked_sub(pages * SIZE_4K)
+            .ok_or(PagingError::BadRange)?;
+        let mut virt = bottom;
+        while virt < top {
+            let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(virt))
+                .map_err(|_| PagingError::BadRange)?;
+            if let Ok((frame, flush)) = self.mapper().unmap(page) {
+                flush.flush();
+                let _ = frames.free(rhea_hal::PhysAddr(frame.start_address().as_u64()), 1);
+            }
+            virt += SIZE_4K;
+        }
+        Ok(())
+    }
+
+    /// Identity-maps the device registers `[phys, phys + len_bytes)` uncached (PCD | PWT),
+    /// writable, never executable. Pages already mapped (a second driver for the same
+    /// device page) are left as they are.
+    pub fn map_mmio(
+        &mut self,
+        frames: &mut FrameAllocator<'_>,
+        phys: u64,
+        len_bytes: u64,
+    ) -> Result<(), PagingError> {
+        let start = phys & !(SIZE_4K - 1);
+        let end = phys
+            .checked_add(len_bytes)
+            .ok_or(PagingError::BadRange)?
+            .div_ceil(SIZE_4K)
+            * SIZE_4K;
+        let mut page = start;
+        while page < end {
+            if !self.is_mapped(page) {
+                let flags = F::PRESENT
+                    | F::WRITABLE
+                    | F::NO_EXECUTE
+                    | F::NO_CACHE
+                    | F::WRITE_THROUGH
+                    | F::GLOBAL;
+                self.map_4k(frames, page, page, flags)?;
+                // The page may have been cached as not-present; nothing else can have it.
+                x86_64::instructions::tlb::flush(VirtAddr::new(page));
+            }
+            page += SIZE_4K;
+        }
+        Ok(())
+    }
+
     /// Whether `virt` is mapped.
     pub fn is_mapped(&self, virt: u64) -> bool {
         let Ok(v) = VirtAddr::try_new(virt) else {

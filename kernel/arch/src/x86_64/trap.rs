@@ -187,6 +187,14 @@ pub(super) fn load_idt() {
 }
 
 static HANDLER: Once<fn(&Fault<'_>) -> !> = Once::new();
+static INTERRUPT: Once<fn(u8)> = Once::new();
+
+/// Registers where interrupt vectors (32–255) go. The handler runs with interrupts disabled
+/// on the interrupted thread's stack; it may switch threads (the interrupted context is saved
+/// in the trap frame and resumes when the thread is switched back in).
+pub fn set_interrupt_handler(handler: fn(u8)) {
+    INTERRUPT.call_once(|| handler);
+}
 
 /// Registers where fatal exceptions go. The first registration wins; call it before anything
 /// can fault.
@@ -195,6 +203,10 @@ pub fn set_fault_handler(handler: fn(&Fault<'_>) -> !) {
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if let Some(handler) = INTERRUPT.get().filter(|_| frame.vector >= 32) {
+        handler(frame.vector as u8);
+        return;
+    }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     let fault = Fault { frame, cr2 };
     match HANDLER.get() {

@@ -1,0 +1,296 @@
+//! Interrupts and time on this board: the legacy PIC put out of the way, the local APIC
+//! (x2APIC when the CPU has it, else xAPIC through MMIO), the I/O APIC at its PC address, the
+//! TSC calibrated (CPUID-stated frequency when present, measured against the PIT otherwise
+//! and cross-checked), and the LAPIC timer as the one-shot timer (TSC-deadline mode when
+//! present, else one-shot mode with a divider calibrated against the TSC).
+//!
+//! The drivers are `rhea-irq` and `rhea-timers`; this module only binds them to the
+//! machine's ports, MSRs and MMIO pages (`rhea-arch` primitives) and keeps the instances.
+//!
+//! Lock: the I/O APIC sits behind `IOAPIC`, a spin lock taken with interrupts disabled (its
+//! select/data register pair must not interleave); it is a leaf lock.
+#![allow(
+    unsafe_code,
+    reason = "port I/O, MSRs and MMIO; each use has a SAFETY note"
+)]
+
+use rhea_hal::{Clock, InterruptController, IrqLine, OneShotTimer, RouteError, Trigger};
+use rhea_irq::lapic::LapicConfig;
+use rhea_irq::vectors::{self, Vector};
+use rhea_irq::{
+    ApicId, ApicMsr, IoApic, IsaIrqMap, IsaOverride, Lapic, LapicAccess, LapicTimer,
+    LapicTimerMode, Mmio32, Msr, PortIo, TimerDivide, X2Apic, XApic,
+};
+use rhea_timers::{Calibration, CalibrationConfig, ClockConversion, CycleCounter, TscClock};
+use spin::{Mutex, Once};
+
+/// The I/O APIC's physical address on PCs (and both QEMU machines); the MADT confirms it once
+/// ACPI is parsed (SMP issue).
+const IOAPIC_BASE: u64 = 0xfec0_0000;
+
+/// Port I/O through `in`/`out`.
+#[derive(Debug)]
+struct Ports;
+
+impl PortIo for Ports {
+    fn inb(&self, port: u16) -> u8 {
+        // SAFETY: the timer and PIC drivers only touch the PIT (0x40–0x43), port 0x61 and the
+        // 8259s (0x20/0x21/0xa0/0xa1) plus the 0x80 delay port, all owned by this board.
+        unsafe { rhea_arch::inb(port) }
+    }
+    fn outb(&self, port: u16, value: u8) {
+        // SAFETY: as in `inb`.
+        unsafe { rhea_arch::outb(port, value) }
+    }
+}
+
+/// MSRs, limited by `ApicMsr` to the APIC base, TSC deadline and x2APIC registers.
+#[derive(Debug)]
+struct Msrs;
+
+impl Msr for Msrs {
+    fn read_msr(&self, msr: ApicMsr) -> u64 {
+        // SAFETY: `ApicMsr` only names IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC range;
+        // the driver reads x2APIC registers only in x2APIC mode and TSC_DEADLINE only when the
+        // CPU has it.
+        unsafe { rhea_arch::rdmsr(msr.number()) }
+    }
+    fn write_msr(&self, msr: ApicMsr, value: u64) {
+        // SAFETY: as in `read_msr`; the values are the driver's register encodings.
+        unsafe { rhea_arch::wrmsr(msr.number(), value) }
+    }
+    fn wrmsr_fence(&self) {
+        rhea_arch::memory_fence();
+    }
+}
+
+/// A page of device registers, identity-mapped uncached.
+#[derive(Debug)]
+struct Mmio {
+    base: u64,
+}
+
+impl Mmio32 for Mmio {
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: `base` is a device page mapped uncached by `init` before this object exists;
+        // the drivers only use register offsets inside it, 32-bit aligned.
+        unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u32) }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u32, value) }
+    }
+}
+
+/// The TSC.
+#[derive(Debug)]
+struct Tsc;
+
+impl CycleCounter for Tsc {
+    fn read(&self) -> u64 {
+        rhea_arch::read_cycle_counter()
+    }
+}
+
+static X2APIC: X2Apic<Msrs> = X2Apic::new(Msrs);
+static XAPIC: Once<XApic<Mmio>> = Once::new();
+static LAPIC: Once<Lapic<&'static dyn LapicAccess>> = Once::new();
+static CLOCK: Once<TscClock<Tsc>> = Once::new();
+static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new();
+static IOAPIC: Once<Mutex<IoApic<Mmio>>> = Once::new();
+static ISA: Once<IsaIrqMap> = Once::new();
+static CONTROLLER: Pc = Pc;
+
+/// The LAPIC + I/O APIC pair as one controller.
+#[derive(Debug)]
+struct Pc;
+
+impl Pc {
+    fn with_ioapic<R>(f: impl FnOnce(&mut IoApic<Mmio>) -> R) -> Option<R> {
+        let io = IOAPIC.get()?;
+        let was = rhea_arch::irq_save();
+        let r = f(&mut io.lock());
+        rhea_arch::irq_restore(was);
+        Some(r)
+    }
+}
+
+impl InterruptController for Pc {
+    fn end_of_interrupt(&self, vector: u8) {
+        if let Some(l) = LAPIC.get().filter(|_| vectors::lapic_needs_eoi(vector)) {
+            l.eoi();
+        }
+    }
+
+    fn route(&self, line: IrqLine, vector: u8, trigger: Trigger) -> Result<(), RouteError> {
+        let v = Vector::new(vector).ok_or(RouteError::BadVector(vector))?;
+        let dest = LAPIC.get().map_or(ApicId(0), |l| l.read_id());
+        Self::with_ioapic(|io| io.route(line, v, dest, trigger))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn unmask(&self, line: IrqLine) -> Result<(), RouteError> {
+        Self::with_ioapic(|io| io.unmask(line))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn mask(&self, line: IrqLine) -> Result<(), RouteError> {
+        Self::with_ioapic(|io| io.mask(line))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn raise_self(&self, vector: u8) {
+        if let (Some(l), Some(v)) = (LAPIC.get(), Vector::new(vector)) {
+            let _ = l.send_ipi(l.read_id(), v);
+        }
+    }
+}
+
+/// What the runtime gets from [`init`].
+#[expect(missing_debug_implementations, reason = "holds trait objects")]
+pub struct InterruptsAndTime {
+    /// The monotonic clock (TSC).
+    pub clock: &'static dyn Clock,
+    /// This CPU's one-shot timer (LAPIC).
+    pub timer: &'static dyn OneShotTimer,
+    /// LAPIC + I/O APIC.
+    pub controller: &'static dyn InterruptController,
+    /// The vector the timer raises.
+    pub timer_vector: u8,
+    /// TSC ticks per second.
+    pub cycles_per_second: u64,
+    /// How the TSC frequency was found.
+    pub calibration: Calibration,
+    /// "x2APIC" or "xAPIC".
+    pub lapic_mode: &'static str,
+    /// "TSC-deadline" or "one-shot at N Hz".
+    pub timer_mode: LapicTimerMode,
+}
+
+/// Why interrupt and time bring-up failed.
+#[derive(Debug)]
+pub enum InitError {
+    /// The TSC frequency could be neither read nor measured.
+    Calibration(rhea_timers::CalibrationError),
+    /// The LAPIC could not be enabled.
+    Lapic(rhea_irq::LapicError),
+    /// The I/O APIC at its usual address did not answer sensibly.
+    IoApic(rhea_irq::IoApicError),
+    /// A device page could not be mapped.
+    Map,
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Calibration(e) => write!(f, "TSC calibration failed: {e}"),
+            Self::Lapic(e) => write!(f, "local APIC: {e}"),
+            Self::IoApic(e) => write!(f, "I/O APIC at {IOAPIC_BASE:#x}: {e}"),
+            Self::Map => f.write_str("cannot map interrupt controller registers"),
+        }
+    }
+}
+
+/// Calibration windows: 3 × 5 ms against the PIT gives a frequency within a few hundred ppm,
+/// good enough for sub-millisecond timers, for 15 ms of boot time (TCG has no CPUID frequency
+/// leaf, so this is what runs there).
+const CALIBRATION: CalibrationConfig = CalibrationConfig {
+    window_us: 5_000,
+    samples: 3,
+    cross_check: true,
+};
+
+/// Brings up interrupts and time on the boot CPU (interrupts stay disabled). `map_mmio`
+/// identity-maps a device range uncached.
+pub fn init(
+    boot_cycles: u64,
+    stated_tsc_hz: Option<(u64, &'static str)>,
+    has_x2apic: bool,
+    has_tsc_deadline: bool,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<InterruptsAndTime, InitError> {
+    // 1. The 8259s: remapped away from the exception vectors and fully masked.
+    let _pic = rhea_irq::pic8259::remap_and_mask(&Ports);
+
+    // 2. The local APIC.
+    let access: &'static dyn LapicAccess = if has_x2apic {
+        rhea_irq::lapic::enable_x2apic(&Msrs);
+        &X2APIC
+    } else {
+        let base = rhea_irq::lapic::enable_xapic(&Msrs).map_err(InitError::Lapic)?;
+        if !map_mmio(base.base.0, 4096) {
+            return Err(InitError::Map);
+        }
+        XAPIC.call_once(|| XApic::new(Mmio { base: base.base.0 }))
+    };
+    let lapic = LAPIC.call_once(|| Lapic::new(access));
+    lapic.init(&LapicConfig::DEFAULT);
+
+    // 3. The I/O APIC, all inputs masked until a driver routes one.
+    if !map_mmio(IOAPIC_BASE, 4096) {
+        return Err(InitError::Map);
+    }
+    let mut io = IoApic::new(Mmio { base: IOAPIC_BASE }, 0).map_err(InitError::IoApic)?;
+    io.mask_all();
+    IOAPIC.call_once(|| Mutex::new(io));
+    // QEMU (like most PC firmware) wires ISA IRQ 0 to GSI 2; the MADT will say so once read.
+    ISA.call_once(|| {
+        IsaIrqMap::new(&[IsaOverride::IRQ0_TO_GSI2]).expect("a single override is valid")
+    });
+
+    // 4. The clock: TSC counted from the board's first instruction.
+    let calibration = rhea_timers::calibrate_tsc(stated_tsc_hz, Some(&Ports), &Tsc, &CALIBRATION)
+        .map_err(InitError::Calibration)?;
+    let conversion = ClockConversion::from_hz(calibration.hz)
+        .map_err(|_| InitError::Calibration(rhea_timers::CalibrationError::PitAbsent))?;
+    let clock = CLOCK.call_once(|| TscClock::with_origin(Tsc, conversion, boot_cycles));
+
+    // 5. The one-shot timer.
+    let timer_vector = vectors::LAPIC_TIMER;
+    let mode = if has_tsc_deadline {
+        LapicTimerMode::TscDeadline
+    } else {
+        let rate = rhea_irq::calibrate_lapic_timer(
+            lapic,
+            timer_vector,
+            TimerDivide::By16,
+            &Tsc,
+            calibration.hz,
+            &CALIBRATION,
+        )
+        .map_err(InitError::Calibration)?;
+        LapicTimerMode::OneShot(rate)
+    };
+    let timer = TIMER.call_once(|| {
+        LapicTimer::new(
+            Lapic::new(access),
+            Msrs,
+            Tsc,
+            clock.timebase(),
+            timer_vector,
+            mode,
+        )
+    });
+    timer.init_this_cpu();
+
+    Ok(InterruptsAndTime {
+        clock,
+        timer,
+        controller: &CONTROLLER,
+        timer_vector: timer_vector.get(),
+        cycles_per_second: calibration.hz,
+        calibration,
+        lapic_mode: if has_x2apic { "x2APIC" } else { "xAPIC" },
+        timer_mode: mode,
+    })
+}
+
+/// The GSI an ISA IRQ arrives on.
+pub fn isa_line(irq: u8) -> IrqLine {
+    ISA.get()
+        .and_then(|m| m.route(irq))
+        .map_or(IrqLine(u32::from(irq)), |r| r.gsi)
+}

@@ -1,0 +1,307 @@
+//! The kernel side of scheduling: the scheduler lock, context switches, and the glue that
+//! carries out what the policy (`rhea-sched`) decides.
+//!
+//! **The scheduler lock** (`SCHED`) guards the one [`Sched`] of the machine. It disables
+//! interrupts while held (so it is taken from interrupt handlers too) and is held *across* a
+//! context switch: the thread that switches away holds it, the thread switched in releases it
+//! (a new thread in `thread_start`). Lock order: the scheduler lock is taken before the heap
+//! lock (freeing a thread's `Arc` may free memory) and never while holding the console or
+//! memory locks. Nothing under it sleeps.
+//!
+//! **Preemption**: interrupt handlers never switch directly; an operation whose decision
+//! names the current CPU sets `NEED_RESCHED` when it runs in interrupt context, and the
+//! interrupt exit path (`irq::on_interrupt`) switches after the end-of-interrupt. In thread
+//! context the switch happens at once.
+#![allow(
+    unsafe_code,
+    reason = "the scheduler lock's cell and the context switch; each use has a SAFETY note"
+)]
+
+use crate::time;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use rhea_sched::{Decision, Sched, SchedError, Thread, ThreadId};
+
+struct SchedLock {
+    locked: AtomicBool,
+    sched: UnsafeCell<Option<Sched>>,
+}
+
+// SAFETY: `sched` is only reached through a `SchedGuard`, which exists only while `locked` is
+// held by this CPU with interrupts disabled.
+unsafe impl Sync for SchedLock {}
+
+static SCHED: SchedLock = SchedLock {
+    locked: AtomicBool::new(false),
+    sched: UnsafeCell::new(None),
+};
+
+/// Set when a decision made in interrupt context needs this CPU to reschedule at interrupt
+/// exit. One CPU for now; per-CPU with SMP.
+static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+/// Whether this CPU is handling an interrupt.
+static IN_IRQ: AtomicBool = AtomicBool::new(false);
+/// Whether the invariant checker runs at every scheduling decision (test builds turn it on).
+static CHECKER: AtomicBool = AtomicBool::new(false);
+/// Checker runs and violations, for the test apps to report.
+static CHECKS: AtomicU64 = AtomicU64::new(0);
+
+/// Proof that this CPU holds the scheduler lock, with the interrupt state to restore.
+pub(crate) struct SchedGuard {
+    irq_was_enabled: bool,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+pub(crate) fn lock() -> SchedGuard {
+    let irq_was_enabled = rhea_arch::irq_save();
+    // RT: waits only for another CPU's bounded critical section (none can exist on one CPU).
+    while SCHED
+        .locked
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    SchedGuard {
+        irq_was_enabled,
+        _not_send: core::marker::PhantomData,
+    }
+}
+
+impl SchedGuard {
+    /// The scheduler. Panics if called before [`init`].
+    pub(crate) fn sched(&mut self) -> &mut Sched {
+        self.sched_opt().expect("kthread::init ran")
+    }
+
+    /// The scheduler, if [`init`] ran.
+    pub(crate) fn sched_opt(&mut self) -> Option<&mut Sched> {
+        // SAFETY: the guard proves this CPU holds the lock with interrupts off, so no other
+        // reference to the scheduler is live; the returned borrow is tied to the guard.
+        unsafe { (*SCHED.sched.get()).as_mut() }
+    }
+
+    /// Carries out a decision: reschedules this CPU now (thread context) or at interrupt exit.
+    pub(crate) fn apply(&mut self, d: Decision) {
+        let cpu = cpu();
+        if d.resched.contains(cpu) {
+            if IN_IRQ.load(Ordering::Relaxed) {
+                NEED_RESCHED.store(true, Ordering::Relaxed);
+            } else {
+                self.schedule();
+            }
+        }
+        // Other CPUs: an IPI, once SMP lands (one CPU is online until then).
+    }
+
+    /// Runs the policy's choice for this CPU, switching threads if it changed, and re-arms the
+    /// CPU's one-shot timer for its next deadline. Returns once this thread runs again.
+    /// RT: pick_next is O(1); the switch is a fixed sequence.
+    pub(crate) fn schedule(&mut self) {
+        let cpu = cpu();
+        let now = time::now();
+        let s = self.sched();
+        let switch = s.pick_next(cpu, now);
+        let deadline = s.next_deadline(cpu);
+        if CHECKER.load(Ordering::Relaxed) {
+            CHECKS.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = s.check() {
+                panic!("scheduler invariant violated: {e}");
+            }
+        }
+        time::arm(deadline);
+        if let Some((from, to)) = switch {
+            let from_sp = from.context.as_ptr();
+            let to_sp = to.context.load(Ordering::Relaxed);
+            // SAFETY: interrupts are off (the guard); `from_sp` is the running thread's own
+            // slot (the policy's current thread was `from`); `to_sp` was saved by its last
+            // switch or built by `init_stack`, and `to` runs nowhere else (the policy makes a
+            // thread current on one CPU only). Both `Arc`s stay alive on this stack across the
+            // switch, and no borrow of the scheduler is held across it.
+            unsafe { rhea_arch::context::switch(from_sp, to_sp) };
+        }
+    }
+}
+
+impl Drop for SchedGuard {
+    fn drop(&mut self) {
+        SCHED.locked.store(false, Ordering::Release);
+        rhea_arch::irq_restore(self.irq_was_enabled);
+    }
+}
+
+/// The current CPU's index.
+pub(crate) fn cpu() -> usize {
+    rhea_arch::cpu_id().0 as usize
+}
+
+/// Creates the scheduler with this (the boot) context as CPU 0's idle thread.
+pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool) {
+    CHECKER.store(checker, Ordering::Relaxed);
+    let mut s = Sched::new(1);
+    let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
+    s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
+    let g = lock();
+    // SAFETY: the lock is held; nothing has seen the scheduler yet.
+    unsafe { *SCHED.sched.get() = Some(s) };
+    drop(g);
+}
+
+/// Whether the checker is on, and how many decisions it checked.
+pub fn checker_runs() -> (bool, u64) {
+    (
+        CHECKER.load(Ordering::Relaxed),
+        CHECKS.load(Ordering::Relaxed),
+    )
+}
+
+/// Marks the start and end of interrupt handling on this CPU; returns whether a reschedule
+/// was requested while it ran.
+pub(crate) fn enter_irq() {
+    IN_IRQ.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn leave_irq() -> bool {
+    IN_IRQ.store(false, Ordering::Relaxed);
+    NEED_RESCHED.swap(false, Ordering::Relaxed)
+}
+
+/// Reschedules this CPU (interrupt exit, after the end-of-interrupt).
+pub(crate) fn preempt() {
+    let mut g = lock();
+    g.schedule();
+}
+
+/// The timer interrupt: wake sleepers, end slices.
+pub(crate) fn on_timer() {
+    let mut g = lock();
+    let cpu = cpu();
+    let d = g.sched().expire(cpu, time::now());
+    if d.resched.is_empty() {
+        // Nothing to switch, but the timer must be re-armed for the next deadline.
+        let deadline = g.sched().next_deadline(cpu);
+        time::arm(deadline);
+    }
+    g.apply(d);
+}
+
+/// What a new thread runs.
+type Entry = Box<dyn FnOnce() -> i32 + Send + 'static>;
+
+/// The first Rust code of every thread (the trampoline calls it with the boxed entry).
+extern "C" fn thread_start(arg: usize) -> ! {
+    // The thread that switched here held the scheduler lock; release it as that thread's
+    // guard would have, with interrupts enabled (a new thread starts with them on).
+    SCHED.locked.store(false, Ordering::Release);
+    rhea_arch::irq_enable();
+    // SAFETY: `arg` is the pointer `spawn` leaked from a `Box<Entry>`, passed to exactly this
+    // one thread, which takes it back once.
+    let entry = unsafe { Box::from_raw(arg as *mut Entry) };
+    let code = entry();
+    exit_current(code)
+}
+
+/// Ends the running thread.
+pub(crate) fn exit_current(code: i32) -> ! {
+    let mut g = lock();
+    let cpu = cpu();
+    let d = g.sched().exit_current(cpu, code);
+    g.apply(d);
+    unreachable!("an exited thread is never switched back in");
+}
+
+/// Spawn parameters the runtime's API builds.
+pub(crate) struct SpawnRequest {
+    pub(crate) name: String,
+    pub(crate) params: rhea_sched::SpawnParams,
+    pub(crate) stack_bytes: u64,
+}
+
+/// Why a spawn failed.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No memory for the stack.
+    Memory(crate::memory::MemoryError),
+    /// The scheduler refused (e.g. an affinity mask with no online CPU).
+    Sched(SchedError),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Memory(e) => write!(f, "cannot map the thread's stack: {e}"),
+            Self::Sched(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Creates a thread with a guarded stack and makes it ready.
+pub(crate) fn spawn(
+    req: SpawnRequest,
+    entry: Entry,
+) -> Result<(ThreadId, Arc<Thread>), SpawnError> {
+    reap_detached();
+    let stack = crate::memory::new_stack(&req.name, req.stack_bytes).map_err(SpawnError::Memory)?;
+    let thread = Arc::new(Thread::new(req.name, stack.range()));
+    let arg = Box::into_raw(Box::new(entry)) as usize;
+    // SAFETY: the stack was just mapped for this thread (at least one page, aligned top).
+    let sp = unsafe { rhea_arch::context::init_stack(stack.range().end, thread_start, arg) };
+    thread.context.store(sp, Ordering::Relaxed);
+    let mut g = lock();
+    match g.sched().spawn(thread.clone(), req.params) {
+        Ok((id, d)) => {
+            g.apply(d);
+            Ok((id, thread))
+        }
+        Err(e) => {
+            drop(g);
+            // SAFETY: the thread never ran, so the box was not taken back.
+            drop(unsafe { Box::from_raw(arg as *mut Entry) });
+            crate::memory::free_stack(stack);
+            Err(SpawnError::Sched(e))
+        }
+    }
+}
+
+/// Frees the stacks of detached threads that have exited.
+fn reap_detached() {
+    let mut dead = alloc::vec::Vec::new();
+    {
+        let mut g = lock();
+        let s = g.sched();
+        s.reap_all(|t| dead.push(t));
+    }
+    for t in dead {
+        crate::memory::free_stack_at(t.stack.end);
+    }
+}
+
+/// Blocks the running thread with `op` (which returns `(done, decision)`); returns the wake
+/// reason, or `None` if `op` completed without blocking.
+pub(crate) fn block_on(
+    op: impl FnOnce(&mut Sched, usize) -> Result<(bool, Decision), SchedError>,
+) -> Result<Option<rhea_sched::WakeReason>, SchedError> {
+    let mut g = lock();
+    let cpu = cpu();
+    let (done, d) = op(g.sched(), cpu)?;
+    if done {
+        g.apply(d);
+        return Ok(None);
+    }
+    g.apply(d);
+    // Switched back in: someone woke us.
+    let cur = g.sched().current(cpu);
+    Ok(Some(g.sched().take_wake_reason(cur)))
+}
+
+/// Runs a non-blocking operation under the lock and carries out its decision.
+pub(crate) fn with_sched<R>(op: impl FnOnce(&mut Sched, usize) -> (R, Decision)) -> R {
+    let mut g = lock();
+    let cpu = cpu();
+    let (r, d) = op(g.sched(), cpu);
+    g.apply(d);
+    r
+}

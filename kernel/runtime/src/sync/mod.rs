@@ -1,0 +1,68 @@
+//! Synchronisation for apps and drivers.
+//!
+//! - [`SpinLock`]: a spin lock whose type says what it disables — [`IrqsOff`] (usable from
+//!   interrupt handlers; also keeps the holder from being preempted) or [`NothingOff`] (thread
+//!   context only; a holder can be preempted, so keep sections tiny);
+//! - [`Mutex`] / [`RawMutex`]: sleeping locks with **transitive priority inheritance** and
+//!   direct hand-off to the most important waiter;
+//! - [`Semaphore`]: counting; `give` and `try_take` work from interrupt handlers;
+//! - [`Condvar`]: with a [`Mutex`];
+//! - [`EventFlags`]: 32 flags, wait for any or all; `set` works from interrupt handlers;
+//! - [`MessageQueue`]: bounded, blocking / try / timeout; `try_send` works from interrupt
+//!   handlers.
+//!
+//! The sleeping objects are registered with the scheduler on first use (so they can be
+//! `static`), and their state lives under the scheduler lock.
+
+mod condvar;
+mod events;
+mod mutex;
+mod object;
+mod queue;
+mod semaphore;
+mod spin;
+
+pub use condvar::Condvar;
+pub use events::{EventFlags, WaitMode};
+pub use mutex::{Mutex, MutexGuard, RawMutex};
+pub use queue::MessageQueue;
+pub use rhea_sched::SchedError;
+pub use semaphore::Semaphore;
+pub use spin::{IrqsOff, LockMode, NothingOff, SpinLock, SpinLockGuard};
+
+use core::fmt;
+
+/// Why a blocking synchronisation call failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncError {
+    /// The timeout passed first.
+    Timeout,
+    /// `try_` variant: not available right now.
+    WouldBlock,
+    /// The mutex's previous owner exited while holding it (the data may be inconsistent; the
+    /// caller now owns the mutex).
+    Abandoned,
+    /// The scheduler refused (already owner, not owner, deadlock, overflow, ...).
+    Sched(SchedError),
+}
+
+impl fmt::Display for SyncError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("timed out"),
+            Self::WouldBlock => f.write_str("would block"),
+            Self::Abandoned => f.write_str("the previous owner exited while holding the mutex"),
+            Self::Sched(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<SchedError> for SyncError {
+    fn from(e: SchedError) -> Self {
+        Self::Sched(e)
+    }
+}
+
+fn deadline_of(timeout: Option<crate::time::Duration>) -> Option<rhea_hal::Instant> {
+    timeout.map(|d| crate::time::now().saturating_add(d))
+}

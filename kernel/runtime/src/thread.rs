@@ -1,0 +1,214 @@
+//! Threads for apps: spawn with a name, priority, stack size, affinity and time slice; join,
+//! sleep, yield, suspend and resume.
+//!
+//! Priorities: `rhea::thread::Priority`, where **a larger number is more important**
+//! (1..=63; 0 is the idle threads'). A thread runs until it blocks, yields, or a more
+//! important thread becomes ready; equal priorities take turns only if they have a time slice.
+
+use crate::kthread::{self, SpawnError, SpawnRequest};
+use crate::time::{Duration, Instant};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+pub use rhea_hal::{InvalidPriority, Priority};
+pub use rhea_sched::{CpuSet, SchedError, ThreadId};
+use rhea_sched::{SpawnParams, Thread};
+
+/// Stack size when none is asked for.
+pub const DEFAULT_STACK_BYTES: u64 = 64 << 10;
+
+/// Configures a new thread.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    name: String,
+    priority: Priority,
+    stack_bytes: u64,
+    affinity: CpuSet,
+    slice: Option<Duration>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Builder {
+    /// Defaults: name "thread", [`Priority::NORMAL`], 64 KiB stack, any CPU, no time slice.
+    pub fn new() -> Self {
+        Self {
+            name: String::from("thread"),
+            priority: Priority::NORMAL,
+            stack_bytes: DEFAULT_STACK_BYTES,
+            affinity: CpuSet::ALL,
+            slice: None,
+        }
+    }
+
+    /// The name fault reports and statistics show.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = String::from(name);
+        self
+    }
+
+    /// The base priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Stack size in bytes (rounded up to pages; a guard page is always added below).
+    pub fn stack_size(mut self, bytes: u64) -> Self {
+        self.stack_bytes = bytes;
+        self
+    }
+
+    /// The CPUs it may run on.
+    pub fn affinity(mut self, cpus: CpuSet) -> Self {
+        self.affinity = cpus;
+        self
+    }
+
+    /// Round-robin among equal priorities with this slice (none: FIFO).
+    pub fn time_slice(mut self, slice: Duration) -> Self {
+        self.slice = Some(slice);
+        self
+    }
+
+    /// Starts the thread.
+    pub fn spawn<F: FnOnce() + Send + 'static>(self, f: F) -> Result<JoinHandle, SpawnError> {
+        let req = SpawnRequest {
+            name: self.name,
+            params: SpawnParams {
+                priority: self.priority,
+                affinity: self.affinity,
+                slice_ns: self
+                    .slice
+                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)),
+            },
+            stack_bytes: self.stack_bytes,
+        };
+        let (id, thread) = kthread::spawn(
+            req,
+            Box::new(move || {
+                f();
+                0
+            }),
+        )?;
+        Ok(JoinHandle {
+            id,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Starts a thread with the default configuration.
+pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> Result<JoinHandle, SpawnError> {
+    Builder::new().spawn(f)
+}
+
+/// Owns a thread's right to be joined. Dropping it detaches the thread.
+#[derive(Debug)]
+pub struct JoinHandle {
+    id: ThreadId,
+    thread: Option<Arc<Thread>>,
+}
+
+impl JoinHandle {
+    /// The thread's id.
+    pub fn id(&self) -> ThreadId {
+        self.id
+    }
+
+    /// Waits for the thread to finish and frees its stack.
+    pub fn join(mut self) -> Result<(), SchedError> {
+        let id = self.id;
+        loop {
+            let r =
+                kthread::block_on(|s, cpu| s.join(cpu, id).map(|(code, d)| (code.is_some(), d)))?;
+            if r.is_none() {
+                break;
+            }
+        }
+        let reaped = kthread::with_sched(|s, _| (s.reap(id), Default::default()));
+        if let Some(t) = reaped {
+            crate::memory::free_stack_at(t.stack.end);
+        }
+        self.thread = None;
+        Ok(())
+    }
+}
+
+impl Drop for JoinHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let id = self.id;
+            kthread::with_sched(|s, _| (s.detach(id), Default::default())).ok();
+        }
+    }
+}
+
+/// Gives the CPU to the next ready thread of the same priority, if any.
+pub fn yield_now() {
+    kthread::with_sched(|s, cpu| ((), s.yield_current(cpu)));
+}
+
+/// Sleeps at least `d`.
+pub fn sleep(d: Duration) {
+    sleep_until(crate::time::now().saturating_add(d));
+}
+
+/// Sleeps until the clock reads at least `deadline`.
+pub fn sleep_until(deadline: Instant) {
+    // A thread woken early (it cannot be, but resume or a spurious wake must not cut a sleep
+    // short) sleeps again for the rest.
+    loop {
+        let now = crate::time::now();
+        if now >= deadline {
+            return;
+        }
+        let _ = kthread::block_on(|s, cpu| {
+            s.sleep_until(cpu, deadline, now)
+                .map(|d| (d.resched.is_empty(), d))
+        });
+    }
+}
+
+/// The running thread's id.
+pub fn current() -> ThreadId {
+    kthread::with_sched(|s, cpu| (s.current(cpu), Default::default()))
+}
+
+/// Changes a thread's base priority.
+pub fn set_priority(id: ThreadId, priority: Priority) -> Result<(), SchedError> {
+    kthread::with_sched(|s, _| match s.set_priority(id, priority) {
+        Ok(d) => (Ok(()), d),
+        Err(e) => (Err(e), Default::default()),
+    })
+}
+
+/// A thread's effective priority (its base raised by priority inheritance).
+pub fn effective_priority(id: ThreadId) -> Option<Priority> {
+    kthread::with_sched(|s, _| (s.effective_priority(id), Default::default()))
+}
+
+/// Stops a thread from running until [`resume`].
+pub fn suspend(id: ThreadId) -> Result<(), SchedError> {
+    kthread::with_sched(|s, _| match s.suspend(id) {
+        Ok(d) => (Ok(()), d),
+        Err(e) => (Err(e), Default::default()),
+    })
+}
+
+/// Lets a suspended thread run again.
+pub fn resume(id: ThreadId) -> Result<(), SchedError> {
+    kthread::with_sched(|s, _| match s.resume(id) {
+        Ok(d) => (Ok(()), d),
+        Err(e) => (Err(e), Default::default()),
+    })
+}
+
+/// Context switches this CPU has made.
+pub fn switches() -> u64 {
+    kthread::with_sched(|s, cpu| (s.switches(cpu), Default::default()))
+}
