@@ -1200,7 +1200,8 @@ impl Sched {
 
     /// Sets bits in event flags `e` and wakes every waiter now satisfied, most important
     /// first (a waiter that clears bits may leave later ones unsatisfied). Safe from interrupt
-    /// context. RT: O(waiters).
+    /// context: allocates nothing. RT: O(waiters²) list steps in the worst case (each wake
+    /// re-walks to its position), bounded by the thread count.
     pub fn events_set(&mut self, e: ObjectId, set: u32) -> Result<Decision, SchedError> {
         let o = self.obj_mut(e).ok_or(SchedError::NoSuchObject)?;
         let Kind::Events { bits } = &mut o.kind else {
@@ -1208,29 +1209,30 @@ impl Sched {
         };
         *bits |= set;
         let mut d = Decision::default();
-        // Walk the waiters; remove and wake each satisfied one.
-        let waiters: Vec<ThreadId> = {
-            let mut v = Vec::new();
-            let mut c = o.waiters.front();
-            while let Some(t) = c.get() {
-                v.push(t.id());
-                c.move_next();
+        // Walk the waiters in priority order without allocating (this runs in interrupt
+        // context): `skip` counts the unsatisfied ones already passed; a woken waiter leaves
+        // the list, so the walk resumes at the same position.
+        let mut skip = 0usize;
+        loop {
+            let Some(o) = self.obj(e) else { break };
+            let Kind::Events { bits } = o.kind else { break };
+            let mut cursor = o.waiters.front();
+            for _ in 0..skip {
+                cursor.move_next();
             }
-            v
-        };
-        for w in waiters {
-            let wait = self.tcb(w).expect("live").event_wait;
-            let Some(Kind::Events { bits }) = self.obj_mut(e).map(|o| &mut o.kind) else {
-                break;
-            };
-            if wait.satisfied_by(*bits) {
-                let seen = *bits;
+            let Some(w) = cursor.get().map(|t| t.id()) else { break };
+            let wait = self.tcb(w).expect("waiters are live threads").event_wait;
+            if !wait.satisfied_by(bits) {
+                skip += 1;
+                continue;
+            }
+            if let Some(Kind::Events { bits }) = self.obj_mut(e).map(|o| &mut o.kind) {
                 if wait.clear {
                     *bits &= !wait.mask;
                 }
-                self.tcb_mut(w).event_bits = seen;
-                d = d.merge(self.make_ready(w, WakeReason::Signaled));
             }
+            self.tcb_mut(w).event_bits = bits;
+            d = d.merge(self.make_ready(w, WakeReason::Signaled));
         }
         Ok(d)
     }

@@ -32,22 +32,18 @@ fn ns_of(cycles: u64) -> f64 {
     cycles as f64 * 1e9 / cycles_per_second() as f64
 }
 
+/// Main runs above every measured thread while it sets a measurement up, so nothing starts
+/// before it blocks in `join`.
+const SETUP: u32 = 59;
+
 fn yield_switch(loops: u64) -> f64 {
-    let go = Arc::new(AtomicBool::new(false));
     let mut hs = Vec::new();
-    let start = Arc::new(AtomicU64::new(0));
     for _ in 0..2 {
-        let (g, s) = (go.clone(), start.clone());
         hs.push(
             Builder::new()
                 .name("yielder")
                 .priority(prio(30))
                 .spawn(move || {
-                    while !g.load(Ordering::Acquire) {
-                        rhea::thread::yield_now();
-                    }
-                    s.compare_exchange(0, cycles(), Ordering::Relaxed, Ordering::Relaxed)
-                        .ok();
                     for _ in 0..loops {
                         rhea::thread::yield_now();
                     }
@@ -55,14 +51,12 @@ fn yield_switch(loops: u64) -> f64 {
                 .expect("spawn"),
         );
     }
-    go.store(true, Ordering::Release);
     let t0 = cycles();
     for h in hs {
         h.join().expect("join");
     }
-    let total = cycles() - start.load(Ordering::Relaxed).max(t0);
     // 2 * loops yields, each a switch to the other thread.
-    total as f64 / (2 * loops) as f64
+    (cycles() - t0) as f64 / (2 * loops) as f64
 }
 
 fn sem_pingpong(loops: u64) -> f64 {
@@ -118,12 +112,15 @@ fn irq_to_thread(loops: u64) -> Stats {
             }
         })
         .expect("spawn");
+    // Below the waiter (50) while raising, so it preempts us as soon as the interrupt
+    // returns; by the time we run again it has taken the sample and waits again.
+    let me = rhea::thread::current();
+    rhea::thread::set_priority(me, prio(16)).expect("valid");
     for _ in 0..loops {
         RAISED_AT.store(cycles(), Ordering::Relaxed);
         rhea::irq::raise_self(vector);
-        // The waiter (50) preempts us (16) as soon as the interrupt returns; by the time we
-        // run again it has taken the sample and is waiting again.
     }
+    rhea::thread::set_priority(me, prio(SETUP)).expect("valid");
     waiter.join().expect("join");
     let v = core::mem::take(&mut *samples.lock());
     Stats::of(v.into_iter().map(ns_of).collect())
@@ -199,6 +196,7 @@ fn main() {
     let loops = rhea::cmdline_value("loops")
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000u64);
+    rhea::thread::set_priority(rhea::thread::current(), prio(SETUP)).expect("valid");
     rhea::println!(
         "RESULT conditions tsc_hz={} loops={loops}",
         cycles_per_second()

@@ -33,7 +33,7 @@ fn thread_at(sp: u64) -> (&'static str, Option<Range<u64>>, Option<memory::Stack
         return ("", Some(s.range()), Some(s));
     }
     if boot_stack().contains(&sp) {
-        return ("boot", Some(boot_stack()), None);
+        return ("idle", Some(boot_stack()), None);
     }
     ("unknown", None, None)
 }
