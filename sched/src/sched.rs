@@ -1220,7 +1220,9 @@ impl Sched {
             for _ in 0..skip {
                 cursor.move_next();
             }
-            let Some(w) = cursor.get().map(|t| t.id()) else { break };
+            let Some(w) = cursor.get().map(|t| t.id()) else {
+                break;
+            };
             let wait = self.tcb(w).expect("waiters are live threads").event_wait;
             if !wait.satisfied_by(bits) {
                 skip += 1;

@@ -8,14 +8,23 @@
 //! expect = "success"                 # or "failure": how QEMU must end
 //! console = ["fragment 1", "frag 2"] # must appear in the console output, in this order
 //! timeout-secs = 60                  # optional, default 60
+//! cmdline = "key=value ..."          # optional: kernel command line of test boots (-append)
+//! stdin = "text\n"                   # optional: written to the guest's serial input ...
+//! stdin-after = "marker"             # ... once console output contains this (default: at once)
+//! test = false                       # optional, default true: `cargo xtask test` skips it
 //! ```
 //!
 //! Apps under `apps/` without metadata are expected to return from main (success).
+//! `cargo xtask test` boots with `rhea.checker=1`, then `cmdline`, then `--append` on the
+//! kernel command line. `stdin` is written as given (TOML has already decoded escapes such
+//! as `\n`); without it QEMU's stdin is /dev/null. `stdin-after` without `stdin` is an
+//! error. `test = false` is for benchmarks; `--app` naming such an app still boots it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::qemu::StdinFeed;
 use crate::{Context, Result, fail, usage};
 
 /// The app used when `--app` is not given.
@@ -49,6 +58,12 @@ pub(crate) struct App {
     /// Console fragments that must appear, in order.
     pub(crate) console: Vec<String>,
     pub(crate) timeout: Duration,
+    /// Extra kernel command line of test boots (may be empty).
+    pub(crate) cmdline: String,
+    /// What to write to the guest's serial input during test boots.
+    pub(crate) stdin: Option<StdinFeed>,
+    /// Whether `cargo xtask test` boots it (without `--app`).
+    pub(crate) test: bool,
 }
 
 /// What a manifest says, before the directory is known.
@@ -58,6 +73,9 @@ pub(crate) struct Manifest {
     pub(crate) expect: Expect,
     pub(crate) console: Vec<String>,
     pub(crate) timeout: Duration,
+    pub(crate) cmdline: String,
+    pub(crate) stdin: Option<StdinFeed>,
+    pub(crate) test: bool,
 }
 
 /// A short rendering of a TOML value for error messages.
@@ -90,6 +108,9 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         expect: Expect::Success,
         console: Vec::new(),
         timeout: DEFAULT_TIMEOUT,
+        cmdline: String::new(),
+        stdin: None,
+        test: true,
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
         return Ok(manifest);
@@ -97,6 +118,13 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
     let meta = meta
         .as_table()
         .ok_or("[package.metadata.rhea] is not a table")?;
+    let string = |key: &str, value: &toml::Value| {
+        value
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("metadata.rhea.{key} must be a string, got {}", show(value)))
+    };
+    let (mut stdin, mut stdin_after) = (None, None);
     for (key, value) in meta {
         match key.as_str() {
             "expect" => {
@@ -134,14 +162,46 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     })?;
                 manifest.timeout = Duration::from_secs(secs);
             }
+            "cmdline" => {
+                let line = string(key, value)?;
+                if line.contains(['\n', '\r', '\0']) {
+                    return Err(format!(
+                        "metadata.rhea.cmdline must be one line without NUL, got {line:?}"
+                    ));
+                }
+                manifest.cmdline = line.trim().to_string();
+            }
+            "stdin" => stdin = Some(string(key, value)?),
+            "stdin-after" => {
+                let marker = string(key, value)?;
+                if marker.is_empty() {
+                    return Err("metadata.rhea.stdin-after must not be empty".to_string());
+                }
+                stdin_after = Some(marker);
+            }
+            "test" => {
+                manifest.test = value.as_bool().ok_or_else(|| {
+                    format!(
+                        "metadata.rhea.test must be true or false, got {}",
+                        show(value)
+                    )
+                })?;
+            }
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test)"
                 ));
             }
         }
     }
+    manifest.stdin = match (stdin, stdin_after) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err("metadata.rhea.stdin-after is given without stdin".to_string());
+        }
+        (Some(text), after) => Some(StdinFeed { text, after }),
+    };
     Ok(manifest)
 }
 
@@ -172,6 +232,9 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 expect: manifest.expect,
                 console: manifest.console,
                 timeout: manifest.timeout,
+                cmdline: manifest.cmdline,
+                stdin: manifest.stdin,
+                test: manifest.test,
             });
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -219,6 +282,9 @@ mod tests {
         assert_eq!(m.expect, Expect::Success);
         assert!(m.console.is_empty());
         assert_eq!(m.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(m.cmdline, "");
+        assert_eq!(m.stdin, None);
+        assert!(m.test);
     }
 
     #[test]
@@ -245,6 +311,46 @@ mod tests {
             ["panicked at", "backtrace:", "rhea_test_panic::main"]
         );
         assert_eq!(m.timeout, Duration::from_secs(30));
+        assert_eq!((m.cmdline.as_str(), &m.stdin, m.test), ("", &None, true));
+    }
+
+    #[test]
+    fn boot_metadata() {
+        let m = parse_manifest(
+            r#"
+            [package]
+            name = "rhea-test-echo"
+
+            [package.metadata.rhea]
+            cmdline = " echo.count=3 verbose "
+            stdin = "hi\tthere\n"
+            stdin-after = "echo: ready"
+            test = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.cmdline, "echo.count=3 verbose");
+        assert_eq!(
+            m.stdin,
+            Some(StdinFeed {
+                text: "hi\tthere\n".to_string(),
+                after: Some("echo: ready".to_string()),
+            })
+        );
+        assert!(m.test);
+        // stdin alone is written at once; a benchmark opts out of `test`.
+        let m = parse_manifest(
+            "[package]\nname = \"b\"\n[package.metadata.rhea]\nstdin = 'x'\ntest = false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.stdin,
+            Some(StdinFeed {
+                text: "x".to_string(),
+                after: None
+            })
+        );
+        assert!(!m.test);
     }
 
     #[test]
@@ -257,6 +363,14 @@ mod tests {
         assert!(with("[package.metadata.rhea]\ntimeout-secs = \"5\"").is_err());
         let err = with("[package.metadata.rhea]\ntimeout_secs = 5").unwrap_err();
         assert!(err.contains("timeout_secs"), "{err}");
+        assert!(err.contains("cmdline, stdin, stdin-after, test"), "{err}");
+        let err = with("[package.metadata.rhea]\nstdin-after = \"ready\"").unwrap_err();
+        assert!(err.contains("without stdin"), "{err}");
+        assert!(with("[package.metadata.rhea]\nstdin = \"x\"\nstdin-after = \"\"").is_err());
+        assert!(with("[package.metadata.rhea]\nstdin = 1").is_err());
+        assert!(with("[package.metadata.rhea]\ncmdline = [\"a=1\"]").is_err());
+        assert!(with("[package.metadata.rhea]\ncmdline = \"a=1\\nb=2\"").is_err());
+        assert!(with("[package.metadata.rhea]\ntest = \"no\"").is_err());
         assert!(parse_manifest("[lib]\n").is_err());
         assert!(parse_manifest("not toml =").is_err());
     }

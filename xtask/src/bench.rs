@@ -1,5 +1,6 @@
-//! `cargo xtask bench <name>`: benchmarks: `boot` (below) and `linux-sched` (the Linux guest
-//! baseline, in `linux_guest.rs`).
+//! `cargo xtask bench <name>`: benchmarks: `boot` and `sched` (below) and `linux-sched` (the
+//! Linux guest baseline, in `linux_guest.rs`). `--append` is the whole extra kernel command
+//! line of Rhea's boots (no `rhea.checker=1`, unlike `test`).
 //!
 //! `bench boot` builds `hello` for qemu-x86_64, reports its stripped image size, and boots it
 //! [`RUNS`] times per machine and accelerator (TCG, plus KVM when usable), reporting the
@@ -12,17 +13,36 @@
 //!
 //! Reference anchors from earlier measurements are printed next to the figures, clearly
 //! labelled as not measured in this run, with the Rhea/anchor ratios.
+//!
+//! `bench sched [--machine q35|microvm] [--loops N] [--accel A] [--smp N]` builds
+//! `apps/bench-sched` for qemu-x86_64 and boots it once with `-append "loops=N"` (plus
+//! `--append`); it prints `RESULT <measure> key=value ...` lines ([`parse_sched_console`]) and
+//! `RESULT done`, then returns from main. Then the Linux guest baseline runs with the same
+//! machine, accelerator, vCPUs and loops (`linux_guest::run_sched_baseline`), and one table
+//! gives, per measure, Rhea's figure, Linux's and the ratio Rhea/Linux (lower is better for
+//! all), with the design goals next to the relevant lines. Without Linux's figures (no apt,
+//! no network) Rhea's are still printed and the reason is given; the exit code says whether
+//! Rhea's run succeeded.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::linux_guest::{CyclicResult, LinuxSchedFigures};
 use crate::qemu::{self, Accel, Verdict};
-use crate::{Error, Options, Result, Workspace, apps, boards, image, linux_guest, setup, usage};
+use crate::{
+    Error, Options, Result, Workspace, apps, boards, capture, fail, image, linux_guest, setup,
+    usage,
+};
 
 /// The available benches, with a description each.
 const BENCHES: &[(&str, &str)] = &[
     (
         "boot",
         "hello on qemu-x86_64: stripped image size and boot time per machine/accel",
+    ),
+    (
+        "sched",
+        "bench-sched on qemu-x86_64 vs the Linux guest: switches, latencies, ratios (q35 default)",
     ),
     (
         "linux-sched",
@@ -56,6 +76,10 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
             Ok(())
         }
         Some("boot") => boot(ws, opts),
+        Some("sched") => sched(ws, opts),
+        Some("linux-sched") if opts.append.is_some() => {
+            usage("--append is Rhea's kernel command line; `bench linux-sched` boots only Linux")
+        }
         Some("linux-sched") => linux_guest::bench(ws, opts),
         Some(other) => {
             let names: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
@@ -196,13 +220,14 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
                 mem: &opts.mem,
                 kernel: &image.elf,
                 serial: qemu::Serial::Captured,
+                append: opts.append(),
             };
             let mut wall = Vec::new();
             let mut cycles = Vec::new();
             let mut nanos = Vec::new();
             let mut ns_unknown = 0;
             for run in 1..=RUNS {
-                let captured = qemu::run_captured(&qemu, &spec, TIMEOUT, opts.verbose)?;
+                let captured = qemu::run_captured(&qemu, &spec, None, TIMEOUT, opts.verbose)?;
                 let verdict = qemu::classify(&captured.end);
                 let problem = match (&verdict, captured.time_of(MAIN_MARKER)) {
                     (Verdict::Success, Some(t)) => {
@@ -311,6 +336,615 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// `bench sched`: Rhea's scheduler measures against the Linux guest's.
+
+/// The app `bench sched` boots.
+const SCHED_APP: &str = "bench-sched";
+/// The design goal for a switch (yield or semaphore hand-off, one way), cycles on KVM.
+const GOAL_SWITCH_CYCLES: f64 = 300.0;
+/// The design goal for cyclictest at 200 µs: p99 and max at most this fraction of Linux's.
+const GOAL_CYCLIC_FRACTION: f64 = 0.5;
+/// The cyclictest period the latency goal is about, µs.
+const GOAL_CYCLIC_PERIOD_US: u32 = 200;
+/// The cyclictest runs of both guests: (period µs, hog), in print order.
+const CYCLIC_RUNS: [(u32, bool); 4] = [(200, false), (200, true), (1000, false), (1000, true)];
+
+/// One switch measure of bench-sched: one way, in TSC cycles and ns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Switch {
+    pub(crate) cycles: f64,
+    pub(crate) ns: f64,
+}
+
+/// bench-sched's interrupt→thread latency, ns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct IrqLatency {
+    pub(crate) min_ns: f64,
+    pub(crate) avg_ns: f64,
+    pub(crate) p99_ns: f64,
+    pub(crate) max_ns: f64,
+    pub(crate) samples: u64,
+}
+
+/// What bench-sched printed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct RheaSched {
+    pub(crate) tsc_hz: Option<u64>,
+    pub(crate) loops: Option<u64>,
+    pub(crate) yield_switch: Option<Switch>,
+    pub(crate) sem_pingpong: Option<Switch>,
+    pub(crate) irq_to_thread: Option<IrqLatency>,
+    /// cyclictest runs, µs (`overflows` always 0, `p99_us` always set).
+    pub(crate) cyclic: Vec<CyclicResult>,
+    /// `RESULT done` was seen.
+    pub(crate) done: bool,
+    /// `RESULT` lines not understood (unknown measure or malformed).
+    pub(crate) unparsed: Vec<String>,
+}
+
+impl RheaSched {
+    /// The cyclictest run of one period, idle or with the hog.
+    pub(crate) fn cyclic_run(&self, period_us: u32, hog: bool) -> Option<&CyclicResult> {
+        find_cyclic(&self.cyclic, period_us, hog)
+    }
+
+    /// The names of the measures missing from the output.
+    pub(crate) fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        let mut check = |present: bool, name: &str| {
+            if !present {
+                missing.push(name.to_string());
+            }
+        };
+        check(self.tsc_hz.is_some(), "conditions");
+        check(self.yield_switch.is_some(), "yield_switch");
+        check(self.sem_pingpong.is_some(), "sem_pingpong");
+        check(self.irq_to_thread.is_some(), "irq_to_thread");
+        for (period, hog) in CYCLIC_RUNS {
+            check(
+                self.cyclic_run(period, hog).is_some(),
+                &format!("cyclictest period={period} hog={}", u8::from(hog)),
+            );
+        }
+        check(self.done, "done");
+        missing
+    }
+}
+
+fn find_cyclic(runs: &[CyclicResult], period_us: u32, hog: bool) -> Option<&CyclicResult> {
+    runs.iter()
+        .rev()
+        .find(|c| c.period_us == period_us && c.hog == hog)
+}
+
+/// The `key=value` words of a `RESULT` line, after its measure name.
+struct Fields<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Fields<'a> {
+    /// `None` if a word is not `key=value`.
+    fn parse(text: &'a str) -> Option<Fields<'a>> {
+        text.split_whitespace()
+            .map(|w| w.split_once('='))
+            .collect::<Option<Vec<_>>>()
+            .map(Fields)
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+}
+
+/// Reads one `RESULT` line of bench-sched into `out`; `false` if it is not understood.
+fn parse_sched_result(name: &str, fields: &Fields<'_>, out: &mut RheaSched) -> bool {
+    let switch = || {
+        Some(Switch {
+            cycles: fields.get("cycles")?,
+            ns: fields.get("ns")?,
+        })
+    };
+    match name {
+        "conditions" => {
+            out.tsc_hz = fields.get("tsc_hz");
+            out.loops = fields.get("loops");
+            out.tsc_hz.is_some()
+        }
+        "yield_switch" => {
+            out.yield_switch = switch();
+            out.yield_switch.is_some()
+        }
+        "sem_pingpong" => {
+            out.sem_pingpong = switch();
+            out.sem_pingpong.is_some()
+        }
+        "irq_to_thread" => {
+            out.irq_to_thread = (|| {
+                Some(IrqLatency {
+                    min_ns: fields.get("min_ns")?,
+                    avg_ns: fields.get("avg_ns")?,
+                    p99_ns: fields.get("p99_ns")?,
+                    max_ns: fields.get("max_ns")?,
+                    samples: fields.get("samples")?,
+                })
+            })();
+            out.irq_to_thread.is_some()
+        }
+        "cyclictest" => {
+            let run = (|| {
+                let hog = match fields.get::<u8>("hog")? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                };
+                Some(CyclicResult {
+                    period_us: fields.get("period")?,
+                    hog,
+                    min_us: fields.get("min")?,
+                    avg_us: fields.get("avg")?,
+                    p99_us: Some(fields.get("p99")?),
+                    max_us: fields.get("max")?,
+                    samples: fields.get("samples")?,
+                    overflows: 0,
+                })
+            })();
+            match run {
+                Some(run) => {
+                    out.cyclic.push(run);
+                    true
+                }
+                None => false,
+            }
+        }
+        "done" => {
+            out.done = true;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Parses bench-sched's console: every line containing `RESULT <measure> key=value ...`
+/// (text before `RESULT` is ignored); other lines are ignored too.
+pub(crate) fn parse_sched_console<'a>(lines: impl IntoIterator<Item = &'a str>) -> RheaSched {
+    let mut out = RheaSched::default();
+    for line in lines {
+        let Some(at) = line.find("RESULT ") else {
+            continue;
+        };
+        let rest = line[at + "RESULT ".len()..].trim();
+        let (name, fields) = rest.split_once(' ').unwrap_or((rest, ""));
+        let understood = match Fields::parse(fields) {
+            Some(fields) => parse_sched_result(name, &fields, &mut out),
+            None => false,
+        };
+        if !understood {
+            out.unparsed.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The QEMU timeout of the bench-sched boot: 120 s, plus 2.5 ms per loop for each of the
+/// four cyclictest runs (200 and 1000 µs periods, idle and with the hog, 2.4 ms of guest
+/// time per loop together), plus half of that again as a margin for slow TCG hosts.
+pub(crate) fn sched_timeout(loops: u32) -> Duration {
+    let cyclic = Duration::from_micros(2_500) * 4 * loops;
+    Duration::from_secs(120) + cyclic + cyclic / 2
+}
+
+/// Rhea's kernel command line for bench-sched: `loops=N`, then `--append`.
+pub(crate) fn sched_cmdline(loops: u32, append: &str) -> String {
+    let append = append.trim();
+    if append.is_empty() {
+        format!("loops={loops}")
+    } else {
+        format!("loops={loops} {append}")
+    }
+}
+
+/// A figure for the table; `unknown` when not finite (e.g. the guest knew no TSC frequency).
+fn figure(value: f64, decimals: usize) -> String {
+    if value.is_finite() {
+        format!("{value:.decimals$}")
+    } else {
+        "unknown".to_string()
+    }
+}
+
+/// Rhea/Linux, if both are known and Linux's is positive.
+fn ratio_of(rhea: Option<f64>, linux: Option<f64>) -> Option<f64> {
+    match (rhea, linux) {
+        (Some(r), Some(l)) if r.is_finite() && l.is_finite() && l > 0.0 => Some(r / l),
+        _ => None,
+    }
+}
+
+fn show_ratio(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}"))
+}
+
+/// The statistics of a latency measure, in table order.
+const STATS: [&str; 4] = ["min", "avg", "p99", "max"];
+
+/// One line of the comparison table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TableLine {
+    /// A measure: its name, Rhea's figure, Linux's, the ratio.
+    Row(String, String, String, String),
+    /// The title of the rows after it.
+    Heading(String),
+    /// A remark under the rows before it (a goal, the cycle count).
+    Note(String),
+}
+
+fn row(measure: impl Into<String>, rhea: String, linux: String, ratio: String) -> TableLine {
+    TableLine::Row(measure.into(), rhea, linux, ratio)
+}
+
+/// Linux's column when it has no figures: why, in one word or two.
+const LINUX_MISSING: &str = "missing";
+
+/// The comparison table. `linux` is `None` when the baseline did not run.
+pub(crate) fn sched_table(
+    rhea: &RheaSched,
+    linux: Option<&LinuxSchedFigures>,
+    accel: Accel,
+) -> Vec<TableLine> {
+    let mut t = Vec::new();
+    let missing = || LINUX_MISSING.to_string();
+    let opt = |v: Option<f64>, decimals: usize| v.map_or_else(missing, |v| figure(v, decimals));
+
+    // Switches.
+    let switches = [
+        (
+            "yield switch, ns one way",
+            rhea.yield_switch,
+            linux.and_then(|l| l.yield_switch_ns),
+        ),
+        (
+            "semaphore ping-pong, ns one way",
+            rhea.sem_pingpong,
+            linux.and_then(|l| l.sem_pingpong_ns),
+        ),
+    ];
+    for (name, r, l) in switches {
+        let rhea_ns = r.map(|s| s.ns);
+        t.push(row(
+            name,
+            opt(rhea_ns, 1),
+            opt(l, 1),
+            show_ratio(ratio_of(rhea_ns, l)),
+        ));
+        let verdict = match (r, accel) {
+            (None, _) => "Rhea's figure missing".to_string(),
+            (Some(s), Accel::Kvm) if s.cycles <= GOAL_SWITCH_CYCLES => "met".to_string(),
+            (Some(_), Accel::Kvm) => "not met".to_string(),
+            (Some(_), Accel::Tcg) => "not judged: this run is TCG".to_string(),
+        };
+        let cycles = r.map_or_else(missing, |s| figure(s.cycles, 0));
+        t.push(TableLine::Note(format!(
+            "Rhea {cycles} cycles; goal: ≤ {GOAL_SWITCH_CYCLES} cycles on KVM ({verdict})"
+        )));
+    }
+
+    // cyclictest.
+    for (period, hog) in CYCLIC_RUNS {
+        let r = rhea.cyclic_run(period, hog);
+        let l = linux.and_then(|l| find_cyclic(&l.cyclic, period, hog));
+        let load = if hog { "hog" } else { "idle" };
+        let samples = |c: Option<&CyclicResult>| c.map_or_else(missing, |c| c.samples.to_string());
+        t.push(TableLine::Heading(format!(
+            "cyclictest {period} µs, {load} (samples: Rhea {}, Linux {})",
+            samples(r),
+            samples(l)
+        )));
+        let values = |c: Option<&CyclicResult>| match c {
+            Some(c) => [Some(c.min_us), Some(c.avg_us), c.p99_us, Some(c.max_us)],
+            None => [None; 4],
+        };
+        let mut ratios = Vec::new();
+        for ((stat, rv), lv) in STATS.into_iter().zip(values(r)).zip(values(l)) {
+            let linux_text = match (l, lv) {
+                (Some(_), None) => "beyond histogram".to_string(),
+                _ => opt(lv, 2),
+            };
+            let ratio = ratio_of(rv, lv);
+            ratios.push((stat, ratio));
+            // No ratio for the minimum: it says little about latency.
+            let ratio_text = if stat == "min" {
+                "-".to_string()
+            } else {
+                show_ratio(ratio)
+            };
+            t.push(row(
+                format!("  {stat}, µs"),
+                opt(rv, 2),
+                linux_text,
+                ratio_text,
+            ));
+        }
+        if period == GOAL_CYCLIC_PERIOD_US {
+            let get = |stat: &str| {
+                ratios
+                    .iter()
+                    .find(|(s, _)| *s == stat)
+                    .and_then(|(_, r)| *r)
+            };
+            let verdict = match (get("p99"), get("max")) {
+                (Some(p99), Some(max)) => format!(
+                    "p99 {p99:.2}, max {max:.2} of Linux's: {}",
+                    if p99 <= GOAL_CYCLIC_FRACTION && max <= GOAL_CYCLIC_FRACTION {
+                        "met"
+                    } else {
+                        "not met"
+                    }
+                ),
+                _ => "not judged: a figure is missing".to_string(),
+            };
+            t.push(TableLine::Note(format!(
+                "goal: p99 and max ≤ ½ Linux's ({verdict})"
+            )));
+        }
+    }
+
+    // Interrupt to thread (Rhea only).
+    let irq = rhea.irq_to_thread;
+    t.push(TableLine::Heading(format!(
+        "interrupt→thread, self-IPI to the woken thread running (samples: Rhea {})",
+        irq.map_or_else(missing, |i| i.samples.to_string())
+    )));
+    let irq_values = irq.map(|i| [i.min_ns, i.avg_ns, i.p99_ns, i.max_ns]);
+    for (k, stat) in STATS.into_iter().enumerate() {
+        t.push(row(
+            format!("  {stat}, ns"),
+            opt(irq_values.map(|v| v[k]), 0),
+            "not measured".to_string(),
+            "-".to_string(),
+        ));
+    }
+    t
+}
+
+/// Renders the table with aligned columns, under a header line.
+pub(crate) fn render_table(lines: &[TableLine]) -> String {
+    const HEADER: [&str; 4] = ["measure", "Rhea", "Linux guest", "Rhea/Linux"];
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for line in lines {
+        if let TableLine::Row(a, b, c, d) = line {
+            for (w, cell) in widths.iter_mut().zip([a, b, c, d]) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let [w0, w1, w2, _] = widths;
+    let put = |out: &mut String, cells: [&str; 4]| {
+        let _ = writeln!(
+            out,
+            "  {:<w0$}  {:>w1$}  {:>w2$}  {}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    };
+    let mut out = String::new();
+    put(&mut out, HEADER);
+    for line in lines {
+        match line {
+            TableLine::Row(a, b, c, d) => put(&mut out, [a, b, c, d]),
+            TableLine::Heading(text) => {
+                let _ = writeln!(out, "  {text}");
+            }
+            TableLine::Note(text) => {
+                let _ = writeln!(out, "    ↳ {text}");
+            }
+        }
+    }
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Rhea's version and git revision, e.g. `0.1.0 (git 69d617c-dirty)`.
+fn rhea_version(ws: &Workspace) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut git = ws.command("git");
+    git.args(["describe", "--always", "--dirty", "--abbrev=10"]);
+    match capture(&mut git) {
+        Ok(rev) => format!("{version} (git {})", rev.trim()),
+        Err(_) => version.to_string(),
+    }
+}
+
+fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(opts.machine.as_deref())?;
+    let loops = opts.loops.unwrap_or(linux_guest::DEFAULT_LOOPS);
+    let all_apps = apps::discover(&ws.root)?;
+    let app = apps::find(&all_apps, SCHED_APP)?;
+    setup::ensure_toolchain(ws, board)?;
+    let qemu = setup::ensure_qemu(board)?;
+    let image = image::build(ws, board, app)?;
+    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
+    decision.print();
+    let accel = decision.accel;
+
+    // Rhea.
+    let cmdline = sched_cmdline(loops, opts.append());
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp: opts.smp,
+        mem: &opts.mem,
+        kernel: &image.elf,
+        serial: qemu::Serial::Captured,
+        append: &cmdline,
+    };
+    let timeout = sched_timeout(loops);
+    println!(
+        "== Rhea: {SCHED_APP} on {machine}/{}, -append {cmdline:?} (timeout {} s)",
+        accel.name(),
+        timeout.as_secs()
+    );
+    let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+    let rhea = parse_sched_console(captured.lines.iter().map(|(_, l)| l.as_str()));
+    let verdict = qemu::classify(&captured.end);
+    if verdict != Verdict::Success || !rhea.done {
+        let from = captured.lines.len().saturating_sub(40);
+        println!(
+            "--- console (last {} lines) ---",
+            captured.lines.len() - from
+        );
+        for (_, line) in &captured.lines[from..] {
+            println!("| {line}");
+        }
+        if !captured.stderr.trim().is_empty() {
+            println!("--- QEMU stderr ---\n{}", captured.stderr.trim_end());
+        }
+        let why = match verdict {
+            Verdict::Success => "no `RESULT done` line".to_string(),
+            other => other.describe(),
+        };
+        return fail(format!(
+            "{SCHED_APP} did not finish ({why}); Rhea's figures are incomplete, \
+             the Linux baseline was not run"
+        ));
+    }
+    println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+
+    // Linux.
+    println!(
+        "== Linux guest baseline: same machine, accel, -smp and loops (downloads nothing once cached)"
+    );
+    let linux =
+        linux_guest::run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose);
+
+    // Report.
+    let cpu = match accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => "max",
+    };
+    println!();
+    println!(
+        "== bench sched: Rhea vs Linux guest, machine {machine}, accel {}, -smp {}, loops {loops}",
+        accel.name(),
+        opts.smp
+    );
+    println!("conditions:");
+    println!("  QEMU:        {}", qemu.banner);
+    println!("  accel:       {} ({})", accel.name(), decision.reason);
+    println!(
+        "  guest CPU:   -cpu {cpu} (both); host CPU {}",
+        host_cpu_model()
+    );
+    match machine {
+        "microvm" => println!(
+            "  machine:     microvm (Rhea rtc=off; Linux pit=on,pic=on,rtc=on, which it needs)"
+        ),
+        m => println!(
+            "  machine:     {m} (same -M and firmware for both: {})",
+            qemu.qboot
+                .as_ref()
+                .map_or("QEMU's default".to_string(), |p| p.display().to_string())
+        ),
+    }
+    println!(
+        "  RAM:         Rhea -m {}, Linux -m {}",
+        opts.mem,
+        linux_guest::LINUX_MEM
+    );
+    println!("  vCPUs:       -smp {} (both)", opts.smp);
+    println!(
+        "  Rhea:        {}, {SCHED_APP}, command line {cmdline:?}, TSC {} Hz",
+        rhea_version(ws),
+        rhea.tsc_hz
+            .map_or("unknown".to_string(), |hz| hz.to_string())
+    );
+    match &linux {
+        Ok(l) => {
+            println!("  Linux:       {} ({})", l.kernel_version, l.kernel_package);
+            println!(
+                "               preempt {}, clocksource {}, ping-pong threads SCHED_{}",
+                l.preempt,
+                l.clocksource,
+                l.sched_policy.to_uppercase()
+            );
+        }
+        Err(_) => println!("  Linux:       unknown (the baseline did not run; see below)"),
+    }
+    let rhea_loops = rhea.loops.map_or("unknown".to_string(), |n| n.to_string());
+    println!(
+        "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest loops \
+         and ping-pong round trips of Linux)"
+    );
+    println!(
+        "  host nproc:  {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    match &linux {
+        Ok(l) => println!(
+            "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
+            captured.elapsed.as_secs_f64(),
+            l.wall_total.as_secs_f64()
+        ),
+        Err(_) => println!(
+            "  wall:        Rhea run {:.1} s",
+            captured.elapsed.as_secs_f64()
+        ),
+    }
+    if accel == Accel::Tcg {
+        println!(
+            "  note:        under TCG guest timings are emulated (no hardware virtualization; \
+             absolute figures mean little): compare the ratios"
+        );
+    }
+    if loops < linux_guest::DEFAULT_LOOPS {
+        println!(
+            "  note:        --loops {loops} is below {}: a quick check, not a baseline",
+            linux_guest::DEFAULT_LOOPS
+        );
+    }
+    if let Ok(l) = &linux
+        && !l.notes.is_empty()
+    {
+        println!("Linux guest notes:");
+        for note in &l.notes {
+            println!("  {note}");
+        }
+    }
+
+    println!();
+    println!("figures (ratio Rhea/Linux: lower is better for every measure):");
+    print!(
+        "{}",
+        render_table(&sched_table(&rhea, linux.as_ref().ok(), accel))
+    );
+    if let Err(e) = &linux {
+        println!();
+        println!("Linux guest figures missing: the baseline failed:");
+        for line in e.to_string().lines() {
+            println!("  {line}");
+        }
+    }
+    let missing = rhea.missing();
+    if !rhea.unparsed.is_empty() {
+        println!("RESULT lines of {SCHED_APP} not understood:");
+        for line in &rhea.unparsed {
+            println!("  {line}");
+        }
+    }
+    if !missing.is_empty() {
+        return fail(format!(
+            "{SCHED_APP} did not print every measure; missing: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +987,264 @@ mod tests {
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
         let s = stats(&[4.0, 1.0, 3.0, 2.0]).unwrap();
         assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+    }
+
+    /// What bench-sched prints (with a console prefix on one line and noise around).
+    const SCHED_CONSOLE: &str = "\
+rhea: app main
+RESULT conditions tsc_hz=2400000000 loops=2000
+RESULT yield_switch cycles=1850.5 ns=771.0
+[cpu0] RESULT sem_pingpong cycles=2900.0 ns=1208.3
+RESULT irq_to_thread min_ns=900 avg_ns=1500 p99_ns=4000 max_ns=9000 samples=2000
+RESULT cyclictest period=200 hog=0 min=1.50 avg=3.25 p99=8.00 max=20.00 samples=2000
+RESULT cyclictest period=200 hog=1 min=1.75 avg=3.50 p99=9.00 max=30.00 samples=2000
+RESULT cyclictest period=1000 hog=0 min=1.25 avg=3.00 p99=7.00 max=15.00 samples=2000
+RESULT cyclictest period=1000 hog=1 min=1.00 avg=2.75 p99=6.50 max=12.00 samples=2000
+RESULT done
+rhea: app main returned
+";
+
+    fn linux_figures(cyclic: Vec<CyclicResult>) -> LinuxSchedFigures {
+        LinuxSchedFigures {
+            yield_switch_ns: Some(1542.0),
+            sem_pingpong_ns: None,
+            cyclic,
+            kernel_version: "6.1.0-1-cloud-amd64".to_string(),
+            kernel_package: "linux-image-6.1.0-1-cloud-amd64 6.1.1-1".to_string(),
+            sched_policy: "fifo".to_string(),
+            preempt: "none (voluntary) full".to_string(),
+            clocksource: "tsc".to_string(),
+            mem: "256M",
+            loops: 2000,
+            qemu_command: "qemu-system-x86_64 ...".to_string(),
+            wall_to_init: None,
+            wall_total: Duration::from_secs(60),
+            notes: Vec::new(),
+        }
+    }
+
+    fn cyc(period_us: u32, hog: bool, p99: Option<f64>, max: f64) -> CyclicResult {
+        CyclicResult {
+            period_us,
+            hog,
+            min_us: 5.0,
+            avg_us: 10.0,
+            p99_us: p99,
+            max_us: max,
+            samples: 2000,
+            overflows: 0,
+        }
+    }
+
+    #[test]
+    fn sched_console() {
+        let r = parse_sched_console(SCHED_CONSOLE.lines());
+        assert_eq!(r.tsc_hz, Some(2_400_000_000));
+        assert_eq!(r.loops, Some(2000));
+        assert_eq!(
+            r.yield_switch,
+            Some(Switch {
+                cycles: 1850.5,
+                ns: 771.0
+            })
+        );
+        assert_eq!(r.sem_pingpong.unwrap().ns, 1208.3);
+        assert_eq!(
+            r.irq_to_thread,
+            Some(IrqLatency {
+                min_ns: 900.0,
+                avg_ns: 1500.0,
+                p99_ns: 4000.0,
+                max_ns: 9000.0,
+                samples: 2000
+            })
+        );
+        assert_eq!(r.cyclic.len(), 4);
+        let c = r.cyclic_run(200, true).unwrap();
+        assert_eq!(
+            (c.min_us, c.avg_us, c.p99_us, c.max_us, c.samples),
+            (1.75, 3.5, Some(9.0), 30.0, 2000)
+        );
+        assert_eq!(r.cyclic_run(1000, false).unwrap().max_us, 15.0);
+        assert!(r.cyclic_run(500, false).is_none());
+        assert!(r.done);
+        assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);
+        assert!(r.missing().is_empty(), "{:?}", r.missing());
+    }
+
+    #[test]
+    fn sched_console_problems() {
+        let r = parse_sched_console([
+            "RESULT conditions tsc_hz=0 loops=100",
+            "RESULT yield_switch cycles=12 ns=inf",
+            "RESULT sem_pingpong cycles=x ns=1",
+            "RESULT cyclictest period=200 hog=2 min=1 avg=1 p99=1 max=1 samples=1",
+            "RESULT cyclictest period=200 hog=0 min=1 avg=1 max=1 samples=1",
+            "RESULT frobnicate a=1",
+            "RESULT irq_to_thread garbage",
+            "no result here",
+        ]);
+        assert_eq!(r.tsc_hz, Some(0));
+        assert!(r.yield_switch.unwrap().ns.is_infinite());
+        assert_eq!(r.sem_pingpong, None);
+        assert!(r.cyclic.is_empty());
+        assert!(!r.done);
+        assert_eq!(r.unparsed.len(), 5, "{:?}", r.unparsed);
+        assert_eq!(r.unparsed[0], "RESULT sem_pingpong cycles=x ns=1");
+        let missing = r.missing();
+        assert!(missing.contains(&"sem_pingpong".to_string()), "{missing:?}");
+        assert!(missing.contains(&"cyclictest period=1000 hog=1".to_string()));
+        assert!(missing.contains(&"done".to_string()));
+        assert!(!missing.contains(&"yield_switch".to_string()));
+        assert_eq!(parse_sched_console(["RESULT done"]).missing().len(), 8);
+    }
+
+    #[test]
+    fn sched_boot_parameters() {
+        assert_eq!(sched_cmdline(2000, ""), "loops=2000");
+        assert_eq!(sched_cmdline(10, " rhea.x=1 "), "loops=10 rhea.x=1");
+        // 120 s + 2000 × 10 ms × 1.5.
+        assert_eq!(sched_timeout(2000), Duration::from_secs(150));
+        assert_eq!(sched_timeout(10_000), Duration::from_secs(270));
+    }
+
+    fn rows(table: &[TableLine]) -> Vec<(String, String, String, String)> {
+        table
+            .iter()
+            .filter_map(|l| match l {
+                TableLine::Row(a, b, c, d) => Some((a.clone(), b.clone(), c.clone(), d.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notes(table: &[TableLine]) -> Vec<String> {
+        table
+            .iter()
+            .filter_map(|l| match l {
+                TableLine::Note(n) | TableLine::Heading(n) => Some(n.clone()),
+                TableLine::Row(..) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sched_comparison() {
+        let rhea = parse_sched_console(SCHED_CONSOLE.lines());
+        let linux = linux_figures(vec![
+            cyc(200, false, Some(20.0), 50.0),
+            cyc(200, true, Some(10.0), 50.0),
+            cyc(1000, false, None, 40.0),
+        ]);
+        let table = sched_table(&rhea, Some(&linux), Accel::Tcg);
+        let rows = rows(&table);
+        let all_notes = notes(&table);
+        let get = |i: usize| {
+            let r = &rows[i];
+            (r.0.as_str(), r.1.as_str(), r.2.as_str(), r.3.as_str())
+        };
+        assert_eq!(
+            get(0),
+            ("yield switch, ns one way", "771.0", "1542.0", "0.50")
+        );
+        assert_eq!(
+            get(1),
+            ("semaphore ping-pong, ns one way", "1208.3", "missing", "-")
+        );
+        // 200 µs idle: min has no ratio; avg 3.25/10, p99 8/20, max 20/50.
+        assert_eq!(get(2), ("  min, µs", "1.50", "5.00", "-"));
+        assert_eq!(get(3), ("  avg, µs", "3.25", "10.00", "0.33"));
+        assert_eq!(get(4), ("  p99, µs", "8.00", "20.00", "0.40"));
+        assert_eq!(get(5), ("  max, µs", "20.00", "50.00", "0.40"));
+        // 1000 µs idle: Linux's p99 is beyond its histogram; 1000 µs hog: Linux has none.
+        assert_eq!(get(12), ("  p99, µs", "7.00", "beyond histogram", "-"));
+        assert_eq!(get(17), ("  max, µs", "12.00", "missing", "-"));
+        // Interrupt to thread: Rhea only.
+        assert_eq!(get(18), ("  min, ns", "900", "not measured", "-"));
+        assert_eq!(get(21), ("  max, ns", "9000", "not measured", "-"));
+        assert_eq!(rows.len(), 22);
+
+        assert!(
+            all_notes[0].starts_with("Rhea 1850 cycles; goal: ≤ 300 cycles on KVM (not judged")
+        );
+        assert!(all_notes[1].starts_with("Rhea 2900 cycles"));
+        let goals: Vec<&String> = all_notes
+            .iter()
+            .filter(|n| n.starts_with("goal: p99"))
+            .collect();
+        assert_eq!(goals.len(), 2, "{all_notes:?}");
+        assert_eq!(
+            goals[0],
+            "goal: p99 and max ≤ ½ Linux's (p99 0.40, max 0.40 of Linux's: met)"
+        );
+        assert_eq!(
+            goals[1],
+            "goal: p99 and max ≤ ½ Linux's (p99 0.90, max 0.60 of Linux's: not met)"
+        );
+        assert!(
+            all_notes
+                .iter()
+                .any(|n| n.contains("cyclictest 1000 µs, hog (samples: Rhea 2000, Linux missing)"))
+        );
+
+        // On KVM the switch goal is judged.
+        let table = sched_table(&rhea, Some(&linux), Accel::Kvm);
+        assert!(notes(&table)[0].ends_with("(not met)"));
+        let mut fast = rhea.clone();
+        fast.yield_switch = Some(Switch {
+            cycles: 280.0,
+            ns: 100.0,
+        });
+        assert!(notes(&sched_table(&fast, None, Accel::Kvm))[0].ends_with("(met)"));
+    }
+
+    #[test]
+    fn sched_comparison_without_linux() {
+        let rhea = parse_sched_console(SCHED_CONSOLE.lines());
+        let table = sched_table(&rhea, None, Accel::Tcg);
+        for (measure, r, l, ratio) in rows(&table) {
+            assert!(!r.is_empty() && r != "missing", "{measure}");
+            assert!(l == "missing" || l == "not measured", "{measure}: {l}");
+            assert_eq!(ratio, "-");
+        }
+        assert!(
+            notes(&table)
+                .iter()
+                .any(|n| n.contains("not judged: a figure is missing"))
+        );
+        // Rhea's figures missing too (never printed: the run fails first, but no panic).
+        let table = sched_table(&RheaSched::default(), None, Accel::Kvm);
+        assert!(notes(&table)[0].contains("Rhea's figure missing"));
+    }
+
+    #[test]
+    fn table_rendering() {
+        let text = render_table(&[
+            TableLine::Row("a".into(), "1.0".into(), "22.0".into(), "0.05".into()),
+            TableLine::Note("note".into()),
+            TableLine::Heading("title".into()),
+            TableLine::Row("  µs".into(), "100.00".into(), "-".into(), "-".into()),
+        ]);
+        assert_eq!(
+            text,
+            "  measure    Rhea  Linux guest  Rhea/Linux\n\
+             \x20 a           1.0         22.0  0.05\n\
+             \x20   ↳ note\n\
+             \x20 title\n\
+             \x20   µs     100.00            -  -\n"
+        );
+    }
+
+    #[test]
+    fn figures_and_ratios() {
+        assert_eq!(figure(1.234, 1), "1.2");
+        assert_eq!(figure(f64::INFINITY, 1), "unknown");
+        assert_eq!(figure(f64::NAN, 0), "unknown");
+        assert_eq!(ratio_of(Some(1.0), Some(4.0)), Some(0.25));
+        assert_eq!(ratio_of(Some(1.0), Some(0.0)), None);
+        assert_eq!(ratio_of(None, Some(1.0)), None);
+        assert_eq!(ratio_of(Some(f64::INFINITY), Some(1.0)), None);
+        assert_eq!(show_ratio(Some(0.456)), "0.46");
+        assert_eq!(show_ratio(None), "-");
     }
 }

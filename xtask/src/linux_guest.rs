@@ -191,6 +191,7 @@ pub(crate) fn run_sched_baseline(
         mem: LINUX_MEM,
         kernel: &guest.vmlinuz,
         serial: Serial::Captured,
+        append: "",
     };
     let linux = LinuxBoot {
         initrd: &guest.initrd,

@@ -5,7 +5,7 @@
 //! Arguments are parsed by hand to keep the tool quick to build.
 //!
 //! ```text
-//! cargo xtask build | run | test | lint | bench boot|linux-sched  [options]
+//! cargo xtask build | run | test | lint | bench boot|sched|linux-sched  [options]
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
@@ -184,8 +184,11 @@ pub(crate) struct Options {
     pub(crate) filter: Option<String>,
     pub(crate) no_host: bool,
     pub(crate) verbose: bool,
-    /// `--loops`: iterations of the Linux guest's measurements (`bench linux-sched`).
+    /// `--loops`: iterations of the scheduler measurements (`bench sched`, `bench linux-sched`).
     pub(crate) loops: Option<u32>,
+    /// `--append`: extra kernel command line (`run`, `bench`: all of it besides what a bench
+    /// needs; `test`: after `rhea.checker=1` and the app's `cmdline`).
+    pub(crate) append: Option<String>,
 }
 
 impl Default for Options {
@@ -201,6 +204,7 @@ impl Default for Options {
             no_host: false,
             verbose: false,
             loops: None,
+            append: None,
         }
     }
 }
@@ -214,6 +218,11 @@ impl Options {
     /// The selected app name (default `hello`).
     pub(crate) fn app_name(&self) -> &str {
         self.app.as_deref().unwrap_or(apps::DEFAULT_APP)
+    }
+
+    /// The `--append` text (empty if not given).
+    pub(crate) fn append(&self) -> &str {
+        self.append.as_deref().unwrap_or("")
     }
 }
 
@@ -259,7 +268,8 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--machine",
         value: Some("M"),
-        help: "QEMU machine of the board, e.g. microvm|q35 (default q35 for run; test/bench: all)",
+        help: "QEMU machine of the board, e.g. microvm|q35 (default: q35 for run and bench \
+               sched/linux-sched; all for test and bench boot)",
         commands: &["run", "test", "bench"],
     },
     OptSpec {
@@ -277,8 +287,16 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--loops",
         value: Some("N"),
-        help: "cyclictest loops and ping-pong round trips of the Linux guest (default 10000)",
+        help: "iterations of each scheduler measure, Rhea's and Linux's (default 10000)",
         commands: &["bench"],
+    },
+    OptSpec {
+        name: "--append",
+        value: Some("STR"),
+        help: "extra kernel command line (run, bench: all of it, after bench sched's loops=N; \
+               test: added to every boot after rhea.checker=1 and the app's cmdline; \
+               build: put in the QEMU line printed)",
+        commands: &["build", "run", "test", "bench"],
     },
     OptSpec {
         name: "--verbose",
@@ -302,7 +320,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "lint",
         "clippy with -D warnings for the host crates and every board",
     ),
-    ("bench", "benchmarks: `bench boot`, `bench linux-sched`"),
+    (
+        "bench",
+        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`",
+    ),
 ];
 
 fn usage_text() -> String {
@@ -446,6 +467,12 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
                     }
                 }
             }
+            "--append" => {
+                if value.contains(['\n', '\r', '\0']) {
+                    return usage("--append wants one line without NUL".to_string());
+                }
+                opts.append = Some(value.trim().to_string());
+            }
             "--no-host" => opts.no_host = true,
             "--verbose" => opts.verbose = true,
             _ => unreachable!("option `{key}` is in OPTIONS but not handled"),
@@ -468,13 +495,33 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
             setup::ensure_toolchain(&ws, board)?;
             let image = image::build(&ws, board, app)?;
             image.print_summary();
-            Ok(())
+            print_boot_line(board, &image, opts)
         }
         Cmd::Run => run(&ws, opts),
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
     }
+}
+
+/// `build`: prints the QEMU command line `run` would use for the image (default machine,
+/// accelerator as `--accel auto` picks it, `--append` as given), for booting it by hand.
+fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) -> Result<()> {
+    let decision = qemu::decide_accel(AccelChoice::Auto, &qemu::probe_hardware_kvm());
+    let spec = qemu::Spec {
+        board,
+        machine: board.machine(None)?,
+        accel: decision.accel,
+        smp: opts.smp,
+        mem: &opts.mem,
+        kernel: &image.elf,
+        serial: qemu::Serial::Interactive,
+        append: opts.append(),
+    };
+    let mut cmd = Command::new(board.qemu);
+    cmd.args(qemu::args(&spec, qemu::find_qboot().as_deref())?);
+    println!("boot it: {}", describe(&cmd));
+    Ok(())
 }
 
 /// `cargo xtask run`: build, then boot with the terminal attached.
@@ -497,6 +544,7 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         mem: &opts.mem,
         kernel: &image.elf,
         serial: qemu::Serial::Interactive,
+        append: opts.append(),
     };
     let end = qemu::run_interactive(&qemu, &spec, opts.verbose)?;
     match qemu::classify(&end) {
@@ -611,6 +659,25 @@ mod tests {
         assert_eq!(opts.loops, Some(2000));
         is_usage(parse(&["bench", "--loops", "10"]));
         is_usage(parse(&["run", "--loops", "1000"]));
+        let (cmd, opts) =
+            parse(&["bench", "sched", "--machine=microvm", "--append", "a=1"]).unwrap();
+        assert_eq!(cmd, Cmd::Bench(Some("sched".into())));
+        assert_eq!(opts.machine.as_deref(), Some("microvm"));
+        assert_eq!(opts.append(), "a=1");
+    }
+
+    #[test]
+    fn append_option() {
+        assert_eq!(parse(&["run"]).unwrap().1.append(), "");
+        for cmd in ["build", "run", "test", "bench"] {
+            let (_, opts) = parse(&[cmd, "--append", "loops=5 x=y"]).unwrap();
+            assert_eq!(opts.append.as_deref(), Some("loops=5 x=y"));
+        }
+        let (_, opts) = parse(&["test", "--append=rhea.trace=1"]).unwrap();
+        assert_eq!(opts.append(), "rhea.trace=1");
+        is_usage(parse(&["lint", "--append", "x"]));
+        is_usage(parse(&["run", "--append"]));
+        is_usage(parse(&["run", "--append", "a\nb"]));
     }
 
     #[test]
@@ -618,7 +685,10 @@ mod tests {
         let msg = is_usage(parse(&["frobnicate"]));
         assert!(msg.contains("build, run, test, lint, bench"), "{msg}");
         let msg = is_usage(parse(&["build", "--smp", "2"]));
-        assert!(msg.ends_with("valid options: --board, --app"), "{msg}");
+        assert!(
+            msg.ends_with("valid options: --board, --app, --append"),
+            "{msg}"
+        );
         let msg = is_usage(parse(&["run", "--accel", "hvf"]));
         assert!(msg.contains("kvm, tcg, auto"), "{msg}");
         is_usage(parse(&["run", "--smp", "0"]));

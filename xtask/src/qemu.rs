@@ -2,15 +2,19 @@
 //! command line (per board and machine), running it (captured with a timeout, or attached to
 //! the terminal) and mapping how it ended to a verdict.
 //!
+//! A captured run may feed the guest's serial input: QEMU's stdin is the guest's serial port
+//! (`-serial stdio`), and [`StdinFeed`] writes a text to it at once or once a console line
+//! containing a marker has appeared. Without a feed, stdin is /dev/null.
+//!
 //! Exit convention: the kernel writes `v` to the `isa-debug-exit` port (0xf4) and QEMU exits
 //! with `(v << 1) | 1`. The kernel writes 0x10 for success (status 33) and 0x11 for failure
 //! (status 35). Anything else (status 0 after a reset with `-no-reboot`, QEMU errors, signals,
 //! timeouts) is a failure that is described, not a kernel verdict.
 
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -104,13 +108,18 @@ pub(crate) fn probe(binary: &str) -> Probe {
         binary: binary.to_string(),
         version,
         banner,
-        qboot: QBOOT_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()),
+        qboot: find_qboot(),
     };
     if version.major >= MIN_MAJOR {
         Probe::Found(qemu)
     } else {
         Probe::TooOld(qemu)
     }
+}
+
+/// qboot, if installed.
+pub(crate) fn find_qboot() -> Option<PathBuf> {
+    QBOOT_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
 /// The `--accel` option.
@@ -241,7 +250,8 @@ pub(crate) fn accels_to_test(choice: AccelChoice, hw_kvm: &Result<(), String>) -
 /// How the guest console is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Serial {
-    /// `-serial stdio`, stdin from /dev/null, stdout piped to xtask (test, bench).
+    /// `-serial stdio`, stdout piped to xtask, stdin from /dev/null or fed by xtask
+    /// ([`StdinFeed`]) (test, bench).
     Captured,
     /// `-serial mon:stdio` on the terminal (run).
     Interactive,
@@ -257,6 +267,9 @@ pub(crate) struct Spec<'a> {
     pub(crate) mem: &'a str,
     pub(crate) kernel: &'a Path,
     pub(crate) serial: Serial,
+    /// The kernel command line (`-append`, read by Rhea's PVH boot); empty: no `-append`.
+    /// Always empty for a Linux guest, whose command line is [`LinuxBoot::append`].
+    pub(crate) append: &'a str,
 }
 
 /// The QEMU arguments for a run. `qboot` is the firmware used for q35 when present.
@@ -345,13 +358,21 @@ fn build_args(
         "-device",
         "isa-debug-exit,iobase=0xf4,iosize=4",
     ]);
-    if let Some(linux) = linux {
-        push(&[
+    match linux {
+        Some(_) if !spec.append.is_empty() => {
+            return fail(format!(
+                "a Linux guest takes its command line from LinuxBoot, not Spec (`{}`)",
+                spec.append
+            ));
+        }
+        Some(linux) => push(&[
             "-initrd",
             &linux.initrd.to_string_lossy(),
             "-append",
             linux.append,
-        ]);
+        ]),
+        None if !spec.append.is_empty() => push(&["-append", spec.append]),
+        None => {}
     }
     Ok(a)
 }
@@ -434,6 +455,26 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
     }
 }
 
+/// Text written to the guest's serial input (QEMU's stdin) during a captured run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StdinFeed {
+    /// The bytes written, as given.
+    pub(crate) text: String,
+    /// Written once console output containing this appears (a complete line, or the line
+    /// being printed, so a prompt without a newline counts); `None`: at once.
+    pub(crate) after: Option<String>,
+}
+
+impl StdinFeed {
+    /// Says when the text is written, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match &self.after {
+            Some(marker) => format!("{:?} after {marker:?}", self.text),
+            None => format!("{:?} at once", self.text),
+        }
+    }
+}
+
 /// The output of a captured run.
 #[derive(Debug, Clone)]
 pub(crate) struct Captured {
@@ -444,6 +485,9 @@ pub(crate) struct Captured {
     pub(crate) end: QemuEnd,
     /// Time from spawn to exit (or kill).
     pub(crate) elapsed: Duration,
+    /// When the [`StdinFeed`] text was written (time since spawn); `None` if there was no
+    /// feed or it was never written.
+    pub(crate) stdin_written: Option<Duration>,
 }
 
 impl Captured {
@@ -466,24 +510,86 @@ impl Captured {
     }
 }
 
+/// Cuts console output, as it arrives in chunks, into lines (without `\n` or `\r\n`), and
+/// spots a marker in them, the unfinished last line included.
+#[derive(Debug, Default)]
+pub(crate) struct LineSplitter {
+    /// The unfinished line.
+    partial: Vec<u8>,
+    /// The marker still looked for; `None` once seen (or if there is none).
+    marker: Option<String>,
+}
+
+impl LineSplitter {
+    pub(crate) fn new(marker: Option<&str>) -> LineSplitter {
+        LineSplitter {
+            partial: Vec::new(),
+            marker: marker.map(str::to_string),
+        }
+    }
+
+    /// Takes a chunk; returns the lines it completed and whether the marker was seen now
+    /// (true at most once per splitter).
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> (Vec<String>, bool) {
+        let mut lines = Vec::new();
+        let mut seen = false;
+        self.partial.extend_from_slice(chunk);
+        while let Some(at) = self.partial.iter().position(|&b| b == b'\n') {
+            let rest = self.partial.split_off(at + 1);
+            let raw = std::mem::replace(&mut self.partial, rest);
+            let line = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            seen |= self.spot(&line);
+            lines.push(line);
+        }
+        if self.marker.is_some() && !self.partial.is_empty() {
+            let partial = String::from_utf8_lossy(&self.partial).into_owned();
+            seen |= self.spot(&partial);
+        }
+        (lines, seen)
+    }
+
+    /// The unfinished last line at the end of the output, if any.
+    pub(crate) fn finish(self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| {
+            String::from_utf8_lossy(&self.partial)
+                .trim_end_matches('\r')
+                .to_string()
+        })
+    }
+
+    fn spot(&mut self, text: &str) -> bool {
+        match &self.marker {
+            Some(m) if text.contains(m.as_str()) => {
+                self.marker = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 fn command(qemu: &Qemu, spec: &Spec<'_>) -> Result<Command> {
     let mut cmd = Command::new(&qemu.binary);
     cmd.args(args(spec, qemu.qboot.as_deref())?);
     Ok(cmd)
 }
 
-/// Runs QEMU with the console captured, killing it after `timeout`. With `echo`, prints the
-/// command line and every console line as it arrives.
+/// Runs QEMU with the console captured, killing it after `timeout`, writing `feed` (if any)
+/// to the guest's serial input. With `echo`, prints the command line and every console line
+/// as it arrives.
 pub(crate) fn run_captured(
     qemu: &Qemu,
     spec: &Spec<'_>,
+    feed: Option<&StdinFeed>,
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
-    run_command_captured(command(qemu, spec)?, timeout, echo)
+    run_command_captured(command(qemu, spec)?, feed, timeout, echo)
 }
 
-/// [`run_captured`] for a Linux guest (command line from [`linux_args`]).
+/// [`run_captured`] for a Linux guest (command line from [`linux_args`]; no stdin feed).
 pub(crate) fn run_linux_captured(
     qemu: &Qemu,
     spec: &Spec<'_>,
@@ -493,41 +599,94 @@ pub(crate) fn run_linux_captured(
 ) -> Result<Captured> {
     let mut cmd = Command::new(&qemu.binary);
     cmd.args(linux_args(spec, qemu.qboot.as_deref(), linux)?);
-    run_command_captured(cmd, timeout, echo)
+    run_command_captured(cmd, None, timeout, echo)
 }
 
-fn run_command_captured(mut cmd: Command, timeout: Duration, echo: bool) -> Result<Captured> {
-    cmd.stdin(Stdio::null())
+/// Writes `text` to QEMU's stdin on a thread of its own (a guest slow to take its input
+/// must not stall the console reader), reports it on `tx`, and hands the pipe back so that
+/// stdin stays open until the reader joins it.
+fn spawn_writer(
+    text: Vec<u8>,
+    mut pipe: ChildStdin,
+    start: Instant,
+    tx: mpsc::Sender<Event>,
+) -> thread::JoinHandle<ChildStdin> {
+    thread::spawn(move || {
+        let at = start.elapsed();
+        let result = pipe.write_all(&text).and_then(|()| pipe.flush());
+        let _ = tx.send(Event::Fed(at, result.map_err(|e| e.to_string())));
+        pipe
+    })
+}
+
+/// What the stdout reader thread and the stdin writer report.
+enum Event {
+    Line(Duration, String),
+    /// The feed text was written, starting at this time (`Err`: writing failed).
+    Fed(Duration, Result<(), String>),
+}
+
+fn run_command_captured(
+    mut cmd: Command,
+    feed: Option<&StdinFeed>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let stdin = if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if echo {
         println!("$ {}", describe(&cmd));
+        if let Some(feed) = feed {
+            println!("(stdin: {})", feed.describe());
+        }
     }
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
+    // The text and the pipe it goes to; the reader thread starts the writer.
+    let mut pending: Option<(Vec<u8>, ChildStdin)> = feed
+        .map(|f| f.text.clone().into_bytes())
+        .zip(child.stdin.take());
+    let at_once = feed.is_some_and(|f| f.after.is_none());
+    let mut splitter = LineSplitter::new(feed.and_then(|f| f.after.as_deref()));
 
-    let (tx, rx) = mpsc::channel::<(Duration, String)>();
+    let (tx, rx) = mpsc::channel::<Event>();
     let out_reader = thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
+        let mut writer = None;
+        if at_once && let Some((text, pipe)) = pending.take() {
+            writer = Some(spawn_writer(text, pipe, start, tx.clone()));
+        }
+        let mut chunk = [0u8; 4096];
         loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
+            let n = match stdout.read(&mut chunk) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let at = start.elapsed();
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']).to_string();
-                    if tx.send((at, line)).is_err() {
-                        break;
-                    }
+                Ok(n) => n,
+            };
+            let at = start.elapsed();
+            let (lines, seen) = splitter.push(&chunk[..n]);
+            for line in lines {
+                if tx.send(Event::Line(at, line)).is_err() {
+                    return;
                 }
             }
+            if seen && let Some((text, pipe)) = pending.take() {
+                writer = Some(spawn_writer(text, pipe, start, tx.clone()));
+            }
         }
+        if let Some(line) = splitter.finish() {
+            let _ = tx.send(Event::Line(start.elapsed(), line));
+        }
+        // QEMU closed its stdout (it has ended): only now may its stdin close.
+        drop(writer.map(thread::JoinHandle::join));
     });
     let err_reader = thread::spawn(move || {
         let mut bytes = Vec::new();
@@ -536,16 +695,27 @@ fn run_command_captured(mut cmd: Command, timeout: Duration, echo: bool) -> Resu
     });
 
     let mut lines = Vec::new();
-    let mut take = |item: (Duration, String)| {
-        if echo {
-            println!("{}", item.1);
+    let mut stdin_written = None;
+    let mut feed_error = None;
+    let mut take = |event: Event| match event {
+        Event::Line(at, line) => {
+            if echo {
+                println!("{line}");
+            }
+            lines.push((at, line));
         }
-        lines.push(item);
+        Event::Fed(at, Ok(())) => {
+            if echo {
+                println!("(xtask: wrote the stdin text at {:.2} s)", at.as_secs_f64());
+            }
+            stdin_written = Some(at);
+        }
+        Event::Fed(_, Err(e)) => feed_error = Some(e),
     };
     let end = loop {
         match rx.recv_timeout(Duration::from_millis(5)) {
-            Ok(item) => {
-                take(item);
+            Ok(event) => {
+                take(event);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -566,10 +736,15 @@ fn run_command_captured(mut cmd: Command, timeout: Duration, echo: bool) -> Resu
     };
     let elapsed = start.elapsed();
     let _ = out_reader.join();
-    for item in rx.try_iter() {
-        take(item);
+    for event in rx.try_iter() {
+        take(event);
     }
-    let stderr = err_reader.join().unwrap_or_default();
+    let mut stderr = err_reader.join().unwrap_or_default();
+    if let Some(e) = feed_error {
+        stderr.push_str(&format!(
+            "\n(xtask: writing the stdin text to QEMU failed: {e})\n"
+        ));
+    }
     if echo && !stderr.trim().is_empty() {
         eprint!("{stderr}");
     }
@@ -578,6 +753,7 @@ fn run_command_captured(mut cmd: Command, timeout: Duration, echo: bool) -> Resu
         stderr,
         end,
         elapsed,
+        stdin_written,
     })
 }
 
@@ -692,6 +868,7 @@ mod tests {
             mem: "128M",
             kernel: Path::new("/img/hello.elf"),
             serial,
+            append: "",
         }
     }
 
@@ -722,6 +899,15 @@ mod tests {
         );
         assert!(!microvm.contains("-bios"));
         assert!(args(&spec("pc", Accel::Tcg, 1, Serial::Captured), None).is_err());
+        // A kernel command line goes last, as one argument.
+        let mut with_append = spec("q35", Accel::Tcg, 1, Serial::Captured);
+        with_append.append = "rhea.checker=1 loops=5";
+        let a = args(&with_append, None).unwrap();
+        assert_eq!(a[a.len() - 2..], ["-append", "rhea.checker=1 loops=5"]);
+        assert_eq!(
+            a[..a.len() - 2],
+            args(&spec("q35", Accel::Tcg, 1, Serial::Captured), None).unwrap()[..]
+        );
     }
 
     #[test]
@@ -758,6 +944,116 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn linux_spec_has_no_rhea_append() {
+        let linux = LinuxBoot {
+            initrd: Path::new("/lg/initrd.cpio"),
+            append: "console=ttyS0",
+        };
+        let mut s = spec("q35", Accel::Tcg, 1, Serial::Captured);
+        s.append = "loops=5";
+        assert!(linux_args(&s, None, &linux).is_err());
+    }
+
+    #[test]
+    fn splitting_lines() {
+        let mut sp = LineSplitter::new(None);
+        assert_eq!(sp.push(b"hel"), (vec![], false));
+        assert_eq!(sp.push(b"lo\r\nwor"), (vec!["hello".to_string()], false));
+        assert_eq!(
+            sp.push(b"ld\n\nlast"),
+            (vec!["world".to_string(), String::new()], false)
+        );
+        assert_eq!(sp.finish().as_deref(), Some("last"));
+        let mut sp = LineSplitter::new(None);
+        sp.push(b"done\n");
+        assert_eq!(sp.finish(), None);
+        // Invalid UTF-8 is replaced, not fatal.
+        let mut sp = LineSplitter::new(None);
+        assert_eq!(sp.push(b"a\xffb\n").0, ["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn spotting_the_marker() {
+        // In a complete line, once.
+        let mut sp = LineSplitter::new(Some("ready>"));
+        assert_eq!(sp.push(b"boot\n"), (vec!["boot".to_string()], false));
+        assert_eq!(
+            sp.push(b"x ready> y\n"),
+            (vec!["x ready> y".to_string()], true)
+        );
+        assert!(!sp.push(b"ready>\n").1);
+        // In a prompt without a newline, split across chunks.
+        let mut sp = LineSplitter::new(Some("login: "));
+        assert!(!sp.push(b"host log").1);
+        assert!(sp.push(b"in: ").1);
+        assert_eq!(
+            sp.push(b"root\n"),
+            (vec!["host login: root".to_string()], false)
+        );
+        // Not across lines.
+        let mut sp = LineSplitter::new(Some("ab"));
+        assert!(!sp.push(b"a\nb\n").1);
+        let feed = StdinFeed {
+            text: "go\n".to_string(),
+            after: Some("ready".to_string()),
+        };
+        assert_eq!(feed.describe(), "\"go\\n\" after \"ready\"");
+    }
+
+    /// A stand-in for QEMU: a shell script on a pipe, run through the captured-run machinery.
+    fn shell(script: &str, feed: Option<&StdinFeed>) -> Captured {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        run_command_captured(cmd, feed, Duration::from_secs(20), false).unwrap()
+    }
+
+    #[test]
+    fn feeding_stdin() {
+        let after = StdinFeed {
+            text: "hello there\n".to_string(),
+            after: Some("ready>".to_string()),
+        };
+        // Written only after the prompt (no newline), then echoed back.
+        let c = shell(
+            "echo booting; printf 'ready> '; read x; echo; echo \"got [$x]\"; exit 3",
+            Some(&after),
+        );
+        let lines: Vec<&str> = c.lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(lines, ["booting", "ready> ", "got [hello there]"]);
+        assert_eq!(c.end, QemuEnd::Exited(3));
+        assert!(c.stdin_written.is_some());
+        // At once.
+        let now = StdinFeed {
+            text: "abc\n".to_string(),
+            after: None,
+        };
+        let c = shell("read x; echo \"got [$x]\"", Some(&now));
+        assert_eq!(c.console(), "got [abc]\n");
+        // The marker never appears: nothing is written (and stdin stays open, no EOF).
+        let c = shell(
+            "echo other; timeout 1 head -c 1; echo \"rc $?\"",
+            Some(&after),
+        );
+        assert_eq!(c.stdin_written, None);
+        assert_eq!(c.console(), "other\nrc 124\n");
+        // A text larger than a pipe holds, taken slowly, while the console keeps flowing.
+        let big = StdinFeed {
+            text: "x".repeat(200_000),
+            after: Some("go".to_string()),
+        };
+        let c = shell(
+            "echo go; sleep 0.2; echo still here; head -c 200000 | wc -c",
+            Some(&big),
+        );
+        let lines: Vec<&str> = c.lines.iter().map(|(_, l)| l.trim()).collect();
+        assert_eq!(lines, ["go", "still here", "200000"]);
+        // Without a feed stdin is /dev/null: `read` sees end of file at once.
+        let c = shell("read x; echo \"rc $?\"", None);
+        assert_eq!(c.console(), "rc 1\n");
+        assert_eq!(c.stdin_written, None);
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
 //!    board's machines under TCG, and under KVM too when hardware KVM is usable. A case passes
 //!    iff QEMU ends as the app's `expect` says and every `console` fragment appears, in order.
+//!    Apps with `test = false` (benchmarks) are skipped unless `--app` names them.
+//!
+//! Every boot gets the kernel command line `rhea.checker=1` (the kernel checks its scheduler
+//! invariants at every scheduling decision and panics on a violation), then the app's
+//! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
 //! One line per case (`PASS qemu-x86_64/q35/tcg hello (0.42 s)`), then exactly one summary
 //! line `N passed, N failed`; the exit code is non-zero if anything failed.
@@ -22,6 +27,19 @@ const HOST_TESTS: &str = "host unit tests";
 
 /// Console lines shown when a case fails.
 const TAIL_LINES: usize = 40;
+
+/// What every test boot starts its kernel command line with.
+pub(crate) const TEST_CMDLINE: &str = "rhea.checker=1";
+
+/// The kernel command line of a test boot: [`TEST_CMDLINE`], the app's `cmdline`, then
+/// `--append`, space-separated (empty parts left out).
+pub(crate) fn boot_cmdline(app_cmdline: &str, append: &str) -> String {
+    [TEST_CMDLINE, app_cmdline.trim(), append.trim()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Where the first fragment that is missing (in order) is, if any.
 pub(crate) fn missing_fragment(console: &str, fragments: &[String]) -> Option<usize> {
@@ -100,7 +118,15 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let all_apps = apps::discover(&ws.root)?;
     let app_list: Vec<&App> = match &opts.app {
         Some(name) => vec![apps::find(&all_apps, name)?],
-        None => all_apps.iter().collect(),
+        None => all_apps.iter().filter(|a| a.test).collect(),
+    };
+    let skipped: Vec<&str> = match &opts.app {
+        Some(_) => Vec::new(),
+        None => all_apps
+            .iter()
+            .filter(|a| !a.test)
+            .map(|a| a.name.as_str())
+            .collect(),
     };
     // Validate --machine for every board before anything runs.
     for board in &board_list {
@@ -138,6 +164,12 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         eprintln!("warning: KVM forced by --accel kvm, but {why}");
     }
     println!("accel: {} ({why})", accel_names.join(" + "));
+    if !skipped.is_empty() {
+        println!(
+            "not booted (test = false in their Cargo.toml): {}",
+            skipped.join(", ")
+        );
+    }
 
     for board in board_list {
         let machines = board.machines_to_test(opts.machine.as_deref())?;
@@ -175,6 +207,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     continue;
                 }
             };
+            let cmdline = boot_cmdline(&app.cmdline, opts.append());
             for (machine, accel, name) in &cases {
                 let spec = qemu::Spec {
                     board,
@@ -184,22 +217,33 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     mem: &opts.mem,
                     kernel: &image.elf,
                     serial: qemu::Serial::Captured,
+                    append: &cmdline,
                 };
                 if opts.verbose {
                     println!("== {name}");
                 }
-                let captured = match qemu::run_captured(qemu, &spec, app.timeout, opts.verbose) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tally.fail(name, None, &e.to_string());
-                        continue;
-                    }
-                };
+                let feed = app.stdin.as_ref();
+                let captured =
+                    match qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tally.fail(name, None, &e.to_string());
+                            continue;
+                        }
+                    };
                 let console = captured.console();
                 let verdict = qemu::classify(&captured.end);
                 match judge(app.expect, &verdict, &console, &app.console) {
                     Ok(()) => tally.pass(name, captured.elapsed),
-                    Err(reason) => {
+                    Err(mut reason) => {
+                        if let Some(feed) = feed
+                            && captured.stdin_written.is_none()
+                        {
+                            reason.push_str(&format!(
+                                " (stdin {} was never written)",
+                                feed.describe()
+                            ));
+                        }
                         tally.fail(name, Some(captured.elapsed), &reason);
                         print_tail(&captured.lines, &captured.stderr);
                     }
@@ -313,6 +357,14 @@ mod tests {
             judge(Expect::Failure, &timeout, console, &[]).unwrap_err(),
             "TIMEOUT after 60s"
         );
+    }
+
+    #[test]
+    fn test_cmdlines() {
+        assert_eq!(boot_cmdline("", ""), "rhea.checker=1");
+        assert_eq!(boot_cmdline(" a=1 b ", ""), "rhea.checker=1 a=1 b");
+        assert_eq!(boot_cmdline("", "x=2"), "rhea.checker=1 x=2");
+        assert_eq!(boot_cmdline("a=1", "x=2 y"), "rhea.checker=1 a=1 x=2 y");
     }
 
     #[test]

@@ -24,7 +24,11 @@ struct Buffer {
 }
 
 fn main() -> Result<(), SyncError> {
-    let b = Arc::new(Buffer { items: Mutex::new(VecDeque::new()), not_empty: Condvar::new(), not_full: Condvar::new() });
+    let b = Arc::new(Buffer {
+        items: Mutex::new(VecDeque::new()),
+        not_empty: Condvar::new(),
+        not_full: Condvar::new(),
+    });
     let p = b.clone();
     let producer = Builder::new()
         .name("producer")
@@ -82,12 +86,17 @@ fn main() -> Result<(), SyncError> {
     for i in 0..8 {
         q.try_send(i).map_err(|(_, e)| e)?;
     }
-    let full = q.send_timeout(99, Duration::from_millis(2)).map_err(|(_, e)| e).unwrap_err();
+    let full = q
+        .send_timeout(99, Duration::from_millis(2))
+        .map_err(|(_, e)| e)
+        .unwrap_err();
     for _ in 0..8 {
         q.try_recv()?;
     }
     let empty = q.recv_timeout(Duration::from_millis(2)).unwrap_err();
-    rhea::println!("queue: {ITEMS} messages, sum {sum}, send timeout on a full queue -> {full}, recv timeout on an empty one -> {empty}");
+    rhea::println!(
+        "queue: {ITEMS} messages, sum {sum}, send timeout on a full queue -> {full}, recv timeout on an empty one -> {empty}"
+    );
     if sum != ITEMS * (ITEMS - 1) / 2 || full != SyncError::Timeout || empty != SyncError::Timeout {
         return Err(SyncError::WouldBlock);
     }
