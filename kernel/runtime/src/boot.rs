@@ -168,6 +168,9 @@ fn main_thread() {
     println!("rhea: app main");
     let status = __rhea_app_main();
     println!("rhea: app main returned ({status:?})");
+    if let (true, checks) = kthread::checker_runs() {
+        println!("rhea: scheduler checker: {checks} decisions checked, no violation");
+    }
     exit(status)
 }
 
