@@ -1213,9 +1213,10 @@ impl Sched {
         // context): `skip` counts the unsatisfied ones already passed; a woken waiter leaves
         // the list, so the walk resumes at the same position.
         let mut skip = 0usize;
-        loop {
+        // RT: each pass wakes one waiter or passes one, so at most 2 × waiters passes.
+        while let Some(Kind::Events { bits }) = self.obj(e).map(|o| &o.kind) {
+            let bits = *bits;
             let Some(o) = self.obj(e) else { break };
-            let Kind::Events { bits } = o.kind else { break };
             let mut cursor = o.waiters.front();
             for _ in 0..skip {
                 cursor.move_next();
@@ -1228,10 +1229,10 @@ impl Sched {
                 skip += 1;
                 continue;
             }
-            if let Some(Kind::Events { bits }) = self.obj_mut(e).map(|o| &mut o.kind) {
-                if wait.clear {
-                    *bits &= !wait.mask;
-                }
+            if let Some(Kind::Events { bits }) = self.obj_mut(e).map(|o| &mut o.kind)
+                && wait.clear
+            {
+                *bits &= !wait.mask;
             }
             self.tcb_mut(w).event_bits = bits;
             d = d.merge(self.make_ready(w, WakeReason::Signaled));

@@ -116,11 +116,15 @@ impl SchedGuard {
         if let Some((from, to)) = switch {
             let from_sp = from.context.as_ptr();
             let to_sp = to.context.load(Ordering::Relaxed);
+            // Our clones are dropped before switching: an exiting thread never comes back to
+            // drop them. The scheduler keeps both threads alive (until `reap`, which needs the
+            // lock this CPU holds until the switch is complete), so `from_sp` stays valid.
+            drop((from, to));
             // SAFETY: interrupts are off (the guard); `from_sp` is the running thread's own
-            // slot (the policy's current thread was `from`); `to_sp` was saved by its last
-            // switch or built by `init_stack`, and `to` runs nowhere else (the policy makes a
-            // thread current on one CPU only). Both `Arc`s stay alive on this stack across the
-            // switch, and no borrow of the scheduler is held across it.
+            // slot (the policy's current thread was `from`) and its `Thread` outlives the
+            // switch (above); `to_sp` was saved by its last switch or built by `init_stack`,
+            // and `to` runs nowhere else (the policy makes a thread current on one CPU only).
+            // No borrow of the scheduler is held across the switch.
             unsafe { rhea_arch::context::switch(from_sp, to_sp) };
         }
     }

@@ -28,7 +28,7 @@ pub mod thread;
 pub mod time;
 
 pub use kthread::{SpawnError, checker_runs};
-pub use memory::MemoryError;
+pub use memory::{MemoryError, MemoryStats, stats as memory_stats};
 
 pub use rhea_hal::ExitStatus;
 

@@ -178,6 +178,37 @@ pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError
     Ok(info)
 }
 
+/// Memory in use, for apps watching for leaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MemoryStats {
+    /// Heap bytes allocated.
+    pub heap_used_bytes: usize,
+    /// Heap bytes free.
+    pub heap_free_bytes: usize,
+    /// Physical memory not yet handed out, in bytes.
+    pub free_frame_bytes: u64,
+    /// Kernel stacks mapped (one per live or unreaped thread).
+    pub stacks: usize,
+}
+
+/// The current [`MemoryStats`].
+pub fn stats() -> MemoryStats {
+    let (heap_used_bytes, heap_free_bytes) = HEAP.usage();
+    let (free_frame_bytes, stacks) = MEMORY.get().map_or((0, 0), |m| {
+        let m = m.lock();
+        (
+            m.frames.free_frames() as u64 * PAGE_SIZE,
+            m.stacks.iter().flatten().count(),
+        )
+    });
+    MemoryStats {
+        heap_used_bytes,
+        heap_free_bytes,
+        free_frame_bytes,
+        stacks,
+    }
+}
+
 /// Unmaps a stack made by [`new_stack`] and frees its frames and slot. The thread that used it
 /// must be gone (reaped).
 pub(crate) fn free_stack(stack: StackInfo) {
