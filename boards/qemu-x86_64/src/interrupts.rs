@@ -14,7 +14,7 @@
     reason = "port I/O, MSRs and MMIO; each use has a SAFETY note"
 )]
 
-use rhea_hal::{Clock, InterruptController, IrqLine, OneShotTimer, RouteError, Trigger};
+use rhea_hal::{InterruptController, IrqLine, RouteError, TimeAndIrq, Trigger};
 use rhea_irq::lapic::LapicConfig;
 use rhea_irq::vectors::{self, Vector};
 use rhea_irq::{
@@ -149,27 +149,6 @@ impl InterruptController for Pc {
     }
 }
 
-/// What the runtime gets from [`init`].
-#[expect(missing_debug_implementations, reason = "holds trait objects")]
-pub struct InterruptsAndTime {
-    /// The monotonic clock (TSC).
-    pub clock: &'static dyn Clock,
-    /// This CPU's one-shot timer (LAPIC).
-    pub timer: &'static dyn OneShotTimer,
-    /// LAPIC + I/O APIC.
-    pub controller: &'static dyn InterruptController,
-    /// The vector the timer raises.
-    pub timer_vector: u8,
-    /// TSC ticks per second.
-    pub cycles_per_second: u64,
-    /// How the TSC frequency was found.
-    pub calibration: Calibration,
-    /// "x2APIC" or "xAPIC".
-    pub lapic_mode: &'static str,
-    /// "TSC-deadline" or "one-shot at N Hz".
-    pub timer_mode: LapicTimerMode,
-}
-
 /// Why interrupt and time bring-up failed.
 #[derive(Debug)]
 pub enum InitError {
@@ -196,22 +175,26 @@ impl core::fmt::Display for InitError {
 
 /// Calibration windows: 3 × 5 ms against the PIT gives a frequency within a few hundred ppm,
 /// good enough for sub-millisecond timers, for 15 ms of boot time (TCG has no CPUID frequency
-/// leaf, so this is what runs there).
-const CALIBRATION: CalibrationConfig = CalibrationConfig {
-    window_us: 5_000,
-    samples: 3,
-    cross_check: true,
-};
+/// leaf, so this is what runs there). A CPUID-stated frequency is used as is unless the
+/// command line asks for the cross-check (`rhea.tsc_check=1`): boot time matters on KVM.
+const fn calibration_config(cross_check: bool) -> CalibrationConfig {
+    CalibrationConfig {
+        window_us: 5_000,
+        samples: 3,
+        cross_check,
+    }
+}
 
-/// Brings up interrupts and time on the boot CPU (interrupts stay disabled). `map_mmio`
-/// identity-maps a device range uncached.
+/// Brings up interrupts and time on the boot CPU (interrupts stay disabled) and prints what it
+/// chose. `map_mmio` identity-maps a device range uncached.
 pub fn init(
     boot_cycles: u64,
-    stated_tsc_hz: Option<(u64, &'static str)>,
-    has_x2apic: bool,
-    has_tsc_deadline: bool,
+    cross_check: bool,
     map_mmio: &dyn Fn(u64, u64) -> bool,
-) -> Result<InterruptsAndTime, InitError> {
+) -> Result<TimeAndIrq, InitError> {
+    let features = rhea_arch::features::report();
+    let (stated_tsc_hz, has_x2apic, has_tsc_deadline) =
+        (features.tsc_hz, features.x2apic, features.tsc_deadline);
     // 1. The 8259s: remapped away from the exception vectors and fully masked.
     let _pic = rhea_irq::pic8259::remap_and_mask(&Ports);
 
@@ -242,8 +225,13 @@ pub fn init(
     });
 
     // 4. The clock: TSC counted from the board's first instruction.
-    let calibration = rhea_timers::calibrate_tsc(stated_tsc_hz, Some(&Ports), &Tsc, &CALIBRATION)
-        .map_err(InitError::Calibration)?;
+    let calibration = rhea_timers::calibrate_tsc(
+        stated_tsc_hz,
+        Some(&Ports),
+        &Tsc,
+        &calibration_config(cross_check),
+    )
+    .map_err(InitError::Calibration)?;
     let conversion = ClockConversion::from_hz(calibration.hz)
         .map_err(|_| InitError::Calibration(rhea_timers::CalibrationError::PitAbsent))?;
     let clock = CLOCK.call_once(|| TscClock::with_origin(Tsc, conversion, boot_cycles));
@@ -259,7 +247,7 @@ pub fn init(
             TimerDivide::By16,
             &Tsc,
             calibration.hz,
-            &CALIBRATION,
+            &calibration_config(cross_check),
         )
         .map_err(InitError::Calibration)?;
         LapicTimerMode::OneShot(rate)
@@ -276,20 +264,63 @@ pub fn init(
     });
     timer.init_this_cpu();
 
-    Ok(InterruptsAndTime {
+    report(
+        &calibration,
+        if has_x2apic { "x2APIC" } else { "xAPIC" },
+        mode,
+        timer_vector,
+    );
+    Ok(TimeAndIrq {
         clock,
         timer,
         controller: &CONTROLLER,
         timer_vector: timer_vector.get(),
         cycles_per_second: calibration.hz,
-        calibration,
-        lapic_mode: if has_x2apic { "x2APIC" } else { "xAPIC" },
-        timer_mode: mode,
     })
 }
 
+fn report(cal: &Calibration, lapic: &str, mode: LapicTimerMode, vector: Vector) {
+    use core::fmt::Write;
+    let mut w = crate::machine::ConsoleWriter;
+    let _ = match cal.cross_check {
+        rhea_timers::CrossCheck::Measured {
+            measured_hz,
+            disagreement_ppm,
+            ..
+        } => writeln!(
+            w,
+            "rhea: time: tsc {} kHz ({}); measured {} kHz, {disagreement_ppm:+} ppm",
+            cal.hz / 1000,
+            cal.source,
+            measured_hz / 1000
+        ),
+        rhea_timers::CrossCheck::Failed(e) => writeln!(
+            w,
+            "rhea: time: tsc {} kHz ({}); cross-check failed: {e}",
+            cal.hz / 1000,
+            cal.source
+        ),
+        rhea_timers::CrossCheck::NotRun => {
+            writeln!(w, "rhea: time: tsc {} kHz ({})", cal.hz / 1000, cal.source)
+        }
+    };
+    let _ = match mode {
+        LapicTimerMode::TscDeadline => writeln!(
+            w,
+            "rhea: irq: {lapic} with I/O APIC; timer: TSC-deadline, vector {:#x}",
+            vector.get()
+        ),
+        LapicTimerMode::OneShot(rate) => writeln!(
+            w,
+            "rhea: irq: {lapic} with I/O APIC; timer: one-shot, {} kHz after the divider, vector {:#x}",
+            rate.hz() / 1000,
+            vector.get()
+        ),
+    };
+}
+
 /// The GSI an ISA IRQ arrives on.
-pub fn isa_line(irq: u8) -> IrqLine {
+pub(crate) fn isa_line(irq: u8) -> IrqLine {
     ISA.get()
         .and_then(|m| m.route(irq))
         .map_or(IrqLine(u32::from(irq)), |r| r.gsi)

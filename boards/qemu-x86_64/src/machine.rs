@@ -195,7 +195,31 @@ impl Platform for QemuX86_64 {
 }
 
 /// The ISA IRQ of COM1's receive interrupt.
-pub const CONSOLE_RX_ISA_IRQ: u8 = 4;
+const CONSOLE_RX_ISA_IRQ: u8 = 4;
+
+/// The interrupt line of the console's receive interrupt.
+pub fn console_rx_line() -> rhea_hal::IrqLine {
+    crate::interrupts::isa_line(CONSOLE_RX_ISA_IRQ)
+}
+
+/// Writes to the console without any lock (board-level reports).
+pub(crate) struct ConsoleWriter;
+
+impl core::fmt::Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        UART.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Interrupts and time: see [`crate::interrupts`].
+pub fn init_interrupts_and_time(
+    boot: &BootInfo,
+    cross_check: bool,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
+    crate::interrupts::init(boot.boot_cycles, cross_check, map_mmio)
+}
 
 /// Enables COM1's receive interrupt (route and unmask the line first).
 pub fn console_rx_enable() {

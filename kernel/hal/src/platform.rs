@@ -33,3 +33,19 @@ pub trait Platform: Sync {
     /// the CPU for good.
     fn exit(&self, status: ExitStatus) -> !;
 }
+
+/// What a board's interrupt and time bring-up hands the runtime.
+#[derive(Clone, Copy)]
+#[expect(missing_debug_implementations, reason = "holds trait objects")]
+pub struct TimeAndIrq {
+    /// The monotonic clock.
+    pub clock: &'static dyn crate::Clock,
+    /// This CPU's one-shot timer.
+    pub timer: &'static dyn crate::OneShotTimer,
+    /// The interrupt controller.
+    pub controller: &'static dyn crate::InterruptController,
+    /// The vector the timer raises.
+    pub timer_vector: u8,
+    /// How many cycle-counter ticks make a second.
+    pub cycles_per_second: u64,
+}

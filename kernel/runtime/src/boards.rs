@@ -1,8 +1,13 @@
 //! The one place that maps the build's `rhea_board` cfg to a board crate.
 //!
-//! Every board crate exports the same items, which the boot sequence uses: `early_init(arg)
-//! -> BootInfo`, `boot_stack()`, `BootInfo` (memory map, command line, image sections, reserved ranges, boot
-//! stack, boot cycle count) and `PLATFORM` (a `rhea_hal::Platform`).
+//! Every board crate exports the same items, which the boot sequence uses (the compiler checks
+//! their types where they are used):
+//! - `early_init(arg) -> BootInfo`: console, CPU tables, the validated memory map;
+//! - `BootInfo { memory_map, cmdline, image, reserved, boot_cycles }`;
+//! - `boot_stack() -> Range<u64>`: the stack the boot (later idle) context runs on;
+//! - `init_interrupts_and_time(&BootInfo, cross_check, map_mmio) -> Result<TimeAndIrq, E>`;
+//! - `console_rx_line()`, `console_rx_enable()`, `console_rx_drain(sink)`: console input;
+//! - `PLATFORM`: a `rhea_hal::Platform`.
 
 #[cfg(rhea_board = "qemu-x86_64")]
 pub(crate) use rhea_board_qemu_x86_64 as board;

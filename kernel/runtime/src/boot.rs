@@ -65,50 +65,15 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     );
 
     // 4. Interrupts and time: the board's controllers, the calibrated clock, the one-shot timer.
-    let it = board::interrupts::init(
-        boot.boot_cycles,
-        features.tsc_hz,
-        features.x2apic,
-        features.tsc_deadline,
-        &|phys, len| memory::map_mmio(phys, len).is_ok(),
-    );
+    CMDLINE.call_once(|| boot.cmdline);
+    let cross_check = crate::cmdline_value("rhea.tsc_check") == Some("1");
+    let it = board::init_interrupts_and_time(&boot, cross_check, &|phys, len| {
+        memory::map_mmio(phys, len).is_ok()
+    });
     let it = match it {
         Ok(it) => it,
         Err(e) => panic!("interrupt and time bring-up failed: {e}"),
     };
-    let cal = &it.calibration;
-    match cal.cross_check {
-        rhea_timers::CrossCheck::Measured {
-            measured_hz,
-            disagreement_ppm,
-            ..
-        } => println!(
-            "rhea: time: tsc {} kHz ({}); measured {} kHz, {disagreement_ppm:+} ppm",
-            cal.hz / 1000,
-            cal.source,
-            measured_hz / 1000
-        ),
-        rhea_timers::CrossCheck::Failed(e) => println!(
-            "rhea: time: tsc {} kHz ({}); cross-check failed: {e}",
-            cal.hz / 1000,
-            cal.source
-        ),
-        rhea_timers::CrossCheck::NotRun => {
-            println!("rhea: time: tsc {} kHz ({})", cal.hz / 1000, cal.source)
-        }
-    }
-    match it.timer_mode {
-        rhea_irq::LapicTimerMode::TscDeadline => println!(
-            "rhea: irq: {} with I/O APIC; timer: TSC-deadline, vector {:#x}",
-            it.lapic_mode, it.timer_vector
-        ),
-        rhea_irq::LapicTimerMode::OneShot(rate) => println!(
-            "rhea: irq: {} with I/O APIC; timer: one-shot, {} kHz after the divider, vector {:#x}",
-            it.lapic_mode,
-            rate.hz() / 1000,
-            it.timer_vector
-        ),
-    }
     time::install(it.clock, it.timer, it.cycles_per_second);
     irq::init(it.controller, it.timer_vector);
 
@@ -123,7 +88,6 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         ),
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
-    CMDLINE.call_once(|| boot.cmdline);
     let checker = crate::cmdline_value("rhea.checker") == Some("1");
     kthread::init(board::boot_stack(), checker);
     BOOT_CYCLES.store(boot.boot_cycles, Ordering::Relaxed);

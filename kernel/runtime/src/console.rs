@@ -125,7 +125,7 @@ pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
     let prio = rhea_hal::Priority::new(INPUT_PRIORITY).expect("a valid priority");
     let vector =
         crate::irq::register_threaded("console-rx", prio, input::top_half, input::bottom_half, 0)?;
-    let line = board::interrupts::isa_line(board::CONSOLE_RX_ISA_IRQ);
+    let line = board::console_rx_line();
     crate::irq::route(line, vector, rhea_hal::Trigger::Edge)?;
     board::console_rx_enable();
     crate::irq::unmask(line)
