@@ -23,18 +23,43 @@ pub(crate) struct Board {
     pub(crate) machines: &'static [&'static str],
     /// The machine `run` uses when `--machine` is not given.
     pub(crate) default_machine: &'static str,
+    /// How an image of this board runs: under QEMU, or as a host process (LinuxU).
+    pub(crate) runner: Runner,
+}
+
+/// How a board's images run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runner {
+    /// Under `qemu` on one of `machines`; exit status through `isa-debug-exit` or semihosting.
+    Qemu,
+    /// As an ordinary Linux process (no QEMU): the "machines" are its modes, the exit status is
+    /// the process's own (0 success, 1 failure).
+    Process,
 }
 
 /// Every board. Add new boards here (and their machines' command lines in `qemu.rs`).
-pub(crate) const BOARDS: &[Board] = &[Board {
-    name: "qemu-x86_64",
-    target: "x86_64-unknown-none",
-    linker_script: "boards/qemu-x86_64/link.ld",
-    cfg: "qemu-x86_64",
-    qemu: "qemu-system-x86_64",
-    machines: &["microvm", "q35"],
-    default_machine: "q35",
-}];
+pub(crate) const BOARDS: &[Board] = &[
+    Board {
+        name: "qemu-x86_64",
+        target: "x86_64-unknown-none",
+        linker_script: "boards/qemu-x86_64/link.ld",
+        cfg: "qemu-x86_64",
+        qemu: "qemu-system-x86_64",
+        machines: &["microvm", "q35"],
+        default_machine: "q35",
+        runner: Runner::Qemu,
+    },
+    Board {
+        name: "linuxu",
+        target: "x86_64-unknown-linux-gnu",
+        linker_script: "",
+        cfg: "linuxu",
+        qemu: "",
+        machines: &["realtime"],
+        default_machine: "realtime",
+        runner: Runner::Process,
+    },
+];
 
 /// The board used when `--board` is not given.
 pub(crate) const DEFAULT_BOARD: &str = "qemu-x86_64";
@@ -87,7 +112,10 @@ mod tests {
     fn table_is_consistent() {
         for board in BOARDS {
             assert!(board.machines.contains(&board.default_machine));
-            assert!(board.linker_script.starts_with("boards/"));
+            match board.runner {
+                Runner::Qemu => assert!(board.linker_script.starts_with("boards/")),
+                Runner::Process => assert!(board.linker_script.is_empty() && board.qemu.is_empty()),
+            }
         }
         assert!(find(DEFAULT_BOARD).is_ok());
     }

@@ -45,16 +45,24 @@ impl Image {
 
 /// The rustc flags of a board build, one flag per element.
 pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
-    vec![
-        "--cfg".to_string(),
-        format!("rhea_board=\"{}\"", board.cfg),
-        "-C".to_string(),
-        format!("link-arg=-T{}", root.join(board.linker_script).display()),
-        "-C".to_string(),
-        "relocation-model=static".to_string(),
-        "-C".to_string(),
-        "force-frame-pointers=yes".to_string(),
-    ]
+    let mut flags = vec!["--cfg".to_string(), format!("rhea_board=\"{}\"", board.cfg)];
+    if !board.linker_script.is_empty() {
+        flags.push("-C".to_string());
+        flags.push(format!(
+            "link-arg=-T{}",
+            root.join(board.linker_script).display()
+        ));
+    }
+    flags.extend(
+        [
+            "-C",
+            "relocation-model=static",
+            "-C",
+            "force-frame-pointers=yes",
+        ]
+        .map(str::to_string),
+    );
+    flags
 }
 
 /// The environment of a board build (`cargo build`/`cargo clippy --target ...`).
@@ -93,7 +101,7 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
     let symtab_path = target_dir.join(format!("{}.symtab", app.name));
     ensure_symtab_file(&symtab_path)?;
     let linker_script = ws.root.join(board.linker_script);
-    if !linker_script.is_file() {
+    if !board.linker_script.is_empty() && !linker_script.is_file() {
         return fail(format!(
             "board {} has no linker script at {}",
             board.name,
@@ -164,6 +172,12 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
     fs::create_dir_all(&image_dir).context(|| format!("cannot create {}", image_dir.display()))?;
     let elf_path = image_dir.join(format!("{}.elf", app.name));
     fs::write(&elf_path, &elf).context(|| format!("cannot write {}", elf_path.display()))?;
+    // A LinuxU image is an executable the harness runs directly.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&elf_path, fs::Permissions::from_mode(0o755))
+            .context(|| format!("cannot make {} executable", elf_path.display()))?;
+    }
     let stripped = image_dir.join(format!("{}.stripped.elf", app.name));
     let objcopy = llvm_objcopy(ws)?;
     run_checked(

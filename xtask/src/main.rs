@@ -531,6 +531,23 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let apps = apps::discover(&ws.root)?;
     let app = apps::find(&apps, opts.app_name())?;
     setup::ensure_toolchain(ws, board)?;
+    if board.runner == boards::Runner::Process {
+        let image = image::build(ws, board, app)?;
+        image.print_summary();
+        let mut cmd = Command::new(&image.elf);
+        cmd.args(opts.append().split_whitespace());
+        println!("$ {}", describe(&cmd));
+        let status = cmd
+            .status()
+            .context(|| format!("cannot start {}", image.elf.display()))?;
+        return match status.code() {
+            Some(0) => Ok(()),
+            _ => {
+                println!("{}: {status}", board.name);
+                Err(Error::Quiet(1))
+            }
+        };
+    }
     let qemu = setup::ensure_qemu(board)?;
     let image = image::build(ws, board, app)?;
     image.print_summary();

@@ -80,6 +80,22 @@ pub(crate) struct Qemu {
     pub(crate) qboot: Option<PathBuf>,
 }
 
+impl Qemu {
+    /// No QEMU: for boards whose images run as host processes.
+    pub(crate) fn none() -> Qemu {
+        Qemu {
+            binary: String::new(),
+            version: Version {
+                major: 0,
+                minor: 0,
+                patch: 0,
+            },
+            banner: String::new(),
+            qboot: None,
+        }
+    }
+}
+
 /// What looking for a QEMU binary found.
 #[derive(Debug)]
 pub(crate) enum Probe {
@@ -587,6 +603,31 @@ pub(crate) fn run_captured(
     echo: bool,
 ) -> Result<Captured> {
     run_command_captured(command(qemu, spec)?, feed, timeout, echo)
+}
+
+/// Runs a LinuxU image as a host process with the kernel command line as its arguments, like
+/// [`run_captured`].
+pub(crate) fn run_process_captured(
+    binary: &Path,
+    cmdline: &str,
+    feed: Option<&StdinFeed>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut cmd = Command::new(binary);
+    cmd.args(cmdline.split_whitespace());
+    run_command_captured(cmd, feed, timeout, echo)
+}
+
+/// How a LinuxU process ended: it exits 0 on success and 1 when the kernel reports failure.
+pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
+    match *end {
+        QemuEnd::Exited(0) => Verdict::Success,
+        QemuEnd::Exited(1) => Verdict::KernelFailure,
+        QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
+        QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
+        QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
+    }
 }
 
 /// [`run_captured`] for a Linux guest (command line from [`linux_args`]; no stdin feed).

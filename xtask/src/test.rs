@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use crate::apps::{self, App, Expect};
+use crate::boards::Runner;
 use crate::boards::{self, Board};
 use crate::qemu::{self, Accel, Qemu, Verdict};
 use crate::{Error, Options, Result, Workspace, describe, image, setup};
@@ -175,10 +176,22 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         let machines = board.machines_to_test(opts.machine.as_deref())?;
         let mut qemu_found: Option<Result<Qemu, String>> = None;
         for app in &app_list {
+            // A process board has no accelerator; its cases carry TCG only as a placeholder
+            // and are named "native".
+            let board_accels: &[Accel] = match board.runner {
+                Runner::Qemu => &accels,
+                Runner::Process => &[Accel::Tcg],
+            };
             let cases: Vec<(&str, Accel, String)> = machines
                 .iter()
-                .flat_map(|m| accels.iter().map(move |a| (*m, *a)))
-                .map(|(m, a)| (m, a, case_name(board.name, m, a, &app.name)))
+                .flat_map(|m| board_accels.iter().map(move |a| (*m, *a)))
+                .map(|(m, a)| {
+                    let name = match board.runner {
+                        Runner::Qemu => case_name(board.name, m, a, &app.name),
+                        Runner::Process => format!("{}/{m}/native {}", board.name, app.name),
+                    };
+                    (m, a, name)
+                })
                 .filter(|(_, _, name)| matches(name))
                 .collect();
             if cases.is_empty() {
@@ -186,7 +199,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             }
             let qemu = qemu_found.get_or_insert_with(|| {
                 setup::ensure_toolchain(ws, board)
-                    .and_then(|()| setup::ensure_qemu(board))
+                    .and_then(|()| match board.runner {
+                        Runner::Qemu => setup::ensure_qemu(board),
+                        Runner::Process => Ok(Qemu::none()),
+                    })
                     .map_err(|e| e.to_string())
             });
             let qemu = match qemu {
@@ -223,16 +239,30 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     println!("== {name}");
                 }
                 let feed = app.stdin.as_ref();
-                let captured =
-                    match qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tally.fail(name, None, &e.to_string());
-                            continue;
-                        }
-                    };
+                let run = match board.runner {
+                    Runner::Qemu => {
+                        qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose)
+                    }
+                    Runner::Process => qemu::run_process_captured(
+                        &image.elf,
+                        &cmdline,
+                        feed,
+                        app.timeout,
+                        opts.verbose,
+                    ),
+                };
+                let captured = match run {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tally.fail(name, None, &e.to_string());
+                        continue;
+                    }
+                };
                 let console = captured.console();
-                let verdict = qemu::classify(&captured.end);
+                let verdict = match board.runner {
+                    Runner::Qemu => qemu::classify(&captured.end),
+                    Runner::Process => qemu::classify_process(&captured.end),
+                };
                 match judge(app.expect, &verdict, &console, &app.console) {
                     Ok(()) => tally.pass(name, captured.elapsed),
                     Err(mut reason) => {

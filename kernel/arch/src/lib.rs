@@ -16,6 +16,9 @@
 //! - `cpu_id()`, `read_cycle_counter()`, `halt_forever()`, `features::report()`;
 //! - `testing::{divide_by_zero, ...}`: fault triggers for the fault test apps.
 //!
+//! `linux` is the LinuxU "architecture": x86_64 user space, sharing the x86_64 CPU-level code
+//! and replacing privileged operations with system calls and signals.
+//!
 //! Hardware model assumed (x86_64): long mode entered by the board's entry code with paging on
 //! and an identity map of at least the first 4 GiB; `EFER.NXE` set.
 #![no_std]
@@ -24,3 +27,8 @@
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use x86_64::*;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod linux;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub use linux::*;

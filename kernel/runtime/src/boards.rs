@@ -12,5 +12,8 @@
 #[cfg(rhea_board = "qemu-x86_64")]
 pub(crate) use rhea_board_qemu_x86_64 as board;
 
-#[cfg(not(any(rhea_board = "qemu-x86_64")))]
+#[cfg(rhea_board = "linuxu")]
+pub(crate) use rhea_board_linuxu as board;
+
+#[cfg(not(any(rhea_board = "qemu-x86_64", rhea_board = "linuxu")))]
 compile_error!("no board selected: build with `cargo xtask build --board <board> --app <app>`");

@@ -40,12 +40,60 @@ pub struct FpuMode {
     pub area_bytes: u32,
 }
 
+/// The extended-state components switched: x87 (bit 0), SSE (bit 1), AVX (bit 2). Read by the
+/// switch assembly as the XSAVE/XRSTOR request mask, so state beyond these (AVX-512, AMX) is
+/// never written into the fixed-size area even where the OS enabled it (LinuxU).
+#[unsafe(no_mangle)]
+static RHEA_XSAVE_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0b111);
+
 /// Enables the FPU, SSE and (when present) AVX for this CPU and chooses XSAVE or FXSAVE.
 /// Call on every CPU before its first context switch.
+///
+/// On bare metal this programs CR0, CR4 and XCR0. As a Linux process (LinuxU) the OS has done
+/// that; this only reads XCR0 and picks the mode.
 pub fn init_fpu() -> Result<FpuMode, FpuError> {
-    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
     let cpuid = raw_cpuid::CpuId::new();
     let xsave = cpuid.get_feature_info().is_some_and(|f| f.has_xsave());
+    #[cfg(target_os = "none")]
+    enable_fpu_bare_metal(xsave, &cpuid);
+    let mut mode = FpuMode {
+        xsave,
+        xcr0: 0,
+        area_bytes: 512,
+    };
+    if xsave {
+        let xcr0: u64;
+        // SAFETY: XGETBV with ECX = 0 reads XCR0; CR4.OSXSAVE is set (above on bare metal, by
+        // the OS under LinuxU), so it does not fault.
+        unsafe {
+            let (lo, hi): (u32, u32);
+            core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack));
+            xcr0 = u64::from(lo) | u64::from(hi) << 32;
+        }
+        let switched = xcr0 & 0b111;
+        RHEA_XSAVE_MASK.store(switched as u32, Ordering::Relaxed);
+        // CPUID.(EAX=0DH,ECX=0):EBX is the area size for everything enabled in XCR0, an upper
+        // bound for what the mask saves; x87+SSE+AVX need 832 bytes.
+        let size = if switched & 0b100 != 0 { 832 } else { 576 };
+        if size > FPU_AREA_BYTES as u32 {
+            return Err(FpuError::AreaTooLarge(size));
+        }
+        mode = FpuMode {
+            xsave,
+            xcr0: switched,
+            area_bytes: size,
+        };
+    }
+    // SAFETY: FNINIT resets the x87 unit to its default state; nothing depends on it yet.
+    unsafe { core::arch::asm!("fninit", options(nomem, nostack)) };
+    RHEA_USE_XSAVE.store(xsave, Ordering::Relaxed);
+    Ok(mode)
+}
+
+/// CR0, CR4 and XCR0 for FPU, SSE and AVX use (bare metal only: they are privileged).
+#[cfg(target_os = "none")]
+fn enable_fpu_bare_metal(xsave: bool, cpuid: &raw_cpuid::CpuId<raw_cpuid::CpuIdReaderNative>) {
+    use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
     // SAFETY: CR0.MP/EM/TS and CR4.OSFXSR/OSXMMEXCPT/OSXSAVE only change how FPU and SIMD
     // instructions behave: they become usable without traps. Kernel code does not use them.
     unsafe {
@@ -60,11 +108,6 @@ pub fn init_fpu() -> Result<FpuMode, FpuError> {
             }
         });
     }
-    let mut mode = FpuMode {
-        xsave,
-        xcr0: 0,
-        area_bytes: 512,
-    };
     if xsave {
         // x87 (bit 0) and SSE (bit 1) always; AVX (bit 2) when CPUID.0DH:EAX says so.
         let supported = cpuid.get_extended_state_info().map_or(0b11, |s| {
@@ -78,21 +121,7 @@ pub fn init_fpu() -> Result<FpuMode, FpuError> {
         unsafe {
             core::arch::asm!("xsetbv", in("ecx") 0, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nomem, nostack))
         };
-        // CPUID.(EAX=0DH,ECX=0):EBX is the area size for the features now enabled in XCR0.
-        let size = raw_cpuid::native_cpuid::cpuid_count(0xd, 0).ebx;
-        if size as usize > FPU_AREA_BYTES {
-            return Err(FpuError::AreaTooLarge(size));
-        }
-        mode = FpuMode {
-            xsave,
-            xcr0,
-            area_bytes: size,
-        };
     }
-    // SAFETY: FNINIT resets the x87 unit to its default state; nothing depends on it yet.
-    unsafe { core::arch::asm!("fninit", options(nomem, nostack)) };
-    RHEA_USE_XSAVE.store(xsave, Ordering::Relaxed);
-    Ok(mode)
 }
 
 core::arch::global_asm!(
@@ -111,8 +140,7 @@ rhea_context_switch:
     subq ${area}+64, %rsp
     andq $-64, %rsp
     movq %rax, {area}(%rsp)
-    movl $-1, %eax
-    movl $-1, %edx
+    xorl %edx, %edx
     cmpb $0, RHEA_USE_XSAVE(%rip)
     je 1f
     /* The 64-byte XSAVE header at offset 512 must be zeroed first: XSAVE updates only the
@@ -128,15 +156,15 @@ rhea_context_switch:
     movq %rax, 552(%rsp)
     movq %rax, 560(%rsp)
     movq %rax, 568(%rsp)
-    movl $-1, %eax
+    movl RHEA_XSAVE_MASK(%rip), %eax
     xsave64 (%rsp)
     jmp 2f
 1:  fxsave64 (%rsp)
 2:  movq %rsp, (%rdi)
 
     movq %rsi, %rsp
-    movl $-1, %eax
-    movl $-1, %edx
+    movl RHEA_XSAVE_MASK(%rip), %eax
+    xorl %edx, %edx
     cmpb $0, RHEA_USE_XSAVE(%rip)
     je 3f
     xrstor64 (%rsp)

@@ -1,6 +1,7 @@
 //! x86_64 (Intel SDM / AMD APM long mode).
 
 pub mod context;
+mod fault;
 mod features_impl;
 mod gdt;
 pub mod paging;
@@ -8,8 +9,8 @@ mod regs;
 pub mod testing;
 mod trap;
 
+pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
 pub use regs::{Registers, backtrace};
-pub use trap::{Fault, set_fault_handler, set_interrupt_handler};
 
 /// The CPU feature report printed at boot (`raw-cpuid`).
 pub mod features {

@@ -60,12 +60,9 @@ impl Registers {
             gpr,
             rip,
             rflags,
-            cr0: x86_64::registers::control::Cr0::read_raw(),
-            cr3: x86_64::registers::control::Cr3::read_raw()
-                .0
-                .start_address()
-                .as_u64(),
-            cr4: x86_64::registers::control::Cr4::read_raw(),
+            cr0: control_register(0),
+            cr3: control_register(3),
+            cr4: control_register(4),
         }
     }
 
@@ -97,6 +94,24 @@ impl fmt::Display for Registers {
         all[19] = ("cr3", self.cr3);
         all[20] = ("cr4", self.cr4);
         dump(f, &all)
+    }
+}
+
+/// CR0, CR3 or CR4 on bare metal; 0 as a Linux process, where reading them faults.
+fn control_register(n: u8) -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        use x86_64::registers::control::{Cr0, Cr3, Cr4};
+        match n {
+            0 => Cr0::read_raw(),
+            3 => Cr3::read_raw().0.start_address().as_u64(),
+            _ => Cr4::read_raw(),
+        }
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = n;
+        0
     }
 }
 

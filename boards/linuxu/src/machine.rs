@@ -1,0 +1,427 @@
+//! The LinuxU machine: entry, console, memory, clock, timer and the signal "interrupt
+//! controller".
+#![allow(
+    unsafe_code,
+    reason = "process entry, argument vectors and system calls; each use has a SAFETY note"
+)]
+
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use rhea_arch::paging::KernelImage;
+use rhea_arch::signals;
+use rhea_arch::sys::{self, nr, syscall6};
+use rhea_hal::{
+    Clock, Console, ExitStatus, Instant, InterruptController, IrqLine, OneShotTimer, PAGE_SIZE,
+    PhysAddr, Platform, RouteError, TimeAndIrq, Trigger,
+};
+use rhea_mm::{MemoryMap, RegionKind};
+
+unsafe extern "C" {
+    /// The kernel's entry (kernel/runtime/src/boot.rs).
+    fn rhea_entry(boot_arg: usize) -> !;
+}
+
+// libc, for process start-up only (`_start` → `__libc_start_main` → `main`); a `no_std`
+// binary does not link it by default.
+#[link(name = "c")]
+unsafe extern "C" {}
+
+/// The precompiled `core` for this target carries unwind tables that name the personality
+/// routine; with `panic = "abort"` nothing ever unwinds, so it is never called.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+/// Likewise named by the precompiled `alloc`'s landing pads, which `panic = "abort"` never
+/// reaches.
+#[unsafe(no_mangle)]
+extern "C" fn _Unwind_Resume() -> ! {
+    sys::exit_group(134)
+}
+
+static ARGC: AtomicI32 = AtomicI32::new(0);
+static ARGV: AtomicU64 = AtomicU64::new(0);
+static BOOT_CYCLES: AtomicU64 = AtomicU64::new(0);
+static BOOT_SP: AtomicU64 = AtomicU64::new(0);
+
+/// The process entry, called by libc's start-up code.
+#[unsafe(no_mangle)]
+pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
+    BOOT_CYCLES.store(rhea_arch::read_cycle_counter(), Ordering::Relaxed);
+    let marker = 0u8;
+    BOOT_SP.store(core::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
+    ARGC.store(argc, Ordering::Relaxed);
+    ARGV.store(argv as u64, Ordering::Relaxed);
+    // SAFETY: the kernel's entry takes over the process for good.
+    unsafe { rhea_entry(0) }
+}
+
+/// Standard output as the console.
+#[derive(Debug)]
+pub struct LinuxU;
+
+/// The board's services.
+pub static PLATFORM: LinuxU = LinuxU;
+
+impl Console for LinuxU {
+    fn write_bytes(&self, bytes: &[u8]) {
+        sys::write_all(1, bytes);
+    }
+}
+
+impl Platform for LinuxU {
+    fn name(&self) -> &'static str {
+        "linuxu"
+    }
+
+    fn console(&self) -> &dyn Console {
+        self
+    }
+
+    fn exit(&self, status: ExitStatus) -> ! {
+        sys::exit_group(match status {
+            ExitStatus::Success => 0,
+            ExitStatus::Failure => 1,
+        })
+    }
+}
+
+/// What the board learned at start-up, for the runtime.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// One usable region: the RAM mapping.
+    pub memory_map: MemoryMap,
+    /// The arguments after the program name, space-separated.
+    pub cmdline: &'static str,
+    /// Empty: Linux mapped the executable.
+    pub image: KernelImage,
+    /// Nothing to reserve inside the RAM mapping.
+    pub reserved: [(PhysAddr, u64); 3],
+    /// Cycle counter at `main`.
+    pub boot_cycles: u64,
+}
+
+/// Where the RAM mapping goes: low enough for code that keeps early structures below 4 GiB,
+/// clear of the executable (at 4 MiB) and its heap.
+const RAM_BASE: u64 = 0x2000_0000;
+const DEFAULT_RAM_MIB: u64 = 64;
+
+struct CmdlineBuf(core::cell::UnsafeCell<[u8; 1024]>);
+// SAFETY: written once in `early_init` before anything reads it.
+unsafe impl Sync for CmdlineBuf {}
+static CMDLINE: CmdlineBuf = CmdlineBuf(core::cell::UnsafeCell::new([0; 1024]));
+
+fn cmdline() -> &'static str {
+    // SAFETY: runs once, first thing in `early_init`, before any reader exists; argv strings are
+    // NUL-terminated and live for the process.
+    let buf = unsafe { &mut *CMDLINE.0.get() };
+    let argv = ARGV.load(Ordering::Relaxed) as *const *const u8;
+    let mut n = 0;
+    for i in 1..ARGC.load(Ordering::Relaxed).max(1) as usize {
+        // SAFETY: `argv` has `argc` valid entries.
+        let arg = unsafe { core::ffi::CStr::from_ptr(*argv.add(i) as *const core::ffi::c_char) }
+            .to_bytes();
+        if n + arg.len() + 1 > buf.len() {
+            break;
+        }
+        if n > 0 {
+            buf[n] = b' ';
+            n += 1;
+        }
+        buf[n..n + arg.len()].copy_from_slice(arg);
+        n += arg.len();
+    }
+    core::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+/// Start-up: fault signal handlers, the command line, the RAM mapping.
+pub fn early_init(_arg: usize) -> BootInfo {
+    rhea_arch::init_boot_cpu();
+    let cmdline = cmdline();
+    let mib = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rhea.mem_mib=")?.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_RAM_MIB)
+        .clamp(4, 4096);
+    let len = mib << 20;
+    if !sys::map_fixed(RAM_BASE, len, true) {
+        panic!("cannot map {mib} MiB of RAM at {RAM_BASE:#x} (something else is mapped there)");
+    }
+    let mut map = MemoryMap::new();
+    map.push(RAM_BASE, len, RegionKind::Usable)
+        .expect("a single region is valid");
+    BootInfo {
+        memory_map: map.finish().expect("the region holds usable RAM"),
+        cmdline,
+        image: KernelImage {
+            text: 0..0,
+            rodata: 0..0,
+            data: 0..0,
+        },
+        reserved: [(PhysAddr(0), 0); 3],
+        boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
+    }
+}
+
+/// The boot (later idle) context's stack: the process's main stack around `main`'s frame.
+pub fn boot_stack() -> core::ops::Range<u64> {
+    let sp = BOOT_SP.load(Ordering::Relaxed) & !(PAGE_SIZE - 1);
+    sp.saturating_sub(1 << 20)..sp + 64 * 1024
+}
+
+/// The clock: `CLOCK_MONOTONIC` since start-up.
+#[derive(Debug)]
+struct Monotonic {
+    origin_ns: AtomicU64,
+}
+
+impl Clock for Monotonic {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(
+            sys::monotonic_ns().saturating_sub(self.origin_ns.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+static CLOCK: Monotonic = Monotonic {
+    origin_ns: AtomicU64::new(0),
+};
+
+/// The vCPU's POSIX timer.
+#[derive(Debug)]
+struct PosixTimer {
+    id: AtomicI32,
+}
+
+static TIMER: PosixTimer = PosixTimer {
+    id: AtomicI32::new(-1),
+};
+
+const TIMER_ABSTIME: usize = 1;
+const SIGEV_THREAD_ID: i32 = 4;
+
+impl PosixTimer {
+    fn set(&self, absolute_ns: u64) {
+        let spec: [i64; 4] = [
+            0,
+            0,
+            (absolute_ns / 1_000_000_000) as i64,
+            (absolute_ns % 1_000_000_000) as i64,
+        ];
+        // SAFETY: a valid `struct itimerspec`; the timer id is ours.
+        unsafe {
+            syscall6(
+                nr::TIMER_SETTIME,
+                [
+                    self.id.load(Ordering::Relaxed) as usize,
+                    TIMER_ABSTIME,
+                    spec.as_ptr() as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            )
+        };
+    }
+}
+
+impl OneShotTimer for PosixTimer {
+    fn arm(&self, deadline: Instant) {
+        // An absolute time already passed fires at once; 0 would disarm, so at least 1 ns.
+        self.set(
+            CLOCK
+                .origin_ns
+                .load(Ordering::Relaxed)
+                .saturating_add(deadline.as_nanos())
+                .max(1),
+        );
+    }
+
+    fn disarm(&self) {
+        self.set(0);
+    }
+}
+
+/// Signals as an interrupt controller: lines are file descriptors.
+#[derive(Debug)]
+struct Signals;
+
+static CONTROLLER: Signals = Signals;
+
+const F_GETFL: usize = 3;
+const F_SETFL: usize = 4;
+const F_SETSIG: usize = 10;
+const F_SETOWN_EX: usize = 15;
+const O_ASYNC: usize = 0x2000;
+
+impl InterruptController for Signals {
+    fn end_of_interrupt(&self, _vector: u8) {}
+
+    fn route(&self, line: IrqLine, vector: u8, _trigger: Trigger) -> Result<(), RouteError> {
+        if vector < 32 {
+            return Err(RouteError::BadVector(vector));
+        }
+        let fd = line.0 as i32;
+        if !signals::bind_fd(fd, vector) {
+            return Err(RouteError::NoSuchLine(line.0));
+        }
+        // Deliver the descriptor's readiness to this vCPU thread, with `si_fd` filled.
+        let owner: [i32; 2] = [0 /* F_OWNER_TID */, sys::gettid()];
+        if sys::fcntl(fd, F_SETOWN_EX, owner.as_ptr() as usize) < 0
+            || sys::fcntl(fd, F_SETSIG, signals::IO_SIGNAL) < 0
+        {
+            return Err(RouteError::NoSuchLine(line.0));
+        }
+        Ok(())
+    }
+
+    fn unmask(&self, line: IrqLine) -> Result<(), RouteError> {
+        let fd = line.0 as i32;
+        let flags = sys::fcntl(fd, F_GETFL, 0);
+        if flags < 0 || sys::fcntl(fd, F_SETFL, flags as usize | O_ASYNC) < 0 {
+            return Err(RouteError::NoSuchLine(line.0));
+        }
+        Ok(())
+    }
+
+    fn mask(&self, line: IrqLine) -> Result<(), RouteError> {
+        let fd = line.0 as i32;
+        let flags = sys::fcntl(fd, F_GETFL, 0);
+        if flags < 0 || sys::fcntl(fd, F_SETFL, flags as usize & !O_ASYNC) < 0 {
+            return Err(RouteError::NoSuchLine(line.0));
+        }
+        Ok(())
+    }
+
+    fn raise_self(&self, vector: u8) {
+        signals::raise_self(vector);
+    }
+}
+
+/// The timer's vector (the same number as on the x86 boards).
+const TIMER_VECTOR: u8 = 0xef;
+
+/// Why interrupt and time bring-up failed.
+#[derive(Debug)]
+pub enum InitError {
+    /// `timer_create` failed (errno).
+    Timer(isize),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Timer(e) => write!(f, "timer_create failed (errno {})", -e),
+        }
+    }
+}
+
+/// Clock, per-vCPU timer and signal handlers.
+pub fn init_interrupts_and_time(
+    _boot: &BootInfo,
+    _cross_check: bool,
+    _map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<TimeAndIrq, InitError> {
+    // The clock counts from start-up; the cycle counter's rate is measured against it.
+    let start_ns = sys::monotonic_ns();
+    let start_cycles = rhea_arch::read_cycle_counter();
+    let since_main = start_cycles.saturating_sub(BOOT_CYCLES.load(Ordering::Relaxed));
+    while sys::monotonic_ns() - start_ns < 5_000_000 {
+        core::hint::spin_loop();
+    }
+    let (end_ns, end_cycles) = (sys::monotonic_ns(), rhea_arch::read_cycle_counter());
+    let hz = (u128::from(end_cycles - start_cycles) * 1_000_000_000
+        / u128::from((end_ns - start_ns).max(1))) as u64;
+    // Instants count from `main`, like the boards' boot timestamps.
+    let since_main_ns = (u128::from(since_main) * 1_000_000_000 / u128::from(hz.max(1))) as u64;
+    CLOCK
+        .origin_ns
+        .store(start_ns.saturating_sub(since_main_ns), Ordering::Relaxed);
+
+    let mut sigev = [0u8; 64];
+    sigev[8..12].copy_from_slice(&(signals::TIMER_SIGNAL as i32).to_le_bytes());
+    sigev[12..16].copy_from_slice(&SIGEV_THREAD_ID.to_le_bytes());
+    sigev[16..20].copy_from_slice(&sys::gettid().to_le_bytes());
+    let mut id: i32 = -1;
+    // SAFETY: valid `struct sigevent` and `timer_t` pointers.
+    let r = unsafe {
+        syscall6(
+            nr::TIMER_CREATE,
+            [
+                sys::CLOCK_MONOTONIC,
+                sigev.as_ptr() as usize,
+                &mut id as *mut i32 as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    if r < 0 {
+        return Err(InitError::Timer(r));
+    }
+    TIMER.id.store(id, Ordering::Relaxed);
+    signals::init_interrupts(TIMER_VECTOR);
+
+    use core::fmt::Write;
+    let mut w = ConsoleWriter;
+    let _ = writeln!(
+        w,
+        "rhea: time: CLOCK_MONOTONIC; cycle counter {} kHz (measured over 5 ms)",
+        hz / 1000
+    );
+    let _ = writeln!(
+        w,
+        "rhea: irq: signals (SIGALRM timer from a per-vCPU POSIX timer, SIGIO devices, SIGUSR2 raised vectors)"
+    );
+    Ok(TimeAndIrq {
+        clock: &CLOCK,
+        timer: &TIMER,
+        controller: &CONTROLLER,
+        timer_vector: TIMER_VECTOR,
+        cycles_per_second: hz,
+    })
+}
+
+struct ConsoleWriter;
+
+impl core::fmt::Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        sys::write_all(1, s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Console input is standard input.
+pub fn console_rx_line() -> IrqLine {
+    IrqLine(0)
+}
+
+/// Nothing beyond routing and unmasking the descriptor.
+pub fn console_rx_enable() {}
+
+const FIONREAD: usize = 0x541b;
+
+/// Reads what standard input has ready (never blocks: only the bytes `FIONREAD` reports).
+pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+    let mut avail: i32 = 0;
+    // SAFETY: FIONREAD writes one int.
+    let r = unsafe {
+        syscall6(
+            16, /* ioctl */
+            [0, FIONREAD, &mut avail as *mut i32 as usize, 0, 0, 0],
+        )
+    };
+    if r < 0 || avail <= 0 {
+        return (0, 0);
+    }
+    let mut buf = [0u8; 256];
+    let want = (avail as usize).min(buf.len());
+    match sys::read(0, &mut buf[..want]) {
+        Some(n) => {
+            for &b in &buf[..n] {
+                sink(b);
+            }
+            (n, 0)
+        }
+        None => (0, 1),
+    }
+}

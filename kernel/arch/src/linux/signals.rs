@@ -1,0 +1,319 @@
+//! Signals as traps and interrupts (LinuxU).
+//!
+//! - Faults: SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGTRAP run on an alternate signal stack (so a
+//!   stack overflow into a guard page can still be reported). The handler rebuilds the x86 trap
+//!   frame the bare-metal kernel would have from the `ucontext` Linux saved (including the trap
+//!   number, error code and CR2 it records) and hands it to the same fault report.
+//! - Interrupts: SIGALRM (the per-vCPU POSIX timer) is the timer interrupt, SIGIO (descriptor
+//!   readiness) device interrupts, SIGUSR2 with a value a self-raised vector (and, with SMP, an
+//!   IPI). Their handlers run on the interrupted thread's own stack, with all three blocked
+//!   (`sa_mask`): interrupts do not nest. A handler may switch threads; the interrupted
+//!   context stays in the signal frame on that thread's stack and resumes, FPU state included,
+//!   when the thread is switched back in and the handler returns (`rt_sigreturn`).
+//! - "Interrupts disabled" is those three signals blocked (`rt_sigprocmask`).
+
+use super::sys::{self, nr, syscall6};
+use core::sync::atomic::{AtomicU8, Ordering};
+
+const SIGILL: usize = 4;
+const SIGTRAP: usize = 5;
+const SIGBUS: usize = 7;
+const SIGFPE: usize = 8;
+const SIGSEGV: usize = 11;
+const SIGUSR2: usize = 12;
+const SIGALRM: usize = 14;
+const SIGIO: usize = 29;
+
+/// The signal the per-vCPU timer raises.
+pub const TIMER_SIGNAL: usize = SIGALRM;
+/// The signal descriptors raise when ready.
+pub const IO_SIGNAL: usize = SIGIO;
+
+const fn bit(sig: usize) -> u64 {
+    1 << (sig - 1)
+}
+
+/// The signals that are "interrupts".
+const IRQ_MASK: u64 = bit(SIGALRM) | bit(SIGIO) | bit(SIGUSR2);
+
+const SA_SIGINFO: u64 = 0x4;
+const SA_ONSTACK: u64 = 0x0800_0000;
+const SA_RESTORER: u64 = 0x0400_0000;
+const SA_RESTART: u64 = 0x1000_0000;
+const SIG_BLOCK: usize = 0;
+const SIG_UNBLOCK: usize = 1;
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (not libc's).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.rhea_sigreturn, "ax"
+    .global rhea_sigreturn
+rhea_sigreturn:
+    movq ${nr}, %rax
+    syscall
+    ud2
+    "#,
+    nr = const nr::RT_SIGRETURN,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn rhea_sigreturn();
+}
+
+fn install(sig: usize, handler: extern "C" fn(i32, *mut u8, *mut u8), flags: u64, mask: u64) {
+    let act = KernelSigaction {
+        handler: handler as usize,
+        flags: flags | SA_SIGINFO | SA_RESTORER,
+        restorer: rhea_sigreturn as *const () as usize,
+        mask,
+    };
+    // SAFETY: `act` is a valid kernel sigaction whose handler and restorer are functions of
+    // this image with the signatures the kernel calls them with.
+    unsafe {
+        syscall6(
+            nr::RT_SIGACTION,
+            [sig, &act as *const KernelSigaction as usize, 0, 8, 0, 0],
+        )
+    };
+}
+
+const ALT_STACK_BYTES: usize = 64 * 1024;
+#[repr(C, align(16))]
+struct AltStack([u8; ALT_STACK_BYTES]);
+/// The fault handlers' stack. `static mut` because the kernel, not Rust, writes it; Rust only
+/// takes its address.
+static mut ALT_STACK: AltStack = AltStack([0; ALT_STACK_BYTES]);
+
+/// Installs the fault handlers (on an alternate stack) and starts with interrupts disabled.
+pub fn init_faults() {
+    #[repr(C)]
+    struct StackT {
+        sp: usize,
+        flags: i32,
+        size: usize,
+    }
+    let ss = StackT {
+        sp: core::ptr::addr_of!(ALT_STACK) as usize,
+        flags: 0,
+        size: ALT_STACK_BYTES,
+    };
+    // SAFETY: the alternate stack is a static used by nothing else.
+    unsafe {
+        syscall6(
+            nr::SIGALTSTACK,
+            [&ss as *const StackT as usize, 0, 0, 0, 0, 0],
+        )
+    };
+    for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP] {
+        install(sig, on_fault, SA_ONSTACK, u64::MAX);
+    }
+    super::irq_save();
+}
+
+/// Installs the interrupt handlers: the timer signal raises `timer_vector`.
+pub fn init_interrupts(timer_vector: u8) {
+    TIMER_VECTOR.store(timer_vector, Ordering::Relaxed);
+    for sig in [SIGALRM, SIGIO, SIGUSR2] {
+        install(sig, on_interrupt, SA_RESTART, IRQ_MASK);
+    }
+}
+
+static TIMER_VECTOR: AtomicU8 = AtomicU8::new(0);
+/// The vector each descriptor's readiness raises (0 = none).
+static FD_VECTOR: [AtomicU8; 64] = [const { AtomicU8::new(0) }; 64];
+
+/// Makes readiness of `fd` raise `vector` (the descriptor must be set up for `SIGIO`).
+pub fn bind_fd(fd: i32, vector: u8) -> bool {
+    match FD_VECTOR.get(fd as usize) {
+        Some(slot) => {
+            slot.store(vector, Ordering::Relaxed);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Raises `vector` on the calling thread (`rt_tgsigqueueinfo` with the vector as the value).
+pub fn raise_self(vector: u8) {
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&(SIGUSR2 as i32).to_le_bytes());
+    info[8..12].copy_from_slice(&(-1i32).to_le_bytes()); // SI_QUEUE
+    info[16..20].copy_from_slice(&sys::getpid().to_le_bytes());
+    info[24..28].copy_from_slice(&i32::from(vector).to_le_bytes());
+    // SAFETY: `info` is a valid siginfo for the kernel to copy; the signal is one of ours.
+    unsafe {
+        syscall6(
+            nr::RT_TGSIGQUEUEINFO,
+            [
+                sys::getpid() as usize,
+                sys::gettid() as usize,
+                SIGUSR2,
+                info.as_ptr() as usize,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
+/// `siginfo_t` offsets (include/uapi/asm-generic/siginfo.h, x86_64).
+const SI_ADDR: usize = 16;
+const SI_FD: usize = 24;
+const SI_VALUE: usize = 24;
+/// `ucontext_t.uc_mcontext.gregs` offset and register indices (sys/ucontext.h, x86_64).
+const GREGS: usize = 40;
+mod reg {
+    pub(super) const R8: usize = 0;
+    pub(super) const RDI: usize = 8;
+    pub(super) const RSI: usize = 9;
+    pub(super) const RBP: usize = 10;
+    pub(super) const RBX: usize = 11;
+    pub(super) const RDX: usize = 12;
+    pub(super) const RAX: usize = 13;
+    pub(super) const RCX: usize = 14;
+    pub(super) const RSP: usize = 15;
+    pub(super) const RIP: usize = 16;
+    pub(super) const EFL: usize = 17;
+    pub(super) const ERR: usize = 19;
+    pub(super) const TRAPNO: usize = 20;
+    pub(super) const CR2: usize = 22;
+}
+
+extern "C" fn on_interrupt(sig: i32, info: *mut u8, _uc: *mut u8) {
+    let vector = match sig as usize {
+        SIGALRM => TIMER_VECTOR.load(Ordering::Relaxed),
+        // SAFETY: the kernel passes a valid siginfo (SA_SIGINFO) for the signal's lifetime.
+        SIGUSR2 => (unsafe { core::ptr::read_unaligned(info.add(SI_VALUE) as *const i32) }) as u8,
+        SIGIO => {
+            // SAFETY: as above; `si_fd` is filled for SIGIO raised through F_SETSIG.
+            let fd = unsafe { core::ptr::read_unaligned(info.add(SI_FD) as *const i32) };
+            FD_VECTOR
+                .get(fd as usize)
+                .map_or(0, |v| v.load(Ordering::Relaxed))
+        }
+        _ => 0,
+    };
+    if vector >= 32 {
+        super::fault::deliver_interrupt(vector);
+    }
+}
+
+extern "C" fn on_fault(sig: i32, info: *mut u8, uc: *mut u8) {
+    // SAFETY: the kernel passes a valid ucontext and siginfo (SA_SIGINFO) for the handler's
+    // duration; only their documented fields are read.
+    let (g, si_addr) = unsafe {
+        let gregs = uc.add(GREGS) as *const u64;
+        let mut g = [0u64; 23];
+        for (i, r) in g.iter_mut().enumerate() {
+            *r = core::ptr::read_unaligned(gregs.add(i));
+        }
+        (
+            g,
+            core::ptr::read_unaligned(info.add(SI_ADDR) as *const u64),
+        )
+    };
+    // The trap number Linux recorded; SIGILL/SIGFPE from other sources map to #UD/#DE.
+    let vector = match (sig as usize, g[reg::TRAPNO]) {
+        (_, t) if t != 0 || sig as usize == SIGFPE => t,
+        (SIGILL, _) => 6,
+        (SIGTRAP, _) => 3,
+        _ => 14,
+    };
+    let cr2 = if g[reg::CR2] != 0 {
+        g[reg::CR2]
+    } else {
+        si_addr
+    };
+    let mut frame = super::fault::TrapFrame {
+        r15: g[reg::R8 + 7],
+        r14: g[reg::R8 + 6],
+        r13: g[reg::R8 + 5],
+        r12: g[reg::R8 + 4],
+        r11: g[reg::R8 + 3],
+        r10: g[reg::R8 + 2],
+        r9: g[reg::R8 + 1],
+        r8: g[reg::R8],
+        rbp: g[reg::RBP],
+        rdi: g[reg::RDI],
+        rsi: g[reg::RSI],
+        rdx: g[reg::RDX],
+        rcx: g[reg::RCX],
+        rbx: g[reg::RBX],
+        rax: g[reg::RAX],
+        vector,
+        // The user-mode bit (2) is cleared: under LinuxU the kernel's code runs in user mode,
+        // and the report describes it as the kernel it is.
+        error_code: g[reg::ERR] & !4,
+        rip: g[reg::RIP],
+        cs: 0,
+        rflags: g[reg::EFL],
+        rsp: g[reg::RSP],
+        ss: 0,
+    };
+    super::fault::dispatch(&mut frame, cr2);
+}
+
+/// Blocks the interrupt signals; returns whether they were unblocked.
+pub fn block() -> bool {
+    let mut old = 0u64;
+    // SAFETY: valid sigset pointers of the kernel's size (8 bytes).
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            [
+                SIG_BLOCK,
+                &IRQ_MASK as *const u64 as usize,
+                &mut old as *mut u64 as usize,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    old & IRQ_MASK == 0
+}
+
+/// Unblocks the interrupt signals.
+pub fn unblock() {
+    // SAFETY: as in `block`.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            [SIG_UNBLOCK, &IRQ_MASK as *const u64 as usize, 0, 8, 0, 0],
+        )
+    };
+}
+
+/// Whether the interrupt signals are unblocked.
+pub fn unblocked() -> bool {
+    let mut old = 0u64;
+    // SAFETY: as in `block`; a null new set only queries.
+    unsafe {
+        syscall6(
+            nr::RT_SIGPROCMASK,
+            [SIG_BLOCK, 0, &mut old as *mut u64 as usize, 8, 0, 0],
+        )
+    };
+    old & IRQ_MASK == 0
+}
+
+/// Waits for a signal with every signal unblocked, then returns with the mask as it was.
+pub fn suspend() {
+    let empty = 0u64;
+    // SAFETY: a valid empty sigset; the call returns after a handler ran.
+    unsafe {
+        syscall6(
+            nr::RT_SIGSUSPEND,
+            [&empty as *const u64 as usize, 8, 0, 0, 0, 0],
+        )
+    };
+}

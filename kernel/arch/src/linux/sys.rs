@@ -1,0 +1,162 @@
+//! Raw Linux system calls (x86_64 ABI: number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9;
+//! RCX and R11 clobbered; result in RAX, `-errno` on failure).
+//!
+//! Why raw calls and not libc: a kernel thread can be preempted anywhere — including inside a
+//! libc function holding a lock (malloc's arena lock, stdio's stream lock) — and the thread
+//! switched to may call the same function and deadlock on that lock forever. Raw system calls
+//! take no user-space locks. LinuxU uses libc only for process start-up (`_start` → `main`).
+
+use core::arch::asm;
+
+/// System call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+pub mod nr {
+    pub const READ: usize = 0;
+    pub const WRITE: usize = 1;
+    pub const MMAP: usize = 9;
+    pub const MUNMAP: usize = 11;
+    pub const RT_SIGACTION: usize = 13;
+    pub const RT_SIGPROCMASK: usize = 14;
+    pub const RT_SIGRETURN: usize = 15;
+    pub const GETPID: usize = 39;
+    pub const FCNTL: usize = 72;
+    pub const RT_SIGSUSPEND: usize = 130;
+    pub const SIGALTSTACK: usize = 131;
+    pub const GETTID: usize = 186;
+    pub const TIMER_CREATE: usize = 222;
+    pub const TIMER_SETTIME: usize = 223;
+    pub const CLOCK_GETTIME: usize = 228;
+    pub const EXIT_GROUP: usize = 231;
+    pub const RT_TGSIGQUEUEINFO: usize = 297;
+}
+
+/// Makes a system call with up to six arguments.
+///
+/// # Safety
+/// The arguments must be valid for the call: pointers point to memory of the right size and
+/// lifetime, and the call must not break invariants Rust relies on (unmapping live memory,
+/// changing signal dispositions the kernel depends on).
+#[inline]
+pub unsafe fn syscall6(n: usize, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: forwarded to the caller; the asm follows the kernel's calling convention.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// `write(fd, buf)`, retried until everything is written or an error occurs.
+pub fn write_all(fd: i32, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a valid readable slice for the duration of the call.
+        let n = unsafe {
+            syscall6(
+                nr::WRITE,
+                [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        };
+        if n <= 0 {
+            if n == -4 {
+                continue; // EINTR: a signal arrived; try again.
+            }
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+/// `exit_group(code)`: ends the process.
+pub fn exit_group(code: i32) -> ! {
+    loop {
+        // SAFETY: ends the process; nothing after it runs.
+        unsafe { syscall6(nr::EXIT_GROUP, [code as usize, 0, 0, 0, 0, 0]) };
+    }
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: `ts` is a valid `struct timespec` (two longs) for the kernel to fill.
+    unsafe {
+        syscall6(
+            nr::CLOCK_GETTIME,
+            [CLOCK_MONOTONIC, ts.as_mut_ptr() as usize, 0, 0, 0, 0],
+        )
+    };
+    ts[0] as u64 * 1_000_000_000 + ts[1] as u64
+}
+
+/// `CLOCK_MONOTONIC`.
+pub const CLOCK_MONOTONIC: usize = 1;
+
+/// The calling thread's id.
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments, no side effects.
+    unsafe { syscall6(nr::GETTID, [0; 6]) as i32 }
+}
+
+/// The process id.
+pub fn getpid() -> i32 {
+    // SAFETY: no arguments, no side effects.
+    unsafe { syscall6(nr::GETPID, [0; 6]) as i32 }
+}
+
+/// Anonymous private memory at exactly `addr` (`MAP_FIXED_NOREPLACE`: fails rather than
+/// replacing an existing mapping). Returns whether it worked.
+pub fn map_fixed(addr: u64, len: u64, writable: bool) -> bool {
+    const PROT_READ: usize = 1;
+    const PROT_WRITE: usize = 2;
+    const MAP_PRIVATE: usize = 0x02;
+    const MAP_ANONYMOUS: usize = 0x20;
+    const MAP_FIXED_NOREPLACE: usize = 0x10_0000;
+    let prot = if writable { PROT_READ | PROT_WRITE } else { 0 };
+    // SAFETY: NOREPLACE never touches an existing mapping, so no Rust object is affected.
+    let r = unsafe {
+        syscall6(
+            nr::MMAP,
+            [
+                addr as usize,
+                len as usize,
+                prot,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                usize::MAX,
+                0,
+            ],
+        )
+    };
+    r as u64 == addr
+}
+
+/// Unmaps `[addr, addr + len)`.
+///
+/// # Safety
+/// Nothing uses the range any more.
+pub unsafe fn unmap(addr: u64, len: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { syscall6(nr::MUNMAP, [addr as usize, len as usize, 0, 0, 0, 0]) };
+}
+
+/// `read(fd, buf)`; `None` on error (including `EAGAIN`).
+pub fn read(fd: i32, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: `buf` is a valid writable slice for the duration of the call.
+    let n = unsafe {
+        syscall6(
+            nr::READ,
+            [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    };
+    (n >= 0).then_some(n as usize)
+}
+
+/// `fcntl(fd, cmd, arg)`.
+pub fn fcntl(fd: i32, cmd: usize, arg: usize) -> isize {
+    // SAFETY: the commands used (F_GETFL, F_SETFL, F_SETSIG, F_SETOWN_EX with a valid pointer)
+    // only change how the descriptor signals.
+    unsafe { syscall6(nr::FCNTL, [fd as usize, cmd, arg, 0, 0, 0]) }
+}
