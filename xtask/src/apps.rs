@@ -64,6 +64,8 @@ pub(crate) struct App {
     pub(crate) stdin: Option<StdinFeed>,
     /// Whether `cargo xtask test` boots it (without `--app`).
     pub(crate) test: bool,
+    /// `board/machine` pairs `cargo xtask test` skips this app on (`skip-on`).
+    pub(crate) skip_on: Vec<String>,
 }
 
 /// What a manifest says, before the directory is known.
@@ -76,6 +78,7 @@ pub(crate) struct Manifest {
     pub(crate) cmdline: String,
     pub(crate) stdin: Option<StdinFeed>,
     pub(crate) test: bool,
+    pub(crate) skip_on: Vec<String>,
 }
 
 /// A short rendering of a TOML value for error messages.
@@ -111,6 +114,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         cmdline: String::new(),
         stdin: None,
         test: true,
+        skip_on: Vec::new(),
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
         return Ok(manifest);
@@ -187,10 +191,20 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     )
                 })?;
             }
+            "skip-on" => {
+                let list = value
+                    .as_array()
+                    .ok_or("metadata.rhea.skip-on must be an array of \"board/machine\" strings")?;
+                manifest.skip_on = list
+                    .iter()
+                    .map(|v| v.as_str().filter(|s| s.contains('/')).map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("metadata.rhea.skip-on must be an array of \"board/machine\" strings")?;
+            }
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on)"
                 ));
             }
         }
@@ -235,6 +249,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 cmdline: manifest.cmdline,
                 stdin: manifest.stdin,
                 test: manifest.test,
+                skip_on: manifest.skip_on,
             });
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));

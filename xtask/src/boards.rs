@@ -55,7 +55,8 @@ pub(crate) const BOARDS: &[Board] = &[
         linker_script: "",
         cfg: "linuxu",
         qemu: "",
-        machines: &["realtime"],
+        // "sim" is the deterministic simulation mode (virtual time): boards/linuxu/src/sim.rs.
+        machines: &["realtime", "sim"],
         default_machine: "realtime",
         runner: Runner::Process,
     },

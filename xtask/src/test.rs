@@ -193,6 +193,11 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     (m, a, name)
                 })
                 .filter(|(_, _, name)| matches(name))
+                .filter(|(m, _, _)| {
+                    !app.skip_on
+                        .iter()
+                        .any(|s| *s == format!("{}/{m}", board.name))
+                })
                 .collect();
             if cases.is_empty() {
                 continue;
@@ -239,13 +244,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     println!("== {name}");
                 }
                 let feed = app.stdin.as_ref();
+                let process_cmdline = process_cmdline(machine, &cmdline);
                 let run = match board.runner {
                     Runner::Qemu => {
                         qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose)
                     }
                     Runner::Process => qemu::run_process_captured(
                         &image.elf,
-                        &cmdline,
+                        &process_cmdline,
                         feed,
                         app.timeout,
                         opts.verbose,
@@ -263,7 +269,31 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     Runner::Qemu => qemu::classify(&captured.end),
                     Runner::Process => qemu::classify_process(&captured.end),
                 };
-                match judge(app.expect, &verdict, &console, &app.console) {
+                let judged = judge(app.expect, &verdict, &console, &app.console).and_then(|()| {
+                    // The simulation mode promises the same trace for the same seed: run again
+                    // and compare.
+                    if *machine != "sim" || app.stdin.is_some() || app.expect != Expect::Success {
+                        return Ok(());
+                    }
+                    let first =
+                        trace_line(&console).ok_or("no `rhea: trace:` line in simulation mode")?;
+                    let again = qemu::run_process_captured(
+                        &image.elf,
+                        &process_cmdline,
+                        None,
+                        app.timeout,
+                        false,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let second = trace_line(&again.console())
+                        .ok_or("no `rhea: trace:` line on the second run")?;
+                    if first == second {
+                        Ok(())
+                    } else {
+                        Err(format!("not deterministic: `{first}` then `{second}`"))
+                    }
+                });
+                match judged {
                     Ok(()) => tally.pass(name, captured.elapsed),
                     Err(mut reason) => {
                         if let Some(feed) = feed
@@ -293,6 +323,24 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// A process board's command line for `machine`: simulation mode adds its flags and a fixed
+/// seed (so a failure can be replayed exactly).
+pub(crate) fn process_cmdline(machine: &str, cmdline: &str) -> String {
+    if machine == "sim" {
+        format!("rhea.sim=1 rhea.seed=1 {cmdline}")
+    } else {
+        cmdline.to_string()
+    }
+}
+
+/// The `rhea: trace:` line of a console, without its clock (which the trace hash covers).
+pub(crate) fn trace_line(console: &str) -> Option<String> {
+    console
+        .lines()
+        .find(|l| l.starts_with("rhea: trace:"))
+        .map(str::to_string)
 }
 
 /// Prints the last console lines and QEMU's stderr of a failed case.

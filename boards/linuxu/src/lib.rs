@@ -15,9 +15,13 @@
 //!   `SIGEV_THREAD_ID`, armed one-shot with an absolute deadline) is the timer interrupt.
 //! - **Exit**: `exit_group` with 0 (success) or 1 (failure).
 //!
+//! - **Simulation** (`rhea.sim=1 rhea.seed=N`, see [`sim`]): virtual time, deterministic
+//!   scheduling, no timer signals.
+//!
 //! Everything goes through raw system calls (`rhea_arch::sys`); see there why not libc.
 #![no_std]
 #![deny(unsafe_code)]
 
 mod machine;
+mod sim;
 pub use machine::*;

@@ -314,12 +314,45 @@ impl core::fmt::Display for InitError {
     }
 }
 
-/// Clock, per-vCPU timer and signal handlers.
+/// Ends the process with a message (no unwinding, no kernel state needed).
+pub(crate) fn fatal(msg: &str) -> ! {
+    sys::write_all(1, msg.as_bytes());
+    sys::write_all(1, b"\n");
+    sys::exit_group(1)
+}
+
+/// Clock, per-vCPU timer and signal handlers; virtual ones in simulation mode.
 pub fn init_interrupts_and_time(
-    _boot: &BootInfo,
+    boot: &BootInfo,
     _cross_check: bool,
     _map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<TimeAndIrq, InitError> {
+    let arg = |key: &str| {
+        boot.cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    };
+    if arg("rhea.sim") == Some("1") {
+        let seed = arg("rhea.seed")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        crate::sim::SIM.start(seed, TIMER_VECTOR);
+        signals::init_interrupts(TIMER_VECTOR);
+        use core::fmt::Write;
+        let _ = writeln!(
+            ConsoleWriter,
+            "rhea: time: simulated (virtual clock, seed {seed}, timer jitter up to {} us)",
+            crate::sim::JITTER_NS / 1000
+        );
+        // Cycle figures stay real; a nominal rate keeps conversions defined.
+        return Ok(TimeAndIrq {
+            clock: &crate::sim::SIM,
+            timer: &crate::sim::SIM,
+            controller: &CONTROLLER,
+            timer_vector: TIMER_VECTOR,
+            cycles_per_second: 1_000_000_000,
+        });
+    }
     // The clock counts from start-up; the cycle counter's rate is measured against it.
     let start_ns = sys::monotonic_ns();
     let start_cycles = rhea_arch::read_cycle_counter();

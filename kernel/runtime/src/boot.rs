@@ -135,6 +135,15 @@ fn main_thread() {
     if let (true, checks) = kthread::checker_runs() {
         println!("rhea: scheduler checker: {checks} decisions checked, no violation");
     }
+    if crate::cmdline_value("rhea.sim") == Some("1")
+        || crate::cmdline_value("rhea.trace") == Some("1")
+    {
+        let (switches, hash) = kthread::trace();
+        println!(
+            "rhea: trace: {switches} switches, hash {hash:#018x}, clock {} ns",
+            time::now().as_nanos()
+        );
+    }
     exit(status)
 }
 

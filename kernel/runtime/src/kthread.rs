@@ -119,6 +119,7 @@ impl SchedGuard {
             // Our clones are dropped before switching: an exiting thread never comes back to
             // drop them. The scheduler keeps both threads alive (until `reap`, which needs the
             // lock this CPU holds until the switch is complete), so `from_sp` stays valid.
+            trace_switch(now, from.id().as_u64(), to.id().as_u64());
             drop((from, to));
             // SAFETY: interrupts are off (the guard); `from_sp` is the running thread's own
             // slot (the policy's current thread was `from`) and its `Thread` outlives the
@@ -135,6 +136,31 @@ impl Drop for SchedGuard {
         SCHED.locked.store(false, Ordering::Release);
         rhea_arch::irq_restore(self.irq_was_enabled);
     }
+}
+
+/// The scheduling trace: every switch (time, outgoing, incoming) folded into an FNV-1a hash,
+/// so two runs can be compared exactly (the simulation mode's determinism check). Updated
+/// under the scheduler lock.
+static TRACE_HASH: AtomicU64 = AtomicU64::new(0xcbf2_9ce4_8422_2325);
+static TRACE_SWITCHES: AtomicU64 = AtomicU64::new(0);
+
+fn trace_switch(now: rhea_hal::Instant, from: u64, to: u64) {
+    let mut h = TRACE_HASH.load(Ordering::Relaxed);
+    for word in [now.as_nanos(), from, to] {
+        for byte in word.to_le_bytes() {
+            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    TRACE_HASH.store(h, Ordering::Relaxed);
+    TRACE_SWITCHES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `(switches, hash)` of the scheduling trace so far.
+pub(crate) fn trace() -> (u64, u64) {
+    (
+        TRACE_SWITCHES.load(Ordering::Relaxed),
+        TRACE_HASH.load(Ordering::Relaxed),
+    )
 }
 
 /// The current CPU's index.

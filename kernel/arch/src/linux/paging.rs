@@ -75,7 +75,8 @@ impl AddressSpace {
     /// None needed; `unsafe` to match the bare-metal signature.
     pub unsafe fn activate(&self) {}
 
-    /// Maps `pages` pages ending at `top`, leaving the rest of the slot unmapped as the guard.
+    /// Maps `pages` pages ending at `top`, with a `PROT_NONE` guard page right below them (so
+    /// nothing else the process maps can land there and absorb an overflow).
     pub fn map_stack(
         &mut self,
         _frames: &mut FrameAllocator<'_>,
@@ -83,14 +84,20 @@ impl AddressSpace {
         pages: u64,
     ) -> Result<(), PagingError> {
         let bottom = top.checked_sub(pages * PAGE).ok_or(PagingError::BadRange)?;
+        let guard = bottom.checked_sub(PAGE).ok_or(PagingError::BadRange)?;
+        if !sys::map_fixed(guard, PAGE, false) {
+            return Err(PagingError::AlreadyMapped { virt: guard });
+        }
         if sys::map_fixed(bottom, pages * PAGE, true) {
             Ok(())
         } else {
+            // SAFETY: the guard was mapped just above and nothing uses it.
+            unsafe { sys::unmap(guard, PAGE) };
             Err(PagingError::AlreadyMapped { virt: bottom })
         }
     }
 
-    /// Unmaps a stack mapped by [`AddressSpace::map_stack`].
+    /// Unmaps a stack mapped by [`AddressSpace::map_stack`], with its guard page.
     pub fn unmap_stack(
         &mut self,
         _frames: &mut FrameAllocator<'_>,
@@ -99,7 +106,7 @@ impl AddressSpace {
     ) -> Result<(), PagingError> {
         let bottom = top.checked_sub(pages * PAGE).ok_or(PagingError::BadRange)?;
         // SAFETY: the caller (the runtime's stack table) only frees stacks of reaped threads.
-        unsafe { sys::unmap(bottom, pages * PAGE) };
+        unsafe { sys::unmap(bottom - PAGE, (pages + 1) * PAGE) };
         Ok(())
     }
 

@@ -142,6 +142,24 @@ pub fn bind_fd(fd: i32, vector: u8) -> bool {
     }
 }
 
+/// Whether any descriptor is bound to a vector (external input can still arrive).
+pub fn any_fd_bound() -> bool {
+    FD_VECTOR.iter().any(|v| v.load(Ordering::Relaxed) != 0)
+}
+
+/// Waits for a real signal even when an idle hook is set (the simulation mode waiting for
+/// input).
+pub fn suspend_for_real() {
+    let empty = 0u64;
+    // SAFETY: a valid empty sigset; the call returns after a handler ran.
+    unsafe {
+        syscall6(
+            nr::RT_SIGSUSPEND,
+            [&empty as *const u64 as usize, 8, 0, 0, 0, 0],
+        )
+    };
+}
+
 /// Raises `vector` on the calling thread (`rt_tgsigqueueinfo` with the vector as the value).
 pub fn raise_self(vector: u8) {
     let mut info = [0u8; 128];
@@ -306,8 +324,33 @@ pub fn unblocked() -> bool {
     old & IRQ_MASK == 0
 }
 
-/// Waits for a signal with every signal unblocked, then returns with the mask as it was.
+static IDLE_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Replaces waiting for a signal in the idle loop with `hook` (the simulation mode's virtual
+/// time jump).
+pub fn set_idle_hook(hook: fn()) {
+    IDLE_HOOK.call_once(|| hook);
+}
+
+/// Delivers interrupt `vector` now, synchronously, as if it had arrived at this instruction:
+/// with interrupts disabled for the handler and restored after (the handler may switch
+/// threads; the rest runs when this thread is switched back in). For the simulation mode,
+/// where no timer signal exists.
+pub fn deliver_now(vector: u8) {
+    let was = block();
+    super::fault::deliver_interrupt(vector);
+    if was {
+        unblock();
+    }
+}
+
+/// Waits for a signal with every signal unblocked, then returns with the mask as it was — or
+/// runs the idle hook instead when one is set.
 pub fn suspend() {
+    if let Some(hook) = IDLE_HOOK.get() {
+        hook();
+        return;
+    }
     let empty = 0u64;
     // SAFETY: a valid empty sigset; the call returns after a handler ran.
     unsafe {
