@@ -66,6 +66,8 @@ pub(crate) struct App {
     pub(crate) test: bool,
     /// `board/machine` pairs `cargo xtask test` skips this app on (`skip-on`).
     pub(crate) skip_on: Vec<String>,
+    /// SIGIO signals a second sent to the process while it runs (process boards only).
+    pub(crate) signal_storm: Option<u32>,
 }
 
 /// What a manifest says, before the directory is known.
@@ -79,6 +81,7 @@ pub(crate) struct Manifest {
     pub(crate) stdin: Option<StdinFeed>,
     pub(crate) test: bool,
     pub(crate) skip_on: Vec<String>,
+    pub(crate) signal_storm: Option<u32>,
 }
 
 /// A short rendering of a TOML value for error messages.
@@ -115,6 +118,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         stdin: None,
         test: true,
         skip_on: Vec::new(),
+        signal_storm: None,
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
         return Ok(manifest);
@@ -201,10 +205,18 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or("metadata.rhea.skip-on must be an array of \"board/machine\" strings")?;
             }
+            "signal-storm" => {
+                let rate = value
+                    .as_integer()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("metadata.rhea.signal-storm must be a positive number of signals a second, got {}", show(value)))?;
+                manifest.signal_storm = Some(rate);
+            }
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm)"
                 ));
             }
         }
@@ -250,6 +262,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 stdin: manifest.stdin,
                 test: manifest.test,
                 skip_on: manifest.skip_on,
+                signal_storm: manifest.signal_storm,
             });
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));

@@ -613,10 +613,11 @@ pub(crate) fn run_process_captured(
     feed: Option<&StdinFeed>,
     timeout: Duration,
     echo: bool,
+    storm_per_sec: Option<u32>,
 ) -> Result<Captured> {
     let mut cmd = Command::new(binary);
     cmd.args(cmdline.split_whitespace());
-    run_command_captured(cmd, feed, timeout, echo)
+    run_command_captured_storm(cmd, feed, timeout, echo, storm_per_sec)
 }
 
 /// How a LinuxU process ended: it exits 0 on success and 1 when the kernel reports failure.
@@ -668,10 +669,52 @@ enum Event {
 }
 
 fn run_command_captured(
+    cmd: Command,
+    feed: Option<&StdinFeed>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    run_command_captured_storm(cmd, feed, timeout, echo, None)
+}
+
+/// Once `go` is set (the kernel printed `rhea: app main`, so it is up), sends `per_sec` SIGIO
+/// signals a second to process `pid` until `stop` is set (the LinuxU signal-storm test): the
+/// kernel must neither overflow a stack nor lose its timer.
+fn signal_storm(
+    pid: u32,
+    per_sec: u32,
+    go: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    use std::sync::atomic::Ordering;
+    while !go.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) {
+            return 0;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * f64::from(per_sec)) as u64;
+        while sent < due {
+            // SAFETY: kill(2) with a pid we spawned and a signal number; no memory involved.
+            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGIO) } != 0 {
+                return sent;
+            }
+            sent += 1;
+        }
+        thread::sleep(Duration::from_micros(100));
+    }
+    sent
+}
+
+fn run_command_captured_storm(
     mut cmd: Command,
     feed: Option<&StdinFeed>,
     timeout: Duration,
     echo: bool,
+    storm_per_sec: Option<u32>,
 ) -> Result<Captured> {
     let stdin = if feed.is_some() {
         Stdio::piped()
@@ -691,6 +734,12 @@ fn run_command_captured(
     let mut child = cmd
         .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    let storm_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm_go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let storm = storm_per_sec.map(|rate| {
+        let (pid, go, stop) = (child.id(), storm_go.clone(), storm_stop.clone());
+        thread::spawn(move || signal_storm(pid, rate, &go, &stop))
+    });
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     // The text and the pipe it goes to; the reader thread starts the writer.
@@ -743,6 +792,9 @@ fn run_command_captured(
             if echo {
                 println!("{line}");
             }
+            if line.contains("rhea: app main") {
+                storm_go.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             lines.push((at, line));
         }
         Event::Fed(at, Ok(())) => {
@@ -788,6 +840,15 @@ fn run_command_captured(
     }
     if echo && !stderr.trim().is_empty() {
         eprint!("{stderr}");
+    }
+    storm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut stderr = stderr;
+    if let Some(sent) = storm.and_then(|h| h.join().ok()) {
+        let note = format!("(signal storm: {sent} SIGIO sent)\n");
+        if echo {
+            print!("{note}");
+        }
+        stderr.push_str(&note);
     }
     Ok(Captured {
         lines,

@@ -255,6 +255,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                         feed,
                         app.timeout,
                         opts.verbose,
+                        app.signal_storm,
                     ),
                 };
                 let captured = match run {
@@ -283,6 +284,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                         None,
                         app.timeout,
                         false,
+                        app.signal_storm,
                     )
                     .map_err(|e| e.to_string())?;
                     let second = trace_line(&again.console())

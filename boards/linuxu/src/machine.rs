@@ -46,6 +46,9 @@ static BOOT_SP: AtomicU64 = AtomicU64::new(0);
 #[unsafe(no_mangle)]
 pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     BOOT_CYCLES.store(rhea_arch::read_cycle_counter(), Ordering::Relaxed);
+    // Interrupts start disabled, as on hardware: the interrupt signals stay pending (instead of
+    // taking their default action, which for SIGIO ends the process) until handlers exist.
+    rhea_arch::irq_save();
     let marker = 0u8;
     BOOT_SP.store(core::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     ARGC.store(argc, Ordering::Relaxed);
