@@ -42,7 +42,10 @@ fn main() -> Result<(), &'static str> {
         h.join().map_err(|_| "join")?;
     }
     let (done, early) = (DONE.load(Ordering::Relaxed), EARLY.load(Ordering::Relaxed));
-    rhea::println!("storm: {done} sleeps of 500 us by 4 threads, {} early, none lost", if early == 0 { "none" } else { "SOME" });
+    rhea::println!(
+        "storm: {done} sleeps of 500 us by 4 threads, {} early, none lost",
+        if early == 0 { "none" } else { "SOME" }
+    );
     if done != 2000 || early != 0 {
         return Err("sleeps were lost or ended early");
     }
