@@ -842,7 +842,6 @@ fn run_command_captured_storm(
         eprint!("{stderr}");
     }
     storm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut stderr = stderr;
     if let Some(sent) = storm.and_then(|h| h.join().ok()) {
         let note = format!("(signal storm: {sent} SIGIO sent)\n");
         if echo {
