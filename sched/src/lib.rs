@@ -43,7 +43,7 @@ mod tests;
 pub use cpuset::CpuSet;
 pub use error::SchedError;
 pub use rhea_hal::{Instant, Priority};
-pub use sched::{Decision, EventWait, ObjectId, Sched, SpawnParams, WakeReason};
+pub use sched::{Decision, EventWait, ObjectId, Sched, SpawnParams, Switch, WakeReason};
 pub use thread::{Thread, ThreadId};
 
 /// The most CPUs a [`Sched`] manages (the width of [`CpuSet`]).

@@ -70,6 +70,9 @@ impl Decision {
     }
 }
 
+/// A context switch the kernel must make: `(outgoing, incoming)`.
+pub type Switch = (Arc<Thread>, Arc<Thread>);
+
 /// A synchronisation object's identity (slot index and generation).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct ObjectId(u64);
@@ -201,15 +204,6 @@ impl RunQueue {
         } else {
             Some(63 - self.bitmap.leading_zeros() as usize)
         }
-    }
-
-    fn pop_highest(&mut self) -> Option<Arc<Thread>> {
-        let level = self.highest()?;
-        let t = self.levels[level].pop_front();
-        if self.levels[level].is_empty() {
-            self.bitmap &= !(1 << level);
-        }
-        t
     }
 
     fn remove(&mut self, level: usize, t: &Thread) -> Option<Arc<Thread>> {
@@ -498,14 +492,49 @@ impl Sched {
             return d;
         }
         t.state = State::Ready;
-        t.queued_level = t.eff.level();
-        let level = t.queued_level;
-        let eff = t.eff;
-        self.cpus[cpu].rq.push(level, thread, false);
-        if eff.is_more_important_than(self.eff_of(self.current(cpu))) {
-            d = d.merge(Decision::cpu(cpu));
+        d.merge(self.enqueue_ready(id, false, cpu))
+    }
+
+    /// The online CPU in `affinity` running the least important thread (idle counts as least
+    /// important of all); ties go to `prefer`, then to the lowest number. RT: O(CPUs).
+    fn least_important_cpu(&self, affinity: CpuSet, prefer: usize) -> Option<usize> {
+        let mut best: Option<(usize, Priority)> = None;
+        for cpu in affinity.intersect(self.online).iter() {
+            let eff = self.eff_of(self.current(cpu));
+            let better = match best {
+                None => true,
+                Some((b, beff)) => {
+                    beff.is_more_important_than(eff)
+                        || (eff == beff && cpu == prefer && b != prefer)
+                }
+            };
+            if better {
+                best = Some((cpu, eff));
+            }
         }
-        d
+        best.map(|(c, _)| c)
+    }
+
+    /// Queues a `Ready` thread for running (SMP placement, "push"): on the allowed CPU running
+    /// the least important thread if it is less important than this one — which must then
+    /// reschedule — else on `home` (its last CPU) when allowed. `front` keeps a preempted
+    /// thread's place at the head of its level.
+    fn enqueue_ready(&mut self, id: ThreadId, front: bool, home: usize) -> Decision {
+        let t = self.tcb(id).expect("live");
+        let (affinity, eff, thread) = (t.affinity, t.eff, t.thread.clone());
+        let home_ok = affinity.contains(home) && self.online.contains(home);
+        let target = self.least_important_cpu(affinity, home).unwrap_or(home);
+        let preempts = eff.is_more_important_than(self.eff_of(self.current(target)));
+        let cpu = if preempts || !home_ok { target } else { home };
+        let t = self.tcb_mut(id);
+        t.cpu = cpu;
+        t.queued_level = eff.level();
+        self.cpus[cpu].rq.push(eff.level(), thread, front);
+        if preempts {
+            Decision::cpu(target)
+        } else {
+            Decision::default()
+        }
     }
 
     fn eff_of(&self, id: ThreadId) -> Priority {
@@ -513,11 +542,18 @@ impl Sched {
     }
 
     /// Chooses the thread `cpu` runs next, updating slice accounting. Returns the outgoing and
-    /// incoming threads when they differ; the kernel then switches contexts.
-    /// RT: O(1): one bitmap scan, list pushes and pops.
-    pub fn pick_next(&mut self, cpu: usize, now: Instant) -> Option<(Arc<Thread>, Arc<Thread>)> {
+    /// incoming threads when they differ (the kernel then switches contexts), and the other
+    /// CPUs that must now reschedule (SMP: a thread left ready here that one of them should
+    /// run instead of what it runs).
+    ///
+    /// With several CPUs the choice is global within affinity: the most important ready
+    /// thread that may run here, from this CPU's queue or — if more important — pulled from
+    /// another's. RT: O(1) on one CPU; with n CPUs, O(n × levels) for the pull plus O(queued
+    /// threads × n) for the push check.
+    pub fn pick_next(&mut self, cpu: usize, now: Instant) -> (Option<Switch>, Decision) {
         let cur = self.current(cpu);
         let switched_in = self.cpus[cpu].switched_in;
+        let mut d = Decision::default();
         let c = self.tcb_mut(cur);
         let cur_thread = c.thread.clone();
         if c.state == State::Running && !c.is_idle {
@@ -531,18 +567,24 @@ impl Sched {
                 }
             }
             c.state = State::Ready;
-            c.queued_level = c.eff.level();
-            let level = c.queued_level;
             // A preempted thread keeps its place at the head of its level (POSIX SCHED_FIFO);
-            // one that yielded or used up its slice goes to the back.
-            self.cpus[cpu].rq.push(level, cur_thread.clone(), !at_back);
+            // one that yielded or used up its slice goes to the back. It is made current-less
+            // first so placement does not count it as running here.
+            self.cpus[cpu].current = self.cpus[cpu].idle;
+            d = d.merge(self.enqueue_ready(cur, !at_back, cpu));
+            d.resched = CpuSet::from_bits(d.resched.bits() & !(1 << cpu));
         } else if c.state == State::Running {
             c.state = State::Ready; // idle: never queued
         }
-        let cpu_state = &mut self.cpus[cpu];
-        let next = match cpu_state.rq.pop_highest() {
-            Some(t) => t.id(),
-            None => cpu_state.idle.expect("an online CPU has an idle thread"),
+        let next = match self.best_ready_for(cpu) {
+            Some((from, level, id)) => {
+                let t = self.tcb(id).expect("live").thread.clone();
+                self.cpus[from].rq.remove(level, &t);
+                id
+            }
+            None => self.cpus[cpu]
+                .idle
+                .expect("an online CPU has an idle thread"),
         };
         let n = self.tcb_mut(next);
         n.state = State::Running;
@@ -558,11 +600,83 @@ impl Sched {
         c.current = Some(next);
         c.slice_end = slice_end;
         c.switched_in = now;
-        if next == cur {
-            return None;
+        let switched = next != cur;
+        if switched {
+            c.switches += 1;
         }
-        c.switches += 1;
-        Some((cur_thread, next_thread))
+        d = d.merge(self.push_check(cpu));
+        (switched.then_some((cur_thread, next_thread)), d)
+    }
+
+    /// The most important ready thread allowed on `cpu`: the head of this CPU's best level,
+    /// or a more important one queued on another CPU. `(queue's CPU, level, thread)`.
+    fn best_ready_for(&self, cpu: usize) -> Option<(usize, usize, ThreadId)> {
+        let mut best = self.cpus[cpu].rq.highest().and_then(|l| {
+            self.cpus[cpu].rq.levels[l]
+                .front()
+                .get()
+                .map(|t| (cpu, l, t.id()))
+        });
+        if self.online.bits().count_ones() == 1 {
+            return best;
+        }
+        for x in self.online.iter().filter(|&x| x != cpu) {
+            let rq = &self.cpus[x].rq;
+            let floor = best.map_or(0, |(_, l, _)| l + 1);
+            // RT: at most LEVELS levels, each scanned until the first thread allowed here.
+            for level in (floor..Priority::LEVELS).rev() {
+                if rq.bitmap & (1 << level) == 0 {
+                    continue;
+                }
+                let mut c = rq.levels[level].front();
+                let mut found = None;
+                while let Some(t) = c.get() {
+                    if self
+                        .tcb(t.id())
+                        .is_some_and(|tcb| tcb.affinity.contains(cpu))
+                    {
+                        found = Some(t.id());
+                        break;
+                    }
+                    c.move_next();
+                }
+                if let Some(id) = found {
+                    best = Some((x, level, id));
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// After `cpu` chose what to run: the CPUs running something less important than a thread
+    /// still queued here that may run there must reschedule (they will pull it).
+    fn push_check(&self, cpu: usize) -> Decision {
+        let mut d = Decision::default();
+        if self.online.bits().count_ones() == 1 {
+            return d;
+        }
+        let rq = &self.cpus[cpu].rq;
+        for level in (0..Priority::LEVELS).rev() {
+            if rq.bitmap & (1 << level) == 0 {
+                continue;
+            }
+            let mut c = rq.levels[level].front();
+            // RT: bounded by the threads queued on this CPU.
+            while let Some(t) = c.get() {
+                if let Some(tcb) = self.tcb(t.id())
+                    && let Some(target) = self.least_important_cpu(tcb.affinity, cpu)
+                    && target != cpu
+                    && tcb
+                        .eff
+                        .is_more_important_than(self.eff_of(self.current(target)))
+                {
+                    d = d.merge(Decision::cpu(target));
+                }
+                c.move_next();
+            }
+        }
+        d
     }
 
     /// The earliest time `cpu` must be interrupted: its first sleeper's deadline or the end of
@@ -734,6 +848,48 @@ impl Sched {
         Ok(self.update_priority(id))
     }
 
+    /// Changes the CPUs a thread may run on. An empty mask, or one naming no online CPU, is an
+    /// error. A thread running or queued on a CPU it may no longer use moves.
+    pub fn set_affinity(&mut self, id: ThreadId, affinity: CpuSet) -> Result<Decision, SchedError> {
+        if affinity.intersect(self.online).is_empty() {
+            return Err(SchedError::NoUsableCpu);
+        }
+        let online = self.online;
+        let t = self.try_tcb_mut(id)?;
+        if t.is_idle {
+            return Err(SchedError::WouldBlockIdle);
+        }
+        if t.state == State::Exited {
+            return Err(SchedError::NoSuchThread);
+        }
+        t.affinity = affinity;
+        let (state, cpu, level, thread) = (t.state, t.cpu, t.queued_level, t.thread.clone());
+        match state {
+            State::Ready => {
+                // Re-placed even when its queue's CPU is still allowed: a newly allowed CPU may
+                // be running something less important.
+                self.cpus[cpu].rq.remove(level, &thread);
+                let home = if affinity.contains(cpu) {
+                    cpu
+                } else {
+                    affinity.intersect(online).first().expect("checked above")
+                };
+                Ok(self.enqueue_ready(id, false, home))
+            }
+            State::Running if !affinity.contains(cpu) => Ok(Decision::cpu(cpu)),
+            State::Blocked if !affinity.contains(cpu) => {
+                // It wakes on its sleep queue's CPU and is then placed within the new mask.
+                Ok(Decision::default())
+            }
+            _ => Ok(Decision::default()),
+        }
+    }
+
+    /// The CPUs that are online.
+    pub fn online(&self) -> CpuSet {
+        self.online
+    }
+
     /// Recomputes `id`'s effective priority from its base and the waiters of the mutexes it
     /// holds, moves it in whatever queue it is on, and follows the chain of mutex owners while
     /// priorities keep changing. RT: bounded by the number of threads (the chain is acyclic:
@@ -767,11 +923,7 @@ impl Sched {
             match state {
                 State::Ready => {
                     self.cpus[cpu].rq.remove(level, &thread);
-                    self.tcb_mut(id).queued_level = eff.level();
-                    self.cpus[cpu].rq.push(eff.level(), thread, false);
-                    if eff.is_more_important_than(self.eff_of(self.current(cpu))) {
-                        d = d.merge(Decision::cpu(cpu));
-                    }
+                    d = d.merge(self.enqueue_ready(id, false, cpu));
                 }
                 State::Running => {
                     // Lowered: something ready may now be more important.
@@ -1338,8 +1490,28 @@ impl Sched {
                 }
             }
         }
+        // Global fixed-priority semantics within affinity: no ready thread is more important
+        // than what runs on a CPU it may use.
+        for t in self
+            .tcbs
+            .iter()
+            .flatten()
+            .filter(|t| t.state == State::Ready && !t.is_idle)
+        {
+            for cpu in t.affinity.intersect(self.online).iter() {
+                let running = self.eff_of(self.current(cpu));
+                if t.eff.is_more_important_than(running) {
+                    return Err(format!(
+                        "{:?} ({:?}) is ready while cpu{cpu} runs {:?} at {running:?}",
+                        t.thread.id(),
+                        t.eff,
+                        self.current(cpu)
+                    ));
+                }
+            }
+        }
         for t in self.tcbs.iter().flatten() {
-            if !t.affinity.contains(t.cpu) {
+            if matches!(t.state, State::Ready | State::Running) && !t.affinity.contains(t.cpu) {
                 return Err(format!(
                     "{:?} is on cpu{} outside its affinity {:?}",
                     t.thread.id(),

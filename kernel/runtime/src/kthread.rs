@@ -104,7 +104,8 @@ impl SchedGuard {
         let cpu = cpu();
         let now = time::now();
         let s = self.sched();
-        let switch = s.pick_next(cpu, now);
+        // Other CPUs named here must reschedule too (an IPI, once SMP lands; one CPU is online).
+        let (switch, _others) = s.pick_next(cpu, now);
         let deadline = s.next_deadline(cpu);
         if CHECKER.load(Ordering::Relaxed) {
             CHECKS.fetch_add(1, Ordering::Relaxed);
