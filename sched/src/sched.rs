@@ -251,6 +251,9 @@ pub struct Sched {
     free_objects: Vec<u32>,
     cpus: Vec<Cpu>,
     online: CpuSet,
+    /// CPUs told to reschedule (an IPI in flight) that have not yet: the checker allows them
+    /// to lag, as the semantics do ("beyond the bounded time of an IPI").
+    pending: CpuSet,
 }
 
 impl core::fmt::Debug for Sched {
@@ -275,6 +278,7 @@ impl Sched {
             free_objects: Vec::new(),
             cpus: (0..ncpus).map(|_| Cpu::new()).collect(),
             online: CpuSet::EMPTY,
+            pending: CpuSet::EMPTY,
         }
     }
 
@@ -498,8 +502,14 @@ impl Sched {
     /// The online CPU in `affinity` running the least important thread (idle counts as least
     /// important of all); ties go to `prefer`, then to the lowest number. RT: O(CPUs).
     fn least_important_cpu(&self, affinity: CpuSet, prefer: usize) -> Option<usize> {
+        self.least_important_cpu_except(affinity, prefer, CpuSet::EMPTY)
+    }
+
+    /// [`Sched::least_important_cpu`] among the CPUs not in `except`.
+    fn least_important_cpu_except(&self, affinity: CpuSet, prefer: usize, except: CpuSet) -> Option<usize> {
         let mut best: Option<(usize, Priority)> = None;
-        for cpu in affinity.intersect(self.online).iter() {
+        let candidates = CpuSet::from_bits(affinity.intersect(self.online).bits() & !except.bits());
+        for cpu in candidates.iter() {
             let eff = self.eff_of(self.current(cpu));
             let better = match best {
                 None => true,
@@ -523,8 +533,14 @@ impl Sched {
         let t = self.tcb(id).expect("live");
         let (affinity, eff, thread) = (t.affinity, t.eff, t.thread.clone());
         let home_ok = affinity.contains(home) && self.online.contains(home);
-        let target = self.least_important_cpu(affinity, home).unwrap_or(home);
-        let preempts = eff.is_more_important_than(self.eff_of(self.current(target)));
+        // CPUs already told to reschedule will take the best ready thread they may run; a
+        // second thread is aimed at another CPU, or waits at home for the next pass.
+        let free = self.least_important_cpu_except(affinity, home, self.pending);
+        let preempts = free.is_some_and(|c| eff.is_more_important_than(self.eff_of(self.current(c))));
+        let target = match free {
+            Some(c) if preempts => c,
+            _ => self.least_important_cpu(affinity, home).unwrap_or(home),
+        };
         let cpu = if preempts || !home_ok { target } else { home };
         let t = self.tcb_mut(id);
         t.cpu = cpu;
@@ -554,6 +570,7 @@ impl Sched {
         let cur = self.current(cpu);
         let switched_in = self.cpus[cpu].switched_in;
         let mut d = Decision::default();
+        self.pending = CpuSet::from_bits(self.pending.bits() & !(1 << cpu));
         let c = self.tcb_mut(cur);
         let cur_thread = c.thread.clone();
         if c.state == State::Running && !c.is_idle {
@@ -656,24 +673,27 @@ impl Sched {
         if self.online.bits().count_ones() == 1 {
             return d;
         }
-        let rq = &self.cpus[cpu].rq;
+        // Every queue, most important level first: each ready thread that some CPU not yet
+        // claimed (by this pass, an earlier IPI, or `cpu` itself) should run instead of what it
+        // runs claims that CPU. RT: O(levels × CPUs + queued threads × CPUs).
+        let mut claimed = CpuSet::from_bits(self.pending.bits() | 1 << cpu);
         for level in (0..Priority::LEVELS).rev() {
-            if rq.bitmap & (1 << level) == 0 {
-                continue;
-            }
-            let mut c = rq.levels[level].front();
-            // RT: bounded by the threads queued on this CPU.
-            while let Some(t) = c.get() {
-                if let Some(tcb) = self.tcb(t.id())
-                    && let Some(target) = self.least_important_cpu(tcb.affinity, cpu)
-                    && target != cpu
-                    && tcb
-                        .eff
-                        .is_more_important_than(self.eff_of(self.current(target)))
-                {
-                    d = d.merge(Decision::cpu(target));
+            for x in self.online.iter() {
+                let rq = &self.cpus[x].rq;
+                if rq.bitmap & (1 << level) == 0 {
+                    continue;
                 }
-                c.move_next();
+                let mut c = rq.levels[level].front();
+                while let Some(t) = c.get() {
+                    if let Some(tcb) = self.tcb(t.id())
+                        && let Some(target) = self.least_important_cpu_except(tcb.affinity, x, claimed)
+                        && tcb.eff.is_more_important_than(self.eff_of(self.current(target)))
+                    {
+                        d = d.merge(Decision::cpu(target));
+                        claimed = CpuSet::from_bits(claimed.bits() | 1 << target);
+                    }
+                    c.move_next();
+                }
             }
         }
         d
@@ -888,6 +908,12 @@ impl Sched {
     /// The CPUs that are online.
     pub fn online(&self) -> CpuSet {
         self.online
+    }
+
+    /// Records that `cpu` was told to reschedule (the kernel sent it an IPI); cleared when it
+    /// runs [`Sched::pick_next`].
+    pub fn note_resched_sent(&mut self, cpu: usize) {
+        self.pending = CpuSet::from_bits(self.pending.bits() | 1 << cpu);
     }
 
     /// Recomputes `id`'s effective priority from its base and the waiters of the mutexes it
@@ -1414,18 +1440,21 @@ impl Sched {
             if !self.online.contains(cpu) {
                 continue;
             }
+            let lagging = self.pending.contains(cpu);
             let cur = c.current.ok_or_else(|| format!("cpu{cpu} runs nothing"))?;
             let ct = self
                 .tcb(cur)
                 .ok_or_else(|| format!("cpu{cpu} runs a dead thread"))?;
-            if ct.state != State::Running || ct.cpu != cpu {
+            // A CPU told to reschedule may still show a thread that blocked, exited or was
+            // suspended from another CPU.
+            if !lagging && (ct.state != State::Running || ct.cpu != cpu) {
                 return Err(format!(
                     "cpu{cpu}: current {cur:?} is {:?} on cpu{}",
                     ct.state, ct.cpu
                 ));
             }
             // The running thread is the most important ready one (within this CPU).
-            if let Some(h) = c.rq.highest().filter(|&h| h > ct.eff.level()) {
+            if let Some(h) = c.rq.highest().filter(|&h| h > ct.eff.level() && !lagging) {
                 return Err(format!(
                     "cpu{cpu}: runs {cur:?} at {:?} while level {h} is ready",
                     ct.eff
@@ -1491,21 +1520,29 @@ impl Sched {
             }
         }
         // Global fixed-priority semantics within affinity: no ready thread is more important
-        // than what runs on a CPU it may use.
-        for t in self
-            .tcbs
-            .iter()
-            .flatten()
-            .filter(|t| t.state == State::Ready && !t.is_idle)
-        {
-            for cpu in t.affinity.intersect(self.online).iter() {
+        // than what runs on a CPU it may use — except while a CPU told to reschedule (an IPI in
+        // flight) is on its way to take it: most important threads first, each such CPU
+        // covers one thread it may run.
+        let mut ready: Vec<&Tcb> = self.tcbs.iter().flatten().filter(|t| t.state == State::Ready && !t.is_idle).collect();
+        ready.sort_by_key(|t| core::cmp::Reverse(t.eff.level()));
+        let mut coming = self.pending.intersect(self.online);
+        for t in ready {
+            // A CPU on its way covers a thread only if that thread outranks what it runs.
+            let covering = t.affinity.intersect(coming).iter().find(|&c| t.eff.is_more_important_than(self.eff_of(self.current(c))));
+            if let Some(c) = covering {
+                coming = CpuSet::from_bits(coming.bits() & !(1 << c));
+                continue;
+            }
+            for cpu in t.affinity.intersect(self.online).iter().filter(|&c| !self.pending.contains(c)) {
                 let running = self.eff_of(self.current(cpu));
                 if t.eff.is_more_important_than(running) {
                     return Err(format!(
-                        "{:?} ({:?}) is ready while cpu{cpu} runs {:?} at {running:?}",
+                        "{:?} ({:?}, queued on cpu{}) is ready while cpu{cpu} runs {:?} at {running:?} (rescheduling: {:?})",
                         t.thread.id(),
                         t.eff,
-                        self.current(cpu)
+                        t.cpu,
+                        self.current(cpu),
+                        self.pending
                     ));
                 }
             }

@@ -675,6 +675,12 @@ impl SimN {
     }
 
     fn apply(&mut self, d: Decision) {
+        // Like the kernel: every CPU named is told (an IPI: pending), then CPUs reschedule one
+        // at a time, and the checker runs after every single decision — with the others'
+        // IPIs still in flight.
+        for cpu in d.resched.iter() {
+            self.s.note_resched_sent(cpu);
+        }
         let mut pending = d.resched;
         for _ in 0..256 {
             let Some(cpu) = pending.first() else { break };
@@ -682,6 +688,12 @@ impl SimN {
             let (switch, more) = self.s.pick_next(cpu, Instant::from_nanos(self.now));
             if let Some((_, to)) = switch {
                 self.ran.push((cpu, to.id()));
+            }
+            for c in more.resched.iter() {
+                self.s.note_resched_sent(c);
+            }
+            if let Err(e) = self.s.check() {
+                panic!("after cpu{cpu} rescheduled: {e}");
             }
             pending = CpuSet::from_bits(pending.bits() | more.resched.bits());
         }

@@ -24,4 +24,5 @@
 
 mod machine;
 mod sim;
+mod smp;
 pub use machine::*;

@@ -46,6 +46,8 @@ static BOOT_SP: AtomicU64 = AtomicU64::new(0);
 #[unsafe(no_mangle)]
 pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     BOOT_CYCLES.store(rhea_arch::read_cycle_counter(), Ordering::Relaxed);
+    // This thread is vCPU 0: per-CPU data through GS before any kernel code asks.
+    rhea_arch::vcpu::become_cpu(0);
     // Interrupts start disabled, as on hardware: the interrupt signals stay pending (instead of
     // taking their default action, which for SIGIO ends the process) until handlers exist.
     rhea_arch::irq_save();
@@ -85,6 +87,25 @@ impl Platform for LinuxU {
             ExitStatus::Failure => 1,
         })
     }
+
+    /// `rhea.cpus=N` (default 1); the simulation mode is single-vCPU (its determinism rests
+    /// on one thread of execution).
+    fn cpu_count(&self) -> usize {
+        let arg = |key: &str| cmdline_str().split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='));
+        if arg("rhea.sim") == Some("1") {
+            return 1;
+        }
+        let n = arg("rhea.cpus").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
+        if n > rhea_arch::vcpu::MAX_VCPUS {
+            use core::fmt::Write;
+            let _ = writeln!(ConsoleWriter, "rhea: smp: {n} vCPUs asked for, {} supported; using {}", rhea_arch::vcpu::MAX_VCPUS, rhea_arch::vcpu::MAX_VCPUS);
+        }
+        n.clamp(1, rhea_arch::vcpu::MAX_VCPUS)
+    }
+
+    fn start_secondary_cpus(&self, entry: extern "C" fn(usize) -> !) -> usize {
+        crate::smp::start(self.cpu_count(), entry)
+    }
 }
 
 /// What the board learned at start-up, for the runtime.
@@ -112,6 +133,16 @@ struct CmdlineBuf(core::cell::UnsafeCell<[u8; 1024]>);
 unsafe impl Sync for CmdlineBuf {}
 static CMDLINE: CmdlineBuf = CmdlineBuf(core::cell::UnsafeCell::new([0; 1024]));
 
+/// The command line `early_init` recorded (empty before).
+fn cmdline_str() -> &'static str {
+    let n = CMDLINE_LEN.load(Ordering::Relaxed);
+    // SAFETY: written once by `early_init` before `CMDLINE_LEN` is set; only read after.
+    let buf = unsafe { &*CMDLINE.0.get() };
+    core::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+static CMDLINE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
 fn cmdline() -> &'static str {
     // SAFETY: runs once, first thing in `early_init`, before any reader exists; argv strings are
     // NUL-terminated and live for the process.
@@ -132,6 +163,7 @@ fn cmdline() -> &'static str {
         buf[n..n + arg.len()].copy_from_slice(arg);
         n += arg.len();
     }
+    CMDLINE_LEN.store(n, Ordering::Relaxed);
     core::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
@@ -188,42 +220,40 @@ static CLOCK: Monotonic = Monotonic {
     origin_ns: AtomicU64::new(0),
 };
 
-/// The vCPU's POSIX timer.
+/// Each vCPU's POSIX timer (one per vCPU thread, delivering SIGALRM to that thread).
 #[derive(Debug)]
 struct PosixTimer {
-    id: AtomicI32,
+    ids: [AtomicI32; rhea_arch::vcpu::MAX_VCPUS],
 }
 
-static TIMER: PosixTimer = PosixTimer {
-    id: AtomicI32::new(-1),
-};
+static TIMER: PosixTimer = PosixTimer { ids: [const { AtomicI32::new(-1) }; rhea_arch::vcpu::MAX_VCPUS] };
 
 const TIMER_ABSTIME: usize = 1;
 const SIGEV_THREAD_ID: i32 = 4;
 
 impl PosixTimer {
     fn set(&self, absolute_ns: u64) {
-        let spec: [i64; 4] = [
-            0,
-            0,
-            (absolute_ns / 1_000_000_000) as i64,
-            (absolute_ns % 1_000_000_000) as i64,
-        ];
-        // SAFETY: a valid `struct itimerspec`; the timer id is ours.
-        unsafe {
-            syscall6(
-                nr::TIMER_SETTIME,
-                [
-                    self.id.load(Ordering::Relaxed) as usize,
-                    TIMER_ABSTIME,
-                    spec.as_ptr() as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            )
-        };
+        let spec: [i64; 4] = [0, 0, (absolute_ns / 1_000_000_000) as i64, (absolute_ns % 1_000_000_000) as i64];
+        let id = self.ids[rhea_arch::vcpu::current()].load(Ordering::Relaxed);
+        // SAFETY: a valid `struct itimerspec`; the timer id is this vCPU's.
+        unsafe { syscall6(nr::TIMER_SETTIME, [id as usize, TIMER_ABSTIME, spec.as_ptr() as usize, 0, 0, 0]) };
     }
+}
+
+/// Creates the calling vCPU thread's timer, which signals that thread.
+pub(crate) fn create_timer(cpu: usize) -> Result<(), InitError> {
+    let mut sigev = [0u8; 64];
+    sigev[8..12].copy_from_slice(&(signals::TIMER_SIGNAL as i32).to_le_bytes());
+    sigev[12..16].copy_from_slice(&SIGEV_THREAD_ID.to_le_bytes());
+    sigev[16..20].copy_from_slice(&sys::gettid().to_le_bytes());
+    let mut id: i32 = -1;
+    // SAFETY: valid `struct sigevent` and `timer_t` pointers.
+    let r = unsafe { syscall6(nr::TIMER_CREATE, [sys::CLOCK_MONOTONIC, sigev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0]) };
+    if r < 0 {
+        return Err(InitError::Timer(r));
+    }
+    TIMER.ids[cpu].store(id, Ordering::Relaxed);
+    Ok(())
 }
 
 impl OneShotTimer for PosixTimer {
@@ -296,6 +326,10 @@ impl InterruptController for Signals {
 
     fn raise_self(&self, vector: u8) {
         signals::raise_self(vector);
+    }
+
+    fn send_ipi(&self, cpu: rhea_hal::CpuId, vector: u8) {
+        rhea_arch::vcpu::send_ipi(cpu.0 as usize, vector);
     }
 }
 
@@ -372,29 +406,7 @@ pub fn init_interrupts_and_time(
         .origin_ns
         .store(start_ns.saturating_sub(since_main_ns), Ordering::Relaxed);
 
-    let mut sigev = [0u8; 64];
-    sigev[8..12].copy_from_slice(&(signals::TIMER_SIGNAL as i32).to_le_bytes());
-    sigev[12..16].copy_from_slice(&SIGEV_THREAD_ID.to_le_bytes());
-    sigev[16..20].copy_from_slice(&sys::gettid().to_le_bytes());
-    let mut id: i32 = -1;
-    // SAFETY: valid `struct sigevent` and `timer_t` pointers.
-    let r = unsafe {
-        syscall6(
-            nr::TIMER_CREATE,
-            [
-                sys::CLOCK_MONOTONIC,
-                sigev.as_ptr() as usize,
-                &mut id as *mut i32 as usize,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
-    if r < 0 {
-        return Err(InitError::Timer(r));
-    }
-    TIMER.id.store(id, Ordering::Relaxed);
+    create_timer(0)?;
     signals::init_interrupts(TIMER_VECTOR);
 
     use core::fmt::Write;
@@ -406,7 +418,7 @@ pub fn init_interrupts_and_time(
     );
     let _ = writeln!(
         w,
-        "rhea: irq: signals (SIGALRM timer from a per-vCPU POSIX timer, SIGIO devices, SIGUSR2 raised vectors)"
+        "rhea: irq: signals (SIGALRM timer from a per-vCPU POSIX timer, SIGIO devices, signal 40 raised vectors and IPIs)"
     );
     Ok(TimeAndIrq {
         clock: &CLOCK,
@@ -417,7 +429,7 @@ pub fn init_interrupts_and_time(
     })
 }
 
-struct ConsoleWriter;
+pub(crate) struct ConsoleWriter;
 
 impl core::fmt::Write for ConsoleWriter {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {

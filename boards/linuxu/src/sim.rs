@@ -9,7 +9,7 @@
 //! scheduling trace is identical run after run. The seed perturbs when each timer interrupt
 //! lands (a jitter of up to [`JITTER_NS`]) to explore other interleavings.
 //!
-//! What stays real: console input (SIGIO) and `rhea::irq::raise_self` (SIGUSR2) are still
+//! What stays real: console input (SIGIO) and `rhea::irq::raise_self` (real-time signal 40) are still
 //! signals, so apps that read input are not deterministic. A thread that spins without ever
 //! calling into the kernel is never preempted (there is no instruction counter). An idle machine
 //! with no timer armed waits for real input, as a real machine would (console input is always

@@ -46,4 +46,10 @@ pub trait InterruptController: Sync {
     fn mask(&self, line: IrqLine) -> Result<(), RouteError>;
     /// Raises `vector` on the calling CPU (a self-IPI).
     fn raise_self(&self, vector: u8);
+
+    /// Raises `vector` on CPU `cpu` (an IPI). Boards with one CPU keep the default, which does
+    /// nothing.
+    fn send_ipi(&self, cpu: crate::CpuId, vector: u8) {
+        let _ = (cpu, vector);
+    }
 }

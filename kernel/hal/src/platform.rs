@@ -32,6 +32,20 @@ pub trait Platform: Sync {
     /// Ends the machine with `status`. On hardware without a way to report a status this stops
     /// the CPU for good.
     fn exit(&self, status: ExitStatus) -> !;
+
+    /// How many CPUs the machine has (or the command line asked for), at most the scheduler's
+    /// limit. Boards without multi-CPU bring-up keep the default, 1.
+    fn cpu_count(&self) -> usize {
+        1
+    }
+
+    /// Starts CPUs `1..cpu_count()`; each runs `entry(cpu)` once its own per-CPU state is set
+    /// up. Returns how many CPUs are online afterwards (a CPU that does not come up within the
+    /// board's timeout is reported and left out). The default has no secondary CPUs.
+    fn start_secondary_cpus(&self, entry: extern "C" fn(usize) -> !) -> usize {
+        let _ = entry;
+        1
+    }
 }
 
 /// What a board's interrupt and time bring-up hands the runtime.

@@ -89,7 +89,12 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
     let checker = crate::cmdline_value("rhea.checker") == Some("1");
-    kthread::init(board::boot_stack(), checker);
+    let ncpus = board::PLATFORM.cpu_count().clamp(1, rhea_sched::MAX_CPUS);
+    kthread::init(board::boot_stack(), checker, ncpus);
+    if ncpus > 1 {
+        let online = board::PLATFORM.start_secondary_cpus(secondary_main);
+        println!("rhea: smp: {online} of {ncpus} CPUs online");
+    }
     BOOT_CYCLES.store(boot.boot_cycles, Ordering::Relaxed);
     TSC_HZ.store(it.cycles_per_second, Ordering::Relaxed);
     // Console input's bottom-half thread starts (and blocks) before the app does.
@@ -115,6 +120,18 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 }
 
 pub(crate) static CMDLINE: spin::Once<&'static str> = spin::Once::new();
+
+/// A secondary CPU's first kernel code, once its board-level per-CPU state is set up: it joins
+/// the scheduler with this context as its idle thread, then idles.
+extern "C" fn secondary_main(cpu: usize) -> ! {
+    if let Err(e) = rhea_arch::context::init_fpu() {
+        panic!("cpu{cpu}: cannot enable FPU state switching: {e:?}");
+    }
+    kthread::add_cpu(cpu);
+    loop {
+        rhea_arch::wait_for_interrupt();
+    }
+}
 
 /// Cycle counter at the board's first instruction, and the TSC rate, for the boot report.
 static BOOT_CYCLES: AtomicU64 = AtomicU64::new(0);

@@ -39,11 +39,11 @@ static SCHED: SchedLock = SchedLock {
     sched: UnsafeCell::new(None),
 };
 
-/// Set when a decision made in interrupt context needs this CPU to reschedule at interrupt
-/// exit. One CPU for now; per-CPU with SMP.
-static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
-/// Whether this CPU is handling an interrupt.
-static IN_IRQ: AtomicBool = AtomicBool::new(false);
+/// Per CPU: set when a decision made in interrupt context (or a reschedule IPI) needs the CPU
+/// to reschedule at interrupt exit.
+static NEED_RESCHED: [AtomicBool; rhea_sched::MAX_CPUS] = [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
+/// Per CPU: whether it is handling an interrupt.
+static IN_IRQ: [AtomicBool; rhea_sched::MAX_CPUS] = [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
 /// Whether the invariant checker runs at every scheduling decision (test builds turn it on).
 static CHECKER: AtomicBool = AtomicBool::new(false);
 /// Checker runs and violations, for the test apps to report.
@@ -84,17 +84,23 @@ impl SchedGuard {
         unsafe { (*SCHED.sched.get()).as_mut() }
     }
 
-    /// Carries out a decision: reschedules this CPU now (thread context) or at interrupt exit.
+    /// Carries out a decision: other CPUs named get a reschedule IPI; this CPU reschedules
+    /// now (thread context) or at interrupt exit.
     pub(crate) fn apply(&mut self, d: Decision) {
         let cpu = cpu();
+        for other in d.resched.iter().filter(|&c| c != cpu) {
+            self.sched().note_resched_sent(other);
+            crate::irq::send_reschedule(other);
+        }
         if d.resched.contains(cpu) {
-            if IN_IRQ.load(Ordering::Relaxed) {
-                NEED_RESCHED.store(true, Ordering::Relaxed);
+            if IN_IRQ[cpu].load(Ordering::Relaxed) {
+                // Deferred to interrupt exit: other CPUs' checkers must allow the lag.
+                self.sched().note_resched_sent(cpu);
+                NEED_RESCHED[cpu].store(true, Ordering::Relaxed);
             } else {
                 self.schedule();
             }
         }
-        // Other CPUs: an IPI, once SMP lands (one CPU is online until then).
     }
 
     /// Runs the policy's choice for this CPU, switching threads if it changed, and re-arms the
@@ -104,16 +110,22 @@ impl SchedGuard {
         let cpu = cpu();
         let now = time::now();
         let s = self.sched();
-        // Other CPUs named here must reschedule too (an IPI, once SMP lands; one CPU is online).
-        let (switch, _others) = s.pick_next(cpu, now);
+        let (switch, others) = s.pick_next(cpu, now);
+        for other in others.resched.iter().filter(|&c| c != cpu) {
+            s.note_resched_sent(other);
+        }
         let deadline = s.next_deadline(cpu);
         if CHECKER.load(Ordering::Relaxed) {
             CHECKS.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = s.check() {
-                panic!("scheduler invariant violated: {e}");
+                panic!("scheduler invariant violated on cpu{cpu}'s decision (it told {:?} to reschedule): {e}", others.resched);
             }
         }
         time::arm(deadline);
+        // Other CPUs that should now run a thread left ready here.
+        for other in others.resched.iter().filter(|&c| c != cpu) {
+            crate::irq::send_reschedule(other);
+        }
         if let Some((from, to)) = switch {
             let from_sp = from.context.as_ptr();
             let to_sp = to.context.load(Ordering::Relaxed);
@@ -169,10 +181,10 @@ pub(crate) fn cpu() -> usize {
     rhea_arch::cpu_id().0 as usize
 }
 
-/// Creates the scheduler with this (the boot) context as CPU 0's idle thread.
-pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool) {
+/// Creates the scheduler for `ncpus` CPUs with this (the boot) context as CPU 0's idle thread.
+pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usize) {
     CHECKER.store(checker, Ordering::Relaxed);
-    let mut s = Sched::new(1);
+    let mut s = Sched::new(ncpus);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
     s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
     let g = lock();
@@ -189,15 +201,32 @@ pub fn checker_runs() -> (bool, u64) {
     )
 }
 
+/// Brings CPU `cpu` online in the scheduler with the calling context (that CPU's boot
+/// thread) as its idle thread.
+pub(crate) fn add_cpu(cpu: usize) {
+    let idle = Arc::new(Thread::new(String::from("idle"), 0..0));
+    let mut g = lock();
+    let now = time::now();
+    g.sched().add_cpu(cpu, idle, now).expect("the board starts CPUs the scheduler was sized for");
+    // Threads already ready elsewhere may belong here now: choose at once.
+    g.schedule();
+}
+
 /// Marks the start and end of interrupt handling on this CPU; returns whether a reschedule
 /// was requested while it ran.
 pub(crate) fn enter_irq() {
-    IN_IRQ.store(true, Ordering::Relaxed);
+    IN_IRQ[cpu()].store(true, Ordering::Relaxed);
 }
 
 pub(crate) fn leave_irq() -> bool {
-    IN_IRQ.store(false, Ordering::Relaxed);
-    NEED_RESCHED.swap(false, Ordering::Relaxed)
+    let cpu = cpu();
+    IN_IRQ[cpu].store(false, Ordering::Relaxed);
+    NEED_RESCHED[cpu].swap(false, Ordering::Relaxed)
+}
+
+/// A reschedule IPI arrived: reschedule at interrupt exit.
+pub(crate) fn request_resched() {
+    NEED_RESCHED[cpu()].store(true, Ordering::Relaxed);
 }
 
 /// Reschedules this CPU (interrupt exit, after the end-of-interrupt).
@@ -323,8 +352,8 @@ pub(crate) fn block_on(
         return Ok(None);
     }
     g.apply(d);
-    // Switched back in: someone woke us.
-    let cur = g.sched().current(cpu);
+    // Switched back in — possibly on another CPU (migration): ask which thread we are there.
+    let cur = g.sched().current(self::cpu());
     Ok(Some(g.sched().take_wake_reason(cur)))
 }
 

@@ -208,6 +208,25 @@ pub fn resume(id: ThreadId) -> Result<(), SchedError> {
     })
 }
 
+/// The CPU the calling thread is running on (it may move between calls unless its affinity
+/// pins it).
+pub fn current_cpu() -> usize {
+    kthread::cpu()
+}
+
+/// The CPUs online.
+pub fn online_cpus() -> CpuSet {
+    kthread::with_sched(|s, _| (s.online(), Default::default()))
+}
+
+/// Changes the CPUs a thread may run on; an affinity naming no online CPU is an error.
+pub fn set_affinity(id: ThreadId, cpus: CpuSet) -> Result<(), SchedError> {
+    kthread::with_sched(|s, _| match s.set_affinity(id, cpus) {
+        Ok(d) => (Ok(()), d),
+        Err(e) => (Err(e), Default::default()),
+    })
+}
+
 /// Context switches this CPU has made.
 pub fn switches() -> u64 {
     kthread::with_sched(|s, cpu| (s.switches(cpu), Default::default()))

@@ -13,9 +13,9 @@ use spin::Once;
 static CLOCK: Once<&'static dyn Clock> = Once::new();
 static CYCLES_PER_SECOND: AtomicU64 = AtomicU64::new(0);
 static TIMER: Once<&'static dyn OneShotTimer> = Once::new();
-/// The deadline the timer is armed for (`u64::MAX` = disarmed), so re-arming for the same
-/// deadline costs no device access. One CPU until SMP makes it per-CPU.
-static ARMED_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Per CPU: the deadline its timer is armed for (`u64::MAX` = disarmed), so re-arming for the
+/// same deadline costs no device access.
+static ARMED_NS: [AtomicU64; rhea_sched::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; rhea_sched::MAX_CPUS];
 
 /// The kernel's monotonic clock.
 pub fn now() -> Instant {
@@ -48,7 +48,7 @@ pub(crate) fn install(
 pub(crate) fn arm(deadline: Option<Instant>) {
     let Some(timer) = TIMER.get() else { return };
     let ns = deadline.map_or(u64::MAX, Instant::as_nanos);
-    if ARMED_NS.swap(ns, Ordering::Relaxed) == ns {
+    if ARMED_NS[crate::kthread::cpu()].swap(ns, Ordering::Relaxed) == ns {
         return;
     }
     match deadline {
@@ -59,5 +59,5 @@ pub(crate) fn arm(deadline: Option<Instant>) {
 
 /// The timer fired: it is no longer armed.
 pub(crate) fn fired() {
-    ARMED_NS.store(u64::MAX, Ordering::Relaxed);
+    ARMED_NS[crate::kthread::cpu()].store(u64::MAX, Ordering::Relaxed);
 }

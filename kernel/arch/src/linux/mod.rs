@@ -18,6 +18,7 @@ pub mod paging;
 mod regs;
 pub mod signals;
 pub mod sys;
+pub mod vcpu;
 #[path = "../x86_64/testing.rs"]
 pub mod testing;
 
@@ -36,9 +37,9 @@ pub fn init_boot_cpu() {
     signals::init_faults();
 }
 
-/// The current vCPU. One until SMP gives each vCPU thread its index.
+/// The current vCPU (its thread's GS-based per-CPU block, see [`vcpu`]).
 pub fn cpu_id() -> CpuId {
-    CpuId(0)
+    CpuId(vcpu::current() as u32)
 }
 
 /// The time-stamp counter (user-mode `rdtsc` is allowed on Linux).

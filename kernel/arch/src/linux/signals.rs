@@ -5,7 +5,7 @@
 //!   frame the bare-metal kernel would have from the `ucontext` Linux saved (including the trap
 //!   number, error code and CR2 it records) and hands it to the same fault report.
 //! - Interrupts: SIGALRM (the per-vCPU POSIX timer) is the timer interrupt, SIGIO (descriptor
-//!   readiness) device interrupts, SIGUSR2 with a value a self-raised vector (and, with SMP, an
+//!   readiness) device interrupts, real-time signal 40 with a value a raised vector (and, with SMP, an
 //!   IPI). Their handlers run on the interrupted thread's own stack, with all three blocked
 //!   (`sa_mask`): interrupts do not nest. A handler may switch threads; the interrupted
 //!   context stays in the signal frame on that thread's stack and resumes, FPU state included,
@@ -20,7 +20,10 @@ const SIGTRAP: usize = 5;
 const SIGBUS: usize = 7;
 const SIGFPE: usize = 8;
 const SIGSEGV: usize = 11;
-const SIGUSR2: usize = 12;
+/// A real-time signal carries vectors (raised vectors, IPIs): real-time signals queue, so two
+/// vectors sent before the target handles the first are both delivered (standard signals
+/// coalesce). 40 stays clear of glibc's internal 32 and 33.
+const SIGVEC: usize = 40;
 const SIGALRM: usize = 14;
 const SIGIO: usize = 29;
 
@@ -34,7 +37,7 @@ const fn bit(sig: usize) -> u64 {
 }
 
 /// The signals that are "interrupts".
-const IRQ_MASK: u64 = bit(SIGALRM) | bit(SIGIO) | bit(SIGUSR2);
+const IRQ_MASK: u64 = bit(SIGALRM) | bit(SIGIO) | bit(SIGVEC);
 
 const SA_SIGINFO: u64 = 0x4;
 const SA_ONSTACK: u64 = 0x0800_0000;
@@ -89,30 +92,29 @@ fn install(sig: usize, handler: extern "C" fn(i32, *mut u8, *mut u8), flags: u64
 const ALT_STACK_BYTES: usize = 64 * 1024;
 #[repr(C, align(16))]
 struct AltStack([u8; ALT_STACK_BYTES]);
-/// The fault handlers' stack. `static mut` because the kernel, not Rust, writes it; Rust only
-/// takes its address.
-static mut ALT_STACK: AltStack = AltStack([0; ALT_STACK_BYTES]);
+/// The fault handlers' stacks, one per vCPU thread. `static mut` because the kernel, not Rust,
+/// writes them; Rust only takes their addresses.
+static mut ALT_STACKS: [AltStack; 8] = [const { AltStack([0; ALT_STACK_BYTES]) }; 8];
 
-/// Installs the fault handlers (on an alternate stack) and starts with interrupts disabled.
-pub fn init_faults() {
+/// Gives the calling thread (vCPU `cpu`) its alternate signal stack for fault reports.
+pub fn init_thread_altstack(cpu: usize) {
     #[repr(C)]
     struct StackT {
         sp: usize,
         flags: i32,
         size: usize,
     }
-    let ss = StackT {
-        sp: core::ptr::addr_of!(ALT_STACK) as usize,
-        flags: 0,
-        size: ALT_STACK_BYTES,
-    };
-    // SAFETY: the alternate stack is a static used by nothing else.
-    unsafe {
-        syscall6(
-            nr::SIGALTSTACK,
-            [&ss as *const StackT as usize, 0, 0, 0, 0, 0],
-        )
-    };
+    let sp = core::ptr::addr_of!(ALT_STACKS) as usize + (cpu % 8) * ALT_STACK_BYTES;
+    let ss = StackT { sp, flags: 0, size: ALT_STACK_BYTES };
+    // SAFETY: each vCPU thread gets its own static alternate stack (vCPU index modulo 8; more
+    // vCPUs than 8 share one, which only matters if two fault at once, when the report is
+    // garbled rather than wrong).
+    unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const StackT as usize, 0, 0, 0, 0, 0]) };
+}
+
+/// Installs the fault handlers (on an alternate stack) and starts with interrupts disabled.
+pub fn init_faults() {
+    init_thread_altstack(0);
     for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP] {
         install(sig, on_fault, SA_ONSTACK, u64::MAX);
     }
@@ -122,7 +124,7 @@ pub fn init_faults() {
 /// Installs the interrupt handlers: the timer signal raises `timer_vector`.
 pub fn init_interrupts(timer_vector: u8) {
     TIMER_VECTOR.store(timer_vector, Ordering::Relaxed);
-    for sig in [SIGALRM, SIGIO, SIGUSR2] {
+    for sig in [SIGALRM, SIGIO, SIGVEC] {
         install(sig, on_interrupt, SA_RESTART, IRQ_MASK);
     }
 }
@@ -162,25 +164,18 @@ pub fn suspend_for_real() {
 
 /// Raises `vector` on the calling thread (`rt_tgsigqueueinfo` with the vector as the value).
 pub fn raise_self(vector: u8) {
+    queue_vector(sys::gettid(), vector);
+}
+
+/// Raises `vector` on thread `tid` of this process: SIGVEC carrying the vector.
+pub fn queue_vector(tid: i32, vector: u8) {
     let mut info = [0u8; 128];
-    info[0..4].copy_from_slice(&(SIGUSR2 as i32).to_le_bytes());
+    info[0..4].copy_from_slice(&(SIGVEC as i32).to_le_bytes());
     info[8..12].copy_from_slice(&(-1i32).to_le_bytes()); // SI_QUEUE
     info[16..20].copy_from_slice(&sys::getpid().to_le_bytes());
     info[24..28].copy_from_slice(&i32::from(vector).to_le_bytes());
     // SAFETY: `info` is a valid siginfo for the kernel to copy; the signal is one of ours.
-    unsafe {
-        syscall6(
-            nr::RT_TGSIGQUEUEINFO,
-            [
-                sys::getpid() as usize,
-                sys::gettid() as usize,
-                SIGUSR2,
-                info.as_ptr() as usize,
-                0,
-                0,
-            ],
-        )
-    };
+    unsafe { syscall6(nr::RT_TGSIGQUEUEINFO, [sys::getpid() as usize, tid as usize, SIGVEC, info.as_ptr() as usize, 0, 0]) };
 }
 
 /// `siginfo_t` offsets (include/uapi/asm-generic/siginfo.h, x86_64).
@@ -210,7 +205,7 @@ extern "C" fn on_interrupt(sig: i32, info: *mut u8, _uc: *mut u8) {
     let vector = match sig as usize {
         SIGALRM => TIMER_VECTOR.load(Ordering::Relaxed),
         // SAFETY: the kernel passes a valid siginfo (SA_SIGINFO) for the signal's lifetime.
-        SIGUSR2 => (unsafe { core::ptr::read_unaligned(info.add(SI_VALUE) as *const i32) }) as u8,
+        SIGVEC => (unsafe { core::ptr::read_unaligned(info.add(SI_VALUE) as *const i32) }) as u8,
         SIGIO => {
             // SAFETY: as above; `si_fd` is filled for SIGIO raised through F_SETSIG.
             let fd = unsafe { core::ptr::read_unaligned(info.add(SI_FD) as *const i32) };
