@@ -506,7 +506,12 @@ impl Sched {
     }
 
     /// [`Sched::least_important_cpu`] among the CPUs not in `except`.
-    fn least_important_cpu_except(&self, affinity: CpuSet, prefer: usize, except: CpuSet) -> Option<usize> {
+    fn least_important_cpu_except(
+        &self,
+        affinity: CpuSet,
+        prefer: usize,
+        except: CpuSet,
+    ) -> Option<usize> {
         let mut best: Option<(usize, Priority)> = None;
         let candidates = CpuSet::from_bits(affinity.intersect(self.online).bits() & !except.bits());
         for cpu in candidates.iter() {
@@ -536,7 +541,8 @@ impl Sched {
         // CPUs already told to reschedule will take the best ready thread they may run; a
         // second thread is aimed at another CPU, or waits at home for the next pass.
         let free = self.least_important_cpu_except(affinity, home, self.pending);
-        let preempts = free.is_some_and(|c| eff.is_more_important_than(self.eff_of(self.current(c))));
+        let preempts =
+            free.is_some_and(|c| eff.is_more_important_than(self.eff_of(self.current(c))));
         let target = match free {
             Some(c) if preempts => c,
             _ => self.least_important_cpu(affinity, home).unwrap_or(home),
@@ -686,8 +692,11 @@ impl Sched {
                 let mut c = rq.levels[level].front();
                 while let Some(t) = c.get() {
                     if let Some(tcb) = self.tcb(t.id())
-                        && let Some(target) = self.least_important_cpu_except(tcb.affinity, x, claimed)
-                        && tcb.eff.is_more_important_than(self.eff_of(self.current(target)))
+                        && let Some(target) =
+                            self.least_important_cpu_except(tcb.affinity, x, claimed)
+                        && tcb
+                            .eff
+                            .is_more_important_than(self.eff_of(self.current(target)))
                     {
                         d = d.merge(Decision::cpu(target));
                         claimed = CpuSet::from_bits(claimed.bits() | 1 << target);
@@ -1523,17 +1532,31 @@ impl Sched {
         // than what runs on a CPU it may use — except while a CPU told to reschedule (an IPI in
         // flight) is on its way to take it: most important threads first, each such CPU
         // covers one thread it may run.
-        let mut ready: Vec<&Tcb> = self.tcbs.iter().flatten().filter(|t| t.state == State::Ready && !t.is_idle).collect();
+        let mut ready: Vec<&Tcb> = self
+            .tcbs
+            .iter()
+            .flatten()
+            .filter(|t| t.state == State::Ready && !t.is_idle)
+            .collect();
         ready.sort_by_key(|t| core::cmp::Reverse(t.eff.level()));
         let mut coming = self.pending.intersect(self.online);
         for t in ready {
             // A CPU on its way covers a thread only if that thread outranks what it runs.
-            let covering = t.affinity.intersect(coming).iter().find(|&c| t.eff.is_more_important_than(self.eff_of(self.current(c))));
+            let covering = t
+                .affinity
+                .intersect(coming)
+                .iter()
+                .find(|&c| t.eff.is_more_important_than(self.eff_of(self.current(c))));
             if let Some(c) = covering {
                 coming = CpuSet::from_bits(coming.bits() & !(1 << c));
                 continue;
             }
-            for cpu in t.affinity.intersect(self.online).iter().filter(|&c| !self.pending.contains(c)) {
+            for cpu in t
+                .affinity
+                .intersect(self.online)
+                .iter()
+                .filter(|&c| !self.pending.contains(c))
+            {
                 let running = self.eff_of(self.current(cpu));
                 if t.eff.is_more_important_than(running) {
                     return Err(format!(

@@ -91,14 +91,25 @@ impl Platform for LinuxU {
     /// `rhea.cpus=N` (default 1); the simulation mode is single-vCPU (its determinism rests
     /// on one thread of execution).
     fn cpu_count(&self) -> usize {
-        let arg = |key: &str| cmdline_str().split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='));
+        let arg = |key: &str| {
+            cmdline_str()
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        };
         if arg("rhea.sim") == Some("1") {
             return 1;
         }
-        let n = arg("rhea.cpus").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1);
+        let n = arg("rhea.cpus")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
         if n > rhea_arch::vcpu::MAX_VCPUS {
             use core::fmt::Write;
-            let _ = writeln!(ConsoleWriter, "rhea: smp: {n} vCPUs asked for, {} supported; using {}", rhea_arch::vcpu::MAX_VCPUS, rhea_arch::vcpu::MAX_VCPUS);
+            let _ = writeln!(
+                ConsoleWriter,
+                "rhea: smp: {n} vCPUs asked for, {} supported; using {}",
+                rhea_arch::vcpu::MAX_VCPUS,
+                rhea_arch::vcpu::MAX_VCPUS
+            );
         }
         n.clamp(1, rhea_arch::vcpu::MAX_VCPUS)
     }
@@ -226,17 +237,29 @@ struct PosixTimer {
     ids: [AtomicI32; rhea_arch::vcpu::MAX_VCPUS],
 }
 
-static TIMER: PosixTimer = PosixTimer { ids: [const { AtomicI32::new(-1) }; rhea_arch::vcpu::MAX_VCPUS] };
+static TIMER: PosixTimer = PosixTimer {
+    ids: [const { AtomicI32::new(-1) }; rhea_arch::vcpu::MAX_VCPUS],
+};
 
 const TIMER_ABSTIME: usize = 1;
 const SIGEV_THREAD_ID: i32 = 4;
 
 impl PosixTimer {
     fn set(&self, absolute_ns: u64) {
-        let spec: [i64; 4] = [0, 0, (absolute_ns / 1_000_000_000) as i64, (absolute_ns % 1_000_000_000) as i64];
+        let spec: [i64; 4] = [
+            0,
+            0,
+            (absolute_ns / 1_000_000_000) as i64,
+            (absolute_ns % 1_000_000_000) as i64,
+        ];
         let id = self.ids[rhea_arch::vcpu::current()].load(Ordering::Relaxed);
         // SAFETY: a valid `struct itimerspec`; the timer id is this vCPU's.
-        unsafe { syscall6(nr::TIMER_SETTIME, [id as usize, TIMER_ABSTIME, spec.as_ptr() as usize, 0, 0, 0]) };
+        unsafe {
+            syscall6(
+                nr::TIMER_SETTIME,
+                [id as usize, TIMER_ABSTIME, spec.as_ptr() as usize, 0, 0, 0],
+            )
+        };
     }
 }
 
@@ -248,7 +271,19 @@ pub(crate) fn create_timer(cpu: usize) -> Result<(), InitError> {
     sigev[16..20].copy_from_slice(&sys::gettid().to_le_bytes());
     let mut id: i32 = -1;
     // SAFETY: valid `struct sigevent` and `timer_t` pointers.
-    let r = unsafe { syscall6(nr::TIMER_CREATE, [sys::CLOCK_MONOTONIC, sigev.as_ptr() as usize, &mut id as *mut i32 as usize, 0, 0, 0]) };
+    let r = unsafe {
+        syscall6(
+            nr::TIMER_CREATE,
+            [
+                sys::CLOCK_MONOTONIC,
+                sigev.as_ptr() as usize,
+                &mut id as *mut i32 as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
     if r < 0 {
         return Err(InitError::Timer(r));
     }

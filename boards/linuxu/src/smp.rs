@@ -1,7 +1,10 @@
 //! Secondary vCPUs: one Linux thread each (`rhea_arch::vcpu`), started by the boot vCPU, each
 //! setting up its own per-CPU block, alternate signal stack and POSIX timer before entering the
 //! kernel. A vCPU that has not started within [`START_TIMEOUT_NS`] is reported and left out.
-#![allow(unsafe_code, reason = "starting threads and calling the entry through a stored pointer; each use has a SAFETY note")]
+#![allow(
+    unsafe_code,
+    reason = "starting threads and calling the entry through a stored pointer; each use has a SAFETY note"
+)]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rhea_arch::{sys, vcpu};
@@ -42,22 +45,34 @@ pub(crate) fn start(n: usize, entry: extern "C" fn(usize) -> !) -> usize {
         let slot = VCPU_STACK_BASE + cpu as u64 * (1 << 20);
         let top = slot + (1 << 20);
         if !sys::map_fixed(top - VCPU_STACK_BYTES, VCPU_STACK_BYTES, true) {
-            let _ = writeln!(crate::machine::ConsoleWriter, "rhea: smp: no stack for cpu{cpu}; continuing without it");
+            let _ = writeln!(
+                crate::machine::ConsoleWriter,
+                "rhea: smp: no stack for cpu{cpu}; continuing without it"
+            );
             continue;
         }
         // SAFETY: the stack was just mapped for this thread alone and is never unmapped.
         if let Err(e) = unsafe { vcpu::spawn_thread(top, vcpu_main, cpu) } {
-            let _ = writeln!(crate::machine::ConsoleWriter, "rhea: smp: clone failed for cpu{cpu} (errno {}); continuing without it", -e);
+            let _ = writeln!(
+                crate::machine::ConsoleWriter,
+                "rhea: smp: clone failed for cpu{cpu} (errno {}); continuing without it",
+                -e
+            );
             continue;
         }
         let start = sys::monotonic_ns();
-        while !STARTED[cpu].load(Ordering::Acquire) && sys::monotonic_ns() - start < START_TIMEOUT_NS {
+        while !STARTED[cpu].load(Ordering::Acquire)
+            && sys::monotonic_ns() - start < START_TIMEOUT_NS
+        {
             core::hint::spin_loop();
         }
         if STARTED[cpu].load(Ordering::Acquire) {
             online += 1;
         } else {
-            let _ = writeln!(crate::machine::ConsoleWriter, "rhea: smp: cpu{cpu} did not start within 1 s; continuing without it");
+            let _ = writeln!(
+                crate::machine::ConsoleWriter,
+                "rhea: smp: cpu{cpu} did not start within 1 s; continuing without it"
+            );
         }
     }
     online

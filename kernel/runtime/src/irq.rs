@@ -62,7 +62,13 @@ pub(crate) fn init(controller: &'static dyn InterruptController, timer_vector: u
         )
         .expect("the timer vector is registered first");
     REGISTRY
-        .register(rhea_irq::vectors::IPI_RESCHEDULE, IrqHandler::Fast { handler: on_reschedule, ctx: 0 })
+        .register(
+            rhea_irq::vectors::IPI_RESCHEDULE,
+            IrqHandler::Fast {
+                handler: on_reschedule,
+                ctx: 0,
+            },
+        )
         .expect("the reschedule vector is free at boot");
     rhea_arch::set_interrupt_handler(on_interrupt);
 }
@@ -75,7 +81,10 @@ fn on_reschedule(_: usize) -> Reschedule {
 /// Asks CPU `cpu` to reschedule (a reschedule IPI).
 pub(crate) fn send_reschedule(cpu: usize) {
     if let Some(c) = CONTROLLER.get() {
-        c.send_ipi(rhea_hal::CpuId(cpu as u32), rhea_irq::vectors::IPI_RESCHEDULE.get());
+        c.send_ipi(
+            rhea_hal::CpuId(cpu as u32),
+            rhea_irq::vectors::IPI_RESCHEDULE.get(),
+        );
     }
 }
 

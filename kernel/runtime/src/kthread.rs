@@ -41,9 +41,11 @@ static SCHED: SchedLock = SchedLock {
 
 /// Per CPU: set when a decision made in interrupt context (or a reschedule IPI) needs the CPU
 /// to reschedule at interrupt exit.
-static NEED_RESCHED: [AtomicBool; rhea_sched::MAX_CPUS] = [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
+static NEED_RESCHED: [AtomicBool; rhea_sched::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
 /// Per CPU: whether it is handling an interrupt.
-static IN_IRQ: [AtomicBool; rhea_sched::MAX_CPUS] = [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
+static IN_IRQ: [AtomicBool; rhea_sched::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
 /// Whether the invariant checker runs at every scheduling decision (test builds turn it on).
 static CHECKER: AtomicBool = AtomicBool::new(false);
 /// Checker runs and violations, for the test apps to report.
@@ -118,7 +120,10 @@ impl SchedGuard {
         if CHECKER.load(Ordering::Relaxed) {
             CHECKS.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = s.check() {
-                panic!("scheduler invariant violated on cpu{cpu}'s decision (it told {:?} to reschedule): {e}", others.resched);
+                panic!(
+                    "scheduler invariant violated on cpu{cpu}'s decision (it told {:?} to reschedule): {e}",
+                    others.resched
+                );
             }
         }
         time::arm(deadline);
@@ -207,7 +212,9 @@ pub(crate) fn add_cpu(cpu: usize) {
     let idle = Arc::new(Thread::new(String::from("idle"), 0..0));
     let mut g = lock();
     let now = time::now();
-    g.sched().add_cpu(cpu, idle, now).expect("the board starts CPUs the scheduler was sized for");
+    g.sched()
+        .add_cpu(cpu, idle, now)
+        .expect("the board starts CPUs the scheduler was sized for");
     // Threads already ready elsewhere may belong here now: choose at once.
     g.schedule();
 }

@@ -15,7 +15,8 @@ static CYCLES_PER_SECOND: AtomicU64 = AtomicU64::new(0);
 static TIMER: Once<&'static dyn OneShotTimer> = Once::new();
 /// Per CPU: the deadline its timer is armed for (`u64::MAX` = disarmed), so re-arming for the
 /// same deadline costs no device access.
-static ARMED_NS: [AtomicU64; rhea_sched::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; rhea_sched::MAX_CPUS];
+static ARMED_NS: [AtomicU64; rhea_sched::MAX_CPUS] =
+    [const { AtomicU64::new(u64::MAX) }; rhea_sched::MAX_CPUS];
 
 /// The kernel's monotonic clock.
 pub fn now() -> Instant {

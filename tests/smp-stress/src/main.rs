@@ -61,7 +61,10 @@ fn main() -> Result<(), &'static str> {
         let cpus: Vec<usize> = online.iter().collect();
         let mask = match i % 3 {
             0 => CpuSet::single(cpus[(r >> 8) as usize % cpus.len()]),
-            1 => CpuSet::from_bits((1 << cpus[(r >> 8) as usize % cpus.len()]) | (1 << cpus[(r >> 16) as usize % cpus.len()])),
+            1 => CpuSet::from_bits(
+                (1 << cpus[(r >> 8) as usize % cpus.len()])
+                    | (1 << cpus[(r >> 16) as usize % cpus.len()]),
+            ),
             _ => CpuSet::ALL,
         };
         let (p, seed_i) = (posts.clone(), r);
@@ -103,20 +106,30 @@ fn main() -> Result<(), &'static str> {
     }
     collector.join().map_err(|_| "join collector")?;
     let total: u64 = LOCKS.iter().map(|l| *l.lock().expect("lock")).sum();
-    let (posts, collected) = (posts.load(Ordering::Relaxed), collected.load(Ordering::Relaxed));
+    let (posts, collected) = (
+        posts.load(Ordering::Relaxed),
+        collected.load(Ordering::Relaxed),
+    );
     rhea::println!(
         "smp: mutex-protected total {total}, bumps {}, posts {posts}, collected {collected}, misplaced {}",
         BUMPS.load(Ordering::Relaxed),
         MISPLACED.load(Ordering::Relaxed)
     );
-    if total != THREADS * ROUNDS || BUMPS.load(Ordering::Relaxed) != total || posts != collected || MISPLACED.load(Ordering::Relaxed) != 0 {
+    if total != THREADS * ROUNDS
+        || BUMPS.load(Ordering::Relaxed) != total
+        || posts != collected
+        || MISPLACED.load(Ordering::Relaxed) != 0
+    {
         return Err("lost updates, lost wake-ups or a pinned thread ran elsewhere");
     }
     rhea::println!("smp: counters match, no lost wake-ups, pinned threads never ran elsewhere");
 
     // Priority inheritance across CPUs: low (pinned to the first CPU) holds a mutex; high
     // (pinned to the last) waits for it; low must then run at high's priority.
-    let (first, last) = (online.first().unwrap_or(0), online.iter().last().unwrap_or(0));
+    let (first, last) = (
+        online.first().unwrap_or(0),
+        online.iter().last().unwrap_or(0),
+    );
     static PI: Mutex<()> = Mutex::new(());
     static LOW_EFF: AtomicU64 = AtomicU64::new(0);
     let low = Builder::new()

@@ -18,9 +18,9 @@ pub mod paging;
 mod regs;
 pub mod signals;
 pub mod sys;
-pub mod vcpu;
 #[path = "../x86_64/testing.rs"]
 pub mod testing;
+pub mod vcpu;
 
 pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
 pub use regs::{Registers, backtrace};

@@ -105,11 +105,20 @@ pub fn init_thread_altstack(cpu: usize) {
         size: usize,
     }
     let sp = core::ptr::addr_of!(ALT_STACKS) as usize + (cpu % 8) * ALT_STACK_BYTES;
-    let ss = StackT { sp, flags: 0, size: ALT_STACK_BYTES };
+    let ss = StackT {
+        sp,
+        flags: 0,
+        size: ALT_STACK_BYTES,
+    };
     // SAFETY: each vCPU thread gets its own static alternate stack (vCPU index modulo 8; more
     // vCPUs than 8 share one, which only matters if two fault at once, when the report is
     // garbled rather than wrong).
-    unsafe { syscall6(nr::SIGALTSTACK, [&ss as *const StackT as usize, 0, 0, 0, 0, 0]) };
+    unsafe {
+        syscall6(
+            nr::SIGALTSTACK,
+            [&ss as *const StackT as usize, 0, 0, 0, 0, 0],
+        )
+    };
 }
 
 /// Installs the fault handlers (on an alternate stack) and starts with interrupts disabled.
@@ -175,7 +184,19 @@ pub fn queue_vector(tid: i32, vector: u8) {
     info[16..20].copy_from_slice(&sys::getpid().to_le_bytes());
     info[24..28].copy_from_slice(&i32::from(vector).to_le_bytes());
     // SAFETY: `info` is a valid siginfo for the kernel to copy; the signal is one of ours.
-    unsafe { syscall6(nr::RT_TGSIGQUEUEINFO, [sys::getpid() as usize, tid as usize, SIGVEC, info.as_ptr() as usize, 0, 0]) };
+    unsafe {
+        syscall6(
+            nr::RT_TGSIGQUEUEINFO,
+            [
+                sys::getpid() as usize,
+                tid as usize,
+                SIGVEC,
+                info.as_ptr() as usize,
+                0,
+                0,
+            ],
+        )
+    };
 }
 
 /// `siginfo_t` offsets (include/uapi/asm-generic/siginfo.h, x86_64).

@@ -16,7 +16,11 @@ struct PerCpu {
     index: AtomicU64,
 }
 
-static PERCPU: [PerCpu; MAX_VCPUS] = [const { PerCpu { index: AtomicU64::new(0) } }; MAX_VCPUS];
+static PERCPU: [PerCpu; MAX_VCPUS] = [const {
+    PerCpu {
+        index: AtomicU64::new(0),
+    }
+}; MAX_VCPUS];
 /// Each vCPU's thread id, for IPIs.
 static TIDS: [AtomicI32; MAX_VCPUS] = [const { AtomicI32::new(0) }; MAX_VCPUS];
 
@@ -30,7 +34,12 @@ pub fn become_cpu(cpu: usize) {
     TIDS[cpu].store(sys::gettid(), Ordering::Relaxed);
     // SAFETY: sets this thread's GS base to a static that lives for the process; nothing else in
     // the process uses GS.
-    unsafe { syscall6(ARCH_PRCTL, [ARCH_SET_GS, block as *const PerCpu as usize, 0, 0, 0, 0]) };
+    unsafe {
+        syscall6(
+            ARCH_PRCTL,
+            [ARCH_SET_GS, block as *const PerCpu as usize, 0, 0, 0, 0],
+        )
+    };
 }
 
 /// The calling vCPU's index.
@@ -40,7 +49,9 @@ pub fn current() -> usize {
     // SAFETY: every thread that runs kernel code called `become_cpu` first (the boot thread in
     // `main`, vCPU threads before anything else), so GS points at a live `PerCpu` whose first
     // word is the index.
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, preserves_flags, readonly)) };
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) index, options(nostack, preserves_flags, readonly))
+    };
     index as usize
 }
 
@@ -100,7 +111,11 @@ unsafe extern "C" {
 /// # Safety
 /// `[stack_top - 64 KiB, stack_top)` is mapped, writable, used by nothing else, and lives as
 /// long as the thread.
-pub unsafe fn spawn_thread(stack_top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> Result<i32, isize> {
+pub unsafe fn spawn_thread(
+    stack_top: u64,
+    entry: extern "C" fn(usize) -> !,
+    arg: usize,
+) -> Result<i32, isize> {
     // CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM: a thread
     // of this process sharing everything, with no TLS of its own (it never runs libc).
     const FLAGS: usize = 0x100 | 0x200 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000;
