@@ -41,7 +41,7 @@ pub(crate) fn start(n: usize, entry: extern "C" fn(usize) -> !) -> usize {
     use core::fmt::Write;
     ENTRY.store(entry as usize, Ordering::Release);
     let mut online = 1;
-    for cpu in 1..n {
+    for (cpu, started) in STARTED.iter().enumerate().take(n).skip(1) {
         let slot = VCPU_STACK_BASE + cpu as u64 * (1 << 20);
         let top = slot + (1 << 20);
         if !sys::map_fixed(top - VCPU_STACK_BYTES, VCPU_STACK_BYTES, true) {
@@ -61,12 +61,12 @@ pub(crate) fn start(n: usize, entry: extern "C" fn(usize) -> !) -> usize {
             continue;
         }
         let start = sys::monotonic_ns();
-        while !STARTED[cpu].load(Ordering::Acquire)
+        while !started.load(Ordering::Acquire)
             && sys::monotonic_ns() - start < START_TIMEOUT_NS
         {
             core::hint::spin_loop();
         }
-        if STARTED[cpu].load(Ordering::Acquire) {
+        if started.load(Ordering::Acquire) {
             online += 1;
         } else {
             let _ = writeln!(
