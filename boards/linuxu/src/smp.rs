@@ -61,9 +61,7 @@ pub(crate) fn start(n: usize, entry: extern "C" fn(usize) -> !) -> usize {
             continue;
         }
         let start = sys::monotonic_ns();
-        while !started.load(Ordering::Acquire)
-            && sys::monotonic_ns() - start < START_TIMEOUT_NS
-        {
+        while !started.load(Ordering::Acquire) && sys::monotonic_ns() - start < START_TIMEOUT_NS {
             core::hint::spin_loop();
         }
         if started.load(Ordering::Acquire) {
