@@ -552,11 +552,15 @@ impl Sched {
         t.cpu = cpu;
         t.queued_level = eff.level();
         self.cpus[cpu].rq.push(eff.level(), thread, front);
-        if preempts {
+        let d = if preempts {
             Decision::cpu(target)
         } else {
             Decision::default()
-        }
+        };
+        // A thread queued where a CPU is already on its way may displace a less important one
+        // that CPU was going to take: give the displaced ones other CPUs now.
+        let claimed = CpuSet::from_bits(self.pending.bits() | d.resched.bits());
+        d.merge(self.push_check_claimed(claimed))
     }
 
     fn eff_of(&self, id: ThreadId) -> Priority {
@@ -675,6 +679,11 @@ impl Sched {
     /// After `cpu` chose what to run: the CPUs running something less important than a thread
     /// still queued here that may run there must reschedule (they will pull it).
     fn push_check(&self, cpu: usize) -> Decision {
+        self.push_check_claimed(CpuSet::from_bits(self.pending.bits() | 1 << cpu))
+    }
+
+    /// [`Sched::push_check`] with `claimed` CPUs already spoken for.
+    fn push_check_claimed(&self, claimed: CpuSet) -> Decision {
         let mut d = Decision::default();
         if self.online.bits().count_ones() == 1 {
             return d;
@@ -682,7 +691,7 @@ impl Sched {
         // Every queue, most important level first: each ready thread that some CPU not yet
         // claimed (by this pass, an earlier IPI, or `cpu` itself) should run instead of what it
         // runs claims that CPU. RT: O(levels × CPUs + queued threads × CPUs).
-        let mut claimed = CpuSet::from_bits(self.pending.bits() | 1 << cpu);
+        let mut claimed = claimed;
         for level in (0..Priority::LEVELS).rev() {
             for x in self.online.iter() {
                 let rq = &self.cpus[x].rq;
@@ -1541,12 +1550,12 @@ impl Sched {
         ready.sort_by_key(|t| core::cmp::Reverse(t.eff.level()));
         let mut coming = self.pending.intersect(self.online);
         for t in ready {
-            // A CPU on its way covers a thread only if that thread outranks what it runs.
-            let covering = t
-                .affinity
-                .intersect(coming)
-                .iter()
-                .find(|&c| t.eff.is_more_important_than(self.eff_of(self.current(c))));
+            // A CPU on its way covers a thread only if that thread outranks what it runs; the
+            // CPU whose queue holds it first (that is the one it was sent to).
+            let outranks = |c: usize| t.eff.is_more_important_than(self.eff_of(self.current(c)));
+            let covering = Some(t.cpu)
+                .filter(|&c| coming.contains(c) && t.affinity.contains(c) && outranks(c))
+                .or_else(|| t.affinity.intersect(coming).iter().find(|&c| outranks(c)));
             if let Some(c) = covering {
                 coming = CpuSet::from_bits(coming.bits() & !(1 << c));
                 continue;

@@ -940,3 +940,128 @@ proptest! {
         }
     }
 }
+
+/// Multi-CPU with IPIs that take their time: a decision's own CPU reschedules at once, the
+/// others only when a later step lets them, and the checker runs after every step with those
+/// IPIs still in flight — the order the kernel sees.
+#[derive(Clone, Debug)]
+enum AsyncOp {
+    Spawn(u32, u64, usize),
+    Block(usize, u64),
+    Advance(u64, usize),
+    Ipi(usize),
+    Lock(usize, usize),
+    Unlock(usize, usize),
+}
+
+fn async_op() -> impl Strategy<Value = AsyncOp> {
+    prop_oneof![
+        (1u32..64, 1u64..16, 0usize..4).prop_map(|(p, a, c)| AsyncOp::Spawn(p, a, c)),
+        (0usize..4, 1u64..4).prop_map(|(c, ms)| AsyncOp::Block(c, ms * MS)),
+        (0u64..2_000_000, 0usize..4).prop_map(|(ns, c)| AsyncOp::Advance(ns, c)),
+        (0usize..4).prop_map(AsyncOp::Ipi),
+        (0usize..4).prop_map(AsyncOp::Ipi),
+        (0usize..4, 0usize..2).prop_map(|(c, m)| AsyncOp::Lock(c, m)),
+        (0usize..4, 0usize..2).prop_map(|(c, m)| AsyncOp::Unlock(c, m)),
+    ]
+}
+
+struct AsyncSim {
+    s: Sched,
+    n: usize,
+    now: u64,
+    inflight: CpuSet,
+}
+
+impl AsyncSim {
+    /// `cpu` made decision `d`: it reschedules now if named; the rest get IPIs in flight.
+    fn decide(&mut self, cpu: usize, d: Decision) {
+        let mut own = d.resched.contains(cpu);
+        for c in d.resched.iter().filter(|&c| c != cpu) {
+            self.s.note_resched_sent(c);
+            self.inflight = CpuSet::from_bits(self.inflight.bits() | 1 << c);
+        }
+        while own {
+            own = false;
+            self.inflight = CpuSet::from_bits(self.inflight.bits() & !(1 << cpu));
+            let (_, more) = self.s.pick_next(cpu, Instant::from_nanos(self.now));
+            for c in more.resched.iter() {
+                if c == cpu {
+                    own = true;
+                } else {
+                    self.s.note_resched_sent(c);
+                    self.inflight = CpuSet::from_bits(self.inflight.bits() | 1 << c);
+                }
+            }
+        }
+        if let Err(e) = self.s.check() {
+            panic!("after cpu{cpu}'s decision: {e}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, .. ProptestConfig::default() })]
+
+    #[test]
+    fn global_semantics_hold_with_ipis_in_flight(ncpus in 2usize..=4, ops in proptest::collection::vec(async_op(), 1..150)) {
+        let mut s = Sched::new(ncpus);
+        for cpu in 0..ncpus {
+            s.add_cpu(cpu, Arc::new(Thread::new(String::from("idle"), 0..0)), Instant::ZERO).unwrap();
+        }
+        let mut sim = AsyncSim { s, n: ncpus, now: 0, inflight: CpuSet::EMPTY };
+        let mutexes = [sim.s.create_mutex(), sim.s.create_mutex()];
+        let mut spawned = 0;
+        for op in ops {
+            match op {
+                AsyncOp::Spawn(level, bits, c) => {
+                    let m = CpuSet::from_bits(bits & ((1 << ncpus) - 1));
+                    if spawned < 16 && !m.is_empty() {
+                        spawned += 1;
+                        let t = Arc::new(Thread::new(String::from("t"), 0..0));
+                        let (_, d) = sim.s.spawn(t, SpawnParams { priority: p(level), affinity: m, slice_ns: None }).unwrap();
+                        sim.decide(c % sim.n, d);
+                    }
+                }
+                AsyncOp::Block(c, ns) => {
+                    let c = c % sim.n;
+                    if !sim.inflight.contains(c) {
+                        if let Ok(d) = sim.s.sleep_until(c, Instant::from_nanos(sim.now + ns), Instant::from_nanos(sim.now)) {
+                            sim.decide(c, d);
+                        }
+                    }
+                }
+                AsyncOp::Advance(ns, c) => {
+                    sim.now += ns;
+                    let c = c % sim.n;
+                    if !sim.inflight.contains(c) {
+                        let d = sim.s.expire(c, Instant::from_nanos(sim.now));
+                        sim.decide(c, d);
+                    }
+                }
+                AsyncOp::Ipi(c) => {
+                    let c = c % sim.n;
+                    if sim.inflight.contains(c) {
+                        sim.decide(c, Decision { resched: CpuSet::single(c) });
+                    }
+                }
+                AsyncOp::Lock(c, m) => {
+                    let c = c % sim.n;
+                    if !sim.inflight.contains(c) {
+                        if let Ok((_, d)) = sim.s.mutex_lock(c, mutexes[m], Some(Instant::from_nanos(sim.now + MS)), false) {
+                            sim.decide(c, d);
+                        }
+                    }
+                }
+                AsyncOp::Unlock(c, m) => {
+                    let c = c % sim.n;
+                    if !sim.inflight.contains(c) {
+                        if let Ok(d) = sim.s.mutex_unlock(c, mutexes[m]) {
+                            sim.decide(c, d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
