@@ -1025,10 +1025,10 @@ proptest! {
                 }
                 AsyncOp::Block(c, ns) => {
                     let c = c % sim.n;
-                    if !sim.inflight.contains(c) {
-                        if let Ok(d) = sim.s.sleep_until(c, Instant::from_nanos(sim.now + ns), Instant::from_nanos(sim.now)) {
+                    if !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.sleep_until(c, Instant::from_nanos(sim.now + ns), Instant::from_nanos(sim.now))
+                    {
                             sim.decide(c, d);
-                        }
                     }
                 }
                 AsyncOp::Advance(ns, c) => {
@@ -1047,18 +1047,18 @@ proptest! {
                 }
                 AsyncOp::Lock(c, m) => {
                     let c = c % sim.n;
-                    if !sim.inflight.contains(c) {
-                        if let Ok((_, d)) = sim.s.mutex_lock(c, mutexes[m], Some(Instant::from_nanos(sim.now + MS)), false) {
+                    if !sim.inflight.contains(c)
+                        && let Ok((_, d)) = sim.s.mutex_lock(c, mutexes[m], Some(Instant::from_nanos(sim.now + MS)), false)
+                    {
                             sim.decide(c, d);
-                        }
                     }
                 }
                 AsyncOp::Unlock(c, m) => {
                     let c = c % sim.n;
-                    if !sim.inflight.contains(c) {
-                        if let Ok(d) = sim.s.mutex_unlock(c, mutexes[m]) {
+                    if !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.mutex_unlock(c, mutexes[m])
+                    {
                             sim.decide(c, d);
-                        }
                     }
                 }
             }
