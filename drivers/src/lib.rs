@@ -5,9 +5,10 @@
 //! ARM), so a driver compiles for every architecture and is tested on the host against a
 //! model of the device.
 //!
-//! Now: [`uart16550`], the console of PC-class boards. Buses, virtio-net and the driver-thread
+//! Now: [`uart16550`], the console of PC-class boards, and [`pl011`], the console of Arm boards. Buses, virtio-net and the driver-thread
 //! model arrive with the device-model issue.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod pl011;
 pub mod uart16550;

@@ -12,6 +12,10 @@
 //! stdin = "text\n"                   # optional: written to the guest's serial input ...
 //! stdin-after = "marker"             # ... once console output contains this (default: at once)
 //! test = false                       # optional, default true: `cargo xtask test` skips it
+//! boards = ["qemu-x86_64"]           # optional: boot only on these boards (default: all)
+//!
+//! [package.metadata.rhea.arch.aarch64]
+//! console = ["data abort"]           # optional: replaces `console` on this architecture
 //! ```
 //!
 //! Apps under `apps/` without metadata are expected to return from main (success).
@@ -68,6 +72,26 @@ pub(crate) struct App {
     pub(crate) skip_on: Vec<String>,
     /// SIGIO signals a second sent to the process while it runs (process boards only).
     pub(crate) signal_storm: Option<u32>,
+    /// The boards `cargo xtask test` boots it on (`boards`); empty: every board.
+    pub(crate) boards: Vec<String>,
+    /// Console fragments replacing `console` on one architecture (`[....rhea.arch.<arch>]`),
+    /// for reports whose wording is the architecture's (exception names, register names).
+    pub(crate) arch_console: Vec<(String, Vec<String>)>,
+}
+
+impl App {
+    /// Whether `cargo xtask test` boots it on `board`.
+    pub(crate) fn runs_on(&self, board: &str) -> bool {
+        self.boards.is_empty() || self.boards.iter().any(|b| b == board)
+    }
+
+    /// The console fragments a boot on `arch` (`x86_64`, `aarch64`) must show.
+    pub(crate) fn console_for(&self, arch: &str) -> &[String] {
+        self.arch_console
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map_or(&self.console[..], |(_, c)| &c[..])
+    }
 }
 
 /// What a manifest says, before the directory is known.
@@ -82,6 +106,8 @@ pub(crate) struct Manifest {
     pub(crate) test: bool,
     pub(crate) skip_on: Vec<String>,
     pub(crate) signal_storm: Option<u32>,
+    pub(crate) boards: Vec<String>,
+    pub(crate) arch_console: Vec<(String, Vec<String>)>,
 }
 
 /// A short rendering of a TOML value for error messages.
@@ -119,6 +145,8 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         test: true,
         skip_on: Vec::new(),
         signal_storm: None,
+        boards: Vec::new(),
+        arch_console: Vec::new(),
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
         return Ok(manifest);
@@ -213,10 +241,43 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     .ok_or_else(|| format!("metadata.rhea.signal-storm must be a positive number of signals a second, got {}", show(value)))?;
                 manifest.signal_storm = Some(rate);
             }
+            "boards" => {
+                let list = value
+                    .as_array()
+                    .ok_or("metadata.rhea.boards must be an array of board names")?;
+                manifest.boards = list
+                    .iter()
+                    .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or("metadata.rhea.boards must be an array of board names")?;
+            }
+            "arch" => {
+                let archs = value
+                    .as_table()
+                    .ok_or("metadata.rhea.arch must be a table of [arch.<name>] tables")?;
+                for (arch, table) in archs {
+                    let console = table
+                        .as_table()
+                        .filter(|t| t.keys().all(|k| k == "console"))
+                        .and_then(|t| t.get("console"))
+                        .and_then(|c| c.as_array())
+                        .and_then(|c| {
+                            c.iter()
+                                .map(|v| v.as_str().map(str::to_string))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(|| {
+                            format!(
+                                "metadata.rhea.arch.{arch} must hold only `console`, an array of strings"
+                            )
+                        })?;
+                    manifest.arch_console.push((arch.clone(), console));
+                }
+            }
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, arch)"
                 ));
             }
         }
@@ -263,6 +324,8 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 test: manifest.test,
                 skip_on: manifest.skip_on,
                 signal_storm: manifest.signal_storm,
+                boards: manifest.boards,
+                arch_console: manifest.arch_console,
             });
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -430,5 +493,51 @@ mod tests {
         write("tests/hello", "[package]\nname = \"rhea-test-hello\"\n");
         assert!(discover(&root).is_err());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn boards_and_arch_consoles() {
+        let m = parse_manifest(
+            "[package]\nname = \"t\"\n[package.metadata.rhea]\nconsole = [\"#PF\"]\n\
+             boards = [\"qemu-x86_64\", \"linuxu\"]\n\
+             [package.metadata.rhea.arch.aarch64]\nconsole = [\"data abort\", \"far\"]\n",
+        )
+        .unwrap();
+        assert_eq!(m.boards, ["qemu-x86_64", "linuxu"]);
+        assert_eq!(
+            m.arch_console,
+            [(
+                "aarch64".to_string(),
+                vec!["data abort".to_string(), "far".to_string()]
+            )]
+        );
+        let app = App {
+            name: "t".into(),
+            package: m.package,
+            dir: PathBuf::new(),
+            expect: m.expect,
+            console: m.console,
+            timeout: m.timeout,
+            cmdline: m.cmdline,
+            stdin: m.stdin,
+            test: m.test,
+            skip_on: m.skip_on,
+            signal_storm: m.signal_storm,
+            boards: m.boards,
+            arch_console: m.arch_console,
+        };
+        assert!(app.runs_on("linuxu") && !app.runs_on("rpi4"));
+        assert_eq!(app.console_for("aarch64"), ["data abort", "far"]);
+        assert_eq!(app.console_for("x86_64"), ["#PF"]);
+        for bad in [
+            "boards = \"rpi4\"",
+            "boards = [1]",
+            "arch = 1",
+            "[package.metadata.rhea.arch.aarch64]\nexpect = \"success\"",
+            "[package.metadata.rhea.arch.aarch64]\nconsole = \"x\"",
+        ] {
+            let text = format!("[package]\nname = \"t\"\n[package.metadata.rhea]\n{bad}\n");
+            assert!(parse_manifest(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -23,6 +23,10 @@
 //! all), with the design goals next to the relevant lines. Without Linux's figures (no apt,
 //! no network) Rhea's are still printed and the reason is given; the exit code says whether
 //! Rhea's run succeeded.
+//!
+//! `bench sched --board linuxu [--loops N]` does the same for LinuxU against Linux itself:
+//! bench-sched runs as a host process and `cyclictest` and the ping-pong run natively on the
+//! same host, in the same run (`host_baseline.rs`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -42,7 +46,8 @@ const BENCHES: &[(&str, &str)] = &[
     ),
     (
         "sched",
-        "bench-sched on qemu-x86_64 vs the Linux guest: switches, latencies, ratios (q35 default)",
+        "bench-sched on qemu-x86_64 vs the Linux guest (q35 default), or with --board linuxu \
+         on LinuxU vs Linux on the host: switches, latencies, ratios",
     ),
     (
         "linux-sched",
@@ -75,8 +80,22 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
             }
             Ok(())
         }
+        Some("boot" | "linux-sched") if opts.board.is_some() => {
+            usage("--board applies to `bench sched` only")
+        }
         Some("boot") => boot(ws, opts),
-        Some("sched") => sched(ws, opts),
+        Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
+            crate::host_baseline::bench_sched(ws, opts)
+        }
+        Some("sched") if opts.board_name() == BOARD => sched(ws, opts),
+        Some("sched") if boards::find(opts.board_name()).is_ok_and(|b| b.arch() == "aarch64") => {
+            crate::bench_arm::sched(ws, opts)
+        }
+        Some("sched") => usage(format!(
+            "`bench sched` runs on boards {BOARD}, {}, qemu-aarch64 and rpi4, not {}",
+            crate::host_baseline::BOARD,
+            opts.board_name()
+        )),
         Some("linux-sched") if opts.append.is_some() => {
             usage("--append is Rhea's kernel command line; `bench linux-sched` boots only Linux")
         }
@@ -147,7 +166,7 @@ pub(crate) fn thousands(n: u64) -> String {
 }
 
 /// The host CPU model from `/proc/cpuinfo`.
-fn host_cpu_model() -> String {
+pub(crate) fn host_cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -340,7 +359,7 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
 // `bench sched`: Rhea's scheduler measures against the Linux guest's.
 
 /// The app `bench sched` boots.
-const SCHED_APP: &str = "bench-sched";
+pub(crate) const SCHED_APP: &str = "bench-sched";
 /// The design goal for a switch (yield or semaphore hand-off, one way), cycles on KVM.
 const GOAL_SWITCH_CYCLES: f64 = 300.0;
 /// The design goal for cyclictest at 200 µs: p99 and max at most this fraction of Linux's.
@@ -348,7 +367,8 @@ const GOAL_CYCLIC_FRACTION: f64 = 0.5;
 /// The cyclictest period the latency goal is about, µs.
 const GOAL_CYCLIC_PERIOD_US: u32 = 200;
 /// The cyclictest runs of both guests: (period µs, hog), in print order.
-const CYCLIC_RUNS: [(u32, bool); 4] = [(200, false), (200, true), (1000, false), (1000, true)];
+pub(crate) const CYCLIC_RUNS: [(u32, bool); 4] =
+    [(200, false), (200, true), (1000, false), (1000, true)];
 
 /// One switch measure of bench-sched: one way, in TSC cycles and ns.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -587,11 +607,45 @@ fn row(measure: impl Into<String>, rhea: String, linux: String, ratio: String) -
 /// Linux's column when it has no figures: why, in one word or two.
 const LINUX_MISSING: &str = "missing";
 
-/// The comparison table. `linux` is `None` when the baseline did not run.
+/// Linux's figures a table compares Rhea's with: the guest's or the host's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Baseline<'a> {
+    pub(crate) yield_switch_ns: Option<f64>,
+    pub(crate) sem_pingpong_ns: Option<f64>,
+    pub(crate) cyclic: &'a [CyclicResult],
+}
+
+/// Where Rhea's figures come from: decides whether the switch goal is judged and how the
+/// interrupt is raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Platform {
+    /// A QEMU guest with this accelerator.
+    Qemu(Accel),
+    /// LinuxU: a Linux process on the host.
+    LinuxU,
+}
+
+/// The comparison table against the Linux guest. `linux` is `None` when the baseline did not
+/// run.
 pub(crate) fn sched_table(
     rhea: &RheaSched,
     linux: Option<&LinuxSchedFigures>,
     accel: Accel,
+) -> Vec<TableLine> {
+    let linux = linux.map(|l| Baseline {
+        yield_switch_ns: l.yield_switch_ns,
+        sem_pingpong_ns: l.sem_pingpong_ns,
+        cyclic: &l.cyclic,
+    });
+    comparison_table(rhea, linux, Platform::Qemu(accel))
+}
+
+/// The comparison table of Rhea's figures on `platform` against Linux's (`None` when the
+/// baseline did not run).
+pub(crate) fn comparison_table(
+    rhea: &RheaSched,
+    linux: Option<Baseline<'_>>,
+    platform: Platform,
 ) -> Vec<TableLine> {
     let mut t = Vec::new();
     let missing = || LINUX_MISSING.to_string();
@@ -618,11 +672,16 @@ pub(crate) fn sched_table(
             opt(l, 1),
             show_ratio(ratio_of(rhea_ns, l)),
         ));
-        let verdict = match (r, accel) {
+        let verdict = match (r, platform) {
             (None, _) => "Rhea's figure missing".to_string(),
-            (Some(s), Accel::Kvm) if s.cycles <= GOAL_SWITCH_CYCLES => "met".to_string(),
-            (Some(_), Accel::Kvm) => "not met".to_string(),
-            (Some(_), Accel::Tcg) => "not judged: this run is TCG".to_string(),
+            (Some(s), Platform::Qemu(Accel::Kvm)) if s.cycles <= GOAL_SWITCH_CYCLES => {
+                "met".to_string()
+            }
+            (Some(_), Platform::Qemu(Accel::Kvm)) => "not met".to_string(),
+            (Some(_), Platform::Qemu(Accel::Tcg)) => "not judged: this run is TCG".to_string(),
+            (Some(_), Platform::LinuxU) => {
+                "not judged: LinuxU switches inside a Linux process".to_string()
+            }
         };
         let cycles = r.map_or_else(missing, |s| figure(s.cycles, 0));
         t.push(TableLine::Note(format!(
@@ -633,7 +692,7 @@ pub(crate) fn sched_table(
     // cyclictest.
     for (period, hog) in CYCLIC_RUNS {
         let r = rhea.cyclic_run(period, hog);
-        let l = linux.and_then(|l| find_cyclic(&l.cyclic, period, hog));
+        let l = linux.and_then(|l| find_cyclic(l.cyclic, period, hog));
         let load = if hog { "hog" } else { "idle" };
         let samples = |c: Option<&CyclicResult>| c.map_or_else(missing, |c| c.samples.to_string());
         t.push(TableLine::Heading(format!(
@@ -692,8 +751,12 @@ pub(crate) fn sched_table(
 
     // Interrupt to thread (Rhea only).
     let irq = rhea.irq_to_thread;
+    let raised = match platform {
+        Platform::Qemu(_) => "self-IPI",
+        Platform::LinuxU => "self-raised vector (a SIGUSR2 signal)",
+    };
     t.push(TableLine::Heading(format!(
-        "interrupt→thread, self-IPI to the woken thread running (samples: Rhea {})",
+        "interrupt→thread, {raised} to the woken thread running (samples: Rhea {})",
         irq.map_or_else(missing, |i| i.samples.to_string())
     )));
     let irq_values = irq.map(|i| [i.min_ns, i.avg_ns, i.p99_ns, i.max_ns]);
@@ -710,8 +773,13 @@ pub(crate) fn sched_table(
 
 /// Renders the table with aligned columns, under a header line.
 pub(crate) fn render_table(lines: &[TableLine]) -> String {
-    const HEADER: [&str; 4] = ["measure", "Rhea", "Linux guest", "Rhea/Linux"];
-    let mut widths = HEADER.map(|h| h.chars().count());
+    render_table_headed(lines, "Linux guest")
+}
+
+/// [`render_table`] with `linux` as the title of Linux's column.
+pub(crate) fn render_table_headed(lines: &[TableLine], linux: &str) -> String {
+    let header = ["measure", "Rhea", linux, "Rhea/Linux"];
+    let mut widths = header.map(|h| h.chars().count());
     for line in lines {
         if let TableLine::Row(a, b, c, d) = line {
             for (w, cell) in widths.iter_mut().zip([a, b, c, d]) {
@@ -728,7 +796,7 @@ pub(crate) fn render_table(lines: &[TableLine]) -> String {
         );
     };
     let mut out = String::new();
-    put(&mut out, HEADER);
+    put(&mut out, header);
     for line in lines {
         match line {
             TableLine::Row(a, b, c, d) => put(&mut out, [a, b, c, d]),
@@ -748,7 +816,7 @@ pub(crate) fn render_table(lines: &[TableLine]) -> String {
 }
 
 /// Rhea's version and git revision, e.g. `0.1.0 (git 69d617c-dirty)`.
-fn rhea_version(ws: &Workspace) -> String {
+pub(crate) fn rhea_version(ws: &Workspace) -> String {
     let version = env!("CARGO_PKG_VERSION");
     let mut git = ws.command("git");
     git.args(["describe", "--always", "--dirty", "--abbrev=10"]);

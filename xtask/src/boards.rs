@@ -25,6 +25,20 @@ pub(crate) struct Board {
     pub(crate) default_machine: &'static str,
     /// How an image of this board runs: under QEMU, or as a host process (LinuxU).
     pub(crate) runner: Runner,
+    /// What file the build hands to the machine.
+    pub(crate) image: ImageFormat,
+}
+
+/// The file a board boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ImageFormat {
+    /// The linked ELF itself (QEMU's `-kernel` reads the PVH note; LinuxU runs it).
+    Elf,
+    /// A raw binary (`llvm-objcopy -O binary`) named `<app><suffix>`: a Linux arm64 `Image`
+    /// (its header is the first bytes of the image), loaded by QEMU's `-kernel` as Linux is,
+    /// which passes the devicetree in `x0` (an ELF would be loaded as a bare-metal program,
+    /// without it).
+    Binary { suffix: &'static str },
 }
 
 /// How a board's images run.
@@ -48,6 +62,7 @@ pub(crate) const BOARDS: &[Board] = &[
         machines: &["microvm", "q35"],
         default_machine: "q35",
         runner: Runner::Qemu,
+        image: ImageFormat::Elf,
     },
     Board {
         name: "linuxu",
@@ -59,6 +74,32 @@ pub(crate) const BOARDS: &[Board] = &[
         machines: &["realtime", "sim"],
         default_machine: "realtime",
         runner: Runner::Process,
+        image: ImageFormat::Elf,
+    },
+    Board {
+        name: "qemu-aarch64",
+        target: "aarch64-unknown-none",
+        linker_script: "boards/qemu-aarch64/link.ld",
+        cfg: "qemu-aarch64",
+        qemu: "qemu-system-aarch64",
+        machines: &["virt-gicv2", "virt-gicv3"],
+        default_machine: "virt-gicv3",
+        runner: Runner::Qemu,
+        image: ImageFormat::Binary { suffix: ".img" },
+    },
+    Board {
+        name: "rpi4",
+        target: "aarch64-unknown-none",
+        linker_script: "boards/rpi4/link.ld",
+        cfg: "rpi4",
+        qemu: "qemu-system-aarch64",
+        machines: &["raspi4b"],
+        default_machine: "raspi4b",
+        runner: Runner::Qemu,
+        // What a Pi's firmware loads from the boot partition (`kernel8.img`).
+        image: ImageFormat::Binary {
+            suffix: ".kernel8.img",
+        },
     },
 ];
 
@@ -82,6 +123,17 @@ pub(crate) fn names() -> Vec<&'static str> {
 }
 
 impl Board {
+    /// The instruction set, from the target triple (`x86_64`, `aarch64`).
+    pub(crate) fn arch(&self) -> &'static str {
+        self.target.split('-').next().unwrap_or(self.target)
+    }
+
+    /// Whether hardware KVM could run this board here: only for the host's own instruction
+    /// set (aarch64 boards always run under TCG on an x86_64 host).
+    pub(crate) fn kvm_possible(&self) -> bool {
+        self.arch() == std::env::consts::ARCH
+    }
+
     /// The machine `name` (or the default one); the error lists the valid ones.
     pub(crate) fn machine(&self, name: Option<&str>) -> Result<&'static str> {
         let name = name.unwrap_or(self.default_machine);
@@ -119,12 +171,23 @@ mod tests {
             }
         }
         assert!(find(DEFAULT_BOARD).is_ok());
+        let arm = find("qemu-aarch64").unwrap();
+        assert_eq!(arm.arch(), "aarch64");
+        assert_eq!(find("linuxu").unwrap().arch(), "x86_64");
+        assert!(!arm.kvm_possible() || std::env::consts::ARCH == "aarch64");
+        assert_eq!(
+            arm.machines_to_test(None).unwrap(),
+            ["virt-gicv2", "virt-gicv3"]
+        );
     }
 
     #[test]
     fn unknown_names_list_the_valid_ones() {
-        match find("rpi4") {
-            Err(Error::Usage(msg)) => assert!(msg.contains("qemu-x86_64"), "{msg}"),
+        match find("rpi5") {
+            Err(Error::Usage(msg)) => assert!(
+                msg.contains("qemu-x86_64, linuxu, qemu-aarch64, rpi4"),
+                "{msg}"
+            ),
             other => panic!("{other:?}"),
         }
         let board = find("qemu-x86_64").unwrap();

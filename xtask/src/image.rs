@@ -5,13 +5,15 @@
 //! `symtab.rs`): the kernel crate `rhea-symtab` includes the file named by `RHEA_SYMTAB`; after
 //! each build xtask encodes the image's function symbols and, if they differ from the file,
 //! writes them and builds again (at most [`MAX_BUILDS`] builds). The result is copied to
-//! `target/images/<board>/<app>.elf`, with a stripped copy `<app>.stripped.elf` next to it.
+//! `target/images/<board>/<app>.elf`, with a stripped copy `<app>.stripped.elf` next to it, and
+//! for boards that boot a raw binary (the Arm boards' Linux `Image`, the Pi's `kernel8.img`)
+//! that binary, `llvm-objcopy -O binary` of the ELF (`<app>.img`, `<app>.kernel8.img`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::apps::App;
-use crate::boards::Board;
+use crate::boards::{Board, ImageFormat};
 use crate::{Context, Result, Workspace, capture, fail, run_checked, symtab};
 
 /// Builds per image, at most, while the symbol table settles.
@@ -21,6 +23,9 @@ pub(crate) const MAX_BUILDS: usize = 3;
 #[derive(Debug, Clone)]
 pub(crate) struct Image {
     pub(crate) elf: PathBuf,
+    /// The file the machine boots: the ELF, or the raw binary made from it
+    /// ([`ImageFormat::Binary`]).
+    pub(crate) boot: PathBuf,
     pub(crate) stripped: PathBuf,
     pub(crate) size: u64,
     pub(crate) stripped_size: u64,
@@ -40,6 +45,9 @@ impl Image {
             self.stripped.display(),
             self.stripped_size
         );
+        if self.boot != self.elf {
+            println!("boot image: {}", self.boot.display());
+        }
     }
 }
 
@@ -186,6 +194,19 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
             .arg(&elf_path)
             .arg(&stripped),
     )?;
+    let boot = match board.image {
+        ImageFormat::Elf => elf_path.clone(),
+        ImageFormat::Binary { suffix } => {
+            let binary = image_dir.join(format!("{}{suffix}", app.name));
+            run_checked(
+                ws.command(&objcopy)
+                    .args(["-O", "binary"])
+                    .arg(&elf_path)
+                    .arg(&binary),
+            )?;
+            binary
+        }
+    };
     let size_of = |p: &Path| -> Result<u64> {
         Ok(fs::metadata(p)
             .context(|| format!("cannot stat {}", p.display()))?
@@ -195,6 +216,7 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
         size: size_of(&elf_path)?,
         stripped_size: size_of(&stripped)?,
         elf: elf_path,
+        boot,
         stripped,
         functions,
     })

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! runs it alone and prints the conditions and figures; [`run_sched_baseline`] is the entry
-//! point for other benches (e.g. `bench sched`).
+//! point for other benches (e.g. `bench sched`). `bench sched --board linuxu`
+//! (`host_baseline.rs`) runs the same cyclictest and pingpong on the host instead
+//! ([`unpack_cyclictest`], [`pingpong`]).
 //!
 //! The guest, all of it cached under `target/linux-guest/` (a second run downloads nothing):
 //!
@@ -56,7 +58,7 @@ const KERNEL_META: &str = "linux-image-cloud-amd64";
 const BUSYBOX_PKG: &str = "busybox-static";
 const RT_TESTS_PKG: &str = "rt-tests";
 /// cyclictest's histogram size, µs (latencies above it count as overflows).
-const HIST_US: u32 = 20_000;
+pub(crate) const HIST_US: u32 = 20_000;
 /// The cyclictest periods `init.sh` runs, µs (each idle and with the hog).
 const PERIODS_US: [u32; 2] = [200, 1000];
 /// The guest's `/init`.
@@ -69,7 +71,7 @@ const INIT_MARKER: &str = "NOTE /init started";
 /// an `ld.so.cache`.
 const GUEST_LIB_DIR: &str = "lib/x86_64-linux-gnu";
 /// Where libraries are looked for in the unpacked packages.
-const LIB_DIRS: &[&str] = &[
+pub(crate) const LIB_DIRS: &[&str] = &[
     "lib/x86_64-linux-gnu",
     "usr/lib/x86_64-linux-gnu",
     "lib64",
@@ -365,19 +367,31 @@ struct Guest {
     kernel_package: String,
 }
 
-/// Downloads and unpacks what is missing, builds pingpong if needed, writes the initramfs.
-fn prepare(ws: &Workspace) -> Result<Guest> {
+/// The cache directory `target/linux-guest/` and its `debs/` and `unpacked/`, created.
+fn cache_dirs(ws: &Workspace) -> Result<(PathBuf, PathBuf, PathBuf)> {
     let dir = ws.root.join("target").join("linux-guest");
     let debs = dir.join("debs");
     let unpacked = dir.join("unpacked");
     for d in [&debs, &unpacked] {
         fs::create_dir_all(d).context(|| format!("cannot create {}", d.display()))?;
     }
+    Ok((dir, debs, unpacked))
+}
 
-    let kernel_deb = ensure_kernel_deb(&debs)?;
-    let kernel_root = unpack(&kernel_deb, &unpacked, &["lib/modules"])?;
-    let vmlinuz = find_vmlinuz(&kernel_root)?;
-    let busybox_root = unpack(&ensure_deb(&debs, BUSYBOX_PKG)?, &unpacked, &[])?;
+/// cyclictest unpacked from Debian's `rt-tests`, with the library packages it depends on.
+#[derive(Debug, Clone)]
+pub(crate) struct Cyclictest {
+    pub(crate) binary: PathBuf,
+    /// The unpacked `lib*` packages of rt-tests' `Depends:` (libc6, libnuma1, ...).
+    pub(crate) lib_roots: Vec<PathBuf>,
+    /// e.g. `rt-tests 2.4-1`.
+    pub(crate) package: String,
+}
+
+/// Downloads (on first use) and unpacks `rt-tests` and its library packages; also used by
+/// the host baseline (`host_baseline.rs`), which runs this cyclictest on the host.
+pub(crate) fn unpack_cyclictest(ws: &Workspace) -> Result<Cyclictest> {
+    let (_, debs, unpacked) = cache_dirs(ws)?;
     let rt_tests_deb = ensure_deb(&debs, RT_TESTS_PKG)?;
     let rt_tests_root = unpack(&rt_tests_deb, &unpacked, &[])?;
     let depends = capture(
@@ -390,10 +404,35 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     for pkg in library_packages(&depends) {
         lib_roots.push(unpack(&ensure_deb(&debs, &pkg)?, &unpacked, &[])?);
     }
+    Ok(Cyclictest {
+        binary: rt_tests_root.join("usr/bin/cyclictest"),
+        lib_roots,
+        package: deb_package_and_version(&rt_tests_deb),
+    })
+}
+
+/// `pingpong` (`xtask/guest/pingpong.c`, static), built when missing or out of date; also
+/// run on the host by `host_baseline.rs`.
+pub(crate) fn pingpong(ws: &Workspace) -> Result<PathBuf> {
+    let (dir, _, _) = cache_dirs(ws)?;
+    ensure_pingpong(ws, &dir)
+}
+
+/// Downloads and unpacks what is missing, builds pingpong if needed, writes the initramfs.
+fn prepare(ws: &Workspace) -> Result<Guest> {
+    let (dir, debs, unpacked) = cache_dirs(ws)?;
+    let kernel_deb = ensure_kernel_deb(&debs)?;
+    let kernel_root = unpack(&kernel_deb, &unpacked, &["lib/modules"])?;
+    let vmlinuz = find_vmlinuz(&kernel_root)?;
+    let busybox_root = unpack(&ensure_deb(&debs, BUSYBOX_PKG)?, &unpacked, &[])?;
+    let Cyclictest {
+        binary: cyclictest,
+        lib_roots,
+        ..
+    } = unpack_cyclictest(ws)?;
     let pingpong = ensure_pingpong(ws, &dir)?;
 
     let busybox = busybox_root.join("bin/busybox");
-    let cyclictest = rt_tests_root.join("usr/bin/cyclictest");
     let libs = library_closure(&cyclictest, &lib_roots)?;
 
     let mut files: Vec<(String, PathBuf)> = vec![
@@ -468,7 +507,7 @@ fn cached_deb(debs: &Path, matches: impl Fn(&str) -> bool) -> Result<Option<Path
 }
 
 /// Whether a `.deb` file name is of package `pkg` (`<pkg>_<version>_<arch>.deb`).
-fn is_deb_of(file_name: &str, pkg: &str) -> bool {
+pub(crate) fn is_deb_of(file_name: &str, pkg: &str) -> bool {
     file_name
         .strip_prefix(pkg)
         .is_some_and(|rest| rest.starts_with('_'))
@@ -895,7 +934,7 @@ impl Report {
 }
 
 /// `RESULT <key> <value...>` → (key, value); the value may be empty (`RESULT done`).
-fn parse_result_line(line: &str) -> Option<(&str, &str)> {
+pub(crate) fn parse_result_line(line: &str) -> Option<(&str, &str)> {
     let rest = line.trim().strip_prefix("RESULT ")?;
     let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
     (!key.is_empty()).then(|| (key, value.trim()))
@@ -1020,6 +1059,16 @@ fn percentile(buckets: &[(u64, u64)], total: u64, q: f64) -> Option<u64> {
         }
     }
     None
+}
+
+/// The figures of one cyclictest run from its `-h` output (stdout lines); also used by the
+/// host baseline.
+pub(crate) fn cyclic_from_output(
+    period_us: u32,
+    hog: bool,
+    lines: &[String],
+) -> Result<CyclicResult, String> {
+    parse_histogram(lines).map(|h| cyclic_result(period_us, hog, &h))
 }
 
 fn cyclic_result(period_us: u32, hog: bool, h: &Histogram) -> CyclicResult {

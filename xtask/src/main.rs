@@ -12,7 +12,10 @@
 
 mod apps;
 mod bench;
+mod bench_arm;
 mod boards;
+mod firmware;
+mod host_baseline;
 mod image;
 mod lint;
 mod linux_guest;
@@ -238,8 +241,9 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--board",
         value: Some("B"),
-        help: "board (default qemu-x86_64; `test` and `lint`: all boards)",
-        commands: &["build", "run", "test", "lint"],
+        help: "board (default qemu-x86_64; `test` and `lint`: all boards; `bench`: sched only, \
+               qemu-x86_64, linuxu, qemu-aarch64 or rpi4)",
+        commands: &["build", "run", "test", "lint", "bench"],
     },
     OptSpec {
         name: "--app",
@@ -507,6 +511,12 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
 /// `build`: prints the QEMU command line `run` would use for the image (default machine,
 /// accelerator as `--accel auto` picks it, `--append` as given), for booting it by hand.
 fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) -> Result<()> {
+    if board.runner == boards::Runner::Process {
+        let mut cmd = Command::new(&image.elf);
+        cmd.args(opts.append().split_whitespace());
+        println!("run it: {}", describe(&cmd));
+        return Ok(());
+    }
     let decision = qemu::decide_accel(AccelChoice::Auto, &qemu::probe_hardware_kvm());
     let spec = qemu::Spec {
         board,
@@ -514,7 +524,7 @@ fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) 
         accel: decision.accel,
         smp: opts.smp,
         mem: &opts.mem,
-        kernel: &image.elf,
+        kernel: &image.boot,
         serial: qemu::Serial::Interactive,
         append: opts.append(),
     };
@@ -559,7 +569,7 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         accel: decision.accel,
         smp: opts.smp,
         mem: &opts.mem,
-        kernel: &image.elf,
+        kernel: &image.boot,
         serial: qemu::Serial::Interactive,
         append: opts.append(),
     };
@@ -676,6 +686,9 @@ mod tests {
         assert_eq!(opts.loops, Some(2000));
         is_usage(parse(&["bench", "--loops", "10"]));
         is_usage(parse(&["run", "--loops", "1000"]));
+        let (cmd, opts) = parse(&["bench", "sched", "--board", "linuxu", "--loops=500"]).unwrap();
+        assert_eq!(cmd, Cmd::Bench(Some("sched".into())));
+        assert_eq!((opts.board_name(), opts.loops), ("linuxu", Some(500)));
         let (cmd, opts) =
             parse(&["bench", "sched", "--machine=microvm", "--append", "a=1"]).unwrap();
         assert_eq!(cmd, Cmd::Bench(Some("sched".into())));

@@ -8,8 +8,10 @@
 //!
 //! Exit convention: the kernel writes `v` to the `isa-debug-exit` port (0xf4) and QEMU exits
 //! with `(v << 1) | 1`. The kernel writes 0x10 for success (status 33) and 0x11 for failure
-//! (status 35). Anything else (status 0 after a reset with `-no-reboot`, QEMU errors, signals,
-//! timeouts) is a failure that is described, not a kernel verdict.
+//! (status 35). The Arm boards give the same two statuses through semihosting
+//! `SYS_EXIT_EXTENDED` (`-semihosting-config enable=on,target=native`), so one table maps
+//! both. Anything else (status 0 after a reset with `-no-reboot` or a PSCI power-off, QEMU
+//! errors, signals, timeouts) is a failure that is described, not a kernel verdict.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
@@ -342,16 +344,35 @@ fn build_args(
                 push(&["-bios", &rom.to_string_lossy()]);
             }
         }
+        ("qemu-aarch64", "virt-gicv2") => push(&["-M", "virt,gic-version=2", "-cpu", "cortex-a72"]),
+        ("qemu-aarch64", "virt-gicv3") => push(&["-M", "virt,gic-version=3", "-cpu", "cortex-a72"]),
+        ("rpi4", "raspi4b") => {
+            // QEMU makes no devicetree for the raspi machines: the Pi's own, as its firmware
+            // would pass it (fetched by `setup::ensure_qemu`, see firmware.rs).
+            let dtb = crate::firmware::rpi4_dtb_path();
+            if !dtb.is_file() {
+                return fail(format!(
+                    "{} is missing: -M raspi4b needs the Raspberry Pi 4 devicetree ({})",
+                    dtb.display(),
+                    crate::firmware::RPI4_DTB_HOWTO
+                ));
+            }
+            push(&["-M", "raspi4b", "-dtb", &dtb.to_string_lossy()]);
+        }
         (board, machine) => {
             return fail(format!(
                 "qemu.rs has no command line for board {board} machine {machine}"
             ));
         }
     }
-    match (spec.accel, spec.smp) {
-        (Accel::Kvm, _) => push(&["-accel", "kvm", "-cpu", "host"]),
-        (Accel::Tcg, 1) => push(&["-accel", "tcg", "-cpu", "max"]),
-        (Accel::Tcg, _) => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    let arm = spec.board.arch() == "aarch64";
+    match (spec.accel, spec.smp, arm) {
+        // The Arm machines named their CPU above; on an x86_64 host they only run under TCG.
+        (_, 1, true) => push(&["-accel", "tcg"]),
+        (_, _, true) => push(&["-accel", "tcg,thread=multi"]),
+        (Accel::Kvm, _, false) => push(&["-accel", "kvm", "-cpu", "host"]),
+        (Accel::Tcg, 1, false) => push(&["-accel", "tcg", "-cpu", "max"]),
+        (Accel::Tcg, _, false) => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
     }
     let serial = match spec.serial {
         Serial::Captured => "stdio",
@@ -363,17 +384,18 @@ fn build_args(
         "-no-reboot",
         "-display",
         "none",
-        "-m",
-        spec.mem,
-        "-smp",
-        &spec.smp.to_string(),
-        "-serial",
-        serial,
-        "-kernel",
-        &spec.kernel.to_string_lossy(),
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
     ]);
+    if spec.machine != "raspi4b" {
+        // raspi4b is a fixed machine: 2 GiB and 4 CPUs, and QEMU refuses anything else.
+        push(&["-m", spec.mem, "-smp", &spec.smp.to_string()]);
+    }
+    push(&["-serial", serial, "-kernel", &spec.kernel.to_string_lossy()]);
+    if arm {
+        // The kernel ends the run with semihosting SYS_EXIT_EXTENDED and the statuses below.
+        push(&["-semihosting-config", "enable=on,target=native"]);
+    } else {
+        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
+    }
     match linux {
         Some(_) if !spec.append.is_empty() => {
             return fail(format!(
@@ -452,8 +474,9 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(STATUS_SUCCESS) => Verdict::Success,
         QemuEnd::Exited(STATUS_FAILURE) => Verdict::KernelFailure,
         QemuEnd::Exited(0) => Verdict::Other(
-            "QEMU exited with status 0: the guest reset or powered off (triple fault?) \
-             without writing the debug-exit port"
+            "QEMU exited with status 0: the guest reset or powered off (triple fault? PSCI \
+             SYSTEM_OFF without semihosting?) without writing the debug-exit port or a \
+             semihosting exit status"
                 .to_string(),
         ),
         QemuEnd::Exited(1) => Verdict::Other(
@@ -603,6 +626,20 @@ pub(crate) fn run_captured(
     echo: bool,
 ) -> Result<Captured> {
     run_command_captured(command(qemu, spec)?, feed, timeout, echo)
+}
+
+/// [`run_captured`] with extra QEMU arguments after the usual ones (e.g. `-icount` for
+/// deterministic instruction counts).
+pub(crate) fn run_captured_with(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    extra: &[&str],
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut cmd = command(qemu, spec)?;
+    cmd.args(extra);
+    run_command_captured(cmd, None, timeout, echo)
 }
 
 /// Runs a LinuxU image as a host process with the kernel command line as its arguments, like
@@ -1009,6 +1046,43 @@ mod tests {
             a[..a.len() - 2],
             args(&spec("q35", Accel::Tcg, 1, Serial::Captured), None).unwrap()[..]
         );
+    }
+
+    #[test]
+    fn arm_command_lines() {
+        let arm = |board: &str, machine: &'static str| Spec {
+            board: boards::find(board).unwrap(),
+            machine,
+            accel: Accel::Tcg,
+            smp: 1,
+            mem: "128M",
+            kernel: Path::new("/img/hello.img"),
+            serial: Serial::Captured,
+            append: "rhea.checker=1",
+        };
+        assert_eq!(
+            args(&arm("qemu-aarch64", "virt-gicv2"), None)
+                .unwrap()
+                .join(" "),
+            "-M virt,gic-version=2 -cpu cortex-a72 -accel tcg -nodefaults -no-user-config \
+             -no-reboot -display none -m 128M -smp 1 -serial stdio -kernel /img/hello.img \
+             -semihosting-config enable=on,target=native -append rhea.checker=1"
+        );
+        let v3 = args(&arm("qemu-aarch64", "virt-gicv3"), None).unwrap();
+        assert_eq!(v3[..4], ["-M", "virt,gic-version=3", "-cpu", "cortex-a72"]);
+        // KVM is never used for an Arm machine on this host: TCG whatever --accel said.
+        let mut kvm = arm("qemu-aarch64", "virt-gicv3");
+        kvm.accel = Accel::Kvm;
+        assert!(args(&kvm, None).unwrap().join(" ").contains("-accel tcg "));
+        // raspi4b: the Pi's devicetree, no -m/-smp (a fixed machine).
+        let pi = args(&arm("rpi4", "raspi4b"), None);
+        if crate::firmware::rpi4_dtb_path().is_file() {
+            let line = pi.unwrap().join(" ");
+            assert!(line.starts_with("-M raspi4b -dtb "), "{line}");
+            assert!(!line.contains("-smp") && !line.contains(" -m "), "{line}");
+        } else {
+            assert!(pi.unwrap_err().to_string().contains("bcm2711-rpi-4-b.dtb"));
+        }
     }
 
     #[test]

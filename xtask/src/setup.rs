@@ -209,8 +209,17 @@ fn install(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// Finds QEMU ≥ 9 for the board, installing it when possible.
+/// Finds QEMU ≥ 9 for the board, installing it when possible, and what its machines need
+/// besides (the Raspberry Pi 4's devicetree, see `firmware.rs`).
 pub(crate) fn ensure_qemu(board: &Board) -> Result<Qemu> {
+    let qemu = ensure_qemu_binary(board)?;
+    if board.machines.contains(&"raspi4b") {
+        crate::firmware::ensure_rpi4_dtb()?;
+    }
+    Ok(qemu)
+}
+
+fn ensure_qemu_binary(board: &Board) -> Result<Qemu> {
     let problem = match qemu::probe(board.qemu) {
         Probe::Found(q) => return Ok(with_firmware_note(q, board)),
         Probe::Missing => format!("{} not found", board.qemu),

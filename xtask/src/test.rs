@@ -4,9 +4,11 @@
 //!    crates); a failure counts as one failed item, "host unit tests". Skipped with
 //!    `--no-host`, or when `--filter` is given and does not match "host unit tests".
 //! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
-//!    board's machines under TCG, and under KVM too when hardware KVM is usable. A case passes
-//!    iff QEMU ends as the app's `expect` says and every `console` fragment appears, in order.
-//!    Apps with `test = false` (benchmarks) are skipped unless `--app` names them.
+//!    board's machines under TCG, and under KVM too when hardware KVM is usable (only for
+//!    boards of the host's instruction set). A case passes iff QEMU ends as the app's `expect`
+//!    says and every `console` fragment (or its architecture's `arch.<arch>.console`) appears,
+//!    in order. Apps with `test = false` (benchmarks) are skipped unless `--app` names them;
+//!    apps with `boards = [...]` boot only on those boards.
 //!
 //! Every boot gets the kernel command line `rhea.checker=1` (the kernel checks its scheduler
 //! invariants at every scheduling decision and panics on a violation), then the app's
@@ -178,10 +180,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         for app in &app_list {
             // A process board has no accelerator; its cases carry TCG only as a placeholder
             // and are named "native".
+            // A board of another instruction set runs under TCG only.
             let board_accels: &[Accel] = match board.runner {
-                Runner::Qemu => &accels,
-                Runner::Process => &[Accel::Tcg],
+                Runner::Qemu if board.kvm_possible() => &accels,
+                Runner::Qemu | Runner::Process => &[Accel::Tcg],
             };
+            if !app.runs_on(board.name) {
+                continue; // `boards = [...]` in its Cargo.toml leaves this board out
+            }
             let cases: Vec<(&str, Accel, String)> = machines
                 .iter()
                 .flat_map(|m| board_accels.iter().map(move |a| (*m, *a)))
@@ -236,7 +242,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     accel: *accel,
                     smp: opts.smp,
                     mem: &opts.mem,
-                    kernel: &image.elf,
+                    kernel: &image.boot,
                     serial: qemu::Serial::Captured,
                     append: &cmdline,
                 };
@@ -270,7 +276,13 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     Runner::Qemu => qemu::classify(&captured.end),
                     Runner::Process => qemu::classify_process(&captured.end),
                 };
-                let judged = judge(app.expect, &verdict, &console, &app.console).and_then(|()| {
+                let judged = judge(
+                    app.expect,
+                    &verdict,
+                    &console,
+                    app.console_for(board.arch()),
+                )
+                .and_then(|()| {
                     // The simulation mode promises the same trace for the same seed: run again
                     // and compare.
                     if *machine != "sim" || app.stdin.is_some() || app.expect != Expect::Success {

@@ -21,6 +21,9 @@
 //!
 //! Hardware model assumed (x86_64): long mode entered by the board's entry code with paging on
 //! and an identity map of at least the first 4 GiB; `EFER.NXE` set.
+//!
+//! Hardware model assumed (aarch64): entered by the board at EL2 or EL1 with the MMU off (Linux
+//! arm64 boot protocol); a GICv2 or GICv3, the generic timer, 4 KiB translation granule.
 #![no_std]
 
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
@@ -32,3 +35,8 @@ pub use x86_64::*;
 mod linux;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use linux::*;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod aarch64;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use aarch64::*;

@@ -80,12 +80,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     // 5. Scheduler: this boot context becomes CPU 0's idle thread; the app's main thread is
     //    spawned on a guarded stack and, being more important than idle, runs at once.
     match rhea_arch::context::init_fpu() {
-        Ok(m) => println!(
-            "rhea: fpu: {} ({} bytes per switch, xcr0 {:#x})",
-            if m.xsave { "xsave" } else { "fxsave" },
-            m.area_bytes,
-            m.xcr0
-        ),
+        Ok(m) => println!("rhea: fpu: {m}"),
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
     let checker = crate::cmdline_value("rhea.checker") == Some("1");

@@ -15,6 +15,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea_hal::{ExitStatus, Platform};
 
 static REPORTING: AtomicBool = AtomicBool::new(false);
+/// What the architecture calls the program counter (`rip`, `pc`), for "at <pc> <symbol>".
+const PC: &str = rhea_arch::Registers::PC_NAME;
 static BOOT_STACK_START: AtomicU64 = AtomicU64::new(0);
 static BOOT_STACK_END: AtomicU64 = AtomicU64::new(0);
 
@@ -123,11 +125,11 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
         let _ = writeln!(w, "    cause: {detail}");
     }
     if fault.is_pc_valid() {
-        let _ = writeln!(w, "    at rip {}", Sym(fault.pc()));
+        let _ = writeln!(w, "    at {PC} {}", Sym(fault.pc()));
     } else {
         let _ = writeln!(
             w,
-            "    at rip {} (undefined for this exception)",
+            "    at {PC} {} (undefined for this exception)",
             Sym(fault.pc())
         );
     }
@@ -163,7 +165,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         }
     }
     let _ = writeln!(w, "    {}", info.message());
-    let _ = writeln!(w, "    at rip {}", Sym(regs.pc()));
+    let _ = writeln!(w, "    at {PC} {}", Sym(regs.pc()));
     let _ = writeln!(w, "    registers:\n{regs}");
     write_backtrace(w, regs.frame_pointer(), stack);
     let _ = writeln!(w, "rhea: panic, exiting with failure");

@@ -34,7 +34,7 @@ pub use rhea_hal::ExitStatus;
 
 /// Fault triggers for the fault test apps (exceptions safe Rust cannot raise by itself).
 pub mod testing {
-    pub use rhea_arch::testing::divide_by_zero;
+    pub use rhea_arch::testing::{divide_by_zero, simd_load_spin_check, undefined_instruction};
 }
 
 /// What an app's `main` returns, turned into how the run ends.

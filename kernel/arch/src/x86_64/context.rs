@@ -40,6 +40,18 @@ pub struct FpuMode {
     pub area_bytes: u32,
 }
 
+impl core::fmt::Display for FpuMode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} ({} bytes per switch, xcr0 {:#x})",
+            if self.xsave { "xsave" } else { "fxsave" },
+            self.area_bytes,
+            self.xcr0
+        )
+    }
+}
+
 /// The extended-state components switched: x87 (bit 0), SSE (bit 1), AVX (bit 2). Read by the
 /// switch assembly as the XSAVE/XRSTOR request mask, so state beyond these (AVX-512, AMX) is
 /// never written into the fixed-size area even where the OS enabled it (LinuxU).

@@ -23,6 +23,9 @@ const NAMES: [&str; 16] = [
 ];
 
 impl Registers {
+    /// How reports name the program counter.
+    pub const PC_NAME: &'static str = "rip";
+
     /// Captures this CPU's registers here.
     #[inline(always)]
     pub fn capture() -> Self {

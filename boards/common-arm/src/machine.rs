@@ -1,0 +1,359 @@
+//! The parts of an Arm board that run on the machine: the console, the exit path, and early
+//! init (the devicetree read and checked, the memory map, the boot facts for the runtime).
+#![allow(
+    unsafe_code,
+    reason = "MMIO, linker symbols and the devicetree in physical memory; each use has a SAFETY note"
+)]
+
+use crate::fdt::{self, Fdt};
+use crate::platform::{ArmPlatform, PsciConduit};
+use core::ops::Range;
+use core::sync::atomic::{AtomicU8, Ordering};
+use rhea_arch::paging::KernelImage;
+use rhea_drivers::pl011::{self, Pl011};
+use rhea_hal::{Console, ExitStatus, PAGE_SIZE, PhysAddr, Platform};
+use rhea_mm::MemoryMap;
+use spin::Once;
+
+/// 32-bit registers of a device page, identity-mapped Device-nGnRE (by the boot map, then by
+/// the kernel's tables: the board lists its console in `KernelImage::early_mmio`).
+#[derive(Debug)]
+pub struct Mmio {
+    base: u64,
+}
+
+impl Mmio {
+    /// The registers at `base`.
+    pub const fn new(base: u64) -> Self {
+        Self { base }
+    }
+}
+
+impl pl011::Registers for Mmio {
+    fn read(&self, offset: usize) -> u32 {
+        // SAFETY: `base` is the board's console UART, mapped as device memory from the first
+        // instruction on (boot map device range, then `early_mmio`); the driver reads only
+        // PL011 registers, 4-byte aligned, inside its 4 KiB window.
+        unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u32) }
+    }
+    fn write(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u32, value) }
+    }
+}
+
+/// An Arm board: its name, its fixed early console and the device range of its boot map.
+#[derive(Debug)]
+pub struct ArmBoard {
+    name: &'static str,
+    uart: Pl011<Mmio>,
+    uart_base: u64,
+    /// `[start, end)` mapped as device memory by the boot map; the devicetree must not be there.
+    device_range: Range<u64>,
+}
+
+impl ArmBoard {
+    /// A board named `name` whose console is the PL011 at `uart_base` and whose boot map
+    /// treats `device_range` as device memory.
+    pub const fn new(name: &'static str, uart_base: u64, device_range: Range<u64>) -> Self {
+        Self {
+            name,
+            uart: Pl011::new(Mmio::new(uart_base)),
+            uart_base,
+            device_range,
+        }
+    }
+
+    /// The console UART.
+    pub fn uart(&self) -> &Pl011<Mmio> {
+        &self.uart
+    }
+}
+
+impl Console for ArmBoard {
+    fn write_bytes(&self, bytes: &[u8]) {
+        self.uart.write_bytes(bytes);
+    }
+}
+
+/// Exit statuses through semihosting, the same as x86's `isa-debug-exit` gives QEMU, so that
+/// xtask keeps one table: 33 success, 35 failure.
+const EXIT_SUCCESS: u32 = 33;
+const EXIT_FAILURE: u32 = 35;
+/// PSCI `SYSTEM_OFF` (DEN0022 §5.1.9, SMC32 function ID).
+const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+
+/// The PSCI conduit from the devicetree: 0 unknown/none, 1 HVC, 2 SMC.
+static PSCI: AtomicU8 = AtomicU8::new(0);
+
+impl Platform for ArmBoard {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn console(&self) -> &dyn Console {
+        self
+    }
+
+    /// Semihosting `SYS_EXIT_EXTENDED` first: it carries the status (QEMU exits with it). Where
+    /// no emulator or debugger serves semihosting, PSCI `SYSTEM_OFF` turns the machine off
+    /// without a status; without PSCI (a Raspberry Pi's firmware has none) the CPU halts.
+    fn exit(&self, status: ExitStatus) -> ! {
+        let code = match status {
+            ExitStatus::Success => EXIT_SUCCESS,
+            ExitStatus::Failure => EXIT_FAILURE,
+        };
+        rhea_arch::semihosting::exit(code);
+        let conduit = PSCI.load(Ordering::Relaxed);
+        if conduit != 0 {
+            // SAFETY: SYSTEM_OFF is the call this path exists for; the conduit is what the
+            // devicetree's PSCI node says.
+            unsafe { rhea_arch::psci_call(conduit == 2, PSCI_SYSTEM_OFF, 0, 0, 0) };
+        }
+        rhea_arch::halt_forever()
+    }
+}
+
+/// What the board learned during early boot, for the runtime.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// The validated physical memory map.
+    pub memory_map: MemoryMap,
+    /// The kernel command line (`/chosen/bootargs`, may be empty).
+    pub cmdline: &'static str,
+    /// The image's sections, for the page tables.
+    pub image: KernelImage,
+    /// Physical ranges the frame allocator must never hand out: the image, the devicetree
+    /// (the runtime's memory map has the firmware's reservations already), and page 0.
+    pub reserved: [(PhysAddr, u64); 3],
+    /// `CNTVCT_EL0` at the first instruction at EL1.
+    pub boot_cycles: u64,
+}
+
+/// The devicetree facts, kept for interrupt and time bring-up.
+pub(crate) struct Facts {
+    pub(crate) platform: ArmPlatform<'static>,
+    pub(crate) dtb: u64,
+    pub(crate) dtb_bytes: u64,
+}
+
+pub(crate) static FACTS: Once<Facts> = Once::new();
+
+unsafe extern "C" {
+    static __rhea_text_start: u8;
+    static __rhea_text_end: u8;
+    static __rhea_rodata_start: u8;
+    static __rhea_rodata_end: u8;
+    static __rhea_data_start: u8;
+    static __rhea_image_end: u8;
+}
+
+fn addr_of(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}
+
+/// The end of the boot identity map (the entry code maps the first 4 GiB).
+const BOOT_MAP_END: u64 = 4 << 30;
+
+/// Where the devicetree can be read before the kernel's page tables exist: inside the boot
+/// identity map and outside the board's device range.
+fn check_dtb_address(board: &ArmBoard, dtb: u64) -> Result<(), &'static str> {
+    if dtb == 0 {
+        return Err(
+            "no devicetree: x0 was 0 at entry (the loader must pass one, as QEMU does with \
+             -kernel <Image>, or -dtb <file> for machines that have none)",
+        );
+    }
+    if !dtb.is_multiple_of(8) {
+        return Err("the devicetree address in x0 is not 8-byte aligned");
+    }
+    let end = dtb
+        .checked_add(fdt::HEADER_BYTES as u64)
+        .ok_or("the devicetree address wraps")?;
+    if end > BOOT_MAP_END {
+        return Err("the devicetree lies above 4 GiB, outside the boot identity map");
+    }
+    if board.device_range.contains(&dtb) || board.device_range.contains(&(end - 1)) {
+        return Err("the devicetree address in x0 lies in the board's device range, not in RAM");
+    }
+    Ok(())
+}
+
+/// Reads and checks the devicetree at `dtb`. Panics (the console is up) with what is wrong.
+fn read_devicetree(board: &ArmBoard, dtb: u64) -> Fdt<'static> {
+    if let Err(why) = check_dtb_address(board, dtb) {
+        panic!("{why} (x0 = {dtb:#x})");
+    }
+    // SAFETY: `[dtb, dtb + 40)` is inside the boot identity map, outside device memory (checked
+    // above), and nothing writes it (one CPU, before any other code).
+    let header = unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_BYTES) };
+    let total = match fdt::total_size(header) {
+        Ok(t) => t as u64,
+        Err(e) => panic!("the devicetree at {dtb:#x} is malformed: {e}"),
+    };
+    if dtb + total > BOOT_MAP_END {
+        panic!("the devicetree at {dtb:#x} ({total} bytes) runs past the 4 GiB boot map");
+    }
+    // SAFETY: as above for the whole blob: `totalsize` is at most 2 MiB and the range stays in
+    // the boot map. It lives in RAM that the frame allocator never hands out (`reserved`), so
+    // it stays valid for the run.
+    let blob = unsafe { core::slice::from_raw_parts(dtb as *const u8, total as usize) };
+    match Fdt::new(blob) {
+        Ok(f) => f,
+        Err(e) => panic!("the devicetree at {dtb:#x} is malformed: {e}"),
+    }
+}
+
+static CMDLINE: CmdlineBuf = CmdlineBuf::new();
+/// Longest command line kept.
+const MAX_CMDLINE: usize = 1024;
+
+/// A write-once buffer for the command line: `early_init` runs once on the boot CPU before
+/// anything else. (The devicetree stays mapped, but a copy keeps the runtime independent of
+/// where firmware put it.)
+struct CmdlineBuf(core::cell::UnsafeCell<[u8; MAX_CMDLINE]>);
+
+// SAFETY: written once by `early_init` on the boot CPU before any other code runs, then only
+// read.
+unsafe impl Sync for CmdlineBuf {}
+
+impl CmdlineBuf {
+    const fn new() -> Self {
+        Self(core::cell::UnsafeCell::new([0; MAX_CMDLINE]))
+    }
+
+    /// # Safety
+    /// Called once, before any reader exists.
+    unsafe fn store(&'static self, s: &str) -> &'static str {
+        // SAFETY: per the contract no other reference to the buffer exists yet.
+        let buf = unsafe { &mut *self.0.get() };
+        let mut n = s.len().min(buf.len());
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        core::str::from_utf8(&buf[..n]).unwrap_or("")
+    }
+}
+
+/// Early board initialisation, called once by the runtime's entry point on the boot CPU with
+/// the entry code's argument (the devicetree's physical address): console, exception vectors,
+/// the semihosting probe, and the devicetree read and validated. A missing or malformed tree,
+/// an unknown GIC or no usable RAM is a panic that says so on the console.
+pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
+    board.uart.init(None, 115_200);
+    rhea_arch::init_boot_cpu();
+    rhea_arch::semihosting::probe();
+
+    let dtb = dtb as u64;
+    let tree = read_devicetree(board, dtb);
+    let platform = match ArmPlatform::from_fdt(&tree) {
+        Ok(p) => p,
+        Err(e) => panic!("devicetree at {dtb:#x}: {e}"),
+    };
+    park_secondary_cpus(board, &platform);
+    if let Some(conduit) = platform.psci {
+        PSCI.store(
+            match conduit {
+                PsciConduit::Hvc => 1,
+                PsciConduit::Smc => 2,
+            },
+            Ordering::Relaxed,
+        );
+    }
+    // SAFETY: the linker script defines these symbols; only their addresses are used.
+    let image = unsafe {
+        KernelImage {
+            text: addr_of(&__rhea_text_start)..addr_of(&__rhea_text_end),
+            rodata: addr_of(&__rhea_rodata_start)..addr_of(&__rhea_rodata_end),
+            data: addr_of(&__rhea_data_start)..addr_of(&__rhea_image_end),
+            early_mmio: [board.uart_base..board.uart_base + PAGE_SIZE, 0..0],
+        }
+    };
+    let image_range = image.range();
+    if platform.memory_map.usable().all(|r| {
+        !r.contains(
+            PhysAddr(image_range.start),
+            image_range.end - image_range.start,
+        )
+    }) {
+        panic!(
+            "the kernel image {:#x}..{:#x} is not inside one usable RAM region of the devicetree",
+            image_range.start, image_range.end
+        );
+    }
+    // SAFETY: `early_init` runs once, before any reader of the command line.
+    let cmdline = unsafe { CMDLINE.store(platform.bootargs) };
+    let memory_map = platform.memory_map.clone();
+    let dtb_bytes = tree.total_size() as u64;
+    FACTS.call_once(|| Facts {
+        platform,
+        dtb,
+        dtb_bytes,
+    });
+    BootInfo {
+        memory_map,
+        cmdline,
+        image,
+        reserved: [
+            (
+                PhysAddr(image_range.start),
+                image_range.end - image_range.start,
+            ),
+            (
+                PhysAddr(dtb).align_down(PAGE_SIZE),
+                (dtb % PAGE_SIZE + dtb_bytes).div_ceil(PAGE_SIZE) * PAGE_SIZE,
+            ),
+            // Page 0 is never mapped, so it can never be a page table or a stack page.
+            (PhysAddr(0), PAGE_SIZE),
+        ],
+        boot_cycles: rhea_arch::boot_cycles(),
+    }
+}
+
+/// Sends the other CPUs of a spin-table machine (a Raspberry Pi) from the firmware's `wfe` poll
+/// to a `wfi` loop until the SMP issue starts them: polling, they keep a core busy on hardware
+/// and a host thread busy under TCG, which starves the boot CPU there.
+fn park_secondary_cpus(board: &ArmBoard, platform: &ArmPlatform<'_>) {
+    let me = rhea_arch::generic_timer::mpidr() & 0xff_00ff_ffff;
+    for &(mpidr, release) in platform.spin_table_cpus.iter().filter(|c| c.1 != 0) {
+        let ok = mpidr != me
+            && release.is_multiple_of(8)
+            && release
+                .checked_add(8)
+                .is_some_and(|end| end <= BOOT_MAP_END)
+            && !board.device_range.contains(&release)
+            && platform
+                .memory_map
+                .region_containing(PhysAddr(release), 8)
+                .is_some();
+        if ok {
+            // SAFETY: the release address is the devicetree's, 8-aligned, in RAM the boot map
+            // covers (checked above), and reserved for this protocol (the firmware's
+            // `/memreserve/` keeps it out of the frame allocator).
+            unsafe { rhea_arch::park_spin_table_cpu(release) };
+        }
+    }
+}
+
+/// Writes to the console without any lock (board-level reports).
+pub(crate) struct ConsoleWriter<'a>(pub(crate) &'a ArmBoard);
+
+impl core::fmt::Write for ConsoleWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.uart.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+unsafe extern "C" {
+    static rhea_boot_stack_bottom: u8;
+    static rhea_boot_stack_top: u8;
+}
+
+/// The boot stack's `[bottom, top)` (defined by the board's entry code), for reports of faults
+/// before the first thread runs.
+pub fn boot_stack() -> Range<u64> {
+    // SAFETY: linker-visible symbols of the board's entry code; only their addresses are used.
+    unsafe { addr_of(&rhea_boot_stack_bottom)..addr_of(&rhea_boot_stack_top) }
+}

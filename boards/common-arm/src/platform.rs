@@ -1,0 +1,575 @@
+//! What an Arm board learns from its devicetree, validated: RAM (minus reservations), the GIC,
+//! the generic timer's interrupt, the PL011 console and its interrupt, the PSCI conduit and
+//! the command line. Every refusal names what is wrong, for the early console.
+//!
+//! Bindings followed (Linux `Documentation/devicetree/bindings`): `arm,gic` and `arm,gic-v3`
+//! (`interrupt-controller/`), `arm,arch_timer` (`timer/`), `arm,pl011` (`serial/`),
+//! `arm,psci` (`arm/psci.yaml`), and the Devicetree Specification for `memory`,
+//! `reserved-memory`, `ranges` and `interrupts`.
+
+use crate::fdt::{Fdt, FdtError, Node, read_cells};
+use core::fmt;
+use rhea_mm::{MemoryMap, MemoryMapError, RegionKind};
+
+/// Which GIC, and where its register frames are.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Gic {
+    /// GICv2 (`arm,gic-400`, `arm,cortex-a15-gic`, ...): distributor and CPU interface.
+    V2 {
+        distributor: MmioRange,
+        cpu_interface: MmioRange,
+    },
+    /// GICv3 (`arm,gic-v3`): distributor and the first redistributor region.
+    V3 {
+        distributor: MmioRange,
+        redistributors: MmioRange,
+    },
+}
+
+/// A range of device registers, CPU physical addresses.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MmioRange {
+    /// First byte.
+    pub base: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// How an interrupt signals (the devicetree's `IRQ_TYPE_*` flags).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Trigger {
+    /// Edge (rising or falling).
+    Edge,
+    /// Level (high or low).
+    Level,
+}
+
+/// One GIC interrupt as a device's `interrupts` property names it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Interrupt {
+    /// The GIC interrupt ID: 16 + n for PPI n, 32 + n for SPI n.
+    pub intid: u32,
+    /// How it signals.
+    pub trigger: Trigger,
+}
+
+/// The console UART.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Uart {
+    /// Its registers.
+    pub regs: MmioRange,
+    /// Its interrupt.
+    pub interrupt: Interrupt,
+    /// Its reference clock, when the tree gives a fixed one (for the baud-rate divisor).
+    pub clock_hz: Option<u32>,
+}
+
+/// How PSCI calls reach the firmware.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PsciConduit {
+    /// `hvc #0` (a hypervisor implements PSCI, e.g. QEMU at EL1).
+    Hvc,
+    /// `smc #0` (EL3 firmware).
+    Smc,
+}
+
+/// The most RAM ranges and reservations kept.
+const MAX_RANGES: usize = 24;
+
+/// Everything the Arm boards need from the devicetree.
+#[derive(Clone, Debug)]
+pub struct ArmPlatform<'a> {
+    /// RAM minus the reserved ranges (which appear as `Reserved` regions).
+    pub memory_map: MemoryMap,
+    /// The GIC.
+    pub gic: Gic,
+    /// The virtual timer's interrupt (the third of the timer node's four).
+    pub virtual_timer: Interrupt,
+    /// The timer node's `clock-frequency`, when firmware could not program `CNTFRQ_EL0`.
+    pub timer_hz: Option<u32>,
+    /// The first enabled PL011.
+    pub uart: Uart,
+    /// The PSCI conduit, if the tree has a PSCI node.
+    pub psci: Option<PsciConduit>,
+    /// `/chosen/bootargs` (empty if absent).
+    pub bootargs: &'a str,
+    /// `model` of the root node, if any.
+    pub model: Option<&'a str>,
+    /// CPUs started through a spin table (`enable-method = "spin-table"`): their MPIDR
+    /// affinity (`reg`) and `cpu-release-addr`, `(0, 0)` when unused.
+    pub spin_table_cpus: [(u64, u64); MAX_CPUS],
+}
+
+/// The most CPUs whose spin tables are kept.
+pub const MAX_CPUS: usize = 8;
+
+/// The spin-table CPUs of `/cpus` (Linux `Documentation/arch/arm64/booting.rst` §"spin-table").
+fn spin_table_cpus<'a>(fdt: &Fdt<'a>) -> Result<[(u64, u64); MAX_CPUS], PlatformError<'a>> {
+    let mut cpus = [(0, 0); MAX_CPUS];
+    let Some(parent) = fdt.find_path("/cpus") else {
+        return Ok(cpus);
+    };
+    let mut n = 0;
+    for cpu in parent.children() {
+        if cpu.property_str("device_type") != Some("cpu")
+            || cpu.property_str("enable-method") != Some("spin-table")
+        {
+            continue;
+        }
+        let (mpidr, _) = reg(&cpu, 0)?;
+        let release = cpu
+            .property("cpu-release-addr")
+            .and_then(|v| read_cells(v, 0, (v.len() / 4) as u32))
+            .ok_or(bad(
+                &cpu,
+                "cpu-release-addr",
+                "is missing or not 1 or 2 cells",
+            ))?;
+        if let Some(slot) = cpus.get_mut(n) {
+            *slot = (mpidr, release);
+            n += 1;
+        }
+    }
+    Ok(cpus)
+}
+
+/// Why the devicetree cannot be used.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PlatformError<'a> {
+    /// The blob itself is malformed.
+    Fdt(FdtError),
+    /// A node Rhea needs is absent.
+    MissingNode(&'static str),
+    /// A property is absent or malformed.
+    BadProperty {
+        node: &'a str,
+        property: &'static str,
+        why: &'static str,
+    },
+    /// The interrupt controller is not a GICv2 or GICv3.
+    UnknownInterruptController { compatible: &'a str },
+    /// A device's address cannot be translated to a CPU physical address.
+    Untranslatable { node: &'a str },
+    /// No memory node describes any RAM.
+    NoUsableMemory,
+    /// More RAM ranges or reservations than Rhea keeps.
+    TooManyRanges,
+    /// The resulting memory map was refused.
+    MemoryMap(MemoryMapError),
+}
+
+impl fmt::Display for PlatformError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Fdt(e) => write!(f, "malformed devicetree: {e}"),
+            Self::MissingNode(what) => write!(f, "the devicetree has no {what}"),
+            Self::BadProperty {
+                node,
+                property,
+                why,
+            } => write!(f, "node '{node}': property '{property}' {why}"),
+            Self::UnknownInterruptController { compatible } => write!(
+                f,
+                "unsupported interrupt controller '{compatible}' (Rhea drives GICv2: arm,gic-400, \
+                 arm,cortex-a15-gic, and GICv3: arm,gic-v3)"
+            ),
+            Self::Untranslatable { node } => write!(
+                f,
+                "node '{node}': its address cannot be translated to a CPU address (missing \
+                 or malformed 'ranges' on the way to the root)"
+            ),
+            Self::NoUsableMemory => f.write_str("the devicetree describes no usable RAM"),
+            Self::TooManyRanges => write!(
+                f,
+                "more than {MAX_RANGES} RAM ranges or memory reservations"
+            ),
+            Self::MemoryMap(e) => write!(f, "bad memory map: {e}"),
+        }
+    }
+}
+
+impl From<FdtError> for PlatformError<'_> {
+    fn from(e: FdtError) -> Self {
+        Self::Fdt(e)
+    }
+}
+
+/// GICv2 compatibles (`arm,gic.yaml`).
+const GIC_V2: &[&str] = &[
+    "arm,gic-400",
+    "arm,cortex-a15-gic",
+    "arm,cortex-a9-gic",
+    "arm,cortex-a7-gic",
+];
+/// GICv3 compatibles (`arm,gic-v3.yaml`).
+const GIC_V3: &[&str] = &["arm,gic-v3"];
+
+fn bad<'a>(node: &Node<'a>, property: &'static str, why: &'static str) -> PlatformError<'a> {
+    PlatformError::BadProperty {
+        node: node.name(),
+        property,
+        why,
+    }
+}
+
+/// The `index`th `(address, size)` of `node`'s `reg`, in the parent's address space.
+fn reg<'a>(node: &Node<'a>, index: usize) -> Result<(u64, u64), PlatformError<'a>> {
+    let parent = node
+        .parent()
+        .ok_or(bad(node, "reg", "is on the root node"))?;
+    let (ac, sc) = (parent.address_cells(), parent.size_cells());
+    if !(1..=2).contains(&ac) || sc > 2 {
+        return Err(bad(node, "reg", "uses more than 2 address or size cells"));
+    }
+    let value = node.property("reg").ok_or(bad(node, "reg", "is missing"))?;
+    let entry = (ac + sc) as usize;
+    if value.is_empty() || !value.len().is_multiple_of(entry * 4) {
+        return Err(bad(
+            node,
+            "reg",
+            "has a length that is not a whole number of entries",
+        ));
+    }
+    let at = index * entry;
+    let addr = read_cells(value, at, ac).ok_or(bad(node, "reg", "has too few entries"))?;
+    let size = if sc == 0 {
+        0
+    } else {
+        read_cells(value, at + ac as usize, sc).ok_or(bad(node, "reg", "has too few entries"))?
+    };
+    Ok((addr, size))
+}
+
+/// Translates a bus address of `node`'s children (`node` being the bus) up to the root through
+/// every ancestor's `ranges` (Devicetree Specification §2.3.8).
+fn translate<'a>(
+    bus: &Node<'a>,
+    mut addr: u64,
+    device: &Node<'a>,
+) -> Result<u64, PlatformError<'a>> {
+    let mut child = *bus;
+    // RT: bounded by the tree depth.
+    while let Some(parent) = child.parent() {
+        let ranges = child
+            .property("ranges")
+            .ok_or(PlatformError::Untranslatable {
+                node: device.name(),
+            })?;
+        if !ranges.is_empty() {
+            let (cac, pac, sc) = (
+                child.address_cells(),
+                parent.address_cells(),
+                child.size_cells(),
+            );
+            if !(1..=2).contains(&cac) || !(1..=2).contains(&pac) || !(1..=2).contains(&sc) {
+                return Err(PlatformError::Untranslatable {
+                    node: device.name(),
+                });
+            }
+            let entry = (cac + pac + sc) as usize;
+            if !ranges.len().is_multiple_of(entry * 4) {
+                return Err(bad(
+                    &child,
+                    "ranges",
+                    "has a length that is not a whole number of entries",
+                ));
+            }
+            let mut mapped = None;
+            for i in 0..ranges.len() / (entry * 4) {
+                let at = i * entry;
+                let (Some(c), Some(p), Some(len)) = (
+                    read_cells(ranges, at, cac),
+                    read_cells(ranges, at + cac as usize, pac),
+                    read_cells(ranges, at + (cac + pac) as usize, sc),
+                ) else {
+                    continue;
+                };
+                if addr >= c && addr - c < len {
+                    mapped = p.checked_add(addr - c);
+                    break;
+                }
+            }
+            addr = mapped.ok_or(PlatformError::Untranslatable {
+                node: device.name(),
+            })?;
+        }
+        child = parent;
+    }
+    Ok(addr)
+}
+
+/// `node`'s `index`th `reg` entry as a CPU physical range.
+fn mmio<'a>(node: &Node<'a>, index: usize) -> Result<MmioRange, PlatformError<'a>> {
+    let (addr, len) = reg(node, index)?;
+    if len == 0 {
+        return Err(bad(node, "reg", "gives a zero-length register range"));
+    }
+    let parent = node
+        .parent()
+        .ok_or(bad(node, "reg", "is on the root node"))?;
+    let base = translate(&parent, addr, node)?;
+    if base.checked_add(len).is_none() {
+        return Err(bad(node, "reg", "wraps past 2^64"));
+    }
+    Ok(MmioRange { base, len })
+}
+
+/// The interrupt controller `node`'s interrupts go to.
+fn interrupt_parent<'a>(fdt: &Fdt<'a>, node: &Node<'a>) -> Option<Node<'a>> {
+    let mut n = Some(*node);
+    // RT: bounded by the tree depth.
+    while let Some(cur) = n {
+        if let Some(phandle) = cur.property_u32("interrupt-parent") {
+            return fdt.find_phandle(phandle);
+        }
+        n = cur.parent();
+    }
+    None
+}
+
+/// The `index`th GIC interrupt of `node` (three cells: type, number, flags; `arm,gic.yaml`).
+fn gic_interrupt<'a>(node: &Node<'a>, index: usize) -> Result<Interrupt, PlatformError<'a>> {
+    let value = node
+        .property("interrupts")
+        .ok_or(bad(node, "interrupts", "is missing"))?;
+    if !value.len().is_multiple_of(12) {
+        return Err(bad(
+            node,
+            "interrupts",
+            "is not a list of 3-cell GIC specifiers",
+        ));
+    }
+    let cell = |i: usize| read_cells(value, index * 3 + i, 1);
+    let (Some(kind), Some(number), Some(flags)) = (cell(0), cell(1), cell(2)) else {
+        return Err(bad(node, "interrupts", "has too few entries"));
+    };
+    let intid = match kind {
+        0 if number < 988 => 32 + number as u32,
+        1 if number < 16 => 16 + number as u32,
+        0 | 1 => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "names an interrupt number out of range",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "has an interrupt type other than SPI (0) or PPI (1)",
+            ));
+        }
+    };
+    let trigger = match flags & 0xf {
+        1 | 2 => Trigger::Edge,
+        4 | 8 => Trigger::Level,
+        // 0 (IRQ_TYPE_NONE) is common for PPIs, whose trigger is fixed: level.
+        0 => Trigger::Level,
+        _ => return Err(bad(node, "interrupts", "has unknown trigger flags")),
+    };
+    Ok(Interrupt { intid, trigger })
+}
+
+/// Appends `(start, end)` to a fixed list.
+fn push_range(
+    list: &mut [(u64, u64); MAX_RANGES],
+    len: &mut usize,
+    range: (u64, u64),
+) -> Result<(), PlatformError<'static>> {
+    if range.0 >= range.1 {
+        return Ok(());
+    }
+    *list.get_mut(*len).ok_or(PlatformError::TooManyRanges)? = range;
+    *len += 1;
+    Ok(())
+}
+
+/// Sorts and merges overlapping or touching ranges in place; returns the new length.
+fn sort_and_merge(list: &mut [(u64, u64)]) -> usize {
+    list.sort_unstable();
+    let mut out = 0;
+    for i in 0..list.len() {
+        let r = list[i];
+        if out > 0 && r.0 <= list[out - 1].1 {
+            list[out - 1].1 = list[out - 1].1.max(r.1);
+        } else {
+            list[out] = r;
+            out += 1;
+        }
+    }
+    out
+}
+
+/// RAM from every `device_type = "memory"` node, minus the `/memreserve/` entries and the
+/// `reserved-memory` children with a `reg`.
+fn memory<'a>(fdt: &Fdt<'a>) -> Result<MemoryMap, PlatformError<'a>> {
+    let mut ram = [(0, 0); MAX_RANGES];
+    let mut n_ram = 0;
+    for node in fdt.nodes() {
+        if node.property_str("device_type") != Some("memory") || !node.is_enabled() {
+            continue;
+        }
+        let parent = node
+            .parent()
+            .ok_or(bad(&node, "reg", "is on the root node"))?;
+        let entry = (parent.address_cells() + parent.size_cells()) as usize * 4;
+        let count = node.property("reg").map_or(0, |v| v.len() / entry.max(1));
+        for i in 0..count {
+            let (addr, size) = reg(&node, i)?;
+            let end = addr
+                .checked_add(size)
+                .ok_or(bad(&node, "reg", "wraps past 2^64"))?;
+            push_range(&mut ram, &mut n_ram, (addr, end))
+                .map_err(|_| PlatformError::TooManyRanges)?;
+        }
+    }
+    let n_ram = sort_and_merge(&mut ram[..n_ram]);
+    if n_ram == 0 {
+        return Err(PlatformError::NoUsableMemory);
+    }
+    let mut res = [(0, 0); MAX_RANGES];
+    let mut n_res = 0;
+    for (addr, size) in fdt.memory_reservations() {
+        push_range(&mut res, &mut n_res, (addr, addr.saturating_add(size)))
+            .map_err(|_| PlatformError::TooManyRanges)?;
+    }
+    if let Some(rm) = fdt.find_path("/reserved-memory") {
+        for child in rm.children() {
+            if child.property("reg").is_none() {
+                continue; // dynamically placed (e.g. a CMA pool): nothing fixed to avoid
+            }
+            let (addr, size) = reg(&child, 0)?;
+            push_range(&mut res, &mut n_res, (addr, addr.saturating_add(size)))
+                .map_err(|_| PlatformError::TooManyRanges)?;
+        }
+    }
+    let n_res = sort_and_merge(&mut res[..n_res]);
+
+    let mut map = MemoryMap::new();
+    let mut push = |start: u64, end: u64, kind| {
+        if start < end {
+            map.push(start, end - start, kind)
+                .map_err(PlatformError::MemoryMap)
+        } else {
+            Ok(())
+        }
+    };
+    for &(start, end) in &ram[..n_ram] {
+        let mut at = start;
+        for &(rs, re) in &res[..n_res] {
+            if re <= at || rs >= end {
+                continue;
+            }
+            push(at, rs.max(at), RegionKind::Usable)?;
+            push(rs.max(at), re.min(end), RegionKind::Reserved)?;
+            at = re.min(end);
+        }
+        push(at, end, RegionKind::Usable)?;
+    }
+    map.finish().map_err(|e| match e {
+        MemoryMapError::NoUsableMemory => PlatformError::NoUsableMemory,
+        e => PlatformError::MemoryMap(e),
+    })
+}
+
+fn gic<'a>(fdt: &Fdt<'a>) -> Result<Gic, PlatformError<'a>> {
+    let root = fdt.root();
+    let controller = interrupt_parent(fdt, &root)
+        .or_else(|| fdt.find_compatible(GIC_V3))
+        .or_else(|| fdt.find_compatible(GIC_V2))
+        .ok_or(PlatformError::MissingNode(
+            "interrupt controller (root 'interrupt-parent')",
+        ))?;
+    if controller.compatible().any(|c| GIC_V3.contains(&c)) {
+        Ok(Gic::V3 {
+            distributor: mmio(&controller, 0)?,
+            redistributors: mmio(&controller, 1)?,
+        })
+    } else if controller.compatible().any(|c| GIC_V2.contains(&c)) {
+        Ok(Gic::V2 {
+            distributor: mmio(&controller, 0)?,
+            cpu_interface: mmio(&controller, 1)?,
+        })
+    } else {
+        Err(PlatformError::UnknownInterruptController {
+            compatible: controller.compatible().next().unwrap_or("(no compatible)"),
+        })
+    }
+}
+
+fn uart<'a>(fdt: &Fdt<'a>) -> Result<Uart, PlatformError<'a>> {
+    let node = fdt
+        .find_compatible(&["arm,pl011"])
+        .ok_or(PlatformError::MissingNode(
+            "enabled PL011 UART (compatible 'arm,pl011')",
+        ))?;
+    let regs = mmio(&node, 0)?;
+    let interrupt = gic_interrupt(&node, 0)?;
+    // A fixed clock named first in `clocks` (QEMU's 24 MHz `apb-pclk`); firmware-managed
+    // clocks (the Raspberry Pi's) are left alone.
+    let clock_hz = node
+        .property("clocks")
+        .and_then(|c| read_cells(c, 0, 1))
+        .and_then(|phandle| fdt.find_phandle(phandle as u32))
+        .filter(|clk| clk.compatible().any(|c| c == "fixed-clock"))
+        .and_then(|clk| clk.property_u32("clock-frequency"));
+    Ok(Uart {
+        regs,
+        interrupt,
+        clock_hz,
+    })
+}
+
+fn psci<'a>(fdt: &Fdt<'a>) -> Result<Option<PsciConduit>, PlatformError<'a>> {
+    let Some(node) = fdt.find_compatible(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]) else {
+        return Ok(None);
+    };
+    match node.property_str("method") {
+        Some("hvc") => Ok(Some(PsciConduit::Hvc)),
+        Some("smc") => Ok(Some(PsciConduit::Smc)),
+        _ => Err(bad(&node, "method", "is neither \"hvc\" nor \"smc\"")),
+    }
+}
+
+impl<'a> ArmPlatform<'a> {
+    /// Reads and checks everything Rhea needs from `fdt`.
+    pub fn from_fdt(fdt: &Fdt<'a>) -> Result<Self, PlatformError<'a>> {
+        let timer = fdt
+            .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
+            .ok_or(PlatformError::MissingNode(
+                "generic timer (compatible 'arm,armv8-timer')",
+            ))?;
+        // Order (arch_timer binding): secure physical, non-secure physical, virtual,
+        // hypervisor.
+        let virtual_timer = gic_interrupt(&timer, 2)?;
+        if !(16..32).contains(&virtual_timer.intid) {
+            return Err(bad(
+                &timer,
+                "interrupts",
+                "gives the virtual timer a non-PPI interrupt",
+            ));
+        }
+        let bootargs = match fdt.find_path("/chosen") {
+            Some(chosen) if chosen.property("bootargs").is_some() => {
+                chosen.property_str("bootargs").ok_or(bad(
+                    &chosen,
+                    "bootargs",
+                    "is not a NUL-terminated UTF-8 string",
+                ))?
+            }
+            _ => "",
+        };
+        Ok(Self {
+            memory_map: memory(fdt)?,
+            gic: gic(fdt)?,
+            virtual_timer,
+            timer_hz: timer.property_u32("clock-frequency"),
+            uart: uart(fdt)?,
+            psci: psci(fdt)?,
+            bootargs,
+            model: fdt.root().property_str("model"),
+            spin_table_cpus: spin_table_cpus(fdt)?,
+        })
+    }
+}

@@ -1,0 +1,678 @@
+//! Host tests of the devicetree reader and the platform facts: QEMU's own `virt` trees (dumped
+//! with `-M virt,gic-version=N,dumpdtb=...` and recompiled by `dtc` without padding), a
+//! Raspberry Pi 4-shaped tree built here (bus address translation, reservations, split RAM),
+//! and every kind of corruption.
+
+use crate::fdt::{self, Fdt, FdtError};
+use crate::platform::{ArmPlatform, Gic, MmioRange, PlatformError, PsciConduit, Trigger};
+use rhea_mm::RegionKind;
+
+const VIRT_GICV2: &[u8] = include_bytes!("../testdata/qemu-virt-gicv2.dtb");
+const VIRT_GICV3: &[u8] = include_bytes!("../testdata/qemu-virt-gicv3.dtb");
+
+/// Builds flattened devicetrees (version 17) for tests.
+#[derive(Default)]
+struct Builder {
+    structs: Vec<u8>,
+    strings: Vec<u8>,
+    reservations: Vec<(u64, u64)>,
+}
+
+impl Builder {
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.structs.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    fn pad(&mut self) {
+        while !self.structs.len().is_multiple_of(4) {
+            self.structs.push(0);
+        }
+    }
+    fn begin(&mut self, name: &str) -> &mut Self {
+        self.u32(1);
+        self.structs.extend_from_slice(name.as_bytes());
+        self.structs.push(0);
+        self.pad();
+        self
+    }
+    fn end(&mut self) -> &mut Self {
+        self.u32(2)
+    }
+    fn prop(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        let nameoff = match self
+            .strings
+            .windows(name.len() + 1)
+            .position(|w| &w[..name.len()] == name.as_bytes() && w[name.len()] == 0)
+        {
+            Some(off) => off,
+            None => {
+                let off = self.strings.len();
+                self.strings.extend_from_slice(name.as_bytes());
+                self.strings.push(0);
+                off
+            }
+        };
+        self.u32(3).u32(value.len() as u32).u32(nameoff as u32);
+        self.structs.extend_from_slice(value);
+        self.pad();
+        self
+    }
+    fn cells(&mut self, name: &str, cells: &[u32]) -> &mut Self {
+        let v: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
+        self.prop(name, &v)
+    }
+    fn string(&mut self, name: &str, s: &str) -> &mut Self {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        self.prop(name, &v)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        self.u32(9);
+        let rsv_off = 40usize;
+        let mut rsv = Vec::new();
+        for &(a, s) in &self.reservations {
+            rsv.extend_from_slice(&a.to_be_bytes());
+            rsv.extend_from_slice(&s.to_be_bytes());
+        }
+        rsv.extend_from_slice(&[0; 16]);
+        let struct_off = rsv_off + rsv.len();
+        let strings_off = struct_off + self.structs.len();
+        let total = strings_off + self.strings.len();
+        let header = [
+            fdt::MAGIC,
+            total as u32,
+            struct_off as u32,
+            strings_off as u32,
+            rsv_off as u32,
+            17,
+            16,
+            0,
+            self.strings.len() as u32,
+            self.structs.len() as u32,
+        ];
+        let mut blob: Vec<u8> = header.iter().flat_map(|w| w.to_be_bytes()).collect();
+        blob.extend_from_slice(&rsv);
+        blob.extend_from_slice(&self.structs);
+        blob.extend_from_slice(&self.strings);
+        blob
+    }
+}
+
+/// The parts of a Raspberry Pi 4 tree Rhea reads (from `bcm2711-rpi-4-b.dts`, with the
+/// memory node filled in as the firmware, or QEMU, does), with switches to break it.
+#[derive(Clone, Copy)]
+struct Pi4 {
+    timer: bool,
+    uart: bool,
+    memory_bytes: u32,
+    gic_compatible: &'static str,
+    uart_reg_cells: usize,
+    soc_ranges: bool,
+    psci_method: Option<&'static str>,
+    high_memory: bool,
+}
+
+impl Default for Pi4 {
+    fn default() -> Self {
+        Self {
+            timer: true,
+            uart: true,
+            memory_bytes: 0x3b40_0000,
+            gic_compatible: "arm,gic-400",
+            uart_reg_cells: 2,
+            soc_ranges: true,
+            psci_method: None,
+            high_memory: true,
+        }
+    }
+}
+
+impl Pi4 {
+    fn build(self) -> Vec<u8> {
+        let mut b = Builder {
+            reservations: vec![(0, 0x1000)],
+            ..Builder::default()
+        };
+        b.begin("")
+            .string("model", "Raspberry Pi 4 Model B")
+            .prop("compatible", b"raspberrypi,4-model-b\0brcm,bcm2711\0")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[1])
+            .cells("interrupt-parent", &[1]);
+        b.begin("chosen")
+            .string("bootargs", "rhea.checker=1 loops=5")
+            .string("stdout-path", "serial1:115200n8")
+            .end();
+        b.begin("reserved-memory")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[1])
+            .prop("ranges", &[]);
+        b.begin("linux,cma")
+            .string("compatible", "shared-dma-pool")
+            .cells("size", &[0x400_0000])
+            .end();
+        b.begin("nvram@0")
+            .cells("reg", &[0, 0x0010_0000, 0x1000])
+            .end();
+        b.end();
+        b.begin("soc")
+            .prop("compatible", b"simple-bus\0")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[1]);
+        if self.soc_ranges {
+            b.cells(
+                "ranges",
+                &[
+                    0x7e00_0000,
+                    0,
+                    0xfe00_0000,
+                    0x180_0000, //
+                    0x4000_0000,
+                    0,
+                    0xff80_0000,
+                    0x80_0000,
+                ],
+            );
+        }
+        if self.uart {
+            let reg = [0x7e20_1000, 0x200];
+            b.begin("serial@7e201000")
+                .prop("compatible", b"arm,pl011\0arm,primecell\0")
+                .cells("reg", &reg[..self.uart_reg_cells])
+                .cells("interrupts", &[0, 0x79, 4])
+                .cells("clocks", &[7, 0x13, 7, 0x14])
+                .string("status", "okay")
+                .end();
+        }
+        b.begin("serial@7e201400")
+            .prop("compatible", b"arm,pl011\0arm,primecell\0")
+            .cells("reg", &[0x7e20_1400, 0x200])
+            .string("status", "disabled")
+            .end();
+        b.begin("interrupt-controller@40041000")
+            .prop("interrupt-controller", &[])
+            .cells("#interrupt-cells", &[3])
+            .string("compatible", self.gic_compatible)
+            .cells(
+                "reg",
+                &[
+                    0x4004_1000,
+                    0x1000,
+                    0x4004_2000,
+                    0x2000,
+                    0x4004_4000,
+                    0x2000,
+                ],
+            )
+            .cells("phandle", &[1])
+            .end();
+        b.end();
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
+        for (i, release) in [0xd8u32, 0xe0, 0xe8, 0xf0].into_iter().enumerate() {
+            b.begin(&format!("cpu@{i}"))
+                .string("device_type", "cpu")
+                .string("compatible", "arm,cortex-a72")
+                .cells("reg", &[i as u32])
+                .string("enable-method", "spin-table")
+                .cells("cpu-release-addr", &[0, release])
+                .end();
+        }
+        b.end();
+        if self.timer {
+            b.begin("timer")
+                .prop("compatible", b"arm,armv8-timer\0")
+                .cells(
+                    "interrupts",
+                    &[1, 13, 0xf08, 1, 14, 0xf08, 1, 11, 0xf08, 1, 10, 0xf08],
+                )
+                .end();
+        }
+        if let Some(method) = self.psci_method {
+            b.begin("psci")
+                .prop("compatible", b"arm,psci-1.0\0arm,psci-0.2\0")
+                .string("method", method)
+                .end();
+        }
+        b.begin("memory@0")
+            .string("device_type", "memory")
+            .cells("reg", &[0, 0, self.memory_bytes])
+            .end();
+        if self.high_memory {
+            b.begin("memory@40000000")
+                .string("device_type", "memory")
+                .cells("reg", &[0, 0x4000_0000, 0x4000_0000])
+                .end();
+        }
+        b.end();
+        b.finish()
+    }
+}
+
+fn platform(blob: &[u8]) -> Result<ArmPlatform<'_>, String> {
+    let fdt = Fdt::new(blob).map_err(|e| e.to_string())?;
+    ArmPlatform::from_fdt(&fdt).map_err(|e| e.to_string())
+}
+
+#[test]
+fn qemu_virt_gicv2() {
+    let p = platform(VIRT_GICV2).unwrap();
+    assert_eq!(
+        p.gic,
+        Gic::V2 {
+            distributor: MmioRange {
+                base: 0x800_0000,
+                len: 0x1_0000
+            },
+            cpu_interface: MmioRange {
+                base: 0x801_0000,
+                len: 0x1_0000
+            },
+        }
+    );
+    assert_eq!(p.uart.regs.base, 0x900_0000);
+    assert_eq!(p.uart.interrupt.intid, 33);
+    assert_eq!(p.uart.interrupt.trigger, Trigger::Level);
+    assert_eq!(p.uart.clock_hz, Some(24_000_000));
+    assert_eq!(p.virtual_timer.intid, 27);
+    assert_eq!(p.psci, Some(PsciConduit::Hvc));
+    let ram: Vec<_> = p
+        .memory_map
+        .usable()
+        .map(|r| (r.start.0, r.len_bytes))
+        .collect();
+    assert_eq!(ram, [(0x4000_0000, 128 << 20)]);
+    assert_eq!(p.bootargs, "");
+    assert_eq!(
+        p.spin_table_cpus[0],
+        (0, 0),
+        "virt starts CPUs through PSCI"
+    );
+}
+
+#[test]
+fn qemu_virt_gicv3() {
+    let p = platform(VIRT_GICV3).unwrap();
+    match p.gic {
+        Gic::V3 {
+            distributor,
+            redistributors,
+        } => {
+            assert_eq!(distributor.base, 0x800_0000);
+            assert_eq!(redistributors.base, 0x80a_0000);
+            assert_eq!(redistributors.len, 0xf6_0000);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.virtual_timer.intid, 27);
+}
+
+#[test]
+fn raspberry_pi_4() {
+    let blob = Pi4::default().build();
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.model, Some("Raspberry Pi 4 Model B"));
+    // Bus addresses translated through /soc's ranges.
+    assert_eq!(
+        p.gic,
+        Gic::V2 {
+            distributor: MmioRange {
+                base: 0xff84_1000,
+                len: 0x1000
+            },
+            cpu_interface: MmioRange {
+                base: 0xff84_2000,
+                len: 0x2000
+            },
+        }
+    );
+    assert_eq!(p.uart.regs.base, 0xfe20_1000);
+    assert_eq!(p.uart.interrupt.intid, 32 + 0x79);
+    assert_eq!(
+        p.uart.clock_hz, None,
+        "firmware clocks are not fixed clocks"
+    );
+    assert_eq!(p.virtual_timer.intid, 27);
+    assert_eq!(p.virtual_timer.trigger, Trigger::Level);
+    assert_eq!(p.psci, None);
+    assert_eq!(p.bootargs, "rhea.checker=1 loops=5");
+    assert_eq!(
+        p.spin_table_cpus[..5],
+        [(0, 0xd8), (1, 0xe0), (2, 0xe8), (3, 0xf0), (0, 0)]
+    );
+    // The /memreserve/ page and the nvram reservation are carved out of RAM.
+    let regions: Vec<_> = p
+        .memory_map
+        .regions()
+        .iter()
+        .map(|r| (r.start.0, r.end().0, r.kind))
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            (0, 0x1000, RegionKind::Reserved),
+            (0x1000, 0x10_0000, RegionKind::Usable),
+            (0x10_0000, 0x10_1000, RegionKind::Reserved),
+            (0x10_1000, 0x3b40_0000, RegionKind::Usable),
+            (0x4000_0000, 0x8000_0000, RegionKind::Usable),
+        ]
+    );
+}
+
+#[test]
+fn psci_methods() {
+    let p = Pi4 {
+        psci_method: Some("smc"),
+        ..Pi4::default()
+    };
+    assert_eq!(platform(&p.build()).unwrap().psci, Some(PsciConduit::Smc));
+    let p = Pi4 {
+        psci_method: Some("svc"),
+        ..Pi4::default()
+    };
+    assert!(platform(&p.build()).unwrap_err().contains("method"));
+}
+
+#[test]
+fn missing_nodes_are_named() {
+    let no_timer = Pi4 {
+        timer: false,
+        ..Pi4::default()
+    };
+    assert!(
+        platform(&no_timer.build())
+            .unwrap_err()
+            .contains("generic timer")
+    );
+    let no_uart = Pi4 {
+        uart: false,
+        ..Pi4::default()
+    };
+    assert!(platform(&no_uart.build()).unwrap_err().contains("PL011"));
+}
+
+#[test]
+fn unknown_gic_is_refused() {
+    let p = Pi4 {
+        gic_compatible: "brcm,bcm2836-armctrl-ic",
+        ..Pi4::default()
+    };
+    let blob = p.build();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        ArmPlatform::from_fdt(&fdt).unwrap_err(),
+        PlatformError::UnknownInterruptController {
+            compatible: "brcm,bcm2836-armctrl-ic"
+        }
+    );
+}
+
+#[test]
+fn wrong_sizes_and_untranslatable_addresses() {
+    let p = Pi4 {
+        uart_reg_cells: 1,
+        ..Pi4::default()
+    };
+    let e = platform(&p.build()).unwrap_err();
+    assert!(e.contains("'reg'") && e.contains("whole number"), "{e}");
+    let p = Pi4 {
+        soc_ranges: false,
+        ..Pi4::default()
+    };
+    let e = platform(&p.build()).unwrap_err();
+    assert!(e.contains("cannot be translated"), "{e}");
+}
+
+#[test]
+fn no_usable_memory() {
+    // The Pi 4's own tree before the firmware fills it in: `reg = <0 0 0>`.
+    let p = Pi4 {
+        memory_bytes: 0,
+        high_memory: false,
+        ..Pi4::default()
+    };
+    let blob = p.build();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(
+        ArmPlatform::from_fdt(&fdt).unwrap_err(),
+        PlatformError::NoUsableMemory
+    );
+    // Only the reserved first page: still nothing usable.
+    let p = Pi4 {
+        memory_bytes: 0x1000,
+        high_memory: false,
+        ..Pi4::default()
+    };
+    assert!(platform(&p.build()).unwrap_err().contains("no usable RAM"));
+    // The second memory node alone is enough.
+    let p = Pi4 {
+        memory_bytes: 0,
+        ..Pi4::default()
+    };
+    assert!(platform(&p.build()).is_ok());
+}
+
+fn set_header(blob: &mut [u8], word: usize, value: u32) {
+    blob[word * 4..word * 4 + 4].copy_from_slice(&value.to_be_bytes());
+}
+
+#[test]
+fn header_corruption() {
+    let good = Pi4::default().build();
+    assert!(matches!(Fdt::new(&[]), Err(FdtError::Truncated { .. })));
+    assert!(matches!(
+        Fdt::new(&good[..39]),
+        Err(FdtError::Truncated { .. })
+    ));
+    assert!(matches!(
+        Fdt::new(&good[..good.len() - 1]),
+        Err(FdtError::Truncated { .. })
+    ));
+    let mut b = good.clone();
+    b[0] = 0xde;
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadMagic { .. })));
+    let mut b = good.clone();
+    set_header(&mut b, 1, 8 << 20);
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadTotalSize { .. })));
+    let mut b = good.clone();
+    set_header(&mut b, 1, 12);
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadTotalSize { .. })));
+    let mut b = good.clone();
+    set_header(&mut b, 5, 16);
+    assert!(matches!(
+        Fdt::new(&b),
+        Err(FdtError::UnsupportedVersion { .. })
+    ));
+    let mut b = good.clone();
+    set_header(&mut b, 2, 0x10_0000); // off_dt_struct beyond the blob
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadBlock { .. })));
+    let mut b = good.clone();
+    set_header(&mut b, 9, u32::MAX); // size_dt_struct
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadBlock { .. })));
+    let mut b = good.clone();
+    set_header(&mut b, 2, 42); // misaligned structure block
+    assert!(matches!(Fdt::new(&b), Err(FdtError::BadBlock { .. })));
+    assert_eq!(fdt::total_size(&good[..40]), Ok(good.len()));
+}
+
+#[test]
+fn structure_corruption() {
+    // Unterminated reservation list.
+    let mut b = Builder::default();
+    b.begin("").end();
+    let mut blob = b.finish();
+    blob[40..56].copy_from_slice(&[0xff; 16]); // terminator overwritten
+    let last = (blob.len() - 16) as u32;
+    set_header(&mut blob, 4, last);
+    assert!(Fdt::new(&blob).is_err());
+
+    // An END_NODE too many.
+    let mut b = Builder::default();
+    b.begin("").end().end();
+    assert!(matches!(
+        Fdt::new(&b.finish()),
+        Err(FdtError::BadToken { .. })
+    ));
+    // A node left open.
+    let mut b = Builder::default();
+    b.begin("").begin("child").end();
+    assert!(matches!(
+        Fdt::new(&b.finish()),
+        Err(FdtError::BadStructure { .. })
+    ));
+    // Two roots.
+    let mut b = Builder::default();
+    b.begin("").end().begin("").end();
+    assert!(matches!(
+        Fdt::new(&b.finish()),
+        Err(FdtError::BadStructure { .. })
+    ));
+    // Too deep.
+    let mut b = Builder::default();
+    b.begin("");
+    for i in 0..fdt::MAX_DEPTH {
+        b.begin(&format!("n{i}"));
+    }
+    for _ in 0..=fdt::MAX_DEPTH {
+        b.end();
+    }
+    assert_eq!(Fdt::new(&b.finish()).unwrap_err(), FdtError::TooDeep);
+    // An unknown token.
+    let mut b = Builder::default();
+    b.begin("").u32(0x77).end();
+    assert!(matches!(
+        Fdt::new(&b.finish()),
+        Err(FdtError::BadToken { token: 0x77, .. })
+    ));
+    // A property longer than the block.
+    let mut b = Builder::default();
+    b.begin("").u32(3).u32(0x1000).u32(0).end();
+    assert!(matches!(
+        Fdt::new(&b.finish()),
+        Err(FdtError::BadProperty { .. })
+    ));
+    // A property name offset outside the strings block.
+    let mut b = Builder::default();
+    b.begin("").prop("x", &[]).end();
+    let mut blob = b.finish();
+    let struct_off = u32::from_be_bytes(blob[8..12].try_into().unwrap()) as usize;
+    // begin(""): token + 4 bytes of name padding; then PROP, len, nameoff.
+    blob[struct_off + 16..struct_off + 20].copy_from_slice(&0x4000u32.to_be_bytes());
+    assert!(matches!(Fdt::new(&blob), Err(FdtError::BadName { .. })));
+    // A node name without its NUL.
+    let mut b = Builder::default();
+    b.begin("");
+    b.u32(1);
+    b.structs.extend_from_slice(b"abcd");
+    let mut blob = b.finish();
+    let n = blob.len();
+    // Make the strings block empty and the struct block end right after the name bytes.
+    set_header(&mut blob, 9, (n - struct_off) as u32);
+    set_header(&mut blob, 8, 0);
+    set_header(&mut blob, 3, n as u32);
+    assert!(Fdt::new(&blob).is_err());
+}
+
+/// xorshift64*: deterministic pseudo-random corruption.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// Parses as far as possible; must never panic.
+fn parse_everything(blob: &[u8]) {
+    if let Ok(fdt) = Fdt::new(blob) {
+        let _ = ArmPlatform::from_fdt(&fdt);
+        for n in fdt.nodes() {
+            let _ = n.properties().count();
+            let _ = n.parent().map(|p| p.name());
+            let _ = n.children().count();
+        }
+        let _ = fdt.find_path("/soc/serial@7e201000");
+        let _ = fdt.memory_reservations().count();
+    }
+}
+
+#[test]
+fn truncated_blocks_never_panic() {
+    for good in [Pi4::default().build(), VIRT_GICV3.to_vec()] {
+        let struct_off = u32::from_be_bytes(good[8..12].try_into().unwrap()) as usize;
+        let struct_len = u32::from_be_bytes(good[36..40].try_into().unwrap()) as usize;
+        for cut in 0..struct_len {
+            let mut b = good.clone();
+            set_header(&mut b, 9, cut as u32);
+            assert!(
+                Fdt::new(&b).is_err(),
+                "a cut structure block at {cut} passed"
+            );
+            parse_everything(&b);
+        }
+        for cut in 0..good.len() {
+            parse_everything(&good[..cut]);
+        }
+        let _ = struct_off;
+    }
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for good in [
+        Pi4::default().build(),
+        VIRT_GICV2.to_vec(),
+        VIRT_GICV3.to_vec(),
+    ] {
+        for _ in 0..3000 {
+            let mut b = good.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = (rng.next() % b.len() as u64) as usize;
+                b[at] = match rng.next() % 4 {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => b[at] ^ (1 << (rng.next() % 8)),
+                    _ => rng.next() as u8,
+                };
+            }
+            parse_everything(&b);
+        }
+    }
+}
+
+#[test]
+fn paths_phandles_and_children() {
+    let blob = Pi4::default().build();
+    let fdt = Fdt::new(&blob).unwrap();
+    let uart = fdt.find_path("/soc/serial@7e201000").unwrap();
+    assert_eq!(uart.parent().unwrap().name(), "soc");
+    assert_eq!(
+        fdt.find_path("/soc/serial").unwrap().name(),
+        "serial@7e201000"
+    );
+    assert!(fdt.find_path("/nope").is_none());
+    assert_eq!(
+        fdt.find_phandle(1).unwrap().name(),
+        "interrupt-controller@40041000"
+    );
+    let soc = fdt.find_path("/soc").unwrap();
+    let names: Vec<_> = soc.children().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "serial@7e201000",
+            "serial@7e201400",
+            "interrupt-controller@40041000"
+        ]
+    );
+    assert_eq!(fdt.memory_reservations().collect::<Vec<_>>(), [(0, 0x1000)]);
+    // The disabled UART is never chosen.
+    assert_eq!(
+        fdt.find_compatible(&["arm,pl011"]).unwrap().name(),
+        "serial@7e201000"
+    );
+}

@@ -1,0 +1,192 @@
+//! AArch64 (Arm Architecture Reference Manual for A-profile, "Arm ARM", DDI 0487).
+//!
+//! Execution model: the kernel runs at EL1 with `SPSel = 0` ("EL1t"): threads and the boot
+//! context run on `SP_EL0`, and every exception arrives on `SP_EL1`, a separate exception stack
+//! (see [`trap`]). Interrupts are `DAIF.I`; they do not nest. The MMU is on from the first
+//! instructions ([`boot`]); the kernel's own tables replace the boot map once frames exist
+//! ([`paging`]). FP/SIMD is enabled at EL1 from the start, because compiled Rust for
+//! `aarch64-unknown-none` uses the vector registers anywhere; the context switch and the
+//! interrupt entry therefore save all of them ([`context`]).
+
+mod boot;
+pub mod context;
+mod features_impl;
+pub mod generic_timer;
+pub mod paging;
+mod regs;
+pub mod semihosting;
+pub mod testing;
+mod trap;
+
+pub use boot::{boot_cycles, park_spin_table_cpu};
+pub use regs::{Registers, backtrace};
+pub use trap::{Fault, set_fault_handler, set_interrupt_handler, set_interrupt_source};
+
+/// The CPU feature report printed at boot (ID registers, `CNTFRQ_EL0`).
+pub mod features {
+    pub use super::features_impl::{Features, report};
+}
+
+use aarch64_cpu::registers::{CNTVCT_EL0, Readable};
+use rhea_hal::CpuId;
+
+/// Installs this CPU's exception vectors (`VBAR_EL1`; the entry code installed them already,
+/// this makes the call order the same as on other architectures) and checks the stack model the
+/// entry code set up: running on `SP_EL0`, exceptions on `SP_EL1`.
+///
+/// Call once, on the boot CPU. Interrupts stay masked.
+pub fn init_boot_cpu() {
+    trap::install_vectors();
+}
+
+/// The current CPU. One CPU until the SMP issue brings up the others (through PSCI).
+pub fn cpu_id() -> CpuId {
+    CpuId(0)
+}
+
+/// The virtual counter `CNTVCT_EL0` (Arm ARM D12.1 "The Generic Timer"): constant rate
+/// (`CNTFRQ_EL0`), shared by all CPUs. The `isb` keeps the read from being performed ahead of
+/// the code it measures (Arm ARM D12.2.2: counter reads are not ordered otherwise).
+#[inline]
+pub fn read_cycle_counter() -> u64 {
+    // SAFETY: ISB only synchronises the instruction stream.
+    unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
+    CNTVCT_EL0.get()
+}
+
+/// Whether IRQs are unmasked (`DAIF.I` clear).
+#[inline]
+pub fn irq_enabled() -> bool {
+    let daif: u64;
+    // SAFETY: reads PSTATE.DAIF.
+    unsafe {
+        core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags))
+    };
+    daif & (1 << 7) == 0
+}
+
+/// Masks IRQs on this CPU and returns whether they were unmasked.
+#[inline]
+pub fn irq_save() -> bool {
+    let was = irq_enabled();
+    // SAFETY: masking IRQs only delays them. Not `nomem`: memory accesses must not move out of
+    // the critical section this starts.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags)) };
+    was
+}
+
+/// Unmasks IRQs if `was_enabled` (what [`irq_save`] returned).
+#[inline]
+pub fn irq_restore(was_enabled: bool) {
+    if was_enabled {
+        irq_enable();
+    }
+}
+
+/// Unmasks IRQs.
+#[inline]
+pub fn irq_enable() {
+    // SAFETY: the exception vectors are installed before anything unmasks IRQs; not `nomem`, so
+    // the critical section's memory accesses stay before it.
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
+}
+
+/// Waits for an interrupt and lets it be taken, then masks IRQs again: the idle loop's wait.
+///
+/// `wfi` runs with IRQs masked — a pending IRQ wakes the CPU whatever `PSTATE.I` says (Arm ARM
+/// D1.6.2 "Wait for Interrupt") — so an interrupt arriving just before it cannot be missed the
+/// way it could between an unmask and the `wfi`. The `isb` after unmasking is the context
+/// synchronisation at which the pending IRQ is taken.
+#[inline]
+pub fn wait_for_interrupt() {
+    // SAFETY: sleeping, unmasking and masking IRQs; the handler runs on this thread's stack and
+    // returns here (or switches away and later back).
+    unsafe {
+        core::arch::asm!(
+            "msr daifset, #2",
+            "dsb sy",
+            "wfi",
+            "msr daifclr, #2",
+            "isb",
+            "msr daifset, #2",
+            options(nostack, preserves_flags)
+        )
+    };
+}
+
+/// A full memory and device-access barrier (`dsb sy`).
+#[inline]
+pub fn memory_fence() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: DSB only orders memory accesses.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Stops this CPU for good: all exceptions masked, `wfi` in a loop.
+pub fn halt_forever() -> ! {
+    // SAFETY: masking exceptions and waiting; nothing runs after this.
+    unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
+    loop {
+        // SAFETY: WFI only waits.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// The Exception level the kernel runs at now (always 1 once `rhea_entry` runs).
+pub fn current_el() -> u8 {
+    let el: u64;
+    // SAFETY: reads CurrentEL.
+    unsafe {
+        core::arch::asm!("mrs {}, CurrentEL", out(reg) el, options(nomem, nostack, preserves_flags))
+    };
+    ((el >> 2) & 3) as u8
+}
+
+/// Calls the PSCI firmware (Arm DEN0022 "Power State Coordination Interface" §5.2: SMC32/HVC32
+/// calling convention, function ID in `w0`, result in `x0`) through `hvc #0` or `smc #0`, as the
+/// device tree's `/psci` node says.
+///
+/// # Safety
+/// `function` and its arguments are a PSCI call the caller is prepared for (SYSTEM_OFF does not
+/// return; CPU_ON starts another CPU at `arg1`).
+pub unsafe fn psci_call(use_smc: bool, function: u32, arg0: u64, arg1: u64, arg2: u64) -> u64 {
+    let mut x0 = u64::from(function);
+    // SAFETY: forwarded to the caller; the conduit clobbers x0–x17 at most (SMCCC 1.1 §2.6).
+    unsafe {
+        if use_smc {
+            core::arch::asm!("smc #0", inout("x0") x0, inout("x1") arg0 => _, inout("x2") arg1 => _,
+                inout("x3") arg2 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
+                out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack));
+        } else {
+            core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") arg0 => _, inout("x2") arg1 => _,
+                inout("x3") arg2 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
+                out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack));
+        }
+    }
+    x0
+}
+
+/// Switches to the stack whose top is `stack_top` and calls `f(arg)` there. `f` must not
+/// return (the old stack is abandoned).
+///
+/// # Safety
+/// `stack_top` is 16-byte aligned, the top of a mapped, writable stack that nothing else uses.
+pub unsafe fn run_on_stack(stack_top: u64, f: extern "C" fn(usize) -> !, arg: usize) -> ! {
+    // SAFETY: the caller guarantees the stack; `f` never returns. x29/x30 are cleared so
+    // backtraces stop at `f`.
+    unsafe {
+        core::arch::asm!(
+            "mov sp, {top}",
+            "mov x29, #0",
+            "mov x30, #0",
+            "blr {f}",
+            "brk #1",
+            top = in(reg) stack_top,
+            f = in(reg) f,
+            in("x0") arg,
+            options(noreturn),
+        )
+    }
+}
