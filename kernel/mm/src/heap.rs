@@ -1,9 +1,11 @@
 //! The kernel heap: `linked_list_allocator` behind a spin lock, as the `#[global_allocator]`.
 //!
-//! Lock and interrupt safety: the heap lock is a plain spin lock that does **not** disable
-//! interrupts. That is sound only because nothing allocates in interrupt context (a rule of
-//! the IRQ, timer and switch paths, see `docs/ARCHITECTURE.md`). It is a leaf lock: no other
-//! lock is taken while it is held.
+//! Lock and interrupt safety: the heap lock is a plain spin lock; this crate knows nothing of
+//! interrupts. The runtime's `#[global_allocator]` wraps it with interrupts masked, so a holder
+//! is never preempted (the scheduler allocates under its own lock, see
+//! `kernel/runtime/src/memory.rs`). Nothing allocates in interrupt context all the same (a
+//! rule of the IRQ, timer and switch paths, see `docs/ARCHITECTURE.md`). It is a leaf lock: no
+//! other lock is taken while it is held.
 //!
 //! Exhaustion returns a null pointer from `alloc`, which Rust turns into
 //! `handle_alloc_error` → a panic naming the size, reported like every other panic.

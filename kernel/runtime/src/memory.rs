@@ -19,7 +19,36 @@ use rhea_mm::{FrameAllocator, FrameError, Heap};
 use spin::{Mutex, Once};
 
 #[global_allocator]
-static HEAP: Heap = Heap::empty();
+static HEAP: IrqSafeHeap = IrqSafeHeap(Heap::empty());
+
+/// The kernel heap with interrupts off while its lock is held.
+///
+/// Why: the scheduler allocates and frees under its own lock (the checker's scratch list,
+/// spawning, reaping), with interrupts off. If a thread could be preempted while holding the
+/// heap lock, any CPU that then allocated under the scheduler lock would spin on the heap lock
+/// forever, and the holder could never be scheduled again (the lock it needs is held by the
+/// spinner): a deadlock seen on LinuxU with 3 vCPUs, and possible on one CPU. With interrupts
+/// off, a heap-lock holder always runs to its unlock in bounded time.
+struct IrqSafeHeap(Heap);
+
+// SAFETY: every call is passed on unchanged to `Heap`'s `GlobalAlloc`, whose contract is the
+// same; masking interrupts around it changes only when other code may run on this CPU.
+unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        let was = rhea_arch::irq_save();
+        // SAFETY: the caller's `GlobalAlloc::alloc` contract, passed on.
+        let p = unsafe { self.0.alloc(layout) };
+        rhea_arch::irq_restore(was);
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        let was = rhea_arch::irq_save();
+        // SAFETY: the caller's `GlobalAlloc::dealloc` contract, passed on.
+        unsafe { self.0.dealloc(ptr, layout) };
+        rhea_arch::irq_restore(was);
+    }
+}
 
 /// Virtual space per stack: the stack sits at the top of its slot, everything below it in the
 /// slot stays unmapped and is the guard.
@@ -126,7 +155,7 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
         .map_err(MemoryError::Frames)?;
     // SAFETY: the frames were just allocated for the heap alone, are RAM identity-mapped
     // writable, and are never freed; `init` runs once.
-    unsafe { HEAP.init(heap.0 as *mut u8, heap_bytes as usize) };
+    unsafe { HEAP.0.init(heap.0 as *mut u8, heap_bytes as usize) };
 
     let ready = MemoryReady {
         usable_bytes: map.usable_bytes(),
@@ -193,7 +222,7 @@ pub struct MemoryStats {
 
 /// The current [`MemoryStats`].
 pub fn stats() -> MemoryStats {
-    let (heap_used_bytes, heap_free_bytes) = HEAP.usage();
+    let (heap_used_bytes, heap_free_bytes) = HEAP.0.usage();
     let (free_frame_bytes, stacks) = MEMORY.get().map_or((0, 0), |m| {
         let m = m.lock();
         (

@@ -132,23 +132,34 @@ fn main() -> Result<(), &'static str> {
     );
     static PI: Mutex<()> = Mutex::new(());
     static LOW_EFF: AtomicU64 = AtomicU64::new(0);
+    static LOW_HOLDS: AtomicU64 = AtomicU64::new(0);
     let low = Builder::new()
         .name("pi-low")
         .priority(Priority::new(3).unwrap())
         .affinity(CpuSet::single(first))
         .spawn(|| {
             let g = PI.lock().expect("lock");
+            LOW_HOLDS.store(1, Ordering::Release);
             let me = rhea::thread::current();
-            // Wait (without sleeping, which keeps the mutex held) until high is waiting.
+            // Spin (sleeping would still hold the mutex, but spinning shows the boost while
+            // running) until high's wait lifts us to its priority, or a generous deadline: on
+            // LinuxU the vCPUs are host threads the host may deschedule for a long time, so a
+            // short fixed window would measure the host, not the kernel.
             let t0 = rhea::time::now();
-            while rhea::time::now().saturating_duration_since(t0) < Duration::from_millis(30) {
+            while rhea::time::now().saturating_duration_since(t0) < Duration::from_secs(5) {
                 let eff = rhea::thread::effective_priority(me).map_or(0, |p| p.level() as u64);
                 LOW_EFF.fetch_max(eff, Ordering::Relaxed);
+                if eff == 45 {
+                    break;
+                }
             }
             drop(g);
         })
         .map_err(|_| "spawn")?;
-    rhea::thread::sleep(Duration::from_millis(2));
+    // High must find the mutex held: wait until low has it.
+    while LOW_HOLDS.load(Ordering::Acquire) == 0 {
+        rhea::thread::sleep(Duration::from_millis(1));
+    }
     let high = Builder::new()
         .name("pi-high")
         .priority(Priority::new(45).unwrap())
