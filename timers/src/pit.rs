@@ -328,6 +328,9 @@ pub(crate) mod model {
         pub(crate) stuck_tsc: Option<u64>,
         /// Stall the machine once for `.1` ps when time first passes `.0`.
         pub(crate) stall: Option<(u64, u64)>,
+        /// `(period, length)` in ps: time jumps by `length` at every multiple of `period` (a
+        /// host that keeps descheduling the vCPU).
+        pub(crate) periodic_stall: Option<(u64, u64)>,
         pub(crate) wiring: Wiring,
         pub(crate) port_accesses: u64,
         gate2: bool,
@@ -346,6 +349,7 @@ pub(crate) mod model {
                 tsc_cost_ps: 20_000,
                 stuck_tsc: None,
                 stall: None,
+                periodic_stall: None,
                 wiring,
                 port_accesses: 0,
                 gate2: false,
@@ -366,6 +370,11 @@ pub(crate) mod model {
             {
                 self.now_ps += len;
                 self.stall = None;
+            }
+            if let Some((period, len)) = self.periodic_stall
+                && (self.now_ps - ps) / period != self.now_ps / period
+            {
+                self.now_ps += len;
             }
         }
 
