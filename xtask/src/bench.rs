@@ -50,6 +50,11 @@ const BENCHES: &[(&str, &str)] = &[
          on LinuxU vs Linux on the host: switches, latencies, ratios",
     ),
     (
+        "smp",
+        "bench-smp on LinuxU with 2 vCPUs vs Linux on the host: same- and cross-CPU wake-up \
+         latency, 1 -> 2 CPU speed-up",
+    ),
+    (
         "linux-sched",
         "Linux guest baseline: yield/semaphore switch and cyclictest latency (q35 default)",
     ),
@@ -84,6 +89,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
             usage("--board applies to `bench sched` only")
         }
         Some("boot") => boot(ws, opts),
+        Some("smp") => crate::bench_smp::bench(ws, opts),
         Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
             crate::host_baseline::bench_sched(ws, opts)
         }
