@@ -690,9 +690,16 @@ impl Sched {
         }
         // Every queue, most important level first: each ready thread that some CPU not yet
         // claimed (by this pass, an earlier IPI, or `cpu` itself) should run instead of what it
-        // runs claims that CPU. RT: O(levels × CPUs + queued threads × CPUs).
+        // runs claims that CPU. RT: O(occupied levels × CPUs + queued threads × CPUs).
         let mut claimed = claimed;
-        for level in (0..Priority::LEVELS).rev() {
+        // Only the levels some online CPU has a queued thread at, most important first.
+        let mut levels = self
+            .online
+            .iter()
+            .fold(0u64, |acc, x| acc | self.cpus[x].rq.bitmap);
+        while levels != 0 {
+            let level = 63 - levels.leading_zeros() as usize;
+            levels &= !(1u64 << level);
             for x in self.online.iter() {
                 let rq = &self.cpus[x].rq;
                 if rq.bitmap & (1 << level) == 0 {
