@@ -23,6 +23,8 @@ pub mod platform;
 mod tests;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod board;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod interrupts;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod machine;

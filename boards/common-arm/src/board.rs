@@ -1,0 +1,111 @@
+//! [`arm_board!`]: the `Image` header, the entry stub and the glue to this crate that every Arm
+//! board crate needs, from the board's facts. A macro because the entry assembly must be
+//! emitted in the board crate with the board's constants.
+
+/// Defines, in the calling board crate: `PLATFORM`, the Linux arm64 `Image` header and
+/// `_start` (which passes the devicetree in `x0` and the board's facts to
+/// `rhea_aarch64_start`), the boot stack, and the functions the runtime calls by name
+/// (`early_init`, `boot_stack`, `init_interrupts_and_time`, `console_rx_*`).
+///
+/// `name`: the board's name; `early_uart`: the PL011's address for fatal messages before the
+/// devicetree is read; `device_range`: device memory in the boot map; `text_offset`: the
+/// `Image` header's offset of the image in its 2 MiB-aligned window; `boot_stack_bytes`: the
+/// boot stack, which becomes CPU 0's idle thread.
+#[macro_export]
+macro_rules! arm_board {
+    (
+        name: $name:expr,
+        early_uart: $uart:expr,
+        device_range: $range:expr,
+        text_offset: $text_offset:expr,
+        boot_stack_bytes: $stack:expr $(,)?
+    ) => {
+        const EARLY_UART: u64 = $uart;
+        const DEVICE_RANGE: core::ops::Range<u64> = $range;
+        const TEXT_OFFSET: u64 = $text_offset;
+        const BOOT_STACK_BYTES: usize = $stack;
+
+        pub use $crate::interrupts::InitError;
+        pub use $crate::machine::BootInfo;
+
+        /// The board's services.
+        pub static PLATFORM: $crate::machine::ArmBoard =
+            $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE);
+
+        core::arch::global_asm!(
+            r#"
+    /* Linux arm64 Image header (Documentation/arch/arm64/booting.rst §4). */
+    .section .text.rhea_head, "ax"
+    .global _start
+_start:
+    b 1f                        /* code0: jump over the header */
+    .long 0                     /* code1 */
+    .quad {text_offset}         /* text_offset */
+    .quad __rhea_image_size     /* image_size: the whole image, .bss included */
+    .quad 0x2                   /* flags: little-endian, 4 KiB pages, near the base of RAM */
+    .quad 0, 0, 0               /* reserved */
+    .ascii "ARM\x64"            /* magic */
+    .long 0                     /* no PE/COFF header */
+1:  /* x0 = devicetree, left alone. The common entry takes the boot map's device range, the
+     * early UART for fatal messages and the boot stack. */
+    ldr x1, ={dev_start}
+    ldr x2, ={dev_end}
+    ldr x3, ={uart}
+    ldr x4, =rhea_boot_stack_top
+    b rhea_aarch64_start
+    .ltorg
+
+    .section .bss.rhea_boot_stack, "aw", %nobits
+    .balign 16
+    .global rhea_boot_stack_bottom
+rhea_boot_stack_bottom:
+    .skip {stack}
+    .global rhea_boot_stack_top
+rhea_boot_stack_top:
+    "#,
+            text_offset = const TEXT_OFFSET,
+            dev_start = const DEVICE_RANGE.start,
+            dev_end = const DEVICE_RANGE.end,
+            uart = const EARLY_UART,
+            stack = const BOOT_STACK_BYTES,
+        );
+
+        /// Early board initialisation (see `rhea_board_common_arm::machine::early_init`):
+        /// `arg` is the devicetree's physical address from `x0`.
+        pub fn early_init(arg: usize) -> BootInfo {
+            $crate::machine::early_init(&PLATFORM, arg)
+        }
+
+        /// The boot stack's `[bottom, top)`.
+        pub fn boot_stack() -> core::ops::Range<u64> {
+            $crate::machine::boot_stack()
+        }
+
+        /// Interrupts and time: the GIC the devicetree names, the virtual timer and counter.
+        /// The counter's frequency is architectural (`CNTFRQ_EL0`), so there is nothing to
+        /// cross-check.
+        pub fn init_interrupts_and_time(
+            boot: &BootInfo,
+            _cross_check: bool,
+            map_mmio: &dyn Fn(u64, u64) -> bool,
+        ) -> Result<rhea_hal::TimeAndIrq, InitError> {
+            $crate::interrupts::init_interrupts_and_time(&PLATFORM, boot.boot_cycles, map_mmio)
+        }
+
+        /// The interrupt line (GIC INTID) of the console's receive interrupt.
+        pub fn console_rx_line() -> rhea_hal::IrqLine {
+            $crate::interrupts::console_rx_line()
+        }
+
+        /// Enables the console's receive interrupt (route and unmask the line first).
+        pub fn console_rx_enable() {
+            PLATFORM.uart().enable_rx_interrupt();
+        }
+
+        /// Drains the console's receive FIFO into `sink` (the interrupt's top half; this
+        /// acknowledges it). Returns bytes read and line errors seen.
+        pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
+            PLATFORM.uart().drain_rx(sink)
+        }
+    };
+}
