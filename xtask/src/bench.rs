@@ -445,18 +445,18 @@ fn find_cyclic(runs: &[CyclicResult], period_us: u32, hog: bool) -> Option<&Cycl
 }
 
 /// The `key=value` words of a `RESULT` line, after its measure name.
-struct Fields<'a>(Vec<(&'a str, &'a str)>);
+pub(crate) struct Fields<'a>(Vec<(&'a str, &'a str)>);
 
 impl<'a> Fields<'a> {
     /// `None` if a word is not `key=value`.
-    fn parse(text: &'a str) -> Option<Fields<'a>> {
+    pub(crate) fn parse(text: &'a str) -> Option<Fields<'a>> {
         text.split_whitespace()
             .map(|w| w.split_once('='))
             .collect::<Option<Vec<_>>>()
             .map(Fields)
     }
 
-    fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+    pub(crate) fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
         self.0
             .iter()
             .find(|(k, _)| *k == key)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::bench::Fields;
 use crate::qemu::{self, Verdict};
 use crate::{
     Options, Result, Workspace, apps, boards, capture, describe, fail, image, setup, usage,
@@ -30,18 +31,13 @@ struct Wake {
     max: f64,
 }
 
-/// The value of `key=` in a `RESULT` line's fields.
-fn field(line: &str, key: &str) -> Option<f64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-}
-
-fn wake_of(line: &str) -> Option<Wake> {
+/// A wake-up measure from the `key=value` fields after a `RESULT` line's name.
+fn wake_of(fields: &str) -> Option<Wake> {
+    let f = Fields::parse(fields)?;
     Some(Wake {
-        p50: field(line, "p50_ns")?,
-        p99: field(line, "p99_ns")?,
-        max: field(line, "max_ns")?,
+        p50: f.get("p50_ns")?,
+        p99: f.get("p99_ns")?,
+        max: f.get("max_ns")?,
     })
 }
 
@@ -62,19 +58,19 @@ fn parse_rhea<'a>(lines: impl Iterator<Item = &'a str>) -> RheaFigures {
         let Some(rest) = line.trim().strip_prefix("RESULT ") else {
             continue;
         };
-        let (name, _) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (name, fields) = rest.split_once(' ').unwrap_or((rest, ""));
         match name {
-            "conditions" => f.cpus = field(rest, "cpus"),
-            "same_cpu_wake" => f.same = wake_of(rest),
-            "cross_cpu_wake" => f.cross = wake_of(rest),
+            "conditions" => f.cpus = Fields::parse(fields).and_then(|x| x.get("cpus")),
+            "same_cpu_wake" => f.same = wake_of(fields),
+            "cross_cpu_wake" => f.cross = wake_of(fields),
             "speedup" => {
-                f.speedup = (|| {
+                f.speedup = Fields::parse(fields).and_then(|x| {
                     Some((
-                        field(rest, "one_cpu_ms")?,
-                        field(rest, "two_cpus_ms")?,
-                        field(rest, "speedup")?,
+                        x.get("one_cpu_ms")?,
+                        x.get("two_cpus_ms")?,
+                        x.get("speedup")?,
                     ))
-                })();
+                });
             }
             "done" => f.done = true,
             _ => {}
