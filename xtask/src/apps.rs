@@ -13,6 +13,8 @@
 //! stdin-after = "marker"             # ... once console output contains this (default: at once)
 //! test = false                       # optional, default true: `cargo xtask test` skips it
 //! boards = ["qemu-x86_64"]           # optional: boot only on these boards (default: all)
+//! smp = [2, 4]                       # optional: boot once per CPU count (QEMU -smp N, LinuxU
+//!                                    # rhea.cpus=N) instead of once with --smp (default 1)
 //!
 //! [package.metadata.rhea.arch.aarch64]
 //! console = ["data abort"]           # optional: replaces `console` on this architecture
@@ -74,6 +76,8 @@ pub(crate) struct App {
     pub(crate) signal_storm: Option<u32>,
     /// The boards `cargo xtask test` boots it on (`boards`); empty: every board.
     pub(crate) boards: Vec<String>,
+    /// The CPU counts `cargo xtask test` boots it with (`smp`); empty: `--smp` only.
+    pub(crate) smp: Vec<u32>,
     /// Console fragments replacing `console` on one architecture (`[....rhea.arch.<arch>]`),
     /// for reports whose wording is the architecture's (exception names, register names).
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
@@ -107,6 +111,7 @@ pub(crate) struct Manifest {
     pub(crate) skip_on: Vec<String>,
     pub(crate) signal_storm: Option<u32>,
     pub(crate) boards: Vec<String>,
+    pub(crate) smp: Vec<u32>,
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
 }
 
@@ -146,6 +151,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         skip_on: Vec::new(),
         signal_storm: None,
         boards: Vec::new(),
+        smp: Vec::new(),
         arch_console: Vec::new(),
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
@@ -251,6 +257,24 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or("metadata.rhea.boards must be an array of board names")?;
             }
+            "smp" => {
+                let bad = || {
+                    format!(
+                        "metadata.rhea.smp must be a non-empty array of CPU counts from 1 to 64, got {}",
+                        show(value)
+                    )
+                };
+                let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(bad)?;
+                manifest.smp = list
+                    .iter()
+                    .map(|v| {
+                        v.as_integer()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .filter(|n| (1..=64).contains(n))
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(bad)?;
+            }
             "arch" => {
                 let archs = value
                     .as_table()
@@ -277,7 +301,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, arch)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, arch)"
                 ));
             }
         }
@@ -325,6 +349,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 skip_on: manifest.skip_on,
                 signal_storm: manifest.signal_storm,
                 boards: manifest.boards,
+                smp: manifest.smp,
                 arch_console: manifest.arch_console,
             });
         }
@@ -499,11 +524,12 @@ mod tests {
     fn boards_and_arch_consoles() {
         let m = parse_manifest(
             "[package]\nname = \"t\"\n[package.metadata.rhea]\nconsole = [\"#PF\"]\n\
-             boards = [\"qemu-x86_64\", \"linuxu\"]\n\
+             boards = [\"qemu-x86_64\", \"linuxu\"]\nsmp = [2, 4]\n\
              [package.metadata.rhea.arch.aarch64]\nconsole = [\"data abort\", \"far\"]\n",
         )
         .unwrap();
         assert_eq!(m.boards, ["qemu-x86_64", "linuxu"]);
+        assert_eq!(m.smp, [2, 4]);
         assert_eq!(
             m.arch_console,
             [(
@@ -524,6 +550,7 @@ mod tests {
             skip_on: m.skip_on,
             signal_storm: m.signal_storm,
             boards: m.boards,
+            smp: m.smp,
             arch_console: m.arch_console,
         };
         assert!(app.runs_on("linuxu") && !app.runs_on("rpi4"));
@@ -532,6 +559,10 @@ mod tests {
         for bad in [
             "boards = \"rpi4\"",
             "boards = [1]",
+            "smp = []",
+            "smp = [0]",
+            "smp = [65]",
+            "smp = 2",
             "arch = 1",
             "[package.metadata.rhea.arch.aarch64]\nexpect = \"success\"",
             "[package.metadata.rhea.arch.aarch64]\nconsole = \"x\"",

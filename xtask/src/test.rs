@@ -188,18 +188,28 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             if !app.runs_on(board.name) {
                 continue; // `boards = [...]` in its Cargo.toml leaves this board out
             }
-            let cases: Vec<(&str, Accel, String)> = machines
+            // One boot per CPU count the app asks for (`smp = [...]`), else `--smp`'s.
+            let smps: Vec<u32> = if app.smp.is_empty() {
+                vec![opts.smp]
+            } else {
+                app.smp.clone()
+            };
+            let cases: Vec<(&str, Accel, u32, String)> = machines
                 .iter()
                 .flat_map(|m| board_accels.iter().map(move |a| (*m, *a)))
-                .map(|(m, a)| {
-                    let name = match board.runner {
+                .flat_map(|(m, a)| smps.iter().map(move |n| (m, a, *n)))
+                .map(|(m, a, n)| {
+                    let mut name = match board.runner {
                         Runner::Qemu => case_name(board.name, m, a, &app.name),
                         Runner::Process => format!("{}/{m}/native {}", board.name, app.name),
                     };
-                    (m, a, name)
+                    if !app.smp.is_empty() {
+                        name.push_str(&format!(" smp{n}"));
+                    }
+                    (m, a, n, name)
                 })
-                .filter(|(_, _, name)| matches(name))
-                .filter(|(m, _, _)| {
+                .filter(|(_, _, _, name)| matches(name))
+                .filter(|(m, _, _, _)| {
                     !app.skip_on
                         .iter()
                         .any(|s| *s == format!("{}/{m}", board.name))
@@ -219,7 +229,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let qemu = match qemu {
                 Ok(q) => q,
                 Err(e) => {
-                    for (_, _, name) in &cases {
+                    for (_, _, _, name) in &cases {
                         tally.fail(name, None, &format!("setup failed: {e}"));
                     }
                     continue;
@@ -228,19 +238,24 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let image = match image::build(ws, board, app) {
                 Ok(image) => image,
                 Err(e) => {
-                    for (_, _, name) in &cases {
+                    for (_, _, _, name) in &cases {
                         tally.fail(name, None, &format!("build failed: {e}"));
                     }
                     continue;
                 }
             };
-            let cmdline = boot_cmdline(&app.cmdline, opts.append());
-            for (machine, accel, name) in &cases {
+            let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
+            for (machine, accel, smp, name) in &cases {
+                // A process board starts its vCPUs from the command line.
+                let cmdline = match board.runner {
+                    Runner::Process if *smp > 1 => format!("rhea.cpus={smp} {base_cmdline}"),
+                    _ => base_cmdline.clone(),
+                };
                 let spec = qemu::Spec {
                     board,
                     machine,
                     accel: *accel,
-                    smp: opts.smp,
+                    smp: *smp,
                     mem: &opts.mem,
                     kernel: &image.boot,
                     serial: qemu::Serial::Captured,

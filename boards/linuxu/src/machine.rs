@@ -114,7 +114,11 @@ impl Platform for LinuxU {
         n.clamp(1, rhea_arch::vcpu::MAX_VCPUS)
     }
 
-    fn start_secondary_cpus(&self, entry: extern "C" fn(usize) -> !) -> usize {
+    fn start_secondary_cpus(
+        &self,
+        entry: extern "C" fn(usize) -> !,
+        _stacks: &dyn rhea_hal::StackSource,
+    ) -> usize {
         crate::smp::start(self.cpu_count(), entry)
     }
 }

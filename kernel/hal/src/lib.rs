@@ -23,6 +23,6 @@ mod time;
 
 pub use addr::{CpuId, PAGE_SIZE, PhysAddr};
 pub use irq::{InterruptController, IrqLine, RouteError, Trigger};
-pub use platform::{Console, ExitStatus, Platform, TimeAndIrq};
+pub use platform::{Console, ExitStatus, Platform, StackSource, TimeAndIrq};
 pub use priority::{InvalidPriority, Priority};
 pub use time::{Clock, Instant, OneShotTimer};

@@ -40,12 +40,26 @@ pub trait Platform: Sync {
     }
 
     /// Starts CPUs `1..cpu_count()`; each runs `entry(cpu)` once its own per-CPU state is set
-    /// up. Returns how many CPUs are online afterwards (a CPU that does not come up within the
-    /// board's timeout is reported and left out). The default has no secondary CPUs.
-    fn start_secondary_cpus(&self, entry: extern "C" fn(usize) -> !) -> usize {
-        let _ = entry;
+    /// up, on a stack the board took from `stacks`. Returns how many CPUs are online afterwards
+    /// (a CPU that does not come up within the board's timeout is reported and left out). The
+    /// default has no secondary CPUs.
+    fn start_secondary_cpus(
+        &self,
+        entry: extern "C" fn(usize) -> !,
+        stacks: &dyn StackSource,
+    ) -> usize {
+        let _ = (entry, stacks);
         1
     }
+}
+
+/// Where a board gets the stacks of the CPUs it starts: guarded kernel stacks, registered so
+/// that fault reports name them (`cpu1 idle`, `cpu1 #DF`…).
+pub trait StackSource {
+    /// A new stack of at least `bytes` for CPU `cpu`, used for `purpose`; its address range
+    /// (the top is 16-byte aligned). `None` when memory is exhausted.
+    fn stack(&self, cpu: usize, purpose: &'static str, bytes: u64)
+    -> Option<core::ops::Range<u64>>;
 }
 
 /// What a board's interrupt and time bring-up hands the runtime.

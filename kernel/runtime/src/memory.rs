@@ -207,6 +207,43 @@ pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError
     Ok(info)
 }
 
+/// The stacks boards take for the CPUs they start ([`rhea_hal::StackSource`]): guarded like
+/// thread stacks, named `cpu<N> <purpose>` for fault reports, never freed.
+#[derive(Debug)]
+pub(crate) struct CpuStacks;
+
+impl rhea_hal::StackSource for CpuStacks {
+    fn stack(&self, cpu: usize, purpose: &'static str, bytes: u64) -> Option<Range<u64>> {
+        use core::fmt::Write;
+        let mut name = NameBuf::default();
+        let _ = write!(name, "cpu{cpu} {purpose}");
+        new_stack(name.as_str(), bytes).ok().map(|s| s.range())
+    }
+}
+
+/// A stack name formatted without allocating (truncated to what a stack record keeps).
+#[derive(Default)]
+struct NameBuf {
+    bytes: [u8; NAME_BYTES],
+    len: usize,
+}
+
+impl NameBuf {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("cpu")
+    }
+}
+
+impl core::fmt::Write for NameBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = NAME_BYTES - self.len;
+        let n = floor_char_boundary(s, room);
+        self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
 /// Memory in use, for apps watching for leaks.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MemoryStats {
