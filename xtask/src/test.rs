@@ -3,6 +3,8 @@
 //! 1. `cargo test` with no `-p` (the workspace's `default-members` are the host-testable
 //!    crates); a failure counts as one failed item, "host unit tests". Skipped with
 //!    `--no-host`, or when `--filter` is given and does not match "host unit tests".
+//!    Then `rhea-queue`'s loom model checks (`--cfg loom`, release, into `target/loom` so the
+//!    normal host build is not redone), one item "host/loom rhea-queue", skipped likewise.
 //! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
 //!    board's machines under TCG, and under KVM too when hardware KVM is usable (only for
 //!    boards of the host's instruction set). A case passes iff QEMU ends as the app's `expect`
@@ -27,6 +29,9 @@ use crate::{Error, Options, Result, Workspace, describe, image, setup};
 
 /// The name of the host unit test item (`--filter` applies to it too).
 const HOST_TESTS: &str = "host unit tests";
+
+/// The name of the loom model-check item (`--filter` applies to it too).
+const LOOM_TESTS: &str = "host/loom rhea-queue";
 
 /// Console lines shown when a case fails.
 const TAIL_LINES: usize = 40;
@@ -154,6 +159,24 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             Err(e) => tally.fail(HOST_TESTS, None, &format!("cannot run cargo: {e}")),
         }
     }
+    if !opts.no_host && matches(LOOM_TESTS) {
+        let mut cmd = ws.cargo();
+        cmd.args(["test", "-p", "rhea-queue", "--release"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", ws.root.join("target/loom"));
+        println!(
+            "== {LOOM_TESTS}: RUSTFLAGS=\"--cfg loom\" {}",
+            describe(&cmd)
+        );
+        let start = Instant::now();
+        let status = cmd.status();
+        let took = start.elapsed();
+        match status {
+            Ok(s) if s.success() => tally.pass(LOOM_TESTS, took),
+            Ok(s) => tally.fail(LOOM_TESTS, Some(took), &format!("cargo test: {s}")),
+            Err(e) => tally.fail(LOOM_TESTS, None, &format!("cannot run cargo: {e}")),
+        }
+    }
 
     let hw_kvm = qemu::probe_hardware_kvm();
     let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
@@ -246,11 +269,17 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             };
             let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
             for (machine, accel, smp, name) in &cases {
-                // A process board starts its vCPUs from the command line.
-                let cmdline = match board.runner {
-                    Runner::Process if *smp > 1 => format!("rhea.cpus={smp} {base_cmdline}"),
-                    _ => base_cmdline.clone(),
+                // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
+                // whose CPU count is fixed (raspi4b); QEMU's -smp N gives the others N.
+                let cmdline = if *smp > 1 {
+                    format!("rhea.cpus={smp} {base_cmdline}")
+                } else {
+                    base_cmdline.clone()
                 };
+                // Every CPU asked for must come up (the simulation runs one vCPU).
+                let online = format!("rhea: smp: {smp} of {smp} CPUs online");
+                let smp_line = (!app.smp.is_empty() && *smp > 1 && *machine != "sim")
+                    .then_some(online.as_str());
                 let spec = qemu::Spec {
                     board,
                     machine,
@@ -297,6 +326,12 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     &console,
                     app.console_for(board.arch()),
                 )
+                .and_then(|()| match smp_line {
+                    Some(line) if !console.contains(line) => {
+                        Err(format!("console lacks {line:?}"))
+                    }
+                    _ => Ok(()),
+                })
                 .and_then(|()| {
                     // The simulation mode promises the same trace for the same seed: run again
                     // and compare.
