@@ -269,11 +269,17 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             };
             let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
             for (machine, accel, smp, name) in &cases {
-                // A process board starts its vCPUs from the command line.
-                let cmdline = match board.runner {
-                    Runner::Process if *smp > 1 => format!("rhea.cpus={smp} {base_cmdline}"),
-                    _ => base_cmdline.clone(),
+                // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
+                // whose CPU count is fixed (raspi4b); QEMU's -smp N gives the others N.
+                let cmdline = if *smp > 1 {
+                    format!("rhea.cpus={smp} {base_cmdline}")
+                } else {
+                    base_cmdline.clone()
                 };
+                // Every CPU asked for must come up (the simulation runs one vCPU).
+                let online = format!("rhea: smp: {smp} of {smp} CPUs online");
+                let smp_line = (!app.smp.is_empty() && *smp > 1 && *machine != "sim")
+                    .then_some(online.as_str());
                 let spec = qemu::Spec {
                     board,
                     machine,
@@ -320,6 +326,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     &console,
                     app.console_for(board.arch()),
                 )
+                .and_then(|()| match smp_line {
+                    Some(line) if !console.contains(line) => Err(format!("console lacks {line:?}")),
+                    _ => Ok(()),
+                })
                 .and_then(|()| {
                     // The simulation mode promises the same trace for the same seed: run again
                     // and compare.

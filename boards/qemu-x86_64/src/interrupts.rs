@@ -24,8 +24,8 @@ use rhea_irq::{
 use rhea_timers::{Calibration, CalibrationConfig, ClockConversion, CycleCounter, TscClock};
 use spin::{Mutex, Once};
 
-/// The I/O APIC's physical address on PCs (and both QEMU machines); the MADT confirms it once
-/// ACPI is parsed (SMP issue).
+/// The I/O APIC's physical address on PCs (and both QEMU machines), used when there is no
+/// usable MADT; the MADT's first I/O APIC otherwise.
 const IOAPIC_BASE: u64 = 0xfec0_0000;
 
 /// Port I/O through `in`/`out`.
@@ -144,8 +144,86 @@ impl InterruptController for Pc {
 
     fn raise_self(&self, vector: u8) {
         if let (Some(l), Some(v)) = (LAPIC.get(), Vector::new(vector)) {
+            // Interrupts off: an xAPIC ICR write is two register writes that an interrupt
+            // handler's own IPI must not split.
+            let was = rhea_arch::irq_save();
             let _ = l.send_ipi(l.read_id(), v);
+            rhea_arch::irq_restore(was);
         }
+    }
+
+    fn send_ipi(&self, cpu: rhea_hal::CpuId, vector: u8) {
+        let dest = crate::smp::apic_id(cpu.0 as usize);
+        if let (Some(l), Some(v), Some(dest)) = (LAPIC.get(), Vector::new(vector), dest) {
+            // As in `raise_self`.
+            let was = rhea_arch::irq_save();
+            let _ = l.send_ipi(ApicId(dest), v);
+            rhea_arch::irq_restore(was);
+        }
+    }
+}
+
+/// Busy-waits `ns` nanoseconds on the calibrated TSC clock.
+fn spin_ns(ns: u64) {
+    if let Some(c) = CLOCK.get() {
+        let start = rhea_hal::Clock::now(c).as_nanos();
+        while rhea_hal::Clock::now(c).as_nanos().wrapping_sub(start) < ns {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Starts the AP with APIC ID `apic` at real-mode page `page` (INIT, 10 ms, SIPI, 200 µs, a
+/// second SIPI unless it already arrived; SDM Vol. 3A §9.4.4.1) and waits up to `timeout_ns`
+/// for it to set `started`. On a timeout the AP is sent INIT again, so it waits for a SIPI
+/// instead of running later with another AP's parameters.
+pub(crate) fn start_ap(
+    apic: u32,
+    page: u8,
+    started: &core::sync::atomic::AtomicBool,
+    timeout_ns: u64,
+) -> Result<(), &'static str> {
+    use core::sync::atomic::Ordering;
+    let l = LAPIC.get().ok_or("the local APIC is not initialised")?;
+    let dest = ApicId(apic);
+    l.send_init(dest).map_err(|_| "INIT was not delivered")?;
+    spin_ns(10_000_000);
+    for _ in 0..2 {
+        l.send_startup(dest, page)
+            .map_err(|_| "the start-up IPI was not delivered")?;
+        spin_ns(200_000);
+        if started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+    }
+    let c = CLOCK.get().ok_or("no clock")?;
+    let start = rhea_hal::Clock::now(c).as_nanos();
+    while !started.load(Ordering::Acquire) {
+        if rhea_hal::Clock::now(c).as_nanos().wrapping_sub(start) > timeout_ns {
+            let _ = l.send_init(dest);
+            return Err("no sign of life within 1 s after INIT-SIPI-SIPI");
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Brings up the calling application processor's local APIC (the boot CPU's mode) and its
+/// timer. Interrupts stay disabled.
+pub(crate) fn init_this_ap() {
+    let Some(lapic) = LAPIC.get() else { return };
+    match lapic.mode() {
+        rhea_irq::LapicMode::X2Apic => {
+            rhea_irq::lapic::enable_x2apic(&Msrs);
+        }
+        rhea_irq::LapicMode::XApic => {
+            // Same base as the boot CPU's (mapped already); only the enable bit matters here.
+            let _ = rhea_irq::lapic::enable_xapic(&Msrs);
+        }
+    }
+    lapic.init(&LapicConfig::DEFAULT);
+    if let Some(t) = TIMER.get() {
+        t.init_this_cpu();
     }
 }
 
@@ -156,8 +234,8 @@ pub enum InitError {
     Calibration(rhea_timers::CalibrationError),
     /// The LAPIC could not be enabled.
     Lapic(rhea_irq::LapicError),
-    /// The I/O APIC at its usual address did not answer sensibly.
-    IoApic(rhea_irq::IoApicError),
+    /// The I/O APIC at this address did not answer sensibly.
+    IoApic(u64, rhea_irq::IoApicError),
     /// A device page could not be mapped.
     Map,
 }
@@ -167,7 +245,7 @@ impl core::fmt::Display for InitError {
         match self {
             Self::Calibration(e) => write!(f, "TSC calibration failed: {e}"),
             Self::Lapic(e) => write!(f, "local APIC: {e}"),
-            Self::IoApic(e) => write!(f, "I/O APIC at {IOAPIC_BASE:#x}: {e}"),
+            Self::IoApic(base, e) => write!(f, "I/O APIC at {base:#x}: {e}"),
             Self::Map => f.write_str("cannot map interrupt controller registers"),
         }
     }
@@ -212,16 +290,26 @@ pub fn init(
     let lapic = LAPIC.call_once(|| Lapic::new(access));
     lapic.init(&LapicConfig::DEFAULT);
 
-    // 3. The I/O APIC, all inputs masked until a driver routes one.
-    if !map_mmio(IOAPIC_BASE, 4096) {
+    // 3. The I/O APIC, all inputs masked until a driver routes one: the MADT's first (the
+    //    one serving GSI 0), else the PC's usual one. Further I/O APICs are not used.
+    let madt = crate::smp::madt();
+    let (ioapic_base, gsi_base) = madt
+        .and_then(|m| m.io_apics().iter().min_by_key(|io| io.gsi_base))
+        .map_or((IOAPIC_BASE, 0), |io| (io.address, io.gsi_base));
+    if !map_mmio(ioapic_base, 4096) {
         return Err(InitError::Map);
     }
-    let mut io = IoApic::new(Mmio { base: IOAPIC_BASE }, 0).map_err(InitError::IoApic)?;
+    let mut io = IoApic::new(Mmio { base: ioapic_base }, gsi_base)
+        .map_err(|e| InitError::IoApic(ioapic_base, e))?;
     io.mask_all();
     IOAPIC.call_once(|| Mutex::new(io));
-    // QEMU (like most PC firmware) wires ISA IRQ 0 to GSI 2; the MADT will say so once read.
+    // ISA IRQ wiring: the MADT's overrides; without a MADT, what QEMU and most PC firmware
+    // do (ISA IRQ 0 on GSI 2).
     ISA.call_once(|| {
-        IsaIrqMap::new(&[IsaOverride::IRQ0_TO_GSI2]).expect("a single override is valid")
+        madt.and_then(|m| IsaIrqMap::new(m.overrides()).ok())
+            .unwrap_or_else(|| {
+                IsaIrqMap::new(&[IsaOverride::IRQ0_TO_GSI2]).expect("a single override is valid")
+            })
     });
 
     // 4. The clock: TSC counted from the board's first instruction.

@@ -23,4 +23,6 @@ pub mod interrupts;
 #[cfg(target_os = "none")]
 mod machine;
 #[cfg(target_os = "none")]
+mod smp;
+#[cfg(target_os = "none")]
 pub use machine::*;

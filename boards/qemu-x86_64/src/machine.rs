@@ -88,6 +88,11 @@ pvh_start32:
     movl %eax, %ss
     movl %eax, %fs
     movl %eax, %gs
+    movl $0xc0000101, %ecx          /* IA32_GS_BASE: CPU 0's per-CPU block (cpu_id()) */
+    movabsq $rhea_percpu, %rax
+    movq %rax, %rdx
+    shrq $32, %rdx
+    wrmsr
     movabsq $boot_stack_top, %rsp
     xorl %ebp, %ebp
     movl %esi, %edi                 /* argument: start info physical address */
@@ -96,6 +101,7 @@ pvh_start32:
 
     .section .rodata.rhea_boot, "a"
     .balign 8
+    .global boot_gdtr               /* also used by the AP entry (smp.rs) */
 boot_gdt:
     .quad 0
     .quad 0x00af9a000000ffff        /* 0x08: 64-bit code, DPL 0 */
@@ -106,6 +112,7 @@ boot_gdtr:
 
     .section .bss.rhea_boot, "aw", @nobits
     .balign 4096
+    .global boot_pml4               /* also used by the AP entry (smp.rs) */
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4 * 4096
@@ -180,6 +187,18 @@ impl Platform for QemuX86_64 {
 
     fn console(&self) -> &dyn Console {
         self
+    }
+
+    fn cpu_count(&self) -> usize {
+        crate::smp::cpu_count()
+    }
+
+    fn start_secondary_cpus(
+        &self,
+        entry: extern "C" fn(usize) -> !,
+        stacks: &dyn rhea_hal::StackSource,
+    ) -> usize {
+        crate::smp::start(entry, stacks)
     }
 
     fn exit(&self, status: ExitStatus) -> ! {
@@ -348,6 +367,12 @@ pub fn early_init(start_info: usize) -> BootInfo {
     }
     // SAFETY: `early_init` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
+    // The CPUs, while the boot identity map still shows the firmware's tables.
+    crate::smp::discover(
+        info.rsdp,
+        cmdline,
+        trampoline_page(&info.memory_map, start_info as u64),
+    );
     BootInfo {
         memory_map: info.memory_map,
         cmdline,
@@ -364,4 +389,19 @@ pub fn early_init(start_info: usize) -> BootInfo {
         ],
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
     }
+}
+
+/// A page for the AP trampoline: usable RAM below the EBDA (0x9f000), above the real-mode IVT
+/// and BIOS data, and not the start info's page. The frame allocator never hands out the low
+/// 1 MiB, so it stays free.
+fn trampoline_page(map: &MemoryMap, start_info: u64) -> Option<u64> {
+    let start_info_page = start_info & !(PAGE_SIZE - 1);
+    (1..0x9f_u64)
+        .rev()
+        .map(|n| n * PAGE_SIZE)
+        .filter(|&p| p != start_info_page && p >= 0x1000)
+        .find(|&p| {
+            map.region_containing(PhysAddr(p), PAGE_SIZE)
+                .is_some_and(|r| r.kind == rhea_mm::RegionKind::Usable)
+        })
 }

@@ -70,6 +70,15 @@ pub(crate) fn init(controller: &'static dyn InterruptController, timer_vector: u
             },
         )
         .expect("the reschedule vector is free at boot");
+    REGISTRY
+        .register(
+            rhea_irq::vectors::IPI_CALL,
+            IrqHandler::Fast {
+                handler: on_call,
+                ctx: 0,
+            },
+        )
+        .expect("the call vector is free at boot");
     rhea_arch::set_interrupt_handler(on_interrupt);
 }
 
@@ -78,13 +87,20 @@ fn on_reschedule(_: usize) -> Reschedule {
     Reschedule::NotNeeded
 }
 
+fn on_call(_: usize) -> Reschedule {
+    crate::smp::on_call_ipi();
+    Reschedule::NotNeeded
+}
+
 /// Asks CPU `cpu` to reschedule (a reschedule IPI).
 pub(crate) fn send_reschedule(cpu: usize) {
+    send_ipi(cpu, rhea_irq::vectors::IPI_RESCHEDULE.get());
+}
+
+/// Raises `vector` on CPU `cpu`.
+pub(crate) fn send_ipi(cpu: usize, vector: u8) {
     if let Some(c) = CONTROLLER.get() {
-        c.send_ipi(
-            rhea_hal::CpuId(cpu as u32),
-            rhea_irq::vectors::IPI_RESCHEDULE.get(),
-        );
+        c.send_ipi(rhea_hal::CpuId(cpu as u32), vector);
     }
 }
 

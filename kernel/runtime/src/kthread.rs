@@ -192,10 +192,19 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
     let mut s = Sched::new(ncpus);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
     s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
+    ONLINE.store(1, Ordering::Release);
     let g = lock();
     // SAFETY: the lock is held; nothing has seen the scheduler yet.
     unsafe { *SCHED.sched.get() = Some(s) };
     drop(g);
+}
+
+/// The CPUs that joined the scheduler, as a bit mask (read without the scheduler lock).
+static ONLINE: AtomicU64 = AtomicU64::new(0);
+
+/// [`ONLINE`]'s current value.
+pub(crate) fn online_mask() -> u64 {
+    ONLINE.load(Ordering::Acquire)
 }
 
 /// Whether the checker is on, and how many decisions it checked.
@@ -215,6 +224,7 @@ pub(crate) fn add_cpu(cpu: usize) {
     g.sched()
         .add_cpu(cpu, idle, now)
         .expect("the board starts CPUs the scheduler was sized for");
+    ONLINE.fetch_or(1 << cpu, Ordering::Release);
     // Threads already ready elsewhere may belong here now: choose at once.
     g.schedule();
 }

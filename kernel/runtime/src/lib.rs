@@ -23,6 +23,7 @@ mod fault;
 pub mod irq;
 mod kthread;
 mod memory;
+pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;

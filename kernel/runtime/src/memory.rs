@@ -281,22 +281,38 @@ pub(crate) fn free_stack(stack: StackInfo) {
     free_stack_at(stack.top);
 }
 
-/// [`free_stack`] by the stack's top address.
+/// [`free_stack`] by the stack's top address. The slot stays taken until every other CPU has
+/// flushed its TLB (a CPU that last ran the dead thread may still cache its translations, and
+/// the next stack in this slot would be reached through them); the frames are free at once,
+/// since nothing reaches them through the dead thread's addresses.
 pub(crate) fn free_stack_at(top: u64) {
     let Some(mem) = MEMORY.get() else { return };
+    let found = {
+        let mut mem = mem.lock();
+        let m = &mut *mem;
+        match m.stacks.iter().flatten().find(|s| s.top == top).copied() {
+            Some(info) => {
+                let _ = m.space.unmap_stack(
+                    &mut m.frames,
+                    info.top,
+                    (info.top - info.bottom) / PAGE_SIZE,
+                );
+                true
+            }
+            None => false,
+        }
+    };
+    if !found {
+        return;
+    }
+    crate::smp::tlb_shootdown();
     let mut mem = mem.lock();
-    let m = &mut *mem;
-    if let Some(slot) = m
+    if let Some(slot) = mem
         .stacks
         .iter_mut()
         .find(|s| s.is_some_and(|s| s.top == top))
     {
-        let info = slot.take().expect("found above");
-        let _ = m.space.unmap_stack(
-            &mut m.frames,
-            info.top,
-            (info.top - info.bottom) / PAGE_SIZE,
-        );
+        *slot = None;
     }
 }
 

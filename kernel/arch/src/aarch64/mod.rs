@@ -190,3 +190,10 @@ pub unsafe fn run_on_stack(stack_top: u64, f: extern "C" fn(usize) -> !, arg: us
         )
     }
 }
+
+/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, unmapping
+/// uses `tlbi vaae1is`, which the hardware broadcasts to the inner-shareable domain.
+pub const TLB_SHOOTDOWN_NEEDED: bool = false;
+
+/// Nothing to do: invalidations are broadcast (see [`TLB_SHOOTDOWN_NEEDED`]).
+pub fn flush_tlb_all() {}

@@ -84,3 +84,10 @@ pub fn wait_for_interrupt() {
 pub fn memory_fence() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
+
+/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, `munmap`
+/// does it for the process.
+pub const TLB_SHOOTDOWN_NEEDED: bool = false;
+
+/// Nothing to do: Linux keeps the TLBs of the process's threads coherent.
+pub fn flush_tlb_all() {}

@@ -31,6 +31,9 @@ pub struct Features {
     pub hypervisor: Option<&'static str>,
     /// TSC frequency and where it came from, when CPUID states it.
     pub tsc_hz: Option<(u64, &'static str)>,
+    /// This CPU's initial APIC ID: the 32-bit x2APIC ID (CPUID.0BH:EDX) where the leaf
+    /// exists, else the 8-bit one (CPUID.01H:EBX[31:24]).
+    pub apic_id: u32,
 }
 
 impl Features {
@@ -50,6 +53,7 @@ pub fn report() -> Features {
         f.vendor[..n].copy_from_slice(&s[..n]);
     }
     if let Some(fi) = cpuid.get_feature_info() {
+        f.apic_id = u32::from(fi.initial_local_apic_id());
         f.tsc_deadline = fi.has_tsc_deadline();
         f.x2apic = fi.has_x2apic();
         f.xsave = fi.has_xsave();
@@ -65,6 +69,13 @@ pub fn report() -> Features {
                 Some(_) | None => "unknown",
             });
         }
+    }
+    if let Some(x2apic_id) = cpuid
+        .get_extended_topology_info()
+        .and_then(|mut levels| levels.next())
+        .map(|level| level.x2apic_id())
+    {
+        f.apic_id = x2apic_id;
     }
     if let Some(pm) = cpuid.get_advanced_power_mgmt_info() {
         f.invariant_tsc = pm.has_invariant_tsc();

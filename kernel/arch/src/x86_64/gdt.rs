@@ -9,6 +9,7 @@
 //!   one is a stack overflow into a guard page, where the faulting stack cannot take a frame.
 //!   With its own stack the report keeps the exact RIP (a #DF frame's RIP is undefined).
 
+use super::percpu::MAX_CPUS;
 use spin::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
@@ -20,7 +21,7 @@ pub(super) const IST_DOUBLE_FAULT: u16 = 0;
 pub(super) const IST_NMI: u16 = 1;
 pub(super) const IST_MACHINE_CHECK: u16 = 2;
 pub(super) const IST_PAGE_FAULT: u16 = 3;
-const IST_COUNT: usize = 4;
+pub(super) const IST_COUNT: usize = 4;
 const IST_STACK_BYTES: usize = 16 * 1024;
 
 #[repr(C, align(16))]
@@ -38,23 +39,40 @@ struct Tables {
     tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
-static GDT: Once<Tables> = Once::new();
+/// Per CPU: its TSS (IST pointers) and its GDT (whose TSS descriptor is that CPU's: a TSS
+/// descriptor is marked busy when loaded, so CPUs cannot share one).
+static TSS: [Once<TaskStateSegment>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+static GDT: [Once<Tables>; MAX_CPUS] = [const { Once::new() }; MAX_CPUS];
+
+/// The IST stack tops of the boot CPU (static stacks: it has no allocator yet).
+fn boot_ist_tops() -> [u64; IST_COUNT] {
+    let mut tops = [0; IST_COUNT];
+    for (i, top) in tops.iter_mut().enumerate() {
+        // Only the address is taken; no reference to the `static mut` is formed.
+        let base = core::ptr::addr_of!(IST_STACKS) as u64 + (i * IST_STACK_BYTES) as u64;
+        *top = base + IST_STACK_BYTES as u64;
+    }
+    tops
+}
 
 pub(super) fn load_boot_cpu() {
-    let tss = TSS.call_once(|| {
+    load(0, boot_ist_tops());
+}
+
+/// Loads CPU `cpu`'s GDT and TSS with `ist_tops` as its IST1–IST4 stacks (double fault, NMI,
+/// machine check, page fault). Once per CPU, on that CPU.
+pub(super) fn load(cpu: usize, ist_tops: [u64; IST_COUNT]) {
+    let tss = TSS[cpu].call_once(|| {
         let mut tss = TaskStateSegment::new();
         // The TSS is packed: copy the table out, fill it, copy it back.
         let mut ist = tss.interrupt_stack_table;
-        for (i, slot) in ist.iter_mut().take(IST_COUNT).enumerate() {
-            // Only the address is taken; no reference to the `static mut` is formed.
-            let base = core::ptr::addr_of!(IST_STACKS) as u64 + (i * IST_STACK_BYTES) as u64;
-            *slot = VirtAddr::new(base + IST_STACK_BYTES as u64);
+        for (slot, top) in ist.iter_mut().zip(ist_tops) {
+            *slot = VirtAddr::new(top & !15);
         }
         tss.interrupt_stack_table = ist;
         tss
     });
-    let t = GDT.call_once(|| {
+    let t = GDT[cpu].call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let code = gdt.append(Descriptor::kernel_code_segment());
         let data = gdt.append(Descriptor::kernel_data_segment());
@@ -68,7 +86,7 @@ pub(super) fn load_boot_cpu() {
     });
     t.gdt.load();
     // SAFETY: the selectors index descriptors of the GDT just loaded, which lives in a static
-    // for the rest of the run; the TSS descriptor is used by this one CPU only.
+    // for the rest of the run; the TSS descriptor is this CPU's alone.
     unsafe {
         CS::set_reg(t.code);
         DS::set_reg(t.data);

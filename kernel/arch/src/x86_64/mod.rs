@@ -5,6 +5,7 @@ mod fault;
 mod features_impl;
 mod gdt;
 pub mod paging;
+pub mod percpu;
 mod regs;
 pub mod testing;
 mod trap;
@@ -35,10 +36,45 @@ pub fn init_boot_cpu() {
     }
 }
 
-/// The current CPU. One CPU until the SMP issue lands per-CPU data through `GS`.
+/// The current CPU: its logical index, from its per-CPU block ([`percpu`]).
+#[inline]
 pub fn cpu_id() -> CpuId {
-    CpuId(0)
+    CpuId(percpu::current() as u32)
 }
+
+/// Sets up an application processor's own descriptor tables: its GDT and TSS with
+/// `ist_tops` as the tops of its IST stacks (double fault, NMI, machine check, page fault),
+/// the shared IDT, and the control-register policy of [`init_boot_cpu`]. Call once on CPU
+/// `cpu` itself, interrupts disabled, GS already pointing at its block.
+pub fn init_secondary_cpu(cpu: usize, ist_tops: [u64; 4]) {
+    gdt::load(cpu, ist_tops);
+    trap::load_idt();
+    // SAFETY: as in `init_boot_cpu`.
+    unsafe {
+        use x86_64::registers::control::{Cr0, Cr0Flags};
+        Cr0::update(|f| f.insert(Cr0Flags::WRITE_PROTECT));
+    }
+}
+
+/// Flushes this CPU's whole TLB, global pages included (toggling `CR4.PGE`, SDM Vol. 3A
+/// §4.10.4.1), for a cross-CPU shootdown after kernel mappings were removed.
+pub fn flush_tlb_all() {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let cr4 = Cr4::read();
+    if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
+        // SAFETY: clearing and restoring PGE changes no mapping; it only invalidates the TLB.
+        unsafe {
+            Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
+            Cr4::write(cr4);
+        }
+    } else {
+        x86_64::instructions::tlb::flush_all();
+    }
+}
+
+/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI (x86 has no
+/// broadcast invalidation).
+pub const TLB_SHOOTDOWN_NEEDED: bool = true;
 
 /// The time-stamp counter (SDM Vol. 3B §18.17). Not serialising; good for intervals.
 pub fn read_cycle_counter() -> u64 {
