@@ -55,6 +55,11 @@ const BENCHES: &[(&str, &str)] = &[
          latency, 1 -> 2 CPU speed-up",
     ),
     (
+        "queue",
+        "rhea-queue SPSC/MPMC vs std::sync::mpsc between two host threads: throughput, \
+         one-way latency, ratios",
+    ),
+    (
         "linux-sched",
         "Linux guest baseline: yield/semaphore switch and cyclictest latency (q35 default)",
     ),
@@ -90,6 +95,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         }
         Some("boot") => boot(ws, opts),
         Some("smp") => crate::bench_smp::bench(ws, opts),
+        Some("queue") => crate::bench_queue::bench(ws, opts),
         Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
             crate::host_baseline::bench_sched(ws, opts)
         }

@@ -13,6 +13,7 @@
 mod apps;
 mod bench;
 mod bench_arm;
+mod bench_queue;
 mod bench_smp;
 mod boards;
 mod firmware;
@@ -327,7 +328,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`",
+        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`",
     ),
 ];
 
