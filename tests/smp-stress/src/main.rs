@@ -12,7 +12,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use rhea::sync::{Mutex, Semaphore};
 use rhea::thread::{Builder, CpuSet, Priority};
 use rhea::time::Duration;
@@ -174,6 +174,66 @@ fn main() -> Result<(), &'static str> {
         return Err("the owner did not inherit the waiter's priority across CPUs");
     }
     rhea::println!("smp: cross-CPU priority inheritance held");
+    // From a thread pinned to the first CPU, so the caller cannot move between targets.
+    let first = rhea::thread::online_cpus().first().ok_or("no CPU online")?;
+    Builder::new()
+        .name("caller")
+        .affinity(CpuSet::single(first))
+        .spawn(|| {
+            if let Err(e) = cross_cpu_calls() {
+                rhea::println!("smp: cross-CPU calls: {e}");
+                CALLS_FAILED.store(1, Ordering::Relaxed);
+            }
+        })
+        .map_err(|_| "spawn")?
+        .join()
+        .map_err(|_| "join")?;
+    if CALLS_FAILED.load(Ordering::Relaxed) != 0 {
+        return Err("cross-CPU calls misbehaved");
+    }
     rhea::println!("smp: PASS");
+    Ok(())
+}
+
+/// Where each CPU's call ran, by target (a call records the CPU it ran on).
+static RAN_ON: [AtomicUsize; 64] = [const { AtomicUsize::new(usize::MAX) }; 64];
+static BROADCAST_RUNS: AtomicUsize = AtomicUsize::new(0);
+static CALLS_FAILED: AtomicUsize = AtomicUsize::new(0);
+
+fn record(target: usize) {
+    RAN_ON[target].store(rhea::thread::current_cpu(), Ordering::Relaxed);
+}
+
+fn count(_: usize) {
+    BROADCAST_RUNS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A call aimed at one CPU runs there and nowhere else; a broadcast runs once on every other
+/// online CPU; the call returns only after they ran.
+fn cross_cpu_calls() -> Result<(), &'static str> {
+    let online = rhea::thread::online_cpus();
+    let me = rhea::thread::current_cpu();
+    for target in online.iter() {
+        rhea::smp::call_on(CpuSet::single(target), record, target).map_err(|_| "call_on")?;
+        let ran = RAN_ON[target].load(Ordering::Relaxed);
+        if target == me && ran != usize::MAX {
+            return Err("a cross-CPU call ran on the calling CPU");
+        }
+        if target != me && ran != target {
+            return Err("a cross-CPU call did not run on its target before returning");
+        }
+    }
+    let others = online.iter().count() - 1;
+    for _ in 0..10 {
+        BROADCAST_RUNS.store(0, Ordering::Relaxed);
+        rhea::smp::call_on(CpuSet::ALL, count, 0).map_err(|_| "call_on")?;
+        if BROADCAST_RUNS.load(Ordering::Relaxed) != others {
+            return Err("a broadcast call did not run exactly once on every other CPU");
+        }
+    }
+    rhea::println!(
+        "smp: cross-CPU calls ran where aimed, broadcasts once on each of {others} other CPUs; {} TLB shootdowns so far",
+        rhea::smp::tlb_shootdowns()
+    );
     Ok(())
 }
