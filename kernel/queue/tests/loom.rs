@@ -13,11 +13,14 @@ use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use rhea_queue::{Dropped, mpmc, spsc};
 
-/// Models with three threads and CAS loops: bounded so each finishes in seconds. Two-thread
-/// SPSC models run unbounded.
+/// Models with three threads and CAS loops: bounded so each finishes in seconds
+/// (`LOOM_MAX_PREEMPTIONS=N` overrides the bound for a deeper run). Two-thread SPSC models run
+/// unbounded.
 fn bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(preemptions);
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
     builder.check(f);
 }
 
@@ -126,7 +129,7 @@ fn spsc_drops_every_item_once() {
 }
 
 fn mpmc_two_producers(offset: usize) {
-    bounded(3, move || {
+    bounded(4, move || {
         let q = Arc::new(mpmc::Queue::<u32>::new(2));
         for i in 0..offset {
             q.push(100 + i as u32).unwrap();
@@ -181,7 +184,7 @@ fn mpmc_two_producers_wrap_around() {
 
 #[test]
 fn mpmc_two_consumers() {
-    bounded(3, || {
+    bounded(4, || {
         let q = Arc::new(mpmc::Queue::<u32>::new(2));
         q.push(100).unwrap();
         assert_eq!(q.pop(), Some(100)); // start mid-ring
@@ -218,7 +221,7 @@ fn mpmc_two_consumers() {
 
 #[test]
 fn mpmc_drops_every_item_once() {
-    bounded(3, || {
+    bounded(4, || {
         let drops = Arc::new(AtomicUsize::new(0));
         let q = Arc::new(mpmc::Queue::<Counted>::new(2));
         let spawn = |pop: bool| {
