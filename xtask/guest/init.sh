@@ -12,7 +12,9 @@
 #   RESULT done
 #
 # Kernel command line parameters read here: rhea.loops=<N> (cyclictest loops and pingpong
-# round trips, default 10000) and rhea.hist=<us> (cyclictest histogram size, default 20000).
+# round trips, default 10000), rhea.hist=<us> (cyclictest histogram size, default 20000) and
+# rhea.mode=xcpu (instead of the scheduler measures: xcpu_wake's same- and cross-CPU futex
+# wake-ups, `RESULT xcpu_same ...` and `RESULT xcpu_cross ...`, for `cargo xtask bench smp`).
 
 echo "NOTE /init started"
 /bin/busybox mkdir -p /proc /sys /dev /tmp
@@ -27,10 +29,12 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 
 loops=10000
 hist=20000
+mode=sched
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         rhea.loops=*) loops="${arg#rhea.loops=}" ;;
         rhea.hist=*) hist="${arg#rhea.hist=}" ;;
+        rhea.mode=*) mode="${arg#rhea.mode=}" ;;
     esac
 done
 
@@ -58,6 +62,14 @@ echo "RESULT uptime_at_init $(cut -d' ' -f1 /proc/uptime)"
 
 # No RT throttling: a measurement must not be paused for 50 ms every second.
 echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+
+if [ "$mode" = xcpu ]; then
+    /bin/xcpu_wake 0 0 "$loops" | sed -n 's/^RESULT wake /RESULT xcpu_same /p'
+    /bin/xcpu_wake 0 1 "$loops" | sed -n 's/^RESULT wake /RESULT xcpu_cross /p'
+    echo "RESULT done"
+    sync
+    poweroff -f
+fi
 
 /bin/pingpong "$loops"
 

@@ -51,7 +51,7 @@ const BENCHES: &[(&str, &str)] = &[
     ),
     (
         "smp",
-        "bench-smp on LinuxU with 2 vCPUs vs Linux on the host: same- and cross-CPU wake-up \
+        "bench-smp with 2 CPUs (LinuxU vs Linux on the host; --board qemu-x86_64: vs a Linux guest, same QEMU flags): same- and cross-CPU wake-up \
          latency, 1 -> 2 CPU speed-up",
     ),
     (

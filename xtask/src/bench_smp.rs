@@ -1,11 +1,14 @@
-//! `cargo xtask bench smp`: Rhea's `bench-smp` app on LinuxU with two vCPUs, next to the same
-//! measures by Linux on this host (`xtask/guest/xcpu_wake.c`): the wake-up of a thread on the
-//! same CPU and on the other CPU (per-sample p50/p99/max), and Rhea's 1 → 2 CPU speed-up of
-//! independent CPU-bound work. LinuxU only: the QEMU boards do not start their other CPUs yet.
+//! `cargo xtask bench smp [--board linuxu|qemu-x86_64] [--machine q35|microvm] [--loops N]`:
+//! Rhea's `bench-smp` app with two CPUs next to the same measures by Linux
+//! (`xtask/guest/xcpu_wake.c`): the wake-up of a thread on the same CPU and on the other CPU
+//! (per-sample p50/p99/max), and Rhea's 1 → 2 CPU speed-up of independent CPU-bound work.
 //!
-//! Both sides run as ordinary SCHED_OTHER processes of this host, one after the other in the
-//! same run; Linux's threads are pinned to host CPUs 0 and 1, Rhea's two vCPUs are host
-//! threads the host places.
+//! - `linuxu` (default): both sides are ordinary SCHED_OTHER processes of this host, one after
+//!   the other in the same run; Linux's threads are pinned to host CPUs 0 and 1, Rhea's two
+//!   vCPUs are host threads the host places.
+//! - `qemu-x86_64`: Rhea boots with `-smp 2` and the Linux guest of `bench linux-sched`
+//!   (`linux_guest.rs`, `rhea.mode=xcpu`) boots with the same QEMU flags (machine, accelerator,
+//!   `-smp 2`; `-m` differs) and runs `xcpu_wake` pinned to its vCPUs 0 and 1.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,83 @@ const BOARD: &str = "linuxu";
 const APP: &str = "bench-smp";
 const SRC: &str = "xtask/guest/xcpu_wake.c";
 const DEFAULT_LOOPS: u32 = 20_000;
+const QEMU_BOARD: &str = "qemu-x86_64";
+/// Under TCG every sample costs far more: fewer by default.
+const QEMU_DEFAULT_LOOPS: u32 = 2_000;
+
+/// `bench smp --board qemu-x86_64`: Rhea and a Linux guest under the same QEMU flags.
+fn bench_qemu(ws: &Workspace, opts: &Options) -> Result<()> {
+    let board = boards::find(QEMU_BOARD)?;
+    let machine = board.machine(opts.machine.as_deref())?;
+    let loops = opts.loops.unwrap_or(QEMU_DEFAULT_LOOPS);
+    let all_apps = apps::discover(&ws.root)?;
+    let app = apps::find(&all_apps, APP)?;
+    setup::ensure_toolchain(ws, board)?;
+    let qemu = setup::ensure_qemu(board)?;
+    let image = image::build(ws, board, app)?;
+    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
+    decision.print();
+    let accel = decision.accel;
+    let cmdline = format!("loops={loops} {}", opts.append())
+        .trim()
+        .to_string();
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp: 2,
+        mem: &opts.mem,
+        kernel: &image.elf,
+        serial: qemu::Serial::Captured,
+        append: &cmdline,
+    };
+    let nproc = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "== conditions: {}; {machine}/{} -smp 2 (multi-threaded TCG when TCG) for both; \
+         {nproc} host CPUs; loops {loops}; Rhea -m {}, Linux -m {}",
+        qemu.banner,
+        accel.name(),
+        opts.mem,
+        crate::linux_guest::LINUX_MEM
+    );
+    let timeout = Duration::from_secs(120 + u64::from(loops) / 20);
+    let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+    let rhea = parse_rhea(captured.lines.iter().map(|(_, l)| l.as_str()));
+    let verdict = qemu::classify(&captured.end);
+    let (Verdict::Success, true, Some(same), Some(cross)) =
+        (&verdict, rhea.done, rhea.same, rhea.cross)
+    else {
+        for (_, l) in captured.lines.iter().rev().take(30).rev() {
+            println!("  | {l}");
+        }
+        return fail(format!(
+            "{APP} did not finish with all its figures ({})",
+            verdict.describe()
+        ));
+    };
+    println!("== Linux guest: xcpu_wake, same QEMU flags (downloads nothing once cached)");
+    let (linux_same, linux_cross) =
+        crate::linux_guest::run_xcpu_baseline(ws, &qemu, machine, accel, 2, loops, opts.verbose)?;
+    let (Some(linux_same), Some(linux_cross)) = (wake_of(&linux_same), wake_of(&linux_cross))
+    else {
+        return fail(format!(
+            "cannot read the guest's figures: `{linux_same}` / `{linux_cross}`"
+        ));
+    };
+    println!("== wake-up latency (semaphore give -> waiter running), per sample:");
+    row("same CPU", same, linux_same);
+    row("other CPU", cross, linux_cross);
+    if let Some((one, two, s)) = rhea.speedup {
+        println!(
+            "== Rhea speed-up of independent CPU-bound work: 1 CPU {one:.1} ms, 2 CPUs {two:.1} ms, {s:.2}x (ideal 2.00; bounded by the host CPUs QEMU's vCPU threads get)"
+        );
+    }
+    println!(
+        "(TCG: both guests pay QEMU's emulation and its cross-vCPU kick; compare ratios within \
+         one run, on a quiet host)"
+    );
+    Ok(())
+}
 
 /// p50/p99/max of one wake-up measure, ns.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,11 +216,14 @@ fn row(what: &str, rhea: Wake, linux: Wake) {
 
 /// `cargo xtask bench smp`.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
-    if opts.board.as_deref().is_some_and(|b| b != BOARD) {
-        return usage(format!(
-            "`bench smp` runs on board {BOARD} only: the QEMU boards do not start their other \
-             CPUs yet"
-        ));
+    match opts.board.as_deref() {
+        None | Some(BOARD) => {}
+        Some(QEMU_BOARD) => return bench_qemu(ws, opts),
+        Some(other) => {
+            return usage(format!(
+                "`bench smp` runs on boards {BOARD} and {QEMU_BOARD}, not {other}"
+            ));
+        }
     }
     if opts.machine.as_deref().is_some_and(|m| m != "realtime") {
         return usage("`bench smp` measures real time (machine realtime)");

@@ -65,6 +65,8 @@ const PERIODS_US: [u32; 2] = [200, 1000];
 const INIT_SCRIPT: &str = include_str!("../guest/init.sh");
 /// The ping-pong program, relative to the workspace root.
 const PINGPONG_SRC: &str = "xtask/guest/pingpong.c";
+/// The cross-CPU wake-up program (`bench smp`), relative to the workspace root.
+const XCPU_SRC: &str = "xtask/guest/xcpu_wake.c";
 /// The first console line of `/init`.
 const INIT_MARKER: &str = "NOTE /init started";
 /// Where the guest gets its libraries: a directory Debian's dynamic loader searches without
@@ -272,6 +274,57 @@ pub(crate) fn run_sched_baseline(
     })
 }
 
+/// The Linux guest's same- and cross-CPU futex wake-ups (`xcpu_wake` in `rhea.mode=xcpu`),
+/// booted like [`run_sched_baseline`] with `smp` vCPUs. Returns the `key=value` fields of its
+/// `RESULT xcpu_same` and `RESULT xcpu_cross` lines.
+pub(crate) fn run_xcpu_baseline(
+    ws: &Workspace,
+    qemu: &Qemu,
+    machine: &str,
+    accel: Accel,
+    smp: u32,
+    loops: u32,
+    verbose: bool,
+) -> Result<(String, String)> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(Some(machine))?;
+    let guest = prepare(ws)?;
+    let append = format!("console=ttyS0 quiet panic=-1 rhea.mode=xcpu rhea.loops={loops}");
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp,
+        mem: LINUX_MEM,
+        kernel: &guest.vmlinuz,
+        serial: Serial::Captured,
+        append: "",
+    };
+    let linux = LinuxBoot {
+        initrd: &guest.initrd,
+        append: &append,
+    };
+    let timeout = Duration::from_secs(300 + u64::from(loops) / 50);
+    let captured = qemu::run_linux_captured(qemu, &spec, &linux, timeout, verbose)?;
+    let lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
+    let report = parse_console(&lines);
+    match (
+        report.done,
+        report.get("xcpu_same"),
+        report.get("xcpu_cross"),
+    ) {
+        (true, Some(same), Some(cross)) => Ok((same.to_string(), cross.to_string())),
+        _ => {
+            let from = lines.len().saturating_sub(TAIL_LINES);
+            fail(format!(
+                "the Linux guest printed no xcpu_wake figures ({}); last console lines:\n{}",
+                captured.end.describe(),
+                lines[from..].join("\n")
+            ))
+        }
+    }
+}
+
 /// The QEMU timeout: generous, as TCG is slow (Linux needs ~5 s to reach `/init`) and the
 /// cyclictest runs alone take `loops` × (200 + 1000) µs × 2 of guest time.
 fn timeout_for(loops: u32) -> Duration {
@@ -431,6 +484,7 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
         ..
     } = unpack_cyclictest(ws)?;
     let pingpong = ensure_pingpong(ws, &dir)?;
+    let xcpu_wake = ensure_static(ws, &dir, XCPU_SRC, "xcpu_wake")?;
 
     let busybox = busybox_root.join("bin/busybox");
     let libs = library_closure(&cyclictest, &lib_roots)?;
@@ -438,6 +492,7 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     let mut files: Vec<(String, PathBuf)> = vec![
         ("bin/busybox".to_string(), busybox),
         ("bin/pingpong".to_string(), pingpong),
+        ("bin/xcpu_wake".to_string(), xcpu_wake),
         ("usr/bin/cyclictest".to_string(), cyclictest),
     ];
     files.extend(libs.files);
@@ -643,15 +698,21 @@ fn library_packages(depends: &str) -> Vec<String> {
 
 /// Builds `pingpong` when missing or older than its source.
 fn ensure_pingpong(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
-    let src = ws.root.join(PINGPONG_SRC);
-    let out = dir.join("pingpong");
+    ensure_static(ws, dir, PINGPONG_SRC, "pingpong")
+}
+
+/// Builds `src` (relative to the workspace) into `dir/name` as a static binary for the guest,
+/// unless it is up to date.
+fn ensure_static(ws: &Workspace, dir: &Path, src: &str, name: &str) -> Result<PathBuf> {
+    let src = ws.root.join(src);
+    let out = dir.join(name);
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     let src_time =
         mtime(&src).ok_or_else(|| Error::Failed(format!("{} missing", src.display())))?;
     if mtime(&out).is_some_and(|t| t >= src_time) {
         return Ok(out);
     }
-    let tmp = dir.join("pingpong.tmp");
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut cmd = Command::new("gcc");
     cmd.args(["-O2", "-static", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(&tmp)
@@ -659,7 +720,7 @@ fn ensure_pingpong(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
     println!("linux-guest: $ {}", describe(&cmd));
     capture(&mut cmd).map_err(|e| {
         Error::Failed(format!(
-            "{e}\n(pingpong needs gcc and the static C library: apt-get install gcc libc6-dev)"
+            "{e}\n({name} needs gcc and the static C library: apt-get install gcc libc6-dev)"
         ))
     })?;
     fs::rename(&tmp, &out).context(|| format!("cannot rename to {}", out.display()))?;
