@@ -278,7 +278,12 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 };
                 // Every CPU asked for must come up (the simulation runs one vCPU).
                 let online = format!("rhea: smp: {smp} of {smp} CPUs online");
-                let smp_line = (!app.smp.is_empty() && *smp > 1 && *machine != "sim")
+                // (unless the app expects its own count, e.g. a CPU that must fail to start).
+                let own_count = app
+                    .console_for(board.arch())
+                    .iter()
+                    .any(|f| f.contains("CPUs online"));
+                let smp_line = (!app.smp.is_empty() && *smp > 1 && *machine != "sim" && !own_count)
                     .then_some(online.as_str());
                 let spec = qemu::Spec {
                     board,

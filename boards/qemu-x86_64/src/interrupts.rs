@@ -176,10 +176,12 @@ fn spin_ns(ns: u64) {
 /// Starts the AP with APIC ID `apic` at real-mode page `page` (INIT, 10 ms, SIPI, 200 µs, a
 /// second SIPI unless it already arrived; SDM Vol. 3A §9.4.4.1) and waits up to `timeout_ns`
 /// for it to set `started`. On a timeout the AP is sent INIT again, so it waits for a SIPI
-/// instead of running later with another AP's parameters.
+/// instead of running later with another AP's parameters. `sipi` false leaves the SIPIs out
+/// (fault injection for tests).
 pub(crate) fn start_ap(
     apic: u32,
     page: u8,
+    sipi: bool,
     started: &core::sync::atomic::AtomicBool,
     timeout_ns: u64,
 ) -> Result<(), &'static str> {
@@ -188,7 +190,7 @@ pub(crate) fn start_ap(
     let dest = ApicId(apic);
     l.send_init(dest).map_err(|_| "INIT was not delivered")?;
     spin_ns(10_000_000);
-    for _ in 0..2 {
+    for _ in 0..if sipi { 2 } else { 0 } {
         l.send_startup(dest, page)
             .map_err(|_| "the start-up IPI was not delivered")?;
         spin_ns(200_000);
@@ -201,7 +203,7 @@ pub(crate) fn start_ap(
     while !started.load(Ordering::Acquire) {
         if rhea_hal::Clock::now(c).as_nanos().wrapping_sub(start) > timeout_ns {
             let _ = l.send_init(dest);
-            return Err("no sign of life within 1 s after INIT-SIPI-SIPI");
+            return Err("no sign of life within 1 s of INIT-SIPI-SIPI");
         }
         core::hint::spin_loop();
     }

@@ -176,6 +176,9 @@ pub(crate) const TRAMPOLINE_LEN: usize = 4096;
 pub(crate) fn discover(rsdp: Option<u64>, cmdline: &str, trampoline_page: Option<u64>) {
     let features = rhea_arch::features::report();
     let limit = cpus_limit(cmdline);
+    if let Some(n) = cmdline_value(cmdline, "rhea.smp.nosipi").and_then(|n| n.parse().ok()) {
+        NO_SIPI.store(n, Ordering::Relaxed);
+    }
     let window = Window {
         start: 0x400,
         end: 4 << 30,
@@ -243,15 +246,25 @@ pub(crate) fn discover(rsdp: Option<u64>, cmdline: &str, trampoline_page: Option
     MADT.call_once(|| info);
 }
 
-/// `rhea.cpus=N` on the command line caps the CPUs used (`N` from 1 to [`MAX_CPUS`]).
-fn cpus_limit(cmdline: &str) -> usize {
+/// The last `key=value` of the command line (later arguments override earlier ones).
+fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
-        .find_map(|arg| arg.strip_prefix("rhea.cpus="))
+        .filter_map(|arg| arg.strip_prefix(key)?.strip_prefix('='))
+        .last()
+}
+
+/// `rhea.cpus=N` on the command line caps the CPUs used (`N` from 1 to [`MAX_CPUS`]).
+fn cpus_limit(cmdline: &str) -> usize {
+    cmdline_value(cmdline, "rhea.cpus")
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| (1..=MAX_CPUS).contains(n))
         .unwrap_or(MAX_CPUS)
 }
+
+/// `rhea.smp.nosipi=N` (a fault-injection knob for tests): CPU `N` gets its INIT but no
+/// start-up IPI, so it never arrives and the timeout path runs.
+static NO_SIPI: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// What the MADT said, if it was usable.
 pub(crate) fn madt() -> Option<&'static MadtInfo> {
@@ -338,8 +351,11 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
         rhea_ap_boot.gs_base.store(percpu, Ordering::Relaxed);
         rhea_ap_boot.cpu.store(cpu as u64, Ordering::Release);
 
-        match crate::interrupts::start_ap(apic, (page >> 12) as u8, &STARTED[cpu], START_TIMEOUT_NS)
-        {
+        let sipi = NO_SIPI.load(Ordering::Relaxed) != cpu;
+        let page_number = (page >> 12) as u8;
+        let started =
+            crate::interrupts::start_ap(apic, page_number, sipi, &STARTED[cpu], START_TIMEOUT_NS);
+        match started {
             Ok(()) => online += 1,
             Err(e) => {
                 let _ = writeln!(
