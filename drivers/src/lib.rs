@@ -5,10 +5,15 @@
 //! ARM), so a driver compiles for every architecture and is tested on the host against a
 //! model of the device.
 //!
-//! Now: [`uart16550`], the console of PC-class boards, and [`pl011`], the console of Arm boards. Buses, virtio-net and the driver-thread
-//! model arrive with the device-model issue.
+//! Now: [`uart16550`], the console of PC-class boards, and [`pl011`], the console of Arm
+//! boards; [`bus`], the device model (buses enumerate, drivers match and bind); [`net`], the
+//! contract of network devices.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+pub mod bus;
+pub mod net;
 pub mod pl011;
 pub mod uart16550;

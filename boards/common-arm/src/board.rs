@@ -107,5 +107,15 @@ rhea_boot_stack_top:
         pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
             PLATFORM.uart().drain_rx(sink)
         }
+
+        /// The buses and drivers of the device model.
+        pub fn devices() -> $crate::devices::Devices {
+            $crate::devices::devices()
+        }
+
+        /// Message-signalled interrupts: none on these machines.
+        pub fn msi_message(vector: u8) -> Option<(u64, u32)> {
+            $crate::devices::msi_message(vector)
+        }
     };
 }

@@ -16,6 +16,9 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+extern crate alloc;
+
 pub mod fdt;
 pub mod platform;
 
@@ -24,6 +27,8 @@ mod tests;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod board;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod devices;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod interrupts;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

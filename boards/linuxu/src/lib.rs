@@ -22,7 +22,11 @@
 #![no_std]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+mod devices;
 mod machine;
 mod sim;
 mod smp;
+pub use devices::{Devices, devices, msi_message};
 pub use machine::*;

@@ -16,7 +16,15 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+#[cfg(target_os = "none")]
+extern crate alloc;
+
 pub mod pvh;
+
+#[cfg(target_os = "none")]
+mod devices;
+#[cfg(target_os = "none")]
+pub use devices::{Devices, devices, msi_message};
 
 #[cfg(target_os = "none")]
 pub mod interrupts;

@@ -7,6 +7,10 @@
 //! - `boot_stack() -> Range<u64>`: the stack the boot (later idle) context runs on;
 //! - `init_interrupts_and_time(&BootInfo, cross_check, map_mmio) -> Result<TimeAndIrq, E>`;
 //! - `console_rx_line()`, `console_rx_enable()`, `console_rx_drain(sink)`: console input;
+//! - `devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>)`: the buses to enumerate and
+//!   the drivers to offer their devices to (`rhea_drivers::bus`);
+//! - `msi_message(vector) -> Option<(address, data)>`: a message-signalled interrupt raising
+//!   `vector` on the boot CPU, where the machine has them;
 //! - `PLATFORM`: a `rhea_hal::Platform`.
 
 #[cfg(rhea_board = "qemu-x86_64")]

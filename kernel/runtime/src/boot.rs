@@ -96,6 +96,8 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     if let Err(e) = crate::console::init_input() {
         println!("rhea: console input unavailable: {e}");
     }
+    // Devices: the board's buses enumerated, their devices bound to drivers.
+    crate::devices::init();
     let spawned = crate::thread::Builder::new()
         .name("main")
         .priority(Priority::NORMAL)

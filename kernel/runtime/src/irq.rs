@@ -239,3 +239,107 @@ pub fn register_threaded(
 pub fn count(vector: u8) -> u64 {
     Vector::new(vector).map_or(0, |v| REGISTRY.stats(v).handled)
 }
+
+/// Device events: how a device's interrupt reaches the thread that serves it (a driver
+/// thread). The handler is a fast one: it masks a level-triggered line (the device keeps it
+/// asserted until the thread acknowledges it) and sets the event; the thread waits on the
+/// event, serves the device, then [`DeviceEvent::rearm`]s the line.
+const MAX_DEVICE_EVENTS: usize = 16;
+
+struct EventSlot {
+    flags: crate::sync::EventFlags,
+    /// The line, and whether it is level-triggered (masked by the handler).
+    line: Once<(IrqLine, bool)>,
+}
+
+static EVENTS: [EventSlot; MAX_DEVICE_EVENTS] = [const {
+    EventSlot {
+        flags: crate::sync::EventFlags::new(),
+        line: Once::new(),
+    }
+}; MAX_DEVICE_EVENTS];
+static EVENTS_USED: AtomicUsize = AtomicUsize::new(0);
+/// Which event slot a vector sets (for message-signalled interrupts allocated before the
+/// device is bound); `usize::MAX` when none.
+static VECTOR_EVENT: [AtomicUsize; 256] = [const { AtomicUsize::new(usize::MAX) }; 256];
+
+const EVENT_BIT: u32 = 1;
+
+/// A device's interrupt as something a thread waits for. Cheap to copy.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DeviceEvent(usize);
+
+fn on_device_event(slot: usize) {
+    let s = &EVENTS[slot];
+    if let (Some(&(line, true)), Some(c)) = (s.line.get(), CONTROLLER.get()) {
+        let _ = c.mask(line);
+    }
+    s.flags.set(EVENT_BIT);
+}
+
+impl DeviceEvent {
+    fn alloc() -> Result<DeviceEvent, IrqError> {
+        let slot = EVENTS_USED.fetch_add(1, Ordering::Relaxed);
+        if slot >= MAX_DEVICE_EVENTS {
+            return Err(IrqError::Registry(rhea_irq::RegistryError::NoFreeVector));
+        }
+        // Create the flags' scheduler object now, in thread context, not in the handler.
+        EVENTS[slot].flags.clear(EVENT_BIT);
+        Ok(DeviceEvent(slot))
+    }
+
+    /// An event for a controller line: routed to a new vector and unmasked.
+    pub fn for_line(line: IrqLine, trigger: Trigger) -> Result<DeviceEvent, IrqError> {
+        let e = Self::alloc()?;
+        let level = matches!(trigger, Trigger::LevelLow);
+        EVENTS[e.0].line.call_once(|| (line, level));
+        let v = register_fast(on_device_event, e.0)?;
+        route(line, v, trigger)?;
+        unmask(line)?;
+        Ok(e)
+    }
+
+    /// An event for a vector handed out by [`alloc_msi_vector`].
+    pub fn for_vector(vector: u8) -> Option<DeviceEvent> {
+        match VECTOR_EVENT[usize::from(vector)].load(Ordering::Acquire) {
+            usize::MAX => None,
+            slot => Some(DeviceEvent(slot)),
+        }
+    }
+
+    /// An event no interrupt sets (for polled devices: [`signal`](Self::signal) and timeouts
+    /// only).
+    pub fn polled() -> Result<DeviceEvent, IrqError> {
+        Self::alloc()
+    }
+
+    /// Waits until the interrupt (or [`signal`](Self::signal)) happened since the last wait,
+    /// or `timeout` passed; returns whether it happened.
+    pub fn wait(&self, timeout: Option<crate::time::Duration>) -> bool {
+        EVENTS[self.0]
+            .flags
+            .wait(EVENT_BIT, crate::sync::WaitMode::Any, true, timeout)
+            .is_ok()
+    }
+
+    /// Sets the event from software (another thread has work for the waiter).
+    pub fn signal(&self) {
+        EVENTS[self.0].flags.set(EVENT_BIT);
+    }
+
+    /// Unmasks a level-triggered line the handler masked, once the device is acknowledged.
+    pub fn rearm(&self) {
+        if let Some(&(line, true)) = EVENTS[self.0].line.get() {
+            let _ = unmask(line);
+        }
+    }
+}
+
+/// Allocates a vector for a message-signalled interrupt: its handler sets a new
+/// [`DeviceEvent`] ([`DeviceEvent::for_vector`]). Returns the vector.
+pub fn alloc_msi_vector() -> Result<u8, IrqError> {
+    let e = DeviceEvent::alloc()?;
+    let v = register_fast(on_device_event, e.0)?;
+    VECTOR_EVENT[usize::from(v)].store(e.0, Ordering::Release);
+    Ok(v)
+}

@@ -19,6 +19,7 @@ extern crate alloc;
 mod boards;
 mod boot;
 pub mod console;
+pub mod devices;
 mod fault;
 pub mod irq;
 mod kthread;

@@ -1,0 +1,258 @@
+//! The device model: buses enumerate devices, drivers claim them.
+//!
+//! A [`Bus`] (PCI, virtio-mmio, Xenbus, the LinuxU host) reports each device it finds as a
+//! [`DeviceInfo`]; [`bind_all`] offers every device to every [`Driver`] in order and keeps the
+//! first that binds, logging refusals with their reason (a device with features or queue sizes
+//! a driver cannot use is refused, never half-used). A bound device is a [`Bound`]: what it is
+//! (for now: a network device) and how it interrupts. The network stack then gives each bound
+//! NIC its driver thread.
+//!
+//! Hardware-free: buses and drivers that touch registers live with their hardware (boards for
+//! the platform's buses, `drivers` modules for device registers); this module only matches.
+
+use crate::net::NetDevice;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// How a bound device interrupts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DeviceIrq {
+    /// An interrupt-controller line (I/O APIC GSI, GIC SPI) with its trigger; level-triggered
+    /// lines are masked by the top half until the driver thread has acknowledged the device.
+    Line(rhea_hal::IrqLine, rhea_hal::Trigger),
+    /// A CPU vector the bus already programmed the device to send (MSI/MSI-X).
+    Vector(u8),
+    /// No interrupt: the driver thread polls (with the given period in microseconds).
+    Poll(u32),
+}
+
+/// What a bus knows about one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The bus's name for it (`pci 0000:00:02.0`, `virtio-mmio@0xfeb00e00`).
+    pub location: String,
+    /// Bus-specific identity: PCI vendor/device, virtio device type, …
+    pub id: DeviceId,
+}
+
+/// Bus-specific identity a driver matches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceId {
+    /// A PCI function.
+    Pci {
+        /// Vendor ID.
+        vendor: u16,
+        /// Device ID.
+        device: u16,
+        /// Class, subclass, programming interface.
+        class: [u8; 3],
+    },
+    /// A virtio-mmio device (`device_id` register: 1 = network).
+    VirtioMmio {
+        /// The virtio device type.
+        device_id: u32,
+    },
+    /// A host-provided device (LinuxU).
+    Host,
+}
+
+/// A device a driver took.
+pub enum Bound {
+    /// A network interface and how it interrupts.
+    Net(Box<dyn NetDevice>, DeviceIrq),
+}
+
+impl core::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Net(d, irq) => write!(f, "Net({}, {irq:?})", d.name()),
+        }
+    }
+}
+
+/// A message-signalled interrupt: what to program into the device (MSI/MSI-X address and
+/// data) and the CPU vector it will raise.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Msi {
+    /// The message address.
+    pub address: u64,
+    /// The message data.
+    pub data: u32,
+    /// The vector the message raises (give it back as [`DeviceIrq::Vector`]).
+    pub vector: u8,
+}
+
+/// What the kernel lends a driver while it binds a device.
+pub trait BindContext {
+    /// Maps device registers at `[phys, phys + len)` uncached; returns the address to use.
+    fn map_mmio(&self, phys: u64, len: u64) -> Option<u64>;
+    /// Allocates a message-signalled interrupt, if the platform has them.
+    fn alloc_msi(&self) -> Option<Msi>;
+}
+
+/// A driver: decides whether a device is its, then binds it.
+pub trait Driver {
+    /// The driver's name for logs.
+    fn name(&self) -> &'static str;
+    /// Whether this driver handles `dev` (cheap; no device access).
+    fn matches(&self, dev: &DeviceInfo) -> bool;
+    /// Takes the device: resets it, negotiates, sets up queues and its interrupt. `Err` is the
+    /// logged reason it was refused.
+    fn bind(&self, dev: &DeviceInfo, ctx: &dyn BindContext) -> Result<Bound, String>;
+}
+
+/// A bus: enumerates its devices.
+pub trait Bus {
+    /// The bus's name for logs.
+    fn name(&self) -> &'static str;
+    /// Every device on the bus.
+    fn devices(&mut self) -> Vec<DeviceInfo>;
+}
+
+/// What happened to one device during [`bind_all`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// `driver` bound it.
+    Bound {
+        /// The device.
+        device: DeviceInfo,
+        /// The driver's name.
+        driver: &'static str,
+    },
+    /// A matching driver refused it, with the reason.
+    Refused {
+        /// The device.
+        device: DeviceInfo,
+        /// The driver's name.
+        driver: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No driver matched.
+    Unclaimed(DeviceInfo),
+}
+
+/// Offers every device of every bus to the drivers in order; returns the bound devices and
+/// what happened to each device (for the boot log).
+pub fn bind_all(
+    buses: &mut [Box<dyn Bus>],
+    drivers: &[&dyn Driver],
+    ctx: &dyn BindContext,
+) -> (Vec<Bound>, Vec<Outcome>) {
+    let mut bound = Vec::new();
+    let mut log = Vec::new();
+    for bus in buses.iter_mut() {
+        for dev in bus.devices() {
+            let mut outcome = Outcome::Unclaimed(dev.clone());
+            for drv in drivers.iter().filter(|d| d.matches(&dev)) {
+                match drv.bind(&dev, ctx) {
+                    Ok(b) => {
+                        bound.push(b);
+                        outcome = Outcome::Bound {
+                            device: dev.clone(),
+                            driver: drv.name(),
+                        };
+                        break;
+                    }
+                    Err(reason) => {
+                        outcome = Outcome::Refused {
+                            device: dev.clone(),
+                            driver: drv.name(),
+                            reason,
+                        };
+                    }
+                }
+            }
+            log.push(outcome);
+        }
+    }
+    (bound, log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{NetDeviceStats, NetError};
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    struct FakeBus(Vec<DeviceInfo>);
+    impl Bus for FakeBus {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn devices(&mut self) -> Vec<DeviceInfo> {
+            self.0.clone()
+        }
+    }
+
+    struct Nic;
+    impl NetDevice for Nic {
+        fn name(&self) -> &str {
+            "nic"
+        }
+        fn mac(&self) -> [u8; 6] {
+            [2, 0, 0, 0, 0, 1]
+        }
+        fn receive(&mut self, _: &mut [u8]) -> Result<Option<usize>, NetError> {
+            Ok(None)
+        }
+        fn transmit(&mut self, _: &[u8]) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn stats(&self) -> NetDeviceStats {
+            NetDeviceStats::default()
+        }
+    }
+
+    /// Binds virtio-mmio network devices, refusing those at an odd "address".
+    struct VirtioNet;
+    impl Driver for VirtioNet {
+        fn name(&self) -> &'static str {
+            "virtio-net"
+        }
+        fn matches(&self, dev: &DeviceInfo) -> bool {
+            dev.id == DeviceId::VirtioMmio { device_id: 1 }
+        }
+        fn bind(&self, dev: &DeviceInfo, _: &dyn BindContext) -> Result<Bound, String> {
+            if dev.location.ends_with('1') {
+                return Err("queue size 0".to_string());
+            }
+            Ok(Bound::Net(Box::new(Nic), DeviceIrq::Poll(1000)))
+        }
+    }
+
+    struct NoCtx;
+    impl BindContext for NoCtx {
+        fn map_mmio(&self, _: u64, _: u64) -> Option<u64> {
+            None
+        }
+        fn alloc_msi(&self) -> Option<Msi> {
+            None
+        }
+    }
+
+    fn dev(location: &str, device_id: u32) -> DeviceInfo {
+        DeviceInfo {
+            location: location.to_string(),
+            id: DeviceId::VirtioMmio { device_id },
+        }
+    }
+
+    #[test]
+    fn binds_refuses_and_leaves_unclaimed() {
+        let bus = FakeBus(vec![dev("mmio0", 1), dev("mmio1", 1), dev("mmio2", 2)]);
+        let (bound, log) = bind_all(&mut [Box::new(bus)], &[&VirtioNet], &NoCtx);
+        assert_eq!(bound.len(), 1);
+        assert!(matches!(
+            &log[0],
+            Outcome::Bound {
+                driver: "virtio-net",
+                ..
+            }
+        ));
+        assert!(matches!(&log[1], Outcome::Refused { reason, .. } if reason == "queue size 0"));
+        assert!(matches!(&log[2], Outcome::Unclaimed(d) if d.location == "mmio2"));
+    }
+}

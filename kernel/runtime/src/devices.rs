@@ -1,0 +1,103 @@
+//! Devices: once at boot the board's buses are enumerated and every device is offered to the
+//! board's drivers (`rhea_drivers::bus::bind_all`); what was bound waits here until a subsystem
+//! takes it — the network stack takes the NICs with [`take_net`].
+//!
+//! Lock: `BOUND` (a spin lock, interrupts left on) is taken only in thread context, briefly; a
+//! leaf lock.
+
+use crate::boards::board;
+use crate::irq::DeviceEvent;
+use crate::println;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use rhea_drivers::bus::{self, BindContext, Bound, DeviceIrq, Msi, Outcome};
+use rhea_drivers::net::NetDevice;
+
+static BOUND: spin::Mutex<Vec<Bound>> = spin::Mutex::new(Vec::new());
+
+/// What binding borrows from the kernel.
+struct Ctx;
+
+impl BindContext for Ctx {
+    fn map_mmio(&self, phys: u64, len: u64) -> Option<u64> {
+        crate::memory::map_mmio(phys, len).ok()
+    }
+
+    fn alloc_msi(&self) -> Option<Msi> {
+        let vector = crate::irq::alloc_msi_vector().ok()?;
+        let (address, data) = board::msi_message(vector)?;
+        Some(Msi {
+            address,
+            data,
+            vector,
+        })
+    }
+}
+
+/// Enumerates the board's buses and binds their devices; prints what happened to each.
+pub(crate) fn init() {
+    let (mut buses, drivers) = board::devices();
+    let (bound, log) = bus::bind_all(&mut buses, &drivers, &Ctx);
+    for outcome in &log {
+        match outcome {
+            Outcome::Bound { device, driver } => {
+                println!("rhea: device {}: bound by {driver}", device.location);
+            }
+            Outcome::Refused {
+                device,
+                driver,
+                reason,
+            } => println!(
+                "rhea: device {}: refused by {driver}: {reason}",
+                device.location
+            ),
+            Outcome::Unclaimed(device) => {
+                println!(
+                    "rhea: device {}: no driver ({:?})",
+                    device.location, device.id
+                );
+            }
+        }
+    }
+    BOUND.lock().extend(bound);
+}
+
+/// Why a device could not be handed over.
+#[derive(Debug)]
+pub enum TakeError {
+    /// No bound device of that kind is left.
+    None,
+    /// Its interrupt could not be set up.
+    Irq(crate::irq::IrqError),
+}
+
+impl core::fmt::Display for TakeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::None => f.write_str("no network device"),
+            Self::Irq(e) => write!(f, "its interrupt: {e}"),
+        }
+    }
+}
+
+/// Takes the first bound network device, with the event its interrupt sets.
+pub fn take_net() -> Result<(Box<dyn NetDevice>, DeviceEvent), TakeError> {
+    let found = {
+        let mut b = BOUND.lock();
+        let at = b.iter().position(|d| matches!(d, Bound::Net(..)));
+        at.map(|i| b.remove(i))
+    };
+    let Some(Bound::Net(dev, irq)) = found else {
+        return Err(TakeError::None);
+    };
+    let event = match irq {
+        DeviceIrq::Line(line, trigger) => {
+            DeviceEvent::for_line(line, trigger).map_err(TakeError::Irq)?
+        }
+        DeviceIrq::Vector(v) => DeviceEvent::for_vector(v).ok_or(TakeError::Irq(
+            crate::irq::IrqError::Registry(rhea_irq::RegistryError::NoFreeVector),
+        ))?,
+        DeviceIrq::Poll(_) => DeviceEvent::polled().map_err(TakeError::Irq)?,
+    };
+    Ok((dev, event))
+}
