@@ -270,8 +270,9 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
             for (machine, accel, smp, name) in &cases {
                 // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
-                // whose CPU count is fixed (raspi4b); QEMU's -smp N gives the others N.
-                let cmdline = if *smp > 1 {
+                // whose CPU count is fixed (raspi4b: 4, so it is passed even for 1); QEMU's
+                // -smp N gives the others N.
+                let cmdline = if *smp > 1 || *machine == "raspi4b" {
                     format!("rhea.cpus={smp} {base_cmdline}")
                 } else {
                     base_cmdline.clone()

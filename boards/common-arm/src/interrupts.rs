@@ -10,8 +10,18 @@
 //! `end_of_interrupt` writes the end-of-interrupt register for the INTID it acknowledged.
 //! Interrupts do not nest, so one "active INTID" per CPU suffices. Spurious acknowledges (INTID
 //! 1020–1023) and INTIDs nobody routed are counted and completed here, never handed on.
-//! `raise_self(vector)` sends a software-generated interrupt (SGI) to this CPU; each vector
-//! raised this way gets one of the 16 SGIs on first use.
+//! `raise_self(vector)` sends a software-generated interrupt (SGI) to this CPU and
+//! `send_ipi(cpu, vector)` to another (the reschedule IPI); each vector sent this way gets one
+//! of the 16 SGIs on first use. All 16 SGIs are configured and enabled on every CPU when its
+//! interface comes up, so allocating one touches no GIC register.
+//!
+//! SMP: every CPU brings up its own CPU interface (GICv2: the banked `GICC_*` and the banked
+//! SGI/PPI registers of the distributor; GICv3: its redistributor — found by the MPIDR in
+//! `GICR_TYPER` — and its `ICC_*` system registers), its SGIs and the timer's PPI
+//! ([`init_secondary_cpu`] on secondaries). Per CPU, indexed by `rhea_arch::cpu_id()`: the
+//! INTID being handled (`ACTIVE`), the CPU's MPIDR (a GICv3 SGI's target), its GICv2 CPU
+//! interface mask (a GICv2 SGI's target list) and its GICv3 redistributor index. SGIs are sent
+//! without the lock: on GICv3 through `ICC_SGI1R_EL1`, on GICv2 by one write of `GICD_SGIR`.
 //!
 //! Lock: the GIC distributor sits behind `GIC`, a spin lock taken with IRQs masked (leaf). The
 //! acknowledge and end-of-interrupt path does not take it: on GICv3 those are system registers
@@ -30,7 +40,7 @@ use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger as GicTrigger, UniqueMmioPointer};
 use core::fmt::Write;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::{InterruptController, IrqLine, OneShotTimer, RouteError, TimeAndIrq, Trigger};
 use rhea_irq::vectors::{self, Vector};
 use rhea_timers::{ClockConversion, CycleCounter, Timebase, TscClock};
@@ -46,14 +56,24 @@ const NO_INTID: u32 = u32::MAX;
 /// Priority of every routed interrupt: they do not nest, so one level is enough; in the middle
 /// of the non-secure range so GICs implementing few priority bits still see it below the mask.
 const PRIORITY: u8 = 0xa0;
-/// How much of the GICv3 redistributor region to map: one CPU's RD and SGI frames (2 × 64
-/// KiB), twice for GICv4's VLPI frames.
-const GICR_MAP_BYTES: u64 = 4 * 64 * 1024;
+/// One CPU's GICv3 redistributor: RD and SGI frames (2 × 64 KiB), twice that with GICv4's VLPI
+/// frames (`GICR_TYPER.VLPIS`).
+const GICR_STRIDE_V3: u64 = 2 * 64 * 1024;
+const GICR_STRIDE_V4: u64 = 4 * 64 * 1024;
+/// `GICR_TYPER` (IHI 0069H §12.11.35), in the RD frame.
+const GICR_TYPER: u64 = 0x8;
+/// The per-CPU tables' size (`rhea_arch::MAX_CPUS`).
+const MAX_CPUS: usize = rhea_arch::MAX_CPUS;
+/// Not a CPU's MPIDR (bits outside the affinity fields).
+const NO_MPIDR: u64 = u64::MAX;
 /// The GICv2 CPU interface's acknowledge and end-of-interrupt registers (IHI 0048B §4.4).
 const GICC_IAR: u64 = 0x0c;
 const GICC_EOIR: u64 = 0x10;
 /// The GICv2 distributor's target registers, one byte per INTID (IHI 0048B §4.3.12).
 const GICD_ITARGETSR: u64 = 0x800;
+/// The GICv2 distributor's software-generated interrupt register (IHI 0048B §4.3.15):
+/// filter in 25:24, CPU target list in 23:16, NSATT in 15, SGI in 3:0.
+const GICD_SGIR: u64 = 0xf00;
 
 /// A GIC driver owned by one lock. The drivers hold raw pointers to their register frames,
 /// which makes them neither `Send` nor `Sync`.
@@ -73,6 +93,8 @@ enum Driver {
     },
     V3 {
         gic: Mutex<Owned<GicV3<'static>>>,
+        /// How many redistributors the driver was given (mapped).
+        redistributors: usize,
     },
 }
 
@@ -84,8 +106,24 @@ static SGI_VECTOR: [AtomicU8; 16] = [const { AtomicU8::new(0) }; 16];
 /// The trigger the devicetree gives an INTID, where it gives one (0 unknown, 1 edge, 2 level):
 /// the tree is the authority on how a line signals.
 static FIRMWARE_TRIGGER: [AtomicU8; MAX_INTID] = [const { AtomicU8::new(0) }; MAX_INTID];
-/// The raw acknowledge value being handled on the boot CPU (per CPU with SMP).
-static ACTIVE: AtomicU32 = AtomicU32::new(NO_INTID);
+/// Per CPU: the raw acknowledge value being handled.
+static ACTIVE: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(NO_INTID) }; MAX_CPUS];
+/// Per CPU: its MPIDR affinity, once its interface is up (the target of a GICv3 SGI).
+static CPU_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_MPIDR) }; MAX_CPUS];
+/// Per CPU: its GICv2 CPU interface bit (the target list of a GICv2 SGI; 0 unknown).
+static V2_TARGET: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+/// Per CPU: the index of its GICv3 redistributor.
+static REDISTRIBUTOR: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// This CPU's index, for the per-CPU tables.
+fn this_cpu() -> usize {
+    (rhea_arch::cpu_id().0 as usize).min(MAX_CPUS - 1)
+}
+
+/// This CPU's MPIDR affinity fields.
+fn this_mpidr() -> u64 {
+    rhea_arch::generic_timer::mpidr() & rhea_arch::MPIDR_AFFINITY_MASK
+}
 /// The virtual timer's INTID.
 static TIMER_INTID: AtomicU32 = AtomicU32::new(NO_INTID);
 /// Acknowledges that returned a special INTID (1020–1023), and INTIDs nobody routed.
@@ -151,12 +189,13 @@ fn acknowledge() -> Option<u8> {
         // met — the deadline moved after the interrupt was signalled — leaves it armed.)
         rhea_arch::generic_timer::disarm();
     }
-    ACTIVE.store(raw, Ordering::Relaxed);
+    let active = &ACTIVE[this_cpu()];
+    active.store(raw, Ordering::Relaxed);
     match VECTOR_OF[id as usize].load(Ordering::Relaxed) {
         0 => {
             UNROUTED.fetch_add(1, Ordering::Relaxed);
             end(raw);
-            ACTIVE.store(NO_INTID, Ordering::Relaxed);
+            active.store(NO_INTID, Ordering::Relaxed);
             None
         }
         v => Some(v),
@@ -202,18 +241,15 @@ impl GicController {
                 }
                 Ok(())
             }
-            Driver::V3 { gic } => {
+            Driver::V3 { gic, .. } => {
                 let mut g = gic.lock();
-                let cpu = (id < 32).then_some(0);
+                let cpu = (id < 32).then(|| REDISTRIBUTOR[this_cpu()].load(Ordering::Relaxed));
                 let ok = g.0.set_interrupt_priority(int, cpu, PRIORITY).is_ok()
                     && (id < 16 || g.0.set_trigger(int, cpu, trigger).is_ok())
                     && (id < 32
                         || g.0
                             .distributor()
-                            .set_routing(
-                                int,
-                                Some(rhea_arch::generic_timer::mpidr() & 0xff_00ff_ffff),
-                            )
+                            .set_routing(int, Some(this_mpidr()))
                             .is_ok());
                 if ok {
                     Ok(())
@@ -229,10 +265,14 @@ impl GicController {
         let int = intid(id).ok_or(RouteError::NoSuchLine(id))?;
         with_gic(|d| match d {
             Driver::V2 { gic, .. } => gic.lock().0.enable_interrupt(int, enable).is_ok(),
-            Driver::V3 { gic } => gic
+            Driver::V3 { gic, .. } => gic
                 .lock()
                 .0
-                .enable_interrupt(int, (id < 32).then_some(0), enable)
+                .enable_interrupt(
+                    int,
+                    (id < 32).then(|| REDISTRIBUTOR[this_cpu()].load(Ordering::Relaxed)),
+                    enable,
+                )
                 .is_ok(),
         })
         .filter(|ok| *ok)
@@ -240,32 +280,46 @@ impl GicController {
         .ok_or(RouteError::NoSuchLine(id))
     }
 
+    /// The SGI that raises `vector`, allocated on first use. Every SGI is already configured
+    /// and enabled on every CPU, so this only records the mapping. RT: at most 16 steps.
     fn sgi_for(&self, vector: u8) -> Option<u32> {
-        if let Some(sgi) = SGI_VECTOR
-            .iter()
-            .position(|v| v.load(Ordering::Relaxed) == vector)
-        {
-            return Some(sgi as u32);
-        }
-        // RT: at most 16 attempts, on the first raise of each vector only.
         for (sgi, slot) in SGI_VECTOR.iter().enumerate() {
-            if slot
-                .compare_exchange(0, vector, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                VECTOR_OF[sgi].store(vector, Ordering::Relaxed);
-                let _ = self.configure(sgi as u32, GicTrigger::Edge);
-                let _ = self.enable(sgi as u32, true);
-                return Some(sgi as u32);
+            match slot.compare_exchange(0, vector, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    VECTOR_OF[sgi].store(vector, Ordering::Relaxed);
+                    return Some(sgi as u32);
+                }
+                Err(v) if v == vector => return Some(sgi as u32),
+                Err(_) => {}
             }
         }
         None
+    }
+
+    /// Sends SGI `sgi` to the GICv3 CPU with affinity `mpidr`.
+    fn send_sgi_v3(sgi: u32, mpidr: u64) {
+        let aff0 = mpidr & 0xff;
+        if aff0 >= 16 {
+            // The target list covers Aff0 0..15; higher ones need the range selector, which
+            // no machine Rhea runs on uses.
+            return;
+        }
+        let _ = GicCpuInterface::send_sgi(
+            IntId::sgi(sgi),
+            SgiTarget::List {
+                affinity3: ((mpidr >> 32) & 0xff) as u8,
+                affinity2: ((mpidr >> 16) & 0xff) as u8,
+                affinity1: ((mpidr >> 8) & 0xff) as u8,
+                target_list: 1 << aff0,
+            },
+            SgiTargetGroup::CurrentGroup1,
+        );
     }
 }
 
 impl InterruptController for GicController {
     fn end_of_interrupt(&self, _vector: u8) {
-        let raw = ACTIVE.swap(NO_INTID, Ordering::Relaxed);
+        let raw = ACTIVE[this_cpu()].swap(NO_INTID, Ordering::Relaxed);
         if raw != NO_INTID {
             end(raw);
         }
@@ -303,29 +357,47 @@ impl InterruptController for GicController {
         let Some(sgi) = self.sgi_for(vector) else {
             return;
         };
-        let int = IntId::sgi(sgi);
-        with_gic(|d| match d {
-            Driver::V2 { gic, .. } => gic.lock().0.send_sgi(
-                int,
-                arm_gic::gicv2::SgiTarget::List {
-                    target_list_filter: arm_gic::gicv2::SgiTargetListFilter::ForwardSelfOnly,
-                    target_list: 0,
-                },
-            ),
-            Driver::V3 { .. } => {
-                let mpidr = rhea_arch::generic_timer::mpidr();
-                let _ = GicCpuInterface::send_sgi(
-                    int,
-                    SgiTarget::List {
-                        affinity3: ((mpidr >> 32) & 0xff) as u8,
-                        affinity2: ((mpidr >> 16) & 0xff) as u8,
-                        affinity1: ((mpidr >> 8) & 0xff) as u8,
-                        target_list: 1 << (mpidr & 0xf),
-                    },
-                    SgiTargetGroup::CurrentGroup1,
-                );
+        match GIC.get() {
+            // Filter 0b10: this CPU only. NSATT as the driver sets it (Group 1).
+            Some(Driver::V2 { gicd, .. }) => {
+                write32(gicd + GICD_SGIR, (0b10 << 24) | (1 << 15) | sgi);
             }
-        });
+            Some(Driver::V3 { .. }) => Self::send_sgi_v3(sgi, this_mpidr()),
+            None => {}
+        }
+    }
+
+    /// An SGI to CPU `cpu`; nothing if its interface is not up. The barrier makes this CPU's
+    /// earlier stores (the scheduler's state) visible before the target can take the SGI: a
+    /// `GICD_SGIR` write or an `ICC_SGI1R_EL1` write is not ordered after them otherwise.
+    fn send_ipi(&self, cpu: rhea_hal::CpuId, vector: u8) {
+        let Some(sgi) = self.sgi_for(vector) else {
+            return;
+        };
+        let cpu = cpu.0 as usize;
+        match GIC.get() {
+            Some(Driver::V2 { gicd, .. }) => {
+                let target = V2_TARGET.get(cpu).map_or(0, |t| t.load(Ordering::Relaxed));
+                if target != 0 {
+                    rhea_arch::memory_fence();
+                    // Filter 0b00: the target list.
+                    write32(
+                        gicd + GICD_SGIR,
+                        (u32::from(target) << 16) | (1 << 15) | sgi,
+                    );
+                }
+            }
+            Some(Driver::V3 { .. }) => {
+                let mpidr = CPU_MPIDR
+                    .get(cpu)
+                    .map_or(NO_MPIDR, |m| m.load(Ordering::Relaxed));
+                if mpidr != NO_MPIDR {
+                    rhea_arch::memory_fence();
+                    Self::send_sgi_v3(sgi, mpidr);
+                }
+            }
+            None => {}
+        }
     }
 }
 
@@ -441,32 +513,46 @@ pub fn init_interrupts_and_time(
             redistributors,
         } => {
             let gicd = map(map_mmio, distributor)?;
+            // One redistributor per CPU the run uses, at most what the region holds.
+            let cpus = crate::smp::cpu_count() as u64;
             let gicr = map(
                 map_mmio,
                 MmioRange {
                     base: redistributors.base,
-                    len: redistributors.len.min(GICR_MAP_BYTES),
+                    len: redistributors.len.min(cpus * GICR_STRIDE_V4),
                 },
             )?;
+            let stride = if read32(gicr + GICR_TYPER) & (1 << 1) != 0 {
+                GICR_STRIDE_V4
+            } else {
+                GICR_STRIDE_V3
+            };
+            let count = cpus.min(redistributors.len / stride).max(1) as usize;
             let (Some(gicd), Some(gicr)) = (
                 NonNull::new(gicd as *mut Gicd),
                 NonNull::new(gicr as *mut GicrSgi),
             ) else {
                 return Err(InitError::Gic("a register frame at address 0"));
             };
-            // SAFETY: the distributor and this CPU's redistributor frames were just mapped as
+            // SAFETY: the distributor and `count` redistributors' frames were just mapped as
             // device memory; this is the only driver instance.
-            let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, 1) }
-                .map_err(|_| InitError::Gic("no redistributor for CPU 0"))?;
-            gic.setup(0);
+            let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, count) }
+                .map_err(|_| InitError::Gic("unknown redistributor frame layout"))?;
+            let me = redistributor_of(&mut gic, count, this_mpidr())
+                .ok_or(InitError::Gic("no redistributor for the boot CPU's MPIDR"))?;
+            REDISTRIBUTOR[0].store(me, Ordering::Relaxed);
+            gic.setup(me);
             GicCpuInterface::set_priority_mask(0xff);
             gic.enable_all_interrupts(false);
             GIC.call_once(|| Driver::V3 {
                 gic: Mutex::new(Owned(gic)),
+                redistributors: count,
             });
             "GICv3"
         }
     };
+    // This CPU's SGIs and its identity for others' SGIs (the timer's PPI is routed below).
+    init_private(None);
     FIRMWARE_TRIGGER[p.uart.interrupt.intid as usize % MAX_INTID].store(
         match p.uart.interrupt.trigger {
             DtTrigger::Edge => 1,
@@ -542,6 +628,108 @@ pub fn init_interrupts_and_time(
         timer_vector: TIMER_VECTOR.get(),
         cycles_per_second: hz,
     })
+}
+
+/// The index of the GICv3 redistributor whose `GICR_TYPER` names `mpidr` (IHI 0069H
+/// §12.11.35: the driver numbers them in region order, which need not be CPU order).
+fn redistributor_of(gic: &mut GicV3<'_>, count: usize, mpidr: u64) -> Option<usize> {
+    (0..count).find(|&i| gic.gicr_typer(i).is_ok_and(|t| t.core_mpidr() == mpidr))
+}
+
+/// On the calling CPU, with its interface up: configures and enables all 16 SGIs (priority
+/// [`PRIORITY`]) and, when given, the timer's PPI (level, as the devicetree says), and records
+/// the CPU's MPIDR and GICv2 interface bit for the others' SGIs. `timer` is `None` on the boot
+/// CPU, whose timer PPI is routed through [`InterruptController::route`].
+fn init_private(timer: Option<u32>) {
+    let cpu = this_cpu();
+    with_gic(|d| match d {
+        Driver::V2 { gic, gicd, .. } => {
+            let mut g = gic.lock();
+            for sgi in 0..16 {
+                g.0.set_interrupt_priority(IntId::sgi(sgi), PRIORITY);
+                let _ = g.0.enable_interrupt(IntId::sgi(sgi), true);
+            }
+            if let Some(ppi) = timer.and_then(intid) {
+                g.0.set_interrupt_priority(ppi, PRIORITY);
+                g.0.set_trigger(ppi, GicTrigger::Level);
+                let _ = g.0.enable_interrupt(ppi, true);
+            }
+            // The banked ITARGETSR0 byte of an SGI reads as this CPU's interface bit (0 on a
+            // GIC with one CPU interface).
+            let me = read32(gicd + GICD_ITARGETSR) & 0xff;
+            V2_TARGET[cpu].store(me as u8, Ordering::Relaxed);
+        }
+        Driver::V3 { gic, .. } => {
+            let mut g = gic.lock();
+            let r = Some(REDISTRIBUTOR[cpu].load(Ordering::Relaxed));
+            for sgi in 0..16 {
+                let _ = g.0.set_interrupt_priority(IntId::sgi(sgi), r, PRIORITY);
+                let _ = g.0.enable_interrupt(IntId::sgi(sgi), r, true);
+            }
+            if let Some(ppi) = timer.and_then(intid) {
+                let _ = g.0.set_interrupt_priority(ppi, r, PRIORITY);
+                let _ = g.0.set_trigger(ppi, r, GicTrigger::Level);
+                let _ = g.0.enable_interrupt(ppi, r, true);
+            }
+        }
+    });
+    CPU_MPIDR[cpu].store(this_mpidr(), Ordering::Relaxed);
+}
+
+/// Why a secondary CPU's interrupt controller could not be brought up.
+#[derive(Debug)]
+pub(crate) enum SecondaryError {
+    /// Interrupts were never initialised on the boot CPU.
+    NoGic,
+    /// No GICv3 redistributor names this CPU's MPIDR (or it lies outside the mapped ones).
+    NoRedistributor(u64),
+}
+
+impl core::fmt::Display for SecondaryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoGic => f.write_str("the GIC is not initialised"),
+            Self::NoRedistributor(m) => {
+                write!(f, "no GICv3 redistributor for MPIDR {m:#x}")
+            }
+        }
+    }
+}
+
+/// Brings up the calling secondary CPU's side of the GIC — its CPU interface (GICv2) or
+/// redistributor and system-register interface (GICv3), its SGIs and the timer's PPI — and
+/// disarms its timer. IRQs stay masked.
+pub(crate) fn init_secondary_cpu(cpu: usize) -> Result<(), SecondaryError> {
+    rhea_arch::generic_timer::disarm();
+    let mpidr = this_mpidr();
+    let done = with_gic(|d| match d {
+        Driver::V2 { gic, .. } => {
+            let mut g = gic.lock();
+            // The banked half of the distributor and this CPU's interface, as on the boot CPU.
+            g.0.setup();
+            if g.0.typer().has_security_extension() {
+                g.0.enable_group0(true);
+            }
+            Ok(())
+        }
+        Driver::V3 {
+            gic,
+            redistributors,
+        } => {
+            let mut g = gic.lock();
+            let r = redistributor_of(&mut g.0, *redistributors, mpidr)
+                .ok_or(SecondaryError::NoRedistributor(mpidr))?;
+            REDISTRIBUTOR[cpu.min(MAX_CPUS - 1)].store(r, Ordering::Relaxed);
+            g.0.init_cpu(r);
+            GicCpuInterface::set_priority_mask(0xff);
+            GicCpuInterface::enable_group1(true);
+            Ok(())
+        }
+    })
+    .ok_or(SecondaryError::NoGic)?;
+    done?;
+    init_private(Some(TIMER_INTID.load(Ordering::Relaxed)));
+    Ok(())
 }
 
 /// The console UART's interrupt line (its GIC INTID).

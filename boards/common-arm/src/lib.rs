@@ -8,8 +8,9 @@
 //!   a clear message. Both are hardware-free and host-tested with corrupt blobs;
 //! - on the machine (`aarch64`, bare metal): early init and `BootInfo` ([`machine`]), the GIC
 //!   through `arm-gic` with INTID↔vector translation, the virtual generic timer and counter,
-//!   the PL011 console with its receive interrupt ([`interrupts`]), and ending a run
-//!   (semihosting, then PSCI `SYSTEM_OFF`).
+//!   the PL011 console with its receive interrupt ([`interrupts`]), secondary CPUs (PSCI
+//!   `CPU_ON` or spin tables, `smp.rs`), and ending a run (semihosting, then PSCI
+//!   `SYSTEM_OFF`).
 //!
 //! May depend on: `rhea-hal`, `rhea-mm` (everywhere); `rhea-arch`, `rhea-drivers`, `rhea-irq`,
 //! `rhea-timers`, `arm-gic` (on the machine). Not on the runtime, which links the board.
@@ -33,3 +34,5 @@ pub mod devices;
 pub mod interrupts;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod machine;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod smp;

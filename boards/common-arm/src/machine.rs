@@ -68,6 +68,19 @@ impl ArmBoard {
     pub fn uart(&self) -> &Pl011<Mmio> {
         &self.uart
     }
+
+    /// The device range of the boot map.
+    pub(crate) fn device_range(&self) -> Range<u64> {
+        self.device_range.clone()
+    }
+}
+
+/// The board, for code that runs without being handed it (a secondary CPU's first steps).
+static BOARD: Once<&'static ArmBoard> = Once::new();
+
+/// The board `early_init` ran for.
+pub(crate) fn board() -> Option<&'static ArmBoard> {
+    BOARD.get().copied()
 }
 
 impl Console for ArmBoard {
@@ -112,6 +125,20 @@ impl Platform for ArmBoard {
         }
         rhea_arch::halt_forever()
     }
+
+    /// The CPUs of the devicetree's `/cpus`, cut to what the run can use (see `smp.rs`).
+    fn cpu_count(&self) -> usize {
+        crate::smp::cpu_count()
+    }
+
+    /// PSCI `CPU_ON` or the spin table, one CPU at a time (see `smp.rs`).
+    fn start_secondary_cpus(
+        &self,
+        entry: extern "C" fn(usize) -> !,
+        stacks: &dyn rhea_hal::StackSource,
+    ) -> usize {
+        crate::smp::start(self, entry, stacks)
+    }
 }
 
 /// What the board learned during early boot, for the runtime.
@@ -153,7 +180,7 @@ fn addr_of(sym: &u8) -> u64 {
 }
 
 /// The end of the boot identity map (the entry code maps the first 4 GiB).
-const BOOT_MAP_END: u64 = 4 << 30;
+pub(crate) const BOOT_MAP_END: u64 = 4 << 30;
 
 /// Where the devicetree can be read before the kernel's page tables exist: inside the boot
 /// identity map and outside the board's device range.
@@ -251,7 +278,8 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
         Ok(p) => p,
         Err(e) => panic!("devicetree at {dtb:#x}: {e}"),
     };
-    park_secondary_cpus(board, &platform);
+    BOARD.call_once(|| board);
+    crate::smp::plan(board, &platform);
     if let Some(conduit) = platform.psci {
         PSCI.store(
             match conduit {
@@ -308,31 +336,6 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
             (PhysAddr(0), PAGE_SIZE),
         ],
         boot_cycles: rhea_arch::boot_cycles(),
-    }
-}
-
-/// Sends the other CPUs of a spin-table machine (a Raspberry Pi) from the firmware's `wfe` poll
-/// to a `wfi` loop until the SMP issue starts them: polling, they keep a core busy on hardware
-/// and a host thread busy under TCG, which starves the boot CPU there.
-fn park_secondary_cpus(board: &ArmBoard, platform: &ArmPlatform<'_>) {
-    let me = rhea_arch::generic_timer::mpidr() & 0xff_00ff_ffff;
-    for &(mpidr, release) in platform.spin_table_cpus.iter().filter(|c| c.1 != 0) {
-        let ok = mpidr != me
-            && release.is_multiple_of(8)
-            && release
-                .checked_add(8)
-                .is_some_and(|end| end <= BOOT_MAP_END)
-            && !board.device_range.contains(&release)
-            && platform
-                .memory_map
-                .region_containing(PhysAddr(release), 8)
-                .is_some();
-        if ok {
-            // SAFETY: the release address is the devicetree's, 8-aligned, in RAM the boot map
-            // covers (checked above), and reserved for this protocol (the firmware's
-            // `/memreserve/` keeps it out of the frame allocator).
-            unsafe { rhea_arch::park_spin_table_cpu(release) };
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What an Arm board learns from its devicetree, validated: RAM (minus reservations), the GIC,
-//! the generic timer's interrupt, the PL011 console and its interrupt, the PSCI conduit and
-//! the command line. Every refusal names what is wrong, for the early console.
+//! the generic timer's interrupt, the PL011 console and its interrupt, the PSCI conduit, the
+//! CPUs and how to start them, and the command line. Every refusal names what is wrong, for the early console.
 //!
 //! Bindings followed (Linux `Documentation/devicetree/bindings`): `arm,gic` and `arm,gic-v3`
 //! (`interrupt-controller/`), `arm,arch_timer` (`timer/`), `arm,pl011` (`serial/`),
@@ -95,42 +95,211 @@ pub struct ArmPlatform<'a> {
     pub bootargs: &'a str,
     /// `model` of the root node, if any.
     pub model: Option<&'a str>,
-    /// CPUs started through a spin table (`enable-method = "spin-table"`): their MPIDR
-    /// affinity (`reg`) and `cpu-release-addr`, `(0, 0)` when unused.
-    pub spin_table_cpus: [(u64, u64); MAX_CPUS],
+    /// The CPUs of `/cpus`, in devicetree order.
+    pub cpus: Cpus,
 }
 
-/// The most CPUs whose spin tables are kept.
-pub const MAX_CPUS: usize = 8;
+/// The most CPUs kept from `/cpus` (the scheduler's limit, `rhea_sched::MAX_CPUS`).
+pub const MAX_CPUS: usize = 64;
 
-/// The spin-table CPUs of `/cpus` (Linux `Documentation/arch/arm64/booting.rst` §"spin-table").
-fn spin_table_cpus<'a>(fdt: &Fdt<'a>) -> Result<[(u64, u64); MAX_CPUS], PlatformError<'a>> {
-    let mut cpus = [(0, 0); MAX_CPUS];
+/// The MPIDR affinity fields (Aff3 in bits 39:32, Aff2..Aff0 in 23:0): what a CPU node's `reg`
+/// may contain (`arm/cpus.yaml`).
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// How a CPU is started (`enable-method`, Linux `Documentation/arch/arm64/booting.rst` and
+/// `arm/cpus.yaml`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EnableMethod {
+    /// None given: only the CPU the kernel was entered on can run.
+    None,
+    /// PSCI `CPU_ON` through the `/psci` node's conduit.
+    Psci,
+    /// The CPU polls `release_addr` and jumps to the address written there.
+    SpinTable {
+        /// The `cpu-release-addr`.
+        release_addr: u64,
+    },
+}
+
+/// One enabled CPU node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Cpu {
+    /// Its MPIDR affinity (`reg`).
+    pub mpidr: u64,
+    /// How to start it.
+    pub enable: EnableMethod,
+}
+
+/// The enabled CPUs of `/cpus`, at most [`MAX_CPUS`] of them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Cpus {
+    list: [Cpu; MAX_CPUS],
+    len: usize,
+    listed: usize,
+}
+
+impl Cpus {
+    const EMPTY: Cpu = Cpu {
+        mpidr: 0,
+        enable: EnableMethod::None,
+    };
+
+    /// The CPUs kept, in devicetree order.
+    pub fn as_slice(&self) -> &[Cpu] {
+        &self.list[..self.len]
+    }
+
+    /// How many enabled CPU nodes the devicetree lists (more than kept when above
+    /// [`MAX_CPUS`]).
+    pub fn listed(&self) -> usize {
+        self.listed
+    }
+
+    /// The CPU with affinity `mpidr`, if listed.
+    pub fn find(&self, mpidr: u64) -> Option<&Cpu> {
+        let mpidr = mpidr & MPIDR_AFFINITY_MASK;
+        self.as_slice().iter().find(|c| c.mpidr == mpidr)
+    }
+
+    /// The CPUs in the order Rhea numbers them: the boot CPU (affinity `boot_mpidr`) is 0 —
+    /// it need not be listed — and the others follow in devicetree order.
+    pub fn numbered(&self, boot_mpidr: u64) -> impl Iterator<Item = Cpu> + '_ {
+        let boot_mpidr = boot_mpidr & MPIDR_AFFINITY_MASK;
+        let boot = self.find(boot_mpidr).copied().unwrap_or(Cpu {
+            mpidr: boot_mpidr,
+            enable: EnableMethod::None,
+        });
+        core::iter::once(boot).chain(
+            self.as_slice()
+                .iter()
+                .copied()
+                .filter(move |c| c.mpidr != boot_mpidr),
+        )
+    }
+
+    /// How many CPUs Rhea numbers ([`Cpus::numbered`]).
+    pub fn count(&self, boot_mpidr: u64) -> usize {
+        self.len + usize::from(self.find(boot_mpidr).is_none())
+    }
+}
+
+/// The enabled CPU nodes of `/cpus` (`device_type = "cpu"`; `arm/cpus.yaml`): `reg` is the
+/// MPIDR affinity (one or two cells, `#size-cells` 0), `enable-method` `psci` (the tree must
+/// have a `/psci` node) or `spin-table` with a 1- or 2-cell `cpu-release-addr`. Two nodes with
+/// the same `reg` are refused. More than [`MAX_CPUS`] are counted but not kept.
+fn cpus<'a>(fdt: &Fdt<'a>, psci: Option<PsciConduit>) -> Result<Cpus, PlatformError<'a>> {
+    let mut cpus = Cpus {
+        list: [Cpus::EMPTY; MAX_CPUS],
+        len: 0,
+        listed: 0,
+    };
     let Some(parent) = fdt.find_path("/cpus") else {
         return Ok(cpus);
     };
-    let mut n = 0;
     for cpu in parent.children() {
-        if cpu.property_str("device_type") != Some("cpu")
-            || cpu.property_str("enable-method") != Some("spin-table")
-        {
+        if cpu.property_str("device_type") != Some("cpu") || !cpu.is_enabled() {
             continue;
         }
-        let (mpidr, _) = reg(&cpu, 0)?;
-        let release = cpu
-            .property("cpu-release-addr")
-            .and_then(|v| read_cells(v, 0, (v.len() / 4) as u32))
-            .ok_or(bad(
+        if parent.size_cells() != 0 {
+            return Err(bad(
+                &parent,
+                "#size-cells",
+                "is not 0 (CPU nodes have no size)",
+            ));
+        }
+        let reg_len = cpu.property("reg").map_or(0, <[u8]>::len);
+        if reg_len != parent.address_cells() as usize * 4 {
+            return Err(bad(
                 &cpu,
-                "cpu-release-addr",
-                "is missing or not 1 or 2 cells",
-            ))?;
-        if let Some(slot) = cpus.get_mut(n) {
-            *slot = (mpidr, release);
-            n += 1;
+                "reg",
+                "is missing or not one MPIDR of #address-cells (1 or 2) cells",
+            ));
+        }
+        let (mpidr, _) = reg(&cpu, 0)?;
+        if mpidr & !MPIDR_AFFINITY_MASK != 0 {
+            return Err(bad(
+                &cpu,
+                "reg",
+                "has bits outside the MPIDR affinity fields (0xff00ffffff)",
+            ));
+        }
+        let enable = match cpu.property("enable-method") {
+            None => EnableMethod::None,
+            Some(_) => match cpu.property_str("enable-method") {
+                Some("psci") if psci.is_some() => EnableMethod::Psci,
+                Some("psci") => {
+                    return Err(bad(
+                        &cpu,
+                        "enable-method",
+                        "is \"psci\" but the devicetree has no psci node",
+                    ));
+                }
+                Some("spin-table") => {
+                    let release = cpu
+                        .property("cpu-release-addr")
+                        .filter(|v| v.len() == 4 || v.len() == 8)
+                        .and_then(|v| read_cells(v, 0, (v.len() / 4) as u32))
+                        .ok_or(bad(
+                            &cpu,
+                            "cpu-release-addr",
+                            "is missing or not 1 or 2 cells",
+                        ))?;
+                    if release == 0 || !release.is_multiple_of(8) {
+                        return Err(bad(&cpu, "cpu-release-addr", "is 0 or not 8-byte aligned"));
+                    }
+                    EnableMethod::SpinTable {
+                        release_addr: release,
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        &cpu,
+                        "enable-method",
+                        "is neither \"psci\" nor \"spin-table\"",
+                    ));
+                }
+            },
+        };
+        cpus.listed += 1;
+        if cpus.as_slice().iter().any(|c| c.mpidr == mpidr) {
+            return Err(bad(&cpu, "reg", "repeats another CPU's MPIDR"));
+        }
+        if let Some(slot) = cpus.list.get_mut(cpus.len) {
+            *slot = Cpu { mpidr, enable };
+            cpus.len += 1;
         }
     }
     Ok(cpus)
+}
+
+/// The value of `rhea.cpus=N` on the command line: the most CPUs to use (at least 1). `None`
+/// when absent; an error message when not a positive number.
+pub fn cpus_from_cmdline(cmdline: &str) -> Option<Result<usize, &'static str>> {
+    let value = cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("rhea.cpus="))
+        .next_back()?;
+    Some(match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("rhea.cpus= needs a CPU count of at least 1"),
+    })
+}
+
+/// The name of a PSCI return code (DEN0022 §5.2.2, Table 6).
+pub fn psci_error_name(code: i32) -> &'static str {
+    match code {
+        0 => "SUCCESS",
+        -1 => "NOT_SUPPORTED",
+        -2 => "INVALID_PARAMETERS",
+        -3 => "DENIED",
+        -4 => "ALREADY_ON",
+        -5 => "ON_PENDING",
+        -6 => "INTERNAL_FAILURE",
+        -7 => "NOT_PRESENT",
+        -8 => "DISABLED",
+        -9 => "INVALID_ADDRESS",
+        _ => "an unknown PSCI error",
+    }
 }
 
 /// Why the devicetree cannot be used.
@@ -550,6 +719,7 @@ impl<'a> ArmPlatform<'a> {
                 "gives the virtual timer a non-PPI interrupt",
             ));
         }
+        let psci = psci(fdt)?;
         let bootargs = match fdt.find_path("/chosen") {
             Some(chosen) if chosen.property("bootargs").is_some() => {
                 chosen.property_str("bootargs").ok_or(bad(
@@ -566,10 +736,10 @@ impl<'a> ArmPlatform<'a> {
             virtual_timer,
             timer_hz: timer.property_u32("clock-frequency"),
             uart: uart(fdt)?,
-            psci: psci(fdt)?,
+            psci,
             bootargs,
             model: fdt.root().property_str("model"),
-            spin_table_cpus: spin_table_cpus(fdt)?,
+            cpus: cpus(fdt, psci)?,
         })
     }
 }

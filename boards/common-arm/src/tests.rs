@@ -4,11 +4,16 @@
 //! and every kind of corruption.
 
 use crate::fdt::{self, Fdt, FdtError};
-use crate::platform::{ArmPlatform, Gic, MmioRange, PlatformError, PsciConduit, Trigger};
+use crate::platform::{
+    ArmPlatform, Cpu, EnableMethod, Gic, MAX_CPUS, MmioRange, PlatformError, PsciConduit, Trigger,
+    cpus_from_cmdline, psci_error_name,
+};
 use rhea_mm::RegionKind;
 
 const VIRT_GICV2: &[u8] = include_bytes!("../testdata/qemu-virt-gicv2.dtb");
 const VIRT_GICV3: &[u8] = include_bytes!("../testdata/qemu-virt-gicv3.dtb");
+/// `-M virt,gic-version=2 -smp 4`: with more than one CPU QEMU adds `enable-method = "psci"`.
+const VIRT_GICV2_SMP4: &[u8] = include_bytes!("../testdata/qemu-virt-gicv2-smp4.dtb");
 
 /// Builds flattened devicetrees (version 17) for tests.
 #[derive(Default)]
@@ -98,9 +103,40 @@ impl Builder {
     }
 }
 
+/// A `/cpus/cpu@N` node for [`Pi4::cpus`].
+#[derive(Clone)]
+struct CpuNode {
+    device_type: &'static str,
+    reg: Vec<u32>,
+    method: Option<&'static str>,
+    release: Option<Vec<u32>>,
+    status: Option<&'static str>,
+}
+
+impl CpuNode {
+    fn psci(mpidr: u64) -> Self {
+        Self {
+            device_type: "cpu",
+            reg: vec![(mpidr >> 32) as u32, mpidr as u32],
+            method: Some("psci"),
+            release: None,
+            status: None,
+        }
+    }
+    fn spin(mpidr: u32, release: u32) -> Self {
+        Self {
+            device_type: "cpu",
+            reg: vec![mpidr],
+            method: Some("spin-table"),
+            release: Some(vec![0, release]),
+            status: None,
+        }
+    }
+}
+
 /// The parts of a Raspberry Pi 4 tree Rhea reads (from `bcm2711-rpi-4-b.dts`, with the
 /// memory node filled in as the firmware, or QEMU, does), with switches to break it.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Pi4 {
     timer: bool,
     uart: bool,
@@ -110,6 +146,8 @@ struct Pi4 {
     soc_ranges: bool,
     psci_method: Option<&'static str>,
     high_memory: bool,
+    /// Replaces the four spin-table CPUs: `/cpus`'s `#address-cells`, `#size-cells`, nodes.
+    cpus: Option<(u32, u32, Vec<CpuNode>)>,
 }
 
 impl Default for Pi4 {
@@ -123,6 +161,7 @@ impl Default for Pi4 {
             soc_ranges: true,
             psci_method: None,
             high_memory: true,
+            cpus: None,
         }
     }
 }
@@ -207,18 +246,36 @@ impl Pi4 {
             .cells("phandle", &[1])
             .end();
         b.end();
+        let (ac, sc, nodes) = self.cpus.clone().unwrap_or_else(|| {
+            let pi = [0xd8u32, 0xe0, 0xe8, 0xf0]
+                .into_iter()
+                .enumerate()
+                .map(|(i, release)| CpuNode::spin(i as u32, release));
+            (1, 0, pi.collect())
+        });
         b.begin("cpus")
-            .cells("#address-cells", &[1])
-            .cells("#size-cells", &[0]);
-        for (i, release) in [0xd8u32, 0xe0, 0xe8, 0xf0].into_iter().enumerate() {
+            .cells("#address-cells", &[ac])
+            .cells("#size-cells", &[sc]);
+        for (i, cpu) in nodes.iter().enumerate() {
             b.begin(&format!("cpu@{i}"))
-                .string("device_type", "cpu")
-                .string("compatible", "arm,cortex-a72")
-                .cells("reg", &[i as u32])
-                .string("enable-method", "spin-table")
-                .cells("cpu-release-addr", &[0, release])
-                .end();
+                .string("device_type", cpu.device_type)
+                .string("compatible", "arm,cortex-a72");
+            if !cpu.reg.is_empty() {
+                b.cells("reg", &cpu.reg);
+            }
+            if let Some(m) = cpu.method {
+                b.string("enable-method", m);
+            }
+            if let Some(r) = &cpu.release {
+                b.cells("cpu-release-addr", r);
+            }
+            if let Some(st) = cpu.status {
+                b.string("status", st);
+            }
+            b.end();
         }
+        // Not a CPU: skipped.
+        b.begin("cpu-map").begin("cluster0").end().end();
         b.end();
         if self.timer {
             b.begin("timer")
@@ -285,10 +342,25 @@ fn qemu_virt_gicv2() {
     assert_eq!(ram, [(0x4000_0000, 128 << 20)]);
     assert_eq!(p.bootargs, "");
     assert_eq!(
-        p.spin_table_cpus[0],
-        (0, 0),
-        "virt starts CPUs through PSCI"
+        p.cpus.as_slice(),
+        [Cpu {
+            mpidr: 0,
+            enable: EnableMethod::None
+        }],
+        "with one CPU QEMU gives it no enable-method"
     );
+}
+
+#[test]
+fn qemu_virt_four_cpus() {
+    let p = platform(VIRT_GICV2_SMP4).unwrap();
+    let psci = |mpidr| Cpu {
+        mpidr,
+        enable: EnableMethod::Psci,
+    };
+    assert_eq!(p.cpus.as_slice(), [psci(0), psci(1), psci(2), psci(3)]);
+    assert_eq!(p.cpus.count(0), 4);
+    assert_eq!(p.psci, Some(PsciConduit::Hvc));
 }
 
 #[test]
@@ -337,10 +409,16 @@ fn raspberry_pi_4() {
     assert_eq!(p.virtual_timer.trigger, Trigger::Level);
     assert_eq!(p.psci, None);
     assert_eq!(p.bootargs, "rhea.checker=1 loops=5");
+    let spin = |mpidr, release_addr| Cpu {
+        mpidr,
+        enable: EnableMethod::SpinTable { release_addr },
+    };
     assert_eq!(
-        p.spin_table_cpus[..5],
-        [(0, 0xd8), (1, 0xe0), (2, 0xe8), (3, 0xf0), (0, 0)]
+        p.cpus.as_slice(),
+        [spin(0, 0xd8), spin(1, 0xe0), spin(2, 0xe8), spin(3, 0xf0)]
     );
+    assert_eq!(p.cpus.listed(), 4);
+    assert_eq!(p.cpus.count(0), 4);
     // The /memreserve/ page and the nvram reservation are carved out of RAM.
     let regions: Vec<_> = p
         .memory_map
@@ -675,4 +753,203 @@ fn paths_phandles_and_children() {
         fdt.find_compatible(&["arm,pl011"]).unwrap().name(),
         "serial@7e201000"
     );
+}
+
+fn with_cpus(ac: u32, sc: u32, nodes: Vec<CpuNode>, psci: Option<&'static str>) -> Vec<u8> {
+    Pi4 {
+        cpus: Some((ac, sc, nodes)),
+        psci_method: psci,
+        ..Pi4::default()
+    }
+    .build()
+}
+
+#[test]
+fn psci_cpus_are_numbered_from_the_boot_cpu() {
+    // Two clusters, 2-cell MPIDRs (Aff3 in the high cell), booted on the third CPU.
+    let mpidrs = [0x0, 0x1, 0x100, 0x1_0000_0101];
+    let blob = with_cpus(
+        2,
+        0,
+        mpidrs.iter().map(|&m| CpuNode::psci(m)).collect(),
+        Some("hvc"),
+    );
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.psci, Some(PsciConduit::Hvc));
+    assert_eq!(p.cpus.as_slice().len(), 4);
+    assert!(
+        p.cpus
+            .as_slice()
+            .iter()
+            .all(|c| c.enable == EnableMethod::Psci)
+    );
+    let order: Vec<u64> = p.cpus.numbered(0x100).map(|c| c.mpidr).collect();
+    assert_eq!(order, [0x100, 0x0, 0x1, 0x1_0000_0101]);
+    assert_eq!(p.cpus.count(0x100), 4);
+    // MPIDR bits outside the affinity fields (U, MT, RES1 bit 31) are ignored in lookups.
+    assert_eq!(p.cpus.find(0x8000_0100).map(|c| c.mpidr), Some(0x100));
+    // A boot CPU the tree does not list is still cpu0, and counted.
+    let order: Vec<u64> = p.cpus.numbered(0x200).map(|c| c.mpidr).collect();
+    assert_eq!(order, [0x200, 0x0, 0x1, 0x100, 0x1_0000_0101]);
+    assert_eq!(p.cpus.count(0x200), 5);
+}
+
+#[test]
+fn disabled_cpus_and_other_nodes_are_skipped() {
+    let mut off = CpuNode::psci(1);
+    off.status = Some("disabled");
+    let mut not_cpu = CpuNode::psci(2);
+    not_cpu.device_type = "l2-cache";
+    let blob = with_cpus(2, 0, vec![CpuNode::psci(0), off, not_cpu], Some("smc"));
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.cpus.listed(), 1);
+    assert_eq!(p.cpus.as_slice()[0].mpidr, 0);
+    // No /cpus at all: the boot CPU alone.
+    let blob = with_cpus(1, 0, vec![], None);
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.cpus.as_slice(), []);
+    assert_eq!(p.cpus.count(0), 1);
+    // No enable-method: kept, with nothing to start it by.
+    let mut bare = CpuNode::spin(1, 0xe0);
+    bare.method = None;
+    bare.release = None;
+    let blob = with_cpus(1, 0, vec![CpuNode::spin(0, 0xd8), bare], None);
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.cpus.as_slice()[1].enable, EnableMethod::None);
+}
+
+#[test]
+fn more_cpus_than_supported_are_counted_not_kept() {
+    let n = MAX_CPUS + 6;
+    let nodes = (0..n as u64)
+        .map(|i| CpuNode::psci(((i / 16) << 8) | (i % 16)))
+        .collect();
+    let blob = with_cpus(2, 0, nodes, Some("hvc"));
+    let p = platform(&blob).unwrap();
+    assert_eq!(p.cpus.listed(), n);
+    assert_eq!(p.cpus.as_slice().len(), MAX_CPUS);
+    assert_eq!(p.cpus.as_slice()[MAX_CPUS - 1].mpidr, 0x3 << 8 | 0xf);
+    assert_eq!(p.cpus.numbered(0).count(), MAX_CPUS);
+}
+
+#[test]
+fn malformed_cpu_nodes_are_refused_by_name() {
+    let cases: Vec<(u32, u32, CpuNode, Option<&str>, &str)> = vec![
+        (
+            1,
+            0,
+            CpuNode {
+                reg: vec![],
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "'reg' is missing",
+        ),
+        (
+            1,
+            0,
+            CpuNode {
+                reg: vec![0, 1],
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "'reg' is missing or not one MPIDR",
+        ),
+        (
+            1,
+            1,
+            CpuNode {
+                reg: vec![1, 0],
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "'#size-cells' is not 0",
+        ),
+        (
+            1,
+            0,
+            CpuNode::spin(0x8000_0001, 0xe0),
+            None,
+            "outside the MPIDR affinity",
+        ),
+        (
+            1,
+            0,
+            CpuNode::spin(0, 0xe0),
+            None,
+            "repeats another CPU's MPIDR",
+        ),
+        (
+            1,
+            0,
+            CpuNode {
+                release: None,
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "'cpu-release-addr' is missing",
+        ),
+        (
+            1,
+            0,
+            CpuNode {
+                release: Some(vec![0, 0, 0xe0]),
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "'cpu-release-addr' is missing or not 1 or 2 cells",
+        ),
+        (1, 0, CpuNode::spin(1, 0xe4), None, "not 8-byte aligned"),
+        (1, 0, CpuNode::spin(1, 0), None, "'cpu-release-addr' is 0"),
+        (
+            1,
+            0,
+            CpuNode {
+                method: Some("acpi-parking"),
+                ..CpuNode::spin(1, 0xe0)
+            },
+            None,
+            "neither \"psci\" nor \"spin-table\"",
+        ),
+        (
+            2,
+            0,
+            CpuNode::psci(1),
+            None,
+            "is \"psci\" but the devicetree has no psci node",
+        ),
+    ];
+    for (ac, sc, bad, psci, want) in cases {
+        let first = if ac == 2 {
+            CpuNode::psci(0)
+        } else {
+            CpuNode::spin(0, 0xd8)
+        };
+        let blob = with_cpus(ac, sc, vec![first, bad], psci);
+        let e = platform(&blob).unwrap_err();
+        assert!(e.contains(want), "wanted {want:?}, got {e:?}");
+        assert!(
+            e.contains("cpu@") || e.contains("cpus"),
+            "names the node: {e}"
+        );
+    }
+}
+
+#[test]
+fn cpu_limit_on_the_command_line() {
+    assert_eq!(cpus_from_cmdline(""), None);
+    assert_eq!(cpus_from_cmdline("rhea.checker=1"), None);
+    assert_eq!(cpus_from_cmdline("rhea.cpus=2 x=1"), Some(Ok(2)));
+    assert_eq!(cpus_from_cmdline("rhea.cpus=4 rhea.cpus=1"), Some(Ok(1)));
+    assert!(matches!(cpus_from_cmdline("rhea.cpus=0"), Some(Err(_))));
+    assert!(matches!(cpus_from_cmdline("rhea.cpus=two"), Some(Err(_))));
+    assert!(matches!(cpus_from_cmdline("rhea.cpus="), Some(Err(_))));
+}
+
+#[test]
+fn psci_errors_have_their_names() {
+    assert_eq!(psci_error_name(-2), "INVALID_PARAMETERS");
+    assert_eq!(psci_error_name(-4), "ALREADY_ON");
+    assert_eq!(psci_error_name(-9), "INVALID_ADDRESS");
+    assert_eq!(psci_error_name(-42), "an unknown PSCI error");
 }

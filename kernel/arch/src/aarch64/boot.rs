@@ -22,9 +22,15 @@
 //!    not guaranteed to work (Arm ARM B2.9.6): hence the map before any Rust code;
 //! 6. sets `SP_EL1` to the exception stack and runs everything else on `SP_EL0` (`SPSel = 0`),
 //!    so a stack overflow's data abort is taken on a stack that works (see `trap.rs`);
-//! 7. installs the exception vectors and calls `rhea_entry(dtb)`.
+//! 7. installs the exception vectors, sets `TPIDR_EL1` (the CPU index, [`super::cpu_id`]) to 0
+//!    and calls `rhea_entry(dtb)`.
+//!
+//! `rhea_aarch64_secondary_entry` is a started secondary CPU's first instruction: the same
+//! EL2 → EL1 step and FP/SIMD enable, then the boot CPU's translation regime, its own stacks,
+//! the vectors and its index from [`super::secondary`]'s block.
 
 use super::paging::{BOOT_DEVICE_BLOCK, BOOT_NORMAL_BLOCK, MAIR_VALUE, TCR_BASE};
+use super::secondary::SecondaryBlock;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The virtual counter at the first instruction at EL1, stored by the entry code.
@@ -48,17 +54,34 @@ pub(super) fn entry_el() -> u8 {
 unsafe extern "C" {
     /// The parking loop defined below.
     static rhea_aarch64_park: u8;
+    /// The secondary entry defined below.
+    static rhea_aarch64_secondary_entry: u8;
+}
+
+/// Where [`release_spin_table_cpu`] sends a CPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SpinTableRelease {
+    /// A `wfi` loop for good, where it costs nothing — a firmware's `wfe` poll keeps the core
+    /// (and an emulator's host thread) busy. For CPUs the run does not use.
+    Park,
+    /// The secondary entry, which waits (`wfe`) until [`super::secondary::prepare_secondary`]
+    /// names the CPU, then starts it.
+    Start,
 }
 
 /// Releases a secondary CPU held in a spin table (Linux `booting.rst`, "spin-table": it polls
-/// `cpu-release-addr` with `wfe`, with its MMU and caches off) into a `wfi` loop, where it costs
-/// nothing — a firmware's `wfe` poll keeps the core (and an emulator's host thread) busy.
+/// `cpu-release-addr` with `wfe`, with its MMU and caches off) to `to`. Called while the boot
+/// identity map is active: the release address is often in page 0, which the kernel's own
+/// tables leave unmapped.
 ///
 /// # Safety
 /// `release_addr` is that CPU's `cpu-release-addr` from the devicetree: 8-byte aligned, in RAM
 /// the boot map covers, and not in use by anything else.
-pub unsafe fn park_spin_table_cpu(release_addr: u64) {
-    let entry = core::ptr::addr_of!(rhea_aarch64_park) as u64;
+pub unsafe fn release_spin_table_cpu(release_addr: u64, to: SpinTableRelease) {
+    let entry = match to {
+        SpinTableRelease::Park => core::ptr::addr_of!(rhea_aarch64_park) as u64,
+        SpinTableRelease::Start => core::ptr::addr_of!(rhea_aarch64_secondary_entry) as u64,
+    };
     // SAFETY: per the contract; the CPU reads the slot with its caches off, so the line is
     // cleaned to the point of coherency before the event wakes it (booting.rst).
     unsafe {
@@ -107,41 +130,7 @@ rhea_aarch64_start:
     cmp x9, #2
     b.ne .Lbad_el
 
-    /* EL2: EL1 is AArch64 (HCR_EL2.RW) and takes its own interrupts (IMO/FMO clear). */
-    mov x9, #(1 << 31)
-    msr hcr_el2, x9
-    /* EL1 may read the physical counter and timer (CNTHCTL_EL2.EL1PCTEN, EL1PCEN); the virtual
-     * counter equals the physical one. */
-    mrs x9, cnthctl_el2
-    orr x9, x9, #3
-    msr cnthctl_el2, x9
-    msr cntvoff_el2, xzr
-    /* No FP/SIMD or system-register traps to EL2 (CPTR_EL2.TFP clear, RES1 bits set). */
-    mov x9, #0x33ff
-    msr cptr_el2, x9
-    msr hstr_el2, xzr
-    /* EL1 reads the real MIDR and MPIDR. */
-    mrs x9, midr_el1
-    msr vpidr_el2, x9
-    mrs x9, mpidr_el1
-    msr vmpidr_el2, x9
-    /* GICv3 CPU interface through system registers (ID_AA64PFR0_EL1.GIC != 0): let EL1 use
-     * them (ICC_SRE_EL2.Enable | SRE), no virtual interface (ICH_HCR_EL2 = 0). */
-    mrs x9, id_aa64pfr0_el1
-    ubfx x9, x9, #24, #4
-    cbz x9, 1f
-    mrs x9, S3_4_C12_C9_5
-    mov x10, #0x9
-    orr x9, x9, x10
-    msr S3_4_C12_C9_5, x9
-    isb
-    msr S3_4_C12_C11_0, xzr
-1:  /* SCTLR_EL1: its RES1 bits; MMU and caches off until the boot map exists. */
-    ldr x9, =0x30d00800
-    msr sctlr_el1, x9
-    /* Return to EL1h with D, A, I and F masked. */
-    mov x9, #0x3c5
-    msr spsr_el2, x9
+    bl .Lel2_to_el1_setup
     adr x9, .Lat_el1
     msr elr_el2, x9
     isb
@@ -150,6 +139,8 @@ rhea_aarch64_start:
 .Lat_el1:
     msr spsel, #1
     mrs x24, cntvct_el0
+    /* Per-CPU data: TPIDR_EL1 holds the CPU's index; the boot CPU is 0. */
+    msr tpidr_el1, xzr
 
     /* FP/SIMD: CPACR_EL1.FPEN = 0b11 (no traps at EL1 or EL0). */
     mov x9, #(3 << 20)
@@ -252,15 +243,126 @@ rhea_aarch64_start:
     bl rhea_entry
     b .Lpark
 
-    /* Where secondary CPUs released from a spin table sleep until the SMP issue starts them:
-     * every exception masked, `wfi` (nothing is routed to them, so nothing wakes them). Runs
-     * with their MMU off, at whatever EL the firmware holds them. */
+    /* Where spin-table CPUs this run does not use sleep for good (`rhea.cpus=N` below the
+     * devicetree's count): every exception masked, `wfi` (nothing is routed to them, so
+     * nothing wakes them). Runs with their MMU off, at whatever EL the firmware holds them. */
     .balign 8
     .global rhea_aarch64_park
 rhea_aarch64_park:
     msr daifset, #0xf
 11: wfi
     b 11b
+
+    /* EL2 -> EL1 set-up shared by the boot CPU and the secondaries (x9, x10 clobbered): EL1
+     * is configured; the caller sets ELR_EL2 and returns with `eret`. */
+.Lel2_to_el1_setup:
+    /* EL2: EL1 is AArch64 (HCR_EL2.RW) and takes its own interrupts (IMO/FMO clear). */
+    mov x9, #(1 << 31)
+    msr hcr_el2, x9
+    /* EL1 may read the physical counter and timer (CNTHCTL_EL2.EL1PCTEN, EL1PCEN); the virtual
+     * counter equals the physical one. */
+    mrs x9, cnthctl_el2
+    orr x9, x9, #3
+    msr cnthctl_el2, x9
+    msr cntvoff_el2, xzr
+    /* No FP/SIMD or system-register traps to EL2 (CPTR_EL2.TFP clear, RES1 bits set). */
+    mov x9, #0x33ff
+    msr cptr_el2, x9
+    msr hstr_el2, xzr
+    /* EL1 reads the real MIDR and MPIDR. */
+    mrs x9, midr_el1
+    msr vpidr_el2, x9
+    mrs x9, mpidr_el1
+    msr vmpidr_el2, x9
+    /* GICv3 CPU interface through system registers (ID_AA64PFR0_EL1.GIC != 0): let EL1 use
+     * them (ICC_SRE_EL2.Enable | SRE), no virtual interface (ICH_HCR_EL2 = 0). */
+    mrs x9, id_aa64pfr0_el1
+    ubfx x9, x9, #24, #4
+    cbz x9, 1f
+    mrs x9, S3_4_C12_C9_5
+    mov x10, #0x9
+    orr x9, x9, x10
+    msr S3_4_C12_C9_5, x9
+    isb
+    msr S3_4_C12_C11_0, xzr
+1:  /* SCTLR_EL1: its RES1 bits; MMU and caches off until the boot map exists. */
+    ldr x9, =0x30d00800
+    msr sctlr_el1, x9
+    /* Return to EL1h with D, A, I and F masked. */
+    mov x9, #0x3c5
+    msr spsr_el2, x9
+    ret
+
+    /* A secondary CPU's first instruction (PSCI CPU_ON or a spin table): MMU and caches off,
+     * EL2 or EL1, every exception masked. Its parameters are in rhea_aarch64_secondary_block,
+     * which the boot CPU cleaned to the point of coherency (see `secondary.rs`). */
+    .balign 8
+    .global rhea_aarch64_secondary_entry
+rhea_aarch64_secondary_entry:
+    msr daifset, #0xf
+    mrs x9, CurrentEL
+    ubfx x9, x9, #2, #2
+    cmp x9, #1
+    b.eq .Lsecondary_el1
+    cmp x9, #2
+    b.ne .Lsecondary_park
+    bl .Lel2_to_el1_setup
+    adr x9, .Lsecondary_el1
+    msr elr_el2, x9
+    isb
+    eret
+.Lsecondary_el1:
+    msr spsel, #1
+    mov x9, #(3 << 20)
+    msr cpacr_el1, x9
+    isb
+    adrp x19, rhea_aarch64_secondary_block
+    add x19, x19, :lo12:rhea_aarch64_secondary_block
+    /* Only the CPU the block was written for may use it: until the block names this CPU, wait
+     * (a spin-table CPU is released here early; a CPU that comes up after the boot CPU gave
+     * up on it waits for good). The boot CPU cleans the block to memory and sends an event. */
+    mrs x9, mpidr_el1
+    ldr x10, ={aff_mask}
+    and x20, x9, x10
+13: ldr x10, [x19, #{off_mpidr}]
+    cmp x20, x10
+    b.eq 14f
+    wfe
+    b 13b
+14:
+    /* The boot CPU's translation regime, so this CPU runs on the kernel's own tables. */
+    ldr x9, [x19, #{off_mair}]
+    msr mair_el1, x9
+    ldr x9, [x19, #{off_tcr}]
+    msr tcr_el1, x9
+    ldr x9, [x19, #{off_ttbr0}]
+    msr ttbr0_el1, x9
+    isb
+    tlbi vmalle1
+    dsb nsh
+    isb
+    ldr x9, [x19, #{off_sctlr}]
+    msr sctlr_el1, x9
+    isb
+    /* SP_EL1: this CPU's exception stack; SP_EL0 its idle stack; its vectors and index. */
+    ldr x9, [x19, #{off_exc}]
+    mov sp, x9
+    msr spsel, #0
+    ldr x9, [x19, #{off_stack}]
+    mov sp, x9
+    ldr x9, =rhea_aarch64_vectors
+    msr vbar_el1, x9
+    ldr x0, [x19, #{off_cpu}]
+    msr tpidr_el1, x0
+    isb
+    ldr x9, [x19, #{off_main}]
+    mov x29, #0
+    mov x30, #0
+    blr x9
+.Lsecondary_park:
+    msr daifset, #0xf
+12: wfi
+    b 12b
 
 .Lwrong_address:
     adr x0, .Lmsg_address
@@ -302,6 +404,14 @@ rhea_aarch64_nested_stack_bottom:
     .skip {nested_stack}
     .global rhea_aarch64_nested_stack_top
 rhea_aarch64_nested_stack_top:
+
+    /* The top of each CPU's nested-exception stack, indexed by TPIDR_EL1 (see `trap.rs`). */
+    .section .data.rhea_aarch64_nested_tops, "aw"
+    .balign 8
+    .global rhea_aarch64_nested_tops
+rhea_aarch64_nested_tops:
+    .quad rhea_aarch64_nested_stack_top
+    .skip 8 * ({max_cpus} - 1)
     "#,
     normal = const BOOT_NORMAL_BLOCK,
     device = const BOOT_DEVICE_BLOCK,
@@ -309,4 +419,15 @@ rhea_aarch64_nested_stack_top:
     tcr = const TCR_BASE,
     exc_stack = const EXCEPTION_STACK_BYTES,
     nested_stack = const NESTED_STACK_BYTES,
+    max_cpus = const super::MAX_CPUS,
+    aff_mask = const super::MPIDR_AFFINITY_MASK,
+    off_mpidr = const core::mem::offset_of!(SecondaryBlock, mpidr),
+    off_mair = const core::mem::offset_of!(SecondaryBlock, mair),
+    off_tcr = const core::mem::offset_of!(SecondaryBlock, tcr),
+    off_ttbr0 = const core::mem::offset_of!(SecondaryBlock, ttbr0),
+    off_sctlr = const core::mem::offset_of!(SecondaryBlock, sctlr),
+    off_exc = const core::mem::offset_of!(SecondaryBlock, exception_stack_top),
+    off_stack = const core::mem::offset_of!(SecondaryBlock, stack_top),
+    off_cpu = const core::mem::offset_of!(SecondaryBlock, cpu),
+    off_main = const core::mem::offset_of!(SecondaryBlock, main),
 );

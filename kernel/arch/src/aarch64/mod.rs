@@ -14,11 +14,12 @@ mod features_impl;
 pub mod generic_timer;
 pub mod paging;
 mod regs;
+pub mod secondary;
 pub mod semihosting;
 pub mod testing;
 mod trap;
 
-pub use boot::{boot_cycles, park_spin_table_cpu};
+pub use boot::{SpinTableRelease, boot_cycles, release_spin_table_cpu};
 pub use regs::{Registers, backtrace};
 pub use trap::{Fault, set_fault_handler, set_interrupt_handler, set_interrupt_source};
 
@@ -39,9 +40,26 @@ pub fn init_boot_cpu() {
     trap::install_vectors();
 }
 
-/// The current CPU. One CPU until the SMP issue brings up the others (through PSCI).
+/// The most CPUs the per-CPU tables of this module hold (the scheduler's limit).
+pub const MAX_CPUS: usize = 64;
+
+/// The affinity fields of `MPIDR_EL1` (Aff3 in 39:32, Aff2..Aff0 in 23:0): a CPU's identity,
+/// as the devicetree's `reg` and PSCI give it.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// The current CPU: its index, which the entry code put in `TPIDR_EL1` (0 on the boot CPU,
+/// the board's index on a secondary, see [`secondary`]).
+///
+/// Not `pure`: a thread that is switched out may resume on another CPU, so two reads around a
+/// call must not be merged.
+#[inline]
 pub fn cpu_id() -> CpuId {
-    CpuId(0)
+    let v: u64;
+    // SAFETY: reads TPIDR_EL1, which only the entry code writes.
+    unsafe {
+        core::arch::asm!("mrs {}, tpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags))
+    };
+    CpuId(v as u32)
 }
 
 /// The virtual counter `CNTVCT_EL0` (Arm ARM D12.1 "The Generic Timer"): constant rate

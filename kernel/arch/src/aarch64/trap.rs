@@ -20,6 +20,10 @@
 //!   fatal. Those on `SP_EL1` (a fault inside a fault report) first move to a second,
 //!   "nested" stack, so a damaged exception stack cannot recurse forever.
 //!
+//! Per CPU: `SP_EL1` (each CPU's own exception stack, set by its entry code), the nested stack
+//! (`rhea_aarch64_nested_tops[cpu]`, indexed by `TPIDR_EL1`), and the scratch registers the
+//! nested entry uses (`TPIDR_EL0`, `TPIDRRO_EL0`). Nothing else in this file is per CPU.
+//!
 //! Why all vector registers in the interrupt frame, not only the caller-saved ones: AAPCS64
 //! preserves only the low 64 bits of v8–v15 across calls, and the handler's compiled code may
 //! use the rest before it switches threads.
@@ -110,15 +114,21 @@ core::arch::global_asm!(
     b rhea_aarch64_trap_common
     .endm
 
-    /* An exception that cannot trust SP_EL1 (taken on it, or from a lower EL): move to the
-     * nested stack first, keeping the old SP_EL1 in TPIDR_EL0 for the report. */
+    /* An exception that cannot trust SP_EL1 (taken on it, or from a lower EL): move to this
+     * CPU's nested stack first (rhea_aarch64_nested_tops[TPIDR_EL1]), keeping the old SP_EL1
+     * in TPIDR_EL0 for the report. Only x0 and SP are free until the frame exists, so SP
+     * holds the table's address while x0 holds the index. */
     .macro RHEA_VEC_NESTED kind
     .balign 0x80
     msr tpidrro_el0, x0
     mov x0, sp
     msr tpidr_el0, x0
-    adrp x0, rhea_aarch64_nested_stack_top
-    add x0, x0, :lo12:rhea_aarch64_nested_stack_top
+    adrp x0, rhea_aarch64_nested_tops
+    add x0, x0, :lo12:rhea_aarch64_nested_tops
+    mov sp, x0
+    mrs x0, tpidr_el1
+    add x0, sp, x0, lsl #3
+    ldr x0, [x0]
     mov sp, x0
     mrs x0, tpidrro_el0
     sub sp, sp, #{frame}
