@@ -14,6 +14,9 @@
 //! by name) or, for a spin-table CPU, the block alone; and waits up to [`START_TIMEOUT_MS`] for
 //! the CPU to report in from [`secondary_main`] after bringing up its side of the GIC. A CPU
 //! that does not is reported and left out; the boot continues.
+//!
+//! Fault injection for tests: `rhea.smp.nostart=N` never starts CPU `N` (no `CPU_ON`; a
+//! spin-table CPU is parked instead of released), so the timeout path runs as for a dead CPU.
 #![allow(
     unsafe_code,
     reason = "PSCI calls, spin-table releases and the entry through a stored pointer; each use has a SAFETY note"
@@ -48,6 +51,8 @@ static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Which spin-table CPUs were released into the secondary entry.
 static RELEASED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// The CPU `rhea.smp.nostart=N` names (`usize::MAX`: none).
+static NO_START: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// The runtime's entry for secondaries (`extern "C" fn(usize) -> !`), set by [`start`].
 static ENTRY: AtomicUsize = AtomicUsize::new(0);
 
@@ -116,6 +121,20 @@ pub(crate) fn plan(board: &ArmBoard, platform: &ArmPlatform<'_>) {
         _ => {}
     }
     CPU_COUNT.store(n, Ordering::Relaxed);
+    let no_start = platform
+        .bootargs
+        .split_ascii_whitespace()
+        .filter_map(|a| a.strip_prefix("rhea.smp.nostart="))
+        .next_back()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&c| c >= 1);
+    if let Some(c) = no_start {
+        let _ = writeln!(
+            w,
+            "rhea: smp: rhea.smp.nostart={c}: cpu{c} will not be started (fault injection)"
+        );
+        NO_START.store(c, Ordering::Relaxed);
+    }
     for (cpu, c) in cpus.numbered(me).enumerate().skip(1) {
         let EnableMethod::SpinTable { release_addr } = c.enable else {
             continue;
@@ -128,7 +147,7 @@ pub(crate) fn plan(board: &ArmBoard, platform: &ArmPlatform<'_>) {
             );
             continue;
         }
-        let to = if cpu < n {
+        let to = if cpu < n && no_start != Some(cpu) {
             SpinTableRelease::Start
         } else {
             SpinTableRelease::Park
@@ -138,6 +157,7 @@ pub(crate) fn plan(board: &ArmBoard, platform: &ArmPlatform<'_>) {
         // `/memreserve/` keeps it out of the frame allocator).
         unsafe { release_spin_table_cpu(release_addr, to) };
         if cpu < n {
+            // Also for a parked `nostart` CPU: its start is attempted, and times out.
             RELEASED[cpu].store(true, Ordering::Relaxed);
         }
     }
@@ -210,7 +230,7 @@ pub(crate) fn start(
         // stacks are fresh, guarded and mapped; `cpu` < MAX_CPUS and not running; the kernel's
         // tables are active (the runtime starts CPUs after memory bring-up).
         let entry_point = unsafe { prepare_secondary(&start) };
-        if c.enable == EnableMethod::Psci {
+        if c.enable == EnableMethod::Psci && NO_START.load(Ordering::Relaxed) != cpu {
             // SAFETY: CPU_ON starts the CPU with this affinity at the secondary entry, which
             // needs nothing but the block just written; the conduit is the devicetree's.
             let ret = unsafe {
