@@ -41,6 +41,8 @@ pub struct DeviceInfo {
 pub enum DeviceId {
     /// A PCI function.
     Pci {
+        /// Where it is (segment 0).
+        address: crate::pci::Address,
         /// Vendor ID.
         vendor: u16,
         /// Device ID.
@@ -52,6 +54,12 @@ pub enum DeviceId {
     VirtioMmio {
         /// The virtio device type.
         device_id: u32,
+        /// Physical address of its register window.
+        base: u64,
+        /// Bytes of the window (registers and device configuration).
+        size: u64,
+        /// The interrupt-controller line it raises.
+        irq: u32,
     },
     /// A host-provided device (LinuxU).
     Host,
@@ -108,6 +116,12 @@ pub trait Bus {
     fn name(&self) -> &'static str;
     /// Every device on the bus.
     fn devices(&mut self) -> Vec<DeviceInfo>;
+    /// Every device on the bus, for buses that must map registers to find them (ECAM windows,
+    /// virtio-mmio headers); [`bind_all`] calls this. By default [`devices`](Self::devices).
+    fn enumerate(&mut self, ctx: &dyn BindContext) -> Vec<DeviceInfo> {
+        let _ = ctx;
+        self.devices()
+    }
 }
 
 /// What happened to one device during [`bind_all`].
@@ -143,7 +157,7 @@ pub fn bind_all(
     let mut bound = Vec::new();
     let mut log = Vec::new();
     for bus in buses.iter_mut() {
-        for dev in bus.devices() {
+        for dev in bus.enumerate(ctx) {
             let mut outcome = Outcome::Unclaimed(dev.clone());
             for drv in drivers.iter().filter(|d| d.matches(&dev)) {
                 match drv.bind(&dev, ctx) {
@@ -213,7 +227,7 @@ mod tests {
             "virtio-net"
         }
         fn matches(&self, dev: &DeviceInfo) -> bool {
-            dev.id == DeviceId::VirtioMmio { device_id: 1 }
+            matches!(dev.id, DeviceId::VirtioMmio { device_id: 1, .. })
         }
         fn bind(&self, dev: &DeviceInfo, _: &dyn BindContext) -> Result<Bound, String> {
             if dev.location.ends_with('1') {
@@ -236,7 +250,12 @@ mod tests {
     fn dev(location: &str, device_id: u32) -> DeviceInfo {
         DeviceInfo {
             location: location.to_string(),
-            id: DeviceId::VirtioMmio { device_id },
+            id: DeviceId::VirtioMmio {
+                device_id,
+                base: 0xfeb0_0000,
+                size: 512,
+                irq: 5,
+            },
         }
     }
 

@@ -7,13 +7,22 @@
 //!
 //! Now: [`uart16550`], the console of PC-class boards, and [`pl011`], the console of Arm
 //! boards; [`bus`], the device model (buses enumerate, drivers match and bind); [`net`], the
-//! contract of network devices.
+//! contract of network devices; [`pci`], PCI enumeration, BARs, capabilities, MSI-X and INTx
+//! over a configuration-access trait; [`virtio`], virtio-net over PCI and virtio-mmio through
+//! the `virtio-drivers` crate.
+//!
+//! Unsafe code: denied everywhere except in [`virtio::hw`], the one module that must touch
+//! memory the compiler cannot check (DMA buffers shared with devices, volatile register
+//! windows, the `virtio-drivers` transports' and queues' unsafe constructors and calls); each
+//! use there carries its `SAFETY` argument.
 #![cfg_attr(not(test), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
 pub mod bus;
 pub mod net;
+pub mod pci;
 pub mod pl011;
 pub mod uart16550;
+pub mod virtio;

@@ -5,6 +5,9 @@
 //! - [`madt`]: the x86 ACPI MADT read through the `acpi` crate — the CPUs (local APIC and
 //!   x2APIC entries), the I/O APICs and the ISA interrupt overrides — with the entry walk
 //!   validated first (the crate's iterator trusts entry lengths);
+//! - [`mcfg`]: the ACPI MCFG (PCI Express ECAM windows), read next to the MADT in early boot,
+//!   its entries validated by our own parser (the crate's entry count underflows on a short
+//!   table);
 //! - [`cpus`]: [`CpuTable`], the logical CPU numbering (boot CPU first) over hardware IDs,
 //!   limited to what the kernel supports, saying what it left out;
 //! - [`calls`]: [`CallBoard`], cross-CPU function calls as per-(target, sender) mailboxes that
@@ -20,6 +23,7 @@ extern crate std;
 pub mod calls;
 pub mod cpus;
 pub mod madt;
+pub mod mcfg;
 
 pub use calls::{CallBoard, CallError};
 pub use cpus::{CpuTable, MAX_CPUS};

@@ -41,7 +41,7 @@ pub struct Window {
 
 /// The `acpi` crate's mapping hook over an identity-mapped [`Window`].
 #[derive(Clone, Copy, Debug)]
-struct Identity(Window);
+pub(crate) struct Identity(pub(crate) Window);
 
 impl AcpiHandler for Identity {
     unsafe fn map_physical_region<T>(

@@ -15,6 +15,8 @@
 //! boards = ["qemu-x86_64"]           # optional: boot only on these boards (default: all)
 //! smp = [2, 4]                       # optional: boot once per CPU count (QEMU -smp N, LinuxU
 //!                                    # rhea.cpus=N) instead of once with --smp (default 1)
+//! net = "user"                       # optional: a virtio-net NIC on QEMU user networking
+//!                                    # (q35: virtio-net-pci, microvm: virtio-net-device)
 //!
 //! [package.metadata.rhea.arch.aarch64]
 //! console = ["data abort"]           # optional: replaces `console` on this architecture
@@ -51,6 +53,36 @@ pub(crate) enum Expect {
     Failure,
 }
 
+/// The network a QEMU boot of the app gets (`net`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Net {
+    /// No NIC (the default).
+    None,
+    /// A virtio-net NIC on QEMU's user networking (slirp: gateway 10.0.2.2, guest 10.0.2.15).
+    User,
+}
+
+/// The `net` key of the app whose image is `image` (`target/images/<board>/<app>.<ext>`, as
+/// `image.rs` names them): QEMU's command line names its app only through the image. An image
+/// that is not an app's (or an unreadable manifest) has no network.
+pub(crate) fn net_of_image(image: &Path) -> Net {
+    let Some(name) = image
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+    else {
+        return Net::None;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    APP_DIRS
+        .iter()
+        .map(|d| root.join(d).join(name).join("Cargo.toml"))
+        .find(|p| p.is_file())
+        .and_then(|p| fs::read_to_string(p).ok())
+        .and_then(|text| parse_manifest(&text).ok())
+        .map_or(Net::None, |m| m.net)
+}
+
 /// One bootable app (or test app).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct App {
@@ -81,6 +113,8 @@ pub(crate) struct App {
     /// Console fragments replacing `console` on one architecture (`[....rhea.arch.<arch>]`),
     /// for reports whose wording is the architecture's (exception names, register names).
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
+    /// The network QEMU boots of it get (`net`).
+    pub(crate) net: Net,
 }
 
 impl App {
@@ -113,6 +147,7 @@ pub(crate) struct Manifest {
     pub(crate) boards: Vec<String>,
     pub(crate) smp: Vec<u32>,
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
+    pub(crate) net: Net,
 }
 
 /// A short rendering of a TOML value for error messages.
@@ -153,6 +188,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         boards: Vec::new(),
         smp: Vec::new(),
         arch_console: Vec::new(),
+        net: Net::None,
     };
     let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
         return Ok(manifest);
@@ -275,6 +311,18 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(bad)?;
             }
+            "net" => {
+                manifest.net = match value.as_str() {
+                    Some("user") => Net::User,
+                    Some("none") => Net::None,
+                    _ => {
+                        return Err(format!(
+                            "metadata.rhea.net must be \"user\" or \"none\", got {}",
+                            show(value)
+                        ));
+                    }
+                }
+            }
             "arch" => {
                 let archs = value
                     .as_table()
@@ -301,7 +349,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, arch)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, net, arch)"
                 ));
             }
         }
@@ -351,6 +399,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 boards: manifest.boards,
                 smp: manifest.smp,
                 arch_console: manifest.arch_console,
+                net: manifest.net,
             });
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -389,6 +438,29 @@ pub(crate) fn find<'a>(apps: &'a [App], name: &str) -> Result<&'a App> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_key() {
+        let base = "[package]\nname = \"t\"\n[package.metadata.rhea]\n";
+        assert_eq!(parse_manifest(base).unwrap().net, Net::None);
+        let m = parse_manifest(&format!("{base}net = \"user\"\n")).unwrap();
+        assert_eq!(m.net, Net::User);
+        let m = parse_manifest(&format!("{base}net = \"none\"\n")).unwrap();
+        assert_eq!(m.net, Net::None);
+        for bad in ["\"tap\"", "true", "[\"user\"]"] {
+            let e = parse_manifest(&format!("{base}net = {bad}\n")).unwrap_err();
+            assert!(e.contains("metadata.rhea.net must be"), "{e}");
+        }
+    }
+
+    #[test]
+    fn net_of_images() {
+        let img = Path::new("/w/target/images/qemu-x86_64/net-virtio-smoke.elf");
+        assert_eq!(net_of_image(img), Net::User);
+        let img = Path::new("/w/target/images/qemu-x86_64/hello.stripped.elf");
+        assert_eq!(net_of_image(img), Net::None);
+        assert_eq!(net_of_image(Path::new("/img/no-such-app.elf")), Net::None);
+    }
 
     #[test]
     fn plain_app_expects_success() {
@@ -552,6 +624,7 @@ mod tests {
             boards: m.boards,
             smp: m.smp,
             arch_console: m.arch_console,
+            net: m.net,
         };
         assert!(app.runs_on("linuxu") && !app.runs_on("rpi4"));
         assert_eq!(app.console_for("aarch64"), ["data abort", "far"]);

@@ -396,6 +396,10 @@ fn build_args(
     } else {
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
     }
+    if linux.is_none() {
+        let net = crate::apps::net_of_image(spec.kernel);
+        push(&nic_args(spec.board.name, spec.machine, net)?);
+    }
     match linux {
         Some(_) if !spec.append.is_empty() => {
             return fail(format!(
@@ -413,6 +417,28 @@ fn build_args(
         None => {}
     }
     Ok(a)
+}
+
+/// The NIC of an app's `net` key: a virtio-net device on user networking (`-netdev user`),
+/// over PCI on q35 and over virtio-mmio on microvm (QEMU then names it on the kernel command
+/// line, `virtio_mmio.device=`). Other boards have no virtio-net driver yet.
+pub(crate) fn nic_args(
+    board: &str,
+    machine: &str,
+    net: crate::apps::Net,
+) -> Result<Vec<&'static str>> {
+    use crate::apps::Net;
+    let device = match (net, board, machine) {
+        (Net::None, _, _) => return Ok(Vec::new()),
+        (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
+        (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
+        (Net::User, board, machine) => {
+            return fail(format!(
+                "net = \"user\" has no NIC for board {board} machine {machine} (virtio-net: qemu-x86_64 q35 and microvm)"
+            ));
+        }
+    };
+    Ok(vec!["-netdev", "user,id=n0", "-device", device])
 }
 
 /// How a QEMU process ended.
@@ -1008,6 +1034,62 @@ mod tests {
             serial,
             append: "",
         }
+    }
+
+    #[test]
+    fn nic_lines() {
+        use crate::apps::Net;
+        assert!(
+            nic_args("qemu-x86_64", "q35", Net::None)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            nic_args("qemu-x86_64", "q35", Net::User).unwrap().join(" "),
+            "-netdev user,id=n0 -device virtio-net-pci,netdev=n0"
+        );
+        assert_eq!(
+            nic_args("qemu-x86_64", "microvm", Net::User)
+                .unwrap()
+                .join(" "),
+            "-netdev user,id=n0 -device virtio-net-device,netdev=n0"
+        );
+        assert!(nic_args("qemu-aarch64", "virt-gicv3", Net::User).is_err());
+        // A run of the app with `net = "user"` gets them, after the debug-exit device.
+        let q35 = spec("q35", Accel::Tcg, 1, Serial::Captured);
+        let kernel = PathBuf::from("/img/net-virtio-smoke.elf");
+        let with_net = Spec {
+            kernel: &kernel,
+            ..q35.clone()
+        };
+        let line = args(&with_net, None).unwrap().join(" ");
+        assert!(
+            line.contains(
+                "-device isa-debug-exit,iobase=0xf4,iosize=4 -netdev user,id=n0 -device virtio-net-pci,netdev=n0"
+            ),
+            "{line}"
+        );
+        let micro = Spec {
+            kernel: &kernel,
+            ..spec("microvm", Accel::Tcg, 1, Serial::Captured)
+        };
+        let line = args(&micro, None).unwrap().join(" ");
+        assert!(
+            line.contains("-device virtio-net-device,netdev=n0"),
+            "{line}"
+        );
+        // Other apps do not; nor does a Linux guest of the same spec.
+        assert!(!args(&q35, None).unwrap().join(" ").contains("netdev"));
+        let linux = LinuxBoot {
+            initrd: Path::new("/img/initrd"),
+            append: "console=ttyS0",
+        };
+        assert!(
+            !linux_args(&with_net, None, &linux)
+                .unwrap()
+                .join(" ")
+                .contains("netdev")
+        );
     }
 
     #[test]

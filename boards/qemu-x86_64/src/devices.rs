@@ -1,16 +1,74 @@
 //! This machine's devices for the device model (`rhea_drivers::bus`) and its message-signalled
 //! interrupts (x86 MSI format, SDM Vol. 3A §11.11).
 
+use crate::machine::ConsoleWriter;
 use alloc::boxed::Box;
+use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt::Write;
 use rhea_drivers::bus::{Bus, Driver};
+use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
+use rhea_drivers::virtio::mmio::{VirtioMmioBus, parse_cmdline};
+use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
+use spin::Once;
 
 /// The buses to enumerate and the drivers to offer their devices to.
 pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
 
-/// No bus is enumerated yet.
+/// The kernel command line, kept by [`early`] for [`devices`].
+static CMDLINE: Once<&'static str> = Once::new();
+
+/// Early boot (boot identity map active): reads the ACPI MCFG for PCI and keeps the command
+/// line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`).
+pub(crate) fn early(rsdp: Option<u64>, cmdline: &'static str) {
+    CMDLINE.call_once(|| cmdline);
+    crate::pci::discover(rsdp);
+}
+
+static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
+
+/// Addresses for memory BARs firmware left unassigned (qboot assigns none): the top of q35's
+/// 32-bit PCI hole, which runs from the end of the ECAM window (0xc000_0000) to the I/O APIC
+/// (0xfec0_0000); SeaBIOS fills it from the top, so the bottom 256 MiB is used here. (The
+/// window would come from the host bridge's ACPI _CRS, which needs AML.)
+static BAR_SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
+
+/// PCI (q35: ECAM or ports; microvm has no PCI host bridge, so it finds nothing there) and the
+/// virtio-mmio devices the command line names (microvm), with the virtio-net drivers for both.
+/// `rhea.pci.msix=off` makes virtio-net-pci use INTx even where MSI-X is offered.
 pub fn devices() -> Devices {
-    (Vec::new(), Vec::new())
+    let cmdline = CMDLINE.get().copied().unwrap_or("");
+    let config: Arc<dyn ConfigAccess> = Arc::new(crate::pci::BoardConfig::new());
+    let mut buses: Vec<Box<dyn Bus>> = Vec::new();
+    buses.push(Box::new(PciBus::new(Arc::clone(&config), log)));
+    let (mmio, errors) = parse_cmdline(cmdline);
+    for e in errors {
+        log(&format!("{e}; entry skipped"));
+    }
+    if !mmio.is_empty() {
+        buses.push(Box::new(VirtioMmioBus::new(mmio, log)));
+    }
+    let allow_msix = !cmdline
+        .split_ascii_whitespace()
+        .any(|a| a == "rhea.pci.msix=off");
+    // Built once at boot and kept for the kernel's lifetime, like a static.
+    let pci: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(
+        config, &BAR_SPACE, allow_msix, intx_gsi,
+    )));
+    (buses, alloc::vec![pci as &dyn Driver, &VIRTIO_NET_MMIO])
+}
+
+/// Bus and parser messages, one console line each.
+fn log(msg: &str) {
+    let _ = writeln!(ConsoleWriter, "rhea: device: {msg}");
+}
+
+/// A PCI interrupt-line value (an ISA IRQ, as firmware routed the pin through the chipset's
+/// PIRQ links) as the GSI it arrives on: the MADT's interrupt source overrides (QEMU declares
+/// IRQs 5, 9, 10, 11 level-triggered, identity-mapped). q35's _PRT (GSIs 16-23) would need AML.
+fn intx_gsi(line: u8) -> Option<u32> {
+    Some(crate::interrupts::isa_line(line).0)
 }
 
 /// An MSI raising `vector` on the boot CPU: address `0xFEE0_0000` with the destination APIC ID

@@ -31,6 +31,8 @@ pub mod interrupts;
 #[cfg(target_os = "none")]
 mod machine;
 #[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]
 pub use machine::*;

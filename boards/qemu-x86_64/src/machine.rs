@@ -373,6 +373,8 @@ pub fn early_init(start_info: usize) -> BootInfo {
         cmdline,
         trampoline_page(&info.memory_map, start_info as u64),
     );
+    // PCI's ECAM window (ACPI MCFG), read while the firmware's tables are still mapped.
+    crate::devices::early(info.rsdp, cmdline);
     BootInfo {
         memory_map: info.memory_map,
         cmdline,

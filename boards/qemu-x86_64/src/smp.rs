@@ -251,7 +251,7 @@ fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
         .filter_map(|arg| arg.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .next_back()
 }
 
 /// `rhea.cpus=N` on the command line caps the CPUs used (`N` from 1 to [`MAX_CPUS`]).

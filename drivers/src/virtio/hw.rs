@@ -1,0 +1,417 @@
+//! The crate's only unsafe code: what the virtio drivers share with devices and registers.
+//!
+//! - [`RheaHal`], `virtio-drivers`' [`Hal`]: DMA memory is page-aligned, zeroed heap
+//!   allocations. Rhea's RAM (the heap with it) is identity-mapped, so a buffer's physical
+//!   address is its address; thread stacks are not (they live in the upper half), so a buffer
+//!   there is refused with a panic rather than handed to a device. There is no IOMMU: sharing
+//!   is the address, unsharing nothing.
+//! - [`MmioWindow`]: a bounds-checked, volatile window on device registers mapped through
+//!   [`BindContext::map_mmio`] (identity, uncached). BAR regions the PCI transport asks for
+//!   ([`Hal::mmio_phys_to_virt`]) are translated the same way: the driver maps every memory BAR
+//!   of the function before it creates the transport.
+//! - [`pci_transport`] and [`mmio_transport`]: the transports' constructors.
+//! - [`NetQueues`]: owns the receive and transmit buffers while the device has them, so the
+//!   virtqueue calls' contract (a buffer stays untouched until the device returns it, and is
+//!   handed back as the same slice) holds by construction.
+
+#![allow(unsafe_code)]
+
+use crate::bus::BindContext;
+use crate::net::{MAX_FRAME, NetError};
+use crate::pci::{Address, ConfigAccess, Mmio32};
+use alloc::alloc::{Layout, alloc_zeroed, dealloc};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
+
+/// Addresses at or above this are not identity-mapped (thread stacks, the upper half).
+const IDENTITY_LIMIT: usize = 1 << 47;
+
+/// DMA and address translation for `virtio-drivers` on Rhea (identity-mapped RAM).
+#[derive(Debug)]
+pub struct RheaHal;
+
+fn dma_layout(pages: usize) -> Option<Layout> {
+    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned memory no one else references (a fresh heap
+// allocation), whose physical address is its address (RAM is identity-mapped);
+// `mmio_phys_to_virt` returns the identity address, which the driver mapped uncached through
+// `BindContext::map_mmio` before creating the transport (see `map_memory_bars`).
+unsafe impl Hal for RheaHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let Some(layout) = dma_layout(pages).filter(|l| l.size() > 0) else {
+            return (0, NonNull::dangling());
+        };
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        match NonNull::new(ptr) {
+            Some(p) if (p.as_ptr() as usize) < IDENTITY_LIMIT => (p.as_ptr() as PhysAddr, p),
+            Some(p) => {
+                // SAFETY: just allocated with this layout.
+                unsafe { dealloc(p.as_ptr(), layout) };
+                (0, NonNull::dangling())
+            }
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        let Some(layout) = dma_layout(pages) else {
+            return -1;
+        };
+        // SAFETY: the caller passes what `dma_alloc` returned for `pages` pages, so the pointer
+        // came from `alloc_zeroed` with this layout and is freed once.
+        unsafe { dealloc(vaddr.as_ptr(), layout) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as usize as *mut u8).expect("virtio: a BAR region at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        let addr = buffer.as_ptr().cast::<u8>() as usize;
+        assert!(
+            addr < IDENTITY_LIMIT,
+            "virtio: buffer at {addr:#x} is not identity-mapped (a thread stack?); DMA buffers come from the heap"
+        );
+        addr as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+/// Device registers at `[base, base + len)`, mapped uncached at the same address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioWindow {
+    base: usize,
+    len: usize,
+}
+
+impl MmioWindow {
+    /// Maps `[phys, phys + len)` through `ctx`. The mapping must be the identity (as Rhea's
+    /// kernel maps registers); the range must be 4-aligned and below the upper half.
+    pub fn map(ctx: &dyn BindContext, phys: u64, len: u64) -> Result<MmioWindow, String> {
+        let end = phys
+            .checked_add(len)
+            .filter(|&e| e <= IDENTITY_LIMIT as u64);
+        if phys == 0 || len == 0 || !phys.is_multiple_of(4) || end.is_none() {
+            return Err(format!(
+                "register window {phys:#x}+{len:#x} is empty, misaligned or out of range"
+            ));
+        }
+        match ctx.map_mmio(phys, len) {
+            Some(v) if v == phys => Ok(MmioWindow {
+                base: phys as usize,
+                len: len as usize,
+            }),
+            Some(v) => Err(format!(
+                "registers at {phys:#x} were mapped at {v:#x}, not 1:1 as DMA and the transports need"
+            )),
+            None => Err(format!("cannot map registers at {phys:#x}+{len:#x}")),
+        }
+    }
+
+    /// The physical (= virtual) base.
+    pub fn base(&self) -> u64 {
+        self.base as u64
+    }
+
+    /// Bytes in the window.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the window is empty (never, once mapped).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn at<T>(&self, offset: usize) -> *mut T {
+        let size = size_of::<T>();
+        assert!(
+            offset.is_multiple_of(size) && offset.checked_add(size).is_some_and(|e| e <= self.len),
+            "register offset {offset:#x} outside the {:#x}-byte window",
+            self.len
+        );
+        (self.base + offset) as *mut T
+    }
+
+    /// Reads the 16-bit register at `offset`.
+    pub fn read16(&self, offset: usize) -> u16 {
+        // SAFETY: `at` checked the register lies inside the window, which `map` mapped
+        // uncached; device registers are not Rust memory, so no reference aliases them.
+        unsafe { self.at::<u16>(offset).read_volatile() }
+    }
+
+    /// Writes the 16-bit register at `offset`.
+    pub fn write16(&self, offset: usize, value: u16) {
+        // SAFETY: as in `read16`.
+        unsafe { self.at::<u16>(offset).write_volatile(value) }
+    }
+}
+
+impl Mmio32 for MmioWindow {
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: as in `read16`.
+        unsafe { self.at::<u32>(offset).read_volatile() }
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read16`.
+        unsafe { self.at::<u32>(offset).write_volatile(value) }
+    }
+}
+
+/// `virtio-drivers`' configuration access over ours.
+struct Cam(Arc<dyn ConfigAccess>);
+
+fn address(df: DeviceFunction) -> Address {
+    Address {
+        bus: df.bus,
+        device: df.device,
+        function: df.function,
+    }
+}
+
+impl ConfigurationAccess for Cam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        self.0.read32(address(df), u16::from(offset))
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        self.0.write32(address(df), u16::from(offset), data);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        Cam(Arc::clone(&self.0))
+    }
+}
+
+/// The virtio PCI transport of the function at `at`. Its capability list must have been
+/// validated ([`crate::pci::capabilities`]: the crate's own walk does not detect loops) and its
+/// memory BARs mapped.
+pub fn pci_transport(access: Arc<dyn ConfigAccess>, at: Address) -> Result<PciTransport, String> {
+    let mut root = PciRoot::new(Cam(access));
+    let df = DeviceFunction {
+        bus: at.bus,
+        device: at.device,
+        function: at.function,
+    };
+    PciTransport::new::<RheaHal, _>(&mut root, df).map_err(|e| format!("virtio PCI transport: {e}"))
+}
+
+/// The virtio-mmio transport over `window` (the device's registers and configuration).
+pub fn mmio_transport(window: &MmioWindow) -> Result<MmioTransport<'static>, String> {
+    let header = NonNull::new(window.base as *mut VirtIOHeader).ok_or("window at address 0")?;
+    // SAFETY: the window is the device's register block mapped uncached (`MmioWindow::map`)
+    // and stays mapped for the kernel's lifetime; the transport is its only user from here on.
+    unsafe { MmioTransport::new(header, window.len) }
+        .map_err(|e| format!("virtio-mmio transport: {e}"))
+}
+
+// SAFETY: the MMIO transport is two pointers to device registers that stay mapped forever
+// (it is `Sync` already; only its pointer type is not `Send`); moving the queues to the driver
+// thread moves the transport's only user with them.
+unsafe impl Send for NetQueues<MmioTransport<'static>> {}
+
+// SAFETY: every part is `Send` (`PciTransport` and the virtqueues say so, the buffers are
+// boxes); spelled out because the impl above replaces the automatic one.
+unsafe impl Send for NetQueues<PciTransport> {}
+
+/// Descriptors per virtqueue (both queues). Devices offering fewer are refused.
+pub const QUEUE_SIZE: usize = 64;
+/// Bytes per receive and transmit buffer: the virtio-net header (10 or 12 bytes) and a
+/// full-sized frame fit; `virtio-drivers` wants at least 1526 for receive.
+const BUF_LEN: usize = 2048;
+/// Transmit buffers in flight at most.
+const TX_BUFFERS: usize = QUEUE_SIZE / 2;
+
+/// What one receive found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rx {
+    /// No frame waits.
+    Empty,
+    /// A frame of this length was copied out.
+    Frame(usize),
+    /// A frame was dropped: longer than [`MAX_FRAME`] or the caller's buffer, or malformed.
+    Dropped,
+}
+
+/// A virtio-net device's queues with the buffers they own.
+pub struct NetQueues<T: Transport> {
+    raw: VirtIONetRaw<RheaHal, T, QUEUE_SIZE>,
+    rx: Vec<Box<[u8]>>,
+    /// Receive buffer index by descriptor token.
+    rx_by_token: Vec<Option<usize>>,
+    tx: Vec<Box<[u8]>>,
+    /// Transmit buffer index and the length handed to the device, by descriptor token.
+    tx_by_token: Vec<Option<(usize, usize)>>,
+    tx_free: Vec<usize>,
+}
+
+impl<T: Transport> core::fmt::Debug for NetQueues<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetQueues")
+            .field("tx_free", &self.tx_free.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> NetQueues<T> {
+    /// Negotiates, sets up both queues (the device is live after this) and posts every
+    /// receive buffer.
+    pub fn new(transport: T) -> Result<Self, String> {
+        let raw = VirtIONetRaw::<RheaHal, T, QUEUE_SIZE>::new(transport)
+            .map_err(|e| format!("device set-up failed: {e}"))?;
+        let mut q = NetQueues {
+            raw,
+            rx: (0..QUEUE_SIZE)
+                .map(|_| vec![0u8; BUF_LEN].into_boxed_slice())
+                .collect(),
+            rx_by_token: vec![None; QUEUE_SIZE],
+            tx: (0..TX_BUFFERS)
+                .map(|_| vec![0u8; BUF_LEN].into_boxed_slice())
+                .collect(),
+            tx_by_token: vec![None; QUEUE_SIZE],
+            tx_free: (0..TX_BUFFERS).rev().collect(),
+        };
+        for i in 0..QUEUE_SIZE {
+            q.post_rx(i)
+                .map_err(|e| format!("posting receive buffers: {e}"))?;
+        }
+        Ok(q)
+    }
+
+    fn post_rx(&mut self, i: usize) -> Result<(), virtio_drivers::Error> {
+        // SAFETY: buffer `i` is owned by `self` and not touched again until the device returns
+        // its token (`receive`), which completes it with the same buffer.
+        let token = unsafe { self.raw.receive_begin(&mut self.rx[i])? };
+        let slot = self
+            .rx_by_token
+            .get_mut(usize::from(token))
+            .ok_or(virtio_drivers::Error::WrongToken)?;
+        *slot = Some(i);
+        Ok(())
+    }
+
+    /// The MAC address the device reported.
+    pub fn mac(&self) -> [u8; 6] {
+        self.raw.mac_address()
+    }
+
+    /// Copies the next received frame into `out`, giving its buffer back to the device.
+    pub fn receive(&mut self, out: &mut [u8]) -> Result<Rx, NetError> {
+        let Some(token) = self.raw.poll_receive() else {
+            return Ok(Rx::Empty);
+        };
+        let i = self
+            .rx_by_token
+            .get_mut(usize::from(token))
+            .and_then(Option::take)
+            .ok_or(NetError::Device("used receive descriptor we never posted"))?;
+        // SAFETY: `token` is the one `post_rx` recorded for buffer `i`, passed back unchanged.
+        let done = unsafe { self.raw.receive_complete(token, &mut self.rx[i]) };
+        let result = match done {
+            Ok((hdr, len)) if len <= MAX_FRAME && len <= out.len() && hdr + len <= BUF_LEN => {
+                out[..len].copy_from_slice(&self.rx[i][hdr..hdr + len]);
+                Rx::Frame(len)
+            }
+            Ok(_) | Err(virtio_drivers::Error::IoError) => Rx::Dropped,
+            Err(_) => return Err(NetError::Device("receive queue out of step")),
+        };
+        self.post_rx(i)
+            .map_err(|_| NetError::Device("cannot repost a receive buffer"))?;
+        Ok(result)
+    }
+
+    /// Takes back every buffer the device finished sending; returns how many.
+    pub fn reclaim_tx(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(token) = self.raw.poll_transmit() {
+            let Some((i, len)) = self
+                .tx_by_token
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+            else {
+                break;
+            };
+            // SAFETY: `token` is the one `transmit` recorded for buffer `i` with `len` bytes;
+            // the same slice goes back.
+            if unsafe { self.raw.transmit_complete(token, &self.tx[i][..len]) }.is_err() {
+                break;
+            }
+            self.tx_free.push(i);
+            n += 1;
+        }
+        n
+    }
+
+    /// Queues `frame`; [`NetError::Busy`] when every transmit buffer is in flight.
+    pub fn transmit(&mut self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.len() > MAX_FRAME {
+            return Err(NetError::TooLarge);
+        }
+        self.reclaim_tx();
+        let i = self.tx_free.pop().ok_or(NetError::Busy)?;
+        let hdr = match self.raw.fill_buffer_header(&mut self.tx[i]) {
+            Ok(h) => h,
+            Err(_) => {
+                self.tx_free.push(i);
+                return Err(NetError::Device("cannot write the virtio-net header"));
+            }
+        };
+        let len = hdr + frame.len();
+        self.tx[i][hdr..len].copy_from_slice(frame);
+        // SAFETY: buffer `i` is owned by `self` and left untouched until `reclaim_tx` completes
+        // its token with the same `len`-byte slice.
+        match unsafe { self.raw.transmit_begin(&self.tx[i][..len]) } {
+            Ok(token) => {
+                if let Some(slot) = self.tx_by_token.get_mut(usize::from(token)) {
+                    *slot = Some((i, len));
+                }
+                Ok(())
+            }
+            Err(virtio_drivers::Error::QueueFull) => {
+                self.tx_free.push(i);
+                Err(NetError::Busy)
+            }
+            Err(_) => {
+                self.tx_free.push(i);
+                Err(NetError::Device("transmit refused"))
+            }
+        }
+    }
+
+    /// Reads and clears the device's interrupt status (virtio ISR / MMIO interrupt status).
+    pub fn ack_interrupt(&mut self) -> bool {
+        !self.raw.ack_interrupt().is_empty()
+    }
+
+    /// Asks the device to interrupt again for used buffers.
+    pub fn enable_interrupts(&mut self) {
+        self.raw.enable_interrupts();
+    }
+
+    /// Asks the device not to interrupt for used buffers.
+    pub fn disable_interrupts(&mut self) {
+        self.raw.disable_interrupts();
+    }
+
+    /// Whether a received frame or a finished transmission waits.
+    pub fn pending(&mut self) -> bool {
+        self.raw.poll_receive().is_some() || self.raw.poll_transmit().is_some()
+    }
+}
