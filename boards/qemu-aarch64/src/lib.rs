@@ -10,7 +10,8 @@
 //!   devicetree is read) and the boot map's device range (everything below RAM, 0–1 GiB).
 //!
 //! Everything else — the devicetree, the GIC (v2 or v3, whichever `-M virt,gic-version=N`
-//! made), the generic timer, the console's interrupt, the exit path — is shared with the other
+//! made), the generic timer, the console's interrupt, the secondary CPUs (`-smp N`, started
+//! with PSCI `CPU_ON`), the exit path — is shared with the other
 //! Arm boards in `rhea-board-common-arm` and read from the devicetree QEMU generates.
 //!
 //! Exit: semihosting `SYS_EXIT_EXTENDED` with status 33 (success) or 35 (failure) — the same

@@ -17,6 +17,11 @@
 //! `CNTFRQ_EL0`) and UART0's interrupt (SPI 121), shared with the other Arm boards in
 //! `rhea-board-common-arm`.
 //!
+//! SMP: the other three cores wait in the firmware's spin table (`cpu-release-addr` in the
+//! devicetree); early init releases those the run uses into the secondary entry and parks the
+//! rest (`rhea.cpus=N`), see `rhea-board-common-arm`'s `smp.rs`. QEMU's `raspi4b` always has
+//! four, so `cargo xtask test` passes `rhea.cpus=N`.
+//!
 //! Exit: semihosting `SYS_EXIT_EXTENDED` (statuses 33/35) under QEMU with
 //! `-semihosting-config`. The Pi's devicetree has no PSCI node (its secondary CPUs use spin
 //! tables), so on hardware a finished run halts the CPU.
