@@ -688,14 +688,10 @@ impl Sched {
         if self.online.bits().count_ones() == 1 {
             return d;
         }
-        // Every queue, most important level first. A CPU already claimed (by an earlier IPI,
-        // by the caller's decision, or by this pass) takes one ready thread — the most
-        // important it may run — so each claimed CPU accounts for the first thread it would
-        // preempt for; only a thread no claimed CPU will take looks for an unclaimed CPU to
-        // claim. (Counting a thread queued on a claimed CPU as needing another CPU too sent a
-        // spurious IPI on every wake-up.) RT: O(occupied levels × CPUs + queued threads × CPUs).
+        // Every queue, most important level first: each ready thread that some CPU not yet
+        // claimed (by this pass, an earlier IPI, or `cpu` itself) should run instead of what it
+        // runs claims that CPU. RT: O(occupied levels × CPUs + queued threads × CPUs).
         let mut claimed = claimed;
-        let mut used = CpuSet::EMPTY;
         // Only the levels some online CPU has a queued thread at, most important first.
         let mut levels = self
             .online
@@ -711,31 +707,15 @@ impl Sched {
                 }
                 let mut c = rq.levels[level].front();
                 while let Some(t) = c.get() {
-                    let Some(tcb) = self.tcb(t.id()) else {
-                        c.move_next();
-                        continue;
-                    };
-                    let preempts = |cpu: usize| {
-                        tcb.eff
-                            .is_more_important_than(self.eff_of(self.current(cpu)))
-                    };
-                    let free_claimed = CpuSet::from_bits(
-                        claimed.bits() & !used.bits() & tcb.affinity.bits() & self.online.bits(),
-                    );
-                    let taker = if free_claimed.contains(x) && preempts(x) {
-                        Some(x)
-                    } else {
-                        free_claimed.iter().find(|&cpu| preempts(cpu))
-                    };
-                    if let Some(cpu) = taker {
-                        used = CpuSet::from_bits(used.bits() | 1 << cpu);
-                    } else if let Some(target) =
-                        self.least_important_cpu_except(tcb.affinity, x, claimed)
-                        && preempts(target)
+                    if let Some(tcb) = self.tcb(t.id())
+                        && let Some(target) =
+                            self.least_important_cpu_except(tcb.affinity, x, claimed)
+                        && tcb
+                            .eff
+                            .is_more_important_than(self.eff_of(self.current(target)))
                     {
                         d = d.merge(Decision::cpu(target));
                         claimed = CpuSet::from_bits(claimed.bits() | 1 << target);
-                        used = CpuSet::from_bits(used.bits() | 1 << target);
                     }
                     c.move_next();
                 }

@@ -742,37 +742,6 @@ fn a_woken_thread_goes_to_the_cpu_running_the_least_important_thread() {
 }
 
 #[test]
-fn a_timer_wake_up_on_an_idle_machine_interrupts_one_cpu_only() {
-    // Regression: the wake-up's own CPU was claimed for the woken thread and the push check
-    // then also claimed the other idle CPU for the same thread — a spurious IPI on every
-    // periodic wake-up (on LinuxU the sender's host thread was often preempted by the target
-    // for milliseconds).
-    let mut sim = SimN::new(2);
-    let t = sim.spawn(40, CpuSet::ALL);
-    let cpu = (0..2)
-        .find(|&c| sim.cur(c) == t)
-        .expect("running somewhere");
-    let d = sim
-        .s
-        .sleep_until(cpu, Instant::from_nanos(1000), Instant::ZERO)
-        .unwrap();
-    sim.apply(d);
-    assert_ne!(sim.cur(cpu), t);
-    let d = sim.s.expire(cpu, Instant::from_nanos(1000));
-    assert_eq!(
-        d.resched,
-        CpuSet::single(cpu),
-        "only the CPU whose timer fired"
-    );
-    sim.apply(d);
-    assert_eq!(sim.cur(cpu), t);
-    // A second thread woken at the same time as a more important one does claim the other.
-    let u = sim.spawn(30, CpuSet::ALL);
-    let other = 1 - cpu;
-    assert_eq!(sim.cur(other), u);
-}
-
-#[test]
 fn a_cpu_that_frees_up_pulls_the_best_ready_thread() {
     let mut sim = SimN::new(2);
     let a = sim.spawn(10, CpuSet::ALL);
