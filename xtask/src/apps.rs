@@ -36,7 +36,7 @@ use crate::qemu::StdinFeed;
 use crate::{Context, Result, fail, usage};
 
 /// The app used when `--app` is not given.
-pub(crate) const DEFAULT_APP: &str = "hello";
+pub(crate) const DEFAULT_APP: &str = "appliance";
 
 /// The boot timeout when `timeout-secs` is not given.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -21,6 +21,7 @@ mod host_baseline;
 mod image;
 mod lint;
 mod linux_guest;
+mod net_test;
 mod qemu;
 mod setup;
 mod symtab;
@@ -634,7 +635,7 @@ mod tests {
         assert_eq!(cmd, Cmd::Run);
         assert_eq!(opts, Options::default());
         assert_eq!(opts.board_name(), "qemu-x86_64");
-        assert_eq!(opts.app_name(), "hello");
+        assert_eq!(opts.app_name(), "appliance");
         assert_eq!(opts.mem, "128M");
         assert_eq!(opts.smp, 1);
         assert_eq!(opts.accel, AccelChoice::Auto);

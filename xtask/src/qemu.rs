@@ -398,7 +398,9 @@ fn build_args(
     }
     if linux.is_none() {
         let net = crate::apps::net_of_image(spec.kernel);
-        push(&nic_args(spec.board.name, spec.machine, net)?);
+        // An interactive run forwards the appliance's ports to the host's loopback.
+        let forward = spec.serial == Serial::Interactive;
+        push(&nic_args(spec.board.name, spec.machine, net, forward)?);
     }
     match linux {
         Some(_) if !spec.append.is_empty() => {
@@ -421,24 +423,28 @@ fn build_args(
 
 /// The NIC of an app's `net` key: a virtio-net device on user networking (`-netdev user`),
 /// over PCI on q35 and over virtio-mmio on microvm (QEMU then names it on the kernel command
-/// line, `virtio_mmio.device=`). Other boards have no virtio-net driver yet.
+/// line, `virtio_mmio.device=`). With `forward`, the host's 127.0.0.1:8080 reaches the guest's
+/// 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the appliance's status page and echo.
+/// Boards without a virtio-net driver yet get no NIC (the app runs without a network).
 pub(crate) fn nic_args(
     board: &str,
     machine: &str,
     net: crate::apps::Net,
+    forward: bool,
 ) -> Result<Vec<&'static str>> {
     use crate::apps::Net;
     let device = match (net, board, machine) {
         (Net::None, _, _) => return Ok(Vec::new()),
         (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
         (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
-        (Net::User, board, machine) => {
-            return fail(format!(
-                "net = \"user\" has no NIC for board {board} machine {machine} (virtio-net: qemu-x86_64 q35 and microvm)"
-            ));
-        }
+        (Net::User, _, _) => return Ok(Vec::new()),
     };
-    Ok(vec!["-netdev", "user,id=n0", "-device", device])
+    let netdev = if forward {
+        "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,hostfwd=tcp:127.0.0.1:7007-:7,hostfwd=udp:127.0.0.1:7007-:7"
+    } else {
+        "user,id=n0"
+    };
+    Ok(vec!["-netdev", netdev, "-device", device])
 }
 
 /// How a QEMU process ended.
@@ -1040,21 +1046,33 @@ mod tests {
     fn nic_lines() {
         use crate::apps::Net;
         assert!(
-            nic_args("qemu-x86_64", "q35", Net::None)
+            nic_args("qemu-x86_64", "q35", Net::None, false)
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            nic_args("qemu-x86_64", "q35", Net::User).unwrap().join(" "),
+            nic_args("qemu-x86_64", "q35", Net::User, false)
+                .unwrap()
+                .join(" "),
             "-netdev user,id=n0 -device virtio-net-pci,netdev=n0"
         );
+        assert!(
+            nic_args("qemu-x86_64", "q35", Net::User, true)
+                .unwrap()
+                .join(" ")
+                .contains("hostfwd=tcp:127.0.0.1:8080-:8080")
+        );
         assert_eq!(
-            nic_args("qemu-x86_64", "microvm", Net::User)
+            nic_args("qemu-x86_64", "microvm", Net::User, false)
                 .unwrap()
                 .join(" "),
             "-netdev user,id=n0 -device virtio-net-device,netdev=n0"
         );
-        assert!(nic_args("qemu-aarch64", "virt-gicv3", Net::User).is_err());
+        assert!(
+            nic_args("qemu-aarch64", "virt-gicv3", Net::User, false)
+                .unwrap()
+                .is_empty()
+        );
         // A run of the app with `net = "user"` gets them, after the debug-exit device.
         let q35 = spec("q35", Accel::Tcg, 1, Serial::Captured);
         let kernel = PathBuf::from("/img/net-virtio-smoke.elf");

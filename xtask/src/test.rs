@@ -197,6 +197,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         );
     }
 
+    let wants_linuxu = board_list.iter().any(|b| b.name == "linuxu");
     for board in board_list {
         let machines = board.machines_to_test(opts.machine.as_deref())?;
         let mut qemu_found: Option<Result<Qemu, String>> = None;
@@ -380,6 +381,16 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         }
     }
 
+    // The appliance's network tests (net_test.rs), where the board has a network device.
+    let net_case = "linuxu/realtime/native appliance net";
+    if wants_linuxu && opts.app.as_deref().is_none_or(|a| a == "appliance") && matches(net_case) {
+        let start = Instant::now();
+        match linuxu_net(ws, &all_apps) {
+            Ok(()) => tally.pass(net_case, start.elapsed()),
+            Err(e) => tally.fail(net_case, Some(start.elapsed()), &e),
+        }
+    }
+
     if tally.passed + tally.failed == 0 {
         eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
         println!("0 passed, 0 failed");
@@ -429,6 +440,106 @@ fn print_tail(lines: &[(Duration, String)], stderr: &str) {
         }
     }
     println!("    ---");
+}
+
+/// The appliance on LinuxU with 2 vCPUs, on a tap of its own, exercised from the host
+/// (`net_test::exercise`), then told to quit; its console must report success.
+fn linuxu_net(ws: &Workspace, all_apps: &[App]) -> std::result::Result<(), String> {
+    use crate::net_test::{self, Guest, Wire};
+    let board = boards::find("linuxu").map_err(|e| e.to_string())?;
+    let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
+    setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
+    let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
+    let wire = Wire::new(1);
+    wire.create()?;
+    let result = (|| {
+        let args = [
+            "rhea.checker=1".to_string(),
+            format!("rhea.net.tap={}", wire.tap),
+            format!("rhea.net.ip={}/24", wire.guest),
+            "appliance.allow_quit=1".to_string(),
+            // 10 ms: the host here is itself a virtual machine, whose steal time alone can
+            // reach a few milliseconds; a deadline miss must be Rhea's, not the host's.
+            "appliance.period_us=10000".to_string(),
+        ];
+        // As root the process runs SCHED_FIFO on the host's last CPU, as a real-time appliance
+        // on Linux would, with the host's RT throttling off for the run (its default pauses a
+        // busy RT task for 50 ms every second — the flood keeps the appliance busy): the
+        // control loop's deadlines are then Rhea's to keep, not the host scheduler's. One vCPU,
+        // so the other host CPUs stay free for the harness and the flood.
+        let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut cmd = if has_chrt() && ncpus >= 2 {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])
+                .arg(&image.elf);
+            c
+        } else {
+            std::process::Command::new(&image.elf)
+        };
+        let _unthrottled = (has_chrt() && ncpus >= 2)
+            .then(RtThrottleOff::new)
+            .flatten();
+        cmd.args(&args);
+        let mut guest = Guest::spawn(cmd)?;
+        let r = guest
+            .wait_for("appliance: ready", Duration::from_secs(30))
+            .and_then(|()| net_test::exercise(&wire, &mut |l| println!("  net: {l}")))
+            .and_then(|_| net_test::quit(wire.guest));
+        let status = guest.finish(Duration::from_secs(20));
+        let console = guest.console();
+        let tail = || console[console.len().saturating_sub(15)..].join("\n  | ");
+        r.map_err(|e| format!("{e}\n  | {}", tail()))?;
+        match status {
+            Some(s) if s.success() => {}
+            other => {
+                return Err(format!(
+                    "the appliance ended with {other:?}\n  | {}",
+                    tail()
+                ));
+            }
+        }
+        for line in console
+            .iter()
+            .filter(|l| l.starts_with("appliance:") || l.contains("checker"))
+        {
+            println!("  | {line}");
+        }
+        if !console.iter().any(|l| l.contains("no violation")) {
+            return Err("no scheduler checker summary on the console".into());
+        }
+        Ok(())
+    })();
+    wire.destroy();
+    result
+}
+
+/// The host's RT throttling (`/proc/sys/kernel/sched_rt_runtime_us`) switched off until drop,
+/// when the old value is written back.
+struct RtThrottleOff(String);
+
+const RT_RUNTIME: &str = "/proc/sys/kernel/sched_rt_runtime_us";
+
+impl RtThrottleOff {
+    fn new() -> Option<RtThrottleOff> {
+        let old = std::fs::read_to_string(RT_RUNTIME).ok()?;
+        std::fs::write(RT_RUNTIME, "-1").ok()?;
+        Some(RtThrottleOff(old.trim().to_string()))
+    }
+}
+
+impl Drop for RtThrottleOff {
+    fn drop(&mut self) {
+        let _ = std::fs::write(RT_RUNTIME, &self.0);
+    }
+}
+
+/// Whether this process may run others SCHED_FIFO (root, with `chrt` from util-linux).
+fn has_chrt() -> bool {
+    crate::net_test::unsafe_geteuid() == 0
+        && std::process::Command::new("chrt")
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 #[cfg(test)]

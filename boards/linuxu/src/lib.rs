@@ -28,5 +28,6 @@ mod devices;
 mod machine;
 mod sim;
 mod smp;
+mod tap;
 pub use devices::{Devices, devices, msi_message};
 pub use machine::*;

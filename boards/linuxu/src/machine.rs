@@ -149,7 +149,7 @@ unsafe impl Sync for CmdlineBuf {}
 static CMDLINE: CmdlineBuf = CmdlineBuf(core::cell::UnsafeCell::new([0; 1024]));
 
 /// The command line `early_init` recorded (empty before).
-fn cmdline_str() -> &'static str {
+pub(crate) fn cmdline_str() -> &'static str {
     let n = CMDLINE_LEN.load(Ordering::Relaxed);
     // SAFETY: written once by `early_init` before `CMDLINE_LEN` is set; only read after.
     let buf = unsafe { &*CMDLINE.0.get() };

@@ -69,7 +69,12 @@ impl<E: core::fmt::Debug> Termination for Result<(), E> {
     }
 }
 
-/// The value of `key=value` on the kernel command line, if present.
+/// The whole kernel command line (empty before boot parsed it).
+pub fn cmdline() -> &'static str {
+    boot::CMDLINE.get().copied().unwrap_or("")
+}
+
+/// The value of the first `key=value` argument of the kernel command line.
 pub fn cmdline_value(key: &str) -> Option<&'static str> {
     boot::CMDLINE
         .get()?

@@ -227,6 +227,24 @@ pub fn set_affinity(id: ThreadId, cpus: CpuSet) -> Result<(), SchedError> {
     })
 }
 
+/// Nanoseconds CPU `cpu` has spent idle since it came up (for load figures: busy is the rest
+/// of [`crate::time::now`]).
+pub fn cpu_idle_ns(cpu: usize) -> u64 {
+    kthread::idle_ns(cpu)
+}
+
+/// Context switches CPU `cpu` has made.
+pub fn cpu_switches(cpu: usize) -> u64 {
+    kthread::with_sched(|s, _| {
+        let n = if s.online().contains(cpu) {
+            s.switches(cpu)
+        } else {
+            0
+        };
+        (n, Default::default())
+    })
+}
+
 /// Context switches this CPU has made.
 pub fn switches() -> u64 {
     kthread::with_sched(|s, cpu| (s.switches(cpu), Default::default()))

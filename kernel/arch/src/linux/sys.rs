@@ -18,7 +18,9 @@ pub mod nr {
     pub const RT_SIGPROCMASK: usize = 14;
     pub const RT_SIGRETURN: usize = 15;
     pub const GETPID: usize = 39;
+    pub const IOCTL: usize = 16;
     pub const FCNTL: usize = 72;
+    pub const OPENAT: usize = 257;
     pub const RT_SIGSUSPEND: usize = 130;
     pub const SIGALTSTACK: usize = 131;
     pub const GETTID: usize = 186;
@@ -159,4 +161,58 @@ pub fn fcntl(fd: i32, cmd: usize, arg: usize) -> isize {
     // SAFETY: the commands used (F_GETFL, F_SETFL, F_SETSIG, F_SETOWN_EX with a valid pointer)
     // only change how the descriptor signals.
     unsafe { syscall6(nr::FCNTL, [fd as usize, cmd, arg, 0, 0, 0]) }
+}
+
+/// `read(fd, buf)` returning the kernel's answer: bytes read, or `-errno`.
+pub fn read_raw(fd: i32, buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is a valid writable slice for the duration of the call.
+    unsafe {
+        syscall6(
+            nr::READ,
+            [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    }
+}
+
+/// One `write(fd, buf)`: bytes written, or `-errno`.
+pub fn write_raw(fd: i32, buf: &[u8]) -> isize {
+    // SAFETY: `buf` is a valid readable slice for the duration of the call.
+    unsafe {
+        syscall6(
+            nr::WRITE,
+            [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+        )
+    }
+}
+
+/// `openat(AT_FDCWD, path, O_RDWR | O_NONBLOCK | O_CLOEXEC)`: a descriptor, or `-errno`.
+pub fn open_rdwr_nonblock(path: &core::ffi::CStr) -> isize {
+    const AT_FDCWD: isize = -100;
+    const O_RDWR: usize = 2;
+    const O_NONBLOCK: usize = 0o4000;
+    const O_CLOEXEC: usize = 0o2000000;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    unsafe {
+        syscall6(
+            nr::OPENAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                O_RDWR | O_NONBLOCK | O_CLOEXEC,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
+/// `ioctl(fd, request, arg)`.
+///
+/// # Safety
+/// `arg` is what `request` expects (for pointer arguments: valid for the kernel to read and
+/// write the request's structure for the duration of the call).
+pub unsafe fn ioctl(fd: i32, request: usize, arg: usize) -> isize {
+    // SAFETY: forwarded to the caller.
+    unsafe { syscall6(nr::IOCTL, [fd as usize, request, arg, 0, 0, 0]) }
 }

@@ -1,0 +1,434 @@
+//! The demo appliance: what a Rhea user deploys.
+//!
+//! - a **control loop** at priority 40 with a fixed period (`appliance.period_us`, default
+//!   1000): each release records how late it woke into a live histogram and counts deadline
+//!   misses (woke a whole period late or more);
+//! - an **HTTP/1.1 status page** on port 8080: `/` (HTML, refreshing), `/status.json`
+//!   (uptime, per-CPU load and switches, the control loop's histogram, network counters);
+//!   `/quit` ends the run when the command line says `appliance.allow_quit=1` (tests);
+//! - **TCP and UDP echo** on port 7.
+//!
+//! Threads and priorities (larger is more important): control 40, NIC driver 24, network 20,
+//! TCP echo 14, UDP echo 14, HTTP 12. The network comes up with DHCP unless the command line
+//! sets `rhea.net.ip=A.B.C.D/N` (and `rhea.net.gw=`).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use rhea::thread::{Builder, Priority};
+use rhea::time::Duration;
+use rhea_net::{NetError, TcpListener, TcpStream, UdpSocket};
+
+rhea::main!(main);
+
+const CONTROL_PRIORITY: u32 = 40;
+const ECHO_PRIORITY: u32 = 14;
+const HTTP_PRIORITY: u32 = 12;
+const HTTP_PORT: u16 = 8080;
+const ECHO_PORT: u16 = 7;
+
+/// The control loop's lateness histogram: bucket `i` counts wake-ups `[2^(i-1), 2^i)` µs late
+/// (bucket 0: under 1 µs).
+const BUCKETS: usize = 24;
+static HIST: [AtomicU64; BUCKETS] = [const { AtomicU64::new(0) }; BUCKETS];
+static PERIODS: AtomicU64 = AtomicU64::new(0);
+static MISSES: AtomicU64 = AtomicU64::new(0);
+static MAX_LATE_NS: AtomicU64 = AtomicU64::new(0);
+static PERIOD_US: AtomicU64 = AtomicU64::new(1000);
+static TCP_BYTES: AtomicU64 = AtomicU64::new(0);
+static TCP_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
+static HTTP_REQUESTS: AtomicU64 = AtomicU64::new(0);
+static HTTP_BAD: AtomicU64 = AtomicU64::new(0);
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+fn main() -> Result<(), &'static str> {
+    let period_us = rhea::cmdline_value("appliance.period_us")
+        .map_or(Ok(1000), str::parse::<u64>)
+        .ok()
+        .filter(|p| (100..=1_000_000).contains(p))
+        .ok_or("appliance.period_us must be 100..1000000")?;
+    PERIOD_US.store(period_us, Ordering::Relaxed);
+    let config = rhea_net::Config::default()
+        .with_cmdline(rhea::cmdline())
+        .map_err(|e| {
+            rhea::println!("appliance: bad network settings: {e}");
+            "bad network settings"
+        })?;
+
+    spawn("control", CONTROL_PRIORITY, 16 << 10, control_loop)?;
+
+    if let Err(e) = rhea_net::start(&config) {
+        // Without a network the control loop still runs; its figures go to the console.
+        rhea::println!("appliance: network: {e}; running the control loop alone");
+        let secs = rhea::cmdline_value("appliance.run_secs")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        for _ in 0..secs {
+            rhea::thread::sleep(Duration::from_secs(1));
+            report_control();
+        }
+        return Ok(());
+    }
+    // Wait for an address (DHCP may take a moment).
+    let mut waited = 0;
+    let address = loop {
+        if let Some(a) = rhea_net::address() {
+            break a;
+        }
+        if waited >= 30_000 {
+            return Err("no address after 30 s");
+        }
+        rhea::thread::sleep(Duration::from_millis(10));
+        waited += 10;
+    };
+    rhea::println!(
+        "appliance: ip {address}; http on {HTTP_PORT}, tcp and udp echo on {ECHO_PORT}; control loop every {period_us} us at priority {CONTROL_PRIORITY}"
+    );
+
+    spawn("udp-echo", ECHO_PRIORITY, 64 << 10, udp_echo)?;
+    spawn("tcp-echo", ECHO_PRIORITY, 64 << 10, tcp_echo)?;
+    spawn("http", HTTP_PRIORITY, 128 << 10, http_server)?;
+    rhea::println!("appliance: ready");
+
+    while !QUIT.load(Ordering::Acquire) {
+        rhea::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the reply to /quit go out.
+    rhea::thread::sleep(Duration::from_millis(200));
+    let s = rhea_net::stats();
+    report_control();
+    rhea::println!(
+        "appliance: net: rx {} tx {} frames, malformed {} (truncated {} oversized {} ipv4-header {} ipv4-checksum {} transport {} arp {}), rx-ring-full {}, tx-ring-full {}, pool-empty {}, rx backpressure {}",
+        s.rx_frames,
+        s.tx_frames,
+        s.malformed.total(),
+        s.malformed.truncated,
+        s.malformed.oversized,
+        s.malformed.bad_ipv4_header,
+        s.malformed.bad_ipv4_checksum,
+        s.malformed.bad_transport,
+        s.malformed.bad_arp,
+        s.rx_ring_full,
+        s.tx_ring_full,
+        s.pool_empty,
+        s.rx_backpressure
+    );
+    rhea::println!(
+        "appliance: served {} http requests ({} bad), {} tcp echo connections ({} bytes), {} udp datagrams",
+        HTTP_REQUESTS.load(Ordering::Relaxed),
+        HTTP_BAD.load(Ordering::Relaxed),
+        TCP_CONNECTIONS.load(Ordering::Relaxed),
+        TCP_BYTES.load(Ordering::Relaxed),
+        UDP_DATAGRAMS.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn report_control() {
+    rhea::println!(
+        "appliance: control loop: {} periods, {} deadline misses, max lateness {} us",
+        PERIODS.load(Ordering::Relaxed),
+        MISSES.load(Ordering::Relaxed),
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+    );
+}
+
+fn spawn(name: &str, priority: u32, stack: u64, f: fn()) -> Result<(), &'static str> {
+    Builder::new()
+        .name(name)
+        .priority(Priority::new(priority).map_err(|_| "priority")?)
+        .stack_size(stack)
+        .spawn(f)
+        .map(drop)
+        .map_err(|_| "cannot start a thread")
+}
+
+fn control_loop() {
+    let period = PERIOD_US.load(Ordering::Relaxed) * 1000;
+    let mut next = rhea::time::now().as_nanos() + period;
+    loop {
+        rhea::thread::sleep_until(rhea::time::Instant::from_nanos(next));
+        let now = rhea::time::now().as_nanos();
+        let late = now.saturating_sub(next);
+        let us = late / 1000;
+        let bucket = if us == 0 {
+            0
+        } else {
+            (64 - us.leading_zeros() as usize).min(BUCKETS - 1)
+        };
+        HIST[bucket].fetch_add(1, Ordering::Relaxed);
+        MAX_LATE_NS.fetch_max(late, Ordering::Relaxed);
+        PERIODS.fetch_add(1, Ordering::Relaxed);
+        if late >= period {
+            MISSES.fetch_add(1, Ordering::Relaxed);
+            // Skip the releases already missed rather than run them back to back.
+            next += (late / period) * period;
+        }
+        // The loop's "work": a little computation standing in for reading sensors.
+        let mut x = now;
+        for _ in 0..64 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        core::hint::black_box(x);
+        next += period;
+    }
+}
+
+fn udp_echo() {
+    let sock = match UdpSocket::bind(ECHO_PORT) {
+        Ok(s) => s,
+        Err(e) => {
+            rhea::println!("appliance: udp echo: {e}");
+            return;
+        }
+    };
+    let mut buf = alloc::vec![0u8; 2048];
+    loop {
+        match sock.recv_from(&mut buf, None) {
+            Ok((n, from)) => {
+                UDP_DATAGRAMS.fetch_add(1, Ordering::Relaxed);
+                let _ = sock.send_to(&buf[..n], from, Some(Duration::from_millis(100)));
+            }
+            Err(NetError::Truncated) => {}
+            Err(e) => {
+                rhea::println!("appliance: udp echo: {e}");
+                rhea::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn tcp_echo() {
+    let mut listener = match TcpListener::bind(ECHO_PORT, 4) {
+        Ok(l) => l,
+        Err(e) => {
+            rhea::println!("appliance: tcp echo: {e}");
+            return;
+        }
+    };
+    loop {
+        match listener.accept(None) {
+            Ok(stream) => {
+                TCP_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                let spawned = Builder::new()
+                    .name("tcp-echo-conn")
+                    .priority(Priority::new(ECHO_PRIORITY).unwrap_or(Priority::NORMAL))
+                    .stack_size(32 << 10)
+                    .spawn(move || echo_connection(stream));
+                if spawned.is_err() {
+                    rhea::println!("appliance: tcp echo: no thread for a connection");
+                }
+            }
+            Err(e) => {
+                rhea::println!("appliance: tcp echo accept: {e}");
+                rhea::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn echo_connection(mut s: TcpStream) {
+    let mut buf = alloc::vec![0u8; 16 << 10];
+    let idle = Some(Duration::from_secs(30));
+    loop {
+        match s.read(&mut buf, idle) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if s.write_all(&buf[..n], idle).is_err() {
+                    break;
+                }
+                TCP_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    s.close();
+}
+
+fn http_server() {
+    let mut listener = match TcpListener::bind(HTTP_PORT, 4) {
+        Ok(l) => l,
+        Err(e) => {
+            rhea::println!("appliance: http: {e}");
+            return;
+        }
+    };
+    loop {
+        match listener.accept(None) {
+            Ok(mut s) => serve_http(&mut s),
+            Err(e) => {
+                rhea::println!("appliance: http accept: {e}");
+                rhea::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Requests larger than this are refused (431).
+const MAX_REQUEST: usize = 8192;
+
+fn serve_http(s: &mut TcpStream) {
+    let timeout = Some(Duration::from_secs(5));
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(i);
+        }
+        if req.len() > MAX_REQUEST {
+            break None;
+        }
+        match s.read(&mut buf, timeout) {
+            Ok(0) | Err(_) => {
+                s.close();
+                return;
+            }
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    };
+    HTTP_REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let (status, ctype, body) = match head_end {
+        None => {
+            HTTP_BAD.fetch_add(1, Ordering::Relaxed);
+            (
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                String::from("request too large\n"),
+            )
+        }
+        Some(end) => route(&req[..end]),
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\nServer: rhea-appliance\r\n\r\n",
+        body.len()
+    );
+    let _ = s
+        .write_all(head.as_bytes(), timeout)
+        .and_then(|()| s.write_all(body.as_bytes(), timeout));
+    s.close();
+}
+
+fn route(head: &[u8]) -> (&'static str, &'static str, String) {
+    let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
+    let line = core::str::from_utf8(line).unwrap_or("");
+    let mut parts = line.split(' ');
+    let (method, path, version) = (parts.next(), parts.next(), parts.next());
+    let well_formed = matches!(version, Some("HTTP/1.1" | "HTTP/1.0")) && parts.next().is_none();
+    match (method, path) {
+        _ if !well_formed => {
+            HTTP_BAD.fetch_add(1, Ordering::Relaxed);
+            (
+                "400 Bad Request",
+                "text/plain",
+                String::from("bad request\n"),
+            )
+        }
+        (Some("GET"), Some("/")) => ("200 OK", "text/html", html()),
+        (Some("GET"), Some("/status.json")) => ("200 OK", "application/json", status_json()),
+        (Some("GET"), Some("/quit"))
+            if rhea::cmdline_value("appliance.allow_quit") == Some("1") =>
+        {
+            QUIT.store(true, Ordering::Release);
+            ("200 OK", "text/plain", String::from("bye\n"))
+        }
+        (Some("GET"), _) => ("404 Not Found", "text/plain", String::from("not found\n")),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            String::from("GET only\n"),
+        ),
+    }
+}
+
+fn status_json() -> String {
+    let now = rhea::time::now().as_nanos();
+    let mut j = String::new();
+    let _ = write!(j, "{{\"uptime_ms\":{},\"cpus\":[", now / 1_000_000);
+    let online = rhea::thread::online_cpus();
+    for (i, cpu) in online.iter().enumerate() {
+        let idle = rhea::thread::cpu_idle_ns(cpu).min(now);
+        let busy_pct = ((now - idle) * 100).checked_div(now).unwrap_or(0);
+        let _ = write!(
+            j,
+            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"switches\":{}}}",
+            if i > 0 { "," } else { "" },
+            rhea::thread::cpu_switches(cpu)
+        );
+    }
+    let _ = write!(
+        j,
+        "],\"control\":{{\"priority\":{CONTROL_PRIORITY},\"period_us\":{},\"periods\":{},\"misses\":{},\"max_late_us\":{},\"histogram_us\":[",
+        PERIOD_US.load(Ordering::Relaxed),
+        PERIODS.load(Ordering::Relaxed),
+        MISSES.load(Ordering::Relaxed),
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+    );
+    let mut first = true;
+    for (i, h) in HIST.iter().enumerate() {
+        let n = h.load(Ordering::Relaxed);
+        if n == 0 {
+            continue;
+        }
+        let lo = if i == 0 { 0 } else { 1u64 << (i - 1) };
+        let _ = write!(j, "{}[{lo},{n}]", if first { "" } else { "," });
+        first = false;
+    }
+    let s = rhea_net::stats();
+    let _ = writeln!(
+        j,
+        "]}},\"net\":{{\"rx_frames\":{},\"tx_frames\":{},\"malformed\":{},\"rx_ring_full\":{},\"tx_ring_full\":{},\"pool_empty\":{},\"rx_backpressure\":{},\"device_rx_dropped\":{},\"polls\":{}}},\"echo\":{{\"tcp_connections\":{},\"tcp_bytes\":{},\"udp_datagrams\":{}}},\"http\":{{\"requests\":{},\"bad\":{}}}}}",
+        s.rx_frames,
+        s.tx_frames,
+        s.malformed.total(),
+        s.rx_ring_full,
+        s.tx_ring_full,
+        s.pool_empty,
+        s.rx_backpressure,
+        s.device.rx_dropped,
+        s.polls,
+        TCP_CONNECTIONS.load(Ordering::Relaxed),
+        TCP_BYTES.load(Ordering::Relaxed),
+        UDP_DATAGRAMS.load(Ordering::Relaxed),
+        HTTP_REQUESTS.load(Ordering::Relaxed),
+        HTTP_BAD.load(Ordering::Relaxed)
+    );
+    j
+}
+
+fn html() -> String {
+    let json = status_json();
+    let now_ms = rhea::time::now().as_nanos() / 1_000_000;
+    let mut rows = String::new();
+    for (i, h) in HIST.iter().enumerate() {
+        let n = h.load(Ordering::Relaxed);
+        if n == 0 {
+            continue;
+        }
+        let lo = if i == 0 { 0 } else { 1u64 << (i - 1) };
+        let _ = write!(
+            rows,
+            "<tr><td>{lo}&ndash;{} us</td><td>{n}</td></tr>",
+            1u64 << i
+        );
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
+         <title>Rhea appliance</title></head><body><h1>Rhea appliance</h1>\
+         <p>uptime {}.{:03} s; control loop every {} us at priority {CONTROL_PRIORITY}: {} periods, \
+         {} deadline misses, max lateness {} us</p>\
+         <h2>Control loop lateness</h2><table border=\"1\"><tr><th>late by</th><th>periods</th></tr>{rows}</table>\
+         <h2>Status (JSON, also at /status.json)</h2><pre>{json}</pre></body></html>\n",
+        now_ms / 1000,
+        now_ms % 1000,
+        PERIOD_US.load(Ordering::Relaxed),
+        PERIODS.load(Ordering::Relaxed),
+        MISSES.load(Ordering::Relaxed),
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+    )
+}
