@@ -422,10 +422,12 @@ fn build_args(
 }
 
 /// The NIC of an app's `net` key: a virtio-net device on user networking (`-netdev user`),
-/// over PCI on q35 and over virtio-mmio on microvm (QEMU then names it on the kernel command
-/// line, `virtio_mmio.device=`). With `forward`, the host's 127.0.0.1:8080 reaches the guest's
-/// 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the appliance's status page and echo.
-/// Boards without a virtio-net driver yet get no NIC (the app runs without a network).
+/// over PCI on q35, over virtio-mmio on microvm (QEMU then names it on the kernel command
+/// line, `virtio_mmio.device=`) and on Arm's virt (GICv2 or v3; the transport is one of the
+/// devicetree's 32 `virtio,mmio` nodes). With `forward`, the host's 127.0.0.1:8080 reaches
+/// the guest's 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the appliance's status page
+/// and echo. Boards without a virtio-net driver yet (rpi4) get no NIC (the app runs without a
+/// network).
 pub(crate) fn nic_args(
     board: &str,
     machine: &str,
@@ -437,6 +439,7 @@ pub(crate) fn nic_args(
         (Net::None, _, _) => return Ok(Vec::new()),
         (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
         (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
+        (Net::User, "qemu-aarch64", "virt-gicv2" | "virt-gicv3") => "virtio-net-device,netdev=n0",
         (Net::User, _, _) => return Ok(Vec::new()),
     };
     let netdev = if forward {
@@ -1068,8 +1071,30 @@ mod tests {
                 .join(" "),
             "-netdev user,id=n0 -device virtio-net-device,netdev=n0"
         );
+        for machine in ["virt-gicv2", "virt-gicv3"] {
+            assert_eq!(
+                nic_args("qemu-aarch64", machine, Net::User, false)
+                    .unwrap()
+                    .join(" "),
+                "-netdev user,id=n0 -device virtio-net-device,netdev=n0"
+            );
+            let fwd = nic_args("qemu-aarch64", machine, Net::User, true)
+                .unwrap()
+                .join(" ");
+            assert!(
+                fwd.starts_with("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,")
+                    && fwd.ends_with(" -device virtio-net-device,netdev=n0"),
+                "{fwd}"
+            );
+            assert!(
+                nic_args("qemu-aarch64", machine, Net::None, true)
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // Boards without a virtio-net driver get no NIC.
         assert!(
-            nic_args("qemu-aarch64", "virt-gicv3", Net::User, false)
+            nic_args("rpi4", "raspi4b", Net::User, false)
                 .unwrap()
                 .is_empty()
         );

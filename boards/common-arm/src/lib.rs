@@ -4,8 +4,8 @@
 //! (`qemu-aarch64`, `rpi4`) give it their facts (early UART address, device range of the boot
 //! map) and it does the rest:
 //! - [`fdt`]: a validating flattened-devicetree reader, and [`platform`]: the facts Rhea needs
-//!   from the tree (memory, GIC, timer and UART interrupts, PSCI, command line), each refusal
-//!   a clear message. Both are hardware-free and host-tested with corrupt blobs;
+//!   from the tree (memory, GIC, timer and UART interrupts, PSCI, command line, virtio-mmio
+//!   transports), each refusal a clear message. Both are hardware-free and host-tested with corrupt blobs;
 //! - on the machine (`aarch64`, bare metal): early init and `BootInfo` ([`machine`]), the GIC
 //!   through `arm-gic` with INTID↔vector translation, the virtual generic timer and counter,
 //!   the PL011 console with its receive interrupt ([`interrupts`]), secondary CPUs (PSCI

@@ -157,9 +157,12 @@ pub struct BootInfo {
     pub boot_cycles: u64,
 }
 
-/// The devicetree facts, kept for interrupt and time bring-up.
+/// The devicetree facts, kept for interrupt and time bring-up, and the tree itself for the
+/// devices (`devices.rs`). It stays readable: it lies in RAM, which the kernel's tables map,
+/// and the frame allocator never hands it out (`BootInfo::reserved`).
 pub(crate) struct Facts {
     pub(crate) platform: ArmPlatform<'static>,
+    pub(crate) tree: Fdt<'static>,
     pub(crate) dtb: u64,
     pub(crate) dtb_bytes: u64,
 }
@@ -316,6 +319,7 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
     let dtb_bytes = tree.total_size() as u64;
     FACTS.call_once(|| Facts {
         platform,
+        tree,
         dtb,
         dtb_bytes,
     });

@@ -1,11 +1,13 @@
 //! What an Arm board learns from its devicetree, validated: RAM (minus reservations), the GIC,
 //! the generic timer's interrupt, the PL011 console and its interrupt, the PSCI conduit, the
-//! CPUs and how to start them, and the command line. Every refusal names what is wrong, for the early console.
+//! CPUs and how to start them, the command line, and the virtio-mmio transports
+//! ([`virtio_mmio`], read when devices are bound: a bad transport is left out, not a panic).
+//! Every refusal names what is wrong, for the early console.
 //!
 //! Bindings followed (Linux `Documentation/devicetree/bindings`): `arm,gic` and `arm,gic-v3`
 //! (`interrupt-controller/`), `arm,arch_timer` (`timer/`), `arm,pl011` (`serial/`),
-//! `arm,psci` (`arm/psci.yaml`), and the Devicetree Specification for `memory`,
-//! `reserved-memory`, `ranges` and `interrupts`.
+//! `arm,psci` (`arm/psci.yaml`), `virtio,mmio` (`virtio/mmio.yaml`), and the Devicetree
+//! Specification for `memory`, `reserved-memory`, `ranges` and `interrupts`.
 
 use crate::fdt::{Fdt, FdtError, Node, read_cells};
 use core::fmt;
@@ -741,5 +743,224 @@ impl<'a> ArmPlatform<'a> {
             model: fdt.root().property_str("model"),
             cpus: cpus(fdt, psci)?,
         })
+    }
+}
+
+/// How a GIC SPI signals, as a device's `interrupts` flags give it (`arm,gic.yaml`: an SPI is
+/// rising-edge or active-high level; falling edges and active-low levels need an inverter the
+/// GIC does not have).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SpiTrigger {
+    /// `IRQ_TYPE_EDGE_RISING` (1): QEMU virt's virtio-mmio transports.
+    EdgeRising,
+    /// `IRQ_TYPE_LEVEL_HIGH` (4).
+    LevelHigh,
+}
+
+/// One `virtio,mmio` transport of the devicetree (Linux `bindings/virtio/mmio.yaml`): a
+/// register window and the SPI it raises. Whether a device sits behind it is for the registers
+/// to say (QEMU virt lists 32 transports, most of them empty).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VirtioMmio<'a> {
+    /// The node's name (`virtio_mmio@a000000`).
+    pub node: &'a str,
+    /// Its register window (registers and device configuration), a CPU physical range.
+    pub regs: MmioRange,
+    /// Its interrupt: an SPI's INTID (32 + n).
+    pub intid: u32,
+    /// How the SPI signals.
+    pub trigger: SpiTrigger,
+    /// Whether the device's DMA is cache-coherent with the CPUs (`dma-coherent`).
+    pub dma_coherent: bool,
+}
+
+/// The smallest virtio-mmio window: the registers up to the device configuration at 0x100
+/// (virtio 1.2 §4.2.2).
+pub const VIRTIO_MMIO_MIN_LEN: u64 = 0x100;
+/// The largest window accepted (QEMU's are 0x200 bytes; a page is the most a device uses).
+pub const VIRTIO_MMIO_MAX_LEN: u64 = 0x10_0000;
+/// The most virtio-mmio transports kept (QEMU virt has 32).
+pub const MAX_VIRTIO_MMIO: usize = 64;
+
+/// The enabled `virtio,mmio` nodes of a devicetree, in tree order, each checked: one `reg`
+/// entry of [`VIRTIO_MMIO_MIN_LEN`]..=[`VIRTIO_MMIO_MAX_LEN`] bytes at a 4-byte-aligned,
+/// translatable address not overlapping an earlier transport's; one `interrupts` entry naming
+/// an SPI of a GIC (the node's interrupt parent), rising-edge or active-high level. A node that
+/// fails is an `Err` naming it and what is wrong; the others are still returned.
+pub fn virtio_mmio<'a>(fdt: &Fdt<'a>) -> VirtioMmioNodes<'a> {
+    VirtioMmioNodes {
+        fdt: *fdt,
+        nodes: fdt.nodes(),
+        seen: [MmioRange { base: 0, len: 0 }; MAX_VIRTIO_MMIO],
+        n_seen: 0,
+    }
+}
+
+/// The iterator of [`virtio_mmio`].
+#[derive(Debug)]
+pub struct VirtioMmioNodes<'a> {
+    fdt: Fdt<'a>,
+    nodes: crate::fdt::Nodes<'a>,
+    /// The windows accepted so far (for the overlap check).
+    seen: [MmioRange; MAX_VIRTIO_MMIO],
+    n_seen: usize,
+}
+
+impl<'a> Iterator for VirtioMmioNodes<'a> {
+    type Item = Result<VirtioMmio<'a>, PlatformError<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // RT: bounded by the number of nodes.
+        let node = self
+            .nodes
+            .by_ref()
+            .find(|n| n.is_enabled() && n.compatible().any(|c| c == "virtio,mmio"))?;
+        let parsed = virtio_mmio_node(&self.fdt, &node).and_then(|v| {
+            let r = v.regs;
+            let seen = &self.seen[..self.n_seen];
+            if seen
+                .iter()
+                .any(|o| r.base < o.base + o.len && o.base < r.base + r.len)
+            {
+                return Err(bad(
+                    &node,
+                    "reg",
+                    "overlaps an earlier virtio-mmio transport",
+                ));
+            }
+            let slot = self.seen.get_mut(self.n_seen).ok_or(bad(
+                &node,
+                "compatible",
+                "is one virtio-mmio transport more than the 64 Rhea keeps",
+            ))?;
+            *slot = r;
+            self.n_seen += 1;
+            Ok(v)
+        });
+        Some(parsed)
+    }
+}
+
+/// Checks one `virtio,mmio` node (see [`virtio_mmio`]).
+fn virtio_mmio_node<'a>(
+    fdt: &Fdt<'a>,
+    node: &Node<'a>,
+) -> Result<VirtioMmio<'a>, PlatformError<'a>> {
+    let parent = node
+        .parent()
+        .ok_or(bad(node, "reg", "is on the root node"))?;
+    let entry = (parent.address_cells() + parent.size_cells()) as usize * 4;
+    let reg_len = node.property("reg").map_or(0, <[u8]>::len);
+    if entry != 0 && reg_len > entry {
+        return Err(bad(node, "reg", "has more than one register range"));
+    }
+    let regs = mmio(node, 0)?;
+    if !(VIRTIO_MMIO_MIN_LEN..=VIRTIO_MMIO_MAX_LEN).contains(&regs.len) {
+        return Err(bad(
+            node,
+            "reg",
+            "gives a window outside 0x100..=0x100000 bytes (the virtio-mmio registers need 0x100)",
+        ));
+    }
+    if !regs.base.is_multiple_of(4) {
+        return Err(bad(
+            node,
+            "reg",
+            "gives a window that is not 4-byte aligned",
+        ));
+    }
+    let gic = interrupt_parent(fdt, node).ok_or(bad(
+        node,
+        "interrupts",
+        "has no interrupt parent (interrupt-parent missing or naming no node)",
+    ))?;
+    if !gic
+        .compatible()
+        .any(|c| GIC_V2.contains(&c) || GIC_V3.contains(&c))
+    {
+        return Err(bad(
+            node,
+            "interrupts",
+            "goes to an interrupt controller that is not the GIC",
+        ));
+    }
+    let value = node
+        .property("interrupts")
+        .ok_or(bad(node, "interrupts", "is missing"))?;
+    if value.len() != 12 {
+        return Err(bad(
+            node,
+            "interrupts",
+            "is not exactly one 3-cell GIC specifier",
+        ));
+    }
+    let cell = |i| read_cells(value, i, 1).unwrap_or(u64::MAX);
+    let (kind, number, flags) = (cell(0), cell(1), cell(2));
+    let intid = match kind {
+        0 if number < 988 => 32 + number as u32,
+        0 => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "names an SPI number out of range (0..988)",
+            ));
+        }
+        1 => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "names a PPI (a per-CPU interrupt), not an SPI",
+            ));
+        }
+        _ => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "has an interrupt type other than SPI (0)",
+            ));
+        }
+    };
+    let trigger = match flags & 0xf {
+        1 => SpiTrigger::EdgeRising,
+        4 => SpiTrigger::LevelHigh,
+        0 => return Err(bad(node, "interrupts", "gives no trigger type (flags 0)")),
+        2 | 8 => {
+            return Err(bad(
+                node,
+                "interrupts",
+                "asks for a falling edge or an active-low level, which a GIC SPI cannot be",
+            ));
+        }
+        _ => return Err(bad(node, "interrupts", "has unknown trigger flags")),
+    };
+    Ok(VirtioMmio {
+        node: node.name(),
+        regs,
+        intid,
+        trigger,
+        dma_coherent: node.property("dma-coherent").is_some(),
+    })
+}
+
+impl VirtioMmio<'_> {
+    /// Why Rhea cannot drive this (well-formed) transport, if it cannot: its DMA is not
+    /// cache-coherent (Rhea's DMA buffers are cached, Normal write-back, and the virtio drivers
+    /// do no cache maintenance), or its SPI is level-triggered (the runtime's device events mask
+    /// a line in the top half only for `rhea_hal::Trigger::LevelLow`, which names an
+    /// active-low line; an active-high SPI has no trigger of its own there yet).
+    pub fn unsupported(&self) -> Option<&'static str> {
+        if !self.dma_coherent {
+            return Some(
+                "not dma-coherent: DMA buffers are cached memory and the driver does no cache \
+                 maintenance",
+            );
+        }
+        if self.trigger == SpiTrigger::LevelHigh {
+            return Some(
+                "level-triggered (active-high) SPI: device events mask only active-low lines \
+                 in the top half; only rising-edge SPIs are driven",
+            );
+        }
+        None
     }
 }

@@ -5,8 +5,8 @@
 
 use crate::fdt::{self, Fdt, FdtError};
 use crate::platform::{
-    ArmPlatform, Cpu, EnableMethod, Gic, MAX_CPUS, MmioRange, PlatformError, PsciConduit, Trigger,
-    cpus_from_cmdline, psci_error_name,
+    ArmPlatform, Cpu, EnableMethod, Gic, MAX_CPUS, MAX_VIRTIO_MMIO, MmioRange, PlatformError,
+    PsciConduit, SpiTrigger, Trigger, VirtioMmio, cpus_from_cmdline, psci_error_name, virtio_mmio,
 };
 use rhea_mm::RegionKind;
 
@@ -667,6 +667,7 @@ impl Rng {
 fn parse_everything(blob: &[u8]) {
     if let Ok(fdt) = Fdt::new(blob) {
         let _ = ArmPlatform::from_fdt(&fdt);
+        let _ = virtio_mmio(&fdt).count();
         for n in fdt.nodes() {
             let _ = n.properties().count();
             let _ = n.parent().map(|p| p.name());
@@ -952,4 +953,274 @@ fn psci_errors_have_their_names() {
     assert_eq!(psci_error_name(-4), "ALREADY_ON");
     assert_eq!(psci_error_name(-9), "INVALID_ADDRESS");
     assert_eq!(psci_error_name(-42), "an unknown PSCI error");
+}
+
+/// The 32 virtio-mmio transports QEMU's virt machine lists: 0x200 bytes each from 0x0a00_0000,
+/// SPI 16 + i (INTID 48 + i), rising edge, DMA-coherent.
+#[test]
+fn qemu_virt_virtio_mmio_transports() {
+    for blob in [VIRT_GICV2, VIRT_GICV3] {
+        let fdt = Fdt::new(blob).unwrap();
+        let mut all: Vec<VirtioMmio> = virtio_mmio(&fdt).map(Result::unwrap).collect();
+        assert_eq!(all.len(), 32);
+        all.sort_by_key(|v| v.regs.base);
+        for (i, v) in all.iter().enumerate() {
+            let base = 0x0a00_0000 + 0x200 * i as u64;
+            assert_eq!(
+                *v,
+                VirtioMmio {
+                    node: v.node,
+                    regs: MmioRange { base, len: 0x200 },
+                    intid: 48 + i as u32,
+                    trigger: SpiTrigger::EdgeRising,
+                    dma_coherent: true,
+                }
+            );
+            assert_eq!(v.node, format!("virtio_mmio@{base:x}"));
+            assert_eq!(v.unsupported(), None);
+        }
+    }
+    // A tree without any (the Pi's) has none.
+    let pi = Pi4::default().build();
+    assert_eq!(virtio_mmio(&Fdt::new(&pi).unwrap()).count(), 0);
+}
+
+/// A node's properties: (name, cells).
+type Props = Vec<(&'static str, Vec<u32>)>;
+/// Nodes by name.
+type Nodes<'n> = [(&'n str, Props)];
+/// What [`virtio_mmio`] returned for each node, errors as their messages.
+type Parsed = Vec<Result<VirtioMmio<'static>, String>>;
+/// A property change for [`virtio_node`].
+type Change = (&'static str, &'static [u32]);
+
+/// A tree with a GIC (phandle 1, the root's interrupt parent), another interrupt controller
+/// (phandle 2) and the given `virtio,mmio` nodes: (name, extra properties as (name, cells)).
+fn virtio_tree(nodes: &Nodes<'_>) -> Vec<u8> {
+    let mut b = Builder::default();
+    b.begin("")
+        .cells("#address-cells", &[2])
+        .cells("#size-cells", &[2])
+        .cells("interrupt-parent", &[1]);
+    b.begin("intc@8000000")
+        .prop("compatible", b"arm,cortex-a15-gic\0")
+        .prop("interrupt-controller", &[])
+        .cells("#interrupt-cells", &[3])
+        .cells(
+            "reg",
+            &[0, 0x0800_0000, 0, 0x1_0000, 0, 0x0801_0000, 0, 0x1_0000],
+        )
+        .cells("phandle", &[1])
+        .end();
+    b.begin("gpio-intc")
+        .prop("compatible", b"vendor,gpio-irq\0")
+        .prop("interrupt-controller", &[])
+        .cells("#interrupt-cells", &[3])
+        .cells("phandle", &[2])
+        .end();
+    for (name, props) in nodes {
+        b.begin(name);
+        for (p, cells) in props {
+            match *p {
+                "compatible" | "status" => {
+                    let s = if *p == "compatible" {
+                        "virtio,mmio"
+                    } else {
+                        "disabled"
+                    };
+                    b.string(p, s);
+                }
+                _ => {
+                    b.cells(p, cells);
+                }
+            }
+        }
+        b.end();
+    }
+    b.end();
+    b.finish()
+}
+
+/// A well-formed node's properties at `base` with SPI `spi`, then `changes` applied (a
+/// property replaced, or removed when its cells are `[u32::MAX]`).
+fn virtio_node(base: u32, spi: u32, changes: &[Change]) -> Props {
+    let mut props = vec![
+        ("compatible", vec![]),
+        ("dma-coherent", vec![]),
+        ("interrupts", vec![0, spi, 1]),
+        ("reg", vec![0, base, 0, 0x200]),
+    ];
+    for (name, cells) in changes {
+        props.retain(|(p, _)| p != name);
+        if *cells != [u32::MAX] {
+            props.push((name, cells.to_vec()));
+        }
+    }
+    props
+}
+
+/// What [`virtio_mmio`] returns for a [`virtio_tree`] of `nodes`.
+fn virtio_results(nodes: &Nodes<'_>) -> Parsed {
+    let blob: &'static [u8] = Box::leak(virtio_tree(nodes).into_boxed_slice());
+    virtio_mmio(&Fdt::new(blob).unwrap())
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
+#[test]
+fn well_formed_virtio_mmio_nodes() {
+    let r = virtio_results(&[
+        ("virtio_mmio@a000000", virtio_node(0x0a00_0000, 16, &[])),
+        // Disabled: skipped.
+        (
+            "virtio_mmio@a000200",
+            virtio_node(0x0a00_0200, 17, &[("status", &[])]),
+        ),
+        // Level-high and not coherent: well-formed, but Rhea says why it will not drive it.
+        (
+            "virtio_mmio@a000400",
+            virtio_node(
+                0x0a00_0400,
+                18,
+                &[("interrupts", &[0, 18, 4]), ("dma-coherent", &[u32::MAX])],
+            ),
+        ),
+        // Its own interrupt-parent naming the GIC; a one-page window.
+        (
+            "virtio_mmio@a001000",
+            virtio_node(
+                0x0a00_1000,
+                19,
+                &[
+                    ("interrupt-parent", &[1]),
+                    ("reg", &[0, 0x0a00_1000, 0, 0x1000]),
+                ],
+            ),
+        ),
+    ]);
+    let ok: Vec<VirtioMmio> = r.into_iter().map(Result::unwrap).collect();
+    assert_eq!(ok.len(), 3);
+    assert_eq!(
+        ok[0],
+        VirtioMmio {
+            node: "virtio_mmio@a000000",
+            regs: MmioRange {
+                base: 0x0a00_0000,
+                len: 0x200
+            },
+            intid: 48,
+            trigger: SpiTrigger::EdgeRising,
+            dma_coherent: true,
+        }
+    );
+    assert_eq!(ok[1].trigger, SpiTrigger::LevelHigh);
+    assert!(!ok[1].dma_coherent);
+    assert!(ok[1].unsupported().unwrap().contains("not dma-coherent"));
+    let level = VirtioMmio {
+        dma_coherent: true,
+        ..ok[1]
+    };
+    assert!(level.unsupported().unwrap().contains("level-triggered"));
+    assert_eq!(ok[2].intid, 51);
+    assert_eq!(ok[2].regs.len, 0x1000);
+}
+
+#[test]
+fn malformed_virtio_mmio_nodes_are_refused_by_name() {
+    const NONE: &[u32] = &[u32::MAX];
+    let cases: &[(&[Change], &str)] = &[
+        (&[("reg", NONE)], "'reg' is missing"),
+        (
+            &[("reg", &[0, 0x0a00_0000, 0])],
+            "not a whole number of entries",
+        ),
+        (&[("reg", &[0, 0x0a00_0000, 0, 0])], "zero-length"),
+        (
+            &[("reg", &[0, 0x0a00_0000, 0, 0x80])],
+            "outside 0x100..=0x100000",
+        ),
+        (
+            &[("reg", &[0, 0x0a00_0000, 1, 0])],
+            "outside 0x100..=0x100000",
+        ),
+        (
+            &[("reg", &[0, 0x0a00_0002, 0, 0x200])],
+            "not 4-byte aligned",
+        ),
+        (
+            &[("reg", &[0xffff_ffff, 0xffff_ff00, 0, 0x200])],
+            "wraps past 2^64",
+        ),
+        (
+            &[("reg", &[0, 0x0a00_0000, 0, 0x200, 0, 0x0b00_0000, 0, 0x200])],
+            "more than one register range",
+        ),
+        (&[("interrupts", NONE)], "'interrupts' is missing"),
+        (&[("interrupts", &[0, 16])], "exactly one 3-cell"),
+        (
+            &[("interrupts", &[0, 16, 1, 0, 17, 1])],
+            "exactly one 3-cell",
+        ),
+        (&[("interrupts", &[1, 3, 1])], "names a PPI"),
+        (&[("interrupts", &[2, 3, 1])], "other than SPI"),
+        (&[("interrupts", &[0, 988, 1])], "out of range"),
+        (&[("interrupts", &[0, 16, 0])], "no trigger type"),
+        (
+            &[("interrupts", &[0, 16, 2])],
+            "falling edge or an active-low",
+        ),
+        (
+            &[("interrupts", &[0, 16, 8])],
+            "falling edge or an active-low",
+        ),
+        (&[("interrupts", &[0, 16, 3])], "unknown trigger flags"),
+        (&[("interrupt-parent", &[2])], "not the GIC"),
+        (&[("interrupt-parent", &[7])], "no interrupt parent"),
+    ];
+    for (changes, why) in cases {
+        let r = virtio_results(&[
+            ("virtio_mmio@a000000", virtio_node(0x0a00_0000, 16, changes)),
+            // A good node after the bad one is still returned.
+            ("virtio_mmio@a000200", virtio_node(0x0a00_0200, 17, &[])),
+        ]);
+        assert_eq!(r.len(), 2, "{changes:?}");
+        let e = r[0].as_ref().unwrap_err();
+        assert!(e.contains(why), "{changes:?}: {e}");
+        assert!(e.contains("virtio_mmio@a000000"), "names the node: {e}");
+        assert_eq!(r[1].as_ref().unwrap().intid, 49, "{changes:?}");
+    }
+}
+
+#[test]
+fn overlapping_virtio_mmio_windows_are_refused() {
+    let r = virtio_results(&[
+        ("virtio_mmio@a000000", virtio_node(0x0a00_0000, 16, &[])),
+        ("virtio_mmio@a000100", virtio_node(0x0a00_0100, 17, &[])),
+        ("virtio_mmio@a000200", virtio_node(0x0a00_0200, 18, &[])),
+    ]);
+    assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+    let e = r[1].as_ref().unwrap_err();
+    assert!(
+        e.contains("virtio_mmio@a000100") && e.contains("overlaps"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_virtio_mmio_transports_than_kept_are_refused() {
+    let nodes: Vec<(String, Props)> = (0..MAX_VIRTIO_MMIO as u32 + 2)
+        .map(|i| {
+            let base = 0x0a00_0000 + 0x200 * i;
+            (format!("virtio_mmio@{base:x}"), virtio_node(base, i, &[]))
+        })
+        .collect();
+    let refs: Vec<(&str, Props)> = nodes.iter().map(|(n, p)| (n.as_str(), p.clone())).collect();
+    let r = virtio_results(&refs);
+    assert_eq!(r.iter().filter(|r| r.is_ok()).count(), MAX_VIRTIO_MMIO);
+    assert!(
+        r[MAX_VIRTIO_MMIO]
+            .as_ref()
+            .unwrap_err()
+            .contains("more than the 64")
+    );
 }

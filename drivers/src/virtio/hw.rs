@@ -5,6 +5,18 @@
 //!   address is its address; thread stacks are not (they live in the upper half), so a buffer
 //!   there is refused with a panic rather than handed to a device. There is no IOMMU: sharing
 //!   is the address, unsharing nothing.
+//!
+//!   On AArch64 that RAM is identity-mapped Normal write-back, inner shareable: the device
+//!   must snoop the CPUs' caches. QEMU's virtio devices are cache-coherent (its devicetree
+//!   marks every `virtio,mmio` node `dma-coherent`, and the Arm boards refuse a device whose
+//!   node is not). Real, non-coherent hardware would need what this module does not do: the
+//!   virtqueue rings in a Non-cacheable mapping (both sides write them all the time), data
+//!   buffers cleaned to the point of coherency (`dc cvac`) in `share` before the device reads
+//!   them and invalidated (`dc ivac`, after a `dsb`) in `unshare` before the CPU reads what the
+//!   device wrote, with buffers padded to whole cache lines (the CTR_EL0 writeback granule) so
+//!   no unrelated data shares a line; a `dsb` (not only `dmb ish`) between the ring updates
+//!   and the notify register write when the device is outside the inner shareable domain; and
+//!   an SMMU mapping where the device does not see CPU physical addresses.
 //! - [`MmioWindow`]: a bounds-checked, volatile window on device registers mapped through
 //!   [`BindContext::map_mmio`] (identity, uncached). BAR regions the PCI transport asks for
 //!   ([`Hal::mmio_phys_to_virt`]) are translated the same way: the driver maps every memory BAR

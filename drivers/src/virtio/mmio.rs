@@ -4,8 +4,11 @@
 //! per virtio-mmio transport that holds a device (Linux's format, `drivers/virtio/virtio_mmio.c`:
 //! size and base take `0x` hex or decimal with an optional K/M/G suffix, the IRQ is decimal, an
 //! optional `:<id>` follows). [`parse_cmdline`] returns the valid entries and a message for
-//! each invalid one; [`VirtioMmioBus`] maps each window, checks the magic value and version and
-//! reports the device type it finds.
+//! each invalid one. On Arm the transports come from the devicetree's `virtio,mmio` nodes
+//! instead (the board parses them). [`VirtioMmioBus`] maps each window, checks the magic value
+//! and version and reports the device type it finds; a transport with device ID 0 holds no
+//! device (QEMU's virt machine lists 32, most of them empty) and is skipped without a message
+//! of its own.
 
 use super::hw::MmioWindow;
 use crate::bus::{BindContext, Bus, DeviceId, DeviceInfo};
@@ -21,8 +24,12 @@ pub struct MmioDevice {
     pub base: u64,
     /// Bytes of the window.
     pub size: u64,
-    /// The interrupt line (a GSI on x86).
+    /// The interrupt line (a GSI on x86, an SPI's INTID on the GIC).
     pub irq: u32,
+    /// Why a device found here must not be offered to drivers (a platform fact the board
+    /// knows and the drivers cannot see, such as DMA that is not cache-coherent); logged with
+    /// the device only if the transport holds one.
+    pub refusal: Option<&'static str>,
 }
 
 /// The smallest window: the registers up to the device configuration at 0x100.
@@ -92,7 +99,12 @@ pub fn parse_entry(value: &str) -> Result<MmioDevice, String> {
     if irq == 0 || irq > 255 {
         return Err(bad(&format!("IRQ {irq} outside 1..=255")));
     }
-    Ok(MmioDevice { base, size, irq })
+    Ok(MmioDevice {
+        base,
+        size,
+        irq,
+        refusal: None,
+    })
 }
 
 /// Every valid `virtio_mmio.device=` entry of `cmdline`, in order, and a message for each
@@ -152,6 +164,7 @@ impl Bus for VirtioMmioBus {
 
     fn enumerate(&mut self, ctx: &dyn BindContext) -> Vec<DeviceInfo> {
         let mut out = Vec::new();
+        let mut empty = 0;
         for d in &self.devices {
             let w = match MmioWindow::map(ctx, d.base, d.size) {
                 Ok(w) => w,
@@ -168,6 +181,17 @@ impl Bus for VirtioMmioBus {
                 ));
                 continue;
             }
+            if device_id == 0 {
+                empty += 1;
+                continue;
+            }
+            if let Some(why) = d.refusal {
+                (self.log)(&format!(
+                    "virtio-mmio@{:#x}: device type {device_id}: {why}; not offered to drivers",
+                    d.base
+                ));
+                continue;
+            }
             out.push(DeviceInfo {
                 location: format!("virtio-mmio@{:#x}", d.base),
                 id: DeviceId::VirtioMmio {
@@ -177,6 +201,13 @@ impl Bus for VirtioMmioBus {
                     irq: d.irq,
                 },
             });
+        }
+        if empty > 0 {
+            (self.log)(&format!(
+                "virtio-mmio: {} transports, {} with a device, {empty} empty",
+                self.devices.len(),
+                out.len()
+            ));
         }
         out
     }

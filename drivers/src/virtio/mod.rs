@@ -11,8 +11,13 @@
 //!   disabled. Without MSI-X (or with it turned off by the board) it uses **INTx** through the
 //!   I/O APIC: the interrupt-line register firmware wrote, translated to a GSI by the board,
 //!   level-triggered; a line that is unset (0, 0xff) or not an ISA IRQ is a refusal.
-//! - [`VirtioNetMmio`] (microvm's `virtio-net-device`): the register window from a
-//!   `virtio_mmio.device=` command-line entry ([`mmio`]), its interrupt line edge-triggered.
+//! - [`VirtioNetMmio`] (`virtio-net-device`): the register window from a
+//!   `virtio_mmio.device=` command-line entry (x86 microvm) or a devicetree `virtio,mmio` node
+//!   (Arm virt, where QEMU's transports are legacy, version 1, unless told otherwise) through
+//!   [`mmio::VirtioMmioBus`]; its interrupt line edge-triggered (rising: the line is "interrupt
+//!   status non-zero", and [`NetDevice::handle_interrupt`] acknowledges the status before the
+//!   queues are looked at, so each later notification is a new edge). Both kinds of board
+//!   describe these lines as edge-triggered.
 //!
 //! Refusals (the `Err` of `bind`, logged by the runtime): a malformed capability list, a BAR
 //! or register window that cannot be mapped, features the driver cannot honour

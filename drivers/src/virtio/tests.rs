@@ -3,7 +3,11 @@
 
 use super::mmio::{MmioDevice, parse_cmdline, parse_entry};
 use super::*;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::ToString;
 use alloc::vec;
+use alloc::vec::Vec;
 
 /// What QEMU 10's virtio-net-pci offers (modern, with MAC, event index, offloads).
 const QEMU_PCI: u64 = 0x1_3079_bfe7;
@@ -55,17 +59,20 @@ fn command_line_entries_as_microvm_writes_them() {
             MmioDevice {
                 base: 0xfeb0_0e00,
                 size: 512,
-                irq: 12
+                irq: 12,
+                refusal: None,
             },
             MmioDevice {
                 base: 0xfeb0_0c00,
                 size: 512,
-                irq: 11
+                irq: 11,
+                refusal: None,
             },
             MmioDevice {
                 base: 0xfec0_1000,
                 size: 4096,
-                irq: 9
+                irq: 9,
+                refusal: None,
             },
         ]
     );
@@ -99,4 +106,145 @@ fn bad_command_line_entries_are_reported_and_skipped() {
     assert_eq!(devs.len(), 2, "{devs:?}");
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[1].contains("overlaps"), "{errors:?}");
+}
+
+/// A virtio-mmio register block in ordinary memory (registers are plain words: a write to a
+/// selector changes nothing else), mapped 1:1 by [`Identity`].
+struct FakeMmio(Box<[u32; 128]>);
+
+impl FakeMmio {
+    /// A legacy (version 1) transport holding device type `device_id`, offering `features`
+    /// (the same word for both feature selectors) and queues of `queue_max` descriptors.
+    fn new(device_id: u32, features: u32, queue_max: u32) -> Self {
+        let mut r = Box::new([0u32; 128]);
+        r[0] = 0x7472_6976; // "virt"
+        r[1] = 1;
+        r[2] = device_id;
+        r[3] = 0x554d_4551; // "QEMU"
+        r[0x10 / 4] = features;
+        r[0x34 / 4] = queue_max;
+        FakeMmio(r)
+    }
+
+    fn device(&self) -> MmioDevice {
+        MmioDevice {
+            base: self.0.as_ptr() as u64,
+            size: 0x200,
+            irq: 48,
+            refusal: None,
+        }
+    }
+}
+
+/// Maps every window at its own address (as Rhea's kernel does).
+struct Identity;
+
+impl BindContext for Identity {
+    fn map_mmio(&self, phys: u64, _len: u64) -> Option<u64> {
+        Some(phys)
+    }
+    fn alloc_msi(&self) -> Option<crate::bus::Msi> {
+        None
+    }
+}
+
+static BUS_LOG: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn bus_log(msg: &str) {
+    BUS_LOG.lock().unwrap().push(msg.to_string());
+}
+
+#[test]
+fn empty_transports_are_skipped_and_devices_bound_or_refused() {
+    use super::mmio::VirtioMmioBus;
+    use crate::bus::{Bus, Driver, Outcome, bind_all};
+    let empty = FakeMmio::new(0, 0, 0);
+    let mut not_virtio = FakeMmio::new(1, 0, 0);
+    not_virtio.0[0] = 0xdead_beef;
+    let no_mac = FakeMmio::new(VIRTIO_NET_TYPE, 0x0001_0000, 256);
+    let small_queues = FakeMmio::new(VIRTIO_NET_TYPE, feature::NET_MAC as u32, 16);
+    let block = FakeMmio::new(2, 0, 256);
+    let incoherent = FakeMmio::new(VIRTIO_NET_TYPE, feature::NET_MAC as u32, 256);
+    let all = [
+        &empty,
+        &not_virtio,
+        &no_mac,
+        &small_queues,
+        &block,
+        &incoherent,
+    ];
+    // The board's refusal: said for a transport holding a device, not for an empty one.
+    let devices = || -> Vec<MmioDevice> {
+        all.iter()
+            .map(|f| MmioDevice {
+                refusal: [&empty, &incoherent]
+                    .iter()
+                    .any(|r| core::ptr::eq(*r, *f))
+                    .then_some("not dma-coherent"),
+                ..f.device()
+            })
+            .collect()
+    };
+    let mut bus = VirtioMmioBus::new(devices(), bus_log);
+    let found = bus.enumerate(&Identity);
+    let log = BUS_LOG.lock().unwrap().clone();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|d| d.location.starts_with("virtio-mmio@0x"))
+    );
+    assert!(
+        matches!(
+            found[2].id,
+            DeviceId::VirtioMmio {
+                device_id: 2,
+                irq: 48,
+                size: 0x200,
+                ..
+            }
+        ),
+        "{found:?}"
+    );
+    // One message for the bad magic, one for the refused device, one summary; nothing for
+    // the empty slot.
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log[0].contains("magic 0xdeadbeef") && log[0].contains("skipped"),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[1],
+        format!(
+            "virtio-mmio@{:#x}: device type 1: not dma-coherent; not offered to drivers",
+            incoherent.device().base
+        )
+    );
+    assert_eq!(
+        log[2],
+        "virtio-mmio: 6 transports, 3 with a device, 1 empty"
+    );
+
+    let driver = VirtioNetMmio;
+    assert!(driver.matches(&found[0]) && !driver.matches(&found[2]));
+    let (bound, outcomes) = bind_all(
+        &mut [Box::new(VirtioMmioBus::new(devices(), bus_log)) as Box<dyn Bus>],
+        &[&driver as &dyn Driver],
+        &Identity,
+    );
+    assert!(bound.is_empty());
+    let reasons: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Refused { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{outcomes:?}");
+    assert!(reasons[0].contains("no MAC address"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("receive queue 0: size 16 is below the 64"),
+        "{reasons:?}"
+    );
+    assert!(matches!(&outcomes[2], Outcome::Unclaimed(d) if d.location == found[2].location));
 }
