@@ -382,10 +382,16 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
 
     // The appliance's network tests (net_test.rs), where the board has a network device: on
-    // LinuxU (tap) and on QEMU q35 (virtio-net on the same kind of tap).
-    let net_cases: [(&str, &str, &str); 2] = [
+    // LinuxU (tap) and on QEMU q35 and microvm (virtio-net over PCI and MMIO on the same kind
+    // of tap).
+    let net_cases: [(&str, &str, &str); 3] = [
         ("linuxu", "realtime", "linuxu/realtime/native appliance net"),
         ("qemu-x86_64", "q35", "qemu-x86_64/q35/tcg appliance net"),
+        (
+            "qemu-x86_64",
+            "microvm",
+            "qemu-x86_64/microvm/tcg appliance net",
+        ),
     ];
     for (n, (board_name, machine, case)) in net_cases.iter().enumerate() {
         let wanted = board_names.iter().any(|b| b == board_name)

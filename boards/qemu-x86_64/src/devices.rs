@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
-use rhea_drivers::virtio::mmio::{VirtioMmioBus, parse_cmdline};
+use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
 use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
 use spin::Once;
 
@@ -42,9 +42,12 @@ pub fn devices() -> Devices {
     let config: Arc<dyn ConfigAccess> = Arc::new(crate::pci::BoardConfig::new());
     let mut buses: Vec<Box<dyn Bus>> = Vec::new();
     buses.push(Box::new(PciBus::new(Arc::clone(&config), log)));
-    let (mmio, errors) = parse_cmdline(cmdline);
+    let (mut mmio, errors) = parse_cmdline(cmdline);
     for e in errors {
         log(&format!("{e}; entry skipped"));
+    }
+    if mmio.is_empty() && !crate::pci::has_ecam() {
+        mmio = microvm_transports();
     }
     if !mmio.is_empty() {
         buses.push(Box::new(VirtioMmioBus::new(mmio, log)));
@@ -57,6 +60,30 @@ pub fn devices() -> Devices {
         config, &BAR_SPACE, allow_msix, intx_gsi,
     )));
     (buses, alloc::vec![pci as &dyn Driver, &VIRTIO_NET_MMIO])
+}
+
+/// QEMU microvm's virtio-mmio transports, for when the command line names none (QEMU 10 with
+/// ACPI describes them only in its DSDT, which needs AML): 512-byte windows from
+/// `0xfeb0_0000`; their lines start at GSI 24 (all 24 pins of the second I/O APIC) when the
+/// MADT lists one there, else at GSI 16 (8 transports, ACPI without the second I/O APIC), else
+/// at 5 (8 transports, no ACPI) — QEMU's `hw/i386/microvm.c` layout. Empty transports (device
+/// type 0) are skipped by the bus; a machine without them shows no virtio magic there.
+fn microvm_transports() -> Vec<MmioDevice> {
+    const BASE: u64 = 0xfeb0_0000;
+    let madt = crate::smp::madt();
+    let (irq_base, count) = match madt {
+        Some(m) if m.io_apics().iter().any(|io| io.gsi_base == 24) => (24, 24),
+        Some(_) => (16, 8),
+        None => (5, 8),
+    };
+    (0..count)
+        .map(|i| MmioDevice {
+            base: BASE + u64::from(i) * 512,
+            size: 512,
+            irq: irq_base + i,
+            refusal: None,
+        })
+        .collect()
 }
 
 /// Bus and parser messages, one console line each.

@@ -7,7 +7,7 @@
 //! The drivers are `rhea-irq` and `rhea-timers`; this module only binds them to the
 //! machine's ports, MSRs and MMIO pages (`rhea-arch` primitives) and keeps the instances.
 //!
-//! Lock: the I/O APIC sits behind `IOAPIC`, a spin lock taken with interrupts disabled (its
+//! Lock: each I/O APIC sits behind its own spin lock in `IOAPICS`, taken with interrupts disabled (its
 //! select/data register pair must not interleave); it is a leaf lock.
 #![allow(
     unsafe_code,
@@ -97,7 +97,10 @@ static XAPIC: Once<XApic<Mmio>> = Once::new();
 static LAPIC: Once<Lapic<&'static dyn LapicAccess>> = Once::new();
 static CLOCK: Once<TscClock<Tsc>> = Once::new();
 static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new();
-static IOAPIC: Once<Mutex<IoApic<Mmio>>> = Once::new();
+/// The I/O APICs, each serving GSIs `gsi_base..gsi_base + entries` (microvm has two: GSIs
+/// 0–23 and 24–47, the second carrying its virtio-mmio lines).
+const MAX_IOAPICS: usize = rhea_smp::madt::MAX_IOAPICS;
+static IOAPICS: Once<[Option<Mutex<IoApic<Mmio>>>; MAX_IOAPICS]> = Once::new();
 static ISA: Once<IsaIrqMap> = Once::new();
 static CONTROLLER: Pc = Pc;
 
@@ -106,12 +109,22 @@ static CONTROLLER: Pc = Pc;
 struct Pc;
 
 impl Pc {
-    fn with_ioapic<R>(f: impl FnOnce(&mut IoApic<Mmio>) -> R) -> Option<R> {
-        let io = IOAPIC.get()?;
+    /// Runs `f` on the I/O APIC serving `line`, with interrupts disabled (each lock is taken
+    /// in that state, so an interrupt handler masking a line cannot find it held).
+    fn with_ioapic<R>(line: IrqLine, f: impl FnOnce(&mut IoApic<Mmio>) -> R) -> Option<R> {
+        let all = IOAPICS.get()?;
         let was = rhea_arch::irq_save();
-        let r = f(&mut io.lock());
+        let mut f = Some(f);
+        let mut r = None;
+        for io in all.iter().flatten() {
+            let mut io = io.lock();
+            if (io.gsi_base()..io.gsi_base() + io.entries()).contains(&line.0) {
+                r = f.take().map(|f| f(&mut io));
+                break;
+            }
+        }
         rhea_arch::irq_restore(was);
-        Some(r)
+        r
     }
 }
 
@@ -125,19 +138,19 @@ impl InterruptController for Pc {
     fn route(&self, line: IrqLine, vector: u8, trigger: Trigger) -> Result<(), RouteError> {
         let v = Vector::new(vector).ok_or(RouteError::BadVector(vector))?;
         let dest = LAPIC.get().map_or(ApicId(0), |l| l.read_id());
-        Self::with_ioapic(|io| io.route(line, v, dest, trigger))
+        Self::with_ioapic(line, |io| io.route(line, v, dest, trigger))
             .ok_or(RouteError::NoSuchLine(line.0))?
             .map_err(|_| RouteError::NoSuchLine(line.0))
     }
 
     fn unmask(&self, line: IrqLine) -> Result<(), RouteError> {
-        Self::with_ioapic(|io| io.unmask(line))
+        Self::with_ioapic(line, |io| io.unmask(line))
             .ok_or(RouteError::NoSuchLine(line.0))?
             .map_err(|_| RouteError::NoSuchLine(line.0))
     }
 
     fn mask(&self, line: IrqLine) -> Result<(), RouteError> {
-        Self::with_ioapic(|io| io.mask(line))
+        Self::with_ioapic(line, |io| io.mask(line))
             .ok_or(RouteError::NoSuchLine(line.0))?
             .map_err(|_| RouteError::NoSuchLine(line.0))
     }
@@ -292,19 +305,30 @@ pub fn init(
     let lapic = LAPIC.call_once(|| Lapic::new(access));
     lapic.init(&LapicConfig::DEFAULT);
 
-    // 3. The I/O APIC, all inputs masked until a driver routes one: the MADT's first (the
-    //    one serving GSI 0), else the PC's usual one. Further I/O APICs are not used.
+    // 3. The I/O APICs, all inputs masked until a driver routes one: the MADT's, else the
+    //    PC's usual one.
     let madt = crate::smp::madt();
-    let (ioapic_base, gsi_base) = madt
-        .and_then(|m| m.io_apics().iter().min_by_key(|io| io.gsi_base))
-        .map_or((IOAPIC_BASE, 0), |io| (io.address, io.gsi_base));
-    if !map_mmio(ioapic_base, 4096) {
-        return Err(InitError::Map);
+    let mut found = [(IOAPIC_BASE, 0u32); MAX_IOAPICS];
+    let count = match madt.map(|m| m.io_apics()) {
+        Some(list) if !list.is_empty() => {
+            for (slot, io) in found.iter_mut().zip(list) {
+                *slot = (io.address, io.gsi_base);
+            }
+            list.len()
+        }
+        _ => 1,
+    };
+    let mut ioapics = [const { None }; MAX_IOAPICS];
+    for (slot, &(base, gsi_base)) in ioapics.iter_mut().zip(&found[..count]) {
+        if !map_mmio(base, 4096) {
+            return Err(InitError::Map);
+        }
+        let mut io =
+            IoApic::new(Mmio { base }, gsi_base).map_err(|e| InitError::IoApic(base, e))?;
+        io.mask_all();
+        *slot = Some(Mutex::new(io));
     }
-    let mut io = IoApic::new(Mmio { base: ioapic_base }, gsi_base)
-        .map_err(|e| InitError::IoApic(ioapic_base, e))?;
-    io.mask_all();
-    IOAPIC.call_once(|| Mutex::new(io));
+    IOAPICS.call_once(|| ioapics);
     // ISA IRQ wiring: the MADT's overrides; without a MADT, what QEMU and most PC firmware
     // do (ISA IRQ 0 on GSI 2).
     ISA.call_once(|| {

@@ -30,6 +30,12 @@ static ECAM: Once<EcamWindow> = Once::new();
 
 /// Reads the MCFG (early boot, boot identity map active) and says what configuration access
 /// PCI will use.
+/// Whether the ACPI tables described a PCI Express configuration window (q35 does; microvm,
+/// without its `pcie=on`, does not).
+pub(crate) fn has_ecam() -> bool {
+    ECAM.get().is_some()
+}
+
 pub(crate) fn discover(rsdp: Option<u64>) {
     let mut w = ConsoleWriter;
     let where_ = match rsdp {
