@@ -382,15 +382,20 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
 
     // The appliance's network tests (net_test.rs), where the board has a network device: on
-    // LinuxU (tap) and on QEMU q35 and microvm (virtio-net over PCI and MMIO on the same kind
-    // of tap).
-    let net_cases: [(&str, &str, &str); 3] = [
+    // LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and MMIO on the same kind of
+    // tap) and QEMU virt on Arm (virtio-net over MMIO from the devicetree).
+    let net_cases: [(&str, &str, &str); 4] = [
         ("linuxu", "realtime", "linuxu/realtime/native appliance net"),
         ("qemu-x86_64", "q35", "qemu-x86_64/q35/tcg appliance net"),
         (
             "qemu-x86_64",
             "microvm",
             "qemu-x86_64/microvm/tcg appliance net",
+        ),
+        (
+            "qemu-aarch64",
+            "virt-gicv3",
+            "qemu-aarch64/virt-gicv3/tcg appliance net",
         ),
     ];
     for (n, (board_name, machine, case)) in net_cases.iter().enumerate() {
