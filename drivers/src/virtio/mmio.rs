@@ -204,7 +204,7 @@ impl Bus for VirtioMmioBus {
         }
         if empty > 0 {
             (self.log)(&format!(
-                "virtio-mmio: {} transports, {} with a device, {empty} empty",
+                "virtio-mmio: {} transports, {empty} empty, {} offered to drivers",
                 self.devices.len(),
                 out.len()
             ));
