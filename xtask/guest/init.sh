@@ -15,6 +15,10 @@
 # round trips, default 10000), rhea.hist=<us> (cyclictest histogram size, default 20000) and
 # rhea.mode=xcpu (instead of the scheduler measures: xcpu_wake's same- and cross-CPU futex
 # wake-ups, `RESULT xcpu_same ...` and `RESULT xcpu_cross ...`, for `cargo xtask bench smp`).
+# rhea.mode=net (for `cargo xtask bench net`): loads the virtio-net modules packed under
+# /lib/modules/net/ (in dependency order), gives eth0 the address rhea.net.ip=<A.B.C.D/N>,
+# prints `RESULT net_up eth0 <address>` and runs netecho (UDP and TCP echo on port 7; it
+# prints `RESULT netecho_ready port=7`) until it receives its quit datagram.
 
 echo "NOTE /init started"
 /bin/busybox mkdir -p /proc /sys /dev /tmp
@@ -30,11 +34,13 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 loops=10000
 hist=20000
 mode=sched
+netip=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         rhea.loops=*) loops="${arg#rhea.loops=}" ;;
         rhea.hist=*) hist="${arg#rhea.hist=}" ;;
         rhea.mode=*) mode="${arg#rhea.mode=}" ;;
+        rhea.net.ip=*) netip="${arg#rhea.net.ip=}" ;;
     esac
 done
 
@@ -66,6 +72,30 @@ echo -1 > /proc/sys/kernel/sched_rt_runtime_us
 if [ "$mode" = xcpu ]; then
     /bin/xcpu_wake 0 0 "$loops" | sed -n 's/^RESULT wake /RESULT xcpu_same /p'
     /bin/xcpu_wake 0 1 "$loops" | sed -n 's/^RESULT wake /RESULT xcpu_cross /p'
+    echo "RESULT done"
+    sync
+    poweroff -f
+fi
+
+if [ "$mode" = net ]; then
+    for m in /lib/modules/net/*.ko; do
+        insmod "$m" 2>&1 | sed 's/^/NOTE insmod: /'
+    done
+    tenths=0
+    while [ ! -e /sys/class/net/eth0 ] && [ "$tenths" -lt 100 ]; do
+        sleep 0.1
+        tenths=$((tenths + 1))
+    done
+    ip link set lo up
+    if [ -z "$netip" ] || ! ip addr add "$netip" dev eth0 || ! ip link set eth0 up; then
+        echo "NOTE net: cannot configure eth0 with rhea.net.ip=$netip ($(ls /sys/class/net))"
+        echo "RESULT done"
+        sync
+        poweroff -f
+    fi
+    echo "RESULT net_up eth0 $netip $(cat /sys/class/net/eth0/address)"
+    /bin/netecho 7
+    echo "RESULT netecho_exit $?"
     echo "RESULT done"
     sync
     poweroff -f

@@ -55,6 +55,11 @@ const BENCHES: &[(&str, &str)] = &[
          latency, 1 -> 2 CPU speed-up",
     ),
     (
+        "net",
+        "the appliance on qemu-x86_64 q35 vs a Linux guest's echo server, same QEMU flags and \
+         netdev (a tap; needs root): UDP round trip, TCP stream, small-packet rate, ratios",
+    ),
+    (
         "queue",
         "rhea-queue SPSC/MPMC vs std::sync::mpsc between two host threads: throughput, \
          one-way latency, ratios",
@@ -96,6 +101,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("boot") => boot(ws, opts),
         Some("smp") => crate::bench_smp::bench(ws, opts),
         Some("queue") => crate::bench_queue::bench(ws, opts),
+        Some("net") => crate::bench_net::bench(ws, opts),
         Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
             crate::host_baseline::bench_sched(ws, opts)
         }

@@ -19,7 +19,10 @@
 //!   (`busybox-static`), `cyclictest` (`rt-tests`) with the dynamic loader and the libraries
 //!   its `PT_INTERP` and `DT_NEEDED` entries name, recursively (taken from the `lib*`
 //!   packages `rt-tests` depends on, not from the host), `pingpong` (`xtask/guest/pingpong.c`, built with
-//!   `gcc -O2 -static -pthread`) and `/init` (`xtask/guest/init.sh`).
+//!   `gcc -O2 -static -pthread`) and `/init` (`xtask/guest/init.sh`); for `bench net`
+//!   (`rhea.mode=net`, [`net_guest`]) also `netecho` (`xtask/guest/netecho.c`, built the same
+//!   way) and the kernel's virtio-pci and virtio-net modules with their dependencies
+//!   (`lib/modules/net/`, numbered in load order; the cloud kernel builds them as modules).
 //!
 //! Packages come from `apt-get download` (no root needed) and are unpacked with
 //! `dpkg-deb -x`; on a host without them, put the `.deb` files into
@@ -67,6 +70,13 @@ const INIT_SCRIPT: &str = include_str!("../guest/init.sh");
 const PINGPONG_SRC: &str = "xtask/guest/pingpong.c";
 /// The cross-CPU wake-up program (`bench smp`), relative to the workspace root.
 const XCPU_SRC: &str = "xtask/guest/xcpu_wake.c";
+/// The echo server of `bench net` (`rhea.mode=net`), relative to the workspace root.
+const NETECHO_SRC: &str = "xtask/guest/netecho.c";
+/// The modules `rhea.mode=net` loads (the cloud kernel has virtio-net and virtio-pci as
+/// modules), with the modules they depend on.
+const NET_MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
+/// Where the initramfs holds them, numbered in load order (`init.sh` loads `*.ko` sorted).
+const GUEST_NET_MODULE_DIR: &str = "lib/modules/net";
 /// The first console line of `/init`.
 const INIT_MARKER: &str = "NOTE /init started";
 /// Where the guest gets its libraries: a directory Debian's dynamic loader searches without
@@ -325,6 +335,65 @@ pub(crate) fn run_xcpu_baseline(
     }
 }
 
+/// The console line `netecho` prints once it answers (`rhea.mode=net`).
+pub(crate) const NET_READY: &str = "RESULT netecho_ready";
+/// The UDP datagram that ends `netecho` (and then the guest: `/init` powers off).
+pub(crate) const NET_QUIT: &[u8] = b"QUIT netecho";
+
+/// A Linux guest in `rhea.mode=net` (`bench net`), not yet started.
+#[derive(Debug)]
+pub(crate) struct NetGuest {
+    /// QEMU with all its arguments.
+    pub(crate) command: Command,
+    /// e.g. `linux-image-6.1.0-56-cloud-amd64 6.1.192-2`.
+    pub(crate) kernel_package: String,
+    /// Guest RAM (`-m`).
+    pub(crate) mem: &'static str,
+}
+
+/// The QEMU command of the Linux guest in `rhea.mode=net`: the flags of a Rhea run with the
+/// same `machine`, `accel` and `smp` (`-m` [`LINUX_MEM`]), plus `nic`, the NIC arguments of
+/// the Rhea run it is compared with (`-netdev ... -device ...`, verbatim), and eth0 given
+/// the address `ip` (`A.B.C.D/N`). It prints [`NET_READY`] once its echo server answers on
+/// port 7 and powers off after [`NET_QUIT`].
+pub(crate) fn net_guest(
+    ws: &Workspace,
+    qemu: &Qemu,
+    machine: &str,
+    accel: Accel,
+    smp: u32,
+    nic: &[String],
+    ip: &str,
+) -> Result<NetGuest> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(Some(machine))?;
+    let guest = prepare(ws)?;
+    let append = format!("console=ttyS0 quiet panic=-1 rhea.mode=net rhea.net.ip={ip}");
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp,
+        mem: LINUX_MEM,
+        kernel: &guest.vmlinuz,
+        serial: Serial::Captured,
+        append: "",
+    };
+    let linux = LinuxBoot {
+        initrd: &guest.initrd,
+        append: &append,
+    };
+    let mut command = Command::new(&qemu.binary);
+    command
+        .args(qemu::linux_args(&spec, qemu.qboot.as_deref(), &linux)?)
+        .args(nic);
+    Ok(NetGuest {
+        command,
+        kernel_package: guest.kernel_package,
+        mem: LINUX_MEM,
+    })
+}
+
 /// The QEMU timeout: generous, as TCG is slow (Linux needs ~5 s to reach `/init`) and the
 /// cyclictest runs alone take `loops` × (200 + 1000) µs × 2 of guest time.
 fn timeout_for(loops: u32) -> Duration {
@@ -485,6 +554,8 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     } = unpack_cyclictest(ws)?;
     let pingpong = ensure_pingpong(ws, &dir)?;
     let xcpu_wake = ensure_static(ws, &dir, XCPU_SRC, "xcpu_wake")?;
+    let netecho = ensure_static(ws, &dir, NETECHO_SRC, "netecho")?;
+    let net_modules = net_modules(&kernel_deb, &unpacked)?;
 
     let busybox = busybox_root.join("bin/busybox");
     let libs = library_closure(&cyclictest, &lib_roots)?;
@@ -493,8 +564,15 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
         ("bin/busybox".to_string(), busybox),
         ("bin/pingpong".to_string(), pingpong),
         ("bin/xcpu_wake".to_string(), xcpu_wake),
+        ("bin/netecho".to_string(), netecho),
         ("usr/bin/cyclictest".to_string(), cyclictest),
     ];
+    for (i, (name, path)) in net_modules.into_iter().enumerate() {
+        files.push((
+            format!("{GUEST_NET_MODULE_DIR}/{:02}-{name}.ko", i + 1),
+            path,
+        ));
+    }
     files.extend(libs.files);
     let mut cpio = Cpio::new();
     let mut dirs: BTreeSet<PathBuf> = ["dev", "proc", "sys", "tmp"].map(PathBuf::from).into();
@@ -725,6 +803,179 @@ fn ensure_static(ws: &Workspace, dir: &Path, src: &str, name: &str) -> Result<Pa
     })?;
     fs::rename(&tmp, &out).context(|| format!("cannot rename to {}", out.display()))?;
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernel modules (`rhea.mode=net`).
+
+/// What `tar` extracts from the kernel package for [`net_modules`]: the modules that
+/// [`NET_MODULES`] and their dependencies can be among.
+const NET_MODULE_PATTERNS: [&str; 3] = [
+    "./lib/modules/*/kernel/drivers/virtio/*.ko",
+    "./lib/modules/*/kernel/drivers/net/*.ko",
+    "./lib/modules/*/kernel/net/core/*.ko",
+];
+
+/// The modules of [`NET_MODULES`] with those they depend on, in load order, as (module
+/// name, file): extracted once from the kernel package into `unpacked/<stem>.net-modules/`
+/// (the kernel's own unpacked tree has no modules: [`prepare`] prunes them), their
+/// dependencies read from each module's `.modinfo` (`depends=`), as `depmod` would.
+fn net_modules(kernel_deb: &Path, unpacked: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let stem = kernel_deb
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let root = unpacked.join(format!("{stem}.net-modules"));
+    let done = root.join(".unpacked");
+    if !done.is_file() {
+        if root.exists() {
+            fs::remove_dir_all(&root).context(|| format!("cannot remove {}", root.display()))?;
+        }
+        fs::create_dir_all(&root).context(|| format!("cannot create {}", root.display()))?;
+        let mut dpkg = Command::new("dpkg-deb");
+        dpkg.arg("--fsys-tarfile")
+            .arg(kernel_deb)
+            .stdout(std::process::Stdio::piped());
+        let mut dpkg_child = dpkg
+            .spawn()
+            .context(|| format!("cannot run `{}`", describe(&dpkg)))?;
+        let mut tar = Command::new("tar");
+        tar.arg("-x")
+            .arg("-C")
+            .arg(&root)
+            .args(["--wildcards", "--no-wildcards-match-slash"])
+            .args(NET_MODULE_PATTERNS);
+        if let Some(out) = dpkg_child.stdout.take() {
+            tar.stdin(out);
+        }
+        let tar_status = tar
+            .status()
+            .context(|| format!("cannot run `{}`", describe(&tar)))?;
+        let dpkg_status = dpkg_child
+            .wait()
+            .context(|| format!("`{}` did not end", describe(&dpkg)))?;
+        if !tar_status.success() || !dpkg_status.success() {
+            return fail(format!(
+                "`{} | {}` failed ({dpkg_status}, {tar_status})",
+                describe(&dpkg),
+                describe(&tar)
+            ));
+        }
+        fs::write(&done, b"").context(|| format!("cannot write {}", done.display()))?;
+    }
+    let mut files = Vec::new();
+    find_files(&root, "ko", &mut files)?;
+    let mut modules = std::collections::BTreeMap::new();
+    for file in files {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('-', "_"))
+            .unwrap_or_default();
+        let depends = modinfo_depends(&read(&file)?)
+            .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
+        modules.insert(name, (file, depends));
+    }
+    let deps: std::collections::BTreeMap<String, Vec<String>> = modules
+        .iter()
+        .map(|(name, (_, depends))| (name.clone(), depends.clone()))
+        .collect();
+    let order = module_load_order(&NET_MODULES, &deps).map_err(|e| {
+        Error::Failed(format!(
+            "{e} (among the modules extracted into {})",
+            root.display()
+        ))
+    })?;
+    Ok(order
+        .into_iter()
+        .map(|name| {
+            let file = modules[&name].0.clone();
+            (name, file)
+        })
+        .collect())
+}
+
+/// Every file under `dir` whose name ends in `.<ext>`, recursively.
+fn find_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry
+            .context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            find_files(&path, ext, out)?;
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The `depends=` list of a kernel module (a relocatable ELF whose `.modinfo` section holds
+/// NUL-terminated `key=value` strings); empty when it depends on nothing.
+fn modinfo_depends(ko: &[u8]) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSection};
+    let file = ElfFile64::<Endianness>::parse(ko).map_err(|e| format!("not a module: {e}"))?;
+    let section = file
+        .section_by_name(".modinfo")
+        .ok_or("no .modinfo section")?;
+    let data = section.data().map_err(|e| e.to_string())?;
+    Ok(parse_modinfo_depends(data))
+}
+
+/// The `depends=` entry of a `.modinfo` section's contents.
+fn parse_modinfo_depends(modinfo: &[u8]) -> Vec<String> {
+    modinfo
+        .split(|&b| b == 0)
+        .filter_map(|entry| entry.strip_prefix(b"depends="))
+        .flat_map(|list| {
+            String::from_utf8_lossy(list)
+                .split(',')
+                .map(|d| d.trim().replace('-', "_"))
+                .filter(|d| !d.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The modules to load for `roots`, every one after those it depends on (`deps`: each
+/// module's dependencies), each once. `Err` names a missing module or a cycle.
+fn module_load_order(
+    roots: &[&str],
+    deps: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, String> {
+    fn visit(
+        name: &str,
+        deps: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        order: &mut Vec<String>,
+    ) -> Result<(), String> {
+        if order.iter().any(|m| m == name) {
+            return Ok(());
+        }
+        if path.iter().any(|m| m == name) {
+            return Err(format!(
+                "module dependency cycle: {} -> {name}",
+                path.join(" -> ")
+            ));
+        }
+        let Some(needs) = deps.get(name) else {
+            return Err(match path.last() {
+                Some(by) => format!("module {name} (needed by {by}) not found"),
+                None => format!("module {name} not found"),
+            });
+        };
+        path.push(name.to_string());
+        for dep in needs {
+            visit(dep, deps, path, order)?;
+        }
+        path.pop();
+        order.push(name.to_string());
+        Ok(())
+    }
+    let mut order = Vec::new();
+    for root in roots {
+        visit(root, deps, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1486,6 +1737,58 @@ RESULT done
     }
 
     #[test]
+    fn module_dependencies() {
+        let modinfo = b"license=GPL\0depends=virtio,virtio_ring,net-failover\0name=virtio_net\0";
+        assert_eq!(
+            parse_modinfo_depends(modinfo),
+            ["virtio", "virtio_ring", "net_failover"]
+        );
+        assert!(parse_modinfo_depends(b"depends=\0name=virtio\0").is_empty());
+        assert!(parse_modinfo_depends(b"").is_empty());
+        assert!(modinfo_depends(b"not an ELF").is_err());
+
+        let deps: std::collections::BTreeMap<String, Vec<String>> = [
+            ("virtio_net", &["net_failover", "virtio", "virtio_ring"][..]),
+            ("net_failover", &["failover"][..]),
+            ("failover", &[][..]),
+            ("virtio", &[][..]),
+            ("virtio_ring", &[][..]),
+            (
+                "virtio_pci",
+                &["virtio_pci_modern_dev", "virtio", "virtio_ring"][..],
+            ),
+            ("virtio_pci_modern_dev", &[][..]),
+        ]
+        .into_iter()
+        .map(|(m, d)| (m.to_string(), d.iter().map(|s| s.to_string()).collect()))
+        .collect();
+        assert_eq!(
+            module_load_order(&NET_MODULES, &deps).unwrap(),
+            [
+                "virtio_pci_modern_dev",
+                "virtio",
+                "virtio_ring",
+                "virtio_pci",
+                "failover",
+                "net_failover",
+                "virtio_net"
+            ]
+        );
+        let mut broken = deps.clone();
+        broken.remove("failover");
+        assert_eq!(
+            module_load_order(&["virtio_net"], &broken).unwrap_err(),
+            "module failover (needed by net_failover) not found"
+        );
+        broken.insert("failover".into(), vec!["virtio_net".into()]);
+        assert!(
+            module_load_order(&["virtio_net"], &broken)
+                .unwrap_err()
+                .starts_with("module dependency cycle: virtio_net -> net_failover -> failover")
+        );
+    }
+
+    #[test]
     fn timeouts() {
         assert_eq!(timeout_for(10_000), Duration::from_secs(300));
         // 100k loops: 240 s of cyclictest guest time, x4, + 120 s.
@@ -1501,6 +1804,9 @@ RESULT done
         assert!(INIT_SCRIPT.contains("echo \"END cyclictest\""));
         assert!(INIT_SCRIPT.contains("rhea.loops=*"));
         assert!(INIT_SCRIPT.contains("rhea.hist=*"));
+        assert!(INIT_SCRIPT.contains("rhea.net.ip=*"));
+        assert!(INIT_SCRIPT.contains(&format!("/{GUEST_NET_MODULE_DIR}/*.ko")));
+        assert!(INIT_SCRIPT.contains("/bin/netecho 7"));
         let periods: Vec<String> = PERIODS_US.iter().map(u32::to_string).collect();
         assert!(INIT_SCRIPT.contains(&format!("for period in {}; do", periods.join(" "))));
     }

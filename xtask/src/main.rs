@@ -13,6 +13,7 @@
 mod apps;
 mod bench;
 mod bench_arm;
+mod bench_net;
 mod bench_queue;
 mod bench_smp;
 mod boards;

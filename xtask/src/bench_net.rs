@@ -1,0 +1,685 @@
+//! `cargo xtask bench net [--loops N] [--accel A] [--smp N] [--mem M]`: Rhea's network next
+//! to a Linux guest's, measured from the host through the same QEMU netdev in the same run.
+//!
+//! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
+//! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
+//! appliance's QEMU command line (`qemu::nic_args`), with its user-networking netdev moved
+//! onto a tap this bench creates (`net_test::Wire`, host 10.77.20.1, guest 10.77.20.2;
+//! root needed) — the Linux guest gets those two arguments verbatim. One after the other:
+//!
+//! 1. Rhea: the demo appliance (`apps/appliance`, echo on port 7) with `rhea.net.ip=<guest>/24
+//!    appliance.allow_quit=1` (plus `--append`); ended with `GET /quit`.
+//! 2. Linux: the guest of `linux_guest.rs` in `rhea.mode=net` (virtio-net modules loaded,
+//!    eth0 configured, `xtask/guest/netecho.c` answering on port 7); ended with its quit
+//!    datagram.
+//!
+//! Against each, from the host:
+//!
+//! - UDP round trip: [`WARMUP`] echoes not counted, then `--loops` (default
+//!   [`DEFAULT_LOOPS`]) sequential 64-byte echoes; p50/p99/max. A lost datagram is sent again
+//!   (and counted); [`MAX_CONSECUTIVE_LOSSES`] in a row end the run with an error.
+//! - TCP stream: [`TCP_BYTES`] through the echo service, a sender and a receiver thread,
+//!   every byte checked; MB/s of echoed payload (each byte crosses the NIC twice).
+//! - Small-packet rate: 64-byte UDP echoes with at most [`RATE_WINDOW`] in flight for
+//!   [`RATE_SECS`] s; echoes per second. After [`RATE_TIMEOUT`] without an echo, what is in
+//!   flight counts as lost and the window is refilled (late echoes are then ignored).
+//!
+//! Timing is never judged: the bench fails only when a figure cannot be produced (a guest did
+//! not come up, an echo never answered, data came back wrong).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::net_test::{Guest, Wire};
+use crate::qemu::{self, QemuEnd, Verdict};
+use crate::{Options, Result, Workspace, apps, bench, boards, fail, image, setup, usage};
+
+const BOARD: &str = "qemu-x86_64";
+/// The machine both guests boot (the Linux guest's kernel has virtio-pci as a module; its
+/// virtio-mmio NIC on microvm is not set up here).
+const MACHINE: &str = "q35";
+const APP: &str = "appliance";
+/// The wire number: tap `rhea-net20`, 10.77.20.0/24 (the tests use 1 and 2).
+const WIRE: u8 = 20;
+const ECHO_PORT: u16 = 7;
+/// Sequential UDP echoes measured by default.
+const DEFAULT_LOOPS: u32 = 5_000;
+/// UDP echoes before the measured ones (ARP, caches, the guests' first-use paths).
+const WARMUP: u32 = 100;
+/// Payload of the round-trip and rate datagrams, bytes.
+const UDP_PAYLOAD: usize = 64;
+/// How long one UDP echo may take before it counts as lost.
+const UDP_TIMEOUT: Duration = Duration::from_millis(500);
+/// Lost round-trip echoes in a row that end the run.
+const MAX_CONSECUTIVE_LOSSES: u32 = 10;
+/// The TCP stream, bytes.
+const TCP_BYTES: usize = 32 << 20;
+/// The sender's write size, bytes.
+const TCP_CHUNK: usize = 64 << 10;
+/// Datagrams in flight in the rate test.
+const RATE_WINDOW: usize = 32;
+/// Duration of the rate test.
+const RATE_SECS: u64 = 3;
+/// Silence after which the rate test counts what is in flight as lost.
+const RATE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long a guest may take to answer on port 7 (TCG: Linux needs ~5–10 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+const RHEA_READY: &str = "appliance: ready";
+/// Console lines shown when a guest fails.
+const TAIL_LINES: usize = 25;
+
+/// p50/p99/max of the UDP round trips, µs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    samples: usize,
+}
+
+/// The nearest-rank percentile `q` (0 < q ≤ 1) of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// The round-trip figures of samples in µs; `None` without samples.
+fn latency_of(samples_us: &[f64]) -> Option<Latency> {
+    let mut v = samples_us.to_vec();
+    v.sort_by(f64::total_cmp);
+    Some(Latency {
+        p50: percentile(&v, 0.50)?,
+        p99: percentile(&v, 0.99)?,
+        max: *v.last()?,
+        samples: v.len(),
+    })
+}
+
+/// What one guest measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    rtt: Latency,
+    rtt_lost: u32,
+    tcp_mb_per_s: f64,
+    rate_per_s: f64,
+    rate_echoes: u64,
+    rate_lost: u64,
+}
+
+/// A datagram of [`UDP_PAYLOAD`] bytes: `tag` (which run, which epoch) and `seq`, then filler.
+fn datagram(tag: u32, seq: u32) -> [u8; UDP_PAYLOAD] {
+    let mut d = [0x5a; UDP_PAYLOAD];
+    d[..4].copy_from_slice(&tag.to_le_bytes());
+    d[4..8].copy_from_slice(&seq.to_le_bytes());
+    d
+}
+
+/// (tag, seq) of an echo, if it is one of ours.
+fn parse_datagram(d: &[u8]) -> Option<(u32, u32)> {
+    if d.len() != UDP_PAYLOAD || d[8..].iter().any(|&b| b != 0x5a) {
+        return None;
+    }
+    let tag = u32::from_le_bytes(d[..4].try_into().ok()?);
+    let seq = u32::from_le_bytes(d[4..8].try_into().ok()?);
+    Some((tag, seq))
+}
+
+fn udp_socket(guest: Ipv4Addr, timeout: Duration) -> Result<UdpSocket, String> {
+    let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("udp bind: {e}"))?;
+    s.connect(SocketAddrV4::new(guest, ECHO_PORT))
+        .map_err(|e| format!("udp connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| format!("udp timeout: {e}"))?;
+    Ok(s)
+}
+
+/// `warmup` + `loops` sequential echoes; the round trips of the last `loops` in µs, and how
+/// many datagrams were lost (and sent again).
+fn udp_round_trips(guest: Ipv4Addr, warmup: u32, loops: u32) -> Result<(Vec<f64>, u32), String> {
+    let s = udp_socket(guest, UDP_TIMEOUT)?;
+    let mut samples = Vec::with_capacity(loops as usize);
+    let mut lost = 0;
+    let mut seq = 0u32;
+    let mut buf = [0u8; 2048];
+    for i in 0..warmup + loops {
+        let mut in_a_row = 0;
+        let rtt = loop {
+            seq += 1;
+            let d = datagram(1, seq);
+            let start = Instant::now();
+            s.send(&d).map_err(|e| format!("udp send: {e}"))?;
+            let answered = loop {
+                match s.recv(&mut buf) {
+                    Ok(n) if parse_datagram(&buf[..n]) == Some((1, seq)) => break true,
+                    Ok(_) => continue, // a late echo of a lost one
+                    Err(_) => break false,
+                }
+            };
+            if answered {
+                break start.elapsed();
+            }
+            lost += 1;
+            in_a_row += 1;
+            if in_a_row >= MAX_CONSECUTIVE_LOSSES {
+                return Err(format!(
+                    "UDP echo {i} unanswered {in_a_row} times in a row ({} ms each)",
+                    UDP_TIMEOUT.as_millis()
+                ));
+            }
+        };
+        if i >= warmup {
+            samples.push(rtt.as_secs_f64() * 1e6);
+        }
+    }
+    Ok((samples, lost))
+}
+
+/// The byte at `i` of the TCP stream.
+fn stream_byte(i: usize) -> u8 {
+    (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes()[7]
+}
+
+/// `total` bytes through the TCP echo service (a sender and a receiver thread), checked; MB/s.
+fn tcp_stream(guest: Ipv4Addr, total: usize) -> Result<f64, String> {
+    let addr = SocketAddrV4::new(guest, ECHO_PORT);
+    let s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10))
+        .map_err(|e| format!("tcp connect {addr}: {e}"))?;
+    s.set_nodelay(true).ok();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let data: Arc<Vec<u8>> = Arc::new((0..total).map(stream_byte).collect());
+    let mut w = s.try_clone().map_err(|e| format!("tcp clone: {e}"))?;
+    let wdata = data.clone();
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || -> Result<(), String> {
+        for chunk in wdata.chunks(TCP_CHUNK) {
+            w.write_all(chunk).map_err(|e| format!("tcp send: {e}"))?;
+        }
+        Ok(())
+    });
+    let mut r = s;
+    let mut got = 0;
+    let mut buf = vec![0u8; 256 << 10];
+    let result = (|| {
+        while got < total {
+            let n = r
+                .read(&mut buf)
+                .map_err(|e| format!("tcp read after {got} of {total} bytes: {e}"))?;
+            if n == 0 {
+                return Err(format!("tcp echo closed after {got} of {total} bytes"));
+            }
+            if n > total - got || buf[..n] != data[got..got + n] {
+                return Err(format!("tcp echo returned wrong data near byte {got}"));
+            }
+            got += n;
+        }
+        Ok(start.elapsed())
+    })();
+    if result.is_err() {
+        // Unblock the sender.
+        let _ = r.shutdown(Shutdown::Both);
+    }
+    let sent = writer
+        .join()
+        .map_err(|_| "tcp sender panicked".to_string())?;
+    let elapsed = result?;
+    sent?;
+    Ok(total as f64 / 1e6 / elapsed.as_secs_f64())
+}
+
+/// 64-byte echoes with at most `window` in flight for `duration`: (echoes per second,
+/// echoes, lost).
+fn udp_rate(guest: Ipv4Addr, window: usize, duration: Duration) -> Result<(f64, u64, u64), String> {
+    let s = udp_socket(guest, RATE_TIMEOUT)?;
+    let mut buf = [0u8; 2048];
+    // The tag is the epoch: 2, 3, ... (1 is the round-trip test's).
+    let mut epoch = 2u32;
+    let mut seq = 0u32;
+    let mut in_flight = 0usize;
+    let (mut echoes, mut lost) = (0u64, 0u64);
+    let mut send = |in_flight: &mut usize, epoch: u32| -> Result<(), String> {
+        seq += 1;
+        s.send(&datagram(epoch, seq))
+            .map_err(|e| format!("udp send: {e}"))?;
+        *in_flight += 1;
+        Ok(())
+    };
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        while in_flight < window {
+            send(&mut in_flight, epoch)?;
+        }
+        match s.recv(&mut buf) {
+            Ok(n) => {
+                if parse_datagram(&buf[..n]).is_some_and(|(tag, _)| tag == epoch) {
+                    echoes += 1;
+                    in_flight -= 1;
+                }
+            }
+            Err(_) => {
+                lost += in_flight as u64;
+                in_flight = 0;
+                epoch += 1;
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // What is still in flight is lost only if it never comes back (not counted in the rate).
+    while in_flight > 0 {
+        match s.recv(&mut buf) {
+            Ok(n) if parse_datagram(&buf[..n]).is_some_and(|(tag, _)| tag == epoch) => {
+                in_flight -= 1;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    lost += in_flight as u64;
+    if echoes == 0 {
+        return Err(format!(
+            "no small-packet UDP echo answered in {secs:.1} s ({lost} lost)"
+        ));
+    }
+    Ok((echoes as f64 / secs, echoes, lost))
+}
+
+/// The three measures against a guest answering on `guest`:7.
+fn measure(guest: Ipv4Addr, loops: u32, who: &str) -> Result<Figures, String> {
+    let (samples, rtt_lost) =
+        udp_round_trips(guest, WARMUP, loops).map_err(|e| format!("UDP round trip: {e}"))?;
+    let rtt = latency_of(&samples).ok_or("UDP round trip: no samples (--loops 0?)")?;
+    println!(
+        "  {who}: UDP round trip p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs ({} echoes, {rtt_lost} lost and resent)",
+        rtt.p50, rtt.p99, rtt.max, rtt.samples
+    );
+    let tcp_mb_per_s = tcp_stream(guest, TCP_BYTES).map_err(|e| format!("TCP stream: {e}"))?;
+    println!(
+        "  {who}: TCP echo stream {} MiB: {tcp_mb_per_s:.2} MB/s",
+        TCP_BYTES >> 20
+    );
+    let (rate_per_s, rate_echoes, rate_lost) =
+        udp_rate(guest, RATE_WINDOW, Duration::from_secs(RATE_SECS))
+            .map_err(|e| format!("small-packet rate: {e}"))?;
+    println!(
+        "  {who}: {UDP_PAYLOAD}-byte UDP echoes, window {RATE_WINDOW}: {rate_per_s:.0}/s ({rate_echoes} in {RATE_SECS} s, {rate_lost} lost)"
+    );
+    Ok(Figures {
+        rtt,
+        rtt_lost,
+        tcp_mb_per_s,
+        rate_per_s,
+        rate_echoes,
+        rate_lost,
+    })
+}
+
+/// Moves the user-networking netdev of a QEMU command line onto `tap` (keeping its id) and
+/// returns the new arguments with the NIC's own: that `-netdev` and every `-device` attached
+/// to it.
+fn nic_on_tap(args: &[String], tap: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut out = args.to_vec();
+    let mut id = None;
+    for i in 1..out.len() {
+        if out[i - 1] == "-netdev" && out[i].starts_with("user,") {
+            let Some(found) = out[i]
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("id="))
+                .map(str::to_string)
+            else {
+                return Err(format!("a -netdev without an id: {}", out[i]));
+            };
+            if id.is_some() {
+                return Err(format!("more than one user netdev: {}", args.join(" ")));
+            }
+            out[i] = format!("tap,id={found},ifname={tap},script=no,downscript=no");
+            id = Some(found);
+        }
+    }
+    let Some(id) = id else {
+        return Err(format!(
+            "no user-networking NIC on the QEMU command line: {}",
+            args.join(" ")
+        ));
+    };
+    let mut nic = Vec::new();
+    for i in 1..out.len() {
+        let attached = out[i - 1] == "-device"
+            && out[i]
+                .split(',')
+                .any(|kv| kv.strip_prefix("netdev=") == Some(id.as_str()));
+        if (out[i - 1] == "-netdev" && out[i].contains(&format!("id={id}"))) || attached {
+            nic.extend([out[i - 1].clone(), out[i].clone()]);
+        }
+    }
+    if !nic.iter().any(|a| a == "-device") {
+        return Err(format!("no -device uses netdev {id}: {}", args.join(" ")));
+    }
+    Ok((out, nic))
+}
+
+/// The last console lines of a guest, indented.
+fn tail(guest: &Guest) -> String {
+    let console = guest.console();
+    let from = console.len().saturating_sub(TAIL_LINES);
+    console[from..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Starts a guest, waits for `ready`, measures, ends it with `quit`; the figures and a note
+/// on how it ended.
+fn run_guest(
+    who: &str,
+    cmd: std::process::Command,
+    ready: &str,
+    wire: &Wire,
+    loops: u32,
+    quit: impl FnOnce() -> Result<(), String>,
+) -> Result<(Figures, Option<i32>, Duration)> {
+    let start = Instant::now();
+    let mut guest =
+        Guest::spawn(cmd).or_else(|e| fail(format!("{who}: cannot start QEMU: {e}")))?;
+    if let Err(e) = guest.wait_for(ready, READY_TIMEOUT) {
+        return fail(format!(
+            "{who} did not come up ({e}); last console lines:\n{}",
+            tail(&guest)
+        ));
+    }
+    let up = start.elapsed();
+    println!(
+        "  {who}: answering on {}:{ECHO_PORT} {:.1} s after QEMU started",
+        wire.guest,
+        up.as_secs_f64()
+    );
+    let figures = match measure(wire.guest, loops, who) {
+        Ok(f) => f,
+        Err(e) => {
+            return fail(format!("{who}: {e}; last console lines:\n{}", tail(&guest)));
+        }
+    };
+    if let Err(e) = quit() {
+        println!("  {who}: could not ask it to end ({e}); QEMU is killed");
+    }
+    let status = guest.finish(Duration::from_secs(30));
+    Ok((figures, status.and_then(|s| s.code()), up))
+}
+
+/// `cargo xtask bench net`.
+pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
+    if opts.board_name() != BOARD {
+        return usage(format!(
+            "`bench net` runs on board {BOARD}, not {}",
+            opts.board_name()
+        ));
+    }
+    if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
+        return usage(format!("`bench net` runs on machine {MACHINE}"));
+    }
+    if crate::net_test::unsafe_geteuid() != 0 {
+        return fail(
+            "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
+             NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
+        );
+    }
+    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
+    if loops == 0 {
+        return usage("--loops must be at least 1");
+    }
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(Some(MACHINE))?;
+    let all_apps = apps::discover(&ws.root)?;
+    let app = apps::find(&all_apps, APP)?;
+    setup::ensure_toolchain(ws, board)?;
+    let qemu = setup::ensure_qemu(board)?;
+    let image = image::build(ws, board, app)?;
+    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
+    decision.print();
+    let accel = decision.accel;
+    let wire = Wire::new(WIRE);
+
+    let rhea_cmdline = format!(
+        "rhea.net.ip={}/24 appliance.allow_quit=1 {}",
+        wire.guest,
+        opts.append()
+    )
+    .trim()
+    .to_string();
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel,
+        smp: opts.smp,
+        mem: &opts.mem,
+        kernel: &image.boot,
+        serial: qemu::Serial::Captured,
+        append: &rhea_cmdline,
+    };
+    let (rhea_args, nic) = nic_on_tap(&qemu::args(&spec, qemu.qboot.as_deref())?, &wire.tap)
+        .or_else(|e| fail(format!("the appliance's QEMU command line: {e}")))?;
+    let linux = crate::linux_guest::net_guest(
+        ws,
+        &qemu,
+        machine,
+        accel,
+        opts.smp,
+        &nic,
+        &format!("{}/24", wire.guest),
+    )?;
+
+    let nproc = std::thread::available_parallelism().map_or(0, usize::from);
+    println!();
+    println!("== bench net: Rhea's appliance vs a Linux guest, measured from the host");
+    println!("conditions:");
+    println!("  QEMU:        {}", qemu.banner);
+    println!(
+        "  host:        {nproc} CPUs ({}); the host side runs on the same CPUs",
+        bench::host_cpu_model()
+    );
+    println!("  accel:       {} ({})", accel.name(), decision.reason);
+    println!(
+        "  machine:     {machine} (same -M and firmware for both), -smp {} (both)",
+        opts.smp
+    );
+    println!(
+        "  RAM:         Rhea -m {}, Linux -m {}",
+        opts.mem, linux.mem
+    );
+    println!(
+        "  netdev:      {} (both; tap {} host {} guest {}, no vhost)",
+        nic.join(" "),
+        wire.tap,
+        wire.host,
+        wire.guest
+    );
+    println!("  Rhea:        app {APP}, command line {rhea_cmdline:?}");
+    println!(
+        "  Linux:       {}, netecho (xtask/guest/netecho.c) in rhea.mode=net",
+        linux.kernel_package
+    );
+    println!(
+        "  measures:    UDP round trip {loops} x {UDP_PAYLOAD} B sequential (after {WARMUP} \
+         warm-up); TCP echo {} MiB; {UDP_PAYLOAD} B UDP echoes, window {RATE_WINDOW}, {RATE_SECS} s",
+        TCP_BYTES >> 20
+    );
+
+    wire.create()
+        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+    let result = (|| {
+        println!("== Rhea (appliance)");
+        let mut rhea_cmd = std::process::Command::new(&qemu.binary);
+        rhea_cmd.args(&rhea_args);
+        let guest_ip = wire.guest;
+        let rhea = run_guest("Rhea", rhea_cmd, RHEA_READY, &wire, loops, || {
+            crate::net_test::quit(guest_ip)
+        })?;
+        println!("== Linux guest (netecho)");
+        let linux_run = run_guest(
+            "Linux",
+            linux.command,
+            crate::linux_guest::NET_READY,
+            &wire,
+            loops,
+            || {
+                let s = udp_socket(guest_ip, UDP_TIMEOUT)?;
+                s.send(crate::linux_guest::NET_QUIT)
+                    .map(|_| ())
+                    .map_err(|e| format!("udp send: {e}"))
+            },
+        )?;
+        Ok((rhea, linux_run))
+    })();
+    wire.destroy();
+    let ((rhea, rhea_code, rhea_up), (linux_fig, linux_code, linux_up)) = result?;
+
+    println!();
+    println!("figures (Rhea | Linux guest | Rhea/Linux):");
+    let line = |what: &str, r: f64, l: f64, decimals: usize, better: &str| {
+        println!(
+            "  {what:<34} {r:>12.decimals$} {l:>12.decimals$}   {:>6.2}  ({better} is better)",
+            r / l
+        );
+    };
+    line(
+        "UDP round trip p50, µs",
+        rhea.rtt.p50,
+        linux_fig.rtt.p50,
+        1,
+        "lower",
+    );
+    line(
+        "UDP round trip p99, µs",
+        rhea.rtt.p99,
+        linux_fig.rtt.p99,
+        1,
+        "lower",
+    );
+    line(
+        "UDP round trip max, µs",
+        rhea.rtt.max,
+        linux_fig.rtt.max,
+        1,
+        "lower",
+    );
+    line(
+        &format!("TCP echo stream {} MiB, MB/s", TCP_BYTES >> 20),
+        rhea.tcp_mb_per_s,
+        linux_fig.tcp_mb_per_s,
+        2,
+        "higher",
+    );
+    line(
+        &format!("{UDP_PAYLOAD} B UDP echoes/s, window {RATE_WINDOW}"),
+        rhea.rate_per_s,
+        linux_fig.rate_per_s,
+        0,
+        "higher",
+    );
+    println!(
+        "  lost datagrams: round trip (resent) Rhea {} Linux {}; rate Rhea {} Linux {} (echoes: Rhea {}, Linux {})",
+        rhea.rtt_lost,
+        linux_fig.rtt_lost,
+        rhea.rate_lost,
+        linux_fig.rate_lost,
+        rhea.rate_echoes,
+        linux_fig.rate_echoes
+    );
+    println!(
+        "  QEMU start -> answering on port {ECHO_PORT}: Rhea {:.1} s, Linux {:.1} s",
+        rhea_up.as_secs_f64(),
+        linux_up.as_secs_f64()
+    );
+    let rhea_clean =
+        rhea_code.is_some_and(|c| qemu::classify(&QemuEnd::Exited(c)) == Verdict::Success);
+    if !rhea_clean {
+        println!("  note: the appliance did not end cleanly after /quit (exit {rhea_code:?})");
+    }
+    if linux_code != Some(0) {
+        println!("  note: the Linux guest did not power off cleanly (exit {linux_code:?})");
+    }
+    if accel == qemu::Accel::Tcg {
+        println!(
+            "  note: under TCG both guests run emulated; absolute figures mean little, compare \
+             the ratios within one run on a quiet host"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_latency() {
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.50), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&v, 1.0), Some(100.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        // Unsorted input, an outlier.
+        let l = latency_of(&[30.0, 10.0, 20.0, 1000.0, 15.0]).unwrap();
+        assert_eq!(
+            l,
+            Latency {
+                p50: 20.0,
+                p99: 1000.0,
+                max: 1000.0,
+                samples: 5
+            }
+        );
+        assert_eq!(latency_of(&[]), None);
+    }
+
+    #[test]
+    fn datagrams_round_trip() {
+        let d = datagram(3, 0x0102_0304);
+        assert_eq!(d.len(), UDP_PAYLOAD);
+        assert_eq!(parse_datagram(&d), Some((3, 0x0102_0304)));
+        assert_eq!(parse_datagram(&d[..UDP_PAYLOAD - 1]), None);
+        let mut bad = d;
+        bad[40] = 0;
+        assert_eq!(parse_datagram(&bad), None);
+        let stream: Vec<u8> = (0..256).map(stream_byte).collect();
+        assert!(stream.windows(2).filter(|w| w[0] == w[1]).count() < 16);
+    }
+
+    fn strings(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn nic_moves_onto_the_tap() {
+        let args = strings(
+            "-M q35 -accel tcg -cpu max -m 128M -netdev user,id=n0 -device virtio-net-pci,netdev=n0 -append x",
+        );
+        let (out, nic) = nic_on_tap(&args, "rhea-net20").unwrap();
+        assert_eq!(
+            out.join(" "),
+            "-M q35 -accel tcg -cpu max -m 128M -netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no -device virtio-net-pci,netdev=n0 -append x"
+        );
+        assert_eq!(
+            nic.join(" "),
+            "-netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no -device virtio-net-pci,netdev=n0"
+        );
+        // Another id and device options survive; unrelated devices are not the NIC's.
+        let args = strings(
+            "-device isa-debug-exit,iobase=0xf4 -netdev user,id=lan,hostfwd=tcp::1-:2 -device virtio-net-pci,mac=52:54:00:00:00:01,netdev=lan",
+        );
+        let (_, nic) = nic_on_tap(&args, "t").unwrap();
+        assert_eq!(
+            nic.join(" "),
+            "-netdev tap,id=lan,ifname=t,script=no,downscript=no -device virtio-net-pci,mac=52:54:00:00:00:01,netdev=lan"
+        );
+        assert!(nic_on_tap(&strings("-M q35 -m 1G"), "t").is_err());
+        assert!(nic_on_tap(&strings("-netdev user,id=n0"), "t").is_err());
+        assert!(nic_on_tap(&strings("-netdev user,net=10.0.0.0/8"), "t").is_err());
+    }
+}
