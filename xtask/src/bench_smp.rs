@@ -88,6 +88,20 @@ fn bench_qemu(ws: &Workspace, opts: &Options) -> Result<()> {
             "cannot read the guest's figures: `{linux_same}` / `{linux_cross}`"
         ));
     };
+    if linux_same.p50 <= 0.0 || linux_cross.p50 <= 0.0 {
+        return fail(format!(
+            "the Linux guest's figures are not usable on {machine} (p50 {} / {} ns, max {} ns: \
+             its clock ticks in whole jiffies there — no TSC clocksource); Rhea's: same CPU \
+             p50 {:.0} p99 {:.0} ns, other CPU p50 {:.0} p99 {:.0} ns",
+            linux_same.p50,
+            linux_cross.p50,
+            linux_cross.max,
+            same.p50,
+            same.p99,
+            cross.p50,
+            cross.p99
+        ));
+    }
     println!("== wake-up latency (semaphore give -> waiter running), per sample:");
     row("same CPU", same, linux_same);
     row("other CPU", cross, linux_cross);
