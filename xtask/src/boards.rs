@@ -27,6 +27,13 @@ pub(crate) struct Board {
     pub(crate) runner: Runner,
     /// What file the build hands to the machine.
     pub(crate) image: ImageFormat,
+    /// Whether `cargo xtask test` without `--board` boots it (false: only with `--board`, for
+    /// boards whose runs are too slow for every CI run).
+    pub(crate) default_test: bool,
+    /// Whether the network stack (`rhea-net`) builds for it.
+    pub(crate) network: bool,
+    /// Whether its console takes input.
+    pub(crate) console_input: bool,
 }
 
 /// The file a board boots.
@@ -63,6 +70,9 @@ pub(crate) const BOARDS: &[Board] = &[
         default_machine: "q35",
         runner: Runner::Qemu,
         image: ImageFormat::Elf,
+        default_test: true,
+        network: true,
+        console_input: true,
     },
     Board {
         name: "linuxu",
@@ -75,6 +85,9 @@ pub(crate) const BOARDS: &[Board] = &[
         default_machine: "realtime",
         runner: Runner::Process,
         image: ImageFormat::Elf,
+        default_test: true,
+        network: true,
+        console_input: true,
     },
     Board {
         name: "qemu-aarch64",
@@ -86,6 +99,9 @@ pub(crate) const BOARDS: &[Board] = &[
         default_machine: "virt-gicv3",
         runner: Runner::Qemu,
         image: ImageFormat::Binary { suffix: ".img" },
+        default_test: true,
+        network: true,
+        console_input: true,
     },
     Board {
         name: "rpi4",
@@ -100,6 +116,29 @@ pub(crate) const BOARDS: &[Board] = &[
         image: ImageFormat::Binary {
             suffix: ".kernel8.img",
         },
+        default_test: true,
+        network: true,
+        console_input: true,
+    },
+    Board {
+        name: "xen-arm64",
+        target: "aarch64-unknown-none",
+        linker_script: "boards/xen-arm64/link.ld",
+        cfg: "xen-arm64",
+        qemu: "qemu-system-aarch64",
+        // Xen 4.17 (Debian's) under QEMU `virt,virtualization=on`, Rhea as a domU Xen builds
+        // from devicetree nodes, no dom0 (see xen.rs).
+        machines: &["dom0less"],
+        default_machine: "dom0less",
+        runner: Runner::Qemu,
+        // The same Linux `Image` as qemu-aarch64's, loaded by Xen's domain builder.
+        image: ImageFormat::Binary { suffix: ".img" },
+        // Every boot is Xen's boot too (seconds under TCG): `cargo xtask test --board
+        // xen-arm64` only.
+        default_test: false,
+        // No Xen netfront yet, so `rhea-net` has no build for it; no PV console input yet.
+        network: false,
+        console_input: false,
     },
 ];
 
@@ -147,6 +186,23 @@ impl Board {
         }
     }
 
+    /// Whether `app` builds for this board (an app with a NIC needs the network stack).
+    pub(crate) fn builds(&self, app: &crate::apps::App) -> bool {
+        self.network || app.net == crate::apps::Net::None
+    }
+
+    /// Why `app` cannot build or run on this board, if it cannot: it needs the network stack
+    /// or console input, which the board lacks. `cargo xtask test` and `lint` leave it out.
+    pub(crate) fn cannot_run(&self, app: &crate::apps::App) -> Option<&'static str> {
+        if !self.builds(app) {
+            Some("needs the network stack, which has no build for this board yet")
+        } else if !self.console_input && app.stdin.is_some() {
+            Some("needs console input, which this board's console lacks")
+        } else {
+            None
+        }
+    }
+
     /// The machines to test: all of them, or just `only` (validated) when given.
     pub(crate) fn machines_to_test(&self, only: Option<&str>) -> Result<Vec<&'static str>> {
         match only {
@@ -171,6 +227,9 @@ mod tests {
             }
         }
         assert!(find(DEFAULT_BOARD).is_ok());
+        let xen = find("xen-arm64").unwrap();
+        assert!(!xen.default_test && xen.arch() == "aarch64");
+        assert_eq!(xen.machine(None).unwrap(), "dom0less");
         let arm = find("qemu-aarch64").unwrap();
         assert_eq!(arm.arch(), "aarch64");
         assert_eq!(find("linuxu").unwrap().arch(), "x86_64");

@@ -6,6 +6,9 @@
 //! `linux_guest.rs` fetches packages — `apt-get download`, `dpkg-deb` — with a private apt
 //! state under `target/firmware/apt/` so the host's apt configuration (which has no arm64
 //! lists) is left alone. Only the devicetree is kept, in `target/firmware/`.
+//!
+//! The same private apt state serves other arm64 packages ([`download_arm64_deb`]: Xen for
+//! board xen-arm64, see `xen.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,30 +82,8 @@ pub(crate) fn ensure_rpi4_dtb() -> Result<PathBuf> {
 
 fn fetch_rpi4_dtb(path: &Path) -> Result<()> {
     let dir = dir();
-    let apt = dir.join("apt");
     let debs = dir.join("debs");
-    for d in [
-        apt.join("lists").join("partial"),
-        apt.join("cache").join("archives").join("partial"),
-        debs.clone(),
-    ] {
-        fs::create_dir_all(&d).context(|| format!("cannot create {}", d.display()))?;
-    }
-    let opts = apt_options(&apt);
-    let has_lists = fs::read_dir(apt.join("lists"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().contains("arm64"))
-        })
-        .unwrap_or(false);
-    if !has_lists {
-        let mut update = Command::new("apt-get");
-        update.args(&opts).arg("update");
-        println!("setup: $ {}", describe(&update));
-        // Third-party sources may fail to update while Debian's work: judged by what follows.
-        let _ = capture(&mut update);
-    }
+    let opts = arm64_apt()?;
     let depends = capture(
         Command::new("apt-cache")
             .args(&opts)
@@ -113,22 +94,7 @@ fn fetch_rpi4_dtb(path: &Path) -> Result<()> {
             "`apt-cache depends {KERNEL_META}` (arm64) names no kernel package"
         ));
     };
-    let mut download = Command::new("apt-get");
-    download
-        .current_dir(&debs)
-        .args(&opts)
-        .args(["download", &pkg]);
-    println!("setup: $ {}", describe(&download));
-    capture(&mut download)?;
-    let deb = fs::read_dir(&debs)
-        .context(|| format!("cannot list {}", debs.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
-        })
-        .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))?;
+    let deb = download_arm64_deb(&pkg, &debs)?;
     let unpack = dir.join("unpack");
     let _ = fs::remove_dir_all(&unpack);
     fs::create_dir_all(&unpack).context(|| format!("cannot create {}", unpack.display()))?;
@@ -157,8 +123,59 @@ fn fetch_rpi4_dtb(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The apt options of the private arm64 state under `target/firmware/apt/`, its package lists
+/// fetched (`apt-get update`) on first use. The host's apt configuration is left alone.
+fn arm64_apt() -> Result<Vec<String>> {
+    let apt = dir().join("apt");
+    for d in [
+        apt.join("lists").join("partial"),
+        apt.join("cache").join("archives").join("partial"),
+    ] {
+        fs::create_dir_all(&d).context(|| format!("cannot create {}", d.display()))?;
+    }
+    let opts = apt_options(&apt);
+    let has_lists = fs::read_dir(apt.join("lists"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().contains("arm64"))
+        })
+        .unwrap_or(false);
+    if !has_lists {
+        let mut update = Command::new("apt-get");
+        update.args(&opts).arg("update");
+        println!("setup: $ {}", describe(&update));
+        // Third-party sources may fail to update while Debian's work: judged by what follows.
+        let _ = capture(&mut update);
+    }
+    Ok(opts)
+}
+
+/// Downloads Debian's arm64 package `pkg` (`apt-get download`, no root needed) into `debs`
+/// and returns the `.deb`'s path.
+pub(crate) fn download_arm64_deb(pkg: &str, debs: &Path) -> Result<PathBuf> {
+    let opts = arm64_apt()?;
+    fs::create_dir_all(debs).context(|| format!("cannot create {}", debs.display()))?;
+    let mut download = Command::new("apt-get");
+    download
+        .current_dir(debs)
+        .args(&opts)
+        .args(["download", pkg]);
+    println!("setup: $ {}", describe(&download));
+    capture(&mut download)?;
+    fs::read_dir(debs)
+        .context(|| format!("cannot list {}", debs.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+        })
+        .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))
+}
+
 /// The first file named `name` under `root` (depth-first).
-fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_file(root: &Path, name: &str) -> Option<PathBuf> {
     for entry in fs::read_dir(root).ok()?.flatten() {
         let p = entry.path();
         if p.is_dir() {

@@ -27,6 +27,7 @@ mod qemu;
 mod setup;
 mod symtab;
 mod test;
+mod xen;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -245,8 +246,9 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--board",
         value: Some("B"),
-        help: "board (default qemu-x86_64; `test` and `lint`: all boards; `bench`: sched only, \
-               qemu-x86_64, linuxu, qemu-aarch64 or rpi4)",
+        help: "board (default qemu-x86_64; `test`: all boards but xen-arm64, which boots only \
+               when named; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
+               qemu-aarch64 or rpi4)",
         commands: &["build", "run", "test", "lint", "bench"],
     },
     OptSpec {

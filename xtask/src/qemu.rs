@@ -326,6 +326,12 @@ fn build_args(
     linux: Option<&LinuxBoot<'_>>,
 ) -> Result<Vec<String>> {
     let mut a: Vec<String> = Vec::new();
+    // Board xen-arm64: QEMU boots Xen, which boots the image as a domU (xen.rs).
+    let xen = match (spec.board.name, linux) {
+        ("xen-arm64", None) => Some(crate::xen::prepare(spec)?),
+        ("xen-arm64", Some(_)) => return fail("no Linux guest on board xen-arm64".to_string()),
+        _ => None,
+    };
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     match (spec.board.name, spec.machine) {
         ("qemu-x86_64", "microvm") => {
@@ -359,6 +365,11 @@ fn build_args(
             }
             push(&["-M", "raspi4b", "-dtb", &dtb.to_string_lossy()]);
         }
+        ("xen-arm64", "dom0less") => {
+            let prepared = xen.as_ref().expect("prepared above");
+            let args = crate::xen::machine_args(prepared, spec.kernel);
+            push(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        }
         (board, machine) => {
             return fail(format!(
                 "qemu.rs has no command line for board {board} machine {machine}"
@@ -385,6 +396,19 @@ fn build_args(
         "-display",
         "none",
     ]);
+    if let Some(prepared) = &xen {
+        // The domU gets `--mem` (its devicetree node); the machine holds Xen and it.
+        push(&["-m", crate::xen::HOST_MEM, "-smp", &spec.smp.to_string()]);
+        push(&[
+            "-serial",
+            serial,
+            "-kernel",
+            &prepared.xen.to_string_lossy(),
+        ]);
+        // No semihosting and no -append: the domU ends through Xen and takes its command line
+        // from the devicetree.
+        return Ok(a);
+    }
     if spec.machine != "raspi4b" {
         // raspi4b is a fixed machine: 2 GiB and 4 CPUs, and QEMU refuses anything else.
         push(&["-m", spec.mem, "-smp", &spec.smp.to_string()]);
@@ -456,10 +480,17 @@ pub(crate) enum QemuEnd {
     Exited(i32),
     Signaled(i32),
     Timeout(Duration),
+    /// Board xen-arm64: the domU announced `SCHEDOP_shutdown` with this `SHUTDOWN_*` reason
+    /// and xtask stopped QEMU (Xen stays up after its last domU; see xen.rs); `refused`: the
+    /// hypercall returned this value instead.
+    DomainShutdown {
+        reason: u32,
+        refused: Option<i64>,
+    },
 }
 
 impl QemuEnd {
-    fn from_status(status: ExitStatus) -> QemuEnd {
+    pub(crate) fn from_status(status: ExitStatus) -> QemuEnd {
         if let Some(code) = status.code() {
             return QemuEnd::Exited(code);
         }
@@ -478,6 +509,17 @@ impl QemuEnd {
             QemuEnd::Exited(code) => format!("exit status {code}"),
             QemuEnd::Signaled(sig) => format!("killed by signal {sig}"),
             QemuEnd::Timeout(t) => format!("TIMEOUT after {}s", t.as_secs()),
+            QemuEnd::DomainShutdown {
+                reason,
+                refused: None,
+            } => format!(
+                "domU shut down (SCHEDOP_shutdown reason {reason}, {}); QEMU stopped by xtask",
+                crate::xen::shutdown_name(*reason)
+            ),
+            QemuEnd::DomainShutdown {
+                reason,
+                refused: Some(rc),
+            } => format!("SCHEDOP_shutdown reason {reason} returned {rc}; QEMU stopped by xtask"),
         }
     }
 }
@@ -526,6 +568,16 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("QEMU exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("QEMU killed by signal {sig}")),
         QemuEnd::Timeout(t) => Verdict::Other(format!("TIMEOUT after {}s", t.as_secs())),
+        // Xen's SHUTDOWN_poweroff is the kernel's success, SHUTDOWN_crash its failure.
+        QemuEnd::DomainShutdown {
+            reason: 0,
+            refused: None,
+        } => Verdict::Success,
+        QemuEnd::DomainShutdown {
+            reason: 3,
+            refused: None,
+        } => Verdict::KernelFailure,
+        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
     }
 }
 
@@ -644,7 +696,7 @@ impl LineSplitter {
     }
 }
 
-fn command(qemu: &Qemu, spec: &Spec<'_>) -> Result<Command> {
+pub(crate) fn command(qemu: &Qemu, spec: &Spec<'_>) -> Result<Command> {
     let mut cmd = Command::new(&qemu.binary);
     cmd.args(args(spec, qemu.qboot.as_deref())?);
     Ok(cmd)
@@ -660,6 +712,10 @@ pub(crate) fn run_captured(
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
+    if spec.board.name == "xen-arm64" {
+        // Xen outlives its domU: the run ends on the domain's shutdown line (no input yet).
+        return crate::xen::run_captured(qemu, spec, timeout, echo);
+    }
     run_command_captured(command(qemu, spec)?, feed, timeout, echo)
 }
 
@@ -700,6 +756,7 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
         QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
+        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
     }
 }
 
@@ -932,6 +989,13 @@ fn run_command_captured_storm(
 
 /// Runs QEMU with the terminal attached (`run`).
 pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Result<QemuEnd> {
+    if spec.board.name == "xen-arm64" {
+        // Xen stays up after the domU shuts down, so the console is followed here and QEMU
+        // stopped then (Ctrl-C stops it earlier); the domU has no console input yet.
+        println!("xen-arm64: Xen's console follows; the run ends when the domU shuts down");
+        return crate::xen::run_captured(qemu, spec, Duration::from_secs(24 * 3600), true)
+            .map(|c| c.end);
+    }
     let mut cmd = command(qemu, spec)?;
     if verbose {
         println!("$ {}", describe(&cmd));

@@ -121,7 +121,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 
     let board_list: Vec<&Board> = match &opts.board {
         Some(name) => vec![boards::find(name)?],
-        None => boards::BOARDS.iter().collect(),
+        None => boards::BOARDS.iter().filter(|b| b.default_test).collect(),
     };
     let all_apps = apps::discover(&ws.root)?;
     let app_list: Vec<&App> = match &opts.app {
@@ -211,6 +211,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             };
             if !app.runs_on(board.name) {
                 continue; // `boards = [...]` in its Cargo.toml leaves this board out
+            }
+            if let Some(why) = board.cannot_run(app) {
+                println!("not booted on {}: {} ({why})", board.name, app.name);
+                continue;
             }
             // One boot per CPU count the app asks for (`smp = [...]`), else `--smp`'s.
             let smps: Vec<u32> = if app.smp.is_empty() {

@@ -10,7 +10,9 @@
 /// `name`: the board's name; `early_uart`: the PL011's address for fatal messages before the
 /// devicetree is read; `device_range`: device memory in the boot map; `text_offset`: the
 /// `Image` header's offset of the image in its 2 MiB-aligned window; `boot_stack_bytes`: the
-/// boot stack, which becomes CPU 0's idle thread.
+/// boot stack, which becomes CPU 0's idle thread; `services` (optional): the board's own
+/// console and exit ([`crate::machine::HostedServices`]) instead of the PL011 and
+/// semihosting/PSCI.
 #[macro_export]
 macro_rules! arm_board {
     (
@@ -18,7 +20,8 @@ macro_rules! arm_board {
         early_uart: $uart:expr,
         device_range: $range:expr,
         text_offset: $text_offset:expr,
-        boot_stack_bytes: $stack:expr $(,)?
+        boot_stack_bytes: $stack:expr
+        $(, services: $services:expr)? $(,)?
     ) => {
         const EARLY_UART: u64 = $uart;
         const DEVICE_RANGE: core::ops::Range<u64> = $range;
@@ -30,7 +33,8 @@ macro_rules! arm_board {
 
         /// The board's services.
         pub static PLATFORM: $crate::machine::ArmBoard =
-            $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE);
+            $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE)
+                $(.with_services($services))?;
 
         core::arch::global_asm!(
             r#"
@@ -99,13 +103,13 @@ rhea_boot_stack_top:
 
         /// Enables the console's receive interrupt (route and unmask the line first).
         pub fn console_rx_enable() {
-            PLATFORM.uart().enable_rx_interrupt();
+            $crate::machine::console_rx_enable(&PLATFORM);
         }
 
         /// Drains the console's receive FIFO into `sink` (the interrupt's top half; this
         /// acknowledges it). Returns bytes read and line errors seen.
         pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
-            PLATFORM.uart().drain_rx(sink)
+            $crate::machine::console_rx_drain(&PLATFORM, sink)
         }
 
         /// The buses and drivers of the device model.

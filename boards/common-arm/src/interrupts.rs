@@ -553,13 +553,15 @@ pub fn init_interrupts_and_time(
     };
     // This CPU's SGIs and its identity for others' SGIs (the timer's PPI is routed below).
     init_private(None);
-    FIRMWARE_TRIGGER[p.uart.interrupt.intid as usize % MAX_INTID].store(
-        match p.uart.interrupt.trigger {
-            DtTrigger::Edge => 1,
-            DtTrigger::Level => 2,
-        },
-        Ordering::Relaxed,
-    );
+    if let Some(uart) = &p.uart {
+        FIRMWARE_TRIGGER[uart.interrupt.intid as usize % MAX_INTID].store(
+            match uart.interrupt.trigger {
+                DtTrigger::Edge => 1,
+                DtTrigger::Level => 2,
+            },
+            Ordering::Relaxed,
+        );
+    }
 
     // 2. The clock: the virtual counter, counted from the first instruction at EL1.
     let hz = match rhea_arch::generic_timer::frequency_hz() {
@@ -594,15 +596,22 @@ pub fn init_interrupts_and_time(
         if p.model.is_some() { ": " } else { "" },
         p.model.unwrap_or("")
     );
-    let _ = writeln!(
+    let _ = write!(
         w,
-        "rhea: time: counter {} kHz ({}); exit: semihosting {}, PSCI {}",
+        "rhea: time: counter {} kHz ({}); exit: ",
         hz / 1000,
         if rhea_arch::generic_timer::frequency_hz() != 0 {
             "CNTFRQ_EL0"
         } else {
             "devicetree clock-frequency"
         },
+    );
+    if let Some(services) = board.services() {
+        let _ = write!(w, "{}, then ", services.exit_name);
+    }
+    let _ = writeln!(
+        w,
+        "semihosting {}, PSCI {}",
         if rhea_arch::semihosting::is_present() {
             "yes"
         } else {
@@ -614,13 +623,20 @@ pub fn init_interrupts_and_time(
             None => "none",
         }
     );
-    let _ = writeln!(
+    let _ = write!(
         w,
-        "rhea: irq: {version}; timer: virtual timer, INTID {timer_intid} -> vector {:#x}; console: PL011 at {:#x}, INTID {}",
+        "rhea: irq: {version}; timer: virtual timer, INTID {timer_intid} -> vector {:#x}; console: ",
         TIMER_VECTOR.get(),
-        p.uart.regs.base,
-        p.uart.interrupt.intid
     );
+    let _ = match (&p.uart, board.services()) {
+        (_, Some(services)) => writeln!(w, "{} (no input)", services.console_name),
+        (Some(uart), None) => writeln!(
+            w,
+            "PL011 at {:#x}, INTID {}",
+            uart.regs.base, uart.interrupt.intid
+        ),
+        (None, None) => writeln!(w, "none"),
+    };
     Ok(TimeAndIrq {
         clock,
         timer,
@@ -737,6 +753,7 @@ pub fn console_rx_line() -> IrqLine {
     IrqLine(
         FACTS
             .get()
-            .map_or(u32::MAX, |f| f.platform.uart.interrupt.intid),
+            .and_then(|f| f.platform.uart)
+            .map_or(u32::MAX, |uart| uart.interrupt.intid),
     )
 }

@@ -42,6 +42,25 @@ impl pl011::Registers for Mmio {
     }
 }
 
+/// A console and an exit that the board provides itself instead of the PL011 and
+/// semihosting/PSCI: a hypervisor's (`rhea-board-xen-arm64`: `HYPERVISOR_console_io` and
+/// `SCHEDOP_shutdown`). With them early init neither programs the PL011 nor probes
+/// semihosting, and the devicetree need not have a PL011 (there is then no console input).
+#[derive(Debug, Clone, Copy)]
+pub struct HostedServices {
+    /// Writes console output (must work from any context, without locks).
+    pub write: fn(&[u8]),
+    /// Ends the run with `status`.
+    pub exit: fn(ExitStatus) -> !,
+    /// Checks the devicetree once it has been read (e.g. that it describes the expected
+    /// hypervisor) and prints what the board found; an error is a panic on the console.
+    pub check: fn(&Fdt<'_>) -> Result<(), &'static str>,
+    /// What the console is, for the boot report (`"Xen HYPERVISOR_console_io"`).
+    pub console_name: &'static str,
+    /// What the exit is, for the boot report (`"Xen SCHEDOP_shutdown"`).
+    pub exit_name: &'static str,
+}
+
 /// An Arm board: its name, its fixed early console and the device range of its boot map.
 #[derive(Debug)]
 pub struct ArmBoard {
@@ -50,6 +69,8 @@ pub struct ArmBoard {
     uart_base: u64,
     /// `[start, end)` mapped as device memory by the boot map; the devicetree must not be there.
     device_range: Range<u64>,
+    /// The board's own console and exit, when it does not use the PL011's.
+    services: Option<HostedServices>,
 }
 
 impl ArmBoard {
@@ -61,7 +82,21 @@ impl ArmBoard {
             uart: Pl011::new(Mmio::new(uart_base)),
             uart_base,
             device_range,
+            services: None,
         }
+    }
+
+    /// The same board with its own console and exit (see [`HostedServices`]).
+    pub const fn with_services(self, services: HostedServices) -> Self {
+        Self {
+            services: Some(services),
+            ..self
+        }
+    }
+
+    /// The board's own console and exit, if it has them.
+    pub fn services(&self) -> Option<&HostedServices> {
+        self.services.as_ref()
     }
 
     /// The console UART.
@@ -85,7 +120,25 @@ pub(crate) fn board() -> Option<&'static ArmBoard> {
 
 impl Console for ArmBoard {
     fn write_bytes(&self, bytes: &[u8]) {
-        self.uart.write_bytes(bytes);
+        match &self.services {
+            Some(services) => (services.write)(bytes),
+            None => self.uart.write_bytes(bytes),
+        }
+    }
+}
+
+/// Enables the console's receive interrupt: the PL011's; nothing with a hosted console.
+pub fn console_rx_enable(board: &ArmBoard) {
+    if board.services.is_none() {
+        board.uart.enable_rx_interrupt();
+    }
+}
+
+/// Drains the console's receive FIFO into `sink`: the PL011's; nothing with a hosted console.
+pub fn console_rx_drain(board: &ArmBoard, sink: impl FnMut(u8)) -> (usize, usize) {
+    match board.services {
+        Some(_) => (0, 0),
+        None => board.uart.drain_rx(sink),
     }
 }
 
@@ -112,6 +165,9 @@ impl Platform for ArmBoard {
     /// no emulator or debugger serves semihosting, PSCI `SYSTEM_OFF` turns the machine off
     /// without a status; without PSCI (a Raspberry Pi's firmware has none) the CPU halts.
     fn exit(&self, status: ExitStatus) -> ! {
+        if let Some(services) = &self.services {
+            (services.exit)(status);
+        }
         let code = match status {
             ExitStatus::Success => EXIT_SUCCESS,
             ExitStatus::Failure => EXIT_FAILURE,
@@ -271,13 +327,22 @@ impl CmdlineBuf {
 /// the semihosting probe, and the devicetree read and validated. A missing or malformed tree,
 /// an unknown GIC or no usable RAM is a panic that says so on the console.
 pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
-    board.uart.init(None, 115_200);
+    if board.services.is_none() {
+        board.uart.init(None, 115_200);
+    }
     rhea_arch::init_boot_cpu();
-    rhea_arch::semihosting::probe();
+    if board.services.is_none() {
+        rhea_arch::semihosting::probe();
+    }
 
     let dtb = dtb as u64;
     let tree = read_devicetree(board, dtb);
-    let platform = match ArmPlatform::from_fdt(&tree) {
+    if let Some(services) = &board.services
+        && let Err(e) = (services.check)(&tree)
+    {
+        panic!("devicetree at {dtb:#x}: {e}");
+    }
+    let platform = match ArmPlatform::from_fdt_with(&tree, board.services.is_none()) {
         Ok(p) => p,
         Err(e) => panic!("devicetree at {dtb:#x}: {e}"),
     };
@@ -348,7 +413,7 @@ pub(crate) struct ConsoleWriter<'a>(pub(crate) &'a ArmBoard);
 
 impl core::fmt::Write for ConsoleWriter<'_> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.uart.write_bytes(s.as_bytes());
+        Console::write_bytes(self.0, s.as_bytes());
         Ok(())
     }
 }

@@ -89,8 +89,9 @@ pub struct ArmPlatform<'a> {
     pub virtual_timer: Interrupt,
     /// The timer node's `clock-frequency`, when firmware could not program `CNTFRQ_EL0`.
     pub timer_hz: Option<u32>,
-    /// The first enabled PL011.
-    pub uart: Uart,
+    /// The first enabled PL011 (always present from [`ArmPlatform::from_fdt`]; `None` only
+    /// from [`ArmPlatform::from_fdt_with`] for a board with its own console).
+    pub uart: Option<Uart>,
     /// The PSCI conduit, if the tree has a PSCI node.
     pub psci: Option<PsciConduit>,
     /// `/chosen/bootargs` (empty if absent).
@@ -704,8 +705,14 @@ fn psci<'a>(fdt: &Fdt<'a>) -> Result<Option<PsciConduit>, PlatformError<'a>> {
 }
 
 impl<'a> ArmPlatform<'a> {
-    /// Reads and checks everything Rhea needs from `fdt`.
+    /// Reads and checks everything Rhea needs from `fdt`, a PL011 console included.
     pub fn from_fdt(fdt: &Fdt<'a>) -> Result<Self, PlatformError<'a>> {
+        Self::from_fdt_with(fdt, true)
+    }
+
+    /// [`ArmPlatform::from_fdt`], the PL011 read only when `want_uart` (a board whose console
+    /// is a hypervisor's — Xen's `console_io` — needs none and ignores any).
+    pub fn from_fdt_with(fdt: &Fdt<'a>, want_uart: bool) -> Result<Self, PlatformError<'a>> {
         let timer = fdt
             .find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])
             .ok_or(PlatformError::MissingNode(
@@ -737,7 +744,7 @@ impl<'a> ArmPlatform<'a> {
             gic: gic(fdt)?,
             virtual_timer,
             timer_hz: timer.property_u32("clock-frequency"),
-            uart: uart(fdt)?,
+            uart: if want_uart { Some(uart(fdt)?) } else { None },
             psci,
             bootargs,
             model: fdt.root().property_str("model"),

@@ -328,10 +328,10 @@ fn qemu_virt_gicv2() {
             },
         }
     );
-    assert_eq!(p.uart.regs.base, 0x900_0000);
-    assert_eq!(p.uart.interrupt.intid, 33);
-    assert_eq!(p.uart.interrupt.trigger, Trigger::Level);
-    assert_eq!(p.uart.clock_hz, Some(24_000_000));
+    assert_eq!(p.uart.unwrap().regs.base, 0x900_0000);
+    assert_eq!(p.uart.unwrap().interrupt.intid, 33);
+    assert_eq!(p.uart.unwrap().interrupt.trigger, Trigger::Level);
+    assert_eq!(p.uart.unwrap().clock_hz, Some(24_000_000));
     assert_eq!(p.virtual_timer.intid, 27);
     assert_eq!(p.psci, Some(PsciConduit::Hvc));
     let ram: Vec<_> = p
@@ -399,10 +399,11 @@ fn raspberry_pi_4() {
             },
         }
     );
-    assert_eq!(p.uart.regs.base, 0xfe20_1000);
-    assert_eq!(p.uart.interrupt.intid, 32 + 0x79);
+    assert_eq!(p.uart.unwrap().regs.base, 0xfe20_1000);
+    assert_eq!(p.uart.unwrap().interrupt.intid, 32 + 0x79);
     assert_eq!(
-        p.uart.clock_hz, None,
+        p.uart.unwrap().clock_hz,
+        None,
         "firmware clocks are not fixed clocks"
     );
     assert_eq!(p.virtual_timer.intid, 27);
@@ -468,6 +469,16 @@ fn missing_nodes_are_named() {
         ..Pi4::default()
     };
     assert!(platform(&no_uart.build()).unwrap_err().contains("PL011"));
+    // A board with its own console (Xen's console_io) reads no PL011, present or not.
+    let no_uart = Pi4 {
+        uart: false,
+        ..Pi4::default()
+    };
+    for tree in [no_uart.build(), Pi4::default().build()] {
+        let fdt = Fdt::new(&tree).unwrap();
+        let p = ArmPlatform::from_fdt_with(&fdt, false).unwrap();
+        assert_eq!(p.uart, None);
+    }
 }
 
 #[test]

@@ -25,10 +25,14 @@ pub(crate) use rhea_board_qemu_aarch64 as board;
 #[cfg(rhea_board = "rpi4")]
 pub(crate) use rhea_board_rpi4 as board;
 
+#[cfg(rhea_board = "xen-arm64")]
+pub(crate) use rhea_board_xen_arm64 as board;
+
 #[cfg(not(any(
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-arm64"
 )))]
 compile_error!("no board selected: build with `cargo xtask build --board <board> --app <app>`");

@@ -1,0 +1,159 @@
+//! Xen's hypercall ABI on Arm, the few calls this board makes, and their constants.
+//!
+//! ABI (Xen's `public/arch-arm.h`, "Hypercall calling convention"): `hvc #0xEA1` (the tag
+//! `XEN_HYPERCALL_TAG`), the hypercall number in `x16`, arguments in `x0`–`x4`, the result in
+//! `x0`. Xen may clobber `x1`–`x4` and `x16` (debug builds poison them), so every call here
+//! declares them clobbered. Pointer arguments are guest *virtual* addresses: Xen translates
+//! them through the guest's own stage-1 tables, so any mapped buffer (a thread's stack
+//! included) can be passed.
+//!
+//! The numbers are Xen's stable public ABI, written out here from `public/xen.h`,
+//! `public/sched.h` and `public/version.h`.
+#![allow(
+    unsafe_code,
+    reason = "the hvc instruction; each use has a SAFETY note"
+)]
+
+use core::fmt::Write;
+
+/// `XEN_HYPERCALL_TAG`: the `hvc` immediate Xen recognises as a hypercall.
+const XEN_HYPERCALL_TAG: u16 = 0xea1;
+
+/// `__HYPERVISOR_xen_version` (public/xen.h).
+const HYPERVISOR_XEN_VERSION: u64 = 17;
+/// `__HYPERVISOR_console_io` (public/xen.h).
+const HYPERVISOR_CONSOLE_IO: u64 = 18;
+/// `__HYPERVISOR_sched_op` (public/xen.h; the "new" sched_op taking a struct pointer).
+const HYPERVISOR_SCHED_OP: u64 = 29;
+
+/// `CONSOLEIO_write` (public/xen.h): `console_io(CONSOLEIO_write, count, buffer)`.
+const CONSOLEIO_WRITE: u64 = 0;
+/// `XENVER_version` (public/version.h): returns `major << 16 | minor`.
+const XENVER_VERSION: u64 = 0;
+/// `SCHEDOP_shutdown` (public/sched.h): `sched_op(SCHEDOP_shutdown, &struct sched_shutdown)`.
+const SCHEDOP_SHUTDOWN: u64 = 2;
+
+/// `SHUTDOWN_*` (public/sched.h): why a domain shut down, as the toolstack (or whoever watches
+/// the domain) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum ShutdownReason {
+    /// `SHUTDOWN_poweroff`: a clean end.
+    Poweroff = 0,
+    /// `SHUTDOWN_crash`: the domain failed.
+    Crash = 3,
+}
+
+impl ShutdownReason {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Poweroff => "poweroff",
+            Self::Crash => "crash",
+        }
+    }
+}
+
+/// `struct sched_shutdown` (public/sched.h): `{ unsigned int reason; }`.
+#[repr(C)]
+struct SchedShutdown {
+    reason: u32,
+}
+
+/// A hypercall with three arguments; returns Xen's `x0` (negative: `-errno`).
+///
+/// # Safety
+/// `nr` and the arguments must form a call whose effects on guest memory the caller allows:
+/// any pointer argument must be valid for what that call reads or writes.
+unsafe fn hypercall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: `hvc #0xEA1` traps to Xen, which performs call `nr` and returns to the next
+    // instruction with the result in x0; x1–x4 and x16 are declared clobbered. Memory effects
+    // are the caller's contract (the asm is not `nomem`, so the compiler has written out any
+    // buffer passed by pointer before the call and rereads memory after it).
+    unsafe {
+        core::arch::asm!(
+            "hvc #{tag}",
+            tag = const XEN_HYPERCALL_TAG,
+            inlateout("x0") a0 => ret,
+            inlateout("x1") a1 => _,
+            inlateout("x2") a2 => _,
+            lateout("x3") _,
+            lateout("x4") _,
+            inlateout("x16") nr => _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Writes `bytes` to Xen's console (`CONSOLEIO_write`). Xen buffers a domU's output per line
+/// and prints each line as `(dN) text`. Lock-free and usable from any context; errors (no
+/// permission: a domU that is not a console domain) are ignored, there being no other output.
+pub(crate) fn console_write(bytes: &[u8]) {
+    // Xen copies at most what it is told; large writes are split so that one call never
+    // holds the vCPU in the hypervisor for long.
+    for chunk in bytes.chunks(1024) {
+        // SAFETY: CONSOLEIO_write only reads `count` bytes at `buffer`, which is the live
+        // slice `chunk`.
+        let _ = unsafe {
+            hypercall3(
+                HYPERVISOR_CONSOLE_IO,
+                CONSOLEIO_WRITE,
+                chunk.len() as u64,
+                chunk.as_ptr() as u64,
+            )
+        };
+    }
+}
+
+/// Xen's version (`XENVER_version`): (major, minor); `None` if the call failed.
+pub(crate) fn xen_version() -> Option<(u32, u32)> {
+    // SAFETY: XENVER_version takes no buffer (the argument is NULL) and touches no guest
+    // memory.
+    let v = unsafe { hypercall3(HYPERVISOR_XEN_VERSION, XENVER_VERSION, 0, 0) };
+    let v = u32::try_from(v).ok()?;
+    Some((v >> 16, v & 0xffff))
+}
+
+/// Shuts the domain down with `reason` (`SCHEDOP_shutdown`). The line printed first,
+/// `rhea: xen: SCHEDOP_shutdown reason=N (name)`, is what xtask reads: Xen 4.17 prints nothing
+/// when a domU shuts down and keeps running (with no dom0 nobody reaps the domain), so the
+/// harness needs the reason on the console. If Xen refuses the call (it returns), that is
+/// printed too and the vCPU stops here.
+pub(crate) fn shutdown(reason: ShutdownReason) -> ! {
+    let mut out = Console;
+    let _ = writeln!(
+        out,
+        "rhea: xen: SCHEDOP_shutdown reason={} ({})",
+        reason as u32,
+        reason.name()
+    );
+    let arg = SchedShutdown {
+        reason: reason as u32,
+    };
+    // SAFETY: SCHEDOP_shutdown reads one `struct sched_shutdown` at the pointer, which is
+    // `arg`, alive for the call. On success Xen pauses this vCPU for good and never returns.
+    let rc = unsafe {
+        hypercall3(
+            HYPERVISOR_SCHED_OP,
+            SCHEDOP_SHUTDOWN,
+            &raw const arg as u64,
+            0,
+        )
+    };
+    let _ = writeln!(out, "rhea: xen: SCHEDOP_shutdown returned {rc}");
+    loop {
+        // SAFETY: `wfi` only waits for an interrupt; interrupts stay as they are.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// [`console_write`] as a `fmt::Write`.
+pub(crate) struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        console_write(s.as_bytes());
+        Ok(())
+    }
+}

@@ -1,0 +1,485 @@
+//! The `xen-arm64` board's harness: Rhea booted as a domU by a real Xen 4.17 (Debian's
+//! `xen-hypervisor-4.17-arm64`) inside `qemu-system-aarch64 -M virt,virtualization=on`.
+//!
+//! What a run is made of, all under `target/xen-arm64/`:
+//!
+//! * **Xen**: `/boot/xen-4.17-arm64` from Debian's package, fetched once with `apt-get
+//!   download` through the private arm64 apt state of `firmware.rs` and unpacked with
+//!   `dpkg-deb` (a second run downloads nothing). QEMU boots it as the `-kernel` (it is an
+//!   arm64 `Image` too), at EL2 (`virtualization=on`), on `-cpu max`.
+//! * **The devicetree** Xen reads, with the "dom0less" nodes that make Xen build Rhea's domain
+//!   itself at boot (Xen's `docs/misc/arm/device-tree/booting.txt`): QEMU's own tree for the
+//!   same machine (`-M ...,dumpdtb=`, same `-m`/`-smp`/GIC), decompiled with `dtc`, and a
+//!   second definition of `/chosen` appended to the source — dts merges it into the first —
+//!   holding `xen,xen-bootargs` (Xen's console on the PL011, `guest_loglvl=all` so a domU's
+//!   `console_io` lines are printed) and `domU1`: `compatible = "xen,domain"`, `memory` (KiB,
+//!   from `--mem`), `cpus` (from `--smp`), `vpl011`, and the kernel module (`multiboot,kernel`)
+//!   at [`IMAGE_ADDR`] with Rhea's command line as its `bootargs`. Then compiled back with `dtc`.
+//!   `dtc` is chosen over writing the blob here: it is Debian's standard tool
+//!   (`device-tree-compiler`, installed with apt-get when missing and root), it checks the
+//!   result, and appending source leaves QEMU's tree untouched whatever it holds.
+//! * **QEMU**: `-M virt,virtualization=on,gic-version=3 -cpu max -m` [`HOST_MEM`] `-dtb` that
+//!   tree, `-kernel` Xen, and Rhea's `Image` placed at [`IMAGE_ADDR`] by
+//!   `-device loader`. No semihosting: the guest must end through Xen.
+//!
+//! How a run ends: Rhea's board prints `rhea: xen: SCHEDOP_shutdown reason=N (name)` through
+//! `console_io`, then makes the hypercall. Xen 4.17 prints nothing when a domU shuts down, and
+//! without a dom0 nobody reaps the domain: Xen idles and QEMU never exits by itself. So the
+//! harness stops QEMU [`GRACE`] after that line, unless the guest printed `SCHEDOP_shutdown
+//! returned` (Xen refused the call) — [`QemuEnd::DomainShutdown`]: reason 0 (`poweroff`) is
+//! success, 3 (`crash`) failure, anything else or a returned call is described as such. A run
+//! that never reaches the line is a timeout; a Xen panic ends QEMU (`-no-reboot`) with status
+//! 0, which is not a verdict either.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::qemu::{Captured, LineSplitter, Qemu, QemuEnd, Spec};
+use crate::{Context, Result, capture, describe, fail};
+
+/// Debian's package with the hypervisor.
+const XEN_PKG: &str = "xen-hypervisor-4.17-arm64";
+/// The hypervisor's file in it (`/boot/...`).
+const XEN_FILE: &str = "xen-4.17-arm64";
+/// Host RAM given to QEMU: Xen's heap and the domU (`--mem`) must fit.
+pub(crate) const HOST_MEM: &str = "1G";
+/// The QEMU machine (GICv3: Xen then emulates a GICv3 for the guest).
+const MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// The CPU: Xen needs EL2; `max` has it under TCG.
+const CPU: &str = "max";
+/// Where QEMU's loader puts Rhea's `Image` for Xen to find (host physical, inside `HOST_MEM`
+/// of RAM from 0x4000_0000, clear of Xen, which QEMU loads low and which moves itself to the
+/// top of RAM, and of QEMU's devicetree).
+pub(crate) const IMAGE_ADDR: u64 = 0x5000_0000;
+/// Xen's command line: its console on QEMU's PL011 (the devicetree path QEMU gives it), and
+/// every guest `console_io` line printed without rate limiting (Xen prints them at
+/// `XENLOG_G_DEBUG`; `/all` lowers the rate-limited threshold too, else a chatty test loses
+/// lines).
+const XEN_BOOTARGS: &str =
+    "console=dtuart dtuart=/pl011@9000000 loglvl=all/all guest_loglvl=all/all";
+/// The line the board prints before `SCHEDOP_shutdown` (`boards/xen-arm64/src/hypercall.rs`).
+const SHUTDOWN_MARKER: &str = "rhea: xen: SCHEDOP_shutdown reason=";
+/// The line it prints if the hypercall returned.
+const REFUSED_MARKER: &str = "rhea: xen: SCHEDOP_shutdown returned ";
+/// How long after the shutdown line QEMU is left running, to see whether the call returned.
+pub(crate) const GRACE: Duration = Duration::from_secs(1);
+/// `SHUTDOWN_*` names (Xen's public/sched.h), for messages.
+const SHUTDOWN_NAMES: [&str; 6] = [
+    "poweroff",
+    "reboot",
+    "suspend",
+    "crash",
+    "watchdog",
+    "soft_reset",
+];
+
+/// `target/xen-arm64/` of this workspace.
+fn dir() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .unwrap_or(manifest_dir)
+        .join("target")
+        .join("xen-arm64")
+}
+
+/// The name of a `SHUTDOWN_*` reason.
+pub(crate) fn shutdown_name(reason: u32) -> &'static str {
+    SHUTDOWN_NAMES
+        .get(reason as usize)
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// Makes sure Xen is in `target/xen-arm64/`, fetching Debian's package when missing.
+pub(crate) fn ensure_xen() -> Result<PathBuf> {
+    let path = dir().join(XEN_FILE);
+    if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        return Ok(path);
+    }
+    println!("setup: fetching Xen ({XEN_PKG}, Debian's arm64 package) for board xen-arm64");
+    let debs = dir().join("debs");
+    let deb = crate::firmware::download_arm64_deb(XEN_PKG, &debs).map_err(|e| {
+        crate::Error::Failed(format!(
+            "cannot download {XEN_PKG}: {e}\n(without apt, unpack the package by hand and copy \
+             its boot/{XEN_FILE} to {})",
+            path.display()
+        ))
+    })?;
+    let unpack = dir().join("unpack");
+    let _ = fs::remove_dir_all(&unpack);
+    fs::create_dir_all(&unpack).context(|| format!("cannot create {}", unpack.display()))?;
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/boot/{XEN_FILE}'",
+        deb.display(),
+        unpack.display()
+    );
+    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
+    let found = crate::firmware::find_file(&unpack, XEN_FILE)
+        .ok_or_else(|| crate::Error::Failed(format!("{} holds no {XEN_FILE}", deb.display())))?;
+    fs::copy(&found, &path).context(|| format!("cannot write {}", path.display()))?;
+    let _ = fs::remove_dir_all(&unpack);
+    println!("setup: {} (from {})", path.display(), deb.display());
+    Ok(path)
+}
+
+/// Makes sure `dtc` runs, installing Debian's `device-tree-compiler` when missing and root.
+fn ensure_dtc() -> Result<()> {
+    let works = || {
+        Command::new("dtc")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        let mut install = Command::new("apt-get");
+        install.args(["install", "-y", "device-tree-compiler"]);
+        println!("setup: $ {}", describe(&install));
+        let _ = capture(&mut install);
+        if works() {
+            return Ok(());
+        }
+    }
+    fail(
+        "dtc (the devicetree compiler) is missing: board xen-arm64 writes Xen's dom0less nodes \
+         with it; install it with `apt-get install device-tree-compiler` (as root)"
+            .to_string(),
+    )
+}
+
+/// `--mem` (`128M`, `1G`, `65536K`, or MiB without a suffix) in KiB.
+pub(crate) fn mem_kib(mem: &str) -> Option<u64> {
+    let mem = mem.trim();
+    let (digits, unit) = match mem.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => mem.split_at(i),
+        None => (mem, "M"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let kib = match unit.to_ascii_uppercase().as_str() {
+        "K" | "KB" | "KIB" => n,
+        "M" | "MB" | "MIB" => n.checked_mul(1024)?,
+        "G" | "GB" | "GIB" => n.checked_mul(1024 * 1024)?,
+        _ => return None,
+    };
+    (kib > 0).then_some(kib)
+}
+
+/// A string as a dts string literal.
+fn dts_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The dts text appended to QEMU's tree: Xen's command line and the domU.
+pub(crate) fn chosen_overlay(image_bytes: u64, domu_kib: u64, cpus: u32, bootargs: &str) -> String {
+    format!(
+        "\n/ {{\n\tchosen {{\n\
+         \t\txen,xen-bootargs = {xen};\n\
+         \t\tdomU1 {{\n\
+         \t\t\tcompatible = \"xen,domain\";\n\
+         \t\t\t#address-cells = <2>;\n\
+         \t\t\t#size-cells = <2>;\n\
+         \t\t\tmemory = <0x0 {domu_kib:#x}>;\n\
+         \t\t\tcpus = <{cpus}>;\n\
+         \t\t\tvpl011;\n\
+         \t\t\tmodule@{IMAGE_ADDR:x} {{\n\
+         \t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n\
+         \t\t\t\treg = <0x0 {IMAGE_ADDR:#x} 0x0 {image_bytes:#x}>;\n\
+         \t\t\t\tbootargs = {args};\n\
+         \t\t\t}};\n\
+         \t\t}};\n\
+         \t}};\n}};\n",
+        xen = dts_string(XEN_BOOTARGS),
+        args = dts_string(bootargs),
+    )
+}
+
+/// What a run needs besides QEMU's usual arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    /// Xen, QEMU's `-kernel`.
+    pub(crate) xen: PathBuf,
+    /// The devicetree with the dom0less nodes, QEMU's `-dtb`.
+    pub(crate) dtb: PathBuf,
+}
+
+/// Prepares a run of `spec` (its `kernel` is Rhea's `Image`, its `append` the domU's command
+/// line): Xen fetched if needed, the devicetree written.
+pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
+    let xen = ensure_xen()?;
+    ensure_dtc()?;
+    let Some(domu_kib) = mem_kib(spec.mem) else {
+        return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
+    };
+    let image_bytes = fs::metadata(spec.kernel)
+        .context(|| format!("cannot read {}", spec.kernel.display()))?
+        .len();
+    let run = dir().join("run");
+    fs::create_dir_all(&run).context(|| format!("cannot create {}", run.display()))?;
+    let smp = spec.smp.max(1);
+    let base = run.join(format!("virt-smp{smp}.dtb"));
+    let mut dump = Command::new(spec.board.qemu);
+    dump.args([
+        "-M",
+        &format!("{MACHINE},dumpdtb={}", base.display()),
+        "-cpu",
+        CPU,
+        "-m",
+        HOST_MEM,
+        "-smp",
+        &smp.to_string(),
+        "-nodefaults",
+        "-display",
+        "none",
+    ]);
+    capture(&mut dump)?;
+    let dts = capture(
+        Command::new("dtc")
+            .args(["-q", "-I", "dtb", "-O", "dts"])
+            .arg(&base),
+    )?;
+    let stem = spec
+        .kernel
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split('.').next())
+        .unwrap_or("image");
+    let source = run.join(format!("{stem}-smp{smp}.dts"));
+    let dtb = run.join(format!("{stem}-smp{smp}.dtb"));
+    let text = dts + &chosen_overlay(image_bytes, domu_kib, smp, spec.append);
+    fs::write(&source, text).context(|| format!("cannot write {}", source.display()))?;
+    capture(
+        Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+            .arg(&dtb)
+            .arg(&source),
+    )?;
+    Ok(Prepared { xen, dtb })
+}
+
+/// QEMU's arguments that name the machine for a run prepared as `p` of the image `kernel`.
+pub(crate) fn machine_args(p: &Prepared, kernel: &Path) -> Vec<String> {
+    vec![
+        "-M".to_string(),
+        MACHINE.to_string(),
+        "-cpu".to_string(),
+        CPU.to_string(),
+        "-dtb".to_string(),
+        p.dtb.to_string_lossy().into_owned(),
+        "-device".to_string(),
+        format!("loader,file={},addr={IMAGE_ADDR:#x}", kernel.display()),
+    ]
+}
+
+/// What a console line says about the domain's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndLine {
+    /// `SCHEDOP_shutdown reason=N` is about to be called.
+    Shutdown(u32),
+    /// The call returned this value.
+    Refused(i64),
+}
+
+/// Parses a console line (Xen prefixes a domU's lines with `(d1) `).
+pub(crate) fn end_line(line: &str) -> Option<EndLine> {
+    let number = |rest: &str| rest.split_whitespace().next().map(str::to_string);
+    if let Some(at) = line.find(SHUTDOWN_MARKER) {
+        let n = number(&line[at + SHUTDOWN_MARKER.len()..])?;
+        return n.parse().ok().map(EndLine::Shutdown);
+    }
+    if let Some(at) = line.find(REFUSED_MARKER) {
+        let n = number(&line[at + REFUSED_MARKER.len()..])?;
+        return n.parse().ok().map(EndLine::Refused);
+    }
+    None
+}
+
+/// Runs a prepared command line with the console captured (echoed with `echo`): stops QEMU
+/// [`GRACE`] after the domain's shutdown line, or at `timeout`.
+pub(crate) fn run_captured(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut cmd = crate::qemu::command(qemu, spec)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if echo {
+        println!("$ {}", describe(&cmd));
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel::<(Duration, String)>();
+    let out_reader = thread::spawn(move || {
+        let mut splitter = LineSplitter::new(None);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = match stdout.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let at = start.elapsed();
+            for line in splitter.push(&chunk[..n]).0 {
+                if tx.send((at, line)).is_err() {
+                    return;
+                }
+            }
+        }
+        if let Some(line) = splitter.finish() {
+            let _ = tx.send((start.elapsed(), line));
+        }
+    });
+    let err_reader = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let mut lines = Vec::new();
+    let mut shutdown: Option<(u32, Instant)> = None;
+    let mut refused: Option<i64> = None;
+    let end = loop {
+        while let Ok((at, line)) = rx.try_recv() {
+            if echo {
+                println!("{line}");
+            }
+            match end_line(&line) {
+                Some(EndLine::Shutdown(reason)) if shutdown.is_none() => {
+                    shutdown = Some((reason, Instant::now()));
+                }
+                Some(EndLine::Refused(rc)) => refused = Some(rc),
+                _ => {}
+            }
+            lines.push((at, line));
+        }
+        if let Some(status) = child
+            .try_wait()
+            .context(|| "waiting for QEMU".to_string())?
+        {
+            break QemuEnd::from_status(status);
+        }
+        if let Some((reason, seen)) = shutdown
+            && (refused.is_some() || seen.elapsed() >= GRACE)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+            break QemuEnd::DomainShutdown { reason, refused };
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break QemuEnd::Timeout(timeout);
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    let _ = out_reader.join();
+    for (at, line) in rx.try_iter() {
+        if echo {
+            println!("{line}");
+        }
+        lines.push((at, line));
+    }
+    let stderr = err_reader.join().unwrap_or_default();
+    if echo && !stderr.trim().is_empty() {
+        eprint!("{stderr}");
+    }
+    Ok(Captured {
+        lines,
+        stderr,
+        end,
+        elapsed,
+        stdin_written: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(mem_kib("128M"), Some(128 * 1024));
+        assert_eq!(mem_kib("1G"), Some(1024 * 1024));
+        assert_eq!(mem_kib("65536K"), Some(65536));
+        assert_eq!(mem_kib("256"), Some(256 * 1024));
+        assert_eq!(mem_kib("0M"), None);
+        assert_eq!(mem_kib("12X"), None);
+        assert_eq!(mem_kib(""), None);
+    }
+
+    #[test]
+    fn end_lines() {
+        assert_eq!(
+            end_line("(d1) rhea: xen: SCHEDOP_shutdown reason=0 (poweroff)"),
+            Some(EndLine::Shutdown(0))
+        );
+        assert_eq!(
+            end_line("(XEN) (d1) rhea: xen: SCHEDOP_shutdown reason=3 (crash)"),
+            Some(EndLine::Shutdown(3))
+        );
+        assert_eq!(
+            end_line("(d1) rhea: xen: SCHEDOP_shutdown returned -22"),
+            Some(EndLine::Refused(-22))
+        );
+        assert_eq!(end_line("(d1) rhea: app main"), None);
+        assert_eq!(end_line("rhea: xen: SCHEDOP_shutdown reason=x"), None);
+        assert_eq!(shutdown_name(3), "crash");
+        assert_eq!(shutdown_name(9), "unknown");
+    }
+
+    #[test]
+    fn verdicts() {
+        use crate::qemu::{Verdict, classify};
+        let end = |reason, refused| QemuEnd::DomainShutdown { reason, refused };
+        assert_eq!(classify(&end(0, None)), Verdict::Success);
+        assert_eq!(classify(&end(3, None)), Verdict::KernelFailure);
+        match classify(&end(1, None)) {
+            Verdict::Other(why) => assert!(why.contains("reason 1, reboot"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match classify(&end(0, Some(-22))) {
+            Verdict::Other(why) => assert!(why.contains("returned -22"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn overlay() {
+        let o = chosen_overlay(0x1234, 131_072, 2, "rhea.checker=1 a=\"b\"");
+        assert!(o.contains("memory = <0x0 0x20000>;"), "{o}");
+        assert!(o.contains("cpus = <2>;"), "{o}");
+        assert!(o.contains("module@50000000 {"), "{o}");
+        assert!(o.contains("reg = <0x0 0x50000000 0x0 0x1234>;"), "{o}");
+        assert!(o.contains(r#"bootargs = "rhea.checker=1 a=\"b\"";"#), "{o}");
+        assert!(o.contains("guest_loglvl=all"), "{o}");
+    }
+}
