@@ -501,7 +501,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Build => {
             let board = boards::find(opts.board_name())?;
             let apps = apps::discover(&ws.root)?;
-            let app = apps::find(&apps, opts.app_name())?;
+            let app = app_for(&apps, board, opts)?;
             setup::ensure_toolchain(&ws, board)?;
             let image = image::build(&ws, board, app)?;
             image.print_summary();
@@ -540,12 +540,36 @@ fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) 
     Ok(())
 }
 
+/// The app of `build`/`run`: `--app`, else the default app, or `hello` on a board the default
+/// app does not build for (the appliance needs the network stack; xen-arm64 has none yet).
+fn app_for<'a>(
+    apps: &'a [apps::App],
+    board: &boards::Board,
+    opts: &Options,
+) -> Result<&'a apps::App> {
+    let app = apps::find(apps, opts.app_name())?;
+    if board.builds(app) {
+        return Ok(app);
+    }
+    if opts.app.is_some() {
+        return usage(format!(
+            "app {} needs the network stack, which has no build for board {} yet",
+            app.name, board.name
+        ));
+    }
+    println!(
+        "app: {} needs the network stack, which has no build for board {} yet: booting hello",
+        app.name, board.name
+    );
+    apps::find(apps, "hello")
+}
+
 /// `cargo xtask run`: build, then boot with the terminal attached.
 fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(opts.board_name())?;
     let machine = board.machine(opts.machine.as_deref())?;
     let apps = apps::discover(&ws.root)?;
-    let app = apps::find(&apps, opts.app_name())?;
+    let app = app_for(&apps, board, opts)?;
     setup::ensure_toolchain(ws, board)?;
     if board.runner == boards::Runner::Process {
         let image = image::build(ws, board, app)?;
