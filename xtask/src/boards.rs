@@ -127,8 +127,9 @@ pub(crate) const BOARDS: &[Board] = &[
         cfg: "xen-arm64",
         qemu: "qemu-system-aarch64",
         // Xen 4.17 (Debian's) under QEMU `virt,virtualization=on`, Rhea as a domU Xen builds
-        // from devicetree nodes, no dom0 (see xen.rs).
-        machines: &["dom0less"],
+        // from devicetree nodes, no dom0 (see xen.rs); Xen on a GICv3 (its guest gets a
+        // vGICv3) or on a GICv2.
+        machines: &["dom0less", "dom0less-gicv2"],
         default_machine: "dom0less",
         runner: Runner::Qemu,
         // The same Linux `Image` as qemu-aarch64's, loaded by Xen's domain builder.

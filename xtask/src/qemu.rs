@@ -365,9 +365,9 @@ fn build_args(
             }
             push(&["-M", "raspi4b", "-dtb", &dtb.to_string_lossy()]);
         }
-        ("xen-arm64", "dom0less") => {
+        ("xen-arm64", "dom0less" | "dom0less-gicv2") => {
             let prepared = xen.as_ref().expect("prepared above");
-            let args = crate::xen::machine_args(prepared, spec.kernel);
+            let args = crate::xen::machine_args(spec.machine, prepared, spec.kernel);
             push(&args.iter().map(String::as_str).collect::<Vec<_>>());
         }
         (board, machine) => {

@@ -18,8 +18,9 @@
 //!   `dtc` is chosen over writing the blob here: it is Debian's standard tool
 //!   (`device-tree-compiler`, installed with apt-get when missing and root), it checks the
 //!   result, and appending source leaves QEMU's tree untouched whatever it holds.
-//! * **QEMU**: `-M virt,virtualization=on,gic-version=3 -cpu max -m` [`HOST_MEM`] `-dtb` that
-//!   tree, `-kernel` Xen, and Rhea's `Image` placed at [`IMAGE_ADDR`] by
+//! * **QEMU**: `-M virt,virtualization=on,gic-version=3` (machine `dom0less`; `gic-version=2`
+//!   for `dom0less-gicv2`, where Xen gives the guest a GICv2) `-cpu max -m` [`HOST_MEM`] `-dtb`
+//!   that tree, `-kernel` Xen, and Rhea's `Image` placed at [`IMAGE_ADDR`] by
 //!   `-device loader`. No semihosting: the guest must end through Xen.
 //!
 //! How a run ends: Rhea's board prints `rhea: xen: SCHEDOP_shutdown reason=N (name)` through
@@ -48,8 +49,13 @@ const XEN_PKG: &str = "xen-hypervisor-4.17-arm64";
 const XEN_FILE: &str = "xen-4.17-arm64";
 /// Host RAM given to QEMU: Xen's heap and the domU (`--mem`) must fit.
 pub(crate) const HOST_MEM: &str = "1G";
-/// The QEMU machine (GICv3: Xen then emulates a GICv3 for the guest).
-const MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// The QEMU machine of a board machine: Xen emulates for the guest the GIC version it runs on.
+pub(crate) fn qemu_machine(machine: &str) -> &'static str {
+    match machine {
+        "dom0less-gicv2" => "virt,virtualization=on,gic-version=2",
+        _ => "virt,virtualization=on,gic-version=3",
+    }
+}
 /// The CPU: Xen needs EL2; `max` has it under TCG.
 const CPU: &str = "max";
 /// Where QEMU's loader puts Rhea's `Image` for Xen to find (host physical, inside `HOST_MEM`
@@ -240,11 +246,12 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     let run = dir().join("run");
     fs::create_dir_all(&run).context(|| format!("cannot create {}", run.display()))?;
     let smp = spec.smp.max(1);
-    let base = run.join(format!("virt-smp{smp}.dtb"));
+    let qemu_machine = qemu_machine(spec.machine);
+    let base = run.join(format!("{}-smp{smp}.dtb", spec.machine));
     let mut dump = Command::new(spec.board.qemu);
     dump.args([
         "-M",
-        &format!("{MACHINE},dumpdtb={}", base.display()),
+        &format!("{qemu_machine},dumpdtb={}", base.display()),
         "-cpu",
         CPU,
         "-m",
@@ -267,8 +274,8 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
         .and_then(|n| n.to_str())
         .and_then(|n| n.split('.').next())
         .unwrap_or("image");
-    let source = run.join(format!("{stem}-smp{smp}.dts"));
-    let dtb = run.join(format!("{stem}-smp{smp}.dtb"));
+    let source = run.join(format!("{stem}-{}-smp{smp}.dts", spec.machine));
+    let dtb = run.join(format!("{stem}-{}-smp{smp}.dtb", spec.machine));
     let text = dts + &chosen_overlay(image_bytes, domu_kib, smp, spec.append);
     fs::write(&source, text).context(|| format!("cannot write {}", source.display()))?;
     capture(
@@ -280,11 +287,11 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     Ok(Prepared { xen, dtb })
 }
 
-/// QEMU's arguments that name the machine for a run prepared as `p` of the image `kernel`.
-pub(crate) fn machine_args(p: &Prepared, kernel: &Path) -> Vec<String> {
+/// QEMU's arguments that name `machine` for a run prepared as `p` of the image `kernel`.
+pub(crate) fn machine_args(machine: &str, p: &Prepared, kernel: &Path) -> Vec<String> {
     vec![
         "-M".to_string(),
-        MACHINE.to_string(),
+        qemu_machine(machine).to_string(),
         "-cpu".to_string(),
         CPU.to_string(),
         "-dtb".to_string(),
