@@ -482,10 +482,12 @@ pub(crate) enum QemuEnd {
     Timeout(Duration),
     /// Board xen-arm64: the domU announced `SCHEDOP_shutdown` with this `SHUTDOWN_*` reason
     /// and xtask stopped QEMU (Xen stays up after its last domU; see xen.rs); `refused`: the
-    /// hypercall returned this value instead.
+    /// hypercall returned this value instead; `paused`: (vCPUs paused, vCPUs) of the domain in
+    /// Xen's own domain dump afterwards (debug key `q`), `None` if no dump came.
     DomainShutdown {
         reason: u32,
         refused: Option<i64>,
+        paused: Option<(usize, usize)>,
     },
 }
 
@@ -512,13 +514,20 @@ impl QemuEnd {
             QemuEnd::DomainShutdown {
                 reason,
                 refused: None,
+                paused,
             } => format!(
-                "domU shut down (SCHEDOP_shutdown reason {reason}, {}); QEMU stopped by xtask",
-                crate::xen::shutdown_name(*reason)
+                "domU shut down (SCHEDOP_shutdown reason {reason}, {}; Xen's dump: {}); QEMU \
+                 stopped by xtask",
+                crate::xen::shutdown_name(*reason),
+                match paused {
+                    Some((p, n)) => format!("{p} of {n} vCPUs paused"),
+                    None => "none".to_string(),
+                }
             ),
             QemuEnd::DomainShutdown {
                 reason,
                 refused: Some(rc),
+                ..
             } => format!("SCHEDOP_shutdown reason {reason} returned {rc}; QEMU stopped by xtask"),
         }
     }
@@ -568,15 +577,19 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("QEMU exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("QEMU killed by signal {sig}")),
         QemuEnd::Timeout(t) => Verdict::Other(format!("TIMEOUT after {}s", t.as_secs())),
-        // Xen's SHUTDOWN_poweroff is the kernel's success, SHUTDOWN_crash its failure.
+        // Xen's SHUTDOWN_poweroff is the kernel's success, SHUTDOWN_crash its failure, once
+        // Xen's own dump shows every vCPU of the domain paused (as shutdown leaves them).
         QemuEnd::DomainShutdown {
-            reason: 0,
+            reason,
             refused: None,
-        } => Verdict::Success,
-        QemuEnd::DomainShutdown {
-            reason: 3,
-            refused: None,
-        } => Verdict::KernelFailure,
+            paused: Some((paused, vcpus)),
+        } if paused == vcpus && vcpus > 0 && (reason == 0 || reason == 3) => {
+            if reason == 0 {
+                Verdict::Success
+            } else {
+                Verdict::KernelFailure
+            }
+        }
         QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
     }
 }

@@ -25,12 +25,17 @@
 //!
 //! How a run ends: Rhea's board prints `rhea: xen: SCHEDOP_shutdown reason=N (name)` through
 //! `console_io`, then makes the hypercall. Xen 4.17 prints nothing when a domU shuts down, and
-//! without a dom0 nobody reaps the domain: Xen idles and QEMU never exits by itself. So the
-//! harness stops QEMU [`GRACE`] after that line, unless the guest printed `SCHEDOP_shutdown
-//! returned` (Xen refused the call) — [`QemuEnd::DomainShutdown`]: reason 0 (`poweroff`) is
-//! success, 3 (`crash`) failure, anything else or a returned call is described as such. A run
-//! that never reaches the line is a timeout; a Xen panic ends QEMU (`-no-reboot`) with status
-//! 0, which is not a verdict either.
+//! without a dom0 nobody reaps the domain: Xen idles and QEMU never exits by itself. So, shortly
+//! after that line, the harness types Xen's debug key `q` on the serial input (`conswitch=ax`
+//! keeps it with Xen) and reads Xen's domain dump: a domain that shut down has every vCPU
+//! paused by Xen (`pause_count` >= 1; a vCPU merely waiting for an interrupt shows 0). Then it
+//! stops QEMU — [`QemuEnd::DomainShutdown`]. Reason 0 (`poweroff`) with every vCPU paused is
+//! success, 3 (`crash`) with every vCPU paused failure; a returned call (`SCHEDOP_shutdown
+//! returned`), another reason, a vCPU still running or no dump within [`GRACE`] is described
+//! as such. The reason is the one the guest announced immediately before the call: Xen
+//! confirms that the domain stopped, but its dump does not show the shutdown code. A run that
+//! never reaches the line is a timeout; a Xen panic ends QEMU (`-no-reboot`) with status 0,
+//! which is no verdict either.
 
 use std::fs;
 use std::io::Read;
@@ -65,15 +70,22 @@ pub(crate) const IMAGE_ADDR: u64 = 0x5000_0000;
 /// Xen's command line: its console on QEMU's PL011 (the devicetree path QEMU gives it), and
 /// every guest `console_io` line printed without rate limiting (Xen prints them at
 /// `XENLOG_G_DEBUG`; `/all` lowers the rate-limited threshold too, else a chatty test loses
-/// lines).
+/// lines); `conswitch=ax` keeps the serial input with Xen (its debug keys) instead of handing
+/// it to a dom0 that does not exist.
 const XEN_BOOTARGS: &str =
-    "console=dtuart dtuart=/pl011@9000000 loglvl=all/all guest_loglvl=all/all";
+    "console=dtuart dtuart=/pl011@9000000 loglvl=all/all guest_loglvl=all/all conswitch=ax";
 /// The line the board prints before `SCHEDOP_shutdown` (`boards/xen-arm64/src/hypercall.rs`).
 const SHUTDOWN_MARKER: &str = "rhea: xen: SCHEDOP_shutdown reason=";
 /// The line it prints if the hypercall returned.
 const REFUSED_MARKER: &str = "rhea: xen: SCHEDOP_shutdown returned ";
-/// How long after the shutdown line QEMU is left running, to see whether the call returned.
-pub(crate) const GRACE: Duration = Duration::from_secs(1);
+/// How long after the shutdown line xtask asks Xen for its domain dump.
+const ASK_AFTER: Duration = Duration::from_millis(200);
+/// How long xtask waits for the dump before it stops QEMU anyway.
+pub(crate) const GRACE: Duration = Duration::from_secs(3);
+/// Xen's debug key "dump domain (and guest debug) info".
+const DUMP_KEY: &[u8] = b"q";
+/// The domain Xen builds first in dom0less mode (no dom0).
+const DOMU_ID: u32 = 1;
 /// `SHUTDOWN_*` names (Xen's public/sched.h), for messages.
 const SHUTDOWN_NAMES: [&str; 6] = [
     "poweroff",
@@ -324,8 +336,62 @@ pub(crate) fn end_line(line: &str) -> Option<EndLine> {
     None
 }
 
-/// Runs a prepared command line with the console captured (echoed with `echo`): stops QEMU
-/// [`GRACE`] after the domain's shutdown line, or at `timeout`.
+/// What Xen's domain dump (debug key `q`) says about the domU's vCPUs: for each, its
+/// `pause_count`. A vCPU that shut down is paused by Xen (`paused_for_shutdown`: count >= 1);
+/// one that merely waits for an interrupt is blocked with count 0.
+#[derive(Debug, Default)]
+pub(crate) struct DomainDump {
+    started: bool,
+    in_domu: bool,
+    pause_counts: Vec<u32>,
+    /// The dump is over (Xen went on to notify the guests).
+    pub(crate) done: bool,
+}
+
+impl DomainDump {
+    /// Takes one console line.
+    pub(crate) fn push(&mut self, line: &str) {
+        if self.done {
+            return;
+        }
+        if line.contains("pressed -> dumping domain info") {
+            self.started = true;
+            return;
+        }
+        if !self.started {
+            return;
+        }
+        if let Some(at) = line.find("General information for domain ") {
+            let id = line[at + "General information for domain ".len()..].trim_end_matches(':');
+            self.in_domu = id.trim().parse() == Ok(DOMU_ID);
+        } else if line.contains("Notifying guest") {
+            self.done = true;
+        } else if self.in_domu
+            && line.contains("pause_flags=")
+            && let Some(at) = line.find("pause_count=")
+            && let Some(n) = line[at + "pause_count=".len()..]
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+        {
+            self.pause_counts.push(n);
+        }
+    }
+
+    /// (vCPUs paused, vCPUs) of the domU, once the dump is complete.
+    pub(crate) fn paused(&self) -> Option<(usize, usize)> {
+        (self.done && !self.pause_counts.is_empty()).then(|| {
+            (
+                self.pause_counts.iter().filter(|&&n| n > 0).count(),
+                self.pause_counts.len(),
+            )
+        })
+    }
+}
+
+/// Runs a prepared command line with the console captured (echoed with `echo`). After the
+/// domain's shutdown line it types Xen's debug key `q` and stops QEMU once Xen's domain dump
+/// is complete (at most [`GRACE`] later), or at `timeout`.
 pub(crate) fn run_captured(
     qemu: &Qemu,
     spec: &Spec<'_>,
@@ -333,7 +399,7 @@ pub(crate) fn run_captured(
     echo: bool,
 ) -> Result<Captured> {
     let mut cmd = crate::qemu::command(qemu, spec)?;
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if echo {
@@ -343,6 +409,8 @@ pub(crate) fn run_captured(
     let mut child = cmd
         .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
+    // Xen's serial input (`conswitch=ax` leaves it with Xen): the debug key of the dump.
+    let mut stdin = child.stdin.take();
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = mpsc::channel::<(Duration, String)>();
@@ -373,6 +441,8 @@ pub(crate) fn run_captured(
     let mut lines = Vec::new();
     let mut shutdown: Option<(u32, Instant)> = None;
     let mut refused: Option<i64> = None;
+    let mut dump = DomainDump::default();
+    let mut asked: Option<Instant> = None;
     let end = loop {
         while let Ok((at, line)) = rx.try_recv() {
             if echo {
@@ -385,6 +455,9 @@ pub(crate) fn run_captured(
                 Some(EndLine::Refused(rc)) => refused = Some(rc),
                 _ => {}
             }
+            if asked.is_some() {
+                dump.push(&line);
+            }
             lines.push((at, line));
         }
         if let Some(status) = child
@@ -393,12 +466,26 @@ pub(crate) fn run_captured(
         {
             break QemuEnd::from_status(status);
         }
-        if let Some((reason, seen)) = shutdown
-            && (refused.is_some() || seen.elapsed() >= GRACE)
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-            break QemuEnd::DomainShutdown { reason, refused };
+        if let Some((reason, seen)) = shutdown {
+            // Shortly after the line (the hypercall follows it at once), ask Xen for its
+            // domain dump; stop when it is complete, when the call returned, or after GRACE.
+            if asked.is_none() && refused.is_none() && seen.elapsed() >= ASK_AFTER {
+                use std::io::Write;
+                if let Some(pipe) = stdin.as_mut() {
+                    let _ = pipe.write_all(DUMP_KEY).and_then(|()| pipe.flush());
+                }
+                asked = Some(Instant::now());
+            }
+            let waited = asked.is_some_and(|t| t.elapsed() >= GRACE);
+            if refused.is_some() || dump.done || waited {
+                let _ = child.kill();
+                let _ = child.wait();
+                break QemuEnd::DomainShutdown {
+                    reason,
+                    refused,
+                    paused: dump.paused(),
+                };
+            }
         }
         if start.elapsed() >= timeout {
             let _ = child.kill();
@@ -407,6 +494,7 @@ pub(crate) fn run_captured(
         }
         thread::sleep(Duration::from_millis(5));
     };
+    drop(stdin);
     let elapsed = start.elapsed();
     let _ = out_reader.join();
     for (at, line) in rx.try_iter() {
@@ -466,17 +554,50 @@ mod tests {
     #[test]
     fn verdicts() {
         use crate::qemu::{Verdict, classify};
-        let end = |reason, refused| QemuEnd::DomainShutdown { reason, refused };
-        assert_eq!(classify(&end(0, None)), Verdict::Success);
-        assert_eq!(classify(&end(3, None)), Verdict::KernelFailure);
-        match classify(&end(1, None)) {
-            Verdict::Other(why) => assert!(why.contains("reason 1, reboot"), "{why}"),
-            other => panic!("{other:?}"),
+        let end = |reason, refused, paused| QemuEnd::DomainShutdown {
+            reason,
+            refused,
+            paused,
+        };
+        assert_eq!(classify(&end(0, None, Some((2, 2)))), Verdict::Success);
+        assert_eq!(
+            classify(&end(3, None, Some((1, 1)))),
+            Verdict::KernelFailure
+        );
+        for (e, says) in [
+            (end(1, None, Some((1, 1))), "reason 1, reboot"),
+            (end(0, Some(-22), None), "returned -22"),
+            (end(0, None, Some((1, 2))), "1 of 2 vCPUs paused"),
+            (end(0, None, None), "dump: none"),
+        ] {
+            match classify(&e) {
+                Verdict::Other(why) => assert!(why.contains(says), "{why}"),
+                other => panic!("{other:?}"),
+            }
         }
-        match classify(&end(0, Some(-22))) {
-            Verdict::Other(why) => assert!(why.contains("returned -22"), "{why}"),
-            other => panic!("{other:?}"),
+    }
+
+    #[test]
+    fn domain_dumps() {
+        let text = "(XEN) 'q' pressed -> dumping domain info (now = 3906945867)
+(XEN) General information for domain 1:
+(XEN)     refcnt=3 dying=0 pause_count=0
+(XEN)     VCPU0: CPU0 [has=F] poll=0 upcall_pend=00 upcall_mask=00
+(XEN)     pause_count=1 pause_flags=0
+(XEN)     VCPU1: CPU1 [has=F] poll=0 upcall_pend=00 upcall_mask=00
+(XEN)     pause_count=0 pause_flags=1
+(XEN) Notifying guest 1:0 (virq 1, port 0)";
+        let mut dump = DomainDump::default();
+        for line in text.lines() {
+            assert_eq!(dump.paused(), None);
+            dump.push(line);
         }
+        assert_eq!(dump.paused(), Some((1, 2)));
+        // Lines before the dump count for nothing.
+        let mut early = DomainDump::default();
+        early.push("(XEN)     pause_count=1 pause_flags=0");
+        early.push("(XEN) Notifying guest 1:0 (virq 1, port 0)");
+        assert_eq!(early.paused(), None);
     }
 
     #[test]
