@@ -92,9 +92,22 @@ fn main() -> Result<(), &'static str> {
         "appliance: ip {address}; http on {HTTP_PORT}, tcp and udp echo on {ECHO_PORT}; control loop every {period_us} us at priority {CONTROL_PRIORITY}"
     );
 
-    spawn("udp-echo", ECHO_PRIORITY, 64 << 10, udp_echo)?;
-    spawn("tcp-echo", ECHO_PRIORITY, 64 << 10, tcp_echo)?;
-    spawn("http", HTTP_PRIORITY, 128 << 10, http_server)?;
+    // Bound here, before "ready": a client that connects on seeing it must find them listening.
+    let udp = UdpSocket::bind(ECHO_PORT).map_err(|e| {
+        rhea::println!("appliance: udp echo: {e}");
+        "cannot bind udp/7"
+    })?;
+    let echo = TcpListener::bind(ECHO_PORT, 4).map_err(|e| {
+        rhea::println!("appliance: tcp echo: {e}");
+        "cannot bind tcp/7"
+    })?;
+    let http = TcpListener::bind(HTTP_PORT, 4).map_err(|e| {
+        rhea::println!("appliance: http: {e}");
+        "cannot bind tcp/8080"
+    })?;
+    spawn("udp-echo", ECHO_PRIORITY, 64 << 10, move || udp_echo(udp))?;
+    spawn("tcp-echo", ECHO_PRIORITY, 64 << 10, move || tcp_echo(echo))?;
+    spawn("http", HTTP_PRIORITY, 128 << 10, move || http_server(http))?;
     rhea::println!("appliance: ready");
 
     while !QUIT.load(Ordering::Acquire) {
@@ -140,7 +153,12 @@ fn report_control() {
     );
 }
 
-fn spawn(name: &str, priority: u32, stack: u64, f: fn()) -> Result<(), &'static str> {
+fn spawn(
+    name: &str,
+    priority: u32,
+    stack: u64,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<(), &'static str> {
     Builder::new()
         .name(name)
         .priority(Priority::new(priority).map_err(|_| "priority")?)
@@ -181,14 +199,7 @@ fn control_loop() {
     }
 }
 
-fn udp_echo() {
-    let sock = match UdpSocket::bind(ECHO_PORT) {
-        Ok(s) => s,
-        Err(e) => {
-            rhea::println!("appliance: udp echo: {e}");
-            return;
-        }
-    };
+fn udp_echo(sock: UdpSocket) {
     let mut buf = alloc::vec![0u8; 2048];
     loop {
         match sock.recv_from(&mut buf, None) {
@@ -205,14 +216,7 @@ fn udp_echo() {
     }
 }
 
-fn tcp_echo() {
-    let mut listener = match TcpListener::bind(ECHO_PORT, 4) {
-        Ok(l) => l,
-        Err(e) => {
-            rhea::println!("appliance: tcp echo: {e}");
-            return;
-        }
-    };
+fn tcp_echo(mut listener: TcpListener) {
     loop {
         match listener.accept(None) {
             Ok(stream) => {
@@ -251,14 +255,7 @@ fn echo_connection(mut s: TcpStream) {
     s.close();
 }
 
-fn http_server() {
-    let mut listener = match TcpListener::bind(HTTP_PORT, 4) {
-        Ok(l) => l,
-        Err(e) => {
-            rhea::println!("appliance: http: {e}");
-            return;
-        }
-    };
+fn http_server(mut listener: TcpListener) {
     loop {
         match listener.accept(None) {
             Ok(mut s) => serve_http(&mut s),
