@@ -66,19 +66,7 @@ fn bench_qemu(ws: &Workspace, opts: &Options) -> Result<()> {
     );
     let timeout = Duration::from_secs(120 + u64::from(loops) / 20);
     let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
-    let rhea = parse_rhea(captured.lines.iter().map(|(_, l)| l.as_str()));
-    let verdict = qemu::classify(&captured.end);
-    let (Verdict::Success, true, Some(same), Some(cross)) =
-        (&verdict, rhea.done, rhea.same, rhea.cross)
-    else {
-        for (_, l) in captured.lines.iter().rev().take(30).rev() {
-            println!("  | {l}");
-        }
-        return fail(format!(
-            "{APP} did not finish with all its figures ({})",
-            verdict.describe()
-        ));
-    };
+    let (rhea, same, cross) = rhea_figures(&captured, &qemu::classify(&captured.end), "")?;
     println!("== Linux guest: xcpu_wake, same QEMU flags (downloads nothing once cached)");
     let (linux_same, linux_cross) =
         crate::linux_guest::run_xcpu_baseline(ws, &qemu, machine, accel, 2, loops, opts.verbose)?;
@@ -144,6 +132,28 @@ struct RheaFigures {
     /// (one CPU ms, two CPUs ms, speed-up)
     speedup: Option<(f64, f64, f64)>,
     done: bool,
+}
+
+/// Rhea's figures and its two wake-up measures from a finished run, or an error showing the
+/// console's last lines (`hint` is appended to the reason).
+fn rhea_figures(
+    captured: &qemu::Captured,
+    verdict: &Verdict,
+    hint: &str,
+) -> Result<(RheaFigures, Wake, Wake)> {
+    let rhea = parse_rhea(captured.lines.iter().map(|(_, l)| l.as_str()));
+    match (verdict, rhea.done, rhea.same, rhea.cross) {
+        (Verdict::Success, true, Some(same), Some(cross)) => Ok((rhea, same, cross)),
+        _ => {
+            for (_, l) in captured.lines.iter().rev().take(30).rev() {
+                println!("  | {l}");
+            }
+            fail(format!(
+                "{APP} did not finish with all its figures ({}){hint}",
+                verdict.describe()
+            ))
+        }
+    }
 }
 
 fn parse_rhea<'a>(lines: impl Iterator<Item = &'a str>) -> RheaFigures {
@@ -264,19 +274,11 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     );
     let captured =
         qemu::run_process_captured(&image.elf, &cmdline, None, timeout, opts.verbose, None)?;
-    let rhea = parse_rhea(captured.lines.iter().map(|(_, l)| l.as_str()));
-    let verdict = qemu::classify_process(&captured.end);
-    let (Verdict::Success, true, Some(same), Some(cross)) =
-        (&verdict, rhea.done, rhea.same, rhea.cross)
-    else {
-        for (_, l) in captured.lines.iter().rev().take(30).rev() {
-            println!("  | {l}");
-        }
-        return fail(format!(
-            "{APP} did not finish with all its figures ({}); is `rhea.cpus=2` honoured?",
-            verdict.describe()
-        ));
-    };
+    let (rhea, same, cross) = rhea_figures(
+        &captured,
+        &qemu::classify_process(&captured.end),
+        "; is `rhea.cpus=2` honoured?",
+    )?;
     let linux_same = run_baseline(&baseline, 0, loops, opts.verbose)?;
     let linux_cross = run_baseline(&baseline, 1, loops, opts.verbose)?;
     println!("== wake-up latency (semaphore give -> waiter running), per sample:");

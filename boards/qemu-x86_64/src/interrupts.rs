@@ -100,7 +100,9 @@ static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new(
 /// The I/O APICs, each serving GSIs `gsi_base..gsi_base + entries` (microvm has two: GSIs
 /// 0–23 and 24–47, the second carrying its virtio-mmio lines).
 const MAX_IOAPICS: usize = rhea_smp::madt::MAX_IOAPICS;
-static IOAPICS: Once<[Option<Mutex<IoApic<Mmio>>>; MAX_IOAPICS]> = Once::new();
+/// An I/O APIC with the GSIs it serves, fixed at creation (read without taking its lock).
+type IoApicSlot = (core::ops::Range<u32>, Mutex<IoApic<Mmio>>);
+static IOAPICS: Once<[Option<IoApicSlot>; MAX_IOAPICS]> = Once::new();
 static ISA: Once<IsaIrqMap> = Once::new();
 static CONTROLLER: Pc = Pc;
 
@@ -109,22 +111,18 @@ static CONTROLLER: Pc = Pc;
 struct Pc;
 
 impl Pc {
-    /// Runs `f` on the I/O APIC serving `line`, with interrupts disabled (each lock is taken
-    /// in that state, so an interrupt handler masking a line cannot find it held).
+    /// Runs `f` on the I/O APIC serving `line`, with interrupts disabled (its lock is taken in
+    /// that state, so an interrupt handler masking a line cannot find it held).
     fn with_ioapic<R>(line: IrqLine, f: impl FnOnce(&mut IoApic<Mmio>) -> R) -> Option<R> {
-        let all = IOAPICS.get()?;
+        let (_, io) = IOAPICS
+            .get()?
+            .iter()
+            .flatten()
+            .find(|(gsis, _)| gsis.contains(&line.0))?;
         let was = rhea_arch::irq_save();
-        let mut f = Some(f);
-        let mut r = None;
-        for io in all.iter().flatten() {
-            let mut io = io.lock();
-            if (io.gsi_base()..io.gsi_base() + io.entries()).contains(&line.0) {
-                r = f.take().map(|f| f(&mut io));
-                break;
-            }
-        }
+        let r = f(&mut io.lock());
         rhea_arch::irq_restore(was);
-        r
+        Some(r)
     }
 }
 
@@ -326,7 +324,7 @@ pub fn init(
         let mut io =
             IoApic::new(Mmio { base }, gsi_base).map_err(|e| InitError::IoApic(base, e))?;
         io.mask_all();
-        *slot = Some(Mutex::new(io));
+        *slot = Some((io.gsi_base()..io.gsi_base() + io.entries(), Mutex::new(io)));
     }
     IOAPICS.call_once(|| ioapics);
     // ISA IRQ wiring: the MADT's overrides; without a MADT, what QEMU and most PC firmware

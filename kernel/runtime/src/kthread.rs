@@ -172,7 +172,13 @@ fn defer_ipi(from: usize, to: usize) {
 
 /// Sends this CPU's deferred IPIs (the scheduler lock released, interrupts still off).
 fn flush_ipis() {
-    let mut targets = DEFERRED_IPIS[cpu()].swap(0, Ordering::Relaxed);
+    // Every lock release passes here: a plain load first, so the common case (nothing
+    // deferred) writes nothing to a cache line the neighbouring CPUs' slots share.
+    let slot = &DEFERRED_IPIS[cpu()];
+    if slot.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut targets = slot.swap(0, Ordering::Relaxed);
     while targets != 0 {
         let target = targets.trailing_zeros() as usize;
         targets &= targets - 1;
