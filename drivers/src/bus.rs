@@ -37,7 +37,7 @@ pub struct DeviceInfo {
 }
 
 /// Bus-specific identity a driver matches on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceId {
     /// A PCI function.
     Pci {
@@ -60,6 +60,17 @@ pub enum DeviceId {
         size: u64,
         /// The interrupt-controller line it raises.
         irq: u32,
+    },
+    /// A Xen paravirtual device: the front-end node `device/<kind>/<id>` in xenstore.
+    Xenbus {
+        /// The device class (`vif` network, `vbd` disk, …).
+        kind: String,
+        /// The device's number under its kind.
+        id: u32,
+        /// The back end's xenstore node (its `backend` key).
+        backend: String,
+        /// The back end's domain (its `backend-id` key).
+        backend_id: u16,
     },
     /// A host-provided device (LinuxU).
     Host,

@@ -9,12 +9,14 @@
 //! boards; [`bus`], the device model (buses enumerate, drivers match and bind); [`net`], the
 //! contract of network devices; [`pci`], PCI enumeration, BARs, capabilities, MSI-X and INTx
 //! over a configuration-access trait; [`virtio`], virtio-net over PCI and virtio-mmio through
-//! the `virtio-drivers` crate.
+//! the `virtio-drivers` crate; [`xen`], Xen's paravirtual drivers (xenstore, xenbus, grant
+//! table, shared rings, netfront) over a board-provided [`xen::XenHost`].
 //!
-//! Unsafe code: denied everywhere except in [`virtio::hw`], the one module that must touch
-//! memory the compiler cannot check (DMA buffers shared with devices, volatile register
-//! windows, the `virtio-drivers` transports' and queues' unsafe constructors and calls); each
-//! use there carries its `SAFETY` argument.
+//! Unsafe code: denied everywhere except in [`virtio::hw`], which must touch memory the
+//! compiler cannot check (DMA buffers shared with devices, volatile register windows, the
+//! `virtio-drivers` transports' and queues' unsafe constructors and calls), and
+//! [`xen::shared`], memory shared with other Xen domains (raw pointers, atomics on them, one
+//! lock cell); each use there carries its `SAFETY` argument.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -26,3 +28,4 @@ pub mod pci;
 pub mod pl011;
 pub mod uart16550;
 pub mod virtio;
+pub mod xen;
