@@ -28,6 +28,7 @@ mod setup;
 mod symtab;
 mod test;
 mod xen;
+mod xen_dom0;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -177,6 +178,8 @@ enum Cmd {
     Lint,
     /// `bench [NAME]`; `None` lists the benches.
     Bench(Option<String>),
+    /// `xen-dom0 ...`: Xen with a Linux dom0 creating a domU (xen_dom0.rs parses the rest).
+    XenDom0(Vec<String>),
     Help,
 }
 
@@ -334,6 +337,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "bench",
         "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`",
     ),
+    (
+        "xen-dom0",
+        "Xen with a Linux dom0 that creates a domU and checks its network (--help)",
+    ),
 ];
 
 fn usage_text() -> String {
@@ -385,6 +392,8 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
         "test" => Cmd::Test,
         "lint" => Cmd::Lint,
         "bench" => Cmd::Bench(None),
+        // Its own options (xen_dom0.rs): `cargo xtask xen-dom0 --help`.
+        "xen-dom0" => return Ok((Cmd::XenDom0(args[1..].to_vec()), opts)),
         "help" | "-h" | "--help" => return Ok((Cmd::Help, opts)),
         other => {
             let names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
@@ -511,6 +520,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
+        Cmd::XenDom0(args) => xen_dom0::command(&args),
     }
 }
 
