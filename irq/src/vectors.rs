@@ -73,6 +73,9 @@ pub const DEVICE_FIRST: Vector = Vector(0x30);
 pub const DEVICE_LAST: Vector = Vector(0xdf);
 /// The LAPIC timer (one-shot or TSC-deadline).
 pub const LAPIC_TIMER: Vector = Vector(0xef);
+/// Xen's event-channel upcall (`HVM_PARAM_CALLBACK_IRQ` of the vector type) on Xen boards;
+/// the event-channel controller demultiplexes it into the vectors above and below.
+pub const XEN_UPCALL: Vector = Vector(0xf3);
 /// IPI: run a function on another CPU.
 pub const IPI_CALL: Vector = Vector(0xfc);
 /// IPI: the target CPU must reschedule (a more important thread became ready for it).

@@ -141,6 +141,24 @@ pub(crate) const BOARDS: &[Board] = &[
         network: false,
         console_input: false,
     },
+    Board {
+        name: "xen-x86_64",
+        target: "x86_64-unknown-none",
+        // The same PVH image layout as qemu-x86_64 (and its entry code).
+        linker_script: "boards/qemu-x86_64/link.ld",
+        cfg: "xen-x86_64",
+        qemu: "qemu-system-x86_64",
+        // Xen 4.17 (Debian's) under QEMU TCG (`-cpu max`: nested SVM), Rhea as the PVH
+        // hardware domain (`dom0=pvh`, no toolstack): see xen.rs.
+        machines: &["pvh-dom0"],
+        default_machine: "pvh-dom0",
+        runner: Runner::Qemu,
+        image: ImageFormat::Elf,
+        // Every boot is Xen's boot too: `cargo xtask test --board xen-x86_64` only.
+        default_test: false,
+        network: false,
+        console_input: false,
+    },
 ];
 
 /// The board used when `--board` is not given.

@@ -338,8 +338,30 @@ fn addr_of(sym: &u8) -> u64 {
 pub fn early_init(start_info: usize) -> BootInfo {
     UART.init(115_200);
     rhea_arch::init_boot_cpu();
+    let (boot, rsdp) = pvh_boot(start_info, None);
+    // The CPUs, while the boot identity map still shows the firmware's tables.
+    crate::smp::discover(
+        rsdp,
+        boot.cmdline,
+        trampoline_page(&boot.memory_map, start_info as u64),
+    );
+    // PCI's ECAM window (ACPI MCFG), read while the firmware's tables are still mapped.
+    crate::devices::early(rsdp, boot.cmdline);
+    boot
+}
 
-    let info = match pvh::parse(&BootIdentityMap, start_info as u64) {
+/// The part of early boot every board entered through this crate's PVH entry shares (this
+/// board and `xen-x86_64`, whose hypervisor uses the same PVH protocol): parse and validate
+/// `hvm_start_info`, check the image lies in RAM, keep the command line, and name the ranges
+/// the frame allocator must not hand out. Returns the boot info and the RSDP's address, if
+/// the loader gave one. Call after `rhea_arch::init_boot_cpu` and with a console, so
+/// a refusal (a panic naming the problem) is seen. `memory_map` is used when the start info
+/// has none (version 0).
+pub fn pvh_boot(
+    start_info: usize,
+    memory_map: Option<&[pvh::E820Entry]>,
+) -> (BootInfo, Option<u64>) {
+    let info = match pvh::parse_with(&BootIdentityMap, start_info as u64, memory_map) {
         Ok(info) => info,
         Err(e) => panic!("PVH start info at {start_info:#x} is malformed: {e}"),
     };
@@ -365,17 +387,10 @@ pub fn early_init(start_info: usize) -> BootInfo {
             image_range.start, image_range.end
         );
     }
-    // SAFETY: `early_init` runs once, before any reader of the command line.
+    // SAFETY: `pvh_boot` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
-    // The CPUs, while the boot identity map still shows the firmware's tables.
-    crate::smp::discover(
-        info.rsdp,
-        cmdline,
-        trampoline_page(&info.memory_map, start_info as u64),
-    );
-    // PCI's ECAM window (ACPI MCFG), read while the firmware's tables are still mapped.
-    crate::devices::early(info.rsdp, cmdline);
-    BootInfo {
+    let rsdp = info.rsdp;
+    let boot = BootInfo {
         memory_map: info.memory_map,
         cmdline,
         image,
@@ -390,7 +405,8 @@ pub fn early_init(start_info: usize) -> BootInfo {
             (PhysAddr(start_info as u64).align_down(PAGE_SIZE), PAGE_SIZE),
         ],
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
-    }
+    };
+    (boot, rsdp)
 }
 
 /// A page for the AP trampoline: usable RAM below the EBDA (0x9f000), above the real-mode IVT

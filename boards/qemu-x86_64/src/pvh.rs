@@ -104,8 +104,39 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from(u32_at(b, off)) | (u64::from(u32_at(b, off + 4)) << 32)
 }
 
+/// A memory-map entry given by other means than the start info (Xen's `XENMEM_memory_map`,
+/// for a version-0 start info), in e820 terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct E820Entry {
+    /// First byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub size: u64,
+    /// e820 type (1 RAM, 3 ACPI, 4 NVS, else reserved).
+    pub kind: u32,
+}
+
+fn region_kind(kind: u32) -> RegionKind {
+    match kind {
+        e820::RAM => RegionKind::Usable,
+        e820::ACPI => RegionKind::AcpiReclaimable,
+        e820::NVS => RegionKind::AcpiNvs,
+        _ => RegionKind::Reserved,
+    }
+}
+
 /// Reads and validates the start info at `addr`.
 pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
+    parse_with(mem, addr, None)
+}
+
+/// Like [`parse`], but a version-0 start info (which has no memory map: Xen 4.17's PVH dom0)
+/// takes its map from `fallback` when one is given.
+pub fn parse_with(
+    mem: &impl PhysMemory,
+    addr: u64,
+    fallback: Option<&[E820Entry]>,
+) -> Result<StartInfo, PvhError> {
     let mut hdr = [0u8; START_INFO_V1_BYTES];
     // Version 0 is 48 bytes; read those first so a v0 structure at the end of memory works.
     if !mem.read(addr, &mut hdr[..48]) {
@@ -119,10 +150,12 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
         return Err(PvhError::BadMagic { found: magic });
     }
     let version = u32_at(&hdr, 4);
-    if version < 1 {
-        return Err(PvhError::NoMemoryMap { version });
-    }
-    if !mem.read(addr + 48, &mut hdr[48..]) {
+    let external = match (version, fallback) {
+        (0, Some(entries)) => Some(entries),
+        (0, None) => return Err(PvhError::NoMemoryMap { version }),
+        _ => None,
+    };
+    if external.is_none() && !mem.read(addr + 48, &mut hdr[48..]) {
         return Err(PvhError::Unreadable {
             what: "start info",
             addr,
@@ -133,13 +166,22 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
     let cmdline_addr = u64_at(&hdr, 24);
     let rsdp = u64_at(&hdr, 32);
     let memmap_addr = u64_at(&hdr, 40);
-    let entries = u32_at(&hdr, 48);
+    let entries = match external {
+        Some(list) => u32::try_from(list.len()).unwrap_or(u32::MAX),
+        None => u32_at(&hdr, 48),
+    };
     if entries == 0 || entries > MAX_MEMMAP_ENTRIES {
         return Err(PvhError::BadEntryCount { entries });
     }
 
     let mut map = MemoryMap::new();
-    for i in 0..u64::from(entries) {
+    if let Some(list) = external {
+        for e in list {
+            map.push(e.addr, e.size, region_kind(e.kind))
+                .map_err(PvhError::MemoryMap)?;
+        }
+    }
+    for i in 0..u64::from(if external.is_some() { 0 } else { entries }) {
         let mut e = [0u8; MEMMAP_ENTRY_BYTES];
         let at = memmap_addr + i * MEMMAP_ENTRY_BYTES as u64;
         if !mem.read(at, &mut e) {
@@ -148,13 +190,7 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
                 addr: memmap_addr,
             });
         }
-        let kind = match u32_at(&e, 16) {
-            e820::RAM => RegionKind::Usable,
-            e820::ACPI => RegionKind::AcpiReclaimable,
-            e820::NVS => RegionKind::AcpiNvs,
-            _ => RegionKind::Reserved,
-        };
-        map.push(u64_at(&e, 0), u64_at(&e, 8), kind)
+        map.push(u64_at(&e, 0), u64_at(&e, 8), region_kind(u32_at(&e, 16)))
             .map_err(PvhError::MemoryMap)?;
     }
     let map = map.finish().map_err(PvhError::MemoryMap)?;
@@ -170,12 +206,16 @@ pub fn parse(mem: &impl PhysMemory, addr: u64) -> Result<StartInfo, PvhError> {
             Err(PvhError::PointerOutsideMemory { what, addr: a })
         }
     };
-    inside("start info", addr, START_INFO_V1_BYTES as u64)?;
-    inside(
-        "memory map",
-        memmap_addr,
-        u64::from(entries) * MEMMAP_ENTRY_BYTES as u64,
-    )?;
+    if external.is_some() {
+        inside("start info", addr, 48)?;
+    } else {
+        inside("start info", addr, START_INFO_V1_BYTES as u64)?;
+        inside(
+            "memory map",
+            memmap_addr,
+            u64::from(entries) * MEMMAP_ENTRY_BYTES as u64,
+        )?;
+    }
     if nr_modules > 0 {
         inside("module list", modlist, u64::from(nr_modules) * 32)?;
     }
@@ -294,6 +334,42 @@ mod tests {
             parse(&m, INFO).unwrap_err(),
             PvhError::NoMemoryMap { version: 0 }
         );
+    }
+
+    #[test]
+    fn version_0_takes_the_map_given_separately() {
+        let mut m = good();
+        put32(&mut m, INFO + 4, 0);
+        // Junk where a v1 entry count would be: must not be read for a v0 structure.
+        put32(&mut m, INFO + 48, 0xdead);
+        let xen_map = [
+            E820Entry {
+                addr: 0,
+                size: 0x9_f000,
+                kind: 1,
+            },
+            E820Entry {
+                addr: 0x10_0000,
+                size: 0x7f0_0000,
+                kind: 1,
+            },
+            E820Entry {
+                addr: 0xfc00_0000,
+                size: 0x100_0000,
+                kind: 2,
+            },
+        ];
+        let info = parse_with(&m, INFO, Some(&xen_map)).unwrap();
+        assert_eq!(info.memory_map.regions().len(), 3);
+        assert_eq!(info.memory_map.usable_bytes(), 0x9_f000 + 0x7f0_0000);
+        assert_eq!(info.cmdline(), "console=com1");
+        assert_eq!(
+            parse_with(&m, INFO, Some(&[])).unwrap_err(),
+            PvhError::BadEntryCount { entries: 0 }
+        );
+        // A version-1 start info keeps its own map even when one is offered.
+        let info = parse_with(&good(), INFO, Some(&xen_map[..1])).unwrap();
+        assert_eq!(info.memory_map.regions().len(), 3);
     }
 
     #[test]

@@ -47,6 +47,15 @@ pub trait InterruptController: Sync {
     /// Raises `vector` on the calling CPU (a self-IPI).
     fn raise_self(&self, vector: u8);
 
+    /// Turns the CPU-side interrupt `raw` into the vectors to handle, calling `deliver` for
+    /// each. A controller that multiplexes many sources onto one CPU vector — Xen's
+    /// event-channel upcall — delivers the vector of every pending source; every other
+    /// controller delivers `raw` itself (the default). Runs with interrupts disabled, once
+    /// per interrupt, before [`end_of_interrupt`](Self::end_of_interrupt)`(raw)`.
+    fn demux(&self, raw: u8, deliver: &mut dyn FnMut(u8)) {
+        deliver(raw);
+    }
+
     /// Raises `vector` on CPU `cpu` (an IPI). Boards with one CPU keep the default, which does
     /// nothing.
     fn send_ipi(&self, cpu: crate::CpuId, vector: u8) {

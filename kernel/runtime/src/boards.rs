@@ -28,11 +28,15 @@ pub(crate) use rhea_board_rpi4 as board;
 #[cfg(rhea_board = "xen-arm64")]
 pub(crate) use rhea_board_xen_arm64 as board;
 
+#[cfg(rhea_board = "xen-x86_64")]
+pub(crate) use rhea_board_xen_x86_64 as board;
+
 #[cfg(not(any(
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-arm64"
+    rhea_board = "xen-arm64",
+    rhea_board = "xen-x86_64"
 )))]
 compile_error!("no board selected: build with `cargo xtask build --board <board> --app <app>`");

@@ -110,15 +110,23 @@ fn on_timer(_: usize) -> Reschedule {
     Reschedule::NotNeeded // kthread records the need itself
 }
 
-/// Every interrupt vector lands here (from the architecture's trap entry).
-fn on_interrupt(vector: u8) {
+/// Every interrupt vector lands here (from the architecture's trap entry). The controller
+/// may turn one CPU vector into several (Xen's event-channel upcall): each is dispatched, then
+/// the CPU vector is completed, then the CPU may switch threads once.
+fn on_interrupt(raw: u8) {
     kthread::enter_irq();
-    let d = REGISTRY.dispatch(vector);
-    if let Some(c) = CONTROLLER.get() {
-        c.end_of_interrupt(vector);
+    let mut resched = false;
+    match CONTROLLER.get() {
+        Some(c) => {
+            c.demux(raw, &mut |vector| {
+                resched |= REGISTRY.dispatch(vector).reschedule() == Reschedule::Needed;
+            });
+            c.end_of_interrupt(raw);
+        }
+        None => resched = REGISTRY.dispatch(raw).reschedule() == Reschedule::Needed,
     }
     let needed = kthread::leave_irq();
-    if needed || d.reschedule() == Reschedule::Needed {
+    if needed || resched {
         kthread::preempt();
     }
 }

@@ -1,0 +1,23 @@
+//! # `rhea-board-xen-common` — what the Xen boards share
+//!
+//! Layer 5 (a board crate) but naming no machine: the facts of Xen's guest ABI that both
+//! `xen-x86_64` and `xen-arm64` need, as plain data and logic, so that they are unit-tested on
+//! the host:
+//! - [`abi`]: hypercall and sub-operation numbers and the argument layouts used
+//!   (`xen/include/public/*.h` of Xen 4.17, read to learn the interface; written here);
+//! - [`shared`]: the shared-info page and `vcpu_info` as Rust types of atomics (Xen writes them
+//!   concurrently with the guest), with the layouts checked at compile time;
+//! - [`evtchn`]: event channels as an interrupt controller's bookkeeping — which port raises
+//!   which vector on which vCPU, the 2-level pending/mask scan an upcall runs, and software
+//!   vectors (IPIs, self-raises) carried by one IPI port per vCPU;
+//! - [`time`]: the Xen clock — a consistent snapshot of `vcpu_time_info` (version counter)
+//!   and the TSC-to-nanoseconds scaling.
+//!
+//! The boards make the hypercalls; nothing here touches hardware, so `unsafe` is denied.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+pub mod abi;
+pub mod evtchn;
+pub mod shared;
+pub mod time;

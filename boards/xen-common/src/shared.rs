@@ -1,0 +1,150 @@
+//! The shared-info page and `vcpu_info` (`xen.h`): memory Xen and the guest both write, so
+//! every field the guest reads or writes concurrently is an atomic. The guest provides the
+//! page (a page-aligned static in the image, handed to Xen with `XENMEM_add_to_physmap`).
+//!
+//! Layouts differ by architecture: on x86_64 a `vcpu_info` carries `arch_vcpu_info` (CR2 and a
+//! pad word) and the page holds 32 of them (`XEN_LEGACY_MAX_VCPUS`); on arm64 the arch part is
+//! empty and the page holds one — further vCPUs register theirs (`VCPUOP_register_vcpu_info`).
+
+use core::sync::atomic::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
+
+/// `vcpu_time_info`: the Xen clock's parameters for one vCPU, updated by Xen under a version
+/// counter (odd while an update is in progress).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct VcpuTimeInfo {
+    /// Odd while Xen updates the rest.
+    pub version: AtomicU32,
+    /// Padding.
+    pub pad0: AtomicU32,
+    /// The TSC when `system_time` was taken.
+    pub tsc_timestamp: AtomicU64,
+    /// Xen's system time (ns since Xen booted) at `tsc_timestamp`.
+    pub system_time: AtomicU64,
+    /// TSC delta → ns multiplier (a 32.32 fraction, after `tsc_shift`).
+    pub tsc_to_system_mul: AtomicU32,
+    /// Shift applied to a TSC delta before the multiplication (negative: right).
+    pub tsc_shift: AtomicI8,
+    /// `XEN_PVCLOCK_*` flags.
+    pub flags: AtomicU8,
+    /// Padding.
+    pub pad1: [AtomicU8; 2],
+}
+
+/// `vcpu_info`: one vCPU's upcall flags, its word selector into the pending bitmap, and its
+/// clock.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct VcpuInfo {
+    /// Set by Xen when an unmasked port of this vCPU became pending; the guest clears it.
+    pub upcall_pending: AtomicU8,
+    /// PV upcall mask (HVM guests use the interrupt flag instead; kept clear).
+    pub upcall_mask: AtomicU8,
+    /// Padding.
+    pub pad: [AtomicU8; 6],
+    /// Bit `w` set: word `w` of the pending bitmap has a port of this vCPU pending.
+    pub pending_sel: AtomicU64,
+    /// `arch_vcpu_info` (x86: CR2 and a pad word; arm64: empty).
+    #[cfg(not(target_arch = "aarch64"))]
+    pub arch: [AtomicU64; 2],
+    /// The clock.
+    pub time: VcpuTimeInfo,
+}
+
+/// `vcpu_info`s in the shared-info page (`XEN_LEGACY_MAX_VCPUS`).
+#[cfg(not(target_arch = "aarch64"))]
+pub const LEGACY_VCPUS: usize = 32;
+/// `vcpu_info`s in the shared-info page (`XEN_LEGACY_MAX_VCPUS`).
+#[cfg(target_arch = "aarch64")]
+pub const LEGACY_VCPUS: usize = 1;
+
+/// Words of the 2-level pending and mask bitmaps (`sizeof(xen_ulong_t) * 8` of 64 bits: 4,096
+/// ports).
+pub const EVTCHN_WORDS: usize = 64;
+/// Ports of the 2-level ABI.
+pub const NR_PORTS: usize = EVTCHN_WORDS * 64;
+
+/// The shared-info page, up to the event-channel bitmaps (the wall clock and arch part that
+/// follow are not used), padded to a page.
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct SharedInfo {
+    /// The `vcpu_info`s of the first vCPUs.
+    pub vcpu_info: [VcpuInfo; LEGACY_VCPUS],
+    /// Pending ports, one bit each; Xen sets, the guest clears.
+    pub evtchn_pending: [AtomicU64; EVTCHN_WORDS],
+    /// Masked ports; the guest sets and clears.
+    pub evtchn_mask: [AtomicU64; EVTCHN_WORDS],
+    /// The rest of the page (wall clock, arch part).
+    pub rest: [AtomicU8; 4096 - SHARED_INFO_USED],
+}
+
+const SHARED_INFO_USED: usize = LEGACY_VCPUS * size_of::<VcpuInfo>() + 2 * EVTCHN_WORDS * 8;
+
+impl SharedInfo {
+    /// A zeroed page (all ports unmasked, nothing pending: Xen fills it in once mapped).
+    #[allow(
+        clippy::new_without_default,
+        reason = "a page Xen shares; zero is its only value"
+    )]
+    pub const fn new() -> Self {
+        Self {
+            vcpu_info: [const { VcpuInfo::zero() }; LEGACY_VCPUS],
+            evtchn_pending: [const { AtomicU64::new(0) }; EVTCHN_WORDS],
+            evtchn_mask: [const { AtomicU64::new(0) }; EVTCHN_WORDS],
+            rest: [const { AtomicU8::new(0) }; 4096 - SHARED_INFO_USED],
+        }
+    }
+}
+
+/// `vcpu_info`s of the guest's own page, one per vCPU, each registered with
+/// `VCPUOP_register_vcpu_info` (which lifts the shared page's limit and — Xen forcing a clock
+/// update on registration — makes `vcpu_time_info` valid at once; the shared page's copy is
+/// only refreshed at Xen's next calibration, up to a second later).
+#[repr(C, align(4096))]
+#[derive(Debug)]
+pub struct VcpuInfoPage(pub [VcpuInfo; crate::evtchn::MAX_VCPUS]);
+
+impl VcpuInfoPage {
+    /// A zeroed page.
+    #[allow(clippy::new_without_default, reason = "a static's constructor")]
+    pub const fn new() -> Self {
+        Self([const { VcpuInfo::zero() }; crate::evtchn::MAX_VCPUS])
+    }
+}
+
+impl VcpuInfo {
+    /// All zero.
+    pub const fn zero() -> Self {
+        VcpuInfo {
+            upcall_pending: AtomicU8::new(0),
+            upcall_mask: AtomicU8::new(0),
+            pad: [const { AtomicU8::new(0) }; 6],
+            pending_sel: AtomicU64::new(0),
+            #[cfg(not(target_arch = "aarch64"))]
+            arch: [const { AtomicU64::new(0) }; 2],
+            time: VcpuTimeInfo {
+                version: AtomicU32::new(0),
+                pad0: AtomicU32::new(0),
+                tsc_timestamp: AtomicU64::new(0),
+                system_time: AtomicU64::new(0),
+                tsc_to_system_mul: AtomicU32::new(0),
+                tsc_shift: AtomicI8::new(0),
+                flags: AtomicU8::new(0),
+                pad1: [const { AtomicU8::new(0) }; 2],
+            },
+        }
+    }
+}
+
+const _: () = assert!(size_of::<VcpuInfoPage>() <= 4096);
+const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
+#[cfg(not(target_arch = "aarch64"))]
+const _: () = assert!(size_of::<VcpuInfo>() == 64);
+#[cfg(target_arch = "aarch64")]
+const _: () = assert!(size_of::<VcpuInfo>() == 48);
+const _: () = assert!(size_of::<SharedInfo>() == 4096);
+#[cfg(not(target_arch = "aarch64"))]
+const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_pending) == 2048);
+#[cfg(not(target_arch = "aarch64"))]
+const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_mask) == 2560);

@@ -1,0 +1,216 @@
+//! Xen hypercalls on x86_64: the hypercall page and typed calls.
+//!
+//! Xen's CPUID leaves sit at 0x4000_0000 + n·0x100 (n < 0x100; other hypervisors may come
+//! first). The base leaf's signature is `XenVMMXenVMM`; leaf base+1 gives the version, base+2
+//! the number of hypercall pages and the MSR that installs them: writing a page's physical
+//! address there makes Xen fill it with one 32-byte stub per hypercall (`vmmcall` or `vmcall`,
+//! whichever the CPU has). A call loads its arguments into RDI, RSI, RDX, R10, R8 and calls the
+//! stub; the result is in RAX.
+#![allow(
+    unsafe_code,
+    reason = "CPUID/WRMSR for the hypercall page and the calls themselves; each use has a SAFETY note"
+)]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use rhea_board_xen_common::abi::{self, hypercall as nr};
+
+core::arch::global_asm!(
+    r#"
+    /* One page of code Xen overwrites with its stubs (the hypercall MSR). In .text: the
+     * kernel's page tables map it executable. */
+    .section .text.rhea_xen_hypercall_page, "ax"
+    .balign 4096
+    .global rhea_xen_hypercall_page
+rhea_xen_hypercall_page:
+    .fill 4096, 1, 0xcc
+    "#
+);
+
+unsafe extern "C" {
+    static rhea_xen_hypercall_page: u8;
+}
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// What Xen's CPUID leaves say.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct XenCpuid {
+    /// The base leaf (0x4000_0000 + n·0x100).
+    pub(crate) base: u32,
+    /// `(major, minor)`.
+    pub(crate) version: (u32, u32),
+}
+
+fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid(leaf);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Finds Xen's CPUID leaves; `None` when not running under Xen.
+pub(crate) fn detect() -> Option<XenCpuid> {
+    (0..0x100u32)
+        .map(|n| 0x4000_0000 + n * 0x100)
+        .find_map(|base| {
+            let (max, b, c, d) = cpuid(base);
+            // "XenVMMXenVMM" as CPUID returns it in EBX, ECX, EDX (no allocation: no heap yet).
+            let xen = (b, c, d) == (0x566e_6558, 0x6558_4d4d, 0x4d4d_566e);
+            (xen && max >= base + 2).then(|| {
+                let (v, ..) = cpuid(base + 1);
+                XenCpuid {
+                    base,
+                    version: (v >> 16, v & 0xffff),
+                }
+            })
+        })
+}
+
+/// Installs the hypercall page. Call once on the boot CPU before any hypercall.
+pub(crate) fn install(xen: XenCpuid) {
+    let (pages, msr, ..) = cpuid(xen.base + 2);
+    assert!(pages >= 1, "Xen offers no hypercall page");
+    let page = core::ptr::addr_of!(rhea_xen_hypercall_page) as u64;
+    // SAFETY: the MSR is the one Xen's CPUID leaf names for exactly this; the page is a
+    // page-aligned page of the image (identity-mapped: virtual = physical) reserved for it.
+    unsafe { rhea_arch::wrmsr(msr, page) };
+    INSTALLED.store(true, Ordering::Release);
+}
+
+/// Calls hypercall `number` with up to three arguments.
+///
+/// # Safety
+/// The arguments must be what that hypercall expects: pointers to live, correctly laid-out
+/// structures the hypercall may read or write.
+unsafe fn call3(number: usize, a1: u64, a2: u64, a3: u64) -> i64 {
+    debug_assert!(INSTALLED.load(Ordering::Relaxed));
+    let entry = core::ptr::addr_of!(rhea_xen_hypercall_page) as u64 + number as u64 * 32;
+    let ret: i64;
+    // SAFETY: `entry` is the stub Xen wrote for `number` (installed at boot); the stub
+    // preserves everything but RAX and the argument registers, which are marked clobbered;
+    // memory effects are the caller's contract.
+    unsafe {
+        core::arch::asm!(
+            "call {entry}",
+            entry = in(reg) entry,
+            inout("rdi") a1 => _,
+            inout("rsi") a2 => _,
+            inout("rdx") a3 => _,
+            lateout("rax") ret,
+            out("r10") _,
+            out("r8") _,
+            out("rcx") _,
+            out("r11") _,
+        );
+    }
+    ret
+}
+
+/// `console_io(CONSOLEIO_write)`; Xen refuses it (`-EPERM`) to domUs of a release build.
+pub(crate) fn console_write(bytes: &[u8]) -> i64 {
+    // SAFETY: Xen reads `len` bytes from the buffer, which is live for the call.
+    unsafe {
+        call3(
+            nr::CONSOLE_IO,
+            abi::CONSOLEIO_WRITE as u64,
+            bytes.len() as u64,
+            bytes.as_ptr() as u64,
+        )
+    }
+}
+
+/// `sched_op(SCHEDOP_shutdown, &reason)`; returns only if Xen refused.
+pub(crate) fn shutdown(reason: u32) -> i64 {
+    let r = reason;
+    // SAFETY: the argument is a pointer to a `u32` reason, live for the call.
+    unsafe {
+        call3(
+            nr::SCHED_OP,
+            abi::sched::SHUTDOWN as u64,
+            &raw const r as u64,
+            0,
+        )
+    }
+}
+
+/// `event_channel_op(cmd, &arg)`.
+pub(crate) fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
+    // SAFETY: callers pass the `evtchn_*` structure of `cmd` (abi.rs layouts); Xen reads and
+    // writes only it.
+    unsafe { call3(nr::EVENT_CHANNEL_OP, cmd as u64, arg as *mut T as u64, 0) }
+}
+
+/// `EVTCHNOP_send` on `port`.
+pub(crate) fn evtchn_send(port: u32) -> i64 {
+    let mut p = port;
+    evtchn_op(abi::evtchn::SEND, &mut p)
+}
+
+/// `EVTCHNOP_unmask` on `port` (Xen re-raises it if pending).
+pub(crate) fn evtchn_unmask(port: u32) -> i64 {
+    let mut p = port;
+    evtchn_op(abi::evtchn::UNMASK, &mut p)
+}
+
+/// `vcpu_op(cmd, vcpu, arg)`; `arg` may be null for commands without one.
+pub(crate) fn vcpu_op<T>(cmd: usize, vcpu: usize, arg: Option<&mut T>) -> i64 {
+    let ptr = arg.map_or(0, |a| a as *mut T as u64);
+    // SAFETY: callers pass the `vcpu_*` structure of `cmd` or none where it takes none.
+    unsafe { call3(nr::VCPU_OP, cmd as u64, vcpu as u64, ptr) }
+}
+
+/// `hvm_op(HVMOP_set_param)`.
+pub(crate) fn hvm_set_param(index: u32, value: u64) -> i64 {
+    let mut p = abi::HvmParam {
+        domid: abi::DOMID_SELF,
+        pad: 0,
+        index,
+        value,
+    };
+    // SAFETY: an `xen_hvm_param`, live for the call.
+    unsafe { call3(nr::HVM_OP, abi::hvm::SET_PARAM as u64, &raw mut p as u64, 0) }
+}
+
+/// `memory_op(XENMEM_add_to_physmap)`: maps item `idx` of `space` at guest frame `gpfn`.
+pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
+    let mut a = abi::AddToPhysmap {
+        domid: abi::DOMID_SELF,
+        size: 0,
+        space,
+        idx,
+        gpfn,
+    };
+    // SAFETY: an `xen_add_to_physmap`, live for the call. The frame is the caller's page
+    // (its previous contents are replaced by what Xen maps there).
+    unsafe {
+        call3(
+            nr::MEMORY_OP,
+            abi::memory::ADD_TO_PHYSMAP as u64,
+            &raw mut a as u64,
+            0,
+        )
+    }
+}
+
+/// `memory_op(XENMEM_memory_map)` into `buf` (packed e820 entries); returns the number of
+/// entries written.
+pub(crate) fn memory_map(buf: &mut [u8]) -> Result<usize, i64> {
+    let mut arg = abi::MemoryMapArg {
+        nr_entries: (buf.len() / abi::E820_ENTRY_BYTES) as u32,
+        pad: 0,
+        buffer: buf.as_mut_ptr() as u64,
+    };
+    // SAFETY: Xen writes at most `nr_entries` 20-byte entries into `buf`, which is live and
+    // that large, and updates `nr_entries`.
+    let rc = unsafe {
+        call3(
+            nr::MEMORY_OP,
+            abi::memory::MEMORY_MAP as u64,
+            &raw mut arg as u64,
+            0,
+        )
+    };
+    if rc < 0 {
+        Err(rc)
+    } else {
+        Ok((arg.nr_entries as usize).min(buf.len() / abi::E820_ENTRY_BYTES))
+    }
+}

@@ -1,0 +1,194 @@
+//! The board's services: console, exit, early init, and the items the runtime expects of a
+//! board (`kernel/runtime/src/boards.rs`).
+#![allow(unsafe_code, reason = "port 0xE9 output; each use has a SAFETY note")]
+
+use crate::hypercall;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+use rhea_board_xen_common::abi;
+use rhea_drivers::bus::{Bus, Driver};
+use rhea_hal::{Console, ExitStatus, Platform};
+
+use rhea_board_qemu_x86_64::pvh::E820Entry;
+pub use rhea_board_qemu_x86_64::{BootInfo, boot_stack};
+
+/// The most e820 entries read from Xen.
+const MAX_E820: usize = 64;
+
+/// Xen's debug console port for HVM guests (printed as `(dN) ...` lines).
+const DEBUG_PORT: u16 = 0xe9;
+
+/// Whether Xen accepts `console_io` from this domain (the hardware domain): then the console
+/// uses it (one hypercall per write); else port 0xE9 (one exit per byte).
+static CONSOLE_IO: AtomicBool = AtomicBool::new(false);
+
+fn write_console(bytes: &[u8]) {
+    if CONSOLE_IO.load(Ordering::Relaxed) {
+        for chunk in bytes.chunks(1024) {
+            hypercall::console_write(chunk);
+        }
+    } else {
+        for &b in bytes {
+            // SAFETY: port 0xE9 is Xen's debug console for HVM guests; writing it has no
+            // other effect.
+            unsafe { rhea_arch::outb(DEBUG_PORT, b) };
+        }
+    }
+}
+
+/// Writes to the console without any lock (board-level reports).
+pub(crate) struct ConsoleWriter;
+
+impl Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        write_console(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// The Xen x86_64 board as the runtime sees it.
+#[derive(Debug)]
+pub struct XenX86_64;
+
+/// The board's services.
+pub static PLATFORM: XenX86_64 = XenX86_64;
+
+impl Console for XenX86_64 {
+    fn write_bytes(&self, bytes: &[u8]) {
+        write_console(bytes);
+    }
+}
+
+impl Platform for XenX86_64 {
+    fn name(&self) -> &'static str {
+        "xen-x86_64"
+    }
+
+    fn console(&self) -> &dyn Console {
+        self
+    }
+
+    fn cpu_count(&self) -> usize {
+        crate::smp::cpu_count()
+    }
+
+    fn start_secondary_cpus(
+        &self,
+        entry: extern "C" fn(usize) -> !,
+        stacks: &dyn rhea_hal::StackSource,
+    ) -> usize {
+        crate::smp::start(entry, stacks)
+    }
+
+    /// `SCHEDOP_shutdown`: poweroff for success, crash for failure, announced on the console
+    /// first (the harness reads the line; for the hardware domain Xen also prints "Hardware
+    /// Dom0 halted/crashed").
+    fn exit(&self, status: ExitStatus) -> ! {
+        let reason = match status {
+            ExitStatus::Success => abi::shutdown::POWEROFF,
+            ExitStatus::Failure => abi::shutdown::CRASH,
+        };
+        let _ = writeln!(
+            ConsoleWriter,
+            "rhea: xen: SCHEDOP_shutdown reason={reason} ({})",
+            abi::shutdown_name(reason)
+        );
+        let rc = hypercall::shutdown(reason);
+        let _ = writeln!(
+            ConsoleWriter,
+            "rhea: xen: SCHEDOP_shutdown returned {rc} ({})",
+            abi::errno_name(rc)
+        );
+        rhea_arch::halt_forever()
+    }
+}
+
+/// Early init on the boot CPU: Xen found (else a fixed message on port 0xE9 and a halt — the
+/// image was booted outside Xen), the hypercall page, the console, descriptor tables, the PVH
+/// boot data, the shared-info page, the vCPU count.
+pub fn early_init(start_info: usize) -> BootInfo {
+    let Some(xen) = hypercall::detect() else {
+        write_console(
+            b"rhea: xen-x86_64: no Xen CPUID leaves: this image runs under Xen \
+              (cargo xtask run --board xen-x86_64)\n",
+        );
+        rhea_arch::halt_forever()
+    };
+    hypercall::install(xen);
+    // console_io with nothing to write: 0 where Xen allows it, -EPERM for a domU.
+    CONSOLE_IO.store(hypercall::console_write(&[]) == 0, Ordering::Relaxed);
+    rhea_arch::init_boot_cpu();
+    // Xen 4.17 gives a PVH dom0 a version-0 start info (no memory map): ask Xen for it.
+    let mut raw = [0u8; MAX_E820 * abi::E820_ENTRY_BYTES];
+    let mut e820 = [E820Entry {
+        addr: 0,
+        size: 0,
+        kind: 0,
+    }; MAX_E820];
+    let n = match hypercall::memory_map(&mut raw) {
+        Ok(n) => n,
+        Err(rc) => panic!(
+            "xen: XENMEM_memory_map failed: {rc} ({})",
+            abi::errno_name(rc)
+        ),
+    };
+    for (slot, (addr, size, kind)) in e820.iter_mut().zip(abi::e820_entries(&raw, n)) {
+        *slot = E820Entry { addr, size, kind };
+    }
+    let (boot, _rsdp) = rhea_board_qemu_x86_64::pvh_boot(start_info, Some(&e820[..n]));
+    if let Err(e) = crate::interrupts::map_shared_info() {
+        panic!("xen: cannot map the shared-info page: {e}");
+    }
+    let (major, minor) = xen.version;
+    let _ = writeln!(
+        ConsoleWriter,
+        "rhea: xen: Xen {major}.{minor} (CPUID base {:#x}); console: {}; clock: vcpu_time_info; \
+         timer: VCPUOP_set_singleshot_timer; interrupts: event channels",
+        xen.base,
+        if CONSOLE_IO.load(Ordering::Relaxed) {
+            "console_io"
+        } else {
+            "port 0xe9"
+        }
+    );
+    crate::smp::discover(boot.cmdline);
+    boot
+}
+
+/// Interrupts and time: see [`crate::interrupts`].
+pub fn init_interrupts_and_time(
+    _boot: &BootInfo,
+    _cross_check: bool,
+    _map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
+    crate::interrupts::init()
+}
+
+/// No console input yet (the PV console ring is not used): a line no controller has, so
+/// the runtime reports input as unavailable.
+pub fn console_rx_line() -> rhea_hal::IrqLine {
+    rhea_hal::IrqLine(0)
+}
+
+/// See [`console_rx_line`].
+pub fn console_rx_enable() {}
+
+/// See [`console_rx_line`].
+pub fn console_rx_drain(_sink: impl FnMut(u8)) -> (usize, usize) {
+    (0, 0)
+}
+
+/// The buses to enumerate and the drivers to offer their devices to.
+pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
+
+/// No buses yet (Xenbus comes with xenstore).
+pub fn devices() -> Devices {
+    (Vec::new(), Vec::new())
+}
+
+/// No message-signalled interrupts under Xen PVH (devices are event channels).
+pub fn msi_message(_vector: u8) -> Option<(u64, u32)> {
+    None
+}
