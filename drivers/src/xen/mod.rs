@@ -29,7 +29,7 @@
 //! context; the data path (netfront's `receive`/`transmit`) never waits.
 
 pub mod grant;
-
+pub mod netfront;
 pub mod ring;
 pub mod shared;
 pub mod xenbus;

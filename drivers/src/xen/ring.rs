@@ -243,6 +243,11 @@ impl<Req: RingEntry, Rsp: RingEntry> BackRing<Req, Rsp> {
         HEADER + (index & (self.size - 1)) as usize * slot_size(Req::SIZE, Rsp::SIZE)
     }
 
+    /// The shared page.
+    pub fn memory(&self) -> &SharedMem {
+        &self.mem
+    }
+
     /// Requests published and not consumed, validated against the ring's size.
     pub fn unconsumed_requests(&self) -> Result<u32, XenError> {
         let prod = self.mem.read_u32(REQ_PROD)?;

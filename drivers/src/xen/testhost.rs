@@ -1,7 +1,6 @@
 //! Host-test doubles: a [`XenHost`] with a fake clock, a page registry (so simulated back ends
 //! can resolve grants to pages) and a simulated xenstored answering through the real
 //! interface page layout.
-#![allow(dead_code, reason = "helpers of the netfront tests, still to come")]
 
 use super::grant::GrantTable;
 use super::xenstore::{HEADER_SIZE, Header, RING_SIZE, XenStore, msg, page};
@@ -25,6 +24,8 @@ type OpenTx = (BTreeMap<String, String>, u64, Vec<String>);
 
 pub(crate) struct TestHost {
     clock: AtomicU64,
+    /// Frame numbers handed out (fake: they only key the page registry).
+    next_gfn: AtomicU64,
     grants: GrantTable,
     pages: Mutex<HashMap<u64, SharedMem>>,
     next_port: AtomicU32,
@@ -42,6 +43,7 @@ impl TestHost {
     pub(crate) fn new() -> Arc<TestHost> {
         Arc::new(TestHost {
             clock: AtomicU64::new(0),
+            next_gfn: AtomicU64::new(0x1000),
             grants: GrantTable::new(SharedMem::alloc(1).unwrap()),
             pages: Mutex::new(HashMap::new()),
             next_port: AtomicU32::new(STORE_PORT + 1),
@@ -116,7 +118,8 @@ impl XenHost for TestHost {
                 *b = b.checked_sub(count)?;
             }
         }
-        let mem = SharedMem::alloc(count)?;
+        let gfn = self.next_gfn.fetch_add(count as u64, Ordering::Relaxed);
+        let mem = SharedMem::alloc(count)?.with_gfn(gfn);
         let mut pages = self.pages.lock().unwrap();
         for i in 0..count {
             pages.insert(mem.gfn() + i as u64, mem.page(i).unwrap());

@@ -360,6 +360,9 @@ mod tests {
             p.iter()
                 .any(|m| m.contains("vif/9") && m.contains("ENOENT"))
         );
+        // A device that goes away is no longer listed.
+        host.store.lock().unwrap().remove("device/vbd");
+        assert_eq!(bus.devices().len(), 2);
     }
 
     #[test]
