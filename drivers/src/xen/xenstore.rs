@@ -791,7 +791,8 @@ impl XenStore {
             .map(drop)
     }
 
-    /// The oldest queued watch event.
+    /// The oldest queued watch event (`None` also while another thread is using the client:
+    /// poll again).
     pub fn take_watch_event(&self) -> Option<WatchEvent> {
         self.conn.try_lock()?.events.pop_front()
     }
