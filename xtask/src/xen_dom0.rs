@@ -1766,7 +1766,7 @@ pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
             spec.cmdline.clone(),
         ),
         DomUKernel::DebianLinux => {
-            let mut cmdline = String::from("console=hvc0 loglevel=4");
+            let mut cmdline = String::from("console=hvc0 loglevel=4 rhea.linger=8");
             if !spec.cmdline.contains("rhea.net.ip=") {
                 let _ = write!(cmdline, " rhea.net.ip={DEFAULT_DOMU_IP}/24");
             }

@@ -15,7 +15,7 @@
 #   DOM0-VIF name=<vif> addr=<cidr>       dom0's side of the domU's interface
 #   DOM0-CHECK name=<check> ok=<0|1> detail=<text>
 # Checks: ping (busybox), udp and tcp (a line to port 7 comes back: nc.openbsd, as busybox's nc
-# has neither UDP nor a half-close), http (busybox wget of /status.json on port 8080).
+# has neither UDP nor a half-close; not -q, with which nc.openbsd leaves before a UDP reply), http (busybox wget of /status.json on port 8080).
 #   DOM0-STATE state=<xl flags> reason=<code|-> waited=<s> destroyed=<0|1>
 #   DOM0-BEGIN <log> ... DOM0-END <log>  console, xl, hotplug, xl dmesg
 #   DOM0-FINISHED
@@ -51,6 +51,13 @@ finish() {
     echo "DOM0-BEGIN console"
     cat /var/log/xen/console/guest-domu.log 2>/dev/null
     echo "DOM0-END console"
+    # Other consoles of the domU (arm64: the emulated PL011, `vuart`).
+    for f in /var/log/xen/console/guest-domu?*.log; do
+        [ -f "$f" ] || continue
+        echo "DOM0-BEGIN vuart $f"
+        cat "$f"
+        echo "DOM0-END vuart"
+    done
     echo "DOM0-BEGIN xl"
     tail -n 60 /var/log/xen/xl-domu.log 2>/dev/null
     echo "DOM0-END xl"
@@ -105,7 +112,7 @@ for c in $CHECKS; do
         check ping $ok "$(echo "$out" | grep -E 'packets|round-trip|bad|unreach' )" ;;
     udp)
         want="rhea-udp-$$"
-        out=$(echo "$want" | timeout 8 nc.openbsd -u -q 3 -w 3 "$DOMU_IP" 7 2>&1)
+        out=$(echo "$want" | timeout 8 nc.openbsd -u -w 3 "$DOMU_IP" 7 2>&1)
         if [ "$out" = "$want" ]; then ok=1; else ok=0; fi
         check udp $ok "sent=$want got=$out" ;;
     tcp)

@@ -3,7 +3,7 @@
 # harness (xtask/src/xen_dom0.rs): Debian's kernel with xen-netfront, eth0 given the address
 # rhea.net.ip=A.B.C.D/N, and busybox servers for the dom0's checks: UDP and TCP echo on port
 # 7, HTTP on 8080 serving /status.json. It prints `linux-domu: ready` and powers off after
-# rhea.linger=<s> seconds (default 30).
+# rhea.linger=<s> seconds (default 30; xtask gives 8).
 /bin/busybox --install -s /bin
 export PATH=/sbin:/bin
 mount -t proc proc /proc
