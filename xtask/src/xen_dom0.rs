@@ -407,6 +407,8 @@ pub(crate) struct Dom0Outcome {
     pub(crate) domu_end: DomUEnd,
     /// The domU's PV console, as xenconsoled logged it.
     pub(crate) console: String,
+    /// The domU's emulated UART (arm64 `vuart = "sbsa_uart"`), as xenconsoled logged it.
+    pub(crate) vuart: String,
     /// The domU's lines on Xen's console (`(dN) ...`: port 0xE9, `console_io`), without the
     /// prefix.
     pub(crate) xen_console: String,
@@ -447,6 +449,10 @@ impl Dom0Outcome {
         }
         println!("===== domU PV console (xenconsoled) =====");
         print!("{}", self.console);
+        if !self.vuart.is_empty() {
+            println!("===== domU vuart (xenconsoled) =====");
+            print!("{}", self.vuart);
+        }
         if !self.xl_log.trim().is_empty() {
             println!("===== xl log (tail) =====");
             print!("{}", self.xl_log);
@@ -1291,6 +1297,7 @@ pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
         checks: Vec::new(),
         domu_end: DomUEnd::Unknown,
         console: String::new(),
+        vuart: String::new(),
         xen_console: String::new(),
         xl_log: String::new(),
         hotplug_log: String::new(),
@@ -1313,6 +1320,7 @@ pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
             }
             let text = match name.as_str() {
                 "console" => &mut o.console,
+                "vuart" => &mut o.vuart,
                 "xl" => &mut o.xl_log,
                 _ => &mut o.hotplug_log,
             };
@@ -1359,7 +1367,8 @@ pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
             }),
             "DOM0-STATE" => o.domu_end = domu_end(rest),
             "DOM0-NOTE" => o.notes.push(rest.trim().to_string()),
-            "DOM0-BEGIN" => block = Some(rest.trim().to_string()),
+            // `DOM0-BEGIN <name> [<file>]`.
+            "DOM0-BEGIN" => block = rest.split_whitespace().next().map(str::to_string),
             "DOM0-FINISHED" => o.finished = true,
             _ => {}
         }
@@ -2065,6 +2074,9 @@ mod tests {
             t("DOM0-BEGIN console"),
             t("linux-domu: ready"),
             t("DOM0-END console"),
+            t("DOM0-BEGIN vuart /var/log/xen/console/guest-domu-vuart0.log"),
+            t("early"),
+            t("DOM0-END vuart"),
             t("DOM0-BEGIN xl"),
             t("xl line"),
             t("DOM0-END xl"),
@@ -2086,6 +2098,7 @@ mod tests {
         );
         assert_eq!(o.console, "linux-domu: ready\n");
         assert_eq!(o.xl_log, "xl line\n");
+        assert_eq!(o.vuart, "early\n");
         assert_eq!(o.xen_console, "rhea: hello\n");
         assert!(o.vif.unwrap().starts_with("name=vif1.0"));
         assert_eq!(
