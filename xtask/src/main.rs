@@ -249,7 +249,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--board",
         value: Some("B"),
-        help: "board (default qemu-x86_64; `test`: all boards but xen-arm64, which boots only \
+        help: "board (default qemu-x86_64; `test`: all boards but xen-arm64 and xen-x86_64, which boot only \
                when named; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
                qemu-aarch64 or rpi4)",
         commands: &["build", "run", "test", "lint", "bench"],

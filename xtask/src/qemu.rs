@@ -325,6 +325,16 @@ fn build_args(
     qboot: Option<&Path>,
     linux: Option<&LinuxBoot<'_>>,
 ) -> Result<Vec<String>> {
+    if spec.board.name == "xen-x86_64" {
+        if linux.is_some() {
+            return fail("no Linux guest on board xen-x86_64".to_string());
+        }
+        let serial = match spec.serial {
+            Serial::Captured => "stdio",
+            Serial::Interactive => "mon:stdio",
+        };
+        return crate::xen::x86_args(spec, serial);
+    }
     let mut a: Vec<String> = Vec::new();
     // Board xen-arm64: QEMU boots Xen, which boots the image as a domU (xen.rs).
     let xen = match (spec.board.name, linux) {
@@ -725,8 +735,9 @@ pub(crate) fn run_captured(
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
-    if spec.board.name == "xen-arm64" {
-        // Xen outlives its domU: the run ends on the domain's shutdown line (no input yet).
+    if spec.board.name.starts_with("xen-") {
+        // Xen outlives its domU (and halts, not exits, after its hardware domain): the run
+        // ends on the domain's shutdown line and Xen's confirmation (no input yet).
         return crate::xen::run_captured(qemu, spec, timeout, echo);
     }
     run_command_captured(command(qemu, spec)?, feed, timeout, echo)
@@ -1002,10 +1013,13 @@ fn run_command_captured_storm(
 
 /// Runs QEMU with the terminal attached (`run`).
 pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Result<QemuEnd> {
-    if spec.board.name == "xen-arm64" {
+    if spec.board.name.starts_with("xen-") {
         // Xen stays up after the domU shuts down, so the console is followed here and QEMU
         // stopped then (Ctrl-C stops it earlier); the domU has no console input yet.
-        println!("xen-arm64: Xen's console follows; the run ends when the domU shuts down");
+        println!(
+            "{}: Xen's console follows; the run ends when the domain shuts down",
+            spec.board.name
+        );
         return crate::xen::run_captured(qemu, spec, Duration::from_secs(24 * 3600), true)
             .map(|c| c.end);
     }

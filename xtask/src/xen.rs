@@ -37,6 +37,18 @@
 //! never reaches the line is a timeout; a Xen panic ends QEMU (`-no-reboot`) with status 0,
 //! which is no verdict either.
 
+//!
+//! **Board `xen-x86_64`** (machine `pvh-dom0`): Debian's `xen-hypervisor-4.17-amd64` (fetched
+//! with `apt-get download`, `xen-4.17-amd64.gz` gunzipped into `target/xen-x86_64/xen.elf`:
+//! QEMU's `-kernel` takes the multiboot ELF) under `qemu-system-x86_64 -M pc -cpu max` (TCG:
+//! Xen needs SVM, which TCG's `max` CPU has), with Rhea's PVH ELF as the first multiboot
+//! module — Xen builds it as the hardware domain (`dom0=pvh`), the way Xen's own CI runs its
+//! test kernels; the module's string after the path is Rhea's command line. No toolstack, so
+//! a boot takes about a second of Xen. The domain's `console_io` output is printed raw by Xen.
+//! When the hardware domain shuts down, Xen itself says so ("Hardware Dom0 halted" for a
+//! power-off, "Hardware Dom0 crashed" for a crash) and halts: that line is the confirmation,
+//! after which xtask stops QEMU.
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -175,6 +187,122 @@ fn ensure_dtc() -> Result<()> {
          with it; install it with `apt-get install device-tree-compiler` (as root)"
             .to_string(),
     )
+}
+
+/// Board xen-x86_64: Debian's amd64 hypervisor package and the file in it.
+const X86_XEN_PKG: &str = "xen-hypervisor-4.17-amd64";
+const X86_XEN_FILE: &str = "xen-4.17-amd64.gz";
+/// Xen's command line on x86_64 (the hardware domain's memory and vCPUs are added): its
+/// console on COM1; every guest line printed unthrottled; no reboot on a crash; the PVH
+/// hardware domain without an IOMMU (QEMU's `pc` has none); no boot-time scrubbing and no
+/// timer slop (Xen's 50 µs default would delay every one-shot timer of the guest).
+const X86_XEN_ARGS: &str = "console=com1 com1=115200,8n1 loglvl=all/all guest_loglvl=all/all \
+     noreboot dom0=pvh dom0-iommu=none bootscrub=0 timer_slop=0";
+/// Memory QEMU gives Xen itself besides the hardware domain's `--mem`.
+const X86_XEN_OVERHEAD_MIB: u64 = 384;
+
+fn x86_dir() -> PathBuf {
+    dir().with_file_name("xen-x86_64")
+}
+
+/// Makes sure `target/xen-x86_64/xen.elf` exists, fetching Debian's package when missing.
+pub(crate) fn ensure_xen_x86() -> Result<PathBuf> {
+    let path = x86_dir().join("xen.elf");
+    if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+        return Ok(path);
+    }
+    println!("setup: fetching Xen ({X86_XEN_PKG}, Debian's amd64 package) for board xen-x86_64");
+    let debs = x86_dir().join("debs");
+    fs::create_dir_all(&debs).context(|| format!("cannot create {}", debs.display()))?;
+    let mut download = Command::new("apt-get");
+    download.current_dir(&debs).args(["download", X86_XEN_PKG]);
+    println!("setup: $ {}", describe(&download));
+    capture(&mut download).map_err(|e| {
+        crate::Error::Failed(format!(
+            "cannot download {X86_XEN_PKG}: {e}\n(without apt, unpack the package by hand and \
+             gunzip its boot/{X86_XEN_FILE} to {})",
+            path.display()
+        ))
+    })?;
+    let deb = fs::read_dir(&debs)
+        .context(|| format!("cannot list {}", debs.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{X86_XEN_PKG}_")))
+        })
+        .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))?;
+    let tmp = path.with_extension("elf.part");
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -xO --wildcards '*/boot/{X86_XEN_FILE}' | gzip -dc > '{}'",
+        deb.display(),
+        tmp.display()
+    );
+    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
+    if !fs::metadata(&tmp).is_ok_and(|m| m.len() > 0) {
+        return fail(format!("{} holds no boot/{X86_XEN_FILE}", deb.display()));
+    }
+    fs::rename(&tmp, &path).context(|| format!("cannot write {}", path.display()))?;
+    println!("setup: {} (from {})", path.display(), deb.display());
+    Ok(path)
+}
+
+/// QEMU's arguments for board xen-x86_64 (machine `pvh-dom0`): Xen as the `-kernel`, Rhea's
+/// image and command line as the first multiboot module (commas doubled: QEMU separates
+/// modules with single ones).
+pub(crate) fn x86_args(spec: &Spec<'_>, serial: &str) -> Result<Vec<String>> {
+    let xen = ensure_xen_x86()?;
+    let Some(dom0_kib) = mem_kib(spec.mem) else {
+        return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
+    };
+    let dom0_mib = dom0_kib.div_ceil(1024);
+    let smp = spec.smp.max(1);
+    let accel = if smp > 1 { "tcg,thread=multi" } else { "tcg" };
+    let module = format!(
+        "{} {}",
+        spec.kernel.display(),
+        spec.append.replace(',', ",,")
+    );
+    Ok(vec![
+        "-M".into(),
+        "pc".into(),
+        "-cpu".into(),
+        "max".into(),
+        "-accel".into(),
+        accel.into(),
+        "-m".into(),
+        format!("{}M", dom0_mib + X86_XEN_OVERHEAD_MIB),
+        "-smp".into(),
+        smp.to_string(),
+        "-nodefaults".into(),
+        "-no-user-config".into(),
+        "-no-reboot".into(),
+        "-display".into(),
+        "none".into(),
+        "-serial".into(),
+        serial.into(),
+        "-kernel".into(),
+        xen.to_string_lossy().into_owned(),
+        "-append".into(),
+        format!("{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"),
+        "-initrd".into(),
+        module.trim_end().to_string(),
+    ])
+}
+
+/// Xen's own line when the hardware domain ends (`xen/common/shutdown.c`): the reason it
+/// names, or `None` for another line.
+pub(crate) fn hardware_domain_end(line: &str) -> Option<u32> {
+    if line.contains("Hardware Dom0 halted") {
+        Some(0)
+    } else if line.contains("Hardware Dom0 crashed") {
+        Some(3)
+    } else if line.contains("Hardware Dom0 shutdown") {
+        Some(u32::MAX)
+    } else {
+        None
+    }
 }
 
 /// `--mem` (`128M`, `1G`, `65536K`, or MiB without a suffix) in KiB.
@@ -443,6 +571,9 @@ pub(crate) fn run_captured(
     let mut refused: Option<i64> = None;
     let mut dump = DomainDump::default();
     let mut asked: Option<Instant> = None;
+    // Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
+    let hardware_domain = spec.board.name == "xen-x86_64";
+    let mut xen_says: Option<u32> = None;
     let end = loop {
         while let Ok((at, line)) = rx.try_recv() {
             if echo {
@@ -458,6 +589,9 @@ pub(crate) fn run_captured(
             if asked.is_some() {
                 dump.push(&line);
             }
+            if hardware_domain && xen_says.is_none() {
+                xen_says = hardware_domain_end(&line);
+            }
             lines.push((at, line));
         }
         if let Some(status) = child
@@ -466,7 +600,34 @@ pub(crate) fn run_captured(
         {
             break QemuEnd::from_status(status);
         }
-        if let Some((reason, seen)) = shutdown {
+        if hardware_domain && (xen_says.is_some() || shutdown.is_some()) {
+            // Xen halts the machine after the hardware domain's end: its line confirms the
+            // announced reason (every vCPU stopped), or names an end nobody announced.
+            let waited = shutdown.is_some_and(|(_, seen)| seen.elapsed() >= GRACE);
+            if xen_says.is_some() || refused.is_some() || waited {
+                thread::sleep(Duration::from_millis(50));
+                let _ = child.kill();
+                let _ = child.wait();
+                let smp = spec.smp.max(1) as usize;
+                break match (shutdown, xen_says) {
+                    (Some((reason, _)), Some(x)) => QemuEnd::DomainShutdown {
+                        reason,
+                        refused,
+                        paused: (x == reason).then_some((smp, smp)),
+                    },
+                    (Some((reason, _)), None) => QemuEnd::DomainShutdown {
+                        reason,
+                        refused,
+                        paused: None,
+                    },
+                    (None, x) => QemuEnd::DomainShutdown {
+                        reason: x.unwrap_or(u32::MAX),
+                        refused,
+                        paused: None,
+                    },
+                };
+            }
+        } else if let Some((reason, seen)) = shutdown {
             // Shortly after the line (the hypercall follows it at once), ask Xen for its
             // domain dump; stop when it is complete, when the call returned, or after GRACE.
             if asked.is_none() && refused.is_none() && seen.elapsed() >= ASK_AFTER {
@@ -575,6 +736,23 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn hardware_domain_ends() {
+        assert_eq!(
+            hardware_domain_end("(XEN) Hardware Dom0 halted: halting machine"),
+            Some(0)
+        );
+        assert_eq!(
+            hardware_domain_end("(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting."),
+            Some(3)
+        );
+        assert_eq!(
+            hardware_domain_end("(XEN) Hardware Dom0 shutdown: rebooting machine"),
+            Some(u32::MAX)
+        );
+        assert_eq!(hardware_domain_end("(d0) rhea: app main"), None);
     }
 
     #[test]

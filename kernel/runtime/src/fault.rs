@@ -97,10 +97,21 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
     let (name, stack, info) = thread_at(fault.stack_pointer());
     let thread = info.as_ref().map_or(name, |s| s.name());
     let cpu = rhea_arch::cpu_id();
-    let overflow = fault.address().and_then(|a| {
+    let in_guard = |a: u64| {
         memory::stack_at(a)
             .filter(|s| s.guard_contains(a))
             .map(|s| (a, s))
+    };
+    // The fault address names the guard page. Where it reads 0 (CR2 is 0 in x86 guests of Xen
+    // under QEMU TCG's nested SVM), the stack pointer does when it, or the slot a push below
+    // it would write, is inside a guard page.
+    let sp = fault.stack_pointer();
+    let overflow = fault.address().and_then(|a| {
+        in_guard(a).or_else(|| {
+            (a == 0)
+                .then(|| in_guard(sp).or_else(|| in_guard(sp.wrapping_sub(8))))
+                .flatten()
+        })
     });
     let _ = writeln!(w);
     match &overflow {
