@@ -68,6 +68,12 @@ const BENCHES: &[(&str, &str)] = &[
         "linux-sched",
         "Linux guest baseline: yield/semaphore switch and cyclictest latency (q35 default)",
     ),
+    (
+        "xen",
+        "bench-sched under Xen (xen-x86_64 pvh-dom0, xen-arm64 dom0less; --board picks one) \
+         next to plain QEMU (q35, virt-gicv3) in the same run, TCG: switches, interrupt and \
+         timer wake-up latency, ratios Xen/plain",
+    ),
 ];
 
 /// Boots per machine and accelerator.
@@ -102,6 +108,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("smp") => crate::bench_smp::bench(ws, opts),
         Some("queue") => crate::bench_queue::bench(ws, opts),
         Some("net") => crate::bench_net::bench(ws, opts),
+        Some("xen") => crate::bench_xen::bench(ws, opts),
         Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
             crate::host_baseline::bench_sched(ws, opts)
         }
@@ -400,6 +407,8 @@ pub(crate) struct Switch {
 pub(crate) struct IrqLatency {
     pub(crate) min_ns: f64,
     pub(crate) avg_ns: f64,
+    /// `None` from a bench-sched that does not print `p50_ns`.
+    pub(crate) p50_ns: Option<f64>,
     pub(crate) p99_ns: f64,
     pub(crate) max_ns: f64,
     pub(crate) samples: u64,
@@ -415,6 +424,8 @@ pub(crate) struct RheaSched {
     pub(crate) irq_to_thread: Option<IrqLatency>,
     /// cyclictest runs, µs (`overflows` always 0, `p99_us` always set).
     pub(crate) cyclic: Vec<CyclicResult>,
+    /// The cyclictest medians, µs, by (period µs, hog), when printed (`p50=`).
+    pub(crate) cyclic_p50: Vec<(u32, bool, f64)>,
     /// `RESULT done` was seen.
     pub(crate) done: bool,
     /// `RESULT` lines not understood (unknown measure or malformed).
@@ -425,6 +436,15 @@ impl RheaSched {
     /// The cyclictest run of one period, idle or with the hog.
     pub(crate) fn cyclic_run(&self, period_us: u32, hog: bool) -> Option<&CyclicResult> {
         find_cyclic(&self.cyclic, period_us, hog)
+    }
+
+    /// The median lateness of a cyclictest run, µs, if bench-sched printed it.
+    pub(crate) fn cyclic_p50(&self, period_us: u32, hog: bool) -> Option<f64> {
+        self.cyclic_p50
+            .iter()
+            .rev()
+            .find(|(p, h, _)| *p == period_us && *h == hog)
+            .map(|(_, _, v)| *v)
     }
 
     /// The names of the measures missing from the output.
@@ -503,6 +523,7 @@ fn parse_sched_result(name: &str, fields: &Fields<'_>, out: &mut RheaSched) -> b
                 Some(IrqLatency {
                     min_ns: fields.get("min_ns")?,
                     avg_ns: fields.get("avg_ns")?,
+                    p50_ns: fields.get("p50_ns"),
                     p99_ns: fields.get("p99_ns")?,
                     max_ns: fields.get("max_ns")?,
                     samples: fields.get("samples")?,
@@ -530,6 +551,9 @@ fn parse_sched_result(name: &str, fields: &Fields<'_>, out: &mut RheaSched) -> b
             })();
             match run {
                 Some(run) => {
+                    if let Some(p50) = fields.get("p50") {
+                        out.cyclic_p50.push((run.period_us, run.hog, p50));
+                    }
                     out.cyclic.push(run);
                     true
                 }
@@ -584,7 +608,7 @@ pub(crate) fn sched_cmdline(loops: u32, append: &str) -> String {
 }
 
 /// A figure for the table; `unknown` when not finite (e.g. the guest knew no TSC frequency).
-fn figure(value: f64, decimals: usize) -> String {
+pub(crate) fn figure(value: f64, decimals: usize) -> String {
     if value.is_finite() {
         format!("{value:.decimals$}")
     } else {
@@ -593,14 +617,14 @@ fn figure(value: f64, decimals: usize) -> String {
 }
 
 /// Rhea/Linux, if both are known and Linux's is positive.
-fn ratio_of(rhea: Option<f64>, linux: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio_of(rhea: Option<f64>, linux: Option<f64>) -> Option<f64> {
     match (rhea, linux) {
         (Some(r), Some(l)) if r.is_finite() && l.is_finite() && l > 0.0 => Some(r / l),
         _ => None,
     }
 }
 
-fn show_ratio(ratio: Option<f64>) -> String {
+pub(crate) fn show_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}"))
 }
 
@@ -796,7 +820,11 @@ pub(crate) fn render_table(lines: &[TableLine]) -> String {
 
 /// [`render_table`] with `linux` as the title of Linux's column.
 pub(crate) fn render_table_headed(lines: &[TableLine], linux: &str) -> String {
-    let header = ["measure", "Rhea", linux, "Rhea/Linux"];
+    render_table_columns(lines, ["measure", "Rhea", linux, "Rhea/Linux"])
+}
+
+/// [`render_table`] under the column titles `header`.
+pub(crate) fn render_table_columns(lines: &[TableLine], header: [&str; 4]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for line in lines {
         if let TableLine::Row(a, b, c, d) = line {
@@ -1081,9 +1109,9 @@ rhea: app main
 RESULT conditions tsc_hz=2400000000 loops=2000
 RESULT yield_switch cycles=1850.5 ns=771.0
 [cpu0] RESULT sem_pingpong cycles=2900.0 ns=1208.3
-RESULT irq_to_thread min_ns=900 avg_ns=1500 p99_ns=4000 max_ns=9000 samples=2000
+RESULT irq_to_thread min_ns=900 avg_ns=1500 p50_ns=1200 p99_ns=4000 max_ns=9000 samples=2000
 RESULT cyclictest period=200 hog=0 min=1.50 avg=3.25 p99=8.00 max=20.00 samples=2000
-RESULT cyclictest period=200 hog=1 min=1.75 avg=3.50 p99=9.00 max=30.00 samples=2000
+RESULT cyclictest period=200 hog=1 min=1.75 avg=3.50 p50=3.25 p99=9.00 max=30.00 samples=2000
 RESULT cyclictest period=1000 hog=0 min=1.25 avg=3.00 p99=7.00 max=15.00 samples=2000
 RESULT cyclictest period=1000 hog=1 min=1.00 avg=2.75 p99=6.50 max=12.00 samples=2000
 RESULT done
@@ -1140,6 +1168,7 @@ rhea: app main returned
             Some(IrqLatency {
                 min_ns: 900.0,
                 avg_ns: 1500.0,
+                p50_ns: Some(1200.0),
                 p99_ns: 4000.0,
                 max_ns: 9000.0,
                 samples: 2000
@@ -1152,6 +1181,8 @@ rhea: app main returned
             (1.75, 3.5, Some(9.0), 30.0, 2000)
         );
         assert_eq!(r.cyclic_run(1000, false).unwrap().max_us, 15.0);
+        assert_eq!(r.cyclic_p50(200, true), Some(3.25));
+        assert_eq!(r.cyclic_p50(200, false), None);
         assert!(r.cyclic_run(500, false).is_none());
         assert!(r.done);
         assert!(r.unparsed.is_empty(), "{:?}", r.unparsed);

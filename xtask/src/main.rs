@@ -5,7 +5,7 @@
 //! Arguments are parsed by hand to keep the tool quick to build.
 //!
 //! ```text
-//! cargo xtask build | run | test | lint | bench boot|sched|linux-sched  [options]
+//! cargo xtask build | run | test | lint | bench boot|sched|linux-sched|xen|...  [options]
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
@@ -16,6 +16,7 @@ mod bench_arm;
 mod bench_net;
 mod bench_queue;
 mod bench_smp;
+mod bench_xen;
 mod boards;
 mod firmware;
 mod host_baseline;
@@ -251,7 +252,7 @@ const OPTIONS: &[OptSpec] = &[
         value: Some("B"),
         help: "board (default qemu-x86_64; `test`: all boards but xen-arm64 and xen-x86_64, which boot only \
                when named; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
-               qemu-aarch64 or rpi4)",
+               qemu-aarch64 or rpi4; xen: xen-x86_64 or xen-arm64, default both)",
         commands: &["build", "run", "test", "lint", "bench"],
     },
     OptSpec {
@@ -335,7 +336,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`",
+        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`, \
+         `bench xen` (`bench` lists them all)",
     ),
     (
         "xen-dom0",

@@ -169,6 +169,7 @@ fn cyclic(period: Duration, loops: u64, hog: bool) -> Stats {
 struct Stats {
     min: f64,
     avg: f64,
+    p50: f64,
     p99: f64,
     max: f64,
     n: usize,
@@ -178,14 +179,17 @@ impl Stats {
     fn of(mut v: Vec<f64>) -> Stats {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(core::cmp::Ordering::Equal));
         let n = v.len().max(1);
-        let p99 = v
-            .get(((n * 99).div_ceil(100)).saturating_sub(1))
-            .copied()
-            .unwrap_or(0.0);
+        // The smallest sample with at least `pct` % of the samples at or below it.
+        let pct = |pct: usize| {
+            v.get(((n * pct).div_ceil(100)).saturating_sub(1))
+                .copied()
+                .unwrap_or(0.0)
+        };
         Stats {
             min: v.first().copied().unwrap_or(0.0),
             avg: v.iter().sum::<f64>() / n as f64,
-            p99,
+            p50: pct(50),
+            p99: pct(99),
             max: v.last().copied().unwrap_or(0.0),
             n: v.len(),
         }
@@ -213,9 +217,10 @@ fn main() {
     );
     let s = irq_to_thread(loops);
     rhea::println!(
-        "RESULT irq_to_thread min_ns={:.0} avg_ns={:.0} p99_ns={:.0} max_ns={:.0} samples={}",
+        "RESULT irq_to_thread min_ns={:.0} avg_ns={:.0} p50_ns={:.0} p99_ns={:.0} max_ns={:.0} samples={}",
         s.min,
         s.avg,
+        s.p50,
         s.p99,
         s.max,
         s.n
@@ -224,10 +229,11 @@ fn main() {
         for hog in [false, true] {
             let s = cyclic(Duration::from_micros(period_us), loops, hog);
             rhea::println!(
-                "RESULT cyclictest period={period_us} hog={} min={:.2} avg={:.2} p99={:.2} max={:.2} samples={}",
+                "RESULT cyclictest period={period_us} hog={} min={:.2} avg={:.2} p50={:.2} p99={:.2} max={:.2} samples={}",
                 u8::from(hog),
                 s.min / 1000.0,
                 s.avg / 1000.0,
+                s.p50 / 1000.0,
                 s.p99 / 1000.0,
                 s.max / 1000.0,
                 s.n
