@@ -23,6 +23,7 @@
 //! negative, non-finite or above a second. When a side fails a check its figures are still
 //! printed, the ratio column stays empty and the reasons are given.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::bench::{
@@ -114,6 +115,9 @@ struct Side {
     wall: Duration,
     /// The console, for the conditions Xen prints (version, command line, scheduler).
     console: Vec<String>,
+    /// Xen's command line when Xen does not print it (Arm): from the devicetree source
+    /// xen.rs wrote next to the `-dtb` of this run (`xen,xen-bootargs`).
+    dts_bootargs: Option<String>,
 }
 
 impl Side {
@@ -149,7 +153,14 @@ fn run_side(
         serial: qemu::Serial::Captured,
         append: cmdline,
     };
-    let command = describe(&qemu::command(&qemu, &spec)?);
+    let command = qemu::command(&qemu, &spec)?;
+    let dts_bootargs = command
+        .get_args()
+        .skip_while(|a| *a != "-dtb")
+        .nth(1)
+        .and_then(|dtb| std::fs::read_to_string(Path::new(dtb).with_extension("dts")).ok())
+        .and_then(|dts| dts_bootargs(&dts));
+    let command = describe(&command);
     println!(
         "== {}/{machine}/tcg: {} -append {cmdline:?} (timeout {} s)",
         board.name,
@@ -188,7 +199,15 @@ fn run_side(
         command,
         wall: captured.elapsed,
         console,
+        dts_bootargs,
     })
+}
+
+/// The value of `xen,xen-bootargs = "...";` in a devicetree source.
+fn dts_bootargs(dts: &str) -> Option<String> {
+    let line = dts.lines().find(|l| l.contains("xen,xen-bootargs"))?;
+    let value = line.split_once('"')?.1.rsplit_once('"')?.0;
+    Some(value.replace("\\\"", "\""))
 }
 
 /// Why a side's figures cannot be compared (empty: they can).
@@ -339,9 +358,17 @@ fn xen_conditions(xen: &Side) -> Vec<String> {
     if let Some(sched) = xen.console_after("Using scheduler: ") {
         out.push(format!("Xen sched:   {sched}"));
     }
-    match xen.console_after("Command line: ") {
-        Some(cmdline) => {
-            out.push(format!("Xen cmdline: {cmdline}"));
+    let from_dts = xen
+        .dts_bootargs
+        .as_deref()
+        .map(|a| (a, " (xen,xen-bootargs of the devicetree)"));
+    match xen
+        .console_after("Command line: ")
+        .map(|c| (c, ""))
+        .or(from_dts)
+    {
+        Some((cmdline, source)) => {
+            out.push(format!("Xen cmdline: {cmdline}{source}"));
             if !cmdline.contains("timer_slop=") {
                 out.push(
                     "  note:      no timer_slop= on Xen's command line: Xen's default slop (50 µs) \
@@ -411,20 +438,20 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
         opts.smp,
         opts.mem
     );
-    let hz = |s: &Side| {
-        s.figures
-            .tsc_hz
-            .map_or("unknown".to_string(), |hz| hz.to_string())
+    // The counter's frequency and tick: a figure is a whole number of ticks.
+    let hz = |s: &Side| match s.figures.tsc_hz {
+        Some(hz) if hz > 0 => format!("{hz} Hz (tick {:.2} ns)", 1e9 / hz as f64),
+        _ => "unknown".to_string(),
     };
     println!(
-        "  counter:     Xen side {} Hz, plain side {} Hz ({})",
-        hz(&xen),
-        hz(&plain),
+        "  counter:     {}: Xen side {}, plain side {}",
         if pair.arch == "x86_64" {
             "TSC"
         } else {
-            "CNTFRQ_EL0"
-        }
+            "CNTVCT_EL0"
+        },
+        hz(&xen),
+        hz(&plain)
     );
     println!("  plain QEMU:  {}", plain.command);
     println!("  Xen QEMU:    {}", xen.command);
@@ -638,8 +665,16 @@ RESULT done
         assert!(c[2].ends_with("console=com1 timer_slop=0"), "{c:?}");
         assert!(c[3].contains("VCPUOP_set_singleshot_timer"), "{c:?}");
         assert_eq!(c.len(), 4);
-        let arm = side("(XEN) Command line: console=dtuart\n");
+        let mut arm = side("(XEN) Xen version 4.17.7 (Debian 4.17.7) debug=n\n");
+        arm.dts_bootargs = dts_bootargs(
+            "\t\tbootargs = \"x\";\n\t\txen,xen-bootargs = \"console=dtuart a=\\\"b\\\"\";\n",
+        );
+        assert_eq!(arm.dts_bootargs.as_deref(), Some("console=dtuart a=\"b\""));
         let c = xen_conditions(&arm);
+        assert!(
+            c[1].ends_with("a=\"b\" (xen,xen-bootargs of the devicetree)"),
+            "{c:?}"
+        );
         assert!(c.iter().any(|l| l.contains("no timer_slop=")), "{c:?}");
     }
 }
