@@ -118,6 +118,16 @@ struct Side {
     /// Xen's command line when Xen does not print it (Arm): from the devicetree source
     /// xen.rs wrote next to the `-dtb` of this run (`xen,xen-bootargs`).
     dts_bootargs: Option<String>,
+    /// The host's 1-minute load average before and after the run.
+    load: (String, String),
+}
+
+/// The host's 1-minute load average (`/proc/loadavg`), or `?`.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
 }
 
 impl Side {
@@ -167,7 +177,9 @@ fn run_side(
         crate::bench::SCHED_APP,
         timeout.as_secs()
     );
+    let load_before = loadavg();
     let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+    let load = (load_before, loadavg());
     let console: Vec<String> = captured.lines.iter().map(|(_, l)| l.clone()).collect();
     let figures = parse_sched_console(console.iter().map(String::as_str));
     let verdict = qemu::classify(&captured.end);
@@ -200,6 +212,7 @@ fn run_side(
         wall: captured.elapsed,
         console,
         dts_bootargs,
+        load,
     })
 }
 
@@ -459,6 +472,11 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
         "  wall:        plain run {:.1} s, Xen run {:.1} s (Xen's boot included)",
         plain.wall.as_secs_f64(),
         xen.wall.as_secs_f64()
+    );
+    println!(
+        "  host load:   1-min load average {} -> {} over the plain run, {} -> {} over the Xen \
+         run (other work on the host lengthens the tails)",
+        plain.load.0, plain.load.1, xen.load.0, xen.load.1
     );
     if pair.arch == "x86_64" {
         println!(
