@@ -23,21 +23,24 @@ pub mod validate;
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-x86_64"
 ))]
 mod socket;
 #[cfg(any(
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-x86_64"
 ))]
 mod stack;
 #[cfg(any(
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-x86_64"
 ))]
 pub use {
     socket::{TcpListener, TcpStream, UdpSocket},
@@ -208,7 +211,8 @@ impl Config {
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-x86_64"
 ))]
 pub fn start(config: &Config) -> Result<(), NetError> {
     stack::start(config)
@@ -219,7 +223,8 @@ pub fn start(config: &Config) -> Result<(), NetError> {
     rhea_board = "qemu-x86_64",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4"
+    rhea_board = "rpi4",
+    rhea_board = "xen-x86_64"
 ))]
 pub fn address() -> Option<Ipv4Cidr> {
     let g = stack::lock().ok()?;

@@ -156,7 +156,8 @@ pub(crate) const BOARDS: &[Board] = &[
         image: ImageFormat::Elf,
         // Every boot is Xen's boot too: `cargo xtask test --board xen-x86_64` only.
         default_test: false,
-        network: false,
+        // Netfront through Xenbus when a toolstack creates the domain (`xen-dom0`).
+        network: true,
         console_input: false,
     },
 ];

@@ -22,10 +22,43 @@ pub mod hypercall {
     pub const HVM_OP: usize = 34;
 }
 
+/// Facts of Xen's Arm guest interface (`arch-arm.h`).
+pub mod arm {
+    /// `GUEST_EVTCHN_PPI`: the PPI (as a GIC INTID) Xen raises on a vCPU when one of its event
+    /// channels becomes pending. A guest's devicetree names it in the `hypervisor` node when
+    /// Xen writes one; Xen uses this value for every domain it builds (`arch_domain_create`).
+    pub const GUEST_EVTCHN_PPI: u32 = 31;
+}
+
 /// `XENVER_version`: returns `major << 16 | minor`.
 pub const XENVER_VERSION: usize = 0;
 /// `CONSOLEIO_write`.
 pub const CONSOLEIO_WRITE: usize = 0;
+/// `CONSOLEIO_read`: the hardware domain's share of Xen's serial input.
+pub const CONSOLEIO_READ: usize = 1;
+/// `VIRQ_CONSOLE`: Xen's serial input has bytes for the hardware domain.
+pub const VIRQ_CONSOLE: u32 = 2;
+
+/// The PV console ring page (`io/console.h`, `xencons_interface`): input ring, output ring,
+/// then their indices (free-running `u32`s, masked by the ring sizes).
+pub mod console {
+    /// Offset of the input ring.
+    pub const IN: usize = 0;
+    /// Bytes of the input ring.
+    pub const IN_SIZE: usize = 1024;
+    /// Offset of the output ring.
+    pub const OUT: usize = 1024;
+    /// Bytes of the output ring.
+    pub const OUT_SIZE: usize = 2048;
+    /// Offset of `in_cons`.
+    pub const IN_CONS: usize = 3072;
+    /// Offset of `in_prod`.
+    pub const IN_PROD: usize = 3076;
+    /// Offset of `out_cons`.
+    pub const OUT_CONS: usize = 3080;
+    /// Offset of `out_prod`.
+    pub const OUT_PROD: usize = 3084;
+}
 
 /// `SCHEDOP_*` (`sched.h`).
 pub mod sched {

@@ -169,6 +169,39 @@ pub(crate) fn hvm_set_param(index: u32, value: u64) -> i64 {
     unsafe { call3(nr::HVM_OP, abi::hvm::SET_PARAM as u64, &raw mut p as u64, 0) }
 }
 
+/// `hvm_op(HVMOP_get_param)`.
+pub(crate) fn hvm_get_param(index: u32) -> Result<u64, i64> {
+    let mut p = abi::HvmParam {
+        domid: abi::DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
+    // SAFETY: an `xen_hvm_param`, live for the call; Xen writes `value`.
+    let rc = unsafe { call3(nr::HVM_OP, abi::hvm::GET_PARAM as u64, &raw mut p as u64, 0) };
+    if rc < 0 { Err(rc) } else { Ok(p.value) }
+}
+
+/// `sched_op(SCHEDOP_yield)`: lets Xen run other vCPUs (dom0's back ends) while polling.
+pub(crate) fn sched_yield() {
+    // SAFETY: SCHEDOP_yield takes no argument.
+    unsafe { call3(nr::SCHED_OP, abi::sched::YIELD as u64, 0, 0) };
+}
+
+/// `console_io(CONSOLEIO_read)` into `buf`: bytes of Xen's serial input for the hardware
+/// domain (or an error).
+pub(crate) fn console_read(buf: &mut [u8]) -> i64 {
+    // SAFETY: Xen writes at most `len` bytes into the buffer, which is live for the call.
+    unsafe {
+        call3(
+            nr::CONSOLE_IO,
+            abi::CONSOLEIO_READ as u64,
+            buf.len() as u64,
+            buf.as_mut_ptr() as u64,
+        )
+    }
+}
+
 /// `memory_op(XENMEM_add_to_physmap)`: maps item `idx` of `space` at guest frame `gpfn`.
 pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
     let mut a = abi::AddToPhysmap {

@@ -279,3 +279,9 @@ pub(crate) fn tsc_hz() -> u64 {
         .unwrap_or_default()
         .tsc_hz()
 }
+
+/// Xen's system time now (ns since Xen booted), on this vCPU's clock; 0 before the clock is
+/// set up. For deadlines in board code (no monotonic clamp).
+pub(crate) fn system_time_ns() -> u64 {
+    XenClock::system_time(this_cpu())
+}

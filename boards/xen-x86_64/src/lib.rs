@@ -22,9 +22,13 @@
 //!   timer is stopped);
 //! - **vCPUs** (`smp.rs`): counted with `VCPUOP_is_up`, started with `VCPUOP_initialise` in
 //!   64-bit mode (the kernel's page tables, stack, per-CPU block) and `VCPUOP_up`;
-//! - **console**: `HYPERVISOR_console_io` when Xen allows it (the hardware domain), else the
-//!   debug port 0xE9 (any HVM guest; Xen prints `(dN)`-prefixed lines with
-//!   `guest_loglvl=all`). No console input yet;
+//! - **console**: early output through `HYPERVISOR_console_io` when Xen allows it (the
+//!   hardware domain, which keeps it), else the debug port 0xE9 (any HVM guest; Xen prints
+//!   `(dN)`-prefixed lines with `guest_loglvl=all`); a domU then switches to its PV console
+//!   ring (`pv.rs`). Console input: the ring's input (domU), `VIRQ_CONSOLE` + `CONSOLEIO_read`
+//!   (hardware domain);
+//! - **PV devices** (`pv.rs`): grant table, xenstore, Xenbus with netfront
+//!   (`rhea_drivers::xen`) for a domU a toolstack created;
 //! - **exit**: `SCHEDOP_shutdown` (poweroff = success, crash = failure), announced first.
 //!
 //! Trap on this setup (QEMU TCG running Xen with nested SVM): CR2 reads 0 inside the guest
@@ -42,6 +46,8 @@ mod hypercall;
 mod interrupts;
 #[cfg(target_os = "none")]
 mod machine;
+#[cfg(target_os = "none")]
+mod pv;
 #[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]

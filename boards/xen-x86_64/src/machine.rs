@@ -25,6 +25,9 @@ const DEBUG_PORT: u16 = 0xe9;
 static CONSOLE_IO: AtomicBool = AtomicBool::new(false);
 
 fn write_console(bytes: &[u8]) {
+    if crate::pv::console_write(bytes) {
+        return;
+    }
     if CONSOLE_IO.load(Ordering::Relaxed) {
         for chunk in bytes.chunks(1024) {
             hypercall::console_write(chunk);
@@ -95,6 +98,9 @@ impl Platform for XenX86_64 {
             "rhea: xen: SCHEDOP_shutdown reason={reason} ({})",
             abi::shutdown_name(reason)
         );
+        // The console back end reads the ring asynchronously: let it take the last lines
+        // before the domain goes away.
+        crate::pv::console_flush();
         let rc = hypercall::shutdown(reason);
         let _ = writeln!(
             ConsoleWriter,
@@ -161,31 +167,33 @@ pub fn early_init(start_info: usize) -> BootInfo {
 pub fn init_interrupts_and_time(
     _boot: &BootInfo,
     _cross_check: bool,
-    _map_mmio: &dyn Fn(u64, u64) -> bool,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
-    crate::interrupts::init()
+    let it = crate::interrupts::init()?;
+    crate::pv::init(map_mmio, CONSOLE_IO.load(Ordering::Relaxed));
+    Ok(it)
 }
 
-/// No console input yet (the PV console ring is not used): a line no controller has, so
-/// the runtime reports input as unavailable.
+/// Console input's line: the PV console's event channel (domU) or `VIRQ_CONSOLE`'s port
+/// (hardware domain); line 0, which no controller has, when neither exists.
 pub fn console_rx_line() -> rhea_hal::IrqLine {
-    rhea_hal::IrqLine(0)
+    rhea_hal::IrqLine(crate::pv::console_rx_line())
 }
 
-/// See [`console_rx_line`].
+/// Nothing to enable: the event channel is the interrupt.
 pub fn console_rx_enable() {}
 
-/// See [`console_rx_line`].
-pub fn console_rx_drain(_sink: impl FnMut(u8)) -> (usize, usize) {
-    (0, 0)
+/// Drains console input into `sink` (the interrupt's top half); returns (bytes, errors).
+pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
+    crate::pv::console_rx_drain(sink)
 }
 
 /// The buses to enumerate and the drivers to offer their devices to.
 pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
 
-/// No buses yet (Xenbus comes with xenstore).
+/// Xenbus with netfront when xenstore is there (a domU of a toolstack), else nothing.
 pub fn devices() -> Devices {
-    (Vec::new(), Vec::new())
+    crate::pv::devices()
 }
 
 /// No message-signalled interrupts under Xen PVH (devices are event channels).

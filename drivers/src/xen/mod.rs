@@ -28,6 +28,7 @@
 //! [`XenHost::now_ns`] and [`XenHost::relax`]. They happen while devices are bound, in thread
 //! context; the data path (netfront's `receive`/`transmit`) never waits.
 
+pub mod console;
 pub mod grant;
 pub mod netfront;
 pub mod ring;

@@ -14,8 +14,10 @@
 //! unbound event channel for the back end's domain, grant a pool of TX pages (read-only, once)
 //! and RX pages (writable, one per posted buffer) and post every RX buffer; write
 //! `tx-ring-ref`, `rx-ring-ref`, `event-channel`, the feature keys and our state
-//! `Initialised` in one xenstore transaction (retried on `EAGAIN`); wait for the back end's
-//! `Connected`; go `Connected` and kick the back end. Any failure releases what was set up
+//! `Connected` in one xenstore transaction (retried on `EAGAIN`) — Linux's netback ignores a
+//! front end's `Initialised` and connects when the front end says `Connected` (seen under Xen
+//! 4.17 with a Debian 6.1 dom0: a front end waiting in `Initialised` waits forever); wait for
+//! the back end's `Connected`; kick the back end. Any failure releases what was set up
 //! (grants ended, pages returned, the event channel closed; a page the back end still has
 //! mapped is leaked rather than reused) and is returned naming the device.
 //!
@@ -429,7 +431,7 @@ impl Netfront {
                 w("feature-gso-tcpv6", "0")?;
                 w("feature-no-csum-offload", "1")?;
                 w("feature-ipv6-csum-offload", "0")?;
-                switch_state(xs, t, node, XenbusState::Initialised)
+                switch_state(xs, t, node, XenbusState::Connected)
             })?;
             wait_for_backend(
                 xs,
@@ -437,8 +439,8 @@ impl Netfront {
                 &dev.backend,
                 XenbusState::Connected,
                 config.connect_timeout_ns,
-            )?;
-            switch_state(xs, Tx::NONE, node, XenbusState::Connected)
+            )
+            .map(|_| ())
         };
         if let Err(e) = handshake() {
             // Tell the back end to let go of our pages (best effort).

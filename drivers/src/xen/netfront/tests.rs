@@ -18,7 +18,8 @@ const MAC: [u8; 6] = [0x00, 0x16, 0x3e, 0x12, 0x34, 0x56];
 /// What the simulated back end does with the handshake.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Script {
-    /// InitWait, then Connected once the front end is Initialised.
+    /// InitWait, then Connected once the front end is Connected (Linux's netback ignores a
+    /// front end's Initialised and connects on its Connected).
     Normal,
     /// Reaches InitWait and stays there.
     StuckInInitWait,
@@ -85,8 +86,7 @@ impl Netback {
         match be_state.as_deref() {
             None | Some("1") => self.store().set(&format!("{BE}/state"), "2"),
             Some("2")
-                if self.script != Script::StuckInInitWait
-                    && matches!(fe_state.as_deref(), Some("3" | "4")) =>
+                if self.script != Script::StuckInInitWait && fe_state.as_deref() == Some("4") =>
             {
                 if self.script == Script::Closes {
                     self.store().set(&format!("{BE}/state"), "6");
