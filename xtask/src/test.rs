@@ -417,6 +417,22 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         }
     }
 
+    // Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the appliance
+    // as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it (xen_dom0.rs).
+    for (board_name, case) in [("xen-x86_64", "xen-x86_64/dom0/tcg appliance netfront")] {
+        let wanted = board_names.contains(&board_name)
+            && opts.app.as_deref().is_none_or(|a| a == "appliance")
+            && matches(case);
+        if !wanted {
+            continue;
+        }
+        let start = Instant::now();
+        match xen_netfront(ws, &all_apps, board_name) {
+            Ok(()) => tally.pass(case, start.elapsed()),
+            Err(e) => tally.fail(case, Some(start.elapsed()), &e),
+        }
+    }
+
     if tally.passed + tally.failed == 0 {
         eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
         println!("0 passed, 0 failed");
@@ -466,6 +482,74 @@ fn print_tail(lines: &[(Duration, String)], stderr: &str) {
         }
     }
     println!("    ---");
+}
+
+/// The appliance as a domU of Xen with a Linux dom0 (`xen_dom0::run`): it must come up with
+/// its netfront bound and answer dom0's ping, UDP and TCP echo and HTTP checks.
+fn xen_netfront(
+    ws: &Workspace,
+    all_apps: &[App],
+    board_name: &str,
+) -> std::result::Result<(), String> {
+    use crate::xen_dom0::{self, Arch, Check, Dom0Spec, DomUKernel};
+    let board = boards::find(board_name).map_err(|e| e.to_string())?;
+    let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
+    setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
+    setup::ensure_qemu(board).map_err(|e| e.to_string())?;
+    let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
+    let arch = if board.arch() == "aarch64" {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    };
+    let mut spec = Dom0Spec::new(
+        arch,
+        DomUKernel::Image {
+            path: image.boot.clone(),
+            ramdisk: None,
+        },
+    );
+    spec.cmdline = "rhea.checker=1 rhea.net.ip=10.0.0.2/24 appliance.period_us=25000".to_string();
+    spec.with_vif = true;
+    spec.checks = vec![Check::Ping, Check::UdpEcho, Check::TcpEcho, Check::Http];
+    spec.ready = Some("appliance: ready".to_string());
+    spec.end_wait = Duration::from_secs(1);
+    let out = xen_dom0::run(&spec).map_err(|e| e.to_string())?;
+    let console = format!("{}{}", out.console, out.xen_console);
+    let mut problems = Vec::new();
+    if out.created != Some(true) {
+        problems.push("the domU was not created".to_string());
+    }
+    if !out.ready.as_ref().is_some_and(|(seen, _)| *seen) {
+        problems.push("the appliance never printed its ready line".to_string());
+    }
+    if !console.contains("bound by xen-netfront") {
+        problems.push("no netfront bound".to_string());
+    }
+    for c in out.checks.iter().filter(|c| !c.ok) {
+        problems.push(format!("check {} failed: {}", c.name, c.detail));
+    }
+    if out.checks.len() != spec.checks.len() {
+        problems.push(format!(
+            "{} of {} checks reported",
+            out.checks.len(),
+            spec.checks.len()
+        ));
+    }
+    if let Some(p) = &out.panic {
+        problems.push(format!("panic: {p}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}\n    domU: {}; QEMU: {}\n    last lines:\n{}",
+            problems.join("; "),
+            out.domu_end.describe(),
+            out.qemu_end.describe(),
+            out.tail(25)
+        ))
+    }
 }
 
 /// The appliance on a tap of its own, exercised from the host (`net_test::exercise`), then told
