@@ -250,8 +250,7 @@ const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--board",
         value: Some("B"),
-        help: "board (default qemu-x86_64; `test`: all boards but xen-arm64 and xen-x86_64, which boot only \
-               when named; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
+        help: "board (default qemu-x86_64; `test`: all boards; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
                qemu-aarch64 or rpi4; xen: xen-x86_64 or xen-arm64, default both)",
         commands: &["build", "run", "test", "lint", "bench"],
     },

@@ -220,7 +220,15 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let smps: Vec<u32> = if app.smp.is_empty() {
                 vec![opts.smp]
             } else {
-                app.smp.clone()
+                let (kept, cut): (Vec<u32>, Vec<u32>) =
+                    app.smp.iter().partition(|&&n| n <= board.max_test_smp);
+                if !cut.is_empty() {
+                    println!(
+                        "not booted on {} with {cut:?} vCPUs: {} (the board tests at most {})",
+                        board.name, app.name, board.max_test_smp
+                    );
+                }
+                kept
             };
             let cases: Vec<(&str, Accel, u32, String)> = machines
                 .iter()
