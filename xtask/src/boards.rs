@@ -168,7 +168,8 @@ pub(crate) const BOARDS: &[Board] = &[
         default_test: true,
         // Netfront through Xenbus when a toolstack creates the domain (`xen-dom0`).
         network: true,
-        console_input: false,
+        // The hardware domain reads Xen's serial input (VIRQ_CONSOLE, CONSOLEIO_read).
+        console_input: true,
         // Xen's vCPUs are QEMU TCG threads on the host's CPUs, scheduled by Xen on top:
         // with 4 on a 2-CPU host, stalls of hundreds of milliseconds were measured (1 of ~20
         // smp-stress runs timed out a 500 ms wait); 2 vCPUs is the tested configuration.

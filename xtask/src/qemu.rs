@@ -738,7 +738,7 @@ pub(crate) fn run_captured(
     if spec.board.name.starts_with("xen-") {
         // Xen outlives its domU (and halts, not exits, after its hardware domain): the run
         // ends on the domain's shutdown line and Xen's confirmation (no input yet).
-        return crate::xen::run_captured(qemu, spec, timeout, echo);
+        return crate::xen::run_captured(qemu, spec, feed, timeout, echo);
     }
     run_command_captured(command(qemu, spec)?, feed, timeout, echo)
 }
@@ -1020,7 +1020,7 @@ pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Re
             "{}: Xen's console follows; the run ends when the domain shuts down",
             spec.board.name
         );
-        return crate::xen::run_captured(qemu, spec, Duration::from_secs(24 * 3600), true)
+        return crate::xen::run_captured(qemu, spec, None, Duration::from_secs(24 * 3600), true)
             .map(|c| c.end);
     }
     let mut cmd = command(qemu, spec)?;

@@ -523,6 +523,7 @@ impl DomainDump {
 pub(crate) fn run_captured(
     qemu: &Qemu,
     spec: &Spec<'_>,
+    feed: Option<&crate::qemu::StdinFeed>,
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
@@ -574,6 +575,9 @@ pub(crate) fn run_captured(
     // Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
     let hardware_domain = spec.board.name == "xen-x86_64";
     let mut xen_says: Option<u32> = None;
+    // Console input (xen-x86_64: Xen hands its serial input to the hardware domain).
+    let mut to_feed = feed.map(|f| (f.text.clone(), f.after.clone()));
+    let mut stdin_written = None;
     let end = loop {
         while let Ok((at, line)) = rx.try_recv() {
             if echo {
@@ -591,6 +595,24 @@ pub(crate) fn run_captured(
             }
             if hardware_domain && xen_says.is_none() {
                 xen_says = hardware_domain_end(&line);
+            }
+            if to_feed
+                .as_ref()
+                .is_some_and(|(_, after)| after.as_ref().is_none_or(|a| line.contains(a.as_str())))
+                && let Some((text, _)) = to_feed.take()
+                && let Some(pipe) = stdin.as_mut()
+            {
+                use std::io::Write;
+                if pipe
+                    .write_all(text.as_bytes())
+                    .and_then(|()| pipe.flush())
+                    .is_ok()
+                {
+                    stdin_written = Some(start.elapsed());
+                    if echo {
+                        println!("(xtask: wrote the stdin text)");
+                    }
+                }
             }
             lines.push((at, line));
         }
@@ -673,7 +695,7 @@ pub(crate) fn run_captured(
         stderr,
         end,
         elapsed,
-        stdin_written: None,
+        stdin_written,
     })
 }
 
