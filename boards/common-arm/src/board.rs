@@ -12,7 +12,8 @@
 /// `Image` header's offset of the image in its 2 MiB-aligned window; `boot_stack_bytes`: the
 /// boot stack, which becomes CPU 0's idle thread; `services` (optional): the board's own
 /// console and exit ([`crate::machine::HostedServices`]) instead of the PL011 and
-/// semihosting/PSCI.
+/// semihosting/PSCI; `interrupt_layer` (optional): the board's own interrupt controller over
+/// the GIC ([`crate::machine::InterruptLayer`]).
 #[macro_export]
 macro_rules! arm_board {
     (
@@ -21,7 +22,8 @@ macro_rules! arm_board {
         device_range: $range:expr,
         text_offset: $text_offset:expr,
         boot_stack_bytes: $stack:expr
-        $(, services: $services:expr)? $(,)?
+        $(, services: $services:expr)?
+        $(, interrupt_layer: $layer:expr)? $(,)?
     ) => {
         const EARLY_UART: u64 = $uart;
         const DEVICE_RANGE: core::ops::Range<u64> = $range;
@@ -34,7 +36,8 @@ macro_rules! arm_board {
         /// The board's services.
         pub static PLATFORM: $crate::machine::ArmBoard =
             $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE)
-                $(.with_services($services))?;
+                $(.with_services($services))?
+                $(.with_interrupt_layer($layer))?;
 
         core::arch::global_asm!(
             r#"
@@ -85,8 +88,8 @@ rhea_boot_stack_top:
             $crate::machine::boot_stack()
         }
 
-        /// Interrupts and time: the GIC the devicetree names, the virtual timer and counter.
-        /// The counter's frequency is architectural (`CNTFRQ_EL0`), so there is nothing to
+        /// Interrupts and time: the GIC the devicetree names (and the board's interrupt layer
+        /// over it, if any), the virtual timer and counter. The counter's frequency is architectural (`CNTFRQ_EL0`), so there is nothing to
         /// cross-check.
         pub fn init_interrupts_and_time(
             boot: &BootInfo,
@@ -96,7 +99,8 @@ rhea_boot_stack_top:
             $crate::interrupts::init_interrupts_and_time(&PLATFORM, boot.boot_cycles, map_mmio)
         }
 
-        /// The interrupt line (GIC INTID) of the console's receive interrupt.
+        /// The interrupt line (GIC INTID, as the board numbers GIC lines) of the console's
+        /// receive interrupt.
         pub fn console_rx_line() -> rhea_hal::IrqLine {
             $crate::interrupts::console_rx_line()
         }

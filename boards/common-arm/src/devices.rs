@@ -35,7 +35,8 @@ pub fn devices() -> Devices {
             Ok(t) => transports.push(MmioDevice {
                 base: t.regs.base,
                 size: t.regs.len,
-                irq: t.intid,
+                // The GIC line as the board numbers it (`InterruptLayer::gic_lines`).
+                irq: board().map_or(t.intid, |b| b.gic_line(t.intid).0),
                 refusal: t.unsupported(),
             }),
             Err(e) => log(&format!("devicetree: {e}; transport skipped")),

@@ -23,6 +23,10 @@
 //! interface mask (a GICv2 SGI's target list) and its GICv3 redistributor index. SGIs are sent
 //! without the lock: on GICv3 through `ICC_SGI1R_EL1`, on GICv2 by one write of `GICD_SGIR`.
 //!
+//! A board may put its own controller over this one ([`crate::machine::InterruptLayer`]:
+//! xen-arm64's event channels, which arrive on one PPI routed with [`route_ppi_here`] on every
+//! CPU); the runtime then talks to that controller, which delegates GIC lines here.
+//!
 //! Lock: the GIC distributor sits behind `GIC`, a spin lock taken with IRQs masked (leaf). The
 //! acknowledge and end-of-interrupt path does not take it: on GICv3 those are system registers
 //! (`ICC_IAR1_EL1`, `ICC_EOIR1_EL1`), on GICv2 the CPU interface's `GICC_IAR`/`GICC_EOIR`,
@@ -443,6 +447,8 @@ pub enum InitError {
     Gic(&'static str),
     /// An interrupt could not be routed.
     Route(RouteError),
+    /// The board's interrupt layer ([`crate::machine::InterruptLayer`]) did not come up.
+    Layer(&'static str),
 }
 
 impl core::fmt::Display for InitError {
@@ -460,6 +466,7 @@ impl core::fmt::Display for InitError {
             ),
             Self::Gic(why) => write!(f, "GIC: {why}"),
             Self::Route(e) => write!(f, "cannot route an interrupt: {e}"),
+            Self::Layer(why) => write!(f, "the board's interrupt layer: {why}"),
         }
     }
 }
@@ -637,10 +644,15 @@ pub fn init_interrupts_and_time(
         ),
         (None, None) => writeln!(w, "none"),
     };
+    // 4. The board's controller over the GIC, if it has one: it is the runtime's then.
+    let controller: &'static dyn InterruptController = match board.interrupt_layer() {
+        Some(layer) => (layer.init)(&CONTROLLER).map_err(InitError::Layer)?,
+        None => &CONTROLLER,
+    };
     Ok(TimeAndIrq {
         clock,
         timer,
-        controller: &CONTROLLER,
+        controller,
         timer_vector: TIMER_VECTOR.get(),
         cycles_per_second: hz,
     })
@@ -748,12 +760,26 @@ pub(crate) fn init_secondary_cpu(cpu: usize) -> Result<(), SecondaryError> {
     Ok(())
 }
 
-/// The console UART's interrupt line (its GIC INTID).
+/// The console UART's interrupt line (its GIC INTID, as the board numbers GIC lines).
 pub fn console_rx_line() -> IrqLine {
-    IrqLine(
-        FACTS
-            .get()
-            .and_then(|f| f.platform.uart)
-            .map_or(u32::MAX, |uart| uart.interrupt.intid),
-    )
+    match (
+        FACTS.get().and_then(|f| f.platform.uart),
+        crate::machine::board(),
+    ) {
+        (Some(uart), Some(board)) => board.gic_line(uart.interrupt.intid),
+        _ => IrqLine(u32::MAX),
+    }
+}
+
+/// Routes PPI `intid` (16–31) to `vector` on the calling CPU as a level interrupt and enables
+/// it there: for a per-CPU interrupt a board's interrupt layer adds, on every CPU (a PPI's
+/// configuration is banked per CPU — GICv2's distributor registers, GICv3's redistributor).
+/// Takes the `GIC` lock; call with the CPU's interface up.
+pub fn route_ppi_here(intid: u32, vector: u8) -> Result<(), RouteError> {
+    if !(16..32).contains(&intid) {
+        return Err(RouteError::NoSuchLine(intid));
+    }
+    FIRMWARE_TRIGGER[intid as usize].store(2, Ordering::Relaxed);
+    CONTROLLER.route(IrqLine(intid), vector, Trigger::LevelLow)?;
+    CONTROLLER.unmask(IrqLine(intid))
 }

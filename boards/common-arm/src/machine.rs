@@ -6,12 +6,13 @@
 )]
 
 use crate::fdt::{self, Fdt};
+use crate::interrupts::GicController;
 use crate::platform::{ArmPlatform, PsciConduit};
 use core::ops::Range;
 use core::sync::atomic::{AtomicU8, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_drivers::pl011::{self, Pl011};
-use rhea_hal::{Console, ExitStatus, PAGE_SIZE, PhysAddr, Platform};
+use rhea_hal::{Console, ExitStatus, InterruptController, PAGE_SIZE, PhysAddr, Platform};
 use rhea_mm::MemoryMap;
 use spin::Once;
 
@@ -61,6 +62,29 @@ pub struct HostedServices {
     pub exit_name: &'static str,
 }
 
+/// An interrupt controller a board layers over the GIC (`rhea-board-xen-arm64`: Xen's event
+/// channels, which arrive on one PPI). The shared code still brings up the GIC, the timer's PPI
+/// and the counter; the layer then returns the controller the runtime uses — one of its own
+/// that handles its lines and delegates the rest to [`GicController`] — and brings itself up
+/// on every secondary CPU too.
+///
+/// Lines: the layer owns the low `IrqLine` numbers; GIC INTID `n` is `IrqLine(gic_lines + n)`
+/// wherever the shared code names a GIC line (the console UART's, virtio-mmio SPIs), and the
+/// layer's controller hands such lines to the GIC as INTID `n`.
+#[derive(Debug, Clone, Copy)]
+pub struct InterruptLayer {
+    /// On the boot CPU, once the GIC, the timer and the clock are up (IRQs masked): brings the
+    /// layer up and returns the runtime's controller; an error (already printed in detail by
+    /// the board) stops the boot.
+    pub init:
+        fn(gic: &'static GicController) -> Result<&'static dyn InterruptController, &'static str>,
+    /// On each secondary CPU, once its side of the GIC is up and before it reports in (IRQs
+    /// masked); an error leaves the CPU out.
+    pub init_cpu: fn(cpu: usize) -> Result<(), &'static str>,
+    /// Where GIC INTIDs start among the layer's lines (see above).
+    pub gic_lines: u32,
+}
+
 /// An Arm board: its name, its fixed early console and the device range of its boot map.
 #[derive(Debug)]
 pub struct ArmBoard {
@@ -71,6 +95,8 @@ pub struct ArmBoard {
     device_range: Range<u64>,
     /// The board's own console and exit, when it does not use the PL011's.
     services: Option<HostedServices>,
+    /// The board's interrupt controller over the GIC, if it has one.
+    interrupt_layer: Option<InterruptLayer>,
 }
 
 impl ArmBoard {
@@ -83,6 +109,7 @@ impl ArmBoard {
             uart_base,
             device_range,
             services: None,
+            interrupt_layer: None,
         }
     }
 
@@ -94,9 +121,28 @@ impl ArmBoard {
         }
     }
 
+    /// The same board with an interrupt controller over the GIC (see [`InterruptLayer`]).
+    pub const fn with_interrupt_layer(self, layer: InterruptLayer) -> Self {
+        Self {
+            interrupt_layer: Some(layer),
+            ..self
+        }
+    }
+
     /// The board's own console and exit, if it has them.
     pub fn services(&self) -> Option<&HostedServices> {
         self.services.as_ref()
+    }
+
+    /// The board's interrupt controller over the GIC, if it has one.
+    pub fn interrupt_layer(&self) -> Option<&InterruptLayer> {
+        self.interrupt_layer.as_ref()
+    }
+
+    /// The `IrqLine` of GIC INTID `intid` on this board (see [`InterruptLayer::gic_lines`]).
+    pub fn gic_line(&self, intid: u32) -> rhea_hal::IrqLine {
+        let base = self.interrupt_layer.map_or(0, |l| l.gic_lines);
+        rhea_hal::IrqLine(intid.saturating_add(base))
     }
 
     /// The console UART.

@@ -499,6 +499,13 @@ fn interrupt_parent<'a>(fdt: &Fdt<'a>, node: &Node<'a>) -> Option<Node<'a>> {
     None
 }
 
+/// The `index`th GIC interrupt of `node`'s `interrupts` property (three cells: type, number,
+/// flags; `arm,gic.yaml`), for nodes the shared code does not read itself (xen-arm64: the
+/// `hypervisor` node's event-channel PPI). Errors name the node and what is wrong.
+pub fn node_interrupt<'a>(node: &Node<'a>, index: usize) -> Result<Interrupt, PlatformError<'a>> {
+    gic_interrupt(node, index)
+}
+
 /// The `index`th GIC interrupt of `node` (three cells: type, number, flags; `arm,gic.yaml`).
 fn gic_interrupt<'a>(node: &Node<'a>, index: usize) -> Result<Interrupt, PlatformError<'a>> {
     let value = node

@@ -279,6 +279,15 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
         }
         rhea_arch::halt_forever();
     }
+    // The board's interrupt layer on this CPU (xen-arm64: its vcpu_info and IPI port), before
+    // it reports in: from then on other CPUs may send it IPIs.
+    if let Some(board) = crate::machine::board()
+        && let Some(layer) = board.interrupt_layer()
+        && let Err(e) = (layer.init_cpu)(cpu)
+    {
+        let _ = writeln!(ConsoleWriter(board), "rhea: smp: cpu{cpu}: {e}");
+        rhea_arch::halt_forever();
+    }
     ONLINE[cpu].store(true, Ordering::Release);
     let entry = ENTRY.load(Ordering::Acquire);
     // SAFETY: `start` stored a valid `extern "C" fn(usize) -> !` before starting any CPU.

@@ -6,7 +6,8 @@
 use crate::fdt::{self, Fdt, FdtError};
 use crate::platform::{
     ArmPlatform, Cpu, EnableMethod, Gic, MAX_CPUS, MAX_VIRTIO_MMIO, MmioRange, PlatformError,
-    PsciConduit, SpiTrigger, Trigger, VirtioMmio, cpus_from_cmdline, psci_error_name, virtio_mmio,
+    PsciConduit, SpiTrigger, Trigger, VirtioMmio, cpus_from_cmdline, node_interrupt,
+    psci_error_name, virtio_mmio,
 };
 use rhea_mm::RegionKind;
 
@@ -1234,4 +1235,35 @@ fn more_virtio_mmio_transports_than_kept_are_refused() {
             .unwrap_err()
             .contains("more than the 64")
     );
+}
+
+/// A Xen `hypervisor` node as Xen writes it for a guest with PV interfaces (`xen,xen`; the
+/// event-channel PPI 15 = INTID 31, level-low, all CPUs), read through [`node_interrupt`].
+#[test]
+fn node_interrupt_reads_a_xen_hypervisor_node() {
+    let tree = |interrupts: &[u32]| {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[2])
+            .cells("#size-cells", &[2]);
+        b.begin("hypervisor")
+            .prop("compatible", b"xen,xen-4.17\0xen,xen\0")
+            .cells("reg", &[0, 0x3800_0000, 0, 0x100_0000])
+            .cells("interrupts", interrupts)
+            .end();
+        b.end();
+        b.finish()
+    };
+    let blob = tree(&[1, 15, 0xf08]);
+    let fdt = Fdt::new(&blob).unwrap();
+    let node = fdt.find_compatible(&["xen,xen"]).unwrap();
+    let irq = node_interrupt(&node, 0).unwrap();
+    assert_eq!(irq.intid, 31);
+    assert_eq!(irq.trigger, Trigger::Level);
+    assert!(node_interrupt(&node, 1).is_err(), "only one interrupt");
+
+    let blob = tree(&[1, 16, 0xf08]);
+    let fdt = Fdt::new(&blob).unwrap();
+    let e = node_interrupt(&fdt.find_compatible(&["xen,xen"]).unwrap(), 0).unwrap_err();
+    assert!(e.to_string().contains("out of range"), "{e}");
 }

@@ -8,13 +8,19 @@
 //! included) can be passed.
 //!
 //! The numbers are Xen's stable public ABI, written out here from `public/xen.h`,
-//! `public/sched.h` and `public/version.h`.
+//! `public/sched.h` and `public/version.h`; those of the event-channel, vCPU and memory calls
+//! come from `rhea_board_xen_common::abi` (shared with xen-x86_64).
+//!
+//! Frame numbers (`XENMEM_add_to_physmap`'s `gpfn`, `VCPUOP_register_vcpu_info`'s `mfn`) are
+//! guest *physical*: callers pass pages of the image, which runs identity-mapped.
 #![allow(
     unsafe_code,
     reason = "the hvc instruction; each use has a SAFETY note"
 )]
 
 use core::fmt::Write;
+use rhea_board_xen_common::abi;
+use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo};
 
 /// `XEN_HYPERCALL_TAG`: the `hvc` immediate Xen recognises as a hypercall.
 const XEN_HYPERCALL_TAG: u16 = 0xea1;
@@ -145,6 +151,80 @@ pub(crate) fn shutdown(reason: ShutdownReason) -> ! {
     loop {
         // SAFETY: `wfi` only waits for an interrupt; interrupts stay as they are.
         unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// `event_channel_op(cmd, &arg)`; `arg` is the `evtchn_*` structure of `cmd`.
+pub(crate) fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
+    // SAFETY: callers pass the structure `cmd` takes (`abi` layouts, or a `u32` port for
+    // SEND/UNMASK); Xen reads and writes only it, and it is live for the call.
+    unsafe {
+        hypercall3(
+            abi::hypercall::EVENT_CHANNEL_OP as u64,
+            cmd as u64,
+            arg as *mut T as u64,
+            0,
+        )
+    }
+}
+
+/// `EVTCHNOP_send`: notifies `port` (for an IPI port: raises the upcall on its vCPU).
+pub(crate) fn evtchn_send(port: u32) -> i64 {
+    let mut p = port;
+    evtchn_op(abi::evtchn::SEND, &mut p)
+}
+
+/// `EVTCHNOP_unmask`: clears `port`'s mask bit; Xen re-raises it if it is pending.
+pub(crate) fn evtchn_unmask(port: u32) -> i64 {
+    let mut p = port;
+    evtchn_op(abi::evtchn::UNMASK, &mut p)
+}
+
+/// `VCPUOP_register_vcpu_info`: from now on Xen keeps vCPU `vcpu`'s `vcpu_info` (upcall flags,
+/// pending-word selector, clock) in `info`. Xen accepts it once per vCPU, from the vCPU itself
+/// (or for one that is down). On Arm this and `VCPUOP_register_runstate_memory_area` are the
+/// only vCPU operations (`do_arm_vcpu_op`, xen/arch/arm/domain.c: every other command is
+/// `-EINVAL` — no single-shot or periodic timer).
+pub(crate) fn register_vcpu_info(vcpu: usize, info: &'static VcpuInfo) -> i64 {
+    let at = info as *const VcpuInfo as u64;
+    let mut arg = abi::RegisterVcpuInfo {
+        mfn: at >> 12,
+        offset: (at & 0xfff) as u32,
+        rsvd: 0,
+    };
+    // SAFETY: the argument is a `vcpu_register_vcpu_info`, live for the call. It names
+    // `info`'s frame and offset (the image is identity-mapped, so its address is physical):
+    // memory that lives for the run, of atomics only, which Xen may write from now on.
+    unsafe {
+        hypercall3(
+            abi::hypercall::VCPU_OP as u64,
+            abi::vcpu::REGISTER_VCPU_INFO as u64,
+            vcpu as u64,
+            &raw mut arg as u64,
+        )
+    }
+}
+
+/// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: Xen's shared-info page replaces the RAM
+/// page `page` at its guest frame.
+pub(crate) fn map_shared_info(page: &'static SharedInfo) -> i64 {
+    let mut a = abi::AddToPhysmap {
+        domid: abi::DOMID_SELF,
+        size: 0,
+        space: abi::memory::SPACE_SHARED_INFO,
+        idx: 0,
+        gpfn: page as *const SharedInfo as u64 >> 12,
+    };
+    // SAFETY: an `xen_add_to_physmap`, live for the call. The frame is `page`'s own (a
+    // page-aligned, page-sized static of atomics, identity-mapped): Xen's page, which it
+    // writes concurrently, takes its place for the run, and Rust only accesses it atomically.
+    unsafe {
+        hypercall3(
+            abi::hypercall::MEMORY_OP as u64,
+            abi::memory::ADD_TO_PHYSMAP as u64,
+            &raw mut a as u64,
+            0,
+        )
     }
 }
 

@@ -12,6 +12,11 @@
 //!   0x0300_1000 and redistributors at 0x0302_0000, or GICv2), the generic timer (the guest's
 //!   virtual timer is the real one), PSCI through `hvc` (secondary vCPUs: `CPU_ON`), and RAM;
 //!   read by the shared code in `rhea-board-common-arm`;
+//! - interrupts (`events.rs`): Xen's event channels over the GIC — the shared-info page and
+//!   per-vCPU `vcpu_info`s, the event-channel PPI (`GUEST_EVTCHN_PPI`, 31) demultiplexed into
+//!   the vectors of pending ports, IPIs as one event channel per vCPU (`EVTCHNOP_bind_ipi`,
+//!   `EVTCHNOP_send`) instead of SGIs, device lines as ports; the GIC keeps the timer's PPI.
+//!   Time stays the generic timer's: Xen on Arm has no single-shot timer hypercall;
 //! - the console: `HYPERVISOR_console_io` (`CONSOLEIO_write`), which Xen prints on its own
 //!   console as `(d1) ...` lines (`guest_loglvl=all`); no console input yet;
 //! - the exit: `SCHEDOP_shutdown` with reason `SHUTDOWN_poweroff` (success) or
@@ -25,6 +30,8 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod events;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod hypercall;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -1,11 +1,13 @@
 //! The entry (`Image` header, `_start`) and the board's glue to the shared Arm code, generated
-//! by `rhea_board_common_arm::arm_board!`, with Xen's console and exit as the board's services.
+//! by `rhea_board_common_arm::arm_board!`, with Xen's console and exit as the board's services
+//! and Xen's event channels as its interrupt layer over the GIC (`events.rs`).
 #![allow(unsafe_code, reason = "the entry assembly")]
 
 use crate::hypercall;
 use core::fmt::Write;
 use rhea_board_common_arm::fdt::Fdt;
 use rhea_board_common_arm::machine::HostedServices;
+use rhea_board_common_arm::platform::node_interrupt;
 use rhea_hal::ExitStatus;
 
 rhea_board_common_arm::arm_board! {
@@ -25,6 +27,8 @@ rhea_board_common_arm::arm_board! {
         console_name: "Xen HYPERVISOR_console_io",
         exit_name: "Xen SCHEDOP_shutdown",
     },
+    // Event channels over the GIC: IPIs and Xen's device ports (events.rs).
+    interrupt_layer: crate::events::LAYER,
 }
 
 /// Checks that Rhea runs under Xen and reports the hypervisor: `XENVER_version` must answer
@@ -32,7 +36,8 @@ rhea_board_common_arm::arm_board! {
 /// node (compatible `xen,xen`: grant table, event-channel interrupt) is reported when present.
 /// Xen adds that node only for domains with its PV interfaces, which a dom0less domU of Xen
 /// 4.17 gets only with xenstore, hence with a dom0 (`xen,enhanced`): so its absence is
-/// reported, not refused.
+/// reported, not refused, and the event channels then use `GUEST_EVTCHN_PPI` (31), the PPI Xen
+/// gives every domain. A node whose `interrupts` is malformed or not a PPI is refused.
 fn check_devicetree(tree: &Fdt<'_>) -> Result<(), &'static str> {
     let Some((major, minor)) = hypercall::xen_version().filter(|(major, _)| *major >= 3) else {
         return Err(
@@ -47,6 +52,18 @@ fn check_devicetree(tree: &Fdt<'_>) -> Result<(), &'static str> {
             let _ = write!(out, "/{}", node.name());
             for c in node.compatible() {
                 let _ = write!(out, " {c}");
+            }
+            match node_interrupt(&node, 0) {
+                Ok(irq) if (16..32).contains(&irq.intid) => {
+                    crate::events::set_devicetree_intid(irq.intid);
+                    let _ = write!(out, ", event channels on INTID {}", irq.intid);
+                }
+                Ok(_) => {
+                    return Err("the hypervisor node's event-channel interrupt is not a PPI");
+                }
+                Err(_) => {
+                    return Err("the hypervisor node's 'interrupts' is missing or malformed");
+                }
             }
         }
         None => {

@@ -10,6 +10,8 @@
 //! - [`evtchn`]: event channels as an interrupt controller's bookkeeping — which port raises
 //!   which vector on which vCPU, the 2-level pending/mask scan an upcall runs, and software
 //!   vectors (IPIs, self-raises) carried by one IPI port per vCPU;
+//! - [`lines`]: interrupt line numbers where event channels sit beside another controller
+//!   (xen-arm64's GIC): ports as themselves, the other controller's lines above them;
 //! - [`time`]: the Xen clock — a consistent snapshot of `vcpu_time_info` (version counter)
 //!   and the TSC-to-nanoseconds scaling.
 //!
@@ -19,5 +21,6 @@
 
 pub mod abi;
 pub mod evtchn;
+pub mod lines;
 pub mod shared;
 pub mod time;

@@ -148,3 +148,8 @@ const _: () = assert!(size_of::<SharedInfo>() == 4096);
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_pending) == 2048);
 #[cfg(not(target_arch = "aarch64"))]
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_mask) == 2560);
+// arm64 (`arch-arm.h`): one 48-byte `vcpu_info`, then the 64-bit-word bitmaps.
+#[cfg(target_arch = "aarch64")]
+const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_pending) == 48);
+#[cfg(target_arch = "aarch64")]
+const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_mask) == 560);
