@@ -86,17 +86,18 @@ fn vcpu_info(cpu: usize) -> &'static VcpuInfo {
 }
 
 /// Prints a failed hypercall in full and returns it as the layer's error.
+fn fail(what: &'static str, rc: i64) -> &'static str {
+    let _ = writeln!(
+        hc::Console,
+        "rhea: xen: {what} failed: {rc} ({})",
+        abi::errno_name(rc)
+    );
+    what
+}
+
+/// A hypercall's result: negative is a failure ([`fail`]).
 fn check(what: &'static str, rc: i64) -> Result<(), &'static str> {
-    if rc < 0 {
-        let _ = writeln!(
-            hc::Console,
-            "rhea: xen: {what} failed: {rc} ({})",
-            abi::errno_name(rc)
-        );
-        Err(what)
-    } else {
-        Ok(())
-    }
+    if rc < 0 { Err(fail(what, rc)) } else { Ok(()) }
 }
 
 /// Boot CPU, after the GIC and the timer (IRQs masked): the shared-info page, then this
@@ -132,23 +133,16 @@ fn bring_up(cpu: usize) -> Result<u32, &'static str> {
     )?;
     // Arm's Xen ignores the PV upcall mask; clear it as a guest that handles upcalls.
     vcpu_info(cpu).upcall_mask.store(0, Ordering::Relaxed);
-    let mut ipi = abi::BindIpi {
-        vcpu: cpu as u32,
-        port: 0,
-    };
-    check(
-        "EVTCHNOP_bind_ipi",
-        hc::evtchn_op(abi::evtchn::BIND_IPI, &mut ipi),
-    )?;
+    let port = hc::bind_ipi(cpu as u32).map_err(|rc| fail("EVTCHNOP_bind_ipi", rc))?;
     EVENTS
-        .bind_ipi(ipi.port, cpu)
+        .bind_ipi(port, cpu)
         .map_err(|_| "EVTCHNOP_bind_ipi gave a port beyond the 2-level ABI")?;
-    check("EVTCHNOP_unmask(IPI port)", hc::evtchn_unmask(ipi.port))?;
+    check("EVTCHNOP_unmask(IPI port)", hc::evtchn_unmask(port))?;
     // Last: from here the PPI reaches this CPU (Xen raised it on registration already, with
     // every pending-word bit set; the first upcall clears them).
     route_ppi_here(upcall_intid().0, UPCALL_VECTOR)
         .map_err(|_| "cannot route the event-channel PPI")?;
-    Ok(ipi.port)
+    Ok(port)
 }
 
 /// A secondary CPU's part ([`InterruptLayer::init_cpu`]; see [`bring_up`]).

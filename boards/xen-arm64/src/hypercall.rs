@@ -154,10 +154,14 @@ pub(crate) fn shutdown(reason: ShutdownReason) -> ! {
     }
 }
 
-/// `event_channel_op(cmd, &arg)`; `arg` is the `evtchn_*` structure of `cmd`.
-pub(crate) fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
-    // SAFETY: callers pass the structure `cmd` takes (`abi` layouts, or a `u32` port for
-    // SEND/UNMASK); Xen reads and writes only it, and it is live for the call.
+/// `event_channel_op(cmd, &arg)`.
+///
+/// # Safety
+/// `arg` must be the structure `cmd` takes (`abi` layouts, or a `u32` port for SEND and
+/// UNMASK): Xen reads and writes that many bytes at it.
+unsafe fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
+    // SAFETY: per the contract `arg` is the structure of `cmd`, live for the call; Xen touches
+    // nothing else.
     unsafe {
         hypercall3(
             abi::hypercall::EVENT_CHANNEL_OP as u64,
@@ -168,16 +172,28 @@ pub(crate) fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
     }
 }
 
+/// `EVTCHNOP_bind_ipi`: a new port whose events go to vCPU `vcpu`; `Err(-errno)` if refused.
+pub(crate) fn bind_ipi(vcpu: u32) -> Result<u32, i64> {
+    let mut arg = abi::BindIpi { vcpu, port: 0 };
+    // SAFETY: BIND_IPI takes an `evtchn_bind_ipi`.
+    match unsafe { evtchn_op(abi::evtchn::BIND_IPI, &mut arg) } {
+        rc if rc < 0 => Err(rc),
+        _ => Ok(arg.port),
+    }
+}
+
 /// `EVTCHNOP_send`: notifies `port` (for an IPI port: raises the upcall on its vCPU).
 pub(crate) fn evtchn_send(port: u32) -> i64 {
     let mut p = port;
-    evtchn_op(abi::evtchn::SEND, &mut p)
+    // SAFETY: SEND takes an `evtchn_send`, which is one `u32` port.
+    unsafe { evtchn_op(abi::evtchn::SEND, &mut p) }
 }
 
 /// `EVTCHNOP_unmask`: clears `port`'s mask bit; Xen re-raises it if it is pending.
 pub(crate) fn evtchn_unmask(port: u32) -> i64 {
     let mut p = port;
-    evtchn_op(abi::evtchn::UNMASK, &mut p)
+    // SAFETY: UNMASK takes an `evtchn_unmask`, which is one `u32` port.
+    unsafe { evtchn_op(abi::evtchn::UNMASK, &mut p) }
 }
 
 /// `VCPUOP_register_vcpu_info`: from now on Xen keeps vCPU `vcpu`'s `vcpu_info` (upcall flags,
