@@ -15,12 +15,22 @@
 //! - [`time`]: the Xen clock — a consistent snapshot of `vcpu_time_info` (version counter)
 //!   and the TSC-to-nanoseconds scaling.
 //!
-//! The boards make the hypercalls; nothing here touches hardware, so `unsafe` is denied.
+//! On the machine only, [`pv`]: the paravirtual devices' glue both boards share — the PV
+//! console ring as the console, console input, the grant table, xenstore, Xenbus with netfront
+//! (`rhea_drivers::xen` has the protocols) — over the board's hypercalls ([`pv::Hypervisor`]).
+//!
+//! The boards make the hypercalls; nothing here touches hardware, so `unsafe` is denied
+//! (except in `pv`, which wraps pages Xen shares as `SharedMem`).
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 pub mod abi;
 pub mod evtchn;
 pub mod lines;
+#[cfg(target_os = "none")]
+pub mod pv;
 pub mod shared;
 pub mod time;

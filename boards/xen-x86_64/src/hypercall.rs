@@ -247,3 +247,57 @@ pub(crate) fn memory_map(buf: &mut [u8]) -> Result<usize, i64> {
         Ok((arg.nr_entries as usize).min(buf.len() / abi::E820_ENTRY_BYTES))
     }
 }
+
+/// The hypercalls the shared PV glue (`rhea_board_xen_common::pv`) makes, on x86.
+#[derive(Debug)]
+pub(crate) struct X86Hypervisor;
+
+impl rhea_board_xen_common::pv::Hypervisor for X86Hypervisor {
+    fn hvm_param(&self, index: u32) -> Option<u64> {
+        hvm_get_param(index).ok()
+    }
+    fn evtchn_send(&self, port: u32) {
+        evtchn_send(port);
+    }
+    fn evtchn_alloc_unbound(&self, remote: u16) -> Result<u32, i64> {
+        let mut a = abi::AllocUnbound {
+            dom: abi::DOMID_SELF,
+            remote_dom: remote,
+            port: 0,
+        };
+        let rc = evtchn_op(abi::evtchn::ALLOC_UNBOUND, &mut a);
+        if rc < 0 { Err(rc) } else { Ok(a.port) }
+    }
+    fn evtchn_close(&self, port: u32) {
+        let mut p = port;
+        evtchn_op(abi::evtchn::CLOSE, &mut p);
+    }
+    fn bind_virq(&self, virq: u32) -> Result<u32, i64> {
+        let mut b = abi::BindVirq {
+            virq,
+            vcpu: 0,
+            port: 0,
+        };
+        let rc = evtchn_op(abi::evtchn::BIND_VIRQ, &mut b);
+        if rc < 0 { Err(rc) } else { Ok(b.port) }
+    }
+    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
+        add_to_physmap(space, idx, gpfn)
+    }
+    fn sched_yield(&self) {
+        sched_yield();
+    }
+    fn console_read(&self, buf: &mut [u8]) -> i64 {
+        console_read(buf)
+    }
+    fn now_ns(&self) -> u64 {
+        crate::interrupts::system_time_ns()
+    }
+    fn report(&self, args: core::fmt::Arguments<'_>) {
+        use core::fmt::Write;
+        let _ = crate::machine::ConsoleWriter.write_fmt(args);
+    }
+}
+
+/// The board's hypervisor interface for the PV glue.
+pub(crate) static HYPERVISOR: X86Hypervisor = X86Hypervisor;

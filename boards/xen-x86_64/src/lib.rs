@@ -25,9 +25,9 @@
 //! - **console**: early output through `HYPERVISOR_console_io` when Xen allows it (the
 //!   hardware domain, which keeps it), else the debug port 0xE9 (any HVM guest; Xen prints
 //!   `(dN)`-prefixed lines with `guest_loglvl=all`); a domU then switches to its PV console
-//!   ring (`pv.rs`). Console input: the ring's input (domU), `VIRQ_CONSOLE` + `CONSOLEIO_read`
+//!   ring (`rhea_board_xen_common::pv`). Console input: the ring's input (domU), `VIRQ_CONSOLE` + `CONSOLEIO_read`
 //!   (hardware domain);
-//! - **PV devices** (`pv.rs`): grant table, xenstore, Xenbus with netfront
+//! - **PV devices** (`rhea_board_xen_common::pv`, over this board's hypercalls): grant table, xenstore, Xenbus with netfront
 //!   (`rhea_drivers::xen`) for a domU a toolstack created;
 //! - **exit**: `SCHEDOP_shutdown` (poweroff = success, crash = failure), announced first.
 //!
@@ -46,8 +46,6 @@ mod hypercall;
 mod interrupts;
 #[cfg(target_os = "none")]
 mod machine;
-#[cfg(target_os = "none")]
-mod pv;
 #[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]

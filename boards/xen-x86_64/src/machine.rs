@@ -25,7 +25,7 @@ const DEBUG_PORT: u16 = 0xe9;
 static CONSOLE_IO: AtomicBool = AtomicBool::new(false);
 
 fn write_console(bytes: &[u8]) {
-    if crate::pv::console_write(bytes) {
+    if rhea_board_xen_common::pv::console_write(bytes) {
         return;
     }
     if CONSOLE_IO.load(Ordering::Relaxed) {
@@ -100,7 +100,7 @@ impl Platform for XenX86_64 {
         );
         // The console back end reads the ring asynchronously: let it take the last lines
         // before the domain goes away.
-        crate::pv::console_flush();
+        rhea_board_xen_common::pv::console_flush();
         let rc = hypercall::shutdown(reason);
         let _ = writeln!(
             ConsoleWriter,
@@ -170,14 +170,20 @@ pub fn init_interrupts_and_time(
     map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
     let it = crate::interrupts::init()?;
-    crate::pv::init(map_mmio, CONSOLE_IO.load(Ordering::Relaxed));
+    // x86 keeps uncached mappings coherent with the other domains' cached ones: the device
+    // mapping serves for the shared pages.
+    rhea_board_xen_common::pv::init(
+        &hypercall::HYPERVISOR,
+        map_mmio,
+        CONSOLE_IO.load(Ordering::Relaxed),
+    );
     Ok(it)
 }
 
 /// Console input's line: the PV console's event channel (domU) or `VIRQ_CONSOLE`'s port
 /// (hardware domain); line 0, which no controller has, when neither exists.
 pub fn console_rx_line() -> rhea_hal::IrqLine {
-    rhea_hal::IrqLine(crate::pv::console_rx_line())
+    rhea_hal::IrqLine(rhea_board_xen_common::pv::console_rx_line())
 }
 
 /// Nothing to enable: the event channel is the interrupt.
@@ -185,7 +191,7 @@ pub fn console_rx_enable() {}
 
 /// Drains console input into `sink` (the interrupt's top half); returns (bytes, errors).
 pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
-    crate::pv::console_rx_drain(sink)
+    rhea_board_xen_common::pv::console_rx_drain(sink)
 }
 
 /// The buses to enumerate and the drivers to offer their devices to.
@@ -193,7 +199,7 @@ pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
 
 /// Xenbus with netfront when xenstore is there (a domU of a toolstack), else nothing.
 pub fn devices() -> Devices {
-    crate::pv::devices()
+    rhea_board_xen_common::pv::devices()
 }
 
 /// No message-signalled interrupts under Xen PVH (devices are event channels).

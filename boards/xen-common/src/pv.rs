@@ -1,14 +1,15 @@
-//! Xen's paravirtual devices, bound to this board: the PV console ring (a domU's normal
+//! Xen's paravirtual devices for both Xen boards: the PV console ring (a domU's normal
 //! console, and console input), console input of the hardware domain (`VIRQ_CONSOLE` +
 //! `CONSOLEIO_read`), the grant table, and xenstore — whose Xenbus devices (netfront) the
 //! device model binds (`rhea_drivers::xen`: the protocols live there, host-tested; this module
-//! maps pages and makes hypercalls).
+//! maps pages and makes hypercalls through the board's [`Hypervisor`]).
 //!
 //! Pages: the console ring and the xenstore ring are pages the domain builder placed in the
 //! guest's physical memory (`HVM_PARAM_CONSOLE_PFN`, `HVM_PARAM_STORE_PFN`), outside the RAM
-//! of the memory map, so they are mapped like device memory (uncached: correct, if slower, for
-//! a page of indices and text). The grant table's frames are mapped by Xen over pages of the
-//! image reserved for them (`XENMEM_add_to_physmap`, `XENMAPSPACE_grant_table`).
+//! of the memory map; the board maps them (`map_shared`: on x86 uncached, which x86 keeps
+//! coherent; on Arm as normal write-back memory, the attribute the other side uses). The grant
+//! table's frames are mapped by Xen over pages of the image reserved for them
+//! (`XENMEM_add_to_physmap`, `XENMAPSPACE_grant_table`).
 //!
 //! Lock: the console ring has one writer at a time, serialised by `CONSOLE_OWNER` (the CPU
 //! writing, taken with interrupts disabled; a fault that nests inside a write on the same
@@ -18,16 +19,13 @@
     reason = "wrapping mapped pages and the image's grant frames as SharedMem; each use has a SAFETY note"
 )]
 
-use crate::hypercall as hc;
-use crate::machine::ConsoleWriter;
+use crate::abi;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::fmt::Write;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use rhea_board_xen_common::abi;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::xen::console::ConsoleRing;
 use rhea_drivers::xen::netfront::{NetfrontConfig, XenNetDriver};
@@ -35,6 +33,41 @@ use rhea_drivers::xen::xenbus::XenbusBus;
 use rhea_drivers::xen::xenstore::XenStore;
 use rhea_drivers::xen::{GrantTable, SharedMem, XenError, XenHost};
 use spin::Once;
+
+/// The hypercalls and clock the PV glue needs from a board.
+pub trait Hypervisor: Sync {
+    /// `HVMOP_get_param`; `None` on error.
+    fn hvm_param(&self, index: u32) -> Option<u64>;
+    /// `EVTCHNOP_send`.
+    fn evtchn_send(&self, port: u32);
+    /// `EVTCHNOP_alloc_unbound` for `remote`; the port or Xen's error.
+    fn evtchn_alloc_unbound(&self, remote: u16) -> Result<u32, i64>;
+    /// `EVTCHNOP_close`.
+    fn evtchn_close(&self, port: u32);
+    /// `EVTCHNOP_bind_virq` of a global VIRQ on vCPU 0; the port or Xen's error.
+    fn bind_virq(&self, virq: u32) -> Result<u32, i64>;
+    /// `XENMEM_add_to_physmap`: Xen's result.
+    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64;
+    /// `SCHEDOP_yield`.
+    fn sched_yield(&self);
+    /// `CONSOLEIO_read` into `buf`: bytes read or Xen's error.
+    fn console_read(&self, buf: &mut [u8]) -> i64;
+    /// A monotonic clock in nanoseconds (any origin).
+    fn now_ns(&self) -> u64;
+    /// Writes a board-level report line (no lock; used for bring-up messages).
+    fn report(&self, args: core::fmt::Arguments<'_>);
+}
+
+/// The board's hypervisor interface, set by [`init`].
+static HV: Once<&'static dyn Hypervisor> = Once::new();
+
+fn hv() -> Option<&'static dyn Hypervisor> {
+    HV.get().copied()
+}
+
+macro_rules! report {
+    ($hv:expr, $($t:tt)*) => { $hv.report(format_args!($($t)*)) };
+}
 
 /// Grant-table frames mapped (512 v1 entries each).
 const GRANT_FRAMES: usize = 4;
@@ -63,35 +96,27 @@ static STORE: Once<Arc<XenStore>> = Once::new();
 static HOST: Once<Arc<Host>> = Once::new();
 
 /// What PV drivers get from this board.
-#[derive(Debug)]
 struct Host {
     grants: GrantTable,
+    hv: &'static dyn Hypervisor,
 }
 
 impl XenHost for Host {
     fn evtchn_alloc_unbound(&self, remote_domid: u16) -> Result<u32, XenError> {
-        let mut a = abi::AllocUnbound {
-            dom: abi::DOMID_SELF,
-            remote_dom: remote_domid,
-            port: 0,
-        };
-        let rc = hc::evtchn_op(abi::evtchn::ALLOC_UNBOUND, &mut a);
-        if rc < 0 {
-            return Err(XenError::Hypercall {
+        self.hv
+            .evtchn_alloc_unbound(remote_domid)
+            .map_err(|code| XenError::Hypercall {
                 op: "EVTCHNOP_alloc_unbound",
-                code: rc,
-            });
-        }
-        Ok(a.port)
+                code,
+            })
     }
 
     fn evtchn_send(&self, port: u32) {
-        hc::evtchn_send(port);
+        self.hv.evtchn_send(port);
     }
 
     fn evtchn_close(&self, port: u32) {
-        let mut p = port;
-        hc::evtchn_op(abi::evtchn::CLOSE, &mut p);
+        self.hv.evtchn_close(port);
     }
 
     fn alloc_shared_pages(&self, count: usize) -> Option<SharedMem> {
@@ -104,23 +129,25 @@ impl XenHost for Host {
     }
 
     fn now_ns(&self) -> u64 {
-        crate::interrupts::system_time_ns()
+        self.hv.now_ns()
     }
 
     fn relax(&self) {
         // Let Xen run dom0's back ends (they may share this physical CPU).
-        hc::sched_yield();
+        self.hv.sched_yield();
     }
 }
 
 /// Maps `gfn`'s page with `map` and wraps it.
-fn map_page(gfn: u64, map: &dyn Fn(u64, u64) -> bool, what: &str) -> Option<SharedMem> {
+fn map_page(
+    hv: &dyn Hypervisor,
+    gfn: u64,
+    map: &dyn Fn(u64, u64) -> bool,
+    what: &str,
+) -> Option<SharedMem> {
     let phys = gfn << 12;
     if gfn == 0 || !map(phys, 4096) {
-        let _ = writeln!(
-            ConsoleWriter,
-            "rhea: xen: cannot map the {what} page (gfn {gfn:#x})"
-        );
+        report!(hv, "rhea: xen: cannot map the {what} page (gfn {gfn:#x})\n");
         return None;
     }
     // SAFETY: `map` identity-mapped the page (virtual = physical); it is the page Xen's
@@ -128,83 +155,76 @@ fn map_page(gfn: u64, map: &dyn Fn(u64, u64) -> bool, what: &str) -> Option<Shar
     Some(unsafe { SharedMem::new(NonNull::new(phys as *mut u8)?, 4096, gfn) })
 }
 
-fn param(index: u32) -> u64 {
-    hc::hvm_get_param(index).unwrap_or(0)
-}
-
 /// Sets up the PV devices: console ring (then the console), grant table, xenstore; the
-/// hardware domain's console input. Call once on the boot CPU after the event channels.
-pub(crate) fn init(map: &dyn Fn(u64, u64) -> bool, hardware_domain: bool) {
-    let mut w = ConsoleWriter;
+/// hardware domain's console input. Call once on the boot CPU after the event channels, with
+/// `map_shared` identity-mapping a page of memory shared with other domains (see the module
+/// doc).
+pub fn init(
+    hv: &'static dyn Hypervisor,
+    map_shared: &dyn Fn(u64, u64) -> bool,
+    hardware_domain: bool,
+) {
+    HV.call_once(|| hv);
+    let map = map_shared;
+    let param = |index| hv.hvm_param(index).unwrap_or(0);
     let cons_gfn = param(abi::hvm::PARAM_CONSOLE_PFN);
     let cons_port = param(abi::hvm::PARAM_CONSOLE_EVTCHN) as u32;
     if cons_gfn != 0
         && cons_port != 0
-        && let Some(page) = map_page(cons_gfn, map, "console")
+        && let Some(page) = map_page(hv, cons_gfn, map, "console")
     {
         match ConsoleRing::new(page) {
             Ok(ring) => {
-                let _ = writeln!(
-                    w,
-                    "rhea: xen: console: PV ring (gfn {cons_gfn:#x}, event channel {cons_port}) from here on"
+                report!(
+                    hv,
+                    "rhea: xen: console: PV ring (gfn {cons_gfn:#x}, event channel {cons_port}) from here on\n"
                 );
                 CONSOLE.call_once(|| (ring, cons_port));
             }
-            Err(e) => {
-                let _ = writeln!(w, "rhea: xen: console ring unusable: {e}");
-            }
+            Err(e) => report!(hv, "rhea: xen: console ring unusable: {e}\n"),
         }
     }
-    if hardware_domain {
-        let mut virq = abi::BindVirq {
-            virq: abi::VIRQ_CONSOLE,
-            vcpu: 0,
-            port: 0,
-        };
-        if hc::evtchn_op(abi::evtchn::BIND_VIRQ, &mut virq) >= 0 {
-            DOM0_INPUT_PORT.store(virq.port, Ordering::Relaxed);
-        }
+    if hardware_domain && let Ok(port) = hv.bind_virq(abi::VIRQ_CONSOLE) {
+        DOM0_INPUT_PORT.store(port, Ordering::Relaxed);
     }
     let store_gfn = param(abi::hvm::PARAM_STORE_PFN);
     let store_port = param(abi::hvm::PARAM_STORE_EVTCHN) as u32;
     if store_gfn == 0 || store_port == 0 {
-        let _ = writeln!(
-            w,
-            "rhea: xen: no xenstore (no toolstack): no Xenbus devices"
+        report!(
+            hv,
+            "rhea: xen: no xenstore (no toolstack): no Xenbus devices\n"
         );
         return;
     }
-    let Some(grants) = map_grant_table() else {
+    let Some(grants) = map_grant_table(hv) else {
         return;
     };
-    let host = HOST.call_once(|| Arc::new(Host { grants })).clone();
-    let Some(page) = map_page(store_gfn, map, "xenstore") else {
+    let host = HOST.call_once(|| Arc::new(Host { grants, hv })).clone();
+    let Some(page) = map_page(hv, store_gfn, map, "xenstore") else {
         return;
     };
     match XenStore::new(host, page, store_port) {
         Ok(xs) => {
-            let _ = writeln!(
-                w,
+            report!(
+                hv,
                 "rhea: xen: xenstore ring at gfn {store_gfn:#x}, event channel {store_port}; \
-                 grant table: {GRANT_FRAMES} frames"
+                 grant table: {GRANT_FRAMES} frames\n"
             );
             STORE.call_once(|| Arc::new(xs));
         }
-        Err(e) => {
-            let _ = writeln!(w, "rhea: xen: xenstore unusable: {e}");
-        }
+        Err(e) => report!(hv, "rhea: xen: xenstore unusable: {e}\n"),
     }
 }
 
 /// Maps the grant table's first frames over [`GRANT_PAGES`].
-fn map_grant_table() -> Option<GrantTable> {
+fn map_grant_table(hv: &dyn Hypervisor) -> Option<GrantTable> {
     let base = GRANT_PAGES.0.get() as u64;
     for i in 0..GRANT_FRAMES as u64 {
-        let rc = hc::add_to_physmap(abi::memory::SPACE_GRANT_TABLE, i, (base >> 12) + i);
+        let rc = hv.add_to_physmap(abi::memory::SPACE_GRANT_TABLE, i, (base >> 12) + i);
         if rc < 0 {
-            let _ = writeln!(
-                ConsoleWriter,
-                "rhea: xen: cannot map grant-table frame {i}: {rc} ({})",
+            report!(
+                hv,
+                "rhea: xen: cannot map grant-table frame {i}: {rc} ({})\n",
                 abi::errno_name(rc)
             );
             return None;
@@ -225,8 +245,8 @@ fn map_grant_table() -> Option<GrantTable> {
 
 /// Writes to the PV console ring; `false` if the caller must use another console (no ring,
 /// or this CPU is already inside a write — a nested fault report).
-pub(crate) fn console_write(bytes: &[u8]) -> bool {
-    let Some((ring, port)) = CONSOLE.get() else {
+pub fn console_write(bytes: &[u8]) -> bool {
+    let (Some((ring, port)), Some(hv)) = (CONSOLE.get(), hv()) else {
         return false;
     };
     let was = rhea_arch::irq_save();
@@ -242,20 +262,20 @@ pub(crate) fn console_write(bytes: &[u8]) -> bool {
         }
     }
     let mut rest = bytes;
-    let deadline = crate::interrupts::system_time_ns().saturating_add(CONSOLE_WAIT_NS);
+    let deadline = hv.now_ns().saturating_add(CONSOLE_WAIT_NS);
     while !rest.is_empty() {
         match ring.write(rest) {
             Ok(0) => {
-                hc::evtchn_send(*port);
-                if crate::interrupts::system_time_ns() > deadline {
+                hv.evtchn_send(*port);
+                if hv.now_ns() > deadline {
                     CONSOLE_DROPPED.fetch_add(rest.len() as u64, Ordering::Relaxed);
                     break;
                 }
-                hc::sched_yield();
+                hv.sched_yield();
             }
             Ok(n) => {
                 rest = &rest[n..];
-                hc::evtchn_send(*port);
+                hv.evtchn_send(*port);
             }
             Err(_) => {
                 CONSOLE_DROPPED.fetch_add(rest.len() as u64, Ordering::Relaxed);
@@ -270,20 +290,20 @@ pub(crate) fn console_write(bytes: &[u8]) -> bool {
 
 /// Waits (bounded) until the console back end has read everything written: before the
 /// domain shuts down, so the last lines are not lost with it.
-pub(crate) fn console_flush() {
-    let Some((ring, port)) = CONSOLE.get() else {
+pub fn console_flush() {
+    let (Some((ring, port)), Some(hv)) = (CONSOLE.get(), hv()) else {
         return;
     };
-    let deadline = crate::interrupts::system_time_ns().saturating_add(CONSOLE_WAIT_NS);
-    while !ring.drained() && crate::interrupts::system_time_ns() < deadline {
-        hc::evtchn_send(*port);
-        hc::sched_yield();
+    let deadline = hv.now_ns().saturating_add(CONSOLE_WAIT_NS);
+    while !ring.drained() && hv.now_ns() < deadline {
+        hv.evtchn_send(*port);
+        hv.sched_yield();
     }
 }
 
 /// The console input's interrupt line: the console ring's event channel (domU) or
 /// `VIRQ_CONSOLE`'s port (hardware domain); line 0 (none) otherwise.
-pub(crate) fn console_rx_line() -> u32 {
+pub fn console_rx_line() -> u32 {
     match CONSOLE.get() {
         Some((_, port)) => *port,
         None => DOM0_INPUT_PORT.load(Ordering::Relaxed),
@@ -291,7 +311,8 @@ pub(crate) fn console_rx_line() -> u32 {
 }
 
 /// Drains console input into `sink`; returns (bytes, errors).
-pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+    let Some(hv) = hv() else { return (0, 0) };
     let mut buf = [0u8; 64];
     let mut total = 0;
     let mut errors = 0;
@@ -300,7 +321,7 @@ pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
             Some((ring, port)) => match ring.read(&mut buf) {
                 Ok(n) => {
                     if n > 0 {
-                        hc::evtchn_send(*port);
+                        hv.evtchn_send(*port);
                     }
                     n
                 }
@@ -310,7 +331,7 @@ pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
                 }
             },
             None if DOM0_INPUT_PORT.load(Ordering::Relaxed) != 0 => {
-                let rc = hc::console_read(&mut buf);
+                let rc = hv.console_read(&mut buf);
                 if rc < 0 {
                     errors += 1;
                     0
@@ -329,7 +350,7 @@ pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
 }
 
 /// Xenbus (when xenstore is there) with the netfront driver.
-pub(crate) fn devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>) {
+pub fn devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>) {
     let (Some(xs), Some(host)) = (STORE.get(), HOST.get()) else {
         return (Vec::new(), Vec::new());
     };
