@@ -24,7 +24,8 @@ pub mod validate;
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-x86_64"
+    rhea_board = "xen-x86_64",
+    rhea_board = "xen-arm64"
 ))]
 mod socket;
 #[cfg(any(
@@ -32,7 +33,8 @@ mod socket;
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-x86_64"
+    rhea_board = "xen-x86_64",
+    rhea_board = "xen-arm64"
 ))]
 mod stack;
 #[cfg(any(
@@ -40,7 +42,8 @@ mod stack;
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-x86_64"
+    rhea_board = "xen-x86_64",
+    rhea_board = "xen-arm64"
 ))]
 pub use {
     socket::{TcpListener, TcpStream, UdpSocket},
@@ -212,7 +215,8 @@ impl Config {
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-x86_64"
+    rhea_board = "xen-x86_64",
+    rhea_board = "xen-arm64"
 ))]
 pub fn start(config: &Config) -> Result<(), NetError> {
     stack::start(config)
@@ -224,7 +228,8 @@ pub fn start(config: &Config) -> Result<(), NetError> {
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",
-    rhea_board = "xen-x86_64"
+    rhea_board = "xen-x86_64",
+    rhea_board = "xen-arm64"
 ))]
 pub fn address() -> Option<Ipv4Cidr> {
     let g = stack::lock().ok()?;

@@ -143,8 +143,9 @@ pub(crate) const BOARDS: &[Board] = &[
         image: ImageFormat::Binary { suffix: ".img" },
         // Every boot is Xen's boot too: about half a second each under TCG.
         default_test: true,
-        // No Xen netfront yet, so `rhea-net` has no build for it; no PV console input yet.
-        network: false,
+        // Netfront through Xenbus when a toolstack creates the domain (`xen-dom0`); no PV
+        // console input yet.
+        network: true,
         console_input: false,
         // Xen's vCPUs are QEMU TCG threads on the host's CPUs, scheduled by Xen on top:
         // with 4 on a 2-CPU host, stalls of hundreds of milliseconds were measured (1 of ~20

@@ -427,7 +427,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 
     // Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the appliance
     // as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it (xen_dom0.rs).
-    for (board_name, case) in [("xen-x86_64", "xen-x86_64/dom0/tcg appliance netfront")] {
+    for (board_name, case) in [
+        ("xen-x86_64", "xen-x86_64/dom0/tcg appliance netfront"),
+        ("xen-arm64", "xen-arm64/dom0/tcg appliance netfront"),
+    ] {
         let wanted = board_names.contains(&board_name)
             && opts.app.as_deref().is_none_or(|a| a == "appliance")
             && matches(case);

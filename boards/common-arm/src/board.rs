@@ -13,7 +13,9 @@
 /// boot stack, which becomes CPU 0's idle thread; `services` (optional): the board's own
 /// console and exit ([`crate::machine::HostedServices`]) instead of the PL011 and
 /// semihosting/PSCI; `interrupt_layer` (optional): the board's own interrupt controller over
-/// the GIC ([`crate::machine::InterruptLayer`]).
+/// the GIC ([`crate::machine::InterruptLayer`]); `shared_memory` (optional): memory outside
+/// RAM shared with the hypervisor, mapped like RAM; `devices` (optional): the board's own
+/// buses and drivers besides the devicetree's.
 #[macro_export]
 macro_rules! arm_board {
     (
@@ -23,7 +25,9 @@ macro_rules! arm_board {
         text_offset: $text_offset:expr,
         boot_stack_bytes: $stack:expr
         $(, services: $services:expr)?
-        $(, interrupt_layer: $layer:expr)? $(,)?
+        $(, interrupt_layer: $layer:expr)?
+        $(, shared_memory: $shared:expr)?
+        $(, devices: $devices:expr)? $(,)?
     ) => {
         const EARLY_UART: u64 = $uart;
         const DEVICE_RANGE: core::ops::Range<u64> = $range;
@@ -37,7 +41,9 @@ macro_rules! arm_board {
         pub static PLATFORM: $crate::machine::ArmBoard =
             $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE)
                 $(.with_services($services))?
-                $(.with_interrupt_layer($layer))?;
+                $(.with_interrupt_layer($layer))?
+                $(.with_shared_memory($shared))?
+                $(.with_devices($devices))?;
 
         core::arch::global_asm!(
             r#"

@@ -46,7 +46,13 @@ pub fn devices() -> Devices {
     if !transports.is_empty() {
         buses.push(Box::new(VirtioMmioBus::new(transports, log)));
     }
-    (buses, alloc::vec![&VIRTIO_NET_MMIO as &dyn Driver])
+    let mut drivers: Vec<&'static dyn Driver> = alloc::vec![&VIRTIO_NET_MMIO as &dyn Driver];
+    if let Some(extra) = board().and_then(|b| b.extra_devices()) {
+        let (more_buses, more_drivers) = extra();
+        buses.extend(more_buses);
+        drivers.extend(more_drivers);
+    }
+    (buses, drivers)
 }
 
 /// Bus and devicetree messages, one console line each.

@@ -85,6 +85,34 @@ pub struct InterruptLayer {
     pub gic_lines: u32,
 }
 
+/// `map` plus `shared` as a [`RegionKind::Shared`](rhea_mm::RegionKind::Shared) region; a
+/// range that does not fit (overlaps the devicetree's memory, or too many regions) is a panic
+/// naming it: the board's own constant is wrong.
+fn with_shared(map: &MemoryMap, shared: Range<u64>) -> MemoryMap {
+    if shared.is_empty() {
+        return map.clone();
+    }
+    let mut m = MemoryMap::new();
+    let ok = map
+        .regions()
+        .iter()
+        .try_for_each(|r| m.push(r.start.0, r.len_bytes, r.kind))
+        .and_then(|()| {
+            m.push(
+                shared.start,
+                shared.end - shared.start,
+                rhea_mm::RegionKind::Shared,
+            )
+        });
+    match ok.and_then(|()| m.finish()) {
+        Ok(m) => m,
+        Err(e) => panic!(
+            "the board's shared memory {:#x}..{:#x} does not fit the memory map: {e}",
+            shared.start, shared.end
+        ),
+    }
+}
+
 /// An Arm board: its name, its fixed early console and the device range of its boot map.
 #[derive(Debug)]
 pub struct ArmBoard {
@@ -97,6 +125,10 @@ pub struct ArmBoard {
     services: Option<HostedServices>,
     /// The board's interrupt controller over the GIC, if it has one.
     interrupt_layer: Option<InterruptLayer>,
+    /// Memory outside RAM shared with the hypervisor, mapped like RAM (empty: none).
+    shared_memory: Range<u64>,
+    /// The board's own buses and drivers, offered besides the devicetree's.
+    extra_devices: Option<fn() -> crate::devices::Devices>,
 }
 
 impl ArmBoard {
@@ -110,7 +142,32 @@ impl ArmBoard {
             device_range,
             services: None,
             interrupt_layer: None,
+            shared_memory: 0..0,
+            extra_devices: None,
         }
+    }
+
+    /// The same board with `range` (outside RAM) shared with the hypervisor: added to the
+    /// memory map as [`RegionKind::Shared`](rhea_mm::RegionKind::Shared), so the kernel maps it
+    /// like RAM and never hands it out.
+    pub const fn with_shared_memory(self, range: Range<u64>) -> Self {
+        Self {
+            shared_memory: range,
+            ..self
+        }
+    }
+
+    /// The same board with its own buses and drivers (besides the devicetree's).
+    pub const fn with_devices(self, devices: fn() -> crate::devices::Devices) -> Self {
+        Self {
+            extra_devices: Some(devices),
+            ..self
+        }
+    }
+
+    /// The board's own buses and drivers, if any.
+    pub(crate) fn extra_devices(&self) -> Option<fn() -> crate::devices::Devices> {
+        self.extra_devices
     }
 
     /// The same board with its own console and exit (see [`HostedServices`]).
@@ -426,7 +483,7 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
     }
     // SAFETY: `early_init` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(platform.bootargs) };
-    let memory_map = platform.memory_map.clone();
+    let memory_map = with_shared(&platform.memory_map, board.shared_memory.clone());
     let dtb_bytes = tree.total_size() as u64;
     FACTS.call_once(|| Facts {
         platform,

@@ -109,6 +109,15 @@ fn init(gic: &'static GicController) -> Result<&'static dyn InterruptController,
     )?;
     let controller = CONTROLLER.call_once(|| EventController { gic });
     let port = bring_up(0)?;
+    // PV devices (console ring, grant table, xenstore) when a toolstack made the domain; the
+    // rings sit in the magic-page window the board added to the memory map as shared memory,
+    // which the kernel mapped like RAM.
+    let magic = abi::arm::GUEST_MAGIC;
+    rhea_board_xen_common::pv::init(
+        &hc::HYPERVISOR,
+        &|phys, len| phys >= magic.start && phys.saturating_add(len) <= magic.end,
+        false,
+    );
     let (intid, source) = upcall_intid();
     let _ = writeln!(
         hc::Console,

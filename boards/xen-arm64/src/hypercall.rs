@@ -96,6 +96,11 @@ unsafe fn hypercall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
 /// and prints each line as `(dN) text`. Lock-free and usable from any context; errors (no
 /// permission: a domU that is not a console domain) are ignored, there being no other output.
 pub(crate) fn console_write(bytes: &[u8]) {
+    // A domain a toolstack created has a PV console ring (and no console_io: release Xen
+    // refuses it to such domUs); once the ring is set up it is the console.
+    if rhea_board_xen_common::pv::console_write(bytes) {
+        return;
+    }
     // Xen copies at most what it is told; large writes are split so that one call never
     // holds the vCPU in the hypervisor for long.
     for chunk in bytes.chunks(1024) {
@@ -134,6 +139,8 @@ pub(crate) fn shutdown(reason: ShutdownReason) -> ! {
         reason as u32,
         reason.name()
     );
+    // The console back end reads the ring asynchronously: let it take the last lines first.
+    rhea_board_xen_common::pv::console_flush();
     let arg = SchedShutdown {
         reason: reason as u32,
     };
@@ -253,3 +260,114 @@ impl Write for Console {
         Ok(())
     }
 }
+
+/// `HVMOP_get_param` (Arm's Xen keeps the toolstack's `HVM_PARAM_*` too: the xenstore and
+/// console rings of a domain `xl` created).
+pub(crate) fn hvm_get_param(index: u32) -> Result<u64, i64> {
+    let mut p = abi::HvmParam {
+        domid: abi::DOMID_SELF,
+        pad: 0,
+        index,
+        value: 0,
+    };
+    // SAFETY: an `xen_hvm_param`, live for the call; Xen writes `value`.
+    let rc = unsafe {
+        hypercall3(
+            abi::hypercall::HVM_OP as u64,
+            abi::hvm::GET_PARAM as u64,
+            &raw mut p as u64,
+            0,
+        )
+    };
+    if rc < 0 { Err(rc) } else { Ok(p.value) }
+}
+
+/// `SCHEDOP_yield`.
+pub(crate) fn sched_yield() {
+    // SAFETY: SCHEDOP_yield takes no argument and touches no guest memory.
+    let _ = unsafe { hypercall3(HYPERVISOR_SCHED_OP, abi::sched::YIELD as u64, 0, 0) };
+}
+
+/// The hypercalls the shared PV glue (`rhea_board_xen_common::pv`) makes, on Arm.
+#[derive(Debug)]
+pub(crate) struct ArmHypervisor;
+
+impl rhea_board_xen_common::pv::Hypervisor for ArmHypervisor {
+    fn hvm_param(&self, index: u32) -> Option<u64> {
+        hvm_get_param(index).ok()
+    }
+    fn evtchn_send(&self, port: u32) {
+        let _ = evtchn_send(port);
+    }
+    fn evtchn_alloc_unbound(&self, remote: u16) -> Result<u32, i64> {
+        let mut a = abi::AllocUnbound {
+            dom: abi::DOMID_SELF,
+            remote_dom: remote,
+            port: 0,
+        };
+        // SAFETY: ALLOC_UNBOUND takes an `evtchn_alloc_unbound`.
+        match unsafe { evtchn_op(abi::evtchn::ALLOC_UNBOUND, &mut a) } {
+            rc if rc < 0 => Err(rc),
+            _ => Ok(a.port),
+        }
+    }
+    fn evtchn_close(&self, port: u32) {
+        let mut p = port;
+        // SAFETY: CLOSE takes an `evtchn_close`, which is one `u32` port.
+        let _ = unsafe { evtchn_op(abi::evtchn::CLOSE, &mut p) };
+    }
+    fn bind_virq(&self, virq: u32) -> Result<u32, i64> {
+        let mut b = abi::BindVirq {
+            virq,
+            vcpu: 0,
+            port: 0,
+        };
+        // SAFETY: BIND_VIRQ takes an `evtchn_bind_virq`.
+        match unsafe { evtchn_op(abi::evtchn::BIND_VIRQ, &mut b) } {
+            rc if rc < 0 => Err(rc),
+            _ => Ok(b.port),
+        }
+    }
+    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
+        let mut a = abi::AddToPhysmap {
+            domid: abi::DOMID_SELF,
+            size: 0,
+            space,
+            idx,
+            gpfn,
+        };
+        // SAFETY: an `xen_add_to_physmap`, live for the call; the frame is the PV glue's
+        // reserved page of the image (the grant table's), which Xen's page replaces.
+        unsafe {
+            hypercall3(
+                abi::hypercall::MEMORY_OP as u64,
+                abi::memory::ADD_TO_PHYSMAP as u64,
+                &raw mut a as u64,
+                0,
+            )
+        }
+    }
+    fn sched_yield(&self) {
+        sched_yield();
+    }
+    fn console_read(&self, _buf: &mut [u8]) -> i64 {
+        // Only the hardware domain reads Xen's console; this board never is one.
+        -1
+    }
+    fn now_ns(&self) -> u64 {
+        let (count, freq): (u64, u64);
+        // SAFETY: reading the virtual counter and its frequency has no side effect (EL1 may
+        // read them).
+        unsafe {
+            core::arch::asm!("mrs {}, cntvct_el0", out(reg) count, options(nomem, nostack));
+            core::arch::asm!("mrs {}, cntfrq_el0", out(reg) freq, options(nomem, nostack));
+        }
+        ((u128::from(count) * 1_000_000_000) / u128::from(freq.max(1))) as u64
+    }
+    fn report(&self, args: core::fmt::Arguments<'_>) {
+        let _ = Console.write_fmt(args);
+    }
+}
+
+/// The board's hypervisor interface for the PV glue.
+pub(crate) static HYPERVISOR: ArmHypervisor = ArmHypervisor;

@@ -29,6 +29,11 @@ rhea_board_common_arm::arm_board! {
     },
     // Event channels over the GIC: IPIs and Xen's device ports (events.rs).
     interrupt_layer: crate::events::LAYER,
+    // The toolstack's magic pages (xenstore and console rings): mapped like RAM, the way the
+    // other side maps them.
+    shared_memory: rhea_board_xen_common::abi::arm::GUEST_MAGIC,
+    // Xenbus with netfront when xenstore is there (a domU a toolstack created).
+    devices: rhea_board_xen_common::pv::devices,
 }
 
 /// Checks that Rhea runs under Xen and reports the hypervisor: `XENVER_version` must answer

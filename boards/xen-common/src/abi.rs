@@ -28,6 +28,9 @@ pub mod arm {
     /// channels becomes pending. A guest's devicetree names it in the `hypervisor` node when
     /// Xen writes one; Xen uses this value for every domain it builds (`arch_domain_create`).
     pub const GUEST_EVTCHN_PPI: u32 = 31;
+    /// `GUEST_MAGIC_BASE`/`GUEST_MAGIC_SIZE`: where the toolstack puts a domain's "magic pages"
+    /// (xenstore and console rings among them), below its RAM.
+    pub const GUEST_MAGIC: core::ops::Range<u64> = 0x3900_0000..0x3a00_0000;
 }
 
 /// `XENVER_version`: returns `major << 16 | minor`.

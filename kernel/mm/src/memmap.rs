@@ -25,6 +25,10 @@ pub enum RegionKind {
     AcpiNvs,
     /// Anything else firmware reserved (including "unusable", "disabled", persistent memory).
     Reserved,
+    /// Memory shared with the hypervisor or other guests that the platform placed outside RAM
+    /// (Xen's "magic pages" on Arm: the xenstore and console rings): mapped like RAM — the
+    /// other side maps it cacheable — but never handed out.
+    Shared,
 }
 
 /// One contiguous physical range.

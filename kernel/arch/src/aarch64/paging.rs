@@ -154,7 +154,10 @@ impl AddressSpace {
         for region in map.regions() {
             if !matches!(
                 region.kind,
-                RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
+                RegionKind::Usable
+                    | RegionKind::AcpiReclaimable
+                    | RegionKind::AcpiNvs
+                    | RegionKind::Shared
             ) {
                 continue;
             }
