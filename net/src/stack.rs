@@ -176,6 +176,14 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         return Err(NetError::AlreadyStarted);
     }
     let (mut dev, driver_event) = rhea::devices::take_net().map_err(|_| NetError::NoDevice)?;
+    // `rhea.net.irq_cpu=N`: the NIC's interrupt goes to CPU N (where the controller can move
+    // lines), e.g. away from a CPU that runs a control loop.
+    if let Some(cpu) = rhea::cmdline_value("rhea.net.irq_cpu").and_then(|v| v.parse().ok()) {
+        match driver_event.set_affinity(cpu) {
+            Ok(()) => rhea::println!("rhea-net: {}: interrupts on cpu{cpu}", dev.name()),
+            Err(e) => rhea::println!("rhea-net: {}: interrupts stay put: {e}", dev.name()),
+        }
+    }
     let net_event = DeviceEvent::polled().map_err(|_| NetError::NoDevice)?;
     let pool = mpmc::Queue::new(config.buffers.next_power_of_two());
     for _ in 0..config.buffers {

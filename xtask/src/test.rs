@@ -520,7 +520,11 @@ fn xen_netfront(
             ramdisk: None,
         },
     );
-    spec.cmdline = "rhea.checker=1 rhea.net.ip=10.0.0.2/24 appliance.period_us=25000".to_string();
+    // Two vCPUs, the NIC's event channel moved to the second (EVTCHNOP_bind_vcpu).
+    spec.vcpus = 2;
+    spec.cmdline =
+        "rhea.checker=1 rhea.net.ip=10.0.0.2/24 rhea.net.irq_cpu=1 appliance.period_us=25000"
+            .to_string();
     spec.with_vif = true;
     spec.checks = vec![Check::Ping, Check::UdpEcho, Check::TcpEcho, Check::Http];
     spec.ready = Some("appliance: ready".to_string());
@@ -536,6 +540,9 @@ fn xen_netfront(
     }
     if !console.contains("bound by xen-netfront") {
         problems.push("no netfront bound".to_string());
+    }
+    if !console.contains("interrupts on cpu1") {
+        problems.push("the NIC's event channel was not moved to cpu1".to_string());
     }
     for c in out.checks.iter().filter(|c| !c.ok) {
         problems.push(format!("check {} failed: {}", c.name, c.detail));

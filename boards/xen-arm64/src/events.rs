@@ -222,6 +222,25 @@ impl InterruptController for EventController {
         self.send_ipi(CpuId(this_cpu() as u32), vector);
     }
 
+    /// Event channels move with `EVTCHNOP_bind_vcpu`; GIC lines stay where they are.
+    fn set_affinity(&self, line: IrqLine, cpu: CpuId) -> Result<(), RouteError> {
+        let Some(Line::Port(port)) = lines::classify(line.0) else {
+            return Err(RouteError::Fixed(line.0));
+        };
+        if hc::bind_vcpu(port, cpu.0) < 0 {
+            return Err(RouteError::Fixed(line.0));
+        }
+        EVENTS
+            .rebind(port, cpu.0 as usize)
+            .map_err(|_| RouteError::NoSuchLine(line.0))?;
+        // An event pending on the old vCPU is re-raised on the new one (if unmasked).
+        if SHARED.evtchn_mask[port as usize / 64].load(Ordering::Acquire) & (1 << (port % 64)) == 0
+        {
+            let _ = hc::evtchn_unmask(port);
+        }
+        Ok(())
+    }
+
     /// Sets `vector` for `cpu` and notifies its IPI port. The fence orders this CPU's earlier
     /// stores (the scheduler's state, the vector's bit) before the target can take the upcall.
     fn send_ipi(&self, cpu: CpuId, vector: u8) {

@@ -189,6 +189,13 @@ pub(crate) fn bind_ipi(vcpu: u32) -> Result<u32, i64> {
     }
 }
 
+/// `EVTCHNOP_bind_vcpu`: `port`'s events go to vCPU `vcpu` from now on.
+pub(crate) fn bind_vcpu(port: u32, vcpu: u32) -> i64 {
+    let mut arg = abi::BindVcpu { port, vcpu };
+    // SAFETY: BIND_VCPU takes an `evtchn_bind_vcpu`.
+    unsafe { evtchn_op(abi::evtchn::BIND_VCPU, &mut arg) }
+}
+
 /// `EVTCHNOP_send`: notifies `port` (for an IPI port: raises the upcall on its vCPU).
 pub(crate) fn evtchn_send(port: u32) -> i64 {
     let mut p = port;

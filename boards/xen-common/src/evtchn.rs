@@ -92,6 +92,14 @@ impl EventChannels {
         Ok(())
     }
 
+    /// Moves `port` to vCPU `cpu`, keeping its vector (after `EVTCHNOP_bind_vcpu` told Xen);
+    /// a port without a vector is refused.
+    pub fn rebind(&self, port: u32, cpu: usize) -> Result<(), BindError> {
+        let p = port_index(port)?;
+        let vector = self.vector[p].load(Ordering::Acquire);
+        self.bind(port, vector, cpu)
+    }
+
     /// Makes `port` vCPU `cpu`'s IPI port (carrying its software vectors).
     pub fn bind_ipi(&self, port: u32, cpu: usize) -> Result<(), BindError> {
         let p = port_index(port)?;
@@ -321,6 +329,22 @@ mod tests {
             vi.upcall_pending.load(Ordering::SeqCst),
             1,
             "left pending for the next upcall"
+        );
+    }
+
+    #[test]
+    fn a_rebound_port_keeps_its_vector_on_its_new_vcpu() {
+        let (s, ec) = setup();
+        ec.bind(7, 0x44, 0).unwrap();
+        ec.rebind(7, 1).unwrap();
+        assert_eq!(ec.owner(7), Some(1));
+        xen_raise(&s, &s.vcpu_info[1], 7);
+        assert!(run(&ec, &s, 0).is_empty(), "no longer vCPU 0's");
+        assert_eq!(run(&ec, &s, 1), [0x44]);
+        assert_eq!(
+            ec.rebind(8, 1),
+            Err(BindError::BadVector(0)),
+            "never routed"
         );
     }
 

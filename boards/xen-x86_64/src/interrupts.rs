@@ -172,6 +172,23 @@ impl InterruptController for EventController {
         self.send_ipi(CpuId(this_cpu() as u32), vector);
     }
 
+    fn set_affinity(&self, line: IrqLine, cpu: CpuId) -> Result<(), RouteError> {
+        let port = port_of(line)?;
+        let mut b = abi::BindVcpu { port, vcpu: cpu.0 };
+        if hc::evtchn_op(abi::evtchn::BIND_VCPU, &mut b) < 0 {
+            return Err(RouteError::Fixed(line.0));
+        }
+        EVENTS
+            .rebind(port, cpu.0 as usize)
+            .map_err(|_| RouteError::NoSuchLine(line.0))?;
+        // An event that was pending on the old vCPU is re-raised on the new one (if unmasked).
+        let w = port as usize / 64;
+        if SHARED.evtchn_mask[w].load(Ordering::Acquire) & (1 << (port % 64)) == 0 {
+            hc::evtchn_unmask(port);
+        }
+        Ok(())
+    }
+
     fn send_ipi(&self, cpu: CpuId, vector: u8) {
         if let Some(port) = EVENTS.raise(cpu.0 as usize, vector) {
             hc::evtchn_send(port);

@@ -21,6 +21,10 @@ pub enum RouteError {
     NoSuchLine(u32),
     /// The vector is reserved or out of range.
     BadVector(u8),
+    /// The controller cannot move this line to another CPU.
+    Fixed(u32),
+    /// No such CPU (or it is not online).
+    NoSuchCpu(u32),
 }
 
 impl core::fmt::Display for RouteError {
@@ -28,6 +32,8 @@ impl core::fmt::Display for RouteError {
         match self {
             Self::NoSuchLine(l) => write!(f, "interrupt line {l} does not exist"),
             Self::BadVector(v) => write!(f, "vector {v} cannot be used for a device"),
+            Self::Fixed(l) => write!(f, "interrupt line {l} cannot be moved to another CPU"),
+            Self::NoSuchCpu(c) => write!(f, "CPU {c} is not online"),
         }
     }
 }
@@ -46,6 +52,14 @@ pub trait InterruptController: Sync {
     fn mask(&self, line: IrqLine) -> Result<(), RouteError>;
     /// Raises `vector` on the calling CPU (a self-IPI).
     fn raise_self(&self, vector: u8);
+
+    /// Makes `line` interrupt CPU `cpu` from now on (its affinity). Controllers that deliver
+    /// every line to the boot CPU keep the default, which refuses with
+    /// [`RouteError::Fixed`].
+    fn set_affinity(&self, line: IrqLine, cpu: crate::CpuId) -> Result<(), RouteError> {
+        let _ = cpu;
+        Err(RouteError::Fixed(line.0))
+    }
 
     /// Turns the CPU-side interrupt `raw` into the vectors to handle, calling `deliver` for
     /// each. A controller that multiplexes many sources onto one CPU vector — Xen's

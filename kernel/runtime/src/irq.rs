@@ -33,6 +33,8 @@ pub enum IrqError {
     Route(RouteError),
     /// The bottom-half thread could not be started.
     Spawn,
+    /// The event has no controller line (a vector or a polled event).
+    NoLine,
 }
 
 impl core::fmt::Display for IrqError {
@@ -41,6 +43,7 @@ impl core::fmt::Display for IrqError {
             Self::Registry(e) => write!(f, "{e}"),
             Self::Route(e) => write!(f, "{e}"),
             Self::Spawn => f.write_str("cannot start the handler's thread"),
+            Self::NoLine => f.write_str("the event has no interrupt line"),
         }
     }
 }
@@ -129,6 +132,19 @@ fn on_interrupt(raw: u8) {
     if needed || resched {
         kthread::preempt();
     }
+}
+
+/// Makes `line` interrupt CPU `cpu` from now on, where the controller can move lines (Xen's
+/// event channels: `EVTCHNOP_bind_vcpu`); an offline CPU or a fixed line is an error.
+pub fn set_affinity(line: IrqLine, cpu: usize) -> Result<(), IrqError> {
+    if !crate::thread::online_cpus().contains(cpu) {
+        return Err(IrqError::Route(RouteError::NoSuchCpu(cpu as u32)));
+    }
+    let c = CONTROLLER
+        .get()
+        .ok_or(IrqError::Route(RouteError::Fixed(line.0)))?;
+    c.set_affinity(line, rhea_hal::CpuId(cpu as u32))
+        .map_err(IrqError::Route)
 }
 
 /// App and driver fast handlers: the registry's handlers return a reschedule request, which
@@ -333,6 +349,12 @@ impl DeviceEvent {
     /// Sets the event from software (another thread has work for the waiter).
     pub fn signal(&self) {
         EVENTS[self.0].flags.set(EVENT_BIT);
+    }
+
+    /// Makes the event's interrupt line interrupt CPU `cpu` (see [`set_affinity`]).
+    pub fn set_affinity(&self, cpu: usize) -> Result<(), IrqError> {
+        let &(line, _) = EVENTS[self.0].line.get().ok_or(IrqError::NoLine)?;
+        set_affinity(line, cpu)
     }
 
     /// Unmasks a level-triggered line the handler masked, once the device is acknowledged.
