@@ -16,7 +16,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -1032,6 +1032,60 @@ pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Re
         .status()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
     Ok(QemuEnd::from_status(status))
+}
+
+/// A child's console read on two threads: its stdout as lines (each with the time since
+/// `start` at which it was complete), its stderr whole.
+pub(crate) struct LineReaders {
+    /// The lines, as they come.
+    pub(crate) lines: mpsc::Receiver<(Duration, String)>,
+    out: thread::JoinHandle<()>,
+    err: thread::JoinHandle<String>,
+}
+
+impl LineReaders {
+    /// Starts reading.
+    pub(crate) fn spawn(mut stdout: ChildStdout, mut stderr: ChildStderr, start: Instant) -> Self {
+        let (tx, lines) = mpsc::channel::<(Duration, String)>();
+        let out = thread::spawn(move || {
+            let mut splitter = LineSplitter::new(None);
+            let mut chunk = [0u8; 8192];
+            loop {
+                let n = match stdout.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let at = start.elapsed();
+                for line in splitter.push(&chunk[..n]).0 {
+                    if tx.send((at, line)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if let Some(line) = splitter.finish() {
+                let _ = tx.send((start.elapsed(), line));
+            }
+        });
+        let err = thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        LineReaders { lines, out, err }
+    }
+
+    /// Once the child has ended: the lines not yet taken (appended to `lines`, echoed with
+    /// `echo`) and the whole stderr.
+    pub(crate) fn finish(self, lines: &mut Vec<(Duration, String)>, echo: bool) -> String {
+        let _ = self.out.join();
+        for (at, line) in self.lines.try_iter() {
+            if echo {
+                println!("{line}");
+            }
+            lines.push((at, line));
+        }
+        self.err.join().unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

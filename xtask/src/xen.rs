@@ -50,14 +50,12 @@
 //! after which xtask stops QEMU.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::qemu::{Captured, LineSplitter, Qemu, QemuEnd, Spec};
+use crate::qemu::{Captured, Qemu, QemuEnd, Spec};
 use crate::{Context, Result, capture, describe, fail};
 
 /// Debian's package with the hypervisor.
@@ -540,33 +538,9 @@ pub(crate) fn run_captured(
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
     // Xen's serial input (`conswitch=ax` leaves it with Xen): the debug key of the dump.
     let mut stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel::<(Duration, String)>();
-    let out_reader = thread::spawn(move || {
-        let mut splitter = LineSplitter::new(None);
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = match stdout.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let at = start.elapsed();
-            for line in splitter.push(&chunk[..n]).0 {
-                if tx.send((at, line)).is_err() {
-                    return;
-                }
-            }
-        }
-        if let Some(line) = splitter.finish() {
-            let _ = tx.send((start.elapsed(), line));
-        }
-    });
-    let err_reader = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let readers = crate::qemu::LineReaders::spawn(stdout, stderr, start);
     let mut lines = Vec::new();
     let mut shutdown: Option<(u32, Instant)> = None;
     let mut refused: Option<i64> = None;
@@ -579,7 +553,7 @@ pub(crate) fn run_captured(
     let mut to_feed = feed.map(|f| (f.text.clone(), f.after.clone()));
     let mut stdin_written = None;
     let end = loop {
-        while let Ok((at, line)) = rx.try_recv() {
+        while let Ok((at, line)) = readers.lines.try_recv() {
             if echo {
                 println!("{line}");
             }
@@ -679,14 +653,7 @@ pub(crate) fn run_captured(
     };
     drop(stdin);
     let elapsed = start.elapsed();
-    let _ = out_reader.join();
-    for (at, line) in rx.try_iter() {
-        if echo {
-            println!("{line}");
-        }
-        lines.push((at, line));
-    }
-    let stderr = err_reader.join().unwrap_or_default();
+    let stderr = readers.finish(&mut lines, echo);
     if echo && !stderr.trim().is_empty() {
         eprint!("{stderr}");
     }

@@ -74,10 +74,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -85,7 +84,7 @@ use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, elf};
 
 use crate::linux_guest::{Cpio, is_deb_of};
-use crate::qemu::{LineSplitter, QemuEnd};
+use crate::qemu::QemuEnd;
 use crate::{Context, Error, Result, capture, describe, fail, usage};
 
 /// dom0's `/init`.
@@ -1667,37 +1666,13 @@ fn run_qemu(mut cmd: Command, timeout: Duration, echo: bool) -> Result<QemuRun> 
     })?;
     // Kept open (and unused): QEMU's serial input.
     let stdin = child.stdin.take();
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel::<(Duration, String)>();
-    let reader = thread::spawn(move || {
-        let mut splitter = LineSplitter::new(None);
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = match stdout.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let at = start.elapsed();
-            for line in splitter.push(&chunk[..n]).0 {
-                if tx.send((at, line)).is_err() {
-                    return;
-                }
-            }
-        }
-        if let Some(line) = splitter.finish() {
-            let _ = tx.send((start.elapsed(), line));
-        }
-    });
-    let err_reader = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stderr.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    });
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let readers = crate::qemu::LineReaders::spawn(stdout, stderr, start);
     let mut lines = Vec::new();
     let mut stop_at: Option<Instant> = None;
     let end = loop {
-        while let Ok((at, line)) = rx.try_recv() {
+        while let Ok((at, line)) = readers.lines.try_recv() {
             if echo {
                 println!("{line}");
                 let _ = std::io::stdout().flush();
@@ -1728,14 +1703,7 @@ fn run_qemu(mut cmd: Command, timeout: Duration, echo: bool) -> Result<QemuRun> 
     };
     let elapsed = start.elapsed();
     drop(stdin);
-    let _ = reader.join();
-    for (at, line) in rx.try_iter() {
-        if echo {
-            println!("{line}");
-        }
-        lines.push((at, line));
-    }
-    let stderr = err_reader.join().unwrap_or_default();
+    let stderr = readers.finish(&mut lines, echo);
     Ok(QemuRun {
         lines,
         stderr,

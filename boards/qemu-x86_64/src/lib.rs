@@ -36,3 +36,5 @@ mod pci;
 mod smp;
 #[cfg(target_os = "none")]
 pub use machine::*;
+#[cfg(target_os = "none")]
+pub use smp::ap_stacks;

@@ -323,30 +323,17 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
     let mut online = 1;
     for cpu in 1..n {
         let Some(apic) = apic_id(cpu) else { continue };
-        let Some(stack) = stacks.stack(cpu, "idle", AP_STACK_BYTES) else {
+        let Some((stack_top, ist)) = ap_stacks(cpu, stacks) else {
             let _ = writeln!(
                 w,
                 "rhea: smp: no memory for cpu{cpu}'s stacks; continuing without it"
             );
             continue;
         };
-        let mut ist_ok = true;
-        for (slot, name) in IST_TOPS[cpu].iter().zip(IST_NAMES) {
-            match stacks.stack(cpu, name, AP_IST_BYTES) {
-                Some(s) => slot.store(s.end, Ordering::Relaxed),
-                None => ist_ok = false,
-            }
+        for (slot, top) in IST_TOPS[cpu].iter().zip(ist) {
+            slot.store(top, Ordering::Relaxed);
         }
-        if !ist_ok {
-            let _ = writeln!(
-                w,
-                "rhea: smp: no memory for cpu{cpu}'s stacks; continuing without it"
-            );
-            continue;
-        }
-        rhea_ap_boot
-            .stack_top
-            .store(stack.end & !15, Ordering::Relaxed);
+        rhea_ap_boot.stack_top.store(stack_top, Ordering::Relaxed);
         let percpu = &rhea_arch::percpu::rhea_percpu[cpu] as *const _ as u64;
         rhea_ap_boot.gs_base.store(percpu, Ordering::Relaxed);
         rhea_ap_boot.cpu.store(cpu as u64, Ordering::Release);
@@ -366,6 +353,18 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
         }
     }
     online
+}
+
+/// A secondary CPU's stacks from `stacks`: its first (idle) stack's 16-byte-aligned top and
+/// the tops of its four IST stacks (#DF, NMI, #MC, #PF); `None` when memory ran out. Shared with
+/// the xen-x86_64 board, whose vCPUs start differently but need the same stacks.
+pub fn ap_stacks(cpu: usize, stacks: &dyn StackSource) -> Option<(u64, [u64; 4])> {
+    let stack = stacks.stack(cpu, "idle", AP_STACK_BYTES)?;
+    let mut ist = [0u64; 4];
+    for (top, name) in ist.iter_mut().zip(IST_NAMES) {
+        *top = stacks.stack(cpu, name, AP_IST_BYTES)?.end;
+    }
+    Some((stack.end & !15, ist))
 }
 
 /// An AP's first Rust code, on its own stack with the kernel's page tables and its GS base.

@@ -24,9 +24,6 @@ const MAX_CPUS: usize = if rhea_arch::percpu::MAX_CPUS < MAX_VCPUS {
 };
 /// How long the boot vCPU waits for each vCPU to reach Rust.
 const START_TIMEOUT_NS: u64 = 1_000_000_000;
-const AP_STACK_BYTES: u64 = 64 * 1024;
-const AP_IST_BYTES: u64 = 16 * 1024;
-const IST_NAMES: [&str; 4] = ["#DF stack", "NMI stack", "#MC stack", "#PF stack"];
 
 static COUNT: AtomicUsize = AtomicUsize::new(1);
 static IST_TOPS: [[AtomicU64; 4]; MAX_CPUS] =
@@ -101,26 +98,15 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let mut online = 1;
     for cpu in 1..n {
-        let Some(stack) = stacks.stack(cpu, "idle", AP_STACK_BYTES) else {
+        let Some((stack_top, ist)) = rhea_board_qemu_x86_64::ap_stacks(cpu, stacks) else {
             let _ = writeln!(
                 w,
                 "rhea: smp: no memory for cpu{cpu}'s stacks; continuing without it"
             );
             continue;
         };
-        let mut ist_ok = true;
-        for (slot, name) in IST_TOPS[cpu].iter().zip(IST_NAMES) {
-            match stacks.stack(cpu, name, AP_IST_BYTES) {
-                Some(s) => slot.store(s.end, Ordering::Relaxed),
-                None => ist_ok = false,
-            }
-        }
-        if !ist_ok {
-            let _ = writeln!(
-                w,
-                "rhea: smp: no memory for cpu{cpu}'s stacks; continuing without it"
-            );
-            continue;
+        for (slot, top) in IST_TOPS[cpu].iter().zip(ist) {
+            slot.store(top, Ordering::Relaxed);
         }
         let percpu = &rhea_arch::percpu::rhea_percpu[cpu] as *const _ as u64;
         let mut ctx = abi::VcpuHvmContext64 {
@@ -128,7 +114,7 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
             ..Default::default()
         };
         // rax rcx rdx rbx rsp rbp rsi rdi rip rflags
-        ctx.gprs[4] = stack.end & !15;
+        ctx.gprs[4] = stack_top;
         ctx.gprs[6] = percpu;
         ctx.gprs[7] = cpu as u64;
         ctx.gprs[8] = rhea_xen_ap_entry as *const () as u64;
