@@ -25,8 +25,9 @@
 //! The only `unsafe` code is in [`shared`].
 //!
 //! Waits (for xenstored's replies, for a back end's state) poll with a deadline: they loop on
-//! [`XenHost::now_ns`] and [`XenHost::relax`]. They happen while devices are bound, in thread
-//! context; the data path (netfront's `receive`/`transmit`) never waits.
+//! [`XenHost::now_ns`] and [`XenHost::relax`]. A back end's state is watched (a xenstore watch),
+//! not re-read at every relax. Waits happen while devices are bound, in thread context; the
+//! data path (netfront's `receive`/`transmit`) never waits.
 
 pub mod console;
 pub mod grant;

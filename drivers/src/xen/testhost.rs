@@ -166,6 +166,11 @@ pub(crate) struct SimStore {
     pub(crate) chunk: usize,
     /// Absolute prefixes we may not write (EACCES).
     pub(crate) readonly: Vec<String>,
+    /// Watch events are lost instead of sent (counted in `events_lost`).
+    pub(crate) lose_events: bool,
+    pub(crate) events_lost: usize,
+    /// Most watches at once (more: E2BIG, as xenstored's quota).
+    pub(crate) max_watches: usize,
     inbuf: Vec<u8>,
     pub(crate) out: VecDeque<u8>,
     /// Every request handled: type and first argument.
@@ -198,6 +203,9 @@ impl SimStore {
             frozen: false,
             chunk: usize::MAX,
             readonly: Vec::new(),
+            lose_events: false,
+            events_lost: 0,
+            max_watches: usize::MAX,
             inbuf: Vec::new(),
             out: VecDeque::new(),
             log: Vec::new(),
@@ -262,7 +270,27 @@ impl SimStore {
         }
     }
 
+    /// The watches set: path as given and token.
+    pub(crate) fn watches(&self) -> Vec<(String, String)> {
+        self.watches
+            .iter()
+            .map(|(given, _, token)| (given.clone(), token.clone()))
+            .collect()
+    }
+
+    /// Requests of type `ty` handled about `path` (as sent).
+    pub(crate) fn requests(&self, ty: u32, path: &str) -> usize {
+        self.log
+            .iter()
+            .filter(|(t, p)| *t == ty && p == path)
+            .count()
+    }
+
     fn send_event(&mut self, path: &str, token: &str) {
+        if self.lose_events {
+            self.events_lost += 1;
+            return;
+        }
         let mut p = path.as_bytes().to_vec();
         p.push(0);
         p.extend_from_slice(token.as_bytes());
@@ -399,6 +427,16 @@ impl SimStore {
             }
             msg::WATCH => {
                 let token = args.get(1).cloned().unwrap_or_default();
+                if self
+                    .watches
+                    .iter()
+                    .any(|(g, _, t)| *g == arg0 && *t == token)
+                {
+                    return err(self, "EEXIST");
+                }
+                if self.watches.len() >= self.max_watches {
+                    return err(self, "E2BIG");
+                }
                 self.watches.push((arg0.clone(), path, token.clone()));
                 ok(self);
                 self.send_event(&arg0, &token);

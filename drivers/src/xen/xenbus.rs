@@ -11,8 +11,10 @@
 //!
 //! [`XenbusBus`] is the [`Bus`] of these devices; [`wait_for_backend`] waits for the back end
 //! to reach a state, failing fast with the state it went to instead (`Closing`, `Closed`, …)
-//! and timing out with the last state it saw. Waits poll the back end's `state` key (one read
-//! per [`XenHost::relax`](super::XenHost::relax)); they happen while devices are bound.
+//! and timing out with the last state it saw. Waits watch the back end's `state` key and read
+//! it when the watch fires (plus a slow periodic read in case an event is lost), polling only
+//! the client's reply ring in between (no xenstore traffic per
+//! [`XenHost::relax`](super::XenHost::relax)); they happen while devices are bound.
 
 use super::XenError;
 use super::xenstore::{Tx, XenStore, XsErrno};
@@ -99,6 +101,10 @@ pub fn switch_state(xs: &XenStore, tx: Tx, node: &str, state: XenbusState) -> Re
     xs.write(tx, &format!("{node}/state"), &state.as_u32().to_string())
 }
 
+/// How often [`wait_for_backend`] reads the back end's state without a watch event (in case
+/// one was lost, or the watch could not be set).
+pub const STATE_RECHECK_NS: u64 = 100_000_000;
+
 /// Waits until the back end at `backend` reaches `want`, for `device` (named in errors).
 ///
 /// States before `want` in the normal progression (`Unknown` → `Initialising` → `InitWait`
@@ -106,6 +112,13 @@ pub fn switch_state(xs: &XenStore, tx: Tx, node: &str, state: XenbusState) -> Re
 /// [`XenError::Handshake`] naming it (a back end going `Closing`/`Closed` while we wait for
 /// `Connected` will not come back by itself). After `timeout_ns`: [`XenError::Timeout`]
 /// naming the device and the last state seen.
+///
+/// Event-driven: the wait sets a xenstore watch on `<backend>/state` (with a token of its
+/// own), reads the state, and reads it again only when that watch fires, every
+/// [`STATE_RECHECK_NS`] (a safety net for a lost event) and at the deadline. In between it
+/// only looks at the client's reply ring. Other watches' events stay queued. The watch is
+/// removed however the wait ends. If xenstored refuses the watch, the state is read every
+/// [`STATE_RECHECK_NS`] / 10 instead.
 pub fn wait_for_backend(
     xs: &XenStore,
     device: &str,
@@ -114,21 +127,27 @@ pub fn wait_for_backend(
     timeout_ns: u64,
 ) -> Result<XenbusState, XenError> {
     let host = xs.host().clone();
+    let path = format!("{backend}/state");
+    let token = xs.unique_token("rhea-xenbus-state-");
+    let deadline = host.now_ns().saturating_add(timeout_ns);
     let mut last = None;
-    let r = super::wait_until(&*host, timeout_ns, String::new, || {
-        let s = read_state(xs, backend)?;
-        last = Some(s);
-        if s == want {
-            return Ok(Some(s));
+    let r = match xs.watch(&path, &token) {
+        Ok(()) => {
+            let r = watch_state(xs, backend, &token, deadline, STATE_RECHECK_NS, |s| {
+                check_state(device, backend, want, s, &mut last)
+            });
+            // Best effort: the outcome is the wait's (a failed unwatch leaves at most a few
+            // events for a token nobody takes).
+            let _ = xs.unwatch(&path, &token);
+            r
         }
-        let on_the_way = s < want && s <= XenbusState::Connected;
-        if !on_the_way {
-            return Err(XenError::Handshake(format!(
-                "{device}: back end {backend} went to state {s} while we waited for {want}"
-            )));
+        Err(XenError::Store { .. }) => {
+            watch_state(xs, backend, &token, deadline, STATE_RECHECK_NS / 10, |s| {
+                check_state(device, backend, want, s, &mut last)
+            })
         }
-        Ok(None)
-    });
+        Err(e) => Err(e),
+    };
     match r {
         Err(XenError::Timeout(_)) => Err(XenError::Timeout(format!(
             "{device}: back end {backend} did not reach state {want} within {} ms; last state {}",
@@ -136,6 +155,63 @@ pub fn wait_for_backend(
             last.map_or("never read".to_string(), |s| s.to_string())
         ))),
         r => r,
+    }
+}
+
+/// Whether state `s` ends the wait for `want` (remembered in `last`): `Some` if it is `want`,
+/// `None` while it is on the way, an error otherwise.
+fn check_state(
+    device: &str,
+    backend: &str,
+    want: XenbusState,
+    s: XenbusState,
+    last: &mut Option<XenbusState>,
+) -> Result<Option<XenbusState>, XenError> {
+    *last = Some(s);
+    if s == want {
+        return Ok(Some(s));
+    }
+    let on_the_way = s < want && s <= XenbusState::Connected;
+    if !on_the_way {
+        return Err(XenError::Handshake(format!(
+            "{device}: back end {backend} went to state {s} while we waited for {want}"
+        )));
+    }
+    Ok(None)
+}
+
+/// Reads the state of `node` and gives it to `check` until `check` ends the wait: at once,
+/// when an event for `token` is queued, every `recheck_ns` and at `deadline` (then
+/// `Err(Timeout)` if `check` did not end it).
+fn watch_state<T>(
+    xs: &XenStore,
+    node: &str,
+    token: &str,
+    deadline: u64,
+    recheck_ns: u64,
+    mut check: impl FnMut(XenbusState) -> Result<Option<T>, XenError>,
+) -> Result<T, XenError> {
+    let host = xs.host().clone();
+    let mut fired = true;
+    let mut next_read = 0;
+    loop {
+        let now = host.now_ns();
+        if fired || now >= next_read || now >= deadline {
+            // Events already queued are about changes before this read: take them now so they
+            // do not cause another read. (One still in the ring causes at most one more.)
+            xs.poll_watch_events()?;
+            while xs.take_watch_event_for(token).is_some() {}
+            if let Some(t) = check(read_state(xs, node)?)? {
+                return Ok(t);
+            }
+            if now >= deadline {
+                return Err(XenError::Timeout(String::new()));
+            }
+            next_read = host.now_ns().saturating_add(recheck_ns);
+        }
+        host.relax();
+        xs.poll_watch_events()?;
+        fired = xs.take_watch_event_for(token).is_some();
     }
 }
 
@@ -484,5 +560,177 @@ mod tests {
             wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 1_000_000_000),
             Err(XenError::Protocol(_))
         ));
+    }
+
+    use crate::xen::xenstore::msg;
+
+    /// Reads of the back end's state and watches left, from xenstored's side.
+    fn state_reads(host: &TestHost) -> usize {
+        host.store
+            .lock()
+            .unwrap()
+            .requests(msg::READ, &format!("{BE}/state"))
+    }
+
+    fn watches_left(host: &TestHost) -> Vec<(String, String)> {
+        host.store.lock().unwrap().watches()
+    }
+
+    /// Sets the back end's state at the `at`th relax.
+    fn set_state_at(host: &TestHost, steps: &'static [(u32, &'static str)]) {
+        let mut n = 0;
+        host.add_hook(move |h| {
+            n += 1;
+            for &(at, st) in steps {
+                if n == at {
+                    h.store.lock().unwrap().set(&format!("{BE}/state"), st);
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn the_wait_wakes_on_the_watch_instead_of_polling() {
+        let host = TestHost::new();
+        let xs = host.xenstore();
+        add_vif(&host, 0, Some("1"));
+        // InitWait after ~50 ms, Connected after ~700 ms (one relax is 1 ms).
+        set_state_at(&host, &[(50, "2"), (700, "4")]);
+        assert_eq!(
+            wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 5_000_000_000).unwrap(),
+            XenbusState::Connected
+        );
+        // Woken by the event, not by the periodic read: within a few relaxes of the write.
+        let t = host.now_ns();
+        assert!((700_000_000..705_000_000).contains(&t), "{t}");
+        // One read at the start, one per change, and the periodic ones (every 100 ms): not
+        // one per relax (~700).
+        let reads = state_reads(&host);
+        assert!((3..=3 + 7).contains(&reads), "{reads} reads");
+        let s = host.store.lock().unwrap();
+        assert_eq!(s.requests(msg::WATCH, &format!("{BE}/state")), 1);
+        assert_eq!(s.requests(msg::UNWATCH, &format!("{BE}/state")), 1);
+        drop(s);
+        assert_eq!(watches_left(&host), vec![]);
+        // Its events do not linger in the client's queue.
+        assert_eq!(xs.poll_watch_events().unwrap(), 0);
+        assert_eq!(xs.take_watch_event(), None);
+    }
+
+    #[test]
+    fn a_lost_event_is_caught_by_the_periodic_read() {
+        let host = TestHost::new();
+        let xs = host.xenstore();
+        add_vif(&host, 0, Some("2"));
+        host.store.lock().unwrap().lose_events = true;
+        set_state_at(&host, &[(30, "4")]);
+        assert_eq!(
+            wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 5_000_000_000).unwrap(),
+            XenbusState::Connected
+        );
+        let t = host.now_ns();
+        assert!(
+            (STATE_RECHECK_NS..STATE_RECHECK_NS + 5_000_000).contains(&t),
+            "{t}"
+        );
+        assert_eq!(state_reads(&host), 2);
+        // The initial event and the write's were lost.
+        assert_eq!(host.store.lock().unwrap().events_lost, 2);
+        assert_eq!(watches_left(&host), vec![]);
+    }
+
+    #[test]
+    fn the_watch_is_removed_however_the_wait_ends() {
+        let host = TestHost::new();
+        let xs = host.xenstore();
+        add_vif(&host, 0, Some("2"));
+        let unwatches = |h: &TestHost| {
+            h.store
+                .lock()
+                .unwrap()
+                .requests(msg::UNWATCH, &format!("{BE}/state"))
+        };
+        // Timeout: a read at the start, one per 100 ms and one at the deadline.
+        let e = wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 350_000_000).unwrap_err();
+        assert!(
+            matches!(&e, XenError::Timeout(m) if m.contains("InitWait (2)") && m.contains("350 ms")),
+            "{e:?}"
+        );
+        assert!(
+            (4..=6).contains(&state_reads(&host)),
+            "{}",
+            state_reads(&host)
+        );
+        assert_eq!((watches_left(&host), unwatches(&host)), (vec![], 1));
+        // Failing fast.
+        set_state_at(&host, &[(20, "5")]);
+        let e =
+            wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 5_000_000_000).unwrap_err();
+        assert!(
+            matches!(&e, XenError::Handshake(m) if m.contains("Closing (5)")),
+            "{e:?}"
+        );
+        assert_eq!((watches_left(&host), unwatches(&host)), (vec![], 2));
+        // A garbage state.
+        host.store.lock().unwrap().set(&format!("{BE}/state"), "x");
+        assert!(matches!(
+            wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 1_000_000_000),
+            Err(XenError::Protocol(_))
+        ));
+        assert_eq!((watches_left(&host), unwatches(&host)), (vec![], 3));
+        assert_eq!(xs.take_watch_event(), None);
+    }
+
+    #[test]
+    fn other_watches_keep_their_events() {
+        let host = TestHost::new();
+        let xs = host.xenstore();
+        add_vif(&host, 0, Some("1"));
+        xs.watch("device/vif/0", "mine").unwrap();
+        let mut n = 0;
+        host.add_hook(move |h| {
+            n += 1;
+            let mut s = h.store.lock().unwrap();
+            match n {
+                10 => s.set("device/vif/0/a", "1"),
+                20 => s.set(&format!("{BE}/state"), "2"),
+                30 => s.set("device/vif/0/b", "1"),
+                40 => s.set(&format!("{BE}/state"), "4"),
+                _ => {}
+            }
+        });
+        wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 5_000_000_000).unwrap();
+        xs.poll_watch_events().unwrap();
+        let mut evs = vec![];
+        while let Some(e) = xs.take_watch_event() {
+            evs.push((e.path, e.token));
+        }
+        let mine = |p: &str| (p.to_string(), "mine".to_string());
+        assert_eq!(
+            evs,
+            vec![
+                mine("device/vif/0"),
+                mine("device/vif/0/a"),
+                mine("device/vif/0/b")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_watch_falls_back_to_periodic_reads() {
+        let host = TestHost::new();
+        let xs = host.xenstore();
+        add_vif(&host, 0, Some("1"));
+        host.store.lock().unwrap().max_watches = 0;
+        set_state_at(&host, &[(55, "4")]);
+        assert_eq!(
+            wait_for_backend(&xs, "vif0", BE, XenbusState::Connected, 5_000_000_000).unwrap(),
+            XenbusState::Connected
+        );
+        let t = host.now_ns();
+        assert!((55_000_000..70_000_000).contains(&t), "{t}");
+        let reads = state_reads(&host);
+        assert!((4..=8).contains(&reads), "{reads} reads");
+        assert_eq!(watches_left(&host), vec![]);
     }
 }

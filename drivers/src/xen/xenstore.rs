@@ -18,9 +18,12 @@
 //!
 //! [`XenStore`] sends one request at a time and waits for its reply with a deadline (the
 //! board's [`XenHost::now_ns`]/[`XenHost::relax`]); watch events read meanwhile are queued
-//! ([`XenStore::take_watch_event`]). A request that timed out is *abandoned*: its late reply is
-//! recognised by its `req_id` and dropped. The byte streams survive timeouts: half-written
-//! requests are finished and half-read messages completed by the next call.
+//! ([`XenStore::take_watch_event`], or [`XenStore::take_watch_event_for`] for one watch's
+//! token so that other watches' events stay queued; [`XenStore::unique_token`] makes such
+//! tokens; [`XenStore::unwatch`] drops the watch's events still queued). A request that timed
+//! out is *abandoned*: its late reply is recognised by its `req_id` and dropped. The byte
+//! streams survive timeouts: half-written requests are finished and half-read messages
+//! completed by the next call.
 //!
 //! Everything xenstored writes is validated: ring indices that moved backwards or by more than
 //! the ring, a payload longer than 4096 bytes, an unknown message type, a reply to a `req_id`
@@ -33,13 +36,14 @@
 //! drivers), acquired against the same deadline, never in interrupt context, with nothing else
 //! locked while held.
 
-use super::shared::{TryLock, mb, rmb, wmb};
+use super::shared::{TryLock, TryLockGuard, mb, rmb, wmb};
 use super::{SharedMem, XenError, XenHost};
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Message types (`enum xsd_sockmsg_type`).
 pub mod msg {
@@ -470,12 +474,26 @@ impl Conn {
         }
     }
 
+    /// Drops the queued events of the watch on `path` with `token` (events name the path that
+    /// changed, at or below the watched one, or above it when a parent was removed).
+    fn discard_events(&mut self, path: &str, token: &str) {
+        self.events
+            .retain(|e| !(e.token == token && (under(&e.path, path) || under(path, &e.path))));
+    }
+
     fn abandon(&mut self, id: u32) {
         if self.abandoned.len() == MAX_ABANDONED {
             self.abandoned.pop_front();
         }
         self.abandoned.push_back(id);
     }
+}
+
+/// Whether `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || (path.starts_with(prefix)
+            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
 /// A xenstore client over the domain interface page. Shared (`Arc`) by the bus and drivers;
@@ -485,6 +503,8 @@ pub struct XenStore {
     port: u32,
     timeout_ns: u64,
     conn: TryLock<Conn>,
+    /// Numbers [`unique_token`](Self::unique_token)s.
+    next_token: AtomicU32,
 }
 
 impl core::fmt::Debug for XenStore {
@@ -587,6 +607,7 @@ impl XenStore {
                 events_dropped: 0,
                 broken: None,
             }),
+            next_token: AtomicU32::new(1),
         })
     }
 
@@ -615,29 +636,34 @@ impl XenStore {
         tx: Tx,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, XenError> {
+        self.request_then(op, path, ty, tx, payload, |_| {})
+    }
+
+    /// [`request`](Self::request), running `then` on the connection once the exchange ended
+    /// (replied, failed or timed out), before another thread can use it.
+    fn request_then(
+        &self,
+        op: &'static str,
+        path: &str,
+        ty: u32,
+        tx: Tx,
+        payload: Vec<u8>,
+        then: impl FnOnce(&mut Conn),
+    ) -> Result<Vec<u8>, XenError> {
         if payload.len() > PAYLOAD_MAX {
             return Err(XenError::Invalid(format!(
                 "xenstore {op} {path:?}: {} bytes of request (the limit is {PAYLOAD_MAX})",
                 payload.len()
             )));
         }
-        let host = &*self.host;
-        let deadline = host.now_ns().saturating_add(self.timeout_ns);
-        let mut conn = loop {
-            if let Some(c) = self.conn.try_lock() {
-                break c;
-            }
-            if host.now_ns() >= deadline {
-                return Err(XenError::Timeout(format!(
-                    "xenstore {op} {path:?}: the client stayed busy with another request"
-                )));
-            }
-            host.relax();
-        };
+        let deadline = self.host.now_ns().saturating_add(self.timeout_ns);
+        let mut conn = self.lock(op, path, deadline)?;
         if let Some(why) = &conn.broken {
-            return Err(XenError::Protocol(format!(
+            let e = XenError::Protocol(format!(
                 "xenstore {op} {path:?}: the connection is unusable after: {why}"
-            )));
+            ));
+            then(&mut conn);
+            return Err(e);
         }
         let id = conn.next_req_id;
         conn.next_req_id = conn.next_req_id.wrapping_add(1).max(1);
@@ -653,6 +679,8 @@ impl XenStore {
         if result.is_err() && conn.broken.is_none() {
             conn.abandon(id);
         }
+        then(&mut conn);
+        drop(conn);
         let reply = result?;
         if reply.header.ty == msg::ERROR {
             let name = reply.payload.split(|&b| b == 0).next().unwrap_or(&[]);
@@ -664,6 +692,27 @@ impl XenStore {
             });
         }
         Ok(reply.payload)
+    }
+
+    /// The connection, once no other thread uses it (waiting until `deadline`).
+    fn lock(
+        &self,
+        op: &'static str,
+        path: &str,
+        deadline: u64,
+    ) -> Result<TryLockGuard<'_, Conn>, XenError> {
+        let host = &*self.host;
+        loop {
+            if let Some(c) = self.conn.try_lock() {
+                return Ok(c);
+            }
+            if host.now_ns() >= deadline {
+                return Err(XenError::Timeout(format!(
+                    "xenstore {op} {path:?}: the client stayed busy with another request"
+                )));
+            }
+            host.relax();
+        }
     }
 
     fn exchange(
@@ -782,19 +831,41 @@ impl XenStore {
             .map(drop)
     }
 
-    /// Removes a watch set with the same `path` and `token`.
+    /// Removes a watch set with the same `path` and `token`, and drops its events still queued
+    /// (those with `token` about `path`, a node below it or a removed parent), whether or not
+    /// xenstored had the watch: nobody is left to take them.
     pub fn unwatch(&self, path: &str, token: &str) -> Result<(), XenError> {
         check_path("unwatch", path)?;
         check_path("unwatch", token)?;
         let p = with_nul(&[path.as_bytes(), token.as_bytes()]);
-        self.request("unwatch", path, msg::UNWATCH, Tx::NONE, p)
-            .map(drop)
+        // The watch's events before xenstored's reply were queued while waiting for it; none
+        // come after it.
+        self.request_then("unwatch", path, msg::UNWATCH, Tx::NONE, p, |c| {
+            c.discard_events(path, token);
+        })
+        .map(drop)
+    }
+
+    /// A watch token no other call on this client returned: `prefix` and a number.
+    pub fn unique_token(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}{}",
+            self.next_token.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// The oldest queued watch event (`None` also while another thread is using the client:
     /// poll again).
     pub fn take_watch_event(&self) -> Option<WatchEvent> {
         self.conn.try_lock()?.events.pop_front()
+    }
+
+    /// The oldest queued watch event carrying `token`, leaving other watches' events queued
+    /// (`None` also while another thread is using the client: poll again).
+    pub fn take_watch_event_for(&self, token: &str) -> Option<WatchEvent> {
+        let mut conn = self.conn.try_lock()?;
+        let i = conn.events.iter().position(|e| e.token == token)?;
+        conn.events.remove(i)
     }
 
     /// Watch events dropped because the queue was full.

@@ -478,3 +478,50 @@ fn relative_and_absolute_watch_paths_are_reported_as_given() {
     assert!(evs.contains(&("data/k".into(), "rel".into())), "{evs:?}");
     assert_eq!(SimStore::abs("x"), "/local/domain/1/x");
 }
+
+#[test]
+fn events_are_taken_per_token_and_unwatch_drops_its_own() {
+    let (host, xs) = setup();
+    let (a, b) = (xs.unique_token("t-"), xs.unique_token("t-"));
+    assert_ne!(a, b);
+    xs.watch("data/a", &a).unwrap();
+    xs.watch("data/b", &b).unwrap();
+    // xenstored refuses the same watch twice.
+    assert_eq!(store_errno(xs.watch("data/a", &a)), XsErrno::Eexist);
+    {
+        let mut s = host.store.lock().unwrap();
+        s.set("data/a/x", "1");
+        s.set("data/b/x", "1");
+        s.set("data/a/y", "1");
+    }
+    host.step_store();
+    assert_eq!(xs.poll_watch_events().unwrap(), 3);
+    let ev = |path: &str, token: &str| WatchEvent {
+        path: path.into(),
+        token: token.into(),
+    };
+    // The initial events came with the replies; b's stay queued while a's are taken.
+    assert_eq!(xs.take_watch_event_for(&a), Some(ev("data/a", &a)));
+    assert_eq!(xs.take_watch_event_for(&a), Some(ev("data/a/x", &a)));
+    assert_eq!(xs.take_watch_event_for(&a), Some(ev("data/a/y", &a)));
+    assert_eq!(xs.take_watch_event_for(&a), None);
+    assert_eq!(xs.take_watch_event_for("nobody"), None);
+    // Unwatching a drops a's queued events and no others.
+    host.store.lock().unwrap().set("data/a/z", "1");
+    host.step_store();
+    xs.poll_watch_events().unwrap();
+    xs.unwatch("data/a", &a).unwrap();
+    assert_eq!(xs.take_watch_event_for(&a), None);
+    assert_eq!(xs.take_watch_event(), Some(ev("data/b", &b)));
+    assert_eq!(xs.take_watch_event(), Some(ev("data/b/x", &b)));
+    assert_eq!(xs.take_watch_event(), None);
+    // Even when xenstored no longer has the watch.
+    host.store.lock().unwrap().set("data/b/x", "2");
+    host.step_store();
+    xs.poll_watch_events().unwrap();
+    host.store.lock().unwrap().remove("data");
+    host.step_store();
+    xs.unwatch("data/b", &b).unwrap();
+    assert_eq!(xs.take_watch_event(), None);
+    assert_eq!(store_errno(xs.unwatch("data/b", &b)), XsErrno::Enoent);
+}
