@@ -767,7 +767,7 @@ pub fn console_rx_line() -> IrqLine {
         crate::machine::board(),
     ) {
         (Some(uart), Some(board)) => board.gic_line(uart.interrupt.intid),
-        _ => IrqLine(u32::MAX),
+        _ => IrqLine::NONE,
     }
 }
 

@@ -181,9 +181,12 @@ pub fn init_interrupts_and_time(
 }
 
 /// Console input's line: the PV console's event channel (domU) or `VIRQ_CONSOLE`'s port
-/// (hardware domain); line 0, which no controller has, when neither exists.
+/// (hardware domain); `IrqLine::NONE` when neither exists.
 pub fn console_rx_line() -> rhea_hal::IrqLine {
-    rhea_hal::IrqLine(rhea_board_xen_common::pv::console_rx_line())
+    match rhea_board_xen_common::pv::console_rx_line() {
+        0 => rhea_hal::IrqLine::NONE,
+        port => rhea_hal::IrqLine(port),
+    }
 }
 
 /// Nothing to enable: the event channel is the interrupt.

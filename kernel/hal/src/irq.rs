@@ -5,6 +5,11 @@
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct IrqLine(pub u32);
 
+impl IrqLine {
+    /// No line: what a board names when a source (e.g. console input) does not exist.
+    pub const NONE: IrqLine = IrqLine(u32::MAX);
+}
+
 /// How a line signals.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Trigger {

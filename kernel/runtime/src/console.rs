@@ -122,10 +122,14 @@ pub const INPUT_PRIORITY: u32 = 40;
 pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
     use crate::boards::board;
     input::QUEUE.call_once(|| crate::sync::MessageQueue::new(1024));
+    let line = board::console_rx_line();
+    if line == rhea_hal::IrqLine::NONE {
+        crate::println!("rhea: console: output only (this console has no input)");
+        return Ok(());
+    }
     let prio = rhea_hal::Priority::new(INPUT_PRIORITY).expect("a valid priority");
     let vector =
         crate::irq::register_threaded("console-rx", prio, input::top_half, input::bottom_half, 0)?;
-    let line = board::console_rx_line();
     crate::irq::route(line, vector, rhea_hal::Trigger::Edge)?;
     board::console_rx_enable();
     crate::irq::unmask(line)
