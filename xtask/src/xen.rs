@@ -320,8 +320,9 @@ pub(crate) fn mem_kib(mem: &str) -> Option<u64> {
     (kib > 0).then_some(kib)
 }
 
-/// A string as a dts string literal.
-fn dts_string(s: &str) -> String {
+/// A string as a double-quoted literal with `"` and `\` escaped and control characters
+/// blanked: the form both dts and `xl` configuration files take.
+pub(crate) fn quoted(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -356,8 +357,8 @@ pub(crate) fn chosen_overlay(image_bytes: u64, domu_kib: u64, cpus: u32, bootarg
          \t\t\t}};\n\
          \t\t}};\n\
          \t}};\n}};\n",
-        xen = dts_string(XEN_BOOTARGS),
-        args = dts_string(bootargs),
+        xen = quoted(XEN_BOOTARGS),
+        args = quoted(bootargs),
     )
 }
 

@@ -1222,23 +1222,6 @@ fn linux_domu_initramfs(arch: Arch, u: &Unpacked) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// A string as an `xl` configuration string literal.
-fn xl_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `/etc/xen/domu.cfg`.
 pub(crate) fn xl_config(spec: &Dom0Spec, has_ramdisk: bool, cmdline: &str) -> String {
     let mut c = format!("name = \"{DOMU_NAME}\"\n");
@@ -1253,7 +1236,7 @@ pub(crate) fn xl_config(spec: &Dom0Spec, has_ramdisk: bool, cmdline: &str) -> St
     if has_ramdisk {
         c.push_str("ramdisk = \"/boot/domu-ramdisk\"\n");
     }
-    let _ = writeln!(c, "extra = {}", xl_string(cmdline));
+    let _ = writeln!(c, "extra = {}", crate::xen::quoted(cmdline));
     let _ = writeln!(c, "memory = {}", spec.mem_mib);
     let _ = writeln!(c, "vcpus = {}", spec.vcpus.max(1));
     if spec.with_vif {
@@ -1497,7 +1480,7 @@ fn dom0_args(arch: Arch) -> &'static str {
 /// The devicetree source appended to QEMU's on aarch64: Xen's and dom0's command lines and
 /// the two modules.
 fn arm_chosen(kernel_bytes: u64, initrd_bytes: u64) -> String {
-    let s = xl_string;
+    let s = crate::xen::quoted;
     format!(
         "\n/ {{\n\tchosen {{\n\
          \t\t#address-cells = <2>;\n\

@@ -335,7 +335,7 @@ impl rhea_board_xen_common::pv::Hypervisor for ArmHypervisor {
             _ => Ok(b.port),
         }
     }
-    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
+    unsafe fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
         let mut a = abi::AddToPhysmap {
             domid: abi::DOMID_SELF,
             size: 0,
@@ -343,8 +343,8 @@ impl rhea_board_xen_common::pv::Hypervisor for ArmHypervisor {
             idx,
             gpfn,
         };
-        // SAFETY: an `xen_add_to_physmap`, live for the call; the frame is the PV glue's
-        // reserved page of the image (the grant table's), which Xen's page replaces.
+        // SAFETY: an `xen_add_to_physmap`, live for the call; the frame is the caller's (the
+        // trait's contract), whose RAM Xen's page replaces.
         unsafe {
             hypercall3(
                 abi::hypercall::MEMORY_OP as u64,

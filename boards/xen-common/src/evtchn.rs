@@ -120,11 +120,17 @@ impl EventChannels {
         }
     }
 
-    /// Records software `vector` for vCPU `cpu`; returns the IPI port to notify (`None` when
-    /// that vCPU has none yet: the vector is delivered with its next upcall).
+    /// Records software `vector` for vCPU `cpu`; returns the IPI port to notify, or `None`
+    /// when no notification is needed: the vector was already pending (whoever set it
+    /// notifies, and the target's drain takes both — an IPI is a pending bit, as in a local
+    /// APIC's IRR), or that vCPU has no IPI port yet (the vector goes with its next upcall).
+    /// Each notification is a hypercall, so a burst of IPIs to one vCPU costs one.
     pub fn raise(&self, cpu: usize, vector: u8) -> Option<u32> {
         let words = self.soft.get(cpu)?;
-        words[usize::from(vector / 64)].fetch_or(1 << (vector % 64), Ordering::AcqRel);
+        let bit = 1 << (vector % 64);
+        if words[usize::from(vector / 64)].fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+            return None;
+        }
         match self.ipi_port[cpu].load(Ordering::Acquire) {
             0 => None,
             port => Some(port),
@@ -310,6 +316,28 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, [0xfc, 0xfd]);
         assert!(run(&ec, &s, 1).is_empty());
+    }
+
+    #[test]
+    fn a_vector_already_pending_needs_no_second_notification() {
+        let (s, ec) = setup();
+        ec.bind_ipi(40, 0).unwrap();
+        assert_eq!(ec.raise(0, 0xfd), Some(40));
+        assert_eq!(
+            ec.raise(0, 0xfd),
+            None,
+            "still pending: the first notification covers it"
+        );
+        assert_eq!(ec.raise(0, 0xfc), Some(40), "another vector notifies");
+        xen_raise(&s, &s.vcpu_info[0], 40);
+        let mut got = run(&ec, &s, 0);
+        got.sort_unstable();
+        assert_eq!(got, [0xfc, 0xfd]);
+        assert_eq!(
+            ec.raise(0, 0xfd),
+            Some(40),
+            "delivered: the next raise notifies again"
+        );
     }
 
     #[test]

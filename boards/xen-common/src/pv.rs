@@ -47,7 +47,11 @@ pub trait Hypervisor: Sync {
     /// `EVTCHNOP_bind_virq` of a global VIRQ on vCPU 0; the port or Xen's error.
     fn bind_virq(&self, virq: u32) -> Result<u32, i64>;
     /// `XENMEM_add_to_physmap`: Xen's result.
-    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64;
+    ///
+    /// # Safety
+    /// `gpfn` must be a page the caller owns and reaches only as what Xen maps there: its RAM
+    /// is replaced.
+    unsafe fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64;
     /// `SCHEDOP_yield`.
     fn sched_yield(&self);
     /// `CONSOLEIO_read` into `buf`: bytes read or Xen's error.
@@ -220,7 +224,9 @@ pub fn init(
 fn map_grant_table(hv: &dyn Hypervisor) -> Option<GrantTable> {
     let base = GRANT_PAGES.0.get() as u64;
     for i in 0..GRANT_FRAMES as u64 {
-        let rc = hv.add_to_physmap(abi::memory::SPACE_GRANT_TABLE, i, (base >> 12) + i);
+        // SAFETY: the frame is one of `GRANT_PAGES`, reserved for the grant table and reached
+        // only through the `SharedMem` made below.
+        let rc = unsafe { hv.add_to_physmap(abi::memory::SPACE_GRANT_TABLE, i, (base >> 12) + i) };
         if rc < 0 {
             report!(
                 hv,

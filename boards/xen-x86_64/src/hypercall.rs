@@ -13,6 +13,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use rhea_board_xen_common::abi::{self, hypercall as nr};
+use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo};
 
 core::arch::global_asm!(
     r#"
@@ -132,29 +133,136 @@ pub(crate) fn shutdown(reason: u32) -> i64 {
 }
 
 /// `event_channel_op(cmd, &arg)`.
-pub(crate) fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
-    // SAFETY: callers pass the `evtchn_*` structure of `cmd` (abi.rs layouts); Xen reads and
-    // writes only it.
+///
+/// # Safety
+/// `arg` must be the structure `cmd` takes (`abi` layouts, or a `u32` port for SEND, UNMASK
+/// and CLOSE): Xen reads and writes that many bytes at it.
+unsafe fn evtchn_op<T>(cmd: usize, arg: &mut T) -> i64 {
+    // SAFETY: per the contract `arg` is the structure of `cmd`, live for the call; Xen touches
+    // nothing else.
     unsafe { call3(nr::EVENT_CHANNEL_OP, cmd as u64, arg as *mut T as u64, 0) }
 }
 
 /// `EVTCHNOP_send` on `port`.
 pub(crate) fn evtchn_send(port: u32) -> i64 {
     let mut p = port;
-    evtchn_op(abi::evtchn::SEND, &mut p)
+    // SAFETY: SEND takes an `evtchn_send`, one `u32` port.
+    unsafe { evtchn_op(abi::evtchn::SEND, &mut p) }
 }
 
 /// `EVTCHNOP_unmask` on `port` (Xen re-raises it if pending).
 pub(crate) fn evtchn_unmask(port: u32) -> i64 {
     let mut p = port;
-    evtchn_op(abi::evtchn::UNMASK, &mut p)
+    // SAFETY: UNMASK takes an `evtchn_unmask`, one `u32` port.
+    unsafe { evtchn_op(abi::evtchn::UNMASK, &mut p) }
+}
+
+/// `EVTCHNOP_close` on `port`.
+pub(crate) fn evtchn_close(port: u32) -> i64 {
+    let mut p = port;
+    // SAFETY: CLOSE takes an `evtchn_close`, one `u32` port.
+    unsafe { evtchn_op(abi::evtchn::CLOSE, &mut p) }
+}
+
+/// `EVTCHNOP_bind_virq`: a port for `virq` on vCPU `vcpu`.
+pub(crate) fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, i64> {
+    let mut b = abi::BindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    // SAFETY: BIND_VIRQ takes an `evtchn_bind_virq`.
+    match unsafe { evtchn_op(abi::evtchn::BIND_VIRQ, &mut b) } {
+        rc if rc < 0 => Err(rc),
+        _ => Ok(b.port),
+    }
+}
+
+/// `EVTCHNOP_bind_ipi`: a port notifying vCPU `vcpu`.
+pub(crate) fn bind_ipi(vcpu: u32) -> Result<u32, i64> {
+    let mut b = abi::BindIpi { vcpu, port: 0 };
+    // SAFETY: BIND_IPI takes an `evtchn_bind_ipi`.
+    match unsafe { evtchn_op(abi::evtchn::BIND_IPI, &mut b) } {
+        rc if rc < 0 => Err(rc),
+        _ => Ok(b.port),
+    }
+}
+
+/// `EVTCHNOP_bind_vcpu`: `port`'s events go to vCPU `vcpu` from now on.
+pub(crate) fn bind_vcpu(port: u32, vcpu: u32) -> i64 {
+    let mut b = abi::BindVcpu { port, vcpu };
+    // SAFETY: BIND_VCPU takes an `evtchn_bind_vcpu`.
+    unsafe { evtchn_op(abi::evtchn::BIND_VCPU, &mut b) }
+}
+
+/// `EVTCHNOP_alloc_unbound`: a port domain `remote` may bind.
+pub(crate) fn alloc_unbound(remote: u16) -> Result<u32, i64> {
+    let mut a = abi::AllocUnbound {
+        dom: abi::DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    // SAFETY: ALLOC_UNBOUND takes an `evtchn_alloc_unbound`.
+    match unsafe { evtchn_op(abi::evtchn::ALLOC_UNBOUND, &mut a) } {
+        rc if rc < 0 => Err(rc),
+        _ => Ok(a.port),
+    }
 }
 
 /// `vcpu_op(cmd, vcpu, arg)`; `arg` may be null for commands without one.
-pub(crate) fn vcpu_op<T>(cmd: usize, vcpu: usize, arg: Option<&mut T>) -> i64 {
+///
+/// # Safety
+/// `arg` must be the structure `cmd` takes, or `None` where it takes none.
+unsafe fn vcpu_op<T>(cmd: usize, vcpu: usize, arg: Option<&mut T>) -> i64 {
     let ptr = arg.map_or(0, |a| a as *mut T as u64);
-    // SAFETY: callers pass the `vcpu_*` structure of `cmd` or none where it takes none.
+    // SAFETY: per the contract the pointer is `cmd`'s structure (or null), live for the call.
     unsafe { call3(nr::VCPU_OP, cmd as u64, vcpu as u64, ptr) }
+}
+
+/// A `vcpu_op` command that takes no argument (`IS_UP`, `UP`, `STOP_*_TIMER`).
+pub(crate) fn vcpu_op_plain(cmd: usize, vcpu: usize) -> i64 {
+    debug_assert!(matches!(
+        cmd,
+        abi::vcpu::IS_UP
+            | abi::vcpu::UP
+            | abi::vcpu::STOP_PERIODIC_TIMER
+            | abi::vcpu::STOP_SINGLESHOT_TIMER
+    ));
+    // SAFETY: these commands take no argument (a null pointer).
+    unsafe { vcpu_op::<()>(cmd, vcpu, None) }
+}
+
+/// `VCPUOP_set_singleshot_timer` on `vcpu` (the calling one) at Xen system time `abs_ns`.
+pub(crate) fn set_singleshot_timer(vcpu: usize, abs_ns: u64) -> i64 {
+    let mut t = abi::SingleshotTimer {
+        timeout_abs_ns: abs_ns,
+        flags: 0,
+    };
+    // SAFETY: SET_SINGLESHOT_TIMER takes a `vcpu_set_singleshot_timer`.
+    unsafe { vcpu_op(abi::vcpu::SET_SINGLESHOT_TIMER, vcpu, Some(&mut t)) }
+}
+
+/// `VCPUOP_register_vcpu_info`: Xen keeps vCPU `vcpu`'s `vcpu_info` in `info` from now on.
+pub(crate) fn register_vcpu_info(vcpu: usize, info: &'static VcpuInfo) -> i64 {
+    let at = info as *const VcpuInfo as u64;
+    let mut r = abi::RegisterVcpuInfo {
+        mfn: at >> 12,
+        offset: (at & 0xfff) as u32,
+        rsvd: 0,
+    };
+    // SAFETY: a `vcpu_register_vcpu_info` naming `info`'s frame and offset (identity-mapped
+    // image): memory of atomics that lives for the run, which Xen may write from now on.
+    unsafe { vcpu_op(abi::vcpu::REGISTER_VCPU_INFO, vcpu, Some(&mut r)) }
+}
+
+/// `VCPUOP_initialise` of an offline vCPU with `ctx`.
+///
+/// # Safety
+/// `ctx` must start the vCPU on code, page tables and a stack that are valid for it (it runs
+/// from `ctx`'s RIP once `VCPUOP_up`).
+pub(crate) unsafe fn vcpu_initialise(vcpu: usize, ctx: &mut abi::VcpuHvmContext64) -> i64 {
+    // SAFETY: INITIALISE takes a `vcpu_hvm_context`; what it starts is the caller's contract.
+    unsafe { vcpu_op(abi::vcpu::INITIALISE, vcpu, Some(ctx)) }
 }
 
 /// `hvm_op(HVMOP_set_param)`.
@@ -203,7 +311,11 @@ pub(crate) fn console_read(buf: &mut [u8]) -> i64 {
 }
 
 /// `memory_op(XENMEM_add_to_physmap)`: maps item `idx` of `space` at guest frame `gpfn`.
-pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
+///
+/// # Safety
+/// `gpfn` must be a page the caller owns and reaches only as what Xen maps there: its RAM
+/// is replaced.
+pub(crate) unsafe fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
     let mut a = abi::AddToPhysmap {
         domid: abi::DOMID_SELF,
         size: 0,
@@ -211,8 +323,8 @@ pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
         idx,
         gpfn,
     };
-    // SAFETY: an `xen_add_to_physmap`, live for the call. The frame is the caller's page
-    // (its previous contents are replaced by what Xen maps there).
+    // SAFETY: an `xen_add_to_physmap`, live for the call; the frame is the caller's (the
+    // contract).
     unsafe {
         call3(
             nr::MEMORY_OP,
@@ -221,6 +333,15 @@ pub(crate) fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> i64 {
             0,
         )
     }
+}
+
+/// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: Xen's shared-info page replaces the
+/// page `page`.
+pub(crate) fn map_shared_info(page: &'static SharedInfo) -> i64 {
+    let gpfn = page as *const SharedInfo as u64 >> 12;
+    // SAFETY: `page` is a page-aligned, page-sized static of atomics (identity-mapped), which
+    // Rust reaches only atomically: Xen's page, written concurrently, takes its frame's place.
+    unsafe { add_to_physmap(abi::memory::SPACE_SHARED_INFO, 0, gpfn) }
 }
 
 /// `memory_op(XENMEM_memory_map)` into `buf` (packed e820 entries); returns the number of
@@ -260,29 +381,17 @@ impl rhea_board_xen_common::pv::Hypervisor for X86Hypervisor {
         evtchn_send(port);
     }
     fn evtchn_alloc_unbound(&self, remote: u16) -> Result<u32, i64> {
-        let mut a = abi::AllocUnbound {
-            dom: abi::DOMID_SELF,
-            remote_dom: remote,
-            port: 0,
-        };
-        let rc = evtchn_op(abi::evtchn::ALLOC_UNBOUND, &mut a);
-        if rc < 0 { Err(rc) } else { Ok(a.port) }
+        alloc_unbound(remote)
     }
     fn evtchn_close(&self, port: u32) {
-        let mut p = port;
-        evtchn_op(abi::evtchn::CLOSE, &mut p);
+        evtchn_close(port);
     }
     fn bind_virq(&self, virq: u32) -> Result<u32, i64> {
-        let mut b = abi::BindVirq {
-            virq,
-            vcpu: 0,
-            port: 0,
-        };
-        let rc = evtchn_op(abi::evtchn::BIND_VIRQ, &mut b);
-        if rc < 0 { Err(rc) } else { Ok(b.port) }
+        bind_virq(virq, 0)
     }
-    fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
-        add_to_physmap(space, idx, gpfn)
+    unsafe fn add_to_physmap(&self, space: u32, idx: u64, gpfn: u64) -> i64 {
+        // SAFETY: the trait's contract is this function's.
+        unsafe { add_to_physmap(space, idx, gpfn) }
     }
     fn sched_yield(&self) {
         sched_yield();

@@ -27,8 +27,6 @@ static EVENTS: EventChannels = EventChannels::new();
 static BOOT_SYSTEM_TIME: AtomicU64 = AtomicU64::new(0);
 /// Per vCPU: the last time its clock returned (the clock never goes back on one CPU).
 static LAST: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
-/// Failed timer hypercalls (reported by nobody yet; kept for debugging).
-static TIMER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// The vector the timer raises (the runtime's timer vector on x86).
 const TIMER_VECTOR: u8 = vectors::LAPIC_TIMER.get();
@@ -72,10 +70,9 @@ fn this_cpu() -> usize {
 
 /// Maps the shared-info page. Call once on the boot CPU, before anything reads it.
 pub(crate) fn map_shared_info() -> Result<(), InitError> {
-    let gpfn = (&raw const SHARED) as u64 >> 12;
     check(
         "XENMEM_add_to_physmap(shared_info)",
-        hc::add_to_physmap(abi::memory::SPACE_SHARED_INFO, 0, gpfn),
+        hc::map_shared_info(&SHARED),
     )
 }
 
@@ -111,21 +108,17 @@ impl OneShotTimer for XenTimer {
             self.disarm();
             return;
         }
-        let mut t = abi::SingleshotTimer {
-            timeout_abs_ns: BOOT_SYSTEM_TIME
-                .load(Ordering::Relaxed)
-                .saturating_add(deadline.as_nanos()),
-            flags: 0,
-        };
-        if hc::vcpu_op(abi::vcpu::SET_SINGLESHOT_TIMER, this_cpu(), Some(&mut t)) < 0 {
-            TIMER_ERRORS.fetch_add(1, Ordering::Relaxed);
-        }
+        let abs = BOOT_SYSTEM_TIME
+            .load(Ordering::Relaxed)
+            .saturating_add(deadline.as_nanos());
+        // Xen refuses only a foreign vCPU or a bad pointer (flags 0: a past deadline fires).
+        let rc = hc::set_singleshot_timer(this_cpu(), abs);
+        debug_assert!(rc >= 0, "VCPUOP_set_singleshot_timer: {rc}");
     }
 
     fn disarm(&self) {
-        if hc::vcpu_op::<()>(abi::vcpu::STOP_SINGLESHOT_TIMER, this_cpu(), None) < 0 {
-            TIMER_ERRORS.fetch_add(1, Ordering::Relaxed);
-        }
+        let rc = hc::vcpu_op_plain(abi::vcpu::STOP_SINGLESHOT_TIMER, this_cpu());
+        debug_assert!(rc >= 0, "VCPUOP_stop_singleshot_timer: {rc}");
     }
 }
 
@@ -174,8 +167,7 @@ impl InterruptController for EventController {
 
     fn set_affinity(&self, line: IrqLine, cpu: CpuId) -> Result<(), RouteError> {
         let port = port_of(line)?;
-        let mut b = abi::BindVcpu { port, vcpu: cpu.0 };
-        if hc::evtchn_op(abi::evtchn::BIND_VCPU, &mut b) < 0 {
+        if hc::bind_vcpu(port, cpu.0) < 0 {
             return Err(RouteError::Fixed(line.0));
         }
         EVENTS
@@ -239,15 +231,9 @@ pub(crate) fn init() -> Result<TimeAndIrq, InitError> {
 
 /// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`] (on that vCPU).
 fn register_vcpu_info(cpu: usize) -> Result<(), InitError> {
-    let at = vcpu_info(cpu) as *const VcpuInfo as u64;
-    let mut r = abi::RegisterVcpuInfo {
-        mfn: at >> 12,
-        offset: (at & 0xfff) as u32,
-        rsvd: 0,
-    };
     check(
         "VCPUOP_register_vcpu_info",
-        hc::vcpu_op(abi::vcpu::REGISTER_VCPU_INFO, cpu, Some(&mut r)),
+        hc::register_vcpu_info(cpu, vcpu_info(cpu)),
     )
 }
 
@@ -260,33 +246,20 @@ pub(crate) fn init_this_cpu(cpu: usize) -> Result<(), InitError> {
     vi.upcall_mask.store(0, Ordering::Relaxed);
     check(
         "VCPUOP_stop_periodic_timer",
-        hc::vcpu_op::<()>(abi::vcpu::STOP_PERIODIC_TIMER, cpu, None),
+        hc::vcpu_op_plain(abi::vcpu::STOP_PERIODIC_TIMER, cpu),
     )?;
-    let mut virq = abi::BindVirq {
-        virq: abi::VIRQ_TIMER,
-        vcpu: cpu as u32,
-        port: 0,
-    };
-    check(
-        "EVTCHNOP_bind_virq(VIRQ_TIMER)",
-        hc::evtchn_op(abi::evtchn::BIND_VIRQ, &mut virq),
-    )?;
-    let mut ipi = abi::BindIpi {
-        vcpu: cpu as u32,
-        port: 0,
-    };
-    check(
-        "EVTCHNOP_bind_ipi",
-        hc::evtchn_op(abi::evtchn::BIND_IPI, &mut ipi),
-    )?;
+    let timer_port = hc::bind_virq(abi::VIRQ_TIMER, cpu as u32)
+        .map_err(|rc| InitError::Hypercall("EVTCHNOP_bind_virq(VIRQ_TIMER)", rc))?;
+    let ipi_port =
+        hc::bind_ipi(cpu as u32).map_err(|rc| InitError::Hypercall("EVTCHNOP_bind_ipi", rc))?;
     EVENTS
-        .bind(virq.port, TIMER_VECTOR, cpu)
+        .bind(timer_port, TIMER_VECTOR, cpu)
         .map_err(|_| InitError::Hypercall("binding VIRQ_TIMER's port", -22))?;
     EVENTS
-        .bind_ipi(ipi.port, cpu)
+        .bind_ipi(ipi_port, cpu)
         .map_err(|_| InitError::Hypercall("binding the IPI port", -22))?;
-    check("EVTCHNOP_unmask(timer)", hc::evtchn_unmask(virq.port))?;
-    check("EVTCHNOP_unmask(ipi)", hc::evtchn_unmask(ipi.port))?;
+    check("EVTCHNOP_unmask(timer)", hc::evtchn_unmask(timer_port))?;
+    check("EVTCHNOP_unmask(ipi)", hc::evtchn_unmask(ipi_port))?;
     Ok(())
 }
 

@@ -60,7 +60,7 @@ pub(crate) fn discover(cmdline: &str) {
     let mut w = ConsoleWriter;
     let mut n = 1;
     while n < 4096 {
-        let rc = hc::vcpu_op::<()>(abi::vcpu::IS_UP, n, None);
+        let rc = hc::vcpu_op_plain(abi::vcpu::IS_UP, n);
         if rc < 0 {
             break;
         }
@@ -123,7 +123,9 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
         ctx.cr3 = cr3.start_address().as_u64();
         ctx.cr4 = 0x20; // PAE (the rest is set by the per-CPU init)
         ctx.efer = 0xd00; // NXE, LMA, LME
-        let rc = hc::vcpu_op(abi::vcpu::INITIALISE, cpu, Some(&mut ctx));
+        // SAFETY: the context starts the vCPU in 64-bit mode at `rhea_xen_ap_entry` on the
+        // kernel's page tables and a fresh stack of its own, with its index and per-CPU block.
+        let rc = unsafe { hc::vcpu_initialise(cpu, &mut ctx) };
         if rc < 0 {
             let _ = writeln!(
                 w,
@@ -132,7 +134,7 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
             );
             continue;
         }
-        let rc = hc::vcpu_op::<()>(abi::vcpu::UP, cpu, None);
+        let rc = hc::vcpu_op_plain(abi::vcpu::UP, cpu);
         if rc < 0 {
             let _ = writeln!(
                 w,
