@@ -29,6 +29,14 @@ pub enum SchedError {
     WouldBlockIdle,
     /// Joining a thread that is itself, or already joined or detached.
     BadJoin,
+    /// The operation is not allowed on an idle thread (suspend, resume, priority, affinity,
+    /// join, detach).
+    IdleThread,
+    /// Priority 0 belongs to the idle threads; no other thread may take it.
+    BadPriority,
+    /// The caller would block or suspend itself with interrupts disabled (it holds an
+    /// interrupt-disabling spin lock, or runs in an interrupt handler).
+    AtomicContext,
 }
 
 impl fmt::Display for SchedError {
@@ -45,6 +53,11 @@ impl fmt::Display for SchedError {
             Self::Overflow => "semaphore count overflow",
             Self::WouldBlockIdle => "the idle thread cannot block",
             Self::BadJoin => "the thread cannot be joined",
+            Self::IdleThread => "not allowed on an idle thread",
+            Self::BadPriority => "priority 0 is reserved for the idle threads",
+            Self::AtomicContext => {
+                "cannot block or suspend itself with interrupts disabled (spin lock held or in an interrupt handler)"
+            }
         })
     }
 }

@@ -63,7 +63,7 @@ impl Decision {
         }
     }
 
-    fn merge(self, other: Decision) -> Decision {
+    pub(crate) fn merge(self, other: Decision) -> Decision {
         Decision {
             resched: CpuSet::from_bits(self.resched.bits() | other.resched.bits()),
         }
@@ -225,6 +225,9 @@ struct Cpu {
     /// When the current thread was switched in (for slice accounting).
     switched_in: Instant,
     switches: u64,
+    /// Set by the kernel while its caller runs with interrupts disabled (a spin lock held, or
+    /// an interrupt handler): blocking is then refused with `AtomicContext`.
+    atomic: bool,
 }
 
 impl Cpu {
@@ -237,6 +240,7 @@ impl Cpu {
             slice_end: None,
             switched_in: Instant::ZERO,
             switches: 0,
+            atomic: false,
         }
     }
 }
@@ -254,6 +258,11 @@ pub struct Sched {
     /// CPUs told to reschedule (an IPI in flight) that have not yet: the checker allows them
     /// to lag, as the semantics do ("beyond the bounded time of an IPI").
     pending: CpuSet,
+    /// Threads waiting for a thread running on another CPU to leave it (a suspend or an
+    /// affinity change of a running remote thread, see [`Sched::halt_wait`]). Every switch
+    /// that takes such a thread off its CPU, and every cancelled suspension, wakes them all;
+    /// each re-checks its own target.
+    halt_queue: ObjectId,
 }
 
 impl core::fmt::Debug for Sched {
@@ -269,7 +278,7 @@ impl Sched {
     /// A scheduler for `ncpus` CPUs (clamped to [`MAX_CPUS`]), none online yet.
     pub fn new(ncpus: usize) -> Self {
         let ncpus = ncpus.clamp(1, MAX_CPUS);
-        Self {
+        let mut s = Self {
             tcbs: Vec::new(),
             tcb_generations: Vec::new(),
             free_tcbs: Vec::new(),
@@ -279,7 +288,10 @@ impl Sched {
             cpus: (0..ncpus).map(|_| Cpu::new()).collect(),
             online: CpuSet::EMPTY,
             pending: CpuSet::EMPTY,
-        }
+            halt_queue: ObjectId(u64::MAX),
+        };
+        s.halt_queue = s.create_object(Kind::Queue);
+        s
     }
 
     // ---------------------------------------------------------------------------------------
@@ -319,9 +331,28 @@ impl Sched {
         thread: Arc<Thread>,
         params: SpawnParams,
     ) -> Result<(ThreadId, Decision), SchedError> {
+        self.spawn_inner(thread, params, false)
+    }
+
+    /// Makes `thread` known but suspended: it first runs after [`Sched::resume`], so its
+    /// creator can set its priority and affinity (or hand out its id) before it runs.
+    pub fn spawn_suspended(
+        &mut self,
+        thread: Arc<Thread>,
+        params: SpawnParams,
+    ) -> Result<ThreadId, SchedError> {
+        self.spawn_inner(thread, params, true).map(|(id, _)| id)
+    }
+
+    fn spawn_inner(
+        &mut self,
+        thread: Arc<Thread>,
+        params: SpawnParams,
+        suspended: bool,
+    ) -> Result<(ThreadId, Decision), SchedError> {
         let cpu = self.select_cpu(params.affinity)?;
         if params.priority == Priority::IDLE {
-            return Err(SchedError::WouldBlockIdle);
+            return Err(SchedError::BadPriority);
         }
         let id = self.insert_tcb(
             thread,
@@ -334,6 +365,10 @@ impl Sched {
         );
         let join = self.create_object(Kind::Queue);
         self.tcb_mut(id).join_queue = Some(join);
+        if suspended {
+            self.tcb_mut(id).state = State::Suspended;
+            return Ok((id, Decision::default()));
+        }
         let d = self.make_ready(id, WakeReason::None);
         Ok((id, d))
     }
@@ -583,7 +618,16 @@ impl Sched {
         self.pending = CpuSet::from_bits(self.pending.bits() & !(1 << cpu));
         let c = self.tcb_mut(cur);
         let cur_thread = c.thread.clone();
-        if c.state == State::Running && !c.is_idle {
+        // The outgoing thread was asked to leave this CPU by another (a suspension, or an
+        // affinity without this CPU): whoever waits for that in `halt_wait` re-checks below.
+        let leaving = !c.is_idle
+            && (c.suspend_requested || (c.state == State::Running && !c.affinity.contains(cpu)));
+        if c.state == State::Running && c.suspend_requested && !c.is_idle {
+            // A suspension asked while it ran takes effect now that it is switched out.
+            c.suspend_requested = false;
+            c.state = State::Suspended;
+            self.cpus[cpu].current = self.cpus[cpu].idle;
+        } else if c.state == State::Running && !c.is_idle {
             let mut at_back = core::mem::take(&mut c.yield_pending);
             if let Some(slice) = c.slice_ns {
                 let used = now.saturating_duration_since(switched_in).as_nanos() as u64;
@@ -602,6 +646,15 @@ impl Sched {
             d.resched = CpuSet::from_bits(d.resched.bits() & !(1 << cpu));
         } else if c.state == State::Running {
             c.state = State::Ready; // idle: never queued
+        } else if c.state == State::Exited {
+            c.suspend_requested = false;
+        }
+        if leaving {
+            // Placement must not count the outgoing thread as running here.
+            self.cpus[cpu].current = self.cpus[cpu].idle;
+            let q = self.halt_queue;
+            d = d.merge(self.wake_all(q, WakeReason::Signaled));
+            d.resched = CpuSet::from_bits(d.resched.bits() & !(1 << cpu));
         }
         let next = match self.best_ready_for(cpu) {
             Some((from, level, id)) => {
@@ -778,9 +831,13 @@ impl Sched {
         deadline: Option<Instant>,
     ) -> Result<Decision, SchedError> {
         let cur = self.current(cpu);
+        let atomic = self.cpus[cpu].atomic;
         let t = self.tcb_mut(cur);
         if t.is_idle {
             return Err(SchedError::WouldBlockIdle);
+        }
+        if atomic {
+            return Err(SchedError::AtomicContext);
         }
         t.state = State::Blocked;
         t.blocked_on = obj;
@@ -839,12 +896,23 @@ impl Sched {
         self.block_current(cpu, None, Some(deadline))
     }
 
-    /// Suspends a thread: it does not run until [`Sched::resume`]. A blocked thread finishes
-    /// its wait first and is parked when it would become ready.
+    /// Suspends a thread: it does not run until [`Sched::resume`].
+    ///
+    /// - ready: taken off its run queue at once;
+    /// - running (here or on another CPU): it stays `Running` with the suspension pending,
+    ///   and its CPU (named in the decision) parks it when it switches it out; a resume before
+    ///   then cancels the suspension. The kernel makes the caller wait for that with
+    ///   [`Sched::halt_wait`];
+    /// - blocked or sleeping: it finishes its wait (keeping why it woke) and is parked
+    ///   instead of becoming ready; a resume before then cancels the suspension;
+    /// - suspended already: nothing (suspensions do not nest).
+    ///
+    /// Errors: an unknown or exited thread (`NoSuchThread`), an idle thread (`IdleThread`);
+    /// the state is then unchanged.
     pub fn suspend(&mut self, id: ThreadId) -> Result<Decision, SchedError> {
         let t = self.try_tcb_mut(id)?;
         if t.is_idle {
-            return Err(SchedError::WouldBlockIdle);
+            return Err(SchedError::IdleThread);
         }
         match t.state {
             State::Ready => {
@@ -853,8 +921,9 @@ impl Sched {
                 self.cpus[cpu].rq.remove(level, &thread);
                 Ok(Decision::default())
             }
+            State::Running if t.suspend_requested => Ok(Decision::default()),
             State::Running => {
-                t.state = State::Suspended;
+                t.suspend_requested = true;
                 Ok(Decision::cpu(t.cpu))
             }
             State::Blocked => {
@@ -866,28 +935,79 @@ impl Sched {
         }
     }
 
-    /// Undoes [`Sched::suspend`].
+    /// Undoes [`Sched::suspend`]: a parked thread becomes ready (a thread parked on waking
+    /// keeps its wake reason: a mutex or semaphore unit handed to it while it was suspended
+    /// stays its own); a pending suspension of a running or blocked thread is cancelled. A
+    /// thread that is not suspended is left alone. Errors as for [`Sched::suspend`].
     pub fn resume(&mut self, id: ThreadId) -> Result<Decision, SchedError> {
         let t = self.try_tcb_mut(id)?;
+        if t.is_idle {
+            return Err(SchedError::IdleThread);
+        }
         match t.state {
             State::Suspended => {
-                t.state = State::Blocked;
-                Ok(self.make_ready(id, WakeReason::None))
+                t.state = State::Ready;
+                let home = t.cpu;
+                Ok(self.enqueue_ready(id, false, home))
             }
             State::Blocked => {
                 t.suspend_requested = false;
                 Ok(Decision::default())
             }
-            _ => Ok(Decision::default()),
+            State::Running if t.suspend_requested => {
+                // Cancelled before its CPU switched it out: it keeps running there, and
+                // whoever waits for it to stop learns it will not.
+                t.suspend_requested = false;
+                let q = self.halt_queue;
+                Ok(self.wake_all(q, WakeReason::Signaled))
+            }
+            State::Exited => Err(SchedError::NoSuchThread),
+            State::Ready | State::Running => Ok(Decision::default()),
         }
+    }
+
+    /// Whether `id` is running on a CPU it was asked to leave (a pending suspension, or an
+    /// affinity without that CPU) — i.e. its CPU has yet to switch it out.
+    pub fn is_leaving_cpu(&self, id: ThreadId) -> bool {
+        self.tcb(id).is_some_and(|t| {
+            t.state == State::Running
+                && self.cpus[t.cpu].current == Some(id)
+                && (t.suspend_requested || !t.affinity.contains(t.cpu))
+        })
+    }
+
+    /// Makes the running thread of `cpu` wait until `target` has left the CPU it runs on
+    /// elsewhere (after [`Sched::suspend`] or [`Sched::set_affinity`] of a thread running on
+    /// another CPU). `Ok((true, _))`: nothing to wait for (it already left, or the suspension
+    /// was cancelled, or it is the caller). `Ok((false, d))`: blocked; ask again on waking
+    /// (every wake-up of this queue is a hint, not a promise).
+    pub fn halt_wait(
+        &mut self,
+        cpu: usize,
+        target: ThreadId,
+    ) -> Result<(bool, Decision), SchedError> {
+        let cur = self.current(cpu);
+        // An idle thread (boot code) cannot wait: for it the change takes effect on its own.
+        if target == cur || !self.is_leaving_cpu(target) || self.tcb(cur).is_some_and(|t| t.is_idle)
+        {
+            return Ok((true, Decision::default()));
+        }
+        let q = self.halt_queue;
+        Ok((false, self.block_current(cpu, Some(q), None)?))
     }
 
     /// Changes a thread's base priority; its effective priority follows, and so does what it
     /// passes on through priority inheritance.
     pub fn set_priority(&mut self, id: ThreadId, prio: Priority) -> Result<Decision, SchedError> {
         let t = self.try_tcb_mut(id)?;
-        if t.is_idle || prio == Priority::IDLE {
-            return Err(SchedError::WouldBlockIdle);
+        if t.is_idle {
+            return Err(SchedError::IdleThread);
+        }
+        if prio == Priority::IDLE {
+            return Err(SchedError::BadPriority);
+        }
+        if t.state == State::Exited {
+            return Err(SchedError::NoSuchThread);
         }
         t.base = prio;
         Ok(self.update_priority(id))
@@ -902,7 +1022,7 @@ impl Sched {
         let online = self.online;
         let t = self.try_tcb_mut(id)?;
         if t.is_idle {
-            return Err(SchedError::WouldBlockIdle);
+            return Err(SchedError::IdleThread);
         }
         if t.state == State::Exited {
             return Err(SchedError::NoSuchThread);
@@ -930,9 +1050,25 @@ impl Sched {
         }
     }
 
+    /// Whether `cpu`'s current thread has just blocked, exited or been suspended by itself:
+    /// the kernel reschedules such a CPU before it releases the scheduler lock (test
+    /// harnesses do the same).
+    #[cfg(test)]
+    pub(crate) fn is_switching_out(&self, cpu: usize) -> bool {
+        self.tcb(self.current(cpu))
+            .is_some_and(|t| t.state != State::Running)
+    }
+
     /// The CPUs that are online.
     pub fn online(&self) -> CpuSet {
         self.online
+    }
+
+    /// Tells the scheduler whether the caller on `cpu` runs with interrupts disabled (the
+    /// kernel sets it around each operation): while set, any operation that would block the
+    /// running thread fails with `AtomicContext` and changes nothing.
+    pub fn set_atomic(&mut self, cpu: usize, atomic: bool) {
+        self.cpus[cpu].atomic = atomic;
     }
 
     /// Records that `cpu` was told to reschedule (the kernel sent it an IPI); cleared when it
@@ -949,6 +1085,11 @@ impl Sched {
         let mut d = Decision::default();
         for _ in 0..=self.tcbs.len() {
             let t = self.tcb(id).expect("live");
+            // An idle thread (a CPU's boot context, which may take a mutex during boot) is
+            // never boosted: it is never queued, and runs only when its CPU has nothing else.
+            if t.is_idle {
+                return d;
+            }
             let mut eff = t.base;
             for m in t.held.iter().flatten() {
                 if let Some(top) = self
@@ -1036,7 +1177,10 @@ impl Sched {
     ) -> Result<(Option<i32>, Decision), SchedError> {
         let cur = self.current(cpu);
         let t = self.try_tcb_mut(target)?;
-        if target == cur || t.detached || t.joined || t.is_idle {
+        if t.is_idle {
+            return Err(SchedError::IdleThread);
+        }
+        if target == cur || t.detached || t.joined {
             return Err(SchedError::BadJoin);
         }
         if t.state == State::Exited {
@@ -1050,7 +1194,10 @@ impl Sched {
     /// Marks a thread as never to be joined: it is reapable as soon as it exits.
     pub fn detach(&mut self, id: ThreadId) -> Result<(), SchedError> {
         let t = self.try_tcb_mut(id)?;
-        if t.joined || t.is_idle {
+        if t.is_idle {
+            return Err(SchedError::IdleThread);
+        }
+        if t.joined {
             return Err(SchedError::BadJoin);
         }
         t.detached = true;
@@ -1470,12 +1617,28 @@ impl Sched {
             let ct = self
                 .tcb(cur)
                 .ok_or_else(|| format!("cpu{cpu} runs a dead thread"))?;
-            // A CPU told to reschedule may still show a thread that blocked, exited or was
-            // suspended from another CPU.
-            if !lagging && (ct.state != State::Running || ct.cpu != cpu) {
+            // What a CPU runs is `Running` there, always: a thread blocks or exits only itself
+            // (and its CPU switches at once), and a suspension or affinity change from another
+            // CPU leaves it `Running` until its CPU switches it out.
+            if ct.state != State::Running || ct.cpu != cpu {
                 return Err(format!(
                     "cpu{cpu}: current {cur:?} is {:?} on cpu{}",
                     ct.state, ct.cpu
+                ));
+            }
+            if ct.thread.run_link.is_linked() || ct.thread.sleep_link.is_linked() {
+                return Err(format!("cpu{cpu}: current {cur:?} is also queued"));
+            }
+            if let Some(other) = (0..cpu).find(|&o| {
+                self.online.contains(o) && self.cpus[o].current == Some(cur) && !ct.is_idle
+            }) {
+                return Err(format!("{cur:?} is current on cpu{other} and cpu{cpu}"));
+            }
+            // Asked to leave this CPU (suspended, or its affinity changed) from elsewhere: only
+            // while this CPU is on its way to reschedule.
+            if !lagging && ct.suspend_requested {
+                return Err(format!(
+                    "cpu{cpu}: runs {cur:?}, suspended, and is not rescheduling"
                 ));
             }
             // The running thread is the most important ready one (within this CPU).
@@ -1511,8 +1674,13 @@ impl Sched {
             let mut s = c.sleepers.front();
             while let Some(t) = s.get() {
                 let tcb = self.tcb(t.id()).ok_or("dead thread sleeping")?;
-                if tcb.state != State::Blocked && !(tcb.state == State::Suspended) {
-                    return Err(format!("{:?} on a sleep queue but {:?}", t.id(), tcb.state));
+                if tcb.state != State::Blocked || tcb.cpu != cpu {
+                    return Err(format!(
+                        "{:?} on cpu{cpu}'s sleep queue but {:?} on cpu{}",
+                        t.id(),
+                        tcb.state,
+                        tcb.cpu
+                    ));
                 }
                 s.move_next();
             }
@@ -1586,8 +1754,15 @@ impl Sched {
                 }
             }
         }
+        let mut queued = 0usize;
         for t in self.tcbs.iter().flatten() {
-            if matches!(t.state, State::Ready | State::Running) && !t.affinity.contains(t.cpu) {
+            // A running thread whose affinity was changed from another CPU stays until its
+            // CPU, told to reschedule, switches it out; a queued one is moved at once.
+            let moving = t.state == State::Running && self.pending.contains(t.cpu);
+            if matches!(t.state, State::Ready | State::Running)
+                && !t.affinity.contains(t.cpu)
+                && !moving
+            {
                 return Err(format!(
                     "{:?} is on cpu{} outside its affinity {:?}",
                     t.thread.id(),
@@ -1597,6 +1772,49 @@ impl Sched {
             }
             if t.is_idle {
                 continue;
+            }
+            let id = t.thread.id();
+            let (on_queue, asleep) = (
+                t.thread.run_link.is_linked(),
+                t.thread.sleep_link.is_linked(),
+            );
+            let current = self.cpus[t.cpu].current == Some(id);
+            match t.state {
+                State::Ready => {
+                    queued += 1;
+                    if !on_queue || asleep || current || t.blocked_on.is_some() {
+                        return Err(format!("{id:?} is ready but not (only) on a run queue"));
+                    }
+                }
+                State::Running if !current => {
+                    return Err(format!("{id:?} is running but not current on cpu{}", t.cpu));
+                }
+                // Blocked: on the wait queue it names (checked with the objects) and/or a
+                // sleep queue; with neither, nothing would ever wake it.
+                State::Blocked if t.blocked_on.is_none() && !asleep => {
+                    return Err(format!("{id:?} is blocked on nothing: it would never wake"));
+                }
+                State::Blocked if t.blocked_on.is_some() != on_queue => {
+                    return Err(format!(
+                        "{id:?} is blocked on {:?} but not its waiter",
+                        t.blocked_on
+                    ));
+                }
+                State::Suspended | State::Exited if on_queue || asleep || current => {
+                    return Err(format!(
+                        "{id:?} is {:?} but still queued or current",
+                        t.state
+                    ));
+                }
+                State::Suspended | State::Exited
+                    if t.suspend_requested || t.blocked_on.is_some() =>
+                {
+                    return Err(format!(
+                        "{id:?} is {:?} with a wait or suspension pending",
+                        t.state
+                    ));
+                }
+                _ => {}
             }
             let mut eff = t.base;
             for m in t.held.iter().flatten() {
@@ -1615,6 +1833,23 @@ impl Sched {
                     eff
                 ));
             }
+        }
+        let in_queues: usize = self
+            .online
+            .iter()
+            .map(|c| {
+                self.cpus[c]
+                    .rq
+                    .levels
+                    .iter()
+                    .map(|l| l.iter().count())
+                    .sum::<usize>()
+            })
+            .sum();
+        if in_queues != queued {
+            return Err(format!(
+                "{queued} threads are ready but {in_queues} are queued"
+            ));
         }
         Ok(())
     }

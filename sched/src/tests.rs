@@ -683,7 +683,15 @@ impl SimN {
         }
         let mut pending = d.resched;
         for _ in 0..256 {
-            let Some(cpu) = pending.first() else { break };
+            // The CPU whose thread just blocked or exited switches before the lock is
+            // released (the kernel's `apply` on the deciding CPU): it goes first.
+            let Some(cpu) = pending
+                .iter()
+                .find(|&c| self.s.is_switching_out(c))
+                .or(pending.first())
+            else {
+                break;
+            };
             pending = CpuSet::from_bits(pending.bits() & !(1 << cpu));
             let (switch, more) = self.s.pick_next(cpu, Instant::from_nanos(self.now));
             if let Some((_, to)) = switch {
@@ -952,6 +960,13 @@ enum AsyncOp {
     Ipi(usize),
     Lock(usize, usize),
     Unlock(usize, usize),
+    /// From CPU `.0`: suspend thread `.1` (and wait for it to leave its CPU, as the kernel's
+    /// `thread::suspend` does from thread context).
+    Suspend(usize, usize),
+    Resume(usize, usize),
+    SetAffinity(usize, usize, u64),
+    SetPriority(usize, usize, u32),
+    Yield(usize),
 }
 
 fn async_op() -> impl Strategy<Value = AsyncOp> {
@@ -963,6 +978,11 @@ fn async_op() -> impl Strategy<Value = AsyncOp> {
         (0usize..4).prop_map(AsyncOp::Ipi),
         (0usize..4, 0usize..2).prop_map(|(c, m)| AsyncOp::Lock(c, m)),
         (0usize..4, 0usize..2).prop_map(|(c, m)| AsyncOp::Unlock(c, m)),
+        (0usize..4, 0usize..16).prop_map(|(c, t)| AsyncOp::Suspend(c, t)),
+        (0usize..4, 0usize..16).prop_map(|(c, t)| AsyncOp::Resume(c, t)),
+        (0usize..4, 0usize..16, 1u64..16).prop_map(|(c, t, m)| AsyncOp::SetAffinity(c, t, m)),
+        (0usize..4, 0usize..16, 1u32..64).prop_map(|(c, t, l)| AsyncOp::SetPriority(c, t, l)),
+        (0usize..4).prop_map(AsyncOp::Yield),
     ]
 }
 
@@ -971,6 +991,7 @@ struct AsyncSim {
     n: usize,
     now: u64,
     inflight: CpuSet,
+    threads: Vec<ThreadId>,
 }
 
 impl AsyncSim {
@@ -984,7 +1005,19 @@ impl AsyncSim {
         while own {
             own = false;
             self.inflight = CpuSet::from_bits(self.inflight.bits() & !(1 << cpu));
-            let (_, more) = self.s.pick_next(cpu, Instant::from_nanos(self.now));
+            let (switch, more) = self.s.pick_next(cpu, Instant::from_nanos(self.now));
+            if let Some((_, to)) = switch {
+                // The context switch proper: the incoming thread must not be running anywhere
+                // else (its saved context would be stale).
+                for other in (0..self.n).filter(|&o| o != cpu) {
+                    assert_ne!(
+                        self.s.current(other),
+                        to.id(),
+                        "cpu{cpu} switches to {:?}, which still runs on cpu{other}",
+                        to.id()
+                    );
+                }
+            }
             for c in more.resched.iter() {
                 if c == cpu {
                     own = true;
@@ -1009,7 +1042,7 @@ proptest! {
         for cpu in 0..ncpus {
             s.add_cpu(cpu, Arc::new(Thread::new(String::from("idle"), 0..0)), Instant::ZERO).unwrap();
         }
-        let mut sim = AsyncSim { s, n: ncpus, now: 0, inflight: CpuSet::EMPTY };
+        let mut sim = AsyncSim { s, n: ncpus, now: 0, inflight: CpuSet::EMPTY, threads: Vec::new() };
         let mutexes = [sim.s.create_mutex(), sim.s.create_mutex()];
         let mut spawned = 0;
         for op in ops {
@@ -1019,7 +1052,8 @@ proptest! {
                     if spawned < 16 && !m.is_empty() {
                         spawned += 1;
                         let t = Arc::new(Thread::new(String::from("t"), 0..0));
-                        let (_, d) = sim.s.spawn(t, SpawnParams { priority: p(level), affinity: m, slice_ns: None }).unwrap();
+                        let (id, d) = sim.s.spawn(t, SpawnParams { priority: p(level), affinity: m, slice_ns: None }).unwrap();
+                        sim.threads.push(id);
                         sim.decide(c % sim.n, d);
                     }
                 }
@@ -1061,7 +1095,298 @@ proptest! {
                             sim.decide(c, d);
                     }
                 }
+                AsyncOp::Suspend(c, i) => {
+                    let c = c % sim.n;
+                    if let Some(&t) = sim.threads.get(i)
+                        && !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.suspend(t)
+                    {
+                        sim.decide(c, d);
+                        // Thread context (not the idle thread): wait for it to leave its CPU.
+                        if !sim.inflight.contains(c)
+                            && sim.s.current(c) != t
+                            && let Ok((false, d)) = sim.s.halt_wait(c, t)
+                        {
+                            sim.decide(c, d);
+                        }
+                    }
+                }
+                AsyncOp::Resume(c, i) => {
+                    let c = c % sim.n;
+                    if let Some(&t) = sim.threads.get(i)
+                        && !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.resume(t)
+                    {
+                        sim.decide(c, d);
+                    }
+                }
+                AsyncOp::SetAffinity(c, i, bits) => {
+                    let c = c % sim.n;
+                    let m = CpuSet::from_bits(bits & ((1 << ncpus) - 1));
+                    if let Some(&t) = sim.threads.get(i)
+                        && !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.set_affinity(t, m)
+                    {
+                        sim.decide(c, d);
+                    }
+                }
+                AsyncOp::SetPriority(c, i, level) => {
+                    let c = c % sim.n;
+                    if let Some(&t) = sim.threads.get(i)
+                        && !sim.inflight.contains(c)
+                        && let Ok(d) = sim.s.set_priority(t, p(level))
+                    {
+                        sim.decide(c, d);
+                    }
+                }
+                AsyncOp::Yield(c) => {
+                    let c = c % sim.n;
+                    if !sim.inflight.contains(c) {
+                        let d = sim.s.yield_current(c);
+                        sim.decide(c, d);
+                    }
+                }
             }
         }
     }
+}
+
+// -------------------------------------------------------------------------------------------
+// Thread control of a thread that runs, sleeps or waits elsewhere (issue: suspend/resume,
+// affinity and priority across CPUs). Each of the first three failed before the fix.
+
+/// Two CPUs; `ctl` runs on cpu0 and `t` on cpu1, both pinned.
+fn two_running() -> (SimN, ThreadId, ThreadId) {
+    let mut sim = SimN::new(2);
+    let ctl = sim.spawn(10, CpuSet::single(0));
+    let t = sim.spawn(5, CpuSet::ALL);
+    assert_eq!((sim.cur(0), sim.cur(1)), (ctl, t));
+    (sim, ctl, t)
+}
+
+#[test]
+fn suspend_then_resume_of_a_remote_running_thread_never_runs_it_twice() {
+    let (mut sim, ctl, t) = two_running();
+    // From cpu0: suspend, then resume before cpu1 has taken the IPI.
+    let d = sim.s.suspend(t).unwrap();
+    assert_eq!(d.resched, CpuSet::single(1), "its CPU must reschedule");
+    sim.s.note_resched_sent(1);
+    let d = sim.s.resume(t).unwrap();
+    assert!(!d.resched.contains(0));
+    // cpu0 frees up before cpu1 reschedules: it must not take `t`, which still runs on cpu1.
+    let d = sim
+        .s
+        .sleep_until(0, Instant::from_nanos(MS), Instant::ZERO)
+        .unwrap();
+    assert!(d.resched.contains(0));
+    let (switch, _) = sim.s.pick_next(0, Instant::ZERO);
+    let to = switch.map(|(_, to)| to.id());
+    assert_ne!(to, Some(t), "cpu0 started a thread that still runs on cpu1");
+    sim.s.check().unwrap();
+    // cpu1's IPI arrives: the suspension was cancelled, `t` keeps running there.
+    let (switch, _) = sim.s.pick_next(1, Instant::ZERO);
+    assert!(switch.is_none());
+    assert_eq!(sim.cur(1), t);
+    sim.s.check().unwrap();
+    let _ = ctl;
+}
+
+#[test]
+fn a_suspension_of_a_remote_running_thread_takes_effect_when_its_cpu_switches() {
+    let (mut sim, ctl, t) = two_running();
+    let d = sim.s.suspend(t).unwrap();
+    sim.s.note_resched_sent(1);
+    sim.s.check().unwrap();
+    assert_eq!(sim.cur(1), t, "still running until cpu1 reschedules");
+    assert!(sim.s.is_leaving_cpu(t));
+    // The controller waits for it to stop.
+    let (done, d2) = sim.s.halt_wait(0, t).unwrap();
+    assert!(!done);
+    sim.apply(d.merge(d2));
+    assert_ne!(sim.cur(1), t);
+    assert!(!sim.s.is_leaving_cpu(t));
+    assert_eq!(sim.cur(0), ctl, "the waiter was woken when t left cpu1");
+    assert!(sim.s.halt_wait(0, t).unwrap().0);
+    let d = sim.s.resume(t).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(1), t);
+}
+
+#[test]
+fn a_resume_cancels_a_pending_suspension_and_releases_its_waiter() {
+    let (mut sim, ctl, t) = two_running();
+    let d = sim.s.suspend(t).unwrap();
+    sim.s.note_resched_sent(1);
+    let (done, d2) = sim.s.halt_wait(0, t).unwrap();
+    assert!(!done);
+    // cpu0 switched away from ctl; a third thread on cpu0 resumes t before cpu1 reschedules.
+    let (_, more) = sim.s.pick_next(0, Instant::ZERO);
+    let _ = (d2, more);
+    sim.s.check().unwrap();
+    let d3 = sim.s.resume(t).unwrap();
+    assert!(
+        d3.resched.contains(0),
+        "the controller waiting on cpu0 is woken: {d3:?}"
+    );
+    sim.apply(d.merge(d3));
+    assert_eq!((sim.cur(0), sim.cur(1)), (ctl, t));
+    assert_eq!(sim.s.take_wake_reason(ctl), WakeReason::Signaled);
+}
+
+#[test]
+fn a_wake_reason_survives_suspension() {
+    // Mutex: handed to a suspended waiter, it is still that waiter's when resumed.
+    let mut sim = Sim::new();
+    let m = sim.s.create_mutex();
+    let owner = sim.spawn(5, None);
+    assert!(sim.lock(m));
+    let waiter = sim.spawn(9, None);
+    assert!(!sim.lock(m), "the waiter blocks");
+    assert_eq!(sim.cur(), owner);
+    let d = sim.s.suspend(waiter).unwrap();
+    sim.apply(d);
+    sim.unlock(m);
+    assert_eq!(sim.cur(), owner, "the new owner is parked, not running");
+    assert_eq!(sim.s.mutex_holder(m), Some(waiter));
+    let d = sim.s.resume(waiter).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(), waiter);
+    assert_eq!(sim.s.take_wake_reason(waiter), WakeReason::Acquired);
+    sim.unlock(m);
+    sim.exit();
+
+    // Semaphore: the unit given to a suspended waiter is not lost.
+    let s = sim.s.create_semaphore(0, 4);
+    let waiter = sim.spawn(9, None);
+    let (got, d) = sim.s.sem_take(0, s, None, false).unwrap();
+    assert!(!got);
+    sim.apply(d);
+    let d = sim.s.suspend(waiter).unwrap();
+    sim.apply(d);
+    let d = sim.s.sem_give(s).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.s.sem_count(s), Some(0), "the unit went to the waiter");
+    let d = sim.s.resume(waiter).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(), waiter);
+    assert_eq!(sim.s.take_wake_reason(waiter), WakeReason::Acquired);
+
+    // A timeout that passes while suspended is reported as a timeout.
+    sim.exit();
+    let waiter = sim.spawn(9, None);
+    let (got, d) = sim
+        .s
+        .sem_take(0, s, Some(Instant::from_nanos(sim.now + MS)), false)
+        .unwrap();
+    assert!(!got);
+    sim.apply(d);
+    let d = sim.s.suspend(waiter).unwrap();
+    sim.apply(d);
+    sim.advance(2 * MS);
+    let d = sim.s.sem_give(s).unwrap();
+    sim.apply(d);
+    let d = sim.s.resume(waiter).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.s.take_wake_reason(waiter), WakeReason::Timeout);
+    assert_eq!(
+        sim.s.sem_count(s),
+        Some(1),
+        "the later unit stays in the semaphore"
+    );
+}
+
+#[test]
+fn an_affinity_change_of_a_remote_running_thread_is_legal_while_its_ipi_is_in_flight() {
+    let (mut sim, _ctl, t) = two_running();
+    let d = sim.s.set_affinity(t, CpuSet::single(0)).unwrap();
+    assert_eq!(d.resched, CpuSet::single(1));
+    sim.s.note_resched_sent(1);
+    sim.s.check().unwrap();
+    assert!(sim.s.is_leaving_cpu(t));
+    // Without the IPI noted, the same state is a violation.
+    let mut again = two_running();
+    let _ = again.0.s.set_affinity(again.2, CpuSet::single(0)).unwrap();
+    assert!(again.0.s.check().is_err());
+    let _ = &mut again;
+    sim.apply(d);
+    assert_ne!(sim.cur(1), t, "moved off cpu1");
+    assert!(!sim.s.is_leaving_cpu(t));
+}
+
+#[test]
+fn a_thread_spawned_suspended_runs_only_once_resumed() {
+    let mut sim = Sim::new();
+    let main = sim.spawn(5, None);
+    let t = Arc::new(Thread::new(String::from("t"), 0..0));
+    let id = sim
+        .s
+        .spawn_suspended(
+            t,
+            SpawnParams {
+                priority: p(9),
+                affinity: CpuSet::ALL,
+                slice_ns: None,
+            },
+        )
+        .unwrap();
+    sim.s.check().unwrap();
+    assert_eq!(
+        sim.cur(),
+        main,
+        "a more important suspended thread does not preempt"
+    );
+    let d = sim.s.set_priority(id, p(3)).unwrap();
+    sim.apply(d);
+    let d = sim.s.resume(id).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(), main);
+    let d = sim.s.set_priority(id, p(8)).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(), id);
+}
+
+#[test]
+fn control_of_idle_exited_or_unknown_threads_is_an_error_and_changes_nothing() {
+    let mut sim = Sim::new();
+    let idle = sim.cur();
+    let a = sim.spawn(5, None);
+    for r in [
+        sim.s.suspend(idle).err(),
+        sim.s.resume(idle).err(),
+        sim.s.set_priority(idle, p(3)).err(),
+        sim.s.set_affinity(idle, CpuSet::ALL).err(),
+        sim.s.detach(idle).err(),
+    ] {
+        assert_eq!(r, Some(SchedError::IdleThread));
+    }
+    assert_eq!(sim.s.join(0, idle).err(), Some(SchedError::IdleThread));
+    assert_eq!(
+        sim.s.set_priority(a, Priority::IDLE).err(),
+        Some(SchedError::BadPriority)
+    );
+    assert_eq!(sim.s.effective_priority(a), Some(p(5)));
+    let b = sim.spawn(9, None);
+    sim.exit(); // b exits, unjoined
+    assert_eq!(sim.cur(), a);
+    for r in [
+        sim.s.suspend(b).err(),
+        sim.s.resume(b).err(),
+        sim.s.set_priority(b, p(3)).err(),
+        sim.s.set_affinity(b, CpuSet::ALL).err(),
+    ] {
+        assert_eq!(r, Some(SchedError::NoSuchThread));
+    }
+    assert_eq!(sim.s.join(0, b).unwrap().0, Some(0));
+    assert!(sim.s.reap(b).is_some());
+    assert_eq!(
+        sim.s.suspend(b).err(),
+        Some(SchedError::NoSuchThread),
+        "reaped: stale id"
+    );
+    assert_eq!(
+        sim.s.set_affinity(a, CpuSet::from_bits(0b10)).err(),
+        Some(SchedError::NoUsableCpu)
+    );
+    sim.s.check().unwrap();
+    assert_eq!(sim.cur(), a);
 }

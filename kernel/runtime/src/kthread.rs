@@ -388,10 +388,11 @@ impl core::fmt::Display for SpawnError {
     }
 }
 
-/// Creates a thread with a guarded stack and makes it ready.
+/// Creates a thread with a guarded stack and makes it ready (or leaves it suspended).
 pub(crate) fn spawn(
     req: SpawnRequest,
     entry: Entry,
+    suspended: bool,
 ) -> Result<(ThreadId, Arc<Thread>), SpawnError> {
     reap_detached();
     let stack = crate::memory::new_stack(&req.name, req.stack_bytes).map_err(SpawnError::Memory)?;
@@ -401,7 +402,14 @@ pub(crate) fn spawn(
     let sp = unsafe { rhea_arch::context::init_stack(stack.range().end, thread_start, arg) };
     thread.context.store(sp, Ordering::Relaxed);
     let mut g = lock();
-    match g.sched().spawn(thread.clone(), req.params) {
+    let spawned = if suspended {
+        g.sched()
+            .spawn_suspended(thread.clone(), req.params)
+            .map(|id| (id, Decision::default()))
+    } else {
+        g.sched().spawn(thread.clone(), req.params)
+    };
+    match spawned {
         Ok((id, d)) => {
             g.apply(d);
             Ok((id, thread))
@@ -436,7 +444,14 @@ pub(crate) fn block_on(
 ) -> Result<Option<rhea_sched::WakeReason>, SchedError> {
     let mut g = lock();
     let cpu = cpu();
-    let (done, d) = op(g.sched(), cpu)?;
+    // With interrupts disabled by the caller (an `IrqsOff` spin lock held, or an interrupt
+    // handler), blocking would switch away holding what it disabled them for: refused.
+    let atomic = !g.irq_was_enabled;
+    let s = g.sched();
+    s.set_atomic(cpu, atomic);
+    let r = op(s, cpu);
+    s.set_atomic(cpu, false);
+    let (done, d) = r?;
     if done {
         g.apply(d);
         return Ok(None);
@@ -445,6 +460,48 @@ pub(crate) fn block_on(
     // Switched back in — possibly on another CPU (migration): ask which thread we are there.
     let cur = g.sched().current(self::cpu());
     Ok(Some(g.sched().take_wake_reason(cur)))
+}
+
+/// What [`control`] does to another thread.
+pub(crate) enum Control {
+    Suspend,
+    Resume,
+    Affinity(rhea_sched::CpuSet),
+    Priority(rhea_hal::Priority),
+}
+
+/// Suspends, resumes, re-prioritises or re-pins thread `id`. From thread context, a suspend or
+/// affinity change of a thread running on another CPU returns only once that CPU has switched
+/// it out (or a resume cancelled the suspension); from an interrupt handler it takes effect
+/// when that CPU next switches. Suspending oneself with interrupts disabled is refused.
+pub(crate) fn control(id: ThreadId, what: Control) -> Result<(), SchedError> {
+    let mut g = lock();
+    let cpu = cpu();
+    let in_irq = IN_IRQ[cpu].load(Ordering::Relaxed);
+    let irq_on = g.irq_was_enabled;
+    let thread_context = irq_on && !in_irq;
+    let s = g.sched();
+    let d = match what {
+        Control::Suspend => {
+            if s.current(cpu) == id && !irq_on && !in_irq {
+                return Err(SchedError::AtomicContext);
+            }
+            s.suspend(id)?
+        }
+        Control::Resume => s.resume(id)?,
+        Control::Affinity(mask) => s.set_affinity(id, mask)?,
+        Control::Priority(p) => s.set_priority(id, p)?,
+    };
+    g.apply(d);
+    let waits = matches!(what, Control::Suspend | Control::Affinity(_));
+    if !waits || !thread_context {
+        return Ok(());
+    }
+    drop(g);
+    // RT: each wake-up is a switch on the target's CPU (or a cancelling resume); the target
+    // leaves after one reschedule IPI.
+    while block_on(|s, cpu| s.halt_wait(cpu, id))?.is_some() {}
+    Ok(())
 }
 
 /// Runs a non-blocking operation under the lock and carries out its decision.

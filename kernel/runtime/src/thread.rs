@@ -77,6 +77,23 @@ impl Builder {
 
     /// Starts the thread.
     pub fn spawn<F: FnOnce() + Send + 'static>(self, f: F) -> Result<JoinHandle, SpawnError> {
+        self.spawn_inner(f, false)
+    }
+
+    /// Creates the thread suspended: it first runs when [`resume`]d, so its creator can change
+    /// its priority or affinity, or hand its id to others, before it runs at all.
+    pub fn spawn_suspended<F: FnOnce() + Send + 'static>(
+        self,
+        f: F,
+    ) -> Result<JoinHandle, SpawnError> {
+        self.spawn_inner(f, true)
+    }
+
+    fn spawn_inner<F: FnOnce() + Send + 'static>(
+        self,
+        f: F,
+        suspended: bool,
+    ) -> Result<JoinHandle, SpawnError> {
         let req = SpawnRequest {
             name: self.name,
             params: SpawnParams {
@@ -94,6 +111,7 @@ impl Builder {
                 f();
                 0
             }),
+            suspended,
         )?;
         Ok(JoinHandle {
             id,
@@ -179,12 +197,12 @@ pub fn current() -> ThreadId {
     kthread::with_sched(|s, cpu| (s.current(cpu), Default::default()))
 }
 
-/// Changes a thread's base priority.
+/// Changes a thread's base priority (its effective priority follows, and what it passes on
+/// through priority inheritance). Takes effect at once on this CPU; a thread running on
+/// another CPU is preempted there within a reschedule IPI if it is no longer the most
+/// important. Errors: an unknown or exited thread, an idle thread, priority 0.
 pub fn set_priority(id: ThreadId, priority: Priority) -> Result<(), SchedError> {
-    kthread::with_sched(|s, _| match s.set_priority(id, priority) {
-        Ok(d) => (Ok(()), d),
-        Err(e) => (Err(e), Default::default()),
-    })
+    kthread::control(id, kthread::Control::Priority(priority))
 }
 
 /// A thread's effective priority (its base raised by priority inheritance).
@@ -192,20 +210,28 @@ pub fn effective_priority(id: ThreadId) -> Option<Priority> {
     kthread::with_sched(|s, _| (s.effective_priority(id), Default::default()))
 }
 
-/// Stops a thread from running until [`resume`].
+/// Stops a thread from running until [`resume`] (suspensions do not nest).
+///
+/// - A ready thread stops at once; the caller itself stops at once (refused with
+///   `AtomicContext` while it holds an interrupt-disabling spin lock).
+/// - A thread running on another CPU is switched out there by a reschedule IPI; from thread
+///   context this call returns only once it has been (so on return it is not running), or
+///   once a [`resume`] from elsewhere cancelled the suspension. From an interrupt handler it
+///   returns at once and the suspension takes effect at that CPU's next switch.
+/// - A blocked or sleeping thread finishes its wait — a mutex, semaphore unit, event or
+///   timeout that arrives meanwhile stays its own — and is parked instead of running; a
+///   resume before then cancels the suspension.
+///
+/// Errors: an unknown or exited thread (`NoSuchThread`), an idle thread (`IdleThread`).
 pub fn suspend(id: ThreadId) -> Result<(), SchedError> {
-    kthread::with_sched(|s, _| match s.suspend(id) {
-        Ok(d) => (Ok(()), d),
-        Err(e) => (Err(e), Default::default()),
-    })
+    kthread::control(id, kthread::Control::Suspend)
 }
 
-/// Lets a suspended thread run again.
+/// Lets a suspended thread run again (it returns from whatever it was doing with the outcome
+/// it got meanwhile), or cancels a suspension not yet in effect; a thread not suspended is
+/// left alone. Errors as for [`suspend`].
 pub fn resume(id: ThreadId) -> Result<(), SchedError> {
-    kthread::with_sched(|s, _| match s.resume(id) {
-        Ok(d) => (Ok(()), d),
-        Err(e) => (Err(e), Default::default()),
-    })
+    kthread::control(id, kthread::Control::Resume)
 }
 
 /// The CPU the calling thread is running on (it may move between calls unless its affinity
@@ -219,12 +245,13 @@ pub fn online_cpus() -> CpuSet {
     kthread::with_sched(|s, _| (s.online(), Default::default()))
 }
 
-/// Changes the CPUs a thread may run on; an affinity naming no online CPU is an error.
+/// Changes the CPUs a thread may run on (CPUs named that are offline are ignored; a mask
+/// naming no online CPU is refused with `NoUsableCpu`, changing nothing). A ready thread moves
+/// at once; one running on a CPU it may no longer use is moved by a reschedule IPI, and from
+/// thread context this call returns only once it has left that CPU. A blocked thread moves
+/// when it wakes.
 pub fn set_affinity(id: ThreadId, cpus: CpuSet) -> Result<(), SchedError> {
-    kthread::with_sched(|s, _| match s.set_affinity(id, cpus) {
-        Ok(d) => (Ok(()), d),
-        Err(e) => (Err(e), Default::default()),
-    })
+    kthread::control(id, kthread::Control::Affinity(cpus))
 }
 
 /// Nanoseconds CPU `cpu` has spent idle since it came up (for load figures: busy is the rest
