@@ -15,6 +15,8 @@
 //! boards = ["qemu-x86_64"]           # optional: boot only on these boards (default: all)
 //! smp = [2, 4]                       # optional: boot once per CPU count (QEMU -smp N, LinuxU
 //!                                    # rhea.cpus=N) instead of once with --smp (default 1)
+//! sim-seeds = [1, 2, 3]              # optional: on LinuxU's `sim` machine, boot once per
+//!                                    # seed (rhea.seed=N; default: seed 1 only), one vCPU
 //! net = "user"                       # optional: a virtio-net NIC on QEMU user networking
 //!                                    # (q35: virtio-net-pci, microvm: virtio-net-device)
 //!
@@ -110,6 +112,8 @@ pub(crate) struct App {
     pub(crate) boards: Vec<String>,
     /// The CPU counts `cargo xtask test` boots it with (`smp`); empty: `--smp` only.
     pub(crate) smp: Vec<u32>,
+    /// The seeds its simulation-mode boots use (`sim-seeds`); empty: seed 1 only.
+    pub(crate) sim_seeds: Vec<u64>,
     /// Console fragments replacing `console` on one architecture (`[....rhea.arch.<arch>]`),
     /// for reports whose wording is the architecture's (exception names, register names).
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
@@ -146,6 +150,7 @@ pub(crate) struct Manifest {
     pub(crate) signal_storm: Option<u32>,
     pub(crate) boards: Vec<String>,
     pub(crate) smp: Vec<u32>,
+    pub(crate) sim_seeds: Vec<u64>,
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
     pub(crate) net: Net,
 }
@@ -187,6 +192,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
         signal_storm: None,
         boards: Vec::new(),
         smp: Vec::new(),
+        sim_seeds: Vec::new(),
         arch_console: Vec::new(),
         net: Net::None,
     };
@@ -311,6 +317,20 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(bad)?;
             }
+            "sim-seeds" => {
+                let bad = || {
+                    format!(
+                        "metadata.rhea.sim-seeds must be a non-empty array of non-negative integers, got {}",
+                        show(value)
+                    )
+                };
+                let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(bad)?;
+                manifest.sim_seeds = list
+                    .iter()
+                    .map(|v| v.as_integer().and_then(|n| u64::try_from(n).ok()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(bad)?;
+            }
             "net" => {
                 manifest.net = match value.as_str() {
                     Some("user") => Net::User,
@@ -349,7 +369,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
             other => {
                 return Err(format!(
                     "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, net, arch)"
+                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, sim-seeds, net, arch)"
                 ));
             }
         }
@@ -398,6 +418,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 signal_storm: manifest.signal_storm,
                 boards: manifest.boards,
                 smp: manifest.smp,
+                sim_seeds: manifest.sim_seeds,
                 arch_console: manifest.arch_console,
                 net: manifest.net,
             });
@@ -596,12 +617,13 @@ mod tests {
     fn boards_and_arch_consoles() {
         let m = parse_manifest(
             "[package]\nname = \"t\"\n[package.metadata.rhea]\nconsole = [\"#PF\"]\n\
-             boards = [\"qemu-x86_64\", \"linuxu\"]\nsmp = [2, 4]\n\
+             boards = [\"qemu-x86_64\", \"linuxu\"]\nsmp = [2, 4]\nsim-seeds = [1, 7]\n\
              [package.metadata.rhea.arch.aarch64]\nconsole = [\"data abort\", \"far\"]\n",
         )
         .unwrap();
         assert_eq!(m.boards, ["qemu-x86_64", "linuxu"]);
         assert_eq!(m.smp, [2, 4]);
+        assert_eq!(m.sim_seeds, [1, 7]);
         assert_eq!(
             m.arch_console,
             [(
@@ -623,6 +645,7 @@ mod tests {
             signal_storm: m.signal_storm,
             boards: m.boards,
             smp: m.smp,
+            sim_seeds: m.sim_seeds,
             arch_console: m.arch_console,
             net: m.net,
         };
@@ -636,6 +659,9 @@ mod tests {
             "smp = [0]",
             "smp = [65]",
             "smp = 2",
+            "sim-seeds = []",
+            "sim-seeds = [-1]",
+            "sim-seeds = 3",
             "arch = 1",
             "[package.metadata.rhea.arch.aarch64]\nexpect = \"success\"",
             "[package.metadata.rhea.arch.aarch64]\nconsole = \"x\"",

@@ -230,22 +230,42 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 }
                 kept
             };
-            let cases: Vec<(&str, Accel, u32, String)> = machines
+            // The simulation mode runs one vCPU: its boots differ by seed (`sim-seeds`), not
+            // by CPU count.
+            let sim_seeds: Vec<u64> = if app.sim_seeds.is_empty() {
+                vec![1]
+            } else {
+                app.sim_seeds.clone()
+            };
+            let per_machine = |m: &str| -> Vec<(u32, Option<u64>)> {
+                if m == "sim" && !app.sim_seeds.is_empty() {
+                    sim_seeds.iter().map(|&s| (1, Some(s))).collect()
+                } else {
+                    smps.iter().map(|&n| (n, None)).collect()
+                }
+            };
+            let cases: Vec<(&str, Accel, u32, Option<u64>, String)> = machines
                 .iter()
                 .flat_map(|m| board_accels.iter().map(move |a| (*m, *a)))
-                .flat_map(|(m, a)| smps.iter().map(move |n| (m, a, *n)))
-                .map(|(m, a, n)| {
+                .flat_map(|(m, a)| {
+                    per_machine(m)
+                        .into_iter()
+                        .map(move |(n, seed)| (m, a, n, seed))
+                })
+                .map(|(m, a, n, seed)| {
                     let mut name = match board.runner {
                         Runner::Qemu => case_name(board.name, m, a, &app.name),
                         Runner::Process => format!("{}/{m}/native {}", board.name, app.name),
                     };
-                    if !app.smp.is_empty() {
-                        name.push_str(&format!(" smp{n}"));
+                    match seed {
+                        Some(seed) => name.push_str(&format!(" seed{seed}")),
+                        None if !app.smp.is_empty() => name.push_str(&format!(" smp{n}")),
+                        None => {}
                     }
-                    (m, a, n, name)
+                    (m, a, n, seed, name)
                 })
-                .filter(|(_, _, _, name)| matches(name))
-                .filter(|(m, _, _, _)| {
+                .filter(|(_, _, _, _, name)| matches(name))
+                .filter(|(m, _, _, _, _)| {
                     !app.skip_on
                         .iter()
                         .any(|s| *s == format!("{}/{m}", board.name))
@@ -265,7 +285,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let qemu = match qemu {
                 Ok(q) => q,
                 Err(e) => {
-                    for (_, _, _, name) in &cases {
+                    for (_, _, _, _, name) in &cases {
                         tally.fail(name, None, &format!("setup failed: {e}"));
                     }
                     continue;
@@ -274,14 +294,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             let image = match image::build(ws, board, app) {
                 Ok(image) => image,
                 Err(e) => {
-                    for (_, _, _, name) in &cases {
+                    for (_, _, _, _, name) in &cases {
                         tally.fail(name, None, &format!("build failed: {e}"));
                     }
                     continue;
                 }
             };
             let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
-            for (machine, accel, smp, name) in &cases {
+            for (machine, accel, smp, seed, name) in &cases {
                 // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
                 // whose CPU count is fixed (raspi4b: 4, so it is passed even for 1); QEMU's
                 // -smp N gives the others N.
@@ -313,7 +333,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                     println!("== {name}");
                 }
                 let feed = app.stdin.as_ref();
-                let process_cmdline = process_cmdline(machine, &cmdline);
+                let process_cmdline = process_cmdline(machine, seed.unwrap_or(1), &cmdline);
                 let run = match board.runner {
                     Runner::Qemu => {
                         qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose)
@@ -458,10 +478,10 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 }
 
 /// A process board's command line for `machine`: simulation mode adds its flags and a fixed
-/// seed (so a failure can be replayed exactly).
-pub(crate) fn process_cmdline(machine: &str, cmdline: &str) -> String {
+/// seed (1, or each of the app's `sim-seeds`), so a failure can be replayed exactly.
+pub(crate) fn process_cmdline(machine: &str, seed: u64, cmdline: &str) -> String {
     if machine == "sim" {
-        format!("rhea.sim=1 rhea.seed=1 {cmdline}")
+        format!("rhea.sim=1 rhea.seed={seed} {cmdline}")
     } else {
         cmdline.to_string()
     }
