@@ -84,7 +84,7 @@ fn suspend_resume_storm() -> Result<(), &'static str> {
         .spawn(|| {
             while !STOP.load(Ordering::Relaxed) {
                 let n = SPINS.fetch_add(1, Ordering::Relaxed);
-                if n % 256 == 0 {
+                if n.is_multiple_of(256) {
                     // A clock read now and then: the simulation mode (rhea.sim=1) delivers
                     // its timer interrupts only there. Elsewhere this changes nothing.
                     let _ = rhea::time::now();
@@ -97,7 +97,7 @@ fn suspend_resume_storm() -> Result<(), &'static str> {
     let (mut frozen_checks, mut ran_between) = (0u32, 0u32);
     for round in 0..ROUNDS {
         thread::suspend(id).map_err(|_| "suspend")?;
-        if round % 4 == 0 {
+        if round.is_multiple_of(4) {
             // Suspended: it must not advance, however long we look.
             let before = SPINS.load(Ordering::Relaxed);
             for _ in 0..200 {
@@ -109,7 +109,7 @@ fn suspend_resume_storm() -> Result<(), &'static str> {
             frozen_checks += 1;
         }
         thread::resume(id).map_err(|_| "resume")?;
-        if round % 64 == 0 {
+        if round.is_multiple_of(64) {
             // It must run again once resumed. On one CPU it runs only while we sleep, and a
             // short sleep can end before it gets a single instruction in (Xen on x86 under
             // TCG: a clock read ~31 µs, a hypercall ~89 µs), so wait for it, doubling the
@@ -266,7 +266,7 @@ fn affinity_of_a_running_thread() -> Result<(), &'static str> {
         .map_err(|_| "spawn")?;
     const MOVES: u64 = 400;
     for round in 0..MOVES {
-        let target = if round % 2 == 0 { first } else { other };
+        let target = if round.is_multiple_of(2) { first } else { other };
         SETTLED.store(0, Ordering::SeqCst);
         thread::set_affinity(spinner.id(), CpuSet::single(target)).map_err(|_| "set_affinity")?;
         SETTLED.store((round + 1) << 32 | 1 << target, Ordering::SeqCst);

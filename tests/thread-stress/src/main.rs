@@ -156,7 +156,7 @@ fn main() -> Result<(), &'static str> {
     let mut workers: Vec<Arc<Worker>> = Vec::new();
     let mut handles = Vec::new();
     for i in 0..WORKERS {
-        let pinned = if i % 4 == 0 {
+        let pinned = if i.is_multiple_of(4) {
             online[rng.below(online.len() as u64) as usize]
         } else {
             usize::MAX
