@@ -14,7 +14,8 @@
 //!   an IPI tells the target to drain.
 //!
 //! The boards do the hardware part (trampolines, INIT-SIPI-SIPI, PSCI, IPIs); this crate is
-//! host-tested, including against malformed tables.
+//! host-tested, including against malformed tables, and the call mailboxes are model-checked
+//! with loom (`tests/loom.rs`, atomics swapped in through `sync`).
 #![no_std]
 
 #[cfg(test)]
@@ -24,6 +25,7 @@ pub mod calls;
 pub mod cpus;
 pub mod madt;
 pub mod mcfg;
+mod sync;
 
 pub use calls::{CallBoard, CallError};
 pub use cpus::{CpuTable, MAX_CPUS};

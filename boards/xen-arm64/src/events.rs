@@ -32,7 +32,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use rhea_board_common_arm::interrupts::{GicController, route_ppi_here};
 use rhea_board_common_arm::machine::InterruptLayer;
 use rhea_board_xen_common::abi;
-use rhea_board_xen_common::evtchn::{EventChannels, MAX_VCPUS};
+use rhea_board_xen_common::evtchn::{AffinityError, EventChannels, EvtchnOps, MAX_VCPUS};
 use rhea_board_xen_common::lines::{self, Line};
 use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo, VcpuInfoPage};
 use rhea_hal::{CpuId, InterruptController, IrqLine, RouteError, Trigger};
@@ -167,6 +167,26 @@ fn gic_result(line: IrqLine, r: Result<(), RouteError>) -> Result<(), RouteError
     })
 }
 
+/// The event-channel hypercalls `EventChannels::set_affinity` makes.
+#[derive(Debug)]
+struct Hypercalls;
+
+impl EvtchnOps for Hypercalls {
+    fn bind_vcpu(&self, port: u32, cpu: u32) -> Result<(), i64> {
+        match hc::bind_vcpu(port, cpu) {
+            e if e < 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn unmask(&self, port: u32) -> Result<(), i64> {
+        match hc::evtchn_unmask(port) {
+            e if e < 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Event channels over the GIC.
 #[derive(Debug)]
 struct EventController {
@@ -222,23 +242,19 @@ impl InterruptController for EventController {
         self.send_ipi(CpuId(this_cpu() as u32), vector);
     }
 
-    /// Event channels move with `EVTCHNOP_bind_vcpu`; GIC lines stay where they are.
+    /// Event channels move with `EVTCHNOP_bind_vcpu`, masked meanwhile and then unmasked so
+    /// that an event pending on the old vCPU is re-raised on the new one
+    /// (`EventChannels::set_affinity`); GIC lines stay where they are.
     fn set_affinity(&self, line: IrqLine, cpu: CpuId) -> Result<(), RouteError> {
         let Some(Line::Port(port)) = lines::classify(line.0) else {
             return Err(RouteError::Fixed(line.0));
         };
-        if hc::bind_vcpu(port, cpu.0) < 0 {
-            return Err(RouteError::Fixed(line.0));
-        }
         EVENTS
-            .rebind(port, cpu.0 as usize)
-            .map_err(|_| RouteError::NoSuchLine(line.0))?;
-        // An event pending on the old vCPU is re-raised on the new one (if unmasked).
-        if SHARED.evtchn_mask[port as usize / 64].load(Ordering::Acquire) & (1 << (port % 64)) == 0
-        {
-            let _ = hc::evtchn_unmask(port);
-        }
-        Ok(())
+            .set_affinity(&SHARED, port, cpu.0 as usize, &Hypercalls)
+            .map_err(|e| match e {
+                AffinityError::Refused(_) => RouteError::Fixed(line.0),
+                AffinityError::Bind(_) => RouteError::NoSuchLine(line.0),
+            })
     }
 
     /// Sets `vector` for `cpu` and notifies its IPI port. The fence orders this CPU's earlier

@@ -17,12 +17,20 @@
 //! Every table is atomics, written at bind time and read in the upcall: no lock, so the
 //! upcall path is interrupt-safe and bounded ([`MAX_PASSES`] scans per upcall; a port still
 //! pending after that is left for the next upcall, so an event storm cannot hold a vCPU).
+//!
+//! The atomics come from `crate::sync`, so the same code is model-checked with loom
+//! (`tests/loom.rs`: the demux racing raises, mask/unmask and [`EventChannels::set_affinity`]
+//! on other vCPUs, against a simulated Xen).
 
 use crate::shared::{EVTCHN_WORDS, NR_PORTS, SharedInfo, VcpuInfo};
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// The most vCPUs the tables track.
+#[cfg(not(loom))]
 pub const MAX_VCPUS: usize = 64;
+/// Under loom: the models' vCPUs (see [`EVTCHN_WORDS`](crate::shared::EVTCHN_WORDS)).
+#[cfg(loom)]
+pub const MAX_VCPUS: usize = 4;
 /// Scans of `pending_sel` per upcall before the rest is left pending.
 pub const MAX_PASSES: usize = 4;
 /// An `owner` entry for a port no vCPU handles.
@@ -64,15 +72,50 @@ impl core::fmt::Display for BindError {
     }
 }
 
+/// The event-channel hypercalls [`EventChannels::set_affinity`] makes: the boards' wrappers on
+/// the machine, a simulated Xen in the tests.
+pub trait EvtchnOps {
+    /// `EVTCHNOP_bind_vcpu`: Xen notifies vCPU `cpu` of `port` from now on. `Err` carries
+    /// Xen's (negative) error code.
+    fn bind_vcpu(&self, port: u32, cpu: u32) -> Result<(), i64>;
+    /// `EVTCHNOP_unmask`: Xen clears `port`'s mask bit and, *if the bit was set* and the port
+    /// is pending, marks its word in the bound vCPU's `pending_sel` and raises the upcall
+    /// (`evtchn_2l_unmask`, xen/common/event_2l.c).
+    fn unmask(&self, port: u32) -> Result<(), i64>;
+}
+
+/// Why a port could not be moved to another vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AffinityError {
+    /// The port or vCPU is out of range, or the port has no vector.
+    Bind(BindError),
+    /// Xen refused `EVTCHNOP_bind_vcpu` (its error code).
+    Refused(i64),
+}
+
 impl EventChannels {
     /// Empty tables.
     #[allow(clippy::new_without_default, reason = "a static's constructor")]
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             vector: [const { AtomicU8::new(0) }; NR_PORTS],
             owner: [const { AtomicU8::new(NO_OWNER) }; NR_PORTS],
             ipi_port: [const { AtomicU32::new(0) }; MAX_VCPUS],
             soft: [const { [const { AtomicU64::new(0) }; 4] }; MAX_VCPUS],
+            unrouted: AtomicU64::new(0),
+        }
+    }
+
+    /// Empty tables (loom's atomics have no `const` constructor).
+    #[allow(clippy::new_without_default, reason = "a static's constructor")]
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            vector: core::array::from_fn(|_| AtomicU8::new(0)),
+            owner: core::array::from_fn(|_| AtomicU8::new(NO_OWNER)),
+            ipi_port: core::array::from_fn(|_| AtomicU32::new(0)),
+            soft: core::array::from_fn(|_| core::array::from_fn(|_| AtomicU64::new(0))),
             unrouted: AtomicU64::new(0),
         }
     }
@@ -98,6 +141,53 @@ impl EventChannels {
         let p = port_index(port)?;
         let vector = self.vector[p].load(Ordering::Acquire);
         self.bind(port, vector, cpu)
+    }
+
+    /// Masks `port` in the shared page (the guest sets mask bits itself, `xen.h`); returns
+    /// whether it was masked already.
+    pub fn mask(shared: &SharedInfo, port: u32) -> Result<bool, BindError> {
+        let p = port_index(port)?;
+        let bit = 1u64 << (p % 64);
+        Ok(shared.evtchn_mask[p / 64].fetch_or(bit, Ordering::AcqRel) & bit != 0)
+    }
+
+    /// Moves `port` to vCPU `cpu`: Xen notifies `cpu` of it (`EVTCHNOP_bind_vcpu`), then this
+    /// table hands it to `cpu`'s demux; an event pending on the old vCPU is re-raised on the
+    /// new one. A masked port stays masked (its unmask re-raises it).
+    ///
+    /// The port is masked while it moves, and unmasked after (as Linux's `rebind_irq_to_cpu`
+    /// does), because `EVTCHNOP_unmask` re-raises a pending port only if its mask bit was set
+    /// (`evtchn_2l_unmask` tests and clears it). Without the mask, the loom model
+    /// `set_affinity_races_the_old_vcpus_upcall` loses the event: Xen raises the port on vCPU
+    /// 0 (pending, vCPU 0's `pending_sel`, upcall); vCPU 1 moves it (bind_vcpu, owner 1) and
+    /// unmasks a port that was never masked — Xen does nothing; vCPU 0's upcall skips the port
+    /// (no longer its own); so it stays pending with no upcall on vCPU 1, and every later send
+    /// finds it pending already and raises nothing — the port is dead.
+    pub fn set_affinity(
+        &self,
+        shared: &SharedInfo,
+        port: u32,
+        cpu: usize,
+        xen: &impl EvtchnOps,
+    ) -> Result<(), AffinityError> {
+        let p = port_index(port).map_err(AffinityError::Bind)?;
+        if cpu >= MAX_VCPUS {
+            return Err(AffinityError::Bind(BindError::NoSuchVcpu(cpu)));
+        }
+        let vector = self.vector[p].load(Ordering::Acquire);
+        if vector == 0 {
+            return Err(AffinityError::Bind(BindError::BadVector(0)));
+        }
+        let was_masked = Self::mask(shared, port).map_err(AffinityError::Bind)?;
+        let moved = xen
+            .bind_vcpu(port, cpu as u32)
+            .map_err(AffinityError::Refused)
+            .and_then(|()| self.bind(port, vector, cpu).map_err(AffinityError::Bind));
+        if !was_masked {
+            // Cannot fail: the port is valid (bind_vcpu accepted it, or it was bound before).
+            let _ = xen.unmask(port);
+        }
+        moved
     }
 
     /// Makes `port` vCPU `cpu`'s IPI port (carrying its software vectors).
@@ -228,7 +318,7 @@ fn bits(mut x: u64) -> impl Iterator<Item = usize> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     extern crate std;
     use super::*;
@@ -373,6 +463,88 @@ mod tests {
             ec.rebind(8, 1),
             Err(BindError::BadVector(0)),
             "never routed"
+        );
+    }
+
+    /// Xen's side of `set_affinity`, for one vCPU's worth of ports: `evtchn_2l_unmask` re-raises
+    /// a pending port only if its mask bit was set.
+    struct TestXen<'a> {
+        shared: &'a SharedInfo,
+        notify: std::cell::Cell<usize>,
+        refuse: bool,
+    }
+
+    impl EvtchnOps for TestXen<'_> {
+        fn bind_vcpu(&self, _port: u32, cpu: u32) -> Result<(), i64> {
+            if self.refuse {
+                return Err(-22);
+            }
+            self.notify.set(cpu as usize);
+            Ok(())
+        }
+
+        fn unmask(&self, port: u32) -> Result<(), i64> {
+            let (w, bit) = (port as usize / 64, 1u64 << (port % 64));
+            let vi = &self.shared.vcpu_info[self.notify.get()];
+            if self.shared.evtchn_mask[w].fetch_and(!bit, Ordering::SeqCst) & bit != 0
+                && self.shared.evtchn_pending[w].load(Ordering::SeqCst) & bit != 0
+                && vi.pending_sel.fetch_or(1 << w, Ordering::SeqCst) & (1 << w) == 0
+            {
+                vi.upcall_pending.store(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    /// Regression (found by the loom model `set_affinity_races_the_old_vcpus_upcall`): an event
+    /// pending on the old vCPU when its port moves is re-raised on the new one. Unmasking a
+    /// port that was never masked re-raises nothing, so `set_affinity` masks it first.
+    #[test]
+    fn an_event_pending_when_its_port_moves_is_raised_on_the_new_vcpu() {
+        let (s, ec) = setup();
+        ec.bind(7, 0x44, 0).unwrap();
+        xen_raise(&s, &s.vcpu_info[0], 7);
+        let xen = TestXen {
+            shared: &s,
+            notify: std::cell::Cell::new(0),
+            refuse: false,
+        };
+        ec.set_affinity(&s, 7, 1, &xen).unwrap();
+        assert_eq!(xen.notify.get(), 1);
+        assert!(run(&ec, &s, 0).is_empty(), "no longer vCPU 0's");
+        assert_eq!(s.vcpu_info[1].upcall_pending.load(Ordering::SeqCst), 1);
+        assert_eq!(run(&ec, &s, 1), [0x44]);
+        assert_eq!(s.evtchn_mask[0].load(Ordering::SeqCst), 0, "unmasked again");
+    }
+
+    #[test]
+    fn set_affinity_keeps_a_masked_port_masked_and_restores_the_mask_on_failure() {
+        let (s, ec) = setup();
+        ec.bind(7, 0x44, 0).unwrap();
+        let mut xen = TestXen {
+            shared: &s,
+            notify: std::cell::Cell::new(0),
+            refuse: true,
+        };
+        assert_eq!(
+            ec.set_affinity(&s, 7, 1, &xen),
+            Err(AffinityError::Refused(-22))
+        );
+        assert_eq!(ec.owner(7), Some(0));
+        assert_eq!(s.evtchn_mask[0].load(Ordering::SeqCst), 0, "mask restored");
+        xen.refuse = false;
+        assert_eq!(EventChannels::mask(&s, 7), Ok(false));
+        ec.set_affinity(&s, 7, 1, &xen).unwrap();
+        assert_eq!(ec.owner(7), Some(1));
+        assert_eq!(EventChannels::mask(&s, 7), Ok(true), "still masked");
+        assert_eq!(
+            ec.set_affinity(&s, 8, 1, &xen),
+            Err(AffinityError::Bind(BindError::BadVector(0))),
+            "never routed"
+        );
+        assert_eq!(
+            ec.set_affinity(&s, 7, MAX_VCPUS, &xen),
+            Err(AffinityError::Bind(BindError::NoSuchVcpu(MAX_VCPUS)))
         );
     }
 

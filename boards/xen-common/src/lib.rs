@@ -19,6 +19,9 @@
 //! console ring as the console, console input, the grant table, xenstore, Xenbus with netfront
 //! (`rhea_drivers::xen` has the protocols) — over the board's hypercalls ([`pv::Hypervisor`]).
 //!
+//! The demux and the shared page's atomics are model-checked with loom (`tests/loom.rs`, the
+//! atomics swapped in through `sync`) against a simulated Xen.
+//!
 //! The boards make the hypercalls; nothing here touches hardware, so `unsafe` is denied
 //! (except in `pv`, which wraps pages Xen shares as `SharedMem`).
 #![cfg_attr(not(test), no_std)]
@@ -33,4 +36,5 @@ pub mod lines;
 #[cfg(target_os = "none")]
 pub mod pv;
 pub mod shared;
+mod sync;
 pub mod time;

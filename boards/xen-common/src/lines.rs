@@ -36,7 +36,7 @@ pub fn foreign(n: u32) -> u32 {
     FOREIGN_LINES.saturating_add(n)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

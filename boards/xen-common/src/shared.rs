@@ -5,8 +5,11 @@
 //! Layouts differ by architecture: on x86_64 a `vcpu_info` carries `arch_vcpu_info` (CR2 and a
 //! pad word) and the page holds 32 of them (`XEN_LEGACY_MAX_VCPUS`); on arm64 the arch part is
 //! empty and the page holds one — further vCPUs register theirs (`VCPUOP_register_vcpu_info`).
+//!
+//! The atomics come from `crate::sync` (loom's under `--cfg loom`, where the layout checks are
+//! off — loom's atomics are larger — and the unused tail of the page is left out).
 
-use core::sync::atomic::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
+use crate::sync::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
 
 /// `vcpu_time_info`: the Xen clock's parameters for one vCPU, updated by Xen under a version
 /// counter (odd while an update is in progress).
@@ -52,15 +55,25 @@ pub struct VcpuInfo {
 }
 
 /// `vcpu_info`s in the shared-info page (`XEN_LEGACY_MAX_VCPUS`).
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(all(not(target_arch = "aarch64"), not(loom)))]
 pub const LEGACY_VCPUS: usize = 32;
 /// `vcpu_info`s in the shared-info page (`XEN_LEGACY_MAX_VCPUS`).
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(loom)))]
 pub const LEGACY_VCPUS: usize = 1;
+/// Under loom: the models' vCPUs (see [`EVTCHN_WORDS`]).
+#[cfg(loom)]
+pub const LEGACY_VCPUS: usize = 4;
 
 /// Words of the 2-level pending and mask bitmaps (`sizeof(xen_ulong_t) * 8` of 64 bits: 4,096
 /// ports).
+#[cfg(not(loom))]
 pub const EVTCHN_WORDS: usize = 64;
+/// Under loom, two words (128 ports), and fewer vCPUs everywhere: loom builds every atomic of
+/// the page and of the tables again in each execution it explores (tens of thousands per
+/// model), and the models use a few low ports of a few vCPUs. The logic is the same at any
+/// size.
+#[cfg(loom)]
+pub const EVTCHN_WORDS: usize = 2;
 /// Ports of the 2-level ABI.
 pub const NR_PORTS: usize = EVTCHN_WORDS * 64;
 
@@ -76,9 +89,11 @@ pub struct SharedInfo {
     /// Masked ports; the guest sets and clears.
     pub evtchn_mask: [AtomicU64; EVTCHN_WORDS],
     /// The rest of the page (wall clock, arch part).
+    #[cfg(not(loom))]
     pub rest: [AtomicU8; 4096 - SHARED_INFO_USED],
 }
 
+#[cfg(not(loom))]
 const SHARED_INFO_USED: usize = LEGACY_VCPUS * size_of::<VcpuInfo>() + 2 * EVTCHN_WORDS * 8;
 
 impl SharedInfo {
@@ -87,12 +102,27 @@ impl SharedInfo {
         clippy::new_without_default,
         reason = "a page Xen shares; zero is its only value"
     )]
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             vcpu_info: [const { VcpuInfo::zero() }; LEGACY_VCPUS],
             evtchn_pending: [const { AtomicU64::new(0) }; EVTCHN_WORDS],
             evtchn_mask: [const { AtomicU64::new(0) }; EVTCHN_WORDS],
             rest: [const { AtomicU8::new(0) }; 4096 - SHARED_INFO_USED],
+        }
+    }
+
+    /// A zeroed page, for the model (loom's atomics have no `const` constructor).
+    #[allow(
+        clippy::new_without_default,
+        reason = "a page Xen shares; zero is its only value"
+    )]
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            vcpu_info: core::array::from_fn(|_| VcpuInfo::zero()),
+            evtchn_pending: core::array::from_fn(|_| AtomicU64::new(0)),
+            evtchn_mask: core::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -108,6 +138,7 @@ pub struct VcpuInfoPage(pub [VcpuInfo; crate::evtchn::MAX_VCPUS]);
 impl VcpuInfoPage {
     /// A zeroed page.
     #[allow(clippy::new_without_default, reason = "a static's constructor")]
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self([const { VcpuInfo::zero() }; crate::evtchn::MAX_VCPUS])
     }
@@ -115,6 +146,7 @@ impl VcpuInfoPage {
 
 impl VcpuInfo {
     /// All zero.
+    #[cfg(not(loom))]
     pub const fn zero() -> Self {
         VcpuInfo {
             upcall_pending: AtomicU8::new(0),
@@ -135,21 +167,48 @@ impl VcpuInfo {
             },
         }
     }
+
+    /// All zero (loom's atomics have no `const` constructor).
+    #[cfg(loom)]
+    pub fn zero() -> Self {
+        VcpuInfo {
+            upcall_pending: AtomicU8::new(0),
+            upcall_mask: AtomicU8::new(0),
+            pad: core::array::from_fn(|_| AtomicU8::new(0)),
+            pending_sel: AtomicU64::new(0),
+            #[cfg(not(target_arch = "aarch64"))]
+            arch: core::array::from_fn(|_| AtomicU64::new(0)),
+            time: VcpuTimeInfo {
+                version: AtomicU32::new(0),
+                pad0: AtomicU32::new(0),
+                tsc_timestamp: AtomicU64::new(0),
+                system_time: AtomicU64::new(0),
+                tsc_to_system_mul: AtomicU32::new(0),
+                tsc_shift: AtomicI8::new(0),
+                flags: AtomicU8::new(0),
+                pad1: core::array::from_fn(|_| AtomicU8::new(0)),
+            },
+        }
+    }
 }
 
+// The layouts Xen expects (checked in every real build; loom's atomics are larger).
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<VcpuInfoPage>() <= 4096);
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(all(not(target_arch = "aarch64"), not(loom)))]
 const _: () = assert!(size_of::<VcpuInfo>() == 64);
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(loom)))]
 const _: () = assert!(size_of::<VcpuInfo>() == 48);
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<SharedInfo>() == 4096);
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(all(not(target_arch = "aarch64"), not(loom)))]
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_pending) == 2048);
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(all(not(target_arch = "aarch64"), not(loom)))]
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_mask) == 2560);
 // arm64 (`arch-arm.h`): one 48-byte `vcpu_info`, then the 64-bit-word bitmaps.
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(loom)))]
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_pending) == 48);
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(loom)))]
 const _: () = assert!(core::mem::offset_of!(SharedInfo, evtchn_mask) == 560);

@@ -6,7 +6,7 @@
 //! not change ([`Snapshot::read`]).
 
 use crate::shared::VcpuTimeInfo;
-use core::sync::atomic::Ordering;
+use crate::sync::Ordering;
 
 /// A consistent copy of one vCPU's `vcpu_time_info`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,10 +99,9 @@ pub fn scale_for(hz: u64) -> (u32, i8) {
     (mul, shift)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use core::sync::atomic::Ordering;
 
     #[test]
     fn scaling_matches_the_frequency() {

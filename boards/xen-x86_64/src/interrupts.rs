@@ -7,8 +7,8 @@
 use crate::hypercall as hc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_board_xen_common::abi;
-use rhea_board_xen_common::evtchn::EventChannels;
 use rhea_board_xen_common::evtchn::MAX_VCPUS;
+use rhea_board_xen_common::evtchn::{AffinityError, EventChannels, EvtchnOps};
 use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo, VcpuInfoPage};
 use rhea_board_xen_common::time::Snapshot;
 use rhea_hal::{
@@ -165,20 +165,16 @@ impl InterruptController for EventController {
         self.send_ipi(CpuId(this_cpu() as u32), vector);
     }
 
+    /// Masks the port while Xen and the tables move it, then unmasks it so that an event
+    /// pending on the old vCPU is re-raised on the new one (`EventChannels::set_affinity`).
     fn set_affinity(&self, line: IrqLine, cpu: CpuId) -> Result<(), RouteError> {
         let port = port_of(line)?;
-        if hc::bind_vcpu(port, cpu.0) < 0 {
-            return Err(RouteError::Fixed(line.0));
-        }
         EVENTS
-            .rebind(port, cpu.0 as usize)
-            .map_err(|_| RouteError::NoSuchLine(line.0))?;
-        // An event that was pending on the old vCPU is re-raised on the new one (if unmasked).
-        let w = port as usize / 64;
-        if SHARED.evtchn_mask[w].load(Ordering::Acquire) & (1 << (port % 64)) == 0 {
-            hc::evtchn_unmask(port);
-        }
-        Ok(())
+            .set_affinity(&SHARED, port, cpu.0 as usize, &Hypercalls)
+            .map_err(|e| match e {
+                AffinityError::Refused(_) => RouteError::Fixed(line.0),
+                AffinityError::Bind(_) => RouteError::NoSuchLine(line.0),
+            })
     }
 
     fn send_ipi(&self, cpu: CpuId, vector: u8) {
@@ -193,6 +189,26 @@ impl InterruptController for EventController {
             EVENTS.demux(&SHARED, vcpu_info(cpu), cpu, deliver);
         } else {
             deliver(raw);
+        }
+    }
+}
+
+/// The event-channel hypercalls `EventChannels::set_affinity` makes.
+#[derive(Debug)]
+struct Hypercalls;
+
+impl EvtchnOps for Hypercalls {
+    fn bind_vcpu(&self, port: u32, cpu: u32) -> Result<(), i64> {
+        match hc::bind_vcpu(port, cpu) {
+            e if e < 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn unmask(&self, port: u32) -> Result<(), i64> {
+        match hc::evtchn_unmask(port) {
+            e if e < 0 => Err(e),
+            _ => Ok(()),
         }
     }
 }
