@@ -266,7 +266,11 @@ fn affinity_of_a_running_thread() -> Result<(), &'static str> {
         .map_err(|_| "spawn")?;
     const MOVES: u64 = 400;
     for round in 0..MOVES {
-        let target = if round.is_multiple_of(2) { first } else { other };
+        let target = if round.is_multiple_of(2) {
+            first
+        } else {
+            other
+        };
         SETTLED.store(0, Ordering::SeqCst);
         thread::set_affinity(spinner.id(), CpuSet::single(target)).map_err(|_| "set_affinity")?;
         SETTLED.store((round + 1) << 32 | 1 << target, Ordering::SeqCst);
