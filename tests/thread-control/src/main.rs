@@ -9,7 +9,9 @@
 //!    when it is resumed; a timeout that passes while suspended is reported as a timeout;
 //! 3. the affinity of a thread running on another CPU is changed under the scheduler checker;
 //!    once `set_affinity` returns, the thread never runs outside the new mask;
-//! 4. a thread spawned suspended runs only once resumed;
+//! 4. a thread spawned suspended runs only once resumed; an interrupt handler suspends and
+//!    resumes a thread (no waiting there: the suspension takes effect at the target CPU's next
+//!    switch);
 //! 5. bad input (exited threads, offline CPUs, priority 0, suspending oneself or blocking with
 //!    a spin lock held) is refused with an error and changes nothing.
 #![no_std]
@@ -66,6 +68,7 @@ fn control() -> Result<(), &'static str> {
     wake_reasons()?;
     affinity_of_a_running_thread()?;
     spawned_suspended()?;
+    from_an_interrupt_handler()?;
     bad_input()?;
     Ok(())
 }
@@ -319,6 +322,95 @@ fn spawned_suspended() -> Result<(), &'static str> {
         return Err("a thread spawned suspended did not run once resumed");
     }
     rhea::println!("control: spawned suspended: ran only after resume");
+    Ok(())
+}
+
+/// What the self-IPI handler does to `TARGET`: 1 suspend, 2 resume.
+static ISR_MODE: AtomicU64 = AtomicU64::new(0);
+/// The handler's results: 1 Ok, 2 Err; and how many times it ran.
+static ISR_RESULT: AtomicU64 = AtomicU64::new(0);
+static ISR_RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn on_self_ipi(_: usize) {
+    let Some(id) = TARGET.get() else { return };
+    let r = match ISR_MODE.load(Ordering::SeqCst) {
+        1 => thread::suspend(*id),
+        2 => thread::resume(*id),
+        _ => Ok(()),
+    };
+    ISR_RESULT.store(if r.is_ok() { 1 } else { 2 }, Ordering::SeqCst);
+    ISR_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+static TARGET: spin::Once<thread::ThreadId> = spin::Once::new();
+
+/// 4b: suspend and resume from an interrupt handler (a self-IPI on the controller's CPU) a
+/// spinner that runs on another CPU when there is one.
+fn from_an_interrupt_handler() -> Result<(), &'static str> {
+    let (first, other) = cpus();
+    static SPINS: AtomicU64 = AtomicU64::new(0);
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let spinner = Builder::new()
+        .name("isr-target")
+        .priority(prio(10))
+        .affinity(other.map_or(CpuSet::single(first), CpuSet::single))
+        .spawn(|| {
+            while !STOP.load(Ordering::Relaxed) {
+                let n = SPINS.fetch_add(1, Ordering::Relaxed);
+                if n.is_multiple_of(256) {
+                    let _ = rhea::time::now(); // the simulation mode's timer fires at clock reads
+                }
+            }
+        })
+        .map_err(|_| "spawn")?;
+    TARGET.call_once(|| spinner.id());
+    let vector = rhea::irq::register_fast(on_self_ipi, 0).map_err(|_| "register_fast")?;
+    let raise = |mode: u64| -> Result<(), &'static str> {
+        let runs = ISR_RUNS.load(Ordering::SeqCst);
+        ISR_MODE.store(mode, Ordering::SeqCst);
+        rhea::irq::raise_self(vector);
+        // The self-IPI is taken on this CPU before long; wait for it (bounded).
+        let deadline = rhea::time::now().saturating_add(Duration::from_secs(2));
+        while ISR_RUNS.load(Ordering::SeqCst) == runs && rhea::time::now() < deadline {
+            thread::sleep(Duration::from_micros(100));
+        }
+        match (
+            ISR_RUNS.load(Ordering::SeqCst) > runs,
+            ISR_RESULT.load(Ordering::SeqCst),
+        ) {
+            (true, 1) => Ok(()),
+            (true, _) => Err("a suspend or resume from an interrupt handler failed"),
+            (false, _) => Err("the self-IPI never ran its handler"),
+        }
+    };
+    const ROUNDS: u32 = 50;
+    for _ in 0..ROUNDS {
+        raise(1)?;
+        // From thread context, suspend again: already pending, this only waits until the
+        // target has left its CPU. Then it must not advance.
+        thread::suspend(spinner.id()).map_err(|_| "suspend")?;
+        let before = SPINS.load(Ordering::SeqCst);
+        thread::sleep(Duration::from_micros(200));
+        if SPINS.load(Ordering::SeqCst) != before {
+            return Err("a thread suspended from an interrupt handler kept running");
+        }
+        raise(2)?;
+        let deadline = rhea::time::now().saturating_add(Duration::from_secs(2));
+        let mut nap = Duration::from_micros(100);
+        while SPINS.load(Ordering::SeqCst) == before && rhea::time::now() < deadline {
+            thread::sleep(nap);
+            nap = nap.saturating_mul(2).min(Duration::from_millis(100));
+        }
+        if SPINS.load(Ordering::SeqCst) == before {
+            return Err("a thread resumed from an interrupt handler did not run again");
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    spinner.join().map_err(|_| "join")?;
+    rhea::println!(
+        "control: from an interrupt handler: {ROUNDS} suspend/resume rounds of a thread on cpu{}",
+        other.unwrap_or(first)
+    );
     Ok(())
 }
 
