@@ -1776,6 +1776,9 @@ pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
     let mut initrd_bytes = read(&base)?;
     initrd_bytes.extend(per_run);
     let initrd = run_dir.join("initrd.cpio");
+    // The run directory is shared by every run of this architecture: hold the run lock before
+    // writing into it, or a second run could boot the first one's domU image.
+    let _lock = RunLock::take(Duration::from_secs(60))?;
     fs::write(&initrd, &initrd_bytes).context(|| format!("cannot write {}", initrd.display()))?;
     println!(
         "xen-dom0: {}: Xen 4.17 + dom0 {} + domU {} ({}){}",
@@ -1793,7 +1796,6 @@ pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
     }
 
     let cmd = qemu_command(arch, &u, &initrd, &run_dir)?;
-    let _lock = RunLock::take(Duration::from_secs(60))?;
     let q = run_qemu(cmd, spec.timeout, spec.echo)?;
     let mut o = parse_serial(&q.lines);
     o.qemu_end = q.end;
