@@ -623,10 +623,10 @@ impl Sched {
         let leaving = !c.is_idle
             && (c.suspend_requested || (c.state == State::Running && !c.affinity.contains(cpu)));
         if c.state == State::Running && c.suspend_requested && !c.is_idle {
-            // A suspension asked while it ran takes effect now that it is switched out.
+            // A suspension asked while it ran takes effect now that it is switched out (and,
+            // being `leaving`, it stops counting as this CPU's current thread below).
             c.suspend_requested = false;
             c.state = State::Suspended;
-            self.cpus[cpu].current = self.cpus[cpu].idle;
         } else if c.state == State::Running && !c.is_idle {
             let mut at_back = core::mem::take(&mut c.yield_pending);
             if let Some(slice) = c.slice_ns {
