@@ -20,6 +20,8 @@
 //! `CHANGED` and the events). `CHANGED` (a condition variable on `STACK`) is notified after
 //! every poll that changed socket state; socket calls wait on it with their timeout.
 
+use crate::policy::{self, Budget, Neighbours};
+use crate::socket::{self, ListenerState, UdpState};
 use crate::validate::{self, MalformedCounts};
 use crate::{Config, IpConfig, NetError};
 use alloc::boxed::Box;
@@ -35,7 +37,11 @@ use rhea_queue::spsc::{self, Consumer, Producer};
 use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::socket::udp;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv4Packet,
+};
 
 /// Bytes of one frame buffer (a full Ethernet frame, rounded up).
 pub(crate) const FRAME_BYTES: usize = 1536;
@@ -74,6 +80,16 @@ pub(crate) struct Counters {
     device_errors: AtomicU64,
     polls: AtomicU64,
     rx_backpressure: AtomicU64,
+    pub(crate) no_memory: AtomicU64,
+    pub(crate) tcp_refused: AtomicU64,
+    pub(crate) syn_recycled: AtomicU64,
+    pub(crate) orphans_reset: AtomicU64,
+    pub(crate) udp_dropped: AtomicU64,
+    pub(crate) udp_unreachable: AtomicU64,
+    socket_bytes: AtomicU64,
+    socket_budget: AtomicU64,
+    sockets: AtomicU64,
+    tcp_sockets: AtomicU64,
 }
 
 /// The data path's counters, for status pages and tests.
@@ -99,6 +115,26 @@ pub struct NetStats {
     pub device: NetDeviceStats,
     /// Network thread polls.
     pub polls: u64,
+    /// Sockets refused because the socket budget (or the heap) had no room.
+    pub no_memory: u64,
+    /// Connections reset because their listener (or their peer) had its maximum.
+    pub tcp_refused: u64,
+    /// Half-open connections given up (the handshake's last ACK never came).
+    pub syn_recycled: u64,
+    /// Dropped connections reset because they did not finish closing in time.
+    pub orphans_reset: u64,
+    /// UDP datagrams dropped from a send lane whose next hop did not resolve.
+    pub udp_dropped: u64,
+    /// UDP sends refused at once: no route, or a next hop given up recently.
+    pub udp_unreachable: u64,
+    /// Bytes of socket buffers held, and the budget they come from.
+    pub socket_bytes: u64,
+    /// The socket budget (`rhea.net.socket_kib`, or half the heap free at start).
+    pub socket_budget: u64,
+    /// smoltcp sockets (TCP, UDP send lanes and receivers, DHCP).
+    pub sockets: u64,
+    /// TCP sockets (listening, connected, closing).
+    pub tcp_sockets: u64,
 }
 
 impl Shared {
@@ -116,6 +152,16 @@ impl Shared {
             malformed: *self.malformed.lock(),
             device: *self.device.lock(),
             polls: get(&c.polls),
+            no_memory: get(&c.no_memory),
+            tcp_refused: get(&c.tcp_refused),
+            syn_recycled: get(&c.syn_recycled),
+            orphans_reset: get(&c.orphans_reset),
+            udp_dropped: get(&c.udp_dropped),
+            udp_unreachable: get(&c.udp_unreachable),
+            socket_bytes: get(&c.socket_bytes),
+            socket_budget: get(&c.socket_budget),
+            sockets: get(&c.sockets),
+            tcp_sockets: get(&c.tcp_sockets),
         }
     }
 
@@ -135,10 +181,105 @@ pub(crate) struct Stack {
     rx: Consumer<Box<Frame>>,
     tx: Producer<Box<Frame>>,
     dhcp: Option<SocketHandle>,
-    /// Sockets whose owner dropped them: removed once closed.
-    pub(crate) orphans: Vec<SocketHandle>,
+    /// TCP sockets whose owner dropped them, and since when (ms): removed once closed.
+    /// Reserved for [`MAX_SOCKETS`]: pushing never allocates.
+    pub(crate) orphans: Vec<(SocketHandle, u64)>,
     /// The configured address, once known.
     pub(crate) address: Option<Ipv4Cidr>,
+    /// The default gateway, if any.
+    pub(crate) gateway: Option<Ipv4Address>,
+    /// Bytes of socket buffers the sockets may hold.
+    budget: Budget,
+    /// Sockets in `sockets`.
+    count: usize,
+    next_id: u64,
+    pub(crate) listeners: Vec<ListenerState>,
+    pub(crate) udp: Vec<UdpState>,
+    /// Neighbours heard from (ARP aimed at us): UDP replies to them take the fast lane.
+    pub(crate) neighbours: Neighbours,
+    /// Next hops given up recently (a UDP lane stalled on them).
+    pub(crate) unreachable: Neighbours,
+    /// Bumped whenever `CHANGED` is notified (see [`crate::wait_for_change`]).
+    generation: u64,
+    pub(crate) counters: &'static Counters,
+}
+
+/// smoltcp sockets at most (the socket set is allocated for them at start; sockets beyond
+/// are refused like sockets beyond the budget).
+pub(crate) const MAX_SOCKETS: usize = 512;
+/// Neighbours remembered for the UDP lanes (smoltcp's own cache is sized by the
+/// `iface-neighbor-cache-count-*` feature in the workspace's Cargo.toml; the same number).
+const NEIGHBOURS: usize = 256;
+
+impl Stack {
+    /// Takes `bytes` of the budget and a socket slot for a socket about to be made.
+    pub(crate) fn take(&mut self, bytes: usize) -> Result<(), NetError> {
+        if self.count >= MAX_SOCKETS || !self.budget.try_take(bytes) {
+            self.counters.no_memory.fetch_add(1, Ordering::Relaxed);
+            return Err(NetError::NoMemory);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Gives back what [`Stack::take`] took for a socket that was not made after all.
+    pub(crate) fn give(&mut self, bytes: usize) {
+        self.budget.give(bytes);
+        self.count -= 1;
+    }
+
+    /// Adds a socket whose `bytes` were taken.
+    pub(crate) fn add<T: smoltcp::socket::AnySocket<'static>>(
+        &mut self,
+        sock: T,
+        _bytes: usize,
+    ) -> SocketHandle {
+        // Within the capacity reserved at start (`take` counted it): no allocation.
+        self.sockets.add(sock)
+    }
+
+    /// Removes a socket and gives its buffers back to the budget.
+    pub(crate) fn remove(&mut self, h: SocketHandle) {
+        let bytes = match self.sockets.remove(h) {
+            smoltcp::socket::Socket::Tcp(t) => t.recv_capacity() + t.send_capacity(),
+            smoltcp::socket::Socket::Udp(u) => {
+                u.payload_recv_capacity()
+                    + u.payload_send_capacity()
+                    + (u.packet_recv_capacity() + u.packet_send_capacity())
+                        * size_of::<udp::PacketMetadata>()
+            }
+            _ => 0,
+        };
+        self.give(bytes);
+    }
+
+    /// Hands a TCP socket to the network thread to remove once it has closed.
+    pub(crate) fn orphan(&mut self, h: SocketHandle, now_ms: u64) {
+        debug_assert!(self.orphans.len() < self.orphans.capacity());
+        self.orphans.push((h, now_ms));
+    }
+
+    /// A fresh id for a listener or UDP socket.
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Publishes the gauges for [`stats`].
+    pub(crate) fn publish(&self) {
+        let c = self.counters;
+        c.socket_bytes
+            .store(self.budget.used() as u64, Ordering::Relaxed);
+        c.socket_budget
+            .store(self.budget.limit() as u64, Ordering::Relaxed);
+        c.sockets.store(self.count as u64, Ordering::Relaxed);
+        let tcp = self
+            .sockets
+            .iter()
+            .filter(|(_, s)| matches!(s, smoltcp::socket::Socket::Tcp(_)))
+            .count();
+        c.tcp_sockets.store(tcp as u64, Ordering::Relaxed);
+    }
 }
 
 pub(crate) static STACK: Mutex<Option<Stack>> = Mutex::new(None);
@@ -166,6 +307,38 @@ pub fn stats() -> NetStats {
     SHARED.get().map(|s| s.stats()).unwrap_or_default()
 }
 
+/// How many times the network thread has reported socket progress so far.
+pub(crate) fn generation() -> Result<u64, NetError> {
+    let g = lock()?;
+    Ok(g.as_ref().map_or(0, |s| s.generation))
+}
+
+/// Waits until the network thread reports progress after `since` (a value of
+/// [`generation`]), or `timeout` passes; returns the generation then.
+pub(crate) fn wait_for_change(since: u64, timeout: Duration) -> Result<u64, NetError> {
+    let start = rhea::time::now().as_nanos();
+    let mut g = lock()?;
+    loop {
+        let now_gen = g.as_ref().map_or(0, |s| s.generation);
+        if now_gen != since {
+            return Ok(now_gen);
+        }
+        let elapsed = rhea::time::now().as_nanos().saturating_sub(start);
+        let Some(left) = (timeout.as_nanos() as u64).checked_sub(elapsed) else {
+            return Ok(now_gen);
+        };
+        if left == 0 {
+            return Ok(now_gen);
+        }
+        g = CHANGED.wait_timeout(g, Duration::from_nanos(left)).0;
+    }
+}
+
+/// How much heap the frame pool of `buffers` takes.
+pub(crate) fn pool_bytes(buffers: usize) -> usize {
+    buffers.saturating_mul(size_of::<Frame>())
+}
+
 fn now() -> smoltcp::time::Instant {
     smoltcp::time::Instant::from_micros((rhea::time::now().as_nanos() / 1000) as i64)
 }
@@ -184,6 +357,32 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
             Err(e) => rhea::println!("rhea-net: {}: interrupts stay put: {e}", dev.name()),
         }
     }
+    // What the configuration asks of the heap, checked before any of it is taken.
+    let heap_free = rhea::memory_stats().heap_free_bytes;
+    let pool = pool_bytes(config.buffers);
+    if pool > heap_free / 2 {
+        rhea::println!(
+            "rhea-net: rhea.net.buffers={}: the frame pool would take {} KiB of the {} KiB of heap free; at most {} buffers fit here",
+            config.buffers,
+            pool / 1024,
+            heap_free / 1024,
+            heap_free / 2 / size_of::<Frame>()
+        );
+        return Err(NetError::NoMemory);
+    }
+    let room = heap_free - pool;
+    let budget = match config.socket_kib {
+        None => room / 2,
+        Some(kib) if kib.saturating_mul(1024) <= room * 3 / 4 => kib * 1024,
+        Some(kib) => {
+            rhea::println!(
+                "rhea-net: rhea.net.socket_kib={kib}: more than the {} KiB of heap this network may use (three quarters of the {} KiB free after the frame pool)",
+                room * 3 / 4 / 1024,
+                room / 1024
+            );
+            return Err(NetError::NoMemory);
+        }
+    };
     let net_event = DeviceEvent::polled().map_err(|_| NetError::NoDevice)?;
     let pool = mpmc::Queue::new(config.buffers.next_power_of_two());
     for _ in 0..config.buffers {
@@ -204,6 +403,8 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
     });
     let (rx_prod, rx_cons) = spsc::ring(config.ring);
     let (tx_prod, tx_cons) = spsc::ring(config.ring);
+    SHARED.call_once(|| shared.clone());
+    let counters: &'static Counters = &SHARED.get().expect("set just now").counters;
 
     let mac = dev.mac();
     let mut adapter = Adapter {
@@ -212,14 +413,18 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         tx: None,
         sent: false,
         received: false,
+        neighbours: None,
+        ours: None,
+        now_ms: 0,
     };
     let mut iface = Interface::new(
         smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac))),
         &mut adapter,
         now(),
     );
-    let mut sockets = SocketSet::new(Vec::new());
+    let mut sockets = SocketSet::new(Vec::with_capacity(MAX_SOCKETS));
     let mut address = None;
+    let mut gateway_addr = None;
     let dhcp = match config.ip {
         IpConfig::Static {
             address: cidr,
@@ -230,6 +435,7 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
             });
             if let Some(gw) = gateway {
                 let _ = iface.routes_mut().add_default_ipv4_route(gw);
+                gateway_addr = Some(gw);
             }
             address = Some(cidr);
             None
@@ -250,16 +456,33 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
             _ => alloc::string::String::from("ip from DHCP"),
         }
     );
-    *STACK.lock().map_err(|_| NetError::NotStarted)? = Some(Stack {
+    rhea::println!(
+        "rhea-net: socket budget {} KiB ({} KiB of heap free, frame pool {} KiB)",
+        budget / 1024,
+        heap_free / 1024,
+        pool_bytes(config.buffers) / 1024
+    );
+    let stack = Stack {
         iface,
         sockets,
         rx: rx_cons,
         tx: tx_prod,
         dhcp,
-        orphans: Vec::new(),
+        orphans: Vec::with_capacity(MAX_SOCKETS),
         address,
-    });
-    SHARED.call_once(|| shared.clone());
+        gateway: gateway_addr,
+        budget: Budget::new(budget),
+        count: usize::from(dhcp.is_some()),
+        next_id: 0,
+        listeners: Vec::new(),
+        udp: Vec::new(),
+        neighbours: Neighbours::new(NEIGHBOURS, policy::NEIGHBOUR_LIFETIME_MS),
+        unreachable: Neighbours::new(64, policy::UNREACHABLE_MS),
+        generation: 0,
+        counters,
+    };
+    stack.publish();
+    *STACK.lock().map_err(|_| NetError::NotStarted)? = Some(stack);
 
     let driver_shared = shared.clone();
     let name = alloc::format!("net-driver {}", dev.name());
@@ -384,6 +607,55 @@ struct Adapter<'a> {
     sent: bool,
     /// Whether a received frame was handed to smoltcp during this poll.
     received: bool,
+    /// Where ARP heard from neighbours is noted (during polls).
+    neighbours: Option<&'a mut Neighbours>,
+    /// Our address (neighbours are noted once it is known).
+    ours: Option<Ipv4Cidr>,
+    now_ms: u64,
+}
+
+impl Adapter<'_> {
+    /// Notes the sender of an ARP request or reply aimed at us as a neighbour (the rule
+    /// smoltcp fills its own cache by), and refreshes one that sends us IPv4.
+    fn snoop(&mut self, frame: &[u8]) {
+        let (Some(n), Some(ours)) = (self.neighbours.as_deref_mut(), self.ours) else {
+            return;
+        };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return;
+        };
+        match eth.ethertype() {
+            EthernetProtocol::Arp => {
+                let Ok(ArpRepr::EthernetIpv4 {
+                    operation,
+                    source_hardware_addr,
+                    source_protocol_addr,
+                    target_protocol_addr,
+                    ..
+                }) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p))
+                else {
+                    return;
+                };
+                if target_protocol_addr == ours.address()
+                    && matches!(operation, ArpOperation::Request | ArpOperation::Reply)
+                    && source_hardware_addr.is_unicast()
+                    && ours.contains_addr(&source_protocol_addr)
+                    && !source_protocol_addr.is_broadcast()
+                    && ours.broadcast() != Some(source_protocol_addr)
+                {
+                    n.heard(source_protocol_addr, source_hardware_addr.0, self.now_ms);
+                }
+            }
+            EthernetProtocol::Ipv4 => {
+                if let Ok(ip) = Ipv4Packet::new_checked(eth.payload())
+                    && ip.dst_addr() == ours.address()
+                {
+                    n.refresh(ip.src_addr(), eth.src_addr().0, self.now_ms);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A received frame for smoltcp. Its buffer returns to the pool however the token ends —
@@ -466,7 +738,10 @@ impl phy::Device for Adapter<'_> {
         let frame = loop {
             let f = self.rx.as_mut()?.pop()?;
             match validate::check(&f.data[..f.len]) {
-                Ok(()) => break f,
+                Ok(()) => {
+                    self.snoop(&f.data[..f.len]);
+                    break f;
+                }
                 Err(kind) => {
                     self.shared.malformed.lock().count(kind);
                     self.shared.give_back(f);
@@ -531,12 +806,16 @@ fn net_loop(sh: &Shared) {
             let Ok(mut g) = STACK.lock() else { continue };
             let Some(s) = g.as_mut() else { return };
             let now = now();
+            let now_ms = socket::now_ms();
             let mut adapter = Adapter {
                 shared: sh,
                 rx: Some(&mut s.rx),
                 tx: Some(&mut s.tx),
                 sent: false,
                 received: false,
+                neighbours: Some(&mut s.neighbours),
+                ours: s.address,
+                now_ms,
             };
             let changed = s.iface.poll(now, &mut adapter, &mut s.sockets);
             let (sent, received) = (adapter.sent, adapter.received);
@@ -548,10 +827,11 @@ fn net_loop(sh: &Shared) {
                 sh.driver_event.signal();
             }
             dhcp_update(s);
-            reap_orphans(s);
+            socket::maintain(s, now_ms);
             // smoltcp reports an ACK that freed send-buffer room as a processed packet, not a
             // state change: any traffic may let a waiting socket call progress.
             if changed == PollResult::SocketStateChanged || received || sent {
+                s.generation += 1;
                 CHANGED.notify_all();
             }
             s.iface.poll_delay(now, &s.sockets)
@@ -583,6 +863,7 @@ fn dhcp_update(s: &mut Stack) {
                     s.iface.routes_mut().remove_default_ipv4_route();
                 }
             }
+            s.gateway = cfg.router;
             s.address = Some(cfg.address);
             rhea::println!(
                 "rhea-net: dhcp: {} via {}",
@@ -597,22 +878,11 @@ fn dhcp_update(s: &mut Stack) {
         Some(dhcpv4::Event::Deconfigured) => {
             s.iface.update_ip_addrs(|a| a.clear());
             s.iface.routes_mut().remove_default_ipv4_route();
+            s.gateway = None;
             // (smoltcp also reports this once at start, before any lease.)
             if s.address.take().is_some() {
                 rhea::println!("rhea-net: dhcp: lease lost");
             }
         }
     }
-}
-
-fn reap_orphans(s: &mut Stack) {
-    let sockets = &mut s.sockets;
-    s.orphans.retain(|&h| {
-        let closed = sockets.get::<smoltcp::socket::tcp::Socket>(h).state()
-            == smoltcp::socket::tcp::State::Closed;
-        if closed {
-            sockets.remove(h);
-        }
-        !closed
-    });
 }

@@ -8,6 +8,14 @@
 //!   `/quit` ends the run when the command line says `appliance.allow_quit=1` (tests);
 //! - **TCP and UDP echo** on port 7.
 //!
+//! Bounded against its peers: TCP echo serves at most [`ECHO_MAX`] connections ([`PER_PEER`]
+//! from one address), each a thread with a 30 s idle timeout; HTTP serves up to [`HTTP_MAX`]
+//! connections at once from one thread that multiplexes them, each request with a
+//! whole-request deadline ([`REQUEST_DEADLINE_MS`]) — a slow client delays nobody else;
+//! connections beyond the limits are reset by the network stack and counted; UDP replies
+//! that cannot be sent are dropped and counted by it. `/status.json` shows the counts and the
+//! heap in use.
+//!
 //! Threads and priorities (larger is more important): control 40, NIC driver 24, network 20,
 //! TCP echo 14, UDP echo 14, HTTP 12. The network comes up with DHCP unless the command line
 //! sets `rhea.net.ip=A.B.C.D/N` (and `rhea.net.gw=`).
@@ -23,7 +31,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea::thread::{Builder, Priority};
 use rhea::time::Duration;
-use rhea_net::{NetError, TcpListener, TcpStream, UdpSocket};
+use rhea_net::{ListenOptions, NetError, TcpListener, TcpStream, UdpSocket};
 
 rhea::main!(main);
 
@@ -32,6 +40,16 @@ const ECHO_PRIORITY: u32 = 14;
 const HTTP_PRIORITY: u32 = 12;
 const HTTP_PORT: u16 = 8080;
 const ECHO_PORT: u16 = 7;
+/// TCP echo connections at most (each a thread).
+const ECHO_MAX: usize = 24;
+/// HTTP connections served at once.
+const HTTP_MAX: usize = 24;
+/// Connections from one peer address at most, per service.
+const PER_PEER: usize = 8;
+/// Listening sockets kept ready per service.
+const BACKLOG: usize = 4;
+/// From accepting a connection to the end of its request head.
+const REQUEST_DEADLINE_MS: u64 = 10_000;
 
 /// The control loop's lateness histogram: bucket `i` counts wake-ups `[2^(i-1), 2^i)` µs late
 /// (bucket 0: under 1 µs).
@@ -46,6 +64,9 @@ static TCP_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
 static HTTP_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static HTTP_BAD: AtomicU64 = AtomicU64::new(0);
+static HTTP_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+static HTTP_ACTIVE: AtomicU64 = AtomicU64::new(0);
+static ECHO_ACTIVE: AtomicU64 = AtomicU64::new(0);
 static QUIT: AtomicBool = AtomicBool::new(false);
 
 fn main() -> Result<(), &'static str> {
@@ -65,6 +86,10 @@ fn main() -> Result<(), &'static str> {
     spawn("control", CONTROL_PRIORITY, 16 << 10, control_loop)?;
 
     if let Err(e) = rhea_net::start(&config) {
+        if e != NetError::NoDevice {
+            rhea::println!("appliance: network: {e}");
+            return Err("the network did not start");
+        }
         // Without a network the control loop still runs; its figures go to the console.
         rhea::println!("appliance: network: {e}; running the control loop alone");
         let secs = rhea::cmdline_value("appliance.run_secs")
@@ -97,17 +122,22 @@ fn main() -> Result<(), &'static str> {
         rhea::println!("appliance: udp echo: {e}");
         "cannot bind udp/7"
     })?;
-    let echo = TcpListener::bind(ECHO_PORT, 4).map_err(|e| {
+    let limits = |max_connections| ListenOptions {
+        backlog: BACKLOG,
+        max_connections,
+        max_per_peer: PER_PEER,
+    };
+    let echo = TcpListener::bind_with(ECHO_PORT, limits(ECHO_MAX)).map_err(|e| {
         rhea::println!("appliance: tcp echo: {e}");
         "cannot bind tcp/7"
     })?;
-    let http = TcpListener::bind(HTTP_PORT, 4).map_err(|e| {
+    let http = TcpListener::bind_with(HTTP_PORT, limits(HTTP_MAX)).map_err(|e| {
         rhea::println!("appliance: http: {e}");
         "cannot bind tcp/8080"
     })?;
     spawn("udp-echo", ECHO_PRIORITY, 64 << 10, move || udp_echo(udp))?;
     spawn("tcp-echo", ECHO_PRIORITY, 64 << 10, move || tcp_echo(echo))?;
-    spawn("http", HTTP_PRIORITY, 128 << 10, move || http_server(http))?;
+    spawn("http", HTTP_PRIORITY, 128 << 10, move || http_server(&http))?;
     rhea::println!("appliance: ready");
 
     while !QUIT.load(Ordering::Acquire) {
@@ -216,17 +246,20 @@ fn udp_echo(sock: UdpSocket) {
     }
 }
 
-fn tcp_echo(mut listener: TcpListener) {
+fn tcp_echo(listener: TcpListener) {
     loop {
         match listener.accept(None) {
             Ok(stream) => {
                 TCP_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+                ECHO_ACTIVE.fetch_add(1, Ordering::Relaxed);
                 let spawned = Builder::new()
                     .name("tcp-echo-conn")
                     .priority(Priority::new(ECHO_PRIORITY).unwrap_or(Priority::NORMAL))
                     .stack_size(32 << 10)
                     .spawn(move || echo_connection(stream));
                 if spawned.is_err() {
+                    // The stream was dropped with the closure: the connection closes.
+                    ECHO_ACTIVE.fetch_sub(1, Ordering::Relaxed);
                     rhea::println!("appliance: tcp echo: no thread for a connection");
                 }
             }
@@ -253,54 +286,105 @@ fn echo_connection(mut s: TcpStream) {
         }
     }
     s.close();
-}
-
-fn http_server(mut listener: TcpListener) {
-    loop {
-        match listener.accept(None) {
-            Ok(mut s) => serve_http(&mut s),
-            Err(e) => {
-                rhea::println!("appliance: http accept: {e}");
-                rhea::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
+    ECHO_ACTIVE.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Requests larger than this are refused (431).
 const MAX_REQUEST: usize = 8192;
 
-fn serve_http(s: &mut TcpStream) {
-    let timeout = Some(Duration::from_secs(5));
-    let mut req = Vec::new();
+/// One HTTP connection being read.
+struct Conn {
+    s: TcpStream,
+    req: Vec<u8>,
+    /// When its request head must be complete (ms since boot).
+    deadline_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    rhea::time::now().as_nanos() / 1_000_000
+}
+
+/// Serves up to [`HTTP_MAX`] connections at once from this one thread: it takes what each
+/// has sent without waiting, answers the complete requests, gives up on those past their
+/// deadline (408), then waits for the network's next change (or the next deadline).
+fn http_server(listener: &TcpListener) {
+    let mut conns: Vec<Conn> = Vec::with_capacity(HTTP_MAX);
     let mut buf = [0u8; 1024];
-    let head_end = loop {
-        if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-            break Some(i);
-        }
-        if req.len() > MAX_REQUEST {
-            break None;
-        }
-        match s.read(&mut buf, timeout) {
-            Ok(0) | Err(_) => {
-                s.close();
-                return;
+    loop {
+        let Ok(seen) = rhea_net::changes() else {
+            rhea::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        while conns.len() < HTTP_MAX {
+            match listener.accept(Some(Duration::ZERO)) {
+                Ok(s) => conns.push(Conn {
+                    s,
+                    req: Vec::new(),
+                    deadline_ms: now_ms() + REQUEST_DEADLINE_MS,
+                }),
+                Err(NetError::Timeout) => break,
+                Err(e) => {
+                    rhea::println!("appliance: http accept: {e}");
+                    break;
+                }
             }
-            Ok(n) => req.extend_from_slice(&buf[..n]),
         }
-    };
-    HTTP_REQUESTS.fetch_add(1, Ordering::Relaxed);
-    let (status, ctype, body) = match head_end {
-        None => {
+        let now = now_ms();
+        conns.retain_mut(|c| serve_step(c, &mut buf, now));
+        HTTP_ACTIVE.store(conns.len() as u64, Ordering::Relaxed);
+        let next = conns
+            .iter()
+            .map(|c| c.deadline_ms.saturating_sub(now))
+            .min()
+            .unwrap_or(1000)
+            .clamp(1, 1000);
+        let _ = rhea_net::wait_for_change(seen, Duration::from_millis(next));
+    }
+}
+
+/// Reads what `c` has sent; answers once its head is complete, too large, or late. Returns
+/// whether the connection stays (its request is not complete yet).
+fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
+    loop {
+        if let Some(end) = c.req.windows(4).position(|w| w == b"\r\n\r\n") {
+            HTTP_REQUESTS.fetch_add(1, Ordering::Relaxed);
+            let (status, ctype, body) = route(&c.req[..end]);
+            respond(&mut c.s, status, ctype, &body);
+            return false;
+        }
+        if c.req.len() > MAX_REQUEST {
+            HTTP_REQUESTS.fetch_add(1, Ordering::Relaxed);
             HTTP_BAD.fetch_add(1, Ordering::Relaxed);
-            (
+            respond(
+                &mut c.s,
                 "431 Request Header Fields Too Large",
                 "text/plain",
-                String::from("request too large\n"),
-            )
+                "request too large\n",
+            );
+            return false;
         }
-        Some(end) => route(&req[..end]),
-    };
+        match c.s.read(buf, Some(Duration::ZERO)) {
+            Ok(0) => {
+                c.s.close();
+                return false;
+            }
+            Ok(n) => c.req.extend_from_slice(&buf[..n]),
+            Err(NetError::Timeout) if now < c.deadline_ms => return true,
+            Err(NetError::Timeout) => {
+                HTTP_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+                respond(&mut c.s, "408 Request Timeout", "text/plain", "too slow\n");
+                return false;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Queues a whole response and closes. A response is a few KiB and the connection's send
+/// buffer is empty, so this does not wait in practice; a peer that stops reading costs it
+/// at most the short timeout.
+fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
+    let timeout = Some(Duration::from_millis(500));
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\nServer: rhea-appliance\r\n\r\n",
         body.len()
@@ -377,9 +461,27 @@ fn status_json() -> String {
         first = false;
     }
     let s = rhea_net::stats();
+    let m = rhea::memory_stats();
+    let _ = write!(
+        j,
+        "]}},\"memory\":{{\"heap_used\":{},\"heap_free\":{},\"stacks\":{}}},\"sockets\":{{\"count\":{},\"tcp\":{},\"bytes\":{},\"budget\":{},\"no_memory\":{},\"tcp_refused\":{},\"syn_recycled\":{},\"orphans_reset\":{},\"udp_dropped\":{},\"udp_unreachable\":{}}}",
+        m.heap_used_bytes,
+        m.heap_free_bytes,
+        m.stacks,
+        s.sockets,
+        s.tcp_sockets,
+        s.socket_bytes,
+        s.socket_budget,
+        s.no_memory,
+        s.tcp_refused,
+        s.syn_recycled,
+        s.orphans_reset,
+        s.udp_dropped,
+        s.udp_unreachable
+    );
     let _ = writeln!(
         j,
-        "]}},\"net\":{{\"rx_frames\":{},\"tx_frames\":{},\"malformed\":{},\"rx_ring_full\":{},\"tx_ring_full\":{},\"pool_empty\":{},\"rx_backpressure\":{},\"device_rx_dropped\":{},\"polls\":{}}},\"echo\":{{\"tcp_connections\":{},\"tcp_bytes\":{},\"udp_datagrams\":{}}},\"http\":{{\"requests\":{},\"bad\":{}}}}}",
+        ",\"net\":{{\"rx_frames\":{},\"tx_frames\":{},\"malformed\":{},\"rx_ring_full\":{},\"tx_ring_full\":{},\"pool_empty\":{},\"rx_backpressure\":{},\"device_rx_dropped\":{},\"polls\":{}}},\"echo\":{{\"tcp_connections\":{},\"tcp_active\":{},\"tcp_bytes\":{},\"udp_datagrams\":{}}},\"http\":{{\"requests\":{},\"bad\":{},\"timeouts\":{},\"active\":{}}}}}",
         s.rx_frames,
         s.tx_frames,
         s.malformed.total(),
@@ -390,10 +492,13 @@ fn status_json() -> String {
         s.device.rx_dropped,
         s.polls,
         TCP_CONNECTIONS.load(Ordering::Relaxed),
+        ECHO_ACTIVE.load(Ordering::Relaxed),
         TCP_BYTES.load(Ordering::Relaxed),
         UDP_DATAGRAMS.load(Ordering::Relaxed),
         HTTP_REQUESTS.load(Ordering::Relaxed),
-        HTTP_BAD.load(Ordering::Relaxed)
+        HTTP_BAD.load(Ordering::Relaxed),
+        HTTP_TIMEOUTS.load(Ordering::Relaxed),
+        HTTP_ACTIVE.load(Ordering::Relaxed)
     );
     j
 }
