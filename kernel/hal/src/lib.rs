@@ -11,11 +11,14 @@
 //! - [`PhysAddr`] and [`CpuId`]: units carried in types;
 //! - [`Instant`], [`Clock`] and [`OneShotTimer`]: time and the timer contract;
 //! - [`IrqLine`] and [`Trigger`]: interrupt lines;
-//! - [`Priority`]: thread priorities, with one documented direction.
+//! - [`Priority`]: thread priorities, with one documented direction;
+//! - [`cmdline`]: the kernel command line, strictly checked (pure; boards and the runtime both
+//!   read it, so it lives at the bottom).
 #![no_std]
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod cmdline;
 mod irq;
 mod platform;
 mod priority;
