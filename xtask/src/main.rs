@@ -19,6 +19,7 @@ mod bench_smp;
 mod bench_xen;
 mod boards;
 mod firmware;
+mod fuzz;
 mod host_baseline;
 mod image;
 mod lint;
@@ -181,6 +182,8 @@ enum Cmd {
     Bench(Option<String>),
     /// `xen-dom0 ...`: Xen with a Linux dom0 creating a domU (xen_dom0.rs parses the rest).
     XenDom0(Vec<String>),
+    /// `fuzz [TARGET] [--time S]`: libFuzzer on the parsers (fuzz.rs parses the rest).
+    Fuzz(Vec<String>),
     Help,
 }
 
@@ -342,6 +345,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "xen-dom0",
         "Xen with a Linux dom0 that creates a domU and checks its network (--help)",
     ),
+    (
+        "fuzz",
+        "`fuzz [TARGET] [--time S]`: coverage-guided fuzzing of the parsers (--help)",
+    ),
 ];
 
 fn usage_text() -> String {
@@ -395,6 +402,8 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
         "bench" => Cmd::Bench(None),
         // Its own options (xen_dom0.rs): `cargo xtask xen-dom0 --help`.
         "xen-dom0" => return Ok((Cmd::XenDom0(args[1..].to_vec()), opts)),
+        // Its own arguments (fuzz.rs): `cargo xtask fuzz --help`.
+        "fuzz" => return Ok((Cmd::Fuzz(args[1..].to_vec()), opts)),
         "help" | "-h" | "--help" => return Ok((Cmd::Help, opts)),
         other => {
             let names: Vec<&str> = COMMANDS.iter().map(|(n, _)| *n).collect();
@@ -522,6 +531,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Lint => lint::run(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
         Cmd::XenDom0(args) => xen_dom0::command(&args),
+        Cmd::Fuzz(args) => fuzz::command(&ws, &args),
     }
 }
 

@@ -6,6 +6,9 @@
 //!    Then the loom model checks of every crate in [`LOOM_CRATES`] (`--cfg loom`, release,
 //!    into `target/loom` so the normal host build is not redone), one item per crate
 //!    ("host/loom rhea-queue", "host/loom rhea-smp", ...), each skipped likewise.
+//!    Then every fuzz target for [`fuzz::TEST_SECONDS`] (`cargo xtask fuzz`, libFuzzer), one
+//!    item per target ("host/fuzz/net_frame", ...), after one build of them all; skipped
+//!    likewise. A crash fails its item, naming the saved input.
 //! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
 //!    board's machines under TCG, and under KVM too when hardware KVM is usable (only for
 //!    boards of the host's instruction set). A case passes iff QEMU ends as the app's `expect`
@@ -26,7 +29,7 @@ use crate::apps::{self, App, Expect};
 use crate::boards::Runner;
 use crate::boards::{self, Board};
 use crate::qemu::{self, Accel, Qemu, Verdict};
-use crate::{Error, Options, Result, Workspace, describe, image, setup};
+use crate::{Error, Options, Result, Workspace, describe, fuzz, image, setup};
 
 /// The name of the host unit test item (`--filter` applies to it too).
 const HOST_TESTS: &str = "host unit tests";
@@ -43,6 +46,9 @@ const LOOM_CRATES: &[&str] = &[
     "rhea-irq",
     "rhea-board-xen-common",
 ];
+
+/// The prefix of the fuzz items, one per target: "host/fuzz/<target>" (`--filter` applies).
+const FUZZ_TESTS: &str = "host/fuzz";
 
 /// Console lines shown when a case fails.
 const TAIL_LINES: usize = 40;
@@ -193,6 +199,49 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             Ok(s) if s.success() => tally.pass(&item, took),
             Ok(s) => tally.fail(&item, Some(took), &format!("cargo test: {s}")),
             Err(e) => tally.fail(&item, None, &format!("cannot run cargo: {e}")),
+        }
+    }
+
+    let fuzz_items: Vec<(&str, String)> = fuzz::TARGETS
+        .iter()
+        .map(|(t, _)| (*t, format!("{FUZZ_TESTS}/{t}")))
+        .filter(|(_, item)| !opts.no_host && matches(item))
+        .collect();
+    if !fuzz_items.is_empty() {
+        // One build for every target; its time is printed on its own.
+        let start = Instant::now();
+        let built = fuzz::build(ws, opts.verbose);
+        println!(
+            "== {FUZZ_TESTS}: build {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        for (target, item) in &fuzz_items {
+            if let Err(e) = &built {
+                tally.fail(item, None, &e.to_string());
+                continue;
+            }
+            let start = Instant::now();
+            let report = fuzz::run_target(ws, target, fuzz::TEST_SECONDS, opts.verbose);
+            let took = start.elapsed();
+            match report {
+                Ok(r) if r.crash.is_none() => {
+                    println!("   {item}: {}", r.summary());
+                    tally.pass(item, took);
+                }
+                Ok(r) => {
+                    let artifact = r.artifact.as_deref().unwrap_or("(no input saved)");
+                    tally.fail(
+                        item,
+                        Some(took),
+                        &format!(
+                            "{}; input {artifact}; {}",
+                            r.crash.as_deref().unwrap_or("crash"),
+                            fuzz::replay_hint(ws, target, artifact)
+                        ),
+                    );
+                }
+                Err(e) => tally.fail(item, Some(took), &e.to_string()),
+            }
         }
     }
 
