@@ -411,17 +411,17 @@ impl CmdlineBuf {
         Self(core::cell::UnsafeCell::new([0; MAX_CMDLINE]))
     }
 
+    /// The whole of `s`, or `None` when it does not fit (it is never cut: a cut line would
+    /// silently drop its last arguments).
+    ///
     /// # Safety
     /// Called once, before any reader exists.
-    unsafe fn store(&'static self, s: &str) -> &'static str {
+    unsafe fn store(&'static self, s: &str) -> Option<&'static str> {
         // SAFETY: per the contract no other reference to the buffer exists yet.
         let buf = unsafe { &mut *self.0.get() };
-        let mut n = s.len().min(buf.len());
-        while !s.is_char_boundary(n) {
-            n -= 1;
-        }
-        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
-        core::str::from_utf8(&buf[..n]).unwrap_or("")
+        let stored = buf.get_mut(..s.len())?;
+        stored.copy_from_slice(s.as_bytes());
+        core::str::from_utf8(stored).ok()
     }
 }
 
@@ -448,6 +448,13 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
     let platform = match ArmPlatform::from_fdt_with(&tree, board.services.is_none()) {
         Ok(p) => p,
         Err(e) => panic!("devicetree at {dtb:#x}: {e}"),
+    };
+    // SAFETY: `early_init` runs once, before any reader of the command line.
+    let Some(cmdline) = (unsafe { CMDLINE.store(platform.bootargs) }) else {
+        panic!(
+            "the command line (/chosen/bootargs) is {} bytes; this board keeps at most {MAX_CMDLINE}",
+            platform.bootargs.len()
+        );
     };
     BOARD.call_once(|| board);
     crate::smp::plan(board, &platform);
@@ -481,8 +488,6 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
             image_range.start, image_range.end
         );
     }
-    // SAFETY: `early_init` runs once, before any reader of the command line.
-    let cmdline = unsafe { CMDLINE.store(platform.bootargs) };
     let memory_map = with_shared(&platform.memory_map, board.shared_memory.clone());
     let dtb_bytes = tree.total_size() as u64;
     FACTS.call_once(|| Facts {

@@ -11,6 +11,7 @@
 
 use crate::fdt::{Fdt, FdtError, Node, read_cells};
 use core::fmt;
+use rhea_hal::cmdline::{Cmdline, CmdlineError, keys};
 use rhea_mm::{MemoryMap, MemoryMapError, RegionKind};
 
 /// Which GIC, and where its register frames are.
@@ -275,17 +276,12 @@ fn cpus<'a>(fdt: &Fdt<'a>, psci: Option<PsciConduit>) -> Result<Cpus, PlatformEr
     Ok(cpus)
 }
 
-/// The value of `rhea.cpus=N` on the command line: the most CPUs to use (at least 1). `None`
-/// when absent; an error message when not a positive number.
-pub fn cpus_from_cmdline(cmdline: &str) -> Option<Result<usize, &'static str>> {
-    let value = cmdline
-        .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("rhea.cpus="))
-        .next_back()?;
-    Some(match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("rhea.cpus= needs a CPU count of at least 1"),
-    })
+/// The value of `rhea.cpus=N` on the command line (the last one): the most CPUs to use, from 1
+/// to 64. `Ok(None)` when absent; the error names the argument and what is allowed.
+pub fn cpus_from_cmdline(cmdline: &str) -> Result<Option<usize>, CmdlineError<'_>> {
+    Ok(Cmdline::new(cmdline)
+        .number(&keys::CPUS)?
+        .map(|n| n as usize))
 }
 
 /// The name of a PSCI return code (DEN0022 §5.2.2, Table 6).

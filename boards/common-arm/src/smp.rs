@@ -30,6 +30,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use rhea_arch::secondary::{SecondaryStart, prepare_secondary, withdraw_secondary};
 use rhea_arch::{SpinTableRelease, release_spin_table_cpu};
+use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{PhysAddr, StackSource};
 
 /// How long the boot CPU waits for each secondary to report in.
@@ -107,27 +108,23 @@ pub(crate) fn plan(board: &ArmBoard, platform: &ArmPlatform<'_>) {
         );
         n = GICV2_MAX_CPUS;
     }
-    match cpus_from_cmdline(platform.bootargs) {
-        Some(Ok(limit)) if limit < n => {
-            let _ = writeln!(
-                w,
-                "rhea: smp: using {limit} of {n} CPUs (rhea.cpus={limit})"
-            );
-            n = limit;
-        }
-        Some(Err(why)) => {
-            let _ = writeln!(w, "rhea: smp: {why}; ignored");
-        }
-        _ => {}
+    // Early init runs before the runtime checks the whole command line: a bad value is not
+    // applied here, and the runtime refuses it before the machine runs.
+    if let Ok(Some(limit)) = cpus_from_cmdline(platform.bootargs)
+        && limit < n
+    {
+        let _ = writeln!(
+            w,
+            "rhea: smp: using {limit} of {n} CPUs (rhea.cpus={limit})"
+        );
+        n = limit;
     }
     CPU_COUNT.store(n, Ordering::Relaxed);
-    let no_start = platform
-        .bootargs
-        .split_ascii_whitespace()
-        .filter_map(|a| a.strip_prefix("rhea.smp.nostart="))
-        .next_back()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&c| c >= 1);
+    let no_start = Cmdline::new(platform.bootargs)
+        .number(&keys::SMP_NOSTART)
+        .ok()
+        .flatten()
+        .map(|c| c as usize);
     if let Some(c) = no_start {
         let _ = writeln!(
             w,

@@ -950,13 +950,24 @@ fn malformed_cpu_nodes_are_refused_by_name() {
 
 #[test]
 fn cpu_limit_on_the_command_line() {
-    assert_eq!(cpus_from_cmdline(""), None);
-    assert_eq!(cpus_from_cmdline("rhea.checker=1"), None);
-    assert_eq!(cpus_from_cmdline("rhea.cpus=2 x=1"), Some(Ok(2)));
-    assert_eq!(cpus_from_cmdline("rhea.cpus=4 rhea.cpus=1"), Some(Ok(1)));
-    assert!(matches!(cpus_from_cmdline("rhea.cpus=0"), Some(Err(_))));
-    assert!(matches!(cpus_from_cmdline("rhea.cpus=two"), Some(Err(_))));
-    assert!(matches!(cpus_from_cmdline("rhea.cpus="), Some(Err(_))));
+    assert_eq!(cpus_from_cmdline(""), Ok(None));
+    assert_eq!(cpus_from_cmdline("rhea.checker=1"), Ok(None));
+    assert_eq!(cpus_from_cmdline("rhea.cpus=2 x=1"), Ok(Some(2)));
+    assert_eq!(cpus_from_cmdline("rhea.cpus=4 rhea.cpus=1"), Ok(Some(1)));
+    for bad in [
+        "rhea.cpus=0",
+        "rhea.cpus=two",
+        "rhea.cpus=",
+        "rhea.cpus=65",
+        "rhea.cpus=1 rhea.cpus=x",
+    ] {
+        let e = cpus_from_cmdline(bad).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("expected a whole number from 1 to 64"),
+            "{bad}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_arch::signals;
 use rhea_arch::sys::{self, nr, syscall6};
+use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{
     Clock, Console, ExitStatus, Instant, InterruptController, IrqLine, OneShotTimer, PAGE_SIZE,
     PhysAddr, Platform, RouteError, TimeAndIrq, Trigger,
@@ -89,29 +90,22 @@ impl Platform for LinuxU {
     }
 
     /// `rhea.cpus=N` (default 1); the simulation mode is single-vCPU (its determinism rests
-    /// on one thread of execution).
+    /// on one thread of execution). Called after boot checked the command line.
     fn cpu_count(&self) -> usize {
-        let arg = |key: &str| {
-            cmdline_str()
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        };
-        if arg("rhea.sim") == Some("1") {
+        let line = Cmdline::new(cmdline_str());
+        let n = line.number(&keys::CPUS).ok().flatten().unwrap_or(1);
+        if line.flag(&keys::SIM) == Ok(true) {
+            if n > 1 {
+                use core::fmt::Write;
+                let _ = writeln!(
+                    ConsoleWriter,
+                    "rhea: smp: the simulation mode runs one vCPU; rhea.cpus={n} applies in real time only"
+                );
+            }
             return 1;
         }
-        let n = arg("rhea.cpus")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(1);
-        if n > rhea_arch::vcpu::MAX_VCPUS {
-            use core::fmt::Write;
-            let _ = writeln!(
-                ConsoleWriter,
-                "rhea: smp: {n} vCPUs asked for, {} supported; using {}",
-                rhea_arch::vcpu::MAX_VCPUS,
-                rhea_arch::vcpu::MAX_VCPUS
-            );
-        }
-        n.clamp(1, rhea_arch::vcpu::MAX_VCPUS)
+        // `keys::CPUS` allows at most MAX_VCPUS (64), so nothing is cut here.
+        (n as usize).min(rhea_arch::vcpu::MAX_VCPUS)
     }
 
     fn start_secondary_cpus(
@@ -143,34 +137,49 @@ pub struct BootInfo {
 const RAM_BASE: u64 = 0x2000_0000;
 const DEFAULT_RAM_MIB: u64 = 64;
 
-struct CmdlineBuf(core::cell::UnsafeCell<[u8; 1024]>);
-// SAFETY: written once in `early_init` before anything reads it.
-unsafe impl Sync for CmdlineBuf {}
-static CMDLINE: CmdlineBuf = CmdlineBuf(core::cell::UnsafeCell::new([0; 1024]));
+/// The command line: the arguments after the program name joined by single spaces, in a
+/// mapping of exactly their size (any length Linux passes is kept whole; nothing is cut).
+/// Written once by `early_init` before anything reads it.
+static CMDLINE_ADDR: AtomicU64 = AtomicU64::new(0);
+static CMDLINE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// The command line `early_init` recorded (empty before).
 pub(crate) fn cmdline_str() -> &'static str {
-    let n = CMDLINE_LEN.load(Ordering::Relaxed);
-    // SAFETY: written once by `early_init` before `CMDLINE_LEN` is set; only read after.
-    let buf = unsafe { &*CMDLINE.0.get() };
-    core::str::from_utf8(&buf[..n]).unwrap_or("")
+    let (addr, n) = (
+        CMDLINE_ADDR.load(Ordering::Acquire),
+        CMDLINE_LEN.load(Ordering::Acquire),
+    );
+    if addr == 0 || n == 0 {
+        return "";
+    }
+    // SAFETY: `cmdline` filled these `n` bytes of a mapping that lives for the process and
+    // published them (Release) before storing the address; nothing writes them afterwards.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, n) };
+    core::str::from_utf8(bytes).unwrap_or("")
 }
 
-static CMDLINE_LEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+/// The arguments, one by one.
+fn argv() -> impl Iterator<Item = &'static [u8]> {
+    let argv = ARGV.load(Ordering::Relaxed) as *const *const u8;
+    (1..ARGC.load(Ordering::Relaxed).max(1) as usize).map(move |i| {
+        // SAFETY: `argv` has `argc` valid entries, NUL-terminated strings that live for the
+        // process.
+        unsafe { core::ffi::CStr::from_ptr(*argv.add(i) as *const core::ffi::c_char) }.to_bytes()
+    })
+}
 
 fn cmdline() -> &'static str {
-    // SAFETY: runs once, first thing in `early_init`, before any reader exists; argv strings are
-    // NUL-terminated and live for the process.
-    let buf = unsafe { &mut *CMDLINE.0.get() };
-    let argv = ARGV.load(Ordering::Relaxed) as *const *const u8;
+    let total = argv().map(|a| a.len() + 1).sum::<usize>();
+    if total <= 1 {
+        return "";
+    }
+    let Some(addr) = sys::map_anonymous(total as u64) else {
+        fatal("rhea: cannot map memory for the command line");
+    };
+    // SAFETY: a fresh private mapping of `total` bytes that nothing else refers to yet.
+    let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, total) };
     let mut n = 0;
-    for i in 1..ARGC.load(Ordering::Relaxed).max(1) as usize {
-        // SAFETY: `argv` has `argc` valid entries.
-        let arg = unsafe { core::ffi::CStr::from_ptr(*argv.add(i) as *const core::ffi::c_char) }
-            .to_bytes();
-        if n + arg.len() + 1 > buf.len() {
-            break;
-        }
+    for arg in argv() {
         if n > 0 {
             buf[n] = b' ';
             n += 1;
@@ -178,19 +187,25 @@ fn cmdline() -> &'static str {
         buf[n..n + arg.len()].copy_from_slice(arg);
         n += arg.len();
     }
-    CMDLINE_LEN.store(n, Ordering::Relaxed);
-    core::str::from_utf8(&buf[..n]).unwrap_or("")
+    if core::str::from_utf8(&buf[..n]).is_err() {
+        fatal("rhea: the command line (the arguments) is not UTF-8");
+    }
+    CMDLINE_LEN.store(n, Ordering::Release);
+    CMDLINE_ADDR.store(addr, Ordering::Release);
+    cmdline_str()
 }
 
 /// Start-up: fault signal handlers, the command line, the RAM mapping.
 pub fn early_init(_arg: usize) -> BootInfo {
     rhea_arch::init_boot_cpu();
     let cmdline = cmdline();
-    let mib = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rhea.mem_mib=")?.parse::<u64>().ok())
-        .unwrap_or(DEFAULT_RAM_MIB)
-        .clamp(4, 4096);
+    // A bad `rhea.mem_mib` maps the default for the moment only: the runtime checks the whole
+    // command line right after this returns and ends the run before the RAM is used.
+    let mib = Cmdline::new(cmdline)
+        .number(&keys::MEM_MIB)
+        .ok()
+        .flatten()
+        .unwrap_or(DEFAULT_RAM_MIB);
     let len = mib << 20;
     if !sys::map_fixed(RAM_BASE, len, true) {
         panic!("cannot map {mib} MiB of RAM at {RAM_BASE:#x} (something else is mapped there)");
@@ -403,15 +418,10 @@ pub fn init_interrupts_and_time(
     _cross_check: bool,
     _map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<TimeAndIrq, InitError> {
-    let arg = |key: &str| {
-        boot.cmdline
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-    };
-    if arg("rhea.sim") == Some("1") {
-        let seed = arg("rhea.seed")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+    // Boot checked the command line before this stage: the reads cannot fail.
+    let line = Cmdline::new(boot.cmdline);
+    if line.flag(&keys::SIM) == Ok(true) {
+        let seed = line.number(&keys::SEED).ok().flatten().unwrap_or(0);
         crate::sim::SIM.start(seed, TIMER_VECTOR);
         signals::init_interrupts(TIMER_VECTOR);
         use core::fmt::Write;

@@ -11,6 +11,7 @@ use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
 use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
+use rhea_hal::cmdline::{Cmdline, keys};
 use spin::Once;
 
 /// The buses to enumerate and the drivers to offer their devices to.
@@ -52,9 +53,8 @@ pub fn devices() -> Devices {
     if !mmio.is_empty() {
         buses.push(Box::new(VirtioMmioBus::new(mmio, log)));
     }
-    let allow_msix = !cmdline
-        .split_ascii_whitespace()
-        .any(|a| a == "rhea.pci.msix=off");
+    // Boot checked the command line before devices are bound.
+    let allow_msix = Cmdline::new(cmdline).choice(&keys::PCI_MSIX) != Ok(Some("off"));
     // Built once at boot and kept for the kernel's lifetime, like a static.
     let pci: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(
         config, &BAR_SPACE, allow_msix, intx_gsi,

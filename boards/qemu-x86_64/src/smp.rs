@@ -24,6 +24,7 @@ use crate::machine::ConsoleWriter;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::StackSource;
+use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_smp::madt::{self, MadtInfo, Rsdp, Window};
 use spin::Once;
 
@@ -176,8 +177,10 @@ pub(crate) const TRAMPOLINE_LEN: usize = 4096;
 pub(crate) fn discover(rsdp: Option<u64>, cmdline: &str, trampoline_page: Option<u64>) {
     let features = rhea_arch::features::report();
     let limit = cpus_limit(cmdline);
-    if let Some(n) = cmdline_value(cmdline, "rhea.smp.nosipi").and_then(|n| n.parse().ok()) {
-        NO_SIPI.store(n, Ordering::Relaxed);
+    // Early init runs before the runtime checks the whole command line: a bad value is
+    // skipped here and refused there, before the machine runs.
+    if let Ok(Some(n)) = Cmdline::new(cmdline).number(&keys::SMP_NOSIPI) {
+        NO_SIPI.store(n as usize, Ordering::Relaxed);
     }
     let window = Window {
         start: 0x400,
@@ -246,20 +249,13 @@ pub(crate) fn discover(rsdp: Option<u64>, cmdline: &str, trampoline_page: Option
     MADT.call_once(|| info);
 }
 
-/// The last `key=value` of the command line (later arguments override earlier ones).
-fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|arg| arg.strip_prefix(key)?.strip_prefix('='))
-        .next_back()
-}
-
-/// `rhea.cpus=N` on the command line caps the CPUs used (`N` from 1 to [`MAX_CPUS`]).
+/// `rhea.cpus=N` on the command line caps the CPUs used (`N` from 1 to [`MAX_CPUS`]; a bad
+/// value caps nothing here and ends the run once the runtime checks the command line).
 fn cpus_limit(cmdline: &str) -> usize {
-    cmdline_value(cmdline, "rhea.cpus")
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|n| (1..=MAX_CPUS).contains(n))
-        .unwrap_or(MAX_CPUS)
+    match Cmdline::new(cmdline).number(&keys::CPUS) {
+        Ok(Some(n)) => (n as usize).min(MAX_CPUS),
+        _ => MAX_CPUS,
+    }
 }
 
 /// `rhea.smp.nosipi=N` (a fault-injection knob for tests): CPU `N` gets its INIT but no

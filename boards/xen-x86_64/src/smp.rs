@@ -15,6 +15,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use rhea_board_xen_common::abi;
 use rhea_board_xen_common::evtchn::MAX_VCPUS;
 use rhea_hal::StackSource;
+use rhea_hal::cmdline::{Cmdline, keys};
 
 /// The most vCPUs used: the scheduler's and the event-channel tables' limits.
 const MAX_CPUS: usize = if rhea_arch::percpu::MAX_CPUS < MAX_VCPUS {
@@ -66,14 +67,12 @@ pub(crate) fn discover(cmdline: &str) {
         }
         n += 1;
     }
-    let asked = cmdline
-        .split_ascii_whitespace()
-        .filter_map(|w| w.strip_prefix("rhea.cpus="))
-        .next_back()
-        .and_then(|v| v.parse::<usize>().ok());
+    // Early init runs before the runtime checks the whole command line: a bad `rhea.cpus`
+    // caps nothing here and is refused there, before the machine runs.
+    let asked = Cmdline::new(cmdline).number(&keys::CPUS).ok().flatten();
     let mut use_n = n;
     if let Some(a) = asked {
-        use_n = use_n.min(a.max(1));
+        use_n = use_n.min(a as usize);
     }
     if use_n > MAX_CPUS {
         let _ = writeln!(

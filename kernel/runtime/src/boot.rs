@@ -7,6 +7,7 @@ use crate::boards::board;
 use crate::{fault, irq, kthread, memory, println, time};
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_hal::Priority;
+use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{ExitStatus, Platform};
 
 /// Size of the app's main stack (guard pages below it).
@@ -42,6 +43,19 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     if !boot.cmdline.is_empty() {
         println!("rhea: command line: {}", boot.cmdline);
     }
+    // The command line, strictly (`rhea_hal::cmdline`): an unknown `rhea.*` key or a bad value
+    // ends the run here, before anything uses it — never a default in its place. The board may
+    // have read a key during early init; a bad one it skipped is refused here all the same.
+    match rhea_hal::cmdline::parse(boot.cmdline) {
+        Ok(c) => {
+            CMDLINE.call_once(|| c);
+        }
+        Err(e) => {
+            println!("rhea: invalid command line: {e}");
+            println!("rhea: refusing to boot with an invalid command line, exiting with failure");
+            exit(ExitStatus::Failure);
+        }
+    }
     for r in boot.memory_map.regions() {
         println!(
             "rhea: memory {:#014x}-{:#014x} {:?}",
@@ -65,8 +79,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     );
 
     // 4. Interrupts and time: the board's controllers, the calibrated clock, the one-shot timer.
-    CMDLINE.call_once(|| boot.cmdline);
-    let cross_check = crate::cmdline_value("rhea.tsc_check") == Some("1");
+    let cross_check = flag(&keys::TSC_CHECK);
     let it = board::init_interrupts_and_time(&boot, cross_check, &|phys, len| {
         memory::map_mmio(phys, len).is_ok()
     });
@@ -83,7 +96,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         Ok(m) => println!("rhea: fpu: {m}"),
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
-    let checker = crate::cmdline_value("rhea.checker") == Some("1");
+    let checker = flag(&keys::CHECKER);
     let ncpus = board::PLATFORM.cpu_count().clamp(1, rhea_sched::MAX_CPUS);
     kthread::init(board::boot_stack(), checker, ncpus);
     if ncpus > 1 {
@@ -116,7 +129,16 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     }
 }
 
-pub(crate) static CMDLINE: spin::Once<&'static str> = spin::Once::new();
+/// The command line, checked by [`rhea_hal::cmdline::parse`] (set in stage 2).
+pub(crate) static CMDLINE: spin::Once<Cmdline<'static>> = spin::Once::new();
+
+/// A flag of the checked command line (`false` before stage 2 or when absent).
+fn flag(key: &'static rhea_hal::cmdline::Key) -> bool {
+    CMDLINE.get().is_some_and(|c| {
+        c.flag(key)
+            .expect("stage 2 checked every rhea.* argument of the command line")
+    })
+}
 
 /// A secondary CPU's first kernel code, once its board-level per-CPU state is set up: it joins
 /// the scheduler with this context as its idle thread, then idles.
@@ -149,9 +171,7 @@ fn main_thread() {
     if let (true, checks) = kthread::checker_runs() {
         println!("rhea: scheduler checker: {checks} decisions checked, no violation");
     }
-    if crate::cmdline_value("rhea.sim") == Some("1")
-        || crate::cmdline_value("rhea.trace") == Some("1")
-    {
+    if flag(&keys::SIM) || flag(&keys::TRACE) {
         let (switches, hash) = kthread::trace();
         println!(
             "rhea: trace: {switches} switches, hash {hash:#018x}, clock {} ns",

@@ -69,17 +69,16 @@ impl<E: core::fmt::Debug> Termination for Result<(), E> {
     }
 }
 
-/// The whole kernel command line (empty before boot parsed it).
+/// The whole kernel command line (empty before boot checked it).
 pub fn cmdline() -> &'static str {
-    boot::CMDLINE.get().copied().unwrap_or("")
+    boot::CMDLINE.get().map_or("", |c| c.as_str())
 }
 
-/// The value of the first `key=value` argument of the kernel command line.
+/// The value of the last `key=value` argument of the kernel command line (a later argument
+/// overrides an earlier one, as `rhea_hal::cmdline` documents). Boot has already refused any
+/// unknown or invalid `rhea.*` argument; an app checks the values of its own keys.
 pub fn cmdline_value(key: &str) -> Option<&'static str> {
-    boot::CMDLINE
-        .get()?
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    boot::CMDLINE.get()?.value(key)
 }
 
 /// Ends the run now with `status`, from anywhere.

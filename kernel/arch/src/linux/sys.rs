@@ -135,6 +135,32 @@ pub fn map_fixed(addr: u64, len: u64, writable: bool) -> bool {
     r as u64 == addr
 }
 
+/// Fresh anonymous private read-write memory of `len` bytes wherever the kernel puts it;
+/// `None` if it cannot.
+pub fn map_anonymous(len: u64) -> Option<u64> {
+    const PROT_READ: usize = 1;
+    const PROT_WRITE: usize = 2;
+    const MAP_PRIVATE: usize = 0x02;
+    const MAP_ANONYMOUS: usize = 0x20;
+    // SAFETY: without MAP_FIXED the kernel picks an unused range, so no Rust object is
+    // affected.
+    let r = unsafe {
+        syscall6(
+            nr::MMAP,
+            [
+                0,
+                len as usize,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                usize::MAX,
+                0,
+            ],
+        )
+    };
+    // Errors are -4095..=-1; user-space addresses are below 2^47, so positive.
+    (r > 0).then_some(r as u64)
+}
+
 /// Unmaps `[addr, addr + len)`.
 ///
 /// # Safety
