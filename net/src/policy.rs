@@ -4,8 +4,9 @@
 //! - [`Budget`]: the bytes of socket buffers the stack may hold. Every socket's buffers are
 //!   taken from it before they are allocated and given back when the socket is removed, so a
 //!   peer opening connections meets a refusal, never an exhausted heap.
-//! - [`PeerLimits`]: a listener's live connections, in total and per peer address, so one
-//!   client farm cannot take every connection of a service.
+//! - [`PeerLimits`]: a listener's live connections, in total and per peer address, with a
+//!   fair share at the limit (a newcomer evicts the oldest connection of the peer holding the
+//!   most), so a client farm cannot take every connection of a service.
 //! - [`recycle`]: which half-open connection of a listener's backlog to give up, so SYNs from
 //!   peers that never complete the handshake cannot keep a port closed.
 //! - [`Neighbours`]: on-link addresses recently heard from (ARP aimed at us), which decides
@@ -59,66 +60,116 @@ impl Budget {
 /// Why a listener refused a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The listener has its maximum of live connections.
+    /// The listener has its maximum of live connections, none of them from a peer holding a
+    /// larger share than the newcomer's.
     ListenerFull,
     /// This peer has its maximum of live connections to the listener.
     PeerFull,
 }
 
-/// A listener's live (accepted, not yet dropped) connections, in total and per peer.
-#[derive(Debug)]
-pub struct PeerLimits {
-    max_total: usize,
-    max_per_peer: usize,
-    total: usize,
-    /// Peers with at least one live connection, and how many each has.
-    peers: Vec<(IpAddress, usize)>,
+/// What admitting a connection takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission<K> {
+    /// Room for it.
+    Admitted,
+    /// Room made by evicting connection `.0` (the oldest of the peer holding the most): the
+    /// caller resets it. Until its owner drops it, it still counts against the limit, as an
+    /// eviction in flight (at most as many as the limit).
+    Evict(K),
 }
 
-impl PeerLimits {
+/// One live connection of a listener.
+#[derive(Clone, Copy, Debug)]
+struct Live<K> {
+    key: K,
+    peer: IpAddress,
+    since: u64,
+    evicted: bool,
+}
+
+/// A listener's live (accepted, not yet dropped) connections, with a fair share per peer:
+/// at most `max_per_peer` from one address, at most `max_total` in all — and at the limit, a
+/// newcomer evicts the oldest connection of the peer holding the most, when that peer holds
+/// at least two more than the newcomer: a farm of idle connections from a few addresses
+/// cannot lock others out.
+#[derive(Debug)]
+pub struct PeerLimits<K> {
+    max_total: usize,
+    max_per_peer: usize,
+    live: Vec<Live<K>>,
+}
+
+impl<K: Copy + PartialEq> PeerLimits<K> {
     /// At most `max_total` live connections, `max_per_peer` from one address (both at least
     /// 1). Allocates its table now: admitting never allocates.
-    pub fn new(max_total: usize, max_per_peer: usize) -> PeerLimits {
+    pub fn new(max_total: usize, max_per_peer: usize) -> PeerLimits<K> {
         let max_total = max_total.max(1);
         PeerLimits {
             max_total,
             max_per_peer: max_per_peer.clamp(1, max_total),
-            total: 0,
-            peers: Vec::with_capacity(max_total),
+            live: Vec::with_capacity(2 * max_total),
         }
     }
 
-    /// Admits one more connection from `peer`, or says why not.
-    pub fn admit(&mut self, peer: IpAddress) -> Result<(), Refusal> {
-        if self.total >= self.max_total {
-            return Err(Refusal::ListenerFull);
-        }
-        match self.peers.iter_mut().find(|(a, _)| *a == peer) {
-            Some((_, n)) if *n >= self.max_per_peer => return Err(Refusal::PeerFull),
-            Some((_, n)) => *n += 1,
-            // Within capacity: there are at most `total < max_total` entries.
-            None => self.peers.push((peer, 1)),
-        }
-        self.total += 1;
-        Ok(())
+    fn held(&self, peer: IpAddress) -> usize {
+        self.live
+            .iter()
+            .filter(|l| l.peer == peer && !l.evicted)
+            .count()
     }
 
-    /// A connection from `peer` ended.
-    pub fn release(&mut self, peer: IpAddress) {
-        if let Some(i) = self.peers.iter().position(|(a, _)| *a == peer) {
-            self.peers[i].1 -= 1;
-            if self.peers[i].1 == 0 {
-                self.peers.swap_remove(i);
+    /// Admits connection `key` from `peer` at `now_ms`, or says why not.
+    pub fn admit(&mut self, key: K, peer: IpAddress, now_ms: u64) -> Result<Admission<K>, Refusal> {
+        let mine = self.held(peer);
+        if mine >= self.max_per_peer {
+            return Err(Refusal::PeerFull);
+        }
+        let counted = self.live.iter().filter(|l| !l.evicted).count();
+        let mut admission = Admission::Admitted;
+        if counted >= self.max_total {
+            if self.live.len() >= self.live.capacity() {
+                // As many evictions in flight as the limit: wait for them.
+                return Err(Refusal::ListenerFull);
             }
-            self.total -= 1;
+            let heaviest = self
+                .live
+                .iter()
+                .filter(|l| !l.evicted)
+                .map(|l| (self.held(l.peer), l.peer))
+                .max_by_key(|&(n, _)| n)
+                .filter(|&(n, _)| n >= mine + 2)
+                .ok_or(Refusal::ListenerFull)?
+                .1;
+            let victim = self
+                .live
+                .iter_mut()
+                .filter(|l| l.peer == heaviest && !l.evicted)
+                .min_by_key(|l| l.since)
+                .expect("the heaviest peer holds connections");
+            victim.evicted = true;
+            admission = Admission::Evict(victim.key);
+        }
+        self.live.push(Live {
+            key,
+            peer,
+            since: now_ms,
+            evicted: false,
+        });
+        Ok(admission)
+    }
+
+    /// Connection `key` ended (its owner dropped it).
+    pub fn release(&mut self, key: K) {
+        if let Some(i) = self.live.iter().position(|l| l.key == key) {
+            self.live.swap_remove(i);
         } else {
-            debug_assert!(false, "released a peer that was never admitted");
+            debug_assert!(false, "released a connection that was never admitted");
         }
     }
 
-    /// Live connections.
+    /// Live connections (evicted ones still closing included).
     pub fn live(&self) -> usize {
-        self.total
+        self.live.len()
     }
 
     /// The maximum of live connections.
@@ -207,6 +258,13 @@ impl Neighbours {
         }
     }
 
+    /// Whether `ip` is known at `mac` and has not expired.
+    pub fn known_at(&self, ip: Ipv4Address, mac: [u8; 6], now_ms: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.0 == ip && e.1 == mac && now_ms < e.2)
+    }
+
     /// Whether `ip` was heard from and has not expired.
     pub fn known(&self, ip: Ipv4Address, now_ms: u64) -> bool {
         self.entries.iter().any(|e| e.0 == ip && now_ms < e.2)
@@ -233,8 +291,9 @@ pub fn next_hop(
 /// last one was given up (a peer that spoofs one source repeatedly stalls nothing).
 pub const UNREACHABLE_MS: u64 = 5_000;
 /// How long the head datagram of a UDP send lane may wait for its next hop before the lane is
-/// flushed.
-pub const UDP_STALL_MS: u64 = 500;
+/// flushed: longer than smoltcp's one ARP request per second, so a next hop that answers gets
+/// its chance.
+pub const UDP_STALL_MS: u64 = 1_200;
 
 #[cfg(test)]
 mod tests {
@@ -258,37 +317,50 @@ mod tests {
     }
 
     #[test]
-    fn peer_limits_bound_each_peer_and_the_total() {
-        let mut p = PeerLimits::new(5, 2);
-        assert_eq!(p.admit(ip(1)), Ok(()));
-        assert_eq!(p.admit(ip(1)), Ok(()));
-        assert_eq!(p.admit(ip(1)), Err(Refusal::PeerFull));
-        assert_eq!(p.admit(ip(2)), Ok(()));
-        assert_eq!(p.admit(ip(3)), Ok(()));
-        assert_eq!(p.admit(ip(4)), Ok(()));
-        assert_eq!(p.admit(ip(5)), Err(Refusal::ListenerFull));
+    fn peer_limits_bound_each_peer_and_share_the_total_fairly() {
+        let mut p = PeerLimits::new(5, 3);
+        let mut key = 0;
+        let mut admit = |p: &mut PeerLimits<usize>, d: u8| {
+            key += 1;
+            p.admit(key, ip(d), key as u64).map(|a| (key, a))
+        };
+        assert_eq!(admit(&mut p, 1), Ok((1, Admission::Admitted)));
+        assert_eq!(admit(&mut p, 1), Ok((2, Admission::Admitted)));
+        assert_eq!(admit(&mut p, 1), Ok((3, Admission::Admitted)));
+        assert_eq!(admit(&mut p, 1), Err(Refusal::PeerFull));
+        assert_eq!(admit(&mut p, 2), Ok((5, Admission::Admitted)));
+        assert_eq!(admit(&mut p, 3), Ok((6, Admission::Admitted)));
+        // Full: peer 1 holds 3, a newcomer 0: peer 1's oldest (key 1) is evicted.
+        assert_eq!(admit(&mut p, 4), Ok((7, Admission::Evict(1))));
+        assert_eq!(p.live(), 6, "the evicted one counts until released");
+        // Now 1 holds 2, the rest 1 each, newcomer 0: peer 1's next oldest goes.
+        assert_eq!(admit(&mut p, 5), Ok((8, Admission::Evict(2))));
+        // Everyone holds 1: no peer holds two more than a newcomer; refused.
+        assert_eq!(admit(&mut p, 6), Err(Refusal::ListenerFull));
+        // The evicted ones end.
+        p.release(1);
+        p.release(2);
         assert_eq!(p.live(), 5);
-        p.release(ip(1));
-        assert_eq!(p.admit(ip(1)), Ok(()));
-        for _ in 0..2 {
-            p.release(ip(1));
-        }
-        for d in 2..5 {
-            p.release(ip(d));
+        assert_eq!(admit(&mut p, 6), Err(Refusal::ListenerFull));
+        p.release(5);
+        assert_eq!(admit(&mut p, 6), Ok((11, Admission::Admitted)));
+        // The table never grows past its first allocation, whatever the churn.
+        let cap = p.live.capacity();
+        for k in [3, 6, 7, 8, 11] {
+            p.release(k);
         }
         assert_eq!(p.live(), 0);
-        assert!(p.peers.is_empty());
-        // The table never grows past its first allocation.
-        let cap = p.peers.capacity();
-        for round in 0..100u8 {
-            for d in 0..5u8 {
-                p.admit(ip(d.wrapping_add(round))).unwrap();
+        for round in 0..200u8 {
+            for d in 0..8u8 {
+                let _ = p.admit(1000 + usize::from(d), ip(d.wrapping_add(round)), 0);
             }
-            for d in 0..5u8 {
-                p.release(ip(d.wrapping_add(round)));
+            for d in 0..8u8 {
+                if p.live.iter().any(|l| l.key == 1000 + usize::from(d)) {
+                    p.release(1000 + usize::from(d));
+                }
             }
         }
-        assert_eq!(p.peers.capacity(), cap);
+        assert_eq!(p.live.capacity(), cap);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //!   from an unreachable source cannot stop the replies to everyone else.
 
 use crate::NetError;
-use crate::policy::{self, PeerLimits, Slot};
+use crate::policy::{self, Admission, PeerLimits, Slot};
 use crate::stack::{self, CHANGED, Stack};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -41,8 +41,6 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
 
 /// TCP socket buffers (each direction).
 pub(crate) const TCP_BUFFER: usize = 32 * 1024;
-/// What one TCP socket takes from the budget.
-pub(crate) const TCP_SOCKET_BYTES: usize = 2 * TCP_BUFFER;
 /// How long a silent peer is tolerated before the connection is reset.
 const TCP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keep-alive probes on idle connections.
@@ -118,14 +116,14 @@ fn metadata<T: Clone>(n: usize, empty: T) -> Result<Vec<T>, NetError> {
     Ok(v)
 }
 
-/// A new TCP socket in the set, its buffers taken from the budget.
-fn add_tcp(s: &mut Stack) -> Result<SocketHandle, NetError> {
-    s.take(TCP_SOCKET_BYTES)?;
-    let bufs = buffer(TCP_BUFFER).and_then(|rx| Ok((rx, buffer(TCP_BUFFER)?)));
+/// A new TCP socket in the set with `buffer` bytes each way, taken from the budget.
+fn add_tcp(s: &mut Stack, buffer_bytes: usize) -> Result<SocketHandle, NetError> {
+    s.take(2 * buffer_bytes)?;
+    let bufs = buffer(buffer_bytes).and_then(|rx| Ok((rx, buffer(buffer_bytes)?)));
     let (rx, tx) = match bufs {
         Ok(b) => b,
         Err(e) => {
-            s.give(TCP_SOCKET_BYTES);
+            s.give(2 * buffer_bytes);
             s.counters.no_memory.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
@@ -134,7 +132,7 @@ fn add_tcp(s: &mut Stack) -> Result<SocketHandle, NetError> {
     sock.set_timeout(Some(smol(TCP_TIMEOUT)));
     sock.set_keep_alive(Some(smol(TCP_KEEPALIVE)));
     sock.set_nagle_enabled(false);
-    Ok(s.add(sock, TCP_SOCKET_BYTES))
+    Ok(s.add(sock, 2 * buffer_bytes))
 }
 
 /// A new UDP socket in the set with the given capacities (either direction may be empty),
@@ -182,15 +180,19 @@ pub struct ListenOptions {
     pub max_connections: usize,
     /// Live connections from one peer address at most.
     pub max_per_peer: usize,
+    /// Bytes of each connection's buffers, each way (1 KiB to 256 KiB): what a connection
+    /// takes from the socket budget twice over.
+    pub buffer: usize,
 }
 
 impl ListenOptions {
-    /// A backlog of `backlog`, at most 64 connections, 16 per peer.
+    /// A backlog of `backlog`, at most 64 connections, 16 per peer, 32 KiB buffers.
     pub const fn new(backlog: usize) -> ListenOptions {
         ListenOptions {
             backlog,
             max_connections: 64,
             max_per_peer: 16,
+            buffer: TCP_BUFFER,
         }
     }
 }
@@ -212,7 +214,8 @@ pub(crate) struct ListenerState {
     port: u16,
     backlog_target: usize,
     backlog: Vec<Pending>,
-    peers: PeerLimits,
+    peers: PeerLimits<SocketHandle>,
+    buffer: usize,
 }
 
 /// A TCP port accepting connections. [`TcpListener::accept`] takes `&self`: several threads
@@ -231,7 +234,11 @@ impl TcpListener {
 
     /// Listens on `port` with the given bounds.
     pub fn bind_with(port: u16, opts: ListenOptions) -> Result<TcpListener, NetError> {
-        if port == 0 || opts.max_connections == 0 || opts.max_per_peer == 0 {
+        if port == 0
+            || opts.max_connections == 0
+            || opts.max_per_peer == 0
+            || !(1024..=256 * 1024).contains(&opts.buffer)
+        {
             return Err(NetError::InvalidInput);
         }
         let backlog_target = opts.backlog.clamp(1, 64);
@@ -247,7 +254,7 @@ impl TcpListener {
         s.listeners.try_reserve(1).map_err(|_| NetError::NoMemory)?;
         let id = s.next_id();
         for _ in 0..backlog_target {
-            let h = match add_tcp(s) {
+            let h = match add_tcp(s, opts.buffer) {
                 Ok(h) => h,
                 Err(e) => {
                     for p in backlog.drain(..) {
@@ -273,6 +280,7 @@ impl TcpListener {
             backlog_target,
             backlog,
             peers: PeerLimits::new(opts.max_connections, opts.max_per_peer),
+            buffer: opts.buffer,
         });
         drop(g);
         stack::kick();
@@ -301,30 +309,30 @@ impl TcpListener {
                 let p = s.listeners[li].backlog.swap_remove(i);
                 let sock = s.sockets.get_mut::<tcp::Socket>(p.handle);
                 let peer = sock.remote_endpoint().map(|e| e.addr);
-                let admitted = peer.map(|a| s.listeners[li].peers.admit(a));
-                match (peer, admitted) {
-                    (Some(peer), Some(Ok(()))) => {
-                        refill(s, li);
-                        drop(g);
-                        stack::kick();
-                        return Ok(TcpStream {
-                            handle: Some(p.handle),
-                            origin: Some((self.id, peer)),
-                        });
+                let admitted = peer.map(|a| s.listeners[li].peers.admit(p.handle, a, now));
+                if let Some(Ok(admission)) = admitted {
+                    if let Admission::Evict(victim) = admission {
+                        s.sockets.get_mut::<tcp::Socket>(victim).abort();
+                        s.counters.tcp_evicted.fetch_add(1, Ordering::Relaxed);
                     }
-                    _ => {
-                        // Over a limit (or gone meanwhile): reset it; the socket listens
-                        // again once its RST is out.
-                        sock.abort();
-                        s.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
-                        s.listeners[li].backlog.push(Pending {
-                            aborted_at: Some(now),
-                            ..p
-                        });
-                        stack::kick();
-                        continue;
-                    }
+                    refill(s, li);
+                    drop(g);
+                    stack::kick();
+                    return Ok(TcpStream {
+                        handle: Some(p.handle),
+                        origin: Some(self.id),
+                    });
                 }
+                // Over a limit (or gone meanwhile): reset it; the socket listens again once
+                // its RST is out. (Its handle was never admitted.)
+                s.sockets.get_mut::<tcp::Socket>(p.handle).abort();
+                s.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                s.listeners[li].backlog.push(Pending {
+                    aborted_at: Some(now),
+                    ..p
+                });
+                stack::kick();
+                continue;
             }
             g = wait(g, deadline)?;
         }
@@ -334,7 +342,9 @@ impl TcpListener {
 /// Adds listening sockets to listener `li` up to its backlog, as far as the budget allows.
 fn refill(s: &mut Stack, li: usize) {
     while s.listeners[li].backlog.len() < s.listeners[li].backlog_target {
-        let Ok(h) = add_tcp(s) else { return };
+        let Ok(h) = add_tcp(s, s.listeners[li].buffer) else {
+            return;
+        };
         let l = &mut s.listeners[li];
         let _ = s
             .sockets
@@ -368,8 +378,8 @@ impl Drop for TcpListener {
 #[derive(Debug)]
 pub struct TcpStream {
     handle: Option<SocketHandle>,
-    /// The listener that admitted it, and the peer it counts against there.
-    origin: Option<(u64, IpAddress)>,
+    /// The listener that admitted it (where it counts until dropped).
+    origin: Option<u64>,
 }
 
 impl TcpStream {
@@ -382,7 +392,7 @@ impl TcpStream {
         let deadline = deadline(timeout);
         let mut g = stack::lock()?;
         let s = stack_of(&mut g);
-        let h = add_tcp(s)?;
+        let h = add_tcp(s, TCP_BUFFER)?;
         let stream = TcpStream {
             handle: Some(h),
             origin: None,
@@ -499,10 +509,10 @@ impl Drop for TcpStream {
             let s = stack_of(&mut g);
             s.sockets.get_mut::<tcp::Socket>(h).close();
             s.orphan(h, now_ms());
-            if let Some((id, peer)) = self.origin
+            if let Some(id) = self.origin
                 && let Some(l) = s.listeners.iter_mut().find(|l| l.id == id)
             {
-                l.peers.release(peer);
+                l.peers.release(h);
             }
         }
         stack::kick();

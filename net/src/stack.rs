@@ -82,6 +82,7 @@ pub(crate) struct Counters {
     rx_backpressure: AtomicU64,
     pub(crate) no_memory: AtomicU64,
     pub(crate) tcp_refused: AtomicU64,
+    pub(crate) tcp_evicted: AtomicU64,
     pub(crate) syn_recycled: AtomicU64,
     pub(crate) orphans_reset: AtomicU64,
     pub(crate) udp_dropped: AtomicU64,
@@ -119,6 +120,8 @@ pub struct NetStats {
     pub no_memory: u64,
     /// Connections reset because their listener (or their peer) had its maximum.
     pub tcp_refused: u64,
+    /// Connections reset to make room for a newcomer (their peer held the most).
+    pub tcp_evicted: u64,
     /// Half-open connections given up (the handshake's last ACK never came).
     pub syn_recycled: u64,
     /// Dropped connections reset because they did not finish closing in time.
@@ -154,6 +157,7 @@ impl Shared {
             polls: get(&c.polls),
             no_memory: get(&c.no_memory),
             tcp_refused: get(&c.tcp_refused),
+            tcp_evicted: get(&c.tcp_evicted),
             syn_recycled: get(&c.syn_recycled),
             orphans_reset: get(&c.orphans_reset),
             udp_dropped: get(&c.udp_dropped),
@@ -415,7 +419,9 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         received: false,
         neighbours: None,
         ours: None,
+        mac,
         now_ms: 0,
+        stashed: None,
     };
     let mut iface = Interface::new(
         smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(mac))),
@@ -611,19 +617,34 @@ struct Adapter<'a> {
     neighbours: Option<&'a mut Neighbours>,
     /// Our address (neighbours are noted once it is known).
     ours: Option<Ipv4Cidr>,
+    /// Our hardware address.
+    mac: [u8; 6],
     now_ms: u64,
+    /// A received frame held back while a synthetic ARP request teaching smoltcp its
+    /// sender goes first.
+    stashed: Option<Box<Frame>>,
+}
+
+impl Drop for Adapter<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.stashed.take() {
+            self.shared.give_back(f);
+        }
+    }
 }
 
 impl Adapter<'_> {
     /// Notes the sender of an ARP request or reply aimed at us as a neighbour (the rule
-    /// smoltcp fills its own cache by), and refreshes one that sends us IPv4.
-    fn snoop(&mut self, frame: &[u8]) {
+    /// smoltcp fills its own cache by). For an IPv4 packet to us from an on-link sender that
+    /// is not a known neighbour at that hardware address, returns the sender to teach smoltcp
+    /// (which learns neighbours from ARP only: a peer that found us by an ARP of its own
+    /// long ago, or one of many addresses of one host, would otherwise cost an ARP round
+    /// trip — and smoltcp sends one ARP request per second in all — before each reply).
+    fn snoop(&mut self, frame: &[u8]) -> Option<(Ipv4Address, [u8; 6])> {
         let (Some(n), Some(ours)) = (self.neighbours.as_deref_mut(), self.ours) else {
-            return;
+            return None;
         };
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return;
-        };
+        let eth = EthernetFrame::new_checked(frame).ok()?;
         match eth.ethertype() {
             EthernetProtocol::Arp => {
                 let Ok(ArpRepr::EthernetIpv4 {
@@ -634,7 +655,7 @@ impl Adapter<'_> {
                     ..
                 }) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p))
                 else {
-                    return;
+                    return None;
                 };
                 if target_protocol_addr == ours.address()
                     && matches!(operation, ArpOperation::Request | ArpOperation::Reply)
@@ -647,14 +668,52 @@ impl Adapter<'_> {
                 }
             }
             EthernetProtocol::Ipv4 => {
-                if let Ok(ip) = Ipv4Packet::new_checked(eth.payload())
-                    && ip.dst_addr() == ours.address()
-                {
-                    n.refresh(ip.src_addr(), eth.src_addr().0, self.now_ms);
+                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+                let (src, mac) = (ip.src_addr(), eth.src_addr());
+                if ip.dst_addr() != ours.address() {
+                    return None;
+                }
+                if n.known_at(src, mac.0, self.now_ms) {
+                    n.refresh(src, mac.0, self.now_ms);
+                    return None;
+                }
+                let on_link = ours.contains_addr(&src)
+                    && src != ours.address()
+                    && ours.broadcast() != Some(src)
+                    && ours.network().address() != src
+                    && !src.is_multicast()
+                    && !src.is_unspecified()
+                    && mac.is_unicast();
+                if on_link {
+                    n.heard(src, mac.0, self.now_ms);
+                    return Some((src, mac.0));
                 }
             }
             _ => {}
         }
+        None
+    }
+
+    /// An ARP request from `ip` at `mac` for our address, in a pool buffer: what smoltcp
+    /// learns a neighbour from.
+    fn synthetic_arp(&self, ip: Ipv4Address, mac: [u8; 6]) -> Option<Box<Frame>> {
+        let ours = self.ours?.address();
+        let mut f = self.shared.pool.pop()?;
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(mac),
+            source_protocol_addr: ip,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: ours,
+        };
+        let len = 14 + repr.buffer_len();
+        let mut eth = EthernetFrame::new_unchecked(&mut f.data[..len]);
+        eth.set_dst_addr(EthernetAddress(self.mac));
+        eth.set_src_addr(EthernetAddress(mac));
+        eth.set_ethertype(EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        f.len = len;
+        Some(f)
     }
 }
 
@@ -735,18 +794,27 @@ impl phy::Device for Adapter<'_> {
         &mut self,
         _: smoltcp::time::Instant,
     ) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let frame = loop {
-            let f = self.rx.as_mut()?.pop()?;
-            match validate::check(&f.data[..f.len]) {
-                Ok(()) => {
-                    self.snoop(&f.data[..f.len]);
-                    break f;
+        let frame = match self.stashed.take() {
+            Some(f) => f,
+            None => loop {
+                let f = self.rx.as_mut()?.pop()?;
+                match validate::check(&f.data[..f.len]) {
+                    Ok(()) => {
+                        if let Some((ip, mac)) = self.snoop(&f.data[..f.len])
+                            && let Some(arp) = self.synthetic_arp(ip, mac)
+                        {
+                            // The ARP first: smoltcp answers the packet knowing its sender.
+                            self.stashed = Some(f);
+                            break arp;
+                        }
+                        break f;
+                    }
+                    Err(kind) => {
+                        self.shared.malformed.lock().count(kind);
+                        self.shared.give_back(f);
+                    }
                 }
-                Err(kind) => {
-                    self.shared.malformed.lock().count(kind);
-                    self.shared.give_back(f);
-                }
-            }
+            },
         };
         self.received = true;
         let Some(tx_buf) = self.shared.pool.pop() else {
@@ -807,6 +875,9 @@ fn net_loop(sh: &Shared) {
             let Some(s) = g.as_mut() else { return };
             let now = now();
             let now_ms = socket::now_ms();
+            let our_mac = match s.iface.hardware_addr() {
+                HardwareAddress::Ethernet(EthernetAddress(m)) => m,
+            };
             let mut adapter = Adapter {
                 shared: sh,
                 rx: Some(&mut s.rx),
@@ -815,10 +886,13 @@ fn net_loop(sh: &Shared) {
                 received: false,
                 neighbours: Some(&mut s.neighbours),
                 ours: s.address,
+                mac: our_mac,
                 now_ms,
+                stashed: None,
             };
             let changed = s.iface.poll(now, &mut adapter, &mut s.sockets);
             let (sent, received) = (adapter.sent, adapter.received);
+            drop(adapter);
             sh.counters.polls.fetch_add(1, Ordering::Relaxed);
             // The ring is drained (poll takes every queued frame): a driver that stopped for
             // backpressure may read again.

@@ -10,6 +10,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
 
+mod abuse;
 mod apps;
 mod bench;
 mod bench_arm;

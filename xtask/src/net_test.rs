@@ -213,7 +213,7 @@ pub(crate) fn http(guest: Ipv4Addr, port: u16, request: &str) -> Result<(u16, St
     Ok((status, body))
 }
 
-fn get(guest: Ipv4Addr, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(guest: Ipv4Addr, path: &str) -> Result<(u16, String), String> {
     http(
         guest,
         8080,
@@ -233,7 +233,7 @@ pub(crate) fn json_number(json: &str, after: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn status(guest: Ipv4Addr) -> Result<String, String> {
+pub(crate) fn status(guest: Ipv4Addr) -> Result<String, String> {
     match get(guest, "/status.json")? {
         (200, body) => Ok(body),
         (code, _) => Err(format!("/status.json answered {code}")),
@@ -409,7 +409,7 @@ fn fnv(hash: &mut u64, bytes: &[u8]) {
 }
 
 /// Streams `total` pseudo-random bytes through the echo service; checks every byte.
-fn tcp_echo(guest: Ipv4Addr, total: usize) -> Result<(f64, u64), String> {
+pub(crate) fn tcp_echo(guest: Ipv4Addr, total: usize) -> Result<(f64, u64), String> {
     let addr = SocketAddrV4::new(guest, 7);
     let s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
         .map_err(|e| format!("tcp echo connect: {e}"))?;
@@ -507,7 +507,7 @@ fn peer_reset(guest: Ipv4Addr) -> Result<(), String> {
 }
 
 /// `n` UDP echoes, one at a time; returns (echoes, retries).
-fn udp_echoes(guest: Ipv4Addr, n: u32) -> Result<(u32, u32), String> {
+pub(crate) fn udp_echoes(guest: Ipv4Addr, n: u32) -> Result<(u32, u32), String> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     s.connect(SocketAddrV4::new(guest, 7))
         .map_err(|e| e.to_string())?;
@@ -546,7 +546,7 @@ fn udp_echoes(guest: Ipv4Addr, n: u32) -> Result<(u32, u32), String> {
 }
 
 /// One ICMP echo through a raw socket.
-fn ping(guest: Ipv4Addr) -> Result<(), String> {
+pub(crate) fn ping(guest: Ipv4Addr) -> Result<(), String> {
     // SAFETY: plain socket calls on a descriptor this function owns; buffers outlive them.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
@@ -609,7 +609,7 @@ fn ping(guest: Ipv4Addr) -> Result<(), String> {
     }
 }
 
-fn checksum(bytes: &[u8]) -> u16 {
+pub(crate) fn checksum(bytes: &[u8]) -> u16 {
     let mut sum = 0u32;
     for c in bytes.chunks(2) {
         let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
@@ -756,7 +756,7 @@ fn sysfs(path: &str) -> Result<String, String> {
         .map_err(|e| format!("{path}: {e}"))
 }
 
-fn ifindex(tap: &str) -> Result<i32, String> {
+pub(crate) fn ifindex(tap: &str) -> Result<i32, String> {
     sysfs(&format!("/sys/class/net/{tap}/ifindex"))?
         .parse()
         .map_err(|_| format!("bad ifindex for {tap}"))
@@ -770,12 +770,12 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     v.try_into().map_err(|_| format!("bad MAC {s}"))
 }
 
-fn host_mac(tap: &str) -> Result<[u8; 6], String> {
+pub(crate) fn host_mac(tap: &str) -> Result<[u8; 6], String> {
     parse_mac(&sysfs(&format!("/sys/class/net/{tap}/address"))?)
 }
 
 /// The guest's MAC from the host's neighbour table (filled by the traffic before).
-fn guest_mac(wire: &Wire) -> Result<[u8; 6], String> {
+pub(crate) fn guest_mac(wire: &Wire) -> Result<[u8; 6], String> {
     let out = Command::new("ip")
         .args(["neigh", "show", &wire.guest.to_string(), "dev", &wire.tap])
         .output()

@@ -506,7 +506,22 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             continue;
         }
         let start = Instant::now();
-        match appliance_net(ws, &all_apps, board_name, machine, n as u8 + 1) {
+        match appliance_net(ws, &all_apps, board_name, machine, n as u8 + 1, false) {
+            Ok(()) => tally.pass(case, start.elapsed()),
+            Err(e) => tally.fail(case, Some(start.elapsed()), &e),
+        }
+    }
+
+    // The appliance under abuse from the host (abuse.rs), on LinuxU: idle connection bursts,
+    // slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
+    let case = "linuxu/realtime/native appliance abuse";
+    if board_names.contains(&"linuxu")
+        && opts.machine.as_deref().is_none_or(|m| m == "realtime")
+        && opts.app.as_deref().is_none_or(|a| a == "appliance")
+        && matches(case)
+    {
+        let start = Instant::now();
+        match appliance_net(ws, &all_apps, "linuxu", "realtime", 5, true) {
             Ok(()) => tally.pass(case, start.elapsed()),
             Err(e) => tally.fail(case, Some(start.elapsed()), &e),
         }
@@ -676,15 +691,17 @@ fn xen_netfront(
     }
 }
 
-/// The appliance on a tap of its own, exercised from the host (`net_test::exercise`), then told
-/// to quit; its console must report success and a clean scheduler checker. LinuxU opens the
-/// tap itself; QEMU gets it as the netdev of the appliance's virtio-net NIC (`-smp 2`).
+/// The appliance on a tap of its own, exercised from the host (`net_test::exercise`, or with
+/// `abuse` the attacks of `abuse::run`), then told to quit; its console must report success
+/// and a clean scheduler checker. LinuxU opens the tap itself; QEMU gets it as the netdev of
+/// the appliance's virtio-net NIC (`-smp 2`).
 fn appliance_net(
     ws: &Workspace,
     all_apps: &[App],
     board_name: &str,
     machine: &str,
     wire_number: u8,
+    abuse: bool,
 ) -> std::result::Result<(), String> {
     use crate::net_test::{self, Guest, Wire};
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
@@ -770,7 +787,11 @@ fn appliance_net(
                     Runner::Qemu => Some(20_000),
                     Runner::Process => Some(100_000),
                 };
-                net_test::exercise(&wire, pps, &mut |l| println!("  net: {l}"))
+                if abuse {
+                    crate::abuse::run(&wire).map(drop)
+                } else {
+                    net_test::exercise(&wire, pps, &mut |l| println!("  net: {l}")).map(drop)
+                }
             })
             .and_then(|_| net_test::quit(wire.guest));
         let status = guest.finish(Duration::from_secs(30));

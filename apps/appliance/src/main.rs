@@ -122,16 +122,18 @@ fn main() -> Result<(), &'static str> {
         rhea::println!("appliance: udp echo: {e}");
         "cannot bind udp/7"
     })?;
-    let limits = |max_connections| ListenOptions {
+    // Echo streams (32 KiB buffers each way); HTTP requests and responses are a few KiB.
+    let limits = |max_connections, buffer| ListenOptions {
         backlog: BACKLOG,
         max_connections,
         max_per_peer: PER_PEER,
+        buffer,
     };
-    let echo = TcpListener::bind_with(ECHO_PORT, limits(ECHO_MAX)).map_err(|e| {
+    let echo = TcpListener::bind_with(ECHO_PORT, limits(ECHO_MAX, 32 << 10)).map_err(|e| {
         rhea::println!("appliance: tcp echo: {e}");
         "cannot bind tcp/7"
     })?;
-    let http = TcpListener::bind_with(HTTP_PORT, limits(HTTP_MAX)).map_err(|e| {
+    let http = TcpListener::bind_with(HTTP_PORT, limits(HTTP_MAX, 16 << 10)).map_err(|e| {
         rhea::println!("appliance: http: {e}");
         "cannot bind tcp/8080"
     })?;
@@ -308,14 +310,16 @@ fn now_ms() -> u64 {
 /// has sent without waiting, answers the complete requests, gives up on those past their
 /// deadline (408), then waits for the network's next change (or the next deadline).
 fn http_server(listener: &TcpListener) {
-    let mut conns: Vec<Conn> = Vec::with_capacity(HTTP_MAX);
+    // The listener admits HTTP_MAX connections, and as many more while connections it
+    // evicted for a newcomer are still here (they end at their next read).
+    let mut conns: Vec<Conn> = Vec::with_capacity(2 * HTTP_MAX);
     let mut buf = [0u8; 1024];
     loop {
         let Ok(seen) = rhea_net::changes() else {
             rhea::thread::sleep(Duration::from_millis(100));
             continue;
         };
-        while conns.len() < HTTP_MAX {
+        while conns.len() < 2 * HTTP_MAX {
             match listener.accept(Some(Duration::ZERO)) {
                 Ok(s) => conns.push(Conn {
                     s,
@@ -464,7 +468,7 @@ fn status_json() -> String {
     let m = rhea::memory_stats();
     let _ = write!(
         j,
-        "]}},\"memory\":{{\"heap_used\":{},\"heap_free\":{},\"stacks\":{}}},\"sockets\":{{\"count\":{},\"tcp\":{},\"bytes\":{},\"budget\":{},\"no_memory\":{},\"tcp_refused\":{},\"syn_recycled\":{},\"orphans_reset\":{},\"udp_dropped\":{},\"udp_unreachable\":{}}}",
+        "]}},\"memory\":{{\"heap_used\":{},\"heap_free\":{},\"stacks\":{}}},\"sockets\":{{\"count\":{},\"tcp\":{},\"bytes\":{},\"budget\":{},\"no_memory\":{},\"tcp_refused\":{},\"tcp_evicted\":{},\"syn_recycled\":{},\"orphans_reset\":{},\"udp_dropped\":{},\"udp_unreachable\":{}}}",
         m.heap_used_bytes,
         m.heap_free_bytes,
         m.stacks,
@@ -474,6 +478,7 @@ fn status_json() -> String {
         s.socket_budget,
         s.no_memory,
         s.tcp_refused,
+        s.tcp_evicted,
         s.syn_recycled,
         s.orphans_reset,
         s.udp_dropped,
