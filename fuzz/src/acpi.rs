@@ -42,12 +42,15 @@ fn sdt_header(signature: &[u8; 4], length: u32) -> Vec<u8> {
 
 /// RSDP at 0, XSDT at 64 naming the table at 128, the table (fixed up as described).
 fn firmware(table: &[u8], signature: &[u8; 4], keep_checksum: bool) -> Vec<u8> {
-    let mut buf = vec![0u8; TABLE_AT + table.len().max(36)];
+    // Readable memory goes on after the table, as firmware's does: a table shorter than its
+    // structure is then refused by its length rather than hitting the window's end (the
+    // documented panic of the mapping hook).
+    let mut buf = vec![0u8; TABLE_AT + table.len().max(36) + 64];
     let base = buf.as_ptr() as usize;
     let t = &mut buf[TABLE_AT..];
     t[..table.len()].copy_from_slice(table);
     t[..4].copy_from_slice(signature);
-    let available = t.len() as u32;
+    let available = (table.len().max(36)) as u32;
     let stated = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
     let length = if stated > available {
         available

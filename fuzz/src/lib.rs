@@ -11,6 +11,7 @@
 //! Every crash found becomes a host unit test next to the parser it broke.
 
 pub mod acpi;
+pub mod cmdline;
 pub mod fdt;
 pub mod net_frame;
 pub mod pvh;

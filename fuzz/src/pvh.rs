@@ -18,6 +18,13 @@ struct Memory<'a> {
 
 impl PhysMemory for Memory<'_> {
     fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
+        // Physical addresses end at 2^64 - 1: a range past it does not exist.
+        if paddr
+            .checked_add(buf.len().saturating_sub(1) as u64)
+            .is_none()
+        {
+            return false;
+        }
         let Some(offset) = paddr.checked_sub(self.base) else {
             return false;
         };

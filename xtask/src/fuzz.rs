@@ -66,6 +66,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "rings",
         "netfront's RX/TX responses and virtio-net's used rings, as a hostile back end writes them",
     ),
+    (
+        "cmdline",
+        "the kernel command line: rhea.* keys, rhea.net.* keys, the Arm boards' rhea.cpus=",
+    ),
 ];
 
 /// Seconds each target runs by default (`cargo xtask fuzz` without `--time`).

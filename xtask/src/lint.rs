@@ -1,7 +1,9 @@
 //! `cargo xtask lint`: clippy with `-D warnings` everywhere it applies.
 //!
 //! 1. The host crates (the workspace's `default-members`): `cargo clippy --all-targets`.
-//! 2. Per board, every app package: `cargo clippy --release --target <t> -p ...` with the
+//! 2. The fuzz targets (`fuzz/`, a workspace of its own): `cargo clippy --all-targets` there,
+//!    into `target/fuzz` (an ordinary build: no instrumentation, no unstable flags).
+//! 3. Per board, every app package: `cargo clippy --release --target <t> -p ...` with the
 //!    same environment as a board build (so `rhea_board` cfgs match), sharing the board's
 //!    target directory. `RHEA_SYMTAB` points at an empty `lint.symtab` there.
 //!
@@ -18,6 +20,21 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     println!("lint: host crates: {}", describe(&host));
     if let Err(e) = run_checked(&mut host) {
         failed.push(format!("host crates: {e}"));
+    }
+
+    let mut fuzz = ws.cargo();
+    fuzz.args([
+        "clippy",
+        "--all-targets",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+    ])
+    .arg("--target-dir")
+    .arg(ws.root.join("target/fuzz"))
+    .args(["--", "-D", "warnings"]);
+    println!("lint: fuzz targets: {}", describe(&fuzz));
+    if let Err(e) = run_checked(&mut fuzz) {
+        failed.push(format!("fuzz targets: {e}"));
     }
 
     let board_list: Vec<&Board> = match &opts.board {

@@ -576,6 +576,17 @@ fn sort_and_merge(list: &mut [(u64, u64)]) -> usize {
     out
 }
 
+/// Bytes of one `reg` entry of `parent`'s children: `#address-cells` + `#size-cells` cells of
+/// 4 bytes. Both are firmware's numbers, so the sum is taken without overflow (two cells of
+/// 0xffffffff wrapped the `u32` sum: `cargo xtask fuzz fdt`); an absurd size then matches no
+/// property and `reg` refuses the cell counts by name.
+fn reg_entry_bytes(parent: &Node<'_>) -> usize {
+    (u64::from(parent.address_cells()) + u64::from(parent.size_cells()))
+        .saturating_mul(4)
+        .try_into()
+        .unwrap_or(usize::MAX)
+}
+
 /// RAM from every `device_type = "memory"` node, minus the `/memreserve/` entries and the
 /// `reserved-memory` children with a `reg`.
 fn memory<'a>(fdt: &Fdt<'a>) -> Result<MemoryMap, PlatformError<'a>> {
@@ -588,7 +599,7 @@ fn memory<'a>(fdt: &Fdt<'a>) -> Result<MemoryMap, PlatformError<'a>> {
         let parent = node
             .parent()
             .ok_or(bad(&node, "reg", "is on the root node"))?;
-        let entry = (parent.address_cells() + parent.size_cells()) as usize * 4;
+        let entry = reg_entry_bytes(&parent);
         let count = node.property("reg").map_or(0, |v| v.len() / entry.max(1));
         for i in 0..count {
             let (addr, size) = reg(&node, i)?;
@@ -859,7 +870,7 @@ fn virtio_mmio_node<'a>(
     let parent = node
         .parent()
         .ok_or(bad(node, "reg", "is on the root node"))?;
-    let entry = (parent.address_cells() + parent.size_cells()) as usize * 4;
+    let entry = reg_entry_bytes(&parent);
     let reg_len = node.property("reg").map_or(0, <[u8]>::len);
     if entry != 0 && reg_len > entry {
         return Err(bad(node, "reg", "has more than one register range"));

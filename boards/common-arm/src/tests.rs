@@ -1278,3 +1278,35 @@ fn node_interrupt_reads_a_xen_hypervisor_node() {
     let e = node_interrupt(&fdt.find_compatible(&["xen,xen"]).unwrap(), 0).unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
 }
+
+/// `#address-cells` and `#size-cells` whose sum does not fit a `u32`: the size of a `reg` entry
+/// overflowed (a panic) while looking for RAM and for virtio-mmio transports (found by `cargo
+/// xtask fuzz fdt`: QEMU's tree with the root's `#size-cells` made 0xffffffff). Now the cell
+/// counts are refused by name.
+#[test]
+fn cell_counts_whose_sum_overflows_are_refused() {
+    for (ac, sc) in [
+        (0xffff_ffff, 1),
+        (1, 0xffff_ffff),
+        (0xffff_ffff, 0xffff_ffff),
+    ] {
+        let mut b = Builder::default();
+        b.begin("")
+            .cells("#address-cells", &[ac])
+            .cells("#size-cells", &[sc])
+            .begin("memory@40000000")
+            .string("device_type", "memory")
+            .cells("reg", &[0, 0x4000_0000, 0, 0x800_0000])
+            .end()
+            .begin("virtio_mmio@a000000")
+            .string("compatible", "virtio,mmio")
+            .cells("reg", &[0, 0xa00_0000, 0, 0x200])
+            .cells("interrupts", &[0, 16, 1])
+            .end()
+            .end();
+        let blob = b.finish();
+        let fdt = Fdt::new(&blob).unwrap();
+        assert!(ArmPlatform::from_fdt(&fdt).is_err(), "{ac:#x} + {sc:#x}");
+        assert!(virtio_mmio(&fdt).all(|t| t.is_err()), "{ac:#x} + {sc:#x}");
+    }
+}

@@ -155,7 +155,13 @@ pub fn parse_with(
         (0, None) => return Err(PvhError::NoMemoryMap { version }),
         _ => None,
     };
-    if external.is_none() && !mem.read(addr + 48, &mut hdr[48..]) {
+    // Addresses are summed with `checked_add` throughout: a `PhysMemory` may well be
+    // readable up to the last byte of the address space (found by `cargo xtask fuzz pvh`).
+    if external.is_none()
+        && !addr
+            .checked_add(48)
+            .is_some_and(|at| mem.read(at, &mut hdr[48..]))
+    {
         return Err(PvhError::Unreadable {
             what: "start info",
             addr,
@@ -183,8 +189,8 @@ pub fn parse_with(
     }
     for i in 0..u64::from(if external.is_some() { 0 } else { entries }) {
         let mut e = [0u8; MEMMAP_ENTRY_BYTES];
-        let at = memmap_addr + i * MEMMAP_ENTRY_BYTES as u64;
-        if !mem.read(at, &mut e) {
+        let at = memmap_addr.checked_add(i * MEMMAP_ENTRY_BYTES as u64);
+        if !at.is_some_and(|at| mem.read(at, &mut e)) {
             return Err(PvhError::Unreadable {
                 what: "memory map",
                 addr: memmap_addr,
@@ -233,7 +239,8 @@ pub fn parse_with(
                 return Err(PvhError::BadCmdline);
             }
             let mut b = [0u8];
-            if !mem.read(cmdline_addr + cmdline_len as u64, &mut b) {
+            let at = cmdline_addr.checked_add(cmdline_len as u64);
+            if !at.is_some_and(|at| mem.read(at, &mut b)) {
                 return Err(PvhError::Unreadable {
                     what: "command line",
                     addr: cmdline_addr,
@@ -480,6 +487,65 @@ mod tests {
         let mut m = good();
         m.0[CMD as usize] = 0xff;
         assert_eq!(parse(&m, INFO).unwrap_err(), PvhError::BadCmdline);
+    }
+
+    /// Memory readable up to the last byte of the address space, as a `PhysMemory` may be.
+    struct Top(Vec<u8>);
+
+    impl Top {
+        fn base(&self) -> u64 {
+            u64::MAX - (self.0.len() as u64 - 1)
+        }
+    }
+
+    impl PhysMemory for Top {
+        fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
+            let Some(start) = paddr.checked_sub(self.base()) else {
+                return false;
+            };
+            match self.0.get(start as usize..start as usize + buf.len()) {
+                Some(s) => {
+                    buf.copy_from_slice(s);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    /// A start info, memory map or command line in the last bytes of the address space: the
+    /// next address does not exist, and summing it overflowed (`cargo xtask fuzz pvh`, a
+    /// start info in the last 48 bytes with version 1).
+    #[test]
+    fn structures_at_the_top_of_the_address_space() {
+        let mut top = Top(vec![0; 48]);
+        top.0[..4].copy_from_slice(&MAGIC.to_le_bytes());
+        top.0[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let at = top.base();
+        assert_eq!(
+            parse(&top, at).unwrap_err(),
+            PvhError::Unreadable {
+                what: "start info",
+                addr: at
+            }
+        );
+        // A map whose second entry would start past 2^64.
+        let mut top = Top(vec![0; 56 + 24]);
+        top.0[..4].copy_from_slice(&MAGIC.to_le_bytes());
+        top.0[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let map = top.base() + 56;
+        top.0[40..48].copy_from_slice(&map.to_le_bytes());
+        top.0[48..52].copy_from_slice(&2u32.to_le_bytes());
+        top.0[56..64].copy_from_slice(&0x1000u64.to_le_bytes());
+        top.0[64..72].copy_from_slice(&0x1000u64.to_le_bytes());
+        top.0[72..76].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(
+            parse(&top, top.base()),
+            Err(PvhError::Unreadable {
+                what: "memory map",
+                ..
+            })
+        ));
     }
 
     #[test]
