@@ -116,6 +116,9 @@ rhea_boot_stack_top:
             $crate::machine::console_rx_enable(&PLATFORM);
         }
 
+        /// How many threads wait for console input (only LinuxU's simulation uses it).
+        pub fn console_rx_readers(_readers: usize) {}
+
         /// Drains the console's receive FIFO into `sink` (the interrupt's top half; this
         /// acknowledges it). Returns bytes read and line errors seen.
         pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {

@@ -495,6 +495,61 @@ pub fn console_rx_line() -> IrqLine {
 /// Nothing beyond routing and unmasking the descriptor.
 pub fn console_rx_enable() {}
 
+static CONSOLE_READERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// How many threads wait for console input (the runtime says so as they come and go).
+pub fn console_rx_readers(readers: usize) {
+    CONSOLE_READERS.store(readers, Ordering::Relaxed);
+}
+
+pub(crate) fn console_readers() -> usize {
+    CONSOLE_READERS.load(Ordering::Relaxed)
+}
+
+/// What standard input can still bring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stdin {
+    /// Bytes are ready to read.
+    Ready,
+    /// Open, nothing yet: bytes may come (a terminal, a pipe whose writer is open).
+    Open,
+    /// At end of file, hung up, closed or in error: nothing will ever come.
+    Ended,
+}
+
+/// Asks `poll` (without waiting) and `FIONREAD` what standard input can still bring.
+pub(crate) fn stdin_state() -> Stdin {
+    const POLL: usize = 7;
+    const POLLIN: i16 = 0x1;
+    // struct pollfd { int fd; short events; short revents; }
+    let mut pfd = [0u8; 8];
+    pfd[4..6].copy_from_slice(&POLLIN.to_le_bytes());
+    // SAFETY: one valid `struct pollfd`; timeout 0 never blocks.
+    let r = unsafe { syscall6(POLL, [pfd.as_mut_ptr() as usize, 1, 0, 0, 0, 0]) };
+    if r < 0 {
+        return Stdin::Ended;
+    }
+    let revents = i16::from_le_bytes([pfd[6], pfd[7]]);
+    if revents == 0 {
+        return Stdin::Open;
+    }
+    // POLLIN with no bytes (or with HUP, ERR, NVAL): end of file (/dev/null, a regular file,
+    // a pipe whose writer closed).
+    let mut avail: i32 = 0;
+    // SAFETY: FIONREAD writes one int.
+    let r = unsafe {
+        syscall6(
+            16, /* ioctl */
+            [0, FIONREAD, &mut avail as *mut i32 as usize, 0, 0, 0],
+        )
+    };
+    if revents & POLLIN != 0 && r >= 0 && avail > 0 {
+        Stdin::Ready
+    } else {
+        Stdin::Ended
+    }
+}
+
 const FIONREAD: usize = 0x541b;
 
 /// Reads what standard input has ready (never blocks: only the bytes `FIONREAD` reports).

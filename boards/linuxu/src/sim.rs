@@ -12,12 +12,16 @@
 //! What stays real: console input (SIGIO) and `rhea::irq::raise_self` (real-time signal 40) are still
 //! signals, so apps that read input are not deterministic. A thread that spins without ever
 //! calling into the kernel is never preempted (there is no instruction counter). An idle machine
-//! with no timer armed waits for real input, as a real machine would (console input is always
-//! routed); with no input source at all it is a deadlock, reported as a failure.
+//! with no timer armed waits for real input, as a real machine would — from a tap, or from
+//! standard input while it is open (not at end of file) and a thread waits in
+//! `rhea::console::read_byte`; with no such source it is a deadlock, reported as a failure.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_arch::signals;
 use rhea_hal::{Clock, Instant, OneShotTimer};
+
+/// Standard input, the console's receive line.
+const CONSOLE_FD: i32 = 0;
 
 /// Virtual nanoseconds each clock read takes.
 const QUANTUM_NS: u64 = 1_000;
@@ -96,11 +100,35 @@ fn idle() {
     let armed = SIM.armed_ns.swap(u64::MAX, Ordering::Relaxed);
     if armed == u64::MAX {
         // Nothing timed is pending: only outside input can wake anyone — or nothing can.
-        if signals::any_fd_bound() {
+        // A device other than the console (a tap) may always bring some.
+        if signals::any_fd_bound_except(CONSOLE_FD) {
             signals::suspend_for_real();
             return;
         }
-        crate::machine::fatal("rhea: sim: every thread is blocked and no timer is armed: deadlock");
+        // Standard input counts only while it can still bring bytes and a thread waits for
+        // them: at end of file (/dev/null, a closed pipe) or with no reader, nothing that
+        // arrives can wake a blocked thread.
+        let why = match crate::machine::stdin_state() {
+            crate::machine::Stdin::Ready => {
+                // Bytes are there (their SIGIO may be pending or lost): take them now.
+                if let Some(v) = signals::fd_vector(CONSOLE_FD) {
+                    signals::deliver_now(v);
+                }
+                return;
+            }
+            crate::machine::Stdin::Open if crate::machine::console_readers() > 0 => {
+                signals::suspend_for_real();
+                return;
+            }
+            crate::machine::Stdin::Open => "no thread reads console input",
+            crate::machine::Stdin::Ended => "standard input is at its end or closed",
+        };
+        use core::fmt::Write;
+        let _ = write!(
+            crate::machine::ConsoleWriter,
+            "rhea: sim: every thread is blocked, no timer is armed and no input can arrive ({why}): deadlock\n"
+        );
+        crate::machine::fatal("rhea: sim: deadlock, exiting with failure");
     }
     SIM.now_ns.fetch_max(armed, Ordering::Relaxed);
     SIM.deliver();

@@ -245,6 +245,9 @@ pub fn console_rx_enable() {
     UART.enable_rx_interrupt();
 }
 
+/// How many threads wait for console input (only LinuxU's simulation uses it).
+pub fn console_rx_readers(_readers: usize) {}
+
 /// Drains COM1's receive FIFO into `sink` (the interrupt's top half; this acknowledges it).
 /// Returns bytes read and line errors seen.
 pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {

@@ -192,6 +192,9 @@ pub fn console_rx_line() -> rhea_hal::IrqLine {
 /// Nothing to enable: the event channel is the interrupt.
 pub fn console_rx_enable() {}
 
+/// How many threads wait for console input (only LinuxU's simulation uses it).
+pub fn console_rx_readers(_readers: usize) {}
+
 /// Drains console input into `sink` (the interrupt's top half); returns (bytes, errors).
 pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
     rhea_board_xen_common::pv::console_rx_drain(sink)

@@ -7,6 +7,8 @@
 //! - `boot_stack() -> Range<u64>`: the stack the boot (later idle) context runs on;
 //! - `init_interrupts_and_time(&BootInfo, cross_check, map_mmio) -> Result<TimeAndIrq, E>`;
 //! - `console_rx_line()`, `console_rx_enable()`, `console_rx_drain(sink)`: console input;
+//!   `console_rx_readers(n)`: how many threads now wait for it (LinuxU's simulation mode
+//!   counts console input as a source that can end a wait only while someone waits for it);
 //! - `devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>)`: the buses to enumerate and
 //!   the drivers to offer their devices to (`rhea_drivers::bus`);
 //! - `msi_message(vector) -> Option<(address, data)>`: a message-signalled interrupt raising

@@ -135,14 +135,21 @@ pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
     crate::irq::unmask(line)
 }
 
+/// Threads inside [`read_byte`], told to the board as they come and go.
+static READERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
 /// Reads one byte of console input, waiting for it.
 pub fn read_byte() -> u8 {
-    loop {
+    use core::sync::atomic::Ordering;
+    board::console_rx_readers(READERS.fetch_add(1, Ordering::Relaxed) + 1);
+    let b = loop {
         if let Some(Ok(b)) = input::QUEUE.get().map(|q| q.recv()) {
-            return b;
+            break b;
         }
         crate::thread::sleep(crate::time::Duration::from_millis(10));
-    }
+    };
+    board::console_rx_readers(READERS.fetch_sub(1, Ordering::Relaxed) - 1);
+    b
 }
 
 /// Reads console input into `buf` up to and including a newline (or until `buf` is full);

@@ -40,6 +40,36 @@ fn thread_at(sp: u64) -> (&'static str, Option<Range<u64>>, Option<memory::Stack
     ("unknown", None, None)
 }
 
+/// Where the CPU was running: a thread, or an interrupt handler on the stack of the thread it
+/// interrupted (handlers run there, so the stack alone would name that thread).
+struct Context<'a> {
+    thread: &'a str,
+    /// The vector being handled, if in interrupt context.
+    irq: Option<u8>,
+}
+
+impl Context<'_> {
+    fn now(thread: &str) -> Context<'_> {
+        Context {
+            thread,
+            irq: crate::kthread::interrupt_context(),
+        }
+    }
+}
+
+impl core::fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Some(vector) = self.irq else {
+            return write!(f, "in thread '{}'", self.thread);
+        };
+        write!(f, "in interrupt context (vector {vector:#04x}")?;
+        if let Some(line) = crate::irq::line_of(vector) {
+            write!(f, ", IRQ line {}", line.0)?;
+        }
+        write!(f, ") that interrupted thread '{}'", self.thread)
+    }
+}
+
 /// Enters the report, or ends the run at once if a report is already in progress.
 fn begin() {
     if REPORTING.swap(true, Ordering::SeqCst) {
@@ -96,6 +126,7 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
     let w = &mut raw_writer();
     let (name, stack, info) = thread_at(fault.stack_pointer());
     let thread = info.as_ref().map_or(name, |s| s.name());
+    let ctx = Context::now(thread);
     let cpu = rhea_arch::cpu_id();
     let in_guard = |a: u64| {
         memory::stack_at(a)
@@ -118,18 +149,14 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
         Some((addr, s)) => {
             let _ = writeln!(
                 w,
-                "!!! KERNEL FAULT on {cpu} in thread '{thread}': kernel stack overflow (guard page hit at {addr:#x}, below the {} KiB stack of thread '{}')",
+                "!!! KERNEL FAULT on {cpu} {ctx}: kernel stack overflow (guard page hit at {addr:#x}, below the {} KiB stack of thread '{}')",
                 (s.range().end - s.range().start) >> 10,
                 s.name()
             );
             let _ = writeln!(w, "    caught as: {}", fault.name());
         }
         None => {
-            let _ = writeln!(
-                w,
-                "!!! KERNEL FAULT on {cpu} in thread '{thread}': {}",
-                fault.name()
-            );
+            let _ = writeln!(w, "!!! KERNEL FAULT on {cpu} {ctx}: {}", fault.name());
         }
     }
     if let Some(detail) = fault.detail() {
@@ -164,8 +191,9 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = writeln!(w);
     let _ = write!(
         w,
-        "!!! KERNEL PANIC on {} in thread '{thread}': panicked at ",
-        rhea_arch::cpu_id()
+        "!!! KERNEL PANIC on {} {}: panicked at ",
+        rhea_arch::cpu_id(),
+        Context::now(thread)
     );
     match info.location() {
         Some(l) => {

@@ -15,7 +15,7 @@
 
 use crate::kthread;
 use crate::sync::Semaphore;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::{InterruptController, IrqLine, RouteError, Trigger};
 pub use rhea_irq::TopHalf;
 use rhea_irq::{IrqHandler, IrqRegistry, IrqThreadWaker, Reschedule, Vector};
@@ -117,11 +117,12 @@ fn on_timer(_: usize) -> Reschedule {
 /// may turn one CPU vector into several (Xen's event-channel upcall): each is dispatched, then
 /// the CPU vector is completed, then the CPU may switch threads once.
 fn on_interrupt(raw: u8) {
-    kthread::enter_irq();
+    kthread::enter_irq(raw);
     let mut resched = false;
     match CONTROLLER.get() {
         Some(c) => {
             c.demux(raw, &mut |vector| {
+                kthread::dispatching(vector);
                 resched |= REGISTRY.dispatch(vector).reschedule() == Reschedule::Needed;
             });
             c.end_of_interrupt(raw);
@@ -193,7 +194,20 @@ pub fn route(line: IrqLine, vector: u8, trigger: Trigger) -> Result<(), IrqError
         .get()
         .ok_or(IrqError::Route(RouteError::NoSuchLine(line.0)))?
         .route(line, vector, trigger)
-        .map_err(IrqError::Route)
+        .map_err(IrqError::Route)?;
+    LINE_OF_VECTOR[usize::from(vector)].store(u64::from(line.0) + 1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The controller line last routed to each vector, plus one (0: none), for reports.
+static LINE_OF_VECTOR: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// The line routed to `vector`, if one was (fault and panic reports; no lock).
+pub(crate) fn line_of(vector: u8) -> Option<IrqLine> {
+    match LINE_OF_VECTOR[usize::from(vector)].load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(IrqLine((n - 1) as u32)),
+    }
 }
 
 /// Lets `line` interrupt.

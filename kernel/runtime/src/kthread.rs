@@ -22,7 +22,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use rhea_sched::{Decision, Sched, SchedError, Thread, ThreadId};
 
 struct SchedLock {
@@ -46,6 +46,10 @@ static NEED_RESCHED: [AtomicBool; rhea_sched::MAX_CPUS] =
 /// Per CPU: whether it is handling an interrupt.
 static IN_IRQ: [AtomicBool; rhea_sched::MAX_CPUS] =
     [const { AtomicBool::new(false) }; rhea_sched::MAX_CPUS];
+/// Per CPU: the vector whose handler runs (meaningful while `IN_IRQ`), for fault and panic
+/// reports.
+static IRQ_VECTOR: [AtomicU8; rhea_sched::MAX_CPUS] =
+    [const { AtomicU8::new(0) }; rhea_sched::MAX_CPUS];
 /// Whether the invariant checker runs at every scheduling decision (test builds turn it on).
 static CHECKER: AtomicBool = AtomicBool::new(false);
 /// Checker runs and violations, for the test apps to report.
@@ -303,8 +307,23 @@ pub(crate) fn add_cpu(cpu: usize) {
 
 /// Marks the start and end of interrupt handling on this CPU; returns whether a reschedule
 /// was requested while it ran.
-pub(crate) fn enter_irq() {
-    IN_IRQ[cpu()].store(true, Ordering::Relaxed);
+pub(crate) fn enter_irq(vector: u8) {
+    let cpu = cpu();
+    IRQ_VECTOR[cpu].store(vector, Ordering::Relaxed);
+    IN_IRQ[cpu].store(true, Ordering::Relaxed);
+}
+
+/// Names the vector being dispatched on this CPU (a controller may turn one CPU vector into
+/// several: Xen's event-channel upcall).
+pub(crate) fn dispatching(vector: u8) {
+    IRQ_VECTOR[cpu()].store(vector, Ordering::Relaxed);
+}
+
+/// The vector this CPU is handling, if it is in interrupt context (for reports: no lock).
+pub(crate) fn interrupt_context() -> Option<u8> {
+    let cpu = cpu();
+    let in_irq = IN_IRQ.get(cpu)?.load(Ordering::Relaxed);
+    in_irq.then(|| IRQ_VECTOR[cpu].load(Ordering::Relaxed))
 }
 
 pub(crate) fn leave_irq() -> bool {

@@ -153,9 +153,21 @@ pub fn bind_fd(fd: i32, vector: u8) -> bool {
     }
 }
 
-/// Whether any descriptor is bound to a vector (external input can still arrive).
-pub fn any_fd_bound() -> bool {
-    FD_VECTOR.iter().any(|v| v.load(Ordering::Relaxed) != 0)
+/// Whether any descriptor other than `except` is bound to a vector (external input can still
+/// arrive through it).
+pub fn any_fd_bound_except(except: i32) -> bool {
+    FD_VECTOR
+        .iter()
+        .enumerate()
+        .any(|(fd, v)| fd as i32 != except && v.load(Ordering::Relaxed) != 0)
+}
+
+/// The vector `fd`'s readiness raises, if it is bound.
+pub fn fd_vector(fd: i32) -> Option<u8> {
+    let v = FD_VECTOR
+        .get(usize::try_from(fd).ok()?)?
+        .load(Ordering::Relaxed);
+    (v != 0).then_some(v)
 }
 
 /// Waits for a real signal even when an idle hook is set (the simulation mode waiting for
