@@ -178,6 +178,64 @@ pub(crate) const BOARDS: &[Board] = &[
     },
 ];
 
+/// Most CPUs Rhea runs (`rhea.cpus`, `rhea_hal::cmdline::keys::MAX_CPUS`).
+const MAX_CPUS: u32 = 64;
+/// QEMU's raspi4b: a fixed machine.
+const RASPI4B_CPUS: u32 = 4;
+const RASPI4B_MIB: u64 = 2048;
+/// LinuxU's RAM range (`rhea.mem_mib`, `rhea_hal::cmdline::keys::MEM_MIB`).
+const LINUXU_MIN_MIB: u64 = 4;
+const LINUXU_MAX_MIB: u64 = 4096;
+
+/// A `--mem` size (digits and an optional K/M/G/T suffix; no suffix is MiB, as QEMU's `-m`
+/// reads it) in whole MiB; `None` if it is not a whole number of MiB.
+pub(crate) fn mem_mib(mem: &str) -> Option<u64> {
+    let digits = mem.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits
+        .parse()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+    let kib = match &mem[digits.len()..] {
+        "K" | "k" => n,
+        "" | "M" | "m" => n.checked_mul(1 << 10)?,
+        "G" | "g" => n.checked_mul(1 << 20)?,
+        "T" | "t" => n.checked_mul(1 << 30)?,
+        _ => return None,
+    };
+    (kib % 1024 == 0).then_some(kib / 1024)
+}
+
+/// The kernel command line of `run` and `build`'s boot line on `machine`: what carries
+/// `--smp`, `--mem` and the simulation machine to a board that takes them there
+/// ([`Board::smp_arg`], [`Board::mem_arg`], `rhea.sim=1 rhea.seed=1`), then `--append` (a
+/// later argument wins, so `--append` can still override). A usage error names an option the
+/// board cannot honour.
+pub(crate) fn run_cmdline(board: &Board, machine: &str, opts: &crate::Options) -> Result<String> {
+    if board.runner == Runner::Process && opts.accel != crate::qemu::AccelChoice::Auto {
+        return usage(format!(
+            "--accel: {} runs as a host process, with no accelerator to choose",
+            board.name
+        ));
+    }
+    let mem_given = opts.mem != crate::Options::default().mem;
+    let smp = board.smp_arg(machine, opts.smp).or_else(usage)?;
+    let mem = board
+        .mem_arg(machine, &opts.mem, mem_given)
+        .or_else(usage)?;
+    let line = [smp, mem, Some(opts.append().to_string())]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(match board.runner {
+        Runner::Process => crate::test::process_cmdline(machine, 1, &line)
+            .trim()
+            .to_string(),
+        Runner::Qemu => line,
+    })
+}
+
 /// The board used when `--board` is not given.
 pub(crate) const DEFAULT_BOARD: &str = "qemu-x86_64";
 
@@ -219,6 +277,58 @@ impl Board {
                 self.name,
                 self.machines.join(", ")
             )),
+        }
+    }
+
+    /// The kernel command-line argument that gives a board `--smp N` where QEMU's `-smp`
+    /// does not (LinuxU starts `rhea.cpus=N` vCPUs; raspi4b always has 4 CPUs and uses at
+    /// most `rhea.cpus=N`), or why the board cannot honour it.
+    pub(crate) fn smp_arg(&self, machine: &str, smp: u32) -> Result<Option<String>, String> {
+        match (self.runner, machine) {
+            (Runner::Process, "sim") if smp > 1 => Err(format!(
+                "--smp {smp}: {}'s simulation mode runs one vCPU (use --machine realtime)",
+                self.name
+            )),
+            (Runner::Process, _) if smp > MAX_CPUS => Err(format!(
+                "--smp {smp}: {} runs at most {MAX_CPUS} vCPUs",
+                self.name
+            )),
+            (Runner::Process, _) => Ok((smp > 1).then(|| format!("rhea.cpus={smp}"))),
+            (Runner::Qemu, "raspi4b") if smp > RASPI4B_CPUS => Err(format!(
+                "--smp {smp}: QEMU's raspi4b always has {RASPI4B_CPUS} CPUs"
+            )),
+            (Runner::Qemu, "raspi4b") => Ok(Some(format!("rhea.cpus={smp}"))),
+            (Runner::Qemu, _) => Ok(None),
+        }
+    }
+
+    /// The kernel command-line argument that gives a board `--mem SIZE` where QEMU's `-m`
+    /// does not (LinuxU maps `rhea.mem_mib=N`), or why the board cannot honour it (raspi4b
+    /// has a fixed 2 GiB). `given`: whether `--mem` was on xtask's command line (the default
+    /// is no request to a fixed machine).
+    pub(crate) fn mem_arg(
+        &self,
+        machine: &str,
+        mem: &str,
+        given: bool,
+    ) -> Result<Option<String>, String> {
+        match (self.runner, machine) {
+            (Runner::Process, _) => match mem_mib(mem) {
+                Some(mib) if (LINUXU_MIN_MIB..=LINUXU_MAX_MIB).contains(&mib) => {
+                    Ok(Some(format!("rhea.mem_mib={mib}")))
+                }
+                _ => Err(format!(
+                    "--mem {mem}: {} takes whole MiB from {LINUXU_MIN_MIB}M to {LINUXU_MAX_MIB}M (rhea.mem_mib)",
+                    self.name
+                )),
+            },
+            (Runner::Qemu, "raspi4b") if given && mem_mib(mem) != Some(RASPI4B_MIB) => {
+                Err(format!(
+                    "--mem {mem}: QEMU's raspi4b always has {}G",
+                    RASPI4B_MIB / 1024
+                ))
+            }
+            (Runner::Qemu, _) => Ok(None),
         }
     }
 
@@ -274,6 +384,56 @@ mod tests {
             arm.machines_to_test(None).unwrap(),
             ["virt-gicv2", "virt-gicv3"]
         );
+    }
+
+    #[test]
+    fn options_a_board_cannot_honour_are_refused() {
+        let linuxu = find("linuxu").unwrap();
+        assert_eq!(linuxu.smp_arg("realtime", 1), Ok(None));
+        assert_eq!(
+            linuxu.smp_arg("realtime", 2),
+            Ok(Some("rhea.cpus=2".into()))
+        );
+        assert!(
+            linuxu
+                .smp_arg("realtime", 65)
+                .unwrap_err()
+                .contains("at most 64")
+        );
+        assert!(linuxu.smp_arg("sim", 2).unwrap_err().contains("one vCPU"));
+        assert_eq!(linuxu.smp_arg("sim", 1), Ok(None));
+        assert_eq!(
+            linuxu.mem_arg("realtime", "128M", false),
+            Ok(Some("rhea.mem_mib=128".into()))
+        );
+        assert_eq!(
+            linuxu.mem_arg("sim", "1G", true),
+            Ok(Some("rhea.mem_mib=1024".into()))
+        );
+        for bad in ["2M", "8G", "1T", "1536K", "x"] {
+            assert!(linuxu.mem_arg("realtime", bad, true).is_err(), "{bad}");
+        }
+        let rpi4 = find("rpi4").unwrap();
+        assert_eq!(rpi4.smp_arg("raspi4b", 2), Ok(Some("rhea.cpus=2".into())));
+        assert!(rpi4.smp_arg("raspi4b", 8).is_err());
+        assert_eq!(rpi4.mem_arg("raspi4b", "128M", false), Ok(None));
+        assert_eq!(rpi4.mem_arg("raspi4b", "2G", true), Ok(None));
+        assert!(rpi4.mem_arg("raspi4b", "512M", true).is_err());
+        let q = find("qemu-x86_64").unwrap();
+        assert_eq!(q.smp_arg("q35", 4), Ok(None));
+        assert_eq!(q.mem_arg("q35", "512M", true), Ok(None));
+    }
+
+    #[test]
+    fn mem_sizes_in_mib() {
+        assert_eq!(mem_mib("128M"), Some(128));
+        assert_eq!(mem_mib("512"), Some(512));
+        assert_eq!(mem_mib("1G"), Some(1024));
+        assert_eq!(mem_mib("4096K"), Some(4));
+        assert_eq!(mem_mib("1000K"), None);
+        assert_eq!(mem_mib("M"), None);
+        assert_eq!(mem_mib("1MB"), None);
+        assert_eq!(mem_mib("+1M"), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod bench_queue;
 mod bench_smp;
 mod bench_xen;
 mod boards;
+mod cmdline_test;
 mod firmware;
 mod fuzz;
 mod host_baseline;
@@ -539,22 +540,24 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
 /// `build`: prints the QEMU command line `run` would use for the image (default machine,
 /// accelerator as `--accel auto` picks it, `--append` as given), for booting it by hand.
 fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) -> Result<()> {
+    let machine = board.machine(None)?;
+    let append = boards::run_cmdline(board, machine, opts)?;
     if board.runner == boards::Runner::Process {
         let mut cmd = Command::new(&image.elf);
-        cmd.args(opts.append().split_whitespace());
+        cmd.args(append.split_whitespace());
         println!("run it: {}", describe(&cmd));
         return Ok(());
     }
     let decision = qemu::decide_accel(AccelChoice::Auto, &qemu::probe_hardware_kvm());
     let spec = qemu::Spec {
         board,
-        machine: board.machine(None)?,
+        machine,
         accel: decision.accel,
         smp: opts.smp,
         mem: &opts.mem,
         kernel: &image.boot,
         serial: qemu::Serial::Interactive,
-        append: opts.append(),
+        append: &append,
     };
     let mut cmd = Command::new(board.qemu);
     cmd.args(qemu::args(&spec, qemu::find_qboot().as_deref())?);
@@ -592,12 +595,15 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let machine = board.machine(opts.machine.as_deref())?;
     let apps = apps::discover(&ws.root)?;
     let app = app_for(&apps, board, opts)?;
+    // --smp/--mem/--machine reach a board without QEMU options as kernel arguments, or are
+    // refused (boards.rs).
+    let append = boards::run_cmdline(board, machine, opts)?;
     setup::ensure_toolchain(ws, board)?;
     if board.runner == boards::Runner::Process {
         let image = image::build(ws, board, app)?;
         image.print_summary();
         let mut cmd = Command::new(&image.elf);
-        cmd.args(opts.append().split_whitespace());
+        cmd.args(append.split_whitespace());
         println!("$ {}", describe(&cmd));
         let status = cmd
             .status()
@@ -623,7 +629,7 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         mem: &opts.mem,
         kernel: &image.boot,
         serial: qemu::Serial::Interactive,
-        append: opts.append(),
+        append: &append,
     };
     let end = qemu::run_interactive(&qemu, &spec, opts.verbose)?;
     match qemu::classify(&end) {

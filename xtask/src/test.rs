@@ -377,6 +377,17 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 } else {
                     base_cmdline.clone()
                 };
+                // `--mem` reaches a process board as `rhea.mem_mib` (boards.rs); a fixed
+                // machine that cannot honour a `--mem` given refuses it.
+                let mem_given = opts.mem != Options::default().mem;
+                let cmdline = match board.mem_arg(machine, &opts.mem, mem_given) {
+                    Ok(Some(arg)) => format!("{arg} {cmdline}"),
+                    Ok(None) => cmdline,
+                    Err(why) => {
+                        tally.fail(name, None, &why);
+                        continue;
+                    }
+                };
                 // Every CPU asked for must come up (the simulation runs one vCPU).
                 let online = format!("rhea: smp: {smp} of {smp} CPUs online");
                 // (unless the app expects its own count, e.g. a CPU that must fail to start).
@@ -476,6 +487,32 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                         print_tail(&captured.lines, &captured.stderr);
                     }
                 }
+            }
+        }
+    }
+
+    // The strict kernel command line (cmdline_test.rs): LinuxU boots hello with one bad
+    // `rhea.*` argument per run, and with over-long lines.
+    if board_names.contains(&"linuxu")
+        && opts.app.as_deref().is_none_or(|a| a == "hello")
+        && opts.machine.as_deref().is_none_or(|m| m == "realtime")
+    {
+        let cases: Vec<_> = crate::cmdline_test::cases()
+            .into_iter()
+            .filter(|c| matches(&c.name))
+            .collect();
+        let elf = match cases.is_empty() {
+            true => Err(String::new()),
+            false => crate::cmdline_test::prepare(ws, &all_apps),
+        };
+        for case in &cases {
+            let result = match &elf {
+                Ok(elf) => crate::cmdline_test::run(elf, case),
+                Err(e) => Err((None, format!("build failed: {e}"))),
+            };
+            match result {
+                Ok(took) => tally.pass(&case.name, took),
+                Err((took, why)) => tally.fail(&case.name, took, &why),
             }
         }
     }
