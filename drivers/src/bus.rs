@@ -72,7 +72,8 @@ pub enum DeviceId {
         /// The back end's domain (its `backend-id` key).
         backend_id: u16,
     },
-    /// A host-provided device (LinuxU).
+    /// A host resource the command line named (LinuxU's tap): a driver refusing it is a
+    /// configuration error, which ends the run.
     Host,
 }
 

@@ -290,7 +290,7 @@ impl Config {
                 _ => {
                     let known: alloc::vec::Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
                     return Err(ConfigError(alloc::format!(
-                        "{arg}: unknown network setting; known: {}",
+                        "{arg}: unknown network setting; expected one of {}",
                         known.join(", ")
                     )));
                 }

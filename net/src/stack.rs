@@ -380,7 +380,7 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         Some(kib) if kib.saturating_mul(1024) <= room * 3 / 4 => kib * 1024,
         Some(kib) => {
             rhea::println!(
-                "rhea-net: rhea.net.socket_kib={kib}: more than the {} KiB of heap this network may use (three quarters of the {} KiB free after the frame pool)",
+                "rhea-net: rhea.net.socket_kib={kib}: at most {} KiB fit here (three quarters of the {} KiB of heap free after the frame pool)",
                 room * 3 / 4 / 1024,
                 room / 1024
             );

@@ -857,6 +857,13 @@ fn appliance_net(
         if !console.iter().any(|l| l.contains("no violation")) {
             return Err("no scheduler checker summary on the console".into());
         }
+        // Settings the appliance must refuse: separate runs of the same image on the tap the
+        // appliance has let go of.
+        if abuse && board.runner == Runner::Process {
+            for line in crate::abuse::bad_config(&image.elf, &wire)? {
+                println!("  refused: {line}");
+            }
+        }
         Ok(())
     })();
     wire.destroy();

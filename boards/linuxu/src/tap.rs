@@ -75,6 +75,30 @@ impl Driver for TapDriver {
                 "bad interface name {name:?} (1-15 bytes, no '/')"
             ));
         }
+        // TUNSETIFF would create a missing interface (with the privilege to): a name that is
+        // not an existing tap, up, is the command line's mistake, not a new device.
+        let path = alloc::format!("/sys/class/net/{name}/flags\0");
+        let path = core::ffi::CStr::from_bytes_with_nul(path.as_bytes())
+            .map_err(|_| alloc::format!("rhea.net.tap={name}: bad interface name"))?;
+        let mut flags = [0u8; 32];
+        let n = sys::read_small_file(path, &mut flags);
+        if n < 0 {
+            return Err(alloc::format!(
+                "rhea.net.tap={name}: no such interface (errno {}); expected an existing tap, up \
+                 (ip tuntap add dev {name} mode tap user $USER; ip link set {name} up)",
+                -n
+            ));
+        }
+        let text = core::str::from_utf8(&flags[..n as usize])
+            .unwrap_or("")
+            .trim();
+        let up = u32::from_str_radix(text.trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0);
+        if !up {
+            return Err(alloc::format!(
+                "rhea.net.tap={name}: the interface is down (flags {text}); expected it up \
+                 (ip link set {name} up)"
+            ));
+        }
         let fd = sys::open_rdwr_nonblock(c"/dev/net/tun");
         if fd < 0 {
             return Err(alloc::format!("cannot open /dev/net/tun (errno {})", -fd));

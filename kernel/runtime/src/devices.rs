@@ -60,6 +60,15 @@ pub(crate) fn init() {
         }
     }
     BOUND.lock().extend(bound);
+    // A device the command line asked for (a host resource) that cannot be used is the
+    // configuration's error: no run without it.
+    let misconfigured = log
+        .iter()
+        .any(|o| matches!(o, Outcome::Refused { device, .. } if device.id == bus::DeviceId::Host));
+    if misconfigured {
+        println!("rhea: a device the command line names cannot be used, exiting with failure");
+        crate::exit(crate::ExitStatus::Failure);
+    }
 }
 
 /// Why a device could not be handed over.

@@ -12,6 +12,7 @@ use core::arch::asm;
 pub mod nr {
     pub const READ: usize = 0;
     pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
     pub const MMAP: usize = 9;
     pub const MUNMAP: usize = 11;
     pub const RT_SIGACTION: usize = 13;
@@ -231,6 +232,35 @@ pub fn open_rdwr_nonblock(path: &core::ffi::CStr) -> isize {
             ],
         )
     }
+}
+
+/// Reads up to `buf.len()` bytes of the file at `path` (one `read`, enough for sysfs
+/// attributes): the count, or `-errno` (`-2`: no such file).
+pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> isize {
+    const AT_FDCWD: isize = -100;
+    const O_RDONLY: usize = 0;
+    const O_CLOEXEC: usize = 0o2000000;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe {
+        syscall6(
+            nr::OPENAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                O_RDONLY | O_CLOEXEC,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    if fd < 0 {
+        return fd;
+    }
+    let n = read_raw(fd as i32, buf);
+    // SAFETY: closing a descriptor this function opened and nothing else uses.
+    unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
+    n
 }
 
 /// `ioctl(fd, request, arg)`.
