@@ -124,9 +124,9 @@ fn idle() {
             crate::machine::Stdin::Ended => "standard input is at its end or closed",
         };
         use core::fmt::Write;
-        let _ = write!(
+        let _ = writeln!(
             crate::machine::ConsoleWriter,
-            "rhea: sim: every thread is blocked, no timer is armed and no input can arrive ({why}): deadlock\n"
+            "rhea: sim: every thread is blocked, no timer is armed and no input can arrive ({why}): deadlock"
         );
         crate::machine::fatal("rhea: sim: deadlock, exiting with failure");
     }
