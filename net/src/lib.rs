@@ -17,6 +17,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod http;
 pub mod policy;
 pub mod validate;
 

@@ -768,8 +768,10 @@ fn appliance_net(
                 // default pauses a busy RT task for 50 ms every second — the flood keeps the
                 // appliance busy): the control loop's deadlines are then Rhea's to keep, not the
                 // host scheduler's. One vCPU, so the other host CPUs stay free for the harness
-                // and the flood.
-                let mut cmd = if has_chrt() && ncpus >= 2 {
+                // and the flood. Not for the abuse suite, which judges no deadline: a SCHED_FIFO
+                // appliance kept busy by an attack can starve the host's own packet processing
+                // on its CPU (seen: the host's SYNs to it unanswered for 5 s).
+                let mut cmd = if has_chrt() && ncpus >= 2 && !abuse {
                     _unthrottled = RtThrottleOff::new();
                     let mut c = std::process::Command::new("taskset");
                     c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])

@@ -350,7 +350,7 @@ fn http_server(listener: &TcpListener) {
 /// whether the connection stays (its request is not complete yet).
 fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
     loop {
-        if let Some(end) = c.req.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(end) = rhea_net::http::head_end(&c.req) {
             HTTP_REQUESTS.fetch_add(1, Ordering::Relaxed);
             let (status, ctype, body) = route(&c.req[..end]);
             respond(&mut c.s, status, ctype, &body);
@@ -400,29 +400,25 @@ fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
 }
 
 fn route(head: &[u8]) -> (&'static str, &'static str, String) {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
-    let line = core::str::from_utf8(line).unwrap_or("");
-    let mut parts = line.split(' ');
-    let (method, path, version) = (parts.next(), parts.next(), parts.next());
-    let well_formed = matches!(version, Some("HTTP/1.1" | "HTTP/1.0")) && parts.next().is_none();
-    match (method, path) {
-        _ if !well_formed => {
+    let req = match rhea_net::http::parse_head(head) {
+        Ok(r) => r,
+        Err(e) => {
             HTTP_BAD.fetch_add(1, Ordering::Relaxed);
-            (
+            return (
                 "400 Bad Request",
                 "text/plain",
-                String::from("bad request\n"),
-            )
+                format!("bad request: {e}\n"),
+            );
         }
-        (Some("GET"), Some("/")) => ("200 OK", "text/html", html()),
-        (Some("GET"), Some("/status.json")) => ("200 OK", "application/json", status_json()),
-        (Some("GET"), Some("/quit"))
-            if rhea::cmdline_value("appliance.allow_quit") == Some("1") =>
-        {
+    };
+    match (req.method, req.target) {
+        ("GET", "/") => ("200 OK", "text/html", html()),
+        ("GET", "/status.json") => ("200 OK", "application/json", status_json()),
+        ("GET", "/quit") if rhea::cmdline_value("appliance.allow_quit") == Some("1") => {
             QUIT.store(true, Ordering::Release);
             ("200 OK", "text/plain", String::from("bye\n"))
         }
-        (Some("GET"), _) => ("404 Not Found", "text/plain", String::from("not found\n")),
+        ("GET", _) => ("404 Not Found", "text/plain", String::from("not found\n")),
         _ => (
             "405 Method Not Allowed",
             "text/plain",
