@@ -13,6 +13,7 @@
 pub mod acpi;
 pub mod cmdline;
 pub mod fdt;
+pub mod http;
 pub mod net_frame;
 pub mod pvh;
 pub mod rings;

@@ -67,6 +67,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "netfront's RX/TX responses and virtio-net's used rings, as a hostile back end writes them",
     ),
     (
+        "http",
+        "the appliance's HTTP request heads (rhea-net's head_end and parse_head)",
+    ),
+    (
         "cmdline",
         "the kernel command line: rhea.* keys, rhea.net.* keys, the Arm boards' rhea.cpus=",
     ),
