@@ -549,16 +549,22 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         }
     }
 
-    // The appliance under abuse from the host (abuse.rs), on LinuxU: idle connection bursts,
-    // slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
-    let case = "linuxu/realtime/native appliance abuse";
-    if board_names.contains(&"linuxu")
-        && opts.machine.as_deref().is_none_or(|m| m == "realtime")
-        && opts.app.as_deref().is_none_or(|a| a == "appliance")
-        && matches(case)
-    {
+    // The appliance under abuse from the host (abuse.rs), on LinuxU and QEMU q35: idle
+    // connection bursts, slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
+    let abuse_cases: [(&str, &str, &str, u8); 2] = [
+        ("linuxu", "realtime", "linuxu/realtime/native appliance abuse", 5),
+        ("qemu-x86_64", "q35", "qemu-x86_64/q35/tcg appliance abuse", 6),
+    ];
+    for (board_name, machine, case, wire) in abuse_cases {
+        let wanted = board_names.contains(&board_name)
+            && opts.machine.as_deref().is_none_or(|m| m == machine)
+            && opts.app.as_deref().is_none_or(|a| a == "appliance")
+            && matches(case);
+        if !wanted {
+            continue;
+        }
         let start = Instant::now();
-        match appliance_net(ws, &all_apps, "linuxu", "realtime", 5, true) {
+        match appliance_net(ws, &all_apps, board_name, machine, wire, true) {
             Ok(()) => tally.pass(case, start.elapsed()),
             Err(e) => tally.fail(case, Some(start.elapsed()), &e),
         }
