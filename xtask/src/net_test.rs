@@ -191,11 +191,15 @@ impl Drop for Guest {
 }
 
 /// One HTTP/1.1 request; returns (status code, body).
+///
+/// Waits up to 10 s for the connection and 15 s for each read: a segment lost at the end of a
+/// flood (the device's queue overflows) comes back after TCP's retransmission timeout, which
+/// doubles — one read under TCG waited over 5 s in ~40 runs of the flood case.
 pub(crate) fn http(guest: Ipv4Addr, port: u16, request: &str) -> Result<(u16, String), String> {
     let addr = SocketAddrV4::new(guest, port);
-    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(10))
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.set_read_timeout(Some(Duration::from_secs(15))).ok();
     s.write_all(request.as_bytes())
         .map_err(|e| format!("send to {addr}: {e}"))?;
     let mut reply = Vec::new();
