@@ -17,7 +17,7 @@ use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, Icmpv4Packet, IpAddress,
-    IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, TcpPacket, UdpPacket,
+    IpCidr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, TcpPacket, UdpPacket,
 };
 use std::collections::VecDeque;
 
@@ -188,6 +188,8 @@ pub fn run(data: &[u8]) {
     u.bind(7).expect("binding a fixed port");
     let udp_h = sockets.add(u);
     let dhcp_h = sockets.add(dhcpv4::Socket::new());
+    let mut neighbours =
+        rhea_net::policy::Neighbours::new(16, rhea_net::policy::NEIGHBOUR_LIFETIME_MS);
 
     for _ in 0..MAX_FRAMES {
         if input.is_empty() {
@@ -210,6 +212,16 @@ pub fn run(data: &[u8]) {
             rhea_net::validate::check(&frame)
         };
         if verdict.is_ok() {
+            // What the network thread does with a checked frame: learn neighbours from it,
+            // and teach smoltcp the sender with a synthetic ARP request first.
+            let ms = (now.total_millis()).max(0) as u64;
+            let ours = Ipv4Cidr::new(IP, 24);
+            if let Some((ip, mac)) = rhea_net::neighbours::learn(&frame, ours, &mut neighbours, ms)
+            {
+                let mut arp = [0u8; 64];
+                let n = rhea_net::neighbours::arp_request(ip, mac, IP, MAC, &mut arp);
+                nic.rx.push_back(arp[..n].to_vec());
+            }
             nic.rx.push_back(frame);
         }
         now += Duration::from_millis(100 * u64::from(control >> 3));

@@ -18,6 +18,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod http;
+pub mod neighbours;
 pub mod policy;
 pub mod validate;
 

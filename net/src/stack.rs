@@ -20,6 +20,7 @@
 //! `CHANGED` and the events). `CHANGED` (a condition variable on `STACK`) is notified after
 //! every poll that changed socket state; socket calls wait on it with their timeout.
 
+use crate::neighbours;
 use crate::policy::{self, Budget, Neighbours};
 use crate::socket::{self, ListenerState, UdpState};
 use crate::validate::{self, MalformedCounts};
@@ -38,10 +39,7 @@ use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
 use smoltcp::socket::udp;
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv4Packet,
-};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 /// Bytes of one frame buffer (a full Ethernet frame, rounded up).
 pub(crate) const FRAME_BYTES: usize = 1536;
@@ -634,64 +632,13 @@ impl Drop for Adapter<'_> {
 }
 
 impl Adapter<'_> {
-    /// Notes the sender of an ARP request or reply aimed at us as a neighbour (the rule
-    /// smoltcp fills its own cache by). For an IPv4 packet to us from an on-link sender that
-    /// is not a known neighbour at that hardware address, returns the sender to teach smoltcp
-    /// (which learns neighbours from ARP only: a peer that found us by an ARP of its own
-    /// long ago, or one of many addresses of one host, would otherwise cost an ARP round
-    /// trip — and smoltcp sends one ARP request per second in all — before each reply).
+    /// What a received frame teaches about neighbours (`neighbours::learn`): the sender to
+    /// teach smoltcp, if any.
     fn snoop(&mut self, frame: &[u8]) -> Option<(Ipv4Address, [u8; 6])> {
         let (Some(n), Some(ours)) = (self.neighbours.as_deref_mut(), self.ours) else {
             return None;
         };
-        let eth = EthernetFrame::new_checked(frame).ok()?;
-        match eth.ethertype() {
-            EthernetProtocol::Arp => {
-                let Ok(ArpRepr::EthernetIpv4 {
-                    operation,
-                    source_hardware_addr,
-                    source_protocol_addr,
-                    target_protocol_addr,
-                    ..
-                }) = ArpPacket::new_checked(eth.payload()).and_then(|p| ArpRepr::parse(&p))
-                else {
-                    return None;
-                };
-                if target_protocol_addr == ours.address()
-                    && matches!(operation, ArpOperation::Request | ArpOperation::Reply)
-                    && source_hardware_addr.is_unicast()
-                    && ours.contains_addr(&source_protocol_addr)
-                    && !source_protocol_addr.is_broadcast()
-                    && ours.broadcast() != Some(source_protocol_addr)
-                {
-                    n.heard(source_protocol_addr, source_hardware_addr.0, self.now_ms);
-                }
-            }
-            EthernetProtocol::Ipv4 => {
-                let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
-                let (src, mac) = (ip.src_addr(), eth.src_addr());
-                if ip.dst_addr() != ours.address() {
-                    return None;
-                }
-                if n.known_at(src, mac.0, self.now_ms) {
-                    n.refresh(src, mac.0, self.now_ms);
-                    return None;
-                }
-                let on_link = ours.contains_addr(&src)
-                    && src != ours.address()
-                    && ours.broadcast() != Some(src)
-                    && ours.network().address() != src
-                    && !src.is_multicast()
-                    && !src.is_unspecified()
-                    && mac.is_unicast();
-                if on_link {
-                    n.heard(src, mac.0, self.now_ms);
-                    return Some((src, mac.0));
-                }
-            }
-            _ => {}
-        }
-        None
+        neighbours::learn(frame, ours, n, self.now_ms)
     }
 
     /// An ARP request from `ip` at `mac` for our address, in a pool buffer: what smoltcp
@@ -699,20 +646,7 @@ impl Adapter<'_> {
     fn synthetic_arp(&self, ip: Ipv4Address, mac: [u8; 6]) -> Option<Box<Frame>> {
         let ours = self.ours?.address();
         let mut f = self.shared.pool.pop()?;
-        let repr = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: EthernetAddress(mac),
-            source_protocol_addr: ip,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: ours,
-        };
-        let len = 14 + repr.buffer_len();
-        let mut eth = EthernetFrame::new_unchecked(&mut f.data[..len]);
-        eth.set_dst_addr(EthernetAddress(self.mac));
-        eth.set_src_addr(EthernetAddress(mac));
-        eth.set_ethertype(EthernetProtocol::Arp);
-        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-        f.len = len;
+        f.len = neighbours::arp_request(ip, mac, ours, self.mac, &mut f.data);
         Some(f)
     }
 }
