@@ -552,8 +552,18 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     // The appliance under abuse from the host (abuse.rs), on LinuxU and QEMU q35: idle
     // connection bursts, slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
     let abuse_cases: [(&str, &str, &str, u8); 2] = [
-        ("linuxu", "realtime", "linuxu/realtime/native appliance abuse", 5),
-        ("qemu-x86_64", "q35", "qemu-x86_64/q35/tcg appliance abuse", 6),
+        (
+            "linuxu",
+            "realtime",
+            "linuxu/realtime/native appliance abuse",
+            5,
+        ),
+        (
+            "qemu-x86_64",
+            "q35",
+            "qemu-x86_64/q35/tcg appliance abuse",
+            6,
+        ),
     ];
     for (board_name, machine, case, wire) in abuse_cases {
         let wanted = board_names.contains(&board_name)
