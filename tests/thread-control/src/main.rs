@@ -275,7 +275,10 @@ fn affinity_of_a_running_thread() -> Result<(), &'static str> {
             other
         };
         SETTLED.store(0, Ordering::SeqCst);
-        thread::set_affinity(spinner.id(), CpuSet::single(target)).map_err(|_| "set_affinity")?;
+        thread::set_affinity(spinner.id(), CpuSet::single(target)).map_err(|e| {
+            rhea::println!("control: set_affinity to cpu{target} in round {round}: {e:?}");
+            "set_affinity"
+        })?;
         SETTLED.store((round + 1) << 32 | 1 << target, Ordering::SeqCst);
         // On our own CPU it runs only while we sleep.
         thread::sleep(Duration::from_micros(100));
