@@ -17,6 +17,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::fmt;
 use core::sync::atomic::Ordering;
 use intrusive_collections::LinkedList;
 use rhea_hal::{Instant, Priority};
@@ -1599,6 +1600,42 @@ impl Sched {
             }
             _ => Err(SchedError::NoSuchObject),
         }
+    }
+
+    /// Writes one line per live thread — id, name, state (with a pending suspension), base
+    /// and effective priority, CPU, affinity, the object it waits on — and each online CPU's
+    /// current thread: what a stall report prints. Reads only; formats into `out` (the kernel
+    /// passes a fixed buffer, so nothing allocates under the scheduler lock).
+    pub fn describe(&self, out: &mut dyn fmt::Write) -> fmt::Result {
+        for cpu in self.online.iter() {
+            writeln!(out, "cpu{cpu}: running {:?}", self.current(cpu))?;
+        }
+        for t in self.tcbs.iter().flatten() {
+            if t.state == State::Exited {
+                continue;
+            }
+            write!(
+                out,
+                "{:?} '{}' {:?}{} prio {}/{} cpu{} affinity {:?}",
+                t.thread.id(),
+                t.thread.name(),
+                t.state,
+                if t.suspend_requested {
+                    " (suspension pending)"
+                } else {
+                    ""
+                },
+                t.base.level(),
+                t.eff.level(),
+                t.cpu,
+                t.affinity,
+            )?;
+            match t.blocked_on {
+                Some(o) => writeln!(out, " waits on {o:?}")?,
+                None => writeln!(out)?,
+            }
+        }
+        Ok(())
     }
 
     // ---------------------------------------------------------------------------------------

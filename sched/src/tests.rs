@@ -1390,3 +1390,34 @@ fn control_of_idle_exited_or_unknown_threads_is_an_error_and_changes_nothing() {
     sim.s.check().unwrap();
     assert_eq!(sim.cur(), a);
 }
+
+#[test]
+fn describe_names_every_live_thread_its_state_and_what_it_waits_on() {
+    let mut sim = Sim::new();
+    let s = sim.s.create_semaphore(0, 4);
+    let waiter = sim.spawn(9, None);
+    let (got, d) = sim.s.sem_take(0, s, None, false).unwrap();
+    assert!(!got);
+    sim.apply(d);
+    let runner = sim.spawn(5, None);
+    assert_eq!(sim.cur(), runner);
+    let mut out = String::new();
+    sim.s.describe(&mut out).unwrap();
+    assert!(out.contains(&format!("cpu0: running {runner:?}")), "{out}");
+    let line = |id| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{id:?} ")))
+            .unwrap_or_else(|| panic!("no line for {id:?} in {out}"))
+            .to_string()
+    };
+    let w = line(waiter);
+    assert!(
+        w.contains("Blocked") && w.contains("prio 9/9") && w.contains("waits on"),
+        "{w}"
+    );
+    let r = line(runner);
+    assert!(
+        r.contains("Running") && r.contains("prio 5/5") && !r.contains("waits on"),
+        "{r}"
+    );
+}

@@ -272,6 +272,40 @@ pub fn cpu_switches(cpu: usize) -> u64 {
     })
 }
 
+/// Prints the scheduler's view of every live thread (id, name, state, priorities, CPU,
+/// affinity, the object it waits on) and what each CPU runs: what a test prints when it finds
+/// itself stalled. Formats under the scheduler lock into a fixed 4 KiB buffer (truncated
+/// there; nothing allocates), prints after.
+pub fn print_threads() {
+    struct Buf {
+        bytes: [u8; 4096],
+        len: usize,
+    }
+    impl core::fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let mut n = s.len().min(self.bytes.len() - self.len);
+            while !s.is_char_boundary(n) {
+                n -= 1;
+            }
+            self.bytes[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut buf = Buf {
+        bytes: [0; 4096],
+        len: 0,
+    };
+    kthread::with_sched(|s, _| {
+        let _ = s.describe(&mut buf);
+        ((), Default::default())
+    });
+    crate::print!(
+        "{}",
+        core::str::from_utf8(&buf.bytes[..buf.len]).unwrap_or("(not UTF-8)\n")
+    );
+}
+
 /// Context switches this CPU has made.
 pub fn switches() -> u64 {
     kthread::with_sched(|s, cpu| (s.switches(cpu), Default::default()))

@@ -131,6 +131,9 @@ fn count(op: usize) {
     OPS[op].fetch_add(1, Ordering::Relaxed);
 }
 
+/// Set once every worker and controller has been joined (the watchdog's all-clear).
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
 fn main() -> Result<(), &'static str> {
     let seed = rhea::cmdline_value("stress.seed")
         .or_else(|| rhea::cmdline_value("rhea.seed"))
@@ -148,6 +151,25 @@ fn main() -> Result<(), &'static str> {
     rhea::println!(
         "stress: seed {seed} (replay: cargo xtask test --app thread-stress --append 'stress.seed={seed}' with the same --board/--machine and CPU count)"
     );
+    // A watchdog above everything: a run still going 60 s past its budget is stalled (runs
+    // end within ~0.3 s of it; 4 vCPUs under TCG on 2 host CPUs included): report every
+    // thread's state and fail, instead of a silent harness timeout.
+    Builder::new()
+        .name("stress-watchdog")
+        .priority(Priority::MAX)
+        .stack_size(32 << 10)
+        .spawn(move || {
+            thread::sleep_until(deadline.saturating_add(Duration::from_secs(60)));
+            if !FINISHED.load(Ordering::Acquire) {
+                rhea::println!(
+                    "stress: STALLED: still running 60 s past the {budget_ms} ms budget (seed {seed}); threads:"
+                );
+                thread::print_threads();
+                rhea::exit(rhea::ExitStatus::Failure);
+            }
+        })
+        .map(drop)
+        .map_err(|_| "spawn the watchdog")?;
     let online: Vec<usize> = thread::online_cpus().iter().collect();
     let mut rng = Rng::new(seed);
     let queue: Arc<MessageQueue<u64>> = Arc::new(MessageQueue::new(8));
@@ -224,6 +246,7 @@ fn main() -> Result<(), &'static str> {
         left_msgs += 1;
         left_sum += v;
     }
+    FINISHED.store(true, Ordering::Release);
     let left_items = *CV_ITEMS.lock().map_err(|_| "cv lock")?;
     let mut total = Vec::new();
     for (i, name) in OP_NAMES.iter().enumerate() {
