@@ -16,6 +16,7 @@ mod bench;
 mod bench_arm;
 mod bench_net;
 mod bench_queue;
+mod bench_rtos;
 mod bench_smp;
 mod bench_xen;
 mod boards;
@@ -203,6 +204,10 @@ pub(crate) struct Options {
     pub(crate) verbose: bool,
     /// `--loops`: iterations of the scheduler measurements (`bench sched`, `bench linux-sched`).
     pub(crate) loops: Option<u32>,
+    /// `--periods`: periods per test of `bench rtos`.
+    pub(crate) periods: Option<u32>,
+    /// `--period-ms`: the period of `bench rtos`, in ms.
+    pub(crate) period_ms: Option<u32>,
     /// `--append`: extra kernel command line (`run`, `bench`: all of it besides what a bench
     /// needs; `test`: after `rhea.checker=1` and the app's `cmdline`).
     pub(crate) append: Option<String>,
@@ -221,6 +226,8 @@ impl Default for Options {
             no_host: false,
             verbose: false,
             loops: None,
+            periods: None,
+            period_ms: None,
             append: None,
         }
     }
@@ -309,6 +316,18 @@ const OPTIONS: &[OptSpec] = &[
         commands: &["bench"],
     },
     OptSpec {
+        name: "--periods",
+        value: Some("N"),
+        help: "bench rtos: periods counted per test, Rhea's and POSIX's (default 5)",
+        commands: &["bench"],
+    },
+    OptSpec {
+        name: "--period-ms",
+        value: Some("M"),
+        help: "bench rtos: the length of a period in ms (default 200)",
+        commands: &["bench"],
+    },
+    OptSpec {
         name: "--append",
         value: Some("STR"),
         help: "extra kernel command line (run, bench: all of it, after bench sched's loops=N; \
@@ -341,7 +360,7 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench",
         "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`, \
-         `bench xen` (`bench` lists them all)",
+         `bench xen`, `bench rtos` (`bench` lists them all but rtos)",
     ),
     (
         "xen-dom0",
@@ -498,6 +517,18 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
                     }
                 }
             }
+            "--periods" => {
+                opts.periods = match value.parse::<u32>() {
+                    Ok(n) if (1..=1000).contains(&n) => Some(n),
+                    _ => return usage(format!("--periods wants 1 to 1000, got `{value}`")),
+                }
+            }
+            "--period-ms" => {
+                opts.period_ms = match value.parse::<u32>() {
+                    Ok(n) if (1..=60_000).contains(&n) => Some(n),
+                    _ => return usage(format!("--period-ms wants 1 to 60000, got `{value}`")),
+                }
+            }
             "--append" => {
                 if value.contains(['\n', '\r', '\0']) {
                     return usage("--append wants one line without NUL".to_string());
@@ -531,6 +562,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Run => run(&ws, opts),
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
+        Cmd::Bench(Some(name)) if name == "rtos" => bench_rtos::bench(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
         Cmd::XenDom0(args) => xen_dom0::command(&args),
         Cmd::Fuzz(args) => fuzz::command(&ws, &args),
@@ -743,6 +775,20 @@ mod tests {
         assert_eq!(cmd, Cmd::Bench(Some("linux-sched".into())));
         assert_eq!(opts.loops, Some(2000));
         is_usage(parse(&["bench", "--loops", "10"]));
+        let (cmd, opts) = parse(&[
+            "bench",
+            "rtos",
+            "--board",
+            "linuxu",
+            "--periods",
+            "3",
+            "--period-ms=50",
+        ])
+        .unwrap();
+        assert_eq!(cmd, Cmd::Bench(Some("rtos".to_string())));
+        assert_eq!((opts.periods, opts.period_ms), (Some(3), Some(50)));
+        is_usage(parse(&["bench", "rtos", "--periods", "0"]));
+        is_usage(parse(&["run", "--period-ms", "10"]));
         is_usage(parse(&["run", "--loops", "1000"]));
         let (cmd, opts) = parse(&["bench", "sched", "--board", "linuxu", "--loops=500"]).unwrap();
         assert_eq!(cmd, Cmd::Bench(Some("sched".into())));
