@@ -266,8 +266,8 @@ pub struct Sched {
     halt_queue: ObjectId,
 }
 
-impl core::fmt::Debug for Sched {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Debug for Sched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sched")
             .field("online", &self.online)
             .field("threads", &self.thread_count())
