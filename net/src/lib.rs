@@ -50,7 +50,7 @@ mod stack;
 ))]
 pub use {
     socket::{ListenOptions, TcpListener, TcpStream, UdpSocket},
-    stack::{NetStats, stats},
+    stack::{NetStats, changes, stats, wait_for_change},
 };
 
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -353,35 +353,6 @@ pub fn start(config: &Config) -> Result<(), NetError> {
 pub fn address() -> Option<Ipv4Cidr> {
     let g = stack::lock().ok()?;
     g.as_ref()?.address
-}
-
-/// How many times the network thread has reported socket progress so far: with
-/// [`wait_for_change`], one thread can serve many sockets (poll them with zero timeouts, then
-/// wait for the next change) without missing one that happened in between.
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
-pub fn changes() -> Result<u64, NetError> {
-    stack::generation()
-}
-
-/// Waits until the network thread reports socket progress after `since` (a value of
-/// [`changes`]) or `timeout` passes; returns the count then.
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
-pub fn wait_for_change(since: u64, timeout: rhea::time::Duration) -> Result<u64, NetError> {
-    stack::wait_for_change(since, timeout)
 }
 
 #[cfg(test)]

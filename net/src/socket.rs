@@ -132,7 +132,7 @@ fn add_tcp(s: &mut Stack, buffer_bytes: usize) -> Result<SocketHandle, NetError>
     sock.set_timeout(Some(smol(TCP_TIMEOUT)));
     sock.set_keep_alive(Some(smol(TCP_KEEPALIVE)));
     sock.set_nagle_enabled(false);
-    Ok(s.add(sock, 2 * buffer_bytes))
+    Ok(s.add(sock))
 }
 
 /// A new UDP socket in the set with the given capacities (either direction may be empty),
@@ -168,7 +168,7 @@ fn add_udp(
         s.give(bytes);
         return Err(NetError::InvalidInput);
     }
-    Ok(s.add(sock, bytes))
+    Ok(s.add(sock))
 }
 
 /// How a listener bounds its connections.
@@ -247,7 +247,7 @@ impl TcpListener {
         if s.listeners.iter().any(|l| l.port == port) {
             return Err(NetError::InvalidInput);
         }
-        let mut backlog = Vec::new();
+        let mut backlog: Vec<Pending> = Vec::new();
         backlog
             .try_reserve_exact(backlog_target)
             .map_err(|_| NetError::NoMemory)?;
@@ -257,8 +257,7 @@ impl TcpListener {
             let h = match add_tcp(s, opts.buffer) {
                 Ok(h) => h,
                 Err(e) => {
-                    for p in backlog.drain(..) {
-                        let p: Pending = p;
+                    for p in backlog {
                         s.remove(p.handle);
                     }
                     return Err(e);

@@ -192,8 +192,9 @@ pub(crate) struct Stack {
     pub(crate) gateway: Option<Ipv4Address>,
     /// Bytes of socket buffers the sockets may hold.
     budget: Budget,
-    /// Sockets in `sockets`.
+    /// Sockets in `sockets`, and how many of them are TCP.
     count: usize,
+    tcp: usize,
     next_id: u64,
     pub(crate) listeners: Vec<ListenerState>,
     pub(crate) udp: Vec<UdpState>,
@@ -230,12 +231,12 @@ impl Stack {
         self.count -= 1;
     }
 
-    /// Adds a socket whose `bytes` were taken.
-    pub(crate) fn add<T: smoltcp::socket::AnySocket<'static>>(
-        &mut self,
-        sock: T,
-        _bytes: usize,
-    ) -> SocketHandle {
+    /// Adds a socket whose bytes [`Stack::take`] took.
+    pub(crate) fn add<T: smoltcp::socket::AnySocket<'static>>(&mut self, sock: T) -> SocketHandle {
+        let sock = sock.upcast();
+        if matches!(sock, smoltcp::socket::Socket::Tcp(_)) {
+            self.tcp += 1;
+        }
         // Within the capacity reserved at start (`take` counted it): no allocation.
         self.sockets.add(sock)
     }
@@ -243,7 +244,10 @@ impl Stack {
     /// Removes a socket and gives its buffers back to the budget.
     pub(crate) fn remove(&mut self, h: SocketHandle) {
         let bytes = match self.sockets.remove(h) {
-            smoltcp::socket::Socket::Tcp(t) => t.recv_capacity() + t.send_capacity(),
+            smoltcp::socket::Socket::Tcp(t) => {
+                self.tcp -= 1;
+                t.recv_capacity() + t.send_capacity()
+            }
             smoltcp::socket::Socket::Udp(u) => {
                 u.payload_recv_capacity()
                     + u.payload_send_capacity()
@@ -275,12 +279,7 @@ impl Stack {
         c.socket_budget
             .store(self.budget.limit() as u64, Ordering::Relaxed);
         c.sockets.store(self.count as u64, Ordering::Relaxed);
-        let tcp = self
-            .sockets
-            .iter()
-            .filter(|(_, s)| matches!(s, smoltcp::socket::Socket::Tcp(_)))
-            .count();
-        c.tcp_sockets.store(tcp as u64, Ordering::Relaxed);
+        c.tcp_sockets.store(self.tcp as u64, Ordering::Relaxed);
     }
 }
 
@@ -309,15 +308,17 @@ pub fn stats() -> NetStats {
     SHARED.get().map(|s| s.stats()).unwrap_or_default()
 }
 
-/// How many times the network thread has reported socket progress so far.
-pub(crate) fn generation() -> Result<u64, NetError> {
+/// How many times the network thread has reported socket progress so far: with
+/// [`wait_for_change`], one thread can serve many sockets (poll them with zero timeouts, then
+/// wait for the next change) without missing one that happened in between.
+pub fn changes() -> Result<u64, NetError> {
     let g = lock()?;
     Ok(g.as_ref().map_or(0, |s| s.generation))
 }
 
-/// Waits until the network thread reports progress after `since` (a value of
-/// [`generation`]), or `timeout` passes; returns the generation then.
-pub(crate) fn wait_for_change(since: u64, timeout: Duration) -> Result<u64, NetError> {
+/// Waits until the network thread reports socket progress after `since` (a value of
+/// [`changes`]) or `timeout` passes; returns the count then.
+pub fn wait_for_change(since: u64, timeout: Duration) -> Result<u64, NetError> {
     let start = rhea::time::now().as_nanos();
     let mut g = lock()?;
     loop {
@@ -477,6 +478,7 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         gateway: gateway_addr,
         budget: Budget::new(budget),
         count: usize::from(dhcp.is_some()),
+        tcp: 0,
         next_id: 0,
         listeners: Vec::new(),
         udp: Vec::new(),

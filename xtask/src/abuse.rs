@@ -134,24 +134,6 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> std::io:
     }
 }
 
-/// Closes `s` with an RST (SO_LINGER 0).
-fn reset(s: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid `struct linger` for SO_LINGER on a socket this function owns.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            size_of::<libc::linger>() as u32,
-        );
-    }
-}
-
 /// HTTP, TCP echo, UDP echo and ping, each once (from the host's own address).
 fn services(g: Ipv4Addr) -> Result<(), String> {
     match net_test::get(g, "/status.json")? {
@@ -495,35 +477,7 @@ fn udp_datagram(wire: &Wire, guest_mac: [u8; 6], mac: [u8; 6], src: Ipv4Addr) ->
 
 /// Writes `frames` onto the tap (as if from other hosts on the wire).
 fn inject(wire: &Wire, frames: &[Vec<u8>]) -> Result<(), String> {
-    let ifindex = net_test::ifindex(&wire.tap)?;
-    // SAFETY: plain socket calls on a descriptor this function owns; buffers outlive them.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from((libc::ETH_P_ALL as u16).to_be()),
-        );
-        if fd < 0 {
-            return Err("cannot open an AF_PACKET socket".into());
-        }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex;
-        sll.sll_halen = 6;
-        for f in frames {
-            sll.sll_addr[..6].copy_from_slice(&f[..6]);
-            libc::sendto(
-                fd,
-                f.as_ptr() as *const libc::c_void,
-                f.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-        }
-        libc::close(fd);
-    }
-    Ok(())
+    net_test::inject(wire, frames, Duration::ZERO).map(drop)
 }
 
 /// Time until a connection to `port` succeeds (retrying every 50 ms), at most `limit`.
@@ -720,7 +674,7 @@ fn churn(wire: &Wire, r: &mut Report) -> Result<(), String> {
                                 if i % 3 == 0 {
                                     drop(s);
                                 } else {
-                                    reset(s);
+                                    let _ = net_test::close_with_reset(s);
                                 }
                                 ok += 1;
                             }

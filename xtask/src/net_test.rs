@@ -477,6 +477,24 @@ fn peer_reset(guest: Ipv4Addr) -> Result<(), String> {
         .map_err(|e| format!("reset test connect: {e}"))?;
     (&s).write_all(&[0x77; 64 << 10])
         .map_err(|e| format!("reset test send: {e}"))?;
+    close_with_reset(s)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+        .map_err(|e| format!("connect after the reset: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(b"after-reset")
+        .map_err(|e| format!("send after the reset: {e}"))?;
+    let mut buf = [0u8; 11];
+    s.read_exact(&mut buf)
+        .map_err(|e| format!("no echo after the reset: {e}"))?;
+    if &buf != b"after-reset" {
+        return Err("wrong echo after the reset".into());
+    }
+    Ok(())
+}
+
+/// Closes `s` with an RST (SO_LINGER 0) instead of a FIN.
+pub(crate) fn close_with_reset(s: TcpStream) -> Result<(), String> {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -495,18 +513,6 @@ fn peer_reset(guest: Ipv4Addr) -> Result<(), String> {
         return Err("SO_LINGER failed".into());
     }
     drop(s); // closes with RST
-    std::thread::sleep(Duration::from_millis(200));
-    let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
-        .map_err(|e| format!("connect after the reset: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(b"after-reset")
-        .map_err(|e| format!("send after the reset: {e}"))?;
-    let mut buf = [0u8; 11];
-    s.read_exact(&mut buf)
-        .map_err(|e| format!("no echo after the reset: {e}"))?;
-    if &buf != b"after-reset" {
-        return Err("wrong echo after the reset".into());
-    }
     Ok(())
 }
 
@@ -629,7 +635,6 @@ pub(crate) fn checksum(bytes: &[u8]) -> u16 {
 fn send_malformed(wire: &Wire) -> Result<u64, String> {
     let mac = guest_mac(wire)?;
     let host_mac = host_mac(&wire.tap)?;
-    let ifindex = ifindex(&wire.tap)?;
     // A valid UDP/IPv4 frame to the guest's echo port, then broken copies.
     let udp_frame = |payload: &[u8]| -> Vec<u8> {
         let mut f = Vec::new();
@@ -716,6 +721,19 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
         }
         frames.push(f);
     }
+    let sent = inject(wire, &frames, Duration::from_micros(200))?;
+    // Frames under 14 bytes carry no Ethernet header: the tap itself may drop them, and then
+    // the appliance never sees them. Count what it can see.
+    let visible = frames.iter().filter(|f| f.len() >= 14).count() as u64;
+    Ok(sent.min(visible))
+}
+
+/// Writes `frames` onto the tap from the host side (an `AF_PACKET` socket: as if from other
+/// hosts on the wire), `gap` apart; returns how many were sent whole. Each frame is addressed
+/// to the hardware address in its first 6 bytes (frames shorter than that to the guest's).
+pub(crate) fn inject(wire: &Wire, frames: &[Vec<u8>], gap: Duration) -> Result<u64, String> {
+    let ifindex = ifindex(&wire.tap)?;
+    let guest = guest_mac(wire)?;
     // SAFETY: plain socket calls on a descriptor this function owns; buffers outlive them.
     unsafe {
         let fd = libc::socket(
@@ -730,9 +748,10 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = ifindex;
         sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&mac);
         let mut sent = 0;
-        for f in &frames {
+        for f in frames {
+            let dst = f.get(..6).unwrap_or(&guest);
+            sll.sll_addr[..6].copy_from_slice(dst);
             let r = libc::sendto(
                 fd,
                 f.as_ptr() as *const libc::c_void,
@@ -744,13 +763,12 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
             if r == f.len() as isize {
                 sent += 1;
             }
-            std::thread::sleep(Duration::from_micros(200));
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
         }
         libc::close(fd);
-        // Frames under 14 bytes carry no Ethernet header: the tap itself may drop them, and
-        // then the appliance never sees them. Count what it can see.
-        let visible = frames.iter().filter(|f| f.len() >= 14).count() as u64;
-        Ok(sent.min(visible))
+        Ok(sent)
     }
 }
 
