@@ -20,6 +20,8 @@
 //! | `msg`         | one 16-byte send + receive (Rhea `MessageQueue`; POSIX mq or a pipe)    |
 //! | `sem`         | one take + give of an uncontended semaphore (`Semaphore`; `sem_t`)      |
 //! | `alloc`       | one 128-byte allocation + free (`Vec::with_capacity`; `malloc`/`free`)  |
+//! | `pool`        | one 128-byte block from a pool of 16 + back (`BlockPool`; a free list   |
+//! |               | under a `pthread_mutex_t`, as POSIX has no block pool)                  |
 //!
 //! One after the other, both pinned to CPU 0 (`taskset -c 0`) and, when xtask runs as root
 //! and `chrt` exists, both started as `chrt -f 50` (SCHED_FIFO 50); the conditions say which:
@@ -60,7 +62,7 @@ const CPU: &str = "0";
 /// The SCHED_FIFO priority both processes start at (as root).
 const FIFO_PRIORITY: &str = "50";
 /// The tests, in the order both sides run them.
-const TESTS: [&str; 8] = [
+const TESTS: [&str; 9] = [
     "basic",
     "coop",
     "preempt",
@@ -69,6 +71,7 @@ const TESTS: [&str; 8] = [
     "msg",
     "sem",
     "alloc",
+    "pool",
 ];
 const DEFAULT_PERIODS: u32 = 5;
 const DEFAULT_PERIOD_MS: u32 = 200;
@@ -295,9 +298,10 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     let periods = opts.periods.unwrap_or(DEFAULT_PERIODS);
     let period_ms = opts.period_ms.unwrap_or(DEFAULT_PERIOD_MS);
     let args = format!("periods={periods} period_ms={period_ms}");
-    // 8 tests of `periods` periods, plus start-up and slack.
-    let timeout = Duration::from_millis(u64::from(periods) * u64::from(period_ms) * 8)
-        + Duration::from_secs(60);
+    // The tests of `periods` periods each, plus start-up and slack.
+    let timeout =
+        Duration::from_millis(u64::from(periods) * u64::from(period_ms) * TESTS.len() as u64)
+            + Duration::from_secs(60);
 
     let board = boards::find(BOARD)?;
     let all_apps = apps::discover(&ws.root)?;

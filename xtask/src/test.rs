@@ -39,9 +39,11 @@ const HOST_TESTS: &str = "host unit tests";
 const LOOM_TESTS: &str = "host/loom";
 
 /// The crates whose lock-free code has loom model checks (`tests/loom.rs`, under `--cfg loom`):
-/// the queues, the cross-CPU call mailboxes, the IRQ registry, the Xen event-channel demux.
+/// the queues, the cross-CPU call mailboxes, the IRQ registry, the Xen event-channel demux, the
+/// fixed-block pool's free stack.
 const LOOM_CRATES: &[&str] = &[
     "rhea-queue",
+    "rhea-mm",
     "rhea-smp",
     "rhea-irq",
     "rhea-board-xen-common",

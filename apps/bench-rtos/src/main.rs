@@ -24,7 +24,9 @@
 //!   receives it back; one op = one send plus one receive;
 //! - `sem`: one thread takes then gives a `Semaphore` (never contended); one op = both;
 //! - `alloc`: one thread allocates 128 bytes (`Vec::with_capacity`) and frees them; one op =
-//!   both.
+//!   both (the kernel heap: TLSF under interrupts off);
+//! - `pool`: one thread takes a 128-byte block from a `rhea::sync::BlockPool` of 16 blocks
+//!   (`try_alloc`) and gives it back (drops the `Block`); one op = both.
 //!
 //! Arguments from the kernel command line: `periods=N` (default 5), `period_ms=M` (default
 //! 200).
@@ -37,7 +39,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use rhea::sync::{MessageQueue, Semaphore};
+use rhea::sync::{BlockPool, MessageQueue, Semaphore};
 use rhea::thread::{Builder, JoinHandle, Priority};
 use rhea::time::{Duration, cycles_per_second, now};
 
@@ -261,6 +263,18 @@ fn alloc_free(cfg: &Config) {
     measure("alloc", cfg, alloc::vec![t], || {});
 }
 
+fn pool(cfg: &Config) {
+    let pool = Arc::new(BlockPool::new(16, 128).expect("16 × 128 bytes"));
+    let t = spawn("pool", WORKER, move || {
+        while !stopping() {
+            let b = pool.try_alloc().expect("one block out at a time");
+            drop(black_box(b));
+            count();
+        }
+    });
+    measure("pool", cfg, alloc::vec![t], || {});
+}
+
 fn main() {
     let periods = rhea::cmdline_value("periods")
         .and_then(|v| v.parse().ok())
@@ -276,7 +290,7 @@ fn main() {
     };
     rhea::thread::set_priority(rhea::thread::current(), prio(REPORTER)).expect("valid");
     rhea::println!(
-        "RESULT conditions tsc_hz={} periods={periods} period_ms={period_ms} msg=rhea::sync::MessageQueue",
+        "RESULT conditions tsc_hz={} periods={periods} period_ms={period_ms} msg=rhea::sync::MessageQueue pool=rhea::sync::BlockPool",
         cycles_per_second()
     );
     basic(&cfg);
@@ -287,5 +301,6 @@ fn main() {
     msg(&cfg);
     sem(&cfg);
     alloc_free(&cfg);
+    pool(&cfg);
     rhea::println!("RESULT done");
 }

@@ -9,7 +9,10 @@
 //! - [`Condvar`]: with a [`Mutex`];
 //! - [`EventFlags`]: 32 flags, wait for any or all; `set` works from interrupt handlers;
 //! - [`MessageQueue`]: bounded, blocking / try / timeout; `try_send` works from interrupt
-//!   handlers.
+//!   handlers;
+//! - [`BlockPool`]: fixed-size memory blocks carved once; [`BlockPool::try_alloc`] and freeing
+//!   (dropping the [`Block`]) are O(1), lock-free and work from interrupt handlers;
+//!   [`BlockPool::alloc_timeout`] waits for a block.
 //!
 //! The sleeping objects are registered with the scheduler on first use (so they can be
 //! `static`), and their state lives under the scheduler lock.
@@ -18,6 +21,7 @@ mod condvar;
 mod events;
 mod mutex;
 mod object;
+mod pool;
 mod queue;
 mod semaphore;
 mod spin;
@@ -25,6 +29,7 @@ mod spin;
 pub use condvar::Condvar;
 pub use events::{EventFlags, WaitMode};
 pub use mutex::{Mutex, MutexGuard, RawMutex};
+pub use pool::{Block, BlockPool, PoolError};
 pub use queue::MessageQueue;
 pub use rhea_sched::SchedError;
 pub use semaphore::Semaphore;
