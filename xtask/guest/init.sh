@@ -19,6 +19,11 @@
 # /lib/modules/net/ (in dependency order), gives eth0 the address rhea.net.ip=<A.B.C.D/N>,
 # prints `RESULT net_up eth0 <address>` and runs netecho (UDP and TCP echo on port 7; it
 # prints `RESULT netecho_ready port=7`) until it receives its quit datagram.
+# rhea.mode=rtos (for `cargo xtask bench rtos --board qemu-x86_64|qemu-aarch64`): runs
+# `rtos periods=<rhea.periods> period_ms=<rhea.period_ms>` (xtask/guest/rtos.c, as root: its
+# threads get SCHED_FIFO) and prints its lines (`RESULT conditions`, `RESULT rtos ...`,
+# `RESULT done`), then `RESULT rtos_exit <status>`; this script prints no `RESULT done` of
+# its own in this mode. The arm64 guest's initramfs holds only busybox and rtos.
 
 echo "NOTE /init started"
 /bin/busybox mkdir -p /proc /sys /dev /tmp
@@ -35,12 +40,16 @@ loops=10000
 hist=20000
 mode=sched
 netip=
+periods=5
+period_ms=200
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         rhea.loops=*) loops="${arg#rhea.loops=}" ;;
         rhea.hist=*) hist="${arg#rhea.hist=}" ;;
         rhea.mode=*) mode="${arg#rhea.mode=}" ;;
         rhea.net.ip=*) netip="${arg#rhea.net.ip=}" ;;
+        rhea.periods=*) periods="${arg#rhea.periods=}" ;;
+        rhea.period_ms=*) period_ms="${arg#rhea.period_ms=}" ;;
     esac
 done
 
@@ -68,6 +77,14 @@ echo "RESULT uptime_at_init $(cut -d' ' -f1 /proc/uptime)"
 
 # No RT throttling: a measurement must not be paused for 50 ms every second.
 echo -1 > /proc/sys/kernel/sched_rt_runtime_us
+
+if [ "$mode" = rtos ]; then
+    echo "RESULT clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+    /bin/rtos "periods=$periods" "period_ms=$period_ms"
+    echo "RESULT rtos_exit $?"
+    sync
+    poweroff -f
+fi
 
 if [ "$mode" = xcpu ]; then
     /bin/xcpu_wake 0 0 "$loops" | sed -n 's/^RESULT wake /RESULT xcpu_same /p'

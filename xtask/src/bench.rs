@@ -65,6 +65,12 @@ const BENCHES: &[(&str, &str)] = &[
          one-way latency, ratios",
     ),
     (
+        "rtos",
+        "bench-rtos, Thread-Metric-style ops per period (switching, interrupts, messages, \
+         semaphores, allocation, block pools): --board linuxu vs POSIX on the host; qemu-x86_64 (default) \
+         or qemu-aarch64 vs POSIX in the Linux guest, same QEMU flags (TCG); ratios",
+    ),
+    (
         "linux-sched",
         "Linux guest baseline: yield/semaphore switch and cyclictest latency (q35 default)",
     ),
@@ -109,6 +115,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("queue") => crate::bench_queue::bench(ws, opts),
         Some("net") => crate::bench_net::bench(ws, opts),
         Some("xen") => crate::bench_xen::bench(ws, opts),
+        Some("rtos") => crate::bench_rtos::bench(ws, opts),
         Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
             crate::host_baseline::bench_sched(ws, opts)
         }

@@ -1,8 +1,11 @@
-//! `cargo xtask bench rtos --board linuxu`: a Thread-Metric-style RTOS benchmark, Rhea next
-//! to a POSIX implementation of the same tests, natively on the same host in the same run.
+//! `cargo xtask bench rtos`: a Thread-Metric-style RTOS benchmark, Rhea next to a POSIX
+//! implementation of the same tests, in the same run: natively on the same host for LinuxU,
+//! inside the Linux guest of `bench sched` under the same QEMU flags for the QEMU boards.
 //!
 //! ```text
 //! cargo xtask bench rtos --board linuxu [--periods N] [--period-ms M] [--verbose]
+//! cargo xtask bench rtos [--board qemu-x86_64|qemu-aarch64] [--machine M] [--mem SIZE]
+//!                        [--periods N] [--period-ms M] [--verbose]
 //! ```
 //!
 //! Each test counts operations for N periods of M ms (defaults 5 and 200) and prints
@@ -23,8 +26,9 @@
 //! | `pool`        | one 128-byte block from a pool of 16 + back (`BlockPool`; a free list   |
 //! |               | under a `pthread_mutex_t`, as POSIX has no block pool)                  |
 //!
-//! One after the other, both pinned to CPU 0 (`taskset -c 0`) and, when xtask runs as root
-//! and `chrt` exists, both started as `chrt -f 50` (SCHED_FIFO 50); the conditions say which:
+//! **LinuxU** (`--board linuxu`): one after the other, both pinned to CPU 0 (`taskset -c 0`)
+//! and, when xtask runs as root and `chrt` exists, both started as `chrt -f 50` (SCHED_FIFO
+//! 50); the conditions say which:
 //!
 //! 1. **Rhea**: `apps/bench-rtos` built for `linuxu`, a process with the arguments
 //!    `periods=N period_ms=M` (LinuxU runs its threads on one vCPU thread);
@@ -33,11 +37,33 @@
 //!    mirroring Rhea's when permitted (else SCHED_OTHER, printed).
 //!
 //! The conditions: host CPU model (`/proc/cpuinfo`), `/proc/loadavg` before and after,
-//! pinning, policy, the POSIX side's message transport. A benchmark, not a test: it fails
-//! only when a side does not run or prints no figures, never on the figures themselves.
+//! pinning, policy, the POSIX side's message transport.
 //!
-//! LinuxU only in this step: QEMU q35 and Arm virt under TCG (next to a Linux guest running
-//! `rtos.c` under the same QEMU flags) are still to come.
+//! **QEMU** (`--board qemu-x86_64`, the default, machine q35 or microvm; `--board
+//! qemu-aarch64`, machine virt-gicv3 or virt-gicv2): always TCG, one vCPU, and the same `-m`
+//! for both sides (`--mem`, default the Linux guest's 256M: Linux needs more than Rhea's
+//! default 128M), one after the other:
+//!
+//! 1. **Rhea**: `apps/bench-rtos` built for the board, booted with `-append "periods=N
+//!    period_ms=M"`. Its `irq` raises a real interrupt through the interrupt controller
+//!    (`rhea::irq::raise_self`: an IPI to its own local APIC on q35, an SGI to its own CPU on
+//!    the GIC);
+//! 2. **Linux**: the guest of `bench sched` (`linux_guest.rs`: Debian's cloud kernel on
+//!    x86_64; on aarch64 Debian's arm64 kernel with busybox) with `rtos.c` built statically
+//!    (`gcc`, or `aarch64-linux-gnu-gcc`, installed with apt-get when missing and root) in its
+//!    initramfs, booted with exactly Rhea's QEMU flags plus `-initrd` and `-append`; `/init`
+//!    runs it as root with RT throttling off (`rhea.mode=rtos`), so its threads get SCHED_FIFO
+//!    (its conditions line says `policy=fifo`, or `other` if refused). Its `irq` is a signal
+//!    (SIGUSR1 to itself): a program has no interrupt of its own to raise. The arm64 guest
+//!    boots with `nokaslr` (`linux_guest::ARM64_RTOS_APPEND`: KASLR forces KPTI there, which
+//!    TCG makes very costly; the x86_64 guest has no page-table isolation either).
+//!
+//! The conditions: QEMU's version, both full QEMU command lines, host CPU, `/proc/loadavg`
+//! before and after, the Linux kernel, its preemption model and clocksource, the compiler,
+//! both conditions lines. Under TCG the guests' clocks follow the host's, so the absolute
+//! figures are emulation speed; the ratios in the same run are what compare. A benchmark, not
+//! a test: it fails only when a side does not run or prints no figures, never on the figures
+//! themselves.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -45,14 +71,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::qemu::{self, Captured, Verdict};
+use crate::qemu::{self, Accel, AccelChoice, Captured, Verdict};
 use crate::{
     Context, Error, Options, Result, Workspace, apps, bench, boards, capture, describe, fail,
-    image, setup, usage,
+    image, linux_guest, setup, usage,
 };
 
 /// The board of this step.
 const BOARD: &str = "linuxu";
+/// The QEMU boards, each next to the Linux guest of `bench sched` under the same flags.
+const QEMU_BOARDS: [&str; 2] = ["qemu-x86_64", "qemu-aarch64"];
 /// The Rhea app.
 const APP: &str = "bench-rtos";
 /// The POSIX side's source.
@@ -223,7 +251,30 @@ fn ratio(rhea: &Figures, posix: &Figures, test: &str) -> String {
     }
 }
 
-fn table(rhea: &Figures, posix: &Figures) -> String {
+/// The ratios divided by `basic`'s: what each side did per unit of the CPU it got. Under TCG
+/// the two runs may get different shares of a loaded host (the other programs, or the
+/// compilers, may favour one); `basic` measures that share. `None` without `basic` figures.
+fn normalised(rhea: &Figures, posix: &Figures) -> Option<String> {
+    let value = |f: &Figures, t: &str| match f.tests.get(t) {
+        Some(Ok((med, _, _))) if *med > 0 => Some(*med as f64),
+        _ => None,
+    };
+    let basic = value(rhea, "basic")? / value(posix, "basic")?;
+    let parts: Vec<String> = TESTS[1..]
+        .iter()
+        .map(|t| match (value(rhea, t), value(posix, t)) {
+            (Some(r), Some(p)) => format!("{t} {:.2}", r / p / basic),
+            _ => format!("{t} -"),
+        })
+        .collect();
+    Some(format!(
+        "ratios ÷ basic's {basic:.2} (per unit of the CPU each side got): {}",
+        parts.join(", ")
+    ))
+}
+
+/// The table; `other` names the comparison side in the header (`POSIX`, `Linux guest POSIX`).
+fn table(rhea: &Figures, posix: &Figures, other: &str) -> String {
     let rows: Vec<[String; 4]> = TESTS
         .iter()
         .map(|t| {
@@ -235,13 +286,19 @@ fn table(rhea: &Figures, posix: &Figures) -> String {
             ]
         })
         .collect();
+    let other_head = format!("{other} ops/period (min..max)");
+    let ratio_head = if other == "POSIX" {
+        "Rhea/POSIX"
+    } else {
+        "Rhea/Linux"
+    };
     let head = [
         "test",
         "Rhea ops/period (min..max)",
-        "POSIX ops/period (min..max)",
-        "Rhea/POSIX",
+        other_head.as_str(),
+        ratio_head,
     ];
-    let mut w = head.map(str::len);
+    let mut w = head.map(|h| h.chars().count());
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -274,15 +331,34 @@ fn table(rhea: &Figures, posix: &Figures) -> String {
     out
 }
 
-/// `cargo xtask bench rtos`.
+/// `cargo xtask bench rtos`: LinuxU against the host, or a QEMU board against the Linux
+/// guest.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
-    if opts.board_name() != BOARD {
-        return usage(format!(
-            "`bench rtos` on {}: not yet: LinuxU only in this step (--board {BOARD}); \
-             QEMU q35 and Arm virt are to come",
-            opts.board_name()
-        ));
+    match opts.board_name() {
+        BOARD => bench_linuxu(ws, opts),
+        name if QEMU_BOARDS.contains(&name) => bench_qemu(ws, opts, boards::find(name)?),
+        other => usage(format!(
+            "`bench rtos` runs on boards {BOARD}, {}, not {other}",
+            QEMU_BOARDS.join(", ")
+        )),
     }
+}
+
+/// The timeout of one side: the tests of `periods` periods each, plus `slack`.
+fn side_timeout(periods: u32, period_ms: u32, slack: Duration) -> Duration {
+    Duration::from_millis(u64::from(periods) * u64::from(period_ms) * TESTS.len() as u64) + slack
+}
+
+/// The lines of a failed side, for the reader.
+fn show_tail(lines: &[&str], stderr: &str) {
+    let start = lines.len().saturating_sub(30);
+    println!("--- last lines ---\n{}", lines[start..].join("\n"));
+    if !stderr.trim().is_empty() {
+        println!("--- stderr ---\n{}", stderr.trim_end());
+    }
+}
+
+fn bench_linuxu(ws: &Workspace, opts: &Options) -> Result<()> {
     let defaults = Options::default();
     if opts.accel != defaults.accel
         || opts.smp != defaults.smp
@@ -299,9 +375,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     let period_ms = opts.period_ms.unwrap_or(DEFAULT_PERIOD_MS);
     let args = format!("periods={periods} period_ms={period_ms}");
     // The tests of `periods` periods each, plus start-up and slack.
-    let timeout =
-        Duration::from_millis(u64::from(periods) * u64::from(period_ms) * TESTS.len() as u64)
-            + Duration::from_secs(60);
+    let timeout = side_timeout(periods, period_ms, Duration::from_secs(60));
 
     let board = boards::find(BOARD)?;
     let all_apps = apps::discover(&ws.root)?;
@@ -355,7 +429,180 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     );
     println!("  figures:    median ops per period (min..max over the periods); higher is better");
     println!();
-    print!("{}", table(&rhea, &posix));
+    print!("{}", table(&rhea, &posix, "POSIX"));
+    if let Some(line) = normalised(&rhea, &posix) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench rtos --board qemu-x86_64|qemu-aarch64`: Rhea under TCG, then the Linux
+/// guest running `rtos.c` under the same QEMU flags, in the same run.
+fn bench_qemu(ws: &Workspace, opts: &Options, board: &'static boards::Board) -> Result<()> {
+    let defaults = Options::default();
+    if !matches!(opts.accel, AccelChoice::Auto | AccelChoice::Tcg)
+        || opts.smp != 1
+        || opts.loops.is_some()
+        || opts.append.is_some()
+    {
+        return usage(format!(
+            "`bench rtos --board {}` runs under TCG with one vCPU and takes --machine, --mem, \
+             --periods, --period-ms and --verbose only",
+            board.name
+        ));
+    }
+    let machine = board.machine(opts.machine.as_deref())?;
+    // Linux needs more than Rhea's default; both sides get the same -m.
+    let mem = if opts.mem == defaults.mem {
+        linux_guest::LINUX_MEM
+    } else {
+        opts.mem.as_str()
+    };
+    let periods = opts.periods.unwrap_or(DEFAULT_PERIODS);
+    let period_ms = opts.period_ms.unwrap_or(DEFAULT_PERIOD_MS);
+    let args = format!("periods={periods} period_ms={period_ms}");
+
+    let all_apps = apps::discover(&ws.root)?;
+    let app = apps::find(&all_apps, APP)?;
+    setup::ensure_toolchain(ws, board)?;
+    let qemu = setup::ensure_qemu(board)?;
+    let image = image::build(ws, board, app)?;
+    let guest = linux_guest::rtos_guest(ws, board)?;
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel: Accel::Tcg,
+        smp: 1,
+        mem,
+        kernel: &image.boot,
+        serial: qemu::Serial::Captured,
+        append: &args,
+    };
+    let rhea_command = describe(&qemu::command(&qemu, &spec)?);
+
+    let load_before = loadavg();
+    println!(
+        "== Rhea: {APP} on {}/{machine}/tcg, -append {args:?}",
+        board.name
+    );
+    let captured = qemu::run_captured(
+        &qemu,
+        &spec,
+        None,
+        side_timeout(periods, period_ms, Duration::from_secs(120)),
+        opts.verbose,
+    )?;
+    let rhea_lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
+    let rhea = parse(rhea_lines.iter().copied());
+    let verdict = qemu::classify(&captured.end);
+    if verdict != Verdict::Success || !rhea.done {
+        show_tail(&rhea_lines, &captured.stderr);
+        let why = match verdict {
+            Verdict::Success => "no `RESULT done` line".to_string(),
+            other => other.describe(),
+        };
+        return fail(format!("Rhea did not finish ({why})"));
+    }
+    println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    println!("== Linux guest: {SRC} on {}/{machine}/tcg", board.name);
+    let run = guest.run(
+        &qemu,
+        machine,
+        mem,
+        (periods, period_ms),
+        side_timeout(periods, period_ms, Duration::from_secs(300)),
+        opts.verbose,
+    )?;
+    let linux_lines: Vec<&str> = run.lines.iter().map(String::as_str).collect();
+    let linux = parse(linux_lines.iter().copied());
+    if !linux.done {
+        show_tail(&linux_lines, &run.stderr);
+        return fail(format!(
+            "the Linux guest's rtos did not finish (QEMU {}; no `RESULT done` line)",
+            run.end.describe()
+        ));
+    }
+    println!("Linux guest done in {:.1} s", run.wall_total.as_secs_f64());
+    let load_after = loadavg();
+
+    println!();
+    println!(
+        "== bench rtos: Rhea on {}/{machine} vs POSIX in a Linux guest, same QEMU flags \
+         (TCG), {periods} periods of {period_ms} ms per test",
+        board.name
+    );
+    println!("conditions:");
+    println!("  QEMU:       {}", qemu.banner);
+    println!(
+        "  host:       {}, nproc {}",
+        bench::host_cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("  load:       {load_before} before, {load_after} after (/proc/loadavg, 1/5/15 min)");
+    println!(
+        "  flags:      the same for both: machine {machine}, -accel tcg, {}-smp 1 -m {mem}; \
+         Rhea adds -append {args:?}, Linux -initrd and its -append",
+        if board.arch() == "x86_64" {
+            "-cpu max, "
+        } else {
+            "-cpu cortex-a72 (the board's CPU), "
+        }
+    );
+    println!("              Rhea:  {rhea_command}");
+    println!("              Linux: {}", run.qemu_command);
+    println!(
+        "  Rhea:       {}, {APP} for {} (one vCPU), {}; run {:.1} s",
+        bench::rhea_version(ws),
+        board.name,
+        rhea.conditions.as_deref().unwrap_or("no conditions line"),
+        captured.elapsed.as_secs_f64()
+    );
+    println!(
+        "  Linux:      {} ({}), preempt {}, clocksource {}",
+        run.kernel_version, run.kernel_package, run.preempt, run.clocksource
+    );
+    if board.arch() == "aarch64" {
+        println!(
+            "              booted with {}: with KASLR Debian's arm64 kernel forces page-table \
+             isolation (KPTI; no E0PD on a Cortex-A72), which under TCG flushes QEMU's TLB at \
+             every kernel entry (sched_yield ~4x slower); the x86_64 guest runs without it",
+            linux_guest::ARM64_RTOS_APPEND
+        );
+    }
+    println!(
+        "  POSIX:      {SRC} ({}), as root in the initramfs, RT throttling off; {}; run {:.1} s{}",
+        guest.compiler,
+        linux.conditions.as_deref().unwrap_or("no conditions line"),
+        run.wall_total.as_secs_f64(),
+        run.wall_to_init.map_or(String::new(), |t| format!(
+            " (QEMU spawn -> /init {:.1} s)",
+            t.as_secs_f64()
+        ))
+    );
+    println!(
+        "               (policy=fifo: threads at SCHED_FIFO priorities mirroring Rhea's; \
+         other: SCHED_OTHER, SCHED_FIFO refused)"
+    );
+    println!(
+        "  irq:        Rhea raises a self-interrupt through the interrupt controller \
+         (rhea::irq::raise_self: {}); POSIX has no interrupts for a program: SIGUSR1 sent to \
+         itself (pthread_kill), a signal through the kernel",
+        if board.arch() == "x86_64" {
+            "an IPI to its own local APIC"
+        } else {
+            "an SGI to its own CPU through the GIC"
+        }
+    );
+    println!(
+        "  note:       under TCG the guests' clocks follow the host's: absolute figures are \
+         emulation speed; compare the ratios (same run, same flags)"
+    );
+    println!("  figures:    median ops per period (min..max over the periods); higher is better");
+    println!();
+    print!("{}", table(&rhea, &linux, "Linux guest POSIX"));
+    if let Some(line) = normalised(&rhea, &linux) {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -381,9 +628,44 @@ mod tests {
         assert_eq!(ratio(&rhea, &posix, "basic"), "2.00");
         assert_eq!(ratio(&rhea, &posix, "irq"), "-");
         assert_eq!(ratio(&rhea, &posix, "coop"), "-");
-        let t = table(&rhea, &posix);
+        let t = table(&rhea, &posix, "POSIX");
         assert!(t.contains("100 (90..110)"), "{t}");
         assert!(t.contains("skipped: no vector (x)"), "{t}");
         assert_eq!(t.lines().count(), 2 + TESTS.len());
+        assert!(t.starts_with("test "), "{t}");
+        assert!(t.lines().next().unwrap().ends_with("| Rhea/POSIX"), "{t}");
+        assert_eq!(
+            normalised(&rhea, &posix).unwrap(),
+            "ratios ÷ basic's 2.00 (per unit of the CPU each side got): coop -, preempt -, \
+             irq -, irq_preempt -, msg -, sem -, alloc -, pool -"
+        );
+        let r = parse(["RESULT rtos basic 100 1 1", "RESULT rtos coop 30 1 1"]);
+        let p = parse(["RESULT rtos basic 50 1 1", "RESULT rtos coop 10 1 1"]);
+        // coop: 30/10 = 3, ÷ basic's 2.
+        assert!(
+            normalised(&r, &p)
+                .unwrap()
+                .contains(": coop 1.50, preempt -,"),
+            "{:?}",
+            normalised(&r, &p)
+        );
+        assert!(normalised(&posix, &rhea).is_some());
+        assert!(normalised(&parse(["RESULT rtos coop 1 1 1"]), &posix).is_none());
+        let t = table(&rhea, &posix, "Linux guest POSIX");
+        assert!(t.contains("Linux guest POSIX ops/period (min..max)"), "{t}");
+        assert!(t.lines().next().unwrap().ends_with("| Rhea/Linux"), "{t}");
+    }
+
+    #[test]
+    fn timeouts() {
+        let tests = TESTS.len() as u64;
+        assert_eq!(
+            side_timeout(5, 200, Duration::from_secs(60)),
+            Duration::from_secs(60 + tests)
+        );
+        assert_eq!(
+            side_timeout(2, 20, Duration::ZERO),
+            Duration::from_millis(40 * tests)
+        );
     }
 }

@@ -72,6 +72,8 @@ const PINGPONG_SRC: &str = "xtask/guest/pingpong.c";
 const XCPU_SRC: &str = "xtask/guest/xcpu_wake.c";
 /// The echo server of `bench net` (`rhea.mode=net`), relative to the workspace root.
 const NETECHO_SRC: &str = "xtask/guest/netecho.c";
+/// The POSIX side of `bench rtos` (`rhea.mode=rtos`), relative to the workspace root.
+const RTOS_SRC: &str = "xtask/guest/rtos.c";
 /// The modules `rhea.mode=net` loads (the cloud kernel has virtio-net and virtio-pci as
 /// modules), with the modules they depend on.
 const NET_MODULES: [&str; 2] = ["virtio_pci", "virtio_net"];
@@ -478,6 +480,277 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------
+// `bench rtos`: `xtask/guest/rtos.c` in the guest (`rhea.mode=rtos`), on q35/microvm and on
+// Arm's virt.
+
+/// The arm64 guest's cache, under `target/linux-guest/`: its own `debs/`, `unpacked/`, the
+/// cross-built `rtos` and `initrd.cpio`.
+const ARM64_DIR: &str = "arm64";
+/// The metapackage naming Debian's current arm64 kernel (the generic flavour: PL011 console
+/// and virtio built in, boots on `-M virt`).
+const ARM64_KERNEL_META: &str = "linux-image-arm64";
+/// The C cross compiler for the arm64 guest's static binaries.
+pub(crate) const ARM64_GCC: &str = "aarch64-linux-gnu-gcc";
+/// What the arm64 guest adds to its command line: with KASLR on, Debian's arm64 kernel forces
+/// kernel page-table isolation (KPTI; a Cortex-A72 has no E0PD), and under TCG every kernel
+/// entry and exit then flushes QEMU's TLB (measured: `sched_yield` 4× slower). The x86_64
+/// guest boots without page-table isolation, so this keeps the two guests alike.
+pub(crate) const ARM64_RTOS_APPEND: &str = "nokaslr";
+/// Its Debian packages (the compiler and the static C library).
+const ARM64_GCC_PKGS: [&str; 2] = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"];
+
+/// The Linux guest of `bench rtos`, prepared (kernel, initramfs with `rtos`), not yet booted.
+#[derive(Debug, Clone)]
+pub(crate) struct RtosGuest {
+    guest: Guest,
+    /// The board whose QEMU flags it shares (`qemu-x86_64` or `qemu-aarch64`).
+    board: &'static boards::Board,
+    /// e.g. `gcc -O2 -static -pthread (12.2.0)`.
+    pub(crate) compiler: String,
+}
+
+/// One run of the `bench rtos` guest: its console and conditions.
+#[derive(Debug, Clone)]
+pub(crate) struct RtosRun {
+    /// The console lines (`RESULT conditions ...`, `RESULT rtos ...` and `RESULT done` of
+    /// `rtos`, among `/init`'s and the kernel's).
+    pub(crate) lines: Vec<String>,
+    /// How QEMU ended.
+    pub(crate) end: QemuEnd,
+    /// `uname -r` and `uname -v`.
+    pub(crate) kernel_version: String,
+    /// e.g. `linux-image-6.1.0-56-cloud-amd64 6.1.192-2`.
+    pub(crate) kernel_package: String,
+    /// `/sys/kernel/debug/sched/preempt` (the active mode in parentheses).
+    pub(crate) preempt: String,
+    pub(crate) clocksource: String,
+    /// The whole QEMU command line.
+    pub(crate) qemu_command: String,
+    /// Wall time from QEMU spawn to `/init`'s first line, and of the whole run.
+    pub(crate) wall_to_init: Option<Duration>,
+    pub(crate) wall_total: Duration,
+    /// QEMU's standard error.
+    pub(crate) stderr: String,
+}
+
+/// Prepares the Linux guest of `bench rtos` for `board` (`qemu-x86_64`: the guest of `bench
+/// sched`, which carries `rtos`; `qemu-aarch64`: Debian's arm64 kernel with busybox and a
+/// cross-built `rtos`), downloading and building what is missing.
+pub(crate) fn rtos_guest(ws: &Workspace, board: &'static boards::Board) -> Result<RtosGuest> {
+    let (guest, gcc) = match board.arch() {
+        "x86_64" => (prepare(ws)?, "gcc"),
+        "aarch64" => (prepare_arm64(ws)?, ARM64_GCC),
+        other => return fail(format!("no Linux guest for architecture {other}")),
+    };
+    let version = capture(Command::new(gcc).arg("-dumpfullversion"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "version unknown".to_string());
+    Ok(RtosGuest {
+        guest,
+        board,
+        compiler: format!("{gcc} {version}, -O2 -static -pthread"),
+    })
+}
+
+impl RtosGuest {
+    /// Boots the guest with the QEMU flags of a Rhea run on the same machine, TCG, one vCPU
+    /// and `-m mem`; `/init` runs `rtos periods=N period_ms=M` and powers off.
+    pub(crate) fn run(
+        &self,
+        qemu: &Qemu,
+        machine: &str,
+        mem: &str,
+        (periods, period_ms): (u32, u32),
+        timeout: Duration,
+        verbose: bool,
+    ) -> Result<RtosRun> {
+        let machine = self.board.machine(Some(machine))?;
+        let (console, extra) = match self.board.arch() {
+            "aarch64" => ("ttyAMA0", format!(" {ARM64_RTOS_APPEND}")),
+            _ => ("ttyS0", String::new()),
+        };
+        let append = format!(
+            "console={console} quiet panic=-1{extra} rhea.mode=rtos rhea.periods={periods} \
+             rhea.period_ms={period_ms}"
+        );
+        let spec = qemu::Spec {
+            board: self.board,
+            machine,
+            accel: Accel::Tcg,
+            smp: 1,
+            mem,
+            kernel: &self.guest.vmlinuz,
+            serial: Serial::Captured,
+            append: "",
+        };
+        let linux = LinuxBoot {
+            initrd: &self.guest.initrd,
+            append: &append,
+        };
+        let mut shown = Command::new(&qemu.binary);
+        shown.args(qemu::linux_args(&spec, qemu.qboot.as_deref(), &linux)?);
+        let captured = qemu::run_linux_captured(qemu, &spec, &linux, timeout, verbose)?;
+        let lines: Vec<String> = captured
+            .lines
+            .iter()
+            .map(|(_, l)| l.trim_end_matches('\r').to_string())
+            .collect();
+        let report = parse_console(&lines.iter().map(String::as_str).collect::<Vec<_>>());
+        let text = |key: &str| report.get(key).unwrap_or("unknown").to_string();
+        Ok(RtosRun {
+            kernel_version: text("kernel"),
+            kernel_package: self.guest.kernel_package.clone(),
+            preempt: text("preempt"),
+            clocksource: text("clocksource"),
+            qemu_command: describe(&shown),
+            wall_to_init: captured.time_of(INIT_MARKER),
+            wall_total: captured.elapsed,
+            end: captured.end,
+            stderr: captured.stderr,
+            lines,
+        })
+    }
+}
+
+/// Whether a `.deb` file name is a versioned generic arm64 kernel, e.g.
+/// `linux-image-6.1.0-57-arm64_6.1.192-3_arm64.deb` (not the metapackage, not `-rt-`,
+/// `-cloud-` or `-dbg`).
+fn is_arm64_kernel_deb(file_name: &str) -> bool {
+    let pkg = file_name.split('_').next().unwrap_or_default();
+    pkg.strip_prefix("linux-image-")
+        .and_then(|rest| rest.strip_suffix("-arm64"))
+        .is_some_and(|abi| {
+            abi.starts_with(|c: char| c.is_ascii_digit())
+                && abi
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        })
+        && file_name.ends_with("_arm64.deb")
+}
+
+/// The arm64 kernel `.deb`: cached here, else the one `xen-dom0` fetched (linked, not fetched
+/// again), else the current one named by [`ARM64_KERNEL_META`], downloaded through the
+/// private arm64 apt state of `firmware.rs`.
+fn ensure_arm64_kernel_deb(ws: &Workspace, debs: &Path) -> Result<PathBuf> {
+    if let Some(deb) = cached_deb(debs, is_arm64_kernel_deb)? {
+        return Ok(deb);
+    }
+    let xen_debs = ws.root.join("target/xen-dom0/aarch64/debs");
+    if xen_debs.is_dir()
+        && let Some(found) = cached_deb(&xen_debs, is_arm64_kernel_deb)?
+    {
+        let to = debs.join(found.file_name().unwrap_or_default());
+        if fs::hard_link(&found, &to).is_ok() || fs::copy(&found, &to).is_ok() {
+            return Ok(to);
+        }
+    }
+    let meta = crate::firmware::download_arm64_deb(ARM64_KERNEL_META, debs)?;
+    let depends = capture(Command::new("dpkg-deb").arg("-f").arg(&meta).arg("Depends"))?;
+    let Some(pkg) = depends
+        .split(',')
+        .map(|d| d.split_whitespace().next().unwrap_or_default())
+        .find(|p| p.starts_with("linux-image-"))
+    else {
+        return fail(format!(
+            "{} depends on no linux-image-* package: {depends}",
+            meta.display()
+        ));
+    };
+    crate::firmware::download_arm64_deb(pkg, debs)
+}
+
+/// Whether this process runs as root (effective uid 0).
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+            .unwrap_or(false)
+    })
+}
+
+/// Makes sure [`ARM64_GCC`] runs: installs [`ARM64_GCC_PKGS`] with apt-get when root, else
+/// says how.
+fn ensure_arm64_gcc() -> Result<()> {
+    let runs = || Command::new(ARM64_GCC).arg("--version").output().is_ok();
+    if runs() {
+        return Ok(());
+    }
+    let how = format!(
+        "apt-get install -y --no-install-recommends {}",
+        ARM64_GCC_PKGS.join(" ")
+    );
+    if !is_root() {
+        return fail(format!(
+            "{ARM64_GCC} is missing: the arm64 Linux guest's programs are cross-built with it; \
+             run `sudo {how}`"
+        ));
+    }
+    println!("linux-guest: $ {how}");
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(ARM64_GCC_PKGS);
+    crate::run_checked(&mut cmd)?;
+    if !runs() {
+        return fail(format!("{ARM64_GCC} still does not run after `{how}`"));
+    }
+    Ok(())
+}
+
+/// The arm64 guest: Debian's arm64 kernel, `busybox-static` (arm64) and `rtos` cross-built
+/// statically, with `/init`, all under `target/linux-guest/arm64/`.
+fn prepare_arm64(ws: &Workspace) -> Result<Guest> {
+    let (top, _, _) = cache_dirs(ws)?;
+    let dir = top.join(ARM64_DIR);
+    let debs = dir.join("debs");
+    let unpacked = dir.join("unpacked");
+    for d in [&debs, &unpacked] {
+        fs::create_dir_all(d).context(|| format!("cannot create {}", d.display()))?;
+    }
+    let kernel_deb = ensure_arm64_kernel_deb(ws, &debs)?;
+    // The modules (and the devicetrees under usr/lib) are not needed: -M virt makes its own.
+    let kernel_root = unpack(&kernel_deb, &unpacked, &["lib/modules", "usr/lib"])?;
+    let vmlinuz = find_vmlinuz(&kernel_root)?;
+    let busybox_deb = match cached_deb(&debs, |n| is_deb_of(n, BUSYBOX_PKG))? {
+        Some(deb) => deb,
+        None => crate::firmware::download_arm64_deb(BUSYBOX_PKG, &debs)?,
+    };
+    let busybox_root = unpack(&busybox_deb, &unpacked, &[])?;
+    ensure_arm64_gcc()?;
+    let rtos = build_static(ws, &dir, RTOS_SRC, "rtos", ARM64_GCC)?;
+
+    let mut cpio = Cpio::new();
+    for d in ["bin", "dev", "proc", "sys", "tmp"] {
+        cpio.dir(d);
+    }
+    cpio.char_device("dev/console", 0o600, 5, 1);
+    cpio.file("init", 0o755, INIT_SCRIPT.as_bytes());
+    cpio.file(
+        "bin/busybox",
+        0o755,
+        &read(&busybox_root.join("bin/busybox"))?,
+    );
+    cpio.file("bin/rtos", 0o755, &read(&rtos)?);
+    let bytes = cpio.finish();
+    let initrd = dir.join("initrd.cpio");
+    if fs::read(&initrd).ok().as_deref() != Some(&bytes[..]) {
+        fs::write(&initrd, &bytes).context(|| format!("cannot write {}", initrd.display()))?;
+    }
+    let kernel_package = deb_package_and_version(&kernel_deb);
+    println!(
+        "linux-guest: arm64 kernel {kernel_package}; initramfs {} B ({})",
+        crate::bench::thousands(bytes.len() as u64),
+        initrd.display()
+    );
+    Ok(Guest {
+        vmlinuz,
+        initrd,
+        kernel_package,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
 // Preparing the guest: packages, pingpong, initramfs.
 
 /// The files QEMU boots.
@@ -555,6 +828,7 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     let pingpong = ensure_pingpong(ws, &dir)?;
     let xcpu_wake = ensure_static(ws, &dir, XCPU_SRC, "xcpu_wake")?;
     let netecho = ensure_static(ws, &dir, NETECHO_SRC, "netecho")?;
+    let rtos = ensure_static(ws, &dir, RTOS_SRC, "rtos")?;
     let net_modules = net_modules(&kernel_deb, &unpacked)?;
 
     let busybox = busybox_root.join("bin/busybox");
@@ -565,6 +839,7 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
         ("bin/pingpong".to_string(), pingpong),
         ("bin/xcpu_wake".to_string(), xcpu_wake),
         ("bin/netecho".to_string(), netecho),
+        ("bin/rtos".to_string(), rtos),
         ("usr/bin/cyclictest".to_string(), cyclictest),
     ];
     for (i, (name, path)) in net_modules.into_iter().enumerate() {
@@ -782,6 +1057,11 @@ fn ensure_pingpong(ws: &Workspace, dir: &Path) -> Result<PathBuf> {
 /// Builds `src` (relative to the workspace) into `dir/name` as a static binary for the guest,
 /// unless it is up to date.
 fn ensure_static(ws: &Workspace, dir: &Path, src: &str, name: &str) -> Result<PathBuf> {
+    build_static(ws, dir, src, name, "gcc")
+}
+
+/// [`ensure_static`] with the C compiler `gcc` (e.g. a cross compiler for the arm64 guest).
+fn build_static(ws: &Workspace, dir: &Path, src: &str, name: &str, gcc: &str) -> Result<PathBuf> {
     let src = ws.root.join(src);
     let out = dir.join(name);
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -791,7 +1071,7 @@ fn ensure_static(ws: &Workspace, dir: &Path, src: &str, name: &str) -> Result<Pa
         return Ok(out);
     }
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut cmd = Command::new("gcc");
+    let mut cmd = Command::new(gcc);
     cmd.args(["-O2", "-static", "-pthread", "-Wall", "-Wextra", "-o"])
         .arg(&tmp)
         .arg(&src);
@@ -1809,5 +2089,26 @@ RESULT done
         assert!(INIT_SCRIPT.contains("/bin/netecho 7"));
         let periods: Vec<String> = PERIODS_US.iter().map(u32::to_string).collect();
         assert!(INIT_SCRIPT.contains(&format!("for period in {}; do", periods.join(" "))));
+    }
+
+    #[test]
+    fn rtos_mode_and_arm64_kernels() {
+        assert!(INIT_SCRIPT.contains("if [ \"$mode\" = rtos ]; then"));
+        assert!(INIT_SCRIPT.contains("rhea.periods=*"));
+        assert!(INIT_SCRIPT.contains("rhea.period_ms=*"));
+        assert!(INIT_SCRIPT.contains("/bin/rtos \"periods=$periods\" \"period_ms=$period_ms\""));
+        assert!(is_arm64_kernel_deb(
+            "linux-image-6.1.0-57-arm64_6.1.192-3_arm64.deb"
+        ));
+        for not in [
+            "linux-image-arm64_6.1.192-3_arm64.deb",
+            "linux-image-6.1.0-57-rt-arm64_6.1.192-3_arm64.deb",
+            "linux-image-6.1.0-57-cloud-arm64_6.1.192-3_arm64.deb",
+            "linux-image-6.1.0-57-arm64-dbg_6.1.192-3_arm64.deb",
+            "linux-image-6.1.0-57-arm64-unsigned_6.1.192-3_arm64.deb",
+            "linux-image-6.1.0-57-cloud-amd64_6.1.192-3_amd64.deb",
+        ] {
+            assert!(!is_arm64_kernel_deb(not), "{not}");
+        }
     }
 }

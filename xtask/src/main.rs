@@ -359,8 +359,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "bench",
-        "benchmarks: `bench boot`, `bench sched`, `bench linux-sched`, `bench queue`, \
-         `bench xen`, `bench rtos` (`bench` lists them all but rtos)",
+        "benchmarks: `bench boot`, `bench sched`, `bench smp`, `bench net`, `bench queue`, \
+         `bench rtos`, `bench linux-sched`, `bench xen` (`bench` alone lists them all)",
     ),
     (
         "xen-dom0",
@@ -562,7 +562,6 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Run => run(&ws, opts),
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
-        Cmd::Bench(Some(name)) if name == "rtos" => bench_rtos::bench(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
         Cmd::XenDom0(args) => xen_dom0::command(&args),
         Cmd::Fuzz(args) => fuzz::command(&ws, &args),
