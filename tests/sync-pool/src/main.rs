@@ -1,8 +1,8 @@
 //! Test app: `rhea::sync::BlockPool` — every block handed out once and aligned, a clear error
-//! when empty, a timeout, a thread blocked in `alloc` woken by a free from another thread,
-//! `try_alloc` and the raw hand-off from an interrupt handler, and the checks of `from_raw`
-//! (reclaiming twice, foreign pointers, pointers inside a block). Every block must be back at
-//! the end.
+//! when empty, a timeout, a thread blocked in `alloc` woken by a free from another thread and
+//! by a free in an interrupt handler, `try_alloc` and the raw hand-off from an interrupt
+//! handler, and the checks of `from_raw` (reclaiming twice, foreign pointers, pointers inside
+//! a block). Every block must be back at the end.
 #![no_std]
 #![no_main]
 
@@ -42,6 +42,23 @@ fn on_irq(_: usize) {
         },
         Ordering::Relaxed,
     );
+    IRQ_DONE.store(true, Ordering::Release);
+}
+
+/// A raw block for [`on_irq_free`] to give back.
+static TO_FREE: AtomicUsize = AtomicUsize::new(0);
+
+/// Gives back the raw block in `TO_FREE` (a free in interrupt context, waking a waiter).
+fn on_irq_free(_: usize) {
+    let pool = *POOL.lock();
+    let ok = match (
+        pool,
+        NonNull::new(TO_FREE.load(Ordering::Relaxed) as *mut u8),
+    ) {
+        (Some(pool), Some(ptr)) => pool.from_raw(ptr).is_ok(), // dropped: freed here
+        _ => false,
+    };
+    FROM_IRQ.store(usize::from(ok), Ordering::Relaxed);
     IRQ_DONE.store(true, Ordering::Release);
 }
 
@@ -146,8 +163,31 @@ fn main() -> Result<(), &'static str> {
     let e = BlockPool::with_align(COUNT, BYTES, 48).unwrap_err();
     rhea::println!("pool: bad layout -> {e}");
 
+    // Every block out; a thread waits; an interrupt handler frees one: the thread gets it.
+    let waiter = Builder::new()
+        .name("pool-waiter-irq")
+        .priority(Priority::new(50).expect("valid"))
+        .spawn(move || {
+            let b = pool
+                .alloc_timeout(Duration::from_secs(5))
+                .expect("the block freed by the handler");
+            WAITER_GOT.store(b.index(), Ordering::Relaxed);
+        })
+        .map_err(|_| "spawn")?;
+    rhea::thread::sleep(Duration::from_millis(2)); // the waiter is blocked by now
+    let index = back.index();
+    TO_FREE.store(back.into_raw().as_ptr() as usize, Ordering::Relaxed);
+    let free_vector = rhea::irq::register_fast(on_irq_free, 0).map_err(|_| "register")?;
+    if run_handler(free_vector)? != 1 {
+        return Err("the handler could not give the block back");
+    }
+    waiter.join().map_err(|_| "join")?;
+    if WAITER_GOT.load(Ordering::Relaxed) != index {
+        return Err("the waiter did not get the block the handler freed");
+    }
+    rhea::println!("pool: a waiting thread got the block an interrupt handler freed");
+
     // Everything back: all four again.
-    drop(back);
     drop(blocks);
     let all: Vec<_> = (0..COUNT).filter_map(|_| pool.try_alloc().ok()).collect();
     if all.len() != COUNT as usize || pool.try_alloc().is_ok() {

@@ -120,11 +120,16 @@ impl BlockPool {
     /// A pool of `count` blocks of `block_bytes`, each aligned to `align` (a power of two up
     /// to [`BlockPool::MAX_ALIGN`], e.g. a cache line or a page for device buffers), zeroed.
     pub fn with_align(count: u32, block_bytes: usize, align: usize) -> Result<Self, PoolError> {
-        Ok(Self {
+        let pool = Self {
             raw: RawPool::new(count, block_bytes, align)?,
             waiters: AtomicU32::new(0),
             freed: Semaphore::new(0, u32::MAX),
-        })
+        };
+        // Registers the semaphore with the scheduler now, in thread context: registration may
+        // allocate, and the first `give` may otherwise come from a free in an interrupt
+        // handler.
+        let _ = pool.freed.count();
+        Ok(pool)
     }
 
     /// How many blocks the pool has.
