@@ -49,9 +49,9 @@ pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     BOOT_CYCLES.store(rhea_arch::read_cycle_counter(), Ordering::Relaxed);
     // This thread is vCPU 0: per-CPU data through GS before any kernel code asks.
     rhea_arch::vcpu::become_cpu(0);
-    // Interrupts start disabled, as on hardware: the interrupt signals stay pending (instead of
-    // taking their default action, which for SIGIO ends the process) until handlers exist.
-    rhea_arch::irq_save();
+    // Interrupts start disabled, as on hardware; the interrupt signals are also blocked until
+    // their handlers exist (a SIGIO's default action would end the process).
+    signals::hold_until_handlers();
     let marker = 0u8;
     BOOT_SP.store(core::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     ARGC.store(argc, Ordering::Relaxed);

@@ -21,9 +21,8 @@ static STARTED: [AtomicBool; vcpu::MAX_VCPUS] = [const { AtomicBool::new(false) 
 
 extern "C" fn vcpu_main(cpu: usize) -> ! {
     vcpu::become_cpu(cpu);
-    rhea_arch::signals::init_thread_altstack(cpu);
-    // The interrupt signals are blocked: the thread inherited the boot vCPU's mask, taken
-    // while interrupts were disabled.
+    // Interrupts are disabled (each vCPU starts so); the signals are unblocked.
+    rhea_arch::signals::init_vcpu_thread(cpu);
     if let Err(e) = crate::machine::create_timer(cpu) {
         use core::fmt::Write;
         let _ = writeln!(crate::machine::ConsoleWriter, "rhea: smp: cpu{cpu}: {e}");

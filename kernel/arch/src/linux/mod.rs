@@ -3,16 +3,38 @@
 //! The CPU-level pieces are x86_64's own and shared with the bare-metal port: the context
 //! switch (with XSAVE), the trap frame and fault report, register dumps and backtraces, CPU
 //! features, fault triggers. What differs is how the machine is reached: traps and interrupts
-//! are signals ([`signals`]), "interrupts disabled" is a blocked signal mask, memory is mapped
+//! are signals ([`signals`]), "interrupts disabled" is a per-vCPU flag ([`irqflag`]), memory is mapped
 //! with `mmap` ([`paging`]), and everything goes through raw system calls ([`sys`]), never
 //! through libc, whose internal locks a preempted thread could be holding.
 
 #[path = "../x86_64/context.rs"]
-pub mod context;
+#[allow(
+    unreachable_pub,
+    reason = "x86_64's `switch` is wrapped by `context::switch` below; the rest is re-exported"
+)]
+mod x86_context;
+/// x86_64's context switch, preceded by what a vCPU must do before switching threads.
+pub mod context {
+    pub use super::x86_context::{FPU_AREA_BYTES, FpuError, FpuMode, init_fpu, init_stack};
+
+    /// Saves the running context, storing its stack pointer into `*from_sp`, and resumes the
+    /// one saved at `to_sp` (x86_64's switch), after making sure the vCPU's interrupt signals
+    /// are unblocked for the thread switched to ([`super::irqflag::before_switch`]).
+    ///
+    /// # Safety
+    /// As for x86_64's `switch`: interrupts are disabled, `from_sp` is the running thread's,
+    /// and `to_sp` a saved context that is not running anywhere.
+    pub unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
+        super::irqflag::before_switch();
+        // SAFETY: the conditions are the caller's, passed on unchanged.
+        unsafe { super::x86_context::switch(from_sp, to_sp) }
+    }
+}
 #[path = "../x86_64/fault.rs"]
 mod fault;
 #[path = "../x86_64/features_impl.rs"]
 mod features_impl;
+mod irqflag;
 pub mod paging;
 #[path = "../x86_64/regs.rs"]
 mod regs;
@@ -32,7 +54,7 @@ pub mod features {
 
 use rhea_hal::CpuId;
 
-/// Installs the fault signal handlers; interrupts (signals) start blocked.
+/// Installs the fault signal handlers (interrupts are disabled from the start).
 pub fn init_boot_cpu() {
     signals::init_faults();
 }
@@ -53,29 +75,34 @@ pub fn halt_forever() -> ! {
     sys::exit_group(1)
 }
 
-/// Blocks the interrupt signals and returns whether they were unblocked.
+/// Disables interrupts (one store to the vCPU's flag) and returns whether they were enabled.
+#[inline]
 pub fn irq_save() -> bool {
-    signals::block()
+    irqflag::save()
 }
 
-/// Unblocks the interrupt signals if `was_enabled`.
+/// Enables interrupts if `was_enabled`, delivering what arrived meanwhile.
+#[inline]
 pub fn irq_restore(was_enabled: bool) {
     if was_enabled {
-        signals::unblock();
+        irqflag::enable();
     }
 }
 
-/// Unblocks the interrupt signals.
+/// Enables interrupts, delivering what arrived while they were disabled.
+#[inline]
 pub fn irq_enable() {
-    signals::unblock();
+    irqflag::enable();
 }
 
-/// Whether the interrupt signals are unblocked.
+/// Whether interrupts are enabled on this vCPU.
+#[inline]
 pub fn irq_enabled() -> bool {
-    signals::unblocked()
+    irqflag::enabled()
 }
 
-/// Waits for a signal with them unblocked (`rt_sigsuspend`), then returns with them blocked.
+/// With interrupts disabled, waits for a signal and delivers what arrived (`pause` in a
+/// restartable window, see [`signals::suspend`]); returns with them disabled.
 pub fn wait_for_interrupt() {
     signals::suspend();
 }

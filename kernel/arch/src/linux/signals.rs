@@ -10,7 +10,12 @@
 //!   (`sa_mask`): interrupts do not nest. A handler may switch threads; the interrupted
 //!   context stays in the signal frame on that thread's stack and resumes, FPU state included,
 //!   when the thread is switched back in and the handler returns (`rt_sigreturn`).
-//! - "Interrupts disabled" is those three signals blocked (`rt_sigprocmask`).
+//! - "Interrupts disabled" is a per-vCPU flag in memory, not a signal mask: a handler that
+//!   finds it set records its vector for later ([`super::irqflag`]). The kernel still blocks
+//!   the three signals while a handler runs (`sa_mask`), so handlers do not nest.
+//! - Idle waits in `pause` inside a restartable sequence ([`suspend`]): a signal that lands
+//!   between its pending check and the system call moves the interrupted instruction pointer
+//!   past the call, so a vector recorded there is never slept through.
 
 use super::sys::{self, nr, syscall6};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -121,21 +126,36 @@ pub fn init_thread_altstack(cpu: usize) {
     };
 }
 
-/// Installs the fault handlers (on an alternate stack) and starts with interrupts disabled.
+/// Blocks the interrupt signals for real until [`init_interrupts`] installs their handlers
+/// (until then a SIGIO would end the process); interrupts start disabled either way. The boot
+/// vCPU's first step after `vcpu::become_cpu`.
+pub fn hold_until_handlers() {
+    super::irqflag::hold();
+}
+
+/// Installs the fault handlers (on an alternate stack).
 pub fn init_faults() {
     init_thread_altstack(0);
     for sig in [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP] {
         install(sig, on_fault, SA_ONSTACK, u64::MAX);
     }
-    super::irq_save();
 }
 
-/// Installs the interrupt handlers: the timer signal raises `timer_vector`.
+/// Installs the interrupt handlers (the timer signal raises `timer_vector`) and unblocks the
+/// signals; interrupts stay disabled until the kernel enables them.
 pub fn init_interrupts(timer_vector: u8) {
     TIMER_VECTOR.store(timer_vector, Ordering::Relaxed);
     for sig in [SIGALRM, SIGIO, SIGVEC] {
         install(sig, on_interrupt, SA_RESTART, IRQ_MASK);
     }
+    super::irqflag::release();
+}
+
+/// A secondary vCPU thread's signal set-up: its alternate stack, and the interrupt signals
+/// unblocked (a clone inherits its parent's mask) with interrupts disabled.
+pub fn init_vcpu_thread(cpu: usize) {
+    init_thread_altstack(cpu);
+    super::irqflag::release();
 }
 
 static TIMER_VECTOR: AtomicU8 = AtomicU8::new(0);
@@ -171,21 +191,20 @@ pub fn fd_vector(fd: i32) -> Option<u8> {
 }
 
 /// Waits for a real signal even when an idle hook is set (the simulation mode waiting for
-/// input).
+/// input); interrupts are disabled, and what arrived is delivered before returning.
 pub fn suspend_for_real() {
-    let empty = 0u64;
-    // SAFETY: a valid empty sigset; the call returns after a handler ran.
-    unsafe {
-        syscall6(
-            nr::RT_SIGSUSPEND,
-            [&empty as *const u64 as usize, 8, 0, 0, 0, 0],
-        )
-    };
+    pause_unless_pending();
+    super::irqflag::drain();
 }
 
-/// Raises `vector` on the calling thread (`rt_tgsigqueueinfo` with the vector as the value).
+/// Raises `vector` on this vCPU, as a self-IPI: delivered at once if interrupts are enabled,
+/// else when they are next enabled. No signal is needed for a vCPU interrupting itself.
 pub fn raise_self(vector: u8) {
-    queue_vector(sys::gettid(), vector);
+    let was = super::irqflag::save();
+    super::irqflag::record(vector);
+    if was {
+        super::irqflag::enable();
+    }
 }
 
 /// Raises `vector` on thread `tid` of this process: SIGVEC carrying the vector.
@@ -234,7 +253,61 @@ mod reg {
     pub(super) const CR2: usize = 22;
 }
 
-extern "C" fn on_interrupt(sig: i32, info: *mut u8, _uc: *mut u8) {
+core::arch::global_asm!(
+    r#"
+    .section .text.rhea_idle_pause, "ax"
+    .global rhea_idle_pause
+    .global rhea_idle_pause_syscall
+    .global rhea_idle_pause_end
+    /* rhea_idle_pause(): with interrupts disabled (the flag), waits in pause(2) for a signal
+     * unless a vector is pending. [rhea_idle_pause, rhea_idle_pause_syscall] is a restartable
+     * sequence: a handler that interrupts it there moves RIP to rhea_idle_pause_end. */
+rhea_idle_pause:
+    cmpb $0, %gs:{pending_any}
+    jne rhea_idle_pause_end
+    movl ${pause}, %eax
+rhea_idle_pause_syscall:
+    syscall
+rhea_idle_pause_end:
+    ret
+    "#,
+    pending_any = const super::irqflag::PENDING_ANY,
+    pause = const nr::PAUSE,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn rhea_idle_pause();
+    fn rhea_idle_pause_syscall();
+    fn rhea_idle_pause_end();
+}
+
+/// Waits in `pause` until a signal arrives, unless a vector is already pending.
+fn pause_unless_pending() {
+    // SAFETY: the routine reads this vCPU's block through GS (set up by `vcpu::become_cpu`) and
+    // makes a system call that changes no memory; it clobbers only RAX, RCX and R11, all
+    // caller-saved in the C ABI it is declared with.
+    unsafe { rhea_idle_pause() }
+}
+
+/// Moves an instruction pointer interrupted inside the idle window past its system call: the
+/// vector this handler records must not then be slept through.
+fn leave_idle_window(uc: *mut u8) {
+    let start = rhea_idle_pause as *const () as u64;
+    let syscall = rhea_idle_pause_syscall as *const () as u64;
+    let end = rhea_idle_pause_end as *const () as u64;
+    // SAFETY: the kernel passes a valid ucontext (SA_SIGINFO) for the handler's duration; RIP
+    // is one of its documented fields, and the kernel restores it at `rt_sigreturn`.
+    unsafe {
+        let rip = uc.add(GREGS + reg::RIP * 8) as *mut u64;
+        let at = core::ptr::read_unaligned(rip);
+        if (start..=syscall).contains(&at) {
+            core::ptr::write_unaligned(rip, end);
+        }
+    }
+}
+
+extern "C" fn on_interrupt(sig: i32, info: *mut u8, uc: *mut u8) {
     let vector = match sig as usize {
         SIGALRM => TIMER_VECTOR.load(Ordering::Relaxed),
         // SAFETY: the kernel passes a valid siginfo (SA_SIGINFO) for the signal's lifetime.
@@ -248,8 +321,9 @@ extern "C" fn on_interrupt(sig: i32, info: *mut u8, _uc: *mut u8) {
         }
         _ => 0,
     };
+    leave_idle_window(uc);
     if vector >= 32 {
-        super::fault::deliver_interrupt(vector);
+        super::irqflag::interrupt(vector);
     }
 }
 
@@ -308,28 +382,19 @@ extern "C" fn on_fault(sig: i32, info: *mut u8, uc: *mut u8) {
     super::fault::dispatch(&mut frame, cr2);
 }
 
-/// Blocks the interrupt signals; returns whether they were unblocked.
-pub fn block() -> bool {
-    let mut old = 0u64;
-    // SAFETY: valid sigset pointers of the kernel's size (8 bytes).
+/// Blocks the interrupt signals for real (`rt_sigprocmask`; see [`super::irqflag`] for when).
+pub(super) fn block() {
+    // SAFETY: a valid sigset pointer of the kernel's size (8 bytes); no old set is asked for.
     unsafe {
         syscall6(
             nr::RT_SIGPROCMASK,
-            [
-                SIG_BLOCK,
-                &IRQ_MASK as *const u64 as usize,
-                &mut old as *mut u64 as usize,
-                8,
-                0,
-                0,
-            ],
+            [SIG_BLOCK, &IRQ_MASK as *const u64 as usize, 0, 8, 0, 0],
         )
     };
-    old & IRQ_MASK == 0
 }
 
-/// Unblocks the interrupt signals.
-pub fn unblock() {
+/// Unblocks the interrupt signals for real.
+pub(super) fn unblock() {
     // SAFETY: as in `block`.
     unsafe {
         syscall6(
@@ -339,17 +404,9 @@ pub fn unblock() {
     };
 }
 
-/// Whether the interrupt signals are unblocked.
+/// Whether interrupts are enabled on this vCPU.
 pub fn unblocked() -> bool {
-    let mut old = 0u64;
-    // SAFETY: as in `block`; a null new set only queries.
-    unsafe {
-        syscall6(
-            nr::RT_SIGPROCMASK,
-            [SIG_BLOCK, 0, &mut old as *mut u64 as usize, 8, 0, 0],
-        )
-    };
-    old & IRQ_MASK == 0
+    super::irqflag::enabled()
 }
 
 static IDLE_HOOK: spin::Once<fn()> = spin::Once::new();
@@ -365,26 +422,21 @@ pub fn set_idle_hook(hook: fn()) {
 /// threads; the rest runs when this thread is switched back in). For the simulation mode,
 /// where no timer signal exists.
 pub fn deliver_now(vector: u8) {
-    let was = block();
+    let was = super::irqflag::save();
     super::fault::deliver_interrupt(vector);
     if was {
-        unblock();
+        super::irqflag::enable();
     }
 }
 
-/// Waits for a signal with every signal unblocked, then returns with the mask as it was — or
-/// runs the idle hook instead when one is set.
+/// The idle loop's wait, with interrupts disabled: waits for a signal (unless one is pending),
+/// then delivers what arrived, as `sti; hlt; cli` would have — or runs the idle hook instead
+/// when one is set.
 pub fn suspend() {
     if let Some(hook) = IDLE_HOOK.get() {
         hook();
         return;
     }
-    let empty = 0u64;
-    // SAFETY: a valid empty sigset; the call returns after a handler ran.
-    unsafe {
-        syscall6(
-            nr::RT_SIGSUSPEND,
-            [&empty as *const u64 as usize, 8, 0, 0, 0, 0],
-        )
-    };
+    pause_unless_pending();
+    super::irqflag::drain();
 }

@@ -19,6 +19,7 @@ pub mod nr {
     pub const RT_SIGPROCMASK: usize = 14;
     pub const RT_SIGRETURN: usize = 15;
     pub const GETPID: usize = 39;
+    pub const PAUSE: usize = 34;
     pub const IOCTL: usize = 16;
     pub const FCNTL: usize = 72;
     pub const OPENAT: usize = 257;

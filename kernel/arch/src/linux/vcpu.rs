@@ -4,23 +4,52 @@
 //! An IPI is `rt_tgsigqueueinfo` to the target vCPU's thread with the vector as the value.
 
 use super::sys::{self, syscall6};
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 /// The most vCPUs (the scheduler's limit).
 pub const MAX_VCPUS: usize = 64;
 
 /// One vCPU's block; GS points at it. The first word must stay the vCPU index (read by
-/// [`current`] with one `mov`).
+/// [`current`] with one `mov`); the interrupt flag and pending summary sit at the fixed offsets
+/// [`super::irqflag`] reads and writes with single GS-relative instructions.
 #[repr(C)]
-struct PerCpu {
+pub(super) struct PerCpu {
     index: AtomicU64,
+    /// Offset 8: 1 while interrupts are disabled on this vCPU (the software "IF", see
+    /// [`super::irqflag`]). Every vCPU starts with interrupts disabled, as a CPU does.
+    pub(super) irqs_off: AtomicU8,
+    /// Offset 9: 1 when [`Self::pending`] may hold a vector.
+    pub(super) pending_any: AtomicU8,
+    /// Offset 10: 1 while the interrupt signals are really blocked for this vCPU's OS thread
+    /// (inside an interrupt handler until it switches threads, and at boot).
+    pub(super) signals_blocked: AtomicU8,
+    /// Offset 16: the vectors that arrived while interrupts were disabled (one bit each, 256).
+    pub(super) pending: [AtomicU64; 4],
 }
 
 static PERCPU: [PerCpu; MAX_VCPUS] = [const {
     PerCpu {
         index: AtomicU64::new(0),
+        irqs_off: AtomicU8::new(1),
+        pending_any: AtomicU8::new(0),
+        signals_blocked: AtomicU8::new(0),
+        pending: [const { AtomicU64::new(0) }; 4],
     }
 }; MAX_VCPUS];
+
+// The offsets the GS-relative instructions use.
+const _: () = {
+    assert!(core::mem::offset_of!(PerCpu, index) == 0);
+    assert!(core::mem::offset_of!(PerCpu, irqs_off) == super::irqflag::IRQS_OFF);
+    assert!(core::mem::offset_of!(PerCpu, pending_any) == super::irqflag::PENDING_ANY);
+};
+
+/// The calling vCPU's block. Stable while interrupts are disabled (the calling thread cannot
+/// move to another vCPU then); with them enabled, it may describe a vCPU the thread has left.
+#[inline]
+pub(super) fn this() -> &'static PerCpu {
+    &PERCPU[current()]
+}
 /// Each vCPU's thread id, for IPIs.
 static TIDS: [AtomicI32; MAX_VCPUS] = [const { AtomicI32::new(0) }; MAX_VCPUS];
 
