@@ -1477,6 +1477,35 @@ impl Sched {
         Ok(Decision::default())
     }
 
+    /// Adds `units` to semaphore `s` without waking anyone: units handed back by a lock-free
+    /// fast path that held them while the semaphore had no waiters. Refused past its maximum.
+    pub fn sem_deposit(&mut self, s: ObjectId, units: u32) -> Result<(), SchedError> {
+        let o = self.obj_mut(s).ok_or(SchedError::NoSuchObject)?;
+        let Kind::Semaphore { count, max } = &mut o.kind else {
+            return Err(SchedError::NoSuchObject);
+        };
+        match count.checked_add(units) {
+            Some(n) if n <= *max => {
+                *count = n;
+                Ok(())
+            }
+            _ => Err(SchedError::Overflow),
+        }
+    }
+
+    /// Takes every unit of semaphore `s` out, if no thread waits on it (for a lock-free fast
+    /// path to hold them until one does). `None` while it has waiters.
+    pub fn sem_withdraw_if_idle(&mut self, s: ObjectId) -> Option<u32> {
+        let o = self.obj_mut(s)?;
+        if !o.waiters.is_empty() {
+            return None;
+        }
+        match &mut o.kind {
+            Kind::Semaphore { count, .. } => Some(core::mem::take(count)),
+            _ => None,
+        }
+    }
+
     /// The units semaphore `s` holds.
     pub fn sem_count(&self, s: ObjectId) -> Option<u32> {
         match self.obj(s)?.kind {

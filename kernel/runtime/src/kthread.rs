@@ -275,6 +275,22 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
 /// The CPUs that joined the scheduler, as a bit mask (read without the scheduler lock).
 static ONLINE: AtomicU64 = AtomicU64::new(0);
 
+/// Set (for good) before a second CPU can run kernel code.
+static SMP: AtomicBool = AtomicBool::new(false);
+
+/// Records that more than one CPU may run kernel code from now on: called before the
+/// secondary CPUs start.
+pub(crate) fn enter_smp() {
+    SMP.store(true, Ordering::SeqCst);
+}
+
+/// Whether the kernel runs on one CPU only (so a read-modify-write with interrupts disabled
+/// is atomic without a locked instruction).
+#[inline]
+pub(crate) fn is_uniprocessor() -> bool {
+    !SMP.load(Ordering::Relaxed)
+}
+
 /// [`ONLINE`]'s current value.
 pub(crate) fn online_mask() -> u64 {
     ONLINE.load(Ordering::Acquire)

@@ -19,6 +19,7 @@
 
 mod condvar;
 mod events;
+mod fast;
 mod mutex;
 mod object;
 mod pool;
