@@ -52,6 +52,9 @@ pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     // Interrupts start disabled, as on hardware; the interrupt signals are also blocked until
     // their handlers exist (a SIGIO's default action would end the process).
     signals::hold_until_handlers();
+    // The clock through the vDSO (no system call per read), if the process has one.
+    // SAFETY: `argc`/`argv` are the process's own, as libc's start-up passed them.
+    unsafe { rhea_arch::vdso::init(argc.max(0) as usize, argv as *const *const u8) };
     let marker = 0u8;
     BOOT_SP.store(core::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     ARGC.store(argc, Ordering::Relaxed);
@@ -462,7 +465,12 @@ pub fn init_interrupts_and_time(
     let mut w = ConsoleWriter;
     let _ = writeln!(
         w,
-        "rhea: time: CLOCK_MONOTONIC; cycle counter {} kHz (measured over 5 ms)",
+        "rhea: time: CLOCK_MONOTONIC ({}); cycle counter {} kHz (measured over 5 ms)",
+        if rhea_arch::vdso::is_used() {
+            "vDSO"
+        } else {
+            "system call: no vDSO found"
+        },
         hz / 1000
     );
     let _ = writeln!(

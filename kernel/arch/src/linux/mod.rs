@@ -43,6 +43,7 @@ pub mod sys;
 #[path = "../x86_64/testing.rs"]
 pub mod testing;
 pub mod vcpu;
+pub mod vdso;
 
 pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
 pub use regs::{Registers, backtrace};

@@ -83,8 +83,17 @@ pub fn exit_group(code: i32) -> ! {
     }
 }
 
-/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds.
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds: through the vDSO once found
+/// ([`super::vdso`]), else the system call.
+#[inline]
 pub fn monotonic_ns() -> u64 {
+    match super::vdso::monotonic_ns() {
+        Some(ns) => ns,
+        None => monotonic_ns_syscall(),
+    }
+}
+
+fn monotonic_ns_syscall() -> u64 {
     let mut ts = [0i64; 2];
     // SAFETY: `ts` is a valid `struct timespec` (two longs) for the kernel to fill.
     unsafe {
