@@ -100,7 +100,6 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     let ncpus = board::PLATFORM.cpu_count().clamp(1, rhea_sched::MAX_CPUS);
     kthread::init(board::boot_stack(), checker, ncpus);
     if ncpus > 1 {
-        kthread::enter_smp();
         let online = board::PLATFORM.start_secondary_cpus(secondary_main, &memory::CpuStacks);
         println!("rhea: smp: {online} of {ncpus} CPUs online");
     }

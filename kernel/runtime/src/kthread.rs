@@ -260,6 +260,9 @@ pub(crate) fn cpu() -> usize {
 /// Creates the scheduler for `ncpus` CPUs with this (the boot) context as CPU 0's idle thread.
 pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usize) {
     CHECKER.store(checker, Ordering::Relaxed);
+    if ncpus > 1 {
+        SMP.store(true, Ordering::SeqCst);
+    }
     let mut s = Sched::new(ncpus);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
     let id = s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
@@ -275,14 +278,9 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
 /// The CPUs that joined the scheduler, as a bit mask (read without the scheduler lock).
 static ONLINE: AtomicU64 = AtomicU64::new(0);
 
-/// Set (for good) before a second CPU can run kernel code.
+/// Set (for good) by [`init`] when the board has more than one CPU, before a second one can
+/// run kernel code.
 static SMP: AtomicBool = AtomicBool::new(false);
-
-/// Records that more than one CPU may run kernel code from now on: called before the
-/// secondary CPUs start.
-pub(crate) fn enter_smp() {
-    SMP.store(true, Ordering::SeqCst);
-}
 
 /// Whether the kernel runs on one CPU only (so a read-modify-write with interrupts disabled
 /// is atomic without a locked instruction).
