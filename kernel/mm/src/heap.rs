@@ -8,8 +8,8 @@
 //! find-first-set instructions and takes the head of its list; free merges with the two
 //! physical neighbours (boundary tags) and pushes onto one list. `rlsf` 0.2 implements exactly
 //! that: `no_std`, no allocation of its own, `const fn new` (so the heap stays a `static`),
-//! MSRV 1.61 (our pinned 1.95 builds it), MIT/Apache-2.0, used by embedded Rust RTOSes
-//! (R3-OS). Its parameters here: [`FLLEN`] first-level classes and [`SLLEN`] second-level
+//! MSRV 1.61 (our pinned 1.95 builds it), MIT/Apache-2.0, tested with property tests
+//! upstream. Its parameters here: [`FLLEN`] first-level classes and [`SLLEN`] second-level
 //! classes per power of two, both bitmaps `u32`.
 //!
 //! # Bounds (what a real-time caller may rely on)
@@ -27,23 +27,26 @@
 //!   4096-aligned allocation can waste up to 4127 bytes.
 //! - **External fragmentation (good fit, not best fit)**: a request is rounded up to the next
 //!   size-class boundary before the search, so that any block in the chosen class fits without
-//!   walking the list. Classes are exact up to `32 × SLLEN` = 1 KiB, and above that a power of
-//!   two is split into `SLLEN` = 32 classes: an allocation of `s` bytes succeeds whenever some
-//!   free block is at least `(s + overhead) × (1 + 1/32)` bytes, rounded to 32 (≤ 3.2% more than
-//!   needed), and it may fail while a free block between `s + overhead` and that size exists.
+//!   walking the list. Below 2 KiB every multiple of 32 bytes is a class of its own (exact);
+//!   above, each power of two is split into `SLLEN` = 32 classes. An allocation of `s` bytes
+//!   succeeds whenever some free block is at least `(s + overhead) × (1 + 1/32)` bytes, rounded
+//!   to 32 (≤ 3.2% more than needed), and it may fail while a free block between
+//!   `s + overhead` and that size exists.
 //!   Free neighbours are always merged, so no two free blocks are adjacent.
 //! - **Largest block**: `(32 << FLLEN) - 32` bytes = 512 MiB; a larger region is cut into chunks
 //!   of that size at [`Heap::init`], each ended by a 32-byte sentinel.
 //! - **Metadata**: the class table is `FLLEN × SLLEN` list heads (6 KiB) inside the `Heap`
 //!   itself; nothing is allocated elsewhere.
 //!
-//! A per-size-class cache in front of TLSF was considered and measured first: a 128-byte
-//! alloc+free costs 40–70 ns on the host (this `Heap`, its lock included; the same with 1000
-//! small free holes in front, where `linked_list_allocator` took 14 µs), while on LinuxU the
-//! interrupt masking around it cost ~650 ns per pair (`bench rtos` `alloc`). A cache under the
-//! same lock would save part of the 40 ns and hold memory per class; the gain that matters,
-//! per-CPU caches taken without a lock under interrupts-off, waits for masking to be cheap
-//! everywhere. There is none yet.
+//! A per-size-class cache in front of TLSF was considered and measured first. A 128-byte
+//! alloc+free costs ~37 ns in the kernel (LinuxU, `bench rtos` `alloc` with the interrupt
+//! masking taken out; `linked_list_allocator` the same there, as first fit finds a block at
+//! once in that pattern), of which ~22 ns is TLSF itself and the rest the lock (host); with
+//! 1000 small free holes in front, first fit took 14 µs and TLSF stayed at ~60 ns (host). The
+//! masking around it costs ~600 ns per pair on LinuxU today. A cache under the same lock would
+//! save part of the 22 ns and hold memory per class; the gain that matters — per-CPU caches
+//! taken without the lock, interrupts off — waits for masking to be cheap everywhere. There is
+//! none yet.
 //!
 //! # Accounting
 //! [`Heap::usage`] is two relaxed atomic loads: it takes no lock (so a caller with interrupts on
