@@ -5,10 +5,10 @@
 //! of an operation on the same pool can never wait for it.
 //!
 //! # The free stack
-//! `head` packs the index of the first free block (24 bits, [`NONE`] when empty) with a tag
+//! `head` packs the index of the first free block (24 bits, `NONE` when empty) with a tag
 //! (40 bits) that every successful change of `head` increments. `link[i]` is block `i`'s
-//! state: the index of the next free block while `i` is free, [`IN_USE`] while a `take`r owns
-//! it, [`RAW`] while it is out as a raw pointer ([`RawPool::mark_raw`]). The links are a
+//! state: the index of the next free block while `i` is free, `IN_USE` while a `take`r owns
+//! it, `RAW` while it is out as a raw pointer ([`RawPool::mark_raw`]). The links are a
 //! separate array of atomics, not words inside the free blocks: a `take` that loses its race
 //! reads the link of a block someone else already owns, and reading the block's own bytes
 //! there would race with the new owner's writes.
