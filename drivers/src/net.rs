@@ -46,6 +46,8 @@ pub struct NetDeviceStats {
     pub tx_frames: u64,
     /// Interrupts the driver handled.
     pub interrupts: u64,
+    /// Notifications the driver wrote to the device ("kicks": new buffers to look at).
+    pub kicks: u64,
 }
 
 /// An Ethernet device.
@@ -67,6 +69,17 @@ pub trait NetDevice: Send {
 
     /// Queues `frame` for sending. [`NetError::Busy`] leaves it with the caller.
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NetError>;
+
+    /// Whether the driver fills in the TCP checksum of what it sends (the device or the
+    /// driver itself): the stack then leaves it out. Fixed once the device is bound.
+    fn offloads_tcp_checksum(&self) -> bool {
+        false
+    }
+
+    /// Called by the driver thread after each batch of [`receive`](Self::receive) and
+    /// [`transmit`](Self::transmit) calls: tell the device about the buffers given to it since
+    /// the last call (drivers that notify per buffer need not do anything).
+    fn flush(&mut self) {}
 
     /// Called by the driver thread when woken by the device's interrupt, before
     /// [`receive`](Self::receive)/[`transmit`](Self::transmit): acknowledge the interrupt at the

@@ -36,7 +36,7 @@ use rhea_drivers::net::{MAX_FRAME, NetDevice, NetDeviceStats, NetError as DevErr
 use rhea_queue::mpmc;
 use rhea_queue::spsc::{self, Consumer, Producer};
 use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::socket::dhcpv4;
 use smoltcp::socket::udp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     driver_event: DeviceEvent,
     /// Set by the driver when the pool ran dry; the network thread wakes it when buffers return.
     starved: AtomicBool,
+    /// The device's driver fills in TCP checksums of what is sent.
+    tcp_checksum_offload: bool,
     /// Set by the driver when the rx ring was full and it stopped reading the device
     /// (backpressure); the network thread wakes it once it has drained the ring.
     rx_blocked: AtomicBool,
@@ -399,6 +401,7 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         net_event,
         driver_event,
         starved: AtomicBool::new(false),
+        tcp_checksum_offload: dev.offloads_tcp_checksum(),
         rx_blocked: AtomicBool::new(false),
         counters: Counters::default(),
         device: spin::Mutex::new(dev.stats()),
@@ -589,6 +592,9 @@ fn driver_loop(
                     }
                 }
             }
+            // One notification for the buffers of this round (reposted receive buffers,
+            // frames to send), not one per buffer.
+            dev.flush();
             if received || stalled {
                 sh.net_event.signal();
             }
@@ -797,6 +803,18 @@ impl phy::Device for Adapter<'_> {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MAX_FRAME;
         caps.max_burst_size = Some(16);
+        // Received frames reach smoltcp only through `validate::check`, which has verified the
+        // IPv4 header checksum and the TCP, UDP and ICMP checksums already: smoltcp computes
+        // them for what it sends and does not verify them a second time.
+        caps.checksum.ipv4 = Checksum::Tx;
+        caps.checksum.tcp = if self.shared.tcp_checksum_offload {
+            // Nor computed: the driver leaves it to the device (virtio-net `CSUM`).
+            Checksum::None
+        } else {
+            Checksum::Tx
+        };
+        caps.checksum.udp = Checksum::Tx;
+        caps.checksum.icmpv4 = Checksum::Tx;
         caps
     }
 }

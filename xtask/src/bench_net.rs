@@ -296,11 +296,28 @@ fn measure(guest: Ipv4Addr, loops: u32, who: &str) -> Result<Figures, String> {
         "  {who}: UDP round trip p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs ({} echoes, {rtt_lost} lost and resent)",
         rtt.p50, rtt.p99, rtt.max, rtt.samples
     );
+    // Rhea's own counters around the stream (its status page; the Linux guest has none).
+    let before = (who == "Rhea").then(|| rhea_counters(guest)).flatten();
     let tcp_mb_per_s = tcp_stream(guest, TCP_BYTES).map_err(|e| format!("TCP stream: {e}"))?;
     println!(
         "  {who}: TCP echo stream {} MiB: {tcp_mb_per_s:.2} MB/s",
         TCP_BYTES >> 20
     );
+    if let (Some(b), Some(a)) = (before, before.and_then(|_| rhea_counters(guest))) {
+        let per_mib = |i: usize| a[i].saturating_sub(b[i]) as f64 / (TCP_BYTES >> 20) as f64;
+        let secs = a[0].saturating_sub(b[0]) as f64 / 1e3;
+        let busy = 100.0 - a[1].saturating_sub(b[1]) as f64 / 1e3 / secs.max(1e-3) * 100.0;
+        println!(
+            "  {who}: per MiB echoed: rx {:.0} tx {:.0} frames, {:.0} polls, {:.0} interrupts, \
+             {:.0} kicks, {:.0} switches; cpu0 {busy:.0}% busy over {secs:.1} s",
+            per_mib(2),
+            per_mib(3),
+            per_mib(4),
+            per_mib(5),
+            per_mib(6),
+            per_mib(7)
+        );
+    }
     let (rate_per_s, rate_echoes, rate_lost) =
         udp_rate(guest, RATE_WINDOW, Duration::from_secs(RATE_SECS))
             .map_err(|e| format!("small-packet rate: {e}"))?;
@@ -315,6 +332,24 @@ fn measure(guest: Ipv4Addr, loops: u32, who: &str) -> Result<Figures, String> {
         rate_echoes,
         rate_lost,
     })
+}
+
+/// The appliance's counters that explain a stream: uptime and cpu0 idle (ms), rx and tx
+/// frames, polls, interrupts, kicks, context switches (of cpu0); `None` if the status page
+/// does not answer.
+fn rhea_counters(guest: Ipv4Addr) -> Option<[u64; 8]> {
+    let j = crate::net_test::status(guest).ok()?;
+    let n = |after: &str, key: &str| crate::net_test::json_number(&j, after, key);
+    Some([
+        n("", "uptime_ms")?,
+        n("\"cpus\"", "idle_ms")?,
+        n("\"net\"", "rx_frames")?,
+        n("\"net\"", "tx_frames")?,
+        n("\"net\"", "polls")?,
+        n("\"net\"", "interrupts")?,
+        n("\"net\"", "kicks")?,
+        n("\"cpus\"", "switches")?,
+    ])
 }
 
 /// Moves the user-networking netdev of a QEMU command line onto `tap` (keeping its id) and
@@ -407,6 +442,12 @@ fn run_guest(
         println!("  {who}: could not ask it to end ({e}); QEMU is killed");
     }
     let status = guest.finish(Duration::from_secs(30));
+    // What the guest says of its own counters as it ends (the appliance's `net:` lines).
+    for line in guest.console() {
+        if line.contains(": net: ") {
+            println!("  {who}: {}", line.trim());
+        }
+    }
     Ok((figures, status.and_then(|s| s.code()), up))
 }
 

@@ -33,7 +33,11 @@ use rhea::thread::{Builder, Priority};
 use rhea::time::Duration;
 use rhea_net::{ListenOptions, NetError, TcpListener, TcpStream, UdpSocket};
 
-rhea::main!(main);
+// The heap it needs (the runtime adds headroom where RAM allows): ~240 KiB for the runtime and
+// the NIC's queues, 386 KiB for the 256-frame pool, and twice the socket budget (rhea_net
+// budgets half the heap free after the pool): eight listening TCP sockets and the UDP echo
+// (~660 KiB of buffers) plus a handful of connections (64 KiB each) — ~1 MiB of budget.
+rhea::main!(main, heap_kib = 2816);
 
 const CONTROL_PRIORITY: u32 = 40;
 const ECHO_PRIORITY: u32 = 14;
@@ -122,14 +126,18 @@ fn main() -> Result<(), &'static str> {
         rhea::println!("appliance: udp echo: {e}");
         "cannot bind udp/7"
     })?;
-    // Echo streams (32 KiB buffers each way); HTTP requests and responses are a few KiB.
+    // Echo streams: 64 KiB buffers each way. With 32 KiB `cargo xtask bench net`'s TCP echo
+    // stream (q35, TCG) was window-bound once the NIC joined segments (27 MB/s, Rhea's window
+    // at 0 and the host's data in flight at most ~18 KiB); 64 KiB doubled it (49 MB/s). 24
+    // connections and the backlog take 3.5 MiB of the socket budget at most, which refuses
+    // what does not fit. HTTP requests and responses are a few KiB.
     let limits = |max_connections, buffer| ListenOptions {
         backlog: BACKLOG,
         max_connections,
         max_per_peer: PER_PEER,
         buffer,
     };
-    let echo = TcpListener::bind_with(ECHO_PORT, limits(ECHO_MAX, 32 << 10)).map_err(|e| {
+    let echo = TcpListener::bind_with(ECHO_PORT, limits(ECHO_MAX, 64 << 10)).map_err(|e| {
         rhea::println!("appliance: tcp echo: {e}");
         "cannot bind tcp/7"
     })?;
@@ -164,6 +172,15 @@ fn main() -> Result<(), &'static str> {
         s.tx_ring_full,
         s.pool_empty,
         s.rx_backpressure
+    );
+    rhea::println!(
+        "appliance: net: {} polls; device: rx {} dropped {} tx {} frames, {} interrupts, {} kicks",
+        s.polls,
+        s.device.rx_frames,
+        s.device.rx_dropped,
+        s.device.tx_frames,
+        s.device.interrupts,
+        s.device.kicks
     );
     rhea::println!(
         "appliance: served {} http requests ({} bad), {} tcp echo connections ({} bytes), {} udp datagrams",
@@ -274,7 +291,9 @@ fn tcp_echo(listener: TcpListener) {
 }
 
 fn echo_connection(mut s: TcpStream) {
-    let mut buf = alloc::vec![0u8; 16 << 10];
+    // Half the socket buffer: a read leaves the window open and a write fits beside the
+    // previous one still unacknowledged.
+    let mut buf = alloc::vec![0u8; 32 << 10];
     let idle = Some(Duration::from_secs(30));
     loop {
         match s.read(&mut buf, idle) {
@@ -437,8 +456,9 @@ fn status_json() -> String {
         let busy_pct = ((now - idle) * 100).checked_div(now).unwrap_or(0);
         let _ = write!(
             j,
-            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"switches\":{}}}",
+            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"idle_ms\":{},\"switches\":{}}}",
             if i > 0 { "," } else { "" },
+            idle / 1_000_000,
             rhea::thread::cpu_switches(cpu)
         );
     }
@@ -482,7 +502,7 @@ fn status_json() -> String {
     );
     let _ = writeln!(
         j,
-        ",\"net\":{{\"rx_frames\":{},\"tx_frames\":{},\"malformed\":{},\"rx_ring_full\":{},\"tx_ring_full\":{},\"pool_empty\":{},\"rx_backpressure\":{},\"device_rx_dropped\":{},\"polls\":{}}},\"echo\":{{\"tcp_connections\":{},\"tcp_active\":{},\"tcp_bytes\":{},\"udp_datagrams\":{}}},\"http\":{{\"requests\":{},\"bad\":{},\"timeouts\":{},\"active\":{}}}}}",
+        ",\"net\":{{\"rx_frames\":{},\"tx_frames\":{},\"malformed\":{},\"rx_ring_full\":{},\"tx_ring_full\":{},\"pool_empty\":{},\"rx_backpressure\":{},\"device_rx_dropped\":{},\"interrupts\":{},\"kicks\":{},\"polls\":{}}},\"echo\":{{\"tcp_connections\":{},\"tcp_active\":{},\"tcp_bytes\":{},\"udp_datagrams\":{}}},\"http\":{{\"requests\":{},\"bad\":{},\"timeouts\":{},\"active\":{}}}}}",
         s.rx_frames,
         s.tx_frames,
         s.malformed.total(),
@@ -491,6 +511,8 @@ fn status_json() -> String {
         s.pool_empty,
         s.rx_backpressure,
         s.device.rx_dropped,
+        s.device.interrupts,
+        s.device.kicks,
         s.polls,
         TCP_CONNECTIONS.load(Ordering::Relaxed),
         ECHO_ACTIVE.load(Ordering::Relaxed),

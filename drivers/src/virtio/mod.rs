@@ -35,6 +35,7 @@
 
 pub mod hw;
 pub mod mmio;
+pub mod tso;
 
 use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, DeviceIrq, Driver};
 use crate::net::{NetDevice, NetDeviceStats, NetError};
@@ -201,8 +202,19 @@ where
         self.queues.pending()
     }
 
+    fn flush(&mut self) {
+        self.queues.flush();
+    }
+
+    fn offloads_tcp_checksum(&self) -> bool {
+        self.queues.offloads_tcp_checksum()
+    }
+
     fn stats(&self) -> NetDeviceStats {
-        self.stats
+        NetDeviceStats {
+            kicks: self.queues.kicks(),
+            ..self.stats
+        }
     }
 }
 
