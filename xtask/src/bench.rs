@@ -14,6 +14,21 @@
 //! Reference anchors from earlier measurements are printed next to the figures, clearly
 //! labelled as not measured in this run, with the Rhea/anchor ratios.
 //!
+//! It also says where the bytes and the memory go, for `hello` and the `appliance`:
+//!
+//! * **image**: the stripped size against the goals ([`GOAL_HELLO_BYTES`],
+//!   [`GOAL_APPLIANCE_BYTES`]), each loaded section's size (text, rodata, data, the embedded
+//!   symbol table, bss), and the bytes of sized symbols per crate — `cargo bloat`-style, from
+//!   the unstripped ELF's symbol table (demangled; `<T as Trait>::f` counts for `T`'s crate;
+//!   `#[no_mangle]` and assembly symbols under their own names) — with the largest symbols;
+//! * **memory at boot**: the kernel's `rhea: memory at boot` line (image, reserved low memory,
+//!   frame bitmap, page tables, heap and the need it was sized from, free frames) and `rhea:
+//!   memory at main` (heap used, stacks mapped, frames free when the app starts), and for the
+//!   appliance the network stack's frame pool and socket budget;
+//! * **the smallest `-m`** that runs each (q35, TCG), by bisection over whole MiB: `hello`
+//!   must end successfully, the appliance must print `appliance: ready` (it then serves until
+//!   killed; static address, no DHCP). Goals: 2 MiB and 4 MiB.
+//!
 //! `bench sched [--machine q35|microvm] [--loops N] [--accel A] [--smp N]` builds
 //! `apps/bench-sched` for qemu-x86_64 and boots it once with `-append "loops=N"` (plus
 //! `--append`); it prints `RESULT <measure> key=value ...` lines ([`parse_sched_console`]) and
@@ -89,6 +104,18 @@ const APP: &str = "hello";
 const MAIN_MARKER: &str = "rhea: app main";
 const BOOT_MARKER: &str = "rhea: boot entry->main ";
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Goals of issue 15: stripped image sizes on qemu-x86_64, bytes.
+const GOAL_HELLO_BYTES: u64 = 150_000;
+const GOAL_APPLIANCE_BYTES: u64 = 250_000;
+/// Goals of issue 15: the smallest `-m` that runs them, MiB.
+const GOAL_HELLO_MIB: u32 = 2;
+const GOAL_APPLIANCE_MIB: u32 = 4;
+/// The appliance is up (and serving) once it prints this.
+const APPLIANCE_READY: &str = "appliance: ready";
+/// Crates and symbols listed in the image breakdown.
+const TOP_CRATES: usize = 16;
+const TOP_SYMBOLS: usize = 12;
 
 /// Reference anchor (not measured by this bench): Unikraft hello image size, bytes.
 const ANCHOR_UNIKRAFT_IMAGE_BYTES: u64 = 246_536;
@@ -210,6 +237,204 @@ pub(crate) fn host_cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// How long an appliance probe of [`boot`]'s `-m` search may take to print
+/// [`APPLIANCE_READY`] (it then serves until killed, so a successful probe lasts this long).
+const APPLIANCE_PROBE: Duration = Duration::from_secs(8);
+
+/// How long a `hello` probe of the `-m` search may take (it ends in well under a second).
+const HELLO_PROBE: Duration = Duration::from_secs(15);
+
+/// The smallest whole MiB in `lo..=hi` for which `runs` holds, assuming it holds for every
+/// size above the smallest (bisection); `None` if it does not hold at `hi`.
+fn smallest_mib(
+    lo: u32,
+    hi: u32,
+    mut runs: impl FnMut(u32) -> Result<bool>,
+) -> Result<Option<u32>> {
+    if !runs(hi)? {
+        return Ok(None);
+    }
+    let (mut bad, mut good) = (lo.saturating_sub(1), hi);
+    while good - bad > 1 {
+        let mid = bad + (good - bad) / 2;
+        if mid >= lo && runs(mid)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Ok(Some(good))
+}
+
+/// The console lines saying where memory went: the kernel's `rhea: memory at ...` lines, the
+/// network stack's budget, and any refusal for lack of memory.
+fn memory_report(lines: &[(Duration, String)]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|(_, l)| l)
+        .filter(|l| {
+            l.contains("rhea: memory at ")
+                || l.contains("rhea-net: socket budget")
+                || l.contains("not enough memory")
+                || l.contains("no memory")
+        })
+        .cloned()
+        .collect()
+}
+
+/// The sizes of an image's parts, from the ELF's section headers and symbol table.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Breakdown {
+    /// Allocated sections in address order: name, bytes (bss: memory, not file).
+    pub(crate) sections: Vec<(String, u64)>,
+    /// Per crate: (crate, code bytes, data bytes: rodata, data and bss objects), largest first.
+    pub(crate) crates: Vec<(String, u64, u64)>,
+    /// The largest symbols: (demangled name without hash, bytes), largest first.
+    pub(crate) largest: Vec<(String, u64)>,
+}
+
+/// The crate a demangled symbol belongs to: the first path segment of the item, of the
+/// implementing type for `<T as Trait>::f`; primitives are `core`'s; a symbol without a path
+/// (`#[no_mangle]`, assembly) is shown as `(name)`.
+pub(crate) fn crate_of(name: &str) -> String {
+    let mut s = name.trim_start_matches(['<', '&', '*']);
+    for prefix in ["mut ", "const ", "dyn "] {
+        s = s.strip_prefix(prefix).unwrap_or(s);
+    }
+    if s.starts_with(['[', '(']) {
+        return "core".to_string();
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    let first = &s[..end];
+    let primitive = matches!(
+        first,
+        "u8" | "u16"
+            | "u32"
+            | "u64"
+            | "u128"
+            | "usize"
+            | "i8"
+            | "i16"
+            | "i32"
+            | "i64"
+            | "i128"
+            | "isize"
+            | "f32"
+            | "f64"
+            | "bool"
+            | "char"
+            | "str"
+    );
+    if primitive {
+        "core".to_string()
+    } else if first.len() == 1 && first.chars().all(|c| c.is_ascii_uppercase()) {
+        // `<&T as core::fmt::Debug>::fmt`: a generic impl, its instances demangle alike.
+        "(generic impls)".to_string()
+    } else if !name.contains("::") {
+        format!("({name})")
+    } else {
+        first.to_string()
+    }
+}
+
+/// Reads an (unstripped) ELF image's [`Breakdown`].
+pub(crate) fn image_breakdown(elf: &[u8]) -> std::result::Result<Breakdown, String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
+    let file = object::File::parse(elf).map_err(|e| format!("not an ELF file: {e}"))?;
+    let mut out = Breakdown::default();
+    let mut sections: Vec<(u64, String, u64)> = Vec::new();
+    for section in file.sections() {
+        let alloc = match section.flags() {
+            SectionFlags::Elf { sh_flags } => sh_flags & u64::from(object::elf::SHF_ALLOC) != 0,
+            _ => false,
+        };
+        if alloc && section.size() > 0 {
+            let name = section.name().unwrap_or("?").to_string();
+            sections.push((section.address(), name, section.size()));
+        }
+    }
+    sections.sort();
+    out.sections = sections.into_iter().map(|(_, n, s)| (n, s)).collect();
+    let mut crates: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut largest = Vec::new();
+    for sym in file.symbols() {
+        let size = sym.size();
+        if size == 0 || !sym.is_definition() {
+            continue;
+        }
+        let code = match sym.kind() {
+            SymbolKind::Text => true,
+            SymbolKind::Data => false,
+            _ => continue,
+        };
+        let Ok(raw) = sym.name() else { continue };
+        let name = format!("{:#}", rustc_demangle::demangle(raw));
+        let entry = crates.entry(crate_of(&name)).or_default();
+        if code {
+            entry.0 += size;
+        } else {
+            entry.1 += size;
+        }
+        largest.push((name, size));
+    }
+    let mut crates: Vec<(String, u64, u64)> =
+        crates.into_iter().map(|(c, (t, d))| (c, t, d)).collect();
+    crates.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then_with(|| a.0.cmp(&b.0)));
+    out.crates = crates;
+    largest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    largest.truncate(TOP_SYMBOLS);
+    out.largest = largest;
+    Ok(out)
+}
+
+/// Prints the size of `image` against `goal` and its [`Breakdown`].
+fn print_image_breakdown(app: &str, image: &image::Image, goal: u64) -> Result<()> {
+    let bytes = std::fs::read(&image.elf)
+        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", image.elf.display())))?;
+    let b = image_breakdown(&bytes)
+        .map_err(|e| Error::Failed(format!("{}: {e}", image.elf.display())))?;
+    println!(
+        "image {app}: {} B stripped (goal {} B, {:+} B)",
+        thousands(image.stripped_size),
+        thousands(goal),
+        image.stripped_size as i64 - goal as i64
+    );
+    let sections: Vec<String> = b
+        .sections
+        .iter()
+        .map(|(n, s)| format!("{n} {}", thousands(*s)))
+        .collect();
+    println!("  sections (B): {}", sections.join(", "));
+    let (code, data): (u64, u64) = b.crates.iter().fold((0, 0), |a, c| (a.0 + c.1, a.1 + c.2));
+    println!(
+        "  sized symbols: {} B code, {} B data; by crate (code + data, B):",
+        thousands(code),
+        thousands(data)
+    );
+    for (name, c, d) in b.crates.iter().take(TOP_CRATES) {
+        println!("    {:>8} + {:>7}  {name}", thousands(*c), thousands(*d));
+    }
+    if b.crates.len() > TOP_CRATES {
+        let (c, d) = b.crates[TOP_CRATES..]
+            .iter()
+            .fold((0, 0), |a, x| (a.0 + x.1, a.1 + x.2));
+        println!(
+            "    {:>8} + {:>7}  ({} more)",
+            thousands(c),
+            thousands(d),
+            b.crates.len() - TOP_CRATES
+        );
+    }
+    println!("  largest symbols (B):");
+    for (name, size) in &b.largest {
+        let short: String = name.chars().take(100).collect();
+        println!("    {:>8}  {short}", thousands(*size));
+    }
+    Ok(())
+}
+
 /// One machine/accel row of results.
 #[derive(Debug)]
 struct Row {
@@ -248,6 +473,12 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         thousands(image.stripped_size),
         image.stripped.display()
     );
+    let appliance = apps::find(&all_apps, "appliance")?;
+    let appliance_image = image::build(ws, board, appliance)?;
+    println!();
+    print_image_breakdown(APP, &image, GOAL_HELLO_BYTES)?;
+    print_image_breakdown("appliance", &appliance_image, GOAL_APPLIANCE_BYTES)?;
+    let mut memory_lines: Vec<String> = Vec::new();
 
     let mut rows = Vec::new();
     let mut failures = 0;
@@ -294,6 +525,9 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
                     failures += 1;
                     println!("  run {run}: FAILED: {problem}");
                     continue;
+                }
+                if memory_lines.is_empty() {
+                    memory_lines = memory_report(&captured.lines);
                 }
                 match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
                     Some((c, ns)) => {
@@ -342,6 +576,64 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
                 accel: *accel,
                 wall: wall_stats,
             });
+        }
+    }
+
+    println!();
+    println!("memory at boot, {APP} (-m {}):", opts.mem);
+    for l in &memory_lines {
+        println!("  {l}");
+    }
+    let q35 = "q35";
+    let probe = |app: &apps::App, elf: &std::path::Path, mib: u32| -> Result<(bool, Vec<String>)> {
+        let mem = format!("{mib}M");
+        let (append, timeout) = if app.name == APP {
+            (opts.append().to_string(), HELLO_PROBE)
+        } else {
+            (
+                "rhea.net.ip=10.0.2.15/24 rhea.net.gw=10.0.2.2".to_string(),
+                APPLIANCE_PROBE,
+            )
+        };
+        let spec = qemu::Spec {
+            board,
+            machine: q35,
+            accel: Accel::Tcg,
+            smp: 1,
+            mem: &mem,
+            kernel: elf,
+            serial: qemu::Serial::Captured,
+            append: &append,
+        };
+        // The app's NIC (`net = "user"`) comes with the QEMU arguments of its image.
+        let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+        let ok = if app.name == APP {
+            qemu::classify(&captured.end) == Verdict::Success
+        } else {
+            captured.time_of(APPLIANCE_READY).is_some()
+        };
+        Ok((ok, memory_report(&captured.lines)))
+    };
+    for (app, elf, goal) in [
+        (app, &image.elf, GOAL_HELLO_MIB),
+        (appliance, &appliance_image.elf, GOAL_APPLIANCE_MIB),
+    ] {
+        // From 2 MiB: QEMU loads the image at 1 MiB, so `-m 1M` cannot hold it (and hangs).
+        let found = smallest_mib(2, 32, |mib| probe(app, elf, mib).map(|(ok, _)| ok))?;
+        match found {
+            Some(mib) => {
+                println!(
+                    "smallest -m that runs {} (q35, tcg): {mib} MiB (goal {goal} MiB)",
+                    app.name
+                );
+                if app.name != APP {
+                    // What the appliance's memory went to, at its smallest.
+                    for l in probe(app, elf, mib)?.1 {
+                        println!("  {l}");
+                    }
+                }
+            }
+            None => println!("smallest -m that runs {}: none up to 32 MiB", app.name),
         }
     }
 
@@ -1090,6 +1382,49 @@ mod tests {
             None
         );
         assert_eq!(parse_boot_line("rhea: boot entry->main 5 cycles,"), None);
+    }
+
+    #[test]
+    fn crates_of_symbols() {
+        assert_eq!(crate_of("rhea::kthread::spawn"), "rhea");
+        assert_eq!(
+            crate_of("<rhea_drivers::pci::PciBus as rhea_drivers::bus::Bus>::enumerate"),
+            "rhea_drivers"
+        );
+        assert_eq!(
+            crate_of("<&mut T as core::fmt::Write>::write_str"),
+            "(generic impls)"
+        );
+        assert_eq!(crate_of("<u128 as core::fmt::Display>::fmt"), "core");
+        assert_eq!(crate_of("<str as core::fmt::Debug>::fmt"), "core");
+        assert_eq!(crate_of("<[T] as core::fmt::Debug>::fmt"), "core");
+        assert_eq!(crate_of("rhea_entry"), "(rhea_entry)");
+        assert_eq!(crate_of("spin::once::Once<T>::call_once"), "spin");
+    }
+
+    #[test]
+    fn smallest_mib_bisects() {
+        let mut tried = Vec::new();
+        let found = smallest_mib(1, 32, |m| {
+            tried.push(m);
+            Ok(m >= 6)
+        })
+        .unwrap();
+        assert_eq!(found, Some(6));
+        assert!(tried.len() <= 7, "{tried:?}");
+        assert_eq!(smallest_mib(1, 32, |_| Ok(true)).unwrap(), Some(1));
+        assert_eq!(smallest_mib(1, 32, |_| Ok(false)).unwrap(), None);
+        assert_eq!(smallest_mib(2, 32, |m| Ok(m >= 1)).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn breakdown_of_this_binary() {
+        // The test binary itself is an ELF with sized symbols.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let b = image_breakdown(&exe).unwrap();
+        assert!(b.sections.iter().any(|(n, s)| n == ".text" && *s > 0));
+        assert!(b.crates.iter().any(|(c, _, _)| c == "xtask"));
+        assert!(!b.largest.is_empty());
     }
 
     #[test]

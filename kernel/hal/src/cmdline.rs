@@ -91,6 +91,15 @@ pub mod keys {
         kind: Kind::Number { min: 4, max: 4096 },
         doc: "LinuxU: RAM in MiB (default 64)",
     };
+    /// The kernel heap's size in KiB, exactly (default: the app's declared need plus headroom).
+    pub const HEAP_KIB: Key = Key {
+        name: "rhea.heap_kib",
+        kind: Kind::Number {
+            min: 16,
+            max: 4 << 20,
+        },
+        doc: "the kernel heap in KiB, exactly (default: the app's need plus a share of RAM)",
+    };
     /// At most this many CPUs (LinuxU: start this many vCPUs).
     pub const CPUS: Key = Key {
         name: "rhea.cpus",
@@ -129,6 +138,7 @@ pub mod keys {
     pub const ALL: &[&Key] = &[
         &CHECKER,
         &CPUS,
+        &HEAP_KIB,
         &MEM_MIB,
         &PCI_MSIX,
         &SEED,

@@ -11,7 +11,7 @@ use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{ExitStatus, Platform};
 
 /// Size of the app's main stack (guard pages below it).
-const MAIN_STACK_BYTES: u64 = 256 << 10;
+pub(crate) const MAIN_STACK_BYTES: u64 = 256 << 10;
 
 #[allow(
     unsafe_code,
@@ -20,6 +20,8 @@ const MAIN_STACK_BYTES: u64 = 256 << 10;
 unsafe extern "Rust" {
     /// Defined by the app through `rhea::main!`.
     safe fn __rhea_app_main() -> ExitStatus;
+    /// The app's declared heap need in KiB (0: none), defined by `rhea::main!`.
+    safe static __rhea_app_heap_kib: u32;
 }
 
 /// The kernel's entry from every board's assembly: one machine-word argument, whose meaning
@@ -65,17 +67,41 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         );
     }
 
-    // 3. Memory: frames, kernel page tables (W^X, page 0 unmapped), heap.
-    let mem = match memory::init(&boot) {
+    // 3. Memory: frames, kernel page tables (W^X, page 0 unmapped), heap sized from what is
+    //    asked (`memory::init`). Too little RAM for it is a plain message, not a panic.
+    let mem = match memory::init(&boot, heap_need()) {
         Ok(m) => m,
+        Err(e @ memory::MemoryError::TooSmall { .. }) => {
+            println!("rhea: {e}");
+            println!(
+                "rhea: refusing to boot without the memory the app needs, exiting with failure"
+            );
+            exit(ExitStatus::Failure);
+        }
         Err(e) => panic!("memory bring-up failed: {e}"),
     };
+    let [text, rodata, data] = mem.image;
     println!(
         "rhea: memory: {} KiB usable, {} KiB heap, {} KiB free frames, {} symbols",
         mem.usable_bytes >> 10,
         mem.heap_bytes >> 10,
         mem.free_bytes >> 10,
         rhea_symtab::len()
+    );
+    println!(
+        "rhea: memory at boot (KiB): image {} (text {} rodata {} data+bss {}) reserved {} \
+         bitmap {} page-tables {} heap {} (need {} from {}) free {}",
+        (text + rodata + data) >> 10,
+        text >> 10,
+        rodata >> 10,
+        data >> 10,
+        mem.reserved_bytes >> 10,
+        mem.bitmap_bytes.div_ceil(1024),
+        mem.page_table_bytes >> 10,
+        mem.heap_bytes >> 10,
+        mem.heap_need.bytes.div_ceil(1024),
+        mem.heap_need.source.describe(),
+        mem.free_bytes >> 10
     );
 
     // 4. Interrupts and time: the board's controllers, the calibrated clock, the one-shot timer.
@@ -119,7 +145,19 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     match spawned {
         // The main thread is never joined: dropping its handle detaches it.
         Ok(handle) => drop(handle),
-        Err(e) => panic!("cannot start the main thread: {e}"),
+        // Out of frames for its stack: too little RAM, said plainly (not a panic).
+        Err(e) => {
+            println!(
+                "rhea: not enough memory: cannot start the main thread ({} KiB stack): {e}; \
+                 {} KiB of frames free",
+                MAIN_STACK_BYTES >> 10,
+                memory::stats().free_frame_bytes >> 10
+            );
+            println!(
+                "rhea: refusing to boot without the memory the app needs, exiting with failure"
+            );
+            exit(ExitStatus::Failure);
+        }
     }
 
     // 6. Idle: wait for interrupts. Whatever an interrupt makes ready preempts this loop from
@@ -131,6 +169,30 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 
 /// The command line, checked by [`rhea_hal::cmdline::parse`] (set in stage 2).
 pub(crate) static CMDLINE: spin::Once<Cmdline<'static>> = spin::Once::new();
+
+/// The heap asked for: `rhea.heap_kib` (exact), else the app's `rhea::main!` declaration,
+/// else the runtime's own minimum (see `memory::init`).
+fn heap_need() -> memory::HeapNeed {
+    use memory::{HeapNeed, HeapSource};
+    let cmdline = CMDLINE.get().and_then(|c| {
+        c.number(&keys::HEAP_KIB)
+            .expect("stage 2 checked every rhea.* argument of the command line")
+    });
+    match (cmdline, __rhea_app_heap_kib) {
+        (Some(kib), _) => HeapNeed {
+            bytes: kib << 10,
+            source: HeapSource::Cmdline,
+        },
+        (None, 0) => HeapNeed {
+            bytes: memory::RUNTIME_HEAP_NEED,
+            source: HeapSource::Runtime,
+        },
+        (None, kib) => HeapNeed {
+            bytes: u64::from(kib) << 10,
+            source: HeapSource::App,
+        },
+    }
+}
 
 /// A flag of the checked command line (`false` before stage 2 or when absent).
 fn flag(key: &'static rhea_hal::cmdline::Key) -> bool {
@@ -165,6 +227,15 @@ fn main_thread() {
             u128::from(cycles) * 1_000_000_000 / u128::from(hz)
         ),
     }
+    let m = memory::stats();
+    println!(
+        "rhea: memory at main (KiB): heap used {} free {}, stacks {} ({} KiB), frames free {}",
+        m.heap_used_bytes.div_ceil(1024),
+        m.heap_free_bytes >> 10,
+        m.stacks,
+        m.stack_bytes >> 10,
+        m.free_frame_bytes >> 10
+    );
     println!("rhea: app main");
     let status = __rhea_app_main();
     println!("rhea: app main returned ({status:?})");

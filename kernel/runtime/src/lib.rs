@@ -88,13 +88,23 @@ pub fn exit(status: ExitStatus) -> ! {
 
 /// Names the app's entry function: `rhea::main!(main);` where `main` is `fn() -> T` and
 /// `T: Termination` (`()`, `ExitStatus` or `Result<(), E: Debug>`).
+///
+/// `rhea::main!(main, heap_kib = N);` also declares that the app needs a kernel heap of at
+/// least N KiB: boot gives it that much (plus headroom where RAM allows) or refuses to start,
+/// saying how much memory is missing (`rhea.heap_kib` on the command line overrides it).
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
+        $crate::main!($main, heap_kib = 0);
+    };
+    ($main:path, heap_kib = $kib:expr) => {
         /// The app entry the runtime calls (see `rhea::main!`).
         #[unsafe(no_mangle)]
         fn __rhea_app_main() -> $crate::ExitStatus {
             $crate::Termination::report($main())
         }
+        /// The heap the app needs, in KiB (0: none declared), read by the runtime at boot.
+        #[unsafe(no_mangle)]
+        static __rhea_app_heap_kib: u32 = $kib;
     };
 }

@@ -95,13 +95,64 @@ struct Memory {
 
 static MEMORY: Once<Mutex<Memory>> = Once::new();
 
-/// Proof that memory is up: frames, page tables, heap.
+/// Proof that memory is up: frames, page tables, heap — with where the memory went, for the
+/// boot report (`rhea: memory at boot: ...`, read by `cargo xtask bench boot`).
 #[derive(Debug)]
 pub(crate) struct MemoryReady {
     pub(crate) usable_bytes: u64,
+    /// The image's text, rodata and data (with the symbol table and bss, which holds the boot
+    /// stack, the exception stacks and the descriptor tables).
+    pub(crate) image: [u64; 3],
+    /// Usable RAM the board keeps from the frame allocator besides the image (low memory,
+    /// boot data).
+    pub(crate) reserved_bytes: u64,
+    pub(crate) bitmap_bytes: u64,
+    pub(crate) page_table_bytes: u64,
     pub(crate) heap_bytes: u64,
+    /// What the heap had to be at least, and who said so.
+    pub(crate) heap_need: HeapNeed,
     pub(crate) free_bytes: u64,
 }
+
+/// Who sized the heap: see [`init`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HeapSource {
+    /// `rhea.heap_kib` on the command line: exactly this size.
+    Cmdline,
+    /// The app's `rhea::main!(main, heap_kib = N)`: at least this size.
+    App,
+    /// Neither: the runtime's own minimum ([`RUNTIME_HEAP_NEED`]).
+    Runtime,
+}
+
+/// The heap size asked for, in bytes, and by whom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeapNeed {
+    pub(crate) bytes: u64,
+    pub(crate) source: HeapSource,
+}
+
+impl HeapSource {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::Cmdline => "rhea.heap_kib",
+            Self::App => "the app's rhea::main! heap_kib",
+            Self::Runtime => "the runtime's minimum",
+        }
+    }
+}
+
+/// The heap the runtime itself needs when the app declares nothing: thread records, the
+/// device table, the scheduler's scratch lists, console buffers. `hello` uses under 16 KiB.
+pub(crate) const RUNTIME_HEAP_NEED: u64 = 64 << 10;
+
+/// Frames kept out of the heap for what boot itself maps next: the app's main stack
+/// ([`crate::boot::MAIN_STACK_BYTES`]), the console-input thread's stack, the page tables of
+/// the stack region and of device registers.
+const BOOT_FRAME_RESERVE: u64 = crate::boot::MAIN_STACK_BYTES + (96 << 10);
+
+/// The largest heap the default share gives (the old fixed rule's cap).
+const HEAP_SHARE_MAX: u64 = 64 << 20;
 
 /// Why memory bring-up failed: always fatal at boot.
 #[derive(Debug)]
@@ -109,6 +160,16 @@ pub enum MemoryError {
     NoRoomForBitmap,
     Frames(FrameError),
     Paging(PagingError),
+    /// The heap asked for does not fit beside what boot must map next.
+    TooSmall {
+        /// The heap asked for, in bytes, and who asked (see [`init`]).
+        need: u64,
+        asked_by: &'static str,
+        /// Free after the image, the frame bitmap and the page tables.
+        free: u64,
+        /// Of which kept for boot's own stacks ([`BOOT_FRAME_RESERVE`]).
+        reserve: u64,
+    },
 }
 
 impl core::fmt::Display for MemoryError {
@@ -117,13 +178,47 @@ impl core::fmt::Display for MemoryError {
             Self::NoRoomForBitmap => f.write_str("no usable RAM below 4 GiB for the frame bitmap"),
             Self::Frames(e) => write!(f, "{e}"),
             Self::Paging(e) => write!(f, "{e}"),
+            Self::TooSmall {
+                need,
+                asked_by,
+                free,
+                reserve,
+            } => write!(
+                f,
+                "not enough memory: a heap of {} KiB ({}) does not fit in the {} KiB free \
+                 after the image, page tables and frame bitmap with {} KiB kept for the main \
+                 thread's stack; give the machine at least {} KiB more",
+                need >> 10,
+                asked_by,
+                free >> 10,
+                reserve >> 10,
+                (need + reserve).saturating_sub(*free).div_ceil(1024)
+            ),
         }
     }
 }
 
 /// Sets up the frame allocator over the board's memory map, builds and switches to the kernel
 /// page tables, and gives the heap its memory.
-pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
+///
+/// # How big the heap is
+/// The heap is one region handed to `Heap::init` once: it cannot grow later, and what it does
+/// not take stays in the frame allocator for stacks (every thread's, made at spawn) and page
+/// tables. So its size is decided here, from what is asked, not from a fixed fraction:
+///
+/// - `rhea.heap_kib=N` on the command line: exactly N KiB (an operator sizing a machine);
+/// - else the app's declared need (`rhea::main!(main, heap_kib = N)`), or the runtime's own
+///   [`RUNTIME_HEAP_NEED`] when it declares none: at least that; and on top of the need the
+///   heap takes a share of RAM as headroom — an eighth of usable RAM up to 64 MiB, the
+///   figure the runtime always used — but only out of what is free beyond the need and
+///   [`BOOT_FRAME_RESERVE`], so a small machine gives the heap exactly its need and the rest
+///   to stacks. The headroom matters: the network stack sizes its socket budget from the heap
+///   free at start (`rhea_net`, half of it after the frame pool), so a big machine still gets
+///   a big budget and the figures of existing configurations do not move.
+///
+/// A need that does not fit beside the reserve is [`MemoryError::TooSmall`], which boot
+/// reports as "not enough memory" with the figures, not as an allocation panic later.
+pub(crate) fn init(boot: &BootInfo, asked: HeapNeed) -> Result<MemoryReady, MemoryError> {
     let map = &boot.memory_map;
     let words = FrameAllocator::words_for(map);
     let bitmap_bytes = (words * 8) as u64;
@@ -141,15 +236,17 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
     reserved[3] = (at, bitmap_bytes);
     let mut frames = FrameAllocator::new(map, storage, &reserved).map_err(MemoryError::Frames)?;
 
+    let before_tables = frames.free_frames() as u64 * PAGE_SIZE;
     let space =
         AddressSpace::new_kernel(&mut frames, map, &boot.image).map_err(MemoryError::Paging)?;
     // SAFETY: the new tables map the kernel image (text, rodata, data, bss — hence the boot
     // stack we are on) and all RAM exactly as the boot tables did, minus page 0 and with
     // stricter permissions that the kernel honours.
     unsafe { space.activate() };
+    let free = frames.free_frames() as u64 * PAGE_SIZE;
+    let page_table_bytes = before_tables - free;
 
-    // Heap: an eighth of RAM, between 256 KiB and 64 MiB, contiguous and identity-mapped.
-    let heap_bytes = (map.usable_bytes() / 8).clamp(256 << 10, 64 << 20) / PAGE_SIZE * PAGE_SIZE;
+    let heap_bytes = heap_size(asked, map.usable_bytes(), free)?;
     let heap = frames
         .alloc((heap_bytes / PAGE_SIZE) as usize, 1)
         .map_err(MemoryError::Frames)?;
@@ -157,9 +254,23 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
     // writable, and are never freed; `init` runs once.
     unsafe { HEAP.0.init(heap.0 as *mut u8, heap_bytes as usize) };
 
+    let len = |r: &Range<u64>| r.end - r.start;
+    let image = [
+        len(&boot.image.text),
+        len(&boot.image.rodata),
+        len(&boot.image.data),
+    ];
     let ready = MemoryReady {
         usable_bytes: map.usable_bytes(),
+        image,
+        reserved_bytes: map
+            .usable_bytes()
+            .saturating_sub(before_tables + bitmap_bytes.next_multiple_of(PAGE_SIZE))
+            .saturating_sub(image.iter().sum::<u64>()),
+        bitmap_bytes,
+        page_table_bytes,
         heap_bytes,
+        heap_need: asked,
         free_bytes: frames.free_frames() as u64 * PAGE_SIZE,
     };
     MEMORY.call_once(|| {
@@ -170,6 +281,28 @@ pub(crate) fn init(boot: &BootInfo) -> Result<MemoryReady, MemoryError> {
         })
     });
     Ok(ready)
+}
+
+/// The heap's size in bytes (whole pages) for `asked`, with `usable` bytes of RAM of which
+/// `free` are still free: see [`init`].
+fn heap_size(asked: HeapNeed, usable: u64, free: u64) -> Result<u64, MemoryError> {
+    let need = asked.bytes.next_multiple_of(PAGE_SIZE);
+    let room = free.saturating_sub(BOOT_FRAME_RESERVE);
+    if need > room {
+        return Err(MemoryError::TooSmall {
+            need: asked.bytes,
+            asked_by: asked.source.describe(),
+            free,
+            reserve: BOOT_FRAME_RESERVE,
+        });
+    }
+    Ok(match asked.source {
+        HeapSource::Cmdline => need,
+        HeapSource::App | HeapSource::Runtime => {
+            let share = (usable / 8).min(HEAP_SHARE_MAX) / PAGE_SIZE * PAGE_SIZE;
+            need.max(share.min(room / PAGE_SIZE * PAGE_SIZE))
+        }
+    })
 }
 
 /// Maps a new kernel stack of `bytes` (rounded up to pages, at most a slot minus one guard
@@ -253,18 +386,21 @@ pub struct MemoryStats {
     pub heap_free_bytes: usize,
     /// Physical memory not yet handed out, in bytes.
     pub free_frame_bytes: u64,
-    /// Kernel stacks mapped (one per live or unreaped thread).
+    /// Kernel stacks mapped (one per live or unreaped thread, and the CPUs' own).
     pub stacks: usize,
+    /// Bytes of those stacks (mapped pages, guards not counted).
+    pub stack_bytes: u64,
 }
 
 /// The current [`MemoryStats`].
 pub fn stats() -> MemoryStats {
     let (heap_used_bytes, heap_free_bytes) = HEAP.0.usage();
-    let (free_frame_bytes, stacks) = MEMORY.get().map_or((0, 0), |m| {
+    let (free_frame_bytes, stacks, stack_bytes) = MEMORY.get().map_or((0, 0, 0), |m| {
         let m = m.lock();
         (
             m.frames.free_frames() as u64 * PAGE_SIZE,
             m.stacks.iter().flatten().count(),
+            m.stacks.iter().flatten().map(|s| s.top - s.bottom).sum(),
         )
     });
     MemoryStats {
@@ -272,6 +408,7 @@ pub fn stats() -> MemoryStats {
         heap_free_bytes,
         free_frame_bytes,
         stacks,
+        stack_bytes,
     }
 }
 
