@@ -446,8 +446,8 @@ pub struct NetQueues<T: Transport> {
 /// Small transmit buffers (one frame each).
 const TX_SMALL: usize = TX_BUFFERS;
 /// Large transmit buffers (joined segments), used when the device takes large segments.
-/// Measured with `bench net` (TCP echo, the appliance's 16 KiB echo writes): 8 keep the
-/// stream going; each is [`tso::TSO_BYTES`] of heap.
+/// With `bench net`'s TCP echo (64 KiB socket buffers) at most a few are in flight at once;
+/// 8 leave room, each [`tso::TSO_BYTES`] of heap (256 KiB in all).
 const TX_LARGE: usize = 8;
 
 impl<T: Transport> core::fmt::Debug for NetQueues<T> {
