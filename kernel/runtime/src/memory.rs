@@ -31,21 +31,27 @@ static HEAP: IrqSafeHeap = IrqSafeHeap(Heap::empty());
 /// off, a heap-lock holder always runs to its unlock in bounded time.
 struct IrqSafeHeap(Heap);
 
-// SAFETY: every call is passed on unchanged to `Heap`'s `GlobalAlloc`, whose contract is the
-// same; masking interrupts around it changes only when other code may run on this CPU.
+// SAFETY: every call is passed on to `Heap`'s `_local` methods, whose contract is
+// `GlobalAlloc`'s (the caller's) plus: the CPU index is the caller's own with interrupts off
+// for the call (masked here, read after masking so the thread cannot move), and every block
+// goes through them (this is the only way into the global heap).
 unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
+    #[inline]
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         let was = rhea_arch::irq_save();
-        // SAFETY: the caller's `GlobalAlloc::alloc` contract, passed on.
-        let p = unsafe { self.0.alloc(layout) };
+        let cpu = rhea_arch::cpu_id().0 as usize;
+        // SAFETY: see the impl's note.
+        let p = unsafe { self.0.alloc_local(cpu, layout) };
         rhea_arch::irq_restore(was);
         p
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
         let was = rhea_arch::irq_save();
-        // SAFETY: the caller's `GlobalAlloc::dealloc` contract, passed on.
-        unsafe { self.0.dealloc(ptr, layout) };
+        let cpu = rhea_arch::cpu_id().0 as usize;
+        // SAFETY: see the impl's note.
+        unsafe { self.0.dealloc_local(cpu, ptr, layout) };
         rhea_arch::irq_restore(was);
     }
 }
