@@ -25,6 +25,8 @@
  *                mq_receive()s it back (a pipe, write then read, when mq_open is refused:
  *                the conditions line says which);
  *   sem          one thread: sem_wait() then sem_post() on an uncontended sem_t;
+ *   mutex        one thread: pthread_mutex_lock() then pthread_mutex_unlock() on an
+ *                uncontended mutex (PTHREAD_PRIO_INHERIT, as Rhea's mutex inherits);
  *   alloc        one thread: malloc(128) then free();
  *   pool         one thread: a 128-byte block from a pool of 16 (a free list carved once, under
  *                a pthread_mutex_t: the usual POSIX fixed-block pool, as there is no standard
@@ -264,6 +266,20 @@ static void *sem_thread(void *arg) {
     return NULL;
 }
 
+static pthread_mutex_t mutex;
+static volatile unsigned long mutex_guarded;
+
+static void *mutex_thread(void *arg) {
+    (void)arg;
+    while (!stopping()) {
+        pthread_mutex_lock(&mutex);
+        mutex_guarded++;
+        pthread_mutex_unlock(&mutex);
+        count();
+    }
+    return NULL;
+}
+
 static void *alloc_thread(void *arg) {
     (void)arg;
     while (!stopping()) {
@@ -392,6 +408,13 @@ int main(int argc, char **argv) {
     sem_init(&sem, 0, 1);
     spawn(sem_thread, NULL, WORKER);
     measure("sem", NULL);
+
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
+    pthread_mutex_init(&mutex, &ma);
+    spawn(mutex_thread, NULL, WORKER);
+    measure("mutex", NULL);
 
     spawn(alloc_thread, NULL, WORKER);
     measure("alloc", NULL);

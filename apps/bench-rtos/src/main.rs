@@ -23,6 +23,8 @@
 //! - `msg`: one thread sends a 16-byte message into a `rhea::sync::MessageQueue` and
 //!   receives it back; one op = one send plus one receive;
 //! - `sem`: one thread takes then gives a `Semaphore` (never contended); one op = both;
+//! - `mutex`: one thread locks then unlocks a `rhea::sync::Mutex` (never contended); one op =
+//!   both;
 //! - `alloc`: one thread allocates 128 bytes (`Vec::with_capacity`) and frees them; one op =
 //!   both (the kernel heap: TLSF under interrupts off);
 //! - `pool`: one thread takes a 128-byte block from a `rhea::sync::BlockPool` of 16 blocks
@@ -39,7 +41,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use rhea::sync::{BlockPool, MessageQueue, Semaphore};
+use rhea::sync::{BlockPool, MessageQueue, Mutex, Semaphore};
 use rhea::thread::{Builder, JoinHandle, Priority};
 use rhea::time::{Duration, cycles_per_second, now};
 
@@ -227,7 +229,7 @@ fn irq_preempt(cfg: &Config) {
 }
 
 fn msg(cfg: &Config) {
-    let q = Arc::new(MessageQueue::<[u8; 16]>::new(8));
+    let q = Arc::new(MessageQueue::<[u8; 16], 8>::new());
     let t = spawn("msg", WORKER, move || {
         let mut m = [0u8; 16];
         while !stopping() {
@@ -250,6 +252,19 @@ fn sem(cfg: &Config) {
         }
     });
     measure("sem", cfg, alloc::vec![t], || {});
+}
+
+fn mutex(cfg: &Config) {
+    static MUTEX: Mutex<u64> = Mutex::new(0);
+    let t = spawn("mutex", WORKER, || {
+        while !stopping() {
+            let mut g = MUTEX.lock().expect("lock");
+            *g = black_box(*g + 1);
+            drop(g);
+            count();
+        }
+    });
+    measure("mutex", cfg, alloc::vec![t], || {});
 }
 
 fn alloc_free(cfg: &Config) {
@@ -300,6 +315,7 @@ fn main() {
     irq_preempt(&cfg);
     msg(&cfg);
     sem(&cfg);
+    mutex(&cfg);
     alloc_free(&cfg);
     pool(&cfg);
     rhea::println!("RESULT done");

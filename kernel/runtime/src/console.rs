@@ -54,7 +54,6 @@ mod input {
     use crate::sync::{IrqsOff, MessageQueue, SpinLock};
     use core::sync::atomic::{AtomicU64, Ordering};
     use rhea_irq::TopHalf;
-    use spin::Once;
 
     /// Bytes buffered between the top half and the bottom half.
     const RING_BYTES: usize = 256;
@@ -70,7 +69,8 @@ mod input {
         head: 0,
         len: 0,
     });
-    pub(super) static QUEUE: Once<MessageQueue<u8>> = Once::new();
+    /// Bytes read and not yet taken by a reader.
+    pub(super) static QUEUE: MessageQueue<u8, 1024> = MessageQueue::new();
     /// Bytes lost because a buffer was full, and line errors.
     pub(super) static DROPPED: AtomicU64 = AtomicU64::new(0);
     pub(super) static LINE_ERRORS: AtomicU64 = AtomicU64::new(0);
@@ -95,7 +95,7 @@ mod input {
     }
 
     pub(super) fn bottom_half(_: usize) {
-        let Some(q) = QUEUE.get() else { return };
+        let q = &QUEUE;
         loop {
             let byte = {
                 let mut ring = RX_RING.lock();
@@ -121,7 +121,6 @@ pub const INPUT_PRIORITY: u32 = 40;
 /// scheduler.
 pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
     use crate::boards::board;
-    input::QUEUE.call_once(|| crate::sync::MessageQueue::new(1024));
     let line = board::console_rx_line();
     if line == rhea_hal::IrqLine::NONE {
         crate::println!("rhea: console: output only (this console has no input)");
@@ -143,7 +142,7 @@ pub fn read_byte() -> u8 {
     use core::sync::atomic::Ordering;
     board::console_rx_readers(READERS.fetch_add(1, Ordering::Relaxed) + 1);
     let b = loop {
-        if let Some(Ok(b)) = input::QUEUE.get().map(|q| q.recv()) {
+        if let Ok(b) = input::QUEUE.recv() {
             break b;
         }
         crate::thread::sleep(crate::time::Duration::from_millis(10));

@@ -11,14 +11,14 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use rhea::sync::{EventFlags, MessageQueue, Semaphore, WaitMode};
 use rhea::thread::{Builder, Priority};
 use rhea::time::Duration;
-use spin::Once;
 
 rhea::main!(main);
 
 const ROUNDS: u64 = 500;
 
 static SEM: Semaphore = Semaphore::new(0, 1000);
-static QUEUE: Once<MessageQueue<u64>> = Once::new();
+/// A `static` queue (inline storage, nothing allocated) that the interrupt handler sends on.
+static QUEUE: MessageQueue<u64, 1000> = MessageQueue::new();
 static EVENTS: EventFlags = EventFlags::new();
 static RAISED: AtomicU64 = AtomicU64::new(0);
 static QUEUE_FULL: AtomicU64 = AtomicU64::new(0);
@@ -26,7 +26,7 @@ static QUEUE_FULL: AtomicU64 = AtomicU64::new(0);
 fn on_interrupt(_: usize) {
     let n = RAISED.fetch_add(1, Ordering::Relaxed);
     let _ = SEM.give();
-    if QUEUE.get().is_some_and(|q| q.try_send(n).is_err()) {
+    if QUEUE.try_send(n).is_err() {
         QUEUE_FULL.fetch_add(1, Ordering::Relaxed);
     }
     EVENTS.set(1);
@@ -47,7 +47,6 @@ fn bottom_half(_: usize) {
 }
 
 fn main() -> Result<(), &'static str> {
-    QUEUE.call_once(|| MessageQueue::new(1000));
     let vector = rhea::irq::register_fast(on_interrupt, 0).map_err(|_| "register")?;
     let sem_waker = Builder::new()
         .name("sem-waiter")
@@ -63,7 +62,7 @@ fn main() -> Result<(), &'static str> {
         .name("queue-reader")
         .priority(Priority::new(29).unwrap())
         .spawn(|| {
-            let q = QUEUE.get().expect("created above");
+            let q = &QUEUE;
             for i in 0..ROUNDS {
                 let n = q
                     .recv_timeout(Duration::from_secs(5))

@@ -67,7 +67,7 @@ fn main() -> Result<(), SyncError> {
     producer.join()?;
     consumer.join()?;
 
-    let q = Arc::new(MessageQueue::<u64>::new(8));
+    let q = Arc::new(MessageQueue::<u64, 8>::new());
     let qp = q.clone();
     let sender = Builder::new()
         .name("sender")

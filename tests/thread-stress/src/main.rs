@@ -35,6 +35,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use rhea::sync::{Condvar, EventFlags, MessageQueue, Mutex, Semaphore, SyncError, WaitMode};
+
+/// The workers' message queue: 8 messages, stored inline.
+type Queue = MessageQueue<u64, 8>;
 use rhea::thread::{self, Builder, CpuSet, Priority, SchedError, ThreadId};
 use rhea::time::Duration;
 
@@ -172,7 +175,7 @@ fn main() -> Result<(), &'static str> {
         .map_err(|_| "spawn the watchdog")?;
     let online: Vec<usize> = thread::online_cpus().iter().collect();
     let mut rng = Rng::new(seed);
-    let queue: Arc<MessageQueue<u64>> = Arc::new(MessageQueue::new(8));
+    let queue: Arc<Queue> = Arc::new(Queue::new());
 
     // Workers: a quarter pinned, priorities 1..=40.
     let mut workers: Vec<Arc<Worker>> = Vec::new();
@@ -341,7 +344,7 @@ fn main() -> Result<(), &'static str> {
     Ok(())
 }
 
-fn worker(w: &Worker, q: &MessageQueue<u64>, seed: u64) {
+fn worker(w: &Worker, q: &Queue, seed: u64) {
     let mut rng = Rng::new(seed);
     while !STOP.load(Ordering::Relaxed) {
         w.progress.fetch_add(1, Ordering::SeqCst);
@@ -360,7 +363,7 @@ fn worker(w: &Worker, q: &MessageQueue<u64>, seed: u64) {
 }
 
 /// One random operation on the shared sync objects (workers and children).
-fn sync_op(rng: &mut Rng, q: &MessageQueue<u64>) {
+fn sync_op(rng: &mut Rng, q: &Queue) {
     let unexpected = |e: SyncError| {
         if !matches!(e, SyncError::Timeout | SyncError::WouldBlock) {
             rhea::println!("stress: unexpected {e:?}");
@@ -503,7 +506,7 @@ fn controller(
     me: usize,
     workers: &[Arc<Worker>],
     ids: &[ThreadId],
-    q: &Arc<MessageQueue<u64>>,
+    q: &Arc<Queue>,
     seed: u64,
     ops: u64,
     deadline: rhea::time::Instant,
@@ -596,7 +599,7 @@ fn controller(
 
 /// Spawns a short-lived child (sometimes suspended first), joins it, then checks its stale id
 /// is refused everywhere.
-fn child(rng: &mut Rng, q: &Arc<MessageQueue<u64>>, online: CpuSet) {
+fn child(rng: &mut Rng, q: &Arc<Queue>, online: CpuSet) {
     let started = Arc::new(AtomicU32::new(0));
     let (s2, q2, cseed) = (started.clone(), q.clone(), rng.next());
     let suspended = rng.below(2) == 0;
