@@ -1393,6 +1393,41 @@ impl Sched {
         Ok(())
     }
 
+    /// The live (not exited) thread whose [`ThreadId::fast_tag`] is `tag`, if any: the owner a
+    /// mutex's lock-free fast path recorded, looked up when a second thread arrives.
+    pub fn thread_of_tag(&self, tag: u64) -> Option<ThreadId> {
+        let index = (tag as u32).checked_sub(1)? as usize;
+        let t = self.tcbs.get(index)?.as_ref()?;
+        let id = t.thread.id();
+        (id.fast_tag() == tag && t.state != State::Exited).then_some(id)
+    }
+
+    /// Records `owner` as the owner of the free, unwaited mutex `m`: a mutex taken on a
+    /// lock-free fast path, handed to the scheduler when a second thread arrives so that it
+    /// can block with priority inheritance. Refused if `m` is owned or waited on, or if `owner`
+    /// holds [`crate::MAX_HELD_MUTEXES`] mutexes in the scheduler's record already.
+    pub fn mutex_adopt(&mut self, m: ObjectId, owner: ThreadId) -> Result<(), SchedError> {
+        let o = self.obj(m).ok_or(SchedError::NoSuchObject)?;
+        match o.kind {
+            Kind::Mutex { owner: None } if o.waiters.is_empty() => {}
+            Kind::Mutex { .. } => return Err(SchedError::Busy),
+            _ => return Err(SchedError::NoSuchObject),
+        }
+        self.try_tcb_mut(owner)?;
+        self.add_held(owner, m)?;
+        if let Some(Kind::Mutex { owner: slot }) = self.obj_mut(m).map(|o| &mut o.kind) {
+            *slot = Some(owner);
+        }
+        Ok(())
+    }
+
+    /// Whether mutex `m` is free with nobody waiting (so a lock-free fast path may take it
+    /// over again).
+    pub fn mutex_is_idle(&self, m: ObjectId) -> bool {
+        self.obj(m)
+            .is_some_and(|o| matches!(o.kind, Kind::Mutex { owner: None }) && o.waiters.is_empty())
+    }
+
     /// Unlocks mutex `m`, held by the running thread of `cpu`, handing it to its most important
     /// waiter.
     pub fn mutex_unlock(&mut self, cpu: usize, m: ObjectId) -> Result<Decision, SchedError> {
@@ -1618,6 +1653,31 @@ impl Sched {
             d = d.merge(self.make_ready(w, WakeReason::Signaled));
         }
         Ok(d)
+    }
+
+    /// Sets `bits` in event flags `e` without waking anyone: flags handed over by a lock-free
+    /// fast path that held them while nobody waited (the object's flags are clear then).
+    pub fn events_deposit(&mut self, e: ObjectId, set: u32) -> Result<(), SchedError> {
+        match &mut self.obj_mut(e).ok_or(SchedError::NoSuchObject)?.kind {
+            Kind::Events { bits } => {
+                *bits |= set;
+                Ok(())
+            }
+            _ => Err(SchedError::NoSuchObject),
+        }
+    }
+
+    /// Takes every flag of event flags `e` out (clearing them), if no thread waits on it, for
+    /// a lock-free fast path to hold them until one does. `None` while it has waiters.
+    pub fn events_withdraw_if_idle(&mut self, e: ObjectId) -> Option<u32> {
+        let o = self.obj_mut(e)?;
+        if !o.waiters.is_empty() {
+            return None;
+        }
+        match &mut o.kind {
+            Kind::Events { bits } => Some(core::mem::take(bits)),
+            _ => None,
+        }
     }
 
     /// Clears bits in event flags `e`.

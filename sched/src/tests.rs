@@ -320,6 +320,46 @@ fn a_dying_owner_hands_its_mutex_on_as_abandoned() {
 }
 
 #[test]
+fn an_adopted_fast_owner_inherits_and_hands_over() {
+    let mut sim = Sim::new();
+    let m = sim.s.create_mutex();
+    let a = sim.spawn(5, None);
+    // `a` took `m` on a lock-free fast path: the scheduler knows nothing of it.
+    let tag = a.fast_tag();
+    assert_ne!(tag, 0);
+    assert_eq!(tag & (1 << 63), 0);
+    assert!(sim.s.mutex_is_idle(m));
+    let b = sim.spawn(6, None);
+    assert_eq!(sim.cur(), b);
+    assert_eq!(sim.s.thread_of_tag(tag), Some(a));
+    assert_eq!(sim.s.thread_of_tag(0), None);
+    sim.s.mutex_adopt(m, a).unwrap();
+    assert_eq!(sim.s.mutex_adopt(m, b), Err(SchedError::Busy));
+    assert!(!sim.s.mutex_is_idle(m));
+    assert!(!sim.lock(m));
+    assert_eq!(sim.cur(), a);
+    assert_eq!(
+        sim.s.effective_priority(a),
+        Some(p(6)),
+        "the adopted owner inherits"
+    );
+    sim.unlock(m);
+    assert_eq!(sim.cur(), b);
+    assert_eq!(sim.s.effective_priority(a), Some(p(5)));
+    assert_eq!(sim.s.mutex_holder(m), Some(b));
+    sim.unlock(m);
+    assert!(sim.s.mutex_is_idle(m));
+    sim.exit();
+    assert_eq!(sim.cur(), a);
+    sim.exit();
+    assert_eq!(
+        sim.s.thread_of_tag(tag),
+        None,
+        "an exited owner: the mutex was abandoned"
+    );
+}
+
+#[test]
 fn semaphores_hand_units_to_the_most_important_waiter() {
     let mut sim = Sim::new();
     let s = sim.s.create_semaphore(0, 2);
@@ -344,6 +384,42 @@ fn semaphores_hand_units_to_the_most_important_waiter() {
     }
     assert_eq!(sim.s.sem_give(s), Err(SchedError::Overflow));
     assert_eq!(sim.s.sem_count(s), Some(2));
+}
+
+#[test]
+fn event_flags_deposit_and_withdraw_only_while_idle() {
+    let mut sim = Sim::new();
+    let e = sim.s.create_events();
+    sim.s.events_deposit(e, 0b100).unwrap();
+    assert_eq!(sim.s.events_withdraw_if_idle(e), Some(0b100));
+    assert_eq!(
+        sim.s.events_clear(e, 0).unwrap(),
+        0,
+        "withdrawn flags leave the object"
+    );
+    let a = sim.spawn(5, None);
+    let wait = EventWait {
+        mask: 0b1,
+        all: false,
+        clear: false,
+    };
+    let (bits, d) = sim.s.events_wait(0, e, wait, None, false).unwrap();
+    assert_eq!(bits, None);
+    sim.apply(d);
+    sim.s.events_deposit(e, 0b10).unwrap();
+    assert_eq!(
+        sim.s.events_withdraw_if_idle(e),
+        None,
+        "a waiter keeps the flags here"
+    );
+    let d = sim.s.events_set(e, 0b1).unwrap();
+    sim.apply(d);
+    assert_eq!(sim.cur(), a);
+    assert_eq!(sim.s.take_event_bits(a), 0b11);
+    assert_eq!(sim.s.events_withdraw_if_idle(e), Some(0b11));
+    let q = sim.s.create_queue();
+    assert_eq!(sim.s.events_deposit(q, 1), Err(SchedError::NoSuchObject));
+    assert_eq!(sim.s.events_withdraw_if_idle(q), None);
 }
 
 #[test]

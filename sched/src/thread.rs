@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use intrusive_collections::{LinkedListAtomicLink, RBTreeAtomicLink};
 
 /// A thread's identity: a slot index and a generation, so a stale id never names a newer
@@ -22,6 +22,16 @@ impl ThreadId {
     /// The raw value (for traces and statistics).
     pub const fn as_u64(self) -> u64 {
         self.0
+    }
+
+    /// A non-zero word naming this thread with bit 63 clear, for a lock-free owner word
+    /// (a mutex's fast path keeps bit 63 for itself): the slot index plus one, and the low 31
+    /// bits of the generation. Two threads alive at once never share a tag (they have
+    /// different slots); a stale tag names a thread of its slot only after 2^31 reuses of it.
+    pub const fn fast_tag(self) -> u64 {
+        let index = self.0 as u32 as u64;
+        let generation = (self.0 >> 32) & 0x7fff_ffff;
+        (generation << 32) | (index + 1)
     }
 }
 
@@ -48,6 +58,10 @@ pub struct Thread {
     pub context: AtomicUsize,
     /// `[bottom, top)` of the thread's kernel stack, for the kernel that owns it.
     pub stack: core::ops::Range<u64>,
+    /// How many mutexes the thread holds, those taken on a lock-free fast path included (the
+    /// scheduler's own record has only those it handled). Kept by the kernel's mutex; only the
+    /// thread itself changes it.
+    pub mutexes_held: AtomicU32,
 }
 
 impl fmt::Debug for Thread {
@@ -67,6 +81,7 @@ impl Thread {
             sleep_deadline: AtomicU64::new(u64::MAX),
             context: AtomicUsize::new(0),
             stack,
+            mutexes_held: AtomicU32::new(0),
         }
     }
 

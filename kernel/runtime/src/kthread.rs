@@ -22,7 +22,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use rhea_sched::{Decision, Sched, SchedError, Thread, ThreadId};
 
 struct SchedLock {
@@ -143,6 +143,7 @@ impl SchedGuard {
             // lock this CPU holds until the switch is complete), so `from_sp` stays valid.
             trace_switch(now, from.id().as_u64(), to.id().as_u64());
             account_idle(cpu, now.as_nanos(), from.id().as_u64(), to.id().as_u64());
+            set_current(cpu, &to);
             drop((from, to));
             // SAFETY: interrupts are off (the guard); `from_sp` is the running thread's own
             // slot (the policy's current thread was `from`) and its `Thread` outlives the
@@ -252,6 +253,38 @@ pub(crate) fn trace() -> (u64, u64) {
     )
 }
 
+/// Per CPU: the thread it runs, for the lock-free fast paths that need to know who calls
+/// (a mutex's owner word). Written by the CPU itself under the scheduler lock, just before it
+/// switches to the thread (and for its idle thread when it joins); null before that.
+static CURRENT: [AtomicPtr<Thread>; rhea_sched::MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; rhea_sched::MAX_CPUS];
+
+fn set_current(cpu: usize, t: &Arc<Thread>) {
+    CURRENT[cpu].store(Arc::as_ptr(t).cast_mut(), Ordering::Relaxed);
+}
+
+/// Runs `f` with the calling thread, interrupts disabled and without the scheduler lock;
+/// `None` before the scheduler runs this CPU. `f` must be a few instructions: it delays
+/// interrupts.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
+    // Interrupts off while the slot is used: a preemption could move the caller to another
+    // CPU between reading the CPU and its slot.
+    let was = rhea_arch::irq_save();
+    let p = CURRENT[cpu()].load(Ordering::Relaxed);
+    let r = if p.is_null() {
+        None
+    } else {
+        // SAFETY: `p` is the thread running this code: its CPU stored it before switching to
+        // it, and with interrupts off nothing switches away. The scheduler holds the thread's
+        // `Arc` until it is reaped, and a thread is reaped only after it exited and no CPU
+        // runs it — not while it runs `f`.
+        Some(f(unsafe { &*p }))
+    };
+    rhea_arch::irq_restore(was);
+    r
+}
+
 /// The current CPU's index.
 pub(crate) fn cpu() -> usize {
     rhea_arch::cpu_id().0 as usize
@@ -265,6 +298,7 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
     }
     let mut s = Sched::new(ncpus);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
+    set_current(0, &idle);
     let id = s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
     IDLE_ID[0].store(id.as_u64(), Ordering::Relaxed);
     IDLE_SINCE[0].store(time::now().as_nanos(), Ordering::Relaxed);
@@ -306,6 +340,7 @@ pub fn checker_runs() -> (bool, u64) {
 /// thread) as its idle thread.
 pub(crate) fn add_cpu(cpu: usize) {
     let idle = Arc::new(Thread::new(String::from("idle"), 0..0));
+    set_current(cpu, &idle);
     let mut g = lock();
     let now = time::now();
     let id = g

@@ -38,12 +38,10 @@ impl Condvar {
         core::mem::forget(guard);
         let r = kthread::block_on(|s, cpu| {
             let q = self.obj.get_in(s, |s| s.create_queue());
-            let m = mutex
-                .raw()
-                .object()
-                .registered()
-                .expect("a locked mutex is registered");
-            let d1 = s.mutex_unlock(cpu, m)?;
+            // The mutex may be held on its fast path: move it into the scheduler first.
+            let raw = mutex.raw();
+            let (m, _) = raw.to_slow(s)?;
+            let d1 = raw.unlock_in(s, cpu, m)?;
             let d2 = s.queue_wait(cpu, q, deadline)?;
             Ok((
                 false,

@@ -1,10 +1,11 @@
 //! Event flags.
 
 use super::object::LazyObject;
-use super::{SyncError, deadline_of};
+use super::{SyncError, deadline_of, fast};
 use crate::kthread;
 use crate::time::Duration;
-use rhea_sched::{EventWait, WakeReason};
+use core::sync::atomic::{AtomicU64, Ordering};
+use rhea_sched::{Decision, EventWait, ObjectId, Sched, SchedError, WakeReason};
 
 /// How [`EventFlags::wait`] combines the mask.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -16,10 +17,24 @@ pub enum WaitMode {
 }
 
 /// 32 event flags threads wait on. [`EventFlags::set`] may be called from interrupt handlers.
+///
+/// While no thread waits, the flags live in the object itself (the low 32 bits of one word)
+/// and `set`, `clear` and a `wait` that is already satisfied are one atomic update
+/// ([`super::fast`]) without the scheduler lock. The first `wait` that must block moves them
+/// into the scheduler's object under its lock (setting [`SLOW`]), and every operation goes
+/// through the scheduler — waking waiters in priority order, timeouts — until one finds no
+/// waiter left and moves them back. Both moves happen under the scheduler lock, and the fast
+/// path only acts while [`SLOW`] is clear, so the flags are always in exactly one place (the
+/// same pattern as [`super::Semaphore`]).
 #[derive(Debug)]
 pub struct EventFlags {
     obj: LazyObject,
+    /// The flags (low 32 bits) while [`SLOW`] is clear.
+    fast: AtomicU64,
 }
+
+/// Set while the scheduler's object holds the flags (it has, or recently had, waiters).
+const SLOW: u64 = 1 << 32;
 
 impl Default for EventFlags {
     fn default() -> Self {
@@ -32,26 +47,81 @@ impl EventFlags {
     pub const fn new() -> Self {
         Self {
             obj: LazyObject::new(),
+            fast: AtomicU64::new(0),
         }
+    }
+
+    /// The scheduler's object (created clear: the flags start here) with the flags moved into
+    /// it; the scheduler lock is held.
+    fn to_slow(&self, s: &mut Sched) -> Result<ObjectId, SchedError> {
+        let id = self.obj.get_in(s, |s| s.create_events());
+        let bits = self.fast.fetch_or(SLOW, Ordering::AcqRel);
+        if bits & SLOW == 0 && bits as u32 != 0 {
+            s.events_deposit(id, bits as u32)?;
+        }
+        Ok(id)
+    }
+
+    /// Moves the flags back here if no thread waits; the scheduler lock is held.
+    fn to_fast_if_idle(&self, s: &mut Sched, id: ObjectId) {
+        if let Some(bits) = s.events_withdraw_if_idle(id) {
+            self.fast.store(u64::from(bits), Ordering::Release);
+        }
+    }
+
+    /// Runs `slow` on the scheduler's object under the scheduler lock if the flags are there,
+    /// then moves them back if nobody waits; `None` if another CPU moved them back first (the
+    /// caller retries its fast path).
+    fn slow_op<R>(&self, slow: impl FnOnce(&mut Sched, ObjectId) -> (R, Decision)) -> Option<R> {
+        kthread::with_sched(|s, _| {
+            if self.fast.load(Ordering::Acquire) & SLOW == 0 {
+                return (None, Decision::default());
+            }
+            let Some(id) = self.obj.registered() else {
+                return (None, Decision::default());
+            };
+            let (r, d) = slow(s, id);
+            self.to_fast_if_idle(s, id);
+            (Some(r), d)
+        })
     }
 
     /// Sets `bits`, waking every waiter now satisfied.
     pub fn set(&self, bits: u32) {
-        kthread::with_sched(|s, _| {
-            let e = self.obj.get_in(s, |s| s.create_events());
-            match s.events_set(e, bits) {
-                Ok(d) => ((), d),
-                Err(_) => ((), Default::default()),
+        // RT: the retry runs only when another CPU moved the flags back between the fast
+        // attempt and the lock — once per such move.
+        loop {
+            if fast::update64(&self.fast, |w| {
+                (w & SLOW == 0).then_some(w | u64::from(bits))
+            })
+            .is_ok()
+            {
+                return;
             }
-        });
+            let done = self.slow_op(|s, id| match s.events_set(id, bits) {
+                Ok(d) => ((), d),
+                Err(_) => ((), Decision::default()),
+            });
+            if done.is_some() {
+                return;
+            }
+        }
     }
 
     /// Clears `bits`; returns the flags left set.
     pub fn clear(&self, bits: u32) -> u32 {
-        kthread::with_sched(|s, _| {
-            let e = self.obj.get_in(s, |s| s.create_events());
-            (s.events_clear(e, bits).unwrap_or(0), Default::default())
-        })
+        loop {
+            if let Ok(w) = fast::update64(&self.fast, |w| {
+                (w & SLOW == 0).then_some(w & !u64::from(bits))
+            }) {
+                return w as u32 & !bits;
+            }
+            let left =
+                self.slow_op(|s, id| (s.events_clear(id, bits).unwrap_or(0), Decision::default()));
+            if let Some(left) = left {
+                return left;
+            }
+        }
     }
 
     /// Waits until `mask` is satisfied per `mode`, at most `timeout` if given; returns the
@@ -63,26 +133,43 @@ impl EventFlags {
         clear: bool,
         timeout: Option<Duration>,
     ) -> Result<u32, SyncError> {
-        let deadline = deadline_of(timeout);
         let wait = EventWait {
             mask,
             all: mode == WaitMode::All,
             clear,
         };
+        let satisfied = |bits: u32| match mode {
+            WaitMode::All => bits & mask == mask,
+            WaitMode::Any => bits & mask != 0,
+        };
+        let fast = fast::update64(&self.fast, |w| {
+            (w & SLOW == 0 && satisfied(w as u32)).then_some(if clear {
+                w & !u64::from(mask)
+            } else {
+                w
+            })
+        });
+        if let Ok(w) = fast {
+            return Ok(w as u32);
+        }
+        let deadline = deadline_of(timeout);
         let mut seen = 0;
         let r = kthread::block_on(|s, cpu| {
-            let e = self.obj.get_in(s, |s| s.create_events());
-            s.events_wait(cpu, e, wait, deadline, false)
-                .map(|(bits, d)| {
-                    seen = bits.unwrap_or(0);
-                    (bits.is_some(), d)
-                })
+            let e = self.to_slow(s)?;
+            let r = s.events_wait(cpu, e, wait, deadline, false);
+            if let Ok((Some(_), _)) = r {
+                self.to_fast_if_idle(s, e);
+            }
+            r.map(|(bits, d)| {
+                seen = bits.unwrap_or(0);
+                (bits.is_some(), d)
+            })
         })?;
         match r {
             None => Ok(seen),
             Some(WakeReason::Signaled) => Ok(kthread::with_sched(|s, cpu| {
                 let cur = s.current(cpu);
-                (s.take_event_bits(cur), Default::default())
+                (s.take_event_bits(cur), Decision::default())
             })),
             Some(_) => Err(SyncError::Timeout),
         }

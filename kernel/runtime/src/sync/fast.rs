@@ -7,7 +7,7 @@
 //! Linux, patching out `lock` prefixes on one CPU). Whether more than one CPU runs is decided
 //! once, before the secondary CPUs start ([`crate::kthread::is_uniprocessor`]).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Applies `f` to `word` atomically with respect to every other CPU and this CPU's interrupt
 /// handlers: `Ok(previous)` if `f` returned a new value (stored), `Err(current)` if it
@@ -26,6 +26,37 @@ pub(super) fn update(word: &AtomicU32, mut f: impl FnMut(u32) -> Option<u32>) ->
         };
         rhea_arch::irq_restore(was);
         r
+    } else {
+        word.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
+    }
+}
+
+/// [`update`] for a 64-bit word (event flags: 32 flags and the slow-path bit beside them;
+/// a mutex's owner word).
+#[inline]
+pub(super) fn update64(word: &AtomicU64, f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+    let was = rhea_arch::irq_save();
+    let r = update64_irqs_off(word, f);
+    rhea_arch::irq_restore(was);
+    r
+}
+
+/// [`update64`] for a caller that has disabled interrupts already (so that it can do more
+/// in the same section, e.g. read which thread runs).
+#[inline]
+pub(super) fn update64_irqs_off(
+    word: &AtomicU64,
+    mut f: impl FnMut(u64) -> Option<u64>,
+) -> Result<u64, u64> {
+    if crate::kthread::is_uniprocessor() {
+        let cur = word.load(Ordering::Relaxed);
+        match f(cur) {
+            Some(new) => {
+                word.store(new, Ordering::Relaxed);
+                Ok(cur)
+            }
+            None => Err(cur),
+        }
     } else {
         word.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
     }

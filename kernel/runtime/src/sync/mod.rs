@@ -8,14 +8,18 @@
 //! - [`Semaphore`]: counting; `give` and `try_take` work from interrupt handlers;
 //! - [`Condvar`]: with a [`Mutex`];
 //! - [`EventFlags`]: 32 flags, wait for any or all; `set` works from interrupt handlers;
-//! - [`MessageQueue`]: bounded, blocking / try / timeout; `try_send` works from interrupt
-//!   handlers;
+//! - [`MessageQueue`]: bounded (`MessageQueue<T, N>`, the `N` slots inline: nothing is
+//!   allocated, usable in a `static`), blocking / try / timeout; `try_send` works from
+//!   interrupt handlers;
 //! - [`BlockPool`]: fixed-size memory blocks carved once; [`BlockPool::try_alloc`] and freeing
 //!   (dropping the [`Block`]) are O(1), lock-free and work from interrupt handlers;
 //!   [`BlockPool::alloc_timeout`] waits for a block.
 //!
 //! The sleeping objects are registered with the scheduler on first use (so they can be
-//! `static`), and their state lives under the scheduler lock.
+//! `static`). While no thread waits on a semaphore, a mutex or event flags, their state is one
+//! word in the object, updated without the scheduler lock (`fast.rs`); when a thread must wait
+//! it moves under the scheduler lock (a `SLOW` bit), where priority order, inheritance,
+//! timeouts and suspension are handled, and moves back when an operation finds no waiter.
 
 mod condvar;
 mod events;
