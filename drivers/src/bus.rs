@@ -77,6 +77,40 @@ pub enum DeviceId {
     Host,
 }
 
+impl DeviceId {
+    /// Whether this is a network interface (PCI class 02, virtio type 1, a Xen `vif`, the
+    /// LinuxU tap).
+    pub fn is_network(&self) -> bool {
+        match self {
+            Self::Pci { class, .. } => class[0] == 0x02,
+            Self::VirtioMmio { device_id, .. } => *device_id == 1,
+            Self::Xenbus { kind, .. } => kind == "vif",
+            Self::Host => true,
+        }
+    }
+}
+
+/// Short, for the boot log: `1af4:1000 class 020000`, `virtio type 1`, `xen vif 0`, `host`.
+impl core::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Pci {
+                vendor,
+                device,
+                class,
+                ..
+            } => write!(
+                f,
+                "{vendor:04x}:{device:04x} class {:02x}{:02x}{:02x}",
+                class[0], class[1], class[2]
+            ),
+            Self::VirtioMmio { device_id, .. } => write!(f, "virtio type {device_id}"),
+            Self::Xenbus { kind, id, .. } => write!(f, "xen {kind} {id}"),
+            Self::Host => f.write_str("host"),
+        }
+    }
+}
+
 /// A device a driver took.
 pub enum Bound {
     /// A network interface and how it interrupts.

@@ -14,8 +14,9 @@
 /// console and exit ([`crate::machine::HostedServices`]) instead of the PL011 and
 /// semihosting/PSCI; `interrupt_layer` (optional): the board's own interrupt controller over
 /// the GIC ([`crate::machine::InterruptLayer`]); `shared_memory` (optional): memory outside
-/// RAM shared with the hypervisor, mapped like RAM; `devices` (optional): the board's own
-/// buses and drivers besides the devicetree's.
+/// RAM shared with the hypervisor, mapped like RAM; `buses` and `net_drivers` (optional,
+/// `fn() -> Vec<…>`): the board's own buses and NIC drivers besides the devicetree's (the
+/// drivers are linked only when the runtime calls `net_drivers`: its `net` feature).
 #[macro_export]
 macro_rules! arm_board {
     (
@@ -27,7 +28,8 @@ macro_rules! arm_board {
         $(, services: $services:expr)?
         $(, interrupt_layer: $layer:expr)?
         $(, shared_memory: $shared:expr)?
-        $(, devices: $devices:expr)? $(,)?
+        $(, buses: $buses:expr)?
+        $(, net_drivers: $net_drivers:expr)? $(,)?
     ) => {
         const EARLY_UART: u64 = $uart;
         const DEVICE_RANGE: core::ops::Range<u64> = $range;
@@ -42,8 +44,7 @@ macro_rules! arm_board {
             $crate::machine::ArmBoard::new($name, EARLY_UART, DEVICE_RANGE)
                 $(.with_services($services))?
                 $(.with_interrupt_layer($layer))?
-                $(.with_shared_memory($shared))?
-                $(.with_devices($devices))?;
+                $(.with_shared_memory($shared))?;
 
         core::arch::global_asm!(
             r#"
@@ -125,9 +126,20 @@ rhea_boot_stack_top:
             $crate::machine::console_rx_drain(&PLATFORM, sink)
         }
 
-        /// The buses and drivers of the device model.
-        pub fn devices() -> $crate::devices::Devices {
-            $crate::devices::devices()
+        /// The buses of the device model: the devicetree's, then the board's.
+        pub fn buses() -> $crate::devices::Buses {
+            #[allow(unused_mut, reason = "only boards with their own buses add to it")]
+            let mut buses = $crate::devices::buses();
+            $(buses.extend(($buses)());)?
+            buses
+        }
+
+        /// The NIC drivers of the device model: the devicetree's, then the board's.
+        pub fn net_drivers() -> $crate::devices::Drivers {
+            #[allow(unused_mut, reason = "only boards with their own drivers add to it")]
+            let mut drivers = $crate::devices::net_drivers();
+            $(drivers.extend(($net_drivers)());)?
+            drivers
         }
 
         /// Message-signalled interrupts: none on these machines.

@@ -1,7 +1,9 @@
 //! The Arm boards' devices: the devicetree's `virtio,mmio` transports as a bus
 //! (`rhea_drivers::virtio::mmio::VirtioMmioBus`: each window mapped and probed — magic,
-//! version, device ID; empty slots, device ID 0, skipped without a message each) with the
-//! virtio-net MMIO driver, which binds a network device with its SPI as an edge-triggered line.
+//! version, device ID; empty slots, device ID 0, skipped without a message each) and the
+//! virtio-net MMIO driver, which binds a network device with its SPI as an edge-triggered line
+//! (offered, hence linked, only with the runtime's `net` feature). A board adds its own buses
+//! and NIC drivers through `arm_board!`'s `buses` and `net_drivers`.
 //!
 //! Nodes the devicetree gets wrong (`platform::virtio_mmio`) are logged with the reason and
 //! left out; well-formed ones Rhea cannot drive (`VirtioMmio::unsupported`: DMA not
@@ -19,15 +21,16 @@ use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus};
 
-/// The buses to enumerate and the drivers to offer their devices to.
-pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
+/// Buses of the device model.
+pub type Buses = Vec<Box<dyn Bus>>;
 
-static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
+/// Drivers of the device model.
+pub type Drivers = Vec<&'static dyn Driver>;
 
-/// The devicetree's virtio-mmio transports and the virtio-net driver.
-pub fn devices() -> Devices {
+/// The devicetree's virtio-mmio transports.
+pub fn buses() -> Buses {
     let Some(facts) = FACTS.get() else {
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     };
     let mut transports = Vec::new();
     for node in platform::virtio_mmio(&facts.tree) {
@@ -46,13 +49,13 @@ pub fn devices() -> Devices {
     if !transports.is_empty() {
         buses.push(Box::new(VirtioMmioBus::new(transports, log)));
     }
-    let mut drivers: Vec<&'static dyn Driver> = alloc::vec![&VIRTIO_NET_MMIO as &dyn Driver];
-    if let Some(extra) = board().and_then(|b| b.extra_devices()) {
-        let (more_buses, more_drivers) = extra();
-        buses.extend(more_buses);
-        drivers.extend(more_drivers);
-    }
-    (buses, drivers)
+    buses
+}
+
+/// The virtio-net MMIO driver (linked only when the runtime asks: its `net` feature).
+pub fn net_drivers() -> Drivers {
+    static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
+    alloc::vec![&VIRTIO_NET_MMIO as &dyn Driver]
 }
 
 /// Bus and devicetree messages, one console line each.

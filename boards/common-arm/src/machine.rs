@@ -127,8 +127,6 @@ pub struct ArmBoard {
     interrupt_layer: Option<InterruptLayer>,
     /// Memory outside RAM shared with the hypervisor, mapped like RAM (empty: none).
     shared_memory: Range<u64>,
-    /// The board's own buses and drivers, offered besides the devicetree's.
-    extra_devices: Option<fn() -> crate::devices::Devices>,
 }
 
 impl ArmBoard {
@@ -143,7 +141,6 @@ impl ArmBoard {
             services: None,
             interrupt_layer: None,
             shared_memory: 0..0,
-            extra_devices: None,
         }
     }
 
@@ -155,19 +152,6 @@ impl ArmBoard {
             shared_memory: range,
             ..self
         }
-    }
-
-    /// The same board with its own buses and drivers (besides the devicetree's).
-    pub const fn with_devices(self, devices: fn() -> crate::devices::Devices) -> Self {
-        Self {
-            extra_devices: Some(devices),
-            ..self
-        }
-    }
-
-    /// The board's own buses and drivers, if any.
-    pub(crate) fn extra_devices(&self) -> Option<fn() -> crate::devices::Devices> {
-        self.extra_devices
     }
 
     /// The same board with its own console and exit (see [`HostedServices`]).

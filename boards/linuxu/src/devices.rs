@@ -6,16 +6,14 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use rhea_drivers::bus::{Bus, Driver};
 
-/// The buses to enumerate and the drivers to offer their devices to.
-pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
+/// The host "bus": the tap, when `rhea.net.tap=` names one.
+pub fn buses() -> Vec<Box<dyn Bus>> {
+    alloc::vec![Box::new(crate::tap::TapBus)]
+}
 
-/// The host "bus" (the tap, when named) and the tap driver.
-pub fn devices() -> Devices {
-    let buses: Vec<Box<dyn Bus>> = alloc::vec![Box::new(crate::tap::TapBus)];
-    (
-        buses,
-        alloc::vec![&crate::tap::TAP_DRIVER as &'static dyn Driver],
-    )
+/// The tap driver (linked only when the runtime asks: its `net` feature).
+pub fn net_drivers() -> Vec<&'static dyn Driver> {
+    alloc::vec![&crate::tap::TAP_DRIVER as &'static dyn Driver]
 }
 
 /// No MSIs in a process.

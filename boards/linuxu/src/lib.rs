@@ -29,5 +29,5 @@ mod machine;
 mod sim;
 mod smp;
 mod tap;
-pub use devices::{Devices, devices, msi_message};
+pub use devices::{buses, msi_message, net_drivers};
 pub use machine::*;

@@ -14,20 +14,15 @@ use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
 use rhea_hal::cmdline::{Cmdline, keys};
 use spin::Once;
 
-/// The buses to enumerate and the drivers to offer their devices to.
-pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
-
-/// The kernel command line, kept by [`early`] for [`devices`].
+/// The kernel command line, kept by [`early`] for [`buses`] and [`net_drivers`].
 static CMDLINE: Once<&'static str> = Once::new();
 
 /// Early boot (boot identity map active): reads the ACPI MCFG for PCI and keeps the command
-/// line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`).
+/// line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`) for [`buses`] and [`net_drivers`].
 pub(crate) fn early(rsdp: Option<u64>, cmdline: &'static str) {
     CMDLINE.call_once(|| cmdline);
     crate::pci::discover(rsdp);
 }
-
-static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
 
 /// Addresses for memory BARs firmware left unassigned (qboot assigns none): the top of q35's
 /// 32-bit PCI hole, which runs from the end of the ECAM window (0xc000_0000) to the I/O APIC
@@ -35,14 +30,18 @@ static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
 /// window would come from the host bridge's ACPI _CRS, which needs AML.)
 static BAR_SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
 
+/// PCI configuration access, one for the run: the bus and virtio-net-pci share its port lock.
+fn config() -> Arc<dyn ConfigAccess> {
+    static CONFIG: Once<Arc<dyn ConfigAccess>> = Once::new();
+    Arc::clone(CONFIG.call_once(|| Arc::new(crate::pci::BoardConfig::new())))
+}
+
 /// PCI (q35: ECAM or ports; microvm has no PCI host bridge, so it finds nothing there) and the
-/// virtio-mmio devices the command line names (microvm), with the virtio-net drivers for both.
-/// `rhea.pci.msix=off` makes virtio-net-pci use INTx even where MSI-X is offered.
-pub fn devices() -> Devices {
+/// virtio-mmio devices the command line names (microvm).
+pub fn buses() -> Vec<Box<dyn Bus>> {
     let cmdline = CMDLINE.get().copied().unwrap_or("");
-    let config: Arc<dyn ConfigAccess> = Arc::new(crate::pci::BoardConfig::new());
     let mut buses: Vec<Box<dyn Bus>> = Vec::new();
-    buses.push(Box::new(PciBus::new(Arc::clone(&config), log)));
+    buses.push(Box::new(PciBus::new(config(), log)));
     let (mut mmio, errors) = parse_cmdline(cmdline);
     for e in errors {
         log(&format!("{e}; entry skipped"));
@@ -53,13 +52,24 @@ pub fn devices() -> Devices {
     if !mmio.is_empty() {
         buses.push(Box::new(VirtioMmioBus::new(mmio, log)));
     }
+    buses
+}
+
+/// The virtio-net drivers for both buses (linked only when the runtime asks: its `net`
+/// feature). `rhea.pci.msix=off` makes virtio-net-pci use INTx even where MSI-X is offered.
+pub fn net_drivers() -> Vec<&'static dyn Driver> {
+    static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
+    let cmdline = CMDLINE.get().copied().unwrap_or("");
     // Boot checked the command line before devices are bound.
     let allow_msix = Cmdline::new(cmdline).choice(&keys::PCI_MSIX) != Ok(Some("off"));
     // Built once at boot and kept for the kernel's lifetime, like a static.
     let pci: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(
-        config, &BAR_SPACE, allow_msix, intx_gsi,
+        config(),
+        &BAR_SPACE,
+        allow_msix,
+        intx_gsi,
     )));
-    (buses, alloc::vec![pci as &dyn Driver, &VIRTIO_NET_MMIO])
+    alloc::vec![pci as &dyn Driver, &VIRTIO_NET_MMIO]
 }
 
 /// QEMU microvm's virtio-mmio transports, for when the command line names none (QEMU 10 with

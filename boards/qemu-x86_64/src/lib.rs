@@ -24,7 +24,7 @@ pub mod pvh;
 #[cfg(target_os = "none")]
 mod devices;
 #[cfg(target_os = "none")]
-pub use devices::{Devices, devices, msi_message};
+pub use devices::{buses, msi_message, net_drivers};
 
 #[cfg(target_os = "none")]
 pub mod interrupts;

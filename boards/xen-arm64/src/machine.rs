@@ -33,7 +33,8 @@ rhea_board_common_arm::arm_board! {
     // other side maps them.
     shared_memory: rhea_board_xen_common::abi::arm::GUEST_MAGIC,
     // Xenbus with netfront when xenstore is there (a domU a toolstack created).
-    devices: rhea_board_xen_common::pv::devices,
+    buses: rhea_board_xen_common::pv::buses,
+    net_drivers: rhea_board_xen_common::pv::net_drivers,
 }
 
 /// Checks that Rhea runs under Xen and reports the hypervisor: `XENVER_version` must answer

@@ -355,10 +355,19 @@ pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
     }
 }
 
-/// Xenbus (when xenstore is there) with the netfront driver.
-pub fn devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>) {
+/// Xenbus, when xenstore is there.
+pub fn buses() -> Vec<Box<dyn Bus>> {
+    match STORE.get() {
+        Some(xs) => alloc::vec![Box::new(XenbusBus::new(xs.clone())) as Box<dyn Bus>],
+        None => Vec::new(),
+    }
+}
+
+/// The netfront driver, when xenstore is there (linked only when the runtime asks: its `net`
+/// feature).
+pub fn net_drivers() -> Vec<&'static dyn Driver> {
     let (Some(xs), Some(host)) = (STORE.get(), HOST.get()) else {
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     };
     let host: Arc<dyn XenHost> = host.clone();
     // One driver for the whole run: leaked once at boot, like every board's static drivers.
@@ -367,8 +376,5 @@ pub fn devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>) {
         xs.clone(),
         NetfrontConfig::default(),
     )));
-    (
-        alloc::vec![Box::new(XenbusBus::new(xs.clone())) as Box<dyn Bus>],
-        alloc::vec![netfront as &'static dyn Driver],
-    )
+    alloc::vec![netfront as &'static dyn Driver]
 }

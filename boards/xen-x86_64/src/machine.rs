@@ -200,12 +200,14 @@ pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
     rhea_board_xen_common::pv::console_rx_drain(sink)
 }
 
-/// The buses to enumerate and the drivers to offer their devices to.
-pub type Devices = (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>);
+/// Xenbus when xenstore is there (a domU of a toolstack), else nothing.
+pub fn buses() -> Vec<Box<dyn Bus>> {
+    rhea_board_xen_common::pv::buses()
+}
 
-/// Xenbus with netfront when xenstore is there (a domU of a toolstack), else nothing.
-pub fn devices() -> Devices {
-    rhea_board_xen_common::pv::devices()
+/// Netfront when xenstore is there (linked only with the runtime's `net` feature).
+pub fn net_drivers() -> Vec<&'static dyn Driver> {
+    rhea_board_xen_common::pv::net_drivers()
 }
 
 /// No message-signalled interrupts under Xen PVH (devices are event channels).

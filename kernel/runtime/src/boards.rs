@@ -9,8 +9,9 @@
 //! - `console_rx_line()`, `console_rx_enable()`, `console_rx_drain(sink)`: console input;
 //!   `console_rx_readers(n)`: how many threads now wait for it (LinuxU's simulation mode
 //!   counts console input as a source that can end a wait only while someone waits for it);
-//! - `devices() -> (Vec<Box<dyn Bus>>, Vec<&'static dyn Driver>)`: the buses to enumerate and
-//!   the drivers to offer their devices to (`rhea_drivers::bus`);
+//! - `buses() -> Vec<Box<dyn Bus>>`: the buses to enumerate (`rhea_drivers::bus`);
+//! - `net_drivers() -> Vec<&'static dyn Driver>`: the NIC drivers to offer their devices to,
+//!   called (hence linked) only with the runtime's `net` feature;
 //! - `msi_message(vector) -> Option<(address, data)>`: a message-signalled interrupt raising
 //!   `vector` on the boot CPU, where the machine has them;
 //! - `PLATFORM`: a `rhea_hal::Platform`.

@@ -1,6 +1,8 @@
 //! Devices: once at boot the board's buses are enumerated and every device is offered to the
 //! board's drivers (`rhea_drivers::bus::bind_all`); what was bound waits here until a subsystem
-//! takes it — the network stack takes the NICs with [`take_net`].
+//! takes it — the network stack takes the NICs with [`take_net`]. The NIC drivers are offered
+//! (and linked) only with the `net` feature, which `rhea-net` enables: an app without the
+//! network gets "no driver" lines for its NICs, saying so.
 //!
 //! Lock: `BOUND` (a spin lock, interrupts left on) is taken only in thread context, briefly; a
 //! leaf lock.
@@ -10,7 +12,7 @@ use crate::irq::DeviceEvent;
 use crate::println;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use rhea_drivers::bus::{self, BindContext, Bound, DeviceIrq, Msi, Outcome};
+use rhea_drivers::bus::{self, BindContext, Bound, DeviceIrq, Driver, Msi, Outcome};
 use rhea_drivers::net::NetDevice;
 
 static BOUND: spin::Mutex<Vec<Bound>> = spin::Mutex::new(Vec::new());
@@ -34,10 +36,23 @@ impl BindContext for Ctx {
     }
 }
 
+/// The drivers devices are offered to: the board's network drivers when the app uses the
+/// network (the `net` feature, which `rhea-net` turns on).
+#[cfg(feature = "net")]
+fn drivers() -> Vec<&'static dyn Driver> {
+    board::net_drivers()
+}
+
+/// Without the `net` feature no driver is offered: an image without the network links none.
+#[cfg(not(feature = "net"))]
+fn drivers() -> Vec<&'static dyn Driver> {
+    Vec::new()
+}
+
 /// Enumerates the board's buses and binds their devices; prints what happened to each.
 pub(crate) fn init() {
-    let (mut buses, drivers) = board::devices();
-    let (bound, log) = bus::bind_all(&mut buses, &drivers, &Ctx);
+    let mut buses = board::buses();
+    let (bound, log) = bus::bind_all(&mut buses, &drivers(), &Ctx);
     for outcome in &log {
         match outcome {
             Outcome::Bound { device, driver } => {
@@ -52,8 +67,14 @@ pub(crate) fn init() {
                 device.location
             ),
             Outcome::Unclaimed(device) => {
+                // A NIC an image without the network has no driver for says why.
+                let why = if !cfg!(feature = "net") && device.id.is_network() {
+                    "; this app does not use the network (rhea-net)"
+                } else {
+                    ""
+                };
                 println!(
-                    "rhea: device {}: no driver ({:?})",
+                    "rhea: device {}: no driver ({}){why}",
                     device.location, device.id
                 );
             }
