@@ -70,7 +70,34 @@ pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
         ]
         .map(str::to_string),
     );
+    // Panic locations name their file: a dependency's would carry the registry's absolute
+    // path (`/root/.cargo/registry/src/index.crates.io-<hash>/spin-0.10.1/src/once.rs`), so
+    // that prefix is cut to the crate's own directory (`spin-0.10.1/src/once.rs`). Workspace
+    // crates' paths are already relative to the root.
+    for dir in registry_sources() {
+        flags.push(format!("--remap-path-prefix={}/=", dir.display()));
+    }
     flags
+}
+
+/// The directories Cargo unpacks registry crates into (`$CARGO_HOME/registry/src/*`), sorted.
+fn registry_sources() -> Vec<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&src)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
 }
 
 /// The environment of a board build (`cargo build`/`cargo clippy --target ...`).
@@ -265,10 +292,15 @@ mod tests {
         );
         let get = |k: &str| env.iter().find(|(key, _)| *key == k).unwrap().1.clone();
         assert_eq!(get("CARGO_TARGET_DIR"), "/ws/target/board-qemu-x86_64");
+        let remaps: String = registry_sources()
+            .iter()
+            .map(|d| format!("\x1f--remap-path-prefix={}/=", d.display()))
+            .collect();
         assert_eq!(
             get("CARGO_ENCODED_RUSTFLAGS"),
             "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f-C\x1flink-arg=-T/ws/boards/qemu-x86_64/link.ld\
              \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"
+                .to_string() + &remaps
         );
         assert_eq!(
             get("RHEA_SYMTAB"),

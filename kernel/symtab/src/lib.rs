@@ -9,11 +9,18 @@
 //!
 //! Format (little-endian), written by `xtask/src/symtab.rs`:
 //! ```text
-//! "RSYM" | count: u32 | count × { start: u64, size: u32, name_off: u32 } sorted by start
-//!        | names: [len: u8][len bytes UTF-8] ..., name_off relative to the end of the entries
+//! "RSY2" | count: u32 | base: u64 | names_len: u32 | tokens: u32
+//!        | count × { start: u32, size: u32, name_off: u32 } sorted by start; start is
+//!          relative to base
+//!        | names (names_len bytes): each [n: u8][n token references], a reference one byte
+//!          (0..0x80) or two (0x80 | index >> 8, index & 0xff); name_off is relative to the
+//!          start of the names, equal names are stored once
+//!        | tokens: [len: u8][len bytes UTF-8] × tokens, in index order
 //! ```
-//! Everything is bounds-checked: a missing or corrupt table makes lookups return `None`, never
-//! read out of bounds. No `unsafe` (beyond naming the section), no allocation: usable from a fault handler.
+//! A token is a run of identifier characters followed by a run of other characters
+//! (`rhea_sched::`, `<`, `T,`): names share their path segments. Everything is bounds-checked:
+//! a missing or corrupt table makes lookups return `None`, never read out of bounds. No
+//! `unsafe` (beyond naming the section), no allocation: usable from a fault handler.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -27,17 +34,73 @@
 static TABLE: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/symtab.bin")).len()] =
     *include_bytes!(concat!(env!("OUT_DIR"), "/symtab.bin"));
 
-const MAGIC: &[u8; 4] = b"RSYM";
-const HEADER: usize = 8;
-const ENTRY: usize = 16;
+const MAGIC: &[u8; 4] = b"RSY2";
+const HEADER: usize = 24;
+const ENTRY: usize = 12;
 
 /// A symbolised address: the function and the offset into it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Symbol<'a> {
     /// Demangled name, without the hash.
-    pub name: &'a str,
+    pub name: Name<'a>,
     /// `addr - start of the function`.
     pub offset: u64,
+}
+
+/// A function's name as the table stores it (token references); [`Display`](core::fmt::Display)
+/// writes it out. Only made by a lookup, which checked every reference.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Name<'a> {
+    refs: &'a [u8],
+    tokens: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Name<'a> {
+    /// The tokens, in order (`None` for a reference that does not resolve).
+    fn parts(self) -> impl Iterator<Item = Option<&'a str>> {
+        let mut refs = self.refs;
+        core::iter::from_fn(move || {
+            let (&first, rest) = refs.split_first()?;
+            let index = if first < 0x80 {
+                refs = rest;
+                usize::from(first)
+            } else {
+                let (&second, rest) = rest.split_first()?;
+                refs = rest;
+                usize::from(first & 0x7f) << 8 | usize::from(second)
+            };
+            Some(token(self.tokens, self.count, index))
+        })
+    }
+
+    /// Checks that every reference resolves (the references themselves are whole: see
+    /// `Table::name`).
+    fn check(self) -> Option<Self> {
+        self.parts().all(|p| p.is_some()).then_some(self)
+    }
+}
+
+impl core::fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for part in self.parts() {
+            f.write_str(part.unwrap_or("?"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Token `index` of the `count` tokens in `tokens` (a linear walk: only fault reports look).
+fn token(tokens: &[u8], count: usize, index: usize) -> Option<&str> {
+    if index >= count {
+        return None;
+    }
+    let mut at = 0usize;
+    for _ in 0..index {
+        at = at.checked_add(1 + usize::from(*tokens.get(at)?))?;
+    }
+    let len = usize::from(*tokens.get(at)?);
+    core::str::from_utf8(tokens.get(at + 1..at + 1 + len)?).ok()
 }
 
 /// Looks `addr` up in the table embedded in this image.
@@ -89,7 +152,12 @@ pub fn lookup_in(table: &[u8], addr: u64) -> Option<Symbol<'_>> {
 struct Table<'a> {
     bytes: &'a [u8],
     count: usize,
-    names: usize,
+    base: u64,
+    /// The names' bytes.
+    names: &'a [u8],
+    /// The tokens' bytes and how many there are.
+    tokens: &'a [u8],
+    token_count: usize,
 }
 
 impl<'a> Table<'a> {
@@ -97,32 +165,47 @@ impl<'a> Table<'a> {
         if bytes.get(..4)? != MAGIC {
             return None;
         }
-        let count = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?) as usize;
-        let names = count.checked_mul(ENTRY)?.checked_add(HEADER)?;
-        if names > bytes.len() {
-            return None;
-        }
+        let u32_at = |at: usize| -> Option<usize> {
+            Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize)
+        };
+        let count = u32_at(4)?;
+        let base = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+        let names_len = u32_at(16)?;
+        let token_count = u32_at(20)?;
+        let names_at = count.checked_mul(ENTRY)?.checked_add(HEADER)?;
+        let tokens_at = names_at.checked_add(names_len)?;
         Some(Self {
             bytes,
             count,
-            names,
+            base,
+            names: bytes.get(names_at..tokens_at)?,
+            tokens: bytes.get(tokens_at..)?,
+            token_count,
         })
     }
 
     fn entry(&self, i: usize) -> Option<(u64, u32, u32)> {
         let at = HEADER + i * ENTRY;
         let e = self.bytes.get(at..at + ENTRY)?;
-        Some((
-            u64::from_le_bytes(e[0..8].try_into().ok()?),
-            u32::from_le_bytes(e[8..12].try_into().ok()?),
-            u32::from_le_bytes(e[12..16].try_into().ok()?),
-        ))
+        let word = |k: usize| u32::from_le_bytes([e[k], e[k + 1], e[k + 2], e[k + 3]]);
+        Some((self.base.checked_add(u64::from(word(0)))?, word(4), word(8)))
     }
 
-    fn name(&self, off: u32) -> Option<&'a str> {
-        let at = self.names.checked_add(off as usize)?;
-        let len = *self.bytes.get(at)? as usize;
-        core::str::from_utf8(self.bytes.get(at + 1..at + 1 + len)?).ok()
+    fn name(&self, off: u32) -> Option<Name<'a>> {
+        let at = off as usize;
+        let n = usize::from(*self.names.get(at)?);
+        // At most two bytes per reference; the exact length is found by walking them.
+        let avail = self.names.get(at + 1..)?;
+        let mut len = 0;
+        for _ in 0..n {
+            len += if *avail.get(len)? < 0x80 { 1 } else { 2 };
+        }
+        Name {
+            refs: avail.get(..len)?,
+            tokens: self.tokens,
+            count: self.token_count,
+        }
+        .check()
     }
 }
 
@@ -130,78 +213,142 @@ impl<'a> Table<'a> {
 mod tests {
     use super::*;
 
+    /// Splits a name into tokens: identifier characters, then the others.
+    fn tokenize(name: &str) -> Vec<&str> {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut out = Vec::new();
+        let mut rest = name;
+        while !rest.is_empty() {
+            let a = rest.find(|c| !ident(c)).unwrap_or(rest.len());
+            let b = rest[a..].find(ident).map_or(rest.len(), |i| a + i);
+            out.push(&rest[..b]);
+            rest = &rest[b..];
+        }
+        out
+    }
+
+    /// A table in the documented format (tokens in first-seen order, names not shared).
     fn table(entries: &[(u64, u32, &str)]) -> Vec<u8> {
+        let base = entries.iter().map(|e| e.0).min().unwrap_or(0);
+        let mut tokens: Vec<&str> = Vec::new();
         let mut names = Vec::new();
+        let mut body = Vec::new();
+        for &(start, size, name) in entries {
+            body.extend_from_slice(&((start - base) as u32).to_le_bytes());
+            body.extend_from_slice(&size.to_le_bytes());
+            body.extend_from_slice(&(names.len() as u32).to_le_bytes());
+            let parts = tokenize(name);
+            names.push(parts.len() as u8);
+            for p in parts {
+                let i = tokens.iter().position(|t| *t == p).unwrap_or_else(|| {
+                    tokens.push(p);
+                    tokens.len() - 1
+                });
+                if i < 0x80 {
+                    names.push(i as u8);
+                } else {
+                    names.extend_from_slice(&[0x80 | (i >> 8) as u8, i as u8]);
+                }
+            }
+        }
         let mut out = Vec::from(*MAGIC);
         out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for &(start, size, name) in entries {
-            out.extend_from_slice(&start.to_le_bytes());
-            out.extend_from_slice(&size.to_le_bytes());
-            out.extend_from_slice(&(names.len() as u32).to_le_bytes());
-            names.push(name.len() as u8);
-            names.extend_from_slice(name.as_bytes());
-        }
+        out.extend_from_slice(&base.to_le_bytes());
+        out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
         out.extend_from_slice(&names);
+        for t in tokens {
+            out.push(t.len() as u8);
+            out.extend_from_slice(t.as_bytes());
+        }
         out
+    }
+
+    fn found(t: &[u8], addr: u64) -> Option<(String, u64)> {
+        lookup_in(t, addr).map(|s| (s.name.to_string(), s.offset))
     }
 
     #[test]
     fn finds_function_and_offset() {
         let t = table(&[
-            (0x1000, 0x20, "a::f"),
-            (0x1020, 0x10, "a::g"),
-            (0x2000, 0x100, "b::h"),
+            (0x20_1000, 0x20, "a::f"),
+            (0x20_1020, 0x10, "<a::S as b::T>::g"),
+            (0x20_2000, 0x100, "b::h"),
         ]);
+        assert_eq!(found(&t, 0x20_1000), Some(("a::f".into(), 0)));
         assert_eq!(
-            lookup_in(&t, 0x1000),
-            Some(Symbol {
-                name: "a::f",
-                offset: 0
-            })
+            found(&t, 0x20_102f),
+            Some(("<a::S as b::T>::g".into(), 0xf))
         );
-        assert_eq!(
-            lookup_in(&t, 0x102f),
-            Some(Symbol {
-                name: "a::g",
-                offset: 0xf
-            })
-        );
-        assert_eq!(
-            lookup_in(&t, 0x20ff),
-            Some(Symbol {
-                name: "b::h",
-                offset: 0xff
-            })
-        );
-        assert_eq!(lookup_in(&t, 0x1030), None, "gap between functions");
-        assert_eq!(lookup_in(&t, 0xfff), None, "before the first");
-        assert_eq!(lookup_in(&t, 0x2100), None, "after the last");
+        assert_eq!(found(&t, 0x20_20ff), Some(("b::h".into(), 0xff)));
+        assert_eq!(found(&t, 0x20_1030), None, "gap between functions");
+        assert_eq!(found(&t, 0x20_0fff), None, "before the first");
+        assert_eq!(found(&t, 0x20_2100), None, "after the last");
+    }
+
+    #[test]
+    fn two_byte_token_references() {
+        // 200 distinct tokens: the later ones need two-byte references.
+        let names: Vec<String> = (0..200).map(|i| format!("m{i}::f{i}")).collect();
+        let entries: Vec<(u64, u32, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (0x1000 + 16 * i as u64, 16, n.as_str()))
+            .collect();
+        let t = table(&entries);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(found(&t, 0x1000 + 16 * i as u64 + 3), Some((n.clone(), 3)));
+        }
     }
 
     #[test]
     fn corrupt_tables_give_none_never_a_panic() {
         let good = table(&[(0x1000, 0x20, "a::f"), (0x2000, 0x20, "b::g")]);
-        assert_eq!(lookup_in(&[], 0x1000), None);
-        assert_eq!(lookup_in(b"XSYM\x01\0\0\0", 0x1000), None);
+        assert!(found(&good, 0x1000).is_some());
+        assert_eq!(found(&[], 0x1000), None);
+        let mut magic = good.clone();
+        magic[3] = b'M';
+        assert_eq!(found(&magic, 0x1000), None);
         // Claimed count larger than the bytes.
         let mut big = good.clone();
         big[4..8].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(lookup_in(&big, 0x1000), None);
-        // A name offset pointing past the end, and a name length past the end.
+        assert_eq!(found(&big, 0x1000), None);
+        // A base that overflows with the start added.
+        let mut base = good.clone();
+        base[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(found(&base, 0x1000), None);
+        // Names longer than the bytes.
+        let mut names_len = good.clone();
+        names_len[16..20].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        assert_eq!(found(&names_len, 0x1000), None);
+        // A name offset pointing past the names.
+        let names_at = HEADER + 2 * ENTRY;
         let mut bad_off = good.clone();
-        bad_off[8 + 12..8 + 16].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
-        assert_eq!(lookup_in(&bad_off, 0x1000), None);
-        let mut bad_len = good.clone();
-        let names = 8 + 2 * 16;
-        bad_len[names] = 200;
-        assert_eq!(lookup_in(&bad_len, 0x1000), None);
+        bad_off[HEADER + 8..HEADER + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        assert_eq!(found(&bad_off, 0x1000), None);
+        // A reference to a token that does not exist, and more references than bytes.
+        let mut bad_ref = good.clone();
+        bad_ref[names_at + 1] = 0x7f;
+        assert_eq!(found(&bad_ref, 0x1000), None);
+        let mut bad_two = good.clone();
+        bad_two[names_at + 1] = 0xff;
+        assert_eq!(found(&bad_two, 0x1000), None);
+        let mut many = good.clone();
+        many[names_at] = 200;
+        assert_eq!(found(&many, 0x1000), None);
+        // Fewer tokens than referenced.
+        let mut few = good.clone();
+        few[20..24].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(found(&few, 0x2000), None);
         // Every truncation of a good table is handled.
         for cut in 0..good.len() {
-            let _ = lookup_in(&good[..cut], 0x2010);
+            let _ = found(&good[..cut], 0x2010);
         }
-        // Invalid UTF-8 in a name.
+        // Invalid UTF-8 in a token.
         let mut bad_utf8 = good.clone();
-        bad_utf8[names + 1] = 0xff;
-        assert_eq!(lookup_in(&bad_utf8, 0x1000), None);
+        let last = bad_utf8.len() - 1;
+        bad_utf8[last] = 0xff;
+        assert_eq!(found(&bad_utf8, 0x2000), None);
     }
 }
