@@ -27,6 +27,10 @@
  *   sem          one thread: sem_wait() then sem_post() on an uncontended sem_t;
  *   mutex        one thread: pthread_mutex_lock() then pthread_mutex_unlock() on an
  *                uncontended mutex (PTHREAD_PRIO_INHERIT, as Rhea's mutex inherits);
+ *   events       one thread sets a flag and waits for it, clearing it: POSIX has no event
+ *                flags, so the usual idiom — a flag word under a mutex with a condition
+ *                variable (set: lock, or in, broadcast, unlock; wait: lock, wait while
+ *                unset, clear, unlock); one op = both;
  *   alloc        one thread: malloc(128) then free();
  *   pool         one thread: a 128-byte block from a pool of 16 (a free list carved once, under
  *                a pthread_mutex_t: the usual POSIX fixed-block pool, as there is no standard
@@ -280,6 +284,27 @@ static void *mutex_thread(void *arg) {
     return NULL;
 }
 
+static pthread_mutex_t ev_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ev_cond = PTHREAD_COND_INITIALIZER;
+static unsigned ev_flags;
+
+static void *events_thread(void *arg) {
+    (void)arg;
+    while (!stopping()) {
+        pthread_mutex_lock(&ev_mutex);
+        ev_flags |= 1;
+        pthread_cond_broadcast(&ev_cond);
+        pthread_mutex_unlock(&ev_mutex);
+        pthread_mutex_lock(&ev_mutex);
+        while (!(ev_flags & 1))
+            pthread_cond_wait(&ev_cond, &ev_mutex);
+        ev_flags &= ~1u;
+        pthread_mutex_unlock(&ev_mutex);
+        count();
+    }
+    return NULL;
+}
+
 static void *alloc_thread(void *arg) {
     (void)arg;
     while (!stopping()) {
@@ -415,6 +440,9 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&mutex, &ma);
     spawn(mutex_thread, NULL, WORKER);
     measure("mutex", NULL);
+
+    spawn(events_thread, NULL, WORKER);
+    measure("events", NULL);
 
     spawn(alloc_thread, NULL, WORKER);
     measure("alloc", NULL);

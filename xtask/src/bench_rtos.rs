@@ -24,6 +24,8 @@
 //! | `sem`         | one take + give of an uncontended semaphore (`Semaphore`; `sem_t`)      |
 //! | `mutex`       | one lock + unlock of an uncontended mutex (`Mutex`; a priority-         |
 //! |               | inheriting `pthread_mutex_t`)                                           |
+//! | `events`      | one set + satisfied wait-and-clear of a flag (`EventFlags`; a flag word |
+//! |               | under a `pthread_mutex_t` with a `pthread_cond_t`, as POSIX has none)   |
 //! | `alloc`       | one 128-byte allocation + free (`Vec::with_capacity`; `malloc`/`free`)  |
 //! | `pool`        | one 128-byte block from a pool of 16 + back (`BlockPool`; a free list   |
 //! |               | under a `pthread_mutex_t`, as POSIX has no block pool)                  |
@@ -92,7 +94,7 @@ const CPU: &str = "0";
 /// The SCHED_FIFO priority both processes start at (as root).
 const FIFO_PRIORITY: &str = "50";
 /// The tests, in the order both sides run them.
-const TESTS: [&str; 10] = [
+const TESTS: [&str; 11] = [
     "basic",
     "coop",
     "preempt",
@@ -101,6 +103,7 @@ const TESTS: [&str; 10] = [
     "msg",
     "sem",
     "mutex",
+    "events",
     "alloc",
     "pool",
 ];
@@ -640,7 +643,7 @@ mod tests {
         assert_eq!(
             normalised(&rhea, &posix).unwrap(),
             "ratios ÷ basic's 2.00 (per unit of the CPU each side got): coop -, preempt -, \
-             irq -, irq_preempt -, msg -, sem -, mutex -, alloc -, pool -"
+             irq -, irq_preempt -, msg -, sem -, mutex -, events -, alloc -, pool -"
         );
         let r = parse(["RESULT rtos basic 100 1 1", "RESULT rtos coop 30 1 1"]);
         let p = parse(["RESULT rtos basic 50 1 1", "RESULT rtos coop 10 1 1"]);

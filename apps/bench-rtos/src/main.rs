@@ -25,6 +25,8 @@
 //! - `sem`: one thread takes then gives a `Semaphore` (never contended); one op = both;
 //! - `mutex`: one thread locks then unlocks a `rhea::sync::Mutex` (never contended); one op =
 //!   both;
+//! - `events`: one thread sets a flag of `rhea::sync::EventFlags` and waits for it (already
+//!   set), clearing it; one op = both;
 //! - `alloc`: one thread allocates 128 bytes (`Vec::with_capacity`) and frees them; one op =
 //!   both (the kernel heap: TLSF under interrupts off);
 //! - `pool`: one thread takes a 128-byte block from a `rhea::sync::BlockPool` of 16 blocks
@@ -41,7 +43,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use rhea::sync::{BlockPool, MessageQueue, Mutex, Semaphore};
+use rhea::sync::{BlockPool, EventFlags, MessageQueue, Mutex, Semaphore, WaitMode};
 use rhea::thread::{Builder, JoinHandle, Priority};
 use rhea::time::{Duration, cycles_per_second, now};
 
@@ -267,6 +269,20 @@ fn mutex(cfg: &Config) {
     measure("mutex", cfg, alloc::vec![t], || {});
 }
 
+fn events(cfg: &Config) {
+    static EVENTS: EventFlags = EventFlags::new();
+    let t = spawn("events", WORKER, || {
+        while !stopping() {
+            EVENTS.set(black_box(1));
+            EVENTS
+                .wait(1, WaitMode::Any, true, None)
+                .expect("the flag is set");
+            count();
+        }
+    });
+    measure("events", cfg, alloc::vec![t], || {});
+}
+
 fn alloc_free(cfg: &Config) {
     let t = spawn("alloc", WORKER, || {
         while !stopping() {
@@ -316,6 +332,7 @@ fn main() {
     msg(&cfg);
     sem(&cfg);
     mutex(&cfg);
+    events(&cfg);
     alloc_free(&cfg);
     pool(&cfg);
     rhea::println!("RESULT done");
