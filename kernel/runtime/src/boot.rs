@@ -174,10 +174,9 @@ pub(crate) static CMDLINE: spin::Once<Cmdline<'static>> = spin::Once::new();
 /// else the runtime's own minimum (see `memory::init`).
 fn heap_need() -> memory::HeapNeed {
     use memory::{HeapNeed, HeapSource};
-    let cmdline = CMDLINE.get().and_then(|c| {
-        c.number(&keys::HEAP_KIB)
-            .expect("stage 2 checked every rhea.* argument of the command line")
-    });
+    let cmdline = CMDLINE
+        .get()
+        .and_then(|c| checked(c.number(&keys::HEAP_KIB)));
     match (cmdline, __rhea_app_heap_kib) {
         (Some(kib), _) => HeapNeed {
             bytes: kib << 10,
@@ -196,10 +195,16 @@ fn heap_need() -> memory::HeapNeed {
 
 /// A flag of the checked command line (`false` before stage 2 or when absent).
 fn flag(key: &'static rhea_hal::cmdline::Key) -> bool {
-    CMDLINE.get().is_some_and(|c| {
-        c.flag(key)
-            .expect("stage 2 checked every rhea.* argument of the command line")
-    })
+    CMDLINE.get().is_some_and(|c| checked(c.flag(key)))
+}
+
+/// A value of the checked command line. `Result::expect` would link the error's `Debug` (and
+/// the string escaping under it) for a panic that cannot happen.
+fn checked<T>(value: Result<T, rhea_hal::cmdline::CmdlineError>) -> T {
+    match value {
+        Ok(v) => v,
+        Err(_) => panic!("stage 2 checked every rhea.* argument of the command line"),
+    }
 }
 
 /// A secondary CPU's first kernel code, once its board-level per-CPU state is set up: it joins
@@ -222,10 +227,12 @@ fn main_thread() {
     let cycles = rhea_arch::read_cycle_counter().wrapping_sub(BOOT_CYCLES.load(Ordering::Relaxed));
     match TSC_HZ.load(Ordering::Relaxed) {
         0 => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
-        hz => println!(
-            "rhea: boot entry->main {cycles} cycles, {} ns",
-            u128::from(cycles) * 1_000_000_000 / u128::from(hz)
-        ),
+        hz => {
+            // Printed as u64 (584 years of ns): u128's formatting is 1 KiB of code.
+            let ns = u128::from(cycles) * 1_000_000_000 / u128::from(hz);
+            let ns = u64::try_from(ns).unwrap_or(u64::MAX);
+            println!("rhea: boot entry->main {cycles} cycles, {ns} ns");
+        }
     }
     let m = memory::stats();
     println!(

@@ -9,8 +9,9 @@
 /// The most CPUs the kernel runs (the scheduler's limit is the same number).
 pub const MAX_CPUS: usize = 64;
 
-/// One CPU's block. The first word must stay the CPU's index (read by `cpu_id`).
-#[repr(C, align(64))]
+/// One CPU's block. The first word must stay the CPU's index (read by `cpu_id`). Read-only,
+/// so blocks share cache lines freely: not padded to 64 bytes (that was 4 KiB of `.rodata`).
+#[repr(C)]
 #[derive(Debug)]
 pub struct PerCpu {
     index: usize,
