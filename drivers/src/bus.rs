@@ -320,4 +320,35 @@ mod tests {
         assert!(matches!(&log[1], Outcome::Refused { reason, .. } if reason == "queue size 0"));
         assert!(matches!(&log[2], Outcome::Unclaimed(d) if d.location == "mmio2"));
     }
+
+    #[test]
+    fn device_ids_for_the_boot_log() {
+        let pci = DeviceId::Pci {
+            address: crate::pci::Address::new(0, 1, 0).unwrap(),
+            vendor: 0x1af4,
+            device: 0x1000,
+            class: [0x02, 0x00, 0x00],
+        };
+        assert_eq!(pci.to_string(), "1af4:1000 class 020000");
+        assert!(pci.is_network());
+        let bridge = DeviceId::Pci {
+            address: crate::pci::Address::new(0, 0, 0).unwrap(),
+            vendor: 0x8086,
+            device: 0x29c0,
+            class: [0x06, 0x00, 0x00],
+        };
+        assert!(!bridge.is_network());
+        assert_eq!(dev("m", 1).id.to_string(), "virtio type 1");
+        assert!(dev("m", 1).id.is_network() && !dev("m", 2).id.is_network());
+        let vif = DeviceId::Xenbus {
+            kind: "vif".to_string(),
+            id: 0,
+            backend: "/local/domain/0/backend/vif/1/0".to_string(),
+            backend_id: 0,
+        };
+        assert_eq!(vif.to_string(), "xen vif 0");
+        assert!(vif.is_network());
+        assert_eq!(DeviceId::Host.to_string(), "host");
+        assert!(DeviceId::Host.is_network());
+    }
 }
