@@ -74,6 +74,8 @@ echo "RESULT settle_wait_s $((tenths / 10)).$((tenths % 10))"
 echo "RESULT nproc $(nproc)"
 echo "RESULT preempt $(cat /sys/kernel/debug/sched/preempt 2>/dev/null || echo unknown)"
 echo "RESULT uptime_at_init $(cut -d' ' -f1 /proc/uptime)"
+# How this guest idles (a CPU that polls instead of halting wakes faster under QEMU).
+echo "NOTE idle: cpuidle driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none), governor $(cat /sys/devices/system/cpu/cpuidle/current_governor_ro 2>/dev/null || echo none), states $(cat /sys/devices/system/cpu/cpu0/cpuidle/state*/name 2>/dev/null | tr '\n' ' '), monitor/mwait $(grep -c -w monitor /proc/cpuinfo), cmdline $(cat /proc/cmdline)"
 
 # No RT throttling: a measurement must not be paused for 50 ms every second.
 echo -1 > /proc/sys/kernel/sched_rt_runtime_us

@@ -100,6 +100,12 @@ pub mod keys {
         },
         doc: "the kernel heap in KiB, exactly (default: the app's need plus a share of RAM)",
     };
+    /// The most the one-shot timer may be programmed ahead of a deadline, in µs (0: never).
+    pub const TIMER_ADVANCE_US: Key = Key {
+        name: "rhea.timer_advance_us",
+        kind: Kind::Number { min: 0, max: 1000 },
+        doc: "the most the timer may fire ahead of a deadline, learnt from how late its interrupts come, then spun off with interrupts disabled (default 100; 0: off)",
+    };
     /// At most this many CPUs (LinuxU: start this many vCPUs).
     pub const CPUS: Key = Key {
         name: "rhea.cpus",
@@ -145,6 +151,7 @@ pub mod keys {
         &SIM,
         &SMP_NOSIPI,
         &SMP_NOSTART,
+        &TIMER_ADVANCE_US,
         &TRACE,
         &TSC_CHECK,
     ];

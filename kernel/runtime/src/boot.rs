@@ -114,6 +114,12 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         Err(e) => panic!("interrupt and time bring-up failed: {e}"),
     };
     time::install(it.clock, it.timer, it.cycles_per_second);
+    if let Some(us) = CMDLINE.get().and_then(|c| {
+        c.number(&keys::TIMER_ADVANCE_US)
+            .expect("stage 2 checked every rhea.* argument of the command line")
+    }) {
+        time::set_max_advance_us(us);
+    }
     irq::init(it.controller, it.timer_vector);
 
     // 5. Scheduler: this boot context becomes CPU 0's idle thread; the app's main thread is
