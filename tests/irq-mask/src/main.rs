@@ -21,7 +21,7 @@ use rhea::time::{Duration, now};
 rhea::main!(main);
 
 const SELF_ROUNDS: u64 = 2000;
-const WORKER_ROUNDS: u64 = 20_000;
+const WORKER_ROUNDS: u64 = 6_000;
 
 static LOCK: SpinLock<u64, IrqsOff> = SpinLock::new(0);
 static IN_SECTION: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
