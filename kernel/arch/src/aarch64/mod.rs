@@ -209,6 +209,10 @@ pub unsafe fn run_on_stack(stack_top: u64, f: extern "C" fn(usize) -> !, arg: us
     }
 }
 
+/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
+/// data only this CPU touches while one CPU runs the kernel: `mrs daif; msr daifset … msr daif` costs as much as an exclusive pair or LSE atomic, and more under TCG; an atomic is safe against this CPU's interrupts anyway.
+pub const CHEAP_IRQ_MASK: bool = false;
+
 /// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, unmapping
 /// uses `tlbi vaae1is`, which the hardware broadcasts to the inner-shareable domain.
 pub const TLB_SHOOTDOWN_NEEDED: bool = false;

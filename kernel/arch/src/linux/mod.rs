@@ -113,6 +113,10 @@ pub fn memory_fence() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
 
+/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
+/// data only this CPU touches while one CPU runs the kernel: disabling interrupts is one store to the vCPU's flag ([`irqflag`]), cheaper than a locked instruction.
+pub const CHEAP_IRQ_MASK: bool = true;
+
 /// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, `munmap`
 /// does it for the process.
 pub const TLB_SHOOTDOWN_NEEDED: bool = false;

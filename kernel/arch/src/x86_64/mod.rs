@@ -72,6 +72,10 @@ pub fn flush_tlb_all() {
     }
 }
 
+/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
+/// data only this CPU touches while one CPU runs the kernel: `pushf; cli … popf` costs as much as a `lock cmpxchg` on hardware, and under TCG each end of a translation block; a compare-and-swap is atomic against this CPU's interrupts anyway.
+pub const CHEAP_IRQ_MASK: bool = false;
+
 /// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI (x86 has no
 /// broadcast invalidation).
 pub const TLB_SHOOTDOWN_NEEDED: bool = true;

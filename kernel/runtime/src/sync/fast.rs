@@ -2,9 +2,11 @@
 //! lock while no thread waits.
 //!
 //! With several CPUs the update is a compare-and-swap loop. While the kernel runs on one CPU
+//! and masking interrupts is cheap ([`rhea_arch::CHEAP_IRQ_MASK`]: LinuxU, where it is a store)
 //! it is a plain read-modify-write with interrupts disabled — no locked instruction is needed
 //! when nothing else can run at the same time, which is what a uniprocessor RTOS does (and
-//! Linux, patching out `lock` prefixes on one CPU). Whether more than one CPU runs is decided
+//! Linux, patching out `lock` prefixes on one CPU). On x86 and Arm the CAS is as cheap as
+//! masking, and under QEMU's TCG much cheaper. Whether more than one CPU runs is decided
 //! once, before the secondary CPUs start ([`crate::kthread::is_uniprocessor`]).
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,7 +16,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// returned `None` (nothing stored). Acquire on success, release of the stored value.
 #[inline]
 pub(super) fn update(word: &AtomicU32, mut f: impl FnMut(u32) -> Option<u32>) -> Result<u32, u32> {
-    if crate::kthread::is_uniprocessor() {
+    if rhea_arch::CHEAP_IRQ_MASK && crate::kthread::is_uniprocessor() {
         let was = rhea_arch::irq_save();
         let cur = word.load(Ordering::Relaxed);
         let r = match f(cur) {
