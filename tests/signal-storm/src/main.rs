@@ -1,7 +1,8 @@
 //! Test app: four threads each sleep 500 µs 500 times while (on LinuxU) the harness floods the
 //! process with 100k SIGIO a second. Every sleep must end — the timer interrupt is never lost
 //! under the storm — and none early; the run must not die of a stack overflow (handlers run with
-//! the interrupt signals blocked, so they cannot nest).
+//! the interrupt signals blocked, so they cannot nest; with interrupts disabled they only record
+//! a vector).
 #![no_std]
 #![no_main]
 
