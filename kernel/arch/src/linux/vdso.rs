@@ -125,7 +125,7 @@ unsafe fn find_symbol(base: usize) -> Option<usize> {
     const DT_SYMTAB: i64 = 6;
     const DT_STRSZ: i64 = 10;
     const SYM_BYTES: usize = 24;
-    // SAFETY (this function's reads): each goes through `read`, bounded by `len`: first the
+    // SAFETY: (this function's reads) each goes through `read`, bounded by `len`: first the
     // header page, then the loaded segment's size rounded up to pages (mapped whole).
     unsafe {
         let magic: [u8; 4] = read(base, PAGE, 0)?;
