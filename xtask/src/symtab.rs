@@ -13,9 +13,10 @@
 //! offset 8:  u64 base: the lowest start address
 //! offset 16: u32 names_len
 //! offset 20: u32 tokens
-//! offset 24: count entries of 12 bytes { start: u32 (minus base), size: u32, name_off: u32 },
-//!            by start
-//! names_base = 24 + 12 * count: names_len bytes of names, each [n: u8][n token references];
+//! offset 24: count entries of 8 bytes { start: u32 (minus base), extent: u32 }, by start;
+//!            extent = name_off << 14 | size, where a size of 0x3fff or more is stored as
+//!            0x3fff (LONG): "up to the next function's start" (the last one: LONG bytes)
+//! names_base = 24 + 8 * count: names_len bytes of names, each [n: u8][n token references];
 //!            a reference is one byte (index < 0x80) or two (0x80 | index >> 8, index & 0xff);
 //!            name_off is relative to names_base; equal names are stored once
 //! then the tokens, each [len: u8][len bytes UTF-8], index 0 first
@@ -27,7 +28,8 @@
 //! Tokens are numbered by how many names use them, most first (ties by the token), so the
 //! common ones take one byte. Names of more than 255 tokens keep the first 255; tokens longer
 //! than 255 bytes are cut at a char boundary. When several symbols share a start address, the
-//! first by name order is kept; a symbol more than 4 GiB above the lowest is left out.
+//! first by name order is kept; a symbol more than 4 GiB above the lowest is left out. The names
+//! may take 256 KiB (18 bits of name_off).
 
 use object::read::elf::{ElfFile64, FileHeader, Sym};
 use object::{Endianness, Object, ObjectSymbol, elf};
@@ -37,7 +39,10 @@ pub(crate) const MAGIC: &[u8; 4] = b"RSY2";
 /// Bytes before the entries.
 pub(crate) const HEADER_LEN: usize = 24;
 /// Bytes per entry.
-pub(crate) const ENTRY_LEN: usize = 12;
+pub(crate) const ENTRY_LEN: usize = 8;
+/// The size field's width in an entry's extent, and its "up to the next function" value.
+const SIZE_BITS: u32 = 14;
+const LONG: u64 = (1 << SIZE_BITS) - 1;
 /// The longest token kept, in bytes, and the most tokens a name keeps.
 pub(crate) const MAX_TOKEN: usize = 255;
 /// Token indexes a two-byte reference can hold.
@@ -156,9 +161,13 @@ pub(crate) fn encode(symbols: &[Symbol]) -> Vec<u8> {
             }
             off
         });
+        assert!(
+            name_off < 1 << (32 - SIZE_BITS),
+            "the symbol names take more than 256 KiB"
+        );
+        let extent = name_off << SIZE_BITS | sym.size.min(LONG) as u32;
         entries.extend_from_slice(&((sym.start - base) as u32).to_le_bytes());
-        entries.extend_from_slice(&u32::try_from(sym.size).unwrap_or(u32::MAX).to_le_bytes());
-        entries.extend_from_slice(&name_off.to_le_bytes());
+        entries.extend_from_slice(&extent.to_le_bytes());
     }
 
     let count = u32::try_from(sorted.len()).expect("more than 4G symbols");
@@ -203,7 +212,7 @@ mod tests {
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
         let count = word(4) as usize;
         let base = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-        let names_base = 24 + 12 * count;
+        let names_base = 24 + 8 * count;
         let tokens_base = names_base + word(16) as usize;
         let mut tokens = Vec::new();
         let mut at = tokens_base;
@@ -216,10 +225,10 @@ mod tests {
         assert_eq!(tokens.len(), word(20) as usize);
         let mut out = Vec::new();
         for i in 0..count {
-            let e = 24 + 12 * i;
+            let e = 24 + 8 * i;
             let start = base + u64::from(word(e));
-            let size = word(e + 4);
-            let mut at = names_base + word(e + 8) as usize;
+            let size = word(e + 4) & 0x3fff;
+            let mut at = names_base + (word(e + 4) >> 14) as usize;
             let n = bytes[at];
             at += 1;
             let mut name = String::new();
@@ -268,7 +277,7 @@ mod tests {
             [
                 (0x20_0000, 0x10, "_start".to_string()),
                 (0x20_0100, 0x40, "rhea::main".to_string()),
-                (0x20_0200, u32::MAX, "huge".to_string()),
+                (0x20_0200, 0x3fff, "huge".to_string()),
                 (
                     0x20_0300,
                     8,
@@ -281,11 +290,10 @@ mod tests {
         assert_eq!(&bytes[4..8], &5u32.to_le_bytes());
         assert_eq!(&bytes[8..16], &0x20_0000u64.to_le_bytes());
         assert_eq!(&bytes[24..28], &0u32.to_le_bytes());
-        assert_eq!(&bytes[24 + 8..24 + 12], &0u32.to_le_bytes());
-        assert_eq!(
-            bytes[24 + 12 + 8..24 + 12 + 12],
-            bytes[24 + 48 + 8..24 + 48 + 12]
-        );
+        assert_eq!(&bytes[28..32], &0x10u32.to_le_bytes());
+        let name_off =
+            |i: usize| u32::from_le_bytes(bytes[28 + 8 * i..32 + 8 * i].try_into().unwrap()) >> 14;
+        assert_eq!(name_off(1), name_off(4));
     }
 
     #[test]

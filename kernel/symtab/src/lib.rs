@@ -10,8 +10,9 @@
 //! Format (little-endian), written by `xtask/src/symtab.rs`:
 //! ```text
 //! "RSY2" | count: u32 | base: u64 | names_len: u32 | tokens: u32
-//!        | count × { start: u32, size: u32, name_off: u32 } sorted by start; start is
-//!          relative to base
+//!        | count × { start: u32, extent: u32 } sorted by start; start is relative to base,
+//!          extent is name_off << 14 | size, a size of 0x3fff (LONG) meaning "up to the next
+//!          function's start" (the last function: at most LONG bytes)
 //!        | names (names_len bytes): each [n: u8][n token references], a reference one byte
 //!          (0..0x80) or two (0x80 | index >> 8, index & 0xff); name_off is relative to the
 //!          start of the names, equal names are stored once
@@ -36,7 +37,10 @@ static TABLE: [u8; include_bytes!(concat!(env!("OUT_DIR"), "/symtab.bin")).len()
 
 const MAGIC: &[u8; 4] = b"RSY2";
 const HEADER: usize = 24;
-const ENTRY: usize = 12;
+const ENTRY: usize = 8;
+/// The size field's width, and its value for "up to the next function".
+const SIZE_BITS: u32 = 14;
+const LONG: u32 = (1 << SIZE_BITS) - 1;
 
 /// A symbolised address: the function and the offset into it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -138,9 +142,14 @@ pub fn lookup_in(table: &[u8], addr: u64) -> Option<Symbol<'_>> {
             hi = mid;
         }
     }
-    let (start, size, name_off) = t.entry(lo.checked_sub(1)?)?;
+    let i = lo.checked_sub(1)?;
+    let (start, size, name_off) = t.entry(i)?;
     let offset = addr - start;
-    if offset >= u64::from(size.max(1)) {
+    let extent = match size {
+        LONG if i + 1 < t.count => t.entry(i + 1)?.0 - start,
+        size => u64::from(size.max(1)),
+    };
+    if offset >= extent {
         return None;
     }
     Some(Symbol {
@@ -188,7 +197,12 @@ impl<'a> Table<'a> {
         let at = HEADER + i * ENTRY;
         let e = self.bytes.get(at..at + ENTRY)?;
         let word = |k: usize| u32::from_le_bytes([e[k], e[k + 1], e[k + 2], e[k + 3]]);
-        Some((self.base.checked_add(u64::from(word(0)))?, word(4), word(8)))
+        let extent = word(4);
+        Some((
+            self.base.checked_add(u64::from(word(0)))?,
+            extent & LONG,
+            extent >> SIZE_BITS,
+        ))
     }
 
     fn name(&self, off: u32) -> Option<Name<'a>> {
@@ -235,8 +249,8 @@ mod tests {
         let mut body = Vec::new();
         for &(start, size, name) in entries {
             body.extend_from_slice(&((start - base) as u32).to_le_bytes());
-            body.extend_from_slice(&size.to_le_bytes());
-            body.extend_from_slice(&(names.len() as u32).to_le_bytes());
+            let extent = (names.len() as u32) << SIZE_BITS | size.min(LONG);
+            body.extend_from_slice(&extent.to_le_bytes());
             let parts = tokenize(name);
             names.push(parts.len() as u8);
             for p in parts {
@@ -288,6 +302,24 @@ mod tests {
     }
 
     #[test]
+    fn long_functions_extend_to_the_next() {
+        let t = table(&[
+            (0x10_0000, 0x6000, "big"),
+            (0x10_6010, 0x10, "small"),
+            (0x11_0000, 0x5000, "last_big"),
+        ]);
+        assert_eq!(found(&t, 0x10_5fff), Some(("big".into(), 0x5fff)));
+        assert_eq!(
+            found(&t, 0x10_600f),
+            Some(("big".into(), 0x600f)),
+            "padding: the previous"
+        );
+        assert_eq!(found(&t, 0x10_6010), Some(("small".into(), 0)));
+        assert_eq!(found(&t, 0x11_3ffe), Some(("last_big".into(), 0x3ffe)));
+        assert_eq!(found(&t, 0x11_3fff), None, "the last: at most LONG bytes");
+    }
+
+    #[test]
     fn two_byte_token_references() {
         // 200 distinct tokens: the later ones need two-byte references.
         let names: Vec<String> = (0..200).map(|i| format!("m{i}::f{i}")).collect();
@@ -325,7 +357,7 @@ mod tests {
         // A name offset pointing past the names.
         let names_at = HEADER + 2 * ENTRY;
         let mut bad_off = good.clone();
-        bad_off[HEADER + 8..HEADER + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+        bad_off[HEADER + 4..HEADER + 8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
         assert_eq!(found(&bad_off, 0x1000), None);
         // A reference to a token that does not exist, and more references than bytes.
         let mut bad_ref = good.clone();
