@@ -45,6 +45,10 @@ static BOOT_SP: AtomicU64 = AtomicU64::new(0);
 
 /// The process entry, called by libc's start-up code.
 #[unsafe(no_mangle)]
+#[expect(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "only libc's start-up calls it, with the process's own argc/argv"
+)]
 pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     BOOT_CYCLES.store(rhea_arch::read_cycle_counter(), Ordering::Relaxed);
     // This thread is vCPU 0: per-CPU data through GS before any kernel code asks.
@@ -54,7 +58,7 @@ pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32 {
     signals::hold_until_handlers();
     // The clock through the vDSO (no system call per read), if the process has one.
     // SAFETY: `argc`/`argv` are the process's own, as libc's start-up passed them.
-    unsafe { rhea_arch::vdso::init(argc.max(0) as usize, argv as *const *const u8) };
+    unsafe { rhea_arch::vdso::init(argc.max(0) as usize, argv) };
     let marker = 0u8;
     BOOT_SP.store(core::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     ARGC.store(argc, Ordering::Relaxed);
