@@ -114,10 +114,10 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         Err(e) => panic!("interrupt and time bring-up failed: {e}"),
     };
     time::install(it.clock, it.timer, it.cycles_per_second);
-    if let Some(us) = CMDLINE.get().and_then(|c| {
-        c.number(&keys::TIMER_ADVANCE_US)
-            .expect("stage 2 checked every rhea.* argument of the command line")
-    }) {
+    if let Some(us) = CMDLINE
+        .get()
+        .and_then(|c| checked(c.number(&keys::TIMER_ADVANCE_US)))
+    {
         time::set_max_advance_us(us);
     }
     irq::init(it.controller, it.timer_vector);
