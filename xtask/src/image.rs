@@ -60,6 +60,11 @@ pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
             "link-arg=-T{}",
             root.join(board.linker_script).display()
         ));
+        // Segments' file offsets need only 4 KiB congruence (the scripts align sections to 4
+        // KiB; nothing maps the ELF by larger pages). lld's aarch64 default of 64 KiB put
+        // 60 KiB of zeros before `.text` in every Arm ELF; addresses and raw images are the same.
+        flags.push("-C".to_string());
+        flags.push("link-arg=-zmax-page-size=4096".to_string());
     }
     flags.extend(
         [
@@ -299,6 +304,7 @@ mod tests {
         assert_eq!(
             get("CARGO_ENCODED_RUSTFLAGS"),
             "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f-C\x1flink-arg=-T/ws/boards/qemu-x86_64/link.ld\
+             \x1f-C\x1flink-arg=-zmax-page-size=4096\
              \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"
                 .to_string() + &remaps
         );
