@@ -50,10 +50,14 @@ impl Waiter {
             dev.handle_interrupt();
             ev.rearm();
             while let Some(n) = dev.receive(&mut buf).map_err(|_| "receive failed")? {
+                // The receive buffer went back to the device: tell it, as the driver thread
+                // does after each batch (`NetDevice::flush`).
+                dev.flush();
                 if want(&buf[..n]) {
                     return Ok(());
                 }
             }
+            dev.flush();
             more = dev.rearm();
         }
     }
@@ -142,7 +146,11 @@ fn is_echo_reply(f: &[u8]) -> bool {
 fn send(dev: &mut dyn NetDevice, ev: &DeviceEvent, frame: &[u8]) -> Result<(), &'static str> {
     for _ in 0..100 {
         match dev.transmit(frame) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                // Notify the device now (drivers may hold notifications until a flush).
+                dev.flush();
+                return Ok(());
+            }
             Err(NetError::Busy) => {
                 ev.wait(Some(Duration::from_millis(10)));
                 dev.handle_interrupt();
