@@ -1094,7 +1094,7 @@ pub(crate) fn comparison_table(
     let irq = rhea.irq_to_thread;
     let raised = match platform {
         Platform::Qemu(_) => "self-IPI",
-        Platform::LinuxU => "self-raised vector (a SIGUSR2 signal)",
+        Platform::LinuxU => "self-raised vector (synchronous: no signal)",
     };
     t.push(TableLine::Heading(format!(
         "interrupt→thread, {raised} to the woken thread running (samples: Rhea {})",

@@ -1059,7 +1059,7 @@ RESULT done"
             text.contains("goal: p99 and max ≤ ½ Linux's (p99 2.17, max 4.21 of Linux's: not met)"),
             "{text}"
         );
-        assert!(text.contains("self-raised vector (a SIGUSR2 signal)"));
+        assert!(text.contains("self-raised vector (synchronous: no signal)"));
         let missing_cyclic = table.iter().any(|l| {
             matches!(l, TableLine::Heading(h) if h == "cyclictest 1000 µs, hog (samples: Rhea missing, Linux missing)")
         });
