@@ -732,22 +732,7 @@ fn prepare_arm64(ws: &Workspace) -> Result<Guest> {
         &read(&busybox_root.join("bin/busybox"))?,
     );
     cpio.file("bin/rtos", 0o755, &read(&rtos)?);
-    let bytes = cpio.finish();
-    let initrd = dir.join("initrd.cpio");
-    if fs::read(&initrd).ok().as_deref() != Some(&bytes[..]) {
-        fs::write(&initrd, &bytes).context(|| format!("cannot write {}", initrd.display()))?;
-    }
-    let kernel_package = deb_package_and_version(&kernel_deb);
-    println!(
-        "linux-guest: arm64 kernel {kernel_package}; initramfs {} B ({})",
-        crate::bench::thousands(bytes.len() as u64),
-        initrd.display()
-    );
-    Ok(Guest {
-        vmlinuz,
-        initrd,
-        kernel_package,
-    })
+    finish_guest(&dir, cpio, vmlinuz, &kernel_deb, "arm64 kernel")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -870,22 +855,7 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     for (guest_path, target) in &libs.links {
         cpio.symlink(guest_path, target);
     }
-    let bytes = cpio.finish();
-    let initrd = dir.join("initrd.cpio");
-    if fs::read(&initrd).ok().as_deref() != Some(&bytes[..]) {
-        fs::write(&initrd, &bytes).context(|| format!("cannot write {}", initrd.display()))?;
-    }
-    let kernel_package = deb_package_and_version(&kernel_deb);
-    println!(
-        "linux-guest: kernel {kernel_package}; initramfs {} B ({})",
-        crate::bench::thousands(bytes.len() as u64),
-        initrd.display()
-    );
-    Ok(Guest {
-        vmlinuz,
-        initrd,
-        kernel_package,
-    })
+    finish_guest(&dir, cpio, vmlinuz, &kernel_deb, "kernel")
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -977,6 +947,32 @@ fn ensure_kernel_deb(debs: &Path) -> Result<PathBuf> {
         ));
     };
     ensure_deb(debs, &pkg)
+}
+/// Writes the guest's initramfs (only if its bytes changed, so its timestamp means something)
+/// and reports it.
+fn finish_guest(
+    dir: &Path,
+    cpio: Cpio,
+    vmlinuz: PathBuf,
+    kernel_deb: &Path,
+    label: &str,
+) -> Result<Guest> {
+    let bytes = cpio.finish();
+    let initrd = dir.join("initrd.cpio");
+    if fs::read(&initrd).ok().as_deref() != Some(&bytes[..]) {
+        fs::write(&initrd, &bytes).context(|| format!("cannot write {}", initrd.display()))?;
+    }
+    let kernel_package = deb_package_and_version(kernel_deb);
+    println!(
+        "linux-guest: {label} {kernel_package}; initramfs {} B ({})",
+        crate::bench::thousands(bytes.len() as u64),
+        initrd.display()
+    );
+    Ok(Guest {
+        vmlinuz,
+        initrd,
+        kernel_package,
+    })
 }
 
 /// `linux-image-6.1.0-56-cloud-amd64 6.1.192-2` from the `.deb` file name.

@@ -92,10 +92,12 @@ pub(crate) fn fired() {
         // of how early.
         let early = armed - t;
         // RT: bounded by the advance (checked above), at most the bound.
-        while now().as_nanos() < armed {
+        let mut at = t;
+        while at < armed {
             core::hint::spin_loop();
+            at = now().as_nanos();
         }
-        SPUN_NS[cpu].fetch_add(now().as_nanos().saturating_sub(t), Ordering::Relaxed);
+        SPUN_NS[cpu].fetch_add(at - t, Ordering::Relaxed);
         adv.saturating_sub(early / 8)
     };
     ADVANCE_NS[cpu].store(next.min(limit), Ordering::Relaxed);
