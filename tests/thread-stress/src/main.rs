@@ -127,6 +127,10 @@ const OP_NAMES: [&str; 12] = [
 ];
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Controllers still running: the last one to finish stops the workers. Not `main`: it runs
+/// at the default priority, below most workers, and on one slow CPU (Xen under TCG, where a
+/// clock read costs ~30-90 µs) workers that are always ready can starve it for good.
+static CONTROLLERS_LEFT: AtomicUsize = AtomicUsize::new(0);
 /// Controller rounds run (all controllers).
 static ROUNDS: AtomicU64 = AtomicU64::new(0);
 
@@ -173,6 +177,10 @@ fn main() -> Result<(), &'static str> {
         })
         .map(drop)
         .map_err(|_| "spawn the watchdog")?;
+    // Above the workers while it sets up: spawned workers that outrank `main` would otherwise
+    // run first, and on one slow CPU they used up the whole budget before a controller existed.
+    thread::set_priority(thread::current(), prio(CONTROLLER_PRIO + 1))
+        .map_err(|_| "raise main above the workers")?;
     let online: Vec<usize> = thread::online_cpus().iter().collect();
     let mut rng = Rng::new(seed);
     let queue: Arc<Queue> = Arc::new(Queue::new());
@@ -216,6 +224,7 @@ fn main() -> Result<(), &'static str> {
 
     // Controllers: one pinned to each CPU.
     let mut controllers = Vec::new();
+    CONTROLLERS_LEFT.store(online.len(), Ordering::SeqCst);
     for (n, &cpu) in online.iter().enumerate() {
         let (ws, ids, q, cseed) = (workers.clone(), ids.clone(), queue.clone(), rng.next());
         controllers.push(
@@ -226,6 +235,10 @@ fn main() -> Result<(), &'static str> {
                 .stack_size(32 * 1024)
                 .spawn(move || {
                     controller(n + 1, &ws, &ids, &q, cseed, ops_per_controller, deadline);
+                    if CONTROLLERS_LEFT.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        STOP.store(true, Ordering::SeqCst);
+                        CV.notify_all();
+                    }
                 })
                 .map_err(|_| "spawn controller")?,
         );
@@ -233,8 +246,6 @@ fn main() -> Result<(), &'static str> {
     for c in controllers {
         c.join().map_err(|_| "join controller")?;
     }
-    STOP.store(true, Ordering::SeqCst);
-    CV.notify_all();
     for h in handles {
         h.join().map_err(|_| "join worker")?;
     }
@@ -648,6 +659,16 @@ fn child(rng: &mut Rng, q: &Arc<Queue>, online: CpuSet) {
     }
     let id = h.id();
     count(6);
+    // Raised above the workers before the join: strict priority lets always-ready workers
+    // starve a low child (and so this controller) for as long as they stay ready, which on a
+    // slow CPU was tens of seconds. It lived its random priority until now.
+    match thread::set_priority(id, prio(CONTROLLER_PRIO - 1)) {
+        Ok(()) | Err(SchedError::NoSuchThread) => {}
+        Err(e) => {
+            rhea::println!("stress: raising a child to join it: {e}");
+            UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if h.join().is_err() {
         UNEXPECTED.fetch_add(1, Ordering::Relaxed);
     }
