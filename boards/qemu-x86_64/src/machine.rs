@@ -283,8 +283,8 @@ pub struct BootInfo {
     pub cmdline: &'static str,
     /// The image's sections, for the page tables.
     pub image: KernelImage,
-    /// Physical ranges the frame allocator must never hand out: the image, low memory, and
-    /// the boot data still in use.
+    /// Physical ranges the frame allocator must never hand out: the image, page 0 up to the
+    /// AP trampoline's page, and the boot data still in use.
     pub reserved: [(PhysAddr, u64); 3],
     /// Cycle counter at the first instruction.
     pub boot_cycles: u64,
@@ -346,7 +346,7 @@ pub fn early_init(start_info: usize) -> BootInfo {
     crate::smp::discover(
         rsdp,
         boot.cmdline,
-        trampoline_page(&boot.memory_map, start_info as u64),
+        pvh::trampoline_page(&boot.memory_map, start_info as u64),
     );
     // PCI's ECAM window (ACPI MCFG), read while the firmware's tables are still mapped.
     crate::devices::early(rsdp, boot.cmdline);
@@ -393,13 +393,16 @@ pub fn pvh_boot(
     // SAFETY: `pvh_boot` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
     let rsdp = info.rsdp;
+    let low_end = pvh::low_reserved_end(&info.memory_map, start_info as u64);
     let boot = BootInfo {
         memory_map: info.memory_map,
         cmdline,
         image,
         reserved: [
-            // Real-mode IVT, BIOS data, EBDA, option ROMs: never handed out.
-            (PhysAddr(0), 0x10_0000),
+            // Page 0 (real-mode IVT and BIOS data; unmapped, so null stays a fault) up to and
+            // including the AP trampoline's page. The rest of the usable RAM below 1 MiB is
+            // ordinary frames; the EBDA and option ROMs above it are not usable in the map.
+            (PhysAddr(0), low_end),
             (
                 PhysAddr(image_range.start),
                 image_range.end - image_range.start,
@@ -410,19 +413,4 @@ pub fn pvh_boot(
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
     };
     (boot, rsdp)
-}
-
-/// A page for the AP trampoline: usable RAM below the EBDA (0x9f000), above the real-mode IVT
-/// and BIOS data, and not the start info's page. The frame allocator never hands out the low
-/// 1 MiB, so it stays free.
-fn trampoline_page(map: &MemoryMap, start_info: u64) -> Option<u64> {
-    let start_info_page = start_info & !(PAGE_SIZE - 1);
-    (1..0x9f_u64)
-        .rev()
-        .map(|n| n * PAGE_SIZE)
-        .filter(|&p| p != start_info_page && p >= 0x1000)
-        .find(|&p| {
-            map.region_containing(PhysAddr(p), PAGE_SIZE)
-                .is_some_and(|r| r.kind == rhea_mm::RegionKind::Usable)
-        })
 }

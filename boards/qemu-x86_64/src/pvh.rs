@@ -264,6 +264,29 @@ pub fn parse_with(
     })
 }
 
+/// A page's size (4 KiB).
+pub const PAGE: u64 = 4096;
+
+/// A page for the AP trampoline: the lowest usable page above page 0 that is not the start
+/// info's page, below the EBDA (0x9f000). Lowest, so that [`low_reserved_end`] keeps only the
+/// bottom of low memory from the frame allocator.
+pub fn trampoline_page(map: &MemoryMap, start_info: u64) -> Option<u64> {
+    let start_info_page = start_info & !(PAGE - 1);
+    (1..0x9f_u64)
+        .map(|n| n * PAGE)
+        .filter(|&p| p != start_info_page && p >= 0x1000)
+        .find(|&p| {
+            map.region_containing(rhea_hal::PhysAddr(p), PAGE)
+                .is_some_and(|r| r.kind == RegionKind::Usable)
+        })
+}
+
+/// The end of the reservation at address 0: past the trampoline's page, or past page 0 when
+/// there is none. Early init picks the same page ([`trampoline_page`] is deterministic).
+pub fn low_reserved_end(map: &MemoryMap, start_info: u64) -> u64 {
+    trampoline_page(map, start_info).map_or(PAGE, |p| p + PAGE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,5 +590,29 @@ mod tests {
                 assert!(info.memory_map.usable_bytes() > 0);
             }
         }
+    }
+
+    fn low_map(low_usable: bool) -> MemoryMap {
+        let mut m = MemoryMap::new();
+        if low_usable {
+            m.push(0, 0x9f000, RegionKind::Usable).unwrap();
+        }
+        m.push(0x9fc00, 0x400, RegionKind::Reserved).unwrap();
+        m.push(0x10_0000, 0x70_0000, RegionKind::Usable).unwrap();
+        m.finish().unwrap()
+    }
+
+    #[test]
+    fn trampoline_is_the_lowest_free_page_and_ends_the_low_reservation() {
+        let m = low_map(true);
+        assert_eq!(trampoline_page(&m, 0x10_0000), Some(0x1000));
+        assert_eq!(low_reserved_end(&m, 0x10_0000), 0x2000);
+        // Not the start info's page.
+        assert_eq!(trampoline_page(&m, 0x1234), Some(0x2000));
+        assert_eq!(low_reserved_end(&m, 0x1234), 0x3000);
+        // No usable low RAM: no trampoline, and only page 0 is kept back.
+        let m = low_map(false);
+        assert_eq!(trampoline_page(&m, 0x10_0000), None);
+        assert_eq!(low_reserved_end(&m, 0x10_0000), 0x1000);
     }
 }

@@ -301,8 +301,9 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
             addr(&rhea_ap_gdtr),
         )
     };
-    // SAFETY: `page` is a free RAM page below 1 MiB that early init chose (the frame allocator
-    // never hands out the low 1 MiB) and the kernel's page tables map writable; the source is
+    // SAFETY: `page` is a free RAM page below 1 MiB that early init chose and reserved (the
+    // frame allocator never hands out page 0 up to it) and the kernel's page tables map
+    // writable; the source is
     // the trampoline's bytes in the image. The GDT pointer's base (4 bytes after the limit) is
     // patched in the copy.
     unsafe {
