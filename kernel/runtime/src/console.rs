@@ -1,17 +1,23 @@
 //! Kernel and app output: [`print!`](crate::print) and [`println!`](crate::println).
 //!
 //! Lock: `CONSOLE_LOCK` serialises whole messages so lines from different threads do not
-//! interleave. It is a spin lock that does not disable interrupts; it must not be taken from
-//! interrupt context (the IRQ layer will make it IRQ-safe when interrupt handlers print). It is
-//! a leaf lock. The fault and panic reports never take it — a fault may have interrupted its
-//! holder — and write through [`raw_writer`] instead.
+//! interleave. It is a blocking mutex with priority inheritance, not a spin lock: a thread
+//! preempted in the middle of a line by a more important one that prints would otherwise be
+//! spun against, on its own CPU, by a thread that never lets it run again (every board hung
+//! so in `tests/console-preempt`). Only a thread that may block takes it: interrupt handlers,
+//! sections with interrupts disabled (an IRQ-safe spin lock or the scheduler lock held), boot
+//! before the scheduler runs and a nested print write without it, so their text may land
+//! inside another thread's line but is never held up. It is a leaf lock: nothing is locked
+//! while it is held. The fault and panic reports never take it — a fault may have interrupted
+//! its holder — and write through [`raw_writer`] instead.
 
 use crate::boards::board;
+use crate::kthread;
+use crate::sync::{RawMutex, SyncError};
 use core::fmt::{self, Write};
 use rhea_hal::Platform;
-use spin::Mutex;
 
-static CONSOLE_LOCK: Mutex<()> = Mutex::new(());
+static CONSOLE_LOCK: RawMutex = RawMutex::new();
 
 /// Writes straight to the board console.
 pub(crate) struct RawWriter;
@@ -30,8 +36,17 @@ pub(crate) fn raw_writer() -> RawWriter {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
-    let _guard = CONSOLE_LOCK.lock();
+    let may_block = rhea_arch::irq_enabled()
+        && kthread::interrupt_context().is_none()
+        && kthread::with_current(|_| ()).is_some();
+    // Abandoned: its last holder exited mid-message; the lock is ours now all the same.
+    // Refused (a nested print already holds it, or the thread holds its limit of mutexes):
+    // written without it.
+    let locked = may_block && matches!(CONSOLE_LOCK.lock(), Ok(()) | Err(SyncError::Abandoned));
     let _ = RawWriter.write_fmt(args);
+    if locked {
+        let _ = CONSOLE_LOCK.unlock();
+    }
 }
 
 /// Prints to the console.

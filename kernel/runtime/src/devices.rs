@@ -10,12 +10,16 @@
 use crate::boards::board;
 use crate::irq::DeviceEvent;
 use crate::println;
+use crate::sync::{IrqsOff, SpinLock};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use rhea_drivers::bus::{self, BindContext, Bound, DeviceIrq, Driver, Msi, Outcome};
 use rhea_drivers::net::NetDevice;
 
-static BOUND: spin::Mutex<Vec<Bound>> = spin::Mutex::new(Vec::new());
+/// Lock: thread context only (boot binds, drivers' threads take their device), with
+/// interrupts disabled so a preempted holder is never spun against by a more important thread
+/// on its CPU; held for a push or a removal. A leaf (the heap's lock nests inside).
+static BOUND: SpinLock<Vec<Bound>, IrqsOff> = SpinLock::new(Vec::new());
 
 /// What binding borrows from the kernel.
 struct Ctx;

@@ -12,11 +12,12 @@
 )]
 
 use crate::boards::board::BootInfo;
+use crate::sync::{IrqsOff, SpinLock};
 use core::ops::Range;
 use rhea_arch::paging::{AddressSpace, PagingError, STACK_REGION_BASE};
 use rhea_hal::{PAGE_SIZE, PhysAddr};
 use rhea_mm::{FrameAllocator, FrameError, Heap};
-use spin::{Mutex, Once};
+use spin::Once;
 
 #[global_allocator]
 static HEAP: IrqSafeHeap = IrqSafeHeap(Heap::empty());
@@ -99,7 +100,12 @@ struct Memory {
     stacks: [Option<StackInfo>; MAX_STACKS],
 }
 
-static MEMORY: Once<Mutex<Memory>> = Once::new();
+/// Lock: taken by threads only (stack mapping and unmapping, device mappings, statistics),
+/// with interrupts disabled so that its holder cannot be preempted: a more important thread
+/// on the same CPU would otherwise spin against it forever (`tests/lock-preempt` hung on every
+/// board when it was a spin lock that left interrupts on). Held for a few page-table writes,
+/// never across a TLB shootdown. Before the heap lock; a leaf otherwise.
+static MEMORY: Once<SpinLock<Memory, IrqsOff>> = Once::new();
 
 /// Proof that memory is up: frames, page tables, heap — with where the memory went, for the
 /// boot report (`rhea: memory at boot: ...`, read by `cargo xtask bench boot`).
@@ -280,7 +286,7 @@ pub(crate) fn init(boot: &BootInfo, asked: HeapNeed) -> Result<MemoryReady, Memo
         free_bytes: frames.free_frames() as u64 * PAGE_SIZE,
     };
     MEMORY.call_once(|| {
-        Mutex::new(Memory {
+        SpinLock::new(Memory {
             frames,
             space,
             stacks: [None; MAX_STACKS],
