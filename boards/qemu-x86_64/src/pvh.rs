@@ -4,6 +4,7 @@
 //! inputs; nothing here touches memory directly.
 
 use core::fmt;
+use rhea_hal::{PAGE_SIZE, PhysAddr};
 use rhea_mm::{MemoryMap, MemoryMapError, RegionKind};
 
 /// `hvm_start_info.magic`: "xEn3" with the top bit of each byte cleared.
@@ -206,7 +207,7 @@ pub fn parse_with(
     // of the map (QEMU's qboot puts the start info and its map in the BIOS segment there).
     let inside = |what, a: u64, len: u64| {
         let legacy = a.checked_add(len).is_some_and(|end| end <= LEGACY_AREA_END);
-        if legacy || map.region_containing(rhea_hal::PhysAddr(a), len).is_some() {
+        if legacy || map.region_containing(PhysAddr(a), len).is_some() {
             Ok(())
         } else {
             Err(PvhError::PointerOutsideMemory { what, addr: a })
@@ -264,19 +265,16 @@ pub fn parse_with(
     })
 }
 
-/// A page's size (4 KiB).
-pub const PAGE: u64 = 4096;
-
 /// A page for the AP trampoline: the lowest usable page above page 0 that is not the start
 /// info's page, below the EBDA (0x9f000). Lowest, so that [`low_reserved_end`] keeps only the
 /// bottom of low memory from the frame allocator.
 pub fn trampoline_page(map: &MemoryMap, start_info: u64) -> Option<u64> {
-    let start_info_page = start_info & !(PAGE - 1);
+    let start_info_page = start_info & !(PAGE_SIZE - 1);
     (1..0x9f_u64)
-        .map(|n| n * PAGE)
-        .filter(|&p| p != start_info_page && p >= 0x1000)
+        .map(|n| n * PAGE_SIZE)
+        .filter(|&p| p != start_info_page)
         .find(|&p| {
-            map.region_containing(rhea_hal::PhysAddr(p), PAGE)
+            map.region_containing(PhysAddr(p), PAGE_SIZE)
                 .is_some_and(|r| r.kind == RegionKind::Usable)
         })
 }
@@ -284,7 +282,7 @@ pub fn trampoline_page(map: &MemoryMap, start_info: u64) -> Option<u64> {
 /// The end of the reservation at address 0: past the trampoline's page, or past page 0 when
 /// there is none. Early init picks the same page ([`trampoline_page`] is deterministic).
 pub fn low_reserved_end(map: &MemoryMap, start_info: u64) -> u64 {
-    trampoline_page(map, start_info).map_or(PAGE, |p| p + PAGE)
+    trampoline_page(map, start_info).map_or(PAGE_SIZE, |p| p + PAGE_SIZE)
 }
 
 #[cfg(test)]

@@ -303,9 +303,8 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
     };
     // SAFETY: `page` is a free RAM page below 1 MiB that early init chose and reserved (the
     // frame allocator never hands out page 0 up to it) and the kernel's page tables map
-    // writable; the source is
-    // the trampoline's bytes in the image. The GDT pointer's base (4 bytes after the limit) is
-    // patched in the copy.
+    // writable; the source is the trampoline's bytes in the image. The GDT pointer's base
+    // (4 bytes after the limit) is patched in the copy.
     unsafe {
         core::ptr::copy_nonoverlapping(start_sym as *const u8, page as *mut u8, len);
         let base = (page + (gdt - start_sym) as u64) as u32;

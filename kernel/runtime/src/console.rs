@@ -4,7 +4,7 @@
 //! interleave. It is a blocking mutex with priority inheritance, not a spin lock: a thread
 //! preempted in the middle of a line by a more important one that prints would otherwise be
 //! spun against, on its own CPU, by a thread that never lets it run again (every board hung
-//! so in `tests/console-preempt`). Only a thread that may block takes it: interrupt handlers,
+//! so in `tests/lock-preempt`). Only a thread that may block takes it: interrupt handlers,
 //! sections with interrupts disabled (an IRQ-safe spin lock or the scheduler lock held), boot
 //! before the scheduler runs and a nested print write without it, so their text may land
 //! inside another thread's line but is never held up. It is a leaf lock: nothing is locked
