@@ -621,8 +621,10 @@ impl Sched {
         let cur_thread = c.thread.clone();
         // The outgoing thread was asked to leave this CPU by another (a suspension, or an
         // affinity without this CPU): whoever waits for that in `halt_wait` re-checks below.
-        let leaving = !c.is_idle
-            && (c.suspend_requested || (c.state == State::Running && !c.affinity.contains(cpu)));
+        // Whatever its state now — it may have blocked, slept or exited before this CPU took
+        // the request — it leaves: a waiter must hear of it (thread-stress on 4 vCPUs hung a
+        // controller on a worker that blocked first).
+        let leaving = !c.is_idle && (c.suspend_requested || !c.affinity.contains(cpu));
         if c.state == State::Running && c.suspend_requested && !c.is_idle {
             // A suspension asked while it ran takes effect now that it is switched out (and,
             // being `leaving`, it stops counting as this CPU's current thread below).
@@ -1028,8 +1030,15 @@ impl Sched {
         if t.state == State::Exited {
             return Err(SchedError::NoSuchThread);
         }
+        let was_leaving = t.state == State::Running && !t.affinity.contains(t.cpu);
         t.affinity = affinity;
         let (state, cpu, level, thread) = (t.state, t.cpu, t.queued_level, t.thread.clone());
+        if was_leaving && affinity.contains(cpu) && !self.is_leaving_cpu(id) {
+            // Given its CPU back before it left: it stays, and whoever waits for it to leave
+            // learns it will not.
+            let q = self.halt_queue;
+            return Ok(self.wake_all(q, WakeReason::Signaled));
+        }
         match state {
             State::Ready => {
                 // Re-placed even when its queue's CPU is still allowed: a newly allowed CPU may
@@ -1701,6 +1710,20 @@ impl Sched {
         }
         for t in self.tcbs.iter().flatten() {
             if t.state == State::Exited {
+                // Exited but not reaped: someone has yet to join it (or it is detached and the
+                // reaper has not run); one word is enough.
+                writeln!(
+                    out,
+                    "{:?} '{}' Exited ({}) code {}",
+                    t.thread.id(),
+                    t.thread.name(),
+                    if t.joined || t.detached {
+                        "to reap"
+                    } else {
+                        "not joined"
+                    },
+                    t.exit_code
+                )?;
                 continue;
             }
             write!(
@@ -1720,11 +1743,34 @@ impl Sched {
                 t.affinity,
             )?;
             match t.blocked_on {
-                Some(o) => writeln!(out, " waits on {o:?}")?,
+                Some(o) => {
+                    write!(out, " waits on {o:?}")?;
+                    self.describe_object(o, out)?;
+                    writeln!(out)?;
+                }
+                None if t.state == State::Blocked => writeln!(out, " (sleeping)")?,
                 None => writeln!(out)?,
             }
         }
         Ok(())
+    }
+
+    /// What object `o` is, for [`Sched::describe`]: its kind and state, and whose join queue
+    /// a queue is.
+    fn describe_object(&self, o: ObjectId, out: &mut dyn fmt::Write) -> fmt::Result {
+        let Some(obj) = self.obj(o) else {
+            return write!(out, " (destroyed)");
+        };
+        match obj.kind {
+            Kind::Queue => match self.tcbs.iter().flatten().find(|t| t.join_queue == Some(o)) {
+                Some(t) => write!(out, " (join of {:?}, {:?})", t.thread.id(), t.state)?,
+                None => write!(out, " (queue)")?,
+            },
+            Kind::Mutex { owner } => write!(out, " (mutex held by {owner:?})")?,
+            Kind::Semaphore { count, max } => write!(out, " (semaphore {count}/{max})")?,
+            Kind::Events { bits } => write!(out, " (events {bits:#x})")?,
+        }
+        write!(out, " with {} waiters", obj.waiters.iter().count())
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1983,6 +2029,22 @@ impl Sched {
         if in_queues != queued {
             return Err(format!(
                 "{queued} threads are ready but {in_queues} are queued"
+            ));
+        }
+        // A thread waits in `halt_wait` only for a thread that is leaving its CPU, and every
+        // thread that stops leaving wakes them all: waiters with nothing leaving anywhere were
+        // forgotten.
+        if let Some(q) = self.obj(self.halt_queue)
+            && !q.waiters.is_empty()
+            && !self
+                .tcbs
+                .iter()
+                .flatten()
+                .any(|t| self.is_leaving_cpu(t.thread.id()))
+        {
+            return Err(format!(
+                "{} threads wait for a thread to leave its CPU, but none is leaving",
+                q.waiters.iter().count()
             ));
         }
         Ok(())

@@ -1135,8 +1135,9 @@ proptest! {
                 }
                 AsyncOp::Block(c, ns) => {
                     let c = c % sim.n;
-                    if !sim.inflight.contains(c)
-                        && let Ok(d) = sim.s.sleep_until(c, Instant::from_nanos(sim.now + ns), Instant::from_nanos(sim.now))
+                    // A CPU with an IPI in flight still runs its thread, which may block
+                    // first (the IPI then finds nothing to do).
+                    if let Ok(d) = sim.s.sleep_until(c, Instant::from_nanos(sim.now + ns), Instant::from_nanos(sim.now))
                     {
                             sim.decide(c, d);
                     }
@@ -1157,8 +1158,7 @@ proptest! {
                 }
                 AsyncOp::Lock(c, m) => {
                     let c = c % sim.n;
-                    if !sim.inflight.contains(c)
-                        && let Ok((_, d)) = sim.s.mutex_lock(c, mutexes[m], Some(Instant::from_nanos(sim.now + MS)), false)
+                    if let Ok((_, d)) = sim.s.mutex_lock(c, mutexes[m], Some(Instant::from_nanos(sim.now + MS)), false)
                     {
                             sim.decide(c, d);
                     }
@@ -1204,6 +1204,13 @@ proptest! {
                         && let Ok(d) = sim.s.set_affinity(t, m)
                     {
                         sim.decide(c, d);
+                        // As the kernel does: wait for it to leave a CPU it may no longer use.
+                        if !sim.inflight.contains(c)
+                            && sim.s.current(c) != t
+                            && let Ok((false, d)) = sim.s.halt_wait(c, t)
+                        {
+                            sim.decide(c, d);
+                        }
                     }
                 }
                 AsyncOp::SetPriority(c, i, level) => {
@@ -1488,7 +1495,9 @@ fn describe_names_every_live_thread_its_state_and_what_it_waits_on() {
     };
     let w = line(waiter);
     assert!(
-        w.contains("Blocked") && w.contains("prio 9/9") && w.contains("waits on"),
+        w.contains("Blocked")
+            && w.contains("prio 9/9")
+            && w.contains(&format!("waits on {s:?} (semaphore 0/4) with 1 waiters")),
         "{w}"
     );
     let r = line(runner);
@@ -1496,4 +1505,57 @@ fn describe_names_every_live_thread_its_state_and_what_it_waits_on() {
         r.contains("Running") && r.contains("prio 5/5") && !r.contains("waits on"),
         "{r}"
     );
+}
+
+#[test]
+fn a_thread_moved_off_its_cpu_that_blocks_there_first_releases_its_waiter() {
+    // Found by tests/thread-stress on 4 vCPUs: the controller waited for a worker to leave a
+    // CPU its new affinity excludes; the worker blocked on a semaphore before its CPU took the
+    // IPI, so it left as Blocked, not Running, and nobody woke the controller.
+    let (mut sim, ctl, t) = two_running();
+    let d = sim.s.set_affinity(t, CpuSet::single(0)).unwrap();
+    sim.s.note_resched_sent(1);
+    assert!(sim.s.is_leaving_cpu(t));
+    let (done, d2) = sim.s.halt_wait(0, t).unwrap();
+    assert!(!done);
+    let _ = d;
+    sim.apply(d2);
+    assert_ne!(sim.cur(0), ctl, "the controller waits");
+    // cpu1, before its IPI: t blocks on an empty semaphore.
+    let s = sim.s.create_semaphore(0, 1);
+    let (got, d3) = sim.s.sem_take(1, s, None, false).unwrap();
+    assert!(!got);
+    sim.apply(d3.merge(Decision {
+        resched: CpuSet::single(1),
+    }));
+    assert!(!sim.s.is_leaving_cpu(t));
+    assert_eq!(
+        sim.cur(0),
+        ctl,
+        "the waiter was woken when t left cpu1 by blocking"
+    );
+    assert!(sim.s.halt_wait(0, t).unwrap().0);
+}
+
+#[test]
+fn an_affinity_given_back_before_the_thread_left_releases_its_waiter() {
+    let (mut sim, ctl, t) = two_running();
+    let _ = sim.s.set_affinity(t, CpuSet::single(0)).unwrap();
+    sim.s.note_resched_sent(1);
+    let (done, d2) = sim.s.halt_wait(0, t).unwrap();
+    assert!(!done);
+    sim.apply(d2);
+    assert_ne!(sim.cur(0), ctl);
+    // Another thread gives cpu1 back before cpu1 rescheduled: t stays, and is not leaving.
+    let d3 = sim.s.set_affinity(t, CpuSet::ALL).unwrap();
+    assert!(!sim.s.is_leaving_cpu(t));
+    assert!(
+        d3.resched.contains(0),
+        "the controller waiting on cpu0 is woken: {d3:?}"
+    );
+    sim.apply(d3.merge(Decision {
+        resched: CpuSet::single(1),
+    }));
+    assert_eq!((sim.cur(0), sim.cur(1)), (ctl, t));
+    assert!(sim.s.halt_wait(0, t).unwrap().0);
 }
