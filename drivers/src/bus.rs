@@ -143,6 +143,11 @@ pub trait BindContext {
     fn map_mmio(&self, phys: u64, len: u64) -> Option<u64>;
     /// Allocates a message-signalled interrupt, if the platform has them.
     fn alloc_msi(&self) -> Option<Msi>;
+    /// Bytes of kernel heap free now: a driver sizes optional buffers (offloads) by it. By
+    /// default unbounded.
+    fn heap_free(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// A driver: decides whether a device is its, then binds it.

@@ -33,11 +33,16 @@ use rhea::thread::{Builder, Priority};
 use rhea::time::Duration;
 use rhea_net::{ListenOptions, NetError, TcpListener, TcpStream, UdpSocket};
 
-// The heap it needs (the runtime adds headroom where RAM allows): ~240 KiB for the runtime and
-// the NIC's queues, 386 KiB for the 256-frame pool, and twice the socket budget (rhea_net
-// budgets half the heap free after the pool): eight listening TCP sockets and the UDP echo
-// (~660 KiB of buffers) plus a handful of connections (64 KiB each) — ~1 MiB of budget.
-rhea::main!(main, heap_kib = 2816);
+// The heap it needs (the runtime adds headroom where RAM allows: an eighth of RAM, 16 MiB at
+// the default 128 MiB): ~240 KiB for the runtime and the NIC's queues, 386 KiB for the
+// 256-frame pool, and twice the socket budget (rhea_net budgets half the heap free after the
+// pool): eight listening TCP sockets and the UDP echo (~660 KiB of buffers) plus two echo
+// streams or five HTTP connections — ~840 KiB of budget; what does not fit is refused. With
+// it the appliance runs (`appliance net` and `appliance abuse` pass) in `-m 4M` on q35.
+// The main stack: bringing the network up (smoltcp's interface is built on it) needs between
+// 16 and 32 KiB — 16 hit the guard page on every board, 32 ran every appliance case — so 64
+// KiB, twice what was shown enough, instead of the default 256.
+rhea::main!(main, heap_kib = 2304, stack_kib = 64);
 
 const CONTROL_PRIORITY: u32 = 40;
 const ECHO_PRIORITY: u32 = 14;

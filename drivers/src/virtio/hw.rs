@@ -266,6 +266,8 @@ struct Notifying<T> {
     offered: Cell<u64>,
     /// The features beyond `virtio-drivers`' that were negotiated.
     extra: Cell<u64>,
+    /// Whether the heap can afford large-segment offload's buffers ([`tso_affordable`]).
+    tso_affordable: bool,
     /// Bit `q`: queue `q` was given buffers since the last [`NetQueues::flush`].
     pending: Cell<u8>,
     /// Notifications written to the device.
@@ -311,7 +313,7 @@ impl<T: Transport> Transport for Notifier<T> {
     fn write_driver_features(&mut self, driver_features: u64) {
         let offered = self.shared.offered.get();
         let mut extra = offered & extra::CSUM;
-        if extra != 0 {
+        if extra != 0 && self.shared.tso_affordable {
             extra |= offered & extra::HOST_TSO4;
         }
         self.shared.extra.set(extra);
@@ -450,6 +452,14 @@ const TX_SMALL: usize = TX_BUFFERS;
 /// 8 leave room, each [`tso::TSO_BYTES`] of heap (256 KiB in all).
 const TX_LARGE: usize = 8;
 
+/// Whether a heap with `heap_free` bytes free can afford large-segment offload: its buffers
+/// may take at most a sixteenth of it. A small machine's heap goes to sockets instead (the
+/// appliance in `-m 4M` had 2 MiB of heap, and the 256 KiB left its HTTP port unbound); the
+/// default 128 MiB gives a 16 MiB heap, which keeps the offload.
+pub(super) fn tso_affordable(heap_free: usize) -> bool {
+    heap_free / 16 >= TX_LARGE * (tso::TSO_BYTES + 64)
+}
+
 impl<T: Transport> core::fmt::Debug for NetQueues<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("NetQueues")
@@ -460,12 +470,14 @@ impl<T: Transport> core::fmt::Debug for NetQueues<T> {
 
 impl<T: Transport> NetQueues<T> {
     /// Negotiates, sets up both queues (the device is live after this) and posts every
-    /// receive buffer.
-    pub fn new(transport: T) -> Result<Self, String> {
+    /// receive buffer. `heap_free`: bytes of heap free, which decides whether large-segment
+    /// offload is negotiated ([`tso_affordable`]).
+    pub fn new(transport: T, heap_free: usize) -> Result<Self, String> {
         let notifying = Rc::new(Notifying {
             transport: RefCell::new(transport),
             offered: Cell::new(0),
             extra: Cell::new(0),
+            tso_affordable: tso_affordable(heap_free),
             pending: Cell::new(0),
             kicks: Cell::new(0),
         });

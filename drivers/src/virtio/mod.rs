@@ -396,7 +396,7 @@ impl Driver for VirtioNetPci {
             Some(_) => None,
             None => Some(self.intx(at)?),
         };
-        let queues = NetQueues::new(transport)?;
+        let queues = NetQueues::new(transport, ctx.heap_free())?;
         if let (Some(v), Some(cfg)) = (vector, &common) {
             cfg.write16(common_cfg::MSIX_CONFIG, NO_VECTOR);
             let mut accepted = true;
@@ -465,7 +465,7 @@ impl Driver for VirtioNetMmio {
         let mut transport = hw::mmio_transport(&window)?;
         let version = transport.version();
         check_transport(&mut transport, version == MmioVersion::Modern)?;
-        let queues = NetQueues::new(transport)?;
+        let queues = NetQueues::new(transport, ctx.heap_free())?;
         let v = if version == MmioVersion::Modern { 2 } else { 1 };
         let name = format!("virtio-net mmio@{base:#x} v{v} line {irq}");
         Ok(Bound::Net(

@@ -248,3 +248,18 @@ fn empty_transports_are_skipped_and_devices_bound_or_refused() {
     );
     assert!(matches!(&outcomes[2], Outcome::Unclaimed(d) if d.location == found[2].location));
 }
+
+#[test]
+fn large_segment_offload_only_where_the_heap_affords_its_buffers() {
+    use super::hw::tso_affordable;
+    // Its 8 buffers of 32 KiB + 64 B may take a sixteenth of the free heap at most.
+    let needed = 16 * 8 * (32 * 1024 + 64);
+    assert!(
+        tso_affordable(16 << 20),
+        "the default 128 MiB machine's 16 MiB heap"
+    );
+    assert!(tso_affordable(needed));
+    assert!(!tso_affordable(needed - 1));
+    assert!(!tso_affordable(2 << 20), "the appliance's heap in -m 4M");
+    assert!(tso_affordable(usize::MAX));
+}

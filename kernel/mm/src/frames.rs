@@ -187,6 +187,35 @@ impl<'a> FrameAllocator<'a> {
         self.free
     }
 
+    /// Allocates the longest run of free frames, at most `max` of them (the first such run
+    /// when several are as long): `(start, frames)`, or `None` if no frame is free. O(frames):
+    /// for boot, which builds the heap out of the fewest runs when RAM has holes in it.
+    pub fn alloc_longest(&mut self, max: usize) -> Option<(PhysAddr, usize)> {
+        let (mut best, mut run_start, mut run) = ((0, 0), 0, 0);
+        for f in 0..=self.frames {
+            if f < self.frames && !self.is_used(f) {
+                if run == 0 {
+                    run_start = f;
+                }
+                run += 1;
+                continue;
+            }
+            if run > best.1 {
+                best = (run_start, run);
+            }
+            run = 0;
+        }
+        let (first, len) = best;
+        let count = len.min(max);
+        if count == 0 {
+            return None;
+        }
+        for f in first..first + count {
+            self.set(f);
+        }
+        Some((PhysAddr(first as u64 * PAGE_SIZE), count))
+    }
+
     fn find_run(&self, from: usize, to: usize, count: usize, align: usize) -> Option<usize> {
         let mut start = from.next_multiple_of(align);
         while start + count <= to {
@@ -277,6 +306,24 @@ mod tests {
             Err(FrameError::OutOfRange { addr: 0x4000_0000 })
         );
         assert_eq!(fa.free(PhysAddr(0x1001), 1), Err(FrameError::BadRequest));
+    }
+
+    #[test]
+    fn alloc_longest_takes_the_longest_run_then_the_next() {
+        let m = map();
+        let mut storage = vec![0u64; FrameAllocator::words_for(&m)];
+        // Low memory free except page 0: 158 frames; 1..4 MiB: 768 frames.
+        let mut fa = FrameAllocator::new(&m, &mut storage, &[(PhysAddr(0), 0x1000)]).unwrap();
+        let free = fa.free_frames();
+        assert_eq!(free, 158 + 768);
+        assert_eq!(fa.alloc_longest(800), Some((PhysAddr(0x10_0000), 768)));
+        assert_eq!(fa.alloc_longest(10), Some((PhysAddr(0x1000), 10)));
+        assert_eq!(fa.free_frames(), free - 778);
+        assert_eq!(fa.alloc_longest(usize::MAX), Some((PhysAddr(0xb000), 148)));
+        assert_eq!(fa.alloc_longest(1), None);
+        assert_eq!(fa.alloc_longest(0), None);
+        fa.free(PhysAddr(0x10_0000), 768).unwrap();
+        assert_eq!(fa.free_frames(), 768);
     }
 
     #[test]

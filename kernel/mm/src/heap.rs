@@ -34,7 +34,7 @@
 //!   `s + overhead` and that size exists.
 //!   Free neighbours are always merged, so no two free blocks are adjacent.
 //! - **Largest block**: `(32 << FLLEN) - 32` bytes = 512 MiB; a larger region is cut into chunks
-//!   of that size at [`Heap::init`], each ended by a 32-byte sentinel.
+//!   of that size at [`Heap::add_region`], each ended by a 32-byte sentinel.
 //! - **Metadata**: the class table is `FLLEN × SLLEN` list heads (6 KiB) inside the `Heap`
 //!   itself; nothing is allocated elsewhere.
 //!
@@ -157,12 +157,12 @@ struct CpuCaches([CpuCache; MAX_CACHED_CPUS]);
 // once; the only fields read from other CPUs, the lengths, are atomic.
 unsafe impl Sync for CpuCaches {}
 
-/// A lockable heap; empty until [`Heap::init`].
+/// A lockable heap; empty until [`Heap::add_region`].
 pub struct Heap {
     tlsf: Mutex<Tlsf>,
     /// Bytes of live blocks (see the module doc); written under the lock, read without.
     used: AtomicUsize,
-    /// Bytes the allocator manages (the region minus sentinels); set once by `init`.
+    /// Bytes the allocator manages (the region minus sentinels); added to by `add_region`.
     capacity: AtomicUsize,
     caches: CpuCaches,
 }
@@ -196,7 +196,7 @@ pub const fn block_bytes(layout: Layout) -> usize {
 }
 
 impl Heap {
-    /// An empty heap: every allocation fails until [`Heap::init`].
+    /// An empty heap: every allocation fails until [`Heap::add_region`].
     pub const fn empty() -> Self {
         Self {
             tlsf: Mutex::new(Tlsf::new()),
@@ -206,20 +206,23 @@ impl Heap {
         }
     }
 
-    /// Gives the heap its memory. O(`len_bytes / 512 MiB`): one free block per chunk.
+    /// Gives the heap a region of memory; called once per region (boot hands over one, or a
+    /// few when RAM has holes). O(`len_bytes / 512 MiB`): one free block per chunk. Blocks
+    /// never span two regions, so an allocation must fit within one.
     ///
     /// # Safety
-    /// 1. `[start, start + len_bytes)` is mapped writable, used by nothing else, for as long as
-    ///    the heap lives (for the global heap: forever).
-    /// 2. It is called once.
-    pub unsafe fn init(&self, start: *mut u8, len_bytes: usize) {
+    /// `[start, start + len_bytes)` is mapped writable and used by nothing else — no other
+    /// region given to this heap included — for as long as the heap lives (for the global
+    /// heap: forever).
+    pub unsafe fn add_region(&self, start: *mut u8, len_bytes: usize) {
         let Some(start) = NonNull::new(start) else {
             return;
         };
         let region = NonNull::slice_from_raw_parts(start, len_bytes);
-        // SAFETY: condition 1 is the caller's: the region is ours for the heap's lifetime,
-        // which is `'static` for the global heap and the whole test for a test heap (the
-        // `'static` in the type is never turned into a reference the heap outlives).
+        // SAFETY: the caller's condition: the region is ours for the heap's lifetime, which is
+        // `'static` for the global heap and the whole test for a test heap (the `'static` in
+        // the type is never turned into a reference the heap outlives), and disjoint from the
+        // heap's other regions.
         let pool_bytes = unsafe { self.tlsf.lock().insert_free_block_ptr(region) };
         let pool_bytes = pool_bytes.map_or(0, core::num::NonZeroUsize::get);
         // Each chunk of at most MAX_CHUNK_BYTES ends in a GRANULARITY-byte sentinel; the bytes
@@ -228,7 +231,7 @@ impl Heap {
         let chunked = pool_bytes - skipped;
         let sentinels = chunked.div_ceil(MAX_CHUNK_BYTES) * GRANULARITY;
         self.capacity
-            .store(chunked.saturating_sub(sentinels), Ordering::Relaxed);
+            .fetch_add(chunked.saturating_sub(sentinels), Ordering::Relaxed);
     }
 
     /// `(used, free)` bytes, blocks waiting in the per-CPU caches counted free. No lock (see
@@ -296,7 +299,7 @@ impl Heap {
 }
 
 // SAFETY: `rlsf::Tlsf` returns blocks that are disjoint, at least `layout.size()` long and
-// aligned to `layout.align()` (its `allocate` contract), inside the region `init` gave it; the
+// aligned to `layout.align()` (its `allocate` contract), inside a region `add_region` gave it; the
 // mutex serialises every access to its lists and headers.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -347,7 +350,7 @@ mod tests {
             assert!(!backing.is_null());
             let heap = Heap::empty();
             // SAFETY: `backing` is ours until `drop`, which outlives `heap`'s use.
-            unsafe { heap.init(backing, bytes) };
+            unsafe { heap.add_region(backing, bytes) };
             Self {
                 heap,
                 backing,
@@ -522,6 +525,51 @@ mod tests {
         let h = TestHeap::new(64 << 10);
         assert_eq!(h.free_bytes(), (64 << 10) - GRANULARITY);
         assert_eq!(h.used(), 0);
+    }
+
+    #[test]
+    fn a_heap_of_two_regions_serves_from_both_but_never_across_them() {
+        let layout = Layout::from_size_align(64 << 10, 4096).unwrap();
+        // SAFETY: non-zero size; both are ours until the end of the test.
+        let (a, b) = unsafe { (std::alloc::alloc(layout), std::alloc::alloc(layout)) };
+        assert!(!a.is_null() && !b.is_null());
+        let heap = Heap::empty();
+        // SAFETY: two disjoint fresh regions, outliving the heap's use.
+        unsafe {
+            heap.add_region(a, 64 << 10);
+            heap.add_region(b, 64 << 10);
+        }
+        let (used, free) = heap.usage();
+        assert_eq!(used, 0);
+        assert_eq!(
+            free,
+            2 * ((64 << 10) - GRANULARITY),
+            "each region loses its sentinel"
+        );
+        let big = Layout::from_size_align(40 << 10, 16).unwrap();
+        // SAFETY: non-zero layouts.
+        let (p, q, r) = unsafe { (heap.alloc(big), heap.alloc(big), heap.alloc(big)) };
+        assert!(
+            !p.is_null() && !q.is_null(),
+            "one 40 KiB block fits in each region"
+        );
+        assert!(
+            r.is_null(),
+            "a third does not, though 48 KiB are free in all"
+        );
+        let within = |x: *mut u8, base: *mut u8| {
+            (base as usize..base as usize + (64 << 10)).contains(&(x as usize))
+        };
+        assert!(within(p, a) != within(q, a) && within(p, b) != within(q, b));
+        let whole = Layout::from_size_align(100 << 10, 16).unwrap();
+        // SAFETY: non-zero layout; then each block freed once with its layout.
+        unsafe {
+            assert!(heap.alloc(whole).is_null(), "no block spans both regions");
+            heap.dealloc(p, big);
+            heap.dealloc(q, big);
+            std::alloc::dealloc(a, layout);
+            std::alloc::dealloc(b, layout);
+        }
     }
 
     #[test]

@@ -10,8 +10,18 @@ use rhea_hal::Priority;
 use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{ExitStatus, Platform};
 
-/// Size of the app's main stack (guard pages below it).
-pub(crate) const MAIN_STACK_BYTES: u64 = 256 << 10;
+/// Size of the app's main stack (guard pages below it) when the app declares none.
+const DEFAULT_MAIN_STACK_BYTES: u64 = 256 << 10;
+/// The smallest main stack an app may declare: boot's own calls into the app run on it.
+const MIN_MAIN_STACK_BYTES: u64 = 16 << 10;
+
+/// The app's main stack: its `rhea::main!` `stack_kib` (at least 16 KiB), else 256 KiB.
+pub(crate) fn main_stack_bytes() -> u64 {
+    match __rhea_app_stack_kib {
+        0 => DEFAULT_MAIN_STACK_BYTES,
+        kib => (u64::from(kib) << 10).max(MIN_MAIN_STACK_BYTES),
+    }
+}
 
 #[allow(
     unsafe_code,
@@ -22,6 +32,8 @@ unsafe extern "Rust" {
     safe fn __rhea_app_main() -> ExitStatus;
     /// The app's declared heap need in KiB (0: none), defined by `rhea::main!`.
     safe static __rhea_app_heap_kib: u32;
+    /// The app's declared main stack in KiB (0: the default), defined by `rhea::main!`.
+    safe static __rhea_app_stack_kib: u32;
 }
 
 /// The kernel's entry from every board's assembly: one machine-word argument, whose meaning
@@ -69,9 +81,11 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 
     // 3. Memory: frames, kernel page tables (W^X, page 0 unmapped), heap sized from what is
     //    asked (`memory::init`). Too little RAM for it is a plain message, not a panic.
-    let mem = match memory::init(&boot, heap_need()) {
+    let mem = match memory::init(&boot, heap_need(), main_stack_bytes()) {
         Ok(m) => m,
-        Err(e @ memory::MemoryError::TooSmall { .. }) => {
+        Err(
+            e @ (memory::MemoryError::TooSmall { .. } | memory::MemoryError::Fragmented { .. }),
+        ) => {
             println!("rhea: {e}");
             println!(
                 "rhea: refusing to boot without the memory the app needs, exiting with failure"
@@ -146,7 +160,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     let spawned = crate::thread::Builder::new()
         .name("main")
         .priority(Priority::NORMAL)
-        .stack_size(MAIN_STACK_BYTES)
+        .stack_size(main_stack_bytes())
         .spawn(main_thread);
     match spawned {
         // The main thread is never joined: dropping its handle detaches it.
@@ -156,7 +170,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
             println!(
                 "rhea: not enough memory: cannot start the main thread ({} KiB stack): {e}; \
                  {} KiB of frames free",
-                MAIN_STACK_BYTES >> 10,
+                main_stack_bytes() >> 10,
                 memory::stats().free_frame_bytes >> 10
             );
             println!(

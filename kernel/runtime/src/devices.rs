@@ -38,6 +38,10 @@ impl BindContext for Ctx {
             vector,
         })
     }
+
+    fn heap_free(&self) -> usize {
+        crate::memory::stats().heap_free_bytes
+    }
 }
 
 /// The drivers devices are offered to: the board's network drivers when the app uses the

@@ -92,12 +92,18 @@ pub fn exit(status: ExitStatus) -> ! {
 /// `rhea::main!(main, heap_kib = N);` also declares that the app needs a kernel heap of at
 /// least N KiB: boot gives it that much (plus headroom where RAM allows) or refuses to start,
 /// saying how much memory is missing (`rhea.heap_kib` on the command line overrides it).
+/// `rhea::main!(main, heap_kib = N, stack_kib = S);` also sizes the main thread's stack
+/// (default 256 KiB, at least 16 KiB; a small machine keeps the difference); an overflow
+/// hits its guard page and is reported as a fault.
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
-        $crate::main!($main, heap_kib = 0);
+        $crate::main!($main, heap_kib = 0, stack_kib = 0);
     };
     ($main:path, heap_kib = $kib:expr) => {
+        $crate::main!($main, heap_kib = $kib, stack_kib = 0);
+    };
+    ($main:path, heap_kib = $kib:expr, stack_kib = $stack:expr) => {
         /// The app entry the runtime calls (see `rhea::main!`).
         #[unsafe(no_mangle)]
         fn __rhea_app_main() -> $crate::ExitStatus {
@@ -106,5 +112,8 @@ macro_rules! main {
         /// The heap the app needs, in KiB (0: none declared), read by the runtime at boot.
         #[unsafe(no_mangle)]
         static __rhea_app_heap_kib: u32 = $kib;
+        /// The app's main stack, in KiB (0: the default), read by the runtime at boot.
+        #[unsafe(no_mangle)]
+        static __rhea_app_stack_kib: u32 = $stack;
     };
 }

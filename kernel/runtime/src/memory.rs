@@ -158,10 +158,14 @@ impl HeapSource {
 /// device table, the scheduler's scratch lists, console buffers. `hello` uses under 16 KiB.
 pub(crate) const RUNTIME_HEAP_NEED: u64 = 64 << 10;
 
-/// Frames kept out of the heap for what boot itself maps next: the app's main stack
-/// ([`crate::boot::MAIN_STACK_BYTES`]), the console-input thread's stack, the page tables of
-/// the stack region and of device registers.
-const BOOT_FRAME_RESERVE: u64 = crate::boot::MAIN_STACK_BYTES + (96 << 10);
+/// Frames kept out of the heap for what boot itself maps next besides the app's main stack:
+/// the console-input thread's stack, the page tables of the stack region and of device
+/// registers. [`init`] adds the main stack's size ([`crate::boot::main_stack_bytes`]).
+const BOOT_FRAME_RESERVE: u64 = 96 << 10;
+
+/// The most runs of free frames the heap is built from (each is a region of its own to the
+/// allocator; a block never spans two).
+const MAX_HEAP_REGIONS: usize = 4;
 
 /// The largest heap the default share gives (the old fixed rule's cap).
 const HEAP_SHARE_MAX: u64 = 64 << 20;
@@ -179,8 +183,15 @@ pub enum MemoryError {
         asked_by: &'static str,
         /// Free after the image, the frame bitmap and the page tables.
         free: u64,
-        /// Of which kept for boot's own stacks ([`BOOT_FRAME_RESERVE`]).
+        /// Of which kept for boot's own stacks (the main stack and [`BOOT_FRAME_RESERVE`]).
         reserve: u64,
+    },
+    /// Enough free RAM for the heap, but not in [`MAX_HEAP_REGIONS`] runs.
+    Fragmented {
+        need: u64,
+        asked_by: &'static str,
+        /// What the runs held.
+        placed: u64,
     },
 }
 
@@ -206,6 +217,19 @@ impl core::fmt::Display for MemoryError {
                 reserve >> 10,
                 (need + reserve).saturating_sub(*free).div_ceil(1024)
             ),
+            Self::Fragmented {
+                need,
+                asked_by,
+                placed,
+            } => write!(
+                f,
+                "not enough memory: a heap of {} KiB ({}) does not fit in the {} longest runs \
+                 of free RAM ({} KiB of it did); give the machine more memory",
+                need >> 10,
+                asked_by,
+                MAX_HEAP_REGIONS,
+                placed >> 10
+            ),
         }
     }
 }
@@ -214,7 +238,7 @@ impl core::fmt::Display for MemoryError {
 /// page tables, and gives the heap its memory.
 ///
 /// # How big the heap is
-/// The heap is one region handed to `Heap::init` once: it cannot grow later, and what it does
+/// The heap is made once, of one region (or a few, where RAM has holes): it cannot grow later, and what it does
 /// not take stays in the frame allocator for stacks (every thread's, made at spawn) and page
 /// tables. So its size is decided here, from what is asked, not from a fixed fraction:
 ///
@@ -223,14 +247,18 @@ impl core::fmt::Display for MemoryError {
 ///   [`RUNTIME_HEAP_NEED`] when it declares none: at least that; and on top of the need the
 ///   heap takes a share of RAM as headroom — an eighth of usable RAM up to 64 MiB, the
 ///   figure the runtime always used — but only out of what is free beyond the need and
-///   [`BOOT_FRAME_RESERVE`], so a small machine gives the heap exactly its need and the rest
+///   boot's reserve (the main stack and [`BOOT_FRAME_RESERVE`]), so a small machine gives the heap exactly its need and the rest
 ///   to stacks. The headroom matters: the network stack sizes its socket budget from the heap
 ///   free at start (`rhea_net`, half of it after the frame pool), so a big machine still gets
 ///   a big budget and the figures of existing configurations do not move.
 ///
 /// A need that does not fit beside the reserve is [`MemoryError::TooSmall`], which boot
 /// reports as "not enough memory" with the figures, not as an allocation panic later.
-pub(crate) fn init(boot: &BootInfo, asked: HeapNeed) -> Result<MemoryReady, MemoryError> {
+pub(crate) fn init(
+    boot: &BootInfo,
+    asked: HeapNeed,
+    main_stack: u64,
+) -> Result<MemoryReady, MemoryError> {
     let map = &boot.memory_map;
     let words = FrameAllocator::words_for(map);
     let bitmap_bytes = (words * 8) as u64;
@@ -258,13 +286,29 @@ pub(crate) fn init(boot: &BootInfo, asked: HeapNeed) -> Result<MemoryReady, Memo
     let free = frames.free_frames() as u64 * PAGE_SIZE;
     let page_table_bytes = before_tables - free;
 
-    let heap_bytes = heap_size(asked, map.usable_bytes(), free)?;
-    let heap = frames
-        .alloc((heap_bytes / PAGE_SIZE) as usize, 1)
-        .map_err(MemoryError::Frames)?;
-    // SAFETY: the frames were just allocated for the heap alone, are RAM identity-mapped
-    // writable, and are never freed; `init` runs once.
-    unsafe { HEAP.0.init(heap.0 as *mut u8, heap_bytes as usize) };
+    let reserve = main_stack + BOOT_FRAME_RESERVE;
+    let heap_bytes = heap_size(asked, map.usable_bytes(), free, reserve)?;
+    // Out of the longest free runs, so that RAM with holes in it (the PC's 640 KiB below the
+    // legacy hole beside what is left above the image) still holds a heap as big as its total.
+    let mut left = (heap_bytes / PAGE_SIZE) as usize;
+    let mut heap_regions = 0;
+    while left > 0 && heap_regions < MAX_HEAP_REGIONS {
+        let Some((at, n)) = frames.alloc_longest(left) else {
+            break;
+        };
+        // SAFETY: the frames were just allocated for the heap alone (disjoint from its other
+        // regions), are RAM identity-mapped writable, and are never freed.
+        unsafe { HEAP.0.add_region(at.0 as *mut u8, n * PAGE_SIZE as usize) };
+        left -= n;
+        heap_regions += 1;
+    }
+    if left > 0 {
+        return Err(MemoryError::Fragmented {
+            need: asked.bytes,
+            asked_by: asked.source.describe(),
+            placed: heap_bytes - left as u64 * PAGE_SIZE,
+        });
+    }
 
     let len = |r: &Range<u64>| r.end - r.start;
     let image = [
@@ -296,16 +340,16 @@ pub(crate) fn init(boot: &BootInfo, asked: HeapNeed) -> Result<MemoryReady, Memo
 }
 
 /// The heap's size in bytes (whole pages) for `asked`, with `usable` bytes of RAM of which
-/// `free` are still free: see [`init`].
-fn heap_size(asked: HeapNeed, usable: u64, free: u64) -> Result<u64, MemoryError> {
+/// `free` are still free and `reserve` must stay free for boot's stacks: see [`init`].
+fn heap_size(asked: HeapNeed, usable: u64, free: u64, reserve: u64) -> Result<u64, MemoryError> {
     let need = asked.bytes.next_multiple_of(PAGE_SIZE);
-    let room = free.saturating_sub(BOOT_FRAME_RESERVE);
+    let room = free.saturating_sub(reserve);
     if need > room {
         return Err(MemoryError::TooSmall {
             need: asked.bytes,
             asked_by: asked.source.describe(),
             free,
-            reserve: BOOT_FRAME_RESERVE,
+            reserve,
         });
     }
     Ok(match asked.source {
