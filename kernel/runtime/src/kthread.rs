@@ -268,6 +268,12 @@ fn set_current(cpu: usize, t: &Arc<Thread>) {
 /// interrupts.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
+    with_current_irq(|t, _| f(t))
+}
+
+/// Like [`with_current`], also telling `f` whether interrupts were enabled at the call (for
+/// a fast path that must refuse to wait with them disabled, at no extra cost).
+pub(crate) fn with_current_irq<R>(f: impl FnOnce(&Thread, bool) -> R) -> Option<R> {
     // Interrupts off while the slot is used: a preemption could move the caller to another
     // CPU between reading the CPU and its slot.
     let was = rhea_arch::irq_save();
@@ -279,7 +285,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
         // it, and with interrupts off nothing switches away. The scheduler holds the thread's
         // `Arc` until it is reaped, and a thread is reaped only after it exited and no CPU
         // runs it — not while it runs `f`.
-        Some(f(unsafe { &*p }))
+        Some(f(unsafe { &*p }, was))
     };
     rhea_arch::irq_restore(was);
     r

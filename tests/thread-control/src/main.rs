@@ -479,10 +479,25 @@ fn bad_input() -> Result<(), &'static str> {
     // Suspending oneself, or blocking, with an interrupt-disabling spin lock held.
     static LOCK: SpinLock<u32, IrqsOff> = SpinLock::new(0);
     static HELD: Semaphore = Semaphore::new(0, 1);
+    // A unit there and a free mutex: a call that may wait is refused all the same (it must
+    // not succeed or fail by whether it happened to need to wait); the try forms are allowed.
+    static AVAILABLE: Semaphore = Semaphore::new(1, 1);
+    static FREE: Mutex<u32> = Mutex::new(0);
     let g = LOCK.lock();
     let suspended = thread::suspend(me);
     let blocked = HELD.take_timeout(Duration::from_millis(1));
+    let took = AVAILABLE.take_timeout(Duration::from_millis(1)).err();
+    let locked = FREE.lock().err();
+    let tried_take = AVAILABLE.try_take();
+    let tried_lock = FREE.try_lock().map(drop);
     drop(g);
+    let atomic = Some(SyncError::Sched(SchedError::AtomicContext));
+    if took != atomic || locked != atomic || tried_take.is_err() || tried_lock.is_err() {
+        rhea::println!(
+            "control: under a spin lock: take {took:?} lock {locked:?} try_take {tried_take:?} try_lock {tried_lock:?}"
+        );
+        return Err("a wait that happened not to be needed was allowed with interrupts off");
+    }
     expect(
         "suspend(self) under a spin lock",
         suspended,

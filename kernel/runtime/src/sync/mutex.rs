@@ -107,28 +107,36 @@ impl RawMutex {
     fn lock_inner(&self, timeout: Option<Duration>, try_only: bool) -> Result<(), SyncError> {
         // The fast path: one section with interrupts off (no preemption between reading who
         // runs, the word and the count).
-        let fast = kthread::with_current(|t| {
+        let fast = kthread::with_current_irq(|t, irq_on| {
+            // A lock that may wait is refused with interrupts disabled (an interrupt handler,
+            // an `IrqsOff` spin lock held) even when the mutex is free: otherwise the same call
+            // would succeed or fail by luck — the fast path cannot block, the scheduler
+            // refuses to.
+            if !try_only && !irq_on {
+                return None;
+            }
             let tag = t.id().fast_tag();
             let held = t.mutexes_held.load(Ordering::Relaxed);
             if held as usize >= MAX_HELD_MUTEXES {
-                return (tag, true, Err(self.word.load(Ordering::Acquire)));
+                return Some((tag, true, Err(self.word.load(Ordering::Acquire))));
             }
             let r = fast::update64_irqs_off(&self.word, |w| (w == 0).then_some(tag));
             if r.is_ok() {
                 // Only the thread itself changes its count: a load and a store are enough.
                 t.mutexes_held.store(held + 1, Ordering::Relaxed);
             }
-            (tag, false, r)
+            Some((tag, false, r))
         });
         let at_limit = match fast {
-            Some((_, _, Ok(_))) => return Ok(()),
-            Some((tag, _, Err(w))) if w == tag => {
+            Some(None) => return Err(SyncError::Sched(SchedError::AtomicContext)),
+            Some(Some((_, _, Ok(_)))) => return Ok(()),
+            Some(Some((tag, _, Err(w)))) if w == tag => {
                 return Err(SyncError::Sched(SchedError::AlreadyOwner));
             }
-            Some((_, _, Err(w))) if try_only && w & SLOW == 0 && w != 0 => {
+            Some(Some((_, _, Err(w)))) if try_only && w & SLOW == 0 && w != 0 => {
                 return Err(SyncError::WouldBlock);
             }
-            Some((_, at_limit, Err(_))) => at_limit,
+            Some(Some((_, at_limit, Err(_)))) => at_limit,
             // Before the scheduler runs: the scheduler says why not.
             None => false,
         };

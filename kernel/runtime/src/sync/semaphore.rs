@@ -58,6 +58,12 @@ impl Semaphore {
     }
 
     fn take_inner(&self, timeout: Option<Duration>, try_only: bool) -> Result<(), SyncError> {
+        // A take that may wait is refused with interrupts disabled (an interrupt handler, an
+        // `IrqsOff` spin lock held) even when a unit is there: otherwise the same call would
+        // succeed or fail by luck — the fast path cannot block, the scheduler refuses to.
+        if !try_only && !rhea_arch::irq_enabled() {
+            return Err(SyncError::Sched(SchedError::AtomicContext));
+        }
         match fast::update(&self.fast, |n| (n & SLOW == 0 && n > 0).then(|| n - 1)) {
             Ok(_) => return Ok(()),
             Err(0) if try_only => return Err(SyncError::WouldBlock),
