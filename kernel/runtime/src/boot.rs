@@ -15,11 +15,12 @@ const DEFAULT_MAIN_STACK_BYTES: u64 = 256 << 10;
 /// The smallest main stack an app may declare: boot's own calls into the app run on it.
 const MIN_MAIN_STACK_BYTES: u64 = 16 << 10;
 
-/// The app's main stack: its `rhea::main!` `stack_kib` (at least 16 KiB), else 256 KiB.
+/// The app's main stack: its `rhea::main!` `stack_kib` (at least 16 KiB, at most what a stack
+/// slot maps, so boot's memory reserve counts what is mapped), else 256 KiB.
 pub(crate) fn main_stack_bytes() -> u64 {
     match __rhea_app_stack_kib {
         0 => DEFAULT_MAIN_STACK_BYTES,
-        kib => (u64::from(kib) << 10).max(MIN_MAIN_STACK_BYTES),
+        kib => (u64::from(kib) << 10).clamp(MIN_MAIN_STACK_BYTES, memory::MAX_STACK_BYTES),
     }
 }
 

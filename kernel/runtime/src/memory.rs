@@ -238,17 +238,17 @@ impl core::fmt::Display for MemoryError {
 /// page tables, and gives the heap its memory.
 ///
 /// # How big the heap is
-/// The heap is made once, of one region (or a few, where RAM has holes): it cannot grow later, and what it does
-/// not take stays in the frame allocator for stacks (every thread's, made at spawn) and page
-/// tables. So its size is decided here, from what is asked, not from a fixed fraction:
+/// The heap is made once, of one region (or a few, where RAM has holes): it cannot grow
+/// later, and what it does not take stays in the frame allocator for stacks (every thread's,
+/// made at spawn) and page tables. So its size is decided here, from what is asked, not from a fixed fraction:
 ///
 /// - `rhea.heap_kib=N` on the command line: exactly N KiB (an operator sizing a machine);
 /// - else the app's declared need (`rhea::main!(main, heap_kib = N)`), or the runtime's own
 ///   [`RUNTIME_HEAP_NEED`] when it declares none: at least that; and on top of the need the
 ///   heap takes a share of RAM as headroom — an eighth of usable RAM up to 64 MiB, the
 ///   figure the runtime always used — but only out of what is free beyond the need and
-///   boot's reserve (the main stack and [`BOOT_FRAME_RESERVE`]), so a small machine gives the heap exactly its need and the rest
-///   to stacks. The headroom matters: the network stack sizes its socket budget from the heap
+///   boot's reserve (the main stack and [`BOOT_FRAME_RESERVE`]), so a small machine gives the
+///   heap exactly its need and the rest to stacks. The headroom matters: the network stack sizes its socket budget from the heap
 ///   free at start (`rhea_net`, half of it after the frame pool), so a big machine still gets
 ///   a big budget and the figures of existing configurations do not move.
 ///
@@ -361,12 +361,15 @@ fn heap_size(asked: HeapNeed, usable: u64, free: u64, reserve: u64) -> Result<u6
     })
 }
 
-/// Maps a new kernel stack of `bytes` (rounded up to pages, at most a slot minus one guard
-/// page) with unmapped guard pages below it, and records its name for fault reports.
+/// The largest kernel stack [`new_stack`] maps: a slot minus one guard page.
+pub(crate) const MAX_STACK_BYTES: u64 = STACK_SLOT_BYTES - PAGE_SIZE;
+
+/// Maps a new kernel stack of `bytes` (rounded up to pages, at most [`MAX_STACK_BYTES`]) with
+/// unmapped guard pages below it, and records its name for fault reports.
 pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError> {
     let pages = bytes
         .div_ceil(PAGE_SIZE)
-        .clamp(1, STACK_SLOT_BYTES / PAGE_SIZE - 1);
+        .clamp(1, MAX_STACK_BYTES / PAGE_SIZE);
     let mut mem = MEMORY
         .get()
         .expect("memory::init ran before any stack is made")
