@@ -477,10 +477,12 @@ pub(crate) fn free_stack(stack: StackInfo) {
     free_stack_at(stack.top);
 }
 
-/// [`free_stack`] by the stack's top address. The slot stays taken until every other CPU has
-/// flushed its TLB (a CPU that last ran the dead thread may still cache its translations, and
-/// the next stack in this slot would be reached through them); the frames are free at once,
-/// since nothing reaches them through the dead thread's addresses.
+/// [`free_stack`] by the stack's top address. The slot stays taken until every CPU has flushed
+/// its TLB — the caller's own included, since the caller may have moved to another CPU since
+/// the unmap (a CPU that last ran the dead thread may still cache its translations, and the
+/// next stack in this slot would be reached through them: `smp-stress`'s migrating reaper);
+/// the frames are free at once, since nothing reaches them through the dead thread's
+/// addresses.
 pub(crate) fn free_stack_at(top: u64) {
     let Some(mem) = MEMORY.get() else { return };
     let found = {

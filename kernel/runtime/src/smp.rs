@@ -59,17 +59,47 @@ pub(crate) fn on_call_ipi() {
 
 fn flush_tlb(_: usize) {
     rhea_arch::flush_tlb_all();
+    LOCAL_FLUSHES[kthread::cpu()].fetch_add(1, Ordering::Relaxed);
 }
 
-/// Makes every other CPU drop TLB entries for kernel mappings this CPU removed (x86 has no
-/// broadcast invalidation; elsewhere this does nothing).
+/// Per CPU: full TLB flushes it made for shootdowns (its own and other CPUs'), for tests.
+static LOCAL_FLUSHES: [core::sync::atomic::AtomicU64; rhea_sched::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
+
+/// How many shootdown flushes CPU `cpu` has made (0 for a CPU that does not exist, and
+/// always 0 where shootdowns are not needed). A test checks that one shootdown reaches
+/// every online CPU, the caller's included.
+pub fn tlb_flushes(cpu: usize) -> u64 {
+    LOCAL_FLUSHES
+        .get(cpu)
+        .map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+/// Makes every CPU — the calling one included — drop TLB entries for kernel mappings removed
+/// before the call (x86 has no broadcast invalidation; elsewhere this does nothing).
+///
+/// The calling CPU flushes too because the caller may not be on the CPU that removed the
+/// mapping: a thread is preemptible between unmapping a stack and calling this, and if it
+/// moved, the CPU it left had invalidated the pages (`invlpg`) while the one it is on may still
+/// hold them. Skipping "this CPU" then left a stale translation of a freed stack slot, and
+/// the next stack mapped in that slot was read and written through the old frames: a saved
+/// context read back as zeros, and a #GP or #PF in the context switch (seen as 'q35/tcg
+/// appliance abuse' crashing in ~4 of 10 runs, where connection threads come and go on two
+/// CPUs). Interrupts stay off from the local flush until every other CPU has flushed, so the
+/// caller cannot move in between.
 pub(crate) fn tlb_shootdown() {
-    if !rhea_arch::TLB_SHOOTDOWN_NEEDED || kthread::online_mask().count_ones() < 2 {
+    if !rhea_arch::TLB_SHOOTDOWN_NEEDED {
         return;
     }
-    if let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0) {
+    let was = rhea_arch::irq_save();
+    rhea_arch::flush_tlb_all();
+    LOCAL_FLUSHES[kthread::cpu()].fetch_add(1, Ordering::Relaxed);
+    if kthread::online_mask().count_ones() >= 2
+        && let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0)
+    {
         panic!("TLB shootdown failed: {e}");
     }
+    rhea_arch::irq_restore(was);
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -12,7 +12,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use rhea::sync::{Mutex, Semaphore};
 use rhea::thread::{Builder, CpuSet, Priority};
 use rhea::time::Duration;
@@ -191,7 +191,78 @@ fn main() -> Result<(), &'static str> {
     if CALLS_FAILED.load(Ordering::Relaxed) != 0 {
         return Err("cross-CPU calls misbehaved");
     }
+    migrating_reaper()?;
     rhea::println!("smp: PASS");
+    Ok(())
+}
+
+const REAPS: u64 = 2000;
+static REAPER_DONE: AtomicBool = AtomicBool::new(false);
+static WORKER_SUM: AtomicU64 = AtomicU64::new(0);
+
+/// Thread stacks freed by a reaper that is moved between two CPUs all the while, each worker
+/// pinned to one of them in turn. A worker's stack reuses the slot its predecessor's was just
+/// unmapped from, so any CPU left holding a translation of the old stack reaches the new one
+/// through the old frames: the worker starts from whatever those hold (a wrong closure, so a
+/// wrong sum, or a fault in the switch). A reaper moved between unmapping a stack and the TLB
+/// shootdown once left exactly that behind on the CPU it moved to.
+fn migrating_reaper() -> Result<(), &'static str> {
+    let online = rhea::thread::online_cpus();
+    let mut cpus = online.iter();
+    let a = cpus.next().ok_or("no CPU online")?;
+    // One CPU (the simulation mode): the same churn, with nowhere to move the reaper to.
+    let b = cpus.next().unwrap_or(a);
+    let reaper = Builder::new()
+        .name("reaper")
+        .priority(Priority::new(20).unwrap())
+        .spawn(move || {
+            for i in 0..REAPS {
+                let on = if i.is_multiple_of(2) { a } else { b };
+                let worker = Builder::new()
+                    .name("worker")
+                    .stack_size(16 * 1024)
+                    .priority(Priority::new(20).unwrap())
+                    .affinity(CpuSet::single(on))
+                    .spawn(move || {
+                        // Touch most of the stack so its pages are in this CPU's TLB.
+                        let mut buf = [0u8; 8192];
+                        core::hint::black_box(&mut buf)[i as usize % 8192] = 1;
+                        WORKER_SUM.fetch_add(i + 1, Ordering::Relaxed);
+                    });
+                match worker {
+                    Ok(w) => {
+                        if w.join().is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            REAPER_DONE.store(true, Ordering::Release);
+        })
+        .map_err(|_| "spawn reaper")?;
+    let id = reaper.id();
+    let mut flips = 0u64;
+    while !REAPER_DONE.load(Ordering::Acquire) {
+        let to = if flips.is_multiple_of(2) { a } else { b };
+        // The reaper may have just finished: an error then is expected.
+        let _ = rhea::thread::set_affinity(id, CpuSet::single(to));
+        flips += 1;
+        rhea::thread::sleep(Duration::from_micros(20 + flips % 7 * 10));
+    }
+    reaper.join().map_err(|_| "join reaper")?;
+    if WORKER_SUM.load(Ordering::Relaxed) != REAPS * (REAPS + 1) / 2 {
+        return Err("a worker whose stack reused a freed slot did not run its own closure");
+    }
+    if a == b {
+        rhea::println!(
+            "smp: {REAPS} stacks reaped on cpu{a} alone; every worker ran its own closure"
+        );
+    } else {
+        rhea::println!(
+            "smp: {REAPS} stacks reaped by a thread moved {flips} times between cpu{a} and cpu{b}; every worker ran its own closure"
+        );
+    }
     Ok(())
 }
 
@@ -231,8 +302,26 @@ fn cross_cpu_calls() -> Result<(), &'static str> {
             return Err("a broadcast call did not run exactly once on every other CPU");
         }
     }
+    // A freed thread stack is unmapped and every CPU's TLB flushed, the caller's included
+    // (where shootdowns exist: x86; Arm invalidates by broadcast and counts none).
+    let flushes_before: Vec<u64> = online.iter().map(rhea::smp::tlb_flushes).collect();
+    let shootdowns_before = rhea::smp::tlb_shootdowns();
+    Builder::new()
+        .name("short-lived")
+        .spawn(|| {})
+        .map_err(|_| "spawn")?
+        .join()
+        .map_err(|_| "join")?;
+    if rhea::smp::tlb_shootdowns() > shootdowns_before
+        && online
+            .iter()
+            .zip(&flushes_before)
+            .any(|(cpu, &before)| rhea::smp::tlb_flushes(cpu) == before)
+    {
+        return Err("a TLB shootdown left some CPU (the caller's?) unflushed");
+    }
     rhea::println!(
-        "smp: cross-CPU calls ran where aimed, broadcasts once on each of {others} other CPUs; {} TLB shootdowns so far",
+        "smp: cross-CPU calls ran where aimed, broadcasts once on each of {others} other CPUs; {} TLB shootdowns so far, each flushing every CPU",
         rhea::smp::tlb_shootdowns()
     );
     Ok(())
