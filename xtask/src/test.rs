@@ -875,7 +875,8 @@ fn appliance_net(
             .and_then(|_| net_test::quit(wire.guest));
         let status = guest.finish(Duration::from_secs(30));
         let console = guest.console();
-        let tail = || console[console.len().saturating_sub(15)..].join("\n  | ");
+        // Enough lines to hold a kernel panic's message above its registers and backtrace.
+        let tail = || console[console.len().saturating_sub(60)..].join("\n  | ");
         r.map_err(|e| format!("{e}\n  | {}", tail()))?;
         let ok = match (board.runner, status.and_then(|s| s.code())) {
             (Runner::Process, Some(0)) => true,
