@@ -574,21 +574,27 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
 
     // The appliance under abuse from the host (abuse.rs), on LinuxU and QEMU q35: idle
     // connection bursts, slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
-    let abuse_cases: [(&str, &str, &str, u8); 2] = [
+    // Not in `-m 4M`: there the echo service has a thread for 1 connection, fewer than the
+    // burst's 10 peers, so the fair-share policy rightly refuses an 11th peer's echo (the
+    // suite's check) while HTTP stays reachable. Serving it needs echo without a thread per
+    // connection.
+    let abuse_cases: [(&str, &str, &str, u8, &str); 2] = [
         (
             "linuxu",
             "realtime",
             "linuxu/realtime/native appliance abuse",
             6,
+            "128M",
         ),
         (
             "qemu-x86_64",
             "q35",
             "qemu-x86_64/q35/tcg appliance abuse",
             7,
+            "128M",
         ),
     ];
-    for (board_name, machine, case, wire) in abuse_cases {
+    for (board_name, machine, case, wire, mem) in abuse_cases {
         let wanted = board_names.contains(&board_name)
             && opts.machine.as_deref().is_none_or(|m| m == machine)
             && opts.app.as_deref().is_none_or(|a| a == "appliance")
@@ -597,7 +603,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             continue;
         }
         let start = Instant::now();
-        match appliance_net(ws, &all_apps, board_name, machine, "128M", wire, true) {
+        match appliance_net(ws, &all_apps, board_name, machine, mem, wire, true) {
             Ok(()) => tally.pass(case, start.elapsed()),
             Err(e) => tally.fail(case, Some(start.elapsed()), &e),
         }
