@@ -442,9 +442,10 @@ fn run_guest(
         println!("  {who}: could not ask it to end ({e}); QEMU is killed");
     }
     let status = guest.finish(Duration::from_secs(30));
-    // What the guest says of its own counters as it ends (the appliance's `net:` lines).
+    // What the guest says of its own counters as it ends (the appliance's `net:` lines, and
+    // how deep its threads went into their stacks).
     for line in guest.console() {
-        if line.contains(": net: ") {
+        if line.contains(": net: ") || line.contains(": stacks (") {
             println!("  {who}: {}", line.trim());
         }
     }

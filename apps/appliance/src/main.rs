@@ -36,16 +36,14 @@ use rhea_net::{ListenOptions, NetError, TcpListener, TcpStream, UdpSocket};
 // The heap it needs (the runtime adds headroom where RAM allows: an eighth of RAM, 16 MiB at
 // the default 128 MiB): ~240 KiB for the runtime and the NIC's queues, 386 KiB for the
 // 256-frame pool, and twice the socket budget (rhea_net budgets half the heap free after the
-// pool), ~840 KiB: the eight listening TCP sockets, whose buffers scale with the budget (8
-// KiB each way here), and the UDP echo take ~290 KiB of it, connections the rest, and what
-// does not fit is refused. With
-// it the appliance serves in `-m 4M` on q35 (the case `appliance net -m 4M`). Under the abuse
-// suite's idle-connection burst there, HTTP stays reachable (socket buffers scale with the
-// budget) but TCP echo, a thread per connection, has room for 1, fewer than the burst's 10
-// peers: an 11th peer is refused, so the suite does not pass at 4 MiB.
+// pool), ~840 KiB: the eight listening TCP sockets, whose buffers scale with the budget (8 KiB
+// each way here), and the UDP echo take ~290 KiB of it, connections the rest, and what does
+// not fit is refused. With it the appliance serves in `-m 4M` on q35 (the case `appliance net
+// -m 4M`) and survives the abuse suite there (`appliance abuse -m 4M`): the thread stacks,
+// sized from their measured peaks, leave frames for 13 echo connections.
 // The main stack: bringing the network up (smoltcp's interface is built on it) needs between
-// 16 and 32 KiB — 16 hit the guard page on every board, 32 ran every appliance case — so 64
-// KiB, twice what was shown enough, instead of the default 256.
+// 16 and 32 KiB — 16 hit the guard page on every board, 32 ran every appliance case, the
+// measured peak is 22-24 KiB — so 64 KiB, instead of the default 256.
 rhea::main!(main, heap_kib = 2304, stack_kib = 64);
 
 const CONTROL_PRIORITY: u32 = 40;
@@ -55,12 +53,17 @@ const HTTP_PORT: u16 = 8080;
 const ECHO_PORT: u16 = 7;
 /// TCP echo connections at most (each a thread).
 const ECHO_MAX: usize = 24;
+// Thread stacks, from their measured peaks (the `appliance: stacks` line at quit, which every
+// appliance test prints; `rhea::stack_usage`): under QEMU at most 2-4 KiB each; on LinuxU,
+// where interrupt signals are delivered on the running thread's stack, http 9, tcp-echo 8,
+// udp-echo 7 and an echo connection 5 KiB in the abuse suite. Sized at 3-4x the LinuxU
+// peak (they were 32-128 KiB, which at `-m 4M` left room for one echo connection).
 /// Each TCP echo connection thread's stack.
-const ECHO_STACK: u64 = 32 << 10;
+const ECHO_STACK: u64 = 16 << 10;
 /// The service threads' stacks, and their sum (taken from the free frames after binding).
-const UDP_ECHO_STACK: u64 = 64 << 10;
-const TCP_ECHO_STACK: u64 = 64 << 10;
-const HTTP_STACK: u64 = 128 << 10;
+const UDP_ECHO_STACK: u64 = 32 << 10;
+const TCP_ECHO_STACK: u64 = 32 << 10;
+const HTTP_STACK: u64 = 32 << 10;
 const SERVICE_STACKS: u64 = UDP_ECHO_STACK + TCP_ECHO_STACK + HTTP_STACK;
 /// Frames kept free beside the stacks: page tables for new stack slots, a driver's late needs.
 const FRAME_RESERVE: u64 = 64 << 10;
@@ -165,7 +168,7 @@ fn main() -> Result<(), &'static str> {
     };
     let echo_buffer = fit(64 << 10);
     // Each echo connection is a thread: at most as many as the frames left free after the
-    // service threads and a reserve hold stacks for (all 24 from ~1.1 MiB free; 1 in
+    // service threads and a reserve hold stacks for (all 24 from ~0.6 MiB free; 13 in
     // `-m 4M`), so a burst of connections meets the listener's limit — refused, or evicting
     // from the peer holding the most — before it meets a failed spawn.
     let frames_free = rhea::memory_stats().free_frame_bytes;
@@ -227,6 +230,21 @@ fn main() -> Result<(), &'static str> {
         s.device.tx_frames,
         s.device.interrupts,
         s.device.kicks
+    );
+    let mut stacks = String::new();
+    for u in rhea::stack_usage() {
+        let _ = write!(
+            stacks,
+            " {} {}/{}",
+            u.name(),
+            u.peak_bytes >> 10,
+            u.bytes() >> 10
+        );
+    }
+    rhea::println!(
+        "appliance: stacks (KiB used at peak/size):{stacks}; echo connections' peak {} of {}",
+        ECHO_PEAK.load(Ordering::Relaxed) >> 10,
+        ECHO_STACK >> 10
     );
     rhea::println!(
         "appliance: served {} http requests ({} bad), {} tcp echo connections ({} bytes), {} udp datagrams",
@@ -336,7 +354,17 @@ fn tcp_echo(listener: TcpListener, socket_buffer: usize) {
     }
 }
 
+/// The deepest any TCP echo connection thread went into its stack (bytes), for sizing it.
+static ECHO_PEAK: AtomicU64 = AtomicU64::new(0);
+
 fn echo_connection(mut s: TcpStream, bytes: usize) {
+    echo_loop(&mut s, bytes);
+    if let Some(u) = rhea::stack_usage_here() {
+        ECHO_PEAK.fetch_max(u.peak_bytes, Ordering::Relaxed);
+    }
+}
+
+fn echo_loop(s: &mut TcpStream, bytes: usize) {
     // Half the socket buffer: a read leaves the window open and a write fits beside the
     // previous one still unacknowledged.
     let mut buf = alloc::vec![0u8; bytes];

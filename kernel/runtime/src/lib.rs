@@ -30,7 +30,9 @@ pub mod thread;
 pub mod time;
 
 pub use kthread::{SpawnError, checker_runs};
-pub use memory::{MemoryError, MemoryStats, stats as memory_stats};
+pub use memory::{
+    MemoryError, MemoryStats, StackUsage, stack_usage, stack_usage_here, stats as memory_stats,
+};
 
 pub use rhea_hal::ExitStatus;
 

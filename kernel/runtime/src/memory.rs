@@ -396,7 +396,82 @@ pub(crate) fn new_stack(name: &str, bytes: u64) -> Result<StackInfo, MemoryError
     info.name[..n].copy_from_slice(&name.as_bytes()[..n]);
     info.name_len = n;
     m.stacks[slot] = Some(info);
+    drop(mem);
+    let words = (info.top - info.bottom) / 8;
+    // SAFETY: `[bottom, top)` was just mapped writable for this stack alone, and nothing runs
+    // on it yet (the caller builds its first frame after this returns).
+    unsafe {
+        core::slice::from_raw_parts_mut(info.bottom as *mut u64, words as usize).fill(STACK_PAINT)
+    };
     Ok(info)
+}
+
+/// What a new stack is filled with, so the deepest point a thread reached can be found later
+/// ([`stack_usage`]): the first word from the bottom that differs was written by it.
+const STACK_PAINT: u64 = 0x5aa5_c33c_5aa5_c33c;
+
+/// One mapped stack's name, size and the most of it ever used, from [`stack_usage`].
+#[derive(Clone, Copy, Debug)]
+pub struct StackUsage {
+    info: StackInfo,
+    /// Bytes from the top down to the deepest word written.
+    pub peak_bytes: u64,
+}
+
+impl StackUsage {
+    /// The thread or CPU purpose the stack was made for (`cpu<N> <purpose>` for CPUs' own).
+    pub fn name(&self) -> &str {
+        self.info.name()
+    }
+
+    /// The stack's size in bytes (mapped pages; the guard not counted).
+    pub fn bytes(&self) -> u64 {
+        self.info.top - self.info.bottom
+    }
+}
+
+/// Every mapped stack (threads' and CPUs', not the boot stack) with the most of it used so far:
+/// the figure to size `Builder::stack_size` and `rhea::main!`'s `stack_kib` from. A stack is
+/// painted when it is made and scanned from its bottom up to the first word written, so the
+/// peak is exact unless a thread wrote the paint value itself there (a deeper use then reads
+/// as shallower by those words). O(stack bytes not used) per stack, under the memory lock.
+pub fn stack_usage() -> alloc::vec::Vec<StackUsage> {
+    let mut out = alloc::vec::Vec::with_capacity(MAX_STACKS);
+    let Some(mem) = MEMORY.get() else {
+        return out;
+    };
+    // Scanned under the lock, which a stack must be unmapped under, so none goes mid-scan;
+    // nothing is allocated while it is held (`out` has room for every slot).
+    let mem = mem.lock();
+    out.extend(mem.stacks.iter().flatten().map(scan));
+    out
+}
+
+/// [`stack_usage`] of the calling thread's own stack (`None` on the boot stack).
+pub fn stack_usage_here() -> Option<StackUsage> {
+    let here = 0u8;
+    let addr = core::ptr::addr_of!(here) as u64;
+    let mem = MEMORY.get()?.lock();
+    mem.stacks
+        .iter()
+        .flatten()
+        .find(|s| s.range().contains(&addr))
+        .map(scan)
+}
+
+/// A recorded stack's peak use. Call with the memory lock held (the stack stays mapped).
+fn scan(info: &StackInfo) -> StackUsage {
+    let mut at = info.bottom;
+    // SAFETY: `[bottom, top)` stays mapped while its record is in the table and the caller
+    // holds the memory lock; the words are read as plain integers, racing only with their
+    // owner's writes (a torn or stale read misplaces the peak by a word at most).
+    while at < info.top && unsafe { core::ptr::read_volatile(at as *const u64) } == STACK_PAINT {
+        at += 8;
+    }
+    StackUsage {
+        info: *info,
+        peak_bytes: info.top - at,
+    }
 }
 
 /// The stacks boards take for the CPUs they start ([`rhea_hal::StackSource`]): guarded like
