@@ -21,7 +21,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use rhea::sync::{IrqsOff, Mutex, Semaphore, SpinLock, SyncError};
+use rhea::sync::{EventFlags, IrqsOff, Mutex, Semaphore, SpinLock, SyncError, WaitMode};
 use rhea::thread::{self, Builder, CpuSet, Priority, SchedError};
 use rhea::time::Duration;
 
@@ -483,6 +483,8 @@ fn bad_input() -> Result<(), &'static str> {
     // not succeed or fail by whether it happened to need to wait); the try forms are allowed.
     static AVAILABLE: Semaphore = Semaphore::new(1, 1);
     static FREE: Mutex<u32> = Mutex::new(0);
+    static SET: EventFlags = EventFlags::new();
+    SET.set(0b1);
     let g = LOCK.lock();
     let suspended = thread::suspend(me);
     let blocked = HELD.take_timeout(Duration::from_millis(1));
@@ -490,11 +492,21 @@ fn bad_input() -> Result<(), &'static str> {
     let locked = FREE.lock().err();
     let tried_take = AVAILABLE.try_take();
     let tried_lock = FREE.try_lock().map(drop);
+    let waited = SET.wait(0b1, WaitMode::Any, false, None).err();
+    let tried_wait = SET.try_wait(0b1, WaitMode::Any, false);
+    let tried_unset = SET.try_wait(0b10, WaitMode::Any, false);
     drop(g);
     let atomic = Some(SyncError::Sched(SchedError::AtomicContext));
-    if took != atomic || locked != atomic || tried_take.is_err() || tried_lock.is_err() {
+    if took != atomic
+        || locked != atomic
+        || waited != atomic
+        || tried_take.is_err()
+        || tried_lock.is_err()
+        || tried_wait != Ok(0b1)
+        || tried_unset != Err(SyncError::WouldBlock)
+    {
         rhea::println!(
-            "control: under a spin lock: take {took:?} lock {locked:?} try_take {tried_take:?} try_lock {tried_lock:?}"
+            "control: under a spin lock: take {took:?} lock {locked:?} wait {waited:?} try_take {tried_take:?} try_lock {tried_lock:?} try_wait {tried_wait:?} (unset {tried_unset:?})"
         );
         return Err("a wait that happened not to be needed was allowed with interrupts off");
     }

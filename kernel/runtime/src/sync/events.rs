@@ -126,12 +126,36 @@ impl EventFlags {
 
     /// Waits until `mask` is satisfied per `mode`, at most `timeout` if given; returns the
     /// flags as they were when the wait was satisfied, clearing the mask's bits if `clear`.
+    /// Refused with `AtomicContext` whenever interrupts are disabled (an interrupt handler, an
+    /// `IrqsOff` spin lock held), even if the flags are already set: the same call must not
+    /// succeed or fail by whether it happened to need to wait. [`EventFlags::try_wait`] is the
+    /// form for those contexts.
     pub fn wait(
         &self,
         mask: u32,
         mode: WaitMode,
         clear: bool,
         timeout: Option<Duration>,
+    ) -> Result<u32, SyncError> {
+        if !rhea_arch::irq_enabled() {
+            return Err(SyncError::Sched(SchedError::AtomicContext));
+        }
+        self.wait_inner(mask, mode, clear, timeout, false)
+    }
+
+    /// [`EventFlags::wait`] without waiting: the flags if `mask` is satisfied now (cleared per
+    /// `clear`), else `WouldBlock`. Allowed in interrupt handlers and under spin locks.
+    pub fn try_wait(&self, mask: u32, mode: WaitMode, clear: bool) -> Result<u32, SyncError> {
+        self.wait_inner(mask, mode, clear, None, true)
+    }
+
+    fn wait_inner(
+        &self,
+        mask: u32,
+        mode: WaitMode,
+        clear: bool,
+        timeout: Option<Duration>,
+        try_only: bool,
     ) -> Result<u32, SyncError> {
         let wait = EventWait {
             mask,
@@ -149,24 +173,27 @@ impl EventFlags {
                 w
             })
         });
-        if let Ok(w) = fast {
-            return Ok(w as u32);
+        match fast {
+            Ok(w) => return Ok(w as u32),
+            // Not satisfied and no thread waits (so the scheduler holds nothing newer).
+            Err(w) if try_only && w & SLOW == 0 => return Err(SyncError::WouldBlock),
+            Err(_) => {}
         }
         let deadline = deadline_of(timeout);
-        let mut seen = 0;
+        let mut seen = None;
         let r = kthread::block_on(|s, cpu| {
             let e = self.to_slow(s)?;
-            let r = s.events_wait(cpu, e, wait, deadline, false);
+            let r = s.events_wait(cpu, e, wait, deadline, try_only);
             if let Ok((Some(_), _)) = r {
                 self.to_fast_if_idle(s, e);
             }
             r.map(|(bits, d)| {
-                seen = bits.unwrap_or(0);
-                (bits.is_some(), d)
+                seen = bits;
+                (bits.is_some() || try_only, d)
             })
         })?;
         match r {
-            None => Ok(seen),
+            None => seen.ok_or(SyncError::WouldBlock),
             Some(WakeReason::Signaled) => Ok(kthread::with_sched(|s, cpu| {
                 let cur = s.current(cpu);
                 (s.take_event_bits(cur), Decision::default())
