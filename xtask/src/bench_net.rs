@@ -1,11 +1,15 @@
-//! `cargo xtask bench net [--loops N] [--accel A] [--smp N] [--mem M]`: Rhea's network next
+//! `cargo xtask bench net [--loops N] [--rounds N] [--accel A] [--smp N] [--mem M]`: Rhea's network next
 //! to a Linux guest's, measured from the host through the same QEMU netdev in the same run.
 //!
 //! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
 //! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
 //! appliance's QEMU command line (`qemu::nic_args`), with its user-networking netdev moved
 //! onto a tap this bench creates (`net_test::Wire`, host 10.77.20.1, guest 10.77.20.2;
-//! root needed) — the Linux guest gets those two arguments verbatim. One after the other:
+//! root needed) — the Linux guest gets those two arguments verbatim. In `--rounds` rounds
+//! (default [`DEFAULT_ROUNDS`]), each booting both one after the other, Rhea first in odd
+//! rounds and Linux first in even ones, so drift of the host between the two measurements
+//! does not always favour the same guest; the report gives each round's TCP ratio and the
+//! medians of every figure:
 //!
 //! 1. Rhea: the demo appliance (`apps/appliance`, echo on port 7) with `rhea.net.ip=<guest>/24
 //!    appliance.allow_quit=1` (plus `--append`); ended with `GET /quit`.
@@ -46,6 +50,9 @@ const WIRE: u8 = 20;
 const ECHO_PORT: u16 = 7;
 /// Sequential UDP echoes measured by default.
 const DEFAULT_LOOPS: u32 = 5_000;
+/// Rounds of both guests by default: one round's ratio swung 0.54-1.04 over five runs on an
+/// idle host (the two guests are measured one after the other, so host drift lands in it).
+const DEFAULT_ROUNDS: u32 = 3;
 /// UDP echoes before the measured ones (ARP, caches, the guests' first-use paths).
 const WARMUP: u32 = 100;
 /// Payload of the round-trip and rate datagrams, bytes.
@@ -452,6 +459,51 @@ fn run_guest(
     Ok((figures, status.and_then(|s| s.code()), up))
 }
 
+/// One guest's figures, exit code and time to answer.
+type Run = (Figures, Option<i32>, Duration);
+
+/// The median of some values (the upper middle one for an even count; 0 for none).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5).unwrap_or(0.0)
+}
+
+/// The figures of several rounds: each measure's median; losses and echoes summed.
+fn summarize(runs: &[Run]) -> Figures {
+    let m = |f: fn(&Figures) -> f64| median(&runs.iter().map(|r| f(&r.0)).collect::<Vec<_>>());
+    Figures {
+        rtt: Latency {
+            p50: m(|f| f.rtt.p50),
+            p99: m(|f| f.rtt.p99),
+            max: m(|f| f.rtt.max),
+            samples: runs.iter().map(|r| r.0.rtt.samples).sum(),
+        },
+        rtt_lost: runs.iter().map(|r| r.0.rtt_lost).sum(),
+        tcp_mb_per_s: m(|f| f.tcp_mb_per_s),
+        rate_per_s: m(|f| f.rate_per_s),
+        rate_echoes: runs.iter().map(|r| r.0.rate_echoes).sum(),
+        rate_lost: runs.iter().map(|r| r.0.rate_lost).sum(),
+    }
+}
+
+/// A fresh command with `cmd`'s program, arguments, environment and directory (a `Command`
+/// is consumed by spawning, and each round starts the guest anew).
+fn copy_command(cmd: &std::process::Command) -> std::process::Command {
+    let mut c = std::process::Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        c.current_dir(dir);
+    }
+    c
+}
+
 /// `cargo xtask bench net`.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     if opts.board_name() != BOARD {
@@ -473,6 +525,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     if loops == 0 {
         return usage("--loops must be at least 1");
     }
+    let rounds = opts.rounds.unwrap_or(DEFAULT_ROUNDS);
     let board = boards::find(BOARD)?;
     let machine = board.machine(Some(MACHINE))?;
     let all_apps = apps::discover(&ws.root)?;
@@ -550,20 +603,27 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         TCP_BYTES >> 20
     );
 
+    println!(
+        "  rounds:      {rounds}, each measuring both guests, alternating which goes first \
+         (host drift between the two lands in both directions); figures are medians"
+    );
+
     wire.create()
         .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
-    let result = (|| {
-        println!("== Rhea (appliance)");
-        let mut rhea_cmd = std::process::Command::new(&qemu.binary);
-        rhea_cmd.args(&rhea_args);
-        let guest_ip = wire.guest;
-        let rhea = run_guest("Rhea", rhea_cmd, RHEA_READY, &wire, loops, || {
+    let guest_ip = wire.guest;
+    let run_rhea = |round: u32| {
+        println!("== round {round}/{rounds}: Rhea (appliance)");
+        let mut cmd = std::process::Command::new(&qemu.binary);
+        cmd.args(&rhea_args);
+        run_guest("Rhea", cmd, RHEA_READY, &wire, loops, || {
             crate::net_test::quit(guest_ip)
-        })?;
-        println!("== Linux guest (netecho)");
-        let linux_run = run_guest(
+        })
+    };
+    let run_linux = |round: u32| {
+        println!("== round {round}/{rounds}: Linux guest (netecho)");
+        run_guest(
             "Linux",
-            linux.command,
+            copy_command(&linux.command),
             crate::linux_guest::NET_READY,
             &wire,
             loops,
@@ -573,14 +633,39 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
                     .map(|_| ())
                     .map_err(|e| format!("udp send: {e}"))
             },
-        )?;
-        Ok((rhea, linux_run))
+        )
+    };
+    let result = (|| {
+        let (mut rhea_runs, mut linux_runs) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            if round % 2 == 1 {
+                rhea_runs.push(run_rhea(round)?);
+                linux_runs.push(run_linux(round)?);
+            } else {
+                linux_runs.push(run_linux(round)?);
+                rhea_runs.push(run_rhea(round)?);
+            }
+        }
+        Ok((rhea_runs, linux_runs))
     })();
     wire.destroy();
-    let ((rhea, rhea_code, rhea_up), (linux_fig, linux_code, linux_up)) = result?;
+    let (rhea_runs, linux_runs) = result?;
+    let rhea = summarize(&rhea_runs);
+    let linux_fig = summarize(&linux_runs);
 
     println!();
-    println!("figures (Rhea | Linux guest | Rhea/Linux):");
+    println!("TCP echo stream per round (Rhea / Linux MB/s = ratio):");
+    for (i, (r, l)) in rhea_runs.iter().zip(&linux_runs).enumerate() {
+        println!(
+            "  round {}: {:.2} / {:.2} = {:.2}",
+            i + 1,
+            r.0.tcp_mb_per_s,
+            l.0.tcp_mb_per_s,
+            r.0.tcp_mb_per_s / l.0.tcp_mb_per_s
+        );
+    }
+    println!();
+    println!("figures, median of {rounds} round(s) (Rhea | Linux guest | Rhea/Linux):");
     let line = |what: &str, r: f64, l: f64, decimals: usize, better: &str| {
         println!(
             "  {what:<34} {r:>12.decimals$} {l:>12.decimals$}   {:>6.2}  ({better} is better)",
@@ -623,7 +708,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         "higher",
     );
     println!(
-        "  lost datagrams: round trip (resent) Rhea {} Linux {}; rate Rhea {} Linux {} (echoes: Rhea {}, Linux {})",
+        "  lost datagrams, all rounds: round trip (resent) Rhea {} Linux {}; rate Rhea {} Linux {} (echoes: Rhea {}, Linux {})",
         rhea.rtt_lost,
         linux_fig.rtt_lost,
         rhea.rate_lost,
@@ -631,18 +716,22 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         rhea.rate_echoes,
         linux_fig.rate_echoes
     );
+    let up = |runs: &[Run]| median(&runs.iter().map(|r| r.2.as_secs_f64()).collect::<Vec<_>>());
     println!(
-        "  QEMU start -> answering on port {ECHO_PORT}: Rhea {:.1} s, Linux {:.1} s",
-        rhea_up.as_secs_f64(),
-        linux_up.as_secs_f64()
+        "  QEMU start -> answering on port {ECHO_PORT} (median): Rhea {:.1} s, Linux {:.1} s",
+        up(&rhea_runs),
+        up(&linux_runs)
     );
-    let rhea_clean =
-        rhea_code.is_some_and(|c| qemu::classify(&QemuEnd::Exited(c)) == Verdict::Success);
-    if !rhea_clean {
-        println!("  note: the appliance did not end cleanly after /quit (exit {rhea_code:?})");
+    // The first unclean end of each, if any.
+    let rhea_unclean = rhea_runs
+        .iter()
+        .map(|r| r.1)
+        .find(|c| !c.is_some_and(|c| qemu::classify(&QemuEnd::Exited(c)) == Verdict::Success));
+    if let Some(code) = rhea_unclean {
+        println!("  note: the appliance did not end cleanly after /quit (exit {code:?})");
     }
-    if linux_code != Some(0) {
-        println!("  note: the Linux guest did not power off cleanly (exit {linux_code:?})");
+    if let Some(code) = linux_runs.iter().map(|r| r.1).find(|&c| c != Some(0)) {
+        println!("  note: the Linux guest did not power off cleanly (exit {code:?})");
     }
     if accel == qemu::Accel::Tcg {
         println!(

@@ -206,6 +206,8 @@ pub(crate) struct Options {
     pub(crate) loops: Option<u32>,
     /// `--periods`: periods per test of `bench rtos`.
     pub(crate) periods: Option<u32>,
+    /// `--rounds`: rounds of `bench net`, each measuring Rhea and the Linux guest.
+    pub(crate) rounds: Option<u32>,
     /// `--period-ms`: the period of `bench rtos`, in ms.
     pub(crate) period_ms: Option<u32>,
     /// `--append`: extra kernel command line (`run`, `bench`: all of it besides what a bench
@@ -227,6 +229,7 @@ impl Default for Options {
             verbose: false,
             loops: None,
             periods: None,
+            rounds: None,
             period_ms: None,
             append: None,
         }
@@ -319,6 +322,12 @@ const OPTIONS: &[OptSpec] = &[
         name: "--periods",
         value: Some("N"),
         help: "bench rtos: periods counted per test, Rhea's and POSIX's (default 5)",
+        commands: &["bench"],
+    },
+    OptSpec {
+        name: "--rounds",
+        value: Some("N"),
+        help: "bench net: rounds of Rhea and Linux, alternating which runs first, medians reported (default 3)",
         commands: &["bench"],
     },
     OptSpec {
@@ -521,6 +530,12 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Options)> {
                 opts.periods = match value.parse::<u32>() {
                     Ok(n) if (1..=1000).contains(&n) => Some(n),
                     _ => return usage(format!("--periods wants 1 to 1000, got `{value}`")),
+                }
+            }
+            "--rounds" => {
+                opts.rounds = match value.parse::<u32>() {
+                    Ok(n) if (1..=20).contains(&n) => Some(n),
+                    _ => return usage(format!("--rounds wants 1 to 20, got `{value}`")),
                 }
             }
             "--period-ms" => {
