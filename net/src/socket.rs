@@ -132,6 +132,12 @@ fn add_tcp(s: &mut Stack, buffer_bytes: usize) -> Result<SocketHandle, NetError>
     sock.set_timeout(Some(smol(TCP_TIMEOUT)));
     sock.set_keep_alive(Some(smol(TCP_KEEPALIVE)));
     sock.set_nagle_enabled(false);
+    // ACK at once rather than after smoltcp's default 10 ms delay: a receiver whose reply is
+    // produced by another thread (the echo service) otherwise leaves the sender's window
+    // waiting for the timer. `bench net`, 3 rounds each, alternating with the default: TCP echo
+    // 0.81-0.97x Linux against 0.69-0.89x (medians 0.91 and 0.92 against 0.74 and 0.83), the
+    // same frames per MiB (the ACKs ride on the echoed data).
+    sock.set_ack_delay(None);
     Ok(s.add(sock))
 }
 
