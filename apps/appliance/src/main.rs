@@ -162,10 +162,7 @@ fn main() -> Result<(), &'static str> {
     // own sockets at those sizes, leaving an idle-connection burst nothing to be refused from
     // but HTTP: each backlog socket takes at most 1/32 of the budget, in powers of two.
     let budget = rhea_net::stats().socket_budget as usize;
-    let fit = |most: usize| {
-        let share = (budget / 64).max(4 << 10);
-        most.min(1 << (usize::BITS - 1 - share.leading_zeros()))
-    };
+    let fit = |most: usize| most.min(1 << (budget / 64).max(4 << 10).ilog2());
     let echo_buffer = fit(64 << 10);
     // Each echo connection is a thread: at most as many as the frames left free after the
     // service threads and a reserve hold stacks for (all 24 from ~0.6 MiB free; 13 in

@@ -1,9 +1,12 @@
 //! Bringing memory up: frame allocator, kernel page tables, heap, guarded stacks.
 //!
 //! Lock: `MEMORY` holds the frame allocator, the address space and the stack table. It is a
-//! spin lock that does not disable interrupts and is never taken in interrupt context (stacks
-//! and page tables are made at spawn and boot time only). Leaf lock, except that it is taken
-//! before the heap lock when a caller allocates while holding it (it does not today).
+//! spin lock with interrupts disabled while held (`IrqsOff`: a holder is never preempted, so a
+//! more important thread spawning on its CPU cannot spin on it forever), and is never taken in
+//! interrupt context (stacks and page tables are made at spawn and boot time only). What is
+//! done under it is bounded: one mapping or unmapping, or one stack's scan for
+//! [`stack_usage`]. Leaf lock, except that it is taken before the heap lock when a caller
+//! allocates while holding it (it does not today).
 //! The fault path reads the stack table with `try_lock` so a fault while it is held cannot
 //! deadlock the report.
 #![allow(
@@ -434,37 +437,47 @@ impl StackUsage {
 /// the figure to size `Builder::stack_size` and `rhea::main!`'s `stack_kib` from. A stack is
 /// painted when it is made and scanned from its bottom up to the first word written, so the
 /// peak is exact unless a thread wrote the paint value itself there (a deeper use then reads
-/// as shallower by those words). O(stack bytes not used) per stack, under the memory lock.
+/// as shallower by those words). O(stack bytes not used) per stack; the memory lock (and so
+/// interrupts on this CPU) is held for one stack's scan at a time.
 pub fn stack_usage() -> alloc::vec::Vec<StackUsage> {
     let mut out = alloc::vec::Vec::with_capacity(MAX_STACKS);
     let Some(mem) = MEMORY.get() else {
         return out;
     };
-    // Scanned under the lock, which a stack must be unmapped under, so none goes mid-scan;
-    // nothing is allocated while it is held (`out` has room for every slot).
-    let mem = mem.lock();
-    out.extend(mem.stacks.iter().flatten().map(scan));
+    for slot in 0..MAX_STACKS {
+        // Scanned under the lock, which a stack must be unmapped under, so it cannot go
+        // mid-scan; nothing is allocated while it is held (`out` has room for every slot).
+        let mem = mem.lock();
+        if let Some(info) = &mem.stacks[slot] {
+            out.push(scan(info));
+        }
+    }
     out
 }
 
-/// [`stack_usage`] of the calling thread's own stack (`None` on the boot stack).
+/// [`stack_usage`] of the calling thread's own stack (`None` on the boot stack). The lock is
+/// held only to find the record: the caller's stack stays mapped while it runs on it.
 pub fn stack_usage_here() -> Option<StackUsage> {
     let here = 0u8;
     let addr = core::ptr::addr_of!(here) as u64;
-    let mem = MEMORY.get()?.lock();
-    mem.stacks
+    let info = MEMORY
+        .get()?
+        .lock()
+        .stacks
         .iter()
         .flatten()
         .find(|s| s.range().contains(&addr))
-        .map(scan)
+        .copied()?;
+    Some(scan(&info))
 }
 
-/// A recorded stack's peak use. Call with the memory lock held (the stack stays mapped).
+/// A recorded stack's peak use. The stack must stay mapped for the call: the caller holds the
+/// memory lock, or runs on that stack.
 fn scan(info: &StackInfo) -> StackUsage {
     let mut at = info.bottom;
-    // SAFETY: `[bottom, top)` stays mapped while its record is in the table and the caller
-    // holds the memory lock; the words are read as plain integers, racing only with their
-    // owner's writes (a torn or stale read misplaces the peak by a word at most).
+    // SAFETY: `[bottom, top)` stays mapped for the call (the caller's condition); the words
+    // are read as plain integers, racing only with their owner's writes (a torn or stale read
+    // misplaces the peak by a word at most).
     while at < info.top && unsafe { core::ptr::read_volatile(at as *const u64) } == STACK_PAINT {
         at += 8;
     }

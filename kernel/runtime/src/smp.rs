@@ -87,16 +87,16 @@ pub fn tlb_flushes(cpu: usize) -> u64 {
 /// appliance abuse' crashing in ~4 of 10 runs, where connection threads come and go on two
 /// CPUs). Interrupts stay off from the local flush until every other CPU has flushed, so the
 /// caller cannot move in between.
+///
+/// With one CPU online there is nowhere to have moved to: the unmapping CPU's own `invlpg`
+/// sufficed, and nothing is flushed.
 pub(crate) fn tlb_shootdown() {
-    if !rhea_arch::TLB_SHOOTDOWN_NEEDED {
+    if !rhea_arch::TLB_SHOOTDOWN_NEEDED || kthread::online_mask().count_ones() < 2 {
         return;
     }
     let was = rhea_arch::irq_save();
-    rhea_arch::flush_tlb_all();
-    LOCAL_FLUSHES[kthread::cpu()].fetch_add(1, Ordering::Relaxed);
-    if kthread::online_mask().count_ones() >= 2
-        && let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0)
-    {
+    flush_tlb(0);
+    if let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0) {
         panic!("TLB shootdown failed: {e}");
     }
     rhea_arch::irq_restore(was);
