@@ -1,5 +1,5 @@
-//! `acpi`: the MADT and MCFG as firmware hands them over (`smp/src/madt.rs`,
-//! `smp/src/mcfg.rs`). The input is the table's bytes; the harness puts it behind a valid
+//! `acpi`: the MADT and MCFG as firmware hands them over (`kernel/smp/src/madt.rs`,
+//! `kernel/smp/src/mcfg.rs`). The input is the table's bytes; the harness puts it behind a valid
 //! RSDP (v2) and XSDT in one buffer — the fuzzer's table is the one found — gives it the right
 //! signature, keeps its `length` inside the buffer (a length past readable memory is the
 //! documented panic of the mapping hook, not a parser defect), and by default fixes its
@@ -11,8 +11,8 @@
 //! bit 1: keep the table's checksum byte as given, bit 2: x2APIC mode.
 
 use crate::Input;
-use rhea_smp::madt::{self, Rsdp, Window};
-use rhea_smp::mcfg;
+use rhea_board_common_x86::madt::{self, Rsdp, Window};
+use rhea_board_common_x86::mcfg;
 
 const XSDT_AT: usize = 64;
 const TABLE_AT: usize = 128;

@@ -8,7 +8,7 @@
 //! (24 bytes each), memory...]`.
 
 use crate::Input;
-use rhea_board_qemu_x86_64::pvh::{self, E820Entry, PhysMemory};
+use rhea_board_common_x86::pvh::{self, E820Entry, PhysMemory};
 
 /// Guest memory: `bytes` at physical address `base`; everything else is unreadable.
 struct Memory<'a> {

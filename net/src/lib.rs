@@ -22,32 +22,11 @@ pub mod neighbours;
 pub mod policy;
 pub mod validate;
 
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
+#[cfg(rhea_kernel)]
 mod socket;
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
+#[cfg(rhea_kernel)]
 mod stack;
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
+#[cfg(rhea_kernel)]
 pub use {
     socket::{ListenOptions, TcpListener, TcpStream, UdpSocket},
     stack::{NetStats, changes, stats, wait_for_change},
@@ -329,27 +308,13 @@ impl Config {
 }
 
 /// Takes the first network device and starts its driver thread and the network thread.
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
+#[cfg(rhea_kernel)]
 pub fn start(config: &Config) -> Result<(), NetError> {
     stack::start(config)
 }
 
 /// The interface's address, once configured (static at start, or when DHCP has a lease).
-#[cfg(any(
-    rhea_board = "qemu-x86_64",
-    rhea_board = "linuxu",
-    rhea_board = "qemu-aarch64",
-    rhea_board = "rpi4",
-    rhea_board = "xen-x86_64",
-    rhea_board = "xen-arm64"
-))]
+#[cfg(rhea_kernel)]
 pub fn address() -> Option<Ipv4Cidr> {
     let g = stack::lock().ok()?;
     g.as_ref()?.address

@@ -1,7 +1,7 @@
 //! `cargo xtask bench queue`: `rhea-queue`'s SPSC ring and MPMC queue between two host
 //! threads, next to `std::sync::mpsc` measured in the same run: throughput and one-way
 //! latency, with ratios and the conditions (host CPU, cores, load). The measuring program is
-//! `kernel/queue/examples/bench.rs`, built with the workspace's release profile. Figures only:
+//! `lib/queue/examples/bench.rs`, built with the workspace's release profile. Figures only:
 //! it never passes or fails on timing.
 
 use crate::{Options, Result, Workspace, describe, fail};

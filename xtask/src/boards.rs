@@ -66,7 +66,7 @@ pub(crate) const BOARDS: &[Board] = &[
     Board {
         name: "qemu-x86_64",
         target: "x86_64-unknown-none",
-        linker_script: "boards/qemu-x86_64/link.ld",
+        linker_script: "boards/common-x86/link.ld",
         cfg: "qemu-x86_64",
         qemu: "qemu-system-x86_64",
         machines: &["microvm", "q35"],
@@ -156,7 +156,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "xen-x86_64",
         target: "x86_64-unknown-none",
         // The same PVH image layout as qemu-x86_64 (and its entry code).
-        linker_script: "boards/qemu-x86_64/link.ld",
+        linker_script: "boards/common-x86/link.ld",
         cfg: "xen-x86_64",
         qemu: "qemu-system-x86_64",
         // Xen 4.17 (Debian's) under QEMU TCG (`-cpu max`: nested SVM), Rhea as the PVH

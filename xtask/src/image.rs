@@ -53,7 +53,14 @@ impl Image {
 
 /// The rustc flags of a board build, one flag per element.
 pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
-    let mut flags = vec!["--cfg".to_string(), format!("rhea_board=\"{}\"", board.cfg)];
+    // `rhea_board` selects the board (boards/select); `rhea_kernel` says "a kernel image" to
+    // crates with a kernel side that must not name boards (net).
+    let mut flags = vec![
+        "--cfg".to_string(),
+        format!("rhea_board=\"{}\"", board.cfg),
+        "--cfg".to_string(),
+        "rhea_kernel".to_string(),
+    ];
     if !board.linker_script.is_empty() {
         flags.push("-C".to_string());
         flags.push(format!(
@@ -303,10 +310,12 @@ mod tests {
             .collect();
         assert_eq!(
             get("CARGO_ENCODED_RUSTFLAGS"),
-            "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f-C\x1flink-arg=-T/ws/boards/qemu-x86_64/link.ld\
+            "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f--cfg\x1frhea_kernel\
+             \x1f-C\x1flink-arg=-T/ws/boards/common-x86/link.ld\
              \x1f-C\x1flink-arg=-zmax-page-size=4096\
              \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"
-                .to_string() + &remaps
+                .to_string()
+                + &remaps
         );
         assert_eq!(
             get("RHEA_SYMTAB"),

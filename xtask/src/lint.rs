@@ -7,10 +7,13 @@
 //!    same environment as a board build (so `rhea_board` cfgs match), sharing the board's
 //!    target directory. `RHEA_SYMTAB` points at an empty `lint.symtab` there.
 //!
+//! 4. The layer table (`layers.rs`): dependency edges point down, `target_arch` only in arch/
+//!    and boards/, boards named only in boards/.
+//!
 //! Every step runs even if an earlier one failed; the exit code is non-zero if any failed.
 
 use crate::boards::{self, Board};
-use crate::{Options, Result, Workspace, apps, describe, fail, image, run_checked, setup};
+use crate::{Error, Options, Result, Workspace, apps, describe, fail, image, run_checked, setup};
 
 pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let mut failed: Vec<String> = Vec::new();
@@ -35,6 +38,18 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     println!("lint: fuzz targets: {}", describe(&fuzz));
     if let Err(e) = run_checked(&mut fuzz) {
         failed.push(format!("fuzz targets: {e}"));
+    }
+
+    println!("lint: layers: cargo metadata --no-deps, checked against xtask/src/layers.rs");
+    match layer_findings(ws) {
+        Ok(found) if found.is_empty() => {}
+        Ok(found) => {
+            for f in &found {
+                println!("lint: layers: {f}");
+            }
+            failed.push(format!("layers: {} finding(s)", found.len()));
+        }
+        Err(e) => failed.push(format!("layers: {e}")),
     }
 
     let board_list: Vec<&Board> = match &opts.board {
@@ -73,4 +88,20 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     } else {
         fail(format!("lint failed:\n  {}", failed.join("\n  ")))
     }
+}
+
+/// The layer check's findings for the workspace.
+fn layer_findings(ws: &Workspace) -> Result<Vec<String>> {
+    let out = ws
+        .cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| Error::Failed(format!("cargo metadata: {e}")))?;
+    if !out.status.success() {
+        return fail(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    crate::layers::check(&ws.root, &String::from_utf8_lossy(&out.stdout)).map_err(Error::Failed)
 }

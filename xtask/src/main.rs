@@ -25,6 +25,7 @@ mod firmware;
 mod fuzz;
 mod host_baseline;
 mod image;
+mod layers;
 mod lint;
 mod linux_guest;
 mod net_test;

@@ -17,7 +17,7 @@ use rhea_hal::{
 use rhea_mm::{MemoryMap, RegionKind};
 
 unsafe extern "C" {
-    /// The kernel's entry (kernel/runtime/src/boot.rs).
+    /// The kernel's entry (runtime/src/boot.rs).
     fn rhea_entry(boot_arg: usize) -> !;
 }
 

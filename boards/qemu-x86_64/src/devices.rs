@@ -1,12 +1,12 @@
-//! This machine's devices for the device model (`rhea_drivers::bus`) and its message-signalled
-//! interrupts (x86 MSI format, SDM Vol. 3A §11.11).
+//! This machine's devices for the device model (`rhea_drivers::bus`): PCI (q35) and virtio-mmio
+//! (microvm, or named on the command line).
 
-use crate::machine::ConsoleWriter;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use rhea_board_common_x86::ConsoleWriter;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
@@ -17,11 +17,10 @@ use spin::Once;
 /// The kernel command line, kept by [`early`] for [`buses`] and [`net_drivers`].
 static CMDLINE: Once<&'static str> = Once::new();
 
-/// Early boot (boot identity map active): reads the ACPI MCFG for PCI and keeps the command
-/// line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`) for [`buses`] and [`net_drivers`].
-pub(crate) fn early(rsdp: Option<u64>, cmdline: &'static str) {
+/// Keeps the command line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`) for [`buses`]
+/// and [`net_drivers`].
+pub(crate) fn early(cmdline: &'static str) {
     CMDLINE.call_once(|| cmdline);
-    crate::pci::discover(rsdp);
 }
 
 /// Addresses for memory BARs firmware left unassigned (qboot assigns none): the top of q35's
@@ -33,7 +32,7 @@ static BAR_SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
 /// PCI configuration access, one for the run: the bus and virtio-net-pci share its port lock.
 fn config() -> Arc<dyn ConfigAccess> {
     static CONFIG: Once<Arc<dyn ConfigAccess>> = Once::new();
-    Arc::clone(CONFIG.call_once(|| Arc::new(crate::pci::BoardConfig::new())))
+    Arc::clone(CONFIG.call_once(|| Arc::new(rhea_board_common_x86::pci::BoardConfig::new())))
 }
 
 /// PCI (q35: ECAM or ports; microvm has no PCI host bridge, so it finds nothing there) and the
@@ -46,7 +45,7 @@ pub fn buses() -> Vec<Box<dyn Bus>> {
     for e in errors {
         log(&format!("{e}; entry skipped"));
     }
-    if mmio.is_empty() && !crate::pci::has_ecam() {
+    if mmio.is_empty() && !rhea_board_common_x86::pci::has_ecam() {
         mmio = microvm_transports();
     }
     if !mmio.is_empty() {
@@ -80,7 +79,7 @@ pub fn net_drivers() -> Vec<&'static dyn Driver> {
 /// type 0) are skipped by the bus; a machine without them shows no virtio magic there.
 fn microvm_transports() -> Vec<MmioDevice> {
     const BASE: u64 = 0xfeb0_0000;
-    let madt = crate::smp::madt();
+    let madt = rhea_board_common_x86::smp::madt();
     let (irq_base, count) = match madt {
         Some(m) if m.io_apics().iter().any(|io| io.gsi_base == 24) => (24, 24),
         Some(_) => (16, 8),
@@ -105,14 +104,5 @@ fn log(msg: &str) {
 /// PIRQ links) as the GSI it arrives on: the MADT's interrupt source overrides (QEMU declares
 /// IRQs 5, 9, 10, 11 level-triggered, identity-mapped). q35's _PRT (GSIs 16-23) would need AML.
 fn intx_gsi(line: u8) -> Option<u32> {
-    Some(crate::interrupts::isa_line(line).0)
-}
-
-/// An MSI raising `vector` on the boot CPU: address `0xFEE0_0000` with the destination APIC ID
-/// in bits 19:12 (physical mode, no redirection hint), data the vector (fixed delivery, edge).
-/// `None` if the boot CPU's APIC ID does not fit 8 bits (that needs interrupt remapping).
-pub fn msi_message(vector: u8) -> Option<(u64, u32)> {
-    let dest = crate::smp::apic_id(0).unwrap_or(0);
-    let dest = u8::try_from(dest).ok()?;
-    Some((0xfee0_0000 | (u64::from(dest) << 12), u32::from(vector)))
+    Some(rhea_board_common_x86::interrupts::isa_line(line).0)
 }

@@ -3,9 +3,9 @@
 //! Layer 5: the only crate that names Xen's facts on x86_64. Rhea runs as a PVH domain —
 //! the hardware domain (`dom0=pvh`, how Xen's own CI runs test kernels: no toolstack, seconds
 //! to boot) or a domU that a dom0's toolstack creates (`type = "pvh"`). Both enter the same way:
-//! - **boot**: the PVH ELF note and 32-bit entry of `rhea-board-qemu-x86_64` (QEMU and Xen
+//! - **boot**: the PVH ELF note and 32-bit entry of `rhea-board-common-x86` (QEMU and Xen
 //!   speak the same PVH protocol), whose `hvm_start_info` parser this board reuses
-//!   ([`rhea_board_qemu_x86_64::pvh_boot`]); same linker script;
+//!   ([`rhea_board_common_x86::pvh_boot`]); same linker script;
 //! - **hypercalls** (`hypercall.rs`): Xen's CPUID leaves (0x4000_0000 + n·0x100, signature
 //!   `XenVMMXenVMM`) give the MSR that makes Xen fill a hypercall page in the image; calls go
 //!   through its 32-byte stubs;

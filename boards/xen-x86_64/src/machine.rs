@@ -1,5 +1,5 @@
 //! The board's services: console, exit, early init, and the items the runtime expects of a
-//! board (`kernel/runtime/src/boards.rs`).
+//! board (`runtime/src/boards.rs`).
 #![allow(unsafe_code, reason = "port 0xE9 output; each use has a SAFETY note")]
 
 use crate::hypercall;
@@ -11,8 +11,8 @@ use rhea_board_xen_common::abi;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_hal::{Console, ExitStatus, Platform};
 
-use rhea_board_qemu_x86_64::pvh::E820Entry;
-pub use rhea_board_qemu_x86_64::{BootInfo, boot_stack};
+use rhea_board_common_x86::pvh::E820Entry;
+pub use rhea_board_common_x86::{BootInfo, boot_stack};
 
 /// The most e820 entries read from Xen.
 const MAX_E820: usize = 64;
@@ -143,7 +143,7 @@ pub fn early_init(start_info: usize) -> BootInfo {
     for (slot, (addr, size, kind)) in e820.iter_mut().zip(abi::e820_entries(&raw, n)) {
         *slot = E820Entry { addr, size, kind };
     }
-    let (boot, _rsdp) = rhea_board_qemu_x86_64::pvh_boot(start_info, Some(&e820[..n]));
+    let (boot, _rsdp) = rhea_board_common_x86::pvh_boot(start_info, Some(&e820[..n]));
     if let Err(e) = crate::interrupts::map_shared_info() {
         panic!("xen: cannot map the shared-info page: {e}");
     }

@@ -97,7 +97,7 @@ pub(crate) fn start(entry: extern "C" fn(usize) -> !, stacks: &dyn StackSource) 
     let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
     let mut online = 1;
     for cpu in 1..n {
-        let Some((stack_top, ist)) = rhea_board_qemu_x86_64::ap_stacks(cpu, stacks) else {
+        let Some((stack_top, ist)) = rhea_board_common_x86::ap_stacks(cpu, stacks) else {
             let _ = writeln!(
                 w,
                 "rhea: smp: no memory for cpu{cpu}'s stacks; continuing without it"

@@ -1,7 +1,7 @@
 //! Test app: "interrupts disabled" holds, and nothing that arrives meanwhile is lost.
 //!
 //! On LinuxU interrupts are disabled by a flag in memory while signals keep arriving
-//! (`kernel/arch/src/linux/irqflag.rs`); this checks the contract every board must keep:
+//! (`arch/src/linux/irqflag.rs`); this checks the contract every board must keep:
 //! 1. A vector raised on this CPU inside an interrupts-off section is not delivered there, and
 //!    is delivered once the section ends (2000 rounds, each raising it twice: once or twice).
 //! 2. With two CPUs: a worker pinned to CPU 1 alternates interrupts-off sections of random

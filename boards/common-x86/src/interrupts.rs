@@ -1,0 +1,450 @@
+//! Interrupts and time on this board: the legacy PIC put out of the way, the local APIC
+//! (x2APIC when the CPU has it, else xAPIC through MMIO), the I/O APIC at its PC address, the
+//! TSC calibrated (CPUID-stated frequency when present, measured against the PIT otherwise
+//! and cross-checked), and the LAPIC timer as the one-shot timer (TSC-deadline mode when
+//! present, else one-shot mode with a divider calibrated against the TSC).
+//!
+//! The drivers are `rhea-irq` and `rhea-timers`; this module only binds them to the
+//! machine's ports, MSRs and MMIO pages (`rhea-arch` primitives) and keeps the instances.
+//!
+//! Lock: each I/O APIC sits behind its own spin lock in `IOAPICS`, taken with interrupts disabled (its
+//! select/data register pair must not interleave); it is a leaf lock.
+#![allow(
+    unsafe_code,
+    reason = "port I/O, MSRs and MMIO; each use has a SAFETY note"
+)]
+
+use crate::calibrate::{Calibration, CalibrationConfig};
+use crate::lapic::LapicConfig;
+use crate::{
+    ApicId, ApicMsr, IoApic, IsaIrqMap, IsaOverride, Lapic, LapicAccess, LapicTimer,
+    LapicTimerMode, Mmio32, Msr, PortIo, TimerDivide, X2Apic, XApic,
+};
+use rhea_hal::{InterruptController, IrqLine, RouteError, TimeAndIrq, Trigger};
+use rhea_irq::vectors::{self, Vector};
+use rhea_timers::{ClockConversion, CycleCounter, TscClock};
+use spin::{Mutex, Once};
+
+/// The I/O APIC's physical address on PCs (and both QEMU machines), used when there is no
+/// usable MADT; the MADT's first I/O APIC otherwise.
+const IOAPIC_BASE: u64 = 0xfec0_0000;
+
+/// Port I/O through `in`/`out`.
+#[derive(Debug)]
+struct Ports;
+
+impl PortIo for Ports {
+    fn inb(&self, port: u16) -> u8 {
+        // SAFETY: the timer and PIC drivers only touch the PIT (0x40–0x43), port 0x61 and the
+        // 8259s (0x20/0x21/0xa0/0xa1) plus the 0x80 delay port, all owned by this board.
+        unsafe { rhea_arch::inb(port) }
+    }
+    fn outb(&self, port: u16, value: u8) {
+        // SAFETY: as in `inb`.
+        unsafe { rhea_arch::outb(port, value) }
+    }
+}
+
+/// MSRs, limited by `ApicMsr` to the APIC base, TSC deadline and x2APIC registers.
+#[derive(Debug)]
+struct Msrs;
+
+impl Msr for Msrs {
+    fn read_msr(&self, msr: ApicMsr) -> u64 {
+        // SAFETY: `ApicMsr` only names IA32_APIC_BASE, IA32_TSC_DEADLINE and the x2APIC range;
+        // the driver reads x2APIC registers only in x2APIC mode and TSC_DEADLINE only when the
+        // CPU has it.
+        unsafe { rhea_arch::rdmsr(msr.number()) }
+    }
+    fn write_msr(&self, msr: ApicMsr, value: u64) {
+        // SAFETY: as in `read_msr`; the values are the driver's register encodings.
+        unsafe { rhea_arch::wrmsr(msr.number(), value) }
+    }
+    fn wrmsr_fence(&self) {
+        rhea_arch::memory_fence();
+    }
+}
+
+/// A page of device registers, identity-mapped uncached.
+#[derive(Debug)]
+struct Mmio {
+    base: u64,
+}
+
+impl Mmio32 for Mmio {
+    fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: `base` is a device page mapped uncached by `init` before this object exists;
+        // the drivers only use register offsets inside it, 32-bit aligned.
+        unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u32) }
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read32`.
+        unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u32, value) }
+    }
+}
+
+/// The TSC.
+#[derive(Debug)]
+struct Tsc;
+
+impl CycleCounter for Tsc {
+    fn read(&self) -> u64 {
+        rhea_arch::read_cycle_counter()
+    }
+}
+
+static X2APIC: X2Apic<Msrs> = X2Apic::new(Msrs);
+static XAPIC: Once<XApic<Mmio>> = Once::new();
+static LAPIC: Once<Lapic<&'static dyn LapicAccess>> = Once::new();
+static CLOCK: Once<TscClock<Tsc>> = Once::new();
+static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new();
+/// The I/O APICs, each serving GSIs `gsi_base..gsi_base + entries` (microvm has two: GSIs
+/// 0–23 and 24–47, the second carrying its virtio-mmio lines).
+const MAX_IOAPICS: usize = crate::madt::MAX_IOAPICS;
+/// An I/O APIC with the GSIs it serves, fixed at creation (read without taking its lock).
+type IoApicSlot = (core::ops::Range<u32>, Mutex<IoApic<Mmio>>);
+static IOAPICS: Once<[Option<IoApicSlot>; MAX_IOAPICS]> = Once::new();
+static ISA: Once<IsaIrqMap> = Once::new();
+static CONTROLLER: Pc = Pc;
+
+/// The LAPIC + I/O APIC pair as one controller.
+#[derive(Debug)]
+struct Pc;
+
+impl Pc {
+    /// Runs `f` on the I/O APIC serving `line`, with interrupts disabled (its lock is taken in
+    /// that state, so an interrupt handler masking a line cannot find it held).
+    fn with_ioapic<R>(line: IrqLine, f: impl FnOnce(&mut IoApic<Mmio>) -> R) -> Option<R> {
+        let (_, io) = IOAPICS
+            .get()?
+            .iter()
+            .flatten()
+            .find(|(gsis, _)| gsis.contains(&line.0))?;
+        let was = rhea_arch::irq_save();
+        let r = f(&mut io.lock());
+        rhea_arch::irq_restore(was);
+        Some(r)
+    }
+}
+
+impl InterruptController for Pc {
+    fn end_of_interrupt(&self, vector: u8) {
+        if let Some(l) = LAPIC.get().filter(|_| vectors::lapic_needs_eoi(vector)) {
+            l.eoi();
+        }
+    }
+
+    fn route(&self, line: IrqLine, vector: u8, trigger: Trigger) -> Result<(), RouteError> {
+        let v = Vector::new(vector).ok_or(RouteError::BadVector(vector))?;
+        let dest = LAPIC.get().map_or(ApicId(0), |l| l.read_id());
+        Self::with_ioapic(line, |io| io.route(line, v, dest, trigger))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn unmask(&self, line: IrqLine) -> Result<(), RouteError> {
+        Self::with_ioapic(line, |io| io.unmask(line))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn mask(&self, line: IrqLine) -> Result<(), RouteError> {
+        Self::with_ioapic(line, |io| io.mask(line))
+            .ok_or(RouteError::NoSuchLine(line.0))?
+            .map_err(|_| RouteError::NoSuchLine(line.0))
+    }
+
+    fn raise_self(&self, vector: u8) {
+        if let (Some(l), Some(v)) = (LAPIC.get(), Vector::new(vector)) {
+            // Interrupts off: an xAPIC ICR write is two register writes that an interrupt
+            // handler's own IPI must not split.
+            let was = rhea_arch::irq_save();
+            let _ = l.send_ipi(l.read_id(), v);
+            rhea_arch::irq_restore(was);
+        }
+    }
+
+    fn send_ipi(&self, cpu: rhea_hal::CpuId, vector: u8) {
+        let dest = crate::smp::apic_id(cpu.0 as usize);
+        if let (Some(l), Some(v), Some(dest)) = (LAPIC.get(), Vector::new(vector), dest) {
+            // As in `raise_self`.
+            let was = rhea_arch::irq_save();
+            let _ = l.send_ipi(ApicId(dest), v);
+            rhea_arch::irq_restore(was);
+        }
+    }
+}
+
+/// Busy-waits `ns` nanoseconds on the calibrated TSC clock.
+fn spin_ns(ns: u64) {
+    if let Some(c) = CLOCK.get() {
+        let start = rhea_hal::Clock::now(c).as_nanos();
+        while rhea_hal::Clock::now(c).as_nanos().wrapping_sub(start) < ns {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Starts the AP with APIC ID `apic` at real-mode page `page` (INIT, 10 ms, SIPI, 200 µs, a
+/// second SIPI unless it already arrived; SDM Vol. 3A §9.4.4.1) and waits up to `timeout_ns`
+/// for it to set `started`. On a timeout the AP is sent INIT again, so it waits for a SIPI
+/// instead of running later with another AP's parameters. `sipi` false leaves the SIPIs out
+/// (fault injection for tests).
+pub(crate) fn start_ap(
+    apic: u32,
+    page: u8,
+    sipi: bool,
+    started: &core::sync::atomic::AtomicBool,
+    timeout_ns: u64,
+) -> Result<(), &'static str> {
+    use core::sync::atomic::Ordering;
+    let l = LAPIC.get().ok_or("the local APIC is not initialised")?;
+    let dest = ApicId(apic);
+    l.send_init(dest).map_err(|_| "INIT was not delivered")?;
+    spin_ns(10_000_000);
+    for _ in 0..if sipi { 2 } else { 0 } {
+        l.send_startup(dest, page)
+            .map_err(|_| "the start-up IPI was not delivered")?;
+        spin_ns(200_000);
+        if started.load(Ordering::Acquire) {
+            return Ok(());
+        }
+    }
+    let c = CLOCK.get().ok_or("no clock")?;
+    let start = rhea_hal::Clock::now(c).as_nanos();
+    while !started.load(Ordering::Acquire) {
+        if rhea_hal::Clock::now(c).as_nanos().wrapping_sub(start) > timeout_ns {
+            let _ = l.send_init(dest);
+            return Err("no sign of life within 1 s of INIT-SIPI-SIPI");
+        }
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
+/// Brings up the calling application processor's local APIC (the boot CPU's mode) and its
+/// timer. Interrupts stay disabled.
+pub(crate) fn init_this_ap() {
+    let Some(lapic) = LAPIC.get() else { return };
+    match lapic.mode() {
+        crate::lapic::LapicMode::X2Apic => {
+            crate::lapic::enable_x2apic(&Msrs);
+        }
+        crate::lapic::LapicMode::XApic => {
+            // Same base as the boot CPU's (mapped already); only the enable bit matters here.
+            let _ = crate::lapic::enable_xapic(&Msrs);
+        }
+    }
+    lapic.init(&LapicConfig::DEFAULT);
+    if let Some(t) = TIMER.get() {
+        t.init_this_cpu();
+    }
+}
+
+/// Why interrupt and time bring-up failed.
+#[derive(Debug)]
+pub enum InitError {
+    /// The TSC frequency could be neither read nor measured.
+    Calibration(crate::calibrate::CalibrationError),
+    /// The LAPIC could not be enabled.
+    Lapic(crate::lapic::LapicError),
+    /// The I/O APIC at this address did not answer sensibly.
+    IoApic(u64, crate::ioapic::IoApicError),
+    /// A device page could not be mapped.
+    Map,
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Calibration(e) => write!(f, "TSC calibration failed: {e}"),
+            Self::Lapic(e) => write!(f, "local APIC: {e}"),
+            Self::IoApic(base, e) => write!(f, "I/O APIC at {base:#x}: {e}"),
+            Self::Map => f.write_str("cannot map interrupt controller registers"),
+        }
+    }
+}
+
+/// Calibration windows: 3 × 5 ms against the PIT gives a frequency within a few hundred ppm,
+/// good enough for sub-millisecond timers, for 15 ms of boot time (TCG has no CPUID frequency
+/// leaf, so this is what runs there). A CPUID-stated frequency is used as is unless the
+/// command line asks for the cross-check (`rhea.tsc_check=1`): boot time matters on KVM.
+const fn calibration_config(cross_check: bool) -> CalibrationConfig {
+    CalibrationConfig {
+        window_us: 5_000,
+        samples: 3,
+        cross_check,
+    }
+}
+
+/// Brings up interrupts and time on the boot CPU (interrupts stay disabled) and prints what it
+/// chose. `map_mmio` identity-maps a device range uncached.
+pub fn init(
+    boot_cycles: u64,
+    cross_check: bool,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<TimeAndIrq, InitError> {
+    let features = rhea_arch::features::report();
+    let (stated_tsc_hz, has_x2apic, has_tsc_deadline) =
+        (features.tsc_hz, features.x2apic, features.tsc_deadline);
+    // 1. The 8259s: remapped away from the exception vectors and fully masked.
+    let _pic = crate::pic8259::remap_and_mask(&Ports);
+
+    // 2. The local APIC.
+    let access: &'static dyn LapicAccess = if has_x2apic {
+        crate::lapic::enable_x2apic(&Msrs);
+        &X2APIC
+    } else {
+        let base = crate::lapic::enable_xapic(&Msrs).map_err(InitError::Lapic)?;
+        if !map_mmio(base.base.0, 4096) {
+            return Err(InitError::Map);
+        }
+        XAPIC.call_once(|| XApic::new(Mmio { base: base.base.0 }))
+    };
+    let lapic = LAPIC.call_once(|| Lapic::new(access));
+    lapic.init(&LapicConfig::DEFAULT);
+
+    // 3. The I/O APICs, all inputs masked until a driver routes one: the MADT's, else the
+    //    PC's usual one.
+    let madt = crate::smp::madt();
+    let mut found = [(IOAPIC_BASE, 0u32); MAX_IOAPICS];
+    let count = match madt.map(|m| m.io_apics()) {
+        Some(list) if !list.is_empty() => {
+            for (slot, io) in found.iter_mut().zip(list) {
+                *slot = (io.address, io.gsi_base);
+            }
+            list.len()
+        }
+        _ => 1,
+    };
+    let mut ioapics = [const { None }; MAX_IOAPICS];
+    for (slot, &(base, gsi_base)) in ioapics.iter_mut().zip(&found[..count]) {
+        if !map_mmio(base, 4096) {
+            return Err(InitError::Map);
+        }
+        let mut io =
+            IoApic::new(Mmio { base }, gsi_base).map_err(|e| InitError::IoApic(base, e))?;
+        io.mask_all();
+        *slot = Some((io.gsi_base()..io.gsi_base() + io.entries(), Mutex::new(io)));
+    }
+    IOAPICS.call_once(|| ioapics);
+    // ISA IRQ wiring: the MADT's overrides; without a MADT, what QEMU and most PC firmware
+    // do (ISA IRQ 0 on GSI 2).
+    ISA.call_once(|| {
+        madt.and_then(|m| IsaIrqMap::new(m.overrides()).ok())
+            .unwrap_or_else(|| {
+                IsaIrqMap::new(&[IsaOverride::IRQ0_TO_GSI2]).expect("a single override is valid")
+            })
+    });
+
+    // 4. The clock: TSC counted from the board's first instruction.
+    let calibration = crate::calibrate::calibrate_tsc(
+        stated_tsc_hz,
+        Some(&Ports),
+        &Tsc,
+        &calibration_config(cross_check),
+    )
+    .map_err(InitError::Calibration)?;
+    let conversion = ClockConversion::from_hz(calibration.hz)
+        .map_err(|_| InitError::Calibration(crate::calibrate::CalibrationError::PitAbsent))?;
+    let clock = CLOCK.call_once(|| TscClock::with_origin(Tsc, conversion, boot_cycles));
+
+    // 5. The one-shot timer.
+    let timer_vector = vectors::LAPIC_TIMER;
+    let mode = if has_tsc_deadline {
+        LapicTimerMode::TscDeadline
+    } else {
+        let rate = crate::lapic_timer::calibrate_lapic_timer(
+            lapic,
+            timer_vector,
+            TimerDivide::By16,
+            &Tsc,
+            calibration.hz,
+            &calibration_config(cross_check),
+        )
+        .map_err(InitError::Calibration)?;
+        LapicTimerMode::OneShot(rate)
+    };
+    let timer = TIMER.call_once(|| {
+        LapicTimer::new(
+            Lapic::new(access),
+            Msrs,
+            Tsc,
+            clock.timebase(),
+            timer_vector,
+            mode,
+        )
+    });
+    timer.init_this_cpu();
+
+    report(
+        &calibration,
+        if has_x2apic { "x2APIC" } else { "xAPIC" },
+        mode,
+        timer_vector,
+    );
+    Ok(TimeAndIrq {
+        clock,
+        timer,
+        controller: &CONTROLLER,
+        timer_vector: timer_vector.get(),
+        cycles_per_second: calibration.hz,
+    })
+}
+
+fn report(cal: &Calibration, lapic: &str, mode: LapicTimerMode, vector: Vector) {
+    use core::fmt::Write;
+    let mut w = crate::machine::ConsoleWriter;
+    let _ = match cal.cross_check {
+        crate::calibrate::CrossCheck::Measured {
+            measured_hz,
+            disagreement_ppm,
+            ..
+        } => writeln!(
+            w,
+            "rhea: time: tsc {} kHz ({}); measured {} kHz, {disagreement_ppm:+} ppm",
+            cal.hz / 1000,
+            cal.source,
+            measured_hz / 1000
+        ),
+        crate::calibrate::CrossCheck::Failed(e) => writeln!(
+            w,
+            "rhea: time: tsc {} kHz ({}); cross-check failed: {e}",
+            cal.hz / 1000,
+            cal.source
+        ),
+        crate::calibrate::CrossCheck::NotRun => {
+            writeln!(w, "rhea: time: tsc {} kHz ({})", cal.hz / 1000, cal.source)
+        }
+    };
+    let _ = match mode {
+        LapicTimerMode::TscDeadline => writeln!(
+            w,
+            "rhea: irq: {lapic} with I/O APIC; timer: TSC-deadline, vector {:#x}",
+            vector.get()
+        ),
+        LapicTimerMode::OneShot(rate) => writeln!(
+            w,
+            "rhea: irq: {lapic} with I/O APIC; timer: one-shot, {} kHz after the divider, vector {:#x}",
+            rate.hz() / 1000,
+            vector.get()
+        ),
+    };
+}
+
+/// The GSI an ISA IRQ arrives on.
+pub fn isa_line(irq: u8) -> IrqLine {
+    ISA.get()
+        .and_then(|m| m.route(irq))
+        .map_or(IrqLine(u32::from(irq)), |r| r.gsi)
+}
+
+/// An MSI raising `vector` on the boot CPU: address `0xFEE0_0000` with the destination APIC ID
+/// in bits 19:12 (physical mode, no redirection hint), data the vector (fixed delivery, edge;
+/// SDM Vol. 3A §11.11). `None` if the boot CPU's APIC ID does not fit 8 bits (that needs
+/// interrupt remapping).
+pub fn msi_message(vector: u8) -> Option<(u64, u32)> {
+    let dest = crate::smp::apic_id(0).unwrap_or(0);
+    let dest = u8::try_from(dest).ok()?;
+    Some((0xfee0_0000 | (u64::from(dest) << 12), u32::from(vector)))
+}

@@ -1,0 +1,383 @@
+//! What every PVH-entered PC board runs on the machine: entry code, COM1, early boot.
+#![allow(
+    unsafe_code,
+    reason = "boot entry, port I/O and linker symbols; each use has a SAFETY note"
+)]
+
+use crate::pvh::{self, PhysMemory};
+use core::sync::atomic::{AtomicU64, Ordering};
+use rhea_arch::paging::KernelImage;
+use rhea_drivers::uart16550::{Registers, Uart16550};
+use rhea_hal::{PAGE_SIZE, PhysAddr};
+use rhea_mm::MemoryMap;
+
+core::arch::global_asm!(
+    r#"
+    /* XEN_ELFNOTE_PHYS32_ENTRY (xen/include/public/elfnote.h, type 18): the 32-bit physical
+     * entry point of a PVH kernel. QEMU's -kernel, Firecracker, Cloud Hypervisor and Xen read
+     * it. */
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4
+    .long 4
+    .long 18
+    .asciz "Xen"
+    .balign 4
+    .long pvh_start32
+    .balign 4
+
+    /* PVH entry state (xen/include/public/arch-x86/hvm/start_info.h): 32-bit protected mode,
+     * paging off, flat CS/DS, EBX = physical address of hvm_start_info. No stack. */
+    .section .text.rhea_boot, "ax"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    rdtsc                           /* boot timestamp, kept in EBP:EDX until .bss is clear */
+    movl %eax, %ebp
+    movl %ebx, %esi                 /* start info, kept in ESI */
+
+    movl ${bss_start}, %edi         /* zero .bss: no loader is trusted to have done it */
+    movl ${bss_end}, %ecx
+    subl %edi, %ecx
+    xorl %eax, %eax
+    cld
+    rep stosb
+    movl %ebp, {boot_cycles}
+    movl %edx, {boot_cycles}+4
+
+    /* Identity-map the first 4 GiB with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..4] -> PD[0..4]. */
+    movl $boot_pd, %edi
+    movl $0x83, %eax                /* present | writable | page size */
+    movl $2048, %ecx
+1:  movl %eax, (%edi)
+    movl $0, 4(%edi)
+    addl $0x200000, %eax
+    addl $8, %edi
+    loop 1b
+    movl $boot_pd + 3, %eax
+    movl %eax, boot_pdpt
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 8
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 16
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 24
+    movl $boot_pdpt + 3, %eax
+    movl %eax, boot_pml4
+
+    movl %cr4, %eax                 /* CR4.PAE */
+    orl $0x20, %eax
+    movl %eax, %cr4
+    movl $boot_pml4, %eax
+    movl %eax, %cr3
+    movl $0xc0000080, %ecx          /* EFER: long mode enable (8), no-execute enable (11) */
+    rdmsr
+    orl $0x900, %eax
+    wrmsr
+    movl %cr0, %eax                 /* CR0: paging (31), write protect (16), protection (0) */
+    orl $0x80010001, %eax
+    movl %eax, %cr0
+    lgdt boot_gdtr
+    ljmp $0x08, $2f
+
+    .code64
+2:  xorl %eax, %eax
+    movl %eax, %ds
+    movl %eax, %es
+    movl %eax, %ss
+    movl %eax, %fs
+    movl %eax, %gs
+    movl $0xc0000101, %ecx          /* IA32_GS_BASE: CPU 0's per-CPU block (cpu_id()) */
+    movabsq $rhea_percpu, %rax
+    movq %rax, %rdx
+    shrq $32, %rdx
+    wrmsr
+    movabsq $boot_stack_top, %rsp
+    xorl %ebp, %ebp
+    movl %esi, %edi                 /* argument: start info physical address */
+    call rhea_entry
+    ud2
+
+    .section .rodata.rhea_boot, "a"
+    .balign 8
+    .global boot_gdtr               /* also used by the AP entry (smp.rs) */
+boot_gdt:
+    .quad 0
+    .quad 0x00af9a000000ffff        /* 0x08: 64-bit code, DPL 0 */
+    .quad 0x00cf92000000ffff        /* 0x10: data */
+boot_gdtr:
+    .word boot_gdtr - boot_gdt - 1
+    .quad boot_gdt
+
+    .section .bss.rhea_boot, "aw", @nobits
+    .balign 4096
+    .global boot_pml4               /* also used by the AP entry (smp.rs) */
+boot_pml4:  .skip 4096
+boot_pdpt:  .skip 4096
+boot_pd:    .skip 4 * 4096
+    .global rhea_boot_stack_bottom
+rhea_boot_stack_bottom:
+    .skip 64 * 1024
+boot_stack_top:
+    "#,
+    bss_start = sym __rhea_bss_start,
+    bss_end = sym __rhea_bss_end,
+    boot_cycles = sym BOOT_CYCLES,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static __rhea_bss_start: u8;
+    static __rhea_bss_end: u8;
+    static __rhea_text_start: u8;
+    static __rhea_text_end: u8;
+    static __rhea_rodata_start: u8;
+    static __rhea_rodata_end: u8;
+    static __rhea_data_start: u8;
+    static __rhea_image_end: u8;
+    static rhea_boot_stack_bottom: u8;
+}
+
+/// The TSC at the first instruction of `pvh_start32`, stored by the entry code.
+static BOOT_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// COM1's registers through port I/O.
+#[derive(Debug)]
+struct Com1;
+
+const COM1_PORT: u16 = 0x3f8;
+
+impl Registers for Com1 {
+    fn read(&self, offset: u8) -> u8 {
+        // SAFETY: the eight ports from 0x3f8 are COM1's, which this board owns; reading LSR has
+        // no side effect the driver does not expect.
+        unsafe { rhea_arch::inb(COM1_PORT + u16::from(offset)) }
+    }
+    fn write(&self, offset: u8, value: u8) {
+        // SAFETY: as in `read`; the driver writes only the 16550's registers.
+        unsafe { rhea_arch::outb(COM1_PORT + u16::from(offset), value) }
+    }
+}
+
+static UART: Uart16550<Com1> = Uart16550::new(Com1);
+
+/// Writes to COM1 (the boards' [`Console`](rhea_hal::Console)).
+pub fn console_write(bytes: &[u8]) {
+    UART.write_bytes(bytes);
+}
+
+/// How many CPUs the MADT listed and the command line allows (1 before [`early_pc`]).
+pub fn cpu_count() -> usize {
+    crate::smp::cpu_count()
+}
+
+/// Starts the application processors at `entry` (see `smp`); returns how many run.
+pub fn start_secondary_cpus(
+    entry: extern "C" fn(usize) -> !,
+    stacks: &dyn rhea_hal::StackSource,
+) -> usize {
+    crate::smp::start(entry, stacks)
+}
+
+/// The ISA IRQ of COM1's receive interrupt.
+const CONSOLE_RX_ISA_IRQ: u8 = 4;
+
+/// The interrupt line of the console's receive interrupt.
+pub fn console_rx_line() -> rhea_hal::IrqLine {
+    crate::interrupts::isa_line(CONSOLE_RX_ISA_IRQ)
+}
+
+/// Writes to COM1 without any lock (board-level reports).
+#[derive(Debug)]
+pub struct ConsoleWriter;
+
+impl core::fmt::Write for ConsoleWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        UART.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Interrupts and time: see [`crate::interrupts`].
+pub fn init_interrupts_and_time(
+    boot: &BootInfo,
+    cross_check: bool,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
+    crate::interrupts::init(boot.boot_cycles, cross_check, map_mmio)
+}
+
+/// Enables COM1's receive interrupt (route and unmask the line first).
+pub fn console_rx_enable() {
+    UART.enable_rx_interrupt();
+}
+
+/// How many threads wait for console input (only LinuxU's simulation uses it).
+pub fn console_rx_readers(_readers: usize) {}
+
+/// Drains COM1's receive FIFO into `sink` (the interrupt's top half; this acknowledges it).
+/// Returns bytes read and line errors seen.
+pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
+    UART.drain_rx(sink)
+}
+
+/// Physical memory as the boot page tables show it: identity-mapped below 4 GiB.
+struct BootIdentityMap;
+
+const BOOT_MAP_END: u64 = 4 << 30;
+
+impl PhysMemory for BootIdentityMap {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
+        let Some(end) = paddr.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if paddr == 0 || end > BOOT_MAP_END {
+            return false;
+        }
+        // SAFETY: `[paddr, end)` is below 4 GiB, which the entry code identity-mapped; the
+        // bytes are firmware data that nothing writes concurrently (one CPU, interrupts off).
+        unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+}
+
+/// What the board learned during early boot, for the runtime.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// The validated physical memory map.
+    pub memory_map: MemoryMap,
+    /// The kernel command line (may be empty).
+    pub cmdline: &'static str,
+    /// The image's sections, for the page tables.
+    pub image: KernelImage,
+    /// Physical ranges the frame allocator must never hand out: the image, page 0 up to the
+    /// AP trampoline's page, and the boot data still in use.
+    pub reserved: [(PhysAddr, u64); 3],
+    /// Cycle counter at the first instruction.
+    pub boot_cycles: u64,
+}
+
+static CMDLINE: spin_free::CmdlineBuf = spin_free::CmdlineBuf::new();
+
+/// A write-once buffer for the command line, without a lock: `early_init` runs once on the boot
+/// CPU before anything else.
+mod spin_free {
+    use core::cell::UnsafeCell;
+
+    pub(super) struct CmdlineBuf(UnsafeCell<[u8; crate::pvh::MAX_CMDLINE]>);
+
+    // SAFETY: written once by `early_init` on the boot CPU before any other code runs, then only
+    // read.
+    unsafe impl Sync for CmdlineBuf {}
+
+    impl CmdlineBuf {
+        pub(super) const fn new() -> Self {
+            Self(UnsafeCell::new([0; crate::pvh::MAX_CMDLINE]))
+        }
+
+        /// # Safety
+        /// Called once, before any reader exists.
+        pub(super) unsafe fn store(&'static self, s: &str) -> &'static str {
+            // SAFETY: per the contract no other reference to the buffer exists yet.
+            let buf = unsafe { &mut *self.0.get() };
+            let n = s.len().min(buf.len());
+            buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+            core::str::from_utf8(&buf[..n]).unwrap_or("")
+        }
+    }
+}
+
+/// The boot stack's `[bottom, top)`, for reports of faults before the first thread runs.
+pub fn boot_stack() -> core::ops::Range<u64> {
+    // SAFETY: a linker-defined symbol; only its address is used.
+    let bottom = addr_of(unsafe { &rhea_boot_stack_bottom });
+    bottom..bottom + BOOT_STACK_BYTES
+}
+
+/// Must match the `.skip` in the entry code.
+const BOOT_STACK_BYTES: u64 = 64 * 1024;
+
+fn addr_of(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}
+
+/// Early boot of a PC entered through PVH, called once on the boot CPU with the entry code's
+/// argument (the `hvm_start_info` physical address): COM1, descriptor tables, the validated
+/// memory map, then what must be read while the boot identity map still shows the firmware's
+/// tables — the CPUs (MADT) and PCI's ECAM window (MCFG). Malformed boot data is a panic with a
+/// clear message (the console is already up). Returns the boot info and the RSDP's address.
+pub fn early_pc(start_info: usize) -> (BootInfo, Option<u64>) {
+    UART.init(115_200);
+    rhea_arch::init_boot_cpu();
+    let (boot, rsdp) = pvh_boot(start_info, None);
+    crate::smp::discover(
+        rsdp,
+        boot.cmdline,
+        pvh::trampoline_page(&boot.memory_map, start_info as u64),
+    );
+    crate::pci::discover(rsdp);
+    (boot, rsdp)
+}
+
+/// The part of early boot every board entered through this crate's PVH entry shares (this
+/// board and `xen-x86_64`, whose hypervisor uses the same PVH protocol): parse and validate
+/// `hvm_start_info`, check the image lies in RAM, keep the command line, and name the ranges
+/// the frame allocator must not hand out. Returns the boot info and the RSDP's address, if
+/// the loader gave one. Call after `rhea_arch::init_boot_cpu` and with a console, so
+/// a refusal (a panic naming the problem) is seen. `memory_map` is used when the start info
+/// has none (version 0).
+pub fn pvh_boot(
+    start_info: usize,
+    memory_map: Option<&[pvh::E820Entry]>,
+) -> (BootInfo, Option<u64>) {
+    let info = match pvh::parse_with(&BootIdentityMap, start_info as u64, memory_map) {
+        Ok(info) => info,
+        Err(e) => panic!("PVH start info at {start_info:#x} is malformed: {e}"),
+    };
+    // SAFETY: the linker script defines these symbols; only their addresses are used.
+    let image = unsafe {
+        KernelImage {
+            text: addr_of(&__rhea_text_start)..addr_of(&__rhea_text_end),
+            rodata: addr_of(&__rhea_rodata_start)..addr_of(&__rhea_rodata_end),
+            data: addr_of(&__rhea_data_start)..addr_of(&__rhea_image_end),
+        }
+    };
+    let image_range = image.range();
+    if info
+        .memory_map
+        .region_containing(
+            PhysAddr(image_range.start),
+            image_range.end - image_range.start,
+        )
+        .is_none()
+    {
+        panic!(
+            "the kernel image {:#x}..{:#x} is not inside one memory region of the PVH map",
+            image_range.start, image_range.end
+        );
+    }
+    // SAFETY: `pvh_boot` runs once, before any reader of the command line.
+    let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
+    let rsdp = info.rsdp;
+    let low_end = pvh::low_reserved_end(&info.memory_map, start_info as u64);
+    let boot = BootInfo {
+        memory_map: info.memory_map,
+        cmdline,
+        image,
+        reserved: [
+            // Page 0 (real-mode IVT and BIOS data; unmapped, so null stays a fault) up to and
+            // including the AP trampoline's page. The rest of the usable RAM below 1 MiB is
+            // ordinary frames; the EBDA and option ROMs above it are not usable in the map.
+            (PhysAddr(0), low_end),
+            (
+                PhysAddr(image_range.start),
+                image_range.end - image_range.start,
+            ),
+            // The start info itself (the command line was copied out of it).
+            (PhysAddr(start_info as u64).align_down(PAGE_SIZE), PAGE_SIZE),
+        ],
+        boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
+    };
+    (boot, rsdp)
+}
