@@ -1,4 +1,4 @@
-//! # `rhea-arch` — layer 1: the architecture
+//! # `rhea-arch` — layer 3: the architecture
 //!
 //! Owns everything that is defined by the instruction set rather than by a board: trap entry
 //! and exit, descriptor tables, page-table formats, CPU feature discovery, register snapshots
@@ -25,6 +25,11 @@
 //! Hardware model assumed (aarch64): entered by the board at EL2 or EL1 with the MMU off (Linux
 //! arm64 boot protocol); a GICv2 or GICv3, the generic timer, 4 KiB translation granule.
 #![no_std]
+
+mod common;
+pub mod sync;
+
+pub use common::{KernelImage, PagingError, Section, backtrace};
 
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod x86_64;

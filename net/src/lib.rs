@@ -12,6 +12,7 @@
 //! by kind, before smoltcp sees it) and [`Config`] parsing. The kernel side (`stack`, `socket`)
 //! exists in builds for a board.
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 #[cfg(test)]

@@ -30,7 +30,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea::irq::DeviceEvent;
-use rhea::sync::{Condvar, Mutex, MutexGuard};
+use rhea::sync::{Condvar, Mutex, MutexGuard, NothingOff, SpinLock};
 use rhea::time::Duration;
 use rhea_drivers::net::{MAX_FRAME, NetDevice, NetDeviceStats, NetError as DevError};
 use rhea_queue::mpmc;
@@ -65,8 +65,11 @@ pub(crate) struct Shared {
     /// (backpressure); the network thread wakes it once it has drained the ring.
     rx_blocked: AtomicBool,
     pub(crate) counters: Counters,
-    device: spin::Mutex<NetDeviceStats>,
-    malformed: spin::Mutex<MalformedCounts>,
+    /// Lock: thread context only (the driver thread writes, `stats()` reads), nothing
+    /// disabled; a leaf, held for a copy.
+    device: SpinLock<NetDeviceStats, NothingOff>,
+    /// Lock: as `device` (the network thread counts, `stats()` reads).
+    malformed: SpinLock<MalformedCounts, NothingOff>,
 }
 
 /// Counters of the data path.
@@ -285,6 +288,10 @@ impl Stack {
     }
 }
 
+/// The stack: smoltcp's interface and sockets. Lock: a sleeping mutex (priority inheritance),
+/// thread context only — the network thread polls under it, socket calls take it briefly. Taken
+/// before any spin lock (the frame pool, the counters, the heap); never held while waiting on
+/// `CHANGED` (the condvar releases it).
 pub(crate) static STACK: Mutex<Option<Stack>> = Mutex::new(None);
 pub(crate) static CHANGED: Condvar = Condvar::new();
 static SHARED: spin::Once<Arc<Shared>> = spin::Once::new();
@@ -404,8 +411,8 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
         tcp_checksum_offload: dev.offloads_tcp_checksum(),
         rx_blocked: AtomicBool::new(false),
         counters: Counters::default(),
-        device: spin::Mutex::new(dev.stats()),
-        malformed: spin::Mutex::new(MalformedCounts::default()),
+        device: SpinLock::new(dev.stats()),
+        malformed: SpinLock::new(MalformedCounts::default()),
     });
     let (rx_prod, rx_cons) = spsc::ring(config.ring);
     let (tx_prod, tx_cons) = spsc::ring(config.ring);

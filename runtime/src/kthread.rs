@@ -17,6 +17,7 @@
     reason = "the scheduler lock's cell and the context switch; each use has a SAFETY note"
 )]
 
+use crate::sync::IrqGuard;
 use crate::time;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -276,7 +277,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Thread) -> R) -> Option<R> {
 pub(crate) fn with_current_irq<R>(f: impl FnOnce(&Thread, bool) -> R) -> Option<R> {
     // Interrupts off while the slot is used: a preemption could move the caller to another
     // CPU between reading the CPU and its slot.
-    let was = rhea_arch::irq_save();
+    let irqs = IrqGuard::new();
     let p = CURRENT[cpu()].load(Ordering::Relaxed);
     let r = if p.is_null() {
         None
@@ -285,9 +286,9 @@ pub(crate) fn with_current_irq<R>(f: impl FnOnce(&Thread, bool) -> R) -> Option<
         // it, and with interrupts off nothing switches away. The scheduler holds the thread's
         // `Arc` until it is reaped, and a thread is reaped only after it exited and no CPU
         // runs it — not while it runs `f`.
-        Some(f(unsafe { &*p }, was))
+        Some(f(unsafe { &*p }, irqs.were_enabled()))
     };
-    rhea_arch::irq_restore(was);
+    drop(irqs);
     r
 }
 

@@ -15,7 +15,7 @@
 )]
 
 use crate::boards::board::BootInfo;
-use crate::sync::{IrqsOff, SpinLock};
+use crate::sync::{IrqGuard, IrqsOff, SpinLock};
 use core::ops::Range;
 use rhea_arch::paging::{AddressSpace, PagingError, STACK_REGION_BASE};
 use rhea_hal::{PAGE_SIZE, PhysAddr};
@@ -42,21 +42,18 @@ struct IrqSafeHeap(Heap);
 unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
     #[inline]
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        let was = rhea_arch::irq_save();
+        let _irqs = IrqGuard::new();
         let cpu = rhea_arch::cpu_id().0 as usize;
         // SAFETY: see the impl's note.
-        let p = unsafe { self.0.alloc_local(cpu, layout) };
-        rhea_arch::irq_restore(was);
-        p
+        unsafe { self.0.alloc_local(cpu, layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
-        let was = rhea_arch::irq_save();
+        let _irqs = IrqGuard::new();
         let cpu = rhea_arch::cpu_id().0 as usize;
         // SAFETY: see the impl's note.
         unsafe { self.0.dealloc_local(cpu, ptr, layout) };
-        rhea_arch::irq_restore(was);
     }
 }
 

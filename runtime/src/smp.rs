@@ -9,6 +9,7 @@
 //! caller's correctness (a TLB flush) depends on it.
 
 use crate::kthread;
+use crate::sync::IrqGuard;
 use core::sync::atomic::Ordering;
 use rhea_smp::CallBoard;
 pub use rhea_smp::CallError;
@@ -21,7 +22,7 @@ const CALL_TIMEOUT_NS: u64 = 2_000_000_000;
 /// Runs `f(arg)` on every CPU in `cpus` other than the caller's (which it skips: call `f`
 /// directly for that) and returns once all have run it. CPUs not online are ignored.
 pub fn call_on(cpus: rhea_sched::CpuSet, f: fn(usize), arg: usize) -> Result<(), CallError> {
-    let was = rhea_arch::irq_save();
+    let _irqs = IrqGuard::new();
     let me = kthread::cpu();
     let targets = cpus.bits() & kthread::online_mask() & !(1u64 << me);
     let r = CALLS.post(me, targets, f, arg);
@@ -48,7 +49,6 @@ pub fn call_on(cpus: rhea_sched::CpuSet, f: fn(usize), arg: usize) -> Result<(),
             core::hint::spin_loop();
         }
     }
-    rhea_arch::irq_restore(was);
     r
 }
 
@@ -94,12 +94,12 @@ pub(crate) fn tlb_shootdown() {
     if !rhea_arch::TLB_SHOOTDOWN_NEEDED || kthread::online_mask().count_ones() < 2 {
         return;
     }
-    let was = rhea_arch::irq_save();
+    let irqs = IrqGuard::new();
     flush_tlb(0);
     if let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0) {
         panic!("TLB shootdown failed: {e}");
     }
-    rhea_arch::irq_restore(was);
+    drop(irqs);
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
 }
 

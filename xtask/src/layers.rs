@@ -19,21 +19,22 @@ use std::path::{Path, PathBuf};
 /// Crates in one layer may not depend on each other unless the layer says so (`boards/`).
 const LAYERS: &[(&str, u8, &str)] = &[
     ("hal", 0, "contracts"),
-    ("lib/", 1, "hardware-free libraries"),
-    ("arch", 2, "CPU architectures"),
-    ("kernel/timers", 3, "kernel policy: time"),
-    ("kernel/irq", 3, "kernel policy: interrupt dispatch"),
-    ("kernel/sched", 4, "kernel policy: scheduler"),
-    ("kernel/smp", 4, "kernel policy: CPUs and cross-CPU calls"),
-    ("drivers", 4, "device drivers"),
-    ("boards/common-", 5, "platforms shared by boards"),
-    ("boards/xen-common", 5, "platforms shared by boards"),
-    ("boards/select", 7, "the board selection"),
-    ("boards/", 6, "boards"),
-    ("runtime", 8, "the runtime"),
-    ("net", 9, "the network stack"),
-    ("apps/", 10, "applications"),
-    ("tests/", 10, "test applications"),
+    ("lib/sync", 1, "the lock family"),
+    ("lib/", 2, "hardware-free libraries"),
+    ("arch", 3, "CPU architectures"),
+    ("kernel/timers", 4, "kernel policy: time"),
+    ("kernel/irq", 4, "kernel policy: interrupt dispatch"),
+    ("kernel/sched", 5, "kernel policy: scheduler"),
+    ("kernel/smp", 5, "kernel policy: CPUs and cross-CPU calls"),
+    ("drivers", 5, "device drivers"),
+    ("boards/common-", 6, "platforms shared by boards"),
+    ("boards/xen-common", 6, "platforms shared by boards"),
+    ("boards/select", 8, "the board selection"),
+    ("boards/", 7, "boards"),
+    ("runtime", 9, "the runtime"),
+    ("net", 10, "the network stack"),
+    ("apps/", 11, "applications"),
+    ("tests/", 11, "test applications"),
 ];
 
 /// Crates outside the kernel's layers: the tooling.
@@ -262,18 +263,20 @@ mod tests {
 
     #[test]
     fn folders_map_to_layers() {
-        assert_eq!(layer_of("hal").unwrap().unwrap().0, 0);
-        assert_eq!(layer_of("lib/mm").unwrap().unwrap().0, 1);
-        assert_eq!(layer_of("arch").unwrap().unwrap().0, 2);
-        assert_eq!(layer_of("kernel/irq").unwrap().unwrap().0, 3);
-        assert_eq!(layer_of("kernel/sched").unwrap().unwrap().0, 4);
-        assert_eq!(layer_of("boards/common-x86").unwrap().unwrap().0, 5);
-        assert_eq!(layer_of("boards/xen-common").unwrap().unwrap().0, 5);
-        assert_eq!(layer_of("boards/qemu-x86_64").unwrap().unwrap().0, 6);
-        assert_eq!(layer_of("boards/select").unwrap().unwrap().0, 7);
-        assert_eq!(layer_of("runtime").unwrap().unwrap().0, 8);
-        assert_eq!(layer_of("net").unwrap().unwrap().0, 9);
-        assert_eq!(layer_of("apps/hello").unwrap().unwrap().0, 10);
+        let layer = |d: &str| layer_of(d).unwrap().unwrap().0;
+        assert_eq!(layer("hal"), 0);
+        assert_eq!(layer("lib/sync"), 1);
+        assert_eq!(layer("lib/mm"), 2);
+        assert_eq!(layer("arch"), 3);
+        assert_eq!(layer("kernel/irq"), 4);
+        assert_eq!(layer("kernel/sched"), 5);
+        assert_eq!(layer("boards/common-x86"), 6);
+        assert_eq!(layer("boards/xen-common"), 6);
+        assert_eq!(layer("boards/qemu-x86_64"), 7);
+        assert_eq!(layer("boards/select"), 8);
+        assert_eq!(layer("runtime"), 9);
+        assert_eq!(layer("net"), 10);
+        assert_eq!(layer("apps/hello"), 11);
         assert_eq!(layer_of("xtask").unwrap(), None);
         // A prefix is a whole folder name: `hallway` is not `hal`, `archive` not `arch`.
         assert!(layer_of("hallway").is_err());

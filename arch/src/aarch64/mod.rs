@@ -20,7 +20,7 @@ pub mod testing;
 mod trap;
 
 pub use boot::{SpinTableRelease, boot_cycles, release_spin_table_cpu};
-pub use regs::{Registers, backtrace};
+pub use regs::Registers;
 pub use trap::{Fault, set_fault_handler, set_interrupt_handler, set_interrupt_source};
 
 /// The CPU feature report printed at boot (ID registers, `CNTFRQ_EL0`).

@@ -20,7 +20,6 @@
 //! [`AddressSpace::activate`].
 
 use aarch64_cpu::registers::{MAIR_EL1, ReadWriteable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable};
-use core::ops::Range;
 use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
 
 /// Where kernel stacks are mapped: 2^47, above any physical address the identity map can reach
@@ -66,59 +65,16 @@ const DEVICE_RW: u64 = ATTR_DEVICE | AF | PXN | UXN;
 pub(super) const BOOT_NORMAL_BLOCK: u64 = VALID | ATTR_NORMAL | SH_INNER | AF | UXN;
 pub(super) const BOOT_DEVICE_BLOCK: u64 = VALID | ATTR_DEVICE | AF | PXN | UXN;
 
-/// The kernel image's sections, page-aligned, from the board's linker script, and the device
-/// ranges the board uses before any driver maps its own.
-#[derive(Clone, Debug)]
-pub struct KernelImage {
-    /// Code: mapped read-only, executable.
-    pub text: Range<u64>,
-    /// Constants: read-only.
-    pub rodata: Range<u64>,
-    /// Data, the symbol table and bss: read-write.
-    pub data: Range<u64>,
-    /// Device registers mapped Device-nGnRE from the start (the early console); empty ranges
-    /// are ignored.
-    pub early_mmio: [Range<u64>; 2],
-}
+use crate::common::Section;
+pub use crate::common::{KernelImage, PagingError};
 
-impl KernelImage {
-    /// The whole image.
-    pub fn range(&self) -> Range<u64> {
-        self.text.start..self.data.end
-    }
-
-    fn attrs_for(&self, addr: u64) -> Option<u64> {
-        if self.text.contains(&addr) {
-            Some(NORMAL_RX)
-        } else if self.rodata.contains(&addr) {
-            Some(NORMAL_RO)
-        } else if self.data.contains(&addr) {
-            Some(NORMAL_RW)
-        } else {
-            None
-        }
-    }
-}
-
-/// Why a mapping failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PagingError {
-    /// No frame for a page table or a page.
-    OutOfFrames,
-    /// The virtual page was already mapped.
-    AlreadyMapped { virt: u64 },
-    /// An address that is not page-aligned, beyond 48 bits, or a range that wraps.
-    BadRange,
-}
-
-impl core::fmt::Display for PagingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Self::OutOfFrames => f.write_str("out of physical frames for page tables or pages"),
-            Self::AlreadyMapped { virt } => write!(f, "virtual page {virt:#x} is already mapped"),
-            Self::BadRange => f.write_str("unaligned, out-of-range or wrapping address range"),
-        }
-    }
+/// The attributes of an image address.
+fn attrs_for(image: &KernelImage, addr: u64) -> Option<u64> {
+    Some(match image.section_of(addr)? {
+        Section::Text => NORMAL_RX,
+        Section::Rodata => NORMAL_RO,
+        Section::Data => NORMAL_RW,
+    })
 }
 
 /// The index of `virt` in the table of `level` (0..=3).
@@ -176,7 +132,7 @@ impl AddressSpace {
                     space.map_block_2m(frames, addr, NORMAL_RW)?;
                     addr += SIZE_2M;
                 } else {
-                    let attrs = image.attrs_for(addr).unwrap_or(NORMAL_RW);
+                    let attrs = attrs_for(image, addr).unwrap_or(NORMAL_RW);
                     space.map_4k(frames, addr, addr, attrs)?;
                     addr += SIZE_4K;
                 }

@@ -46,7 +46,7 @@ pub mod vcpu;
 pub mod vdso;
 
 pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
-pub use regs::{Registers, backtrace};
+pub use regs::Registers;
 
 /// The CPU feature report printed at boot.
 pub mod features {

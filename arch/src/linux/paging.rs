@@ -5,7 +5,6 @@
 //! overflow raises SIGSEGV at a known address.
 
 use super::sys;
-use core::ops::Range;
 use rhea_mm::{FrameAllocator, MemoryMap};
 
 /// Where kernel stacks are mapped: 64 TiB, far above the image, the heap and the RAM mapping.
@@ -13,47 +12,7 @@ pub const STACK_REGION_BASE: u64 = 0x4000_0000_0000;
 
 const PAGE: u64 = 4096;
 
-/// The image's sections (unused as a process: Linux mapped the executable).
-#[derive(Clone, Debug)]
-pub struct KernelImage {
-    /// Code.
-    pub text: Range<u64>,
-    /// Constants.
-    pub rodata: Range<u64>,
-    /// Data and bss.
-    pub data: Range<u64>,
-}
-
-impl KernelImage {
-    /// The whole image.
-    pub fn range(&self) -> Range<u64> {
-        self.text.start..self.data.end
-    }
-}
-
-/// Why a mapping failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PagingError {
-    /// The process could not map the memory.
-    OutOfFrames,
-    /// The range is already mapped.
-    AlreadyMapped {
-        /// Its start.
-        virt: u64,
-    },
-    /// An unaligned or wrapping range.
-    BadRange,
-}
-
-impl core::fmt::Display for PagingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Self::OutOfFrames => f.write_str("mmap failed"),
-            Self::AlreadyMapped { virt } => write!(f, "{virt:#x} is already mapped"),
-            Self::BadRange => f.write_str("unaligned or wrapping address range"),
-        }
-    }
-}
+pub use crate::common::{KernelImage, PagingError};
 
 /// The process's address space.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ pub mod testing;
 mod trap;
 
 pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
-pub use regs::{Registers, backtrace};
+pub use regs::Registers;
 
 /// The CPU feature report printed at boot (`raw-cpuid`).
 pub mod features {

@@ -15,7 +15,6 @@
 //! tables are live only the first 4 GiB are mapped, so the frame allocator's low-first order
 //! matters until [`AddressSpace::activate`].
 
-use core::ops::Range;
 use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
 use x86_64::structures::paging::{
     FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable,
@@ -30,55 +29,16 @@ pub const STACK_REGION_BASE: u64 = 0xffff_8000_0000_0000;
 const SIZE_4K: u64 = 4096;
 const SIZE_2M: u64 = 2 << 20;
 
-/// The kernel image's sections, page-aligned, from the board's linker script.
-#[derive(Clone, Debug)]
-pub struct KernelImage {
-    /// Code: mapped read-only, executable.
-    pub text: Range<u64>,
-    /// Constants (and the ELF notes): read-only.
-    pub rodata: Range<u64>,
-    /// Data, the symbol table and bss: read-write.
-    pub data: Range<u64>,
-}
+use crate::common::Section;
+pub use crate::common::{KernelImage, PagingError};
 
-impl KernelImage {
-    /// The whole image.
-    pub fn range(&self) -> Range<u64> {
-        self.text.start..self.data.end
-    }
-
-    fn flags_for(&self, addr: u64) -> Option<F> {
-        if self.text.contains(&addr) {
-            Some(F::PRESENT)
-        } else if self.rodata.contains(&addr) {
-            Some(F::PRESENT | F::NO_EXECUTE)
-        } else if self.data.contains(&addr) {
-            Some(F::PRESENT | F::WRITABLE | F::NO_EXECUTE)
-        } else {
-            None
-        }
-    }
-}
-
-/// Why a mapping failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PagingError {
-    /// No frame for a page table or a page.
-    OutOfFrames,
-    /// The virtual page was already mapped.
-    AlreadyMapped { virt: u64 },
-    /// An address that is not page-aligned, or a range that wraps.
-    BadRange,
-}
-
-impl core::fmt::Display for PagingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match *self {
-            Self::OutOfFrames => f.write_str("out of physical frames for page tables or pages"),
-            Self::AlreadyMapped { virt } => write!(f, "virtual page {virt:#x} is already mapped"),
-            Self::BadRange => f.write_str("unaligned or wrapping address range"),
-        }
-    }
+/// The page flags of an image address.
+fn flags_for(image: &KernelImage, addr: u64) -> Option<F> {
+    Some(match image.section_of(addr)? {
+        Section::Text => F::PRESENT,
+        Section::Rodata => F::PRESENT | F::NO_EXECUTE,
+        Section::Data => F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+    })
 }
 
 /// Adapts the `rhea-mm` allocator to the crate's trait.
@@ -142,9 +102,8 @@ impl AddressSpace {
                     )?;
                     addr += SIZE_2M;
                 } else {
-                    let flags = image
-                        .flags_for(addr)
-                        .unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+                    let flags =
+                        flags_for(image, addr).unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
                     space.map_4k(frames, addr, addr, flags | F::GLOBAL)?;
                     addr += SIZE_4K;
                 }

@@ -45,10 +45,11 @@ use arm_gic::{IntId, InterruptGroup, Trigger as GicTrigger, UniqueMmioPointer};
 use core::fmt::Write;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use rhea_arch::sync::{IrqGuard, IrqsOff, SpinLock};
 use rhea_hal::{InterruptController, IrqLine, OneShotTimer, RouteError, TimeAndIrq, Trigger};
 use rhea_irq::vectors::{self, Vector};
 use rhea_timers::{ClockConversion, CycleCounter, Timebase, TscClock};
-use spin::{Mutex, Once};
+use spin::Once;
 
 /// The timer's vector in the runtime's plan (`rhea_irq::vectors::LAPIC_TIMER`, 0xef: the
 /// per-CPU timer's slot whatever the architecture).
@@ -89,14 +90,16 @@ unsafe impl<T> Send for Owned<T> {}
 
 enum Driver {
     V2 {
-        gic: Mutex<Owned<GicV2<'static>>>,
+        /// Lock: interrupts off (taken from handlers too, inside [`with_gic`]); a leaf.
+        gic: SpinLock<Owned<GicV2<'static>>, IrqsOff>,
         /// The CPU interface (GICC) and distributor (GICD) bases, for the lock-free hot path and
         /// the target registers the driver does not cover.
         gicc: u64,
         gicd: u64,
     },
     V3 {
-        gic: Mutex<Owned<GicV3<'static>>>,
+        /// Lock: as for GICv2.
+        gic: SpinLock<Owned<GicV3<'static>>, IrqsOff>,
         /// How many redistributors the driver was given (mapped).
         redistributors: usize,
     },
@@ -143,10 +146,8 @@ pub fn spurious_counts() -> (u64, u64) {
 }
 
 fn with_gic<R>(f: impl FnOnce(&Driver) -> R) -> Option<R> {
-    let was = rhea_arch::irq_save();
-    let r = GIC.get().map(f);
-    rhea_arch::irq_restore(was);
-    r
+    let _irqs = IrqGuard::new();
+    GIC.get().map(f)
 }
 
 /// The `IntId` of a plain interrupt number (no source-CPU bits).
@@ -509,7 +510,7 @@ pub fn init_interrupts_and_time(
             }
             gic.enable_all_interrupts(false);
             GIC.call_once(|| Driver::V2 {
-                gic: Mutex::new(Owned(gic)),
+                gic: SpinLock::new(Owned(gic)),
                 gicc,
                 gicd,
             });
@@ -552,7 +553,7 @@ pub fn init_interrupts_and_time(
             GicCpuInterface::set_priority_mask(0xff);
             gic.enable_all_interrupts(false);
             GIC.call_once(|| Driver::V3 {
-                gic: Mutex::new(Owned(gic)),
+                gic: SpinLock::new(Owned(gic)),
                 redistributors: count,
             });
             "GICv3"

@@ -20,10 +20,11 @@ use crate::{
     ApicId, ApicMsr, IoApic, IsaIrqMap, IsaOverride, Lapic, LapicAccess, LapicTimer,
     LapicTimerMode, Mmio32, Msr, PortIo, TimerDivide, X2Apic, XApic,
 };
+use rhea_arch::sync::{IrqGuard, IrqsOff, SpinLock};
 use rhea_hal::{InterruptController, IrqLine, RouteError, TimeAndIrq, Trigger};
 use rhea_irq::vectors::{self, Vector};
 use rhea_timers::{ClockConversion, CycleCounter, TscClock};
-use spin::{Mutex, Once};
+use spin::Once;
 
 /// The I/O APIC's physical address on PCs (and both QEMU machines), used when there is no
 /// usable MADT; the MADT's first I/O APIC otherwise.
@@ -102,7 +103,9 @@ static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new(
 /// 0–23 and 24–47, the second carrying its virtio-mmio lines).
 const MAX_IOAPICS: usize = crate::madt::MAX_IOAPICS;
 /// An I/O APIC with the GSIs it serves, fixed at creation (read without taking its lock).
-type IoApicSlot = (core::ops::Range<u32>, Mutex<IoApic<Mmio>>);
+///
+/// Lock: each I/O APIC's, interrupts off (`route`/`mask` run from handlers too); a leaf.
+type IoApicSlot = (core::ops::Range<u32>, SpinLock<IoApic<Mmio>, IrqsOff>);
 static IOAPICS: Once<[Option<IoApicSlot>; MAX_IOAPICS]> = Once::new();
 static ISA: Once<IsaIrqMap> = Once::new();
 static CONTROLLER: Pc = Pc;
@@ -120,10 +123,7 @@ impl Pc {
             .iter()
             .flatten()
             .find(|(gsis, _)| gsis.contains(&line.0))?;
-        let was = rhea_arch::irq_save();
-        let r = f(&mut io.lock());
-        rhea_arch::irq_restore(was);
-        Some(r)
+        Some(f(&mut io.lock()))
     }
 }
 
@@ -158,9 +158,8 @@ impl InterruptController for Pc {
         if let (Some(l), Some(v)) = (LAPIC.get(), Vector::new(vector)) {
             // Interrupts off: an xAPIC ICR write is two register writes that an interrupt
             // handler's own IPI must not split.
-            let was = rhea_arch::irq_save();
+            let _irqs = IrqGuard::new();
             let _ = l.send_ipi(l.read_id(), v);
-            rhea_arch::irq_restore(was);
         }
     }
 
@@ -168,9 +167,8 @@ impl InterruptController for Pc {
         let dest = crate::smp::apic_id(cpu.0 as usize);
         if let (Some(l), Some(v), Some(dest)) = (LAPIC.get(), Vector::new(vector), dest) {
             // As in `raise_self`.
-            let was = rhea_arch::irq_save();
+            let _irqs = IrqGuard::new();
             let _ = l.send_ipi(ApicId(dest), v);
-            rhea_arch::irq_restore(was);
         }
     }
 }
@@ -325,7 +323,10 @@ pub fn init(
         let mut io =
             IoApic::new(Mmio { base }, gsi_base).map_err(|e| InitError::IoApic(base, e))?;
         io.mask_all();
-        *slot = Some((io.gsi_base()..io.gsi_base() + io.entries(), Mutex::new(io)));
+        *slot = Some((
+            io.gsi_base()..io.gsi_base() + io.entries(),
+            SpinLock::new(io),
+        ));
     }
     IOAPICS.call_once(|| ioapics);
     // ISA IRQ wiring: the MADT's overrides; without a MADT, what QEMU and most PC firmware

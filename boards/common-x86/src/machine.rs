@@ -337,11 +337,11 @@ pub fn pvh_boot(
     };
     // SAFETY: the linker script defines these symbols; only their addresses are used.
     let image = unsafe {
-        KernelImage {
-            text: addr_of(&__rhea_text_start)..addr_of(&__rhea_text_end),
-            rodata: addr_of(&__rhea_rodata_start)..addr_of(&__rhea_rodata_end),
-            data: addr_of(&__rhea_data_start)..addr_of(&__rhea_image_end),
-        }
+        KernelImage::new(
+            addr_of(&__rhea_text_start)..addr_of(&__rhea_text_end),
+            addr_of(&__rhea_rodata_start)..addr_of(&__rhea_rodata_end),
+            addr_of(&__rhea_data_start)..addr_of(&__rhea_image_end),
+        )
     };
     let image_range = image.range();
     if info

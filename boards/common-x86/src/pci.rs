@@ -21,6 +21,7 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
+use rhea_arch::sync::{IrqsOff, SpinLock};
 use rhea_drivers::bus::BindContext;
 use rhea_drivers::pci::{Address, ConfigAccess};
 use spin::Once;
@@ -79,7 +80,9 @@ pub(crate) fn discover(rsdp: Option<u64>) {
 
 /// Configuration mechanism #1: the address register at 0xCF8, data at 0xCFC.
 struct Ports {
-    lock: spin::Mutex<()>,
+    /// Serialises the address/data pair; interrupts off while held, so nothing on this CPU
+    /// interleaves. A leaf lock.
+    lock: SpinLock<(), IrqsOff>,
 }
 
 fn port_address(at: Address, offset: u16) -> u32 {
@@ -100,16 +103,13 @@ impl ConfigAccess for Ports {
             return 0xffff_ffff;
         }
         let _g = self.lock.lock();
-        let was = rhea_arch::irq_save();
         // SAFETY: 0xCF8/0xCFC are the PCI host bridge's configuration ports on PC-class
         // machines; the address/data pair is serialised by the lock (interrupts off meanwhile,
         // so nothing on this CPU interleaves).
-        let v = unsafe {
+        unsafe {
             x86_64::instructions::port::Port::<u32>::new(0xcf8).write(port_address(at, offset));
             x86_64::instructions::port::Port::<u32>::new(0xcfc).read()
-        };
-        rhea_arch::irq_restore(was);
-        v
+        }
     }
 
     fn write32(&self, at: Address, offset: u16, value: u32) {
@@ -117,13 +117,11 @@ impl ConfigAccess for Ports {
             return;
         }
         let _g = self.lock.lock();
-        let was = rhea_arch::irq_save();
         // SAFETY: as in `read32`.
         unsafe {
             x86_64::instructions::port::Port::<u32>::new(0xcf8).write(port_address(at, offset));
             x86_64::instructions::port::Port::<u32>::new(0xcfc).write(value);
         }
-        rhea_arch::irq_restore(was);
     }
 }
 
@@ -235,7 +233,7 @@ impl BoardConfig {
     pub fn new() -> Self {
         BoardConfig {
             ports: Ports {
-                lock: spin::Mutex::new(()),
+                lock: SpinLock::new(()),
             },
             ecam: ECAM.get().map(|&window| Ecam {
                 window,

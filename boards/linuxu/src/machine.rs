@@ -223,11 +223,7 @@ pub fn early_init(_arg: usize) -> BootInfo {
     BootInfo {
         memory_map: map.finish().expect("the region holds usable RAM"),
         cmdline,
-        image: KernelImage {
-            text: 0..0,
-            rodata: 0..0,
-            data: 0..0,
-        },
+        image: KernelImage::new(0..0, 0..0, 0..0),
         reserved: [(PhysAddr(0), 0); 3],
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
     }

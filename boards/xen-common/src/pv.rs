@@ -255,13 +255,12 @@ pub fn console_write(bytes: &[u8]) -> bool {
     let (Some((ring, port)), Some(hv)) = (CONSOLE.get(), hv()) else {
         return false;
     };
-    let was = rhea_arch::irq_save();
+    let _irqs = rhea_arch::sync::IrqGuard::new();
     let cpu = rhea_arch::cpu_id().0 as usize;
     loop {
         match CONSOLE_OWNER.compare_exchange(FREE, cpu, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => break,
             Err(owner) if owner == cpu => {
-                rhea_arch::irq_restore(was);
                 return false;
             }
             Err(_) => core::hint::spin_loop(),
@@ -290,7 +289,6 @@ pub fn console_write(bytes: &[u8]) -> bool {
         }
     }
     CONSOLE_OWNER.store(FREE, Ordering::Release);
-    rhea_arch::irq_restore(was);
     true
 }
 

@@ -80,7 +80,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use spin::Mutex;
+use rhea_sync::{NothingOff, SpinLock};
 
 /// First-level classes: powers of two from 32 bytes up to `32 << FLLEN` (512 MiB).
 pub const FLLEN: usize = 24;
@@ -159,7 +159,11 @@ unsafe impl Sync for CpuCaches {}
 
 /// A lockable heap; empty until [`Heap::add_region`].
 pub struct Heap {
-    tlsf: Mutex<Tlsf>,
+    /// Lock: `NothingOff` because every caller has interrupts off already (the contract of
+    /// `alloc_local`/`dealloc_local`; the runtime's global allocator masks them around each
+    /// call), so the holder runs to its unlock in bounded time. The innermost lock: taken under
+    /// the scheduler's and any other, nothing is taken under it.
+    tlsf: SpinLock<Tlsf, NothingOff>,
     /// Bytes of live blocks (see the module doc); written under the lock, read without.
     used: AtomicUsize,
     /// Bytes the allocator manages (the region minus sentinels); added to by `add_region`.
@@ -199,7 +203,7 @@ impl Heap {
     /// An empty heap: every allocation fails until [`Heap::add_region`].
     pub const fn empty() -> Self {
         Self {
-            tlsf: Mutex::new(Tlsf::new()),
+            tlsf: SpinLock::new(Tlsf::new()),
             used: AtomicUsize::new(0),
             capacity: AtomicUsize::new(0),
             caches: CpuCaches([const { CpuCache::new() }; MAX_CACHED_CPUS]),

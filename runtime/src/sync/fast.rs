@@ -9,6 +9,7 @@
 //! masking, and under QEMU's TCG much cheaper. Whether more than one CPU runs is decided
 //! once, before the secondary CPUs start ([`crate::kthread::is_uniprocessor`]).
 
+use super::IrqGuard;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Applies `f` to `word` atomically with respect to every other CPU and this CPU's interrupt
@@ -17,17 +18,15 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[inline]
 pub(super) fn update(word: &AtomicU32, mut f: impl FnMut(u32) -> Option<u32>) -> Result<u32, u32> {
     if rhea_arch::CHEAP_IRQ_MASK && crate::kthread::is_uniprocessor() {
-        let was = rhea_arch::irq_save();
+        let _irqs = IrqGuard::new();
         let cur = word.load(Ordering::Relaxed);
-        let r = match f(cur) {
+        match f(cur) {
             Some(new) => {
                 word.store(new, Ordering::Relaxed);
                 Ok(cur)
             }
             None => Err(cur),
-        };
-        rhea_arch::irq_restore(was);
-        r
+        }
     } else {
         word.fetch_update(Ordering::AcqRel, Ordering::Acquire, f)
     }
@@ -37,10 +36,8 @@ pub(super) fn update(word: &AtomicU32, mut f: impl FnMut(u32) -> Option<u32>) ->
 /// a mutex's owner word).
 #[inline]
 pub(super) fn update64(word: &AtomicU64, f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
-    let was = rhea_arch::irq_save();
-    let r = update64_irqs_off(word, f);
-    rhea_arch::irq_restore(was);
-    r
+    let _irqs = IrqGuard::new();
+    update64_irqs_off(word, f)
 }
 
 /// [`update64`] for a caller that has disabled interrupts already (so that it can do more

@@ -2,7 +2,9 @@
 //!
 //! - [`SpinLock`]: a spin lock whose type says what it disables — [`IrqsOff`] (usable from
 //!   interrupt handlers; also keeps the holder from being preempted) or [`NothingOff`] (thread
-//!   context only; a holder can be preempted, so keep sections tiny);
+//!   context only; a holder can be preempted, so keep sections tiny) — the kernel's one lock
+//!   family (`rhea-sync`, bound to the CPU in `rhea_arch::sync`), and [`IrqGuard`], a scope
+//!   with interrupts off;
 //! - [`Mutex`] / [`RawMutex`]: sleeping locks with **transitive priority inheritance** and
 //!   direct hand-off to the most important waiter;
 //! - [`Semaphore`]: counting; `give` and `try_take` work from interrupt handlers;
@@ -29,16 +31,15 @@ mod object;
 mod pool;
 mod queue;
 mod semaphore;
-mod spin;
 
 pub use condvar::Condvar;
 pub use events::{EventFlags, WaitMode};
 pub use mutex::{Mutex, MutexGuard, RawMutex};
 pub use pool::{Block, BlockPool, PoolError};
 pub use queue::MessageQueue;
+pub use rhea_arch::sync::{IrqGuard, IrqsOff, LockMode, NothingOff, SpinLock, SpinLockGuard};
 pub use rhea_sched::SchedError;
 pub use semaphore::Semaphore;
-pub use spin::{IrqsOff, LockMode, NothingOff, SpinLock, SpinLockGuard};
 
 use core::fmt;
 

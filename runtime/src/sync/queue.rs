@@ -27,7 +27,7 @@
     reason = "the ring's uninitialised slots; each use has a SAFETY note"
 )]
 
-use super::spin::{IrqsOff, SpinLock};
+use super::{IrqsOff, SpinLock};
 use super::{Semaphore, SyncError};
 use crate::time::Duration;
 use core::mem::MaybeUninit;

@@ -1,0 +1,132 @@
+//! What every architecture shares, written once: the kernel image's sections, why a mapping
+//! failed, the register-dump layout, and the frame-pointer walk (x86_64 and AArch64 both keep
+//! `[fp] = caller's fp, [fp + 8] = return address`).
+#![allow(
+    unsafe_code,
+    reason = "the frame walk reads stack words; it has a SAFETY note"
+)]
+
+use core::fmt;
+use core::ops::Range;
+
+/// The kernel image's sections, page-aligned, from the board's linker script, and the device
+/// ranges the board uses before any driver maps its own.
+#[derive(Clone, Debug)]
+pub struct KernelImage {
+    /// Code: mapped read-only, executable.
+    pub text: Range<u64>,
+    /// Constants (and the ELF notes): read-only.
+    pub rodata: Range<u64>,
+    /// Data, the symbol table and bss: read-write.
+    pub data: Range<u64>,
+    /// Device registers mapped as device memory from the start (AArch64's early console);
+    /// empty ranges are ignored, and x86 boards leave both empty (their early console is a
+    /// port).
+    pub early_mmio: [Range<u64>; 2],
+}
+
+/// Which of the image's sections an address is in.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Section {
+    /// `text`: read-only, executable.
+    Text,
+    /// `rodata`: read-only.
+    Rodata,
+    /// `data`: read-write, never executable.
+    Data,
+}
+
+impl KernelImage {
+    /// The sections, with no early device ranges.
+    pub const fn new(text: Range<u64>, rodata: Range<u64>, data: Range<u64>) -> Self {
+        Self {
+            text,
+            rodata,
+            data,
+            early_mmio: [0..0, 0..0],
+        }
+    }
+
+    /// The whole image.
+    pub fn range(&self) -> Range<u64> {
+        self.text.start..self.data.end
+    }
+
+    /// The section `addr` lies in, if any (each architecture maps it to its page attributes).
+    pub fn section_of(&self, addr: u64) -> Option<Section> {
+        if self.text.contains(&addr) {
+            Some(Section::Text)
+        } else if self.rodata.contains(&addr) {
+            Some(Section::Rodata)
+        } else if self.data.contains(&addr) {
+            Some(Section::Data)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a mapping failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PagingError {
+    /// No frame (LinuxU: no memory from the host) for a page table or a page.
+    OutOfFrames,
+    /// The virtual page was already mapped.
+    AlreadyMapped {
+        /// The page's address.
+        virt: u64,
+    },
+    /// An address that is not page-aligned or beyond the architecture's virtual address
+    /// width, or a range that wraps.
+    BadRange,
+}
+
+impl fmt::Display for PagingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::OutOfFrames => f.write_str("out of physical frames for page tables or pages"),
+            Self::AlreadyMapped { virt } => write!(f, "virtual page {virt:#x} is already mapped"),
+            Self::BadRange => f.write_str("unaligned, out-of-range or wrapping address range"),
+        }
+    }
+}
+
+/// Prints `name value` pairs four to a line (the register dumps of fault reports).
+pub(crate) fn dump(f: &mut fmt::Formatter<'_>, regs: &[(&str, u64)]) -> fmt::Result {
+    for line in regs.chunks(4) {
+        f.write_str("  ")?;
+        for (name, value) in line {
+            write!(f, " {name:>6} {value:#018x}")?;
+        }
+        f.write_str("\n")?;
+    }
+    Ok(())
+}
+
+/// Walks the frame-pointer chain from `fp`, calling `f` with each return address, as long as
+/// every frame lies inside `stack` (so a corrupt chain cannot make it read unmapped memory).
+/// Stops after 64 frames. Needs `-C force-frame-pointers=yes`, which xtask sets.
+pub fn backtrace(mut fp: u64, stack: Range<u64>, mut f: impl FnMut(u64)) {
+    // RT: bounded by 64 frames.
+    for _ in 0..64 {
+        if !fp.is_multiple_of(8) || fp < stack.start || fp.saturating_add(16) > stack.end {
+            return;
+        }
+        // SAFETY: `[fp, fp + 16)` is inside `stack`, which the caller vouches is mapped.
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read(fp as *const u64),
+                core::ptr::read((fp + 8) as *const u64),
+            )
+        };
+        if ret == 0 {
+            return;
+        }
+        f(ret);
+        // Frames move towards higher addresses as we unwind; anything else is corruption.
+        if next <= fp {
+            return;
+        }
+        fp = next;
+    }
+}
