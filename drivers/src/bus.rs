@@ -175,6 +175,15 @@ pub trait Bus {
     }
 }
 
+/// A board's side of the device model (the rest of its contract is `rhea_hal::Board`): the
+/// buses to enumerate and the NIC drivers to offer their devices to.
+pub trait BoardDevices {
+    /// The buses to enumerate, in order.
+    fn buses() -> Vec<Box<dyn Bus>>;
+    /// The NIC drivers (called, hence linked, only when the runtime has its `net` feature).
+    fn net_drivers() -> Vec<&'static dyn Driver>;
+}
+
 /// What happened to one device during [`bind_all`].
 #[derive(Debug)]
 pub enum Outcome {

@@ -5,8 +5,9 @@
 //! the runtime consumes them. It depends on nothing.
 //!
 //! What lives here now:
-//! - [`Console`] and [`Platform`]: what a board must give the runtime to print and to end the
-//!   machine;
+//! - [`Board`] (with [`BootInfo`]) and its supertrait [`Platform`] with [`Console`]: the board
+//!   contract — what every board gives the runtime, which uses a board only through it;
+//! - [`KernelImage`] and [`memmap::MemoryMap`]: what a board reports about the image and RAM;
 //! - [`ExitStatus`]: how a run ends;
 //! - [`PhysAddr`] and [`CpuId`]: units carried in types;
 //! - [`Instant`], [`Clock`] and [`OneShotTimer`]: time and the timer contract;
@@ -18,13 +19,18 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod board;
 pub mod cmdline;
+pub mod image;
 mod irq;
+pub mod memmap;
 mod platform;
 mod priority;
 mod time;
 
 pub use addr::{CpuId, PAGE_SIZE, PhysAddr};
+pub use board::{Board, BootInfo};
+pub use image::KernelImage;
 pub use irq::{InterruptController, IrqLine, RouteError, Trigger};
 pub use platform::{Console, ExitStatus, Platform, StackSource, TimeAndIrq};
 pub use priority::{InvalidPriority, Priority};

@@ -1,19 +1,13 @@
-//! The board, as `rhea-board` (`boards/select`) selects it from the build's `rhea_board` cfg.
-//!
-//! Every board crate exports the same items, which the boot sequence uses (the compiler checks
-//! their types where they are used):
-//! - `early_init(arg) -> BootInfo`: console, CPU tables, the validated memory map;
-//! - `BootInfo { memory_map, cmdline, image, reserved, boot_cycles }`;
-//! - `boot_stack() -> Range<u64>`: the stack the boot (later idle) context runs on;
-//! - `init_interrupts_and_time(&BootInfo, cross_check, map_mmio) -> Result<TimeAndIrq, E>`;
-//! - `console_rx_line()`, `console_rx_enable()`, `console_rx_drain(sink)`: console input;
-//!   `console_rx_readers(n)`: how many threads now wait for it (LinuxU's simulation mode
-//!   counts console input as a source that can end a wait only while someone waits for it);
-//! - `buses() -> Vec<Box<dyn Bus>>`: the buses to enumerate (`rhea_drivers::bus`);
-//! - `net_drivers() -> Vec<&'static dyn Driver>`: the NIC drivers to offer their devices to,
-//!   called (hence linked) only with the runtime's `net` feature;
-//! - `msi_message(vector) -> Option<(address, data)>`: a message-signalled interrupt raising
-//!   `vector` on the boot CPU, where the machine has them;
-//! - `PLATFORM`: a `rhea_hal::Platform`.
+//! The board: `rhea_board::Selected` (`boards/select` maps the build's `rhea_board` cfg to it),
+//! used only through its contract — [`rhea_hal::Board`] (boot, interrupts and time, console
+//! input, MSI) and [`rhea_drivers::bus::BoardDevices`] (buses, NIC drivers).
 
-pub(crate) use rhea_board as board;
+use rhea_hal::Board;
+
+/// The board this image is built for.
+pub(crate) type B = rhea_board::Selected;
+
+/// The board's services (console, CPUs, exit).
+pub(crate) fn platform() -> &'static <B as Board>::Platform {
+    B::platform()
+}

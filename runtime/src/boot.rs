@@ -3,9 +3,10 @@
 //! Each stage returns a value that proves it ran and that the next stage needs, instead of
 //! setting global "initialised" flags.
 
-use crate::boards::board;
+use crate::boards::B;
 use crate::{fault, irq, kthread, memory, println, time};
 use core::sync::atomic::{AtomicU64, Ordering};
+use rhea_hal::Board as _;
 use rhea_hal::Priority;
 use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_hal::{ExitStatus, Platform};
@@ -44,14 +45,14 @@ unsafe extern "Rust" {
 extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     // 1. Faults: from here on every exception is reported, not silent.
     rhea_arch::set_fault_handler(fault::on_fault);
-    fault::set_boot_stack(board::boot_stack());
+    fault::set_boot_stack(B::boot_stack());
 
     // 2. Board: console, descriptor tables, the validated memory map.
-    let boot = board::early_init(boot_arg);
+    let boot = B::early_init(boot_arg);
     let features = rhea_arch::features::report();
     println!(
         "rhea: booting on {} ({})",
-        board::PLATFORM.name(),
+        crate::boards::platform().name(),
         rhea_arch::cpu_id()
     );
     println!("rhea: cpu: {features}");
@@ -121,7 +122,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 
     // 4. Interrupts and time: the board's controllers, the calibrated clock, the one-shot timer.
     let cross_check = flag(&keys::TSC_CHECK);
-    let it = board::init_interrupts_and_time(&boot, cross_check, &|phys, len| {
+    let it = B::init_interrupts_and_time(&boot, cross_check, &|phys, len| {
         memory::map_mmio(phys, len).is_ok()
     });
     let it = match it {
@@ -144,10 +145,13 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
     let checker = flag(&keys::CHECKER);
-    let ncpus = board::PLATFORM.cpu_count().clamp(1, rhea_sched::MAX_CPUS);
-    kthread::init(board::boot_stack(), checker, ncpus);
+    let ncpus = crate::boards::platform()
+        .cpu_count()
+        .clamp(1, rhea_sched::MAX_CPUS);
+    kthread::init(B::boot_stack(), checker, ncpus);
     if ncpus > 1 {
-        let online = board::PLATFORM.start_secondary_cpus(secondary_main, &memory::CpuStacks);
+        let online =
+            crate::boards::platform().start_secondary_cpus(secondary_main, &memory::CpuStacks);
         println!("rhea: smp: {online} of {ncpus} CPUs online");
     }
     BOOT_CYCLES.store(boot.boot_cycles, Ordering::Relaxed);
@@ -282,5 +286,5 @@ fn main_thread() {
 
 /// Ends the run.
 pub(crate) fn exit(status: ExitStatus) -> ! {
-    board::PLATFORM.exit(status)
+    crate::boards::platform().exit(status)
 }

@@ -11,10 +11,11 @@
 //! while it is held. The fault and panic reports never take it — a fault may have interrupted
 //! its holder — and write through [`raw_writer`] instead.
 
-use crate::boards::board;
+use crate::boards::B;
 use crate::kthread;
 use crate::sync::{RawMutex, SyncError};
 use core::fmt::{self, Write};
+use rhea_hal::Board as _;
 use rhea_hal::Platform;
 
 static CONSOLE_LOCK: RawMutex = RawMutex::new();
@@ -24,7 +25,9 @@ pub(crate) struct RawWriter;
 
 impl Write for RawWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        board::PLATFORM.console().write_bytes(s.as_bytes());
+        crate::boards::platform()
+            .console()
+            .write_bytes(s.as_bytes());
         Ok(())
     }
 }
@@ -92,7 +95,7 @@ mod input {
 
     pub(super) fn top_half(_: usize) -> TopHalf {
         let mut ring = RX_RING.lock();
-        let (n, errors) = crate::boards::board::console_rx_drain(|b| {
+        let (n, errors) = <super::B as rhea_hal::Board>::console_rx_drain(&mut |b| {
             if ring.len == RING_BYTES {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -135,8 +138,7 @@ pub const INPUT_PRIORITY: u32 = 40;
 /// Starts interrupt-driven console input. Called once by the boot sequence, after the
 /// scheduler.
 pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
-    use crate::boards::board;
-    let line = board::console_rx_line();
+    let line = B::console_rx_line();
     if line == rhea_hal::IrqLine::NONE {
         crate::println!("rhea: console: output only (this console has no input)");
         return Ok(());
@@ -145,7 +147,7 @@ pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
     let vector =
         crate::irq::register_threaded("console-rx", prio, input::top_half, input::bottom_half, 0)?;
     crate::irq::route(line, vector, rhea_hal::Trigger::Edge)?;
-    board::console_rx_enable();
+    B::console_rx_enable();
     crate::irq::unmask(line)
 }
 
@@ -155,14 +157,14 @@ static READERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsiz
 /// Reads one byte of console input, waiting for it.
 pub fn read_byte() -> u8 {
     use core::sync::atomic::Ordering;
-    board::console_rx_readers(READERS.fetch_add(1, Ordering::Relaxed) + 1);
+    B::console_rx_readers(READERS.fetch_add(1, Ordering::Relaxed) + 1);
     let b = loop {
         if let Ok(b) = input::QUEUE.recv() {
             break b;
         }
         crate::thread::sleep(crate::time::Duration::from_millis(10));
     };
-    board::console_rx_readers(READERS.fetch_sub(1, Ordering::Relaxed) - 1);
+    B::console_rx_readers(READERS.fetch_sub(1, Ordering::Relaxed) - 1);
     b
 }
 

@@ -7,14 +7,16 @@
 //! Lock: `BOUND` (a spin lock, interrupts left on) is taken only in thread context, briefly; a
 //! leaf lock.
 
-use crate::boards::board;
+use crate::boards::B;
 use crate::irq::DeviceEvent;
 use crate::println;
 use crate::sync::{IrqsOff, SpinLock};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use rhea_drivers::bus::BoardDevices as _;
 use rhea_drivers::bus::{self, BindContext, Bound, DeviceIrq, Driver, Msi, Outcome};
 use rhea_drivers::net::NetDevice;
+use rhea_hal::Board as _;
 
 /// Lock: thread context only (boot binds, drivers' threads take their device), with
 /// interrupts disabled so a preempted holder is never spun against by a more important thread
@@ -31,7 +33,7 @@ impl BindContext for Ctx {
 
     fn alloc_msi(&self) -> Option<Msi> {
         let vector = crate::irq::alloc_msi_vector().ok()?;
-        let (address, data) = board::msi_message(vector)?;
+        let (address, data) = B::msi_message(vector)?;
         Some(Msi {
             address,
             data,
@@ -48,7 +50,7 @@ impl BindContext for Ctx {
 /// network (the `net` feature, which `rhea-net` turns on).
 #[cfg(feature = "net")]
 fn drivers() -> Vec<&'static dyn Driver> {
-    board::net_drivers()
+    B::net_drivers()
 }
 
 /// Without the `net` feature no driver is offered: an image without the network links none.
@@ -59,7 +61,7 @@ fn drivers() -> Vec<&'static dyn Driver> {
 
 /// Enumerates the board's buses and binds their devices; prints what happened to each.
 pub(crate) fn init() {
-    let mut buses = board::buses();
+    let mut buses = B::buses();
     let (bound, log) = bus::bind_all(&mut buses, &drivers(), &Ctx);
     for outcome in &log {
         match outcome {

@@ -6,7 +6,6 @@
 //! The report takes no locks (the fault may have interrupted a lock holder) and allocates
 //! nothing (the heap may be what broke). A fault during a report ends the run at once.
 
-use crate::boards::board;
 use crate::console::raw_writer;
 use crate::memory;
 use core::fmt::Write;
@@ -77,7 +76,7 @@ fn begin() {
             raw_writer(),
             "\n!!! fault while reporting a fault; stopping"
         );
-        board::PLATFORM.exit(ExitStatus::Failure);
+        crate::boards::platform().exit(ExitStatus::Failure);
     }
 }
 
@@ -178,7 +177,7 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
     // A stack overflow's frame pointer lies in the guard; walk from the last valid frame.
     write_backtrace(w, fault.frame_pointer(), stack);
     let _ = writeln!(w, "rhea: fatal fault, exiting with failure");
-    board::PLATFORM.exit(ExitStatus::Failure)
+    crate::boards::platform().exit(ExitStatus::Failure)
 }
 
 #[panic_handler]
@@ -208,5 +207,5 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = writeln!(w, "    registers:\n{regs}");
     write_backtrace(w, regs.frame_pointer(), stack);
     let _ = writeln!(w, "rhea: panic, exiting with failure");
-    board::PLATFORM.exit(ExitStatus::Failure)
+    crate::boards::platform().exit(ExitStatus::Failure)
 }

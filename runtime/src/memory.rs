@@ -14,10 +14,10 @@
     reason = "turning validated physical ranges into Rust memory; each use has a SAFETY note"
 )]
 
-use crate::boards::board::BootInfo;
 use crate::sync::{IrqGuard, IrqsOff, SpinLock};
 use core::ops::Range;
 use rhea_arch::paging::{AddressSpace, PagingError, STACK_REGION_BASE};
+use rhea_hal::BootInfo;
 use rhea_hal::{PAGE_SIZE, PhysAddr};
 use rhea_mm::{FrameAllocator, FrameError, Heap};
 use spin::Once;

@@ -4,8 +4,8 @@
 
 /// Defines, in the calling board crate: `PLATFORM`, the Linux arm64 `Image` header and
 /// `_start` (which passes the devicetree in `x0` and the board's facts to
-/// `rhea_aarch64_start`), the boot stack, and the functions the runtime calls by name
-/// (`early_init`, `boot_stack`, `init_interrupts_and_time`, `console_rx_*`).
+/// `rhea_aarch64_start`), the boot stack, and the board type `board_type`, which implements
+/// `rhea_hal::Board` and `rhea_drivers::bus::BoardDevices` over this crate.
 ///
 /// `name`: the board's name; `early_uart`: the PL011's address for fatal messages before the
 /// devicetree is read; `device_range`: device memory in the boot map; `text_offset`: the
@@ -20,6 +20,7 @@
 #[macro_export]
 macro_rules! arm_board {
     (
+        board_type: $ty:ident,
         name: $name:expr,
         early_uart: $uart:expr,
         device_range: $range:expr,
@@ -37,7 +38,6 @@ macro_rules! arm_board {
         const BOOT_STACK_BYTES: usize = $stack;
 
         pub use $crate::interrupts::InitError;
-        pub use $crate::machine::BootInfo;
 
         /// The board's services.
         pub static PLATFORM: $crate::machine::ArmBoard =
@@ -84,67 +84,73 @@ rhea_boot_stack_top:
             stack = const BOOT_STACK_BYTES,
         );
 
-        /// Early board initialisation (see `rhea_board_common_arm::machine::early_init`):
-        /// `arg` is the devicetree's physical address from `x0`.
-        pub fn early_init(arg: usize) -> BootInfo {
-            $crate::machine::early_init(&PLATFORM, arg)
+        /// This board, for the runtime: the board contract over the shared Arm code.
+        #[derive(Debug)]
+        pub enum $ty {}
+
+        impl $crate::__hal::Board for $ty {
+            type Platform = $crate::machine::ArmBoard;
+            type InitError = $crate::interrupts::InitError;
+
+            fn platform() -> &'static $crate::machine::ArmBoard {
+                &PLATFORM
+            }
+
+            /// `arg` is the devicetree's physical address from `x0` (see
+            /// `rhea_board_common_arm::machine::early_init`).
+            fn early_init(arg: usize) -> $crate::__hal::BootInfo {
+                $crate::machine::early_init(&PLATFORM, arg)
+            }
+
+            fn boot_stack() -> core::ops::Range<u64> {
+                $crate::machine::boot_stack()
+            }
+
+            /// The GIC the devicetree names (and the board's interrupt layer over it, if any),
+            /// the virtual timer and counter. The counter's frequency is architectural
+            /// (`CNTFRQ_EL0`), so there is nothing to cross-check.
+            fn init_interrupts_and_time(
+                boot: &$crate::__hal::BootInfo,
+                _cross_check: bool,
+                map_mmio: &dyn Fn(u64, u64) -> bool,
+            ) -> Result<$crate::__hal::TimeAndIrq, InitError> {
+                $crate::interrupts::init_interrupts_and_time(&PLATFORM, boot.boot_cycles, map_mmio)
+            }
+
+            /// The GIC INTID of the console's receive interrupt, as the board numbers GIC lines.
+            fn console_rx_line() -> $crate::__hal::IrqLine {
+                $crate::interrupts::console_rx_line()
+            }
+
+            fn console_rx_enable() {
+                $crate::machine::console_rx_enable(&PLATFORM);
+            }
+
+            fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+                $crate::machine::console_rx_drain(&PLATFORM, sink)
+            }
+
+            fn msi_message(vector: u8) -> Option<(u64, u32)> {
+                $crate::devices::msi_message(vector)
+            }
         }
 
-        /// The boot stack's `[bottom, top)`.
-        pub fn boot_stack() -> core::ops::Range<u64> {
-            $crate::machine::boot_stack()
-        }
+        impl $crate::__drivers::bus::BoardDevices for $ty {
+            /// The devicetree's buses, then the board's.
+            fn buses() -> $crate::devices::Buses {
+                #[allow(unused_mut, reason = "only boards with their own buses add to it")]
+                let mut buses = $crate::devices::buses();
+                $(buses.extend(($buses)());)?
+                buses
+            }
 
-        /// Interrupts and time: the GIC the devicetree names (and the board's interrupt layer
-        /// over it, if any), the virtual timer and counter. The counter's frequency is architectural (`CNTFRQ_EL0`), so there is nothing to
-        /// cross-check.
-        pub fn init_interrupts_and_time(
-            boot: &BootInfo,
-            _cross_check: bool,
-            map_mmio: &dyn Fn(u64, u64) -> bool,
-        ) -> Result<rhea_hal::TimeAndIrq, InitError> {
-            $crate::interrupts::init_interrupts_and_time(&PLATFORM, boot.boot_cycles, map_mmio)
-        }
-
-        /// The interrupt line (GIC INTID, as the board numbers GIC lines) of the console's
-        /// receive interrupt.
-        pub fn console_rx_line() -> rhea_hal::IrqLine {
-            $crate::interrupts::console_rx_line()
-        }
-
-        /// Enables the console's receive interrupt (route and unmask the line first).
-        pub fn console_rx_enable() {
-            $crate::machine::console_rx_enable(&PLATFORM);
-        }
-
-        /// How many threads wait for console input (only LinuxU's simulation uses it).
-        pub fn console_rx_readers(_readers: usize) {}
-
-        /// Drains the console's receive FIFO into `sink` (the interrupt's top half; this
-        /// acknowledges it). Returns bytes read and line errors seen.
-        pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
-            $crate::machine::console_rx_drain(&PLATFORM, sink)
-        }
-
-        /// The buses of the device model: the devicetree's, then the board's.
-        pub fn buses() -> $crate::devices::Buses {
-            #[allow(unused_mut, reason = "only boards with their own buses add to it")]
-            let mut buses = $crate::devices::buses();
-            $(buses.extend(($buses)());)?
-            buses
-        }
-
-        /// The NIC drivers of the device model: the devicetree's, then the board's.
-        pub fn net_drivers() -> $crate::devices::Drivers {
-            #[allow(unused_mut, reason = "only boards with their own drivers add to it")]
-            let mut drivers = $crate::devices::net_drivers();
-            $(drivers.extend(($net_drivers)());)?
-            drivers
-        }
-
-        /// Message-signalled interrupts: none on these machines.
-        pub fn msi_message(vector: u8) -> Option<(u64, u32)> {
-            $crate::devices::msi_message(vector)
+            /// The devicetree's NIC drivers, then the board's.
+            fn net_drivers() -> $crate::devices::Drivers {
+                #[allow(unused_mut, reason = "only boards with their own drivers add to it")]
+                let mut drivers = $crate::devices::net_drivers();
+                $(drivers.extend(($net_drivers)());)?
+                drivers
+            }
         }
     };
 }

@@ -28,6 +28,10 @@ mod tests;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod board;
+/// For `arm_board!`'s expansion in the board crates.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[doc(hidden)]
+pub use {rhea_drivers as __drivers, rhea_hal as __hal};
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod devices;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -284,21 +284,7 @@ impl Platform for ArmBoard {
     }
 }
 
-/// What the board learned during early boot, for the runtime.
-#[derive(Debug)]
-pub struct BootInfo {
-    /// The validated physical memory map.
-    pub memory_map: MemoryMap,
-    /// The kernel command line (`/chosen/bootargs`, may be empty).
-    pub cmdline: &'static str,
-    /// The image's sections, for the page tables.
-    pub image: KernelImage,
-    /// Physical ranges the frame allocator must never hand out: the image, the devicetree
-    /// (the runtime's memory map has the firmware's reservations already), and page 0.
-    pub reserved: [(PhysAddr, u64); 3],
-    /// `CNTVCT_EL0` at the first instruction at EL1.
-    pub boot_cycles: u64,
-}
+pub use rhea_hal::BootInfo;
 
 /// The devicetree facts, kept for interrupt and time bring-up, and the tree itself for the
 /// devices (`devices.rs`). It stays readable: it lies in RAM, which the kernel's tables map,

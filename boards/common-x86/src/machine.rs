@@ -9,7 +9,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_drivers::uart16550::{Registers, Uart16550};
 use rhea_hal::{PAGE_SIZE, PhysAddr};
-use rhea_mm::MemoryMap;
 
 core::arch::global_asm!(
     r#"
@@ -213,9 +212,6 @@ pub fn console_rx_enable() {
     UART.enable_rx_interrupt();
 }
 
-/// How many threads wait for console input (only LinuxU's simulation uses it).
-pub fn console_rx_readers(_readers: usize) {}
-
 /// Drains COM1's receive FIFO into `sink` (the interrupt's top half; this acknowledges it).
 /// Returns bytes read and line errors seen.
 pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
@@ -242,21 +238,7 @@ impl PhysMemory for BootIdentityMap {
     }
 }
 
-/// What the board learned during early boot, for the runtime.
-#[derive(Debug)]
-pub struct BootInfo {
-    /// The validated physical memory map.
-    pub memory_map: MemoryMap,
-    /// The kernel command line (may be empty).
-    pub cmdline: &'static str,
-    /// The image's sections, for the page tables.
-    pub image: KernelImage,
-    /// Physical ranges the frame allocator must never hand out: the image, page 0 up to the
-    /// AP trampoline's page, and the boot data still in use.
-    pub reserved: [(PhysAddr, u64); 3],
-    /// Cycle counter at the first instruction.
-    pub boot_cycles: u64,
-}
+pub use rhea_hal::BootInfo;
 
 static CMDLINE: spin_free::CmdlineBuf = spin_free::CmdlineBuf::new();
 

@@ -29,5 +29,4 @@ mod machine;
 mod sim;
 mod smp;
 mod tap;
-pub use devices::{buses, msi_message, net_drivers};
 pub use machine::*;

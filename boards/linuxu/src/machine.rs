@@ -124,20 +124,7 @@ impl Platform for LinuxU {
     }
 }
 
-/// What the board learned at start-up, for the runtime.
-#[derive(Debug)]
-pub struct BootInfo {
-    /// One usable region: the RAM mapping.
-    pub memory_map: MemoryMap,
-    /// The arguments after the program name, space-separated.
-    pub cmdline: &'static str,
-    /// Empty: Linux mapped the executable.
-    pub image: KernelImage,
-    /// Nothing to reserve inside the RAM mapping.
-    pub reserved: [(PhysAddr, u64); 3],
-    /// Cycle counter at `main`.
-    pub boot_cycles: u64,
-}
+pub use rhea_hal::BootInfo;
 
 /// Where the RAM mapping goes: low enough for code that keeps early structures below 4 GiB,
 /// clear of the executable (at 4 MiB) and its heap.
@@ -203,7 +190,7 @@ fn cmdline() -> &'static str {
 }
 
 /// Start-up: fault signal handlers, the command line, the RAM mapping.
-pub fn early_init(_arg: usize) -> BootInfo {
+pub(crate) fn early_init(_arg: usize) -> BootInfo {
     rhea_arch::init_boot_cpu();
     let cmdline = cmdline();
     // A bad `rhea.mem_mib` maps the default for the moment only: the runtime checks the whole
@@ -230,7 +217,7 @@ pub fn early_init(_arg: usize) -> BootInfo {
 }
 
 /// The boot (later idle) context's stack: the process's main stack around `main`'s frame.
-pub fn boot_stack() -> core::ops::Range<u64> {
+pub(crate) fn boot_stack() -> core::ops::Range<u64> {
     let sp = BOOT_SP.load(Ordering::Relaxed) & !(PAGE_SIZE - 1);
     sp.saturating_sub(1 << 20)..sp + 64 * 1024
 }
@@ -416,7 +403,7 @@ pub(crate) fn fatal(msg: &str) -> ! {
 }
 
 /// Clock, per-vCPU timer and signal handlers; virtual ones in simulation mode.
-pub fn init_interrupts_and_time(
+pub(crate) fn init_interrupts_and_time(
     boot: &BootInfo,
     _cross_check: bool,
     _map_mmio: &dyn Fn(u64, u64) -> bool,
@@ -496,17 +483,17 @@ impl core::fmt::Write for ConsoleWriter {
 }
 
 /// Console input is standard input.
-pub fn console_rx_line() -> IrqLine {
+pub(crate) fn console_rx_line() -> IrqLine {
     IrqLine(0)
 }
 
 /// Nothing beyond routing and unmasking the descriptor.
-pub fn console_rx_enable() {}
+pub(crate) fn console_rx_enable() {}
 
 static CONSOLE_READERS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
 /// How many threads wait for console input (the runtime says so as they come and go).
-pub fn console_rx_readers(readers: usize) {
+pub(crate) fn console_rx_readers(readers: usize) {
     CONSOLE_READERS.store(readers, Ordering::Relaxed);
 }
 
@@ -561,7 +548,7 @@ pub(crate) fn stdin_state() -> Stdin {
 const FIONREAD: usize = 0x541b;
 
 /// Reads what standard input has ready (never blocks: only the bytes `FIONREAD` reports).
-pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
     let mut avail: i32 = 0;
     // SAFETY: FIONREAD writes one int.
     let r = unsafe {
@@ -583,5 +570,57 @@ pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
             (n, 0)
         }
         None => (0, 1),
+    }
+}
+
+/// The board contract, over the functions above and `devices.rs`.
+impl rhea_hal::Board for LinuxU {
+    type Platform = Self;
+    type InitError = InitError;
+
+    fn platform() -> &'static Self {
+        &PLATFORM
+    }
+
+    fn early_init(arg: usize) -> BootInfo {
+        early_init(arg)
+    }
+
+    fn boot_stack() -> core::ops::Range<u64> {
+        boot_stack()
+    }
+
+    fn init_interrupts_and_time(
+        boot: &BootInfo,
+        cross_check: bool,
+        map_mmio: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<TimeAndIrq, InitError> {
+        init_interrupts_and_time(boot, cross_check, map_mmio)
+    }
+
+    fn console_rx_line() -> IrqLine {
+        console_rx_line()
+    }
+
+    fn console_rx_enable() {
+        console_rx_enable();
+    }
+
+    fn console_rx_readers(readers: usize) {
+        console_rx_readers(readers);
+    }
+
+    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        console_rx_drain(sink)
+    }
+}
+
+impl rhea_drivers::bus::BoardDevices for LinuxU {
+    fn buses() -> alloc::vec::Vec<alloc::boxed::Box<dyn rhea_drivers::bus::Bus>> {
+        crate::devices::buses()
+    }
+
+    fn net_drivers() -> alloc::vec::Vec<&'static dyn rhea_drivers::bus::Driver> {
+        crate::devices::net_drivers()
     }
 }

@@ -3,6 +3,7 @@
 #![allow(unsafe_code, reason = "the entry assembly")]
 
 rhea_board_common_arm::arm_board! {
+    board_type: QemuAarch64,
     name: "qemu-aarch64",
     // The PL011 QEMU's `virt` puts at 0x0900_0000 (`hw/arm/virt.c`, `VIRT_UART`).
     early_uart: 0x0900_0000,

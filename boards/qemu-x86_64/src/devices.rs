@@ -37,7 +37,7 @@ fn config() -> Arc<dyn ConfigAccess> {
 
 /// PCI (q35: ECAM or ports; microvm has no PCI host bridge, so it finds nothing there) and the
 /// virtio-mmio devices the command line names (microvm).
-pub fn buses() -> Vec<Box<dyn Bus>> {
+pub(crate) fn buses() -> Vec<Box<dyn Bus>> {
     let cmdline = CMDLINE.get().copied().unwrap_or("");
     let mut buses: Vec<Box<dyn Bus>> = Vec::new();
     buses.push(Box::new(PciBus::new(config(), log)));
@@ -56,7 +56,7 @@ pub fn buses() -> Vec<Box<dyn Bus>> {
 
 /// The virtio-net drivers for both buses (linked only when the runtime asks: its `net`
 /// feature). `rhea.pci.msix=off` makes virtio-net-pci use INTx even where MSI-X is offered.
-pub fn net_drivers() -> Vec<&'static dyn Driver> {
+pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
     static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
     let cmdline = CMDLINE.get().copied().unwrap_or("");
     // Boot checked the command line before devices are bound.

@@ -11,7 +11,8 @@
 //! The same image is correct under TCG and hardware KVM, on q35 and microvm: both machines load
 //! an ELF with a `XEN_ELFNOTE_PHYS32_ENTRY` note through `-kernel`, and both have COM1.
 //!
-//! The runtime (`rhea`) calls [`early_init`] from its entry point and uses [`PLATFORM`].
+//! The board is [`QemuX86_64`], implementing `rhea_hal::Board` and
+//! `rhea_drivers::bus::BoardDevices`.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
@@ -20,8 +21,6 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod devices;
-#[cfg(target_os = "none")]
-pub use devices::{buses, net_drivers};
 #[cfg(target_os = "none")]
 mod machine;
 #[cfg(target_os = "none")]

@@ -1,14 +1,11 @@
 //! The board as the runtime sees it: the platform (COM1, CPUs, exit) and early boot.
 #![allow(unsafe_code, reason = "the exit port write; it has a SAFETY note")]
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use rhea_board_common_x86 as pc;
-use rhea_hal::{Console, ExitStatus, Platform};
-
-pub use pc::interrupts::msi_message;
-pub use pc::{
-    BootInfo, boot_stack, console_rx_drain, console_rx_enable, console_rx_line, console_rx_readers,
-    init_interrupts_and_time,
-};
+use rhea_drivers::bus::{BoardDevices, Bus, Driver};
+use rhea_hal::{Board, BootInfo, Console, ExitStatus, IrqLine, Platform, TimeAndIrq};
 
 /// The QEMU x86_64 board as the runtime sees it.
 #[derive(Debug)]
@@ -61,11 +58,58 @@ impl Platform for QemuX86_64 {
     }
 }
 
-/// Early board initialisation, called once by the runtime's entry point on the boot CPU with the
-/// entry code's argument (the `hvm_start_info` physical address): a PC's early boot
-/// ([`pc::early_pc`]), then the command line kept for the devices.
-pub fn early_init(start_info: usize) -> BootInfo {
-    let (boot, _rsdp) = pc::early_pc(start_info);
-    crate::devices::early(boot.cmdline);
-    boot
+/// A PC entered through PVH: everything but the exit and the devices is `common-x86`'s.
+impl Board for QemuX86_64 {
+    type Platform = Self;
+    type InitError = pc::interrupts::InitError;
+
+    fn platform() -> &'static Self {
+        &PLATFORM
+    }
+
+    /// The entry code's argument is the `hvm_start_info` physical address: a PC's early boot
+    /// ([`pc::early_pc`]), then the command line kept for the devices.
+    fn early_init(start_info: usize) -> BootInfo {
+        let (boot, _rsdp) = pc::early_pc(start_info);
+        crate::devices::early(boot.cmdline);
+        boot
+    }
+
+    fn boot_stack() -> core::ops::Range<u64> {
+        pc::boot_stack()
+    }
+
+    fn init_interrupts_and_time(
+        boot: &BootInfo,
+        cross_check: bool,
+        map_mmio: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<TimeAndIrq, Self::InitError> {
+        pc::init_interrupts_and_time(boot, cross_check, map_mmio)
+    }
+
+    fn console_rx_line() -> IrqLine {
+        pc::console_rx_line()
+    }
+
+    fn console_rx_enable() {
+        pc::console_rx_enable();
+    }
+
+    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        pc::console_rx_drain(sink)
+    }
+
+    fn msi_message(vector: u8) -> Option<(u64, u32)> {
+        pc::interrupts::msi_message(vector)
+    }
+}
+
+impl BoardDevices for QemuX86_64 {
+    fn buses() -> Vec<Box<dyn Bus>> {
+        crate::devices::buses()
+    }
+
+    fn net_drivers() -> Vec<&'static dyn Driver> {
+        crate::devices::net_drivers()
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(unsafe_code, reason = "the entry assembly")]
 
 rhea_board_common_arm::arm_board! {
+    board_type: Rpi4,
     name: "rpi4",
     // UART0, the PL011, at 0xfe20_1000 in the BCM2711's "low peripheral" address map (BCM2711
     // ARM Peripherals §1.2.4: bus address 0x7e20_1000). The firmware sets it up when

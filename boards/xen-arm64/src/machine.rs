@@ -11,6 +11,7 @@ use rhea_board_common_arm::platform::node_interrupt;
 use rhea_hal::ExitStatus;
 
 rhea_board_common_arm::arm_board! {
+    board_type: XenArm64,
     name: "xen-arm64",
     // Xen's emulated SBSA UART (`GUEST_PL011_BASE`, public/arch-arm.h): the entry code's fixed
     // messages only; the console proper is `console_io`.

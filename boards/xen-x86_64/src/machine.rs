@@ -11,8 +11,9 @@ use rhea_board_xen_common::abi;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_hal::{Console, ExitStatus, Platform};
 
+use rhea_board_common_x86::boot_stack;
 use rhea_board_common_x86::pvh::E820Entry;
-pub use rhea_board_common_x86::{BootInfo, boot_stack};
+use rhea_hal::BootInfo;
 
 /// The most e820 entries read from Xen.
 const MAX_E820: usize = 64;
@@ -114,7 +115,7 @@ impl Platform for XenX86_64 {
 /// Early init on the boot CPU: Xen found (else a fixed message on port 0xE9 and a halt — the
 /// image was booted outside Xen), the hypercall page, the console, descriptor tables, the PVH
 /// boot data, the shared-info page, the vCPU count.
-pub fn early_init(start_info: usize) -> BootInfo {
+pub(crate) fn early_init(start_info: usize) -> BootInfo {
     let Some(xen) = hypercall::detect() else {
         write_console(
             b"rhea: xen-x86_64: no Xen CPUID leaves: this image runs under Xen \
@@ -164,7 +165,7 @@ pub fn early_init(start_info: usize) -> BootInfo {
 }
 
 /// Interrupts and time: see [`crate::interrupts`].
-pub fn init_interrupts_and_time(
+pub(crate) fn init_interrupts_and_time(
     _boot: &BootInfo,
     _cross_check: bool,
     map_mmio: &dyn Fn(u64, u64) -> bool,
@@ -182,7 +183,7 @@ pub fn init_interrupts_and_time(
 
 /// Console input's line: the PV console's event channel (domU) or `VIRQ_CONSOLE`'s port
 /// (hardware domain); `IrqLine::NONE` when neither exists.
-pub fn console_rx_line() -> rhea_hal::IrqLine {
+pub(crate) fn console_rx_line() -> rhea_hal::IrqLine {
     match rhea_board_xen_common::pv::console_rx_line() {
         0 => rhea_hal::IrqLine::NONE,
         port => rhea_hal::IrqLine(port),
@@ -190,27 +191,76 @@ pub fn console_rx_line() -> rhea_hal::IrqLine {
 }
 
 /// Nothing to enable: the event channel is the interrupt.
-pub fn console_rx_enable() {}
-
-/// How many threads wait for console input (only LinuxU's simulation uses it).
-pub fn console_rx_readers(_readers: usize) {}
+pub(crate) fn console_rx_enable() {}
 
 /// Drains console input into `sink` (the interrupt's top half); returns (bytes, errors).
-pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
+pub(crate) fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
     rhea_board_xen_common::pv::console_rx_drain(sink)
 }
 
 /// Xenbus when xenstore is there (a domU of a toolstack), else nothing.
-pub fn buses() -> Vec<Box<dyn Bus>> {
+pub(crate) fn buses() -> Vec<Box<dyn Bus>> {
     rhea_board_xen_common::pv::buses()
 }
 
 /// Netfront when xenstore is there (linked only with the runtime's `net` feature).
-pub fn net_drivers() -> Vec<&'static dyn Driver> {
+pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
     rhea_board_xen_common::pv::net_drivers()
 }
 
 /// No message-signalled interrupts under Xen PVH (devices are event channels).
-pub fn msi_message(_vector: u8) -> Option<(u64, u32)> {
+pub(crate) fn msi_message(_vector: u8) -> Option<(u64, u32)> {
     None
+}
+
+/// The board contract, over the functions above.
+impl rhea_hal::Board for XenX86_64 {
+    type Platform = Self;
+    type InitError = crate::interrupts::InitError;
+
+    fn platform() -> &'static Self {
+        &PLATFORM
+    }
+
+    fn early_init(arg: usize) -> BootInfo {
+        early_init(arg)
+    }
+
+    fn boot_stack() -> core::ops::Range<u64> {
+        boot_stack()
+    }
+
+    fn init_interrupts_and_time(
+        boot: &BootInfo,
+        cross_check: bool,
+        map_mmio: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<rhea_hal::TimeAndIrq, Self::InitError> {
+        init_interrupts_and_time(boot, cross_check, map_mmio)
+    }
+
+    fn console_rx_line() -> rhea_hal::IrqLine {
+        console_rx_line()
+    }
+
+    fn console_rx_enable() {
+        console_rx_enable();
+    }
+
+    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        console_rx_drain(sink)
+    }
+
+    fn msi_message(vector: u8) -> Option<(u64, u32)> {
+        msi_message(vector)
+    }
+}
+
+impl rhea_drivers::bus::BoardDevices for XenX86_64 {
+    fn buses() -> Vec<Box<dyn Bus>> {
+        buses()
+    }
+
+    fn net_drivers() -> Vec<&'static dyn Driver> {
+        net_drivers()
+    }
 }

@@ -5,8 +5,8 @@
 //! spawn or boot time, never from an interrupt or the scheduler. Callers serialise access (the
 //! runtime keeps it behind a lock that is never taken with interrupts disabled).
 
-use crate::memmap::MemoryMap;
 use core::fmt;
+use rhea_hal::memmap::MemoryMap;
 use rhea_hal::{PAGE_SIZE, PhysAddr};
 
 /// Why a frame operation failed.
@@ -250,7 +250,7 @@ impl<'a> FrameAllocator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memmap::RegionKind;
+    use rhea_hal::memmap::RegionKind;
 
     fn map() -> MemoryMap {
         let mut m = MemoryMap::new();

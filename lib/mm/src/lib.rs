@@ -27,10 +27,11 @@ extern crate alloc;
 
 mod frames;
 pub mod heap;
-mod memmap;
 pub mod pool;
 mod sync;
 
 pub use frames::{FrameAllocator, FrameError};
 pub use heap::Heap;
-pub use memmap::{MAX_PHYS_ADDR, MAX_REGIONS, MemoryMap, MemoryMapError, Region, RegionKind};
+pub use rhea_hal::memmap::{
+    MAX_PHYS_ADDR, MAX_REGIONS, MemoryMap, MemoryMapError, Region, RegionKind,
+};

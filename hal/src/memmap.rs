@@ -3,8 +3,8 @@
 //! Boards parse their firmware's description into [`Region`]s and push them here; [`MemoryMap`]
 //! refuses anything that would let a later stage hand out memory that is not RAM.
 
+use crate::{PAGE_SIZE, PhysAddr};
 use core::fmt;
-use rhea_hal::{PAGE_SIZE, PhysAddr};
 
 /// How many regions a map may hold. QEMU reports 3–8, real PCs 10–40; 64 leaves room without a
 /// heap (the map is built before the heap exists).
@@ -219,6 +219,8 @@ impl MemoryMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use std::vec::Vec;
 
     #[test]
     fn sorts_and_accepts_a_qemu_like_map() {

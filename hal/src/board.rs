@@ -1,0 +1,79 @@
+//! The board contract: what every board crate implements for the runtime, which uses the
+//! board only through it (the board is chosen in one place, `boards/select`).
+
+use crate::image::KernelImage;
+use crate::memmap::MemoryMap;
+use crate::{IrqLine, PhysAddr, Platform, TimeAndIrq};
+use core::ops::Range;
+
+/// What the board learned during early boot, for the runtime.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// The validated physical memory map.
+    pub memory_map: MemoryMap,
+    /// The kernel command line (may be empty).
+    pub cmdline: &'static str,
+    /// The image's sections, for the page tables.
+    pub image: KernelImage,
+    /// Physical ranges the frame allocator must never hand out (the image, boot data still in
+    /// use, firmware areas); unused entries have length 0.
+    pub reserved: [(PhysAddr, u64); 3],
+    /// The cycle counter at the first instruction.
+    pub boot_cycles: u64,
+}
+
+/// A board: one machine's boot protocol, console, interrupts and time, CPUs and exit, as the
+/// runtime's one boot sequence needs them. The device side is `rhea_drivers::bus::BoardDevices`.
+///
+/// Implemented by one type per board crate (`boards/select` names it `Selected`), with
+/// associated functions — a board is chosen at build time and there is one: the runtime calls
+/// `B::early_init(..)` and `B::platform().exit(..)` for the selected `B`, and never names a
+/// board crate.
+pub trait Board: 'static {
+    /// The board's services from the first instruction on: console, CPUs, exit.
+    type Platform: Platform + 'static;
+    /// Why interrupt and time bring-up failed.
+    type InitError: core::fmt::Display;
+
+    /// The board's services.
+    fn platform() -> &'static Self::Platform;
+
+    /// Early initialisation on the boot CPU, once, with the entry code's argument (boot
+    /// protocol data): console, CPU tables, the validated memory map. Malformed boot data is a
+    /// panic with a clear message (the console is up by then).
+    fn early_init(arg: usize) -> BootInfo;
+
+    /// The stack the boot (later idle) context runs on, for fault reports.
+    fn boot_stack() -> Range<u64>;
+
+    /// Interrupt controller, clock and this CPU's timer. `cross_check` asks for a calibration
+    /// cross-check where the board calibrates; `map_mmio(phys, len)` maps device registers.
+    fn init_interrupts_and_time(
+        boot: &BootInfo,
+        cross_check: bool,
+        map_mmio: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<TimeAndIrq, Self::InitError>;
+
+    /// The interrupt line of the console's receive interrupt.
+    fn console_rx_line() -> IrqLine;
+
+    /// Enables the console's receive interrupt (the line is routed and unmasked first).
+    fn console_rx_enable();
+
+    /// How many threads now wait for console input (LinuxU's simulation counts console input
+    /// as a source that can end a wait only while someone waits); others ignore it.
+    fn console_rx_readers(readers: usize) {
+        let _ = readers;
+    }
+
+    /// Drains received console bytes into `sink` (the interrupt's top half; acknowledges it).
+    /// Returns bytes read and line errors seen.
+    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize);
+
+    /// A message-signalled interrupt raising `vector` on the boot CPU, as (address, data),
+    /// where the machine has them.
+    fn msi_message(vector: u8) -> Option<(u64, u32)> {
+        let _ = vector;
+        None
+    }
+}
