@@ -9,6 +9,9 @@
 //!    `rhea_board` cfg (xtask, which sets the cfg, and the workspace manifest, which declares
 //!    its values, are the tooling and exempt).
 //!
+//! 4. a crate with no `unsafe` (and no `allow(unsafe_code)`) forbids it in its root, so none
+//!    can creep in unannounced.
+//!
 //! A crate's layer comes from its folder, so a crate placed in the wrong folder fails too.
 
 use serde::Deserialize;
@@ -208,6 +211,33 @@ pub(crate) fn check_source(dir: &str, rel: &str, text: &str) -> Vec<String> {
     bad
 }
 
+/// Whether a code line uses `unsafe` (a block, fn, impl or attribute) or allows it; the lint
+/// names (`unsafe_code`, `unsafe_op_in_unsafe_fn`) alone do not count.
+fn uses_unsafe(line: &str) -> bool {
+    line.contains("allow(unsafe_code")
+        || line.match_indices("unsafe").any(|(i, m)| {
+            let next = line[i + m.len()..].chars().next();
+            let prev = line[..i].chars().next_back();
+            !matches!(next, Some(c) if c == '_' || c.is_alphanumeric())
+                && !matches!(prev, Some(c) if c == '_' || c.is_alphanumeric())
+        })
+}
+
+/// The finding for a crate whose sources (`files`: path, text) have no `unsafe` but whose root
+/// (`root_text`) does not forbid it.
+pub(crate) fn check_forbid(
+    name: &str,
+    files: &[(String, String)],
+    root_text: &str,
+) -> Option<String> {
+    let any = files
+        .iter()
+        .filter(|(path, _)| path.ends_with(".rs"))
+        .any(|(_, text)| code_lines(text).any(|(_, l)| uses_unsafe(l)));
+    (!any && !root_text.contains("forbid(unsafe_code)"))
+        .then(|| format!("{name} has no `unsafe`: its root should say `#![forbid(unsafe_code)]`"))
+}
+
 /// Runs every check on the workspace at `root`; returns the findings (empty: clean).
 pub(crate) fn check(root: &Path, metadata_json: &str) -> Result<Vec<String>, String> {
     let crates = crates(metadata_json)?;
@@ -218,13 +248,27 @@ pub(crate) fn check(root: &Path, metadata_json: &str) -> Result<Vec<String>, Str
         }
         let mut files = Vec::new();
         collect(&root.join(&c.dir), &mut files);
+        let mut texts = Vec::new();
         for f in files {
             let Ok(text) = fs::read_to_string(&f) else {
                 continue;
             };
             let rel = f.strip_prefix(root).unwrap_or(&f).display().to_string();
             bad.extend(check_source(&c.dir, &rel, &text));
+            texts.push((rel, text));
         }
+        // The crate's own sources (not its tests or examples) decide; the root is lib.rs or
+        // main.rs.
+        let src = format!("{}/src/", c.dir);
+        let own: Vec<(String, String)> = texts
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(&src))
+            .collect();
+        let root_text = own
+            .iter()
+            .find(|(p, _)| *p == format!("{src}lib.rs") || *p == format!("{src}main.rs"))
+            .map_or("", |(_, t)| t.as_str());
+        bad.extend(check_forbid(&c.name, &own, root_text));
     }
     Ok(bad)
 }
@@ -360,6 +404,32 @@ mod tests {
         assert!(check_source("arch", "a.rs", code).is_empty());
         assert!(check_source("boards/common-arm", "b.rs", code).is_empty());
         assert!(check_source("kernel/sched", "s.rs", "//! no cfg(target_arch) here\n").is_empty());
+    }
+
+    #[test]
+    fn a_crate_without_unsafe_must_forbid_it() {
+        let safe = vec![(
+            "a/src/lib.rs".to_string(),
+            "//! no unsafe here\nfn f() {}\n".to_string(),
+        )];
+        assert!(check_forbid("a", &safe, &safe[0].1).is_some());
+        assert!(check_forbid("a", &safe, "#![forbid(unsafe_code)]").is_none());
+        let with = vec![(
+            "a/src/x.rs".to_string(),
+            "fn f() { unsafe { g() } }\n".to_string(),
+        )];
+        assert!(check_forbid("a", &with, "").is_none());
+        let allowed = vec![(
+            "a/src/m.rs".to_string(),
+            "#![allow(unsafe_code, reason = \"asm\")]\n".to_string(),
+        )];
+        assert!(check_forbid("a", &allowed, "#![deny(unsafe_code)]").is_none());
+        // Lint names and words that merely contain it are not `unsafe`.
+        let names = vec![(
+            "a/src/lib.rs".to_string(),
+            "#![deny(unsafe_code)]\nlet unsafe_count = 1;\n".to_string(),
+        )];
+        assert!(check_forbid("a", &names, &names[0].1).is_some());
     }
 
     #[test]

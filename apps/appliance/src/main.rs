@@ -21,6 +21,7 @@
 //! sets `rhea.net.ip=A.B.C.D/N` (and `rhea.net.gw=`).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

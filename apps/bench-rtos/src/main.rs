@@ -36,6 +36,7 @@
 //! 200).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -12,6 +12,7 @@
 //! kernel command line: `loops=N` (default 10000).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

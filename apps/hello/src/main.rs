@@ -1,6 +1,7 @@
 //! The smallest Rhea app: print, allocate, return. Nothing here names a board.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

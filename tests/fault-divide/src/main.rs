@@ -2,6 +2,7 @@
 //! divisors and panics instead, so `rhea::testing` issues the instruction.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

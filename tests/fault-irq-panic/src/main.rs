@@ -4,6 +4,7 @@
 //! failure.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

@@ -2,6 +2,7 @@
 //! thread, CPU, registers and a symbolised backtrace, and end the run with a failure.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

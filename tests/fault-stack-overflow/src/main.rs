@@ -2,6 +2,7 @@
 //! and be reported as a stack overflow naming the thread — never silently corrupt memory.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

@@ -2,6 +2,7 @@
 //! stop it and the report must name that thread, not the main one.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

@@ -2,6 +2,7 @@
 //! name, where it happened and a backtrace.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

@@ -12,6 +12,7 @@
 //! so neither a host stall nor a switch can shorten the rounds.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

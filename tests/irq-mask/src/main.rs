@@ -12,6 +12,7 @@
 //! Each handler checks a per-CPU "inside a section" flag the interrupted code sets.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea::sync::{IrqsOff, SpinLock};

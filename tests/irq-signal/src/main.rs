@@ -4,6 +4,7 @@
 //! own thread at the priority it was given.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -9,6 +9,7 @@
 //!    spin lock that left interrupts on).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use rhea::thread::{self, Builder, JoinHandle, Priority};

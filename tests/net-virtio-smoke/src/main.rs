@@ -6,6 +6,7 @@
 //! than the maximum is refused.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use rhea::devices::take_net;
 use rhea::irq::DeviceEvent;

@@ -3,6 +3,7 @@
 //! the mutex, high finishes, and only then does medium get the CPU.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

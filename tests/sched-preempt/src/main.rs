@@ -3,6 +3,7 @@
 //! the spinner never stops and the run times out.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

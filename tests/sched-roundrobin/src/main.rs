@@ -9,6 +9,7 @@
 //! ~30 slices however slow the CPU is. The threads are pinned to one CPU so they must share it.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -3,6 +3,7 @@
 //! belongs in benchmarks).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

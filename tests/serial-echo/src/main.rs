@@ -3,6 +3,7 @@
 //! and are echoed back. The harness types after it sees "echo: ready".
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 rhea::main!(main);
 

@@ -5,6 +5,7 @@
 //! a vector).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

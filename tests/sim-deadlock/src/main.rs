@@ -4,6 +4,7 @@
 //! forever for console input that cannot come.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use rhea::sync::Semaphore;
 use rhea::thread::Builder;

@@ -3,6 +3,7 @@
 //! threads spread over the rest all finish.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea::thread::{Builder, CpuSet};

@@ -7,6 +7,7 @@
 //! scheduler checker (on in every test boot) verifies global priority order at every decision.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -3,6 +3,7 @@
 //! message queue; then the queue's timeouts fire on a full and an empty queue.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -6,6 +6,7 @@
 //! priority inheritance by such an owner.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

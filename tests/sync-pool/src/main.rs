@@ -5,6 +5,7 @@
 //! a block). Every block must be back at the end.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

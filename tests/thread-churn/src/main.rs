@@ -3,6 +3,7 @@
 //! detached ones by the next spawn).
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea::thread::{Builder, Priority};

@@ -16,6 +16,7 @@
 //!    a spin lock held) is refused with an error and changes nothing.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -28,6 +28,7 @@
 //! the operation sequences, not the interleaving; in `rhea.sim=1` it fixes everything.
 #![no_std]
 #![no_main]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
