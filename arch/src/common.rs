@@ -1,4 +1,4 @@
-//! What every architecture shares, written once: why a mapping failed, the register-dump layout, and the frame-pointer walk (x86_64 and AArch64 both keep
+//! What every architecture shares, written once: the register-dump layout, and the frame-pointer walk (x86_64 and AArch64 both keep
 //! `[fp] = caller's fp, [fp + 8] = return address`).
 #![allow(
     unsafe_code,
@@ -8,32 +8,8 @@
 use core::fmt;
 use core::ops::Range;
 
+pub use rhea_hal::arch::PagingError;
 pub use rhea_hal::image::{KernelImage, Section};
-
-/// Why a mapping failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PagingError {
-    /// No frame (LinuxU: no memory from the host) for a page table or a page.
-    OutOfFrames,
-    /// The virtual page was already mapped.
-    AlreadyMapped {
-        /// The page's address.
-        virt: u64,
-    },
-    /// An address that is not page-aligned or beyond the architecture's virtual address
-    /// width, or a range that wraps.
-    BadRange,
-}
-
-impl fmt::Display for PagingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Self::OutOfFrames => f.write_str("out of physical frames for page tables or pages"),
-            Self::AlreadyMapped { virt } => write!(f, "virtual page {virt:#x} is already mapped"),
-            Self::BadRange => f.write_str("unaligned, out-of-range or wrapping address range"),
-        }
-    }
-}
 
 /// Prints `name value` pairs four to a line (the register dumps of fault reports).
 pub(crate) fn dump(f: &mut fmt::Formatter<'_>, regs: &[(&str, u64)]) -> fmt::Result {

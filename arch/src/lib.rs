@@ -5,16 +5,18 @@
 //! and frame-pointer backtraces. This is the only crate (with `boards/`) allowed to use
 //! `cfg(target_arch)`, and this file is the only place in it that does.
 //!
-//! Every architecture module exports the same names, which the runtime uses without knowing
-//! the architecture:
-//! - `init_boot_cpu()`: descriptor tables, trap vectors, control-register policy;
-//! - `set_fault_handler(fn(&Fault) -> !)`: where fatal exceptions go;
-//! - `Fault` (with `pc()`, `address()`, `frame_pointer()`, `stack_pointer()` and a `Display`
-//!   register dump) and `Registers::capture()` for panics;
-//! - `backtrace(fp, stack_bounds, f)`: a bounded frame-pointer walk;
-//! - `paging::{AddressSpace, KernelImage}`: kernel page tables with W^X and guard pages;
-//! - `cpu_id()`, `read_cycle_counter()`, `halt_forever()`, `features::report()`;
-//! - `testing::{divide_by_zero, ...}`: fault triggers for the fault test apps.
+//! Each architecture is one type implementing the contract [`rhea_hal::arch::Arch`]
+//! ([`Selected`] names the one being built; this file is the one place that chooses). The
+//! runtime uses the architecture only through it: fault and interrupt handlers, CPU identity
+//! and cycle counter, interrupt masking and the idle wait, TLB flushes, the context switch,
+//! the FPU, the feature report, and the page tables (`Arch::AddressSpace`). Arch-neutral
+//! pieces exist once, in `common`: the register-dump layout, [`backtrace`], and (from the
+//! contract) [`PagingError`] and [`KernelImage`].
+//!
+//! What a *board* needs beyond the contract stays here as plain functions of each module,
+//! because a board may know its instruction set: I/O ports and MSRs, per-CPU blocks and AP
+//! start-up (`init_secondary_cpu`, `run_on_stack`), PSCI and the generic timer, LinuxU's
+//! vCPU threads and signals; and `testing::*`, the fault triggers of the fault test apps.
 //!
 //! `linux` is the LinuxU "architecture": x86_64 user space, sharing the x86_64 CPU-level code
 //! and replacing privileged operations with system calls and signals.
@@ -35,13 +37,22 @@ pub use common::{KernelImage, PagingError, Section, backtrace};
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use x86_64::*;
+/// The architecture this kernel is built for.
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub type Selected = X86_64;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod linux;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub use linux::*;
+/// The architecture this kernel is built for.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub type Selected = LinuxU;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod aarch64;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use aarch64::*;
+/// The architecture this kernel is built for.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub type Selected = Aarch64;

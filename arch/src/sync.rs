@@ -15,11 +15,11 @@ pub enum Cpu {}
 impl InterruptMask for Cpu {
     #[inline]
     fn save() -> bool {
-        crate::irq_save()
+        <crate::Selected as rhea_hal::arch::Arch>::irq_save()
     }
     #[inline]
     fn restore(was_enabled: bool) {
-        crate::irq_restore(was_enabled);
+        <crate::Selected as rhea_hal::arch::Arch>::irq_restore(was_enabled);
     }
 }
 

@@ -3,7 +3,8 @@
 //! Each stage returns a value that proves it ran and that the next stage needs, instead of
 //! setting global "initialised" flags.
 
-use crate::boards::B;
+use crate::selected::B;
+use crate::selected::{A, Arch as _};
 use crate::{fault, irq, kthread, memory, println, time};
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_hal::Board as _;
@@ -44,16 +45,16 @@ unsafe extern "Rust" {
 #[unsafe(no_mangle)]
 extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     // 1. Faults: from here on every exception is reported, not silent.
-    rhea_arch::set_fault_handler(fault::on_fault);
+    A::set_fault_handler(fault::on_fault);
     fault::set_boot_stack(B::boot_stack());
 
     // 2. Board: console, descriptor tables, the validated memory map.
     let boot = B::early_init(boot_arg);
-    let features = rhea_arch::features::report();
+    let features = A::features();
     println!(
         "rhea: booting on {} ({})",
-        crate::boards::platform().name(),
-        rhea_arch::cpu_id()
+        crate::selected::platform().name(),
+        A::cpu_id()
     );
     println!("rhea: cpu: {features}");
     if !boot.cmdline.is_empty() {
@@ -140,18 +141,18 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 
     // 5. Scheduler: this boot context becomes CPU 0's idle thread; the app's main thread is
     //    spawned on a guarded stack and, being more important than idle, runs at once.
-    match rhea_arch::context::init_fpu() {
+    match A::init_fpu() {
         Ok(m) => println!("rhea: fpu: {m}"),
         Err(e) => panic!("cannot enable FPU state switching: {e:?}"),
     }
     let checker = flag(&keys::CHECKER);
-    let ncpus = crate::boards::platform()
+    let ncpus = crate::selected::platform()
         .cpu_count()
         .clamp(1, rhea_sched::MAX_CPUS);
     kthread::init(B::boot_stack(), checker, ncpus);
     if ncpus > 1 {
         let online =
-            crate::boards::platform().start_secondary_cpus(secondary_main, &memory::CpuStacks);
+            crate::selected::platform().start_secondary_cpus(secondary_main, &memory::CpuStacks);
         println!("rhea: smp: {online} of {ncpus} CPUs online");
     }
     BOOT_CYCLES.store(boot.boot_cycles, Ordering::Relaxed);
@@ -188,7 +189,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     // 6. Idle: wait for interrupts. Whatever an interrupt makes ready preempts this loop from
     //    the interrupt exit path.
     loop {
-        rhea_arch::wait_for_interrupt();
+        A::wait_for_interrupt();
     }
 }
 
@@ -235,12 +236,12 @@ fn checked<T>(value: Result<T, rhea_hal::cmdline::CmdlineError>) -> T {
 /// A secondary CPU's first kernel code, once its board-level per-CPU state is set up: it joins
 /// the scheduler with this context as its idle thread, then idles.
 extern "C" fn secondary_main(cpu: usize) -> ! {
-    if let Err(e) = rhea_arch::context::init_fpu() {
+    if let Err(e) = A::init_fpu() {
         panic!("cpu{cpu}: cannot enable FPU state switching: {e:?}");
     }
     kthread::add_cpu(cpu);
     loop {
-        rhea_arch::wait_for_interrupt();
+        A::wait_for_interrupt();
     }
 }
 
@@ -249,7 +250,7 @@ static BOOT_CYCLES: AtomicU64 = AtomicU64::new(0);
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 fn main_thread() {
-    let cycles = rhea_arch::read_cycle_counter().wrapping_sub(BOOT_CYCLES.load(Ordering::Relaxed));
+    let cycles = A::read_cycle_counter().wrapping_sub(BOOT_CYCLES.load(Ordering::Relaxed));
     match TSC_HZ.load(Ordering::Relaxed) {
         0 => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
         hz => {
@@ -286,5 +287,5 @@ fn main_thread() {
 
 /// Ends the run.
 pub(crate) fn exit(status: ExitStatus) -> ! {
-    crate::boards::platform().exit(status)
+    crate::selected::platform().exit(status)
 }

@@ -11,8 +11,9 @@
 //! while it is held. The fault and panic reports never take it — a fault may have interrupted
 //! its holder — and write through [`raw_writer`] instead.
 
-use crate::boards::B;
 use crate::kthread;
+use crate::selected::B;
+use crate::selected::{A, Arch as _};
 use crate::sync::{RawMutex, SyncError};
 use core::fmt::{self, Write};
 use rhea_hal::Board as _;
@@ -25,7 +26,7 @@ pub(crate) struct RawWriter;
 
 impl Write for RawWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        crate::boards::platform()
+        crate::selected::platform()
             .console()
             .write_bytes(s.as_bytes());
         Ok(())
@@ -39,7 +40,7 @@ pub(crate) fn raw_writer() -> RawWriter {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments<'_>) {
-    let may_block = rhea_arch::irq_enabled()
+    let may_block = A::irq_enabled()
         && kthread::interrupt_context().is_none()
         && kthread::with_current(|_| ()).is_some();
     // Abandoned: its last holder exited mid-message; the lock is ours now all the same.

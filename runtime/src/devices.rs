@@ -7,9 +7,9 @@
 //! Lock: `BOUND` (a spin lock, interrupts left on) is taken only in thread context, briefly; a
 //! leaf lock.
 
-use crate::boards::B;
 use crate::irq::DeviceEvent;
 use crate::println;
+use crate::selected::B;
 use crate::sync::{IrqsOff, SpinLock};
 use alloc::boxed::Box;
 use alloc::vec::Vec;

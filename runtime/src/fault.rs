@@ -8,14 +8,16 @@
 
 use crate::console::raw_writer;
 use crate::memory;
+use crate::selected::{A, Arch};
 use core::fmt::Write;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use rhea_hal::arch::{Fault as _, Registers as ArchRegisters};
 use rhea_hal::{ExitStatus, Platform};
 
 static REPORTING: AtomicBool = AtomicBool::new(false);
 /// What the architecture calls the program counter (`rip`, `pc`), for "at <pc> <symbol>".
-const PC: &str = rhea_arch::Registers::PC_NAME;
+const PC: &str = <<A as Arch>::Registers as ArchRegisters>::PC_NAME;
 static BOOT_STACK_START: AtomicU64 = AtomicU64::new(0);
 static BOOT_STACK_END: AtomicU64 = AtomicU64::new(0);
 
@@ -76,7 +78,7 @@ fn begin() {
             raw_writer(),
             "\n!!! fault while reporting a fault; stopping"
         );
-        crate::boards::platform().exit(ExitStatus::Failure);
+        crate::selected::platform().exit(ExitStatus::Failure);
     }
 }
 
@@ -120,13 +122,13 @@ fn write_backtrace(w: &mut impl Write, fp: u64, stack: Option<Range<u64>>) {
 }
 
 /// The architecture's fatal-exception hook.
-pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
+pub(crate) fn on_fault(fault: &<A as Arch>::Fault<'_>) -> ! {
     begin();
     let w = &mut raw_writer();
     let (name, stack, info) = thread_at(fault.stack_pointer());
     let thread = info.as_ref().map_or(name, |s| s.name());
     let ctx = Context::now(thread);
-    let cpu = rhea_arch::cpu_id();
+    let cpu = A::cpu_id();
     let in_guard = |a: u64| {
         memory::stack_at(a)
             .filter(|s| s.guard_contains(a))
@@ -177,12 +179,12 @@ pub(crate) fn on_fault(fault: &rhea_arch::Fault<'_>) -> ! {
     // A stack overflow's frame pointer lies in the guard; walk from the last valid frame.
     write_backtrace(w, fault.frame_pointer(), stack);
     let _ = writeln!(w, "rhea: fatal fault, exiting with failure");
-    crate::boards::platform().exit(ExitStatus::Failure)
+    crate::selected::platform().exit(ExitStatus::Failure)
 }
 
 #[panic_handler]
 fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let regs = rhea_arch::Registers::capture();
+    let regs = <<A as Arch>::Registers as ArchRegisters>::capture();
     begin();
     let w = &mut raw_writer();
     let (name, stack, stack_info) = thread_at(regs.stack_pointer());
@@ -191,7 +193,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = write!(
         w,
         "!!! KERNEL PANIC on {} {}: panicked at ",
-        rhea_arch::cpu_id(),
+        A::cpu_id(),
         Context::now(thread)
     );
     match info.location() {
@@ -207,5 +209,5 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = writeln!(w, "    registers:\n{regs}");
     write_backtrace(w, regs.frame_pointer(), stack);
     let _ = writeln!(w, "rhea: panic, exiting with failure");
-    crate::boards::platform().exit(ExitStatus::Failure)
+    crate::selected::platform().exit(ExitStatus::Failure)
 }

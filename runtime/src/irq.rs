@@ -14,6 +14,7 @@
 //!   device work comes first.
 
 use crate::kthread;
+use crate::selected::{A, Arch as _};
 use crate::sync::Semaphore;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::{InterruptController, IrqLine, RouteError, Trigger};
@@ -82,7 +83,7 @@ pub(crate) fn init(controller: &'static dyn InterruptController, timer_vector: u
             },
         )
         .expect("the call vector is free at boot");
-    rhea_arch::set_interrupt_handler(on_interrupt);
+    A::set_interrupt_handler(on_interrupt);
 }
 
 fn on_reschedule(_: usize) -> Reschedule {

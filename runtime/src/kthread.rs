@@ -17,6 +17,7 @@
     reason = "the scheduler lock's cell and the context switch; each use has a SAFETY note"
 )]
 
+use crate::selected::{A, Arch as _};
 use crate::sync::IrqGuard;
 use crate::time;
 use alloc::boxed::Box;
@@ -63,7 +64,7 @@ pub(crate) struct SchedGuard {
 }
 
 pub(crate) fn lock() -> SchedGuard {
-    let irq_was_enabled = rhea_arch::irq_save();
+    let irq_was_enabled = A::irq_save();
     // RT: waits only for another CPU's bounded critical section (none can exist on one CPU).
     while SCHED
         .locked
@@ -151,7 +152,7 @@ impl SchedGuard {
             // switch (above); `to_sp` was saved by its last switch or built by `init_stack`,
             // and `to` runs nowhere else (the policy makes a thread current on one CPU only).
             // No borrow of the scheduler is held across the switch.
-            unsafe { rhea_arch::context::switch(from_sp, to_sp) };
+            unsafe { A::switch(from_sp, to_sp) };
         }
     }
 }
@@ -160,7 +161,7 @@ impl Drop for SchedGuard {
     fn drop(&mut self) {
         SCHED.locked.store(false, Ordering::Release);
         flush_ipis();
-        rhea_arch::irq_restore(self.irq_was_enabled);
+        A::irq_restore(self.irq_was_enabled);
     }
 }
 
@@ -294,7 +295,7 @@ pub(crate) fn with_current_irq<R>(f: impl FnOnce(&Thread, bool) -> R) -> Option<
 
 /// The current CPU's index.
 pub(crate) fn cpu() -> usize {
-    rhea_arch::cpu_id().0 as usize
+    A::cpu_id().0 as usize
 }
 
 /// Creates the scheduler for `ncpus` CPUs with this (the boot) context as CPU 0's idle thread.
@@ -421,7 +422,7 @@ extern "C" fn thread_start(arg: usize) -> ! {
     // guard would have, with interrupts enabled (a new thread starts with them on).
     SCHED.locked.store(false, Ordering::Release);
     flush_ipis();
-    rhea_arch::irq_enable();
+    A::irq_enable();
     // SAFETY: `arg` is the pointer `spawn` leaked from a `Box<Entry>`, passed to exactly this
     // one thread, which takes it back once.
     let entry = unsafe { Box::from_raw(arg as *mut Entry) };
@@ -474,7 +475,7 @@ pub(crate) fn spawn(
     let thread = Arc::new(Thread::new(req.name, stack.range()));
     let arg = Box::into_raw(Box::new(entry)) as usize;
     // SAFETY: the stack was just mapped for this thread (at least one page, aligned top).
-    let sp = unsafe { rhea_arch::context::init_stack(stack.range().end, thread_start, arg) };
+    let sp = unsafe { A::init_stack(stack.range().end, thread_start, arg) };
     thread.context.store(sp, Ordering::Relaxed);
     let mut g = lock();
     let spawned = if suspended {

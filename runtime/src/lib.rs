@@ -16,7 +16,6 @@
 
 extern crate alloc;
 
-mod boards;
 mod boot;
 pub mod console;
 pub mod devices;
@@ -24,6 +23,7 @@ mod fault;
 pub mod irq;
 mod kthread;
 mod memory;
+mod selected;
 pub mod smp;
 pub mod sync;
 pub mod thread;

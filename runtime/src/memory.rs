@@ -14,9 +14,15 @@
     reason = "turning validated physical ranges into Rust memory; each use has a SAFETY note"
 )]
 
+use crate::selected::{A, Arch};
 use crate::sync::{IrqGuard, IrqsOff, SpinLock};
 use core::ops::Range;
-use rhea_arch::paging::{AddressSpace, PagingError, STACK_REGION_BASE};
+use rhea_hal::arch::{AddressSpace as _, PagingError};
+
+/// The architecture's kernel page tables.
+type AddressSpace = <A as Arch>::AddressSpace;
+/// Where thread stacks are mapped.
+const STACK_REGION_BASE: u64 = <AddressSpace as rhea_hal::arch::AddressSpace>::STACK_REGION_BASE;
 use rhea_hal::BootInfo;
 use rhea_hal::{PAGE_SIZE, PhysAddr};
 use rhea_mm::{FrameAllocator, FrameError, Heap};
@@ -43,7 +49,7 @@ unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
     #[inline]
     unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
         let _irqs = IrqGuard::new();
-        let cpu = rhea_arch::cpu_id().0 as usize;
+        let cpu = A::cpu_id().0 as usize;
         // SAFETY: see the impl's note.
         unsafe { self.0.alloc_local(cpu, layout) }
     }
@@ -51,7 +57,7 @@ unsafe impl core::alloc::GlobalAlloc for IrqSafeHeap {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
         let _irqs = IrqGuard::new();
-        let cpu = rhea_arch::cpu_id().0 as usize;
+        let cpu = A::cpu_id().0 as usize;
         // SAFETY: see the impl's note.
         unsafe { self.0.dealloc_local(cpu, ptr, layout) };
     }

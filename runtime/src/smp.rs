@@ -9,6 +9,7 @@
 //! caller's correctness (a TLB flush) depends on it.
 
 use crate::kthread;
+use crate::selected::{A, Arch as _};
 use crate::sync::IrqGuard;
 use core::sync::atomic::Ordering;
 use rhea_smp::CallBoard;
@@ -58,7 +59,7 @@ pub(crate) fn on_call_ipi() {
 }
 
 fn flush_tlb(_: usize) {
-    rhea_arch::flush_tlb_all();
+    A::flush_tlb_all();
     LOCAL_FLUSHES[kthread::cpu()].fetch_add(1, Ordering::Relaxed);
 }
 
@@ -91,7 +92,7 @@ pub fn tlb_flushes(cpu: usize) -> u64 {
 /// With one CPU online there is nowhere to have moved to: the unmapping CPU's own `invlpg`
 /// sufficed, and nothing is flushed.
 pub(crate) fn tlb_shootdown() {
-    if !rhea_arch::TLB_SHOOTDOWN_NEEDED || kthread::online_mask().count_ones() < 2 {
+    if !A::TLB_SHOOTDOWN_NEEDED || kthread::online_mask().count_ones() < 2 {
         return;
     }
     let irqs = IrqGuard::new();

@@ -4,6 +4,7 @@
 //! The clock and timer are installed once at boot (`boot.rs`, stage "interrupts and time");
 //! before that, `now()` reads zero and arming does nothing.
 
+use crate::selected::{A, Arch as _};
 use core::sync::atomic::{AtomicU64, Ordering};
 pub use core::time::Duration;
 pub use rhea_hal::Instant;
@@ -25,7 +26,7 @@ pub fn now() -> Instant {
 
 /// The CPU's cycle counter (TSC on x86): cheap, for measuring short intervals.
 pub fn cycles() -> u64 {
-    rhea_arch::read_cycle_counter()
+    A::read_cycle_counter()
 }
 
 /// How many [`cycles`] make a second (calibrated at boot; 0 before).

@@ -189,8 +189,28 @@ fn names_a_board(line: &str) -> bool {
     })
 }
 
+/// The `rhea_arch::` paths code outside arch/ and boards/ may use: the architecture as a type
+/// (used through `rhea_hal::Arch`), the lock family, the arch-neutral frame walk, and the
+/// fault triggers the test apps re-export.
+const ARCH_PATHS_ALLOWED: &[&str] = &["Selected", "sync", "backtrace", "testing"];
+
+/// Whether a code line reaches into the architecture crate past its contract: a
+/// `rhea_arch::name` whose `name` is not in [`ARCH_PATHS_ALLOWED`].
+fn bypasses_arch_contract(line: &str) -> bool {
+    line.match_indices("rhea_arch::").any(|(i, m)| {
+        let rest = &line[i + m.len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| *c == '_' || c.is_alphanumeric())
+            .collect();
+        !ARCH_PATHS_ALLOWED.contains(&name.as_str())
+    })
+}
+
 /// What file `rel` (a `.rs` or `.toml` file of crate folder `dir`) may not contain, given its
-/// text: `cfg(target_arch` outside the arch layer and boards, `rhea_board` outside boards.
+/// text: `cfg(target_arch` outside the arch layer and boards, `rhea_board` outside boards, and
+/// `rhea_arch::` paths outside the contract (see [`ARCH_PATHS_ALLOWED`]) outside arch/ and
+/// boards/.
 pub(crate) fn check_source(dir: &str, rel: &str, text: &str) -> Vec<String> {
     let hw_allowed = dir == "arch" || dir.starts_with("boards/");
     let mut bad = Vec::new();
@@ -199,6 +219,13 @@ pub(crate) fn check_source(dir: &str, rel: &str, text: &str) -> Vec<String> {
             bad.push(format!(
                 "{rel}:{n}: `target_arch` outside arch/ and boards/ (put the difference behind \
                  the arch or board contract)"
+            ));
+        }
+        if !hw_allowed && bypasses_arch_contract(line) {
+            bad.push(format!(
+                "{rel}:{n}: `rhea_arch::` past the architecture contract (use \
+                 `rhea_arch::Selected` through `rhea_hal::Arch`; allowed paths: {})",
+                ARCH_PATHS_ALLOWED.join(", ")
             ));
         }
         if !dir.starts_with("boards/") && names_a_board(line) {
@@ -386,6 +413,24 @@ mod tests {
             check_source("net", "n.rs", "#[cfg(any(rhea_board, x))]\n").len(),
             1
         );
+    }
+
+    #[test]
+    fn the_runtime_reaches_the_architecture_only_through_its_contract() {
+        let ok = "type A = rhea_arch::Selected;\npub use rhea_arch::sync::SpinLock;\n\
+                  rhea_arch::backtrace(fp, r, f);\npub use rhea_arch::testing::x;\n";
+        assert!(check_source("runtime", "r.rs", ok).is_empty());
+        let bad = check_source("runtime", "r.rs", "let c = rhea_arch::cpu_id();\n");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].contains("past the architecture contract"), "{bad:?}");
+        // `Selected` is a whole name, not a prefix.
+        assert_eq!(
+            check_source("runtime", "r.rs", "rhea_arch::SelectedX::f()").len(),
+            1
+        );
+        // Boards may know their architecture; comments may name anything.
+        assert!(check_source("boards/rpi4", "b.rs", "rhea_arch::psci_call(..)").is_empty());
+        assert!(check_source("runtime", "r.rs", "// rhea_arch::cpu_id()\n").is_empty());
     }
 
     #[test]

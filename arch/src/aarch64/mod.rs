@@ -21,7 +21,7 @@ mod trap;
 
 pub use boot::{SpinTableRelease, boot_cycles, release_spin_table_cpu};
 pub use regs::Registers;
-pub use trap::{Fault, set_fault_handler, set_interrupt_handler, set_interrupt_source};
+pub use trap::{Fault, set_interrupt_source};
 
 /// The CPU feature report printed at boot (ID registers, `CNTFRQ_EL0`).
 pub mod features {
@@ -30,6 +30,131 @@ pub mod features {
 
 use aarch64_cpu::registers::{CNTVCT_EL0, Readable};
 use rhea_hal::CpuId;
+use rhea_hal::arch::Arch;
+
+/// The AArch64 architecture (EL1), as the runtime sees it.
+#[derive(Debug)]
+pub enum Aarch64 {}
+
+impl Arch for Aarch64 {
+    type Fault<'a> = Fault<'a>;
+    type Registers = Registers;
+    type AddressSpace = paging::AddressSpace;
+    type Features = features::Features;
+    type FpuMode = context::FpuMode;
+    type FpuError = context::FpuError;
+
+    /// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
+    /// data only this CPU touches while one CPU runs the kernel: `mrs daif; msr daifset … msr daif` costs as much as an exclusive pair or LSE atomic, and more under TCG; an atomic is safe against this CPU's interrupts anyway.
+    const CHEAP_IRQ_MASK: bool = false;
+
+    /// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, unmapping
+    /// uses `tlbi vaae1is`, which the hardware broadcasts to the inner-shareable domain.
+    const TLB_SHOOTDOWN_NEEDED: bool = false;
+
+    /// Whether IRQs are unmasked (`DAIF.I` clear).
+    #[inline]
+    fn irq_enabled() -> bool {
+        let daif: u64;
+        // SAFETY: reads PSTATE.DAIF.
+        unsafe {
+            core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags))
+        };
+        daif & (1 << 7) == 0
+    }
+
+    /// Masks IRQs on this CPU and returns whether they were unmasked.
+    #[inline]
+    fn irq_save() -> bool {
+        let was = Self::irq_enabled();
+        // SAFETY: masking IRQs only delays them. Not `nomem`: memory accesses must not move out of
+        // the critical section this starts.
+        unsafe { core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags)) };
+        was
+    }
+
+    /// Unmasks IRQs if `was_enabled` (what [`irq_save`] returned).
+    #[inline]
+    fn irq_restore(was_enabled: bool) {
+        if was_enabled {
+            Self::irq_enable();
+        }
+    }
+
+    /// Unmasks IRQs.
+    #[inline]
+    fn irq_enable() {
+        // SAFETY: the exception vectors are installed before anything unmasks IRQs; not `nomem`, so
+        // the critical section's memory accesses stay before it.
+        unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
+    }
+
+    /// Waits for an interrupt and lets it be taken, then masks IRQs again: the idle loop's wait.
+    ///
+    /// `wfi` runs with IRQs masked — a pending IRQ wakes the CPU whatever `PSTATE.I` says (Arm ARM
+    /// D1.6.2 "Wait for Interrupt") — so an interrupt arriving just before it cannot be missed the
+    /// way it could between an unmask and the `wfi`. The `isb` after unmasking is the context
+    /// synchronisation at which the pending IRQ is taken.
+    #[inline]
+    fn wait_for_interrupt() {
+        // SAFETY: sleeping, unmasking and masking IRQs; the handler runs on this thread's stack and
+        // returns here (or switches away and later back).
+        unsafe {
+            core::arch::asm!(
+                "msr daifset, #2",
+                "dsb sy",
+                "wfi",
+                "msr daifclr, #2",
+                "isb",
+                "msr daifset, #2",
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+
+    /// Nothing to do: invalidations are broadcast (see [`TLB_SHOOTDOWN_NEEDED`]).
+    fn flush_tlb_all() {}
+
+    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
+        trap::set_fault_handler(handler);
+    }
+
+    fn set_interrupt_handler(handler: fn(u8)) {
+        trap::set_interrupt_handler(handler);
+    }
+
+    fn features() -> features::Features {
+        features::report()
+    }
+
+    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
+        context::init_fpu()
+    }
+
+    #[inline]
+    fn cpu_id() -> CpuId {
+        cpu_id()
+    }
+
+    #[inline]
+    fn read_cycle_counter() -> u64 {
+        read_cycle_counter()
+    }
+
+    fn halt_forever() -> ! {
+        halt_forever()
+    }
+
+    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
+        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
+        unsafe { context::switch(from_sp, to_sp) }
+    }
+
+    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+        // SAFETY: as for `switch`.
+        unsafe { context::init_stack(top, entry, arg) }
+    }
+}
 
 /// Installs this CPU's exception vectors (`VBAR_EL1`; the entry code installed them already,
 /// this makes the call order the same as on other architectures) and checks the stack model the
@@ -70,66 +195,6 @@ pub fn read_cycle_counter() -> u64 {
     // SAFETY: ISB only synchronises the instruction stream.
     unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
     CNTVCT_EL0.get()
-}
-
-/// Whether IRQs are unmasked (`DAIF.I` clear).
-#[inline]
-pub fn irq_enabled() -> bool {
-    let daif: u64;
-    // SAFETY: reads PSTATE.DAIF.
-    unsafe {
-        core::arch::asm!("mrs {}, daif", out(reg) daif, options(nomem, nostack, preserves_flags))
-    };
-    daif & (1 << 7) == 0
-}
-
-/// Masks IRQs on this CPU and returns whether they were unmasked.
-#[inline]
-pub fn irq_save() -> bool {
-    let was = irq_enabled();
-    // SAFETY: masking IRQs only delays them. Not `nomem`: memory accesses must not move out of
-    // the critical section this starts.
-    unsafe { core::arch::asm!("msr daifset, #2", options(nostack, preserves_flags)) };
-    was
-}
-
-/// Unmasks IRQs if `was_enabled` (what [`irq_save`] returned).
-#[inline]
-pub fn irq_restore(was_enabled: bool) {
-    if was_enabled {
-        irq_enable();
-    }
-}
-
-/// Unmasks IRQs.
-#[inline]
-pub fn irq_enable() {
-    // SAFETY: the exception vectors are installed before anything unmasks IRQs; not `nomem`, so
-    // the critical section's memory accesses stay before it.
-    unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
-}
-
-/// Waits for an interrupt and lets it be taken, then masks IRQs again: the idle loop's wait.
-///
-/// `wfi` runs with IRQs masked — a pending IRQ wakes the CPU whatever `PSTATE.I` says (Arm ARM
-/// D1.6.2 "Wait for Interrupt") — so an interrupt arriving just before it cannot be missed the
-/// way it could between an unmask and the `wfi`. The `isb` after unmasking is the context
-/// synchronisation at which the pending IRQ is taken.
-#[inline]
-pub fn wait_for_interrupt() {
-    // SAFETY: sleeping, unmasking and masking IRQs; the handler runs on this thread's stack and
-    // returns here (or switches away and later back).
-    unsafe {
-        core::arch::asm!(
-            "msr daifset, #2",
-            "dsb sy",
-            "wfi",
-            "msr daifclr, #2",
-            "isb",
-            "msr daifset, #2",
-            options(nostack, preserves_flags)
-        )
-    };
 }
 
 /// A full memory and device-access barrier (`dsb sy`).
@@ -208,14 +273,3 @@ pub unsafe fn run_on_stack(stack_top: u64, f: extern "C" fn(usize) -> !, arg: us
         )
     }
 }
-
-/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
-/// data only this CPU touches while one CPU runs the kernel: `mrs daif; msr daifset … msr daif` costs as much as an exclusive pair or LSE atomic, and more under TCG; an atomic is safe against this CPU's interrupts anyway.
-pub const CHEAP_IRQ_MASK: bool = false;
-
-/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, unmapping
-/// uses `tlbi vaae1is`, which the hardware broadcasts to the inner-shareable domain.
-pub const TLB_SHOOTDOWN_NEEDED: bool = false;
-
-/// Nothing to do: invalidations are broadcast (see [`TLB_SHOOTDOWN_NEEDED`]).
-pub fn flush_tlb_all() {}

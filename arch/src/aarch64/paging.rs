@@ -20,7 +20,8 @@
 //! [`AddressSpace::activate`].
 
 use aarch64_cpu::registers::{MAIR_EL1, ReadWriteable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable};
-use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
+use rhea_hal::arch::FrameSource;
+use rhea_mm::{MemoryMap, RegionKind};
 
 /// Where kernel stacks are mapped: 2^47, above any physical address the identity map can reach
 /// on the supported boards and below the 48-bit limit of `TTBR0_EL1`.
@@ -96,11 +97,12 @@ fn publish_descriptors() {
     unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
 }
 
-impl AddressSpace {
+impl rhea_hal::arch::AddressSpace for AddressSpace {
+    const STACK_REGION_BASE: u64 = STACK_REGION_BASE;
     /// Builds the kernel address space described in the module documentation. Does not switch
     /// to it.
-    pub fn new_kernel(
-        frames: &mut FrameAllocator<'_>,
+    fn new_kernel(
+        frames: &mut impl FrameSource,
         map: &MemoryMap,
         image: &KernelImage,
     ) -> Result<Self, PagingError> {
@@ -150,7 +152,7 @@ impl AddressSpace {
     /// Everything the CPU will touch next — the running code, its stack, the data it uses, the
     /// console registers — is mapped in this address space (true for the image, RAM, stacks
     /// mapped with [`AddressSpace::map_stack`] and the image's `early_mmio`).
-    pub unsafe fn activate(&self) {
+    unsafe fn activate(&self) {
         // Same attributes and translation regime as the boot map (the entry code wrote the same
         // values); written again here so this module owns them.
         MAIR_EL1.write(
@@ -197,9 +199,9 @@ impl AddressSpace {
 
     /// Maps `pages` fresh frames, writable and not executable, ending at `top` (exclusive). The
     /// caller keeps the pages below unmapped as the guard.
-    pub fn map_stack(
+    fn map_stack(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -211,7 +213,7 @@ impl AddressSpace {
         }
         let mut virt = bottom;
         while virt < top {
-            let phys = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+            let phys = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
             self.map_4k(frames, virt, phys, NORMAL_RW)?;
             virt += SIZE_4K;
         }
@@ -221,9 +223,9 @@ impl AddressSpace {
 
     /// Unmaps the `pages` pages ending at `top` (a stack mapped by [`AddressSpace::map_stack`])
     /// and returns their frames to `frames`.
-    pub fn unmap_stack(
+    fn unmap_stack(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -250,7 +252,7 @@ impl AddressSpace {
                             options(nostack, preserves_flags)
                         );
                     }
-                    let _ = frames.free(rhea_hal::PhysAddr(old & ADDR_MASK), 1);
+                    frames.free_frame(rhea_hal::PhysAddr(old & ADDR_MASK));
                 }
             }
             virt += SIZE_4K;
@@ -261,9 +263,9 @@ impl AddressSpace {
     /// Identity-maps the device registers `[phys, phys + len_bytes)` Device-nGnRE, writable,
     /// never executable. Pages already mapped (a second driver for the same device page) are
     /// left as they are.
-    pub fn map_mmio(
+    fn map_mmio(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         phys: u64,
         len_bytes: u64,
     ) -> Result<(), PagingError> {
@@ -283,7 +285,9 @@ impl AddressSpace {
         publish_descriptors();
         Ok(())
     }
+}
 
+impl AddressSpace {
     /// Whether `virt` is mapped.
     pub fn is_mapped(&self, virt: u64) -> bool {
         if virt >> 48 != 0 {
@@ -308,8 +312,8 @@ impl AddressSpace {
         false
     }
 
-    fn new_table(frames: &mut FrameAllocator<'_>) -> Result<u64, PagingError> {
-        let t = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+    fn new_table(frames: &mut impl FrameSource) -> Result<u64, PagingError> {
+        let t = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
         // SAFETY: the frame was just allocated (nothing else refers to it) and is
         // identity-mapped (below 4 GiB while the boot map is live, see module docs).
         unsafe { core::ptr::write_bytes(t as *mut u8, 0, SIZE_4K as usize) };
@@ -333,7 +337,7 @@ impl AddressSpace {
     /// The entry for `virt` in its table of `level`, creating the tables above it.
     fn entry_creating(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         virt: u64,
         level: u32,
     ) -> Result<*mut u64, PagingError> {
@@ -362,7 +366,7 @@ impl AddressSpace {
 
     fn map_4k(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         virt: u64,
         phys: u64,
         attrs: u64,
@@ -383,7 +387,7 @@ impl AddressSpace {
 
     fn map_block_2m(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         addr: u64,
         attrs: u64,
     ) -> Result<(), PagingError> {

@@ -23,13 +23,13 @@ pub struct Registers {
     ttbr0: u64,
 }
 
-impl Registers {
+impl rhea_hal::arch::Registers for Registers {
     /// How reports name the program counter.
-    pub const PC_NAME: &'static str = "pc";
+    const PC_NAME: &'static str = "pc";
 
     /// Captures this CPU's registers here.
     #[inline(always)]
-    pub fn capture() -> Self {
+    fn capture() -> Self {
         let mut x = [0u64; 31];
         let (sp, pc, daif, sctlr, ttbr0): (u64, u64, u64, u64, u64);
         // SAFETY: the asm only stores into `x` (31 words; its address is in x0, stored first)
@@ -77,17 +77,17 @@ impl Registers {
     }
 
     /// The PC at capture.
-    pub fn pc(&self) -> u64 {
+    fn pc(&self) -> u64 {
         self.pc
     }
 
     /// `x29` at capture: the head of the frame-record chain.
-    pub fn frame_pointer(&self) -> u64 {
+    fn frame_pointer(&self) -> u64 {
         self.x[29]
     }
 
     /// SP at capture.
-    pub fn stack_pointer(&self) -> u64 {
+    fn stack_pointer(&self) -> u64 {
         self.sp
     }
 }

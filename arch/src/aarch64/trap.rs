@@ -29,6 +29,7 @@
 //! use the rest before it switches threads.
 
 use core::fmt;
+use rhea_hal::arch::Fault as _;
 use spin::Once;
 
 /// Where an exception came from: `group * 4 + type`.
@@ -289,7 +290,7 @@ static SOURCE: Once<fn() -> Option<u8>> = Once::new();
 
 /// Registers where interrupt vectors go (the runtime's dispatcher). The handler runs with IRQs
 /// masked on the interrupted thread's stack and may switch threads.
-pub fn set_interrupt_handler(handler: fn(u8)) {
+pub(crate) fn set_interrupt_handler(handler: fn(u8)) {
     INTERRUPT.call_once(|| handler);
 }
 
@@ -303,7 +304,7 @@ pub fn set_interrupt_source(source: fn() -> Option<u8>) {
 
 /// Registers where fatal exceptions go. The first registration wins; call it before anything
 /// can fault.
-pub fn set_fault_handler(handler: fn(&Fault<'_>) -> !) {
+pub(crate) fn set_fault_handler(handler: fn(&Fault<'_>) -> !) {
     HANDLER.call_once(|| handler);
 }
 
@@ -361,17 +362,11 @@ impl fmt::Debug for Fault<'_> {
     }
 }
 
-impl Fault<'_> {
-    fn ec(&self) -> u8 {
-        esr_ec(self.frame.esr)
-    }
-
-    fn is_sync(&self) -> bool {
-        self.frame.kind % 4 == kind::SYNC
-    }
+impl rhea_hal::arch::Fault for Fault<'_> {
+    type Detail = FaultDetail;
 
     /// The exception's name: its class for synchronous exceptions, its type otherwise.
-    pub fn name(&self) -> &'static str {
+    fn name(&self) -> &'static str {
         let k = self.frame.kind;
         match (k / 4 * 4, k % 4) {
             (kind::FROM_EL1H, kind::SYNC) => "synchronous exception inside an exception handler",
@@ -386,19 +381,19 @@ impl Fault<'_> {
     }
 
     /// Where it happened (`ELR_EL1`).
-    pub fn pc(&self) -> u64 {
+    fn pc(&self) -> u64 {
         self.frame.elr
     }
 
     /// Whether [`Fault::pc`] is the faulting instruction: true for synchronous exceptions;
     /// an SError's `ELR` is only where it was noticed.
-    pub fn is_pc_valid(&self) -> bool {
+    fn is_pc_valid(&self) -> bool {
         self.is_sync()
     }
 
     /// The faulting address (`FAR_EL1`) for instruction and data aborts, PC alignment faults and
     /// watchpoints, unless `ESR.ISS.FnV` says it is not valid.
-    pub fn address(&self) -> Option<u64> {
+    fn address(&self) -> Option<u64> {
         if !self.is_sync() {
             return None;
         }
@@ -420,13 +415,13 @@ impl Fault<'_> {
     }
 
     /// `x29` at the fault: the head of the frame-record chain.
-    pub fn frame_pointer(&self) -> u64 {
+    fn frame_pointer(&self) -> u64 {
         self.frame.x[29]
     }
 
     /// The stack pointer at the fault: `SP_EL0` (the thread's), or `SP_EL1` for an exception
     /// taken inside an exception handler.
-    pub fn stack_pointer(&self) -> u64 {
+    fn stack_pointer(&self) -> u64 {
         if self.frame.kind / 4 * 4 == kind::FROM_EL1H {
             self.frame.sp_el1
         } else {
@@ -435,10 +430,20 @@ impl Fault<'_> {
     }
 
     /// `ESR_EL1` decoded: class, and for aborts the fault status, level and access.
-    pub fn detail(&self) -> Option<FaultDetail> {
+    fn detail(&self) -> Option<FaultDetail> {
         self.is_sync().then_some(FaultDetail {
             esr: self.frame.esr,
         })
+    }
+}
+
+impl Fault<'_> {
+    fn ec(&self) -> u8 {
+        esr_ec(self.frame.esr)
+    }
+
+    fn is_sync(&self) -> bool {
+        self.frame.kind % 4 == kind::SYNC
     }
 }
 

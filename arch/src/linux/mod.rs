@@ -45,7 +45,7 @@ pub mod testing;
 pub mod vcpu;
 pub mod vdso;
 
-pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
+pub use fault::Fault;
 pub use regs::Registers;
 
 /// The CPU feature report printed at boot.
@@ -54,6 +54,103 @@ pub mod features {
 }
 
 use rhea_hal::CpuId;
+use rhea_hal::arch::Arch;
+
+/// LinuxU: x86_64 user space, with signals as interrupts, as the runtime sees it.
+#[derive(Debug)]
+pub enum LinuxU {}
+
+impl Arch for LinuxU {
+    type Fault<'a> = Fault<'a>;
+    type Registers = Registers;
+    type AddressSpace = paging::AddressSpace;
+    type Features = features::Features;
+    type FpuMode = context::FpuMode;
+    type FpuError = context::FpuError;
+
+    /// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
+    /// data only this CPU touches while one CPU runs the kernel: disabling interrupts is one store to the vCPU's flag ([`irqflag`]), cheaper than a locked instruction.
+    const CHEAP_IRQ_MASK: bool = true;
+
+    /// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, `munmap`
+    /// does it for the process.
+    const TLB_SHOOTDOWN_NEEDED: bool = false;
+
+    /// Disables interrupts (one store to the vCPU's flag) and returns whether they were enabled.
+    #[inline]
+    fn irq_save() -> bool {
+        irqflag::save()
+    }
+
+    /// Enables interrupts if `was_enabled`, delivering what arrived meanwhile.
+    #[inline]
+    fn irq_restore(was_enabled: bool) {
+        if was_enabled {
+            irqflag::enable();
+        }
+    }
+
+    /// Enables interrupts, delivering what arrived while they were disabled.
+    #[inline]
+    fn irq_enable() {
+        irqflag::enable();
+    }
+
+    /// Whether interrupts are enabled on this vCPU.
+    #[inline]
+    fn irq_enabled() -> bool {
+        irqflag::enabled()
+    }
+
+    /// With interrupts disabled, waits for a signal and delivers what arrived (`pause` in a
+    /// restartable window, see [`signals::suspend`]); returns with them disabled.
+    fn wait_for_interrupt() {
+        signals::suspend();
+    }
+
+    /// Nothing to do: Linux keeps the TLBs of the process's threads coherent.
+    fn flush_tlb_all() {}
+
+    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
+        fault::set_fault_handler(handler);
+    }
+
+    fn set_interrupt_handler(handler: fn(u8)) {
+        fault::set_interrupt_handler(handler);
+    }
+
+    fn features() -> features::Features {
+        features::report()
+    }
+
+    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
+        context::init_fpu()
+    }
+
+    #[inline]
+    fn cpu_id() -> CpuId {
+        cpu_id()
+    }
+
+    #[inline]
+    fn read_cycle_counter() -> u64 {
+        read_cycle_counter()
+    }
+
+    fn halt_forever() -> ! {
+        halt_forever()
+    }
+
+    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
+        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
+        unsafe { context::switch(from_sp, to_sp) }
+    }
+
+    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+        // SAFETY: as for `switch`.
+        unsafe { context::init_stack(top, entry, arg) }
+    }
+}
 
 /// Installs the fault signal handlers (interrupts are disabled from the start).
 pub fn init_boot_cpu() {
@@ -76,50 +173,7 @@ pub fn halt_forever() -> ! {
     sys::exit_group(1)
 }
 
-/// Disables interrupts (one store to the vCPU's flag) and returns whether they were enabled.
-#[inline]
-pub fn irq_save() -> bool {
-    irqflag::save()
-}
-
-/// Enables interrupts if `was_enabled`, delivering what arrived meanwhile.
-#[inline]
-pub fn irq_restore(was_enabled: bool) {
-    if was_enabled {
-        irqflag::enable();
-    }
-}
-
-/// Enables interrupts, delivering what arrived while they were disabled.
-#[inline]
-pub fn irq_enable() {
-    irqflag::enable();
-}
-
-/// Whether interrupts are enabled on this vCPU.
-#[inline]
-pub fn irq_enabled() -> bool {
-    irqflag::enabled()
-}
-
-/// With interrupts disabled, waits for a signal and delivers what arrived (`pause` in a
-/// restartable window, see [`signals::suspend`]); returns with them disabled.
-pub fn wait_for_interrupt() {
-    signals::suspend();
-}
-
 /// A full memory fence.
 pub fn memory_fence() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
 }
-
-/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
-/// data only this CPU touches while one CPU runs the kernel: disabling interrupts is one store to the vCPU's flag ([`irqflag`]), cheaper than a locked instruction.
-pub const CHEAP_IRQ_MASK: bool = true;
-
-/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI: no, `munmap`
-/// does it for the process.
-pub const TLB_SHOOTDOWN_NEEDED: bool = false;
-
-/// Nothing to do: Linux keeps the TLBs of the process's threads coherent.
-pub fn flush_tlb_all() {}

@@ -5,7 +5,8 @@
 //! overflow raises SIGSEGV at a known address.
 
 use super::sys;
-use rhea_mm::{FrameAllocator, MemoryMap};
+use rhea_hal::arch::FrameSource;
+use rhea_mm::MemoryMap;
 
 /// Where kernel stacks are mapped: 64 TiB, far above the image, the heap and the RAM mapping.
 pub const STACK_REGION_BASE: u64 = 0x4000_0000_0000;
@@ -18,10 +19,11 @@ pub use crate::common::{KernelImage, PagingError};
 #[derive(Debug)]
 pub struct AddressSpace(());
 
-impl AddressSpace {
+impl rhea_hal::arch::AddressSpace for AddressSpace {
+    const STACK_REGION_BASE: u64 = STACK_REGION_BASE;
     /// Nothing to build: Linux maps the executable and the board mapped RAM.
-    pub fn new_kernel(
-        _frames: &mut FrameAllocator<'_>,
+    fn new_kernel(
+        _frames: &mut impl FrameSource,
         _map: &MemoryMap,
         _image: &KernelImage,
     ) -> Result<Self, PagingError> {
@@ -32,13 +34,13 @@ impl AddressSpace {
     ///
     /// # Safety
     /// None needed; `unsafe` to match the bare-metal signature.
-    pub unsafe fn activate(&self) {}
+    unsafe fn activate(&self) {}
 
     /// Maps `pages` pages ending at `top`, with a `PROT_NONE` guard page right below them (so
     /// nothing else the process maps can land there and absorb an overflow).
-    pub fn map_stack(
+    fn map_stack(
         &mut self,
-        _frames: &mut FrameAllocator<'_>,
+        _frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -57,9 +59,9 @@ impl AddressSpace {
     }
 
     /// Unmaps a stack mapped by [`AddressSpace::map_stack`], with its guard page.
-    pub fn unmap_stack(
+    fn unmap_stack(
         &mut self,
-        _frames: &mut FrameAllocator<'_>,
+        _frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -70,9 +72,9 @@ impl AddressSpace {
     }
 
     /// No device registers to map in a process.
-    pub fn map_mmio(
+    fn map_mmio(
         &mut self,
-        _frames: &mut FrameAllocator<'_>,
+        _frames: &mut impl FrameSource,
         _phys: u64,
         _len_bytes: u64,
     ) -> Result<(), PagingError> {

@@ -44,13 +44,13 @@ static INTERRUPT: Once<fn(u8)> = Once::new();
 /// Registers where interrupt vectors (32–255) go. The handler runs with interrupts disabled
 /// on the interrupted thread's stack; it may switch threads (the interrupted context is saved
 /// in the trap frame and resumes when the thread is switched back in).
-pub fn set_interrupt_handler(handler: fn(u8)) {
+pub(crate) fn set_interrupt_handler(handler: fn(u8)) {
     INTERRUPT.call_once(|| handler);
 }
 
 /// Registers where fatal exceptions go. The first registration wins; call it before anything
 /// can fault.
-pub fn set_fault_handler(handler: fn(&Fault<'_>) -> !) {
+pub(crate) fn set_fault_handler(handler: fn(&Fault<'_>) -> !) {
     HANDLER.call_once(|| handler);
 }
 
@@ -92,9 +92,11 @@ impl fmt::Debug for Fault<'_> {
     }
 }
 
-impl Fault<'_> {
+impl rhea_hal::arch::Fault for Fault<'_> {
+    type Detail = FaultDetail;
+
     /// The exception's name.
-    pub fn name(&self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self.frame.vector {
             0 => "divide error (#DE)",
             1 => "debug exception (#DB)",
@@ -125,25 +127,20 @@ impl Fault<'_> {
         }
     }
 
-    /// The vector number.
-    pub fn vector(&self) -> u8 {
-        self.frame.vector as u8
-    }
-
     /// Where it happened. For a double fault the SDM leaves the saved RIP undefined.
-    pub fn pc(&self) -> u64 {
+    fn pc(&self) -> u64 {
         self.frame.rip
     }
 
     /// Whether [`Fault::pc`] is meaningful.
-    pub fn is_pc_valid(&self) -> bool {
+    fn is_pc_valid(&self) -> bool {
         self.frame.vector != u64::from(DOUBLE_FAULT)
     }
 
     /// The faulting data address: CR2 for a page fault, and for a double fault CR2 too — a
     /// double fault after a page fault (a stack overflow whose #PF frame could not be pushed)
     /// leaves the guard-page address there.
-    pub fn address(&self) -> Option<u64> {
+    fn address(&self) -> Option<u64> {
         match self.frame.vector as u8 {
             PAGE_FAULT | DOUBLE_FAULT => Some(self.cr2),
             _ => None,
@@ -151,23 +148,30 @@ impl Fault<'_> {
     }
 
     /// RBP at the fault: the head of the frame-pointer chain.
-    pub fn frame_pointer(&self) -> u64 {
+    fn frame_pointer(&self) -> u64 {
         self.frame.rbp
     }
 
     /// RSP at the fault.
-    pub fn stack_pointer(&self) -> u64 {
+    fn stack_pointer(&self) -> u64 {
         self.frame.rsp
     }
 
     /// A one-line decoding of the error code, for the exceptions that push one (SDM Vol. 3A
     /// table 6-1).
-    pub fn detail(&self) -> Option<FaultDetail> {
+    fn detail(&self) -> Option<FaultDetail> {
         let has_code = matches!(self.frame.vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
         has_code.then_some(FaultDetail {
             vector: self.frame.vector as u8,
             code: self.frame.error_code,
         })
+    }
+}
+
+impl Fault<'_> {
+    /// The vector number.
+    pub fn vector(&self) -> u8 {
+        self.frame.vector as u8
     }
 }
 

@@ -10,7 +10,7 @@ mod regs;
 pub mod testing;
 mod trap;
 
-pub use fault::{Fault, set_fault_handler, set_interrupt_handler};
+pub use fault::Fault;
 pub use regs::Registers;
 
 /// The CPU feature report printed at boot (`raw-cpuid`).
@@ -19,6 +19,114 @@ pub mod features {
 }
 
 use rhea_hal::CpuId;
+use rhea_hal::arch::Arch;
+
+/// The x86_64 architecture (bare metal, ring 0), as the runtime sees it.
+#[derive(Debug)]
+pub enum X86_64 {}
+
+impl Arch for X86_64 {
+    type Fault<'a> = Fault<'a>;
+    type Registers = Registers;
+    type AddressSpace = paging::AddressSpace;
+    type Features = features::Features;
+    type FpuMode = context::FpuMode;
+    type FpuError = context::FpuError;
+
+    /// `pushf; cli … popf` costs as much as a `lock cmpxchg` on hardware, and under TCG each
+    /// end of a translation block; a compare-and-swap is atomic against this CPU's interrupts
+    /// anyway.
+    const CHEAP_IRQ_MASK: bool = false;
+    /// x86 has no broadcast TLB invalidation.
+    const TLB_SHOOTDOWN_NEEDED: bool = true;
+
+    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
+        fault::set_fault_handler(handler);
+    }
+
+    fn set_interrupt_handler(handler: fn(u8)) {
+        fault::set_interrupt_handler(handler);
+    }
+
+    fn features() -> features::Features {
+        features::report()
+    }
+
+    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
+        context::init_fpu()
+    }
+
+    #[inline]
+    fn cpu_id() -> CpuId {
+        cpu_id()
+    }
+
+    #[inline]
+    fn read_cycle_counter() -> u64 {
+        read_cycle_counter()
+    }
+
+    #[inline]
+    fn irq_save() -> bool {
+        let was = x86_64::instructions::interrupts::are_enabled();
+        x86_64::instructions::interrupts::disable();
+        was
+    }
+
+    #[inline]
+    fn irq_restore(was_enabled: bool) {
+        if was_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+    }
+
+    #[inline]
+    fn irq_enable() {
+        x86_64::instructions::interrupts::enable();
+    }
+
+    #[inline]
+    fn irq_enabled() -> bool {
+        x86_64::instructions::interrupts::are_enabled()
+    }
+
+    /// `sti; hlt`: the interrupt shadow of STI means no interrupt can slip in between.
+    #[inline]
+    fn wait_for_interrupt() {
+        x86_64::instructions::interrupts::enable_and_hlt();
+        x86_64::instructions::interrupts::disable();
+    }
+
+    /// Toggles `CR4.PGE` (SDM Vol. 3A §4.10.4.1) so global pages go too.
+    fn flush_tlb_all() {
+        use x86_64::registers::control::{Cr4, Cr4Flags};
+        let cr4 = Cr4::read();
+        if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
+            // SAFETY: clearing and restoring PGE changes no mapping; it only invalidates the
+            // TLB.
+            unsafe {
+                Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
+                Cr4::write(cr4);
+            }
+        } else {
+            x86_64::instructions::tlb::flush_all();
+        }
+    }
+
+    fn halt_forever() -> ! {
+        halt_forever()
+    }
+
+    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
+        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
+        unsafe { context::switch(from_sp, to_sp) }
+    }
+
+    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
+        // SAFETY: as for `switch`.
+        unsafe { context::init_stack(top, entry, arg) }
+    }
+}
 
 /// Loads this CPU's GDT (with a TSS whose IST stacks take double faults, NMIs, machine checks
 /// and page faults) and IDT (every exception vector, every interrupt vector), and sets the
@@ -56,70 +164,10 @@ pub fn init_secondary_cpu(cpu: usize, ist_tops: [u64; 4]) {
     }
 }
 
-/// Flushes this CPU's whole TLB, global pages included (toggling `CR4.PGE`, SDM Vol. 3A
-/// §4.10.4.1), for a cross-CPU shootdown after kernel mappings were removed.
-pub fn flush_tlb_all() {
-    use x86_64::registers::control::{Cr4, Cr4Flags};
-    let cr4 = Cr4::read();
-    if cr4.contains(Cr4Flags::PAGE_GLOBAL) {
-        // SAFETY: clearing and restoring PGE changes no mapping; it only invalidates the TLB.
-        unsafe {
-            Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
-            Cr4::write(cr4);
-        }
-    } else {
-        x86_64::instructions::tlb::flush_all();
-    }
-}
-
-/// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
-/// data only this CPU touches while one CPU runs the kernel: `pushf; cli … popf` costs as much as a `lock cmpxchg` on hardware, and under TCG each end of a translation block; a compare-and-swap is atomic against this CPU's interrupts anyway.
-pub const CHEAP_IRQ_MASK: bool = false;
-
-/// Whether removing a kernel mapping needs other CPUs' TLBs flushed by IPI (x86 has no
-/// broadcast invalidation).
-pub const TLB_SHOOTDOWN_NEEDED: bool = true;
-
 /// The time-stamp counter (SDM Vol. 3B §18.17). Not serialising; good for intervals.
 pub fn read_cycle_counter() -> u64 {
     // SAFETY: RDTSC has no side effects and is available in ring 0 on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
-}
-
-/// Disables interrupts on this CPU and returns whether they were enabled.
-#[inline]
-pub fn irq_save() -> bool {
-    let was = x86_64::instructions::interrupts::are_enabled();
-    x86_64::instructions::interrupts::disable();
-    was
-}
-
-/// Re-enables interrupts if `was_enabled` (the value [`irq_save`] returned).
-#[inline]
-pub fn irq_restore(was_enabled: bool) {
-    if was_enabled {
-        x86_64::instructions::interrupts::enable();
-    }
-}
-
-/// Enables interrupts.
-#[inline]
-pub fn irq_enable() {
-    x86_64::instructions::interrupts::enable();
-}
-
-/// Whether interrupts are enabled on this CPU.
-#[inline]
-pub fn irq_enabled() -> bool {
-    x86_64::instructions::interrupts::are_enabled()
-}
-
-/// Enables interrupts and waits for one, atomically (`sti; hlt`: the interrupt shadow of STI
-/// means none can slip in between), then disables them again. The idle loop's wait.
-#[inline]
-pub fn wait_for_interrupt() {
-    x86_64::instructions::interrupts::enable_and_hlt();
-    x86_64::instructions::interrupts::disable();
 }
 
 /// A full memory fence (the SDM requires one between programming the LAPIC timer for

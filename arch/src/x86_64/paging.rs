@@ -15,7 +15,8 @@
 //! tables are live only the first 4 GiB are mapped, so the frame allocator's low-first order
 //! matters until [`AddressSpace::activate`].
 
-use rhea_mm::{FrameAllocator, MemoryMap, RegionKind};
+use rhea_hal::arch::FrameSource;
+use rhea_mm::{MemoryMap, RegionKind};
 use x86_64::structures::paging::{
     FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable,
     PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB, Translate,
@@ -42,13 +43,13 @@ fn flags_for(image: &KernelImage, addr: u64) -> Option<F> {
 }
 
 /// Adapts the `rhea-mm` allocator to the crate's trait.
-struct Frames<'a, 'b>(&'a mut FrameAllocator<'b>);
+struct Frames<'a, S: FrameSource>(&'a mut S);
 
 // SAFETY: every frame returned comes from the frame allocator, which hands each frame out once
 // until it is freed; the mapper zeroes frames it uses as page tables.
-unsafe impl CrateFrameAllocator<Size4KiB> for Frames<'_, '_> {
+unsafe impl<S: FrameSource> CrateFrameAllocator<Size4KiB> for Frames<'_, S> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let p = self.0.alloc(1, 1).ok()?;
+        let p = self.0.alloc_frame()?;
         Some(PhysFrame::containing_address(PhysAddr::new(p.0)))
     }
 }
@@ -59,15 +60,16 @@ pub struct AddressSpace {
     pml4: u64,
 }
 
-impl AddressSpace {
+impl rhea_hal::arch::AddressSpace for AddressSpace {
+    const STACK_REGION_BASE: u64 = STACK_REGION_BASE;
     /// Builds the kernel address space described in the module documentation. Does not switch
     /// to it.
-    pub fn new_kernel(
-        frames: &mut FrameAllocator<'_>,
+    fn new_kernel(
+        frames: &mut impl FrameSource,
         map: &MemoryMap,
         image: &KernelImage,
     ) -> Result<Self, PagingError> {
-        let pml4 = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+        let pml4 = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
         // SAFETY: the frame was just allocated, is identity-mapped (below 4 GiB, see module
         // docs) and nothing else refers to it.
         unsafe { (pml4 as *mut PageTable).write(PageTable::new()) };
@@ -118,7 +120,7 @@ impl AddressSpace {
     /// Everything the CPU will touch next — the running code, its stack, the data it uses — is
     /// mapped in this address space (true for the kernel image, RAM and stacks mapped with
     /// [`AddressSpace::map_stack`]).
-    pub unsafe fn activate(&self) {
+    unsafe fn activate(&self) {
         use x86_64::registers::control::{Cr3, Cr3Flags};
         let frame = PhysFrame::containing_address(PhysAddr::new(self.pml4));
         // SAFETY: forwarded to the caller.
@@ -127,9 +129,9 @@ impl AddressSpace {
 
     /// Maps `pages` fresh frames, writable and not executable, ending at `top` (exclusive). The
     /// caller keeps the pages below unmapped as the guard.
-    pub fn map_stack(
+    fn map_stack(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -141,7 +143,7 @@ impl AddressSpace {
         }
         let mut virt = bottom;
         while virt < top {
-            let phys = frames.alloc(1, 1).map_err(|_| PagingError::OutOfFrames)?.0;
+            let phys = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
             self.map_4k(
                 frames,
                 virt,
@@ -155,9 +157,9 @@ impl AddressSpace {
 
     /// Unmaps the `pages` pages ending at `top` (a stack mapped by [`AddressSpace::map_stack`])
     /// and returns their frames to `frames`.
-    pub fn unmap_stack(
+    fn unmap_stack(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
@@ -170,7 +172,7 @@ impl AddressSpace {
                 .map_err(|_| PagingError::BadRange)?;
             if let Ok((frame, flush)) = self.mapper().unmap(page) {
                 flush.flush();
-                let _ = frames.free(rhea_hal::PhysAddr(frame.start_address().as_u64()), 1);
+                frames.free_frame(rhea_hal::PhysAddr(frame.start_address().as_u64()));
             }
             virt += SIZE_4K;
         }
@@ -180,9 +182,9 @@ impl AddressSpace {
     /// Identity-maps the device registers `[phys, phys + len_bytes)` uncached (PCD | PWT),
     /// writable, never executable. Pages already mapped (a second driver for the same
     /// device page) are left as they are.
-    pub fn map_mmio(
+    fn map_mmio(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         phys: u64,
         len_bytes: u64,
     ) -> Result<(), PagingError> {
@@ -209,7 +211,9 @@ impl AddressSpace {
         }
         Ok(())
     }
+}
 
+impl AddressSpace {
     /// Whether `virt` is mapped.
     pub fn is_mapped(&self, virt: u64) -> bool {
         let Ok(v) = VirtAddr::try_new(virt) else {
@@ -227,7 +231,7 @@ impl AddressSpace {
 
     fn map_4k(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         virt: u64,
         phys: u64,
         flags: F,
@@ -251,7 +255,7 @@ impl AddressSpace {
 
     fn map_2m(
         &mut self,
-        frames: &mut FrameAllocator<'_>,
+        frames: &mut impl FrameSource,
         addr: u64,
         flags: F,
     ) -> Result<(), PagingError> {

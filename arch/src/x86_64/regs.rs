@@ -21,13 +21,13 @@ const NAMES: [&str; 16] = [
     "r14", "r15",
 ];
 
-impl Registers {
+impl rhea_hal::arch::Registers for Registers {
     /// How reports name the program counter.
-    pub const PC_NAME: &'static str = "rip";
+    const PC_NAME: &'static str = "rip";
 
     /// Captures this CPU's registers here.
     #[inline(always)]
-    pub fn capture() -> Self {
+    fn capture() -> Self {
         let mut gpr = [0u64; 16];
         let (rip, rflags): (u64, u64);
         // SAFETY: the asm only stores into `gpr` (16 words, its pointer in RAX is saved first)
@@ -69,17 +69,17 @@ impl Registers {
     }
 
     /// RIP at capture.
-    pub fn pc(&self) -> u64 {
+    fn pc(&self) -> u64 {
         self.rip
     }
 
     /// RBP at capture: the head of the frame-pointer chain.
-    pub fn frame_pointer(&self) -> u64 {
+    fn frame_pointer(&self) -> u64 {
         self.gpr[6]
     }
 
     /// RSP at capture.
-    pub fn stack_pointer(&self) -> u64 {
+    fn stack_pointer(&self) -> u64 {
         self.gpr[7]
     }
 }

@@ -52,6 +52,17 @@ pub struct FrameAllocator<'a> {
 
 const BITS: usize = 64;
 
+/// Single frames for the paging code (the architecture contract's frame source).
+impl rhea_hal::arch::FrameSource for FrameAllocator<'_> {
+    fn alloc_frame(&mut self) -> Option<PhysAddr> {
+        self.alloc(1, 1).ok()
+    }
+
+    fn free_frame(&mut self, frame: PhysAddr) -> bool {
+        self.free(frame, 1).is_ok()
+    }
+}
+
 impl<'a> FrameAllocator<'a> {
     /// Number of frames a map's allocator covers.
     pub fn frames_for(map: &MemoryMap) -> usize {
@@ -273,6 +284,34 @@ mod tests {
         // 1..4 MiB is 768 frames, minus the two reserved ones; low memory is reserved whole.
         assert_eq!(fa.free_frames(), 768 - 2);
         assert_eq!(FrameAllocator::frames_for(&m), 1024);
+    }
+
+    #[test]
+    fn frame_source_hands_out_single_frames_and_refuses_a_double_free() {
+        use rhea_hal::arch::FrameSource;
+        let m = map();
+        let mut storage = vec![0u64; FrameAllocator::words_for(&m)];
+        let mut fa = FrameAllocator::new(&m, &mut storage, &[(PhysAddr(0), 0x10_0000)]).unwrap();
+        let before = fa.free_frames();
+        let a = fa.alloc_frame().unwrap();
+        let b = fa.alloc_frame().unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_aligned(PAGE_SIZE) && b.is_aligned(PAGE_SIZE));
+        assert_eq!(fa.free_frames(), before - 2);
+        assert!(fa.free_frame(a));
+        assert!(
+            !fa.free_frame(a),
+            "a second free of the same frame is refused"
+        );
+        assert!(
+            !fa.free_frame(PhysAddr(0x1234)),
+            "an unaligned frame is refused"
+        );
+        assert_eq!(fa.free_frames(), before - 1);
+        // Exhaustion is `None`, not a panic.
+        while fa.alloc_frame().is_some() {}
+        assert_eq!(fa.free_frames(), 0);
+        assert!(fa.alloc_frame().is_none());
     }
 
     #[test]

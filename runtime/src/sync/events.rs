@@ -3,6 +3,7 @@
 use super::object::LazyObject;
 use super::{SyncError, deadline_of, fast};
 use crate::kthread;
+use crate::selected::{A, Arch as _};
 use crate::time::Duration;
 use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_sched::{Decision, EventWait, ObjectId, Sched, SchedError, WakeReason};
@@ -137,7 +138,7 @@ impl EventFlags {
         clear: bool,
         timeout: Option<Duration>,
     ) -> Result<u32, SyncError> {
-        if !rhea_arch::irq_enabled() {
+        if !A::irq_enabled() {
             return Err(SyncError::Sched(SchedError::AtomicContext));
         }
         self.wait_inner(mask, mode, clear, timeout, false)

@@ -2,7 +2,7 @@
 //! lock while no thread waits.
 //!
 //! With several CPUs the update is a compare-and-swap loop. While the kernel runs on one CPU
-//! and masking interrupts is cheap ([`rhea_arch::CHEAP_IRQ_MASK`]: LinuxU, where it is a store)
+//! and masking interrupts is cheap ([`A::CHEAP_IRQ_MASK`]: LinuxU, where it is a store)
 //! it is a plain read-modify-write with interrupts disabled — no locked instruction is needed
 //! when nothing else can run at the same time, which is what a uniprocessor RTOS does (and
 //! Linux, patching out `lock` prefixes on one CPU). On x86 and Arm the CAS is as cheap as
@@ -10,6 +10,7 @@
 //! once, before the secondary CPUs start ([`crate::kthread::is_uniprocessor`]).
 
 use super::IrqGuard;
+use crate::selected::{A, Arch as _};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Applies `f` to `word` atomically with respect to every other CPU and this CPU's interrupt
@@ -17,7 +18,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// returned `None` (nothing stored). Acquire on success, release of the stored value.
 #[inline]
 pub(super) fn update(word: &AtomicU32, mut f: impl FnMut(u32) -> Option<u32>) -> Result<u32, u32> {
-    if rhea_arch::CHEAP_IRQ_MASK && crate::kthread::is_uniprocessor() {
+    if A::CHEAP_IRQ_MASK && crate::kthread::is_uniprocessor() {
         let _irqs = IrqGuard::new();
         let cur = word.load(Ordering::Relaxed);
         match f(cur) {

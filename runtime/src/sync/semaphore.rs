@@ -3,6 +3,7 @@
 use super::object::LazyObject;
 use super::{SyncError, deadline_of, fast};
 use crate::kthread;
+use crate::selected::{A, Arch as _};
 use crate::time::Duration;
 use core::sync::atomic::{AtomicU32, Ordering};
 use rhea_sched::{ObjectId, Sched, SchedError, WakeReason};
@@ -61,7 +62,7 @@ impl Semaphore {
         // A take that may wait is refused with interrupts disabled (an interrupt handler, an
         // `IrqsOff` spin lock held) even when a unit is there: otherwise the same call would
         // succeed or fail by luck — the fast path cannot block, the scheduler refuses to.
-        if !try_only && !rhea_arch::irq_enabled() {
+        if !try_only && !A::irq_enabled() {
             return Err(SyncError::Sched(SchedError::AtomicContext));
         }
         match fast::update(&self.fast, |n| (n & SLOW == 0 && n > 0).then(|| n - 1)) {
