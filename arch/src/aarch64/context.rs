@@ -20,8 +20,6 @@ use core::fmt;
 const SWITCH_FRAME_BYTES: usize = 96 + 512 + 16;
 /// Offset of q0 in the switch frame.
 const Q_OFFSET: usize = 96;
-/// Offset of FPCR (then FPSR) in the switch frame.
-const FPCR_OFFSET: usize = 96 + 512;
 
 /// Why the FPU could not be set up.
 #[derive(Clone, Copy, Debug)]
@@ -77,52 +75,16 @@ rhea_context_switch:
     stp x27, x28, [sp, #64]
     stp x29, x30, [sp, #80]
     add x9, sp, #{q}
-    stp q0, q1, [x9, #0]
-    stp q2, q3, [x9, #32]
-    stp q4, q5, [x9, #64]
-    stp q6, q7, [x9, #96]
-    stp q8, q9, [x9, #128]
-    stp q10, q11, [x9, #160]
-    stp q12, q13, [x9, #192]
-    stp q14, q15, [x9, #224]
-    stp q16, q17, [x9, #256]
-    stp q18, q19, [x9, #288]
-    stp q20, q21, [x9, #320]
-    stp q22, q23, [x9, #352]
-    stp q24, q25, [x9, #384]
-    stp q26, q27, [x9, #416]
-    stp q28, q29, [x9, #448]
-    stp q30, q31, [x9, #480]
-    mrs x10, fpcr
-    mrs x11, fpsr
-    add x12, sp, #{fpcr}
-    stp x10, x11, [x12]
-    mov x9, sp
+    "#,
+    vector_state_asm!(save, "x9", "x10", "x11", "x12"),
+    r#"    mov x9, sp
     str x9, [x0]
 
     mov sp, x1
     add x9, sp, #{q}
-    ldp q0, q1, [x9, #0]
-    ldp q2, q3, [x9, #32]
-    ldp q4, q5, [x9, #64]
-    ldp q6, q7, [x9, #96]
-    ldp q8, q9, [x9, #128]
-    ldp q10, q11, [x9, #160]
-    ldp q12, q13, [x9, #192]
-    ldp q14, q15, [x9, #224]
-    ldp q16, q17, [x9, #256]
-    ldp q18, q19, [x9, #288]
-    ldp q20, q21, [x9, #320]
-    ldp q22, q23, [x9, #352]
-    ldp q24, q25, [x9, #384]
-    ldp q26, q27, [x9, #416]
-    ldp q28, q29, [x9, #448]
-    ldp q30, q31, [x9, #480]
-    add x12, sp, #{fpcr}
-    ldp x10, x11, [x12]
-    msr fpcr, x10
-    msr fpsr, x11
-    ldp x19, x20, [sp, #0]
+    "#,
+    vector_state_asm!(restore, "x9", "x10", "x11", "x12"),
+    r#"    ldp x19, x20, [sp, #0]
     ldp x21, x22, [sp, #16]
     ldp x23, x24, [sp, #32]
     ldp x25, x26, [sp, #48]
@@ -142,7 +104,6 @@ rhea_thread_trampoline:
     "#,
     frame = const SWITCH_FRAME_BYTES,
     q = const Q_OFFSET,
-    fpcr = const FPCR_OFFSET,
 );
 
 unsafe extern "C" {

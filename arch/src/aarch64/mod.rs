@@ -9,6 +9,51 @@
 //! interrupt entry therefore save all of them ([`context`]).
 
 mod boot;
+/// Assembly text that saves (`save`) or restores (`restore`) the whole vector state — q0–q31,
+/// then FPCR and FPSR — at `[$base]` (528 bytes), with `$t1`–`$t3` as scratch registers. The
+/// context switch ([`context`]) and the interrupt entry ([`trap`]) keep this same layout, so
+/// it is written once.
+macro_rules! vector_state_asm {
+    (@q $op:literal, $base:literal) => {
+        concat!(
+            $op, " q0, q1, [", $base, ", #0]\n",
+            $op, " q2, q3, [", $base, ", #32]\n",
+            $op, " q4, q5, [", $base, ", #64]\n",
+            $op, " q6, q7, [", $base, ", #96]\n",
+            $op, " q8, q9, [", $base, ", #128]\n",
+            $op, " q10, q11, [", $base, ", #160]\n",
+            $op, " q12, q13, [", $base, ", #192]\n",
+            $op, " q14, q15, [", $base, ", #224]\n",
+            $op, " q16, q17, [", $base, ", #256]\n",
+            $op, " q18, q19, [", $base, ", #288]\n",
+            $op, " q20, q21, [", $base, ", #320]\n",
+            $op, " q22, q23, [", $base, ", #352]\n",
+            $op, " q24, q25, [", $base, ", #384]\n",
+            $op, " q26, q27, [", $base, ", #416]\n",
+            $op, " q28, q29, [", $base, ", #448]\n",
+            $op, " q30, q31, [", $base, ", #480]\n",
+        )
+    };
+    (save, $base:literal, $t1:literal, $t2:literal, $t3:literal) => {
+        concat!(
+            vector_state_asm!(@q "stp", $base),
+            "mrs ", $t1, ", fpcr\n",
+            "mrs ", $t2, ", fpsr\n",
+            "add ", $t3, ", ", $base, ", #512\n",
+            "stp ", $t1, ", ", $t2, ", [", $t3, "]\n",
+        )
+    };
+    (restore, $base:literal, $t1:literal, $t2:literal, $t3:literal) => {
+        concat!(
+            vector_state_asm!(@q "ldp", $base),
+            "add ", $t3, ", ", $base, ", #512\n",
+            "ldp ", $t1, ", ", $t2, ", [", $t3, "]\n",
+            "msr fpcr, ", $t1, "\n",
+            "msr fpsr, ", $t2, "\n",
+        )
+    };
+}
+
 pub mod context;
 mod features_impl;
 pub mod generic_timer;
@@ -37,12 +82,7 @@ use rhea_hal::arch::Arch;
 pub enum Aarch64 {}
 
 impl Arch for Aarch64 {
-    type Fault<'a> = Fault<'a>;
-    type Registers = Registers;
-    type AddressSpace = paging::AddressSpace;
-    type Features = features::Features;
-    type FpuMode = context::FpuMode;
-    type FpuError = context::FpuError;
+    crate::common::arch_common_items!(trap);
 
     /// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
     /// data only this CPU touches while one CPU runs the kernel: `mrs daif; msr daifset … msr daif` costs as much as an exclusive pair or LSE atomic, and more under TCG; an atomic is safe against this CPU's interrupts anyway.
@@ -114,46 +154,6 @@ impl Arch for Aarch64 {
 
     /// Nothing to do: invalidations are broadcast (see [`TLB_SHOOTDOWN_NEEDED`]).
     fn flush_tlb_all() {}
-
-    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
-        trap::set_fault_handler(handler);
-    }
-
-    fn set_interrupt_handler(handler: fn(u8)) {
-        trap::set_interrupt_handler(handler);
-    }
-
-    fn features() -> features::Features {
-        features::report()
-    }
-
-    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
-        context::init_fpu()
-    }
-
-    #[inline]
-    fn cpu_id() -> CpuId {
-        cpu_id()
-    }
-
-    #[inline]
-    fn read_cycle_counter() -> u64 {
-        read_cycle_counter()
-    }
-
-    fn halt_forever() -> ! {
-        halt_forever()
-    }
-
-    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
-        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
-        unsafe { context::switch(from_sp, to_sp) }
-    }
-
-    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-        // SAFETY: as for `switch`.
-        unsafe { context::init_stack(top, entry, arg) }
-    }
 }
 
 /// Installs this CPU's exception vectors (`VBAR_EL1`; the entry code installed them already,

@@ -21,7 +21,7 @@
 
 use aarch64_cpu::registers::{MAIR_EL1, ReadWriteable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable};
 use rhea_hal::arch::FrameSource;
-use rhea_mm::{MemoryMap, RegionKind};
+use rhea_mm::MemoryMap;
 
 /// Where kernel stacks are mapped: 2^47, above any physical address the identity map can reach
 /// on the supported boards and below the 48-bit limit of `TTBR0_EL1`.
@@ -66,16 +66,16 @@ const DEVICE_RW: u64 = ATTR_DEVICE | AF | PXN | UXN;
 pub(super) const BOOT_NORMAL_BLOCK: u64 = VALID | ATTR_NORMAL | SH_INNER | AF | UXN;
 pub(super) const BOOT_DEVICE_BLOCK: u64 = VALID | ATTR_DEVICE | AF | PXN | UXN;
 
-use crate::common::Section;
 pub use crate::common::{KernelImage, PagingError};
+use crate::common::{RamChunk, Section, for_each_ram_chunk};
 
-/// The attributes of an image address.
-fn attrs_for(image: &KernelImage, addr: u64) -> Option<u64> {
-    Some(match image.section_of(addr)? {
+/// The attributes of an image section.
+fn attrs_for(section: Section) -> u64 {
+    match section {
         Section::Text => NORMAL_RX,
         Section::Rodata => NORMAL_RO,
         Section::Data => NORMAL_RW,
-    })
+    }
 }
 
 /// The index of `virt` in the table of `level` (0..=3).
@@ -108,38 +108,12 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
     ) -> Result<Self, PagingError> {
         let root = Self::new_table(frames)?;
         let mut space = Self { root };
-        let img = image.range();
-        for region in map.regions() {
-            if !matches!(
-                region.kind,
-                RegionKind::Usable
-                    | RegionKind::AcpiReclaimable
-                    | RegionKind::AcpiNvs
-                    | RegionKind::Shared
-            ) {
-                continue;
+        for_each_ram_chunk(map, image, |chunk| match chunk {
+            RamChunk::Block2M(addr) => space.map_block_2m(frames, addr, NORMAL_RW),
+            RamChunk::Page4K { addr, section } => {
+                space.map_4k(frames, addr, addr, section.map_or(NORMAL_RW, attrs_for))
             }
-            // Whole pages only; page 0 stays unmapped.
-            let mut addr = region
-                .start
-                .align_up(SIZE_4K)
-                .ok_or(PagingError::BadRange)?
-                .0
-                .max(SIZE_4K);
-            let end = region.end().align_down(SIZE_4K).0;
-            // RT: boot-time only; one iteration per page or 2 MiB chunk of RAM.
-            while addr < end {
-                let chunk_free_of_image = addr + SIZE_2M <= img.start || addr >= img.end;
-                if addr.is_multiple_of(SIZE_2M) && addr + SIZE_2M <= end && chunk_free_of_image {
-                    space.map_block_2m(frames, addr, NORMAL_RW)?;
-                    addr += SIZE_2M;
-                } else {
-                    let attrs = attrs_for(image, addr).unwrap_or(NORMAL_RW);
-                    space.map_4k(frames, addr, addr, attrs)?;
-                    addr += SIZE_4K;
-                }
-            }
-        }
+        })?;
         for r in image.early_mmio.iter().filter(|r| !r.is_empty()) {
             space.map_mmio(frames, r.start, r.end - r.start)?;
         }

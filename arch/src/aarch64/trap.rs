@@ -69,41 +69,32 @@ const IRQ_FP_BYTES: usize = 32 * 16 + 16;
 
 core::arch::global_asm!(
     r#"
+    /* x2–x30 of a trap frame: `RHEA_X2_X30 stp, str` saves, `RHEA_X2_X30 ldp, ldr` loads. */
+    .macro RHEA_X2_X30 pair, single
+    \pair x2, x3, [sp, #16]
+    \pair x4, x5, [sp, #32]
+    \pair x6, x7, [sp, #48]
+    \pair x8, x9, [sp, #64]
+    \pair x10, x11, [sp, #80]
+    \pair x12, x13, [sp, #96]
+    \pair x14, x15, [sp, #112]
+    \pair x16, x17, [sp, #128]
+    \pair x18, x19, [sp, #144]
+    \pair x20, x21, [sp, #160]
+    \pair x22, x23, [sp, #176]
+    \pair x24, x25, [sp, #192]
+    \pair x26, x27, [sp, #208]
+    \pair x28, x29, [sp, #224]
+    \single x30, [sp, #240]
+    .endm
+
     .macro RHEA_SAVE_X2_X30
-    stp x2, x3, [sp, #16]
-    stp x4, x5, [sp, #32]
-    stp x6, x7, [sp, #48]
-    stp x8, x9, [sp, #64]
-    stp x10, x11, [sp, #80]
-    stp x12, x13, [sp, #96]
-    stp x14, x15, [sp, #112]
-    stp x16, x17, [sp, #128]
-    stp x18, x19, [sp, #144]
-    stp x20, x21, [sp, #160]
-    stp x22, x23, [sp, #176]
-    stp x24, x25, [sp, #192]
-    stp x26, x27, [sp, #208]
-    stp x28, x29, [sp, #224]
-    str x30, [sp, #240]
+    RHEA_X2_X30 stp, str
     .endm
 
     .macro RHEA_RESTORE_X0_X30
     ldp x0, x1, [sp, #0]
-    ldp x2, x3, [sp, #16]
-    ldp x4, x5, [sp, #32]
-    ldp x6, x7, [sp, #48]
-    ldp x8, x9, [sp, #64]
-    ldp x10, x11, [sp, #80]
-    ldp x12, x13, [sp, #96]
-    ldp x14, x15, [sp, #112]
-    ldp x16, x17, [sp, #128]
-    ldp x18, x19, [sp, #144]
-    ldp x20, x21, [sp, #160]
-    ldp x22, x23, [sp, #176]
-    ldp x24, x25, [sp, #192]
-    ldp x26, x27, [sp, #208]
-    ldp x28, x29, [sp, #224]
-    ldr x30, [sp, #240]
+    RHEA_X2_X30 ldp, ldr
     .endm
 
     /* An exception taken on the exception stack (SP_EL1): frame there, kind in x0. */
@@ -199,49 +190,13 @@ rhea_aarch64_irq_common:
     stp x29, x1, [sp, #288]
     add x29, sp, #288
     add x9, sp, #{frame}
-    stp q0, q1, [x9, #0]
-    stp q2, q3, [x9, #32]
-    stp q4, q5, [x9, #64]
-    stp q6, q7, [x9, #96]
-    stp q8, q9, [x9, #128]
-    stp q10, q11, [x9, #160]
-    stp q12, q13, [x9, #192]
-    stp q14, q15, [x9, #224]
-    stp q16, q17, [x9, #256]
-    stp q18, q19, [x9, #288]
-    stp q20, q21, [x9, #320]
-    stp q22, q23, [x9, #352]
-    stp q24, q25, [x9, #384]
-    stp q26, q27, [x9, #416]
-    stp q28, q29, [x9, #448]
-    stp q30, q31, [x9, #480]
-    mrs x1, fpcr
-    mrs x2, fpsr
-    add x10, x9, #512
-    stp x1, x2, [x10]
-    bl {irq_dispatch}
+    "#,
+    vector_state_asm!(save, "x9", "x1", "x2", "x10"),
+    r#"    bl {irq_dispatch}
     add x9, sp, #{frame}
-    ldp q0, q1, [x9, #0]
-    ldp q2, q3, [x9, #32]
-    ldp q4, q5, [x9, #64]
-    ldp q6, q7, [x9, #96]
-    ldp q8, q9, [x9, #128]
-    ldp q10, q11, [x9, #160]
-    ldp q12, q13, [x9, #192]
-    ldp q14, q15, [x9, #224]
-    ldp q16, q17, [x9, #256]
-    ldp q18, q19, [x9, #288]
-    ldp q20, q21, [x9, #320]
-    ldp q22, q23, [x9, #352]
-    ldp q24, q25, [x9, #384]
-    ldp q26, q27, [x9, #416]
-    ldp q28, q29, [x9, #448]
-    ldp q30, q31, [x9, #480]
-    add x10, x9, #512
-    ldp x1, x2, [x10]
-    msr fpcr, x1
-    msr fpsr, x2
-    ldp x1, x2, [sp, #256]
+    "#,
+    vector_state_asm!(restore, "x9", "x1", "x2", "x10"),
+    r#"    ldp x1, x2, [sp, #256]
     msr elr_el1, x1
     msr spsr_el1, x2
     RHEA_RESTORE_X0_X30

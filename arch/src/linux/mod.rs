@@ -61,12 +61,7 @@ use rhea_hal::arch::Arch;
 pub enum LinuxU {}
 
 impl Arch for LinuxU {
-    type Fault<'a> = Fault<'a>;
-    type Registers = Registers;
-    type AddressSpace = paging::AddressSpace;
-    type Features = features::Features;
-    type FpuMode = context::FpuMode;
-    type FpuError = context::FpuError;
+    crate::common::arch_common_items!(fault);
 
     /// Whether a read-modify-write with interrupts disabled is cheaper than an atomic one, for
     /// data only this CPU touches while one CPU runs the kernel: disabling interrupts is one store to the vCPU's flag ([`irqflag`]), cheaper than a locked instruction.
@@ -110,46 +105,6 @@ impl Arch for LinuxU {
 
     /// Nothing to do: Linux keeps the TLBs of the process's threads coherent.
     fn flush_tlb_all() {}
-
-    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
-        fault::set_fault_handler(handler);
-    }
-
-    fn set_interrupt_handler(handler: fn(u8)) {
-        fault::set_interrupt_handler(handler);
-    }
-
-    fn features() -> features::Features {
-        features::report()
-    }
-
-    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
-        context::init_fpu()
-    }
-
-    #[inline]
-    fn cpu_id() -> CpuId {
-        cpu_id()
-    }
-
-    #[inline]
-    fn read_cycle_counter() -> u64 {
-        read_cycle_counter()
-    }
-
-    fn halt_forever() -> ! {
-        halt_forever()
-    }
-
-    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
-        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
-        unsafe { context::switch(from_sp, to_sp) }
-    }
-
-    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-        // SAFETY: as for `switch`.
-        unsafe { context::init_stack(top, entry, arg) }
-    }
 }
 
 /// Installs the fault signal handlers (interrupts are disabled from the start).

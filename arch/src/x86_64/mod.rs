@@ -26,12 +26,7 @@ use rhea_hal::arch::Arch;
 pub enum X86_64 {}
 
 impl Arch for X86_64 {
-    type Fault<'a> = Fault<'a>;
-    type Registers = Registers;
-    type AddressSpace = paging::AddressSpace;
-    type Features = features::Features;
-    type FpuMode = context::FpuMode;
-    type FpuError = context::FpuError;
+    crate::common::arch_common_items!(fault);
 
     /// `pushf; cli … popf` costs as much as a `lock cmpxchg` on hardware, and under TCG each
     /// end of a translation block; a compare-and-swap is atomic against this CPU's interrupts
@@ -39,32 +34,6 @@ impl Arch for X86_64 {
     const CHEAP_IRQ_MASK: bool = false;
     /// x86 has no broadcast TLB invalidation.
     const TLB_SHOOTDOWN_NEEDED: bool = true;
-
-    fn set_fault_handler(handler: for<'a> fn(&Fault<'a>) -> !) {
-        fault::set_fault_handler(handler);
-    }
-
-    fn set_interrupt_handler(handler: fn(u8)) {
-        fault::set_interrupt_handler(handler);
-    }
-
-    fn features() -> features::Features {
-        features::report()
-    }
-
-    fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
-        context::init_fpu()
-    }
-
-    #[inline]
-    fn cpu_id() -> CpuId {
-        cpu_id()
-    }
-
-    #[inline]
-    fn read_cycle_counter() -> u64 {
-        read_cycle_counter()
-    }
 
     #[inline]
     fn irq_save() -> bool {
@@ -111,20 +80,6 @@ impl Arch for X86_64 {
         } else {
             x86_64::instructions::tlb::flush_all();
         }
-    }
-
-    fn halt_forever() -> ! {
-        halt_forever()
-    }
-
-    unsafe fn switch(from_sp: *mut usize, to_sp: usize) {
-        // SAFETY: the caller upholds the trait's conditions, which are `context::switch`'s.
-        unsafe { context::switch(from_sp, to_sp) }
-    }
-
-    unsafe fn init_stack(top: u64, entry: extern "C" fn(usize) -> !, arg: usize) -> usize {
-        // SAFETY: as for `switch`.
-        unsafe { context::init_stack(top, entry, arg) }
     }
 }
 

@@ -16,7 +16,7 @@
 //! matters until [`AddressSpace::activate`].
 
 use rhea_hal::arch::FrameSource;
-use rhea_mm::{MemoryMap, RegionKind};
+use rhea_mm::MemoryMap;
 use x86_64::structures::paging::{
     FrameAllocator as CrateFrameAllocator, Mapper, OffsetPageTable, Page, PageTable,
     PageTableFlags as F, PhysFrame, Size2MiB, Size4KiB, Translate,
@@ -28,18 +28,17 @@ use x86_64::{PhysAddr, VirtAddr};
 pub const STACK_REGION_BASE: u64 = 0xffff_8000_0000_0000;
 
 const SIZE_4K: u64 = 4096;
-const SIZE_2M: u64 = 2 << 20;
 
-use crate::common::Section;
 pub use crate::common::{KernelImage, PagingError};
+use crate::common::{RamChunk, Section, for_each_ram_chunk};
 
-/// The page flags of an image address.
-fn flags_for(image: &KernelImage, addr: u64) -> Option<F> {
-    Some(match image.section_of(addr)? {
+/// The page flags of an image section.
+fn flags_for(section: Section) -> F {
+    match section {
         Section::Text => F::PRESENT,
         Section::Rodata => F::PRESENT | F::NO_EXECUTE,
         Section::Data => F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
-    })
+    }
 }
 
 /// Adapts the `rhea-mm` allocator to the crate's trait.
@@ -74,43 +73,14 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         // docs) and nothing else refers to it.
         unsafe { (pml4 as *mut PageTable).write(PageTable::new()) };
         let mut space = Self { pml4 };
-        let img = image.range();
-        for region in map.regions() {
-            if !matches!(
-                region.kind,
-                RegionKind::Usable
-                    | RegionKind::AcpiReclaimable
-                    | RegionKind::AcpiNvs
-                    | RegionKind::Shared
-            ) {
-                continue;
+        let ram = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL;
+        for_each_ram_chunk(map, image, |chunk| match chunk {
+            RamChunk::Block2M(addr) => space.map_2m(frames, addr, ram),
+            RamChunk::Page4K { addr, section } => {
+                let flags = section.map_or(ram, |s| flags_for(s) | F::GLOBAL);
+                space.map_4k(frames, addr, addr, flags)
             }
-            // Whole pages only; page 0 stays unmapped.
-            let mut addr = region
-                .start
-                .align_up(SIZE_4K)
-                .ok_or(PagingError::BadRange)?
-                .0
-                .max(SIZE_4K);
-            let end = region.end().align_down(SIZE_4K).0;
-            // RT: boot-time only; one iteration per page or 2 MiB chunk of RAM.
-            while addr < end {
-                let chunk_free_of_image = addr + SIZE_2M <= img.start || addr >= img.end;
-                if addr % SIZE_2M == 0 && addr + SIZE_2M <= end && chunk_free_of_image {
-                    space.map_2m(
-                        frames,
-                        addr,
-                        F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL,
-                    )?;
-                    addr += SIZE_2M;
-                } else {
-                    let flags =
-                        flags_for(image, addr).unwrap_or(F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
-                    space.map_4k(frames, addr, addr, flags | F::GLOBAL)?;
-                    addr += SIZE_4K;
-                }
-            }
-        }
+        })?;
         Ok(space)
     }
 
