@@ -91,6 +91,38 @@ pub(crate) fn for_each_ram_chunk(
     Ok(())
 }
 
+#[cfg_attr(
+    target_os = "linux",
+    allow(dead_code, reason = "LinuxU builds no page tables")
+)]
+/// The 4 KiB pages of the `pages`-page stack whose top (exclusive) is `top`, lowest first;
+/// `BadRange` if `top` is not page-aligned or the stack would wrap below zero.
+pub(crate) fn stack_pages(top: u64, pages: u64) -> Result<impl Iterator<Item = u64>, PagingError> {
+    let bottom = pages
+        .checked_mul(SIZE_4K)
+        .and_then(|bytes| top.checked_sub(bytes))
+        .filter(|_| top.is_multiple_of(SIZE_4K))
+        .ok_or(PagingError::BadRange)?;
+    Ok((bottom..top).step_by(SIZE_4K as usize))
+}
+
+#[cfg_attr(
+    target_os = "linux",
+    allow(dead_code, reason = "LinuxU builds no page tables")
+)]
+/// The 4 KiB pages that cover the device registers `[phys, phys + len_bytes)`, lowest first;
+/// `BadRange` if the range wraps.
+pub(crate) fn pages_covering(
+    phys: u64,
+    len_bytes: u64,
+) -> Result<impl Iterator<Item = u64>, PagingError> {
+    let end = phys
+        .checked_add(len_bytes)
+        .and_then(|end| end.checked_next_multiple_of(SIZE_4K))
+        .ok_or(PagingError::BadRange)?;
+    Ok((phys & !(SIZE_4K - 1)..end).step_by(SIZE_4K as usize))
+}
+
 /// Prints `name value` pairs four to a line (the register dumps of fault reports).
 pub(crate) fn dump(f: &mut fmt::Formatter<'_>, regs: &[(&str, u64)]) -> fmt::Result {
     for line in regs.chunks(4) {
@@ -264,6 +296,28 @@ mod tests {
         );
         assert_eq!(rest.len(), 1 + 512 + 1);
         assert_eq!(rest[513], RamChunk::Block2M(0x60_0000));
+    }
+
+    #[test]
+    fn stack_and_device_page_ranges_are_checked() {
+        let pages: Vec<u64> = stack_pages(0x10_0000, 3).unwrap().collect();
+        assert_eq!(pages, [0xf_d000, 0xf_e000, 0xf_f000]);
+        assert_eq!(stack_pages(0x10_0000, 0).unwrap().count(), 0);
+        assert!(stack_pages(0x10_0800, 1).is_err(), "unaligned top");
+        assert!(stack_pages(0x2000, 3).is_err(), "below zero");
+        assert!(
+            stack_pages(u64::MAX & !0xfff, u64::MAX).is_err(),
+            "size overflows"
+        );
+        // A register block straddling a page boundary needs both pages.
+        let dev: Vec<u64> = pages_covering(0x3000_0ff8, 16).unwrap().collect();
+        assert_eq!(dev, [0x3000_0000, 0x3000_1000]);
+        assert_eq!(pages_covering(0x3000_0000, 0x1000).unwrap().count(), 1);
+        assert!(pages_covering(u64::MAX - 8, 16).is_err(), "wraps");
+        assert!(
+            pages_covering(u64::MAX - 0x800, 0x10).is_err(),
+            "end rounds past the top"
+        );
     }
 
     #[test]

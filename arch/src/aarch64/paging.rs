@@ -67,7 +67,7 @@ pub(super) const BOOT_NORMAL_BLOCK: u64 = VALID | ATTR_NORMAL | SH_INNER | AF | 
 pub(super) const BOOT_DEVICE_BLOCK: u64 = VALID | ATTR_DEVICE | AF | PXN | UXN;
 
 pub use crate::common::{KernelImage, PagingError};
-use crate::common::{RamChunk, Section, for_each_ram_chunk};
+use crate::common::{RamChunk, Section, for_each_ram_chunk, pages_covering, stack_pages};
 
 /// The attributes of an image section.
 fn attrs_for(section: Section) -> u64 {
@@ -179,17 +179,9 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
-        let bottom = top
-            .checked_sub(pages * SIZE_4K)
-            .ok_or(PagingError::BadRange)?;
-        if !top.is_multiple_of(SIZE_4K) {
-            return Err(PagingError::BadRange);
-        }
-        let mut virt = bottom;
-        while virt < top {
+        for virt in stack_pages(top, pages)? {
             let phys = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
             self.map_4k(frames, virt, phys, NORMAL_RW)?;
-            virt += SIZE_4K;
         }
         publish_descriptors();
         Ok(())
@@ -203,11 +195,7 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
-        let bottom = top
-            .checked_sub(pages * SIZE_4K)
-            .ok_or(PagingError::BadRange)?;
-        let mut virt = bottom;
-        while virt < top {
+        for virt in stack_pages(top, pages)? {
             if let Some(entry) = self.leaf(virt, 3) {
                 // SAFETY: `entry` points into one of this address space's tables (identity
                 // mapped); the owner serialises changes.
@@ -229,7 +217,6 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
                     frames.free_frame(rhea_hal::PhysAddr(old & ADDR_MASK));
                 }
             }
-            virt += SIZE_4K;
         }
         Ok(())
     }
@@ -243,18 +230,10 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         phys: u64,
         len_bytes: u64,
     ) -> Result<(), PagingError> {
-        let start = phys & !(SIZE_4K - 1);
-        let end = phys
-            .checked_add(len_bytes)
-            .ok_or(PagingError::BadRange)?
-            .div_ceil(SIZE_4K)
-            * SIZE_4K;
-        let mut page = start;
-        while page < end {
+        for page in pages_covering(phys, len_bytes)? {
             if !self.is_mapped(page) {
                 self.map_4k(frames, page, page, DEVICE_RW)?;
             }
-            page += SIZE_4K;
         }
         publish_descriptors();
         Ok(())

@@ -27,10 +27,8 @@ use x86_64::{PhysAddr, VirtAddr};
 /// identity map).
 pub const STACK_REGION_BASE: u64 = 0xffff_8000_0000_0000;
 
-const SIZE_4K: u64 = 4096;
-
 pub use crate::common::{KernelImage, PagingError};
-use crate::common::{RamChunk, Section, for_each_ram_chunk};
+use crate::common::{RamChunk, Section, for_each_ram_chunk, pages_covering, stack_pages};
 
 /// The page flags of an image section.
 fn flags_for(section: Section) -> F {
@@ -105,14 +103,7 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
-        let bottom = top
-            .checked_sub(pages * SIZE_4K)
-            .ok_or(PagingError::BadRange)?;
-        if !top.is_multiple_of(SIZE_4K) {
-            return Err(PagingError::BadRange);
-        }
-        let mut virt = bottom;
-        while virt < top {
+        for virt in stack_pages(top, pages)? {
             let phys = frames.alloc_frame().ok_or(PagingError::OutOfFrames)?.0;
             self.map_4k(
                 frames,
@@ -120,7 +111,6 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
                 phys,
                 F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::GLOBAL,
             )?;
-            virt += SIZE_4K;
         }
         Ok(())
     }
@@ -133,18 +123,13 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         top: u64,
         pages: u64,
     ) -> Result<(), PagingError> {
-        let bottom = top
-            .checked_sub(pages * SIZE_4K)
-            .ok_or(PagingError::BadRange)?;
-        let mut virt = bottom;
-        while virt < top {
+        for virt in stack_pages(top, pages)? {
             let page = Page::<Size4KiB>::from_start_address(VirtAddr::new(virt))
                 .map_err(|_| PagingError::BadRange)?;
             if let Ok((frame, flush)) = self.mapper().unmap(page) {
                 flush.flush();
                 frames.free_frame(rhea_hal::PhysAddr(frame.start_address().as_u64()));
             }
-            virt += SIZE_4K;
         }
         Ok(())
     }
@@ -158,14 +143,7 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
         phys: u64,
         len_bytes: u64,
     ) -> Result<(), PagingError> {
-        let start = phys & !(SIZE_4K - 1);
-        let end = phys
-            .checked_add(len_bytes)
-            .ok_or(PagingError::BadRange)?
-            .div_ceil(SIZE_4K)
-            * SIZE_4K;
-        let mut page = start;
-        while page < end {
+        for page in pages_covering(phys, len_bytes)? {
             if !self.is_mapped(page) {
                 let flags = F::PRESENT
                     | F::WRITABLE
@@ -177,7 +155,6 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
                 // The page may have been cached as not-present; nothing else can have it.
                 x86_64::instructions::tlb::flush(VirtAddr::new(page));
             }
-            page += SIZE_4K;
         }
         Ok(())
     }
