@@ -443,6 +443,9 @@ struct Row {
     wall: Option<Stats>,
 }
 
+/// `bench boot`: the conditions and image sizes, then [`RUNS`] boots of hello per
+/// machine/accel, the memory report, the smallest `-m` of hello and the appliance, and the
+/// comparison with the reference anchors.
 fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(BOARD)?;
     let all_apps = apps::discover(&ws.root)?;
@@ -454,6 +457,48 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
     let hw_kvm = qemu::probe_hardware_kvm();
     let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
 
+    print_boot_conditions(&qemu, opts, &hw_kvm, &image);
+    let appliance = apps::find(&all_apps, "appliance")?;
+    let appliance_image = image::build(ws, board, appliance)?;
+    println!();
+    print_image_breakdown(APP, &image, GOAL_HELLO_BYTES)?;
+    print_image_breakdown("appliance", &appliance_image, GOAL_APPLIANCE_BYTES)?;
+
+    let mut runs = BootRuns::default();
+    let mut rows = Vec::new();
+    for &machine in &machines {
+        for &accel in &accels {
+            rows.push(runs.measure(&qemu, board, machine, accel, &image, opts)?);
+        }
+    }
+
+    println!();
+    println!("memory at boot, {APP} (-m {}):", opts.mem);
+    for l in &runs.memory_lines {
+        println!("  {l}");
+    }
+    let probe = MemoryProbe {
+        qemu: &qemu,
+        board,
+        opts,
+    };
+    probe.smallest(app, &image.elf, GOAL_HELLO_MIB)?;
+    probe.smallest(appliance, &appliance_image.elf, GOAL_APPLIANCE_MIB)?;
+    print_boot_anchors(&image, &rows);
+    if runs.failures > 0 {
+        eprintln!("bench boot: {} run(s) failed", runs.failures);
+        return Err(Error::Quiet(1));
+    }
+    Ok(())
+}
+
+/// `bench boot`'s header: the QEMU, host and guest it measures on, and hello's image size.
+fn print_boot_conditions(
+    qemu: &qemu::Qemu,
+    opts: &Options,
+    hw_kvm: &Result<(), String>,
+    image: &image::Image,
+) {
     println!();
     println!("== bench boot: app {APP}, board {BOARD}, {RUNS} runs per machine/accel");
     println!("conditions:");
@@ -464,7 +509,7 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("  guest:      -smp {} -m {}", opts.smp, opts.mem);
-    match &hw_kvm {
+    match hw_kvm {
         Ok(()) => println!("  KVM:        hardware KVM usable"),
         Err(why) => println!("  KVM:        not used ({why})"),
     }
@@ -473,122 +518,156 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         thousands(image.stripped_size),
         image.stripped.display()
     );
-    let appliance = apps::find(&all_apps, "appliance")?;
-    let appliance_image = image::build(ws, board, appliance)?;
-    println!();
-    print_image_breakdown(APP, &image, GOAL_HELLO_BYTES)?;
-    print_image_breakdown("appliance", &appliance_image, GOAL_APPLIANCE_BYTES)?;
-    let mut memory_lines: Vec<String> = Vec::new();
+}
 
-    let mut rows = Vec::new();
-    let mut failures = 0;
-    for machine in &machines {
-        for accel in &accels {
-            let cpu = match accel {
-                Accel::Kvm => "host",
-                Accel::Tcg => "max",
-            };
-            println!();
-            println!(
-                "{machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
-                accel.name(),
-                accel.name()
-            );
-            let spec = qemu::Spec {
-                board,
-                machine,
-                accel: *accel,
-                smp: opts.smp,
-                mem: &opts.mem,
-                kernel: &image.elf,
-                serial: qemu::Serial::Captured,
-                append: opts.append(),
-            };
-            let mut wall = Vec::new();
-            let mut cycles = Vec::new();
-            let mut nanos = Vec::new();
-            let mut ns_unknown = 0;
-            for run in 1..=RUNS {
-                let captured = qemu::run_captured(&qemu, &spec, None, TIMEOUT, opts.verbose)?;
-                let verdict = qemu::classify(&captured.end);
-                let problem = match (&verdict, captured.time_of(MAIN_MARKER)) {
-                    (Verdict::Success, Some(t)) => {
-                        wall.push(t.as_secs_f64());
-                        None
-                    }
-                    (Verdict::Success, None) => {
-                        Some(format!("no console line containing {MAIN_MARKER:?}"))
-                    }
-                    (other, _) => Some(other.describe()),
-                };
-                if let Some(problem) = problem {
-                    failures += 1;
-                    println!("  run {run}: FAILED: {problem}");
-                    continue;
-                }
-                if memory_lines.is_empty() {
-                    memory_lines = memory_report(&captured.lines);
-                }
-                match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
-                    Some((c, ns)) => {
-                        cycles.push(c as f64);
-                        match ns {
-                            Some(ns) => nanos.push(ns as f64),
-                            None => ns_unknown += 1,
-                        }
-                    }
-                    None => println!("  run {run}: no `{}` line", BOOT_MARKER.trim_end()),
+/// What `bench boot`'s timed boots found across machines: the memory report of the first
+/// good boot, and the number of failed runs.
+#[derive(Default)]
+struct BootRuns {
+    memory_lines: Vec<String>,
+    failures: usize,
+}
+
+/// The samples of one machine/accel's runs.
+#[derive(Default)]
+struct BootSamples {
+    /// Seconds from QEMU's spawn to [`MAIN_MARKER`].
+    wall: Vec<f64>,
+    /// Guest cycles from entry to main.
+    cycles: Vec<f64>,
+    /// Guest nanoseconds from entry to main, when the guest knows its TSC frequency.
+    nanos: Vec<f64>,
+    /// Runs whose guest did not know its TSC frequency.
+    ns_unknown: usize,
+}
+
+impl BootRuns {
+    /// [`RUNS`] boots of hello on `machine` under `accel`, printed, as a result row.
+    fn measure(
+        &mut self,
+        qemu: &qemu::Qemu,
+        board: &'static boards::Board,
+        machine: &'static str,
+        accel: Accel,
+        image: &image::Image,
+        opts: &Options,
+    ) -> Result<Row> {
+        let cpu = match accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        };
+        println!();
+        println!(
+            "{machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
+            accel.name(),
+            accel.name()
+        );
+        let spec = qemu::Spec {
+            board,
+            machine,
+            accel,
+            smp: opts.smp,
+            mem: &opts.mem,
+            kernel: &image.elf,
+            serial: qemu::Serial::Captured,
+            append: opts.append(),
+        };
+        let mut samples = BootSamples::default();
+        for run in 1..=RUNS {
+            let captured = qemu::run_captured(qemu, &spec, None, TIMEOUT, opts.verbose)?;
+            self.take_run(run, &captured, &mut samples);
+        }
+        let wall = samples.print();
+        Ok(Row {
+            machine,
+            accel,
+            wall,
+        })
+    }
+
+    /// Adds one run's figures to `samples`, or counts and prints its failure.
+    fn take_run(&mut self, run: usize, captured: &qemu::Captured, samples: &mut BootSamples) {
+        let verdict = qemu::classify(&captured.end);
+        let problem = match (&verdict, captured.time_of(MAIN_MARKER)) {
+            (Verdict::Success, Some(t)) => {
+                samples.wall.push(t.as_secs_f64());
+                None
+            }
+            (Verdict::Success, None) => Some(format!("no console line containing {MAIN_MARKER:?}")),
+            (other, _) => Some(other.describe()),
+        };
+        if let Some(problem) = problem {
+            self.failures += 1;
+            println!("  run {run}: FAILED: {problem}");
+            return;
+        }
+        if self.memory_lines.is_empty() {
+            self.memory_lines = memory_report(&captured.lines);
+        }
+        match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
+            Some((c, ns)) => {
+                samples.cycles.push(c as f64);
+                match ns {
+                    Some(ns) => samples.nanos.push(ns as f64),
+                    None => samples.ns_unknown += 1,
                 }
             }
-            let wall_stats = stats(&wall);
-            match wall_stats {
-                Some(s) => println!(
-                    "  wall, QEMU spawn -> {MAIN_MARKER:?}: median {:.3} s, min {:.3} s, max {:.3} s ({} runs)",
-                    s.median,
-                    s.min,
-                    s.max,
-                    wall.len()
-                ),
-                None => println!("  wall: no successful run"),
-            }
-            if let Some(s) = stats(&cycles) {
-                println!(
-                    "  guest entry->main: median {:.0} cycles, min {:.0}, max {:.0}",
-                    s.median, s.min, s.max
-                );
-            }
-            match stats(&nanos) {
-                Some(s) => println!(
-                    "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
-                    s.median / 1e6,
-                    s.min / 1e6,
-                    s.max / 1e6
-                ),
-                None if ns_unknown > 0 => {
-                    println!(
-                        "  guest entry->main time: unknown (guest does not know its TSC frequency)"
-                    );
-                }
-                None => {}
-            }
-            rows.push(Row {
-                machine,
-                accel: *accel,
-                wall: wall_stats,
-            });
+            None => println!("  run {run}: no `{}` line", BOOT_MARKER.trim_end()),
         }
     }
+}
 
-    println!();
-    println!("memory at boot, {APP} (-m {}):", opts.mem);
-    for l in &memory_lines {
-        println!("  {l}");
+impl BootSamples {
+    /// Prints the medians and ranges; returns the wall-clock statistics.
+    fn print(&self) -> Option<Stats> {
+        let wall_stats = stats(&self.wall);
+        match wall_stats {
+            Some(s) => println!(
+                "  wall, QEMU spawn -> {MAIN_MARKER:?}: median {:.3} s, min {:.3} s, max {:.3} s ({} runs)",
+                s.median,
+                s.min,
+                s.max,
+                self.wall.len()
+            ),
+            None => println!("  wall: no successful run"),
+        }
+        if let Some(s) = stats(&self.cycles) {
+            println!(
+                "  guest entry->main: median {:.0} cycles, min {:.0}, max {:.0}",
+                s.median, s.min, s.max
+            );
+        }
+        match stats(&self.nanos) {
+            Some(s) => println!(
+                "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                s.median / 1e6,
+                s.min / 1e6,
+                s.max / 1e6
+            ),
+            None if self.ns_unknown > 0 => {
+                println!(
+                    "  guest entry->main time: unknown (guest does not know its TSC frequency)"
+                );
+            }
+            None => {}
+        }
+        wall_stats
     }
-    let q35 = "q35";
-    let probe = |app: &apps::App, elf: &std::path::Path, mib: u32| -> Result<(bool, Vec<String>)> {
+}
+
+/// Boots of hello or the appliance on q35 under TCG with less and less memory.
+struct MemoryProbe<'a> {
+    qemu: &'a qemu::Qemu,
+    board: &'static boards::Board,
+    opts: &'a Options,
+}
+
+impl MemoryProbe<'_> {
+    /// Whether `app` (hello or the appliance) runs in `mib` MiB, and its memory report.
+    fn run(&self, app: &apps::App, elf: &std::path::Path, mib: u32) -> Result<(bool, Vec<String>)> {
         let mem = format!("{mib}M");
         let (append, timeout) = if app.name == APP {
-            (opts.append().to_string(), HELLO_PROBE)
+            (self.opts.append().to_string(), HELLO_PROBE)
         } else {
             (
                 "rhea.net.ip=10.0.2.15/24 rhea.net.gw=10.0.2.2".to_string(),
@@ -596,8 +675,8 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             )
         };
         let spec = qemu::Spec {
-            board,
-            machine: q35,
+            board: self.board,
+            machine: "q35",
             accel: Accel::Tcg,
             smp: 1,
             mem: &mem,
@@ -606,20 +685,20 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             append: &append,
         };
         // The app's NIC (`net = "user"`) comes with the QEMU arguments of its image.
-        let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+        let captured = qemu::run_captured(self.qemu, &spec, None, timeout, self.opts.verbose)?;
         let ok = if app.name == APP {
             qemu::classify(&captured.end) == Verdict::Success
         } else {
             captured.time_of(APPLIANCE_READY).is_some()
         };
         Ok((ok, memory_report(&captured.lines)))
-    };
-    for (app, elf, goal) in [
-        (app, &image.elf, GOAL_HELLO_MIB),
-        (appliance, &appliance_image.elf, GOAL_APPLIANCE_MIB),
-    ] {
+    }
+
+    /// Finds and prints the smallest `-m` that runs `app` (and, for the appliance, what its
+    /// memory went to there).
+    fn smallest(&self, app: &apps::App, elf: &std::path::Path, goal: u32) -> Result<()> {
         // From 2 MiB: QEMU loads the image at 1 MiB, so `-m 1M` cannot hold it (and hangs).
-        let found = smallest_mib(2, 32, |mib| probe(app, elf, mib).map(|(ok, _)| ok))?;
+        let found = smallest_mib(2, 32, |mib| self.run(app, elf, mib).map(|(ok, _)| ok))?;
         match found {
             Some(mib) => {
                 println!(
@@ -628,15 +707,19 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
                 );
                 if app.name != APP {
                     // What the appliance's memory went to, at its smallest.
-                    for l in probe(app, elf, mib)?.1 {
+                    for l in self.run(app, elf, mib)?.1 {
                         println!("  {l}");
                     }
                 }
             }
             None => println!("smallest -m that runs {}: none up to 32 MiB", app.name),
         }
+        Ok(())
     }
+}
 
+/// The reference anchors (figures recorded earlier) and this run's ratios to them.
+fn print_boot_anchors(image: &image::Image, rows: &[Row]) {
     println!();
     println!(
         "reference anchors (NOT measured in this run; figures recorded earlier, for comparison only):"
@@ -659,7 +742,7 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         thousands(ANCHOR_UNIKRAFT_IMAGE_BYTES),
         image.stripped_size as f64 / ANCHOR_UNIKRAFT_IMAGE_BYTES as f64
     );
-    for row in &rows {
+    for row in rows {
         if let Some(s) = row.wall {
             println!(
                 "  boot {}/{}: median {:.3} s / Unikraft {ANCHOR_UNIKRAFT_BOOT_SECS} s = {:.2}, \
@@ -672,11 +755,6 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             );
         }
     }
-    if failures > 0 {
-        eprintln!("bench boot: {failures} run(s) failed");
-        return Err(Error::Quiet(1));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
