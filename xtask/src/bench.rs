@@ -1249,6 +1249,8 @@ pub(crate) fn rhea_version(ws: &Workspace) -> String {
     }
 }
 
+/// `bench sched`: the scheduler measures of [`SCHED_APP`] on Rhea, then the same on the Linux
+/// guest (same machine, accel, -smp, loops), then the conditions and the table of ratios.
 fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(BOARD)?;
     let machine = board.machine(opts.machine.as_deref())?;
@@ -1262,8 +1264,42 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     decision.print();
     let accel = decision.accel;
 
-    // Rhea.
     let cmdline = sched_cmdline(loops, opts.append());
+    let (rhea, rhea_wall) = sched_rhea(&qemu, board, machine, accel, &image, &cmdline, opts)?;
+
+    println!(
+        "== Linux guest baseline: same machine, accel, -smp and loops (downloads nothing once cached)"
+    );
+    let linux =
+        linux_guest::run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose);
+
+    let report = SchedReport {
+        ws,
+        opts,
+        qemu: &qemu,
+        machine,
+        decision: &decision,
+        loops,
+        cmdline: &cmdline,
+        rhea: &rhea,
+        rhea_wall,
+        linux: &linux,
+    };
+    report.print_conditions();
+    report.print_figures()
+}
+
+/// Boots [`SCHED_APP`] with `cmdline`: its measures and the run's wall time, or (after its
+/// console's tail) why it did not finish.
+fn sched_rhea(
+    qemu: &qemu::Qemu,
+    board: &'static boards::Board,
+    machine: &'static str,
+    accel: Accel,
+    image: &image::Image,
+    cmdline: &str,
+    opts: &Options,
+) -> Result<(RheaSched, Duration)> {
     let spec = qemu::Spec {
         board,
         machine,
@@ -1272,15 +1308,16 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         mem: &opts.mem,
         kernel: &image.elf,
         serial: qemu::Serial::Captured,
-        append: &cmdline,
+        append: cmdline,
     };
+    let loops = opts.loops.unwrap_or(linux_guest::DEFAULT_LOOPS);
     let timeout = sched_timeout(loops);
     println!(
         "== Rhea: {SCHED_APP} on {machine}/{}, -append {cmdline:?} (timeout {} s)",
         accel.name(),
         timeout.as_secs()
     );
-    let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+    let captured = qemu::run_captured(qemu, &spec, None, timeout, opts.verbose)?;
     let rhea = parse_sched_console(captured.lines.iter().map(|(_, l)| l.as_str()));
     let verdict = qemu::classify(&captured.end);
     if verdict != Verdict::Success || !rhea.done {
@@ -1305,135 +1342,169 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         ));
     }
     println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    Ok((rhea, captured.elapsed))
+}
 
-    // Linux.
-    println!(
-        "== Linux guest baseline: same machine, accel, -smp and loops (downloads nothing once cached)"
-    );
-    let linux =
-        linux_guest::run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose);
+/// What `bench sched` measured, and where, for its report.
+struct SchedReport<'a> {
+    ws: &'a Workspace,
+    opts: &'a Options,
+    qemu: &'a qemu::Qemu,
+    machine: &'static str,
+    decision: &'a qemu::AccelDecision,
+    loops: u32,
+    /// Rhea's kernel command line.
+    cmdline: &'a str,
+    rhea: &'a RheaSched,
+    rhea_wall: Duration,
+    linux: &'a Result<LinuxSchedFigures>,
+}
 
-    // Report.
-    let cpu = match accel {
-        Accel::Kvm => "host",
-        Accel::Tcg => "max",
-    };
-    println!();
-    println!(
-        "== bench sched: Rhea vs Linux guest, machine {machine}, accel {}, -smp {}, loops {loops}",
-        accel.name(),
-        opts.smp
-    );
-    println!("conditions:");
-    println!("  QEMU:        {}", qemu.banner);
-    println!("  accel:       {} ({})", accel.name(), decision.reason);
-    println!(
-        "  guest CPU:   -cpu {cpu} (both); host CPU {}",
-        host_cpu_model()
-    );
-    match machine {
-        "microvm" => println!(
-            "  machine:     microvm (Rhea rtc=off; Linux pit=on,pic=on,rtc=on, which it needs)"
-        ),
-        m => println!(
-            "  machine:     {m} (same -M and firmware for both: {})",
-            qemu.qboot
-                .as_ref()
-                .map_or("QEMU's default".to_string(), |p| p.display().to_string())
-        ),
+impl SchedReport<'_> {
+    /// The header and the conditions of both runs.
+    fn print_conditions(&self) {
+        let (opts, machine, loops) = (self.opts, self.machine, self.loops);
+        let accel = self.decision.accel;
+        let cpu = match accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        };
+        println!();
+        println!(
+            "== bench sched: Rhea vs Linux guest, machine {machine}, accel {}, -smp {}, loops {loops}",
+            accel.name(),
+            opts.smp
+        );
+        println!("conditions:");
+        println!("  QEMU:        {}", self.qemu.banner);
+        println!("  accel:       {} ({})", accel.name(), self.decision.reason);
+        println!(
+            "  guest CPU:   -cpu {cpu} (both); host CPU {}",
+            host_cpu_model()
+        );
+        match machine {
+            "microvm" => println!(
+                "  machine:     microvm (Rhea rtc=off; Linux pit=on,pic=on,rtc=on, which it needs)"
+            ),
+            m => println!(
+                "  machine:     {m} (same -M and firmware for both: {})",
+                self.qemu
+                    .qboot
+                    .as_ref()
+                    .map_or("QEMU's default".to_string(), |p| p.display().to_string())
+            ),
+        }
+        println!(
+            "  RAM:         Rhea -m {}, Linux -m {}",
+            opts.mem,
+            linux_guest::LINUX_MEM
+        );
+        println!("  vCPUs:       -smp {} (both)", opts.smp);
+        println!(
+            "  Rhea:        {}, {SCHED_APP}, command line {:?}, TSC {} Hz",
+            rhea_version(self.ws),
+            self.cmdline,
+            self.rhea
+                .tsc_hz
+                .map_or("unknown".to_string(), |hz| hz.to_string())
+        );
+        self.print_linux_conditions();
     }
-    println!(
-        "  RAM:         Rhea -m {}, Linux -m {}",
-        opts.mem,
-        linux_guest::LINUX_MEM
-    );
-    println!("  vCPUs:       -smp {} (both)", opts.smp);
-    println!(
-        "  Rhea:        {}, {SCHED_APP}, command line {cmdline:?}, TSC {} Hz",
-        rhea_version(ws),
-        rhea.tsc_hz
-            .map_or("unknown".to_string(), |hz| hz.to_string())
-    );
-    match &linux {
-        Ok(l) => {
-            println!("  Linux:       {} ({})", l.kernel_version, l.kernel_package);
+
+    /// The Linux guest's conditions, the loops, the wall times and the notes.
+    fn print_linux_conditions(&self) {
+        let loops = self.loops;
+        match self.linux {
+            Ok(l) => {
+                println!("  Linux:       {} ({})", l.kernel_version, l.kernel_package);
+                println!(
+                    "               preempt {}, clocksource {}, ping-pong threads SCHED_{}",
+                    l.preempt,
+                    l.clocksource,
+                    l.sched_policy.to_uppercase()
+                );
+            }
+            Err(_) => println!("  Linux:       unknown (the baseline did not run; see below)"),
+        }
+        let rhea_loops = self
+            .rhea
+            .loops
+            .map_or("unknown".to_string(), |n| n.to_string());
+        println!(
+            "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest loops \
+             and ping-pong round trips of Linux)"
+        );
+        println!(
+            "  host nproc:  {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        match self.linux {
+            Ok(l) => println!(
+                "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
+                self.rhea_wall.as_secs_f64(),
+                l.wall_total.as_secs_f64()
+            ),
+            Err(_) => println!(
+                "  wall:        Rhea run {:.1} s",
+                self.rhea_wall.as_secs_f64()
+            ),
+        }
+        if self.decision.accel == Accel::Tcg {
             println!(
-                "               preempt {}, clocksource {}, ping-pong threads SCHED_{}",
-                l.preempt,
-                l.clocksource,
-                l.sched_policy.to_uppercase()
+                "  note:        under TCG guest timings are emulated (no hardware virtualization; \
+                 absolute figures mean little): compare the ratios"
             );
         }
-        Err(_) => println!("  Linux:       unknown (the baseline did not run; see below)"),
-    }
-    let rhea_loops = rhea.loops.map_or("unknown".to_string(), |n| n.to_string());
-    println!(
-        "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest loops \
-         and ping-pong round trips of Linux)"
-    );
-    println!(
-        "  host nproc:  {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    match &linux {
-        Ok(l) => println!(
-            "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
-            captured.elapsed.as_secs_f64(),
-            l.wall_total.as_secs_f64()
-        ),
-        Err(_) => println!(
-            "  wall:        Rhea run {:.1} s",
-            captured.elapsed.as_secs_f64()
-        ),
-    }
-    if accel == Accel::Tcg {
-        println!(
-            "  note:        under TCG guest timings are emulated (no hardware virtualization; \
-             absolute figures mean little): compare the ratios"
-        );
-    }
-    if loops < linux_guest::DEFAULT_LOOPS {
-        println!(
-            "  note:        --loops {loops} is below {}: a quick check, not a baseline",
-            linux_guest::DEFAULT_LOOPS
-        );
-    }
-    if let Ok(l) = &linux
-        && !l.notes.is_empty()
-    {
-        println!("Linux guest notes:");
-        for note in &l.notes {
-            println!("  {note}");
+        if loops < linux_guest::DEFAULT_LOOPS {
+            println!(
+                "  note:        --loops {loops} is below {}: a quick check, not a baseline",
+                linux_guest::DEFAULT_LOOPS
+            );
+        }
+        if let Ok(l) = self.linux
+            && !l.notes.is_empty()
+        {
+            println!("Linux guest notes:");
+            for note in &l.notes {
+                println!("  {note}");
+            }
         }
     }
 
-    println!();
-    println!("figures (ratio Rhea/Linux: lower is better for every measure):");
-    print!(
-        "{}",
-        render_table(&sched_table(&rhea, linux.as_ref().ok(), accel))
-    );
-    if let Err(e) = &linux {
+    /// The table of figures; an error if Rhea left a measure out.
+    fn print_figures(&self) -> Result<()> {
         println!();
-        println!("Linux guest figures missing: the baseline failed:");
-        for line in e.to_string().lines() {
-            println!("  {line}");
+        println!("figures (ratio Rhea/Linux: lower is better for every measure):");
+        print!(
+            "{}",
+            render_table(&sched_table(
+                self.rhea,
+                self.linux.as_ref().ok(),
+                self.decision.accel
+            ))
+        );
+        if let Err(e) = self.linux {
+            println!();
+            println!("Linux guest figures missing: the baseline failed:");
+            for line in e.to_string().lines() {
+                println!("  {line}");
+            }
         }
-    }
-    let missing = rhea.missing();
-    if !rhea.unparsed.is_empty() {
-        println!("RESULT lines of {SCHED_APP} not understood:");
-        for line in &rhea.unparsed {
-            println!("  {line}");
+        let missing = self.rhea.missing();
+        if !self.rhea.unparsed.is_empty() {
+            println!("RESULT lines of {SCHED_APP} not understood:");
+            for line in &self.rhea.unparsed {
+                println!("  {line}");
+            }
         }
+        if !missing.is_empty() {
+            return fail(format!(
+                "{SCHED_APP} did not print every measure; missing: {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(())
     }
-    if !missing.is_empty() {
-        return fail(format!(
-            "{SCHED_APP} did not print every measure; missing: {}",
-            missing.join(", ")
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
