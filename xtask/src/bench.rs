@@ -1067,10 +1067,26 @@ pub(crate) fn comparison_table(
     platform: Platform,
 ) -> Vec<TableLine> {
     let mut t = Vec::new();
-    let missing = || LINUX_MISSING.to_string();
-    let opt = |v: Option<f64>, decimals: usize| v.map_or_else(missing, |v| figure(v, decimals));
+    switch_lines(&mut t, rhea, linux, platform);
+    for (period, hog) in CYCLIC_RUNS {
+        cyclic_lines(&mut t, rhea, linux, period, hog);
+    }
+    irq_lines(&mut t, rhea, platform);
+    t
+}
 
-    // Switches.
+/// A figure with `decimals` decimals, or [`LINUX_MISSING`].
+fn figure_or_missing(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| LINUX_MISSING.to_string(), |v| figure(v, decimals))
+}
+
+/// The comparison's switch rows (yield, semaphore ping-pong), each with its cycles goal.
+fn switch_lines(
+    t: &mut Vec<TableLine>,
+    rhea: &RheaSched,
+    linux: Option<Baseline<'_>>,
+    platform: Platform,
+) {
     let switches = [
         (
             "yield switch, ns one way",
@@ -1087,8 +1103,8 @@ pub(crate) fn comparison_table(
         let rhea_ns = r.map(|s| s.ns);
         t.push(row(
             name,
-            opt(rhea_ns, 1),
-            opt(l, 1),
+            figure_or_missing(rhea_ns, 1),
+            figure_or_missing(l, 1),
             show_ratio(ratio_of(rhea_ns, l)),
         ));
         let verdict = match (r, platform) {
@@ -1102,73 +1118,85 @@ pub(crate) fn comparison_table(
                 "not judged: LinuxU switches inside a Linux process".to_string()
             }
         };
-        let cycles = r.map_or_else(missing, |s| figure(s.cycles, 0));
+        let cycles = figure_or_missing(r.map(|s| s.cycles), 0);
         t.push(TableLine::Note(format!(
             "Rhea {cycles} cycles; goal: ≤ {GOAL_SWITCH_CYCLES} cycles on KVM ({verdict})"
         )));
     }
+}
 
-    // cyclictest.
-    for (period, hog) in CYCLIC_RUNS {
-        let r = rhea.cyclic_run(period, hog);
-        let l = linux.and_then(|l| find_cyclic(l.cyclic, period, hog));
-        let load = if hog { "hog" } else { "idle" };
-        let samples = |c: Option<&CyclicResult>| c.map_or_else(missing, |c| c.samples.to_string());
-        t.push(TableLine::Heading(format!(
-            "cyclictest {period} µs, {load} (samples: Rhea {}, Linux {})",
-            samples(r),
-            samples(l)
-        )));
-        let values = |c: Option<&CyclicResult>| match c {
-            Some(c) => [Some(c.min_us), Some(c.avg_us), c.p99_us, Some(c.max_us)],
-            None => [None; 4],
+/// The comparison's rows of one cyclictest run (`period` µs, idle or with a hog), and the
+/// goal at [`GOAL_CYCLIC_PERIOD_US`].
+fn cyclic_lines(
+    t: &mut Vec<TableLine>,
+    rhea: &RheaSched,
+    linux: Option<Baseline<'_>>,
+    period: u32,
+    hog: bool,
+) {
+    let r = rhea.cyclic_run(period, hog);
+    let l = linux.and_then(|l| find_cyclic(l.cyclic, period, hog));
+    let load = if hog { "hog" } else { "idle" };
+    let samples = |c: Option<&CyclicResult>| {
+        c.map_or_else(|| LINUX_MISSING.to_string(), |c| c.samples.to_string())
+    };
+    t.push(TableLine::Heading(format!(
+        "cyclictest {period} µs, {load} (samples: Rhea {}, Linux {})",
+        samples(r),
+        samples(l)
+    )));
+    let values = |c: Option<&CyclicResult>| match c {
+        Some(c) => [Some(c.min_us), Some(c.avg_us), c.p99_us, Some(c.max_us)],
+        None => [None; 4],
+    };
+    let mut ratios = Vec::new();
+    for ((stat, rv), lv) in STATS.into_iter().zip(values(r)).zip(values(l)) {
+        let linux_text = match (l, lv) {
+            (Some(_), None) => "beyond histogram".to_string(),
+            _ => figure_or_missing(lv, 2),
         };
-        let mut ratios = Vec::new();
-        for ((stat, rv), lv) in STATS.into_iter().zip(values(r)).zip(values(l)) {
-            let linux_text = match (l, lv) {
-                (Some(_), None) => "beyond histogram".to_string(),
-                _ => opt(lv, 2),
-            };
-            let ratio = ratio_of(rv, lv);
-            ratios.push((stat, ratio));
-            // No ratio for the minimum: it says little about latency.
-            let ratio_text = if stat == "min" {
-                "-".to_string()
-            } else {
-                show_ratio(ratio)
-            };
-            t.push(row(
-                format!("  {stat}, µs"),
-                opt(rv, 2),
-                linux_text,
-                ratio_text,
-            ));
-        }
-        if period == GOAL_CYCLIC_PERIOD_US {
-            let get = |stat: &str| {
-                ratios
-                    .iter()
-                    .find(|(s, _)| *s == stat)
-                    .and_then(|(_, r)| *r)
-            };
-            let verdict = match (get("p99"), get("max")) {
-                (Some(p99), Some(max)) => format!(
-                    "p99 {p99:.2}, max {max:.2} of Linux's: {}",
-                    if p99 <= GOAL_CYCLIC_FRACTION && max <= GOAL_CYCLIC_FRACTION {
-                        "met"
-                    } else {
-                        "not met"
-                    }
-                ),
-                _ => "not judged: a figure is missing".to_string(),
-            };
-            t.push(TableLine::Note(format!(
-                "goal: p99 and max ≤ ½ Linux's ({verdict})"
-            )));
-        }
+        let ratio = ratio_of(rv, lv);
+        ratios.push((stat, ratio));
+        // No ratio for the minimum: it says little about latency.
+        let ratio_text = if stat == "min" {
+            "-".to_string()
+        } else {
+            show_ratio(ratio)
+        };
+        t.push(row(
+            format!("  {stat}, µs"),
+            figure_or_missing(rv, 2),
+            linux_text,
+            ratio_text,
+        ));
     }
+    if period != GOAL_CYCLIC_PERIOD_US {
+        return;
+    }
+    let get = |stat: &str| {
+        ratios
+            .iter()
+            .find(|(s, _)| *s == stat)
+            .and_then(|(_, r)| *r)
+    };
+    let verdict = match (get("p99"), get("max")) {
+        (Some(p99), Some(max)) => format!(
+            "p99 {p99:.2}, max {max:.2} of Linux's: {}",
+            if p99 <= GOAL_CYCLIC_FRACTION && max <= GOAL_CYCLIC_FRACTION {
+                "met"
+            } else {
+                "not met"
+            }
+        ),
+        _ => "not judged: a figure is missing".to_string(),
+    };
+    t.push(TableLine::Note(format!(
+        "goal: p99 and max ≤ ½ Linux's ({verdict})"
+    )));
+}
 
-    // Interrupt to thread (Rhea only).
+/// The comparison's interrupt-to-thread rows (Rhea only).
+fn irq_lines(t: &mut Vec<TableLine>, rhea: &RheaSched, platform: Platform) {
     let irq = rhea.irq_to_thread;
     let raised = match platform {
         Platform::Qemu(_) => "self-IPI",
@@ -1176,18 +1204,17 @@ pub(crate) fn comparison_table(
     };
     t.push(TableLine::Heading(format!(
         "interrupt→thread, {raised} to the woken thread running (samples: Rhea {})",
-        irq.map_or_else(missing, |i| i.samples.to_string())
+        irq.map_or_else(|| LINUX_MISSING.to_string(), |i| i.samples.to_string())
     )));
     let irq_values = irq.map(|i| [i.min_ns, i.avg_ns, i.p99_ns, i.max_ns]);
     for (k, stat) in STATS.into_iter().enumerate() {
         t.push(row(
             format!("  {stat}, ns"),
-            opt(irq_values.map(|v| v[k]), 0),
+            figure_or_missing(irq_values.map(|v| v[k]), 0),
             "not measured".to_string(),
             "-".to_string(),
         ));
     }
-    t
 }
 
 /// Renders the table with aligned columns, under a header line.
