@@ -971,137 +971,188 @@ fn appliance_net(
     wire_number: u8,
     abuse: bool,
 ) -> std::result::Result<(), String> {
-    use crate::net_test::{self, Guest, Wire};
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
-    let wire = Wire::new(wire_number);
+    let wire = crate::net_test::Wire::new(wire_number);
     wire.create()?;
-    let result = (|| {
-        let mut args = vec![
-            "rhea.checker=1".to_string(),
-            format!("rhea.net.ip={}/24", wire.guest),
-            "appliance.allow_quit=1".to_string(),
-            // 25 ms (40 Hz): the hosts this runs on are shared virtual machines whose own
-            // scheduling delays reach tens of milliseconds under load (measured: 41 ms on
-            // LinuxU and 24 ms under TCG with two compilers running); a miss must be Rhea's —
-            // network work pushing the loop past its deadline — not the host's.
-            "appliance.period_us=25000".to_string(),
-        ];
-        let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut _unthrottled = None;
-        let cmd = match board.runner {
-            Runner::Process => {
-                args.push(format!("rhea.net.tap={}", wire.tap));
-                // As root the process runs SCHED_FIFO on the host's last CPU, as a real-time
-                // appliance on Linux would, with the host's RT throttling off for the run (its
-                // default pauses a busy RT task for 50 ms every second — the flood keeps the
-                // appliance busy): the control loop's deadlines are then Rhea's to keep, not the
-                // host scheduler's. One vCPU, so the other host CPUs stay free for the harness
-                // and the flood. Not for the abuse suite, which judges no deadline: a SCHED_FIFO
-                // appliance kept busy by an attack can starve the host's own packet processing
-                // on its CPU (seen: the host's SYNs to it unanswered for 5 s).
-                let mut cmd = if has_chrt() && ncpus >= 2 && !abuse {
-                    _unthrottled = RtThrottleOff::new();
-                    let mut c = std::process::Command::new("taskset");
-                    c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])
-                        .arg(&image.elf);
-                    c
-                } else {
-                    std::process::Command::new(&image.elf)
-                };
-                cmd.args(&args);
-                cmd
-            }
-            Runner::Qemu => {
-                let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
-                let cmdline = args.join(" ");
-                let spec = qemu::Spec {
-                    board,
-                    machine,
-                    accel: Accel::Tcg,
-                    smp: 2,
-                    mem,
-                    kernel: &image.boot,
-                    serial: qemu::Serial::Captured,
-                    append: &cmdline,
-                };
-                let mut qargs =
-                    qemu::args(&spec, qemu.qboot.as_deref()).map_err(|e| e.to_string())?;
-                // The app's user-networking NIC, moved onto the tap.
-                let mut found = false;
-                for a in qargs.iter_mut().filter(|a| a.starts_with("user,id=n0")) {
-                    *a = format!("tap,id=n0,ifname={},script=no,downscript=no", wire.tap);
-                    found = true;
-                }
-                if !found {
-                    return Err(format!(
-                        "no NIC on the QEMU command line: {}",
-                        qargs.join(" ")
-                    ));
-                }
-                let mut cmd = std::process::Command::new(&qemu.binary);
-                cmd.args(&qargs);
-                cmd
-            }
-        };
-        let mut guest = Guest::spawn(cmd)?;
-        let r = guest
-            .wait_for("appliance: ready", Duration::from_secs(60))
-            .and_then(|()| {
-                // A paced flood (see `exercise`): 20,000 datagrams/s under TCG, 100,000/s for
-                // LinuxU — both far above what the appliance echoes (it drops most of either),
-                // without the flooding threads taking the host CPUs the guest needs.
-                let pps = match board.runner {
-                    Runner::Qemu => Some(20_000),
-                    Runner::Process => Some(100_000),
-                };
-                if abuse {
-                    crate::abuse::run(&wire).map(drop)
-                } else {
-                    net_test::exercise(&wire, pps, &mut |l| println!("  net: {l}")).map(drop)
-                }
-            })
-            .and_then(|_| net_test::quit(wire.guest));
-        let status = guest.finish(Duration::from_secs(30));
-        let console = guest.console();
-        // Enough lines to hold a kernel panic's message above its registers and backtrace.
-        let tail = || console[console.len().saturating_sub(60)..].join("\n  | ");
-        r.map_err(|e| format!("{e}\n  | {}", tail()))?;
-        let ok = match (board.runner, status.and_then(|s| s.code())) {
-            (Runner::Process, Some(0)) => true,
-            (Runner::Qemu, Some(code)) => {
-                qemu::classify(&qemu::QemuEnd::Exited(code)) == Verdict::Success
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(format!(
-                "the appliance ended with {status:?}\n  | {}",
-                tail()
-            ));
-        }
-        for line in console
-            .iter()
-            .filter(|l| l.starts_with("appliance:") || l.contains("checker"))
-        {
-            println!("  | {line}");
-        }
-        if !console.iter().any(|l| l.contains("no violation")) {
-            return Err("no scheduler checker summary on the console".into());
-        }
-        // Settings the appliance must refuse: separate runs of the same image on the tap the
-        // appliance has let go of.
-        if abuse && board.runner == Runner::Process {
-            for line in crate::abuse::bad_config(&image.elf, &wire)? {
-                println!("  refused: {line}");
-            }
-        }
-        Ok(())
-    })();
+    let result = serve_on_wire(board, machine, mem, &image, &wire, abuse);
     wire.destroy();
     result
+}
+
+/// Starts the appliance on `wire`, exercises (or abuses) it, tells it to quit and checks how
+/// it ended; with `abuse` on LinuxU, then the settings it must refuse.
+fn serve_on_wire(
+    board: &Board,
+    machine: &str,
+    mem: &str,
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    abuse: bool,
+) -> std::result::Result<(), String> {
+    use crate::net_test::{self, Guest};
+    let args = appliance_args(wire);
+    // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
+    let (cmd, _unthrottled) = match board.runner {
+        Runner::Process => appliance_process(image, wire, &args, abuse),
+        Runner::Qemu => (
+            appliance_qemu(board, machine, mem, image, wire, &args)?,
+            None,
+        ),
+    };
+    let mut guest = Guest::spawn(cmd)?;
+    let r = guest
+        .wait_for("appliance: ready", Duration::from_secs(60))
+        .and_then(|()| {
+            // A paced flood (see `exercise`): 20,000 datagrams/s under TCG, 100,000/s for
+            // LinuxU — both far above what the appliance echoes (it drops most of either),
+            // without the flooding threads taking the host CPUs the guest needs.
+            let pps = match board.runner {
+                Runner::Qemu => Some(20_000),
+                Runner::Process => Some(100_000),
+            };
+            if abuse {
+                crate::abuse::run(wire).map(drop)
+            } else {
+                net_test::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop)
+            }
+        })
+        .and_then(|_| net_test::quit(wire.guest));
+    let status = guest.finish(Duration::from_secs(30));
+    check_appliance_end(board, r, status, &guest.console())?;
+    // Settings the appliance must refuse: separate runs of the same image on the tap the
+    // appliance has let go of.
+    if abuse && board.runner == Runner::Process {
+        for line in crate::abuse::bad_config(&image.elf, wire)? {
+            println!("  refused: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// The appliance's kernel command line on `wire`.
+fn appliance_args(wire: &crate::net_test::Wire) -> Vec<String> {
+    vec![
+        "rhea.checker=1".to_string(),
+        format!("rhea.net.ip={}/24", wire.guest),
+        "appliance.allow_quit=1".to_string(),
+        // 25 ms (40 Hz): the hosts this runs on are shared virtual machines whose own
+        // scheduling delays reach tens of milliseconds under load (measured: 41 ms on
+        // LinuxU and 24 ms under TCG with two compilers running); a miss must be Rhea's —
+        // network work pushing the loop past its deadline — not the host's.
+        "appliance.period_us=25000".to_string(),
+    ]
+}
+
+/// The LinuxU appliance's command on `wire`, and the guard keeping the host's RT throttling
+/// off while it runs (when it runs SCHED_FIFO).
+fn appliance_process(
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    args: &[String],
+    abuse: bool,
+) -> (std::process::Command, Option<RtThrottleOff>) {
+    let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut unthrottled = None;
+    // As root the process runs SCHED_FIFO on the host's last CPU, as a real-time
+    // appliance on Linux would, with the host's RT throttling off for the run (its
+    // default pauses a busy RT task for 50 ms every second — the flood keeps the
+    // appliance busy): the control loop's deadlines are then Rhea's to keep, not the
+    // host scheduler's. One vCPU, so the other host CPUs stay free for the harness
+    // and the flood. Not for the abuse suite, which judges no deadline: a SCHED_FIFO
+    // appliance kept busy by an attack can starve the host's own packet processing
+    // on its CPU (seen: the host's SYNs to it unanswered for 5 s).
+    let mut cmd = if has_chrt() && ncpus >= 2 && !abuse {
+        unthrottled = RtThrottleOff::new();
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])
+            .arg(&image.elf);
+        c
+    } else {
+        std::process::Command::new(&image.elf)
+    };
+    cmd.args(args);
+    cmd.arg(format!("rhea.net.tap={}", wire.tap));
+    (cmd, unthrottled)
+}
+
+/// The QEMU appliance's command (`-smp 2`, TCG), its user-networking NIC moved onto `wire`'s
+/// tap.
+fn appliance_qemu(
+    board: &Board,
+    machine: &str,
+    mem: &str,
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    args: &[String],
+) -> std::result::Result<std::process::Command, String> {
+    let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
+    let cmdline = args.join(" ");
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel: Accel::Tcg,
+        smp: 2,
+        mem,
+        kernel: &image.boot,
+        serial: qemu::Serial::Captured,
+        append: &cmdline,
+    };
+    let mut qargs = qemu::args(&spec, qemu.qboot.as_deref()).map_err(|e| e.to_string())?;
+    // The app's user-networking NIC, moved onto the tap.
+    let mut found = false;
+    for a in qargs.iter_mut().filter(|a| a.starts_with("user,id=n0")) {
+        *a = format!("tap,id=n0,ifname={},script=no,downscript=no", wire.tap);
+        found = true;
+    }
+    if !found {
+        return Err(format!(
+            "no NIC on the QEMU command line: {}",
+            qargs.join(" ")
+        ));
+    }
+    let mut cmd = std::process::Command::new(&qemu.binary);
+    cmd.args(&qargs);
+    Ok(cmd)
+}
+
+/// Judges how the appliance ended: the exercise's result `r`, its exit status, and its
+/// console (which must hold the scheduler checker's summary; its appliance and checker
+/// lines are printed).
+fn check_appliance_end<T>(
+    board: &Board,
+    r: std::result::Result<T, String>,
+    status: Option<std::process::ExitStatus>,
+    console: &[String],
+) -> std::result::Result<(), String> {
+    // Enough lines to hold a kernel panic's message above its registers and backtrace.
+    let tail = || console[console.len().saturating_sub(60)..].join("\n  | ");
+    r.map_err(|e| format!("{e}\n  | {}", tail()))?;
+    let ok = match (board.runner, status.and_then(|s| s.code())) {
+        (Runner::Process, Some(0)) => true,
+        (Runner::Qemu, Some(code)) => {
+            qemu::classify(&qemu::QemuEnd::Exited(code)) == Verdict::Success
+        }
+        _ => false,
+    };
+    if !ok {
+        return Err(format!(
+            "the appliance ended with {status:?}\n  | {}",
+            tail()
+        ));
+    }
+    for line in console
+        .iter()
+        .filter(|l| l.starts_with("appliance:") || l.contains("checker"))
+    {
+        println!("  | {line}");
+    }
+    if !console.iter().any(|l| l.contains("no violation")) {
+        return Err("no scheduler checker summary on the console".into());
+    }
+    Ok(())
 }
 
 /// The host's RT throttling (`/proc/sys/kernel/sched_rt_runtime_us`) switched off until drop,
