@@ -29,10 +29,19 @@
 //! kernel command line. `stdin` is written as given (TOML has already decoded escapes such
 //! as `\n`); without it QEMU's stdin is /dev/null. `stdin-after` without `stdin` is an
 //! error. `test = false` is for benchmarks; `--app` naming such an app still boots it.
+//!
+//! The manifest is read with serde into [`Rhea`]: a key under `[package.metadata.rhea]` (or
+//! `[...rhea.arch.<arch>]`) that is not listed above is an error, and so is a value of the
+//! wrong type or range; the error names the line and what was wanted. The rest of
+//! `Cargo.toml`, other tools' `[package.metadata.*]` included, is Cargo's and is ignored.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::qemu::StdinFeed;
 use crate::{Context, Result, fail, usage};
@@ -46,8 +55,9 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The directories searched for apps, relative to the workspace root.
 const APP_DIRS: &[&str] = &["apps", "tests"];
 
-/// How a boot must end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a boot must end (`expect = "success"` or `"failure"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub(crate) enum Expect {
     /// The kernel reports success through the debug-exit port.
     Success,
@@ -55,13 +65,42 @@ pub(crate) enum Expect {
     Failure,
 }
 
-/// The network a QEMU boot of the app gets (`net`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The network a QEMU boot of the app gets (`net = "user"` or `"none"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub(crate) enum Net {
     /// No NIC (the default).
     None,
     /// A virtio-net NIC on QEMU's user networking (slirp: gateway 10.0.2.2, guest 10.0.2.15).
     User,
+}
+
+impl TryFrom<String> for Expect {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Expect, String> {
+        match value.as_str() {
+            "success" => Ok(Expect::Success),
+            "failure" => Ok(Expect::Failure),
+            _ => Err(format!(
+                "metadata.rhea.expect must be \"success\" or \"failure\", got {value:?}"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for Net {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Net, String> {
+        match value.as_str() {
+            "user" => Ok(Net::User),
+            "none" => Ok(Net::None),
+            _ => Err(format!(
+                "metadata.rhea.net must be \"user\" or \"none\", got {value:?}"
+            )),
+        }
+    }
 }
 
 /// The `net` key of the app whose image is `image` (`target/images/<board>/<app>.<ext>`, as
@@ -122,6 +161,28 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// The app in directory `dir`, named `name`, with what its manifest says.
+    fn new(name: String, dir: PathBuf, m: Manifest) -> App {
+        App {
+            name,
+            package: m.package,
+            dir,
+            expect: m.expect,
+            console: m.console,
+            timeout: m.timeout,
+            cmdline: m.cmdline,
+            stdin: m.stdin,
+            test: m.test,
+            skip_on: m.skip_on,
+            signal_storm: m.signal_storm,
+            boards: m.boards,
+            smp: m.smp,
+            sim_seeds: m.sim_seeds,
+            arch_console: m.arch_console,
+            net: m.net,
+        }
+    }
+
     /// Whether `cargo xtask test` boots it on `board`.
     pub(crate) fn runs_on(&self, board: &str) -> bool {
         self.boards.is_empty() || self.boards.iter().any(|b| b == board)
@@ -155,233 +216,256 @@ pub(crate) struct Manifest {
     pub(crate) net: Net,
 }
 
-/// A short rendering of a TOML value for error messages.
-fn show(value: &toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => format!("{s:?}"),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(_) => "an array".to_string(),
-        toml::Value::Table(_) => "a table".to_string(),
+/// `Cargo.toml`, as far as an app's manifest matters: other tables (`[dependencies]`, ...)
+/// are ignored.
+#[derive(Deserialize)]
+struct CargoToml {
+    #[serde(default)]
+    package: Option<Package>,
+}
+
+/// `[package]`: its name and `metadata` (its other keys are Cargo's business).
+#[derive(Deserialize)]
+#[serde(expecting = "a [package] table")]
+struct Package {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+/// `[package.metadata]`: only `rhea` is read. Cargo leaves metadata free-form, so other tools'
+/// tables, and a `metadata` that is not a table at all, are ignored.
+#[derive(Default)]
+struct Metadata {
+    rhea: Option<Rhea>,
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Metadata, D::Error> {
+        d.deserialize_any(MetadataVisitor)
     }
 }
 
-/// Parses an app's `Cargo.toml` text.
-pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
-    let table: toml::Table = text.parse().map_err(|e| format!("invalid TOML: {e}"))?;
-    let package = table
-        .get("package")
-        .and_then(|p| p.as_table())
-        .ok_or("no [package] table")?;
-    let name = package
-        .get("name")
-        .and_then(|n| n.as_str())
-        .ok_or("no string `name` in [package]")?
-        .to_string();
-    let mut manifest = Manifest {
-        package: name,
-        expect: Expect::Success,
-        console: Vec::new(),
-        timeout: DEFAULT_TIMEOUT,
-        cmdline: String::new(),
-        stdin: None,
-        test: true,
-        skip_on: Vec::new(),
-        signal_storm: None,
-        boards: Vec::new(),
-        smp: Vec::new(),
-        sim_seeds: Vec::new(),
-        arch_console: Vec::new(),
-        net: Net::None,
-    };
-    let Some(meta) = package.get("metadata").and_then(|m| m.get("rhea")) else {
-        return Ok(manifest);
-    };
-    let meta = meta
-        .as_table()
-        .ok_or("[package.metadata.rhea] is not a table")?;
-    let string = |key: &str, value: &toml::Value| {
-        value
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("metadata.rhea.{key} must be a string, got {}", show(value)))
-    };
-    let (mut stdin, mut stdin_after) = (None, None);
-    for (key, value) in meta {
-        match key.as_str() {
-            "expect" => {
-                manifest.expect = match value.as_str() {
-                    Some("success") => Expect::Success,
-                    Some("failure") => Expect::Failure,
-                    _ => {
-                        return Err(format!(
-                            "metadata.rhea.expect must be \"success\" or \"failure\", got {}",
-                            show(value)
-                        ));
-                    }
-                }
-            }
-            "console" => {
-                let list = value
-                    .as_array()
-                    .ok_or("metadata.rhea.console must be an array of strings")?;
-                manifest.console = list
-                    .iter()
-                    .map(|v| v.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or("metadata.rhea.console must be an array of strings")?;
-            }
-            "timeout-secs" => {
-                let secs = value
-                    .as_integer()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        format!(
-                            "metadata.rhea.timeout-secs must be a positive integer, got {}",
-                            show(value)
-                        )
-                    })?;
-                manifest.timeout = Duration::from_secs(secs);
-            }
-            "cmdline" => {
-                let line = string(key, value)?;
-                if line.contains(['\n', '\r', '\0']) {
-                    return Err(format!(
-                        "metadata.rhea.cmdline must be one line without NUL, got {line:?}"
-                    ));
-                }
-                manifest.cmdline = line.trim().to_string();
-            }
-            "stdin" => stdin = Some(string(key, value)?),
-            "stdin-after" => {
-                let marker = string(key, value)?;
-                if marker.is_empty() {
-                    return Err("metadata.rhea.stdin-after must not be empty".to_string());
-                }
-                stdin_after = Some(marker);
-            }
-            "test" => {
-                manifest.test = value.as_bool().ok_or_else(|| {
-                    format!(
-                        "metadata.rhea.test must be true or false, got {}",
-                        show(value)
-                    )
-                })?;
-            }
-            "skip-on" => {
-                let list = value
-                    .as_array()
-                    .ok_or("metadata.rhea.skip-on must be an array of \"board/machine\" strings")?;
-                manifest.skip_on = list
-                    .iter()
-                    .map(|v| v.as_str().filter(|s| s.contains('/')).map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or("metadata.rhea.skip-on must be an array of \"board/machine\" strings")?;
-            }
-            "signal-storm" => {
-                let rate = value
-                    .as_integer()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("metadata.rhea.signal-storm must be a positive number of signals a second, got {}", show(value)))?;
-                manifest.signal_storm = Some(rate);
-            }
-            "boards" => {
-                let list = value
-                    .as_array()
-                    .ok_or("metadata.rhea.boards must be an array of board names")?;
-                manifest.boards = list
-                    .iter()
-                    .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or("metadata.rhea.boards must be an array of board names")?;
-            }
-            "smp" => {
-                let bad = || {
-                    format!(
-                        "metadata.rhea.smp must be a non-empty array of CPU counts from 1 to 64, got {}",
-                        show(value)
-                    )
-                };
-                let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(bad)?;
-                manifest.smp = list
-                    .iter()
-                    .map(|v| {
-                        v.as_integer()
-                            .and_then(|n| u32::try_from(n).ok())
-                            .filter(|n| (1..=64).contains(n))
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(bad)?;
-            }
-            "sim-seeds" => {
-                let bad = || {
-                    format!(
-                        "metadata.rhea.sim-seeds must be a non-empty array of non-negative integers, got {}",
-                        show(value)
-                    )
-                };
-                let list = value.as_array().filter(|l| !l.is_empty()).ok_or_else(bad)?;
-                manifest.sim_seeds = list
-                    .iter()
-                    .map(|v| v.as_integer().and_then(|n| u64::try_from(n).ok()))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(bad)?;
-            }
-            "net" => {
-                manifest.net = match value.as_str() {
-                    Some("user") => Net::User,
-                    Some("none") => Net::None,
-                    _ => {
-                        return Err(format!(
-                            "metadata.rhea.net must be \"user\" or \"none\", got {}",
-                            show(value)
-                        ));
-                    }
-                }
-            }
-            "arch" => {
-                let archs = value
-                    .as_table()
-                    .ok_or("metadata.rhea.arch must be a table of [arch.<name>] tables")?;
-                for (arch, table) in archs {
-                    let console = table
-                        .as_table()
-                        .filter(|t| t.keys().all(|k| k == "console"))
-                        .and_then(|t| t.get("console"))
-                        .and_then(|c| c.as_array())
-                        .and_then(|c| {
-                            c.iter()
-                                .map(|v| v.as_str().map(str::to_string))
-                                .collect::<Option<Vec<_>>>()
-                        })
-                        .ok_or_else(|| {
-                            format!(
-                                "metadata.rhea.arch.{arch} must hold only `console`, an array of strings"
-                            )
-                        })?;
-                    manifest.arch_console.push((arch.clone(), console));
-                }
-            }
-            other => {
-                return Err(format!(
-                    "unknown key `{other}` in [package.metadata.rhea] \
-                     (known: expect, console, timeout-secs, cmdline, stdin, stdin-after, test, skip-on, signal-storm, boards, smp, sim-seeds, net, arch)"
-                ));
+struct MetadataVisitor;
+
+impl<'de> Visitor<'de> for MetadataVisitor {
+    type Value = Metadata;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("package metadata")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+        let mut rhea = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "rhea" {
+                rhea = Some(map.next_value()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
+        Ok(Metadata { rhea })
     }
-    manifest.stdin = match (stdin, stdin_after) {
+
+    // Not a table: no Rhea metadata.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Metadata, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Metadata::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Metadata, E> {
+        Ok(Metadata::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Metadata, E> {
+        Ok(Metadata::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Metadata, E> {
+        Ok(Metadata::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Metadata, E> {
+        Ok(Metadata::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Metadata, E> {
+        Ok(Metadata::default())
+    }
+}
+
+/// `[package.metadata.rhea]`: the keys of the module documentation, each optional; any other
+/// key is an error. Values are checked as they are read, so an error points at the value.
+#[derive(Deserialize, Default)]
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    expecting = "a [package.metadata.rhea] table"
+)]
+struct Rhea {
+    expect: Option<Expect>,
+    console: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "timeout_secs")]
+    timeout_secs: Option<Duration>,
+    #[serde(default, deserialize_with = "cmdline")]
+    cmdline: Option<String>,
+    stdin: Option<String>,
+    #[serde(default, deserialize_with = "stdin_after")]
+    stdin_after: Option<String>,
+    test: Option<bool>,
+    #[serde(default, deserialize_with = "skip_on")]
+    skip_on: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "signal_storm")]
+    signal_storm: Option<u32>,
+    #[serde(default, deserialize_with = "board_names")]
+    boards: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "cpu_counts")]
+    smp: Option<Vec<u32>>,
+    #[serde(default, deserialize_with = "sim_seeds")]
+    sim_seeds: Option<Vec<u64>>,
+    net: Option<Net>,
+    arch: Option<BTreeMap<String, ArchRhea>>,
+}
+
+/// `[package.metadata.rhea.arch.<arch>]`: only `console`, which it requires.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchRhea {
+    console: Vec<String>,
+}
+
+/// Reads a `T` and checks it with `check`, whose error becomes the deserializer's (so it is
+/// reported with the value's position).
+fn checked<'de, D, T, U>(
+    d: D,
+    check: impl FnOnce(T) -> Result<U, String>,
+) -> Result<Option<U>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    check(T::deserialize(d)?)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+fn timeout_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    checked(d, |n: u64| match n {
+        0 => Err("metadata.rhea.timeout-secs must be a positive integer, got 0".to_string()),
+        n => Ok(Duration::from_secs(n)),
+    })
+}
+
+fn cmdline<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |line: String| {
+        if line.contains(['\n', '\r', '\0']) {
+            Err(format!(
+                "metadata.rhea.cmdline must be one line without NUL, got {line:?}"
+            ))
+        } else {
+            Ok(line.trim().to_string())
+        }
+    })
+}
+
+fn stdin_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    checked(d, |marker: String| {
+        if marker.is_empty() {
+            Err("metadata.rhea.stdin-after must not be empty".to_string())
+        } else {
+            Ok(marker)
+        }
+    })
+}
+
+fn skip_on<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    checked(d, |list: Vec<String>| {
+        match list.iter().find(|s| !s.contains('/')) {
+            Some(bad) => Err(format!(
+                "metadata.rhea.skip-on must be an array of \"board/machine\" strings, got {bad:?}"
+            )),
+            None => Ok(list),
+        }
+    })
+}
+
+fn signal_storm<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    checked(d, |rate: u32| match rate {
+        0 => Err(
+            "metadata.rhea.signal-storm must be a positive number of signals a second, got 0"
+                .to_string(),
+        ),
+        rate => Ok(rate),
+    })
+}
+
+fn board_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    checked(d, |list: Vec<String>| {
+        if list.iter().any(String::is_empty) {
+            Err(
+                "metadata.rhea.boards must be an array of board names, got an empty name"
+                    .to_string(),
+            )
+        } else {
+            Ok(list)
+        }
+    })
+}
+
+fn cpu_counts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    checked(d, |list: Vec<u32>| {
+        if list.is_empty() || list.iter().any(|n| !(1..=64).contains(n)) {
+            Err(format!(
+                "metadata.rhea.smp must be a non-empty array of CPU counts from 1 to 64, got {list:?}"
+            ))
+        } else {
+            Ok(list)
+        }
+    })
+}
+
+fn sim_seeds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
+    checked(d, |list: Vec<u64>| {
+        if list.is_empty() {
+            Err("metadata.rhea.sim-seeds must be a non-empty array of non-negative integers, got []".to_string())
+        } else {
+            Ok(list)
+        }
+    })
+}
+
+/// Parses an app's `Cargo.toml` text. An error names what is wrong and, for a bad value, its
+/// line.
+pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
+    let cargo: CargoToml = toml::from_str(text)
+        .map_err(|e| format!("invalid manifest: {}", e.to_string().trim_end()))?;
+    let package = cargo.package.ok_or("no [package] table")?;
+    let name = package.name.ok_or("no string `name` in [package]")?;
+    let rhea = package.metadata.rhea.unwrap_or_default();
+    let stdin = match (rhea.stdin, rhea.stdin_after) {
         (None, None) => None,
         (None, Some(_)) => {
             return Err("metadata.rhea.stdin-after is given without stdin".to_string());
         }
         (Some(text), after) => Some(StdinFeed { text, after }),
     };
-    Ok(manifest)
+    Ok(Manifest {
+        package: name,
+        expect: rhea.expect.unwrap_or(Expect::Success),
+        console: rhea.console.unwrap_or_default(),
+        timeout: rhea.timeout_secs.unwrap_or(DEFAULT_TIMEOUT),
+        cmdline: rhea.cmdline.unwrap_or_default(),
+        stdin,
+        test: rhea.test.unwrap_or(true),
+        skip_on: rhea.skip_on.unwrap_or_default(),
+        signal_storm: rhea.signal_storm,
+        boards: rhea.boards.unwrap_or_default(),
+        smp: rhea.smp.unwrap_or_default(),
+        sim_seeds: rhea.sim_seeds.unwrap_or_default(),
+        arch_console: rhea
+            .arch
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(arch, a)| (arch, a.console))
+            .collect(),
+        net: rhea.net.unwrap_or(Net::None),
+    })
 }
 
 /// Finds every app under `apps/` and `tests/`, sorted by name (apps first, then tests).
@@ -404,24 +488,7 @@ pub(crate) fn discover(root: &Path) -> Result<Vec<App>> {
                 .context(|| format!("cannot read {}", manifest_path.display()))?;
             let manifest = parse_manifest(&text)
                 .map_err(|e| crate::Error::Failed(format!("{}: {e}", manifest_path.display())))?;
-            found.push(App {
-                name,
-                package: manifest.package,
-                dir: entry.path(),
-                expect: manifest.expect,
-                console: manifest.console,
-                timeout: manifest.timeout,
-                cmdline: manifest.cmdline,
-                stdin: manifest.stdin,
-                test: manifest.test,
-                skip_on: manifest.skip_on,
-                signal_storm: manifest.signal_storm,
-                boards: manifest.boards,
-                smp: manifest.smp,
-                sim_seeds: manifest.sim_seeds,
-                arch_console: manifest.arch_console,
-                net: manifest.net,
-            });
+            found.push(App::new(name, entry.path(), manifest));
         }
         found.sort_by(|a, b| a.name.cmp(&b.name));
         for app in found {
@@ -468,9 +535,17 @@ mod tests {
         assert_eq!(m.net, Net::User);
         let m = parse_manifest(&format!("{base}net = \"none\"\n")).unwrap();
         assert_eq!(m.net, Net::None);
-        for bad in ["\"tap\"", "true", "[\"user\"]"] {
+        let e = parse_manifest(&format!("{base}net = \"tap\"\n")).unwrap_err();
+        assert!(
+            e.contains("metadata.rhea.net must be \"user\" or \"none\", got \"tap\""),
+            "{e}"
+        );
+        for bad in ["true", "[\"user\"]"] {
             let e = parse_manifest(&format!("{base}net = {bad}\n")).unwrap_err();
-            assert!(e.contains("metadata.rhea.net must be"), "{e}");
+            assert!(
+                e.contains("net = ") && e.contains("expected a string"),
+                "{e}"
+            );
         }
     }
 
@@ -572,7 +647,11 @@ mod tests {
         assert!(with("[package.metadata.rhea]\ntimeout-secs = \"5\"").is_err());
         let err = with("[package.metadata.rhea]\ntimeout_secs = 5").unwrap_err();
         assert!(err.contains("timeout_secs"), "{err}");
-        assert!(err.contains("cmdline, stdin, stdin-after, test"), "{err}");
+        assert!(
+            err.contains("`cmdline`, `stdin`, `stdin-after`, `test`"),
+            "{err}"
+        );
+        assert!(err.contains("line 4"), "{err}");
         let err = with("[package.metadata.rhea]\nstdin-after = \"ready\"").unwrap_err();
         assert!(err.contains("without stdin"), "{err}");
         assert!(with("[package.metadata.rhea]\nstdin = \"x\"\nstdin-after = \"\"").is_err());
@@ -631,24 +710,7 @@ mod tests {
                 vec!["data abort".to_string(), "far".to_string()]
             )]
         );
-        let app = App {
-            name: "t".into(),
-            package: m.package,
-            dir: PathBuf::new(),
-            expect: m.expect,
-            console: m.console,
-            timeout: m.timeout,
-            cmdline: m.cmdline,
-            stdin: m.stdin,
-            test: m.test,
-            skip_on: m.skip_on,
-            signal_storm: m.signal_storm,
-            boards: m.boards,
-            smp: m.smp,
-            sim_seeds: m.sim_seeds,
-            arch_console: m.arch_console,
-            net: m.net,
-        };
+        let app = App::new("t".into(), PathBuf::new(), m);
         assert!(app.runs_on("linuxu") && !app.runs_on("rpi4"));
         assert_eq!(app.console_for("aarch64"), ["data abort", "far"]);
         assert_eq!(app.console_for("x86_64"), ["#PF"]);
@@ -669,5 +731,142 @@ mod tests {
             let text = format!("[package]\nname = \"t\"\n[package.metadata.rhea]\n{bad}\n");
             assert!(parse_manifest(&text).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn malformed_manifests_say_what_and_where() {
+        let with = |meta: &str| {
+            parse_manifest(&format!(
+                "[package]\nname = \"x\"\n[package.metadata.rhea]\n{meta}\n"
+            ))
+            .unwrap_err()
+        };
+        // (the metadata line, a part of the message, the line the message must name)
+        let cases = [
+            (
+                "expect = \"ok\"",
+                "must be \"success\" or \"failure\", got \"ok\"",
+                4,
+            ),
+            ("expect = 1", "expected a string", 4),
+            ("console = \"one\"", "expected a sequence", 4),
+            (
+                "timeout-secs = 0",
+                "timeout-secs must be a positive integer",
+                4,
+            ),
+            ("timeout-secs = -3", "expected u64", 4),
+            (
+                "cmdline = \"a\\u0000b\"",
+                "cmdline must be one line without NUL",
+                4,
+            ),
+            (
+                "skip-on = [\"q35\"]",
+                "\"board/machine\" strings, got \"q35\"",
+                4,
+            ),
+            (
+                "signal-storm = 0",
+                "signal-storm must be a positive number",
+                4,
+            ),
+            ("boards = [\"\"]", "got an empty name", 4),
+            ("smp = [1, 65]", "CPU counts from 1 to 64, got [1, 65]", 4),
+            ("sim-seeds = []", "sim-seeds must be a non-empty array", 4),
+            ("test = 1", "expected a boolean", 4),
+            ("\n\nsmp = []", "smp must be", 6),
+            (
+                "[package.metadata.rhea.arch.aarch64]\nconsole = [\"x\"]\nexpect = \"failure\"",
+                "unknown field `expect`, expected `console`",
+                6,
+            ),
+            (
+                "[package.metadata.rhea.arch.aarch64]",
+                "missing field `console`",
+                4,
+            ),
+            (
+                "stdin = \"a\"\nstdin-after = \"\"",
+                "stdin-after must not be empty",
+                5,
+            ),
+        ];
+        for (meta, want, line) in cases {
+            let e = with(meta);
+            assert!(e.contains(want), "{meta}: {e}");
+            assert!(e.contains(&format!("at line {line},")), "{meta}: {e}");
+        }
+        // Not TOML at all, or no [package].
+        let e = parse_manifest("[package\nname = \"x\"").unwrap_err();
+        assert!(
+            e.starts_with("invalid manifest: TOML parse error at line 1"),
+            "{e}"
+        );
+        assert_eq!(parse_manifest("[lib]\n").unwrap_err(), "no [package] table");
+        assert_eq!(
+            parse_manifest("[package]\nversion = \"1\"\n").unwrap_err(),
+            "no string `name` in [package]"
+        );
+        let e = parse_manifest("[package]\nname = 1\n").unwrap_err();
+        assert!(e.contains("expected a string"), "{e}");
+        let e = parse_manifest("package = 1\n").unwrap_err();
+        assert!(e.contains("expected a [package] table"), "{e}");
+        let e =
+            parse_manifest("[package]\nname = \"x\"\n[package.metadata]\nrhea = []\n").unwrap_err();
+        assert!(
+            e.contains("expected a [package.metadata.rhea] table"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_metadata_and_tables_are_ignored() {
+        for text in [
+            // Other tools' metadata, and a `metadata` that is not a table (Cargo allows it).
+            "[package]\nname = \"x\"\n[package.metadata.docs.rs]\nall-features = true\n",
+            "[package]\nname = \"x\"\nmetadata = 1\n",
+            "[package]\nname = \"x\"\nmetadata = [\"a\", { b = 1 }]\n",
+            "[package]\nname = \"x\"\nmetadata = 1979-05-27\n",
+            // Cargo's own keys and tables.
+            "[package]\nname = \"x\"\nversion.workspace = true\nedition = \"2024\"\n\
+             [dependencies]\nrhea.workspace = true\n[lints]\nworkspace = true\n",
+        ] {
+            let m = parse_manifest(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(m.package, "x");
+            assert_eq!(
+                (m.expect, m.net, m.test),
+                (Expect::Success, Net::None, true)
+            );
+        }
+    }
+
+    /// Every manifest in the repository parses, and a few known ones say what they should.
+    #[test]
+    fn every_manifest_in_the_repository_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let apps = discover(&root).unwrap();
+        let mut count = 0;
+        for parent in APP_DIRS {
+            for entry in fs::read_dir(root.join(parent)).unwrap() {
+                let path = entry.unwrap().path().join("Cargo.toml");
+                if path.is_file() {
+                    let text = fs::read_to_string(&path).unwrap();
+                    parse_manifest(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(apps.len(), count);
+        assert!(
+            count >= 30,
+            "only {count} manifests found under apps/ and tests/"
+        );
+        let hello = find(&apps, "hello").unwrap();
+        assert_eq!((hello.expect, hello.test), (Expect::Success, true));
+        assert_eq!(find(&apps, "net-virtio-smoke").unwrap().net, Net::User);
+        assert_eq!(find(&apps, DEFAULT_APP).unwrap().name, DEFAULT_APP);
+        assert!(apps.iter().any(|a| a.expect == Expect::Failure));
+        assert!(apps.iter().any(|a| !a.smp.is_empty()));
     }
 }

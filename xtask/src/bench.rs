@@ -443,6 +443,9 @@ struct Row {
     wall: Option<Stats>,
 }
 
+/// `bench boot`: the conditions and image sizes, then [`RUNS`] boots of hello per
+/// machine/accel, the memory report, the smallest `-m` of hello and the appliance, and the
+/// comparison with the reference anchors.
 fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(BOARD)?;
     let all_apps = apps::discover(&ws.root)?;
@@ -454,6 +457,48 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
     let hw_kvm = qemu::probe_hardware_kvm();
     let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
 
+    print_boot_conditions(&qemu, opts, &hw_kvm, &image);
+    let appliance = apps::find(&all_apps, "appliance")?;
+    let appliance_image = image::build(ws, board, appliance)?;
+    println!();
+    print_image_breakdown(APP, &image, GOAL_HELLO_BYTES)?;
+    print_image_breakdown("appliance", &appliance_image, GOAL_APPLIANCE_BYTES)?;
+
+    let mut runs = BootRuns::default();
+    let mut rows = Vec::new();
+    for &machine in &machines {
+        for &accel in &accels {
+            rows.push(runs.measure(&qemu, board, machine, accel, &image, opts)?);
+        }
+    }
+
+    println!();
+    println!("memory at boot, {APP} (-m {}):", opts.mem);
+    for l in &runs.memory_lines {
+        println!("  {l}");
+    }
+    let probe = MemoryProbe {
+        qemu: &qemu,
+        board,
+        opts,
+    };
+    probe.smallest(app, &image.elf, GOAL_HELLO_MIB)?;
+    probe.smallest(appliance, &appliance_image.elf, GOAL_APPLIANCE_MIB)?;
+    print_boot_anchors(&image, &rows);
+    if runs.failures > 0 {
+        eprintln!("bench boot: {} run(s) failed", runs.failures);
+        return Err(Error::Quiet(1));
+    }
+    Ok(())
+}
+
+/// `bench boot`'s header: the QEMU, host and guest it measures on, and hello's image size.
+fn print_boot_conditions(
+    qemu: &qemu::Qemu,
+    opts: &Options,
+    hw_kvm: &Result<(), String>,
+    image: &image::Image,
+) {
     println!();
     println!("== bench boot: app {APP}, board {BOARD}, {RUNS} runs per machine/accel");
     println!("conditions:");
@@ -464,7 +509,7 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("  guest:      -smp {} -m {}", opts.smp, opts.mem);
-    match &hw_kvm {
+    match hw_kvm {
         Ok(()) => println!("  KVM:        hardware KVM usable"),
         Err(why) => println!("  KVM:        not used ({why})"),
     }
@@ -473,122 +518,156 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         thousands(image.stripped_size),
         image.stripped.display()
     );
-    let appliance = apps::find(&all_apps, "appliance")?;
-    let appliance_image = image::build(ws, board, appliance)?;
-    println!();
-    print_image_breakdown(APP, &image, GOAL_HELLO_BYTES)?;
-    print_image_breakdown("appliance", &appliance_image, GOAL_APPLIANCE_BYTES)?;
-    let mut memory_lines: Vec<String> = Vec::new();
+}
 
-    let mut rows = Vec::new();
-    let mut failures = 0;
-    for machine in &machines {
-        for accel in &accels {
-            let cpu = match accel {
-                Accel::Kvm => "host",
-                Accel::Tcg => "max",
-            };
-            println!();
-            println!(
-                "{machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
-                accel.name(),
-                accel.name()
-            );
-            let spec = qemu::Spec {
-                board,
-                machine,
-                accel: *accel,
-                smp: opts.smp,
-                mem: &opts.mem,
-                kernel: &image.elf,
-                serial: qemu::Serial::Captured,
-                append: opts.append(),
-            };
-            let mut wall = Vec::new();
-            let mut cycles = Vec::new();
-            let mut nanos = Vec::new();
-            let mut ns_unknown = 0;
-            for run in 1..=RUNS {
-                let captured = qemu::run_captured(&qemu, &spec, None, TIMEOUT, opts.verbose)?;
-                let verdict = qemu::classify(&captured.end);
-                let problem = match (&verdict, captured.time_of(MAIN_MARKER)) {
-                    (Verdict::Success, Some(t)) => {
-                        wall.push(t.as_secs_f64());
-                        None
-                    }
-                    (Verdict::Success, None) => {
-                        Some(format!("no console line containing {MAIN_MARKER:?}"))
-                    }
-                    (other, _) => Some(other.describe()),
-                };
-                if let Some(problem) = problem {
-                    failures += 1;
-                    println!("  run {run}: FAILED: {problem}");
-                    continue;
-                }
-                if memory_lines.is_empty() {
-                    memory_lines = memory_report(&captured.lines);
-                }
-                match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
-                    Some((c, ns)) => {
-                        cycles.push(c as f64);
-                        match ns {
-                            Some(ns) => nanos.push(ns as f64),
-                            None => ns_unknown += 1,
-                        }
-                    }
-                    None => println!("  run {run}: no `{}` line", BOOT_MARKER.trim_end()),
+/// What `bench boot`'s timed boots found across machines: the memory report of the first
+/// good boot, and the number of failed runs.
+#[derive(Default)]
+struct BootRuns {
+    memory_lines: Vec<String>,
+    failures: usize,
+}
+
+/// The samples of one machine/accel's runs.
+#[derive(Default)]
+struct BootSamples {
+    /// Seconds from QEMU's spawn to [`MAIN_MARKER`].
+    wall: Vec<f64>,
+    /// Guest cycles from entry to main.
+    cycles: Vec<f64>,
+    /// Guest nanoseconds from entry to main, when the guest knows its TSC frequency.
+    nanos: Vec<f64>,
+    /// Runs whose guest did not know its TSC frequency.
+    ns_unknown: usize,
+}
+
+impl BootRuns {
+    /// [`RUNS`] boots of hello on `machine` under `accel`, printed, as a result row.
+    fn measure(
+        &mut self,
+        qemu: &qemu::Qemu,
+        board: &'static boards::Board,
+        machine: &'static str,
+        accel: Accel,
+        image: &image::Image,
+        opts: &Options,
+    ) -> Result<Row> {
+        let cpu = match accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        };
+        println!();
+        println!(
+            "{machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
+            accel.name(),
+            accel.name()
+        );
+        let spec = qemu::Spec {
+            board,
+            machine,
+            accel,
+            smp: opts.smp,
+            mem: &opts.mem,
+            kernel: &image.elf,
+            serial: qemu::Serial::Captured,
+            append: opts.append(),
+        };
+        let mut samples = BootSamples::default();
+        for run in 1..=RUNS {
+            let captured = qemu::run_captured(qemu, &spec, None, TIMEOUT, opts.verbose)?;
+            self.take_run(run, &captured, &mut samples);
+        }
+        let wall = samples.print();
+        Ok(Row {
+            machine,
+            accel,
+            wall,
+        })
+    }
+
+    /// Adds one run's figures to `samples`, or counts and prints its failure.
+    fn take_run(&mut self, run: usize, captured: &qemu::Captured, samples: &mut BootSamples) {
+        let verdict = qemu::classify(&captured.end);
+        let problem = match (&verdict, captured.time_of(MAIN_MARKER)) {
+            (Verdict::Success, Some(t)) => {
+                samples.wall.push(t.as_secs_f64());
+                None
+            }
+            (Verdict::Success, None) => Some(format!("no console line containing {MAIN_MARKER:?}")),
+            (other, _) => Some(other.describe()),
+        };
+        if let Some(problem) = problem {
+            self.failures += 1;
+            println!("  run {run}: FAILED: {problem}");
+            return;
+        }
+        if self.memory_lines.is_empty() {
+            self.memory_lines = memory_report(&captured.lines);
+        }
+        match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
+            Some((c, ns)) => {
+                samples.cycles.push(c as f64);
+                match ns {
+                    Some(ns) => samples.nanos.push(ns as f64),
+                    None => samples.ns_unknown += 1,
                 }
             }
-            let wall_stats = stats(&wall);
-            match wall_stats {
-                Some(s) => println!(
-                    "  wall, QEMU spawn -> {MAIN_MARKER:?}: median {:.3} s, min {:.3} s, max {:.3} s ({} runs)",
-                    s.median,
-                    s.min,
-                    s.max,
-                    wall.len()
-                ),
-                None => println!("  wall: no successful run"),
-            }
-            if let Some(s) = stats(&cycles) {
-                println!(
-                    "  guest entry->main: median {:.0} cycles, min {:.0}, max {:.0}",
-                    s.median, s.min, s.max
-                );
-            }
-            match stats(&nanos) {
-                Some(s) => println!(
-                    "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
-                    s.median / 1e6,
-                    s.min / 1e6,
-                    s.max / 1e6
-                ),
-                None if ns_unknown > 0 => {
-                    println!(
-                        "  guest entry->main time: unknown (guest does not know its TSC frequency)"
-                    );
-                }
-                None => {}
-            }
-            rows.push(Row {
-                machine,
-                accel: *accel,
-                wall: wall_stats,
-            });
+            None => println!("  run {run}: no `{}` line", BOOT_MARKER.trim_end()),
         }
     }
+}
 
-    println!();
-    println!("memory at boot, {APP} (-m {}):", opts.mem);
-    for l in &memory_lines {
-        println!("  {l}");
+impl BootSamples {
+    /// Prints the medians and ranges; returns the wall-clock statistics.
+    fn print(&self) -> Option<Stats> {
+        let wall_stats = stats(&self.wall);
+        match wall_stats {
+            Some(s) => println!(
+                "  wall, QEMU spawn -> {MAIN_MARKER:?}: median {:.3} s, min {:.3} s, max {:.3} s ({} runs)",
+                s.median,
+                s.min,
+                s.max,
+                self.wall.len()
+            ),
+            None => println!("  wall: no successful run"),
+        }
+        if let Some(s) = stats(&self.cycles) {
+            println!(
+                "  guest entry->main: median {:.0} cycles, min {:.0}, max {:.0}",
+                s.median, s.min, s.max
+            );
+        }
+        match stats(&self.nanos) {
+            Some(s) => println!(
+                "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                s.median / 1e6,
+                s.min / 1e6,
+                s.max / 1e6
+            ),
+            None if self.ns_unknown > 0 => {
+                println!(
+                    "  guest entry->main time: unknown (guest does not know its TSC frequency)"
+                );
+            }
+            None => {}
+        }
+        wall_stats
     }
-    let q35 = "q35";
-    let probe = |app: &apps::App, elf: &std::path::Path, mib: u32| -> Result<(bool, Vec<String>)> {
+}
+
+/// Boots of hello or the appliance on q35 under TCG with less and less memory.
+struct MemoryProbe<'a> {
+    qemu: &'a qemu::Qemu,
+    board: &'static boards::Board,
+    opts: &'a Options,
+}
+
+impl MemoryProbe<'_> {
+    /// Whether `app` (hello or the appliance) runs in `mib` MiB, and its memory report.
+    fn run(&self, app: &apps::App, elf: &std::path::Path, mib: u32) -> Result<(bool, Vec<String>)> {
         let mem = format!("{mib}M");
         let (append, timeout) = if app.name == APP {
-            (opts.append().to_string(), HELLO_PROBE)
+            (self.opts.append().to_string(), HELLO_PROBE)
         } else {
             (
                 "rhea.net.ip=10.0.2.15/24 rhea.net.gw=10.0.2.2".to_string(),
@@ -596,8 +675,8 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             )
         };
         let spec = qemu::Spec {
-            board,
-            machine: q35,
+            board: self.board,
+            machine: "q35",
             accel: Accel::Tcg,
             smp: 1,
             mem: &mem,
@@ -606,20 +685,20 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             append: &append,
         };
         // The app's NIC (`net = "user"`) comes with the QEMU arguments of its image.
-        let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+        let captured = qemu::run_captured(self.qemu, &spec, None, timeout, self.opts.verbose)?;
         let ok = if app.name == APP {
             qemu::classify(&captured.end) == Verdict::Success
         } else {
             captured.time_of(APPLIANCE_READY).is_some()
         };
         Ok((ok, memory_report(&captured.lines)))
-    };
-    for (app, elf, goal) in [
-        (app, &image.elf, GOAL_HELLO_MIB),
-        (appliance, &appliance_image.elf, GOAL_APPLIANCE_MIB),
-    ] {
+    }
+
+    /// Finds and prints the smallest `-m` that runs `app` (and, for the appliance, what its
+    /// memory went to there).
+    fn smallest(&self, app: &apps::App, elf: &std::path::Path, goal: u32) -> Result<()> {
         // From 2 MiB: QEMU loads the image at 1 MiB, so `-m 1M` cannot hold it (and hangs).
-        let found = smallest_mib(2, 32, |mib| probe(app, elf, mib).map(|(ok, _)| ok))?;
+        let found = smallest_mib(2, 32, |mib| self.run(app, elf, mib).map(|(ok, _)| ok))?;
         match found {
             Some(mib) => {
                 println!(
@@ -628,15 +707,19 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
                 );
                 if app.name != APP {
                     // What the appliance's memory went to, at its smallest.
-                    for l in probe(app, elf, mib)?.1 {
+                    for l in self.run(app, elf, mib)?.1 {
                         println!("  {l}");
                     }
                 }
             }
             None => println!("smallest -m that runs {}: none up to 32 MiB", app.name),
         }
+        Ok(())
     }
+}
 
+/// The reference anchors (figures recorded earlier) and this run's ratios to them.
+fn print_boot_anchors(image: &image::Image, rows: &[Row]) {
     println!();
     println!(
         "reference anchors (NOT measured in this run; figures recorded earlier, for comparison only):"
@@ -659,7 +742,7 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         thousands(ANCHOR_UNIKRAFT_IMAGE_BYTES),
         image.stripped_size as f64 / ANCHOR_UNIKRAFT_IMAGE_BYTES as f64
     );
-    for row in &rows {
+    for row in rows {
         if let Some(s) = row.wall {
             println!(
                 "  boot {}/{}: median {:.3} s / Unikraft {ANCHOR_UNIKRAFT_BOOT_SECS} s = {:.2}, \
@@ -672,11 +755,6 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
             );
         }
     }
-    if failures > 0 {
-        eprintln!("bench boot: {failures} run(s) failed");
-        return Err(Error::Quiet(1));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -989,10 +1067,26 @@ pub(crate) fn comparison_table(
     platform: Platform,
 ) -> Vec<TableLine> {
     let mut t = Vec::new();
-    let missing = || LINUX_MISSING.to_string();
-    let opt = |v: Option<f64>, decimals: usize| v.map_or_else(missing, |v| figure(v, decimals));
+    switch_lines(&mut t, rhea, linux, platform);
+    for (period, hog) in CYCLIC_RUNS {
+        cyclic_lines(&mut t, rhea, linux, period, hog);
+    }
+    irq_lines(&mut t, rhea, platform);
+    t
+}
 
-    // Switches.
+/// A figure with `decimals` decimals, or [`LINUX_MISSING`].
+fn figure_or_missing(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| LINUX_MISSING.to_string(), |v| figure(v, decimals))
+}
+
+/// The comparison's switch rows (yield, semaphore ping-pong), each with its cycles goal.
+fn switch_lines(
+    t: &mut Vec<TableLine>,
+    rhea: &RheaSched,
+    linux: Option<Baseline<'_>>,
+    platform: Platform,
+) {
     let switches = [
         (
             "yield switch, ns one way",
@@ -1009,8 +1103,8 @@ pub(crate) fn comparison_table(
         let rhea_ns = r.map(|s| s.ns);
         t.push(row(
             name,
-            opt(rhea_ns, 1),
-            opt(l, 1),
+            figure_or_missing(rhea_ns, 1),
+            figure_or_missing(l, 1),
             show_ratio(ratio_of(rhea_ns, l)),
         ));
         let verdict = match (r, platform) {
@@ -1024,73 +1118,85 @@ pub(crate) fn comparison_table(
                 "not judged: LinuxU switches inside a Linux process".to_string()
             }
         };
-        let cycles = r.map_or_else(missing, |s| figure(s.cycles, 0));
+        let cycles = figure_or_missing(r.map(|s| s.cycles), 0);
         t.push(TableLine::Note(format!(
             "Rhea {cycles} cycles; goal: ≤ {GOAL_SWITCH_CYCLES} cycles on KVM ({verdict})"
         )));
     }
+}
 
-    // cyclictest.
-    for (period, hog) in CYCLIC_RUNS {
-        let r = rhea.cyclic_run(period, hog);
-        let l = linux.and_then(|l| find_cyclic(l.cyclic, period, hog));
-        let load = if hog { "hog" } else { "idle" };
-        let samples = |c: Option<&CyclicResult>| c.map_or_else(missing, |c| c.samples.to_string());
-        t.push(TableLine::Heading(format!(
-            "cyclictest {period} µs, {load} (samples: Rhea {}, Linux {})",
-            samples(r),
-            samples(l)
-        )));
-        let values = |c: Option<&CyclicResult>| match c {
-            Some(c) => [Some(c.min_us), Some(c.avg_us), c.p99_us, Some(c.max_us)],
-            None => [None; 4],
+/// The comparison's rows of one cyclictest run (`period` µs, idle or with a hog), and the
+/// goal at [`GOAL_CYCLIC_PERIOD_US`].
+fn cyclic_lines(
+    t: &mut Vec<TableLine>,
+    rhea: &RheaSched,
+    linux: Option<Baseline<'_>>,
+    period: u32,
+    hog: bool,
+) {
+    let r = rhea.cyclic_run(period, hog);
+    let l = linux.and_then(|l| find_cyclic(l.cyclic, period, hog));
+    let load = if hog { "hog" } else { "idle" };
+    let samples = |c: Option<&CyclicResult>| {
+        c.map_or_else(|| LINUX_MISSING.to_string(), |c| c.samples.to_string())
+    };
+    t.push(TableLine::Heading(format!(
+        "cyclictest {period} µs, {load} (samples: Rhea {}, Linux {})",
+        samples(r),
+        samples(l)
+    )));
+    let values = |c: Option<&CyclicResult>| match c {
+        Some(c) => [Some(c.min_us), Some(c.avg_us), c.p99_us, Some(c.max_us)],
+        None => [None; 4],
+    };
+    let mut ratios = Vec::new();
+    for ((stat, rv), lv) in STATS.into_iter().zip(values(r)).zip(values(l)) {
+        let linux_text = match (l, lv) {
+            (Some(_), None) => "beyond histogram".to_string(),
+            _ => figure_or_missing(lv, 2),
         };
-        let mut ratios = Vec::new();
-        for ((stat, rv), lv) in STATS.into_iter().zip(values(r)).zip(values(l)) {
-            let linux_text = match (l, lv) {
-                (Some(_), None) => "beyond histogram".to_string(),
-                _ => opt(lv, 2),
-            };
-            let ratio = ratio_of(rv, lv);
-            ratios.push((stat, ratio));
-            // No ratio for the minimum: it says little about latency.
-            let ratio_text = if stat == "min" {
-                "-".to_string()
-            } else {
-                show_ratio(ratio)
-            };
-            t.push(row(
-                format!("  {stat}, µs"),
-                opt(rv, 2),
-                linux_text,
-                ratio_text,
-            ));
-        }
-        if period == GOAL_CYCLIC_PERIOD_US {
-            let get = |stat: &str| {
-                ratios
-                    .iter()
-                    .find(|(s, _)| *s == stat)
-                    .and_then(|(_, r)| *r)
-            };
-            let verdict = match (get("p99"), get("max")) {
-                (Some(p99), Some(max)) => format!(
-                    "p99 {p99:.2}, max {max:.2} of Linux's: {}",
-                    if p99 <= GOAL_CYCLIC_FRACTION && max <= GOAL_CYCLIC_FRACTION {
-                        "met"
-                    } else {
-                        "not met"
-                    }
-                ),
-                _ => "not judged: a figure is missing".to_string(),
-            };
-            t.push(TableLine::Note(format!(
-                "goal: p99 and max ≤ ½ Linux's ({verdict})"
-            )));
-        }
+        let ratio = ratio_of(rv, lv);
+        ratios.push((stat, ratio));
+        // No ratio for the minimum: it says little about latency.
+        let ratio_text = if stat == "min" {
+            "-".to_string()
+        } else {
+            show_ratio(ratio)
+        };
+        t.push(row(
+            format!("  {stat}, µs"),
+            figure_or_missing(rv, 2),
+            linux_text,
+            ratio_text,
+        ));
     }
+    if period != GOAL_CYCLIC_PERIOD_US {
+        return;
+    }
+    let get = |stat: &str| {
+        ratios
+            .iter()
+            .find(|(s, _)| *s == stat)
+            .and_then(|(_, r)| *r)
+    };
+    let verdict = match (get("p99"), get("max")) {
+        (Some(p99), Some(max)) => format!(
+            "p99 {p99:.2}, max {max:.2} of Linux's: {}",
+            if p99 <= GOAL_CYCLIC_FRACTION && max <= GOAL_CYCLIC_FRACTION {
+                "met"
+            } else {
+                "not met"
+            }
+        ),
+        _ => "not judged: a figure is missing".to_string(),
+    };
+    t.push(TableLine::Note(format!(
+        "goal: p99 and max ≤ ½ Linux's ({verdict})"
+    )));
+}
 
-    // Interrupt to thread (Rhea only).
+/// The comparison's interrupt-to-thread rows (Rhea only).
+fn irq_lines(t: &mut Vec<TableLine>, rhea: &RheaSched, platform: Platform) {
     let irq = rhea.irq_to_thread;
     let raised = match platform {
         Platform::Qemu(_) => "self-IPI",
@@ -1098,18 +1204,17 @@ pub(crate) fn comparison_table(
     };
     t.push(TableLine::Heading(format!(
         "interrupt→thread, {raised} to the woken thread running (samples: Rhea {})",
-        irq.map_or_else(missing, |i| i.samples.to_string())
+        irq.map_or_else(|| LINUX_MISSING.to_string(), |i| i.samples.to_string())
     )));
     let irq_values = irq.map(|i| [i.min_ns, i.avg_ns, i.p99_ns, i.max_ns]);
     for (k, stat) in STATS.into_iter().enumerate() {
         t.push(row(
             format!("  {stat}, ns"),
-            opt(irq_values.map(|v| v[k]), 0),
+            figure_or_missing(irq_values.map(|v| v[k]), 0),
             "not measured".to_string(),
             "-".to_string(),
         ));
     }
-    t
 }
 
 /// Renders the table with aligned columns, under a header line.
@@ -1171,6 +1276,8 @@ pub(crate) fn rhea_version(ws: &Workspace) -> String {
     }
 }
 
+/// `bench sched`: the scheduler measures of [`SCHED_APP`] on Rhea, then the same on the Linux
+/// guest (same machine, accel, -smp, loops), then the conditions and the table of ratios.
 fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(BOARD)?;
     let machine = board.machine(opts.machine.as_deref())?;
@@ -1184,8 +1291,42 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     decision.print();
     let accel = decision.accel;
 
-    // Rhea.
     let cmdline = sched_cmdline(loops, opts.append());
+    let (rhea, rhea_wall) = sched_rhea(&qemu, board, machine, accel, &image, &cmdline, opts)?;
+
+    println!(
+        "== Linux guest baseline: same machine, accel, -smp and loops (downloads nothing once cached)"
+    );
+    let linux =
+        linux_guest::run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose);
+
+    let report = SchedReport {
+        ws,
+        opts,
+        qemu: &qemu,
+        machine,
+        decision: &decision,
+        loops,
+        cmdline: &cmdline,
+        rhea: &rhea,
+        rhea_wall,
+        linux: &linux,
+    };
+    report.print_conditions();
+    report.print_figures()
+}
+
+/// Boots [`SCHED_APP`] with `cmdline`: its measures and the run's wall time, or (after its
+/// console's tail) why it did not finish.
+fn sched_rhea(
+    qemu: &qemu::Qemu,
+    board: &'static boards::Board,
+    machine: &'static str,
+    accel: Accel,
+    image: &image::Image,
+    cmdline: &str,
+    opts: &Options,
+) -> Result<(RheaSched, Duration)> {
     let spec = qemu::Spec {
         board,
         machine,
@@ -1194,15 +1335,16 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         mem: &opts.mem,
         kernel: &image.elf,
         serial: qemu::Serial::Captured,
-        append: &cmdline,
+        append: cmdline,
     };
+    let loops = opts.loops.unwrap_or(linux_guest::DEFAULT_LOOPS);
     let timeout = sched_timeout(loops);
     println!(
         "== Rhea: {SCHED_APP} on {machine}/{}, -append {cmdline:?} (timeout {} s)",
         accel.name(),
         timeout.as_secs()
     );
-    let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
+    let captured = qemu::run_captured(qemu, &spec, None, timeout, opts.verbose)?;
     let rhea = parse_sched_console(captured.lines.iter().map(|(_, l)| l.as_str()));
     let verdict = qemu::classify(&captured.end);
     if verdict != Verdict::Success || !rhea.done {
@@ -1227,135 +1369,169 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         ));
     }
     println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    Ok((rhea, captured.elapsed))
+}
 
-    // Linux.
-    println!(
-        "== Linux guest baseline: same machine, accel, -smp and loops (downloads nothing once cached)"
-    );
-    let linux =
-        linux_guest::run_sched_baseline(ws, &qemu, machine, accel, opts.smp, loops, opts.verbose);
+/// What `bench sched` measured, and where, for its report.
+struct SchedReport<'a> {
+    ws: &'a Workspace,
+    opts: &'a Options,
+    qemu: &'a qemu::Qemu,
+    machine: &'static str,
+    decision: &'a qemu::AccelDecision,
+    loops: u32,
+    /// Rhea's kernel command line.
+    cmdline: &'a str,
+    rhea: &'a RheaSched,
+    rhea_wall: Duration,
+    linux: &'a Result<LinuxSchedFigures>,
+}
 
-    // Report.
-    let cpu = match accel {
-        Accel::Kvm => "host",
-        Accel::Tcg => "max",
-    };
-    println!();
-    println!(
-        "== bench sched: Rhea vs Linux guest, machine {machine}, accel {}, -smp {}, loops {loops}",
-        accel.name(),
-        opts.smp
-    );
-    println!("conditions:");
-    println!("  QEMU:        {}", qemu.banner);
-    println!("  accel:       {} ({})", accel.name(), decision.reason);
-    println!(
-        "  guest CPU:   -cpu {cpu} (both); host CPU {}",
-        host_cpu_model()
-    );
-    match machine {
-        "microvm" => println!(
-            "  machine:     microvm (Rhea rtc=off; Linux pit=on,pic=on,rtc=on, which it needs)"
-        ),
-        m => println!(
-            "  machine:     {m} (same -M and firmware for both: {})",
-            qemu.qboot
-                .as_ref()
-                .map_or("QEMU's default".to_string(), |p| p.display().to_string())
-        ),
+impl SchedReport<'_> {
+    /// The header and the conditions of both runs.
+    fn print_conditions(&self) {
+        let (opts, machine, loops) = (self.opts, self.machine, self.loops);
+        let accel = self.decision.accel;
+        let cpu = match accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        };
+        println!();
+        println!(
+            "== bench sched: Rhea vs Linux guest, machine {machine}, accel {}, -smp {}, loops {loops}",
+            accel.name(),
+            opts.smp
+        );
+        println!("conditions:");
+        println!("  QEMU:        {}", self.qemu.banner);
+        println!("  accel:       {} ({})", accel.name(), self.decision.reason);
+        println!(
+            "  guest CPU:   -cpu {cpu} (both); host CPU {}",
+            host_cpu_model()
+        );
+        match machine {
+            "microvm" => println!(
+                "  machine:     microvm (Rhea rtc=off; Linux pit=on,pic=on,rtc=on, which it needs)"
+            ),
+            m => println!(
+                "  machine:     {m} (same -M and firmware for both: {})",
+                self.qemu
+                    .qboot
+                    .as_ref()
+                    .map_or("QEMU's default".to_string(), |p| p.display().to_string())
+            ),
+        }
+        println!(
+            "  RAM:         Rhea -m {}, Linux -m {}",
+            opts.mem,
+            linux_guest::LINUX_MEM
+        );
+        println!("  vCPUs:       -smp {} (both)", opts.smp);
+        println!(
+            "  Rhea:        {}, {SCHED_APP}, command line {:?}, TSC {} Hz",
+            rhea_version(self.ws),
+            self.cmdline,
+            self.rhea
+                .tsc_hz
+                .map_or("unknown".to_string(), |hz| hz.to_string())
+        );
+        self.print_linux_conditions();
     }
-    println!(
-        "  RAM:         Rhea -m {}, Linux -m {}",
-        opts.mem,
-        linux_guest::LINUX_MEM
-    );
-    println!("  vCPUs:       -smp {} (both)", opts.smp);
-    println!(
-        "  Rhea:        {}, {SCHED_APP}, command line {cmdline:?}, TSC {} Hz",
-        rhea_version(ws),
-        rhea.tsc_hz
-            .map_or("unknown".to_string(), |hz| hz.to_string())
-    );
-    match &linux {
-        Ok(l) => {
-            println!("  Linux:       {} ({})", l.kernel_version, l.kernel_package);
+
+    /// The Linux guest's conditions, the loops, the wall times and the notes.
+    fn print_linux_conditions(&self) {
+        let loops = self.loops;
+        match self.linux {
+            Ok(l) => {
+                println!("  Linux:       {} ({})", l.kernel_version, l.kernel_package);
+                println!(
+                    "               preempt {}, clocksource {}, ping-pong threads SCHED_{}",
+                    l.preempt,
+                    l.clocksource,
+                    l.sched_policy.to_uppercase()
+                );
+            }
+            Err(_) => println!("  Linux:       unknown (the baseline did not run; see below)"),
+        }
+        let rhea_loops = self
+            .rhea
+            .loops
+            .map_or("unknown".to_string(), |n| n.to_string());
+        println!(
+            "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest loops \
+             and ping-pong round trips of Linux)"
+        );
+        println!(
+            "  host nproc:  {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        match self.linux {
+            Ok(l) => println!(
+                "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
+                self.rhea_wall.as_secs_f64(),
+                l.wall_total.as_secs_f64()
+            ),
+            Err(_) => println!(
+                "  wall:        Rhea run {:.1} s",
+                self.rhea_wall.as_secs_f64()
+            ),
+        }
+        if self.decision.accel == Accel::Tcg {
             println!(
-                "               preempt {}, clocksource {}, ping-pong threads SCHED_{}",
-                l.preempt,
-                l.clocksource,
-                l.sched_policy.to_uppercase()
+                "  note:        under TCG guest timings are emulated (no hardware virtualization; \
+                 absolute figures mean little): compare the ratios"
             );
         }
-        Err(_) => println!("  Linux:       unknown (the baseline did not run; see below)"),
-    }
-    let rhea_loops = rhea.loops.map_or("unknown".to_string(), |n| n.to_string());
-    println!(
-        "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest loops \
-         and ping-pong round trips of Linux)"
-    );
-    println!(
-        "  host nproc:  {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    match &linux {
-        Ok(l) => println!(
-            "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
-            captured.elapsed.as_secs_f64(),
-            l.wall_total.as_secs_f64()
-        ),
-        Err(_) => println!(
-            "  wall:        Rhea run {:.1} s",
-            captured.elapsed.as_secs_f64()
-        ),
-    }
-    if accel == Accel::Tcg {
-        println!(
-            "  note:        under TCG guest timings are emulated (no hardware virtualization; \
-             absolute figures mean little): compare the ratios"
-        );
-    }
-    if loops < linux_guest::DEFAULT_LOOPS {
-        println!(
-            "  note:        --loops {loops} is below {}: a quick check, not a baseline",
-            linux_guest::DEFAULT_LOOPS
-        );
-    }
-    if let Ok(l) = &linux
-        && !l.notes.is_empty()
-    {
-        println!("Linux guest notes:");
-        for note in &l.notes {
-            println!("  {note}");
+        if loops < linux_guest::DEFAULT_LOOPS {
+            println!(
+                "  note:        --loops {loops} is below {}: a quick check, not a baseline",
+                linux_guest::DEFAULT_LOOPS
+            );
+        }
+        if let Ok(l) = self.linux
+            && !l.notes.is_empty()
+        {
+            println!("Linux guest notes:");
+            for note in &l.notes {
+                println!("  {note}");
+            }
         }
     }
 
-    println!();
-    println!("figures (ratio Rhea/Linux: lower is better for every measure):");
-    print!(
-        "{}",
-        render_table(&sched_table(&rhea, linux.as_ref().ok(), accel))
-    );
-    if let Err(e) = &linux {
+    /// The table of figures; an error if Rhea left a measure out.
+    fn print_figures(&self) -> Result<()> {
         println!();
-        println!("Linux guest figures missing: the baseline failed:");
-        for line in e.to_string().lines() {
-            println!("  {line}");
+        println!("figures (ratio Rhea/Linux: lower is better for every measure):");
+        print!(
+            "{}",
+            render_table(&sched_table(
+                self.rhea,
+                self.linux.as_ref().ok(),
+                self.decision.accel
+            ))
+        );
+        if let Err(e) = self.linux {
+            println!();
+            println!("Linux guest figures missing: the baseline failed:");
+            for line in e.to_string().lines() {
+                println!("  {line}");
+            }
         }
-    }
-    let missing = rhea.missing();
-    if !rhea.unparsed.is_empty() {
-        println!("RESULT lines of {SCHED_APP} not understood:");
-        for line in &rhea.unparsed {
-            println!("  {line}");
+        let missing = self.rhea.missing();
+        if !self.rhea.unparsed.is_empty() {
+            println!("RESULT lines of {SCHED_APP} not understood:");
+            for line in &self.rhea.unparsed {
+                println!("  {line}");
+            }
         }
+        if !missing.is_empty() {
+            return fail(format!(
+                "{SCHED_APP} did not print every measure; missing: {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(())
     }
-    if !missing.is_empty() {
-        return fail(format!(
-            "{SCHED_APP} did not print every measure; missing: {}",
-            missing.join(", ")
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -445,21 +445,10 @@ fn bench_linuxu(ws: &Workspace, opts: &Options) -> Result<()> {
 /// `cargo xtask bench rtos --board qemu-x86_64|qemu-aarch64`: Rhea under TCG, then the Linux
 /// guest running `rtos.c` under the same QEMU flags, in the same run.
 fn bench_qemu(ws: &Workspace, opts: &Options, board: &'static boards::Board) -> Result<()> {
-    let defaults = Options::default();
-    if !matches!(opts.accel, AccelChoice::Auto | AccelChoice::Tcg)
-        || opts.smp != 1
-        || opts.loops.is_some()
-        || opts.append.is_some()
-    {
-        return usage(format!(
-            "`bench rtos --board {}` runs under TCG with one vCPU and takes --machine, --mem, \
-             --periods, --period-ms and --verbose only",
-            board.name
-        ));
-    }
+    check_qemu_options(opts, board)?;
     let machine = board.machine(opts.machine.as_deref())?;
     // Linux needs more than Rhea's default; both sides get the same -m.
-    let mem = if opts.mem == defaults.mem {
+    let mem = if opts.mem == Options::default().mem {
         linux_guest::LINUX_MEM
     } else {
         opts.mem.as_str()
@@ -487,29 +476,7 @@ fn bench_qemu(ws: &Workspace, opts: &Options, board: &'static boards::Board) -> 
     let rhea_command = describe(&qemu::command(&qemu, &spec)?);
 
     let load_before = loadavg();
-    println!(
-        "== Rhea: {APP} on {}/{machine}/tcg, -append {args:?}",
-        board.name
-    );
-    let captured = qemu::run_captured(
-        &qemu,
-        &spec,
-        None,
-        side_timeout(periods, period_ms, Duration::from_secs(120)),
-        opts.verbose,
-    )?;
-    let rhea_lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
-    let rhea = parse(rhea_lines.iter().copied());
-    let verdict = qemu::classify(&captured.end);
-    if verdict != Verdict::Success || !rhea.done {
-        show_tail(&rhea_lines, &captured.stderr);
-        let why = match verdict {
-            Verdict::Success => "no `RESULT done` line".to_string(),
-            other => other.describe(),
-        };
-        return fail(format!("Rhea did not finish ({why})"));
-    }
-    println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    let (rhea, rhea_wall) = rtos_rhea(&qemu, &spec, (periods, period_ms), opts.verbose)?;
     println!("== Linux guest: {SRC} on {}/{machine}/tcg", board.name);
     let run = guest.run(
         &qemu,
@@ -529,87 +496,203 @@ fn bench_qemu(ws: &Workspace, opts: &Options, board: &'static boards::Board) -> 
         ));
     }
     println!("Linux guest done in {:.1} s", run.wall_total.as_secs_f64());
-    let load_after = loadavg();
+    let report = QemuReport {
+        ws,
+        qemu: &qemu,
+        spec: &spec,
+        periods: (periods, period_ms),
+        loads: (load_before, loadavg()),
+        rhea_command: &rhea_command,
+        rhea: &rhea,
+        rhea_wall,
+        guest: &guest,
+        run: &run,
+        linux: &linux,
+    };
+    report.print_conditions();
+    report.print_figures();
+    Ok(())
+}
 
-    println!();
-    println!(
-        "== bench rtos: Rhea on {}/{machine} vs POSIX in a Linux guest, same QEMU flags \
-         (TCG), {periods} periods of {period_ms} ms per test",
-        board.name
-    );
-    println!("conditions:");
-    println!("  QEMU:       {}", qemu.banner);
-    println!(
-        "  host:       {}, nproc {}",
-        bench::host_cpu_model(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!("  load:       {load_before} before, {load_after} after (/proc/loadavg, 1/5/15 min)");
-    println!(
-        "  flags:      the same for both: machine {machine}, -accel tcg, {}-smp 1 -m {mem}; \
-         Rhea adds -append {args:?}, Linux -initrd and its -append",
-        if board.arch() == "x86_64" {
-            "-cpu max, "
-        } else {
-            "-cpu cortex-a72 (the board's CPU), "
-        }
-    );
-    println!("              Rhea:  {rhea_command}");
-    println!("              Linux: {}", run.qemu_command);
-    println!(
-        "  Rhea:       {}, {APP} for {} (one vCPU), {}; run {:.1} s",
-        bench::rhea_version(ws),
-        board.name,
-        rhea.conditions.as_deref().unwrap_or("no conditions line"),
-        captured.elapsed.as_secs_f64()
-    );
-    println!(
-        "  Linux:      {} ({}), preempt {}, clocksource {}",
-        run.kernel_version, run.kernel_package, run.preempt, run.clocksource
-    );
-    if board.arch() == "aarch64" {
-        println!(
-            "              booted with {}: with KASLR Debian's arm64 kernel forces page-table \
-             isolation (KPTI; no E0PD on a Cortex-A72), which under TCG flushes QEMU's TLB at \
-             every kernel entry (sched_yield ~4x slower); the x86_64 guest runs without it",
-            linux_guest::ARM64_RTOS_APPEND
-        );
-    }
-    println!(
-        "  POSIX:      {SRC} ({}), as root in the initramfs, RT throttling off; {}; run {:.1} s{}",
-        guest.compiler,
-        linux.conditions.as_deref().unwrap_or("no conditions line"),
-        run.wall_total.as_secs_f64(),
-        run.wall_to_init.map_or(String::new(), |t| format!(
-            " (QEMU spawn -> /init {:.1} s)",
-            t.as_secs_f64()
-        ))
-    );
-    println!(
-        "               (policy=fifo: threads at SCHED_FIFO priorities mirroring Rhea's; \
-         other: SCHED_OTHER, SCHED_FIFO refused)"
-    );
-    println!(
-        "  irq:        Rhea raises a self-interrupt through the interrupt controller \
-         (rhea::irq::raise_self: {}); POSIX has no interrupts for a program: SIGUSR1 sent to \
-         itself (pthread_kill), a signal through the kernel",
-        if board.arch() == "x86_64" {
-            "an IPI to its own local APIC"
-        } else {
-            "an SGI to its own CPU through the GIC"
-        }
-    );
-    println!(
-        "  note:       under TCG the guests' clocks follow the host's: absolute figures are \
-         emulation speed; compare the ratios (same run, same flags)"
-    );
-    println!("  figures:    median ops per period (min..max over the periods); higher is better");
-    println!();
-    print!("{}", table(&rhea, &linux, "Linux guest POSIX"));
-    if let Some(line) = normalised(&rhea, &linux) {
-        println!("{line}");
+/// `bench rtos` on a QEMU board runs under TCG with one vCPU: a usage error for the options
+/// that would change that.
+fn check_qemu_options(opts: &Options, board: &boards::Board) -> Result<()> {
+    if !matches!(opts.accel, AccelChoice::Auto | AccelChoice::Tcg)
+        || opts.smp != 1
+        || opts.loops.is_some()
+        || opts.append.is_some()
+    {
+        return usage(format!(
+            "`bench rtos --board {}` runs under TCG with one vCPU and takes --machine, --mem, \
+             --periods, --period-ms and --verbose only",
+            board.name
+        ));
     }
     Ok(())
+}
+
+/// Boots [`APP`] as `spec` says: its figures and the run's wall time, or (after its console's
+/// tail) why it did not finish.
+fn rtos_rhea(
+    qemu: &qemu::Qemu,
+    spec: &qemu::Spec<'_>,
+    (periods, period_ms): (u32, u32),
+    verbose: bool,
+) -> Result<(Figures, Duration)> {
+    println!(
+        "== Rhea: {APP} on {}/{}/tcg, -append {:?}",
+        spec.board.name, spec.machine, spec.append
+    );
+    let captured = qemu::run_captured(
+        qemu,
+        spec,
+        None,
+        side_timeout(periods, period_ms, Duration::from_secs(120)),
+        verbose,
+    )?;
+    let rhea_lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
+    let rhea = parse(rhea_lines.iter().copied());
+    let verdict = qemu::classify(&captured.end);
+    if verdict != Verdict::Success || !rhea.done {
+        show_tail(&rhea_lines, &captured.stderr);
+        let why = match verdict {
+            Verdict::Success => "no `RESULT done` line".to_string(),
+            other => other.describe(),
+        };
+        return fail(format!("Rhea did not finish ({why})"));
+    }
+    println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    Ok((rhea, captured.elapsed))
+}
+
+/// What `bench rtos` measured on a QEMU board, and how, for its report.
+struct QemuReport<'a> {
+    ws: &'a Workspace,
+    qemu: &'a qemu::Qemu,
+    /// Rhea's QEMU run (the board, machine, memory and arguments both sides share).
+    spec: &'a qemu::Spec<'a>,
+    /// Periods per test, and the period in ms.
+    periods: (u32, u32),
+    /// The host's load average before and after.
+    loads: (String, String),
+    rhea_command: &'a str,
+    rhea: &'a Figures,
+    rhea_wall: Duration,
+    guest: &'a linux_guest::RtosGuest,
+    run: &'a linux_guest::RtosRun,
+    linux: &'a Figures,
+}
+
+impl QemuReport<'_> {
+    /// The header, the host and the QEMU flags of both sides.
+    fn print_conditions(&self) {
+        let (board, machine, mem, args) = (
+            self.spec.board,
+            self.spec.machine,
+            self.spec.mem,
+            self.spec.append,
+        );
+        let (periods, period_ms) = self.periods;
+        let (load_before, load_after) = &self.loads;
+        println!();
+        println!(
+            "== bench rtos: Rhea on {}/{machine} vs POSIX in a Linux guest, same QEMU flags \
+             (TCG), {periods} periods of {period_ms} ms per test",
+            board.name
+        );
+        println!("conditions:");
+        println!("  QEMU:       {}", self.qemu.banner);
+        println!(
+            "  host:       {}, nproc {}",
+            bench::host_cpu_model(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "  load:       {load_before} before, {load_after} after (/proc/loadavg, 1/5/15 min)"
+        );
+        println!(
+            "  flags:      the same for both: machine {machine}, -accel tcg, {}-smp 1 -m {mem}; \
+             Rhea adds -append {args:?}, Linux -initrd and its -append",
+            if board.arch() == "x86_64" {
+                "-cpu max, "
+            } else {
+                "-cpu cortex-a72 (the board's CPU), "
+            }
+        );
+        println!("              Rhea:  {}", self.rhea_command);
+        println!("              Linux: {}", self.run.qemu_command);
+        self.print_sides();
+    }
+
+    /// Each side's version and conditions, and how an interrupt is raised on each.
+    fn print_sides(&self) {
+        let (board, run) = (self.spec.board, self.run);
+        println!(
+            "  Rhea:       {}, {APP} for {} (one vCPU), {}; run {:.1} s",
+            bench::rhea_version(self.ws),
+            board.name,
+            self.rhea
+                .conditions
+                .as_deref()
+                .unwrap_or("no conditions line"),
+            self.rhea_wall.as_secs_f64()
+        );
+        println!(
+            "  Linux:      {} ({}), preempt {}, clocksource {}",
+            run.kernel_version, run.kernel_package, run.preempt, run.clocksource
+        );
+        if board.arch() == "aarch64" {
+            println!(
+                "              booted with {}: with KASLR Debian's arm64 kernel forces page-table \
+                 isolation (KPTI; no E0PD on a Cortex-A72), which under TCG flushes QEMU's TLB at \
+                 every kernel entry (sched_yield ~4x slower); the x86_64 guest runs without it",
+                linux_guest::ARM64_RTOS_APPEND
+            );
+        }
+        println!(
+            "  POSIX:      {SRC} ({}), as root in the initramfs, RT throttling off; {}; run {:.1} s{}",
+            self.guest.compiler,
+            self.linux
+                .conditions
+                .as_deref()
+                .unwrap_or("no conditions line"),
+            run.wall_total.as_secs_f64(),
+            run.wall_to_init.map_or(String::new(), |t| format!(
+                " (QEMU spawn -> /init {:.1} s)",
+                t.as_secs_f64()
+            ))
+        );
+        println!(
+            "               (policy=fifo: threads at SCHED_FIFO priorities mirroring Rhea's; \
+             other: SCHED_OTHER, SCHED_FIFO refused)"
+        );
+        println!(
+            "  irq:        Rhea raises a self-interrupt through the interrupt controller \
+             (rhea::irq::raise_self: {}); POSIX has no interrupts for a program: SIGUSR1 sent to \
+             itself (pthread_kill), a signal through the kernel",
+            if board.arch() == "x86_64" {
+                "an IPI to its own local APIC"
+            } else {
+                "an SGI to its own CPU through the GIC"
+            }
+        );
+    }
+
+    /// The note on TCG, then the table.
+    fn print_figures(&self) {
+        println!(
+            "  note:       under TCG the guests' clocks follow the host's: absolute figures are \
+             emulation speed; compare the ratios (same run, same flags)"
+        );
+        println!(
+            "  figures:    median ops per period (min..max over the periods); higher is better"
+        );
+        println!();
+        print!("{}", table(self.rhea, self.linux, "Linux guest POSIX"));
+        if let Some(line) = normalised(self.rhea, self.linux) {
+            println!("{line}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::cli::FuzzArgs;
 use crate::{Error, Result, Workspace, describe, fail, usage};
 
 /// The fuzz targets, each with what it feeds to which parser.
@@ -337,69 +338,13 @@ fn relative<'a>(ws: &Workspace, p: &'a Path) -> &'a Path {
 }
 
 /// The arguments after `cargo xtask fuzz`: `[TARGET] [--time S] [--verbose]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct FuzzArgs {
-    pub(crate) target: Option<String>,
-    pub(crate) seconds: Option<u32>,
-    pub(crate) verbose: bool,
-}
-
-pub(crate) const USAGE: &str = "usage: cargo xtask fuzz [TARGET] [--time S] [--verbose]\n\n\
-    Without TARGET every target runs for 60 s; --time S (1 to 86400) sets the seconds per target.\n\
-    --verbose shows the build and libFuzzer's own output.\n";
-
-/// Parses `[TARGET] [--time S] [--verbose]`; `Ok(None)` for `--help`.
-pub(crate) fn parse_args(args: &[String]) -> Result<Option<FuzzArgs>> {
-    let mut out = FuzzArgs::default();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) => (k, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        match key {
-            "-h" | "--help" => return Ok(None),
-            "--verbose" if inline.is_none() => out.verbose = true,
-            "--time" => {
-                let value = match inline.or_else(|| rest.next().cloned()) {
-                    Some(v) => v,
-                    None => return usage("option `--time` needs a value (--time S)"),
-                };
-                out.seconds = match value.parse::<u32>() {
-                    Ok(n) if (1..=86_400).contains(&n) => Some(n),
-                    _ => {
-                        return usage(format!(
-                            "--time wants seconds from 1 to 86400, got `{value}`"
-                        ));
-                    }
-                };
-            }
-            _ if !arg.starts_with('-') && out.target.is_none() => {
-                check_target(arg)?;
-                out.target = Some(arg.clone());
-            }
-            _ => {
-                return usage(format!(
-                    "unexpected argument `{arg}` for `fuzz`; {}",
-                    USAGE.lines().next().unwrap_or_default()
-                ));
-            }
-        }
-    }
-    Ok(Some(out))
-}
-
-/// `cargo xtask fuzz [TARGET] [--time S] [--verbose]`.
-pub(crate) fn command(ws: &Workspace, args: &[String]) -> Result<()> {
-    let Some(FuzzArgs {
+/// `cargo xtask fuzz [TARGET] [--time S] [--verbose]` (parsed by `cli::parse_fuzz`).
+pub(crate) fn command(ws: &Workspace, args: FuzzArgs) -> Result<()> {
+    let FuzzArgs {
         target,
         seconds,
         verbose,
-    }) = parse_args(args)?
-    else {
-        print!("{USAGE}");
-        return Ok(());
-    };
+    } = args;
     let target = target.as_deref();
     let chosen: Vec<&str> = match target {
         Some(t) => {
@@ -486,26 +431,6 @@ mod tests {
             Some("fuzz/artifacts/net_frame/crash-abc")
         );
         assert!(r.crash.as_deref().unwrap().contains("panicked at"));
-    }
-
-    #[test]
-    fn arguments() {
-        let parse = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(parse(&[]).unwrap(), Some(FuzzArgs::default()));
-        let a = parse(&["fdt", "--time", "30"]).unwrap().unwrap();
-        assert_eq!((a.target.as_deref(), a.seconds), (Some("fdt"), Some(30)));
-        let a = parse(&["--time=5", "--verbose"]).unwrap().unwrap();
-        assert_eq!((a.target, a.seconds, a.verbose), (None, Some(5), true));
-        assert_eq!(parse(&["--help"]).unwrap(), None);
-        for bad in [
-            &["nope"][..],
-            &["fdt", "pvh"],
-            &["--time"],
-            &["--time", "0"],
-            &["--x"],
-        ] {
-            assert!(matches!(parse(bad), Err(Error::Usage(_))), "{bad:?}");
-        }
     }
 
     #[test]

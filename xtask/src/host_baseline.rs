@@ -112,15 +112,45 @@ pub(crate) fn bench_sched(ws: &Workspace, opts: &Options) -> Result<()> {
     // Held (the file open) until the end of the bench.
     let dma = hold_dma_latency();
 
-    // Rhea.
     let cmdline = bench::sched_cmdline(loops, opts.append());
+    let (rhea, rhea_wall, pinning) = sched_rhea(&image.elf, &cmdline, loops, opts.verbose)?;
+
+    println!(
+        "== Linux on this host: pingpong, then cyclictest at 200 and 1000 µs, idle and with \
+         the hog (downloads nothing once cached)"
+    );
+    let linux = run_linux(ws, loops, opts.verbose);
+
+    let report = SchedReport {
+        ws,
+        loops,
+        cmdline: &cmdline,
+        host: &host,
+        dma: &dma,
+        rhea: &rhea,
+        rhea_wall,
+        pinning: &pinning,
+        linux: &linux,
+    };
+    report.print_conditions();
+    report.print_figures()
+}
+
+/// Runs [`SCHED_APP`] as a LinuxU process: its measures, the run's wall time and whether it
+/// was pinned, or (after its output's tail) why it did not finish.
+fn sched_rhea(
+    elf: &Path,
+    cmdline: &str,
+    loops: u32,
+    verbose: bool,
+) -> Result<(bench::RheaSched, Duration, Result<(), String>)> {
     let timeout = bench::sched_timeout(loops);
     println!(
         "== Rhea: {SCHED_APP} on {BOARD}, a process on CPU {CPU}, arguments {cmdline:?} \
          (timeout {} s)",
         timeout.as_secs()
     );
-    let (captured, pinning) = run_rhea(&image.elf, &cmdline, timeout, opts.verbose)?;
+    let (captured, pinning) = run_rhea(elf, cmdline, timeout, verbose)?;
     let rhea = bench::parse_sched_console(captured.lines.iter().map(|(_, l)| l.as_str()));
     let verdict = qemu::classify_process(&captured.end);
     if verdict != Verdict::Success || !rhea.done {
@@ -135,144 +165,183 @@ pub(crate) fn bench_sched(ws: &Workspace, opts: &Options) -> Result<()> {
         ));
     }
     println!("Rhea done in {:.1} s", captured.elapsed.as_secs_f64());
+    Ok((rhea, captured.elapsed, pinning))
+}
 
-    // Linux.
-    println!(
-        "== Linux on this host: pingpong, then cyclictest at 200 and 1000 µs, idle and with \
-         the hog (downloads nothing once cached)"
-    );
-    let linux = run_linux(ws, loops, opts.verbose);
+/// What `bench sched --board linuxu` measured, and on what host, for its report.
+struct SchedReport<'a> {
+    ws: &'a Workspace,
+    loops: u32,
+    /// Rhea's arguments.
+    cmdline: &'a str,
+    host: &'a HostInfo,
+    /// The held `/dev/cpu_dma_latency`, or why not.
+    dma: &'a Result<fs::File, String>,
+    rhea: &'a bench::RheaSched,
+    rhea_wall: Duration,
+    /// Whether Rhea's process was pinned to [`CPU`].
+    pinning: &'a Result<(), String>,
+    linux: &'a LinuxFigures,
+}
 
-    // Report.
-    println!();
-    println!("== bench sched: Rhea on LinuxU vs Linux, natively on the same host, loops {loops}");
-    println!("conditions:");
-    println!(
-        "  host:        {}, nproc {}, Linux {} (uname -r)",
-        host.cpu_model, host.nproc, host.kernel
-    );
-    println!("  user:        {}", host.user());
-    println!(
-        "  same host:   Rhea (a LinuxU process) and Linux's cyclictest and ping-pong ran \
-         natively on this host, one after the other, in this run"
-    );
-    println!(
-        "  Rhea:        {}, {SCHED_APP} for {BOARD}, arguments {cmdline:?}, TSC {} Hz",
-        bench::rhea_version(ws),
-        rhea.tsc_hz
-            .map_or("unknown".to_string(), |hz| hz.to_string())
-    );
-    let pinned = match &pinning {
-        Ok(()) => format!("pinned to CPU {CPU} (taskset -c {CPU})"),
-        Err(why) => format!("NOT pinned ({why})"),
-    };
-    println!(
-        "               a process with xtask's policy, {}, {pinned}",
-        host.policy
-    );
-    match &linux.cyclictest {
-        Ok(ct) => {
-            println!(
-                "  cyclictest:  {} (Debian), `{}`",
-                ct.package,
-                describe_args("cyclictest", &cyclictest_args(ct.fifo, "<period>", loops))
-            );
-            if ct.fifo {
-                println!("               SCHED_FIFO {FIFO_PRIORITY} with mlockall: yes");
-            }
-            for note in &ct.setup_notes {
-                println!("               {note}");
-            }
-        }
-        Err(why) => println!("  cyclictest:  did not run: {}", first_line(why)),
-    }
-    match &linux.pingpong {
-        Ok(p) => println!(
-            "  ping-pong:   xtask/guest/pingpong.c (gcc -O2 -static), 2 threads on CPU 0, {}",
-            match p.policy.as_deref() {
-                Some("fifo") => "SCHED_FIFO 50".to_string(),
-                Some("other") => "SCHED_OTHER (SCHED_FIFO refused)".to_string(),
-                other => format!("policy {}", other.unwrap_or("unknown")),
-            }
-        ),
-        Err(why) => println!("  ping-pong:   did not run: {}", first_line(why)),
-    }
-    println!(
-        "  hog:         Linux: a busy `sh` loop, SCHED_OTHER nice {HOG_NICE} on CPU {CPU}, killed \
-         after each run; Rhea: a priority-1 thread of {SCHED_APP} spinning"
-    );
-    match &dma {
-        Ok(_) => println!(
-            "  idle states: {DMA_LATENCY} held at 0 µs by xtask for the whole bench \
-             (cyclictest also sets it itself)"
-        ),
-        Err(why) => println!(
-            "  idle states: {DMA_LATENCY} not held ({why}): cyclictest sets it for its own \
-             runs, Rhea's process may wake from deeper idle states"
-        ),
-    }
-    println!(
-        "  RT limits:   kernel.sched_rt_runtime_us {} (left as it is)",
-        host.rt_runtime_us
-    );
-    println!(
-        "  host load:   {} at the start (/proc/loadavg; other work on the host delays \
-         SCHED_OTHER processes, not SCHED_FIFO ones)",
-        host.loadavg
-    );
-    let rhea_loops = rhea.loops.map_or("unknown".to_string(), |n| n.to_string());
-    println!(
-        "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest \
-         loops and ping-pong round trips of Linux)"
-    );
-    println!(
-        "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
-        captured.elapsed.as_secs_f64(),
-        linux.wall.as_secs_f64()
-    );
-    if loops < linux_guest::DEFAULT_LOOPS {
+impl SchedReport<'_> {
+    /// The header, the host, and how Rhea ran.
+    fn print_conditions(&self) {
+        let (host, loops, cmdline) = (self.host, self.loops, self.cmdline);
+        println!();
         println!(
-            "  note:        --loops {loops} is below {}: a quick check, not a baseline",
-            linux_guest::DEFAULT_LOOPS
+            "== bench sched: Rhea on LinuxU vs Linux, natively on the same host, loops {loops}"
+        );
+        println!("conditions:");
+        println!(
+            "  host:        {}, nproc {}, Linux {} (uname -r)",
+            host.cpu_model, host.nproc, host.kernel
+        );
+        println!("  user:        {}", host.user());
+        println!(
+            "  same host:   Rhea (a LinuxU process) and Linux's cyclictest and ping-pong ran \
+             natively on this host, one after the other, in this run"
+        );
+        println!(
+            "  Rhea:        {}, {SCHED_APP} for {BOARD}, arguments {cmdline:?}, TSC {} Hz",
+            bench::rhea_version(self.ws),
+            self.rhea
+                .tsc_hz
+                .map_or("unknown".to_string(), |hz| hz.to_string())
+        );
+        let pinned = match self.pinning {
+            Ok(()) => format!("pinned to CPU {CPU} (taskset -c {CPU})"),
+            Err(why) => format!("NOT pinned ({why})"),
+        };
+        println!(
+            "               a process with xtask's policy, {}, {pinned}",
+            host.policy
+        );
+        self.print_linux_conditions();
+        self.print_host_conditions();
+    }
+
+    /// How Linux's cyclictest and ping-pong ran.
+    fn print_linux_conditions(&self) {
+        match &self.linux.cyclictest {
+            Ok(ct) => {
+                println!(
+                    "  cyclictest:  {} (Debian), `{}`",
+                    ct.package,
+                    describe_args(
+                        "cyclictest",
+                        &cyclictest_args(ct.fifo, "<period>", self.loops)
+                    )
+                );
+                if ct.fifo {
+                    println!("               SCHED_FIFO {FIFO_PRIORITY} with mlockall: yes");
+                }
+                for note in &ct.setup_notes {
+                    println!("               {note}");
+                }
+            }
+            Err(why) => println!("  cyclictest:  did not run: {}", first_line(why)),
+        }
+        match &self.linux.pingpong {
+            Ok(p) => println!(
+                "  ping-pong:   xtask/guest/pingpong.c (gcc -O2 -static), 2 threads on CPU 0, {}",
+                match p.policy.as_deref() {
+                    Some("fifo") => "SCHED_FIFO 50".to_string(),
+                    Some("other") => "SCHED_OTHER (SCHED_FIFO refused)".to_string(),
+                    other => format!("policy {}", other.unwrap_or("unknown")),
+                }
+            ),
+            Err(why) => println!("  ping-pong:   did not run: {}", first_line(why)),
+        }
+        println!(
+            "  hog:         Linux: a busy `sh` loop, SCHED_OTHER nice {HOG_NICE} on CPU {CPU}, killed \
+             after each run; Rhea: a priority-1 thread of {SCHED_APP} spinning"
         );
     }
-    if !linux.notes.is_empty() {
-        println!("Linux notes:");
-        for note in &linux.notes {
-            println!("  {note}");
+
+    /// The host's idle states, RT limits and load, the loops, the wall times and the notes.
+    fn print_host_conditions(&self) {
+        let (host, loops) = (self.host, self.loops);
+        match self.dma {
+            Ok(_) => println!(
+                "  idle states: {DMA_LATENCY} held at 0 µs by xtask for the whole bench \
+                 (cyclictest also sets it itself)"
+            ),
+            Err(why) => println!(
+                "  idle states: {DMA_LATENCY} not held ({why}): cyclictest sets it for its own \
+                 runs, Rhea's process may wake from deeper idle states"
+            ),
+        }
+        println!(
+            "  RT limits:   kernel.sched_rt_runtime_us {} (left as it is)",
+            host.rt_runtime_us
+        );
+        println!(
+            "  host load:   {} at the start (/proc/loadavg; other work on the host delays \
+             SCHED_OTHER processes, not SCHED_FIFO ones)",
+            host.loadavg
+        );
+        let rhea_loops = self
+            .rhea
+            .loops
+            .map_or("unknown".to_string(), |n| n.to_string());
+        println!(
+            "  loops:       {loops} per measure (Rhea reported loops={rhea_loops}; cyclictest \
+             loops and ping-pong round trips of Linux)"
+        );
+        println!(
+            "  wall:        Rhea run {:.1} s, Linux run {:.1} s",
+            self.rhea_wall.as_secs_f64(),
+            self.linux.wall.as_secs_f64()
+        );
+        if loops < linux_guest::DEFAULT_LOOPS {
+            println!(
+                "  note:        --loops {loops} is below {}: a quick check, not a baseline",
+                linux_guest::DEFAULT_LOOPS
+            );
+        }
+        if !self.linux.notes.is_empty() {
+            println!("Linux notes:");
+            for note in &self.linux.notes {
+                println!("  {note}");
+            }
         }
     }
 
-    println!();
-    println!("figures (ratio Rhea/Linux: lower is better for every measure):");
-    let table = bench::comparison_table(&rhea, Some(linux.baseline()), Platform::LinuxU);
-    print!("{}", bench::render_table_headed(&table, "Linux host"));
-    for (what, result) in [
-        ("cyclictest", linux.cyclictest.as_ref().err()),
-        ("ping-pong", linux.pingpong.as_ref().err()),
-    ] {
-        if let Some(why) = result {
-            println!();
-            println!("Linux's {what} figures missing:");
-            for line in why.lines() {
+    /// The table of figures; an error if Rhea left a measure out.
+    fn print_figures(&self) -> Result<()> {
+        let (rhea, linux) = (self.rhea, self.linux);
+        println!();
+        println!("figures (ratio Rhea/Linux: lower is better for every measure):");
+        let table = bench::comparison_table(rhea, Some(linux.baseline()), Platform::LinuxU);
+        print!("{}", bench::render_table_headed(&table, "Linux host"));
+        for (what, result) in [
+            ("cyclictest", linux.cyclictest.as_ref().err()),
+            ("ping-pong", linux.pingpong.as_ref().err()),
+        ] {
+            if let Some(why) = result {
+                println!();
+                println!("Linux's {what} figures missing:");
+                for line in why.lines() {
+                    println!("  {line}");
+                }
+            }
+        }
+        if !rhea.unparsed.is_empty() {
+            println!("RESULT lines of {SCHED_APP} not understood:");
+            for line in &rhea.unparsed {
                 println!("  {line}");
             }
         }
-    }
-    if !rhea.unparsed.is_empty() {
-        println!("RESULT lines of {SCHED_APP} not understood:");
-        for line in &rhea.unparsed {
-            println!("  {line}");
+        let missing = rhea.missing();
+        if !missing.is_empty() {
+            return fail(format!(
+                "{SCHED_APP} did not print every measure; missing: {}",
+                missing.join(", ")
+            ));
         }
+        Ok(())
     }
-    let missing = rhea.missing();
-    if !missing.is_empty() {
-        return fail(format!(
-            "{SCHED_APP} did not print every measure; missing: {}",
-            missing.join(", ")
-        ));
-    }
-    Ok(())
 }
 
 fn first_line(text: &str) -> &str {

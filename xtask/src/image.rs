@@ -159,7 +159,19 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
         .join(board.target)
         .join("release")
         .join(&app.package);
+    let (elf, functions) = build_settled(ws, board, app, &symtab_path, &output)?;
+    install(ws, board, app, &elf, functions)
+}
 
+/// Builds until the embedded symbol table matches the functions of the image it is in: the
+/// ELF and its number of functions.
+fn build_settled(
+    ws: &Workspace,
+    board: &Board,
+    app: &App,
+    symtab_path: &Path,
+    output: &Path,
+) -> Result<(Vec<u8>, usize)> {
     let mut settled = None;
     for round in 1..=MAX_BUILDS {
         let mut cmd = ws.cargo();
@@ -171,23 +183,23 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
             "--target",
             board.target,
         ])
-        .envs(board_env(ws, board, &symtab_path));
+        .envs(board_env(ws, board, symtab_path));
         println!(
             "build: {} for {} (package {}, round {round})",
             app.name, board.name, app.package
         );
         run_checked(&mut cmd)?;
 
-        let elf = fs::read(&output).context(|| format!("cannot read {}", output.display()))?;
+        let elf = fs::read(output).context(|| format!("cannot read {}", output.display()))?;
         let symbols = symtab::function_symbols(&elf)
             .map_err(|e| crate::Error::Failed(format!("{}: {e}", output.display())))?;
         let table = symtab::encode(&symbols);
-        let current = fs::read(&symtab_path).unwrap_or_default();
+        let current = fs::read(symtab_path).unwrap_or_default();
         if table == current {
             settled = Some((elf, table, symbols.len()));
             break;
         }
-        fs::write(&symtab_path, &table)
+        fs::write(symtab_path, &table)
             .context(|| format!("cannot write {}", symtab_path.display()))?;
         println!(
             "build: symbol table changed ({} functions, {} bytes); rebuilding",
@@ -214,11 +226,22 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
             table.len()
         ));
     }
+    Ok((elf, functions))
+}
 
+/// Copies the built `elf` to the board's image directory (executable, for LinuxU), with its
+/// stripped copy and, for a board booting a raw binary, that binary.
+fn install(
+    ws: &Workspace,
+    board: &Board,
+    app: &App,
+    elf: &[u8],
+    functions: usize,
+) -> Result<Image> {
     let image_dir = ws.image_dir(board);
     fs::create_dir_all(&image_dir).context(|| format!("cannot create {}", image_dir.display()))?;
     let elf_path = image_dir.join(format!("{}.elf", app.name));
-    fs::write(&elf_path, &elf).context(|| format!("cannot write {}", elf_path.display()))?;
+    fs::write(&elf_path, elf).context(|| format!("cannot write {}", elf_path.display()))?;
     // A LinuxU image is an executable the harness runs directly.
     {
         use std::os::unix::fs::PermissionsExt;

@@ -20,6 +20,8 @@
 //! invariants at every scheduling decision and panics on a violation), then the app's
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
+//! The steps are the methods of `TestRun`, called in this order by [`run`].
+//!
 //! One line per case (`PASS qemu-x86_64/q35/tcg hello (0.42 s)`), then exactly one summary
 //! line `N passed, N failed`; the exit code is non-zero if anything failed.
 
@@ -133,120 +135,108 @@ impl Tally {
             None => println!("FAIL {name}: {reason}"),
         }
     }
+
+    /// Counts a case that took from `start` to now as passed or failed.
+    fn record(&mut self, name: &str, start: Instant, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.pass(name, start.elapsed()),
+            Err(e) => self.fail(name, Some(start.elapsed()), &e),
+        }
+    }
+
+    /// The summary line; an error (already reported) if anything failed or nothing ran.
+    fn finish(self) -> Result<()> {
+        if self.passed + self.failed == 0 {
+            eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
+            println!("0 passed, 0 failed");
+            return Err(Error::Quiet(1));
+        }
+        println!("{} passed, {} failed", self.passed, self.failed);
+        if self.failed > 0 {
+            Err(Error::Quiet(1))
+        } else {
+            Ok(())
+        }
+    }
 }
 
-pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
-    let mut tally = Tally::default();
+/// One boot of an app on a board: a machine, accelerator and CPU count (or simulation seed).
+struct Case {
+    machine: &'static str,
+    accel: Accel,
+    smp: u32,
+    /// The simulation seed (`sim-seeds`, on LinuxU's `sim` machine only).
+    seed: Option<u64>,
+    /// What `PASS`/`FAIL` lines and `--filter` name it by.
+    name: String,
+}
 
-    let board_list: Vec<&Board> = match &opts.board {
-        Some(name) => vec![boards::find(name)?],
-        None => boards::BOARDS.iter().filter(|b| b.default_test).collect(),
-    };
+/// `cargo xtask test`, as a pipeline: select the boards and apps, run the host items (unit
+/// tests, loom checks, fuzz targets), boot every app on every board, then the special cases
+/// (the strict command line, the appliance's network and abuse tests, Xen netfront), and
+/// print the summary.
+pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
+    let board_list = select_boards(opts)?;
     let all_apps = apps::discover(&ws.root)?;
-    let app_list: Vec<&App> = match &opts.app {
-        Some(name) => vec![apps::find(&all_apps, name)?],
-        None => all_apps.iter().filter(|a| a.test).collect(),
-    };
-    let skipped: Vec<&str> = match &opts.app {
-        Some(_) => Vec::new(),
-        None => all_apps
-            .iter()
-            .filter(|a| !a.test)
-            .map(|a| a.name.as_str())
-            .collect(),
-    };
+    let (app_list, skipped) = select_apps(opts, &all_apps)?;
     // Validate --machine for every board before anything runs.
     for board in &board_list {
         board.machines_to_test(opts.machine.as_deref())?;
     }
-
-    let matches = |name: &str| {
-        opts.filter
-            .as_ref()
-            .is_none_or(|f| name.contains(f.as_str()))
+    let mut t = TestRun {
+        ws,
+        opts,
+        all_apps: &all_apps,
+        tally: Tally::default(),
     };
-    if !opts.no_host && matches(HOST_TESTS) {
-        let mut cmd = ws.cargo();
-        cmd.arg("test");
-        println!("== host unit tests: {}", describe(&cmd));
-        let start = Instant::now();
-        let status = cmd.status();
-        let took = start.elapsed();
-        match status {
-            Ok(s) if s.success() => tally.pass(HOST_TESTS, took),
-            Ok(s) => tally.fail(HOST_TESTS, Some(took), &format!("cargo test: {s}")),
-            Err(e) => tally.fail(HOST_TESTS, None, &format!("cannot run cargo: {e}")),
-        }
-    }
-    for krate in LOOM_CRATES {
-        let item = format!("{LOOM_TESTS} {krate}");
-        if opts.no_host || !matches(&item) {
-            continue;
-        }
-        let mut cmd = ws.cargo();
-        cmd.args(["test", "-p", krate, "--release"])
-            .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", ws.root.join("target/loom"))
-            // A failing model panics on one of loom's 32 KiB coroutine stacks; capturing a
-            // backtrace there can overflow it, and the run then hangs instead of failing.
-            .env("RUST_BACKTRACE", "0");
+    t.host_unit_tests();
+    t.loom_checks();
+    t.fuzz_targets();
+    let accels = announce_accels(opts);
+    if !skipped.is_empty() {
         println!(
-            "== {item}: RUSTFLAGS=\"--cfg loom\" RUST_BACKTRACE=0 {}",
-            describe(&cmd)
+            "not booted (test = false in their Cargo.toml): {}",
+            skipped.join(", ")
         );
-        let start = Instant::now();
-        let status = cmd.status();
-        let took = start.elapsed();
-        match status {
-            Ok(s) if s.success() => tally.pass(&item, took),
-            Ok(s) => tally.fail(&item, Some(took), &format!("cargo test: {s}")),
-            Err(e) => tally.fail(&item, None, &format!("cannot run cargo: {e}")),
-        }
     }
-
-    let fuzz_items: Vec<(&str, String)> = fuzz::TARGETS
-        .iter()
-        .map(|(t, _)| (*t, format!("{FUZZ_TESTS}/{t}")))
-        .filter(|(_, item)| !opts.no_host && matches(item))
-        .collect();
-    if !fuzz_items.is_empty() {
-        // One build for every target; its time is printed on its own.
-        let start = Instant::now();
-        let built = fuzz::build(ws, opts.verbose);
-        println!(
-            "== {FUZZ_TESTS}: build {:.2} s",
-            start.elapsed().as_secs_f64()
-        );
-        for (target, item) in &fuzz_items {
-            if let Err(e) = &built {
-                tally.fail(item, None, &e.to_string());
-                continue;
-            }
-            let start = Instant::now();
-            let report = fuzz::run_target(ws, target, fuzz::TEST_SECONDS, opts.verbose);
-            let took = start.elapsed();
-            match report {
-                Ok(r) if r.crash.is_none() => {
-                    println!("   {item}: {}", r.summary());
-                    tally.pass(item, took);
-                }
-                Ok(r) => {
-                    let artifact = r.artifact.as_deref().unwrap_or("(no input saved)");
-                    tally.fail(
-                        item,
-                        Some(took),
-                        &format!(
-                            "{}; input {artifact}; {}",
-                            r.crash.as_deref().unwrap_or("crash"),
-                            fuzz::replay_hint(ws, target, artifact)
-                        ),
-                    );
-                }
-                Err(e) => tally.fail(item, Some(took), &e.to_string()),
-            }
-        }
+    let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
+    for board in board_list {
+        t.boot_apps(board, &app_list, &accels)?;
     }
+    t.cmdline_cases(&board_names);
+    t.appliance_net_cases(&board_names);
+    t.appliance_abuse_cases(&board_names);
+    t.xen_netfront_cases(&board_names);
+    t.tally.finish()
+}
 
+/// The boards to test: `--board`, else every board tested by default.
+fn select_boards(opts: &Options) -> Result<Vec<&'static Board>> {
+    Ok(match &opts.board {
+        Some(name) => vec![boards::find(name)?],
+        None => boards::BOARDS.iter().filter(|b| b.default_test).collect(),
+    })
+}
+
+/// The apps to boot (`--app`, else every app with `test = true`), and the names of those left
+/// out for `test = false` (none when `--app` is given).
+fn select_apps<'a>(opts: &Options, all_apps: &'a [App]) -> Result<(Vec<&'a App>, Vec<&'a str>)> {
+    Ok(match &opts.app {
+        Some(name) => (vec![apps::find(all_apps, name)?], Vec::new()),
+        None => (
+            all_apps.iter().filter(|a| a.test).collect(),
+            all_apps
+                .iter()
+                .filter(|a| !a.test)
+                .map(|a| a.name.as_str())
+                .collect(),
+        ),
+    })
+}
+
+/// The accelerators to boot under (`--accel`, and whether hardware KVM is usable), printed
+/// with the reason as the `accel:` line.
+fn announce_accels(opts: &Options) -> Vec<Accel> {
     let hw_kvm = qemu::probe_hardware_kvm();
     let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
     let accel_names: Vec<&str> = accels.iter().map(|a| a.name()).collect();
@@ -259,253 +249,303 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         eprintln!("warning: KVM forced by --accel kvm, but {why}");
     }
     println!("accel: {} ({why})", accel_names.join(" + "));
-    if !skipped.is_empty() {
-        println!(
-            "not booted (test = false in their Cargo.toml): {}",
-            skipped.join(", ")
-        );
+    accels
+}
+
+/// One `cargo xtask test`: what it was asked, and the tally of its items so far.
+struct TestRun<'a> {
+    ws: &'a Workspace,
+    opts: &'a Options,
+    /// Every app found, whether selected or not (the special cases look theirs up here).
+    all_apps: &'a [App],
+    tally: Tally,
+}
+
+impl TestRun<'_> {
+    /// Whether `--filter` (if any) selects the item or case `name`.
+    fn wanted(&self, name: &str) -> bool {
+        self.opts
+            .filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
     }
 
-    let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
-    for board in board_list {
-        let machines = board.machines_to_test(opts.machine.as_deref())?;
-        let mut qemu_found: Option<Result<Qemu, String>> = None;
-        for app in &app_list {
-            // A process board has no accelerator; its cases carry TCG only as a placeholder
-            // and are named "native".
-            // A board of another instruction set runs under TCG only.
-            let board_accels: &[Accel] = match board.runner {
-                Runner::Qemu if board.kvm_possible() => &accels,
-                Runner::Qemu | Runner::Process => &[Accel::Tcg],
-            };
-            if !app.runs_on(board.name) {
-                continue; // `boards = [...]` in its Cargo.toml leaves this board out
-            }
-            if let Some(why) = board.cannot_run(app) {
-                println!("not booted on {}: {} ({why})", board.name, app.name);
+    /// Whether the appliance's special cases are selected: by `--app` (if any) and, when
+    /// `machine` is given, by `--machine`.
+    fn appliance_wanted(&self, machine: Option<&str>) -> bool {
+        let machine_ok = match machine {
+            Some(machine) => self.opts.machine.as_deref().is_none_or(|m| m == machine),
+            None => true,
+        };
+        machine_ok && self.opts.app.as_deref().is_none_or(|a| a == "appliance")
+    }
+
+    /// Runs a `cargo test` command as the item `item`.
+    fn cargo_item(&mut self, item: &str, mut cmd: std::process::Command) {
+        let start = Instant::now();
+        let status = cmd.status();
+        let took = start.elapsed();
+        match status {
+            Ok(s) if s.success() => self.tally.pass(item, took),
+            Ok(s) => self
+                .tally
+                .fail(item, Some(took), &format!("cargo test: {s}")),
+            Err(e) => self
+                .tally
+                .fail(item, None, &format!("cannot run cargo: {e}")),
+        }
+    }
+
+    /// Step 1a: `cargo test` of the host-testable crates.
+    fn host_unit_tests(&mut self) {
+        if self.opts.no_host || !self.wanted(HOST_TESTS) {
+            return;
+        }
+        let mut cmd = self.ws.cargo();
+        cmd.arg("test");
+        println!("== host unit tests: {}", describe(&cmd));
+        self.cargo_item(HOST_TESTS, cmd);
+    }
+
+    /// Step 1b: the loom model checks, one item per crate of [`LOOM_CRATES`].
+    fn loom_checks(&mut self) {
+        for krate in LOOM_CRATES {
+            let item = format!("{LOOM_TESTS} {krate}");
+            if self.opts.no_host || !self.wanted(&item) {
                 continue;
             }
-            // One boot per CPU count the app asks for (`smp = [...]`), else `--smp`'s.
-            let smps: Vec<u32> = if app.smp.is_empty() {
-                vec![opts.smp]
-            } else {
-                let (kept, cut): (Vec<u32>, Vec<u32>) =
-                    app.smp.iter().partition(|&&n| n <= board.max_test_smp);
-                if !cut.is_empty() {
-                    println!(
-                        "not booted on {} with {cut:?} vCPUs: {} (the board tests at most {})",
-                        board.name, app.name, board.max_test_smp
-                    );
-                }
-                kept
-            };
-            // The simulation mode runs one vCPU: its boots differ by seed (`sim-seeds`), not
-            // by CPU count.
-            let sim_seeds: Vec<u64> = if app.sim_seeds.is_empty() {
-                vec![1]
-            } else {
-                app.sim_seeds.clone()
-            };
-            let per_machine = |m: &str| -> Vec<(u32, Option<u64>)> {
-                if m == "sim" && !app.sim_seeds.is_empty() {
-                    sim_seeds.iter().map(|&s| (1, Some(s))).collect()
-                } else {
-                    smps.iter().map(|&n| (n, None)).collect()
-                }
-            };
-            let cases: Vec<(&str, Accel, u32, Option<u64>, String)> = machines
-                .iter()
-                .flat_map(|m| board_accels.iter().map(move |a| (*m, *a)))
-                .flat_map(|(m, a)| {
-                    per_machine(m)
-                        .into_iter()
-                        .map(move |(n, seed)| (m, a, n, seed))
-                })
-                .map(|(m, a, n, seed)| {
-                    let mut name = match board.runner {
-                        Runner::Qemu => case_name(board.name, m, a, &app.name),
-                        Runner::Process => format!("{}/{m}/native {}", board.name, app.name),
-                    };
-                    match seed {
-                        Some(seed) => name.push_str(&format!(" seed{seed}")),
-                        None if !app.smp.is_empty() => name.push_str(&format!(" smp{n}")),
-                        None => {}
-                    }
-                    (m, a, n, seed, name)
-                })
-                .filter(|(_, _, _, _, name)| matches(name))
-                .filter(|(m, _, _, _, _)| {
-                    !app.skip_on
-                        .iter()
-                        .any(|s| *s == format!("{}/{m}", board.name))
-                })
-                .collect();
-            if cases.is_empty() {
-                continue;
-            }
-            let qemu = qemu_found.get_or_insert_with(|| {
-                setup::ensure_toolchain(ws, board)
-                    .and_then(|()| match board.runner {
-                        Runner::Qemu => setup::ensure_qemu(board),
-                        Runner::Process => Ok(Qemu::none()),
-                    })
-                    .map_err(|e| e.to_string())
-            });
-            let qemu = match qemu {
-                Ok(q) => q,
-                Err(e) => {
-                    for (_, _, _, _, name) in &cases {
-                        tally.fail(name, None, &format!("setup failed: {e}"));
-                    }
-                    continue;
-                }
-            };
-            let image = match image::build(ws, board, app) {
-                Ok(image) => image,
-                Err(e) => {
-                    for (_, _, _, _, name) in &cases {
-                        tally.fail(name, None, &format!("build failed: {e}"));
-                    }
-                    continue;
-                }
-            };
-            let base_cmdline = boot_cmdline(&app.cmdline, opts.append());
-            for (machine, accel, smp, seed, name) in &cases {
-                // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
-                // whose CPU count is fixed (raspi4b: 4, so it is passed even for 1); QEMU's
-                // -smp N gives the others N.
-                let cmdline = if *smp > 1 || *machine == "raspi4b" {
-                    format!("rhea.cpus={smp} {base_cmdline}")
-                } else {
-                    base_cmdline.clone()
-                };
-                // `--mem` reaches a process board as `rhea.mem_mib` (boards.rs); a fixed
-                // machine that cannot honour a `--mem` given refuses it.
-                let mem_given = opts.mem != Options::default().mem;
-                let cmdline = match board.mem_arg(machine, &opts.mem, mem_given) {
-                    Ok(Some(arg)) => format!("{arg} {cmdline}"),
-                    Ok(None) => cmdline,
-                    Err(why) => {
-                        tally.fail(name, None, &why);
-                        continue;
-                    }
-                };
-                // Every CPU asked for must come up (the simulation runs one vCPU).
-                let online = format!("rhea: smp: {smp} of {smp} CPUs online");
-                // (unless the app expects its own count, e.g. a CPU that must fail to start).
-                let own_count = app
-                    .console_for(board.arch())
-                    .iter()
-                    .any(|f| f.contains("CPUs online"));
-                let smp_line = (!app.smp.is_empty() && *smp > 1 && *machine != "sim" && !own_count)
-                    .then_some(online.as_str());
-                let spec = qemu::Spec {
-                    board,
-                    machine,
-                    accel: *accel,
-                    smp: *smp,
-                    mem: &opts.mem,
-                    kernel: &image.boot,
-                    serial: qemu::Serial::Captured,
-                    append: &cmdline,
-                };
-                if opts.verbose {
-                    println!("== {name}");
-                }
-                let feed = app.stdin.as_ref();
-                let process_cmdline = process_cmdline(machine, seed.unwrap_or(1), &cmdline);
-                let run = match board.runner {
-                    Runner::Qemu => {
-                        qemu::run_captured(qemu, &spec, feed, app.timeout, opts.verbose)
-                    }
-                    Runner::Process => qemu::run_process_captured(
-                        &image.elf,
-                        &process_cmdline,
-                        feed,
-                        app.timeout,
-                        opts.verbose,
-                        app.signal_storm,
-                    ),
-                };
-                let captured = match run {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tally.fail(name, None, &e.to_string());
-                        continue;
-                    }
-                };
-                let console = captured.console();
-                let verdict = match board.runner {
-                    Runner::Qemu => qemu::classify(&captured.end),
-                    Runner::Process => qemu::classify_process(&captured.end),
-                };
-                let judged = judge(
-                    app.expect,
-                    &verdict,
-                    &console,
-                    app.console_for(board.arch()),
-                )
-                .and_then(|()| match smp_line {
-                    Some(line) if !console.contains(line) => Err(format!("console lacks {line:?}")),
-                    _ => Ok(()),
-                })
-                .and_then(|()| {
-                    // The simulation mode promises the same trace for the same seed: run again
-                    // and compare.
-                    if *machine != "sim" || app.stdin.is_some() || app.expect != Expect::Success {
-                        return Ok(());
-                    }
-                    let first =
-                        trace_line(&console).ok_or("no `rhea: trace:` line in simulation mode")?;
-                    let again = qemu::run_process_captured(
-                        &image.elf,
-                        &process_cmdline,
-                        None,
-                        app.timeout,
-                        false,
-                        app.signal_storm,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    let second = trace_line(&again.console())
-                        .ok_or("no `rhea: trace:` line on the second run")?;
-                    if first == second {
-                        Ok(())
-                    } else {
-                        Err(format!("not deterministic: `{first}` then `{second}`"))
-                    }
-                });
-                match judged {
-                    Ok(()) => tally.pass(name, captured.elapsed),
-                    Err(mut reason) => {
-                        if let Some(feed) = feed
-                            && captured.stdin_written.is_none()
-                        {
-                            reason.push_str(&format!(
-                                " (stdin {} was never written)",
-                                feed.describe()
-                            ));
-                        }
-                        tally.fail(name, Some(captured.elapsed), &reason);
-                        print_tail(&captured.lines, &captured.stderr);
-                    }
-                }
+            let mut cmd = self.ws.cargo();
+            cmd.args(["test", "-p", krate, "--release"])
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", self.ws.root.join("target/loom"))
+                // A failing model panics on one of loom's 32 KiB coroutine stacks; capturing a
+                // backtrace there can overflow it, and the run then hangs instead of failing.
+                .env("RUST_BACKTRACE", "0");
+            println!(
+                "== {item}: RUSTFLAGS=\"--cfg loom\" RUST_BACKTRACE=0 {}",
+                describe(&cmd)
+            );
+            self.cargo_item(&item, cmd);
+        }
+    }
+
+    /// Step 1c: every fuzz target for [`fuzz::TEST_SECONDS`], after one build of them all.
+    fn fuzz_targets(&mut self) {
+        let fuzz_items: Vec<(&str, String)> = fuzz::TARGETS
+            .iter()
+            .map(|(t, _)| (*t, format!("{FUZZ_TESTS}/{t}")))
+            .filter(|(_, item)| !self.opts.no_host && self.wanted(item))
+            .collect();
+        if fuzz_items.is_empty() {
+            return;
+        }
+        // One build for every target; its time is printed on its own.
+        let start = Instant::now();
+        let built = fuzz::build(self.ws, self.opts.verbose);
+        println!(
+            "== {FUZZ_TESTS}: build {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        for (target, item) in &fuzz_items {
+            match &built {
+                Ok(()) => self.fuzz_target(target, item),
+                Err(e) => self.tally.fail(item, None, &e.to_string()),
             }
         }
     }
 
-    // The strict kernel command line (cmdline_test.rs): LinuxU boots hello with one bad
-    // `rhea.*` argument per run, and with over-long lines.
-    if board_names.contains(&"linuxu")
-        && opts.app.as_deref().is_none_or(|a| a == "hello")
-        && opts.machine.as_deref().is_none_or(|m| m == "realtime")
-    {
+    /// One fuzz target, as the item `item`; a crash names the saved input.
+    fn fuzz_target(&mut self, target: &str, item: &str) {
+        let start = Instant::now();
+        let report = fuzz::run_target(self.ws, target, fuzz::TEST_SECONDS, self.opts.verbose);
+        let took = start.elapsed();
+        match report {
+            Ok(r) if r.crash.is_none() => {
+                println!("   {item}: {}", r.summary());
+                self.tally.pass(item, took);
+            }
+            Ok(r) => {
+                let artifact = r.artifact.as_deref().unwrap_or("(no input saved)");
+                let reason = format!(
+                    "{}; input {artifact}; {}",
+                    r.crash.as_deref().unwrap_or("crash"),
+                    fuzz::replay_hint(self.ws, target, artifact)
+                );
+                self.tally.fail(item, Some(took), &reason);
+            }
+            Err(e) => self.tally.fail(item, Some(took), &e.to_string()),
+        }
+    }
+
+    /// Step 2: every app of `apps` built once for `board` and booted in each of its cases;
+    /// the board's toolchain and QEMU are set up at its first case.
+    fn boot_apps(&mut self, board: &'static Board, apps: &[&App], accels: &[Accel]) -> Result<()> {
+        let machines = board.machines_to_test(self.opts.machine.as_deref())?;
+        let mut qemu_found: Option<Result<Qemu, String>> = None;
+        for app in apps {
+            let cases = self.cases(board, app, &machines, accels);
+            if cases.is_empty() {
+                continue;
+            }
+            let qemu = qemu_found.get_or_insert_with(|| prepare_board(self.ws, board));
+            let qemu = match qemu {
+                Ok(q) => q,
+                Err(e) => {
+                    self.fail_all(&cases, &format!("setup failed: {e}"));
+                    continue;
+                }
+            };
+            let image = match image::build(self.ws, board, app) {
+                Ok(image) => image,
+                Err(e) => {
+                    self.fail_all(&cases, &format!("build failed: {e}"));
+                    continue;
+                }
+            };
+            let base_cmdline = boot_cmdline(&app.cmdline, self.opts.append());
+            for case in &cases {
+                self.boot_case(board, app, qemu, &image, &base_cmdline, case);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts every case of `cases` as failed for `reason`.
+    fn fail_all(&mut self, cases: &[Case], reason: &str) {
+        for case in cases {
+            self.tally.fail(&case.name, None, reason);
+        }
+    }
+
+    /// The cases of `app` on `board` that `--filter` and the app's `skip-on` leave, in order:
+    /// by machine, then accelerator, then CPU count or seed. Prints why an app or some of its
+    /// CPU counts are not booted on the board.
+    fn cases(
+        &self,
+        board: &Board,
+        app: &App,
+        machines: &[&'static str],
+        accels: &[Accel],
+    ) -> Vec<Case> {
+        // A process board has no accelerator; its cases carry TCG only as a placeholder
+        // and are named "native".
+        // A board of another instruction set runs under TCG only.
+        let board_accels: &[Accel] = match board.runner {
+            Runner::Qemu if board.kvm_possible() => accels,
+            Runner::Qemu | Runner::Process => &[Accel::Tcg],
+        };
+        if !app.runs_on(board.name) {
+            return Vec::new(); // `boards = [...]` in its Cargo.toml leaves this board out
+        }
+        if let Some(why) = board.cannot_run(app) {
+            println!("not booted on {}: {} ({why})", board.name, app.name);
+            return Vec::new();
+        }
+        let smps = smp_counts(board, app, self.opts.smp);
+        let mut cases = Vec::new();
+        for &machine in machines {
+            for &accel in board_accels {
+                for (smp, seed) in boots_on_machine(app, machine, &smps) {
+                    let name = case_full_name(board, app, machine, accel, smp, seed);
+                    cases.push(Case {
+                        machine,
+                        accel,
+                        smp,
+                        seed,
+                        name,
+                    });
+                }
+            }
+        }
+        let skip = |m: &str| {
+            app.skip_on
+                .iter()
+                .any(|s| *s == format!("{}/{m}", board.name))
+        };
+        cases.retain(|c| self.wanted(&c.name) && !skip(c.machine));
+        cases
+    }
+
+    /// Boots one case of `app` from `image` and judges it.
+    fn boot_case(
+        &mut self,
+        board: &Board,
+        app: &App,
+        qemu: &Qemu,
+        image: &image::Image,
+        base_cmdline: &str,
+        case: &Case,
+    ) {
+        let cmdline = match case_cmdline(board, case, base_cmdline, self.opts) {
+            Ok(cmdline) => cmdline,
+            Err(why) => return self.tally.fail(&case.name, None, &why),
+        };
+        let smp_line = smp_line(board, app, case);
+        if self.opts.verbose {
+            println!("== {}", case.name);
+        }
+        let feed = app.stdin.as_ref();
+        let process_cmdline = process_cmdline(case.machine, case.seed.unwrap_or(1), &cmdline);
+        let run = match board.runner {
+            Runner::Qemu => {
+                let spec = qemu::Spec {
+                    board,
+                    machine: case.machine,
+                    accel: case.accel,
+                    smp: case.smp,
+                    mem: &self.opts.mem,
+                    kernel: &image.boot,
+                    serial: qemu::Serial::Captured,
+                    append: &cmdline,
+                };
+                qemu::run_captured(qemu, &spec, feed, app.timeout, self.opts.verbose)
+            }
+            Runner::Process => qemu::run_process_captured(
+                &image.elf,
+                &process_cmdline,
+                feed,
+                app.timeout,
+                self.opts.verbose,
+                app.signal_storm,
+            ),
+        };
+        let captured = match run {
+            Ok(c) => c,
+            Err(e) => return self.tally.fail(&case.name, None, &e.to_string()),
+        };
+        let console = captured.console();
+        let judged = judge_case(board, app, &captured, &console, smp_line.as_deref())
+            .and_then(|()| check_deterministic(app, case, &console, &image.elf, &process_cmdline));
+        match judged {
+            Ok(()) => self.tally.pass(&case.name, captured.elapsed),
+            Err(mut reason) => {
+                if let Some(feed) = feed
+                    && captured.stdin_written.is_none()
+                {
+                    reason.push_str(&format!(" (stdin {} was never written)", feed.describe()));
+                }
+                self.tally.fail(&case.name, Some(captured.elapsed), &reason);
+                print_tail(&captured.lines, &captured.stderr);
+            }
+        }
+    }
+
+    /// Step 3a: the strict kernel command line (cmdline_test.rs): LinuxU boots hello with one
+    /// bad `rhea.*` argument per run, and with over-long lines.
+    fn cmdline_cases(&mut self, board_names: &[&str]) {
+        let wanted = board_names.contains(&"linuxu")
+            && self.opts.app.as_deref().is_none_or(|a| a == "hello")
+            && self.opts.machine.as_deref().is_none_or(|m| m == "realtime");
+        if !wanted {
+            return;
+        }
         let cases: Vec<_> = crate::cmdline_test::cases()
             .into_iter()
-            .filter(|c| matches(&c.name))
+            .filter(|c| self.wanted(&c.name))
             .collect();
         let elf = match cases.is_empty() {
             true => Err(String::new()),
-            false => crate::cmdline_test::prepare(ws, &all_apps),
+            false => crate::cmdline_test::prepare(self.ws, self.all_apps),
         };
         for case in &cases {
             let result = match &elf {
@@ -513,134 +553,276 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
                 Err(e) => Err((None, format!("build failed: {e}"))),
             };
             match result {
-                Ok(took) => tally.pass(&case.name, took),
-                Err((took, why)) => tally.fail(&case.name, took, &why),
+                Ok(took) => self.tally.pass(&case.name, took),
+                Err((took, why)) => self.tally.fail(&case.name, took, &why),
             }
         }
     }
 
-    // The appliance's network tests (net_test.rs), where the board has a network device: on
-    // LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and MMIO on the same kind of
-    // tap) and QEMU virt on Arm (virtio-net over MMIO from the devicetree).
-    // q35 also in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the
-    // whole exercise there shows that figure is a working appliance, not just a boot.
-    let net_cases: [(&str, &str, &str, &str); 5] = [
-        (
-            "linuxu",
-            "realtime",
-            "linuxu/realtime/native appliance net",
-            "128M",
-        ),
-        (
-            "qemu-x86_64",
-            "q35",
-            "qemu-x86_64/q35/tcg appliance net",
-            "128M",
-        ),
-        (
-            "qemu-x86_64",
-            "q35",
-            "qemu-x86_64/q35/tcg appliance net -m 4M",
-            "4M",
-        ),
-        (
-            "qemu-x86_64",
-            "microvm",
-            "qemu-x86_64/microvm/tcg appliance net",
-            "128M",
-        ),
-        (
-            "qemu-aarch64",
-            "virt-gicv3",
-            "qemu-aarch64/virt-gicv3/tcg appliance net",
-            "128M",
-        ),
-    ];
-    for (n, (board_name, machine, case, mem)) in net_cases.iter().enumerate() {
-        let wanted = board_names.iter().any(|b| b == board_name)
-            && opts.machine.as_deref().is_none_or(|m| m == *machine)
-            && opts.app.as_deref().is_none_or(|a| a == "appliance")
-            && matches(case);
-        if !wanted {
-            continue;
-        }
-        let start = Instant::now();
-        // Wires 1-5 (the abuse cases take 6 and 7).
-        match appliance_net(ws, &all_apps, board_name, machine, mem, n as u8 + 1, false) {
-            Ok(()) => tally.pass(case, start.elapsed()),
-            Err(e) => tally.fail(case, Some(start.elapsed()), &e),
+    /// Step 3b: the appliance's network tests (net_test.rs), [`NET_CASES`].
+    fn appliance_net_cases(&mut self, board_names: &[&str]) {
+        for (n, (board_name, machine, case, mem)) in NET_CASES.iter().enumerate() {
+            let wanted = board_names.contains(board_name)
+                && self.appliance_wanted(Some(machine))
+                && self.wanted(case);
+            if !wanted {
+                continue;
+            }
+            let start = Instant::now();
+            // Wires 1-5 (the abuse cases take 6 and 7).
+            let result = appliance_net(
+                self.ws,
+                self.all_apps,
+                board_name,
+                machine,
+                mem,
+                n as u8 + 1,
+                false,
+            );
+            self.tally.record(case, start, result);
         }
     }
 
-    // The appliance under abuse from the host (abuse.rs), on LinuxU and QEMU q35: idle
-    // connection bursts, slowloris, spoofed SYNs, unreachable UDP sources, 32 peers, churn.
-    let abuse_cases: [(&str, &str, &str, u8, &str); 3] = [
-        (
-            "linuxu",
-            "realtime",
-            "linuxu/realtime/native appliance abuse",
-            6,
-            "128M",
-        ),
-        (
-            "qemu-x86_64",
-            "q35",
-            "qemu-x86_64/q35/tcg appliance abuse",
-            7,
-            "128M",
-        ),
-        (
-            "qemu-x86_64",
-            "q35",
-            "qemu-x86_64/q35/tcg appliance abuse -m 4M",
-            8,
-            "4M",
-        ),
-    ];
-    for (board_name, machine, case, wire, mem) in abuse_cases {
-        let wanted = board_names.contains(&board_name)
-            && opts.machine.as_deref().is_none_or(|m| m == machine)
-            && opts.app.as_deref().is_none_or(|a| a == "appliance")
-            && matches(case);
-        if !wanted {
-            continue;
-        }
-        let start = Instant::now();
-        match appliance_net(ws, &all_apps, board_name, machine, mem, wire, true) {
-            Ok(()) => tally.pass(case, start.elapsed()),
-            Err(e) => tally.fail(case, Some(start.elapsed()), &e),
+    /// Step 3c: the appliance under abuse from the host (abuse.rs), [`ABUSE_CASES`].
+    fn appliance_abuse_cases(&mut self, board_names: &[&str]) {
+        for (board_name, machine, case, wire, mem) in ABUSE_CASES {
+            let wanted = board_names.contains(&board_name)
+                && self.appliance_wanted(Some(machine))
+                && self.wanted(case);
+            if !wanted {
+                continue;
+            }
+            let start = Instant::now();
+            let result =
+                appliance_net(self.ws, self.all_apps, board_name, machine, mem, wire, true);
+            self.tally.record(case, start, result);
         }
     }
 
-    // Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the appliance
-    // as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it (xen_dom0.rs).
-    for (board_name, case) in [
-        ("xen-x86_64", "xen-x86_64/dom0/tcg appliance netfront"),
-        ("xen-arm64", "xen-arm64/dom0/tcg appliance netfront"),
-    ] {
-        let wanted = board_names.contains(&board_name)
-            && opts.app.as_deref().is_none_or(|a| a == "appliance")
-            && matches(case);
-        if !wanted {
-            continue;
-        }
-        let start = Instant::now();
-        match xen_netfront(ws, &all_apps, board_name) {
-            Ok(()) => tally.pass(case, start.elapsed()),
-            Err(e) => tally.fail(case, Some(start.elapsed()), &e),
+    /// Step 3d: Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the
+    /// appliance as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it
+    /// (xen_dom0.rs).
+    fn xen_netfront_cases(&mut self, board_names: &[&str]) {
+        for (board_name, case) in [
+            ("xen-x86_64", "xen-x86_64/dom0/tcg appliance netfront"),
+            ("xen-arm64", "xen-arm64/dom0/tcg appliance netfront"),
+        ] {
+            let wanted = board_names.contains(&board_name)
+                && self.appliance_wanted(None)
+                && self.wanted(case);
+            if !wanted {
+                continue;
+            }
+            let start = Instant::now();
+            let result = xen_netfront(self.ws, self.all_apps, board_name);
+            self.tally.record(case, start, result);
         }
     }
+}
 
-    if tally.passed + tally.failed == 0 {
-        eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
-        println!("0 passed, 0 failed");
-        return Err(Error::Quiet(1));
+/// The appliance's network tests (board, machine, case name, memory), where the board has a
+/// network device: on LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and MMIO on the
+/// same kind of tap) and QEMU virt on Arm (virtio-net over MMIO from the devicetree).
+/// q35 also in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the
+/// whole exercise there shows that figure is a working appliance, not just a boot.
+const NET_CASES: [(&str, &str, &str, &str); 5] = [
+    (
+        "linuxu",
+        "realtime",
+        "linuxu/realtime/native appliance net",
+        "128M",
+    ),
+    (
+        "qemu-x86_64",
+        "q35",
+        "qemu-x86_64/q35/tcg appliance net",
+        "128M",
+    ),
+    (
+        "qemu-x86_64",
+        "q35",
+        "qemu-x86_64/q35/tcg appliance net -m 4M",
+        "4M",
+    ),
+    (
+        "qemu-x86_64",
+        "microvm",
+        "qemu-x86_64/microvm/tcg appliance net",
+        "128M",
+    ),
+    (
+        "qemu-aarch64",
+        "virt-gicv3",
+        "qemu-aarch64/virt-gicv3/tcg appliance net",
+        "128M",
+    ),
+];
+
+/// The appliance under abuse from the host (board, machine, case name, wire, memory), on
+/// LinuxU and QEMU q35: idle connection bursts, slowloris, spoofed SYNs, unreachable UDP
+/// sources, 32 peers, churn.
+const ABUSE_CASES: [(&str, &str, &str, u8, &str); 3] = [
+    (
+        "linuxu",
+        "realtime",
+        "linuxu/realtime/native appliance abuse",
+        6,
+        "128M",
+    ),
+    (
+        "qemu-x86_64",
+        "q35",
+        "qemu-x86_64/q35/tcg appliance abuse",
+        7,
+        "128M",
+    ),
+    (
+        "qemu-x86_64",
+        "q35",
+        "qemu-x86_64/q35/tcg appliance abuse -m 4M",
+        8,
+        "4M",
+    ),
+];
+
+/// The toolchain of `board`, and its QEMU (none for a process board), or why not.
+fn prepare_board(ws: &Workspace, board: &Board) -> Result<Qemu, String> {
+    setup::ensure_toolchain(ws, board)
+        .and_then(|()| match board.runner {
+            Runner::Qemu => setup::ensure_qemu(board),
+            Runner::Process => Ok(Qemu::none()),
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The CPU counts `app` boots with on `board`: each of its `smp = [...]` the board can test
+/// (printing those it cannot), else `--smp`'s.
+fn smp_counts(board: &Board, app: &App, smp: u32) -> Vec<u32> {
+    if app.smp.is_empty() {
+        return vec![smp];
     }
-    println!("{} passed, {} failed", tally.passed, tally.failed);
-    if tally.failed > 0 {
-        Err(Error::Quiet(1))
+    let (kept, cut): (Vec<u32>, Vec<u32>) = app.smp.iter().partition(|&&n| n <= board.max_test_smp);
+    if !cut.is_empty() {
+        println!(
+            "not booted on {} with {cut:?} vCPUs: {} (the board tests at most {})",
+            board.name, app.name, board.max_test_smp
+        );
+    }
+    kept
+}
+
+/// The boots of `app` on `machine`, as (CPU count, seed): one per CPU count of `smps`, except
+/// on the simulation machine, which runs one vCPU and differs by seed (`sim-seeds`).
+fn boots_on_machine(app: &App, machine: &str, smps: &[u32]) -> Vec<(u32, Option<u64>)> {
+    if machine == "sim" && !app.sim_seeds.is_empty() {
+        app.sim_seeds.iter().map(|&s| (1, Some(s))).collect()
     } else {
+        smps.iter().map(|&n| (n, None)).collect()
+    }
+}
+
+/// The name of one case: [`case_name`] (a process board's accelerator is "native"), then the
+/// seed or, for an app with `smp = [...]`, the CPU count.
+fn case_full_name(
+    board: &Board,
+    app: &App,
+    machine: &str,
+    accel: Accel,
+    smp: u32,
+    seed: Option<u64>,
+) -> String {
+    let mut name = match board.runner {
+        Runner::Qemu => case_name(board.name, machine, accel, &app.name),
+        Runner::Process => format!("{}/{machine}/native {}", board.name, app.name),
+    };
+    match seed {
+        Some(seed) => name.push_str(&format!(" seed{seed}")),
+        None if !app.smp.is_empty() => name.push_str(&format!(" smp{smp}")),
+        None => {}
+    }
+    name
+}
+
+/// The kernel command line of one case: `base` with `rhea.cpus=N` and the board's memory
+/// argument in front; an error if the machine cannot honour `--mem`.
+fn case_cmdline(board: &Board, case: &Case, base: &str, opts: &Options) -> Result<String, String> {
+    // `rhea.cpus=N` starts a process board's vCPUs and caps the CPUs of machines
+    // whose CPU count is fixed (raspi4b: 4, so it is passed even for 1); QEMU's
+    // -smp N gives the others N.
+    let cmdline = if case.smp > 1 || case.machine == "raspi4b" {
+        format!("rhea.cpus={} {base}", case.smp)
+    } else {
+        base.to_string()
+    };
+    // `--mem` reaches a process board as `rhea.mem_mib` (boards.rs); a fixed
+    // machine that cannot honour a `--mem` given refuses it.
+    let mem_given = opts.mem != Options::default().mem;
+    match board.mem_arg(case.machine, &opts.mem, mem_given)? {
+        Some(arg) => Ok(format!("{arg} {cmdline}")),
+        None => Ok(cmdline),
+    }
+}
+
+/// The line showing every CPU of a case came up, when the console must show it: for apps
+/// with `smp = [...]` booted with more than one CPU (the simulation runs one vCPU), unless
+/// the app expects its own count (e.g. a CPU that must fail to start).
+fn smp_line(board: &Board, app: &App, case: &Case) -> Option<String> {
+    let own_count = app
+        .console_for(board.arch())
+        .iter()
+        .any(|f| f.contains("CPUs online"));
+    let smp = case.smp;
+    (!app.smp.is_empty() && smp > 1 && case.machine != "sim" && !own_count)
+        .then(|| format!("rhea: smp: {smp} of {smp} CPUs online"))
+}
+
+/// Judges a boot: how it ended, the app's console fragments, and `smp_line` if any.
+fn judge_case(
+    board: &Board,
+    app: &App,
+    captured: &qemu::Captured,
+    console: &str,
+    smp_line: Option<&str>,
+) -> Result<(), String> {
+    let verdict = match board.runner {
+        Runner::Qemu => qemu::classify(&captured.end),
+        Runner::Process => qemu::classify_process(&captured.end),
+    };
+    judge(app.expect, &verdict, console, app.console_for(board.arch())).and_then(
+        |()| match smp_line {
+            Some(line) if !console.contains(line) => Err(format!("console lacks {line:?}")),
+            _ => Ok(()),
+        },
+    )
+}
+
+/// The simulation mode promises the same trace for the same seed: on the `sim` machine, a
+/// successful boot without stdin is run again and its `rhea: trace:` line compared.
+fn check_deterministic(
+    app: &App,
+    case: &Case,
+    console: &str,
+    elf: &std::path::Path,
+    process_cmdline: &str,
+) -> Result<(), String> {
+    if case.machine != "sim" || app.stdin.is_some() || app.expect != Expect::Success {
+        return Ok(());
+    }
+    let first = trace_line(console).ok_or("no `rhea: trace:` line in simulation mode")?;
+    let again = qemu::run_process_captured(
+        elf,
+        process_cmdline,
+        None,
+        app.timeout,
+        false,
+        app.signal_storm,
+    )
+    .map_err(|e| e.to_string())?;
+    let second = trace_line(&again.console()).ok_or("no `rhea: trace:` line on the second run")?;
+    if first == second {
         Ok(())
+    } else {
+        Err(format!("not deterministic: `{first}` then `{second}`"))
     }
 }
 
@@ -789,137 +971,188 @@ fn appliance_net(
     wire_number: u8,
     abuse: bool,
 ) -> std::result::Result<(), String> {
-    use crate::net_test::{self, Guest, Wire};
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
-    let wire = Wire::new(wire_number);
+    let wire = crate::net_test::Wire::new(wire_number);
     wire.create()?;
-    let result = (|| {
-        let mut args = vec![
-            "rhea.checker=1".to_string(),
-            format!("rhea.net.ip={}/24", wire.guest),
-            "appliance.allow_quit=1".to_string(),
-            // 25 ms (40 Hz): the hosts this runs on are shared virtual machines whose own
-            // scheduling delays reach tens of milliseconds under load (measured: 41 ms on
-            // LinuxU and 24 ms under TCG with two compilers running); a miss must be Rhea's —
-            // network work pushing the loop past its deadline — not the host's.
-            "appliance.period_us=25000".to_string(),
-        ];
-        let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut _unthrottled = None;
-        let cmd = match board.runner {
-            Runner::Process => {
-                args.push(format!("rhea.net.tap={}", wire.tap));
-                // As root the process runs SCHED_FIFO on the host's last CPU, as a real-time
-                // appliance on Linux would, with the host's RT throttling off for the run (its
-                // default pauses a busy RT task for 50 ms every second — the flood keeps the
-                // appliance busy): the control loop's deadlines are then Rhea's to keep, not the
-                // host scheduler's. One vCPU, so the other host CPUs stay free for the harness
-                // and the flood. Not for the abuse suite, which judges no deadline: a SCHED_FIFO
-                // appliance kept busy by an attack can starve the host's own packet processing
-                // on its CPU (seen: the host's SYNs to it unanswered for 5 s).
-                let mut cmd = if has_chrt() && ncpus >= 2 && !abuse {
-                    _unthrottled = RtThrottleOff::new();
-                    let mut c = std::process::Command::new("taskset");
-                    c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])
-                        .arg(&image.elf);
-                    c
-                } else {
-                    std::process::Command::new(&image.elf)
-                };
-                cmd.args(&args);
-                cmd
-            }
-            Runner::Qemu => {
-                let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
-                let cmdline = args.join(" ");
-                let spec = qemu::Spec {
-                    board,
-                    machine,
-                    accel: Accel::Tcg,
-                    smp: 2,
-                    mem,
-                    kernel: &image.boot,
-                    serial: qemu::Serial::Captured,
-                    append: &cmdline,
-                };
-                let mut qargs =
-                    qemu::args(&spec, qemu.qboot.as_deref()).map_err(|e| e.to_string())?;
-                // The app's user-networking NIC, moved onto the tap.
-                let mut found = false;
-                for a in qargs.iter_mut().filter(|a| a.starts_with("user,id=n0")) {
-                    *a = format!("tap,id=n0,ifname={},script=no,downscript=no", wire.tap);
-                    found = true;
-                }
-                if !found {
-                    return Err(format!(
-                        "no NIC on the QEMU command line: {}",
-                        qargs.join(" ")
-                    ));
-                }
-                let mut cmd = std::process::Command::new(&qemu.binary);
-                cmd.args(&qargs);
-                cmd
-            }
-        };
-        let mut guest = Guest::spawn(cmd)?;
-        let r = guest
-            .wait_for("appliance: ready", Duration::from_secs(60))
-            .and_then(|()| {
-                // A paced flood (see `exercise`): 20,000 datagrams/s under TCG, 100,000/s for
-                // LinuxU — both far above what the appliance echoes (it drops most of either),
-                // without the flooding threads taking the host CPUs the guest needs.
-                let pps = match board.runner {
-                    Runner::Qemu => Some(20_000),
-                    Runner::Process => Some(100_000),
-                };
-                if abuse {
-                    crate::abuse::run(&wire).map(drop)
-                } else {
-                    net_test::exercise(&wire, pps, &mut |l| println!("  net: {l}")).map(drop)
-                }
-            })
-            .and_then(|_| net_test::quit(wire.guest));
-        let status = guest.finish(Duration::from_secs(30));
-        let console = guest.console();
-        // Enough lines to hold a kernel panic's message above its registers and backtrace.
-        let tail = || console[console.len().saturating_sub(60)..].join("\n  | ");
-        r.map_err(|e| format!("{e}\n  | {}", tail()))?;
-        let ok = match (board.runner, status.and_then(|s| s.code())) {
-            (Runner::Process, Some(0)) => true,
-            (Runner::Qemu, Some(code)) => {
-                qemu::classify(&qemu::QemuEnd::Exited(code)) == Verdict::Success
-            }
-            _ => false,
-        };
-        if !ok {
-            return Err(format!(
-                "the appliance ended with {status:?}\n  | {}",
-                tail()
-            ));
-        }
-        for line in console
-            .iter()
-            .filter(|l| l.starts_with("appliance:") || l.contains("checker"))
-        {
-            println!("  | {line}");
-        }
-        if !console.iter().any(|l| l.contains("no violation")) {
-            return Err("no scheduler checker summary on the console".into());
-        }
-        // Settings the appliance must refuse: separate runs of the same image on the tap the
-        // appliance has let go of.
-        if abuse && board.runner == Runner::Process {
-            for line in crate::abuse::bad_config(&image.elf, &wire)? {
-                println!("  refused: {line}");
-            }
-        }
-        Ok(())
-    })();
+    let result = serve_on_wire(board, machine, mem, &image, &wire, abuse);
     wire.destroy();
     result
+}
+
+/// Starts the appliance on `wire`, exercises (or abuses) it, tells it to quit and checks how
+/// it ended; with `abuse` on LinuxU, then the settings it must refuse.
+fn serve_on_wire(
+    board: &Board,
+    machine: &str,
+    mem: &str,
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    abuse: bool,
+) -> std::result::Result<(), String> {
+    use crate::net_test::{self, Guest};
+    let args = appliance_args(wire);
+    // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
+    let (cmd, _unthrottled) = match board.runner {
+        Runner::Process => appliance_process(image, wire, &args, abuse),
+        Runner::Qemu => (
+            appliance_qemu(board, machine, mem, image, wire, &args)?,
+            None,
+        ),
+    };
+    let mut guest = Guest::spawn(cmd)?;
+    let r = guest
+        .wait_for("appliance: ready", Duration::from_secs(60))
+        .and_then(|()| {
+            // A paced flood (see `exercise`): 20,000 datagrams/s under TCG, 100,000/s for
+            // LinuxU — both far above what the appliance echoes (it drops most of either),
+            // without the flooding threads taking the host CPUs the guest needs.
+            let pps = match board.runner {
+                Runner::Qemu => Some(20_000),
+                Runner::Process => Some(100_000),
+            };
+            if abuse {
+                crate::abuse::run(wire).map(drop)
+            } else {
+                net_test::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop)
+            }
+        })
+        .and_then(|_| net_test::quit(wire.guest));
+    let status = guest.finish(Duration::from_secs(30));
+    check_appliance_end(board, r, status, &guest.console())?;
+    // Settings the appliance must refuse: separate runs of the same image on the tap the
+    // appliance has let go of.
+    if abuse && board.runner == Runner::Process {
+        for line in crate::abuse::bad_config(&image.elf, wire)? {
+            println!("  refused: {line}");
+        }
+    }
+    Ok(())
+}
+
+/// The appliance's kernel command line on `wire`.
+fn appliance_args(wire: &crate::net_test::Wire) -> Vec<String> {
+    vec![
+        "rhea.checker=1".to_string(),
+        format!("rhea.net.ip={}/24", wire.guest),
+        "appliance.allow_quit=1".to_string(),
+        // 25 ms (40 Hz): the hosts this runs on are shared virtual machines whose own
+        // scheduling delays reach tens of milliseconds under load (measured: 41 ms on
+        // LinuxU and 24 ms under TCG with two compilers running); a miss must be Rhea's —
+        // network work pushing the loop past its deadline — not the host's.
+        "appliance.period_us=25000".to_string(),
+    ]
+}
+
+/// The LinuxU appliance's command on `wire`, and the guard keeping the host's RT throttling
+/// off while it runs (when it runs SCHED_FIFO).
+fn appliance_process(
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    args: &[String],
+    abuse: bool,
+) -> (std::process::Command, Option<RtThrottleOff>) {
+    let ncpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut unthrottled = None;
+    // As root the process runs SCHED_FIFO on the host's last CPU, as a real-time
+    // appliance on Linux would, with the host's RT throttling off for the run (its
+    // default pauses a busy RT task for 50 ms every second — the flood keeps the
+    // appliance busy): the control loop's deadlines are then Rhea's to keep, not the
+    // host scheduler's. One vCPU, so the other host CPUs stay free for the harness
+    // and the flood. Not for the abuse suite, which judges no deadline: a SCHED_FIFO
+    // appliance kept busy by an attack can starve the host's own packet processing
+    // on its CPU (seen: the host's SYNs to it unanswered for 5 s).
+    let mut cmd = if has_chrt() && ncpus >= 2 && !abuse {
+        unthrottled = RtThrottleOff::new();
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", &(ncpus - 1).to_string(), "chrt", "-f", "50"])
+            .arg(&image.elf);
+        c
+    } else {
+        std::process::Command::new(&image.elf)
+    };
+    cmd.args(args);
+    cmd.arg(format!("rhea.net.tap={}", wire.tap));
+    (cmd, unthrottled)
+}
+
+/// The QEMU appliance's command (`-smp 2`, TCG), its user-networking NIC moved onto `wire`'s
+/// tap.
+fn appliance_qemu(
+    board: &Board,
+    machine: &str,
+    mem: &str,
+    image: &image::Image,
+    wire: &crate::net_test::Wire,
+    args: &[String],
+) -> std::result::Result<std::process::Command, String> {
+    let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
+    let cmdline = args.join(" ");
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel: Accel::Tcg,
+        smp: 2,
+        mem,
+        kernel: &image.boot,
+        serial: qemu::Serial::Captured,
+        append: &cmdline,
+    };
+    let mut qargs = qemu::args(&spec, qemu.qboot.as_deref()).map_err(|e| e.to_string())?;
+    // The app's user-networking NIC, moved onto the tap.
+    let mut found = false;
+    for a in qargs.iter_mut().filter(|a| a.starts_with("user,id=n0")) {
+        *a = format!("tap,id=n0,ifname={},script=no,downscript=no", wire.tap);
+        found = true;
+    }
+    if !found {
+        return Err(format!(
+            "no NIC on the QEMU command line: {}",
+            qargs.join(" ")
+        ));
+    }
+    let mut cmd = std::process::Command::new(&qemu.binary);
+    cmd.args(&qargs);
+    Ok(cmd)
+}
+
+/// Judges how the appliance ended: the exercise's result `r`, its exit status, and its
+/// console (which must hold the scheduler checker's summary; its appliance and checker
+/// lines are printed).
+fn check_appliance_end<T>(
+    board: &Board,
+    r: std::result::Result<T, String>,
+    status: Option<std::process::ExitStatus>,
+    console: &[String],
+) -> std::result::Result<(), String> {
+    // Enough lines to hold a kernel panic's message above its registers and backtrace.
+    let tail = || console[console.len().saturating_sub(60)..].join("\n  | ");
+    r.map_err(|e| format!("{e}\n  | {}", tail()))?;
+    let ok = match (board.runner, status.and_then(|s| s.code())) {
+        (Runner::Process, Some(0)) => true,
+        (Runner::Qemu, Some(code)) => {
+            qemu::classify(&qemu::QemuEnd::Exited(code)) == Verdict::Success
+        }
+        _ => false,
+    };
+    if !ok {
+        return Err(format!(
+            "the appliance ended with {status:?}\n  | {}",
+            tail()
+        ));
+    }
+    for line in console
+        .iter()
+        .filter(|l| l.starts_with("appliance:") || l.contains("checker"))
+    {
+        println!("  | {line}");
+    }
+    if !console.iter().any(|l| l.contains("no violation")) {
+        return Err("no scheduler checker summary on the console".into());
+    }
+    Ok(())
 }
 
 /// The host's RT throttling (`/proc/sys/kernel/sched_rt_runtime_us`) switched off until drop,
@@ -1039,5 +1272,128 @@ mod tests {
             case_name("qemu-x86_64", "q35", Accel::Tcg, "hello"),
             "qemu-x86_64/q35/tcg hello"
         );
+    }
+
+    /// An app from a manifest's `[package.metadata.rhea]` lines.
+    fn app(name: &str, meta: &str) -> App {
+        let text = format!("[package]\nname = \"{name}\"\n[package.metadata.rhea]\n{meta}\n");
+        let m = apps::parse_manifest(&text).unwrap();
+        App {
+            name: name.to_string(),
+            package: m.package,
+            dir: std::path::PathBuf::new(),
+            expect: m.expect,
+            console: m.console,
+            timeout: m.timeout,
+            cmdline: m.cmdline,
+            stdin: m.stdin,
+            test: m.test,
+            skip_on: m.skip_on,
+            signal_storm: m.signal_storm,
+            boards: m.boards,
+            smp: m.smp,
+            sim_seeds: m.sim_seeds,
+            arch_console: m.arch_console,
+            net: m.net,
+        }
+    }
+
+    fn names_of_cases(opts: &Options, board: &str, app: &App, accels: &[Accel]) -> Vec<String> {
+        let ws = Workspace {
+            root: std::path::PathBuf::from("/nonexistent"),
+        };
+        let t = TestRun {
+            ws: &ws,
+            opts,
+            all_apps: &[],
+            tally: Tally::default(),
+        };
+        let board = boards::find(board).unwrap();
+        let machines = board.machines_to_test(opts.machine.as_deref()).unwrap();
+        let cases = t.cases(board, app, &machines, accels);
+        cases.into_iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn cases_by_machine_then_accel_then_cpus() {
+        let opts = Options::default();
+        let a = app("a", "smp = [2, 4]");
+        assert_eq!(
+            names_of_cases(&opts, "linuxu", &a, &[Accel::Tcg, Accel::Kvm]),
+            [
+                "linuxu/realtime/native a smp2",
+                "linuxu/realtime/native a smp4",
+                "linuxu/sim/native a smp2",
+                "linuxu/sim/native a smp4",
+            ]
+        );
+        // Seeds replace CPU counts on the simulation machine only.
+        let a = app("a", "sim-seeds = [3, 9]");
+        assert_eq!(
+            names_of_cases(&opts, "linuxu", &a, &[Accel::Tcg]),
+            [
+                "linuxu/realtime/native a",
+                "linuxu/sim/native a seed3",
+                "linuxu/sim/native a seed9",
+            ]
+        );
+        // Another instruction set: TCG only, whatever the accelerators.
+        let a = app("a", "");
+        let names = names_of_cases(&opts, "qemu-aarch64", &a, &[Accel::Tcg, Accel::Kvm]);
+        assert!(
+            !names.is_empty() && names.iter().all(|n| n.contains("/tcg a")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn cases_left_out() {
+        let mut opts = Options::default();
+        // `skip-on` and `boards`.
+        let a = app("a", "skip-on = [\"linuxu/sim\"]");
+        assert_eq!(
+            names_of_cases(&opts, "linuxu", &a, &[Accel::Tcg]),
+            ["linuxu/realtime/native a"]
+        );
+        let a = app("a", "boards = [\"qemu-x86_64\"]");
+        assert!(names_of_cases(&opts, "linuxu", &a, &[Accel::Tcg]).is_empty());
+        // `--filter` on the case name.
+        opts.filter = Some("sim/native a smp4".to_string());
+        let a = app("a", "smp = [2, 4]");
+        assert_eq!(
+            names_of_cases(&opts, "linuxu", &a, &[Accel::Tcg]),
+            ["linuxu/sim/native a smp4"]
+        );
+    }
+
+    #[test]
+    fn case_command_lines() {
+        let opts = Options::default();
+        let linuxu = boards::find("linuxu").unwrap();
+        let case = |machine, smp| Case {
+            machine,
+            accel: Accel::Tcg,
+            smp,
+            seed: None,
+            name: String::new(),
+        };
+        let base = boot_cmdline("x=1", "");
+        let one = case_cmdline(linuxu, &case("realtime", 1), &base, &opts).unwrap();
+        assert!(
+            one.ends_with("rhea.checker=1 x=1") && !one.contains("rhea.cpus"),
+            "{one}"
+        );
+        let four = case_cmdline(linuxu, &case("realtime", 4), &base, &opts).unwrap();
+        assert!(four.ends_with("rhea.cpus=4 rhea.checker=1 x=1"), "{four}");
+        // The CPU-count line is looked for with more than one CPU, not on `sim`.
+        let a = app("a", "smp = [1, 2]");
+        assert_eq!(
+            smp_line(linuxu, &a, &case("realtime", 2)).as_deref(),
+            Some("rhea: smp: 2 of 2 CPUs online")
+        );
+        assert_eq!(smp_line(linuxu, &a, &case("realtime", 1)), None);
+        assert_eq!(smp_line(linuxu, &a, &case("sim", 2)), None);
+        let own = app("a", "smp = [2]\nconsole = [\"1 of 2 CPUs online\"]");
+        assert_eq!(smp_line(linuxu, &own, &case("realtime", 2)), None);
     }
 }
