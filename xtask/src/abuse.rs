@@ -25,7 +25,6 @@
 use crate::net_test::{self, Wire};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
-use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
 /// What the run measured, for the report.
@@ -81,57 +80,13 @@ fn add_peers(wire: &Wire) -> Result<(), String> {
 /// A TCP connection from `src` (an address of this host) to `dst`, waiting at most `timeout`
 /// for the handshake.
 fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> std::io::Result<TcpStream> {
-    let sin = |a: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(a).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: plain socket calls on a descriptor this function owns until it is handed to
-    // the `TcpStream` (or closed on failure); the addresses outlive the calls.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let fail = |fd| {
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            Err(e)
-        };
-        let local = sin(src, 0);
-        if libc::bind(
-            fd,
-            &local as *const _ as *const libc::sockaddr,
-            size_of::<libc::sockaddr_in>() as u32,
-        ) != 0
-        {
-            return fail(fd);
-        }
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-        };
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            size_of::<libc::timeval>() as u32,
-        );
-        let remote = sin(*dst.ip(), dst.port());
-        if libc::connect(
-            fd,
-            &remote as *const _ as *const libc::sockaddr,
-            size_of::<libc::sockaddr_in>() as u32,
-        ) != 0
-        {
-            return fail(fd);
-        }
-        Ok(TcpStream::from_raw_fd(fd))
-    }
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM.cloexec(), None)?;
+    sock.bind(&std::net::SocketAddr::from((src, 0)).into())?;
+    // A blocking connect gives up after SO_SNDTIMEO; the stream keeps it for its writes.
+    sock.set_write_timeout(Some(timeout))?;
+    sock.connect(&std::net::SocketAddr::V4(dst).into())?;
+    Ok(sock.into())
 }
 
 /// HTTP, TCP echo, UDP echo and ping, each once (from the host's own address).

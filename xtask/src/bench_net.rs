@@ -515,7 +515,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
         return usage(format!("`bench net` runs on machine {MACHINE}"));
     }
-    if crate::net_test::unsafe_geteuid() != 0 {
+    if !crate::net_test::is_root() {
         return fail(
             "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
              NIC; run it as root (e.g. sudo -E cargo xtask bench net)",

@@ -9,6 +9,7 @@
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
+#![forbid(unsafe_code)]
 
 mod abuse;
 mod apps;

@@ -46,7 +46,7 @@ impl Wire {
 
     /// Creates the tap (deleting a stale one) with the host's address, up, MTU 1500.
     pub(crate) fn create(&self) -> Result<(), String> {
-        if unsafe_geteuid() != 0 {
+        if !is_root() {
             return Err("the network tests need root (they create a tap interface)".into());
         }
         let _ = ip(&["link", "del", &self.tap]);
@@ -68,9 +68,9 @@ impl Wire {
     }
 }
 
-pub(crate) fn unsafe_geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+/// Whether xtask runs as root (the network tests create taps; some checks need raw sockets).
+pub(crate) fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -495,23 +495,9 @@ fn peer_reset(guest: Ipv4Addr) -> Result<(), String> {
 
 /// Closes `s` with an RST (SO_LINGER 0) instead of a FIN.
 pub(crate) fn close_with_reset(s: TcpStream) -> Result<(), String> {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid `struct linger` for SO_LINGER on a socket this function owns.
-    let r = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            size_of::<libc::linger>() as u32,
-        )
-    };
-    if r != 0 {
-        return Err("SO_LINGER failed".into());
-    }
+    let s = socket2::Socket::from(s);
+    s.set_linger(Some(Duration::ZERO))
+        .map_err(|e| format!("SO_LINGER failed: {e}"))?;
     drop(s); // closes with RST
     Ok(())
 }
@@ -557,66 +543,36 @@ pub(crate) fn udp_echoes(guest: Ipv4Addr, n: u32) -> Result<(u32, u32), String> 
 
 /// One ICMP echo through a raw socket.
 pub(crate) fn ping(guest: Ipv4Addr) -> Result<(), String> {
-    // SAFETY: plain socket calls on a descriptor this function owns; buffers outlive them.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
-        if fd < 0 {
-            return Err("cannot open a raw ICMP socket".into());
-        }
-        let tv = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::Read;
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .map_err(|e| format!("cannot open a raw ICMP socket: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
+    let mut pkt = [0u8; 40];
+    pkt[0] = 8; // echo request
+    pkt[4..6].copy_from_slice(&0x5248u16.to_be_bytes());
+    pkt[6..8].copy_from_slice(&1u16.to_be_bytes());
+    pkt[8..].copy_from_slice(&[0x42; 32]);
+    let sum = checksum(&pkt);
+    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+    let start = Instant::now();
+    let to = std::net::SocketAddr::from((guest, 0));
+    sock.send_to(&pkt, &to.into())
+        .map_err(|e| format!("cannot send the ICMP echo: {e}"))?;
+    let mut buf = [0u8; 256];
+    while start.elapsed() < Duration::from_secs(2) {
+        let n = match (&sock).read(&mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => break,
         };
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            size_of::<libc::timeval>() as u32,
-        );
-        let mut pkt = [0u8; 40];
-        pkt[0] = 8; // echo request
-        pkt[4..6].copy_from_slice(&0x5248u16.to_be_bytes());
-        pkt[6..8].copy_from_slice(&1u16.to_be_bytes());
-        pkt[8..].copy_from_slice(&[0x42; 32]);
-        let sum = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&sum.to_be_bytes());
-        let to = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(guest).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let start = Instant::now();
-        libc::sendto(
-            fd,
-            pkt.as_ptr() as *const libc::c_void,
-            pkt.len(),
-            0,
-            &to as *const _ as *const libc::sockaddr,
-            size_of::<libc::sockaddr_in>() as u32,
-        );
-        let mut buf = [0u8; 256];
-        let mut result = Err("no ICMP echo reply within 2 s".to_string());
-        while start.elapsed() < Duration::from_secs(2) {
-            let n = libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0);
-            if n <= 0 {
-                break;
-            }
-            let n = n as usize;
-            let ihl = usize::from(buf[0] & 0xf) * 4;
-            let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-            if n >= ihl + 8 && from == guest && buf[ihl] == 0 && buf[ihl + 4..ihl + 6] == pkt[4..6]
-            {
-                result = Ok(());
-                break;
-            }
+        let ihl = usize::from(buf[0] & 0xf) * 4;
+        let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+        if n >= ihl + 8 && from == guest && buf[ihl] == 0 && buf[ihl + 4..ihl + 6] == pkt[4..6] {
+            return Ok(());
         }
-        libc::close(fd);
-        result
     }
+    Err("no ICMP echo reply within 2 s".to_string())
 }
 
 pub(crate) fn checksum(bytes: &[u8]) -> u16 {
@@ -729,59 +685,40 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
 }
 
 /// Writes `frames` onto the tap from the host side (an `AF_PACKET` socket: as if from other
-/// hosts on the wire), `gap` apart; returns how many were sent whole. Each frame is addressed
-/// to the hardware address in its first 6 bytes (frames shorter than that to the guest's).
+/// hosts on the wire), `gap` apart; returns how many were sent whole. Each frame carries its own
+/// Ethernet header (or none, for the runt frames), exactly as given.
 pub(crate) fn inject(wire: &Wire, frames: &[Vec<u8>], gap: Duration) -> Result<u64, String> {
-    let ifindex = ifindex(&wire.tap)?;
-    let guest = guest_mac(wire)?;
-    // SAFETY: plain socket calls on a descriptor this function owns; buffers outlive them.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from((libc::ETH_P_ALL as u16).to_be()),
-        );
-        if fd < 0 {
-            return Err("cannot open an AF_PACKET socket".into());
+    use pnet_datalink::Channel;
+    let interface = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == wire.tap)
+        .ok_or_else(|| format!("no interface {}", wire.tap))?;
+    let mut tx = match pnet_datalink::channel(&interface, pnet_datalink::Config::default()) {
+        Ok(Channel::Ethernet(tx, _rx)) => tx,
+        Ok(_) => return Err(format!("{}: not an Ethernet channel", wire.tap)),
+        Err(e) => {
+            return Err(format!(
+                "cannot open an AF_PACKET socket on {}: {e}",
+                wire.tap
+            ));
         }
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex;
-        sll.sll_halen = 6;
-        let mut sent = 0;
-        for f in frames {
-            let dst = f.get(..6).unwrap_or(&guest);
-            sll.sll_addr[..6].copy_from_slice(dst);
-            let r = libc::sendto(
-                fd,
-                f.as_ptr() as *const libc::c_void,
-                f.len(),
-                0,
-                &sll as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_ll>() as u32,
-            );
-            if r == f.len() as isize {
-                sent += 1;
-            }
-            if !gap.is_zero() {
-                std::thread::sleep(gap);
-            }
+    };
+    let mut sent = 0;
+    for f in frames {
+        if matches!(tx.send_to(f, None), Some(Ok(()))) {
+            sent += 1;
         }
-        libc::close(fd);
-        Ok(sent)
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
     }
+    Ok(sent)
 }
 
 fn sysfs(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{path}: {e}"))
-}
-
-pub(crate) fn ifindex(tap: &str) -> Result<i32, String> {
-    sysfs(&format!("/sys/class/net/{tap}/ifindex"))?
-        .parse()
-        .map_err(|_| format!("bad ifindex for {tap}"))
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {

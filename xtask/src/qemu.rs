@@ -851,8 +851,8 @@ fn signal_storm(
     while !stop.load(Ordering::Relaxed) {
         let due = (start.elapsed().as_secs_f64() * f64::from(per_sec)) as u64;
         while sent < due {
-            // SAFETY: kill(2) with a pid we spawned and a signal number; no memory involved.
-            if unsafe { libc::kill(pid as libc::pid_t, libc::SIGIO) } != 0 {
+            let target = nix::unistd::Pid::from_raw(pid as i32);
+            if nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGIO).is_err() {
                 return sent;
             }
             sent += 1;

@@ -1177,7 +1177,7 @@ impl Drop for RtThrottleOff {
 
 /// Whether this process may run others SCHED_FIFO (root, with `chrt` from util-linux).
 fn has_chrt() -> bool {
-    crate::net_test::unsafe_geteuid() == 0
+    crate::net_test::is_root()
         && std::process::Command::new("chrt")
             .arg("--help")
             .output()

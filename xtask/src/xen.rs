@@ -169,8 +169,7 @@ fn ensure_dtc() -> Result<()> {
     if works() {
         return Ok(());
     }
-    // SAFETY: geteuid has no preconditions and touches no memory of ours.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = crate::net_test::is_root();
     if root {
         let mut install = Command::new("apt-get");
         install.args(["install", "-y", "device-tree-compiler"]);

@@ -1429,10 +1429,8 @@ impl RunLock {
             .context(|| format!("cannot open {}", path.display()))?;
         let start = Instant::now();
         loop {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor we own; no memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
+            // flock(2) LOCK_EX | LOCK_NB.
+            if file.try_lock().is_ok() {
                 return Ok(RunLock(file));
             }
             if start.elapsed() >= wait {
@@ -1449,9 +1447,7 @@ impl RunLock {
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        let _ = self.0.unlock();
     }
 }
 
@@ -1675,7 +1671,7 @@ fn run_qemu(mut cmd: Command, timeout: Duration, echo: bool) -> Result<QemuRun> 
         if stop_at.is_some_and(|t| Instant::now() >= t) {
             let _ = child.kill();
             let _ = child.wait();
-            break QemuEnd::Signaled(libc::SIGKILL);
+            break QemuEnd::Signaled(nix::sys::signal::Signal::SIGKILL as i32);
         }
         if start.elapsed() >= timeout {
             let _ = child.kill();
