@@ -23,6 +23,7 @@ mod boards;
 mod cmdline_test;
 mod firmware;
 mod fuzz;
+mod guest;
 mod host_baseline;
 mod image;
 mod layers;

@@ -3,9 +3,9 @@
 //!
 //! What a run is made of, all under `target/xen-arm64/`:
 //!
-//! * **Xen**: `/boot/xen-4.17-arm64` from Debian's package, fetched once with `apt-get
-//!   download` through the private arm64 apt state of `firmware.rs` and unpacked with
-//!   `dpkg-deb` (a second run downloads nothing). QEMU boots it as the `-kernel` (it is an
+//! * **Xen**: `/boot/xen-4.17-arm64` from Debian's package ([`hypervisor`]), fetched once
+//!   into the shared arm64 `.deb` cache (`guest::debian`, through the private arm64 apt
+//!   state of `firmware.rs`) and unpacked with `dpkg-deb` (a second run downloads nothing). QEMU boots it as the `-kernel` (it is an
 //!   arm64 `Image` too), at EL2 (`virtualization=on`), on `-cpu max`.
 //! * **The devicetree** Xen reads, with the "dom0less" nodes that make Xen build Rhea's domain
 //!   itself at boot (Xen's `docs/misc/arm/device-tree/booting.txt`): QEMU's own tree for the
@@ -39,7 +39,7 @@
 
 //!
 //! **Board `xen-x86_64`** (machine `pvh-dom0`): Debian's `xen-hypervisor-4.17-amd64` (fetched
-//! with `apt-get download`, `xen-4.17-amd64.gz` gunzipped into `target/xen-x86_64/xen.elf`:
+//! into the shared amd64 `.deb` cache, `xen-4.17-amd64.gz` gunzipped into `target/xen-x86_64/xen.elf`:
 //! QEMU's `-kernel` takes the multiboot ELF) under `qemu-system-x86_64 -M pc -cpu max` (TCG:
 //! Xen needs SVM, which TCG's `max` CPU has), with Rhea's PVH ELF as the first multiboot
 //! module — Xen builds it as the hardware domain (`dom0=pvh`), the way Xen's own CI runs its
@@ -55,12 +55,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::qemu::{Captured, Qemu, QemuEnd, Spec};
+use crate::guest::debian::{self, DebArch, Debs, Members};
+use crate::qemu::{Captured, Machine, Qemu, QemuEnd, Spec};
 use crate::{Context, Result, capture, describe, fail};
 
-/// Debian's package with the hypervisor.
-const XEN_PKG: &str = "xen-hypervisor-4.17-arm64";
-/// The hypervisor's file in it (`/boot/...`).
+/// The hypervisor's file in Debian's arm64 package (`/boot/...`).
 const XEN_FILE: &str = "xen-4.17-arm64";
 /// Host RAM given to QEMU: Xen's heap and the domU (`--mem`) must fit.
 pub(crate) const HOST_MEM: &str = "1G";
@@ -124,36 +123,67 @@ pub(crate) fn shutdown_name(reason: u32) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// Makes sure Xen is in `target/xen-arm64/`, fetching Debian's package when missing.
-pub(crate) fn ensure_xen() -> Result<PathBuf> {
-    let path = dir().join(XEN_FILE);
+/// Debian's hypervisor package of an architecture.
+fn xen_package(arch: DebArch) -> String {
+    format!("xen-hypervisor-4.17-{}", arch.name())
+}
+
+/// Xen as QEMU boots it, fetched once for all its users (the Xen boards and `xen_dom0.rs`)
+/// from Debian's `xen-hypervisor-4.17-<arch>` in the shared `.deb` cache (`guest::debian`):
+/// arm64 `target/xen-arm64/xen-4.17-arm64` (an arm64 `Image`), amd64
+/// `target/xen-x86_64/xen.elf` (`xen-4.17-amd64.gz` gunzipped: QEMU's `-kernel` takes the
+/// multiboot ELF).
+pub(crate) fn hypervisor(arch: DebArch) -> Result<PathBuf> {
+    let (path, member) = match arch {
+        DebArch::Arm64 => (dir().join(XEN_FILE), XEN_FILE),
+        DebArch::Amd64 => (x86_dir().join("xen.elf"), X86_XEN_FILE),
+    };
     if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
         return Ok(path);
     }
-    println!("setup: fetching Xen ({XEN_PKG}, Debian's arm64 package) for board xen-arm64");
-    let debs = dir().join("debs");
-    let deb = crate::firmware::download_arm64_deb(XEN_PKG, &debs).map_err(|e| {
+    let pkg = xen_package(arch);
+    println!(
+        "setup: fetching Xen ({pkg}, Debian's {} package)",
+        arch.name()
+    );
+    let deb = Debs::open(arch)?.package(&pkg).map_err(|e| {
         crate::Error::Failed(format!(
-            "cannot download {XEN_PKG}: {e}\n(without apt, unpack the package by hand and copy \
-             its boot/{XEN_FILE} to {})",
+            "{e}\n(without apt, unpack {pkg} by hand and copy its boot/{member} (gunzipped if \
+             it ends in .gz) to {})",
             path.display()
         ))
     })?;
-    let unpack = dir().join("unpack");
+    let unpack = path.with_file_name("unpack");
     let _ = fs::remove_dir_all(&unpack);
-    fs::create_dir_all(&unpack).context(|| format!("cannot create {}", unpack.display()))?;
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/boot/{XEN_FILE}'",
-        deb.display(),
-        unpack.display()
-    );
-    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
-    let found = crate::firmware::find_file(&unpack, XEN_FILE)
-        .ok_or_else(|| crate::Error::Failed(format!("{} holds no {XEN_FILE}", deb.display())))?;
-    fs::copy(&found, &path).context(|| format!("cannot write {}", path.display()))?;
+    let pattern = format!("*/boot/{member}");
+    debian::unpack(&deb, &unpack, Members::Matching(&[pattern.as_str()]))?;
+    let found = unpack.join("boot").join(member);
+    let bytes = match arch {
+        DebArch::Arm64 => crate::guest::read(&found)?,
+        DebArch::Amd64 => gunzip(&found)?,
+    };
+    if arch == DebArch::Amd64 && !bytes.starts_with(b"\x7fELF") {
+        return fail(format!("{} does not hold a gzipped ELF", found.display()));
+    }
+    let tmp = path.with_extension("part");
+    fs::write(&tmp, &bytes).context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, &path).context(|| format!("cannot write {}", path.display()))?;
     let _ = fs::remove_dir_all(&unpack);
     println!("setup: {} (from {})", path.display(), deb.display());
     Ok(path)
+}
+
+/// The contents of a gzip file.
+fn gunzip(gz: &Path) -> Result<Vec<u8>> {
+    let mut cmd = Command::new("gzip");
+    cmd.arg("-dc").arg(gz);
+    let out = cmd
+        .output()
+        .context(|| format!("cannot run `{}`", describe(&cmd)))?;
+    if !out.status.success() {
+        return fail(format!("`{}` failed ({})", describe(&cmd), out.status));
+    }
+    Ok(out.stdout)
 }
 
 /// Makes sure `dtc` runs, installing Debian's `device-tree-compiler` when missing and root.
@@ -187,8 +217,7 @@ fn ensure_dtc() -> Result<()> {
     )
 }
 
-/// Board xen-x86_64: Debian's amd64 hypervisor package and the file in it.
-const X86_XEN_PKG: &str = "xen-hypervisor-4.17-amd64";
+/// Board xen-x86_64: the hypervisor's file in Debian's amd64 package.
 const X86_XEN_FILE: &str = "xen-4.17-amd64.gz";
 /// Xen's command line on x86_64 (the hardware domain's memory and vCPUs are added): its
 /// console on COM1; every guest line printed unthrottled; no reboot on a crash; the PVH
@@ -203,54 +232,11 @@ fn x86_dir() -> PathBuf {
     dir().with_file_name("xen-x86_64")
 }
 
-/// Makes sure `target/xen-x86_64/xen.elf` exists, fetching Debian's package when missing.
-pub(crate) fn ensure_xen_x86() -> Result<PathBuf> {
-    let path = x86_dir().join("xen.elf");
-    if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
-        return Ok(path);
-    }
-    println!("setup: fetching Xen ({X86_XEN_PKG}, Debian's amd64 package) for board xen-x86_64");
-    let debs = x86_dir().join("debs");
-    fs::create_dir_all(&debs).context(|| format!("cannot create {}", debs.display()))?;
-    let mut download = Command::new("apt-get");
-    download.current_dir(&debs).args(["download", X86_XEN_PKG]);
-    println!("setup: $ {}", describe(&download));
-    capture(&mut download).map_err(|e| {
-        crate::Error::Failed(format!(
-            "cannot download {X86_XEN_PKG}: {e}\n(without apt, unpack the package by hand and \
-             gunzip its boot/{X86_XEN_FILE} to {})",
-            path.display()
-        ))
-    })?;
-    let deb = fs::read_dir(&debs)
-        .context(|| format!("cannot list {}", debs.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{X86_XEN_PKG}_")))
-        })
-        .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))?;
-    let tmp = path.with_extension("elf.part");
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -xO --wildcards '*/boot/{X86_XEN_FILE}' | gzip -dc > '{}'",
-        deb.display(),
-        tmp.display()
-    );
-    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
-    if !fs::metadata(&tmp).is_ok_and(|m| m.len() > 0) {
-        return fail(format!("{} holds no boot/{X86_XEN_FILE}", deb.display()));
-    }
-    fs::rename(&tmp, &path).context(|| format!("cannot write {}", path.display()))?;
-    println!("setup: {} (from {})", path.display(), deb.display());
-    Ok(path)
-}
-
-/// QEMU's arguments for board xen-x86_64 (machine `pvh-dom0`): Xen as the `-kernel`, Rhea's
-/// image and command line as the first multiboot module (commas doubled: QEMU separates
-/// modules with single ones).
-pub(crate) fn x86_args(spec: &Spec<'_>, serial: &str) -> Result<Vec<String>> {
-    let xen = ensure_xen_x86()?;
+/// The machine of board xen-x86_64 (machine `pvh-dom0`): Xen as the `-kernel`, Rhea's image
+/// and command line as the first multiboot module (commas doubled: QEMU separates modules
+/// with single ones).
+pub(crate) fn x86_machine(spec: &Spec<'_>) -> Result<Machine> {
+    let xen = hypervisor(DebArch::Amd64)?;
     let Some(dom0_kib) = mem_kib(spec.mem) else {
         return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
     };
@@ -263,37 +249,22 @@ pub(crate) fn x86_args(spec: &Spec<'_>, serial: &str) -> Result<Vec<String>> {
     // Xen's own CS:RIP (e008:ffff82d0...) in the guest's saved state. With one thread:
     // 0 in 20. It happened as often at d7acbee, before the timer advance. Rhea's own races
     // are still hunted with parallel vCPUs on q35, microvm and the Arm boards.
-    let accel = "tcg,thread=single";
+    let mut m = Machine::new(spec.board.qemu, "pc", "tcg,thread=single");
+    m.cpu = Some("max".to_string());
+    m.mem = Some(format!("{}M", dom0_mib + X86_XEN_OVERHEAD_MIB));
+    m.smp = Some(smp);
+    m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
+    m.kernel = Some(xen);
+    m.append = Some(format!(
+        "{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"
+    ));
     let module = format!(
         "{} {}",
         spec.kernel.display(),
         spec.append.replace(',', ",,")
     );
-    Ok(vec![
-        "-M".into(),
-        "pc".into(),
-        "-cpu".into(),
-        "max".into(),
-        "-accel".into(),
-        accel.into(),
-        "-m".into(),
-        format!("{}M", dom0_mib + X86_XEN_OVERHEAD_MIB),
-        "-smp".into(),
-        smp.to_string(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-no-reboot".into(),
-        "-display".into(),
-        "none".into(),
-        "-serial".into(),
-        serial.into(),
-        "-kernel".into(),
-        xen.to_string_lossy().into_owned(),
-        "-append".into(),
-        format!("{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"),
-        "-initrd".into(),
-        module.trim_end().to_string(),
-    ])
+    m.initrd = Some(module.trim_end().to_string());
+    Ok(m)
 }
 
 /// Xen's own line when the hardware domain ends (`xen/common/shutdown.c`): the reason it
@@ -381,7 +352,7 @@ pub(crate) struct Prepared {
 /// Prepares a run of `spec` (its `kernel` is Rhea's `Image`, its `append` the domU's command
 /// line): Xen fetched if needed, the devicetree written.
 pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
-    let xen = ensure_xen()?;
+    let xen = hypervisor(DebArch::Arm64)?;
     ensure_dtc()?;
     let Some(domu_kib) = mem_kib(spec.mem) else {
         return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
@@ -394,21 +365,15 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     let smp = spec.smp.max(1);
     let qemu_machine = qemu_machine(spec.machine);
     let base = run.join(format!("{}-smp{smp}.dtb", spec.machine));
-    let mut dump = Command::new(spec.board.qemu);
-    dump.args([
-        "-M",
-        &format!("{qemu_machine},dumpdtb={}", base.display()),
-        "-cpu",
-        CPU,
-        "-m",
-        HOST_MEM,
-        "-smp",
-        &smp.to_string(),
-        "-nodefaults",
-        "-display",
-        "none",
-    ]);
-    capture(&mut dump)?;
+    let mut dump = Machine::new(
+        spec.board.qemu,
+        format!("{qemu_machine},dumpdtb={}", base.display()),
+        "tcg",
+    );
+    dump.cpu = Some(CPU.to_string());
+    dump.mem = Some(HOST_MEM.to_string());
+    dump.smp = Some(smp);
+    capture(&mut dump.command())?;
     let dts = capture(
         Command::new("dtc")
             .args(["-q", "-I", "dtb", "-O", "dts"])
@@ -433,18 +398,36 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     Ok(Prepared { xen, dtb })
 }
 
-/// QEMU's arguments that name `machine` for a run prepared as `p` of the image `kernel`.
-pub(crate) fn machine_args(machine: &str, p: &Prepared, kernel: &Path) -> Vec<String> {
-    vec![
-        "-M".to_string(),
-        qemu_machine(machine).to_string(),
-        "-cpu".to_string(),
-        CPU.to_string(),
-        "-dtb".to_string(),
-        p.dtb.to_string_lossy().into_owned(),
-        "-device".to_string(),
-        format!("loader,file={},addr={IMAGE_ADDR:#x}", kernel.display()),
-    ]
+/// The machine of board xen-arm64 (machines `dom0less`, `dom0less-gicv2`): Xen as the
+/// `-kernel` with the devicetree [`prepare`] wrote, Rhea's `Image` placed at [`IMAGE_ADDR`]
+/// by QEMU's loader. The domU gets `--mem` (its devicetree node); the machine holds Xen and it
+/// ([`HOST_MEM`]). No semihosting and no `-append`: the domU ends through Xen and takes its
+/// command line from the devicetree.
+pub(crate) fn arm_machine(spec: &Spec<'_>) -> Result<Machine> {
+    if !matches!(spec.machine, "dom0less" | "dom0less-gicv2") {
+        return fail(format!(
+            "qemu.rs has no command line for board {} machine {}",
+            spec.board.name, spec.machine
+        ));
+    }
+    let p = prepare(spec)?;
+    let accel = if spec.smp == 1 {
+        "tcg"
+    } else {
+        "tcg,thread=multi"
+    };
+    let mut m = Machine::new(spec.board.qemu, qemu_machine(spec.machine), accel);
+    m.cpu = Some(CPU.to_string());
+    m.dtb = Some(p.dtb);
+    m.devices.push(format!(
+        "loader,file={},addr={IMAGE_ADDR:#x}",
+        spec.kernel.display()
+    ));
+    m.mem = Some(HOST_MEM.to_string());
+    m.smp = Some(spec.smp);
+    m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
+    m.kernel = Some(p.xen);
+    Ok(m)
 }
 
 /// What a console line says about the domain's end.
