@@ -236,7 +236,11 @@ fn x86_dir() -> PathBuf {
 /// and command line as the first multiboot module (commas doubled: QEMU separates modules
 /// with single ones).
 pub(crate) fn x86_machine(spec: &Spec<'_>) -> Result<Machine> {
-    let xen = hypervisor(DebArch::Amd64)?;
+    x86_machine_with(spec, hypervisor(DebArch::Amd64)?)
+}
+
+/// [`x86_machine`] with Xen at `xen`.
+fn x86_machine_with(spec: &Spec<'_>, xen: PathBuf) -> Result<Machine> {
     let Some(dom0_kib) = mem_kib(spec.mem) else {
         return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
     };
@@ -410,7 +414,11 @@ pub(crate) fn arm_machine(spec: &Spec<'_>) -> Result<Machine> {
             spec.board.name, spec.machine
         ));
     }
-    let p = prepare(spec)?;
+    Ok(arm_machine_with(spec, prepare(spec)?))
+}
+
+/// [`arm_machine`] of a run prepared as `p`.
+fn arm_machine_with(spec: &Spec<'_>, p: Prepared) -> Machine {
     let accel = if spec.smp == 1 {
         "tcg"
     } else {
@@ -427,7 +435,7 @@ pub(crate) fn arm_machine(spec: &Spec<'_>) -> Result<Machine> {
     m.smp = Some(spec.smp);
     m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
     m.kernel = Some(p.xen);
-    Ok(m)
+    m
 }
 
 /// What a console line says about the domain's end.
@@ -756,6 +764,91 @@ mod tests {
         early.push("(XEN)     pause_count=1 pause_flags=0");
         early.push("(XEN) Notifying guest 1:0 (virq 1, port 0)");
         assert_eq!(early.paused(), None);
+    }
+
+    fn spec<'a>(board: &str, machine: &'a str, smp: u32) -> Spec<'a> {
+        Spec {
+            board: crate::boards::find(board).unwrap(),
+            machine,
+            accel: crate::qemu::Accel::Tcg,
+            smp,
+            mem: "128M",
+            kernel: Path::new("/img/appliance.elf"),
+            serial: crate::qemu::Serial::Captured,
+            append: "rhea.net.ip=10.0.0.2/24,x",
+        }
+    }
+
+    #[test]
+    fn x86_command_line() {
+        let m = x86_machine_with(&spec("xen-x86_64", "pvh-dom0", 2), "/x/xen.elf".into()).unwrap();
+        assert_eq!(m.binary, "qemu-system-x86_64");
+        assert_eq!(
+            m.args(),
+            [
+                "-M",
+                "pc",
+                "-accel",
+                "tcg,thread=single",
+                "-cpu",
+                "max",
+                "-nodefaults",
+                "-no-user-config",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-m",
+                "512M",
+                "-smp",
+                "2",
+                "-serial",
+                "stdio",
+                "-kernel",
+                "/x/xen.elf",
+                "-initrd",
+                "/img/appliance.elf rhea.net.ip=10.0.0.2/24,,x",
+                "-append",
+                &format!("{X86_XEN_ARGS} dom0_mem=128M dom0_max_vcpus=2"),
+            ]
+        );
+        let mut bad = spec("xen-x86_64", "pvh-dom0", 1);
+        bad.mem = "lots";
+        assert!(x86_machine_with(&bad, "/x/xen.elf".into()).is_err());
+    }
+
+    #[test]
+    fn arm_command_line() {
+        let p = Prepared {
+            xen: "/x/xen-4.17-arm64".into(),
+            dtb: "/x/run/appliance.dtb".into(),
+        };
+        let m = arm_machine_with(&spec("xen-arm64", "dom0less-gicv2", 2), p.clone());
+        assert_eq!(m.binary, "qemu-system-aarch64");
+        assert_eq!(
+            m.args().join(" "),
+            "-M virt,virtualization=on,gic-version=2 -dtb /x/run/appliance.dtb \
+             -accel tcg,thread=multi -cpu max -nodefaults -no-user-config -no-reboot \
+             -display none -m 1G -smp 2 -serial stdio -kernel /x/xen-4.17-arm64 \
+             -device loader,file=/img/appliance.elf,addr=0x50000000"
+        );
+        // One vCPU: single-threaded TCG, GICv3 for machine dom0less; never -append (the
+        // command line is in the devicetree) nor semihosting (the guest ends through Xen).
+        let one = arm_machine_with(&spec("xen-arm64", "dom0less", 1), p).args();
+        assert_eq!(
+            one[1..6],
+            [
+                "virt,virtualization=on,gic-version=3",
+                "-dtb",
+                "/x/run/appliance.dtb",
+                "-accel",
+                "tcg"
+            ]
+        );
+        assert!(
+            !one.iter()
+                .any(|a| a == "-append" || a.starts_with("-semihosting"))
+        );
+        assert!(arm_machine(&spec("xen-arm64", "virt-gicv3", 1)).is_err());
     }
 
     #[test]

@@ -1571,6 +1571,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn x86_qemu_machine() {
+        let u = Unpacked {
+            root: "/r".into(),
+            xen: "/c/xen.elf".into(),
+            vmlinuz: "/r/boot/vmlinuz-6.1.0-56-amd64".into(),
+            modules: "/r/lib/modules/6.1.0-56-amd64".into(),
+        };
+        let initrd = Path::new("/c/run/initrd.cpio");
+        let m = qemu_machine(Arch::X86_64, &u, initrd, Path::new("/c/run")).unwrap();
+        assert_eq!(m.binary, "qemu-system-x86_64");
+        let args = m.args();
+        assert_eq!(
+            args[..args.len() - 1].join(" "),
+            "-M pc -accel tcg -cpu max -nodefaults -no-user-config -no-reboot -display none \
+             -m 2048 -smp 2 -serial stdio -monitor none -kernel /c/xen.elf \
+             -initrd /r/boot/vmlinuz-6.1.0-56-amd64 console=hvc0 earlyprintk=xen loglevel=5,\
+             /c/run/initrd.cpio -append"
+        );
+        assert_eq!(args[args.len() - 1], xen_args(Arch::X86_64));
+        assert!(xen_args(Arch::X86_64).starts_with("console=com1 "));
+        // QEMU's multiboot module list cannot hold a path with a comma.
+        let comma = Path::new("/c/run,1/initrd.cpio");
+        assert!(qemu_machine(Arch::X86_64, &u, comma, Path::new("/c")).is_err());
+    }
+
+    #[test]
     fn ldd_lines() {
         let t = "x86_64-linux-gnu";
         assert_eq!(ldd_line("linux-vdso.so.1 (0x00007ffd)", t), None);
