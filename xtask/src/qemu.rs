@@ -16,7 +16,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -1019,48 +1019,46 @@ fn signal_storm(
     sent
 }
 
-fn run_command_captured_storm(
-    mut cmd: Command,
-    feed: Option<&StdinFeed>,
-    timeout: Duration,
-    echo: bool,
-    storm_per_sec: Option<u32>,
-) -> Result<Captured> {
-    let stdin = if feed.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    };
-    cmd.stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if echo {
-        println!("$ {}", describe(&cmd));
-        if let Some(feed) = feed {
-            println!("(stdin: {})", feed.describe());
-        }
-    }
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .context(|| format!("cannot start `{}`", describe(&cmd)))?;
-    let storm_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm_go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = storm_per_sec.map(|rate| {
-        let (pid, go, stop) = (child.id(), storm_go.clone(), storm_stop.clone());
-        thread::spawn(move || signal_storm(pid, rate, &go, &stop))
-    });
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    // The text and the pipe it goes to; the reader thread starts the writer.
-    let mut pending: Option<(Vec<u8>, ChildStdin)> = feed
-        .map(|f| f.text.clone().into_bytes())
-        .zip(child.stdin.take());
-    let at_once = feed.is_some_and(|f| f.after.is_none());
-    let mut splitter = LineSplitter::new(feed.and_then(|f| f.after.as_deref()));
+/// The signal storm of a LinuxU run ([`signal_storm`] on a thread of its own).
+struct Storm {
+    go: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<u64>,
+}
 
-    let (tx, rx) = mpsc::channel::<Event>();
-    let out_reader = thread::spawn(move || {
+impl Storm {
+    /// Starts the thread; the storm begins at [`Storm::go`].
+    fn start(pid: u32, per_sec: u32) -> Storm {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s) = (go.clone(), stop.clone());
+        let thread = thread::spawn(move || signal_storm(pid, per_sec, &g, &s));
+        Storm { go, stop, thread }
+    }
+
+    fn go(&self) {
+        self.go.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops the storm; the number of signals sent.
+    fn finish(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok()
+    }
+}
+
+/// Reads QEMU's stdout into lines on a thread of its own, sending them on `tx`, and starts
+/// the stdin writer of `pending` at once (`at_once`) or when `splitter` sees its marker.
+fn spawn_console_reader(
+    mut stdout: ChildStdout,
+    mut pending: Option<(Vec<u8>, ChildStdin)>,
+    at_once: bool,
+    mut splitter: LineSplitter,
+    start: Instant,
+    tx: mpsc::Sender<Event>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
         let mut writer = None;
         if at_once && let Some((text, pipe)) = pending.take() {
             writer = Some(spawn_writer(text, pipe, start, tx.clone()));
@@ -1087,63 +1085,114 @@ fn run_command_captured_storm(
         }
         // QEMU closed its stdout (it has ended): only now may its stdin close.
         drop(writer.map(thread::JoinHandle::join));
-    });
-    let err_reader = thread::spawn(move || {
+    })
+}
+
+/// Reads a child's whole stderr on a thread of its own.
+fn spawn_stderr_reader(mut stderr: ChildStderr) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = stderr.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
-    });
+    })
+}
 
-    let mut lines = Vec::new();
-    let mut stdin_written = None;
-    let mut feed_error = None;
-    let mut take = |event: Event| match event {
-        Event::Line(at, line) => {
-            if echo {
-                println!("{line}");
+/// What a captured run collects from the reader and writer threads.
+#[derive(Default)]
+struct Collected {
+    lines: Vec<(Duration, String)>,
+    stdin_written: Option<Duration>,
+    feed_error: Option<String>,
+}
+
+impl Collected {
+    /// Takes one event (echoing it with `echo`); the storm starts once the app is up.
+    fn take(&mut self, event: Event, echo: bool, storm: Option<&Storm>) {
+        match event {
+            Event::Line(at, line) => {
+                if echo {
+                    println!("{line}");
+                }
+                if line.contains("rhea: app main") {
+                    storm.map(Storm::go);
+                }
+                self.lines.push((at, line));
             }
-            if line.contains("rhea: app main") {
-                storm_go.store(true, std::sync::atomic::Ordering::Relaxed);
+            Event::Fed(at, Ok(())) => {
+                if echo {
+                    println!("(xtask: wrote the stdin text at {:.2} s)", at.as_secs_f64());
+                }
+                self.stdin_written = Some(at);
             }
-            lines.push((at, line));
+            Event::Fed(_, Err(e)) => self.feed_error = Some(e),
         }
-        Event::Fed(at, Ok(())) => {
-            if echo {
-                println!("(xtask: wrote the stdin text at {:.2} s)", at.as_secs_f64());
-            }
-            stdin_written = Some(at);
-        }
-        Event::Fed(_, Err(e)) => feed_error = Some(e),
+    }
+}
+
+/// Spawns `cmd` with stdout and stderr piped (stdin too for a `feed`), echoing the command
+/// line with `echo`.
+fn spawn_captured(mut cmd: Command, feed: Option<&StdinFeed>, echo: bool) -> Result<Child> {
+    let stdin = if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
     };
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if echo {
+        println!("$ {}", describe(&cmd));
+        if let Some(feed) = feed {
+            println!("(stdin: {})", feed.describe());
+        }
+    }
+    cmd.spawn()
+        .context(|| format!("cannot start `{}`", describe(&cmd)))
+}
+
+fn run_command_captured_storm(
+    cmd: Command,
+    feed: Option<&StdinFeed>,
+    timeout: Duration,
+    echo: bool,
+    storm_per_sec: Option<u32>,
+) -> Result<Captured> {
+    let start = Instant::now();
+    let mut child = spawn_captured(cmd, feed, echo)?;
+    let storm = storm_per_sec.map(|rate| Storm::start(child.id(), rate));
+    // The text and the pipe it goes to; the reader thread starts the writer.
+    let pending = feed
+        .map(|f| f.text.clone().into_bytes())
+        .zip(child.stdin.take());
+    let at_once = feed.is_some_and(|f| f.after.is_none());
+    let splitter = LineSplitter::new(feed.and_then(|f| f.after.as_deref()));
+    let (tx, rx) = mpsc::channel::<Event>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let out_reader = spawn_console_reader(stdout, pending, at_once, splitter, start, tx);
+    let err_reader = spawn_stderr_reader(child.stderr.take().expect("stderr is piped"));
+
+    let mut got = Collected::default();
     let end = loop {
         match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(event) => {
-                take(event);
+                got.take(event, echo, storm.as_ref());
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // stdout closed but QEMU may still be running: keep polling without spinning.
             Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
         }
-        if let Some(status) = child
-            .try_wait()
-            .context(|| "waiting for QEMU".to_string())?
-        {
-            break QemuEnd::from_status(status);
-        }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break QemuEnd::Timeout(timeout);
+        if let Some(end) = ended(&mut child, start, timeout)? {
+            break end;
         }
     };
     let elapsed = start.elapsed();
     let _ = out_reader.join();
     for event in rx.try_iter() {
-        take(event);
+        got.take(event, echo, storm.as_ref());
     }
     let mut stderr = err_reader.join().unwrap_or_default();
-    if let Some(e) = feed_error {
+    if let Some(e) = got.feed_error {
         stderr.push_str(&format!(
             "\n(xtask: writing the stdin text to QEMU failed: {e})\n"
         ));
@@ -1151,8 +1200,7 @@ fn run_command_captured_storm(
     if echo && !stderr.trim().is_empty() {
         eprint!("{stderr}");
     }
-    storm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(sent) = storm.and_then(|h| h.join().ok()) {
+    if let Some(sent) = storm.and_then(Storm::finish) {
         let note = format!("(signal storm: {sent} SIGIO sent)\n");
         if echo {
             print!("{note}");
@@ -1160,12 +1208,32 @@ fn run_command_captured_storm(
         stderr.push_str(&note);
     }
     Ok(Captured {
-        lines,
+        lines: got.lines,
         stderr,
         end,
         elapsed,
-        stdin_written,
+        stdin_written: got.stdin_written,
     })
+}
+
+/// How `child` ended, if it has: by itself, or killed at `timeout` after `start`.
+pub(crate) fn ended(
+    child: &mut Child,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Option<QemuEnd>> {
+    if let Some(status) = child
+        .try_wait()
+        .context(|| "waiting for QEMU".to_string())?
+    {
+        return Ok(Some(QemuEnd::from_status(status)));
+    }
+    if start.elapsed() >= timeout {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(Some(QemuEnd::Timeout(timeout)));
+    }
+    Ok(None)
 }
 
 /// Runs QEMU with the terminal attached (`run`).

@@ -51,7 +51,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -536,57 +536,18 @@ pub(crate) fn run_captured(
         .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
     // Xen's serial input (`conswitch=ax` leaves it with Xen): the debug key of the dump.
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let readers = crate::qemu::LineReaders::spawn(stdout, stderr, start);
+    let mut watch = Watch::new(spec, feed, stdin, start);
     let mut lines = Vec::new();
-    let mut shutdown: Option<(u32, Instant)> = None;
-    let mut refused: Option<i64> = None;
-    let mut dump = DomainDump::default();
-    let mut asked: Option<Instant> = None;
-    // Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
-    let hardware_domain = spec.board.name == "xen-x86_64";
-    let mut xen_says: Option<u32> = None;
-    // Console input (xen-x86_64: Xen hands its serial input to the hardware domain).
-    let mut to_feed = feed.map(|f| (f.text.clone(), f.after.clone()));
-    let mut stdin_written = None;
     let end = loop {
         while let Ok((at, line)) = readers.lines.try_recv() {
             if echo {
                 println!("{line}");
             }
-            match end_line(&line) {
-                Some(EndLine::Shutdown(reason)) if shutdown.is_none() => {
-                    shutdown = Some((reason, Instant::now()));
-                }
-                Some(EndLine::Refused(rc)) => refused = Some(rc),
-                _ => {}
-            }
-            if asked.is_some() {
-                dump.push(&line);
-            }
-            if hardware_domain && xen_says.is_none() {
-                xen_says = hardware_domain_end(&line);
-            }
-            if to_feed
-                .as_ref()
-                .is_some_and(|(_, after)| after.as_ref().is_none_or(|a| line.contains(a.as_str())))
-                && let Some((text, _)) = to_feed.take()
-                && let Some(pipe) = stdin.as_mut()
-            {
-                use std::io::Write;
-                if pipe
-                    .write_all(text.as_bytes())
-                    .and_then(|()| pipe.flush())
-                    .is_ok()
-                {
-                    stdin_written = Some(start.elapsed());
-                    if echo {
-                        println!("(xtask: wrote the stdin text)");
-                    }
-                }
-            }
+            watch.line(&line, echo);
             lines.push((at, line));
         }
         if let Some(status) = child
@@ -595,62 +556,16 @@ pub(crate) fn run_captured(
         {
             break QemuEnd::from_status(status);
         }
-        if hardware_domain && (xen_says.is_some() || shutdown.is_some()) {
-            // Xen halts the machine after the hardware domain's end: its line confirms the
-            // announced reason (every vCPU stopped), or names an end nobody announced.
-            let waited = shutdown.is_some_and(|(_, seen)| seen.elapsed() >= GRACE);
-            if xen_says.is_some() || refused.is_some() || waited {
-                thread::sleep(Duration::from_millis(50));
-                let _ = child.kill();
-                let _ = child.wait();
-                let smp = spec.smp.max(1) as usize;
-                break match (shutdown, xen_says) {
-                    (Some((reason, _)), Some(x)) => QemuEnd::DomainShutdown {
-                        reason,
-                        refused,
-                        paused: (x == reason).then_some((smp, smp)),
-                    },
-                    (Some((reason, _)), None) => QemuEnd::DomainShutdown {
-                        reason,
-                        refused,
-                        paused: None,
-                    },
-                    (None, x) => QemuEnd::DomainShutdown {
-                        reason: x.unwrap_or(u32::MAX),
-                        refused,
-                        paused: None,
-                    },
-                };
-            }
-        } else if let Some((reason, seen)) = shutdown {
-            // Shortly after the line (the hypercall follows it at once), ask Xen for its
-            // domain dump; stop when it is complete, when the call returned, or after GRACE.
-            if asked.is_none() && refused.is_none() && seen.elapsed() >= ASK_AFTER {
-                use std::io::Write;
-                if let Some(pipe) = stdin.as_mut() {
-                    let _ = pipe.write_all(DUMP_KEY).and_then(|()| pipe.flush());
-                }
-                asked = Some(Instant::now());
-            }
-            let waited = asked.is_some_and(|t| t.elapsed() >= GRACE);
-            if refused.is_some() || dump.done || waited {
-                let _ = child.kill();
-                let _ = child.wait();
-                break QemuEnd::DomainShutdown {
-                    reason,
-                    refused,
-                    paused: dump.paused(),
-                };
-            }
+        if let Some(end) = watch.end(&mut child) {
+            break end;
         }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break QemuEnd::Timeout(timeout);
+        if let Some(end) = crate::qemu::ended(&mut child, start, timeout)? {
+            break end;
         }
         thread::sleep(Duration::from_millis(5));
     };
-    drop(stdin);
+    let stdin_written = watch.stdin_written;
+    drop(watch);
     let elapsed = start.elapsed();
     let stderr = readers.finish(&mut lines, echo);
     if echo && !stderr.trim().is_empty() {
@@ -663,6 +578,151 @@ pub(crate) fn run_captured(
         elapsed,
         stdin_written,
     })
+}
+
+/// What [`run_captured`] has seen of a Xen run, line by line, and the guest's serial input.
+struct Watch {
+    /// Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
+    hardware_domain: bool,
+    /// vCPUs of the domain.
+    smp: usize,
+    /// The serial input (xen-x86_64: Xen hands it to the hardware domain).
+    stdin: Option<ChildStdin>,
+    start: Instant,
+    /// The feed's text and marker, until written.
+    to_feed: Option<(String, Option<String>)>,
+    stdin_written: Option<Duration>,
+    /// The reason announced, and when.
+    shutdown: Option<(u32, Instant)>,
+    refused: Option<i64>,
+    /// When the dump was asked for.
+    asked: Option<Instant>,
+    dump: DomainDump,
+    /// What Xen's hardware-domain line said.
+    xen_says: Option<u32>,
+}
+
+impl Watch {
+    fn new(
+        spec: &Spec<'_>,
+        feed: Option<&crate::qemu::StdinFeed>,
+        stdin: Option<ChildStdin>,
+        start: Instant,
+    ) -> Watch {
+        Watch {
+            hardware_domain: spec.board.name == "xen-x86_64",
+            smp: spec.smp.max(1) as usize,
+            stdin,
+            start,
+            to_feed: feed.map(|f| (f.text.clone(), f.after.clone())),
+            stdin_written: None,
+            shutdown: None,
+            refused: None,
+            asked: None,
+            dump: DomainDump::default(),
+            xen_says: None,
+        }
+    }
+
+    /// Takes one console line.
+    fn line(&mut self, line: &str, echo: bool) {
+        match end_line(line) {
+            Some(EndLine::Shutdown(reason)) if self.shutdown.is_none() => {
+                self.shutdown = Some((reason, Instant::now()));
+            }
+            Some(EndLine::Refused(rc)) => self.refused = Some(rc),
+            _ => {}
+        }
+        if self.asked.is_some() {
+            self.dump.push(line);
+        }
+        if self.hardware_domain && self.xen_says.is_none() {
+            self.xen_says = hardware_domain_end(line);
+        }
+        let due = self
+            .to_feed
+            .as_ref()
+            .is_some_and(|(_, after)| after.as_ref().is_none_or(|a| line.contains(a.as_str())));
+        if due
+            && let Some((text, _)) = self.to_feed.take()
+            && self.write(text.as_bytes())
+        {
+            self.stdin_written = Some(self.start.elapsed());
+            if echo {
+                println!("(xtask: wrote the stdin text)");
+            }
+        }
+    }
+
+    /// Writes to the serial input; whether it worked.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.stdin
+            .as_mut()
+            .is_some_and(|pipe| pipe.write_all(bytes).and_then(|()| pipe.flush()).is_ok())
+    }
+
+    /// The end of the run once the domain's end is known (QEMU then stopped); asks Xen for
+    /// its domain dump on the way (xen-arm64).
+    fn end(&mut self, child: &mut Child) -> Option<QemuEnd> {
+        let end = if self.hardware_domain {
+            self.hardware_domain_end()
+        } else {
+            self.domu_end()
+        };
+        if end.is_some() {
+            if self.hardware_domain {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        end
+    }
+
+    /// xen-x86_64: Xen halts the machine after the hardware domain's end: its line confirms
+    /// the announced reason (every vCPU stopped), or names an end nobody announced.
+    fn hardware_domain_end(&self) -> Option<QemuEnd> {
+        let waited = self
+            .shutdown
+            .is_some_and(|(_, seen)| seen.elapsed() >= GRACE);
+        if self.xen_says.is_none() && self.refused.is_none() && !waited {
+            return None;
+        }
+        if self.xen_says.is_none() && self.shutdown.is_none() {
+            return None;
+        }
+        let (refused, smp) = (self.refused, self.smp);
+        Some(match (self.shutdown, self.xen_says) {
+            (Some((reason, _)), x) => QemuEnd::DomainShutdown {
+                reason,
+                refused,
+                paused: (x == Some(reason)).then_some((smp, smp)),
+            },
+            (None, x) => QemuEnd::DomainShutdown {
+                reason: x.unwrap_or(u32::MAX),
+                refused,
+                paused: None,
+            },
+        })
+    }
+
+    /// xen-arm64: shortly after the shutdown line (the hypercall follows it at once), asks
+    /// Xen for its domain dump; ends when it is complete, when the call returned, or after
+    /// [`GRACE`].
+    fn domu_end(&mut self) -> Option<QemuEnd> {
+        let (reason, seen) = self.shutdown?;
+        if self.asked.is_none() && self.refused.is_none() && seen.elapsed() >= ASK_AFTER {
+            self.write(DUMP_KEY);
+            self.asked = Some(Instant::now());
+        }
+        let waited = self.asked.is_some_and(|t| t.elapsed() >= GRACE);
+        (self.refused.is_some() || self.dump.done || waited).then(|| QemuEnd::DomainShutdown {
+            reason,
+            refused: self.refused,
+            paused: self.dump.paused(),
+        })
+    }
 }
 
 #[cfg(test)]
