@@ -473,26 +473,7 @@ fn summarize(runs: &[Run]) -> Figures {
 
 /// `cargo xtask bench net`.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
-    if opts.board_name() != BOARD {
-        return usage(format!(
-            "`bench net` runs on board {BOARD}, not {}",
-            opts.board_name()
-        ));
-    }
-    if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
-        return usage(format!("`bench net` runs on machine {MACHINE}"));
-    }
-    if crate::net_test::unsafe_geteuid() != 0 {
-        return fail(
-            "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
-             NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
-        );
-    }
-    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
-    if loops == 0 {
-        return usage("--loops must be at least 1");
-    }
-    let rounds = opts.rounds.unwrap_or(DEFAULT_ROUNDS);
+    let (loops, rounds) = check_options(opts)?;
     let board = boards::find(BOARD)?;
     let machine = board.machine(Some(MACHINE))?;
     let all_apps = apps::discover(&ws.root)?;
@@ -533,7 +514,80 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         &nic,
         &format!("{}/24", wire.guest),
     )?;
+    print_conditions(&Conditions {
+        opts,
+        qemu: &qemu,
+        decision: &decision,
+        machine,
+        linux: &linux,
+        nic: &nic,
+        wire: &wire,
+        rhea_cmdline: &rhea_cmdline,
+        loops,
+        rounds,
+    });
+    wire.create()
+        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+    let result = run_rounds(&rhea, &linux.machine, &wire, loops, rounds);
+    wire.destroy();
+    let (rhea_runs, linux_runs) = result?;
+    print_figures(&rhea_runs, &linux_runs, rounds, accel);
+    Ok(())
+}
 
+/// `--loops` and `--rounds`, once the options are checked (board, machine, root).
+fn check_options(opts: &Options) -> Result<(u32, u32)> {
+    if opts.board_name() != BOARD {
+        return usage(format!(
+            "`bench net` runs on board {BOARD}, not {}",
+            opts.board_name()
+        ));
+    }
+    if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
+        return usage(format!("`bench net` runs on machine {MACHINE}"));
+    }
+    if crate::net_test::unsafe_geteuid() != 0 {
+        return fail(
+            "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
+             NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
+        );
+    }
+    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
+    if loops == 0 {
+        return usage("--loops must be at least 1");
+    }
+    Ok((loops, opts.rounds.unwrap_or(DEFAULT_ROUNDS)))
+}
+
+/// What the report's conditions name.
+struct Conditions<'a> {
+    opts: &'a Options,
+    qemu: &'a qemu::Qemu,
+    decision: &'a qemu::AccelDecision,
+    machine: &'a str,
+    linux: &'a crate::linux_guest::NetGuest,
+    nic: &'a qemu::Nic,
+    wire: &'a Wire,
+    rhea_cmdline: &'a str,
+    loops: u32,
+    rounds: u32,
+}
+
+/// Prints the conditions of the measurement.
+fn print_conditions(c: &Conditions<'_>) {
+    let Conditions {
+        opts,
+        qemu,
+        decision,
+        machine,
+        linux,
+        nic,
+        wire,
+        rhea_cmdline,
+        loops,
+        rounds,
+    } = *c;
+    let accel = decision.accel;
     let nproc = std::thread::available_parallelism().map_or(0, usize::from);
     println!();
     println!("== bench net: Rhea's appliance vs a Linux guest, measured from the host");
@@ -574,13 +628,20 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         "  rounds:      {rounds}, each measuring both guests, alternating which goes first \
          (host drift between the two lands in both directions); figures are medians"
     );
+}
 
-    wire.create()
-        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+/// Boots both guests `rounds` times, Rhea first in odd rounds, and measures each.
+fn run_rounds(
+    rhea: &qemu::Machine,
+    linux: &qemu::Machine,
+    wire: &Wire,
+    loops: u32,
+    rounds: u32,
+) -> Result<(Vec<Run>, Vec<Run>)> {
     let guest_ip = wire.guest;
     let run_rhea = |round: u32| {
         println!("== round {round}/{rounds}: Rhea (appliance)");
-        run_guest("Rhea", rhea.command(), RHEA_READY, &wire, loops, || {
+        run_guest("Rhea", rhea.command(), RHEA_READY, wire, loops, || {
             crate::net_test::quit(guest_ip)
         })
     };
@@ -588,9 +649,9 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         println!("== round {round}/{rounds}: Linux guest (netecho)");
         run_guest(
             "Linux",
-            linux.machine.command(),
+            linux.command(),
             crate::linux_guest::NET_READY,
-            &wire,
+            wire,
             loops,
             || {
                 let s = udp_socket(guest_ip, UDP_TIMEOUT)?;
@@ -600,27 +661,26 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
             },
         )
     };
-    let result = (|| {
-        let (mut rhea_runs, mut linux_runs) = (Vec::new(), Vec::new());
-        for round in 1..=rounds {
-            if round % 2 == 1 {
-                rhea_runs.push(run_rhea(round)?);
-                linux_runs.push(run_linux(round)?);
-            } else {
-                linux_runs.push(run_linux(round)?);
-                rhea_runs.push(run_rhea(round)?);
-            }
+    let (mut rhea_runs, mut linux_runs) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        if round % 2 == 1 {
+            rhea_runs.push(run_rhea(round)?);
+            linux_runs.push(run_linux(round)?);
+        } else {
+            linux_runs.push(run_linux(round)?);
+            rhea_runs.push(run_rhea(round)?);
         }
-        Ok((rhea_runs, linux_runs))
-    })();
-    wire.destroy();
-    let (rhea_runs, linux_runs) = result?;
-    let rhea = summarize(&rhea_runs);
-    let linux_fig = summarize(&linux_runs);
+    }
+    Ok((rhea_runs, linux_runs))
+}
 
+/// Prints each round's TCP ratio, the medians of every figure and how the guests ended.
+fn print_figures(rhea_runs: &[Run], linux_runs: &[Run], rounds: u32, accel: qemu::Accel) {
+    let rhea = summarize(rhea_runs);
+    let linux_fig = summarize(linux_runs);
     println!();
     println!("TCP echo stream per round (Rhea / Linux MB/s = ratio):");
-    for (i, (r, l)) in rhea_runs.iter().zip(&linux_runs).enumerate() {
+    for (i, (r, l)) in rhea_runs.iter().zip(linux_runs).enumerate() {
         println!(
             "  round {}: {:.2} / {:.2} = {:.2}",
             i + 1,
@@ -684,8 +744,8 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     let up = |runs: &[Run]| median(&runs.iter().map(|r| r.2.as_secs_f64()).collect::<Vec<_>>());
     println!(
         "  QEMU start -> answering on port {ECHO_PORT} (median): Rhea {:.1} s, Linux {:.1} s",
-        up(&rhea_runs),
-        up(&linux_runs)
+        up(rhea_runs),
+        up(linux_runs)
     );
     // The first unclean end of each, if any.
     let rhea_unclean = rhea_runs
@@ -704,7 +764,6 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
              the ratios within one run on a quiet host"
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]
