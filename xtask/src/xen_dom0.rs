@@ -11,33 +11,34 @@
 //!
 //! [`run`] is the API for test runners: a [`Dom0Spec`] in, a [`Dom0Outcome`] out.
 //!
-//! What a run is made of, all cached under `target/xen-dom0/<arch>/`:
+//! What a run is made of, cached under `target/xen-dom0/<arch>/` (the packages in the shared
+//! `.deb` cache of `guest::debian`, `target/debian/<amd64|arm64>/debs/`):
 //!
-//! * **Packages** ([`ensure_packages`]): the hypervisor (`xen-hypervisor-4.17-<arch>`), the
-//!   toolstack (`xen-utils-4.17`, `xen-utils-common`, `xenstore-utils`, the `libxen*`
-//!   libraries, `libyajl2`), `busybox-static`, and Debian's current kernel
-//!   `linux-image-<abi>-<arch>` (the ABI from `apt-cache depends linux-image-amd64`), fetched
-//!   with `apt-get download` into `debs/` — x86_64 with the host's apt, aarch64 through the
-//!   private arm64 apt state of `firmware.rs`, which also brings the C libraries the arm64
-//!   binaries need. A package already in `debs/` is not fetched again. They are unpacked
-//!   with `dpkg-deb -x` into one tree, `root/` (from the kernel only `/boot/vmlinuz-*`, the
-//!   Xen and Xen-network modules and `modules.builtin`).
-//! * **The dom0 initramfs** ([`base_initramfs`]): a newc cpio (`linux_guest::Cpio`,
-//!   uncompressed) with busybox, `xl`, `xenstored`, `xenconsoled`, `xen-init-dom0`,
-//!   `xenconsole`, `xenstore` and its `xenstore-*` names, their shared libraries (x86_64:
-//!   resolved with the host's `ldd` against the unpacked libraries; aarch64: the `DT_NEEDED`
-//!   closure found in the unpacked arm64 packages) plus `libgcc_s` (`pthread_cancel` loads
+//! * **Packages** ([`ensure_packages`]): the toolstack (`xen-utils-4.17`, `xen-utils-common`,
+//!   `xenstore-utils`, the `libxen*` libraries, `libyajl2`), `busybox-static`, and Debian's
+//!   current generic kernel `linux-image-<abi>-<arch>` (named by the metapackage
+//!   `linux-image-<arch>`), fetched with `apt-get download` — x86_64 with the host's apt,
+//!   aarch64 through the private arm64 apt state of `firmware.rs`, which also brings the C
+//!   libraries the arm64 binaries need. A package already in the cache is not fetched again.
+//!   They are unpacked into one tree, `root/` (from the kernel only `/boot/vmlinuz-*`, the
+//!   Xen and Xen-network modules and `modules.builtin`). Xen itself is `xen.rs`'s
+//!   ([`crate::xen::hypervisor`]), the one the Xen boards boot.
+//! * **The dom0 initramfs** ([`base_initramfs`]): a newc cpio (`guest::cpio`, uncompressed)
+//!   with busybox, `xl`, `xenstored`, `xenconsoled`, `xen-init-dom0`, `xenconsole`,
+//!   `xenstore` and its `xenstore-*` names, their shared libraries (x86_64: resolved with the
+//!   host's `ldd` against the unpacked libraries; aarch64: the `DT_NEEDED` closure of
+//!   `guest::elf` in the unpacked arm64 packages) plus `libgcc_s` (`pthread_cancel` loads
 //!   it), the dom0 kernel modules (xen-evtchn, xen-privcmd, xenfs, xen-gntdev, xen-gntalloc,
-//!   xen-netback, and what their `.modinfo` says they depend on, in load order; built-in ones
-//!   skipped), `/init` (`xtask/xen-dom0/dom0-init.sh`) and the network hotplug script
-//!   (`xtask/xen-dom0/vif-rhea`). It is rebuilt only when one of its inputs changed. Each run
-//!   appends a second, small cpio (Linux unpacks concatenated archives) with the domU's
-//!   kernel (and ramdisk), its `xl` configuration (`/etc/xen/domu.cfg`) and the run's
-//!   settings (`/etc/rhea-dom0.conf`).
-//! * **QEMU** (one at a time: a lock file under `target/xen-dom0/`). x86_64: `-accel tcg
-//!   -cpu max` (Xen needs SVM with nested paging) `-m 2048 -smp 2`, `-kernel` the gunzipped
-//!   Xen ELF, `-append` Xen's command line, `-initrd "<vmlinuz> <dom0 args>,<initrd>"`
-//!   (multiboot modules). aarch64: `-M virt,virtualization=on,gic-version=3 -cpu max`, Xen
+//!   xen-netback, and what their `.modinfo` says they depend on, in load order by
+//!   `guest::modules`; built-in ones skipped), `/init` (`xtask/xen-dom0/dom0-init.sh`) and
+//!   the network hotplug script (`xtask/xen-dom0/vif-rhea`). It is rebuilt only when one of
+//!   its inputs changed. Each run appends a second, small cpio (Linux unpacks concatenated
+//!   archives) with the domU's kernel (and ramdisk), its `xl` configuration
+//!   (`/etc/xen/domu.cfg`) and the run's settings (`/etc/rhea-dom0.conf`).
+//! * **QEMU** ([`qemu_machine`], a `qemu::Machine`; one at a time: a lock file under
+//!   `target/xen-dom0/`). x86_64: `-M pc -accel tcg -cpu max` (Xen needs SVM with nested
+//!   paging) `-m 2048 -smp 2`, `-kernel` the gunzipped Xen ELF, `-append` Xen's command
+//!   line, `-initrd "<vmlinuz> <dom0 args>,<initrd>"` (multiboot modules). aarch64: `-M virt,virtualization=on,gic-version=3 -cpu max`, Xen
 //!   as `-kernel`, QEMU's own devicetree for the machine (`dumpdtb`) with `/chosen` extended
 //!   through `dtc` by Xen's and dom0's command lines and the two modules (dom0's kernel and
 //!   initramfs, `multiboot,kernel` / `multiboot,ramdisk`, Xen's
