@@ -3,9 +3,9 @@
 //!
 //! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
 //! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
-//! appliance's QEMU command line (`qemu::nic_args`), with its user-networking netdev moved
-//! onto a tap this bench creates (`net_test::Wire`, host 10.77.20.1, guest 10.77.20.2;
-//! root needed) — the Linux guest gets those two arguments verbatim. In `--rounds` rounds
+//! appliance's QEMU machine (`qemu::nic`) on a tap this bench creates instead of user
+//! networking (`qemu::Backend::Tap`, `net_test::Wire`, host 10.77.20.1, guest 10.77.20.2;
+//! root needed) — the Linux guest gets the same NIC. In `--rounds` rounds
 //! (default [`DEFAULT_ROUNDS`]), each booting both one after the other, Rhea first in odd
 //! rounds and Linux first in even ones, so drift of the host between the two measurements
 //! does not always favour the same guest; the report gives each round's TCP ratio and the
@@ -359,48 +359,32 @@ fn rhea_counters(guest: Ipv4Addr) -> Option<[u64; 8]> {
     ])
 }
 
-/// Moves the user-networking netdev of a QEMU command line onto `tap` (keeping its id) and
-/// returns the new arguments with the NIC's own: that `-netdev` and every `-device` attached
-/// to it.
-fn nic_on_tap(args: &[String], tap: &str) -> Result<(Vec<String>, Vec<String>), String> {
-    let mut out = args.to_vec();
-    let mut id = None;
-    for i in 1..out.len() {
-        if out[i - 1] == "-netdev" && out[i].starts_with("user,") {
-            let Some(found) = out[i]
-                .split(',')
-                .find_map(|kv| kv.strip_prefix("id="))
-                .map(str::to_string)
-            else {
-                return Err(format!("a -netdev without an id: {}", out[i]));
-            };
-            if id.is_some() {
-                return Err(format!("more than one user netdev: {}", args.join(" ")));
-            }
-            out[i] = format!("tap,id={found},ifname={tap},script=no,downscript=no");
-            id = Some(found);
+/// The appliance's machine for `spec` with its NIC on the host's `tap` instead of user
+/// networking, and that NIC (the Linux guest gets the same one).
+fn on_tap(
+    spec: &qemu::Spec<'_>,
+    qboot: Option<&std::path::Path>,
+    tap: &str,
+) -> Result<(qemu::Machine, qemu::Nic)> {
+    let mut machine = qemu::machine(spec, qboot)?;
+    let nic = qemu::nic(
+        spec.board.name,
+        spec.machine,
+        apps::Net::User,
+        qemu::Backend::Tap(tap),
+    );
+    match nic {
+        Some(nic) if !machine.nics.is_empty() => {
+            machine.nics = vec![nic.clone()];
+            Ok((machine, nic))
         }
+        _ => fail(format!(
+            "{} on board {} machine {} has no user-networking NIC to put on tap {tap}",
+            spec.kernel.display(),
+            spec.board.name,
+            spec.machine
+        )),
     }
-    let Some(id) = id else {
-        return Err(format!(
-            "no user-networking NIC on the QEMU command line: {}",
-            args.join(" ")
-        ));
-    };
-    let mut nic = Vec::new();
-    for i in 1..out.len() {
-        let attached = out[i - 1] == "-device"
-            && out[i]
-                .split(',')
-                .any(|kv| kv.strip_prefix("netdev=") == Some(id.as_str()));
-        if (out[i - 1] == "-netdev" && out[i].contains(&format!("id={id}"))) || attached {
-            nic.extend([out[i - 1].clone(), out[i].clone()]);
-        }
-    }
-    if !nic.iter().any(|a| a == "-device") {
-        return Err(format!("no -device uses netdev {id}: {}", args.join(" ")));
-    }
-    Ok((out, nic))
 }
 
 /// The last console lines of a guest, indented.
@@ -487,45 +471,9 @@ fn summarize(runs: &[Run]) -> Figures {
     }
 }
 
-/// A fresh command with `cmd`'s program, arguments, environment and directory (a `Command`
-/// is consumed by spawning, and each round starts the guest anew).
-fn copy_command(cmd: &std::process::Command) -> std::process::Command {
-    let mut c = std::process::Command::new(cmd.get_program());
-    c.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        c.current_dir(dir);
-    }
-    c
-}
-
 /// `cargo xtask bench net`.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
-    if opts.board_name() != BOARD {
-        return usage(format!(
-            "`bench net` runs on board {BOARD}, not {}",
-            opts.board_name()
-        ));
-    }
-    if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
-        return usage(format!("`bench net` runs on machine {MACHINE}"));
-    }
-    if !crate::net_test::is_root() {
-        return fail(
-            "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
-             NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
-        );
-    }
-    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
-    if loops == 0 {
-        return usage("--loops must be at least 1");
-    }
-    let rounds = opts.rounds.unwrap_or(DEFAULT_ROUNDS);
+    let (loops, rounds) = check_options(opts)?;
     let board = boards::find(BOARD)?;
     let machine = board.machine(Some(MACHINE))?;
     let all_apps = apps::discover(&ws.root)?;
@@ -555,8 +503,8 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         serial: qemu::Serial::Captured,
         append: &rhea_cmdline,
     };
-    let (rhea_args, nic) = nic_on_tap(&qemu::args(&spec, qemu.qboot.as_deref())?, &wire.tap)
-        .or_else(|e| fail(format!("the appliance's QEMU command line: {e}")))?;
+    let (mut rhea, nic) = on_tap(&spec, qemu.qboot.as_deref(), &wire.tap)?;
+    rhea.binary = qemu.binary.clone();
     let linux = crate::linux_guest::net_guest(
         ws,
         &qemu,
@@ -566,7 +514,80 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         &nic,
         &format!("{}/24", wire.guest),
     )?;
+    print_conditions(&Conditions {
+        opts,
+        qemu: &qemu,
+        decision: &decision,
+        machine,
+        linux: &linux,
+        nic: &nic,
+        wire: &wire,
+        rhea_cmdline: &rhea_cmdline,
+        loops,
+        rounds,
+    });
+    wire.create()
+        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+    let result = run_rounds(&rhea, &linux.machine, &wire, loops, rounds);
+    wire.destroy();
+    let (rhea_runs, linux_runs) = result?;
+    print_figures(&rhea_runs, &linux_runs, rounds, accel);
+    Ok(())
+}
 
+/// `--loops` and `--rounds`, once the options are checked (board, machine, root).
+fn check_options(opts: &Options) -> Result<(u32, u32)> {
+    if opts.board_name() != BOARD {
+        return usage(format!(
+            "`bench net` runs on board {BOARD}, not {}",
+            opts.board_name()
+        ));
+    }
+    if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
+        return usage(format!("`bench net` runs on machine {MACHINE}"));
+    }
+    if !crate::net_test::is_root() {
+        return fail(
+            "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
+             NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
+        );
+    }
+    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
+    if loops == 0 {
+        return usage("--loops must be at least 1");
+    }
+    Ok((loops, opts.rounds.unwrap_or(DEFAULT_ROUNDS)))
+}
+
+/// What the report's conditions name.
+struct Conditions<'a> {
+    opts: &'a Options,
+    qemu: &'a qemu::Qemu,
+    decision: &'a qemu::AccelDecision,
+    machine: &'a str,
+    linux: &'a crate::linux_guest::NetGuest,
+    nic: &'a qemu::Nic,
+    wire: &'a Wire,
+    rhea_cmdline: &'a str,
+    loops: u32,
+    rounds: u32,
+}
+
+/// Prints the conditions of the measurement.
+fn print_conditions(c: &Conditions<'_>) {
+    let Conditions {
+        opts,
+        qemu,
+        decision,
+        machine,
+        linux,
+        nic,
+        wire,
+        rhea_cmdline,
+        loops,
+        rounds,
+    } = *c;
+    let accel = decision.accel;
     let nproc = std::thread::available_parallelism().map_or(0, usize::from);
     println!();
     println!("== bench net: Rhea's appliance vs a Linux guest, measured from the host");
@@ -587,7 +608,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     );
     println!(
         "  netdev:      {} (both; tap {} host {} guest {}, no vhost)",
-        nic.join(" "),
+        nic.args().join(" "),
         wire.tap,
         wire.host,
         wire.guest
@@ -607,15 +628,20 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         "  rounds:      {rounds}, each measuring both guests, alternating which goes first \
          (host drift between the two lands in both directions); figures are medians"
     );
+}
 
-    wire.create()
-        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+/// Boots both guests `rounds` times, Rhea first in odd rounds, and measures each.
+fn run_rounds(
+    rhea: &qemu::Machine,
+    linux: &qemu::Machine,
+    wire: &Wire,
+    loops: u32,
+    rounds: u32,
+) -> Result<(Vec<Run>, Vec<Run>)> {
     let guest_ip = wire.guest;
     let run_rhea = |round: u32| {
         println!("== round {round}/{rounds}: Rhea (appliance)");
-        let mut cmd = std::process::Command::new(&qemu.binary);
-        cmd.args(&rhea_args);
-        run_guest("Rhea", cmd, RHEA_READY, &wire, loops, || {
+        run_guest("Rhea", rhea.command(), RHEA_READY, wire, loops, || {
             crate::net_test::quit(guest_ip)
         })
     };
@@ -623,9 +649,9 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         println!("== round {round}/{rounds}: Linux guest (netecho)");
         run_guest(
             "Linux",
-            copy_command(&linux.command),
+            linux.command(),
             crate::linux_guest::NET_READY,
-            &wire,
+            wire,
             loops,
             || {
                 let s = udp_socket(guest_ip, UDP_TIMEOUT)?;
@@ -635,27 +661,26 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
             },
         )
     };
-    let result = (|| {
-        let (mut rhea_runs, mut linux_runs) = (Vec::new(), Vec::new());
-        for round in 1..=rounds {
-            if round % 2 == 1 {
-                rhea_runs.push(run_rhea(round)?);
-                linux_runs.push(run_linux(round)?);
-            } else {
-                linux_runs.push(run_linux(round)?);
-                rhea_runs.push(run_rhea(round)?);
-            }
+    let (mut rhea_runs, mut linux_runs) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        if round % 2 == 1 {
+            rhea_runs.push(run_rhea(round)?);
+            linux_runs.push(run_linux(round)?);
+        } else {
+            linux_runs.push(run_linux(round)?);
+            rhea_runs.push(run_rhea(round)?);
         }
-        Ok((rhea_runs, linux_runs))
-    })();
-    wire.destroy();
-    let (rhea_runs, linux_runs) = result?;
-    let rhea = summarize(&rhea_runs);
-    let linux_fig = summarize(&linux_runs);
+    }
+    Ok((rhea_runs, linux_runs))
+}
 
+/// Prints each round's TCP ratio, the medians of every figure and how the guests ended.
+fn print_figures(rhea_runs: &[Run], linux_runs: &[Run], rounds: u32, accel: qemu::Accel) {
+    let rhea = summarize(rhea_runs);
+    let linux_fig = summarize(linux_runs);
     println!();
     println!("TCP echo stream per round (Rhea / Linux MB/s = ratio):");
-    for (i, (r, l)) in rhea_runs.iter().zip(&linux_runs).enumerate() {
+    for (i, (r, l)) in rhea_runs.iter().zip(linux_runs).enumerate() {
         println!(
             "  round {}: {:.2} / {:.2} = {:.2}",
             i + 1,
@@ -719,8 +744,8 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     let up = |runs: &[Run]| median(&runs.iter().map(|r| r.2.as_secs_f64()).collect::<Vec<_>>());
     println!(
         "  QEMU start -> answering on port {ECHO_PORT} (median): Rhea {:.1} s, Linux {:.1} s",
-        up(&rhea_runs),
-        up(&linux_runs)
+        up(rhea_runs),
+        up(linux_runs)
     );
     // The first unclean end of each, if any.
     let rhea_unclean = rhea_runs
@@ -739,7 +764,6 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
              the ratios within one run on a quiet host"
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -782,35 +806,38 @@ mod tests {
         assert!(stream.windows(2).filter(|w| w[0] == w[1]).count() < 16);
     }
 
-    fn strings(s: &str) -> Vec<String> {
-        s.split(' ').map(str::to_string).collect()
-    }
-
     #[test]
-    fn nic_moves_onto_the_tap() {
-        let args = strings(
-            "-M q35 -accel tcg -cpu max -m 128M -netdev user,id=n0 -device virtio-net-pci,netdev=n0 -append x",
-        );
-        let (out, nic) = nic_on_tap(&args, "rhea-net20").unwrap();
+    fn nic_on_the_tap() {
+        let spec = |kernel| qemu::Spec {
+            board: boards::find(BOARD).unwrap(),
+            machine: MACHINE,
+            accel: qemu::Accel::Tcg,
+            smp: 1,
+            mem: "128M",
+            kernel,
+            serial: qemu::Serial::Captured,
+            append: "rhea.net.ip=10.77.20.2/24",
+        };
+        let appliance = std::path::Path::new("/img/appliance.elf");
+        let (m, nic) = on_tap(&spec(appliance), None, "rhea-net20").unwrap();
         assert_eq!(
-            out.join(" "),
-            "-M q35 -accel tcg -cpu max -m 128M -netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no -device virtio-net-pci,netdev=n0 -append x"
+            nic.args().join(" "),
+            "-netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no \
+             -device virtio-net-pci,netdev=n0"
         );
-        assert_eq!(
-            nic.join(" "),
-            "-netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no -device virtio-net-pci,netdev=n0"
+        assert_eq!(m.nics, [nic]);
+        let line = m.args().join(" ");
+        assert!(!line.contains("user,"), "{line}");
+        assert!(
+            line.ends_with(
+                "-device isa-debug-exit,iobase=0xf4,iosize=4 -netdev tap,id=n0,ifname=rhea-net20,\
+             script=no,downscript=no -device virtio-net-pci,netdev=n0 \
+             -append rhea.net.ip=10.77.20.2/24"
+            ),
+            "{line}"
         );
-        // Another id and device options survive; unrelated devices are not the NIC's.
-        let args = strings(
-            "-device isa-debug-exit,iobase=0xf4 -netdev user,id=lan,hostfwd=tcp::1-:2 -device virtio-net-pci,mac=52:54:00:00:00:01,netdev=lan",
-        );
-        let (_, nic) = nic_on_tap(&args, "t").unwrap();
-        assert_eq!(
-            nic.join(" "),
-            "-netdev tap,id=lan,ifname=t,script=no,downscript=no -device virtio-net-pci,mac=52:54:00:00:00:01,netdev=lan"
-        );
-        assert!(nic_on_tap(&strings("-M q35 -m 1G"), "t").is_err());
-        assert!(nic_on_tap(&strings("-netdev user,id=n0"), "t").is_err());
-        assert!(nic_on_tap(&strings("-netdev user,net=10.0.0.0/8"), "t").is_err());
+        // An app without a NIC cannot be measured.
+        let hello = std::path::Path::new("/img/hello.elf");
+        assert!(on_tap(&spec(hello), None, "t").is_err());
     }
 }

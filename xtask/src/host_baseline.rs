@@ -752,9 +752,11 @@ fn library_dirs(roots: &[PathBuf], is_dir: impl Fn(&Path) -> bool) -> Vec<PathBu
         .iter()
         .filter(|root| {
             root.file_name()
-                .is_some_and(|n| !linux_guest::is_deb_of(&n.to_string_lossy(), "libc6"))
+                .is_some_and(|n| !crate::guest::debian::is_deb_of(&n.to_string_lossy(), "libc6"))
         })
-        .flat_map(|root| linux_guest::LIB_DIRS.iter().map(move |d| root.join(d)))
+        .flat_map(|root| {
+            crate::guest::elf::lib_dirs(linux_guest::TRIPLE).map(move |d| root.join(d))
+        })
         .filter(|d| is_dir(d))
         .collect()
 }

@@ -25,6 +25,7 @@ mod cli;
 mod cmdline_test;
 mod firmware;
 mod fuzz;
+mod guest;
 mod host_baseline;
 mod image;
 mod layers;

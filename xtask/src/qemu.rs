@@ -1,6 +1,11 @@
 //! Everything about QEMU: finding it and its version, choosing the accelerator, every QEMU
-//! command line (per board and machine), running it (captured with a timeout, or attached to
-//! the terminal) and mapping how it ended to a verdict.
+//! command line, running it (captured with a timeout, or attached to the terminal) and
+//! mapping how it ended to a verdict.
+//!
+//! A command line is always made from a [`Machine`]: every setting of one QEMU virtual
+//! machine, which [`Machine::args`] alone turns into arguments. [`machine`] makes the machine
+//! of a board's run ([`Spec`]; the Xen boards' come from `xen.rs`), [`linux_machine`] that of
+//! the Linux baseline guest; `xen_dom0.rs` and `bench_net.rs` build theirs the same way.
 //!
 //! A captured run may feed the guest's serial input: QEMU's stdin is the guest's serial port
 //! (`-serial stdio`), and [`StdinFeed`] writes a text to it at once or once a console line
@@ -16,7 +21,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -275,7 +280,8 @@ pub(crate) enum Serial {
     Interactive,
 }
 
-/// One QEMU run.
+/// One QEMU run of a board: what `test`, `run` and the benches ask for. [`machine`] turns it
+/// into a [`Machine`].
 #[derive(Debug, Clone)]
 pub(crate) struct Spec<'a> {
     pub(crate) board: &'a Board,
@@ -290,9 +296,209 @@ pub(crate) struct Spec<'a> {
     pub(crate) append: &'a str,
 }
 
+/// A QEMU virtual machine with every setting of its command line. [`Machine::args`] is the
+/// one place that turns settings into QEMU arguments, always in this order: `-M`, `-bios`,
+/// `-dtb`, `-accel`, `-cpu`, `-nodefaults -no-user-config -no-reboot -display none`, `-m`,
+/// `-smp`, `-serial`, `-monitor`, `-kernel`, `-semihosting-config`, the `-device`s, the NICs
+/// (`-netdev` then its `-device`), `-initrd`, `-append`, then [`Machine::extra`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Machine {
+    /// The QEMU binary (`qemu-system-x86_64`, ...).
+    pub(crate) binary: String,
+    /// `-M`: the machine type with its properties.
+    pub(crate) machine: String,
+    /// `-bios`: the firmware (q35: qboot when installed).
+    pub(crate) firmware: Option<PathBuf>,
+    /// `-dtb`: the devicetree the guest is given.
+    pub(crate) dtb: Option<PathBuf>,
+    /// `-accel` (`kvm`, `tcg`, `tcg,thread=multi`, ...).
+    pub(crate) accel: String,
+    /// `-cpu`.
+    pub(crate) cpu: Option<String>,
+    /// `-m` (`None` for fixed machines: raspi4b).
+    pub(crate) mem: Option<String>,
+    /// `-smp`.
+    pub(crate) smp: Option<u32>,
+    /// `-serial` (`None`: no serial port at all, `-nodefaults` being given).
+    pub(crate) serial: Option<String>,
+    /// `-monitor`.
+    pub(crate) monitor: Option<String>,
+    /// `-kernel`.
+    pub(crate) kernel: Option<PathBuf>,
+    /// `-semihosting-config enable=on,target=native`: how the Arm boards report their exit
+    /// status.
+    pub(crate) semihosting: bool,
+    /// `-device`s, in order (`isa-debug-exit`, `loader`, ...).
+    pub(crate) devices: Vec<String>,
+    /// The NICs, each a `-netdev` and the `-device` on it.
+    pub(crate) nics: Vec<Nic>,
+    /// `-initrd` (on x86 Xen: the multiboot modules, `path args,path ...`).
+    pub(crate) initrd: Option<String>,
+    /// `-append`.
+    pub(crate) append: Option<String>,
+    /// Anything else, last (e.g. `-icount`).
+    pub(crate) extra: Vec<String>,
+}
+
+impl Machine {
+    /// A machine with no memory, CPU, console, kernel or device settings yet.
+    pub(crate) fn new(
+        binary: impl Into<String>,
+        machine: impl Into<String>,
+        accel: impl Into<String>,
+    ) -> Machine {
+        Machine {
+            binary: binary.into(),
+            machine: machine.into(),
+            firmware: None,
+            dtb: None,
+            accel: accel.into(),
+            cpu: None,
+            mem: None,
+            smp: None,
+            serial: None,
+            monitor: None,
+            kernel: None,
+            semihosting: false,
+            devices: Vec::new(),
+            nics: Vec::new(),
+            initrd: None,
+            append: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The QEMU arguments.
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec!["-M".into(), self.machine.clone()];
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let opt = |a: &mut Vec<String>, flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                a.extend([flag.to_string(), v]);
+            }
+        };
+        opt(&mut a, "-bios", self.firmware.as_ref().map(path));
+        opt(&mut a, "-dtb", self.dtb.as_ref().map(path));
+        opt(&mut a, "-accel", Some(self.accel.clone()));
+        opt(&mut a, "-cpu", self.cpu.clone());
+        a.extend(
+            [
+                "-nodefaults",
+                "-no-user-config",
+                "-no-reboot",
+                "-display",
+                "none",
+            ]
+            .map(String::from),
+        );
+        opt(&mut a, "-m", self.mem.clone());
+        opt(&mut a, "-smp", self.smp.map(|n| n.to_string()));
+        opt(&mut a, "-serial", self.serial.clone());
+        opt(&mut a, "-monitor", self.monitor.clone());
+        opt(&mut a, "-kernel", self.kernel.as_ref().map(path));
+        if self.semihosting {
+            opt(&mut a, "-semihosting-config", Some(SEMIHOSTING.into()));
+        }
+        for device in &self.devices {
+            opt(&mut a, "-device", Some(device.clone()));
+        }
+        for nic in &self.nics {
+            a.extend(nic.args());
+        }
+        opt(&mut a, "-initrd", self.initrd.clone());
+        opt(&mut a, "-append", self.append.clone());
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// The QEMU command.
+    pub(crate) fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(self.args());
+        cmd
+    }
+}
+
+/// The `-semihosting-config` value of the Arm boards.
+const SEMIHOSTING: &str = "enable=on,target=native";
+
+/// A network interface: a backend (`-netdev`) and the guest's device on it (`-device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Nic {
+    pub(crate) netdev: String,
+    pub(crate) device: String,
+}
+
+impl Nic {
+    /// `-netdev <netdev> -device <device>`.
+    pub(crate) fn args(&self) -> [String; 4] {
+        [
+            "-netdev".into(),
+            self.netdev.clone(),
+            "-device".into(),
+            self.device.clone(),
+        ]
+    }
+}
+
+/// Where a NIC's frames go on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend<'a> {
+    /// QEMU's user networking.
+    User,
+    /// User networking with the appliance's ports forwarded from the host's loopback.
+    UserForwarded,
+    /// The host's tap interface of this name (created by xtask, no scripts).
+    Tap(&'a str),
+}
+
+/// The NIC of an app's `net` key: a virtio-net device (id `n0`), over PCI on q35, over
+/// virtio-mmio on microvm (QEMU then names it on the kernel command line,
+/// `virtio_mmio.device=`) and on Arm's virt (GICv2 or v3; the transport is one of the
+/// devicetree's 32 `virtio,mmio` nodes), on `backend`. [`Backend::UserForwarded`]: the host's
+/// 127.0.0.1:8080 reaches the guest's 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the
+/// appliance's status page and echo. Boards without a virtio-net driver yet (rpi4) get no NIC
+/// (the app runs without a network).
+pub(crate) fn nic(
+    board: &str,
+    machine: &str,
+    net: crate::apps::Net,
+    backend: Backend<'_>,
+) -> Option<Nic> {
+    use crate::apps::Net;
+    let device = match (net, board, machine) {
+        (Net::None, _, _) => return None,
+        (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
+        (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
+        (Net::User, "qemu-aarch64", "virt-gicv2" | "virt-gicv3") => "virtio-net-device,netdev=n0",
+        (Net::User, _, _) => return None,
+    };
+    let netdev = match backend {
+        Backend::User => "user,id=n0".to_string(),
+        Backend::UserForwarded => "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,\
+            hostfwd=tcp:127.0.0.1:7007-:7,hostfwd=udp:127.0.0.1:7007-:7"
+            .to_string(),
+        Backend::Tap(ifname) => format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
+    };
+    Some(Nic {
+        netdev,
+        device: device.to_string(),
+    })
+}
+
 /// The QEMU arguments for a run. `qboot` is the firmware used for q35 when present.
 pub(crate) fn args(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Vec<String>> {
-    build_args(spec, qboot, None)
+    Ok(machine(spec, qboot)?.args())
+}
+
+/// The machine of a Rhea run of `spec`. `qboot` is the firmware used for q35 when present.
+pub(crate) fn machine(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Machine> {
+    match spec.board.name {
+        // Xen boots the image: as its PVH hardware domain (x86_64) or a dom0less domU (arm64).
+        "xen-x86_64" => crate::xen::x86_machine(spec),
+        "xen-arm64" => crate::xen::arm_machine(spec),
+        _ => board_machine(spec, qboot, None),
+    }
 }
 
 /// What a Linux guest (the baseline of `linux_guest.rs`) needs on top of a Rhea run: its
@@ -303,65 +509,114 @@ pub(crate) struct LinuxBoot<'a> {
     pub(crate) append: &'a str,
 }
 
-/// The QEMU arguments for a Linux guest: exactly those of a Rhea run of the same spec, plus
-/// `-initrd` and `-append`. One difference: on microvm Linux needs the legacy PIT, PIC and
-/// RTC (`pit=on,pic=on,rtc=on`; without them it cannot calibrate the TSC), whereas Rhea's
-/// microvm line has `rtc=off` and leaves PIT and PIC at the default.
-pub(crate) fn linux_args(
+/// The machine of a Linux guest: exactly that of a Rhea run of the same spec, without the
+/// app's NIC, plus `-initrd` and `-append`. One difference: on microvm Linux needs the
+/// legacy PIT, PIC and RTC (`pit=on,pic=on,rtc=on`; without them it cannot calibrate the
+/// TSC), whereas Rhea's microvm line has `rtc=off` and leaves PIT and PIC at the default.
+pub(crate) fn linux_machine(
     spec: &Spec<'_>,
     qboot: Option<&Path>,
     linux: &LinuxBoot<'_>,
-) -> Result<Vec<String>> {
-    build_args(spec, qboot, Some(linux))
+) -> Result<Machine> {
+    if spec.board.name.starts_with("xen-") {
+        return fail(format!("no Linux guest on board {}", spec.board.name));
+    }
+    board_machine(spec, qboot, Some(linux))
 }
 
 /// The `-M` value of a Rhea run on microvm.
 const MICROVM_RHEA: &str = "microvm,rtc=off,isa-serial=on";
-/// The `-M` value of a Linux guest on microvm (see [`linux_args`]).
+/// The `-M` value of a Linux guest on microvm (see [`linux_machine`]).
 const MICROVM_LINUX: &str = "microvm,pit=on,pic=on,rtc=on,isa-serial=on";
 
-fn build_args(
+/// The `-serial` value of a console connection.
+pub(crate) fn serial_arg(serial: Serial) -> &'static str {
+    match serial {
+        Serial::Captured => "stdio",
+        Serial::Interactive => "mon:stdio",
+    }
+}
+
+/// The machine of a board QEMU emulates itself (not a Xen board): Rhea's, or with `linux`
+/// a Linux guest's.
+fn board_machine(
     spec: &Spec<'_>,
     qboot: Option<&Path>,
     linux: Option<&LinuxBoot<'_>>,
-) -> Result<Vec<String>> {
-    if spec.board.name == "xen-x86_64" {
-        if linux.is_some() {
-            return fail("no Linux guest on board xen-x86_64".to_string());
-        }
-        let serial = match spec.serial {
-            Serial::Captured => "stdio",
-            Serial::Interactive => "mon:stdio",
-        };
-        return crate::xen::x86_args(spec, serial);
+) -> Result<Machine> {
+    let mut m = machine_type(spec, qboot, linux.is_some())?;
+    let arm = spec.board.arch() == "aarch64";
+    m.accel = match (spec.accel, spec.smp, arm) {
+        // The Arm machines named their CPU; on an x86_64 host they only run under TCG.
+        (_, 1, true) | (Accel::Tcg, 1, false) => "tcg",
+        (_, _, true) | (Accel::Tcg, _, false) => "tcg,thread=multi",
+        (Accel::Kvm, _, false) => "kvm",
     }
-    let mut a: Vec<String> = Vec::new();
-    // Board xen-arm64: QEMU boots Xen, which boots the image as a domU (xen.rs).
-    let xen = match (spec.board.name, linux) {
-        ("xen-arm64", None) => Some(crate::xen::prepare(spec)?),
-        ("xen-arm64", Some(_)) => return fail("no Linux guest on board xen-arm64".to_string()),
-        _ => None,
-    };
-    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-    match (spec.board.name, spec.machine) {
-        ("qemu-x86_64", "microvm") => {
-            // No `x-option-roms=off`: QEMU boots a `-kernel` ELF (PVH note or multiboot)
-            // through an option ROM (pvh.bin / multiboot.bin); without it nothing runs.
-            let machine = if linux.is_some() {
-                MICROVM_LINUX
-            } else {
-                MICROVM_RHEA
+    .to_string();
+    if !arm {
+        let cpu = if spec.accel == Accel::Kvm {
+            "host"
+        } else {
+            "max"
+        };
+        m.cpu = Some(cpu.to_string());
+    }
+    if spec.machine != "raspi4b" {
+        // raspi4b is a fixed machine: 2 GiB and 4 CPUs, and QEMU refuses anything else.
+        m.mem = Some(spec.mem.to_string());
+        m.smp = Some(spec.smp);
+    }
+    m.serial = Some(serial_arg(spec.serial).to_string());
+    m.kernel = Some(spec.kernel.to_path_buf());
+    if arm {
+        // The kernel ends the run with semihosting SYS_EXIT_EXTENDED and the statuses above.
+        m.semihosting = true;
+    } else {
+        m.devices
+            .push("isa-debug-exit,iobase=0xf4,iosize=4".to_string());
+    }
+    match linux {
+        Some(_) if !spec.append.is_empty() => {
+            return fail(format!(
+                "a Linux guest takes its command line from LinuxBoot, not Spec (`{}`)",
+                spec.append
+            ));
+        }
+        Some(linux) => {
+            m.initrd = Some(linux.initrd.to_string_lossy().into_owned());
+            m.append = Some(linux.append.to_string());
+        }
+        None => {
+            let net = crate::apps::net_of_image(spec.kernel);
+            // An interactive run forwards the appliance's ports to the host's loopback.
+            let backend = match spec.serial {
+                Serial::Interactive => Backend::UserForwarded,
+                Serial::Captured => Backend::User,
             };
-            push(&["-M", machine]);
+            m.nics
+                .extend(nic(spec.board.name, spec.machine, net, backend));
+            m.append = (!spec.append.is_empty()).then(|| spec.append.to_string());
         }
+    }
+    Ok(m)
+}
+
+/// `-M` with what comes with it (firmware, devicetree, an Arm board's CPU) for a board's
+/// machine.
+fn machine_type(spec: &Spec<'_>, qboot: Option<&Path>, linux: bool) -> Result<Machine> {
+    let new = |machine: &str| Machine::new(spec.board.qemu, machine, "");
+    let mut m = match (spec.board.name, spec.machine) {
+        // No `x-option-roms=off`: QEMU boots a `-kernel` ELF (PVH note or multiboot) through
+        // an option ROM (pvh.bin / multiboot.bin); without it nothing runs.
+        ("qemu-x86_64", "microvm") if linux => new(MICROVM_LINUX),
+        ("qemu-x86_64", "microvm") => new(MICROVM_RHEA),
         ("qemu-x86_64", "q35") => {
-            push(&["-M", "q35"]);
-            if let Some(rom) = qboot {
-                push(&["-bios", &rom.to_string_lossy()]);
-            }
+            let mut m = new("q35");
+            m.firmware = qboot.map(Path::to_path_buf);
+            m
         }
-        ("qemu-aarch64", "virt-gicv2") => push(&["-M", "virt,gic-version=2", "-cpu", "cortex-a72"]),
-        ("qemu-aarch64", "virt-gicv3") => push(&["-M", "virt,gic-version=3", "-cpu", "cortex-a72"]),
+        ("qemu-aarch64", "virt-gicv2") => new("virt,gic-version=2"),
+        ("qemu-aarch64", "virt-gicv3") => new("virt,gic-version=3"),
         ("rpi4", "raspi4b") => {
             // QEMU makes no devicetree for the raspi machines: the Pi's own, as its firmware
             // would pass it (fetched by `setup::ensure_qemu`, see firmware.rs).
@@ -373,115 +628,20 @@ fn build_args(
                     crate::firmware::RPI4_DTB_HOWTO
                 ));
             }
-            push(&["-M", "raspi4b", "-dtb", &dtb.to_string_lossy()]);
-        }
-        ("xen-arm64", "dom0less" | "dom0less-gicv2") => {
-            let prepared = xen.as_ref().expect("prepared above");
-            let args = crate::xen::machine_args(spec.machine, prepared, spec.kernel);
-            push(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let mut m = new("raspi4b");
+            m.dtb = Some(dtb);
+            m
         }
         (board, machine) => {
             return fail(format!(
                 "qemu.rs has no command line for board {board} machine {machine}"
             ));
         }
-    }
-    let arm = spec.board.arch() == "aarch64";
-    match (spec.accel, spec.smp, arm) {
-        // The Arm machines named their CPU above; on an x86_64 host they only run under TCG.
-        (_, 1, true) => push(&["-accel", "tcg"]),
-        (_, _, true) => push(&["-accel", "tcg,thread=multi"]),
-        (Accel::Kvm, _, false) => push(&["-accel", "kvm", "-cpu", "host"]),
-        (Accel::Tcg, 1, false) => push(&["-accel", "tcg", "-cpu", "max"]),
-        (Accel::Tcg, _, false) => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
-    }
-    let serial = match spec.serial {
-        Serial::Captured => "stdio",
-        Serial::Interactive => "mon:stdio",
     };
-    push(&[
-        "-nodefaults",
-        "-no-user-config",
-        "-no-reboot",
-        "-display",
-        "none",
-    ]);
-    if let Some(prepared) = &xen {
-        // The domU gets `--mem` (its devicetree node); the machine holds Xen and it.
-        push(&["-m", crate::xen::HOST_MEM, "-smp", &spec.smp.to_string()]);
-        push(&[
-            "-serial",
-            serial,
-            "-kernel",
-            &prepared.xen.to_string_lossy(),
-        ]);
-        // No semihosting and no -append: the domU ends through Xen and takes its command line
-        // from the devicetree.
-        return Ok(a);
+    if spec.board.name == "qemu-aarch64" {
+        m.cpu = Some("cortex-a72".to_string());
     }
-    if spec.machine != "raspi4b" {
-        // raspi4b is a fixed machine: 2 GiB and 4 CPUs, and QEMU refuses anything else.
-        push(&["-m", spec.mem, "-smp", &spec.smp.to_string()]);
-    }
-    push(&["-serial", serial, "-kernel", &spec.kernel.to_string_lossy()]);
-    if arm {
-        // The kernel ends the run with semihosting SYS_EXIT_EXTENDED and the statuses below.
-        push(&["-semihosting-config", "enable=on,target=native"]);
-    } else {
-        push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=4"]);
-    }
-    if linux.is_none() {
-        let net = crate::apps::net_of_image(spec.kernel);
-        // An interactive run forwards the appliance's ports to the host's loopback.
-        let forward = spec.serial == Serial::Interactive;
-        push(&nic_args(spec.board.name, spec.machine, net, forward)?);
-    }
-    match linux {
-        Some(_) if !spec.append.is_empty() => {
-            return fail(format!(
-                "a Linux guest takes its command line from LinuxBoot, not Spec (`{}`)",
-                spec.append
-            ));
-        }
-        Some(linux) => push(&[
-            "-initrd",
-            &linux.initrd.to_string_lossy(),
-            "-append",
-            linux.append,
-        ]),
-        None if !spec.append.is_empty() => push(&["-append", spec.append]),
-        None => {}
-    }
-    Ok(a)
-}
-
-/// The NIC of an app's `net` key: a virtio-net device on user networking (`-netdev user`),
-/// over PCI on q35, over virtio-mmio on microvm (QEMU then names it on the kernel command
-/// line, `virtio_mmio.device=`) and on Arm's virt (GICv2 or v3; the transport is one of the
-/// devicetree's 32 `virtio,mmio` nodes). With `forward`, the host's 127.0.0.1:8080 reaches
-/// the guest's 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the appliance's status page
-/// and echo. Boards without a virtio-net driver yet (rpi4) get no NIC (the app runs without a
-/// network).
-pub(crate) fn nic_args(
-    board: &str,
-    machine: &str,
-    net: crate::apps::Net,
-    forward: bool,
-) -> Result<Vec<&'static str>> {
-    use crate::apps::Net;
-    let device = match (net, board, machine) {
-        (Net::None, _, _) => return Ok(Vec::new()),
-        (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
-        (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
-        (Net::User, "qemu-aarch64", "virt-gicv2" | "virt-gicv3") => "virtio-net-device,netdev=n0",
-        (Net::User, _, _) => return Ok(Vec::new()),
-    };
-    let netdev = if forward {
-        "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,hostfwd=tcp:127.0.0.1:7007-:7,hostfwd=udp:127.0.0.1:7007-:7"
-    } else {
-        "user,id=n0"
-    };
-    Ok(vec!["-netdev", netdev, "-device", device])
+    Ok(m)
 }
 
 /// How a QEMU process ended.
@@ -719,10 +879,11 @@ impl LineSplitter {
     }
 }
 
+/// The QEMU command of a Rhea run of `spec` ([`machine`]) with `qemu`.
 pub(crate) fn command(qemu: &Qemu, spec: &Spec<'_>) -> Result<Command> {
-    let mut cmd = Command::new(&qemu.binary);
-    cmd.args(args(spec, qemu.qboot.as_deref())?);
-    Ok(cmd)
+    let mut m = machine(spec, qemu.qboot.as_deref())?;
+    m.binary = qemu.binary.clone();
+    Ok(m.command())
 }
 
 /// Runs QEMU with the console captured, killing it after `timeout`, writing `feed` (if any)
@@ -752,9 +913,10 @@ pub(crate) fn run_captured_with(
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
-    let mut cmd = command(qemu, spec)?;
-    cmd.args(extra);
-    run_command_captured(cmd, None, timeout, echo)
+    let mut m = machine(spec, qemu.qboot.as_deref())?;
+    m.binary = qemu.binary.clone();
+    m.extra.extend(extra.iter().map(|s| s.to_string()));
+    run_command_captured(m.command(), None, timeout, echo)
 }
 
 /// Runs a LinuxU image as a host process with the kernel command line as its arguments, like
@@ -784,7 +946,7 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
     }
 }
 
-/// [`run_captured`] for a Linux guest (command line from [`linux_args`]; no stdin feed).
+/// [`run_captured`] for a Linux guest ([`linux_machine`]; no stdin feed).
 pub(crate) fn run_linux_captured(
     qemu: &Qemu,
     spec: &Spec<'_>,
@@ -792,9 +954,9 @@ pub(crate) fn run_linux_captured(
     timeout: Duration,
     echo: bool,
 ) -> Result<Captured> {
-    let mut cmd = Command::new(&qemu.binary);
-    cmd.args(linux_args(spec, qemu.qboot.as_deref(), linux)?);
-    run_command_captured(cmd, None, timeout, echo)
+    let mut m = linux_machine(spec, qemu.qboot.as_deref(), linux)?;
+    m.binary = qemu.binary.clone();
+    run_command_captured(m.command(), None, timeout, echo)
 }
 
 /// Writes `text` to QEMU's stdin on a thread of its own (a guest slow to take its input
@@ -862,48 +1024,46 @@ fn signal_storm(
     sent
 }
 
-fn run_command_captured_storm(
-    mut cmd: Command,
-    feed: Option<&StdinFeed>,
-    timeout: Duration,
-    echo: bool,
-    storm_per_sec: Option<u32>,
-) -> Result<Captured> {
-    let stdin = if feed.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    };
-    cmd.stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if echo {
-        println!("$ {}", describe(&cmd));
-        if let Some(feed) = feed {
-            println!("(stdin: {})", feed.describe());
-        }
-    }
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .context(|| format!("cannot start `{}`", describe(&cmd)))?;
-    let storm_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm_go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let storm = storm_per_sec.map(|rate| {
-        let (pid, go, stop) = (child.id(), storm_go.clone(), storm_stop.clone());
-        thread::spawn(move || signal_storm(pid, rate, &go, &stop))
-    });
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    // The text and the pipe it goes to; the reader thread starts the writer.
-    let mut pending: Option<(Vec<u8>, ChildStdin)> = feed
-        .map(|f| f.text.clone().into_bytes())
-        .zip(child.stdin.take());
-    let at_once = feed.is_some_and(|f| f.after.is_none());
-    let mut splitter = LineSplitter::new(feed.and_then(|f| f.after.as_deref()));
+/// The signal storm of a LinuxU run ([`signal_storm`] on a thread of its own).
+struct Storm {
+    go: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<u64>,
+}
 
-    let (tx, rx) = mpsc::channel::<Event>();
-    let out_reader = thread::spawn(move || {
+impl Storm {
+    /// Starts the thread; the storm begins at [`Storm::go`].
+    fn start(pid: u32, per_sec: u32) -> Storm {
+        use std::sync::{Arc, atomic::AtomicBool};
+        let go = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, s) = (go.clone(), stop.clone());
+        let thread = thread::spawn(move || signal_storm(pid, per_sec, &g, &s));
+        Storm { go, stop, thread }
+    }
+
+    fn go(&self) {
+        self.go.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops the storm; the number of signals sent.
+    fn finish(self) -> Option<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok()
+    }
+}
+
+/// Reads QEMU's stdout into lines on a thread of its own, sending them on `tx`, and starts
+/// the stdin writer of `pending` at once (`at_once`) or when `splitter` sees its marker.
+fn spawn_console_reader(
+    mut stdout: ChildStdout,
+    mut pending: Option<(Vec<u8>, ChildStdin)>,
+    at_once: bool,
+    mut splitter: LineSplitter,
+    start: Instant,
+    tx: mpsc::Sender<Event>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
         let mut writer = None;
         if at_once && let Some((text, pipe)) = pending.take() {
             writer = Some(spawn_writer(text, pipe, start, tx.clone()));
@@ -930,63 +1090,114 @@ fn run_command_captured_storm(
         }
         // QEMU closed its stdout (it has ended): only now may its stdin close.
         drop(writer.map(thread::JoinHandle::join));
-    });
-    let err_reader = thread::spawn(move || {
+    })
+}
+
+/// Reads a child's whole stderr on a thread of its own.
+fn spawn_stderr_reader(mut stderr: ChildStderr) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = stderr.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
-    });
+    })
+}
 
-    let mut lines = Vec::new();
-    let mut stdin_written = None;
-    let mut feed_error = None;
-    let mut take = |event: Event| match event {
-        Event::Line(at, line) => {
-            if echo {
-                println!("{line}");
+/// What a captured run collects from the reader and writer threads.
+#[derive(Default)]
+struct Collected {
+    lines: Vec<(Duration, String)>,
+    stdin_written: Option<Duration>,
+    feed_error: Option<String>,
+}
+
+impl Collected {
+    /// Takes one event (echoing it with `echo`); the storm starts once the app is up.
+    fn take(&mut self, event: Event, echo: bool, storm: Option<&Storm>) {
+        match event {
+            Event::Line(at, line) => {
+                if echo {
+                    println!("{line}");
+                }
+                if line.contains("rhea: app main") {
+                    storm.map(Storm::go);
+                }
+                self.lines.push((at, line));
             }
-            if line.contains("rhea: app main") {
-                storm_go.store(true, std::sync::atomic::Ordering::Relaxed);
+            Event::Fed(at, Ok(())) => {
+                if echo {
+                    println!("(xtask: wrote the stdin text at {:.2} s)", at.as_secs_f64());
+                }
+                self.stdin_written = Some(at);
             }
-            lines.push((at, line));
+            Event::Fed(_, Err(e)) => self.feed_error = Some(e),
         }
-        Event::Fed(at, Ok(())) => {
-            if echo {
-                println!("(xtask: wrote the stdin text at {:.2} s)", at.as_secs_f64());
-            }
-            stdin_written = Some(at);
-        }
-        Event::Fed(_, Err(e)) => feed_error = Some(e),
+    }
+}
+
+/// Spawns `cmd` with stdout and stderr piped (stdin too for a `feed`), echoing the command
+/// line with `echo`.
+fn spawn_captured(mut cmd: Command, feed: Option<&StdinFeed>, echo: bool) -> Result<Child> {
+    let stdin = if feed.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
     };
+    cmd.stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if echo {
+        println!("$ {}", describe(&cmd));
+        if let Some(feed) = feed {
+            println!("(stdin: {})", feed.describe());
+        }
+    }
+    cmd.spawn()
+        .context(|| format!("cannot start `{}`", describe(&cmd)))
+}
+
+fn run_command_captured_storm(
+    cmd: Command,
+    feed: Option<&StdinFeed>,
+    timeout: Duration,
+    echo: bool,
+    storm_per_sec: Option<u32>,
+) -> Result<Captured> {
+    let start = Instant::now();
+    let mut child = spawn_captured(cmd, feed, echo)?;
+    let storm = storm_per_sec.map(|rate| Storm::start(child.id(), rate));
+    // The text and the pipe it goes to; the reader thread starts the writer.
+    let pending = feed
+        .map(|f| f.text.clone().into_bytes())
+        .zip(child.stdin.take());
+    let at_once = feed.is_some_and(|f| f.after.is_none());
+    let splitter = LineSplitter::new(feed.and_then(|f| f.after.as_deref()));
+    let (tx, rx) = mpsc::channel::<Event>();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let out_reader = spawn_console_reader(stdout, pending, at_once, splitter, start, tx);
+    let err_reader = spawn_stderr_reader(child.stderr.take().expect("stderr is piped"));
+
+    let mut got = Collected::default();
     let end = loop {
         match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(event) => {
-                take(event);
+                got.take(event, echo, storm.as_ref());
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             // stdout closed but QEMU may still be running: keep polling without spinning.
             Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
         }
-        if let Some(status) = child
-            .try_wait()
-            .context(|| "waiting for QEMU".to_string())?
-        {
-            break QemuEnd::from_status(status);
-        }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break QemuEnd::Timeout(timeout);
+        if let Some(end) = ended(&mut child, start, timeout)? {
+            break end;
         }
     };
     let elapsed = start.elapsed();
     let _ = out_reader.join();
     for event in rx.try_iter() {
-        take(event);
+        got.take(event, echo, storm.as_ref());
     }
     let mut stderr = err_reader.join().unwrap_or_default();
-    if let Some(e) = feed_error {
+    if let Some(e) = got.feed_error {
         stderr.push_str(&format!(
             "\n(xtask: writing the stdin text to QEMU failed: {e})\n"
         ));
@@ -994,8 +1205,7 @@ fn run_command_captured_storm(
     if echo && !stderr.trim().is_empty() {
         eprint!("{stderr}");
     }
-    storm_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    if let Some(sent) = storm.and_then(|h| h.join().ok()) {
+    if let Some(sent) = storm.and_then(Storm::finish) {
         let note = format!("(signal storm: {sent} SIGIO sent)\n");
         if echo {
             print!("{note}");
@@ -1003,12 +1213,32 @@ fn run_command_captured_storm(
         stderr.push_str(&note);
     }
     Ok(Captured {
-        lines,
+        lines: got.lines,
         stderr,
         end,
         elapsed,
-        stdin_written,
+        stdin_written: got.stdin_written,
     })
+}
+
+/// How `child` ended, if it has: by itself, or killed at `timeout` after `start`.
+pub(crate) fn ended(
+    child: &mut Child,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Option<QemuEnd>> {
+    if let Some(status) = child
+        .try_wait()
+        .context(|| "waiting for QEMU".to_string())?
+    {
+        return Ok(Some(QemuEnd::from_status(status)));
+    }
+    if start.elapsed() >= timeout {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok(Some(QemuEnd::Timeout(timeout)));
+    }
+    Ok(None)
 }
 
 /// Runs QEMU with the terminal attached (`run`).
@@ -1190,6 +1420,23 @@ mod tests {
         }
     }
 
+    /// The NIC arguments of [`nic`] with user networking, forwarded or not.
+    fn nic_args(
+        board: &str,
+        machine: &str,
+        net: crate::apps::Net,
+        forward: bool,
+    ) -> Result<Vec<String>> {
+        let backend = if forward {
+            Backend::UserForwarded
+        } else {
+            Backend::User
+        };
+        Ok(nic(board, machine, net, backend)
+            .map(|n| n.args().to_vec())
+            .unwrap_or_default())
+    }
+
     #[test]
     fn nic_lines() {
         use crate::apps::Net;
@@ -1273,8 +1520,9 @@ mod tests {
             append: "console=ttyS0",
         };
         assert!(
-            !linux_args(&with_net, None, &linux)
+            !linux_machine(&with_net, None, &linux)
                 .unwrap()
+                .args()
                 .join(" ")
                 .contains("netdev")
         );
@@ -1334,12 +1582,22 @@ mod tests {
             args(&arm("qemu-aarch64", "virt-gicv2"), None)
                 .unwrap()
                 .join(" "),
-            "-M virt,gic-version=2 -cpu cortex-a72 -accel tcg -nodefaults -no-user-config \
+            "-M virt,gic-version=2 -accel tcg -cpu cortex-a72 -nodefaults -no-user-config \
              -no-reboot -display none -m 128M -smp 1 -serial stdio -kernel /img/hello.img \
              -semihosting-config enable=on,target=native -append rhea.checker=1"
         );
         let v3 = args(&arm("qemu-aarch64", "virt-gicv3"), None).unwrap();
-        assert_eq!(v3[..4], ["-M", "virt,gic-version=3", "-cpu", "cortex-a72"]);
+        assert_eq!(
+            v3[..6],
+            [
+                "-M",
+                "virt,gic-version=3",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "cortex-a72"
+            ]
+        );
         // KVM is never used for an Arm machine on this host: TCG whatever --accel said.
         let mut kvm = arm("qemu-aarch64", "virt-gicv3");
         kvm.accel = Accel::Kvm;
@@ -1369,7 +1627,7 @@ mod tests {
         ] {
             let s = spec(machine, Accel::Tcg, 1, Serial::Captured);
             let rhea = args(&s, rom).unwrap();
-            let lin = linux_args(&s, rom, &linux).unwrap();
+            let lin = linux_machine(&s, rom, &linux).unwrap().args();
             // Rhea's flags, then -initrd and -append; only microvm's -M value differs.
             assert_eq!(lin.len(), rhea.len() + 4);
             assert_eq!(
@@ -1399,7 +1657,7 @@ mod tests {
         };
         let mut s = spec("q35", Accel::Tcg, 1, Serial::Captured);
         s.append = "loops=5";
-        assert!(linux_args(&s, None, &linux).is_err());
+        assert!(linux_machine(&s, None, &linux).is_err());
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! What a run is made of, all under `target/xen-arm64/`:
 //!
-//! * **Xen**: `/boot/xen-4.17-arm64` from Debian's package, fetched once with `apt-get
-//!   download` through the private arm64 apt state of `firmware.rs` and unpacked with
-//!   `dpkg-deb` (a second run downloads nothing). QEMU boots it as the `-kernel` (it is an
+//! * **Xen**: `/boot/xen-4.17-arm64` from Debian's package ([`hypervisor`]), fetched once
+//!   into the shared arm64 `.deb` cache (`guest::debian`, through the private arm64 apt
+//!   state of `firmware.rs`) and unpacked with `dpkg-deb` (a second run downloads nothing). QEMU boots it as the `-kernel` (it is an
 //!   arm64 `Image` too), at EL2 (`virtualization=on`), on `-cpu max`.
 //! * **The devicetree** Xen reads, with the "dom0less" nodes that make Xen build Rhea's domain
 //!   itself at boot (Xen's `docs/misc/arm/device-tree/booting.txt`): QEMU's own tree for the
@@ -39,7 +39,7 @@
 
 //!
 //! **Board `xen-x86_64`** (machine `pvh-dom0`): Debian's `xen-hypervisor-4.17-amd64` (fetched
-//! with `apt-get download`, `xen-4.17-amd64.gz` gunzipped into `target/xen-x86_64/xen.elf`:
+//! into the shared amd64 `.deb` cache, `xen-4.17-amd64.gz` gunzipped into `target/xen-x86_64/xen.elf`:
 //! QEMU's `-kernel` takes the multiboot ELF) under `qemu-system-x86_64 -M pc -cpu max` (TCG:
 //! Xen needs SVM, which TCG's `max` CPU has), with Rhea's PVH ELF as the first multiboot
 //! module — Xen builds it as the hardware domain (`dom0=pvh`), the way Xen's own CI runs its
@@ -51,16 +51,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::qemu::{Captured, Qemu, QemuEnd, Spec};
+use crate::guest::debian::{self, DebArch, Debs, Members};
+use crate::qemu::{Captured, Machine, Qemu, QemuEnd, Spec};
 use crate::{Context, Result, capture, describe, fail};
 
-/// Debian's package with the hypervisor.
-const XEN_PKG: &str = "xen-hypervisor-4.17-arm64";
-/// The hypervisor's file in it (`/boot/...`).
+/// The hypervisor's file in Debian's arm64 package (`/boot/...`).
 const XEN_FILE: &str = "xen-4.17-arm64";
 /// Host RAM given to QEMU: Xen's heap and the domU (`--mem`) must fit.
 pub(crate) const HOST_MEM: &str = "1G";
@@ -124,36 +123,67 @@ pub(crate) fn shutdown_name(reason: u32) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// Makes sure Xen is in `target/xen-arm64/`, fetching Debian's package when missing.
-pub(crate) fn ensure_xen() -> Result<PathBuf> {
-    let path = dir().join(XEN_FILE);
+/// Debian's hypervisor package of an architecture.
+fn xen_package(arch: DebArch) -> String {
+    format!("xen-hypervisor-4.17-{}", arch.name())
+}
+
+/// Xen as QEMU boots it, fetched once for all its users (the Xen boards and `xen_dom0.rs`)
+/// from Debian's `xen-hypervisor-4.17-<arch>` in the shared `.deb` cache (`guest::debian`):
+/// arm64 `target/xen-arm64/xen-4.17-arm64` (an arm64 `Image`), amd64
+/// `target/xen-x86_64/xen.elf` (`xen-4.17-amd64.gz` gunzipped: QEMU's `-kernel` takes the
+/// multiboot ELF).
+pub(crate) fn hypervisor(arch: DebArch) -> Result<PathBuf> {
+    let (path, member) = match arch {
+        DebArch::Arm64 => (dir().join(XEN_FILE), XEN_FILE),
+        DebArch::Amd64 => (x86_dir().join("xen.elf"), X86_XEN_FILE),
+    };
     if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
         return Ok(path);
     }
-    println!("setup: fetching Xen ({XEN_PKG}, Debian's arm64 package) for board xen-arm64");
-    let debs = dir().join("debs");
-    let deb = crate::firmware::download_arm64_deb(XEN_PKG, &debs).map_err(|e| {
+    let pkg = xen_package(arch);
+    println!(
+        "setup: fetching Xen ({pkg}, Debian's {} package)",
+        arch.name()
+    );
+    let deb = Debs::open(arch)?.package(&pkg).map_err(|e| {
         crate::Error::Failed(format!(
-            "cannot download {XEN_PKG}: {e}\n(without apt, unpack the package by hand and copy \
-             its boot/{XEN_FILE} to {})",
+            "{e}\n(without apt, unpack {pkg} by hand and copy its boot/{member} (gunzipped if \
+             it ends in .gz) to {})",
             path.display()
         ))
     })?;
-    let unpack = dir().join("unpack");
+    let unpack = path.with_file_name("unpack");
     let _ = fs::remove_dir_all(&unpack);
-    fs::create_dir_all(&unpack).context(|| format!("cannot create {}", unpack.display()))?;
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards '*/boot/{XEN_FILE}'",
-        deb.display(),
-        unpack.display()
-    );
-    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
-    let found = crate::firmware::find_file(&unpack, XEN_FILE)
-        .ok_or_else(|| crate::Error::Failed(format!("{} holds no {XEN_FILE}", deb.display())))?;
-    fs::copy(&found, &path).context(|| format!("cannot write {}", path.display()))?;
+    let pattern = format!("*/boot/{member}");
+    debian::unpack(&deb, &unpack, Members::Matching(&[pattern.as_str()]))?;
+    let found = unpack.join("boot").join(member);
+    let bytes = match arch {
+        DebArch::Arm64 => crate::guest::read(&found)?,
+        DebArch::Amd64 => gunzip(&found)?,
+    };
+    if arch == DebArch::Amd64 && !bytes.starts_with(b"\x7fELF") {
+        return fail(format!("{} does not hold a gzipped ELF", found.display()));
+    }
+    let tmp = path.with_extension("part");
+    fs::write(&tmp, &bytes).context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, &path).context(|| format!("cannot write {}", path.display()))?;
     let _ = fs::remove_dir_all(&unpack);
     println!("setup: {} (from {})", path.display(), deb.display());
     Ok(path)
+}
+
+/// The contents of a gzip file.
+fn gunzip(gz: &Path) -> Result<Vec<u8>> {
+    let mut cmd = Command::new("gzip");
+    cmd.arg("-dc").arg(gz);
+    let out = cmd
+        .output()
+        .context(|| format!("cannot run `{}`", describe(&cmd)))?;
+    if !out.status.success() {
+        return fail(format!("`{}` failed ({})", describe(&cmd), out.status));
+    }
+    Ok(out.stdout)
 }
 
 /// Makes sure `dtc` runs, installing Debian's `device-tree-compiler` when missing and root.
@@ -186,8 +216,7 @@ fn ensure_dtc() -> Result<()> {
     )
 }
 
-/// Board xen-x86_64: Debian's amd64 hypervisor package and the file in it.
-const X86_XEN_PKG: &str = "xen-hypervisor-4.17-amd64";
+/// Board xen-x86_64: the hypervisor's file in Debian's amd64 package.
 const X86_XEN_FILE: &str = "xen-4.17-amd64.gz";
 /// Xen's command line on x86_64 (the hardware domain's memory and vCPUs are added): its
 /// console on COM1; every guest line printed unthrottled; no reboot on a crash; the PVH
@@ -202,54 +231,15 @@ fn x86_dir() -> PathBuf {
     dir().with_file_name("xen-x86_64")
 }
 
-/// Makes sure `target/xen-x86_64/xen.elf` exists, fetching Debian's package when missing.
-pub(crate) fn ensure_xen_x86() -> Result<PathBuf> {
-    let path = x86_dir().join("xen.elf");
-    if fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
-        return Ok(path);
-    }
-    println!("setup: fetching Xen ({X86_XEN_PKG}, Debian's amd64 package) for board xen-x86_64");
-    let debs = x86_dir().join("debs");
-    fs::create_dir_all(&debs).context(|| format!("cannot create {}", debs.display()))?;
-    let mut download = Command::new("apt-get");
-    download.current_dir(&debs).args(["download", X86_XEN_PKG]);
-    println!("setup: $ {}", describe(&download));
-    capture(&mut download).map_err(|e| {
-        crate::Error::Failed(format!(
-            "cannot download {X86_XEN_PKG}: {e}\n(without apt, unpack the package by hand and \
-             gunzip its boot/{X86_XEN_FILE} to {})",
-            path.display()
-        ))
-    })?;
-    let deb = fs::read_dir(&debs)
-        .context(|| format!("cannot list {}", debs.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{X86_XEN_PKG}_")))
-        })
-        .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))?;
-    let tmp = path.with_extension("elf.part");
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -xO --wildcards '*/boot/{X86_XEN_FILE}' | gzip -dc > '{}'",
-        deb.display(),
-        tmp.display()
-    );
-    crate::run_checked(Command::new("sh").args(["-c", &script]))?;
-    if !fs::metadata(&tmp).is_ok_and(|m| m.len() > 0) {
-        return fail(format!("{} holds no boot/{X86_XEN_FILE}", deb.display()));
-    }
-    fs::rename(&tmp, &path).context(|| format!("cannot write {}", path.display()))?;
-    println!("setup: {} (from {})", path.display(), deb.display());
-    Ok(path)
+/// The machine of board xen-x86_64 (machine `pvh-dom0`): Xen as the `-kernel`, Rhea's image
+/// and command line as the first multiboot module (commas doubled: QEMU separates modules
+/// with single ones).
+pub(crate) fn x86_machine(spec: &Spec<'_>) -> Result<Machine> {
+    x86_machine_with(spec, hypervisor(DebArch::Amd64)?)
 }
 
-/// QEMU's arguments for board xen-x86_64 (machine `pvh-dom0`): Xen as the `-kernel`, Rhea's
-/// image and command line as the first multiboot module (commas doubled: QEMU separates
-/// modules with single ones).
-pub(crate) fn x86_args(spec: &Spec<'_>, serial: &str) -> Result<Vec<String>> {
-    let xen = ensure_xen_x86()?;
+/// [`x86_machine`] with Xen at `xen`.
+fn x86_machine_with(spec: &Spec<'_>, xen: PathBuf) -> Result<Machine> {
     let Some(dom0_kib) = mem_kib(spec.mem) else {
         return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
     };
@@ -262,37 +252,22 @@ pub(crate) fn x86_args(spec: &Spec<'_>, serial: &str) -> Result<Vec<String>> {
     // Xen's own CS:RIP (e008:ffff82d0...) in the guest's saved state. With one thread:
     // 0 in 20. It happened as often at d7acbee, before the timer advance. Rhea's own races
     // are still hunted with parallel vCPUs on q35, microvm and the Arm boards.
-    let accel = "tcg,thread=single";
+    let mut m = Machine::new(spec.board.qemu, "pc", "tcg,thread=single");
+    m.cpu = Some("max".to_string());
+    m.mem = Some(format!("{}M", dom0_mib + X86_XEN_OVERHEAD_MIB));
+    m.smp = Some(smp);
+    m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
+    m.kernel = Some(xen);
+    m.append = Some(format!(
+        "{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"
+    ));
     let module = format!(
         "{} {}",
         spec.kernel.display(),
         spec.append.replace(',', ",,")
     );
-    Ok(vec![
-        "-M".into(),
-        "pc".into(),
-        "-cpu".into(),
-        "max".into(),
-        "-accel".into(),
-        accel.into(),
-        "-m".into(),
-        format!("{}M", dom0_mib + X86_XEN_OVERHEAD_MIB),
-        "-smp".into(),
-        smp.to_string(),
-        "-nodefaults".into(),
-        "-no-user-config".into(),
-        "-no-reboot".into(),
-        "-display".into(),
-        "none".into(),
-        "-serial".into(),
-        serial.into(),
-        "-kernel".into(),
-        xen.to_string_lossy().into_owned(),
-        "-append".into(),
-        format!("{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"),
-        "-initrd".into(),
-        module.trim_end().to_string(),
-    ])
+    m.initrd = Some(module.trim_end().to_string());
+    Ok(m)
 }
 
 /// Xen's own line when the hardware domain ends (`xen/common/shutdown.c`): the reason it
@@ -380,7 +355,7 @@ pub(crate) struct Prepared {
 /// Prepares a run of `spec` (its `kernel` is Rhea's `Image`, its `append` the domU's command
 /// line): Xen fetched if needed, the devicetree written.
 pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
-    let xen = ensure_xen()?;
+    let xen = hypervisor(DebArch::Arm64)?;
     ensure_dtc()?;
     let Some(domu_kib) = mem_kib(spec.mem) else {
         return fail(format!("--mem {} is not a size (e.g. 128M)", spec.mem));
@@ -393,21 +368,15 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     let smp = spec.smp.max(1);
     let qemu_machine = qemu_machine(spec.machine);
     let base = run.join(format!("{}-smp{smp}.dtb", spec.machine));
-    let mut dump = Command::new(spec.board.qemu);
-    dump.args([
-        "-M",
-        &format!("{qemu_machine},dumpdtb={}", base.display()),
-        "-cpu",
-        CPU,
-        "-m",
-        HOST_MEM,
-        "-smp",
-        &smp.to_string(),
-        "-nodefaults",
-        "-display",
-        "none",
-    ]);
-    capture(&mut dump)?;
+    let mut dump = Machine::new(
+        spec.board.qemu,
+        format!("{qemu_machine},dumpdtb={}", base.display()),
+        "tcg",
+    );
+    dump.cpu = Some(CPU.to_string());
+    dump.mem = Some(HOST_MEM.to_string());
+    dump.smp = Some(smp);
+    capture(&mut dump.command())?;
     let dts = capture(
         Command::new("dtc")
             .args(["-q", "-I", "dtb", "-O", "dts"])
@@ -432,18 +401,40 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     Ok(Prepared { xen, dtb })
 }
 
-/// QEMU's arguments that name `machine` for a run prepared as `p` of the image `kernel`.
-pub(crate) fn machine_args(machine: &str, p: &Prepared, kernel: &Path) -> Vec<String> {
-    vec![
-        "-M".to_string(),
-        qemu_machine(machine).to_string(),
-        "-cpu".to_string(),
-        CPU.to_string(),
-        "-dtb".to_string(),
-        p.dtb.to_string_lossy().into_owned(),
-        "-device".to_string(),
-        format!("loader,file={},addr={IMAGE_ADDR:#x}", kernel.display()),
-    ]
+/// The machine of board xen-arm64 (machines `dom0less`, `dom0less-gicv2`): Xen as the
+/// `-kernel` with the devicetree [`prepare`] wrote, Rhea's `Image` placed at [`IMAGE_ADDR`]
+/// by QEMU's loader. The domU gets `--mem` (its devicetree node); the machine holds Xen and it
+/// ([`HOST_MEM`]). No semihosting and no `-append`: the domU ends through Xen and takes its
+/// command line from the devicetree.
+pub(crate) fn arm_machine(spec: &Spec<'_>) -> Result<Machine> {
+    if !matches!(spec.machine, "dom0less" | "dom0less-gicv2") {
+        return fail(format!(
+            "qemu.rs has no command line for board {} machine {}",
+            spec.board.name, spec.machine
+        ));
+    }
+    Ok(arm_machine_with(spec, prepare(spec)?))
+}
+
+/// [`arm_machine`] of a run prepared as `p`.
+fn arm_machine_with(spec: &Spec<'_>, p: Prepared) -> Machine {
+    let accel = if spec.smp == 1 {
+        "tcg"
+    } else {
+        "tcg,thread=multi"
+    };
+    let mut m = Machine::new(spec.board.qemu, qemu_machine(spec.machine), accel);
+    m.cpu = Some(CPU.to_string());
+    m.dtb = Some(p.dtb);
+    m.devices.push(format!(
+        "loader,file={},addr={IMAGE_ADDR:#x}",
+        spec.kernel.display()
+    ));
+    m.mem = Some(HOST_MEM.to_string());
+    m.smp = Some(spec.smp);
+    m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
+    m.kernel = Some(p.xen);
+    m
 }
 
 /// What a console line says about the domain's end.
@@ -544,57 +535,18 @@ pub(crate) fn run_captured(
         .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
     // Xen's serial input (`conswitch=ax` leaves it with Xen): the debug key of the dump.
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let readers = crate::qemu::LineReaders::spawn(stdout, stderr, start);
+    let mut watch = Watch::new(spec, feed, stdin, start);
     let mut lines = Vec::new();
-    let mut shutdown: Option<(u32, Instant)> = None;
-    let mut refused: Option<i64> = None;
-    let mut dump = DomainDump::default();
-    let mut asked: Option<Instant> = None;
-    // Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
-    let hardware_domain = spec.board.name == "xen-x86_64";
-    let mut xen_says: Option<u32> = None;
-    // Console input (xen-x86_64: Xen hands its serial input to the hardware domain).
-    let mut to_feed = feed.map(|f| (f.text.clone(), f.after.clone()));
-    let mut stdin_written = None;
     let end = loop {
         while let Ok((at, line)) = readers.lines.try_recv() {
             if echo {
                 println!("{line}");
             }
-            match end_line(&line) {
-                Some(EndLine::Shutdown(reason)) if shutdown.is_none() => {
-                    shutdown = Some((reason, Instant::now()));
-                }
-                Some(EndLine::Refused(rc)) => refused = Some(rc),
-                _ => {}
-            }
-            if asked.is_some() {
-                dump.push(&line);
-            }
-            if hardware_domain && xen_says.is_none() {
-                xen_says = hardware_domain_end(&line);
-            }
-            if to_feed
-                .as_ref()
-                .is_some_and(|(_, after)| after.as_ref().is_none_or(|a| line.contains(a.as_str())))
-                && let Some((text, _)) = to_feed.take()
-                && let Some(pipe) = stdin.as_mut()
-            {
-                use std::io::Write;
-                if pipe
-                    .write_all(text.as_bytes())
-                    .and_then(|()| pipe.flush())
-                    .is_ok()
-                {
-                    stdin_written = Some(start.elapsed());
-                    if echo {
-                        println!("(xtask: wrote the stdin text)");
-                    }
-                }
-            }
+            watch.line(&line, echo);
             lines.push((at, line));
         }
         if let Some(status) = child
@@ -603,62 +555,16 @@ pub(crate) fn run_captured(
         {
             break QemuEnd::from_status(status);
         }
-        if hardware_domain && (xen_says.is_some() || shutdown.is_some()) {
-            // Xen halts the machine after the hardware domain's end: its line confirms the
-            // announced reason (every vCPU stopped), or names an end nobody announced.
-            let waited = shutdown.is_some_and(|(_, seen)| seen.elapsed() >= GRACE);
-            if xen_says.is_some() || refused.is_some() || waited {
-                thread::sleep(Duration::from_millis(50));
-                let _ = child.kill();
-                let _ = child.wait();
-                let smp = spec.smp.max(1) as usize;
-                break match (shutdown, xen_says) {
-                    (Some((reason, _)), Some(x)) => QemuEnd::DomainShutdown {
-                        reason,
-                        refused,
-                        paused: (x == reason).then_some((smp, smp)),
-                    },
-                    (Some((reason, _)), None) => QemuEnd::DomainShutdown {
-                        reason,
-                        refused,
-                        paused: None,
-                    },
-                    (None, x) => QemuEnd::DomainShutdown {
-                        reason: x.unwrap_or(u32::MAX),
-                        refused,
-                        paused: None,
-                    },
-                };
-            }
-        } else if let Some((reason, seen)) = shutdown {
-            // Shortly after the line (the hypercall follows it at once), ask Xen for its
-            // domain dump; stop when it is complete, when the call returned, or after GRACE.
-            if asked.is_none() && refused.is_none() && seen.elapsed() >= ASK_AFTER {
-                use std::io::Write;
-                if let Some(pipe) = stdin.as_mut() {
-                    let _ = pipe.write_all(DUMP_KEY).and_then(|()| pipe.flush());
-                }
-                asked = Some(Instant::now());
-            }
-            let waited = asked.is_some_and(|t| t.elapsed() >= GRACE);
-            if refused.is_some() || dump.done || waited {
-                let _ = child.kill();
-                let _ = child.wait();
-                break QemuEnd::DomainShutdown {
-                    reason,
-                    refused,
-                    paused: dump.paused(),
-                };
-            }
+        if let Some(end) = watch.end(&mut child) {
+            break end;
         }
-        if start.elapsed() >= timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break QemuEnd::Timeout(timeout);
+        if let Some(end) = crate::qemu::ended(&mut child, start, timeout)? {
+            break end;
         }
         thread::sleep(Duration::from_millis(5));
     };
-    drop(stdin);
+    let stdin_written = watch.stdin_written;
+    drop(watch);
     let elapsed = start.elapsed();
     let stderr = readers.finish(&mut lines, echo);
     if echo && !stderr.trim().is_empty() {
@@ -671,6 +577,151 @@ pub(crate) fn run_captured(
         elapsed,
         stdin_written,
     })
+}
+
+/// What [`run_captured`] has seen of a Xen run, line by line, and the guest's serial input.
+struct Watch {
+    /// Board xen-x86_64: Rhea is the hardware domain; Xen's own line confirms its end.
+    hardware_domain: bool,
+    /// vCPUs of the domain.
+    smp: usize,
+    /// The serial input (xen-x86_64: Xen hands it to the hardware domain).
+    stdin: Option<ChildStdin>,
+    start: Instant,
+    /// The feed's text and marker, until written.
+    to_feed: Option<(String, Option<String>)>,
+    stdin_written: Option<Duration>,
+    /// The reason announced, and when.
+    shutdown: Option<(u32, Instant)>,
+    refused: Option<i64>,
+    /// When the dump was asked for.
+    asked: Option<Instant>,
+    dump: DomainDump,
+    /// What Xen's hardware-domain line said.
+    xen_says: Option<u32>,
+}
+
+impl Watch {
+    fn new(
+        spec: &Spec<'_>,
+        feed: Option<&crate::qemu::StdinFeed>,
+        stdin: Option<ChildStdin>,
+        start: Instant,
+    ) -> Watch {
+        Watch {
+            hardware_domain: spec.board.name == "xen-x86_64",
+            smp: spec.smp.max(1) as usize,
+            stdin,
+            start,
+            to_feed: feed.map(|f| (f.text.clone(), f.after.clone())),
+            stdin_written: None,
+            shutdown: None,
+            refused: None,
+            asked: None,
+            dump: DomainDump::default(),
+            xen_says: None,
+        }
+    }
+
+    /// Takes one console line.
+    fn line(&mut self, line: &str, echo: bool) {
+        match end_line(line) {
+            Some(EndLine::Shutdown(reason)) if self.shutdown.is_none() => {
+                self.shutdown = Some((reason, Instant::now()));
+            }
+            Some(EndLine::Refused(rc)) => self.refused = Some(rc),
+            _ => {}
+        }
+        if self.asked.is_some() {
+            self.dump.push(line);
+        }
+        if self.hardware_domain && self.xen_says.is_none() {
+            self.xen_says = hardware_domain_end(line);
+        }
+        let due = self
+            .to_feed
+            .as_ref()
+            .is_some_and(|(_, after)| after.as_ref().is_none_or(|a| line.contains(a.as_str())));
+        if due
+            && let Some((text, _)) = self.to_feed.take()
+            && self.write(text.as_bytes())
+        {
+            self.stdin_written = Some(self.start.elapsed());
+            if echo {
+                println!("(xtask: wrote the stdin text)");
+            }
+        }
+    }
+
+    /// Writes to the serial input; whether it worked.
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.stdin
+            .as_mut()
+            .is_some_and(|pipe| pipe.write_all(bytes).and_then(|()| pipe.flush()).is_ok())
+    }
+
+    /// The end of the run once the domain's end is known (QEMU then stopped); asks Xen for
+    /// its domain dump on the way (xen-arm64).
+    fn end(&mut self, child: &mut Child) -> Option<QemuEnd> {
+        let end = if self.hardware_domain {
+            self.hardware_domain_end()
+        } else {
+            self.domu_end()
+        };
+        if end.is_some() {
+            if self.hardware_domain {
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        end
+    }
+
+    /// xen-x86_64: Xen halts the machine after the hardware domain's end: its line confirms
+    /// the announced reason (every vCPU stopped), or names an end nobody announced.
+    fn hardware_domain_end(&self) -> Option<QemuEnd> {
+        let waited = self
+            .shutdown
+            .is_some_and(|(_, seen)| seen.elapsed() >= GRACE);
+        if self.xen_says.is_none() && self.refused.is_none() && !waited {
+            return None;
+        }
+        if self.xen_says.is_none() && self.shutdown.is_none() {
+            return None;
+        }
+        let (refused, smp) = (self.refused, self.smp);
+        Some(match (self.shutdown, self.xen_says) {
+            (Some((reason, _)), x) => QemuEnd::DomainShutdown {
+                reason,
+                refused,
+                paused: (x == Some(reason)).then_some((smp, smp)),
+            },
+            (None, x) => QemuEnd::DomainShutdown {
+                reason: x.unwrap_or(u32::MAX),
+                refused,
+                paused: None,
+            },
+        })
+    }
+
+    /// xen-arm64: shortly after the shutdown line (the hypercall follows it at once), asks
+    /// Xen for its domain dump; ends when it is complete, when the call returned, or after
+    /// [`GRACE`].
+    fn domu_end(&mut self) -> Option<QemuEnd> {
+        let (reason, seen) = self.shutdown?;
+        if self.asked.is_none() && self.refused.is_none() && seen.elapsed() >= ASK_AFTER {
+            self.write(DUMP_KEY);
+            self.asked = Some(Instant::now());
+        }
+        let waited = self.asked.is_some_and(|t| t.elapsed() >= GRACE);
+        (self.refused.is_some() || self.dump.done || waited).then(|| QemuEnd::DomainShutdown {
+            reason,
+            refused: self.refused,
+            paused: self.dump.paused(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -772,6 +823,91 @@ mod tests {
         early.push("(XEN)     pause_count=1 pause_flags=0");
         early.push("(XEN) Notifying guest 1:0 (virq 1, port 0)");
         assert_eq!(early.paused(), None);
+    }
+
+    fn spec<'a>(board: &str, machine: &'a str, smp: u32) -> Spec<'a> {
+        Spec {
+            board: crate::boards::find(board).unwrap(),
+            machine,
+            accel: crate::qemu::Accel::Tcg,
+            smp,
+            mem: "128M",
+            kernel: Path::new("/img/appliance.elf"),
+            serial: crate::qemu::Serial::Captured,
+            append: "rhea.net.ip=10.0.0.2/24,x",
+        }
+    }
+
+    #[test]
+    fn x86_command_line() {
+        let m = x86_machine_with(&spec("xen-x86_64", "pvh-dom0", 2), "/x/xen.elf".into()).unwrap();
+        assert_eq!(m.binary, "qemu-system-x86_64");
+        assert_eq!(
+            m.args(),
+            [
+                "-M",
+                "pc",
+                "-accel",
+                "tcg,thread=single",
+                "-cpu",
+                "max",
+                "-nodefaults",
+                "-no-user-config",
+                "-no-reboot",
+                "-display",
+                "none",
+                "-m",
+                "512M",
+                "-smp",
+                "2",
+                "-serial",
+                "stdio",
+                "-kernel",
+                "/x/xen.elf",
+                "-initrd",
+                "/img/appliance.elf rhea.net.ip=10.0.0.2/24,,x",
+                "-append",
+                &format!("{X86_XEN_ARGS} dom0_mem=128M dom0_max_vcpus=2"),
+            ]
+        );
+        let mut bad = spec("xen-x86_64", "pvh-dom0", 1);
+        bad.mem = "lots";
+        assert!(x86_machine_with(&bad, "/x/xen.elf".into()).is_err());
+    }
+
+    #[test]
+    fn arm_command_line() {
+        let p = Prepared {
+            xen: "/x/xen-4.17-arm64".into(),
+            dtb: "/x/run/appliance.dtb".into(),
+        };
+        let m = arm_machine_with(&spec("xen-arm64", "dom0less-gicv2", 2), p.clone());
+        assert_eq!(m.binary, "qemu-system-aarch64");
+        assert_eq!(
+            m.args().join(" "),
+            "-M virt,virtualization=on,gic-version=2 -dtb /x/run/appliance.dtb \
+             -accel tcg,thread=multi -cpu max -nodefaults -no-user-config -no-reboot \
+             -display none -m 1G -smp 2 -serial stdio -kernel /x/xen-4.17-arm64 \
+             -device loader,file=/img/appliance.elf,addr=0x50000000"
+        );
+        // One vCPU: single-threaded TCG, GICv3 for machine dom0less; never -append (the
+        // command line is in the devicetree) nor semihosting (the guest ends through Xen).
+        let one = arm_machine_with(&spec("xen-arm64", "dom0less", 1), p).args();
+        assert_eq!(
+            one[1..6],
+            [
+                "virt,virtualization=on,gic-version=3",
+                "-dtb",
+                "/x/run/appliance.dtb",
+                "-accel",
+                "tcg"
+            ]
+        );
+        assert!(
+            !one.iter()
+                .any(|a| a == "-append" || a.starts_with("-semihosting"))
+        );
+        assert!(arm_machine(&spec("xen-arm64", "virt-gicv3", 1)).is_err());
     }
 
     #[test]

@@ -11,33 +11,34 @@
 //!
 //! [`run`] is the API for test runners: a [`Dom0Spec`] in, a [`Dom0Outcome`] out.
 //!
-//! What a run is made of, all cached under `target/xen-dom0/<arch>/`:
+//! What a run is made of, cached under `target/xen-dom0/<arch>/` (the packages in the shared
+//! `.deb` cache of `guest::debian`, `target/debian/<amd64|arm64>/debs/`):
 //!
-//! * **Packages** ([`ensure_packages`]): the hypervisor (`xen-hypervisor-4.17-<arch>`), the
-//!   toolstack (`xen-utils-4.17`, `xen-utils-common`, `xenstore-utils`, the `libxen*`
-//!   libraries, `libyajl2`), `busybox-static`, and Debian's current kernel
-//!   `linux-image-<abi>-<arch>` (the ABI from `apt-cache depends linux-image-amd64`), fetched
-//!   with `apt-get download` into `debs/` — x86_64 with the host's apt, aarch64 through the
-//!   private arm64 apt state of `firmware.rs`, which also brings the C libraries the arm64
-//!   binaries need. A package already in `debs/` is not fetched again. They are unpacked
-//!   with `dpkg-deb -x` into one tree, `root/` (from the kernel only `/boot/vmlinuz-*`, the
-//!   Xen and Xen-network modules and `modules.builtin`).
-//! * **The dom0 initramfs** ([`base_initramfs`]): a newc cpio (`linux_guest::Cpio`,
-//!   uncompressed) with busybox, `xl`, `xenstored`, `xenconsoled`, `xen-init-dom0`,
-//!   `xenconsole`, `xenstore` and its `xenstore-*` names, their shared libraries (x86_64:
-//!   resolved with the host's `ldd` against the unpacked libraries; aarch64: the `DT_NEEDED`
-//!   closure found in the unpacked arm64 packages) plus `libgcc_s` (`pthread_cancel` loads
+//! * **Packages** ([`ensure_packages`]): the toolstack (`xen-utils-4.17`, `xen-utils-common`,
+//!   `xenstore-utils`, the `libxen*` libraries, `libyajl2`), `busybox-static`, and Debian's
+//!   current generic kernel `linux-image-<abi>-<arch>` (named by the metapackage
+//!   `linux-image-<arch>`), fetched with `apt-get download` — x86_64 with the host's apt,
+//!   aarch64 through the private arm64 apt state of `firmware.rs`, which also brings the C
+//!   libraries the arm64 binaries need. A package already in the cache is not fetched again.
+//!   They are unpacked into one tree, `root/` (from the kernel only `/boot/vmlinuz-*`, the
+//!   Xen and Xen-network modules and `modules.builtin`). Xen itself is `xen.rs`'s
+//!   ([`crate::xen::hypervisor`]), the one the Xen boards boot.
+//! * **The dom0 initramfs** ([`base_initramfs`]): a newc cpio (`guest::cpio`, uncompressed)
+//!   with busybox, `xl`, `xenstored`, `xenconsoled`, `xen-init-dom0`, `xenconsole`,
+//!   `xenstore` and its `xenstore-*` names, their shared libraries (x86_64: resolved with the
+//!   host's `ldd` against the unpacked libraries; aarch64: the `DT_NEEDED` closure of
+//!   `guest::elf` in the unpacked arm64 packages) plus `libgcc_s` (`pthread_cancel` loads
 //!   it), the dom0 kernel modules (xen-evtchn, xen-privcmd, xenfs, xen-gntdev, xen-gntalloc,
-//!   xen-netback, and what their `.modinfo` says they depend on, in load order; built-in ones
-//!   skipped), `/init` (`xtask/xen-dom0/dom0-init.sh`) and the network hotplug script
-//!   (`xtask/xen-dom0/vif-rhea`). It is rebuilt only when one of its inputs changed. Each run
-//!   appends a second, small cpio (Linux unpacks concatenated archives) with the domU's
-//!   kernel (and ramdisk), its `xl` configuration (`/etc/xen/domu.cfg`) and the run's
-//!   settings (`/etc/rhea-dom0.conf`).
-//! * **QEMU** (one at a time: a lock file under `target/xen-dom0/`). x86_64: `-accel tcg
-//!   -cpu max` (Xen needs SVM with nested paging) `-m 2048 -smp 2`, `-kernel` the gunzipped
-//!   Xen ELF, `-append` Xen's command line, `-initrd "<vmlinuz> <dom0 args>,<initrd>"`
-//!   (multiboot modules). aarch64: `-M virt,virtualization=on,gic-version=3 -cpu max`, Xen
+//!   xen-netback, and what their `.modinfo` says they depend on, in load order by
+//!   `guest::modules`; built-in ones skipped), `/init` (`xtask/xen-dom0/dom0-init.sh`) and
+//!   the network hotplug script (`xtask/xen-dom0/vif-rhea`). It is rebuilt only when one of
+//!   its inputs changed. Each run appends a second, small cpio (Linux unpacks concatenated
+//!   archives) with the domU's kernel (and ramdisk), its `xl` configuration
+//!   (`/etc/xen/domu.cfg`) and the run's settings (`/etc/rhea-dom0.conf`).
+//! * **QEMU** ([`qemu_machine`], a `qemu::Machine`; one at a time: a lock file under
+//!   `target/xen-dom0/`). x86_64: `-M pc -accel tcg -cpu max` (Xen needs SVM with nested
+//!   paging) `-m 2048 -smp 2`, `-kernel` the gunzipped Xen ELF, `-append` Xen's command
+//!   line, `-initrd "<vmlinuz> <dom0 args>,<initrd>"` (multiboot modules). aarch64: `-M virt,virtualization=on,gic-version=3 -cpu max`, Xen
 //!   as `-kernel`, QEMU's own devicetree for the machine (`dumpdtb`) with `/chosen` extended
 //!   through `dtc` by Xen's and dom0's command lines and the two modules (dom0's kernel and
 //!   initramfs, `multiboot,kernel` / `multiboot,ramdisk`, Xen's
@@ -71,7 +72,6 @@
 //! domains may print through it), so Rhea on arm64 shows nothing here until it uses the PV
 //! console or the emulated PL011 (`vuart`, logged by xenconsoled and printed as such).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
@@ -80,11 +80,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader};
-use object::{Endianness, elf};
-
-use crate::linux_guest::{Cpio, is_deb_of};
-use crate::qemu::QemuEnd;
+use crate::guest::cpio::Tree;
+use crate::guest::debian::{self, DebArch, Debs, Members};
+use crate::guest::{self, elf, mkdir, read};
+use crate::qemu::{Machine, QemuEnd};
 use crate::{Context, Error, Result, capture, describe, fail, usage};
 
 /// dom0's `/init`.
@@ -213,19 +212,11 @@ impl Arch {
         }
     }
 
-    /// Debian's name.
-    fn deb(self) -> &'static str {
+    /// Debian's architecture.
+    fn deb(self) -> DebArch {
         match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
-    }
-
-    /// The multiarch triple of library directories.
-    fn triple(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-linux-gnu",
-            Arch::Aarch64 => "aarch64-linux-gnu",
+            Arch::X86_64 => DebArch::Amd64,
+            Arch::Aarch64 => DebArch::Arm64,
         }
     }
 
@@ -525,186 +516,7 @@ impl Dom0Outcome {
 
 /// `target/xen-dom0/<arch>/` of this workspace.
 fn dir(arch: Arch) -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .unwrap_or(manifest_dir)
-        .join("target")
-        .join("xen-dom0")
-        .join(arch.name())
-}
-
-fn mkdir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).context(|| format!("cannot create {}", path.display()))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).context(|| format!("cannot read {}", path.display()))
-}
-
-/// The `.deb` of `pkg` in `debs`, if there is one (the newest by name).
-fn cached_deb(debs: &Path, pkg: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = fs::read_dir(debs)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .is_some_and(|n| n.ends_with(".deb") && is_deb_of(&n, pkg))
-        })
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-/// Whether a `.deb` file name is a versioned kernel of the generic flavour of `deb_arch`,
-/// e.g. `linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb` (not `-cloud-`, not the
-/// metapackage).
-fn is_kernel_deb(file_name: &str, deb_arch: &str) -> bool {
-    let Some(pkg) = file_name.split('_').next() else {
-        return false;
-    };
-    pkg.strip_prefix("linux-image-")
-        .and_then(|r| r.strip_suffix(&format!("-{deb_arch}")))
-        .is_some_and(|abi| {
-            abi.starts_with(|c: char| c.is_ascii_digit())
-                && abi
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-        })
-        && file_name.ends_with(".deb")
-}
-
-/// The package `apt-cache depends <meta>` names first.
-fn depends_target(apt_cache_depends: &str) -> Option<String> {
-    apt_cache_depends.lines().find_map(|l| {
-        let pkg = l.trim().strip_prefix("Depends:")?.trim();
-        (!pkg.is_empty() && !pkg.starts_with('<')).then(|| pkg.to_string())
-    })
-}
-
-/// Downloads the packages of `pkgs` not in `debs` yet.
-fn download(arch: Arch, debs: &Path, pkgs: &[String]) -> Result<()> {
-    let missing: Vec<&String> = pkgs
-        .iter()
-        .filter(|p| cached_deb(debs, p).is_none())
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    mkdir(debs)?;
-    let how = |pkg: &str, e: &Error| {
-        Error::Failed(format!(
-            "cannot download Debian's {} package {pkg}: {e}\n(xen-dom0 needs Debian 12 \
-             (bookworm) package lists{}; or put {pkg}_*.deb into {} by hand)",
-            arch.deb(),
-            if arch == Arch::Aarch64 {
-                ", fetched into target/firmware/apt"
-            } else {
-                ": run `apt-get update`"
-            },
-            debs.display()
-        ))
-    };
-    match arch {
-        Arch::X86_64 => {
-            let mut cmd = Command::new("apt-get");
-            cmd.current_dir(debs).arg("download").args(&missing);
-            println!("xen-dom0: $ {}", describe(&cmd));
-            if let Err(e) = capture(&mut cmd) {
-                // Name the package that is not there.
-                for pkg in &missing {
-                    let mut one = Command::new("apt-get");
-                    one.current_dir(debs).args(["download", pkg.as_str()]);
-                    capture(&mut one).map_err(|e| how(pkg, &e))?;
-                }
-                return Err(how(
-                    &missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    &e,
-                ));
-            }
-        }
-        Arch::Aarch64 => {
-            for pkg in missing.iter() {
-                crate::firmware::download_arm64_deb(pkg, debs).map_err(|e| how(pkg, &e))?;
-            }
-        }
-    }
-    for pkg in missing {
-        if cached_deb(debs, pkg).is_none() {
-            return fail(format!(
-                "`apt-get download {pkg}` left no {pkg}_*.deb in {}",
-                debs.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The kernel package: the cached one, else the one `linux-image-<arch>` depends on.
-fn kernel_package(arch: Arch, debs: &Path) -> Result<String> {
-    if let Some(name) = fs::read_dir(debs).ok().and_then(|entries| {
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| is_kernel_deb(n, arch.deb()))
-            .collect();
-        names.sort();
-        names.pop()
-    }) {
-        return Ok(name.split('_').next().unwrap_or_default().to_string());
-    }
-    // The ABI is the same on both architectures: resolved with the host's (amd64) lists.
-    let meta = "linux-image-amd64";
-    let depends = capture(Command::new("apt-cache").args(["depends", meta])).map_err(|e| {
-        Error::Failed(format!(
-            "{e}\n(xen-dom0 resolves Debian's kernel with `apt-cache depends {meta}`)"
-        ))
-    })?;
-    let Some(pkg) = depends_target(&depends) else {
-        return fail(format!(
-            "`apt-cache depends {meta}` names no kernel package (Debian 12 with up-to-date \
-             package lists?):\n{depends}"
-        ));
-    };
-    Ok(match arch {
-        Arch::X86_64 => pkg,
-        Arch::Aarch64 => format!("{}-arm64", pkg.trim_end_matches("-amd64")),
-    })
-}
-
-/// Unpacks `deb` into `root` once (a stamp per package under `root/.unpacked/`); with
-/// `members`, only those (tar wildcards).
-fn unpack(deb: &Path, root: &Path, members: &[&str]) -> Result<()> {
-    let name = deb
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stamps = root.join(".unpacked");
-    let stamp = stamps.join(&name);
-    if stamp.is_file() {
-        return Ok(());
-    }
-    mkdir(&stamps)?;
-    if members.is_empty() {
-        crate::run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root))?;
-    } else {
-        let mut script = format!(
-            "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards",
-            deb.display(),
-            root.display()
-        );
-        for m in members {
-            let _ = write!(script, " '{m}'");
-        }
-        crate::run_checked(Command::new("sh").args(["-c", &script]))?;
-    }
-    fs::write(&stamp, b"").context(|| format!("cannot write {}", stamp.display()))
+    guest::target_dir().join("xen-dom0").join(arch.name())
 }
 
 /// What the packages give a run.
@@ -720,59 +532,29 @@ struct Unpacked {
     modules: PathBuf,
 }
 
-/// Fetches (if missing) and unpacks everything a run of `arch` needs.
+/// Fetches (if missing) and unpacks everything a run of `arch` needs into `root/`; Xen
+/// comes from `xen.rs`, which fetches it for the Xen boards too.
 fn ensure_packages(arch: Arch) -> Result<Unpacked> {
-    let base = dir(arch);
-    let debs = base.join("debs");
-    let root = base.join("root");
-    mkdir(&debs)?;
+    let root = dir(arch).join("root");
     mkdir(&root)?;
-    let kernel = kernel_package(arch, &debs)?;
-    let xen_pkg = format!("xen-hypervisor-4.17-{}", arch.deb());
-    let mut pkgs: Vec<String> = vec![xen_pkg.clone(), kernel.clone()];
-    pkgs.extend(TOOLSTACK_PKGS.iter().map(|s| s.to_string()));
+    let debs = Debs::open(arch.deb())?;
+    let kernel_deb = debs.kernel(arch.deb().name())?;
+    debian::unpack(&kernel_deb, &root, Members::Matching(KERNEL_MEMBERS))?;
+    let mut pkgs: Vec<String> = TOOLSTACK_PKGS.iter().map(|s| s.to_string()).collect();
     if arch == Arch::Aarch64 {
         pkgs.extend(ARM64_LIB_PKGS.iter().map(|s| s.to_string()));
     }
-    download(arch, &debs, &pkgs)?;
-    for pkg in &pkgs {
-        let deb = cached_deb(&debs, pkg).expect("downloaded above");
-        let members: &[&str] = if *pkg == kernel { KERNEL_MEMBERS } else { &[] };
-        unpack(&deb, &root, members)?;
+    for deb in debs.packages(&pkgs)? {
+        debian::unpack(&deb, &root, Members::All)?;
     }
+    let kernel = debian::package_name(&kernel_deb);
     let abi = kernel.trim_start_matches("linux-image-");
     let vmlinuz = root.join("boot").join(format!("vmlinuz-{abi}"));
     if !vmlinuz.is_file() {
         return fail(format!("{kernel} gave no {}", vmlinuz.display()));
     }
     let modules = root.join("lib/modules").join(abi);
-    let xen = match arch {
-        Arch::X86_64 => {
-            let gz = root.join("boot/xen-4.17-amd64.gz");
-            let elf = base.join("xen.elf");
-            if !elf.is_file() {
-                let mut gunzip = Command::new("gzip");
-                gunzip.arg("-dc").arg(&gz);
-                let out = gunzip
-                    .output()
-                    .context(|| format!("cannot run `{}`", describe(&gunzip)))?;
-                if !out.status.success() || out.stdout.len() < 4 || &out.stdout[..4] != b"\x7fELF" {
-                    return fail(format!(
-                        "`{}` gave no ELF ({xen_pkg} unpacked into {})",
-                        describe(&gunzip),
-                        root.display()
-                    ));
-                }
-                fs::write(&elf, &out.stdout)
-                    .context(|| format!("cannot write {}", elf.display()))?;
-            }
-            elf
-        }
-        Arch::Aarch64 => root.join("boot/xen-4.17-arm64"),
-    };
-    if !xen.is_file() {
-        return fail(format!("{xen_pkg} gave no {}", xen.display()));
-    }
+    let xen = crate::xen::hypervisor(arch.deb())?;
     Ok(Unpacked {
         root,
         xen,
@@ -784,17 +566,10 @@ fn ensure_packages(arch: Arch) -> Result<Unpacked> {
 // ---------------------------------------------------------------------------------------
 // Libraries and modules.
 
-/// (guest path, host file) pairs and (guest path, link target) pairs.
-#[derive(Debug, Default)]
-struct Files {
-    files: BTreeMap<String, PathBuf>,
-    links: BTreeMap<String, String>,
-}
-
 /// The libraries of `binaries` with the host's `ldd`, the unpacked packages' libraries
-/// first on the search path (x86_64).
-fn libraries_ldd(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Files) -> Result<()> {
-    let t = arch.triple();
+/// first on the search path (x86_64: the host's C libraries are amd64 too).
+fn libraries_ldd(u: &Unpacked, binaries: &[PathBuf], out: &mut Tree) -> Result<()> {
+    let t = Arch::X86_64.deb().triple();
     let path = format!(
         "{}:{}",
         u.root.join("usr/lib").join(t).display(),
@@ -813,27 +588,8 @@ fn libraries_ldd(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Files
                     bin.display()
                 ));
             }
-            let host = match line.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next(),
-                None if line.starts_with('/') => line.split_whitespace().next(),
-                None => None,
-            };
-            let Some(host) = host.filter(|h| h.starts_with('/')) else {
-                continue; // linux-vdso
-            };
-            let name = Path::new(host)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name.starts_with("ld-linux") {
-                // The loader where PT_INTERP names it.
-                let guest = host.trim_start_matches('/').to_string();
-                out.files.insert(guest, PathBuf::from(host));
-            } else {
-                // By the name the binary asks for (the part before `=>`).
-                let soname = line.split_whitespace().next().unwrap_or(&name).to_string();
-                out.files
-                    .insert(format!("lib/{t}/{soname}"), PathBuf::from(host));
+            if let Some((guest, host)) = ldd_line(line, t) {
+                out.files.insert(guest, host);
             }
         }
     }
@@ -852,286 +608,127 @@ fn libraries_ldd(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Files
     }
 }
 
-/// `PT_INTERP` and `DT_NEEDED` of a 64-bit ELF.
-fn elf_needs(bytes: &[u8]) -> Result<(Option<String>, Vec<String>), String> {
-    let file = ElfFile64::<Endianness>::parse(bytes).map_err(|e| format!("not an ELF64: {e}"))?;
-    let endian = file.elf_header().endian().map_err(|e| e.to_string())?;
-    let mut interp = None;
-    for ph in file.elf_program_headers() {
-        if let Some(p) = ph.interpreter(endian, bytes).map_err(|e| e.to_string())? {
-            interp = Some(String::from_utf8_lossy(p).into_owned());
-        }
+/// The (guest path, host file) of one line of `ldd`'s output: the loader where `PT_INTERP`
+/// names it, a library in `lib/<triple>/` by the name the binary asks for; `None` for the
+/// vDSO.
+fn ldd_line(line: &str, triple: &str) -> Option<(String, PathBuf)> {
+    let host = match line.split_once("=>") {
+        Some((_, rest)) => rest.split_whitespace().next(),
+        None if line.starts_with('/') => line.split_whitespace().next(),
+        None => None,
+    };
+    let host = host.filter(|h| h.starts_with('/'))?;
+    let name = Path::new(host)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.starts_with("ld-linux") {
+        return Some((
+            host.trim_start_matches('/').to_string(),
+            PathBuf::from(host),
+        ));
     }
-    let mut needed = Vec::new();
-    let sections = file.elf_section_table();
-    if let Some((dyns, link)) = sections.dynamic(endian, bytes).map_err(|e| e.to_string())? {
-        let strings = sections
-            .strings(endian, bytes, link)
-            .map_err(|e| e.to_string())?;
-        for d in dyns {
-            if d.tag32(endian) == Some(elf::DT_NEEDED) {
-                let name = d.string(endian, strings).map_err(|e| e.to_string())?;
-                needed.push(String::from_utf8_lossy(name).into_owned());
-            }
-        }
-    }
-    Ok((interp, needed))
+    let soname = line.split_whitespace().next().unwrap_or(&name);
+    Some((format!("lib/{triple}/{soname}"), PathBuf::from(host)))
 }
 
-/// The libraries of `binaries` found in the unpacked packages by their `DT_NEEDED` entries,
-/// recursively (aarch64: the host has no arm64 libraries).
-fn libraries_needed(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Files) -> Result<()> {
-    let t = arch.triple();
-    let lib_dirs = [u.root.join("lib").join(t), u.root.join("usr/lib").join(t)];
-    let find = |name: &str| lib_dirs.iter().map(|d| d.join(name)).find(|p| p.exists());
-    let mut queue: Vec<PathBuf> = binaries.to_vec();
-    let mut seen = BTreeSet::new();
-    while let Some(file) = queue.pop() {
-        let (interp, needed) = elf_needs(&read(&file)?)
-            .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
-        if let Some(interp) = interp {
-            let name = Path::new(&interp)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Some(host) = find(&name) else {
-                return fail(format!(
-                    "{}: dynamic loader {interp} not in the unpacked packages (libc6:{})",
-                    file.display(),
-                    arch.deb()
-                ));
-            };
-            out.files
-                .insert(interp.trim_start_matches('/').to_string(), host);
-        }
-        for name in needed.into_iter().chain(
-            // pthread_cancel loads it.
-            seen.is_empty().then(|| "libgcc_s.so.1".to_string()),
-        ) {
-            if !seen.insert(name.clone()) {
-                continue;
-            }
-            let Some(host) = find(&name) else {
-                return fail(format!(
-                    "{}: library {name} not in the unpacked {} packages under {}: add its \
-                     package to xen_dom0.rs's ARM64_LIB_PKGS",
-                    file.display(),
-                    arch.deb(),
-                    u.root.display()
-                ));
-            };
-            queue.push(host.clone());
-            out.files.insert(format!("lib/{t}/{name}"), host);
-        }
+/// The libraries of `binaries`, the way the architecture finds them: x86_64 with the host's
+/// `ldd`; aarch64 (the host has no arm64 libraries) the `DT_NEEDED` closure in the unpacked
+/// arm64 packages, with `libgcc_s` (`pthread_cancel` loads it).
+fn libraries(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Tree) -> Result<()> {
+    match arch {
+        Arch::X86_64 => libraries_ldd(u, binaries, out),
+        Arch::Aarch64 => elf::add_libraries(
+            out,
+            binaries,
+            std::slice::from_ref(&u.root),
+            arch.deb().triple(),
+            &["libgcc_s.so.1"],
+        ),
+    }
+}
+
+/// Adds the modules `wanted` and those they depend on to `tree`, numbered in load order
+/// under `lib/modules/` (modules built into the kernel are left out).
+fn add_modules(tree: &mut Tree, u: &Unpacked, wanted: &[&str]) -> Result<()> {
+    for (i, (name, file)) in guest::modules::in_order(&u.modules, wanted)?
+        .into_iter()
+        .enumerate()
+    {
+        tree.files
+            .insert(format!("lib/modules/{:02}-{name}.ko", i + 1), file);
     }
     Ok(())
-}
-
-/// The `depends=` of a module's `.modinfo`.
-fn modinfo_depends(ko: &[u8]) -> Result<Vec<String>, String> {
-    use object::{Object, ObjectSection};
-    let file = ElfFile64::<Endianness>::parse(ko).map_err(|e| format!("not a module: {e}"))?;
-    let section = file
-        .section_by_name(".modinfo")
-        .ok_or("no .modinfo section")?;
-    let data = section.data().map_err(|e| e.to_string())?;
-    Ok(data
-        .split(|&b| b == 0)
-        .filter_map(|entry| entry.strip_prefix(b"depends="))
-        .flat_map(|list| {
-            String::from_utf8_lossy(list)
-                .split(',')
-                .map(|d| d.trim().replace('-', "_"))
-                .filter(|d| !d.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect())
-}
-
-fn module_name(file: &str) -> String {
-    file.trim_end_matches(".ko").replace('-', "_")
-}
-
-/// Every `.ko` under `dir`.
-fn ko_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            ko_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "ko") {
-            out.push(p);
-        }
-    }
-}
-
-/// The modules `wanted` and those they depend on, in load order, as files (modules built
-/// into the kernel, per `modules.builtin`, are left out).
-fn modules_in_order(modules: &Path, wanted: &[&str]) -> Result<Vec<(String, PathBuf)>> {
-    let builtin: BTreeSet<String> = fs::read_to_string(modules.join("modules.builtin"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.rsplit('/').next())
-        .map(module_name)
-        .collect();
-    let mut files = Vec::new();
-    ko_files(modules, &mut files);
-    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for f in files {
-        let name = f
-            .file_name()
-            .map(|n| module_name(&n.to_string_lossy()))
-            .unwrap_or_default();
-        found.insert(name, f);
-    }
-    fn visit(
-        name: &str,
-        by: Option<&str>,
-        found: &BTreeMap<String, PathBuf>,
-        builtin: &BTreeSet<String>,
-        order: &mut Vec<(String, PathBuf)>,
-        depth: usize,
-    ) -> Result<()> {
-        if order.iter().any(|(n, _)| n == name) || builtin.contains(name) {
-            return Ok(());
-        }
-        if depth > 16 {
-            return fail(format!("module dependency cycle at {name}"));
-        }
-        let Some(file) = found.get(name) else {
-            return fail(format!(
-                "kernel module {name}{} is neither in the extracted part of the kernel package \
-                 nor built in (xen_dom0.rs's KERNEL_MEMBERS)",
-                by.map(|b| format!(" (needed by {b})")).unwrap_or_default()
-            ));
-        };
-        let deps = modinfo_depends(&read(file)?)
-            .map_err(|e| Error::Failed(format!("{}: {e}", file.display())))?;
-        for d in deps {
-            visit(&d, Some(name), found, builtin, order, depth + 1)?;
-        }
-        order.push((name.to_string(), file.clone()));
-        Ok(())
-    }
-    let mut order = Vec::new();
-    for w in wanted {
-        visit(&module_name(w), None, &found, &builtin, &mut order, 0)?;
-    }
-    Ok(order)
 }
 
 // ---------------------------------------------------------------------------------------
 // Initramfs.
 
-/// Adds `files` and `links` to a cpio with every parent directory first; `extra_dirs` too.
-fn write_cpio(files: &Files, extra_dirs: &[&str], texts: &[(&str, u32, &[u8])]) -> Result<Vec<u8>> {
-    let mut dirs: BTreeSet<String> = extra_dirs.iter().map(|s| s.to_string()).collect();
-    let names = files
-        .files
-        .keys()
-        .chain(files.links.keys())
-        .map(String::as_str)
-        .chain(texts.iter().map(|t| t.0));
-    for name in names {
-        let mut p = Path::new(name).parent();
-        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(d.to_string_lossy().into_owned());
-            p = d.parent();
-        }
+/// The directories of dom0's tree besides the parents of its files.
+const DOM0_DIRS: &[&str] = &[
+    "bin",
+    "sbin",
+    "dev",
+    "proc",
+    "sys",
+    "run",
+    "tmp",
+    "root",
+    "boot",
+    "var/lib/xen",
+    "var/lib/xenstored",
+    "var/log/xen",
+    "var/lock",
+    "etc/xen",
+];
+
+/// A file of an unpacked package, or an error naming the package.
+fn packaged(u: &Unpacked, path: &str, pkg: &str) -> Result<PathBuf> {
+    let host = u.root.join(path);
+    if host.is_file() {
+        Ok(host)
+    } else {
+        fail(format!("{pkg} gave no {}", host.display()))
     }
-    let mut cpio = Cpio::new();
-    // Sorted: parents first.
-    let mut all: Vec<&String> = dirs.iter().collect();
-    all.sort_by_key(|d| (d.matches('/').count(), d.as_str()));
-    for d in all {
-        cpio.dir(d);
-    }
-    for (name, perm, data) in texts {
-        cpio.file(name, *perm, data);
-    }
-    for (guest, host) in &files.files {
-        cpio.file(guest, 0o755, &read(host)?);
-    }
-    for (guest, target) in &files.links {
-        cpio.symlink(guest, target);
-    }
-    Ok(cpio.finish())
 }
 
-/// The dom0 base initramfs, rebuilt only when an input changed; returns its path.
-fn base_initramfs(arch: Arch, u: &Unpacked) -> Result<PathBuf> {
-    let xb = u.root.join("usr/lib/xen-4.17/bin");
-    let mut f = Files::default();
+/// dom0's tree: busybox, the toolstack with its libraries, `nc.openbsd`, the modules,
+/// `/init`, the hotplug script and `xl.conf`.
+fn dom0_tree(arch: Arch, u: &Unpacked) -> Result<Tree> {
+    let mut f = Tree::default();
     let mut binaries = Vec::new();
     for b in XEN_BINARIES {
-        let host = xb.join(b);
-        if !host.is_file() {
-            return fail(format!("xen-utils-4.17 gave no {}", host.display()));
-        }
-        f.files
-            .insert(format!("usr/lib/xen-4.17/bin/{b}"), host.clone());
-        f.links.insert(
-            format!("usr/sbin/{b}"),
-            format!("/usr/lib/xen-4.17/bin/{b}"),
-        );
+        let guest = format!("usr/lib/xen-4.17/bin/{b}");
+        let host = packaged(u, &guest, "xen-utils-4.17")?;
+        f.files.insert(guest.clone(), host.clone());
+        f.links.insert(format!("usr/sbin/{b}"), format!("/{guest}"));
         binaries.push(host);
     }
-    let xenstore = u.root.join("usr/bin/xenstore");
-    if !xenstore.is_file() {
-        return fail(format!("xenstore-utils gave no {}", xenstore.display()));
-    }
+    let xenstore = packaged(u, "usr/bin/xenstore", "xenstore-utils")?;
     f.files.insert("usr/bin/xenstore".into(), xenstore.clone());
     for n in XENSTORE_NAMES {
         f.links
             .insert(format!("usr/bin/xenstore-{n}"), "xenstore".into());
     }
     binaries.push(xenstore);
-    let nc = nc_openbsd(u)?;
+    let nc = packaged(u, "bin/nc.openbsd", "netcat-openbsd")?;
     f.files.insert("usr/bin/nc.openbsd".into(), nc.clone());
     binaries.push(nc);
-    let busybox = u.root.join("bin/busybox");
-    if !busybox.is_file() {
-        return fail(format!("busybox-static gave no {}", busybox.display()));
-    }
+    let busybox = packaged(u, "bin/busybox", "busybox-static")?;
     f.files.insert("bin/busybox".into(), busybox);
     libraries(u, arch, &binaries, &mut f)?;
-    for (i, (name, file)) in modules_in_order(&u.modules, DOM0_MODULES)?
-        .into_iter()
-        .enumerate()
-    {
-        f.files
-            .insert(format!("lib/modules/{:02}-{name}.ko", i + 1), file);
-    }
+    add_modules(&mut f, u, DOM0_MODULES)?;
     f.links.insert("var/run".into(), "../run".into());
-    let xl_conf = b"autoballoon=\"off\"\n";
-    let texts: [(&str, u32, &[u8]); 3] = [
-        ("init", 0o755, DOM0_INIT.as_bytes()),
-        ("etc/xen/scripts/vif-rhea", 0o755, VIF_SCRIPT.as_bytes()),
-        ("etc/xen/xl.conf", 0o644, xl_conf),
-    ];
-    let dirs = [
-        "bin",
-        "sbin",
-        "usr",
-        "usr/bin",
-        "usr/sbin",
-        "dev",
-        "proc",
-        "sys",
-        "run",
-        "tmp",
-        "root",
-        "boot",
-        "var",
-        "var/lib",
-        "var/lib/xen",
-        "var/lib/xenstored",
-        "var/log",
-        "var/log/xen",
-        "var/lock",
-        "etc",
-        "etc/xen",
-    ];
-    // The cache key: every input's path, size and mtime, and the texts.
+    f.text("init", 0o755, DOM0_INIT.as_bytes());
+    f.text("etc/xen/scripts/vif-rhea", 0o755, VIF_SCRIPT.as_bytes());
+    f.text("etc/xen/xl.conf", 0o644, b"autoballoon=\"off\"\n");
+    f.dirs.extend(DOM0_DIRS.iter().map(|d| d.to_string()));
+    f.console = true;
+    Ok(f)
+}
+
+/// The cache key of a tree: every input's path, size and mtime, and the texts.
+fn tree_key(f: &Tree) -> Result<String> {
     let mut key = format!("layout {BASE_LAYOUT}\n");
     for (guest, host) in &f.files {
         let m = fs::metadata(host).context(|| format!("cannot stat {}", host.display()))?;
@@ -1146,46 +743,31 @@ fn base_initramfs(arch: Arch, u: &Unpacked) -> Result<PathBuf> {
     for (guest, target) in &f.links {
         let _ = writeln!(key, "{guest} -> {target}");
     }
-    for (name, perm, data) in &texts {
+    for (name, (perm, data)) in &f.texts {
         let _ = writeln!(key, "{name} {perm:o} {}", fnv(data));
     }
+    Ok(key)
+}
+
+/// The dom0 base initramfs, rebuilt only when an input changed; returns its path.
+fn base_initramfs(arch: Arch, u: &Unpacked) -> Result<PathBuf> {
+    let f = dom0_tree(arch, u)?;
+    let key = tree_key(&f)?;
     let out = dir(arch).join("dom0-base.cpio");
     let key_file = dir(arch).join("dom0-base.key");
     if out.is_file() && fs::read_to_string(&key_file).ok().as_deref() == Some(key.as_str()) {
         return Ok(out);
     }
-    let mut bytes = write_cpio(&f, &dirs, &texts)?;
-    // /dev/console before devtmpfs is mounted (the kernel opens it for init).
-    let mut dev = Cpio::new();
-    dev.char_device("dev/console", 0o600, 5, 1);
-    bytes.extend(dev.finish());
+    let bytes = f.cpio()?;
     fs::write(&out, &bytes).context(|| format!("cannot write {}", out.display()))?;
     fs::write(&key_file, &key).context(|| format!("cannot write {}", key_file.display()))?;
     println!(
         "xen-dom0: dom0 initramfs {} ({} files, {:.1} MB)",
         out.display(),
-        f.files.len() + texts.len(),
+        f.files.len() + f.texts.len(),
         bytes.len() as f64 / 1e6
     );
     Ok(out)
-}
-
-/// `nc.openbsd` of netcat-openbsd.
-fn nc_openbsd(u: &Unpacked) -> Result<PathBuf> {
-    let nc = u.root.join("bin/nc.openbsd");
-    if nc.is_file() {
-        Ok(nc)
-    } else {
-        fail(format!("netcat-openbsd gave no {}", nc.display()))
-    }
-}
-
-/// The libraries of `binaries`, the way the architecture finds them.
-fn libraries(u: &Unpacked, arch: Arch, binaries: &[PathBuf], out: &mut Files) -> Result<()> {
-    match arch {
-        Arch::X86_64 => libraries_ldd(u, arch, binaries, out),
-        Arch::Aarch64 => libraries_needed(u, arch, binaries, out),
-    }
 }
 
 /// FNV-1a, for cache keys.
@@ -1197,28 +779,19 @@ fn fnv(data: &[u8]) -> u64 {
 
 /// The Linux domU's initramfs (`--kernel linux`): busybox, xen-netfront, its `/init`.
 fn linux_domu_initramfs(arch: Arch, u: &Unpacked) -> Result<PathBuf> {
-    let mut f = Files::default();
+    let mut f = Tree::default();
     f.files
         .insert("bin/busybox".into(), u.root.join("bin/busybox"));
-    let nc = nc_openbsd(u)?;
+    let nc = packaged(u, "bin/nc.openbsd", "netcat-openbsd")?;
     f.files.insert("bin/nc.openbsd".into(), nc.clone());
     libraries(u, arch, &[nc], &mut f)?;
-    for (i, (name, file)) in modules_in_order(&u.modules, DOMU_MODULES)?
-        .into_iter()
-        .enumerate()
-    {
-        f.files
-            .insert(format!("lib/modules/{:02}-{name}.ko", i + 1), file);
-    }
-    let texts: [(&str, u32, &[u8]); 1] = [("init", 0o755, LINUX_DOMU_INIT.as_bytes())];
-    let mut bytes = write_cpio(&f, &["dev", "proc", "sys", "tmp", "sbin"], &texts)?;
-    let mut dev = Cpio::new();
-    dev.char_device("dev/console", 0o600, 5, 1);
-    bytes.extend(dev.finish());
+    add_modules(&mut f, u, DOMU_MODULES)?;
+    f.text("init", 0o755, LINUX_DOMU_INIT.as_bytes());
+    f.dirs
+        .extend(["proc", "sys", "tmp", "sbin"].map(String::from));
+    f.console = true;
     let out = dir(arch).join("linux-domu.cpio");
-    if fs::read(&out).ok().as_deref() != Some(&bytes[..]) {
-        fs::write(&out, &bytes).context(|| format!("cannot write {}", out.display()))?;
-    }
+    guest::write_if_changed(&out, &f.cpio()?)?;
     Ok(out)
 }
 
@@ -1502,25 +1075,11 @@ const ARM_MACHINE: &str = "virt,virtualization=on,gic-version=3";
 /// cheaper to emulate than QARMA.
 const ARM_CPU: &str = "max,pauth-impdef=on";
 
-/// QEMU's command line.
-fn qemu_command(arch: Arch, u: &Unpacked, initrd: &Path, run_dir: &Path) -> Result<Command> {
-    let mut cmd = Command::new(arch.qemu());
-    let mem = HOST_MEM_MIB.to_string();
-    let common = [
-        "-m",
-        mem.as_str(),
-        "-smp",
-        "2",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ];
-    match arch {
+/// The QEMU machine: Xen as the `-kernel`, dom0's kernel and initramfs as its modules
+/// (x86_64: multiboot modules in `-initrd`; aarch64: placed in RAM by `-device loader` and
+/// named in the devicetree), QEMU's serial port on stdio, no monitor.
+fn qemu_machine(arch: Arch, u: &Unpacked, initrd: &Path, run_dir: &Path) -> Result<Machine> {
+    let mut m = match arch {
         Arch::X86_64 => {
             for p in [&u.xen, &u.vmlinuz, initrd] {
                 if p.to_string_lossy().contains([',', ' ']) {
@@ -1530,74 +1089,66 @@ fn qemu_command(arch: Arch, u: &Unpacked, initrd: &Path, run_dir: &Path) -> Resu
                     ));
                 }
             }
-            cmd.args(["-accel", "tcg", "-cpu", "max"])
-                .args(common)
-                .arg("-kernel")
-                .arg(&u.xen)
-                .arg("-append")
-                .arg(xen_args(arch))
-                .arg("-initrd")
-                .arg(format!(
-                    "{} {},{}",
-                    u.vmlinuz.display(),
-                    dom0_args(arch),
-                    initrd.display()
-                ));
+            let mut m = Machine::new(arch.qemu(), "pc", "tcg");
+            m.cpu = Some("max".to_string());
+            m.append = Some(xen_args(arch));
+            m.initrd = Some(format!(
+                "{} {},{}",
+                u.vmlinuz.display(),
+                dom0_args(arch),
+                initrd.display()
+            ));
+            m
         }
-        Arch::Aarch64 => {
-            let kernel_bytes = fs::metadata(&u.vmlinuz)
-                .context(|| format!("cannot read {}", u.vmlinuz.display()))?
-                .len();
-            let initrd_bytes = fs::metadata(initrd)
-                .context(|| format!("cannot read {}", initrd.display()))?
-                .len();
-            if ARM_KERNEL_ADDR + kernel_bytes > ARM_INITRD_ADDR {
-                return fail(format!(
-                    "{} ({kernel_bytes} bytes) does not fit below the initramfs at \
-                     {ARM_INITRD_ADDR:#x}",
-                    u.vmlinuz.display()
-                ));
-            }
-            let dtb = arm_devicetree(run_dir, kernel_bytes, initrd_bytes)?;
-            cmd.args(["-M", ARM_MACHINE, "-cpu", ARM_CPU])
-                .args(common)
-                .arg("-dtb")
-                .arg(&dtb)
-                .arg("-kernel")
-                .arg(&u.xen)
-                .arg("-device")
-                .arg(format!(
-                    "loader,file={},addr={ARM_KERNEL_ADDR:#x}",
-                    u.vmlinuz.display()
-                ))
-                .arg("-device")
-                .arg(format!(
-                    "loader,file={},addr={ARM_INITRD_ADDR:#x}",
-                    initrd.display()
-                ));
-        }
+        Arch::Aarch64 => arm_machine(u, initrd, run_dir)?,
+    };
+    m.mem = Some(HOST_MEM_MIB.to_string());
+    m.smp = Some(2);
+    m.serial = Some("stdio".to_string());
+    m.monitor = Some("none".to_string());
+    m.kernel = Some(u.xen.clone());
+    Ok(m)
+}
+
+/// The aarch64 machine's own settings: `-M`, `-cpu`, the devicetree and the two loaders.
+fn arm_machine(u: &Unpacked, initrd: &Path, run_dir: &Path) -> Result<Machine> {
+    let kernel_bytes = fs::metadata(&u.vmlinuz)
+        .context(|| format!("cannot read {}", u.vmlinuz.display()))?
+        .len();
+    let initrd_bytes = fs::metadata(initrd)
+        .context(|| format!("cannot read {}", initrd.display()))?
+        .len();
+    if ARM_KERNEL_ADDR + kernel_bytes > ARM_INITRD_ADDR {
+        return fail(format!(
+            "{} ({kernel_bytes} bytes) does not fit below the initramfs at {ARM_INITRD_ADDR:#x}",
+            u.vmlinuz.display()
+        ));
     }
-    Ok(cmd)
+    let mut m = Machine::new(Arch::Aarch64.qemu(), ARM_MACHINE, "tcg");
+    m.cpu = Some(ARM_CPU.to_string());
+    m.dtb = Some(arm_devicetree(run_dir, kernel_bytes, initrd_bytes)?);
+    m.devices = vec![
+        format!(
+            "loader,file={},addr={ARM_KERNEL_ADDR:#x}",
+            u.vmlinuz.display()
+        ),
+        format!("loader,file={},addr={ARM_INITRD_ADDR:#x}", initrd.display()),
+    ];
+    Ok(m)
 }
 
 /// QEMU's devicetree of the machine with [`arm_chosen`] merged in (with `dtc`).
 fn arm_devicetree(run_dir: &Path, kernel_bytes: u64, initrd_bytes: u64) -> Result<PathBuf> {
     let base = run_dir.join("virt.dtb");
-    let mut dump = Command::new(Arch::Aarch64.qemu());
-    dump.args([
-        "-M",
-        &format!("{ARM_MACHINE},dumpdtb={}", base.display()),
-        "-cpu",
-        ARM_CPU,
-        "-m",
-        &HOST_MEM_MIB.to_string(),
-        "-smp",
-        "2",
-        "-nodefaults",
-        "-display",
-        "none",
-    ]);
-    capture(&mut dump)?;
+    let mut dump = Machine::new(
+        Arch::Aarch64.qemu(),
+        format!("{ARM_MACHINE},dumpdtb={}", base.display()),
+        "tcg",
+    );
+    dump.cpu = Some(ARM_CPU.to_string());
+    dump.mem = Some(HOST_MEM_MIB.to_string());
+    dump.smp = Some(2);
+    capture(&mut dump.command())?;
     let dts = capture(
         Command::new("dtc")
             .args(["-q", "-I", "dtb", "-O", "dts"])
@@ -1699,6 +1250,46 @@ fn run_qemu(mut cmd: Command, timeout: Duration, echo: bool) -> Result<QemuRun> 
 /// package, tool or file); a run that went wrong (timeout, panic, failed checks) is an
 /// outcome, described by its fields.
 pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
+    check(spec)?;
+    let arch = spec.arch;
+    let u = ensure_packages(arch)?;
+    let base = base_initramfs(arch, &u)?;
+    let run_dir = dir(arch).join("run");
+    mkdir(&run_dir)?;
+    let domu = domu(spec, arch, &u)?;
+    let (per_run, cfg) = run_initramfs(spec, &domu)?;
+    let mut initrd_bytes = read(&base)?;
+    initrd_bytes.extend(per_run);
+    let initrd = run_dir.join("initrd.cpio");
+    // The run directory is shared by every run of this architecture: hold the run lock before
+    // writing into it, or a second run could boot the first one's domU image.
+    let _lock = RunLock::take(Duration::from_secs(60))?;
+    fs::write(&initrd, &initrd_bytes).context(|| format!("cannot write {}", initrd.display()))?;
+    println!(
+        "xen-dom0: {}: Xen 4.17 + dom0 {} + domU {} ({}){}",
+        arch.name(),
+        u.vmlinuz
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        domu.kernel.display(),
+        domu.cmdline,
+        if spec.with_vif { ", vif" } else { "" }
+    );
+    if spec.echo {
+        print!("xen-dom0: /etc/xen/domu.cfg:\n{cfg}");
+    }
+    let machine = qemu_machine(arch, &u, &initrd, &run_dir)?;
+    let q = run_qemu(machine.command(), spec.timeout, spec.echo)?;
+    let mut o = parse_serial(&q.lines);
+    o.qemu_end = q.end;
+    o.stderr = q.stderr;
+    o.elapsed = q.elapsed;
+    Ok(o)
+}
+
+/// Refuses a spec no run can satisfy, and a missing QEMU.
+fn check(spec: &Dom0Spec) -> Result<()> {
     if spec.timeout > MAX_TIMEOUT {
         return usage(format!(
             "a xen-dom0 run may take at most {} s",
@@ -1719,19 +1310,28 @@ pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
             }
         ));
     }
-    let u = ensure_packages(arch)?;
-    let base = base_initramfs(arch, &u)?;
-    let run_dir = dir(arch).join("run");
-    mkdir(&run_dir)?;
+    Ok(())
+}
 
-    // The domU.
-    let (kernel, ramdisk, ready, cmdline) = match &spec.kernel {
-        DomUKernel::Image { path, ramdisk } => (
-            path.clone(),
-            ramdisk.clone(),
-            spec.ready.clone(),
-            spec.cmdline.clone(),
-        ),
+/// The domU of a run: its kernel, ramdisk, ready line and command line.
+#[derive(Debug, Clone)]
+struct DomU {
+    kernel: PathBuf,
+    ramdisk: Option<PathBuf>,
+    ready: Option<String>,
+    cmdline: String,
+}
+
+/// The domU `spec` names; Debian's Linux gets its initramfs built and a command line with
+/// its address.
+fn domu(spec: &Dom0Spec, arch: Arch, u: &Unpacked) -> Result<DomU> {
+    Ok(match &spec.kernel {
+        DomUKernel::Image { path, ramdisk } => DomU {
+            kernel: path.clone(),
+            ramdisk: ramdisk.clone(),
+            ready: spec.ready.clone(),
+            cmdline: spec.cmdline.clone(),
+        },
         DomUKernel::DebianLinux => {
             let mut cmdline = String::from("console=hvc0 loglevel=4 rhea.linger=8");
             if !spec.cmdline.contains("rhea.net.ip=") {
@@ -1741,63 +1341,36 @@ pub(crate) fn run(spec: &Dom0Spec) -> Result<Dom0Outcome> {
                 cmdline.push(' ');
                 cmdline.push_str(&spec.cmdline);
             }
-            (
-                u.vmlinuz.clone(),
-                Some(linux_domu_initramfs(arch, &u)?),
-                Some(
+            DomU {
+                kernel: u.vmlinuz.clone(),
+                ramdisk: Some(linux_domu_initramfs(arch, u)?),
+                ready: Some(
                     spec.ready
                         .clone()
                         .unwrap_or_else(|| LINUX_READY.to_string()),
                 ),
                 cmdline,
-            )
+            }
         }
-    };
-    let mut run_spec = spec.clone();
-    run_spec.cmdline = cmdline.clone();
-    let mut files = Files::default();
-    files
-        .files
-        .insert("boot/domu-kernel".into(), kernel.clone());
-    if let Some(r) = &ramdisk {
-        files.files.insert("boot/domu-ramdisk".into(), r.clone());
-    }
-    let cfg = xl_config(&run_spec, ramdisk.is_some(), &cmdline);
-    let conf = run_conf(&run_spec, ready.as_deref());
-    let texts: [(&str, u32, &[u8]); 2] = [
-        ("etc/xen/domu.cfg", 0o644, cfg.as_bytes()),
-        ("etc/rhea-dom0.conf", 0o644, conf.as_bytes()),
-    ];
-    let per_run = write_cpio(&files, &["boot", "etc", "etc/xen"], &texts)?;
-    let mut initrd_bytes = read(&base)?;
-    initrd_bytes.extend(per_run);
-    let initrd = run_dir.join("initrd.cpio");
-    // The run directory is shared by every run of this architecture: hold the run lock before
-    // writing into it, or a second run could boot the first one's domU image.
-    let _lock = RunLock::take(Duration::from_secs(60))?;
-    fs::write(&initrd, &initrd_bytes).context(|| format!("cannot write {}", initrd.display()))?;
-    println!(
-        "xen-dom0: {}: Xen 4.17 + dom0 {} + domU {} ({}){}",
-        arch.name(),
-        u.vmlinuz
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        kernel.display(),
-        cmdline,
-        if spec.with_vif { ", vif" } else { "" }
-    );
-    if spec.echo {
-        print!("xen-dom0: /etc/xen/domu.cfg:\n{cfg}");
-    }
+    })
+}
 
-    let cmd = qemu_command(arch, &u, &initrd, &run_dir)?;
-    let q = run_qemu(cmd, spec.timeout, spec.echo)?;
-    let mut o = parse_serial(&q.lines);
-    o.qemu_end = q.end;
-    o.stderr = q.stderr;
-    o.elapsed = q.elapsed;
-    Ok(o)
+/// The per-run cpio appended to the base initramfs (the domU's kernel and ramdisk, its `xl`
+/// configuration, the run's settings), and that configuration.
+fn run_initramfs(spec: &Dom0Spec, domu: &DomU) -> Result<(Vec<u8>, String)> {
+    let mut run_spec = spec.clone();
+    run_spec.cmdline = domu.cmdline.clone();
+    let mut tree = Tree::default();
+    tree.files
+        .insert("boot/domu-kernel".into(), domu.kernel.clone());
+    if let Some(r) = &domu.ramdisk {
+        tree.files.insert("boot/domu-ramdisk".into(), r.clone());
+    }
+    let cfg = xl_config(&run_spec, domu.ramdisk.is_some(), &domu.cmdline);
+    let conf = run_conf(&run_spec, domu.ready.as_deref());
+    tree.text("etc/xen/domu.cfg", 0o644, cfg.as_bytes());
+    tree.text("etc/rhea-dom0.conf", 0o644, conf.as_bytes());
+    Ok((tree.cpio()?, cfg))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1995,26 +1568,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_debs() {
-        assert!(is_kernel_deb(
-            "linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb",
-            "amd64"
-        ));
-        assert!(!is_kernel_deb(
-            "linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb",
-            "amd64"
-        ));
-        assert!(!is_kernel_deb(
-            "linux-image-amd64_6.1.192-2_amd64.deb",
-            "amd64"
-        ));
-        assert!(is_kernel_deb(
-            "linux-image-6.1.0-56-arm64_6.1.192-2_arm64.deb",
-            "arm64"
-        ));
+    fn x86_qemu_machine() {
+        let u = Unpacked {
+            root: "/r".into(),
+            xen: "/c/xen.elf".into(),
+            vmlinuz: "/r/boot/vmlinuz-6.1.0-56-amd64".into(),
+            modules: "/r/lib/modules/6.1.0-56-amd64".into(),
+        };
+        let initrd = Path::new("/c/run/initrd.cpio");
+        let m = qemu_machine(Arch::X86_64, &u, initrd, Path::new("/c/run")).unwrap();
+        assert_eq!(m.binary, "qemu-system-x86_64");
+        let args = m.args();
         assert_eq!(
-            depends_target("linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n").as_deref(),
-            Some("linux-image-6.1.0-56-amd64")
+            args[..args.len() - 1].join(" "),
+            "-M pc -accel tcg -cpu max -nodefaults -no-user-config -no-reboot -display none \
+             -m 2048 -smp 2 -serial stdio -monitor none -kernel /c/xen.elf \
+             -initrd /r/boot/vmlinuz-6.1.0-56-amd64 console=hvc0 earlyprintk=xen loglevel=5,\
+             /c/run/initrd.cpio -append"
+        );
+        assert_eq!(args[args.len() - 1], xen_args(Arch::X86_64));
+        assert!(xen_args(Arch::X86_64).starts_with("console=com1 "));
+        // QEMU's multiboot module list cannot hold a path with a comma.
+        let comma = Path::new("/c/run,1/initrd.cpio");
+        assert!(qemu_machine(Arch::X86_64, &u, comma, Path::new("/c")).is_err());
+    }
+
+    #[test]
+    fn ldd_lines() {
+        let t = "x86_64-linux-gnu";
+        assert_eq!(ldd_line("linux-vdso.so.1 (0x00007ffd)", t), None);
+        assert_eq!(
+            ldd_line(
+                "libyajl.so.2 => /r/usr/lib/x86_64-linux-gnu/libyajl.so.2.1.0 (0x7f)",
+                t
+            ),
+            Some((
+                "lib/x86_64-linux-gnu/libyajl.so.2".to_string(),
+                PathBuf::from("/r/usr/lib/x86_64-linux-gnu/libyajl.so.2.1.0")
+            ))
+        );
+        assert_eq!(
+            ldd_line("/lib64/ld-linux-x86-64.so.2 (0x7f)", t),
+            Some((
+                "lib64/ld-linux-x86-64.so.2".to_string(),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ))
         );
     }
 
