@@ -1,6 +1,6 @@
 #!/bin/busybox sh
 # /init of the Linux guest baseline of `cargo xtask bench linux-sched`
-# (xtask/src/linux_guest.rs packs it into the initramfs next to busybox, cyclictest and
+# (xtask/src/bench/linux_guest.rs packs it into the initramfs next to busybox, cyclictest and
 # pingpong). It runs the scheduler measurements, prints them as machine-parseable lines on
 # the console (ttyS0) and powers off:
 #

@@ -13,7 +13,7 @@
 //! Corpus: the committed seeds in `fuzz/corpus/<target>/` (small, minimized) are read; what the
 //! fuzzer finds is kept in `target/fuzz/corpus/<target>/`, so later runs start from it without
 //! growing the repository. `cargo xtask test` runs every target for [`TEST_SECONDS`] as the
-//! items `host/fuzz/<target>` (see `test.rs`).
+//! items `host/fuzz/<target>` (see `test/mod.rs`).
 //!
 //! ## Toolchain: why `RUSTC_BOOTSTRAP=1`
 //!

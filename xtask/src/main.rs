@@ -11,33 +11,18 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
 #![forbid(unsafe_code)]
 
-mod abuse;
-mod apps;
 mod bench;
-mod bench_arm;
-mod bench_net;
-mod bench_queue;
-mod bench_rtos;
-mod bench_smp;
-mod bench_xen;
-mod boards;
+mod build;
 mod cli;
-mod cmdline_test;
-mod firmware;
 mod fuzz;
 mod guest;
-mod host_baseline;
-mod image;
-mod layers;
 mod lint;
-mod linux_guest;
-mod net_test;
 mod qemu;
-mod setup;
-mod symtab;
 mod test;
 mod xen;
-mod xen_dom0;
+
+// The catalog (apps, boards) and the build steps every stage uses, by their short names.
+use build::{apps, boards, firmware, image, setup, symtab};
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -200,7 +185,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
-        Cmd::XenDom0(args) => xen_dom0::command(&args),
+        Cmd::XenDom0(args) => xen::dom0::command(&args),
         Cmd::Fuzz(None) => {
             print!("{}", cli::FUZZ_USAGE);
             Ok(())

@@ -4,8 +4,8 @@
 //!
 //! A command line is always made from a [`Machine`]: every setting of one QEMU virtual
 //! machine, which [`Machine::args`] alone turns into arguments. [`machine`] makes the machine
-//! of a board's run ([`Spec`]; the Xen boards' come from `xen.rs`), [`linux_machine`] that of
-//! the Linux baseline guest; `xen_dom0.rs` and `bench_net.rs` build theirs the same way.
+//! of a board's run ([`Spec`]; the Xen boards' come from `xen/mod.rs`), [`linux_machine`] that of
+//! the Linux baseline guest; `xen/dom0.rs` and `bench/net.rs` build theirs the same way.
 //!
 //! A captured run may feed the guest's serial input: QEMU's stdin is the guest's serial port
 //! (`-serial stdio`), and [`StdinFeed`] writes a text to it at once or once a console line

@@ -7,7 +7,7 @@
 //! board's linker script places after `.data`, so embedding it moves no function. xtask checks
 //! the fixed point.
 //!
-//! Format (little-endian), written by `xtask/src/symtab.rs`:
+//! Format (little-endian), written by `xtask/src/build/symtab.rs`:
 //! ```text
 //! "RSY2" | count: u32 | base: u64 | names_len: u32 | tokens: u32
 //!        | count × { start: u32, extent: u32 } sorted by start; start is relative to base,

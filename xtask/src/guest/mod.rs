@@ -1,6 +1,6 @@
 //! Debian-based guests and their initramfs images, built the same way for every user: the
 //! Linux baseline guest of the benchmarks (`linux_guest.rs`), Xen's Linux dom0 and its Linux
-//! domU (`xen_dom0.rs`) and the Xen hypervisors of the Xen boards (`xen.rs`).
+//! domU (`xen_dom0.rs`) and the Xen hypervisors of the Xen boards (`xen/mod.rs`).
 //!
 //! * [`debian`]: one cache of `.deb` files per Debian architecture,
 //!   `target/debian/<arch>/debs/` (`amd64` through the host's `apt-get download`, `arm64`

@@ -22,7 +22,7 @@
 //! nobody answers ARP for (10.77.N.150–213) and frames from them are written straight onto
 //! the wire (`AF_PACKET`). Timing is judged only with wide margins, stated where used.
 
-use crate::net_test::{self, Wire};
+use crate::test::net::{self, Wire};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -91,13 +91,13 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4, timeout: Duration) -> std::io:
 
 /// HTTP, TCP echo, UDP echo and ping, each once (from the host's own address).
 fn services(g: Ipv4Addr) -> Result<(), String> {
-    match net_test::get(g, "/status.json")? {
+    match net::get(g, "/status.json")? {
         (200, _) => {}
         (code, _) => return Err(format!("/status.json answered {code}")),
     }
-    net_test::tcp_echo(g, 64 << 10).map_err(|e| format!("tcp echo: {e}"))?;
-    net_test::udp_echoes(g, 20).map_err(|e| format!("udp echo: {e}"))?;
-    net_test::ping(g).map_err(|e| format!("ping: {e}"))?;
+    net::tcp_echo(g, 64 << 10).map_err(|e| format!("tcp echo: {e}"))?;
+    net::udp_echoes(g, 20).map_err(|e| format!("udp echo: {e}"))?;
+    net::ping(g).map_err(|e| format!("ping: {e}"))?;
     Ok(())
 }
 
@@ -127,9 +127,9 @@ struct Usage {
 }
 
 fn usage(g: Ipv4Addr) -> Result<(Usage, String), String> {
-    let j = net_test::status(g)?;
+    let j = net::status(g)?;
     let n = |after: &str, key: &str| {
-        net_test::json_number(&j, after, key)
+        net::json_number(&j, after, key)
             .ok_or_else(|| format!("/status.json lacks {after}.{key}: {j}"))
     };
     Ok((
@@ -202,7 +202,7 @@ pub(crate) fn run(wire: &Wire) -> Result<Report, String> {
     // Warm up (the tables every later step uses grow to their working size), then measure.
     services(g)?;
     let (base, json) = usage(g)?;
-    let budget = net_test::json_number(&json, "\"sockets\"", "budget").unwrap_or(0);
+    let budget = net::json_number(&json, "\"sockets\"", "budget").unwrap_or(0);
     r.say(format!(
         "baseline: heap {} KiB in use, {} sockets holding {} KiB of a {} KiB budget",
         base.heap_used >> 10,
@@ -226,7 +226,7 @@ pub(crate) fn run(wire: &Wire) -> Result<Report, String> {
 }
 
 fn counter(json: &str, key: &str) -> u64 {
-    net_test::json_number(json, "\"sockets\"", key).unwrap_or(0)
+    net::json_number(json, "\"sockets\"", key).unwrap_or(0)
 }
 
 fn idle_burst(wire: &Wire, r: &mut Report) -> Result<(), String> {
@@ -268,7 +268,7 @@ fn idle_burst(wire: &Wire, r: &mut Report) -> Result<(), String> {
     })
     .map_err(|e| format!("during an idle burst of 300 connections: {e}"))?;
     let (held, (peak, during)) = burst;
-    let active = |after: &str, key: &str| net_test::json_number(&during, after, key).unwrap_or(0);
+    let active = |after: &str, key: &str| net::json_number(&during, after, key).unwrap_or(0);
     r.say(format!(
         "idle burst held: {} echo and {} HTTP connections live, {} sockets holding {} KiB of socket budget, heap {} KiB in use",
         active("\"echo\"", "tcp_active"),
@@ -330,7 +330,7 @@ fn slowloris(wire: &Wire, r: &mut Report) -> Result<(), String> {
         let start = Instant::now();
         let mut served = 0u32;
         while start.elapsed() < Duration::from_secs(secs - 2) {
-            if matches!(net_test::get(g, "/status.json"), Ok((200, _))) {
+            if matches!(net::get(g, "/status.json"), Ok((200, _))) {
                 served += 1;
             }
         }
@@ -343,8 +343,8 @@ fn slowloris(wire: &Wire, r: &mut Report) -> Result<(), String> {
         .filter(|a| a.starts_with("HTTP/1.1 408"))
         .count();
     let (_, after) = usage(g)?;
-    let timeouts = net_test::json_number(&after, "\"http\"", "timeouts").unwrap_or(0)
-        - net_test::json_number(&before, "\"http\"", "timeouts").unwrap_or(0);
+    let timeouts = net::json_number(&after, "\"http\"", "timeouts").unwrap_or(0)
+        - net::json_number(&before, "\"http\"", "timeouts").unwrap_or(0);
     r.say(format!(
         "slowloris: 16 slow clients for {secs} s; {served} GETs served meanwhile to another client; {timeouts_408} slow clients answered 408 (appliance counted {timeouts} timeouts)"
     ));
@@ -390,14 +390,14 @@ fn ipv4_frame(
     ];
     ip.extend_from_slice(&src.octets());
     ip.extend_from_slice(&wire.guest.octets());
-    let c = net_test::checksum(&ip);
+    let c = net::checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     let mut pseudo = Vec::new();
     pseudo.extend_from_slice(&src.octets());
     pseudo.extend_from_slice(&wire.guest.octets());
     pseudo.extend_from_slice(&[0, proto, (payload.len() >> 8) as u8, payload.len() as u8]);
     pseudo.extend_from_slice(&payload);
-    let c = net_test::checksum(&pseudo);
+    let c = net::checksum(&pseudo);
     payload[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     let mut f = Vec::new();
     f.extend_from_slice(&guest_mac);
@@ -432,7 +432,7 @@ fn udp_datagram(wire: &Wire, guest_mac: [u8; 6], mac: [u8; 6], src: Ipv4Addr) ->
 
 /// Writes `frames` onto the tap (as if from other hosts on the wire).
 fn inject(wire: &Wire, frames: &[Vec<u8>]) -> Result<(), String> {
-    net_test::inject(wire, frames, Duration::ZERO).map(drop)
+    net::inject(wire, frames, Duration::ZERO).map(drop)
 }
 
 /// Time until a connection to `port` succeeds (retrying every 50 ms), at most `limit`.
@@ -464,7 +464,7 @@ fn time_to_connect(g: Ipv4Addr, port: u16, limit: Duration) -> Option<Duration> 
 
 fn spoofed_syns(wire: &Wire, r: &mut Report) -> Result<(), String> {
     let g = wire.guest;
-    let mac = net_test::guest_mac(wire)?;
+    let mac = net::guest_mac(wire)?;
     let (_, before) = usage(g)?;
     for port in [7u16, 8080] {
         let frames: Vec<Vec<u8>> = (0..64u8).map(|i| syn(wire, mac, i, port)).collect();
@@ -492,7 +492,7 @@ fn spoofed_syns(wire: &Wire, r: &mut Report) -> Result<(), String> {
 
 fn unreachable_udp(wire: &Wire, r: &mut Report) -> Result<(), String> {
     let g = wire.guest;
-    let mac = net_test::guest_mac(wire)?;
+    let mac = net::guest_mac(wire)?;
     let (_, before) = usage(g)?;
     // Absent on-link sources (no ARP answer) and off-link ones (no gateway: no route).
     let mut frames: Vec<Vec<u8>> = (0..20u8)
@@ -508,7 +508,7 @@ fn unreachable_udp(wire: &Wire, r: &mut Report) -> Result<(), String> {
     }
     inject(wire, &frames)?;
     let start = Instant::now();
-    let (n, retries) = net_test::udp_echoes(g, 30)?;
+    let (n, retries) = net::udp_echoes(g, 30)?;
     // And while more arrive: one new absent source every 10 echoes.
     let mut more = 0;
     let mut retries2 = 0;
@@ -523,7 +523,7 @@ fn unreachable_udp(wire: &Wire, r: &mut Report) -> Result<(), String> {
             )],
         )?;
         more += 1;
-        let (_, rt) = net_test::udp_echoes(g, 10)?;
+        let (_, rt) = net::udp_echoes(g, 10)?;
         retries2 += rt;
     }
     let (_, after) = usage(g)?;
@@ -629,7 +629,7 @@ fn churn(wire: &Wire, r: &mut Report) -> Result<(), String> {
                                 if i % 3 == 0 {
                                     drop(s);
                                 } else {
-                                    let _ = net_test::close_with_reset(s);
+                                    let _ = net::close_with_reset(s);
                                 }
                                 ok += 1;
                             }

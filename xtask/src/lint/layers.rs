@@ -64,7 +64,7 @@ pub(crate) fn layer_of(dir: &str) -> Result<Option<(u8, &'static str)>, String> 
         .max_by_key(|(prefix, _, _)| prefix.len())
         .map(|&(_, layer, name)| Some((layer, name)))
         .ok_or_else(|| {
-            format!("crate folder {dir} is in no layer of the table (xtask/src/layers.rs)")
+            format!("crate folder {dir} is in no layer of the table (xtask/src/lint/layers.rs)")
         })
 }
 

@@ -4,7 +4,7 @@
 //! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
 //! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
 //! appliance's QEMU machine (`qemu::nic`) on a tap this bench creates instead of user
-//! networking (`qemu::Backend::Tap`, `net_test::Wire`, host 10.77.20.1, guest 10.77.20.2;
+//! networking (`qemu::Backend::Tap`, `net::Wire`, host 10.77.20.1, guest 10.77.20.2;
 //! root needed) — the Linux guest gets the same NIC. In `--rounds` rounds
 //! (default [`DEFAULT_ROUNDS`]), each booting both one after the other, Rhea first in odd
 //! rounds and Linux first in even ones, so drift of the host between the two measurements
@@ -36,8 +36,8 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net_test::{Guest, Wire};
 use crate::qemu::{self, QemuEnd, Verdict};
+use crate::test::net::{Guest, Wire};
 use crate::{Options, Result, Workspace, apps, bench, boards, fail, image, setup, usage};
 
 const BOARD: &str = "qemu-x86_64";
@@ -345,8 +345,8 @@ fn measure(guest: Ipv4Addr, loops: u32, who: &str) -> Result<Figures, String> {
 /// frames, polls, interrupts, kicks, context switches (of cpu0); `None` if the status page
 /// does not answer.
 fn rhea_counters(guest: Ipv4Addr) -> Option<[u64; 8]> {
-    let j = crate::net_test::status(guest).ok()?;
-    let n = |after: &str, key: &str| crate::net_test::json_number(&j, after, key);
+    let j = crate::test::net::status(guest).ok()?;
+    let n = |after: &str, key: &str| crate::test::net::json_number(&j, after, key);
     Some([
         n("", "uptime_ms")?,
         n("\"cpus\"", "idle_ms")?,
@@ -505,7 +505,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     };
     let (mut rhea, nic) = on_tap(&spec, qemu.qboot.as_deref(), &wire.tap)?;
     rhea.binary = qemu.binary.clone();
-    let linux = crate::linux_guest::net_guest(
+    let linux = bench::linux_guest::net_guest(
         ws,
         &qemu,
         machine,
@@ -546,7 +546,7 @@ fn check_options(opts: &Options) -> Result<(u32, u32)> {
     if opts.machine.as_deref().is_some_and(|m| m != MACHINE) {
         return usage(format!("`bench net` runs on machine {MACHINE}"));
     }
-    if !crate::net_test::is_root() {
+    if !crate::test::net::is_root() {
         return fail(
             "`bench net` needs root: it creates a tap interface (ip tuntap) for the guests' \
              NIC; run it as root (e.g. sudo -E cargo xtask bench net)",
@@ -565,7 +565,7 @@ struct Conditions<'a> {
     qemu: &'a qemu::Qemu,
     decision: &'a qemu::AccelDecision,
     machine: &'a str,
-    linux: &'a crate::linux_guest::NetGuest,
+    linux: &'a bench::linux_guest::NetGuest,
     nic: &'a qemu::Nic,
     wire: &'a Wire,
     rhea_cmdline: &'a str,
@@ -642,7 +642,7 @@ fn run_rounds(
     let run_rhea = |round: u32| {
         println!("== round {round}/{rounds}: Rhea (appliance)");
         run_guest("Rhea", rhea.command(), RHEA_READY, wire, loops, || {
-            crate::net_test::quit(guest_ip)
+            crate::test::net::quit(guest_ip)
         })
     };
     let run_linux = |round: u32| {
@@ -650,12 +650,12 @@ fn run_rounds(
         run_guest(
             "Linux",
             linux.command(),
-            crate::linux_guest::NET_READY,
+            bench::linux_guest::NET_READY,
             wire,
             loops,
             || {
                 let s = udp_socket(guest_ip, UDP_TIMEOUT)?;
-                s.send(crate::linux_guest::NET_QUIT)
+                s.send(bench::linux_guest::NET_QUIT)
                     .map(|_| ())
                     .map_err(|e| format!("udp send: {e}"))
             },

@@ -19,9 +19,10 @@
 
 use std::time::Duration;
 
+use crate::bench::linux_guest;
 use crate::bench::{CYCLIC_RUNS, RheaSched, parse_sched_console, sched_cmdline, sched_timeout};
 use crate::qemu::{self, Accel, Verdict};
-use crate::{Options, Result, Workspace, apps, boards, fail, image, linux_guest, setup};
+use crate::{Options, Result, Workspace, apps, boards, fail, image, setup};
 
 /// QEMU's deterministic-clock options (see the module documentation).
 const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];

@@ -49,6 +49,8 @@
 //! power-off, "Hardware Dom0 crashed" for a crash) and halts: that line is the confirmation,
 //! after which xtask stops QEMU.
 
+pub(crate) mod dom0;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -199,7 +201,7 @@ fn ensure_dtc() -> Result<()> {
     if works() {
         return Ok(());
     }
-    let root = crate::net_test::is_root();
+    let root = crate::test::net::is_root();
     if root {
         let mut install = Command::new("apt-get");
         install.args(["install", "-y", "device-tree-compiler"]);

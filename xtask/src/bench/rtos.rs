@@ -75,10 +75,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::bench::linux_guest;
 use crate::qemu::{self, Accel, AccelChoice, Captured, Verdict};
 use crate::{
     Context, Error, Options, Result, Workspace, apps, bench, boards, capture, describe, fail,
-    image, linux_guest, setup, usage,
+    image, setup, usage,
 };
 
 /// The board of this step.

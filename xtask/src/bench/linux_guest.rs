@@ -68,7 +68,7 @@ pub(crate) const HIST_US: u32 = 20_000;
 /// The cyclictest periods `init.sh` runs, µs (each idle and with the hog).
 const PERIODS_US: [u32; 2] = [200, 1000];
 /// The guest's `/init`.
-const INIT_SCRIPT: &str = include_str!("../guest/init.sh");
+const INIT_SCRIPT: &str = include_str!("../../guest/init.sh");
 /// The ping-pong program, relative to the workspace root.
 const PINGPONG_SRC: &str = "xtask/guest/pingpong.c";
 /// The cross-CPU wake-up program (`bench smp`), relative to the workspace root.

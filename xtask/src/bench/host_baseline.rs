@@ -50,8 +50,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bench::linux_guest::{self, CyclicResult};
 use crate::bench::{self, Baseline, Platform, SCHED_APP};
-use crate::linux_guest::{self, CyclicResult};
 use crate::qemu::{self, Captured, Verdict};
 use crate::{
     Options, Result, Workspace, apps, boards, capture, describe, fail, image, setup, usage,

@@ -21,7 +21,7 @@
 //!   aarch64 through the private arm64 apt state of `firmware.rs`, which also brings the C
 //!   libraries the arm64 binaries need. A package already in the cache is not fetched again.
 //!   They are unpacked into one tree, `root/` (from the kernel only `/boot/vmlinuz-*`, the
-//!   Xen and Xen-network modules and `modules.builtin`). Xen itself is `xen.rs`'s
+//!   Xen and Xen-network modules and `modules.builtin`). Xen itself is `xen/mod.rs`'s
 //!   ([`crate::xen::hypervisor`]), the one the Xen boards boot.
 //! * **The dom0 initramfs** ([`base_initramfs`]): a newc cpio (`guest::cpio`, uncompressed)
 //!   with busybox, `xl`, `xenstored`, `xenconsoled`, `xen-init-dom0`, `xenconsole`,
@@ -87,11 +87,11 @@ use crate::qemu::{Machine, QemuEnd};
 use crate::{Context, Error, Result, capture, describe, fail, usage};
 
 /// dom0's `/init`.
-const DOM0_INIT: &str = include_str!("../xen-dom0/dom0-init.sh");
+const DOM0_INIT: &str = include_str!("../../xen-dom0/dom0-init.sh");
 /// The vif hotplug script (`/etc/xen/scripts/vif-rhea`).
-const VIF_SCRIPT: &str = include_str!("../xen-dom0/vif-rhea");
+const VIF_SCRIPT: &str = include_str!("../../xen-dom0/vif-rhea");
 /// `/init` of the Linux domU of `--kernel linux`.
-const LINUX_DOMU_INIT: &str = include_str!("../xen-dom0/linux-domu-init.sh");
+const LINUX_DOMU_INIT: &str = include_str!("../../xen-dom0/linux-domu-init.sh");
 /// The hotplug script's name in `xl`'s `vif = [ 'script=...' ]`.
 const VIF_SCRIPT_NAME: &str = "vif-rhea";
 /// dom0's side of the domU's interface.
@@ -533,7 +533,7 @@ struct Unpacked {
 }
 
 /// Fetches (if missing) and unpacks everything a run of `arch` needs into `root/`; Xen
-/// comes from `xen.rs`, which fetches it for the Xen boards too.
+/// comes from `xen/mod.rs`, which fetches it for the Xen boards too.
 fn ensure_packages(arch: Arch) -> Result<Unpacked> {
     let root = dir(arch).join("root");
     mkdir(&root)?;

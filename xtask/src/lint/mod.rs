@@ -12,6 +12,8 @@
 //!
 //! Every step runs even if an earlier one failed; the exit code is non-zero if any failed.
 
+pub(crate) mod layers;
+
 use crate::boards::{self, Board};
 use crate::{Error, Options, Result, Workspace, apps, describe, fail, image, run_checked, setup};
 
@@ -40,7 +42,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         failed.push(format!("fuzz targets: {e}"));
     }
 
-    println!("lint: layers: cargo metadata --no-deps, checked against xtask/src/layers.rs");
+    println!("lint: layers: cargo metadata --no-deps, checked against xtask/src/lint/layers.rs");
     match layer_findings(ws) {
         Ok(found) if found.is_empty() => {}
         Ok(found) => {
@@ -103,5 +105,5 @@ fn layer_findings(ws: &Workspace) -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    crate::layers::check(&ws.root, &String::from_utf8_lossy(&out.stdout)).map_err(Error::Failed)
+    layers::check(&ws.root, &String::from_utf8_lossy(&out.stdout)).map_err(Error::Failed)
 }

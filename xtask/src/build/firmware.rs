@@ -8,7 +8,7 @@
 //! lists) is left alone. Only the devicetree is kept, in `target/firmware/`.
 //!
 //! The same private apt state serves other arm64 packages ([`download_arm64_deb`]: Xen for
-//! board xen-arm64, see `xen.rs`).
+//! board xen-arm64, see `xen/mod.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};

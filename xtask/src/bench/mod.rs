@@ -43,15 +43,21 @@
 //! bench-sched runs as a host process and `cyclictest` and the ping-pong run natively on the
 //! same host, in the same run (`host_baseline.rs`).
 
+pub(crate) mod arm;
+pub(crate) mod host_baseline;
+pub(crate) mod linux_guest;
+pub(crate) mod net;
+pub(crate) mod queue;
+pub(crate) mod rtos;
+pub(crate) mod smp;
+pub(crate) mod xen;
+
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::linux_guest::{CyclicResult, LinuxSchedFigures};
+use crate::bench::linux_guest::{CyclicResult, LinuxSchedFigures};
 use crate::qemu::{self, Accel, Verdict};
-use crate::{
-    Error, Options, Result, Workspace, apps, boards, capture, fail, image, linux_guest, setup,
-    usage,
-};
+use crate::{Error, Options, Result, Workspace, apps, boards, capture, fail, image, setup, usage};
 
 /// The available benches, with a description each.
 const BENCHES: &[(&str, &str)] = &[
@@ -138,21 +144,21 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
             usage("--board applies to `bench sched` only")
         }
         Some("boot") => boot(ws, opts),
-        Some("smp") => crate::bench_smp::bench(ws, opts),
-        Some("queue") => crate::bench_queue::bench(ws, opts),
-        Some("net") => crate::bench_net::bench(ws, opts),
-        Some("xen") => crate::bench_xen::bench(ws, opts),
-        Some("rtos") => crate::bench_rtos::bench(ws, opts),
-        Some("sched") if opts.board_name() == crate::host_baseline::BOARD => {
-            crate::host_baseline::bench_sched(ws, opts)
+        Some("smp") => smp::bench(ws, opts),
+        Some("queue") => queue::bench(ws, opts),
+        Some("net") => net::bench(ws, opts),
+        Some("xen") => xen::bench(ws, opts),
+        Some("rtos") => rtos::bench(ws, opts),
+        Some("sched") if opts.board_name() == host_baseline::BOARD => {
+            host_baseline::bench_sched(ws, opts)
         }
         Some("sched") if opts.board_name() == BOARD => sched(ws, opts),
         Some("sched") if boards::find(opts.board_name()).is_ok_and(|b| b.arch() == "aarch64") => {
-            crate::bench_arm::sched(ws, opts)
+            arm::sched(ws, opts)
         }
         Some("sched") => usage(format!(
             "`bench sched` runs on boards {BOARD}, {}, qemu-aarch64 and rpi4, not {}",
-            crate::host_baseline::BOARD,
+            host_baseline::BOARD,
             opts.board_name()
         )),
         Some("linux-sched") if opts.append.is_some() => {

@@ -25,6 +25,10 @@
 //! One line per case (`PASS qemu-x86_64/q35/tcg hello (0.42 s)`), then exactly one summary
 //! line `N passed, N failed`; the exit code is non-zero if anything failed.
 
+pub(crate) mod abuse;
+pub(crate) mod cmdline;
+pub(crate) mod net;
+
 use std::time::{Duration, Instant};
 
 use crate::apps::{self, App, Expect};
@@ -539,17 +543,17 @@ impl TestRun<'_> {
         if !wanted {
             return;
         }
-        let cases: Vec<_> = crate::cmdline_test::cases()
+        let cases: Vec<_> = cmdline::cases()
             .into_iter()
             .filter(|c| self.wanted(&c.name))
             .collect();
         let elf = match cases.is_empty() {
             true => Err(String::new()),
-            false => crate::cmdline_test::prepare(self.ws, self.all_apps),
+            false => cmdline::prepare(self.ws, self.all_apps),
         };
         for case in &cases {
             let result = match &elf {
-                Ok(elf) => crate::cmdline_test::run(elf, case),
+                Ok(elf) => cmdline::run(elf, case),
                 Err(e) => Err((None, format!("build failed: {e}"))),
             };
             match result {
@@ -864,14 +868,14 @@ fn print_tail(lines: &[(Duration, String)], stderr: &str) {
     println!("    ---");
 }
 
-/// The appliance as a domU of Xen with a Linux dom0 (`xen_dom0::run`): it must come up with
+/// The appliance as a domU of Xen with a Linux dom0 (`dom0::run`): it must come up with
 /// its netfront bound and answer dom0's ping, UDP and TCP echo and HTTP checks.
 fn xen_netfront(
     ws: &Workspace,
     all_apps: &[App],
     board_name: &str,
 ) -> std::result::Result<(), String> {
-    use crate::xen_dom0::{self, Arch, Check, Dom0Spec, DomUKernel};
+    use crate::xen::dom0::{self, Arch, Check, Dom0Spec, DomUKernel};
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
@@ -905,7 +909,7 @@ fn xen_netfront(
     spec.checks = vec![Check::Ping, Check::UdpEcho, Check::TcpEcho, Check::Http];
     spec.ready = Some("appliance: ready".to_string());
     spec.end_wait = Duration::from_secs(1);
-    let out = xen_dom0::run(&spec).map_err(|e| e.to_string())?;
+    let out = dom0::run(&spec).map_err(|e| e.to_string())?;
     let console = format!("{}{}", out.console, out.xen_console);
     let mut problems = Vec::new();
     if out.created != Some(true) {
@@ -935,7 +939,7 @@ fn xen_netfront(
     }
     // The appliance never ends by itself: a domU that shut down, rebooted or crashed after its
     // checks passed (seen once: a 2-vCPU x86 domU triple fault) is a failure too.
-    if !matches!(out.domu_end, xen_dom0::DomUEnd::StillRunning { .. }) {
+    if !matches!(out.domu_end, dom0::DomUEnd::StillRunning { .. }) {
         problems.push(format!(
             "the domU did not stay up: {}",
             out.domu_end.describe()
@@ -958,7 +962,7 @@ fn xen_netfront(
     }
 }
 
-/// The appliance on a tap of its own, exercised from the host (`net_test::exercise`, or with
+/// The appliance on a tap of its own, exercised from the host (`net::exercise`, or with
 /// `abuse` the attacks of `abuse::run`), then told to quit; its console must report success
 /// and a clean scheduler checker. LinuxU opens the tap itself; QEMU gets it as the netdev of
 /// the appliance's virtio-net NIC (`-smp 2`).
@@ -975,7 +979,7 @@ fn appliance_net(
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
-    let wire = crate::net_test::Wire::new(wire_number);
+    let wire = net::Wire::new(wire_number);
     wire.create()?;
     let result = serve_on_wire(board, machine, mem, &image, &wire, abuse);
     wire.destroy();
@@ -989,10 +993,10 @@ fn serve_on_wire(
     machine: &str,
     mem: &str,
     image: &image::Image,
-    wire: &crate::net_test::Wire,
+    wire: &net::Wire,
     abuse: bool,
 ) -> std::result::Result<(), String> {
-    use crate::net_test::{self, Guest};
+    use crate::test::net::{self, Guest};
     let args = appliance_args(wire);
     // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
     let (cmd, _unthrottled) = match board.runner {
@@ -1014,18 +1018,18 @@ fn serve_on_wire(
                 Runner::Process => Some(100_000),
             };
             if abuse {
-                crate::abuse::run(wire).map(drop)
+                abuse::run(wire).map(drop)
             } else {
-                net_test::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop)
+                net::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop)
             }
         })
-        .and_then(|_| net_test::quit(wire.guest));
+        .and_then(|_| net::quit(wire.guest));
     let status = guest.finish(Duration::from_secs(30));
     check_appliance_end(board, r, status, &guest.console())?;
     // Settings the appliance must refuse: separate runs of the same image on the tap the
     // appliance has let go of.
     if abuse && board.runner == Runner::Process {
-        for line in crate::abuse::bad_config(&image.elf, wire)? {
+        for line in abuse::bad_config(&image.elf, wire)? {
             println!("  refused: {line}");
         }
     }
@@ -1033,7 +1037,7 @@ fn serve_on_wire(
 }
 
 /// The appliance's kernel command line on `wire`.
-fn appliance_args(wire: &crate::net_test::Wire) -> Vec<String> {
+fn appliance_args(wire: &net::Wire) -> Vec<String> {
     vec![
         "rhea.checker=1".to_string(),
         format!("rhea.net.ip={}/24", wire.guest),
@@ -1050,7 +1054,7 @@ fn appliance_args(wire: &crate::net_test::Wire) -> Vec<String> {
 /// off while it runs (when it runs SCHED_FIFO).
 fn appliance_process(
     image: &image::Image,
-    wire: &crate::net_test::Wire,
+    wire: &net::Wire,
     args: &[String],
     abuse: bool,
 ) -> (std::process::Command, Option<RtThrottleOff>) {
@@ -1085,7 +1089,7 @@ fn appliance_qemu(
     machine: &str,
     mem: &str,
     image: &image::Image,
-    wire: &crate::net_test::Wire,
+    wire: &net::Wire,
     args: &[String],
 ) -> std::result::Result<std::process::Command, String> {
     let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
@@ -1177,7 +1181,7 @@ impl Drop for RtThrottleOff {
 
 /// Whether this process may run others SCHED_FIFO (root, with `chrt` from util-linux).
 fn has_chrt() -> bool {
-    crate::net_test::is_root()
+    net::is_root()
         && std::process::Command::new("chrt")
             .arg("--help")
             .output()

@@ -26,15 +26,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::bench::linux_guest;
 use crate::bench::{
     CYCLIC_RUNS, RheaSched, TableLine, figure, host_cpu_model, parse_sched_console, ratio_of,
     render_table_columns, rhea_version, sched_cmdline, sched_timeout, show_ratio,
 };
 use crate::qemu::{self, Accel, AccelChoice, Verdict};
-use crate::{
-    Error, Options, Result, Workspace, apps, boards, describe, fail, image, linux_guest, setup,
-    usage,
-};
+use crate::{Error, Options, Result, Workspace, apps, boards, describe, fail, image, setup, usage};
 
 /// One comparison: a plain QEMU board/machine and a Xen board/machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

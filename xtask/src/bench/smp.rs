@@ -62,14 +62,21 @@ fn bench_qemu(ws: &Workspace, opts: &Options) -> Result<()> {
         qemu.banner,
         accel.name(),
         opts.mem,
-        crate::linux_guest::LINUX_MEM
+        crate::bench::linux_guest::LINUX_MEM
     );
     let timeout = Duration::from_secs(120 + u64::from(loops) / 20);
     let captured = qemu::run_captured(&qemu, &spec, None, timeout, opts.verbose)?;
     let (rhea, same, cross) = rhea_figures(&captured, &qemu::classify(&captured.end), "")?;
     println!("== Linux guest: xcpu_wake, same QEMU flags (downloads nothing once cached)");
-    let (linux_same, linux_cross) =
-        crate::linux_guest::run_xcpu_baseline(ws, &qemu, machine, accel, 2, loops, opts.verbose)?;
+    let (linux_same, linux_cross) = crate::bench::linux_guest::run_xcpu_baseline(
+        ws,
+        &qemu,
+        machine,
+        accel,
+        2,
+        loops,
+        opts.verbose,
+    )?;
     let (Some(linux_same), Some(linux_cross)) = (wake_of(&linux_same), wake_of(&linux_cross))
     else {
         return fail(format!(
