@@ -5,15 +5,21 @@
 //! the commands taking it, and the function that checks the value and stores it in
 //! [`Options`]. Adding an option is adding a row (and a field).
 //!
+//! `xen-dom0` has a table of its own ([`XEN_DOM0_OPTIONS`], the same rows storing into
+//! [`XenDom0Args`]), and its help text ([`xen_dom0_usage`]) is made from it.
+//!
 //! The tokenizer ([`Args`]) and the number check ([`number_in`]) are shared by the commands
-//! that take arguments of their own (`fuzz` here; `xen-dom0` could use them too): `--key value`
-//! and `--key=value` both work, a word not starting with `-` is positional, and a missing or
-//! out-of-range value is a usage error (exit code 2) that says what was wanted.
+//! that take arguments of their own (`fuzz`, `xen-dom0`): `--key value` and `--key=value` both
+//! work, a word not starting with `-` is positional, and a missing or out-of-range value is a
+//! usage error (exit code 2) that says what was wanted.
 
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::qemu::AccelChoice;
-use crate::{Result, apps, boards, fuzz, usage};
+use crate::xen::dom0::{Arch, Check, DomainType, MAX_TIMEOUT};
+use crate::{Error, Result, apps, boards, fuzz, usage};
 
 /// The subcommand.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +30,9 @@ pub(crate) enum Cmd {
     Lint,
     /// `bench [NAME]`; `None` lists the benches.
     Bench(Option<String>),
-    /// `xen-dom0 ...`: Xen with a Linux dom0 creating a domU (xen_dom0.rs parses the rest).
-    XenDom0(Vec<String>),
+    /// `xen-dom0 --kernel PATH|linux [options]`: Xen with a Linux dom0 creating a domU;
+    /// `None` for `xen-dom0 --help`.
+    XenDom0(Option<XenDom0Args>),
     /// `fuzz [TARGET] [--time S] [--verbose]`: libFuzzer on the parsers; `None` for
     /// `fuzz --help`.
     Fuzz(Option<FuzzArgs>),
@@ -108,9 +115,255 @@ pub(crate) const FUZZ_USAGE: &str = "usage: cargo xtask fuzz [TARGET] [--time S]
     Without TARGET every target runs for 60 s; --time S (1 to 86400) sets the seconds per target.\n\
     --verbose shows the build and libFuzzer's own output.\n";
 
+/// The arguments of `cargo xtask xen-dom0`, as given; `xen/dom0.rs` turns them into a
+/// `Dom0Spec` (where `--kernel linux` changes the defaults of `--mem` and `--type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct XenDom0Args {
+    pub(crate) arch: Arch,
+    /// `--kernel`: the domU's kernel image, or `linux` (Debian's); never empty once parsed.
+    pub(crate) kernel: String,
+    pub(crate) ramdisk: Option<PathBuf>,
+    /// `--append`: the domU's command line.
+    pub(crate) append: String,
+    /// `--net` (or `--checks`): give the domU a vif.
+    pub(crate) net: bool,
+    /// `--checks`: the checks to run (`None`: all of them, with `--net`).
+    pub(crate) checks: Option<Vec<Check>>,
+    pub(crate) ready: Option<String>,
+    pub(crate) domain_type: Option<DomainType>,
+    /// `--mem`, MiB.
+    pub(crate) mem_mib: Option<u32>,
+    pub(crate) vcpus: u32,
+    pub(crate) timeout: Duration,
+    pub(crate) ready_wait: Option<Duration>,
+    pub(crate) end_wait: Option<Duration>,
+    pub(crate) verbose: bool,
+}
+
+impl Default for XenDom0Args {
+    fn default() -> XenDom0Args {
+        XenDom0Args {
+            arch: Arch::X86_64,
+            kernel: String::new(),
+            ramdisk: None,
+            append: String::new(),
+            net: false,
+            checks: None,
+            ready: None,
+            domain_type: None,
+            mem_mib: None,
+            vcpus: 1,
+            timeout: MAX_TIMEOUT,
+            ready_wait: None,
+            end_wait: None,
+            verbose: false,
+        }
+    }
+}
+
+/// The command name in [`XEN_DOM0_OPTIONS`] and its messages.
+const XEN_DOM0: &str = "xen-dom0";
+
+/// The head of `cargo xtask xen-dom0 --help`; the options follow, from [`XEN_DOM0_OPTIONS`].
+const XEN_DOM0_HEAD: &str =
+    "usage: cargo xtask xen-dom0 --arch x86_64|aarch64 --kernel PATH|linux [options]
+
+Boots Xen 4.17 with a Debian Linux dom0 in QEMU (TCG); dom0 creates the domU with `xl` and
+runs network checks against it. `--kernel linux`: Debian's kernel as the domU, with busybox
+servers (validates the harness).
+
+options:
+";
+
+/// The help of `cargo xtask xen-dom0 --help`.
+pub(crate) fn xen_dom0_usage() -> String {
+    let mut s = String::from(XEN_DOM0_HEAD);
+    for opt in XEN_DOM0_OPTIONS {
+        let head = match opt.value {
+            Some(v) => format!("{} {v}", opt.name),
+            None => opt.name.to_string(),
+        };
+        s.push_str(&format!("  {head:<19} {}\n", opt.help));
+    }
+    s
+}
+
+/// Seconds from 1 to `max` for option `flag`, as a duration.
+fn seconds(flag: &str, value: &str, max: Duration) -> Result<Duration> {
+    let max = u32::try_from(max.as_secs()).unwrap_or(u32::MAX);
+    let n = number_in(flag, value, 1..=max, "seconds")?;
+    Ok(Duration::from_secs(u64::from(n)))
+}
+
+/// The longest `--ready-wait` and `--end-wait`.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Every option of `xen-dom0`, in help order.
+// A flat table: one row per option, read top to bottom; splitting it would only scatter it.
+pub(crate) const XEN_DOM0_OPTIONS: &[OptSpec<XenDom0Args>] = &[
+    OptSpec {
+        name: "--arch",
+        value: Some("A"),
+        help: "x86_64 or aarch64 (default x86_64)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.arch = Arch::parse(&v)
+                .ok_or_else(|| Error::Usage(format!("unknown --arch `{v}`: x86_64 or aarch64")))?;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--kernel",
+        value: Some("PATH"),
+        help: "the domU's kernel (Rhea's image), or `linux`",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            if v.is_empty() {
+                return usage("--kernel wants a path or `linux`, got ``".to_string());
+            }
+            a.kernel = v;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--ramdisk",
+        value: Some("PATH"),
+        help: "the domU's ramdisk",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.ramdisk = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--append",
+        value: Some("STR"),
+        help: "the domU's command line (e.g. rhea.net.ip=10.0.0.2/24)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.append = v;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--net",
+        value: None,
+        help: "give the domU a vif and run every check (ping, udp, tcp, http)",
+        commands: &[XEN_DOM0],
+        apply: |a, _| {
+            a.net = true;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--checks",
+        value: Some("LIST"),
+        help: "the checks to run, comma-separated (implies --net)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            let mut list = Vec::new();
+            for name in v.split(',').filter(|s| !s.is_empty()) {
+                list.push(Check::parse(name).ok_or_else(|| {
+                    Error::Usage(format!("unknown check `{name}`: ping, udp, tcp, http"))
+                })?);
+            }
+            a.checks = Some(list);
+            a.net = true;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--ready",
+        value: Some("TEXT"),
+        help: "the domU's ready line (default: none; `linux`: linux-domu: ready)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.ready = Some(v);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--type",
+        value: Some("pvh|pv"),
+        help: "x86_64 domain type (default pvh; `linux`: pv)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.domain_type = Some(match v.as_str() {
+                "pvh" => DomainType::Pvh,
+                "pv" => DomainType::Pv,
+                other => return usage(format!("unknown --type `{other}`: pvh or pv")),
+            });
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--mem",
+        value: Some("MiB"),
+        help: "the domU's memory (default 128; `linux`: 256)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.mem_mib = Some(number_in("--mem", &v, 16..=1024, "MiB")?);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--vcpus",
+        value: Some("N"),
+        help: "the domU's vCPUs (default 1)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.vcpus = match v.parse::<u32>() {
+                Ok(n @ 1..=2) => n,
+                _ => return usage(format!("--vcpus wants 1 or 2, got `{v}`")),
+            };
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--timeout",
+        value: Some("SECS"),
+        help: "the whole run (default and at most 360)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.timeout = seconds("--timeout", &v, MAX_TIMEOUT)?;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--ready-wait",
+        value: Some("SECS"),
+        help: "how long dom0 waits for the ready line (default 90)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.ready_wait = Some(seconds("--ready-wait", &v, MAX_WAIT)?);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--end-wait",
+        value: Some("SECS"),
+        help: "how long dom0 waits for the domU to end after the checks (default 30)",
+        commands: &[XEN_DOM0],
+        apply: |a, v| {
+            a.end_wait = Some(seconds("--end-wait", &v, MAX_WAIT)?);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--verbose",
+        value: None,
+        help: "echo the serial console live",
+        commands: &[XEN_DOM0],
+        apply: |a, _| {
+            a.verbose = true;
+            Ok(())
+        },
+    },
+];
+
 /// One option: its name, whether it takes a value, its help line, the commands taking it, and
-/// how its value is checked and stored.
-pub(crate) struct OptSpec {
+/// how its value is checked and stored in `T` ([`Options`], or a command's own arguments).
+pub(crate) struct OptSpec<T: 'static = Options> {
     pub(crate) name: &'static str,
     /// The value's placeholder in the help (`--smp N`); `None` for a flag without a value.
     pub(crate) value: Option<&'static str>,
@@ -118,7 +371,7 @@ pub(crate) struct OptSpec {
     pub(crate) commands: &'static [&'static str],
     /// Checks the value (empty for a flag without one) and stores it; a usage error says
     /// what was wanted.
-    apply: fn(&mut Options, String) -> Result<()>,
+    apply: fn(&mut T, String) -> Result<()>,
 }
 
 /// Every option of the common commands, in help order.
@@ -332,9 +585,10 @@ pub(crate) fn usage_text() -> String {
     s
 }
 
-/// The options `command` takes, for error messages: `--board, --app, --append`.
-fn valid_options(command: &str) -> String {
-    OPTIONS
+/// The options of `table` that `command` takes, for error messages: `--board, --app,
+/// --append`.
+fn valid_options<T>(table: &[OptSpec<T>], command: &str) -> String {
+    table
         .iter()
         .filter(|o| o.commands.contains(&command))
         .map(|o| o.name)
@@ -438,8 +692,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Cmd, Options)> {
         "test" => Cmd::Test,
         "lint" => Cmd::Lint,
         "bench" => Cmd::Bench(None),
-        // Its own options (xen_dom0.rs): `cargo xtask xen-dom0 --help`.
-        "xen-dom0" => return Ok((Cmd::XenDom0(args[1..].to_vec()), opts)),
+        "xen-dom0" => return Ok((Cmd::XenDom0(parse_xen_dom0(&args[1..])?), opts)),
         "fuzz" => return Ok((Cmd::Fuzz(parse_fuzz(&args[1..])?), opts)),
         "help" | "-h" | "--help" => return Ok((Cmd::Help, opts)),
         other => {
@@ -471,31 +724,48 @@ fn parse_options(name: &str, mut cmd: Cmd, args: &[String]) -> Result<(Cmd, Opti
                     *bench = Some(word.to_string());
                     continue;
                 }
-                _ => {
-                    return usage(format!(
-                        "unexpected argument `{word}` for `{name}`; valid options: {}",
-                        valid_options(name)
-                    ));
-                }
+                _ => return unexpected(OPTIONS, name, word),
             },
         };
-        let Some(spec) = OPTIONS
-            .iter()
-            .find(|o| o.name == key && o.commands.contains(&name))
-        else {
-            return usage(format!(
-                "unknown option `{key}` for `{name}`; valid options: {}",
-                valid_options(name)
-            ));
-        };
-        let value = match (spec.value, inline) {
-            (None, None) => String::new(),
-            (None, Some(_)) => return usage(format!("option `{key}` takes no value")),
-            (Some(meta), inline) => args.value(key, meta, inline)?,
-        };
-        (spec.apply)(&mut opts, value)?;
+        apply_option(OPTIONS, name, &mut opts, &mut args, key, inline)?;
     }
     Ok((cmd, opts))
+}
+
+/// Finds option `key` of command `name` in `table`, takes its value (`inline`, or the next
+/// argument of `args`) and stores it in `target`; a usage error for an option `name` does not
+/// take, a missing value, or a value given to a flag.
+fn apply_option<T>(
+    table: &[OptSpec<T>],
+    name: &str,
+    target: &mut T,
+    args: &mut Args<'_>,
+    key: &str,
+    inline: Option<&str>,
+) -> Result<()> {
+    let Some(spec) = table
+        .iter()
+        .find(|o| o.name == key && o.commands.contains(&name))
+    else {
+        return usage(format!(
+            "unknown option `{key}` for `{name}`; valid options: {}",
+            valid_options(table, name)
+        ));
+    };
+    let value = match (spec.value, inline) {
+        (None, None) => String::new(),
+        (None, Some(_)) => return usage(format!("option `{key}` takes no value")),
+        (Some(meta), inline) => args.value(key, meta, inline)?,
+    };
+    (spec.apply)(target, value)
+}
+
+/// The usage error for a word command `name` takes no place for.
+fn unexpected<T, U>(table: &[OptSpec<T>], name: &str, word: &str) -> Result<U> {
+    usage(format!(
+        "unexpected argument `{word}` for `{name}`; valid options: {}",
+        valid_options(table, name)
+    ))
 }
 
 /// Parses `fuzz`'s `[TARGET] [--time S] [--verbose]`; `Ok(None)` for `--help`.
@@ -532,6 +802,32 @@ pub(crate) fn parse_fuzz(args: &[String]) -> Result<Option<FuzzArgs>> {
                 ));
             }
         }
+    }
+    Ok(Some(out))
+}
+
+/// Parses `xen-dom0`'s options (the rows of [`XEN_DOM0_OPTIONS`]); `Ok(None)` for `--help`.
+/// `--kernel` is required; whether its file exists is checked when the command runs.
+pub(crate) fn parse_xen_dom0(args: &[String]) -> Result<Option<XenDom0Args>> {
+    let mut out = XenDom0Args::default();
+    let mut args = Args::new(args);
+    while let Some(arg) = args.next_arg() {
+        match arg {
+            Arg::Flag {
+                key: "-h" | "--help",
+                ..
+            } => return Ok(None),
+            Arg::Flag { key, inline, .. } => {
+                apply_option(XEN_DOM0_OPTIONS, XEN_DOM0, &mut out, &mut args, key, inline)?;
+            }
+            Arg::Word(word) => return unexpected(XEN_DOM0_OPTIONS, XEN_DOM0, word),
+        }
+    }
+    if out.kernel.is_empty() {
+        return usage(format!(
+            "xen-dom0 needs --kernel PATH or --kernel linux\n\n{}",
+            xen_dom0_usage()
+        ));
     }
     Ok(Some(out))
 }
@@ -871,11 +1167,161 @@ mod tests {
     }
 
     #[test]
-    fn xen_dom0_arguments_pass_through() {
+    fn xen_dom0_arguments() {
+        let parse = |a: &[&str]| parse_xen_dom0(&strings(a));
+        let a = parse(&["--kernel", "linux"]).unwrap().unwrap();
         assert_eq!(
-            parse_strs(&["xen-dom0", "--net", "--bogus"]).unwrap().0,
-            Cmd::XenDom0(strings(&["--net", "--bogus"]))
+            a,
+            XenDom0Args {
+                kernel: "linux".into(),
+                ..XenDom0Args::default()
+            }
         );
+        assert_eq!((a.arch, a.vcpus, a.timeout), (Arch::X86_64, 1, MAX_TIMEOUT));
+        let a = parse(&[
+            "--arch=arm64",
+            "--kernel",
+            "/img/hello",
+            "--ramdisk",
+            "/img/rd",
+            "--append",
+            "rhea.net.ip=10.0.0.9/24 x=1",
+            "--checks=ping,http",
+            "--ready",
+            "rhea: ready",
+            "--type",
+            "pv",
+            "--mem",
+            "1024",
+            "--vcpus=2",
+            "--timeout",
+            "360",
+            "--ready-wait",
+            "1",
+            "--end-wait=300",
+            "--verbose",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            a,
+            XenDom0Args {
+                arch: Arch::Aarch64,
+                kernel: "/img/hello".into(),
+                ramdisk: Some("/img/rd".into()),
+                append: "rhea.net.ip=10.0.0.9/24 x=1".into(),
+                net: true,
+                checks: Some(vec![Check::Ping, Check::Http]),
+                ready: Some("rhea: ready".into()),
+                domain_type: Some(DomainType::Pv),
+                mem_mib: Some(1024),
+                vcpus: 2,
+                timeout: Duration::from_secs(360),
+                ready_wait: Some(Duration::from_secs(1)),
+                end_wait: Some(Duration::from_secs(300)),
+                verbose: true,
+            }
+        );
+        let a = parse(&["--net", "--kernel=k", "--type=pvh"])
+            .unwrap()
+            .unwrap();
+        assert!(a.net && a.checks.is_none());
+        assert_eq!(a.domain_type, Some(DomainType::Pvh));
+        // `--help` anywhere wins; through the main parser too.
+        assert_eq!(parse(&["--help"]).unwrap(), None);
+        assert_eq!(parse(&["--kernel", "linux", "-h"]).unwrap(), None);
+        assert_eq!(
+            parse_strs(&["xen-dom0", "--help"]).unwrap().0,
+            Cmd::XenDom0(None)
+        );
+        assert_eq!(
+            parse_strs(&["xen-dom0", "--kernel", "linux", "--net"])
+                .unwrap()
+                .0,
+            Cmd::XenDom0(Some(XenDom0Args {
+                kernel: "linux".into(),
+                net: true,
+                ..XenDom0Args::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_xen_dom0_arguments_say_what_was_wrong() {
+        let parse = |a: &[&str]| parse_xen_dom0(&strings(a));
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--kernel", "linux", "--bogus"],
+                "unknown option `--bogus` for `xen-dom0`; valid options: --arch, --kernel, \
+                 --ramdisk, --append, --net, --checks, --ready, --type, --mem, --vcpus, \
+                 --timeout, --ready-wait, --end-wait, --verbose",
+            ),
+            (
+                &["--kernel", "linux", "extra"],
+                "unexpected argument `extra` for `xen-dom0`; valid options: --arch, --kernel, \
+                 --ramdisk, --append, --net, --checks, --ready, --type, --mem, --vcpus, \
+                 --timeout, --ready-wait, --end-wait, --verbose",
+            ),
+            (
+                &["--kernel"],
+                "option `--kernel` needs a value (--kernel PATH)",
+            ),
+            (&["--kernel="], "--kernel wants a path or `linux`, got ``"),
+            (&["--net=1"], "option `--net` takes no value"),
+            (
+                &["--arch", "riscv"],
+                "unknown --arch `riscv`: x86_64 or aarch64",
+            ),
+            (
+                &["--checks", "ping,dns"],
+                "unknown check `dns`: ping, udp, tcp, http",
+            ),
+            (&["--type", "hvm"], "unknown --type `hvm`: pvh or pv"),
+            (
+                &["--mem", "15"],
+                "--mem wants MiB from 16 to 1024, got `15`",
+            ),
+            (&["--vcpus", "3"], "--vcpus wants 1 or 2, got `3`"),
+            (
+                &["--timeout", "361"],
+                "--timeout wants seconds from 1 to 360, got `361`",
+            ),
+            (
+                &["--ready-wait", "0"],
+                "--ready-wait wants seconds from 1 to 300, got `0`",
+            ),
+            (
+                &["--end-wait", "x"],
+                "--end-wait wants seconds from 1 to 300, got `x`",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(is_usage(parse(args)), *want, "{args:?}");
+        }
+        // No kernel: the message says so and shows the help.
+        let msg = is_usage(parse(&["--net"]));
+        assert!(
+            msg.starts_with("xen-dom0 needs --kernel PATH or --kernel linux\n\nusage:"),
+            "{msg}"
+        );
+        is_usage(parse_strs(&["xen-dom0", "--kernel", "linux", "--x"]));
+    }
+
+    #[test]
+    fn xen_dom0_help_lists_every_option() {
+        let text = xen_dom0_usage();
+        assert!(
+            text.starts_with("usage: cargo xtask xen-dom0 --arch"),
+            "{text}"
+        );
+        for opt in XEN_DOM0_OPTIONS {
+            assert!(text.contains(&format!("\n  {} ", opt.name)), "{}", opt.name);
+        }
+        assert!(
+            text.contains("\n  --ready-wait SECS   how long dom0 waits for the ready line"),
+            "{text}"
+        );
+        assert!(text.ends_with("  --verbose           echo the serial console live\n"));
     }
 
     #[test]

@@ -185,7 +185,11 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
         Cmd::Bench(name) => bench::run(&ws, name.as_deref(), opts),
-        Cmd::XenDom0(args) => xen::dom0::command(&args),
+        Cmd::XenDom0(None) => {
+            print!("{}", cli::xen_dom0_usage());
+            Ok(())
+        }
+        Cmd::XenDom0(Some(args)) => xen::dom0::command(args),
         Cmd::Fuzz(None) => {
             print!("{}", cli::FUZZ_USAGE);
             Ok(())

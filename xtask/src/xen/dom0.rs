@@ -80,6 +80,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cli::XenDom0Args;
 use crate::guest::cpio::Tree;
 use crate::guest::debian::{self, DebArch, Debs, Members};
 use crate::guest::{self, elf, mkdir, read};
@@ -1376,176 +1377,72 @@ fn run_initramfs(spec: &Dom0Spec, domu: &DomU) -> Result<(Vec<u8>, String)> {
 // ---------------------------------------------------------------------------------------
 // The manual command.
 
-const HELP: &str = "usage: cargo xtask xen-dom0 --arch x86_64|aarch64 --kernel PATH|linux [options]
+/// `cargo xtask xen-dom0 ...` (its arguments parsed by `cli::parse_xen_dom0`): runs the spec
+/// they make and prints what the run found; exit code 1 unless dom0 finished, the domU was
+/// created and every check passed.
+pub(crate) fn command(args: XenDom0Args) -> Result<()> {
+    let spec = spec_of(args)?;
+    let o = run(&spec)?;
+    o.print();
+    report(&spec, &o)
+}
 
-Boots Xen 4.17 with a Debian Linux dom0 in QEMU (TCG); dom0 creates the domU with `xl` and
-runs network checks against it. `--kernel linux`: Debian's kernel as the domU, with busybox
-servers (validates the harness).
-
-options:
-  --arch A            x86_64 or aarch64 (default x86_64)
-  --kernel PATH       the domU's kernel (Rhea's image), or `linux`
-  --ramdisk PATH      the domU's ramdisk
-  --append STR        the domU's command line (e.g. rhea.net.ip=10.0.0.2/24)
-  --net               give the domU a vif and run every check (ping, udp, tcp, http)
-  --checks LIST       the checks to run, comma-separated (implies --net)
-  --ready TEXT        the domU's ready line (default: none; `linux`: linux-domu: ready)
-  --type pvh|pv       x86_64 domain type (default pvh; `linux`: pv)
-  --mem MiB           the domU's memory (default 128; `linux`: 256)
-  --vcpus N           the domU's vCPUs (default 1)
-  --timeout SECS      the whole run (default and at most 360)
-  --ready-wait SECS   how long dom0 waits for the ready line (default 90)
-  --end-wait SECS     how long dom0 waits for the domU to end after the checks (default 30)
-  --verbose           echo the serial console live
-";
-
-/// `cargo xtask xen-dom0 ...`.
-pub(crate) fn command(args: &[String]) -> Result<()> {
-    let mut arch = Arch::X86_64;
-    let mut kernel: Option<String> = None;
-    let mut ramdisk: Option<PathBuf> = None;
-    let mut append = String::new();
-    let mut net = false;
-    let mut checks: Option<Vec<Check>> = None;
-    let mut ready: Option<String> = None;
-    let mut dtype: Option<DomainType> = None;
-    let mut mem: Option<u32> = None;
-    let mut vcpus = 1;
-    let mut timeout = MAX_TIMEOUT;
-    let mut ready_wait: Option<Duration> = None;
-    let mut end_wait: Option<Duration> = None;
-    let mut verbose = false;
-    let mut it = args.iter();
-    let secs = |v: &str, what: &str, max: u64| -> Result<Duration> {
-        match v.parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(Duration::from_secs(n)),
-            _ => usage(format!("{what} wants seconds from 1 to {max}, got `{v}`")),
-        }
-    };
-    while let Some(arg) = it.next() {
-        let (key, inline) = match arg.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| Error::Usage(format!("{key} needs a value"))),
-            }
-        };
-        match key {
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(());
-            }
-            "--arch" => {
-                let v = value()?;
-                arch = Arch::parse(&v).ok_or_else(|| {
-                    Error::Usage(format!("unknown --arch `{v}`: x86_64 or aarch64"))
-                })?;
-            }
-            "--kernel" => kernel = Some(value()?),
-            "--ramdisk" => ramdisk = Some(PathBuf::from(value()?)),
-            "--append" => append = value()?,
-            "--net" => net = true,
-            "--checks" => {
-                let v = value()?;
-                let mut list = Vec::new();
-                for name in v.split(',').filter(|s| !s.is_empty()) {
-                    list.push(Check::parse(name).ok_or_else(|| {
-                        Error::Usage(format!("unknown check `{name}`: ping, udp, tcp, http"))
-                    })?);
-                }
-                checks = Some(list);
-                net = true;
-            }
-            "--ready" => ready = Some(value()?),
-            "--type" => {
-                dtype = match value()?.as_str() {
-                    "pvh" => Some(DomainType::Pvh),
-                    "pv" => Some(DomainType::Pv),
-                    other => return usage(format!("unknown --type `{other}`: pvh or pv")),
-                }
-            }
-            "--mem" => {
-                let v = value()?;
-                mem = Some(match v.parse::<u32>() {
-                    Ok(n) if (16..=1024).contains(&n) => n,
-                    _ => return usage(format!("--mem wants MiB from 16 to 1024, got `{v}`")),
-                });
-            }
-            "--vcpus" => {
-                let v = value()?;
-                vcpus = match v.parse::<u32>() {
-                    Ok(n) if (1..=2).contains(&n) => n,
-                    _ => return usage(format!("--vcpus wants 1 or 2, got `{v}`")),
-                };
-            }
-            "--timeout" => timeout = secs(&value()?, "--timeout", MAX_TIMEOUT.as_secs())?,
-            "--ready-wait" => ready_wait = Some(secs(&value()?, "--ready-wait", 300)?),
-            "--end-wait" => end_wait = Some(secs(&value()?, "--end-wait", 300)?),
-            "--verbose" => verbose = true,
-            other => {
-                return usage(format!(
-                    "unknown argument `{other}` for xen-dom0 (see `cargo xtask xen-dom0 --help`)"
-                ));
-            }
-        }
+/// The domU's kernel of `--kernel`/`--ramdisk`: Debian's for `linux`, else the files given,
+/// which must exist.
+fn domu_kernel(kernel: &str, ramdisk: Option<PathBuf>) -> Result<DomUKernel> {
+    if kernel == "linux" {
+        return Ok(DomUKernel::DebianLinux);
     }
-    let Some(kernel) = kernel else {
-        return usage(format!(
-            "xen-dom0 needs --kernel PATH or --kernel linux\n\n{HELP}"
-        ));
-    };
-    let is_linux = kernel == "linux";
-    let kernel = if is_linux {
-        DomUKernel::DebianLinux
-    } else {
-        let path = PathBuf::from(&kernel);
-        if !path.is_file() {
-            return fail(format!("--kernel {kernel}: no such file"));
-        }
-        if let Some(r) = &ramdisk
-            && !r.is_file()
-        {
-            return fail(format!("--ramdisk {}: no such file", r.display()));
-        }
-        DomUKernel::Image {
-            path,
-            ramdisk: ramdisk.clone(),
-        }
-    };
-    let mut spec = Dom0Spec::new(arch, kernel);
-    spec.cmdline = append;
-    spec.vcpus = vcpus;
-    spec.mem_mib = mem.unwrap_or(if is_linux { 256 } else { 128 });
+    let path = PathBuf::from(kernel);
+    if !path.is_file() {
+        return fail(format!("--kernel {kernel}: no such file"));
+    }
+    if let Some(r) = &ramdisk
+        && !r.is_file()
+    {
+        return fail(format!("--ramdisk {}: no such file", r.display()));
+    }
+    Ok(DomUKernel::Image { path, ramdisk })
+}
+
+/// The spec of the command's arguments: the defaults of [`Dom0Spec::new`], except that
+/// Debian's Linux gets 256 MiB and is PV, and `--net` alone runs every check.
+fn spec_of(args: XenDom0Args) -> Result<Dom0Spec> {
+    let is_linux = args.kernel == "linux";
+    let kernel = domu_kernel(&args.kernel, args.ramdisk)?;
+    let mut spec = Dom0Spec::new(args.arch, kernel);
+    spec.cmdline = args.append;
+    spec.vcpus = args.vcpus;
+    spec.mem_mib = args.mem_mib.unwrap_or(if is_linux { 256 } else { 128 });
     // Debian's Linux dies early as a PVH domU here (QEMU-TCG's nested SVM reports CR2 = 0
     // on its page faults): PV by default.
-    spec.domain_type = dtype.unwrap_or(if is_linux {
+    spec.domain_type = args.domain_type.unwrap_or(if is_linux {
         DomainType::Pv
     } else {
         DomainType::Pvh
     });
-    spec.with_vif = net;
-    spec.checks = if net {
-        checks.unwrap_or_else(|| Check::ALL.to_vec())
+    spec.with_vif = args.net;
+    spec.checks = if args.net {
+        args.checks.unwrap_or_else(|| Check::ALL.to_vec())
     } else {
         Vec::new()
     };
-    spec.ready = ready;
-    if let Some(w) = ready_wait {
+    spec.ready = args.ready;
+    if let Some(w) = args.ready_wait {
         spec.ready_wait = w;
     }
-    if let Some(w) = end_wait {
+    if let Some(w) = args.end_wait {
         spec.end_wait = w;
     }
-    spec.timeout = timeout;
-    spec.echo = verbose;
-    let o = run(&spec)?;
-    o.print();
+    spec.timeout = args.timeout;
+    spec.echo = args.verbose;
+    Ok(spec)
+}
+
+/// The command's verdict on outcome `o` of `spec`: `Ok` when dom0 finished, the domU was
+/// created and every check passed; otherwise, for a run that did not finish, its last serial
+/// lines and QEMU's stderr.
+fn report(spec: &Dom0Spec, o: &Dom0Outcome) -> Result<()> {
     let checks_ok = o.checks.iter().all(|c| c.ok) && o.checks.len() == spec.checks.len();
     if o.finished && o.created == Some(true) && checks_ok {
         return Ok(());
