@@ -4,8 +4,13 @@
 //!
 //! A command line is always made from a [`Machine`]: every setting of one QEMU virtual
 //! machine, which [`Machine::args`] alone turns into arguments. [`machine`] makes the machine
-//! of a board's run ([`Spec`]; the Xen boards' come from `xen/mod.rs`), [`linux_machine`] that of
-//! the Linux baseline guest; `xen/dom0.rs` and `bench/net.rs` build theirs the same way.
+//! of a board's run ([`Spec`]; the Xen boards' come from `xen/mod.rs`), [`machine_on_tap`] the
+//! same with the app's NIC on a host tap (`test`'s appliance runs, `bench net`),
+//! [`linux_machine`] that of the Linux baseline guest; `xen/dom0.rs` builds its own the same
+//! way. Code elsewhere sets a machine's fields, never argument strings: the shapes that need
+//! QEMU's syntax are made here (the generic loader [`Machine::load`], multiboot modules
+//! [`Machine::multiboot_modules`], `-M ...,dumpdtb=` [`Machine::dumpdtb`], the NICs [`nic`],
+//! the deterministic clock [`DETERMINISTIC_ICOUNT`]).
 //!
 //! A captured run may feed the guest's serial input: QEMU's stdin is the guest's serial port
 //! (`-serial stdio`), and [`StdinFeed`] writes a text to it at once or once a console line
@@ -307,6 +312,8 @@ pub(crate) struct Machine {
     pub(crate) binary: String,
     /// `-M`: the machine type with its properties.
     pub(crate) machine: String,
+    /// `-M ...,dumpdtb=<path>`: QEMU writes the machine's devicetree there and exits.
+    pub(crate) dumpdtb: Option<PathBuf>,
     /// `-bios`: the firmware (q35: qboot when installed).
     pub(crate) firmware: Option<PathBuf>,
     /// `-dtb`: the devicetree the guest is given.
@@ -350,6 +357,7 @@ impl Machine {
         Machine {
             binary: binary.into(),
             machine: machine.into(),
+            dumpdtb: None,
             firmware: None,
             dtb: None,
             accel: accel.into(),
@@ -370,8 +378,12 @@ impl Machine {
 
     /// The QEMU arguments.
     pub(crate) fn args(&self) -> Vec<String> {
-        let mut a: Vec<String> = vec!["-M".into(), self.machine.clone()];
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let machine = match &self.dumpdtb {
+            Some(dtb) => format!("{},dumpdtb={}", self.machine, path(dtb)),
+            None => self.machine.clone(),
+        };
+        let mut a: Vec<String> = vec!["-M".into(), machine];
         let opt = |a: &mut Vec<String>, flag: &str, value: Option<String>| {
             if let Some(v) = value {
                 a.extend([flag.to_string(), v]);
@@ -417,7 +429,38 @@ impl Machine {
         cmd.args(self.args());
         cmd
     }
+
+    /// Adds QEMU's generic loader: `file` placed in guest memory at `addr`
+    /// (`-device loader,file=<file>,addr=<addr>`).
+    pub(crate) fn load(&mut self, file: &Path, addr: u64) {
+        self.devices
+            .push(format!("loader,file={},addr={addr:#x}", file.display()));
+    }
+
+    /// Sets `-initrd` to x86 multiboot modules, each a file and its command line
+    /// (`<path> <args>,<path> <args>...`): a comma in a command line is doubled, as QEMU
+    /// reads it; a path with a comma or space cannot be given, and is refused.
+    pub(crate) fn multiboot_modules(&mut self, modules: &[(&Path, &str)]) -> Result<()> {
+        let mut list = Vec::new();
+        for (path, args) in modules {
+            if path.to_string_lossy().contains([',', ' ']) {
+                return fail(format!(
+                    "{}: QEMU's multiboot -initrd cannot take a path with a comma or space",
+                    path.display()
+                ));
+            }
+            let module = format!("{} {}", path.display(), args.replace(',', ",,"));
+            list.push(module.trim_end().to_string());
+        }
+        self.initrd = Some(list.join(","));
+        Ok(())
+    }
 }
+
+/// `-icount shift=0,sleep=off`: QEMU's virtual clock advances exactly 1 ns per executed
+/// instruction and jumps over idle periods, so guest time is an instruction count that does
+/// not depend on the host (`bench sched` on the Arm boards). For [`run_captured_with`].
+pub(crate) const DETERMINISTIC_ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
 
 /// The `-semihosting-config` value of the Arm boards.
 const SEMIHOSTING: &str = "enable=on,target=native";
@@ -484,6 +527,35 @@ pub(crate) fn nic(
         netdev,
         device: device.to_string(),
     })
+}
+
+/// The machine of `spec` (an app with a NIC, [`machine`]) with that NIC on the host's tap
+/// `tap` instead of user networking, and the NIC (for a Linux guest to get the same one).
+/// An app or board without a NIC is refused.
+pub(crate) fn machine_on_tap(
+    spec: &Spec<'_>,
+    qboot: Option<&Path>,
+    tap: &str,
+) -> Result<(Machine, Nic)> {
+    let mut machine = machine(spec, qboot)?;
+    let nic = nic(
+        spec.board.name,
+        spec.machine,
+        crate::apps::Net::User,
+        Backend::Tap(tap),
+    );
+    match nic {
+        Some(nic) if !machine.nics.is_empty() => {
+            machine.nics = vec![nic.clone()];
+            Ok((machine, nic))
+        }
+        _ => fail(format!(
+            "{} on board {} machine {} has no user-networking NIC to put on tap {tap}",
+            spec.kernel.display(),
+            spec.board.name,
+            spec.machine
+        )),
+    }
 }
 
 /// The QEMU arguments for a run. `qboot` is the firmware used for q35 when present.
@@ -1526,6 +1598,104 @@ mod tests {
                 .join(" ")
                 .contains("netdev")
         );
+    }
+
+    #[test]
+    fn nic_on_a_tap() {
+        let mut appliance = spec("q35", Accel::Tcg, 1, Serial::Captured);
+        appliance.kernel = Path::new("/img/appliance.elf");
+        appliance.append = "rhea.net.ip=10.77.20.2/24";
+        let (m, nic) = machine_on_tap(&appliance, None, "rhea-net20").unwrap();
+        assert_eq!(
+            nic.args().join(" "),
+            "-netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no \
+             -device virtio-net-pci,netdev=n0"
+        );
+        assert_eq!(m.nics, [nic]);
+        // Everything else is the machine of the same spec.
+        let mut user = machine(&appliance, None).unwrap();
+        user.nics = m.nics.clone();
+        assert_eq!(m, user);
+        let line = m.args().join(" ");
+        assert!(!line.contains("user,"), "{line}");
+        assert!(
+            line.ends_with(
+                "-device isa-debug-exit,iobase=0xf4,iosize=4 -netdev tap,id=n0,\
+                 ifname=rhea-net20,script=no,downscript=no -device virtio-net-pci,netdev=n0 \
+                 -append rhea.net.ip=10.77.20.2/24"
+            ),
+            "{line}"
+        );
+        // On microvm the device is virtio-mmio's.
+        let mut micro = appliance.clone();
+        micro.machine = "microvm";
+        let (_, nic) = machine_on_tap(&micro, None, "t").unwrap();
+        assert_eq!(nic.device, "virtio-net-device,netdev=n0");
+        // An app without a NIC cannot be put on a tap.
+        let err = machine_on_tap(&spec("q35", Accel::Tcg, 1, Serial::Captured), None, "t")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "/img/hello.elf on board qemu-x86_64 machine q35 has no user-networking NIC to put \
+             on tap t"
+        );
+    }
+
+    #[test]
+    fn loaders_and_dumpdtb() {
+        let mut m = Machine::new("qemu-system-aarch64", "virt,gic-version=3", "tcg");
+        m.load(Path::new("/r/vmlinuz"), 0x5000_0000);
+        m.load(Path::new("/r/initrd.cpio"), 0x5800_0000);
+        assert_eq!(
+            m.args().join(" "),
+            "-M virt,gic-version=3 -accel tcg -nodefaults -no-user-config -no-reboot \
+             -display none -device loader,file=/r/vmlinuz,addr=0x50000000 \
+             -device loader,file=/r/initrd.cpio,addr=0x58000000"
+        );
+        let mut dump = Machine::new("qemu-system-aarch64", "virt,virtualization=on", "tcg");
+        dump.dumpdtb = Some("/r/virt.dtb".into());
+        assert_eq!(
+            dump.args()[..2],
+            ["-M", "virt,virtualization=on,dumpdtb=/r/virt.dtb"]
+        );
+    }
+
+    #[test]
+    fn multiboot_module_lists() {
+        let mut m = Machine::new("qemu-system-x86_64", "pc", "tcg");
+        m.multiboot_modules(&[
+            (Path::new("/r/vmlinuz"), "console=hvc0 a=1,2"),
+            (Path::new("/r/initrd.cpio"), ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            m.initrd.as_deref(),
+            Some("/r/vmlinuz console=hvc0 a=1,,2,/r/initrd.cpio")
+        );
+        assert_eq!(
+            m.args()[m.args().len() - 2..],
+            ["-initrd", "/r/vmlinuz console=hvc0 a=1,,2,/r/initrd.cpio"]
+        );
+        for bad in ["/r,1/initrd", "/r 1/initrd"] {
+            let err = m
+                .multiboot_modules(&[(Path::new(bad), "")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("cannot take a path with a comma or space"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn deterministic_icount_goes_last() {
+        let mut m = Machine::new("qemu-system-aarch64", "virt", "tcg");
+        m.extra
+            .extend(DETERMINISTIC_ICOUNT.iter().map(|s| s.to_string()));
+        let a = m.args();
+        assert_eq!(a[a.len() - 2..], ["-icount", "shift=0,sleep=off"]);
     }
 
     #[test]

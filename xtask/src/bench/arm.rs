@@ -25,7 +25,7 @@ use crate::qemu::{self, Accel, Verdict};
 use crate::{Options, Result, Workspace, apps, boards, fail, image, setup};
 
 /// QEMU's deterministic-clock options (see the module documentation).
-const ICOUNT: &[&str] = &["-icount", "shift=0,sleep=off"];
+const ICOUNT: &[&str] = qemu::DETERMINISTIC_ICOUNT;
 
 /// One boot of bench-sched; its figures.
 fn boot(

@@ -3,8 +3,8 @@
 //!
 //! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
 //! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
-//! appliance's QEMU machine (`qemu::nic`) on a tap this bench creates instead of user
-//! networking (`qemu::Backend::Tap`, `net::Wire`, host 10.77.20.1, guest 10.77.20.2;
+//! appliance's QEMU machine on a tap this bench creates instead of user networking
+//! (`qemu::machine_on_tap`, `net::Wire`, host 10.77.20.1, guest 10.77.20.2;
 //! root needed) — the Linux guest gets the same NIC. In `--rounds` rounds
 //! (default [`DEFAULT_ROUNDS`]), each booting both one after the other, Rhea first in odd
 //! rounds and Linux first in even ones, so drift of the host between the two measurements
@@ -359,34 +359,6 @@ fn rhea_counters(guest: Ipv4Addr) -> Option<[u64; 8]> {
     ])
 }
 
-/// The appliance's machine for `spec` with its NIC on the host's `tap` instead of user
-/// networking, and that NIC (the Linux guest gets the same one).
-fn on_tap(
-    spec: &qemu::Spec<'_>,
-    qboot: Option<&std::path::Path>,
-    tap: &str,
-) -> Result<(qemu::Machine, qemu::Nic)> {
-    let mut machine = qemu::machine(spec, qboot)?;
-    let nic = qemu::nic(
-        spec.board.name,
-        spec.machine,
-        apps::Net::User,
-        qemu::Backend::Tap(tap),
-    );
-    match nic {
-        Some(nic) if !machine.nics.is_empty() => {
-            machine.nics = vec![nic.clone()];
-            Ok((machine, nic))
-        }
-        _ => fail(format!(
-            "{} on board {} machine {} has no user-networking NIC to put on tap {tap}",
-            spec.kernel.display(),
-            spec.board.name,
-            spec.machine
-        )),
-    }
-}
-
 /// The last console lines of a guest, indented.
 fn tail(guest: &Guest) -> String {
     let console = guest.console();
@@ -503,7 +475,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
         serial: qemu::Serial::Captured,
         append: &rhea_cmdline,
     };
-    let (mut rhea, nic) = on_tap(&spec, qemu.qboot.as_deref(), &wire.tap)?;
+    let (mut rhea, nic) = qemu::machine_on_tap(&spec, qemu.qboot.as_deref(), &wire.tap)?;
     rhea.binary = qemu.binary.clone();
     let linux = bench::linux_guest::net_guest(
         ws,
@@ -804,40 +776,5 @@ mod tests {
         assert_eq!(parse_datagram(&bad), None);
         let stream: Vec<u8> = (0..256).map(stream_byte).collect();
         assert!(stream.windows(2).filter(|w| w[0] == w[1]).count() < 16);
-    }
-
-    #[test]
-    fn nic_on_the_tap() {
-        let spec = |kernel| qemu::Spec {
-            board: boards::find(BOARD).unwrap(),
-            machine: MACHINE,
-            accel: qemu::Accel::Tcg,
-            smp: 1,
-            mem: "128M",
-            kernel,
-            serial: qemu::Serial::Captured,
-            append: "rhea.net.ip=10.77.20.2/24",
-        };
-        let appliance = std::path::Path::new("/img/appliance.elf");
-        let (m, nic) = on_tap(&spec(appliance), None, "rhea-net20").unwrap();
-        assert_eq!(
-            nic.args().join(" "),
-            "-netdev tap,id=n0,ifname=rhea-net20,script=no,downscript=no \
-             -device virtio-net-pci,netdev=n0"
-        );
-        assert_eq!(m.nics, [nic]);
-        let line = m.args().join(" ");
-        assert!(!line.contains("user,"), "{line}");
-        assert!(
-            line.ends_with(
-                "-device isa-debug-exit,iobase=0xf4,iosize=4 -netdev tap,id=n0,ifname=rhea-net20,\
-             script=no,downscript=no -device virtio-net-pci,netdev=n0 \
-             -append rhea.net.ip=10.77.20.2/24"
-            ),
-            "{line}"
-        );
-        // An app without a NIC cannot be measured.
-        let hello = std::path::Path::new("/img/hello.elf");
-        assert!(on_tap(&spec(hello), None, "t").is_err());
     }
 }

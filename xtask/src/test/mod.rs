@@ -1104,22 +1104,10 @@ fn appliance_qemu(
         serial: qemu::Serial::Captured,
         append: &cmdline,
     };
-    let mut qargs = qemu::args(&spec, qemu.qboot.as_deref()).map_err(|e| e.to_string())?;
-    // The app's user-networking NIC, moved onto the tap.
-    let mut found = false;
-    for a in qargs.iter_mut().filter(|a| a.starts_with("user,id=n0")) {
-        *a = format!("tap,id=n0,ifname={},script=no,downscript=no", wire.tap);
-        found = true;
-    }
-    if !found {
-        return Err(format!(
-            "no NIC on the QEMU command line: {}",
-            qargs.join(" ")
-        ));
-    }
-    let mut cmd = std::process::Command::new(&qemu.binary);
-    cmd.args(&qargs);
-    Ok(cmd)
+    let (mut machine, _) =
+        qemu::machine_on_tap(&spec, qemu.qboot.as_deref(), &wire.tap).map_err(|e| e.to_string())?;
+    machine.binary = qemu.binary;
+    Ok(machine.command())
 }
 
 /// Judges how the appliance ended: the exercise's result `r`, its exit status, and its

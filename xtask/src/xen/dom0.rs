@@ -1082,23 +1082,10 @@ const ARM_CPU: &str = "max,pauth-impdef=on";
 fn qemu_machine(arch: Arch, u: &Unpacked, initrd: &Path, run_dir: &Path) -> Result<Machine> {
     let mut m = match arch {
         Arch::X86_64 => {
-            for p in [&u.xen, &u.vmlinuz, initrd] {
-                if p.to_string_lossy().contains([',', ' ']) {
-                    return fail(format!(
-                        "{}: QEMU's multiboot -initrd cannot take a path with a comma or space",
-                        p.display()
-                    ));
-                }
-            }
             let mut m = Machine::new(arch.qemu(), "pc", "tcg");
             m.cpu = Some("max".to_string());
             m.append = Some(xen_args(arch));
-            m.initrd = Some(format!(
-                "{} {},{}",
-                u.vmlinuz.display(),
-                dom0_args(arch),
-                initrd.display()
-            ));
+            m.multiboot_modules(&[(&u.vmlinuz, dom0_args(arch)), (initrd, "")])?;
             m
         }
         Arch::Aarch64 => arm_machine(u, initrd, run_dir)?,
@@ -1128,24 +1115,16 @@ fn arm_machine(u: &Unpacked, initrd: &Path, run_dir: &Path) -> Result<Machine> {
     let mut m = Machine::new(Arch::Aarch64.qemu(), ARM_MACHINE, "tcg");
     m.cpu = Some(ARM_CPU.to_string());
     m.dtb = Some(arm_devicetree(run_dir, kernel_bytes, initrd_bytes)?);
-    m.devices = vec![
-        format!(
-            "loader,file={},addr={ARM_KERNEL_ADDR:#x}",
-            u.vmlinuz.display()
-        ),
-        format!("loader,file={},addr={ARM_INITRD_ADDR:#x}", initrd.display()),
-    ];
+    m.load(&u.vmlinuz, ARM_KERNEL_ADDR);
+    m.load(initrd, ARM_INITRD_ADDR);
     Ok(m)
 }
 
 /// QEMU's devicetree of the machine with [`arm_chosen`] merged in (with `dtc`).
 fn arm_devicetree(run_dir: &Path, kernel_bytes: u64, initrd_bytes: u64) -> Result<PathBuf> {
     let base = run_dir.join("virt.dtb");
-    let mut dump = Machine::new(
-        Arch::Aarch64.qemu(),
-        format!("{ARM_MACHINE},dumpdtb={}", base.display()),
-        "tcg",
-    );
+    let mut dump = Machine::new(Arch::Aarch64.qemu(), ARM_MACHINE, "tcg");
+    dump.dumpdtb = Some(base.clone());
     dump.cpu = Some(ARM_CPU.to_string());
     dump.mem = Some(HOST_MEM_MIB.to_string());
     dump.smp = Some(2);

@@ -263,12 +263,7 @@ fn x86_machine_with(spec: &Spec<'_>, xen: PathBuf) -> Result<Machine> {
     m.append = Some(format!(
         "{X86_XEN_ARGS} dom0_mem={dom0_mib}M dom0_max_vcpus={smp}"
     ));
-    let module = format!(
-        "{} {}",
-        spec.kernel.display(),
-        spec.append.replace(',', ",,")
-    );
-    m.initrd = Some(module.trim_end().to_string());
+    m.multiboot_modules(&[(spec.kernel, spec.append)])?;
     Ok(m)
 }
 
@@ -370,11 +365,8 @@ pub(crate) fn prepare(spec: &Spec<'_>) -> Result<Prepared> {
     let smp = spec.smp.max(1);
     let qemu_machine = qemu_machine(spec.machine);
     let base = run.join(format!("{}-smp{smp}.dtb", spec.machine));
-    let mut dump = Machine::new(
-        spec.board.qemu,
-        format!("{qemu_machine},dumpdtb={}", base.display()),
-        "tcg",
-    );
+    let mut dump = Machine::new(spec.board.qemu, qemu_machine, "tcg");
+    dump.dumpdtb = Some(base.clone());
     dump.cpu = Some(CPU.to_string());
     dump.mem = Some(HOST_MEM.to_string());
     dump.smp = Some(smp);
@@ -428,10 +420,7 @@ fn arm_machine_with(spec: &Spec<'_>, p: Prepared) -> Machine {
     let mut m = Machine::new(spec.board.qemu, qemu_machine(spec.machine), accel);
     m.cpu = Some(CPU.to_string());
     m.dtb = Some(p.dtb);
-    m.devices.push(format!(
-        "loader,file={},addr={IMAGE_ADDR:#x}",
-        spec.kernel.display()
-    ));
+    m.load(spec.kernel, IMAGE_ADDR);
     m.mem = Some(HOST_MEM.to_string());
     m.smp = Some(spec.smp);
     m.serial = Some(crate::qemu::serial_arg(spec.serial).to_string());
