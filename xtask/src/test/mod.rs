@@ -35,6 +35,7 @@ use crate::apps::{self, App, Expect};
 use crate::boards::Runner;
 use crate::boards::{self, Board};
 use crate::qemu::{self, Accel, Qemu, Verdict};
+use crate::xen::dom0::{self, Dom0Outcome, Dom0Spec};
 use crate::{Error, Options, Result, Workspace, describe, fuzz, image, setup};
 
 /// The name of the host unit test item (`--filter` applies to it too).
@@ -875,7 +876,7 @@ fn xen_netfront(
     all_apps: &[App],
     board_name: &str,
 ) -> std::result::Result<(), String> {
-    use crate::xen::dom0::{self, Arch, Check, Dom0Spec, DomUKernel};
+    use crate::xen::dom0::{Arch, DomUKernel};
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
@@ -886,13 +887,25 @@ fn xen_netfront(
     } else {
         Arch::X86_64
     };
-    let mut spec = Dom0Spec::new(
-        arch,
-        DomUKernel::Image {
-            path: image.boot.clone(),
-            ramdisk: None,
-        },
-    );
+    let kernel = DomUKernel::Image {
+        path: image.boot.clone(),
+        ramdisk: None,
+    };
+    let (spec, cpu) = netfront_spec(arch, kernel);
+    let out = dom0::run(&spec).map_err(|e| e.to_string())?;
+    let problems = netfront_problems(&spec, &out, cpu);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(netfront_failure(&problems, &out))
+    }
+}
+
+/// The dom0 run of [`xen_netfront`] for the appliance `kernel`, and the CPU its NIC's event
+/// channel must be moved to.
+fn netfront_spec(arch: dom0::Arch, kernel: dom0::DomUKernel) -> (Dom0Spec, u32) {
+    use crate::xen::dom0::{Arch, Check};
+    let mut spec = Dom0Spec::new(arch, kernel);
     // arm64: two vCPUs, the NIC's event channel moved to the second (EVTCHNOP_bind_vcpu).
     // x86_64: one vCPU (the bind to vCPU 0 still goes through Xen). With two, under load, the
     // nested setup itself misbehaves (measured in ~50 loaded runs: dom0's own processes crash
@@ -909,7 +922,12 @@ fn xen_netfront(
     spec.checks = vec![Check::Ping, Check::UdpEcho, Check::TcpEcho, Check::Http];
     spec.ready = Some("appliance: ready".to_string());
     spec.end_wait = Duration::from_secs(1);
-    let out = dom0::run(&spec).map_err(|e| e.to_string())?;
+    (spec, cpu)
+}
+
+/// What is wrong with outcome `out` of the netfront run `spec` (event channel on `cpu`):
+/// empty when the appliance came up, bound its netfront, passed every check and stayed up.
+fn netfront_problems(spec: &Dom0Spec, out: &Dom0Outcome, cpu: u32) -> Vec<String> {
     let console = format!("{}{}", out.console, out.xen_console);
     let mut problems = Vec::new();
     if out.created != Some(true) {
@@ -945,21 +963,23 @@ fn xen_netfront(
             out.domu_end.describe()
         ));
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        let xen_lines: Vec<&str> = out.xen_console.lines().collect();
-        let xen_tail = xen_lines[xen_lines.len().saturating_sub(40)..].join("\n");
-        Err(format!(
-            "{}\n    domU: {}; QEMU: {}\n    the domU's lines on Xen's console (last 40):\n{}\n    \
-             last serial lines:\n{}",
-            problems.join("; "),
-            out.domu_end.describe(),
-            out.qemu_end.describe(),
-            xen_tail,
-            out.tail(25)
-        ))
-    }
+    problems
+}
+
+/// The failure message of a netfront run: its `problems`, how the domU and QEMU ended, and
+/// the last lines of the domU on Xen's console and of the serial console.
+fn netfront_failure(problems: &[String], out: &Dom0Outcome) -> String {
+    let xen_lines: Vec<&str> = out.xen_console.lines().collect();
+    let xen_tail = xen_lines[xen_lines.len().saturating_sub(40)..].join("\n");
+    format!(
+        "{}\n    domU: {}; QEMU: {}\n    the domU's lines on Xen's console (last 40):\n{}\n    \
+         last serial lines:\n{}",
+        problems.join("; "),
+        out.domu_end.describe(),
+        out.qemu_end.describe(),
+        xen_tail,
+        out.tail(25)
+    )
 }
 
 /// The appliance on a tap of its own, exercised from the host (`net::exercise`, or with
@@ -1203,6 +1223,59 @@ mod tests {
         assert_eq!(missing_fragment("a a", &frags(&["a", "a"])), None);
         // Fragments may span lines.
         assert_eq!(missing_fragment(console, &frags(&["boot\nhello"])), None);
+    }
+
+    #[test]
+    fn netfront_runs_are_judged() {
+        use crate::xen::dom0::{Arch, CheckResult, DomUEnd, DomUKernel, parse_serial};
+        let kernel = DomUKernel::Image {
+            path: "/img/appliance".into(),
+            ramdisk: None,
+        };
+        let (spec, cpu) = netfront_spec(Arch::Aarch64, kernel.clone());
+        assert_eq!((cpu, spec.vcpus, spec.checks.len()), (1, 2, 4));
+        assert!(
+            spec.cmdline.contains("rhea.net.irq_cpu=1"),
+            "{}",
+            spec.cmdline
+        );
+        let (x86, cpu) = netfront_spec(Arch::X86_64, kernel);
+        assert_eq!((cpu, x86.vcpus), (0, 1));
+        // A run that passed everything.
+        let mut out = parse_serial(&[]);
+        out.created = Some(true);
+        out.ready = Some((true, "xen".into()));
+        out.xen_console = "net: bound by xen-netfront\nnet: interrupts on cpu1\n".into();
+        out.checks = ["ping", "udp", "tcp", "http"]
+            .map(|name| CheckResult {
+                name: name.into(),
+                ok: true,
+                detail: String::new(),
+            })
+            .to_vec();
+        out.domu_end = DomUEnd::StillRunning {
+            state: "-b----".into(),
+            destroyed: true,
+        };
+        assert_eq!(netfront_problems(&spec, &out, 1), Vec::<String>::new());
+        // The same on the wrong CPU, with a failed check, and a domU that ended.
+        out.checks[1].ok = false;
+        out.checks[1].detail = "sent=a got=".into();
+        out.domu_end = DomUEnd::Gone;
+        assert_eq!(
+            netfront_problems(&spec, &out, 0),
+            [
+                "the NIC's event channel was not moved to cpu0",
+                "check udp failed: sent=a got=",
+                "the domU did not stay up: gone (xl no longer lists it)",
+            ]
+        );
+        // Nothing reached.
+        let none = netfront_problems(&spec, &parse_serial(&[]), 1);
+        assert_eq!(none.len(), 6, "{none:?}");
+        assert!(
+            netfront_failure(&none, &parse_serial(&[])).starts_with("the domU was not created; ")
+        );
     }
 
     #[test]

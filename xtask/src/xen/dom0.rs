@@ -852,47 +852,18 @@ fn run_conf(spec: &Dom0Spec, ready: Option<&str>) -> String {
 /// Parses dom0's `DOM0-...` lines and the domU's `(dN)` lines into an outcome (the QEMU
 /// fields are filled in by the caller).
 pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
-    let mut o = Dom0Outcome {
-        qemu_end: QemuEnd::Exited(0),
-        finished: false,
-        panic: None,
-        dom0_up: None,
-        created: None,
-        ready: None,
-        ready_at: None,
-        vif: None,
-        checks: Vec::new(),
-        domu_end: DomUEnd::Unknown,
-        console: String::new(),
-        vuart: String::new(),
-        xen_console: String::new(),
-        xl_log: String::new(),
-        hotplug_log: String::new(),
-        notes: Vec::new(),
-        serial: lines.to_vec(),
-        stderr: String::new(),
-        elapsed: Duration::ZERO,
-    };
-    let field = |s: &str, key: &str| -> Option<String> {
-        s.split_whitespace()
-            .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
-    };
+    let mut o = Dom0Outcome::of_serial(lines);
+    // The log being copied between `DOM0-BEGIN <name>` and `DOM0-END <name>`.
     let mut block: Option<String> = None;
     for (at, raw) in lines {
         if let Some(name) = &block {
             if raw.contains(&format!("DOM0-END {name}")) {
                 block = None;
-                continue;
+            } else {
+                let text = o.log_mut(name);
+                text.push_str(raw);
+                text.push('\n');
             }
-            let text = match name.as_str() {
-                "console" => &mut o.console,
-                "vuart" => &mut o.vuart,
-                "xl" => &mut o.xl_log,
-                _ => &mut o.hotplug_log,
-            };
-            text.push_str(raw);
-            text.push('\n');
             continue;
         }
         if let Some(d) = domu_line(raw) {
@@ -903,28 +874,78 @@ pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
         if o.panic.is_none() && is_panic(raw) {
             o.panic = Some(raw.trim().to_string());
         }
-        let Some(i) = raw.find("DOM0-") else {
-            continue;
-        };
-        let line = &raw[i..];
+        if let Some(i) = raw.find("DOM0-") {
+            block = o.take_report(*at, &raw[i..]);
+        }
+    }
+    o
+}
+
+/// The value of `key=value` among the words of `s`.
+fn field(s: &str, key: &str) -> Option<String> {
+    s.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .map(str::to_string)
+}
+
+impl Dom0Outcome {
+    /// An outcome with nothing found yet, holding the serial `lines`.
+    fn of_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
+        Dom0Outcome {
+            qemu_end: QemuEnd::Exited(0),
+            finished: false,
+            panic: None,
+            dom0_up: None,
+            created: None,
+            ready: None,
+            ready_at: None,
+            vif: None,
+            checks: Vec::new(),
+            domu_end: DomUEnd::Unknown,
+            console: String::new(),
+            vuart: String::new(),
+            xen_console: String::new(),
+            xl_log: String::new(),
+            hotplug_log: String::new(),
+            notes: Vec::new(),
+            serial: lines.to_vec(),
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The text a `DOM0-BEGIN <name>` block goes to (`console`, `vuart`, `xl`, else the
+    /// hotplug log).
+    fn log_mut(&mut self, name: &str) -> &mut String {
+        match name {
+            "console" => &mut self.console,
+            "vuart" => &mut self.vuart,
+            "xl" => &mut self.xl_log,
+            _ => &mut self.hotplug_log,
+        }
+    }
+
+    /// Takes one `DOM0-<TAG> ...` report seen at `at`; returns the name of the log block a
+    /// `DOM0-BEGIN` opens.
+    fn take_report(&mut self, at: Duration, line: &str) -> Option<String> {
         let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
         match tag {
-            "DOM0-UP" => o.dom0_up = Some(*at),
+            "DOM0-UP" => self.dom0_up = Some(at),
             "DOM0-CREATE" => {
-                o.created = Some(field(rest, "ok").as_deref() == Some("1"));
-                if o.created == Some(false) {
-                    o.domu_end = DomUEnd::NotCreated;
+                self.created = Some(field(rest, "ok").as_deref() == Some("1"));
+                if self.created == Some(false) {
+                    self.domu_end = DomUEnd::NotCreated;
                 }
             }
             "DOM0-READY" => {
-                o.ready = Some((
+                self.ready = Some((
                     field(rest, "ok").as_deref() == Some("1"),
                     field(rest, "where").unwrap_or_default(),
                 ));
-                o.ready_at = Some(*at);
+                self.ready_at = Some(at);
             }
-            "DOM0-VIF" => o.vif = Some(rest.trim().to_string()),
-            "DOM0-CHECK" => o.checks.push(CheckResult {
+            "DOM0-VIF" => self.vif = Some(rest.trim().to_string()),
+            "DOM0-CHECK" => self.checks.push(CheckResult {
                 name: field(rest, "name").unwrap_or_default(),
                 ok: field(rest, "ok").as_deref() == Some("1"),
                 detail: rest
@@ -932,15 +953,15 @@ pub(crate) fn parse_serial(lines: &[(Duration, String)]) -> Dom0Outcome {
                     .map(|(_, d)| d.trim().to_string())
                     .unwrap_or_default(),
             }),
-            "DOM0-STATE" => o.domu_end = domu_end(rest),
-            "DOM0-NOTE" => o.notes.push(rest.trim().to_string()),
+            "DOM0-STATE" => self.domu_end = domu_end(rest),
+            "DOM0-NOTE" => self.notes.push(rest.trim().to_string()),
             // `DOM0-BEGIN <name> [<file>]`.
-            "DOM0-BEGIN" => block = rest.split_whitespace().next().map(str::to_string),
-            "DOM0-FINISHED" => o.finished = true,
+            "DOM0-BEGIN" => return rest.split_whitespace().next().map(str::to_string),
+            "DOM0-FINISHED" => self.finished = true,
             _ => {}
         }
+        None
     }
-    o
 }
 
 /// The domU's text of a Xen console line `(dN) text` (N > 0), if it is one.
