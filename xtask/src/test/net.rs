@@ -270,6 +270,41 @@ pub(crate) fn exercise(
     let mut f = Figures::default();
 
     // 1. HTTP.
+    check_http(g)?;
+    log("http: / and /status.json 200, unknown path 404, malformed request 400");
+
+    // 2. ICMP echo.
+    ping(g)?;
+    log("icmp: echo answered");
+
+    // 3. TCP echo, 10 MB.
+    let (mbps, checksum) = tcp_echo(g, 10 << 20)?;
+    f.tcp_mb_per_s = mbps;
+    log(&format!(
+        "tcp: 10 MiB echoed intact (fnv {checksum:016x}), {mbps:.1} MB/s"
+    ));
+
+    // 4. UDP echoes.
+    let (echoes, retries) = udp_echoes(g, 10_000)?;
+    f.udp_echoes = echoes;
+    f.udp_retries = retries;
+    log(&format!("udp: {echoes} echoes, {retries} retried"));
+
+    // 4b. A peer that vanishes.
+    check_peer_reset(g)?;
+    log("tcp: a connection reset mid-stream was absorbed; the next connection was served");
+
+    // 5. Malformed traffic.
+    check_malformed(wire, &mut f, log)?;
+
+    // 6. Flood.
+    check_flood(g, flood_pps, &mut f, log)?;
+    Ok(f)
+}
+
+/// Step 1: `/` and `/status.json` (after the control loop's first period) answer 200 with
+/// their content, an unknown path 404 and a malformed request 400.
+fn check_http(g: Ipv4Addr) -> Result<(), String> {
     let (code, page) = get(g, "/")?;
     if code != 200 || !page.contains("Rhea appliance") {
         return Err(format!("GET / answered {code} without the page"));
@@ -299,36 +334,24 @@ pub(crate) fn exercise(
     if code != 400 {
         return Err(format!("a malformed request answered {code}, not 400"));
     }
-    log("http: / and /status.json 200, unknown path 404, malformed request 400");
+    Ok(())
+}
 
-    // 2. ICMP echo.
-    ping(g)?;
-    log("icmp: echo answered");
-
-    // 3. TCP echo, 10 MB.
-    let (mbps, checksum) = tcp_echo(g, 10 << 20)?;
-    f.tcp_mb_per_s = mbps;
-    log(&format!(
-        "tcp: 10 MiB echoed intact (fnv {checksum:016x}), {mbps:.1} MB/s"
-    ));
-
-    // 4. UDP echoes.
-    let (echoes, retries) = udp_echoes(g, 10_000)?;
-    f.udp_echoes = echoes;
-    f.udp_retries = retries;
-    log(&format!("udp: {echoes} echoes, {retries} retried"));
-
-    // 4b. A peer that vanishes: a connection reset mid-stream (SO_LINGER 0 closes with RST)
-    // must end the appliance's echo connection, not hang it — the next connection is served.
+/// Step 4b: a connection reset mid-stream (SO_LINGER 0 closes with RST) must end the
+/// appliance's echo connection, not hang it — the next connection is served.
+fn check_peer_reset(g: Ipv4Addr) -> Result<(), String> {
     peer_reset(g)?;
     let (e, _) = udp_echoes(g, 10)?;
     let (code, _) = get(g, "/status.json")?;
     if code != 200 || e != 10 {
         return Err("the appliance stopped answering after a connection reset".into());
     }
-    log("tcp: a connection reset mid-stream was absorbed; the next connection was served");
+    Ok(())
+}
 
-    // 5. Malformed traffic.
+/// Step 5: every malformed frame sent is counted, and the appliance still answers.
+fn check_malformed(wire: &Wire, f: &mut Figures, log: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let g = wire.guest;
     let before = json_number(&status(g)?, "\"net\"", "malformed").unwrap_or(0);
     let sent = send_malformed(wire)?;
     std::thread::sleep(Duration::from_millis(300));
@@ -348,54 +371,100 @@ pub(crate) fn exercise(
         "malformed: {sent} frames sent, {} counted, still answering ({e} echoes after)",
         after - before
     ));
+    Ok(())
+}
 
-    // 6. Flood.
+/// What changed in `/status.json` over a flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FloodDelta {
+    /// The driver stopped for a full ring, or frames were dropped at a full ring or an
+    /// empty pool.
+    pressure_events: u64,
+    /// UDP datagrams the appliance echoed.
+    echoed: u64,
+    /// Control-loop periods, and deadlines missed.
+    periods: u64,
+    misses: u64,
+}
+
+impl FloodDelta {
+    /// The change from status `before` to status `after`.
+    fn between(before: &str, after: &str) -> FloodDelta {
+        let pressure = |j: &str| {
+            [
+                "rx_backpressure",
+                "rx_ring_full",
+                "tx_ring_full",
+                "pool_empty",
+            ]
+            .iter()
+            .map(|k| json_number(j, "\"net\"", k).unwrap_or(0))
+            .sum::<u64>()
+        };
+        let delta = |section: &str, key: &str| {
+            json_number(after, section, key).unwrap_or(0)
+                - json_number(before, section, key).unwrap_or(0)
+        };
+        FloodDelta {
+            pressure_events: pressure(after) - pressure(before),
+            echoed: delta("\"echo\"", "udp_datagrams"),
+            periods: delta("\"control\"", "periods"),
+            misses: delta("\"control\"", "misses"),
+        }
+    }
+
+    /// Judges a flood of `datagrams`: it must have saturated the network path (pressure
+    /// events, or fewer datagrams echoed than sent: part of it dropped elsewhere, in the
+    /// device's queue or a socket buffer), and the control loop must have run without a miss.
+    /// `after` is the status quoted in messages.
+    fn judge(&self, datagrams: u64, after: &str) -> Result<(), String> {
+        let FloodDelta {
+            pressure_events,
+            echoed,
+            periods,
+            misses,
+        } = *self;
+        if pressure_events == 0 && echoed * 10 >= datagrams * 9 {
+            return Err(format!(
+                "the flood did not saturate the appliance (no backpressure or drops, {echoed} of {datagrams} echoed): {after}"
+            ));
+        }
+        if periods == 0 {
+            return Err("the control loop did not run during the flood".into());
+        }
+        if misses != 0 {
+            return Err(format!(
+                "the control loop missed {misses} deadlines during the flood: {after}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Step 6: a 3 s UDP flood (at `flood_pps`, or as fast as the host sends) saturates the
+/// appliance's network path while its control loop keeps every deadline.
+fn check_flood(
+    g: Ipv4Addr,
+    flood_pps: Option<u32>,
+    f: &mut Figures,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), String> {
     let before = status(g)?;
     let (datagrams, secs) = flood(g, Duration::from_secs(3), flood_pps)?;
     let after = status(g)?;
-    // The flood must have saturated the network path: the driver stopped for a full ring, or
-    // frames were dropped at a full ring or an empty pool.
-    let pressure = |j: &str| {
-        [
-            "rx_backpressure",
-            "rx_ring_full",
-            "tx_ring_full",
-            "pool_empty",
-        ]
-        .iter()
-        .map(|k| json_number(j, "\"net\"", k).unwrap_or(0))
-        .sum::<u64>()
-    };
-    let pressure_events = pressure(&after) - pressure(&before);
-    // Or it dropped part of the flood elsewhere (the device's queue, a socket buffer): fewer
-    // datagrams echoed than sent.
-    let echoed = json_number(&after, "\"echo\"", "udp_datagrams").unwrap_or(0)
-        - json_number(&before, "\"echo\"", "udp_datagrams").unwrap_or(0);
-    let periods = json_number(&after, "\"control\"", "periods").unwrap_or(0)
-        - json_number(&before, "\"control\"", "periods").unwrap_or(0);
-    let misses = json_number(&after, "\"control\"", "misses").unwrap_or(0)
-        - json_number(&before, "\"control\"", "misses").unwrap_or(0);
+    let d = FloodDelta::between(&before, &after);
     f.flood_datagrams = datagrams;
-    f.flood_periods = periods;
-    f.flood_misses = misses;
+    f.flood_periods = d.periods;
+    f.flood_misses = d.misses;
     log(&format!(
-        "flood: {datagrams} datagrams in {secs:.1} s ({:.0}/s), {echoed} echoed, {pressure_events} backpressure/drop events; control loop {periods} periods, {misses} deadline misses",
-        datagrams as f64 / secs
+        "flood: {datagrams} datagrams in {secs:.1} s ({:.0}/s), {} echoed, {} backpressure/drop events; control loop {} periods, {} deadline misses",
+        datagrams as f64 / secs,
+        d.echoed,
+        d.pressure_events,
+        d.periods,
+        d.misses
     ));
-    if pressure_events == 0 && echoed * 10 >= datagrams * 9 {
-        return Err(format!(
-            "the flood did not saturate the appliance (no backpressure or drops, {echoed} of {datagrams} echoed): {after}"
-        ));
-    }
-    if periods == 0 {
-        return Err("the control loop did not run during the flood".into());
-    }
-    if misses != 0 {
-        return Err(format!(
-            "the control loop missed {misses} deadlines during the flood: {after}"
-        ));
-    }
-    Ok(f)
+    d.judge(datagrams, &after)
 }
 
 /// Asks the appliance to end.
@@ -592,44 +661,61 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
     let mac = guest_mac(wire)?;
     let host_mac = host_mac(&wire.tap)?;
     // A valid UDP/IPv4 frame to the guest's echo port, then broken copies.
-    let udp_frame = |payload: &[u8]| -> Vec<u8> {
-        let mut f = Vec::new();
-        f.extend_from_slice(&mac);
-        f.extend_from_slice(&host_mac);
-        f.extend_from_slice(&[0x08, 0x00]);
-        let total = 20 + 8 + payload.len();
-        let mut ip = vec![
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            1,
-            0,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ];
-        ip.extend_from_slice(&wire.host.octets());
-        ip.extend_from_slice(&wire.guest.octets());
-        let c = checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let mut udp = vec![0x9c, 0x40, 0, 9, 0, (8 + payload.len()) as u8, 0, 0];
-        udp.extend_from_slice(payload);
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&wire.host.octets());
-        pseudo.extend_from_slice(&wire.guest.octets());
-        pseudo.extend_from_slice(&[0, 17, 0, (8 + payload.len()) as u8]);
-        pseudo.extend_from_slice(&udp);
-        let c = checksum(&pseudo);
-        udp[6..8].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&udp);
-        f
-    };
-    let good = udp_frame(b"malformed-test");
+    let good = udp_frame((host_mac, wire.host), (mac, wire.guest), b"malformed-test");
+    let frames = malformed_frames(&good);
+    let sent = inject(wire, &frames, Duration::from_micros(200))?;
+    // Frames under 14 bytes carry no Ethernet header: the tap itself may drop them, and then
+    // the appliance never sees them. Count what it can see.
+    let visible = frames.iter().filter(|f| f.len() >= 14).count() as u64;
+    Ok(sent.min(visible))
+}
+
+/// A valid Ethernet frame with a UDP/IPv4 datagram of `payload` (at most 247 bytes) from
+/// port 40000 of `src` to port 9 of `dst`, each a MAC and an address.
+fn udp_frame(src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], Ipv4Addr), payload: &[u8]) -> Vec<u8> {
+    let (src_mac, src_ip) = src;
+    let (dst_mac, dst_ip) = dst;
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&src_ip.octets());
+    ip.extend_from_slice(&dst_ip.octets());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = vec![0x9c, 0x40, 0, 9, 0, (8 + payload.len()) as u8, 0, 0];
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src_ip.octets());
+    pseudo.extend_from_slice(&dst_ip.octets());
+    pseudo.extend_from_slice(&[0, 17, 0, (8 + payload.len()) as u8]);
+    pseudo.extend_from_slice(&udp);
+    let c = checksum(&pseudo);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// Broken copies of the valid UDP/IPv4 frame `good` ([`udp_frame`]): truncated, bad IPv4
+/// and UDP checksums, bad IPv4 versions and header lengths, a total length past the frame,
+/// and random bytes after the Ethernet header (with a wrong IPv4 checksum).
+fn malformed_frames(good: &[u8]) -> Vec<Vec<u8>> {
     let mut frames: Vec<Vec<u8>> = Vec::new();
     // Truncated: shorter than an Ethernet header... raw sockets pad nothing on a tap.
     for n in [1usize, 6, 13] {
@@ -637,25 +723,25 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
     }
     // Bad IPv4 header checksums.
     for i in 0..20u8 {
-        let mut f = good.clone();
+        let mut f = good.to_vec();
         f[14 + 10] ^= i + 1;
         frames.push(f);
     }
     // Bad UDP checksums (payload changed, checksum kept).
     for i in 0..20u8 {
-        let mut f = good.clone();
+        let mut f = good.to_vec();
         let n = f.len();
         f[n - 1] ^= i + 1;
         frames.push(f);
     }
     // IPv4 frames with version 6 / header length below 20.
     for first in [0x65u8, 0x44, 0x41] {
-        let mut f = good.clone();
+        let mut f = good.to_vec();
         f[14] = first;
         frames.push(f);
     }
     // IPv4 with a total length past the frame.
-    let mut f = good.clone();
+    let mut f = good.to_vec();
     f[14 + 2] = 0x05;
     f[14 + 3] = 0xdc;
     frames.push(f);
@@ -677,11 +763,7 @@ fn send_malformed(wire: &Wire) -> Result<u64, String> {
         }
         frames.push(f);
     }
-    let sent = inject(wire, &frames, Duration::from_micros(200))?;
-    // Frames under 14 bytes carry no Ethernet header: the tap itself may drop them, and then
-    // the appliance never sees them. Count what it can see.
-    let visible = frames.iter().filter(|f| f.len() >= 14).count() as u64;
-    Ok(sent.min(visible))
+    frames
 }
 
 /// Writes `frames` onto the tap from the host side (an `AF_PACKET` socket: as if from other
@@ -814,5 +896,68 @@ mod tests {
         // RFC 1071's example words sum to 0xddf2; the checksum is its complement.
         let words = [0x00u8, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(checksum(&words), !0xddf2);
+    }
+
+    #[test]
+    fn frames_good_and_malformed() {
+        let (host, guest) = (Ipv4Addr::new(10, 77, 1, 1), Ipv4Addr::new(10, 77, 1, 2));
+        let good = udp_frame(([2; 6], host), ([4; 6], guest), b"abc");
+        assert_eq!(good.len(), 14 + 20 + 8 + 3);
+        assert_eq!((&good[..6], &good[6..12]), (&[4u8; 6][..], &[2u8; 6][..]));
+        // Both checksums verify: the IPv4 header's and the UDP one over its pseudo-header.
+        assert_eq!(checksum(&good[14..34]), 0);
+        let mut pseudo = [host.octets(), guest.octets()].concat();
+        pseudo.extend_from_slice(&[0, 17, 0, 11]);
+        pseudo.extend_from_slice(&good[34..]);
+        assert_eq!(checksum(&pseudo), 0);
+        let bad = malformed_frames(&good);
+        assert_eq!(bad.len(), 3 + 20 + 20 + 3 + 1 + 5);
+        assert!(bad.iter().all(|f| *f != good));
+        assert_eq!(bad.iter().filter(|f| f.len() < 14).count(), 3);
+        // The random ones never carry a valid IPv4 header checksum.
+        assert!(
+            bad[bad.len() - 5..]
+                .iter()
+                .all(|f| checksum(&f[14..34]) != 0)
+        );
+    }
+
+    #[test]
+    fn floods_are_judged() {
+        let status = |pressure: u64, echoed: u64, periods: u64, misses: u64| {
+            format!(
+                r#"{{"control":{{"periods":{periods},"misses":{misses}}},"net":{{"rx_backpressure":{pressure},"rx_ring_full":1,"tx_ring_full":0,"pool_empty":0}},"echo":{{"udp_datagrams":{echoed}}}}}"#
+            )
+        };
+        let before = status(5, 100, 10, 1);
+        let d = FloodDelta::between(&before, &status(7, 1100, 130, 1));
+        assert_eq!(
+            d,
+            FloodDelta {
+                pressure_events: 2,
+                echoed: 1000,
+                periods: 120,
+                misses: 0
+            }
+        );
+        assert_eq!(d.judge(1000, "after"), Ok(()));
+        // No pressure, everything echoed: not saturated; 10 % lost is enough.
+        let calm = FloodDelta::between(&before, &status(5, 1100, 130, 1));
+        assert!(
+            calm.judge(1000, "a")
+                .unwrap_err()
+                .starts_with("the flood did not saturate")
+        );
+        assert_eq!(calm.judge(1112, "a"), Ok(()));
+        let stalled = FloodDelta::between(&before, &status(7, 1100, 10, 1));
+        assert_eq!(
+            stalled.judge(1000, "a"),
+            Err("the control loop did not run during the flood".to_string())
+        );
+        let missed = FloodDelta::between(&before, &status(7, 1100, 130, 4));
+        assert_eq!(
+            missed.judge(1000, "a"),
+            Err("the control loop missed 3 deadlines during the flood: a".to_string())
+        );
     }
 }
