@@ -657,11 +657,24 @@ fn churn(wire: &Wire, r: &mut Report) -> Result<(), String> {
 /// was created anew). Runs the LinuxU image once per setting, each ending in well under a
 /// second (limit 20 s).
 pub(crate) fn bad_config(elf: &std::path::Path, wire: &Wire) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    for (args, names) in bad_config_cases(wire) {
+        lines.push(refused(elf, &args, &names)?);
+        if std::path::Path::new("/sys/class/net/rhea-nosuch").exists() {
+            return Err("rhea.net.tap=rhea-nosuch created an interface".into());
+        }
+    }
+    Ok(lines)
+}
+
+/// The settings [`bad_config`] tries: each the appliance's arguments (the bad one last) and
+/// the text its error must name.
+fn bad_config_cases(wire: &Wire) -> Vec<(Vec<String>, String)> {
     let o = wire.guest.octets();
     let ip = format!("rhea.net.ip={}/24", wire.guest);
     let tap = format!("rhea.net.tap={}", wire.tap);
     let subnet_broadcast = format!("rhea.net.ip={}.{}.{}.255/24", o[0], o[1], o[2]);
-    let cases: Vec<(Vec<String>, String)> = vec![
+    vec![
         (
             vec!["rhea.net.ip=255.255.255.255/32".into()],
             "rhea.net.ip=255.255.255.255/32".into(),
@@ -703,48 +716,87 @@ pub(crate) fn bad_config(elf: &std::path::Path, wire: &Wire) -> Result<Vec<Strin
             vec![ip.clone(), "rhea.net.tap=rhea-nosuch".into()],
             "rhea.net.tap=rhea-nosuch".into(),
         ),
-    ];
-    let mut lines = Vec::new();
-    for (args, names) in cases {
-        let start = Instant::now();
-        let out = std::process::Command::new("timeout")
-            .arg("20")
-            .arg(elf)
-            .args(&args)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", elf.display()))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        let said = text
-            .lines()
-            .find(|l| {
-                l.contains(&names)
-                    && !l.starts_with("rhea: command line:")
-                    && (l.contains("expected") || l.contains("at most"))
-            })
-            .map(str::to_string);
-        match (out.status.code(), said) {
-            (Some(c), Some(line)) if c != 0 && c != 124 => lines.push(format!(
-                "{}: exit {c} in {:.2} s: {line}",
-                args.last().map_or("", String::as_str),
-                start.elapsed().as_secs_f64()
-            )),
-            (code, said) => {
-                return Err(format!(
-                    "`{}` ended with {code:?} (want a failure status) {}:\n{}",
-                    args.join(" "),
-                    if said.is_some() {
-                        "naming the setting"
-                    } else {
-                        "without an error naming the setting and what is allowed"
-                    },
-                    text.lines().rev().take(8).collect::<Vec<_>>().join("\n")
-                ));
-            }
-        }
-        if std::path::Path::new("/sys/class/net/rhea-nosuch").exists() {
-            return Err("rhea.net.tap=rhea-nosuch created an interface".into());
-        }
+    ]
+}
+
+/// Runs the LinuxU appliance `elf` with `args` (under `timeout 20`): it must end with a
+/// failure status (not the timeout's 124) and a line naming `names` and what is allowed.
+/// Returns the report line of the refusal.
+fn refused(elf: &std::path::Path, args: &[String], names: &str) -> Result<String, String> {
+    let start = Instant::now();
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(elf)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", elf.display()))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said = refusal_line(&text, names);
+    match (out.status.code(), said) {
+        (Some(c), Some(line)) if c != 0 && c != 124 => Ok(format!(
+            "{}: exit {c} in {:.2} s: {line}",
+            args.last().map_or("", String::as_str),
+            start.elapsed().as_secs_f64()
+        )),
+        (code, said) => Err(format!(
+            "`{}` ended with {code:?} (want a failure status) {}:\n{}",
+            args.join(" "),
+            if said.is_some() {
+                "naming the setting"
+            } else {
+                "without an error naming the setting and what is allowed"
+            },
+            text.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+        )),
     }
-    Ok(lines)
+}
+
+/// The line of the appliance's output `text` that refuses setting `names`: it names it and
+/// what is allowed (`expected ...`, `at most ...`), and is not the echo of the command line.
+fn refusal_line(text: &str, names: &str) -> Option<String> {
+    text.lines()
+        .find(|l| {
+            l.contains(names)
+                && !l.starts_with("rhea: command line:")
+                && (l.contains("expected") || l.contains("at most"))
+        })
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_and_their_refusals() {
+        let cases = bad_config_cases(&Wire::new(30));
+        assert_eq!(cases.len(), 10);
+        for (args, names) in &cases {
+            // The bad setting is the last argument, and the one the error must name.
+            assert!(args.last().unwrap().starts_with(names.as_str()), "{args:?}");
+        }
+        assert!(
+            cases
+                .iter()
+                .any(|(a, _)| a == &["rhea.net.ip=10.77.30.255/24"])
+        );
+        assert!(
+            cases
+                .iter()
+                .any(|(a, _)| a.contains(&"rhea.net.tap=rhea-net30".into()))
+        );
+        let out = "rhea: command line: rhea.net.gw=10.99.0.1 expected\n\
+                   rhea: rhea.net.gw=10.99.0.1: expected an address in 10.77.30.0/24\n";
+        assert_eq!(
+            refusal_line(out, "rhea.net.gw=10.99.0.1").as_deref(),
+            Some("rhea: rhea.net.gw=10.99.0.1: expected an address in 10.77.30.0/24")
+        );
+        assert_eq!(
+            refusal_line("rhea.net.buffers=65536: at most 4096", "rhea.net.buffers").as_deref(),
+            Some("rhea.net.buffers=65536: at most 4096")
+        );
+        // Naming the setting is not enough: what is allowed must be said.
+        assert_eq!(refusal_line("rhea.net.bogus: no", "rhea.net.bogus"), None);
+    }
 }
