@@ -428,24 +428,59 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
         "== bench xen, {}: Rhea on {}/{} vs on plain {}/{}, -smp {}, loops {loops}",
         pair.arch, pair.xen_board, pair.xen_machine, pair.plain_board, pair.plain_machine, opts.smp
     );
+    let c = Comparison {
+        pair,
+        opts,
+        loops,
+        cmdline: &cmdline,
+        plain: &plain,
+        xen: &xen,
+    };
+    print_conditions(ws, &c, &qemu.banner);
+    print_notes(&c);
+    println!();
+    print_figures(
+        &c,
+        ratios,
+        [("Xen", &xen_problems), ("plain QEMU", &plain_problems)],
+    );
+    Ok(ratios)
+}
+
+/// A comparison whose two sides have run.
+struct Comparison<'a> {
+    pair: Pair,
+    opts: &'a Options,
+    loops: u32,
+    /// The kernel command line of both sides.
+    cmdline: &'a str,
+    plain: &'a Side,
+    xen: &'a Side,
+}
+
+/// The `conditions:` block of a comparison: host, QEMU (`qemu_banner`), accelerator, Xen,
+/// Rhea, counter, both QEMU command lines, wall times and host load.
+fn print_conditions(ws: &Workspace, c: &Comparison<'_>, qemu_banner: &str) {
+    let (pair, opts, plain, xen) = (c.pair, c.opts, c.plain, c.xen);
     println!("conditions:");
     println!(
         "  host CPU:    {} (nproc {})",
         host_cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("  QEMU:        {}", qemu.banner);
+    println!("  QEMU:        {qemu_banner}");
     println!(
         "  accel:       TCG on both sides (Xen needs virtualisation extensions this host's \
          /dev/kvm cannot give it; the baseline uses the same accelerator)"
     );
-    for line in xen_conditions(&xen) {
+    for line in xen_conditions(xen) {
         println!("  {line}");
     }
     println!(
-        "  Rhea:        {}, {}, command line {cmdline:?}, -smp {} and {} of guest memory on both sides",
+        "  Rhea:        {}, {}, command line {:?}, -smp {} and {} of guest memory on both sides",
         rhea_version(ws),
         crate::bench::SCHED_APP,
+        c.cmdline,
         opts.smp,
         opts.mem
     );
@@ -461,8 +496,8 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
         } else {
             "CNTVCT_EL0"
         },
-        hz(&xen),
-        hz(&plain)
+        hz(xen),
+        hz(plain)
     );
     println!("  plain QEMU:  {}", plain.command);
     println!("  Xen QEMU:    {}", xen.command);
@@ -476,7 +511,11 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
          run (other work on the host lengthens the tails)",
         plain.load.0, plain.load.1, xen.load.0, xen.load.1
     );
-    if pair.arch == "x86_64" {
+}
+
+/// The notes closing the conditions: how the two machines differ, and a quick `--loops`.
+fn print_notes(c: &Comparison<'_>) {
+    if c.pair.arch == "x86_64" {
         println!(
             "  note:        the Xen side runs on -M pc (board xen-x86_64's machine), the plain \
              side on q35; Rhea's timer there is Xen's VCPUOP_set_singleshot_timer, here the LAPIC"
@@ -487,24 +526,29 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
              domU; the plain side -cpu cortex-a72"
         );
     }
-    if loops < linux_guest::DEFAULT_LOOPS {
+    if c.loops < linux_guest::DEFAULT_LOOPS {
         println!(
-            "  note:        --loops {loops} is below {}: a quick check, not a baseline",
+            "  note:        --loops {} is below {}: a quick check, not a baseline",
+            c.loops,
             linux_guest::DEFAULT_LOOPS
         );
     }
-    println!();
+}
+
+/// The figures table (with ratios when both sides are usable, `ratios`), why a side's
+/// figures are not (`problems`, per side), and the lines neither side's parser understood.
+fn print_figures(c: &Comparison<'_>, ratios: bool, problems: [(&str, &Vec<String>); 2]) {
     println!(
         "figures (under TCG: emulation time; ratio Xen/plain, lower is better, 1.00 = no cost):"
     );
     print!(
         "{}",
         render_table_columns(
-            &table(&xen.figures, &plain.figures, ratios),
+            &table(&c.xen.figures, &c.plain.figures, ratios),
             ["measure", "Xen", "plain QEMU", "Xen/plain"]
         )
     );
-    for (name, problems) in [("Xen", &xen_problems), ("plain QEMU", &plain_problems)] {
+    for (name, problems) in problems {
         if !problems.is_empty() {
             println!("no ratios: the {name} side's figures are not usable:");
             for p in problems {
@@ -512,12 +556,11 @@ fn compare(ws: &Workspace, pair: Pair, opts: &Options, loops: u32) -> Result<boo
             }
         }
     }
-    for (name, side) in [("Xen", &xen), ("plain QEMU", &plain)] {
+    for (name, side) in [("Xen", c.xen), ("plain QEMU", c.plain)] {
         for line in &side.figures.unparsed {
             println!("  {name}: not understood: {line}");
         }
     }
-    Ok(ratios)
 }
 
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
