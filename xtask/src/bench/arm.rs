@@ -136,24 +136,72 @@ pub(crate) fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         serial: qemu::Serial::Captured,
         append: &cmdline,
     };
-    let timeout = sched_timeout(loops);
     println!(
         "== Rhea: bench-sched on {}/{machine}/tcg, -append {cmdline:?}",
         board.name
     );
-    let (tcg, tcg_wall) = boot(&qemu, &spec, &[], timeout, opts.verbose)?;
-    println!("== the same under {}, twice", ICOUNT.join(" "));
-    let (icount, icount_wall) = boot(&qemu, &spec, ICOUNT, timeout, opts.verbose)?;
-    let (again, _) = boot(&qemu, &spec, ICOUNT, timeout, opts.verbose)?;
-    let deterministic = same_figures(&icount, &again);
+    let runs = measure(&qemu, &spec, sched_timeout(loops), opts.verbose)?;
 
     println!();
     println!(
         "== bench sched: Rhea on {}, machine {machine}, loops {loops}",
         board.name
     );
+    print_conditions(&qemu.banner, machine, &opts.mem, &runs);
+    println!();
+    print_rows(&runs.tcg, &runs.icount);
+    let missing: Vec<String> = runs
+        .tcg
+        .missing()
+        .into_iter()
+        .chain(runs.icount.missing())
+        .collect();
+    if !missing.is_empty() {
+        return fail(format!(
+            "bench-sched did not print every measure; missing: {}",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The three boots of [`sched`]: TCG in real time, then twice under [`ICOUNT`].
+struct Runs {
+    tcg: RheaSched,
+    tcg_wall: Duration,
+    icount: RheaSched,
+    icount_wall: Duration,
+    /// The two icount runs gave the same figures.
+    deterministic: bool,
+}
+
+/// Boots `spec` once under TCG in real time, then twice under [`ICOUNT`], and compares the
+/// two icount runs.
+fn measure(
+    qemu: &qemu::Qemu,
+    spec: &qemu::Spec<'_>,
+    timeout: Duration,
+    verbose: bool,
+) -> Result<Runs> {
+    let (tcg, tcg_wall) = boot(qemu, spec, &[], timeout, verbose)?;
+    println!("== the same under {}, twice", ICOUNT.join(" "));
+    let (icount, icount_wall) = boot(qemu, spec, ICOUNT, timeout, verbose)?;
+    let (again, _) = boot(qemu, spec, ICOUNT, timeout, verbose)?;
+    let deterministic = same_figures(&icount, &again);
+    Ok(Runs {
+        tcg,
+        tcg_wall,
+        icount,
+        icount_wall,
+        deterministic,
+    })
+}
+
+/// The `conditions:` block: QEMU (`qemu_banner`), host CPU, the guest `machine` with `mem`,
+/// wall times, icount and its determinism, and the notes.
+fn print_conditions(qemu_banner: &str, machine: &str, mem: &str, runs: &Runs) {
     println!("conditions:");
-    println!("  QEMU:        {}", qemu.banner);
+    println!("  QEMU:        {qemu_banner}");
     println!(
         "  host CPU:    {} (TCG: no hardware virtualisation for aarch64 on this host)",
         crate::bench::host_cpu_model()
@@ -164,23 +212,21 @@ pub(crate) fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
             "raspi4b: -M raspi4b (Cortex-A72 x4, 2 GiB; CPUs 1-3 parked in wfi)".to_string()
         } else {
             let gic = machine.trim_start_matches("virt-gicv");
-            format!(
-                "{machine}: -M virt,gic-version={gic} -cpu cortex-a72 -smp 1 -m {}",
-                opts.mem
-            )
+            format!("{machine}: -M virt,gic-version={gic} -cpu cortex-a72 -smp 1 -m {mem}")
         },
-        tcg.tsc_hz
+        runs.tcg
+            .tsc_hz
             .map_or("unknown".to_string(), |hz| hz.to_string())
     );
     println!(
         "  wall:        TCG run {:.1} s, icount run {:.1} s",
-        tcg_wall.as_secs_f64(),
-        icount_wall.as_secs_f64()
+        runs.tcg_wall.as_secs_f64(),
+        runs.icount_wall.as_secs_f64()
     );
     println!(
         "  icount:      {} (1 ns of guest time = 1 instruction); two runs {}",
         ICOUNT.join(" "),
-        if deterministic {
+        if runs.deterministic {
             "gave identical switch and interrupt figures (deterministic)"
         } else {
             "DIFFERED (not deterministic: see the figures of each run with --verbose)"
@@ -194,8 +240,11 @@ pub(crate) fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
         "  note:        TCG real-time figures are emulation time (host-dependent); the icount \
          column is the repeatable one"
     );
-    println!();
-    let rows = rows(&tcg, &icount);
+}
+
+/// The figures: one row per measure, TCG's and icount's side by side.
+fn print_rows(tcg: &RheaSched, icount: &RheaSched) {
+    let rows = rows(tcg, icount);
     let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     let w1 = rows
         .iter()
@@ -210,12 +259,4 @@ pub(crate) fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     for (a, b, c) in &rows {
         println!("  {a:<w0$}  {b:>w1$}  {c}");
     }
-    let missing: Vec<String> = tcg.missing().into_iter().chain(icount.missing()).collect();
-    if !missing.is_empty() {
-        return fail(format!(
-            "bench-sched did not print every measure; missing: {}",
-            missing.join(", ")
-        ));
-    }
-    Ok(())
 }
