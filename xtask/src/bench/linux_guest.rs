@@ -226,38 +226,8 @@ pub(crate) fn run_sched_baseline(
             tail()
         ));
     }
-    let mut notes = report.notes.clone();
-    if let Some(wait) = report.get("settle_wait_s") {
-        notes.insert(
-            0,
-            format!("/init waited {wait} s for the final clocksource and high-resolution timers"),
-        );
-    }
-    if captured.end != QemuEnd::Exited(0) {
-        notes.push(format!(
-            "QEMU ended with {} after `RESULT done` (expected status 0 from poweroff)",
-            captured.end.describe()
-        ));
-    }
-    let mut cyclic = Vec::new();
-    for block in &report.cyclic {
-        if block.rc != 0 {
-            notes.push(format!(
-                "cyclictest period={} hog={} exited with status {}",
-                block.period_us,
-                u8::from(block.hog),
-                block.rc
-            ));
-        }
-        match parse_histogram(&block.lines) {
-            Ok(hist) => cyclic.push(cyclic_result(block.period_us, block.hog, &hist)),
-            Err(why) => notes.push(format!(
-                "cyclictest period={} hog={}: {why}",
-                block.period_us,
-                u8::from(block.hog)
-            )),
-        }
-    }
+    let mut notes = baseline_notes(&report, &captured.end);
+    let cyclic = cyclic_results(&report, &mut notes);
     let float = |key: &str| report.get(key).and_then(|v| v.parse::<f64>().ok());
     let text = |key: &str| report.get(key).unwrap_or("unknown").to_string();
     Ok(LinuxSchedFigures {
@@ -882,6 +852,50 @@ fn net_modules(kernel_deb: &Path, unpacked: &Path) -> Result<Vec<(String, PathBu
 }
 
 // ---------------------------------------------------------------------------------------
+/// The notes of a finished baseline run: the guest's own, after how long `/init` waited for
+/// the clock to settle (first), and how QEMU ended when not by the guest's poweroff (last).
+fn baseline_notes(report: &Report, end: &QemuEnd) -> Vec<String> {
+    let mut notes = report.notes.clone();
+    if let Some(wait) = report.get("settle_wait_s") {
+        notes.insert(
+            0,
+            format!("/init waited {wait} s for the final clocksource and high-resolution timers"),
+        );
+    }
+    if *end != QemuEnd::Exited(0) {
+        notes.push(format!(
+            "QEMU ended with {} after `RESULT done` (expected status 0 from poweroff)",
+            end.describe()
+        ));
+    }
+    notes
+}
+
+/// The figures of each cyclictest block of `report`; a block that failed or whose histogram
+/// is unreadable adds a note to `notes`.
+fn cyclic_results(report: &Report, notes: &mut Vec<String>) -> Vec<CyclicResult> {
+    let mut cyclic = Vec::new();
+    for block in &report.cyclic {
+        if block.rc != 0 {
+            notes.push(format!(
+                "cyclictest period={} hog={} exited with status {}",
+                block.period_us,
+                u8::from(block.hog),
+                block.rc
+            ));
+        }
+        match parse_histogram(&block.lines) {
+            Ok(hist) => cyclic.push(cyclic_result(block.period_us, block.hog, &hist)),
+            Err(why) => notes.push(format!(
+                "cyclictest period={} hog={}: {why}",
+                block.period_us,
+                u8::from(block.hog)
+            )),
+        }
+    }
+    cyclic
+}
+
 // The guest's console output.
 
 /// One `BEGIN cyclictest` … `END cyclictest` block.
@@ -1161,6 +1175,35 @@ RESULT done
             "RESULT cyclictest period=200 hog=0 min=9 avg=61.29 p99=150 max=150 samples=100"
         );
         assert!(parse_histogram(&r.cyclic[1].lines).is_err());
+    }
+
+    #[test]
+    fn baseline_notes_and_cyclic_results() {
+        let lines: Vec<&str> = CONSOLE.lines().collect();
+        let mut r = parse_console(&lines);
+        let mut notes = baseline_notes(&r, &QemuEnd::Exited(0));
+        assert_eq!(notes, r.notes);
+        let cyclic = cyclic_results(&r, &mut notes);
+        assert_eq!(cyclic.len(), 1);
+        assert_eq!((cyclic[0].period_us, cyclic[0].samples), (200, 100));
+        // The second block exited with 1 and has no histogram: two notes.
+        assert_eq!(notes.len(), r.notes.len() + 2, "{notes:?}");
+        assert_eq!(
+            notes[notes.len() - 2],
+            "cyclictest period=1000 hog=1 exited with status 1"
+        );
+        assert!(notes[notes.len() - 1].starts_with("cyclictest period=1000 hog=1: "));
+        r.results.push(("settle_wait_s".into(), "2".into()));
+        let notes = baseline_notes(&r, &QemuEnd::Exited(1));
+        assert_eq!(
+            notes[0],
+            "/init waited 2 s for the final clocksource and high-resolution timers"
+        );
+        assert!(notes[notes.len() - 1].starts_with("QEMU ended with "));
+        assert!(
+            notes[notes.len() - 1]
+                .ends_with(" after `RESULT done` (expected status 0 from poweroff)")
+        );
     }
 
     #[test]
