@@ -663,47 +663,9 @@ fn print_figures(rhea_runs: &[Run], linux_runs: &[Run], rounds: u32, accel: qemu
     }
     println!();
     println!("figures, median of {rounds} round(s) (Rhea | Linux guest | Rhea/Linux):");
-    let line = |what: &str, r: f64, l: f64, decimals: usize, better: &str| {
-        println!(
-            "  {what:<34} {r:>12.decimals$} {l:>12.decimals$}   {:>6.2}  ({better} is better)",
-            r / l
-        );
-    };
-    line(
-        "UDP round trip p50, µs",
-        rhea.rtt.p50,
-        linux_fig.rtt.p50,
-        1,
-        "lower",
-    );
-    line(
-        "UDP round trip p99, µs",
-        rhea.rtt.p99,
-        linux_fig.rtt.p99,
-        1,
-        "lower",
-    );
-    line(
-        "UDP round trip max, µs",
-        rhea.rtt.max,
-        linux_fig.rtt.max,
-        1,
-        "lower",
-    );
-    line(
-        &format!("TCP echo stream {} MiB, MB/s", TCP_BYTES >> 20),
-        rhea.tcp_mb_per_s,
-        linux_fig.tcp_mb_per_s,
-        2,
-        "higher",
-    );
-    line(
-        &format!("{UDP_PAYLOAD} B UDP echoes/s, window {RATE_WINDOW}"),
-        rhea.rate_per_s,
-        linux_fig.rate_per_s,
-        0,
-        "higher",
-    );
+    for row in median_rows(&rhea, &linux_fig) {
+        println!("{}", row.render());
+    }
     println!(
         "  lost datagrams, all rounds: round trip (resent) Rhea {} Linux {}; rate Rhea {} Linux {} (echoes: Rhea {}, Linux {})",
         rhea.rtt_lost,
@@ -719,7 +681,90 @@ fn print_figures(rhea_runs: &[Run], linux_runs: &[Run], rounds: u32, accel: qemu
         up(rhea_runs),
         up(linux_runs)
     );
-    // The first unclean end of each, if any.
+    print_run_notes(rhea_runs, linux_runs, accel);
+}
+
+/// One line of the medians table: a measure, Rhea's and Linux's figure, their decimals, and
+/// which way is better.
+#[derive(Debug, Clone, PartialEq)]
+struct MedianRow {
+    what: String,
+    rhea: f64,
+    linux: f64,
+    decimals: usize,
+    better: &'static str,
+}
+
+impl MedianRow {
+    /// The row as printed, with the ratio Rhea/Linux.
+    fn render(&self) -> String {
+        let MedianRow {
+            ref what,
+            rhea: r,
+            linux: l,
+            decimals,
+            better,
+        } = *self;
+        format!(
+            "  {what:<34} {r:>12.decimals$} {l:>12.decimals$}   {:>6.2}  ({better} is better)",
+            r / l
+        )
+    }
+}
+
+/// The medians table of Rhea's figures `r` and the Linux guest's `l`: round-trip latency,
+/// TCP stream rate, UDP echo rate.
+fn median_rows(r: &Figures, l: &Figures) -> Vec<MedianRow> {
+    let row =
+        |what: String, rhea: f64, linux: f64, decimals: usize, better: &'static str| MedianRow {
+            what,
+            rhea,
+            linux,
+            decimals,
+            better,
+        };
+    vec![
+        row(
+            "UDP round trip p50, µs".into(),
+            r.rtt.p50,
+            l.rtt.p50,
+            1,
+            "lower",
+        ),
+        row(
+            "UDP round trip p99, µs".into(),
+            r.rtt.p99,
+            l.rtt.p99,
+            1,
+            "lower",
+        ),
+        row(
+            "UDP round trip max, µs".into(),
+            r.rtt.max,
+            l.rtt.max,
+            1,
+            "lower",
+        ),
+        row(
+            format!("TCP echo stream {} MiB, MB/s", TCP_BYTES >> 20),
+            r.tcp_mb_per_s,
+            l.tcp_mb_per_s,
+            2,
+            "higher",
+        ),
+        row(
+            format!("{UDP_PAYLOAD} B UDP echoes/s, window {RATE_WINDOW}"),
+            r.rate_per_s,
+            l.rate_per_s,
+            0,
+            "higher",
+        ),
+    ]
+}
+
+/// The notes after the figures: the first unclean end of each guest, if any, and TCG's
+/// caveat.
+fn print_run_notes(rhea_runs: &[Run], linux_runs: &[Run], accel: qemu::Accel) {
     let rhea_unclean = rhea_runs
         .iter()
         .map(|r| r.1)
@@ -741,6 +786,37 @@ fn print_figures(rhea_runs: &[Run], linux_runs: &[Run], rounds: u32, accel: qemu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_rows_as_printed() {
+        let figures = |scale: f64| Figures {
+            rtt: Latency {
+                p50: 100.0 * scale,
+                p99: 250.0 * scale,
+                max: 900.0 * scale,
+                samples: 1000,
+            },
+            rtt_lost: 0,
+            tcp_mb_per_s: 40.0 / scale,
+            rate_per_s: 20_000.0 / scale,
+            rate_echoes: 1,
+            rate_lost: 0,
+        };
+        let rows: Vec<String> = median_rows(&figures(1.0), &figures(2.0))
+            .iter()
+            .map(MedianRow::render)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "  UDP round trip p50, µs                    100.0        200.0     0.50  (lower is better)",
+                "  UDP round trip p99, µs                    250.0        500.0     0.50  (lower is better)",
+                "  UDP round trip max, µs                    900.0       1800.0     0.50  (lower is better)",
+                "  TCP echo stream 32 MiB, MB/s              40.00        20.00     2.00  (higher is better)",
+                "  64 B UDP echoes/s, window 32              20000        10000     2.00  (higher is better)",
+            ]
+        );
+    }
 
     #[test]
     fn percentiles_and_latency() {
