@@ -1509,6 +1509,7 @@ mod tests {
             .unwrap_or_default())
     }
 
+    // A flat table of cases (one NIC shape each, read top to bottom): long, but not to split.
     #[test]
     fn nic_lines() {
         use crate::apps::Net;

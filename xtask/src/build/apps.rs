@@ -733,6 +733,7 @@ mod tests {
         }
     }
 
+    // A flat table of cases (one bad manifest each, read top to bottom): long, but not to split.
     #[test]
     fn malformed_manifests_say_what_and_where() {
         let with = |meta: &str| {
