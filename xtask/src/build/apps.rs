@@ -129,10 +129,50 @@ pub(crate) fn net_of_image(image: &Path) -> Net {
 pub(crate) struct App {
     /// The directory name, used on the command line.
     pub(crate) name: String,
-    /// The Cargo package name.
-    pub(crate) package: String,
     /// The app's directory.
     pub(crate) dir: PathBuf,
+    /// What its manifest says; an `App` reads as its manifest (`app.expect`, `app.console`,
+    /// ...) through `Deref`.
+    pub(crate) manifest: Manifest,
+}
+
+impl std::ops::Deref for App {
+    type Target = Manifest;
+
+    fn deref(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+impl App {
+    /// The app in directory `dir`, named `name`, with what its manifest says.
+    pub(crate) fn new(name: String, dir: PathBuf, manifest: Manifest) -> App {
+        App {
+            name,
+            dir,
+            manifest,
+        }
+    }
+
+    /// Whether `cargo xtask test` boots it on `board`.
+    pub(crate) fn runs_on(&self, board: &str) -> bool {
+        self.boards.is_empty() || self.boards.iter().any(|b| b == board)
+    }
+
+    /// The console fragments a boot on `arch` (`x86_64`, `aarch64`) must show.
+    pub(crate) fn console_for(&self, arch: &str) -> &[String] {
+        self.arch_console
+            .iter()
+            .find(|(a, _)| a == arch)
+            .map_or(&self.console[..], |(_, c)| &c[..])
+    }
+}
+
+/// What a manifest says, before the directory is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    /// The Cargo package name.
+    pub(crate) package: String,
     pub(crate) expect: Expect,
     /// Console fragments that must appear, in order.
     pub(crate) console: Vec<String>,
@@ -157,62 +197,6 @@ pub(crate) struct App {
     /// for reports whose wording is the architecture's (exception names, register names).
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
     /// The network QEMU boots of it get (`net`).
-    pub(crate) net: Net,
-}
-
-impl App {
-    /// The app in directory `dir`, named `name`, with what its manifest says.
-    fn new(name: String, dir: PathBuf, m: Manifest) -> App {
-        App {
-            name,
-            package: m.package,
-            dir,
-            expect: m.expect,
-            console: m.console,
-            timeout: m.timeout,
-            cmdline: m.cmdline,
-            stdin: m.stdin,
-            test: m.test,
-            skip_on: m.skip_on,
-            signal_storm: m.signal_storm,
-            boards: m.boards,
-            smp: m.smp,
-            sim_seeds: m.sim_seeds,
-            arch_console: m.arch_console,
-            net: m.net,
-        }
-    }
-
-    /// Whether `cargo xtask test` boots it on `board`.
-    pub(crate) fn runs_on(&self, board: &str) -> bool {
-        self.boards.is_empty() || self.boards.iter().any(|b| b == board)
-    }
-
-    /// The console fragments a boot on `arch` (`x86_64`, `aarch64`) must show.
-    pub(crate) fn console_for(&self, arch: &str) -> &[String] {
-        self.arch_console
-            .iter()
-            .find(|(a, _)| a == arch)
-            .map_or(&self.console[..], |(_, c)| &c[..])
-    }
-}
-
-/// What a manifest says, before the directory is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Manifest {
-    pub(crate) package: String,
-    pub(crate) expect: Expect,
-    pub(crate) console: Vec<String>,
-    pub(crate) timeout: Duration,
-    pub(crate) cmdline: String,
-    pub(crate) stdin: Option<StdinFeed>,
-    pub(crate) test: bool,
-    pub(crate) skip_on: Vec<String>,
-    pub(crate) signal_storm: Option<u32>,
-    pub(crate) boards: Vec<String>,
-    pub(crate) smp: Vec<u32>,
-    pub(crate) sim_seeds: Vec<u64>,
-    pub(crate) arch_console: Vec<(String, Vec<String>)>,
     pub(crate) net: Net,
 }
 

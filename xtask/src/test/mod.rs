@@ -1343,24 +1343,7 @@ mod tests {
     fn app(name: &str, meta: &str) -> App {
         let text = format!("[package]\nname = \"{name}\"\n[package.metadata.rhea]\n{meta}\n");
         let m = apps::parse_manifest(&text).unwrap();
-        App {
-            name: name.to_string(),
-            package: m.package,
-            dir: std::path::PathBuf::new(),
-            expect: m.expect,
-            console: m.console,
-            timeout: m.timeout,
-            cmdline: m.cmdline,
-            stdin: m.stdin,
-            test: m.test,
-            skip_on: m.skip_on,
-            signal_storm: m.signal_storm,
-            boards: m.boards,
-            smp: m.smp,
-            sim_seeds: m.sim_seeds,
-            arch_console: m.arch_console,
-            net: m.net,
-        }
+        App::new(name.to_string(), std::path::PathBuf::new(), m)
     }
 
     fn names_of_cases(opts: &Options, board: &str, app: &App, accels: &[Accel]) -> Vec<String> {
