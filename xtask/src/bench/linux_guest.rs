@@ -188,27 +188,29 @@ pub(crate) fn run_sched_baseline(
     loops: u32,
     verbose: bool,
 ) -> Result<LinuxSchedFigures> {
-    let board = boards::find(BOARD)?;
-    let machine = board.machine(Some(machine))?;
-    let guest = prepare(ws)?;
     let append = format!("console=ttyS0 quiet panic=-1 rhea.loops={loops} rhea.hist={HIST_US}");
-    let spec = qemu::Spec {
-        board,
+    let shape = GuestShape {
         machine,
         accel,
         smp,
-        mem: LINUX_MEM,
-        kernel: &guest.vmlinuz,
-        serial: Serial::Captured,
-        append: "",
     };
-    let linux = LinuxBoot {
-        initrd: &guest.initrd,
-        append: &append,
-    };
-    let shown = qemu::linux_machine(&spec, qemu.qboot.as_deref(), &linux)?.command();
+    with_guest(ws, shape, &append, |guest, spec, linux| {
+        sched_baseline_run(qemu, guest, spec, linux, loops, verbose)
+    })
+}
+
+/// [`run_sched_baseline`] once the guest and its machine are known.
+fn sched_baseline_run(
+    qemu: &Qemu,
+    guest: &Guest,
+    spec: &qemu::Spec<'_>,
+    linux: &LinuxBoot<'_>,
+    loops: u32,
+    verbose: bool,
+) -> Result<LinuxSchedFigures> {
+    let shown = qemu::linux_machine(spec, qemu.qboot.as_deref(), linux)?.command();
     let timeout = timeout_for(loops);
-    let captured = qemu::run_linux_captured(qemu, &spec, &linux, timeout, verbose)?;
+    let captured = qemu::run_linux_captured(qemu, spec, linux, timeout, verbose)?;
     let lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
     let report = parse_console(&lines);
     let tail = || {
@@ -235,7 +237,7 @@ pub(crate) fn run_sched_baseline(
         sem_pingpong_ns: float("sem_pingpong_ns"),
         cyclic,
         kernel_version: text("kernel"),
-        kernel_package: guest.kernel_package,
+        kernel_package: guest.kernel_package.clone(),
         sched_policy: text("sched_policy"),
         preempt: text("preempt"),
         clocksource: text("clocksource"),
@@ -260,26 +262,16 @@ pub(crate) fn run_xcpu_baseline(
     loops: u32,
     verbose: bool,
 ) -> Result<(String, String)> {
-    let board = boards::find(BOARD)?;
-    let machine = board.machine(Some(machine))?;
-    let guest = prepare(ws)?;
     let append = format!("console=ttyS0 quiet panic=-1 rhea.mode=xcpu rhea.loops={loops}");
-    let spec = qemu::Spec {
-        board,
+    let shape = GuestShape {
         machine,
         accel,
         smp,
-        mem: LINUX_MEM,
-        kernel: &guest.vmlinuz,
-        serial: Serial::Captured,
-        append: "",
-    };
-    let linux = LinuxBoot {
-        initrd: &guest.initrd,
-        append: &append,
     };
     let timeout = Duration::from_secs(300 + u64::from(loops) / 50);
-    let captured = qemu::run_linux_captured(qemu, &spec, &linux, timeout, verbose)?;
+    let captured = with_guest(ws, shape, &append, |_, spec, linux| {
+        qemu::run_linux_captured(qemu, spec, linux, timeout, verbose)
+    })?;
     let lines: Vec<&str> = captured.lines.iter().map(|(_, l)| l.as_str()).collect();
     let report = parse_console(&lines);
     match (
@@ -328,15 +320,49 @@ pub(crate) fn net_guest(
     nic: &qemu::Nic,
     ip: &str,
 ) -> Result<NetGuest> {
-    let board = boards::find(BOARD)?;
-    let machine = board.machine(Some(machine))?;
-    let guest = prepare(ws)?;
     let append = format!("console=ttyS0 quiet panic=-1 rhea.mode=net rhea.net.ip={ip}");
-    let spec = qemu::Spec {
-        board,
+    let shape = GuestShape {
         machine,
         accel,
         smp,
+    };
+    with_guest(ws, shape, &append, |guest, spec, linux| {
+        let mut machine = qemu::linux_machine(spec, qemu.qboot.as_deref(), linux)?;
+        machine.binary = qemu.binary.clone();
+        machine.nics = vec![nic.clone()];
+        Ok(NetGuest {
+            machine,
+            kernel_package: guest.kernel_package.clone(),
+            mem: LINUX_MEM,
+        })
+    })
+}
+
+/// The QEMU machine type, accelerator and vCPUs of the Rhea run a Linux guest is compared with.
+#[derive(Clone, Copy)]
+struct GuestShape<'a> {
+    machine: &'a str,
+    accel: Accel,
+    smp: u32,
+}
+
+/// Prepares the Linux guest (downloaded and built on first use) and calls `f` with it, the
+/// QEMU spec of a Rhea run of the same `shape` (with `-m` [`LINUX_MEM`]) and the guest's
+/// initramfs and command line `append`: the one place both baselines set the guest up.
+fn with_guest<R>(
+    ws: &Workspace,
+    shape: GuestShape<'_>,
+    append: &str,
+    f: impl FnOnce(&Guest, &qemu::Spec<'_>, &LinuxBoot<'_>) -> Result<R>,
+) -> Result<R> {
+    let board = boards::find(BOARD)?;
+    let machine = board.machine(Some(shape.machine))?;
+    let guest = prepare(ws)?;
+    let spec = qemu::Spec {
+        board,
+        machine,
+        accel: shape.accel,
+        smp: shape.smp,
         mem: LINUX_MEM,
         kernel: &guest.vmlinuz,
         serial: Serial::Captured,
@@ -344,16 +370,9 @@ pub(crate) fn net_guest(
     };
     let linux = LinuxBoot {
         initrd: &guest.initrd,
-        append: &append,
+        append,
     };
-    let mut machine = qemu::linux_machine(&spec, qemu.qboot.as_deref(), &linux)?;
-    machine.binary = qemu.binary.clone();
-    machine.nics = vec![nic.clone()];
-    Ok(NetGuest {
-        machine,
-        kernel_package: guest.kernel_package,
-        mem: LINUX_MEM,
-    })
+    f(&guest, &spec, &linux)
 }
 
 /// The QEMU timeout: generous, as TCG is slow (Linux needs ~5 s to reach `/init`) and the
