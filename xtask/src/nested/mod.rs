@@ -45,30 +45,57 @@ use crate::guest::{self, modules};
 use crate::qemu::{self, Captured, LinuxBoot, QemuEnd, StdinFeed};
 use crate::{Context, Error, Result, boards::Board, describe, setup};
 
-/// The L1's kernel flavour (`linux-image-<flavour>`): the generic one, KVM as modules.
-const KERNEL_FLAVOUR: &str = "amd64";
+/// What an L1 of one architecture is made of.
+#[derive(Debug)]
+struct L1Kind {
+    /// The Debian architecture of its kernel and busybox.
+    deb_arch: DebArch,
+    /// The kernel flavour (`linux-image-<flavour>` names the versioned package).
+    flavour: &'static str,
+    /// The modules it loads, with those they depend on (`guest::modules`).
+    modules: &'static [&'static str],
+    /// What is unpacked from the kernel package: the kernel, `modules.builtin` and the
+    /// directories the modules are in (`*` within one path component).
+    kernel_members: &'static [&'static str],
+}
+
+/// x86_64: Debian's generic kernel (KVM as modules); KVM for AMD SVM (what TCG emulates), the
+/// virtio-pci transport and 9p over it. arm64 (to follow) differs in all four: Debian's arm64
+/// kernel (KVM built in), virtio-mmio or -pci, and an arm64 QEMU unpacked from Debian's arm64
+/// packages shared as the L1's `/usr` instead of the host's.
+const X86_64_L1: L1Kind = L1Kind {
+    deb_arch: DebArch::Amd64,
+    flavour: "amd64",
+    modules: &["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"],
+    kernel_members: &[
+        "./boot/vmlinuz-*",
+        "./lib/modules/*/modules.builtin",
+        "./lib/modules/*/kernel/arch/x86/kvm/*.ko",
+        "./lib/modules/*/kernel/virt/lib/*.ko",
+        "./lib/modules/*/kernel/drivers/crypto/ccp/*.ko",
+        "./lib/modules/*/kernel/drivers/virtio/*.ko",
+        "./lib/modules/*/kernel/fs/9p/*.ko",
+        "./lib/modules/*/kernel/fs/netfs/*.ko",
+        "./lib/modules/*/kernel/fs/fscache/*.ko",
+        "./lib/modules/*/kernel/net/9p/*.ko",
+    ],
+};
+
+/// The L1 of `board`, if it has one yet.
+fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
+    match board.name {
+        "qemu-x86_64" => Ok(&X86_64_L1),
+        other => Err(NotRun(format!(
+            "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+        ))),
+    }
+}
+
 const BUSYBOX_PKG: &str = "busybox-static";
 /// The L1's `/init`.
 const INIT_SCRIPT: &str = include_str!("../../guest/nested-l1-init.sh");
 /// The L1's kernel command line.
 const L1_APPEND: &str = "console=ttyS0 panic=-1 quiet tsc=reliable";
-/// The modules the L1 loads (with those they depend on): KVM for AMD SVM (what TCG
-/// emulates), the virtio-pci transport and 9p over it.
-const MODULES: [&str; 4] = ["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"];
-/// What is unpacked from the kernel package: the kernel, `modules.builtin` and the module
-/// directories [`MODULES`] and their dependencies are in (`*` within one path component).
-const KERNEL_MEMBERS: [&str; 10] = [
-    "./boot/vmlinuz-*",
-    "./lib/modules/*/modules.builtin",
-    "./lib/modules/*/kernel/arch/x86/kvm/*.ko",
-    "./lib/modules/*/kernel/virt/lib/*.ko",
-    "./lib/modules/*/kernel/drivers/crypto/ccp/*.ko",
-    "./lib/modules/*/kernel/drivers/virtio/*.ko",
-    "./lib/modules/*/kernel/fs/9p/*.ko",
-    "./lib/modules/*/kernel/fs/netfs/*.ko",
-    "./lib/modules/*/kernel/fs/fscache/*.ko",
-    "./lib/modules/*/kernel/net/9p/*.ko",
-];
 /// Where the initramfs holds the modules (`/init` loads `*.ko` sorted).
 const GUEST_MODULE_DIR: &str = "modules";
 /// Where the L1 mounts the job share; the images are under its `images/`.
@@ -114,6 +141,7 @@ pub(crate) struct Outcome {
 /// Boots one L1 of `board` and every boot of `boots` in it.
 pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Outcome, NotRun> {
     let not_run = |e: Error| NotRun(e.to_string());
+    let kind = l1_kind(board)?;
     let host_qemu = setup::ensure_qemu(board).map_err(not_run)?;
     let binary = host_binary_in_usr(&host_qemu.binary)?;
     check_merged_usr()?;
@@ -121,7 +149,7 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
     guest::mkdir(&top).map_err(not_run)?;
     let _lock = lock(&top).map_err(not_run)?;
     let dir = top.join(board.arch());
-    let l1 = prepare_l1(&dir).map_err(not_run)?;
+    let l1 = prepare_l1(kind, &dir).map_err(not_run)?;
     let run_dir = dir.join("run");
     let (job_dir, results_dir) = (run_dir.join("job"), run_dir.join("results"));
     let ids = write_jobs(&job_dir, &results_dir, boots, &binary, &host_qemu).map_err(not_run)?;
@@ -253,37 +281,22 @@ struct L1 {
 
 /// Downloads (on first use) and unpacks the kernel and busybox, writes the initramfs (only
 /// when its bytes changed).
-fn prepare_l1(dir: &Path) -> Result<L1> {
+fn prepare_l1(kind: &L1Kind, dir: &Path) -> Result<L1> {
     let unpacked = dir.join("unpacked");
     guest::mkdir(&unpacked)?;
-    let debs = Debs::open(DebArch::Amd64)?;
-    let kernel_deb = debs.kernel(KERNEL_FLAVOUR)?;
+    let debs = Debs::open(kind.deb_arch)?;
+    let kernel_deb = debs.kernel(kind.flavour)?;
     let kernel_root = unpack(
         &kernel_deb,
         &unpacked,
-        Members::MatchingInDir(&KERNEL_MEMBERS),
+        Members::MatchingInDir(kind.kernel_members),
     )?;
     let vmlinuz = only_entry(&kernel_root.join("boot"), "vmlinuz-")?;
     let module_dir = only_entry(&kernel_root.join("lib/modules"), "")?;
     let busybox_root = unpack(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
 
-    let mut tree = Tree::default();
-    tree.dirs
-        .extend(["proc", "sys", "tmp", "usr", "job", "results"].map(String::from));
-    tree.console = true;
-    tree.text("init", 0o755, INIT_SCRIPT.as_bytes());
-    tree.files
-        .insert("bin/busybox".into(), busybox_root.join("bin/busybox"));
-    for link in ["lib", "lib64"] {
-        tree.links.insert(link.into(), format!("usr/{link}"));
-    }
-    for (i, (name, path)) in modules::in_order(&module_dir, &MODULES)?
-        .into_iter()
-        .enumerate()
-    {
-        let guest = format!("{GUEST_MODULE_DIR}/{:02}-{name}.ko", i + 1);
-        tree.files.insert(guest, path);
-    }
+    let modules = modules::in_order(&module_dir, kind.modules)?;
+    let tree = l1_tree(busybox_root.join("bin/busybox"), modules);
     let bytes = tree.cpio()?;
     let initrd = dir.join("initrd.cpio");
     guest::write_if_changed(&initrd, &bytes)?;
@@ -292,6 +305,26 @@ fn prepare_l1(dir: &Path) -> Result<L1> {
         initrd,
         kernel_package: debian::package_and_version(&kernel_deb),
     })
+}
+
+/// The L1's initramfs: busybox, `/init`, the modules numbered in load order
+/// (`modules/01-irqbypass.ko`, ...), `/lib` and `/lib64` leading into the shared `/usr`, and
+/// the mount points.
+fn l1_tree(busybox: PathBuf, modules: Vec<(String, PathBuf)>) -> Tree {
+    let mut tree = Tree::default();
+    tree.dirs
+        .extend(["proc", "sys", "tmp", "usr", "job", "results"].map(String::from));
+    tree.console = true;
+    tree.text("init", 0o755, INIT_SCRIPT.as_bytes());
+    tree.files.insert("bin/busybox".into(), busybox);
+    for link in ["lib", "lib64"] {
+        tree.links.insert(link.into(), format!("usr/{link}"));
+    }
+    for (i, (name, path)) in modules.into_iter().enumerate() {
+        let guest = format!("{GUEST_MODULE_DIR}/{:02}-{name}.ko", i + 1);
+        tree.files.insert(guest, path);
+    }
+    tree
 }
 
 /// Unpacks `members` of `deb` (once) under `unpacked/<file stem>/`; returns that directory.
@@ -462,4 +495,64 @@ fn l1_tail(l1: &Captured) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l1_initramfs_layout() {
+        let modules = vec![
+            ("irqbypass".to_string(), PathBuf::from("/k/irqbypass.ko")),
+            ("kvm".to_string(), PathBuf::from("/k/kvm.ko")),
+        ];
+        let tree = l1_tree(PathBuf::from("/bb/busybox"), modules);
+        assert_eq!(tree.files["bin/busybox"], Path::new("/bb/busybox"));
+        assert_eq!(
+            tree.files["modules/01-irqbypass.ko"],
+            Path::new("/k/irqbypass.ko")
+        );
+        assert_eq!(tree.files["modules/02-kvm.ko"], Path::new("/k/kvm.ko"));
+        assert_eq!(tree.links["lib"], "usr/lib");
+        assert_eq!(tree.links["lib64"], "usr/lib64");
+        assert_eq!(tree.texts["init"].0, 0o755);
+        assert!(tree.console);
+        for mount in ["usr", "job", "results", "proc", "sys", "tmp"] {
+            assert!(tree.dirs.contains(mount), "{mount}");
+        }
+    }
+
+    #[test]
+    fn init_script_speaks_the_protocol() {
+        // Every console word and file the parser reads is one the script writes.
+        for needle in [
+            "M=\"NESTED-L1\"",
+            "$M init",
+            "$M modules $n",
+            "no-kvm ",
+            "\"fail cannot mount",
+            "$M ready ",
+            "$M start $id",
+            "$M end $id rc=$rc",
+            "$M done",
+            "/job/list",
+            "$d/args",
+            "$d/timeout",
+            "$d/stdin-after",
+            "echo \"rc=$rc\"",
+            "echo \"start=$start\"",
+            "echo \"end=$end\"",
+            "stdin-at=",
+            "timeout -s KILL",
+            "mount -t 9p",
+        ] {
+            assert!(INIT_SCRIPT.contains(needle), "{needle}");
+        }
+        assert_eq!(jobs::MARK, "NESTED-L1 ");
+        for tag in [TAG_USR, TAG_JOB, TAG_RESULTS] {
+            assert!(INIT_SCRIPT.contains(&format!(" {tag} /")), "{tag}");
+        }
+        assert_eq!(jobs::KILLED_BY_TIMEOUT, 137);
+    }
 }
