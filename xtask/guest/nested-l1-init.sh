@@ -52,6 +52,9 @@ mount -t 9p -o "$opts,cache=loose,ro" hostusr /usr || give_up "fail cannot mount
 mount -t 9p -o "$opts,ro" job /job || give_up "fail cannot mount the job share (9p tag job)"
 mount -t 9p -o "$opts" results /results || give_up "fail cannot mount the results share (9p tag results)"
 [ -f /job/list ] || give_up "fail /job/list missing"
+# The L1 has no ld.so.cache: the host's multiarch library directories, searched explicitly.
+LD_LIBRARY_PATH=$(ls -d /usr/lib/*-linux-gnu 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="${LD_LIBRARY_PATH%:}"
 echo "$M ready $(uptime_s)"
 
 for id in $(cat /job/list); do
