@@ -197,18 +197,20 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         .iter()
         .zip(boots)
         .map(|(id, boot)| {
-            collect(&results_dir, id, boot.timeout).map_err(|missing| {
-                let mut why = match missing {
-                    Missing::Result => l1_failure(id, &report, &captured),
-                    Missing::Broken(why) => why,
-                };
-                if !tail_shown {
-                    why.push_str(&l1_tail(&captured));
+            collect(&results_dir, id, boot.timeout).map_err(|missing| match missing {
+                Missing::Broken(why) => why,
+                Missing::Result if tail_shown => format!(
+                    "{} (the L1's console tail is shown with the first such case)",
+                    l1_failure(id, &report, &captured)
+                ),
+                Missing::Result => {
                     tail_shown = true;
-                } else {
-                    why.push_str(" (the L1's console tail is shown with the first such case)");
+                    format!(
+                        "{}{}",
+                        l1_failure(id, &report, &captured),
+                        l1_tail(&captured)
+                    )
                 }
-                why
             })
         })
         .collect();
