@@ -43,7 +43,7 @@ use crate::guest::cpio::Tree;
 use crate::guest::debian::{self, DebArch, Debs, Members};
 use crate::guest::{self, modules};
 use crate::qemu::{self, Captured, LinuxBoot, QemuEnd, StdinFeed};
-use crate::{Context, Error, Result, boards::Board, describe, setup};
+use crate::{Context, Error, Result, boards::Board, setup};
 
 /// What an L1 of one architecture is made of.
 #[derive(Debug)]
@@ -181,9 +181,6 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         boots.len(),
         timeout.as_secs()
     );
-    if verbose {
-        println!("nested-kvm: L1: $ {}", describe(&machine.command()));
-    }
     let captured = qemu::run_machine_captured(&machine, timeout, verbose).map_err(not_run)?;
     let report = jobs::parse_l1_console(captured.lines.iter().map(|(_, l)| l.as_str()));
     let l1_ready = captured
