@@ -10,7 +10,8 @@
 #                           its libraries (/lib and /lib64 lead into /usr), firmware, modules
 #   /job                    read-only (tag job): `list`, `jobs/<id>/{args,timeout,stdin,
 #                           stdin-after}`, `images/`
-#   /results                read-write (tag results): `<id>/{console,stderr,status}`
+#   /results                read-write (tag results): `<id>/{console,stderr,status}`, and
+#                           `<id>/console.partial` while the L2 runs
 #
 # The file formats and the console lines below (each starting with "NESTED-L1 ") are
 # xtask/src/nested/jobs.rs's; keep the two in step.
@@ -70,6 +71,10 @@ for id in $(cat /job/list); do
     rm -f /tmp/console /tmp/stderr /tmp/stdin-at /tmp/l2-stdin
     : > /tmp/console
     feeder=
+    # The console so far, copied to the share every second: what xtask shows of an L2 whose
+    # L1 never finished it.
+    ( while sleep 1; do cp /tmp/console "$out/console.partial"; done ) &
+    copier=$!
     if [ -f "$d/stdin" ]; then
         # The L2's serial input: a FIFO this shell holds open read-write (so opening it
         # does not block and QEMU sees no end of file), written once the console holds
@@ -94,6 +99,9 @@ for id in $(cat /job/list); do
         rc=$?
     fi
     end=$(uptime_s)
+    kill "$copier" 2>/dev/null
+    wait "$copier" 2>/dev/null
+    rm -f "$out/console.partial"
     if [ -n "$feeder" ]; then
         kill "$feeder" 2>/dev/null
         wait "$feeder" 2>/dev/null

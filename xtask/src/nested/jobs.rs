@@ -17,6 +17,8 @@
 //! output), `<id>/stderr` (its QEMU's) and `<id>/status`, `key=value` lines written once the
 //! L2 ended: `rc=` the shell's status of the QEMU process (128+N: killed by signal N),
 //! `start=` and `end=` the L1's uptime in seconds, `stdin-at=` when the feed was written.
+//! While an L2 runs, `<id>/console.partial` is its console so far (copied every second,
+//! removed at its end): what is left of an L2 whose L1 never finished it.
 //!
 //! The L1's console lines, each starting with [`MARK`]: `init` (first line of `/init`),
 //! `modules N`, `no-kvm <why>` or `fail <why>` (then it powers off), `ready <uptime>` (KVM usable, the

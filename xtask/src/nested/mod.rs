@@ -197,15 +197,17 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
             collect(&results_dir, id, boot.timeout).map_err(|missing| match missing {
                 Missing::Broken(why) => why,
                 Missing::Result if tail_shown => format!(
-                    "{} (the L1's console tail is shown with the first such case)",
-                    l1_failure(id, &report, &captured)
+                    "{} (the L1's console tail is shown with the first such case){}",
+                    l1_failure(id, &report, &captured),
+                    partial_tail(&results_dir, id)
                 ),
                 Missing::Result => {
                     tail_shown = true;
                     format!(
-                        "{}{}",
+                        "{}{}{}",
                         l1_failure(id, &report, &captured),
-                        l1_tail(&captured)
+                        l1_tail(&captured),
+                        partial_tail(&results_dir, id)
                     )
                 }
             })
@@ -474,6 +476,26 @@ fn l1_failure(id: &str, report: &jobs::L1Report, l1: &Captured) -> String {
         return format!("the L1 ended while this L2 ran (L1 QEMU: {end})");
     }
     format!("the L1 ended before this L2 ran (L1 QEMU: {end})")
+}
+
+/// The last lines of what an unfinished L2 printed (`console.partial`), indented; empty if
+/// there is none.
+fn partial_tail(results_dir: &Path, id: &str) -> String {
+    let Ok(bytes) = fs::read(results_dir.join(id).join("console.partial")) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    let mut s = format!(
+        "\n    --- this L2's console until the L1 stopped copying it (last {} of {} lines) ---",
+        lines.len() - from,
+        lines.len()
+    );
+    for line in &lines[from..] {
+        s.push_str(&format!("\n    | {}", line.trim_end_matches('\r')));
+    }
+    s
 }
 
 /// The last lines of the L1's console and its QEMU's stderr, indented, for a failure.
