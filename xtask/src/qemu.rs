@@ -1073,17 +1073,6 @@ pub(crate) fn run_linux_captured(
     run_command_captured(m.command(), None, timeout, echo)
 }
 
-/// Runs `machine` (made by one of the functions above, its binary set) with the console
-/// captured, like [`run_captured`]: for runs whose machine its user completes itself (the
-/// nested-KVM L1 with its shares).
-pub(crate) fn run_machine_captured(
-    machine: &Machine,
-    timeout: Duration,
-    echo: bool,
-) -> Result<Captured> {
-    run_command_captured(machine.command(), None, timeout, echo)
-}
-
 /// Writes `text` to QEMU's stdin on a thread of its own (a guest slow to take its input
 /// must not stall the console reader), reports it on `tx`, and hands the pipe back so that
 /// stdin stays open until the reader joins it.

@@ -29,7 +29,9 @@
 //! Failures: a host without the means (QEMU, a merged `/usr`, the packages) gives
 //! [`NotRun`] with the reason, and no case runs. An L1 that does not come up, has no
 //! `/dev/kvm` or ends early fails each boot it did not finish, with the reason and the L1's
-//! console tail; never a pass.
+//! console tail; never a pass. A watchdog stops an L1 that is not ready in time or whose L2
+//! outlives its timeout by [`L2_SLACK`] (the L1 itself stalled); that L2 fails with what it
+//! printed so far, and a fresh L1 runs the boots left.
 //!
 //! One run at a time: a lock file under `target/nested-kvm/`.
 //!
@@ -39,15 +41,17 @@
 //! 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is ~245 s of L2
 //! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: once in ~3
 //! `smp-stress smp4` runs (first run, with another TCG QEMU loading the host) the L1 itself
-//! stopped (its own `timeout` of the L2 never fired); the run then ends at the L1's overall
-//! timeout and every later boot fails. A per-job watchdog in xtask (kill the L1 when an L2
-//! outlives its timeout, boot a fresh L1 for the rest) is the next step.
+//! stopped (its own `timeout` of the L2 never fired). The watchdog (kill the L1 when an L2
+//! outlives its timeout, boot a fresh L1 for the rest) now bounds the damage to that one case.
 
 pub(crate) mod jobs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::guest::cpio::Tree;
 use crate::guest::debian::{self, DebArch, Debs, Members};
@@ -142,10 +146,12 @@ pub(crate) struct Outcome {
     pub(crate) boots: Vec<Result<Captured, String>>,
     /// From the L1's QEMU spawn to its `ready` line, if it came.
     pub(crate) l1_ready: Option<Duration>,
-    /// The whole L1 run.
+    /// The L1 runs, all of them.
     pub(crate) l1_total: Duration,
-    /// How the L1's QEMU ended.
+    /// How the last L1's QEMU ended.
     pub(crate) l1_end: QemuEnd,
+    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
+    pub(crate) l1_boots: usize,
 }
 
 /// Boots one L1 of `board` and every boot of `boots` in it.
@@ -182,52 +188,178 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
     )
     .map_err(not_run)?;
     machine.binary = host_qemu.binary.clone();
-    let timeout = boots
-        .iter()
-        .fold(L1_BOOT_BUDGET, |t, b| t + b.timeout + L2_SLACK);
     println!(
-        "nested-kvm: L1 {} under TCG, {} L2 boot(s), at most {} s",
+        "nested-kvm: L1 {} under TCG, {} L2 boot(s)",
         l1.kernel_package,
-        boots.len(),
-        timeout.as_secs()
+        boots.len()
     );
-    let captured = qemu::run_machine_captured(&machine, timeout, verbose).map_err(not_run)?;
-    let report = jobs::parse_l1_console(captured.lines.iter().map(|(_, l)| l.as_str()));
-    let l1_ready = captured
-        .lines
-        .iter()
-        .find(|(_, l)| l.contains(&format!("{}ready", jobs::MARK)))
-        .map(|(t, _)| *t);
+    let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..boots.len()).collect();
+    let (mut l1_ready, mut l1_total, mut l1_end) = (None, Duration::ZERO, QemuEnd::Exited(0));
+    let mut l1_boots = 0;
     // The L1's console tail goes with the first boot that failed for want of the L1.
     let mut tail_shown = false;
-    let boots = ids
-        .iter()
-        .zip(boots)
-        .map(|(id, boot)| {
-            collect(&results_dir, id, boot.timeout).map_err(|missing| match missing {
-                Missing::Broken(why) => why,
-                Missing::Result if tail_shown => format!(
-                    "{} (the L1's console tail is shown with the first such case){}",
-                    l1_failure(id, &report, &captured),
-                    partial_tail(&results_dir, id)
-                ),
-                Missing::Result => {
-                    tail_shown = true;
-                    format!(
-                        "{}{}{}",
-                        l1_failure(id, &report, &captured),
-                        l1_tail(&captured),
-                        partial_tail(&results_dir, id)
-                    )
+    while !pending.is_empty() {
+        let limits: Vec<(String, Duration)> = pending
+            .iter()
+            .map(|&i| (ids[i].clone(), boots[i].timeout + L2_SLACK))
+            .collect();
+        let pending_ids: Vec<String> = limits.iter().map(|(id, _)| id.clone()).collect();
+        let list = job_dir.join("list");
+        fs::write(&list, jobs::list_file(&pending_ids))
+            .context(|| format!("cannot write {}", list.display()))
+            .map_err(not_run)?;
+        let run = run_l1(&machine, &limits, verbose).map_err(not_run)?;
+        l1_boots += 1;
+        let captured = &run.captured;
+        let report = jobs::parse_l1_console(captured.lines.iter().map(|(_, l)| l.as_str()));
+        if l1_ready.is_none() {
+            l1_ready = captured
+                .lines
+                .iter()
+                .find(|(_, l)| l.contains(&format!("{}ready", jobs::MARK)))
+                .map(|(t, _)| *t);
+        }
+        l1_total += captured.elapsed;
+        l1_end = captured.end;
+        let mut next = Vec::new();
+        for &i in &pending {
+            let id = &ids[i];
+            let result = match collect(&results_dir, id, boots[i].timeout) {
+                Ok(c) => Ok(c),
+                Err(Missing::Broken(why)) => Err(why),
+                // The L1 stalled on an earlier L2 and was stopped: a fresh L1 runs this one.
+                Err(Missing::Result)
+                    if run.stalled.is_some() && report.ready && !report.started.contains(id) =>
+                {
+                    next.push(i);
+                    continue;
                 }
-            })
-        })
+                Err(Missing::Result) => {
+                    let mut why = match &run.stalled {
+                        Some(s) if s == id => format!(
+                            "the L1 stalled while this L2 ran: no end {} s after its start \
+                             (the L1 kills it after {} s); xtask stopped the L1",
+                            limits
+                                .iter()
+                                .find(|(j, _)| j == id)
+                                .map_or(0, |(_, l)| l.as_secs()),
+                            boots[i].timeout.as_secs()
+                        ),
+                        _ => l1_failure(id, &report, captured),
+                    };
+                    if tail_shown {
+                        why.push_str(" (the L1's console tail is shown with the first such case)");
+                    } else {
+                        tail_shown = true;
+                        why.push_str(&l1_tail(captured));
+                    }
+                    why.push_str(&partial_tail(&results_dir, id));
+                    Err(why)
+                }
+            };
+            results[i] = Some(result);
+        }
+        if !next.is_empty() {
+            println!(
+                "nested-kvm: the L1 stalled and was stopped; a fresh L1 runs the {} L2 boot(s) left",
+                next.len()
+            );
+        }
+        pending = next;
+    }
+    let boots = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
         .collect();
     Ok(Outcome {
         boots,
         l1_ready,
-        l1_total: captured.elapsed,
-        l1_end: captured.end,
+        l1_total,
+        l1_end,
+        l1_boots,
+    })
+}
+
+/// One boot of the L1: its console, and the job it stalled on, if xtask stopped it for that.
+struct L1Run {
+    captured: Captured,
+    stalled: Option<String>,
+}
+
+/// Boots the L1 for the jobs `limits` names (in the list file already), each with the time it
+/// may run from its `start` line to its `end` line. A watchdog stops the L1 when it is not
+/// `ready` within [`L1_BOOT_BUDGET`] or a job outlives its limit (the L1 itself stalled: its
+/// own `timeout` of the L2 did not end it); the whole run ends at the sum of both.
+fn run_l1(machine: &qemu::Machine, limits: &[(String, Duration)], verbose: bool) -> Result<L1Run> {
+    let overall = limits.iter().fold(L1_BOOT_BUDGET, |t, (_, l)| t + *l);
+    let mut cmd = machine.command();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if verbose {
+        println!("$ {}", crate::describe(&cmd));
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context(|| format!("cannot start `{}`", crate::describe(&cmd)))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return crate::fail("the L1's QEMU has no stdout or stderr pipe");
+    };
+    let readers = qemu::LineReaders::spawn(stdout, stderr, start);
+    let mut lines = Vec::new();
+    let mut ready = false;
+    let mut running: Option<(String, Duration)> = None;
+    let mut stalled = None;
+    let end = loop {
+        match readers.lines.recv_timeout(Duration::from_millis(100)) {
+            Ok((at, line)) => {
+                if verbose {
+                    println!("{line}");
+                }
+                let seen = jobs::parse_l1_console([line.as_str()]);
+                ready |= seen.ready;
+                if let Some(id) = seen.started.first() {
+                    running = Some((id.clone(), at));
+                }
+                if !seen.ended.is_empty() {
+                    running = None;
+                }
+                lines.push((at, line));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(100)),
+        }
+        let now = start.elapsed();
+        let overdue = match &running {
+            Some((id, since)) => limits
+                .iter()
+                .find(|(j, _)| j == id)
+                .is_some_and(|(_, limit)| now > *since + *limit),
+            None => !ready && now > L1_BOOT_BUDGET,
+        };
+        if overdue {
+            stalled = running.as_ref().map(|(id, _)| id.clone());
+            let _ = child.kill();
+            let _ = child.wait();
+            break QemuEnd::Timeout(now);
+        }
+        if let Some(end) = qemu::ended(&mut child, start, overall)? {
+            break end;
+        }
+    };
+    let stderr = readers.finish(&mut lines, verbose);
+    Ok(L1Run {
+        captured: Captured {
+            lines,
+            stderr,
+            end,
+            elapsed: start.elapsed(),
+            stdin_written: None,
+        },
+        stalled,
     })
 }
 

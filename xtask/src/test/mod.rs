@@ -669,10 +669,12 @@ impl TestRun<'_> {
                 }
             };
             println!(
-                "nested-kvm: L1 ready {} after its QEMU started; whole L1 run {:.1} s ({})",
+                "nested-kvm: L1 ready {} after its QEMU started; {} L1 boot(s), {:.1} s in all \
+                 (last: {})",
                 outcome
                     .l1_ready
                     .map_or("never".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
+                outcome.l1_boots,
                 outcome.l1_total.as_secs_f64(),
                 outcome.l1_end.describe()
             );
