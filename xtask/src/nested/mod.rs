@@ -39,10 +39,12 @@
 //! its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU test takes
 //! 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included), `smp-stress`
 //! 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is ~245 s of L2
-//! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: once in ~3
-//! `smp-stress smp4` runs (first run, with another TCG QEMU loading the host) the L1 itself
-//! stopped (its own `timeout` of the L2 never fired). The watchdog (kill the L1 when an L2
-//! outlives its timeout, boot a fresh L1 for the rest) now bounds the damage to that one case.
+//! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: in 4 of 13
+//! `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its own `timeout`
+//! of the L2 never fired, its console copier stopped), each time in the same phase: after
+//! "cross-CPU calls ran where aimed", while a thread is moved between CPUs thousands of times.
+//! The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the rest)
+//! bounds the damage to that one case.
 
 pub(crate) mod jobs;
 
