@@ -400,15 +400,22 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
     },
     OptSpec {
         name: "--accel",
-        value: Some("kvm|tcg|auto"),
-        help: "accelerator (default auto: KVM only when hardware KVM is usable)",
+        value: Some("kvm|tcg|auto|nested-kvm"),
+        help: "accelerator (default auto: KVM only when hardware KVM is usable; test: \
+               nested-kvm boots every case under a Linux KVM inside a Linux guest under TCG, \
+               qemu-x86_64 only)",
         commands: &["run", "test", "bench"],
         apply: |o, v| {
             o.accel = match v.as_str() {
                 "kvm" => AccelChoice::Kvm,
                 "tcg" => AccelChoice::Tcg,
                 "auto" => AccelChoice::Auto,
-                other => return usage(format!("unknown accel `{other}`; valid: kvm, tcg, auto")),
+                "nested-kvm" => AccelChoice::NestedKvm,
+                other => {
+                    return usage(format!(
+                        "unknown accel `{other}`; valid: kvm, tcg, auto, nested-kvm"
+                    ));
+                }
             };
             Ok(())
         },
@@ -729,6 +736,11 @@ fn parse_options(name: &str, mut cmd: Cmd, args: &[String]) -> Result<(Cmd, Opti
         };
         apply_option(OPTIONS, name, &mut opts, &mut args, key, inline)?;
     }
+    if opts.accel == AccelChoice::NestedKvm && cmd != Cmd::Test {
+        return usage(format!(
+            "--accel nested-kvm is for `test` only; `{name}` takes kvm, tcg or auto"
+        ));
+    }
     Ok((cmd, opts))
 }
 
@@ -911,6 +923,17 @@ mod tests {
     }
 
     #[test]
+    fn nested_kvm_is_for_test_only() {
+        let (cmd, opts) =
+            parse_strs(&["test", "--accel", "nested-kvm", "--board", "qemu-x86_64"]).unwrap();
+        assert_eq!((cmd, opts.accel), (Cmd::Test, AccelChoice::NestedKvm));
+        for other in ["run", "bench"] {
+            let msg = is_usage(parse_strs(&[other, "--accel=nested-kvm"]));
+            assert!(msg.contains("for `test` only"), "{msg}");
+        }
+    }
+
+    #[test]
     fn bench_names() {
         assert_eq!(parse_strs(&["bench"]).unwrap().0, Cmd::Bench(None));
         assert_eq!(
@@ -978,7 +1001,7 @@ mod tests {
             "{msg}"
         );
         let msg = is_usage(parse_strs(&["run", "--accel", "hvf"]));
-        assert!(msg.contains("kvm, tcg, auto"), "{msg}");
+        assert!(msg.contains("kvm, tcg, auto, nested-kvm"), "{msg}");
         is_usage(parse_strs(&["run", "--smp", "0"]));
         is_usage(parse_strs(&["run", "--smp", "x"]));
         is_usage(parse_strs(&["run", "--mem", "lots"]));
@@ -1107,7 +1130,7 @@ mod tests {
             assert!(text.contains(opt.name));
         }
         assert!(
-            text.contains("  --accel kvm|tcg|auto   accelerator"),
+            text.contains("  --accel kvm|tcg|auto|nested-kvm accelerator"),
             "{text}"
         );
     }

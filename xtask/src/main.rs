@@ -17,6 +17,7 @@ mod cli;
 mod fuzz;
 mod guest;
 mod lint;
+mod nested;
 mod qemu;
 mod test;
 mod xen;

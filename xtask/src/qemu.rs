@@ -156,7 +156,14 @@ pub(crate) enum AccelChoice {
     Auto,
     Kvm,
     Tcg,
+    /// `test` only: every case boots under a real Linux KVM one level down, inside a Linux
+    /// guest (L1) that QEMU runs under TCG with emulated SVM (`nested/`); its cases are named
+    /// `.../nested-kvm ...`.
+    NestedKvm,
 }
+
+/// The accelerator label of the nested-KVM cases (`qemu-x86_64/q35/nested-kvm hello`).
+pub(crate) const NESTED_KVM: &str = "nested-kvm";
 
 /// The accelerator a QEMU run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +243,12 @@ impl AccelDecision {
 /// Picks the accelerator from `--accel` and the hardware KVM check.
 pub(crate) fn decide_accel(choice: AccelChoice, hw_kvm: &Result<(), String>) -> AccelDecision {
     match (choice, hw_kvm) {
+        // The command line refuses it outside `test` (cli.rs); should it get here, TCG.
+        (AccelChoice::NestedKvm, _) => AccelDecision {
+            accel: Accel::Tcg,
+            reason: "--accel nested-kvm is for `test` only".to_string(),
+            warning: Some("--accel nested-kvm ignored: only `test` boots nested".to_string()),
+        },
         (AccelChoice::Tcg, _) => AccelDecision {
             accel: Accel::Tcg,
             reason: "--accel tcg".to_string(),
@@ -265,9 +278,10 @@ pub(crate) fn decide_accel(choice: AccelChoice, hw_kvm: &Result<(), String>) -> 
 }
 
 /// The accelerators `test` and `bench` cover: TCG always, KVM too when usable (or only the
-/// one `--accel` names).
+/// one `--accel` names). None for `nested-kvm`: its boots are not direct (`nested/`).
 pub(crate) fn accels_to_test(choice: AccelChoice, hw_kvm: &Result<(), String>) -> Vec<Accel> {
     match (choice, hw_kvm) {
+        (AccelChoice::NestedKvm, _) => Vec::new(),
         (AccelChoice::Tcg, _) => vec![Accel::Tcg],
         (AccelChoice::Kvm, _) => vec![Accel::Kvm],
         (AccelChoice::Auto, Ok(())) => vec![Accel::Tcg, Accel::Kvm],
@@ -305,7 +319,8 @@ pub(crate) struct Spec<'a> {
 /// one place that turns settings into QEMU arguments, always in this order: `-M`, `-bios`,
 /// `-dtb`, `-accel`, `-cpu`, `-nodefaults -no-user-config -no-reboot -display none`, `-m`,
 /// `-smp`, `-serial`, `-monitor`, `-kernel`, `-semihosting-config`, the `-device`s, the NICs
-/// (`-netdev` then its `-device`), `-initrd`, `-append`, then [`Machine::extra`].
+/// (`-netdev` then its `-device`), the 9p shares (`-fsdev` then its `-device`), `-initrd`,
+/// `-append`, then [`Machine::extra`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Machine {
     /// The QEMU binary (`qemu-system-x86_64`, ...).
@@ -339,6 +354,9 @@ pub(crate) struct Machine {
     pub(crate) devices: Vec<String>,
     /// The NICs, each a `-netdev` and the `-device` on it.
     pub(crate) nics: Vec<Nic>,
+    /// Host directories shared with the guest over virtio-9p, each a `-fsdev` and the
+    /// `-device` on it.
+    pub(crate) shares: Vec<Share>,
     /// `-initrd` (on x86 Xen: the multiboot modules, `path args,path ...`).
     pub(crate) initrd: Option<String>,
     /// `-append`.
@@ -370,6 +388,7 @@ impl Machine {
             semihosting: false,
             devices: Vec::new(),
             nics: Vec::new(),
+            shares: Vec::new(),
             initrd: None,
             append: None,
             extra: Vec::new(),
@@ -416,6 +435,9 @@ impl Machine {
         }
         for nic in &self.nics {
             a.extend(nic.args());
+        }
+        for (i, share) in self.shares.iter().enumerate() {
+            a.extend(share.args(i));
         }
         opt(&mut a, "-initrd", self.initrd.clone());
         opt(&mut a, "-append", self.append.clone());
@@ -480,6 +502,36 @@ impl Nic {
             self.netdev.clone(),
             "-device".into(),
             self.device.clone(),
+        ]
+    }
+}
+
+/// A host directory the guest mounts over virtio-9p (`mount -t 9p -o trans=virtio <tag>`):
+/// QEMU's `local` backend with `security_model=none` (files keep the host's owners; the
+/// guest's root writes as the user QEMU runs as).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Share {
+    /// The mount tag the guest names it by.
+    pub(crate) tag: String,
+    /// The host directory.
+    pub(crate) path: PathBuf,
+    pub(crate) readonly: bool,
+    /// The virtio-9p device: `virtio-9p-pci` (q35, Arm's virt), `virtio-9p-device` (MMIO).
+    pub(crate) device: &'static str,
+}
+
+impl Share {
+    /// `-fsdev local,id=fs<index>,... -device <device>,fsdev=fs<index>,mount_tag=<tag>`.
+    pub(crate) fn args(&self, index: usize) -> [String; 4] {
+        let ro = if self.readonly { ",readonly=on" } else { "" };
+        [
+            "-fsdev".into(),
+            format!(
+                "local,id=fs{index},path={},security_model=none{ro}",
+                self.path.to_string_lossy()
+            ),
+            "-device".into(),
+            format!("{},fsdev=fs{index},mount_tag={}", self.device, self.tag),
         ]
     }
 }
@@ -594,6 +646,68 @@ pub(crate) fn linux_machine(
         return fail(format!("no Linux guest on board {}", spec.board.name));
     }
     board_machine(spec, qboot, Some(linux))
+}
+
+/// Guest RAM of the nested-KVM L1 (its L2 guests take theirs from it).
+pub(crate) const NESTED_L1_MEM: &str = "1024M";
+
+/// The machine of the nested-KVM L1 of `board` (`--accel nested-kvm`): a Linux guest under
+/// TCG whose emulated CPU has hardware virtualisation, so the Linux in it runs a real KVM.
+/// x86_64: the Linux-guest machine of q35 (`-accel tcg -cpu max`: AMD SVM with nested
+/// paging), one vCPU (two were 4-5x slower on a 2-core host), [`NESTED_L1_MEM`], with
+/// `shares` on virtio-9p-pci. `qboot` is the host's.
+pub(crate) fn nested_l1_machine(
+    board: &Board,
+    qboot: Option<&Path>,
+    linux: &LinuxBoot<'_>,
+    kernel: &Path,
+    shares: &[(String, PathBuf, bool)],
+) -> Result<Machine> {
+    let (machine, device) = match board.name {
+        "qemu-x86_64" => ("q35", "virtio-9p-pci"),
+        // arm64 will follow: `virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on`
+        // and Debian's arm64 QEMU for the L2.
+        other => {
+            return fail(format!(
+                "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+            ));
+        }
+    };
+    let spec = Spec {
+        board,
+        machine,
+        accel: Accel::Tcg,
+        smp: 1,
+        mem: NESTED_L1_MEM,
+        kernel,
+        serial: Serial::Captured,
+        append: "",
+    };
+    let mut m = linux_machine(&spec, qboot, linux)?;
+    m.shares = shares
+        .iter()
+        .map(|(tag, path, readonly)| Share {
+            tag: tag.clone(),
+            path: path.clone(),
+            readonly: *readonly,
+            device,
+        })
+        .collect();
+    Ok(m)
+}
+
+/// The machine of a Rhea run of `spec` as an L2 of the nested-KVM L1 (run by the L1's QEMU,
+/// which is the host's, from the host's `/usr` shared at `/usr`): exactly the KVM run of the
+/// same spec (`-accel kvm -cpu host`). `spec.kernel` and `qboot` are paths as the L1 sees
+/// them; `spec.accel` must be KVM.
+pub(crate) fn nested_l2_machine(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Machine> {
+    if spec.accel != Accel::Kvm {
+        return fail(format!(
+            "a nested-KVM L2 runs under KVM, not {}",
+            spec.accel.name()
+        ));
+    }
+    machine(spec, qboot)
 }
 
 /// The `-M` value of a Rhea run on microvm.
@@ -1818,6 +1932,76 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn nested_kvm_machines() {
+        let qboot = Path::new("/usr/share/qemu/qboot.rom");
+        // The L2: the KVM line of the same spec, image and firmware as the L1 sees them.
+        let kernel = PathBuf::from("/job/images/hello.elf");
+        let l2 = Spec {
+            kernel: &kernel,
+            append: "rhea.checker=1",
+            ..spec("q35", Accel::Kvm, 1, Serial::Captured)
+        };
+        assert_eq!(
+            nested_l2_machine(&l2, Some(qboot))
+                .unwrap()
+                .args()
+                .join(" "),
+            "-M q35 -bios /usr/share/qemu/qboot.rom -accel kvm -cpu host -nodefaults \
+             -no-user-config -no-reboot -display none -m 128M -smp 1 -serial stdio \
+             -kernel /job/images/hello.elf -device isa-debug-exit,iobase=0xf4,iosize=4 \
+             -append rhea.checker=1"
+        );
+        let micro = Spec {
+            kernel: &kernel,
+            ..spec("microvm", Accel::Kvm, 2, Serial::Captured)
+        };
+        let line = nested_l2_machine(&micro, Some(qboot))
+            .unwrap()
+            .args()
+            .join(" ");
+        assert!(
+            line.starts_with("-M microvm,rtc=off,isa-serial=on -accel kvm -cpu host ")
+                && line.contains(" -smp 2 "),
+            "{line}"
+        );
+        assert!(nested_l2_machine(&spec("q35", Accel::Tcg, 1, Serial::Captured), None).is_err());
+
+        // The L1: the Linux guest of q35 under TCG, 1 vCPU, 1 GiB, then the 9p shares.
+        let linux = LinuxBoot {
+            initrd: Path::new("/n/initrd.cpio"),
+            append: "console=ttyS0 quiet",
+        };
+        let board = boards::find("qemu-x86_64").unwrap();
+        let shares = [
+            ("hostusr".to_string(), PathBuf::from("/usr"), true),
+            (
+                "results".to_string(),
+                PathBuf::from("/n/run/results"),
+                false,
+            ),
+        ];
+        let l1 = nested_l1_machine(board, Some(qboot), &linux, Path::new("/n/vmlinuz"), &shares)
+            .unwrap()
+            .args()
+            .join(" ");
+        assert_eq!(
+            l1,
+            "-M q35 -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max -nodefaults \
+             -no-user-config -no-reboot -display none -m 1024M -smp 1 -serial stdio \
+             -kernel /n/vmlinuz -device isa-debug-exit,iobase=0xf4,iosize=4 \
+             -fsdev local,id=fs0,path=/usr,security_model=none,readonly=on \
+             -device virtio-9p-pci,fsdev=fs0,mount_tag=hostusr \
+             -fsdev local,id=fs1,path=/n/run/results,security_model=none \
+             -device virtio-9p-pci,fsdev=fs1,mount_tag=results \
+             -initrd /n/initrd.cpio -append console=ttyS0 quiet"
+        );
+        // No L1 for the Arm board yet.
+        let arm = boards::find("qemu-aarch64").unwrap();
+        let err = nested_l1_machine(arm, None, &linux, Path::new("/n/Image"), &[]).unwrap_err();
+        assert!(err.to_string().contains("qemu-x86_64 only"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //! invariants at every scheduling decision and panics on a violation), then the app's
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
+//! With `--accel nested-kvm` only the boots of step 2 run, each under a real Linux KVM inside a
+//! Linux guest under TCG (`nested/`; qemu-x86_64 only so far), all of them in one such guest:
+//! cases `qemu-x86_64/<machine>/nested-kvm <app>`, judged as above. A host without the means
+//! (QEMU, packages) reports them `NOT RUN` with the reason, and the summary then says
+//! `N passed, N failed, N not run`.
+//!
 //! The steps are the methods of `TestRun`, called in this order by [`run`].
 //!
 //! One line per case (`PASS qemu-x86_64/q35/tcg hello (0.42 s)`), then exactly one summary
@@ -36,7 +42,7 @@ use crate::boards::Runner;
 use crate::boards::{self, Board};
 use crate::qemu::{self, Accel, Qemu, Verdict};
 use crate::xen::dom0::{self, Dom0Outcome, Dom0Spec};
-use crate::{Error, Options, Result, Workspace, describe, fuzz, image, setup};
+use crate::{Error, Options, Result, Workspace, describe, fuzz, image, nested, setup};
 
 /// The name of the host unit test item (`--filter` applies to it too).
 const HOST_TESTS: &str = "host unit tests";
@@ -115,16 +121,20 @@ pub(crate) fn judge(
     }
 }
 
-/// The name of a case, which `--filter` matches against.
-pub(crate) fn case_name(board: &str, machine: &str, accel: Accel, app: &str) -> String {
-    format!("{board}/{machine}/{} {app}", accel.name())
+/// The name of a case, which `--filter` matches against; `accel` is the accelerator's name
+/// (`tcg`, `kvm`) or `nested-kvm`.
+pub(crate) fn case_name(board: &str, machine: &str, accel: &str, app: &str) -> String {
+    format!("{board}/{machine}/{accel} {app}")
 }
 
-/// Pass/fail counts.
+/// Pass/fail counts, and the cases that could not run.
 #[derive(Debug, Default)]
 struct Tally {
     passed: usize,
     failed: usize,
+    /// Cases the host lacks the means for (e.g. the nested-KVM L1's QEMU or packages):
+    /// neither passed nor failed, but the run is not a success.
+    not_run: usize,
 }
 
 impl Tally {
@@ -141,6 +151,11 @@ impl Tally {
         }
     }
 
+    fn not_run(&mut self, name: &str, reason: &str) {
+        self.not_run += 1;
+        println!("NOT RUN {name}: {reason}");
+    }
+
     /// Counts a case that took from `start` to now as passed or failed.
     fn record(&mut self, name: &str, start: Instant, result: Result<(), String>) {
         match result {
@@ -149,15 +164,23 @@ impl Tally {
         }
     }
 
-    /// The summary line; an error (already reported) if anything failed or nothing ran.
+    /// The summary line (`, N not run` only when some could not run); an error (already
+    /// reported) if anything failed, could not run, or nothing ran.
     fn finish(self) -> Result<()> {
-        if self.passed + self.failed == 0 {
+        if self.passed + self.failed + self.not_run == 0 {
             eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
             println!("0 passed, 0 failed");
             return Err(Error::Quiet(1));
         }
-        println!("{} passed, {} failed", self.passed, self.failed);
-        if self.failed > 0 {
+        if self.not_run > 0 {
+            println!(
+                "{} passed, {} failed, {} not run",
+                self.passed, self.failed, self.not_run
+            );
+        } else {
+            println!("{} passed, {} failed", self.passed, self.failed);
+        }
+        if self.failed > 0 || self.not_run > 0 {
             Err(Error::Quiet(1))
         } else {
             Ok(())
@@ -204,6 +227,11 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             skipped.join(", ")
         );
     }
+    if opts.accel == qemu::AccelChoice::NestedKvm {
+        // Only the nested boots: the special cases below are TCG runs.
+        t.nested_kvm_cases(&board_list, &app_list)?;
+        return t.tally.finish();
+    }
     let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
     for board in board_list {
         t.boot_apps(board, &app_list, &accels)?;
@@ -244,8 +272,12 @@ fn select_apps<'a>(opts: &Options, all_apps: &'a [App]) -> Result<(Vec<&'a App>,
 fn announce_accels(opts: &Options) -> Vec<Accel> {
     let hw_kvm = qemu::probe_hardware_kvm();
     let accels = qemu::accels_to_test(opts.accel, &hw_kvm);
-    let accel_names: Vec<&str> = accels.iter().map(|a| a.name()).collect();
+    let mut accel_names: Vec<&str> = accels.iter().map(|a| a.name()).collect();
     let why = match (&hw_kvm, opts.accel) {
+        (_, qemu::AccelChoice::NestedKvm) => {
+            accel_names.push(qemu::NESTED_KVM);
+            "set by --accel: KVM inside a Linux guest under TCG".to_string()
+        }
         (_, qemu::AccelChoice::Tcg | qemu::AccelChoice::Kvm) => "set by --accel".to_string(),
         (Ok(()), _) => "hardware KVM usable".to_string(),
         (Err(why), _) => why.clone(),
@@ -432,11 +464,24 @@ impl TestRun<'_> {
         machines: &[&'static str],
         accels: &[Accel],
     ) -> Vec<Case> {
+        self.cases_as(board, app, machines, accels, None)
+    }
+
+    /// [`TestRun::cases`], the accelerator named `label` when given (the nested-KVM cases:
+    /// KVM boots named `nested-kvm`).
+    fn cases_as(
+        &self,
+        board: &Board,
+        app: &App,
+        machines: &[&'static str],
+        accels: &[Accel],
+        label: Option<&str>,
+    ) -> Vec<Case> {
         // A process board has no accelerator; its cases carry TCG only as a placeholder
         // and are named "native".
         // A board of another instruction set runs under TCG only.
         let board_accels: &[Accel] = match board.runner {
-            Runner::Qemu if board.kvm_possible() => accels,
+            Runner::Qemu if board.kvm_possible() || label.is_some() => accels,
             Runner::Qemu | Runner::Process => &[Accel::Tcg],
         };
         if !app.runs_on(board.name) {
@@ -451,7 +496,8 @@ impl TestRun<'_> {
         for &machine in machines {
             for &accel in board_accels {
                 for (smp, seed) in boots_on_machine(app, machine, &smps) {
-                    let name = case_full_name(board, app, machine, accel, smp, seed);
+                    let label = label.unwrap_or(accel.name());
+                    let name = case_full_name(board, app, machine, label, smp, seed);
                     cases.push(Case {
                         machine,
                         accel,
@@ -521,18 +567,133 @@ impl TestRun<'_> {
         let console = captured.console();
         let judged = judge_case(board, app, &captured, &console, smp_line.as_deref())
             .and_then(|()| check_deterministic(app, case, &console, &image.elf, &process_cmdline));
+        self.record_boot(&case.name, feed, &captured, judged);
+    }
+
+    /// Counts a judged boot: a pass, or a failure with the reason (saying so when the stdin
+    /// text was never written) and the console's tail.
+    fn record_boot(
+        &mut self,
+        name: &str,
+        feed: Option<&qemu::StdinFeed>,
+        captured: &qemu::Captured,
+        judged: Result<(), String>,
+    ) {
         match judged {
-            Ok(()) => self.tally.pass(&case.name, captured.elapsed),
+            Ok(()) => self.tally.pass(name, captured.elapsed),
             Err(mut reason) => {
                 if let Some(feed) = feed
                     && captured.stdin_written.is_none()
                 {
                     reason.push_str(&format!(" (stdin {} was never written)", feed.describe()));
                 }
-                self.tally.fail(&case.name, Some(captured.elapsed), &reason);
+                self.tally.fail(name, Some(captured.elapsed), &reason);
                 print_tail(&captured.lines, &captured.stderr);
             }
         }
+    }
+
+    /// `--accel nested-kvm`: every case of `apps` on each board that has a nested-KVM L1
+    /// (qemu-x86_64 so far), built here and booted as the L2s of one L1 (`nested::run`), then
+    /// judged as a direct boot is. A host without the means gives `NOT RUN` cases; an L1 that
+    /// fails, failed ones.
+    fn nested_kvm_cases(&mut self, boards: &[&'static Board], apps: &[&App]) -> Result<()> {
+        for &board in boards {
+            if board.name != "qemu-x86_64" {
+                println!(
+                    "not booted on {}: --accel {} runs on qemu-x86_64 only so far",
+                    board.name,
+                    qemu::NESTED_KVM
+                );
+                continue;
+            }
+            let machines = board.machines_to_test(self.opts.machine.as_deref())?;
+            // Each case with its app, the image it boots and its command line.
+            let mut planned: Vec<(Case, &App, std::path::PathBuf, String)> = Vec::new();
+            let mut toolchain: Option<Result<(), String>> = None;
+            for &app in apps {
+                let cases =
+                    self.cases_as(board, app, &machines, &[Accel::Kvm], Some(qemu::NESTED_KVM));
+                if cases.is_empty() {
+                    continue;
+                }
+                let ready = toolchain.get_or_insert_with(|| {
+                    setup::ensure_toolchain(self.ws, board).map_err(|e| e.to_string())
+                });
+                if let Err(e) = ready {
+                    let why = format!("setup failed: {e}");
+                    self.fail_all(&cases, &why);
+                    continue;
+                }
+                let image = match image::build(self.ws, board, app) {
+                    Ok(image) => image,
+                    Err(e) => {
+                        self.fail_all(&cases, &format!("build failed: {e}"));
+                        continue;
+                    }
+                };
+                let base_cmdline = boot_cmdline(&app.cmdline, self.opts.append());
+                for case in cases {
+                    match case_cmdline(board, &case, &base_cmdline, self.opts) {
+                        Ok(cmdline) => planned.push((case, app, image.boot.clone(), cmdline)),
+                        Err(why) => self.tally.fail(&case.name, None, &why),
+                    }
+                }
+            }
+            if planned.is_empty() {
+                continue;
+            }
+            let boots: Vec<nested::Boot<'_>> = planned
+                .iter()
+                .map(|(case, app, image, cmdline)| nested::Boot {
+                    spec: qemu::Spec {
+                        board,
+                        machine: case.machine,
+                        accel: case.accel,
+                        smp: case.smp,
+                        mem: &self.opts.mem,
+                        kernel: image,
+                        serial: qemu::Serial::Captured,
+                        append: cmdline,
+                    },
+                    timeout: app.timeout,
+                    stdin: app.stdin.as_ref(),
+                })
+                .collect();
+            let outcome = match nested::run(board, &boots, self.opts.verbose) {
+                Ok(outcome) => outcome,
+                Err(nested::NotRun(why)) => {
+                    for (case, ..) in &planned {
+                        self.tally.not_run(&case.name, &why);
+                    }
+                    continue;
+                }
+            };
+            println!(
+                "nested-kvm: L1 ready {} after its QEMU started; {} L1 boot(s), {:.1} s in all \
+                 (last: {})",
+                outcome
+                    .l1_ready
+                    .map_or("never".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
+                outcome.l1_boots,
+                outcome.l1_total.as_secs_f64(),
+                outcome.l1_end.describe()
+            );
+            for ((case, app, ..), result) in planned.iter().zip(&outcome.boots) {
+                let captured = match result {
+                    Ok(captured) => captured,
+                    Err(why) => {
+                        self.tally.fail(&case.name, None, why);
+                        continue;
+                    }
+                };
+                let console = captured.console();
+                let smp_line = smp_line(board, app, case);
+                let judged = judge_case(board, app, captured, &console, smp_line.as_deref());
+                self.record_boot(&case.name, app.stdin.as_ref(), captured, judged);
+            }
+        }
+        Ok(())
     }
 
     /// Step 3a: the strict kernel command line (cmdline_test.rs): LinuxU boots hello with one
@@ -732,7 +893,7 @@ fn case_full_name(
     board: &Board,
     app: &App,
     machine: &str,
-    accel: Accel,
+    accel: &str,
     smp: u32,
     seed: Option<u64>,
 ) -> String {
@@ -1334,7 +1495,7 @@ mod tests {
     #[test]
     fn case_names() {
         assert_eq!(
-            case_name("qemu-x86_64", "q35", Accel::Tcg, "hello"),
+            case_name("qemu-x86_64", "q35", "tcg", "hello"),
             "qemu-x86_64/q35/tcg hello"
         );
     }
@@ -1392,6 +1553,56 @@ mod tests {
             !names.is_empty() && names.iter().all(|n| n.contains("/tcg a")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn nested_kvm_cases_are_named_so() {
+        let mut opts = Options::default();
+        let ws = Workspace {
+            root: std::path::PathBuf::from("/nonexistent"),
+        };
+        let names = |opts: &Options, a: &App| {
+            let t = TestRun {
+                ws: &ws,
+                opts,
+                all_apps: &[],
+                tally: Tally::default(),
+            };
+            let board = boards::find("qemu-x86_64").unwrap();
+            let machines = board.machines_to_test(opts.machine.as_deref()).unwrap();
+            t.cases_as(board, a, &machines, &[Accel::Kvm], Some(qemu::NESTED_KVM))
+                .into_iter()
+                .map(|c| (c.name, c.accel))
+                .collect::<Vec<_>>()
+        };
+        let a = app("hello", "smp = [1, 2]");
+        let got = names(&opts, &a);
+        assert_eq!(
+            got.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            [
+                "qemu-x86_64/microvm/nested-kvm hello smp1",
+                "qemu-x86_64/microvm/nested-kvm hello smp2",
+                "qemu-x86_64/q35/nested-kvm hello smp1",
+                "qemu-x86_64/q35/nested-kvm hello smp2",
+            ]
+        );
+        // The L2s boot under KVM.
+        assert!(got.iter().all(|(_, accel)| *accel == Accel::Kvm));
+        // `--filter nested-kvm` selects them; a TCG filter does not.
+        opts.filter = Some("q35/nested-kvm".to_string());
+        assert_eq!(names(&opts, &app("hello", "")).len(), 1);
+        opts.filter = Some("tcg".to_string());
+        assert!(names(&opts, &app("hello", "")).is_empty());
+    }
+
+    #[test]
+    fn not_run_is_not_a_pass() {
+        let mut tally = Tally::default();
+        tally.not_run("qemu-x86_64/q35/nested-kvm hello", "no QEMU");
+        assert!(matches!(tally.finish(), Err(Error::Quiet(1))));
+        let mut tally = Tally::default();
+        tally.pass("a", Duration::ZERO);
+        assert!(tally.finish().is_ok());
     }
 
     #[test]

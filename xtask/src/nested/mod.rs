@@ -1,0 +1,723 @@
+//! Nested KVM: Rhea booted under a real Linux KVM one level down (`cargo xtask test --accel
+//! nested-kvm`), on a host whose own `/dev/kvm` cannot be used (kvm-pvm here, or none).
+//!
+//! QEMU under TCG emulates a CPU with hardware virtualisation (x86_64: AMD SVM with nested
+//! paging, `-cpu max`), so a Linux booted in it (the L1) runs a real KVM; Rhea then runs as
+//! that KVM's guest (an L2), started by the host's own QEMU from inside the L1. One run boots
+//! ONE L1, which runs every L2 asked for one after another and powers off; xtask then reads
+//! each L2's console and exit status and hands them back as if it had booted them itself
+//! ([`qemu::Captured`]), so `test` judges them exactly as it judges a TCG boot.
+//!
+//! The L1, cached under `target/nested-kvm/<arch>/` (its packages in the shared `.deb` cache
+//! of `guest::debian`):
+//!
+//! * Kernel: Debian's generic `linux-image-amd64` flavour (the versioned package it names),
+//!   booted as the Linux-guest machine of q35 (`qemu::nested_l1_machine`: `-accel tcg -cpu
+//!   max -smp 1 -m 1024M`, qboot) with `console=ttyS0 panic=-1 quiet tsc=reliable`.
+//! * Initramfs (`guest::cpio`): `busybox-static`, `/init` (`xtask/guest/nested-l1-init.sh`),
+//!   the modules KVM and the 9p shares need, numbered in load order (`guest::modules`: kvm-amd
+//!   with kvm, irqbypass, ccp; virtio-pci, 9pnet-virtio, 9p with theirs), and `/lib`,
+//!   `/lib64` leading into `/usr`.
+//! * Shares (virtio-9p): the host's `/usr` read-only at `/usr` (so the L1 runs the host's QEMU
+//!   binary, its libraries, firmware and modules at their own paths: nothing is copied), a job
+//!   directory (read-only) with the images and the job list, a results directory. Their files
+//!   and the L1's console lines are [`jobs`]'.
+//!
+//! Each L2's command line is `qemu::nested_l2_machine`'s: the KVM line of the same board,
+//! machine, vCPUs and memory (`-accel kvm -cpu host`), with the image as the L1 sees it.
+//!
+//! Failures: a host without the means (QEMU, a merged `/usr`, the packages) gives
+//! [`NotRun`] with the reason, and no case runs. An L1 that does not come up, has no
+//! `/dev/kvm` or ends early fails each boot it did not finish, with the reason and the L1's
+//! console tail; never a pass. A watchdog stops an L1 that is not ready in time or whose L2
+//! outlives its timeout by [`L2_SLACK`] (the L1 itself stalled); that L2 fails with what it
+//! printed so far, and a fresh L1 runs the boots left.
+//!
+//! One run at a time: a lock file under `target/nested-kvm/`.
+//!
+//! Measured on the 2-core host (2026-12-07, packages cached): the L1 is `ready` 5.3-5.8 s after
+//! its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU test takes
+//! 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included), `smp-stress`
+//! 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is ~245 s of L2
+//! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: in 4 of 13
+//! `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its own `timeout`
+//! of the L2 never fired, its console copier stopped), each time in the same phase: after
+//! "cross-CPU calls ran where aimed", while a thread is moved between CPUs thousands of times.
+//! The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the rest)
+//! bounds the damage to that one case.
+
+pub(crate) mod jobs;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::guest::cpio::Tree;
+use crate::guest::debian::{self, DebArch, Debs, Members};
+use crate::guest::{self, modules};
+use crate::qemu::{self, Captured, LinuxBoot, QemuEnd, StdinFeed};
+use crate::{Context, Error, Result, boards::Board, setup};
+
+/// What an L1 of one architecture is made of.
+#[derive(Debug)]
+struct L1Kind {
+    /// The Debian architecture of its kernel and busybox.
+    deb_arch: DebArch,
+    /// The kernel flavour (`linux-image-<flavour>` names the versioned package).
+    flavour: &'static str,
+    /// The modules it loads, with those they depend on (`guest::modules`).
+    modules: &'static [&'static str],
+    /// What is unpacked from the kernel package: the kernel, `modules.builtin` and the
+    /// directories the modules are in (`*` within one path component).
+    kernel_members: &'static [&'static str],
+}
+
+/// x86_64: Debian's generic kernel (KVM as modules); KVM for AMD SVM (what TCG emulates), the
+/// virtio-pci transport and 9p over it. arm64 (to follow) differs in all four: Debian's arm64
+/// kernel (KVM built in), virtio-mmio or -pci, and an arm64 QEMU unpacked from Debian's arm64
+/// packages shared as the L1's `/usr` instead of the host's.
+const X86_64_L1: L1Kind = L1Kind {
+    deb_arch: DebArch::Amd64,
+    flavour: "amd64",
+    modules: &["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"],
+    kernel_members: &[
+        "./boot/vmlinuz-*",
+        "./lib/modules/*/modules.builtin",
+        "./lib/modules/*/kernel/arch/x86/kvm/*.ko",
+        "./lib/modules/*/kernel/virt/lib/*.ko",
+        "./lib/modules/*/kernel/drivers/crypto/ccp/*.ko",
+        "./lib/modules/*/kernel/drivers/virtio/*.ko",
+        "./lib/modules/*/kernel/fs/9p/*.ko",
+        "./lib/modules/*/kernel/fs/netfs/*.ko",
+        "./lib/modules/*/kernel/fs/fscache/*.ko",
+        "./lib/modules/*/kernel/net/9p/*.ko",
+    ],
+};
+
+/// The L1 of `board`, if it has one yet.
+fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
+    match board.name {
+        "qemu-x86_64" => Ok(&X86_64_L1),
+        other => Err(NotRun(format!(
+            "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+        ))),
+    }
+}
+
+const BUSYBOX_PKG: &str = "busybox-static";
+/// The L1's `/init`.
+const INIT_SCRIPT: &str = include_str!("../../guest/nested-l1-init.sh");
+/// The L1's kernel command line.
+const L1_APPEND: &str = "console=ttyS0 panic=-1 quiet tsc=reliable";
+/// Where the initramfs holds the modules (`/init` loads `*.ko` sorted).
+const GUEST_MODULE_DIR: &str = "modules";
+/// Where the L1 mounts the job share; the images are under its `images/`.
+const L1_JOB_DIR: &str = "/job";
+/// The 9p tags, as `/init` mounts them.
+const TAG_USR: &str = "hostusr";
+const TAG_JOB: &str = "job";
+const TAG_RESULTS: &str = "results";
+/// How long the L1 may take from QEMU's start to `ready` (measured ~12 s on an idle 2-core
+/// host; generous for a loaded one).
+const L1_BOOT_BUDGET: Duration = Duration::from_secs(240);
+/// Per L2, on top of its own timeout: starting QEMU in the L1 (~1-1.4 s), copying results.
+const L2_SLACK: Duration = Duration::from_secs(20);
+/// L1 console lines quoted when a boot fails for want of the L1.
+const TAIL_LINES: usize = 25;
+
+/// One L2 boot asked for: the spec of a KVM run (its `kernel` the image on the host).
+#[derive(Debug, Clone)]
+pub(crate) struct Boot<'a> {
+    pub(crate) spec: qemu::Spec<'a>,
+    pub(crate) timeout: Duration,
+    pub(crate) stdin: Option<&'a StdinFeed>,
+}
+
+/// Why nothing could run: the host lacks the means (QEMU, a merged `/usr`, a package).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotRun(pub(crate) String);
+
+/// What one run gave.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// Per boot, in the order asked: its capture (console, end, the L2's wall time in the
+    /// L1), or why it has none (the L1 failed), with the L1's console tail.
+    pub(crate) boots: Vec<Result<Captured, String>>,
+    /// From the L1's QEMU spawn to its `ready` line, if it came.
+    pub(crate) l1_ready: Option<Duration>,
+    /// The L1 runs, all of them.
+    pub(crate) l1_total: Duration,
+    /// How the last L1's QEMU ended.
+    pub(crate) l1_end: QemuEnd,
+    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
+    pub(crate) l1_boots: usize,
+}
+
+/// Boots one L1 of `board` and every boot of `boots` in it.
+pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Outcome, NotRun> {
+    let not_run = |e: Error| NotRun(e.to_string());
+    let kind = l1_kind(board)?;
+    let host_qemu = setup::ensure_qemu(board).map_err(not_run)?;
+    let binary = host_binary_in_usr(&host_qemu.binary)?;
+    check_merged_usr()?;
+    let top = guest::target_dir().join("nested-kvm");
+    guest::mkdir(&top).map_err(not_run)?;
+    let _lock = lock(&top).map_err(not_run)?;
+    let dir = top.join(board.arch());
+    let l1 = prepare_l1(kind, &dir).map_err(not_run)?;
+    let run_dir = dir.join("run");
+    let (job_dir, results_dir) = (run_dir.join("job"), run_dir.join("results"));
+    let ids = write_jobs(&job_dir, &results_dir, boots, &binary, &host_qemu).map_err(not_run)?;
+
+    let shares = [
+        (TAG_USR.to_string(), PathBuf::from("/usr"), true),
+        (TAG_JOB.to_string(), job_dir.clone(), true),
+        (TAG_RESULTS.to_string(), results_dir.clone(), false),
+    ];
+    let linux = LinuxBoot {
+        initrd: &l1.initrd,
+        append: L1_APPEND,
+    };
+    let mut machine = qemu::nested_l1_machine(
+        board,
+        host_qemu.qboot.as_deref(),
+        &linux,
+        &l1.vmlinuz,
+        &shares,
+    )
+    .map_err(not_run)?;
+    machine.binary = host_qemu.binary.clone();
+    println!(
+        "nested-kvm: L1 {} under TCG, {} L2 boot(s)",
+        l1.kernel_package,
+        boots.len()
+    );
+    let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
+    let mut pending: Vec<usize> = (0..boots.len()).collect();
+    let (mut l1_ready, mut l1_total, mut l1_end) = (None, Duration::ZERO, QemuEnd::Exited(0));
+    let mut l1_boots = 0;
+    // The L1's console tail goes with the first boot that failed for want of the L1.
+    let mut tail_shown = false;
+    while !pending.is_empty() {
+        let limits: Vec<(String, Duration)> = pending
+            .iter()
+            .map(|&i| (ids[i].clone(), boots[i].timeout + L2_SLACK))
+            .collect();
+        let pending_ids: Vec<String> = limits.iter().map(|(id, _)| id.clone()).collect();
+        let list = job_dir.join("list");
+        fs::write(&list, jobs::list_file(&pending_ids))
+            .context(|| format!("cannot write {}", list.display()))
+            .map_err(not_run)?;
+        let run = run_l1(&machine, &limits, verbose).map_err(not_run)?;
+        l1_boots += 1;
+        let captured = &run.captured;
+        let report = jobs::parse_l1_console(captured.lines.iter().map(|(_, l)| l.as_str()));
+        if l1_ready.is_none() {
+            l1_ready = captured
+                .lines
+                .iter()
+                .find(|(_, l)| l.contains(&format!("{}ready", jobs::MARK)))
+                .map(|(t, _)| *t);
+        }
+        l1_total += captured.elapsed;
+        l1_end = captured.end;
+        let mut next = Vec::new();
+        for &i in &pending {
+            let id = &ids[i];
+            let result = match collect(&results_dir, id, boots[i].timeout) {
+                Ok(c) => Ok(c),
+                Err(Missing::Broken(why)) => Err(why),
+                // The L1 stalled on an earlier L2 and was stopped: a fresh L1 runs this one.
+                Err(Missing::Result)
+                    if run.stalled.is_some() && report.ready && !report.started.contains(id) =>
+                {
+                    next.push(i);
+                    continue;
+                }
+                Err(Missing::Result) => {
+                    let mut why = match &run.stalled {
+                        Some(s) if s == id => format!(
+                            "the L1 stalled while this L2 ran: no end {} s after its start \
+                             (the L1 kills it after {} s); xtask stopped the L1",
+                            limits
+                                .iter()
+                                .find(|(j, _)| j == id)
+                                .map_or(0, |(_, l)| l.as_secs()),
+                            boots[i].timeout.as_secs()
+                        ),
+                        _ => l1_failure(id, &report, captured),
+                    };
+                    if tail_shown {
+                        why.push_str(" (the L1's console tail is shown with the first such case)");
+                    } else {
+                        tail_shown = true;
+                        why.push_str(&l1_tail(captured));
+                    }
+                    why.push_str(&partial_tail(&results_dir, id));
+                    Err(why)
+                }
+            };
+            results[i] = Some(result);
+        }
+        if !next.is_empty() {
+            println!(
+                "nested-kvm: the L1 stalled and was stopped; a fresh L1 runs the {} L2 boot(s) left",
+                next.len()
+            );
+        }
+        pending = next;
+    }
+    let boots = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
+        .collect();
+    Ok(Outcome {
+        boots,
+        l1_ready,
+        l1_total,
+        l1_end,
+        l1_boots,
+    })
+}
+
+/// One boot of the L1: its console, and the job it stalled on, if xtask stopped it for that.
+struct L1Run {
+    captured: Captured,
+    stalled: Option<String>,
+}
+
+/// Boots the L1 for the jobs `limits` names (in the list file already), each with the time it
+/// may run from its `start` line to its `end` line. A watchdog stops the L1 when it is not
+/// `ready` within [`L1_BOOT_BUDGET`] or a job outlives its limit (the L1 itself stalled: its
+/// own `timeout` of the L2 did not end it); the whole run ends at the sum of both.
+fn run_l1(machine: &qemu::Machine, limits: &[(String, Duration)], verbose: bool) -> Result<L1Run> {
+    let overall = limits.iter().fold(L1_BOOT_BUDGET, |t, (_, l)| t + *l);
+    let mut cmd = machine.command();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if verbose {
+        println!("$ {}", crate::describe(&cmd));
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context(|| format!("cannot start `{}`", crate::describe(&cmd)))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return crate::fail("the L1's QEMU has no stdout or stderr pipe");
+    };
+    let readers = qemu::LineReaders::spawn(stdout, stderr, start);
+    let mut lines = Vec::new();
+    let mut ready = false;
+    let mut running: Option<(String, Duration)> = None;
+    let mut stalled = None;
+    let end = loop {
+        match readers.lines.recv_timeout(Duration::from_millis(100)) {
+            Ok((at, line)) => {
+                if verbose {
+                    println!("{line}");
+                }
+                let seen = jobs::parse_l1_console([line.as_str()]);
+                ready |= seen.ready;
+                if let Some(id) = seen.started.first() {
+                    running = Some((id.clone(), at));
+                }
+                if !seen.ended.is_empty() {
+                    running = None;
+                }
+                lines.push((at, line));
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(100)),
+        }
+        let now = start.elapsed();
+        let overdue = match &running {
+            Some((id, since)) => limits
+                .iter()
+                .find(|(j, _)| j == id)
+                .is_some_and(|(_, limit)| now > *since + *limit),
+            None => !ready && now > L1_BOOT_BUDGET,
+        };
+        if overdue {
+            stalled = running.as_ref().map(|(id, _)| id.clone());
+            let _ = child.kill();
+            let _ = child.wait();
+            break QemuEnd::Timeout(now);
+        }
+        if let Some(end) = qemu::ended(&mut child, start, overall)? {
+            break end;
+        }
+    };
+    let stderr = readers.finish(&mut lines, verbose);
+    Ok(L1Run {
+        captured: Captured {
+            lines,
+            stderr,
+            end,
+            elapsed: start.elapsed(),
+            stdin_written: None,
+        },
+        stalled,
+    })
+}
+
+/// The host's QEMU binary by its absolute path, which must be under `/usr` (the L1 sees only
+/// the host's `/usr`).
+fn host_binary_in_usr(binary: &str) -> Result<String, NotRun> {
+    let path = if binary.contains('/') {
+        PathBuf::from(binary)
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join(binary))
+            .find(|p| p.is_file())
+            .ok_or_else(|| NotRun(format!("{binary} not found on PATH")))?
+    };
+    let real = fs::canonicalize(&path).unwrap_or(path);
+    if real.starts_with("/usr/") {
+        Ok(real.to_string_lossy().into_owned())
+    } else {
+        Err(NotRun(format!(
+            "{} is not under /usr: the nested-KVM L1 sees only the host's /usr",
+            real.display()
+        )))
+    }
+}
+
+/// The L1 reaches the host's libraries only through `/usr`: `/lib64` (the dynamic loader's
+/// directory) must lead there, as on a merged-`/usr` system (Debian 12).
+fn check_merged_usr() -> Result<(), NotRun> {
+    match fs::read_link("/lib64") {
+        Ok(target) if target.to_string_lossy().trim_start_matches('/') == "usr/lib64" => Ok(()),
+        _ => Err(NotRun(
+            "the host's /lib64 is not a link to usr/lib64 (no merged /usr): the nested-KVM L1 \
+             sees only the host's /usr and could not load its QEMU"
+                .to_string(),
+        )),
+    }
+}
+
+/// Holds `target/nested-kvm/lock` while a run uses the shared directories.
+fn lock(top: &Path) -> Result<fs::File> {
+    let path = top.join("lock");
+    let file = fs::File::create(&path).context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(e) => crate::fail(format!(
+            "another nested-KVM run holds {} ({e}); one L1 at a time",
+            path.display()
+        )),
+    }
+}
+
+/// The L1's kernel and initramfs.
+#[derive(Debug, Clone)]
+struct L1 {
+    vmlinuz: PathBuf,
+    initrd: PathBuf,
+    /// e.g. `linux-image-6.1.0-57-amd64 6.1.192-3`.
+    kernel_package: String,
+}
+
+/// Downloads (on first use) and unpacks the kernel and busybox, writes the initramfs (only
+/// when its bytes changed).
+fn prepare_l1(kind: &L1Kind, dir: &Path) -> Result<L1> {
+    let unpacked = dir.join("unpacked");
+    guest::mkdir(&unpacked)?;
+    let debs = Debs::open(kind.deb_arch)?;
+    let kernel_deb = debs.kernel(kind.flavour)?;
+    let kernel_root = unpack(
+        &kernel_deb,
+        &unpacked,
+        Members::MatchingInDir(kind.kernel_members),
+    )?;
+    let vmlinuz = only_entry(&kernel_root.join("boot"), "vmlinuz-")?;
+    let module_dir = only_entry(&kernel_root.join("lib/modules"), "")?;
+    let busybox_root = unpack(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
+
+    let modules = modules::in_order(&module_dir, kind.modules)?;
+    let tree = l1_tree(busybox_root.join("bin/busybox"), modules);
+    let bytes = tree.cpio()?;
+    let initrd = dir.join("initrd.cpio");
+    guest::write_if_changed(&initrd, &bytes)?;
+    Ok(L1 {
+        vmlinuz,
+        initrd,
+        kernel_package: debian::package_and_version(&kernel_deb),
+    })
+}
+
+/// The L1's initramfs: busybox, `/init`, the modules numbered in load order
+/// (`modules/01-irqbypass.ko`, ...), `/lib` and `/lib64` leading into the shared `/usr`, and
+/// the mount points.
+fn l1_tree(busybox: PathBuf, modules: Vec<(String, PathBuf)>) -> Tree {
+    let mut tree = Tree::default();
+    tree.dirs
+        .extend(["proc", "sys", "tmp", "usr", "job", "results"].map(String::from));
+    tree.console = true;
+    tree.text("init", 0o755, INIT_SCRIPT.as_bytes());
+    tree.files.insert("bin/busybox".into(), busybox);
+    for link in ["lib", "lib64"] {
+        tree.links.insert(link.into(), format!("usr/{link}"));
+    }
+    for (i, (name, path)) in modules.into_iter().enumerate() {
+        let guest = format!("{GUEST_MODULE_DIR}/{:02}-{name}.ko", i + 1);
+        tree.files.insert(guest, path);
+    }
+    tree
+}
+
+/// Unpacks `members` of `deb` (once) under `unpacked/<file stem>/`; returns that directory.
+fn unpack(deb: &Path, unpacked: &Path, members: Members<'_>) -> Result<PathBuf> {
+    let stem = deb
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let root = unpacked.join(stem);
+    debian::unpack(deb, &root, members)?;
+    Ok(root)
+}
+
+/// The one entry of `dir` whose name starts with `prefix`.
+fn only_entry(dir: &Path, prefix: &str) -> Result<PathBuf> {
+    let found: Vec<PathBuf> = fs::read_dir(dir)
+        .context(|| format!("cannot list {}", dir.display()))?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => crate::fail(format!(
+            "expected one {prefix}* in {}, found {}",
+            dir.display(),
+            found.len()
+        )),
+    }
+}
+
+/// Writes the job share afresh (the images, each job's files, the list) and empties the
+/// results directory; returns the job ids, in the order of `boots`.
+fn write_jobs(
+    job_dir: &Path,
+    results_dir: &Path,
+    boots: &[Boot<'_>],
+    binary: &str,
+    host_qemu: &qemu::Qemu,
+) -> Result<Vec<String>> {
+    for d in [job_dir, results_dir] {
+        if d.exists() {
+            fs::remove_dir_all(d).context(|| format!("cannot remove {}", d.display()))?;
+        }
+        guest::mkdir(d)?;
+    }
+    let images = job_dir.join("images");
+    guest::mkdir(&images)?;
+    // qboot is the host's, under /usr: the same path in the L1.
+    let qboot = host_qemu
+        .qboot
+        .as_deref()
+        .filter(|p| p.starts_with("/usr/"));
+    let mut ids = Vec::new();
+    for (i, boot) in boots.iter().enumerate() {
+        let id = jobs::job_id(i);
+        let file = boot.spec.kernel.file_name().ok_or_else(|| {
+            Error::Failed(format!("{} names no file", boot.spec.kernel.display()))
+        })?;
+        let copy = images.join(file);
+        if !copy.exists() {
+            fs::copy(boot.spec.kernel, &copy).context(|| {
+                format!(
+                    "cannot copy {} to {}",
+                    boot.spec.kernel.display(),
+                    copy.display()
+                )
+            })?;
+        }
+        let in_l1 = Path::new(L1_JOB_DIR).join("images").join(file);
+        let spec = qemu::Spec {
+            kernel: &in_l1,
+            ..boot.spec.clone()
+        };
+        let mut machine = qemu::nested_l2_machine(&spec, qboot)?;
+        machine.binary = binary.to_string();
+        let mut argv = vec![machine.binary.clone()];
+        argv.extend(machine.args());
+        let files = jobs::job_files(&argv, boot.timeout, boot.stdin).map_err(Error::Failed)?;
+        let d = job_dir.join("jobs").join(&id);
+        guest::mkdir(&d)?;
+        for (name, bytes) in files {
+            let path = d.join(name);
+            fs::write(&path, bytes).context(|| format!("cannot write {}", path.display()))?;
+        }
+        ids.push(id);
+    }
+    let list = job_dir.join("list");
+    fs::write(&list, jobs::list_file(&ids))
+        .context(|| format!("cannot write {}", list.display()))?;
+    Ok(ids)
+}
+
+/// Why a job has no capture.
+enum Missing {
+    /// No `status` file: the L1 never finished the job.
+    Result,
+    /// The job's files are there but unusable, or its QEMU did not start.
+    Broken(String),
+}
+
+/// The capture of job `id` from the results share, or why there is none.
+fn collect(results_dir: &Path, id: &str, timeout: Duration) -> Result<Captured, Missing> {
+    let dir = results_dir.join(id);
+    let status = match fs::read_to_string(dir.join("status")) {
+        Ok(text) => {
+            jobs::parse_status(&text).map_err(|e| Missing::Broken(format!("job {id}: {e}")))?
+        }
+        Err(_) => return Err(Missing::Result),
+    };
+    let read = |name: &str| {
+        fs::read(dir.join(name))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let end = jobs::l2_end(&status, timeout)
+        .map_err(|e| Missing::Broken(format!("{e}: {}", read("stderr").trim())))?;
+    let took = status.took();
+    Ok(Captured {
+        // The L1 stores the console whole: each line carries the L2's end time.
+        lines: read("console")
+            .lines()
+            .map(|l| (took, l.trim_end_matches('\r').to_string()))
+            .collect(),
+        stderr: read("stderr"),
+        end,
+        elapsed: took,
+        stdin_written: status.stdin_written(),
+    })
+}
+
+/// Why job `id` has no result: what the L1's console says of it and how the L1 ended.
+fn l1_failure(id: &str, report: &jobs::L1Report, l1: &Captured) -> String {
+    let end = l1.end.describe();
+    if let Some(why) = &report.no_kvm {
+        return format!("no KVM in the L1: {why} (L1 QEMU: {end})");
+    }
+    if let Some(why) = &report.failed {
+        return format!("the L1 failed: {why} (L1 QEMU: {end})");
+    }
+    if !report.init {
+        return format!("the L1 never ran /init (L1 QEMU: {end})");
+    }
+    if !report.ready {
+        return format!("the L1 never got ready: KVM and the shares (L1 QEMU: {end})");
+    }
+    if report.started.iter().any(|s| s == id) {
+        return format!("the L1 ended while this L2 ran (L1 QEMU: {end})");
+    }
+    format!("the L1 ended before this L2 ran (L1 QEMU: {end})")
+}
+
+/// The last lines of what an unfinished L2 printed (`console.partial`), indented; empty if
+/// there is none.
+fn partial_tail(results_dir: &Path, id: &str) -> String {
+    let Ok(bytes) = fs::read(results_dir.join(id).join("console.partial")) else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    let mut s = format!(
+        "\n    --- this L2's console until the L1 stopped copying it (last {} of {} lines) ---",
+        lines.len() - from,
+        lines.len()
+    );
+    for line in &lines[from..] {
+        s.push_str(&format!("\n    | {}", line.trim_end_matches('\r')));
+    }
+    s
+}
+
+/// The last lines of the L1's console and its QEMU's stderr, indented, for a failure.
+fn l1_tail(l1: &Captured) -> String {
+    let from = l1.lines.len().saturating_sub(TAIL_LINES);
+    let mut s = format!(
+        "\n    --- L1 console (last {} of {} lines) ---",
+        l1.lines.len() - from,
+        l1.lines.len()
+    );
+    for (_, line) in &l1.lines[from..] {
+        s.push_str(&format!("\n    | {line}"));
+    }
+    if !l1.stderr.trim().is_empty() {
+        s.push_str("\n    --- L1 QEMU stderr ---");
+        for line in l1.stderr.lines() {
+            s.push_str(&format!("\n    | {line}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn l1_initramfs_layout() {
+        let modules = vec![
+            ("irqbypass".to_string(), PathBuf::from("/k/irqbypass.ko")),
+            ("kvm".to_string(), PathBuf::from("/k/kvm.ko")),
+        ];
+        let tree = l1_tree(PathBuf::from("/bb/busybox"), modules);
+        assert_eq!(tree.files["bin/busybox"], Path::new("/bb/busybox"));
+        assert_eq!(
+            tree.files["modules/01-irqbypass.ko"],
+            Path::new("/k/irqbypass.ko")
+        );
+        assert_eq!(tree.files["modules/02-kvm.ko"], Path::new("/k/kvm.ko"));
+        assert_eq!(tree.links["lib"], "usr/lib");
+        assert_eq!(tree.links["lib64"], "usr/lib64");
+        assert_eq!(tree.texts["init"].0, 0o755);
+        assert!(tree.console);
+        for mount in ["usr", "job", "results", "proc", "sys", "tmp"] {
+            assert!(tree.dirs.contains(mount), "{mount}");
+        }
+    }
+
+    #[test]
+    fn init_script_speaks_the_protocol() {
+        // Every console word and file the parser reads is one the script writes.
+        for needle in [
+            "M=\"NESTED-L1\"",
+            "$M init",
+            "$M modules $n",
+            "no-kvm ",
+            "\"fail cannot mount",
+            "$M ready ",
+            "$M start $id",
+            "$M end $id rc=$rc",
+            "$M done",
+            "/job/list",
+            "$d/args",
+            "$d/timeout",
+            "$d/stdin-after",
+            "echo \"rc=$rc\"",
+            "echo \"start=$start\"",
+            "echo \"end=$end\"",
+            "stdin-at=",
+            "timeout -s KILL",
+            "mount -t 9p",
+        ] {
+            assert!(INIT_SCRIPT.contains(needle), "{needle}");
+        }
+        assert_eq!(jobs::MARK, "NESTED-L1 ");
+        for tag in [TAG_USR, TAG_JOB, TAG_RESULTS] {
+            assert!(INIT_SCRIPT.contains(&format!(" {tag} /")), "{tag}");
+        }
+        assert_eq!(jobs::KILLED_BY_TIMEOUT, 137);
+    }
+}
