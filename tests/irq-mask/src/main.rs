@@ -8,6 +8,12 @@
 //!    length, short sleeps (its CPU idles, waking on the timer) and plain spinning, while CPU 0
 //!    sends it cross-CPU calls back to back. No call runs inside a section, every call runs
 //!    exactly once (`call_on` returns when it has), and every sleep ends.
+//! 3. With two CPUs: a thread that keeps taking and giving a semaphore (a call that may block,
+//!    so it is refused with `AtomicContext` when interrupts are disabled) is moved between the
+//!    CPUs thousands of times while a thread on each CPU spins in interrupts-off sections. In
+//!    thread context interrupts are enabled wherever the thread runs: no take may be refused.
+//!    (On LinuxU, reading "this vCPU's flag" in two steps let a thread moved in between read
+//!    the flag of the vCPU it left: 1 refusal in ~3000 thread-stress rounds.)
 //!
 //! Each handler checks a per-CPU "inside a section" flag the interrupted code sets.
 #![no_std]
@@ -15,7 +21,7 @@
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use rhea::sync::{IrqsOff, SpinLock};
+use rhea::sync::{IrqsOff, Semaphore, SpinLock, SyncError};
 use rhea::thread::{self, Builder, CpuSet, Priority};
 use rhea::time::{Duration, now};
 
@@ -31,6 +37,13 @@ static FAST_HITS: AtomicU64 = AtomicU64::new(0);
 static CALLS_RUN: AtomicU64 = AtomicU64::new(0);
 static WORKER_DONE: AtomicBool = AtomicBool::new(false);
 static SLEEPS: AtomicU64 = AtomicU64::new(0);
+
+const MOVES: u64 = 12_000;
+static TOKEN: Semaphore = Semaphore::new(1, 1);
+static MOVING: AtomicBool = AtomicBool::new(true);
+static TAKES: AtomicU64 = AtomicU64::new(0);
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+static OTHER_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 fn check_not_in_section() {
     if IN_SECTION[thread::current_cpu()].load(Ordering::Relaxed) {
@@ -144,10 +157,86 @@ fn cross_cpu() -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Phase 3: a thread moved between CPUs 0 and 1 while it takes and gives [`TOKEN`]. Main
+/// (normal priority) outranks the mover, which outranks the maskers (lowest), so nothing that
+/// spins starves the thread that moves it.
+fn migrating() -> Result<(), &'static str> {
+    let maskers = [0usize, 1].map(|cpu| {
+        Builder::new()
+            .name("masker")
+            .priority(Priority::MIN)
+            .affinity(CpuSet::single(cpu))
+            .stack_size(16 * 1024)
+            .spawn(|| {
+                while MOVING.load(Ordering::Relaxed) {
+                    section(2000);
+                }
+            })
+    });
+    let mover = Builder::new()
+        .name("mover")
+        .priority(Priority::new(12).expect("valid"))
+        .affinity(CpuSet::single(0))
+        .stack_size(16 * 1024)
+        .spawn(|| {
+            while MOVING.load(Ordering::Relaxed) {
+                match TOKEN.take() {
+                    Ok(()) => {
+                        TAKES.fetch_add(1, Ordering::Relaxed);
+                        if TOKEN.give().is_err() {
+                            OTHER_ERRORS.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(SyncError::Sched(rhea::thread::SchedError::AtomicContext)) => {
+                        REFUSED.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        OTHER_ERRORS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+        .map_err(|_| "spawn mover")?;
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for i in 0..MOVES {
+        thread::set_affinity(mover.id(), CpuSet::single(((i + 1) % 2) as usize))
+            .map_err(|_| "set_affinity")?;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        thread::sleep(Duration::from_micros(20 + x % 100));
+    }
+    MOVING.store(false, Ordering::Relaxed);
+    mover.join().map_err(|_| "join mover")?;
+    for m in maskers {
+        m.map_err(|_| "spawn masker")?
+            .join()
+            .map_err(|_| "join masker")?;
+    }
+    let (takes, refused) = (
+        TAKES.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed),
+    );
+    rhea::println!(
+        "mask: migrating: {MOVES} moves between cpu0 and cpu1, {takes} blocking takes, {refused} refused as atomic"
+    );
+    if refused != 0 {
+        return Err("a blocking call in thread context was refused as atomic");
+    }
+    if OTHER_ERRORS.load(Ordering::Relaxed) != 0 {
+        return Err("a take or give of an uncontended semaphore failed");
+    }
+    if takes == 0 {
+        return Err("the moved thread never ran");
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), &'static str> {
     self_raised()?;
     if thread::online_cpus().contains(1) {
         cross_cpu()?;
+        migrating()?;
     } else {
         rhea::println!("mask: one CPU: cross-CPU part skipped");
     }
