@@ -188,7 +188,7 @@ fn migrating() -> Result<(), &'static str> {
                             OTHER_ERRORS.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Err(SyncError::Sched(rhea::thread::SchedError::AtomicContext)) => {
+                    Err(SyncError::Sched(thread::SchedError::AtomicContext)) => {
                         REFUSED.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {
