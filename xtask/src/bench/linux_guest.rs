@@ -639,9 +639,9 @@ fn prepare_arm64(ws: &Workspace) -> Result<Guest> {
     let debs = Debs::open(DebArch::Arm64)?;
     let kernel_deb = debs.kernel(ARM64_KERNEL_FLAVOUR)?;
     // Only the kernel: neither its modules nor its devicetrees (-M virt makes its own).
-    let kernel_root = unpack(&kernel_deb, &unpacked, KERNEL_MEMBERS)?;
+    let kernel_root = debian::unpack_own(&kernel_deb, &unpacked, KERNEL_MEMBERS)?;
     let vmlinuz = find_vmlinuz(&kernel_root)?;
-    let busybox_root = unpack(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
+    let busybox_root = debian::unpack_own(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
     ensure_arm64_gcc()?;
     let rtos = build_static(ws, &dir, RTOS_SRC, "rtos", ARM64_GCC)?;
 
@@ -692,11 +692,11 @@ pub(crate) fn unpack_cyclictest(ws: &Workspace) -> Result<Cyclictest> {
     let (_, unpacked) = cache_dirs(ws)?;
     let debs = Debs::open(DebArch::Amd64)?;
     let rt_tests_deb = debs.package(RT_TESTS_PKG)?;
-    let rt_tests_root = unpack(&rt_tests_deb, &unpacked, Members::All)?;
+    let rt_tests_root = debian::unpack_own(&rt_tests_deb, &unpacked, Members::All)?;
     let depends = debian::control_field(&rt_tests_deb, "Depends")?;
     let mut lib_roots = Vec::new();
     for deb in debs.packages(&debian::library_packages(&depends))? {
-        lib_roots.push(unpack(&deb, &unpacked, Members::All)?);
+        lib_roots.push(debian::unpack_own(&deb, &unpacked, Members::All)?);
     }
     Ok(Cyclictest {
         binary: rt_tests_root.join("usr/bin/cyclictest"),
@@ -717,9 +717,9 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     let (dir, unpacked) = cache_dirs(ws)?;
     let debs = Debs::open(DebArch::Amd64)?;
     let kernel_deb = debs.kernel(KERNEL_FLAVOUR)?;
-    let kernel_root = unpack(&kernel_deb, &unpacked, KERNEL_MEMBERS)?;
+    let kernel_root = debian::unpack_own(&kernel_deb, &unpacked, KERNEL_MEMBERS)?;
     let vmlinuz = find_vmlinuz(&kernel_root)?;
-    let busybox_root = unpack(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
+    let busybox_root = debian::unpack_own(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
     let Cyclictest {
         binary: cyclictest,
         lib_roots,
@@ -752,17 +752,6 @@ fn prepare(ws: &Workspace) -> Result<Guest> {
     }
     elf::add_libraries(&mut tree, &[cyclictest], &lib_roots, TRIPLE, &[])?;
     finish_guest(&dir, &tree, vmlinuz, &kernel_deb, "kernel")
-}
-
-/// Unpacks `members` of `deb` (once) under `unpacked/<file stem>/`; returns that directory.
-fn unpack(deb: &Path, unpacked: &Path, members: Members<'_>) -> Result<PathBuf> {
-    let stem = deb
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let root = unpacked.join(stem);
-    debian::unpack(deb, &root, members)?;
-    Ok(root)
 }
 
 /// Writes the guest's initramfs (only if its bytes changed, so its timestamp means something)

@@ -276,6 +276,18 @@ pub(crate) enum Members<'a> {
     MatchingInDir(&'a [&'a str]),
 }
 
+/// Unpacks `members` of `deb` (once) into a directory of its own, `unpacked/<file stem>/`;
+/// returns that directory.
+pub(crate) fn unpack_own(deb: &Path, unpacked: &Path, members: Members<'_>) -> Result<PathBuf> {
+    let stem = deb
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let root = unpacked.join(stem);
+    unpack(deb, &root, members)?;
+    Ok(root)
+}
+
 /// Unpacks `members` of `deb` into `root`, once: a stamp per `.deb` under
 /// `root/.unpacked-debs/` says it is done.
 pub(crate) fn unpack(deb: &Path, root: &Path, members: Members<'_>) -> Result<()> {

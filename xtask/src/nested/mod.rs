@@ -431,14 +431,14 @@ fn prepare_l1(kind: &L1Kind, dir: &Path) -> Result<L1> {
     guest::mkdir(&unpacked)?;
     let debs = Debs::open(kind.deb_arch)?;
     let kernel_deb = debs.kernel(kind.flavour)?;
-    let kernel_root = unpack(
+    let kernel_root = debian::unpack_own(
         &kernel_deb,
         &unpacked,
         Members::MatchingInDir(kind.kernel_members),
     )?;
     let vmlinuz = only_entry(&kernel_root.join("boot"), "vmlinuz-")?;
     let module_dir = only_entry(&kernel_root.join("lib/modules"), "")?;
-    let busybox_root = unpack(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
+    let busybox_root = debian::unpack_own(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;
 
     let modules = modules::in_order(&module_dir, kind.modules)?;
     let tree = l1_tree(busybox_root.join("bin/busybox"), modules);
@@ -470,17 +470,6 @@ fn l1_tree(busybox: PathBuf, modules: Vec<(String, PathBuf)>) -> Tree {
         tree.files.insert(guest, path);
     }
     tree
-}
-
-/// Unpacks `members` of `deb` (once) under `unpacked/<file stem>/`; returns that directory.
-fn unpack(deb: &Path, unpacked: &Path, members: Members<'_>) -> Result<PathBuf> {
-    let stem = deb
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let root = unpacked.join(stem);
-    debian::unpack(deb, &root, members)?;
-    Ok(root)
 }
 
 /// The one entry of `dir` whose name starts with `prefix`.
