@@ -131,6 +131,39 @@ const ANCHOR_UNIKRAFT_BOOT_SECS: f64 = 0.34;
 /// Reference anchor: Linux guest QEMU start → /init, TCG on q35, seconds (from notes).
 const ANCHOR_LINUX_BOOT_SECS: f64 = 4.6;
 
+/// What every QEMU benchmark of an app starts from: the app built for its board, QEMU, and
+/// the accelerator `--accel` chose (said on the console).
+pub(crate) struct Prepared {
+    pub(crate) qemu: qemu::Qemu,
+    pub(crate) image: image::Image,
+    pub(crate) accel: Accel,
+    /// How the accelerator was chosen, for the conditions a bench prints.
+    pub(crate) decision: qemu::AccelDecision,
+}
+
+/// Builds app `app` for `board` (toolchain and QEMU installed on demand) and chooses the
+/// accelerator: the common start of `bench sched`, `bench net` and `bench smp`.
+pub(crate) fn prepare(
+    ws: &Workspace,
+    board: &'static boards::Board,
+    app: &str,
+    opts: &Options,
+) -> Result<Prepared> {
+    let all_apps = apps::discover(&ws.root)?;
+    let app = apps::find(&all_apps, app)?;
+    setup::ensure_toolchain(ws, board)?;
+    let qemu = setup::ensure_qemu(board)?;
+    let image = image::build(ws, board, app)?;
+    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
+    decision.print();
+    Ok(Prepared {
+        qemu,
+        image,
+        accel: decision.accel,
+        decision,
+    })
+}
+
 pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<()> {
     match name {
         None => {
@@ -1288,14 +1321,12 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(BOARD)?;
     let machine = board.machine(opts.machine.as_deref())?;
     let loops = opts.loops.unwrap_or(linux_guest::DEFAULT_LOOPS);
-    let all_apps = apps::discover(&ws.root)?;
-    let app = apps::find(&all_apps, SCHED_APP)?;
-    setup::ensure_toolchain(ws, board)?;
-    let qemu = setup::ensure_qemu(board)?;
-    let image = image::build(ws, board, app)?;
-    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
-    decision.print();
-    let accel = decision.accel;
+    let Prepared {
+        qemu,
+        image,
+        accel,
+        decision,
+    } = prepare(ws, board, SCHED_APP, opts)?;
 
     let cmdline = sched_cmdline(loops, opts.append());
     let (rhea, rhea_wall) = sched_rhea(&qemu, board, machine, accel, &image, &cmdline, opts)?;

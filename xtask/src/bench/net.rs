@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use crate::qemu::{self, QemuEnd, Verdict};
 use crate::test::net::{Guest, Wire};
-use crate::{Options, Result, Workspace, apps, bench, boards, fail, image, setup, usage};
+use crate::{Options, Result, Workspace, bench, boards, fail, usage};
 
 const BOARD: &str = "qemu-x86_64";
 /// The machine both guests boot (the Linux guest's kernel has virtio-pci as a module; its
@@ -448,14 +448,12 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     let (loops, rounds) = check_options(opts)?;
     let board = boards::find(BOARD)?;
     let machine = board.machine(Some(MACHINE))?;
-    let all_apps = apps::discover(&ws.root)?;
-    let app = apps::find(&all_apps, APP)?;
-    setup::ensure_toolchain(ws, board)?;
-    let qemu = setup::ensure_qemu(board)?;
-    let image = image::build(ws, board, app)?;
-    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
-    decision.print();
-    let accel = decision.accel;
+    let super::Prepared {
+        qemu,
+        image,
+        accel,
+        decision,
+    } = super::prepare(ws, board, APP, opts)?;
     let wire = Wire::new(WIRE);
 
     let rhea_cmdline = format!(

@@ -34,14 +34,9 @@ fn bench_qemu(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(QEMU_BOARD)?;
     let machine = board.machine(opts.machine.as_deref())?;
     let loops = opts.loops.unwrap_or(QEMU_DEFAULT_LOOPS);
-    let all_apps = apps::discover(&ws.root)?;
-    let app = apps::find(&all_apps, APP)?;
-    setup::ensure_toolchain(ws, board)?;
-    let qemu = setup::ensure_qemu(board)?;
-    let image = image::build(ws, board, app)?;
-    let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
-    decision.print();
-    let accel = decision.accel;
+    let super::Prepared {
+        qemu, image, accel, ..
+    } = super::prepare(ws, board, APP, opts)?;
     let cmdline = format!("loops={loops} {}", opts.append())
         .trim()
         .to_string();
