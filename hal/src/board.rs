@@ -70,6 +70,16 @@ pub trait Board: 'static {
     /// Returns bytes read and line errors seen.
     fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize);
 
+    /// Nanoseconds the hypervisor has kept CPU `cpu` (the kernel's index) from running while
+    /// it was runnable (steal time: KVM's steal-time record, Xen's runstate area) since the CPU
+    /// came up; `None` where the machine does not say (bare metal, TCG, LinuxU) or for a CPU
+    /// not up. Called at every context switch: must be cheap (a few loads of memory the
+    /// hypervisor writes) and callable from any CPU with interrupts disabled.
+    fn stolen_ns(cpu: usize) -> Option<u64> {
+        let _ = cpu;
+        None
+    }
+
     /// A message-signalled interrupt raising `vector` on the boot CPU, as (address, data),
     /// where the machine has them.
     fn msi_message(vector: u8) -> Option<(u64, u32)> {

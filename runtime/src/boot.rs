@@ -251,13 +251,21 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 fn main_thread() {
     let cycles = A::read_cycle_counter().wrapping_sub(BOOT_CYCLES.load(Ordering::Relaxed));
+    let (bytes, console_cycles) = crate::console::output_cost();
     match TSC_HZ.load(Ordering::Relaxed) {
-        0 => println!("rhea: boot entry->main {cycles} cycles, unknown ns"),
+        0 => println!(
+            "rhea: boot entry->main {cycles} cycles, unknown ns; console {bytes} bytes, {console_cycles} cycles"
+        ),
         hz => {
             // Printed as u64 (584 years of ns): u128's formatting is 1 KiB of code.
-            let ns = u128::from(cycles) * 1_000_000_000 / u128::from(hz);
-            let ns = u64::try_from(ns).unwrap_or(u64::MAX);
-            println!("rhea: boot entry->main {cycles} cycles, {ns} ns");
+            let to_ns = |c: u64| {
+                u64::try_from(u128::from(c) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX)
+            };
+            println!(
+                "rhea: boot entry->main {cycles} cycles, {} ns; console {bytes} bytes, {} ns",
+                to_ns(cycles),
+                to_ns(console_cycles)
+            );
         }
     }
     let m = memory::stats();
@@ -275,6 +283,7 @@ fn main_thread() {
     if let (true, checks) = kthread::checker_runs() {
         println!("rhea: scheduler checker: {checks} decisions checked, no violation");
     }
+    report_steal();
     if flag(&keys::SIM) || flag(&keys::TRACE) {
         let (switches, hash) = kthread::trace();
         println!(
@@ -283,6 +292,24 @@ fn main_thread() {
         );
     }
     exit(status)
+}
+
+/// Prints each online CPU's steal time where the machine keeps it (a hypervisor that counts
+/// it): `rhea: steal time: cpu0 N us, cpu1 M us`. Nothing elsewhere.
+fn report_steal() {
+    let online = crate::thread::online_cpus();
+    if online.iter().all(|cpu| kthread::stolen_ns(cpu).is_none()) {
+        return;
+    }
+    crate::print!("rhea: steal time:");
+    for (i, cpu) in online.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        match kthread::stolen_ns(cpu) {
+            Some(ns) => crate::print!("{sep} cpu{cpu} {} us", ns / 1000),
+            None => crate::print!("{sep} cpu{cpu} not reported"),
+        }
+    }
+    println!();
 }
 
 /// Ends the run.

@@ -16,6 +16,7 @@ use crate::selected::B;
 use crate::selected::{A, Arch as _};
 use crate::sync::{RawMutex, SyncError};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_hal::Board as _;
 use rhea_hal::Platform;
 
@@ -26,11 +27,29 @@ pub(crate) struct RawWriter;
 
 impl Write for RawWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = A::read_cycle_counter();
         crate::selected::platform()
             .console()
             .write_bytes(s.as_bytes());
+        let spent = A::read_cycle_counter().wrapping_sub(start);
+        WRITTEN_BYTES.fetch_add(s.len() as u64, Ordering::Relaxed);
+        WRITING_CYCLES.fetch_add(spent, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// What the kernel's console writes have cost so far: bytes, and cycles spent in the board's
+/// console (a polled UART: under a hypervisor each register access is a VM exit, and the boot
+/// log alone can take most of the boot — the boot report says how much).
+static WRITTEN_BYTES: AtomicU64 = AtomicU64::new(0);
+static WRITING_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// `(bytes, cycles)` the kernel's console writes have taken so far.
+pub(crate) fn output_cost() -> (u64, u64) {
+    (
+        WRITTEN_BYTES.load(Ordering::Relaxed),
+        WRITING_CYCLES.load(Ordering::Relaxed),
+    )
 }
 
 /// A writer that takes no lock (for fault reports).
@@ -187,7 +206,7 @@ pub fn read_line(buf: &mut [u8]) -> usize {
 /// Input bytes dropped because a buffer was full, and UART line errors seen.
 pub fn input_losses() -> (u64, u64) {
     (
-        input::DROPPED.load(core::sync::atomic::Ordering::Relaxed),
-        input::LINE_ERRORS.load(core::sync::atomic::Ordering::Relaxed),
+        input::DROPPED.load(Ordering::Relaxed),
+        input::LINE_ERRORS.load(Ordering::Relaxed),
     )
 }

@@ -17,7 +17,7 @@
     reason = "the scheduler lock's cell and the context switch; each use has a SAFETY note"
 )]
 
-use crate::selected::{A, Arch as _};
+use crate::selected::{A, Arch as _, B};
 use crate::sync::IrqGuard;
 use crate::time;
 use alloc::boxed::Box;
@@ -25,6 +25,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use rhea_hal::Board as _;
 use rhea_sched::{Decision, Sched, SchedError, Thread, ThreadId};
 
 struct SchedLock {
@@ -145,6 +146,7 @@ impl SchedGuard {
             // lock this CPU holds until the switch is complete), so `from_sp` stays valid.
             trace_switch(now, from.id().as_u64(), to.id().as_u64());
             account_idle(cpu, now.as_nanos(), from.id().as_u64(), to.id().as_u64());
+            account_slice(cpu, now.as_nanos(), &from);
             set_current(cpu, &to);
             drop((from, to));
             // SAFETY: interrupts are off (the guard); `from_sp` is the running thread's own
@@ -232,6 +234,40 @@ fn account_idle(cpu: usize, now: u64, from: u64, to: u64) {
     }
 }
 
+/// Per CPU: when its current thread's slice began (ns on the kernel clock) and the CPU's steal
+/// reading then. Written by the CPU itself under the scheduler lock.
+static SLICE_START: [AtomicU64; rhea_sched::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
+static SLICE_STEAL: [AtomicU64; rhea_sched::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
+
+/// Starts CPU `cpu`'s first slice (its idle thread, as it joins).
+fn start_slice(cpu: usize, now: u64) {
+    SLICE_START[cpu].store(now, Ordering::Relaxed);
+    SLICE_STEAL[cpu].store(B::stolen_ns(cpu).unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Ends the slice of `from` on CPU `cpu` at `now`: its run time, and what the hypervisor stole
+/// from the CPU meanwhile, go to its account; the next slice starts. RT: a few loads and
+/// stores (the steal read is one version-checked record where the board has one).
+fn account_slice(cpu: usize, now: u64, from: &Thread) {
+    let ran = now.saturating_sub(SLICE_START[cpu].swap(now, Ordering::Relaxed));
+    let stolen = match B::stolen_ns(cpu) {
+        Some(total) => total.saturating_sub(SLICE_STEAL[cpu].swap(total, Ordering::Relaxed)),
+        None => 0,
+    };
+    from.account(ran, stolen);
+}
+
+/// Nanoseconds the hypervisor has kept CPU `cpu` from running since it came up; `None` where
+/// the machine does not say.
+pub(crate) fn stolen_ns(cpu: usize) -> Option<u64> {
+    if cpu >= rhea_sched::MAX_CPUS {
+        return None;
+    }
+    B::stolen_ns(cpu)
+}
+
 /// Nanoseconds CPU `cpu` has spent in its idle thread since it came up (its busy time is the
 /// rest).
 pub(crate) fn idle_ns(cpu: usize) -> u64 {
@@ -310,6 +346,7 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
     let id = s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
     IDLE_ID[0].store(id.as_u64(), Ordering::Relaxed);
     IDLE_SINCE[0].store(time::now().as_nanos(), Ordering::Relaxed);
+    start_slice(0, time::now().as_nanos());
     ONLINE.store(1, Ordering::Release);
     let g = lock();
     // SAFETY: the lock is held; nothing has seen the scheduler yet.
@@ -357,6 +394,7 @@ pub(crate) fn add_cpu(cpu: usize) {
         .expect("the board starts CPUs the scheduler was sized for");
     IDLE_ID[cpu].store(id.as_u64(), Ordering::Relaxed);
     IDLE_SINCE[cpu].store(now.as_nanos(), Ordering::Relaxed);
+    start_slice(cpu, now.as_nanos());
     ONLINE.fetch_or(1 << cpu, Ordering::Release);
     // Threads already ready elsewhere may belong here now: choose at once.
     g.schedule();

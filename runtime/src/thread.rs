@@ -260,6 +260,56 @@ pub fn cpu_idle_ns(cpu: usize) -> u64 {
     kthread::idle_ns(cpu)
 }
 
+/// Nanoseconds the hypervisor has kept CPU `cpu` from running while it was runnable (steal
+/// time), since the CPU came up; `None` where the machine does not say (no hypervisor, or one
+/// without steal time: TCG, LinuxU, bare metal).
+pub fn cpu_stolen_ns(cpu: usize) -> Option<u64> {
+    kthread::stolen_ns(cpu)
+}
+
+/// One thread's accounts, as [`thread_times`] reports them.
+#[derive(Clone, Debug)]
+pub struct ThreadTimes {
+    /// Its id.
+    pub id: ThreadId,
+    /// Its name.
+    pub name: String,
+    /// Nanoseconds it has run on a CPU, up to its last switch away.
+    pub run_ns: u64,
+    /// Of those, nanoseconds the hypervisor stole from the CPU it ran on.
+    pub stolen_ns: u64,
+}
+
+/// Every live thread's run time and the steal within it, in thread-table order. The threads
+/// are collected under the scheduler lock into room reserved before it (nothing allocates
+/// under the lock); names are copied after.
+pub fn thread_times() -> alloc::vec::Vec<ThreadTimes> {
+    let mut threads: alloc::vec::Vec<Arc<Thread>> = alloc::vec::Vec::new();
+    loop {
+        let want = kthread::with_sched(|s, _| (s.thread_count(), Default::default())) + 4;
+        threads.reserve(want);
+        let fitted = kthread::with_sched(|s, _| {
+            if s.thread_count() > threads.capacity() {
+                return (false, Default::default());
+            }
+            s.for_each_thread(|t| threads.push(t.clone()));
+            (true, Default::default())
+        });
+        if fitted {
+            break;
+        }
+    }
+    threads
+        .iter()
+        .map(|t| ThreadTimes {
+            id: t.id(),
+            name: String::from(t.name()),
+            run_ns: t.run_ns(),
+            stolen_ns: t.stolen_ns(),
+        })
+        .collect()
+}
+
 /// Context switches CPU `cpu` has made.
 pub fn cpu_switches(cpu: usize) -> u64 {
     kthread::with_sched(|s, _| {

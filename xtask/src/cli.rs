@@ -401,9 +401,8 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--accel",
         value: Some("kvm|tcg|auto|nested-kvm"),
-        help: "accelerator (default auto: KVM only when hardware KVM is usable; test: \
-               nested-kvm boots every case under a Linux KVM inside a Linux guest under TCG, \
-               qemu-x86_64 only)",
+        help: "accelerator (default auto: KVM only when hardware KVM is usable; test and \
+               bench boot: nested-kvm boots under a Linux KVM inside a Linux guest under TCG)",
         commands: &["run", "test", "bench"],
         apply: |o, v| {
             o.accel = match v.as_str() {
@@ -736,9 +735,10 @@ fn parse_options(name: &str, mut cmd: Cmd, args: &[String]) -> Result<(Cmd, Opti
         };
         apply_option(OPTIONS, name, &mut opts, &mut args, key, inline)?;
     }
-    if opts.accel == AccelChoice::NestedKvm && cmd != Cmd::Test {
+    let nested_ok = matches!(&cmd, Cmd::Test) || matches!(&cmd, Cmd::Bench(Some(b)) if b == "boot");
+    if opts.accel == AccelChoice::NestedKvm && !nested_ok {
         return usage(format!(
-            "--accel nested-kvm is for `test` only; `{name}` takes kvm, tcg or auto"
+            "--accel nested-kvm is for `test` and `bench boot` only; `{name}` takes kvm, tcg or auto"
         ));
     }
     Ok((cmd, opts))

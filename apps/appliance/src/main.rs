@@ -84,6 +84,11 @@ static HIST: [AtomicU64; BUCKETS] = [const { AtomicU64::new(0) }; BUCKETS];
 static PERIODS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 static MAX_LATE_NS: AtomicU64 = AtomicU64::new(0);
+/// The control loop's lateness summed over all periods, and the part of it the hypervisor
+/// stole: per period, the steal on the loop's CPU while it waited, capped at that period's
+/// lateness (0 where the machine reports no steal).
+static LATE_NS: AtomicU64 = AtomicU64::new(0);
+static LATE_STOLEN_NS: AtomicU64 = AtomicU64::new(0);
 static PERIOD_US: AtomicU64 = AtomicU64::new(1000);
 static TCP_BYTES: AtomicU64 = AtomicU64::new(0);
 static TCP_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
@@ -257,11 +262,43 @@ fn main() -> Result<(), &'static str> {
 
 fn report_control() {
     rhea::println!(
-        "appliance: control loop: {} periods, {} deadline misses, max lateness {} us",
+        "appliance: control loop: {} periods, {} deadline misses, max lateness {} us; lateness {} us in all, {} us of it stolen by the host{}",
         PERIODS.load(Ordering::Relaxed),
         MISSES.load(Ordering::Relaxed),
-        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000,
+        LATE_NS.load(Ordering::Relaxed) / 1000,
+        LATE_STOLEN_NS.load(Ordering::Relaxed) / 1000,
+        if steal_known() {
+            ""
+        } else {
+            " (no steal report here)"
+        }
     );
+}
+
+/// A thread name as JSON and HTML text: characters outside `[A-Za-z0-9_.-]` become `?` (names
+/// are the kernel's and this app's own, but a page must not be broken by one).
+struct Safe<'a>(&'a str);
+
+impl core::fmt::Display for Safe<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write as _;
+        for c in self.0.chars() {
+            let ok = c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+            f.write_char(if ok { c } else { '?' })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the machine reports steal time (a hypervisor that counts it).
+fn steal_known() -> bool {
+    rhea::thread::cpu_stolen_ns(rhea::thread::current_cpu()).is_some()
+}
+
+/// A JSON number of milliseconds, or `null` when unknown.
+fn ms_or_null(ns: Option<u64>) -> String {
+    ns.map_or_else(|| String::from("null"), |ns| format!("{}", ns / 1_000_000))
 }
 
 fn spawn(
@@ -282,10 +319,24 @@ fn spawn(
 fn control_loop() {
     let period = PERIOD_US.load(Ordering::Relaxed) * 1000;
     let mut next = rhea::time::now().as_nanos() + period;
+    let steal_here = || {
+        let cpu = rhea::thread::current_cpu();
+        (cpu, rhea::thread::cpu_stolen_ns(cpu))
+    };
+    let mut before = steal_here();
     loop {
         rhea::thread::sleep_until(rhea::time::Instant::from_nanos(next));
         let now = rhea::time::now().as_nanos();
         let late = now.saturating_sub(next);
+        let after = steal_here();
+        // Steal while it waited, on the CPU it woke on (unknown if it moved meanwhile).
+        if let ((c0, Some(s0)), (c1, Some(s1))) = (before, after)
+            && c0 == c1
+        {
+            LATE_STOLEN_NS.fetch_add(s1.saturating_sub(s0).min(late), Ordering::Relaxed);
+        }
+        before = after;
+        LATE_NS.fetch_add(late, Ordering::Relaxed);
         let us = late / 1000;
         let bucket = if us == 0 {
             0
@@ -528,19 +579,38 @@ fn status_json() -> String {
         let busy_pct = ((now - idle) * 100).checked_div(now).unwrap_or(0);
         let _ = write!(
             j,
-            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"idle_ms\":{},\"switches\":{}}}",
+            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"idle_ms\":{},\"stolen_ms\":{},\"switches\":{}}}",
             if i > 0 { "," } else { "" },
             idle / 1_000_000,
+            ms_or_null(rhea::thread::cpu_stolen_ns(cpu)),
             rhea::thread::cpu_switches(cpu)
+        );
+    }
+    j.push_str("],\"threads\":[");
+    for (i, t) in rhea::thread::thread_times().iter().enumerate() {
+        let _ = write!(
+            j,
+            "{}{{\"id\":{},\"name\":\"{}\",\"run_ms\":{},\"stolen_us\":{}}}",
+            if i > 0 { "," } else { "" },
+            t.id.as_u64(),
+            Safe(&t.name),
+            t.run_ns / 1_000_000,
+            t.stolen_ns / 1000
         );
     }
     let _ = write!(
         j,
-        "],\"control\":{{\"priority\":{CONTROL_PRIORITY},\"period_us\":{},\"periods\":{},\"misses\":{},\"max_late_us\":{},\"histogram_us\":[",
+        "],\"control\":{{\"priority\":{CONTROL_PRIORITY},\"period_us\":{},\"periods\":{},\"misses\":{},\"max_late_us\":{},\"late_us\":{},\"late_stolen_us\":{},\"histogram_us\":[",
         PERIOD_US.load(Ordering::Relaxed),
         PERIODS.load(Ordering::Relaxed),
         MISSES.load(Ordering::Relaxed),
-        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000,
+        LATE_NS.load(Ordering::Relaxed) / 1000,
+        if steal_known() {
+            format!("{}", LATE_STOLEN_NS.load(Ordering::Relaxed) / 1000)
+        } else {
+            String::from("null")
+        }
     );
     let mut first = true;
     for (i, h) in HIST.iter().enumerate() {
@@ -614,12 +684,49 @@ fn html() -> String {
             1u64 << i
         );
     }
+    let steal_line = if steal_known() {
+        format!(
+            "lateness {} us in all, {} us of it stolen by the host",
+            LATE_NS.load(Ordering::Relaxed) / 1000,
+            LATE_STOLEN_NS.load(Ordering::Relaxed) / 1000
+        )
+    } else {
+        format!(
+            "lateness {} us in all (this machine reports no steal time)",
+            LATE_NS.load(Ordering::Relaxed) / 1000
+        )
+    };
+    let mut cpus = String::new();
+    for cpu in rhea::thread::online_cpus().iter() {
+        let _ = write!(
+            cpus,
+            "<tr><td>{cpu}</td><td>{}</td><td>{}</td></tr>",
+            rhea::thread::cpu_idle_ns(cpu) / 1_000_000,
+            match rhea::thread::cpu_stolen_ns(cpu) {
+                Some(ns) => format!("{}", ns / 1_000_000),
+                None => String::from("not reported"),
+            }
+        );
+    }
+    let mut threads = String::new();
+    for t in rhea::thread::thread_times() {
+        let _ = write!(
+            threads,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            t.id.as_u64(),
+            Safe(&t.name),
+            t.run_ns / 1_000_000,
+            t.stolen_ns / 1000
+        );
+    }
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
          <title>Rhea appliance</title></head><body><h1>Rhea appliance</h1>\
          <p>uptime {}.{:03} s; control loop every {} us at priority {CONTROL_PRIORITY}: {} periods, \
-         {} deadline misses, max lateness {} us</p>\
+         {} deadline misses, max lateness {} us; {steal_line}</p>\
          <h2>Control loop lateness</h2><table border=\"1\"><tr><th>late by</th><th>periods</th></tr>{rows}</table>\
+         <h2>CPUs</h2><table border=\"1\"><tr><th>CPU</th><th>idle ms</th><th>stolen by the host, ms</th></tr>{cpus}</table>\
+         <h2>Threads</h2><table border=\"1\"><tr><th>id</th><th>name</th><th>ran, ms</th><th>of it stolen, us</th></tr>{threads}</table>\
          <h2>Status (JSON, also at /status.json)</h2><pre>{json}</pre></body></html>\n",
         now_ms / 1000,
         now_ms % 1000,

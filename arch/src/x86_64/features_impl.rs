@@ -29,6 +29,9 @@ pub struct Features {
     pub page_1gib: bool,
     /// The hypervisor's name when CPUID.01H:ECX[31] says one is present.
     pub hypervisor: Option<&'static str>,
+    /// KVM's paravirtual features (CPUID 0x40000001 EAX: kvmclock, steal time, ...) when the
+    /// hypervisor is KVM; 0 otherwise.
+    pub kvm_features: u32,
     /// TSC frequency and where it came from, when CPUID states it.
     pub tsc_hz: Option<(u64, &'static str)>,
     /// This CPU's initial APIC ID: the 32-bit x2APIC ID (CPUID.0BH:EDX) where the leaf
@@ -60,7 +63,11 @@ pub fn report() -> Features {
         f.avx = fi.has_avx();
         if fi.has_hypervisor() {
             f.hypervisor = Some(match cpuid.get_hypervisor_info().map(|h| h.identify()) {
-                Some(Hypervisor::KVM) => "KVM",
+                Some(Hypervisor::KVM) => {
+                    // The leaf after KVM's signature leaf: its paravirtual feature bits.
+                    f.kvm_features = raw_cpuid::cpuid!(0x4000_0001).eax;
+                    "KVM"
+                }
                 Some(Hypervisor::Xen) => "Xen",
                 Some(Hypervisor::QEMU) => "QEMU TCG",
                 Some(Hypervisor::HyperV) => "Hyper-V",
@@ -124,8 +131,12 @@ impl fmt::Display for Features {
             yn(self.page_1gib),
         )?;
         match self.tsc_hz {
-            Some((hz, from)) => write!(f, "{} kHz ({from})", hz / 1000),
-            None => f.write_str("unknown (no CPUID frequency leaf)"),
+            Some((hz, from)) => write!(f, "{} kHz ({from})", hz / 1000)?,
+            None => f.write_str("unknown (no CPUID frequency leaf)")?,
         }
+        if self.hypervisor == Some("KVM") {
+            write!(f, " kvm-features={:#x}", self.kvm_features)?;
+        }
+        Ok(())
     }
 }

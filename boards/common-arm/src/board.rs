@@ -16,7 +16,9 @@
 /// the GIC ([`crate::machine::InterruptLayer`]); `shared_memory` (optional): memory outside
 /// RAM shared with the hypervisor, mapped like RAM; `buses` and `net_drivers` (optional,
 /// `fn() -> Vec<…>`): the board's own buses and NIC drivers besides the devicetree's (the
-/// drivers are linked only when the runtime calls `net_drivers`: its `net` feature).
+/// drivers are linked only when the runtime calls `net_drivers`: its `net` feature);
+/// `stolen_ns` (optional, `fn(usize) -> Option<u64>`): the hypervisor's steal time per CPU
+/// (`rhea_hal::Board::stolen_ns`).
 #[macro_export]
 macro_rules! arm_board {
     (
@@ -30,7 +32,8 @@ macro_rules! arm_board {
         $(, interrupt_layer: $layer:expr)?
         $(, shared_memory: $shared:expr)?
         $(, buses: $buses:expr)?
-        $(, net_drivers: $net_drivers:expr)? $(,)?
+        $(, net_drivers: $net_drivers:expr)?
+        $(, stolen_ns: $stolen:expr)? $(,)?
     ) => {
         const EARLY_UART: u64 = $uart;
         const DEVICE_RANGE: core::ops::Range<u64> = $range;
@@ -133,6 +136,12 @@ rhea_boot_stack_top:
             fn msi_message(vector: u8) -> Option<(u64, u32)> {
                 $crate::devices::msi_message(vector)
             }
+
+            $(
+                fn stolen_ns(cpu: usize) -> Option<u64> {
+                    ($stolen)(cpu)
+                }
+            )?
         }
 
         impl $crate::__drivers::bus::BoardDevices for $ty {

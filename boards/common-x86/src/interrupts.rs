@@ -99,6 +99,8 @@ static XAPIC: Once<XApic<Mmio>> = Once::new();
 static LAPIC: Once<Lapic<&'static dyn LapicAccess>> = Once::new();
 static CLOCK: Once<TscClock<Tsc>> = Once::new();
 static TIMER: Once<LapicTimer<&'static dyn LapicAccess, Msrs, Tsc>> = Once::new();
+/// KVM's paravirtual features as the boot CPU found them (each AP registers the same).
+static KVM: Once<crate::kvm::KvmFeatures> = Once::new();
 /// The I/O APICs, each serving GSIs `gsi_base..gsi_base + entries` (microvm has two: GSIs
 /// 0–23 and 24–47, the second carrying its virtio-mmio lines).
 const MAX_IOAPICS: usize = crate::madt::MAX_IOAPICS;
@@ -234,6 +236,9 @@ pub(crate) fn init_this_ap() {
         }
     }
     lapic.init(&LapicConfig::DEFAULT);
+    if let Some(&kvm) = KVM.get() {
+        crate::kvm::register_this_cpu(rhea_arch::cpu_id().0 as usize, kvm);
+    }
     if let Some(t) = TIMER.get() {
         t.init_this_cpu();
     }
@@ -283,8 +288,16 @@ pub fn init(
     map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<TimeAndIrq, InitError> {
     let features = rhea_arch::features::report();
-    let (stated_tsc_hz, has_x2apic, has_tsc_deadline) =
-        (features.tsc_hz, features.x2apic, features.tsc_deadline);
+    let (has_x2apic, has_tsc_deadline) = (features.x2apic, features.tsc_deadline);
+    // KVM's paravirtual time first: kvmclock's scaling is the TSC frequency KVM itself uses
+    // (no calibration loop), then a frequency CPUID states, then the PIT.
+    let kvm = crate::kvm::KvmFeatures(features.kvm_features);
+    KVM.call_once(|| kvm);
+    let pv = crate::kvm::register_this_cpu(0, kvm);
+    let stated_tsc_hz = pv
+        .clock
+        .map(|snap| (snap.tsc_hz(), "kvmclock"))
+        .or(features.tsc_hz);
     // 1. The 8259s: remapped away from the exception vectors and fully masked.
     let _pic = crate::pic8259::remap_and_mask(&Ports);
 
@@ -384,6 +397,9 @@ pub fn init(
         mode,
         timer_vector,
     );
+    if features.hypervisor == Some("KVM") {
+        report_kvm(kvm, pv);
+    }
     Ok(TimeAndIrq {
         clock,
         timer,
@@ -391,6 +407,32 @@ pub fn init(
         timer_vector: timer_vector.get(),
         cycles_per_second: calibration.hz,
     })
+}
+
+/// What KVM's paravirtual time gave the boot CPU.
+fn report_kvm(kvm: crate::kvm::KvmFeatures, pv: crate::kvm::Registered) {
+    use core::fmt::Write;
+    let mut w = crate::machine::ConsoleWriter;
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    let _ = match pv.clock {
+        Some(snap) => writeln!(
+            w,
+            "rhea: time: kvmclock: {} kHz, tsc stable {}; steal time {}",
+            snap.tsc_hz() / 1000,
+            yn(snap.tsc_stable()),
+            if pv.steal { "counted" } else { "not offered" }
+        ),
+        None => writeln!(
+            w,
+            "rhea: time: kvmclock {}; steal time {}",
+            if kvm.clock() {
+                "offered but empty"
+            } else {
+                "not offered"
+            },
+            if pv.steal { "counted" } else { "not offered" }
+        ),
+    };
 }
 
 fn report(cal: &Calibration, lapic: &str, mode: LapicTimerMode, vector: Vector) {

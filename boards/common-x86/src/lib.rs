@@ -18,7 +18,10 @@
 //! - [`madt`], [`mcfg`]: the ACPI MADT (CPUs, I/O APICs, ISA overrides) through the `acpi`
 //!   crate with the entry walk validated first, and the MCFG (PCI Express ECAM windows) by our
 //!   own parser;
-//! - [`pvh`]: the PVH `hvm_start_info` parser with its validation.
+//! - [`pvh`]: the PVH `hvm_start_info` parser with its validation;
+//! - [`kvm`]: KVM's paravirtual time — kvmclock (the TSC frequency without calibration) and
+//!   steal time — its CPUID bits and MSR values (the records and their registration on the
+//!   machine).
 //!
 //! On the machine (`x86_64`, bare metal):
 //! - the PVH boot protocol: the ELF note and the 32-bit entry that reaches long mode, early
@@ -29,7 +32,7 @@
 //! - PCI configuration access (ECAM from the MCFG, else ports 0xcf8/0xcfc);
 //! - application processors: the real-mode trampoline, INIT-SIPI-SIPI, per-CPU stacks.
 //!
-//! May depend on: `rhea-hal`, `rhea-mm`, `rhea-irq` (the vector plan), `rhea-timers`,
+//! May depend on: `rhea-hal`, `rhea-mm`, `rhea-pvtime` (the kvmclock and steal records), `rhea-irq` (the vector plan), `rhea-timers`,
 //! `rhea-smp` (the CPU table), `acpi` (everywhere); `rhea-arch`, `rhea-drivers`, `spin`,
 //! `x86_64` (on the machine). Not on the runtime, which links the board, nor on another board.
 #![cfg_attr(not(test), no_std)]
@@ -41,6 +44,7 @@ extern crate alloc;
 pub mod access;
 pub mod calibrate;
 pub mod ioapic;
+pub mod kvm;
 pub mod lapic;
 pub mod lapic_timer;
 pub mod madt;

@@ -102,6 +102,10 @@ impl Board for QemuX86_64 {
     fn msi_message(vector: u8) -> Option<(u64, u32)> {
         pc::interrupts::msi_message(vector)
     }
+
+    fn stolen_ns(cpu: usize) -> Option<u64> {
+        pc::kvm::stolen_ns(cpu)
+    }
 }
 
 impl BoardDevices for QemuX86_64 {

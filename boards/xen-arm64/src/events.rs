@@ -35,6 +35,7 @@ use rhea_board_xen_common::abi;
 use rhea_board_xen_common::evtchn::{AffinityError, EventChannels, EvtchnOps, MAX_VCPUS};
 use rhea_board_xen_common::lines::{self, Line};
 use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo, VcpuInfoPage};
+use rhea_board_xen_common::steal::RUNSTATE;
 use rhea_hal::{CpuId, InterruptController, IrqLine, RouteError, Trigger};
 use rhea_irq::vectors;
 
@@ -140,6 +141,10 @@ fn bring_up(cpu: usize) -> Result<u32, &'static str> {
         "VCPUOP_register_vcpu_info",
         hc::register_vcpu_info(cpu, vcpu_info(cpu)),
     )?;
+    // Steal time: a Xen that refuses the runstate area leaves it unreported, nothing else.
+    if let Some(area) = RUNSTATE.area(cpu) {
+        RUNSTATE.registered(cpu, hc::register_runstate_area(cpu, area));
+    }
     // Arm's Xen ignores the PV upcall mask; clear it as a guest that handles upcalls.
     vcpu_info(cpu).upcall_mask.store(0, Ordering::Relaxed);
     let port = hc::bind_ipi(cpu as u32).map_err(|rc| fail("EVTCHNOP_bind_ipi", rc))?;

@@ -235,6 +235,29 @@ pub(crate) fn register_vcpu_info(vcpu: usize, info: &'static VcpuInfo) -> i64 {
     }
 }
 
+/// `VCPUOP_register_runstate_memory_area`: Xen keeps vCPU `vcpu`'s run-state times in `area`
+/// from now on. On Arm Xen translates the address once, at registration, with the calling
+/// vCPU's page tables: call it on that vCPU.
+pub(crate) fn register_runstate_area(
+    vcpu: usize,
+    area: &'static rhea_board_xen_common::steal::XenRunstate,
+) -> i64 {
+    let mut arg = abi::RegisterRunstateArea {
+        addr: area as *const rhea_board_xen_common::steal::XenRunstate as u64,
+    };
+    // SAFETY: the argument is a `vcpu_register_runstate_memory_area`, live for the call,
+    // naming `area` by its (identity-mapped) address: memory of atomics that lives for the
+    // run, which Xen may write from now on.
+    unsafe {
+        hypercall3(
+            abi::hypercall::VCPU_OP as u64,
+            abi::vcpu::REGISTER_RUNSTATE_MEMORY_AREA as u64,
+            vcpu as u64,
+            &raw mut arg as u64,
+        )
+    }
+}
+
 /// `XENMEM_add_to_physmap(XENMAPSPACE_shared_info)`: Xen's shared-info page replaces the RAM
 /// page `page` at its guest frame.
 pub(crate) fn map_shared_info(page: &'static SharedInfo) -> i64 {

@@ -36,6 +36,8 @@ rhea_board_common_arm::arm_board! {
     // Xenbus with netfront when xenstore is there (a domU a toolstack created).
     buses: rhea_board_xen_common::pv::buses,
     net_drivers: rhea_board_xen_common::pv::net_drivers,
+    // Steal time: each vCPU's runstate area (events.rs registers it).
+    stolen_ns: |cpu| rhea_board_xen_common::steal::RUNSTATE.stolen_ns(cpu),
 }
 
 /// Checks that Rhea runs under Xen and reports the hypervisor: `XENVER_version` must answer

@@ -102,6 +102,9 @@ pub mod vcpu {
     pub const UP: usize = 1;
     /// Whether a vCPU runs; `-ENOENT` for a vCPU the domain does not have.
     pub const IS_UP: usize = 3;
+    /// Name a `vcpu_runstate_info` Xen keeps current for a vCPU (by the guest's virtual
+    /// address; Rhea's images run identity-mapped).
+    pub const REGISTER_RUNSTATE_MEMORY_AREA: usize = 5;
     /// Stop the periodic timer.
     pub const STOP_PERIODIC_TIMER: usize = 7;
     /// Arm the one-shot timer (`vcpu_set_singleshot_timer`).
@@ -120,6 +123,15 @@ pub struct SingleshotTimer {
     pub timeout_abs_ns: u64,
     /// `VCPU_SSHOTTMR_*`; 0: a deadline in the past fires at once.
     pub flags: u32,
+}
+
+/// `vcpu_register_runstate_memory_area`: the area's address (a union of handle, pointer and
+/// `uint64_t`: 8 bytes on both architectures).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RegisterRunstateArea {
+    /// The guest virtual address of the `vcpu_runstate_info`.
+    pub addr: u64,
 }
 
 /// `vcpu_register_vcpu_info`.

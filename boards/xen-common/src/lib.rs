@@ -12,6 +12,7 @@
 //!   vectors (IPIs, self-raises) carried by one IPI port per vCPU;
 //! - [`lines`]: interrupt line numbers where event channels sit beside another controller
 //!   (xen-arm64's GIC): ports as themselves, the other controller's lines above them;
+//! - [`steal`]: steal time from each vCPU's runstate area (registered by the board);
 //! - [`time`]: the Xen clock — a consistent snapshot of `vcpu_time_info` (version counter)
 //!   and the TSC-to-nanoseconds scaling.
 //!
@@ -36,5 +37,6 @@ pub mod lines;
 #[cfg(target_os = "none")]
 pub mod pv;
 pub mod shared;
+pub mod steal;
 mod sync;
 pub mod time;

@@ -9,30 +9,11 @@
 //! The atomics come from `crate::sync` (loom's under `--cfg loom`, where the layout checks are
 //! off — loom's atomics are larger — and the unused tail of the page is left out).
 
-use crate::sync::{AtomicI8, AtomicU8, AtomicU32, AtomicU64};
+use crate::sync::{AtomicU8, AtomicU64};
 
-/// `vcpu_time_info`: the Xen clock's parameters for one vCPU, updated by Xen under a version
-/// counter (odd while an update is in progress).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct VcpuTimeInfo {
-    /// Odd while Xen updates the rest.
-    pub version: AtomicU32,
-    /// Padding.
-    pub pad0: AtomicU32,
-    /// The TSC when `system_time` was taken.
-    pub tsc_timestamp: AtomicU64,
-    /// Xen's system time (ns since Xen booted) at `tsc_timestamp`.
-    pub system_time: AtomicU64,
-    /// TSC delta → ns multiplier (a 32.32 fraction, after `tsc_shift`).
-    pub tsc_to_system_mul: AtomicU32,
-    /// Shift applied to a TSC delta before the multiplication (negative: right).
-    pub tsc_shift: AtomicI8,
-    /// `XEN_PVCLOCK_*` flags.
-    pub flags: AtomicU8,
-    /// Padding.
-    pub pad1: [AtomicU8; 2],
-}
+/// `vcpu_time_info`: the Xen clock's parameters for one vCPU — the pvclock layout KVM uses
+/// too, so it lives in `rhea-pvtime`.
+pub use rhea_pvtime::clock::TimeInfo as VcpuTimeInfo;
 
 /// `vcpu_info`: one vCPU's upcall flags, its word selector into the pending bitmap, and its
 /// clock.
@@ -155,16 +136,7 @@ impl VcpuInfo {
             pending_sel: AtomicU64::new(0),
             #[cfg(not(target_arch = "aarch64"))]
             arch: [const { AtomicU64::new(0) }; 2],
-            time: VcpuTimeInfo {
-                version: AtomicU32::new(0),
-                pad0: AtomicU32::new(0),
-                tsc_timestamp: AtomicU64::new(0),
-                system_time: AtomicU64::new(0),
-                tsc_to_system_mul: AtomicU32::new(0),
-                tsc_shift: AtomicI8::new(0),
-                flags: AtomicU8::new(0),
-                pad1: [const { AtomicU8::new(0) }; 2],
-            },
+            time: VcpuTimeInfo::zero(),
         }
     }
 
@@ -178,16 +150,7 @@ impl VcpuInfo {
             pending_sel: AtomicU64::new(0),
             #[cfg(not(target_arch = "aarch64"))]
             arch: core::array::from_fn(|_| AtomicU64::new(0)),
-            time: VcpuTimeInfo {
-                version: AtomicU32::new(0),
-                pad0: AtomicU32::new(0),
-                tsc_timestamp: AtomicU64::new(0),
-                system_time: AtomicU64::new(0),
-                tsc_to_system_mul: AtomicU32::new(0),
-                tsc_shift: AtomicI8::new(0),
-                flags: AtomicU8::new(0),
-                pad1: core::array::from_fn(|_| AtomicU8::new(0)),
-            },
+            time: VcpuTimeInfo::zero(),
         }
     }
 }
@@ -196,7 +159,6 @@ impl VcpuInfo {
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<VcpuInfoPage>() <= 4096);
 #[cfg(not(loom))]
-const _: () = assert!(size_of::<VcpuTimeInfo>() == 32);
 #[cfg(all(not(target_arch = "aarch64"), not(loom)))]
 const _: () = assert!(size_of::<VcpuInfo>() == 64);
 #[cfg(all(target_arch = "aarch64", not(loom)))]

@@ -255,6 +255,21 @@ pub(crate) fn register_vcpu_info(vcpu: usize, info: &'static VcpuInfo) -> i64 {
     unsafe { vcpu_op(abi::vcpu::REGISTER_VCPU_INFO, vcpu, Some(&mut r)) }
 }
 
+/// `VCPUOP_register_runstate_memory_area`: Xen keeps vCPU `vcpu`'s run-state times in `area`
+/// from now on (call on that vCPU).
+pub(crate) fn register_runstate_area(
+    vcpu: usize,
+    area: &'static rhea_board_xen_common::steal::XenRunstate,
+) -> i64 {
+    let mut r = abi::RegisterRunstateArea {
+        addr: area as *const rhea_board_xen_common::steal::XenRunstate as u64,
+    };
+    // SAFETY: a `vcpu_register_runstate_memory_area` naming `area` by its virtual address (the
+    // image is identity-mapped, the same on every vCPU): memory of atomics that lives for the
+    // run, which Xen may write from now on.
+    unsafe { vcpu_op(abi::vcpu::REGISTER_RUNSTATE_MEMORY_AREA, vcpu, Some(&mut r)) }
+}
+
 /// `VCPUOP_initialise` of an offline vCPU with `ctx`.
 ///
 /// # Safety

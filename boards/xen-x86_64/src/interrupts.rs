@@ -10,6 +10,7 @@ use rhea_board_xen_common::abi;
 use rhea_board_xen_common::evtchn::MAX_VCPUS;
 use rhea_board_xen_common::evtchn::{AffinityError, EventChannels, EvtchnOps};
 use rhea_board_xen_common::shared::{SharedInfo, VcpuInfo, VcpuInfoPage};
+use rhea_board_xen_common::steal::RUNSTATE;
 use rhea_board_xen_common::time::Snapshot;
 use rhea_hal::{
     Clock, CpuId, Instant, InterruptController, IrqLine, OneShotTimer, RouteError, TimeAndIrq,
@@ -245,12 +246,18 @@ pub(crate) fn init() -> Result<TimeAndIrq, InitError> {
     })
 }
 
-/// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`] (on that vCPU).
+/// Moves vCPU `cpu`'s `vcpu_info` into [`VCPU_INFO`] (on that vCPU), and names its runstate
+/// area (steal time; a Xen that refuses it leaves steal unreported for that vCPU, nothing
+/// else).
 fn register_vcpu_info(cpu: usize) -> Result<(), InitError> {
     check(
         "VCPUOP_register_vcpu_info",
         hc::register_vcpu_info(cpu, vcpu_info(cpu)),
-    )
+    )?;
+    if let Some(area) = RUNSTATE.area(cpu) {
+        RUNSTATE.registered(cpu, hc::register_runstate_area(cpu, area));
+    }
+    Ok(())
 }
 
 /// Any vCPU, on itself, interrupts off: its `VIRQ_TIMER` and IPI ports, no periodic timer.

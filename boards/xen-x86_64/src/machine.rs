@@ -253,6 +253,10 @@ impl rhea_hal::Board for XenX86_64 {
     fn msi_message(vector: u8) -> Option<(u64, u32)> {
         msi_message(vector)
     }
+
+    fn stolen_ns(cpu: usize) -> Option<u64> {
+        rhea_board_xen_common::steal::RUNSTATE.stolen_ns(cpu)
+    }
 }
 
 impl rhea_drivers::bus::BoardDevices for XenX86_64 {

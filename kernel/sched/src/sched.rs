@@ -1700,6 +1700,16 @@ impl Sched {
         }
     }
 
+    /// Calls `f` with every thread not yet exited, in table order (the kernel clones what it
+    /// needs; nothing here allocates).
+    pub fn for_each_thread(&self, mut f: impl FnMut(&Arc<Thread>)) {
+        for t in self.tcbs.iter().flatten() {
+            if t.state != State::Exited {
+                f(&t.thread);
+            }
+        }
+    }
+
     /// Writes one line per live thread — id, name, state (with a pending suspension), base
     /// and effective priority, CPU, affinity, the object it waits on — and each online CPU's
     /// current thread: what a stall report prints. Reads only; formats into `out` (the kernel

@@ -1559,3 +1559,32 @@ fn an_affinity_given_back_before_the_thread_left_releases_its_waiter() {
     assert_eq!((sim.cur(0), sim.cur(1)), (ctl, t));
     assert!(sim.s.halt_wait(0, t).unwrap().0);
 }
+
+#[test]
+fn accounts_add_up_and_steal_never_exceeds_run_time() {
+    let t = Thread::new(String::from("worker"), 0..0);
+    t.account(1_000, 200);
+    t.account(500, 0);
+    assert_eq!((t.run_ns(), t.stolen_ns()), (1_500, 200));
+    // A hypervisor that reports more steal than the slice lasted (its clock and ours differ):
+    // capped at the slice.
+    t.account(100, 5_000);
+    assert_eq!((t.run_ns(), t.stolen_ns()), (1_600, 300));
+}
+
+#[test]
+fn for_each_thread_lists_the_live_threads_only() {
+    let mut sim = Sim::new();
+    let a = sim.spawn(10, None);
+    let b = sim.spawn(5, None);
+    let mut seen = Vec::new();
+    sim.s.for_each_thread(|t| seen.push(t.id()));
+    assert!(seen.contains(&a) && seen.contains(&b));
+    assert_eq!(seen.len(), 3, "idle, a and b: {seen:?}");
+    assert_eq!(sim.cur(), a);
+    sim.exit(); // a exits (not yet reaped)
+    let mut after = Vec::new();
+    sim.s.for_each_thread(|t| after.push(t.id()));
+    assert!(!after.contains(&a), "an exited thread is not listed");
+    assert!(after.contains(&b));
+}

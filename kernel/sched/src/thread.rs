@@ -62,6 +62,10 @@ pub struct Thread {
     /// scheduler's own record has only those it handled). Kept by the kernel's mutex; only the
     /// thread itself changes it.
     pub mutexes_held: AtomicU32,
+    /// Nanoseconds it has run on a CPU (its finished slices; [`Thread::account`]).
+    run_ns: AtomicU64,
+    /// Of those, nanoseconds the hypervisor took from the CPU it ran on (steal time).
+    stolen_ns: AtomicU64,
 }
 
 impl fmt::Debug for Thread {
@@ -82,6 +86,8 @@ impl Thread {
             context: AtomicUsize::new(0),
             stack,
             mutexes_held: AtomicU32::new(0),
+            run_ns: AtomicU64::new(0),
+            stolen_ns: AtomicU64::new(0),
         }
     }
 
@@ -97,5 +103,23 @@ impl Thread {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Adds a finished slice: `ran` ns on a CPU, of which the hypervisor stole `stolen` (more
+    /// is taken as all of it). Called by the CPU that ran it, as it switches away; only that
+    /// CPU writes, anyone reads.
+    pub fn account(&self, ran: u64, stolen: u64) {
+        self.run_ns.fetch_add(ran, Ordering::Relaxed);
+        self.stolen_ns.fetch_add(stolen.min(ran), Ordering::Relaxed);
+    }
+
+    /// Nanoseconds it has run, up to its last switch away (steal included).
+    pub fn run_ns(&self) -> u64 {
+        self.run_ns.load(Ordering::Relaxed)
+    }
+
+    /// Nanoseconds of [`Thread::run_ns`] the hypervisor stole.
+    pub fn stolen_ns(&self) -> u64 {
+        self.stolen_ns.load(Ordering::Relaxed)
     }
 }

@@ -46,6 +46,7 @@
 pub(crate) mod arm;
 pub(crate) mod host_baseline;
 pub(crate) mod linux_guest;
+pub(crate) mod nested_boot;
 pub(crate) mod net;
 pub(crate) mod queue;
 pub(crate) mod rtos;
@@ -176,6 +177,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("boot" | "linux-sched") if opts.board.is_some() => {
             usage("--board applies to `bench sched` only")
         }
+        Some("boot") if opts.accel == qemu::AccelChoice::NestedKvm => nested_boot::bench(ws, opts),
         Some("boot") => boot(ws, opts),
         Some("smp") => smp::bench(ws, opts),
         Some("queue") => queue::bench(ws, opts),
@@ -208,10 +210,26 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
     }
 }
 
-/// Parses `rhea: boot entry->main <cycles> cycles, <ns> ns` into (cycles, ns).
-pub(crate) fn parse_boot_line(line: &str) -> Option<(u64, Option<u64>)> {
+/// The kernel's boot report: `rhea: boot entry->main <cycles> cycles, <ns>|unknown ns[; console
+/// <bytes> bytes, <ns>|<cycles> ns|cycles]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BootLine {
+    /// Cycles from the board's first instruction to the app's main.
+    pub(crate) cycles: u64,
+    /// The same in ns, when the kernel knew its cycle counter's rate.
+    pub(crate) ns: Option<u64>,
+    /// Console output until then: bytes, and the ns the writes took (when stated in ns).
+    pub(crate) console: Option<(u64, Option<u64>)>,
+}
+
+/// Parses the kernel's boot report (see [`BootLine`]).
+pub(crate) fn parse_boot_line(line: &str) -> Option<BootLine> {
     let rest = line.split_once(BOOT_MARKER)?.1;
-    let mut words = rest.split_whitespace();
+    let (head, console) = match rest.split_once(';') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (rest, None),
+    };
+    let mut words = head.split_whitespace();
     let cycles = words.next()?.parse().ok()?;
     if words.next()?.trim_end_matches(',') != "cycles" {
         return None;
@@ -220,7 +238,22 @@ pub(crate) fn parse_boot_line(line: &str) -> Option<(u64, Option<u64>)> {
         "unknown" => None,
         n => Some(n.parse().ok()?),
     };
-    Some((cycles, ns))
+    let console = console.and_then(|tail| {
+        let w: Vec<&str> = tail.split_whitespace().collect();
+        match w.as_slice() {
+            ["console", bytes, "bytes,", n, unit] => {
+                let bytes = bytes.parse().ok()?;
+                let ns = (*unit == "ns").then(|| n.parse().ok()).flatten();
+                Some((bytes, ns))
+            }
+            _ => None,
+        }
+    });
+    Some(BootLine {
+        cycles,
+        ns,
+        console,
+    })
 }
 
 /// Median, min and max (the median of an even count is the mean of the middle two).
@@ -578,6 +611,10 @@ struct BootSamples {
     nanos: Vec<f64>,
     /// Runs whose guest did not know its TSC frequency.
     ns_unknown: usize,
+    /// Guest nanoseconds of those spent writing the console.
+    console_ns: Vec<f64>,
+    /// Bytes the guest wrote to its console by main (the last run's).
+    console_bytes: u64,
 }
 
 impl BootRuns {
@@ -644,11 +681,15 @@ impl BootRuns {
             self.memory_lines = memory_report(&captured.lines);
         }
         match captured.lines.iter().find_map(|(_, l)| parse_boot_line(l)) {
-            Some((c, ns)) => {
-                samples.cycles.push(c as f64);
-                match ns {
+            Some(b) => {
+                samples.cycles.push(b.cycles as f64);
+                match b.ns {
                     Some(ns) => samples.nanos.push(ns as f64),
                     None => samples.ns_unknown += 1,
+                }
+                if let Some((bytes, Some(ns))) = b.console {
+                    samples.console_ns.push(ns as f64);
+                    samples.console_bytes = bytes;
                 }
             }
             None => println!("  run {run}: no `{}` line", BOOT_MARKER.trim_end()),
@@ -677,12 +718,23 @@ impl BootSamples {
             );
         }
         match stats(&self.nanos) {
-            Some(s) => println!(
-                "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
-                s.median / 1e6,
-                s.min / 1e6,
-                s.max / 1e6
-            ),
+            Some(s) => {
+                println!(
+                    "  guest entry->main: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                    s.median / 1e6,
+                    s.min / 1e6,
+                    s.max / 1e6
+                );
+                if let Some(c) = stats(&self.console_ns) {
+                    println!(
+                        "    of which writing the console ({} bytes): median {:.3} ms, min {:.3} ms, max {:.3} ms",
+                        self.console_bytes,
+                        c.median / 1e6,
+                        c.min / 1e6,
+                        c.max / 1e6
+                    );
+                }
+            }
             None if self.ns_unknown > 0 => {
                 println!(
                     "  guest entry->main time: unknown (guest does not know its TSC frequency)"
@@ -1577,13 +1629,35 @@ mod tests {
 
     #[test]
     fn boot_lines() {
+        let line = |cycles, ns, console| BootLine {
+            cycles,
+            ns,
+            console,
+        };
         assert_eq!(
             parse_boot_line("rhea: boot entry->main 123456 cycles, 51234 ns"),
-            Some((123_456, Some(51_234)))
+            Some(line(123_456, Some(51_234), None))
         );
         assert_eq!(
             parse_boot_line("[0.1] rhea: boot entry->main 99 cycles, unknown ns"),
-            Some((99, None))
+            Some(line(99, None, None))
+        );
+        assert_eq!(
+            parse_boot_line(
+                "rhea: boot entry->main 800 cycles, 300 ns; console 2048 bytes, 250 ns"
+            ),
+            Some(line(800, Some(300), Some((2048, Some(250)))))
+        );
+        assert_eq!(
+            parse_boot_line(
+                "rhea: boot entry->main 800 cycles, unknown ns; console 12 bytes, 77 cycles"
+            ),
+            Some(line(800, None, Some((12, None))))
+        );
+        // A console part that does not parse leaves the rest intact.
+        assert_eq!(
+            parse_boot_line("rhea: boot entry->main 8 cycles, 3 ns; console lots"),
+            Some(line(8, Some(3), None))
         );
         assert_eq!(parse_boot_line("rhea: app main"), None);
         assert_eq!(

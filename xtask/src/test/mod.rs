@@ -565,7 +565,7 @@ impl TestRun<'_> {
             Err(e) => return self.tally.fail(&case.name, None, &e.to_string()),
         };
         let console = captured.console();
-        let judged = judge_case(board, app, &captured, &console, smp_line.as_deref())
+        let judged = judge_case(board, app, case, &captured, &console, smp_line.as_deref())
             .and_then(|()| check_deterministic(app, case, &console, &image.elf, &process_cmdline));
         self.record_boot(&case.name, feed, &captured, judged);
     }
@@ -689,7 +689,7 @@ impl TestRun<'_> {
                 };
                 let console = captured.console();
                 let smp_line = smp_line(board, app, case);
-                let judged = judge_case(board, app, captured, &console, smp_line.as_deref());
+                let judged = judge_case(board, app, case, captured, &console, smp_line.as_deref());
                 self.record_boot(&case.name, app.stdin.as_ref(), captured, judged);
             }
         }
@@ -942,10 +942,12 @@ fn smp_line(board: &Board, app: &App, case: &Case) -> Option<String> {
         .then(|| format!("rhea: smp: {smp} of {smp} CPUs online"))
 }
 
-/// Judges a boot: how it ended, the app's console fragments, and `smp_line` if any.
+/// Judges a boot: how it ended, the app's console fragments, `smp_line` if any, and the
+/// kernel's steal report where the hypervisor keeps steal time ([`steal_reported`]).
 fn judge_case(
     board: &Board,
     app: &App,
+    case: &Case,
     captured: &qemu::Captured,
     console: &str,
     smp_line: Option<&str>,
@@ -954,12 +956,45 @@ fn judge_case(
         Runner::Qemu => qemu::classify(&captured.end),
         Runner::Process => qemu::classify_process(&captured.end),
     };
-    judge(app.expect, &verdict, console, app.console_for(board.arch())).and_then(
-        |()| match smp_line {
+    judge(app.expect, &verdict, console, app.console_for(board.arch()))
+        .and_then(|()| match smp_line {
             Some(line) if !console.contains(line) => Err(format!("console lacks {line:?}")),
             _ => Ok(()),
-        },
-    )
+        })
+        .and_then(|()| check_steal_report(board.name, board.arch(), case.accel, console))
+}
+
+/// What the kernel prints after the app's main returned (`runtime/src/boot.rs`).
+const MAIN_RETURNED: &str = "rhea: app main returned";
+/// The kernel's steal report, printed after [`MAIN_RETURNED`] where the machine keeps steal
+/// time.
+const STEAL_REPORT: &str = "rhea: steal time: cpu0 ";
+
+/// Whether the hypervisor of a boot keeps steal time for Rhea: KVM on x86 (QEMU's `-cpu host`
+/// offers the steal-time MSR by default) and Xen (each vCPU's runstate area). Not TCG, not
+/// KVM on Arm (its steal time, SMCCC PV_TIME, is not read), not LinuxU.
+fn steal_reported(board: &str, arch: &str, accel: Accel) -> bool {
+    board.starts_with("xen-") || (arch == "x86_64" && accel == Accel::Kvm)
+}
+
+/// A boot whose app returned from main on a machine that keeps steal time must show the
+/// kernel's steal report ([`STEAL_REPORT`]); elsewhere it must not (nothing to report).
+fn check_steal_report(board: &str, arch: &str, accel: Accel, console: &str) -> Result<(), String> {
+    if !console.contains(MAIN_RETURNED) {
+        return Ok(());
+    }
+    match (
+        steal_reported(board, arch, accel),
+        console.contains(STEAL_REPORT),
+    ) {
+        (true, false) => Err(format!(
+            "console lacks the kernel's steal report {STEAL_REPORT:?} (the hypervisor keeps steal time)"
+        )),
+        (false, true) => Err(format!(
+            "console has a steal report {STEAL_REPORT:?} where the machine keeps no steal time"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The simulation mode promises the same trace for the same seed: on the `sim` machine, a
@@ -1360,6 +1395,22 @@ fn has_chrt() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_steal_report_is_required_exactly_where_steal_is_kept() {
+        let done = "rhea: app main returned (Success)\n";
+        let with = "rhea: app main returned (Success)\nrhea: steal time: cpu0 12 us\n";
+        let check = |b, a, acc, c| check_steal_report(b, a, acc, c);
+        assert!(check("qemu-x86_64", "x86_64", Accel::Kvm, done).is_err());
+        assert!(check("qemu-x86_64", "x86_64", Accel::Kvm, with).is_ok());
+        assert!(check("xen-arm64", "aarch64", Accel::Tcg, done).is_err());
+        assert!(check("xen-x86_64", "x86_64", Accel::Tcg, with).is_ok());
+        assert!(check("qemu-x86_64", "x86_64", Accel::Tcg, done).is_ok());
+        assert!(check("qemu-x86_64", "x86_64", Accel::Tcg, with).is_err());
+        assert!(check("qemu-aarch64", "aarch64", Accel::Kvm, done).is_ok());
+        // A run that never returned from main (a fault test) is not asked for it.
+        assert!(check("xen-x86_64", "x86_64", Accel::Tcg, "rhea: app main\n").is_ok());
+    }
 
     fn frags(f: &[&str]) -> Vec<String> {
         f.iter().map(|s| s.to_string()).collect()

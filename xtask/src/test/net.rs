@@ -1,7 +1,8 @@
 //! The appliance's network tests, driven from the host (`cargo xtask test` runs them as the
 //! cases `<board>/<machine>/… appliance net`):
 //!
-//! 1. HTTP: `GET /` and `/status.json` answer 200 with the page and the figures; an unknown
+//! 1. HTTP: `GET /` and `/status.json` answer 200 with the page and the figures (per-CPU load
+//!    and steal, the threads' run times, the control loop's lateness); an unknown
 //!    path is 404; a malformed request line is 400;
 //! 2. ICMP echo (a raw socket) and ARP (implied: nothing else works without it);
 //! 3. a 10 MB TCP echo, compared byte for byte (and by checksum) as it comes back;
@@ -326,6 +327,15 @@ fn check_http(g: Ipv4Addr) -> Result<(), String> {
             "/status.json lacks the histogram or per-CPU load: {json}"
         ));
     }
+    // Steal time per CPU (a number, or null where the machine keeps none), the threads' run
+    // times (the control loop has run by now), and the lateness with its stolen part.
+    if !json.contains("\"stolen_ms\":") || !json.contains("\"late_stolen_us\":") {
+        return Err(format!("/status.json lacks the steal figures: {json}"));
+    }
+    json_number(&json, "\"name\":\"control\"", "run_ms")
+        .ok_or_else(|| format!("/status.json lacks the control thread's run time: {json}"))?;
+    json_number(&json, "\"control\":{", "late_us")
+        .ok_or_else(|| format!("/status.json lacks the control loop's lateness: {json}"))?;
     let (code, _) = get(g, "/no-such-page")?;
     if code != 404 {
         return Err(format!("an unknown path answered {code}, not 404"));
