@@ -80,6 +80,15 @@ pub trait Board: 'static {
         None
     }
 
+    /// If CPU `cpu` is not running now (the hypervisor preempted it) and the hypervisor can
+    /// flush its TLB before it runs again, asks it to and returns `true`: a TLB shootdown then
+    /// need not interrupt that CPU and wait for it (KVM's PV TLB flush). `false` by default:
+    /// interrupt it. Callable from any CPU with interrupts disabled.
+    fn defer_tlb_flush(cpu: usize) -> bool {
+        let _ = cpu;
+        false
+    }
+
     /// A message-signalled interrupt raising `vector` on the boot CPU, as (address, data),
     /// where the machine has them.
     fn msi_message(vector: u8) -> Option<(u64, u32)> {

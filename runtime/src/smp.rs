@@ -9,9 +9,10 @@
 //! caller's correctness (a TLB flush) depends on it.
 
 use crate::kthread;
-use crate::selected::{A, Arch as _};
+use crate::selected::{A, Arch as _, B};
 use crate::sync::IrqGuard;
 use core::sync::atomic::Ordering;
+use rhea_hal::Board as _;
 use rhea_smp::CallBoard;
 pub use rhea_smp::CallError;
 
@@ -67,8 +68,9 @@ fn flush_tlb(_: usize) {
 static LOCAL_FLUSHES: [core::sync::atomic::AtomicU64; rhea_sched::MAX_CPUS] =
     [const { core::sync::atomic::AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
 
-/// How many shootdown flushes CPU `cpu` has made (0 for a CPU that does not exist, and
-/// always 0 where shootdowns are not needed). A test checks that one shootdown reaches
+/// How many shootdown flushes CPU `cpu` has made, or had made for it by the hypervisor before
+/// it ran again (0 for a CPU that does not exist, and always 0 where shootdowns are not
+/// needed). A test checks that one shootdown reaches
 /// every online CPU, the caller's included.
 pub fn tlb_flushes(cpu: usize) -> u64 {
     LOCAL_FLUSHES
@@ -97,7 +99,21 @@ pub(crate) fn tlb_shootdown() {
     }
     let irqs = IrqGuard::new();
     flush_tlb(0);
-    if let Err(e) = call_on(rhea_sched::CpuSet::from_bits(u64::MAX), flush_tlb, 0) {
+    // A CPU the hypervisor has preempted gets its flush from the hypervisor before it runs
+    // again (KVM's PV TLB flush): no IPI, no wait for a CPU that is not running.
+    let me = kthread::cpu();
+    let mut targets = kthread::online_mask() & !(1u64 << me);
+    let mut others = targets;
+    while others != 0 {
+        let cpu = others.trailing_zeros() as usize;
+        others &= others - 1;
+        if B::defer_tlb_flush(cpu) {
+            targets &= !(1u64 << cpu);
+            LOCAL_FLUSHES[cpu].fetch_add(1, Ordering::Relaxed);
+            DEFERRED_FLUSHES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let Err(e) = call_on(rhea_sched::CpuSet::from_bits(targets), flush_tlb, 0) {
         panic!("TLB shootdown failed: {e}");
     }
     drop(irqs);
@@ -105,6 +121,14 @@ pub(crate) fn tlb_shootdown() {
 }
 
 static SHOOTDOWNS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// Flushes of preempted CPUs left to the hypervisor (counted in [`tlb_flushes`] of that CPU
+/// too: it is flushed before it runs again).
+static DEFERRED_FLUSHES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Flushes of preempted CPUs the hypervisor took over (KVM's PV TLB flush), for reports.
+pub fn tlb_flushes_deferred() -> u64 {
+    DEFERRED_FLUSHES.load(Ordering::Relaxed)
+}
 
 /// TLB shootdowns performed so far (for tests).
 pub fn tlb_shootdowns() -> u64 {

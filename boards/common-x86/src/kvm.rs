@@ -11,7 +11,10 @@
 //!   reading the TSC directly *is* reading kvmclock, on any CPU; the boot log says whether it
 //!   was set.
 //! - **steal time**: each vCPU names a 64-byte [`KvmStealTime`] in `MSR_KVM_STEAL_TIME`; KVM
-//!   adds to it the time the vCPU was runnable on the host but not run.
+//!   adds to it the time the vCPU was runnable on the host but not run. The same record's
+//!   `preempted` byte says whether the vCPU runs now: a TLB shootdown leaves a preempted
+//!   vCPU's flush to KVM (`KVM_FEATURE_PV_TLB_FLUSH`, [`defer_tlb_flush`]) instead of
+//!   interrupting it and waiting until the host runs it again.
 //!
 //! Host-tested: the feature bits and the MSR values (alignment, the enable bit). On the
 //! machine: the per-CPU records (statics of the image, identity-mapped) and their
@@ -35,6 +38,9 @@ impl KvmFeatures {
     pub const CLOCKSOURCE2: u32 = 1 << 3;
     /// `KVM_FEATURE_STEAL_TIME`: steal time at [`MSR_STEAL_TIME`].
     pub const STEAL_TIME: u32 = 1 << 5;
+    /// `KVM_FEATURE_PV_TLB_FLUSH`: a preempted vCPU's TLB flush may be left to KVM (through
+    /// its steal-time record's `preempted` byte).
+    pub const PV_TLB_FLUSH: u32 = 1 << 9;
     /// `KVM_FEATURE_CLOCKSOURCE_STABLE_BIT`: KVM may set the pvclock's stable flag.
     pub const CLOCKSOURCE_STABLE_BIT: u32 = 1 << 24;
 
@@ -46,6 +52,11 @@ impl KvmFeatures {
     /// Steal time is offered.
     pub fn steal(self) -> bool {
         self.0 & Self::STEAL_TIME != 0
+    }
+
+    /// TLB flushes of preempted vCPUs may be left to KVM (needs steal time).
+    pub fn pv_tlb_flush(self) -> bool {
+        self.0 & Self::PV_TLB_FLUSH != 0 && self.steal()
     }
 
     /// KVM may declare the TSC stable across vCPUs.
@@ -98,7 +109,7 @@ fn enable_value(addr: u64, align: u64, len: u64) -> Result<u64, MsrValueError> {
 }
 
 #[cfg(target_os = "none")]
-pub use machine::{Registered, register_this_cpu, stolen_ns};
+pub use machine::{Registered, defer_tlb_flush, register_this_cpu, stolen_ns};
 
 #[cfg(target_os = "none")]
 #[allow(unsafe_code, reason = "the two KVM MSR writes; each has a SAFETY note")]
@@ -122,6 +133,8 @@ mod machine {
     static STEAL_BASE: Baseline<MAX_CPUS> = Baseline::new();
     /// Whether the boot CPU found steal time on offer (then every CPU registers).
     static STEAL_ON: AtomicBool = AtomicBool::new(false);
+    /// Whether KVM takes TLB flushes of preempted vCPUs (`KVM_FEATURE_PV_TLB_FLUSH`).
+    static PV_FLUSH: AtomicBool = AtomicBool::new(false);
 
     /// Reads bounded: KVM holds a version odd only for the few stores of an update.
     const READ_TRIES: usize = 1_000;
@@ -160,9 +173,21 @@ mod machine {
             unsafe { rhea_arch::wrmsr(MSR_STEAL_TIME, value) };
             STEAL_BASE.register(cpu, steal.read(READ_TRIES).unwrap_or(0));
             STEAL_ON.store(true, Ordering::Relaxed);
+            PV_FLUSH.store(features.pv_tlb_flush(), Ordering::Relaxed);
             out.steal = true;
         }
         out
+    }
+
+    /// If CPU `cpu` is preempted by KVM now, leaves its TLB flush to KVM (done before it next
+    /// runs) and returns `true`; `false` where KVM does not offer it or the CPU runs.
+    #[inline]
+    pub fn defer_tlb_flush(cpu: usize) -> bool {
+        PV_FLUSH.load(Ordering::Relaxed)
+            && STEAL_BASE.registered(cpu)
+            && STEAL
+                .get(cpu)
+                .is_some_and(KvmStealTime::try_defer_tlb_flush)
     }
 
     /// Nanoseconds KVM has kept CPU `cpu` from running since it registered; `None` without

@@ -106,6 +106,10 @@ impl Board for QemuX86_64 {
     fn stolen_ns(cpu: usize) -> Option<u64> {
         pc::kvm::stolen_ns(cpu)
     }
+
+    fn defer_tlb_flush(cpu: usize) -> bool {
+        pc::kvm::defer_tlb_flush(cpu)
+    }
 }
 
 impl BoardDevices for QemuX86_64 {

@@ -66,6 +66,31 @@ impl KvmStealTime {
     }
 }
 
+impl KvmStealTime {
+    /// `preempted` bit: KVM has descheduled the vCPU (set as it leaves, cleared as it enters).
+    pub const PREEMPTED: u8 = 1 << 0;
+    /// `preempted` bit: flush the vCPU's TLB before it runs again (set by another vCPU).
+    pub const FLUSH_TLB: u8 = 1 << 1;
+
+    /// If the vCPU is preempted now, asks KVM to flush its TLB before it next runs (what
+    /// `KVM_FEATURE_PV_TLB_FLUSH` offers) and returns `true`: the caller need not interrupt it.
+    /// `false` if it runs (or is entering: KVM clears the byte as it enters, and the
+    /// compare-and-swap then fails) — send the IPI.
+    pub fn try_defer_tlb_flush(&self) -> bool {
+        let state = self.preempted.load(Ordering::Acquire);
+        state & Self::PREEMPTED != 0
+            && self
+                .preempted
+                .compare_exchange(
+                    state,
+                    state | Self::FLUSH_TLB,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+}
+
 /// Set in `state_entry_time` while Xen updates the runstate record (`XEN_RUNSTATE_UPDATE`).
 pub const RUNSTATE_UPDATE: u64 = 1 << 63;
 
@@ -194,6 +219,25 @@ mod tests {
         st.version.store(8, Ordering::SeqCst);
         assert_eq!(st.read(1), Some(1_234));
         assert_eq!(align_of::<KvmStealTime>(), 64);
+    }
+
+    #[test]
+    fn a_tlb_flush_is_deferred_only_to_a_preempted_vcpu() {
+        let st = KvmStealTime::zero();
+        assert!(!st.try_defer_tlb_flush(), "a running vCPU is interrupted");
+        assert_eq!(st.preempted.load(Ordering::SeqCst), 0);
+        st.preempted
+            .store(KvmStealTime::PREEMPTED, Ordering::SeqCst);
+        assert!(st.try_defer_tlb_flush());
+        assert_eq!(
+            st.preempted.load(Ordering::SeqCst),
+            KvmStealTime::PREEMPTED | KvmStealTime::FLUSH_TLB
+        );
+        // Asked twice: still deferred, the flag stays.
+        assert!(st.try_defer_tlb_flush());
+        // KVM enters the vCPU (clears the byte, flushing): the next shootdown interrupts it.
+        st.preempted.store(0, Ordering::SeqCst);
+        assert!(!st.try_defer_tlb_flush());
     }
 
     #[test]

@@ -261,7 +261,9 @@ fn migrating_reaper() -> Result<(), &'static str> {
         );
     } else {
         rhea::println!(
-            "smp: {REAPS} stacks reaped by a thread moved {flips} times between cpu{a} and cpu{b}; every worker ran its own closure"
+            "smp: {REAPS} stacks reaped by a thread moved {flips} times between cpu{a} and cpu{b}; every worker ran its own closure ({} TLB shootdowns in all, {} flushes of preempted CPUs left to the hypervisor)",
+            rhea::smp::tlb_shootdowns(),
+            rhea::smp::tlb_flushes_deferred()
         );
     }
     Ok(())
@@ -322,8 +324,9 @@ fn cross_cpu_calls() -> Result<(), &'static str> {
         return Err("a TLB shootdown left some CPU (the caller's?) unflushed");
     }
     rhea::println!(
-        "smp: cross-CPU calls ran where aimed, broadcasts once on each of {others} other CPUs; {} TLB shootdowns so far, each flushing every CPU",
-        rhea::smp::tlb_shootdowns()
+        "smp: cross-CPU calls ran where aimed, broadcasts once on each of {others} other CPUs; {} TLB shootdowns so far, each flushing every CPU ({} flushes of preempted CPUs left to the hypervisor)",
+        rhea::smp::tlb_shootdowns(),
+        rhea::smp::tlb_flushes_deferred()
     );
     Ok(())
 }
