@@ -648,6 +648,9 @@ pub(crate) fn linux_machine(
     board_machine(spec, qboot, Some(linux))
 }
 
+/// `-M` of the Arm nested-KVM L1: Arm's virt with EL2 and a GICv3.
+const NESTED_L1_ARM_MACHINE: &str = "virt,virtualization=on,gic-version=3";
+
 /// Guest RAM of the nested-KVM L1 (its L2 guests take theirs from it).
 pub(crate) const NESTED_L1_MEM: &str = "1024M";
 
@@ -655,7 +658,9 @@ pub(crate) const NESTED_L1_MEM: &str = "1024M";
 /// TCG whose emulated CPU has hardware virtualisation, so the Linux in it runs a real KVM.
 /// x86_64: the Linux-guest machine of q35 (`-accel tcg -cpu max`: AMD SVM with nested
 /// paging), one vCPU (two were 4-5x slower on a 2-core host), [`NESTED_L1_MEM`], with
-/// `shares` on virtio-9p-pci. `qboot` is the host's.
+/// `shares` on virtio-9p-pci. `qboot` is the host's. aarch64: the Linux-guest machine of
+/// virt-gicv3 with EL2 ([`NESTED_L1_ARM_MACHINE`], `-cpu max,pauth-impdef=on`: VHE), one
+/// vCPU, the same memory, the shares on virtio-9p-device (virtio-mmio).
 pub(crate) fn nested_l1_machine(
     board: &Board,
     qboot: Option<&Path>,
@@ -665,11 +670,10 @@ pub(crate) fn nested_l1_machine(
 ) -> Result<Machine> {
     let (machine, device) = match board.name {
         "qemu-x86_64" => ("q35", "virtio-9p-pci"),
-        // arm64 will follow: `virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on`
-        // and Debian's arm64 QEMU for the L2.
+        "qemu-aarch64" => ("virt-gicv3", "virtio-9p-device"),
         other => {
             return fail(format!(
-                "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+                "no nested-KVM L1 for board {other} (qemu-x86_64 and qemu-aarch64 only)"
             ));
         }
     };
@@ -684,6 +688,14 @@ pub(crate) fn nested_l1_machine(
         append: "",
     };
     let mut m = linux_machine(&spec, qboot, linux)?;
+    if board.arch() == "aarch64" {
+        // EL2 for the L1's KVM (VHE), a GICv3 with the virtualization interface; `-cpu max`
+        // with the cheaper implementation-defined pointer authentication (the architected
+        // QARMA is slow under TCG); no semihosting for Linux.
+        m.machine = NESTED_L1_ARM_MACHINE.to_string();
+        m.cpu = Some("max,pauth-impdef=on".to_string());
+        m.semihosting = false;
+    }
     m.shares = shares
         .iter()
         .map(|(tag, path, readonly)| Share {
@@ -707,7 +719,16 @@ pub(crate) fn nested_l2_machine(spec: &Spec<'_>, qboot: Option<&Path>) -> Result
             spec.accel.name()
         ));
     }
-    machine(spec, qboot)
+    let mut m = machine(spec, qboot)?;
+    if spec.board.arch() == "aarch64" {
+        // A direct Arm run is TCG's (the host is x86_64): here the L1's KVM and CPU. KVM
+        // serves no semihosting; the kernel writes its exit status on the console instead
+        // ([`EXIT_STATUS_LINE`], read back with [`arm_kvm_end`]) and powers off with PSCI.
+        m.accel = "kvm".to_string();
+        m.cpu = Some("host".to_string());
+        m.semihosting = false;
+    }
+    Ok(m)
 }
 
 /// The `-M` value of a Rhea run on microvm.
@@ -845,6 +866,9 @@ pub(crate) enum QemuEnd {
         refused: Option<i64>,
         paused: Option<(usize, usize)>,
     },
+    /// Board qemu-aarch64 under KVM (nested): QEMU exited 0 after PSCI `SYSTEM_OFF`, and the
+    /// console says no usable status ([`arm_kvm_end`]).
+    NoConsoleStatus(ConsoleStatus),
 }
 
 impl QemuEnd {
@@ -885,7 +909,106 @@ impl QemuEnd {
                 refused: Some(rc),
                 ..
             } => format!("SCHEDOP_shutdown reason {reason} returned {rc}; QEMU stopped by xtask"),
+            QemuEnd::NoConsoleStatus(why) => format!(
+                "QEMU exited with status 0 (PSCI SYSTEM_OFF) and {}",
+                why.describe()
+            ),
         }
+    }
+}
+
+/// The console line Rhea's Arm boards end with where semihosting cannot carry the exit status
+/// (under KVM): this, the status ([`STATUS_SUCCESS`] or [`STATUS_FAILURE`]), then
+/// ` (success)` or ` (failure)`. Written by `boards/common-arm` (`EXIT_STATUS_LINE`); keep the
+/// two in step.
+pub(crate) const EXIT_STATUS_LINE: &str = "rhea: exit status=";
+/// The console line Rhea's Arm boards print when SMCCC discovery finds KVM (`boards/common-arm`,
+/// `report_hypervisor`).
+pub(crate) const ARM_KVM_LINE: &str = "rhea: hypervisor: KVM";
+
+/// Why a console gives no usable exit status ([`console_exit_status`], [`arm_kvm_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsoleStatus {
+    /// No status line.
+    Missing,
+    /// A status line that is not `<code> (success|failure)` with the code its word says.
+    Malformed,
+    /// Status lines that disagree.
+    Conflicting,
+    /// A status that is neither success nor failure.
+    Unknown(i32),
+    /// A status, but Rhea never said it found KVM (the boot was not what it claims).
+    NoKvm,
+}
+
+impl ConsoleStatus {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ConsoleStatus::Missing => format!("the console has no `{EXIT_STATUS_LINE}` line"),
+            ConsoleStatus::Malformed => format!(
+                "the console's `{EXIT_STATUS_LINE}` line is malformed (want \
+                 `{EXIT_STATUS_LINE}{STATUS_SUCCESS} (success)` or `...{STATUS_FAILURE} (failure)`)"
+            ),
+            ConsoleStatus::Conflicting => {
+                format!("the console's `{EXIT_STATUS_LINE}` lines disagree")
+            }
+            ConsoleStatus::Unknown(code) => format!(
+                "the console's exit status {code} is neither {STATUS_SUCCESS} (success) nor \
+                 {STATUS_FAILURE} (failure)"
+            ),
+            ConsoleStatus::NoKvm => format!(
+                "the console has an exit status but no `{ARM_KVM_LINE}` line: Rhea did not \
+                 find KVM"
+            ),
+        }
+    }
+}
+
+/// The exit status Rhea wrote on the console as [`EXIT_STATUS_LINE`] (text printed in front
+/// of it on the same line is ignored: another CPU's output). Every such line must be well
+/// formed and agree.
+pub(crate) fn console_exit_status<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<i32, ConsoleStatus> {
+    let mut found = None;
+    for line in lines {
+        let Some((_, rest)) = line.trim_end_matches('\r').split_once(EXIT_STATUS_LINE) else {
+            continue;
+        };
+        let code = match rest.trim_end().split_once(' ') {
+            Some((code, "(success)")) if code == STATUS_SUCCESS.to_string() => STATUS_SUCCESS,
+            Some((code, "(failure)")) if code == STATUS_FAILURE.to_string() => STATUS_FAILURE,
+            Some((code, _)) => match code.parse::<i32>() {
+                Ok(n) if n != STATUS_SUCCESS && n != STATUS_FAILURE => {
+                    return Err(ConsoleStatus::Unknown(n));
+                }
+                _ => return Err(ConsoleStatus::Malformed),
+            },
+            None => return Err(ConsoleStatus::Malformed),
+        };
+        match found {
+            Some(earlier) if earlier != code => return Err(ConsoleStatus::Conflicting),
+            _ => found = Some(code),
+        }
+    }
+    found.ok_or(ConsoleStatus::Missing)
+}
+
+/// How a Rhea run on board qemu-aarch64 under KVM ended, from QEMU's end and the console: KVM
+/// serves no semihosting, so QEMU exits 0 after PSCI `SYSTEM_OFF` whatever the status, which
+/// is then the console's ([`console_exit_status`], with [`ARM_KVM_LINE`] required) as the
+/// `Exited` status a semihosting exit would have given; any other end stays as it is.
+pub(crate) fn arm_kvm_end<'a>(end: QemuEnd, lines: impl IntoIterator<Item = &'a str>) -> QemuEnd {
+    if end != QemuEnd::Exited(0) {
+        return end;
+    }
+    let lines: Vec<&str> = lines.into_iter().collect();
+    match console_exit_status(lines.iter().copied()) {
+        Ok(_) if !lines.iter().any(|l| l.contains(ARM_KVM_LINE)) => {
+            QemuEnd::NoConsoleStatus(ConsoleStatus::NoKvm)
+        }
+        Ok(code) => QemuEnd::Exited(code),
+        Err(why) => QemuEnd::NoConsoleStatus(why),
     }
 }
 
@@ -946,7 +1069,9 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
                 Verdict::KernelFailure
             }
         }
-        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+            Verdict::Other(end.describe())
+        }
     }
 }
 
@@ -1128,7 +1253,9 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
         QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
-        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+            Verdict::Other(end.describe())
+        }
     }
 }
 

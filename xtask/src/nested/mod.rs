@@ -73,12 +73,40 @@ struct L1Kind {
     /// What is unpacked from the kernel package: the kernel, `modules.builtin` and the
     /// directories the modules are in (`*` within one path component).
     kernel_members: &'static [&'static str],
+    /// The L1's kernel command line.
+    append: &'static str,
+    /// Where the L1's `/usr`, with the QEMU that runs the L2s, comes from.
+    usr: L1Usr,
+    /// How an L2 reports its exit status.
+    l2_status: L2Status,
+}
+
+/// The L1's `/usr`, shared read-only over 9p.
+#[derive(Debug)]
+enum L1Usr {
+    /// The host's own: the L1 runs the host's QEMU binary (an x86_64 host on x86_64).
+    Host,
+    /// Debian's packages of the L1's architecture unpacked into a merged-`/usr` tree under the
+    /// L1's directory ([`prepare_usr`]): `qemu` (`<pkg>/<release>`) with the libraries it
+    /// needs, directly or not; the L2s run its `binary`.
+    Debian {
+        qemu: &'static str,
+        binary: &'static str,
+    },
+}
+
+/// How an L2's exit status reaches xtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L2Status {
+    /// As QEMU's exit status (`isa-debug-exit` on x86).
+    QemuExit,
+    /// As Rhea's console line (`qemu::console_exit_status`): KVM on Arm serves no semihosting,
+    /// and QEMU exits 0 after PSCI `SYSTEM_OFF` whatever the status.
+    ConsoleLine,
 }
 
 /// x86_64: Debian's generic kernel (KVM as modules); KVM for AMD SVM (what TCG emulates), the
-/// virtio-pci transport and 9p over it. arm64 (to follow) differs in all four: Debian's arm64
-/// kernel (KVM built in), virtio-mmio or -pci, and an arm64 QEMU unpacked from Debian's arm64
-/// packages shared as the L1's `/usr` instead of the host's.
+/// virtio-pci transport and 9p over it; the host's `/usr`.
 const X86_64_L1: L1Kind = L1Kind {
     deb_arch: DebArch::Amd64,
     flavour: "amd64",
@@ -95,14 +123,47 @@ const X86_64_L1: L1Kind = L1Kind {
         "./lib/modules/*/kernel/fs/fscache/*.ko",
         "./lib/modules/*/kernel/net/9p/*.ko",
     ],
+    append: "console=ttyS0 panic=-1 quiet tsc=reliable",
+    usr: L1Usr::Host,
+    l2_status: L2Status::QemuExit,
 };
 
-/// The L1 of `board`, if it has one yet.
+/// arm64: Debian's arm64 kernel (KVM built in, VHE on TCG's `-cpu max`), the virtio-mmio
+/// transport and 9p over it; the host's `/usr` is amd64, so the L1's is Debian's arm64 QEMU
+/// of the host's line (10.0 from bookworm-backports) with its libraries.
+const ARM64_L1: L1Kind = L1Kind {
+    deb_arch: DebArch::Arm64,
+    flavour: "arm64",
+    modules: &["virtio_mmio", "9pnet_virtio", "9p"],
+    kernel_members: &[
+        "./boot/vmlinuz-*",
+        "./lib/modules/*/modules.builtin",
+        "./lib/modules/*/kernel/drivers/virtio/*.ko",
+        "./lib/modules/*/kernel/fs/9p/*.ko",
+        "./lib/modules/*/kernel/fs/netfs/*.ko",
+        "./lib/modules/*/kernel/fs/fscache/*.ko",
+        "./lib/modules/*/kernel/net/9p/*.ko",
+    ],
+    append: "console=ttyAMA0 panic=-1 quiet",
+    usr: L1Usr::Debian {
+        qemu: "qemu-system-arm/bookworm-backports",
+        binary: "/usr/bin/qemu-system-aarch64",
+    },
+    l2_status: L2Status::ConsoleLine,
+};
+
+/// Whether `board` has a nested-KVM L1; `Err` says which boards do.
+pub(crate) fn has_l1(board: &Board) -> Result<(), NotRun> {
+    l1_kind(board).map(|_| ())
+}
+
+/// The L1 of `board`, if it has one.
 fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
     match board.name {
         "qemu-x86_64" => Ok(&X86_64_L1),
+        "qemu-aarch64" => Ok(&ARM64_L1),
         other => Err(NotRun(format!(
-            "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+            "no nested-KVM L1 for board {other} (qemu-x86_64 and qemu-aarch64 only)"
         ))),
     }
 }
@@ -110,8 +171,6 @@ fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
 const BUSYBOX_PKG: &str = "busybox-static";
 /// The L1's `/init`.
 const INIT_SCRIPT: &str = include_str!("../../guest/nested-l1-init.sh");
-/// The L1's kernel command line.
-const L1_APPEND: &str = "console=ttyS0 panic=-1 quiet tsc=reliable";
 /// Where the initramfs holds the modules (`/init` loads `*.ko` sorted).
 const GUEST_MODULE_DIR: &str = "modules";
 /// Where the L1 mounts the job share; the images are under its `images/`.
@@ -161,25 +220,40 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
     let not_run = |e: Error| NotRun(e.to_string());
     let kind = l1_kind(board)?;
     let host_qemu = setup::ensure_qemu(board).map_err(not_run)?;
-    let binary = host_binary_in_usr(&host_qemu.binary)?;
-    check_merged_usr()?;
+    if let L1Usr::Host = kind.usr {
+        check_merged_usr()?;
+    }
     let top = guest::target_dir().join("nested-kvm");
     guest::mkdir(&top).map_err(not_run)?;
     let _lock = lock(&top).map_err(not_run)?;
     let dir = top.join(board.arch());
     let l1 = prepare_l1(kind, &dir).map_err(not_run)?;
+    // The L1's /usr on the host, the L2s' QEMU and q35's firmware as the L1 sees them.
+    let (usr, binary, qboot) = match kind.usr {
+        L1Usr::Host => (
+            PathBuf::from("/usr"),
+            host_binary_in_usr(&host_qemu.binary)?,
+            // qboot is the host's, under /usr: the same path in the L1.
+            host_qemu.qboot.clone().filter(|p| p.starts_with("/usr/")),
+        ),
+        L1Usr::Debian { qemu, binary } => {
+            let usr = prepare_usr(kind.deb_arch, qemu, binary, &dir).map_err(not_run)?;
+            (usr, binary.to_string(), None)
+        }
+    };
     let run_dir = dir.join("run");
     let (job_dir, results_dir) = (run_dir.join("job"), run_dir.join("results"));
-    let ids = write_jobs(&job_dir, &results_dir, boots, &binary, &host_qemu).map_err(not_run)?;
+    let ids =
+        write_jobs(&job_dir, &results_dir, boots, &binary, qboot.as_deref()).map_err(not_run)?;
 
     let shares = [
-        (TAG_USR.to_string(), PathBuf::from("/usr"), true),
+        (TAG_USR.to_string(), usr, true),
         (TAG_JOB.to_string(), job_dir.clone(), true),
         (TAG_RESULTS.to_string(), results_dir.clone(), false),
     ];
     let linux = LinuxBoot {
         initrd: &l1.initrd,
-        append: L1_APPEND,
+        append: kind.append,
     };
     let mut machine = qemu::nested_l1_machine(
         board,
@@ -228,6 +302,7 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         for &i in &pending {
             let id = &ids[i];
             let result = match collect(&results_dir, id, boots[i].timeout) {
+                Ok(c) if kind.l2_status == L2Status::ConsoleLine => Ok(status_from_console(c)),
                 Ok(c) => Ok(c),
                 Err(Missing::Broken(why)) => Err(why),
                 // The L1 stalled on an earlier L2 and was stopped: a fresh L1 runs this one.
@@ -402,6 +477,58 @@ fn check_merged_usr() -> Result<(), NotRun> {
     }
 }
 
+/// The L1's `/usr` for [`L1Usr::Debian`]: the `qemu` package and every package it needs at
+/// run time, directly or not (the `lib*` packages of their `Pre-Depends` and `Depends`,
+/// [`debian::library_packages`]), unpacked into one merged-`/usr` tree `dir/sysroot`, its
+/// `usr/` returned. The L2s' QEMU, `binary`, is checked to find its dynamic loader and every
+/// library there (`guest::elf`), so a package that is missing is named before any L1 boots.
+fn prepare_usr(arch: DebArch, qemu: &str, binary: &str, dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("sysroot");
+    let debs = Debs::open(arch)?;
+    let qemu_deb = debs.package(qemu)?;
+    // The closure was unpacked and checked once for this QEMU package.
+    let done = root.join(format!(
+        ".closure-of-{}",
+        qemu_deb
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    if done.is_file() {
+        return Ok(root.join("usr"));
+    }
+    println!(
+        "nested-kvm: unpacking {} and its libraries into {}",
+        debian::package_and_version(&qemu_deb),
+        root.display()
+    );
+    let mut wanted = vec![qemu.to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(pkg) = wanted.pop() {
+        if !seen.insert(debian::package_base(&pkg).to_string()) {
+            continue;
+        }
+        let deb = debs.package(&pkg)?;
+        for field in ["Pre-Depends", "Depends"] {
+            wanted.extend(debian::library_packages(&debian::control_field(
+                &deb, field,
+            )?));
+        }
+        debian::unpack(&deb, &root, Members::AllMergedUsr)?;
+    }
+    let program = root.join(binary.trim_start_matches('/'));
+    let mut scratch = Tree::default();
+    guest::elf::add_libraries(
+        &mut scratch,
+        std::slice::from_ref(&program),
+        std::slice::from_ref(&root),
+        arch.triple(),
+        &[],
+    )?;
+    fs::write(&done, b"").context(|| format!("cannot write {}", done.display()))?;
+    Ok(root.join("usr"))
+}
+
 /// Holds `target/nested-kvm/lock` while a run uses the shared directories.
 fn lock(top: &Path) -> Result<fs::File> {
     let path = top.join("lock");
@@ -497,7 +624,7 @@ fn write_jobs(
     results_dir: &Path,
     boots: &[Boot<'_>],
     binary: &str,
-    host_qemu: &qemu::Qemu,
+    qboot: Option<&Path>,
 ) -> Result<Vec<String>> {
     for d in [job_dir, results_dir] {
         if d.exists() {
@@ -507,11 +634,6 @@ fn write_jobs(
     }
     let images = job_dir.join("images");
     guest::mkdir(&images)?;
-    // qboot is the host's, under /usr: the same path in the L1.
-    let qboot = host_qemu
-        .qboot
-        .as_deref()
-        .filter(|p| p.starts_with("/usr/"));
     let mut ids = Vec::new();
     for (i, boot) in boots.iter().enumerate() {
         let id = jobs::job_id(i);
@@ -588,6 +710,13 @@ fn collect(results_dir: &Path, id: &str, timeout: Duration) -> Result<Captured, 
         elapsed: took,
         stdin_written: status.stdin_written(),
     })
+}
+
+/// An L2 whose exit status is its console's ([`L2Status::ConsoleLine`]): QEMU's end read
+/// with the console (`qemu::arm_kvm_end`).
+fn status_from_console(captured: Captured) -> Captured {
+    let end = qemu::arm_kvm_end(captured.end, captured.lines.iter().map(|(_, l)| l.as_str()));
+    Captured { end, ..captured }
 }
 
 /// Why job `id` has no result: what the L1's console says of it and how the L1 ended.

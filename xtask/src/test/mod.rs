@@ -21,8 +21,9 @@
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
 //! With `--accel nested-kvm` only the boots of step 2 run, each under a real Linux KVM inside a
-//! Linux guest under TCG (`nested/`; qemu-x86_64 only so far), all of them in one such guest:
-//! cases `qemu-x86_64/<machine>/nested-kvm <app>`, judged as above. A host without the means
+//! Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of them in one such
+//! guest: cases `<board>/<machine>/nested-kvm <app>`, judged as above (on qemu-aarch64 the
+//! exit status is Rhea's console line, KVM serving no semihosting). A host without the means
 //! (QEMU, packages) reports them `NOT RUN` with the reason, and the summary then says
 //! `N passed, N failed, N not run`.
 //!
@@ -594,17 +595,13 @@ impl TestRun<'_> {
     }
 
     /// `--accel nested-kvm`: every case of `apps` on each board that has a nested-KVM L1
-    /// (qemu-x86_64 so far), built here and booted as the L2s of one L1 (`nested::run`), then
+    /// (qemu-x86_64, qemu-aarch64), built here and booted as the L2s of one L1 (`nested::run`), then
     /// judged as a direct boot is. A host without the means gives `NOT RUN` cases; an L1 that
     /// fails, failed ones.
     fn nested_kvm_cases(&mut self, boards: &[&'static Board], apps: &[&App]) -> Result<()> {
         for &board in boards {
-            if board.name != "qemu-x86_64" {
-                println!(
-                    "not booted on {}: --accel {} runs on qemu-x86_64 only so far",
-                    board.name,
-                    qemu::NESTED_KVM
-                );
+            if let Err(nested::NotRun(why)) = nested::has_l1(board) {
+                println!("not booted on {}: {why}", board.name);
                 continue;
             }
             let machines = board.machines_to_test(self.opts.machine.as_deref())?;
