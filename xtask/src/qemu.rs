@@ -648,8 +648,21 @@ pub(crate) fn linux_machine(
     board_machine(spec, qboot, Some(linux))
 }
 
-/// `-M` of the Arm nested-KVM L1: Arm's virt with EL2 and a GICv3.
-const NESTED_L1_ARM_MACHINE: &str = "virt,virtualization=on,gic-version=3";
+/// The machine of the nested-KVM L1 that runs an L2 of `board` on `l2_machine`: q35 for
+/// qemu-x86_64; on qemu-aarch64 the L2's own, for KVM on Arm gives a guest only the GIC the
+/// L1 has: a GICv3 L1 cannot run a GICv2 guest (QEMU's GICv3 has no GICv2-compatible CPU
+/// interface: "KVM does not support GICv2 emulation"), a GICv2 L1 no GICv3 guest.
+pub(crate) fn nested_l1_type(board: &Board, l2_machine: &str) -> Result<&'static str> {
+    match (board.name, l2_machine) {
+        ("qemu-x86_64", "q35" | "microvm") => Ok("q35"),
+        ("qemu-aarch64", "virt-gicv2") => Ok("virt-gicv2"),
+        ("qemu-aarch64", "virt-gicv3") => Ok("virt-gicv3"),
+        (board, machine) => fail(format!(
+            "no nested-KVM L1 for board {board} machine {machine} (qemu-x86_64 and \
+             qemu-aarch64 only)"
+        )),
+    }
+}
 
 /// Guest RAM of the nested-KVM L1 (its L2 guests take theirs from it).
 pub(crate) const NESTED_L1_MEM: &str = "1024M";
@@ -659,21 +672,33 @@ pub(crate) const NESTED_L1_MEM: &str = "1024M";
 /// x86_64: the Linux-guest machine of q35 (`-accel tcg -cpu max`: AMD SVM with nested
 /// paging), one vCPU (two were 4-5x slower on a 2-core host), [`NESTED_L1_MEM`], with
 /// `shares` on virtio-9p-pci. `qboot` is the host's. aarch64: the Linux-guest machine of
-/// virt-gicv3 with EL2 ([`NESTED_L1_ARM_MACHINE`], `-cpu max,pauth-impdef=on`: VHE), one
-/// vCPU, the same memory, the shares on virtio-9p-device (virtio-mmio).
+/// `l1_type` ([`nested_l1_type`]: virt-gicv2 or virt-gicv3) with EL2 (`virtualization=on`,
+/// `-cpu max,pauth-impdef=on`: VHE), one vCPU, the same memory, the shares on
+/// virtio-9p-device (virtio-mmio).
 pub(crate) fn nested_l1_machine(
     board: &Board,
+    l1_type: &str,
     qboot: Option<&Path>,
     linux: &LinuxBoot<'_>,
     kernel: &Path,
     shares: &[(String, PathBuf, bool)],
 ) -> Result<Machine> {
-    let (machine, device) = match board.name {
-        "qemu-x86_64" => ("q35", "virtio-9p-pci"),
-        "qemu-aarch64" => ("virt-gicv3", "virtio-9p-device"),
-        other => {
+    let (machine, device, arm_machine) = match (board.name, l1_type) {
+        ("qemu-x86_64", "q35") => ("q35", "virtio-9p-pci", None),
+        ("qemu-aarch64", "virt-gicv2") => (
+            "virt-gicv2",
+            "virtio-9p-device",
+            Some("virt,virtualization=on,gic-version=2"),
+        ),
+        ("qemu-aarch64", "virt-gicv3") => (
+            "virt-gicv3",
+            "virtio-9p-device",
+            Some("virt,virtualization=on,gic-version=3"),
+        ),
+        (board, machine) => {
             return fail(format!(
-                "no nested-KVM L1 for board {other} (qemu-x86_64 and qemu-aarch64 only)"
+                "no nested-KVM L1 for board {board} on {machine} (qemu-x86_64 on q35, \
+                 qemu-aarch64 on virt-gicv2 or virt-gicv3)"
             ));
         }
     };
@@ -688,11 +713,11 @@ pub(crate) fn nested_l1_machine(
         append: "",
     };
     let mut m = linux_machine(&spec, qboot, linux)?;
-    if board.arch() == "aarch64" {
-        // EL2 for the L1's KVM (VHE), a GICv3 with the virtualization interface; `-cpu max`
+    if let Some(arm_machine) = arm_machine {
+        // EL2 for the L1's KVM (VHE), the GIC with its virtualization interface; `-cpu max`
         // with the cheaper implementation-defined pointer authentication (the architected
         // QARMA is slow under TCG); no semihosting for Linux.
-        m.machine = NESTED_L1_ARM_MACHINE.to_string();
+        m.machine = arm_machine.to_string();
         m.cpu = Some("max,pauth-impdef=on".to_string());
         m.semihosting = false;
     }
@@ -2110,10 +2135,18 @@ mod tests {
                 false,
             ),
         ];
-        let l1 = nested_l1_machine(board, Some(qboot), &linux, Path::new("/n/vmlinuz"), &shares)
-            .unwrap()
-            .args()
-            .join(" ");
+        assert_eq!(nested_l1_type(board, "microvm").unwrap(), "q35");
+        let l1 = nested_l1_machine(
+            board,
+            "q35",
+            Some(qboot),
+            &linux,
+            Path::new("/n/vmlinuz"),
+            &shares,
+        )
+        .unwrap()
+        .args()
+        .join(" ");
         assert_eq!(
             l1,
             "-M q35 -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max -nodefaults \
@@ -2125,10 +2158,157 @@ mod tests {
              -device virtio-9p-pci,fsdev=fs1,mount_tag=results \
              -initrd /n/initrd.cpio -append console=ttyS0 quiet"
         );
-        // No L1 for the Arm board yet.
+        // No L1 for a board or machine without one.
+        let rpi = boards::find("rpi4").unwrap();
+        assert!(nested_l1_type(rpi, "raspi4b").is_err());
+        assert!(nested_l1_machine(rpi, "raspi4b", None, &linux, Path::new("/x"), &[]).is_err());
+    }
+
+    #[test]
+    fn nested_kvm_arm_machines() {
         let arm = boards::find("qemu-aarch64").unwrap();
-        let err = nested_l1_machine(arm, None, &linux, Path::new("/n/Image"), &[]).unwrap_err();
-        assert!(err.to_string().contains("qemu-x86_64 only"), "{err}");
+        // Each L2's GIC is its L1's.
+        assert_eq!(nested_l1_type(arm, "virt-gicv2").unwrap(), "virt-gicv2");
+        assert_eq!(nested_l1_type(arm, "virt-gicv3").unwrap(), "virt-gicv3");
+        assert!(nested_l1_type(arm, "q35").is_err());
+        // The L2: KVM with the L1's CPU, no semihosting (the status is the console's).
+        let kernel = PathBuf::from("/job/images/hello.img");
+        let l2 = Spec {
+            board: arm,
+            machine: "virt-gicv2",
+            accel: Accel::Kvm,
+            smp: 2,
+            mem: "128M",
+            kernel: &kernel,
+            serial: Serial::Captured,
+            append: "rhea.checker=1",
+        };
+        assert_eq!(
+            nested_l2_machine(&l2, None).unwrap().args().join(" "),
+            "-M virt,gic-version=2 -accel kvm -cpu host -nodefaults -no-user-config \
+             -no-reboot -display none -m 128M -smp 2 -serial stdio \
+             -kernel /job/images/hello.img -append rhea.checker=1"
+        );
+        // A direct Arm run (TCG on this host) keeps its CPU and semihosting, even when KVM
+        // was asked for.
+        let direct = machine(&l2, None).unwrap().args().join(" ");
+        assert!(
+            direct.contains("-accel tcg,thread=multi -cpu cortex-a72 ")
+                && direct.contains(" -semihosting-config enable=on,target=native"),
+            "{direct}"
+        );
+        // The L1: virt with EL2 and the L2's GIC, -cpu max, the shares on virtio-mmio.
+        let linux = LinuxBoot {
+            initrd: Path::new("/n/initrd.cpio"),
+            append: "console=ttyAMA0",
+        };
+        let shares = [("job".to_string(), PathBuf::from("/n/run/job"), true)];
+        let l1 = |t| {
+            nested_l1_machine(arm, t, None, &linux, Path::new("/n/vmlinuz"), &shares)
+                .unwrap()
+                .args()
+                .join(" ")
+        };
+        assert_eq!(
+            l1("virt-gicv3"),
+            "-M virt,virtualization=on,gic-version=3 -accel tcg -cpu max,pauth-impdef=on \
+             -nodefaults -no-user-config -no-reboot -display none -m 1024M -smp 1 \
+             -serial stdio -kernel /n/vmlinuz \
+             -fsdev local,id=fs0,path=/n/run/job,security_model=none,readonly=on \
+             -device virtio-9p-device,fsdev=fs0,mount_tag=job \
+             -initrd /n/initrd.cpio -append console=ttyAMA0"
+        );
+        assert!(l1("virt-gicv2").starts_with("-M virt,virtualization=on,gic-version=2 "));
+        assert!(nested_l1_machine(arm, "q35", None, &linux, Path::new("/x"), &[]).is_err());
+    }
+
+    #[test]
+    fn console_exit_statuses() {
+        let kvm = "rhea: hypervisor: KVM (SMCCC vendor hypervisor UID); exit status on the console";
+        assert_eq!(
+            console_exit_status(["rhea: app main", "", "rhea: exit status=33 (success)"]),
+            Ok(33)
+        );
+        assert_eq!(
+            console_exit_status(["rhea: exit status=35 (failure)\r"]),
+            Ok(35)
+        );
+        // Another CPU's text in front of it on the line.
+        assert_eq!(
+            console_exit_status(["worker 3 donerhea: exit status=33 (success)"]),
+            Ok(33)
+        );
+        assert_eq!(
+            console_exit_status(["rhea: app main returned (Success)"]),
+            Err(ConsoleStatus::Missing)
+        );
+        assert_eq!(console_exit_status([]), Err(ConsoleStatus::Missing));
+        for bad in [
+            "rhea: exit status=33 (failure)",
+            "rhea: exit status=35 (success)",
+            "rhea: exit status=33",
+            "rhea: exit status=",
+            "rhea: exit status=x (success)",
+            "rhea: exit status=33 (success) and more",
+        ] {
+            assert_eq!(
+                console_exit_status([bad]),
+                Err(ConsoleStatus::Malformed),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            console_exit_status(["rhea: exit status=0 (success)"]),
+            Err(ConsoleStatus::Unknown(0))
+        );
+        assert_eq!(
+            console_exit_status([
+                "rhea: exit status=33 (success)",
+                "rhea: exit status=35 (failure)"
+            ]),
+            Err(ConsoleStatus::Conflicting)
+        );
+        // Under KVM: QEMU's 0 becomes the console's status; the KVM line is required; any
+        // other end stays.
+        let ok = ["rhea: booting", kvm, "rhea: exit status=33 (success)"];
+        assert_eq!(arm_kvm_end(QemuEnd::Exited(0), ok), QemuEnd::Exited(33));
+        assert_eq!(
+            classify(&arm_kvm_end(QemuEnd::Exited(0), ok)),
+            Verdict::Success
+        );
+        let failed = [kvm, "panicked", "rhea: exit status=35 (failure)"];
+        assert_eq!(
+            classify(&arm_kvm_end(QemuEnd::Exited(0), failed)),
+            Verdict::KernelFailure
+        );
+        let end = arm_kvm_end(QemuEnd::Exited(0), [kvm, "Hello"]);
+        assert_eq!(end, QemuEnd::NoConsoleStatus(ConsoleStatus::Missing));
+        match classify(&end) {
+            Verdict::Other(why) => {
+                assert!(why.contains("no `rhea: exit status=` line"), "{why}")
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            arm_kvm_end(QemuEnd::Exited(0), ["rhea: exit status=33 (success)"]),
+            QemuEnd::NoConsoleStatus(ConsoleStatus::NoKvm)
+        );
+        let timeout = QemuEnd::Timeout(Duration::from_secs(60));
+        assert_eq!(arm_kvm_end(timeout, ok), timeout);
+        assert_eq!(arm_kvm_end(QemuEnd::Exited(1), ok), QemuEnd::Exited(1));
+        for why in [
+            ConsoleStatus::Malformed,
+            ConsoleStatus::Conflicting,
+            ConsoleStatus::Unknown(7),
+            ConsoleStatus::NoKvm,
+        ] {
+            let end = QemuEnd::NoConsoleStatus(why);
+            assert!(matches!(classify(&end), Verdict::Other(_)), "{why:?}");
+            assert!(
+                end.describe().starts_with("QEMU exited with status 0"),
+                "{why:?}"
+            );
+        }
     }
 
     #[test]

@@ -205,17 +205,29 @@ pub(crate) struct Outcome {
     /// Per boot, in the order asked: its capture (console, end, the L2's wall time in the
     /// L1), or why it has none (the L1 failed), with the L1's console tail.
     pub(crate) boots: Vec<Result<Captured, String>>,
-    /// From the L1's QEMU spawn to its `ready` line, if it came.
-    pub(crate) l1_ready: Option<Duration>,
-    /// The L1 runs, all of them.
-    pub(crate) l1_total: Duration,
-    /// How the last L1's QEMU ended.
-    pub(crate) l1_end: QemuEnd,
-    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
-    pub(crate) l1_boots: usize,
+    /// Each L1 machine's runs, in the order first asked for.
+    pub(crate) l1s: Vec<L1Summary>,
 }
 
-/// Boots one L1 of `board` and every boot of `boots` in it.
+/// The runs of one L1 machine (`qemu::nested_l1_type`).
+#[derive(Debug)]
+pub(crate) struct L1Summary {
+    /// Its machine (`q35`, `virt-gicv3`, ...).
+    pub(crate) machine: &'static str,
+    /// How many L2 boots it was given.
+    pub(crate) l2_boots: usize,
+    /// From the L1's QEMU spawn to its `ready` line, if it came.
+    pub(crate) ready: Option<Duration>,
+    /// The L1 runs, all of them.
+    pub(crate) total: Duration,
+    /// How the last L1's QEMU ended.
+    pub(crate) end: QemuEnd,
+    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
+    pub(crate) boots: usize,
+}
+
+/// Boots the L1s of `board` and every boot of `boots` in one of them: one L1 per machine the
+/// L2s need (`qemu::nested_l1_type`: on Arm the L1's GIC is the L2's), one after another.
 pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Outcome, NotRun> {
     let not_run = |e: Error| NotRun(e.to_string());
     let kind = l1_kind(board)?;
@@ -241,32 +253,98 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
             (usr, binary.to_string(), None)
         }
     };
-    let run_dir = dir.join("run");
+    let mut types = Vec::new();
+    for boot in boots {
+        let t = qemu::nested_l1_type(board, boot.spec.machine).map_err(not_run)?;
+        types.push(t);
+    }
+    let mut order: Vec<&'static str> = Vec::new();
+    for t in &types {
+        if !order.contains(t) {
+            order.push(t);
+        }
+    }
+    let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
+    let mut l1s = Vec::new();
+    for l1_type in order {
+        let members: Vec<usize> = (0..boots.len()).filter(|&i| types[i] == l1_type).collect();
+        let group: Vec<Boot<'_>> = members.iter().map(|&i| boots[i].clone()).collect();
+        let setup = L1Setup {
+            kind,
+            board,
+            l1_type,
+            l1: &l1,
+            host_qemu: &host_qemu,
+            usr: &usr,
+            binary: &binary,
+            qboot: qboot.as_deref(),
+            dir: &dir,
+        };
+        let (captures, summary) = run_type(&setup, &group, verbose)?;
+        for (&i, c) in members.iter().zip(captures) {
+            results[i] = Some(c);
+        }
+        l1s.push(summary);
+    }
+    let boots = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
+        .collect();
+    Ok(Outcome { boots, l1s })
+}
+
+/// What every L1 of one run shares.
+struct L1Setup<'a> {
+    kind: &'static L1Kind,
+    board: &'a Board,
+    /// The L1's machine (`qemu::nested_l1_type`).
+    l1_type: &'static str,
+    l1: &'a L1,
+    host_qemu: &'a qemu::Qemu,
+    /// The L1's `/usr` on the host.
+    usr: &'a Path,
+    /// The L2s' QEMU and q35's firmware, as the L1 sees them.
+    binary: &'a str,
+    qboot: Option<&'a Path>,
+    dir: &'a Path,
+}
+
+/// Boots the L1 of machine `s.l1_type` and every boot of `boots` in it (a fresh L1 for those
+/// left when one stalls); the captures in the order of `boots`.
+fn run_type(
+    s: &L1Setup<'_>,
+    boots: &[Boot<'_>],
+    verbose: bool,
+) -> Result<(Vec<Result<Captured, String>>, L1Summary), NotRun> {
+    let not_run = |e: Error| NotRun(e.to_string());
+    let kind = s.kind;
+    let run_dir = s.dir.join("run");
     let (job_dir, results_dir) = (run_dir.join("job"), run_dir.join("results"));
-    let ids =
-        write_jobs(&job_dir, &results_dir, boots, &binary, qboot.as_deref()).map_err(not_run)?;
+    let ids = write_jobs(&job_dir, &results_dir, boots, s.binary, s.qboot).map_err(not_run)?;
 
     let shares = [
-        (TAG_USR.to_string(), usr, true),
+        (TAG_USR.to_string(), s.usr.to_path_buf(), true),
         (TAG_JOB.to_string(), job_dir.clone(), true),
         (TAG_RESULTS.to_string(), results_dir.clone(), false),
     ];
     let linux = LinuxBoot {
-        initrd: &l1.initrd,
+        initrd: &s.l1.initrd,
         append: kind.append,
     };
     let mut machine = qemu::nested_l1_machine(
-        board,
-        host_qemu.qboot.as_deref(),
+        s.board,
+        s.l1_type,
+        s.host_qemu.qboot.as_deref(),
         &linux,
-        &l1.vmlinuz,
+        &s.l1.vmlinuz,
         &shares,
     )
     .map_err(not_run)?;
-    machine.binary = host_qemu.binary.clone();
+    machine.binary = s.host_qemu.binary.clone();
     println!(
-        "nested-kvm: L1 {} under TCG, {} L2 boot(s)",
-        l1.kernel_package,
+        "nested-kvm: L1 {} on {} under TCG, {} L2 boot(s)",
+        s.l1.kernel_package,
+        s.l1_type,
         boots.len()
     );
     let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
@@ -345,17 +423,19 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         }
         pending = next;
     }
-    let boots = results
+    let captures = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
         .collect();
-    Ok(Outcome {
-        boots,
-        l1_ready,
-        l1_total,
-        l1_end,
-        l1_boots,
-    })
+    let summary = L1Summary {
+        machine: s.l1_type,
+        l2_boots: boots.len(),
+        ready: l1_ready,
+        total: l1_total,
+        end: l1_end,
+        boots: l1_boots,
+    };
+    Ok((captures, summary))
 }
 
 /// One boot of the L1: its console, and the job it stalled on, if xtask stopped it for that.
