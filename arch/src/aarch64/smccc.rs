@@ -66,8 +66,10 @@ pub unsafe fn call(use_smc: bool, function: u32, args: [u64; 3]) -> [u64; 4] {
 /// The conduit exists: the devicetree's `/psci` node names it. Every call made is a query
 /// without effect.
 pub unsafe fn hypervisor(use_smc: bool) -> Hypervisor {
-    // SAFETY (each call below): the caller guarantees the conduit; the functions only report.
-    let query = |function: u32, arg: u64| unsafe { call(use_smc, function, [arg, 0, 0]) };
+    let query = |function: u32, arg: u64| {
+        // SAFETY: the caller guarantees the conduit; every function asked only reports.
+        unsafe { call(use_smc, function, [arg, 0, 0]) }
+    };
     let version = |r: u64| (r as u32 as i32 > 0).then_some(r as u32);
     let psci = version(query(PSCI_VERSION, 0)[0]).unwrap_or(0);
     if psci < 0x1_0000 {
