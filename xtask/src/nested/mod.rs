@@ -1,30 +1,51 @@
 //! Nested KVM: Rhea booted under a real Linux KVM one level down (`cargo xtask test --accel
-//! nested-kvm`), on a host whose own `/dev/kvm` cannot be used (kvm-pvm here, or none).
+//! nested-kvm`), on a host whose own `/dev/kvm` cannot be used (kvm-pvm here, or none), or
+//! whose instruction set is not the board's (arm64 on this x86_64 host).
 //!
 //! QEMU under TCG emulates a CPU with hardware virtualisation (x86_64: AMD SVM with nested
-//! paging, `-cpu max`), so a Linux booted in it (the L1) runs a real KVM; Rhea then runs as
-//! that KVM's guest (an L2), started by the host's own QEMU from inside the L1. One run boots
-//! ONE L1, which runs every L2 asked for one after another and powers off; xtask then reads
-//! each L2's console and exit status and hands them back as if it had booted them itself
-//! ([`qemu::Captured`]), so `test` judges them exactly as it judges a TCG boot.
+//! paging, `-cpu max`; arm64: EL2 with VHE, `-M virt,virtualization=on -cpu max`), so a Linux
+//! booted in it (the L1) runs a real KVM; Rhea then runs as that KVM's guest (an L2), started
+//! by a QEMU of the L1's architecture from inside the L1. One L1 runs every L2 of its machine
+//! one after another and powers off; xtask then reads each L2's console and exit status and
+//! hands them back as if it had booted them itself ([`qemu::Captured`]), so `test` judges
+//! them exactly as it judges a TCG boot. x86_64 needs one L1 (q35) for q35 and microvm L2s;
+//! arm64 one per GIC version (`qemu::nested_l1_type`), because KVM on Arm gives a guest only
+//! the GIC its host has: a GICv3 L1 refuses a GICv2 L2 ("KVM does not support GICv2
+//! emulation": QEMU's emulated GICv3 has no GICv2-compatible CPU interface), and a GICv2 L1
+//! (QEMU's GICv2 with its virtualization extensions) has no vGICv3. Both run, one after the
+//! other.
 //!
-//! The L1, cached under `target/nested-kvm/<arch>/` (its packages in the shared `.deb` cache
-//! of `guest::debian`):
+//! The L1 ([`L1Kind`]), cached under `target/nested-kvm/<arch>/` (its packages in the shared
+//! `.deb` cache of `guest::debian`):
 //!
-//! * Kernel: Debian's generic `linux-image-amd64` flavour (the versioned package it names),
-//!   booted as the Linux-guest machine of q35 (`qemu::nested_l1_machine`: `-accel tcg -cpu
-//!   max -smp 1 -m 1024M`, qboot) with `console=ttyS0 panic=-1 quiet tsc=reliable`.
-//! * Initramfs (`guest::cpio`): `busybox-static`, `/init` (`xtask/guest/nested-l1-init.sh`),
-//!   the modules KVM and the 9p shares need, numbered in load order (`guest::modules`: kvm-amd
-//!   with kvm, irqbypass, ccp; virtio-pci, 9pnet-virtio, 9p with theirs), and `/lib`,
+//! * Kernel: Debian's generic `linux-image-amd64` / `linux-image-arm64` flavour (the
+//!   versioned package it names), booted as the Linux-guest machine of the board
+//!   (`qemu::nested_l1_machine`: `-accel tcg -smp 1 -m 1024M`; x86_64 q35 with qboot and
+//!   `console=ttyS0 ... tsc=reliable`; arm64 virt with EL2 and the L2s' GIC, `-cpu
+//!   max,pauth-impdef=on`, `console=ttyAMA0`).
+//! * Initramfs (`guest::cpio`): `busybox-static` of its architecture, `/init`
+//!   (`xtask/guest/nested-l1-init.sh`), the modules KVM and the 9p shares need, numbered in
+//!   load order (`guest::modules`: x86_64 kvm-amd with kvm, irqbypass, ccp, then virtio-pci;
+//!   arm64 has KVM built in, then virtio-mmio; 9pnet-virtio, 9p with theirs), and `/lib`,
 //!   `/lib64` leading into `/usr`.
-//! * Shares (virtio-9p): the host's `/usr` read-only at `/usr` (so the L1 runs the host's QEMU
-//!   binary, its libraries, firmware and modules at their own paths: nothing is copied), a job
-//!   directory (read-only) with the images and the job list, a results directory. Their files
-//!   and the L1's console lines are [`jobs`]'.
+//! * Shares (virtio-9p, on PCI for x86_64, on virtio-mmio for arm64): a `/usr` read-only
+//!   ([`L1Usr`]), a job directory (read-only) with the images and the job list, a results
+//!   directory. Their files and the L1's console lines are [`jobs`]'. x86_64's `/usr` is the
+//!   host's (the L1 runs the host's QEMU binary, its libraries, firmware at their own paths:
+//!   nothing is copied). arm64's cannot be (the host's is amd64): it is Debian's arm64 QEMU of
+//!   the host's line (`qemu-system-arm` from bookworm-backports, 10.0.2) with the `lib*`
+//!   packages of its dependencies, recursively (~50 packages), unpacked once into the
+//!   merged-`/usr` tree `target/nested-kvm/aarch64/sysroot` ([`prepare_usr`]), whose `usr/`
+//!   is shared; the QEMU's loader and every library it needs are checked to be there first.
 //!
 //! Each L2's command line is `qemu::nested_l2_machine`'s: the KVM line of the same board,
-//! machine, vCPUs and memory (`-accel kvm -cpu host`), with the image as the L1 sees it.
+//! machine, vCPUs and memory (`-accel kvm -cpu host`; on arm64 without semihosting), with the
+//! image as the L1 sees it. An L2's exit status ([`L2Status`]) is its QEMU's on x86_64
+//! (`isa-debug-exit`); on arm64 KVM serves no semihosting, QEMU exits 0 after PSCI
+//! `SYSTEM_OFF` whatever happened, and the status is Rhea's console line instead
+//! (`qemu::arm_kvm_end`): `rhea: exit status=33 (success)` or `35 (failure)`, and Rhea must
+//! also have said `rhea: hypervisor: KVM` (its SMCCC discovery found KVM's UID). A missing,
+//! malformed or conflicting status line, or no KVM line, fails the case.
 //!
 //! Failures: a host without the means (QEMU, a merged `/usr`, the packages) gives
 //! [`NotRun`] with the reason, and no case runs. An L1 that does not come up, has no
@@ -35,16 +56,26 @@
 //!
 //! One run at a time: a lock file under `target/nested-kvm/`.
 //!
-//! Measured on the 2-core host (2026-12-07, packages cached): the L1 is `ready` 5.3-5.8 s after
-//! its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU test takes
-//! 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included), `smp-stress`
-//! 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is ~245 s of L2
-//! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: in 4 of 13
-//! `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its own `timeout`
-//! of the L2 never fired, its console copier stopped), each time in the same phase: after
-//! "cross-CPU calls ran where aimed", while a thread is moved between CPUs thousands of times.
-//! The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the rest)
-//! bounds the damage to that one case.
+//! Measured on the 2-core host (2026-12-07, packages cached), x86_64: the L1 is `ready`
+//! 5.3-5.8 s after its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU
+//! test takes 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included),
+//! `smp-stress` 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is
+//! ~245 s of L2 time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit:
+//! in 4 of 13 `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its
+//! own `timeout` of the L2 never fired, its console copier stopped), each time in the same
+//! phase: after "cross-CPU calls ran where aimed", while a thread is moved between CPUs
+//! thousands of times. The watchdog (kill the L1 when an L2 outlives its timeout, boot a
+//! fresh L1 for the rest) bounds the damage to that one case.
+//!
+//! arm64 (same day and host, QEMU under `nice -n 10`): the first run downloads and unpacks the
+//! arm64 QEMU closure (~60 `apt-get download`s, ~1 min); then each L1 (GICv2 and GICv3 alike)
+//! is `ready` 2.0-2.4 s after its QEMU starts (a `quiet` kernel, nothing to load but three
+//! modules). An L2 of a one-CPU test takes 1.2-2.2 s (QEMU's start in the L1 included; `hello`
+//! 1.2 s), `irq-mask smp2` 5.7 s, `net-virtio-smoke` 6.4 s, `lock-preempt` 17 s,
+//! `smp-stress` 25-57 s (smp4 faster than smp2). Every `test = true` app's case on
+//! qemu-aarch64 (38 boots per GIC, 76 in all) passed in one run: 164 s in the GICv2 L1 and
+//! 189 s in the GICv3 L1, from their QEMU's start to their power-off. Rhea sees `-cpu host` as
+//! TCG's `max` (MIDR 0x000f0510, LSE, 52-bit PA), a 1 GHz counter, and finds KVM by its UID.
 
 pub(crate) mod jobs;
 
