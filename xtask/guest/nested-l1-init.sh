@@ -6,8 +6,9 @@
 # KVM) one after another, then powers off.
 #
 #   /modules/NN-<name>.ko   loaded in the order their names sort (xtask numbers them)
-#   /usr                    the host's /usr, read-only (tag hostusr): the host's own QEMU,
-#                           its libraries (/lib and /lib64 lead into /usr), firmware, modules
+#   /usr                    read-only (tag hostusr): the host's /usr (x86_64: the host's own
+#                           QEMU, its libraries, firmware), or (arm64) Debian's arm64 QEMU and
+#                           its libraries unpacked by xtask; /lib and /lib64 lead into /usr
 #   /job                    read-only (tag job): `list`, `jobs/<id>/{args,timeout,stdin,
 #                           stdin-after}`, `images/`
 #   /results                read-write (tag results): `<id>/{console,stderr,status}`, and
@@ -44,8 +45,8 @@ echo "$M modules $n"
 
 if [ ! -c /dev/kvm ]; then
     flags=$(grep -o -w -E 'svm|vmx' /proc/cpuinfo | head -n 1)
-    said=$(dmesg | grep -i -E 'kvm|svm' | tail -n 4 | tr '\n' ';')
-    give_up "no-kvm /dev/kvm missing in the L1 (CPU flag: ${flags:-none}); dmesg: ${said:-nothing about kvm}"
+    said=$(dmesg | grep -i -E 'kvm|svm|EL2' | tail -n 4 | tr '\n' ';')
+    give_up "no-kvm /dev/kvm missing in the L1 ($(uname -m); x86 CPU flag: ${flags:-none}); dmesg: ${said:-nothing about kvm}"
 fi
 
 opts=trans=virtio,version=9p2000.L,msize=262144

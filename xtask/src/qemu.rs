@@ -648,6 +648,22 @@ pub(crate) fn linux_machine(
     board_machine(spec, qboot, Some(linux))
 }
 
+/// The machine of the nested-KVM L1 that runs an L2 of `board` on `l2_machine`: q35 for
+/// qemu-x86_64; on qemu-aarch64 the L2's own, for KVM on Arm gives a guest only the GIC the
+/// L1 has: a GICv3 L1 cannot run a GICv2 guest (QEMU's GICv3 has no GICv2-compatible CPU
+/// interface: "KVM does not support GICv2 emulation"), a GICv2 L1 no GICv3 guest.
+pub(crate) fn nested_l1_type(board: &Board, l2_machine: &str) -> Result<&'static str> {
+    match (board.name, l2_machine) {
+        ("qemu-x86_64", "q35" | "microvm") => Ok("q35"),
+        ("qemu-aarch64", "virt-gicv2") => Ok("virt-gicv2"),
+        ("qemu-aarch64", "virt-gicv3") => Ok("virt-gicv3"),
+        (board, machine) => fail(format!(
+            "no nested-KVM L1 for board {board} machine {machine} (qemu-x86_64 and \
+             qemu-aarch64 only)"
+        )),
+    }
+}
+
 /// Guest RAM of the nested-KVM L1 (its L2 guests take theirs from it).
 pub(crate) const NESTED_L1_MEM: &str = "1024M";
 
@@ -655,21 +671,34 @@ pub(crate) const NESTED_L1_MEM: &str = "1024M";
 /// TCG whose emulated CPU has hardware virtualisation, so the Linux in it runs a real KVM.
 /// x86_64: the Linux-guest machine of q35 (`-accel tcg -cpu max`: AMD SVM with nested
 /// paging), one vCPU (two were 4-5x slower on a 2-core host), [`NESTED_L1_MEM`], with
-/// `shares` on virtio-9p-pci. `qboot` is the host's.
+/// `shares` on virtio-9p-pci. `qboot` is the host's. aarch64: the Linux-guest machine of
+/// `l1_type` ([`nested_l1_type`]: virt-gicv2 or virt-gicv3) with EL2 (`virtualization=on`,
+/// `-cpu max,pauth-impdef=on`: VHE), one vCPU, the same memory, the shares on
+/// virtio-9p-device (virtio-mmio).
 pub(crate) fn nested_l1_machine(
     board: &Board,
+    l1_type: &str,
     qboot: Option<&Path>,
     linux: &LinuxBoot<'_>,
     kernel: &Path,
     shares: &[(String, PathBuf, bool)],
 ) -> Result<Machine> {
-    let (machine, device) = match board.name {
-        "qemu-x86_64" => ("q35", "virtio-9p-pci"),
-        // arm64 will follow: `virt,virtualization=on,gic-version=3 -cpu max,pauth-impdef=on`
-        // and Debian's arm64 QEMU for the L2.
-        other => {
+    let (machine, device, arm_machine) = match (board.name, l1_type) {
+        ("qemu-x86_64", "q35") => ("q35", "virtio-9p-pci", None),
+        ("qemu-aarch64", "virt-gicv2") => (
+            "virt-gicv2",
+            "virtio-9p-device",
+            Some("virt,virtualization=on,gic-version=2"),
+        ),
+        ("qemu-aarch64", "virt-gicv3") => (
+            "virt-gicv3",
+            "virtio-9p-device",
+            Some("virt,virtualization=on,gic-version=3"),
+        ),
+        (board, machine) => {
             return fail(format!(
-                "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+                "no nested-KVM L1 for board {board} on {machine} (qemu-x86_64 on q35, \
+                 qemu-aarch64 on virt-gicv2 or virt-gicv3)"
             ));
         }
     };
@@ -684,6 +713,14 @@ pub(crate) fn nested_l1_machine(
         append: "",
     };
     let mut m = linux_machine(&spec, qboot, linux)?;
+    if let Some(arm_machine) = arm_machine {
+        // EL2 for the L1's KVM (VHE), the GIC with its virtualization interface; `-cpu max`
+        // with the cheaper implementation-defined pointer authentication (the architected
+        // QARMA is slow under TCG); no semihosting for Linux.
+        m.machine = arm_machine.to_string();
+        m.cpu = Some("max,pauth-impdef=on".to_string());
+        m.semihosting = false;
+    }
     m.shares = shares
         .iter()
         .map(|(tag, path, readonly)| Share {
@@ -707,7 +744,16 @@ pub(crate) fn nested_l2_machine(spec: &Spec<'_>, qboot: Option<&Path>) -> Result
             spec.accel.name()
         ));
     }
-    machine(spec, qboot)
+    let mut m = machine(spec, qboot)?;
+    if spec.board.arch() == "aarch64" {
+        // A direct Arm run is TCG's (the host is x86_64): here the L1's KVM and CPU. KVM
+        // serves no semihosting; the kernel writes its exit status on the console instead
+        // ([`EXIT_STATUS_LINE`], read back with [`arm_kvm_end`]) and powers off with PSCI.
+        m.accel = "kvm".to_string();
+        m.cpu = Some("host".to_string());
+        m.semihosting = false;
+    }
+    Ok(m)
 }
 
 /// The `-M` value of a Rhea run on microvm.
@@ -845,6 +891,9 @@ pub(crate) enum QemuEnd {
         refused: Option<i64>,
         paused: Option<(usize, usize)>,
     },
+    /// Board qemu-aarch64 under KVM (nested): QEMU exited 0 after PSCI `SYSTEM_OFF`, and the
+    /// console says no usable status ([`arm_kvm_end`]).
+    NoConsoleStatus(ConsoleStatus),
 }
 
 impl QemuEnd {
@@ -885,7 +934,106 @@ impl QemuEnd {
                 refused: Some(rc),
                 ..
             } => format!("SCHEDOP_shutdown reason {reason} returned {rc}; QEMU stopped by xtask"),
+            QemuEnd::NoConsoleStatus(why) => format!(
+                "QEMU exited with status 0 (PSCI SYSTEM_OFF) and {}",
+                why.describe()
+            ),
         }
+    }
+}
+
+/// The console line Rhea's Arm boards end with where semihosting cannot carry the exit status
+/// (under KVM): this, the status ([`STATUS_SUCCESS`] or [`STATUS_FAILURE`]), then
+/// ` (success)` or ` (failure)`. Written by `boards/common-arm` (`EXIT_STATUS_LINE`); keep the
+/// two in step.
+pub(crate) const EXIT_STATUS_LINE: &str = "rhea: exit status=";
+/// The console line Rhea's Arm boards print when SMCCC discovery finds KVM (`boards/common-arm`,
+/// `report_hypervisor`).
+pub(crate) const ARM_KVM_LINE: &str = "rhea: hypervisor: KVM";
+
+/// Why a console gives no usable exit status ([`console_exit_status`], [`arm_kvm_end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsoleStatus {
+    /// No status line.
+    Missing,
+    /// A status line that is not `<code> (success|failure)` with the code its word says.
+    Malformed,
+    /// Status lines that disagree.
+    Conflicting,
+    /// A status that is neither success nor failure.
+    Unknown(i32),
+    /// A status, but Rhea never said it found KVM (the boot was not what it claims).
+    NoKvm,
+}
+
+impl ConsoleStatus {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ConsoleStatus::Missing => format!("the console has no `{EXIT_STATUS_LINE}` line"),
+            ConsoleStatus::Malformed => format!(
+                "the console's `{EXIT_STATUS_LINE}` line is malformed (want \
+                 `{EXIT_STATUS_LINE}{STATUS_SUCCESS} (success)` or `...{STATUS_FAILURE} (failure)`)"
+            ),
+            ConsoleStatus::Conflicting => {
+                format!("the console's `{EXIT_STATUS_LINE}` lines disagree")
+            }
+            ConsoleStatus::Unknown(code) => format!(
+                "the console's exit status {code} is neither {STATUS_SUCCESS} (success) nor \
+                 {STATUS_FAILURE} (failure)"
+            ),
+            ConsoleStatus::NoKvm => format!(
+                "the console has an exit status but no `{ARM_KVM_LINE}` line: Rhea did not \
+                 find KVM"
+            ),
+        }
+    }
+}
+
+/// The exit status Rhea wrote on the console as [`EXIT_STATUS_LINE`] (text printed in front
+/// of it on the same line is ignored: another CPU's output). Every such line must be well
+/// formed and agree.
+pub(crate) fn console_exit_status<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<i32, ConsoleStatus> {
+    let mut found = None;
+    for line in lines {
+        let Some((_, rest)) = line.trim_end_matches('\r').split_once(EXIT_STATUS_LINE) else {
+            continue;
+        };
+        let code = match rest.trim_end().split_once(' ') {
+            Some((code, "(success)")) if code == STATUS_SUCCESS.to_string() => STATUS_SUCCESS,
+            Some((code, "(failure)")) if code == STATUS_FAILURE.to_string() => STATUS_FAILURE,
+            Some((code, _)) => match code.parse::<i32>() {
+                Ok(n) if n != STATUS_SUCCESS && n != STATUS_FAILURE => {
+                    return Err(ConsoleStatus::Unknown(n));
+                }
+                _ => return Err(ConsoleStatus::Malformed),
+            },
+            None => return Err(ConsoleStatus::Malformed),
+        };
+        match found {
+            Some(earlier) if earlier != code => return Err(ConsoleStatus::Conflicting),
+            _ => found = Some(code),
+        }
+    }
+    found.ok_or(ConsoleStatus::Missing)
+}
+
+/// How a Rhea run on board qemu-aarch64 under KVM ended, from QEMU's end and the console: KVM
+/// serves no semihosting, so QEMU exits 0 after PSCI `SYSTEM_OFF` whatever the status, which
+/// is then the console's ([`console_exit_status`], with [`ARM_KVM_LINE`] required) as the
+/// `Exited` status a semihosting exit would have given; any other end stays as it is.
+pub(crate) fn arm_kvm_end<'a>(end: QemuEnd, lines: impl IntoIterator<Item = &'a str>) -> QemuEnd {
+    if end != QemuEnd::Exited(0) {
+        return end;
+    }
+    let lines: Vec<&str> = lines.into_iter().collect();
+    match console_exit_status(lines.iter().copied()) {
+        Ok(_) if !lines.iter().any(|l| l.contains(ARM_KVM_LINE)) => {
+            QemuEnd::NoConsoleStatus(ConsoleStatus::NoKvm)
+        }
+        Ok(code) => QemuEnd::Exited(code),
+        Err(why) => QemuEnd::NoConsoleStatus(why),
     }
 }
 
@@ -946,7 +1094,9 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
                 Verdict::KernelFailure
             }
         }
-        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+            Verdict::Other(end.describe())
+        }
     }
 }
 
@@ -1128,7 +1278,9 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
         QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
-        QemuEnd::DomainShutdown { .. } => Verdict::Other(end.describe()),
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+            Verdict::Other(end.describe())
+        }
     }
 }
 
@@ -1983,10 +2135,18 @@ mod tests {
                 false,
             ),
         ];
-        let l1 = nested_l1_machine(board, Some(qboot), &linux, Path::new("/n/vmlinuz"), &shares)
-            .unwrap()
-            .args()
-            .join(" ");
+        assert_eq!(nested_l1_type(board, "microvm").unwrap(), "q35");
+        let l1 = nested_l1_machine(
+            board,
+            "q35",
+            Some(qboot),
+            &linux,
+            Path::new("/n/vmlinuz"),
+            &shares,
+        )
+        .unwrap()
+        .args()
+        .join(" ");
         assert_eq!(
             l1,
             "-M q35 -bios /usr/share/qemu/qboot.rom -accel tcg -cpu max -nodefaults \
@@ -1998,10 +2158,157 @@ mod tests {
              -device virtio-9p-pci,fsdev=fs1,mount_tag=results \
              -initrd /n/initrd.cpio -append console=ttyS0 quiet"
         );
-        // No L1 for the Arm board yet.
+        // No L1 for a board or machine without one.
+        let rpi = boards::find("rpi4").unwrap();
+        assert!(nested_l1_type(rpi, "raspi4b").is_err());
+        assert!(nested_l1_machine(rpi, "raspi4b", None, &linux, Path::new("/x"), &[]).is_err());
+    }
+
+    #[test]
+    fn nested_kvm_arm_machines() {
         let arm = boards::find("qemu-aarch64").unwrap();
-        let err = nested_l1_machine(arm, None, &linux, Path::new("/n/Image"), &[]).unwrap_err();
-        assert!(err.to_string().contains("qemu-x86_64 only"), "{err}");
+        // Each L2's GIC is its L1's.
+        assert_eq!(nested_l1_type(arm, "virt-gicv2").unwrap(), "virt-gicv2");
+        assert_eq!(nested_l1_type(arm, "virt-gicv3").unwrap(), "virt-gicv3");
+        assert!(nested_l1_type(arm, "q35").is_err());
+        // The L2: KVM with the L1's CPU, no semihosting (the status is the console's).
+        let kernel = PathBuf::from("/job/images/hello.img");
+        let l2 = Spec {
+            board: arm,
+            machine: "virt-gicv2",
+            accel: Accel::Kvm,
+            smp: 2,
+            mem: "128M",
+            kernel: &kernel,
+            serial: Serial::Captured,
+            append: "rhea.checker=1",
+        };
+        assert_eq!(
+            nested_l2_machine(&l2, None).unwrap().args().join(" "),
+            "-M virt,gic-version=2 -accel kvm -cpu host -nodefaults -no-user-config \
+             -no-reboot -display none -m 128M -smp 2 -serial stdio \
+             -kernel /job/images/hello.img -append rhea.checker=1"
+        );
+        // A direct Arm run (TCG on this host) keeps its CPU and semihosting, even when KVM
+        // was asked for.
+        let direct = machine(&l2, None).unwrap().args().join(" ");
+        assert!(
+            direct.contains("-accel tcg,thread=multi -cpu cortex-a72 ")
+                && direct.contains(" -semihosting-config enable=on,target=native"),
+            "{direct}"
+        );
+        // The L1: virt with EL2 and the L2's GIC, -cpu max, the shares on virtio-mmio.
+        let linux = LinuxBoot {
+            initrd: Path::new("/n/initrd.cpio"),
+            append: "console=ttyAMA0",
+        };
+        let shares = [("job".to_string(), PathBuf::from("/n/run/job"), true)];
+        let l1 = |t| {
+            nested_l1_machine(arm, t, None, &linux, Path::new("/n/vmlinuz"), &shares)
+                .unwrap()
+                .args()
+                .join(" ")
+        };
+        assert_eq!(
+            l1("virt-gicv3"),
+            "-M virt,virtualization=on,gic-version=3 -accel tcg -cpu max,pauth-impdef=on \
+             -nodefaults -no-user-config -no-reboot -display none -m 1024M -smp 1 \
+             -serial stdio -kernel /n/vmlinuz \
+             -fsdev local,id=fs0,path=/n/run/job,security_model=none,readonly=on \
+             -device virtio-9p-device,fsdev=fs0,mount_tag=job \
+             -initrd /n/initrd.cpio -append console=ttyAMA0"
+        );
+        assert!(l1("virt-gicv2").starts_with("-M virt,virtualization=on,gic-version=2 "));
+        assert!(nested_l1_machine(arm, "q35", None, &linux, Path::new("/x"), &[]).is_err());
+    }
+
+    #[test]
+    fn console_exit_statuses() {
+        let kvm = "rhea: hypervisor: KVM (SMCCC vendor hypervisor UID); exit status on the console";
+        assert_eq!(
+            console_exit_status(["rhea: app main", "", "rhea: exit status=33 (success)"]),
+            Ok(33)
+        );
+        assert_eq!(
+            console_exit_status(["rhea: exit status=35 (failure)\r"]),
+            Ok(35)
+        );
+        // Another CPU's text in front of it on the line.
+        assert_eq!(
+            console_exit_status(["worker 3 donerhea: exit status=33 (success)"]),
+            Ok(33)
+        );
+        assert_eq!(
+            console_exit_status(["rhea: app main returned (Success)"]),
+            Err(ConsoleStatus::Missing)
+        );
+        assert_eq!(console_exit_status([]), Err(ConsoleStatus::Missing));
+        for bad in [
+            "rhea: exit status=33 (failure)",
+            "rhea: exit status=35 (success)",
+            "rhea: exit status=33",
+            "rhea: exit status=",
+            "rhea: exit status=x (success)",
+            "rhea: exit status=33 (success) and more",
+        ] {
+            assert_eq!(
+                console_exit_status([bad]),
+                Err(ConsoleStatus::Malformed),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            console_exit_status(["rhea: exit status=0 (success)"]),
+            Err(ConsoleStatus::Unknown(0))
+        );
+        assert_eq!(
+            console_exit_status([
+                "rhea: exit status=33 (success)",
+                "rhea: exit status=35 (failure)"
+            ]),
+            Err(ConsoleStatus::Conflicting)
+        );
+        // Under KVM: QEMU's 0 becomes the console's status; the KVM line is required; any
+        // other end stays.
+        let ok = ["rhea: booting", kvm, "rhea: exit status=33 (success)"];
+        assert_eq!(arm_kvm_end(QemuEnd::Exited(0), ok), QemuEnd::Exited(33));
+        assert_eq!(
+            classify(&arm_kvm_end(QemuEnd::Exited(0), ok)),
+            Verdict::Success
+        );
+        let failed = [kvm, "panicked", "rhea: exit status=35 (failure)"];
+        assert_eq!(
+            classify(&arm_kvm_end(QemuEnd::Exited(0), failed)),
+            Verdict::KernelFailure
+        );
+        let end = arm_kvm_end(QemuEnd::Exited(0), [kvm, "Hello"]);
+        assert_eq!(end, QemuEnd::NoConsoleStatus(ConsoleStatus::Missing));
+        match classify(&end) {
+            Verdict::Other(why) => {
+                assert!(why.contains("no `rhea: exit status=` line"), "{why}")
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(
+            arm_kvm_end(QemuEnd::Exited(0), ["rhea: exit status=33 (success)"]),
+            QemuEnd::NoConsoleStatus(ConsoleStatus::NoKvm)
+        );
+        let timeout = QemuEnd::Timeout(Duration::from_secs(60));
+        assert_eq!(arm_kvm_end(timeout, ok), timeout);
+        assert_eq!(arm_kvm_end(QemuEnd::Exited(1), ok), QemuEnd::Exited(1));
+        for why in [
+            ConsoleStatus::Malformed,
+            ConsoleStatus::Conflicting,
+            ConsoleStatus::Unknown(7),
+            ConsoleStatus::NoKvm,
+        ] {
+            let end = QemuEnd::NoConsoleStatus(why);
+            assert!(matches!(classify(&end), Verdict::Other(_)), "{why:?}");
+            assert!(
+                end.describe().starts_with("QEMU exited with status 0"),
+                "{why:?}"
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub mod paging;
 mod regs;
 pub mod secondary;
 pub mod semihosting;
+pub mod smccc;
 pub mod testing;
 mod trap;
 
@@ -227,28 +228,14 @@ pub fn current_el() -> u8 {
 
 /// Calls the PSCI firmware (Arm DEN0022 "Power State Coordination Interface" §5.2: SMC32/HVC32
 /// calling convention, function ID in `w0`, result in `x0`) through `hvc #0` or `smc #0`, as the
-/// device tree's `/psci` node says.
+/// device tree's `/psci` node says ([`smccc::call`]).
 ///
 /// # Safety
 /// `function` and its arguments are a PSCI call the caller is prepared for (SYSTEM_OFF does not
 /// return; CPU_ON starts another CPU at `arg1`).
 pub unsafe fn psci_call(use_smc: bool, function: u32, arg0: u64, arg1: u64, arg2: u64) -> u64 {
-    let mut x0 = u64::from(function);
-    // SAFETY: forwarded to the caller; the conduit clobbers x0–x17 at most (SMCCC 1.1 §2.6).
-    unsafe {
-        if use_smc {
-            core::arch::asm!("smc #0", inout("x0") x0, inout("x1") arg0 => _, inout("x2") arg1 => _,
-                inout("x3") arg2 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
-                out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack));
-        } else {
-            core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") arg0 => _, inout("x2") arg1 => _,
-                inout("x3") arg2 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
-                out("x14") _, out("x15") _, out("x16") _, out("x17") _, options(nostack));
-        }
-    }
-    x0
+    // SAFETY: forwarded to the caller.
+    unsafe { smccc::call(use_smc, function, [arg0, arg1, arg2])[0] }
 }
 
 /// Switches to the stack whose top is `stack_top` and calls `f(arg)` there. `f` must not

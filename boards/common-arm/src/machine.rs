@@ -8,9 +8,11 @@
 use crate::fdt::{self, Fdt};
 use crate::interrupts::GicController;
 use crate::platform::{ArmPlatform, PsciConduit};
+use core::fmt::Write;
 use core::ops::Range;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use rhea_arch::paging::KernelImage;
+use rhea_arch::smccc::Hypervisor;
 use rhea_drivers::pl011::{self, Pl011};
 use rhea_hal::{Console, ExitStatus, InterruptController, PAGE_SIZE, PhysAddr, Platform};
 use rhea_mm::MemoryMap;
@@ -235,9 +237,16 @@ const EXIT_SUCCESS: u32 = 33;
 const EXIT_FAILURE: u32 = 35;
 /// PSCI `SYSTEM_OFF` (DEN0022 §5.1.9, SMC32 function ID).
 const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+/// The console line that carries the exit status where semihosting cannot (KVM, or no
+/// emulator serving it): this, the status (33 or 35, as above), then ` (success)` or
+/// ` (failure)`. xtask reads it in `qemu::console_exit_status`; keep the two in step.
+pub const EXIT_STATUS_LINE: &str = "rhea: exit status=";
 
 /// The PSCI conduit from the devicetree: 0 unknown/none, 1 HVC, 2 SMC.
 static PSCI: AtomicU8 = AtomicU8::new(0);
+/// Set when SMCCC discovery found KVM (`rhea_arch::smccc::hypervisor`): semihosting cannot
+/// work there, the exit status goes on the console.
+static UNDER_KVM: AtomicBool = AtomicBool::new(false);
 
 impl Platform for ArmBoard {
     fn name(&self) -> &'static str {
@@ -248,18 +257,23 @@ impl Platform for ArmBoard {
         self
     }
 
-    /// Semihosting `SYS_EXIT_EXTENDED` first: it carries the status (QEMU exits with it). Where
-    /// no emulator or debugger serves semihosting, PSCI `SYSTEM_OFF` turns the machine off
-    /// without a status; without PSCI (a Raspberry Pi's firmware has none) the CPU halts.
+    /// Semihosting `SYS_EXIT_EXTENDED` first: it carries the status (QEMU exits with it). Under
+    /// KVM, or where nothing serves semihosting, the status goes on the console as the line
+    /// [`EXIT_STATUS_LINE`], then PSCI `SYSTEM_OFF` turns the machine off; without PSCI (a
+    /// Raspberry Pi's firmware has none) the CPU halts.
     fn exit(&self, status: ExitStatus) -> ! {
         if let Some(services) = &self.services {
             (services.exit)(status);
         }
-        let code = match status {
-            ExitStatus::Success => EXIT_SUCCESS,
-            ExitStatus::Failure => EXIT_FAILURE,
+        let (code, word) = match status {
+            ExitStatus::Success => (EXIT_SUCCESS, "success"),
+            ExitStatus::Failure => (EXIT_FAILURE, "failure"),
         };
-        rhea_arch::semihosting::exit(code);
+        if !UNDER_KVM.load(Ordering::Relaxed) {
+            rhea_arch::semihosting::exit(code); // returns only without semihosting
+        }
+        // On a line of its own, whatever was printed before without a newline.
+        let _ = write!(ConsoleWriter(self), "\n{EXIT_STATUS_LINE}{code} ({word})\n");
         let conduit = PSCI.load(Ordering::Relaxed);
         if conduit != 0 {
             // SAFETY: SYSTEM_OFF is the call this path exists for; the conduit is what the
@@ -436,6 +450,9 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
             },
             Ordering::Relaxed,
         );
+        if board.services.is_none() {
+            report_hypervisor(board, conduit == PsciConduit::Smc);
+        }
     }
     // SAFETY: the linker script defines these symbols; only their addresses are used.
     let image = unsafe {
@@ -486,10 +503,35 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
     }
 }
 
+/// Asks the PSCI conduit which hypervisor answers it (SMCCC discovery, `rhea_arch::smccc`) and
+/// says so when it is one: under KVM the exit status goes on the console (see `exit`).
+fn report_hypervisor(board: &ArmBoard, use_smc: bool) {
+    // SAFETY: the devicetree's `/psci` node names this conduit; discovery only queries.
+    let found = unsafe { rhea_arch::smccc::hypervisor(use_smc) };
+    let mut w = ConsoleWriter(board);
+    match found {
+        Hypervisor::Unknown => {}
+        Hypervisor::Kvm => {
+            UNDER_KVM.store(true, Ordering::Relaxed);
+            let _ = writeln!(
+                w,
+                "rhea: hypervisor: KVM (SMCCC vendor hypervisor UID); exit status on the console"
+            );
+        }
+        Hypervisor::Other(uid) => {
+            let _ = writeln!(
+                w,
+                "rhea: hypervisor: UID {:08x}-{:08x}-{:08x}-{:08x} (SMCCC vendor hypervisor UID)",
+                uid[0], uid[1], uid[2], uid[3]
+            );
+        }
+    }
+}
+
 /// Writes to the console without any lock (board-level reports).
 pub(crate) struct ConsoleWriter<'a>(pub(crate) &'a ArmBoard);
 
-impl core::fmt::Write for ConsoleWriter<'_> {
+impl Write for ConsoleWriter<'_> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         Console::write_bytes(self.0, s.as_bytes());
         Ok(())

@@ -151,8 +151,8 @@ fn arm64_apt() -> Result<Vec<String>> {
     Ok(opts)
 }
 
-/// Downloads Debian's arm64 package `pkg` (`apt-get download`, no root needed) into `debs`
-/// and returns the `.deb`'s path.
+/// Downloads Debian's arm64 package `pkg` (`apt-get download`, no root needed; `pkg` may
+/// name a release, `<pkg>/<release>`) into `debs` and returns the `.deb`'s path.
 pub(crate) fn download_arm64_deb(pkg: &str, debs: &Path) -> Result<PathBuf> {
     let opts = arm64_apt()?;
     fs::create_dir_all(debs).context(|| format!("cannot create {}", debs.display()))?;
@@ -168,8 +168,12 @@ pub(crate) fn download_arm64_deb(pkg: &str, debs: &Path) -> Result<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+            p.file_name().is_some_and(|n| {
+                crate::guest::debian::is_deb_of(
+                    &n.to_string_lossy(),
+                    crate::guest::debian::package_base(pkg),
+                )
+            })
         })
         .ok_or_else(|| crate::Error::Failed(format!("`{}` left no .deb", describe(&download))))
 }

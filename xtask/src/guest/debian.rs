@@ -90,9 +90,11 @@ impl Debs {
     }
 
     /// The `.deb` of each of `pkgs`, in order, downloading those not cached (amd64: with one
-    /// `apt-get download`).
+    /// `apt-get download`). A package may name its release as apt does, `<pkg>/<release>`
+    /// (`qemu-system-arm/bookworm-backports`); a cached `.deb` of the package is then taken
+    /// as it is.
     pub(crate) fn packages(&self, pkgs: &[String]) -> Result<Vec<PathBuf>> {
-        let cached = |pkg: &str| self.cached(|name| is_deb_of(name, pkg));
+        let cached = |pkg: &str| self.cached(|name| is_deb_of(name, package_base(pkg)));
         let missing: Vec<&str> = pkgs
             .iter()
             .map(String::as_str)
@@ -180,6 +182,11 @@ impl Debs {
     }
 }
 
+/// The package name of an apt request: `pkg` of `pkg/release` or `pkg=version`.
+pub(crate) fn package_base(request: &str) -> &str {
+    request.split(['/', '=']).next().unwrap_or(request)
+}
+
 /// Whether a `.deb` file name is of package `pkg` (`<pkg>_<version>_<arch>.deb`).
 pub(crate) fn is_deb_of(file_name: &str, pkg: &str) -> bool {
     file_name
@@ -221,7 +228,8 @@ fn kernel_dependency(depends: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The `lib*` packages of a `Depends:` field (first alternative of each, no version).
+/// The shared-library packages of a `Depends:` field (first alternative of each, no
+/// version): those named `lib*`, and `zlib1g` (libz), the one a QEMU needs that is not.
 pub(crate) fn library_packages(depends: &str) -> Vec<String> {
     depends
         .split(',')
@@ -230,7 +238,7 @@ pub(crate) fn library_packages(depends: &str) -> Vec<String> {
             let name = first
                 .split(|c: char| c.is_whitespace() || c == '(' || c == ':')
                 .next()?;
-            name.starts_with("lib").then(|| name.to_string())
+            (name.starts_with("lib") || name == "zlib1g").then(|| name.to_string())
         })
         .collect()
 }
@@ -274,7 +282,15 @@ pub(crate) enum Members<'a> {
     /// Those matching a `tar` wildcard, `*` within one path component
     /// (`./lib/modules/*/kernel/drivers/net/*.ko`: not `drivers/net/ethernet/...`).
     MatchingInDir(&'a [&'a str]),
+    /// All of them into a merged-`/usr` tree: `/lib`, `/bin`, `/sbin` and `/lib64` are links
+    /// into `usr/` (made first), so what a package ships there lands under `usr/` (Debian 12's
+    /// packages still ship `/lib/aarch64-linux-gnu/libc.so.6` and the like), and `usr/` alone
+    /// holds everything.
+    AllMergedUsr,
 }
+
+/// The top-level directories [`Members::AllMergedUsr`] makes links into `usr/`.
+const MERGED_DIRS: [&str; 4] = ["lib", "bin", "sbin", "lib64"];
 
 /// Unpacks `members` of `deb` (once) into a directory of its own, `unpacked/<file stem>/`;
 /// returns that directory.
@@ -297,33 +313,65 @@ pub(crate) fn unpack(deb: &Path, root: &Path, members: Members<'_>) -> Result<()
         return Ok(());
     }
     mkdir(&stamps)?;
-    let (patterns, in_dir) = match members {
+    match members {
         Members::All => {
             crate::run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(root))?;
-            (&[][..], false)
         }
-        Members::Matching(p) => (p, false),
-        Members::MatchingInDir(p) => (p, true),
-    };
-    if !patterns.is_empty() {
-        extract(deb, root, patterns, in_dir)?;
+        Members::Matching(p) => extract(deb, root, p, Extract::Wildcards)?,
+        Members::MatchingInDir(p) => extract(deb, root, p, Extract::WildcardsInDir)?,
+        Members::AllMergedUsr => {
+            merged_usr_links(root)?;
+            extract(deb, root, &[], Extract::KeepDirLinks)?;
+        }
     }
     fs::write(&stamp, b"").context(|| format!("cannot write {}", stamp.display()))
 }
 
-/// `dpkg-deb --fsys-tarfile deb | tar -x -C root --wildcards patterns`.
-fn extract(deb: &Path, root: &Path, patterns: &[&str], in_dir: bool) -> Result<()> {
+/// Makes `root/usr/<dir>` and the link `root/<dir>` -> `usr/<dir>` for each of
+/// [`MERGED_DIRS`] (once).
+fn merged_usr_links(root: &Path) -> Result<()> {
+    for dir in MERGED_DIRS {
+        mkdir(&root.join("usr").join(dir))?;
+        let link = root.join(dir);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("usr/{dir}"), &link)
+                .context(|| format!("cannot create the link {}", link.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// How [`extract`] selects and writes members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extract {
+    /// `--wildcards`, `*` matching `/` too.
+    Wildcards,
+    /// `--wildcards --no-wildcards-match-slash`.
+    WildcardsInDir,
+    /// Every member, through the links to directories already there
+    /// (`--keep-directory-symlink`).
+    KeepDirLinks,
+}
+
+/// `dpkg-deb --fsys-tarfile deb | tar -x -C root [options] patterns`.
+fn extract(deb: &Path, root: &Path, patterns: &[&str], how: Extract) -> Result<()> {
     let mut dpkg = Command::new("dpkg-deb");
     dpkg.arg("--fsys-tarfile").arg(deb).stdout(Stdio::piped());
     let mut dpkg_child = dpkg
         .spawn()
         .context(|| format!("cannot run `{}`", describe(&dpkg)))?;
     let mut tar = Command::new("tar");
-    tar.args(["-x", "-f", "-", "-C"])
-        .arg(root)
-        .arg("--wildcards");
-    if in_dir {
-        tar.arg("--no-wildcards-match-slash");
+    tar.args(["-x", "-f", "-", "-C"]).arg(root);
+    match how {
+        Extract::Wildcards => {
+            tar.arg("--wildcards");
+        }
+        Extract::WildcardsInDir => {
+            tar.args(["--wildcards", "--no-wildcards-match-slash"]);
+        }
+        Extract::KeepDirLinks => {
+            tar.arg("--keep-directory-symlink");
+        }
     }
     tar.args(patterns);
     if let Some(out) = dpkg_child.stdout.take() {
@@ -352,6 +400,12 @@ mod tests {
 
     #[test]
     fn package_file_names() {
+        assert_eq!(
+            package_base("qemu-system-arm/bookworm-backports"),
+            "qemu-system-arm"
+        );
+        assert_eq!(package_base("libc6=2.36-9"), "libc6");
+        assert_eq!(package_base("libc6"), "libc6");
         assert!(is_deb_of("rt-tests_2.4-1_amd64.deb", "rt-tests"));
         assert!(!is_deb_of("rt-tests-extra_2.4-1_amd64.deb", "rt-tests"));
         assert_eq!(
@@ -421,6 +475,10 @@ mod tests {
             ["libc6", "libnuma1"]
         );
         assert_eq!(library_packages("libfoo1:any | libbar2, perl"), ["libfoo1"]);
+        assert_eq!(
+            library_packages("zlib1g (>= 1:1.2.0), zlib1g-dev, qemu-system-common (= 1)"),
+            ["zlib1g"]
+        );
     }
 
     #[test]

@@ -1,30 +1,51 @@
 //! Nested KVM: Rhea booted under a real Linux KVM one level down (`cargo xtask test --accel
-//! nested-kvm`), on a host whose own `/dev/kvm` cannot be used (kvm-pvm here, or none).
+//! nested-kvm`), on a host whose own `/dev/kvm` cannot be used (kvm-pvm here, or none), or
+//! whose instruction set is not the board's (arm64 on this x86_64 host).
 //!
 //! QEMU under TCG emulates a CPU with hardware virtualisation (x86_64: AMD SVM with nested
-//! paging, `-cpu max`), so a Linux booted in it (the L1) runs a real KVM; Rhea then runs as
-//! that KVM's guest (an L2), started by the host's own QEMU from inside the L1. One run boots
-//! ONE L1, which runs every L2 asked for one after another and powers off; xtask then reads
-//! each L2's console and exit status and hands them back as if it had booted them itself
-//! ([`qemu::Captured`]), so `test` judges them exactly as it judges a TCG boot.
+//! paging, `-cpu max`; arm64: EL2 with VHE, `-M virt,virtualization=on -cpu max`), so a Linux
+//! booted in it (the L1) runs a real KVM; Rhea then runs as that KVM's guest (an L2), started
+//! by a QEMU of the L1's architecture from inside the L1. One L1 runs every L2 of its machine
+//! one after another and powers off; xtask then reads each L2's console and exit status and
+//! hands them back as if it had booted them itself ([`qemu::Captured`]), so `test` judges
+//! them exactly as it judges a TCG boot. x86_64 needs one L1 (q35) for q35 and microvm L2s;
+//! arm64 one per GIC version (`qemu::nested_l1_type`), because KVM on Arm gives a guest only
+//! the GIC its host has: a GICv3 L1 refuses a GICv2 L2 ("KVM does not support GICv2
+//! emulation": QEMU's emulated GICv3 has no GICv2-compatible CPU interface), and a GICv2 L1
+//! (QEMU's GICv2 with its virtualization extensions) has no vGICv3. Both run, one after the
+//! other.
 //!
-//! The L1, cached under `target/nested-kvm/<arch>/` (its packages in the shared `.deb` cache
-//! of `guest::debian`):
+//! The L1 ([`L1Kind`]), cached under `target/nested-kvm/<arch>/` (its packages in the shared
+//! `.deb` cache of `guest::debian`):
 //!
-//! * Kernel: Debian's generic `linux-image-amd64` flavour (the versioned package it names),
-//!   booted as the Linux-guest machine of q35 (`qemu::nested_l1_machine`: `-accel tcg -cpu
-//!   max -smp 1 -m 1024M`, qboot) with `console=ttyS0 panic=-1 quiet tsc=reliable`.
-//! * Initramfs (`guest::cpio`): `busybox-static`, `/init` (`xtask/guest/nested-l1-init.sh`),
-//!   the modules KVM and the 9p shares need, numbered in load order (`guest::modules`: kvm-amd
-//!   with kvm, irqbypass, ccp; virtio-pci, 9pnet-virtio, 9p with theirs), and `/lib`,
+//! * Kernel: Debian's generic `linux-image-amd64` / `linux-image-arm64` flavour (the
+//!   versioned package it names), booted as the Linux-guest machine of the board
+//!   (`qemu::nested_l1_machine`: `-accel tcg -smp 1 -m 1024M`; x86_64 q35 with qboot and
+//!   `console=ttyS0 ... tsc=reliable`; arm64 virt with EL2 and the L2s' GIC, `-cpu
+//!   max,pauth-impdef=on`, `console=ttyAMA0`).
+//! * Initramfs (`guest::cpio`): `busybox-static` of its architecture, `/init`
+//!   (`xtask/guest/nested-l1-init.sh`), the modules KVM and the 9p shares need, numbered in
+//!   load order (`guest::modules`: x86_64 kvm-amd with kvm, irqbypass, ccp, then virtio-pci;
+//!   arm64 has KVM built in, then virtio-mmio; 9pnet-virtio, 9p with theirs), and `/lib`,
 //!   `/lib64` leading into `/usr`.
-//! * Shares (virtio-9p): the host's `/usr` read-only at `/usr` (so the L1 runs the host's QEMU
-//!   binary, its libraries, firmware and modules at their own paths: nothing is copied), a job
-//!   directory (read-only) with the images and the job list, a results directory. Their files
-//!   and the L1's console lines are [`jobs`]'.
+//! * Shares (virtio-9p, on PCI for x86_64, on virtio-mmio for arm64): a `/usr` read-only
+//!   ([`L1Usr`]), a job directory (read-only) with the images and the job list, a results
+//!   directory. Their files and the L1's console lines are [`jobs`]'. x86_64's `/usr` is the
+//!   host's (the L1 runs the host's QEMU binary, its libraries, firmware at their own paths:
+//!   nothing is copied). arm64's cannot be (the host's is amd64): it is Debian's arm64 QEMU of
+//!   the host's line (`qemu-system-arm` from bookworm-backports, 10.0.2) with the `lib*`
+//!   packages of its dependencies, recursively (~50 packages), unpacked once into the
+//!   merged-`/usr` tree `target/nested-kvm/aarch64/sysroot` ([`prepare_usr`]), whose `usr/`
+//!   is shared; the QEMU's loader and every library it needs are checked to be there first.
 //!
 //! Each L2's command line is `qemu::nested_l2_machine`'s: the KVM line of the same board,
-//! machine, vCPUs and memory (`-accel kvm -cpu host`), with the image as the L1 sees it.
+//! machine, vCPUs and memory (`-accel kvm -cpu host`; on arm64 without semihosting), with the
+//! image as the L1 sees it. An L2's exit status ([`L2Status`]) is its QEMU's on x86_64
+//! (`isa-debug-exit`); on arm64 KVM serves no semihosting, QEMU exits 0 after PSCI
+//! `SYSTEM_OFF` whatever happened, and the status is Rhea's console line instead
+//! (`qemu::arm_kvm_end`): `rhea: exit status=33 (success)` or `35 (failure)`, and Rhea must
+//! also have said `rhea: hypervisor: KVM` (its SMCCC discovery found KVM's UID). A missing,
+//! malformed or conflicting status line, or no KVM line, fails the case.
 //!
 //! Failures: a host without the means (QEMU, a merged `/usr`, the packages) gives
 //! [`NotRun`] with the reason, and no case runs. An L1 that does not come up, has no
@@ -35,16 +56,26 @@
 //!
 //! One run at a time: a lock file under `target/nested-kvm/`.
 //!
-//! Measured on the 2-core host (2026-12-07, packages cached): the L1 is `ready` 5.3-5.8 s after
-//! its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU test takes
-//! 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included), `smp-stress`
-//! 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is ~245 s of L2
-//! time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit: in 4 of 13
-//! `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its own `timeout`
-//! of the L2 never fired, its console copier stopped), each time in the same phase: after
-//! "cross-CPU calls ran where aimed", while a thread is moved between CPUs thousands of times.
-//! The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the rest)
-//! bounds the damage to that one case.
+//! Measured on the 2-core host (2026-12-07, packages cached), x86_64: the L1 is `ready`
+//! 5.3-5.8 s after its QEMU starts and powers off ~3 s after its last L2; an L2 of a one-CPU
+//! test takes 1.8-2.4 s on microvm and 0.9-1.5 s on q35 (QEMU's start in the L1 included),
+//! `smp-stress` 20-27 s per case. Every `test = true` app's case on qemu-x86_64 (68 boots) is
+//! ~245 s of L2 time. Rhea sees `hypervisor=KVM`, TSC-deadline and x2APIC there. Known limit:
+//! in 4 of 13 `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its
+//! own `timeout` of the L2 never fired, its console copier stopped), each time in the same
+//! phase: after "cross-CPU calls ran where aimed", while a thread is moved between CPUs
+//! thousands of times. The watchdog (kill the L1 when an L2 outlives its timeout, boot a
+//! fresh L1 for the rest) bounds the damage to that one case.
+//!
+//! arm64 (same day and host, QEMU under `nice -n 10`): the first run downloads and unpacks the
+//! arm64 QEMU closure (~60 `apt-get download`s, ~1 min); then each L1 (GICv2 and GICv3 alike)
+//! is `ready` 2.0-2.4 s after its QEMU starts (a `quiet` kernel, nothing to load but three
+//! modules). An L2 of a one-CPU test takes 1.2-2.2 s (QEMU's start in the L1 included; `hello`
+//! 1.2 s), `irq-mask smp2` 5.7 s, `net-virtio-smoke` 6.4 s, `lock-preempt` 17 s,
+//! `smp-stress` 25-57 s (smp4 faster than smp2). Every `test = true` app's case on
+//! qemu-aarch64 (38 boots per GIC, 76 in all) passed in one run: 164 s in the GICv2 L1 and
+//! 189 s in the GICv3 L1, from their QEMU's start to their power-off. Rhea sees `-cpu host` as
+//! TCG's `max` (MIDR 0x000f0510, LSE, 52-bit PA), a 1 GHz counter, and finds KVM by its UID.
 
 pub(crate) mod jobs;
 
@@ -73,12 +104,40 @@ struct L1Kind {
     /// What is unpacked from the kernel package: the kernel, `modules.builtin` and the
     /// directories the modules are in (`*` within one path component).
     kernel_members: &'static [&'static str],
+    /// The L1's kernel command line.
+    append: &'static str,
+    /// Where the L1's `/usr`, with the QEMU that runs the L2s, comes from.
+    usr: L1Usr,
+    /// How an L2 reports its exit status.
+    l2_status: L2Status,
+}
+
+/// The L1's `/usr`, shared read-only over 9p.
+#[derive(Debug)]
+enum L1Usr {
+    /// The host's own: the L1 runs the host's QEMU binary (an x86_64 host on x86_64).
+    Host,
+    /// Debian's packages of the L1's architecture unpacked into a merged-`/usr` tree under the
+    /// L1's directory ([`prepare_usr`]): `qemu` (`<pkg>/<release>`) with the libraries it
+    /// needs, directly or not; the L2s run its `binary`.
+    Debian {
+        qemu: &'static str,
+        binary: &'static str,
+    },
+}
+
+/// How an L2's exit status reaches xtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L2Status {
+    /// As QEMU's exit status (`isa-debug-exit` on x86).
+    QemuExit,
+    /// As Rhea's console line (`qemu::console_exit_status`): KVM on Arm serves no semihosting,
+    /// and QEMU exits 0 after PSCI `SYSTEM_OFF` whatever the status.
+    ConsoleLine,
 }
 
 /// x86_64: Debian's generic kernel (KVM as modules); KVM for AMD SVM (what TCG emulates), the
-/// virtio-pci transport and 9p over it. arm64 (to follow) differs in all four: Debian's arm64
-/// kernel (KVM built in), virtio-mmio or -pci, and an arm64 QEMU unpacked from Debian's arm64
-/// packages shared as the L1's `/usr` instead of the host's.
+/// virtio-pci transport and 9p over it; the host's `/usr`.
 const X86_64_L1: L1Kind = L1Kind {
     deb_arch: DebArch::Amd64,
     flavour: "amd64",
@@ -95,14 +154,47 @@ const X86_64_L1: L1Kind = L1Kind {
         "./lib/modules/*/kernel/fs/fscache/*.ko",
         "./lib/modules/*/kernel/net/9p/*.ko",
     ],
+    append: "console=ttyS0 panic=-1 quiet tsc=reliable",
+    usr: L1Usr::Host,
+    l2_status: L2Status::QemuExit,
 };
 
-/// The L1 of `board`, if it has one yet.
+/// arm64: Debian's arm64 kernel (KVM built in, VHE on TCG's `-cpu max`), the virtio-mmio
+/// transport and 9p over it; the host's `/usr` is amd64, so the L1's is Debian's arm64 QEMU
+/// of the host's line (10.0 from bookworm-backports) with its libraries.
+const ARM64_L1: L1Kind = L1Kind {
+    deb_arch: DebArch::Arm64,
+    flavour: "arm64",
+    modules: &["virtio_mmio", "9pnet_virtio", "9p"],
+    kernel_members: &[
+        "./boot/vmlinuz-*",
+        "./lib/modules/*/modules.builtin",
+        "./lib/modules/*/kernel/drivers/virtio/*.ko",
+        "./lib/modules/*/kernel/fs/9p/*.ko",
+        "./lib/modules/*/kernel/fs/netfs/*.ko",
+        "./lib/modules/*/kernel/fs/fscache/*.ko",
+        "./lib/modules/*/kernel/net/9p/*.ko",
+    ],
+    append: "console=ttyAMA0 panic=-1 quiet",
+    usr: L1Usr::Debian {
+        qemu: "qemu-system-arm/bookworm-backports",
+        binary: "/usr/bin/qemu-system-aarch64",
+    },
+    l2_status: L2Status::ConsoleLine,
+};
+
+/// Whether `board` has a nested-KVM L1; `Err` says which boards do.
+pub(crate) fn has_l1(board: &Board) -> Result<(), NotRun> {
+    l1_kind(board).map(|_| ())
+}
+
+/// The L1 of `board`, if it has one.
 fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
     match board.name {
         "qemu-x86_64" => Ok(&X86_64_L1),
+        "qemu-aarch64" => Ok(&ARM64_L1),
         other => Err(NotRun(format!(
-            "no nested-KVM L1 for board {other} yet (qemu-x86_64 only)"
+            "no nested-KVM L1 for board {other} (qemu-x86_64 and qemu-aarch64 only)"
         ))),
     }
 }
@@ -110,8 +202,6 @@ fn l1_kind(board: &Board) -> Result<&'static L1Kind, NotRun> {
 const BUSYBOX_PKG: &str = "busybox-static";
 /// The L1's `/init`.
 const INIT_SCRIPT: &str = include_str!("../../guest/nested-l1-init.sh");
-/// The L1's kernel command line.
-const L1_APPEND: &str = "console=ttyS0 panic=-1 quiet tsc=reliable";
 /// Where the initramfs holds the modules (`/init` loads `*.ko` sorted).
 const GUEST_MODULE_DIR: &str = "modules";
 /// Where the L1 mounts the job share; the images are under its `images/`.
@@ -146,53 +236,146 @@ pub(crate) struct Outcome {
     /// Per boot, in the order asked: its capture (console, end, the L2's wall time in the
     /// L1), or why it has none (the L1 failed), with the L1's console tail.
     pub(crate) boots: Vec<Result<Captured, String>>,
-    /// From the L1's QEMU spawn to its `ready` line, if it came.
-    pub(crate) l1_ready: Option<Duration>,
-    /// The L1 runs, all of them.
-    pub(crate) l1_total: Duration,
-    /// How the last L1's QEMU ended.
-    pub(crate) l1_end: QemuEnd,
-    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
-    pub(crate) l1_boots: usize,
+    /// Each L1 machine's runs, in the order first asked for.
+    pub(crate) l1s: Vec<L1Summary>,
 }
 
-/// Boots one L1 of `board` and every boot of `boots` in it.
+/// The runs of one L1 machine (`qemu::nested_l1_type`).
+#[derive(Debug)]
+pub(crate) struct L1Summary {
+    /// Its machine (`q35`, `virt-gicv3`, ...).
+    pub(crate) machine: &'static str,
+    /// How many L2 boots it was given.
+    pub(crate) l2_boots: usize,
+    /// From the L1's QEMU spawn to its `ready` line, if it came.
+    pub(crate) ready: Option<Duration>,
+    /// The L1 runs, all of them.
+    pub(crate) total: Duration,
+    /// How the last L1's QEMU ended.
+    pub(crate) end: QemuEnd,
+    /// How many L1s were booted (more than one when an L1 stalled and was replaced).
+    pub(crate) boots: usize,
+}
+
+/// Boots the L1s of `board` and every boot of `boots` in one of them: one L1 per machine the
+/// L2s need (`qemu::nested_l1_type`: on Arm the L1's GIC is the L2's), one after another.
 pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Outcome, NotRun> {
     let not_run = |e: Error| NotRun(e.to_string());
     let kind = l1_kind(board)?;
     let host_qemu = setup::ensure_qemu(board).map_err(not_run)?;
-    let binary = host_binary_in_usr(&host_qemu.binary)?;
-    check_merged_usr()?;
+    if let L1Usr::Host = kind.usr {
+        check_merged_usr()?;
+    }
     let top = guest::target_dir().join("nested-kvm");
     guest::mkdir(&top).map_err(not_run)?;
     let _lock = lock(&top).map_err(not_run)?;
     let dir = top.join(board.arch());
     let l1 = prepare_l1(kind, &dir).map_err(not_run)?;
-    let run_dir = dir.join("run");
+    // The L1's /usr on the host, the L2s' QEMU and q35's firmware as the L1 sees them.
+    let (usr, binary, qboot) = match kind.usr {
+        L1Usr::Host => (
+            PathBuf::from("/usr"),
+            host_binary_in_usr(&host_qemu.binary)?,
+            // qboot is the host's, under /usr: the same path in the L1.
+            host_qemu.qboot.clone().filter(|p| p.starts_with("/usr/")),
+        ),
+        L1Usr::Debian { qemu, binary } => {
+            let usr = prepare_usr(kind.deb_arch, qemu, binary, &dir).map_err(not_run)?;
+            (usr, binary.to_string(), None)
+        }
+    };
+    let mut types = Vec::new();
+    for boot in boots {
+        let t = qemu::nested_l1_type(board, boot.spec.machine).map_err(not_run)?;
+        types.push(t);
+    }
+    let mut order: Vec<&'static str> = Vec::new();
+    for t in &types {
+        if !order.contains(t) {
+            order.push(t);
+        }
+    }
+    let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
+    let mut l1s = Vec::new();
+    for l1_type in order {
+        let members: Vec<usize> = (0..boots.len()).filter(|&i| types[i] == l1_type).collect();
+        let group: Vec<Boot<'_>> = members.iter().map(|&i| boots[i].clone()).collect();
+        let setup = L1Setup {
+            kind,
+            board,
+            l1_type,
+            l1: &l1,
+            host_qemu: &host_qemu,
+            usr: &usr,
+            binary: &binary,
+            qboot: qboot.as_deref(),
+            dir: &dir,
+        };
+        let (captures, summary) = run_type(&setup, &group, verbose)?;
+        for (&i, c) in members.iter().zip(captures) {
+            results[i] = Some(c);
+        }
+        l1s.push(summary);
+    }
+    let boots = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
+        .collect();
+    Ok(Outcome { boots, l1s })
+}
+
+/// What every L1 of one run shares.
+struct L1Setup<'a> {
+    kind: &'static L1Kind,
+    board: &'a Board,
+    /// The L1's machine (`qemu::nested_l1_type`).
+    l1_type: &'static str,
+    l1: &'a L1,
+    host_qemu: &'a qemu::Qemu,
+    /// The L1's `/usr` on the host.
+    usr: &'a Path,
+    /// The L2s' QEMU and q35's firmware, as the L1 sees them.
+    binary: &'a str,
+    qboot: Option<&'a Path>,
+    dir: &'a Path,
+}
+
+/// Boots the L1 of machine `s.l1_type` and every boot of `boots` in it (a fresh L1 for those
+/// left when one stalls); the captures in the order of `boots`.
+fn run_type(
+    s: &L1Setup<'_>,
+    boots: &[Boot<'_>],
+    verbose: bool,
+) -> Result<(Vec<Result<Captured, String>>, L1Summary), NotRun> {
+    let not_run = |e: Error| NotRun(e.to_string());
+    let kind = s.kind;
+    let run_dir = s.dir.join("run");
     let (job_dir, results_dir) = (run_dir.join("job"), run_dir.join("results"));
-    let ids = write_jobs(&job_dir, &results_dir, boots, &binary, &host_qemu).map_err(not_run)?;
+    let ids = write_jobs(&job_dir, &results_dir, boots, s.binary, s.qboot).map_err(not_run)?;
 
     let shares = [
-        (TAG_USR.to_string(), PathBuf::from("/usr"), true),
+        (TAG_USR.to_string(), s.usr.to_path_buf(), true),
         (TAG_JOB.to_string(), job_dir.clone(), true),
         (TAG_RESULTS.to_string(), results_dir.clone(), false),
     ];
     let linux = LinuxBoot {
-        initrd: &l1.initrd,
-        append: L1_APPEND,
+        initrd: &s.l1.initrd,
+        append: kind.append,
     };
     let mut machine = qemu::nested_l1_machine(
-        board,
-        host_qemu.qboot.as_deref(),
+        s.board,
+        s.l1_type,
+        s.host_qemu.qboot.as_deref(),
         &linux,
-        &l1.vmlinuz,
+        &s.l1.vmlinuz,
         &shares,
     )
     .map_err(not_run)?;
-    machine.binary = host_qemu.binary.clone();
+    machine.binary = s.host_qemu.binary.clone();
     println!(
-        "nested-kvm: L1 {} under TCG, {} L2 boot(s)",
-        l1.kernel_package,
+        "nested-kvm: L1 {} on {} under TCG, {} L2 boot(s)",
+        s.l1.kernel_package,
+        s.l1_type,
         boots.len()
     );
     let mut results: Vec<Option<Result<Captured, String>>> = boots.iter().map(|_| None).collect();
@@ -228,6 +411,7 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         for &i in &pending {
             let id = &ids[i];
             let result = match collect(&results_dir, id, boots[i].timeout) {
+                Ok(c) if kind.l2_status == L2Status::ConsoleLine => Ok(status_from_console(c)),
                 Ok(c) => Ok(c),
                 Err(Missing::Broken(why)) => Err(why),
                 // The L1 stalled on an earlier L2 and was stopped: a fresh L1 runs this one.
@@ -270,17 +454,19 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
         }
         pending = next;
     }
-    let boots = results
+    let captures = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err("not run by any L1".to_string())))
         .collect();
-    Ok(Outcome {
-        boots,
-        l1_ready,
-        l1_total,
-        l1_end,
-        l1_boots,
-    })
+    let summary = L1Summary {
+        machine: s.l1_type,
+        l2_boots: boots.len(),
+        ready: l1_ready,
+        total: l1_total,
+        end: l1_end,
+        boots: l1_boots,
+    };
+    Ok((captures, summary))
 }
 
 /// One boot of the L1: its console, and the job it stalled on, if xtask stopped it for that.
@@ -402,6 +588,58 @@ fn check_merged_usr() -> Result<(), NotRun> {
     }
 }
 
+/// The L1's `/usr` for [`L1Usr::Debian`]: the `qemu` package and every package it needs at
+/// run time, directly or not (the `lib*` packages of their `Pre-Depends` and `Depends`,
+/// [`debian::library_packages`]), unpacked into one merged-`/usr` tree `dir/sysroot`, its
+/// `usr/` returned. The L2s' QEMU, `binary`, is checked to find its dynamic loader and every
+/// library there (`guest::elf`), so a package that is missing is named before any L1 boots.
+fn prepare_usr(arch: DebArch, qemu: &str, binary: &str, dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("sysroot");
+    let debs = Debs::open(arch)?;
+    let qemu_deb = debs.package(qemu)?;
+    // The closure was unpacked and checked once for this QEMU package.
+    let done = root.join(format!(
+        ".closure-of-{}",
+        qemu_deb
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    if done.is_file() {
+        return Ok(root.join("usr"));
+    }
+    println!(
+        "nested-kvm: unpacking {} and its libraries into {}",
+        debian::package_and_version(&qemu_deb),
+        root.display()
+    );
+    let mut wanted = vec![qemu.to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(pkg) = wanted.pop() {
+        if !seen.insert(debian::package_base(&pkg).to_string()) {
+            continue;
+        }
+        let deb = debs.package(&pkg)?;
+        for field in ["Pre-Depends", "Depends"] {
+            wanted.extend(debian::library_packages(&debian::control_field(
+                &deb, field,
+            )?));
+        }
+        debian::unpack(&deb, &root, Members::AllMergedUsr)?;
+    }
+    let program = root.join(binary.trim_start_matches('/'));
+    let mut scratch = Tree::default();
+    guest::elf::add_libraries(
+        &mut scratch,
+        std::slice::from_ref(&program),
+        std::slice::from_ref(&root),
+        arch.triple(),
+        &[],
+    )?;
+    fs::write(&done, b"").context(|| format!("cannot write {}", done.display()))?;
+    Ok(root.join("usr"))
+}
+
 /// Holds `target/nested-kvm/lock` while a run uses the shared directories.
 fn lock(top: &Path) -> Result<fs::File> {
     let path = top.join("lock");
@@ -497,7 +735,7 @@ fn write_jobs(
     results_dir: &Path,
     boots: &[Boot<'_>],
     binary: &str,
-    host_qemu: &qemu::Qemu,
+    qboot: Option<&Path>,
 ) -> Result<Vec<String>> {
     for d in [job_dir, results_dir] {
         if d.exists() {
@@ -507,11 +745,6 @@ fn write_jobs(
     }
     let images = job_dir.join("images");
     guest::mkdir(&images)?;
-    // qboot is the host's, under /usr: the same path in the L1.
-    let qboot = host_qemu
-        .qboot
-        .as_deref()
-        .filter(|p| p.starts_with("/usr/"));
     let mut ids = Vec::new();
     for (i, boot) in boots.iter().enumerate() {
         let id = jobs::job_id(i);
@@ -588,6 +821,13 @@ fn collect(results_dir: &Path, id: &str, timeout: Duration) -> Result<Captured, 
         elapsed: took,
         stdin_written: status.stdin_written(),
     })
+}
+
+/// An L2 whose exit status is its console's ([`L2Status::ConsoleLine`]): QEMU's end read
+/// with the console (`qemu::arm_kvm_end`).
+fn status_from_console(captured: Captured) -> Captured {
+    let end = qemu::arm_kvm_end(captured.end, captured.lines.iter().map(|(_, l)| l.as_str()));
+    Captured { end, ..captured }
 }
 
 /// Why job `id` has no result: what the L1's console says of it and how the L1 ended.

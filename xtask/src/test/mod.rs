@@ -21,8 +21,9 @@
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
 //! With `--accel nested-kvm` only the boots of step 2 run, each under a real Linux KVM inside a
-//! Linux guest under TCG (`nested/`; qemu-x86_64 only so far), all of them in one such guest:
-//! cases `qemu-x86_64/<machine>/nested-kvm <app>`, judged as above. A host without the means
+//! Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of them in one such
+//! guest: cases `<board>/<machine>/nested-kvm <app>`, judged as above (on qemu-aarch64 the
+//! exit status is Rhea's console line, KVM serving no semihosting). A host without the means
 //! (QEMU, packages) reports them `NOT RUN` with the reason, and the summary then says
 //! `N passed, N failed, N not run`.
 //!
@@ -594,17 +595,13 @@ impl TestRun<'_> {
     }
 
     /// `--accel nested-kvm`: every case of `apps` on each board that has a nested-KVM L1
-    /// (qemu-x86_64 so far), built here and booted as the L2s of one L1 (`nested::run`), then
+    /// (qemu-x86_64, qemu-aarch64), built here and booted as the L2s of one L1 (`nested::run`), then
     /// judged as a direct boot is. A host without the means gives `NOT RUN` cases; an L1 that
     /// fails, failed ones.
     fn nested_kvm_cases(&mut self, boards: &[&'static Board], apps: &[&App]) -> Result<()> {
         for &board in boards {
-            if board.name != "qemu-x86_64" {
-                println!(
-                    "not booted on {}: --accel {} runs on qemu-x86_64 only so far",
-                    board.name,
-                    qemu::NESTED_KVM
-                );
+            if let Err(nested::NotRun(why)) = nested::has_l1(board) {
+                println!("not booted on {}: {why}", board.name);
                 continue;
             }
             let machines = board.machines_to_test(self.opts.machine.as_deref())?;
@@ -669,16 +666,19 @@ impl TestRun<'_> {
                     continue;
                 }
             };
-            println!(
-                "nested-kvm: L1 ready {} after its QEMU started; {} L1 boot(s), {:.1} s in all \
-                 (last: {})",
-                outcome
-                    .l1_ready
-                    .map_or("never".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
-                outcome.l1_boots,
-                outcome.l1_total.as_secs_f64(),
-                outcome.l1_end.describe()
-            );
+            for l1 in &outcome.l1s {
+                println!(
+                    "nested-kvm: L1 on {} ready {} after its QEMU started; {} L1 boot(s) for {} \
+                     L2 boot(s), {:.1} s in all (last: {})",
+                    l1.machine,
+                    l1.ready
+                        .map_or("never".to_string(), |t| format!("{:.1} s", t.as_secs_f64())),
+                    l1.boots,
+                    l1.l2_boots,
+                    l1.total.as_secs_f64(),
+                    l1.end.describe()
+                );
+            }
             for ((case, app, ..), result) in planned.iter().zip(&outcome.boots) {
                 let captured = match result {
                     Ok(captured) => captured,
@@ -1612,20 +1612,21 @@ mod tests {
         let ws = Workspace {
             root: std::path::PathBuf::from("/nonexistent"),
         };
-        let names = |opts: &Options, a: &App| {
+        let names_on = |board: &str, opts: &Options, a: &App| {
             let t = TestRun {
                 ws: &ws,
                 opts,
                 all_apps: &[],
                 tally: Tally::default(),
             };
-            let board = boards::find("qemu-x86_64").unwrap();
+            let board = boards::find(board).unwrap();
             let machines = board.machines_to_test(opts.machine.as_deref()).unwrap();
             t.cases_as(board, a, &machines, &[Accel::Kvm], Some(qemu::NESTED_KVM))
                 .into_iter()
                 .map(|c| (c.name, c.accel))
                 .collect::<Vec<_>>()
         };
+        let names = |opts: &Options, a: &App| names_on("qemu-x86_64", opts, a);
         let a = app("hello", "smp = [1, 2]");
         let got = names(&opts, &a);
         assert_eq!(
@@ -1644,6 +1645,21 @@ mod tests {
         assert_eq!(names(&opts, &app("hello", "")).len(), 1);
         opts.filter = Some("tcg".to_string());
         assert!(names(&opts, &app("hello", "")).is_empty());
+        // The Arm board's, on both GICs, under KVM too (an Arm board's direct cases are TCG's).
+        opts.filter = None;
+        let arm = names_on("qemu-aarch64", &opts, &app("hello", ""));
+        assert_eq!(
+            arm.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+            [
+                "qemu-aarch64/virt-gicv2/nested-kvm hello",
+                "qemu-aarch64/virt-gicv3/nested-kvm hello",
+            ]
+        );
+        assert!(arm.iter().all(|(_, accel)| *accel == Accel::Kvm));
+        opts.filter = Some("virt-gicv3/nested-kvm".to_string());
+        assert_eq!(names_on("qemu-aarch64", &opts, &app("hello", "")).len(), 1);
+        assert!(nested::has_l1(boards::find("rpi4").unwrap()).is_err());
+        assert!(nested::has_l1(boards::find("qemu-aarch64").unwrap()).is_ok());
     }
 
     #[test]
