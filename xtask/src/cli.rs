@@ -923,13 +923,20 @@ mod tests {
     }
 
     #[test]
-    fn nested_kvm_is_for_test_only() {
+    fn nested_kvm_is_for_test_and_bench_boot_only() {
         let (cmd, opts) =
             parse_strs(&["test", "--accel", "nested-kvm", "--board", "qemu-x86_64"]).unwrap();
         assert_eq!((cmd, opts.accel), (Cmd::Test, AccelChoice::NestedKvm));
-        for other in ["run", "bench"] {
-            let msg = is_usage(parse_strs(&[other, "--accel=nested-kvm"]));
-            assert!(msg.contains("for `test` only"), "{msg}");
+        let (cmd, opts) = parse_strs(&["bench", "boot", "--accel", "nested-kvm"]).unwrap();
+        assert_eq!(
+            (cmd, opts.accel),
+            (Cmd::Bench(Some("boot".into())), AccelChoice::NestedKvm)
+        );
+        for other in [&["run"][..], &["bench"], &["bench", "sched"]] {
+            let mut args = other.to_vec();
+            args.push("--accel=nested-kvm");
+            let msg = is_usage(parse_strs(&args));
+            assert!(msg.contains("for `test` and `bench boot` only"), "{msg}");
         }
     }
 

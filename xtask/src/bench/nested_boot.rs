@@ -60,14 +60,21 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
             return Err(Error::Quiet(1));
         }
     };
-    match outcome.l1_ready {
-        Some(t) => println!(
-            "  L1:         ready {:.1} s after its QEMU started; {} L1 boot(s), {:.1} s in all",
-            t.as_secs_f64(),
-            outcome.l1_boots,
-            outcome.l1_total.as_secs_f64()
-        ),
-        None => println!("  L1:         never ready ({})", outcome.l1_end.describe()),
+    for l1 in &outcome.l1s {
+        match l1.ready {
+            Some(t) => println!(
+                "  L1 ({}):   ready {:.1} s after its QEMU started; {} L1 boot(s), {:.1} s in all",
+                l1.machine,
+                t.as_secs_f64(),
+                l1.boots,
+                l1.total.as_secs_f64()
+            ),
+            None => println!(
+                "  L1 ({}):   never ready ({})",
+                l1.machine,
+                l1.end.describe()
+            ),
+        }
     }
 
     let mut runs = BootRuns::default();
