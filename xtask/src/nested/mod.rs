@@ -51,8 +51,10 @@
 //! [`NotRun`] with the reason, and no case runs. An L1 that does not come up, has no
 //! `/dev/kvm` or ends early fails each boot it did not finish, with the reason and the L1's
 //! console tail; never a pass. A watchdog stops an L1 that is not ready in time or whose L2
-//! outlives its timeout by [`L2_SLACK`] (the L1 itself stalled); that L2 fails with what it
-//! printed so far, and a fresh L1 runs the boots left.
+//! outlives its timeout by [`L2_SLACK`] (the L1 itself stalled); a fresh L1 runs the boots
+//! left, the stalled one among them once more (said on the console: an L2 cannot stop its
+//! L1's own processes, so this is a fault of the emulated hypervisor below Rhea). A second
+//! stall on the same boot fails it with what it printed so far.
 //!
 //! One run at a time: a lock file under `target/nested-kvm/`.
 //!
@@ -64,8 +66,10 @@
 //! in 4 of 13 `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its
 //! own `timeout` of the L2 never fired, its console copier stopped), each time in the same
 //! phase: after "cross-CPU calls ran where aimed", while a thread is moved between CPUs
-//! thousands of times. The watchdog (kill the L1 when an L2 outlives its timeout, boot a
-//! fresh L1 for the rest) bounds the damage to that one case.
+//! thousands of times; 1 in 30 after the TLB shootdowns of a preempted vCPU were left to KVM
+//! (`KVM_FEATURE_PV_TLB_FLUSH`) — so not (only) a shootdown waiting for a vCPU the L1 does not
+//! run. The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the
+//! rest, the stalled boot again once) keeps it from failing the suite.
 //!
 //! arm64 (same day and host, QEMU under `nice -n 10`): the first run downloads and unpacks the
 //! arm64 QEMU closure (~60 `apt-get download`s, ~1 min); then each L1 (GICv2 and GICv3 alike)
@@ -384,6 +388,8 @@ fn run_type(
     let mut l1_boots = 0;
     // The L1's console tail goes with the first boot that failed for want of the L1.
     let mut tail_shown = false;
+    // The boots already run again after an L1 stalled on them.
+    let mut retried = std::collections::HashSet::new();
     while !pending.is_empty() {
         let limits: Vec<(String, Duration)> = pending
             .iter()
@@ -410,22 +416,48 @@ fn run_type(
         let mut next = Vec::new();
         for &i in &pending {
             let id = &ids[i];
-            let result = match collect(&results_dir, id, boots[i].timeout) {
+            let collected = collect(&results_dir, id, boots[i].timeout);
+            if matches!(collected, Err(Missing::Result)) {
+                let first_stall = !retried.contains(&i);
+                let started = report.started.contains(id);
+                match no_result(
+                    id,
+                    run.stalled.as_deref(),
+                    report.ready,
+                    started,
+                    first_stall,
+                ) {
+                    NoResult::RunAgain => {
+                        next.push(i);
+                        continue;
+                    }
+                    NoResult::Retry => {
+                        println!(
+                            "nested-kvm: the L1 stalled while {} (-smp {}, {}) ran; it runs once more in a fresh L1",
+                            boots[i]
+                                .spec
+                                .kernel
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                            boots[i].spec.smp,
+                            boots[i].spec.machine
+                        );
+                        retried.insert(i);
+                        next.push(i);
+                        continue;
+                    }
+                    NoResult::Fail => {}
+                }
+            }
+            let result = match collected {
                 Ok(c) if kind.l2_status == L2Status::ConsoleLine => Ok(status_from_console(c)),
                 Ok(c) => Ok(c),
                 Err(Missing::Broken(why)) => Err(why),
-                // The L1 stalled on an earlier L2 and was stopped: a fresh L1 runs this one.
-                Err(Missing::Result)
-                    if run.stalled.is_some() && report.ready && !report.started.contains(id) =>
-                {
-                    next.push(i);
-                    continue;
-                }
                 Err(Missing::Result) => {
                     let mut why = match &run.stalled {
                         Some(s) if s == id => format!(
-                            "the L1 stalled while this L2 ran: no end {} s after its start \
-                             (the L1 kills it after {} s); xtask stopped the L1",
+                            "the L1 stalled while this L2 ran, again in a fresh L1: no end {} s \
+                             after its start (the L1 kills it after {} s); xtask stopped the L1",
                             limits
                                 .iter()
                                 .find(|(j, _)| j == id)
@@ -448,7 +480,7 @@ fn run_type(
         }
         if !next.is_empty() {
             println!(
-                "nested-kvm: the L1 stalled and was stopped; a fresh L1 runs the {} L2 boot(s) left",
+                "nested-kvm: the L1 stalled and was stopped; a fresh L1 runs the {} L2 boot(s) left (a stalled one again, once)",
                 next.len()
             );
         }
@@ -467,6 +499,34 @@ fn run_type(
         boots: l1_boots,
     };
     Ok((captures, summary))
+}
+
+/// What becomes of a boot the L1 left without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoResult {
+    /// The L1 stalled on another boot before this one started: a fresh L1 runs it.
+    RunAgain,
+    /// The L1 stalled while this one ran, for the first time: a fresh L1 runs it once more.
+    Retry,
+    /// It fails (the L1 never came up, ended early, or stalled on it a second time).
+    Fail,
+}
+
+/// Decides [`NoResult`] for boot `id`: `stalled_on` the boot the watchdog stopped the L1 on,
+/// `l1_ready` whether the L1 came up, `started` whether it started this boot, `first_stall`
+/// whether this boot has not been run again for a stall yet.
+fn no_result(
+    id: &str,
+    stalled_on: Option<&str>,
+    l1_ready: bool,
+    started: bool,
+    first_stall: bool,
+) -> NoResult {
+    match stalled_on {
+        Some(s) if s == id && first_stall => NoResult::Retry,
+        Some(_) if l1_ready && !started => NoResult::RunAgain,
+        _ => NoResult::Fail,
+    }
 }
 
 /// One boot of the L1: its console, and the job it stalled on, if xtask stopped it for that.
@@ -894,6 +954,32 @@ fn l1_tail(l1: &Captured) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_reruns_the_stalled_boot_once_and_the_unstarted_ones() {
+        // The L1 stalled on j002: it runs once more; j003 (never started) runs in the fresh L1.
+        assert_eq!(
+            no_result("j002", Some("j002"), true, true, true),
+            NoResult::Retry
+        );
+        assert_eq!(
+            no_result("j003", Some("j002"), true, false, true),
+            NoResult::RunAgain
+        );
+        // Stalled on it a second time: it fails.
+        assert_eq!(
+            no_result("j002", Some("j002"), true, true, false),
+            NoResult::Fail
+        );
+        // No stall: an L1 that ended early or never came up fails what it did not finish.
+        assert_eq!(no_result("j003", None, true, false, true), NoResult::Fail);
+        assert_eq!(no_result("j001", None, false, false, true), NoResult::Fail);
+        // A boot the stalled L1 had started and finished without a result file: a failure.
+        assert_eq!(
+            no_result("j001", Some("j002"), true, true, true),
+            NoResult::Fail
+        );
+    }
 
     #[test]
     fn l1_initramfs_layout() {

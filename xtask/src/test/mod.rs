@@ -20,12 +20,15 @@
 //! invariants at every scheduling decision and panics on a violation), then the app's
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
-//! With `--accel nested-kvm` only the boots of step 2 run, each under a real Linux KVM inside a
-//! Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of them in one such
-//! guest: cases `<board>/<machine>/nested-kvm <app>`, judged as above (on qemu-aarch64 the
-//! exit status is Rhea's console line, KVM serving no semihosting). A host without the means
-//! (QEMU, packages) reports them `NOT RUN` with the reason, and the summary then says
-//! `N passed, N failed, N not run`.
+//! 3. The special cases: the strict command line, the appliance's network and abuse tests,
+//!    Xen netfront.
+//! 4. Without `--accel` (auto), the boots of step 2 once more, each under a real Linux KVM
+//!    inside a Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of a board's
+//!    in one such guest per L1 machine: cases `<board>/<machine>/nested-kvm <app>`, judged as
+//!    above (on qemu-aarch64 the exit status is Rhea's console line, KVM serving no
+//!    semihosting). `--accel nested-kvm` runs only these. A host without the means (QEMU,
+//!    packages) reports them `NOT RUN` with the reason, and the summary then says
+//!    `N passed, N failed, N not run` (and fails).
 //!
 //! The steps are the methods of `TestRun`, called in this order by [`run`].
 //!
@@ -234,13 +237,23 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         return t.tally.finish();
     }
     let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
-    for board in board_list {
+    for &board in &board_list {
         t.boot_apps(board, &app_list, &accels)?;
     }
     t.cmdline_cases(&board_names);
     t.appliance_net_cases(&board_names);
     t.appliance_abuse_cases(&board_names);
     t.xen_netfront_cases(&board_names);
+    if opts.accel == qemu::AccelChoice::Auto {
+        // Step 4: every app again under a real KVM, one level down (nested/), on the boards
+        // that have an L1; a host without the means reports those cases as not run.
+        let nested_boards: Vec<&'static Board> = board_list
+            .iter()
+            .copied()
+            .filter(|b| nested::has_l1(b).is_ok())
+            .collect();
+        t.nested_kvm_cases(&nested_boards, &app_list)?;
+    }
     t.tally.finish()
 }
 
@@ -280,8 +293,14 @@ fn announce_accels(opts: &Options) -> Vec<Accel> {
             "set by --accel: KVM inside a Linux guest under TCG".to_string()
         }
         (_, qemu::AccelChoice::Tcg | qemu::AccelChoice::Kvm) => "set by --accel".to_string(),
-        (Ok(()), _) => "hardware KVM usable".to_string(),
-        (Err(why), _) => why.clone(),
+        (Ok(()), _) => {
+            accel_names.push(qemu::NESTED_KVM);
+            "hardware KVM usable; nested-kvm: KVM inside a Linux guest under TCG".to_string()
+        }
+        (Err(why), _) => {
+            accel_names.push(qemu::NESTED_KVM);
+            format!("{why}; nested-kvm: KVM inside a Linux guest under TCG")
+        }
     };
     if let (qemu::AccelChoice::Kvm, Err(why)) = (opts.accel, &hw_kvm) {
         eprintln!("warning: KVM forced by --accel kvm, but {why}");
