@@ -69,6 +69,19 @@ for id in $(cat /job/list); do
     done < "$d/args"
     t=$(cat "$d/timeout")
     echo "$M start $id"
+    if [ -f "$d/interactive" ]; then
+        # `cargo xtask run --accel nested-kvm`: the L2 on this console (the terminal), until
+        # its user quits it; nothing captured.
+        start=$(uptime_s)
+        "$@"
+        rc=$?
+        end=$(uptime_s)
+        : > "$out/console"
+        : > "$out/stderr"
+        printf 'rc=%s\nstart=%s\nend=%s\n' "$rc" "$start" "$end" > "$out/status"
+        echo "$M end $id rc=$rc secs=$(awk "BEGIN { printf \"%.2f\", $end - $start }")"
+        continue
+    fi
     rm -f /tmp/console /tmp/stderr /tmp/stdin-at /tmp/l2-stdin
     : > /tmp/console
     feeder=

@@ -401,7 +401,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--accel",
         value: Some("kvm|tcg|auto|nested-kvm"),
-        help: "accelerator (default auto: KVM only when hardware KVM is usable; test and \
+        help: "accelerator (default auto: KVM only when hardware KVM is usable; run, test and \
                bench boot: nested-kvm boots under a Linux KVM inside a Linux guest under TCG)",
         commands: &["run", "test", "bench"],
         apply: |o, v| {
@@ -735,10 +735,11 @@ fn parse_options(name: &str, mut cmd: Cmd, args: &[String]) -> Result<(Cmd, Opti
         };
         apply_option(OPTIONS, name, &mut opts, &mut args, key, inline)?;
     }
-    let nested_ok = matches!(&cmd, Cmd::Test) || matches!(&cmd, Cmd::Bench(Some(b)) if b == "boot");
+    let nested_ok =
+        matches!(&cmd, Cmd::Test | Cmd::Run) || matches!(&cmd, Cmd::Bench(Some(b)) if b == "boot");
     if opts.accel == AccelChoice::NestedKvm && !nested_ok {
         return usage(format!(
-            "--accel nested-kvm is for `test` and `bench boot` only; `{name}` takes kvm, tcg or auto"
+            "--accel nested-kvm is for `run`, `test` and `bench boot` only; `{name}` takes kvm, tcg or auto"
         ));
     }
     Ok((cmd, opts))
@@ -923,7 +924,7 @@ mod tests {
     }
 
     #[test]
-    fn nested_kvm_is_for_test_and_bench_boot_only() {
+    fn nested_kvm_is_for_run_test_and_bench_boot_only() {
         let (cmd, opts) =
             parse_strs(&["test", "--accel", "nested-kvm", "--board", "qemu-x86_64"]).unwrap();
         assert_eq!((cmd, opts.accel), (Cmd::Test, AccelChoice::NestedKvm));
@@ -932,11 +933,16 @@ mod tests {
             (cmd, opts.accel),
             (Cmd::Bench(Some("boot".into())), AccelChoice::NestedKvm)
         );
-        for other in [&["run"][..], &["bench"], &["bench", "sched"]] {
+        let (cmd, _) = parse_strs(&["run", "--accel", "nested-kvm"]).unwrap();
+        assert_eq!(cmd, Cmd::Run);
+        for other in [&["bench"][..], &["bench", "sched"], &["bench", "net"]] {
             let mut args = other.to_vec();
             args.push("--accel=nested-kvm");
             let msg = is_usage(parse_strs(&args));
-            assert!(msg.contains("for `test` and `bench boot` only"), "{msg}");
+            assert!(
+                msg.contains("for `run`, `test` and `bench boot` only"),
+                "{msg}"
+            );
         }
     }
 

@@ -278,6 +278,9 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             }
         };
     }
+    if opts.accel == AccelChoice::NestedKvm {
+        return run_nested(ws, board, machine, app, &append, opts);
+    }
     let qemu = setup::ensure_qemu(board)?;
     let image = image::build(ws, board, app)?;
     image.print_summary();
@@ -303,6 +306,60 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             println!("QEMU: {}: {}", end.describe(), other.describe());
             Err(Error::Quiet(1))
         }
+    }
+}
+
+/// `cargo xtask run --accel nested-kvm`: the app under a real Linux KVM one level down
+/// (`nested/`), the L1's console on the terminal and Rhea's on it in turn.
+fn run_nested(
+    ws: &Workspace,
+    board: &'static boards::Board,
+    machine: &'static str,
+    app: &apps::App,
+    append: &str,
+    opts: &Options,
+) -> Result<()> {
+    let image = image::build(ws, board, app)?;
+    image.print_summary();
+    let boot = nested::Boot {
+        spec: qemu::Spec {
+            board,
+            machine,
+            accel: qemu::Accel::Kvm,
+            smp: opts.smp,
+            mem: &opts.mem,
+            kernel: &image.boot,
+            serial: qemu::Serial::Interactive,
+            append,
+        },
+        // Not enforced for an interactive boot (its user ends it).
+        timeout: std::time::Duration::from_secs(24 * 3600),
+        stdin: None,
+    };
+    let outcome = nested::run(board, std::slice::from_ref(&boot), opts.verbose).map_err(
+        |nested::NotRun(why)| Error::Failed(format!("nested KVM cannot run here: {why}")),
+    )?;
+    match outcome.boots.into_iter().next() {
+        Some(Ok(c)) if board.arch() == "aarch64" => {
+            // KVM serves no semihosting: Rhea's exit status was its last console line above.
+            println!(
+                "L2 QEMU: {} (Rhea's exit status: its console line above)",
+                c.end.describe()
+            );
+            Ok(())
+        }
+        Some(Ok(c)) => match qemu::classify(&c.end) {
+            qemu::Verdict::Success => {
+                println!("L2 QEMU: {}", c.end.describe());
+                Ok(())
+            }
+            other => {
+                println!("L2 QEMU: {}: {}", c.end.describe(), other.describe());
+                Err(Error::Quiet(1))
+            }
+        },
+        Some(Err(why)) => Err(Error::Failed(why)),
+        None => Err(Error::Failed("the L1 ran no boot".to_string())),
     }
 }
 

@@ -10,6 +10,8 @@
 //! jobs/<id>/timeout     whole seconds; the L1 kills the L2's QEMU (SIGKILL) after them
 //! jobs/<id>/stdin       optional: written to the L2's serial input ...
 //! jobs/<id>/stdin-after optional: ... once its console holds this text (else at once)
+//! jobs/<id>/interactive optional (`cargo xtask run --accel nested-kvm`): the L2 runs on the
+//!                       L1's console (the terminal), without a timeout; nothing is captured
 //! images/<file>         the images the L2s boot (`-kernel /job/images/<file>`)
 //! ```
 //!
@@ -30,6 +32,9 @@ use crate::qemu::{QemuEnd, StdinFeed};
 
 /// The prefix of every line the L1's `/init` prints for xtask.
 pub(crate) const MARK: &str = "NESTED-L1 ";
+
+/// The file whose presence makes a job interactive (see the module docs).
+pub(crate) const INTERACTIVE: &str = "interactive";
 
 /// The status the L1's shell reports for a QEMU its `timeout -s KILL` killed (128 + 9).
 pub(crate) const KILLED_BY_TIMEOUT: i32 = 128 + 9;

@@ -400,7 +400,15 @@ fn run_type(
         fs::write(&list, jobs::list_file(&pending_ids))
             .context(|| format!("cannot write {}", list.display()))
             .map_err(not_run)?;
-        let run = run_l1(&machine, &limits, verbose).map_err(not_run)?;
+        let interactive = boots
+            .iter()
+            .any(|b| b.spec.serial == qemu::Serial::Interactive);
+        let run = if interactive {
+            run_l1_attached(&machine, verbose)
+        } else {
+            run_l1(&machine, &limits, verbose)
+        }
+        .map_err(not_run)?;
         l1_boots += 1;
         let captured = &run.captured;
         let report = jobs::parse_l1_console(captured.lines.iter().map(|(_, l)| l.as_str()));
@@ -450,7 +458,10 @@ fn run_type(
                 }
             }
             let result = match collected {
-                Ok(c) if kind.l2_status == L2Status::ConsoleLine => Ok(status_from_console(c)),
+                // An interactive L2's console went to the terminal: nothing to read back.
+                Ok(c) if kind.l2_status == L2Status::ConsoleLine && !interactive => {
+                    Ok(status_from_console(c))
+                }
                 Ok(c) => Ok(c),
                 Err(Missing::Broken(why)) => Err(why),
                 Err(Missing::Result) => {
@@ -608,6 +619,31 @@ fn run_l1(machine: &qemu::Machine, limits: &[(String, Duration)], verbose: bool)
             stdin_written: None,
         },
         stalled,
+    })
+}
+
+/// Boots the L1 with the terminal attached (`cargo xtask run --accel nested-kvm`): its console
+/// is the terminal, and the one interactive job's L2 runs on it (`mon:stdio`: Ctrl-A X quits
+/// the L2, then the L1 powers off). No watchdog: the user ends it.
+fn run_l1_attached(machine: &qemu::Machine, verbose: bool) -> Result<L1Run> {
+    let mut cmd = machine.command();
+    if verbose {
+        println!("$ {}", crate::describe(&cmd));
+    }
+    println!("nested-kvm: the L1 boots (a few seconds), then Rhea; Ctrl-A X quits Rhea's QEMU");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .context(|| format!("cannot start `{}`", crate::describe(&cmd)))?;
+    Ok(L1Run {
+        captured: Captured {
+            lines: Vec::new(),
+            stderr: String::new(),
+            end: QemuEnd::from_status(status),
+            elapsed: start.elapsed(),
+            stdin_written: None,
+        },
+        stalled: None,
     })
 }
 
@@ -830,7 +866,10 @@ fn write_jobs(
         machine.binary = binary.to_string();
         let mut argv = vec![machine.binary.clone()];
         argv.extend(machine.args());
-        let files = jobs::job_files(&argv, boot.timeout, boot.stdin).map_err(Error::Failed)?;
+        let mut files = jobs::job_files(&argv, boot.timeout, boot.stdin).map_err(Error::Failed)?;
+        if boot.spec.serial == qemu::Serial::Interactive {
+            files.push((jobs::INTERACTIVE, b"1\n".to_vec()));
+        }
         let d = job_dir.join("jobs").join(&id);
         guest::mkdir(&d)?;
         for (name, bytes) in files {
