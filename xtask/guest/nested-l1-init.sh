@@ -54,6 +54,16 @@ mount -t 9p -o "$opts,cache=loose,ro" hostusr /usr || give_up "fail cannot mount
 mount -t 9p -o "$opts,ro" job /job || give_up "fail cannot mount the job share (9p tag job)"
 mount -t 9p -o "$opts" results /results || give_up "fail cannot mount the results share (9p tag results)"
 [ -f /job/list ] || give_up "fail /job/list missing"
+# A NIC when an L2 serves the host (xtask forwards host ports to this address's 8080 and 7007,
+# where the L2's QEMU forwards them on): QEMU's user network 10.0.3.0/24 (xtask's L1_NET and
+# L1_ADDR), static.
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set lo up
+    ip link set eth0 up
+    ip addr add 10.0.3.15/24 dev eth0 || give_up "fail cannot address eth0"
+    ip route add default via 10.0.3.2
+    echo "$M net eth0 10.0.3.15"
+fi
 # The L1 has no ld.so.cache: the host's multiarch library directories, searched explicitly.
 LD_LIBRARY_PATH=$(ls -d /usr/lib/*-linux-gnu 2>/dev/null | tr '\n' ':')
 export LD_LIBRARY_PATH="${LD_LIBRARY_PATH%:}"

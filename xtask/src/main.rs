@@ -335,6 +335,7 @@ fn run_nested(
         // Not enforced for an interactive boot (its user ends it).
         timeout: std::time::Duration::from_secs(24 * 3600),
         stdin: None,
+        forward: None,
     };
     let outcome = nested::run(board, std::slice::from_ref(&boot), opts.verbose).map_err(
         |nested::NotRun(why)| Error::Failed(format!("nested KVM cannot run here: {why}")),

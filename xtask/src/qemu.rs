@@ -543,6 +543,9 @@ pub(crate) enum Backend<'a> {
     User,
     /// User networking with the appliance's ports forwarded from the host's loopback.
     UserForwarded,
+    /// User networking with the appliance's ports (8080, and 7 over TCP and UDP) forwarded
+    /// from the host's `bind` address (empty: every address) at ports `http` and `echo`.
+    Forwarded { bind: &'a str, http: u16, echo: u16 },
     /// The host's tap interface of this name (created by xtask, no scripts).
     Tap(&'a str),
 }
@@ -573,6 +576,10 @@ pub(crate) fn nic(
         Backend::UserForwarded => "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,\
             hostfwd=tcp:127.0.0.1:7007-:7,hostfwd=udp:127.0.0.1:7007-:7"
             .to_string(),
+        Backend::Forwarded { bind, http, echo } => format!(
+            "user,id=n0,hostfwd=tcp:{bind}:{http}-:8080,hostfwd=tcp:{bind}:{echo}-:7,\
+             hostfwd=udp:{bind}:{echo}-:7"
+        ),
         Backend::Tap(ifname) => format!("tap,id=n0,ifname={ifname},script=no,downscript=no"),
     };
     Some(Nic {

@@ -34,6 +34,7 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
                 spec: spec(machine),
                 timeout: TIMEOUT,
                 stdin: None,
+                forward: None,
             })
         })
         .collect();

@@ -308,7 +308,17 @@ pub(crate) fn unpack_own(deb: &Path, unpacked: &Path, members: Members<'_>) -> R
 /// `root/.unpacked-debs/` says it is done.
 pub(crate) fn unpack(deb: &Path, root: &Path, members: Members<'_>) -> Result<()> {
     let stamps = root.join(STAMPS);
-    let stamp = stamps.join(file_name(deb));
+    // The members are part of the stamp: asking for more of a package unpacks it again.
+    let stamp = stamps.join(match members {
+        Members::Matching(p) | Members::MatchingInDir(p) => {
+            let mut h = 0xcbf2_9ce4_8422_2325u64;
+            for b in p.join("\n").bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            format!("{}.{h:016x}", file_name(deb))
+        }
+        Members::All | Members::AllMergedUsr => file_name(deb),
+    });
     if stamp.is_file() {
         return Ok(());
     }

@@ -114,6 +114,8 @@ struct L1Kind {
     usr: L1Usr,
     /// How an L2 reports its exit status.
     l2_status: L2Status,
+    /// The L1's NIC (`-device`), given one when an L2 serves the host ([`Forward`]).
+    nic_device: &'static str,
 }
 
 /// The L1's `/usr`, shared read-only over 9p.
@@ -145,7 +147,7 @@ enum L2Status {
 const X86_64_L1: L1Kind = L1Kind {
     deb_arch: DebArch::Amd64,
     flavour: "amd64",
-    modules: &["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"],
+    modules: &["kvm_amd", "virtio_pci", "9pnet_virtio", "9p", "virtio_net"],
     kernel_members: &[
         "./boot/vmlinuz-*",
         "./lib/modules/*/modules.builtin",
@@ -157,10 +159,14 @@ const X86_64_L1: L1Kind = L1Kind {
         "./lib/modules/*/kernel/fs/netfs/*.ko",
         "./lib/modules/*/kernel/fs/fscache/*.ko",
         "./lib/modules/*/kernel/net/9p/*.ko",
+        "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
+        "./lib/modules/*/kernel/drivers/net/net_failover.ko",
+        "./lib/modules/*/kernel/net/core/failover.ko",
     ],
     append: "console=ttyS0 panic=-1 quiet tsc=reliable",
     usr: L1Usr::Host,
     l2_status: L2Status::QemuExit,
+    nic_device: "virtio-net-pci",
 };
 
 /// arm64: Debian's arm64 kernel (KVM built in, VHE on TCG's `-cpu max`), the virtio-mmio
@@ -169,7 +175,7 @@ const X86_64_L1: L1Kind = L1Kind {
 const ARM64_L1: L1Kind = L1Kind {
     deb_arch: DebArch::Arm64,
     flavour: "arm64",
-    modules: &["virtio_mmio", "9pnet_virtio", "9p"],
+    modules: &["virtio_mmio", "9pnet_virtio", "9p", "virtio_net"],
     kernel_members: &[
         "./boot/vmlinuz-*",
         "./lib/modules/*/modules.builtin",
@@ -178,6 +184,9 @@ const ARM64_L1: L1Kind = L1Kind {
         "./lib/modules/*/kernel/fs/netfs/*.ko",
         "./lib/modules/*/kernel/fs/fscache/*.ko",
         "./lib/modules/*/kernel/net/9p/*.ko",
+        "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
+        "./lib/modules/*/kernel/drivers/net/net_failover.ko",
+        "./lib/modules/*/kernel/net/core/failover.ko",
     ],
     append: "console=ttyAMA0 panic=-1 quiet",
     usr: L1Usr::Debian {
@@ -185,7 +194,20 @@ const ARM64_L1: L1Kind = L1Kind {
         binary: "/usr/bin/qemu-system-aarch64",
     },
     l2_status: L2Status::ConsoleLine,
+    nic_device: "virtio-net-device",
 };
+
+/// Where the L1 copies the console of boot `index` (0-based) of a run on `board` while that
+/// L2 runs (every second; removed when it ends, the whole console then in `console`).
+pub(crate) fn live_console(board: &Board, index: usize) -> PathBuf {
+    guest::target_dir()
+        .join("nested-kvm")
+        .join(board.arch())
+        .join("run")
+        .join("results")
+        .join(jobs::job_id(index))
+        .join("console.partial")
+}
 
 /// Whether `board` has a nested-KVM L1; `Err` says which boards do.
 pub(crate) fn has_l1(board: &Board) -> Result<(), NotRun> {
@@ -228,6 +250,41 @@ pub(crate) struct Boot<'a> {
     pub(crate) spec: qemu::Spec<'a>,
     pub(crate) timeout: Duration,
     pub(crate) stdin: Option<&'a StdinFeed>,
+    /// The host ports the appliance's are forwarded from (through the L1), if the host
+    /// talks to this L2.
+    pub(crate) forward: Option<Forward>,
+}
+
+/// Host ports (on 127.0.0.1) that reach an L2's appliance: `http` its status page (8080),
+/// `echo` its echo service (7, TCP and UDP). The L1 gets a NIC on QEMU's user networking that
+/// forwards them to the L1's ports 8080 and 7007, where the L2's QEMU (user networking
+/// again) forwards them on to the L2: two hops of port forwarding, no bridge, no root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Forward {
+    pub(crate) http: u16,
+    pub(crate) echo: u16,
+}
+
+/// The L1's user network, its address there (as `/init` sets it) and the ports its L2's QEMU
+/// forwards to the L2's appliance. Not QEMU's default 10.0.2.0/24: that is the L2's network
+/// too, and the L2's QEMU sends anything addressed inside its own network to the L1's
+/// loopback — the L2's UDP replies to the L1's gateway (10.0.2.2) never left the L1.
+const L1_NET: &str = "10.0.3.0/24";
+const L1_ADDR: &str = "10.0.3.15";
+const L1_HTTP: u16 = 8080;
+const L1_ECHO: u16 = 7007;
+
+/// The L1's NIC for `forward`.
+fn l1_nic(kind: &L1Kind, f: Forward) -> qemu::Nic {
+    qemu::Nic {
+        netdev: format!(
+            "user,id=l1n,net={L1_NET},hostfwd=tcp:127.0.0.1:{}-{L1_ADDR}:{L1_HTTP},\
+             hostfwd=tcp:127.0.0.1:{}-{L1_ADDR}:{L1_ECHO},\
+             hostfwd=udp:127.0.0.1:{}-{L1_ADDR}:{L1_ECHO}",
+            f.http, f.echo, f.echo
+        ),
+        device: format!("{},netdev=l1n", kind.nic_device),
+    }
 }
 
 /// Why nothing could run: the host lacks the means (QEMU, a merged `/usr`, a package).
@@ -376,6 +433,15 @@ fn run_type(
     )
     .map_err(not_run)?;
     machine.binary = s.host_qemu.binary.clone();
+    let forwards: Vec<Forward> = boots.iter().filter_map(|b| b.forward).collect();
+    if let Some(&f) = forwards.first() {
+        if forwards.iter().any(|&g| g != f) {
+            return Err(NotRun(
+                "the L2s of one L1 ask for different forwarded ports".to_string(),
+            ));
+        }
+        machine.nics.push(l1_nic(kind, f));
+    }
     println!(
         "nested-kvm: L1 {} on {} under TCG, {} L2 boot(s)",
         s.l1.kernel_package,
@@ -864,6 +930,22 @@ fn write_jobs(
         };
         let mut machine = qemu::nested_l2_machine(&spec, qboot)?;
         machine.binary = binary.to_string();
+        if boot.forward.is_some() {
+            // The appliance's ports from every address of the L1 (its NIC is where the host's
+            // forwarded connections arrive).
+            machine.nics = qemu::nic(
+                spec.board.name,
+                spec.machine,
+                crate::apps::Net::User,
+                qemu::Backend::Forwarded {
+                    bind: "",
+                    http: L1_HTTP,
+                    echo: L1_ECHO,
+                },
+            )
+            .into_iter()
+            .collect();
+        }
         let mut argv = vec![machine.binary.clone()];
         argv.extend(machine.args());
         let mut files = jobs::job_files(&argv, boot.timeout, boot.stdin).map_err(Error::Failed)?;

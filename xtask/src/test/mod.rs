@@ -37,6 +37,7 @@
 
 pub(crate) mod abuse;
 pub(crate) mod cmdline;
+pub(crate) mod nested_net;
 pub(crate) mod net;
 
 use std::time::{Duration, Instant};
@@ -234,6 +235,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     if opts.accel == qemu::AccelChoice::NestedKvm {
         // Only the nested boots: the special cases below are TCG runs.
         t.nested_kvm_cases(&board_list, &app_list)?;
+        t.nested_net_cases(&board_list);
         return t.tally.finish();
     }
     let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
@@ -253,6 +255,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             .filter(|b| nested::has_l1(b).is_ok())
             .collect();
         t.nested_kvm_cases(&nested_boards, &app_list)?;
+        t.nested_net_cases(&nested_boards);
     }
     t.tally.finish()
 }
@@ -674,6 +677,7 @@ impl TestRun<'_> {
                     },
                     timeout: app.timeout,
                     stdin: app.stdin.as_ref(),
+                    forward: None,
                 })
                 .collect();
             let outcome = match nested::run(board, &boots, self.opts.verbose) {
@@ -765,6 +769,32 @@ impl TestRun<'_> {
                 false,
             );
             self.tally.record(case, start, result);
+        }
+    }
+
+    /// Step 4b: the appliance's network case under nested KVM ([`nested_net`]), on the
+    /// boards of `boards` that have one.
+    fn nested_net_cases(&mut self, boards: &[&'static Board]) {
+        for &(board_name, machine) in nested_net::CASES {
+            let Some(&board) = boards.iter().find(|b| b.name == board_name) else {
+                continue;
+            };
+            let case = nested_net::case_name(board_name, machine);
+            if !(self.appliance_wanted(Some(machine)) && self.wanted(&case)) {
+                continue;
+            }
+            let start = Instant::now();
+            let result = nested_net::run(self.ws, self.all_apps, board, machine, self.opts);
+            if let Ok(figures) = &result {
+                println!("  nested net: {figures}");
+            }
+            match result {
+                Err(why) if why.starts_with("not run: ") => {
+                    self.tally
+                        .not_run(&case, why.trim_start_matches("not run: "));
+                }
+                other => self.tally.record(&case, start, other.map(drop)),
+            }
         }
     }
 

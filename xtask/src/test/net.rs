@@ -219,9 +219,18 @@ pub(crate) fn http(guest: Ipv4Addr, port: u16, request: &str) -> Result<(u16, St
 }
 
 pub(crate) fn get(guest: Ipv4Addr, path: &str) -> Result<(u16, String), String> {
+    get_at(guest, HTTP_PORT, path)
+}
+
+/// The appliance's status page and its echo service (TCP and UDP), on the guest.
+pub(crate) const HTTP_PORT: u16 = 8080;
+pub(crate) const ECHO_PORT: u16 = 7;
+
+/// `GET path` from `guest`'s `port` (the appliance's 8080, or where it is forwarded to).
+pub(crate) fn get_at(guest: Ipv4Addr, port: u16, path: &str) -> Result<(u16, String), String> {
     http(
         guest,
-        8080,
+        port,
         &format!("GET {path} HTTP/1.1\r\nHost: rhea\r\nConnection: close\r\n\r\n"),
     )
 }
@@ -493,7 +502,11 @@ fn fnv(hash: &mut u64, bytes: &[u8]) {
 
 /// Streams `total` pseudo-random bytes through the echo service; checks every byte.
 pub(crate) fn tcp_echo(guest: Ipv4Addr, total: usize) -> Result<(f64, u64), String> {
-    let addr = SocketAddrV4::new(guest, 7);
+    tcp_echo_at(SocketAddrV4::new(guest, ECHO_PORT), total)
+}
+
+/// [`tcp_echo`] through the echo service at `addr` (the guest's, or where it is forwarded to).
+pub(crate) fn tcp_echo_at(addr: SocketAddrV4, total: usize) -> Result<(f64, u64), String> {
     let s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
         .map_err(|e| format!("tcp echo connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
@@ -583,10 +596,23 @@ pub(crate) fn close_with_reset(s: TcpStream) -> Result<(), String> {
 
 /// `n` UDP echoes, one at a time; returns (echoes, retries).
 pub(crate) fn udp_echoes(guest: Ipv4Addr, n: u32) -> Result<(u32, u32), String> {
+    udp_echoes_at(
+        SocketAddrV4::new(guest, ECHO_PORT),
+        n,
+        Duration::from_millis(300),
+    )
+}
+
+/// [`udp_echoes`] through the echo service at `addr`, waiting `wait` for each answer before
+/// sending again.
+pub(crate) fn udp_echoes_at(
+    addr: SocketAddrV4,
+    n: u32,
+    wait: Duration,
+) -> Result<(u32, u32), String> {
     let s = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    s.connect(SocketAddrV4::new(guest, 7))
-        .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_millis(300))).ok();
+    s.connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(wait)).ok();
     let mut retries = 0;
     let mut buf = [0u8; 2048];
     for i in 0..n {
