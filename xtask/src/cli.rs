@@ -50,6 +50,8 @@ pub(crate) struct Options {
     pub(crate) machine: Option<String>,
     pub(crate) filter: Option<String>,
     pub(crate) no_host: bool,
+    /// `--repeat`: boots of each case (`test`), for pass counts.
+    pub(crate) repeat: u32,
     pub(crate) verbose: bool,
     /// `--loops`: iterations of the scheduler measurements (`bench sched`, `bench linux-sched`).
     pub(crate) loops: Option<u32>,
@@ -75,6 +77,7 @@ impl Default for Options {
             machine: None,
             filter: None,
             no_host: false,
+            repeat: 1,
             verbose: false,
             loops: None,
             periods: None,
@@ -460,6 +463,16 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         commands: &["test"],
         apply: |o, v| {
             o.filter = Some(v);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--repeat",
+        value: Some("N"),
+        help: "boot each case N times (1-1000) and print each one's pass count (timing margins under load)",
+        commands: &["test"],
+        apply: |o, v| {
+            o.repeat = number_in("--repeat", &v, 1..=1000, "a number")?;
             Ok(())
         },
     },
@@ -921,6 +934,15 @@ mod tests {
         // A value may itself contain `=`; only the first one splits.
         let (_, opts) = parse_strs(&["test", "--filter=a=b"]).unwrap();
         assert_eq!(opts.filter.as_deref(), Some("a=b"));
+        assert_eq!(parse_strs(&["test"]).unwrap().1.repeat, 1);
+        assert_eq!(
+            parse_strs(&["test", "--repeat", "20"]).unwrap().1.repeat,
+            20
+        );
+        for bad in ["0", "1001", "x"] {
+            is_usage(parse_strs(&["test", "--repeat", bad]));
+        }
+        is_usage(parse_strs(&["run", "--repeat", "2"]));
     }
 
     #[test]

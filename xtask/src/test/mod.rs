@@ -140,16 +140,35 @@ struct Tally {
     /// Cases the host lacks the means for (e.g. the nested-KVM L1's QEMU or packages):
     /// neither passed nor failed, but the run is not a success.
     not_run: usize,
+    /// Per case name, (passed, booted): what `--repeat` reports.
+    counts: std::collections::BTreeMap<String, (u32, u32)>,
 }
 
 impl Tally {
     fn pass(&mut self, name: &str, took: Duration) {
         self.passed += 1;
+        self.count(name, true);
         println!("PASS {name} ({:.2} s)", took.as_secs_f64());
+    }
+
+    fn count(&mut self, name: &str, passed: bool) {
+        let c = self.counts.entry(name.to_string()).or_default();
+        c.0 += u32::from(passed);
+        c.1 += 1;
+    }
+
+    /// The pass counts of the cases booted more than once (`--repeat`), one a line.
+    fn repeat_report(&self) -> Vec<String> {
+        self.counts
+            .iter()
+            .filter(|(_, c)| c.1 > 1)
+            .map(|(name, &(p, n))| format!("{p}/{n} passed: {name}"))
+            .collect()
     }
 
     fn fail(&mut self, name: &str, took: Option<Duration>, reason: &str) {
         self.failed += 1;
+        self.count(name, false);
         match took {
             Some(t) => println!("FAIL {name} ({:.2} s): {reason}", t.as_secs_f64()),
             None => println!("FAIL {name}: {reason}"),
@@ -172,6 +191,13 @@ impl Tally {
     /// The summary line (`, N not run` only when some could not run); an error (already
     /// reported) if anything failed, could not run, or nothing ran.
     fn finish(self) -> Result<()> {
+        let repeats = self.repeat_report();
+        if !repeats.is_empty() {
+            println!("pass counts (--repeat):");
+            for line in repeats {
+                println!("  {line}");
+            }
+        }
         if self.passed + self.failed + self.not_run == 0 {
             eprintln!("warning: no test case ran (check --filter/--board/--app/--machine)");
             println!("0 passed, 0 failed");
@@ -194,6 +220,7 @@ impl Tally {
 }
 
 /// One boot of an app on a board: a machine, accelerator and CPU count (or simulation seed).
+#[derive(Clone)]
 struct Case {
     machine: &'static str,
     accel: Accel,
@@ -464,7 +491,9 @@ impl TestRun<'_> {
             };
             let base_cmdline = boot_cmdline(&app.cmdline, self.opts.append());
             for case in &cases {
-                self.boot_case(board, app, qemu, &image, &base_cmdline, case);
+                for _ in 0..self.opts.repeat {
+                    self.boot_case(board, app, qemu, &image, &base_cmdline, case);
+                }
             }
         }
         Ok(())
@@ -654,7 +683,17 @@ impl TestRun<'_> {
                 let base_cmdline = boot_cmdline(&app.cmdline, self.opts.append());
                 for case in cases {
                     match case_cmdline(board, &case, &base_cmdline, self.opts) {
-                        Ok(cmdline) => planned.push((case, app, image.boot.clone(), cmdline)),
+                        Ok(cmdline) => {
+                            for _ in 1..self.opts.repeat {
+                                planned.push((
+                                    case.clone(),
+                                    app,
+                                    image.boot.clone(),
+                                    cmdline.clone(),
+                                ));
+                            }
+                            planned.push((case, app, image.boot.clone(), cmdline));
+                        }
                         Err(why) => self.tally.fail(&case.name, None, &why),
                     }
                 }
@@ -1444,6 +1483,17 @@ fn has_chrt() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_cases_report_their_pass_counts() {
+        let mut t = Tally::default();
+        t.pass("a", Duration::ZERO);
+        t.fail("a", None, "late");
+        t.pass("a", Duration::ZERO);
+        t.pass("b", Duration::ZERO);
+        assert_eq!(t.repeat_report(), ["2/3 passed: a"]);
+        assert_eq!((t.passed, t.failed), (3, 1));
+    }
 
     #[test]
     fn the_steal_report_is_required_exactly_where_steal_is_kept() {
