@@ -66,7 +66,7 @@
 //! in 4 of 13 `smp-stress` boots (smp2 and smp4, microvm and q35) the whole L1 stopped (its
 //! own `timeout` of the L2 never fired, its console copier stopped), each time in the same
 //! phase: after "cross-CPU calls ran where aimed", while a thread is moved between CPUs
-//! thousands of times; 1 in 30 after the TLB shootdowns of a preempted vCPU were left to KVM
+//! thousands of times; 1 in 18 after the TLB shootdowns of a preempted vCPU were left to KVM
 //! (`KVM_FEATURE_PV_TLB_FLUSH`) — so not (only) a shootdown waiting for a vCPU the L1 does not
 //! run. The watchdog (kill the L1 when an L2 outlives its timeout, boot a fresh L1 for the
 //! rest, the stalled boot again once) keeps it from failing the suite.
