@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod bus;
+pub mod fbcon;
 pub mod net;
 pub mod pci;
 pub mod pl011;
