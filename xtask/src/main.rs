@@ -19,6 +19,7 @@ mod guest;
 mod lint;
 mod nested;
 mod qemu;
+mod screendump;
 mod test;
 mod xen;
 
