@@ -471,6 +471,12 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
             _ => alloc::string::String::from("ip from DHCP"),
         }
     );
+    if !dev.link_up() {
+        rhea::println!(
+            "rhea-net: {}: link down; frames to send are dropped (and counted) until it comes up",
+            dev.name()
+        );
+    }
     rhea::println!(
         "rhea-net: socket budget {} KiB ({} KiB of heap free, frame pool {} KiB)",
         budget / 1024,
