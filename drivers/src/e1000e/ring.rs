@@ -178,6 +178,10 @@ pub struct Nic<R: Mmio32, D: Dma> {
     /// TDT as last written.
     tx_tail_written: usize,
     tx_busy_in_a_row: u32,
+    /// Causes read from ICR and not yet cleared.
+    unacked: u32,
+    /// Whether IMS holds the driver's causes.
+    armed: bool,
     link: bool,
     stats: NetDeviceStats,
     counters: Counters,
@@ -262,6 +266,8 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
             tx_clean: 0,
             tx_tail_written: 0,
             tx_busy_in_a_row: 0,
+            unacked: 0,
+            armed: false,
             link,
             stats: NetDeviceStats {
                 kicks: 1,
@@ -430,20 +436,23 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
         }
     }
 
-    /// The driver thread was woken: masks the device's interrupts, reads and clears the causes
-    /// (ICR is not clear-on-read under MSI-X, so it is written back), notes link changes and
-    /// missed frames, and reclaims finished transmissions. Returns the causes.
+    /// The driver thread was woken: reads the causes, notes link changes and missed frames,
+    /// and reclaims finished transmissions. Returns the causes.
+    ///
+    /// The causes stay set in ICR until [`rearm`](Self::rearm) clears them: the device
+    /// signals a cause when it becomes set (§7.4: MSI-X messages and the INTx level follow
+    /// `ICR & IMS` rising), so a set cause is the mask while the thread works, and the
+    /// register accesses of a round are one read here and one write there — each access is
+    /// a VM exit, and under a flood the thread goes round tens of thousands of times a second.
+    /// (Without MSI-X the read itself clears ICR, §10.2.4.1; the write is then harmless.)
     pub fn handle_interrupt(&mut self) -> u32 {
         self.stats.interrupts += 1;
-        self.regs.write32(reg::IMC, !0);
         let causes = self.regs.read32(reg::ICR);
-        if causes != 0 {
-            self.regs.write32(reg::ICR, causes);
-        }
-        if causes & (icr::LSC | icr::OTHER) != 0 {
+        self.unacked |= causes;
+        if causes & icr::LSC != 0 {
             self.read_link();
         }
-        if causes & (icr::RXO | icr::OTHER) != 0 {
+        if causes & icr::RXO != 0 {
             let missed = u64::from(self.regs.read32(reg::MPC));
             self.counters.rx_missed += missed;
             self.stats.rx_dropped += missed;
@@ -452,10 +461,19 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
         causes
     }
 
-    /// Unmasks the device's interrupts; whether work arrived meanwhile (a received frame, a
-    /// finished transmission), so the caller goes round again instead of waiting.
+    /// Clears the causes [`handle_interrupt`](Self::handle_interrupt) saw (so each new event
+    /// is signalled again) and, the first time, enables the causes the driver uses; whether
+    /// work arrived meanwhile (a received frame, a finished transmission), so the caller goes
+    /// round again instead of waiting.
     pub fn rearm(&mut self) -> bool {
-        self.regs.write32(reg::IMS, icr::USED);
+        if self.unacked != 0 {
+            self.regs.write32(reg::ICR, self.unacked);
+            self.unacked = 0;
+        }
+        if !self.armed {
+            self.regs.write32(reg::IMS, icr::USED);
+            self.armed = true;
+        }
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         self.pending()
     }
@@ -477,6 +495,7 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
     /// longer touches the memory: before the memory is given back.
     pub fn stop(&mut self) {
         self.regs.write32(reg::IMC, !0);
+        self.armed = false;
         self.regs.write32(reg::RCTL, 0);
         self.regs.write32(reg::TCTL, 0);
         let c = self.regs.read32(reg::CTRL);
