@@ -10,9 +10,12 @@
 //! contract of network devices; [`pci`], PCI enumeration, BARs, capabilities, MSI-X and INTx
 //! over a configuration-access trait; [`virtio`], virtio-net over PCI and virtio-mmio through
 //! the `virtio-drivers` crate; [`xen`], Xen's paravirtual drivers (xenstore, xenbus, grant
-//! table, shared rings, netfront) over a board-provided [`xen::XenHost`].
+//! table, shared rings, netfront) over a board-provided [`xen::XenHost`]; [`e1000e`], the
+//! Intel 82574L Ethernet controller (QEMU's `e1000e`); [`fbcon`], a text console on a linear
+//! 32-bpp framebuffer (GOP), with its own 8x16 font.
 //!
-//! Unsafe code: denied everywhere except in [`virtio::hw`], which must touch memory the
+//! Unsafe code: denied everywhere except in [`e1000e::dma`] (the e1000e's descriptor rings and
+//! buffers, shared with the device), [`virtio::hw`], which must touch memory the
 //! compiler cannot check (DMA buffers shared with devices, volatile register windows, the
 //! `virtio-drivers` transports' and queues' unsafe constructors and calls), and
 //! [`xen::shared`], memory shared with other Xen domains (raw pointers, atomics on them, one
@@ -23,6 +26,7 @@
 extern crate alloc;
 
 pub mod bus;
+pub mod e1000e;
 pub mod fbcon;
 pub mod net;
 pub mod pci;

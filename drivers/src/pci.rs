@@ -625,6 +625,64 @@ pub fn intx(access: &dyn ConfigAccess, at: Address) -> Option<Intx> {
         .then_some(Intx { pin, line: v as u8 })
 }
 
+/// Enables MSI-X with one fresh vector in table entry 0 (the table mapped from its BAR in
+/// `bars`), INTx disabled; `Ok(None)` when the platform has no vector to give. A table outside
+/// its BAR is an error. Shared by the PCI NIC drivers.
+pub fn setup_msix(
+    access: &dyn ConfigAccess,
+    at: Address,
+    msix: &MsixCapability,
+    bars: &[Option<Bar>; 6],
+    ctx: &dyn BindContext,
+) -> Result<Option<u8>, String> {
+    let Some(Bar::Memory { address, size, .. }) = bars[usize::from(msix.table_bar)] else {
+        return Err(format!(
+            "MSI-X table BAR{} is not a memory BAR",
+            msix.table_bar
+        ));
+    };
+    let end = u64::from(msix.table_offset) + u64::from(msix.table_len());
+    if address == 0 || end > size {
+        return Err(format!(
+            "MSI-X table ({} entries at {:#x}) does not fit BAR{} ({size:#x} bytes at {address:#x})",
+            msix.table_size, msix.table_offset, msix.table_bar
+        ));
+    }
+    let Some(msi) = ctx.alloc_msi() else {
+        return Ok(None);
+    };
+    let table = crate::virtio::hw::MmioWindow::map(
+        ctx,
+        address + u64::from(msix.table_offset),
+        u64::from(msix.table_len()),
+    )?;
+    msix.set(access, at, true, true);
+    program_msix_entry(&table, 0, msi);
+    msix.set(access, at, true, false);
+    write_command(access, at, read_command(access, at) | command::INTX_DISABLE);
+    Ok(Some(msi.vector))
+}
+
+/// The GSI of the function's INTx: the interrupt-line register firmware wrote, which must be a
+/// sane ISA IRQ (1, 3..=15), translated by the board's `isa_to_gsi`. `Err` says why there is
+/// none (no pin, a line firmware did not route).
+pub fn intx_gsi(
+    access: &dyn ConfigAccess,
+    at: Address,
+    isa_to_gsi: fn(u8) -> Option<u32>,
+) -> Result<u32, String> {
+    let Some(i) = intx(access, at) else {
+        return Err("no MSI-X and no INTx pin".into());
+    };
+    match i.line {
+        1 | 3..=15 => isa_to_gsi(i.line).ok_or_else(|| format!("INTx line {} has no GSI", i.line)),
+        other => Err(format!(
+            "no MSI-X, and INTx pin {} has no usable line ({other:#04x}; firmware did not route it)",
+            i.pin
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::boards::Board;
-use crate::{Context, Result, describe, fail};
+use crate::{Context, Result, describe, fail, usage};
 
 /// The oldest QEMU major version supported.
 pub(crate) const MIN_MAJOR: u32 = 9;
@@ -586,6 +586,33 @@ pub(crate) fn nic(
         netdev,
         device: device.to_string(),
     })
+}
+
+/// Which NIC model a machine's network device is: the board's virtio-net ([`nic`]), or the
+/// Intel 82574L (QEMU's `e1000e`, PCI 8086:10d3) that Rhea also drives on q35.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NicModel {
+    /// The board's virtio-net device.
+    Virtio,
+    /// `-device e1000e` (qemu-x86_64 q35 only: a PCI card).
+    E1000e,
+}
+
+impl NicModel {
+    /// `nic` (the board's, on `board`/`machine`) as this model: the same netdev, this
+    /// model's device. e1000e on anything but qemu-x86_64 q35 is refused.
+    pub(crate) fn apply(self, nic: Nic, board: &str, machine: &str) -> Result<Nic> {
+        match (self, board, machine) {
+            (NicModel::Virtio, _, _) => Ok(nic),
+            (NicModel::E1000e, "qemu-x86_64", "q35") => Ok(Nic {
+                device: "e1000e,netdev=n0".to_string(),
+                ..nic
+            }),
+            (NicModel::E1000e, _, _) => usage(format!(
+                "the e1000e NIC is a PCI card: qemu-x86_64 on q35 only, not {board} {machine}"
+            )),
+        }
+    }
 }
 
 /// The machine of `spec` (an app with a NIC, [`machine`]) with that NIC on the host's tap
@@ -1914,6 +1941,31 @@ mod tests {
             "/img/hello.elf on board qemu-x86_64 machine q35 has no user-networking NIC to put \
              on tap t"
         );
+    }
+
+    #[test]
+    fn an_e1000e_nic_on_q35_only() {
+        let mut appliance = spec("q35", Accel::Tcg, 1, Serial::Captured);
+        appliance.kernel = Path::new("/img/appliance.elf");
+        let (_, virtio) = machine_on_tap(&appliance, None, "rhea-net8").unwrap();
+        let e = NicModel::E1000e
+            .apply(virtio.clone(), "qemu-x86_64", "q35")
+            .unwrap();
+        assert_eq!(
+            e.args().join(" "),
+            "-netdev tap,id=n0,ifname=rhea-net8,script=no,downscript=no -device e1000e,netdev=n0"
+        );
+        assert_eq!(
+            NicModel::Virtio
+                .apply(virtio.clone(), "qemu-x86_64", "q35")
+                .unwrap(),
+            virtio
+        );
+        let err = NicModel::E1000e
+            .apply(virtio, "qemu-x86_64", "microvm")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("q35 only"), "{err}");
     }
 
     #[test]

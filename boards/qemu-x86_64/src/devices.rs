@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use rhea_board_common_x86::ConsoleWriter;
 use rhea_drivers::bus::{Bus, Driver};
+use rhea_drivers::e1000e::E1000ePci;
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
 use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
@@ -54,8 +55,9 @@ pub(crate) fn buses() -> Vec<Box<dyn Bus>> {
     buses
 }
 
-/// The virtio-net drivers for both buses (linked only when the runtime asks: its `net`
-/// feature). `rhea.pci.msix=off` makes virtio-net-pci use INTx even where MSI-X is offered.
+/// The NIC drivers: virtio-net for both buses and the Intel 82574L (`e1000e`) on PCI (linked
+/// only when the runtime asks: its `net` feature). `rhea.pci.msix=off` makes the PCI ones use
+/// INTx even where MSI-X is offered.
 pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
     static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
     let cmdline = CMDLINE.get().copied().unwrap_or("");
@@ -68,7 +70,13 @@ pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
         allow_msix,
         intx_gsi,
     )));
-    alloc::vec![pci as &dyn Driver, &VIRTIO_NET_MMIO]
+    let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(
+        config(),
+        &BAR_SPACE,
+        allow_msix,
+        intx_gsi,
+    )));
+    alloc::vec![pci as &dyn Driver, e1000e, &VIRTIO_NET_MMIO]
 }
 
 /// QEMU microvm's virtio-mmio transports, for when the command line names none (QEMU 10 with

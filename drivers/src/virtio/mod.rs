@@ -266,56 +266,7 @@ impl VirtioNetPci {
     }
 
     fn intx(&self, at: Address) -> Result<u32, String> {
-        let Some(i) = pci::intx(&*self.access, at) else {
-            return Err("no MSI-X and no INTx pin".to_string());
-        };
-        match i.line {
-            1 | 3..=15 => {
-                (self.intx_gsi)(i.line).ok_or_else(|| format!("INTx line {} has no GSI", i.line))
-            }
-            other => Err(format!(
-                "no MSI-X, and INTx pin {} has no usable line ({other:#04x}; firmware did not route it)",
-                i.pin
-            )),
-        }
-    }
-
-    /// Programs MSI-X entry 0 with a fresh vector and enables it; `None` if there is no MSI-X
-    /// or no vector.
-    fn setup_msix(
-        &self,
-        at: Address,
-        msix: &MsixCapability,
-        bars: &[Option<Bar>; 6],
-        ctx: &dyn BindContext,
-    ) -> Result<Option<u8>, String> {
-        let Some(Bar::Memory { address, size, .. }) = bars[usize::from(msix.table_bar)] else {
-            return Err(format!(
-                "MSI-X table BAR{} is not a memory BAR",
-                msix.table_bar
-            ));
-        };
-        let end = u64::from(msix.table_offset) + u64::from(msix.table_len());
-        if address == 0 || end > size {
-            return Err(format!(
-                "MSI-X table ({} entries at {:#x}) does not fit BAR{} ({size:#x} bytes at {address:#x})",
-                msix.table_size, msix.table_offset, msix.table_bar
-            ));
-        }
-        let Some(msi) = ctx.alloc_msi() else {
-            return Ok(None);
-        };
-        let table = MmioWindow::map(
-            ctx,
-            address + u64::from(msix.table_offset),
-            u64::from(msix.table_len()),
-        )?;
-        let acc = &*self.access;
-        msix.set(acc, at, true, true);
-        pci::program_msix_entry(&table, 0, msi);
-        msix.set(acc, at, true, false);
-        pci::write_command(acc, at, pci::read_command(acc, at) | command::INTX_DISABLE);
-        Ok(Some(msi.vector))
+        pci::intx_gsi(&*self.access, at, self.intx_gsi)
     }
 
     /// The common-configuration window (virtio vendor capability type 1).
@@ -384,7 +335,7 @@ impl Driver for VirtioNetPci {
             _ => None,
         };
         let mut vector = match &msix {
-            Some(m) => self.setup_msix(at, m, &bars, ctx)?,
+            Some(m) => pci::setup_msix(acc, at, m, &bars, ctx)?,
             None => None,
         };
         let common = match vector {

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::apps::{self, App, Expect};
 use crate::boards::Runner;
 use crate::boards::{self, Board};
-use crate::qemu::{self, Accel, Qemu, Verdict};
+use crate::qemu::{self, Accel, NicModel, Qemu, Verdict};
 use crate::xen::dom0::{self, Dom0Outcome, Dom0Spec};
 use crate::{Error, Options, Result, Workspace, describe, fuzz, image, nested, setup};
 
@@ -789,22 +789,21 @@ impl TestRun<'_> {
 
     /// Step 3b: the appliance's network tests (net_test.rs), [`NET_CASES`].
     fn appliance_net_cases(&mut self, board_names: &[&str]) {
-        for (n, (board_name, machine, case, mem)) in NET_CASES.iter().enumerate() {
-            let wanted = board_names.contains(board_name)
+        for &(board_name, machine, case, mem, wire, nic) in &NET_CASES {
+            let wanted = board_names.contains(&board_name)
                 && self.appliance_wanted(Some(machine))
                 && self.wanted(case);
             if !wanted {
                 continue;
             }
             let start = Instant::now();
-            // Wires 1-5 (the abuse cases take 6 and 7).
             let result = appliance_net(
                 self.ws,
                 self.all_apps,
                 board_name,
                 machine,
                 mem,
-                n as u8 + 1,
+                (wire, nic),
                 false,
             );
             self.tally.record(case, start, result);
@@ -847,8 +846,15 @@ impl TestRun<'_> {
                 continue;
             }
             let start = Instant::now();
-            let result =
-                appliance_net(self.ws, self.all_apps, board_name, machine, mem, wire, true);
+            let result = appliance_net(
+                self.ws,
+                self.all_apps,
+                board_name,
+                machine,
+                mem,
+                (wire, NicModel::Virtio),
+                true,
+            );
             self.tally.record(case, start, result);
         }
     }
@@ -874,41 +880,61 @@ impl TestRun<'_> {
     }
 }
 
-/// The appliance's network tests (board, machine, case name, memory), where the board has a
-/// network device: on LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and MMIO on the
-/// same kind of tap) and QEMU virt on Arm (virtio-net over MMIO from the devicetree).
+/// The appliance's network tests (board, machine, case name, memory, wire, NIC), where the
+/// board has a network device: on LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and
+/// MMIO on the same kind of tap) and QEMU virt on Arm (virtio-net over MMIO from the
+/// devicetree); q35 once more with the Intel 82574L (`e1000e`) instead of virtio-net.
 /// q35 also in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the
 /// whole exercise there shows that figure is a working appliance, not just a boot.
-const NET_CASES: [(&str, &str, &str, &str); 5] = [
+/// Wires 1-5 and 8 (the abuse cases take 6 and 7).
+const NET_CASES: [(&str, &str, &str, &str, u8, NicModel); 6] = [
     (
         "linuxu",
         "realtime",
         "linuxu/realtime/native appliance net",
         "128M",
+        1,
+        NicModel::Virtio,
     ),
     (
         "qemu-x86_64",
         "q35",
         "qemu-x86_64/q35/tcg appliance net",
         "128M",
+        2,
+        NicModel::Virtio,
     ),
     (
         "qemu-x86_64",
         "q35",
         "qemu-x86_64/q35/tcg appliance net -m 4M",
         "4M",
+        3,
+        NicModel::Virtio,
     ),
     (
         "qemu-x86_64",
         "microvm",
         "qemu-x86_64/microvm/tcg appliance net",
         "128M",
+        4,
+        NicModel::Virtio,
     ),
     (
         "qemu-aarch64",
         "virt-gicv3",
         "qemu-aarch64/virt-gicv3/tcg appliance net",
         "128M",
+        5,
+        NicModel::Virtio,
+    ),
+    (
+        "qemu-x86_64",
+        "q35",
+        "qemu-x86_64/q35/tcg appliance net e1000e",
+        "128M",
+        8,
+        NicModel::E1000e,
     ),
 ];
 
@@ -1269,14 +1295,14 @@ fn netfront_failure(problems: &[String], out: &Dom0Outcome) -> String {
 /// The appliance on a tap of its own, exercised from the host (`net::exercise`, or with
 /// `abuse` the attacks of `abuse::run`), then told to quit; its console must report success
 /// and a clean scheduler checker. LinuxU opens the tap itself; QEMU gets it as the netdev of
-/// the appliance's virtio-net NIC (`-smp 2`).
+/// the appliance's NIC (`-smp 2`): virtio-net, or the model `nic` names.
 fn appliance_net(
     ws: &Workspace,
     all_apps: &[App],
     board_name: &str,
     machine: &str,
     mem: &str,
-    wire_number: u8,
+    (wire_number, nic): (u8, NicModel),
     abuse: bool,
 ) -> std::result::Result<(), String> {
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
@@ -1285,7 +1311,7 @@ fn appliance_net(
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
     let wire = net::Wire::new(wire_number);
     wire.create()?;
-    let result = serve_on_wire(board, machine, mem, &image, &wire, abuse);
+    let result = serve_on_wire(board, machine, mem, &image, (&wire, nic), abuse);
     wire.destroy();
     result
 }
@@ -1297,7 +1323,7 @@ fn serve_on_wire(
     machine: &str,
     mem: &str,
     image: &image::Image,
-    wire: &net::Wire,
+    (wire, nic): (&net::Wire, NicModel),
     abuse: bool,
 ) -> std::result::Result<(), String> {
     use crate::test::net::{self, Guest};
@@ -1306,7 +1332,7 @@ fn serve_on_wire(
     let (cmd, _unthrottled) = match board.runner {
         Runner::Process => appliance_process(image, wire, &args, abuse),
         Runner::Qemu => (
-            appliance_qemu(board, machine, mem, image, wire, &args)?,
+            appliance_qemu(board, machine, mem, image, (wire, nic), &args)?,
             None,
         ),
     };
@@ -1387,13 +1413,13 @@ fn appliance_process(
 }
 
 /// The QEMU appliance's command (`-smp 2`, TCG), its user-networking NIC moved onto `wire`'s
-/// tap.
+/// tap as the model `nic`.
 fn appliance_qemu(
     board: &Board,
     machine: &str,
     mem: &str,
     image: &image::Image,
-    wire: &net::Wire,
+    (wire, nic): (&net::Wire, NicModel),
     args: &[String],
 ) -> std::result::Result<std::process::Command, String> {
     let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
@@ -1408,8 +1434,12 @@ fn appliance_qemu(
         serial: qemu::Serial::Captured,
         append: &cmdline,
     };
-    let (mut machine, _) =
+    let (mut machine, on_tap) =
         qemu::machine_on_tap(&spec, qemu.qboot.as_deref(), &wire.tap).map_err(|e| e.to_string())?;
+    machine.nics = vec![
+        nic.apply(on_tap, board.name, spec.machine)
+            .map_err(|e| e.to_string())?,
+    ];
     machine.binary = qemu.binary;
     Ok(machine.command())
 }
