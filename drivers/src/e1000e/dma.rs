@@ -49,7 +49,9 @@ impl DmaRegion {
     fn at(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
         assert!(
             offset.is_multiple_of(align)
-                && offset.checked_add(len).is_some_and(|e| e <= self.layout.size()),
+                && offset
+                    .checked_add(len)
+                    .is_some_and(|e| e <= self.layout.size()),
             "DMA access {offset:#x}+{len:#x} outside the {:#x}-byte region",
             self.layout.size()
         );

@@ -177,8 +177,8 @@ impl Driver for E1000ePci {
                 regs::reg::WINDOW
             ));
         }
-        let regs = MmioWindow::map(ctx, address, regs::reg::WINDOW)
-            .map_err(|e| format!("BAR0: {e}"))?;
+        let regs =
+            MmioWindow::map(ctx, address, regs::reg::WINDOW).map_err(|e| format!("BAR0: {e}"))?;
         let cmd = pci::read_command(acc, at);
         pci::write_command(
             acc,

@@ -311,7 +311,11 @@ mod tests {
         assert!(w.is_done());
         assert_eq!(
             tx_fields(tx_control(60)),
-            (60, tx_desc::CMD_EOP | tx_desc::CMD_IFCS | tx_desc::CMD_RS, 0)
+            (
+                60,
+                tx_desc::CMD_EOP | tx_desc::CMD_IFCS | tx_desc::CMD_RS,
+                0
+            )
         );
         assert_eq!(ivar_all_to(0), 0x8008_0808);
     }

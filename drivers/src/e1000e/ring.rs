@@ -212,7 +212,10 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
         // Receive: legacy descriptors, each with its buffer; RDT one short of the head.
         for i in 0..RX_DESCS {
             let d = layout::RX_RING + i * DESC_LEN;
-            dma.write_u64(d + rx_desc::ADDR, base + (layout::RX_BUFS + i * BUF_LEN) as u64);
+            dma.write_u64(
+                d + rx_desc::ADDR,
+                base + (layout::RX_BUFS + i * BUF_LEN) as u64,
+            );
             dma.write_u64(d + rx_desc::WRITEBACK, 0);
         }
         let rfctl = regs.read32(reg::RFCTL);
@@ -228,7 +231,10 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
         // Transmit: empty ring.
         for i in 0..TX_DESCS {
             let d = layout::TX_RING + i * DESC_LEN;
-            dma.write_u64(d + tx_desc::ADDR, base + (layout::TX_BUFS + i * BUF_LEN) as u64);
+            dma.write_u64(
+                d + tx_desc::ADDR,
+                base + (layout::TX_BUFS + i * BUF_LEN) as u64,
+            );
             dma.write_u64(d + tx_desc::CONTROL, 0);
         }
         let tx_ring = base + layout::TX_RING as u64;
@@ -251,8 +257,14 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
         }
         // The descriptors are in memory before the device may read them.
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-        regs.write32(reg::TCTL, tctl::EN | tctl::PSP | tctl::CT_15 | tctl::COLD_63 | tctl::RTLC);
-        regs.write32(reg::RCTL, rctl::EN | rctl::BAM | rctl::SECRC | rctl::BSIZE_2048);
+        regs.write32(
+            reg::TCTL,
+            tctl::EN | tctl::PSP | tctl::CT_15 | tctl::COLD_63 | tctl::RTLC,
+        );
+        regs.write32(
+            reg::RCTL,
+            rctl::EN | rctl::BAM | rctl::SECRC | rctl::BSIZE_2048,
+        );
         regs.write32(reg::RDT, (RX_DESCS - 1) as u32);
         let link = regs.read32(reg::STATUS) & status::LU != 0;
         Ok(Nic {
@@ -405,8 +417,7 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
             return Err(NetError::Busy);
         }
         let i = self.tx_tail;
-        self.dma
-            .write_bytes(layout::TX_BUFS + i * BUF_LEN, frame);
+        self.dma.write_bytes(layout::TX_BUFS + i * BUF_LEN, frame);
         let d = layout::TX_RING + i * DESC_LEN;
         let buf = self.dma.bus_address() + (layout::TX_BUFS + i * BUF_LEN) as u64;
         self.dma.write_u64(d + tx_desc::ADDR, buf);

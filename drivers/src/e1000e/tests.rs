@@ -82,7 +82,11 @@ impl Mmio32 for ModelRegs {
             reg::IMC => d.regs.lock().unwrap()[reg::IMS / 4] &= !value,
             reg::CTRL => {
                 let stuck = d.reset_stuck.load(Relaxed);
-                let v = if stuck { value } else { value & !regs::ctrl::RST };
+                let v = if stuck {
+                    value
+                } else {
+                    value & !regs::ctrl::RST
+                };
                 d.regs.lock().unwrap()[i] = v;
                 if value & regs::ctrl::RST != 0 && !stuck {
                     let mut r = d.regs.lock().unwrap();
@@ -149,9 +153,8 @@ impl Device {
     /// Sends every descriptor from TDH to TDT, writing DD back unless told not to.
     fn transmit(&self) {
         let m = ModelDma(Arc::clone(&self.mem));
-        let ring = self.offset(
-            u64::from(self.reg(reg::TDBAH)) << 32 | u64::from(self.reg(reg::TDBAL)),
-        );
+        let ring =
+            self.offset(u64::from(self.reg(reg::TDBAH)) << 32 | u64::from(self.reg(reg::TDBAL)));
         let n = self.reg(reg::TDLEN) as usize / regs::DESC_LEN;
         let mut head = self.reg(reg::TDH) as usize;
         let tail = self.reg(reg::TDT) as usize;
@@ -179,9 +182,8 @@ impl Device {
     /// its buffer); false if the ring has no descriptor for the device.
     fn deliver_raw(&self, data: &[u8], len: u16, st: u8, errors: u8) -> bool {
         let m = ModelDma(Arc::clone(&self.mem));
-        let ring = self.offset(
-            u64::from(self.reg(reg::RDBAH)) << 32 | u64::from(self.reg(reg::RDBAL)),
-        );
+        let ring =
+            self.offset(u64::from(self.reg(reg::RDBAH)) << 32 | u64::from(self.reg(reg::RDBAL)));
         let n = self.reg(reg::RDLEN) as usize / regs::DESC_LEN;
         let head = self.reg(reg::RDH) as usize;
         if self.reg(reg::RCTL) & regs::rctl::EN == 0 || head == self.reg(reg::RDT) as usize {
@@ -205,12 +207,7 @@ impl Device {
     }
 
     fn deliver(&self, frame: &[u8]) -> bool {
-        self.deliver_raw(
-            frame,
-            frame.len() as u16,
-            rx_desc::DD | rx_desc::EOP,
-            0,
-        )
+        self.deliver_raw(frame, frame.len() as u16, rx_desc::DD | rx_desc::EOP, 0)
     }
 }
 
@@ -230,7 +227,10 @@ fn start_reads_the_mac_and_programs_the_rings() {
     let nic = started(&dev, IrqMode::Msix).unwrap();
     assert_eq!(nic.mac(), MAC);
     assert!(nic.link());
-    assert_eq!(dev.reg(reg::RDLEN), (ring::RX_DESCS * regs::DESC_LEN) as u32);
+    assert_eq!(
+        dev.reg(reg::RDLEN),
+        (ring::RX_DESCS * regs::DESC_LEN) as u32
+    );
     assert_eq!(dev.reg(reg::RDT), (ring::RX_DESCS - 1) as u32);
     assert_eq!(dev.reg(reg::RDBAL), BASE as u32);
     assert_ne!(dev.reg(reg::RCTL) & regs::rctl::EN, 0);
@@ -342,7 +342,10 @@ fn absurd_lengths_errors_and_fragments_are_dropped_and_counted() {
     );
     assert_eq!(out[..100], good[..]);
     let c = nic.counters();
-    assert_eq!((c.rx_bad_length, c.rx_frame_errors, c.rx_fragmented), (3, 1, 2));
+    assert_eq!(
+        (c.rx_bad_length, c.rx_frame_errors, c.rx_fragmented),
+        (3, 1, 2)
+    );
     assert_eq!(nic.stats().rx_dropped, 6);
     // A frame longer than the caller's buffer is dropped too, and the next one still arrives.
     dev.deliver(&frame(600, 1));

@@ -4,8 +4,11 @@
 //! - A spinner that spins for 50 ms of the kernel clock has run at least 50 ms, and no more
 //!   than the time since it was spawned (the accounting uses the same clock, so both bounds
 //!   are exact; 1 ms is allowed for the clocks of two CPUs).
-//! - A sleeper that only sleeps has run far less than it slept (bound: 20 ms of a 100 ms
-//!   sleep; it runs for microseconds, ~400× below the bound on TCG under load).
+//! - A sleeper that only sleeps has run less than it slept: an accounting that counted the
+//!   100 ms sleep would show at least that. It runs for 0.5-0.9 ms (measured under TCG and
+//!   nested KVM); the bound is the sleep itself, not less, because where the hypervisor does
+//!   not report steal (KVM on Arm) a slice in which the host preempted the vCPU counts whole:
+//!   once in 20 boots on a loaded host a tighter 20 ms bound was exceeded there.
 //! - No thread has more stolen than run time, and a CPU's steal, where reported, never exceeds
 //!   the time it has been up.
 #![no_std]
@@ -20,7 +23,7 @@ rhea::main!(main);
 
 const SPIN: Duration = Duration::from_millis(50);
 const SLEEP: Duration = Duration::from_millis(100);
-const SLEEPER_MAX_RUN: Duration = Duration::from_millis(20);
+const SLEEPER_MAX_RUN: Duration = SLEEP;
 const CLOCK_SLACK_NS: u64 = 1_000_000;
 
 static SPUN: AtomicBool = AtomicBool::new(false);
@@ -81,7 +84,7 @@ fn main() -> Result<(), &'static str> {
         z.stolen_ns / 1000,
         SLEEP.as_millis()
     );
-    if z.run_ns > SLEEPER_MAX_RUN.as_nanos() as u64 {
+    if z.run_ns.saturating_sub(z.stolen_ns) >= SLEEPER_MAX_RUN.as_nanos() as u64 {
         return Err("the sleeper's run time counts its sleep");
     }
     for t in rhea::thread::thread_times() {
