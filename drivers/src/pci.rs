@@ -663,6 +663,55 @@ pub fn setup_msix(
     Ok(Some(msi.vector))
 }
 
+/// What a PCI NIC driver takes from the board besides the device (virtio-net-pci, e1000e):
+/// configuration access, addresses for memory BARs firmware left unassigned, whether MSI-X may
+/// be used (`rhea.pci.msix=off` forces INTx), and the board's ISA IRQ → GSI translation.
+#[derive(Clone)]
+pub struct NicEnv {
+    pub access: alloc::sync::Arc<dyn ConfigAccess>,
+    pub bar_space: &'static BarAllocator,
+    pub allow_msix: bool,
+    pub intx_gsi: fn(u8) -> Option<u32>,
+}
+
+impl core::fmt::Debug for NicEnv {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NicEnv")
+            .field("access", &self.access.name())
+            .field("allow_msix", &self.allow_msix)
+            .finish()
+    }
+}
+
+impl NicEnv {
+    /// Function `at`'s MSI-X capability among `caps`, if it has one and MSI-X is allowed.
+    pub fn msix(&self, at: Address, caps: &[Capability]) -> Result<Option<MsixCapability>, String> {
+        match caps.iter().find(|c| c.id == cap_id::MSIX) {
+            Some(c) if self.allow_msix => {
+                MsixCapability::read(&*self.access, at, c.offset).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Memory decoding and bus mastering (DMA) on; I/O decoding off (neither NIC needs an I/O
+    /// BAR, and one firmware left at 0 must not claim legacy ports); INTx not disabled.
+    pub fn enable_memory_and_dma(&self, at: Address) {
+        let acc = &*self.access;
+        let cmd = read_command(acc, at);
+        write_command(
+            acc,
+            at,
+            (cmd | command::MEMORY | command::BUS_MASTER) & !(command::IO | command::INTX_DISABLE),
+        );
+    }
+
+    /// The GSI of function `at`'s INTx ([`intx_gsi`]).
+    pub fn intx_gsi(&self, at: Address) -> Result<u32, String> {
+        intx_gsi(&*self.access, at, self.intx_gsi)
+    }
+}
+
 /// The GSI of the function's INTx: the interrupt-line register firmware wrote, which must be a
 /// sane ISA IRQ (1, 3..=15), translated by the board's `isa_to_gsi`. `Err` says why there is
 /// none (no pin, a line firmware did not route).

@@ -9,7 +9,7 @@ use core::fmt::Write;
 use rhea_board_common_x86::ConsoleWriter;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::e1000e::E1000ePci;
-use rhea_drivers::pci::{BarAllocator, ConfigAccess, PciBus};
+use rhea_drivers::pci::{BarAllocator, ConfigAccess, NicEnv, PciBus};
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
 use rhea_drivers::virtio::{VirtioNetMmio, VirtioNetPci};
 use rhea_hal::cmdline::{Cmdline, keys};
@@ -64,18 +64,14 @@ pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
     // Boot checked the command line before devices are bound.
     let allow_msix = Cmdline::new(cmdline).choice(&keys::PCI_MSIX) != Ok(Some("off"));
     // Built once at boot and kept for the kernel's lifetime, like a static.
-    let pci: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(
-        config(),
-        &BAR_SPACE,
+    let env = NicEnv {
+        access: config(),
+        bar_space: &BAR_SPACE,
         allow_msix,
         intx_gsi,
-    )));
-    let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(
-        config(),
-        &BAR_SPACE,
-        allow_msix,
-        intx_gsi,
-    )));
+    };
+    let pci: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(env.clone())));
+    let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(env)));
     alloc::vec![pci as &dyn Driver, e1000e, &VIRTIO_NET_MMIO]
 }
 

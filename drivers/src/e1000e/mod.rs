@@ -33,12 +33,11 @@ pub mod ring;
 
 use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, DeviceIrq, Driver};
 use crate::net::{NetDevice, NetDeviceStats, NetError};
-use crate::pci::{self, Bar, BarAllocator, ConfigAccess, Mmio32, MsixCapability, cap_id, command};
+use crate::pci::{self, Bar, Mmio32};
 use crate::virtio::hw::MmioWindow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::sync::Arc;
 use dma::DmaRegion;
 use rhea_hal::{IrqLine, Trigger};
 use ring::{Dma, IrqMode, Nic, Rx};
@@ -109,38 +108,16 @@ impl<R: Mmio32 + Send, D: Dma + Send> NetDevice for E1000e<R, D> {
 }
 
 /// The 82574L over PCI (see the module documentation).
+#[derive(Debug)]
 pub struct E1000ePci {
-    access: Arc<dyn ConfigAccess>,
-    bar_space: &'static BarAllocator,
-    allow_msix: bool,
-    intx_gsi: fn(u8) -> Option<u32>,
-}
-
-impl core::fmt::Debug for E1000ePci {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("E1000ePci")
-            .field("access", &self.access.name())
-            .field("allow_msix", &self.allow_msix)
-            .finish()
-    }
+    env: pci::NicEnv,
 }
 
 impl E1000ePci {
-    /// A driver using `access` for configuration space; `allow_msix` false forces INTx;
-    /// `intx_gsi` turns a sane interrupt-line value into its GSI; `bar_space` gives addresses to
-    /// memory BARs firmware left unassigned (as for virtio-net-pci).
-    pub fn new(
-        access: Arc<dyn ConfigAccess>,
-        bar_space: &'static BarAllocator,
-        allow_msix: bool,
-        intx_gsi: fn(u8) -> Option<u32>,
-    ) -> Self {
-        E1000ePci {
-            access,
-            bar_space,
-            allow_msix,
-            intx_gsi,
-        }
+    /// A driver with the board's PCI environment (`env.bar_space` gives addresses to memory
+    /// BARs firmware left unassigned, as for virtio-net-pci).
+    pub fn new(env: pci::NicEnv) -> Self {
+        E1000ePci { env }
     }
 }
 
@@ -164,10 +141,10 @@ impl Driver for E1000ePci {
         let DeviceId::Pci { address: at, .. } = dev.id else {
             return Err("not a PCI function".to_string());
         };
-        let acc = &*self.access;
+        let acc = &*self.env.access;
         let caps =
             pci::capabilities(acc, at).map_err(|e| format!("malformed capability list: {e}"))?;
-        let bars = pci::assign_memory_bars(acc, at, self.bar_space)?;
+        let bars = pci::assign_memory_bars(acc, at, self.env.bar_space)?;
         let Some(Bar::Memory { address, size, .. }) = bars[0] else {
             return Err("BAR0 is not a memory BAR (the registers)".to_string());
         };
@@ -179,18 +156,10 @@ impl Driver for E1000ePci {
         }
         let regs =
             MmioWindow::map(ctx, address, regs::reg::WINDOW).map_err(|e| format!("BAR0: {e}"))?;
-        let cmd = pci::read_command(acc, at);
-        pci::write_command(
-            acc,
-            at,
-            (cmd | command::MEMORY | command::BUS_MASTER) & !(command::IO | command::INTX_DISABLE),
-        );
+        self.env.enable_memory_and_dma(at);
         ring::reset(&regs)?;
 
-        let msix = match caps.iter().find(|c| c.id == cap_id::MSIX) {
-            Some(c) if self.allow_msix => Some(MsixCapability::read(acc, at, c.offset)?),
-            _ => None,
-        };
+        let msix = self.env.msix(at, &caps)?;
         let vector = match &msix {
             Some(m) => pci::setup_msix(acc, at, m, &bars, ctx)?,
             None => None,
@@ -202,7 +171,7 @@ impl Driver for E1000ePci {
                 format!("MSI-X vector {v:#04x}"),
             ),
             None => {
-                let g = pci::intx_gsi(acc, at, self.intx_gsi)?;
+                let g = self.env.intx_gsi(at)?;
                 (
                     DeviceIrq::Line(IrqLine(g), Trigger::LevelLow),
                     IrqMode::Legacy,

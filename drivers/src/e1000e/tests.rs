@@ -7,6 +7,8 @@ use super::regs::{self, icr, reg, rx_desc, status, tx_desc};
 use super::ring::{self, Dma, IrqMode, Nic, Rx, RxDrop, layout};
 use super::*;
 use crate::net::MAX_FRAME;
+use crate::pci::{BarAllocator, ConfigAccess};
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -505,7 +507,12 @@ fn matches_only_the_82574l() {
         fn write32(&self, _: pci::Address, _: u16, _: u32) {}
     }
     static SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
-    let drv = E1000ePci::new(Arc::new(NoAccess), &SPACE, true, |_| None);
+    let drv = E1000ePci::new(pci::NicEnv {
+        access: Arc::new(NoAccess),
+        bar_space: &SPACE,
+        allow_msix: true,
+        intx_gsi: |_| None,
+    });
     let dev = |vendor, device| DeviceInfo {
         location: "pci 0000:00:02.0".into(),
         id: DeviceId::Pci {

@@ -39,7 +39,7 @@ pub mod tso;
 
 use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, DeviceIrq, Driver};
 use crate::net::{NetDevice, NetDeviceStats, NetError};
-use crate::pci::{self, Address, Bar, BarAllocator, ConfigAccess, MsixCapability, cap_id, command};
+use crate::pci::{self, Address, Bar, cap_id, command};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -230,43 +230,21 @@ mod common_cfg {
 const NO_VECTOR: u16 = 0xffff;
 
 /// virtio-net over PCI (see the module documentation).
+#[derive(Debug)]
 pub struct VirtioNetPci {
-    access: Arc<dyn ConfigAccess>,
-    bar_space: &'static BarAllocator,
-    allow_msix: bool,
-    intx_gsi: fn(u8) -> Option<u32>,
-}
-
-impl core::fmt::Debug for VirtioNetPci {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("VirtioNetPci")
-            .field("access", &self.access.name())
-            .field("allow_msix", &self.allow_msix)
-            .finish()
-    }
+    env: pci::NicEnv,
 }
 
 impl VirtioNetPci {
-    /// A driver using `access` for configuration space; `allow_msix` false forces INTx;
-    /// `intx_gsi` turns a sane interrupt-line value (an ISA IRQ, 1..16 but 2) into the GSI it
-    /// arrives on (the board's interrupt source overrides).
-    /// `bar_space` gives addresses to memory BARs firmware left unassigned.
-    pub fn new(
-        access: Arc<dyn ConfigAccess>,
-        bar_space: &'static BarAllocator,
-        allow_msix: bool,
-        intx_gsi: fn(u8) -> Option<u32>,
-    ) -> Self {
-        VirtioNetPci {
-            access,
-            bar_space,
-            allow_msix,
-            intx_gsi,
-        }
+    /// A driver with the board's PCI environment (`env.intx_gsi` turns a sane interrupt-line
+    /// value, an ISA IRQ 1..16 but 2, into the GSI it arrives on: the board's interrupt source
+    /// overrides).
+    pub fn new(env: pci::NicEnv) -> Self {
+        VirtioNetPci { env }
     }
 
     fn intx(&self, at: Address) -> Result<u32, String> {
-        pci::intx_gsi(&*self.access, at, self.intx_gsi)
+        self.env.intx_gsi(at)
     }
 
     /// The common-configuration window (virtio vendor capability type 1).
@@ -277,7 +255,7 @@ impl VirtioNetPci {
         bars: &[Option<Bar>; 6],
         ctx: &dyn BindContext,
     ) -> Result<MmioWindow, String> {
-        let acc = &*self.access;
+        let acc = &*self.env.access;
         for c in caps.iter().filter(|c| c.id == cap_id::VENDOR) {
             let o = u16::from(c.offset);
             if pci::read8(acc, at, o + 3) != 1 {
@@ -309,31 +287,22 @@ impl Driver for VirtioNetPci {
         let DeviceId::Pci { address: at, .. } = dev.id else {
             return Err("not a PCI function".to_string());
         };
-        let acc = &*self.access;
+        let acc = &*self.env.access;
         let caps =
             pci::capabilities(acc, at).map_err(|e| format!("malformed capability list: {e}"))?;
-        let bars = pci::assign_memory_bars(acc, at, self.bar_space)?;
+        let bars = pci::assign_memory_bars(acc, at, self.env.bar_space)?;
         for (i, bar) in bars.iter().enumerate() {
             if let Some(Bar::Memory { address, size, .. }) = *bar {
                 MmioWindow::map(ctx, address, size).map_err(|e| format!("BAR{i}: {e}"))?;
             }
         }
-        // Memory decoding and DMA on; I/O decoding off (virtio 1.x needs no I/O BAR, and one
-        // firmware left at 0 must not claim the legacy ports).
-        let cmd = pci::read_command(acc, at);
-        pci::write_command(
-            acc,
-            at,
-            (cmd | command::MEMORY | command::BUS_MASTER) & !(command::IO | command::INTX_DISABLE),
-        );
+        // Memory decoding and DMA on; I/O decoding off (virtio 1.x needs no I/O BAR).
+        self.env.enable_memory_and_dma(at);
 
-        let mut transport = hw::pci_transport(Arc::clone(&self.access), at)?;
+        let mut transport = hw::pci_transport(Arc::clone(&self.env.access), at)?;
         check_transport(&mut transport, true)?;
 
-        let msix = match caps.iter().find(|c| c.id == cap_id::MSIX) {
-            Some(c) if self.allow_msix => Some(MsixCapability::read(acc, at, c.offset)?),
-            _ => None,
-        };
+        let msix = self.env.msix(at, &caps)?;
         let mut vector = match &msix {
             Some(m) => pci::setup_msix(acc, at, m, &bars, ctx)?,
             None => None,

@@ -105,8 +105,8 @@ struct L1Kind {
     flavour: &'static str,
     /// The modules it loads, with those they depend on (`guest::modules`).
     modules: &'static [&'static str],
-    /// What is unpacked from the kernel package: the kernel, `modules.builtin` and the
-    /// directories the modules are in (`*` within one path component).
+    /// What is unpacked from the kernel package besides [`COMMON_KERNEL_MEMBERS`]: the
+    /// directories its own modules are in (`*` within one path component).
     kernel_members: &'static [&'static str],
     /// The L1's kernel command line.
     append: &'static str,
@@ -142,6 +142,21 @@ enum L2Status {
     ConsoleLine,
 }
 
+/// What every L1 unpacks from its kernel package besides its own: the kernel, the builtin
+/// list, virtio and 9p over it (the shares), virtio-net (the NIC of a forwarded L2).
+const COMMON_KERNEL_MEMBERS: &[&str] = &[
+    "./boot/vmlinuz-*",
+    "./lib/modules/*/modules.builtin",
+    "./lib/modules/*/kernel/drivers/virtio/*.ko",
+    "./lib/modules/*/kernel/fs/9p/*.ko",
+    "./lib/modules/*/kernel/fs/netfs/*.ko",
+    "./lib/modules/*/kernel/fs/fscache/*.ko",
+    "./lib/modules/*/kernel/net/9p/*.ko",
+    "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
+    "./lib/modules/*/kernel/drivers/net/net_failover.ko",
+    "./lib/modules/*/kernel/net/core/failover.ko",
+];
+
 /// x86_64: Debian's generic kernel (KVM as modules); KVM for AMD SVM (what TCG emulates), the
 /// virtio-pci transport and 9p over it; the host's `/usr`.
 const X86_64_L1: L1Kind = L1Kind {
@@ -149,19 +164,9 @@ const X86_64_L1: L1Kind = L1Kind {
     flavour: "amd64",
     modules: &["kvm_amd", "virtio_pci", "9pnet_virtio", "9p", "virtio_net"],
     kernel_members: &[
-        "./boot/vmlinuz-*",
-        "./lib/modules/*/modules.builtin",
         "./lib/modules/*/kernel/arch/x86/kvm/*.ko",
         "./lib/modules/*/kernel/virt/lib/*.ko",
         "./lib/modules/*/kernel/drivers/crypto/ccp/*.ko",
-        "./lib/modules/*/kernel/drivers/virtio/*.ko",
-        "./lib/modules/*/kernel/fs/9p/*.ko",
-        "./lib/modules/*/kernel/fs/netfs/*.ko",
-        "./lib/modules/*/kernel/fs/fscache/*.ko",
-        "./lib/modules/*/kernel/net/9p/*.ko",
-        "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
-        "./lib/modules/*/kernel/drivers/net/net_failover.ko",
-        "./lib/modules/*/kernel/net/core/failover.ko",
     ],
     append: "console=ttyS0 panic=-1 quiet tsc=reliable",
     usr: L1Usr::Host,
@@ -176,18 +181,8 @@ const ARM64_L1: L1Kind = L1Kind {
     deb_arch: DebArch::Arm64,
     flavour: "arm64",
     modules: &["virtio_mmio", "9pnet_virtio", "9p", "virtio_net"],
-    kernel_members: &[
-        "./boot/vmlinuz-*",
-        "./lib/modules/*/modules.builtin",
-        "./lib/modules/*/kernel/drivers/virtio/*.ko",
-        "./lib/modules/*/kernel/fs/9p/*.ko",
-        "./lib/modules/*/kernel/fs/netfs/*.ko",
-        "./lib/modules/*/kernel/fs/fscache/*.ko",
-        "./lib/modules/*/kernel/net/9p/*.ko",
-        "./lib/modules/*/kernel/drivers/net/virtio_net.ko",
-        "./lib/modules/*/kernel/drivers/net/net_failover.ko",
-        "./lib/modules/*/kernel/net/core/failover.ko",
-    ],
+    // KVM is built in: nothing of its own.
+    kernel_members: &[],
     append: "console=ttyAMA0 panic=-1 quiet",
     usr: L1Usr::Debian {
         qemu: "qemu-system-arm/bookworm-backports",
@@ -831,11 +826,12 @@ fn prepare_l1(kind: &L1Kind, dir: &Path) -> Result<L1> {
     guest::mkdir(&unpacked)?;
     let debs = Debs::open(kind.deb_arch)?;
     let kernel_deb = debs.kernel(kind.flavour)?;
-    let kernel_root = debian::unpack_own(
-        &kernel_deb,
-        &unpacked,
-        Members::MatchingInDir(kind.kernel_members),
-    )?;
+    let members: Vec<&str> = COMMON_KERNEL_MEMBERS
+        .iter()
+        .chain(kind.kernel_members)
+        .copied()
+        .collect();
+    let kernel_root = debian::unpack_own(&kernel_deb, &unpacked, Members::MatchingInDir(&members))?;
     let vmlinuz = only_entry(&kernel_root.join("boot"), "vmlinuz-")?;
     let module_dir = only_entry(&kernel_root.join("lib/modules"), "")?;
     let busybox_root = debian::unpack_own(&debs.package(BUSYBOX_PKG)?, &unpacked, Members::All)?;

@@ -827,11 +827,9 @@ impl TestRun<'_> {
                 println!("  nested net: {figures}");
             }
             match result {
-                Err(why) if why.starts_with("not run: ") => {
-                    self.tally
-                        .not_run(&case, why.trim_start_matches("not run: "));
-                }
-                other => self.tally.record(&case, start, other.map(drop)),
+                Ok(_) => self.tally.record(&case, start, Ok(())),
+                Err(nested_net::Failure::Failed(why)) => self.tally.record(&case, start, Err(why)),
+                Err(nested_net::Failure::NotRun(why)) => self.tally.not_run(&case, &why),
             }
         }
     }

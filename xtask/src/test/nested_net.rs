@@ -44,14 +44,29 @@ const UDP_ECHOES: u32 = 200;
 /// through an L1 under TCG, take tens of ms per round trip (the tap cases wait 300 ms).
 const UDP_WAIT: Duration = Duration::from_secs(2);
 
-/// Runs the case; `Ok` with what was measured, or why it failed.
+/// Why the case did not pass.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It ran and failed, for this reason.
+    Failed(String),
+    /// The host lacks the means for nested KVM (`nested::NotRun`): neither passed nor failed.
+    NotRun(String),
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure::Failed(why)
+    }
+}
+
+/// Runs the case; `Ok` with what was measured.
 pub(crate) fn run(
     ws: &Workspace,
     all_apps: &[App],
     board: &'static Board,
     machine: &'static str,
     opts: &Options,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| format!("setup failed: {e}"))?;
     let image = image::build(ws, board, app).map_err(|e| format!("build failed: {e}"))?;
@@ -76,7 +91,7 @@ pub(crate) fn run(
     };
     let console = nested::live_console(board, 0);
     let stop = Arc::new(AtomicBool::new(false));
-    let steal_expected = board.arch() == "x86_64";
+    let steal_expected = super::steal_reported(board.name, board.arch(), Accel::Kvm);
     let checker = {
         let stop = stop.clone();
         std::thread::spawn(move || check(&console, forward, steal_expected, &stop))
@@ -86,11 +101,11 @@ pub(crate) fn run(
     let checked = checker
         .join()
         .map_err(|_| "the host's checks panicked".to_string())?;
-    let outcome = outcome.map_err(|nested::NotRun(why)| format!("not run: {why}"))?;
+    let outcome = outcome.map_err(|nested::NotRun(why)| Failure::NotRun(why))?;
     let captured = match outcome.boots.into_iter().next() {
         Some(Ok(c)) => c,
-        Some(Err(why)) => return Err(why),
-        None => return Err("the L1 ran no boot".to_string()),
+        Some(Err(why)) => return Err(why.into()),
+        None => return Err("the L1 ran no boot".to_string().into()),
     };
     let figures = checked?;
     let served = ["appliance: served".to_string()];
