@@ -4,6 +4,8 @@
 //!
 //! `RUSTUP_AUTO_INSTALL=0` may be set, so nothing is added behind our back: missing targets
 //! and components are added here explicitly.
+//!
+//! The host checks (`/etc/os-release`, root) and the apt runner also serve `ovmf.rs`.
 
 use std::fs;
 use std::path::Path;
@@ -51,14 +53,14 @@ fn has_llvm_tools(components: &str) -> bool {
 
 /// The fields of `/etc/os-release` that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct OsRelease {
+pub(super) struct OsRelease {
     id: String,
     id_like: Vec<String>,
     version_id: String,
     codename: String,
 }
 
-fn parse_os_release(text: &str) -> OsRelease {
+pub(super) fn parse_os_release(text: &str) -> OsRelease {
     let mut os = OsRelease::default();
     for line in text.lines() {
         let Some((key, value)) = line.split_once('=') else {
@@ -77,7 +79,7 @@ fn parse_os_release(text: &str) -> OsRelease {
 }
 
 impl OsRelease {
-    fn is_debian_like(&self) -> bool {
+    pub(super) fn is_debian_like(&self) -> bool {
         ["debian", "ubuntu"]
             .iter()
             .any(|d| self.id == *d || self.id_like.iter().any(|l| l == d))
@@ -86,6 +88,19 @@ impl OsRelease {
     fn is_bookworm(&self) -> bool {
         self.id == "debian" && (self.codename == "bookworm" || self.version_id == "12")
     }
+}
+
+/// This machine's `/etc/os-release` (empty fields when it cannot be read).
+pub(super) fn host_os() -> OsRelease {
+    parse_os_release(&fs::read_to_string("/etc/os-release").unwrap_or_default())
+}
+
+/// Whether this process runs as root (effective uid 0), as apt-get install needs.
+pub(super) fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse_euid(&s))
+        == Some(0)
 }
 
 /// The effective uid from `/proc/self/status` (`Uid:` real, effective, saved, fs).
@@ -159,7 +174,7 @@ fn backports_enabled() -> bool {
 
 /// Runs apt-get, reporting but not failing on a bad exit status (third-party repos can make
 /// `apt-get update` fail while the Debian ones are fine); success is judged afterwards.
-fn apt(args: &[&str]) {
+pub(super) fn apt(args: &[&str]) {
     let mut cmd = Command::new("apt-get");
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
     println!("setup: $ {}", describe(&cmd));
@@ -229,12 +244,7 @@ fn ensure_qemu_binary(board: &Board) -> Result<Qemu> {
         }
     };
     println!("setup: {problem}");
-    let os = parse_os_release(&fs::read_to_string("/etc/os-release").unwrap_or_default());
-    let root = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| parse_euid(&s))
-        == Some(0);
-    install(&install_plan(&os, root))?;
+    install(&install_plan(&host_os(), running_as_root()))?;
     match qemu::probe(board.qemu) {
         Probe::Found(q) => {
             println!("setup: installed {}", q.banner);
