@@ -14,8 +14,8 @@ pub struct KernelImage {
     /// Data, the symbol table and bss: read-write.
     pub data: Range<u64>,
     /// Device registers mapped as device memory from the start (AArch64's early console);
-    /// empty ranges are ignored, and x86 boards leave both empty (their early console is a
-    /// port).
+    /// empty ranges are ignored. x86 boards' serial console is a port; pc-uefi lists its
+    /// framebuffer here.
     pub early_mmio: [Range<u64>; 2],
 }
 

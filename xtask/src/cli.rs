@@ -25,6 +25,8 @@ use crate::{Error, Result, apps, boards, fuzz, usage};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Cmd {
     Build,
+    /// `image --board pc-uefi --app A [--append S]`: the bootable disk image.
+    Image,
     Run,
     Test,
     Lint,
@@ -385,7 +387,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("B"),
         help: "board (default qemu-x86_64; `test`: all boards; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
                qemu-aarch64 or rpi4; xen: xen-x86_64 or xen-arm64, default both)",
-        commands: &["build", "run", "test", "lint", "bench"],
+        commands: &["build", "image", "run", "test", "lint", "bench"],
         apply: |o, v| {
             o.board = Some(v);
             Ok(())
@@ -395,7 +397,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         name: "--app",
         value: Some("A"),
         help: "app under apps/ or tests/ (default hello; `test`: all apps)",
-        commands: &["build", "run", "test"],
+        commands: &["build", "image", "run", "test"],
         apply: |o, v| {
             o.app = Some(v);
             Ok(())
@@ -531,8 +533,8 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("STR"),
         help: "extra kernel command line (run, bench: all of it, after bench sched's loops=N; \
                test: added to every boot after rhea.checker=1 and the app's cmdline; \
-               build: put in the QEMU line printed)",
-        commands: &["build", "run", "test", "bench"],
+               build: put in the QEMU line printed; image: written to the disk's \\rhea.cfg)",
+        commands: &["build", "image", "run", "test", "bench"],
         apply: |o, v| {
             if v.contains(['\n', '\r', '\0']) {
                 return usage("--append wants one line without NUL".to_string());
@@ -556,6 +558,11 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
 /// The commands and their help lines, in help order.
 pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("build", "build an app image for a board"),
+    (
+        "image",
+        "pc-uefi: write the bootable GPT disk image (USB stick) for an app; --append is its \
+         command line",
+    ),
     (
         "run",
         "build and boot an app in QEMU with the terminal attached",
@@ -707,6 +714,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Cmd, Options)> {
     };
     let cmd = match first.as_str() {
         "build" => Cmd::Build,
+        "image" => Cmd::Image,
         "run" => Cmd::Run,
         "test" => Cmd::Test,
         "lint" => Cmd::Lint,
@@ -1029,7 +1037,10 @@ mod tests {
     #[test]
     fn usage_errors_list_valid_choices() {
         let msg = is_usage(parse_strs(&["frobnicate"]));
-        assert!(msg.contains("build, run, test, lint, bench"), "{msg}");
+        assert!(
+            msg.contains("build, image, run, test, lint, bench"),
+            "{msg}"
+        );
         let msg = is_usage(parse_strs(&["build", "--smp", "2"]));
         assert!(
             msg.ends_with("valid options: --board, --app, --append"),

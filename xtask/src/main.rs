@@ -24,7 +24,7 @@ mod test;
 mod xen;
 
 // The catalog (apps, boards) and the build steps every stage uses, by their short names.
-use build::{apps, boards, firmware, image, setup, symtab};
+use build::{apps, boards, firmware, image, ovmf, setup, symtab, uefi_disk};
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -183,6 +183,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
             image.print_summary();
             print_boot_line(board, &image, opts)
         }
+        Cmd::Image => disk_image(&ws, opts),
         Cmd::Run => run(&ws, opts),
         Cmd::Test => test::run(&ws, opts),
         Cmd::Lint => lint::run(&ws, opts),
@@ -202,6 +203,53 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
 
 /// `build`: prints the QEMU command line `run` would use for the image (default machine,
 /// accelerator as `--accel auto` picks it, `--append` as given), for booting it by hand.
+/// `cargo xtask image`: builds the app for a board that boots from a disk (pc-uefi), writes
+/// the command line (`--append`) into the disk's `\rhea.cfg`, reads both files back to check
+/// them, and prints the image's path as the last line.
+fn disk_image(ws: &Workspace, opts: &Options) -> Result<()> {
+    let board = boards::find(opts.board.as_deref().unwrap_or("pc-uefi"))?;
+    if board.image != boards::ImageFormat::UefiDisk {
+        return usage(format!(
+            "`image` writes a bootable disk: board pc-uefi, not {}",
+            board.name
+        ));
+    }
+    let apps = apps::discover(&ws.root)?;
+    let app = app_for(&apps, board, opts)?;
+    setup::ensure_toolchain(ws, board)?;
+    let image = image::build(ws, board, app)?;
+    let cmdline = opts.append.as_deref().unwrap_or("");
+    uefi_disk::set_cmdline(&image.boot, cmdline)?;
+    let efi = uefi_disk::read_file(&image.boot, uefi_disk::EFI_PATH)?;
+    let cfg = uefi_disk::read_file(&image.boot, uefi_disk::CONFIG_PATH)?;
+    if cfg != uefi_disk::config_bytes(cmdline)? {
+        return fail(format!(
+            "{}: \\{} does not read back as written",
+            image.boot.display(),
+            uefi_disk::CONFIG_PATH
+        ));
+    }
+    let size = std::fs::metadata(&image.boot)
+        .context(|| format!("cannot stat {}", image.boot.display()))?
+        .len();
+    println!(
+        "image: GPT disk of {} KiB, EFI system partition with \\{} ({} bytes: the UEFI loader \
+         and {}) and \\{} (command line: \"{cmdline}\")",
+        size >> 10,
+        uefi_disk::EFI_PATH.replace('/', "\\"),
+        efi.len(),
+        app.name,
+        uefi_disk::CONFIG_PATH
+    );
+    println!(
+        "write it to a USB stick with: dd if={} of=/dev/sdX bs=4M conv=fsync (every byte on \
+         /dev/sdX is lost)",
+        image.boot.display()
+    );
+    println!("{}", image.boot.display());
+    Ok(())
+}
+
 fn print_boot_line(board: &boards::Board, image: &image::Image, opts: &Options) -> Result<()> {
     let machine = board.machine(None)?;
     let append = boards::run_cmdline(board, machine, opts)?;

@@ -567,6 +567,9 @@ pub(crate) fn nic(
     let device = match (net, board, machine) {
         (Net::None, _, _) => return None,
         (Net::User, "qemu-x86_64", "q35") => "virtio-net-pci,netdev=n0",
+        // A PC's NIC, not virtio: the Intel 82574L. No option ROM, so OVMF does not load a
+        // network boot driver (seconds under TCG) for a disk boot.
+        (Net::User, "pc-uefi", "q35") => "e1000e,netdev=n0,romfile=",
         (Net::User, "qemu-x86_64", "microvm") => "virtio-net-device,netdev=n0",
         (Net::User, "qemu-aarch64", "virt-gicv2" | "virt-gicv3") => "virtio-net-device,netdev=n0",
         (Net::User, _, _) => return None,
@@ -592,9 +595,9 @@ pub(crate) fn nic(
 /// Intel 82574L (QEMU's `e1000e`, PCI 8086:10d3) that Rhea also drives on q35.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NicModel {
-    /// The board's virtio-net device.
+    /// The board's own NIC (virtio-net; pc-uefi's is already an e1000e).
     Virtio,
-    /// `-device e1000e` (qemu-x86_64 q35 only: a PCI card).
+    /// `-device e1000e` (q35 only: a PCI card).
     E1000e,
 }
 
@@ -604,12 +607,13 @@ impl NicModel {
     pub(crate) fn apply(self, nic: Nic, board: &str, machine: &str) -> Result<Nic> {
         match (self, board, machine) {
             (NicModel::Virtio, _, _) => Ok(nic),
-            (NicModel::E1000e, "qemu-x86_64", "q35") => Ok(Nic {
-                device: "e1000e,netdev=n0".to_string(),
+            (NicModel::E1000e, "qemu-x86_64" | "pc-uefi", "q35") => Ok(Nic {
+                device: "e1000e,netdev=n0,romfile=".to_string(),
                 ..nic
             }),
             (NicModel::E1000e, _, _) => usage(format!(
-                "the e1000e NIC is a PCI card: qemu-x86_64 on q35 only, not {board} {machine}"
+                "the e1000e NIC is a PCI card: q35 only (qemu-x86_64, pc-uefi), not {board} \
+                 {machine}"
             )),
         }
     }
@@ -655,8 +659,60 @@ pub(crate) fn machine(spec: &Spec<'_>, qboot: Option<&Path>) -> Result<Machine> 
         // Xen boots the image: as its PVH hardware domain (x86_64) or a dom0less domU (arm64).
         "xen-x86_64" => crate::xen::x86_machine(spec),
         "xen-arm64" => crate::xen::arm_machine(spec),
+        "pc-uefi" => uefi_machine(spec),
         _ => board_machine(spec, qboot, None),
     }
+}
+
+/// Board pc-uefi: q35 as a PC with UEFI firmware (OVMF, [`crate::ovmf`]) booting
+/// `spec.kernel`, the GPT disk image, as a disk — not `-kernel`. The command line is the disk's
+/// `\rhea.cfg`: a run with one gets its own copy of the disk ([`disk_with_cmdline`]).
+fn uefi_machine(spec: &Spec<'_>) -> Result<Machine> {
+    let Some(ovmf) = crate::ovmf::find() else {
+        return fail(
+            "board pc-uefi needs OVMF (Debian's `ovmf` package): `cargo xtask test|run` installs \
+             it where it can",
+        );
+    };
+    let mut m = board_machine(spec, None, None)?;
+    m.kernel = None;
+    m.append = None;
+    let disk = disk_with_cmdline(spec.kernel, spec.append)?;
+    m.extra.splice(0..0, crate::ovmf::ovmf_args(&ovmf, &disk));
+    Ok(m)
+}
+
+/// `disk` itself when its `\rhea.cfg` already holds `cmdline` (built images hold an empty
+/// one), else a copy next to it whose `\rhea.cfg` does, named by a hash of the command line:
+/// written under a temporary name and renamed, so runs with one command line share one copy
+/// and a concurrent run never sees a half-written one.
+pub(crate) fn disk_with_cmdline(disk: &Path, cmdline: &str) -> Result<PathBuf> {
+    let wanted = crate::uefi_disk::config_bytes(cmdline)?;
+    if crate::uefi_disk::read_file(disk, crate::uefi_disk::CONFIG_PATH)? == wanted {
+        return Ok(disk.to_path_buf());
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cmdline.hash(&mut h);
+    let stem = disk.file_name().unwrap_or_default().to_string_lossy();
+    let copy = disk.with_file_name(format!("{stem}.{:016x}.img", h.finish()));
+    let fresh = match (std::fs::metadata(disk), std::fs::metadata(&copy)) {
+        (Ok(d), Ok(c)) => c.modified().ok() >= d.modified().ok(),
+        _ => false,
+    };
+    if !fresh {
+        let tmp = disk.with_file_name(format!(
+            "{stem}.{:016x}.{}.tmp",
+            h.finish(),
+            std::process::id()
+        ));
+        std::fs::copy(disk, &tmp)
+            .map_err(|e| crate::Error::Failed(format!("cannot copy {}: {e}", disk.display())))?;
+        crate::uefi_disk::set_cmdline(&tmp, cmdline)?;
+        std::fs::rename(&tmp, &copy)
+            .map_err(|e| crate::Error::Failed(format!("cannot rename {}: {e}", tmp.display())))?;
+    }
+    Ok(copy)
 }
 
 /// What a Linux guest (the baseline of `linux_guest.rs`) needs on top of a Rhea run: its
@@ -881,6 +937,8 @@ fn machine_type(spec: &Spec<'_>, qboot: Option<&Path>, linux: bool) -> Result<Ma
             m.firmware = qboot.map(Path::to_path_buf);
             m
         }
+        // OVMF is the firmware, as flash (uefi_machine), not -bios.
+        ("pc-uefi", "q35") => new("q35"),
         ("qemu-aarch64", "virt-gicv2") => new("virt,gic-version=2"),
         ("qemu-aarch64", "virt-gicv3") => new("virt,gic-version=3"),
         ("rpi4", "raspi4b") => {
@@ -1953,7 +2011,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             e.args().join(" "),
-            "-netdev tap,id=n0,ifname=rhea-net8,script=no,downscript=no -device e1000e,netdev=n0"
+            "-netdev tap,id=n0,ifname=rhea-net8,script=no,downscript=no -device e1000e,netdev=n0,romfile="
         );
         assert_eq!(
             NicModel::Virtio

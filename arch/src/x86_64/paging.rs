@@ -79,6 +79,9 @@ impl rhea_hal::arch::AddressSpace for AddressSpace {
                 space.map_4k(frames, addr, addr, flags)
             }
         })?;
+        for r in image.early_mmio.iter().filter(|r| !r.is_empty()) {
+            space.map_mmio(frames, r.start, r.end - r.start)?;
+        }
         Ok(space)
     }
 

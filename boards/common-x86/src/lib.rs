@@ -52,6 +52,7 @@ pub mod mcfg;
 pub mod pic8259;
 pub mod pit;
 pub mod pvh;
+pub mod uefi;
 
 pub use access::{ApicMsr, Mmio32, Msr};
 pub use ioapic::{IoApic, IoApicError, IsaIrqMap, IsaOverride};
@@ -62,6 +63,8 @@ pub use lapic::{
 pub use lapic_timer::{LapicTimer, LapicTimerMode, LapicTimerRate, calibrate_lapic_timer};
 pub use pit::PortIo;
 
+#[cfg(target_os = "none")]
+pub mod devices;
 #[cfg(target_os = "none")]
 pub mod interrupts;
 #[cfg(target_os = "none")]

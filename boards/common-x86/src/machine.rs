@@ -5,7 +5,7 @@
 )]
 
 use crate::pvh::{self, PhysMemory};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_drivers::uart16550::{Registers, Uart16550};
 use rhea_hal::{PAGE_SIZE, PhysAddr};
@@ -24,6 +24,31 @@ core::arch::global_asm!(
     .balign 4
     .long pvh_start32
     .balign 4
+
+    /* Identity-map the first 4 GiB with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..4] -> PD[0..4].
+     * A macro, assembled once for each entry's mode (the instructions are the same; their
+     * encodings are not). */
+    .macro rhea_boot_tables
+    movl $boot_pd, %edi
+    movl $0x83, %eax                /* present | writable | page size */
+    movl $2048, %ecx
+1:  movl %eax, (%edi)
+    movl $0, 4(%edi)
+    addl $0x200000, %eax
+    addl $8, %edi
+    loop 1b
+    movl $boot_pd + 3, %eax
+    movl %eax, boot_pdpt
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 8
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 16
+    addl $0x1000, %eax
+    movl %eax, boot_pdpt + 24
+    movl $boot_pdpt + 3, %eax
+    movl %eax, boot_pml4
+
+    .endm
 
     /* PVH entry state (xen/include/public/arch-x86/hvm/start_info.h): 32-bit protected mode,
      * paging off, flat CS/DS, EBX = physical address of hvm_start_info. No stack. */
@@ -45,25 +70,7 @@ pvh_start32:
     movl %ebp, {boot_cycles}
     movl %edx, {boot_cycles}+4
 
-    /* Identity-map the first 4 GiB with 2 MiB pages: PML4[0] -> PDPT, PDPT[0..4] -> PD[0..4]. */
-    movl $boot_pd, %edi
-    movl $0x83, %eax                /* present | writable | page size */
-    movl $2048, %ecx
-1:  movl %eax, (%edi)
-    movl $0, 4(%edi)
-    addl $0x200000, %eax
-    addl $8, %edi
-    loop 1b
-    movl $boot_pd + 3, %eax
-    movl %eax, boot_pdpt
-    addl $0x1000, %eax
-    movl %eax, boot_pdpt + 8
-    addl $0x1000, %eax
-    movl %eax, boot_pdpt + 16
-    addl $0x1000, %eax
-    movl %eax, boot_pdpt + 24
-    movl $boot_pdpt + 3, %eax
-    movl %eax, boot_pml4
+    rhea_boot_tables
 
     movl %cr4, %eax                 /* CR4.PAE */
     orl $0x20, %eax
@@ -78,10 +85,48 @@ pvh_start32:
     orl $0x80010001, %eax
     movl %eax, %cr0
     lgdt boot_gdtr
-    ljmp $0x08, $2f
+    ljmp $0x08, $rhea_long_mode
 
+    /* The 64-bit entry, for loaders that stay in long mode (the UEFI loader of pc-uefi,
+     * boards/pc-uefi/loader): 64-bit mode, interrupts off, paging on with the first 4 GiB
+     * identity-mapped (the firmware's map: the image, its .bss and the argument lie in it),
+     * 4-level paging (CR4.LA57 clear: the loader checks), RDI = the argument (below 4 GiB).
+     * The same steps as pvh_start32 from there: .bss, our own tables and GDT, EFER.NXE,
+     * CR0.WP; the firmware's tables, GDT and stack are not used again. */
     .code64
-2:  xorl %eax, %eax
+    .global rhea_start64
+rhea_start64:
+    cli
+    cld
+    movq %rdi, %rsi                 /* the argument, kept in ESI (below 4 GiB) */
+    rdtsc
+    movl %eax, %ebp
+    movl %edx, %ebx
+    movq ${bss_start}, %rdi
+    movq ${bss_end}, %rcx
+    subq %rdi, %rcx
+    xorl %eax, %eax
+    rep stosb
+    movl %ebp, {boot_cycles}
+    movl %ebx, {boot_cycles}+4
+    rhea_boot_tables
+    movl $0xc0000080, %ecx          /* EFER: no-execute enable (11); LME is already set */
+    rdmsr
+    orl $0x900, %eax
+    wrmsr
+    movq %cr0, %rax                 /* CR0: write protect (16) */
+    orl $0x10000, %eax
+    movq %rax, %cr0
+    movl $boot_pml4, %eax
+    movq %rax, %cr3
+    movabsq $boot_stack_top, %rsp   /* the firmware's stack may lie above 4 GiB */
+    lgdt boot_gdtr
+    pushq $0x08
+    pushq $rhea_long_mode
+    lretq
+
+rhea_long_mode:
+    xorl %eax, %eax
     movl %eax, %ds
     movl %eax, %es
     movl %eax, %ss
@@ -161,9 +206,31 @@ impl Registers for Com1 {
 
 static UART: Uart16550<Com1> = Uart16550::new(Com1);
 
-/// Writes to COM1 (the boards' [`Console`](rhea_hal::Console)).
+/// Whether COM1 is left alone (pc-uefi found none: [`set_com1_absent`]).
+static COM1_ABSENT: AtomicBool = AtomicBool::new(false);
+
+/// A second console every write also goes to (pc-uefi's screen: [`set_console_mirror`]).
+static MIRROR: spin::Once<fn(&[u8])> = spin::Once::new();
+
+/// Writes to COM1 and the mirror, if any (the boards' [`Console`](rhea_hal::Console), and
+/// [`ConsoleWriter`]'s board-level reports: so a PC with only a screen shows them too).
 pub fn console_write(bytes: &[u8]) {
-    UART.write_bytes(bytes);
+    if !COM1_ABSENT.load(Ordering::Relaxed) {
+        UART.write_bytes(bytes);
+    }
+    if let Some(mirror) = MIRROR.get() {
+        mirror(bytes);
+    }
+}
+
+/// Stops writing to COM1 (call before anything is written, when [`com1_present`] says no).
+pub fn set_com1_absent() {
+    COM1_ABSENT.store(true, Ordering::Relaxed);
+}
+
+/// Makes every console write go to `mirror` as well (once; later calls are ignored).
+pub fn set_console_mirror(mirror: fn(&[u8])) {
+    MIRROR.call_once(|| mirror);
 }
 
 /// How many CPUs the MADT listed and the command line allows (1 before [`early_pc`]).
@@ -187,13 +254,13 @@ pub fn console_rx_line() -> rhea_hal::IrqLine {
     crate::interrupts::isa_line(CONSOLE_RX_ISA_IRQ)
 }
 
-/// Writes to COM1 without any lock (board-level reports).
+/// Writes to the consoles without any lock (board-level reports).
 #[derive(Debug)]
 pub struct ConsoleWriter;
 
 impl core::fmt::Write for ConsoleWriter {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        UART.write_bytes(s.as_bytes());
+        console_write(s.as_bytes());
         Ok(())
     }
 }
@@ -239,6 +306,23 @@ impl PhysMemory for BootIdentityMap {
 }
 
 pub use rhea_hal::BootInfo;
+
+/// Reads the hand-off page of pc-uefi's loader at `addr` (boot identity map).
+pub fn uefi_handoff(addr: usize) -> Result<crate::uefi::Handoff, crate::uefi::HandoffError> {
+    crate::uefi::Handoff::decode(&BootIdentityMap, addr as u64)
+}
+
+/// The UEFI memory map a hand-off names, as e820 entries (boot identity map).
+pub fn uefi_memory_map(
+    handoff: &crate::uefi::Handoff,
+) -> Result<crate::uefi::E820Map, crate::uefi::MemmapError> {
+    crate::uefi::e820_from_uefi(
+        &BootIdentityMap,
+        handoff.memmap,
+        handoff.memmap_bytes,
+        handoff.desc_size,
+    )
+}
 
 static CMDLINE: spin_free::CmdlineBuf = spin_free::CmdlineBuf::new();
 
@@ -290,9 +374,36 @@ fn addr_of(sym: &u8) -> u64 {
 /// tables — the CPUs (MADT) and PCI's ECAM window (MCFG). Malformed boot data is a panic with a
 /// clear message (the console is already up). Returns the boot info and the RSDP's address.
 pub fn early_pc(start_info: usize) -> (BootInfo, Option<u64>) {
-    UART.init(115_200);
+    early_console();
+    early_pc_with_map(start_info, None)
+}
+
+/// The first step of a PC's early boot: COM1 (written to whether or not it exists: a missing
+/// port reads as all ones, which the driver takes as "transmitter empty", so nothing waits)
+/// and the boot CPU's descriptor tables, so that what follows can report.
+pub fn early_console() {
+    if !COM1_ABSENT.load(Ordering::Relaxed) {
+        UART.init(115_200);
+    }
     rhea_arch::init_boot_cpu();
-    let (boot, rsdp) = pvh_boot(start_info, None);
+}
+
+/// Whether COM1 is there: its scratch register keeps what is written to it.
+pub fn com1_present() -> bool {
+    const SCRATCH: u8 = 7;
+    [0x5a, 0xa5].iter().all(|&v| {
+        Com1.write(SCRATCH, v);
+        Com1.read(SCRATCH) == v
+    })
+}
+
+/// The rest of [`early_pc`], after [`early_console`]: `memory_map` is the map when the start
+/// info carries none (a version-0 start info: Xen's PVH dom0, pc-uefi's loader).
+pub fn early_pc_with_map(
+    start_info: usize,
+    memory_map: Option<&[pvh::E820Entry]>,
+) -> (BootInfo, Option<u64>) {
+    let (boot, rsdp) = pvh_boot(start_info, memory_map);
     crate::smp::discover(
         rsdp,
         boot.cmdline,

@@ -11,6 +11,9 @@
 #[cfg(rhea_board = "qemu-x86_64")]
 pub use rhea_board_qemu_x86_64::QemuX86_64 as Selected;
 
+#[cfg(rhea_board = "pc-uefi")]
+pub use rhea_board_pc_uefi::PcUefi as Selected;
+
 #[cfg(rhea_board = "linuxu")]
 pub use rhea_board_linuxu::LinuxU as Selected;
 
@@ -28,6 +31,7 @@ pub use rhea_board_xen_x86_64::XenX86_64 as Selected;
 
 #[cfg(not(any(
     rhea_board = "qemu-x86_64",
+    rhea_board = "pc-uefi",
     rhea_board = "linuxu",
     rhea_board = "qemu-aarch64",
     rhea_board = "rpi4",

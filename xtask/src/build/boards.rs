@@ -49,6 +49,10 @@ pub(crate) enum ImageFormat {
     /// which passes the devicetree in `x0` (an ELF would be loaded as a bare-metal program,
     /// without it).
     Binary { suffix: &'static str },
+    /// A raw GPT disk image with an EFI system partition (`<app>.disk.img`), holding the UEFI
+    /// loader that carries the ELF (`<app>.efi`, boards/pc-uefi/loader) as
+    /// `\EFI\BOOT\BOOTX64.EFI`: booted by UEFI firmware from a disk, as a PC boots.
+    UefiDisk,
 }
 
 /// How a board's images run.
@@ -73,6 +77,24 @@ pub(crate) const BOARDS: &[Board] = &[
         default_machine: "q35",
         runner: Runner::Qemu,
         image: ImageFormat::Elf,
+        default_test: true,
+        network: true,
+        console_input: true,
+        max_test_smp: u32::MAX,
+    },
+    Board {
+        name: "pc-uefi",
+        target: "x86_64-unknown-none",
+        // The same kernel layout and entry code as every x86 board; the UEFI loader enters it
+        // in long mode at `rhea_start64`.
+        linker_script: "boards/common-x86/link.ld",
+        cfg: "pc-uefi",
+        qemu: "qemu-system-x86_64",
+        // q35 with OVMF (Debian's `ovmf`) as its firmware, booting the disk image.
+        machines: &["q35"],
+        default_machine: "q35",
+        runner: Runner::Qemu,
+        image: ImageFormat::UefiDisk,
         default_test: true,
         network: true,
         console_input: true,
@@ -440,7 +462,7 @@ mod tests {
     fn unknown_names_list_the_valid_ones() {
         match find("rpi5") {
             Err(Error::Usage(msg)) => assert!(
-                msg.contains("qemu-x86_64, linuxu, qemu-aarch64, rpi4"),
+                msg.contains("qemu-x86_64, pc-uefi, linuxu, qemu-aarch64, rpi4"),
                 "{msg}"
             ),
             other => panic!("{other:?}"),

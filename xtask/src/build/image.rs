@@ -268,6 +268,13 @@ fn install(
             )?;
             binary
         }
+        ImageFormat::UefiDisk => {
+            let efi = build_uefi_loader(ws, app, &stripped)?;
+            let disk = image_dir.join(format!("{}.disk.img", app.name));
+            let bytes = fs::read(&efi).context(|| format!("cannot read {}", efi.display()))?;
+            crate::uefi_disk::write_disk(&disk, &bytes, "")?;
+            disk
+        }
     };
     let size_of = |p: &Path| -> Result<u64> {
         Ok(fs::metadata(p)
@@ -282,6 +289,38 @@ fn install(
         stripped,
         functions,
     })
+}
+
+/// The UEFI target the loader is built for.
+pub(crate) const UEFI_TARGET: &str = "x86_64-unknown-uefi";
+
+/// Builds pc-uefi's UEFI loader carrying `kernel` (the stripped ELF: the symbol table the
+/// kernel needs is a loaded section, the rest is for debuggers) and copies it next to the
+/// image as `<app>.efi`. Its own target directory: the kernel's flags (linker script, board
+/// cfg) must not reach it.
+fn build_uefi_loader(ws: &Workspace, app: &App, kernel: &Path) -> Result<PathBuf> {
+    let target_dir = ws.root.join("target").join("uefi-loader");
+    let mut cmd = ws.cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "rhea-uefi-loader",
+        "--target",
+        UEFI_TARGET,
+    ])
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .env("RHEA_KERNEL_ELF", kernel);
+    println!("build: UEFI loader carrying {}", kernel.display());
+    run_checked(&mut cmd)?;
+    let built = target_dir
+        .join(UEFI_TARGET)
+        .join("release")
+        .join("rhea-uefi-loader.efi");
+    let efi = kernel.with_file_name(format!("{}.efi", app.name));
+    fs::copy(&built, &efi)
+        .context(|| format!("cannot copy {} to {}", built.display(), efi.display()))?;
+    Ok(efi)
 }
 
 /// `llvm-objcopy` from the pinned toolchain's `llvm-tools` component.

@@ -4,13 +4,9 @@
 //! OVMF comes from Debian's `ovmf` package, installed with apt when missing and running as
 //! root on Debian/Ubuntu (as `setup.rs` does for QEMU); elsewhere the error names the package.
 //! It is two flash images: the firmware code (read-only) and its variable store (NVRAM),
-//! which OVMF writes as it boots (boot options, the boot order), so every run gets its own
-//! copy of the pristine variables and runs never see each other's.
-#![expect(
-    dead_code,
-    reason = "for the pc-uefi board's QEMU runs, wired up with the board"
-)]
-
+//! which OVMF writes as it boots (boot options, the boot order); every run opens the pristine
+//! variables with `snapshot=on` (its writes go to a temporary overlay QEMU deletes), so runs
+//! never see each other's and the package's file is never written.
 use std::path::{Path, PathBuf};
 
 use super::setup::{self, OsRelease};
@@ -34,7 +30,7 @@ const PAIRS: &[(&str, &str)] = &[
 pub(crate) struct Ovmf {
     /// The firmware, mapped read-only.
     pub(crate) code: PathBuf,
-    /// The pristine variable store: copy it per run, never boot from it directly.
+    /// The pristine variable store: opened with `snapshot=on`, never written.
     pub(crate) vars: PathBuf,
 }
 
@@ -67,7 +63,7 @@ pub(crate) fn ensure_ovmf() -> Result<Ovmf> {
 }
 
 /// OVMF's files on this machine, if there.
-fn find() -> Option<Ovmf> {
+pub(crate) fn find() -> Option<Ovmf> {
     choose(Path::new(DIR), |p| p.is_file())
 }
 
@@ -120,8 +116,9 @@ fn install_plan(os: &OsRelease, root: bool) -> Plan {
 /// `-M q35` (`-machine`, `-m`, `-serial` and the rest are the caller's):
 ///
 /// - the two flash images as pflash units 0 and 1, the code read-only, the variables from
-///   `vars_copy`, a writable per-run copy of [`Ovmf::vars`] the caller makes;
-/// - the disk as a SATA disk on q35's built-in AHCI controller (ICH9, 00:1f.2, bus `ide.0`
+///   [`Ovmf::vars`] with `snapshot=on` (writes go to a temporary overlay);
+/// - the disk, also `snapshot=on` (opened read-only, so runs can share one image; a SATA disk
+///   cannot be `readonly=on`), as a SATA disk on q35's built-in AHCI controller (ICH9, 00:1f.2, bus `ide.0`
 ///   is its port 0), found by OVMF like a USB stick on a PC: no `-kernel`, no fw_cfg boot
 ///   entry, the firmware's own removable-media path `\EFI\BOOT\BOOTX64.EFI`;
 /// - a standard VGA (`-device VGA`, since `-nodefaults` drops the default one), so OVMF
@@ -137,7 +134,7 @@ fn install_plan(os: &OsRelease, root: bool) -> Plan {
 /// OVMF writes to the serial port (`-serial`): its `BdsDxe: loading/starting Boot0001 ...`
 /// lines, then whatever the loader prints through ConOut, with the ANSI sequences of its
 /// terminal driver (`ESC[=3h`, cursor moves, colours) mixed in.
-pub(crate) fn ovmf_args(ovmf: &Ovmf, vars_copy: &Path, disk: &Path) -> Vec<String> {
+pub(crate) fn ovmf_args(ovmf: &Ovmf, disk: &Path) -> Vec<String> {
     [
         "-drive".to_string(),
         format!(
@@ -146,11 +143,14 @@ pub(crate) fn ovmf_args(ovmf: &Ovmf, vars_copy: &Path, disk: &Path) -> Vec<Strin
         ),
         "-drive".to_string(),
         format!(
-            "if=pflash,unit=1,format=raw,file={}",
-            option_path(vars_copy)
+            "if=pflash,unit=1,format=raw,snapshot=on,file={}",
+            option_path(&ovmf.vars)
         ),
         "-drive".to_string(),
-        format!("if=none,id=esp,format=raw,file={}", option_path(disk)),
+        format!(
+            "if=none,id=esp,format=raw,snapshot=on,file={}",
+            option_path(disk)
+        ),
         "-device".to_string(),
         "ide-hd,drive=esp,bus=ide.0,bootindex=0".to_string(),
         "-device".to_string(),
@@ -251,27 +251,21 @@ mod tests {
             code: PathBuf::from("/usr/share/OVMF/OVMF_CODE_4M.fd"),
             vars: PathBuf::from("/usr/share/OVMF/OVMF_VARS_4M.fd"),
         };
-        let args = ovmf_args(
-            &ovmf,
-            Path::new("/tmp/run 1/vars.fd"),
-            Path::new("/tmp/a,b/disk.img"),
-        );
+        let args = ovmf_args(&ovmf, Path::new("/tmp/a,b/disk.img"));
         assert_eq!(
             args,
             [
                 "-drive",
                 "if=pflash,unit=0,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                 "-drive",
-                "if=pflash,unit=1,format=raw,file=/tmp/run 1/vars.fd",
+                "if=pflash,unit=1,format=raw,snapshot=on,file=/usr/share/OVMF/OVMF_VARS_4M.fd",
                 "-drive",
-                "if=none,id=esp,format=raw,file=/tmp/a,,b/disk.img",
+                "if=none,id=esp,format=raw,snapshot=on,file=/tmp/a,,b/disk.img",
                 "-device",
                 "ide-hd,drive=esp,bus=ide.0,bootindex=0",
                 "-device",
                 "VGA",
             ]
         );
-        // The pristine variables are never handed to QEMU: only the copy.
-        assert!(!args.iter().any(|a| a.contains("OVMF_VARS_4M.fd")));
     }
 }

@@ -26,9 +26,14 @@ pub(crate) fn ensure_toolchain(ws: &Workspace, board: &Board) -> Result<()> {
             return Ok(());
         }
     };
-    if !targets.lines().any(|l| l.trim() == board.target) {
-        println!("setup: adding Rust target {}", board.target);
-        crate::run_checked(ws.command("rustup").args(["target", "add", board.target]))?;
+    // pc-uefi's disk carries a UEFI application built for the UEFI target.
+    let uefi =
+        (board.image == crate::boards::ImageFormat::UefiDisk).then_some(crate::image::UEFI_TARGET);
+    for target in std::iter::once(board.target).chain(uefi) {
+        if !targets.lines().any(|l| l.trim() == target) {
+            println!("setup: adding Rust target {target}");
+            crate::run_checked(ws.command("rustup").args(["target", "add", target]))?;
+        }
     }
     let components = capture(
         ws.command("rustup")
@@ -230,6 +235,9 @@ pub(crate) fn ensure_qemu(board: &Board) -> Result<Qemu> {
     let qemu = ensure_qemu_binary(board)?;
     if board.machines.contains(&"raspi4b") {
         crate::firmware::ensure_rpi4_dtb()?;
+    }
+    if board.image == crate::boards::ImageFormat::UefiDisk {
+        crate::ovmf::ensure_ovmf()?;
     }
     Ok(qemu)
 }

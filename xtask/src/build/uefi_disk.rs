@@ -28,13 +28,6 @@
 //!
 //! [`set_cmdline`] rewrites only `\rhea.cfg` in place, so tests can copy one image per run
 //! and give each copy its own command line; [`read_file`] reads a file back for checks.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the pc-uefi board's image and QEMU runs, wired up with the board"
-    )
-)]
 
 use std::collections::BTreeMap;
 use std::fmt;

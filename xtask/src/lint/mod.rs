@@ -7,7 +7,9 @@
 //!    same environment as a board build (so `rhea_board` cfgs match), sharing the board's
 //!    target directory. `RHEA_SYMTAB` points at an empty `lint.symtab` there.
 //!
-//! 4. The layer table (`layers.rs`): dependency edges point down, `target_arch` only in arch/
+//! 4. pc-uefi's UEFI loader (`boards/pc-uefi/loader`) for `x86_64-unknown-uefi`.
+//!
+//! 5. The layer table (`layers.rs`): dependency edges point down, `target_arch` only in arch/
 //!    and boards/, boards named only in boards/.
 //!
 //! Every step runs even if an earlier one failed; the exit code is non-zero if any failed.
@@ -84,12 +86,45 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         }
     }
 
+    // pc-uefi's UEFI loader, for its own target; the kernel it carries is an empty file here
+    // (`include_bytes!` needs one to exist).
+    if let Err(e) = lint_uefi_loader(ws) {
+        failed.push(format!("UEFI loader: {e}"));
+    }
+
     if failed.is_empty() {
         println!("lint: clean");
         Ok(())
     } else {
         fail(format!("lint failed:\n  {}", failed.join("\n  ")))
     }
+}
+
+/// Clippy on `rhea-uefi-loader` for the UEFI target.
+fn lint_uefi_loader(ws: &Workspace) -> Result<()> {
+    let pc = boards::find("pc-uefi")?;
+    setup::ensure_toolchain(ws, pc)?;
+    let target_dir = ws.root.join("target").join("uefi-loader");
+    let kernel = target_dir.join("lint-kernel.elf");
+    std::fs::create_dir_all(&target_dir)
+        .and_then(|()| std::fs::write(&kernel, b""))
+        .map_err(|e| Error::Failed(format!("cannot write {}: {e}", kernel.display())))?;
+    let mut cmd = ws.cargo();
+    cmd.args([
+        "clippy",
+        "--release",
+        "--target",
+        image::UEFI_TARGET,
+        "-p",
+        "rhea-uefi-loader",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .env("RHEA_KERNEL_ELF", &kernel);
+    println!("lint: UEFI loader: {}", describe(&cmd));
+    run_checked(&mut cmd)
 }
 
 /// The layer check's findings for the workspace.

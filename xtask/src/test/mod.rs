@@ -885,7 +885,7 @@ impl TestRun<'_> {
 /// q35 also in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the
 /// whole exercise there shows that figure is a working appliance, not just a boot.
 /// Wires 1-5 and 8 (the abuse cases take 6 and 7).
-const NET_CASES: [(&str, &str, &str, &str, u8, NicModel); 6] = [
+const NET_CASES: [(&str, &str, &str, &str, u8, NicModel); 7] = [
     (
         "linuxu",
         "realtime",
@@ -933,6 +933,15 @@ const NET_CASES: [(&str, &str, &str, &str, u8, NicModel); 6] = [
         "128M",
         8,
         NicModel::E1000e,
+    ),
+    // A PC booted by OVMF from its disk, with the PC's NIC (e1000e is pc-uefi's own).
+    (
+        "pc-uefi",
+        "q35",
+        "pc-uefi/q35/tcg appliance net",
+        "128M",
+        9,
+        NicModel::Virtio,
     ),
 ];
 

@@ -1,0 +1,60 @@
+//! What every PC board's device model shares: PCI configuration access, the PCI bus, and the
+//! PCI NIC drivers (virtio-net-pci, the Intel 82574L) with their board environment.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use rhea_drivers::bus::{Bus, Driver};
+use rhea_drivers::e1000e::E1000ePci;
+use rhea_drivers::pci::{BarAllocator, ConfigAccess, NicEnv, PciBus};
+use rhea_drivers::virtio::VirtioNetPci;
+use rhea_hal::cmdline::{Cmdline, keys};
+use spin::Once;
+
+/// Addresses for memory BARs firmware left unassigned (qboot assigns none; UEFI firmware and
+/// SeaBIOS assign all): the top of q35's 32-bit PCI hole, which runs from the end of the ECAM
+/// window (0xc000_0000) to the I/O APIC (0xfec0_0000); SeaBIOS fills it from the top, so the
+/// bottom 256 MiB is used here. (The window would come from the host bridge's ACPI _CRS,
+/// which needs AML.)
+static BAR_SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
+
+/// PCI configuration access, one for the run: the bus and the PCI drivers share its port lock.
+fn config() -> Arc<dyn ConfigAccess> {
+    static CONFIG: Once<Arc<dyn ConfigAccess>> = Once::new();
+    Arc::clone(CONFIG.call_once(|| Arc::new(crate::pci::BoardConfig::new())))
+}
+
+/// The PCI bus (ECAM from the MCFG, else ports 0xcf8/0xcfc).
+pub fn pci_bus() -> Box<dyn Bus> {
+    Box::new(PciBus::new(config(), log))
+}
+
+/// The PCI NIC drivers: virtio-net and the Intel 82574L (`e1000e`). `rhea.pci.msix=off` on
+/// `cmdline` makes them use INTx even where MSI-X is offered. Built once at boot and kept for
+/// the kernel's lifetime, like statics.
+pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
+    // Boot checked the command line before devices are bound.
+    let allow_msix = Cmdline::new(cmdline).choice(&keys::PCI_MSIX) != Ok(Some("off"));
+    let env = NicEnv {
+        access: config(),
+        bar_space: &BAR_SPACE,
+        allow_msix,
+        intx_gsi,
+    };
+    let virtio: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(env.clone())));
+    let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(env)));
+    alloc::vec![virtio as &dyn Driver, e1000e]
+}
+
+/// Bus and parser messages, one console line each.
+pub fn log(msg: &str) {
+    let _ = writeln!(crate::ConsoleWriter, "rhea: device: {msg}");
+}
+
+/// A PCI interrupt-line value (an ISA IRQ, as firmware routed the pin through the chipset's
+/// PIRQ links) as the GSI it arrives on: the MADT's interrupt source overrides (QEMU declares
+/// IRQs 5, 9, 10, 11 level-triggered, identity-mapped). q35's _PRT (GSIs 16-23) would need AML.
+fn intx_gsi(line: u8) -> Option<u32> {
+    Some(crate::interrupts::isa_line(line).0)
+}
