@@ -8,13 +8,6 @@
 //! then `\n`; [`font::REPLACEMENT`] for the replacement glyph, [`font::UNRECOGNISED`] for a
 //! cell that is not exactly one glyph in the two colours. A test can so check what the screen
 //! shows against what the console must show, or against the guest's own read-back.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the pc-uefi board's QEMU console test (issue 18), not written yet"
-    )
-)]
 
 use crate::{Result, fail};
 use rhea_drivers::fbcon::{Rgb, font};
@@ -30,6 +23,7 @@ pub(crate) struct Image {
 
 impl Image {
     /// An image of `width × height` pixels; `pixel(x, y)` gives each one's colour.
+    #[cfg(test)]
     pub(crate) fn from_fn(
         width: usize,
         height: usize,
@@ -120,6 +114,7 @@ impl Image {
     }
 
     /// The image as a binary PPM, as QEMU's `screendump` writes it.
+    #[cfg(test)]
     pub(crate) fn to_ppm(&self) -> Vec<u8> {
         let mut out = format!("P6\n{} {}\n255\n", self.width, self.height).into_bytes();
         out.extend_from_slice(&self.rgb);

@@ -39,6 +39,7 @@ pub(crate) mod abuse;
 pub(crate) mod cmdline;
 pub(crate) mod nested_net;
 pub(crate) mod net;
+pub(crate) mod screen;
 
 use std::time::{Duration, Instant};
 
@@ -271,6 +272,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     }
     t.cmdline_cases(&board_names);
     t.appliance_net_cases(&board_names);
+    t.screen_cases(&board_names);
     t.appliance_abuse_cases(&board_names);
     t.xen_netfront_cases(&board_names);
     if opts.accel == qemu::AccelChoice::Auto {
@@ -806,6 +808,24 @@ impl TestRun<'_> {
                 (wire, nic),
                 false,
             );
+            self.tally.record(case, start, result);
+        }
+    }
+
+    /// Step 3c: pc-uefi's framebuffer console read off the screen ([`screen`]).
+    fn screen_cases(&mut self, board_names: &[&str]) {
+        if !board_names.contains(&"pc-uefi") {
+            return;
+        }
+        for &(case, app, with_serial) in screen::CASES {
+            let wanted = self.opts.app.as_deref().is_none_or(|a| a == app)
+                && self.opts.machine.as_deref().is_none_or(|m| m == "q35")
+                && self.wanted(case);
+            if !wanted {
+                continue;
+            }
+            let start = Instant::now();
+            let result = screen::run(self.ws, self.all_apps, app, with_serial);
             self.tally.record(case, start, result);
         }
     }
