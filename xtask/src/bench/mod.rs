@@ -54,6 +54,7 @@ pub(crate) mod smp;
 pub(crate) mod xen;
 
 use std::fmt::Write as _;
+use std::fs;
 use std::time::Duration;
 
 use crate::bench::linux_guest::{CyclicResult, LinuxSchedFigures};
@@ -298,7 +299,7 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// The host CPU model from `/proc/cpuinfo`.
 pub(crate) fn host_cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+    fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -463,7 +464,7 @@ pub(crate) fn image_breakdown(elf: &[u8]) -> std::result::Result<Breakdown, Stri
 
 /// Prints the size of `image` against `goal` and its [`Breakdown`].
 fn print_image_breakdown(app: &str, image: &image::Image, goal: u64) -> Result<()> {
-    let bytes = std::fs::read(&image.elf)
+    let bytes = fs::read(&image.elf)
         .map_err(|e| Error::Failed(format!("cannot read {}: {e}", image.elf.display())))?;
     let b = image_breakdown(&bytes)
         .map_err(|e| Error::Failed(format!("{}: {e}", image.elf.display())))?;
@@ -510,6 +511,7 @@ fn print_image_breakdown(app: &str, image: &image::Image, goal: u64) -> Result<(
 /// One machine/accel row of results.
 #[derive(Debug)]
 struct Row {
+    board: &'static str,
     machine: &'static str,
     accel: Accel,
     wall: Option<Stats>,
@@ -542,6 +544,22 @@ fn boot(ws: &Workspace, opts: &Options) -> Result<()> {
         for &accel in &accels {
             rows.push(runs.measure(&qemu, board, machine, accel, &image, opts)?);
         }
+    }
+    // A PC booted by UEFI firmware from its disk: OVMF from QEMU's start, the UEFI loader,
+    // then the same kernel (TCG: OVMF does not run under this host's KVM).
+    if opts.machine.is_none() && accels.contains(&Accel::Tcg) {
+        let pc = boards::find("pc-uefi")?;
+        setup::ensure_toolchain(ws, pc)?;
+        let pc_qemu = setup::ensure_qemu(pc)?;
+        let pc_image = image::build(ws, pc, app)?;
+        let efi = pc_image.boot.with_file_name(format!("{APP}.efi"));
+        println!();
+        println!(
+            "pc-uefi images: {APP}.efi (UEFI loader + stripped kernel) {} B, GPT disk {} B",
+            thousands(fs::metadata(&efi).map(|m| m.len()).unwrap_or(0)),
+            thousands(fs::metadata(&pc_image.boot).map(|m| m.len()).unwrap_or(0))
+        );
+        rows.push(runs.measure(&pc_qemu, pc, "q35", Accel::Tcg, &pc_image, opts)?);
     }
 
     println!();
@@ -634,7 +652,8 @@ impl BootRuns {
         };
         println!();
         println!(
-            "{machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
+            "{} {machine}/{} (machine {machine}, accel {}, -cpu {cpu}):",
+            board.name,
             accel.name(),
             accel.name()
         );
@@ -644,7 +663,7 @@ impl BootRuns {
             accel,
             smp: opts.smp,
             mem: &opts.mem,
-            kernel: &image.elf,
+            kernel: &image.boot,
             serial: qemu::Serial::Captured,
             append: opts.append(),
         };
@@ -655,6 +674,7 @@ impl BootRuns {
         }
         let wall = samples.print();
         Ok(Row {
+            board: board.name,
             machine,
             accel,
             wall,
@@ -836,8 +856,9 @@ fn print_boot_anchors(image: &image::Image, rows: &[Row]) {
     for row in rows {
         if let Some(s) = row.wall {
             println!(
-                "  boot {}/{}: median {:.3} s / Unikraft {ANCHOR_UNIKRAFT_BOOT_SECS} s = {:.2}, \
+                "  boot {} {}/{}: median {:.3} s / Unikraft {ANCHOR_UNIKRAFT_BOOT_SECS} s = {:.2}, \
                  / Linux {ANCHOR_LINUX_BOOT_SECS} s = {:.3}",
+                row.board,
                 row.machine,
                 row.accel.name(),
                 s.median,
@@ -1707,7 +1728,7 @@ mod tests {
     #[test]
     fn breakdown_of_this_binary() {
         // The test binary itself is an ELF with sized symbols.
-        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let exe = fs::read(std::env::current_exe().unwrap()).unwrap();
         let b = image_breakdown(&exe).unwrap();
         assert!(b.sections.iter().any(|(n, s)| n == ".text" && *s > 0));
         assert!(b.crates.iter().any(|(c, _, _)| c == "xtask"));
