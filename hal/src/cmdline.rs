@@ -64,11 +64,17 @@ pub mod keys {
         kind: Kind::Flag,
         doc: "print the scheduling-trace hash when main returns",
     };
-    /// x86: measure the TSC against the PIT even when CPUID states its rate.
+    /// x86: cross-check the TSC's frequency against another source.
     pub const TSC_CHECK: Key = Key {
         name: "rhea.tsc_check",
         kind: Kind::Flag,
-        doc: "x86: measure the TSC against the PIT even when CPUID states its frequency",
+        doc: "x86 PC boards: cross-check the TSC's frequency against the best other source (a CPUID-stated frequency, else the HPET, the ACPI PM timer or the PIT) and print the disagreement in ppm",
+    };
+    /// x86: the one source of the TSC's frequency.
+    pub const TSC_REF: Key = Key {
+        name: "rhea.tsc_ref",
+        kind: Kind::Choice(&["cpuid", "hpet", "pmtimer", "pit"]),
+        doc: "x86 PC boards: take the TSC's frequency from this source only (default: the first that works, in this order); one the machine lacks, or that fails, ends the boot",
     };
     /// LinuxU: the deterministic simulation mode.
     pub const SIM: Key = Key {
@@ -154,6 +160,7 @@ pub mod keys {
         &TIMER_ADVANCE_US,
         &TRACE,
         &TSC_CHECK,
+        &TSC_REF,
     ];
 
     /// Keys under this prefix are the network stack's to check (`rhea_net`).

@@ -1347,6 +1347,23 @@ pub(crate) fn run_captured_with(
     run_command_captured(m.command(), None, timeout, echo)
 }
 
+/// [`run_captured`] with `properties` added to the machine's `-M` value (`hpet=off` on q35,
+/// `pit=off` on microvm: the machine without a device the board would otherwise find).
+pub(crate) fn run_captured_with_properties(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    properties: &str,
+    timeout: Duration,
+    echo: bool,
+) -> Result<Captured> {
+    let mut m = machine(spec, qemu.qboot.as_deref())?;
+    m.binary = qemu.binary.clone();
+    if !properties.is_empty() {
+        m.machine = format!("{},{properties}", m.machine);
+    }
+    run_command_captured(m.command(), None, timeout, echo)
+}
+
 /// Runs a LinuxU image as a host process with the kernel command line as its arguments, like
 /// [`run_captured`].
 pub(crate) fn run_process_captured(

@@ -1,8 +1,13 @@
 //! Interrupts and time on this board: the legacy PIC put out of the way, the local APIC
 //! (x2APIC when the CPU has it, else xAPIC through MMIO), the I/O APIC at its PC address, the
-//! TSC calibrated (CPUID-stated frequency when present, measured against the PIT otherwise
-//! and cross-checked), and the LAPIC timer as the one-shot timer (TSC-deadline mode when
-//! present, else one-shot mode with a divider calibrated against the TSC).
+//! TSC calibrated (a CPUID-stated frequency when present, else measured against the HPET, the
+//! ACPI PM timer or the PIT, the first that works; `rhea.tsc_ref` forces one and
+//! `rhea.tsc_check` cross-checks), and the LAPIC timer as the one-shot timer (TSC-deadline mode
+//! when present, else one-shot mode with a divider calibrated against the TSC).
+//!
+//! The HPET and the PM timer are found in the ACPI tables during early boot
+//! ([`discover_time_references`], while the boot identity map shows them); the HPET's
+//! registers are mapped here, when the calibration may need them.
 //!
 //! The drivers are `rhea-irq` and `rhea-timers`; this module only binds them to the
 //! machine's ports, MSRs and MMIO pages (`rhea-arch` primitives) and keeps the instances.
@@ -14,8 +19,14 @@
     reason = "port I/O, MSRs and MMIO; each use has a SAFETY note"
 )]
 
-use crate::calibrate::{Calibration, CalibrationConfig};
+use crate::calibrate::{
+    Calibration, CalibrationConfig, CalibrationError, CrossCheck, FrequencySource, Missing,
+    ReferenceCounter, References, TscError, TscRef,
+};
+use crate::hpet::{Hpet, HpetError, HpetTable, HpetTableError};
 use crate::lapic::LapicConfig;
+use crate::madt::{Rsdp, Window};
+use crate::pm_timer::{PmTimer, PmTimerError, PmTimerPort};
 use crate::{
     ApicId, ApicMsr, IoApic, IsaIrqMap, IsaOverride, Lapic, LapicAccess, LapicTimer,
     LapicTimerMode, Mmio32, Msr, PortIo, TimerDivide, X2Apic, XApic,
@@ -43,6 +54,11 @@ impl PortIo for Ports {
     fn outb(&self, port: u16, value: u8) {
         // SAFETY: as in `inb`.
         unsafe { rhea_arch::outb(port, value) }
+    }
+    fn inl(&self, port: u16) -> u32 {
+        // SAFETY: used only for the ACPI PM timer, at the port the validated FADT names: a
+        // read-only counter whose reads have no side effect.
+        unsafe { x86_64::instructions::port::PortReadOnly::<u32>::new(port).read() }
     }
 }
 
@@ -74,8 +90,9 @@ struct Mmio {
 
 impl Mmio32 for Mmio {
     fn read32(&self, offset: usize) -> u32 {
-        // SAFETY: `base` is a device page mapped uncached by `init` before this object exists;
-        // the drivers only use register offsets inside it, 32-bit aligned.
+        // SAFETY: `base` is a device's register block (a LAPIC, I/O APIC or HPET page, or the
+        // HPET's 1 KiB inside one) mapped uncached by `init` before this object exists; the
+        // drivers only use register offsets inside it, 32-bit aligned.
         unsafe { core::ptr::read_volatile((self.base + offset as u64) as *const u32) }
     }
     fn write32(&self, offset: usize, value: u32) {
@@ -248,7 +265,9 @@ pub(crate) fn init_this_ap() {
 #[derive(Debug)]
 pub enum InitError {
     /// The TSC frequency could be neither read nor measured.
-    Calibration(crate::calibrate::CalibrationError),
+    Calibration(TscError),
+    /// The LAPIC timer's rate could not be measured.
+    LapicTimer(CalibrationError),
     /// The LAPIC could not be enabled.
     Lapic(crate::lapic::LapicError),
     /// The I/O APIC at this address did not answer sensibly.
@@ -261,6 +280,7 @@ impl core::fmt::Display for InitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Calibration(e) => write!(f, "TSC calibration failed: {e}"),
+            Self::LapicTimer(e) => write!(f, "LAPIC timer calibration failed: {e}"),
             Self::Lapic(e) => write!(f, "local APIC: {e}"),
             Self::IoApic(base, e) => write!(f, "I/O APIC at {base:#x}: {e}"),
             Self::Map => f.write_str("cannot map interrupt controller registers"),
@@ -268,10 +288,11 @@ impl core::fmt::Display for InitError {
     }
 }
 
-/// Calibration windows: 3 × 5 ms against the PIT gives a frequency within a few hundred ppm,
-/// good enough for sub-millisecond timers, for 15 ms of boot time (TCG has no CPUID frequency
-/// leaf, so this is what runs there). A CPUID-stated frequency is used as is unless the
-/// command line asks for the cross-check (`rhea.tsc_check=1`): boot time matters on KVM.
+/// Calibration windows: 3 × 5 ms against the HPET, the PM timer or the PIT gives a frequency
+/// within tens to a few hundred ppm, good enough for sub-millisecond timers, for 15 ms of boot
+/// time (TCG has no CPUID frequency leaf, so this is what runs there). A CPUID-stated frequency
+/// is used as is unless the command line asks for the cross-check (`rhea.tsc_check=1`): boot
+/// time matters on KVM.
 const fn calibration_config(cross_check: bool) -> CalibrationConfig {
     CalibrationConfig {
         window_us: 5_000,
@@ -280,11 +301,76 @@ const fn calibration_config(cross_check: bool) -> CalibrationConfig {
     }
 }
 
+/// What the ACPI tables say about the time references, read by [`discover_time_references`].
+#[derive(Clone, Copy, Debug)]
+struct TimeTables {
+    hpet: Result<HpetTable, HpetTableError>,
+    pm_timer: Result<PmTimerPort, PmTimerError>,
+}
+
+static TIME_TABLES: Once<TimeTables> = Once::new();
+
+/// Reads the HPET table and the FADT's PM timer (early boot, while the boot identity map shows
+/// the firmware's tables; `rsdp` as the boot protocol gave it, else the BIOS areas are
+/// searched). Prints nothing: [`init`] reports what it found next to the calibration.
+pub fn discover_time_references(rsdp: Option<u64>) {
+    let window = Window {
+        start: 0x400,
+        end: 4 << 30,
+    };
+    let where_ = match rsdp {
+        Some(a) => Rsdp::At(a as usize),
+        None => Rsdp::SearchBios,
+    };
+    // SAFETY: as for the MADT (`smp::discover`): the boot page tables identity-map the low
+    // 4 GiB, which holds the BIOS areas and the firmware's ACPI tables; nothing writes them.
+    let tables = unsafe {
+        TimeTables {
+            hpet: crate::hpet::read(where_, window),
+            pm_timer: crate::pm_timer::read(where_, window),
+        }
+    };
+    TIME_TABLES.call_once(|| tables);
+}
+
+/// The HPET as [`init`] found it.
+enum HpetFound {
+    /// No usable table.
+    Table(HpetTableError),
+    /// A table, but registers that cannot be mapped.
+    Unmapped(HpetTable),
+    /// A table, but registers that cannot be used.
+    Device(HpetTable, HpetError),
+    /// Ready to measure against.
+    Usable(HpetTable, Hpet<Mmio>),
+}
+
+/// Maps the HPET the table describes and checks its capabilities. A page that cannot be
+/// mapped makes the HPET unusable, not the boot fail: there are other references.
+fn find_hpet(
+    table: Result<HpetTable, HpetTableError>,
+    map_mmio: &dyn Fn(u64, u64) -> bool,
+) -> HpetFound {
+    let table = match table {
+        Ok(t) => t,
+        Err(e) => return HpetFound::Table(e),
+    };
+    // `parse_table` checked the 1 KiB block lies inside one page.
+    if !map_mmio(table.base & !0xfff, 4096) {
+        return HpetFound::Unmapped(table);
+    }
+    match Hpet::new(Mmio { base: table.base }) {
+        Ok(h) => HpetFound::Usable(table, h),
+        Err(e) => HpetFound::Device(table, e),
+    }
+}
+
 /// Brings up interrupts and time on the boot CPU (interrupts stay disabled) and prints what it
-/// chose. `map_mmio` identity-maps a device range uncached.
+/// chose. `forced` is `rhea.tsc_ref`'s source; `map_mmio` identity-maps a device range uncached.
 pub fn init(
     boot_cycles: u64,
     cross_check: bool,
+    forced: Option<TscRef>,
     map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<TimeAndIrq, InitError> {
     let features = rhea_arch::features::report();
@@ -351,16 +437,36 @@ pub fn init(
             })
     });
 
-    // 4. The clock: TSC counted from the board's first instruction.
-    let calibration = crate::calibrate::calibrate_tsc(
-        stated_tsc_hz,
-        Some(&Ports),
-        &Tsc,
-        &calibration_config(cross_check),
-    )
-    .map_err(InitError::Calibration)?;
+    // 4. The clock: TSC counted from the board's first instruction, its frequency stated or
+    //    measured against the first reference that works (or the one `rhea.tsc_ref` names).
+    let tables = TIME_TABLES.get().copied().unwrap_or(TimeTables {
+        hpet: Err(HpetTableError::NoAcpi),
+        pm_timer: Err(PmTimerError::NoAcpi),
+    });
+    let hpet = find_hpet(tables.hpet, map_mmio);
+    let pm_timer = tables.pm_timer.map(|at| PmTimer::new(Ports, at));
+    report_references(stated_tsc_hz, &hpet, &pm_timer);
+    let refs = References {
+        stated: stated_tsc_hz,
+        hpet: match &hpet {
+            HpetFound::Usable(_, h) => Ok(h),
+            HpetFound::Table(e) if e.is_missing() => Err(Missing::Absent),
+            HpetFound::Table(_) | HpetFound::Unmapped(_) | HpetFound::Device(..) => {
+                Err(Missing::Refused)
+            }
+        },
+        pm_timer: match &pm_timer {
+            Ok(pm) => Ok(pm),
+            Err(e) if e.is_missing() => Err(Missing::Absent),
+            Err(_) => Err(Missing::Refused),
+        },
+        pit: Some(&Ports),
+    };
+    let calibration =
+        crate::calibrate::calibrate_tsc(&refs, forced, &Tsc, &calibration_config(cross_check))
+            .map_err(InitError::Calibration)?;
     let conversion = ClockConversion::from_hz(calibration.hz)
-        .map_err(|_| InitError::Calibration(crate::calibrate::CalibrationError::PitAbsent))?;
+        .expect("a calibrated frequency is at least MIN_PLAUSIBLE_HZ, never 0");
     let clock = CLOCK.call_once(|| TscClock::with_origin(Tsc, conversion, boot_cycles));
 
     // 5. The one-shot timer.
@@ -376,7 +482,7 @@ pub fn init(
             calibration.hz,
             &calibration_config(cross_check),
         )
-        .map_err(InitError::Calibration)?;
+        .map_err(InitError::LapicTimer)?;
         LapicTimerMode::OneShot(rate)
     };
     let timer = TIMER.call_once(|| {
@@ -435,30 +541,101 @@ fn report_kvm(kvm: crate::kvm::KvmFeatures, pv: crate::kvm::Registered) {
     };
 }
 
+/// What the TSC may be measured against: the stated frequency, the HPET, the PM timer (the PIT
+/// is found out by measuring).
+fn report_references(
+    stated: Option<(u64, &'static str)>,
+    hpet: &HpetFound,
+    pm_timer: &Result<PmTimer<Ports>, PmTimerError>,
+) {
+    use core::fmt::Write;
+    let mut w = crate::machine::ConsoleWriter;
+    let _ = write!(w, "rhea: time: references: ");
+    let _ = match stated {
+        Some((hz, leaf)) => write!(w, "{leaf} states {} kHz; ", hz / 1000),
+        None => write!(w, "no frequency stated by CPUID; "),
+    };
+    let _ = match hpet {
+        HpetFound::Usable(t, h) => write!(
+            w,
+            "HPET at {:#x} ({} kHz, {}-bit, {}); ",
+            t.base,
+            ReferenceCounter::rate(h).hz() / 1000,
+            if h.is_64bit() { 64 } else { 32 },
+            if h.read_is_enabled() {
+                "running"
+            } else {
+                "halted"
+            }
+        ),
+        HpetFound::Table(e) if e.is_missing() => write!(w, "no HPET ({e}); "),
+        HpetFound::Table(e) => write!(w, "HPET table refused ({e}); "),
+        HpetFound::Unmapped(t) => write!(w, "HPET at {:#x} refused (cannot map it); ", t.base),
+        HpetFound::Device(t, e) => write!(w, "HPET at {:#x} refused ({e}); ", t.base),
+    };
+    let _ = match pm_timer {
+        Ok(pm) => writeln!(
+            w,
+            "ACPI PM timer at port {:#x} ({}-bit); PIT ports",
+            pm.port().port,
+            pm.port().bits
+        ),
+        Err(e) if e.is_missing() => writeln!(w, "no ACPI PM timer ({e}); PIT ports"),
+        Err(e) => writeln!(w, "ACPI PM timer refused ({e}); PIT ports"),
+    };
+}
+
 fn report(cal: &Calibration, lapic: &str, mode: LapicTimerMode, vector: Vector) {
     use core::fmt::Write;
     let mut w = crate::machine::ConsoleWriter;
+    if let Some(hz) = cal.ignored_stated_hz {
+        let _ = writeln!(
+            w,
+            "rhea: time: CPUID states an implausible {hz} Hz; ignored"
+        );
+    }
+    for (r, e) in cal.skipped.iter().flatten() {
+        let _ = writeln!(
+            w,
+            "rhea: time: the {} failed ({e}); trying the next reference",
+            r.describe()
+        );
+    }
+    let forced = if cal.forced {
+        ", forced by rhea.tsc_ref"
+    } else {
+        ""
+    };
+    let _ = write!(
+        w,
+        "rhea: time: tsc {} kHz ({}{forced})",
+        cal.hz / 1000,
+        cal.source
+    );
     let _ = match cal.cross_check {
-        crate::calibrate::CrossCheck::Measured {
-            measured_hz,
+        CrossCheck::Compared {
+            hz,
+            against: FrequencySource::Cpuid(leaf),
             disagreement_ppm,
-            ..
         } => writeln!(
             w,
-            "rhea: time: tsc {} kHz ({}); measured {} kHz, {disagreement_ppm:+} ppm",
-            cal.hz / 1000,
-            cal.source,
-            measured_hz / 1000
+            "; {leaf} states {} kHz, {disagreement_ppm:+} ppm",
+            hz / 1000
         ),
-        crate::calibrate::CrossCheck::Failed(e) => writeln!(
+        CrossCheck::Compared {
+            hz,
+            against: FrequencySource::Measured(r),
+            disagreement_ppm,
+        } => writeln!(
             w,
-            "rhea: time: tsc {} kHz ({}); cross-check failed: {e}",
-            cal.hz / 1000,
-            cal.source
+            "; measured {} kHz against the {r}, {disagreement_ppm:+} ppm",
+            hz / 1000
         ),
-        crate::calibrate::CrossCheck::NotRun => {
-            writeln!(w, "rhea: time: tsc {} kHz ({})", cal.hz / 1000, cal.source)
+        CrossCheck::Failed(r, e) => {
+            writeln!(w, "; cross-check against the {} failed: {e}", r.describe())
         }
+        CrossCheck::NoOther => writeln!(w, "; no other source to cross-check against"),
+        CrossCheck::NotRun => writeln!(w),
     };
     let _ = match mode {
         LapicTimerMode::TscDeadline => writeln!(

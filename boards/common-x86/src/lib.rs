@@ -12,12 +12,16 @@
 //!   and its calibration against the TSC;
 //! - [`ioapic`]: [`IoApic`] routing, masking, and ISA IRQ → GSI overrides; [`pic8259`]:
 //!   remapping and masking the legacy PIC;
-//! - [`pit`]: the 8254 PIT as a frequency reference; [`calibrate`]: the TSC's frequency from
-//!   CPUID or measured against the PIT, with a cross-check, and [`calibrate::measure_rate`]
-//!   for any counter against a calibrated one;
+//! - the TSC's frequency references: [`hpet`] (the ACPI HPET table and the HPET's counter),
+//!   [`pm_timer`] (the FADT's ACPI PM timer), [`pit`] (the 8254 PIT); [`calibrate`]: the
+//!   TSC's frequency from CPUID, else measured against the HPET, the PM timer or the PIT (the
+//!   first that works, or the one `rhea.tsc_ref` forces; none is a clear error), with a
+//!   cross-check against the best other source, and [`calibrate::measure_rate`] for any
+//!   counter against a calibrated one;
 //! - [`madt`], [`mcfg`]: the ACPI MADT (CPUs, I/O APICs, ISA overrides) through the `acpi`
 //!   crate with the entry walk validated first, and the MCFG (PCI Express ECAM windows) by our
-//!   own parser;
+//!   own parser; the HPET table and the FADT are likewise found by the crate and parsed by
+//!   ours;
 //! - [`pvh`]: the PVH `hvm_start_info` parser with its validation;
 //! - [`kvm`]: KVM's paravirtual time — kvmclock (the TSC frequency without calibration) and
 //!   steal time — its CPUID bits and MSR values (the records and their registration on the
@@ -28,7 +32,8 @@
 //!   boot shared by every PVH board ([`pvh_boot`], [`BootInfo`]), and the linker script
 //!   (`link.ld`, which xtask passes for every x86 board);
 //! - the COM1 console (a 16550 at port 0x3f8, receive interrupt on ISA IRQ 4);
-//! - interrupts and time (`interrupts`): PIC, LAPIC, I/O APIC, TSC and LAPIC timer;
+//! - interrupts and time (`interrupts`): PIC, LAPIC, I/O APIC, the TSC (its references found
+//!   in the ACPI tables in early boot, the HPET mapped when needed) and LAPIC timer;
 //! - PCI configuration access (ECAM from the MCFG, else ports 0xcf8/0xcfc);
 //! - application processors: the real-mode trampoline, INIT-SIPI-SIPI, per-CPU stacks.
 //!
@@ -43,14 +48,18 @@ extern crate alloc;
 
 pub mod access;
 pub mod calibrate;
+pub mod hpet;
 pub mod ioapic;
 pub mod kvm;
 pub mod lapic;
 pub mod lapic_timer;
 pub mod madt;
 pub mod mcfg;
+#[cfg(test)]
+mod model;
 pub mod pic8259;
 pub mod pit;
+pub mod pm_timer;
 pub mod pvh;
 pub mod uefi;
 

@@ -271,7 +271,13 @@ pub fn init_interrupts_and_time(
     cross_check: bool,
     map_mmio: &dyn Fn(u64, u64) -> bool,
 ) -> Result<rhea_hal::TimeAndIrq, crate::interrupts::InitError> {
-    crate::interrupts::init(boot.boot_cycles, cross_check, map_mmio)
+    // The runtime checked the whole command line before this runs: a bad value never gets here.
+    let forced = rhea_hal::cmdline::Cmdline::new(boot.cmdline)
+        .choice(&rhea_hal::cmdline::keys::TSC_REF)
+        .ok()
+        .flatten()
+        .and_then(crate::calibrate::TscRef::from_name);
+    crate::interrupts::init(boot.boot_cycles, cross_check, forced, map_mmio)
 }
 
 /// Enables COM1's receive interrupt (route and unmask the line first).
@@ -371,7 +377,8 @@ fn addr_of(sym: &u8) -> u64 {
 /// Early boot of a PC entered through PVH, called once on the boot CPU with the entry code's
 /// argument (the `hvm_start_info` physical address): COM1, descriptor tables, the validated
 /// memory map, then what must be read while the boot identity map still shows the firmware's
-/// tables — the CPUs (MADT) and PCI's ECAM window (MCFG). Malformed boot data is a panic with a
+/// tables — the CPUs (MADT), PCI's ECAM window (MCFG) and the time references (HPET table,
+/// FADT). Malformed boot data is a panic with a
 /// clear message (the console is already up). Returns the boot info and the RSDP's address.
 pub fn early_pc(start_info: usize) -> (BootInfo, Option<u64>) {
     early_console();
@@ -410,6 +417,7 @@ pub fn early_pc_with_map(
         pvh::trampoline_page(&boot.memory_map, start_info as u64),
     );
     crate::pci::discover(rsdp);
+    crate::interrupts::discover_time_references(rsdp);
     (boot, rsdp)
 }
 

@@ -24,7 +24,7 @@ use acpi::madt::{
     LocalX2ApicEntry, Madt, MadtEntry, MultiprocessorWakeupEntry, NmiSourceEntry,
     PlatformInterruptSourceEntry, X2ApicNmiEntry,
 };
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use core::mem::size_of;
 use core::ptr::NonNull;
 use rhea_hal::IrqLine;
@@ -235,6 +235,40 @@ pub enum Rsdp {
     At(usize),
     /// Search the BIOS areas (the EBDA's first KiB and 0xE0000..0x100000).
     SearchBios,
+}
+
+/// The ACPI tables `rsdp` leads to, read through `handler` (the RSDP and the root table
+/// checked by the `acpi` crate).
+///
+/// # Safety
+/// As for [`read`]: every address in the handler's window is readable (1:1) for as long as
+/// the tables are used.
+pub(crate) unsafe fn tables(
+    handler: Identity,
+    rsdp: Rsdp,
+) -> Result<AcpiTables<Identity>, acpi::AcpiError> {
+    // SAFETY: forwarded: the handler only hands out mappings inside the caller's window.
+    unsafe {
+        match rsdp {
+            Rsdp::At(address) => AcpiTables::from_rsdp(handler, address),
+            Rsdp::SearchBios => AcpiTables::search_for_rsdp_bios(handler),
+        }
+    }
+}
+
+/// The bytes of a table the `acpi` crate found: its header's `length` of them, or `None` if
+/// that is more than was mapped.
+pub(crate) fn table_bytes<T: AcpiTable>(table: &PhysicalMapping<Identity, T>) -> Option<&[u8]> {
+    let length = { table.get().header().length } as usize;
+    if length > table.region_length() {
+        return None;
+    }
+    // SAFETY: the mapping covers `region_length` bytes from its start, which the handler
+    // checked lie inside the window the caller vouched is readable while the tables are used;
+    // `length` is within them, and nothing writes firmware tables.
+    Some(unsafe {
+        core::slice::from_raw_parts(table.virtual_start().as_ptr().cast::<u8>(), length)
+    })
 }
 
 /// Reads the MADT. `boot_apic_id` is the running CPU's APIC ID (it becomes CPU 0);

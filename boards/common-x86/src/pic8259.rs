@@ -90,6 +90,9 @@ mod tests {
         fn inb(&self, port: u16) -> u8 {
             panic!("no reads needed, port {port:#x}")
         }
+        fn inl(&self, port: u16) -> u32 {
+            panic!("no reads needed, port {port:#x}")
+        }
         fn outb(&self, port: u16, value: u8) {
             self.log.lock().unwrap().push((port, value));
             let mut chips = self.chips.lock().unwrap();

@@ -24,13 +24,17 @@ use crate::calibrate::CalibrationError;
 use core::fmt;
 use rhea_timers::CycleCounter;
 
-/// Port I/O, 8 bits wide: `in`/`out` on x86. The kernel implements it; this crate only uses
-/// the legacy PIT ports (0x40, 0x42, 0x43, 0x61), and `rhea-irq` the 8259 PIC's.
+/// Port I/O: `in`/`out` on x86. The kernel implements it; this crate only uses the legacy PIT
+/// ports (0x40, 0x42, 0x43, 0x61) and the 8259 PIC's with bytes, and reads the ACPI PM timer
+/// (at the port the FADT names) with [`PortIo::inl`].
 pub trait PortIo: Sync {
     /// Reads the byte at `port`. Touches hardware.
     fn inb(&self, port: u16) -> u8;
     /// Writes `value` to `port`. Touches hardware.
     fn outb(&self, port: u16, value: u8);
+    /// Reads 32 bits at `port` with one `in` (the ACPI PM timer must be read whole: ACPI 6.5
+    /// §4.8.3.3). Touches hardware.
+    fn inl(&self, port: u16) -> u32;
 }
 
 impl<T: PortIo + ?Sized> PortIo for &T {
@@ -39,6 +43,9 @@ impl<T: PortIo + ?Sized> PortIo for &T {
     }
     fn outb(&self, port: u16, value: u8) {
         (**self).outb(port, value)
+    }
+    fn inl(&self, port: u16) -> u32 {
+        (**self).inl(port)
     }
 }
 
@@ -49,19 +56,19 @@ pub const PIT_HZ: u64 = 1_193_182;
 pub const MAX_PLAUSIBLE_HZ: u64 = 20_000_000_000;
 
 /// I/O ports (PC/AT wiring).
-mod port {
+pub(crate) mod port {
     /// Channel 0 count (IRQ0).
-    pub(super) const CHANNEL0: u16 = 0x40;
+    pub(crate) const CHANNEL0: u16 = 0x40;
     /// Channel 2 count (speaker).
-    pub(super) const CHANNEL2: u16 = 0x42;
+    pub(crate) const CHANNEL2: u16 = 0x42;
     /// Mode/command register (write only).
-    pub(super) const COMMAND: u16 = 0x43;
+    pub(crate) const COMMAND: u16 = 0x43;
     /// System control port B: bit 0 channel-2 gate, bit 1 speaker data enable, bit 5 channel-2
     /// output (read only).
-    pub(super) const PORT_B: u16 = 0x61;
+    pub(crate) const PORT_B: u16 = 0x61;
 }
 
-const PORT_B_GATE2: u8 = 1 << 0;
+pub(crate) const PORT_B_GATE2: u8 = 1 << 0;
 const PORT_B_SPEAKER: u8 = 1 << 1;
 const PORT_B_OUT2: u8 = 1 << 5;
 
@@ -69,13 +76,13 @@ const PORT_B_OUT2: u8 = 1 << 5;
 const CW_SELECT_CHANNEL0: u8 = 0b00 << 6;
 const CW_SELECT_CHANNEL2: u8 = 0b10 << 6;
 /// RW = 00: counter latch command (the other bits of a latch command are zero).
-const CW_LATCH: u8 = 0b00 << 4;
+pub(crate) const CW_LATCH: u8 = 0b00 << 4;
 /// RW = 11: read/write the least significant byte, then the most significant byte.
-const CW_ACCESS_LOHI: u8 = 0b11 << 4;
+pub(crate) const CW_ACCESS_LOHI: u8 = 0b11 << 4;
 /// Mode 0, interrupt on terminal count: OUT goes low when the mode is written and high when
 /// the count reaches zero; the count keeps decrementing (and wraps) afterwards.
-const CW_MODE0: u8 = 0b000 << 1;
-const CW_BINARY: u8 = 0;
+pub(crate) const CW_MODE0: u8 = 0b000 << 1;
+pub(crate) const CW_BINARY: u8 = 0;
 
 /// Which PIT channel timed the windows.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -288,219 +295,10 @@ fn sample_channel0(
     Err(CalibrationError::PitTimeout)
 }
 
-/// A model of the PC's PIT and port 0x61 on a simulated time line, with a TSC driven by the
-/// same time line: every port access and counter read advances time by its cost. Shared by
-/// the tests of this crate's calibration.
-#[cfg(test)]
-pub(crate) mod model {
-    use super::*;
-    use std::sync::Mutex;
-
-    const PS_PER_S: u128 = 1_000_000_000_000;
-
-    /// What sits behind the PIT's ports.
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    pub(crate) enum Wiring {
-        /// A PC: PIT and port 0x61.
-        Pc,
-        /// QEMU microvm: PIT, no port 0x61 (reads 0xff).
-        NoPortB,
-        /// Nothing: every port reads `value`.
-        Dead { value: u8 },
-    }
-
-    #[derive(Clone, Copy, Default, Debug)]
-    struct Channel {
-        initial: u16,
-        loaded_at_ps: Option<u64>,
-        low_byte: Option<u8>,
-        latched: Option<u16>,
-        read_high_next: bool,
-    }
-
-    #[derive(Debug)]
-    pub(crate) struct State {
-        pub(crate) now_ps: u64,
-        pub(crate) tsc_hz: u64,
-        pub(crate) io_cost_ps: u64,
-        pub(crate) tsc_cost_ps: u64,
-        /// Counter reads return this instead of the time line's TSC.
-        pub(crate) stuck_tsc: Option<u64>,
-        /// Stall the machine once for `.1` ps when time first passes `.0`.
-        pub(crate) stall: Option<(u64, u64)>,
-        /// `(period, length)` in ps: time jumps by `length` at every multiple of `period` (a
-        /// host that keeps descheduling the vCPU).
-        pub(crate) periodic_stall: Option<(u64, u64)>,
-        pub(crate) wiring: Wiring,
-        pub(crate) port_accesses: u64,
-        gate2: bool,
-        channels: [Channel; 3],
-    }
-
-    #[derive(Debug)]
-    pub(crate) struct Machine(pub(crate) Mutex<State>);
-
-    impl Machine {
-        pub(crate) fn new(tsc_hz: u64, wiring: Wiring) -> Machine {
-            Machine(Mutex::new(State {
-                now_ps: 1_000_000_000, // 1 ms in: the TSC is not zero
-                tsc_hz,
-                io_cost_ps: 1_000_000, // 1 µs, a VM exit
-                tsc_cost_ps: 20_000,
-                stuck_tsc: None,
-                stall: None,
-                periodic_stall: None,
-                wiring,
-                port_accesses: 0,
-                gate2: false,
-                channels: [Channel::default(); 3],
-            }))
-        }
-
-        pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-            f(&mut self.0.lock().unwrap())
-        }
-    }
-
-    impl State {
-        fn advance(&mut self, ps: u64) {
-            self.now_ps += ps;
-            if let Some((at, len)) = self.stall
-                && self.now_ps >= at
-            {
-                self.now_ps += len;
-                self.stall = None;
-            }
-            if let Some((period, len)) = self.periodic_stall
-                && (self.now_ps - ps) / period != self.now_ps / period
-            {
-                self.now_ps += len;
-            }
-        }
-
-        pub(crate) fn tsc(&self) -> u64 {
-            (u128::from(self.now_ps) * u128::from(self.tsc_hz) / PS_PER_S) as u64
-        }
-
-        /// PIT clocks since channel `i` was loaded, if it counts.
-        fn elapsed(&self, i: usize) -> Option<u64> {
-            let loaded = self.channels[i].loaded_at_ps?;
-            Some((u128::from(self.now_ps - loaded) * u128::from(PIT_HZ) / PS_PER_S) as u64)
-        }
-
-        fn count(&self, i: usize) -> u16 {
-            let c = &self.channels[i];
-            match self.elapsed(i) {
-                Some(e) => (u64::from(c.initial).wrapping_sub(e) & 0xffff) as u16,
-                None => c.initial,
-            }
-        }
-
-        fn out(&self, i: usize) -> bool {
-            let initial = match self.channels[i].initial {
-                0 => 0x1_0000,
-                n => u64::from(n),
-            };
-            self.elapsed(i).is_some_and(|e| e >= initial)
-        }
-
-        fn has_port_b(&self) -> bool {
-            self.wiring == Wiring::Pc
-        }
-    }
-
-    impl CycleCounter for Machine {
-        fn read(&self) -> u64 {
-            self.with(|s| {
-                s.advance(s.tsc_cost_ps);
-                s.stuck_tsc.unwrap_or_else(|| s.tsc())
-            })
-        }
-    }
-
-    impl PortIo for Machine {
-        fn inb(&self, p: u16) -> u8 {
-            self.with(|s| {
-                s.advance(s.io_cost_ps);
-                s.port_accesses += 1;
-                if let Wiring::Dead { value } = s.wiring {
-                    return value;
-                }
-                match p {
-                    port::PORT_B if s.has_port_b() => {
-                        u8::from(s.gate2)
-                            | (u8::from(s.out(2)) << 5)
-                            | (((s.now_ps / 15_000_000) as u8 & 1) << 4)
-                    }
-                    port::CHANNEL0 | port::CHANNEL2 => {
-                        let i = usize::from(p - port::CHANNEL0);
-                        let value = s.channels[i].latched.unwrap_or_else(|| s.count(i));
-                        let c = &mut s.channels[i];
-                        let byte = if c.read_high_next {
-                            (value >> 8) as u8
-                        } else {
-                            value as u8
-                        };
-                        if c.read_high_next {
-                            c.latched = None;
-                        }
-                        c.read_high_next = !c.read_high_next;
-                        byte
-                    }
-                    _ => 0xff,
-                }
-            })
-        }
-
-        fn outb(&self, p: u16, v: u8) {
-            self.with(|s| {
-                s.advance(s.io_cost_ps);
-                s.port_accesses += 1;
-                if matches!(s.wiring, Wiring::Dead { .. }) {
-                    return;
-                }
-                match p {
-                    port::COMMAND => {
-                        let i = usize::from(v >> 6);
-                        assert!(i < 3, "read-back command not modelled");
-                        if v & 0x30 == CW_LATCH {
-                            if s.channels[i].latched.is_none() {
-                                s.channels[i].latched = Some(s.count(i));
-                            }
-                        } else {
-                            assert_eq!(
-                                v & 0x3f,
-                                CW_ACCESS_LOHI | CW_MODE0 | CW_BINARY,
-                                "only mode 0, lo/hi, binary"
-                            );
-                            s.channels[i] = Channel::default();
-                        }
-                    }
-                    port::CHANNEL0 | port::CHANNEL2 => {
-                        let i = usize::from(p - port::CHANNEL0);
-                        let gate = i != 2 || s.gate2;
-                        let now = s.now_ps;
-                        let c = &mut s.channels[i];
-                        match c.low_byte.take() {
-                            None => c.low_byte = Some(v),
-                            Some(lo) => {
-                                c.initial = u16::from_le_bytes([lo, v]);
-                                c.loaded_at_ps = gate.then_some(now);
-                            }
-                        }
-                    }
-                    port::PORT_B if s.has_port_b() => s.gate2 = v & PORT_B_GATE2 != 0,
-                    _ => {}
-                }
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::model::{Machine, Wiring};
     use super::*;
+    use crate::model::{Machine, Wiring};
 
     fn ppm(measured: u64, truth: u64) -> i64 {
         ((i128::from(measured) - i128::from(truth)) * 1_000_000 / i128::from(truth)) as i64

@@ -20,8 +20,8 @@
 //! invariants at every scheduling decision and panics on a violation), then the app's
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
-//! 3. The special cases: the strict command line, the appliance's network and abuse tests,
-//!    Xen netfront.
+//! 3. The special cases: the strict command line, the TSC's frequency sources on qemu-x86_64
+//!    (`tsc_ref.rs`), the appliance's network and abuse tests, Xen netfront.
 //! 4. Without `--accel` (auto), the boots of step 2 once more, each under a real Linux KVM
 //!    inside a Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of a board's
 //!    in one such guest per L1 machine: cases `<board>/<machine>/nested-kvm <app>`, judged as
@@ -40,6 +40,7 @@ pub(crate) mod cmdline;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
+pub(crate) mod tsc_ref;
 
 use std::time::{Duration, Instant};
 
@@ -271,6 +272,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         t.boot_apps(board, &app_list, &accels)?;
     }
     t.cmdline_cases(&board_names);
+    t.tsc_ref_cases(&board_names);
     t.appliance_net_cases(&board_names);
     t.screen_cases(&board_names);
     t.appliance_abuse_cases(&board_names);
@@ -789,7 +791,46 @@ impl TestRun<'_> {
         }
     }
 
-    /// Step 3b: the appliance's network tests (net_test.rs), [`NET_CASES`].
+    /// Step 3b: the TSC's frequency sources on qemu-x86_64 (tsc_ref.rs): each forced in turn and
+    /// cross-checked, and the clear errors where one, or every one, is missing.
+    fn tsc_ref_cases(&mut self, board_names: &[&str]) {
+        if !tsc_ref::wanted(self.opts, board_names) {
+            return;
+        }
+        let machine_ok = |m: &str| self.opts.machine.as_deref().is_none_or(|want| want == m);
+        let cases: Vec<_> = tsc_ref::cases()
+            .into_iter()
+            .filter(|c| machine_ok(c.machine) && self.wanted(&c.name))
+            .collect();
+        if cases.is_empty() {
+            return;
+        }
+        let prepared = tsc_ref::prepare(self.ws, self.all_apps);
+        // `--repeat` boots each case again: the margins are about timing under load.
+        let repeated = cases
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(c, self.opts.repeat as usize));
+        for case in repeated {
+            let result = match &prepared {
+                Ok(p) => tsc_ref::run(p, case, self.opts),
+                Err(e) => Err((None, format!("build failed: {e}"))),
+            };
+            match result {
+                Ok((took, figures)) => {
+                    if let Some(t) = figures {
+                        println!(
+                            "  tsc: {} kHz ({}); {} kHz against the {}, {:+} ppm",
+                            t.khz, t.source, t.measured_khz, t.against, t.ppm
+                        );
+                    }
+                    self.tally.pass(&case.name, took)
+                }
+                Err((took, why)) => self.tally.fail(&case.name, took, &why),
+            }
+        }
+    }
+
+    /// Step 3c: the appliance's network tests (net_test.rs), [`NET_CASES`].
     fn appliance_net_cases(&mut self, board_names: &[&str]) {
         for &(board_name, machine, case, mem, wire, nic) in &NET_CASES {
             let wanted = board_names.contains(&board_name)
@@ -854,7 +895,7 @@ impl TestRun<'_> {
         }
     }
 
-    /// Step 3c: the appliance under abuse from the host (abuse.rs), [`ABUSE_CASES`].
+    /// Step 3d: the appliance under abuse from the host (abuse.rs), [`ABUSE_CASES`].
     fn appliance_abuse_cases(&mut self, board_names: &[&str]) {
         for (board_name, machine, case, wire, mem) in ABUSE_CASES {
             let wanted = board_names.contains(&board_name)
@@ -877,7 +918,7 @@ impl TestRun<'_> {
         }
     }
 
-    /// Step 3d: Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the
+    /// Step 3e: Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the
     /// appliance as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it
     /// (xen_dom0.rs).
     fn xen_netfront_cases(&mut self, board_names: &[&str]) {
