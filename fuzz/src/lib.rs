@@ -17,6 +17,7 @@ pub mod http;
 pub mod net_frame;
 pub mod pvh;
 pub mod rings;
+pub mod uefi;
 pub mod xen;
 pub mod xenstore;
 

@@ -11,9 +11,9 @@ use crate::Input;
 use rhea_board_common_x86::pvh::{self, E820Entry, PhysMemory};
 
 /// Guest memory: `bytes` at physical address `base`; everything else is unreadable.
-struct Memory<'a> {
-    base: u64,
-    bytes: &'a [u8],
+pub(crate) struct Memory<'a> {
+    pub(crate) base: u64,
+    pub(crate) bytes: &'a [u8],
 }
 
 impl PhysMemory for Memory<'_> {
@@ -45,7 +45,7 @@ impl PhysMemory for Memory<'_> {
 }
 
 /// Bases worth trying: the legacy area (qboot), ordinary RAM, the top of the address space.
-const BASES: [u64; 8] = [
+pub(crate) const BASES: [u64; 8] = [
     0,
     0x1000,
     0xf_0000,

@@ -56,6 +56,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "the PVH start info, its memory map and command line in guest memory",
     ),
     (
+        "uefi",
+        "pc-uefi's hand-off page, raw UEFI memory map, kernel ELF and command line",
+    ),
+    (
         "acpi",
         "the MADT entry walk and the MCFG, found through RSDP and XSDT",
     ),
