@@ -1,5 +1,7 @@
 //! `cargo xtask bench net [--loops N] [--rounds N] [--accel A] [--smp N] [--mem M]`: Rhea's network next
 //! to a Linux guest's, measured from the host through the same QEMU netdev in the same run.
+//! With `--board pc-uefi`: the PC's NIC (the Intel 82574L on pc-uefi) next to virtio-net on
+//! q35, both Rhea, the same way ([`bench_pc_nic`]).
 //!
 //! Both guests boot on QEMU x86_64 q35 with the same flags (machine, firmware, accelerator,
 //! `-smp`; `-m` differs and is printed) and the same NIC: the `-netdev`/`-device` pair of the
@@ -445,6 +447,9 @@ fn summarize(runs: &[Run]) -> Figures {
 
 /// `cargo xtask bench net`.
 pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
+    if opts.board_name() == PC_BOARD {
+        return bench_pc_nic(ws, opts);
+    }
     let (loops, rounds) = check_options(opts)?;
     let board = boards::find(BOARD)?;
     let machine = board.machine(Some(MACHINE))?;
@@ -505,11 +510,105 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The board whose NIC `bench net --board pc-uefi` measures: the PC's Intel 82574L.
+const PC_BOARD: &str = "pc-uefi";
+
+/// `bench net --board pc-uefi`: the appliance on pc-uefi (OVMF, the Intel 82574L, `e1000e`)
+/// next to the same appliance on qemu-x86_64 q35 (virtio-net-pci), both under TCG with
+/// `-smp` and `-m` alike, on the same tap, in alternating rounds — the baseline for the PC's
+/// NIC is Rhea's own virtio-net on the same host in the same run (the Linux guest's cloud
+/// kernel has no e1000e driver, so it cannot be the baseline here).
+fn bench_pc_nic(ws: &Workspace, opts: &Options) -> Result<()> {
+    if !crate::test::net::is_root() {
+        return fail("`bench net` needs root: it creates a tap interface for the guests' NIC");
+    }
+    let loops = opts.loops.unwrap_or(DEFAULT_LOOPS);
+    if loops == 0 {
+        return usage("--loops must be at least 1");
+    }
+    let rounds = opts.rounds.unwrap_or(DEFAULT_ROUNDS);
+    let wire = Wire::new(WIRE);
+    let cmdline = format!(
+        "rhea.net.ip={}/24 appliance.allow_quit=1 {}",
+        wire.guest,
+        opts.append()
+    )
+    .trim()
+    .to_string();
+    let mut machines = Vec::new();
+    for board_name in [PC_BOARD, BOARD] {
+        let board = boards::find(board_name)?;
+        let super::Prepared { qemu, image, .. } = super::prepare(ws, board, APP, opts)?;
+        let spec = qemu::Spec {
+            board,
+            machine: MACHINE,
+            accel: qemu::Accel::Tcg,
+            smp: opts.smp,
+            mem: &opts.mem,
+            kernel: &image.boot,
+            serial: qemu::Serial::Captured,
+            append: &cmdline,
+        };
+        let (mut m, nic) = qemu::machine_on_tap(&spec, qemu.qboot.as_deref(), &wire.tap)?;
+        m.binary = qemu.binary.clone();
+        println!("  {board_name}: NIC {}", nic.device);
+        machines.push(m);
+    }
+    println!(
+        "== bench net --board pc-uefi: the PC's NIC (e1000e) vs virtio-net, both Rhea's \
+         appliance under TCG, -smp {} -m {}, {rounds} round(s), {loops} round trips",
+        opts.smp, opts.mem
+    );
+    wire.create()
+        .or_else(|e| fail(format!("cannot create tap {}: {e}", wire.tap)))?;
+    let guest_ip = wire.guest;
+    let run = |label: &str, m: &qemu::Machine, round: u32| {
+        println!("== round {round}/{rounds}: {label}");
+        run_guest(label, m.command(), RHEA_READY, &wire, loops, || {
+            crate::test::net::quit(guest_ip)
+        })
+    };
+    let (e, v) = ("e1000e (pc-uefi)", "virtio-net (q35)");
+    let mut result = Ok((Vec::new(), Vec::new()));
+    for round in 1..=rounds {
+        let step = (|| -> Result<(Run, Run)> {
+            if round % 2 == 1 {
+                let a = run(e, &machines[0], round)?;
+                Ok((a, run(v, &machines[1], round)?))
+            } else {
+                let b = run(v, &machines[1], round)?;
+                Ok((run(e, &machines[0], round)?, b))
+            }
+        })();
+        match (step, &mut result) {
+            (Ok((a, b)), Ok((ea, vb))) => {
+                ea.push(a);
+                vb.push(b);
+            }
+            (Err(err), _) => {
+                result = Err(err);
+                break;
+            }
+            _ => {}
+        }
+    }
+    wire.destroy();
+    let (e_runs, v_runs) = result?;
+    println!();
+    println!("figures, median of {rounds} round(s) ({e} | {v} | ratio):");
+    for row in median_rows(&summarize(&e_runs), &summarize(&v_runs)) {
+        println!("{}", row.render());
+    }
+    println!("  note: under TCG both NICs are emulated by QEMU; compare the ratios within one run");
+    Ok(())
+}
+
 /// `--loops` and `--rounds`, once the options are checked (board, machine, root).
 fn check_options(opts: &Options) -> Result<(u32, u32)> {
     if opts.board_name() != BOARD {
         return usage(format!(
-            "`bench net` runs on board {BOARD}, not {}",
+            "`bench net` runs on board {BOARD} (or {PC_BOARD}: its NIC against virtio-net), \
+             not {}",
             opts.board_name()
         ));
     }
