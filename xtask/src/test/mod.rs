@@ -858,7 +858,7 @@ impl TestRun<'_> {
         if !board_names.contains(&"pc-uefi") {
             return;
         }
-        for &(case, app, with_serial) in screen::CASES {
+        for &(case, app, consoles) in screen::CASES {
             let wanted = self.opts.app.as_deref().is_none_or(|a| a == app)
                 && self.opts.machine.as_deref().is_none_or(|m| m == "q35")
                 && self.wanted(case);
@@ -866,7 +866,7 @@ impl TestRun<'_> {
                 continue;
             }
             let start = Instant::now();
-            let result = screen::run(self.ws, self.all_apps, app, with_serial);
+            let result = screen::run(self.ws, self.all_apps, app, consoles);
             self.tally.record(case, start, result);
         }
     }

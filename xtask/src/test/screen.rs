@@ -13,6 +13,8 @@
 //!   must find none and show everything on the screen: the screen is polled until it shows
 //!   the halt line, and must hold the console line saying COM1 is absent, the app's output
 //!   and the success status.
+//! - **Without a display** (`no-screen hello`): no VGA, so the firmware has no GOP; the loader
+//!   and the kernel must say there is no screen and boot on COM1 alone, to success.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -31,11 +33,35 @@ use rhea_drivers::fbcon::{
     DEFAULT_BACKGROUND, DEFAULT_FOREGROUND, FbConsole, FramebufferInfo, PixelFormat,
 };
 
-/// The screen cases: (case name, app, with COM1).
-pub(crate) const CASES: &[(&str, &str, bool)] = &[
-    ("pc-uefi/q35/tcg screen hello", "hello", true),
-    ("pc-uefi/q35/tcg screen fault-page", "fault-page", true),
-    ("pc-uefi/q35/tcg screen-only hello", "hello", false),
+/// Which consoles a screen case's PC has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Consoles {
+    /// COM1 and a display: the screen must equal COM1's replay.
+    Both,
+    /// A display only.
+    ScreenOnly,
+    /// COM1 only (no GOP).
+    SerialOnly,
+}
+
+/// The screen cases: (case name, app, consoles).
+pub(crate) const CASES: &[(&str, &str, Consoles)] = &[
+    ("pc-uefi/q35/tcg screen hello", "hello", Consoles::Both),
+    (
+        "pc-uefi/q35/tcg screen fault-page",
+        "fault-page",
+        Consoles::Both,
+    ),
+    (
+        "pc-uefi/q35/tcg screen-only hello",
+        "hello",
+        Consoles::ScreenOnly,
+    ),
+    (
+        "pc-uefi/q35/tcg no-screen hello",
+        "hello",
+        Consoles::SerialOnly,
+    ),
 ];
 
 /// The line the board prints at its end, on every console.
@@ -48,7 +74,7 @@ pub(crate) fn run(
     ws: &Workspace,
     all_apps: &[App],
     app_name: &str,
-    with_serial: bool,
+    consoles: Consoles,
 ) -> Result<(), String> {
     let board = boards::find("pc-uefi").map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, app_name).map_err(|e| e.to_string())?;
@@ -73,15 +99,17 @@ pub(crate) fn run(
     m.binary = qemu.binary;
     // No debug-exit device: the kernel's exit halts, and the screen stays for the dump.
     m.devices.retain(|d| !d.starts_with("isa-debug-exit"));
-    if !with_serial {
-        m.serial = None;
+    match consoles {
+        Consoles::Both => {}
+        Consoles::ScreenOnly => m.serial = None,
+        Consoles::SerialOnly => remove_display(&mut m.extra),
     }
     m.monitor = Some(format!("unix:{},server=on,wait=off", monitor.display()));
     let mut qemu = Running::spawn(m.command())?;
-    let result = if with_serial {
-        compare_with_serial(&mut qemu, &monitor, &dump)
-    } else {
-        screen_only(&mut qemu, &monitor, &dump)
+    let result = match consoles {
+        Consoles::Both => compare_with_serial(&mut qemu, &monitor, &dump),
+        Consoles::ScreenOnly => screen_only(&mut qemu, &monitor, &dump),
+        Consoles::SerialOnly => serial_only(&mut qemu),
     };
     qemu.stop(&monitor);
     let _ = std::fs::remove_file(&dump);
@@ -143,6 +171,36 @@ fn screen_only(qemu: &mut Running, monitor: &Path, dump: &Path) -> Result<(), St
             Ok(())
         }
         Some(m) => Err(format!("the screen lacks `{m}`; it shows:\n{shown}")),
+    }
+}
+
+/// `no-screen <app>`: no display; COM1 must say so and the run must end in success.
+fn serial_only(qemu: &mut Running) -> Result<(), String> {
+    let serial = qemu.wait_for(HALTED.as_bytes(), RUN_TIMEOUT)?;
+    let serial = qemu.wait_for_after(b"\n", serial.len(), Duration::from_secs(5))?;
+    let text = String::from_utf8_lossy(&serial);
+    let must = [
+        "framebuffer none",
+        "rhea: consoles: COM1 present, screen none",
+        "rhea: app main returned (Success)",
+        "rhea: halted (success)",
+    ];
+    match must.iter().find(|m| !text.contains(*m)) {
+        None => {
+            println!("  screen: without a display, the loader and kernel say so and boot on COM1");
+            Ok(())
+        }
+        Some(m) => Err(format!("COM1 lacks `{m}`")),
+    }
+}
+
+/// Drops the display device (`-device VGA`) from QEMU's extra arguments.
+fn remove_display(extra: &mut Vec<String>) {
+    if let Some(i) = extra
+        .windows(2)
+        .position(|w| w[0] == "-device" && w[1] == "VGA")
+    {
+        extra.drain(i..i + 2);
     }
 }
 
@@ -352,6 +410,15 @@ mod tests {
         );
         assert!(kernel_output(b"rhea: no loader\n").is_err());
         assert!(kernel_output(b"rhea-uefi: cannot boot\n").is_err());
+    }
+
+    #[test]
+    fn the_display_is_removed() {
+        let mut extra: Vec<String> = ["-drive", "x", "-device", "VGA", "-device", "ide-hd"]
+            .map(String::from)
+            .to_vec();
+        remove_display(&mut extra);
+        assert_eq!(extra, ["-drive", "x", "-device", "ide-hd"]);
     }
 
     #[test]
