@@ -17,7 +17,7 @@
 
 use super::fault::{self, TrapFrame};
 use super::gdt;
-use spin::Once;
+use rhea_sync::Once;
 
 core::arch::global_asm!(
     r#"
