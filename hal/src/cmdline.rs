@@ -41,109 +41,98 @@ pub struct Key {
     pub name: &'static str,
     /// Its values.
     pub kind: Kind,
-    /// What it does, for documentation and error messages.
-    pub doc: &'static str,
 }
 
-/// The known keys. A key added here is documented in README.md's command-line table.
+/// The known keys. A key added here is documented in README.md's command-line table (and what
+/// it does in its doc comment: the kernel image carries only the names and the values).
 pub mod keys {
     use super::{Key, Kind};
 
     /// Largest CPU count (`rhea_sched::MAX_CPUS`, LinuxU's `MAX_VCPUS`, the boards' tables).
     pub const MAX_CPUS: u64 = 64;
 
-    /// Run the scheduler's invariant checker at every decision.
+    /// Run the scheduler's invariant checker at every scheduling decision.
     pub const CHECKER: Key = Key {
         name: "rhea.checker",
         kind: Kind::Flag,
-        doc: "run the scheduler's invariant checker at every scheduling decision",
     };
-    /// Print the scheduling-trace hash at exit.
+    /// Print the scheduling-trace hash when main returns.
     pub const TRACE: Key = Key {
         name: "rhea.trace",
         kind: Kind::Flag,
-        doc: "print the scheduling-trace hash when main returns",
     };
-    /// x86: cross-check the TSC's frequency against another source.
+    /// x86 PC boards: cross-check the TSC's frequency against the best other source (a CPUID-stated
+    /// frequency, else the HPET, the ACPI PM timer or the PIT) and print the disagreement in ppm.
     pub const TSC_CHECK: Key = Key {
         name: "rhea.tsc_check",
         kind: Kind::Flag,
-        doc: "x86 PC boards: cross-check the TSC's frequency against the best other source (a CPUID-stated frequency, else the HPET, the ACPI PM timer or the PIT) and print the disagreement in ppm",
     };
-    /// x86: the one source of the TSC's frequency.
+    /// x86 PC boards: take the TSC's frequency from this source only (default: the first that
+    /// works, in this order); one the machine lacks, or that fails, ends the boot.
     pub const TSC_REF: Key = Key {
         name: "rhea.tsc_ref",
         kind: Kind::Choice(&["cpuid", "hpet", "pmtimer", "pit"]),
-        doc: "x86 PC boards: take the TSC's frequency from this source only (default: the first that works, in this order); one the machine lacks, or that fails, ends the boot",
     };
-    /// LinuxU: the deterministic simulation mode.
+    /// LinuxU: deterministic simulation mode (virtual time, one vCPU).
     pub const SIM: Key = Key {
         name: "rhea.sim",
         kind: Kind::Flag,
-        doc: "LinuxU: deterministic simulation mode (virtual time, one vCPU)",
     };
-    /// The simulation's seed (also read by seeded test apps).
+    /// LinuxU simulation: the timer-jitter seed (0: no jitter); seeded test apps read it too.
     pub const SEED: Key = Key {
         name: "rhea.seed",
         kind: Kind::Number {
             min: 0,
             max: u64::MAX,
         },
-        doc: "LinuxU simulation: the timer-jitter seed (0: no jitter); seeded test apps read it too",
     };
-    /// LinuxU: RAM size in MiB.
+    /// LinuxU: RAM in MiB (default 64).
     pub const MEM_MIB: Key = Key {
         name: "rhea.mem_mib",
         kind: Kind::Number { min: 4, max: 4096 },
-        doc: "LinuxU: RAM in MiB (default 64)",
     };
-    /// The kernel heap's size in KiB, exactly (default: the app's declared need plus headroom).
+    /// The kernel heap in KiB, exactly (default: the app's need plus a share of RAM).
     pub const HEAP_KIB: Key = Key {
         name: "rhea.heap_kib",
         kind: Kind::Number {
             min: 16,
             max: 4 << 20,
         },
-        doc: "the kernel heap in KiB, exactly (default: the app's need plus a share of RAM)",
     };
-    /// The most the one-shot timer may be programmed ahead of a deadline, in µs (0: never).
+    /// The most the timer may fire ahead of a deadline, learnt from how late its interrupts come,
+    /// then spun off with interrupts disabled (default 100; 0: off).
     pub const TIMER_ADVANCE_US: Key = Key {
         name: "rhea.timer_advance_us",
         kind: Kind::Number { min: 0, max: 1000 },
-        doc: "the most the timer may fire ahead of a deadline, learnt from how late its interrupts come, then spun off with interrupts disabled (default 100; 0: off)",
     };
-    /// At most this many CPUs (LinuxU: start this many vCPUs).
+    /// Use at most N CPUs (LinuxU: start N vCPUs, default 1).
     pub const CPUS: Key = Key {
         name: "rhea.cpus",
         kind: Kind::Number {
             min: 1,
             max: MAX_CPUS,
         },
-        doc: "use at most N CPUs (LinuxU: start N vCPUs, default 1)",
     };
-    /// Test fault injection (qemu-x86_64): CPU N gets no start-up IPI.
+    /// Qemu-x86_64 fault injection: CPU N gets its INIT but no start-up IPI.
     pub const SMP_NOSIPI: Key = Key {
         name: "rhea.smp.nosipi",
         kind: Kind::Number {
             min: 1,
             max: MAX_CPUS - 1,
         },
-        doc: "qemu-x86_64 fault injection: CPU N gets its INIT but no start-up IPI",
     };
-    /// Test fault injection (Arm boards): CPU N is never started.
+    /// Arm fault injection: CPU N is never started.
     pub const SMP_NOSTART: Key = Key {
         name: "rhea.smp.nostart",
         kind: Kind::Number {
             min: 1,
             max: MAX_CPUS - 1,
         },
-        doc: "Arm fault injection: CPU N is never started",
     };
-    /// qemu-x86_64: whether PCI devices may use MSI-X.
+    /// Qemu-x86_64: let PCI devices use MSI-X (default on).
     pub const PCI_MSIX: Key = Key {
         name: "rhea.pci.msix",
         kind: Kind::Choice(&["on", "off"]),
-        doc: "qemu-x86_64: let PCI devices use MSI-X (default on)",
     };
 
     /// Every known key, sorted by name.

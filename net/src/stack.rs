@@ -294,7 +294,7 @@ impl Stack {
 /// `CHANGED` (the condvar releases it).
 pub(crate) static STACK: Mutex<Option<Stack>> = Mutex::new(None);
 pub(crate) static CHANGED: Condvar = Condvar::new();
-static SHARED: spin::Once<Arc<Shared>> = spin::Once::new();
+static SHARED: rhea_sync::Once<Arc<Shared>> = rhea_sync::Once::new();
 
 /// Locks the stack (the network must be started).
 pub(crate) fn lock() -> Result<MutexGuard<'static, Option<Stack>>, NetError> {

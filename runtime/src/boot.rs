@@ -194,7 +194,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
 }
 
 /// The command line, checked by [`rhea_hal::cmdline::parse`] (set in stage 2).
-pub(crate) static CMDLINE: spin::Once<Cmdline<'static>> = spin::Once::new();
+pub(crate) static CMDLINE: rhea_sync::Once<Cmdline<'static>> = rhea_sync::Once::new();
 
 /// The heap asked for: `rhea.heap_kib` (exact), else the app's `rhea::main!` declaration,
 /// else the runtime's own minimum (see `memory::init`).

@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::{InterruptController, IrqLine, RouteError, Trigger};
 pub use rhea_irq::TopHalf;
 use rhea_irq::{IrqHandler, IrqRegistry, IrqThreadWaker, Reschedule, Vector};
-use spin::Once;
+use rhea_sync::Once;
 
 static REGISTRY: IrqRegistry = IrqRegistry::new();
 static CONTROLLER: Once<&'static dyn InterruptController> = Once::new();

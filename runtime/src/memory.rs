@@ -26,7 +26,7 @@ const STACK_REGION_BASE: u64 = <AddressSpace as rhea_hal::arch::AddressSpace>::S
 use rhea_hal::BootInfo;
 use rhea_hal::{PAGE_SIZE, PhysAddr};
 use rhea_mm::{FrameAllocator, FrameError, Heap};
-use spin::Once;
+use rhea_sync::Once;
 
 #[global_allocator]
 static HEAP: IrqSafeHeap = IrqSafeHeap(Heap::empty());

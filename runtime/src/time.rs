@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub use core::time::Duration;
 pub use rhea_hal::Instant;
 use rhea_hal::{Clock, OneShotTimer};
-use spin::Once;
+use rhea_sync::Once;
 
 static CLOCK: Once<&'static dyn Clock> = Once::new();
 static CYCLES_PER_SECOND: AtomicU64 = AtomicU64::new(0);

@@ -2,7 +2,7 @@
 //! signal entry (`../linux/signals.rs`), which builds the same frame from a `ucontext`.
 
 use core::fmt;
-use spin::Once;
+use rhea_sync::Once;
 
 /// Registers saved on trap entry, lowest address first (the order the common path pushes them
 /// in reverse), then the stub's two words, then the CPU's interrupt frame.

@@ -10,7 +10,7 @@
 //!   With its own stack the report keeps the exact RIP (a #DF frame's RIP is undefined).
 
 use super::percpu::MAX_CPUS;
-use spin::Once;
+use rhea_sync::Once;
 use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
 use x86_64::instructions::tables::load_tss;

@@ -1,11 +1,19 @@
 //! Trap entry: the IDT, one assembly stub per vector, and the fatal-fault path.
 //!
-//! Every one of the 256 vectors has a 16-byte stub in `rhea_trap_stubs` (so vector `v` is at
-//! `rhea_trap_stubs + 16 * v`). A stub pushes a zero error code where the CPU pushes none
-//! (SDM Vol. 3A §6.13, table 6-1: only 8, 10–14, 17, 21, 29 and 30 push one), then its vector
-//! number, and jumps to a common path that saves every general register into a [`TrapFrame`]
-//! and calls [`trap_dispatch`]. The stack is 16-byte aligned at that call: the CPU aligns RSP
-//! before pushing its 5-word frame (§6.14.2) and the stub and common path push 17 more words.
+//! Every one of the 256 vectors has a stub in `rhea_trap_stubs` ([`stub_offset`] says where).
+//! A stub pushes its vector number, less 128 so that it fits a sign-extended 8-bit immediate
+//! (a 2-byte push), and jumps to a common path. For the vectors whose exception comes without
+//! an error code (SDM Vol. 3A §6.13, table 6-1: only 8, 10–14, 17, 21, 29 and 30 push one) the
+//! path first moves the vector down a word and puts a zero error code in its place, so every
+//! frame has the same shape. Then it adds the 128 back, saves every general register into a
+//! [`TrapFrame`] and calls [`trap_dispatch`]. The stack is 16-byte aligned at that call: the
+//! CPU aligns RSP before pushing its 5-word frame (§6.14.2) and the stub and common path push
+//! 17 more words.
+//!
+//! The stubs are small because 256 of them are: the exceptions (0–31) have 8 bytes each (the
+//! push and a jump to their path); the interrupt vectors (32–255), which all take the
+//! no-error-code path, come in blocks of 16 four-byte stubs (the push and a short jump to the
+//! block's end) that share one far jump — 1,208 bytes in all instead of 16 per vector.
 //!
 //! Why our own IDT instead of `x86_64::structures::idt`: that type cannot set the reserved
 //! vectors (9, 15, 22–27, 31), and its handlers need the unstable `x86-interrupt` ABI. A gate is
@@ -17,7 +25,7 @@
 
 use super::fault::{self, TrapFrame};
 use super::gdt;
-use spin::Once;
+use rhea_sync::Once;
 
 core::arch::global_asm!(
     r#"
@@ -26,18 +34,41 @@ core::arch::global_asm!(
     .global rhea_trap_stubs
 rhea_trap_stubs:
     .set rhea_vec, 0
-    .rept 256
-    .balign 16
+    .rept 32
+    .org rhea_trap_stubs + {exception_stub} * rhea_vec
+    pushq $(rhea_vec - 128)
     .if (rhea_vec == 8) || (rhea_vec == 10) || (rhea_vec == 11) || (rhea_vec == 12) || (rhea_vec == 13) || (rhea_vec == 14) || (rhea_vec == 17) || (rhea_vec == 21) || (rhea_vec == 29) || (rhea_vec == 30)
+    .byte 0xe9
+    .long rhea_trap_common - (. + 4)
     .else
-    pushq $0
+    .byte 0xe9
+    .long rhea_trap_no_error - (. + 4)
     .endif
-    pushq $rhea_vec
-    jmp rhea_trap_common
     .set rhea_vec, rhea_vec + 1
     .endr
+    .set rhea_block, 0
+    .rept (256 - 32) / {block_stubs}
+    .org rhea_trap_stubs + 32 * {exception_stub} + {block} * rhea_block
+    .rept {block_stubs} - 1
+    pushq $(rhea_vec - 128)
+    jmp 1f
+    .set rhea_vec, rhea_vec + 1
+    .endr
+    pushq $(rhea_vec - 128)
+    .set rhea_vec, rhea_vec + 1
+1:
+    .byte 0xe9
+    .long rhea_trap_no_error - (. + 4)
+    .set rhea_block, rhea_block + 1
+    .endr
+    // `.org` fails to assemble if a stub outgrows its place: the layout is `stub_offset`'s.
+    .org rhea_trap_stubs + {stubs_len}
 
+rhea_trap_no_error:
+    pushq (%rsp)
+    movq $0, 8(%rsp)
 rhea_trap_common:
+    subq $-128, (%rsp)
     pushq %rax
     pushq %rbx
     pushq %rcx
@@ -75,12 +106,36 @@ rhea_trap_common:
     iretq
     "#,
     dispatch = sym trap_dispatch,
+    exception_stub = const EXCEPTION_STUB,
+    block_stubs = const BLOCK_STUBS,
+    block = const BLOCK,
+    stubs_len = const STUBS_LEN,
     options(att_syntax)
 );
 
+/// Bytes of an exception's stub (vectors 0–31).
+const EXCEPTION_STUB: usize = 8;
+/// Bytes of an interrupt vector's stub (32–255), stubs per block, and bytes per block (the
+/// stubs, less the last one's short jump, plus the shared 5-byte jump, rounded up to 4).
+const IRQ_STUB: usize = 4;
+const BLOCK_STUBS: usize = 16;
+const BLOCK: usize = (BLOCK_STUBS * IRQ_STUB - 2 + 5).next_multiple_of(4);
+/// All the stubs.
+const STUBS_LEN: usize = 32 * EXCEPTION_STUB + (256 - 32) / BLOCK_STUBS * BLOCK;
+
+/// Where vector `v`'s stub starts, from `rhea_trap_stubs`.
+const fn stub_offset(v: usize) -> usize {
+    if v < 32 {
+        v * EXCEPTION_STUB
+    } else {
+        let i = v - 32;
+        32 * EXCEPTION_STUB + i / BLOCK_STUBS * BLOCK + i % BLOCK_STUBS * IRQ_STUB
+    }
+}
+
 unsafe extern "C" {
-    /// The first of 256 16-byte stubs defined above.
-    static rhea_trap_stubs: [u8; 256 * 16];
+    /// The stubs defined above ([`stub_offset`]).
+    static rhea_trap_stubs: [u8; STUBS_LEN];
 }
 
 /// An IDT gate descriptor (SDM Vol. 3A §6.14.1, figure 6-8).
@@ -125,7 +180,7 @@ pub(super) fn load_idt() {
             reserved: 0,
         }; 256];
         for (v, gate) in gates.iter_mut().enumerate() {
-            let handler = stubs + 16 * v as u64;
+            let handler = stubs + stub_offset(v) as u64;
             // IST index in the gate is 1-based; 0 means "no IST".
             let ist = match v as u8 {
                 DOUBLE_FAULT => gdt::IST_DOUBLE_FAULT + 1,

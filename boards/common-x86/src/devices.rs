@@ -10,7 +10,7 @@ use rhea_drivers::e1000e::E1000ePci;
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, NicEnv, PciBus};
 use rhea_drivers::virtio::VirtioNetPci;
 use rhea_hal::cmdline::{Cmdline, keys};
-use spin::Once;
+use rhea_sync::Once;
 
 /// Addresses for memory BARs firmware left unassigned (qboot assigns none; UEFI firmware and
 /// SeaBIOS assign all): the top of q35's 32-bit PCI hole, which runs from the end of the ECAM

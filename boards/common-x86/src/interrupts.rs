@@ -34,8 +34,8 @@ use crate::{
 use rhea_arch::sync::{IrqGuard, IrqsOff, SpinLock};
 use rhea_hal::{InterruptController, IrqLine, RouteError, TimeAndIrq, Trigger};
 use rhea_irq::vectors::{self, Vector};
+use rhea_sync::Once;
 use rhea_timers::{ClockConversion, CycleCounter, TscClock};
-use spin::Once;
 
 /// The I/O APIC's physical address on PCs (and both QEMU machines), used when there is no
 /// usable MADT; the MADT's first I/O APIC otherwise.

@@ -38,7 +38,7 @@
 //! - application processors: the real-mode trampoline, INIT-SIPI-SIPI, per-CPU stacks.
 //!
 //! May depend on: `rhea-hal`, `rhea-mm`, `rhea-pvtime` (the kvmclock and steal records), `rhea-irq` (the vector plan), `rhea-timers`,
-//! `rhea-smp` (the CPU table), `acpi` (everywhere); `rhea-arch`, `rhea-drivers`, `spin`,
+//! `rhea-smp` (the CPU table), `acpi` (everywhere); `rhea-arch`, `rhea-drivers`, `rhea-sync`,
 //! `x86_64` (on the machine). Not on the runtime, which links the board, nor on another board.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]

@@ -210,7 +210,7 @@ static UART: Uart16550<Com1> = Uart16550::new(Com1);
 static COM1_ABSENT: AtomicBool = AtomicBool::new(false);
 
 /// A second console every write also goes to (pc-uefi's screen: [`set_console_mirror`]).
-static MIRROR: spin::Once<fn(&[u8])> = spin::Once::new();
+static MIRROR: rhea_sync::Once<fn(&[u8])> = rhea_sync::Once::new();
 
 /// Writes to COM1 and the mirror, if any (the boards' [`Console`](rhea_hal::Console), and
 /// [`ConsoleWriter`]'s board-level reports: so a PC with only a screen shows them too).

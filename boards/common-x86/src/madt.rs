@@ -160,7 +160,7 @@ pub enum MadtError {
 impl core::fmt::Display for MadtError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Acpi(e) => write!(f, "ACPI tables: {e:?}"),
+            Self::Acpi(e) => write!(f, "ACPI tables: {}", AcpiErrorText(e)),
             Self::TooShort { length } => {
                 write!(f, "MADT length {length} is below its 44-byte header")
             }
@@ -235,6 +235,52 @@ pub enum Rsdp {
     At(usize),
     /// Search the BIOS areas (the EBDA's first KiB and 0xE0000..0x100000).
     SearchBios,
+}
+
+/// The `acpi` crate's error in words. Its `Debug` would do, but it costs the image the whole
+/// `Debug` machinery and a UTF-8 check's (for the table signatures) for a message that only a
+/// broken firmware ever shows.
+pub(crate) struct AcpiErrorText<'a>(pub(crate) &'a acpi::AcpiError);
+
+impl core::fmt::Display for AcpiErrorText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use acpi::{AcpiError as E, sdt::Signature};
+        let table = |s: &Signature| {
+            const KNOWN: [(Signature, &str); 9] = [
+                (Signature::RSDT, "RSDT"),
+                (Signature::XSDT, "XSDT"),
+                (Signature::FADT, "FADT"),
+                (Signature::MADT, "MADT"),
+                (Signature::HPET, "HPET"),
+                (Signature::MCFG, "MCFG"),
+                (Signature::DSDT, "DSDT"),
+                (Signature::SSDT, "SSDT"),
+                (Signature::FACS, "FACS"),
+            ];
+            KNOWN
+                .iter()
+                .find(|(k, _)| k == s)
+                .map_or("an ACPI table", |(_, name)| name)
+        };
+        let (what, sig) = match self.0 {
+            E::NoValidRsdp => ("no valid RSDP", None),
+            E::RsdpIncorrectSignature => ("RSDP: wrong signature", None),
+            E::RsdpInvalidOemId => ("RSDP: OEM id not ASCII", None),
+            E::RsdpInvalidChecksum => ("RSDP: bad checksum", None),
+            E::SdtInvalidSignature(s) => ("wrong signature: ", Some(s)),
+            E::SdtInvalidOemId(s) => ("OEM id not ASCII: ", Some(s)),
+            E::SdtInvalidTableId(s) => ("table id not ASCII: ", Some(s)),
+            E::SdtInvalidChecksum(s) => ("bad checksum: ", Some(s)),
+            E::TableMissing(s) => ("missing: ", Some(s)),
+            E::InvalidFacsAddress => ("invalid FACS address", None),
+            E::InvalidDsdtAddress => ("invalid DSDT address", None),
+            E::InvalidMadt(_) => ("invalid MADT", None),
+            E::InvalidGenericAddress => ("invalid generic address", None),
+            E::AllocError => ("allocation failed", None),
+        };
+        f.write_str(what)?;
+        sig.map_or(Ok(()), |s| f.write_str(table(s)))
+    }
 }
 
 /// The ACPI tables `rsdp` leads to, read through `handler` (the RSDP and the root table

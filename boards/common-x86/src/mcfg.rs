@@ -87,7 +87,7 @@ impl McfgError {
 impl core::fmt::Display for McfgError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Acpi(e) => write!(f, "ACPI tables: {e:?}"),
+            Self::Acpi(e) => write!(f, "ACPI tables: {}", crate::madt::AcpiErrorText(e)),
             Self::BadLength(l) => write!(
                 f,
                 "MCFG length {l} is not its 44-byte header plus whole 16-byte entries"

@@ -24,7 +24,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rhea_arch::sync::{IrqsOff, SpinLock};
 use rhea_drivers::bus::BindContext;
 use rhea_drivers::pci::{Address, ConfigAccess};
-use spin::Once;
+use rhea_sync::Once;
 
 /// Segment 0's ECAM window, if the MCFG gave a usable one.
 static ECAM: Once<EcamWindow> = Once::new();

@@ -26,7 +26,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::StackSource;
 use rhea_hal::cmdline::{Cmdline, keys};
-use spin::Once;
+use rhea_sync::Once;
 
 /// The most CPUs started (the scheduler's limit).
 pub(crate) const MAX_CPUS: usize = rhea_smp::MAX_CPUS;

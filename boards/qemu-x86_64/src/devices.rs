@@ -9,7 +9,7 @@ use rhea_board_common_x86 as pc;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
-use spin::Once;
+use rhea_sync::Once;
 
 /// The kernel command line, kept by [`early`] for [`buses`] and [`net_drivers`].
 static CMDLINE: Once<&'static str> = Once::new();

@@ -18,7 +18,7 @@
 //!
 //! **Concurrency.** Registration may happen at any time on any CPU (a driver thread registers
 //! its interrupt when it starts) while other CPUs dispatch. Each slot's handler is a
-//! [`spin::Once`]: registering completes it once, with release ordering; dispatch reads it
+//! [`rhea_sync::Once`]: registering completes it once, with release ordering; dispatch reads it
 //! with one acquire load ([`Once::get`], which never waits). An interrupt that races with the
 //! registration of its own vector sees the slot empty and is counted as unhandled — it cannot
 //! see a half-written handler. Registrations are permanent (there is no unregister): a slot

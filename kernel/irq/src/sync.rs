@@ -1,11 +1,11 @@
 //! The one place the [`registry`](crate::registry) takes its concurrency primitives from: in
-//! every real build, `core`'s atomics and [`spin::Once`]; under `--cfg loom`, loom's atomics and
+//! every real build, `core`'s atomics and [`rhea_sync::Once`]; under `--cfg loom`, loom's atomics and
 //! a `Once` built on them, so the model checker (`tests/loom.rs`) sees every access between
 //! registration and dispatch.
 //!
-//! `spin::Once` itself cannot run under loom: its atomics are invisible to the model, and a
+//! `rhea_sync::Once` itself cannot run under loom: its atomics are invisible to the model, and a
 //! losing `call_once` spins on them without ever letting the winner run. The loom `Once` below
-//! follows `spin` 0.10's algorithm step for step (status `Incomplete → Running` by an acquire
+//! follows its algorithm (`spin` 0.10's) step for step (status `Incomplete → Running` by an acquire
 //! compare-exchange, the value written, `Complete` stored with release; `get` is one acquire
 //! load; a loser waits while the status is `Running`), for the subset the registry uses. The
 //! models therefore check the registry's protocol over that algorithm, not `spin`'s code.
@@ -18,7 +18,7 @@ pub(crate) use loom_once::Once;
 #[cfg(not(loom))]
 pub(crate) use core::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use spin::Once;
+pub(crate) use rhea_sync::Once;
 
 #[cfg(loom)]
 #[allow(
@@ -35,7 +35,7 @@ mod loom_once {
     const RUNNING: u8 = 1;
     const COMPLETE: u8 = 2;
 
-    /// `spin::Once` for the model. Holds `Copy` values only (the registry's are), so it has
+    /// `rhea_sync::Once` for the model. Holds `Copy` values only (the registry's are), so it has
     /// nothing to drop.
     pub(crate) struct Once<T: Copy> {
         status: AtomicU8,

@@ -12,6 +12,9 @@
 //! [`IrqGuard`] disables interrupts for a scope without a lock (it replaces hand-written
 //! save/restore pairs: the restore cannot be forgotten on an early return).
 //!
+//! [`Once`] is a value set once and then read without locking (`spin::Once`'s algorithm, with
+//! one copy of its slow path for every type instead of one per call site).
+//!
 //! Where the lock is declared, say its place in the lock order and why its mode is enough
 //! (docs/ARCHITECTURE.md, "Locks", has the whole order).
 //!
@@ -23,6 +26,9 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
+
+mod once;
+pub use once::Once;
 
 /// How an architecture disables and restores interrupts on the calling CPU.
 pub trait InterruptMask {

@@ -120,3 +120,79 @@ fn excludes_across_threads() {
     assert_eq!(g.0, (THREADS * ROUNDS) as u64);
     assert_eq!(g.0, g.1);
 }
+
+#[test]
+fn once_stores_the_first_value_only() {
+    let once = Once::new();
+    assert_eq!(once.get(), None);
+    assert!(!once.is_completed());
+    assert_eq!(*once.call_once(|| 7), 7);
+    assert_eq!(*once.call_once(|| 8), 7);
+    assert_eq!(once.get(), Some(&7));
+    assert!(once.is_completed());
+    assert_eq!(std::format!("{once:?}"), "Once(7)");
+    assert_eq!(std::format!("{:?}", Once::<u8>::new()), "Once(<uninit>)");
+}
+
+#[test]
+fn once_in_a_static() {
+    static NAME: Once<&str> = Once::new();
+    assert_eq!(*NAME.call_once(|| "first"), "first");
+    assert_eq!(*NAME.call_once(|| "second"), "first");
+}
+
+#[test]
+fn once_drops_its_value_and_an_unused_initialiser() {
+    let value = Arc::new(());
+    let once = Once::new();
+    once.call_once(|| Arc::clone(&value));
+    let unused = Arc::clone(&value);
+    once.call_once(move || unused);
+    assert_eq!(Arc::strong_count(&value), 2);
+    drop(once);
+    assert_eq!(Arc::strong_count(&value), 1);
+    drop(Once::<Arc<()>>::new());
+}
+
+#[test]
+fn once_racing_threads_run_one_initialiser_and_see_its_value() {
+    use std::sync::atomic::AtomicUsize;
+    for _ in 0..50 {
+        let once = Arc::new(Once::new());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let (once, runs) = (Arc::clone(&once), Arc::clone(&runs));
+                std::thread::spawn(move || {
+                    *once.call_once(|| {
+                        runs.fetch_add(1, Ordering::Relaxed);
+                        std::thread::yield_now();
+                        i
+                    })
+                })
+            })
+            .collect();
+        let seen: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        assert!(seen.iter().all(|&v| v == seen[0]));
+        assert_eq!(once.get(), Some(&seen[0]));
+    }
+}
+
+#[test]
+fn once_poisoned_by_a_panicking_initialiser() {
+    let once = Arc::new(Once::<u32>::new());
+    let o = Arc::clone(&once);
+    assert!(
+        std::thread::spawn(move || *o.call_once(|| panic!("init fails")))
+            .join()
+            .is_err()
+    );
+    assert_eq!(once.get(), None);
+    let o = Arc::clone(&once);
+    assert!(
+        std::thread::spawn(move || *o.call_once(|| 1))
+            .join()
+            .is_err()
+    );
+}

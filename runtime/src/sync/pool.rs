@@ -81,7 +81,7 @@ impl From<rhea_mm::pool::PoolError> for PoolError {
 /// `count` blocks of `block_bytes`, allocated and freed in O(1) (see the module doc).
 ///
 /// ```ignore
-/// static POOL: spin::Once<BlockPool> = spin::Once::new();
+/// static POOL: rhea_sync::Once<BlockPool> = rhea_sync::Once::new();
 /// let pool = POOL.call_once(|| BlockPool::new(32, 256).expect("pool"));
 /// let mut block = pool.try_alloc()?; // interrupt-safe
 /// block[..4].copy_from_slice(b"data");

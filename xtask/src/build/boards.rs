@@ -15,6 +15,11 @@ pub(crate) struct Board {
     pub(crate) target: &'static str,
     /// The linker script, relative to the workspace root.
     pub(crate) linker_script: &'static str,
+    /// The linker's `-z max-page-size`: the alignment the ELF file keeps between a segment's
+    /// file offset and its address. 4096 pads every page-aligned section to a page in the file
+    /// too; a script that aligns addresses only (`. = ALIGN(4K)` between sections, as
+    /// common-x86's does) with a small value here lets the file hold the sections back to back.
+    pub(crate) max_page_size: u32,
     /// The value of `--cfg rhea_board="..."`.
     pub(crate) cfg: &'static str,
     /// The QEMU system emulator binary.
@@ -71,6 +76,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "qemu-x86_64",
         target: "x86_64-unknown-none",
         linker_script: "boards/common-x86/link.ld",
+        max_page_size: 16,
         cfg: "qemu-x86_64",
         qemu: "qemu-system-x86_64",
         machines: &["microvm", "q35"],
@@ -88,6 +94,7 @@ pub(crate) const BOARDS: &[Board] = &[
         // The same kernel layout and entry code as every x86 board; the UEFI loader enters it
         // in long mode at `rhea_start64`.
         linker_script: "boards/common-x86/link.ld",
+        max_page_size: 16,
         cfg: "pc-uefi",
         qemu: "qemu-system-x86_64",
         // q35 with OVMF (Debian's `ovmf`) as its firmware, booting the disk image.
@@ -104,6 +111,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "linuxu",
         target: "x86_64-unknown-linux-gnu",
         linker_script: "",
+        max_page_size: 4096,
         cfg: "linuxu",
         qemu: "",
         // "sim" is the deterministic simulation mode (virtual time): boards/linuxu/src/sim.rs.
@@ -120,6 +128,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "qemu-aarch64",
         target: "aarch64-unknown-none",
         linker_script: "boards/qemu-aarch64/link.ld",
+        max_page_size: 4096,
         cfg: "qemu-aarch64",
         qemu: "qemu-system-aarch64",
         machines: &["virt-gicv2", "virt-gicv3"],
@@ -135,6 +144,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "rpi4",
         target: "aarch64-unknown-none",
         linker_script: "boards/rpi4/link.ld",
+        max_page_size: 4096,
         cfg: "rpi4",
         qemu: "qemu-system-aarch64",
         machines: &["raspi4b"],
@@ -153,6 +163,7 @@ pub(crate) const BOARDS: &[Board] = &[
         name: "xen-arm64",
         target: "aarch64-unknown-none",
         linker_script: "boards/xen-arm64/link.ld",
+        max_page_size: 4096,
         cfg: "xen-arm64",
         qemu: "qemu-system-aarch64",
         // Xen 4.17 (Debian's) under QEMU `virt,virtualization=on`, Rhea as a domU Xen builds
@@ -179,6 +190,7 @@ pub(crate) const BOARDS: &[Board] = &[
         target: "x86_64-unknown-none",
         // The same PVH image layout as qemu-x86_64 (and its entry code).
         linker_script: "boards/common-x86/link.ld",
+        max_page_size: 16,
         cfg: "xen-x86_64",
         qemu: "qemu-system-x86_64",
         // Xen 4.17 (Debian's) under QEMU TCG (`-cpu max`: nested SVM), Rhea as the PVH

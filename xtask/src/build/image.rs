@@ -67,11 +67,12 @@ pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
             "link-arg=-T{}",
             root.join(board.linker_script).display()
         ));
-        // Segments' file offsets need only 4 KiB congruence (the scripts align sections to 4
-        // KiB; nothing maps the ELF by larger pages). lld's aarch64 default of 64 KiB put
-        // 60 KiB of zeros before `.text` in every Arm ELF; addresses and raw images are the same.
+        // Segments' file offsets need at most 4 KiB congruence (the scripts align sections to
+        // 4 KiB; nothing maps the ELF by larger pages). lld's aarch64 default of 64 KiB put
+        // 60 KiB of zeros before `.text` in every Arm ELF; addresses and raw images are the
+        // same. The x86 script needs none: its loaders copy segments, so a few bytes do.
         flags.push("-C".to_string());
-        flags.push("link-arg=-zmax-page-size=4096".to_string());
+        flags.push(format!("link-arg=-zmax-page-size={}", board.max_page_size));
     }
     flags.extend(
         [
@@ -374,7 +375,7 @@ mod tests {
             get("CARGO_ENCODED_RUSTFLAGS"),
             "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f--cfg\x1frhea_kernel\
              \x1f-C\x1flink-arg=-T/ws/boards/common-x86/link.ld\
-             \x1f-C\x1flink-arg=-zmax-page-size=4096\
+             \x1f-C\x1flink-arg=-zmax-page-size=16\
              \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"
                 .to_string()
                 + &remaps

@@ -8,45 +8,54 @@
 //! Format, all integers little-endian:
 //!
 //! ```text
-//! offset 0:  magic b"RSY2"
+//! offset 0:  magic b"RSY3"
 //! offset 4:  u32 count
 //! offset 8:  u64 base: the lowest start address
-//! offset 16: u32 names_len
-//! offset 20: u32 tokens
-//! offset 24: count entries of 8 bytes { start: u32 (minus base), extent: u32 }, by start;
-//!            extent = name_off << 14 | size, where a size of 0x3fff or more is stored as
-//!            0x3fff (LONG): "up to the next function's start" (the last one: LONG bytes)
-//! names_base = 24 + 8 * count: names_len bytes of names, each [n: u8][n token references];
-//!            a reference is one byte (index < 0x80) or two (0x80 | index >> 8, index & 0xff);
-//!            name_off is relative to names_base; equal names are stored once
-//! then the tokens, each [len: u8][len bytes UTF-8], index 0 first
+//! offset 16: u32 tokens
+//! offset 20: u32 tokens_len
+//! offset 24: u32 pairs (at most 127)
+//! offset 28: pairs × [a: u8, b: u8]
+//! then tokens_len bytes of tokens, each [len: u8][len code bytes], index 0 first
+//! then count entries, by start: gap: varint | size: varint | name
 //! ```
+//!
+//! An entry's start is the previous one's start plus size plus its gap (the first's: base plus
+//! gap); a size is cut to reach at most the next start. A varint is LEB128. A name is `[n: u8]`
+//! then `n` token references (n < 0xff), a reference one byte (index < 0x80) or two
+//! (0x80 | index >> 8, index & 0xff); or `0xff` then a varint, the index of the first entry
+//! with the same name (generic functions demangle alike: hello has some 50 such repeats).
 //!
 //! A token is a run of identifier characters (`[A-Za-z0-9_]`) followed by a run of other
 //! characters, so `<rhea_sched::Sched as core::fmt::Debug>::fmt` is `<`, `rhea_sched::`,
 //! `Sched `, `as `, `core::`, `fmt::`, `Debug>::`, `fmt`: names share their path segments.
 //! Tokens are numbered by how many names use them, most first (ties by the token), so the
-//! common ones take one byte. Names of more than 255 tokens keep the first 255; tokens longer
-//! than 255 bytes are cut at a char boundary. When several symbols share a start address, the
-//! first by name order is kept; a symbol more than 4 GiB above the lowest is left out. The names
-//! may take 256 KiB (18 bits of name_off).
+//! common ones take one byte. Their text is byte-pair encoded: code byte `0x80 + k` stands for
+//! pair `k`'s two bytes (each ASCII or an earlier pair), `0xff` escapes one raw (non-ASCII)
+//! byte; the pairs are chosen greedily, the most frequent adjacent pair of the tokens' codes
+//! first, while one occurs at least [`MIN_PAIR_USES`] times. Names of more than 254 tokens keep
+//! the first 254; tokens longer than 255 bytes (or codes, non-ASCII escaped) are cut at a char
+//! boundary. When several symbols share a start address, the first by name order is kept.
 
 use object::read::elf::{ElfFile64, FileHeader, Sym};
 use object::{Endianness, Object, ObjectSymbol, elf};
 
 /// The first four bytes of an encoded table.
-pub(crate) const MAGIC: &[u8; 4] = b"RSY2";
-/// Bytes before the entries.
-pub(crate) const HEADER_LEN: usize = 24;
-/// Bytes per entry.
-pub(crate) const ENTRY_LEN: usize = 8;
-/// The size field's width in an entry's extent, and its "up to the next function" value.
-const SIZE_BITS: u32 = 14;
-const LONG: u64 = (1 << SIZE_BITS) - 1;
+pub(crate) const MAGIC: &[u8; 4] = b"RSY3";
+/// Bytes before the pairs.
+pub(crate) const HEADER_LEN: usize = 28;
 /// The longest token kept, in bytes, and the most tokens a name keeps.
 pub(crate) const MAX_TOKEN: usize = 255;
+const MAX_NAME_TOKENS: usize = 254;
 /// Token indexes a two-byte reference can hold.
 const MAX_TOKENS: usize = 0x8000;
+/// A name's first byte saying "the name of an earlier entry".
+const REPEAT: u8 = 0xff;
+/// The first pair code, the escape code, and how many pairs fit between them.
+const FIRST_PAIR: u8 = 0x80;
+const ESCAPE: u8 = 0xff;
+const MAX_PAIRS: usize = (ESCAPE - FIRST_PAIR) as usize;
+/// A pair is made only if it replaces at least this many code bytes (it costs two).
+const MIN_PAIR_USES: usize = 3;
 
 /// One function symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,20 +108,118 @@ pub(crate) fn tokenize(name: &str) -> Vec<&str> {
         out.push(truncate(token));
         rest = tail;
     }
-    out.truncate(MAX_TOKEN);
+    out.truncate(MAX_NAME_TOKENS);
     out
 }
 
-/// Cuts `token` to at most [`MAX_TOKEN`] bytes at a char boundary.
+/// Cuts `token` at a char boundary to at most [`MAX_TOKEN`] bytes, and to at most as many
+/// code bytes (a non-ASCII byte takes two).
 fn truncate(token: &str) -> &str {
-    if token.len() <= MAX_TOKEN {
-        return token;
-    }
-    let mut end = MAX_TOKEN;
-    while !token.is_char_boundary(end) {
-        end -= 1;
+    let mut end = 0;
+    let mut code = 0;
+    for (i, c) in token.char_indices() {
+        let (bytes, codes) = (
+            c.len_utf8(),
+            if c.is_ascii() { 1 } else { 2 * c.len_utf8() },
+        );
+        if i + bytes > MAX_TOKEN || code + codes > MAX_TOKEN {
+            break;
+        }
+        end = i + bytes;
+        code += codes;
     }
     &token[..end]
+}
+
+/// Appends `v` as a LEB128 varint.
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Byte-pair encodes the tokens: their code bytes, and the pairs.
+fn pair_encode(tokens: &[&str]) -> (Vec<Vec<u8>>, Vec<[u8; 2]>) {
+    use std::collections::BTreeMap;
+    // Symbols: a code byte, or `ESCAPE` + the raw byte as one unit that never pairs.
+    let mut codes: Vec<Vec<u16>> = tokens
+        .iter()
+        .map(|t| {
+            t.bytes()
+                .map(|b| {
+                    if b < 0x80 {
+                        u16::from(b)
+                    } else {
+                        0x100 | u16::from(b)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    while pairs.len() < MAX_PAIRS {
+        let mut uses: BTreeMap<(u16, u16), usize> = BTreeMap::new();
+        for code in &codes {
+            let mut prev: Option<(u16, u16)> = None;
+            for w in code.windows(2) {
+                let pair = (w[0], w[1]);
+                if pair.0 >= 0x100 || pair.1 >= 0x100 {
+                    prev = None;
+                    continue;
+                }
+                // `aaa` holds one `aa` that a replacement can use, not two.
+                if prev == Some(pair) && pair.0 == pair.1 {
+                    prev = None;
+                    continue;
+                }
+                *uses.entry(pair).or_default() += 1;
+                prev = Some(pair);
+            }
+        }
+        // The most used pair; ties to the smallest.
+        let Some((&best, &n)) = uses
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        else {
+            break;
+        };
+        if n < MIN_PAIR_USES {
+            break;
+        }
+        let code = u16::from(FIRST_PAIR) + pairs.len() as u16;
+        pairs.push([best.0 as u8, best.1 as u8]);
+        for c in &mut codes {
+            let mut out = Vec::with_capacity(c.len());
+            let mut i = 0;
+            while i < c.len() {
+                if i + 1 < c.len() && (c[i], c[i + 1]) == best {
+                    out.push(code);
+                    i += 2;
+                } else {
+                    out.push(c[i]);
+                    i += 1;
+                }
+            }
+            *c = out;
+        }
+    }
+    let codes = codes
+        .into_iter()
+        .map(|c| {
+            let mut out = Vec::with_capacity(c.len());
+            for s in c {
+                if s >= 0x100 {
+                    out.extend_from_slice(&[ESCAPE, s as u8]);
+                } else {
+                    out.push(s as u8);
+                }
+            }
+            out
+        })
+        .collect();
+    (codes, pairs)
 }
 
 /// Encodes symbols (in any order) into the table format described in the module docs.
@@ -123,7 +230,6 @@ pub(crate) fn encode(symbols: &[Symbol]) -> Vec<u8> {
     sorted.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.name.cmp(&b.name)));
     sorted.dedup_by_key(|s| s.start);
     let base = sorted.first().map_or(0, |s| s.start);
-    sorted.retain(|s| s.start - base <= u64::from(u32::MAX));
 
     // Tokens by the number of distinct names using them, most first.
     let mut distinct: Vec<&str> = sorted.iter().map(|s| s.name.as_str()).collect();
@@ -142,51 +248,61 @@ pub(crate) fn encode(symbols: &[Symbol]) -> Vec<u8> {
         "more than {MAX_TOKENS} distinct name tokens"
     );
     let index: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
+    let texts: Vec<&str> = tokens.iter().map(|t| t.0).collect();
+    let (codes, pairs) = pair_encode(&texts);
 
-    let mut entries = Vec::with_capacity(sorted.len() * ENTRY_LEN);
-    let mut names = Vec::new();
-    let mut stored: HashMap<&str, u32> = HashMap::new();
-    for sym in &sorted {
-        let name_off = *stored.entry(sym.name.as_str()).or_insert_with(|| {
-            let off = u32::try_from(names.len()).expect("names blob over 4 GiB");
-            let parts = tokenize(&sym.name);
-            names.push(parts.len() as u8);
-            for part in parts {
-                let i = index[part];
-                if i < 0x80 {
-                    names.push(i as u8);
-                } else {
-                    names.extend_from_slice(&[0x80 | (i >> 8) as u8, i as u8]);
-                }
+    let mut entries = Vec::new();
+    let mut first_with: HashMap<&str, usize> = HashMap::new();
+    let mut end = base;
+    for (i, sym) in sorted.iter().enumerate() {
+        let size = match sorted.get(i + 1) {
+            Some(next) => sym.size.min(next.start - sym.start),
+            None => sym.size,
+        };
+        push_varint(&mut entries, sym.start - end);
+        push_varint(&mut entries, size);
+        end = sym.start + size;
+        if let Some(&first) = first_with.get(sym.name.as_str()) {
+            entries.push(REPEAT);
+            push_varint(&mut entries, first as u64);
+            continue;
+        }
+        first_with.insert(sym.name.as_str(), i);
+        let parts = tokenize(&sym.name);
+        entries.push(parts.len() as u8);
+        for part in parts {
+            let i = index[part];
+            if i < 0x80 {
+                entries.push(i as u8);
+            } else {
+                entries.extend_from_slice(&[0x80 | (i >> 8) as u8, i as u8]);
             }
-            off
-        });
-        assert!(
-            name_off < 1 << (32 - SIZE_BITS),
-            "the symbol names take more than 256 KiB"
-        );
-        let extent = name_off << SIZE_BITS | sym.size.min(LONG) as u32;
-        entries.extend_from_slice(&((sym.start - base) as u32).to_le_bytes());
-        entries.extend_from_slice(&extent.to_le_bytes());
+        }
     }
 
+    let mut token_bytes = Vec::new();
+    for code in &codes {
+        token_bytes.push(code.len() as u8);
+        token_bytes.extend_from_slice(code);
+    }
     let count = u32::try_from(sorted.len()).expect("more than 4G symbols");
-    let mut out = Vec::with_capacity(HEADER_LEN + entries.len() + names.len());
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + 2 * pairs.len() + token_bytes.len() + entries.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
+    out.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
     out.extend_from_slice(
-        &u32::try_from(names.len())
-            .expect("names blob over 4 GiB")
+        &u32::try_from(token_bytes.len())
+            .expect("tokens over 4 GiB")
             .to_le_bytes(),
     );
-    out.extend_from_slice(&(tokens.len() as u32).to_le_bytes());
-    out.extend_from_slice(&entries);
-    out.extend_from_slice(&names);
-    for (token, _) in &tokens {
-        out.push(token.len() as u8);
-        out.extend_from_slice(token.as_bytes());
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for pair in &pairs {
+        out.extend_from_slice(pair);
     }
+    out.extend_from_slice(&token_bytes);
+    out.extend_from_slice(&entries);
     out
 }
 
@@ -207,44 +323,86 @@ mod tests {
     use super::*;
 
     /// A decoder written from the format description, independent of the encoder.
-    fn decode(bytes: &[u8]) -> Vec<(u64, u32, String)> {
+    fn decode(bytes: &[u8]) -> Vec<(u64, u64, String)> {
         assert_eq!(&bytes[..4], MAGIC);
         let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
         let count = word(4) as usize;
         let base = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-        let names_base = 24 + 8 * count;
-        let tokens_base = names_base + word(16) as usize;
+        let pairs_at = 28;
+        let tokens_at = pairs_at + 2 * word(24) as usize;
+        let entries_at = tokens_at + word(20) as usize;
+        fn expand(pairs: &[u8], c: u8, out: &mut Vec<u8>) {
+            if c < 0x80 {
+                out.push(c);
+            } else {
+                let k = usize::from(c - 0x80);
+                expand(pairs, pairs[2 * k], out);
+                expand(pairs, pairs[2 * k + 1], out);
+            }
+        }
         let mut tokens = Vec::new();
-        let mut at = tokens_base;
-        while at < bytes.len() {
+        let mut at = tokens_at;
+        while at < entries_at {
             let len = bytes[at] as usize;
-            tokens.push(std::str::from_utf8(&bytes[at + 1..at + 1 + len]).unwrap());
+            let code = &bytes[at + 1..at + 1 + len];
+            let mut text = Vec::new();
+            let mut i = 0;
+            while i < code.len() {
+                if code[i] == 0xff {
+                    text.push(code[i + 1]);
+                    i += 2;
+                } else {
+                    expand(&bytes[pairs_at..tokens_at], code[i], &mut text);
+                    i += 1;
+                }
+            }
+            tokens.push(String::from_utf8(text).unwrap());
             at += 1 + len;
         }
-        assert_eq!(at, bytes.len(), "trailing bytes after the tokens");
-        assert_eq!(tokens.len(), word(20) as usize);
-        let mut out = Vec::new();
-        for i in 0..count {
-            let e = 24 + 8 * i;
-            let start = base + u64::from(word(e));
-            let size = word(e + 4) & 0x3fff;
-            let mut at = names_base + (word(e + 4) >> 14) as usize;
+        assert_eq!(at, entries_at, "the tokens end where their length says");
+        assert_eq!(tokens.len(), word(16) as usize);
+        let varint = |at: &mut usize| {
+            let (mut v, mut shift) = (0u64, 0);
+            loop {
+                let b = bytes[*at];
+                *at += 1;
+                v |= u64::from(b & 0x7f) << shift;
+                shift += 7;
+                if b < 0x80 {
+                    return v;
+                }
+            }
+        };
+        let mut out: Vec<(u64, u64, String)> = Vec::new();
+        let mut at = entries_at;
+        let mut end = base;
+        for _ in 0..count {
+            let start = end + varint(&mut at);
+            let size = varint(&mut at);
+            end = start + size;
             let n = bytes[at];
             at += 1;
-            let mut name = String::new();
-            for _ in 0..n {
-                let index = if bytes[at] < 0x80 {
-                    at += 1;
-                    bytes[at - 1] as usize
-                } else {
-                    at += 2;
-                    ((bytes[at - 2] & 0x7f) as usize) << 8 | bytes[at - 1] as usize
-                };
-                name.push_str(tokens[index]);
-            }
-            assert!(at <= tokens_base);
+            let name = if n == 0xff {
+                let first = varint(&mut at) as usize;
+                assert!(first < out.len());
+                out[first].2.clone()
+            } else {
+                let mut name = String::new();
+                for _ in 0..n {
+                    let index = if bytes[at] < 0x80 {
+                        at += 1;
+                        bytes[at - 1] as usize
+                    } else {
+                        at += 2;
+                        ((bytes[at - 2] & 0x7f) as usize) << 8 | bytes[at - 1] as usize
+                    };
+                    name.push_str(&tokens[index]);
+                }
+                name
+            };
             out.push((start, size, name));
         }
+        assert_eq!(at, bytes.len(), "trailing bytes after the entries");
         out
     }
 
@@ -258,7 +416,10 @@ mod tests {
 
     #[test]
     fn empty_table() {
-        assert_eq!(encode(&[]), b"RSY2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        assert_eq!(
+            encode(&[]),
+            b"RSY3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+        );
         assert!(decode(&encode(&[])).is_empty());
     }
 
@@ -277,7 +438,8 @@ mod tests {
             [
                 (0x20_0000, 0x10, "_start".to_string()),
                 (0x20_0100, 0x40, "rhea::main".to_string()),
-                (0x20_0200, 0x3fff, "huge".to_string()),
+                // Cut at the next start.
+                (0x20_0200, 0x100, "huge".to_string()),
                 (
                     0x20_0300,
                     8,
@@ -286,14 +448,46 @@ mod tests {
                 (0x20_0400, 8, "rhea::main".to_string()),
             ]
         );
-        // Exact layout of the header and the first entry; the repeated name is stored once.
+        // Exact layout of the header and the first and last entries; the repeated name is
+        // stored once.
         assert_eq!(&bytes[4..8], &5u32.to_le_bytes());
         assert_eq!(&bytes[8..16], &0x20_0000u64.to_le_bytes());
-        assert_eq!(&bytes[24..28], &0u32.to_le_bytes());
-        assert_eq!(&bytes[28..32], &0x10u32.to_le_bytes());
-        let name_off =
-            |i: usize| u32::from_le_bytes(bytes[28 + 8 * i..32 + 8 * i].try_into().unwrap()) >> 14;
-        assert_eq!(name_off(1), name_off(4));
+        assert_eq!(bytes[bytes.len() - 5..], [0xf8, 0x01, 8, 0xff, 0x01]);
+        // The last is also the largest: a huge size is kept.
+        let last = encode(&[sym(0x1000, 1 << 40, "huge")]);
+        assert_eq!(decode(&last), [(0x1000, 1 << 40, "huge".to_string())]);
+    }
+
+    #[test]
+    fn pairs_shrink_shared_text_and_escape_non_ascii() {
+        let names = [
+            "rhea_board_common_x86::calibrate::measure",
+            "rhea_board_common_x86::calibrate::measure_rate",
+            "rhea_board_common_x86::interrupts::init",
+            "naïve::fünf",
+        ];
+        let syms: Vec<Symbol> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| sym(0x1000 + 16 * i as u64, 16, n))
+            .collect();
+        let bytes = encode(&syms);
+        let decoded = decode(&bytes);
+        assert!(decoded.iter().zip(names).all(|(d, n)| d.2 == n));
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        assert!(word(24) > 0, "no pairs");
+        // The tokens' codes are shorter than their text (the escapes longer).
+        let mut tokens: Vec<&str> = names.iter().flat_map(|n| tokenize(n)).collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let text: usize = tokens.iter().map(|t| 1 + t.len()).sum();
+        assert!(
+            (word(20) as usize) < text,
+            "{} code bytes for {text}",
+            word(20)
+        );
+        // The same input, the same table (xtask's fixed point needs it).
+        assert_eq!(encode(&syms), bytes);
     }
 
     #[test]
@@ -339,9 +533,13 @@ mod tests {
         let decoded = decode(&bytes);
         assert_eq!(decoded[0].2, "a".repeat(255));
         assert!(decoded[1].2.starts_with(&"b".repeat(254)));
-        // A name of more than 255 tokens keeps the first 255.
+        // Escaped, "é" takes four code bytes: 250 ASCII and one "é" fit, a second does not.
+        let escaped = format!("{}ééé", "c".repeat(250));
+        let decoded = decode(&encode(&[sym(1, 1, &escaped)]));
+        assert_eq!(decoded[0].2, format!("{}é", "c".repeat(250)));
+        // A name of more than 254 tokens keeps the first 254.
         let long = "x::".repeat(300);
-        assert_eq!(decode(&encode(&[sym(1, 1, &long)]))[0].2, "x::".repeat(255));
+        assert_eq!(decode(&encode(&[sym(1, 1, &long)]))[0].2, "x::".repeat(254));
     }
 
     #[test]
