@@ -139,11 +139,17 @@ pub mod keys {
         },
         doc: "Arm fault injection: CPU N is never started",
     };
-    /// qemu-x86_64: whether PCI devices may use MSI-X.
+    /// x86 PC boards: whether PCI devices may use MSI-X.
     pub const PCI_MSIX: Key = Key {
         name: "rhea.pci.msix",
         kind: Kind::Choice(&["on", "off"]),
-        doc: "qemu-x86_64: let PCI devices use MSI-X (default on)",
+        doc: "x86 PC boards: let PCI NICs use MSI-X (default on); off: MSI where the device has it (see rhea.pci.msi), else INTx",
+    };
+    /// x86 PC boards: whether PCI devices may use plain MSI when they do not use MSI-X.
+    pub const PCI_MSI: Key = Key {
+        name: "rhea.pci.msi",
+        kind: Kind::Choice(&["on", "off"]),
+        doc: "x86 PC boards: let PCI NICs that do not use MSI-X use MSI (default on); with rhea.pci.msix=off too: INTx",
     };
 
     /// Every known key, sorted by name.
@@ -152,6 +158,7 @@ pub mod keys {
         &CPUS,
         &HEAP_KIB,
         &MEM_MIB,
+        &PCI_MSI,
         &PCI_MSIX,
         &SEED,
         &SIM,
