@@ -7,9 +7,9 @@
 //!
 //! Now: [`uart16550`], the console of PC-class boards, and [`pl011`], the console of Arm
 //! boards; [`bus`], the device model (buses enumerate, drivers match and bind); [`net`], the
-//! contract of network devices; [`pci`], PCI enumeration, BARs, capabilities, MSI-X and INTx
-//! over a configuration-access trait; [`virtio`], virtio-net over PCI and virtio-mmio through
-//! the `virtio-drivers` crate; [`xen`], Xen's paravirtual drivers (xenstore, xenbus, grant
+//! contract of network devices; [`pci`], PCI enumeration, BARs, capabilities, MSI-X, MSI and
+//! INTx over a configuration-access trait; [`virtio`], virtio-net over PCI and virtio-mmio
+//! through the `virtio-drivers` crate; [`xen`], Xen's paravirtual drivers (xenstore, xenbus, grant
 //! table, shared rings, netfront) over a board-provided [`xen::XenHost`]; [`e1000e`], the
 //! Intel 82574L Ethernet controller (QEMU's `e1000e`); [`fbcon`], a text console on a linear
 //! 32-bpp framebuffer (GOP), with its own 8x16 font.

@@ -1,5 +1,5 @@
 //! PCI (PCI Local Bus 3.0, PCI Express Base 4.0 ch. 7): enumeration, BARs, capabilities,
-//! MSI-X and INTx facts, hardware-free.
+//! MSI-X, MSI and INTx facts, hardware-free.
 //!
 //! Configuration space is reached through [`ConfigAccess`], which boards implement (x86: ECAM
 //! from the ACPI MCFG, or the legacy 0xCF8/0xCFC ports); so everything here is tested on the
@@ -15,9 +15,21 @@
 //!   the header, a repeated offset or more entries than fit is an error, never a hang.
 //! - [`MsixCapability`] locates the MSI-X table and PBA and enables or masks the function;
 //!   [`program_msix_entry`] writes one table entry through an [`Mmio32`] window.
+//! - [`MsiCapability`] ([`msi`]) reads and checks plain MSI's capability and programs its one
+//!   message.
 //! - [`intx`] reads the interrupt pin and the line firmware wrote.
+//! - [`NicEnv::setup_irq`] chooses a PCI NIC's interrupt: MSI-X when offered and allowed, else
+//!   MSI when offered and allowed, else INTx ([`PciIrq`]).
+//!
+//! A capability's body is read only once it is known to end inside the 256-byte header space
+//! the list lives in ([`HEADER_SPACE_END`]): the walk bounds the pointers, the readers of
+//! MSI-X and MSI bound the structures.
 
-use crate::bus::{BindContext, Msi};
+pub mod msi;
+
+pub use msi::{MsiCapability, setup_msi};
+
+use crate::bus::{BindContext, DeviceIrq, Msi};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -515,6 +527,22 @@ pub fn capabilities(access: &dyn ConfigAccess, at: Address) -> Result<Vec<Capabi
     Ok(out)
 }
 
+/// The end of the header space (type 0 and 1 headers and the capability list): 256 bytes, all
+/// that the ports reach; ECAM's extended space above it holds extended capabilities, never a
+/// part of a standard one.
+pub const HEADER_SPACE_END: u16 = 0x100;
+
+/// Whether a capability of `len_bytes` at `cap` ends inside the header space; `Err` names it.
+fn check_fits(what: &str, cap: u8, len_bytes: u16) -> Result<(), String> {
+    if u16::from(cap) + len_bytes > HEADER_SPACE_END {
+        return Err(format!(
+            "{what} capability at {cap:#04x} ({len_bytes} bytes) runs past the end of the \
+             {HEADER_SPACE_END:#x}-byte header space"
+        ));
+    }
+    Ok(())
+}
+
 /// The MSI-X capability of a function (PCI 3.0 §6.8.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsixCapability {
@@ -538,11 +566,15 @@ const MSIX_ENABLE: u32 = 1 << 31;
 const MSIX_FUNCTION_MASK: u32 = 1 << 30;
 /// Bytes per MSI-X table entry.
 pub const MSIX_ENTRY_LEN: u32 = 16;
+/// Bytes of the MSI-X capability structure.
+const MSIX_CAP_LEN: u16 = 12;
 
 impl MsixCapability {
     /// Reads the MSI-X capability at `cap` (an entry of [`capabilities`] with ID
-    /// [`cap_id::MSIX`]). A BAR indicator above 5 is an error.
+    /// [`cap_id::MSIX`]). A BAR indicator above 5, or a structure running past the header
+    /// space, is an error.
     pub fn read(access: &dyn ConfigAccess, at: Address, cap: u8) -> Result<Self, String> {
+        check_fits("MSI-X", cap, MSIX_CAP_LEN)?;
         let control = access.read32(at, u16::from(cap)) >> 16;
         let table = access.read32(at, u16::from(cap) + 4);
         let pba = access.read32(at, u16::from(cap) + 8);
@@ -663,14 +695,58 @@ pub fn setup_msix(
     Ok(Some(msi.vector))
 }
 
+/// Clears MSI-X enable in the capability at `cap` without reading the rest of it.
+fn disable_msix(access: &dyn ConfigAccess, at: Address, cap: u8) {
+    let offset = u16::from(cap);
+    let v = access.read32(at, offset);
+    if v & MSIX_ENABLE != 0 {
+        access.write32(at, offset, v & !MSIX_ENABLE);
+    }
+}
+
+/// How a PCI function interrupts, as [`NicEnv::setup_irq`] set it up. Its `Display` is what
+/// the drivers put in the device's name for the boot log: `MSI-X vector 0x41`,
+/// `MSI vector 0x41`, `INTx GSI 11`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PciIrq {
+    /// MSI-X: table entry 0 raises this vector.
+    Msix(u8),
+    /// MSI: the function's one message raises this vector.
+    Msi(u8),
+    /// INTx on this GSI (level-triggered, active low).
+    Intx(u32),
+}
+
+impl PciIrq {
+    /// The interrupt as the device model takes it.
+    pub fn device_irq(self) -> DeviceIrq {
+        match self {
+            Self::Msix(v) | Self::Msi(v) => DeviceIrq::Vector(v),
+            Self::Intx(gsi) => DeviceIrq::Line(rhea_hal::IrqLine(gsi), rhea_hal::Trigger::LevelLow),
+        }
+    }
+}
+
+impl core::fmt::Display for PciIrq {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Msix(v) => write!(f, "MSI-X vector {v:#04x}"),
+            Self::Msi(v) => write!(f, "MSI vector {v:#04x}"),
+            Self::Intx(gsi) => write!(f, "INTx GSI {gsi}"),
+        }
+    }
+}
+
 /// What a PCI NIC driver takes from the board besides the device (virtio-net-pci, e1000e):
-/// configuration access, addresses for memory BARs firmware left unassigned, whether MSI-X may
-/// be used (`rhea.pci.msix=off` forces INTx), and the board's ISA IRQ → GSI translation.
+/// configuration access, addresses for memory BARs firmware left unassigned, which
+/// message-signalled interrupts may be used (`rhea.pci.msix=off`: no MSI-X, so MSI where
+/// offered; `rhea.pci.msi=off` as well: INTx), and the board's ISA IRQ → GSI translation.
 #[derive(Clone)]
 pub struct NicEnv {
     pub access: alloc::sync::Arc<dyn ConfigAccess>,
     pub bar_space: &'static BarAllocator,
     pub allow_msix: bool,
+    pub allow_msi: bool,
     pub intx_gsi: fn(u8) -> Option<u32>,
 }
 
@@ -679,6 +755,7 @@ impl core::fmt::Debug for NicEnv {
         f.debug_struct("NicEnv")
             .field("access", &self.access.name())
             .field("allow_msix", &self.allow_msix)
+            .field("allow_msi", &self.allow_msi)
             .finish()
     }
 }
@@ -692,6 +769,50 @@ impl NicEnv {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Function `at`'s MSI capability among `caps`, if it has one and MSI is allowed.
+    pub fn msi(&self, at: Address, caps: &[Capability]) -> Result<Option<MsiCapability>, String> {
+        match caps.iter().find(|c| c.id == cap_id::MSI) {
+            Some(c) if self.allow_msi => MsiCapability::read(&*self.access, at, c.offset).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sets up function `at`'s interrupt (its capabilities `caps`, its BARs as assigned in
+    /// `bars`): **MSI-X** when offered and allowed, else **MSI** when offered and allowed,
+    /// each with one vector from `ctx` and INTx disabled; else (or when the platform has no
+    /// vector to give) **INTx**, whose line must be usable. Whatever firmware left enabled is
+    /// turned off first: MSI and MSI-X must never be on together (PCI 3.0 §6.8), and neither
+    /// while INTx is expected. `Err` is the refusal: the capability of the chosen kind is
+    /// malformed (one of a kind not allowed is only switched off, never read), or there is no
+    /// usable interrupt at all.
+    pub fn setup_irq(
+        &self,
+        at: Address,
+        caps: &[Capability],
+        bars: &[Option<Bar>; 6],
+        ctx: &dyn BindContext,
+    ) -> Result<PciIrq, String> {
+        let acc = &*self.access;
+        for c in caps {
+            match c.id {
+                cap_id::MSIX => disable_msix(acc, at, c.offset),
+                cap_id::MSI => msi::disable(acc, at, c.offset),
+                _ => {}
+            }
+        }
+        if let Some(m) = self.msix(at, caps)?
+            && let Some(v) = setup_msix(acc, at, &m, bars, ctx)?
+        {
+            return Ok(PciIrq::Msix(v));
+        }
+        if let Some(m) = self.msi(at, caps)?
+            && let Some(v) = setup_msi(acc, at, &m, ctx)?
+        {
+            return Ok(PciIrq::Msi(v));
+        }
+        self.intx_gsi(at).map(PciIrq::Intx)
     }
 
     /// Memory decoding and bus mastering (DMA) on; I/O decoding off (neither NIC needs an I/O
@@ -721,12 +842,12 @@ pub fn intx_gsi(
     isa_to_gsi: fn(u8) -> Option<u32>,
 ) -> Result<u32, String> {
     let Some(i) = intx(access, at) else {
-        return Err("no MSI-X and no INTx pin".into());
+        return Err("no MSI-X or MSI in use, and no INTx pin".into());
     };
     match i.line {
         1 | 3..=15 => isa_to_gsi(i.line).ok_or_else(|| format!("INTx line {} has no GSI", i.line)),
         other => Err(format!(
-            "no MSI-X, and INTx pin {} has no usable line ({other:#04x}; firmware did not route it)",
+            "no MSI-X or MSI in use, and INTx pin {} has no usable line ({other:#04x}; firmware did not route it)",
             i.pin
         )),
     }

@@ -129,9 +129,16 @@ pub mod keys {
             max: MAX_CPUS - 1,
         },
     };
-    /// Qemu-x86_64: let PCI devices use MSI-X (default on).
+    /// x86 PC boards: let PCI NICs use MSI-X (default on); `off`: MSI where the device has it
+    /// (see [`PCI_MSI`]), else INTx.
     pub const PCI_MSIX: Key = Key {
         name: "rhea.pci.msix",
+        kind: Kind::Choice(&["on", "off"]),
+    };
+    /// x86 PC boards: let PCI NICs that do not use MSI-X use MSI (default on); with
+    /// `rhea.pci.msix=off` too: INTx.
+    pub const PCI_MSI: Key = Key {
+        name: "rhea.pci.msi",
         kind: Kind::Choice(&["on", "off"]),
     };
 
@@ -141,6 +148,7 @@ pub mod keys {
         &CPUS,
         &HEAP_KIB,
         &MEM_MIB,
+        &PCI_MSI,
         &PCI_MSIX,
         &SEED,
         &SIM,

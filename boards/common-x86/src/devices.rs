@@ -30,16 +30,18 @@ pub fn pci_bus() -> Box<dyn Bus> {
     Box::new(PciBus::new(config(), log))
 }
 
-/// The PCI NIC drivers: virtio-net and the Intel 82574L (`e1000e`). `rhea.pci.msix=off` on
-/// `cmdline` makes them use INTx even where MSI-X is offered. Built once at boot and kept for
-/// the kernel's lifetime, like statics.
+/// The PCI NIC drivers: virtio-net and the Intel 82574L (`e1000e`). On `cmdline`,
+/// `rhea.pci.msix=off` keeps them off MSI-X (the e1000e then takes MSI; virtio-net, which has
+/// only MSI-X, INTx) and `rhea.pci.msi=off` off MSI (with both off: INTx). Built once at boot
+/// and kept for the kernel's lifetime, like statics.
 pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
     // Boot checked the command line before devices are bound.
-    let allow_msix = Cmdline::new(cmdline).choice(&keys::PCI_MSIX) != Ok(Some("off"));
+    let line = Cmdline::new(cmdline);
     let env = NicEnv {
         access: config(),
         bar_space: &BAR_SPACE,
-        allow_msix,
+        allow_msix: line.choice(&keys::PCI_MSIX) != Ok(Some("off")),
+        allow_msi: line.choice(&keys::PCI_MSI) != Ok(Some("off")),
         intx_gsi,
     };
     let virtio: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(env.clone())));
@@ -55,6 +57,9 @@ pub fn log(msg: &str) {
 /// A PCI interrupt-line value (an ISA IRQ, as firmware routed the pin through the chipset's
 /// PIRQ links) as the GSI it arrives on: the MADT's interrupt source overrides (QEMU declares
 /// IRQs 5, 9, 10, 11 level-triggered, identity-mapped). q35's _PRT (GSIs 16-23) would need AML.
+/// The line is only as right as firmware made it: OVMF's matches QEMU's ICH9 routing; qboot
+/// writes 11 for slot 1, whose INTA ICH9 delivers on ISA IRQ 10 (GSI 21), so INTx under qboot
+/// gets no interrupt (MSI-X and MSI do not depend on it).
 fn intx_gsi(line: u8) -> Option<u32> {
     Some(crate::interrupts::isa_line(line).0)
 }

@@ -14,8 +14,8 @@ use rhea_sync::Once;
 /// The kernel command line, kept by [`early`] for [`buses`] and [`net_drivers`].
 static CMDLINE: Once<&'static str> = Once::new();
 
-/// Keeps the command line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`) for [`buses`]
-/// and [`net_drivers`].
+/// Keeps the command line (`virtio_mmio.device=` entries, `rhea.pci.msix=off`,
+/// `rhea.pci.msi=off`) for [`buses`] and [`net_drivers`].
 pub(crate) fn early(cmdline: &'static str) {
     CMDLINE.call_once(|| cmdline);
 }

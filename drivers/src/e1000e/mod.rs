@@ -13,11 +13,13 @@
 //! [`E1000ePci`] binds the function: sizes and maps BAR0 (the 128 KiB register window; memory
 //! BARs firmware left unassigned get addresses from the board's window), turns on memory
 //! decoding and bus mastering (I/O decoding off: the I/O BAR is not used), resets the device,
-//! then takes **MSI-X** where the board allows it (one vector, table entry 0, every cause routed
-//! to it through IVAR), else **INTx** (the line firmware routed, level-triggered). MSI is not
-//! used: the PCI code here programs MSI-X and INTx only, and the 82574 has MSI-X. The MAC
-//! address is the one the EEPROM loaded into receive address 0 (RAL0/RAH0); an all-zero, a
-//! multicast or an invalid one is a refusal naming it.
+//! then sets up its interrupt ([`pci::NicEnv::setup_irq`]): **MSI-X** where the board allows
+//! it (one vector, table entry 0, every cause routed to it through IVAR), else **MSI** where
+//! allowed (the 82574's MSI capability, one message that every cause shares, as under INTx:
+//! ICR says which), else **INTx** (the line firmware routed, level-triggered). The device's
+//! name in the log says which (`e1000e 0000:00:02.0 MSI vector 0x41`). The MAC address is the
+//! one the EEPROM loaded into receive address 0 (RAL0/RAH0); an all-zero, a multicast or an
+//! invalid one is a refusal naming it.
 //!
 //! Locking: none. The driver thread owns the device (`&mut self`); its interrupt reaches that
 //! thread as an event, and all acknowledging (IMC, ICR) happens in
@@ -31,15 +33,14 @@ pub mod dma;
 pub mod regs;
 pub mod ring;
 
-use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, DeviceIrq, Driver};
+use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, Driver};
 use crate::net::{NetDevice, NetDeviceStats, NetError};
-use crate::pci::{self, Bar, Mmio32};
+use crate::pci::{self, Bar, Mmio32, PciIrq};
 use crate::virtio::hw::MmioWindow;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use dma::DmaRegion;
-use rhea_hal::{IrqLine, Trigger};
 use ring::{Dma, IrqMode, Nic, Rx};
 
 /// A started 82574 as a network device.
@@ -159,30 +160,20 @@ impl Driver for E1000ePci {
         self.env.enable_memory_and_dma(at);
         ring::reset(&regs)?;
 
-        let msix = self.env.msix(at, &caps)?;
-        let vector = match &msix {
-            Some(m) => pci::setup_msix(acc, at, m, &bars, ctx)?,
-            None => None,
-        };
-        let (irq, mode, how) = match vector {
-            Some(v) => (
-                DeviceIrq::Vector(v),
-                IrqMode::Msix,
-                format!("MSI-X vector {v:#04x}"),
-            ),
-            None => {
-                let g = self.env.intx_gsi(at)?;
-                (
-                    DeviceIrq::Line(IrqLine(g), Trigger::LevelLow),
-                    IrqMode::Legacy,
-                    format!("INTx GSI {g}"),
-                )
-            }
+        // MSI-X (every cause routed to table entry 0 through IVAR), else MSI (one message for
+        // every cause, as with INTx: ICR says which), else INTx.
+        let irq = self.env.setup_irq(at, &caps, &bars, ctx)?;
+        let mode = match irq {
+            PciIrq::Msix(_) => IrqMode::Msix,
+            PciIrq::Msi(_) | PciIrq::Intx(_) => IrqMode::Legacy,
         };
         let dma = DmaRegion::new(ring::layout::LEN)?;
         let nic = Nic::start(regs, dma, mode)?;
-        let name = format!("e1000e {at} {how}");
-        Ok(Bound::Net(Box::new(E1000e::new(name, nic)), irq))
+        let name = format!("e1000e {at} {irq}");
+        Ok(Bound::Net(
+            Box::new(E1000e::new(name, nic)),
+            irq.device_irq(),
+        ))
     }
 }
 

@@ -155,7 +155,8 @@ pub fn reset<R: Mmio32>(regs: &R) -> Result<(), String> {
 pub enum IrqMode {
     /// MSI-X: every cause to table entry 0.
     Msix,
-    /// INTx (or polling): the legacy causes.
+    /// INTx, MSI (the function's one message) or polling: the legacy causes, one signal for
+    /// all of them (nothing to route).
     Legacy,
 }
 
@@ -455,7 +456,8 @@ impl<R: Mmio32, D: Dma> Nic<R, D> {
     /// `ICR & IMS` rising), so a set cause is the mask while the thread works, and the
     /// register accesses of a round are one read here and one write there — each access is
     /// a VM exit, and under a flood the thread goes round tens of thousands of times a second.
-    /// (Without MSI-X the read itself clears ICR, §10.2.4.1; the write is then harmless.)
+    /// (Without MSI-X — INTx or MSI — the read itself clears ICR, §10.2.4.1; the write is then
+    /// harmless.)
     pub fn handle_interrupt(&mut self) -> u32 {
         self.stats.interrupts += 1;
         let causes = self.regs.read32(reg::ICR);

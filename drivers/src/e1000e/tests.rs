@@ -511,6 +511,7 @@ fn matches_only_the_82574l() {
         access: Arc::new(NoAccess),
         bar_space: &SPACE,
         allow_msix: true,
+        allow_msi: true,
         intx_gsi: |_| None,
     });
     let dev = |vendor, device| DeviceInfo {

@@ -1,11 +1,14 @@
 //! PCI against a model of configuration space: functions with BARs that size like hardware
 //! (writable address bits only), bridges, capability lists (sane, looping, pointing into the
-//! header), MSI-X.
+//! header, running off its end), MSI-X, MSI, and the interrupt choice between them and INTx.
+//! The model panics on a read past the 256-byte header space, so a test passing shows none
+//! happened.
 
 use super::*;
 use crate::bus::{BindContext, Msi};
 use alloc::collections::BTreeMap;
 use alloc::string::ToString;
+use alloc::sync::Arc;
 use alloc::vec;
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,6 +20,8 @@ use std::sync::Mutex;
 struct Func {
     regs: [u32; 64],
     bar_mask: [u32; 6],
+    /// Bits of each register writes do not change (outside the command register and BARs).
+    read_only: [u32; 64],
 }
 
 impl Func {
@@ -28,6 +33,7 @@ impl Func {
         Func {
             regs,
             bar_mask: [0; 6],
+            read_only: [0; 64],
         }
     }
     /// A memory or I/O BAR of `size` bytes at `value` (flags in the low bits).
@@ -47,6 +53,14 @@ impl Func {
     }
     fn reg(mut self, offset: usize, value: u32) -> Func {
         self.regs[offset / 4] = value;
+        self
+    }
+    /// The capability at `cap` gets message control `control` (the upper half of its first
+    /// dword); the ID, next pointer and `read_only` control bits cannot be written.
+    fn control(mut self, cap: usize, control: u16, read_only: u16) -> Func {
+        let r = &mut self.regs[cap / 4];
+        *r = (*r & 0xffff) | (u32::from(control) << 16);
+        self.read_only[cap / 4] = 0xffff | (u32::from(read_only) << 16);
         self
     }
 }
@@ -88,6 +102,7 @@ impl ConfigAccess for Model {
     }
     fn read32(&self, at: Address, offset: u16) -> u32 {
         assert_eq!(offset % 4, 0);
+        assert!(offset < 0x100, "read at {offset:#x}, past the header space");
         let n = self.reads.fetch_add(1, Ordering::Relaxed);
         assert!(n < 100_000, "runaway configuration reads");
         self.funcs
@@ -97,6 +112,10 @@ impl ConfigAccess for Model {
             .map_or(0xffff_ffff, |f| f.regs[usize::from(offset) / 4])
     }
     fn write32(&self, at: Address, offset: u16, value: u32) {
+        assert!(
+            offset < 0x100,
+            "write at {offset:#x}, past the header space"
+        );
         let mut funcs = self.funcs.lock().unwrap();
         let Some(f) = funcs.get_mut(&at) else { return };
         let i = usize::from(offset) / 4;
@@ -112,7 +131,7 @@ impl ConfigAccess for Model {
                 }
                 f.regs[i] = (f.regs[i] & keep) | (value & f.bar_mask[b]);
             }
-            _ => f.regs[i] = value,
+            _ => f.regs[i] = (f.regs[i] & f.read_only[i]) | (value & !f.read_only[i]),
         }
     }
 }
@@ -499,4 +518,330 @@ fn unassigned_memory_bars_get_aligned_addresses() {
         None,
         "sizes are powers of two"
     );
+}
+
+/// Message control bits the model's MSI capabilities hold read-only: multiple message
+/// capable, 64-bit, per-vector masking, extended data capable.
+const MSI_CONTROL_RO: u16 = 0b1110 | (1 << 7) | (1 << 8) | (1 << 9);
+
+fn message(vector: u8) -> Msi {
+    Msi {
+        address: 0xfee0_0000,
+        data: u32::from(vector),
+        vector,
+    }
+}
+
+#[test]
+fn msi_capability_layouts_programmed_with_one_message() {
+    // QEMU's e1000e: MSI at 0xd0, 64-bit, one message, no masking; firmware left multiple
+    // message enable at 2 and the data register's reserved half non-zero.
+    let e1000e = Func::new(0x8086, 0x10d3, 0x02_00_00, 0)
+        .caps(0xd0, &[(0xd0, 0x05, 0)])
+        .control(0xd0, 0x0080 | (2 << 4), MSI_CONTROL_RO)
+        .reg(0xdc, 0xabcd_0000);
+    // 32-bit, 8 messages, per-vector masking: data at +8, mask bits at +12, pending at +16.
+    let masked32 = Func::new(1, 2, 0, 0)
+        .caps(0x50, &[(0x50, 0x05, 0)])
+        .control(0x50, (3 << 1) | (1 << 8), MSI_CONTROL_RO)
+        .reg(0x60, 0x0000_0010);
+    // 64-bit, 32 messages, per-vector masking, ending exactly at 0x100.
+    let masked64 = Func::new(1, 2, 0, 0)
+        .caps(0xe8, &[(0xe8, 0x05, 0)])
+        .control(0xe8, (5 << 1) | (1 << 7) | (1 << 8), MSI_CONTROL_RO);
+    let model = Model::with(vec![
+        (at(0, 2, 0), e1000e),
+        (at(0, 3, 0), masked32),
+        (at(0, 4, 0), masked64),
+    ]);
+
+    let cap = MsiCapability::read(&model, at(0, 2, 0), 0xd0).unwrap();
+    assert_eq!(
+        cap,
+        MsiCapability {
+            offset: 0xd0,
+            is_64bit: true,
+            has_vector_masking: false,
+            messages_capable: 1
+        }
+    );
+    assert_eq!(cap.len_bytes(), 14);
+    cap.program(&model, at(0, 2, 0), message(0x41)).unwrap();
+    let f = model.get(at(0, 2, 0));
+    assert_eq!(
+        f.regs[0xd0 / 4],
+        0x0081_0005,
+        "enabled, one message (MME 0), ID kept"
+    );
+    assert_eq!(
+        &f.regs[0xd4 / 4..0xe0 / 4],
+        &[0xfee0_0000, 0, 0xabcd_0041],
+        "address low and high, data in the low half (the high half kept)"
+    );
+    assert!(cap.read_enabled(&model, at(0, 2, 0)));
+    cap.set_enabled(&model, at(0, 2, 0), false);
+    assert!(!cap.read_enabled(&model, at(0, 2, 0)));
+
+    let cap = MsiCapability::read(&model, at(0, 3, 0), 0x50).unwrap();
+    assert_eq!((cap.is_64bit, cap.has_vector_masking), (false, true));
+    assert_eq!((cap.messages_capable, cap.len_bytes()), (8, 20));
+    cap.program(&model, at(0, 3, 0), message(0x42)).unwrap();
+    let f = model.get(at(0, 3, 0));
+    assert_eq!(
+        &f.regs[0x50 / 4..0x64 / 4],
+        &[0x0107_0005, 0xfee0_0000, 0x42, 0xfe, 0x10],
+        "data at +8, message 0 unmasked and 1..8 masked, pending bits untouched"
+    );
+
+    let cap = MsiCapability::read(&model, at(0, 4, 0), 0xe8).unwrap();
+    assert_eq!((cap.messages_capable, cap.len_bytes()), (32, 24));
+    cap.program(&model, at(0, 4, 0), message(0x43)).unwrap();
+    let f = model.get(at(0, 4, 0));
+    assert_eq!(f.regs[0xf4 / 4], 0x43, "data at +12");
+    assert_eq!(f.regs[0xf8 / 4], 0xffff_fffe, "all 32 but message 0 masked");
+}
+
+#[test]
+fn msi_capabilities_that_lie_are_refused() {
+    let msi = |cap: u8, control: u16| {
+        Func::new(1, 2, 0, 0).caps(cap, &[(cap, 0x05, 0)]).control(
+            usize::from(cap),
+            control,
+            MSI_CONTROL_RO,
+        )
+    };
+    let model = Model::with(vec![
+        // Runs off the header space: 64-bit (14 bytes) at 0xf4, 32-bit (10) at 0xf8,
+        // 32-bit with masking (20) at 0xf0.
+        (at(0, 1, 0), msi(0xf4, 1 << 7)),
+        (at(0, 2, 0), msi(0xf8, 0)),
+        (at(0, 3, 0), msi(0xf0, 1 << 8)),
+        // Fits: 32-bit (10 bytes) at 0xf4.
+        (at(0, 4, 0), msi(0xf4, 0)),
+        // A reserved multiple-message-capable value (6).
+        (at(0, 5, 0), msi(0x40, 6 << 1)),
+        // Not an MSI capability at all.
+        (
+            at(0, 6, 0),
+            Func::new(1, 2, 0, 0).caps(0x40, &[(0x40, 0x11, 0)]),
+        ),
+        // MSI enable that does not stick.
+        (
+            at(0, 7, 0),
+            Func::new(1, 2, 0, 0)
+                .caps(0x40, &[(0x40, 0x05, 0)])
+                .control(0x40, 0, MSI_CONTROL_RO | 1),
+        ),
+        // MSI-X's 12 bytes at 0xf8.
+        (
+            at(0, 8, 0),
+            Func::new(1, 2, 0, 0).caps(0xf8, &[(0xf8, 0x11, 0)]),
+        ),
+    ]);
+    let read = |d, cap| MsiCapability::read(&model, at(0, d, 0), cap);
+    for (d, cap) in [(1, 0xf4), (2, 0xf8), (3, 0xf0)] {
+        let e = read(d, cap).unwrap_err();
+        assert!(e.contains("runs past the end"), "{e}");
+    }
+    let fits = read(4, 0xf4).unwrap();
+    assert_eq!(fits.len_bytes(), 10);
+    assert!(read(5, 0x40).unwrap_err().contains("reserved"));
+    assert!(read(6, 0x40).unwrap_err().contains("not MSI"));
+    assert!(read(1, 0x10).unwrap_err().contains("device-specific"));
+    // Messages that do not fit the registers.
+    let high = Msi {
+        address: 0x1_fee0_0000,
+        ..message(0x41)
+    };
+    assert!(
+        fits.program(&model, at(0, 4, 0), high)
+            .unwrap_err()
+            .contains("32-bit address")
+    );
+    let wide = Msi {
+        data: 0x1_0041,
+        ..message(0x41)
+    };
+    assert!(
+        fits.program(&model, at(0, 4, 0), wide)
+            .unwrap_err()
+            .contains("16-bit")
+    );
+    let stuck = read(7, 0x40).unwrap();
+    assert!(
+        stuck
+            .program(&model, at(0, 7, 0), message(0x41))
+            .unwrap_err()
+            .contains("does not stay set")
+    );
+    let e = MsixCapability::read(&model, at(0, 8, 0), 0xf8).unwrap_err();
+    assert!(e.contains("MSI-X capability at 0xf8"), "{e}");
+}
+
+/// Vectors to give (0x41, 0x42, ..), registers mapped 1:1.
+struct Vectors {
+    next: core::cell::Cell<u8>,
+    left: core::cell::Cell<u8>,
+}
+
+impl Vectors {
+    fn new(left: u8) -> Vectors {
+        Vectors {
+            next: core::cell::Cell::new(0x41),
+            left: core::cell::Cell::new(left),
+        }
+    }
+}
+
+impl BindContext for Vectors {
+    fn map_mmio(&self, phys: u64, _: u64) -> Option<u64> {
+        Some(phys)
+    }
+    fn alloc_msi(&self) -> Option<Msi> {
+        let left = self.left.get().checked_sub(1)?;
+        self.left.set(left);
+        let v = self.next.get();
+        self.next.set(v + 1);
+        Some(message(v))
+    }
+}
+
+/// Capabilities like QEMU's e1000e's: power management at 0xc8, MSI at 0xd0 (64-bit, one
+/// message), PCI Express at 0xe0, MSI-X at 0xa0 (5 entries, table at 0 and PBA at 0x2000 of
+/// BAR3); INTA routed to line 11; firmware left MSI and MSI-X both enabled.
+fn e1000e_like() -> Func {
+    Func::new(0x8086, 0x10d3, 0x02_00_00, 0)
+        .reg(0x04, 0x0000_0006)
+        .caps(
+            0xc8,
+            &[
+                (0xc8, 0x01, 0xd0),
+                (0xd0, 0x05, 0xe0),
+                (0xe0, 0x10, 0xa0),
+                (0xa0, 0x11, 0),
+            ],
+        )
+        .control(0xd0, 0x0081, MSI_CONTROL_RO)
+        .reg(0xa0, 0x8004_0011)
+        .reg(0xa4, 0x0000_0003)
+        .reg(0xa8, 0x0000_2003)
+        .reg(0x3c, 0x0000_010b)
+}
+
+fn env(model: Arc<Model>, allow_msix: bool, allow_msi: bool) -> NicEnv {
+    static SPACE: BarAllocator = BarAllocator::new(0xc000_0000, 0xd000_0000);
+    NicEnv {
+        access: model,
+        bar_space: &SPACE,
+        allow_msix,
+        allow_msi,
+        intx_gsi: |line| Some(u32::from(line)),
+    }
+}
+
+#[test]
+fn interrupt_choice_msix_else_msi_else_intx() {
+    // The MSI-X table lives in ordinary memory standing for BAR3.
+    let mut table = vec![1u32; 4 * 5];
+    let mut bars = [None; 6];
+    bars[3] = Some(Bar::Memory {
+        address: table.as_mut_ptr() as u64,
+        size: 0x4000,
+        is64: true,
+        prefetchable: false,
+    });
+    let nic = at(0, 2, 0);
+    let msix_on = |f: &Func| f.regs[0xa0 / 4] & (1 << 31) != 0;
+    let msi_on = |f: &Func| f.regs[0xd0 / 4] & (1 << 16) != 0;
+    let intx_off = |f: &Func| f.regs[1] & u32::from(command::INTX_DISABLE) != 0;
+    let choose = |allow_msix, allow_msi, vectors| {
+        let model = Arc::new(Model::with(vec![(nic, e1000e_like())]));
+        let env = env(Arc::clone(&model), allow_msix, allow_msi);
+        let caps = capabilities(&*model, nic).unwrap();
+        let irq = env.setup_irq(nic, &caps, &bars, &Vectors::new(vectors));
+        (irq, model.get(nic))
+    };
+
+    // Default: MSI-X, with MSI switched off.
+    let (irq, f) = choose(true, true, 4);
+    assert_eq!(irq, Ok(PciIrq::Msix(0x41)));
+    assert!(msix_on(&f) && !msi_on(&f) && intx_off(&f));
+    assert_eq!(&table[..4], &[0xfee0_0000, 0, 0x41, 0], "entry 0 unmasked");
+    assert_eq!(irq.as_ref().unwrap().to_string(), "MSI-X vector 0x41");
+
+    // `rhea.pci.msix=off`: MSI, with the MSI-X firmware left on switched off.
+    let (irq, f) = choose(false, true, 4);
+    assert_eq!(irq, Ok(PciIrq::Msi(0x41)));
+    assert!(!msix_on(&f) && msi_on(&f) && intx_off(&f));
+    assert_eq!(&f.regs[0xd4 / 4..0xe0 / 4], &[0xfee0_0000, 0, 0x41]);
+    let irq = irq.unwrap();
+    assert_eq!(irq.to_string(), "MSI vector 0x41");
+    assert_eq!(irq.device_irq(), DeviceIrq::Vector(0x41));
+
+    // `rhea.pci.msi=off` alone changes nothing while MSI-X is used.
+    assert_eq!(choose(true, false, 4).0, Ok(PciIrq::Msix(0x41)));
+
+    // Both off: INTx, neither message kind left on, INTx not disabled.
+    let (irq, f) = choose(false, false, 4);
+    assert_eq!(irq, Ok(PciIrq::Intx(11)));
+    assert!(!msix_on(&f) && !msi_on(&f) && !intx_off(&f));
+    let irq = irq.unwrap();
+    assert_eq!(irq.to_string(), "INTx GSI 11");
+    assert_eq!(
+        irq.device_irq(),
+        DeviceIrq::Line(rhea_hal::IrqLine(11), rhea_hal::Trigger::LevelLow)
+    );
+
+    // No vector to give: INTx, whatever is allowed.
+    let (irq, f) = choose(true, true, 0);
+    assert_eq!(irq, Ok(PciIrq::Intx(11)));
+    assert!(!msix_on(&f) && !msi_on(&f) && !intx_off(&f));
+}
+
+#[test]
+fn interrupt_choice_with_malformed_capabilities() {
+    let bars = [None; 6];
+    let nic = at(0, 2, 0);
+    let setup = |f: Func, allow_msix, allow_msi| {
+        let model = Arc::new(Model::with(vec![(nic, f)]));
+        let env = env(Arc::clone(&model), allow_msix, allow_msi);
+        capabilities(&*model, nic)
+            .and_then(|caps| env.setup_irq(nic, &caps, &bars, &Vectors::new(4)))
+    };
+    // A device without MSI-X: MSI is next even when MSI-X is allowed.
+    let no_msix = e1000e_like().caps(0xc8, &[(0xe0, 0x10, 0)]);
+    assert_eq!(setup(no_msix, true, true), Ok(PciIrq::Msi(0x41)));
+    // An MSI-X capability naming BAR 7: refused where MSI-X is allowed, never read where not.
+    let bad_msix = e1000e_like().reg(0xa4, 0x0000_0007);
+    let e = setup(bad_msix.clone(), true, true).unwrap_err();
+    assert!(e.contains("BAR 7"), "{e}");
+    assert_eq!(setup(bad_msix, false, true), Ok(PciIrq::Msi(0x41)));
+    // An MSI capability at the end of the header space that claims 64-bit addresses (its
+    // data would be at 0x108): refused, nothing read past 0x100 (the model would panic).
+    let off_the_end = e1000e_like()
+        .caps(0xc8, &[(0xc8, 0x01, 0xf8), (0xf8, 0x05, 0)])
+        .control(0xf8, 0x0080, MSI_CONTROL_RO);
+    let e = setup(off_the_end.clone(), false, true).unwrap_err();
+    assert!(e.contains("MSI capability at 0xf8"), "{e}");
+    assert_eq!(setup(off_the_end, false, false), Ok(PciIrq::Intx(11)));
+    // Chains that loop back (through the MSI capability, or onto itself), point into the
+    // header, or read as all ones (a function gone): errors, not hangs.
+    let looping = e1000e_like().caps(0xc8, &[(0xe0, 0x10, 0xd0)]);
+    assert_eq!(
+        setup(looping, true, true).unwrap_err(),
+        "capability list loops back to 0xd0"
+    );
+    let to_self = e1000e_like().caps(0xd0, &[(0xd0, 0x05, 0xd0)]);
+    assert!(setup(to_self, true, true).unwrap_err().contains("loops"));
+    let into_header = e1000e_like().caps(0xc8, &[(0xa0, 0x11, 0x3c)]);
+    assert!(
+        setup(into_header, true, true)
+            .unwrap_err()
+            .contains("standard header")
+    );
+    let gone = Func {
+        regs: [0xffff_ffff; 64],
+        ..e1000e_like()
+    };
+    assert!(setup(gone, true, true).unwrap_err().contains("loops"));
 }

@@ -10,7 +10,10 @@
 //!   configuration (read back: a device that refuses the mapping falls back to INTx), INTx
 //!   disabled. Without MSI-X (or with it turned off by the board) it uses **INTx** through the
 //!   I/O APIC: the interrupt-line register firmware wrote, translated to a GSI by the board,
-//!   level-triggered; a line that is unset (0, 0xff) or not an ISA IRQ is a refusal.
+//!   level-triggered; a line that is unset (0, 0xff) or not an ISA IRQ is a refusal. Plain MSI
+//!   is not used: virtio 1.2 §4.1.4.3 and §4.1.5.1.2 map queues to MSI-X vectors only, and
+//!   QEMU's virtio-pci functions offer no MSI capability; so `rhea.pci.msix=off` means INTx
+//!   here whatever `rhea.pci.msi` says (the e1000e takes MSI then).
 //! - [`VirtioNetMmio`] (`virtio-net-device`): the register window from a
 //!   `virtio_mmio.device=` command-line entry (x86 microvm) or a devicetree `virtio,mmio` node
 //!   (Arm virt, where QEMU's transports are legacy, version 1, unless told otherwise) through
@@ -258,6 +261,12 @@ impl VirtioNetPci {
         let acc = &*self.env.access;
         for c in caps.iter().filter(|c| c.id == cap_id::VENDOR) {
             let o = u16::from(c.offset);
+            // virtio_pci_cap (§4.1.4): 16 bytes, read only if they end in the header space.
+            if o + 16 > pci::HEADER_SPACE_END {
+                return Err(format!(
+                    "virtio capability at {o:#04x} runs past the end of the header space"
+                ));
+            }
             if pci::read8(acc, at, o + 3) != 1 {
                 continue;
             }

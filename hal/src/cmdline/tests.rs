@@ -141,6 +141,11 @@ fn every_key_refuses_malformed_values() {
         err("rhea.pci.msix=no"),
         "rhea.pci.msix=no: expected on or off"
     );
+    assert_eq!(err("rhea.pci.msi=0"), "rhea.pci.msi=0: expected on or off");
+    assert_eq!(
+        err("rhea.pci.msi=msix"),
+        "rhea.pci.msi=msix: expected on or off"
+    );
     assert_eq!(
         err("rhea.checker"),
         "rhea.checker: needs a value: rhea.checker=<0 or 1>"
@@ -204,6 +209,14 @@ fn grammar() {
     assert_eq!(
         parse("rhea.pci.msix=off").unwrap().choice(&PCI_MSIX),
         Ok(Some("off"))
+    );
+    // The two interrupt keys are independent: each reads only its own argument.
+    let both = parse("rhea.pci.msix=off rhea.pci.msi=off rhea.pci.msi=on").unwrap();
+    assert_eq!(both.choice(&PCI_MSIX), Ok(Some("off")));
+    assert_eq!(both.choice(&PCI_MSI), Ok(Some("on")));
+    assert_eq!(
+        parse("rhea.pci.msix=off").unwrap().choice(&PCI_MSI),
+        Ok(None)
     );
     assert_eq!(parse("rhea.checker=0").unwrap().flag(&CHECKER), Ok(false));
     // The first bad argument, left to right, is the one reported.

@@ -832,10 +832,10 @@ impl TestRun<'_> {
 
     /// Step 3c: the appliance's network tests (net_test.rs), [`NET_CASES`].
     fn appliance_net_cases(&mut self, board_names: &[&str]) {
-        for &(board_name, machine, case, mem, wire, nic) in &NET_CASES {
-            let wanted = board_names.contains(&board_name)
-                && self.appliance_wanted(Some(machine))
-                && self.wanted(case);
+        for case in &NET_CASES {
+            let wanted = board_names.contains(&case.board)
+                && self.appliance_wanted(Some(case.machine))
+                && self.wanted(case.name);
             if !wanted {
                 continue;
             }
@@ -843,13 +843,20 @@ impl TestRun<'_> {
             let result = appliance_net(
                 self.ws,
                 self.all_apps,
-                board_name,
-                machine,
-                mem,
-                (wire, nic),
+                case.board,
+                case.machine,
+                case.mem,
+                (
+                    case.wire,
+                    NicRun {
+                        model: case.nic,
+                        append: case.append,
+                        console: case.console,
+                    },
+                ),
                 false,
             );
-            self.tally.record(case, start, result);
+            self.tally.record(case.name, start, result);
         }
     }
 
@@ -911,7 +918,7 @@ impl TestRun<'_> {
                 board_name,
                 machine,
                 mem,
-                (wire, NicModel::Virtio),
+                (wire, NicRun::virtio()),
                 true,
             );
             self.tally.record(case, start, result);
@@ -939,72 +946,146 @@ impl TestRun<'_> {
     }
 }
 
-/// The appliance's network tests (board, machine, case name, memory, wire, NIC), where the
-/// board has a network device: on LinuxU (tap), QEMU q35 and microvm (virtio-net over PCI and
-/// MMIO on the same kind of tap) and QEMU virt on Arm (virtio-net over MMIO from the
-/// devicetree); q35 once more with the Intel 82574L (`e1000e`) instead of virtio-net.
-/// q35 also in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the
-/// whole exercise there shows that figure is a working appliance, not just a boot.
-/// Wires 1-5 and 8 (the abuse cases take 6 and 7).
-const NET_CASES: [(&str, &str, &str, &str, u8, NicModel); 7] = [
-    (
-        "linuxu",
-        "realtime",
-        "linuxu/realtime/native appliance net",
-        "128M",
-        1,
-        NicModel::Virtio,
-    ),
-    (
-        "qemu-x86_64",
-        "q35",
-        "qemu-x86_64/q35/tcg appliance net",
-        "128M",
-        2,
-        NicModel::Virtio,
-    ),
-    (
-        "qemu-x86_64",
-        "q35",
-        "qemu-x86_64/q35/tcg appliance net -m 4M",
-        "4M",
-        3,
-        NicModel::Virtio,
-    ),
-    (
-        "qemu-x86_64",
-        "microvm",
-        "qemu-x86_64/microvm/tcg appliance net",
-        "128M",
-        4,
-        NicModel::Virtio,
-    ),
-    (
-        "qemu-aarch64",
-        "virt-gicv3",
-        "qemu-aarch64/virt-gicv3/tcg appliance net",
-        "128M",
-        5,
-        NicModel::Virtio,
-    ),
-    (
-        "qemu-x86_64",
-        "q35",
-        "qemu-x86_64/q35/tcg appliance net e1000e",
-        "128M",
-        8,
-        NicModel::E1000e,
-    ),
+/// One of the appliance's network tests ([`NET_CASES`]).
+struct NetCase {
+    board: &'static str,
+    machine: &'static str,
+    name: &'static str,
+    mem: &'static str,
+    /// The tap ([`net::Wire`]) it runs on.
+    wire: u8,
+    nic: NicModel,
+    /// Appended to the appliance's kernel command line.
+    append: &'static [&'static str],
+    /// Text one console line must hold, all of it (how the NIC bound).
+    console: &'static [&'static str],
+}
+
+/// The appliance's network tests, where the board has a network device: on LinuxU (tap), QEMU
+/// q35 and microvm (virtio-net over PCI and MMIO on the same kind of tap) and QEMU virt on Arm
+/// (virtio-net over MMIO from the devicetree); the Intel 82574L (`e1000e`) in each of its
+/// interrupt modes, the console showing the mode the NIC bound with (its name in the network's
+/// start line: `rhea-net: e1000e 0000:00:01.0 MSI vector 0x31 mac ...`): MSI-X by default and
+/// MSI with `rhea.pci.msix=off` on qemu-x86_64 q35, INTx with `rhea.pci.msi=off` as well on
+/// pc-uefi — whose firmware (OVMF) writes the interrupt line QEMU's ICH9 really routes the
+/// pin to; qboot, qemu-x86_64's, writes 11 for slot 1 where ICH9 delivers INTA on ISA IRQ 10
+/// (GSI 21), so INTx there gets no interrupt and the driver runs on its idle timeout. q35 also
+/// in `-m 4M`, the smallest memory `bench boot` finds it runs in: serving the whole exercise
+/// there shows that figure is a working appliance, not just a boot. Wires 1-5 and 8-11 (the
+/// abuse cases take 6-8).
+const NET_CASES: [NetCase; 9] = [
+    NetCase {
+        board: "linuxu",
+        machine: "realtime",
+        name: "linuxu/realtime/native appliance net",
+        mem: "128M",
+        wire: 1,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "qemu-x86_64",
+        machine: "q35",
+        name: "qemu-x86_64/q35/tcg appliance net",
+        mem: "128M",
+        wire: 2,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "qemu-x86_64",
+        machine: "q35",
+        name: "qemu-x86_64/q35/tcg appliance net -m 4M",
+        mem: "4M",
+        wire: 3,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "qemu-x86_64",
+        machine: "microvm",
+        name: "qemu-x86_64/microvm/tcg appliance net",
+        mem: "128M",
+        wire: 4,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "qemu-aarch64",
+        machine: "virt-gicv3",
+        name: "qemu-aarch64/virt-gicv3/tcg appliance net",
+        mem: "128M",
+        wire: 5,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "qemu-x86_64",
+        machine: "q35",
+        name: "qemu-x86_64/q35/tcg appliance net e1000e",
+        mem: "128M",
+        wire: 8,
+        nic: NicModel::E1000e,
+        append: &[],
+        console: &["rhea-net: e1000e ", " MSI-X vector "],
+    },
+    NetCase {
+        board: "qemu-x86_64",
+        machine: "q35",
+        name: "qemu-x86_64/q35/tcg appliance net e1000e msi",
+        mem: "128M",
+        wire: 10,
+        nic: NicModel::E1000e,
+        append: &["rhea.pci.msix=off"],
+        console: &["rhea-net: e1000e ", " MSI vector "],
+    },
     // A PC booted by OVMF from its disk, with the PC's NIC (e1000e is pc-uefi's own).
-    (
-        "pc-uefi",
-        "q35",
-        "pc-uefi/q35/tcg appliance net",
-        "128M",
-        9,
-        NicModel::Virtio,
-    ),
+    NetCase {
+        board: "pc-uefi",
+        machine: "q35",
+        name: "pc-uefi/q35/tcg appliance net",
+        mem: "128M",
+        wire: 9,
+        nic: NicModel::Virtio,
+        append: &[],
+        console: &[],
+    },
+    NetCase {
+        board: "pc-uefi",
+        machine: "q35",
+        name: "pc-uefi/q35/tcg appliance net e1000e intx",
+        mem: "128M",
+        wire: 11,
+        nic: NicModel::E1000e,
+        append: &["rhea.pci.msix=off", "rhea.pci.msi=off"],
+        console: &["rhea-net: e1000e ", " INTx GSI "],
+    },
 ];
+
+/// The NIC an appliance run has: its model, what the case appends to the kernel command
+/// line, and text one console line must hold (all of `console` on one line).
+#[derive(Clone, Copy, Debug)]
+struct NicRun {
+    model: NicModel,
+    append: &'static [&'static str],
+    console: &'static [&'static str],
+}
+
+impl NicRun {
+    /// The board's own NIC, nothing added or checked.
+    fn virtio() -> NicRun {
+        NicRun {
+            model: NicModel::Virtio,
+            append: &[],
+            console: &[],
+        }
+    }
+}
 
 /// The appliance under abuse from the host (board, machine, case name, wire, memory), on
 /// LinuxU and QEMU q35: idle connection bursts, slowloris, spoofed SYNs, unreachable UDP
@@ -1362,15 +1443,16 @@ fn netfront_failure(problems: &[String], out: &Dom0Outcome) -> String {
 
 /// The appliance on a tap of its own, exercised from the host (`net::exercise`, or with
 /// `abuse` the attacks of `abuse::run`), then told to quit; its console must report success
-/// and a clean scheduler checker. LinuxU opens the tap itself; QEMU gets it as the netdev of
-/// the appliance's NIC (`-smp 2`): virtio-net, or the model `nic` names.
+/// and a clean scheduler checker (and, where `nic` asks, a line saying how the NIC bound).
+/// LinuxU opens the tap itself; QEMU gets it as the netdev of the appliance's NIC (`-smp 2`):
+/// virtio-net, or the model `nic` names, with `nic`'s arguments appended to the command line.
 fn appliance_net(
     ws: &Workspace,
     all_apps: &[App],
     board_name: &str,
     machine: &str,
     mem: &str,
-    (wire_number, nic): (u8, NicModel),
+    (wire_number, nic): (u8, NicRun),
     abuse: bool,
 ) -> std::result::Result<(), String> {
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
@@ -1391,16 +1473,17 @@ fn serve_on_wire(
     machine: &str,
     mem: &str,
     image: &image::Image,
-    (wire, nic): (&net::Wire, NicModel),
+    (wire, nic): (&net::Wire, NicRun),
     abuse: bool,
 ) -> std::result::Result<(), String> {
     use crate::test::net::{self, Guest};
-    let args = appliance_args(wire);
+    let mut args = appliance_args(wire);
+    args.extend(nic.append.iter().map(|a| a.to_string()));
     // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
     let (cmd, _unthrottled) = match board.runner {
         Runner::Process => appliance_process(image, wire, &args, abuse),
         Runner::Qemu => (
-            appliance_qemu(board, machine, mem, image, (wire, nic), &args)?,
+            appliance_qemu(board, machine, mem, image, (wire, nic.model), &args)?,
             None,
         ),
     };
@@ -1423,7 +1506,9 @@ fn serve_on_wire(
         })
         .and_then(|_| net::quit(wire.guest));
     let status = guest.finish(Duration::from_secs(30));
-    check_appliance_end(board, r, status, &guest.console())?;
+    let console = guest.console();
+    check_appliance_end(board, r, status, &console)?;
+    check_console_line(&console, nic.console)?;
     // Settings the appliance must refuse: separate runs of the same image on the tap the
     // appliance has let go of.
     if abuse && board.runner == Runner::Process {
@@ -1549,6 +1634,32 @@ fn check_appliance_end<T>(
     Ok(())
 }
 
+/// Whether one line of `console` holds every text of `wanted` (nothing wanted: yes); the
+/// line is printed, or the error names what was missing with the network's lines.
+fn check_console_line(console: &[String], wanted: &[&str]) -> std::result::Result<(), String> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    match console
+        .iter()
+        .find(|l| wanted.iter().all(|w| l.contains(w)))
+    {
+        Some(line) => {
+            println!("  | {line}");
+            Ok(())
+        }
+        None => Err(format!(
+            "no console line holds all of {wanted:?}; the network's lines:\n  | {}",
+            console
+                .iter()
+                .filter(|l| l.starts_with("rhea-net:") || l.starts_with("rhea: device"))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  | ")
+        )),
+    }
+}
+
 /// The host's RT throttling (`/proc/sys/kernel/sched_rt_runtime_us`) switched off until drop,
 /// when the old value is written back.
 struct RtThrottleOff(String);
@@ -1581,6 +1692,52 @@ fn has_chrt() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn e1000e_cases_tell_the_interrupt_modes_apart() {
+        let console = |how: &str| {
+            vec![
+                "rhea: device pci 0000:00:02.0: bound by e1000e".to_string(),
+                format!(
+                    "rhea-net: e1000e 0000:00:02.0 {how} mac 52:54:00:12:34:56, ip 10.77.10.2/24"
+                ),
+            ]
+        };
+        let wants = |name: &str| {
+            NET_CASES
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.console)
+                .unwrap()
+        };
+        let (msix, msi, intx) = (
+            wants("qemu-x86_64/q35/tcg appliance net e1000e"),
+            wants("qemu-x86_64/q35/tcg appliance net e1000e msi"),
+            wants("pc-uefi/q35/tcg appliance net e1000e intx"),
+        );
+        let modes = [
+            (msix, "MSI-X vector 0x41"),
+            (msi, "MSI vector 0x41"),
+            (intx, "INTx GSI 11"),
+        ];
+        for (i, (want, _)) in modes.iter().enumerate() {
+            for (j, (_, how)) in modes.iter().enumerate() {
+                assert_eq!(
+                    check_console_line(&console(how), want).is_ok(),
+                    i == j,
+                    "{want:?} against {how}"
+                );
+            }
+        }
+        let e = check_console_line(&console("MSI-X vector 0x41"), msi).unwrap_err();
+        assert!(e.contains("rhea-net: e1000e 0000:00:02.0 MSI-X"), "{e}");
+        assert!(check_console_line(&[], &[]).is_ok());
+        // Each case has a wire of its own among the network cases.
+        let mut wires: Vec<u8> = NET_CASES.iter().map(|c| c.wire).collect();
+        wires.sort_unstable();
+        wires.dedup();
+        assert_eq!(wires.len(), NET_CASES.len());
+    }
 
     #[test]
     fn repeated_cases_report_their_pass_counts() {
