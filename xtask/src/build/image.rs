@@ -10,11 +10,13 @@
 //! that binary, `llvm-objcopy -O binary` of the ELF (`<app>.img`, `<app>.kernel8.img`).
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::apps::App;
 use crate::boards::{Board, ImageFormat};
-use crate::{Context, Result, Workspace, capture, fail, run_checked, symtab};
+use crate::{Context, Result, Workspace, capture, describe, fail, run_checked, symtab};
 
 /// Builds per image, at most, while the symbol table settles.
 pub(crate) const MAX_BUILDS: usize = 3;
@@ -143,8 +145,120 @@ pub(crate) fn ensure_symtab_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a build's progress lines and the output of its commands go.
+#[derive(Debug)]
+pub(crate) enum BuildOutput {
+    /// Printed as they come, the commands run as they are: a build in the foreground.
+    Terminal,
+    /// Written, in order, to a log file, the commands run at a lower priority (`nice`): a
+    /// build in the background, beside test boots whose lines must stay readable and whose
+    /// single-vCPU QEMU must keep its core (`cargo xtask test`'s builder).
+    Background(fs::File),
+}
+
+/// How much lower than xtask's own a background build's commands are scheduled.
+const BACKGROUND_NICENESS: &str = "10";
+
+impl BuildOutput {
+    /// A background build logging to `path` (created, or emptied).
+    pub(crate) fn background(path: &Path) -> Result<BuildOutput> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file =
+            fs::File::create(path).context(|| format!("cannot create {}", path.display()))?;
+        Ok(BuildOutput::Background(file))
+    }
+
+    /// One progress line.
+    pub(crate) fn line(&mut self, text: &str) {
+        match self {
+            BuildOutput::Terminal => println!("{text}"),
+            // A log that cannot be written loses a line, not the build.
+            BuildOutput::Background(log) => {
+                let _ = writeln!(log, "{text}");
+            }
+        }
+    }
+
+    /// Runs `cmd`, failing unless it exits with status 0 (as [`run_checked`]); in the
+    /// background with its stdout and stderr both appended to the log, in the order written.
+    pub(crate) fn run(&mut self, cmd: &mut Command) -> Result<()> {
+        let BuildOutput::Background(log) = self else {
+            return run_checked(cmd);
+        };
+        let _ = writeln!(log, "$ {}", describe(cmd));
+        let sink = || -> Result<Stdio> {
+            let file = log
+                .try_clone()
+                .context(|| "cannot share the build log".to_string())?;
+            Ok(Stdio::from(file))
+        };
+        let status = lowered(cmd)
+            .stdin(Stdio::null())
+            .stdout(sink()?)
+            .stderr(sink()?)
+            .status()
+            .context(|| format!("cannot run `{}`", describe(cmd)))?;
+        if status.success() {
+            Ok(())
+        } else {
+            fail(format!("`{}` failed ({status})", describe(cmd)))
+        }
+    }
+}
+
+/// `cmd` run by `nice` (when the host has it): the same program, arguments, directory and
+/// environment, at a lower priority.
+fn lowered(cmd: &Command) -> Command {
+    static HAS_NICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let has_nice = *HAS_NICE.get_or_init(|| {
+        Command::new("nice")
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    with_nice(cmd, has_nice.then_some(BACKGROUND_NICENESS))
+}
+
+/// A copy of `cmd`, run by `nice -n <niceness>` when given.
+fn with_nice(cmd: &Command, niceness: Option<&str>) -> Command {
+    let mut copy = match niceness {
+        Some(n) => {
+            let mut c = Command::new("nice");
+            c.args(["-n", n]).arg(cmd.get_program());
+            c
+        }
+        None => Command::new(cmd.get_program()),
+    };
+    copy.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        copy.current_dir(dir);
+    }
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => copy.env(key, value),
+            None => copy.env_remove(key),
+        };
+    }
+    copy
+}
+
 /// Builds `app` for `board`, iterating the symbol table to a fixed point.
 pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
+    build_to(ws, board, app, &mut BuildOutput::Terminal)
+}
+
+/// [`build`], its progress and its commands' output sent to `out`.
+pub(crate) fn build_to(
+    ws: &Workspace,
+    board: &Board,
+    app: &App,
+    out: &mut BuildOutput,
+) -> Result<Image> {
     let target_dir = ws.board_target_dir(board);
     let symtab_path = target_dir.join(format!("{}.symtab", app.name));
     ensure_symtab_file(&symtab_path)?;
@@ -160,8 +274,8 @@ pub(crate) fn build(ws: &Workspace, board: &Board, app: &App) -> Result<Image> {
         .join(board.target)
         .join("release")
         .join(&app.package);
-    let (elf, functions) = build_settled(ws, board, app, &symtab_path, &output)?;
-    install(ws, board, app, &elf, functions)
+    let (elf, functions) = build_settled(ws, board, app, &symtab_path, &output, out)?;
+    install(ws, board, app, &elf, functions, out)
 }
 
 /// Builds until the embedded symbol table matches the functions of the image it is in: the
@@ -172,6 +286,7 @@ fn build_settled(
     app: &App,
     symtab_path: &Path,
     output: &Path,
+    out: &mut BuildOutput,
 ) -> Result<(Vec<u8>, usize)> {
     let mut settled = None;
     for round in 1..=MAX_BUILDS {
@@ -185,11 +300,11 @@ fn build_settled(
             board.target,
         ])
         .envs(board_env(ws, board, symtab_path));
-        println!(
+        out.line(&format!(
             "build: {} for {} (package {}, round {round})",
             app.name, board.name, app.package
-        );
-        run_checked(&mut cmd)?;
+        ));
+        out.run(&mut cmd)?;
 
         let elf = fs::read(output).context(|| format!("cannot read {}", output.display()))?;
         let symbols = symtab::function_symbols(&elf)
@@ -202,11 +317,11 @@ fn build_settled(
         }
         fs::write(symtab_path, &table)
             .context(|| format!("cannot write {}", symtab_path.display()))?;
-        println!(
+        out.line(&format!(
             "build: symbol table changed ({} functions, {} bytes); rebuilding",
             symbols.len(),
             table.len()
-        );
+        ));
     }
     let Some((elf, table, functions)) = settled else {
         return fail(format!(
@@ -238,6 +353,7 @@ fn install(
     app: &App,
     elf: &[u8],
     functions: usize,
+    out: &mut BuildOutput,
 ) -> Result<Image> {
     let image_dir = ws.image_dir(board);
     fs::create_dir_all(&image_dir).context(|| format!("cannot create {}", image_dir.display()))?;
@@ -251,7 +367,7 @@ fn install(
     }
     let stripped = image_dir.join(format!("{}.stripped.elf", app.name));
     let objcopy = llvm_objcopy(ws)?;
-    run_checked(
+    out.run(
         ws.command(&objcopy)
             .arg("--strip-all")
             .arg(&elf_path)
@@ -261,7 +377,7 @@ fn install(
         ImageFormat::Elf => elf_path.clone(),
         ImageFormat::Binary { suffix } => {
             let binary = image_dir.join(format!("{}{suffix}", app.name));
-            run_checked(
+            out.run(
                 ws.command(&objcopy)
                     .args(["-O", "binary"])
                     .arg(&elf_path)
@@ -270,7 +386,7 @@ fn install(
             binary
         }
         ImageFormat::UefiDisk => {
-            let efi = build_uefi_loader(ws, app, &stripped)?;
+            let efi = build_uefi_loader(ws, app, &stripped, out)?;
             let disk = image_dir.join(format!("{}.disk.img", app.name));
             let bytes = fs::read(&efi).context(|| format!("cannot read {}", efi.display()))?;
             crate::uefi_disk::write_disk(&disk, &bytes, "")?;
@@ -299,7 +415,12 @@ pub(crate) const UEFI_TARGET: &str = "x86_64-unknown-uefi";
 /// kernel needs is a loaded section, the rest is for debuggers) and copies it next to the
 /// image as `<app>.efi`. Its own target directory: the kernel's flags (linker script, board
 /// cfg) must not reach it.
-fn build_uefi_loader(ws: &Workspace, app: &App, kernel: &Path) -> Result<PathBuf> {
+fn build_uefi_loader(
+    ws: &Workspace,
+    app: &App,
+    kernel: &Path,
+    out: &mut BuildOutput,
+) -> Result<PathBuf> {
     let target_dir = ws.root.join("target").join("uefi-loader");
     let mut cmd = ws.cargo();
     cmd.args([
@@ -312,8 +433,8 @@ fn build_uefi_loader(ws: &Workspace, app: &App, kernel: &Path) -> Result<PathBuf
     ])
     .env("CARGO_TARGET_DIR", &target_dir)
     .env("RHEA_KERNEL_ELF", kernel);
-    println!("build: UEFI loader carrying {}", kernel.display());
-    run_checked(&mut cmd)?;
+    out.line(&format!("build: UEFI loader carrying {}", kernel.display()));
+    out.run(&mut cmd)?;
     let built = target_dir
         .join(UEFI_TARGET)
         .join("release")
@@ -384,6 +505,52 @@ mod tests {
             get("RHEA_SYMTAB"),
             "/ws/target/board-qemu-x86_64/hello.symtab"
         );
+    }
+
+    #[test]
+    fn background_commands_are_the_same_commands_niced() {
+        use std::ffi::OsStr;
+        let ws = Workspace {
+            root: PathBuf::from("/ws"),
+        };
+        let mut cmd = ws.cargo();
+        cmd.args(["build", "-p", "hello"]).env("A", "1");
+        let niced = with_nice(&cmd, Some("10"));
+        assert_eq!(describe(&niced), "nice -n 10 cargo build -p hello");
+        assert_eq!(niced.get_current_dir(), Some(Path::new("/ws")));
+        let envs: Vec<_> = niced.get_envs().collect();
+        assert!(envs.contains(&(OsStr::new("A"), Some(OsStr::new("1")))));
+        // What `ws.cargo()` removes stays removed.
+        assert!(envs.contains(&(OsStr::new("RHEA_SYMTAB"), None)));
+        assert_eq!(describe(&with_nice(&cmd, None)), "cargo build -p hello");
+    }
+
+    #[test]
+    fn a_background_build_logs_lines_and_output_in_order() {
+        let dir = std::env::temp_dir().join(format!("xtask-buildlog-{}", std::process::id()));
+        let log = dir.join("sub/app.build.log");
+        let mut out = BuildOutput::background(&log).unwrap();
+        out.line("build: first");
+        let mut ok = Command::new("sh");
+        ok.args(["-c", "echo out; echo err >&2"]);
+        out.run(&mut ok).unwrap();
+        out.line("build: second");
+        let mut bad = Command::new("sh");
+        bad.args(["-c", "echo broken >&2; exit 3"]);
+        let e = out.run(&mut bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("`sh -c \"echo broken >&2; exit 3\"` failed"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            "build: first\n$ sh -c \"echo out; echo err >&2\"\nout\nerr\nbuild: second\n\
+             $ sh -c \"echo broken >&2; exit 3\"\nbroken\n"
+        );
+        // A new build empties its log.
+        drop(BuildOutput::background(&log).unwrap());
+        assert_eq!(fs::read_to_string(&log).unwrap(), "");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,14 +12,25 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::boards::Board;
+use crate::image::BuildOutput;
 use crate::qemu::{self, MIN_MAJOR, Probe, Qemu, Version};
 use crate::{Result, Workspace, capture, describe, fail};
 
 /// Adds the board's target and `llvm-tools` to the pinned toolchain when missing.
 pub(crate) fn ensure_toolchain(ws: &Workspace, board: &Board) -> Result<()> {
+    ensure_toolchain_to(ws, board, &mut BuildOutput::Terminal)
+}
+
+/// [`ensure_toolchain`], what it says and runs sent to `out` (a background build's log).
+pub(crate) fn ensure_toolchain_to(
+    ws: &Workspace,
+    board: &Board,
+    out: &mut BuildOutput,
+) -> Result<()> {
     let targets = match capture(ws.command("rustup").args(["target", "list", "--installed"])) {
-        Ok(out) => out,
+        Ok(targets) => targets,
         Err(e) => {
+            // One line, and not a failure: said even from the background.
             eprintln!(
                 "warning: cannot ask rustup for installed targets ({e}); assuming they exist"
             );
@@ -31,8 +42,8 @@ pub(crate) fn ensure_toolchain(ws: &Workspace, board: &Board) -> Result<()> {
         (board.image == crate::boards::ImageFormat::UefiDisk).then_some(crate::image::UEFI_TARGET);
     for target in std::iter::once(board.target).chain(uefi) {
         if !targets.lines().any(|l| l.trim() == target) {
-            println!("setup: adding Rust target {target}");
-            crate::run_checked(ws.command("rustup").args(["target", "add", target]))?;
+            out.line(&format!("setup: adding Rust target {target}"));
+            out.run(ws.command("rustup").args(["target", "add", target]))?;
         }
     }
     let components = capture(
@@ -40,8 +51,8 @@ pub(crate) fn ensure_toolchain(ws: &Workspace, board: &Board) -> Result<()> {
             .args(["component", "list", "--installed"]),
     )?;
     if !has_llvm_tools(&components) {
-        println!("setup: adding rustup component llvm-tools");
-        crate::run_checked(
+        out.line("setup: adding rustup component llvm-tools");
+        out.run(
             ws.command("rustup")
                 .args(["component", "add", "llvm-tools"]),
         )?;

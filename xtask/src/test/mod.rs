@@ -11,7 +11,9 @@
 //!    likewise. A crash fails its item, naming the saved input.
 //! 2. For each board, each app (`apps/*`, `tests/*`) is built once and booted on each of the
 //!    board's machines under TCG, and under KVM too when hardware KVM is usable (only for
-//!    boards of the host's instruction set). A case passes iff QEMU ends as the app's `expect`
+//!    boards of the host's instruction set). The images are built by a background thread in
+//!    boot order while the ones before are booting (`builder.rs`); a build prints one line,
+//!    `build: <board> <app> ready (<secs> s)`, and its output only if it fails. A case passes iff QEMU ends as the app's `expect`
 //!    says and every `console` fragment (or its architecture's `arch.<arch>.console`) appears,
 //!    in order. Apps with `test = false` (benchmarks) are skipped unless `--app` names them;
 //!    apps with `boards = [...]` boot only on those boards.
@@ -36,12 +38,14 @@
 //! line `N passed, N failed`; the exit code is non-zero if anything failed.
 
 pub(crate) mod abuse;
+mod builder;
 pub(crate) mod cmdline;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
 pub(crate) mod tsc_ref;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::apps::{self, App, Expect};
@@ -268,9 +272,21 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         return t.tally.finish();
     }
     let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
-    for &board in &board_list {
-        t.boot_apps(board, &app_list, &accels)?;
-    }
+    let planned = t.plan_boots(&board_list, &app_list, &accels)?;
+    // The images are built by one thread, in boot order, while this one boots those built
+    // (builder.rs says why).
+    let builds = builder::Handoff::new(planned.len());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut toolchains = HashMap::new();
+            builds.make_all(|i| {
+                let p = &planned[i];
+                build_planned(ws, p.board, p.app, &mut toolchains)
+            });
+        });
+        let _stop = builder::StopOnDrop(&builds);
+        t.boot_apps(&planned, &builds);
+    });
     t.cmdline_cases(&board_names);
     t.tsc_ref_cases(&board_names);
     t.appliance_net_cases(&board_names);
@@ -468,39 +484,67 @@ impl TestRun<'_> {
         }
     }
 
-    /// Step 2: every app of `apps` built once for `board` and booted in each of its cases;
-    /// the board's toolchain and QEMU are set up at its first case.
-    fn boot_apps(&mut self, board: &'static Board, apps: &[&App], accels: &[Accel]) -> Result<()> {
-        let machines = board.machines_to_test(self.opts.machine.as_deref())?;
-        let mut qemu_found: Option<Result<Qemu, String>> = None;
-        for app in apps {
-            let cases = self.cases(board, app, &machines, accels);
-            if cases.is_empty() {
-                continue;
-            }
-            let qemu = qemu_found.get_or_insert_with(|| prepare_board(self.ws, board));
-            let qemu = match qemu {
+    /// Step 2's plan: the apps of `apps` to build for each board of `boards` and boot, with
+    /// their cases, in boot order ([`builder::plan`]).
+    fn plan_boots<'a>(
+        &self,
+        boards: &[&'static Board],
+        apps: &[&'a App],
+        accels: &[Accel],
+    ) -> Result<Vec<builder::Planned<'a>>> {
+        let mut machines = HashMap::new();
+        for &board in boards {
+            machines.insert(
+                board.name,
+                board.machines_to_test(self.opts.machine.as_deref())?,
+            );
+        }
+        Ok(builder::plan(boards, apps, |board, app| {
+            self.cases(board, app, &machines[board.name], accels)
+        }))
+    }
+
+    /// Step 2: every planned app booted in each of its cases, its image taken from the builder
+    /// (`builds`, which makes them in this order); a board's QEMU is set up at its first case.
+    fn boot_apps(
+        &mut self,
+        planned: &[builder::Planned<'_>],
+        builds: &builder::Handoff<Result<image::Image, builder::Failed>>,
+    ) {
+        let mut qemus: HashMap<&str, Result<Qemu, String>> = HashMap::new();
+        for (i, p) in planned.iter().enumerate() {
+            let (board, app) = (p.board, p.app);
+            let qemu = match qemus
+                .entry(board.name)
+                .or_insert_with(|| prepare_qemu(board))
+            {
                 Ok(q) => q,
                 Err(e) => {
-                    self.fail_all(&cases, &format!("setup failed: {e}"));
+                    self.fail_all(&p.cases, &format!("setup failed: {e}"));
                     continue;
                 }
             };
-            let image = match image::build(self.ws, board, app) {
+            let built = builds.take(i).unwrap_or_else(|| {
+                Err(builder::Failed {
+                    reason: "build failed: the builder stopped before this image".to_string(),
+                    output: String::new(),
+                })
+            });
+            let image = match built {
                 Ok(image) => image,
-                Err(e) => {
-                    self.fail_all(&cases, &format!("build failed: {e}"));
+                Err(failed) => {
+                    print!("{}", failed.output);
+                    self.fail_all(&p.cases, &failed.reason);
                     continue;
                 }
             };
             let base_cmdline = boot_cmdline(&app.cmdline, self.opts.append());
-            for case in &cases {
+            for case in &p.cases {
                 for _ in 0..self.opts.repeat {
                     self.boot_case(board, app, qemu, &image, &base_cmdline, case);
                 }
             }
         }
-        Ok(())
     }
 
     /// Counts every case of `cases` as failed for `reason`.
@@ -1114,14 +1158,61 @@ const ABUSE_CASES: [(&str, &str, &str, u8, &str); 3] = [
     ),
 ];
 
-/// The toolchain of `board`, and its QEMU (none for a process board), or why not.
-fn prepare_board(ws: &Workspace, board: &Board) -> Result<Qemu, String> {
-    setup::ensure_toolchain(ws, board)
-        .and_then(|()| match board.runner {
-            Runner::Qemu => setup::ensure_qemu(board),
-            Runner::Process => Ok(Qemu::none()),
-        })
-        .map_err(|e| e.to_string())
+/// The QEMU of `board` (none for a process board), or why not; its toolchain is the
+/// builder's to set up ([`build_planned`]).
+fn prepare_qemu(board: &Board) -> Result<Qemu, String> {
+    match board.runner {
+        Runner::Qemu => setup::ensure_qemu(board).map_err(|e| e.to_string()),
+        Runner::Process => Ok(Qemu::none()),
+    }
+}
+
+/// The builder's work ([`builder`]): the image of `app` for `board`, built in the background
+/// after the board's toolchain (checked once per board: `toolchains`). Prints one line when
+/// done; a failure carries the build's log, to be printed before the app's cases fail.
+fn build_planned(
+    ws: &Workspace,
+    board: &'static Board,
+    app: &App,
+    toolchains: &mut HashMap<&'static str, Result<(), String>>,
+) -> Result<image::Image, builder::Failed> {
+    let start = Instant::now();
+    let log = ws
+        .board_target_dir(board)
+        .join(format!("{}.build.log", app.name));
+    let built = image::BuildOutput::background(&log)
+        .map_err(|e| format!("build failed: {e}"))
+        .and_then(|mut out| {
+            toolchains
+                .entry(board.name)
+                .or_insert_with(|| {
+                    setup::ensure_toolchain_to(ws, board, &mut out).map_err(|e| e.to_string())
+                })
+                .clone()
+                .map_err(|e| format!("setup failed: {e}"))?;
+            image::build_to(ws, board, app, &mut out).map_err(|e| format!("build failed: {e}"))
+        });
+    let took = start.elapsed().as_secs_f64();
+    match built {
+        Ok(image) => {
+            println!("build: {} {} ready ({took:.1} s)", board.name, app.name);
+            Ok(image)
+        }
+        Err(reason) => {
+            println!("build: {} {} failed ({took:.1} s)", board.name, app.name);
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let mut output = format!(
+                "build: {} {} failed; its output ({}):\n",
+                board.name,
+                app.name,
+                log.display()
+            );
+            for line in text.lines() {
+                output.push_str(&format!("  | {line}\n"));
+            }
+            Err(builder::Failed { reason, output })
+        }
+    }
 }
 
 /// The CPU counts `app` boots with on `board`: each of its `smp = [...]` the board can test
@@ -2014,6 +2105,57 @@ mod tests {
         assert_eq!(names_on("qemu-aarch64", &opts, &app("hello", "")).len(), 1);
         assert!(nested::has_l1(boards::find("rpi4").unwrap()).is_err());
         assert!(nested::has_l1(boards::find("qemu-aarch64").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_build_plan_is_what_the_boot_loop_boots() {
+        let mut opts = Options::default();
+        let ws = Workspace {
+            root: std::path::PathBuf::from("/nonexistent"),
+        };
+        let x86 = boards::find("qemu-x86_64").unwrap();
+        let arm = boards::find("qemu-aarch64").unwrap();
+        let only_x86 = app("only-x86", "boards = [\"qemu-x86_64\"]");
+        let anywhere = app("anywhere", "");
+        let not_arm = app(
+            "not-arm",
+            "skip-on = [\"qemu-aarch64/virt-gicv2\", \"qemu-aarch64/virt-gicv3\"]",
+        );
+        let apps = [&only_x86, &anywhere, &not_arm];
+        let order = |opts: &Options| {
+            let t = TestRun {
+                ws: &ws,
+                opts,
+                all_apps: &[],
+                tally: Tally::default(),
+            };
+            let planned = t.plan_boots(&[x86, arm], &apps, &[Accel::Tcg])?;
+            Ok::<_, Error>(
+                planned
+                    .iter()
+                    .map(|p| (p.board.name, p.app.name.as_str(), p.cases.len()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        // Board by board, app by app; `boards = [...]` and `skip-on` leave pairs out.
+        assert_eq!(
+            order(&opts).unwrap(),
+            [
+                ("qemu-x86_64", "only-x86", 2),
+                ("qemu-x86_64", "anywhere", 2),
+                ("qemu-x86_64", "not-arm", 2),
+                ("qemu-aarch64", "anywhere", 2),
+            ]
+        );
+        // `--filter` too: nothing is built that boots no case.
+        opts.filter = Some("virt-gicv3/tcg anywhere".to_string());
+        assert_eq!(order(&opts).unwrap(), [("qemu-aarch64", "anywhere", 1)]);
+        opts.filter = Some("no such case".to_string());
+        assert!(order(&opts).unwrap().is_empty());
+        // `--machine`: a board without it is an error, as in the boot loop before.
+        opts.filter = None;
+        opts.machine = Some("q35".to_string());
+        assert!(order(&opts).is_err());
     }
 
     #[test]
