@@ -223,6 +223,28 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
+/// Whether COM1 is written to (false after [`set_com1_absent`]).
+pub fn com1_in_use() -> bool {
+    !COM1_ABSENT.load(Ordering::Relaxed)
+}
+
+/// `isa-debug-exit` (QEMU `hw/misc/debugexit.c`): writing `v` ends QEMU with status
+/// `(v << 1) | 1`. xtask maps 33 (v = 0x10) to success and 35 (v = 0x11) to failure; 0 and 1
+/// are avoided because a QEMU that exits normally returns them too.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// Ends a QEMU run with `status` through `isa-debug-exit`, which xtask adds to every QEMU PC
+/// board's command line. Returns where there is no such device (the write is dropped).
+pub fn debug_exit(status: rhea_hal::ExitStatus) {
+    let code = match status {
+        rhea_hal::ExitStatus::Success => 0x10,
+        rhea_hal::ExitStatus::Failure => 0x11,
+    };
+    // SAFETY: callers write this port only where it is QEMU's debug-exit device or unclaimed
+    // (a QEMU PC board, or any PC under a hypervisor): the write ends the run or is dropped.
+    unsafe { rhea_arch::outl(DEBUG_EXIT_PORT, code) };
+}
+
 /// Stops writing to COM1 (call before anything is written, when [`com1_present`] says no).
 pub fn set_com1_absent() {
     COM1_ABSENT.store(true, Ordering::Relaxed);

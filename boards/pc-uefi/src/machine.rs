@@ -1,13 +1,13 @@
 //! The board as the runtime sees it: the hand-off, the consoles, the exit.
 #![allow(
     unsafe_code,
-    reason = "the framebuffer's memory and the exit port; each use has a SAFETY note"
+    reason = "the framebuffer's memory; its use has a SAFETY note"
 )]
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::AtomicU32;
 use rhea_board_common_x86 as pc;
 use rhea_board_common_x86::uefi::{Framebuffer, PixelOrder};
 use rhea_drivers::bus::{BoardDevices, Bus, Driver};
@@ -21,9 +21,6 @@ pub struct PcUefi;
 
 /// The board's services.
 pub static PLATFORM: PcUefi = PcUefi;
-
-/// Whether COM1 answered (decided once, in early boot, before anything is written).
-static COM1: AtomicBool = AtomicBool::new(false);
 
 /// The framebuffer console, once the hand-off named a framebuffer.
 static SCREEN: Once<FbConsole<&'static [AtomicU32]>> = Once::new();
@@ -44,10 +41,6 @@ fn write_screen(bytes: &[u8]) {
         screen.write_bytes(bytes);
     }
 }
-
-/// `isa-debug-exit` (QEMU `hw/misc/debugexit.c`), as on qemu-x86_64: xtask maps 33 to success
-/// and 35 to failure.
-const DEBUG_EXIT_PORT: u16 = 0xf4;
 
 /// Whether CPUID says a hypervisor runs us (CPUID.01H:ECX[31]).
 fn under_hypervisor() -> bool {
@@ -77,34 +70,20 @@ impl Platform for PcUefi {
     }
 
     fn exit(&self, status: ExitStatus) -> ! {
-        let code = match status {
-            ExitStatus::Success => 0x10,
-            ExitStatus::Failure => 0x11,
-        };
         let _ = writeln!(
-            Writer,
+            pc::ConsoleWriter,
             "rhea: halted ({}); the machine can be switched off",
             match status {
                 ExitStatus::Success => "success",
                 ExitStatus::Failure => "failure",
             }
         );
+        // Under a hypervisor port 0xf4 is QEMU's debug-exit device when xtask configured one,
+        // and unclaimed otherwise; on a real PC it could be any device, so it is left alone.
         if under_hypervisor() {
-            // SAFETY: under a hypervisor port 0xf4 is QEMU's debug-exit device when xtask
-            // configured one, and unclaimed otherwise (the write is dropped).
-            unsafe { rhea_arch::outl(DEBUG_EXIT_PORT, code) };
+            pc::debug_exit(status);
         }
         rhea_arch::halt_forever()
-    }
-}
-
-/// Writes to every console without a lock (board-level reports).
-struct Writer;
-
-impl Write for Writer {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        PLATFORM.write_bytes(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -126,7 +105,7 @@ fn start_screen(fb: &Framebuffer) {
         .is_none_or(|end| end > 4 << 30)
     {
         let _ = writeln!(
-            Writer,
+            pc::ConsoleWriter,
             "rhea: framebuffer at {:#x} is above 4 GiB, beyond the boot map: no screen console",
             fb.base
         );
@@ -148,7 +127,7 @@ fn start_screen(fb: &Framebuffer) {
             pc::set_console_mirror(write_screen);
         }
         Err(e) => {
-            let _ = writeln!(Writer, "rhea: no screen console: {e}");
+            let _ = writeln!(pc::ConsoleWriter, "rhea: no screen console: {e}");
         }
     }
 }
@@ -166,8 +145,7 @@ impl Board for PcUefi {
     /// The entry code's argument is the hand-off page: consoles first (so that anything wrong
     /// with the rest is shown), then the UEFI memory map, then a PC's early boot.
     fn early_init(handoff_addr: usize) -> BootInfo {
-        COM1.store(pc::com1_present(), Ordering::Relaxed);
-        if !COM1.load(Ordering::Relaxed) {
+        if !pc::com1_present() {
             pc::set_com1_absent();
         }
         pc::early_console();
@@ -188,21 +166,24 @@ impl Board for PcUefi {
             boot.image.early_mmio[0] = start..(fb.base + fb.bytes).next_multiple_of(PAGE_SIZE);
         }
         // No heap yet: formatted straight to the consoles.
-        let com1 = if COM1.load(Ordering::Relaxed) {
+        let com1 = if pc::com1_in_use() {
             "present"
         } else {
             "absent"
         };
         let _ = match (SCREEN.get(), handoff.framebuffer) {
             (Some(s), Some(fb)) => writeln!(
-                Writer,
+                pc::ConsoleWriter,
                 "rhea: consoles: COM1 {com1}, screen {}x{} pixels ({}x{} characters)",
                 fb.width,
                 fb.height,
                 s.cols(),
                 s.rows()
             ),
-            _ => writeln!(Writer, "rhea: consoles: COM1 {com1}, screen none"),
+            _ => writeln!(
+                pc::ConsoleWriter,
+                "rhea: consoles: COM1 {com1}, screen none"
+            ),
         };
         CMDLINE.call_once(|| boot.cmdline);
         boot
@@ -225,7 +206,7 @@ impl Board for PcUefi {
     }
 
     fn console_rx_enable() {
-        if COM1.load(Ordering::Relaxed) {
+        if pc::com1_in_use() {
             pc::console_rx_enable();
         }
     }

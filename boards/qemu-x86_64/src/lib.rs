@@ -14,7 +14,7 @@
 //! The board is [`QemuX86_64`], implementing `rhea_hal::Board` and
 //! `rhea_drivers::bus::BoardDevices`.
 #![cfg_attr(not(test), no_std)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 #[cfg(target_os = "none")]
 extern crate alloc;

@@ -1,5 +1,4 @@
 //! The board as the runtime sees it: the platform (COM1, CPUs, exit) and early boot.
-#![allow(unsafe_code, reason = "the exit port write; it has a SAFETY note")]
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -19,11 +18,6 @@ impl Console for QemuX86_64 {
         pc::console_write(bytes);
     }
 }
-
-/// `isa-debug-exit` (QEMU `hw/misc/debugexit.c`): writing `v` ends QEMU with status
-/// `(v << 1) | 1`. xtask maps 33 (v = 0x10) to success and 35 (v = 0x11) to failure; 0 and 1
-/// are avoided because a QEMU that exits normally returns them too.
-const DEBUG_EXIT_PORT: u16 = 0xf4;
 
 impl Platform for QemuX86_64 {
     fn name(&self) -> &'static str {
@@ -46,14 +40,9 @@ impl Platform for QemuX86_64 {
         pc::start_secondary_cpus(entry, stacks)
     }
 
+    /// QEMU's `isa-debug-exit`, which xtask configures; without it, a halt.
     fn exit(&self, status: ExitStatus) -> ! {
-        let code = match status {
-            ExitStatus::Success => 0x10,
-            ExitStatus::Failure => 0x11,
-        };
-        // SAFETY: port 0xf4 is the debug-exit device xtask configures; on a machine without
-        // it the write is ignored and we halt below.
-        unsafe { rhea_arch::outl(DEBUG_EXIT_PORT, code) };
+        pc::debug_exit(status);
         rhea_arch::halt_forever()
     }
 }
