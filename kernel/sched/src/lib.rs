@@ -43,7 +43,7 @@ mod tests;
 
 pub use cpuset::CpuSet;
 pub use error::SchedError;
-pub use observe::{BlockOn, Observer, PrioCause, SchedEvent};
+pub use observe::{BlockOn, LeftAs, Observer, PrioCause, SchedEvent};
 pub use rhea_hal::{Instant, Priority};
 pub use sched::{Decision, EventWait, ObjectId, Sched, SpawnParams, Switch, WakeReason};
 pub use thread::{Accounts, BlockedNs, Thread, ThreadId};

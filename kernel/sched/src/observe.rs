@@ -90,3 +90,18 @@ pub trait Observer: Sync {
     /// One event, under the scheduler lock.
     fn event(&self, e: SchedEvent<'_>);
 }
+
+/// Where a thread stands as a CPU switches away from it ([`crate::Sched::left_as`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeftAs {
+    /// Still ready: preempted, yielded or its slice ended.
+    Ready,
+    /// Blocked on an object or asleep.
+    Blocked,
+    /// Suspended.
+    Suspended,
+    /// Exited.
+    Exited,
+    /// A CPU's idle thread.
+    Idle,
+}

@@ -11,7 +11,7 @@ use crate::error::SchedError;
 use crate::lists::{
     RunAdapter, SleepAdapter, SleepTree, ThreadList, remove_from_list, remove_from_tree,
 };
-use crate::observe::{BlockOn, Observer, PrioCause, SchedEvent};
+use crate::observe::{BlockOn, LeftAs, Observer, PrioCause, SchedEvent};
 use crate::thread::{Thread, ThreadId};
 use crate::{MAX_CPUS, MAX_HELD_MUTEXES};
 use alloc::format;
@@ -484,6 +484,18 @@ impl Sched {
     /// The thread object of `id`.
     pub fn thread(&self, id: ThreadId) -> Option<&Arc<Thread>> {
         self.tcb(id).map(|t| &t.thread)
+    }
+
+    /// Where `id` stands, as its CPU switches away from it (for traces); `None` if unknown.
+    pub fn left_as(&self, id: ThreadId) -> Option<LeftAs> {
+        let t = self.tcb(id)?;
+        Some(match t.state {
+            _ if t.is_idle => LeftAs::Idle,
+            State::Ready | State::Running => LeftAs::Ready,
+            State::Blocked => LeftAs::Blocked,
+            State::Suspended => LeftAs::Suspended,
+            State::Exited => LeftAs::Exited,
+        })
     }
 
     /// Effective priority (base raised by priority inheritance).
