@@ -72,6 +72,12 @@ pub mod keys {
         name: "rhea.trace_mode",
         kind: Kind::Choice(&["full", "ring", "freeze"]),
     };
+    /// Event tracing: where the dump at the end goes (default `console`; `file`: LinuxU's
+    /// `rhea-trace.txt` in the working directory, elsewhere the console).
+    pub const TRACE_TO: Key = Key {
+        name: "rhea.trace_to",
+        kind: Kind::Choice(&["console", "file"]),
+    };
     /// Event tracing: each CPU's buffer in KiB (default 256; 32 bytes an event).
     pub const TRACE_KIB: Key = Key {
         name: "rhea.trace_kib",
@@ -174,6 +180,7 @@ pub mod keys {
         &TRACE,
         &TRACE_KIB,
         &TRACE_MODE,
+        &TRACE_TO,
         &TSC_CHECK,
         &TSC_REF,
     ];

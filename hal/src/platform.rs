@@ -51,6 +51,12 @@ pub trait Platform: Sync {
         let _ = (entry, stacks);
         1
     }
+
+    /// A file for a trace dump (`rhea.trace_to=file`), created or emptied, and its name; `None`
+    /// where the board has no files (the default) or it cannot be created.
+    fn trace_file(&self) -> Option<(&dyn Console, &'static str)> {
+        None
+    }
 }
 
 /// Where a board gets the stacks of the CPUs it starts: guarded kernel stacks, registered so

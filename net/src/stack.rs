@@ -32,6 +32,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea::irq::DeviceEvent;
 use rhea::sync::{Condvar, Mutex, MutexGuard, NothingOff, SpinLock};
 use rhea::time::Duration;
+use rhea::trace::DropWhy;
 use rhea_drivers::net::{MAX_FRAME, NetDevice, NetDeviceStats, NetError as DevError};
 use rhea_queue::mpmc;
 use rhea_queue::spsc::{self, Consumer, Producer};
@@ -569,10 +570,12 @@ fn driver_loop(
                         match rx.push(buf) {
                             Ok(()) => {
                                 c.rx_frames.fetch_add(1, Ordering::Relaxed);
+                                rhea::trace::frame(false, 0, n);
                                 received = true;
                             }
                             Err(full) => {
-                                c.rx_ring_full.fetch_add(1, Ordering::Relaxed);
+                                let total = c.rx_ring_full.fetch_add(1, Ordering::Relaxed) + 1;
+                                rhea::trace::frame_dropped(0, DropWhy::RxQueueFull, total);
                                 sh.give_back(full.into_inner());
                             }
                         }
@@ -582,7 +585,8 @@ fn driver_loop(
                         break;
                     }
                     Err(_) => {
-                        c.device_errors.fetch_add(1, Ordering::Relaxed);
+                        let total = c.device_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                        rhea::trace::frame_dropped(0, DropWhy::DeviceError, total);
                         sh.give_back(buf);
                         break;
                     }
@@ -593,6 +597,7 @@ fn driver_loop(
                 match dev.transmit(&frame.data[..frame.len]) {
                     Ok(()) => {
                         c.tx_frames.fetch_add(1, Ordering::Relaxed);
+                        rhea::trace::frame(true, 0, frame.len);
                         sh.give_back(frame);
                         sent = true;
                     }
@@ -601,7 +606,8 @@ fn driver_loop(
                         break;
                     }
                     Err(_) => {
-                        c.device_errors.fetch_add(1, Ordering::Relaxed);
+                        let total = c.device_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                        rhea::trace::frame_dropped(0, DropWhy::DeviceError, total);
                         sh.give_back(frame);
                     }
                 }
@@ -727,10 +733,13 @@ impl phy::TxToken for Tx<'_> {
             Some(ring) => match ring.push(frame) {
                 Ok(()) => *self.sent = true,
                 Err(full) => {
-                    self.shared
+                    let total = self
+                        .shared
                         .counters
                         .tx_ring_full
-                        .fetch_add(1, Ordering::Relaxed);
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    rhea::trace::frame_dropped(0, DropWhy::TxQueueFull, total);
                     self.shared.give_back(full.into_inner());
                 }
             },
@@ -771,6 +780,7 @@ impl phy::Device for Adapter<'_> {
                     }
                     Err(kind) => {
                         self.shared.malformed.lock().count(kind);
+                        rhea::trace::frame_dropped(0, DropWhy::Malformed, 0);
                         self.shared.give_back(f);
                     }
                 }

@@ -311,7 +311,20 @@ fn main_thread() {
         .get()
         .is_some_and(|c| checked(c.set(&keys::TRACE)).is_some());
     if traced {
-        crate::trace::dump();
+        let to_file = CMDLINE
+            .get()
+            .is_some_and(|c| checked(c.choice(&keys::TRACE_TO)) == Some("file"));
+        match to_file.then(|| crate::selected::platform().trace_file()) {
+            Some(Some((file, name))) => {
+                crate::trace::dump_to(|line| file.write_bytes(line.as_bytes()));
+                println!("rhea: trace: dump written to {name}");
+            }
+            Some(None) => {
+                println!("rhea: trace: this board has no file for the dump: on the console");
+                crate::trace::dump();
+            }
+            None => crate::trace::dump(),
+        }
         let c = crate::trace::counts();
         let sum = |f: fn(&crate::trace::Counts) -> u64| c.iter().map(f).sum::<u64>();
         println!(

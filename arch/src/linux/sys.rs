@@ -244,6 +244,30 @@ pub fn open_rdwr_nonblock(path: &core::ffi::CStr) -> isize {
     }
 }
 
+/// `openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)`: a descriptor
+/// of the file, created or emptied, or `-errno`.
+pub fn create_file(path: &core::ffi::CStr) -> isize {
+    const AT_FDCWD: isize = -100;
+    const O_WRONLY: usize = 1;
+    const O_CREAT: usize = 0o100;
+    const O_TRUNC: usize = 0o1000;
+    const O_CLOEXEC: usize = 0o2000000;
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    unsafe {
+        syscall6(
+            nr::OPENAT,
+            [
+                AT_FDCWD as usize,
+                path.as_ptr() as usize,
+                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                0o644,
+                0,
+                0,
+            ],
+        )
+    }
+}
+
 /// Reads up to `buf.len()` bytes of the file at `path` (one `read`, enough for sysfs
 /// attributes): the count, or `-errno` (`-2`: no such file).
 pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> isize {

@@ -80,9 +80,33 @@ impl Console for LinuxU {
     }
 }
 
+/// The trace dump's file (`rhea.trace_to=file`), in the working directory.
+struct TraceFile(i32);
+
+impl Console for TraceFile {
+    fn write_bytes(&self, bytes: &[u8]) {
+        sys::write_all(self.0, bytes);
+    }
+}
+
+/// Its descriptor, once created.
+static TRACE_FILE: rhea_sync::Once<Option<TraceFile>> = rhea_sync::Once::new();
+
+/// The trace file's name.
+const TRACE_FILE_NAME: &core::ffi::CStr = c"rhea-trace.txt";
+
 impl Platform for LinuxU {
     fn name(&self) -> &'static str {
         "linuxu"
+    }
+
+    fn trace_file(&self) -> Option<(&dyn Console, &'static str)> {
+        let file = TRACE_FILE.call_once(|| {
+            let fd = sys::create_file(TRACE_FILE_NAME);
+            (fd >= 0).then_some(TraceFile(fd as i32))
+        });
+        let name = TRACE_FILE_NAME.to_str().unwrap_or("rhea-trace.txt");
+        file.as_ref().map(|f| (f as &dyn Console, name))
     }
 
     fn console(&self) -> &dyn Console {

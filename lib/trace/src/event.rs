@@ -259,6 +259,8 @@ pub enum DropWhy {
     Malformed = 3,
     /// No buffer.
     NoBuffer = 4,
+    /// The device reported an error.
+    DeviceError = 5,
 }
 
 /// One event. `kind` is the raw code so records of kinds newer than the reader survive.
