@@ -9,6 +9,9 @@
 //!   period and records how late it woke — at 200 µs and 1 ms, idle and with a low-priority
 //!   CPU hog.
 //!
+//! - `trace_event`: one `rhea::trace::instant!` — with tracing of apps on
+//!   (`rhea.trace=app` or `all`), the cost of recording an event; off, the cost of the check.
+//!
 //! Arguments come from the kernel command line: `loops=N` (default 10000).
 #![no_std]
 #![no_main]
@@ -197,6 +200,18 @@ impl Stats {
     }
 }
 
+/// The mean cost of one `instant!` over `loops * 10` calls (ns), and whether app events were
+/// being recorded. In ring mode, so the buffer never fills.
+fn trace_event(loops: u64) -> (f64, bool) {
+    let on = rhea::trace::enabled(rhea::trace::Category::App);
+    let n = loops * 10;
+    let t0 = cycles();
+    for _ in 0..n {
+        rhea::trace::instant!("bench");
+    }
+    (ns_of(cycles() - t0) / n as f64, on)
+}
+
 fn main() {
     let loops = rhea::cmdline_value("loops")
         .and_then(|v| v.parse().ok())
@@ -241,5 +256,7 @@ fn main() {
             );
         }
     }
+    let (ns, on) = trace_event(loops);
+    rhea::println!("RESULT trace_event ns={ns:.1} on={}", u8::from(on));
     rhea::println!("RESULT done");
 }

@@ -138,7 +138,7 @@ pub(crate) fn bench_sched(ws: &Workspace, opts: &Options) -> Result<()> {
 
 /// Runs [`SCHED_APP`] as a LinuxU process: its measures, the run's wall time and whether it
 /// was pinned, or (after its output's tail) why it did not finish.
-fn sched_rhea(
+pub(crate) fn sched_rhea(
     elf: &Path,
     cmdline: &str,
     loops: u32,

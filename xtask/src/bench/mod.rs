@@ -51,6 +51,7 @@ pub(crate) mod net;
 pub(crate) mod queue;
 pub(crate) mod rtos;
 pub(crate) mod smp;
+pub(crate) mod trace;
 pub(crate) mod xen;
 
 use std::fmt::Write as _;
@@ -92,6 +93,11 @@ const BENCHES: &[(&str, &str)] = &[
         "bench-rtos, Thread-Metric-style ops per period (switching, interrupts, messages, \
          semaphores, allocation, block pools): --board linuxu vs POSIX on the host; qemu-x86_64 (default) \
          or qemu-aarch64 vs POSIX in the Linux guest, same QEMU flags (TCG); ratios",
+    ),
+    (
+        "trace",
+        "bench-sched with tracing off, then on (rhea.trace=all, ring), in one run: each measure's \
+         ratio on/off, and the cost of one event (--board qemu-x86_64, default, or linuxu)",
     ),
     (
         "linux-sched",
@@ -184,6 +190,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("queue") => queue::bench(ws, opts),
         Some("net") => net::bench(ws, opts),
         Some("xen") => xen::bench(ws, opts),
+        Some("trace") => trace::bench(ws, opts),
         Some("rtos") => rtos::bench(ws, opts),
         Some("sched") if opts.board_name() == host_baseline::BOARD => {
             host_baseline::bench_sched(ws, opts)
@@ -915,6 +922,8 @@ pub(crate) struct RheaSched {
     pub(crate) cyclic: Vec<CyclicResult>,
     /// The cyclictest medians, µs, by (period µs, hog), when printed (`p50=`).
     pub(crate) cyclic_p50: Vec<(u32, bool, f64)>,
+    /// One app trace event's cost, ns, and whether app tracing was on (`trace_event`).
+    pub(crate) trace_event: Option<(f64, bool)>,
     /// `RESULT done` was seen.
     pub(crate) done: bool,
     /// `RESULT` lines not understood (unknown measure or malformed).
@@ -1048,6 +1057,10 @@ fn parse_sched_result(name: &str, fields: &Fields<'_>, out: &mut RheaSched) -> b
                 }
                 None => false,
             }
+        }
+        "trace_event" => {
+            out.trace_event = (|| Some((fields.get("ns")?, fields.get::<u8>("on")? == 1)))();
+            out.trace_event.is_some()
         }
         "done" => {
             out.done = true;
@@ -1428,7 +1441,7 @@ fn sched(ws: &Workspace, opts: &Options) -> Result<()> {
 
 /// Boots [`SCHED_APP`] with `cmdline`: its measures and the run's wall time, or (after its
 /// console's tail) why it did not finish.
-fn sched_rhea(
+pub(crate) fn sched_rhea(
     qemu: &qemu::Qemu,
     board: &'static boards::Board,
     machine: &'static str,
