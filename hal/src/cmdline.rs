@@ -32,6 +32,9 @@ pub enum Kind {
     },
     /// One of a few words.
     Choice(&'static [&'static str]),
+    /// Some of a few words, comma-separated (`a,c`): at least one, each known; the value is
+    /// the set of their indices as a bit mask (at most 64 words).
+    Set(&'static [&'static str]),
 }
 
 /// One known `rhea.*` key.
@@ -56,10 +59,23 @@ pub mod keys {
         name: "rhea.checker",
         kind: Kind::Flag,
     };
-    /// Print the scheduling-trace hash when main returns.
+    /// Event tracing: the categories recorded from boot (`all`: every one; `off`: none, but
+    /// the buffers are set up so an app can turn tracing on). The buffers are dumped on the
+    /// console when main returns, and the scheduling-trace hash is printed.
     pub const TRACE: Key = Key {
         name: "rhea.trace",
-        kind: Kind::Flag,
+        kind: Kind::Set(&["sched", "irq", "net", "app", "all", "off"]),
+    };
+    /// Event tracing: what a full buffer does (default `ring`, a flight recorder; `full`: keep
+    /// the first events; `freeze`: a ring until the app freezes it on a trigger).
+    pub const TRACE_MODE: Key = Key {
+        name: "rhea.trace_mode",
+        kind: Kind::Choice(&["full", "ring", "freeze"]),
+    };
+    /// Event tracing: each CPU's buffer in KiB (default 256; 32 bytes an event).
+    pub const TRACE_KIB: Key = Key {
+        name: "rhea.trace_kib",
+        kind: Kind::Number { min: 4, max: 65536 },
     };
     /// x86 PC boards: cross-check the TSC's frequency against the best other source (a CPUID-stated
     /// frequency, else the HPET, the ACPI PM timer or the PIT) and print the disagreement in ppm.
@@ -156,6 +172,8 @@ pub mod keys {
         &SMP_NOSTART,
         &TIMER_ADVANCE_US,
         &TRACE,
+        &TRACE_KIB,
+        &TRACE_MODE,
         &TSC_CHECK,
         &TSC_REF,
     ];
@@ -219,7 +237,10 @@ impl fmt::Display for Kind {
         match *self {
             Kind::Flag => f.write_str("0 or 1"),
             Kind::Number { min, max } => write!(f, "a whole number from {min} to {max}"),
-            Kind::Choice(words) => {
+            Kind::Choice(words) | Kind::Set(words) => {
+                if matches!(self, Kind::Set(_)) {
+                    f.write_str("a comma-separated list of ")?;
+                }
                 for (i, w) in words.iter().enumerate() {
                     let sep = match i {
                         0 => "",
@@ -302,6 +323,10 @@ fn check<'a>(key: &'static Key, arg: Arg<'a>) -> Result<u64, CmdlineError<'a>> {
         },
         Kind::Number { min, max } => whole_number(value).filter(|n| (min..=max).contains(n)),
         Kind::Choice(words) => words.iter().position(|w| *w == value).map(|i| i as u64),
+        Kind::Set(words) => value.split(',').try_fold(0u64, |mask, item| {
+            let i = words.iter().position(|w| *w == item)?;
+            Some(mask | 1 << i)
+        }),
     };
     parsed.ok_or(err(Problem::BadValue(key)))
 }
@@ -361,6 +386,16 @@ impl<'a> Cmdline<'a> {
         debug_assert!(
             matches!(key.kind, Kind::Number { .. }),
             "{} is not a number",
+            key.name
+        );
+        self.last(key)
+    }
+
+    /// A [`Kind::Set`] key: the words given as a mask of their indices, `None` when absent.
+    pub fn set(&self, key: &'static Key) -> Result<Option<u64>, CmdlineError<'a>> {
+        debug_assert!(
+            matches!(key.kind, Kind::Set(_)),
+            "{} is not a set",
             key.name
         );
         self.last(key)

@@ -149,6 +149,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
     let ncpus = crate::selected::platform()
         .cpu_count()
         .clamp(1, rhea_sched::MAX_CPUS);
+    init_trace(ncpus);
     kthread::init(B::boot_stack(), checker, ncpus);
     if ncpus > 1 {
         let online =
@@ -219,6 +220,28 @@ fn heap_need() -> memory::HeapNeed {
     }
 }
 
+/// Sets event tracing up when `rhea.trace` is given (its categories, `rhea.trace_mode`,
+/// `rhea.trace_kib`): the buffers are allocated now, before the first thread exists.
+fn init_trace(ncpus: usize) {
+    let Some(c) = CMDLINE.get() else { return };
+    let Some(words) = checked(c.set(&keys::TRACE)) else {
+        return;
+    };
+    // The key's words: sched, irq, net, app (the categories' bits, in order), all, off.
+    let mask = match words {
+        w if w & 1 << 5 != 0 => 0,
+        w if w & 1 << 4 != 0 => rhea_trace::ALL,
+        w => (w & u64::from(rhea_trace::ALL)) as u32,
+    };
+    let mode = match checked(c.choice(&keys::TRACE_MODE)) {
+        Some("full") => crate::trace::Mode::UntilFull,
+        Some("freeze") => crate::trace::Mode::Freeze,
+        _ => crate::trace::Mode::Ring,
+    };
+    let kib = checked(c.number(&keys::TRACE_KIB)).unwrap_or(crate::trace::DEFAULT_KIB);
+    crate::trace::init(mask, mode, kib, ncpus);
+}
+
 /// A flag of the checked command line (`false` before stage 2 or when absent).
 fn flag(key: &'static rhea_hal::cmdline::Key) -> bool {
     CMDLINE.get().is_some_and(|c| checked(c.flag(key)))
@@ -284,7 +307,22 @@ fn main_thread() {
         println!("rhea: scheduler checker: {checks} decisions checked, no violation");
     }
     report_steal();
-    if flag(&keys::SIM) || flag(&keys::TRACE) {
+    let traced = CMDLINE
+        .get()
+        .is_some_and(|c| checked(c.set(&keys::TRACE)).is_some());
+    if traced {
+        crate::trace::dump();
+        let c = crate::trace::counts();
+        let sum = |f: fn(&crate::trace::Counts) -> u64| c.iter().map(f).sum::<u64>();
+        println!(
+            "rhea: trace: dumped {} events from {} CPUs ({} dropped, {} overwritten)",
+            sum(|c| c.held),
+            c.len(),
+            sum(|c| c.dropped),
+            sum(|c| c.overwritten)
+        );
+    }
+    if flag(&keys::SIM) || traced {
         let (switches, hash) = kthread::trace();
         println!(
             "rhea: trace: {switches} switches, hash {hash:#018x}, clock {} ns",

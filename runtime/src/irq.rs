@@ -98,6 +98,7 @@ fn on_call(_: usize) -> Reschedule {
 
 /// Asks CPU `cpu` to reschedule (a reschedule IPI).
 pub(crate) fn send_reschedule(cpu: usize) {
+    crate::trace::ipi_sent(rhea_trace::IpiKind::Resched, cpu);
     send_ipi(cpu, rhea_irq::vectors::IPI_RESCHEDULE.get());
 }
 

@@ -67,12 +67,20 @@ pub(crate) struct SchedGuard {
 pub(crate) fn lock() -> SchedGuard {
     let irq_was_enabled = A::irq_save();
     // RT: waits only for another CPU's bounded critical section (none can exist on one CPU).
-    while SCHED
+    if SCHED
         .locked
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        core::hint::spin_loop();
+        let start = A::read_cycle_counter();
+        while SCHED
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        crate::trace::lock_spin(A::read_cycle_counter().wrapping_sub(start));
     }
     SchedGuard {
         irq_was_enabled,
@@ -145,6 +153,7 @@ impl SchedGuard {
             // drop them. The scheduler keeps both threads alive (until `reap`, which needs the
             // lock this CPU holds until the switch is complete), so `from_sp` stays valid.
             trace_switch(now, from.id().as_u64(), to.id().as_u64());
+            crate::trace::switch(now.as_nanos(), s, &from, &to);
             account_idle(cpu, now.as_nanos(), from.id().as_u64(), to.id().as_u64());
             account_slice(cpu, now.as_nanos(), &from);
             set_current(cpu, &to);
@@ -341,6 +350,7 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
         SMP.store(true, Ordering::SeqCst);
     }
     let mut s = Sched::new(ncpus);
+    s.set_observer(&crate::trace::KernelObserver);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
     set_current(0, &idle);
     let id = s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
@@ -403,6 +413,7 @@ pub(crate) fn add_cpu(cpu: usize) {
 /// Marks the start and end of interrupt handling on this CPU; returns whether a reschedule
 /// was requested while it ran.
 pub(crate) fn enter_irq(vector: u8) {
+    crate::trace::irq(true, vector);
     let cpu = cpu();
     IRQ_VECTOR[cpu].store(vector, Ordering::Relaxed);
     IN_IRQ[cpu].store(true, Ordering::Relaxed);
@@ -423,12 +434,14 @@ pub(crate) fn interrupt_context() -> Option<u8> {
 
 pub(crate) fn leave_irq() -> bool {
     let cpu = cpu();
+    crate::trace::irq(false, IRQ_VECTOR[cpu].load(Ordering::Relaxed));
     IN_IRQ[cpu].store(false, Ordering::Relaxed);
     NEED_RESCHED[cpu].swap(false, Ordering::Relaxed)
 }
 
 /// A reschedule IPI arrived: reschedule at interrupt exit.
 pub(crate) fn request_resched() {
+    crate::trace::ipi_taken(rhea_trace::IpiKind::Resched);
     NEED_RESCHED[cpu()].store(true, Ordering::Relaxed);
 }
 

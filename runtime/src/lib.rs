@@ -28,6 +28,7 @@ pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;
+pub mod trace;
 
 pub use kthread::{SpawnError, checker_runs};
 pub use memory::{

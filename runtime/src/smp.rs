@@ -33,6 +33,7 @@ pub fn call_on(cpus: rhea_sched::CpuSet, f: fn(usize), arg: usize) -> Result<(),
         while t != 0 {
             let cpu = t.trailing_zeros() as usize;
             t &= t - 1;
+            crate::trace::call_sent(cpu);
             crate::irq::send_ipi(cpu, rhea_irq::vectors::IPI_CALL.get());
         }
         let start = crate::time::now().as_nanos();
@@ -56,7 +57,10 @@ pub fn call_on(cpus: rhea_sched::CpuSet, f: fn(usize), arg: usize) -> Result<(),
 
 /// The call IPI's handler.
 pub(crate) fn on_call_ipi() {
+    crate::trace::ipi_taken(rhea_trace::IpiKind::Call);
+    let start = crate::time::now().as_nanos();
     CALLS.run_pending(kthread::cpu());
+    crate::trace::call_ran(crate::time::now().as_nanos().saturating_sub(start));
 }
 
 fn flush_tlb(_: usize) {

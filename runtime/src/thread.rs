@@ -278,7 +278,19 @@ pub struct ThreadTimes {
     pub run_ns: u64,
     /// Of those, nanoseconds the hypervisor stole from the CPU it ran on.
     pub stolen_ns: u64,
+    /// Times a CPU switched to it.
+    pub switches_in: u64,
+    /// Times a CPU switched away from it.
+    pub switches_out: u64,
+    /// Times it was made ready (after blocking, at its start, on resumption).
+    pub wakeups: u64,
+    /// The longest it waited to run once made ready (ns).
+    pub max_wake_latency_ns: u64,
+    /// Nanoseconds it spent blocked, per kind of object (finished waits).
+    pub blocked_ns: BlockedNs,
 }
+
+pub use rhea_sched::BlockedNs;
 
 /// Every live thread's run time and the steal within it, in thread-table order. The threads
 /// are collected under the scheduler lock into room reserved before it (nothing allocates
@@ -301,11 +313,19 @@ pub fn thread_times() -> alloc::vec::Vec<ThreadTimes> {
     }
     threads
         .iter()
-        .map(|t| ThreadTimes {
-            id: t.id(),
-            name: String::from(t.name()),
-            run_ns: t.run_ns(),
-            stolen_ns: t.stolen_ns(),
+        .map(|t| {
+            let a = t.accounts();
+            ThreadTimes {
+                id: t.id(),
+                name: String::from(t.name()),
+                run_ns: t.run_ns(),
+                stolen_ns: t.stolen_ns(),
+                switches_in: a.switches_in,
+                switches_out: a.switches_out,
+                wakeups: a.wakeups,
+                max_wake_latency_ns: a.max_wake_latency_ns,
+                blocked_ns: a.blocked_ns,
+            }
         })
         .collect()
 }

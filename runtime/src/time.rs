@@ -56,6 +56,7 @@ pub(crate) fn arm(deadline: Option<Instant>) {
     if ARMED_NS[cpu].swap(ns, Ordering::Relaxed) == ns {
         return;
     }
+    crate::trace::timer_armed(ns);
     match deadline {
         Some(d) => timer.arm(Instant::from_nanos(
             d.as_nanos()
@@ -71,6 +72,9 @@ pub(crate) fn arm(deadline: Option<Instant>) {
 pub(crate) fn fired() {
     let cpu = crate::kthread::cpu();
     let armed = ARMED_NS[cpu].swap(u64::MAX, Ordering::Relaxed);
+    if armed != u64::MAX {
+        crate::trace::timer_fired(now().as_nanos().saturating_sub(armed));
+    }
     let limit = MAX_ADVANCE_NS.load(Ordering::Relaxed);
     if armed == u64::MAX || limit == 0 {
         return;

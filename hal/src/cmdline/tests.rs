@@ -65,7 +65,7 @@ fn every_key_takes_its_values() {
                 max: u64::MAX,
             } => &["0", "1", "18446744073709551615"],
             Kind::Number { .. } => &[],
-            Kind::Choice(words) => words,
+            Kind::Choice(words) | Kind::Set(words) => words,
         };
         for v in good {
             let line = std::format!("{}={v}", key.name);
@@ -116,7 +116,7 @@ fn every_key_refuses_malformed_values() {
                 Kind::Number { min, max } => {
                     first == std::format!("{}=2", key.name) && (min..=max).contains(&2)
                 }
-                Kind::Choice(_) => false,
+                Kind::Choice(_) | Kind::Set(_) => false,
             };
             if ok {
                 continue;
@@ -136,7 +136,22 @@ fn every_key_refuses_malformed_values() {
         assert!(e.to_string().contains("needs a value"), "{e}");
     }
     assert_eq!(err("rhea.checker=yes"), "rhea.checker=yes: expected 0 or 1");
-    assert_eq!(err("rhea.trace=2"), "rhea.trace=2: expected 0 or 1");
+    assert_eq!(
+        err("rhea.trace=sched,disk"),
+        "rhea.trace=sched,disk: expected a comma-separated list of sched, irq, net, app, all or off"
+    );
+    assert!(err("rhea.trace=").ends_with("all or off"));
+    assert!(err("rhea.trace=sched,").ends_with("all or off"));
+    assert_eq!(
+        Cmdline::new("rhea.trace=net,sched rhea.trace=irq,app").set(&keys::TRACE),
+        Ok(Some(0b1010)),
+        "the last occurrence wins"
+    );
+    assert_eq!(
+        Cmdline::new("rhea.trace=sched,irq,net,app").set(&keys::TRACE),
+        Ok(Some(0b1111))
+    );
+    assert_eq!(Cmdline::new("").set(&keys::TRACE), Ok(None));
     assert_eq!(
         err("rhea.pci.msix=no"),
         "rhea.pci.msix=no: expected on or off"
@@ -203,7 +218,8 @@ fn grammar() {
     );
     // Absent keys.
     let c = parse("x=1").unwrap();
-    assert_eq!(c.flag(&TRACE), Ok(false));
+    assert_eq!(c.flag(&SIM), Ok(false));
+    assert_eq!(c.set(&TRACE), Ok(None));
     assert_eq!(c.number(&SEED), Ok(None));
     assert_eq!(c.choice(&PCI_MSIX), Ok(None));
     assert_eq!(

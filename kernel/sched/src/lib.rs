@@ -34,6 +34,7 @@ extern crate alloc;
 mod cpuset;
 mod error;
 mod lists;
+mod observe;
 mod sched;
 mod thread;
 
@@ -42,9 +43,10 @@ mod tests;
 
 pub use cpuset::CpuSet;
 pub use error::SchedError;
+pub use observe::{BlockOn, LeftAs, Observer, PrioCause, SchedEvent};
 pub use rhea_hal::{Instant, Priority};
 pub use sched::{Decision, EventWait, ObjectId, Sched, SpawnParams, Switch, WakeReason};
-pub use thread::{Thread, ThreadId};
+pub use thread::{Accounts, BlockedNs, Thread, ThreadId};
 
 /// The most CPUs a [`Sched`] manages (the width of [`CpuSet`]).
 pub const MAX_CPUS: usize = 64;

@@ -11,6 +11,7 @@ use crate::error::SchedError;
 use crate::lists::{
     RunAdapter, SleepAdapter, SleepTree, ThreadList, remove_from_list, remove_from_tree,
 };
+use crate::observe::{BlockOn, LeftAs, Observer, PrioCause, SchedEvent};
 use crate::thread::{Thread, ThreadId};
 use crate::{MAX_CPUS, MAX_HELD_MUTEXES};
 use alloc::format;
@@ -264,6 +265,8 @@ pub struct Sched {
     /// that takes such a thread off its CPU, and every cancelled suspension, wakes them all;
     /// each re-checks its own target.
     halt_queue: ObjectId,
+    /// Told of wake-ups, blocking, priority changes, creation and exit.
+    observer: Option<&'static dyn Observer>,
 }
 
 impl fmt::Debug for Sched {
@@ -290,9 +293,21 @@ impl Sched {
             online: CpuSet::EMPTY,
             pending: CpuSet::EMPTY,
             halt_queue: ObjectId(u64::MAX),
+            observer: None,
         };
         s.halt_queue = s.create_object(Kind::Queue);
         s
+    }
+
+    /// Tells `observer` of every event from now on ([`SchedEvent`]).
+    pub fn set_observer(&mut self, observer: &'static dyn Observer) {
+        self.observer = Some(observer);
+    }
+
+    fn notify(&self, e: SchedEvent<'_>) {
+        if let Some(o) = self.observer {
+            o.event(e);
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -421,6 +436,12 @@ impl Sched {
             detached: false,
             is_idle,
         });
+        if let Some(t) = &self.tcbs[index] {
+            self.notify(SchedEvent::Create {
+                thread: &t.thread,
+                priority: prio,
+            });
+        }
         id
     }
 
@@ -463,6 +484,18 @@ impl Sched {
     /// The thread object of `id`.
     pub fn thread(&self, id: ThreadId) -> Option<&Arc<Thread>> {
         self.tcb(id).map(|t| &t.thread)
+    }
+
+    /// Where `id` stands, as its CPU switches away from it (for traces); `None` if unknown.
+    pub fn left_as(&self, id: ThreadId) -> Option<LeftAs> {
+        let t = self.tcb(id)?;
+        Some(match t.state {
+            _ if t.is_idle => LeftAs::Idle,
+            State::Ready | State::Running => LeftAs::Ready,
+            State::Blocked => LeftAs::Blocked,
+            State::Suspended => LeftAs::Suspended,
+            State::Exited => LeftAs::Exited,
+        })
     }
 
     /// Effective priority (base raised by priority inheritance).
@@ -524,6 +557,10 @@ impl Sched {
             }
         }
         remove_from_tree(&mut self.cpus[cpu].sleepers, &thread);
+        self.notify(SchedEvent::Wake {
+            thread: &thread,
+            why: reason,
+        });
         let t = self.tcb_mut(id);
         t.wake = reason;
         if t.suspend_requested {
@@ -847,6 +884,18 @@ impl Sched {
         t.wake = WakeReason::None;
         let thread = t.thread.clone();
         let eff = t.eff;
+        let on = match obj.and_then(|o| self.obj(o)).map(|o| &o.kind) {
+            Some(Kind::Mutex { .. }) => BlockOn::Mutex,
+            Some(Kind::Semaphore { .. }) => BlockOn::Semaphore,
+            Some(Kind::Events { .. }) => BlockOn::Events,
+            Some(Kind::Queue) | None if obj.is_some() => BlockOn::Queue,
+            _ => BlockOn::Sleep,
+        };
+        self.notify(SchedEvent::Block {
+            thread: &thread,
+            on,
+            object: obj.map_or(0, ObjectId::to_raw),
+        });
         if let Some(obj) = obj {
             self.enqueue_waiter(obj, thread.clone(), eff);
         }
@@ -1013,7 +1062,7 @@ impl Sched {
             return Err(SchedError::NoSuchThread);
         }
         t.base = prio;
-        Ok(self.update_priority(id))
+        Ok(self.update_priority_for(id, PrioCause::Set))
     }
 
     /// Changes the CPUs a thread may run on. An empty mask, or one naming no online CPU, is an
@@ -1091,9 +1140,15 @@ impl Sched {
     /// holds, moves it in whatever queue it is on, and follows the chain of mutex owners while
     /// priorities keep changing. RT: bounded by the number of threads (the chain is acyclic:
     /// `mutex_lock` refuses to close a cycle).
-    fn update_priority(&mut self, mut id: ThreadId) -> Decision {
+    fn update_priority(&mut self, id: ThreadId) -> Decision {
+        self.update_priority_for(id, PrioCause::Restore)
+    }
+
+    /// [`Sched::update_priority`], telling the observer the first link's change was for
+    /// `first` when it is not an inheritance boost (a base priority set, or a restore).
+    fn update_priority_for(&mut self, mut id: ThreadId, first: PrioCause) -> Decision {
         let mut d = Decision::default();
-        for _ in 0..=self.tcbs.len() {
+        for depth in 0..=self.tcbs.len() {
             let t = self.tcb(id).expect("live");
             // An idle thread (a CPU's boot context, which may take a mutex during boot) is
             // never boosted: it is never queued, and runs only when its CPU has nothing else.
@@ -1101,12 +1156,17 @@ impl Sched {
                 return d;
             }
             let mut eff = t.base;
+            let mut by = None;
             for m in t.held.iter().flatten() {
                 if let Some(top) = self
                     .obj(*m)
                     .and_then(|o| o.waiters.front().get().map(|w| w.id()))
                 {
-                    eff = eff.max_importance(self.eff_of(top));
+                    let p = self.eff_of(top);
+                    if p.is_more_important_than(eff) {
+                        eff = p;
+                        by = Some(top);
+                    }
                 }
             }
             let t = self.tcb_mut(id);
@@ -1115,6 +1175,24 @@ impl Sched {
             }
             let old = t.eff;
             t.eff = eff;
+            let cause = if by.is_some() && eff.is_more_important_than(old) {
+                PrioCause::Boost
+            } else if depth == 0 {
+                first
+            } else {
+                PrioCause::Restore
+            };
+            if let Some(t) = self.tcb(id) {
+                self.notify(SchedEvent::Prio {
+                    thread: &t.thread,
+                    old,
+                    new: eff,
+                    cause,
+                    by,
+                    depth: depth as u32,
+                });
+            }
+            let t = self.tcb_mut(id);
             let (state, cpu, thread, blocked_on, level) = (
                 t.state,
                 t.cpu,
@@ -1167,6 +1245,12 @@ impl Sched {
             .collect();
         for m in held {
             d = d.merge(self.release_mutex(cur, m, WakeReason::Abandoned));
+        }
+        if let Some(t) = self.tcb(cur) {
+            self.notify(SchedEvent::Exit {
+                thread: &t.thread,
+                code,
+            });
         }
         let t = self.tcb_mut(cur);
         t.state = State::Exited;

@@ -1588,3 +1588,91 @@ fn for_each_thread_lists_the_live_threads_only() {
     assert!(!after.contains(&a), "an exited thread is not listed");
     assert!(after.contains(&b));
 }
+
+/// An observer that keeps what it is told, as text.
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl Observer for Recorder {
+    fn event(&self, e: SchedEvent<'_>) {
+        let line = match e {
+            SchedEvent::Wake { thread, why } => alloc::format!("wake {} {why:?}", thread.name()),
+            SchedEvent::Block { thread, on, .. } => {
+                alloc::format!("block {} {on:?}", thread.name())
+            }
+            SchedEvent::Prio {
+                thread,
+                old,
+                new,
+                cause,
+                depth,
+                ..
+            } => alloc::format!(
+                "prio {} {}->{} {cause:?} depth {depth}",
+                thread.name(),
+                old.level(),
+                new.level()
+            ),
+            SchedEvent::Create { thread, priority } => {
+                alloc::format!("create {} {}", thread.name(), priority.level())
+            }
+            SchedEvent::Exit { thread, code } => alloc::format!("exit {} {code}", thread.name()),
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[test]
+fn the_observer_hears_an_inheritance_chain_boost_by_boost_and_its_restores() {
+    let rec: &'static Recorder = Box::leak(Box::new(Recorder(std::sync::Mutex::new(Vec::new()))));
+    let mut sim = Sim::new();
+    sim.s.set_observer(rec);
+    let (m1, m2) = (sim.s.create_mutex(), sim.s.create_mutex());
+    let named = |sim: &mut Sim, name: &str, level: u32| {
+        let t = Arc::new(Thread::new(String::from(name), 0..0));
+        let params = SpawnParams {
+            priority: p(level),
+            affinity: CpuSet::ALL,
+            slice_ns: None,
+        };
+        let (id, d) = sim.s.spawn(t, params).unwrap();
+        sim.apply(d);
+        id
+    };
+    named(&mut sim, "low", 2);
+    assert!(sim.lock(m1));
+    named(&mut sim, "mid", 4);
+    assert!(sim.lock(m2));
+    assert!(!sim.lock(m1));
+    named(&mut sim, "high", 8);
+    let (got, d) = sim
+        .s
+        .mutex_lock(0, m2, Some(Instant::from_nanos(sim.now + 3 * MS)), false)
+        .unwrap();
+    assert!(!got);
+    sim.apply(d);
+    sim.advance(3 * MS);
+    sim.exit(); // high, which timed out
+    sim.exit(); // low, running at 4 again, exits holding m1: mid gets it, abandoned
+    let log = rec.0.lock().unwrap().clone();
+    let want = [
+        "create low 2",
+        "wake low None",
+        "create mid 4",
+        "wake mid None",
+        "block mid Mutex",
+        "prio low 2->4 Boost depth 0",
+        "create high 8",
+        "wake high None",
+        "block high Mutex",
+        "prio mid 4->8 Boost depth 0",
+        "prio low 4->8 Boost depth 1",
+        "prio mid 8->4 Restore depth 0",
+        "prio low 8->4 Restore depth 1",
+        "wake high Timeout",
+        "exit high 0",
+        "prio low 4->2 Restore depth 0",
+        "wake mid Abandoned",
+        "exit low 0",
+    ];
+    assert_eq!(log, want);
+}

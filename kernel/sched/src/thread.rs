@@ -1,5 +1,6 @@
 //! Threads as the scheduler sees them.
 
+use crate::observe::BlockOn;
 use alloc::string::String;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -66,6 +67,55 @@ pub struct Thread {
     run_ns: AtomicU64,
     /// Of those, nanoseconds the hypervisor took from the CPU it ran on (steal time).
     stolen_ns: AtomicU64,
+    /// Its other accounts ([`Accounts`]), kept by the kernel under the scheduler lock.
+    acct: Acct,
+}
+
+/// The per-thread accounts the kernel keeps always (a few relaxed stores per event). Written
+/// under the scheduler lock only; read by anyone.
+#[derive(Debug, Default)]
+struct Acct {
+    switches_in: AtomicU64,
+    switches_out: AtomicU64,
+    wakeups: AtomicU64,
+    max_wake_latency_ns: AtomicU64,
+    /// When it was last made ready and has not run since (`u64::MAX`: not waiting to run).
+    woken_at: AtomicU64,
+    /// When it last blocked (`u64::MAX`: not blocked) and on what ([`BlockOn`] as index).
+    blocked_at: AtomicU64,
+    blocked_on: AtomicU64,
+    blocked_ns: [AtomicU64; 5],
+}
+
+/// A thread's accounts: how often it ran and woke, how long it waited to run once woken, and
+/// how long it spent blocked on each kind of object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accounts {
+    /// Times a CPU switched to it.
+    pub switches_in: u64,
+    /// Times a CPU switched away from it.
+    pub switches_out: u64,
+    /// Times it was made ready after blocking (or at its start or resumption).
+    pub wakeups: u64,
+    /// The longest it waited between being made ready and running (ns).
+    pub max_wake_latency_ns: u64,
+    /// Nanoseconds blocked, per kind of object.
+    pub blocked_ns: BlockedNs,
+}
+
+/// Nanoseconds a thread spent blocked, per kind of object (finished waits only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockedNs {
+    /// On mutexes.
+    pub mutex: u64,
+    /// On semaphores.
+    pub semaphore: u64,
+    /// On wait queues (condition variables, joins, message queues).
+    pub queue: u64,
+    /// On event flags.
+    pub events: u64,
+    /// Asleep.
+    pub sleep: u64,
 }
 
 impl fmt::Debug for Thread {
@@ -88,6 +138,11 @@ impl Thread {
             mutexes_held: AtomicU32::new(0),
             run_ns: AtomicU64::new(0),
             stolen_ns: AtomicU64::new(0),
+            acct: Acct {
+                woken_at: AtomicU64::new(u64::MAX),
+                blocked_at: AtomicU64::new(u64::MAX),
+                ..Acct::default()
+            },
         }
     }
 
@@ -121,5 +176,69 @@ impl Thread {
     /// Nanoseconds of [`Thread::run_ns`] the hypervisor stole.
     pub fn stolen_ns(&self) -> u64 {
         self.stolen_ns.load(Ordering::Relaxed)
+    }
+
+    /// Its accounts so far.
+    pub fn accounts(&self) -> Accounts {
+        let a = &self.acct;
+        let r = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        Accounts {
+            switches_in: r(&a.switches_in),
+            switches_out: r(&a.switches_out),
+            wakeups: r(&a.wakeups),
+            max_wake_latency_ns: r(&a.max_wake_latency_ns),
+            blocked_ns: BlockedNs {
+                mutex: r(&a.blocked_ns[0]),
+                semaphore: r(&a.blocked_ns[1]),
+                queue: r(&a.blocked_ns[2]),
+                events: r(&a.blocked_ns[3]),
+                sleep: r(&a.blocked_ns[4]),
+            },
+        }
+    }
+
+    /// Accounts a block at `now` on `on` (by the kernel, under the scheduler lock).
+    pub fn note_block(&self, now: u64, on: BlockOn) {
+        let a = &self.acct;
+        a.blocked_at.store(now, Ordering::Relaxed);
+        let i = match on {
+            BlockOn::Mutex => 0,
+            BlockOn::Semaphore => 1,
+            BlockOn::Queue => 2,
+            BlockOn::Events => 3,
+            BlockOn::Sleep => 4,
+        };
+        a.blocked_on.store(i, Ordering::Relaxed);
+    }
+
+    /// Accounts a wake-up at `now` (under the scheduler lock): ends the blocked time, starts
+    /// the wait to run.
+    pub fn note_wake(&self, now: u64) {
+        let a = &self.acct;
+        a.wakeups.fetch_add(1, Ordering::Relaxed);
+        let since = a.blocked_at.swap(u64::MAX, Ordering::Relaxed);
+        if since != u64::MAX {
+            let i = a.blocked_on.load(Ordering::Relaxed) as usize;
+            a.blocked_ns[i.min(4)].fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+        }
+        a.woken_at.store(now, Ordering::Relaxed);
+    }
+
+    /// Accounts a switch to it at `now`; returns how long it waited to run since it was made
+    /// ready, if it was.
+    pub fn note_switch_in(&self, now: u64) -> Option<u64> {
+        let a = &self.acct;
+        a.switches_in.fetch_add(1, Ordering::Relaxed);
+        let woken = a.woken_at.swap(u64::MAX, Ordering::Relaxed);
+        (woken != u64::MAX).then(|| {
+            let waited = now.saturating_sub(woken);
+            a.max_wake_latency_ns.fetch_max(waited, Ordering::Relaxed);
+            waited
+        })
+    }
+
+    /// Accounts a switch away from it.
+    pub fn note_switch_out(&self) {
+        self.acct.switches_out.fetch_add(1, Ordering::Relaxed);
     }
 }

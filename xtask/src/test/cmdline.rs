@@ -72,9 +72,13 @@ pub(crate) fn cases() -> Vec<Case> {
             "rhea.cpu=2: unknown key; known keys: rhea.checker",
         ),
         refused("rhea.checker=yes", "rhea.checker=yes: expected 0 or 1"),
+        refused(
+            "rhea.trace=sched,disk",
+            "rhea.trace=sched,disk: expected a comma-separated list of sched, irq, net, app, all or off",
+        ),
         Case {
             name: "linuxu/realtime/native cmdline long, last argument kept".to_string(),
-            args: format!("{long}rhea.trace=1"),
+            args: format!("{long}rhea.trace=sched"),
             expect: Expect::Success,
             console: vec!["Hello from Rhea!".to_string(), "rhea: trace:".to_string()],
         },

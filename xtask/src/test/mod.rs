@@ -69,6 +69,7 @@ const LOOM_TESTS: &str = "host/loom";
 /// fixed-block pool's free stack.
 const LOOM_CRATES: &[&str] = &[
     "rhea-queue",
+    "rhea-trace",
     "rhea-mm",
     "rhea-smp",
     "rhea-irq",
