@@ -6,8 +6,10 @@
 //! - an **HTTP/1.1 status page** on port 8080: `/` (HTML, refreshing every second, with inline
 //!   SVG charts drawn by `rhea-svgplot`: the control loop's lateness over the last minute
 //!   against its deadline, its histogram since boot, each CPU's load over the last second,
-//!   each thread's CPU time), `/status.json` (uptime, per-CPU load and switches, the control
-//!   loop's histogram and recent lateness series, network counters);
+//!   each thread's CPU time; then each thread's accounts: switches, wake-ups, worst wake-up
+//!   latency, time blocked per kind of object), `/status.json` (uptime, per-CPU load and
+//!   switches, per-thread accounts, the control loop's histogram and recent lateness series,
+//!   network counters);
 //!   `/quit` ends the run when the command line says `appliance.allow_quit=1` (tests);
 //! - **TCP and UDP echo** on port 7.
 //!
@@ -658,9 +660,11 @@ fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
     }
 }
 
-/// Queues a whole response and closes. A response is a few KiB and the connection's send
-/// buffer is empty, so this does not wait in practice; a peer that stops reading costs it
-/// at most the short timeout.
+/// Queues a whole response and closes. Most responses are a few KiB and the connection's
+/// send buffer is empty, so this does not wait in practice; the status page with a full
+/// minute of lateness is ~20 KiB (its charts ~12), more than a 16 KiB send buffer, so its end
+/// waits for the peer's acknowledgements. A peer that stops reading costs it at most the
+/// short timeout.
 fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
     let timeout = Some(Duration::from_millis(500));
     let head = format!(
@@ -728,12 +732,21 @@ fn status_json() -> String {
     for (i, t) in rhea::thread::thread_times().iter().enumerate() {
         let _ = write!(
             j,
-            "{}{{\"id\":{},\"name\":\"{}\",\"run_ms\":{},\"stolen_us\":{}}}",
+            "{}{{\"id\":{},\"name\":\"{}\",\"run_ms\":{},\"stolen_us\":{},\"switches_in\":{},\"switches_out\":{},\"wakeups\":{},\"max_wake_latency_us\":{},\"blocked_us\":{{\"mutex\":{},\"semaphore\":{},\"queue\":{},\"events\":{},\"sleep\":{}}}}}",
             if i > 0 { "," } else { "" },
             t.id.as_u64(),
             Safe(&t.name),
             t.run_ns / 1_000_000,
-            t.stolen_ns / 1000
+            t.stolen_ns / 1000,
+            t.switches_in,
+            t.switches_out,
+            t.wakeups,
+            t.max_wake_latency_ns / 1000,
+            t.blocked_ns.mutex / 1000,
+            t.blocked_ns.semaphore / 1000,
+            t.blocked_ns.queue / 1000,
+            t.blocked_ns.events / 1000,
+            t.blocked_ns.sleep / 1000
         );
     }
     let _ = write!(
@@ -930,17 +943,33 @@ fn html() -> String {
     rhea_svgplot::share_bars(&mut page, &bars, colour::THREAD, "thread CPU share");
 
     page.push_str(
-        "<h2>Threads</h2><table border=\"1\"><tr><th>id</th><th>name</th><th>ran, ms</th>\
-         <th>of it stolen, us</th></tr>",
+        "<h2>Threads</h2><table border=\"1\"><tr><th rowspan=\"2\">id</th>\
+         <th rowspan=\"2\">name</th><th rowspan=\"2\">ran, ms</th>\
+         <th rowspan=\"2\">of it stolen, us</th><th colspan=\"2\">switches</th>\
+         <th rowspan=\"2\">wake-ups</th><th rowspan=\"2\">worst wake-up to run, us</th>\
+         <th colspan=\"5\">blocked, us, on</th></tr><tr><th>in</th><th>out</th>\
+         <th>mutexes</th><th>semaphores</th><th>wait queues</th><th>event flags</th>\
+         <th>sleep</th></tr>",
     );
     for t in &times {
+        let b = &t.blocked_ns;
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             t.id.as_u64(),
             Escaped(&t.name),
             t.run_ns / 1_000_000,
-            t.stolen_ns / 1000
+            t.stolen_ns / 1000,
+            t.switches_in,
+            t.switches_out,
+            t.wakeups,
+            t.max_wake_latency_ns / 1000,
+            b.mutex / 1000,
+            b.semaphore / 1000,
+            b.queue / 1000,
+            b.events / 1000,
+            b.sleep / 1000
         );
     }
     page.push_str(

@@ -1,7 +1,8 @@
 //! The appliance's status page, looked at by a real browser (`qemu-x86_64/q35/tcg appliance
 //! status-page chromium`): the appliance boots on q35 (TCG, two vCPUs) with its HTTP port
 //! forwarded to a free port of the host's loopback; once its control loop has filled a few
-//! windows of its lateness series and the first per-CPU load sample is taken, headless
+//! windows of its lateness series and the first per-CPU load sample is taken (and
+//! `/status.json` shows each thread's accounts: switches, wake-ups, blocked time), headless
 //! Chromium (Debian's, `build/chromium.rs`) screenshots `/` at 1200×1600, and the PNG must
 //! show each chart drawn: pixels of each chart's own data colour (`rhea_svgplot::colour`,
 //! used for nothing else on the page), in the order the page stacks them, the lateness bars
@@ -124,6 +125,9 @@ fn wait_for_series(http: u16) -> Result<usize, String> {
         }
         let windows = series_len(&json)
             .ok_or_else(|| format!("/status.json has no lateness_series_us: {json}"))?;
+        if let Some(key) = THREAD_KEYS.iter().find(|k| !json.contains(*k)) {
+            return Err(format!("/status.json's threads lack {key}: {json}"));
+        }
         let sampled =
             super::net::json_number(&json, "{", "recent_window_ms").is_some_and(|ms| ms > 0);
         if windows >= WINDOWS_WANTED && sampled {
@@ -139,6 +143,15 @@ fn wait_for_series(http: u16) -> Result<usize, String> {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// What each thread's object in `/status.json` holds besides its times: its accounts.
+const THREAD_KEYS: [&str; 5] = [
+    "\"switches_in\":",
+    "\"switches_out\":",
+    "\"wakeups\":",
+    "\"max_wake_latency_us\":",
+    "\"blocked_us\":{\"mutex\":",
+];
 
 /// The number of `[max,mean]` pairs in the status JSON's `lateness_series_us`.
 fn series_len(json: &str) -> Option<usize> {
