@@ -44,6 +44,11 @@ pub fn run(data: &[u8]) {
                     let _ = write!(out, "{e}");
                 }
             }
+            Kind::Set(_) => {
+                if let Err(e) = c.set(key) {
+                    let _ = write!(out, "{e}");
+                }
+            }
         }
         let _ = write!(out, "{}", key.kind);
     }

@@ -143,15 +143,15 @@ fn every_key_refuses_malformed_values() {
     assert!(err("rhea.trace=").ends_with("all or off"));
     assert!(err("rhea.trace=sched,").ends_with("all or off"));
     assert_eq!(
-        Cmdline::new("rhea.trace=net,sched rhea.trace=irq,app").set(&keys::TRACE),
+        Cmdline::new("rhea.trace=net,sched rhea.trace=irq,app").set(&TRACE),
         Ok(Some(0b1010)),
         "the last occurrence wins"
     );
     assert_eq!(
-        Cmdline::new("rhea.trace=sched,irq,net,app").set(&keys::TRACE),
+        Cmdline::new("rhea.trace=sched,irq,net,app").set(&TRACE),
         Ok(Some(0b1111))
     );
-    assert_eq!(Cmdline::new("").set(&keys::TRACE), Ok(None));
+    assert_eq!(Cmdline::new("").set(&TRACE), Ok(None));
     assert_eq!(
         err("rhea.pci.msix=no"),
         "rhea.pci.msix=no: expected on or off"

@@ -74,11 +74,14 @@ fn main() -> Result<(), &'static str> {
             let level = || effective_priority(me).map_or(0, |p| p.level() as u32);
             let end = now().saturating_add(Duration::from_secs(10));
             // Work (spin) until boosted to 10, then to 30: the steps are recorded as seen.
-            while level() < 10 && now() < end {
+            let mut seen = level();
+            while seen < 10 && now() < end {
                 core::hint::spin_loop();
+                seen = level();
             }
-            s[0].store(level(), Ordering::Relaxed);
-            rhea::trace::counter!("low's inherited level", i64::from(level()));
+            // Main starts high only once this is recorded, so it is mid's priority.
+            s[0].store(seen, Ordering::Release);
+            rhea::trace::counter!("low's inherited level", i64::from(seen));
             while level() < 30 && now() < end {
                 core::hint::spin_loop();
             }
@@ -110,7 +113,9 @@ fn main() -> Result<(), &'static str> {
         })
         .map_err(|_| "spawn mid")?;
     let level_of = |id| effective_priority(id).map_or(0, |p| p.level() as u32);
-    wait_for("low to inherit from mid", || level_of(low_id) >= 10)?;
+    wait_for("low to inherit from mid", || {
+        level_of(low_id) >= 10 && seen[0].load(Ordering::Acquire) != 0
+    })?;
 
     let o = order.clone();
     let high = Builder::new()
