@@ -24,7 +24,7 @@ mod test;
 mod xen;
 
 // The catalog (apps, boards) and the build steps every stage uses, by their short names.
-use build::{apps, boards, firmware, image, ovmf, setup, symtab, uefi_disk};
+use build::{apps, boards, chromium, firmware, image, ovmf, setup, symtab, uefi_disk};
 
 use std::ffi::OsStr;
 use std::fmt;

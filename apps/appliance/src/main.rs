@@ -3,8 +3,13 @@
 //! - a **control loop** at priority 40 with a fixed period (`appliance.period_us`, default
 //!   1000): each release records how late it woke into a live histogram and counts deadline
 //!   misses (woke a whole period late or more);
-//! - an **HTTP/1.1 status page** on port 8080: `/` (HTML, refreshing), `/status.json`
-//!   (uptime, per-CPU load and switches, the control loop's histogram, network counters);
+//! - an **HTTP/1.1 status page** on port 8080: `/` (HTML, refreshing every second, with inline
+//!   SVG charts drawn by `rhea-svgplot`: the control loop's lateness over the last minute
+//!   against its deadline, its histogram since boot, each CPU's load over the last second,
+//!   each thread's CPU time; then each thread's accounts: switches, wake-ups, worst wake-up
+//!   latency, time blocked per kind of object), `/status.json` (uptime, per-CPU load and
+//!   switches, per-thread accounts, the control loop's histogram and recent lateness series,
+//!   network counters);
 //!   `/quit` ends the run when the command line says `appliance.allow_quit=1` (tests);
 //! - **TCP and UDP echo** on port 7.
 //!
@@ -29,10 +34,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use rhea::thread::{Builder, Priority};
 use rhea::time::Duration;
 use rhea_net::{ListenOptions, NetError, TcpListener, TcpStream, UdpSocket};
+use rhea_svgplot::{Bar, Escaped, Lateness, Window, colour};
 
 // The heap it needs (the runtime adds headroom where RAM allows: an eighth of RAM, 16 MiB at
 // the default 128 MiB): ~240 KiB for the runtime and the NIC's queues, 386 KiB for the
@@ -90,6 +96,27 @@ static MAX_LATE_NS: AtomicU64 = AtomicU64::new(0);
 static LATE_NS: AtomicU64 = AtomicU64::new(0);
 static LATE_STOLEN_NS: AtomicU64 = AtomicU64::new(0);
 static PERIOD_US: AtomicU64 = AtomicU64::new(1000);
+
+/// The control loop's recent lateness: one entry per window of whole periods lasting about
+/// [`WINDOW_TARGET_NS`] (at least one period), the maximum and mean lateness over it. The
+/// control loop writes a slot per window into this ring, one atomic store each (the maximum
+/// in the high half, the mean in the low, in ns, each saturating at `u32::MAX`, 4.29 s), and
+/// then publishes the count; no lock, no allocation. Readers take the last
+/// [`SERIES_SHOWN`] windows (a minute at the default), fewer than the slots, so the slot the
+/// loop may be overwriting is never among them ([`lateness_series`]).
+const SERIES_SLOTS: usize = 256;
+const SERIES_SHOWN: usize = 240;
+const WINDOW_TARGET_NS: u64 = 250_000_000;
+static SERIES: [AtomicU64; SERIES_SLOTS] = [const { AtomicU64::new(0) }; SERIES_SLOTS];
+/// Windows the control loop has written so far.
+static SERIES_WINDOWS: AtomicU64 = AtomicU64::new(0);
+/// The window's length (whole periods), set by the control loop as it starts.
+static WINDOW_NS: AtomicU64 = AtomicU64::new(WINDOW_TARGET_NS);
+
+/// Each CPU's load over the last [`LOAD_WINDOW_NS`] (busy per mille), sampled by the main
+/// thread every second ([`sample_load`]); 0 until the first sample.
+static CPU_BUSY_PERMILLE: [AtomicU32; 64] = [const { AtomicU32::new(0) }; 64];
+static LOAD_WINDOW_NS: AtomicU64 = AtomicU64::new(0);
 static TCP_BYTES: AtomicU64 = AtomicU64::new(0);
 static TCP_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
@@ -202,8 +229,10 @@ fn main() -> Result<(), &'static str> {
     );
     rhea::println!("appliance: ready");
 
+    let mut load = LoadSample::now();
     while !QUIT.load(Ordering::Acquire) {
         rhea::thread::sleep(Duration::from_millis(50));
+        sample_load(&mut load);
     }
     // Let the reply to /quit go out.
     rhea::thread::sleep(Duration::from_millis(200));
@@ -276,7 +305,68 @@ fn report_control() {
     );
 }
 
-/// A thread name as JSON and HTML text: characters outside `[A-Za-z0-9_.-]` become `?` (names
+/// Each CPU's idle time at one moment, for [`sample_load`].
+struct LoadSample {
+    at_ns: u64,
+    idle_ns: [u64; 64],
+}
+
+impl LoadSample {
+    fn now() -> LoadSample {
+        let mut idle_ns = [0; 64];
+        for cpu in rhea::thread::online_cpus().iter().filter(|&c| c < 64) {
+            idle_ns[cpu] = rhea::thread::cpu_idle_ns(cpu);
+        }
+        LoadSample {
+            at_ns: rhea::time::now().as_nanos(),
+            idle_ns,
+        }
+    }
+}
+
+/// Once `last` is a second old: each CPU's load since then into [`CPU_BUSY_PERMILLE`], and
+/// `last` becomes now.
+fn sample_load(last: &mut LoadSample) {
+    let now = LoadSample::now();
+    let span = now.at_ns.saturating_sub(last.at_ns);
+    if span < 1_000_000_000 {
+        return;
+    }
+    for cpu in rhea::thread::online_cpus().iter().filter(|&c| c < 64) {
+        let idle = now.idle_ns[cpu].saturating_sub(last.idle_ns[cpu]).min(span);
+        let permille = (span - idle) * 1000 / span;
+        CPU_BUSY_PERMILLE[cpu].store(permille as u32, Ordering::Relaxed);
+    }
+    LOAD_WINDOW_NS.store(span, Ordering::Relaxed);
+    *last = now;
+}
+
+/// The control loop's last [`SERIES_SHOWN`] windows, oldest first.
+fn lateness_series() -> Vec<Window> {
+    let n = SERIES_WINDOWS.load(Ordering::Acquire);
+    let first = n.saturating_sub(SERIES_SHOWN as u64);
+    let mut series: Vec<(u64, Window)> = (first..n)
+        .map(|i| {
+            let v = SERIES[(i % SERIES_SLOTS as u64) as usize].load(Ordering::Relaxed);
+            let w = Window {
+                max_ns: v >> 32,
+                mean_ns: v & 0xffff_ffff,
+            };
+            (i, w)
+        })
+        .collect();
+    // Should the loop have written more than 16 windows meanwhile (4 s; the page is built
+    // in microseconds, but a thread can be preempted), a slot read may hold a later window:
+    // keep only those it cannot have reached. Its slot stores are release stores, so seeing
+    // one means seeing the count it published before it.
+    core::sync::atomic::fence(Ordering::Acquire);
+    let after = SERIES_WINDOWS.load(Ordering::Relaxed);
+    let valid_from = (after + 1).saturating_sub(SERIES_SLOTS as u64);
+    series.retain(|(i, _)| *i >= valid_from);
+    series.into_iter().map(|(_, w)| w).collect()
+}
+
+/// A thread name as JSON text: characters outside `[A-Za-z0-9_.-]` become `?` (names
 /// are the kernel's and this app's own, but a page must not be broken by one).
 struct Safe<'a>(&'a str);
 
@@ -316,9 +406,52 @@ fn spawn(
         .map_err(|_| "cannot start a thread")
 }
 
+/// One window of the lateness series being gathered by the control loop.
+struct SeriesWindow {
+    end_ns: u64,
+    len_ns: u64,
+    max_ns: u64,
+    sum_ns: u64,
+    periods: u64,
+}
+
+impl SeriesWindow {
+    /// Adds one period's lateness; at the window's end, writes it to [`SERIES`] and starts the
+    /// next one.
+    fn record(&mut self, now: u64, late: u64) {
+        self.max_ns = self.max_ns.max(late);
+        self.sum_ns = self.sum_ns.saturating_add(late);
+        self.periods += 1;
+        if now < self.end_ns {
+            return;
+        }
+        let clip = |ns: u64| ns.min(u64::from(u32::MAX));
+        let mean = self.sum_ns / self.periods;
+        let n = SERIES_WINDOWS.load(Ordering::Relaxed);
+        SERIES[(n % SERIES_SLOTS as u64) as usize]
+            .store(clip(self.max_ns) << 32 | clip(mean), Ordering::Release);
+        SERIES_WINDOWS.store(n + 1, Ordering::Release);
+        self.end_ns += self.len_ns;
+        if self.end_ns <= now {
+            // Far behind (a long stall): the next window starts now.
+            self.end_ns = now + self.len_ns;
+        }
+        (self.max_ns, self.sum_ns, self.periods) = (0, 0, 0);
+    }
+}
+
 fn control_loop() {
     let period = PERIOD_US.load(Ordering::Relaxed) * 1000;
     let mut next = rhea::time::now().as_nanos() + period;
+    let window_ns = WINDOW_TARGET_NS.div_ceil(period) * period;
+    WINDOW_NS.store(window_ns, Ordering::Relaxed);
+    let mut window = SeriesWindow {
+        end_ns: next + window_ns,
+        len_ns: window_ns,
+        max_ns: 0,
+        sum_ns: 0,
+        periods: 0,
+    };
     let steal_here = || {
         let cpu = rhea::thread::current_cpu();
         (cpu, rhea::thread::cpu_stolen_ns(cpu))
@@ -346,6 +479,7 @@ fn control_loop() {
         HIST[bucket].fetch_add(1, Ordering::Relaxed);
         MAX_LATE_NS.fetch_max(late, Ordering::Relaxed);
         PERIODS.fetch_add(1, Ordering::Relaxed);
+        window.record(now, late);
         if late >= period {
             MISSES.fetch_add(1, Ordering::Relaxed);
             // Skip the releases already missed rather than run them back to back.
@@ -526,9 +660,11 @@ fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
     }
 }
 
-/// Queues a whole response and closes. A response is a few KiB and the connection's send
-/// buffer is empty, so this does not wait in practice; a peer that stops reading costs it
-/// at most the short timeout.
+/// Queues a whole response and closes. Most responses are a few KiB and the connection's
+/// send buffer is empty, so this does not wait in practice; the status page with a full
+/// minute of lateness is ~20 KiB (its charts ~12), more than a 16 KiB send buffer, so its end
+/// waits for the peer's acknowledgements. A peer that stops reading costs it at most the
+/// short timeout.
 fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
     let timeout = Some(Duration::from_millis(500));
     let head = format!(
@@ -572,15 +708,21 @@ fn route(head: &[u8]) -> (&'static str, &'static str, String) {
 fn status_json() -> String {
     let now = rhea::time::now().as_nanos();
     let mut j = String::new();
-    let _ = write!(j, "{{\"uptime_ms\":{},\"cpus\":[", now / 1_000_000);
+    let _ = write!(
+        j,
+        "{{\"uptime_ms\":{},\"recent_window_ms\":{},\"cpus\":[",
+        now / 1_000_000,
+        LOAD_WINDOW_NS.load(Ordering::Relaxed) / 1_000_000
+    );
     let online = rhea::thread::online_cpus();
     for (i, cpu) in online.iter().enumerate() {
         let idle = rhea::thread::cpu_idle_ns(cpu).min(now);
         let busy_pct = ((now - idle) * 100).checked_div(now).unwrap_or(0);
         let _ = write!(
             j,
-            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"idle_ms\":{},\"stolen_ms\":{},\"switches\":{}}}",
+            "{}{{\"cpu\":{cpu},\"busy_pct\":{busy_pct},\"recent_busy_permille\":{},\"idle_ms\":{},\"stolen_ms\":{},\"switches\":{}}}",
             if i > 0 { "," } else { "" },
+            recent_busy_permille(cpu),
             idle / 1_000_000,
             ms_or_null(rhea::thread::cpu_stolen_ns(cpu)),
             rhea::thread::cpu_switches(cpu)
@@ -590,12 +732,21 @@ fn status_json() -> String {
     for (i, t) in rhea::thread::thread_times().iter().enumerate() {
         let _ = write!(
             j,
-            "{}{{\"id\":{},\"name\":\"{}\",\"run_ms\":{},\"stolen_us\":{}}}",
+            "{}{{\"id\":{},\"name\":\"{}\",\"run_ms\":{},\"stolen_us\":{},\"switches_in\":{},\"switches_out\":{},\"wakeups\":{},\"max_wake_latency_us\":{},\"blocked_us\":{{\"mutex\":{},\"semaphore\":{},\"queue\":{},\"events\":{},\"sleep\":{}}}}}",
             if i > 0 { "," } else { "" },
             t.id.as_u64(),
             Safe(&t.name),
             t.run_ns / 1_000_000,
-            t.stolen_ns / 1000
+            t.stolen_ns / 1000,
+            t.switches_in,
+            t.switches_out,
+            t.wakeups,
+            t.max_wake_latency_ns / 1000,
+            t.blocked_ns.mutex / 1000,
+            t.blocked_ns.semaphore / 1000,
+            t.blocked_ns.queue / 1000,
+            t.blocked_ns.events / 1000,
+            t.blocked_ns.sleep / 1000
         );
     }
     let _ = write!(
@@ -621,6 +772,16 @@ fn status_json() -> String {
         let lo = if i == 0 { 0 } else { 1u64 << (i - 1) };
         let _ = write!(j, "{}[{lo},{n}]", if first { "" } else { "," });
         first = false;
+    }
+    // The recent windows, oldest first: [max, mean] µs each.
+    let _ = write!(
+        j,
+        "],\"window_ms\":{},\"lateness_series_us\":[",
+        WINDOW_NS.load(Ordering::Relaxed) / 1_000_000
+    );
+    for (i, w) in lateness_series().iter().enumerate() {
+        let comma = if i > 0 { "," } else { "" };
+        let _ = write!(j, "{comma}[{},{}]", w.max_ns / 1000, w.mean_ns / 1000);
     }
     let s = rhea_net::stats();
     let m = rhea::memory_stats();
@@ -668,22 +829,20 @@ fn status_json() -> String {
     j
 }
 
+/// CPU `cpu`'s load over the last sampled window, per mille.
+fn recent_busy_permille(cpu: usize) -> u32 {
+    CPU_BUSY_PERMILLE
+        .get(cpu)
+        .map_or(0, |p| p.load(Ordering::Relaxed))
+}
+
+/// The status page: the figures, then the charts (inline SVG, `rhea_svgplot`), then the
+/// tables and the JSON.
 fn html() -> String {
     let json = status_json();
-    let now_ms = rhea::time::now().as_nanos() / 1_000_000;
-    let mut rows = String::new();
-    for (i, h) in HIST.iter().enumerate() {
-        let n = h.load(Ordering::Relaxed);
-        if n == 0 {
-            continue;
-        }
-        let lo = if i == 0 { 0 } else { 1u64 << (i - 1) };
-        let _ = write!(
-            rows,
-            "<tr><td>{lo}&ndash;{} us</td><td>{n}</td></tr>",
-            1u64 << i
-        );
-    }
+    let now = rhea::time::now().as_nanos();
+    let now_ms = now / 1_000_000;
+    let period_ns = PERIOD_US.load(Ordering::Relaxed) * 1000;
     let steal_line = if steal_known() {
         format!(
             "lateness {} us in all, {} us of it stolen by the host",
@@ -696,43 +855,143 @@ fn html() -> String {
             LATE_NS.load(Ordering::Relaxed) / 1000
         )
     };
-    let mut cpus = String::new();
-    for cpu in rhea::thread::online_cpus().iter() {
+    let mut page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
+         <title>Rhea appliance</title><style>body{{font-family:sans-serif}}td,th{{padding:0 6px}}pre{{white-space:pre-wrap;word-break:break-all}}</style>\
+         </head><body><h1>Rhea appliance</h1>\
+         <p>uptime {}.{:03} s; control loop every {} us at priority {CONTROL_PRIORITY}: {} periods, \
+         {} deadline misses, max lateness {} us; {steal_line}</p>",
+        now_ms / 1000,
+        now_ms % 1000,
+        period_ns / 1000,
+        PERIODS.load(Ordering::Relaxed),
+        MISSES.load(Ordering::Relaxed),
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
+    );
+    let window_ns = WINDOW_NS.load(Ordering::Relaxed);
+    let _ = write!(
+        page,
+        "<h2>Control loop lateness, the last {} s</h2>",
+        window_ns * SERIES_SHOWN as u64 / 1_000_000_000
+    );
+    rhea_svgplot::lateness(
+        &mut page,
+        &Lateness {
+            windows: &lateness_series(),
+            capacity: SERIES_SHOWN,
+            window_ns,
+            deadline_ns: period_ns,
+        },
+    );
+    page.push_str("<h2>Control loop lateness since boot</h2>");
+    let counts: Vec<u64> = HIST.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+    rhea_svgplot::histogram(&mut page, &counts, period_ns / 1000);
+
+    let cpus: Vec<usize> = rhea::thread::online_cpus().iter().collect();
+    let window = LOAD_WINDOW_NS.load(Ordering::Relaxed);
+    let (names, loads): (Vec<String>, Vec<u32>) = cpus
+        .iter()
+        .map(|&cpu| {
+            let permille = if window > 0 {
+                recent_busy_permille(cpu)
+            } else {
+                let idle = rhea::thread::cpu_idle_ns(cpu).min(now);
+                ((now - idle) * 1000).checked_div(now).unwrap_or(0) as u32
+            };
+            (format!("cpu {cpu}"), permille)
+        })
+        .unzip();
+    let _ = write!(
+        page,
+        "<h2>CPU load, {}</h2>",
+        if window > 0 {
+            format!(
+                "busy over the last {}.{} s (sampled every second)",
+                window / 1_000_000_000,
+                window / 100_000_000 % 10
+            )
+        } else {
+            String::from("busy since boot (no one-second sample yet)")
+        }
+    );
+    let bars: Vec<Bar<'_>> = names
+        .iter()
+        .zip(&loads)
+        .map(|(name, &permille)| Bar {
+            label: name,
+            permille,
+            note: "",
+        })
+        .collect();
+    rhea_svgplot::share_bars(&mut page, &bars, colour::CPU, "CPU load");
+
+    let times = rhea::thread::thread_times();
+    page.push_str("<h2>Threads: CPU time since boot, as a share of one CPU</h2>");
+    let notes: Vec<String> = times
+        .iter()
+        .map(|t| format!("{} ms", t.run_ns / 1_000_000))
+        .collect();
+    let bars: Vec<Bar<'_>> = times
+        .iter()
+        .zip(&notes)
+        .map(|(t, note)| Bar {
+            label: &t.name,
+            permille: (t.run_ns.min(now) * 1000).checked_div(now).unwrap_or(0) as u32,
+            note,
+        })
+        .collect();
+    rhea_svgplot::share_bars(&mut page, &bars, colour::THREAD, "thread CPU share");
+
+    page.push_str(
+        "<h2>Threads</h2><table border=\"1\"><tr><th rowspan=\"2\">id</th>\
+         <th rowspan=\"2\">name</th><th rowspan=\"2\">ran, ms</th>\
+         <th rowspan=\"2\">of it stolen, us</th><th colspan=\"2\">switches</th>\
+         <th rowspan=\"2\">wake-ups</th><th rowspan=\"2\">worst wake-up to run, us</th>\
+         <th colspan=\"5\">blocked, us, on</th></tr><tr><th>in</th><th>out</th>\
+         <th>mutexes</th><th>semaphores</th><th>wait queues</th><th>event flags</th>\
+         <th>sleep</th></tr>",
+    );
+    for t in &times {
+        let b = &t.blocked_ns;
         let _ = write!(
-            cpus,
-            "<tr><td>{cpu}</td><td>{}</td><td>{}</td></tr>",
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            t.id.as_u64(),
+            Escaped(&t.name),
+            t.run_ns / 1_000_000,
+            t.stolen_ns / 1000,
+            t.switches_in,
+            t.switches_out,
+            t.wakeups,
+            t.max_wake_latency_ns / 1000,
+            b.mutex / 1000,
+            b.semaphore / 1000,
+            b.queue / 1000,
+            b.events / 1000,
+            b.sleep / 1000
+        );
+    }
+    page.push_str(
+        "</table><h2>CPUs</h2><table border=\"1\"><tr><th>CPU</th><th>idle ms</th>\
+         <th>stolen by the host, ms</th><th>context switches</th></tr>",
+    );
+    for &cpu in &cpus {
+        let _ = write!(
+            page,
+            "<tr><td>{cpu}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             rhea::thread::cpu_idle_ns(cpu) / 1_000_000,
             match rhea::thread::cpu_stolen_ns(cpu) {
                 Some(ns) => format!("{}", ns / 1_000_000),
                 None => String::from("not reported"),
-            }
+            },
+            rhea::thread::cpu_switches(cpu)
         );
     }
-    let mut threads = String::new();
-    for t in rhea::thread::thread_times() {
-        let _ = write!(
-            threads,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            t.id.as_u64(),
-            Safe(&t.name),
-            t.run_ns / 1_000_000,
-            t.stolen_ns / 1000
-        );
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
-         <title>Rhea appliance</title></head><body><h1>Rhea appliance</h1>\
-         <p>uptime {}.{:03} s; control loop every {} us at priority {CONTROL_PRIORITY}: {} periods, \
-         {} deadline misses, max lateness {} us; {steal_line}</p>\
-         <h2>Control loop lateness</h2><table border=\"1\"><tr><th>late by</th><th>periods</th></tr>{rows}</table>\
-         <h2>CPUs</h2><table border=\"1\"><tr><th>CPU</th><th>idle ms</th><th>stolen by the host, ms</th></tr>{cpus}</table>\
-         <h2>Threads</h2><table border=\"1\"><tr><th>id</th><th>name</th><th>ran, ms</th><th>of it stolen, us</th></tr>{threads}</table>\
-         <h2>Status (JSON, also at /status.json)</h2><pre>{json}</pre></body></html>\n",
-        now_ms / 1000,
-        now_ms % 1000,
-        PERIOD_US.load(Ordering::Relaxed),
-        PERIODS.load(Ordering::Relaxed),
-        MISSES.load(Ordering::Relaxed),
-        MAX_LATE_NS.load(Ordering::Relaxed) / 1000
-    )
+    let _ = writeln!(
+        page,
+        "</table><h2>Status (JSON, also at /status.json)</h2><pre>{}</pre></body></html>",
+        Escaped(&json)
+    );
+    page
 }

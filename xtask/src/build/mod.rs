@@ -4,6 +4,7 @@
 //! - [`boards`]: the boards, their machines and accelerators, targets and linker scripts;
 //! - [`setup`]: the toolchain, targets and host packages each step needs, installed on demand;
 //! - [`firmware`]: firmware and packages fetched from Debian (the Pi's files, arm64 debs);
+//! - [`chromium`]: headless Chromium from Debian's package (the status-page screenshot);
 //! - [`ovmf`]: OVMF (UEFI for QEMU's PCs) from Debian's package, and the QEMU arguments that
 //!   boot a UEFI disk with it;
 //! - [`image`]: `cargo build` for one app on one board, then the stripped and bootable files;
@@ -16,6 +17,7 @@
 
 pub(crate) mod apps;
 pub(crate) mod boards;
+pub(crate) mod chromium;
 pub(crate) mod firmware;
 pub(crate) mod image;
 pub(crate) mod ovmf;

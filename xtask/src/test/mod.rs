@@ -23,7 +23,8 @@
 //! `cmdline`, then `--append`; the app's `stdin` is written to the guest's serial input.
 //!
 //! 3. The special cases: the strict command line, the TSC's frequency sources on qemu-x86_64
-//!    (`tsc_ref.rs`), the appliance's network and abuse tests, Xen netfront.
+//!    (`tsc_ref.rs`), the appliance's network tests, its status page screenshotted by
+//!    headless Chromium (`status_page.rs`), its abuse tests, Xen netfront.
 //! 4. Without `--accel` (auto), the boots of step 2 once more, each under a real Linux KVM
 //!    inside a Linux guest under TCG (`nested/`; qemu-x86_64 and qemu-aarch64), all of a board's
 //!    in one such guest per L1 machine: cases `<board>/<machine>/nested-kvm <app>`, judged as
@@ -43,6 +44,7 @@ pub(crate) mod cmdline;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
+pub(crate) mod status_page;
 pub(crate) mod tsc_ref;
 
 use std::collections::HashMap;
@@ -292,6 +294,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     t.tsc_ref_cases(&board_names);
     t.appliance_net_cases(&board_names);
     t.screen_cases(&board_names);
+    t.status_page_case(&board_names);
     t.appliance_abuse_cases(&board_names);
     t.xen_netfront_cases(&board_names);
     if opts.accel == qemu::AccelChoice::Auto {
@@ -921,6 +924,24 @@ impl TestRun<'_> {
             let result = screen::run(self.ws, self.all_apps, app, consoles);
             self.tally.record(case, start, result);
         }
+    }
+
+    /// Step 3c: the appliance's status page screenshotted by headless Chromium, its charts
+    /// checked in the picture ([`status_page`]).
+    fn status_page_case(&mut self, board_names: &[&str]) {
+        let wanted = board_names.contains(&"qemu-x86_64")
+            && self.appliance_wanted(Some("q35"))
+            && self.wanted(status_page::CASE);
+        if !wanted {
+            return;
+        }
+        let start = Instant::now();
+        let result = status_page::run(self.ws, self.all_apps);
+        if let Ok(seen) = &result {
+            println!("  status page: {seen}");
+        }
+        self.tally
+            .record(status_page::CASE, start, result.map(drop));
     }
 
     /// Step 4b: the appliance's network case under nested KVM ([`nested_net`]), on the
