@@ -10,6 +10,9 @@
 //!   latency, time blocked per kind of object), `/status.json` (uptime, per-CPU load and
 //!   switches, per-thread accounts, the control loop's histogram and recent lateness series,
 //!   network counters);
+//!   `/trace` the kernel's trace buffers as a dump for `cargo xtask trace --from`
+//!   (with `rhea.trace=...`; `/trace/clear` empties them and re-arms a frozen trace; in mode
+//!   `rhea.trace_mode=freeze` the first deadline miss freezes them);
 //!   `/quit` ends the run when the command line says `appliance.allow_quit=1` (tests);
 //! - **TCP and UDP echo** on port 7.
 //!
@@ -480,12 +483,19 @@ fn control_loop() {
         MAX_LATE_NS.fetch_max(late, Ordering::Relaxed);
         PERIODS.fetch_add(1, Ordering::Relaxed);
         window.record(now, late);
+        rhea::trace::counter!("control lateness us", us as i64);
         if late >= period {
             MISSES.fetch_add(1, Ordering::Relaxed);
+            rhea::trace::instant!("deadline miss");
+            // Mode "freeze on trigger": keep the events that led up to the first miss.
+            if rhea::trace::mode() == rhea::trace::Mode::Freeze {
+                rhea::trace::freeze("control loop deadline miss");
+            }
             // Skip the releases already missed rather than run them back to back.
             next += (late / period) * period;
         }
         // The loop's "work": a little computation standing in for reading sensors.
+        let _work = rhea::trace::span!("control work");
         let mut x = now;
         for _ in 0..64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -662,18 +672,29 @@ fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
 
 /// Queues a whole response and closes. Most responses are a few KiB and the connection's
 /// send buffer is empty, so this does not wait in practice; the status page with a full
-/// minute of lateness is ~20 KiB (its charts ~12), more than a 16 KiB send buffer, so its end
-/// waits for the peer's acknowledgements. A peer that stops reading costs it at most the
-/// short timeout.
+/// minute of lateness is ~20 KiB (its charts ~12) and a trace dump up to a few hundred KiB,
+/// more than a 16 KiB send buffer, so their ends wait for the peer's acknowledgements. The
+/// whole response has a deadline: 500 ms per 16 KiB of it (at least 500 ms), so a peer that
+/// reads slowly or not at all holds the HTTP thread for at most that long.
 fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
-    let timeout = Some(Duration::from_millis(500));
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\nServer: rhea-appliance\r\n\r\n",
         body.len()
     );
-    let _ = s
-        .write_all(head.as_bytes(), timeout)
-        .and_then(|()| s.write_all(body.as_bytes(), timeout));
+    let budget_ms = 500 * (body.len() as u64 / (16 << 10) + 1);
+    let deadline = now_ms() + budget_ms;
+    for part in [head.as_bytes(), body.as_bytes()] {
+        for chunk in part.chunks(4096) {
+            let left = deadline.saturating_sub(now_ms());
+            if left == 0
+                || s.write_all(chunk, Some(Duration::from_millis(left)))
+                    .is_err()
+            {
+                s.close();
+                return;
+            }
+        }
+    }
     s.close();
 }
 
@@ -692,6 +713,16 @@ fn route(head: &[u8]) -> (&'static str, &'static str, String) {
     match (req.method, req.target) {
         ("GET", "/") => ("200 OK", "text/html", html()),
         ("GET", "/status.json") => ("200 OK", "application/json", status_json()),
+        ("GET", "/trace") => trace_dump(),
+        ("GET", "/trace/clear") if rhea::trace::available() => {
+            rhea::trace::clear();
+            rhea::trace::thaw();
+            (
+                "200 OK",
+                "text/plain",
+                String::from("trace cleared, recording\n"),
+            )
+        }
         ("GET", "/quit") if rhea::cmdline_value("appliance.allow_quit") == Some("1") => {
             QUIT.store(true, Ordering::Release);
             ("200 OK", "text/plain", String::from("bye\n"))
@@ -703,6 +734,36 @@ fn route(head: &[u8]) -> (&'static str, &'static str, String) {
             String::from("GET only\n"),
         ),
     }
+}
+
+/// `GET /trace`: the trace buffers as a dump (`cargo xtask trace --from FILE` converts it).
+/// The body is at most the buffers' size in base64 plus framing (bounded by `rhea.trace_kib`
+/// and the CPU count); refused with 503 when the heap cannot hold it.
+fn trace_dump() -> (&'static str, &'static str, String) {
+    if !rhea::trace::available() {
+        return (
+            "404 Not Found",
+            "text/plain",
+            String::from("tracing is off: boot with rhea.trace=<categories> (e.g. all)\n"),
+        );
+    }
+    let held: u64 = rhea::trace::counts().iter().map(|c| c.held).sum();
+    // 32-byte records, four to a ~200-byte line, plus the threads and strings.
+    let want = (held as usize / 4 + 1) * 200 + 64 * 1024;
+    let mut body = String::new();
+    if body.try_reserve_exact(want).is_err() {
+        return (
+            "503 Service Unavailable",
+            "text/plain",
+            format!("no memory for a {want}-byte trace dump: boot with a smaller rhea.trace_kib\n"),
+        );
+    }
+    rhea::trace::dump_to(|line| {
+        if body.len() + line.len() <= body.capacity() {
+            body.push_str(line);
+        }
+    });
+    ("200 OK", "text/plain", body)
 }
 
 fn status_json() -> String {
