@@ -1788,7 +1788,7 @@ mod tests {
     fn e1000e_cases_tell_the_interrupt_modes_apart() {
         let console = |how: &str| {
             vec![
-                "rhea: device pci 0000:00:02.0: bound by e1000e".to_string(),
+                "rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: bound by e1000e".to_string(),
                 format!(
                     "rhea-net: e1000e 0000:00:02.0 {how} mac 52:54:00:12:34:56, ip 10.77.10.2/24"
                 ),
