@@ -19,6 +19,7 @@ mod guest;
 mod lint;
 mod nested;
 mod qemu;
+mod qmp;
 mod screendump;
 mod test;
 mod xen;
@@ -346,6 +347,11 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         append: &append,
     };
     let end = qemu::run_interactive(&qemu, &spec, opts.verbose)?;
+    if end == qemu::QemuEnd::Shutdown(qmp::ShutdownCause::Quit) {
+        // The user left: a normal end of a run.
+        println!("qemu: {}", end.describe());
+        return Ok(());
+    }
     match qemu::classify(&end) {
         qemu::Verdict::Success => {
             println!("QEMU: {}", end.describe());

@@ -32,6 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::boards::Board;
+use crate::qmp::ShutdownCause;
 use crate::{Context, Result, describe, fail, usage};
 
 /// The oldest QEMU major version supported.
@@ -986,6 +987,19 @@ pub(crate) enum QemuEnd {
     /// Board qemu-aarch64 under KVM (nested): QEMU exited 0 after PSCI `SYSTEM_OFF`, and the
     /// console says no usable status ([`arm_kvm_end`]).
     NoConsoleStatus(ConsoleStatus),
+    /// QEMU exited 0 after shutting the machine down for this cause, as its QMP `SHUTDOWN`
+    /// event said ([`run_interactive`] watches QMP; [`with_shutdown_cause`]).
+    Shutdown(ShutdownCause),
+}
+
+/// How QEMU ended, given the cause of its last `SHUTDOWN` event: an exit with status 0 after
+/// such an event is [`QemuEnd::Shutdown`]; anything else (the kernel's `isa-debug-exit` or
+/// semihosting status, which end QEMU without one) is `end` unchanged.
+pub(crate) fn with_shutdown_cause(end: QemuEnd, cause: Option<ShutdownCause>) -> QemuEnd {
+    match (end, cause) {
+        (QemuEnd::Exited(0), Some(cause)) => QemuEnd::Shutdown(cause),
+        _ => end,
+    }
 }
 
 impl QemuEnd {
@@ -1030,6 +1044,18 @@ impl QemuEnd {
                 "QEMU exited with status 0 (PSCI SYSTEM_OFF) and {}",
                 why.describe()
             ),
+            QemuEnd::Shutdown(ShutdownCause::Quit) => "quit (Ctrl-a x)".to_string(),
+            QemuEnd::Shutdown(ShutdownCause::Signal) => "exit status 0 on a signal".to_string(),
+            QemuEnd::Shutdown(ShutdownCause::GuestReset) => {
+                "exit status 0 on a guest reset".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::GuestShutdown) => {
+                "exit status 0 on a guest power-off".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::GuestPanic) => {
+                "exit status 0 on a guest panic".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::Other) => "exit status 0 on a shutdown".to_string(),
         }
     }
 }
@@ -1189,6 +1215,31 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
         QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
             Verdict::Other(end.describe())
         }
+        QemuEnd::Shutdown(cause) => Verdict::Other(
+            match cause {
+                ShutdownCause::Quit => {
+                    "QEMU was quit by its user (Ctrl-a x) before the kernel reported a status"
+                }
+                ShutdownCause::Signal => {
+                    "QEMU was stopped by a signal (Ctrl-c on its terminal, or kill) before the \
+                     kernel reported a status"
+                }
+                ShutdownCause::GuestReset => {
+                    "a triple fault, or a reset the kernel asked for, before it wrote the \
+                     debug-exit port (-no-reboot makes a reset end QEMU)"
+                }
+                ShutdownCause::GuestShutdown => {
+                    "the guest powered off (ACPI, PSCI SYSTEM_OFF) without writing the \
+                     debug-exit port or a semihosting exit status"
+                }
+                ShutdownCause::GuestPanic => "the guest reported a panic to QEMU (pvpanic)",
+                ShutdownCause::Other => {
+                    "QEMU shut the machine down (a QMP SHUTDOWN cause xtask does not know) \
+                     without a status from the kernel"
+                }
+            }
+            .to_string(),
+        ),
     }
 }
 
@@ -1387,7 +1438,7 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
         QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
-        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) | QemuEnd::Shutdown(_) => {
             Verdict::Other(end.describe())
         }
     }
@@ -1701,14 +1752,26 @@ pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Re
             .map(|c| c.end);
     }
     let mut cmd = command(qemu, spec)?;
+    // QEMU's exit status is 0 for Ctrl-a x and for a triple fault alike: its QMP `SHUTDOWN`
+    // event tells them apart (qmp.rs says why this way).
+    let qmp = crate::qmp::Listener::new()?;
+    cmd.args(qmp.qemu_args());
     if verbose {
         println!("$ {}", describe(&cmd));
     }
     println!("Ctrl-A X quits QEMU");
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
-    Ok(QemuEnd::from_status(status))
+    let events = match qmp.start(&mut child)? {
+        crate::qmp::Started::Running(events) => events,
+        crate::qmp::Started::Exited(status) => return Ok(QemuEnd::from_status(status)),
+    };
+    let status = child.wait().context(|| "waiting for QEMU".to_string())?;
+    Ok(with_shutdown_cause(
+        QemuEnd::from_status(status),
+        events.shutdown_cause(),
+    ))
 }
 
 /// A child's console read on two threads: its stdout as lines (each with the time since
@@ -2577,6 +2640,45 @@ mod tests {
         assert_eq!(
             QemuEnd::Timeout(Duration::from_secs(5)).describe(),
             "TIMEOUT after 5s"
+        );
+    }
+
+    /// `run`: QEMU exits 0 for Ctrl-a x and for a triple fault under -no-reboot; the cause
+    /// of its QMP SHUTDOWN event tells them apart, and the kernel's own statuses (which end
+    /// QEMU with no such event) stay as they are.
+    #[test]
+    fn a_quit_is_not_a_triple_fault() {
+        let quit = with_shutdown_cause(QemuEnd::Exited(0), Some(ShutdownCause::Quit));
+        assert_eq!(quit, QemuEnd::Shutdown(ShutdownCause::Quit));
+        assert_eq!(quit.describe(), "quit (Ctrl-a x)");
+        let reset = with_shutdown_cause(QemuEnd::Exited(0), Some(ShutdownCause::GuestReset));
+        match classify(&reset) {
+            Verdict::Other(why) => assert!(why.contains("triple fault"), "{why}"),
+            v => panic!("{v:?}"),
+        }
+        assert!(!reset.describe().contains("Ctrl-a"), "{}", reset.describe());
+        match classify(&with_shutdown_cause(
+            QemuEnd::Exited(0),
+            Some(ShutdownCause::Signal),
+        )) {
+            Verdict::Other(why) => assert!(why.contains("signal"), "{why}"),
+            v => panic!("{v:?}"),
+        }
+        // No event: as before.
+        assert_eq!(
+            with_shutdown_cause(QemuEnd::Exited(0), None),
+            QemuEnd::Exited(0)
+        );
+        // The kernel's statuses and QEMU's errors win over any event.
+        for code in [STATUS_SUCCESS, STATUS_FAILURE, 1] {
+            assert_eq!(
+                with_shutdown_cause(QemuEnd::Exited(code), Some(ShutdownCause::Quit)),
+                QemuEnd::Exited(code)
+            );
+        }
+        assert_eq!(
+            with_shutdown_cause(QemuEnd::Signaled(9), Some(ShutdownCause::Signal)),
+            QemuEnd::Signaled(9)
         );
     }
 }
