@@ -143,6 +143,21 @@ impl Listener {
             Ok(reader) => Ok(Started::Running(Events(thread::spawn(move || {
                 watch(reader)
             })))),
+            Err(e) if closed(&e) => {
+                // QEMU hung up: it is exiting (an option it could not honour once connected,
+                // such as a host port forward); its exit status says how.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Some(status) = child
+                        .try_wait()
+                        .context(|| "waiting for QEMU".to_string())?
+                    {
+                        return Ok(Started::Exited(status));
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                stop(child, format!("QMP handshake with QEMU: {e}"))
+            }
             Err(e) => stop(child, format!("QMP handshake with QEMU: {e}")),
         }
     }
@@ -161,6 +176,26 @@ fn stop(child: &mut Child, why: String) -> Result<Started> {
     fail(why)
 }
 
+/// Whether a handshake error is QEMU closing the connection.
+fn closed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+    )
+}
+
+/// One line from QEMU; end of file is an error ([`closed`]).
+fn read_line(reader: &mut BufReader<UnixStream>, line: &mut String) -> std::io::Result<()> {
+    line.clear();
+    match reader.read_line(line)? {
+        0 => Err(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "QEMU closed the connection",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Greeting, `qmp_capabilities`, `cont`; returns the reader, positioned after the
 /// capabilities' answer (events and `cont`'s answer follow).
 fn handshake(stream: &UnixStream) -> std::io::Result<BufReader<UnixStream>> {
@@ -169,7 +204,7 @@ fn handshake(stream: &UnixStream) -> std::io::Result<BufReader<UnixStream>> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream.try_clone()?;
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    read_line(&mut reader, &mut line)?;
     if !line.contains("\"QMP\"") {
         return Err(std::io::Error::other(format!(
             "no QMP greeting: {:?}",
@@ -177,8 +212,7 @@ fn handshake(stream: &UnixStream) -> std::io::Result<BufReader<UnixStream>> {
         )));
     }
     writer.write_all(b"{\"execute\": \"qmp_capabilities\"}\n")?;
-    line.clear();
-    reader.read_line(&mut line)?;
+    read_line(&mut reader, &mut line)?;
     if !line.contains("\"return\"") {
         return Err(std::io::Error::other(format!(
             "qmp_capabilities answered {:?}",
@@ -336,6 +370,23 @@ mod tests {
             Started::Running(_) => panic!("nothing connected"),
         }
         assert!(!path.exists(), "the socket is removed");
+    }
+
+    #[test]
+    fn a_qemu_that_exits_after_connecting_gives_its_status() {
+        let listener = Listener::new().unwrap();
+        let path = listener.path.clone();
+        // Connects, then hangs up without a greeting, as QEMU does when a -netdev fails.
+        let peer = thread::spawn(move || drop(UnixStream::connect(&path).unwrap()));
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 0.3; exit 1"])
+            .spawn()
+            .unwrap();
+        match listener.start(&mut child).unwrap() {
+            Started::Exited(status) => assert_eq!(status.code(), Some(1)),
+            Started::Running(_) => panic!("no handshake happened"),
+        }
+        peer.join().unwrap();
     }
 
     #[test]
