@@ -60,7 +60,7 @@ mod tests {
     use super::*;
     use alloc::string::ToString;
 
-    fn name(class: [u8; 3]) -> alloc::string::String {
+    fn name(class: [u8; 3]) -> String {
         ClassName(class).to_string()
     }
 
