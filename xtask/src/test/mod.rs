@@ -1743,7 +1743,13 @@ fn check_console_line(console: &[String], wanted: &[&str]) -> std::result::Resul
             "no console line holds all of {wanted:?}; the network's lines:\n  | {}",
             console
                 .iter()
-                .filter(|l| l.starts_with("rhea-net:") || l.starts_with("rhea: device"))
+                .filter(|l| {
+                    // The NIC drivers' lines, and the boot log's device lines (PCI functions
+                    // as `rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: ...`).
+                    l.starts_with("rhea-net:")
+                        || l.starts_with("rhea: device")
+                        || l.starts_with("rhea: pci ")
+                })
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("\n  | ")
@@ -1822,6 +1828,11 @@ mod tests {
         }
         let e = check_console_line(&console("MSI-X vector 0x41"), msi).unwrap_err();
         assert!(e.contains("rhea-net: e1000e 0000:00:02.0 MSI-X"), "{e}");
+        // The device's boot-log line is shown too.
+        assert!(
+            e.contains("rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: bound by e1000e"),
+            "{e}"
+        );
         assert!(check_console_line(&[], &[]).is_ok());
         // Each case has a wire of its own among the network cases.
         let mut wires: Vec<u8> = NET_CASES.iter().map(|c| c.wire).collect();
