@@ -90,7 +90,8 @@ impl DeviceId {
     }
 }
 
-/// Short, for the boot log: `1af4:1000 class 020000`, `virtio type 1`, `xen vif 0`, `host`.
+/// Short, for the boot log: `8086:2922 SATA controller (AHCI)` (vendor:device, then the
+/// class's name, [`crate::pci::ClassName`]), `virtio type 1`, `xen vif 0`, `host`.
 impl core::fmt::Display for DeviceId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -101,8 +102,8 @@ impl core::fmt::Display for DeviceId {
                 ..
             } => write!(
                 f,
-                "{vendor:04x}:{device:04x} class {:02x}{:02x}{:02x}",
-                class[0], class[1], class[2]
+                "{vendor:04x}:{device:04x} {}",
+                crate::pci::ClassName(*class)
             ),
             Self::VirtioMmio { device_id, .. } => write!(f, "virtio type {device_id}"),
             Self::Xenbus { kind, id, .. } => write!(f, "xen {kind} {id}"),
@@ -205,6 +206,35 @@ pub enum Outcome {
     },
     /// No driver matched.
     Unclaimed(DeviceInfo),
+}
+
+/// The boot log's line for each outcome (the caller puts `rhea: ` in front). A PCI function
+/// is named as `lspci` would, address, IDs and class, then what happened to it:
+/// `pci 0000:00:1f.2 8086:2922 SATA controller (AHCI): no driver`,
+/// `pci 0000:00:01.0 1af4:1000 Ethernet controller: bound by virtio-net-pci`,
+/// `pci 0000:00:02.0 8086:10d3 Ethernet controller: refused by e1000e: <reason>`. Other buses'
+/// devices: `device virtio-mmio@0xfeb00e00: bound by virtio-net-mmio`, and with no driver
+/// their identity in parentheses: `device device/vif/0: no driver (xen vif 0)`.
+impl core::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let device = match self {
+            Self::Bound { device, .. } | Self::Refused { device, .. } | Self::Unclaimed(device) => {
+                device
+            }
+        };
+        let pci = matches!(device.id, DeviceId::Pci { .. });
+        if pci {
+            write!(f, "{} {}: ", device.location, device.id)?;
+        } else {
+            write!(f, "device {}: ", device.location)?;
+        }
+        match self {
+            Self::Bound { driver, .. } => write!(f, "bound by {driver}"),
+            Self::Refused { driver, reason, .. } => write!(f, "refused by {driver}: {reason}"),
+            Self::Unclaimed(_) if pci => f.write_str("no driver"),
+            Self::Unclaimed(device) => write!(f, "no driver ({})", device.id),
+        }
+    }
 }
 
 /// Offers every device of every bus to the drivers in order; returns the bound devices and
@@ -335,6 +365,67 @@ mod tests {
         assert!(matches!(&log[2], Outcome::Unclaimed(d) if d.location == "mmio2"));
     }
 
+    fn pci(bus: u8, device: u8, function: u8, ids: (u16, u16), class: [u8; 3]) -> DeviceInfo {
+        let address = crate::pci::Address::new(bus, device, function).unwrap();
+        DeviceInfo {
+            location: alloc::format!("pci {address}"),
+            id: DeviceId::Pci {
+                address,
+                vendor: ids.0,
+                device: ids.1,
+                class,
+            },
+        }
+    }
+
+    /// Each outcome's boot-log line: PCI functions as `lspci` names them (hex address and
+    /// IDs, the class in words or by code), other buses' devices as before.
+    #[test]
+    fn outcome_lines_for_the_boot_log() {
+        let sata = pci(0, 0x1f, 2, (0x8086, 0x2922), [0x01, 0x06, 0x01]);
+        assert_eq!(
+            Outcome::Unclaimed(sata).to_string(),
+            "pci 0000:00:1f.2 8086:2922 SATA controller (AHCI): no driver"
+        );
+        let nic = pci(0, 1, 0, (0x1af4, 0x1000), [0x02, 0x00, 0x00]);
+        assert_eq!(
+            Outcome::Bound {
+                device: nic,
+                driver: "virtio-net-pci",
+            }
+            .to_string(),
+            "pci 0000:00:01.0 1af4:1000 Ethernet controller: bound by virtio-net-pci"
+        );
+        let e1000e = pci(0, 2, 0, (0x8086, 0x10d3), [0x02, 0x00, 0x00]);
+        assert_eq!(
+            Outcome::Refused {
+                device: e1000e,
+                driver: "e1000e",
+                reason: "BAR 0 unassigned".to_string(),
+            }
+            .to_string(),
+            "pci 0000:00:02.0 8086:10d3 Ethernet controller: refused by e1000e: BAR 0 unassigned"
+        );
+        // Behind a bridge, an unknown class, IDs with letters: all hex, lowercase, 4 digits.
+        let odd = pci(0x1a, 0x0b, 7, (0x1b36, 0x0005), [0xff, 0x00, 0x00]);
+        assert_eq!(
+            Outcome::Unclaimed(odd).to_string(),
+            "pci 0000:1a:0b.7 1b36:0005 class ff.00.00: no driver"
+        );
+        assert_eq!(
+            Outcome::Unclaimed(dev("virtio-mmio@0xfeb00e00", 2)).to_string(),
+            "device virtio-mmio@0xfeb00e00: no driver (virtio type 2)"
+        );
+        assert_eq!(
+            Outcome::Bound {
+                device: dev("virtio-mmio@0xfeb00e00", 1),
+                driver: "virtio-net-mmio",
+            }
+            .to_string(),
+            "device virtio-mmio@0xfeb00e00: bound by virtio-net-mmio"
+        );
+    }
+
     #[test]
     fn device_ids_for_the_boot_log() {
         let pci = DeviceId::Pci {
@@ -343,7 +434,7 @@ mod tests {
             device: 0x1000,
             class: [0x02, 0x00, 0x00],
         };
-        assert_eq!(pci.to_string(), "1af4:1000 class 020000");
+        assert_eq!(pci.to_string(), "1af4:1000 Ethernet controller");
         assert!(pci.is_network());
         let bridge = DeviceId::Pci {
             address: crate::pci::Address::new(0, 0, 0).unwrap(),

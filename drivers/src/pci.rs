@@ -18,6 +18,7 @@
 //! - [`MsiCapability`] ([`msi`]) reads and checks plain MSI's capability and programs its one
 //!   message.
 //! - [`intx`] reads the interrupt pin and the line firmware wrote.
+//! - [`class`] names a class code for the boot log (`SATA controller (AHCI)`).
 //! - [`NicEnv::setup_irq`] chooses a PCI NIC's interrupt: MSI-X when offered and allowed, else
 //!   MSI when offered and allowed, else INTx ([`PciIrq`]).
 //!
@@ -25,8 +26,10 @@
 //! the list lives in ([`HEADER_SPACE_END`]): the walk bounds the pointers, the readers of
 //! MSI-X and MSI bound the structures.
 
+pub mod class;
 pub mod msi;
 
+pub use class::ClassName;
 pub use msi::{MsiCapability, setup_msi};
 
 use crate::bus::{BindContext, DeviceIrq, Msi};

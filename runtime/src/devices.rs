@@ -64,31 +64,15 @@ pub(crate) fn init() {
     let mut buses = B::buses();
     let (bound, log) = bus::bind_all(&mut buses, &drivers(), &Ctx);
     for outcome in &log {
-        match outcome {
-            Outcome::Bound { device, driver } => {
-                println!("rhea: device {}: bound by {driver}", device.location);
+        // A NIC an image without the network has no driver for says why.
+        let why = match outcome {
+            Outcome::Unclaimed(device) if !cfg!(feature = "net") && device.id.is_network() => {
+                "; this app does not use the network (rhea-net)"
             }
-            Outcome::Refused {
-                device,
-                driver,
-                reason,
-            } => println!(
-                "rhea: device {}: refused by {driver}: {reason}",
-                device.location
-            ),
-            Outcome::Unclaimed(device) => {
-                // A NIC an image without the network has no driver for says why.
-                let why = if !cfg!(feature = "net") && device.id.is_network() {
-                    "; this app does not use the network (rhea-net)"
-                } else {
-                    ""
-                };
-                println!(
-                    "rhea: device {}: no driver ({}){why}",
-                    device.location, device.id
-                );
-            }
-        }
+            _ => "",
+        };
+        // `pci 0000:00:1f.2 8086:2922 SATA controller (AHCI): no driver` (`Outcome`'s Display).
+        println!("rhea: {outcome}{why}");
     }
     BOUND.lock().extend(bound);
     // A device the command line asked for (a host resource) that cannot be used is the

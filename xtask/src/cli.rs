@@ -17,6 +17,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hostfwd::HostPorts;
 use crate::qemu::AccelChoice;
 use crate::xen::dom0::{Arch, Check, DomainType, MAX_TIMEOUT};
 use crate::{Error, Result, apps, boards, fuzz, usage};
@@ -66,6 +67,8 @@ pub(crate) struct Options {
     /// `--append`: extra kernel command line (`run`, `bench`: all of it besides what a bench
     /// needs; `test`: after `rhea.checker=1` and the app's `cmdline`).
     pub(crate) append: Option<String>,
+    /// `--http-port`, `--echo-port`: the host ports `run` forwards to the appliance.
+    pub(crate) host_ports: HostPorts,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             rounds: None,
             period_ms: None,
             append: None,
+            host_ports: HostPorts::DEFAULT,
         }
     }
 }
@@ -544,6 +548,28 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         },
     },
     OptSpec {
+        name: "--http-port",
+        value: Some("N"),
+        help: "the host port (on 127.0.0.1) forwarded to the appliance's HTTP status page \
+               (default 8080)",
+        commands: &["run"],
+        apply: |o, v| {
+            o.host_ports.http = port("--http-port", &v)?;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--echo-port",
+        value: Some("N"),
+        help: "the host port (on 127.0.0.1) forwarded to the appliance's TCP and UDP echo \
+               (default 7007)",
+        commands: &["run"],
+        apply: |o, v| {
+            o.host_ports.echo = port("--echo-port", &v)?;
+            Ok(())
+        },
+    },
+    OptSpec {
         name: "--verbose",
         value: None,
         help: "echo the guest console live and show QEMU command lines",
@@ -627,6 +653,12 @@ pub(crate) fn valid_mem(mem: &str) -> bool {
     let digits = mem.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
     let suffix_len = mem.len() - digits.len();
     !digits.is_empty() && suffix_len <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A TCP/UDP port number, 1 to 65535.
+fn port(flag: &str, value: &str) -> Result<u16> {
+    let n = number_in(flag, value, 1..=u32::from(u16::MAX), "a port number")?;
+    Ok(u16::try_from(n).unwrap_or(u16::MAX))
 }
 
 /// Parses `value` as a whole number within `range`, for option `flag`; otherwise a usage
@@ -1057,12 +1089,47 @@ mod tests {
     }
 
     #[test]
+    fn run_takes_its_host_ports() {
+        let (_, opts) = parse_strs(&["run"]).unwrap();
+        assert_eq!(
+            opts.host_ports,
+            HostPorts {
+                http: 8080,
+                echo: 7007
+            }
+        );
+        let (cmd, opts) =
+            parse_strs(&["run", "--http-port", "18080", "--echo-port=17007"]).unwrap();
+        assert_eq!(cmd, Cmd::Run);
+        assert_eq!(
+            opts.host_ports,
+            HostPorts {
+                http: 18080,
+                echo: 17007
+            }
+        );
+        assert_eq!(
+            is_usage(parse_strs(&["run", "--http-port", "0"])),
+            "--http-port wants a port number from 1 to 65535, got `0`"
+        );
+        is_usage(parse_strs(&["run", "--echo-port", "65536"]));
+        is_usage(parse_strs(&["run", "--echo-port", "x"]));
+        is_usage(parse_strs(&["run", "--http-port"]));
+        // `run` only: the other commands forward no ports.
+        let msg = is_usage(parse_strs(&["test", "--http-port", "18080"]));
+        assert!(
+            msg.starts_with("unknown option `--http-port` for `test`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn unknown_options_are_named() {
         let msg = is_usage(parse_strs(&["run", "--bogus"]));
         assert_eq!(
             msg,
             "unknown option `--bogus` for `run`; valid options: --board, --app, --accel, \
-             --smp, --mem, --machine, --append, --verbose"
+             --smp, --mem, --machine, --append, --http-port, --echo-port, --verbose"
         );
         // The key, not the whole `--key=value`, is named.
         let msg = is_usage(parse_strs(&["test", "--bogus=1"]));

@@ -16,9 +16,11 @@ mod build;
 mod cli;
 mod fuzz;
 mod guest;
+mod hostfwd;
 mod lint;
 mod nested;
 mod qemu;
+mod qmp;
 mod screendump;
 mod test;
 mod xen;
@@ -345,7 +347,12 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         serial: qemu::Serial::Interactive,
         append: &append,
     };
-    let end = qemu::run_interactive(&qemu, &spec, opts.verbose)?;
+    let end = qemu::run_interactive(&qemu, &spec, opts.host_ports, opts.verbose)?;
+    if end == qemu::QemuEnd::Shutdown(qmp::ShutdownCause::Quit) {
+        // The user left: a normal end of a run.
+        println!("qemu: {}", end.describe());
+        return Ok(());
+    }
     match qemu::classify(&end) {
         qemu::Verdict::Success => {
             println!("QEMU: {}", end.describe());

@@ -24,7 +24,7 @@
 //! errors, signals, timeouts) is a failure that is described, not a kernel verdict.
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -32,6 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::boards::Board;
+use crate::qmp::ShutdownCause;
 use crate::{Context, Result, describe, fail, usage};
 
 /// The oldest QEMU major version supported.
@@ -541,8 +542,9 @@ impl Share {
 pub(crate) enum Backend<'a> {
     /// QEMU's user networking.
     User,
-    /// User networking with the appliance's ports forwarded from the host's loopback.
-    UserForwarded,
+    /// User networking with the appliance's ports forwarded from the host's loopback
+    /// ([`crate::hostfwd::HOST`]) at these ports.
+    UserForwarded(crate::hostfwd::HostPorts),
     /// User networking with the appliance's ports (8080, and 7 over TCP and UDP) forwarded
     /// from the host's `bind` address (empty: every address) at ports `http` and `echo`.
     Forwarded { bind: &'a str, http: u16, echo: u16 },
@@ -554,8 +556,8 @@ pub(crate) enum Backend<'a> {
 /// virtio-mmio on microvm (QEMU then names it on the kernel command line,
 /// `virtio_mmio.device=`) and on Arm's virt (GICv2 or v3; the transport is one of the
 /// devicetree's 32 `virtio,mmio` nodes), on `backend`. [`Backend::UserForwarded`]: the host's
-/// 127.0.0.1:8080 reaches the guest's 8080 and 127.0.0.1:7007 (TCP and UDP) its port 7 — the
-/// appliance's status page and echo. Boards without a virtio-net driver yet (rpi4) get no NIC
+/// 127.0.0.1:8080 (by default) reaches the guest's 8080 and 127.0.0.1:7007 (TCP and UDP) its
+/// port 7 — the appliance's status page and echo. Boards without a virtio-net driver yet (rpi4) get no NIC
 /// (the app runs without a network).
 pub(crate) fn nic(
     board: &str,
@@ -576,9 +578,13 @@ pub(crate) fn nic(
     };
     let netdev = match backend {
         Backend::User => "user,id=n0".to_string(),
-        Backend::UserForwarded => "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:8080,\
-            hostfwd=tcp:127.0.0.1:7007-:7,hostfwd=udp:127.0.0.1:7007-:7"
-            .to_string(),
+        Backend::UserForwarded(crate::hostfwd::HostPorts { http, echo }) => {
+            let host = crate::hostfwd::HOST;
+            format!(
+                "user,id=n0,hostfwd=tcp:{host}:{http}-:8080,hostfwd=tcp:{host}:{echo}-:7,\
+                 hostfwd=udp:{host}:{echo}-:7"
+            )
+        }
         Backend::Forwarded { bind, http, echo } => format!(
             "user,id=n0,hostfwd=tcp:{bind}:{http}-:8080,hostfwd=tcp:{bind}:{echo}-:7,\
              hostfwd=udp:{bind}:{echo}-:7"
@@ -910,9 +916,10 @@ fn board_machine(
         }
         None => {
             let net = crate::apps::net_of_image(spec.kernel);
-            // An interactive run forwards the appliance's ports to the host's loopback.
+            // An interactive run forwards the appliance's ports to the host's loopback (at the
+            // default ports; `run` sets its own, [`interactive_machine`]).
             let backend = match spec.serial {
-                Serial::Interactive => Backend::UserForwarded,
+                Serial::Interactive => Backend::UserForwarded(crate::hostfwd::HostPorts::DEFAULT),
                 Serial::Captured => Backend::User,
             };
             m.nics
@@ -986,6 +993,19 @@ pub(crate) enum QemuEnd {
     /// Board qemu-aarch64 under KVM (nested): QEMU exited 0 after PSCI `SYSTEM_OFF`, and the
     /// console says no usable status ([`arm_kvm_end`]).
     NoConsoleStatus(ConsoleStatus),
+    /// QEMU exited 0 after shutting the machine down for this cause, as its QMP `SHUTDOWN`
+    /// event said ([`run_interactive`] watches QMP; [`with_shutdown_cause`]).
+    Shutdown(ShutdownCause),
+}
+
+/// How QEMU ended, given the cause of its last `SHUTDOWN` event: an exit with status 0 after
+/// such an event is [`QemuEnd::Shutdown`]; anything else (the kernel's `isa-debug-exit` or
+/// semihosting status, which end QEMU without one) is `end` unchanged.
+pub(crate) fn with_shutdown_cause(end: QemuEnd, cause: Option<ShutdownCause>) -> QemuEnd {
+    match (end, cause) {
+        (QemuEnd::Exited(0), Some(cause)) => QemuEnd::Shutdown(cause),
+        _ => end,
+    }
 }
 
 impl QemuEnd {
@@ -1030,6 +1050,18 @@ impl QemuEnd {
                 "QEMU exited with status 0 (PSCI SYSTEM_OFF) and {}",
                 why.describe()
             ),
+            QemuEnd::Shutdown(ShutdownCause::Quit) => "quit (Ctrl-a x)".to_string(),
+            QemuEnd::Shutdown(ShutdownCause::Signal) => "exit status 0 on a signal".to_string(),
+            QemuEnd::Shutdown(ShutdownCause::GuestReset) => {
+                "exit status 0 on a guest reset".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::GuestShutdown) => {
+                "exit status 0 on a guest power-off".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::GuestPanic) => {
+                "exit status 0 on a guest panic".to_string()
+            }
+            QemuEnd::Shutdown(ShutdownCause::Other) => "exit status 0 on a shutdown".to_string(),
         }
     }
 }
@@ -1189,6 +1221,31 @@ pub(crate) fn classify(end: &QemuEnd) -> Verdict {
         QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
             Verdict::Other(end.describe())
         }
+        QemuEnd::Shutdown(cause) => Verdict::Other(
+            match cause {
+                ShutdownCause::Quit => {
+                    "QEMU was quit by its user (Ctrl-a x) before the kernel reported a status"
+                }
+                ShutdownCause::Signal => {
+                    "QEMU was stopped by a signal (Ctrl-c on its terminal, or kill) before the \
+                     kernel reported a status"
+                }
+                ShutdownCause::GuestReset => {
+                    "a triple fault, or a reset the kernel asked for, before it wrote the \
+                     debug-exit port (-no-reboot makes a reset end QEMU)"
+                }
+                ShutdownCause::GuestShutdown => {
+                    "the guest powered off (ACPI, PSCI SYSTEM_OFF) without writing the \
+                     debug-exit port or a semihosting exit status"
+                }
+                ShutdownCause::GuestPanic => "the guest reported a panic to QEMU (pvpanic)",
+                ShutdownCause::Other => {
+                    "QEMU shut the machine down (a QMP SHUTDOWN cause xtask does not know) \
+                     without a status from the kernel"
+                }
+            }
+            .to_string(),
+        ),
     }
 }
 
@@ -1387,7 +1444,7 @@ pub(crate) fn classify_process(end: &QemuEnd) -> Verdict {
         QemuEnd::Exited(code) => Verdict::Other(format!("the process exited with status {code}")),
         QemuEnd::Signaled(sig) => Verdict::Other(format!("the process was killed by signal {sig}")),
         QemuEnd::Timeout(d) => Verdict::Other(format!("TIMEOUT after {}s", d.as_secs())),
-        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) => {
+        QemuEnd::DomainShutdown { .. } | QemuEnd::NoConsoleStatus(_) | QemuEnd::Shutdown(_) => {
             Verdict::Other(end.describe())
         }
     }
@@ -1688,8 +1745,34 @@ pub(crate) fn ended(
     Ok(None)
 }
 
-/// Runs QEMU with the terminal attached (`run`).
-pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Result<QemuEnd> {
+/// The machine of an interactive run: [`machine`], with the app's NIC (if any) forwarding
+/// `ports` from the host's loopback.
+pub(crate) fn interactive_machine(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    ports: crate::hostfwd::HostPorts,
+) -> Result<Machine> {
+    let mut m = machine(spec, qemu.qboot.as_deref())?;
+    m.binary = qemu.binary.clone();
+    if !m.nics.is_empty() {
+        let net = crate::apps::net_of_image(spec.kernel);
+        let backend = Backend::UserForwarded(ports);
+        m.nics = nic(spec.board.name, spec.machine, net, backend)
+            .into_iter()
+            .collect();
+    }
+    Ok(m)
+}
+
+/// Runs QEMU with the terminal attached (`run`), the app's ports forwarded from the host's
+/// `ports`: a port that is taken is named, with the option that moves it, before QEMU starts
+/// (and if QEMU still cannot forward it, in place of QEMU's message).
+pub(crate) fn run_interactive(
+    qemu: &Qemu,
+    spec: &Spec<'_>,
+    ports: crate::hostfwd::HostPorts,
+    verbose: bool,
+) -> Result<QemuEnd> {
     if spec.board.name.starts_with("xen-") {
         // Xen stays up after the domU shuts down, so the console is followed here and QEMU
         // stopped then (Ctrl-C stops it earlier); the domU has no console input yet.
@@ -1700,15 +1783,67 @@ pub(crate) fn run_interactive(qemu: &Qemu, spec: &Spec<'_>, verbose: bool) -> Re
         return crate::xen::run_captured(qemu, spec, None, Duration::from_secs(24 * 3600), true)
             .map(|c| c.end);
     }
-    let mut cmd = command(qemu, spec)?;
+    let machine = interactive_machine(qemu, spec, ports)?;
+    if !machine.nics.is_empty() {
+        crate::hostfwd::check_free(ports).or_else(fail)?;
+    }
+    let mut cmd = machine.command();
+    // QEMU's stderr passes through xtask to map its message about a port forward.
+    cmd.stderr(Stdio::piped());
+    // QEMU's exit status is 0 for Ctrl-a x and for a triple fault alike: its QMP `SHUTDOWN`
+    // event tells them apart (qmp.rs says why this way).
+    let qmp = crate::qmp::Listener::new()?;
+    cmd.args(qmp.qemu_args());
     if verbose {
         println!("$ {}", describe(&cmd));
     }
     println!("Ctrl-A X quits QEMU");
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .context(|| format!("cannot start `{}`", describe(&cmd)))?;
-    Ok(QemuEnd::from_status(status))
+    let stderr = child.stderr.take().map(|e| pass_stderr(e, ports));
+    let (status, cause) = match qmp.start(&mut child) {
+        Ok(crate::qmp::Started::Running(events)) => {
+            let status = child.wait().context(|| "waiting for QEMU".to_string())?;
+            (status, events.shutdown_cause())
+        }
+        Ok(crate::qmp::Started::Exited(status)) => (status, None),
+        Err(e) => {
+            let _ = stderr.map(thread::JoinHandle::join);
+            return Err(e);
+        }
+    };
+    let forward_failed = stderr.and_then(|h| h.join().ok().flatten());
+    let end = with_shutdown_cause(QemuEnd::from_status(status), cause);
+    match forward_failed {
+        Some(msg) if end == QemuEnd::Exited(1) => fail(msg),
+        _ => Ok(end),
+    }
+}
+
+/// Copies QEMU's stderr to xtask's, line by line, but for a complaint that it could not
+/// forward one of `ports` ([`crate::hostfwd::qemu_message`]), which the thread returns in the
+/// words of the port check instead.
+fn pass_stderr(
+    stderr: ChildStderr,
+    ports: crate::hostfwd::HostPorts,
+) -> thread::JoinHandle<Option<String>> {
+    thread::spawn(move || {
+        let mut found = None;
+        let mut out = std::io::stderr();
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(mut line) = line else { break };
+            match crate::hostfwd::qemu_message(&String::from_utf8_lossy(&line), ports) {
+                Some(msg) if found.is_none() => found = Some(msg),
+                _ => {
+                    line.push(b'\n');
+                    let _ = out.write_all(&line);
+                    let _ = out.flush();
+                }
+            }
+        }
+        found
+    })
 }
 
 /// A child's console read on two threads: its stdout as lines (each with the time since
@@ -1875,7 +2010,7 @@ mod tests {
         forward: bool,
     ) -> Result<Vec<String>> {
         let backend = if forward {
-            Backend::UserForwarded
+            Backend::UserForwarded(crate::hostfwd::HostPorts::DEFAULT)
         } else {
             Backend::User
         };
@@ -2577,6 +2712,45 @@ mod tests {
         assert_eq!(
             QemuEnd::Timeout(Duration::from_secs(5)).describe(),
             "TIMEOUT after 5s"
+        );
+    }
+
+    /// `run`: QEMU exits 0 for Ctrl-a x and for a triple fault under -no-reboot; the cause
+    /// of its QMP SHUTDOWN event tells them apart, and the kernel's own statuses (which end
+    /// QEMU with no such event) stay as they are.
+    #[test]
+    fn a_quit_is_not_a_triple_fault() {
+        let quit = with_shutdown_cause(QemuEnd::Exited(0), Some(ShutdownCause::Quit));
+        assert_eq!(quit, QemuEnd::Shutdown(ShutdownCause::Quit));
+        assert_eq!(quit.describe(), "quit (Ctrl-a x)");
+        let reset = with_shutdown_cause(QemuEnd::Exited(0), Some(ShutdownCause::GuestReset));
+        match classify(&reset) {
+            Verdict::Other(why) => assert!(why.contains("triple fault"), "{why}"),
+            v => panic!("{v:?}"),
+        }
+        assert!(!reset.describe().contains("Ctrl-a"), "{}", reset.describe());
+        match classify(&with_shutdown_cause(
+            QemuEnd::Exited(0),
+            Some(ShutdownCause::Signal),
+        )) {
+            Verdict::Other(why) => assert!(why.contains("signal"), "{why}"),
+            v => panic!("{v:?}"),
+        }
+        // No event: as before.
+        assert_eq!(
+            with_shutdown_cause(QemuEnd::Exited(0), None),
+            QemuEnd::Exited(0)
+        );
+        // The kernel's statuses and QEMU's errors win over any event.
+        for code in [STATUS_SUCCESS, STATUS_FAILURE, 1] {
+            assert_eq!(
+                with_shutdown_cause(QemuEnd::Exited(code), Some(ShutdownCause::Quit)),
+                QemuEnd::Exited(code)
+            );
+        }
+        assert_eq!(
+            with_shutdown_cause(QemuEnd::Signaled(9), Some(ShutdownCause::Signal)),
+            QemuEnd::Signaled(9)
         );
     }
 }

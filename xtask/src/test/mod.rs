@@ -1765,7 +1765,13 @@ fn check_console_line(console: &[String], wanted: &[&str]) -> std::result::Resul
             "no console line holds all of {wanted:?}; the network's lines:\n  | {}",
             console
                 .iter()
-                .filter(|l| l.starts_with("rhea-net:") || l.starts_with("rhea: device"))
+                .filter(|l| {
+                    // The NIC drivers' lines, and the boot log's device lines (PCI functions
+                    // as `rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: ...`).
+                    l.starts_with("rhea-net:")
+                        || l.starts_with("rhea: device")
+                        || l.starts_with("rhea: pci ")
+                })
                 .cloned()
                 .collect::<Vec<_>>()
                 .join("\n  | ")
@@ -1810,7 +1816,7 @@ mod tests {
     fn e1000e_cases_tell_the_interrupt_modes_apart() {
         let console = |how: &str| {
             vec![
-                "rhea: device pci 0000:00:02.0: bound by e1000e".to_string(),
+                "rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: bound by e1000e".to_string(),
                 format!(
                     "rhea-net: e1000e 0000:00:02.0 {how} mac 52:54:00:12:34:56, ip 10.77.10.2/24"
                 ),
@@ -1844,6 +1850,11 @@ mod tests {
         }
         let e = check_console_line(&console("MSI-X vector 0x41"), msi).unwrap_err();
         assert!(e.contains("rhea-net: e1000e 0000:00:02.0 MSI-X"), "{e}");
+        // The device's boot-log line is shown too.
+        assert!(
+            e.contains("rhea: pci 0000:00:02.0 8086:10d3 Ethernet controller: bound by e1000e"),
+            "{e}"
+        );
         assert!(check_console_line(&[], &[]).is_ok());
         // Each case has a wire of its own among the network cases.
         let mut wires: Vec<u8> = NET_CASES.iter().map(|c| c.wire).collect();
