@@ -112,16 +112,32 @@ pub fn set_mode(mode: Mode) {
     MODE.store(mode as u8, Ordering::Relaxed);
 }
 
-/// Records `rec` on this CPU (its category on). Interrupts are off for the push.
+/// Records the event `make` builds (its time filled in) on this CPU, if `cat` is on.
 #[inline]
-pub(crate) fn emit(cat: Category, make: impl FnOnce(u64) -> Record) {
+pub(crate) fn emit(cat: Category, make: impl FnOnce() -> Record) {
     if enabled(cat) {
-        let _irqs = IrqGuard::new();
-        push(make(time::now().as_nanos()));
+        stamp_and_push(make());
     }
 }
 
+/// Stamps `rec` with the time and records it on this CPU, interrupts off for the push. Out
+/// of line: the event path's one copy in the image.
+#[inline(never)]
+fn stamp_and_push(mut rec: Record) {
+    let _irqs = IrqGuard::new();
+    rec.time = time::now().as_nanos();
+    push(rec);
+}
+
+/// Stamps `rec` with the time and records it (interrupts off already).
+#[inline(never)]
+fn stamp_and_push_irqs_off(mut rec: Record) {
+    rec.time = time::now().as_nanos();
+    push(rec);
+}
+
 /// Records `rec` (interrupts off: the caller's guard).
+#[inline(never)]
 fn push(rec: Record) {
     if let Some(buf) = BUFS.get(kthread::cpu()).and_then(rhea_sync::Once::get) {
         buf.push(&rec, mode());
@@ -321,14 +337,14 @@ pub fn __id(cache: &AtomicU32, name: &'static str) -> u64 {
 /// Records an app instant event named by `id` (see [`instant!`]).
 #[doc(hidden)]
 pub fn __instant(id: u64) {
-    emit(Category::App, |now| Record::new(now, Kind::Instant, id, 0));
+    emit(Category::App, || Record::new(0, Kind::Instant, id, 0));
 }
 
 /// Records an app counter's value (see [`counter!`](crate::trace::counter)).
 #[doc(hidden)]
 pub fn __counter(id: u64, value: i64) {
-    emit(Category::App, |now| {
-        Record::new(now, Kind::Counter, id, value as u64)
+    emit(Category::App, || {
+        Record::new(0, Kind::Counter, id, value as u64)
     });
 }
 
@@ -340,9 +356,7 @@ pub struct Span(u64);
 impl Span {
     #[doc(hidden)]
     pub fn __begin(id: u64) -> Span {
-        emit(Category::App, |now| {
-            Record::new(now, Kind::SpanBegin, id, 0)
-        });
+        emit(Category::App, || Record::new(0, Kind::SpanBegin, id, 0));
         Span(id)
     }
 
@@ -357,7 +371,7 @@ impl Drop for Span {
     fn drop(&mut self) {
         if self.0 != u64::MAX {
             let id = self.0;
-            emit(Category::App, |now| Record::new(now, Kind::SpanEnd, id, 0));
+            emit(Category::App, || Record::new(0, Kind::SpanEnd, id, 0));
         }
     }
 }
@@ -499,6 +513,7 @@ impl rhea_sched::Observer for KernelObserver {
 }
 
 /// A switch on this CPU at `now` (scheduler lock held): the accounts, and the record.
+#[inline(never)]
 pub(crate) fn switch(now: u64, s: &rhea_sched::Sched, from: &Thread, to: &Thread) {
     from.note_switch_out();
     to.note_switch_in(now);
@@ -521,12 +536,14 @@ pub(crate) fn switch(now: u64, s: &rhea_sched::Sched, from: &Thread, to: &Thread
 
 /// The scheduler lock was contended: this CPU spun `cycles` for it (lock held, interrupts
 /// off).
+#[cold]
+#[inline(never)]
 pub(crate) fn lock_spin(cycles: u64) {
     if enabled(Category::Sched) {
         let hz = time::cycles_per_second().max(1);
         let ns =
             u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX);
-        push(Record::new(time::now().as_nanos(), Kind::LockSpin, ns, 0));
+        stamp_and_push_irqs_off(Record::new(0, Kind::LockSpin, ns, 0));
     }
 }
 
@@ -535,67 +552,60 @@ pub(crate) fn lock_spin(cycles: u64) {
 pub(crate) fn irq(enter: bool, vector: u8) {
     if enabled(Category::Irq) {
         let kind = if enter { Kind::IrqEnter } else { Kind::IrqExit };
-        push(Record::new(
-            time::now().as_nanos(),
-            kind,
-            u64::from(vector),
-            0,
-        ));
+        stamp_and_push_irqs_off(Record::new(0, kind, u64::from(vector), 0));
     }
 }
 
 /// An IPI of `kind` taken on this CPU (interrupt context).
 pub(crate) fn ipi_taken(kind: rhea_trace::IpiKind) {
     if enabled(Category::Irq) {
-        push(Record::new(time::now().as_nanos(), Kind::IpiTake, 0, 0).x(kind as u8));
+        stamp_and_push_irqs_off(Record::new(0, Kind::IpiTake, 0, 0).x(kind as u8));
     }
 }
 
 /// An IPI of `kind` sent to `target`.
 pub(crate) fn ipi_sent(kind: rhea_trace::IpiKind, target: usize) {
-    emit(Category::Irq, |now| {
-        Record::new(now, Kind::IpiSend, target as u64, 0).x(kind as u8)
+    emit(Category::Irq, || {
+        Record::new(0, Kind::IpiSend, target as u64, 0).x(kind as u8)
     });
 }
 
 /// This CPU's timer programmed for `deadline` (ns; `u64::MAX`: disarmed).
 pub(crate) fn timer_armed(deadline: u64) {
-    emit(Category::Irq, |now| {
-        Record::new(now, Kind::TimerArm, deadline, 0)
+    emit(Category::Irq, || {
+        Record::new(0, Kind::TimerArm, deadline, 0)
     });
 }
 
 /// This CPU's timer fired `late` ns after the deadline it was armed for.
 pub(crate) fn timer_fired(late: u64) {
-    emit(Category::Irq, |now| {
-        Record::new(now, Kind::TimerFire, late, 0)
-    });
+    emit(Category::Irq, || Record::new(0, Kind::TimerFire, late, 0));
 }
 
 /// A cross-CPU call posted to `target`.
 pub(crate) fn call_sent(target: usize) {
-    emit(Category::Irq, |now| {
-        Record::new(now, Kind::CallSend, target as u64, 0)
+    emit(Category::Irq, || {
+        Record::new(0, Kind::CallSend, target as u64, 0)
     });
 }
 
 /// A cross-CPU call ran on this CPU for `ns`.
 pub(crate) fn call_ran(ns: u64) {
-    emit(Category::Irq, |now| Record::new(now, Kind::CallRun, ns, 0));
+    emit(Category::Irq, || Record::new(0, Kind::CallRun, ns, 0));
 }
 
 /// A frame of `len` bytes received (`out`: sent) on NIC `nic`.
 pub fn frame(out: bool, nic: usize, len: usize) {
-    emit(Category::Net, |now| {
+    emit(Category::Net, || {
         let kind = if out { Kind::FrameOut } else { Kind::FrameIn };
-        Record::new(now, kind, nic as u64, len as u64)
+        Record::new(0, kind, nic as u64, len as u64)
     });
 }
 
 /// A frame dropped on NIC `nic` for `why`; `total` such drops so far.
 pub fn frame_dropped(nic: usize, why: DropWhy, total: u64) {
-    emit(Category::Net, |now| {
-        Record::new(now, Kind::FrameDrop, nic as u64, total).x(why as u8)
+    emit(Category::Net, || {
+        Record::new(0, Kind::FrameDrop, nic as u64, total).x(why as u8)
     });
 }
 
