@@ -128,7 +128,7 @@ pub fn decode_line(line: &str) -> Option<Result<(u32, Vec<u8>), LineError>> {
     let (Ok(seq), Ok(crc)) = (u32::from_str_radix(seq, 16), u32::from_str_radix(crc, 16)) else {
         return Some(Err(LineError::Malformed));
     };
-    if data.len() % 4 != 0 || data.is_empty() {
+    if !data.len().is_multiple_of(4) || data.is_empty() {
         return Some(Err(LineError::Malformed));
     }
     let mut payload = Vec::with_capacity(data.len() / 4 * 3);
@@ -324,7 +324,7 @@ fn apply(d: &mut Dump, seq: u32, p: &[u8]) -> bool {
                 return false;
             };
             let body = &p[6.min(p.len())..];
-            if p.len() < 6 || body.is_empty() || body.len() % RECORD_BYTES != 0 {
+            if p.len() < 6 || body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
                 return false;
             }
             let Some(c) = d.cpus.iter_mut().rev().find(|c| c.cpu == cpu) else {
