@@ -12,7 +12,7 @@
 //! `trusted_packet_sequence_id`; timestamps are the kernel clock's ns; packets are sorted by
 //! time (a slice's end before a begin at the same time).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rhea_trace::{IpiKind, Kind, LeftAs};
 
@@ -275,6 +275,21 @@ impl Events {
         self.push(end.max(start), if end > start { 0 } else { 2 }, e);
     }
 
+    /// A thread-state slice: as [`Events::slice`], but none when it would last no time (a
+    /// zero-length slice beginning with another at the same time would not nest).
+    fn state(
+        &mut self,
+        track: u64,
+        (start, end): (u64, u64),
+        name: &str,
+        args: &[(&str, Arg)],
+        flows_in: &[u64],
+    ) {
+        if end > start {
+            self.slice(track, (start, end), name, args, flows_in);
+        }
+    }
+
     /// An instant on `track`; `flows_out` start at it.
     fn instant(
         &mut self,
@@ -338,7 +353,7 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
     }
     // Runs: on the CPU track (idle is a gap) and the thread track; between runs the thread's
     // other states.
-    let mut by_thread: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut by_thread: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, r) in t.runs.iter().enumerate() {
         by_thread.entry(r.thread).or_default().push(i);
         let th = &t.threads[r.thread];
@@ -372,7 +387,7 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
         if !first.open_start
             && let Some(&w) = wakes.iter().find(|&&w| w <= first.start)
         {
-            ev.slice(track, (w, first.start), "ready", &[], &[]);
+            ev.state(track, (w, first.start), "ready", &[], &[]);
         }
         for (k, &ri) in runs.iter().enumerate() {
             let r = &t.runs[ri];
@@ -382,7 +397,7 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
                 continue;
             }
             if left == LeftAs::Ready as u8 {
-                ev.slice(track, (r.end, next), "ready (preempted)", &[], &[]);
+                ev.state(track, (r.end, next), "ready (preempted)", &[], &[]);
                 continue;
             }
             let state = match (left, r.blocked_on) {
@@ -394,10 +409,10 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
             };
             match wakes.iter().find(|&&w| w >= r.end && w <= next) {
                 Some(&w) => {
-                    ev.slice(track, (r.end, w), &state.0, &state.1, &[]);
-                    ev.slice(track, (w, next), "ready", &[], &[]);
+                    ev.state(track, (r.end, w), &state.0, &state.1, &[]);
+                    ev.state(track, (w, next), "ready", &[], &[]);
                 }
-                None => ev.slice(track, (r.end, next), &state.0, &state.1, &[]),
+                None => ev.state(track, (r.end, next), &state.0, &state.1, &[]),
             }
         }
     }

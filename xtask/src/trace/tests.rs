@@ -389,6 +389,49 @@ fn the_scenario_dump_is_whole() {
     let c = converted();
     assert!(c.dump.complete, "{:?}", c.dump.problems);
     assert!(c.dump.problems.is_empty(), "{:?}", c.dump.problems);
+    // The same dump gives the same bytes.
+    assert_eq!(converted().perfetto, c.perfetto);
+}
+
+#[test]
+fn a_ring_dump_whose_first_switch_in_was_overwritten() {
+    // cpu1's records begin inside a run of L: the run is taken from the first record.
+    let mut text = String::new();
+    let mut w = Writer::new(|line: &str| text.push_str(line));
+    w.header(&Header {
+        cpus: 1,
+        mode: rhea_trace::Mode::Ring as u8,
+        categories: ALL as u8,
+        time: us(50),
+        capacity: 4,
+    });
+    let recs = [
+        Record::new(us(5), Kind::TimerFire, 300, 0),
+        wake(20, M, L, WakeWhy::Signaled, 0),
+        // M woken at the same ns it is switched in: no zero-length "ready" slice.
+        switch(20, L, M, LeftAs::Ready, 10, 20),
+        wake(30, L, M, WakeWhy::Signaled, 0),
+    ];
+    w.cpu(0, 4, 0, 17);
+    w.records(0, 0, &recs);
+    w.end();
+    let c = convert(&text).unwrap();
+    let r = read(&c.perfetto);
+    let cpu0 = slices(&r, r.track("cpu0"));
+    let names: Vec<(u64, &str, u64)> = cpu0
+        .iter()
+        .map(|(b, n, e)| (b / 1000, n.as_str(), e / 1000))
+        .collect();
+    assert_eq!(names, [(5, "thread #3", 20), (20, "thread #4", 50)]);
+    let m = slices(&r, r.track("thread #4 (prio 20)"));
+    assert_eq!(m, [(us(20), "running".to_string(), us(50))]);
+    assert!(
+        c.report
+            .contains("cpu0: held 4, arrived 4, dropped 0, overwritten 17"),
+        "{}",
+        c.report
+    );
+    assert!(c.report.contains("mode ring"), "{}", c.report);
 }
 
 #[test]
