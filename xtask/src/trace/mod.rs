@@ -169,7 +169,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         log.display(),
         log.display()
     );
-    convert_to(&text, &out)?;
+    if let Err(e) = convert_to(&text, &out) {
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("console (last lines):");
+        for line in &lines[lines.len().saturating_sub(10)..] {
+            eprintln!("  | {line}");
+        }
+        return Err(e);
+    }
     Ok(())
 }
 
