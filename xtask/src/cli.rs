@@ -39,6 +39,9 @@ pub(crate) enum Cmd {
     /// `fuzz [TARGET] [--time S] [--verbose]`: libFuzzer on the parsers; `None` for
     /// `fuzz --help`.
     Fuzz(Option<FuzzArgs>),
+    /// `trace [--board B] [--app A] [--cpus N] [--append S] [--out FILE]`, or
+    /// `trace --from LOG [--out FILE]`: a trace dump converted for Perfetto.
+    Trace,
     Help,
 }
 
@@ -69,6 +72,12 @@ pub(crate) struct Options {
     pub(crate) append: Option<String>,
     /// `--http-port`, `--echo-port`: the host ports `run` forwards to the appliance.
     pub(crate) host_ports: HostPorts,
+    /// `--out`: the Perfetto file `trace` writes.
+    pub(crate) out: Option<PathBuf>,
+    /// `--from`: the console log `trace` converts instead of booting.
+    pub(crate) from: Option<PathBuf>,
+    /// `--cpus`: the CPUs `trace` boots with.
+    pub(crate) cpus: Option<u32>,
 }
 
 impl Default for Options {
@@ -90,6 +99,9 @@ impl Default for Options {
             period_ms: None,
             append: None,
             host_ports: HostPorts::DEFAULT,
+            out: None,
+            from: None,
+            cpus: None,
         }
     }
 }
@@ -391,7 +403,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("B"),
         help: "board (default qemu-x86_64; `test`: all boards; `lint`: all boards; `bench`: sched only, qemu-x86_64, linuxu, \
                qemu-aarch64 or rpi4; xen: xen-x86_64 or xen-arm64, default both)",
-        commands: &["build", "image", "run", "test", "lint", "bench"],
+        commands: &["build", "image", "run", "test", "lint", "bench", "trace"],
         apply: |o, v| {
             o.board = Some(v);
             Ok(())
@@ -400,8 +412,8 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
     OptSpec {
         name: "--app",
         value: Some("A"),
-        help: "app under apps/ or tests/ (default hello; `test`: all apps)",
-        commands: &["build", "image", "run", "test"],
+        help: "app under apps/ or tests/ (default appliance; `test`: all apps; `trace`: trace-pi)",
+        commands: &["build", "image", "run", "test", "trace"],
         apply: |o, v| {
             o.app = Some(v);
             Ok(())
@@ -412,7 +424,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("kvm|tcg|auto|nested-kvm"),
         help: "accelerator (default auto: KVM only when hardware KVM is usable; run, test and \
                bench boot: nested-kvm boots under a Linux KVM inside a Linux guest under TCG)",
-        commands: &["run", "test", "bench"],
+        commands: &["run", "test", "bench", "trace"],
         apply: |o, v| {
             o.accel = match v.as_str() {
                 "kvm" => AccelChoice::Kvm,
@@ -442,7 +454,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         name: "--mem",
         value: Some("SIZE"),
         help: "guest memory, passed to QEMU -m (default 128M)",
-        commands: &["run", "test", "bench"],
+        commands: &["run", "test", "bench", "trace"],
         apply: |o, v| {
             if !valid_mem(&v) {
                 return usage(format!("--mem wants a size such as 128M or 1G, got `{v}`"));
@@ -456,7 +468,7 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("M"),
         help: "QEMU machine of the board, e.g. microvm|q35 (default: q35 for run and bench \
                sched/linux-sched; all for test and bench boot)",
-        commands: &["run", "test", "bench"],
+        commands: &["run", "test", "bench", "trace"],
         apply: |o, v| {
             o.machine = Some(v);
             Ok(())
@@ -537,8 +549,9 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         value: Some("STR"),
         help: "extra kernel command line (run, bench: all of it, after bench sched's loops=N; \
                test: added to every boot after rhea.checker=1 and the app's cmdline; \
-               build: put in the QEMU line printed; image: written to the disk's \\rhea.cfg)",
-        commands: &["build", "image", "run", "test", "bench"],
+               build: put in the QEMU line printed; image: written to the disk's \\rhea.cfg; \
+               trace: after rhea.trace=all and the app's cmdline)",
+        commands: &["build", "image", "run", "test", "bench", "trace"],
         apply: |o, v| {
             if v.contains(['\n', '\r', '\0']) {
                 return usage("--append wants one line without NUL".to_string());
@@ -573,9 +586,46 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         name: "--verbose",
         value: None,
         help: "echo the guest console live and show QEMU command lines",
-        commands: &["run", "test", "bench"],
+        commands: &["run", "test", "bench", "trace"],
         apply: |o, _| {
             o.verbose = true;
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--cpus",
+        value: Some("N"),
+        help: "CPUs to boot with (default 2)",
+        commands: &["trace"],
+        apply: |o, v| {
+            o.cpus = Some(number_in("--cpus", &v, 1..=64, "a number")?);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--out",
+        value: Some("FILE"),
+        help: "the Perfetto trace to write (default target/trace/<board>-<app>.perfetto-trace; \
+               the report goes next to it as .txt)",
+        commands: &["trace"],
+        apply: |o, v| {
+            if v.is_empty() {
+                return usage("--out wants a file name".to_string());
+            }
+            o.out = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--from",
+        value: Some("LOG"),
+        help: "convert the dump in this console log (or fetched /trace) instead of booting",
+        commands: &["trace"],
+        apply: |o, v| {
+            if v.is_empty() {
+                return usage("--from wants a file name".to_string());
+            }
+            o.from = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -605,6 +655,11 @@ pub(crate) const COMMANDS: &[(&str, &str)] = &[
         "bench",
         "benchmarks: `bench boot`, `bench sched`, `bench smp`, `bench net`, `bench queue`, \
          `bench rtos`, `bench linux-sched`, `bench xen` (`bench` alone lists them all)",
+    ),
+    (
+        "trace",
+        "boot an app with event tracing (default trace-pi) and write a Perfetto trace and a \
+         report; `--from LOG` converts a console log",
     ),
     (
         "xen-dom0",
@@ -751,6 +806,7 @@ pub(crate) fn parse(args: &[String]) -> Result<(Cmd, Options)> {
         "test" => Cmd::Test,
         "lint" => Cmd::Lint,
         "bench" => Cmd::Bench(None),
+        "trace" => Cmd::Trace,
         "xen-dom0" => return Ok((Cmd::XenDom0(parse_xen_dom0(&args[1..])?), opts)),
         "fuzz" => return Ok((Cmd::Fuzz(parse_fuzz(&args[1..])?), opts)),
         "help" | "-h" | "--help" => return Ok((Cmd::Help, opts)),

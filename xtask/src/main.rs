@@ -5,7 +5,7 @@
 //! child process). Arguments are parsed by hand to keep the tool quick to build.
 //!
 //! ```text
-//! cargo xtask build | run | test | lint | bench boot|sched|linux-sched|xen|...  [options]
+//! cargo xtask build | run | test | lint | bench boot|sched|linux-sched|xen|... | trace  [options]
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (unknown command, board, app or option).
@@ -23,6 +23,7 @@ mod qemu;
 mod qmp;
 mod screendump;
 mod test;
+mod trace;
 mod xen;
 
 // The catalog (apps, boards) and the build steps every stage uses, by their short names.
@@ -200,6 +201,7 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
             Ok(())
         }
         Cmd::Fuzz(Some(args)) => fuzz::command(&ws, args),
+        Cmd::Trace => trace::run(&ws, opts),
     }
 }
 
