@@ -45,6 +45,7 @@ pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
 pub(crate) mod status_page;
+pub(crate) mod trace_pi;
 pub(crate) mod tsc_ref;
 
 use std::collections::HashMap;
@@ -295,6 +296,7 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     t.appliance_net_cases(&board_names);
     t.screen_cases(&board_names);
     t.status_page_case(&board_names);
+    t.trace_pi_cases(&board_names);
     t.appliance_abuse_cases(&board_names);
     t.xen_netfront_cases(&board_names);
     if opts.accel == qemu::AccelChoice::Auto {
@@ -923,6 +925,24 @@ impl TestRun<'_> {
             let start = Instant::now();
             let result = screen::run(self.ws, self.all_apps, app, consoles);
             self.tally.record(case, start, result);
+        }
+    }
+
+    /// Step 3c: the tracing cases ([`trace_pi`]): trace-pi's dump converted to a Perfetto
+    /// trace and read back with the independent decoder.
+    fn trace_pi_cases(&mut self, board_names: &[&str]) {
+        if self.opts.app.as_deref().is_some_and(|a| a != "trace-pi") {
+            return;
+        }
+        for &(board, machine) in trace_pi::CASES {
+            let name = trace_pi::case_name(board, machine);
+            let machine_ok = self.opts.machine.as_deref().is_none_or(|m| m == machine);
+            if !(board_names.contains(&board) && machine_ok && self.wanted(&name)) {
+                continue;
+            }
+            let start = Instant::now();
+            let result = trace_pi::run(self.ws, self.all_apps, board, machine);
+            self.tally.record(&name, start, result.map(drop));
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub(crate) mod model;
 pub(crate) mod perfetto;
+pub(crate) mod readback;
 pub(crate) mod report;
 #[cfg(test)]
 mod tests;
@@ -197,7 +198,7 @@ fn is_service(app: &App) -> bool {
 
 /// Builds and boots `app`, returning the text holding its dump (its console, or for a
 /// service its console followed by its `/trace`).
-fn boot(
+pub(crate) fn boot(
     ws: &Workspace,
     board: &'static Board,
     machine: &'static str,
