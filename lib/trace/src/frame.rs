@@ -236,9 +236,12 @@ pub fn parse(text: &str) -> Dump {
         let (seq, p) = match frame {
             Ok(f) => f,
             Err(e) => {
+                let after = match expect {
+                    0 => String::from("before the first whole frame"),
+                    n => format!("after frame #{}", n - 1),
+                };
                 d.problems.push(format!(
-                    "line {lineno}: frame after #{} damaged ({}): its records are lost",
-                    expect.wrapping_sub(1),
+                    "line {lineno}: a frame {after} is damaged ({}): its records are lost",
                     match e {
                         LineError::Malformed => "malformed",
                         LineError::Checksum => "checksum mismatch",
@@ -275,10 +278,21 @@ pub fn parse(text: &str) -> Dump {
         }
     }
     if !d.complete {
-        d.problems.push(format!(
-            "the dump is cut off: no end frame after frame #{}",
-            expect.wrapping_sub(1)
-        ));
+        d.problems.push(match expect {
+            0 => String::from("the dump is cut off: no whole frame"),
+            n => format!("the dump is cut off: no end frame after frame #{}", n - 1),
+        });
+    }
+    for c in &d.cpus {
+        let arrived = c.records.len() as u64;
+        if c.held > arrived {
+            d.problems.push(format!(
+                "cpu{}: {} of its {} records lost with the frames above",
+                c.cpu,
+                c.held - arrived,
+                c.held
+            ));
+        }
     }
     d
 }
@@ -327,9 +341,16 @@ fn apply(d: &mut Dump, seq: u32, p: &[u8]) -> bool {
             if p.len() < 6 || body.is_empty() || !body.len().is_multiple_of(RECORD_BYTES) {
                 return false;
             }
+            let Some(first) = take::<4>(p, 2).map(u32::from_le_bytes) else {
+                return false;
+            };
             let Some(c) = d.cpus.iter_mut().rev().find(|c| c.cpu == cpu) else {
                 return false;
             };
+            // Records go in the order they were held; a gap (a lost frame) is counted at the end.
+            if u64::from(first) < c.records.len() as u64 {
+                return false;
+            }
             for r in body.chunks(RECORD_BYTES) {
                 let mut a = [0; RECORD_BYTES];
                 a.copy_from_slice(r);

@@ -194,9 +194,17 @@ fn a_lost_byte_loses_one_frame_and_says_where() {
     lines[3].remove(20);
     let d = parse(&lines.join("\n"));
     assert!(d.complete);
-    assert_eq!(d.problems.len(), 2, "{:?}", d.problems);
-    assert!(d.problems[0].starts_with("line 4:"), "{:?}", d.problems);
+    assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
+    assert!(
+        d.problems[0].starts_with("line 4: a frame after frame #2 is damaged"),
+        "{:?}",
+        d.problems
+    );
     assert!(d.problems[1].contains("#3..#3 missing"), "{:?}", d.problems);
+    assert_eq!(
+        d.problems[2],
+        "cpu0: 4 of its 10 records lost with the frames above"
+    );
     let mut kept = recs[..4].to_vec();
     kept.extend_from_slice(&recs[8..]);
     assert_eq!(d.cpus[0].records, kept);
@@ -231,11 +239,16 @@ fn a_cut_off_dump_keeps_what_arrived() {
     let d = parse(&cut);
     assert!(!d.complete);
     assert_eq!(d.cpus[0].records, recs[..8]);
-    let last = d.problems.last().unwrap();
     assert!(
-        last.contains("cut off") && last.contains("#3"),
+        d.problems
+            .iter()
+            .any(|p| p.contains("cut off") && p.contains("#3")),
         "{:?}",
         d.problems
+    );
+    assert_eq!(
+        d.problems.last().unwrap(),
+        "cpu0: 2 of its 10 records lost with the frames above"
     );
 }
 
@@ -259,4 +272,18 @@ fn the_longest_frame_fits_a_line() {
     });
     w.records(7, 0, &recs);
     w.thread(1, 2, 3, &"x".repeat(500));
+}
+
+#[test]
+fn a_damaged_first_line_is_placed_before_the_first_frame() {
+    let (text, _) = sample_dump();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[0].remove(20);
+    let d = parse(&lines.join("\n"));
+    assert!(
+        d.problems[0].starts_with("line 1: a frame before the first whole frame is damaged"),
+        "{:?}",
+        d.problems
+    );
+    assert!(d.header.is_none());
 }
