@@ -52,6 +52,51 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Tracing controlled by the app: a category that does not exist is refused with the valid
+/// ones named; a freeze keeps what came before the trigger and counts what comes after as
+/// dropped (the tracing case checks the dump: "before the freeze" is in it, "after the
+/// freeze" is not); a thaw records again.
+fn control_at_run_time() -> Result<(), &'static str> {
+    match rhea::trace::set_categories_str("sched,disk") {
+        Err(e) => rhea::println!("trace-pi: refused: {e}"),
+        Ok(()) => return Err("an unknown trace category was accepted"),
+    }
+    if rhea::trace::categories() != rhea_trace_all() {
+        return Err("a refused category list changed the categories");
+    }
+    let dropped = || -> u64 { rhea::trace::counts().iter().map(|c| c.dropped).sum() };
+    let before = dropped();
+    rhea::trace::instant!("before the freeze");
+    rhea::trace::freeze("trace-pi trigger");
+    rhea::trace::instant!("after the freeze");
+    let after = dropped();
+    if !rhea::trace::is_frozen() || after <= before {
+        return Err("a freeze did not stop recording");
+    }
+    rhea::println!(
+        "trace-pi: frozen: {} event(s) after the trigger dropped and counted",
+        after - before
+    );
+    rhea::trace::thaw();
+    rhea::trace::instant!("thawed");
+    if rhea::trace::is_frozen() || dropped() != after {
+        return Err("a thaw did not record again");
+    }
+    Ok(())
+}
+
+/// Every category's bit (what `rhea.trace=all` turned on).
+fn rhea_trace_all() -> u32 {
+    [
+        rhea::trace::Category::Sched,
+        rhea::trace::Category::Irq,
+        rhea::trace::Category::Net,
+        rhea::trace::Category::App,
+    ]
+    .iter()
+    .fold(0, |m, c| m | *c as u32)
+}
+
 fn main() -> Result<(), &'static str> {
     let cpus = rhea::thread::online_cpus();
     let last = cpus.iter().last().unwrap_or(0);
@@ -184,6 +229,7 @@ fn main() -> Result<(), &'static str> {
     if (first, second) != (10, 30) || ord != 312 || !accounts_ok {
         return Err("the inheritance chain did not happen as scripted");
     }
+    control_at_run_time()?;
     rhea::println!("trace-pi: PASS");
     Ok(())
 }

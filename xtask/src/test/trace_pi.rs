@@ -185,10 +185,15 @@ fn check(bytes: &[u8]) -> Result<(), String> {
         ));
     }
     // The app's own events.
-    for name in ["high wants B", "low holds A"] {
-        if !r.events.iter().any(|e| e.name.as_deref() == Some(name)) {
+    let has = |name: &str| r.events.iter().any(|e| e.name.as_deref() == Some(name));
+    for name in ["high wants B", "low holds A", "before the freeze", "thawed"] {
+        if !has(name) {
             return Err(format!("the app's event {name:?} is missing"));
         }
+    }
+    // Recorded while frozen: must not be there.
+    if has("after the freeze") {
+        return Err("an event recorded while the trace was frozen is in the dump".into());
     }
     Ok(())
 }
