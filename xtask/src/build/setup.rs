@@ -69,7 +69,7 @@ fn has_llvm_tools(components: &str) -> bool {
 
 /// The fields of `/etc/os-release` that matter here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct OsRelease {
+pub(crate) struct OsRelease {
     id: String,
     id_like: Vec<String>,
     version_id: String,
@@ -95,7 +95,7 @@ pub(super) fn parse_os_release(text: &str) -> OsRelease {
 }
 
 impl OsRelease {
-    pub(super) fn is_debian_like(&self) -> bool {
+    pub(crate) fn is_debian_like(&self) -> bool {
         ["debian", "ubuntu"]
             .iter()
             .any(|d| self.id == *d || self.id_like.iter().any(|l| l == d))
@@ -107,12 +107,12 @@ impl OsRelease {
 }
 
 /// This machine's `/etc/os-release` (empty fields when it cannot be read).
-pub(super) fn host_os() -> OsRelease {
+pub(crate) fn host_os() -> OsRelease {
     parse_os_release(&fs::read_to_string("/etc/os-release").unwrap_or_default())
 }
 
 /// Whether this process runs as root (effective uid 0), as apt-get install needs.
-pub(super) fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| parse_euid(&s))
@@ -190,7 +190,7 @@ fn backports_enabled() -> bool {
 
 /// Runs apt-get, reporting but not failing on a bad exit status (third-party repos can make
 /// `apt-get update` fail while the Debian ones are fine); success is judged afterwards.
-pub(super) fn apt(args: &[&str]) {
+pub(crate) fn apt(args: &[&str]) {
     let mut cmd = Command::new("apt-get");
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
     println!("setup: $ {}", describe(&cmd));

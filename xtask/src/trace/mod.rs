@@ -12,6 +12,7 @@ pub(crate) mod model;
 pub(crate) mod perfetto;
 pub(crate) mod readback;
 pub(crate) mod report;
+pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 
