@@ -72,7 +72,7 @@ pub(crate) fn lock() -> SchedGuard {
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        let start = A::read_cycle_counter();
+        let start = time::now().as_nanos();
         while SCHED
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -80,7 +80,10 @@ pub(crate) fn lock() -> SchedGuard {
         {
             core::hint::spin_loop();
         }
-        crate::trace::lock_spin(A::read_cycle_counter().wrapping_sub(start));
+        crate::trace::lock_spin(time::now().as_nanos().saturating_sub(start));
+    }
+    if crate::trace::enabled(crate::trace::Category::Sched) {
+        LOCKED_AT[cpu()].store(time::now().as_nanos().max(1), Ordering::Relaxed);
     }
     SchedGuard {
         irq_was_enabled,
@@ -168,8 +171,27 @@ impl SchedGuard {
     }
 }
 
+/// Per CPU: the kernel clock (ns; virtual time in the simulation, so traces stay
+/// deterministic) when it took the scheduler lock, while sched tracing is on (0: not
+/// measured). The lock is held across a switch, so the thread that releases it may not be
+/// the one that took it; the CPU is the same, and the time is what that CPU spent with
+/// interrupts off and no preemption.
+static LOCKED_AT: [AtomicU64; rhea_sched::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
+
+/// Ends the measurement of this CPU's hold of the scheduler lock (just before its release).
+#[inline]
+fn end_hold() {
+    let cpu = cpu();
+    if LOCKED_AT[cpu].load(Ordering::Relaxed) != 0 {
+        let since = LOCKED_AT[cpu].swap(0, Ordering::Relaxed);
+        crate::trace::lock_held(cpu, time::now().as_nanos().saturating_sub(since));
+    }
+}
+
 impl Drop for SchedGuard {
     fn drop(&mut self) {
+        end_hold();
         SCHED.locked.store(false, Ordering::Release);
         flush_ipis();
         A::irq_restore(self.irq_was_enabled);
@@ -471,6 +493,7 @@ type Entry = Box<dyn FnOnce() -> i32 + Send + 'static>;
 extern "C" fn thread_start(arg: usize) -> ! {
     // The thread that switched here held the scheduler lock; release it as that thread's
     // guard would have, with interrupts enabled (a new thread starts with them on).
+    end_hold();
     SCHED.locked.store(false, Ordering::Release);
     flush_ipis();
     A::irq_enable();

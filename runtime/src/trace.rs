@@ -185,6 +185,9 @@ pub fn clear() {
             b.clear();
         }
     });
+    for m in &MAX_HOLD_NS {
+        m.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Each CPU's counts: held, dropped, overwritten.
@@ -518,12 +521,14 @@ pub(crate) fn switch(now: u64, s: &rhea_sched::Sched, from: &Thread, to: &Thread
     from.note_switch_out();
     to.note_switch_in(now);
     if enabled(Category::Sched) {
-        let left = match s.left_as(from.id()) {
-            Some(rhea_sched::LeftAs::Ready) | None => rhea_trace::LeftAs::Ready,
-            Some(rhea_sched::LeftAs::Blocked) => rhea_trace::LeftAs::Blocked,
-            Some(rhea_sched::LeftAs::Suspended) => rhea_trace::LeftAs::Suspended,
-            Some(rhea_sched::LeftAs::Exited) => rhea_trace::LeftAs::Exited,
-            Some(rhea_sched::LeftAs::Idle) => rhea_trace::LeftAs::Idle,
+        let left = match s.last_left(kthread::cpu()) {
+            rhea_sched::LeftAs::Preempted => rhea_trace::LeftAs::Ready,
+            rhea_sched::LeftAs::Yielded => rhea_trace::LeftAs::Yielded,
+            rhea_sched::LeftAs::SliceEnded => rhea_trace::LeftAs::SliceEnded,
+            rhea_sched::LeftAs::Blocked => rhea_trace::LeftAs::Blocked,
+            rhea_sched::LeftAs::Suspended => rhea_trace::LeftAs::Suspended,
+            rhea_sched::LeftAs::Exited => rhea_trace::LeftAs::Exited,
+            rhea_sched::LeftAs::Idle => rhea_trace::LeftAs::Idle,
         };
         let level = |t: &Thread| s.effective_priority(t.id()).map_or(0, |p| p.level() as u16);
         push(
@@ -534,16 +539,26 @@ pub(crate) fn switch(now: u64, s: &rhea_sched::Sched, from: &Thread, to: &Thread
     }
 }
 
-/// The scheduler lock was contended: this CPU spun `cycles` for it (lock held, interrupts
-/// off).
+/// The scheduler lock was contended: this CPU spun `ns` for it (lock held, interrupts off).
 #[cold]
 #[inline(never)]
-pub(crate) fn lock_spin(cycles: u64) {
+pub(crate) fn lock_spin(ns: u64) {
     if enabled(Category::Sched) {
-        let hz = time::cycles_per_second().max(1);
-        let ns =
-            u64::try_from(u128::from(cycles) * 1_000_000_000 / u128::from(hz)).unwrap_or(u64::MAX);
         stamp_and_push_irqs_off(Record::new(0, Kind::LockSpin, ns, 0));
+    }
+}
+
+/// Per CPU: the longest hold of the scheduler lock recorded since the last [`clear`], ns.
+static MAX_HOLD_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// CPU `cpu` held the scheduler lock for `ns` (interrupts off, no preemption; called before
+/// the release). Recorded only when it is the CPU's longest yet, so the longest
+/// non-preemptible sections are kept without a record per lock.
+#[inline(never)]
+pub(crate) fn lock_held(cpu: usize, ns: u64) {
+    if ns > MAX_HOLD_NS[cpu].load(Ordering::Relaxed) {
+        MAX_HOLD_NS[cpu].store(ns, Ordering::Relaxed);
+        stamp_and_push_irqs_off(Record::new(0, Kind::LockHold, ns, 0));
     }
 }
 

@@ -91,11 +91,16 @@ pub trait Observer: Sync {
     fn event(&self, e: SchedEvent<'_>);
 }
 
-/// Where a thread stands as a CPU switches away from it ([`crate::Sched::left_as`]).
+/// How a thread left its CPU at a switch ([`crate::Sched::last_left`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeftAs {
-    /// Still ready: preempted, yielded or its slice ended.
-    Ready,
+    /// Preempted by a more important thread (or moved off a CPU it may no longer use); it
+    /// keeps its place at the head of its level.
+    Preempted,
+    /// It yielded to an equal.
+    Yielded,
+    /// Its round-robin slice ended.
+    SliceEnded,
     /// Blocked on an object or asleep.
     Blocked,
     /// Suspended.

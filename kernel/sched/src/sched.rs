@@ -230,6 +230,8 @@ struct Cpu {
     /// Set by the kernel while its caller runs with interrupts disabled (a spin lock held, or
     /// an interrupt handler): blocking is then refused with `AtomicContext`.
     atomic: bool,
+    /// How the thread its last [`Sched::pick_next`] switched away from left (for traces).
+    left: LeftAs,
 }
 
 impl Cpu {
@@ -243,6 +245,7 @@ impl Cpu {
             switched_in: Instant::ZERO,
             switches: 0,
             atomic: false,
+            left: LeftAs::Idle,
         }
     }
 }
@@ -486,16 +489,10 @@ impl Sched {
         self.tcb(id).map(|t| &t.thread)
     }
 
-    /// Where `id` stands, as its CPU switches away from it (for traces); `None` if unknown.
-    pub fn left_as(&self, id: ThreadId) -> Option<LeftAs> {
-        let t = self.tcb(id)?;
-        Some(match t.state {
-            _ if t.is_idle => LeftAs::Idle,
-            State::Ready | State::Running => LeftAs::Ready,
-            State::Blocked => LeftAs::Blocked,
-            State::Suspended => LeftAs::Suspended,
-            State::Exited => LeftAs::Exited,
-        })
+    /// How the thread that `cpu`'s last [`Sched::pick_next`] switched away from left it (for
+    /// traces; meaningful right after a switch).
+    pub fn last_left(&self, cpu: usize) -> LeftAs {
+        self.cpus.get(cpu).map_or(LeftAs::Idle, |c| c.left)
     }
 
     /// Effective priority (base raised by priority inheritance).
@@ -662,19 +659,31 @@ impl Sched {
         // the request — it leaves: a waiter must hear of it (thread-stress on 4 vCPUs hung a
         // controller on a worker that blocked first).
         let leaving = !c.is_idle && (c.suspend_requested || !c.affinity.contains(cpu));
+        let mut left = match c.state {
+            _ if c.is_idle => LeftAs::Idle,
+            State::Blocked => LeftAs::Blocked,
+            State::Suspended => LeftAs::Suspended,
+            State::Exited => LeftAs::Exited,
+            State::Ready | State::Running => LeftAs::Preempted,
+        };
         if c.state == State::Running && c.suspend_requested && !c.is_idle {
+            left = LeftAs::Suspended;
             // A suspension asked while it ran takes effect now that it is switched out (and,
             // being `leaving`, it stops counting as this CPU's current thread below).
             c.suspend_requested = false;
             c.state = State::Suspended;
         } else if c.state == State::Running && !c.is_idle {
             let mut at_back = core::mem::take(&mut c.yield_pending);
+            if at_back {
+                left = LeftAs::Yielded;
+            }
             if let Some(slice) = c.slice_ns {
                 let used = now.saturating_duration_since(switched_in).as_nanos() as u64;
                 c.slice_left_ns = c.slice_left_ns.saturating_sub(used);
                 if c.slice_left_ns == 0 {
                     c.slice_left_ns = slice;
                     at_back = true;
+                    left = LeftAs::SliceEnded;
                 }
             }
             c.state = State::Ready;
@@ -717,6 +726,7 @@ impl Sched {
         });
         let next_thread = n.thread.clone();
         let c = &mut self.cpus[cpu];
+        c.left = left;
         c.current = Some(next);
         c.slice_end = slice_end;
         c.switched_in = now;

@@ -1676,3 +1676,33 @@ fn the_observer_hears_an_inheritance_chain_boost_by_boost_and_its_restores() {
     ];
     assert_eq!(log, want);
 }
+
+#[test]
+fn a_switch_says_how_the_outgoing_thread_left() {
+    let mut sim = Sim::new();
+    let a = sim.spawn(4, Some(MS));
+    assert_eq!(sim.s.last_left(0), LeftAs::Idle, "idle gave way to a");
+    let _b = sim.spawn(4, Some(MS));
+    sim.advance(MS);
+    assert_ne!(sim.cur(), a);
+    assert_eq!(sim.s.last_left(0), LeftAs::SliceEnded);
+    let d = sim.s.yield_current(0);
+    sim.apply(d);
+    assert_eq!(sim.cur(), a);
+    assert_eq!(sim.s.last_left(0), LeftAs::Yielded);
+    sim.spawn(9, None);
+    assert_eq!(sim.s.last_left(0), LeftAs::Preempted);
+    let d = sim
+        .s
+        .sleep_until(
+            0,
+            Instant::from_nanos(sim.now + MS),
+            Instant::from_nanos(sim.now),
+        )
+        .unwrap();
+    sim.apply(d);
+    assert_eq!(sim.s.last_left(0), LeftAs::Blocked);
+    sim.advance(MS);
+    sim.exit();
+    assert_eq!(sim.s.last_left(0), LeftAs::Exited);
+}

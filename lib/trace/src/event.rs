@@ -140,6 +140,9 @@ kinds! {
     /// Time spent spinning for the scheduler lock before taking it: `a` ns (only recorded
     /// when the lock was contended).
     LockSpin = 8, Sched;
+    /// The CPU held the scheduler lock (interrupts off, no preemption) for `a` ns: recorded
+    /// when it is the CPU's longest hold yet, so the longest such sections are kept.
+    LockHold = 9, Sched;
     /// Interrupt entry. `a` the interrupt line (vector/IRQ number as the board numbers it).
     IrqEnter = 16, Irq;
     /// Interrupt exit. `a` the line.
@@ -179,7 +182,8 @@ kinds! {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum LeftAs {
-    /// Still ready: preempted, yielded or its slice ran out.
+    /// Still ready: preempted by a more important thread (or moved off a CPU it may no
+    /// longer use).
     Ready = 0,
     /// Blocked on an object or asleep.
     Blocked = 1,
@@ -189,6 +193,10 @@ pub enum LeftAs {
     Exited = 3,
     /// The CPU's idle thread.
     Idle = 4,
+    /// Still ready: it yielded to an equal.
+    Yielded = 5,
+    /// Still ready: its round-robin slice ended.
+    SliceEnded = 6,
 }
 
 /// Why a thread was woken.

@@ -431,7 +431,9 @@ impl Names {
 /// [`LeftAs`]'s name.
 pub(crate) fn left_as_name(code: u8) -> &'static str {
     match code {
-        c if c == LeftAs::Ready as u8 => "ready",
+        c if c == LeftAs::Ready as u8 => "preempted",
+        c if c == LeftAs::Yielded as u8 => "yielded",
+        c if c == LeftAs::SliceEnded as u8 => "slice ended",
         c if c == LeftAs::Blocked as u8 => "blocked",
         c if c == LeftAs::Suspended as u8 => "suspended",
         c if c == LeftAs::Exited as u8 => "exited",

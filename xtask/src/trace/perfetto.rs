@@ -396,8 +396,13 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
             if left == LeftAs::Exited as u8 || left == LeftAs::Idle as u8 {
                 continue;
             }
-            if left == LeftAs::Ready as u8 {
-                ev.state(track, (r.end, next), "ready (preempted)", &[], &[]);
+            let still_ready = [
+                (LeftAs::Ready, "ready (preempted)"),
+                (LeftAs::Yielded, "ready (yielded)"),
+                (LeftAs::SliceEnded, "ready (slice ended)"),
+            ];
+            if let Some((_, name)) = still_ready.iter().find(|(l, _)| *l as u8 == left) {
+                ev.state(track, (r.end, next), name, &[], &[]);
                 continue;
             }
             let state = match (left, r.blocked_on) {
@@ -549,6 +554,10 @@ pub(crate) fn encode(t: &Timeline) -> Vec<u8> {
                     Kind::CallSend => (format!("call → cpu{}", r.a), vec![("target", Arg::U(r.a))]),
                     Kind::CallRun => ("call run".into(), vec![("ns", Arg::U(r.a))]),
                     Kind::LockSpin => ("sched lock spin".into(), vec![("ns", Arg::U(r.a))]),
+                    Kind::LockHold => (
+                        "sched lock held (longest yet)".into(),
+                        vec![("ns", Arg::U(r.a))],
+                    ),
                     Kind::FrameIn => (
                         "frame in".into(),
                         vec![("nic", Arg::U(r.a)), ("len", Arg::U(r.b))],

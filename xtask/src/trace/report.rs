@@ -283,6 +283,10 @@ fn sections(s: &mut String, t: &Timeline) {
     for (kind, what) in [
         (Kind::CallRun, "cross-CPU call"),
         (Kind::LockSpin, "scheduler-lock spin"),
+        (
+            Kind::LockHold,
+            "scheduler-lock hold (interrupts off, no preemption)",
+        ),
     ] {
         let mut v: Vec<(u64, u8, u64)> = t
             .events
