@@ -179,10 +179,10 @@ impl SchedGuard {
 static LOCKED_AT: [AtomicU64; rhea_sched::MAX_CPUS] =
     [const { AtomicU64::new(0) }; rhea_sched::MAX_CPUS];
 
-/// Ends the measurement of this CPU's hold of the scheduler lock (just before its release).
+/// Ends the measurement of CPU `cpu`'s (this CPU's) hold of the scheduler lock (just before
+/// its release).
 #[inline]
-fn end_hold() {
-    let cpu = cpu();
+fn end_hold(cpu: usize) {
     if LOCKED_AT[cpu].load(Ordering::Relaxed) != 0 {
         let since = LOCKED_AT[cpu].swap(0, Ordering::Relaxed);
         crate::trace::lock_held(cpu, time::now().as_nanos().saturating_sub(since));
@@ -191,9 +191,10 @@ fn end_hold() {
 
 impl Drop for SchedGuard {
     fn drop(&mut self) {
-        end_hold();
+        let cpu = cpu();
+        end_hold(cpu);
         SCHED.locked.store(false, Ordering::Release);
-        flush_ipis();
+        flush_ipis(cpu);
         A::irq_restore(self.irq_was_enabled);
     }
 }
@@ -211,10 +212,10 @@ fn defer_ipi(from: usize, to: usize) {
 }
 
 /// Sends this CPU's deferred IPIs (the scheduler lock released, interrupts still off).
-fn flush_ipis() {
+fn flush_ipis(cpu: usize) {
     // Every lock release passes here: a plain load first, so the common case (nothing
     // deferred) writes nothing to a cache line the neighbouring CPUs' slots share.
-    let slot = &DEFERRED_IPIS[cpu()];
+    let slot = &DEFERRED_IPIS[cpu];
     if slot.load(Ordering::Relaxed) == 0 {
         return;
     }
@@ -493,9 +494,10 @@ type Entry = Box<dyn FnOnce() -> i32 + Send + 'static>;
 extern "C" fn thread_start(arg: usize) -> ! {
     // The thread that switched here held the scheduler lock; release it as that thread's
     // guard would have, with interrupts enabled (a new thread starts with them on).
-    end_hold();
+    let cpu = cpu();
+    end_hold(cpu);
     SCHED.locked.store(false, Ordering::Release);
-    flush_ipis();
+    flush_ipis(cpu);
     A::irq_enable();
     // SAFETY: `arg` is the pointer `spawn` leaked from a `Box<Entry>`, passed to exactly this
     // one thread, which takes it back once.

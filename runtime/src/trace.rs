@@ -434,10 +434,17 @@ impl rhea_sched::Observer for KernelObserver {
     fn event(&self, e: rhea_sched::SchedEvent<'_>) {
         use rhea_sched::SchedEvent as E;
         let now = time::now().as_nanos();
-        let on = enabled(Category::Sched);
+        // The accounts are kept always; a record is built only when it is wanted.
+        match e {
+            E::Wake { thread, .. } => thread.note_wake(now),
+            E::Block { thread, on, .. } => thread.note_block(now, on),
+            _ => {}
+        }
+        if !enabled(Category::Sched) {
+            return;
+        }
         let rec = match e {
             E::Wake { thread, why } => {
-                thread.note_wake(now);
                 let cpu = kthread::cpu();
                 let waker = if kthread::interrupt_context().is_some() {
                     rhea_trace::NO_THREAD
@@ -460,7 +467,6 @@ impl rhea_sched::Observer for KernelObserver {
                 on: kind,
                 object,
             } => {
-                thread.note_block(now, kind);
                 let kind = match kind {
                     rhea_sched::BlockOn::Mutex => rhea_trace::ObjKind::Mutex,
                     rhea_sched::BlockOn::Semaphore => rhea_trace::ObjKind::Semaphore,
@@ -494,14 +500,12 @@ impl rhea_sched::Observer for KernelObserver {
                 .z(cause as u32 | depth.min(0xff_ffff) << 8)
             }
             E::Create { thread, priority } => {
-                if on {
-                    let creator =
-                        kthread::with_current(|t| t.id().as_u64()).unwrap_or(rhea_trace::NO_THREAD);
-                    let tid = thread.id().as_u64();
-                    push(Record::new(now, Kind::Create, tid, creator).x(priority.level() as u8));
-                    for r in rhea_trace::name_records(now, tid, thread.name()) {
-                        push(r);
-                    }
+                let creator =
+                    kthread::with_current(|t| t.id().as_u64()).unwrap_or(rhea_trace::NO_THREAD);
+                let tid = thread.id().as_u64();
+                push(Record::new(now, Kind::Create, tid, creator).x(priority.level() as u8));
+                for r in rhea_trace::name_records(now, tid, thread.name()) {
+                    push(r);
                 }
                 return;
             }
@@ -509,9 +513,7 @@ impl rhea_sched::Observer for KernelObserver {
                 Record::new(now, Kind::Exit, thread.id().as_u64(), code as i64 as u64)
             }
         };
-        if on {
-            push(rec);
-        }
+        push(rec);
     }
 }
 

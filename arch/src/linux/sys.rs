@@ -222,72 +222,41 @@ pub fn write_raw(fd: i32, buf: &[u8]) -> isize {
     }
 }
 
-/// `openat(AT_FDCWD, path, O_RDWR | O_NONBLOCK | O_CLOEXEC)`: a descriptor, or `-errno`.
-pub fn open_rdwr_nonblock(path: &core::ffi::CStr) -> isize {
+/// `openat(AT_FDCWD, path, flags, mode)`: a descriptor, or `-errno`.
+fn openat(path: &core::ffi::CStr, flags: usize, mode: usize) -> isize {
     const AT_FDCWD: isize = -100;
-    const O_RDWR: usize = 2;
-    const O_NONBLOCK: usize = 0o4000;
-    const O_CLOEXEC: usize = 0o2000000;
     // SAFETY: `path` is NUL-terminated and outlives the call.
     unsafe {
         syscall6(
             nr::OPENAT,
-            [
-                AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                O_RDWR | O_NONBLOCK | O_CLOEXEC,
-                0,
-                0,
-                0,
-            ],
+            [AT_FDCWD as usize, path.as_ptr() as usize, flags, mode, 0, 0],
         )
     }
+}
+
+const O_RDONLY: usize = 0;
+const O_WRONLY: usize = 1;
+const O_RDWR: usize = 2;
+const O_CREAT: usize = 0o100;
+const O_TRUNC: usize = 0o1000;
+const O_NONBLOCK: usize = 0o4000;
+const O_CLOEXEC: usize = 0o2000000;
+
+/// `openat(AT_FDCWD, path, O_RDWR | O_NONBLOCK | O_CLOEXEC)`: a descriptor, or `-errno`.
+pub fn open_rdwr_nonblock(path: &core::ffi::CStr) -> isize {
+    openat(path, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0)
 }
 
 /// `openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)`: a descriptor
 /// of the file, created or emptied, or `-errno`.
 pub fn create_file(path: &core::ffi::CStr) -> isize {
-    const AT_FDCWD: isize = -100;
-    const O_WRONLY: usize = 1;
-    const O_CREAT: usize = 0o100;
-    const O_TRUNC: usize = 0o1000;
-    const O_CLOEXEC: usize = 0o2000000;
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    unsafe {
-        syscall6(
-            nr::OPENAT,
-            [
-                AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                0o644,
-                0,
-                0,
-            ],
-        )
-    }
+    openat(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
 }
 
 /// Reads up to `buf.len()` bytes of the file at `path` (one `read`, enough for sysfs
 /// attributes): the count, or `-errno` (`-2`: no such file).
 pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> isize {
-    const AT_FDCWD: isize = -100;
-    const O_RDONLY: usize = 0;
-    const O_CLOEXEC: usize = 0o2000000;
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    let fd = unsafe {
-        syscall6(
-            nr::OPENAT,
-            [
-                AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                O_RDONLY | O_CLOEXEC,
-                0,
-                0,
-                0,
-            ],
-        )
-    };
+    let fd = openat(path, O_RDONLY | O_CLOEXEC, 0);
     if fd < 0 {
         return fd;
     }
