@@ -37,6 +37,16 @@ unsafe extern "Rust" {
     safe static __rhea_app_heap_kib: u32;
     /// The app's declared main stack in KiB (0: the default), defined by `rhea::main!`.
     safe static __rhea_app_stack_kib: u32;
+    /// The image's function symbol table (`rhea-symtab`'s format; empty when built without
+    /// one), defined by `rhea::main!`.
+    safe static __rhea_symtab: &'static [u8];
+}
+
+/// The image's symbol table, hidden from the optimiser: were its (possibly empty) contents
+/// visible, the first link would drop the lookup code, the second would keep it, and functions
+/// would move between the two, costing xtask an extra link to reach its fixed point.
+pub(crate) fn symtab() -> &'static [u8] {
+    core::hint::black_box(__rhea_symtab)
 }
 
 /// The kernel's entry from every board's assembly: one machine-word argument, whose meaning
@@ -103,7 +113,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         mem.usable_bytes >> 10,
         mem.heap_bytes >> 10,
         mem.free_bytes >> 10,
-        rhea_symtab::len()
+        rhea_symtab::count_in(symtab())
     );
     println!(
         "rhea: memory at boot (KiB): image {} (text {} rodata {} data+bss {}) reserved {} \

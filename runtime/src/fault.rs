@@ -87,7 +87,7 @@ struct Sym(u64);
 impl core::fmt::Display for Sym {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "{:#x}", self.0)?;
-        match rhea_symtab::lookup(self.0) {
+        match rhea_symtab::lookup_in(crate::boot::symtab(), self.0) {
             Some(s) => write!(f, " <{}+{:#x}>", s.name, s.offset),
             None => Ok(()),
         }

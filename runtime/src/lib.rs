@@ -118,5 +118,21 @@ macro_rules! main {
         /// The app's main stack, in KiB (0: the default), read by the runtime at boot.
         #[unsafe(no_mangle)]
         static __rhea_app_stack_kib: u32 = $stack;
+        /// The image's function names for fault reports: the file xtask names in
+        /// `RHEA_SYMTAB` (see `rhea-symtab`), in the section the linker script places after
+        /// `.data`. Here, not in the runtime, so a new table recompiles only this crate.
+        #[unsafe(link_section = ".rhea_symtab")]
+        #[used]
+        static __RHEA_SYMTAB_BYTES: [u8; include_bytes!(env!(
+            "RHEA_SYMTAB",
+            "build Rhea apps with `cargo xtask build` (it sets RHEA_SYMTAB)"
+        ))
+        .len()] = *include_bytes!(env!(
+            "RHEA_SYMTAB",
+            "build Rhea apps with `cargo xtask build` (it sets RHEA_SYMTAB)"
+        ));
+        /// The table, as the runtime reads it.
+        #[unsafe(no_mangle)]
+        static __rhea_symtab: &[u8] = &__RHEA_SYMTAB_BYTES;
     };
 }

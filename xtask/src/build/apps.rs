@@ -183,7 +183,8 @@ pub(crate) struct Manifest {
     pub(crate) stdin: Option<StdinFeed>,
     /// Whether `cargo xtask test` boots it (without `--app`).
     pub(crate) test: bool,
-    /// `board/machine` pairs `cargo xtask test` skips this app on (`skip-on`).
+    /// Where `cargo xtask test` skips this app (`skip-on`): `board/machine` (every accelerator
+    /// there) or `board/machine/label` (`tcg`, `kvm`, `nested-kvm`: one of them).
     pub(crate) skip_on: Vec<String>,
     /// SIGIO signals a second sent to the process while it runs (process boards only).
     pub(crate) signal_storm: Option<u32>,
@@ -362,7 +363,7 @@ fn skip_on<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Er
     checked(d, |list: Vec<String>| {
         match list.iter().find(|s| !s.contains('/')) {
             Some(bad) => Err(format!(
-                "metadata.rhea.skip-on must be an array of \"board/machine\" strings, got {bad:?}"
+                "metadata.rhea.skip-on must be an array of \"board/machine\" or \"board/machine/accel\" strings, got {bad:?}"
             )),
             None => Ok(list),
         }
@@ -748,7 +749,7 @@ mod tests {
             ),
             (
                 "skip-on = [\"q35\"]",
-                "\"board/machine\" strings, got \"q35\"",
+                "\"board/machine/accel\" strings, got \"q35\"",
                 4,
             ),
             (

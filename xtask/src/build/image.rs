@@ -2,8 +2,8 @@
 //!
 //! Runs `cargo build --release -p <package> --target <target>` with the board's flags, in a
 //! per-board target directory, then iterates the embedded symbol table to a fixed point (see
-//! `symtab.rs`): the kernel crate `rhea-symtab` includes the file named by `RHEA_SYMTAB`; after
-//! each build xtask encodes the image's function symbols and, if they differ from the file,
+//! `symtab.rs`): the app crate includes the file named by `RHEA_SYMTAB` (through `rhea::main!`,
+//! so a new table recompiles that crate alone); after each build xtask encodes the image's function symbols and, if they differ from the file,
 //! writes them and builds again (at most [`MAX_BUILDS`] builds). The result is copied to
 //! `target/images/<board>/<app>.elf`, with a stripped copy `<app>.stripped.elf` next to it, and
 //! for boards that boot a raw binary (the Arm boards' Linux `Image`, the Pi's `kernel8.img`)
@@ -334,9 +334,8 @@ fn build_settled(
     };
     if !symtab::image_contains(&elf, &table) {
         return fail(format!(
-            "{} does not embed the symbol table from {} ({} bytes): does the app link \
-             rhea-symtab, and does its build script include RHEA_SYMTAB and declare \
-             `cargo:rerun-if-env-changed=RHEA_SYMTAB` and `cargo:rerun-if-changed=<file>`?",
+            "{} does not embed the symbol table from {} ({} bytes): does the app use \
+             `rhea::main!` (which includes the file RHEA_SYMTAB names)?",
             output.display(),
             symtab_path.display(),
             table.len()

@@ -259,9 +259,14 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         all_apps: &all_apps,
         tally: Tally::default(),
     };
+    // Each step's wall time, printed before the summary: where CI's time goes.
+    let mut clock = StepClock::new();
     t.host_unit_tests();
+    clock.lap("host unit tests");
     t.loom_checks();
+    clock.lap("loom");
     t.fuzz_targets();
+    clock.lap("fuzz");
     let accels = announce_accels(opts);
     if !skipped.is_empty() {
         println!(
@@ -273,32 +278,44 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         // Only the nested boots: the special cases below are TCG runs.
         t.nested_kvm_cases(&board_list, &app_list)?;
         t.nested_net_cases(&board_list);
+        clock.lap("nested KVM");
+        clock.print();
         return t.tally.finish();
     }
     let board_names: Vec<&str> = board_list.iter().map(|b| b.name).collect();
     let planned = t.plan_boots(&board_list, &app_list, &accels)?;
-    // The images are built by one thread, in boot order, while this one boots those built
-    // (builder.rs says why).
-    let builds = builder::Handoff::new(planned.len());
+    // The images are built by lanes of builders, in boot order, while this one boots those
+    // built (builder.rs says why).
+    let builds = builder::Handoff::new(planned.len(), builder::LANES);
+    let toolchains = std::sync::Mutex::new(HashMap::new());
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut toolchains = HashMap::new();
-            builds.make_all(|i| {
-                let p = &planned[i];
-                build_planned(ws, p.board, p.app, &mut toolchains)
-            });
+            builds.make_all(
+                |i| planned[i].board.name.to_string(),
+                |i| {
+                    let p = &planned[i];
+                    build_planned(ws, p.board, p.app, &toolchains)
+                },
+            );
         });
         let _stop = builder::StopOnDrop(&builds);
         t.boot_apps(&planned, &builds);
     });
+    clock.lap("builds and boots");
     t.cmdline_cases(&board_names);
     t.tsc_ref_cases(&board_names);
+    clock.lap("cmdline and tsc cases");
     t.appliance_net_cases(&board_names);
+    clock.lap("appliance net");
     t.screen_cases(&board_names);
     t.status_page_case(&board_names);
+    clock.lap("screen and status page");
     t.trace_pi_cases(&board_names);
+    clock.lap("trace-pi");
     t.appliance_abuse_cases(&board_names);
+    clock.lap("appliance abuse");
     t.xen_netfront_cases(&board_names);
+    clock.lap("xen netfront");
     if opts.accel == qemu::AccelChoice::Auto {
         // Step 4: every app again under a real KVM, one level down (nested/), on the boards
         // that have an L1; a host without the means reports those cases as not run.
@@ -309,8 +326,49 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             .collect();
         t.nested_kvm_cases(&nested_boards, &app_list)?;
         t.nested_net_cases(&nested_boards);
+        clock.lap("nested KVM");
     }
+    clock.print();
     t.tally.finish()
+}
+
+/// Wall time per step of a run.
+struct StepClock {
+    steps: Vec<(&'static str, Duration)>,
+    last: Instant,
+}
+
+impl StepClock {
+    /// A clock whose first step begins now.
+    fn new() -> StepClock {
+        StepClock {
+            steps: Vec::new(),
+            last: Instant::now(),
+        }
+    }
+
+    /// Ends the step `name`, begun at the previous lap (or when the clock was made).
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.steps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// One line: each step that took at least a second, and the total.
+    fn print(&self) {
+        let total: Duration = self.steps.iter().map(|(_, d)| *d).sum();
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|(_, d)| d.as_secs() >= 1)
+            .map(|(n, d)| format!("{n} {:.0} s", d.as_secs_f64()))
+            .collect();
+        println!(
+            "time: {} (total {:.0} s)",
+            parts.join(", "),
+            total.as_secs_f64()
+        );
+    }
 }
 
 /// The boards to test: `--board`, else every board tested by default.
@@ -459,19 +517,54 @@ impl TestRun<'_> {
             "== {FUZZ_TESTS}: build {:.2} s",
             start.elapsed().as_secs_f64()
         );
-        for (target, item) in &fuzz_items {
-            match &built {
-                Ok(()) => self.fuzz_target(target, item),
-                Err(e) => self.tally.fail(item, None, &e.to_string()),
+        if let Err(e) = &built {
+            for (_, item) in &fuzz_items {
+                self.tally.fail(item, None, &e.to_string());
+            }
+            return;
+        }
+        // Two at a time, one per core: each is one single-threaded process for a fixed time,
+        // so two take the time of one (CI: 9 targets, 100 s one after the other).
+        for pair in fuzz_items.chunks(2) {
+            let runs: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = pair
+                    .iter()
+                    .map(|(target, _)| {
+                        s.spawn(|| {
+                            let start = Instant::now();
+                            let report = fuzz::run_target(
+                                self.ws,
+                                target,
+                                fuzz::TEST_SECONDS,
+                                self.opts.verbose,
+                            );
+                            (report, start.elapsed())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            (crate::fail("the fuzz runner panicked"), Duration::ZERO)
+                        })
+                    })
+                    .collect()
+            });
+            for ((target, item), (report, took)) in pair.iter().zip(runs) {
+                self.fuzz_result(target, item, report, took);
             }
         }
     }
 
-    /// One fuzz target, as the item `item`; a crash names the saved input.
-    fn fuzz_target(&mut self, target: &str, item: &str) {
-        let start = Instant::now();
-        let report = fuzz::run_target(self.ws, target, fuzz::TEST_SECONDS, self.opts.verbose);
-        let took = start.elapsed();
+    /// One fuzz target's run, as the item `item`; a crash names the saved input.
+    fn fuzz_result(
+        &mut self,
+        target: &str,
+        item: &str,
+        report: Result<fuzz::Report>,
+        took: Duration,
+    ) {
         match report {
             Ok(r) if r.crash.is_none() => {
                 println!("   {item}: {}", r.summary());
@@ -601,8 +694,16 @@ impl TestRun<'_> {
         let mut cases = Vec::new();
         for &machine in machines {
             for &accel in board_accels {
+                let label = label.unwrap_or(accel.name());
+                // `board/machine` skips every accelerator there, `board/machine/label` one.
+                let skipped = app.skip_on.iter().any(|s| {
+                    *s == format!("{}/{machine}", board.name)
+                        || *s == format!("{}/{machine}/{label}", board.name)
+                });
+                if skipped {
+                    continue;
+                }
                 for (smp, seed) in boots_on_machine(app, machine, &smps) {
-                    let label = label.unwrap_or(accel.name());
                     let name = case_full_name(board, app, machine, label, smp, seed);
                     cases.push(Case {
                         machine,
@@ -614,12 +715,7 @@ impl TestRun<'_> {
                 }
             }
         }
-        let skip = |m: &str| {
-            app.skip_on
-                .iter()
-                .any(|s| *s == format!("{}/{m}", board.name))
-        };
-        cases.retain(|c| self.wanted(&c.name) && !skip(c.machine));
+        cases.retain(|c| self.wanted(&c.name));
         cases
     }
 
@@ -1216,7 +1312,7 @@ fn build_planned(
     ws: &Workspace,
     board: &'static Board,
     app: &App,
-    toolchains: &mut HashMap<&'static str, Result<(), String>>,
+    toolchains: &std::sync::Mutex<HashMap<&'static str, Result<(), String>>>,
 ) -> Result<image::Image, builder::Failed> {
     let start = Instant::now();
     let log = ws
@@ -1225,7 +1321,10 @@ fn build_planned(
     let built = image::BuildOutput::background(&log)
         .map_err(|e| format!("build failed: {e}"))
         .and_then(|mut out| {
+            // One lane at a time checks (and may install) a toolchain: rustup has no lock.
             toolchains
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .entry(board.name)
                 .or_insert_with(|| {
                     setup::ensure_toolchain_to(ws, board, &mut out).map_err(|e| e.to_string())
@@ -2158,6 +2257,20 @@ mod tests {
         assert_eq!(names_on("qemu-aarch64", &opts, &app("hello", "")).len(), 1);
         assert!(nested::has_l1(boards::find("rpi4").unwrap()).is_err());
         assert!(nested::has_l1(boards::find("qemu-aarch64").unwrap()).is_ok());
+        // `skip-on` with an accelerator skips that one only; without, every one on the machine.
+        opts.filter = None;
+        let one = app("s", "skip-on = [\"qemu-x86_64/microvm/nested-kvm\"]");
+        assert_eq!(
+            names(&opts, &one)
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["qemu-x86_64/q35/nested-kvm s"]
+        );
+        let tcg_only = app("s", "skip-on = [\"qemu-x86_64/microvm/tcg\"]");
+        assert_eq!(names(&opts, &tcg_only).len(), 2);
+        let all = app("s", "skip-on = [\"qemu-x86_64/microvm\"]");
+        assert_eq!(names(&opts, &all).len(), 1);
     }
 
     #[test]
