@@ -72,6 +72,17 @@ pub mod keys {
         name: "rhea.trace_mode",
         kind: Kind::Choice(&["full", "ring", "freeze"]),
     };
+    /// The shell (`rhea-shell`, in apps that link it): `console` starts it on the serial
+    /// console, `off` keeps it off even where the app would start it.
+    pub const SHELL: Key = Key {
+        name: "rhea.shell",
+        kind: Kind::Choice(&["console", "off"]),
+    };
+    /// The shell's thread priority (default 5: below the app's usual work, above idle).
+    pub const SHELL_PRIO: Key = Key {
+        name: "rhea.shell_prio",
+        kind: Kind::Number { min: 1, max: 63 },
+    };
     /// Event tracing: where the dump at the end goes (default `console`; `file`: LinuxU's
     /// `rhea-trace.txt` in the working directory, elsewhere the console).
     pub const TRACE_TO: Key = Key {
@@ -173,6 +184,8 @@ pub mod keys {
         &PCI_MSI,
         &PCI_MSIX,
         &SEED,
+        &SHELL,
+        &SHELL_PRIO,
         &SIM,
         &SMP_NOSIPI,
         &SMP_NOSTART,

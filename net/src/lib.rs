@@ -30,7 +30,7 @@ mod stack;
 #[cfg(rhea_kernel)]
 pub use {
     socket::{ListenOptions, TcpListener, TcpStream, UdpSocket},
-    stack::{NetStats, changes, stats, wait_for_change},
+    stack::{NetStats, SocketInfo, changes, sockets, stats, wait_for_change},
 };
 
 pub use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};

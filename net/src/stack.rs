@@ -306,6 +306,60 @@ pub(crate) fn lock() -> Result<MutexGuard<'static, Option<Stack>>, NetError> {
     Ok(g)
 }
 
+/// One socket, as [`sockets`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// `tcp` or `udp`.
+    pub kind: &'static str,
+    /// Its local endpoint (port; address when bound to one).
+    pub local: Option<smoltcp::wire::IpListenEndpoint>,
+    /// Its peer (TCP, once connected).
+    pub remote: Option<smoltcp::wire::IpEndpoint>,
+    /// The TCP state (`Listen`, `Established`, `TimeWait`...); `Bound` for UDP.
+    pub state: alloc::string::String,
+    /// Bytes waiting to be read and to be sent.
+    pub recv_queue: usize,
+    /// Bytes waiting to be sent.
+    pub send_queue: usize,
+}
+
+/// Every socket the stack holds, with its state (for operators: the shell's `net`). Takes the
+/// stack's lock briefly; `NotStarted` before the network is.
+pub fn sockets() -> Result<Vec<SocketInfo>, NetError> {
+    use smoltcp::socket::Socket;
+    let g = lock()?;
+    let stack = g.as_ref().ok_or(NetError::NotStarted)?;
+    let mut out = Vec::new();
+    for (_, socket) in stack.sockets.iter() {
+        match socket {
+            Socket::Tcp(t) => out.push(SocketInfo {
+                kind: "tcp",
+                local: t.local_endpoint().map(Into::into).or_else(|| {
+                    (t.state() == smoltcp::socket::tcp::State::Listen).then(|| t.listen_endpoint())
+                }),
+                remote: t.remote_endpoint(),
+                state: alloc::format!("{}", t.state()),
+                recv_queue: t.recv_queue(),
+                send_queue: t.send_queue(),
+            }),
+            Socket::Udp(u) => out.push(SocketInfo {
+                kind: "udp",
+                local: Some(u.endpoint()),
+                remote: None,
+                state: alloc::string::String::from("Bound"),
+                recv_queue: u.recv_queue(),
+                send_queue: u.send_queue(),
+            }),
+            #[allow(
+                unreachable_patterns,
+                reason = "other socket kinds when smoltcp has them on"
+            )]
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Asks the network thread to poll soon (an app queued data or closed a socket).
 pub(crate) fn kick() {
     if let Some(s) = SHARED.get() {
@@ -513,12 +567,14 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
     rhea::thread::Builder::new()
         .name(&name)
         .priority(priority(config.driver_priority)?)
+        .kernel()
         .spawn(move || driver_loop(dev, &driver_shared, rx_prod, tx_cons))
         .map_err(|_| NetError::NoThread)?;
     let net_shared = shared.clone();
     rhea::thread::Builder::new()
         .name("net")
         .priority(priority(config.net_priority)?)
+        .kernel()
         .spawn(move || net_loop(&net_shared))
         .map_err(|_| NetError::NoThread)?;
     Ok(())

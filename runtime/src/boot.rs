@@ -160,6 +160,7 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         .cpu_count()
         .clamp(1, rhea_sched::MAX_CPUS);
     init_trace(ncpus);
+    irq::init_counts(ncpus);
     kthread::init(B::boot_stack(), checker, ncpus);
     if ncpus > 1 {
         let online =

@@ -132,20 +132,29 @@ mod input {
         }
     }
 
+    /// Moves the ring's bytes to the queue; when the ring is empty, drains the device once
+    /// more (a paste larger than one drain takes, left in the device, would otherwise wait
+    /// for the next key's interrupt: LinuxU's stdin pipe signals only new data). A full
+    /// queue makes this thread wait for a reader rather than drop: the ring and the device
+    /// then hold the rest, and only they can overflow (counted).
     pub(super) fn bottom_half(_: usize) {
         let q = &QUEUE;
         loop {
             let byte = {
                 let mut ring = RX_RING.lock();
                 if ring.len == 0 {
-                    return;
+                    drop(ring);
+                    if matches!(top_half(0), TopHalf::Done) {
+                        return;
+                    }
+                    continue;
                 }
                 let b = ring.buf[ring.head];
                 ring.head = (ring.head + 1) % RING_BYTES;
                 ring.len -= 1;
                 b
             };
-            if q.try_send(byte).is_err() {
+            if q.send(byte).is_err() {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -186,6 +195,27 @@ pub fn read_byte() -> u8 {
     };
     B::console_rx_readers(READERS.fetch_sub(1, Ordering::Relaxed) - 1);
     b
+}
+
+/// Reads one byte of console input if one comes within `timeout` (`None`: none came; a zero
+/// timeout only looks). Thread context.
+pub fn read_byte_timeout(timeout: crate::time::Duration) -> Option<u8> {
+    use core::sync::atomic::Ordering;
+    if let Ok(b) = input::QUEUE.try_recv() {
+        return Some(b);
+    }
+    if timeout.is_zero() {
+        return None;
+    }
+    B::console_rx_readers(READERS.fetch_add(1, Ordering::Relaxed) + 1);
+    let b = input::QUEUE.recv_timeout(timeout).ok();
+    B::console_rx_readers(READERS.fetch_sub(1, Ordering::Relaxed) - 1);
+    b
+}
+
+/// Whether this console can read input at all (some have output only).
+pub fn has_input() -> bool {
+    B::console_rx_line() != rhea_hal::IrqLine::NONE
 }
 
 /// Reads console input into `buf` up to and including a newline (or until `buf` is full);

@@ -16,7 +16,10 @@
 use crate::kthread;
 use crate::selected::{A, Arch as _};
 use crate::sync::Semaphore;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use rhea_hal::{InterruptController, IrqLine, RouteError, Trigger};
 pub use rhea_irq::TopHalf;
 use rhea_irq::{IrqHandler, IrqRegistry, IrqThreadWaker, Reschedule, Vector};
@@ -55,6 +58,7 @@ pub(crate) fn init(controller: &'static dyn InterruptController, timer_vector: u
     REGISTRY
         .set_thread_waker(&WAKER)
         .expect("the waker is set once, here");
+    TIMER_VECTOR.store(timer_vector, Ordering::Relaxed);
     let v = Vector::new(timer_vector).expect("the board's timer vector is a valid vector");
     REGISTRY
         .register(
@@ -115,6 +119,60 @@ fn on_timer(_: usize) -> Reschedule {
     Reschedule::NotNeeded // kthread records the need itself
 }
 
+/// Per CPU, per vector: interrupts taken there (for reports: `rhea-shell`'s `irq`).
+/// Allocated at boot for the CPUs there are (1 KiB each); a relaxed add on the CPU's own row.
+static PER_CPU: Once<&'static [[AtomicU32; 256]]> = Once::new();
+/// The timer's vector (for names in reports).
+static TIMER_VECTOR: AtomicU8 = AtomicU8::new(0);
+/// Names of threaded handlers' vectors (for reports), set when they register. Thread context
+/// only (registration and reports), never from an interrupt: interrupts stay on; no other lock
+/// is taken under it.
+static NAMES: crate::sync::SpinLock<Vec<(u8, String)>, crate::sync::NothingOff> =
+    crate::sync::SpinLock::new(Vec::new());
+
+/// Allocates the per-CPU counts for `ncpus` CPUs (boot, after the heap).
+pub(crate) fn init_counts(ncpus: usize) {
+    let rows: Vec<[AtomicU32; 256]> = (0..ncpus)
+        .map(|_| [const { AtomicU32::new(0) }; 256])
+        .collect();
+    PER_CPU.call_once(|| Box::leak(rows.into_boxed_slice()));
+}
+
+fn count_here(vector: u8) {
+    if let Some(row) = PER_CPU.get().and_then(|t| t.get(kthread::cpu())) {
+        row[usize::from(vector)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Interrupts of `vector` CPU `cpu` has taken (wraps at 2^32).
+pub fn count_on(cpu: usize, vector: u8) -> u64 {
+    PER_CPU.get().and_then(|t| t.get(cpu)).map_or(0, |row| {
+        u64::from(row[usize::from(vector)].load(Ordering::Relaxed))
+    })
+}
+
+/// What `vector` is, for reports: `timer`, `ipi resched`, `ipi call`, a threaded handler's
+/// name, and the controller line routed to it (`line 4`); empty when nothing is known.
+pub fn describe(vector: u8) -> String {
+    let mut what = String::new();
+    if vector == TIMER_VECTOR.load(Ordering::Relaxed) {
+        what.push_str("timer");
+    } else if vector == rhea_irq::vectors::IPI_RESCHEDULE.get() {
+        what.push_str("ipi resched");
+    } else if vector == rhea_irq::vectors::IPI_CALL.get() {
+        what.push_str("ipi call");
+    } else if let Some((_, name)) = NAMES.lock().iter().find(|(v, _)| *v == vector) {
+        what.push_str(name);
+    }
+    if let Some(line) = line_of(vector) {
+        if !what.is_empty() {
+            what.push(' ');
+        }
+        what.push_str(&alloc::format!("(line {})", line.0));
+    }
+    what
+}
+
 /// Every interrupt vector lands here (from the architecture's trap entry). The controller
 /// may turn one CPU vector into several (Xen's event-channel upcall): each is dispatched, then
 /// the CPU vector is completed, then the CPU may switch threads once.
@@ -125,11 +183,15 @@ fn on_interrupt(raw: u8) {
         Some(c) => {
             c.demux(raw, &mut |vector| {
                 kthread::dispatching(vector);
+                count_here(vector);
                 resched |= REGISTRY.dispatch(vector).reschedule() == Reschedule::Needed;
             });
             c.end_of_interrupt(raw);
         }
-        None => resched = REGISTRY.dispatch(raw).reschedule() == Reschedule::Needed,
+        None => {
+            count_here(raw);
+            resched = REGISTRY.dispatch(raw).reschedule() == Reschedule::Needed;
+        }
     }
     let needed = kthread::leave_irq();
     if needed || resched {
@@ -256,6 +318,7 @@ pub fn register_threaded(
     let handle = crate::thread::Builder::new()
         .name(name)
         .priority(priority)
+        .kernel()
         .spawn(move || {
             loop {
                 if BOTTOM[token].take().is_ok() {
@@ -272,6 +335,7 @@ pub fn register_threaded(
             wake_token: token,
         })
         .map_err(IrqError::Registry)?;
+    NAMES.lock().push((v.get(), String::from(name)));
     Ok(v.get())
 }
 

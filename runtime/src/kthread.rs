@@ -375,6 +375,7 @@ pub(crate) fn init(boot_stack: core::ops::Range<u64>, checker: bool, ncpus: usiz
     let mut s = Sched::new(ncpus);
     s.set_observer(&crate::trace::KernelObserver);
     let idle = Arc::new(Thread::new(String::from("idle"), boot_stack));
+    idle.set_kernel();
     set_current(0, &idle);
     let id = s.add_cpu(0, idle, time::now()).expect("CPU 0 exists");
     IDLE_ID[0].store(id.as_u64(), Ordering::Relaxed);
@@ -418,6 +419,7 @@ pub fn checker_runs() -> (bool, u64) {
 /// thread) as its idle thread.
 pub(crate) fn add_cpu(cpu: usize) {
     let idle = Arc::new(Thread::new(String::from("idle"), 0..0));
+    idle.set_kernel();
     set_current(cpu, &idle);
     let mut g = lock();
     let now = time::now();
@@ -520,6 +522,8 @@ pub(crate) struct SpawnRequest {
     pub(crate) name: String,
     pub(crate) params: rhea_sched::SpawnParams,
     pub(crate) stack_bytes: u64,
+    /// A kernel service thread (`Thread::is_kernel`).
+    pub(crate) kernel: bool,
 }
 
 /// Why a spawn failed.
@@ -549,6 +553,9 @@ pub(crate) fn spawn(
     reap_detached();
     let stack = crate::memory::new_stack(&req.name, req.stack_bytes).map_err(SpawnError::Memory)?;
     let thread = Arc::new(Thread::new(req.name, stack.range()));
+    if req.kernel {
+        thread.set_kernel();
+    }
     let arg = Box::into_raw(Box::new(entry)) as usize;
     // SAFETY: the stack was just mapped for this thread (at least one page, aligned top).
     let sp = unsafe { A::init_stack(stack.range().end, thread_start, arg) };

@@ -11,7 +11,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 pub use rhea_hal::{InvalidPriority, Priority};
-pub use rhea_sched::{CpuSet, SchedError, ThreadId};
+pub use rhea_sched::{CpuSet, RunState, SchedError, ThreadId, ThreadState};
 use rhea_sched::{SpawnParams, Thread};
 
 /// Stack size when none is asked for.
@@ -25,6 +25,7 @@ pub struct Builder {
     stack_bytes: u64,
     affinity: CpuSet,
     slice: Option<Duration>,
+    kernel: bool,
 }
 
 impl Default for Builder {
@@ -42,6 +43,7 @@ impl Builder {
             stack_bytes: DEFAULT_STACK_BYTES,
             affinity: CpuSet::ALL,
             slice: None,
+            kernel: false,
         }
     }
 
@@ -75,6 +77,14 @@ impl Builder {
         self
     }
 
+    /// Marks it a kernel service thread (an interrupt's, a driver's, the network's): tools
+    /// that operate the kernel (the shell's `prio`, `suspend`, `affinity`) refuse to change it,
+    /// since the service depends on how it runs. Apps' own threads are never marked.
+    pub fn kernel(mut self) -> Self {
+        self.kernel = true;
+        self
+    }
+
     /// Starts the thread.
     pub fn spawn<F: FnOnce() + Send + 'static>(self, f: F) -> Result<JoinHandle, SpawnError> {
         self.spawn_inner(f, false)
@@ -104,6 +114,7 @@ impl Builder {
                     .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)),
             },
             stack_bytes: self.stack_bytes,
+            kernel: self.kernel,
         };
         let (id, thread) = kthread::spawn(
             req,
@@ -311,23 +322,62 @@ pub fn thread_times() -> alloc::vec::Vec<ThreadTimes> {
             break;
         }
     }
-    threads
-        .iter()
-        .map(|t| {
-            let a = t.accounts();
-            ThreadTimes {
-                id: t.id(),
-                name: String::from(t.name()),
-                run_ns: t.run_ns(),
-                stolen_ns: t.stolen_ns(),
-                switches_in: a.switches_in,
-                switches_out: a.switches_out,
-                wakeups: a.wakeups,
-                max_wake_latency_ns: a.max_wake_latency_ns,
-                blocked_ns: a.blocked_ns,
+    threads.iter().map(|t| times_of(t)).collect()
+}
+
+/// One live thread as an operator sees it: who, where, how important, and its accounts.
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    /// Its accounts (id, name, run time, switches, wake-ups, blocked time).
+    pub times: ThreadTimes,
+    /// A kernel service thread ([`Builder::kernel`], the idle threads).
+    pub kernel: bool,
+    /// Its scheduling state, priorities, CPU and affinity.
+    pub sched: ThreadState,
+}
+
+/// Every live thread with its scheduling state and accounts, in thread-table order (one
+/// consistent snapshot of the states under the scheduler lock, into room reserved before it).
+pub fn threads() -> alloc::vec::Vec<ThreadInfo> {
+    let mut found: alloc::vec::Vec<(Arc<Thread>, ThreadState)> = alloc::vec::Vec::new();
+    loop {
+        let want = kthread::with_sched(|s, _| (s.thread_count(), Default::default())) + 4;
+        found.reserve(want);
+        let fitted = kthread::with_sched(|s, _| {
+            if s.thread_count() > found.capacity() {
+                return (false, Default::default());
             }
+            s.for_each_thread_state(|t, st| found.push((t.clone(), st)));
+            (true, Default::default())
+        });
+        if fitted {
+            break;
+        }
+        found.clear();
+    }
+    found
+        .iter()
+        .map(|(t, st)| ThreadInfo {
+            times: times_of(t),
+            kernel: t.is_kernel(),
+            sched: *st,
         })
         .collect()
+}
+
+fn times_of(t: &Thread) -> ThreadTimes {
+    let a = t.accounts();
+    ThreadTimes {
+        id: t.id(),
+        name: String::from(t.name()),
+        run_ns: t.run_ns(),
+        stolen_ns: t.stolen_ns(),
+        switches_in: a.switches_in,
+        switches_out: a.switches_out,
+        wakeups: a.wakeups,
+        max_wake_latency_ns: a.max_wake_latency_ns,
+        blocked_ns: a.blocked_ns,
+    }
 }
 
 /// Context switches CPU `cpu` has made.

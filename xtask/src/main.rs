@@ -304,6 +304,18 @@ fn app_for<'a>(
     apps::find(apps, "hello")
 }
 
+/// `cargo xtask run`'s command line: `rhea.shell=console` added (a shell on the terminal in
+/// apps that link `rhea-shell`; others ignore it), unless the line says `rhea.shell=` itself.
+fn with_shell(append: &str) -> String {
+    if append
+        .split_whitespace()
+        .any(|a| a.starts_with("rhea.shell="))
+    {
+        return append.to_string();
+    }
+    format!("{append} rhea.shell=console").trim().to_string()
+}
+
 /// `cargo xtask run`: build, then boot with the terminal attached.
 fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(opts.board_name())?;
@@ -312,7 +324,7 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let app = app_for(&apps, board, opts)?;
     // --smp/--mem/--machine reach a board without QEMU options as kernel arguments, or are
     // refused (boards.rs).
-    let append = boards::run_cmdline(board, machine, opts)?;
+    let append = with_shell(&boards::run_cmdline(board, machine, opts)?);
     setup::ensure_toolchain(ws, board)?;
     if board.runner == boards::Runner::Process {
         let image = image::build(ws, board, app)?;

@@ -153,20 +153,44 @@ fn main() -> Result<(), &'static str> {
         })?;
 
     spawn("control", CONTROL_PRIORITY, 16 << 10, control_loop)?;
+    // The operator's shell on the console when the command line asks (`cargo xtask run`
+    // does): below every service here, so it never delays them.
+    let mut shell = rhea_shell::Shell::new();
+    shell
+        .add(rhea_shell::Command {
+            name: "control",
+            usage: "[reset]",
+            help: "the control loop: periods, deadline misses, lateness",
+            run: shell_control,
+        })
+        .map_err(|_| "the shell's control command")?;
+    let shell_on = match rhea_shell::start_console(shell, rhea_shell::ConsoleStart::IfAsked) {
+        Ok(()) => true,
+        Err(rhea_shell::StartError::NotAsked) => false,
+        Err(e) => {
+            rhea::println!("appliance: shell: {e}");
+            false
+        }
+    };
 
     if let Err(e) = rhea_net::start(&config) {
         if e != NetError::NoDevice {
             rhea::println!("appliance: network: {e}");
             return Err("the network did not start");
         }
-        // Without a network the control loop still runs; its figures go to the console.
+        // Without a network the control loop still runs; its figures go to the console (or
+        // to the shell's `control`).
         rhea::println!("appliance: network: {e}; running the control loop alone");
         let secs = rhea::cmdline_value("appliance.run_secs")
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
         for _ in 0..secs {
             rhea::thread::sleep(Duration::from_secs(1));
-            report_control();
+            // With a shell on the console its `control` tells; lines every second would
+            // run through what the operator types.
+            if !shell_on {
+                report_control();
+            }
         }
         return Ok(());
     }
@@ -316,6 +340,45 @@ fn report_control() {
             " (no steal report here)"
         }
     );
+}
+
+/// The shell's `control`: the loop's figures and the lateness histogram's filled buckets;
+/// `control reset` starts them again from zero (`cargo xtask bench shell` measures from it).
+fn shell_control(
+    s: &mut rhea_shell::Session,
+    a: &rhea_shell::Args<'_>,
+) -> rhea_shell::CommandResult {
+    use core::fmt::Write;
+    match a.get(0) {
+        Some("reset") => {
+            for c in [&PERIODS, &MISSES, &MAX_LATE_NS, &LATE_NS, &LATE_STOLEN_NS]
+                .into_iter()
+                .chain(HIST.iter())
+            {
+                c.store(0, Ordering::Relaxed);
+            }
+            let _ = writeln!(s, "control: figures reset");
+            return Ok(());
+        }
+        Some(other) => return Err(alloc::format!("{other:?}: only reset (or nothing)")),
+        None => {}
+    }
+    let periods = PERIODS.load(Ordering::Relaxed);
+    let _ = writeln!(
+        s,
+        "period {} us: {periods} periods, {} deadline misses, max lateness {} us, avg lateness {} ns",
+        PERIOD_US.load(Ordering::Relaxed),
+        MISSES.load(Ordering::Relaxed),
+        MAX_LATE_NS.load(Ordering::Relaxed) / 1000,
+        LATE_NS.load(Ordering::Relaxed) / periods.max(1)
+    );
+    for (i, b) in HIST.iter().enumerate() {
+        let n = b.load(Ordering::Relaxed);
+        if n > 0 {
+            let _ = writeln!(s, "  late < {:>8} us: {n}", (1u64 << i));
+        }
+    }
+    Ok(())
 }
 
 /// Each CPU's idle time at one moment, for [`sample_load`].

@@ -45,7 +45,9 @@ pub use cpuset::CpuSet;
 pub use error::SchedError;
 pub use observe::{BlockOn, LeftAs, Observer, PrioCause, SchedEvent};
 pub use rhea_hal::{Instant, Priority};
-pub use sched::{Decision, EventWait, ObjectId, Sched, SpawnParams, Switch, WakeReason};
+pub use sched::{
+    Decision, EventWait, ObjectId, RunState, Sched, SpawnParams, Switch, ThreadState, WakeReason,
+};
 pub use thread::{Accounts, BlockedNs, Thread, ThreadId};
 
 /// The most CPUs a [`Sched`] manages (the width of [`CpuSet`]).

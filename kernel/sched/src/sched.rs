@@ -140,6 +140,38 @@ struct Object {
     waiters: ThreadList,
 }
 
+/// A live thread's scheduling state, as [`Sched::for_each_thread_state`] reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ThreadState {
+    /// Where it is.
+    pub state: RunState,
+    /// A suspension asked for that takes effect when it next leaves its CPU.
+    pub suspend_pending: bool,
+    /// Its own priority.
+    pub base: Priority,
+    /// The priority it runs at (its own, or one inherited through a mutex).
+    pub effective: Priority,
+    /// The CPU that runs it or whose queue holds it.
+    pub cpu: usize,
+    /// The CPUs it may run on.
+    pub affinity: CpuSet,
+    /// The kind of object it waits on (`mutex`, `semaphore`, `queue`, `events`, `sleep`).
+    pub blocked_on: Option<&'static str>,
+}
+
+/// Where a live thread is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RunState {
+    /// On a run queue.
+    Ready,
+    /// On a CPU.
+    Running,
+    /// Waiting for an object or a time.
+    Blocked,
+    /// Suspended until resumed.
+    Suspended,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Ready,
@@ -1801,6 +1833,44 @@ impl Sched {
             if t.state != State::Exited {
                 f(&t.thread);
             }
+        }
+    }
+
+    /// Calls `f` with every thread not yet exited and its scheduling state, in table order
+    /// (nothing here allocates: the caller copies what it keeps).
+    pub fn for_each_thread_state(&self, mut f: impl FnMut(&Arc<Thread>, ThreadState)) {
+        for t in self.tcbs.iter().flatten() {
+            let state = match t.state {
+                State::Exited => continue,
+                State::Ready => RunState::Ready,
+                State::Running => RunState::Running,
+                State::Blocked => RunState::Blocked,
+                State::Suspended => RunState::Suspended,
+            };
+            let on = t
+                .blocked_on
+                .and_then(|o| self.obj(o))
+                .map(|obj| match obj.kind {
+                    Kind::Queue => "queue",
+                    Kind::Mutex { .. } => "mutex",
+                    Kind::Semaphore { .. } => "semaphore",
+                    Kind::Events { .. } => "events",
+                });
+            f(
+                &t.thread,
+                ThreadState {
+                    state,
+                    suspend_pending: t.suspend_requested,
+                    base: t.base,
+                    effective: t.eff,
+                    cpu: t.cpu,
+                    affinity: t.affinity,
+                    blocked_on: match (state, on) {
+                        (RunState::Blocked, None) => Some("sleep"),
+                        (_, on) => on,
+                    },
+                },
+            );
         }
     }
 

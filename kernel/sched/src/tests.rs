@@ -1706,3 +1706,41 @@ fn a_switch_says_how_the_outgoing_thread_left() {
     sim.exit();
     assert_eq!(sim.s.last_left(0), LeftAs::Exited);
 }
+
+#[test]
+fn thread_states_are_reported_as_the_policy_holds_them() {
+    let mut sim = Sim::new();
+    let m = sim.s.create_mutex();
+    let low = sim.spawn(2, None);
+    assert!(sim.lock(m));
+    let high = sim.spawn(9, None);
+    assert!(!sim.lock(m), "high blocks on the mutex low holds");
+    let ready = sim.spawn(1, None);
+    let mut seen = Vec::new();
+    sim.s.for_each_thread_state(|t, st| seen.push((t.id(), st)));
+    let of = |id: ThreadId| seen.iter().find(|(t, _)| *t == id).unwrap().1;
+    // The idle thread, then the three, in table order.
+    assert_eq!(seen.len(), 4);
+    let l = of(low);
+    assert_eq!(l.state, RunState::Running);
+    assert_eq!((l.base, l.effective), (p(2), p(9)), "low runs boosted");
+    assert_eq!((l.cpu, l.blocked_on), (0, None));
+    let h = of(high);
+    assert_eq!(h.state, RunState::Blocked);
+    assert_eq!(h.blocked_on, Some("mutex"));
+    assert_eq!(of(ready).state, RunState::Ready);
+    assert!(!of(ready).suspend_pending);
+    // A suspended thread; an exited one is not reported.
+    let d = sim.s.suspend(ready).unwrap();
+    sim.apply(d);
+    let mut states = Vec::new();
+    sim.s
+        .for_each_thread_state(|t, st| states.push((t.id(), st.state)));
+    assert!(states.contains(&(ready, RunState::Suspended)));
+    sim.unlock(m);
+    sim.unlock(m);
+    sim.exit();
+    let mut ids = Vec::new();
+    sim.s.for_each_thread_state(|t, _| ids.push(t.id()));
+    assert!(!ids.contains(&high), "an exited thread is not reported");
+}

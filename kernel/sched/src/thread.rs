@@ -3,7 +3,7 @@
 use crate::observe::BlockOn;
 use alloc::string::String;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use intrusive_collections::{LinkedListAtomicLink, RBTreeAtomicLink};
 
 /// A thread's identity: a slot index and a generation, so a stale id never names a newer
@@ -48,6 +48,9 @@ impl fmt::Debug for ThreadId {
 pub struct Thread {
     id: AtomicU64,
     name: String,
+    /// A kernel service (idle, an interrupt's thread, a driver's, the network's): operators'
+    /// tools (the shell) refuse to suspend it or change its priority or CPUs.
+    kernel: AtomicBool,
     /// On a run queue or on a wait queue (never both).
     pub(crate) run_link: LinkedListAtomicLink,
     /// On a CPU's sleep queue.
@@ -130,6 +133,7 @@ impl Thread {
         Self {
             id: AtomicU64::new(u64::MAX),
             name,
+            kernel: AtomicBool::new(false),
             run_link: LinkedListAtomicLink::new(),
             sleep_link: RBTreeAtomicLink::new(),
             sleep_deadline: AtomicU64::new(u64::MAX),
@@ -158,6 +162,16 @@ impl Thread {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Marks it a kernel service thread (before it is spawned).
+    pub fn set_kernel(&self) {
+        self.kernel.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is a kernel service thread.
+    pub fn is_kernel(&self) -> bool {
+        self.kernel.load(Ordering::Relaxed)
     }
 
     /// Adds a finished slice: `ran` ns on a CPU, of which the hypervisor stole `stolen` (more

@@ -1,6 +1,13 @@
 //! Test app: the classic priority inversion. Low (2) holds a mutex; high (30) blocks on it;
 //! medium (10) becomes ready and spins. With priority inheritance, low runs at 30, releases
 //! the mutex, high finishes, and only then does medium get the CPU.
+//!
+//! No step depends on how long another takes: low spins until it is boosted, medium until
+//! high is done, each with a 2 s limit. A wall-clock version (low spinning 15 ms, expecting
+//! high's 5 ms sleep to have ended by then) failed once on CI under load: QEMU's vCPU was
+//! off the host CPU long enough that both times passed together. Without inheritance the
+//! limits expire and the test fails as it should: low reports its own priority, medium
+//! finishes first.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -15,9 +22,13 @@ use rhea::time::{Duration, now};
 
 rhea::main!(main);
 
-fn spin_for(d: Duration) {
-    let end = now().saturating_add(d);
-    while now() < end {
+/// How long a spin waits for what it waits for before giving up (far beyond any run).
+const LIMIT: Duration = Duration::from_secs(2);
+
+/// Spins until `done()` or [`LIMIT`] has passed.
+fn spin_until(done: impl Fn() -> bool) {
+    let end = now().saturating_add(LIMIT);
+    while !done() && now() < end {
         core::hint::spin_loop();
     }
 }
@@ -35,8 +46,8 @@ fn main() -> Result<(), &'static str> {
         .spawn(move || {
             let mut g = LOCK.lock().expect("low locks");
             let me = rhea::thread::current();
-            // Let high and medium start: they sleep 5 ms first.
-            spin_for(Duration::from_millis(15));
+            // High blocks on the mutex after its 5 ms sleep: low is boosted then.
+            spin_until(|| effective_priority(me).is_some_and(|p| p.level() == 30));
             inh.store(
                 effective_priority(me).map_or(0, |p| p.level() as u64),
                 Ordering::Relaxed,
@@ -68,7 +79,8 @@ fn main() -> Result<(), &'static str> {
         .priority(prio(10))
         .spawn(move || {
             rhea::thread::sleep(Duration::from_millis(6));
-            spin_for(Duration::from_millis(30));
+            // Busy at 10, above low's own 2: only inheritance lets high finish meanwhile.
+            spin_until(|| o.load(Ordering::Relaxed) != 0);
             o.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v * 10 + 2))
                 .ok();
         })

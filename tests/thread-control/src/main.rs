@@ -209,22 +209,46 @@ fn wake_reasons() -> Result<(), &'static str> {
     }
     rhea::println!("control: a semaphore unit given to a suspended waiter stays its own");
 
-    RESULT.store(0, Ordering::Relaxed);
-    let waiter = Builder::new()
-        .name("sem-timeout")
-        .priority(prio(40))
-        .affinity(CpuSet::single(first))
-        .spawn(|| {
-            let r = match S.take_timeout(Duration::from_millis(2)) {
-                Ok(()) => 1,
-                Err(SyncError::Timeout) => 2,
-                Err(_) => 3,
-            };
-            RESULT.store(r, Ordering::Relaxed);
-        })
-        .map_err(|_| "spawn")?;
-    thread::suspend(waiter.id()).map_err(|_| "suspend")?;
-    thread::sleep(Duration::from_millis(10)); // the timeout passes while it is suspended
+    // The waiter must still be waiting when it is suspended: a host that stalls this guest
+    // (nested KVM on CI: 26 ms of steal in one run) can let a short timeout end first, and
+    // the waiter exit. Then the round is run again with a timeout ten times as long.
+    static TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+    let mut waiter = None;
+    for timeout_ms in [2, 20, 200, 2000] {
+        RESULT.store(0, Ordering::Relaxed);
+        TIMEOUT_MS.store(timeout_ms, Ordering::Relaxed);
+        let w = Builder::new()
+            .name("sem-timeout")
+            .priority(prio(40))
+            .affinity(CpuSet::single(first))
+            .spawn(|| {
+                let t = Duration::from_millis(TIMEOUT_MS.load(Ordering::Relaxed));
+                let r = match S.take_timeout(t) {
+                    Ok(()) => 1,
+                    Err(SyncError::Timeout) => 2,
+                    Err(_) => 3,
+                };
+                RESULT.store(r, Ordering::Relaxed);
+            })
+            .map_err(|_| "spawn")?;
+        match thread::suspend(w.id()) {
+            Ok(()) => {
+                waiter = Some((w, timeout_ms));
+                break;
+            }
+            // It finished its wait before the suspension came: too late, again.
+            Err(SchedError::NoSuchThread) if RESULT.load(Ordering::Relaxed) != 0 => {
+                w.join().map_err(|_| "join")?;
+                rhea::println!(
+                    "control: the {timeout_ms} ms wait ended before its suspension; again"
+                );
+            }
+            Err(_) => return Err("suspend"),
+        }
+    }
+    let (waiter, timeout_ms) = waiter.ok_or("the waiter always finished before its suspension")?;
+    // The timeout passes while it is suspended.
+    thread::sleep(Duration::from_millis(timeout_ms * 5));
     S.give().map_err(|_| "give")?;
     thread::resume(waiter.id()).map_err(|_| "resume")?;
     waiter.join().map_err(|_| "join")?;

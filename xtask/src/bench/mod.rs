@@ -50,6 +50,7 @@ pub(crate) mod nested_boot;
 pub(crate) mod net;
 pub(crate) mod queue;
 pub(crate) mod rtos;
+pub(crate) mod shell;
 pub(crate) mod smp;
 pub(crate) mod trace;
 pub(crate) mod xen;
@@ -98,6 +99,11 @@ const BENCHES: &[(&str, &str)] = &[
         "trace",
         "bench-sched with tracing off, then on (rhea.trace=all, ring), in one run: each measure's \
          ratio on/off, and the cost of one event (--board qemu-x86_64, default, or linuxu)",
+    ),
+    (
+        "shell",
+        "the appliance's control loop lateness with the console shell idle, then running top \
+         (200 ms refresh), in one run (--board linuxu, default, or qemu-x86_64); ratios",
     ),
     (
         "linux-sched",
@@ -191,6 +197,7 @@ pub(crate) fn run(ws: &Workspace, name: Option<&str>, opts: &Options) -> Result<
         Some("net") => net::bench(ws, opts),
         Some("xen") => xen::bench(ws, opts),
         Some("trace") => trace::bench(ws, opts),
+        Some("shell") => shell::bench(ws, opts),
         Some("rtos") => rtos::bench(ws, opts),
         Some("sched") if opts.board_name() == host_baseline::BOARD => {
             host_baseline::bench_sched(ws, opts)

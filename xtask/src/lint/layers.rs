@@ -36,8 +36,9 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("boards/", 7, "boards"),
     ("runtime", 9, "the runtime"),
     ("net", 10, "the network stack"),
-    ("apps/", 11, "applications"),
-    ("tests/", 11, "test applications"),
+    ("shell", 11, "the shell"),
+    ("apps/", 12, "applications"),
+    ("tests/", 12, "test applications"),
 ];
 
 /// Crates outside the kernel's layers: the tooling.
@@ -347,7 +348,7 @@ mod tests {
         assert_eq!(layer("boards/select"), 8);
         assert_eq!(layer("runtime"), 9);
         assert_eq!(layer("net"), 10);
-        assert_eq!(layer("apps/hello"), 11);
+        assert_eq!(layer("apps/hello"), 12);
         assert_eq!(layer_of("xtask").unwrap(), None);
         // A prefix is a whole folder name: `hallway` is not `hal`, `archive` not `arch`.
         assert!(layer_of("hallway").is_err());

@@ -44,6 +44,7 @@ pub(crate) mod cmdline;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
+pub(crate) mod shell;
 pub(crate) mod status_page;
 pub(crate) mod trace_pi;
 pub(crate) mod tsc_ref;
@@ -312,6 +313,8 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     clock.lap("screen and status page");
     t.trace_pi_cases(&board_names);
     clock.lap("trace-pi");
+    t.shell_cases(&board_names);
+    clock.lap("shell");
     t.appliance_abuse_cases(&board_names);
     clock.lap("appliance abuse");
     t.xen_netfront_cases(&board_names);
@@ -1038,6 +1041,28 @@ impl TestRun<'_> {
             }
             let start = Instant::now();
             let result = trace_pi::run(self.ws, self.all_apps, board, machine);
+            self.tally.record(&name, start, result.map(drop));
+        }
+    }
+
+    /// The shell driven on the console as a user types ([`shell`]).
+    fn shell_cases(&mut self, board_names: &[&str]) {
+        if self
+            .opts
+            .app
+            .as_deref()
+            .is_some_and(|a| a != "shell-console")
+        {
+            return;
+        }
+        for &(board, machine) in shell::CASES {
+            let name = shell::case_name(board, machine);
+            let machine_ok = self.opts.machine.as_deref().is_none_or(|m| m == machine);
+            if !(board_names.contains(&board) && machine_ok && self.wanted(&name)) {
+                continue;
+            }
+            let start = Instant::now();
+            let result = shell::run(self.ws, self.all_apps, board, machine);
             self.tally.record(&name, start, result.map(drop));
         }
     }
