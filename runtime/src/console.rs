@@ -177,7 +177,11 @@ pub(crate) fn init_input() -> Result<(), crate::irq::IrqError> {
         crate::irq::register_threaded("console-rx", prio, input::top_half, input::bottom_half, 0)?;
     crate::irq::route(line, vector, rhea_hal::Trigger::Edge)?;
     B::console_rx_enable();
-    crate::irq::unmask(line)
+    crate::irq::unmask(line)?;
+    // Input typed before now may wait in the device with no interrupt to come for it (a
+    // LinuxU pipe signals only new data): one drain through the handler picks it up.
+    crate::irq::raise_self(vector);
+    Ok(())
 }
 
 /// Threads inside [`read_byte`], told to the board as they come and go.

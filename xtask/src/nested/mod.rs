@@ -198,16 +198,24 @@ const ARM64_L1: L1Kind = L1Kind {
     nic_device: "virtio-net-device",
 };
 
-/// Where the L1 copies the console of boot `index` (0-based) of a run on `board` while that
-/// L2 runs (every second; removed when it ends, the whole console then in `console`).
-pub(crate) fn live_console(board: &Board, index: usize) -> PathBuf {
-    guest::target_dir()
+/// The folder of the L1 of machine `l1_type` that runs the L2s of machine `l2_machine`
+/// (under `target/nested-kvm/<arch>/`).
+fn run_dir_name(l1_type: &str, l2_machine: &str) -> String {
+    format!("run-{l1_type}-{l2_machine}")
+}
+
+/// Where the L1 copies the console of boot `index` (0-based, among the run's boots on
+/// `machine`) of a run on `board` while that L2 runs (every second; removed when it ends, the
+/// whole console then in `console`).
+pub(crate) fn live_console(board: &Board, machine: &str, index: usize) -> Result<PathBuf> {
+    let l1_type = qemu::nested_l1_type(board, machine)?;
+    Ok(guest::target_dir()
         .join("nested-kvm")
         .join(board.arch())
-        .join("run")
+        .join(run_dir_name(l1_type, machine))
         .join("results")
         .join(jobs::job_id(index))
-        .join("console.partial")
+        .join("console.partial"))
 }
 
 /// Whether `board` has a nested-KVM L1; `Err` says which boards do.
@@ -384,7 +392,7 @@ pub(crate) fn run(board: &Board, boots: &[Boot<'_>], verbose: bool) -> Result<Ou
                 binary: &binary,
                 qboot: qboot.as_deref(),
                 dir: &dir,
-                run: format!("run-{l1_type}-{l2_machine}"),
+                run: run_dir_name(l1_type, l2_machine),
             };
             let r = run_type(&setup, &group, verbose);
             done.lock().unwrap_or_else(|e| e.into_inner())[g] = Some(r);

@@ -89,7 +89,7 @@ pub(crate) fn run(
         stdin: None,
         forward: Some(forward),
     };
-    let console = nested::live_console(board, 0);
+    let console = nested::live_console(board, machine, 0).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     let steal_expected = super::steal_reported(board.name, board.arch(), Accel::Kvm);
     let checker = {
