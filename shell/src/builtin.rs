@@ -17,7 +17,18 @@ use rhea::time::Duration;
 
 use crate::{Args, Command, CommandResult, Session};
 
-/// Every built-in command, by name.
+/// `net`: the interface, its address, counters, drops and sockets (feature `net`). Not among
+/// [`COMMANDS`]: apps with a network add it ([`crate::Shell::add`]); an app without one does
+/// not link the network stack through the shell.
+#[cfg(feature = "net")]
+pub static NET: Command = cmd(
+    "net",
+    "",
+    "the interface, its address, counters, drops and sockets",
+    net,
+);
+
+/// Every built-in command but [`NET`], by name.
 pub static COMMANDS: &[Command] = &[
     cmd(
         "affinity",
@@ -45,12 +56,6 @@ pub static COMMANDS: &[Command] = &[
         irq,
     ),
     cmd("mem", "", "heap, free frames, stacks", mem),
-    cmd(
-        "net",
-        "",
-        "the interface, its address, counters and drops",
-        net,
-    ),
     cmd("poweroff", "", "end the kernel (success)", poweroff),
     cmd(
         "prio",
@@ -403,6 +408,7 @@ fn mem(s: &mut Session, _: &Args<'_>) -> CommandResult {
     Ok(())
 }
 
+#[cfg(feature = "net")]
 fn net(s: &mut Session, _: &Args<'_>) -> CommandResult {
     let Some(addr) = rhea_net::address() else {
         out!(s, "no network (not started, or no address yet)");

@@ -158,6 +158,9 @@ fn main() -> Result<(), &'static str> {
     // does): below every service here, so it never delays them.
     let mut shell = rhea_shell::Shell::new();
     shell
+        .add(rhea_shell::builtin::NET)
+        .map_err(|_| "the shell's net command")?;
+    shell
         .add(rhea_shell::Command {
             name: "control",
             usage: "[reset]",

@@ -469,7 +469,8 @@ fn talk(c: &mut Conversation) -> Result<(), String> {
         ("cpus", "BUSY%"),
         ("mem", "heap: "),
         ("irq", "VECTOR"),
-        ("net", "no network"),
+        // Not linked in an app without a network (rhea-shell's `net` feature).
+        ("net", "net: unknown command"),
         ("trace", "tracing: categories"),
         ("help prio", "prio <thread> <priority>"),
         ("reboot", "no reset path"),
