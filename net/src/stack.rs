@@ -317,7 +317,7 @@ pub struct SocketInfo {
     pub remote: Option<smoltcp::wire::IpEndpoint>,
     /// The TCP state (`Listen`, `Established`, `TimeWait`...); `Bound` for UDP.
     pub state: alloc::string::String,
-    /// Bytes waiting to be read and to be sent.
+    /// Bytes waiting to be read.
     pub recv_queue: usize,
     /// Bytes waiting to be sent.
     pub send_queue: usize,

@@ -307,22 +307,31 @@ pub use rhea_sched::BlockedNs;
 /// are collected under the scheduler lock into room reserved before it (nothing allocates
 /// under the lock); names are copied after.
 pub fn thread_times() -> alloc::vec::Vec<ThreadTimes> {
-    let mut threads: alloc::vec::Vec<Arc<Thread>> = alloc::vec::Vec::new();
+    let threads = collect_live(|s, out| s.for_each_thread(|t| out.push(t.clone())));
+    threads.iter().map(|t| times_of(t)).collect()
+}
+
+/// Runs `walk` under the scheduler lock to push at most one item per live thread into a
+/// vector with room for all of them reserved before the lock (nothing allocates under it);
+/// if threads were spawned between the two, the room grows and the walk runs again.
+fn collect_live<T>(
+    mut walk: impl FnMut(&rhea_sched::Sched, &mut alloc::vec::Vec<T>),
+) -> alloc::vec::Vec<T> {
+    let mut out = alloc::vec::Vec::new();
     loop {
         let want = kthread::with_sched(|s, _| (s.thread_count(), Default::default())) + 4;
-        threads.reserve(want);
+        out.reserve(want);
         let fitted = kthread::with_sched(|s, _| {
-            if s.thread_count() > threads.capacity() {
+            if s.thread_count() > out.capacity() {
                 return (false, Default::default());
             }
-            s.for_each_thread(|t| threads.push(t.clone()));
+            walk(s, &mut out);
             (true, Default::default())
         });
         if fitted {
-            break;
+            return out;
         }
     }
-    threads.iter().map(|t| times_of(t)).collect()
 }
 
 /// One live thread as an operator sees it: who, where, how important, and its accounts.
@@ -339,23 +348,7 @@ pub struct ThreadInfo {
 /// Every live thread with its scheduling state and accounts, in thread-table order (one
 /// consistent snapshot of the states under the scheduler lock, into room reserved before it).
 pub fn threads() -> alloc::vec::Vec<ThreadInfo> {
-    let mut found: alloc::vec::Vec<(Arc<Thread>, ThreadState)> = alloc::vec::Vec::new();
-    loop {
-        let want = kthread::with_sched(|s, _| (s.thread_count(), Default::default())) + 4;
-        found.reserve(want);
-        let fitted = kthread::with_sched(|s, _| {
-            if s.thread_count() > found.capacity() {
-                return (false, Default::default());
-            }
-            s.for_each_thread_state(|t, st| found.push((t.clone(), st)));
-            (true, Default::default())
-        });
-        if fitted {
-            break;
-        }
-        found.clear();
-    }
-    found
+    collect_live(|s, out| s.for_each_thread_state(|t, st| out.push((t.clone(), st))))
         .iter()
         .map(|(t, st)| ThreadInfo {
             times: times_of(t),

@@ -215,11 +215,7 @@ fn cpus_text(set: CpuSet) -> String {
     if online.iter().all(|c| set.contains(c)) {
         return String::from("all");
     }
-    let cpus: Vec<String> = set
-        .intersect(CpuSet::first_n(64))
-        .iter()
-        .map(|c| format!("{c}"))
-        .collect();
+    let cpus: Vec<String> = set.iter().map(|c| format!("{c}")).collect();
     cpus.join(",")
 }
 
@@ -254,30 +250,43 @@ fn ms(ns: u64) -> String {
     format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
 }
 
+/// The heading of the columns `threads` and `top` share.
+fn thread_heading() -> String {
+    format!(
+        "{:<8} {:<18} {:>3} {:<18} {:>5}",
+        "ID", "NAME", "CPU", "STATE", "PRIO"
+    )
+}
+
+/// The columns `threads` and `top` share: id, name (cut at 18), CPU, state, base/effective
+/// priority.
+fn thread_columns(t: &ThreadInfo) -> String {
+    let name: String = t.times.name.chars().take(18).collect();
+    format!(
+        "{:<8} {:<18} {:>3} {:<18} {:>2}/{:<2}",
+        format!("{:?}", t.times.id),
+        name,
+        t.sched.cpu,
+        state_name(t),
+        t.sched.base.level(),
+        t.sched.effective.level()
+    )
+}
+
 fn threads(s: &mut Session, _: &Args<'_>) -> CommandResult {
     out!(
         s,
-        "{:<8} {:<18} {:>3} {:<18} {:>5} {:<8} {:>12} {:>9} K",
-        "ID",
-        "NAME",
-        "CPU",
-        "STATE",
-        "PRIO",
+        "{} {:<8} {:>12} {:>9} K",
+        thread_heading(),
         "AFFINITY",
         "RUN ms",
         "SWITCHES"
     );
     for t in rhea::thread::threads() {
-        let name: String = t.times.name.chars().take(18).collect();
         out!(
             s,
-            "{:<8} {:<18} {:>3} {:<18} {:>2}/{:<2} {:<8} {:>12} {:>9} {}",
-            format!("{:?}", t.times.id),
-            name,
-            t.sched.cpu,
-            state_name(&t),
-            t.sched.base.level(),
-            t.sched.effective.level(),
+            "{} {:<8} {:>12} {:>9} {}",
+            thread_columns(&t),
             cpus_text(t.sched.affinity),
             ms(t.times.run_ns),
             t.times.switches_in,
@@ -293,9 +302,10 @@ fn top(s: &mut Session, a: &Args<'_>) -> CommandResult {
         None => 1000,
     };
     let interval = Duration::from_millis(interval);
+    // The first frame counts from boot (no earlier sample), the others from the frame before.
     let mut before: Vec<(ThreadId, u64)> = Vec::new();
     let mut idle_before: Vec<u64> = Vec::new();
-    let mut at = rhea::time::now();
+    let mut at = rhea::time::Instant::ZERO;
     loop {
         let now = rhea::time::now();
         let span = now.saturating_duration_since(at).as_nanos().max(1) as u64;
@@ -315,18 +325,19 @@ fn top(s: &mut Session, a: &Args<'_>) -> CommandResult {
         );
         let mut load = String::new();
         for (i, &c) in online.iter().enumerate() {
-            let was = idle_before.get(i).copied().unwrap_or(idle[i]);
+            let was = idle_before.get(i).copied().unwrap_or(0);
             let idle_pct = (idle[i].saturating_sub(was) * 100 / span).min(100);
             let _ = write!(load, " cpu{c} {:>3}%", 100 - idle_pct);
         }
         out!(s, "load:{load}");
+        // A thread not in the last frame counts its whole run time (it began since).
         let mut rows: Vec<(u64, &ThreadInfo)> = list
             .iter()
             .map(|t| {
                 let was = before
                     .iter()
                     .find(|(id, _)| *id == t.times.id)
-                    .map_or(t.times.run_ns, |(_, r)| *r);
+                    .map_or(0, |(_, r)| *r);
                 (t.times.run_ns.saturating_sub(was), t)
             })
             .collect();
@@ -336,29 +347,9 @@ fn top(s: &mut Session, a: &Args<'_>) -> CommandResult {
             let most = (i..rows.len()).max_by_key(|&j| rows[j].0).unwrap_or(i);
             rows.swap(i, most);
         }
-        out!(
-            s,
-            "{:<8} {:<18} {:>3} {:<16} {:>5} {:>6}",
-            "ID",
-            "NAME",
-            "CPU",
-            "STATE",
-            "PRIO",
-            "CPU%"
-        );
+        out!(s, "{} {:>6}", thread_heading(), "CPU%");
         for (delta, t) in rows.iter().take(20) {
-            let name: String = t.times.name.chars().take(18).collect();
-            out!(
-                s,
-                "{:<8} {:<18} {:>3} {:<18} {:>2}/{:<2} {:>5}%",
-                format!("{:?}", t.times.id),
-                name,
-                t.sched.cpu,
-                state_name(t),
-                t.sched.base.level(),
-                t.sched.effective.level(),
-                delta * 100 / span
-            );
+            out!(s, "{} {:>5}%", thread_columns(t), delta * 100 / span);
         }
         before = list.iter().map(|t| (t.times.id, t.times.run_ns)).collect();
         idle_before = idle;

@@ -60,7 +60,7 @@ use crate::{
 /// The board this bench runs Rhea on.
 pub(crate) const BOARD: &str = "linuxu";
 /// The CPU everything runs on.
-const CPU: &str = "0";
+pub(crate) const CPU: &str = "0";
 /// cyclictest's SCHED_FIFO priority (as in the Linux guest).
 const FIFO_PRIORITY: &str = "90";
 /// The hog's nice value.

@@ -14,6 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::bench::host_baseline;
 use crate::test::shell::{ANSWER, Conversation, PROMPT};
 use crate::{Options, Result, Workspace, apps, boards, fail, usage};
 
@@ -105,25 +106,30 @@ pub(crate) fn bench(ws: &Workspace, opts: &Options) -> Result<()> {
     })?;
     let all_apps = apps::discover(&ws.root)?;
     let app = apps::find(&all_apps, "appliance")?;
+    // LinuxU: one host CPU for the process, the one the other LinuxU benches use.
+    let pin = board_name == "linuxu" && has_taskset();
     let make = || -> Result<Command> {
         let cmd = crate::test::shell::command(ws, board, machine, app, 1, "rhea.shell=console")
             .or_else(fail)?;
-        if board_name != "linuxu" {
+        if !pin {
             return Ok(cmd);
         }
-        // One host CPU for the process, as the other LinuxU benches.
         let mut pinned = Command::new("taskset");
         pinned
-            .arg("-c")
-            .arg("1")
+            .args(["-c", host_baseline::CPU])
             .arg(cmd.get_program())
             .args(cmd.get_args());
-        Ok(if has_taskset() { pinned } else { cmd })
+        Ok(pinned)
+    };
+    let placed = match (board_name, pin) {
+        ("linuxu", true) => format!(", pinned to host CPU {} (taskset)", host_baseline::CPU),
+        ("linuxu", false) => ", not pinned (no taskset)".to_string(),
+        _ => String::new(),
     };
     println!(
         "bench shell: the appliance's control loop (1 ms period, priority 40) on {board_name} \
-         {machine}, one CPU, shell at priority 5; {secs} s idle at the prompt, then {secs} s \
-         with top refreshing every 200 ms (two boots)"
+         {machine}, one CPU{placed}, shell at priority 5; {secs} s idle at the prompt, then \
+         {secs} s with top refreshing every 200 ms (two boots)"
     );
     let idle = phase(make()?, secs, false).or_else(fail)?;
     let top = phase(make()?, secs, true).or_else(fail)?;

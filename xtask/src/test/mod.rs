@@ -335,6 +335,13 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     t.tally.finish()
 }
 
+/// The name of a special case (one that boots an app its own way on a fixed board and machine,
+/// TCG or a LinuxU process): `<board>/<machine>/<tcg|native> <what>`.
+fn special_case_name(board: &str, machine: &str, what: &str) -> String {
+    let accel = if board == "linuxu" { "native" } else { "tcg" };
+    format!("{board}/{machine}/{accel} {what}")
+}
+
 /// Wall time per step of a run.
 struct StepClock {
     steps: Vec<(&'static str, Duration)>,
@@ -1030,39 +1037,47 @@ impl TestRun<'_> {
     /// Step 3c: the tracing cases ([`trace_pi`]): trace-pi's dump converted to a Perfetto
     /// trace and read back with the independent decoder.
     fn trace_pi_cases(&mut self, board_names: &[&str]) {
-        if self.opts.app.as_deref().is_some_and(|a| a != "trace-pi") {
-            return;
-        }
-        for &(board, machine) in trace_pi::CASES {
-            let name = trace_pi::case_name(board, machine);
-            let machine_ok = self.opts.machine.as_deref().is_none_or(|m| m == machine);
-            if !(board_names.contains(&board) && machine_ok && self.wanted(&name)) {
-                continue;
-            }
-            let start = Instant::now();
-            let result = trace_pi::run(self.ws, self.all_apps, board, machine);
-            self.tally.record(&name, start, result.map(drop));
-        }
+        self.app_cases(
+            board_names,
+            "trace-pi",
+            trace_pi::CASES,
+            trace_pi::case_name,
+            trace_pi::run,
+        );
     }
 
     /// The shell driven on the console as a user types ([`shell`]).
     fn shell_cases(&mut self, board_names: &[&str]) {
-        if self
-            .opts
-            .app
-            .as_deref()
-            .is_some_and(|a| a != "shell-console")
-        {
+        self.app_cases(
+            board_names,
+            "shell-console",
+            shell::CASES,
+            shell::case_name,
+            shell::run,
+        );
+    }
+
+    /// Cases that boot `app` on each (board, machine) of `cases` (those `--board`, `--machine`,
+    /// `--app` and `--filter` leave) and judge it with `run`; `name` names each.
+    fn app_cases(
+        &mut self,
+        board_names: &[&str],
+        app: &str,
+        cases: &[(&'static str, &'static str)],
+        name: fn(&str, &str) -> String,
+        run: fn(&Workspace, &[App], &str, &str) -> std::result::Result<Duration, String>,
+    ) {
+        if self.opts.app.as_deref().is_some_and(|a| a != app) {
             return;
         }
-        for &(board, machine) in shell::CASES {
-            let name = shell::case_name(board, machine);
+        for &(board, machine) in cases {
+            let name = name(board, machine);
             let machine_ok = self.opts.machine.as_deref().is_none_or(|m| m == machine);
             if !(board_names.contains(&board) && machine_ok && self.wanted(&name)) {
                 continue;
             }
             let start = Instant::now();
-            let result = shell::run(self.ws, self.all_apps, board, machine);
+            let result = run(self.ws, self.all_apps, board, machine);
             self.tally.record(&name, start, result.map(drop));
         }
     }

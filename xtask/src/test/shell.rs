@@ -37,8 +37,7 @@ pub(crate) const PROMPT: &str = "rhea> ";
 
 /// A case's name.
 pub(crate) fn case_name(board: &str, machine: &str) -> String {
-    let accel = if board == "linuxu" { "native" } else { "tcg" };
-    format!("{board}/{machine}/{accel} shell-console")
+    super::special_case_name(board, machine, "shell-console")
 }
 
 /// A guest whose console is a pipe: what it printed so far, and its input.

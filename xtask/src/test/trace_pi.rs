@@ -32,8 +32,7 @@ pub(crate) const CASES: &[(&str, &str)] = &[
 
 /// A case's name.
 pub(crate) fn case_name(board: &str, machine: &str) -> String {
-    let accel = if board == "linuxu" { "native" } else { "tcg" };
-    format!("{board}/{machine}/{accel} trace-pi perfetto")
+    super::special_case_name(board, machine, "trace-pi perfetto")
 }
 
 /// Boots the case and checks its trace: how long it took, or why it failed.
