@@ -189,6 +189,14 @@ macro_rules! arch_common_items {
             features::report()
         }
 
+        fn cpu_rng() -> Option<&'static str> {
+            random::cpu_rng()
+        }
+
+        fn cpu_rng_fill(buf: &mut [u8]) -> bool {
+            random::cpu_rng_fill(buf)
+        }
+
         fn init_fpu() -> Result<context::FpuMode, context::FpuError> {
             context::init_fpu()
         }

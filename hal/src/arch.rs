@@ -45,6 +45,11 @@ pub trait Arch {
     fn set_interrupt_handler(handler: fn(u8));
     /// The CPU features, read once.
     fn features() -> Self::Features;
+    /// The CPU's own random-number source by name (RDRAND, `RNDR`; LinuxU: the host's
+    /// `getrandom(2)`), `None` when it has none.
+    fn cpu_rng() -> Option<&'static str>;
+    /// Fills `buf` from [`Arch::cpu_rng`]; `false` when there is none or it kept failing.
+    fn cpu_rng_fill(buf: &mut [u8]) -> bool;
     /// Makes vector state part of every switch on this CPU. Call once per CPU.
     fn init_fpu() -> Result<Self::FpuMode, Self::FpuError>;
 

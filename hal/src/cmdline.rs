@@ -5,7 +5,8 @@
 //! Grammar: arguments are separated by ASCII whitespace; an argument is `key=value` (split at
 //! the first `=`) or a bare flag `key`. There is no quoting. Arguments outside the `rhea.`
 //! namespace belong to the app (`rhea::cmdline_value`) and are not checked here; those under
-//! `rhea.net.` are the network stack's (`rhea_net::Config::with_cmdline` checks them).
+//! `rhea.net.` are the network stack's (`rhea_net::Config::with_cmdline` checks them), those
+//! under `rhea.ssh.` the SSH server's (`rhea_ssh::Config::from_cmdline`).
 //!
 //! Duplicates: **the last occurrence wins**, as with Linux's command line, so a later
 //! `--append` overrides what a test harness put first (`rhea.cpus=4 ... rhea.cpus=3` uses 3).
@@ -200,6 +201,9 @@ pub mod keys {
 
     /// Keys under this prefix are the network stack's to check (`rhea_net`).
     pub const NET_PREFIX: &str = "rhea.net.";
+    /// Keys under this prefix are the SSH server's to check (`rhea_ssh::Config`): key
+    /// material a kernel-wide table should not have to know the shape of.
+    pub const SSH_PREFIX: &str = "rhea.ssh.";
 }
 
 /// The namespace this module checks.
@@ -290,7 +294,12 @@ impl fmt::Display for CmdlineError<'_> {
                     }
                     f.write_str(k.name)?;
                 }
-                write!(f, " (and {}*, the network's)", keys::NET_PREFIX)
+                write!(
+                    f,
+                    " (and {}*, the network's; {}*, the SSH server's)",
+                    keys::NET_PREFIX,
+                    keys::SSH_PREFIX
+                )
             }
             Problem::MissingValue(k) => write!(f, "needs a value: {}=<{}>", k.name, k.kind),
             Problem::BadValue(k) => write!(f, "expected {}", k.kind),
@@ -310,7 +319,10 @@ pub struct Cmdline<'a> {
 pub fn parse(line: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
     let c = Cmdline::new(line);
     for arg in c.args() {
-        if !arg.key.starts_with(PREFIX) || arg.key.starts_with(keys::NET_PREFIX) {
+        if !arg.key.starts_with(PREFIX)
+            || arg.key.starts_with(keys::NET_PREFIX)
+            || arg.key.starts_with(keys::SSH_PREFIX)
+        {
             continue;
         }
         let Some(key) = keys::ALL.iter().copied().find(|k| k.name == arg.key) else {

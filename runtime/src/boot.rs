@@ -67,6 +67,13 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         A::cpu_id()
     );
     println!("rhea: cpu: {features}");
+    match crate::entropy::source() {
+        Some(src) => println!("rhea: entropy: {src}"),
+        None => println!(
+            "rhea: entropy: NONE: {}; nothing that needs keys (ssh) will start",
+            crate::entropy::NoEntropy
+        ),
+    }
     if !boot.cmdline.is_empty() {
         println!("rhea: command line: {}", boot.cmdline);
     }

@@ -19,6 +19,7 @@ extern crate alloc;
 mod boot;
 pub mod console;
 pub mod devices;
+pub mod entropy;
 mod fault;
 pub mod irq;
 mod kthread;

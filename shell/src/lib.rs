@@ -113,6 +113,12 @@ impl Shell {
     pub fn run(&self, io: Box<dyn Io + Send>, idle: Option<Duration>) -> Ended {
         session::run(self, io, idle)
     }
+
+    /// Runs one command line on `io` without a prompt or line editing (what `ssh host
+    /// command` asks for); `true` if the command succeeded.
+    pub fn exec(&self, io: Box<dyn Io + Send>, line: &str) -> bool {
+        session::exec(self, io, line)
+    }
 }
 
 /// The serial console as a terminal.
@@ -161,9 +167,18 @@ impl core::fmt::Display for StartError {
     }
 }
 
+/// The shell's thread priority: `rhea.shell_prio`, else [`DEFAULT_PRIORITY`].
+pub fn priority() -> Priority {
+    let prio = rhea::cmdline_value("rhea.shell_prio")
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(DEFAULT_PRIORITY);
+    Priority::new(prio).unwrap_or(Priority::NORMAL)
+}
+
 /// Starts the shell on the serial console in a thread named `shell` at `rhea.shell_prio`
-/// (default [`DEFAULT_PRIORITY`]). After `exit` or Ctrl-D it starts a new session.
-pub fn start_console(shell: Shell, when: ConsoleStart) -> Result<(), StartError> {
+/// (default [`DEFAULT_PRIORITY`]). After `exit` or Ctrl-D it starts a new session. `shell`
+/// may be shared (an `Arc<Shell>`) with other front ends (`rhea-ssh`).
+pub fn start_console(shell: impl Into<Arc<Shell>>, when: ConsoleStart) -> Result<(), StartError> {
     let asked = rhea::cmdline_value("rhea.shell");
     match (when, asked) {
         (_, Some("off")) | (ConsoleStart::IfAsked, None) => return Err(StartError::NotAsked),
@@ -172,11 +187,8 @@ pub fn start_console(shell: Shell, when: ConsoleStart) -> Result<(), StartError>
     if !rhea::console::has_input() {
         return Err(StartError::NoInput);
     }
-    let prio = rhea::cmdline_value("rhea.shell_prio")
-        .and_then(|p| p.parse::<u32>().ok())
-        .unwrap_or(DEFAULT_PRIORITY);
-    let prio = Priority::new(prio).unwrap_or(Priority::NORMAL);
-    let shell = Arc::new(shell);
+    let prio = priority();
+    let shell: Arc<Shell> = shell.into();
     let handle = rhea::thread::Builder::new()
         .name("shell")
         .priority(prio)

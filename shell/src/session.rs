@@ -147,6 +147,25 @@ pub enum Ended {
     Closed,
 }
 
+/// Runs one command line on `io`: its output, or why it failed; `true` on success.
+pub(crate) fn exec(shell: &Shell, io: Box<dyn Io + Send>, line: &str) -> bool {
+    let mut s = Session::new(io);
+    s.commands = shell
+        .table()
+        .iter()
+        .map(|c| (c.name, c.usage, c.help))
+        .collect();
+    let ok = match shell.table().dispatch(&mut s, line) {
+        Dispatch::Empty | Dispatch::Done => true,
+        Dispatch::Failed(why) | Dispatch::Refused(why) => {
+            let _ = fmt::Write::write_fmt(&mut s, format_args!("{why}\n"));
+            false
+        }
+    };
+    s.flush();
+    ok && !s.cancelled
+}
+
 /// Runs one session on `io` until it ends: prompt, edit, run, repeat. `idle`: end it after
 /// this long without a key (`None`: never).
 pub(crate) fn run(shell: &Shell, io: Box<dyn Io + Send>, idle: Option<Duration>) -> Ended {

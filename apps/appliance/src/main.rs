@@ -168,7 +168,10 @@ fn main() -> Result<(), &'static str> {
             run: shell_control,
         })
         .map_err(|_| "the shell's control command")?;
-    let shell_on = match rhea_shell::start_console(shell, rhea_shell::ConsoleStart::IfAsked) {
+    // One shell, two ways in: the console, and SSH once the network is up.
+    let shell = alloc::sync::Arc::new(shell);
+    let shell_on = match rhea_shell::start_console(shell.clone(), rhea_shell::ConsoleStart::IfAsked)
+    {
         Ok(()) => true,
         Err(rhea_shell::StartError::NotAsked) => false,
         Err(e) => {
@@ -213,6 +216,12 @@ fn main() -> Result<(), &'static str> {
     rhea::println!(
         "appliance: ip {address}; http on {HTTP_PORT}, tcp and udp echo on {ECHO_PORT}; control loop every {period_us} us at priority {CONTROL_PRIORITY}"
     );
+    // The shell over SSH when the command line gives authorized keys (`rhea.ssh.keys`).
+    match rhea_ssh::start(shell) {
+        Ok(started) => rhea::println!("appliance: {}", started.describe()),
+        Err(rhea_ssh::StartError::NotAsked) => {}
+        Err(e) => rhea::println!("appliance: ssh: {e}"),
+    }
 
     // Bound here, before "ready": a client that connects on seeing it must find them listening.
     let udp = UdpSocket::bind(ECHO_PORT).map_err(|e| {

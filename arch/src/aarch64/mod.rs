@@ -58,6 +58,7 @@ pub mod context;
 mod features_impl;
 pub mod generic_timer;
 pub mod paging;
+mod random;
 mod regs;
 pub mod secondary;
 pub mod semihosting;

@@ -36,6 +36,7 @@ mod fault;
 mod features_impl;
 mod irqflag;
 pub mod paging;
+mod random;
 #[path = "../x86_64/regs.rs"]
 mod regs;
 pub mod signals;

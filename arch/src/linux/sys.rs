@@ -31,6 +31,7 @@ pub mod nr {
     pub const CLOCK_GETTIME: usize = 228;
     pub const EXIT_GROUP: usize = 231;
     pub const RT_TGSIGQUEUEINFO: usize = 297;
+    pub const GETRANDOM: usize = 318;
 }
 
 /// Makes a system call with up to six arguments.
@@ -274,4 +275,27 @@ pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> isize {
 pub unsafe fn ioctl(fd: i32, request: usize, arg: usize) -> isize {
     // SAFETY: forwarded to the caller.
     unsafe { syscall6(nr::IOCTL, [fd as usize, request, arg, 0, 0, 0]) }
+}
+
+/// Fills `buf` from the host kernel's CSPRNG (`getrandom(buf, len, 0)`), retrying after a
+/// signal (this process's interrupts) cut a call short; `false` if the host refused.
+pub fn getrandom(buf: &mut [u8]) -> bool {
+    const EINTR: isize = 4;
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid writable slice for the duration of the call.
+        let n = unsafe {
+            syscall6(
+                nr::GETRANDOM,
+                [rest.as_mut_ptr() as usize, rest.len(), 0, 0, 0, 0],
+            )
+        };
+        match n {
+            n if n > 0 => done += n as usize,
+            n if n == -EINTR => {}
+            _ => return false,
+        }
+    }
+    true
 }

@@ -6,6 +6,7 @@ mod features_impl;
 mod gdt;
 pub mod paging;
 pub mod percpu;
+mod random;
 mod regs;
 pub mod testing;
 mod trap;

@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod args;
 pub mod edit;
+pub mod keys;
 pub mod table;
 
 pub use args::{ArgError, Args, FromArg, Usage};

@@ -62,6 +62,9 @@ pub(crate) fn rustflags(root: &Path, board: &Board) -> Vec<String> {
         format!("rhea_board=\"{}\"", board.cfg),
         "--cfg".to_string(),
         "rhea_kernel".to_string(),
+        // `getrandom` draws from the runtime's entropy module (`rhea::entropy`).
+        "--cfg".to_string(),
+        "getrandom_backend=\"custom\"".to_string(),
     ];
     if !board.linker_script.is_empty() {
         flags.push("-C".to_string());
@@ -494,6 +497,7 @@ mod tests {
         assert_eq!(
             get("CARGO_ENCODED_RUSTFLAGS"),
             "--cfg\x1frhea_board=\"qemu-x86_64\"\x1f--cfg\x1frhea_kernel\
+             \x1f--cfg\x1fgetrandom_backend=\"custom\"\
              \x1f-C\x1flink-arg=-T/ws/boards/common-x86/link.ld\
              \x1f-C\x1flink-arg=-zmax-page-size=16\
              \x1f-C\x1frelocation-model=static\x1f-C\x1fforce-frame-pointers=yes"

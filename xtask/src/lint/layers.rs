@@ -37,8 +37,9 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("runtime", 9, "the runtime"),
     ("net", 10, "the network stack"),
     ("shell", 11, "the shell"),
-    ("apps/", 12, "applications"),
-    ("tests/", 12, "test applications"),
+    ("ssh", 12, "the SSH server"),
+    ("apps/", 13, "applications"),
+    ("tests/", 13, "test applications"),
 ];
 
 /// Crates outside the kernel's layers: the tooling.
@@ -348,7 +349,7 @@ mod tests {
         assert_eq!(layer("boards/select"), 8);
         assert_eq!(layer("runtime"), 9);
         assert_eq!(layer("net"), 10);
-        assert_eq!(layer("apps/hello"), 12);
+        assert_eq!(layer("apps/hello"), 13);
         assert_eq!(layer_of("xtask").unwrap(), None);
         // A prefix is a whole folder name: `hallway` is not `hal`, `archive` not `arch`.
         assert!(layer_of("hallway").is_err());

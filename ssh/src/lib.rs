@@ -1,0 +1,365 @@
+//! # `rhea-ssh` — the shell over SSH
+//!
+//! An SSH server for [`rhea_shell::Shell`]: the operator's way in over the network.
+//!
+//! ```ignore
+//! let shell = Arc::new(rhea_shell::Shell::new());
+//! rhea_shell::start_console(shell.clone(), ConsoleStart::IfAsked)?;
+//! match rhea_ssh::start(shell) { ... }        // if `rhea.ssh.keys` names a key
+//! ```
+//!
+//! - **Protocol**: `sunset` (no_std, IO-less, by the author of Dropbear), driven over a
+//!   blocking [`rhea_net::TcpStream`] by the session's own thread (`conn.rs`). Offered:
+//!   curve25519-sha256 key exchange, `ssh-ed25519` host key, chacha20-poly1305 and aes-ctr
+//!   with hmac-sha2 — sunset's set without ML-KEM (it would add ~30 KB).
+//! - **Login**: public keys only (`ssh-ed25519`). The authorized keys and the host key come
+//!   from the command line ([`Config::from_cmdline`]); with no host key given, one is made
+//!   at boot from the machine's entropy and its fingerprint printed.
+//! - **Entropy**: `rhea::entropy` (RDRAND, `RNDR`, LinuxU's host). A machine without a
+//!   source does not get an SSH server: [`start`] refuses, and says why.
+//! - **Bounds**: at most [`Config::sessions`] connections at once (the listener resets
+//!   more); each in its own thread at the shell's priority; a connection that has not asked
+//!   for a shell or a command within [`Config::login_grace`] is closed, as is a session idle
+//!   for [`Config::idle`] and a peer that stops reading for [`conn::STALL`]; a failed login
+//!   is logged (at most one line a second, the rest counted), costs its connection a
+//!   second, and the sixth closes it.
+//! - **Not done**: sunset 0.6's server cannot send `exit-status` or close a channel, so a
+//!   session or a command ends by closing the connection: OpenSSH prints "Connection … closed
+//!   by remote host" and exits 255 after printing the command's whole output.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod conn;
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use rhea::time::Duration;
+use rhea_net::{ListenOptions, NetError, TcpListener};
+use rhea_shell::Shell;
+use rhea_shell_core::keys::{self, KeyError};
+use sunset::SignKey;
+use sunset::ed25519_dalek::SigningKey;
+
+pub use conn::STALL;
+
+/// The command-line keys this crate reads (all under `rhea.ssh.`).
+const KEYS: &[&str] = &[
+    "rhea.ssh.keys",
+    "rhea.ssh.hostkey",
+    "rhea.ssh.port",
+    "rhea.ssh.sessions",
+    "rhea.ssh.idle",
+];
+
+/// At most this many authorized keys.
+pub const MAX_KEYS: usize = 16;
+/// At most this many sessions at once (`rhea.ssh.sessions`).
+pub const MAX_SESSIONS: usize = 8;
+
+/// The server's configuration.
+pub struct Config {
+    /// The TCP port (`rhea.ssh.port`, default 22).
+    pub port: u16,
+    /// Connections at once (`rhea.ssh.sessions`, 1 to [`MAX_SESSIONS`], default 3).
+    pub sessions: usize,
+    /// A shell session with no key for this long is closed (`rhea.ssh.idle` seconds, 10 to
+    /// 86400, default 600).
+    pub idle: Duration,
+    /// From connecting to asking for a shell or a command, at most this long (30 s).
+    pub login_grace: Duration,
+    /// The public keys that may log in (`rhea.ssh.keys`, comma-separated base64 fields of
+    /// `authorized_keys` lines).
+    authorized: Vec<[u8; 32]>,
+    /// The host key's seed (`rhea.ssh.hostkey`, 64 hex digits), if given.
+    host_seed: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No key material in logs.
+        f.debug_struct("Config")
+            .field("port", &self.port)
+            .field("sessions", &self.sessions)
+            .field("idle", &self.idle)
+            .field("authorized", &self.authorized.len())
+            .field("host_seed", &self.host_seed.is_some())
+            .finish()
+    }
+}
+
+/// A bad `rhea.ssh.*` argument: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn number(key: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| ConfigError(alloc::format!("{key}={v}: expected {min} to {max}")))
+}
+
+impl Config {
+    /// Reads `rhea.ssh.*` from `line` (the last of a repeated key wins). `Ok(None)` when no
+    /// `rhea.ssh.keys` is given: nobody could log in, so there is no server to start.
+    pub fn from_cmdline(line: &str) -> Result<Option<Config>, ConfigError> {
+        let mut cfg = Config {
+            port: 22,
+            sessions: 3,
+            idle: Duration::from_secs(600),
+            login_grace: Duration::from_secs(30),
+            authorized: Vec::new(),
+            host_seed: None,
+        };
+        let mut keys_given = false;
+        for arg in line.split_ascii_whitespace() {
+            if !arg.starts_with("rhea.ssh.") {
+                continue;
+            }
+            let (key, v) = arg.split_once('=').unwrap_or((arg, ""));
+            if !KEYS.contains(&key) {
+                return Err(ConfigError(alloc::format!(
+                    "{key}: unknown key; known: {}",
+                    KEYS.join(", ")
+                )));
+            }
+            if v.is_empty() {
+                return Err(ConfigError(alloc::format!("{key}: needs a value")));
+            }
+            match key {
+                "rhea.ssh.port" => cfg.port = number(key, v, 1, 65535)? as u16,
+                "rhea.ssh.sessions" => {
+                    cfg.sessions = number(key, v, 1, MAX_SESSIONS as u64)? as usize;
+                }
+                "rhea.ssh.idle" => cfg.idle = Duration::from_secs(number(key, v, 10, 86_400)?),
+                "rhea.ssh.hostkey" => {
+                    cfg.host_seed = Some(
+                        keys::parse_seed_hex(v)
+                            .map_err(|e| ConfigError(alloc::format!("{key}: {e}")))?,
+                    );
+                }
+                _ => {
+                    keys_given = true;
+                    cfg.authorized.clear();
+                    for (i, k) in v.split(',').enumerate() {
+                        if i == MAX_KEYS {
+                            return Err(ConfigError(alloc::format!(
+                                "{key}: more than {MAX_KEYS} keys"
+                            )));
+                        }
+                        let k = keys::parse_authorized(k).map_err(|e: KeyError| {
+                            ConfigError(alloc::format!("{key}: key {}: {e}", i + 1))
+                        })?;
+                        cfg.authorized.push(k);
+                    }
+                }
+            }
+        }
+        Ok(keys_given.then_some(cfg))
+    }
+
+    pub(crate) fn authorizes(&self, key: &[u8; 32]) -> bool {
+        self.authorized.iter().any(|k| k == key)
+    }
+}
+
+/// OpenSSH's fingerprint of an Ed25519 public key: `SHA256:` and the unpadded base64 of
+/// the SHA-256 of its wire blob.
+pub fn fingerprint(key: &[u8; 32]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(keys::ed25519_blob(key));
+    alloc::format!("SHA256:{}", keys::base64_encode_unpadded(&digest))
+}
+
+/// Why the server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// No `rhea.ssh.keys`: nobody could log in.
+    NotAsked,
+    /// A bad `rhea.ssh.*` argument.
+    Config(ConfigError),
+    /// The machine has no entropy source: keys and key exchanges would be guessable.
+    NoEntropy(rhea::entropy::NoEntropy),
+    /// The port could not be bound (the network not started, the port in use, no memory).
+    Net(NetError),
+    /// The listener thread could not be made.
+    Spawn(rhea::SpawnError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::NotAsked => {
+                f.write_str("not asked for (rhea.ssh.keys=<key>[,...] starts it)")
+            }
+            StartError::Config(e) => write!(f, "bad command line: {e}"),
+            StartError::NoEntropy(e) => write!(f, "{e}: refusing to run with guessable keys"),
+            StartError::Net(e) => write!(f, "cannot listen: {e}"),
+            StartError::Spawn(e) => write!(f, "cannot start its thread: {e}"),
+        }
+    }
+}
+
+/// What a started server listens on.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The TCP port.
+    pub port: u16,
+    /// The host key's fingerprint (`SHA256:...`).
+    pub host_fingerprint: String,
+    /// Whether the host key was made at boot (it changes every boot).
+    pub host_key_generated: bool,
+}
+
+/// Live sessions (for `ssh:` log lines).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Sessions ever started, for thread names.
+static SERIAL: AtomicU32 = AtomicU32::new(0);
+
+/// Starts the SSH server for `shell` if the command line gives `rhea.ssh.keys`: the
+/// listener thread `ssh`, and a thread `ssh-<n>` per connection, all at the shell's priority
+/// (`rhea.shell_prio`). Needs the network started (`rhea_net::start`).
+pub fn start(shell: Arc<Shell>) -> Result<Started, StartError> {
+    let cfg = Config::from_cmdline(rhea::cmdline())
+        .map_err(StartError::Config)?
+        .ok_or(StartError::NotAsked)?;
+    if rhea::entropy::source().is_none() {
+        return Err(StartError::NoEntropy(rhea::entropy::NoEntropy));
+    }
+    let (seed, generated) = match cfg.host_seed {
+        Some(s) => (s, false),
+        None => {
+            let mut s = [0u8; 32];
+            rhea::entropy::fill(&mut s).map_err(StartError::NoEntropy)?;
+            (s, true)
+        }
+    };
+    let signing = SigningKey::from_bytes(&seed);
+    let host_fingerprint = fingerprint(&signing.verifying_key().to_bytes());
+    let hostkey = SignKey::Ed25519(signing);
+    let listener = TcpListener::bind_with(
+        cfg.port,
+        ListenOptions {
+            backlog: 2,
+            max_connections: cfg.sessions,
+            max_per_peer: cfg.sessions,
+            buffer: 8 * 1024,
+        },
+    )
+    .map_err(StartError::Net)?;
+    let port = cfg.port;
+    let cfg = Arc::new(conn::Shared { cfg, hostkey });
+    let prio = rhea_shell::priority();
+    let handle = rhea::thread::Builder::new()
+        .name("ssh")
+        .priority(prio)
+        .spawn(move || accept_loop(&listener, &shell, &cfg, prio))
+        .map_err(StartError::Spawn)?;
+    drop(handle);
+    Ok(Started {
+        port,
+        host_fingerprint,
+        host_key_generated: generated,
+    })
+}
+
+/// Session threads' stacks: sunset's key exchange and Ed25519 signing run on them.
+const SESSION_STACK: u64 = 128 << 10;
+
+fn accept_loop(
+    listener: &TcpListener,
+    shell: &Arc<Shell>,
+    shared: &Arc<conn::Shared>,
+    prio: rhea::thread::Priority,
+) {
+    loop {
+        let stream = match listener.accept(None) {
+            Ok(s) => s,
+            Err(e) => {
+                rhea::println!("ssh: accept failed: {e}; the server stops");
+                return;
+            }
+        };
+        let n = SERIAL.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = alloc::format!("ssh-{n}");
+        let (shell, shared) = (shell.clone(), shared.clone());
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        let spawned = rhea::thread::Builder::new()
+            .name(&name)
+            .priority(prio)
+            .stack_size(SESSION_STACK)
+            .spawn(move || {
+                conn::serve(&shell, &shared, stream, n);
+                LIVE.fetch_sub(1, Ordering::Relaxed);
+            });
+        match spawned {
+            Ok(h) => drop(h),
+            Err(e) => {
+                // The closure (and the stream in it) is gone: the connection is closed.
+                LIVE.fetch_sub(1, Ordering::Relaxed);
+                rhea::println!("ssh: connection {n} refused: cannot start its thread: {e}");
+            }
+        }
+    }
+}
+
+/// Live sessions now.
+pub fn sessions() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// When the last failed-login line was printed (ms since boot), and how many were not
+/// printed since: failed logins are logged at most once a second, so a flood of them cannot
+/// flood the console.
+static FAIL_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+static FAIL_SUPPRESSED: AtomicU32 = AtomicU32::new(0);
+/// Failed logins since boot.
+static FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Failed logins since boot.
+pub fn failed_logins() -> u64 {
+    FAILURES.load(Ordering::Relaxed)
+}
+
+pub(crate) fn log_failure(what: &dyn fmt::Display) {
+    FAILURES.fetch_add(1, Ordering::Relaxed);
+    let now = rhea::time::now().as_nanos() / 1_000_000;
+    let last = FAIL_LOGGED_MS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < 1000 {
+        FAIL_SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    FAIL_LOGGED_MS.store(now.max(1), Ordering::Relaxed);
+    let skipped = FAIL_SUPPRESSED.swap(0, Ordering::Relaxed);
+    if skipped > 0 {
+        rhea::println!("ssh: {what} ({skipped} more failed logins not shown)");
+    } else {
+        rhea::println!("ssh: {what}");
+    }
+}
+
+impl Started {
+    /// One line for the boot log.
+    pub fn describe(&self) -> String {
+        let mut s = alloc::format!(
+            "ssh: listening on port {}, host key {}",
+            self.port,
+            self.host_fingerprint
+        );
+        if self.host_key_generated {
+            s.push_str(" (made at boot: give rhea.ssh.hostkey to keep one)");
+        }
+        s.to_string()
+    }
+}
