@@ -21,6 +21,11 @@ pub trait Io {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Closed>;
     /// The next byte if one comes within `timeout` (`Ok(None)`: none came).
     fn read(&mut self, timeout: Duration) -> Result<Option<u8>, Closed>;
+    /// The session is over, with `status` (0: `exit`, or a command that succeeded): a
+    /// transport that can say so tells the peer (SSH's `exit-status`). Called once, last.
+    fn end(&mut self, status: u32) {
+        let _ = status;
+    }
 }
 
 /// What a command runs with: where its output goes, and whether the user asked it to stop.
@@ -147,14 +152,22 @@ pub enum Ended {
     Closed,
 }
 
+impl Session {
+    /// A session of `shell` on `io`.
+    fn for_shell(shell: &Shell, io: Box<dyn Io + Send>) -> Session {
+        let mut s = Session::new(io);
+        s.commands = shell
+            .table()
+            .iter()
+            .map(|c| (c.name, c.usage, c.help))
+            .collect();
+        s
+    }
+}
+
 /// Runs one command line on `io`: its output, or why it failed; `true` on success.
 pub(crate) fn exec(shell: &Shell, io: Box<dyn Io + Send>, line: &str) -> bool {
-    let mut s = Session::new(io);
-    s.commands = shell
-        .table()
-        .iter()
-        .map(|c| (c.name, c.usage, c.help))
-        .collect();
+    let mut s = Session::for_shell(shell, io);
     let ok = match shell.table().dispatch(&mut s, line) {
         Dispatch::Empty | Dispatch::Done => true,
         Dispatch::Failed(why) | Dispatch::Refused(why) => {
@@ -163,18 +176,22 @@ pub(crate) fn exec(shell: &Shell, io: Box<dyn Io + Send>, line: &str) -> bool {
         }
     };
     s.flush();
-    ok && !s.cancelled
+    let ok = ok && !s.cancelled && !s.closed;
+    s.io.end(u32::from(!ok));
+    ok
 }
 
 /// Runs one session on `io` until it ends: prompt, edit, run, repeat. `idle`: end it after
 /// this long without a key (`None`: never).
 pub(crate) fn run(shell: &Shell, io: Box<dyn Io + Send>, idle: Option<Duration>) -> Ended {
-    let mut s = Session::new(io);
-    s.commands = shell
-        .table()
-        .iter()
-        .map(|c| (c.name, c.usage, c.help))
-        .collect();
+    let mut s = Session::for_shell(shell, io);
+    let ended = edit_loop(shell, &mut s, idle);
+    s.io.end(u32::from(ended != Ended::Exit));
+    ended
+}
+
+/// The prompt-edit-run loop of [`run`].
+fn edit_loop(shell: &Shell, s: &mut Session, idle: Option<Duration>) -> Ended {
     let mut editor = Editor::new(shell.prompt());
     editor.show_prompt();
     let complete = |prefix: &str| -> Vec<String> { shell.table().complete(prefix) };
@@ -212,14 +229,14 @@ pub(crate) fn run(shell: &Shell, io: Box<dyn Io + Send>, idle: Option<Duration>)
                     return Ended::Closed;
                 }
                 s.cancelled = false;
-                match shell.table().dispatch(&mut s, &line) {
+                match shell.table().dispatch(s, &line) {
                     Dispatch::Empty | Dispatch::Done => {}
                     Dispatch::Failed(why) | Dispatch::Refused(why) => {
-                        let _ = fmt::Write::write_fmt(&mut s, format_args!("{why}\n"));
+                        let _ = fmt::Write::write_fmt(s, format_args!("{why}\n"));
                     }
                 }
                 if s.cancelled {
-                    let _ = fmt::Write::write_str(&mut s, "^C\n");
+                    let _ = fmt::Write::write_str(s, "^C\n");
                 }
                 s.flush();
                 if s.closed {

@@ -202,6 +202,10 @@ impl Conn {
         self.events()?;
         self.take_channel_input()?;
         self.send_output()?;
+        if self.st.request.is_some() || self.cin_at < self.cin_end {
+            // Something for the caller: no waiting for more.
+            return Ok(());
+        }
         if self.rx_at < self.rx_end {
             let n = self
                 .runner
@@ -339,6 +343,10 @@ impl Io for Conn {
         })
     }
 
+    fn end(&mut self, status: u32) {
+        self.exit(status);
+    }
+
     fn read(&mut self, timeout: Duration) -> Result<Option<u8>, Closed> {
         let deadline: Instant = now().saturating_add(timeout);
         // Pumps after the deadline (socket bytes may still be buffered): a bound.
@@ -362,6 +370,34 @@ impl Io for Conn {
             self.pump(left).map_err(|_| Closed)?;
             if left.is_zero() && self.cin_at == self.cin_end && self.rx_at == self.rx_end {
                 return Ok(None);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Ends the session channel with `status` and waits (at most 2 s) for the client's
+    /// close, so the connection ends cleanly rather than by a dropped socket.
+    fn exit(&mut self, status: u32) {
+        for _ in 0..4 {
+            if self.gone {
+                return;
+            }
+            let r = match self.st.chan.as_ref() {
+                Some(ch) => self.runner.exit_channel(ch, status),
+                None => return,
+            };
+            match r {
+                Ok(()) => break,
+                // The output buffer is full: send it, then try again.
+                Err(sunset::Error::BusySend { .. }) if self.send_output().is_ok() => {}
+                Err(_) => return,
+            }
+        }
+        let until = now().saturating_add(Duration::from_secs(2));
+        while !self.channel_closed() && now() < until {
+            if self.pump(Duration::from_millis(100)).is_err() {
+                return;
             }
         }
     }

@@ -23,9 +23,12 @@
 //!   for [`Config::idle`] and a peer that stops reading for [`conn::STALL`]; a failed login
 //!   is logged (at most one line a second, the rest counted), costs its connection a
 //!   second, and the sixth closes it.
-//! - **Not done**: sunset 0.6's server cannot send `exit-status` or close a channel, so a
-//!   session or a command ends by closing the connection: OpenSSH prints "Connection … closed
-//!   by remote host" and exits 255 after printing the command's whole output.
+//! - **Ending**: a command's session ends with its exit status (0, or 1 when it failed or
+//!   was refused), `exit` with 0; then EOF and close. sunset 0.6.0 could not do this (and
+//!   answered a client's EOF with its own, cutting off output), so it is carried patched:
+//!   `third_party/sunset/PATCHED.md`.
+//! - **One session channel per connection**; no port forwarding, no subsystems (sftp): each
+//!   refused.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -55,6 +58,7 @@ const KEYS: &[&str] = &[
     "rhea.ssh.port",
     "rhea.ssh.sessions",
     "rhea.ssh.idle",
+    "rhea.ssh.grace",
 ];
 
 /// At most this many authorized keys.
@@ -68,10 +72,11 @@ pub struct Config {
     pub port: u16,
     /// Connections at once (`rhea.ssh.sessions`, 1 to [`MAX_SESSIONS`], default 3).
     pub sessions: usize,
-    /// A shell session with no key for this long is closed (`rhea.ssh.idle` seconds, 10 to
+    /// A shell session with no key for this long is closed (`rhea.ssh.idle` seconds, 5 to
     /// 86400, default 600).
     pub idle: Duration,
-    /// From connecting to asking for a shell or a command, at most this long (30 s).
+    /// From connecting to asking for a shell or a command, at most this long
+    /// (`rhea.ssh.grace` seconds, 5 to 600, default 30).
     pub login_grace: Duration,
     /// The public keys that may log in (`rhea.ssh.keys`, comma-separated base64 fields of
     /// `authorized_keys` lines).
@@ -142,7 +147,10 @@ impl Config {
                 "rhea.ssh.sessions" => {
                     cfg.sessions = number(key, v, 1, MAX_SESSIONS as u64)? as usize;
                 }
-                "rhea.ssh.idle" => cfg.idle = Duration::from_secs(number(key, v, 10, 86_400)?),
+                "rhea.ssh.idle" => cfg.idle = Duration::from_secs(number(key, v, 5, 86_400)?),
+                "rhea.ssh.grace" => {
+                    cfg.login_grace = Duration::from_secs(number(key, v, 5, 600)?);
+                }
                 "rhea.ssh.hostkey" => {
                     cfg.host_seed = Some(
                         keys::parse_seed_hex(v)

@@ -45,6 +45,7 @@ pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
 pub(crate) mod shell;
+pub(crate) mod ssh;
 pub(crate) mod status_page;
 pub(crate) mod trace_pi;
 pub(crate) mod tsc_ref;
@@ -317,6 +318,8 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     clock.lap("shell");
     t.appliance_abuse_cases(&board_names);
     clock.lap("appliance abuse");
+    t.appliance_ssh_cases(&board_names);
+    clock.lap("appliance ssh");
     t.xen_netfront_cases(&board_names);
     clock.lap("xen netfront");
     if opts.accel == qemu::AccelChoice::Auto {
@@ -1010,7 +1013,7 @@ impl TestRun<'_> {
                         console: case.console,
                     },
                 ),
-                false,
+                Exercise::Net,
             );
             self.tally.record(case.name, start, result);
         }
@@ -1141,13 +1144,36 @@ impl TestRun<'_> {
                 machine,
                 mem,
                 (wire, NicRun::virtio()),
-                true,
+                Exercise::Abuse,
             );
             self.tally.record(case, start, result);
         }
     }
 
-    /// Step 3e: Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the
+    /// Step 3e: the shell over SSH, driven by OpenSSH's client (ssh.rs), [`ssh::CASES`].
+    fn appliance_ssh_cases(&mut self, board_names: &[&str]) {
+        for (board_name, machine, case, wire) in ssh::CASES {
+            let wanted = board_names.contains(&board_name)
+                && self.appliance_wanted(Some(machine))
+                && self.wanted(case);
+            if !wanted {
+                continue;
+            }
+            let start = Instant::now();
+            let result = appliance_net(
+                self.ws,
+                self.all_apps,
+                board_name,
+                machine,
+                "128M",
+                (wire, NicRun::virtio()),
+                Exercise::Ssh,
+            );
+            self.tally.record(case, start, result);
+        }
+    }
+
+    /// Step 3f: Xen netfront: a real Xen with a Linux dom0 (toolstack, netback) creates the
     /// appliance as a domU with a vif; dom0 pings it and runs UDP, TCP and HTTP against it
     /// (xen_dom0.rs).
     fn xen_netfront_cases(&mut self, board_names: &[&str]) {
@@ -1713,11 +1739,22 @@ fn netfront_failure(problems: &[String], out: &Dom0Outcome) -> String {
     )
 }
 
-/// The appliance on a tap of its own, exercised from the host (`net::exercise`, or with
-/// `abuse` the attacks of `abuse::run`), then told to quit; its console must report success
-/// and a clean scheduler checker (and, where `nic` asks, a line saying how the NIC bound).
-/// LinuxU opens the tap itself; QEMU gets it as the netdev of the appliance's NIC (`-smp 2`):
-/// virtio-net, or the model `nic` names, with `nic`'s arguments appended to the command line.
+/// What the host does to the appliance on its wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exercise {
+    /// `net::exercise`: HTTP, ICMP, TCP and UDP echo, malformed frames, a flood.
+    Net,
+    /// `abuse::run`: the attacks (and on LinuxU, then the settings it must refuse).
+    Abuse,
+    /// `ssh::run`: the shell over SSH with keys made for the run.
+    Ssh,
+}
+
+/// The appliance on a tap of its own, exercised from the host (`what`), then told to quit;
+/// its console must report success and a clean scheduler checker (and, where `nic` asks, a
+/// line saying how the NIC bound). LinuxU opens the tap itself; QEMU gets it as the netdev
+/// of the appliance's NIC (`-smp 2`): virtio-net, or the model `nic` names, with `nic`'s
+/// arguments appended to the command line.
 fn appliance_net(
     ws: &Workspace,
     all_apps: &[App],
@@ -1725,7 +1762,7 @@ fn appliance_net(
     machine: &str,
     mem: &str,
     (wire_number, nic): (u8, NicRun),
-    abuse: bool,
+    what: Exercise,
 ) -> std::result::Result<(), String> {
     let board = boards::find(board_name).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "appliance").map_err(|e| e.to_string())?;
@@ -1733,27 +1770,36 @@ fn appliance_net(
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
     let wire = net::Wire::new(wire_number);
     wire.create()?;
-    let result = serve_on_wire(board, machine, mem, &image, (&wire, nic), abuse);
+    let result = serve_on_wire(ws, board, machine, mem, &image, (&wire, nic), what);
     wire.destroy();
     result
 }
 
-/// Starts the appliance on `wire`, exercises (or abuses) it, tells it to quit and checks how
-/// it ended; with `abuse` on LinuxU, then the settings it must refuse.
+/// Starts the appliance on `wire`, exercises it (`what`), tells it to quit and checks how
+/// it ended; with [`Exercise::Abuse`] on LinuxU, then the settings it must refuse.
 fn serve_on_wire(
+    ws: &Workspace,
     board: &Board,
     machine: &str,
     mem: &str,
     image: &image::Image,
     (wire, nic): (&net::Wire, NicRun),
-    abuse: bool,
+    what: Exercise,
 ) -> std::result::Result<(), String> {
     use crate::test::net::{self, Guest};
     let mut args = appliance_args(wire);
     args.extend(nic.append.iter().map(|a| a.to_string()));
+    let keys = match what {
+        Exercise::Ssh => {
+            let k = ssh::Keys::new(&ws.root.join("target").join(format!("ssh-{}", wire.tap)))?;
+            args.extend(k.args()?);
+            Some(k)
+        }
+        Exercise::Net | Exercise::Abuse => None,
+    };
     // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
     let (cmd, _unthrottled) = match board.runner {
-        Runner::Process => appliance_process(image, wire, &args, abuse),
+        Runner::Process => appliance_process(image, wire, &args, what != Exercise::Net),
         Runner::Qemu => (
             appliance_qemu(board, machine, mem, image, (wire, nic.model), &args)?,
             None,
@@ -1770,10 +1816,12 @@ fn serve_on_wire(
                 Runner::Qemu => Some(20_000),
                 Runner::Process => Some(100_000),
             };
-            if abuse {
-                abuse::run(wire).map(drop)
-            } else {
-                net::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop)
+            match (what, &keys) {
+                (Exercise::Abuse, _) => abuse::run(wire).map(drop),
+                (Exercise::Ssh, Some(k)) => ssh::run(wire, &guest, k).map(|f| {
+                    println!("  ssh: login and `uptime`, best of 5: {:.0} ms", f.login_ms);
+                }),
+                _ => net::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop),
             }
         })
         .and_then(|_| net::quit(wire.guest));
@@ -1783,7 +1831,7 @@ fn serve_on_wire(
     check_console_line(&console, nic.console)?;
     // Settings the appliance must refuse: separate runs of the same image on the tap the
     // appliance has let go of.
-    if abuse && board.runner == Runner::Process {
+    if what == Exercise::Abuse && board.runner == Runner::Process {
         for line in abuse::bad_config(&image.elf, wire)? {
             println!("  refused: {line}");
         }
