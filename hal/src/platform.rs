@@ -33,6 +33,12 @@ pub trait Platform: Sync {
     /// the CPU for good.
     fn exit(&self, status: ExitStatus) -> !;
 
+    /// Resets the machine: a new boot of the same image, with the same command line.
+    /// Returns only where the board has no way to, with why.
+    fn reboot(&self) -> &'static str {
+        "this board has no reset path"
+    }
+
     /// How many CPUs the machine has (or the command line asked for), at most the scheduler's
     /// limit. Boards without multi-CPU bring-up keep the default, 1.
     fn cpu_count(&self) -> usize {

@@ -90,6 +90,15 @@ pub fn exit(status: ExitStatus) -> ! {
     boot::exit(status)
 }
 
+/// Resets the machine: a new boot of the same image with the same command line (QEMU and
+/// PCs: the reset register, else a triple fault; Arm: PSCI `SYSTEM_RESET`; Xen x86:
+/// `SCHEDOP_shutdown(reboot)`; LinuxU: the process runs itself again). Returns only where
+/// the board has no way to, with why.
+pub fn reboot() -> &'static str {
+    println!("rhea: rebooting");
+    rhea_hal::Platform::reboot(crate::selected::platform())
+}
+
 /// Names the app's entry function: `rhea::main!(main);` where `main` is `fn() -> T` and
 /// `T: Termination` (`()`, `ExitStatus` or `Result<(), E: Debug>`).
 ///

@@ -659,8 +659,9 @@ fn poweroff(s: &mut Session, _: &Args<'_>) -> CommandResult {
     rhea::exit(rhea::ExitStatus::Success)
 }
 
-fn reboot(_: &mut Session, _: &Args<'_>) -> CommandResult {
-    Err(String::from(
-        "this kernel has no reset path on any board yet; poweroff ends it",
-    ))
+fn reboot(s: &mut Session, _: &Args<'_>) -> CommandResult {
+    out!(s, "rebooting");
+    s.flush();
+    let why = rhea::reboot();
+    Err(format!("cannot reboot: {why}"))
 }

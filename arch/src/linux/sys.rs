@@ -32,6 +32,7 @@ pub mod nr {
     pub const EXIT_GROUP: usize = 231;
     pub const RT_TGSIGQUEUEINFO: usize = 297;
     pub const GETRANDOM: usize = 318;
+    pub const EXECVE: usize = 59;
 }
 
 /// Makes a system call with up to six arguments.
@@ -298,4 +299,32 @@ pub fn getrandom(buf: &mut [u8]) -> bool {
         }
     }
     true
+}
+
+/// Runs this program again from the start, as a new boot: `execve("/proc/self/exe")` with
+/// the arguments and environment it was started with. The interrupt signals are blocked
+/// first, as the new image expects at entry (a SIGIO before its handler would end it; the
+/// mask survives `execve`). Returns only on failure, with `-errno`.
+///
+/// # Safety
+/// `argv` is the process's own: `argc` pointers, a null, then the environment's pointers
+/// and a null (the layout libc's start-up passed to `main`), all still valid.
+pub unsafe fn restart_process(argc: usize, argv: *const *const u8) -> isize {
+    super::signals::block();
+    // SAFETY: per the caller, the environment starts after argv's terminating null.
+    let envp = unsafe { argv.add(argc + 1) };
+    // SAFETY: a NUL-terminated path; argv and envp are null-terminated arrays of C strings.
+    unsafe {
+        syscall6(
+            nr::EXECVE,
+            [
+                c"/proc/self/exe".as_ptr() as usize,
+                argv as usize,
+                envp as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    }
 }

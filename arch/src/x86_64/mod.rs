@@ -135,6 +135,25 @@ pub fn memory_fence() {
     unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
 }
 
+/// Resets the CPU (and so the machine) by a triple fault: an empty IDT, then a breakpoint
+/// whose delivery faults, and that fault's, and that one's.
+pub fn triple_fault() -> ! {
+    use x86_64::VirtAddr;
+    use x86_64::structures::DescriptorTablePointer;
+    let empty = DescriptorTablePointer {
+        limit: 0,
+        base: VirtAddr::zero(),
+    };
+    // SAFETY: loading an empty IDT is the point: the next exception cannot be delivered and
+    // the CPU shuts down (a reset on every PC and hypervisor); nothing runs after it.
+    unsafe {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::tables::lidt(&empty);
+    }
+    x86_64::instructions::interrupts::int3();
+    halt_forever()
+}
+
 /// Stops this CPU for good: interrupts off, then `hlt` in a loop (an NMI would return from
 /// `hlt`; the loop takes it back).
 pub fn halt_forever() -> ! {

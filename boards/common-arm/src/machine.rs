@@ -237,6 +237,7 @@ const EXIT_SUCCESS: u32 = 33;
 const EXIT_FAILURE: u32 = 35;
 /// PSCI `SYSTEM_OFF` (DEN0022 §5.1.9, SMC32 function ID).
 const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+const PSCI_SYSTEM_RESET: u32 = 0x8400_0009;
 /// The console line that carries the exit status where semihosting cannot (KVM, or no
 /// emulator serving it): this, the status (33 or 35, as above), then ` (success)` or
 /// ` (failure)`. xtask reads it in `qemu::console_exit_status`; keep the two in step.
@@ -281,6 +282,22 @@ impl Platform for ArmBoard {
             unsafe { rhea_arch::psci_call(conduit == 2, PSCI_SYSTEM_OFF, 0, 0, 0) };
         }
         rhea_arch::halt_forever()
+    }
+
+    /// PSCI `SYSTEM_RESET` where the devicetree names PSCI and the board has no exit of its
+    /// own (a hypervisor's, whose reset it would have to say).
+    fn reboot(&self) -> &'static str {
+        if self.services.is_some() {
+            return "not through this board's hypervisor interface yet";
+        }
+        let conduit = PSCI.load(Ordering::Relaxed);
+        if conduit == 0 {
+            return "no PSCI on this machine (a Raspberry Pi's firmware has none)";
+        }
+        // SAFETY: SYSTEM_RESET is the call this path exists for; the conduit is what the
+        // devicetree's PSCI node says. It does not return where PSCI implements it.
+        unsafe { rhea_arch::psci_call(conduit == 2, PSCI_SYSTEM_RESET, 0, 0, 0) };
+        "PSCI SYSTEM_RESET returned"
     }
 
     /// The CPUs of the devicetree's `/cpus`, cut to what the run can use (see `smp.rs`).

@@ -245,6 +245,25 @@ pub fn debug_exit(status: rhea_hal::ExitStatus) {
     unsafe { rhea_arch::outl(DEBUG_EXIT_PORT, code) };
 }
 
+/// Resets a PC: the reset control register (port 0xCF9, ICH9 and later: q35, real PCs),
+/// then the keyboard controller's reset line (port 0x64, command 0xFE), then a triple fault
+/// (no IDT, then a breakpoint), which resets any x86 machine — microvm has neither device.
+pub fn reset() -> ! {
+    // SAFETY: on a PC both ports are the reset devices named above, or unclaimed (a write
+    // there is dropped); the machine is being reset, so no device state matters any more.
+    unsafe {
+        rhea_arch::outb(0xcf9, 0x02);
+        rhea_arch::outb(0xcf9, 0x06);
+    }
+    // Each device takes a moment to act (QEMU: at the end of the current block).
+    let pause = || (0..1_000_000).for_each(|_| core::hint::spin_loop());
+    pause();
+    // SAFETY: as above.
+    unsafe { rhea_arch::outb(0x64, 0xfe) };
+    pause();
+    rhea_arch::triple_fault()
+}
+
 /// Stops writing to COM1 (call before anything is written, when [`com1_present`] says no).
 pub fn set_com1_absent() {
     COM1_ABSENT.store(true, Ordering::Relaxed);

@@ -120,6 +120,22 @@ impl Platform for LinuxU {
         })
     }
 
+    /// The process runs its program again from the start (`execve`, same arguments): every
+    /// vCPU thread, mapping and timer goes; descriptors opened close-on-exec (the tap, the
+    /// trace file) are released for the new boot to open.
+    fn reboot(&self) -> &'static str {
+        let argc = ARGC.load(Ordering::Relaxed).max(0) as usize;
+        let argv = ARGV.load(Ordering::Relaxed) as *const *const u8;
+        if argv.is_null() {
+            return "the process's arguments are unknown";
+        }
+        // SAFETY: `argc`/`argv` are the process's own, stored by `main` from libc's start-up,
+        // which keeps them (and the environment after them) for the life of the process.
+        let rc = unsafe { sys::restart_process(argc, argv) };
+        let _ = rc;
+        "execve of /proc/self/exe failed"
+    }
+
     /// `rhea.cpus=N` (default 1); the simulation mode is single-vCPU (its determinism rests
     /// on one thread of execution). Called after boot checked the command line.
     fn cpu_count(&self) -> usize {

@@ -85,6 +85,11 @@ impl Platform for PcUefi {
         }
         rhea_arch::halt_forever()
     }
+
+    /// The PC's reset control register, else the keyboard controller, else a triple fault.
+    fn reboot(&self) -> &'static str {
+        pc::reset()
+    }
 }
 
 /// The framebuffer's pixels as a slice of atomics over its memory.

@@ -45,6 +45,11 @@ impl Platform for QemuX86_64 {
         pc::debug_exit(status);
         rhea_arch::halt_forever()
     }
+
+    /// q35's reset control register; microvm's triple fault ([`pc::reset`]).
+    fn reboot(&self) -> &'static str {
+        pc::reset()
+    }
 }
 
 /// A PC entered through PVH: everything but the exit and the devices is `common-x86`'s.

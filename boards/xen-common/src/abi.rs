@@ -77,6 +77,8 @@ pub mod sched {
 pub mod shutdown {
     /// Clean power-off.
     pub const POWEROFF: u32 = 0;
+    /// Restart the domain (what the toolstack does is its `on_reboot` setting).
+    pub const REBOOT: u32 = 1;
     /// The guest crashed.
     pub const CRASH: u32 = 3;
 }

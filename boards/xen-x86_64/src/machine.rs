@@ -110,6 +110,19 @@ impl Platform for XenX86_64 {
         );
         rhea_arch::halt_forever()
     }
+
+    /// `SCHEDOP_shutdown` with `SHUTDOWN_reboot`: the toolstack restarts the domain (or not:
+    /// its `on_reboot` setting).
+    fn reboot(&self) -> &'static str {
+        rhea_board_xen_common::pv::console_flush();
+        let rc = hypercall::shutdown(abi::shutdown::REBOOT);
+        let _ = writeln!(
+            ConsoleWriter,
+            "rhea: xen: SCHEDOP_shutdown(reboot) returned {rc} ({})",
+            abi::errno_name(rc)
+        );
+        "Xen refused SCHEDOP_shutdown(reboot)"
+    }
 }
 
 /// Early init on the boot CPU: Xen found (else a fixed message on port 0xE9 and a halt — the
