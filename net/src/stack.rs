@@ -54,6 +54,10 @@ pub(crate) struct Frame {
 /// What the driver thread, the network thread and the sockets share.
 pub(crate) struct Shared {
     pool: mpmc::Queue<Box<Frame>>,
+    /// Frame buffers made at start (the pool's size), and the most out at once (for
+    /// `rhea::pools`, relaxed).
+    frames: usize,
+    frames_peak: core::sync::atomic::AtomicUsize,
     /// Wakes the network thread (frames arrived, an app queued work).
     pub(crate) net_event: DeviceEvent,
     /// Wakes the driver thread (its interrupt, frames to send, buffers returned).
@@ -144,6 +148,19 @@ pub struct NetStats {
     pub tcp_sockets: u64,
 }
 
+/// The frame pool in `rhea::pools::pools()` (`rhea-shell`'s `mem`).
+impl rhea::pools::PoolUsage for Shared {
+    fn usage(&self) -> rhea::pools::PoolInfo {
+        rhea::pools::PoolInfo {
+            name: "net frames",
+            blocks: self.frames,
+            block_bytes: FRAME_BYTES,
+            in_use: self.frames.saturating_sub(self.pool.len()),
+            peak: self.frames_peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
 impl Shared {
     fn stats(&self) -> NetStats {
         let c = &self.counters;
@@ -171,6 +188,14 @@ impl Shared {
             sockets: get(&c.sockets),
             tcp_sockets: get(&c.tcp_sockets),
         }
+    }
+
+    /// A frame buffer from the pool (the peak of buffers out is kept for reports).
+    fn take_frame(&self) -> Option<Box<Frame>> {
+        let f = self.pool.pop()?;
+        let out = self.frames.saturating_sub(self.pool.len());
+        self.frames_peak.fetch_max(out, Ordering::Relaxed);
+        Some(f)
     }
 
     fn give_back(&self, frame: Box<Frame>) {
@@ -460,6 +485,8 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
     }
     let shared = Arc::new(Shared {
         pool,
+        frames: config.buffers,
+        frames_peak: core::sync::atomic::AtomicUsize::new(0),
         net_event,
         driver_event,
         starved: AtomicBool::new(false),
@@ -472,6 +499,8 @@ pub(crate) fn start(config: &Config) -> Result<(), NetError> {
     let (rx_prod, rx_cons) = spsc::ring(config.ring);
     let (tx_prod, tx_cons) = spsc::ring(config.ring);
     SHARED.call_once(|| shared.clone());
+    let usage: Arc<dyn rhea::pools::PoolUsage> = shared.clone();
+    rhea::pools::register(&usage);
     let counters: &'static Counters = &SHARED.get().expect("set just now").counters;
 
     let mac = dev.mac();
@@ -615,7 +644,7 @@ fn driver_loop(
                     stalled = true;
                     break;
                 }
-                let Some(mut buf) = sh.pool.pop() else {
+                let Some(mut buf) = sh.take_frame() else {
                     c.pool_empty.fetch_add(1, Ordering::Relaxed);
                     sh.starved.store(true, Ordering::Release);
                     break;
@@ -733,7 +762,7 @@ impl Adapter<'_> {
     /// learns a neighbour from.
     fn synthetic_arp(&self, ip: Ipv4Address, mac: [u8; 6]) -> Option<Box<Frame>> {
         let ours = self.ours?.address();
-        let mut f = self.shared.pool.pop()?;
+        let mut f = self.shared.take_frame()?;
         f.len = neighbours::arp_request(ip, mac, ours, self.mac, &mut f.data);
         Some(f)
     }
@@ -843,7 +872,7 @@ impl phy::Device for Adapter<'_> {
             },
         };
         self.received = true;
-        let Some(tx_buf) = self.shared.pool.pop() else {
+        let Some(tx_buf) = self.shared.take_frame() else {
             self.shared
                 .counters
                 .pool_empty
@@ -867,7 +896,7 @@ impl phy::Device for Adapter<'_> {
     }
 
     fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Self::TxToken<'_>> {
-        let Some(frame) = self.shared.pool.pop() else {
+        let Some(frame) = self.shared.take_frame() else {
             self.shared
                 .counters
                 .pool_empty

@@ -24,6 +24,7 @@ mod fault;
 pub mod irq;
 mod kthread;
 mod memory;
+pub mod pools;
 mod selected;
 pub mod smp;
 pub mod sync;
@@ -96,7 +97,7 @@ pub fn exit(status: ExitStatus) -> ! {
 /// the board has no way to, with why.
 pub fn reboot() -> &'static str {
     println!("rhea: rebooting");
-    rhea_hal::Platform::reboot(crate::selected::platform())
+    rhea_hal::Platform::reboot(selected::platform())
 }
 
 /// Names the app's entry function: `rhea::main!(main);` where `main` is `fn() -> T` and

@@ -55,7 +55,7 @@ pub static COMMANDS: &[Command] = &[
         "interrupts per vector and per CPU, with what each vector is",
         irq,
     ),
-    cmd("mem", "", "heap, free frames, stacks", mem),
+    cmd("mem", "", "heap, free frames, stacks, named pools", mem),
     cmd("poweroff", "", "end the kernel (success)", poweroff),
     cmd(
         "prio",
@@ -396,6 +396,33 @@ fn mem(s: &mut Session, _: &Args<'_>) -> CommandResult {
     );
     out!(s, "frames: {} KiB free", kib(m.free_frame_bytes));
     out!(s, "stacks: {} ({} KiB)", m.stacks, kib(m.stack_bytes));
+    let pools = rhea::pools::pools();
+    if pools.is_empty() {
+        out!(s, "pools: none registered");
+        return Ok(());
+    }
+    out!(
+        s,
+        "{:<20} {:>7} {:>7} {:>7} {:>7} {:>9}",
+        "POOL",
+        "BLOCKS",
+        "BYTES",
+        "IN-USE",
+        "PEAK",
+        "KIB"
+    );
+    for p in &pools {
+        out!(
+            s,
+            "{:<20} {:>7} {:>7} {:>7} {:>7} {:>9}",
+            p.name,
+            p.blocks,
+            p.block_bytes,
+            p.in_use,
+            p.peak,
+            kib((p.blocks * p.block_bytes) as u64)
+        );
+    }
     Ok(())
 }
 

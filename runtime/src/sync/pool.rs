@@ -25,6 +25,7 @@
 
 use super::Semaphore;
 use crate::time::{Duration, Instant, now};
+use alloc::sync::Arc;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
@@ -89,6 +90,8 @@ impl From<rhea_mm::pool::PoolError> for PoolError {
 /// ```
 pub struct BlockPool {
     raw: RawPool,
+    /// Blocks out now and at most, for [`crate::pools`] (relaxed: a report, not a guard).
+    counts: Arc<Counts>,
     /// Threads inside `alloc`/`alloc_timeout` that may sleep (SeqCst, see the module doc).
     waiters: AtomicU32,
     /// A unit per free while someone waits.
@@ -121,6 +124,13 @@ impl BlockPool {
     /// to [`BlockPool::MAX_ALIGN`], e.g. a cache line or a page for device buffers), zeroed.
     pub fn with_align(count: u32, block_bytes: usize, align: usize) -> Result<Self, PoolError> {
         let pool = Self {
+            counts: Arc::new(Counts {
+                name: rhea_sync::Once::new(),
+                blocks: count as usize,
+                block_bytes,
+                in_use: AtomicU32::new(0),
+                peak: AtomicU32::new(0),
+            }),
             raw: RawPool::new(count, block_bytes, align)?,
             waiters: AtomicU32::new(0),
             freed: Semaphore::new(0, u32::MAX),
@@ -130,6 +140,29 @@ impl BlockPool {
         // handler.
         let _ = pool.freed.count();
         Ok(pool)
+    }
+
+    /// Names the pool and lists it in [`crate::pools::pools`] (`rhea-shell`'s `mem`) for as
+    /// long as it lives. `false` when the list is full, or the pool was registered already
+    /// (its first name stays).
+    pub fn register(&self, name: &'static str) -> bool {
+        if self.counts.name.get().is_some() {
+            return false;
+        }
+        self.counts.name.call_once(|| name);
+        let usage: Arc<dyn crate::pools::PoolUsage> = self.counts.clone();
+        crate::pools::register(&usage)
+    }
+
+    /// Blocks out now.
+    pub fn in_use(&self) -> u32 {
+        self.counts.in_use.load(Ordering::Relaxed)
+    }
+
+    fn taken(&self, index: u32) -> Block<'_> {
+        let now = self.counts.in_use.fetch_add(1, Ordering::Relaxed) + 1;
+        self.counts.peak.fetch_max(now, Ordering::Relaxed);
+        self.block(index)
     }
 
     /// How many blocks the pool has.
@@ -154,7 +187,7 @@ impl BlockPool {
     pub fn try_alloc(&self) -> Result<Block<'_>, PoolError> {
         self.raw
             .take()
-            .map(|i| self.block(i))
+            .map(|i| self.taken(i))
             .ok_or(PoolError::Empty)
     }
 
@@ -171,13 +204,13 @@ impl BlockPool {
     fn alloc_until(&self, deadline: Option<Instant>) -> Result<Block<'_>, PoolError> {
         loop {
             if let Some(i) = self.raw.take() {
-                return Ok(self.block(i));
+                return Ok(self.taken(i));
             }
             self.waiters.fetch_add(1, Ordering::SeqCst);
             // The last look after registering (see the module doc).
             if let Some(i) = self.raw.take() {
                 self.waiters.fetch_sub(1, Ordering::SeqCst);
-                return Ok(self.block(i));
+                return Ok(self.taken(i));
             }
             let waited = match deadline {
                 None => self.freed.take(),
@@ -217,9 +250,32 @@ impl BlockPool {
         // SAFETY: called only from `Block::drop`: a `Block` is the one owner of its index
         // (made by `take` or `claim_raw`, given back here once).
         unsafe { self.raw.put_owned(index) };
+        self.counts.in_use.fetch_sub(1, Ordering::Relaxed);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             // At u32::MAX units every waiter has plenty to wake on: the error says nothing.
             let _ = self.freed.give();
+        }
+    }
+}
+
+/// A pool's figures, shared with the pool registry (which holds it weakly).
+struct Counts {
+    /// The name `register` gave.
+    name: rhea_sync::Once<&'static str>,
+    blocks: usize,
+    block_bytes: usize,
+    in_use: AtomicU32,
+    peak: AtomicU32,
+}
+
+impl crate::pools::PoolUsage for Counts {
+    fn usage(&self) -> crate::pools::PoolInfo {
+        crate::pools::PoolInfo {
+            name: self.name.get().copied().unwrap_or("(unnamed)"),
+            blocks: self.blocks,
+            block_bytes: self.block_bytes,
+            in_use: self.in_use.load(Ordering::Relaxed) as usize,
+            peak: self.peak.load(Ordering::Relaxed) as usize,
         }
     }
 }

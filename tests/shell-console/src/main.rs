@@ -1,6 +1,7 @@
 //! The shell on the serial console, as `cargo xtask test`'s shell cases drive it: a worker
 //! thread at priority 7 for the commands to find and change, an app command (`answer`), and
-//! `done`, after which the app checks from its side what the commands did to the kernel.
+//! `done`, after which the app checks from its side what the commands did to the kernel; and
+//! a named block pool with 3 of 8 blocks out, which `mem` must report.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -36,6 +37,10 @@ fn done(s: &mut Session, _: &Args<'_>) -> CommandResult {
 }
 
 fn main() {
+    // A named pool with 3 of its 8 blocks out, for `mem` to report.
+    let pool = rhea::sync::BlockPool::new(8, 64).expect("8 × 64 bytes");
+    assert!(pool.register("test-pool"), "the pool registry has room");
+    let held: alloc::vec::Vec<_> = (0..3).map(|_| pool.try_alloc().expect("a block")).collect();
     let worker = Builder::new()
         .name("worker")
         .priority(Priority::new(7).expect("valid"))
@@ -100,5 +105,18 @@ fn main() {
         .find(|t| t.times.name == "shell")
         .expect("the shell runs");
     assert_eq!(shell_thread.sched.base.level(), 4, "rhea.shell_prio=4");
+    // The blocks `mem` saw out go back; the registry reports the pool empty again.
+    drop(held);
+    let pools = rhea::pools::pools();
+    let p = pools
+        .iter()
+        .find(|p| p.name == "test-pool")
+        .expect("the pool is listed");
+    assert_eq!((p.in_use, p.peak), (0, 3), "{p:?}");
+    drop(pool);
+    assert!(
+        rhea::pools::pools().iter().all(|p| p.name != "test-pool"),
+        "a dropped pool is still listed"
+    );
     rhea::println!("shell-console: PASS");
 }

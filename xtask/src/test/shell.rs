@@ -482,6 +482,11 @@ fn talk(c: &mut Conversation) -> Result<(), String> {
     for (cmd, wanted) in [
         ("cpus", "BUSY%"),
         ("mem", "heap: "),
+        // The app's pool: 8 blocks of 64 bytes, 3 out, at most 3.
+        (
+            "mem",
+            "test-pool                  8      64       3       3",
+        ),
         ("irq", "VECTOR"),
         // Not linked in an app without a network (rhea-shell's `net` feature).
         ("net", "net: unknown command"),

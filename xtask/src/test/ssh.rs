@@ -7,8 +7,9 @@
 //! 1. **key login and a command**: `ssh appliance threads` exits 0 and prints the kernel's
 //!    thread table, in which the thread running the command is an `ssh-<n>` thread, running,
 //!    at the shell's priority (`rhea.shell_prio=4` here); a command with a bad argument exits
-//!    1 and says why; `version` echoes the command line; the host key the client was shown is
-//!    the one the guest printed (`ssh-keygen -lf`);
+//!    1 and says why; `mem` lists the network's pool of 256 frames; `version` echoes the
+//!    command line; the host key the client was shown is the one the guest printed
+//!    (`ssh-keygen -lf`);
 //! 2. **a wrong key** is refused (`Permission denied (publickey)`, exit 255), and the guest logs the
 //!    refusal with that key's fingerprint;
 //! 3. **an interactive session** (`ssh -tt`): prompt, `prio ssh-<n> 9` on its own thread, a
@@ -271,6 +272,13 @@ pub(crate) fn run(wire: &Wire, guest: &Guest, keys: &Keys) -> Result<Figures, St
     if code != Some(1) || !out.contains("prio") {
         return Err(format!(
             "`ssh prio ssh x` (bad argument): exit {code:?}, {out:?}"
+        ));
+    }
+    let (out, _) = output(ssh(keys, &keys.good, g, &[], &["mem"]), LIMIT)?;
+    let frames = rows(&out, "frames");
+    if !out.contains("net frames") || frames.iter().all(|r| r.get(2) != Some(&"256")) {
+        return Err(format!(
+            "`ssh mem` does not list the network's 256 frames:\n{out}"
         ));
     }
     let (out, _) = output(ssh(keys, &keys.good, g, &[], &["version"]), LIMIT)?;
