@@ -583,6 +583,17 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         },
     },
     OptSpec {
+        name: "--ssh-port",
+        value: Some("N"),
+        help: "the host port (on 127.0.0.1) forwarded to the appliance's SSH server \
+               (default 2222; your ~/.ssh/id_ed25519.pub is its authorized key)",
+        commands: &["run"],
+        apply: |o, v| {
+            o.host_ports.ssh = port("--ssh-port", &v)?;
+            Ok(())
+        },
+    },
+    OptSpec {
         name: "--verbose",
         value: None,
         help: "echo the guest console live and show QEMU command lines",
@@ -1151,17 +1162,26 @@ mod tests {
             opts.host_ports,
             HostPorts {
                 http: 8080,
-                echo: 7007
+                echo: 7007,
+                ssh: 2222
             }
         );
-        let (cmd, opts) =
-            parse_strs(&["run", "--http-port", "18080", "--echo-port=17007"]).unwrap();
+        let (cmd, opts) = parse_strs(&[
+            "run",
+            "--http-port",
+            "18080",
+            "--echo-port=17007",
+            "--ssh-port",
+            "2022",
+        ])
+        .unwrap();
         assert_eq!(cmd, Cmd::Run);
         assert_eq!(
             opts.host_ports,
             HostPorts {
                 http: 18080,
-                echo: 17007
+                echo: 17007,
+                ssh: 2022
             }
         );
         assert_eq!(
@@ -1185,7 +1205,7 @@ mod tests {
         assert_eq!(
             msg,
             "unknown option `--bogus` for `run`; valid options: --board, --app, --accel, \
-             --smp, --mem, --machine, --append, --http-port, --echo-port, --verbose"
+             --smp, --mem, --machine, --append, --http-port, --echo-port, --ssh-port, --verbose"
         );
         // The key, not the whole `--key=value`, is named.
         let msg = is_usage(parse_strs(&["test", "--bogus=1"]));

@@ -21,13 +21,16 @@ pub(crate) struct HostPorts {
     pub(crate) http: u16,
     /// Forwarded to the appliance's echo port (7), over TCP and UDP.
     pub(crate) echo: u16,
+    /// Forwarded to the appliance's SSH port (22).
+    pub(crate) ssh: u16,
 }
 
 impl HostPorts {
-    /// The defaults: 8080 and 7007.
+    /// The defaults: 8080, 7007 and 2222.
     pub(crate) const DEFAULT: HostPorts = HostPorts {
         http: 8080,
         echo: 7007,
+        ssh: 2222,
     };
 }
 
@@ -66,7 +69,7 @@ impl Forward {
 }
 
 /// The forwards of `ports`, in QEMU's order.
-pub(crate) fn forwards(ports: HostPorts) -> [Forward; 3] {
+pub(crate) fn forwards(ports: HostPorts) -> [Forward; 4] {
     [
         Forward {
             proto: Proto::Tcp,
@@ -86,18 +89,28 @@ pub(crate) fn forwards(ports: HostPorts) -> [Forward; 3] {
             service: "the appliance's UDP echo",
             option: "--echo-port",
         },
+        Forward {
+            proto: Proto::Tcp,
+            port: ports.ssh,
+            service: "the appliance's SSH",
+            option: "--ssh-port",
+        },
     ]
 }
 
 /// `Err` with the message of the first port of `ports` that cannot be bound on [`HOST`]
 /// now; the same port for HTTP and echo is refused too (both forward TCP).
 pub(crate) fn check_free(ports: HostPorts) -> Result<(), String> {
-    if ports.http == ports.echo {
-        return Err(format!(
-            "--http-port and --echo-port are both {}: the HTTP and TCP echo forwards need \
-             ports of their own",
-            ports.http
-        ));
+    for (a, b, (na, nb)) in [
+        (ports.http, ports.echo, ("--http-port", "--echo-port")),
+        (ports.http, ports.ssh, ("--http-port", "--ssh-port")),
+        (ports.echo, ports.ssh, ("--echo-port", "--ssh-port")),
+    ] {
+        if a == b {
+            return Err(format!(
+                "{na} and {nb} are both {a}: each TCP forward needs a port of its own"
+            ));
+        }
     }
     for f in forwards(ports) {
         let bound = match f.proto {
@@ -144,7 +157,11 @@ mod tests {
 
     #[test]
     fn the_messages_name_the_option() {
-        let [http, tcp_echo, udp_echo] = forwards(HostPorts::DEFAULT);
+        let [http, tcp_echo, udp_echo, ssh] = forwards(HostPorts::DEFAULT);
+        assert_eq!(
+            ssh.in_use(),
+            "host port 2222 (the appliance's SSH) is in use: pick another with --ssh-port N"
+        );
         assert_eq!(
             http.in_use(),
             "host port 8080 (the appliance's HTTP) is in use: pick another with --http-port N"
@@ -173,7 +190,7 @@ mod tests {
         let (_held, http) = taken_tcp();
         let (free, echo) = taken_tcp();
         drop(free);
-        let err = check_free(HostPorts { http, echo }).unwrap_err();
+        let err = check_free(HostPorts { http, echo, ssh: 0 }).unwrap_err();
         assert_eq!(
             err,
             format!(
@@ -186,7 +203,7 @@ mod tests {
         let echo = udp.local_addr().unwrap().port();
         let (free, http) = taken_tcp();
         drop(free);
-        let err = check_free(HostPorts { http, echo }).unwrap_err();
+        let err = check_free(HostPorts { http, echo, ssh: 0 }).unwrap_err();
         assert!(
             err.contains("(the appliance's UDP echo) is in use") && err.contains("--echo-port"),
             "{err}"
@@ -199,8 +216,13 @@ mod tests {
         let (a, http) = taken_tcp();
         let (b, echo) = taken_tcp();
         drop((a, b));
-        assert_eq!(check_free(HostPorts { http, echo }), Ok(()));
-        let err = check_free(HostPorts { http, echo: http }).unwrap_err();
+        assert_eq!(check_free(HostPorts { http, echo, ssh: 0 }), Ok(()));
+        let err = check_free(HostPorts {
+            http,
+            echo: http,
+            ssh: 0,
+        })
+        .unwrap_err();
         assert!(err.contains("both"), "{err}");
     }
 
@@ -224,6 +246,7 @@ mod tests {
         let moved = HostPorts {
             http: 18080,
             echo: 17007,
+            ssh: 12222,
         };
         let line = "x: Could not set up host forwarding rule 'tcp:127.0.0.1:17007-:7'";
         assert!(

@@ -31,6 +31,7 @@ use build::{apps, boards, chromium, firmware, image, ovmf, setup, symtab, uefi_d
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
@@ -233,7 +234,7 @@ fn disk_image(ws: &Workspace, opts: &Options) -> Result<()> {
             uefi_disk::CONFIG_PATH
         ));
     }
-    let size = std::fs::metadata(&image.boot)
+    let size = fs::metadata(&image.boot)
         .context(|| format!("cannot stat {}", image.boot.display()))?
         .len();
     println!(
@@ -316,6 +317,54 @@ fn with_shell(append: &str) -> String {
     format!("{append} rhea.shell=console").trim().to_string()
 }
 
+/// `cargo xtask run`'s SSH arguments, unless the line gives its own: the user's
+/// `~/.ssh/id_ed25519.pub` as the authorized key, and a host key seed kept in
+/// `target/run-ssh-hostkey` (made once), so the host key is the same run after run. Prints
+/// how to log in; without that public key, says so and adds nothing.
+fn with_ssh(ws: &Workspace, append: &str, ssh_port: u16, board: &boards::Board) -> String {
+    if append.contains("rhea.ssh.keys=") {
+        return append.to_string();
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let key = home
+        .map(|h| h.join(".ssh/id_ed25519.pub"))
+        .and_then(|p| fs::read_to_string(p).ok())
+        .and_then(|t| t.split_whitespace().nth(1).map(str::to_string));
+    let Some(key) = key else {
+        println!(
+            "ssh: no ~/.ssh/id_ed25519.pub, so no SSH server (make one with ssh-keygen -t \
+             ed25519, or give rhea.ssh.keys=<base64 of a public key> in --append)"
+        );
+        return append.to_string();
+    };
+    let seed_file = ws.root.join("target/run-ssh-hostkey");
+    let seed = fs::read_to_string(&seed_file)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .or_else(|| {
+            let mut b = [0u8; 32];
+            fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+                .ok()?;
+            let s: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let _ = fs::create_dir_all(ws.root.join("target"));
+            fs::write(&seed_file, &s).ok()?;
+            Some(s)
+        });
+    let mut line = format!("{append} rhea.ssh.keys={key}");
+    if let Some(seed) = seed {
+        line.push_str(&format!(" rhea.ssh.hostkey={seed}"));
+    }
+    let at = if board.runner == boards::Runner::Process {
+        "<its address>".to_string()
+    } else {
+        format!("-p {ssh_port} 127.0.0.1")
+    };
+    println!("ssh: your ~/.ssh/id_ed25519.pub may log in: ssh {at}");
+    line.trim().to_string()
+}
+
 /// `cargo xtask run`: build, then boot with the terminal attached.
 fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(opts.board_name())?;
@@ -325,6 +374,12 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     // --smp/--mem/--machine reach a board without QEMU options as kernel arguments, or are
     // refused (boards.rs).
     let append = with_shell(&boards::run_cmdline(board, machine, opts)?);
+    // The appliance's SSH server (other apps ignore the keys).
+    let append = if app.name == "appliance" {
+        with_ssh(ws, &append, opts.host_ports.ssh, board)
+    } else {
+        append
+    };
     setup::ensure_toolchain(ws, board)?;
     if board.runner == boards::Runner::Process {
         let image = image::build(ws, board, app)?;

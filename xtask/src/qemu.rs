@@ -578,11 +578,11 @@ pub(crate) fn nic(
     };
     let netdev = match backend {
         Backend::User => "user,id=n0".to_string(),
-        Backend::UserForwarded(crate::hostfwd::HostPorts { http, echo }) => {
+        Backend::UserForwarded(crate::hostfwd::HostPorts { http, echo, ssh }) => {
             let host = crate::hostfwd::HOST;
             format!(
                 "user,id=n0,hostfwd=tcp:{host}:{http}-:8080,hostfwd=tcp:{host}:{echo}-:7,\
-                 hostfwd=udp:{host}:{echo}-:7"
+                 hostfwd=udp:{host}:{echo}-:7,hostfwd=tcp:{host}:{ssh}-:22"
             )
         }
         Backend::Forwarded { bind, http, echo } => format!(
