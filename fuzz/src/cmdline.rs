@@ -1,8 +1,10 @@
 //! `cmdline`: the kernel command line as a loader or `--append` gives it — the strict
 //! `rhea.*` parser ([`rhea_hal::cmdline`]: [`parse`] of the whole line, then every known key
 //! read with its type), the network stack's `rhea.net.*` keys
-//! ([`rhea_net::Config::with_cmdline`]) and the Arm boards' early `rhea.cpus=` read
-//! ([`cpus_from_cmdline`]) — with every error rendered as the console would print it.
+//! ([`rhea_net::Config::with_cmdline`]), the SSH server's `rhea.ssh.*` keys and key material
+//! ([`rhea_shell_core::ssh_config`], [`rhea_shell_core::keys`]: the line, and the line as one
+//! key) and the Arm boards' early `rhea.cpus=` read ([`cpus_from_cmdline`]) — with every error
+//! rendered as the console would print it.
 //! Invariant: a value or an error naming the argument, never a panic.
 //!
 //! Input: the line's bytes (lossily UTF-8: boot protocols hand over checked UTF-8 or bytes the
@@ -55,5 +57,23 @@ pub fn run(data: &[u8]) {
     if let Err(e) = rhea_net::Config::default().with_cmdline(&line) {
         let _ = write!(out, "{e}");
     }
+    match rhea_shell_core::ssh_config::Config::from_cmdline(&line) {
+        Ok(Some(c)) => {
+            // Every key taken is one that parses back from its own blob.
+            for k in &c.authorized {
+                let blob = rhea_shell_core::keys::ed25519_blob(k);
+                let b64 = rhea_shell_core::keys::base64_encode_unpadded(&blob);
+                assert_eq!(rhea_shell_core::keys::parse_authorized(&b64).as_ref(), Ok(k));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = write!(out, "{e}");
+        }
+    }
+    if let Err(e) = rhea_shell_core::keys::parse_authorized(&line) {
+        let _ = write!(out, "{e}");
+    }
+    let _ = rhea_shell_core::keys::parse_seed_hex(&line);
     let _ = cpus_from_cmdline(&line);
 }

@@ -38,149 +38,18 @@ mod conn;
 
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use rhea::time::Duration;
 use rhea_net::{ListenOptions, NetError, TcpListener};
 use rhea_shell::Shell;
-use rhea_shell_core::keys::{self, KeyError};
+use rhea_shell_core::keys;
 use sunset::SignKey;
 use sunset::ed25519_dalek::SigningKey;
 
 pub use conn::STALL;
 
-/// The command-line keys this crate reads (all under `rhea.ssh.`).
-const KEYS: &[&str] = &[
-    "rhea.ssh.keys",
-    "rhea.ssh.hostkey",
-    "rhea.ssh.port",
-    "rhea.ssh.sessions",
-    "rhea.ssh.idle",
-    "rhea.ssh.grace",
-];
-
-/// At most this many authorized keys.
-pub const MAX_KEYS: usize = 16;
-/// At most this many sessions at once (`rhea.ssh.sessions`).
-pub const MAX_SESSIONS: usize = 8;
-
-/// The server's configuration.
-pub struct Config {
-    /// The TCP port (`rhea.ssh.port`, default 22).
-    pub port: u16,
-    /// Connections at once (`rhea.ssh.sessions`, 1 to [`MAX_SESSIONS`], default 3).
-    pub sessions: usize,
-    /// A shell session with no key for this long is closed (`rhea.ssh.idle` seconds, 5 to
-    /// 86400, default 600).
-    pub idle: Duration,
-    /// From connecting to asking for a shell or a command, at most this long
-    /// (`rhea.ssh.grace` seconds, 5 to 600, default 30).
-    pub login_grace: Duration,
-    /// The public keys that may log in (`rhea.ssh.keys`, comma-separated base64 fields of
-    /// `authorized_keys` lines).
-    authorized: Vec<[u8; 32]>,
-    /// The host key's seed (`rhea.ssh.hostkey`, 64 hex digits), if given.
-    host_seed: Option<[u8; 32]>,
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // No key material in logs.
-        f.debug_struct("Config")
-            .field("port", &self.port)
-            .field("sessions", &self.sessions)
-            .field("idle", &self.idle)
-            .field("authorized", &self.authorized.len())
-            .field("host_seed", &self.host_seed.is_some())
-            .finish()
-    }
-}
-
-/// A bad `rhea.ssh.*` argument: which, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn number(key: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    v.parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| ConfigError(alloc::format!("{key}={v}: expected {min} to {max}")))
-}
-
-impl Config {
-    /// Reads `rhea.ssh.*` from `line` (the last of a repeated key wins). `Ok(None)` when no
-    /// `rhea.ssh.keys` is given: nobody could log in, so there is no server to start.
-    pub fn from_cmdline(line: &str) -> Result<Option<Config>, ConfigError> {
-        let mut cfg = Config {
-            port: 22,
-            sessions: 3,
-            idle: Duration::from_secs(600),
-            login_grace: Duration::from_secs(30),
-            authorized: Vec::new(),
-            host_seed: None,
-        };
-        let mut keys_given = false;
-        for arg in line.split_ascii_whitespace() {
-            if !arg.starts_with("rhea.ssh.") {
-                continue;
-            }
-            let (key, v) = arg.split_once('=').unwrap_or((arg, ""));
-            if !KEYS.contains(&key) {
-                return Err(ConfigError(alloc::format!(
-                    "{key}: unknown key; known: {}",
-                    KEYS.join(", ")
-                )));
-            }
-            if v.is_empty() {
-                return Err(ConfigError(alloc::format!("{key}: needs a value")));
-            }
-            match key {
-                "rhea.ssh.port" => cfg.port = number(key, v, 1, 65535)? as u16,
-                "rhea.ssh.sessions" => {
-                    cfg.sessions = number(key, v, 1, MAX_SESSIONS as u64)? as usize;
-                }
-                "rhea.ssh.idle" => cfg.idle = Duration::from_secs(number(key, v, 5, 86_400)?),
-                "rhea.ssh.grace" => {
-                    cfg.login_grace = Duration::from_secs(number(key, v, 5, 600)?);
-                }
-                "rhea.ssh.hostkey" => {
-                    cfg.host_seed = Some(
-                        keys::parse_seed_hex(v)
-                            .map_err(|e| ConfigError(alloc::format!("{key}: {e}")))?,
-                    );
-                }
-                _ => {
-                    keys_given = true;
-                    cfg.authorized.clear();
-                    for (i, k) in v.split(',').enumerate() {
-                        if i == MAX_KEYS {
-                            return Err(ConfigError(alloc::format!(
-                                "{key}: more than {MAX_KEYS} keys"
-                            )));
-                        }
-                        let k = keys::parse_authorized(k).map_err(|e: KeyError| {
-                            ConfigError(alloc::format!("{key}: key {}: {e}", i + 1))
-                        })?;
-                        cfg.authorized.push(k);
-                    }
-                }
-            }
-        }
-        Ok(keys_given.then_some(cfg))
-    }
-
-    pub(crate) fn authorizes(&self, key: &[u8; 32]) -> bool {
-        self.authorized.iter().any(|k| k == key)
-    }
-}
+pub use rhea_shell_core::ssh_config::{Config, ConfigError, MAX_KEYS, MAX_SESSIONS};
 
 /// OpenSSH's fingerprint of an Ed25519 public key: `SHA256:` and the unpadded base64 of
 /// the SHA-256 of its wire blob.

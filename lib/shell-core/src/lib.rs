@@ -18,6 +18,7 @@ extern crate alloc;
 pub mod args;
 pub mod edit;
 pub mod keys;
+pub mod ssh_config;
 pub mod table;
 
 pub use args::{ArgError, Args, FromArg, Usage};
