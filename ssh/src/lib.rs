@@ -151,6 +151,10 @@ pub fn start(shell: Arc<Shell>) -> Result<Started, StartError> {
     })
 }
 
+/// What a session takes from the heap: sunset's input and output packet buffers (35,000 bytes
+/// each), ours (3 KiB) and the runner's state, rounded up.
+const SESSION_HEAP: usize = 80 << 10;
+
 /// Session threads' stacks: sunset's key exchange and Ed25519 signing run on them, then the
 /// shell's commands. Measured peak (the appliance's `stacks` line after the SSH case, q35):
 /// 20 KiB; 64 KiB leaves room for what apps' commands add.
@@ -171,6 +175,19 @@ fn accept_loop(
             }
         };
         let n = SERIAL.fetch_add(1, Ordering::Relaxed) + 1;
+        // A session's heap (sunset's two packet buffers and ours) is allocated without a
+        // way to fail gracefully: refuse the connection while the heap has less than twice
+        // that free, rather than let one more peer exhaust it.
+        let free = rhea::memory_stats().heap_free_bytes;
+        if free < 2 * SESSION_HEAP {
+            rhea::println!(
+                "ssh: connection {n} refused: {} KiB of heap free, a session needs {} KiB",
+                free >> 10,
+                SESSION_HEAP >> 10
+            );
+            drop(stream);
+            continue;
+        }
         let name = alloc::format!("ssh-{n}");
         let (shell, shared) = (shell.clone(), shared.clone());
         LIVE.fetch_add(1, Ordering::Relaxed);
