@@ -194,7 +194,10 @@ impl Shared {
     fn take_frame(&self) -> Option<Box<Frame>> {
         let f = self.pool.pop()?;
         let out = self.frames.saturating_sub(self.pool.len());
-        self.frames_peak.fetch_max(out, Ordering::Relaxed);
+        // On the packet path: a read first, the read-modify-write only when the peak moves.
+        if out > self.frames_peak.load(Ordering::Relaxed) {
+            self.frames_peak.fetch_max(out, Ordering::Relaxed);
+        }
         Some(f)
     }
 

@@ -135,6 +135,7 @@ pub(crate) fn serve(shell: &Shell, shared: &Arc<Shared>, stream: TcpStream, n: u
         }
     };
     let user = core::mem::take(&mut c.st.user);
+    let user = Shown(&user);
     let login_ms = now().saturating_duration_since(started).as_millis();
     match request {
         Request::Shell => {
@@ -145,13 +146,34 @@ pub(crate) fn serve(shell: &Shell, shared: &Arc<Shared>, stream: TcpStream, n: u
             rhea::println!("ssh-{n}: {who}: {user}'s session ended ({ended:?})");
         }
         Request::Exec(cmd) => {
-            rhea::println!("ssh-{n}: {who}: {user} logged in ({login_ms} ms): runs `{cmd}`");
+            let shown = Shown(&cmd);
+            rhea::println!("ssh-{n}: {who}: {user} logged in ({login_ms} ms): runs `{shown}`");
             let ok = shell.exec(Box::new(c), &cmd);
             rhea::println!(
-                "ssh-{n}: {who}: `{cmd}` {}",
+                "ssh-{n}: {who}: `{shown}` {}",
                 if ok { "done" } else { "failed" }
             );
         }
+    }
+}
+
+/// What a peer sent (a user name, a command), for log lines: control characters escaped so
+/// they cannot drive the operator's terminal, and cut after [`SHOWN`] characters.
+struct Shown<'a>(&'a str);
+
+/// The most characters of a peer's text a log line shows.
+const SHOWN: usize = 64;
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(SHOWN) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if chars.next().is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
     }
 }
 
@@ -256,7 +278,7 @@ impl Conn {
 
     /// Moves channel input sunset holds into our buffer (dropping what does not fit).
     fn take_channel_input(&mut self) -> Result<(), Gone> {
-        while let Some((num, dt, len)) = self.runner.read_channel_ready() {
+        while let Some((num, dt, _)) = self.runner.read_channel_ready() {
             let Some(ch) = self.st.chan.as_ref().filter(|c| c.num() == num) else {
                 // Input on a channel we refused or never had: nothing will read it.
                 return Ok(());
@@ -267,7 +289,6 @@ impl Conn {
             }
             let space = &mut self.cin[self.cin_end..];
             if !matches!(dt, ChanData::Normal) || space.is_empty() {
-                let _ = len;
                 self.runner
                     .discard_read_channel(ch)
                     .map_err(Gone::Protocol)?;
@@ -405,8 +426,8 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Send what is queued; the stream's drop then closes the connection once its own
-        // buffer has gone out. (sunset 0.6's server cannot close the channel itself.)
+        // Send what is queued (the channel's close, after `exit`); the stream's drop then
+        // closes the connection once its own buffer has gone out.
         if !self.gone {
             let _ = self.events();
             let _ = self.send_output();
@@ -447,7 +468,7 @@ fn handle(st: &mut State, ev: ServEvent<'_, '_>) -> Result<(), Gone> {
             log_failure(&format_args!(
                 "{}: login as {} refused: {what} is not authorized (failure {} of {MAX_FAILURES})",
                 Who(st.peer),
-                st.user,
+                Shown(&st.user),
                 st.failures
             ));
             if st.failures >= MAX_FAILURES {

@@ -36,10 +36,10 @@ extern crate alloc;
 
 mod conn;
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rhea_net::{ListenOptions, NetError, TcpListener};
 use rhea_shell::Shell;
@@ -99,9 +99,7 @@ pub struct Started {
     pub host_key_generated: bool,
 }
 
-/// Live sessions (for `ssh:` log lines).
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-/// Sessions ever started, for thread names.
+/// Connections ever accepted, for thread names.
 static SERIAL: AtomicU32 = AtomicU32::new(0);
 
 /// Starts the SSH server for `shell` if the command line gives `rhea.ssh.keys`: the
@@ -190,29 +188,19 @@ fn accept_loop(
         }
         let name = alloc::format!("ssh-{n}");
         let (shell, shared) = (shell.clone(), shared.clone());
-        LIVE.fetch_add(1, Ordering::Relaxed);
         let spawned = rhea::thread::Builder::new()
             .name(&name)
             .priority(prio)
             .stack_size(SESSION_STACK)
-            .spawn(move || {
-                conn::serve(&shell, &shared, stream, n);
-                LIVE.fetch_sub(1, Ordering::Relaxed);
-            });
+            .spawn(move || conn::serve(&shell, &shared, stream, n));
         match spawned {
             Ok(h) => drop(h),
             Err(e) => {
                 // The closure (and the stream in it) is gone: the connection is closed.
-                LIVE.fetch_sub(1, Ordering::Relaxed);
                 rhea::println!("ssh: connection {n} refused: cannot start its thread: {e}");
             }
         }
     }
-}
-
-/// Live sessions now.
-pub fn sessions() -> usize {
-    LIVE.load(Ordering::Relaxed)
 }
 
 /// When the last failed-login line was printed (ms since boot), and how many were not
@@ -220,16 +208,8 @@ pub fn sessions() -> usize {
 /// flood the console.
 static FAIL_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
 static FAIL_SUPPRESSED: AtomicU32 = AtomicU32::new(0);
-/// Failed logins since boot.
-static FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// Failed logins since boot.
-pub fn failed_logins() -> u64 {
-    FAILURES.load(Ordering::Relaxed)
-}
 
 pub(crate) fn log_failure(what: &dyn fmt::Display) {
-    FAILURES.fetch_add(1, Ordering::Relaxed);
     let now = rhea::time::now().as_nanos() / 1_000_000;
     let last = FAIL_LOGGED_MS.load(Ordering::Relaxed);
     if last != 0 && now.saturating_sub(last) < 1000 {
@@ -256,6 +236,6 @@ impl Started {
         if self.host_key_generated {
             s.push_str(" (made at boot: give rhea.ssh.hostkey to keep one)");
         }
-        s.to_string()
+        s
     }
 }

@@ -343,11 +343,7 @@ fn with_ssh(ws: &Workspace, append: &str, ssh_port: u16, board: &boards::Board) 
         .map(|s| s.trim().to_string())
         .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
         .or_else(|| {
-            let mut b = [0u8; 32];
-            fs::File::open("/dev/urandom")
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-                .ok()?;
-            let s: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let s = test::ssh::random_seed_hex().ok()?;
             let _ = fs::create_dir_all(ws.root.join("target"));
             fs::write(&seed_file, &s).ok()?;
             Some(s)

@@ -237,6 +237,7 @@ const EXIT_SUCCESS: u32 = 33;
 const EXIT_FAILURE: u32 = 35;
 /// PSCI `SYSTEM_OFF` (DEN0022 §5.1.9, SMC32 function ID).
 const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+/// PSCI `SYSTEM_RESET` (DEN0022 §5.1.10, SMC32 function ID).
 const PSCI_SYSTEM_RESET: u32 = 0x8400_0009;
 /// The console line that carries the exit status where semihosting cannot (KVM, or no
 /// emulator serving it): this, the status (33 or 35, as above), then ` (success)` or

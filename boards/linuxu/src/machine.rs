@@ -131,8 +131,7 @@ impl Platform for LinuxU {
         }
         // SAFETY: `argc`/`argv` are the process's own, stored by `main` from libc's start-up,
         // which keeps them (and the environment after them) for the life of the process.
-        let rc = unsafe { sys::restart_process(argc, argv) };
-        let _ = rc;
+        unsafe { sys::restart_process(argc, argv) };
         "execve of /proc/self/exe failed"
     }
 

@@ -146,22 +146,25 @@ impl BlockPool {
     /// long as it lives. `false` when the list is full, or the pool was registered already
     /// (its first name stays).
     pub fn register(&self, name: &'static str) -> bool {
-        if self.counts.name.get().is_some() {
+        let mut first = false;
+        self.counts.name.call_once(|| {
+            first = true;
+            name
+        });
+        if !first {
             return false;
         }
-        self.counts.name.call_once(|| name);
         let usage: Arc<dyn crate::pools::PoolUsage> = self.counts.clone();
         crate::pools::register(&usage)
     }
 
-    /// Blocks out now.
-    pub fn in_use(&self) -> u32 {
-        self.counts.in_use.load(Ordering::Relaxed)
-    }
-
     fn taken(&self, index: u32) -> Block<'_> {
         let now = self.counts.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        self.counts.peak.fetch_max(now, Ordering::Relaxed);
+        // A read first: the peak rarely moves, and a read-modify-write on every allocation
+        // would bounce the line between CPUs.
+        if now > self.counts.peak.load(Ordering::Relaxed) {
+            self.counts.peak.fetch_max(now, Ordering::Relaxed);
+        }
         self.block(index)
     }
 

@@ -316,9 +316,9 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     clock.lap("trace-pi");
     t.shell_cases(&board_names);
     clock.lap("shell");
-    t.appliance_abuse_cases(&board_names);
+    t.appliance_wire_cases(&board_names, &ABUSE_CASES, Exercise::Abuse);
     clock.lap("appliance abuse");
-    t.appliance_ssh_cases(&board_names);
+    t.appliance_wire_cases(&board_names, &ssh::CASES, Exercise::Ssh);
     clock.lap("appliance ssh");
     t.xen_netfront_cases(&board_names);
     clock.lap("xen netfront");
@@ -1127,9 +1127,16 @@ impl TestRun<'_> {
         }
     }
 
-    /// Step 3d: the appliance under abuse from the host (abuse.rs), [`ABUSE_CASES`].
-    fn appliance_abuse_cases(&mut self, board_names: &[&str]) {
-        for (board_name, machine, case, wire, mem) in ABUSE_CASES {
+    /// Steps 3d and 3e: the appliance on a wire of its own, `what` done to it from the
+    /// host, once per case (board, machine, case name, wire, memory): under abuse (abuse.rs,
+    /// [`ABUSE_CASES`]), or driven over SSH by OpenSSH's client (ssh.rs, [`ssh::CASES`]).
+    fn appliance_wire_cases(
+        &mut self,
+        board_names: &[&str],
+        cases: &[(&str, &str, &str, u8, &str)],
+        what: Exercise,
+    ) {
+        for &(board_name, machine, case, wire, mem) in cases {
             let wanted = board_names.contains(&board_name)
                 && self.appliance_wanted(Some(machine))
                 && self.wanted(case);
@@ -1144,30 +1151,7 @@ impl TestRun<'_> {
                 machine,
                 mem,
                 (wire, NicRun::virtio()),
-                Exercise::Abuse,
-            );
-            self.tally.record(case, start, result);
-        }
-    }
-
-    /// Step 3e: the shell over SSH, driven by OpenSSH's client (ssh.rs), [`ssh::CASES`].
-    fn appliance_ssh_cases(&mut self, board_names: &[&str]) {
-        for (board_name, machine, case, wire) in ssh::CASES {
-            let wanted = board_names.contains(&board_name)
-                && self.appliance_wanted(Some(machine))
-                && self.wanted(case);
-            if !wanted {
-                continue;
-            }
-            let start = Instant::now();
-            let result = appliance_net(
-                self.ws,
-                self.all_apps,
-                board_name,
-                machine,
-                "128M",
-                (wire, NicRun::virtio()),
-                Exercise::Ssh,
+                what,
             );
             self.tally.record(case, start, result);
         }

@@ -20,7 +20,8 @@
 //!    other `ssh-<n>` thread, one established connection on port 22 (its own);
 //! 5. **bad input**: a client offering only a key exchange, a cipher or a host-key type the
 //!    server lacks is refused with the reason logged; a connection that sends its banner and
-//!    stops is closed after the login grace (`rhea.ssh.grace=5`); one that sends garbage is
+//!    stops is closed after the login grace (`rhea.ssh.grace=5`); a command with a terminal
+//!    escape is refused and logged with the escape as text; a connection sending garbage is
 //!    closed at once; 12 connections opened together are each answered or reset, and a login
 //!    afterwards works;
 //! 6. **an idle shell** is closed after `rhea.ssh.idle=5`.
@@ -37,19 +38,21 @@ use std::time::{Duration, Instant};
 use super::net::{Guest, Wire};
 use crate::setup;
 
-/// The boards and machines (board, machine, case name, wire).
-pub(crate) const CASES: [(&str, &str, &str, u8); 2] = [
+/// The boards and machines (board, machine, case name, wire, memory).
+pub(crate) const CASES: [(&str, &str, &str, u8, &str); 2] = [
     (
         "linuxu",
         "realtime",
         "linuxu/realtime/native appliance ssh",
         14,
+        "128M",
     ),
     (
         "qemu-x86_64",
         "q35",
         "qemu-x86_64/q35/tcg appliance ssh",
         15,
+        "128M",
     ),
 ];
 
@@ -84,11 +87,7 @@ impl Keys {
                 ));
             }
         }
-        let mut seed = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut seed))
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
-        let host_seed = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let host_seed = random_seed_hex()?;
         Ok(Keys {
             dir: dir.to_path_buf(),
             good,
@@ -118,6 +117,16 @@ impl Keys {
             "rhea.shell_prio=4".into(),
         ])
     }
+}
+
+/// A fresh host key seed (`rhea.ssh.hostkey`): 32 bytes from `/dev/urandom`, as 64 hex
+/// digits.
+pub(crate) fn random_seed_hex() -> Result<String, String> {
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(seed.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `ssh` and `ssh-keygen`, from Debian's openssh-client when missing.
@@ -173,11 +182,6 @@ fn ssh(keys: &Keys, key: &Path, guest: Ipv4Addr, opts: &[&str], cmd: &[&str]) ->
     c
 }
 
-/// Runs `cmd` to its end (killed after `limit`): (stdout, stderr).
-fn output(cmd: Command, limit: Duration) -> Result<(String, String), String> {
-    status_output(cmd, limit).map(|(_, o, e)| (o, e))
-}
-
 /// Runs `cmd` to its end (killed after `limit`): (exit code, stdout, stderr).
 fn status_output(
     mut cmd: Command,
@@ -186,10 +190,6 @@ fn status_output(
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
     wait_status_output(child, limit)
-}
-
-fn wait_output(child: Child, limit: Duration) -> Result<(String, String), String> {
-    wait_status_output(child, limit).map(|(_, o, e)| (o, e))
 }
 
 fn wait_status_output(
@@ -274,14 +274,14 @@ pub(crate) fn run(wire: &Wire, guest: &Guest, keys: &Keys) -> Result<Figures, St
             "`ssh prio ssh x` (bad argument): exit {code:?}, {out:?}"
         ));
     }
-    let (out, _) = output(ssh(keys, &keys.good, g, &[], &["mem"]), LIMIT)?;
+    let (_, out, _) = status_output(ssh(keys, &keys.good, g, &[], &["mem"]), LIMIT)?;
     let frames = rows(&out, "frames");
     if !out.contains("net frames") || frames.iter().all(|r| r.get(2) != Some(&"256")) {
         return Err(format!(
             "`ssh mem` does not list the network's 256 frames:\n{out}"
         ));
     }
-    let (out, _) = output(ssh(keys, &keys.good, g, &[], &["version"]), LIMIT)?;
+    let (_, out, _) = status_output(ssh(keys, &keys.good, g, &[], &["version"]), LIMIT)?;
     if !out.contains("rhea.ssh.sessions=3") {
         return Err(format!(
             "`ssh version` does not show the command line:\n{out}"
@@ -302,7 +302,7 @@ pub(crate) fn run(wire: &Wire, guest: &Guest, keys: &Keys) -> Result<Figures, St
     }
     for _ in 0..5 {
         let t = Instant::now();
-        let (out, _) = output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
+        let (_, out, _) = status_output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
         if !out.starts_with("up ") {
             return Err(format!("`ssh uptime`: {out:?}"));
         }
@@ -350,7 +350,7 @@ pub(crate) fn run(wire: &Wire, guest: &Guest, keys: &Keys) -> Result<Figures, St
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = c.spawn().map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let (out, _) = wait_output(child, Duration::from_secs(25))?;
+    let (_, out, _) = wait_status_output(child, Duration::from_secs(25))?;
     let took = t.elapsed();
     if !out.contains("idle too long") || took > Duration::from_secs(20) {
         return Err(format!(
@@ -461,7 +461,7 @@ fn several(keys: &Keys, g: Ipv4Addr) -> Result<(), String> {
         .collect();
     let refreshing = tops.len();
     // A fourth while three are live: turned away.
-    let (out, err) = output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
+    let (_, out, err) = status_output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
     for t in &mut tops {
         let _ = t.kill();
         let _ = t.wait();
@@ -486,8 +486,8 @@ fn several(keys: &Keys, g: Ipv4Addr) -> Result<(), String> {
 fn settled(keys: &Keys, g: Ipv4Addr) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        let (out, _) = output(ssh(keys, &keys.good, g, &[], &["threads"]), LIMIT)?;
-        let (net, _) = output(ssh(keys, &keys.good, g, &[], &["net"]), LIMIT)?;
+        let (_, out, _) = status_output(ssh(keys, &keys.good, g, &[], &["threads"]), LIMIT)?;
+        let (_, net, _) = status_output(ssh(keys, &keys.good, g, &[], &["net"]), LIMIT)?;
         let threads = rows(&out, "ssh-").len();
         let established = net
             .lines()
@@ -516,12 +516,20 @@ fn bad_input(keys: &Keys, guest: &Guest, g: Ipv4Addr) -> Result<(), String> {
         ("Ciphers=aes128-cbc", "No matching encryption"),
         ("HostKeyAlgorithms=rsa-sha2-256", "No matching hostkey"),
     ] {
-        let (out, err) = output(ssh(keys, &keys.good, g, &["-o", opt], &["uptime"]), LIMIT)?;
+        let (_, out, err) =
+            status_output(ssh(keys, &keys.good, g, &["-o", opt], &["uptime"]), LIMIT)?;
         if out.starts_with("up ") {
             return Err(format!("a client with only {opt} got in: {err}"));
         }
         console_has(guest, log, LIMIT)?;
     }
+    // A command carrying a terminal escape: refused, and logged with the escape shown as
+    // text, so a peer cannot drive the operator's console.
+    let (code, _, _) = status_output(ssh(keys, &keys.good, g, &[], &["nosuch\x1b[2J"]), LIMIT)?;
+    if code != Some(1) {
+        return Err(format!("an unknown command with an escape exited {code:?}"));
+    }
+    console_has(guest, "runs `nosuch\\u{1b}[2J`", LIMIT)?;
     let addr = SocketAddrV4::new(g, 22);
     // Half a handshake: the banner, then silence. Closed after the grace (5 s).
     let mut half = TcpStream::connect_timeout(&addr.into(), LIMIT).map_err(|e| e.to_string())?;
@@ -584,7 +592,7 @@ fn bad_input(keys: &Keys, guest: &Guest, g: Ipv4Addr) -> Result<(), String> {
     // And a login afterwards (the burst's connections close meanwhile; allow for that).
     let start = Instant::now();
     loop {
-        let (out, err) = output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
+        let (_, out, err) = status_output(ssh(keys, &keys.good, g, &[], &["uptime"]), LIMIT)?;
         if out.starts_with("up ") {
             return Ok(());
         }
