@@ -51,6 +51,13 @@ pub fn run(data: &[u8]) {
                     let _ = write!(out, "{e}");
                 }
             }
+            Kind::HostPath => match c.host_path(key) {
+                Ok(Some(p)) => assert!(p.starts_with('/'), "a host path is absolute"),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = write!(out, "{e}");
+                }
+            },
         }
         let _ = write!(out, "{}", key.kind);
     }

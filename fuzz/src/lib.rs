@@ -12,6 +12,7 @@
 
 pub mod acpi;
 pub mod cmdline;
+pub mod cpio;
 pub mod fdt;
 pub mod http;
 pub mod net_frame;

@@ -20,6 +20,11 @@ pub struct BootInfo {
     pub reserved: [(PhysAddr, u64); 3],
     /// The cycle counter at the first instruction.
     pub boot_cycles: u64,
+    /// The initial RAM disk the boot protocol carried (a cpio archive: `rhea::fs` mounts it
+    /// at `/`), as (address, bytes): in RAM the kernel maps one-to-one, inside one usable
+    /// region of `memory_map` (the runtime keeps the frame allocator off it for good), or —
+    /// LinuxU — memory the board mapped itself, outside the map. `None`: none given.
+    pub initrd: Option<(PhysAddr, u64)>,
 }
 
 /// A board: one machine's boot protocol, console, interrupts and time, CPUs and exit, as the

@@ -36,6 +36,9 @@ pub enum Kind {
     /// Some of a few words, comma-separated (`a,c`): at least one, each known; the value is
     /// the set of their indices as a bit mask (at most 64 words).
     Set(&'static [&'static str]),
+    /// An absolute path on the host (LinuxU): starts with `/`, at most 4096 bytes, no control
+    /// characters.
+    HostPath,
 }
 
 /// One known `rhea.*` key.
@@ -120,6 +123,21 @@ pub mod keys {
             max: u64::MAX,
         },
     };
+    /// LinuxU: the initramfs, a cpio (newc) archive in a host file, mounted at `/` (the QEMU
+    /// and Xen boards take it from the boot protocol instead).
+    pub const INITRD: Key = Key {
+        name: "rhea.initrd",
+        kind: Kind::HostPath,
+    };
+    /// The size limit of the tmpfs at `/tmp` (and at `/` when there is no initramfs), in KiB
+    /// (default: a quarter of the heap free when it is mounted, at most 64 MiB).
+    pub const TMP_KIB: Key = Key {
+        name: "rhea.tmp_kib",
+        kind: Kind::Number {
+            min: 4,
+            max: 16 << 20,
+        },
+    };
     /// LinuxU: RAM in MiB (default 64).
     pub const MEM_MIB: Key = Key {
         name: "rhea.mem_mib",
@@ -181,6 +199,7 @@ pub mod keys {
         &CHECKER,
         &CPUS,
         &HEAP_KIB,
+        &INITRD,
         &MEM_MIB,
         &PCI_MSI,
         &PCI_MSIX,
@@ -191,6 +210,7 @@ pub mod keys {
         &SMP_NOSIPI,
         &SMP_NOSTART,
         &TIMER_ADVANCE_US,
+        &TMP_KIB,
         &TRACE,
         &TRACE_KIB,
         &TRACE_MODE,
@@ -260,6 +280,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Kind::Flag => f.write_str("0 or 1"),
+            Kind::HostPath => f.write_str("an absolute path on the host"),
             Kind::Number { min, max } => write!(f, "a whole number from {min} to {max}"),
             Kind::Choice(words) | Kind::Set(words) => {
                 if matches!(self, Kind::Set(_)) {
@@ -359,6 +380,10 @@ fn check<'a>(key: &'static Key, arg: Arg<'a>) -> Result<u64, CmdlineError<'a>> {
             let i = words.iter().position(|w| *w == item)?;
             Some(mask | 1 << i)
         }),
+        Kind::HostPath => {
+            (value.starts_with('/') && value.len() <= 4096 && !value.chars().any(char::is_control))
+                .then_some(0)
+        }
     };
     parsed.ok_or(err(Problem::BadValue(key)))
 }
@@ -421,6 +446,13 @@ impl<'a> Cmdline<'a> {
             key.name
         );
         self.last(key)
+    }
+
+    /// A [`Kind::HostPath`] key: the path given, `None` when absent.
+    pub fn host_path(&self, key: &'static Key) -> Result<Option<&'a str>, CmdlineError<'a>> {
+        debug_assert!(key.kind == Kind::HostPath, "{} is not a path", key.name);
+        self.last(key)?;
+        Ok(self.value(key.name))
     }
 
     /// A [`Kind::Set`] key: the words given as a mask of their indices, `None` when absent.

@@ -114,6 +114,11 @@ extern "C" fn rhea_entry(boot_arg: usize) -> ! {
         }
         Err(e) => panic!("memory bring-up failed: {e}"),
     };
+    if let Some((at, len)) = boot.initrd {
+        // Reserved for good by `memory::init`; `rhea::fs` mounts it at `/` on first use.
+        println!("rhea: initrd: {len} bytes at {:#x}", at.as_u64());
+        crate::fs::set_initrd(at.as_u64(), len);
+    }
     let [text, rodata, data] = mem.image;
     println!(
         "rhea: memory: {} KiB usable, {} KiB heap, {} KiB free frames, {} symbols",

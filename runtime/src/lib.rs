@@ -21,6 +21,7 @@ pub mod console;
 pub mod devices;
 pub mod entropy;
 mod fault;
+pub mod fs;
 pub mod irq;
 mod kthread;
 mod memory;

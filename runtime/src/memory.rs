@@ -268,18 +268,21 @@ pub(crate) fn init(
     let map = &boot.memory_map;
     let words = FrameAllocator::words_for(map);
     let bitmap_bytes = (words * 8) as u64;
-    let at = FrameAllocator::find_free_range(map, bitmap_bytes, &boot.reserved)
+    // The board's ranges and the initrd (`rhea::fs` reads it in place for good).
+    let mut reserved = [(PhysAddr(0), 0); 5];
+    reserved[..3].copy_from_slice(&boot.reserved);
+    reserved[3] = boot.initrd.unwrap_or((PhysAddr(0), 0));
+    let at = FrameAllocator::find_free_range(map, bitmap_bytes, &reserved[..4])
         .ok_or(MemoryError::NoRoomForBitmap)?;
     if at.0 + bitmap_bytes > 4 << 30 {
         return Err(MemoryError::NoRoomForBitmap);
     }
     // SAFETY: `[at, at + bitmap_bytes)` is usable RAM (find_free_range), below 4 GiB so the boot
     // identity map covers it, overlaps none of the reserved ranges (image, boot data, low
-    // memory), and is reserved in the allocator right below, so nothing else will use it.
+    // memory, the initrd), and is reserved in the allocator right below, so nothing else will
+    // use it.
     let storage = unsafe { core::slice::from_raw_parts_mut(at.0 as *mut u64, words) };
-    let mut reserved = [(PhysAddr(0), 0); 4];
-    reserved[..3].copy_from_slice(&boot.reserved);
-    reserved[3] = (at, bitmap_bytes);
+    reserved[4] = (at, bitmap_bytes);
     let mut frames = FrameAllocator::new(map, storage, &reserved).map_err(MemoryError::Frames)?;
 
     let before_tables = frames.free_frames() as u64 * PAGE_SIZE;

@@ -78,6 +78,8 @@ pub(crate) struct Options {
     pub(crate) from: Option<PathBuf>,
     /// `--cpus`: the CPUs `trace` boots with.
     pub(crate) cpus: Option<u32>,
+    /// `--initrd`: a folder packed as the initramfs (`build`, `run`).
+    pub(crate) initrd: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
             out: None,
             from: None,
             cpus: None,
+            initrd: None,
         }
     }
 }
@@ -610,6 +613,21 @@ pub(crate) const OPTIONS: &[OptSpec] = &[
         commands: &["trace"],
         apply: |o, v| {
             o.cpus = Some(number_in("--cpus", &v, 1..=64, "a number")?);
+            Ok(())
+        },
+    },
+    OptSpec {
+        name: "--initrd",
+        value: Some("DIR"),
+        help: "pack the folder DIR into a cpio archive, the initramfs Rhea mounts at / \
+               (run: booted with it, QEMU's -initrd or LinuxU's rhea.initrd=; build: written \
+               next to the image)",
+        commands: &["build", "run"],
+        apply: |o, v| {
+            if v.is_empty() {
+                return usage("--initrd wants a folder".to_string());
+            }
+            o.initrd = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -1142,7 +1160,7 @@ mod tests {
         );
         let msg = is_usage(parse_strs(&["build", "--smp", "2"]));
         assert!(
-            msg.ends_with("valid options: --board, --app, --append"),
+            msg.ends_with("valid options: --board, --app, --append, --initrd"),
             "{msg}"
         );
         let msg = is_usage(parse_strs(&["run", "--accel", "hvf"]));
@@ -1205,7 +1223,8 @@ mod tests {
         assert_eq!(
             msg,
             "unknown option `--bogus` for `run`; valid options: --board, --app, --accel, \
-             --smp, --mem, --machine, --append, --http-port, --echo-port, --ssh-port, --verbose"
+             --smp, --mem, --machine, --append, --http-port, --echo-port, --ssh-port, --verbose, \
+             --initrd"
         );
         // The key, not the whole `--key=value`, is named.
         let msg = is_usage(parse_strs(&["test", "--bogus=1"]));

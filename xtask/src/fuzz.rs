@@ -79,6 +79,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "cmdline",
         "the kernel command line: rhea.* keys, rhea.net.* keys, the Arm boards' rhea.cpus=",
     ),
+    (
+        "cpio",
+        "the initramfs: the cpio newc reader, the index, the tree walked and read",
+    ),
 ];
 
 /// Seconds each target runs by default (`cargo xtask fuzz` without `--time`).

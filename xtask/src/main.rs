@@ -27,7 +27,7 @@ mod trace;
 mod xen;
 
 // The catalog (apps, boards) and the build steps every stage uses, by their short names.
-use build::{apps, boards, chromium, firmware, image, ovmf, setup, symtab, uefi_disk};
+use build::{apps, boards, chromium, firmware, image, initrd, ovmf, setup, symtab, uefi_disk};
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -185,6 +185,13 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
             setup::ensure_toolchain(&ws, board)?;
             let image = image::build(&ws, board, app)?;
             image.print_summary();
+            if let Some(path) = packed_initrd(&ws, board, app, opts)? {
+                let how = match board.runner {
+                    boards::Runner::Process => format!("rhea.initrd={}", path.display()),
+                    _ => format!("-initrd {}", path.display()),
+                };
+                println!("boot it with: {how}");
+            }
             print_boot_line(board, &image, opts)
         }
         Cmd::Image => disk_image(&ws, opts),
@@ -361,6 +368,42 @@ fn with_ssh(ws: &Workspace, append: &str, ssh_port: u16, board: &boards::Board) 
     line.trim().to_string()
 }
 
+/// `--initrd DIR` packed into `target/images/<board>/<app>.initrd.cpio`: its path (absolute),
+/// or `None` without the option. Refused on the Xen boards (their ramdisk is not wired yet).
+fn packed_initrd(
+    ws: &Workspace,
+    board: &boards::Board,
+    app: &apps::App,
+    opts: &Options,
+) -> Result<Option<PathBuf>> {
+    let Some(dir) = &opts.initrd else {
+        return Ok(None);
+    };
+    if board.name.starts_with("xen-") || board.name == "pc-uefi" || board.name == "rpi4" {
+        return usage(format!(
+            "--initrd: not yet on {}: the initramfs is wired for QEMU's -initrd (qemu-x86_64, \
+             qemu-aarch64) and LinuxU",
+            board.name
+        ));
+    }
+    let archive = initrd::pack_dir(dir)?;
+    let out = ws
+        .root
+        .join("target/images")
+        .join(board.name)
+        .join(format!("{}.initrd.cpio", app.name));
+    fs::create_dir_all(out.parent().expect("a folder"))
+        .context(|| format!("cannot make {}", out.display()))?;
+    fs::write(&out, &archive).context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "initrd: {} packed into {} ({} bytes)",
+        dir.display(),
+        out.display(),
+        archive.len()
+    );
+    Ok(Some(out))
+}
+
 /// `cargo xtask run`: build, then boot with the terminal attached.
 fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     let board = boards::find(opts.board_name())?;
@@ -377,11 +420,15 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         append
     };
     setup::ensure_toolchain(ws, board)?;
+    let initrd = packed_initrd(ws, board, app, opts)?;
     if board.runner == boards::Runner::Process {
         let image = image::build(ws, board, app)?;
         image.print_summary();
         let mut cmd = Command::new(&image.elf);
         cmd.args(append.split_whitespace());
+        if let Some(path) = &initrd {
+            cmd.arg(format!("rhea.initrd={}", path.display()));
+        }
         println!("$ {}", describe(&cmd));
         let status = cmd
             .status()
@@ -412,7 +459,13 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
         serial: qemu::Serial::Interactive,
         append: &append,
     };
-    let end = qemu::run_interactive(&qemu, &spec, opts.host_ports, opts.verbose)?;
+    let end = qemu::run_interactive(
+        &qemu,
+        &spec,
+        opts.host_ports,
+        opts.verbose,
+        initrd.as_deref(),
+    )?;
     if end == qemu::QemuEnd::Shutdown(qmp::ShutdownCause::Quit) {
         // The user left: a normal end of a run.
         println!("qemu: {}", end.describe());

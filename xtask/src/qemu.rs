@@ -1772,6 +1772,7 @@ pub(crate) fn run_interactive(
     spec: &Spec<'_>,
     ports: crate::hostfwd::HostPorts,
     verbose: bool,
+    initrd: Option<&Path>,
 ) -> Result<QemuEnd> {
     if spec.board.name.starts_with("xen-") {
         // Xen stays up after the domU shuts down, so the console is followed here and QEMU
@@ -1783,7 +1784,10 @@ pub(crate) fn run_interactive(
         return crate::xen::run_captured(qemu, spec, None, Duration::from_secs(24 * 3600), true)
             .map(|c| c.end);
     }
-    let machine = interactive_machine(qemu, spec, ports)?;
+    let mut machine = interactive_machine(qemu, spec, ports)?;
+    if let Some(path) = initrd {
+        machine.initrd = Some(path.to_string_lossy().into_owned());
+    }
     if !machine.nics.is_empty() {
         crate::hostfwd::check_free(ports).or_else(fail)?;
     }

@@ -15,6 +15,7 @@ pub mod nr {
     pub const CLOSE: usize = 3;
     pub const MMAP: usize = 9;
     pub const MUNMAP: usize = 11;
+    pub const LSEEK: usize = 8;
     pub const RT_SIGACTION: usize = 13;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const RT_SIGRETURN: usize = 15;
@@ -266,6 +267,41 @@ pub fn read_small_file(path: &core::ffi::CStr, buf: &mut [u8]) -> isize {
     // SAFETY: closing a descriptor this function opened and nothing else uses.
     unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
     n
+}
+
+/// The whole file at `path` mapped read-only, private (`mmap` of the open file, closed
+/// after): its address and length, or `-errno`. An empty file is `-EINVAL` (22): nothing
+/// to map.
+pub fn map_file_readonly(path: &core::ffi::CStr) -> Result<(u64, u64), isize> {
+    const PROT_READ: usize = 1;
+    const MAP_PRIVATE: usize = 0x02;
+    const SEEK_END: usize = 2;
+    let fd = openat(path, O_RDONLY | O_CLOEXEC, 0);
+    if fd < 0 {
+        return Err(fd);
+    }
+    // SAFETY: `fd` is the descriptor just opened; lseek only moves its offset.
+    let len = unsafe { syscall6(nr::LSEEK, [fd as usize, 0, SEEK_END, 0, 0, 0]) };
+    let mapped = if len <= 0 {
+        Err(if len == 0 { -22 } else { len })
+    } else {
+        // SAFETY: without MAP_FIXED the kernel picks an unused range, so no Rust object is
+        // affected; the mapping is read-only and outlives the descriptor.
+        let at = unsafe {
+            syscall6(
+                nr::MMAP,
+                [0, len as usize, PROT_READ, MAP_PRIVATE, fd as usize, 0],
+            )
+        };
+        if at > 0 {
+            Ok((at as u64, len as u64))
+        } else {
+            Err(at)
+        }
+    };
+    // SAFETY: closing a descriptor this function opened and nothing else uses.
+    unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
+    mapped
 }
 
 /// `ioctl(fd, request, arg)`.

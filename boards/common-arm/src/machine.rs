@@ -494,6 +494,7 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
         );
     }
     let memory_map = with_shared(&platform.memory_map, board.shared_memory.clone());
+    let initrd = platform.initrd.map(|(at, len)| (PhysAddr(at), len));
     let dtb_bytes = tree.total_size() as u64;
     FACTS.call_once(|| Facts {
         platform,
@@ -518,6 +519,7 @@ pub fn early_init(board: &'static ArmBoard, dtb: usize) -> BootInfo {
             (PhysAddr(0), PAGE_SIZE),
         ],
         boot_cycles: rhea_arch::boot_cycles(),
+        initrd,
     }
 }
 

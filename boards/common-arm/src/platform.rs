@@ -11,6 +11,7 @@
 
 use crate::fdt::{Fdt, FdtError, Node, read_cells};
 use core::fmt;
+use rhea_hal::PhysAddr;
 use rhea_hal::cmdline::{Cmdline, CmdlineError, keys};
 use rhea_mm::{MemoryMap, MemoryMapError, RegionKind};
 
@@ -97,6 +98,9 @@ pub struct ArmPlatform<'a> {
     pub psci: Option<PsciConduit>,
     /// `/chosen/bootargs` (empty if absent).
     pub bootargs: &'a str,
+    /// `/chosen/linux,initrd-start` .. `linux,initrd-end` as (address, bytes), inside one
+    /// usable region of [`ArmPlatform::memory_map`]; `None` if absent or empty.
+    pub initrd: Option<(u64, u64)>,
     /// `model` of the root node, if any.
     pub model: Option<&'a str>,
     /// The CPUs of `/cpus`, in devicetree order.
@@ -371,6 +375,48 @@ const GIC_V2: &[&str] = &[
 ];
 /// GICv3 compatibles (`arm,gic-v3.yaml`).
 const GIC_V3: &[&str] = &["arm,gic-v3"];
+
+/// The initial RAM disk `/chosen` names (Linux's `chosen.yaml`: `linux,initrd-start` and
+/// `linux,initrd-end`, each one or two cells, end exclusive).
+fn initrd<'a>(chosen: &Node<'a>, map: &MemoryMap) -> Result<Option<(u64, u64)>, PlatformError<'a>> {
+    let cells = |name: &'static str| -> Result<Option<u64>, PlatformError<'a>> {
+        match chosen.property(name) {
+            None => Ok(None),
+            Some(v) if v.len() == 4 => Ok(read_cells(v, 0, 1)),
+            Some(v) if v.len() == 8 => Ok(read_cells(v, 0, 2)),
+            Some(_) => Err(bad(chosen, name, "is neither one nor two cells")),
+        }
+    };
+    let (start, end) = match (cells("linux,initrd-start")?, cells("linux,initrd-end")?) {
+        (None, None) => return Ok(None),
+        (Some(s), Some(e)) => (s, e),
+        _ => {
+            return Err(bad(
+                chosen,
+                "linux,initrd-start",
+                "comes without linux,initrd-end (or the other way)",
+            ));
+        }
+    };
+    if end < start {
+        return Err(bad(
+            chosen,
+            "linux,initrd-end",
+            "is below linux,initrd-start",
+        ));
+    }
+    if end == start {
+        return Ok(None);
+    }
+    match map.region_containing(PhysAddr(start), end - start) {
+        Some(r) if r.kind == RegionKind::Usable => Ok(Some((start, end - start))),
+        _ => Err(bad(
+            chosen,
+            "linux,initrd-start",
+            "puts the initrd outside usable RAM",
+        )),
+    }
+}
 
 fn bad<'a>(node: &Node<'a>, property: &'static str, why: &'static str) -> PlatformError<'a> {
     PlatformError::BadProperty {
@@ -753,8 +799,14 @@ impl<'a> ArmPlatform<'a> {
             }
             _ => "",
         };
+        let memory_map = memory(fdt)?;
+        let initrd = match fdt.find_path("/chosen") {
+            Some(chosen) => initrd(&chosen, &memory_map)?,
+            None => None,
+        };
         Ok(Self {
-            memory_map: memory(fdt)?,
+            memory_map,
+            initrd,
             gic: gic(fdt)?,
             virtual_timer,
             timer_hz: timer.property_u32("clock-frequency"),

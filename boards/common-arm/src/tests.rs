@@ -149,6 +149,8 @@ struct Pi4 {
     high_memory: bool,
     /// Replaces the four spin-table CPUs: `/cpus`'s `#address-cells`, `#size-cells`, nodes.
     cpus: Option<(u32, u32, Vec<CpuNode>)>,
+    /// More `/chosen` properties (the initrd's).
+    chosen: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Default for Pi4 {
@@ -163,6 +165,7 @@ impl Default for Pi4 {
             psci_method: None,
             high_memory: true,
             cpus: None,
+            chosen: Vec::new(),
         }
     }
 }
@@ -181,8 +184,11 @@ impl Pi4 {
             .cells("interrupt-parent", &[1]);
         b.begin("chosen")
             .string("bootargs", "rhea.checker=1 loops=5")
-            .string("stdout-path", "serial1:115200n8")
-            .end();
+            .string("stdout-path", "serial1:115200n8");
+        for (name, value) in &self.chosen {
+            b.prop(name, value);
+        }
+        b.end();
         b.begin("reserved-memory")
             .cells("#address-cells", &[2])
             .cells("#size-cells", &[1])
@@ -438,6 +444,75 @@ fn raspberry_pi_4() {
             (0x4000_0000, 0x8000_0000, RegionKind::Usable),
         ]
     );
+}
+
+#[test]
+fn the_initrd_from_chosen() {
+    let with = |props: &[(&'static str, &[u32])]| {
+        let chosen = props
+            .iter()
+            .map(|(n, cells)| (*n, cells.iter().flat_map(|c| c.to_be_bytes()).collect()))
+            .collect();
+        let blob = Pi4 {
+            chosen,
+            ..Pi4::default()
+        }
+        .build();
+        platform(&blob).map(|p| p.initrd)
+    };
+    assert_eq!(with(&[]), Ok(None));
+    // One cell each (the Pi's firmware) and two (QEMU virt).
+    let one = with(&[
+        ("linux,initrd-start", &[0x200_0000]),
+        ("linux,initrd-end", &[0x211_2345]),
+    ]);
+    assert_eq!(one, Ok(Some((0x200_0000, 0x11_2345))));
+    let two = with(&[
+        ("linux,initrd-start", &[0, 0x200_0000]),
+        ("linux,initrd-end", &[0, 0x211_2345]),
+    ]);
+    assert_eq!(two, one);
+    let empty = with(&[
+        ("linux,initrd-start", &[0x200_0000]),
+        ("linux,initrd-end", &[0x200_0000]),
+    ]);
+    assert_eq!(empty, Ok(None));
+    let refused = |props: &[(&'static str, &[u32])], why: &str| {
+        let e = with(props).expect_err("must be refused");
+        assert!(e.contains(why), "{e}");
+    };
+    refused(
+        &[("linux,initrd-start", &[0x200_0000])],
+        "without linux,initrd-end",
+    );
+    refused(
+        &[
+            ("linux,initrd-start", &[0x300_0000]),
+            ("linux,initrd-end", &[0x200_0000]),
+        ],
+        "below linux,initrd-start",
+    );
+    refused(
+        &[
+            ("linux,initrd-start", &[1, 2, 3]),
+            ("linux,initrd-end", &[0x200_0000]),
+        ],
+        "neither one nor two cells",
+    );
+    // In the reserved nvram page, past RAM's end, straddling RAM's end.
+    for (start, end) in [
+        (0x10_0000, 0x10_0800),
+        (0xfe00_0000, 0xfe00_1000),
+        (0x3b3f_f000, 0x3b40_1000),
+    ] {
+        refused(
+            &[
+                ("linux,initrd-start", &[start]),
+                ("linux,initrd-end", &[end]),
+            ],
+            "outside usable RAM",
+        );
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 )]
 
 use crate::pvh::{self, PhysMemory};
+use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rhea_arch::paging::KernelImage;
 use rhea_drivers::uart16550::{Registers, Uart16550};
@@ -502,6 +503,13 @@ pub fn pvh_boot(
     // SAFETY: `pvh_boot` runs once, before any reader of the command line.
     let cmdline = unsafe { CMDLINE.store(info.cmdline()) };
     let rsdp = info.rsdp;
+    if info.initrd_cut > 0 {
+        let _ = writeln!(
+            ConsoleWriter,
+            "rhea: initrd: its last {} bytes lie past usable RAM (firmware's memory): cut off",
+            info.initrd_cut
+        );
+    }
     let low_end = pvh::low_reserved_end(&info.memory_map, start_info as u64);
     let boot = BootInfo {
         memory_map: info.memory_map,
@@ -520,6 +528,7 @@ pub fn pvh_boot(
             (PhysAddr(start_info as u64).align_down(PAGE_SIZE), PAGE_SIZE),
         ],
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
+        initrd: info.initrd.map(|(at, len)| (PhysAddr(at), len)),
     };
     (boot, rsdp)
 }

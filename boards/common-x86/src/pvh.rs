@@ -88,6 +88,11 @@ pub struct StartInfo {
     cmdline_len: usize,
     /// Physical address of the ACPI RSDP, if given.
     pub rsdp: Option<u64>,
+    /// The first module (QEMU's `-initrd`, Xen's ramdisk) as (address, bytes): inside one
+    /// usable region of the map. `None` when there is none or it is empty.
+    pub initrd: Option<(u64, u64)>,
+    /// Bytes of the module past the end of the usable region it starts in, cut off.
+    pub initrd_cut: u64,
 }
 
 impl StartInfo {
@@ -223,8 +228,38 @@ pub fn parse_with(
             u64::from(entries) * MEMMAP_ENTRY_BYTES as u64,
         )?;
     }
+    let mut initrd = None;
+    let mut initrd_cut = 0;
     if nr_modules > 0 {
         inside("module list", modlist, u64::from(nr_modules) * 32)?;
+        // hvm_modlist_entry: paddr, size, cmdline_paddr, reserved (u64 each).
+        let mut m = [0u8; 32];
+        if !mem.read(modlist, &mut m) {
+            return Err(PvhError::Unreadable {
+                what: "module list",
+                addr: modlist,
+            });
+        }
+        let (paddr, size) = (u64_at(&m, 0), u64_at(&m, 8));
+        if size > 0 {
+            // It must start in usable RAM. QEMU's microvm with qboot puts the initrd against
+            // the top of low RAM and then reserves that RAM's last page for the firmware: a
+            // tail past the usable region is cut off (and reported), so the archive's own
+            // checks see a truncation if anything of it was there.
+            match map.region_containing(PhysAddr(paddr), 1) {
+                Some(r) if r.kind == RegionKind::Usable => {
+                    let room = r.end().as_u64() - paddr;
+                    initrd = Some((paddr, size.min(room)));
+                    initrd_cut = size.saturating_sub(room);
+                }
+                _ => {
+                    return Err(PvhError::PointerOutsideMemory {
+                        what: "first module (initrd)",
+                        addr: paddr,
+                    });
+                }
+            }
+        }
     }
     if rsdp != 0 {
         inside("ACPI RSDP", rsdp, 20)?;
@@ -262,6 +297,8 @@ pub fn parse_with(
         cmdline,
         cmdline_len,
         rsdp: (rsdp != 0).then_some(rsdp),
+        initrd,
+        initrd_cut,
     })
 }
 
@@ -346,6 +383,48 @@ mod tests {
         assert_eq!(info.memory_map.usable_bytes(), 0x9_fc00 + 0x7f0_0000);
         assert_eq!(info.cmdline(), "console=com1");
         assert_eq!(info.rsdp, None);
+    }
+
+    #[test]
+    fn the_first_module_is_the_initrd() {
+        const MODS: u64 = 0x9000;
+        let with_module = |paddr: u64, size: u64| {
+            let mut m = good();
+            put32(&mut m, INFO + 12, 2);
+            put64(&mut m, INFO + 16, MODS);
+            put64(&mut m, MODS, paddr);
+            put64(&mut m, MODS + 8, size);
+            // A second module is ignored.
+            put64(&mut m, MODS + 32, 0x20_0000);
+            put64(&mut m, MODS + 40, 4096);
+            parse(&m, INFO)
+        };
+        let info = with_module(0x40_0000, 0x1_2345).unwrap();
+        assert_eq!(
+            (info.initrd, info.initrd_cut),
+            (Some((0x40_0000, 0x1_2345)), 0)
+        );
+        // None given, or empty: no initrd.
+        assert_eq!(parse(&good(), INFO).unwrap().initrd, None);
+        assert_eq!(with_module(0x40_0000, 0).unwrap().initrd, None);
+        // Past the end of its usable region (microvm's top page): cut to the region.
+        let end = 0x10_0000 + 0x7f0_0000;
+        let info = with_module(end - 0x800, 0x1000).unwrap();
+        assert_eq!(
+            (info.initrd, info.initrd_cut),
+            (Some((end - 0x800, 0x800)), 0x800)
+        );
+        // Starting outside usable RAM (the hole, reserved, past the end): refused.
+        for at in [0xa_0000, 0xf_8000, 0x1000_0000, u64::MAX - 10] {
+            assert_eq!(
+                with_module(at, 16).unwrap_err(),
+                PvhError::PointerOutsideMemory {
+                    what: "first module (initrd)",
+                    addr: at
+                },
+                "{at:#x}"
+            );
+        }
     }
 
     #[test]

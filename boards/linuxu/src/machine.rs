@@ -252,6 +252,33 @@ pub(crate) fn early_init(_arg: usize) -> BootInfo {
         image: KernelImage::new(0..0, 0..0, 0..0),
         reserved: [(PhysAddr(0), 0); 3],
         boot_cycles: BOOT_CYCLES.load(Ordering::Relaxed),
+        initrd: initrd(cmdline),
+    }
+}
+
+/// The host file `rhea.initrd` names, mapped read-only for the life of the process (outside
+/// the RAM region). A file that cannot be opened or mapped ends the boot, naming it and the
+/// error: the operator asked for it. (What it holds is checked when `rhea::fs` mounts it.)
+fn initrd(cmdline: &str) -> Option<(PhysAddr, u64)> {
+    // A bad value is reported by the runtime's check of the whole line, before it is used.
+    let path = Cmdline::new(cmdline).host_path(&keys::INITRD).ok()??;
+    let mut c = [0u8; 4097];
+    let n = path.len().min(4096);
+    c[..n].copy_from_slice(&path.as_bytes()[..n]);
+    let cpath = core::ffi::CStr::from_bytes_until_nul(&c).expect("NUL-terminated above");
+    match sys::map_file_readonly(cpath) {
+        Ok((at, len)) => Some((PhysAddr(at), len)),
+        Err(errno) => panic!(
+            "rhea.initrd={path}: cannot map the file (errno {}{})",
+            -errno,
+            match -errno {
+                2 => ": no such file",
+                13 => ": permission denied",
+                19 | 21 => ": not a regular file",
+                22 => ": empty",
+                _ => "",
+            }
+        ),
     }
 }
 

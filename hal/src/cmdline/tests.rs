@@ -66,6 +66,7 @@ fn every_key_takes_its_values() {
             } => &["0", "1", "18446744073709551615"],
             Kind::Number { .. } => &[],
             Kind::Choice(words) | Kind::Set(words) => words,
+            Kind::HostPath => &["/", "/tmp/initrd.cpio"],
         };
         for v in good {
             let line = std::format!("{}={v}", key.name);
@@ -116,7 +117,7 @@ fn every_key_refuses_malformed_values() {
                 Kind::Number { min, max } => {
                     first == std::format!("{}=2", key.name) && (min..=max).contains(&2)
                 }
-                Kind::Choice(_) | Kind::Set(_) => false,
+                Kind::Choice(_) | Kind::Set(_) | Kind::HostPath => false,
             };
             if ok {
                 continue;

@@ -7,6 +7,7 @@
 //! - [`chromium`]: headless Chromium from Debian's package (the status-page screenshot);
 //! - [`ovmf`]: OVMF (UEFI for QEMU's PCs) from Debian's package, and the QEMU arguments that
 //!   boot a UEFI disk with it;
+//! - [`initrd`]: a folder packed into a cpio archive (`--initrd DIR`);
 //! - [`image`]: `cargo build` for one app on one board, then the stripped and bootable files;
 //! - [`symtab`]: the image's own function symbol table, filled in after linking;
 //! - [`uefi_disk`]: the pc-uefi board's boot disk (GPT, a FAT ESP with `BOOTX64.EFI` and the
@@ -20,6 +21,7 @@ pub(crate) mod boards;
 pub(crate) mod chromium;
 pub(crate) mod firmware;
 pub(crate) mod image;
+pub(crate) mod initrd;
 pub(crate) mod ovmf;
 pub(crate) mod setup;
 pub(crate) mod symtab;

@@ -4,95 +4,46 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use rhea_vfs::cpio::Writer;
+
 use super::read;
 use crate::Result;
 
-/// A cpio archive in the "newc" format (the one the Linux initramfs unpacker reads): per
-/// entry a 110-byte ASCII header (`070701`, then 13 eight-digit hex fields: ino, mode, uid,
-/// gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor, namesize with the
-/// NUL, check), the NUL-terminated name padded to 4 bytes, the data padded to 4 bytes; last
-/// an entry named `TRAILER!!!`. Owners are root, mtimes 0, so the output is reproducible.
-pub(crate) struct Cpio {
-    out: Vec<u8>,
-    next_ino: u32,
-}
+/// A cpio archive in the "newc" format (the one the Linux initramfs unpacker reads), written
+/// by `rhea_vfs::cpio::Writer` (the format's one writer, beside Rhea's reader). Owners are
+/// root, mtimes 0, so the output is reproducible.
+pub(crate) struct Cpio(Writer);
 
-const S_IFDIR: u32 = 0o040_000;
-const S_IFREG: u32 = 0o100_000;
-const S_IFLNK: u32 = 0o120_000;
-const S_IFCHR: u32 = 0o020_000;
+const S_IFCHR: u32 = rhea_vfs::cpio::S_IFCHR;
 
 impl Cpio {
     pub(crate) fn new() -> Cpio {
-        Cpio {
-            out: Vec::new(),
-            next_ino: 1,
-        }
-    }
-
-    fn entry(&mut self, name: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) {
-        let ino = if name == "TRAILER!!!" {
-            0
-        } else {
-            self.next_ino += 1;
-            self.next_ino - 1
-        };
-        let fields = [
-            ino,
-            mode,
-            0,
-            0,
-            nlink,
-            0,
-            u32::try_from(data.len()).expect("cpio newc holds files below 4 GiB"),
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            u32::try_from(name.len() + 1).expect("short name"),
-            0,
-        ];
-        self.out.extend_from_slice(b"070701");
-        for f in fields {
-            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
-        }
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.push(0);
-        self.pad();
-        self.out.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.out.len().is_multiple_of(4) {
-            self.out.push(0);
-        }
+        Cpio(Writer::new())
     }
 
     /// A directory (`name` without a leading `/`; parents must come first).
     pub(crate) fn dir(&mut self, name: &str) {
-        self.entry(name, S_IFDIR | 0o755, 2, (0, 0), &[]);
+        self.0.dir(name, 0o755);
     }
 
     /// A regular file with permission bits `perm`.
     pub(crate) fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
-        self.entry(name, S_IFREG | perm, 1, (0, 0), data);
+        self.0.file(name, perm, data);
     }
 
     /// A symbolic link to `target`.
     pub(crate) fn symlink(&mut self, name: &str, target: &str) {
-        self.entry(name, S_IFLNK | 0o777, 1, (0, 0), target.as_bytes());
+        self.0.symlink(name, target);
     }
 
     /// A character device node.
     pub(crate) fn char_device(&mut self, name: &str, perm: u32, major: u32, minor: u32) {
-        self.entry(name, S_IFCHR | perm, 1, (major, minor), &[]);
+        self.0.entry(name, S_IFCHR | perm, 1, (major, minor), &[]);
     }
 
     /// Appends the trailer and returns the archive.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, 1, (0, 0), &[]);
-        self.out
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.0.finish()
     }
 }
 

@@ -41,6 +41,7 @@
 pub(crate) mod abuse;
 mod builder;
 pub(crate) mod cmdline;
+pub(crate) mod fs;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
@@ -316,6 +317,8 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     clock.lap("trace-pi");
     t.shell_cases(&board_names);
     clock.lap("shell");
+    t.fs_cases(&board_names);
+    clock.lap("fs");
     t.appliance_wire_cases(&board_names, &ABUSE_CASES, Exercise::Abuse);
     clock.lap("appliance abuse");
     t.appliance_wire_cases(&board_names, &ssh::CASES, Exercise::Ssh);
@@ -1057,6 +1060,18 @@ impl TestRun<'_> {
             shell::CASES,
             shell::case_name,
             shell::run,
+        );
+    }
+
+    /// Files: `tests/fs` with the initramfs packed here, whole and damaged ([`fs`]).
+    fn fs_cases(&mut self, board_names: &[&str]) {
+        self.app_cases(board_names, "fs", fs::CASES, fs::case_name, fs::run);
+        self.app_cases(
+            board_names,
+            "fs",
+            fs::DAMAGED_CASES,
+            fs::damaged_case_name,
+            fs::run_damaged,
         );
     }
 

@@ -1,0 +1,239 @@
+//! `cargo xtask test`'s file-system cases: `tests/fs` booted with an initramfs packed here.
+//!
+//! The fixture is a folder written by [`fixture`] — a web page, a 1 MiB file of pseudo-random
+//! bytes with an odd length, 300 small files, a tree 40 directories deep, an empty file and
+//! directory, relative, absolute and looping links — with a `MANIFEST` of every regular file
+//! (`/path size fnv1a64`). It is packed by the same code as `--initrd DIR`
+//! ([`crate::build::initrd::pack_dir`]) and given to the boot as each protocol carries it:
+//! QEMU's `-initrd` (a PVH module on x86, the devicetree's `linux,initrd-*` on Arm) and
+//! LinuxU's `rhea.initrd=`. The app checks every file against the manifest, copies the tree
+//! through tmpfs, runs threads on both CPUs, and tries bad names and a full tmpfs
+//! (`tests/fs/src/main.rs`). Here the counts it prints must equal what was packed.
+//!
+//! The `fs damaged initramfs` cases give the archive cut at 60%: the boot must say why it was
+//! refused and the app find `/` an empty, working tmpfs.
+//!
+//! Case names: `<board>/<machine>/<accel> fs initramfs` and `... fs damaged initramfs`
+//! (`--filter fs`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::apps::{self, App};
+use crate::boards::{self, Runner};
+use crate::build::{image, initrd};
+use crate::qemu::{self, Accel, Verdict};
+use crate::{Workspace, setup};
+
+/// The boards and machines booted (every transport of an initrd there is so far).
+pub(crate) const CASES: &[(&str, &str)] = &[
+    ("linuxu", "realtime"),
+    ("qemu-x86_64", "q35"),
+    ("qemu-x86_64", "microvm"),
+    ("qemu-aarch64", "virt-gicv3"),
+];
+
+/// The damaged-archive cases (one per way of carrying it).
+pub(crate) const DAMAGED_CASES: &[(&str, &str)] = &[
+    ("linuxu", "realtime"),
+    ("qemu-x86_64", "q35"),
+    ("qemu-aarch64", "virt-gicv3"),
+];
+
+/// `/tmp`'s size: the copy of the fixture takes ~2.3 MiB (each small file a 4 KiB chunk).
+const TMP_KIB: u32 = 6144;
+
+/// A case's name.
+pub(crate) fn case_name(board: &str, machine: &str) -> String {
+    super::special_case_name(board, machine, "fs initramfs")
+}
+
+/// A damaged-archive case's name.
+pub(crate) fn damaged_case_name(board: &str, machine: &str) -> String {
+    super::special_case_name(board, machine, "fs damaged initramfs")
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What [`fixture`] packed: regular files (the manifest's lines) and their bytes.
+struct Packed {
+    archive: PathBuf,
+    files: usize,
+    bytes: u64,
+}
+
+/// Writes the fixture folder under `target/fs/tree` and packs it; the archive and its counts.
+fn fixture(ws: &Workspace) -> Result<Packed, String> {
+    let base = ws.root.join("target/fs");
+    let tree = base.join("tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    files.push((
+        "www/index.html".into(),
+        b"<h1>Rhea</h1>\n<p>served from the initramfs</p>\n".to_vec(),
+    ));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..(1 << 20) + 123)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    files.push(("data/big.bin".into(), big));
+    for i in 0..300 {
+        files.push((
+            format!("many/f{i:03}"),
+            format!("file {i}\n").repeat(i % 17 + 1).into_bytes(),
+        ));
+    }
+    let deep: String = (1..=40).map(|i| format!("d{i:02}/")).collect();
+    files.push((format!("deep/{deep}leaf.txt"), b"deep\n".to_vec()));
+    files.push(("empty".into(), Vec::new()));
+    let io = |e: std::io::Error| format!("writing the fixture under {}: {e}", tree.display());
+    for (path, data) in &files {
+        let p = tree.join(path);
+        std::fs::create_dir_all(p.parent().expect("a file has a folder")).map_err(io)?;
+        std::fs::write(&p, data).map_err(io)?;
+    }
+    std::fs::create_dir_all(tree.join("emptydir")).map_err(io)?;
+    std::fs::create_dir_all(tree.join("links")).map_err(io)?;
+    for (link, target) in [
+        ("rel", "../www/index.html"),
+        ("abs", "/data/big.bin"),
+        ("loop1", "loop2"),
+        ("loop2", "loop1"),
+    ] {
+        std::os::unix::fs::symlink(target, tree.join("links").join(link)).map_err(io)?;
+    }
+    let manifest: String = files
+        .iter()
+        .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
+        .collect();
+    std::fs::write(tree.join("MANIFEST"), manifest).map_err(io)?;
+    let archive = initrd::pack_dir(&tree).map_err(|e| e.to_string())?;
+    let path = base.join("initrd.cpio");
+    std::fs::write(&path, &archive).map_err(io)?;
+    Ok(Packed {
+        archive: path,
+        files: files.len(),
+        bytes: files.iter().map(|(_, d)| d.len() as u64).sum(),
+    })
+}
+
+/// Boots `tests/fs` on (board, machine) with `archive` as its initrd and `append` on its
+/// command line; the console.
+fn boot(
+    ws: &Workspace,
+    all_apps: &[App],
+    board: &str,
+    machine: &str,
+    archive: &Path,
+    append: &str,
+) -> Result<String, String> {
+    let board = boards::find(board).map_err(|e| e.to_string())?;
+    let app = apps::find(all_apps, "fs").map_err(|e| e.to_string())?;
+    setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
+    let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
+    let archive = archive.to_string_lossy();
+    let captured = if board.runner == Runner::Process {
+        let line = format!(
+            "rhea.checker=1 rhea.cpus=2 rhea.tmp_kib={TMP_KIB} rhea.initrd={archive} {append}"
+        );
+        let line = super::process_cmdline(machine, 1, &line);
+        qemu::run_process_captured(&image.elf, &line, None, app.timeout, false, None)
+            .map_err(|e| e.to_string())?
+    } else {
+        let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
+        let line = format!("rhea.checker=1 rhea.tmp_kib={TMP_KIB} {append}");
+        let spec = qemu::Spec {
+            board,
+            machine,
+            accel: Accel::Tcg,
+            smp: 2,
+            mem: "128M",
+            kernel: &image.boot,
+            serial: qemu::Serial::Captured,
+            append: &line,
+        };
+        qemu::run_captured_with(&qemu, &spec, &["-initrd", &archive], app.timeout, false)
+            .map_err(|e| e.to_string())?
+    };
+    let console = captured.console();
+    let verdict = match board.runner {
+        Runner::Process => qemu::classify_process(&captured.end),
+        _ => qemu::classify(&captured.end),
+    };
+    if verdict != Verdict::Success || !console.contains("fs: PASS") {
+        let lines: Vec<&str> = console.lines().collect();
+        let from = lines.len().saturating_sub(30);
+        return Err(format!(
+            "{}; the console's end:\n{}",
+            captured.end.describe(),
+            lines[from..].join("\n")
+        ));
+    }
+    Ok(console)
+}
+
+/// One case: the fixture packed, booted, the app's counts compared with it.
+pub(crate) fn run(
+    ws: &Workspace,
+    all_apps: &[App],
+    board: &str,
+    machine: &str,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let packed = fixture(ws)?;
+    let console = boot(ws, all_apps, board, machine, &packed.archive, "")?;
+    let want = format!(
+        "fs: initramfs: {} files, {} bytes verified against the manifest",
+        packed.files, packed.bytes
+    );
+    let copied = format!(
+        "fs: tmpfs: {} files, {} bytes copied and verified",
+        packed.files, packed.bytes
+    );
+    for line in [
+        "rhea: initrd: ",
+        "rhea: fs: / is the initramfs: ",
+        want.as_str(),
+        copied.as_str(),
+        "fs: 2 threads on 2 CPUs",
+        "fs: a 64 KiB tmpfs filled after ",
+        "\"/tmp/small/fill\": no space left",
+        "fs: PASS",
+    ] {
+        if !console.contains(line) {
+            return Err(format!("the console lacks {line:?}"));
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// One damaged-archive case: the fixture cut at 60%.
+pub(crate) fn run_damaged(
+    ws: &Workspace,
+    all_apps: &[App],
+    board: &str,
+    machine: &str,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let packed = fixture(ws)?;
+    let whole = std::fs::read(&packed.archive).map_err(|e| e.to_string())?;
+    let cut = ws.root.join("target/fs/damaged.cpio");
+    std::fs::write(&cut, &whole[..whole.len() * 3 / 5]).map_err(|e| e.to_string())?;
+    let console = boot(ws, all_apps, board, machine, &cut, "fs.expect=refused")?;
+    let refused = "rhea: fs: the initramfs is refused: cpio entry at byte ";
+    if !console.contains(refused) || !console.contains("ends inside the entry's") {
+        return Err(format!(
+            "the console does not say why the archive was refused ({refused:?})"
+        ));
+    }
+    Ok(start.elapsed())
+}
