@@ -13,6 +13,7 @@
 use crate::net::NetDevice;
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 /// How a bound device interrupts.
@@ -176,6 +177,9 @@ pub trait Bus {
     }
 }
 
+/// A file system and where to mount it (an absolute path).
+pub type Mount = (String, Arc<dyn rhea_vfs::FileSystem>);
+
 /// A board's side of the device model (the rest of its contract is `rhea_hal::Board`): the
 /// buses to enumerate and the NIC drivers to offer their devices to.
 pub trait BoardDevices {
@@ -183,6 +187,12 @@ pub trait BoardDevices {
     fn buses() -> Vec<Box<dyn Bus>>;
     /// The NIC drivers (called, hence linked, only when the runtime has its `net` feature).
     fn net_drivers() -> Vec<&'static dyn Driver>;
+    /// File systems the board's command line asks for (LinuxU's `rhea.fs.host`), each with
+    /// its mount point, or why one cannot be had (the configuration's error, with its key).
+    /// Called once, by `rhea::fs` on the first file operation. None by default.
+    fn file_systems() -> Vec<Result<Mount, String>> {
+        Vec::new()
+    }
 }
 
 /// What happened to one device during [`bind_all`].

@@ -129,6 +129,12 @@ pub mod keys {
         name: "rhea.initrd",
         kind: Kind::HostPath,
     };
+    /// LinuxU: a host directory mounted in Rhea, `HOST:GUEST` (both absolute; the guest
+    /// point's directory must exist), through raw system calls.
+    pub const FS_HOST: Key = Key {
+        name: "rhea.fs.host",
+        kind: Kind::HostPath,
+    };
     /// The size limit of the tmpfs at `/tmp` (and at `/` when there is no initramfs), in KiB
     /// (default: a quarter of the heap free when it is mounted, at most 64 MiB).
     pub const TMP_KIB: Key = Key {
@@ -198,6 +204,7 @@ pub mod keys {
     pub const ALL: &[&Key] = &[
         &CHECKER,
         &CPUS,
+        &FS_HOST,
         &HEAP_KIB,
         &INITRD,
         &MEM_MIB,

@@ -28,8 +28,9 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::println;
-use crate::selected::{A, Arch};
+use crate::selected::{A, Arch, B};
 use crate::sync::{Mutex, RawMutex, SyncError};
+use rhea_drivers::bus::BoardDevices;
 pub use rhea_vfs::{
     CpioFs, DirEntry, Error, ErrorKind, FileSystem, FileType, Metadata, MountInfo, NewNode, NodeId,
     SeekFrom, Usage,
@@ -151,6 +152,20 @@ fn mount_first() {
     match VFS.mount("/tmp", Arc::new(Tmpfs::new(limit))) {
         Ok(()) => println!("rhea: fs: /tmp is a tmpfs of {} KiB", limit >> 10),
         Err(e) => println!("rhea: fs: cannot mount /tmp: {e}"),
+    }
+    // What the board's command line asks for: its error is the configuration's, and the run
+    // ends (as for a device the command line names).
+    for asked in <B as BoardDevices>::file_systems() {
+        let mounted = asked.and_then(|(at, fs)| {
+            let kind = fs.kind();
+            VFS.mount(&at, fs)
+                .map(|()| println!("rhea: fs: {at} is a {kind}"))
+                .map_err(|e| alloc::format!("cannot mount at {at}: {e}"))
+        });
+        if let Err(e) = mounted {
+            println!("rhea: fs: {e}; exiting with failure");
+            crate::exit(crate::ExitStatus::Failure);
+        }
     }
 }
 

@@ -16,6 +16,16 @@ pub mod nr {
     pub const MMAP: usize = 9;
     pub const MUNMAP: usize = 11;
     pub const LSEEK: usize = 8;
+    pub const PREAD64: usize = 17;
+    pub const PWRITE64: usize = 18;
+    pub const FTRUNCATE: usize = 77;
+    pub const GETDENTS64: usize = 217;
+    pub const MKDIRAT: usize = 258;
+    pub const NEWFSTATAT: usize = 262;
+    pub const UNLINKAT: usize = 263;
+    pub const RENAMEAT: usize = 264;
+    pub const SYMLINKAT: usize = 266;
+    pub const READLINKAT: usize = 267;
     pub const RT_SIGACTION: usize = 13;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const RT_SIGRETURN: usize = 15;
@@ -302,6 +312,221 @@ pub fn map_file_readonly(path: &core::ffi::CStr) -> Result<(u64, u64), isize> {
     // SAFETY: closing a descriptor this function opened and nothing else uses.
     unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
     mapped
+}
+
+/// Host files through descriptors: the `*at` calls relative to a directory descriptor, with
+/// names copied into a NUL-terminated buffer here (a name with NUL, or over 4095 bytes, is
+/// `-EINVAL`/`-ENAMETOOLONG` without a call). Every call returns its result or `-errno`, and
+/// is repeated when a signal interrupted it (`EINTR`): Rhea's interrupts are signals.
+pub mod files {
+    use super::{nr, syscall6};
+
+    /// `EINTR`.
+    const EINTR: isize = -4;
+
+    /// `O_*` flags.
+    pub const O_RDONLY: usize = 0;
+    /// Read and write.
+    pub const O_RDWR: usize = 2;
+    /// Create if missing.
+    pub const O_CREAT: usize = 0o100;
+    /// With `O_CREAT`: fail if it exists.
+    pub const O_EXCL: usize = 0o200;
+    /// Must be a directory.
+    pub const O_DIRECTORY: usize = 0o200000;
+    /// Do not follow a link as the last component.
+    pub const O_NOFOLLOW: usize = 0o400000;
+    /// Closed on exec.
+    pub const O_CLOEXEC: usize = 0o2000000;
+    /// A handle for `*at` calls and `fstat` only.
+    pub const O_PATH: usize = 0o10000000;
+    /// `unlinkat`: remove a directory.
+    pub const AT_REMOVEDIR: usize = 0x200;
+    /// `fstatat`: the descriptor itself.
+    pub const AT_EMPTY_PATH: usize = 0x1000;
+    /// `fstatat`: do not follow a link.
+    pub const AT_SYMLINK_NOFOLLOW: usize = 0x100;
+
+    fn retry(mut f: impl FnMut() -> isize) -> isize {
+        loop {
+            let r = f();
+            if r != EINTR {
+                return r;
+            }
+        }
+    }
+
+    /// `name` NUL-terminated in `buf`.
+    fn c_name<'b>(name: &str, buf: &'b mut [u8; 4096]) -> Result<&'b [u8], isize> {
+        if name.contains('\0') {
+            return Err(-22);
+        }
+        if name.len() >= buf.len() {
+            return Err(-36);
+        }
+        buf[..name.len()].copy_from_slice(name.as_bytes());
+        buf[name.len()] = 0;
+        Ok(&buf[..=name.len()])
+    }
+
+    /// `openat(dir, name, flags, mode)`.
+    pub fn open_at(dir: i32, name: &str, flags: usize, mode: u32) -> isize {
+        let mut b = [0u8; 4096];
+        let n = match c_name(name, &mut b) {
+            Ok(n) => n.as_ptr() as usize,
+            Err(e) => return e,
+        };
+        // SAFETY: `n` is a NUL-terminated name alive for the call.
+        retry(|| unsafe { syscall6(nr::OPENAT, [dir as usize, n, flags, mode as usize, 0, 0]) })
+    }
+
+    /// `close(fd)`.
+    pub fn close(fd: i32) {
+        // SAFETY: the caller owns `fd` and gives it up; no memory is involved.
+        unsafe { syscall6(nr::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) };
+    }
+
+    /// `pread64(fd, buf, offset)`.
+    pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> isize {
+        // SAFETY: `buf` is writable for its length for the call.
+        retry(|| unsafe {
+            syscall6(
+                nr::PREAD64,
+                [
+                    fd as usize,
+                    buf.as_mut_ptr() as usize,
+                    buf.len(),
+                    offset as usize,
+                    0,
+                    0,
+                ],
+            )
+        })
+    }
+
+    /// `pwrite64(fd, buf, offset)`.
+    pub fn pwrite(fd: i32, buf: &[u8], offset: u64) -> isize {
+        // SAFETY: `buf` is readable for its length for the call.
+        retry(|| unsafe {
+            syscall6(
+                nr::PWRITE64,
+                [
+                    fd as usize,
+                    buf.as_ptr() as usize,
+                    buf.len(),
+                    offset as usize,
+                    0,
+                    0,
+                ],
+            )
+        })
+    }
+
+    /// `ftruncate(fd, len)`.
+    pub fn ftruncate(fd: i32, len: u64) -> isize {
+        // SAFETY: no memory is involved.
+        retry(|| unsafe { syscall6(nr::FTRUNCATE, [fd as usize, len as usize, 0, 0, 0, 0]) })
+    }
+
+    /// `lseek(fd, 0, SEEK_SET)`: back to a directory's first entry.
+    pub fn rewind(fd: i32) -> isize {
+        // SAFETY: no memory is involved.
+        unsafe { syscall6(nr::LSEEK, [fd as usize, 0, 0, 0, 0, 0]) }
+    }
+
+    /// `getdents64(fd, buf)`: bytes of `linux_dirent64` records, 0 at the end.
+    pub fn getdents(fd: i32, buf: &mut [u8]) -> isize {
+        // SAFETY: `buf` is writable for its length for the call.
+        retry(|| unsafe {
+            syscall6(
+                nr::GETDENTS64,
+                [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0],
+            )
+        })
+    }
+
+    /// `newfstatat(dir, name, flags)` into `st` (x86_64's 144-byte `struct stat`).
+    pub fn stat_at(dir: i32, name: &str, flags: usize, st: &mut [u8; 144]) -> isize {
+        let mut b = [0u8; 4096];
+        let n = match c_name(name, &mut b) {
+            Ok(n) => n.as_ptr() as usize,
+            Err(e) => return e,
+        };
+        // SAFETY: `n` is a NUL-terminated name and `st` 144 writable bytes, for the call.
+        retry(|| unsafe {
+            syscall6(
+                nr::NEWFSTATAT,
+                [dir as usize, n, st.as_mut_ptr() as usize, flags, 0, 0],
+            )
+        })
+    }
+
+    /// `mkdirat(dir, name, mode)`.
+    pub fn mkdir_at(dir: i32, name: &str, mode: u32) -> isize {
+        let mut b = [0u8; 4096];
+        let n = match c_name(name, &mut b) {
+            Ok(n) => n.as_ptr() as usize,
+            Err(e) => return e,
+        };
+        // SAFETY: `n` is a NUL-terminated name alive for the call.
+        retry(|| unsafe { syscall6(nr::MKDIRAT, [dir as usize, n, mode as usize, 0, 0, 0]) })
+    }
+
+    /// `unlinkat(dir, name, flags)`.
+    pub fn unlink_at(dir: i32, name: &str, flags: usize) -> isize {
+        let mut b = [0u8; 4096];
+        let n = match c_name(name, &mut b) {
+            Ok(n) => n.as_ptr() as usize,
+            Err(e) => return e,
+        };
+        // SAFETY: `n` is a NUL-terminated name alive for the call.
+        retry(|| unsafe { syscall6(nr::UNLINKAT, [dir as usize, n, flags, 0, 0, 0]) })
+    }
+
+    /// `renameat(from_dir, from, to_dir, to)`.
+    pub fn rename_at(from_dir: i32, from: &str, to_dir: i32, to: &str) -> isize {
+        let (mut b1, mut b2) = ([0u8; 4096], [0u8; 4096]);
+        let (f, t) = match (c_name(from, &mut b1), c_name(to, &mut b2)) {
+            (Ok(f), Ok(t)) => (f.as_ptr() as usize, t.as_ptr() as usize),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        // SAFETY: both names are NUL-terminated and alive for the call.
+        retry(|| unsafe {
+            syscall6(
+                nr::RENAMEAT,
+                [from_dir as usize, f, to_dir as usize, t, 0, 0],
+            )
+        })
+    }
+
+    /// `symlinkat(target, dir, name)`.
+    pub fn symlink_at(target: &str, dir: i32, name: &str) -> isize {
+        let (mut b1, mut b2) = ([0u8; 4096], [0u8; 4096]);
+        let (t, n) = match (c_name(target, &mut b1), c_name(name, &mut b2)) {
+            (Ok(t), Ok(n)) => (t.as_ptr() as usize, n.as_ptr() as usize),
+            (Err(e), _) | (_, Err(e)) => return e,
+        };
+        // SAFETY: both names are NUL-terminated and alive for the call.
+        retry(|| unsafe { syscall6(nr::SYMLINKAT, [t, dir as usize, n, 0, 0, 0]) })
+    }
+
+    /// `readlinkat(fd, "", buf)`: the target of the link `fd` (an `O_PATH` handle) names.
+    pub fn read_link(fd: i32, buf: &mut [u8]) -> isize {
+        // SAFETY: the empty name is NUL-terminated; `buf` is writable for its length.
+        retry(|| unsafe {
+            syscall6(
+                nr::READLINKAT,
+                [
+                    fd as usize,
+                    c"".as_ptr() as usize,
+                    buf.as_mut_ptr() as usize,
+                    buf.len(),
+                    0,
+                    0,
+                ],
+            )
+        })
+    }
 }
 
 /// `ioctl(fd, request, arg)`.

@@ -25,6 +25,7 @@
 extern crate alloc;
 
 mod devices;
+mod hostfs;
 mod machine;
 mod sim;
 mod smp;

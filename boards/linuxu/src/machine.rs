@@ -689,4 +689,35 @@ impl rhea_drivers::bus::BoardDevices for LinuxU {
     fn net_drivers() -> alloc::vec::Vec<&'static dyn rhea_drivers::bus::Driver> {
         crate::devices::net_drivers()
     }
+
+    fn file_systems() -> alloc::vec::Vec<Result<rhea_drivers::bus::Mount, alloc::string::String>> {
+        host_file_system().into_iter().collect()
+    }
+}
+
+/// `rhea.fs.host=HOST:GUEST`: the host directory to mount, or why it cannot be.
+fn host_file_system() -> Option<Result<rhea_drivers::bus::Mount, alloc::string::String>> {
+    use alloc::format;
+    let value = Cmdline::new(cmdline()).host_path(&keys::FS_HOST).ok()??;
+    let key = keys::FS_HOST.name;
+    Some((|| {
+        let Some((host, guest)) = value.rsplit_once(':') else {
+            return Err(format!(
+                "{key}={value}: expected HOST:GUEST, two absolute paths"
+            ));
+        };
+        if !host.starts_with('/') || !guest.starts_with('/') {
+            return Err(format!("{key}={value}: both paths must be absolute"));
+        }
+        let fs = crate::hostfs::HostFs::new(host).map_err(|e| {
+            format!(
+                "{key}={value}: cannot open the host directory {host} (errno {})",
+                -e
+            )
+        })?;
+        Ok((
+            alloc::string::String::from(guest),
+            alloc::sync::Arc::new(fs) as _,
+        ))
+    })())
 }

@@ -43,6 +43,14 @@ pub(crate) const DAMAGED_CASES: &[(&str, &str)] = &[
 /// `/tmp`'s size: the copy of the fixture takes ~2.3 MiB (each small file a 4 KiB chunk).
 const TMP_KIB: u32 = 6144;
 
+/// The host-directory cases (LinuxU's `rhea.fs.host`).
+pub(crate) const HOST_CASES: &[(&str, &str)] = &[("linuxu", "realtime")];
+
+/// A host-directory case's name.
+pub(crate) fn host_case_name(board: &str, machine: &str) -> String {
+    super::special_case_name(board, machine, "fs host directory")
+}
+
 /// A case's name.
 pub(crate) fn case_name(board: &str, machine: &str) -> String {
     super::special_case_name(board, machine, "fs initramfs")
@@ -235,5 +243,102 @@ pub(crate) fn run_damaged(
             "the console does not say why the archive was refused ({refused:?})"
         ));
     }
+    Ok(start.elapsed())
+}
+
+/// One host-directory case: files written here read by Rhea under `/mnt/in`, files Rhea writes
+/// under `/mnt/out` checked here against the manifest it writes; links that point out of the
+/// folder (`/etc/hostname`, `../../..`) must not reach the host's files.
+pub(crate) fn run_host(
+    ws: &Workspace,
+    all_apps: &[App],
+    board: &str,
+    machine: &str,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let packed = fixture(ws)?;
+    let host = ws.root.join("target/fs/host");
+    let _ = std::fs::remove_dir_all(&host);
+    let io = |e: std::io::Error| format!("writing {}: {e}", host.display());
+    let input = host.join("in");
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    files.push((
+        "big.bin".into(),
+        (0..777_777)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect(),
+    ));
+    for i in 0..50 {
+        files.push((
+            format!("small/s{i:02}"),
+            format!("{i} ").repeat(i * 7).into_bytes(),
+        ));
+    }
+    let deep: String = (1..=30).map(|i| format!("d{i:02}/")).collect();
+    files.push((format!("deep/{deep}leaf"), b"from the host\n".to_vec()));
+    for (p, d) in &files {
+        let path = input.join(p);
+        std::fs::create_dir_all(path.parent().expect("a folder")).map_err(io)?;
+        std::fs::write(&path, d).map_err(io)?;
+    }
+    std::os::unix::fs::symlink("/etc/hostname", input.join("escape")).map_err(io)?;
+    std::os::unix::fs::symlink("../../..", input.join("up")).map_err(io)?;
+    let manifest: String = files
+        .iter()
+        .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
+        .collect();
+    std::fs::write(input.join("MANIFEST"), manifest).map_err(io)?;
+    let share = format!("rhea.fs.host={}:/mnt fs.host=/mnt", host.display());
+    let console = boot(ws, all_apps, board, machine, &packed.archive, &share)?;
+    let read = format!(
+        "fs: host directory: {} files, {} bytes written by the host verified",
+        files.len(),
+        files.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
+    );
+    for line in [
+        "rhea: fs: /mnt is a hostfs",
+        read.as_str(),
+        "fs: refused as it must: \"/mnt/in/escape\": no such file",
+        "fs: host directory: 102 files written for the host to check",
+    ] {
+        if !console.contains(line) {
+            return Err(format!("the console lacks {line:?}"));
+        }
+    }
+    // What Rhea wrote, checked here byte for byte.
+    let out = host.join("out");
+    let text = std::fs::read_to_string(out.join("MANIFEST"))
+        .map_err(|e| format!("Rhea's manifest: {e}"))?;
+    let mut checked = 0;
+    for line in text.lines() {
+        let mut w = line.split(' ');
+        let (Some(p), Some(size), Some(hash)) = (w.next(), w.next(), w.next()) else {
+            return Err(format!("Rhea's manifest has a bad line {line:?}"));
+        };
+        let data = std::fs::read(out.join(p.trim_start_matches('/')))
+            .map_err(|e| format!("{p}, which Rhea wrote: {e}"))?;
+        let want = format!("{} {:016x}", data.len(), fnv1a(&data));
+        if want != format!("{size} {hash}") {
+            return Err(format!(
+                "{p}: the host reads {want}, Rhea wrote {size} {hash}"
+            ));
+        }
+        checked += 1;
+    }
+    if checked != 102 {
+        return Err(format!("Rhea's manifest lists {checked} files, not 102"));
+    }
+    for gone in ["gone", "renamed"] {
+        if out.join(gone).exists() {
+            return Err(format!("out/{gone} is still on the host"));
+        }
+    }
+    println!("  host directory: {checked} files Rhea wrote verified on the host");
     Ok(start.elapsed())
 }

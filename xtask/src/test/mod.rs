@@ -1073,6 +1073,13 @@ impl TestRun<'_> {
             fs::damaged_case_name,
             fs::run_damaged,
         );
+        self.app_cases(
+            board_names,
+            "fs",
+            fs::HOST_CASES,
+            fs::host_case_name,
+            fs::run_host,
+        );
     }
 
     /// Cases that boot `app` on each (board, machine) of `cases` (those `--board`, `--machine`,
