@@ -368,38 +368,39 @@ fn with_ssh(ws: &Workspace, append: &str, ssh_port: u16, board: &boards::Board) 
     line.trim().to_string()
 }
 
-/// `--initrd DIR` packed into `target/images/<board>/<app>.initrd.cpio`: its path (absolute),
-/// or `None` without the option. Refused on the Xen boards (their ramdisk is not wired yet).
+/// `--initrd DIR` (default: the app's own, [`initrd::default_dir`]) packed into
+/// `target/images/<board>/<app>.initrd.cpio`: its path (absolute), or `None`. Refused on the Xen boards (their ramdisk is not wired yet).
 fn packed_initrd(
     ws: &Workspace,
     board: &boards::Board,
     app: &apps::App,
     opts: &Options,
 ) -> Result<Option<PathBuf>> {
-    let Some(dir) = &opts.initrd else {
+    let default = initrd::default_dir(&ws.root, &app.name);
+    let Some(dir) = opts.initrd.as_ref().or(default.as_ref()) else {
         return Ok(None);
     };
     if board.name.starts_with("xen-") || board.name == "pc-uefi" || board.name == "rpi4" {
+        if opts.initrd.is_none() {
+            // The appliance's own pages: not on these boards yet, and not asked for.
+            return Ok(None);
+        }
         return usage(format!(
             "--initrd: not yet on {}: the initramfs is wired for QEMU's -initrd (qemu-x86_64, \
              qemu-aarch64) and LinuxU",
             board.name
         ));
     }
-    let archive = initrd::pack_dir(dir)?;
     let out = ws
         .root
         .join("target/images")
         .join(board.name)
         .join(format!("{}.initrd.cpio", app.name));
-    fs::create_dir_all(out.parent().expect("a folder"))
-        .context(|| format!("cannot make {}", out.display()))?;
-    fs::write(&out, &archive).context(|| format!("cannot write {}", out.display()))?;
+    let bytes = initrd::pack_to(dir, &out)?;
     println!(
-        "initrd: {} packed into {} ({} bytes)",
+        "initrd: {} packed into {} ({bytes} bytes)",
         dir.display(),
-        out.display(),
-        archive.len()
+        out.display()
     );
     Ok(Some(out))
 }

@@ -138,6 +138,9 @@ static UDP_DATAGRAMS: AtomicU64 = AtomicU64::new(0);
 static HTTP_REQUESTS: AtomicU64 = AtomicU64::new(0);
 static HTTP_BAD: AtomicU64 = AtomicU64::new(0);
 static HTTP_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+static HTTP_FILES: AtomicU64 = AtomicU64::new(0);
+/// This boot's number, from `appliance.state`'s counter file (0: not counted).
+static BOOTS: AtomicU64 = AtomicU64::new(0);
 static HTTP_ACTIVE: AtomicU64 = AtomicU64::new(0);
 static ECHO_ACTIVE: AtomicU64 = AtomicU64::new(0);
 static QUIT: AtomicBool = AtomicBool::new(false);
@@ -156,6 +159,7 @@ fn main() -> Result<(), &'static str> {
             "bad network settings"
         })?;
 
+    count_boot();
     spawn("control", CONTROL_PRIORITY, 16 << 10, control_loop)?;
     // The operator's shell on the console when the command line asks (`cargo xtask run`
     // does): below every service here, so it never delays them.
@@ -339,7 +343,43 @@ fn main() -> Result<(), &'static str> {
         TCP_BYTES.load(Ordering::Relaxed),
         UDP_DATAGRAMS.load(Ordering::Relaxed)
     );
+    rhea::println!(
+        "appliance: {} files served from /www",
+        HTTP_FILES.load(Ordering::Relaxed)
+    );
     Ok(())
+}
+
+/// `appliance.state=DIR` (a writable mount: LinuxU's host directory, a 9P share): the boot
+/// counter `DIR/appliance-boots` read, incremented and written back, and the number printed.
+/// A missing file starts at 0; an unreadable one is said and left alone.
+fn count_boot() {
+    let Some(dir) = rhea::cmdline_value("appliance.state") else {
+        return;
+    };
+    let path = format!("{dir}/appliance-boots");
+    let before = match rhea::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                rhea::println!("appliance: state: {path} does not hold a number; left alone");
+                return;
+            }
+        },
+        Err(e) if e.kind == rhea::fs::ErrorKind::NotFound => 0,
+        Err(e) => {
+            rhea::println!("appliance: state: {e}");
+            return;
+        }
+    };
+    let n = before + 1;
+    match rhea::fs::write(&path, format!("{n}\n")) {
+        Ok(()) => {
+            BOOTS.store(n, Ordering::Relaxed);
+            rhea::println!("appliance: boot {n} (counted in {path})");
+        }
+        Err(e) => rhea::println!("appliance: state: {e}"),
+    }
 }
 
 fn report_control() {
@@ -765,14 +805,15 @@ fn serve_step(c: &mut Conn, buf: &mut [u8], now: u64) -> bool {
 /// more than a 16 KiB send buffer, so their ends wait for the peer's acknowledgements. The
 /// whole response has a deadline: 500 ms per 16 KiB of it (at least 500 ms), so a peer that
 /// reads slowly or not at all holds the HTTP thread for at most that long.
-fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
+fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: impl AsRef<[u8]>) {
+    let body = body.as_ref();
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\nServer: rhea-appliance\r\n\r\n",
         body.len()
     );
     let budget_ms = 500 * (body.len() as u64 / (16 << 10) + 1);
     let deadline = now_ms() + budget_ms;
-    for part in [head.as_bytes(), body.as_bytes()] {
+    for part in [head.as_bytes(), body] {
         for chunk in part.chunks(4096) {
             let left = deadline.saturating_sub(now_ms());
             if left == 0
@@ -787,7 +828,102 @@ fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) {
     s.close();
 }
 
-fn route(head: &[u8]) -> (&'static str, &'static str, String) {
+fn route(head: &[u8]) -> (&'static str, &'static str, Vec<u8>) {
+    let (status, ctype, body) = route_text(head);
+    match body {
+        Body::Text(t) => (status, ctype, t.into_bytes()),
+        Body::Bytes(b) => (status, ctype, b),
+    }
+}
+
+/// A response's body: text made here, or a file's bytes.
+enum Body {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::Text(s)
+    }
+}
+
+/// The largest file served from `/www` (read whole into the heap).
+const MAX_FILE: u64 = 1 << 20;
+
+/// `GET /path`: the file `/www/path` (a folder's `index.html`), from the initramfs or
+/// whatever is mounted there. The target must be a plain path: `..`, `%`, `\`, control
+/// characters are refused (400), so nothing outside `/www` can be named; a query is ignored.
+fn static_file(target: &str) -> (&'static str, &'static str, Body) {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let plain = path.starts_with('/')
+        && !path.split('/').any(|c| c == "..")
+        && !path.contains(['%', '\\'])
+        && !path.chars().any(char::is_control);
+    if !plain {
+        HTTP_BAD.fetch_add(1, Ordering::Relaxed);
+        return (
+            "400 Bad Request",
+            "text/plain",
+            String::from("a path with `..`, `%` or `\\` is not served\n").into(),
+        );
+    }
+    let mut file = format!("/www{path}");
+    if let Ok(m) = rhea::fs::metadata(&file)
+        && m.is_dir()
+    {
+        file.push_str(if file.ends_with('/') {
+            "index.html"
+        } else {
+            "/index.html"
+        });
+    }
+    let not_found = || {
+        (
+            "404 Not Found",
+            "text/plain",
+            String::from("not found\n").into(),
+        )
+    };
+    match rhea::fs::metadata(&file) {
+        Ok(m) if m.is_file() && m.len <= MAX_FILE => match rhea::fs::read(&file) {
+            Ok(data) => {
+                HTTP_FILES.fetch_add(1, Ordering::Relaxed);
+                ("200 OK", content_type(&file), Body::Bytes(data))
+            }
+            Err(e) if e.kind == rhea::fs::ErrorKind::OutOfMemory => (
+                "503 Service Unavailable",
+                "text/plain",
+                String::from("no memory for the file now\n").into(),
+            ),
+            Err(_) => not_found(),
+        },
+        Ok(m) if m.is_file() => (
+            "413 Content Too Large",
+            "text/plain",
+            format!("files over {MAX_FILE} bytes are not served\n").into(),
+        ),
+        _ => not_found(),
+    }
+}
+
+/// The content type of a file, by its extension.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, e)| e) {
+        Some("html" | "htm") => "text/html",
+        Some("css") => "text/css",
+        Some("js") => "text/javascript",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+fn route_text(head: &[u8]) -> (&'static str, &'static str, Body) {
     let req = match rhea_net::http::parse_head(head) {
         Ok(r) => r,
         Err(e) => {
@@ -795,32 +931,35 @@ fn route(head: &[u8]) -> (&'static str, &'static str, String) {
             return (
                 "400 Bad Request",
                 "text/plain",
-                format!("bad request: {e}\n"),
+                format!("bad request: {e}\n").into(),
             );
         }
     };
     match (req.method, req.target) {
-        ("GET", "/") => ("200 OK", "text/html", html()),
-        ("GET", "/status.json") => ("200 OK", "application/json", status_json()),
-        ("GET", "/trace") => trace_dump(),
+        ("GET", "/") => ("200 OK", "text/html", html().into()),
+        ("GET", "/status.json") => ("200 OK", "application/json", status_json().into()),
+        ("GET", "/trace") => {
+            let (status, ctype, body) = trace_dump();
+            (status, ctype, body.into())
+        }
         ("GET", "/trace/clear") if rhea::trace::available() => {
             rhea::trace::clear();
             rhea::trace::thaw();
             (
                 "200 OK",
                 "text/plain",
-                String::from("trace cleared, recording\n"),
+                String::from("trace cleared, recording\n").into(),
             )
         }
         ("GET", "/quit") if rhea::cmdline_value("appliance.allow_quit") == Some("1") => {
             QUIT.store(true, Ordering::Release);
-            ("200 OK", "text/plain", String::from("bye\n"))
+            ("200 OK", "text/plain", String::from("bye\n").into())
         }
-        ("GET", _) => ("404 Not Found", "text/plain", String::from("not found\n")),
+        ("GET", target) => static_file(target),
         _ => (
             "405 Method Not Allowed",
             "text/plain",
-            String::from("GET only\n"),
+            String::from("GET only\n").into(),
         ),
     }
 }
@@ -860,8 +999,10 @@ fn status_json() -> String {
     let mut j = String::new();
     let _ = write!(
         j,
-        "{{\"uptime_ms\":{},\"recent_window_ms\":{},\"cpus\":[",
+        "{{\"uptime_ms\":{},\"boot\":{},\"files_served\":{},\"recent_window_ms\":{},\"cpus\":[",
         now / 1_000_000,
+        BOOTS.load(Ordering::Relaxed),
+        HTTP_FILES.load(Ordering::Relaxed),
         LOAD_WINDOW_NS.load(Ordering::Relaxed) / 1_000_000
     );
     let online = rhea::thread::online_cpus();

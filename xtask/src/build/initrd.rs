@@ -29,6 +29,22 @@ pub(crate) fn pack_dir(dir: &Path) -> Result<Vec<u8>> {
     Ok(archive)
 }
 
+/// The folder packed for `app` when no `--initrd` is given: the appliance's pages
+/// (`apps/appliance/initramfs/`, its `www/` the pages); other apps get none.
+pub(crate) fn default_dir(root: &Path, app: &str) -> Option<PathBuf> {
+    (app == "appliance").then(|| root.join("apps/appliance/initramfs"))
+}
+
+/// Packs `dir` into `out` (its folder made), returning the archive's size.
+pub(crate) fn pack_to(dir: &Path, out: &Path) -> Result<usize> {
+    let archive = pack_dir(dir)?;
+    if let Some(parent) = out.parent() {
+        fs::create_dir_all(parent).context(|| format!("cannot make {}", parent.display()))?;
+    }
+    fs::write(out, &archive).context(|| format!("cannot write {}", out.display()))?;
+    Ok(archive.len())
+}
+
 /// Zeros after the trailer (padding, which readers skip): QEMU's microvm places the initrd
 /// against the top of low RAM and its firmware then takes that RAM's last page, which Rhea
 /// cuts off; with a page of padding, what is cut is padding.

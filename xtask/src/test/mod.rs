@@ -1803,11 +1803,46 @@ fn serve_on_wire(
         }
         Exercise::Net | Exercise::Abuse => None,
     };
+    // The appliance's initramfs (its pages under /www), where the board takes one.
+    let root = crate::build::initrd::default_dir(&ws.root, "appliance")
+        .filter(|_| matches!(board.name, "linuxu" | "qemu-x86_64" | "qemu-aarch64"));
+    let archive = match &root {
+        Some(dir) => {
+            let out = ws
+                .root
+                .join(format!("target/appliance-initrd-{}.cpio", wire.tap));
+            crate::build::initrd::pack_to(dir, &out).map_err(|e| e.to_string())?;
+            Some(out)
+        }
+        None => None,
+    };
+    // LinuxU's net case: a host directory for the appliance's boot counter.
+    let state = (board.runner == Runner::Process && what == Exercise::Net)
+        .then(|| ws.root.join(format!("target/appliance-state-{}", wire.tap)));
+    if let Some(dir) = &state {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        args.push(format!("rhea.fs.host={}:/state", dir.display()));
+        args.push("appliance.state=/state".to_string());
+    }
     // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
     let (cmd, _unthrottled) = match board.runner {
-        Runner::Process => appliance_process(image, wire, &args, what != Exercise::Net),
+        Runner::Process => {
+            if let Some(a) = &archive {
+                args.push(format!("rhea.initrd={}", a.display()));
+            }
+            appliance_process(image, wire, &args, what != Exercise::Net)
+        }
         Runner::Qemu => (
-            appliance_qemu(board, machine, mem, image, (wire, nic.model), &args)?,
+            appliance_qemu(
+                board,
+                machine,
+                mem,
+                image,
+                (wire, nic.model),
+                &args,
+                archive.as_deref(),
+            )?,
             None,
         ),
     };
@@ -1827,7 +1862,11 @@ fn serve_on_wire(
                 (Exercise::Ssh, Some(k)) => ssh::run(wire, &guest, k).map(|f| {
                     println!("  ssh: login and `uptime`, best of 5: {:.0} ms", f.login_ms);
                 }),
-                _ => net::exercise(wire, pps, &mut |l| println!("  net: {l}")).map(drop),
+                _ => {
+                    let www = root.as_ref().map(|r| r.join("www"));
+                    net::exercise(wire, pps, www.as_deref(), &mut |l| println!("  net: {l}"))
+                        .map(drop)
+                }
             }
         })
         .and_then(|_| net::quit(wire.guest));
@@ -1835,6 +1874,15 @@ fn serve_on_wire(
     let console = guest.console();
     check_appliance_end(board, r, status, &console)?;
     check_console_line(&console, nic.console)?;
+    if let Some(dir) = &state {
+        // The boot counter the appliance wrote through the host directory.
+        let count = std::fs::read_to_string(dir.join("appliance-boots"))
+            .map_err(|e| format!("the appliance's boot counter on the host: {e}"))?;
+        if count != "1\n" {
+            return Err(format!("the boot counter holds {count:?}, not \"1\\n\""));
+        }
+        println!("  state: the appliance counted boot 1 in the host directory");
+    }
     // Settings the appliance must refuse: separate runs of the same image on the tap the
     // appliance has let go of.
     if what == Exercise::Abuse && board.runner == Runner::Process {
@@ -1900,6 +1948,7 @@ fn appliance_qemu(
     image: &image::Image,
     (wire, nic): (&net::Wire, NicModel),
     args: &[String],
+    initrd: Option<&std::path::Path>,
 ) -> std::result::Result<std::process::Command, String> {
     let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
     let cmdline = args.join(" ");
@@ -1920,6 +1969,9 @@ fn appliance_qemu(
             .map_err(|e| e.to_string())?,
     ];
     machine.binary = qemu.binary;
+    if let Some(p) = initrd {
+        machine.initrd = Some(p.to_string_lossy().into_owned());
+    }
     Ok(machine.command())
 }
 

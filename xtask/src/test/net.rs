@@ -274,6 +274,7 @@ pub(crate) struct Figures {
 pub(crate) fn exercise(
     wire: &Wire,
     flood_pps: Option<u32>,
+    www: Option<&std::path::Path>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Figures, String> {
     let g = wire.guest;
@@ -282,6 +283,12 @@ pub(crate) fn exercise(
     // 1. HTTP.
     check_http(g)?;
     log("http: / and /status.json 200, unknown path 404, malformed request 400");
+    if let Some(dir) = www {
+        let n = check_files(g, dir)?;
+        log(&format!(
+            "files: {n} files of the initramfs's /www served byte for byte; `..`, `%` refused"
+        ));
+    }
 
     // 2. ICMP echo.
     ping(g)?;
@@ -310,6 +317,49 @@ pub(crate) fn exercise(
     // 6. Flood.
     check_flood(g, flood_pps, &mut f, log)?;
     Ok(f)
+}
+
+/// Step 1b: every file of `dir` (the initramfs's `www/`, as packed) is served at its path
+/// with the same bytes; a path with `..` or `%` is refused (400), a missing file is 404, and
+/// `/status.json` counts what was served. Returns the files checked.
+fn check_files(g: Ipv4Addr, dir: &std::path::Path) -> Result<usize, String> {
+    let mut n = 0;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in entries {
+        let path = e.map_err(|e| e.to_string())?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let want = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+        let (code, body) = get(g, &format!("/{name}"))?;
+        if code != 200 || body != want {
+            return Err(format!(
+                "GET /{name} answered {code} with {} bytes; the file has {}",
+                body.len(),
+                want.len()
+            ));
+        }
+        n += 1;
+    }
+    for (path, want) in [
+        ("/../www/index.html", 400),
+        ("/%2e%2e/MANIFEST", 400),
+        ("/missing.html", 404),
+    ] {
+        let (code, _) = get(g, path)?;
+        if code != want {
+            return Err(format!("GET {path} answered {code}, not {want}"));
+        }
+    }
+    let json = status(g)?;
+    let served = json_number(&json, "", "files_served").unwrap_or(0);
+    if served < n as u64 {
+        return Err(format!(
+            "/status.json counts {served} files served, not {n}"
+        ));
+    }
+    Ok(n)
 }
 
 /// Step 1: `/` and `/status.json` (after the control loop's first period) answer 200 with
