@@ -8,7 +8,7 @@
 //! resume it).
 
 use alloc::format;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -57,6 +57,19 @@ pub static COMMANDS: &[Command] = &[
     ),
     cmd("mem", "", "heap, free frames, stacks, named pools", mem),
     cmd("poweroff", "", "end the kernel (success)", poweroff),
+    cmd(
+        "ls",
+        "[path]",
+        "a directory's entries (or a file's line): kind, size, name",
+        ls,
+    ),
+    cmd("cat", "<path>", "a file's text (at most 64 KiB shown)", cat),
+    cmd(
+        "df",
+        "",
+        "the mounted file systems: kind, use, limit, nodes",
+        df,
+    ),
     cmd(
         "prio",
         "<thread> <priority>",
@@ -655,6 +668,132 @@ fn trace(s: &mut Session, a: &Args<'_>) -> CommandResult {
                  or dump"
             ));
         }
+    }
+    Ok(())
+}
+
+/// `ls [path]`: one line per entry — kind (`d`, `-`, `l`, `?`), size in bytes, name (a
+/// link's target after `->`). Default `/`.
+fn ls(s: &mut Session, a: &Args<'_>) -> CommandResult {
+    let path = a.get(0).unwrap_or("/");
+    let meta = rhea::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    let line = |s: &mut Session, full: &str, name: &str, kind: rhea::fs::FileType| {
+        let m = rhea::fs::symlink_metadata(full).ok();
+        let size = m.map_or(0, |m| m.len);
+        let mark = match kind {
+            rhea::fs::FileType::Dir => 'd',
+            rhea::fs::FileType::File => '-',
+            rhea::fs::FileType::Symlink => 'l',
+            rhea::fs::FileType::Other => '?',
+        };
+        match rhea::fs::read_link(full)
+            .ok()
+            .filter(|_| kind == rhea::fs::FileType::Symlink)
+        {
+            Some(t) => {
+                out!(s, "{mark} {size:>10} {} -> {}", Shown(name), Shown(&t));
+            }
+            None => {
+                out!(s, "{mark} {size:>10} {}", Shown(name));
+            }
+        }
+    };
+    if !meta.is_dir() {
+        line(s, path, path, meta.kind);
+        return Ok(());
+    }
+    let entries = rhea::fs::read_dir(path).map_err(|e| e.to_string())?;
+    let base = path.trim_end_matches('/');
+    for e in &entries {
+        let full = alloc::format!("{base}/{}", e.name);
+        line(s, &full, &e.name, e.kind);
+    }
+    out!(s, "{} entries", entries.len());
+    Ok(())
+}
+
+/// A name from a file system, shown with its control characters escaped (a name can hold
+/// an escape sequence meant for the terminal).
+struct Shown<'a>(&'a str);
+
+impl core::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most of a file `cat` shows.
+const CAT_MAX: usize = 64 << 10;
+
+/// `cat <path>`: the file's bytes as text (control characters but tab and newline escaped),
+/// at most [`CAT_MAX`] of them.
+fn cat(s: &mut Session, a: &Args<'_>) -> CommandResult {
+    let path = a.get(0).unwrap_or("");
+    let mut f = rhea::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len;
+    let mut buf = [0u8; 512];
+    let mut shown = 0;
+    let mut text = String::new();
+    while shown < CAT_MAX {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        shown += n;
+        for c in String::from_utf8_lossy(&buf[..n]).chars() {
+            match c {
+                '\n' => {
+                    out!(s, "{text}");
+                    text.clear();
+                }
+                '\t' => text.push(c),
+                c if c.is_control() => text.push_str(&alloc::format!("\\x{:02x}", c as u32)),
+                c => text.push(c),
+            }
+        }
+    }
+    if !text.is_empty() {
+        out!(s, "{text}");
+    }
+    if len > shown as u64 {
+        out!(s, "({} more bytes not shown)", len - shown as u64);
+    }
+    Ok(())
+}
+
+/// `df`: every mount with its kind, bytes used, limit and nodes.
+fn df(s: &mut Session, _: &Args<'_>) -> CommandResult {
+    let mounts = rhea::fs::mounts().map_err(|e| e.to_string())?;
+    out!(
+        s,
+        "{:<24} {:<10} {:>12} {:>12} {:>8}",
+        "MOUNT",
+        "KIND",
+        "USED",
+        "LIMIT",
+        "NODES"
+    );
+    for m in &mounts {
+        let limit = m
+            .usage
+            .limit
+            .map_or(String::from("-"), |l| alloc::format!("{l}"));
+        out!(
+            s,
+            "{:<24} {:<10} {:>12} {:>12} {:>8}",
+            Shown(&m.at).to_string(),
+            m.kind,
+            m.usage.used,
+            limit,
+            m.usage.nodes
+        );
     }
     Ok(())
 }

@@ -441,6 +441,30 @@ fn talk(c: &mut Conversation) -> Result<(), String> {
         &a,
     )?;
 
+    // Files: no initramfs here, so `/` and `/tmp` are tmpfs.
+    let a = c.command("df")?;
+    check(
+        a.lines()
+            .any(|l| l.starts_with("/ ") && l.contains(" tmpfs "))
+            && a.lines()
+                .any(|l| l.starts_with("/tmp ") && l.contains(" tmpfs ")),
+        "df did not list / and /tmp as tmpfs",
+        &a,
+    )?;
+    let a = c.command("ls /")?;
+    check(
+        a.lines()
+            .any(|l| l.starts_with("d ") && l.trim_end().ends_with(" tmp"))
+            && a.contains("1 entries"),
+        "ls / did not list the tmp mount point alone",
+        &a,
+    )?;
+    let a = c.command("cat /etc/passwd")?;
+    check(
+        a.contains("\"/etc/passwd\": no such file or directory"),
+        "cat of a missing file did not say so",
+        &a,
+    )?;
     // Tab completes a command name; Up recalls the last line.
     c.send(b"vers\t")?;
     let a = c.command("")?;
