@@ -16,6 +16,7 @@ pub mod cpio;
 pub mod fdt;
 pub mod http;
 pub mod net_frame;
+pub mod p9;
 pub mod pvh;
 pub mod rings;
 pub mod uefi;

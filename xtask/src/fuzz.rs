@@ -83,6 +83,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "cpio",
         "the initramfs: the cpio newc reader, the index, the tree walked and read",
     ),
+    (
+        "p9",
+        "a 9P2000.L server's replies to the client: mount, walk, attributes, read, list, write, create",
+    ),
 ];
 
 /// Seconds each target runs by default (`cargo xtask fuzz` without `--time`).

@@ -33,23 +33,7 @@ pub(crate) struct HostFs {
 }
 
 fn errno(r: isize) -> ErrorKind {
-    match -r {
-        2 => ErrorKind::NotFound,
-        17 => ErrorKind::AlreadyExists,
-        20 => ErrorKind::NotADirectory,
-        21 => ErrorKind::IsADirectory,
-        39 => ErrorKind::DirectoryNotEmpty,
-        30 => ErrorKind::ReadOnly,
-        28 | 122 => ErrorKind::NoSpace,
-        1 | 13 => ErrorKind::Io("the host refuses it (permission denied)"),
-        36 => ErrorKind::NameTooLong,
-        40 => ErrorKind::TooManyLinks,
-        18 => ErrorKind::CrossesMounts,
-        16 => ErrorKind::Busy,
-        22 => ErrorKind::InvalidArgument("refused by the host"),
-        12 => ErrorKind::OutOfMemory,
-        _ => ErrorKind::Io("the host's system call failed"),
-    }
+    ErrorKind::from_errno(u32::try_from(-r).unwrap_or(0))
 }
 
 fn check(r: isize) -> Result<usize, ErrorKind> {

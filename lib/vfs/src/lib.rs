@@ -7,6 +7,7 @@
 //!   and errors;
 //! - [`cpiofs`]: the initramfs, read-only, read in place;
 //! - [`tmpfs`]: a writable RAM file system with a size limit;
+//! - [`p9`]: a 9P2000.L client over any transport (virtio-9p, Xen's 9pfs);
 //! - [`vfs`]: the mount table, path resolution (symbolic links, `..`, limits) and open files
 //!   in the shape of `std::fs`, with `embedded-io`'s `Read`/`Write`/`Seek`.
 //!
@@ -21,6 +22,7 @@ extern crate alloc;
 pub mod cpio;
 pub mod cpiofs;
 pub mod node;
+pub mod p9;
 pub mod path;
 pub mod tmpfs;
 pub mod vfs;
@@ -32,3 +34,5 @@ pub use vfs::{DirEntry, File, MountInfo, OpenOptions, SeekFrom, Vfs};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_p9;

@@ -142,6 +142,30 @@ pub enum ErrorKind {
     AtomicContext,
 }
 
+impl ErrorKind {
+    /// The kind a Linux `errno` means (a 9P2000.L `Rlerror`, LinuxU's host calls).
+    pub fn from_errno(errno: u32) -> ErrorKind {
+        match errno {
+            2 => ErrorKind::NotFound,
+            17 => ErrorKind::AlreadyExists,
+            20 => ErrorKind::NotADirectory,
+            21 => ErrorKind::IsADirectory,
+            39 => ErrorKind::DirectoryNotEmpty,
+            30 => ErrorKind::ReadOnly,
+            28 | 122 => ErrorKind::NoSpace,
+            1 | 13 => ErrorKind::Io("refused (permission denied)"),
+            36 => ErrorKind::NameTooLong,
+            40 => ErrorKind::TooManyLinks,
+            18 => ErrorKind::CrossesMounts,
+            16 => ErrorKind::Busy,
+            22 => ErrorKind::InvalidArgument("refused by the server"),
+            12 => ErrorKind::OutOfMemory,
+            95 | 38 => ErrorKind::Unsupported,
+            _ => ErrorKind::Io("an error the server named by number"),
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
