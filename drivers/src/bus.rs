@@ -117,12 +117,15 @@ impl core::fmt::Display for DeviceId {
 pub enum Bound {
     /// A network interface and how it interrupts.
     Net(Box<dyn NetDevice>, DeviceIrq),
+    /// A 9P transport (virtio-9p), polled by its callers.
+    P9(Box<dyn crate::virtio::p9::P9Channel>),
 }
 
 impl core::fmt::Debug for Bound {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Net(d, irq) => write!(f, "Net({}, {irq:?})", d.name()),
+            Self::P9(c) => write!(f, "P9({})", c.tag()),
         }
     }
 }
@@ -187,6 +190,11 @@ pub trait BoardDevices {
     fn buses() -> Vec<Box<dyn Bus>>;
     /// The NIC drivers (called, hence linked, only when the runtime has its `net` feature).
     fn net_drivers() -> Vec<&'static dyn Driver>;
+    /// The 9P transport drivers (virtio-9p over PCI or MMIO; linked only when the runtime has
+    /// its `p9` feature). None by default.
+    fn p9_drivers() -> Vec<&'static dyn Driver> {
+        Vec::new()
+    }
     /// File systems the board's command line asks for (LinuxU's `rhea.fs.host`), each with
     /// its mount point, or why one cannot be had (the configuration's error, with its key).
     /// Called once, by `rhea::fs` on the first file operation. None by default.

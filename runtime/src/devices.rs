@@ -47,16 +47,34 @@ impl BindContext for Ctx {
 }
 
 /// The drivers devices are offered to: the board's network drivers when the app uses the
-/// network (the `net` feature, which `rhea-net` turns on).
-#[cfg(feature = "net")]
+/// network (the `net` feature, which `rhea-net` turns on), its 9P drivers when the app asks for
+/// 9P shares (the `p9` feature). An image without either links no driver.
 fn drivers() -> Vec<&'static dyn Driver> {
-    B::net_drivers()
+    #[allow(unused_mut, reason = "empty without the features")]
+    let mut d: Vec<&'static dyn Driver> = Vec::new();
+    #[cfg(feature = "net")]
+    d.extend(B::net_drivers());
+    #[cfg(feature = "p9")]
+    d.extend(B::p9_drivers());
+    d
 }
 
-/// Without the `net` feature no driver is offered: an image without the network links none.
-#[cfg(not(feature = "net"))]
-fn drivers() -> Vec<&'static dyn Driver> {
-    Vec::new()
+/// Takes every bound 9P transport (virtio-9p), for `rhea::fs` to mount.
+#[cfg(feature = "p9")]
+pub(crate) fn take_p9() -> Vec<Box<dyn rhea_drivers::virtio::p9::P9Channel>> {
+    let mut b = BOUND.lock();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if matches!(b[i], Bound::P9(_)) {
+            if let Bound::P9(c) = b.remove(i) {
+                out.push(c);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Enumerates the board's buses and binds their devices; prints what happened to each.

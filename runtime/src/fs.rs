@@ -153,6 +153,8 @@ fn mount_first() {
         Ok(()) => println!("rhea: fs: /tmp is a tmpfs of {} KiB", limit >> 10),
         Err(e) => println!("rhea: fs: cannot mount /tmp: {e}"),
     }
+    #[cfg(feature = "p9")]
+    mount_shares();
     // What the board's command line asks for: its error is the configuration's, and the run
     // ends (as for a device the command line names).
     for asked in <B as BoardDevices>::file_systems() {
@@ -165,6 +167,52 @@ fn mount_first() {
         if let Err(e) = mounted {
             println!("rhea: fs: {e}; exiting with failure");
             crate::exit(crate::ExitStatus::Failure);
+        }
+    }
+}
+
+/// How long a 9P request may take before its share is given up: a server that went away.
+/// Generous: a 64 KiB read under TCG takes milliseconds; a host under heavy load, seconds.
+#[cfg(feature = "p9")]
+const P9_PATIENCE: crate::time::Duration = crate::time::Duration::from_secs(30);
+
+/// A virtio-9p channel as the 9P client's transport: one request at a time (the channel's
+/// lock, the kernel's mutex), the caller yielding while the device works.
+#[cfg(feature = "p9")]
+struct Channel(Mutex<alloc::boxed::Box<dyn rhea_drivers::virtio::p9::P9Channel>>);
+
+#[cfg(feature = "p9")]
+impl rhea_vfs::p9::Transport for Channel {
+    fn rpc(&self, request: &[u8], reply: &mut [u8]) -> Result<usize, ErrorKind> {
+        let mut c = self.0.lock().map_err(|_| ErrorKind::AtomicContext)?;
+        let deadline = crate::time::now().saturating_add(P9_PATIENCE);
+        let mut wait = || {
+            crate::thread::yield_now();
+            crate::time::now() < deadline
+        };
+        c.rpc(request, reply, &mut wait).map_err(|e| {
+            println!("rhea: fs: 9p: {e}");
+            ErrorKind::Io("the 9P transport failed")
+        })
+    }
+}
+
+/// Every bound virtio-9p device mounted at `/<its tag>`.
+#[cfg(feature = "p9")]
+fn mount_shares() {
+    for chan in crate::devices::take_p9() {
+        let tag = String::from(chan.tag());
+        let at = alloc::format!("/{tag}");
+        let fs = rhea_vfs::p9::P9Fs::<FsLock, _>::mount(Channel(Mutex::new(chan)), &tag);
+        match fs {
+            Ok(fs) => {
+                let msize = fs.msize();
+                match VFS.mount(&at, Arc::new(fs)) {
+                    Ok(()) => println!("rhea: fs: {at} is a 9p share (virtio-9p, msize {msize})"),
+                    Err(e) => println!("rhea: fs: 9p share {tag:?}: {e}"),
+                }
+            }
+            Err(e) => println!("rhea: fs: 9p share {tag:?}: {e}; not mounted"),
         }
     }
 }

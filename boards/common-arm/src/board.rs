@@ -160,6 +160,11 @@ rhea_boot_stack_top:
                 $(drivers.extend(($net_drivers)());)?
                 drivers
             }
+
+            /// virtio-9p over the devicetree's virtio-mmio transports.
+            fn p9_drivers() -> $crate::devices::Drivers {
+                $crate::devices::p9_drivers()
+            }
         }
     };
 }

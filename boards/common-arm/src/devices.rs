@@ -20,6 +20,7 @@ use core::fmt::Write;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus};
+use rhea_drivers::virtio::p9::VirtioP9Mmio;
 
 /// Buses of the device model.
 pub type Buses = Vec<Box<dyn Bus>>;
@@ -56,6 +57,12 @@ pub fn buses() -> Buses {
 pub fn net_drivers() -> Drivers {
     static VIRTIO_NET_MMIO: VirtioNetMmio = VirtioNetMmio;
     alloc::vec![&VIRTIO_NET_MMIO as &dyn Driver]
+}
+
+/// The virtio-9p MMIO driver (linked only when the runtime asks: its `p9` feature).
+pub fn p9_drivers() -> Drivers {
+    static VIRTIO_P9_MMIO: VirtioP9Mmio = VirtioP9Mmio;
+    alloc::vec![&VIRTIO_P9_MMIO as &dyn Driver]
 }
 
 /// Bus and devicetree messages, one console line each.

@@ -9,6 +9,7 @@ use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::e1000e::E1000ePci;
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, NicEnv, PciBus};
 use rhea_drivers::virtio::VirtioNetPci;
+use rhea_drivers::virtio::p9::VirtioP9Pci;
 use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_sync::Once;
 
@@ -47,6 +48,20 @@ pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
     let virtio: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(env.clone())));
     let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(env)));
     alloc::vec![virtio as &dyn Driver, e1000e]
+}
+
+/// The virtio-9p PCI driver (no interrupt: its callers poll), with the same configuration
+/// access and BAR window as the NICs.
+pub fn pci_p9_driver(cmdline: &str) -> &'static dyn Driver {
+    let line = Cmdline::new(cmdline);
+    let env = NicEnv {
+        access: config(),
+        bar_space: &BAR_SPACE,
+        allow_msix: line.choice(&keys::PCI_MSIX) != Ok(Some("off")),
+        allow_msi: line.choice(&keys::PCI_MSI) != Ok(Some("off")),
+        intx_gsi,
+    };
+    Box::leak(Box::new(VirtioP9Pci::new(env)))
 }
 
 /// Bus and parser messages, one console line each.

@@ -241,4 +241,10 @@ impl BoardDevices for PcUefi {
     fn net_drivers() -> Vec<&'static dyn Driver> {
         pc::devices::pci_nic_drivers(CMDLINE.get().copied().unwrap_or(""))
     }
+
+    fn p9_drivers() -> Vec<&'static dyn Driver> {
+        alloc::vec![pc::devices::pci_p9_driver(
+            CMDLINE.get().copied().unwrap_or("")
+        )]
+    }
 }

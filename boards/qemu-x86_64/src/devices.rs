@@ -9,6 +9,7 @@ use rhea_board_common_x86 as pc;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
+use rhea_drivers::virtio::p9::VirtioP9Mmio;
 use rhea_sync::Once;
 
 /// The kernel command line, kept by [`early`] for [`buses`] and [`net_drivers`].
@@ -45,6 +46,15 @@ pub(crate) fn net_drivers() -> Vec<&'static dyn Driver> {
     let mut drivers = pc::devices::pci_nic_drivers(CMDLINE.get().copied().unwrap_or(""));
     drivers.push(&VIRTIO_NET_MMIO);
     drivers
+}
+
+/// The 9P drivers: virtio-9p over PCI (q35) and over MMIO (microvm).
+pub(crate) fn p9_drivers() -> Vec<&'static dyn Driver> {
+    static VIRTIO_P9_MMIO: VirtioP9Mmio = VirtioP9Mmio;
+    alloc::vec![
+        pc::devices::pci_p9_driver(CMDLINE.get().copied().unwrap_or("")),
+        &VIRTIO_P9_MMIO as &dyn Driver,
+    ]
 }
 
 /// QEMU microvm's virtio-mmio transports, for when the command line names none (QEMU 10 with

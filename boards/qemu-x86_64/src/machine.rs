@@ -114,4 +114,8 @@ impl BoardDevices for QemuX86_64 {
     fn net_drivers() -> Vec<&'static dyn Driver> {
         crate::devices::net_drivers()
     }
+
+    fn p9_drivers() -> Vec<&'static dyn Driver> {
+        crate::devices::p9_drivers()
+    }
 }

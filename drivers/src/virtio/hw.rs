@@ -43,6 +43,7 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::ptr::NonNull;
 use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::PciTransport;
@@ -743,3 +744,93 @@ impl<T: Transport> NetQueues<T> {
         self.raw.poll_receive().is_some() || self.raw.poll_transmit().is_some()
     }
 }
+
+/// Entries of virtio-9p's request queue (one request is in flight at a time).
+pub const P9_QUEUE_SIZE: usize = 8;
+
+/// virtio-9p's request queue with the buffers it lends the device (see `p9.rs`): one request
+/// at a time, the reply polled for; a device that never answers keeps its buffers for good.
+pub struct P9Queue<T: Transport> {
+    transport: T,
+    queue: VirtQueue<RheaHal, P9_QUEUE_SIZE>,
+    index: u16,
+    out: Vec<u8>,
+    inp: Vec<u8>,
+    broken: bool,
+}
+
+impl<T: Transport> core::fmt::Debug for P9Queue<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("P9Queue")
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> P9Queue<T> {
+    /// Sets up queue `index` of a device whose features are negotiated, and makes it live.
+    pub fn new(mut transport: T, index: u16) -> Result<Self, String> {
+        let queue = VirtQueue::new(&mut transport, index, false, false)
+            .map_err(|e| format!("request queue: {e}"))?;
+        transport.finish_init();
+        Ok(Self {
+            transport,
+            queue,
+            index,
+            out: Vec::new(),
+            inp: Vec::new(),
+            broken: false,
+        })
+    }
+
+    /// One request: `request` out, the reply into `reply`, `wait` called between looks at
+    /// the used ring (`false`: give up, which breaks the queue for good).
+    pub fn rpc(
+        &mut self,
+        request: &[u8],
+        reply: &mut [u8],
+        wait: &mut dyn FnMut() -> bool,
+    ) -> Result<usize, String> {
+        if self.broken {
+            return Err(String::from("the device stopped answering"));
+        }
+        self.out.clear();
+        self.out.extend_from_slice(request);
+        if self.inp.len() < reply.len() {
+            self.inp.resize(reply.len(), 0);
+        }
+        let inp = &mut self.inp[..reply.len()];
+        // SAFETY: both buffers are this queue's (heap, identity-mapped) and are neither touched
+        // nor freed until `pop_used` gives them back — or ever, if the device does not answer
+        // (`broken`, below).
+        let token = unsafe { self.queue.add(&[&self.out], &mut [inp]) }
+            .map_err(|e| format!("queueing the request: {e}"))?;
+        if self.queue.should_notify() {
+            self.transport.notify(self.index);
+        }
+        while !self.queue.can_pop() {
+            if !wait() {
+                self.broken = true;
+                // The device may still write into them: never freed, never reused.
+                core::mem::forget(core::mem::take(&mut self.out));
+                core::mem::forget(core::mem::take(&mut self.inp));
+                return Err(String::from("no answer; the share is given up"));
+            }
+        }
+        let inp = &mut self.inp[..reply.len()];
+        // SAFETY: the same buffers `add` took for this token, unchanged since.
+        let n = unsafe { self.queue.pop_used(token, &[&self.out], &mut [inp]) }
+            .map_err(|e| format!("taking the reply: {e}"))? as usize;
+        let n = n.min(reply.len());
+        reply[..n].copy_from_slice(&self.inp[..n]);
+        Ok(n)
+    }
+}
+
+// SAFETY: as for `NetQueues`: the MMIO transport's pointers reach registers mapped for the
+// kernel's lifetime and the queue's memory is its own; moving the value moves its only user.
+unsafe impl Send for P9Queue<MmioTransport<'static>> {}
+
+// SAFETY: the PCI transport is `Send`; the virtqueue's memory is owned by the value and used
+// only through it.
+unsafe impl Send for P9Queue<PciTransport> {}

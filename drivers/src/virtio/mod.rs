@@ -38,6 +38,7 @@
 
 pub mod hw;
 pub mod mmio;
+pub mod p9;
 pub mod tso;
 
 use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, DeviceIrq, Driver};

@@ -44,12 +44,23 @@ pub(crate) const DAMAGED_CASES: &[(&str, &str)] = &[
 /// `/tmp`'s size: the copy of the fixture takes ~2.3 MiB (each small file a 4 KiB chunk).
 const TMP_KIB: u32 = 6144;
 
-/// The host-directory cases (LinuxU's `rhea.fs.host`).
-pub(crate) const HOST_CASES: &[(&str, &str)] = &[("linuxu", "realtime")];
+/// The shared-directory cases: LinuxU's `rhea.fs.host`, QEMU's virtio-9p (PCI on q35, MMIO
+/// on microvm and Arm virt).
+pub(crate) const HOST_CASES: &[(&str, &str)] = &[
+    ("linuxu", "realtime"),
+    ("qemu-x86_64", "q35"),
+    ("qemu-x86_64", "microvm"),
+    ("qemu-aarch64", "virt-gicv3"),
+];
 
-/// A host-directory case's name.
+/// A shared-directory case's name: `fs host directory` (LinuxU) or `fs 9p share`.
 pub(crate) fn host_case_name(board: &str, machine: &str) -> String {
-    super::special_case_name(board, machine, "fs host directory")
+    let what = if board == "linuxu" {
+        "fs host directory"
+    } else {
+        "fs 9p share"
+    };
+    super::special_case_name(board, machine, what)
 }
 
 /// A case's name.
@@ -144,6 +155,7 @@ fn boot(
     machine: &str,
     archive: &Path,
     append: &str,
+    qemu_extra: &[String],
 ) -> Result<String, String> {
     let board = boards::find(board).map_err(|e| e.to_string())?;
     let app = apps::find(all_apps, "fs").map_err(|e| e.to_string())?;
@@ -170,7 +182,9 @@ fn boot(
             serial: qemu::Serial::Captured,
             append: &line,
         };
-        qemu::run_captured_with(&qemu, &spec, &["-initrd", &archive], app.timeout, false)
+        let mut extra = vec!["-initrd", &*archive];
+        extra.extend(qemu_extra.iter().map(String::as_str));
+        qemu::run_captured_with(&qemu, &spec, &extra, app.timeout, false)
             .map_err(|e| e.to_string())?
     };
     let console = captured.console();
@@ -199,7 +213,7 @@ pub(crate) fn run(
 ) -> Result<Duration, String> {
     let start = Instant::now();
     let packed = fixture(ws)?;
-    let console = boot(ws, all_apps, board, machine, &packed.archive, "")?;
+    let console = boot(ws, all_apps, board, machine, &packed.archive, "", &[])?;
     let want = format!(
         "fs: initramfs: {} files, {} bytes verified against the manifest",
         packed.files, packed.bytes
@@ -253,7 +267,7 @@ pub(crate) fn run_damaged(
     let whole = std::fs::read(&packed.archive).map_err(|e| e.to_string())?;
     let cut = ws.root.join("target/fs/damaged.cpio");
     std::fs::write(&cut, &whole[..whole.len() * 3 / 5]).map_err(|e| e.to_string())?;
-    let console = boot(ws, all_apps, board, machine, &cut, "fs.expect=refused")?;
+    let console = boot(ws, all_apps, board, machine, &cut, "fs.expect=refused", &[])?;
     let refused = "rhea: fs: the initramfs is refused: cpio entry at byte ";
     if !console.contains(refused) || !console.contains("ends inside the entry's") {
         return Err(format!(
@@ -311,17 +325,54 @@ pub(crate) fn run_host(
         .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
         .collect();
     std::fs::write(input.join("MANIFEST"), manifest).map_err(io)?;
-    let share = format!("rhea.fs.host={}:/mnt fs.host=/mnt", host.display());
-    let console = boot(ws, all_apps, board, machine, &packed.archive, &share)?;
+    // LinuxU mounts the folder itself; QEMU exports it over virtio-9p, tag `share`.
+    let (append, qemu_extra, mounted) = if board == "linuxu" {
+        (
+            format!("rhea.fs.host={}:/mnt fs.host=/mnt", host.display()),
+            Vec::new(),
+            "rhea: fs: /mnt is a hostfs",
+        )
+    } else {
+        let device = if machine == "q35" {
+            "virtio-9p-pci"
+        } else {
+            "virtio-9p-device"
+        };
+        let share = qemu::Share {
+            tag: "share".into(),
+            path: host.clone(),
+            readonly: false,
+            device,
+        };
+        (
+            "fs.host=/share".to_string(),
+            share.args(0).to_vec(),
+            "rhea: fs: /share is a 9p share (virtio-9p",
+        )
+    };
+    let console = boot(
+        ws,
+        all_apps,
+        board,
+        machine,
+        &packed.archive,
+        &append,
+        &qemu_extra,
+    )?;
     let read = format!(
         "fs: host directory: {} files, {} bytes written by the host verified",
         files.len(),
         files.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
     );
+    let escape = if board == "linuxu" {
+        "fs: refused as it must: \"/mnt/in/escape\": no such file"
+    } else {
+        "fs: refused as it must: \"/share/in/escape\": no such file"
+    };
     for line in [
-        "rhea: fs: /mnt is a hostfs",
+        mounted,
         read.as_str(),
-        "fs: refused as it must: \"/mnt/in/escape\": no such file",
+        escape,
         "fs: host directory: 102 files written for the host to check",
     ] {
         if !console.contains(line) {

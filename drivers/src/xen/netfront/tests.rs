@@ -227,7 +227,9 @@ fn binds_through_the_bus_and_exchanges_frames_both_ways() {
         ),
         "{log:?}"
     );
-    let Bound::Net(mut dev, irq) = bound.pop().unwrap();
+    let Some(Bound::Net(mut dev, irq)) = bound.pop() else {
+        panic!("netfront bound something else");
+    };
     // The handshake's keys and states.
     let key = |k: &str| {
         host.store
