@@ -28,7 +28,26 @@ pub static NET: Command = cmd(
     net,
 );
 
-/// Every built-in command but [`NET`], by name.
+/// `ls`, `cat`, `df`: files (`rhea::fs`). Not among [`COMMANDS`]: apps that use files add
+/// them ([`crate::Shell::add`]); an app without files does not link the file system through
+/// the shell (about 80 KiB).
+pub static FILES: [Command; 3] = [
+    cmd(
+        "ls",
+        "[path]",
+        "a directory's entries (or a file's line): kind, size, name",
+        ls,
+    ),
+    cmd("cat", "<path>", "a file's text (at most 64 KiB shown)", cat),
+    cmd(
+        "df",
+        "",
+        "the mounted file systems: kind, use, limit, nodes",
+        df,
+    ),
+];
+
+/// Every built-in command but [`NET`] and [`FILES`], by name.
 pub static COMMANDS: &[Command] = &[
     cmd(
         "affinity",
@@ -57,19 +76,6 @@ pub static COMMANDS: &[Command] = &[
     ),
     cmd("mem", "", "heap, free frames, stacks, named pools", mem),
     cmd("poweroff", "", "end the kernel (success)", poweroff),
-    cmd(
-        "ls",
-        "[path]",
-        "a directory's entries (or a file's line): kind, size, name",
-        ls,
-    ),
-    cmd("cat", "<path>", "a file's text (at most 64 KiB shown)", cat),
-    cmd(
-        "df",
-        "",
-        "the mounted file systems: kind, use, limit, nodes",
-        df,
-    ),
     cmd(
         "prio",
         "<thread> <priority>",

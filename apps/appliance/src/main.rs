@@ -167,6 +167,9 @@ fn main() -> Result<(), &'static str> {
     shell
         .add(rhea_shell::builtin::NET)
         .map_err(|_| "the shell's net command")?;
+    for c in rhea_shell::builtin::FILES {
+        shell.add(c).map_err(|_| "the shell's file commands")?;
+    }
     shell
         .add(rhea_shell::Command {
             name: "control",

@@ -197,6 +197,20 @@ impl File {
         let want = len.saturating_sub(self.pos) as usize;
         out.try_reserve(want)
             .map_err(|_| self.err(ErrorKind::OutOfMemory))?;
+        // Straight into the vector for the length known now; then in pieces, if it grew.
+        out.resize(start + want, 0);
+        let mut filled = start;
+        while filled < out.len() {
+            match self.read(&mut out[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    out.truncate(filled);
+                    return Err(e);
+                }
+            }
+        }
+        out.truncate(filled);
         let mut chunk = [0u8; 512];
         loop {
             let n = self.read(&mut chunk)?;

@@ -223,6 +223,17 @@ fn main() -> Result<(), String> {
         "fs: tmpfs: {copied} files, {copied_bytes} bytes copied and verified ({used} bytes of tmpfs)"
     );
     remove_tree("/tmp/copy")?;
+    throughput("/tmp/speed", &big)?;
+    ctx(fs::remove_file("/tmp/speed"), "speed")?;
+    // The initramfs read alone.
+    let t0 = rhea::time::now();
+    let again = ctx(fs::read("/data/big.bin"), "big")?;
+    let ns = rhea::time::now().saturating_duration_since(t0).as_nanos() as u64;
+    println!(
+        "fs: throughput /data/big.bin (initramfs): read {} KB/s ({} bytes whole)",
+        (again.len() as u64 * 1_000_000) / ns.max(1),
+        again.len()
+    );
     if tmp_used()? != start {
         return Err(format!(
             "tmpfs usage {} after removing the copy, {start} before",
@@ -400,6 +411,42 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
         "out/MANIFEST",
     )?;
     println!("fs: host directory: 102 files written for the host to check");
+    throughput(&format!("{out}/speed"), big)?;
+    ctx(fs::remove_file(&format!("{out}/speed")), "speed")?;
+    Ok(())
+}
+
+/// Prints how fast `big` is written to `path` and read back (64 KiB at a time), in KB/s: a
+/// figure for the report, not a check.
+fn throughput(path: &str, big: &[u8]) -> R<()> {
+    let t0 = rhea::time::now();
+    let mut f = ctx(File::create(path), path)?;
+    for piece in big.chunks(64 << 10) {
+        ctx(f.write_all(piece), path)?;
+    }
+    drop(f);
+    let t1 = rhea::time::now();
+    let mut f = ctx(File::open(path), path)?;
+    let mut buf = alloc::vec![0u8; 64 << 10];
+    let mut n = 0;
+    loop {
+        let got = ctx(f.read(&mut buf), path)?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    let t2 = rhea::time::now();
+    if n != big.len() {
+        return Err(format!("{path}: read back {n} bytes of {}", big.len()));
+    }
+    let kbs = |ns: u64| (big.len() as u64 * 1_000_000) / ns.max(1);
+    println!(
+        "fs: throughput {path}: write {} KB/s, read {} KB/s ({} bytes, 64 KiB at a time)",
+        kbs(t1.saturating_duration_since(t0).as_nanos() as u64),
+        kbs(t2.saturating_duration_since(t1).as_nanos() as u64),
+        big.len()
+    );
     Ok(())
 }
 

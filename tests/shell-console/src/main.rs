@@ -64,6 +64,9 @@ fn main() {
             help: "ends the test: the app checks what the commands did",
             run: done,
         }),
+        shell.add(rhea_shell::builtin::FILES[0]),
+        shell.add(rhea_shell::builtin::FILES[1]),
+        shell.add(rhea_shell::builtin::FILES[2]),
     ];
     // A name the shell has already, and a usage that does not parse: refused.
     let refused = [

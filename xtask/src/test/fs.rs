@@ -188,6 +188,9 @@ fn boot(
             .map_err(|e| e.to_string())?
     };
     let console = captured.console();
+    for l in console.lines().filter(|l| l.starts_with("fs: throughput")) {
+        println!("  {}", l.trim_end());
+    }
     let verdict = match board.runner {
         Runner::Process => qemu::classify_process(&captured.end),
         _ => qemu::classify(&captured.end),
