@@ -1817,12 +1817,36 @@ fn serve_on_wire(
         None => None,
     };
     // LinuxU's net case: a host directory for the appliance's boot counter.
-    let state = (board.runner == Runner::Process && what == Exercise::Net)
-        .then(|| ws.root.join(format!("target/appliance-state-{}", wire.tap)));
-    if let Some(dir) = &state {
+    // The net case (not the small-memory one): a writable shared folder for the appliance's
+    // boot counter — LinuxU's host directory, QEMU's virtio-9p share tagged `state`.
+    let share_device = match (board.name, machine) {
+        ("linuxu", _) => Some(""),
+        ("qemu-x86_64", "q35") => Some("virtio-9p-pci"),
+        ("qemu-x86_64", "microvm") | ("qemu-aarch64", _) => Some("virtio-9p-device"),
+        _ => None,
+    };
+    let state = share_device
+        .filter(|_| what == Exercise::Net && mem == "128M")
+        .map(|device| {
+            (
+                ws.root.join(format!("target/appliance-state-{}", wire.tap)),
+                device,
+            )
+        });
+    let mut share = None;
+    if let Some((dir, device)) = &state {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        args.push(format!("rhea.fs.host={}:/state", dir.display()));
+        if board.runner == Runner::Process {
+            args.push(format!("rhea.fs.host={}:/state", dir.display()));
+        } else {
+            share = Some(qemu::Share {
+                tag: "state".into(),
+                path: dir.clone(),
+                readonly: false,
+                device,
+            });
+        }
         args.push("appliance.state=/state".to_string());
     }
     // Held until the appliance has ended: the host's RT throttling stays off meanwhile.
@@ -1841,7 +1865,7 @@ fn serve_on_wire(
                 image,
                 (wire, nic.model),
                 &args,
-                archive.as_deref(),
+                (archive.as_deref(), share),
             )?,
             None,
         ),
@@ -1874,14 +1898,14 @@ fn serve_on_wire(
     let console = guest.console();
     check_appliance_end(board, r, status, &console)?;
     check_console_line(&console, nic.console)?;
-    if let Some(dir) = &state {
-        // The boot counter the appliance wrote through the host directory.
+    if let Some((dir, _)) = &state {
+        // The boot counter the appliance wrote through the shared folder.
         let count = std::fs::read_to_string(dir.join("appliance-boots"))
             .map_err(|e| format!("the appliance's boot counter on the host: {e}"))?;
         if count != "1\n" {
             return Err(format!("the boot counter holds {count:?}, not \"1\\n\""));
         }
-        println!("  state: the appliance counted boot 1 in the host directory");
+        println!("  state: the appliance counted boot 1 in the shared folder");
     }
     // Settings the appliance must refuse: separate runs of the same image on the tap the
     // appliance has let go of.
@@ -1948,7 +1972,7 @@ fn appliance_qemu(
     image: &image::Image,
     (wire, nic): (&net::Wire, NicModel),
     args: &[String],
-    initrd: Option<&std::path::Path>,
+    (initrd, share): (Option<&std::path::Path>, Option<qemu::Share>),
 ) -> std::result::Result<std::process::Command, String> {
     let qemu = setup::ensure_qemu(board).map_err(|e| e.to_string())?;
     let cmdline = args.join(" ");
@@ -1972,6 +1996,7 @@ fn appliance_qemu(
     if let Some(p) = initrd {
         machine.initrd = Some(p.to_string_lossy().into_owned());
     }
+    machine.shares.extend(share);
     Ok(machine.command())
 }
 
