@@ -230,6 +230,10 @@ mod flags {
     pub(super) const DIRECTORY: u32 = 0o200000;
 }
 
+/// The most entries one listing takes from a server (a bound on a server whose cookies
+/// cycle).
+pub const MAX_DIR_ENTRIES: usize = 1 << 20;
+
 /// `Tgetattr`'s mask: mode, nlink, uid, gid, rdev, times, ino, size, blocks.
 const GETATTR_BASIC: u64 = 0x7ff;
 /// `Tsetattr`'s valid bit for the size.
@@ -544,6 +548,7 @@ impl<R: RawMutex + Send + Sync, T: Transport> FileSystem for P9Fs<R, T> {
         let result = (|| {
             let mut offset = 0u64;
             let mut index = 0usize;
+            let mut seen = 0usize;
             loop {
                 let req = Out::new(msg::TREADDIR, TAG)
                     .u32(io)
@@ -552,6 +557,7 @@ impl<R: RawMutex + Send + Sync, T: Transport> FileSystem for P9Fs<R, T> {
                     .finish();
                 let mut stop = false;
                 let mut any = false;
+                let asked = offset;
                 self.call(&req, msg::TREADDIR, |r| {
                     let n = r.u32()? as usize;
                     let mut e = In {
@@ -569,10 +575,14 @@ impl<R: RawMutex + Send + Sync, T: Transport> FileSystem for P9Fs<R, T> {
                         };
                         let name = e.str()?;
                         any = true;
-                        if next <= offset {
-                            return Err(bad("an Rreaddir whose offsets do not advance"));
-                        }
+                        // Offsets are the server's cookies (a host's `telldir`, not
+                        // ordered): the next request starts at the last one. Bounded by
+                        // the entries taken, not by their order.
                         offset = next;
+                        seen += 1;
+                        if seen > MAX_DIR_ENTRIES {
+                            return Err(bad("a directory listing that does not end"));
+                        }
                         if name == "." || name == ".." {
                             continue;
                         }
@@ -585,6 +595,11 @@ impl<R: RawMutex + Send + Sync, T: Transport> FileSystem for P9Fs<R, T> {
                 })?;
                 if stop || !any {
                     return Ok(());
+                }
+                if offset == asked {
+                    return Err(bad(
+                        "an Rreaddir that would be asked again from where it began",
+                    ));
                 }
             }
         })();

@@ -380,8 +380,8 @@ fn damaged_replies_are_errors_and_the_share_goes_on() {
         ("read count past data", msg::TREAD, |_, m| {
             m[7..11].copy_from_slice(&60_000u32.to_le_bytes());
         }),
-        ("readdir offsets", msg::TREADDIR, |_, m| {
-            // The first entry's offset (after count[4], qid[13]) set to 0.
+        ("readdir cookie back to the start", msg::TREADDIR, |_, m| {
+            // The only entry's cookie (after count[4], qid[13]) set to 0: asked again from 0.
             if m.len() > 7 + 4 + 13 + 8 {
                 m[7 + 4 + 13..7 + 4 + 21].copy_from_slice(&0u64.to_le_bytes());
             }

@@ -321,6 +321,18 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
     }
     let (n, bytes) = verify(at, &entries)?;
     println!("fs: host directory: {n} files, {bytes} bytes written by the host verified");
+    // A listing of the host's folder (a 9P server's cookies are its telldir's, unordered).
+    let small = ctx(fs::read_dir(&format!("{at}/in/small")), "in/small")?;
+    let want = entries
+        .iter()
+        .filter(|e| e.path.starts_with("/in/small/"))
+        .count();
+    if small.len() != want || small.iter().any(|d| d.kind != fs::FileType::File) {
+        return Err(format!(
+            "in/small lists {} entries; the host wrote {want} files",
+            small.len()
+        ));
+    }
     // Links on the host resolve in Rhea's namespace, never the host's.
     expect_err(
         fs::read(&format!("{at}/in/escape")),
