@@ -1818,7 +1818,8 @@ fn serve_on_wire(
     };
     // LinuxU's net case: a host directory for the appliance's boot counter.
     // The net case (not the small-memory one): a writable shared folder for the appliance's
-    // boot counter — LinuxU's host directory, QEMU's virtio-9p share tagged `state`.
+    // boot counter — LinuxU's host directory. (A QEMU board would give a virtio-9p share
+    // tagged `state`, the branch below, once an appliance built with `p9` runs there.)
     // (The appliance is built without the runtime's `p9` feature: at `-m 4M` its frames and
     // heap have no room for the 45 KiB of code; the 9P shares are tested by `tests/fs`.)
     let share_device = match board.name {
