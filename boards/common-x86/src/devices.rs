@@ -31,20 +31,25 @@ pub fn pci_bus() -> Box<dyn Bus> {
     Box::new(PciBus::new(config(), log))
 }
 
-/// The PCI NIC drivers: virtio-net and the Intel 82574L (`e1000e`). On `cmdline`,
-/// `rhea.pci.msix=off` keeps them off MSI-X (the e1000e then takes MSI; virtio-net, which has
-/// only MSI-X, INTx) and `rhea.pci.msi=off` off MSI (with both off: INTx). Built once at boot
-/// and kept for the kernel's lifetime, like statics.
-pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
-    // Boot checked the command line before devices are bound.
+/// What a PCI driver works with: the configuration access, the BAR window, and whether
+/// `cmdline` (checked by boot before devices are bound) allows MSI-X and MSI.
+fn pci_env(cmdline: &str) -> NicEnv {
     let line = Cmdline::new(cmdline);
-    let env = NicEnv {
+    NicEnv {
         access: config(),
         bar_space: &BAR_SPACE,
         allow_msix: line.choice(&keys::PCI_MSIX) != Ok(Some("off")),
         allow_msi: line.choice(&keys::PCI_MSI) != Ok(Some("off")),
         intx_gsi,
-    };
+    }
+}
+
+/// The PCI NIC drivers: virtio-net and the Intel 82574L (`e1000e`). On `cmdline`,
+/// `rhea.pci.msix=off` keeps them off MSI-X (the e1000e then takes MSI; virtio-net, which has
+/// only MSI-X, INTx) and `rhea.pci.msi=off` off MSI (with both off: INTx). Built once at boot
+/// and kept for the kernel's lifetime, like statics.
+pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
+    let env = pci_env(cmdline);
     let virtio: &'static VirtioNetPci = Box::leak(Box::new(VirtioNetPci::new(env.clone())));
     let e1000e: &'static E1000ePci = Box::leak(Box::new(E1000ePci::new(env)));
     alloc::vec![virtio as &dyn Driver, e1000e]
@@ -53,14 +58,7 @@ pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
 /// The virtio-9p PCI driver (no interrupt: its callers poll), with the same configuration
 /// access and BAR window as the NICs.
 pub fn pci_p9_driver(cmdline: &str) -> &'static dyn Driver {
-    let line = Cmdline::new(cmdline);
-    let env = NicEnv {
-        access: config(),
-        bar_space: &BAR_SPACE,
-        allow_msix: line.choice(&keys::PCI_MSIX) != Ok(Some("off")),
-        allow_msi: line.choice(&keys::PCI_MSI) != Ok(Some("off")),
-        intx_gsi,
-    };
+    let env = pci_env(cmdline);
     Box::leak(Box::new(VirtioP9Pci::new(env)))
 }
 

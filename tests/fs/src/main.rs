@@ -60,8 +60,9 @@ struct Entry {
     hash: u64,
 }
 
-fn manifest() -> R<Vec<Entry>> {
-    let text = ctx(fs::read_to_string("/MANIFEST"), "the manifest")?;
+/// The manifest at `path` (`/path size fnv1a64` lines), each path put under `under`.
+fn manifest(path: &str, under: &str) -> R<Vec<Entry>> {
+    let text = ctx(fs::read_to_string(path), path)?;
     let mut out = Vec::new();
     for line in text.lines() {
         let mut w = line.split(' ');
@@ -71,7 +72,7 @@ fn manifest() -> R<Vec<Entry>> {
             ));
         };
         out.push(Entry {
-            path: String::from(p),
+            path: format!("{under}{p}"),
             size: s.parse().map_err(|_| format!("bad size in {line:?}"))?,
             hash: u64::from_str_radix(h, 16).map_err(|_| format!("bad hash in {line:?}"))?,
         });
@@ -147,7 +148,7 @@ fn main() -> Result<(), String> {
     }
 
     // 2. Every file of the manifest.
-    let entries = manifest()?;
+    let entries = manifest("/MANIFEST", "")?;
     let (files, bytes) = verify("", &entries)?;
     println!("fs: initramfs: {files} files, {bytes} bytes verified against the manifest");
 
@@ -303,22 +304,7 @@ fn main() -> Result<(), String> {
 /// `in/` is read against its manifest; a tree is written under `out/` with a manifest the
 /// host checks; links cannot leave Rhea's namespace.
 fn host_dir(at: &str, big: &[u8]) -> R<()> {
-    let text = ctx(
-        fs::read_to_string(&format!("{at}/in/MANIFEST")),
-        "the host's manifest",
-    )?;
-    let mut entries = Vec::new();
-    for line in text.lines() {
-        let mut w = line.split(' ');
-        let (Some(p), Some(s), Some(h)) = (w.next(), w.next(), w.next()) else {
-            return Err(format!("a host manifest line: {line:?}"));
-        };
-        entries.push(Entry {
-            path: format!("/in{p}"),
-            size: s.parse().map_err(|_| format!("bad size in {line:?}"))?,
-            hash: u64::from_str_radix(h, 16).map_err(|_| format!("bad hash in {line:?}"))?,
-        });
-    }
+    let entries = manifest(&format!("{at}/in/MANIFEST"), "/in")?;
     let (n, bytes) = verify(at, &entries)?;
     println!("fs: host directory: {n} files, {bytes} bytes written by the host verified");
     // A listing of the host's folder (a 9P server's cookies are its telldir's, unordered).

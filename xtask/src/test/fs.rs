@@ -79,6 +79,33 @@ fn fnv1a(data: &[u8]) -> u64 {
     })
 }
 
+/// `n` bytes of xorshift64 from `seed`: content no compression or pattern can fake.
+fn pseudo_random(mut x: u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes `files` (paths relative to `dir`) and their `MANIFEST` (`/path size fnv1a64`, the
+/// format `tests/fs` reads) under `dir`.
+fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    for (path, data) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().expect("a file has a folder"))?;
+        std::fs::write(&p, data)?;
+    }
+    let manifest: String = files
+        .iter()
+        .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
+        .collect();
+    std::fs::write(dir.join("MANIFEST"), manifest)
+}
+
 /// What [`fixture`] packed: regular files (the manifest's lines) and their bytes.
 struct Packed {
     archive: PathBuf,
@@ -96,15 +123,7 @@ fn fixture(ws: &Workspace) -> Result<Packed, String> {
         "www/index.html".into(),
         b"<h1>Rhea</h1>\n<p>served from the initramfs</p>\n".to_vec(),
     ));
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..(1 << 20) + 123)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let big = pseudo_random(0x9e37_79b9_7f4a_7c15, (1 << 20) + 123);
     files.push(("data/big.bin".into(), big));
     for i in 0..300 {
         files.push((
@@ -116,11 +135,7 @@ fn fixture(ws: &Workspace) -> Result<Packed, String> {
     files.push((format!("deep/{deep}leaf.txt"), b"deep\n".to_vec()));
     files.push(("empty".into(), Vec::new()));
     let io = |e: std::io::Error| format!("writing the fixture under {}: {e}", tree.display());
-    for (path, data) in &files {
-        let p = tree.join(path);
-        std::fs::create_dir_all(p.parent().expect("a file has a folder")).map_err(io)?;
-        std::fs::write(&p, data).map_err(io)?;
-    }
+    write_tree(&tree, &files).map_err(io)?;
     std::fs::create_dir_all(tree.join("emptydir")).map_err(io)?;
     std::fs::create_dir_all(tree.join("links")).map_err(io)?;
     for (link, target) in [
@@ -131,11 +146,6 @@ fn fixture(ws: &Workspace) -> Result<Packed, String> {
     ] {
         std::os::unix::fs::symlink(target, tree.join("links").join(link)).map_err(io)?;
     }
-    let manifest: String = files
-        .iter()
-        .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
-        .collect();
-    std::fs::write(tree.join("MANIFEST"), manifest).map_err(io)?;
     let archive = initrd::pack_dir(&tree).map_err(|e| e.to_string())?;
     let path = base.join("initrd.cpio");
     std::fs::write(&path, &archive).map_err(io)?;
@@ -296,17 +306,9 @@ pub(crate) fn run_host(
     let io = |e: std::io::Error| format!("writing {}: {e}", host.display());
     let input = host.join("in");
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
     files.push((
         "big.bin".into(),
-        (0..777_777)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect(),
+        pseudo_random(0x2545_f491_4f6c_dd1d, 777_777),
     ));
     for i in 0..50 {
         files.push((
@@ -316,18 +318,9 @@ pub(crate) fn run_host(
     }
     let deep: String = (1..=30).map(|i| format!("d{i:02}/")).collect();
     files.push((format!("deep/{deep}leaf"), b"from the host\n".to_vec()));
-    for (p, d) in &files {
-        let path = input.join(p);
-        std::fs::create_dir_all(path.parent().expect("a folder")).map_err(io)?;
-        std::fs::write(&path, d).map_err(io)?;
-    }
+    write_tree(&input, &files).map_err(io)?;
     std::os::unix::fs::symlink("/etc/hostname", input.join("escape")).map_err(io)?;
     std::os::unix::fs::symlink("../../..", input.join("up")).map_err(io)?;
-    let manifest: String = files
-        .iter()
-        .map(|(p, d)| format!("/{p} {} {:016x}\n", d.len(), fnv1a(d)))
-        .collect();
-    std::fs::write(input.join("MANIFEST"), manifest).map_err(io)?;
     // LinuxU mounts the folder itself; QEMU exports it over virtio-9p, tag `share`.
     let (append, qemu_extra, mounted) = if board == "linuxu" {
         (
