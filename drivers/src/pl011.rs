@@ -6,8 +6,10 @@
 //! receive-timeout interrupts (UARTIMSC.RXIM, RTIM), and the interrupt's top half drains the
 //! receive FIFO with [`Pl011::drain_rx`], which also acknowledges it (TRM §3.4.13: the receive
 //! interrupt clears when the FIFO drops below its trigger level, the timeout interrupt when the
-//! FIFO empties; both are also cleared through UARTICR). The interrupt output is level: a FIFO
-//! that still holds data after a bounded drain keeps it asserted, so nothing is lost.
+//! FIFO empties; both are also cleared through UARTICR). A drain reads at most what its caller
+//! has room for and never more than [`RX_DRAIN_LIMIT`]; what it leaves is the caller's to drain
+//! again — QEMU's model raises the receive interrupt only when its FIFO goes from empty to one
+//! byte, so data left behind after the acknowledge raises none.
 //!
 //! Registers are reached through [`Registers`] (32-bit accesses at byte offsets), which the board
 //! implements over its MMIO mapping; so the driver is architecture-neutral and tested on the host
@@ -156,18 +158,19 @@ impl<R: Registers> Pl011<R> {
         (self.regs.read(reg::FR) & FR_RXFE == 0).then(|| self.regs.read(reg::DR) as u8)
     }
 
-    /// Acknowledges the receive interrupts and moves every received byte (at most a bounded
-    /// number) to `sink`; returns how many bytes were read and how many carried an error
-    /// (framing, parity, break, overrun: those bytes are still passed on).
+    /// Acknowledges the receive interrupts and moves received bytes, at most `max` (and at
+    /// most a bounded number), to `sink`; returns how many bytes were read and how many
+    /// carried an error (framing, parity, break, overrun: those bytes are still passed on).
+    /// Bytes past `max` stay in the FIFO for the caller's next drain.
     ///
     /// The acknowledge comes first: a byte arriving after the last look at the FIFO then raises
     /// the interrupt again, where clearing afterwards would drop that interrupt and leave the
     /// byte waiting for the next one.
-    pub fn drain_rx(&self, mut sink: impl FnMut(u8)) -> (usize, usize) {
+    pub fn drain_rx(&self, max: usize, mut sink: impl FnMut(u8)) -> (usize, usize) {
         self.regs.write(reg::ICR, INT_RX | INT_RT);
         let (mut bytes, mut errors) = (0, 0);
         // RT: bounded by RX_DRAIN_LIMIT.
-        for _ in 0..RX_DRAIN_LIMIT {
+        for _ in 0..max.min(RX_DRAIN_LIMIT) {
             if self.regs.read(reg::FR) & FR_RXFE != 0 {
                 break;
             }
@@ -292,7 +295,7 @@ mod tests {
             .unwrap()
             .extend([u32::from(b'h'), u32::from(b'i') | 1 << 8, u32::from(b'!')]);
         let mut got = Vec::new();
-        let (n, errors) = Pl011::new(&m).drain_rx(|b| got.push(b));
+        let (n, errors) = Pl011::new(&m).drain_rx(usize::MAX, |b| got.push(b));
         assert_eq!((n, errors), (3, 1), "the framing error is counted");
         assert_eq!(got, b"hi!");
         assert_eq!(
@@ -309,8 +312,27 @@ mod tests {
         m.rx.lock()
             .unwrap()
             .extend(std::iter::repeat_n(u32::from(b'x'), 10_000));
-        let (n, _) = Pl011::new(&m).drain_rx(|_| {});
+        let (n, _) = Pl011::new(&m).drain_rx(usize::MAX, |_| {});
         assert_eq!(n, RX_DRAIN_LIMIT);
+    }
+
+    #[test]
+    fn drain_reads_no_more_than_the_caller_has_room_for() {
+        let m = Model::default();
+        m.rx.lock()
+            .unwrap()
+            .extend(b"abcdef".iter().map(|&b| u32::from(b)));
+        let mut got = Vec::new();
+        let u = Pl011::new(&m);
+        assert_eq!(u.drain_rx(4, |b| got.push(b)), (4, 0));
+        assert_eq!(got, b"abcd", "the first four, in order");
+        assert_eq!(
+            u.drain_rx(0, |b| got.push(b)),
+            (0, 0),
+            "no room: nothing read"
+        );
+        assert_eq!(u.drain_rx(10, |b| got.push(b)), (2, 0));
+        assert_eq!(got, b"abcdef", "the rest waited in the FIFO");
     }
 
     #[test]

@@ -140,12 +140,13 @@ impl<R: Registers> Uart16550<R> {
         (self.regs.read(reg::LSR) & LSR_DATA_READY != 0).then(|| self.regs.read(reg::DATA))
     }
 
-    /// Moves every received byte (at most a bounded number) to `sink`; returns how many bytes
-    /// were read and how many line errors (overrun, parity, framing, break) were seen.
-    pub fn drain_rx(&self, mut sink: impl FnMut(u8)) -> (usize, usize) {
+    /// Moves received bytes, at most `max` (and at most a bounded number), to `sink`; returns
+    /// how many bytes were read and how many line errors (overrun, parity, framing, break)
+    /// were seen. Bytes past `max` stay in the FIFO for the caller's next drain.
+    pub fn drain_rx(&self, max: usize, mut sink: impl FnMut(u8)) -> (usize, usize) {
         let (mut bytes, mut errors) = (0, 0);
         // RT: bounded by RX_DRAIN_LIMIT.
-        for _ in 0..RX_DRAIN_LIMIT {
+        for _ in 0..max.min(RX_DRAIN_LIMIT) {
             let lsr = self.regs.read(reg::LSR);
             if lsr & LSR_ERRORS != 0 {
                 errors += 1;
@@ -291,7 +292,7 @@ mod tests {
         let m = Model::default();
         *m.rx.lock().unwrap() = b"olleh".to_vec();
         let mut got = Vec::new();
-        let (n, errors) = Uart16550::new(&m).drain_rx(|b| got.push(b));
+        let (n, errors) = Uart16550::new(&m).drain_rx(usize::MAX, |b| got.push(b));
         assert_eq!((n, errors), (5, 0));
         assert_eq!(got, b"hello");
         assert_eq!(Uart16550::new(&m).try_receive(), None);
@@ -301,8 +302,25 @@ mod tests {
     fn drain_is_bounded_for_a_device_that_never_empties() {
         let m = Model::default();
         *m.rx.lock().unwrap() = vec![b'x'; 10_000];
-        let (n, _) = Uart16550::new(&m).drain_rx(|_| {});
+        let (n, _) = Uart16550::new(&m).drain_rx(usize::MAX, |_| {});
         assert_eq!(n, RX_DRAIN_LIMIT);
+    }
+
+    #[test]
+    fn drain_reads_no_more_than_the_caller_has_room_for() {
+        let m = Model::default();
+        *m.rx.lock().unwrap() = b"fedcba".to_vec();
+        let mut got = Vec::new();
+        let u = Uart16550::new(&m);
+        assert_eq!(u.drain_rx(4, |b| got.push(b)), (4, 0));
+        assert_eq!(got, b"abcd", "the first four, in order");
+        assert_eq!(
+            u.drain_rx(0, |b| got.push(b)),
+            (0, 0),
+            "no room: nothing read"
+        );
+        assert_eq!(u.drain_rx(10, |b| got.push(b)), (2, 0));
+        assert_eq!(got, b"abcdef", "the rest waited in the FIFO");
     }
 
     #[test]

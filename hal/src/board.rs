@@ -71,9 +71,12 @@ pub trait Board: 'static {
         let _ = readers;
     }
 
-    /// Drains received console bytes into `sink` (the interrupt's top half; acknowledges it).
-    /// Returns bytes read and line errors seen.
-    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize);
+    /// Drains at most `max` received console bytes into `sink` (the interrupt's top half;
+    /// acknowledges it). Bytes beyond `max` stay in the device — its FIFO, or the host's
+    /// pipe behind it, holds them back — for a later drain: the caller passes the room it has,
+    /// so input is held up, never dropped, while its buffer is full. Returns bytes read and
+    /// line errors seen.
+    fn console_rx_drain(max: usize, sink: &mut dyn FnMut(u8)) -> (usize, usize);
 
     /// Nanoseconds the hypervisor has kept CPU `cpu` (the kernel's index) from running while
     /// it was runnable (steal time: KVM's steal-time record, Xen's runstate area) since the CPU

@@ -85,12 +85,12 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::console::_print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Console input: COM1's receive interrupt is a threaded handler — the top half drains the
+/// Console input: the console's receive interrupt is a threaded handler — the top half drains the
 /// UART's FIFO into `RX_RING` (which acknowledges the interrupt), the bottom half, a thread
 /// at [`INPUT_PRIORITY`], moves the bytes to the queue readers block on.
 mod input {
     use crate::sync::{IrqsOff, MessageQueue, SpinLock};
-    use core::sync::atomic::{AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use rhea_irq::TopHalf;
 
     /// Bytes buffered between the top half and the bottom half.
@@ -113,10 +113,29 @@ mod input {
     pub(super) static DROPPED: AtomicU64 = AtomicU64::new(0);
     pub(super) static LINE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
+    /// Whether the top half masked the line (the ring was full) for the bottom half to
+    /// unmask. Changed, and the line masked or unmasked, only under `RX_RING`'s lock (lock
+    /// order: `RX_RING`, then the interrupt controller's lock).
+    static MASKED: AtomicBool = AtomicBool::new(false);
+
+    /// Moves what the device holds into the ring, as much as fits. A full ring leaves the
+    /// rest in the device (its FIFO, and the host's pipe or a peer's UART behind it, wait)
+    /// rather than dropping it, and masks the line: a level-triggered UART (the PL011, as the
+    /// device tree says) keeps it asserted while data waits, which would storm the CPU and
+    /// starve the very thread that empties the ring. The bottom half, pending whenever the
+    /// ring holds bytes, drains the device itself once it has emptied the ring, then unmasks.
     pub(super) fn top_half(_: usize) -> TopHalf {
         let mut ring = RX_RING.lock();
-        let (n, errors) = <super::B as rhea_hal::Board>::console_rx_drain(&mut |b| {
+        let room = RING_BYTES - ring.len;
+        if room == 0 {
+            if !MASKED.swap(true, Ordering::Relaxed) {
+                let _ = crate::irq::mask(<super::B as rhea_hal::Board>::console_rx_line());
+            }
+            return TopHalf::WakeThread;
+        }
+        let (n, errors) = <super::B as rhea_hal::Board>::console_rx_drain(room, &mut |b| {
             if ring.len == RING_BYTES {
+                // The board read past `room`: counted, never written over.
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             } else {
                 let at = (ring.head + ring.len) % RING_BYTES;
@@ -133,10 +152,12 @@ mod input {
     }
 
     /// Moves the ring's bytes to the queue; when the ring is empty, drains the device once
-    /// more (a paste larger than one drain takes, left in the device, would otherwise wait
-    /// for the next key's interrupt: LinuxU's stdin pipe signals only new data). A full
-    /// queue makes this thread wait for a reader rather than drop: the ring and the device
-    /// then hold the rest, and only they can overflow (counted).
+    /// more (a paste larger than one drain takes, or than the ring holds, left in the device,
+    /// would otherwise wait for the next key's interrupt: LinuxU's stdin pipe signals only new
+    /// data, and QEMU's PL011 raises its receive interrupt only when its FIFO goes from empty
+    /// to not). A full queue makes this thread wait for a reader rather than drop: the ring
+    /// and the device then hold the rest, and only the device can overflow (a UART's FIFO
+    /// overrun, counted as a line error).
     pub(super) fn bottom_half(_: usize) {
         let q = &QUEUE;
         loop {
@@ -144,9 +165,18 @@ mod input {
                 let mut ring = RX_RING.lock();
                 if ring.len == 0 {
                     drop(ring);
-                    if matches!(top_half(0), TopHalf::Done) {
+                    if matches!(top_half(0), TopHalf::WakeThread) {
+                        continue;
+                    }
+                    // The device is empty. Unmask a line the top half masked, then look once
+                    // more: a byte that came while it was masked raised nothing (an
+                    // edge-triggered line's edge is lost while masked).
+                    let ring = RX_RING.lock();
+                    if !MASKED.swap(false, Ordering::Relaxed) {
                         return;
                     }
+                    let _ = crate::irq::unmask(<super::B as rhea_hal::Board>::console_rx_line());
+                    drop(ring);
                     continue;
                 }
                 let b = ring.buf[ring.head];

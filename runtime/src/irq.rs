@@ -283,6 +283,16 @@ pub fn unmask(line: IrqLine) -> Result<(), IrqError> {
         .map_err(IrqError::Route)
 }
 
+/// Stops `line` from interrupting (interrupt-safe: a handler may quiet a level-triggered line
+/// its thread will serve, then [`unmask`] it).
+pub fn mask(line: IrqLine) -> Result<(), IrqError> {
+    CONTROLLER
+        .get()
+        .ok_or(IrqError::Route(RouteError::NoSuchLine(line.0)))?
+        .mask(line)
+        .map_err(IrqError::Route)
+}
+
 /// Threaded handlers' bottom halves: one semaphore each, indexed by the wake token.
 const MAX_THREADED: usize = 32;
 static BOTTOM: [Semaphore; MAX_THREADED] = [const { Semaphore::new(0, 1) }; MAX_THREADED];

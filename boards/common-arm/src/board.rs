@@ -129,8 +129,8 @@ rhea_boot_stack_top:
                 $crate::machine::console_rx_enable(&PLATFORM);
             }
 
-            fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
-                $crate::machine::console_rx_drain(&PLATFORM, sink)
+            fn console_rx_drain(max: usize, sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+                $crate::machine::console_rx_drain(&PLATFORM, max, sink)
             }
 
             fn msi_message(vector: u8) -> Option<(u64, u32)> {

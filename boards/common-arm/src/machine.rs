@@ -223,11 +223,12 @@ pub fn console_rx_enable(board: &ArmBoard) {
     }
 }
 
-/// Drains the console's receive FIFO into `sink`: the PL011's; nothing with a hosted console.
-pub fn console_rx_drain(board: &ArmBoard, sink: impl FnMut(u8)) -> (usize, usize) {
+/// Drains at most `max` bytes of the console's receive FIFO into `sink`: the PL011's; nothing
+/// with a hosted console.
+pub fn console_rx_drain(board: &ArmBoard, max: usize, sink: impl FnMut(u8)) -> (usize, usize) {
     match board.services {
         Some(_) => (0, 0),
-        None => board.uart.drain_rx(sink),
+        None => board.uart.drain_rx(max, sink),
     }
 }
 

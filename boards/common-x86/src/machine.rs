@@ -329,8 +329,8 @@ pub fn console_rx_enable() {
 
 /// Drains COM1's receive FIFO into `sink` (the interrupt's top half; this acknowledges it).
 /// Returns bytes read and line errors seen.
-pub fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
-    UART.drain_rx(sink)
+pub fn console_rx_drain(max: usize, sink: impl FnMut(u8)) -> (usize, usize) {
+    UART.drain_rx(max, sink)
 }
 
 /// Physical memory as the boot page tables show it: identity-mapped below 4 GiB.

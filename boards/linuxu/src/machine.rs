@@ -613,8 +613,9 @@ pub(crate) fn stdin_state() -> Stdin {
 
 const FIONREAD: usize = 0x541b;
 
-/// Reads what standard input has ready (never blocks: only the bytes `FIONREAD` reports).
-pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+/// Reads what standard input has ready, at most `max` bytes (never blocks: only the bytes
+/// `FIONREAD` reports).
+pub(crate) fn console_rx_drain(max: usize, mut sink: impl FnMut(u8)) -> (usize, usize) {
     let mut avail: i32 = 0;
     // SAFETY: FIONREAD writes one int.
     let r = unsafe {
@@ -627,7 +628,10 @@ pub(crate) fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
         return (0, 0);
     }
     let mut buf = [0u8; 256];
-    let want = (avail as usize).min(buf.len());
+    let want = (avail as usize).min(buf.len()).min(max);
+    if want == 0 {
+        return (0, 0);
+    }
     match sys::read(0, &mut buf[..want]) {
         Some(n) => {
             for &b in &buf[..n] {
@@ -676,8 +680,8 @@ impl rhea_hal::Board for LinuxU {
         console_rx_readers(readers);
     }
 
-    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
-        console_rx_drain(sink)
+    fn console_rx_drain(max: usize, sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        console_rx_drain(max, sink)
     }
 }
 

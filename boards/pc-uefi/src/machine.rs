@@ -216,8 +216,8 @@ impl Board for PcUefi {
         }
     }
 
-    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
-        pc::console_rx_drain(sink)
+    fn console_rx_drain(max: usize, sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        pc::console_rx_drain(max, sink)
     }
 
     fn msi_message(vector: u8) -> Option<(u64, u32)> {

@@ -314,15 +314,19 @@ pub fn console_rx_line() -> u32 {
     }
 }
 
-/// Drains console input into `sink`; returns (bytes, errors).
-pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
+/// Drains at most `max` bytes of console input into `sink`; returns (bytes, errors). The rest
+/// stays in the console ring (or the hypervisor's buffer) for the next drain.
+pub fn console_rx_drain(max: usize, mut sink: impl FnMut(u8)) -> (usize, usize) {
     let Some(hv) = hv() else { return (0, 0) };
     let mut buf = [0u8; 64];
     let mut total = 0;
     let mut errors = 0;
-    loop {
+    // RT: bounded by `max` (each round reads at least one byte or ends).
+    while total < max {
+        let want = (max - total).min(buf.len());
+        let buf = &mut buf[..want];
         let n = match CONSOLE.get() {
-            Some((ring, port)) => match ring.read(&mut buf) {
+            Some((ring, port)) => match ring.read(buf) {
                 Ok(n) => {
                     if n > 0 {
                         hv.evtchn_send(*port);
@@ -335,7 +339,7 @@ pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
                 }
             },
             None if DOM0_INPUT_PORT.load(Ordering::Relaxed) != 0 => {
-                let rc = hv.console_read(&mut buf);
+                let rc = hv.console_read(buf);
                 if rc < 0 {
                     errors += 1;
                     0
@@ -346,11 +350,12 @@ pub fn console_rx_drain(mut sink: impl FnMut(u8)) -> (usize, usize) {
             None => 0,
         };
         if n == 0 {
-            return (total, errors);
+            break;
         }
         buf[..n].iter().for_each(|&b| sink(b));
         total += n;
     }
+    (total, errors)
 }
 
 /// Xenbus, when xenstore is there.

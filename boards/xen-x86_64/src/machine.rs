@@ -207,8 +207,8 @@ pub(crate) fn console_rx_line() -> rhea_hal::IrqLine {
 pub(crate) fn console_rx_enable() {}
 
 /// Drains console input into `sink` (the interrupt's top half); returns (bytes, errors).
-pub(crate) fn console_rx_drain(sink: impl FnMut(u8)) -> (usize, usize) {
-    rhea_board_xen_common::pv::console_rx_drain(sink)
+pub(crate) fn console_rx_drain(max: usize, sink: impl FnMut(u8)) -> (usize, usize) {
+    rhea_board_xen_common::pv::console_rx_drain(max, sink)
 }
 
 /// Xenbus when xenstore is there (a domU of a toolstack), else nothing.
@@ -259,8 +259,8 @@ impl rhea_hal::Board for XenX86_64 {
         console_rx_enable();
     }
 
-    fn console_rx_drain(sink: &mut dyn FnMut(u8)) -> (usize, usize) {
-        console_rx_drain(sink)
+    fn console_rx_drain(max: usize, sink: &mut dyn FnMut(u8)) -> (usize, usize) {
+        console_rx_drain(max, sink)
     }
 
     fn msi_message(vector: u8) -> Option<(u64, u32)> {
