@@ -199,6 +199,11 @@ pub(crate) struct Manifest {
     pub(crate) arch_console: Vec<(String, Vec<String>)>,
     /// The network QEMU boots of it get (`net`).
     pub(crate) net: Net,
+    /// Whether it exercises only kernel code that runs the same however the machine came up
+    /// (`kernel-only = true`: scheduler, synchronisation, threads, fault reports) — so a board
+    /// that differs from another only in its firmware and boot path
+    /// ([`Board::kernel_only_apps_on`](crate::boards::Board)) leaves it to that one.
+    pub(crate) kernel_only: bool,
 }
 
 /// `Cargo.toml`, as far as an app's manifest matters: other tables (`[dependencies]`, ...)
@@ -305,6 +310,7 @@ struct Rhea {
     #[serde(default, deserialize_with = "sim_seeds")]
     sim_seeds: Option<Vec<u64>>,
     net: Option<Net>,
+    kernel_only: Option<bool>,
     arch: Option<BTreeMap<String, ArchRhea>>,
 }
 
@@ -450,6 +456,7 @@ pub(crate) fn parse_manifest(text: &str) -> Result<Manifest, String> {
             .map(|(arch, a)| (arch, a.console))
             .collect(),
         net: rhea.net.unwrap_or(Net::None),
+        kernel_only: rhea.kernel_only.unwrap_or(false),
     })
 }
 

@@ -42,6 +42,12 @@ pub(crate) struct Board {
     /// The most vCPUs `cargo xtask test` boots an app's `smp = [...]` cases with on this
     /// board (larger counts are skipped, and said so).
     pub(crate) max_test_smp: u32,
+    /// The board whose boots cover this one's for kernel-only apps (`kernel-only = true`),
+    /// which `cargo xtask test` then does not boot here: this board runs the same kernel
+    /// after a different firmware and boot path, so only apps that exercise what the boot
+    /// path decides (memory map, firmware tables, CPUs and interrupt controllers brought up,
+    /// console, devices) say anything new here. `None`: every app boots.
+    pub(crate) kernel_only_apps_on: Option<&'static str>,
 }
 
 /// The file a board boots.
@@ -87,6 +93,7 @@ pub(crate) const BOARDS: &[Board] = &[
         network: true,
         console_input: true,
         max_test_smp: u32::MAX,
+        kernel_only_apps_on: None,
     },
     Board {
         name: "pc-uefi",
@@ -106,6 +113,7 @@ pub(crate) const BOARDS: &[Board] = &[
         network: true,
         console_input: true,
         max_test_smp: u32::MAX,
+        kernel_only_apps_on: Some("qemu-x86_64"),
     },
     Board {
         name: "linuxu",
@@ -123,6 +131,7 @@ pub(crate) const BOARDS: &[Board] = &[
         network: true,
         console_input: true,
         max_test_smp: u32::MAX,
+        kernel_only_apps_on: None,
     },
     Board {
         name: "qemu-aarch64",
@@ -139,6 +148,7 @@ pub(crate) const BOARDS: &[Board] = &[
         network: true,
         console_input: true,
         max_test_smp: u32::MAX,
+        kernel_only_apps_on: None,
     },
     Board {
         name: "rpi4",
@@ -158,6 +168,7 @@ pub(crate) const BOARDS: &[Board] = &[
         network: true,
         console_input: true,
         max_test_smp: u32::MAX,
+        kernel_only_apps_on: None,
     },
     Board {
         name: "xen-arm64",
@@ -184,6 +195,7 @@ pub(crate) const BOARDS: &[Board] = &[
         // with 4 on a 2-CPU host, stalls of hundreds of milliseconds were measured (1 of ~20
         // smp-stress runs timed out a 500 ms wait); 2 vCPUs is the tested configuration.
         max_test_smp: 2,
+        kernel_only_apps_on: None,
     },
     Board {
         name: "xen-x86_64",
@@ -209,6 +221,7 @@ pub(crate) const BOARDS: &[Board] = &[
         // with 4 on a 2-CPU host, stalls of hundreds of milliseconds were measured (1 of ~20
         // smp-stress runs timed out a 500 ms wait); 2 vCPUs is the tested configuration.
         max_test_smp: 2,
+        kernel_only_apps_on: None,
     },
 ];
 

@@ -232,6 +232,27 @@ impl Tally {
     }
 }
 
+/// Says which apps boards with [`Board::kernel_only_apps_on`] leave to another board.
+fn announce_kernel_only(boards: &[&Board], apps: &[&App]) {
+    let names: Vec<&str> = apps
+        .iter()
+        .filter(|a| a.kernel_only)
+        .map(|a| a.name.as_str())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    for b in boards {
+        if let Some(other) = b.kernel_only_apps_on {
+            println!(
+                "not booted on {} (kernel-only, booted on {other}, whose kernel it runs): {}",
+                b.name,
+                names.join(", ")
+            );
+        }
+    }
+}
+
 /// One boot of an app on a board: a machine, accelerator and CPU count (or simulation seed).
 #[derive(Clone)]
 struct Case {
@@ -276,6 +297,9 @@ pub(crate) fn run(ws: &Workspace, opts: &Options) -> Result<()> {
             "not booted (test = false in their Cargo.toml): {}",
             skipped.join(", ")
         );
+    }
+    if opts.app.is_none() {
+        announce_kernel_only(&board_list, &app_list);
     }
     if opts.accel == qemu::AccelChoice::NestedKvm {
         // Only the nested boots: the special cases below are TCG runs.
@@ -705,6 +729,9 @@ impl TestRun<'_> {
         if let Some(why) = board.cannot_run(app) {
             println!("not booted on {}: {} ({why})", board.name, app.name);
             return Vec::new();
+        }
+        if app.kernel_only && board.kernel_only_apps_on.is_some() && self.opts.app.is_none() {
+            return Vec::new(); // announced once, by `announce_kernel_only`; `--app` boots it
         }
         let smps = smp_counts(board, app, self.opts.smp);
         let mut cases = Vec::new();
@@ -2325,6 +2352,36 @@ mod tests {
         let text = format!("[package]\nname = \"{name}\"\n[package.metadata.rhea]\n{meta}\n");
         let m = apps::parse_manifest(&text).unwrap();
         App::new(name.to_string(), std::path::PathBuf::new(), m)
+    }
+
+    #[test]
+    fn kernel_only_apps_boot_on_the_board_that_covers_them_and_not_on_pc_uefi() {
+        let opts = Options::default();
+        let k = app("k", "kernel-only = true");
+        assert!(names_of_cases(&opts, "pc-uefi", &k, &[Accel::Tcg]).is_empty());
+        assert_eq!(
+            names_of_cases(&opts, "qemu-x86_64", &k, &[Accel::Tcg]),
+            ["qemu-x86_64/microvm/tcg k", "qemu-x86_64/q35/tcg k"]
+        );
+        let named = Options {
+            app: Some("k".to_string()),
+            ..Options::default()
+        };
+        assert_eq!(
+            names_of_cases(&named, "pc-uefi", &k, &[Accel::Tcg]),
+            ["pc-uefi/q35/tcg k"],
+            "--app boots it all the same"
+        );
+        let m = app("m", "kernel-only = false");
+        assert_eq!(
+            names_of_cases(&opts, "pc-uefi", &m, &[Accel::Tcg]),
+            ["pc-uefi/q35/tcg m"]
+        );
+        let covering = boards::find("pc-uefi").unwrap().kernel_only_apps_on;
+        assert!(
+            covering.is_some_and(|b| boards::find(b).is_ok()),
+            "pc-uefi names a board that exists"
+        );
     }
 
     fn names_of_cases(opts: &Options, board: &str, app: &App, accels: &[Accel]) -> Vec<String> {
