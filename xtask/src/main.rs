@@ -186,8 +186,13 @@ fn dispatch(cmd: Cmd, opts: &Options) -> Result<()> {
             let image = image::build(&ws, board, app)?;
             image.print_summary();
             if let Some(path) = packed_initrd(&ws, board, app, opts)? {
-                let how = match board.runner {
-                    boards::Runner::Process => format!("rhea.initrd={}", path.display()),
+                let how = match (board.runner, board.image) {
+                    (boards::Runner::Process, _) => format!("rhea.initrd={}", path.display()),
+                    (_, boards::ImageFormat::UefiDisk) => format!(
+                        "the disk {}, which holds it as \\{}",
+                        uefi_disk::with_initrd(&image.boot, &path)?.display(),
+                        uefi_disk::INITRD_PATH
+                    ),
                     _ => format!("-initrd {}", path.display()),
                 };
                 println!("boot it with: {how}");
@@ -369,7 +374,8 @@ fn with_ssh(ws: &Workspace, append: &str, ssh_port: u16, board: &boards::Board) 
 }
 
 /// `--initrd DIR` (default: the app's own, [`initrd::default_dir`]) packed into
-/// `target/images/<board>/<app>.initrd.cpio`: its path (absolute), or `None`. Refused on the Xen boards (their ramdisk is not wired yet).
+/// `target/images/<board>/<app>.initrd.cpio`: its path (absolute), or `None`. Refused on the
+/// Xen boards and rpi4 (their ramdisk is not wired into xtask yet).
 fn packed_initrd(
     ws: &Workspace,
     board: &boards::Board,
@@ -380,14 +386,14 @@ fn packed_initrd(
     let Some(dir) = opts.initrd.as_ref().or(default.as_ref()) else {
         return Ok(None);
     };
-    if board.name.starts_with("xen-") || board.name == "pc-uefi" || board.name == "rpi4" {
+    if board.name.starts_with("xen-") || board.name == "rpi4" {
         if opts.initrd.is_none() {
             // The appliance's own pages: not on these boards yet, and not asked for.
             return Ok(None);
         }
         return usage(format!(
             "--initrd: not yet on {}: the initramfs is wired for QEMU's -initrd (qemu-x86_64, \
-             qemu-aarch64) and LinuxU",
+             qemu-aarch64), pc-uefi's disk and LinuxU",
             board.name
         ));
     }
@@ -450,13 +456,20 @@ fn run(ws: &Workspace, opts: &Options) -> Result<()> {
     image.print_summary();
     let decision = qemu::decide_accel(opts.accel, &qemu::probe_hardware_kvm());
     decision.print();
+    // pc-uefi's loader reads the initrd off its disk, not from QEMU's -initrd.
+    let (boot, initrd) = match (board.image, initrd) {
+        (boards::ImageFormat::UefiDisk, Some(path)) => {
+            (uefi_disk::with_initrd(&image.boot, &path)?, None)
+        }
+        (_, initrd) => (image.boot.clone(), initrd),
+    };
     let spec = qemu::Spec {
         board,
         machine,
         accel: decision.accel,
         smp: opts.smp,
         mem: &opts.mem,
-        kernel: &image.boot,
+        kernel: &boot,
         serial: qemu::Serial::Interactive,
         append: &append,
     };

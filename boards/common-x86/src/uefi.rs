@@ -8,8 +8,9 @@
 //!
 //! | offset | what |
 //! |---|---|
-//! | 0 | a PVH `hvm_start_info`, version 0: magic, `cmdline_paddr`, `rsdp_paddr` (so the PVH parser [`crate::pvh`] validates it like every other PC boot) |
+//! | 0 | a PVH `hvm_start_info`, version 0: magic, `nr_modules` and `modlist_paddr`, `cmdline_paddr`, `rsdp_paddr` (so the PVH parser [`crate::pvh`] validates it like every other PC boot, and takes the initrd as it takes QEMU's `-initrd`) |
 //! | [`EXT_OFFSET`] | Rhea's UEFI record: magic [`EXT_MAGIC`], version, the raw UEFI memory map (address, bytes, descriptor size and version), the GOP framebuffer |
+//! | [`MODLIST_OFFSET`] | when there is an initrd ([`INITRD_FILE`] on the loader's partition, read into loader memory below 4 GiB): its one `hvm_modlist_entry` (address, bytes) |
 //! | [`CMDLINE_OFFSET`] | the command line, NUL-terminated, at most [`crate::pvh::MAX_CMDLINE`] bytes |
 //!
 //! The memory map is passed raw, as UEFI's `ExitBootServices` left it, and converted by the
@@ -28,8 +29,13 @@ use core::fmt;
 pub const HANDOFF_BYTES: usize = 4096;
 /// Where Rhea's UEFI record starts in the page (after the 48-byte version-0 start info).
 pub const EXT_OFFSET: usize = 64;
+/// Where the module list (the initrd's entry) starts in the page.
+pub const MODLIST_OFFSET: usize = 512;
 /// Where the command line starts in the page.
 pub const CMDLINE_OFFSET: usize = 1024;
+/// The initramfs (a cpio archive) the loader hands over when its partition has one:
+/// `\initrd.img`, a name an 8.3 entry holds (the disk images xtask writes have no long names).
+pub const INITRD_FILE: &str = "\\initrd.img";
 /// The record's magic: "RHEAUEFI".
 pub const EXT_MAGIC: u64 = u64::from_le_bytes(*b"RHEAUEFI");
 /// The record's version.
@@ -183,11 +189,13 @@ impl Framebuffer {
 
 impl Handoff {
     /// Writes the hand-off page: the version-0 start info (magic, `cmdline_paddr` pointing into
-    /// the page at `page_addr`, `rsdp`), this record and the command line.
+    /// the page at `page_addr`, `rsdp`, and the module list when there is an `initrd`, as
+    /// `(address, bytes)`), this record and the command line.
     pub fn encode(
         &self,
         page_addr: u64,
         rsdp: Option<u64>,
+        initrd: Option<(u64, u64)>,
         cmdline: &[u8],
         page: &mut [u8; HANDOFF_BYTES],
     ) -> Result<(), HandoffError> {
@@ -201,6 +209,13 @@ impl Handoff {
         put32(page, 4, 0);
         put64(page, 24, page_addr + CMDLINE_OFFSET as u64);
         put64(page, 32, rsdp.unwrap_or(0));
+        if let Some((addr, bytes)) = initrd.filter(|&(_, bytes)| bytes > 0) {
+            // nr_modules, modlist_paddr; the entry: paddr, size, cmdline_paddr (none).
+            put32(page, 12, 1);
+            put64(page, 16, page_addr + MODLIST_OFFSET as u64);
+            put64(page, MODLIST_OFFSET, addr);
+            put64(page, MODLIST_OFFSET + 8, bytes);
+        }
         let e = EXT_OFFSET;
         put64(page, e, EXT_MAGIC);
         put32(page, e + 8, EXT_VERSION);
@@ -792,7 +807,8 @@ mod tests {
 
     fn page_at(addr: u64, h: &Handoff, cmdline: &[u8]) -> Fake {
         let mut page = [0u8; HANDOFF_BYTES];
-        h.encode(addr, Some(0xe_0000), cmdline, &mut page).unwrap();
+        h.encode(addr, Some(0xe_0000), None, cmdline, &mut page)
+            .unwrap();
         Fake {
             base: addr,
             bytes: page.to_vec(),
@@ -821,6 +837,33 @@ mod tests {
             Handoff::decode(&page_at(0x9000, &no_fb, b""), 0x9000),
             Ok(no_fb)
         );
+    }
+
+    #[test]
+    fn the_initrd_is_the_start_infos_first_module() {
+        let ram = [E820Entry {
+            addr: 0,
+            size: 0x1000_0000,
+            kind: 1,
+        }];
+        let parse = |initrd| {
+            let mut page = [0u8; HANDOFF_BYTES];
+            handoff()
+                .encode(0x9000, None, initrd, b"", &mut page)
+                .unwrap();
+            let mem = Fake {
+                base: 0x9000,
+                bytes: page.to_vec(),
+            };
+            assert_eq!(Handoff::decode(&mem, 0x9000), Ok(handoff()));
+            crate::pvh::parse_with(&mem, 0x9000, Some(&ram)).map(|i| i.initrd)
+        };
+        assert_eq!(
+            parse(Some((0x40_0000, 12_345))),
+            Ok(Some((0x40_0000, 12_345)))
+        );
+        assert_eq!(parse(None), Ok(None));
+        assert_eq!(parse(Some((0x40_0000, 0))), Ok(None), "an empty file: none");
     }
 
     #[test]
@@ -888,13 +931,13 @@ mod tests {
         let mut page = [0u8; HANDOFF_BYTES];
         assert!(
             handoff()
-                .encode(0, None, &[b'a'; MAX_CMDLINE], &mut page)
+                .encode(0, None, None, &[b'a'; MAX_CMDLINE], &mut page)
                 .is_err()
         );
-        assert!(handoff().encode(0, None, b"a\0b", &mut page).is_err());
+        assert!(handoff().encode(0, None, None, b"a\0b", &mut page).is_err());
         assert!(
             handoff()
-                .encode(0, None, &[b'a'; MAX_CMDLINE - 1], &mut page)
+                .encode(0, None, None, &[b'a'; MAX_CMDLINE - 1], &mut page)
                 .is_ok()
         );
     }

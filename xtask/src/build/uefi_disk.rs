@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 use gpt::disk::LogicalBlockSize;
@@ -72,6 +72,8 @@ const MAX_CLUSTER: u64 = 32 << 10;
 pub(crate) const EFI_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 /// The kernel command line, for the loader to read (see [`config_bytes`]).
 pub(crate) const CONFIG_PATH: &str = "rhea.cfg";
+/// The initramfs on the ESP (the loader's `INITRD_FILE`), when a run gives one.
+pub(crate) const INITRD_PATH: &str = "initrd.img";
 /// The longest command line: the kernel keeps 1024 bytes including its NUL terminator
 /// (`boards/common-x86/src/pvh.rs`, `MAX_CMDLINE`).
 pub(crate) const MAX_CMDLINE: usize = 1023;
@@ -83,7 +85,12 @@ const VOLUME_LABEL: [u8; 11] = *b"RHEA       ";
 /// Writes a disk image at `path` that boots `efi` (a PE32+ x86_64 EFI application, the
 /// loader) from its ESP, with `cmdline` in `\rhea.cfg`.
 pub(crate) fn write_disk(path: &Path, efi: &[u8], cmdline: &str) -> Result<()> {
-    let image = disk_image(efi, cmdline).map_err(|e| {
+    write_disk_with(path, efi, cmdline, None)
+}
+
+/// [`write_disk`], with `initrd` (a cpio archive) as `\initrd.img` when given.
+fn write_disk_with(path: &Path, efi: &[u8], cmdline: &str, initrd: Option<&[u8]>) -> Result<()> {
+    let image = disk_image(efi, cmdline, initrd).map_err(|e| {
         Error::Failed(format!(
             "cannot make the disk image {}: {e}",
             path.display()
@@ -437,15 +444,38 @@ fn fs_options() -> FsOptions {
         .update_accessed_date(false)
 }
 
+/// A copy of the image `disk` ([`write_disk`]'s) with `initrd` (a file) added as
+/// `\initrd.img`, next to it and named by a hash of both: written under a temporary name and
+/// renamed, so concurrent runs share one copy and never see a half-written one.
+pub(crate) fn with_initrd(disk: &Path, initrd: &Path) -> Result<PathBuf> {
+    let archive = fs::read(initrd).context(|| format!("cannot read {}", initrd.display()))?;
+    let efi = read_file(disk, EFI_PATH)?;
+    let config = read_file(disk, CONFIG_PATH)?;
+    let cmdline = String::from_utf8_lossy(&config).trim_end().to_string();
+    let stem = disk.file_name().unwrap_or_default().to_string_lossy();
+    let hash = fnv1a(&[&efi, &config, &archive]);
+    let copy = disk.with_file_name(format!("{stem}.initrd-{hash:016x}.img"));
+    if !copy.exists() {
+        let tmp = disk.with_file_name(format!(
+            "{stem}.initrd-{hash:016x}.{}.tmp",
+            std::process::id()
+        ));
+        write_disk_with(&tmp, &efi, &cmdline, Some(&archive))?;
+        fs::rename(&tmp, &copy).context(|| format!("cannot rename {}", tmp.display()))?;
+    }
+    Ok(copy)
+}
+
 /// The whole image, in memory.
-fn disk_image(efi: &[u8], cmdline: &str) -> Result<Vec<u8>> {
+fn disk_image(efi: &[u8], cmdline: &str, initrd: Option<&[u8]>) -> Result<Vec<u8>> {
     check_efi(efi)?;
     let config = config_bytes(cmdline)?;
-    let layout = Layout::for_efi(efi.len() as u64).map_err(Error::Failed)?;
+    let files = efi.len() as u64 + initrd.map_or(0, |i| i.len() as u64);
+    let layout = Layout::for_efi(files).map_err(Error::Failed)?;
     let ids = Ids::for_efi(efi);
     let mut disk = Cursor::new(vec![0u8; (layout.disk_sectors * SECTOR) as usize]);
     write_gpt(&mut disk, &layout, &ids).map_err(|e| Error::Failed(format!("GPT: {e}")))?;
-    write_fat(&mut disk, &layout, &ids, efi, &config)
+    write_fat(&mut disk, &layout, &ids, efi, &config, initrd)
         .map_err(|e| Error::Failed(format!("the ESP's FAT: {e}")))?;
     Ok(disk.into_inner())
 }
@@ -494,6 +524,7 @@ fn write_fat(
     ids: &Ids,
     efi: &[u8],
     config: &[u8],
+    initrd: Option<&[u8]>,
 ) -> io::Result<()> {
     let esp = layout.esp();
     fatfs::format_volume(
@@ -521,6 +552,9 @@ fn write_fat(
         }
         dir.create_file(file)?.write_all(efi)?;
         root.create_file(CONFIG_PATH)?.write_all(config)?;
+        if let Some(archive) = initrd {
+            root.create_file(INITRD_PATH)?.write_all(archive)?;
+        }
     }
     fat.unmount()
 }
@@ -984,6 +1018,31 @@ mod tests {
             e.contains("cannot read \\EFI\\BOOT\\GRUBX64.EFI from the ESP"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn uefi_disk_with_initrd() {
+        let dir = Scratch::new("initrd");
+        let disk = dir.path("disk.img");
+        let efi = fake_efi(70_000, 3);
+        write_disk(&disk, &efi, "rhea.test=1").unwrap();
+        // An archive larger than the ESP's slack: the copy's ESP grows to hold it.
+        let archive: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let cpio = dir.path("a.cpio");
+        fs::write(&cpio, &archive).unwrap();
+        let copy = with_initrd(&disk, &cpio).unwrap();
+        assert_ne!(copy, disk, "the built image is left as it was");
+        assert_eq!(read_file(&copy, INITRD_PATH).unwrap(), archive);
+        assert_eq!(read_file(&copy, EFI_PATH).unwrap(), efi);
+        assert_eq!(read_file(&copy, CONFIG_PATH).unwrap(), b"rhea.test=1\n");
+        assert!(read_file(&disk, INITRD_PATH).is_err());
+        // The same inputs name the same copy; a command line set on it keeps the archive.
+        assert_eq!(with_initrd(&disk, &cpio).unwrap(), copy);
+        set_cmdline(&copy, "rhea.test=2").unwrap();
+        assert_eq!(read_file(&copy, INITRD_PATH).unwrap(), archive);
+        // A missing archive is an error naming it.
+        let e = with_initrd(&disk, &dir.path("none.cpio")).unwrap_err();
+        assert!(e.to_string().contains("none.cpio"), "{e}");
     }
 
     #[test]

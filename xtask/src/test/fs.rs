@@ -32,6 +32,7 @@ pub(crate) const CASES: &[(&str, &str)] = &[
     ("qemu-x86_64", "microvm"),
     ("qemu-aarch64", "virt-gicv3"),
     ("rpi4", "raspi4b"),
+    ("pc-uefi", "q35"),
 ];
 
 /// The damaged-archive cases (one per way of carrying it).
@@ -171,6 +172,14 @@ fn boot(
     let app = apps::find(all_apps, "fs").map_err(|e| e.to_string())?;
     setup::ensure_toolchain(ws, board).map_err(|e| e.to_string())?;
     let image = image::build(ws, board, app).map_err(|e| e.to_string())?;
+    // pc-uefi's loader reads the archive off the disk it boots from (`\\initrd.img`).
+    let (boot, archive_arg) = match board.image {
+        boards::ImageFormat::UefiDisk => (
+            crate::uefi_disk::with_initrd(&image.boot, archive).map_err(|e| e.to_string())?,
+            None,
+        ),
+        _ => (image.boot.clone(), Some(archive)),
+    };
     let archive = archive.to_string_lossy();
     let captured = if board.runner == Runner::Process {
         let line = format!(
@@ -188,11 +197,14 @@ fn boot(
             accel: Accel::Tcg,
             smp: 2,
             mem: "128M",
-            kernel: &image.boot,
+            kernel: &boot,
             serial: qemu::Serial::Captured,
             append: &line,
         };
-        let mut extra = vec!["-initrd", &*archive];
+        let mut extra: Vec<&str> = Vec::new();
+        if archive_arg.is_some() {
+            extra.extend(["-initrd", &*archive]);
+        }
         extra.extend(qemu_extra.iter().map(String::as_str));
         qemu::run_captured_with(&qemu, &spec, &extra, app.timeout, false)
             .map_err(|e| e.to_string())?

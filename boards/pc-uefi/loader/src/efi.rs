@@ -11,8 +11,8 @@ use alloc::string::String;
 use core::fmt::Write;
 use rhea_board_common_x86::pvh::MAX_CMDLINE;
 use rhea_board_common_x86::uefi::{
-    CONFIG_FILE, CmdlineSource, Framebuffer, HANDOFF_BYTES, Handoff, LoadPlan, PixelOrder,
-    choose_cmdline, plan_load,
+    CONFIG_FILE, CmdlineSource, Framebuffer, HANDOFF_BYTES, Handoff, INITRD_FILE, LoadPlan,
+    PixelOrder, choose_cmdline, plan_load,
 };
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::MemoryMap;
@@ -31,6 +31,9 @@ const MAP_COPY_PAGES: usize = 16;
 
 /// Largest config file read.
 const MAX_CONFIG: usize = 4096;
+
+/// Largest initrd loaded: it must fit below 4 GiB, in the kernel's boot identity map.
+const MAX_INITRD: u64 = 1 << 30;
 
 /// Writes a line to the firmware console (screen and serial under OVMF).
 macro_rules! say {
@@ -79,15 +82,19 @@ fn load_and_start() -> Result<core::convert::Infallible, Why> {
     let page_addr = page.as_ptr() as u64;
     let rsdp = find_rsdp();
     let framebuffer = framebuffer();
+    let initrd = read_initrd()?;
     let mut cmdline = [0u8; MAX_CMDLINE];
     let (len, source) = read_cmdline(&mut cmdline)?;
     let cmdline = &cmdline[..len];
     say!(
-        "rhea-uefi: kernel {:#x}..{:#x}, entry {:#x}; ACPI RSDP {}; framebuffer {}; command \
-         line ({}) \"{}\"",
+        "rhea-uefi: kernel {:#x}..{:#x}, entry {:#x}; initrd {}; ACPI RSDP {}; framebuffer \
+         {}; command line ({}) \"{}\"",
         plan.start,
         plan.end,
         plan.entry,
+        initrd.map_or("none".into(), |(at, bytes)| format!(
+            "{INITRD_FILE}, {bytes} bytes at {at:#x}"
+        )),
         rsdp.map_or("none".into(), |r| format!("{r:#x}")),
         framebuffer.map_or("none".into(), |f| format!(
             "{}x{} at {:#x}",
@@ -128,10 +135,10 @@ fn load_and_start() -> Result<core::convert::Infallible, Why> {
     // The command line was checked by `choose_cmdline`; a failure here cannot be reported, and
     // the kernel then boots with none.
     if handoff
-        .encode(page_addr, rsdp, cmdline, &mut bytes)
+        .encode(page_addr, rsdp, initrd, cmdline, &mut bytes)
         .is_err()
     {
-        let _ = handoff.encode(page_addr, rsdp, b"", &mut bytes);
+        let _ = handoff.encode(page_addr, rsdp, initrd, b"", &mut bytes);
     }
     // Not freed: there is no pool any more (the kernel treats loader data as free RAM once it
     // has read the map in early boot).
@@ -257,6 +264,65 @@ fn read_cmdline(out: &mut [u8; MAX_CMDLINE]) -> Result<(usize, CmdlineSource), W
     let config_len = read_config(&mut config);
     choose_cmdline(&options[..n], config_len.map(|len| &config[..len]), out)
         .map_err(|e| format!("{e}"))
+}
+
+/// Loads [`INITRD_FILE`] from the partition this image was loaded from into loader memory
+/// below 4 GiB (which the kernel keeps: the start info names it as a module); `(address,
+/// bytes)`, or `None` when there is no such file (or no file system). A file that is there
+/// but cannot be read whole is an error: booting without the files the app expects would
+/// only fail later, and less clearly.
+fn read_initrd() -> Result<Option<(u64, u64)>, Why> {
+    let Ok(mut fs) = boot::get_image_file_system(boot::image_handle()) else {
+        return Ok(None);
+    };
+    let Ok(mut root) = fs.open_volume() else {
+        return Ok(None);
+    };
+    let mut wide = [0u16; 32];
+    let name = CStr16::from_str_with_buf(INITRD_FILE, &mut wide)
+        .map_err(|_| format!("{INITRD_FILE}: not a UCS-2 name"))?;
+    let Ok(file) = root.open(name, FileMode::Read, FileAttribute::empty()) else {
+        return Ok(None);
+    };
+    let mut file = file
+        .into_regular_file()
+        .ok_or_else(|| format!("{INITRD_FILE} is a directory"))?;
+    // Its size: the position at its end (UEFI 2.10 §13.5.13, SetPosition to all ones).
+    let bytes = file
+        .set_position(uefi::proto::media::file::RegularFile::END_OF_FILE)
+        .and_then(|()| file.get_position())
+        .and_then(|end| file.set_position(0).map(|()| end))
+        .map_err(|e| format!("{INITRD_FILE}: cannot find its size ({:?})", e.status()))?;
+    if bytes == 0 {
+        return Ok(None);
+    }
+    if bytes > MAX_INITRD {
+        return Err(format!(
+            "{INITRD_FILE} is {bytes} bytes; at most {MAX_INITRD} are loaded"
+        ));
+    }
+    let pages = bytes.div_ceil(4096) as usize;
+    let at = boot::allocate_pages(
+        AllocateType::MaxAddress(0xffff_ffff),
+        MemoryType::LOADER_DATA,
+        pages,
+    )
+    .map_err(|e| format!("no room below 4 GiB for {INITRD_FILE} ({bytes} bytes): {e:?}"))?;
+    // SAFETY: `pages` pages at `at` were just allocated to us and nothing else refers to them;
+    // `bytes` fits in them.
+    let buf = unsafe { core::slice::from_raw_parts_mut(at.as_ptr(), bytes as usize) };
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) => return Err(format!("cannot read {INITRD_FILE}: {:?}", e.status())),
+        }
+    }
+    if done as u64 != bytes {
+        return Err(format!("{INITRD_FILE}: read {done} of its {bytes} bytes"));
+    }
+    Ok(Some((at.as_ptr() as u64, bytes)))
 }
 
 /// Reads [`CONFIG_FILE`] from the partition this image was loaded from; `None` if there is
