@@ -119,6 +119,8 @@ pub enum Bound {
     Net(Box<dyn NetDevice>, DeviceIrq),
     /// A 9P transport (virtio-9p), polled by its callers.
     P9(Box<dyn crate::virtio::p9::P9Channel>),
+    /// A block device (virtio-blk), polled by its callers.
+    Block(Box<dyn crate::virtio::blk::BlockChannel>),
 }
 
 impl core::fmt::Debug for Bound {
@@ -126,6 +128,7 @@ impl core::fmt::Debug for Bound {
         match self {
             Self::Net(d, irq) => write!(f, "Net({}, {irq:?})", d.name()),
             Self::P9(c) => write!(f, "P9({})", c.tag()),
+            Self::Block(b) => write!(f, "Block({})", b.name()),
         }
     }
 }
@@ -193,6 +196,11 @@ pub trait BoardDevices {
     /// The 9P transport drivers (virtio-9p over PCI or MMIO; linked only when the runtime has
     /// its `p9` feature). None by default.
     fn p9_drivers() -> Vec<&'static dyn Driver> {
+        Vec::new()
+    }
+    /// The block device drivers (virtio-blk over PCI or MMIO; linked only when the runtime
+    /// has its `blk` feature). None by default.
+    fn blk_drivers() -> Vec<&'static dyn Driver> {
         Vec::new()
     }
     /// File systems the board's command line asks for (LinuxU's `rhea.fs.host`), each with

@@ -13,6 +13,7 @@
 pub mod acpi;
 pub mod cmdline;
 pub mod cpio;
+pub mod fat;
 pub mod fdt;
 pub mod http;
 pub mod net_frame;

@@ -48,7 +48,8 @@ impl BindContext for Ctx {
 
 /// The drivers devices are offered to: the board's network drivers when the app uses the
 /// network (the `net` feature, which `rhea-net` turns on), its 9P drivers when the app asks for
-/// 9P shares (the `p9` feature). An image without either links no driver.
+/// 9P shares (the `p9` feature), its block drivers when it asks for disks (`blk`). An image
+/// without any links no driver.
 fn drivers() -> Vec<&'static dyn Driver> {
     #[allow(unused_mut, reason = "empty without the features")]
     let mut d: Vec<&'static dyn Driver> = Vec::new();
@@ -56,25 +57,43 @@ fn drivers() -> Vec<&'static dyn Driver> {
     d.extend(B::net_drivers());
     #[cfg(feature = "p9")]
     d.extend(B::p9_drivers());
+    #[cfg(feature = "blk")]
+    d.extend(B::blk_drivers());
     d
+}
+
+/// Takes out of the bound devices every one `take` returns `Ok` for (in binding order).
+#[cfg(any(feature = "p9", feature = "blk"))]
+fn take_bound<T>(take: fn(Bound) -> Result<T, Bound>) -> Vec<T> {
+    let mut b = BOUND.lock();
+    let mut out = Vec::new();
+    let mut kept = Vec::new();
+    for d in b.drain(..) {
+        match take(d) {
+            Ok(t) => out.push(t),
+            Err(d) => kept.push(d),
+        }
+    }
+    *b = kept;
+    out
 }
 
 /// Takes every bound 9P transport (virtio-9p), for `rhea::fs` to mount.
 #[cfg(feature = "p9")]
 pub(crate) fn take_p9() -> Vec<Box<dyn rhea_drivers::virtio::p9::P9Channel>> {
-    let mut b = BOUND.lock();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if matches!(b[i], Bound::P9(_)) {
-            if let Bound::P9(c) = b.remove(i) {
-                out.push(c);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out
+    take_bound(|d| match d {
+        Bound::P9(c) => Ok(c),
+        other => Err(other),
+    })
+}
+
+/// Takes every bound block device (virtio-blk), for `rhea::fs` to mount.
+#[cfg(feature = "blk")]
+pub(crate) fn take_blk() -> Vec<Box<dyn rhea_drivers::virtio::blk::BlockChannel>> {
+    take_bound(|d| match d {
+        Bound::Block(c) => Ok(c),
+        other => Err(other),
+    })
 }
 
 /// Enumerates the board's buses and binds their devices; prints what happened to each.

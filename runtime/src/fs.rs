@@ -155,6 +155,8 @@ fn mount_first() {
     }
     #[cfg(feature = "p9")]
     mount_shares();
+    #[cfg(feature = "blk")]
+    mount_disks();
     // What the board's command line asks for: its error is the configuration's, and the run
     // ends (as for a device the command line names).
     for asked in <B as BoardDevices>::file_systems() {
@@ -213,6 +215,100 @@ fn mount_shares() {
                 }
             }
             Err(e) => println!("rhea: fs: 9p share {tag:?}: {e}; not mounted"),
+        }
+    }
+}
+
+/// How long a disk request may take before the disk is given up: a device that stopped.
+#[cfg(feature = "blk")]
+const DISK_PATIENCE: crate::time::Duration = crate::time::Duration::from_secs(30);
+
+/// A virtio-blk device as a block device: one request at a time (the kernel's mutex), the
+/// caller yielding while the device works.
+#[cfg(feature = "blk")]
+struct Disk {
+    chan: Mutex<alloc::boxed::Box<dyn rhea_drivers::virtio::blk::BlockChannel>>,
+    /// The device's size and whether it is read-only, as it said when bound.
+    sectors: u64,
+    read_only: bool,
+}
+
+#[cfg(feature = "blk")]
+impl Disk {
+    fn with<T>(
+        &self,
+        op: impl FnOnce(
+            &mut dyn rhea_drivers::virtio::blk::BlockChannel,
+            &mut dyn FnMut() -> bool,
+        ) -> Result<T, String>,
+    ) -> Result<T, rhea_vfs::block::BlockError> {
+        use rhea_vfs::block::BlockError;
+        let mut d = self
+            .chan
+            .lock()
+            .map_err(|_| BlockError::Io("called with interrupts off"))?;
+        let deadline = crate::time::now().saturating_add(DISK_PATIENCE);
+        let mut wait = || {
+            crate::thread::yield_now();
+            crate::time::now() < deadline
+        };
+        op(&mut **d, &mut wait).map_err(|e| {
+            println!("rhea: fs: disk: {e}");
+            BlockError::Io("the disk failed the request (the console says why)")
+        })
+    }
+}
+
+#[cfg(feature = "blk")]
+impl rhea_vfs::block::BlockDevice for Disk {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+    fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), rhea_vfs::block::BlockError> {
+        rhea_vfs::block::check_transfer(self.sectors(), sector, buf.len())?;
+        self.with(|d, wait| d.read(sector, buf, wait))
+    }
+    fn write(&self, sector: u64, buf: &[u8]) -> Result<(), rhea_vfs::block::BlockError> {
+        if self.read_only() {
+            return Err(rhea_vfs::block::BlockError::ReadOnly);
+        }
+        rhea_vfs::block::check_transfer(self.sectors(), sector, buf.len())?;
+        self.with(|d, wait| d.write(sector, buf, wait))
+    }
+    fn flush(&self) -> Result<(), rhea_vfs::block::BlockError> {
+        self.with(|d, wait| d.flush(wait))
+    }
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// Every bound virtio-blk device with a FAT file system mounted at `/disk0`, `/disk1`, ... in
+/// the order the buses found them, behind a 128 KiB sector cache (`rhea_vfs::cache`: FAT
+/// re-reads its table and directories all the time); a disk without one is said and left
+/// alone.
+#[cfg(feature = "blk")]
+fn mount_disks() {
+    for (i, chan) in crate::devices::take_blk().into_iter().enumerate() {
+        let at = alloc::format!("/disk{i}");
+        let name = String::from(chan.name());
+        let (sectors, ro) = (chan.sectors(), chan.read_only());
+        let disk = Disk {
+            chan: Mutex::new(chan),
+            sectors,
+            read_only: ro,
+        };
+        let disk = rhea_vfs::Cached::<FsLock, _>::new(disk);
+        match rhea_vfs::fat::FatFs::<FsLock, _>::mount(disk) {
+            Ok(fs) => match VFS.mount(&at, Arc::new(fs)) {
+                Ok(()) => println!(
+                    "rhea: fs: {at} is a fat ({name}, {} MiB{})",
+                    sectors >> 11,
+                    if ro { ", read-only" } else { "" }
+                ),
+                Err(e) => println!("rhea: fs: {name}: {e}"),
+            },
+            Err(e) => println!("rhea: fs: {name}: no FAT file system mounted: {e}"),
         }
     }
 }

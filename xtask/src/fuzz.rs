@@ -87,6 +87,10 @@ pub(crate) const TARGETS: &[(&str, &str)] = &[
         "p9",
         "a 9P2000.L server's replies to the client: mount, walk, attributes, read, list, write, create",
     ),
+    (
+        "fat",
+        "a FAT16/FAT32 disk image (bare or MBR): mount, walk and read the tree, write, truncate, create, remove",
+    ),
 ];
 
 /// Seconds each target runs by default (`cargo xtask fuzz` without `--time`).

@@ -162,6 +162,9 @@ rhea_boot_stack_top:
             }
 
             /// virtio-9p over the devicetree's virtio-mmio transports.
+            fn blk_drivers() -> $crate::devices::Drivers {
+                $crate::devices::blk_drivers()
+            }
             fn p9_drivers() -> $crate::devices::Drivers {
                 $crate::devices::p9_drivers()
             }

@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
+use rhea_drivers::virtio::blk::VirtioBlkMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus};
 use rhea_drivers::virtio::p9::VirtioP9Mmio;
 
@@ -63,6 +64,12 @@ pub fn net_drivers() -> Drivers {
 pub fn p9_drivers() -> Drivers {
     static VIRTIO_P9_MMIO: VirtioP9Mmio = VirtioP9Mmio;
     alloc::vec![&VIRTIO_P9_MMIO as &dyn Driver]
+}
+
+/// The virtio-blk MMIO driver (linked only when the runtime asks: its `blk` feature).
+pub fn blk_drivers() -> Drivers {
+    static VIRTIO_BLK_MMIO: VirtioBlkMmio = VirtioBlkMmio;
+    alloc::vec![&VIRTIO_BLK_MMIO as &dyn Driver]
 }
 
 /// Bus and devicetree messages, one console line each.

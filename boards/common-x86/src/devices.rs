@@ -9,6 +9,7 @@ use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::e1000e::E1000ePci;
 use rhea_drivers::pci::{BarAllocator, ConfigAccess, NicEnv, PciBus};
 use rhea_drivers::virtio::VirtioNetPci;
+use rhea_drivers::virtio::blk::VirtioBlkPci;
 use rhea_drivers::virtio::p9::VirtioP9Pci;
 use rhea_hal::cmdline::{Cmdline, keys};
 use rhea_sync::Once;
@@ -60,6 +61,13 @@ pub fn pci_nic_drivers(cmdline: &str) -> Vec<&'static dyn Driver> {
 pub fn pci_p9_driver(cmdline: &str) -> &'static dyn Driver {
     let env = pci_env(cmdline);
     Box::leak(Box::new(VirtioP9Pci::new(env)))
+}
+
+/// The virtio-blk PCI driver (no interrupt: its callers poll), with the same configuration
+/// access and BAR window as the NICs.
+pub fn pci_blk_driver(cmdline: &str) -> &'static dyn Driver {
+    let env = pci_env(cmdline);
+    Box::leak(Box::new(VirtioBlkPci::new(env)))
 }
 
 /// Bus and parser messages, one console line each.

@@ -242,6 +242,12 @@ impl BoardDevices for PcUefi {
         pc::devices::pci_nic_drivers(CMDLINE.get().copied().unwrap_or(""))
     }
 
+    fn blk_drivers() -> Vec<&'static dyn Driver> {
+        alloc::vec![pc::devices::pci_blk_driver(
+            CMDLINE.get().copied().unwrap_or("")
+        )]
+    }
+
     fn p9_drivers() -> Vec<&'static dyn Driver> {
         alloc::vec![pc::devices::pci_p9_driver(
             CMDLINE.get().copied().unwrap_or("")

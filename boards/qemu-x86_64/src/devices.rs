@@ -8,6 +8,7 @@ use pc::devices::log;
 use rhea_board_common_x86 as pc;
 use rhea_drivers::bus::{Bus, Driver};
 use rhea_drivers::virtio::VirtioNetMmio;
+use rhea_drivers::virtio::blk::VirtioBlkMmio;
 use rhea_drivers::virtio::mmio::{MmioDevice, VirtioMmioBus, parse_cmdline};
 use rhea_drivers::virtio::p9::VirtioP9Mmio;
 use rhea_sync::Once;
@@ -54,6 +55,15 @@ pub(crate) fn p9_drivers() -> Vec<&'static dyn Driver> {
     alloc::vec![
         pc::devices::pci_p9_driver(CMDLINE.get().copied().unwrap_or("")),
         &VIRTIO_P9_MMIO as &dyn Driver,
+    ]
+}
+
+/// The block drivers: virtio-blk over PCI (q35) and over MMIO (microvm).
+pub(crate) fn blk_drivers() -> Vec<&'static dyn Driver> {
+    static VIRTIO_BLK_MMIO: VirtioBlkMmio = VirtioBlkMmio;
+    alloc::vec![
+        pc::devices::pci_blk_driver(CMDLINE.get().copied().unwrap_or("")),
+        &VIRTIO_BLK_MMIO as &dyn Driver,
     ]
 }
 

@@ -115,6 +115,10 @@ impl BoardDevices for QemuX86_64 {
         crate::devices::net_drivers()
     }
 
+    fn blk_drivers() -> Vec<&'static dyn Driver> {
+        crate::devices::blk_drivers()
+    }
+
     fn p9_drivers() -> Vec<&'static dyn Driver> {
         crate::devices::p9_drivers()
     }

@@ -745,29 +745,31 @@ impl<T: Transport> NetQueues<T> {
     }
 }
 
-/// Entries of virtio-9p's request queue (one request is in flight at a time).
-pub const P9_QUEUE_SIZE: usize = 8;
+/// Entries of a request queue (one request is in flight at a time).
+pub const REQUEST_QUEUE_SIZE: usize = 8;
 
-/// virtio-9p's request queue with the buffers it lends the device (see `p9.rs`): one request
-/// at a time, the reply polled for; a device that never answers keeps its buffers for good.
-pub struct P9Queue<T: Transport> {
+/// A request queue with the buffers it lends the device — virtio-9p's (see `p9.rs`) and
+/// virtio-blk's (`blk.rs`): one request at a time, a device-readable buffer out and a
+/// device-writable one in, the reply polled for; a device that never answers keeps its
+/// buffers for good.
+pub struct RequestQueue<T: Transport> {
     transport: T,
-    queue: VirtQueue<RheaHal, P9_QUEUE_SIZE>,
+    queue: VirtQueue<RheaHal, REQUEST_QUEUE_SIZE>,
     index: u16,
     out: Vec<u8>,
     inp: Vec<u8>,
     broken: bool,
 }
 
-impl<T: Transport> core::fmt::Debug for P9Queue<T> {
+impl<T: Transport> core::fmt::Debug for RequestQueue<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("P9Queue")
+        f.debug_struct("RequestQueue")
             .field("broken", &self.broken)
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Transport> P9Queue<T> {
+impl<T: Transport> RequestQueue<T> {
     /// Sets up queue `index` of a device whose features are negotiated, and makes it live.
     pub fn new(mut transport: T, index: u16) -> Result<Self, String> {
         let queue = VirtQueue::new(&mut transport, index, false, false)
@@ -814,7 +816,7 @@ impl<T: Transport> P9Queue<T> {
                 // The device may still write into them: never freed, never reused.
                 core::mem::forget(core::mem::take(&mut self.out));
                 core::mem::forget(core::mem::take(&mut self.inp));
-                return Err(String::from("no answer; the share is given up"));
+                return Err(String::from("no answer; the device is given up"));
             }
         }
         let inp = &mut self.inp[..reply.len()];
@@ -829,8 +831,8 @@ impl<T: Transport> P9Queue<T> {
 
 // SAFETY: as for `NetQueues`: the MMIO transport's pointers reach registers mapped for the
 // kernel's lifetime and the queue's memory is its own; moving the value moves its only user.
-unsafe impl Send for P9Queue<MmioTransport<'static>> {}
+unsafe impl Send for RequestQueue<MmioTransport<'static>> {}
 
 // SAFETY: the PCI transport is `Send`; the virtqueue's memory is owned by the value and used
 // only through it.
-unsafe impl Send for P9Queue<PciTransport> {}
+unsafe impl Send for RequestQueue<PciTransport> {}

@@ -36,6 +36,7 @@
 //! transmissions; [`NetDevice::rearm`] asks for them again, then looks at both used rings once
 //! more, so a frame that arrived in between is reported rather than left waiting.
 
+pub mod blk;
 pub mod hw;
 pub mod mmio;
 pub mod p9;

@@ -52,10 +52,10 @@ pub trait P9Channel: Send {
     ) -> Result<usize, String>;
 }
 
-/// A bound virtio-9p device: its request queue ([`hw::P9Queue`], where the queue's unsafe
+/// A bound virtio-9p device: its request queue ([`hw::RequestQueue`], where the queue's unsafe
 /// calls are) and its tag.
 pub struct VirtioP9<T: Transport> {
-    queue: hw::P9Queue<T>,
+    queue: hw::RequestQueue<T>,
     tag: String,
     name: String,
 }
@@ -106,10 +106,10 @@ impl<T: Transport> VirtioP9<T> {
         }
         transport.set_guest_page_size(virtio_drivers::PAGE_SIZE as u32);
         let max = transport.max_queue_size(QUEUE);
-        if max < hw::P9_QUEUE_SIZE as u32 {
+        if max < hw::REQUEST_QUEUE_SIZE as u32 {
             return Err(format!(
                 "request queue of {max} entries (at least {})",
-                hw::P9_QUEUE_SIZE
+                hw::REQUEST_QUEUE_SIZE
             ));
         }
         let len: u16 = transport
@@ -123,14 +123,14 @@ impl<T: Transport> VirtioP9<T> {
             bytes.push(b);
         }
         let tag = parse_tag(len, &bytes)?;
-        let queue = hw::P9Queue::new(transport, QUEUE)?;
+        let queue = hw::RequestQueue::new(transport, QUEUE)?;
         Ok(Self { queue, tag, name })
     }
 }
 
 impl<T: Transport> P9Channel for VirtioP9<T>
 where
-    hw::P9Queue<T>: Send,
+    hw::RequestQueue<T>: Send,
 {
     fn tag(&self) -> &str {
         &self.tag

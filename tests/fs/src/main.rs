@@ -296,6 +296,9 @@ fn main() -> Result<(), String> {
     if let Some(at) = rhea::cmdline_value("fs.host") {
         host_dir(at, &big)?;
     }
+    if let Some(at) = rhea::cmdline_value("fs.disk") {
+        disk(at, &big)?;
+    }
     println!("fs: PASS");
     Ok(())
 }
@@ -336,62 +339,7 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
     let out = format!("{at}/out");
     let _ = remove_tree(&out);
     ctx(fs::create_dir(&out), &out)?;
-    let mut manifest = String::new();
-    ctx(fs::write(&format!("{out}/big.bin"), big), "out/big.bin")?;
-    manifest.push_str(&format!("/big.bin {} {:016x}\n", big.len(), fnv1a(big)));
-    let deep: String = (1..=30).map(|i| format!("/d{i:02}")).collect();
-    ctx(fs::create_dir_all(&format!("{out}/deep{deep}")), "out/deep")?;
-    let leaf = b"written by rhea\n";
-    ctx(fs::write(&format!("{out}/deep{deep}/leaf"), leaf), "leaf")?;
-    manifest.push_str(&format!(
-        "/deep{deep}/leaf {} {:016x}\n",
-        leaf.len(),
-        fnv1a(leaf)
-    ));
-    ctx(fs::create_dir(&format!("{out}/many")), "out/many")?;
-    let cpus = rhea::thread::online_cpus();
-    let workers: Vec<usize> = (0..64).filter(|&c| cpus.contains(c)).collect();
-    let step = workers.len();
-    let errors: Arc<SpinLock<Vec<String>, IrqsOff>> = Arc::new(SpinLock::new(Vec::new()));
-    let mut handles = Vec::new();
-    for (t, &cpu) in workers.iter().enumerate() {
-        let out = out.clone();
-        let errors = errors.clone();
-        let h = Builder::new()
-            .name("fs-host")
-            .stack_size(32 * 1024)
-            .affinity(CpuSet::single(cpu))
-            .spawn(move || {
-                for i in (t..100).step_by(step) {
-                    let data = format!("host file {i}\n").repeat(i + 1);
-                    let p = format!("{out}/many/f{i:03}");
-                    if let Err(e) = fs::write(&p, data.as_bytes()) {
-                        errors.lock().push(format!("worker {t}: {e}"));
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| format!("spawn: {e:?}"))?;
-        handles.push(h);
-    }
-    for h in handles {
-        h.join().map_err(|e| format!("join: {e:?}"))?;
-    }
-    if let Some(e) = errors.lock().first() {
-        return Err(e.clone());
-    }
-    for i in 0..100 {
-        let data = format!("host file {i}\n").repeat(i + 1);
-        let p = format!("{out}/many/f{i:03}");
-        if ctx(fs::read(&p), &p)? != data.as_bytes() {
-            return Err(format!("{p} read back wrong"));
-        }
-        manifest.push_str(&format!(
-            "/many/f{i:03} {} {:016x}\n",
-            data.len(),
-            fnv1a(data.as_bytes())
-        ));
-    }
+    let manifest = write_out(&out, big, 30, "host")?;
     // Rename and remove on the host's file system; no rename out of it.
     ctx(fs::write(&format!("{out}/gone"), b"x"), "gone")?;
     ctx(
@@ -412,6 +360,119 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
     throughput(&format!("{out}/speed"), big)?;
     ctx(fs::remove_file(&format!("{out}/speed")), "speed")?;
     Ok(())
+}
+
+/// A FAT disk mounted at `at` (virtio-blk): what the host put under `in/` read against its
+/// manifest; a tree written under `out/` (8.3 names: the FAT driver writes short names only)
+/// by threads on every CPU at once, with a manifest the host checks in the image afterwards.
+fn disk(at: &str, big: &[u8]) -> R<()> {
+    let entries = manifest(&format!("{at}/in/MANIFEST"), "/in")?;
+    let (n, bytes) = verify(at, &entries)?;
+    println!("fs: disk: {n} files, {bytes} bytes written by the host verified");
+    let small = ctx(fs::read_dir(&format!("{at}/in/small")), "in/small")?;
+    let want = entries
+        .iter()
+        .filter(|e| e.path.starts_with("/in/small/"))
+        .count();
+    if small.len() != want || small.iter().any(|d| d.kind != fs::FileType::File) {
+        return Err(format!(
+            "in/small lists {} entries; the host wrote {want} files",
+            small.len()
+        ));
+    }
+    let out = format!("{at}/out");
+    ctx(fs::create_dir(&out), &out)?;
+    let manifest = write_out(&out, big, 20, "disk")?;
+    // A file rewritten shorter, then removed: nothing of it may stay behind.
+    ctx(fs::write(&format!("{out}/gone"), big), "gone")?;
+    ctx(fs::write(&format!("{out}/gone"), b"x"), "gone, shorter")?;
+    if ctx(fs::read(&format!("{out}/gone")), "gone")? != b"x" {
+        return Err(String::from("out/gone rewritten shorter reads wrong"));
+    }
+    ctx(fs::remove_file(&format!("{out}/gone")), "remove")?;
+    expect_err(
+        fs::read(&format!("{out}/gone")),
+        ErrorKind::NotFound,
+        "a removed file",
+    )?;
+    expect_err(
+        fs::rename(&format!("{out}/big.bin"), "/tmp/big.bin"),
+        ErrorKind::CrossesMounts,
+        "a rename from the disk to tmpfs",
+    )?;
+    ctx(
+        fs::write(&format!("{out}/MANIFEST"), manifest.as_bytes()),
+        "out/MANIFEST",
+    )?;
+    println!("fs: disk: 102 files written for the host to check");
+    throughput(&format!("{out}/speed"), big)?;
+    ctx(fs::remove_file(&format!("{out}/speed")), "speed")?;
+    Ok(())
+}
+
+/// Writes under the folder `out` what the host checks afterwards: `big` as `big.bin`, a leaf
+/// `depth` folders deep, and 100 files under `many/` from threads on every CPU at once (each
+/// read back); their manifest (`/path size fnv1a64` lines, relative to `out`).
+fn write_out(out: &str, big: &[u8], depth: usize, label: &str) -> R<String> {
+    let mut manifest = String::new();
+    ctx(fs::write(&format!("{out}/big.bin"), big), "out/big.bin")?;
+    manifest.push_str(&format!("/big.bin {} {:016x}\n", big.len(), fnv1a(big)));
+    let deep: String = (1..=depth).map(|i| format!("/d{i:02}")).collect();
+    ctx(fs::create_dir_all(&format!("{out}/deep{deep}")), "out/deep")?;
+    let leaf = b"written by rhea\n";
+    ctx(fs::write(&format!("{out}/deep{deep}/leaf"), leaf), "leaf")?;
+    manifest.push_str(&format!(
+        "/deep{deep}/leaf {} {:016x}\n",
+        leaf.len(),
+        fnv1a(leaf)
+    ));
+    ctx(fs::create_dir(&format!("{out}/many")), "out/many")?;
+    let content = |i: usize| format!("{label} file {i}\n").repeat(i + 1);
+    let cpus = rhea::thread::online_cpus();
+    let workers: Vec<usize> = (0..64).filter(|&c| cpus.contains(c)).collect();
+    let step = workers.len();
+    let errors: Arc<SpinLock<Vec<String>, IrqsOff>> = Arc::new(SpinLock::new(Vec::new()));
+    let mut handles = Vec::new();
+    for (t, &cpu) in workers.iter().enumerate() {
+        let out = String::from(out);
+        let label = String::from(label);
+        let errors = errors.clone();
+        let h = Builder::new()
+            .name("fs-out")
+            .stack_size(32 * 1024)
+            .affinity(CpuSet::single(cpu))
+            .spawn(move || {
+                for i in (t..100).step_by(step) {
+                    let data = format!("{label} file {i}\n").repeat(i + 1);
+                    let p = format!("{out}/many/f{i:03}");
+                    if let Err(e) = fs::write(&p, data.as_bytes()) {
+                        errors.lock().push(format!("worker {t}: {e}"));
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn: {e:?}"))?;
+        handles.push(h);
+    }
+    for h in handles {
+        h.join().map_err(|e| format!("join: {e:?}"))?;
+    }
+    if let Some(e) = errors.lock().first() {
+        return Err(e.clone());
+    }
+    for i in 0..100 {
+        let data = content(i);
+        let p = format!("{out}/many/f{i:03}");
+        if ctx(fs::read(&p), &p)? != data.as_bytes() {
+            return Err(format!("{p} read back wrong"));
+        }
+        manifest.push_str(&format!(
+            "/many/f{i:03} {} {:016x}\n",
+            data.len(),
+            fnv1a(data.as_bytes())
+        ));
+    }
+    Ok(manifest)
 }
 
 /// Prints how fast `big` is written to `path` and read back (64 KiB at a time), in KB/s: a

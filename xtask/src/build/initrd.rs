@@ -46,9 +46,11 @@ pub(crate) fn pack_to(dir: &Path, out: &Path) -> Result<usize> {
 }
 
 /// Zeros after the trailer (padding, which readers skip): QEMU's microvm places the initrd
-/// against the top of low RAM and its firmware then takes that RAM's last page, which Rhea
-/// cuts off; with a page of padding, what is cut is padding.
-pub(crate) const PADDING: usize = 4096;
+/// against the top of low RAM and its firmware (qboot) then takes that RAM's last pages, which
+/// Rhea cuts off — one page, three with a virtio-blk disk attached (measured: the e820 map's
+/// reserved tail grows from 0x7fff000 to 0x7ffd000 at 128 MiB); with 16 KiB of padding, what
+/// is cut is padding.
+pub(crate) const PADDING: usize = 16 << 10;
 
 fn add(w: &mut Writer, dir: &Path, prefix: &str) -> Result<()> {
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)

@@ -74,14 +74,14 @@ pub(crate) fn damaged_case_name(board: &str, machine: &str) -> String {
     super::special_case_name(board, machine, "fs damaged initramfs")
 }
 
-fn fnv1a(data: &[u8]) -> u64 {
+pub(super) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
 /// `n` bytes of xorshift64 from `seed`: content no compression or pattern can fake.
-fn pseudo_random(mut x: u64, n: usize) -> Vec<u8> {
+pub(super) fn pseudo_random(mut x: u64, n: usize) -> Vec<u8> {
     (0..n)
         .map(|_| {
             x ^= x << 13;
@@ -108,14 +108,14 @@ fn write_tree(dir: &Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
 }
 
 /// What [`fixture`] packed: regular files (the manifest's lines) and their bytes.
-struct Packed {
-    archive: PathBuf,
+pub(super) struct Packed {
+    pub(super) archive: PathBuf,
     files: usize,
     bytes: u64,
 }
 
 /// Writes the fixture folder under `target/fs/tree` and packs it; the archive and its counts.
-fn fixture(ws: &Workspace) -> Result<Packed, String> {
+pub(super) fn fixture(ws: &Workspace) -> Result<Packed, String> {
     let base = ws.root.join("target/fs");
     let tree = base.join("tree");
     let _ = std::fs::remove_dir_all(&tree);
@@ -159,7 +159,7 @@ fn fixture(ws: &Workspace) -> Result<Packed, String> {
 
 /// Boots `tests/fs` on (board, machine) with `archive` as its initrd and `append` on its
 /// command line; the console.
-fn boot(
+pub(super) fn boot(
     ws: &Workspace,
     all_apps: &[App],
     board: &str,

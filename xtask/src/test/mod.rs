@@ -42,6 +42,7 @@ pub(crate) mod abuse;
 mod builder;
 pub(crate) mod cmdline;
 pub(crate) mod fs;
+mod fs_disk;
 pub(crate) mod nested_net;
 pub(crate) mod net;
 pub(crate) mod screen;
@@ -1106,6 +1107,13 @@ impl TestRun<'_> {
             fs::HOST_CASES,
             fs::host_case_name,
             fs::run_host,
+        );
+        self.app_cases(
+            board_names,
+            "fs",
+            fs_disk::CASES,
+            fs_disk::case_name,
+            fs_disk::run,
         );
     }
 
