@@ -17,7 +17,7 @@
 //! needs) and out again — simple and safe to give up, at the price of one copy each way;
 //! requests are at most [`MAX_TRANSFER`] bytes, so a large read or write is several requests.
 
-use super::hw::{self, MmioWindow};
+use super::hw;
 use super::{VIRTIO_VENDOR, feature};
 use crate::bus::{BindContext, Bound, DeviceId, DeviceInfo, Driver};
 use crate::pci;
@@ -321,18 +321,7 @@ impl Driver for VirtioBlkPci {
     }
 
     fn bind(&self, dev: &DeviceInfo, ctx: &dyn BindContext) -> Result<Bound, String> {
-        let DeviceId::Pci { address: at, .. } = dev.id else {
-            return Err("not a PCI function".to_string());
-        };
-        let acc = &*self.env.access;
-        pci::capabilities(acc, at).map_err(|e| format!("malformed capability list: {e}"))?;
-        let bars = pci::assign_memory_bars(acc, at, self.env.bar_space)?;
-        for (i, bar) in bars.iter().enumerate() {
-            if let Some(pci::Bar::Memory { address, size, .. }) = *bar {
-                MmioWindow::map(ctx, address, size).map_err(|e| format!("BAR{i}: {e}"))?;
-            }
-        }
-        self.env.enable_memory_and_dma(at);
+        let (at, _, _) = super::pci_function(&self.env, dev, ctx)?;
         let transport: PciTransport = hw::pci_transport(Arc::clone(&self.env.access), at)?;
         let dev = VirtioBlk::new(transport, format!("virtio-blk {at}"))?;
         Ok(Bound::Block(Box::new(dev)))
@@ -359,11 +348,7 @@ impl Driver for VirtioBlkMmio {
     }
 
     fn bind(&self, dev: &DeviceInfo, ctx: &dyn BindContext) -> Result<Bound, String> {
-        let DeviceId::VirtioMmio { base, size, .. } = dev.id else {
-            return Err("not a virtio-mmio device".to_string());
-        };
-        let window = MmioWindow::map(ctx, base, size)?;
-        let transport = hw::mmio_transport(&window)?;
+        let (transport, base) = super::mmio_device(dev, ctx)?;
         let dev = VirtioBlk::new(transport, format!("virtio-blk mmio@{base:#x}"))?;
         Ok(Bound::Block(Box::new(dev)))
     }

@@ -49,6 +49,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use hw::{MmioWindow, NetQueues, QUEUE_SIZE, Rx};
 use rhea_hal::{IrqLine, Trigger};
 use virtio_drivers::transport::Transport;
@@ -69,6 +70,45 @@ pub mod feature {
     pub const VERSION_1: u64 = 1 << 32;
     /// The device's DMA goes through a platform translation (IOMMU, restricted memory).
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
+}
+
+/// A readied PCI function: its address, capabilities and BARs.
+pub(crate) type PciFunction = (Address, Vec<pci::Capability>, [Option<Bar>; 6]);
+
+/// Readies the virtio PCI function of `dev` for its transport: its capability list checked
+/// (the crate's own walk does not detect loops), its memory BARs assigned from `env` and
+/// mapped, memory decoding and DMA on (I/O decoding off: virtio 1.x needs no I/O BAR). Its
+/// address, capabilities and BARs.
+pub(crate) fn pci_function(
+    env: &pci::NicEnv,
+    dev: &DeviceInfo,
+    ctx: &dyn BindContext,
+) -> Result<PciFunction, String> {
+    let DeviceId::Pci { address: at, .. } = dev.id else {
+        return Err("not a PCI function".to_string());
+    };
+    let acc = &*env.access;
+    let caps = pci::capabilities(acc, at).map_err(|e| format!("malformed capability list: {e}"))?;
+    let bars = pci::assign_memory_bars(acc, at, env.bar_space)?;
+    for (i, bar) in bars.iter().enumerate() {
+        if let Some(Bar::Memory { address, size, .. }) = *bar {
+            MmioWindow::map(ctx, address, size).map_err(|e| format!("BAR{i}: {e}"))?;
+        }
+    }
+    env.enable_memory_and_dma(at);
+    Ok((at, caps, bars))
+}
+
+/// The virtio-mmio transport of `dev`, its register window mapped; with its base address.
+pub(crate) fn mmio_device(
+    dev: &DeviceInfo,
+    ctx: &dyn BindContext,
+) -> Result<(virtio_drivers::transport::mmio::MmioTransport<'static>, u64), String> {
+    let DeviceId::VirtioMmio { base, size, .. } = dev.id else {
+        return Err("not a virtio-mmio device".to_string());
+    };
+    let window = MmioWindow::map(ctx, base, size)?;
+    Ok((hw::mmio_transport(&window)?, base))
 }
 
 /// Whether the driver can use a device offering `offered` (`modern`: the transport is a virtio
@@ -295,20 +335,8 @@ impl Driver for VirtioNetPci {
     }
 
     fn bind(&self, dev: &DeviceInfo, ctx: &dyn BindContext) -> Result<Bound, String> {
-        let DeviceId::Pci { address: at, .. } = dev.id else {
-            return Err("not a PCI function".to_string());
-        };
+        let (at, caps, bars) = pci_function(&self.env, dev, ctx)?;
         let acc = &*self.env.access;
-        let caps =
-            pci::capabilities(acc, at).map_err(|e| format!("malformed capability list: {e}"))?;
-        let bars = pci::assign_memory_bars(acc, at, self.env.bar_space)?;
-        for (i, bar) in bars.iter().enumerate() {
-            if let Some(Bar::Memory { address, size, .. }) = *bar {
-                MmioWindow::map(ctx, address, size).map_err(|e| format!("BAR{i}: {e}"))?;
-            }
-        }
-        // Memory decoding and DMA on; I/O decoding off (virtio 1.x needs no I/O BAR).
-        self.env.enable_memory_and_dma(at);
 
         let mut transport = hw::pci_transport(Arc::clone(&self.env.access), at)?;
         check_transport(&mut transport, true)?;

@@ -303,14 +303,13 @@ fn main() -> Result<(), String> {
     Ok(())
 }
 
-/// A host directory mounted at `at` (LinuxU's `rhea.fs.host`): what the host wrote under
-/// `in/` is read against its manifest; a tree is written under `out/` with a manifest the
-/// host checks; links cannot leave Rhea's namespace.
-fn host_dir(at: &str, big: &[u8]) -> R<()> {
+/// What the host wrote under `{at}/in/`, read against its manifest (the count and bytes
+/// printed under `label`), and `in/small` listed (a 9P server's cookies are its telldir's,
+/// unordered; a FAT directory's order is its slots').
+fn check_in(at: &str, label: &str) -> R<()> {
     let entries = manifest(&format!("{at}/in/MANIFEST"), "/in")?;
     let (n, bytes) = verify(at, &entries)?;
-    println!("fs: host directory: {n} files, {bytes} bytes written by the host verified");
-    // A listing of the host's folder (a 9P server's cookies are its telldir's, unordered).
+    println!("fs: {label}: {n} files, {bytes} bytes written by the host verified");
     let small = ctx(fs::read_dir(&format!("{at}/in/small")), "in/small")?;
     let want = entries
         .iter()
@@ -322,6 +321,14 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
             small.len()
         ));
     }
+    Ok(())
+}
+
+/// A host directory mounted at `at` (LinuxU's `rhea.fs.host`): what the host wrote under
+/// `in/` is read against its manifest; a tree is written under `out/` with a manifest the
+/// host checks; links cannot leave Rhea's namespace.
+fn host_dir(at: &str, big: &[u8]) -> R<()> {
+    check_in(at, "host directory")?;
     // Links on the host resolve in Rhea's namespace, never the host's.
     expect_err(
         fs::read(&format!("{at}/in/escape")),
@@ -366,20 +373,7 @@ fn host_dir(at: &str, big: &[u8]) -> R<()> {
 /// manifest; a tree written under `out/` (8.3 names: the FAT driver writes short names only)
 /// by threads on every CPU at once, with a manifest the host checks in the image afterwards.
 fn disk(at: &str, big: &[u8]) -> R<()> {
-    let entries = manifest(&format!("{at}/in/MANIFEST"), "/in")?;
-    let (n, bytes) = verify(at, &entries)?;
-    println!("fs: disk: {n} files, {bytes} bytes written by the host verified");
-    let small = ctx(fs::read_dir(&format!("{at}/in/small")), "in/small")?;
-    let want = entries
-        .iter()
-        .filter(|e| e.path.starts_with("/in/small/"))
-        .count();
-    if small.len() != want || small.iter().any(|d| d.kind != fs::FileType::File) {
-        return Err(format!(
-            "in/small lists {} entries; the host wrote {want} files",
-            small.len()
-        ));
-    }
+    check_in(at, "disk")?;
     let out = format!("{at}/out");
     ctx(fs::create_dir(&out), &out)?;
     let manifest = write_out(&out, big, 20, "disk")?;
@@ -410,6 +404,11 @@ fn disk(at: &str, big: &[u8]) -> R<()> {
     Ok(())
 }
 
+/// The content of `out/many/f{i}` (`label` names who wrote it).
+fn out_file(label: &str, i: usize) -> String {
+    format!("{label} file {i}\n").repeat(i + 1)
+}
+
 /// Writes under the folder `out` what the host checks afterwards: `big` as `big.bin`, a leaf
 /// `depth` folders deep, and 100 files under `many/` from threads on every CPU at once (each
 /// read back); their manifest (`/path size fnv1a64` lines, relative to `out`).
@@ -427,7 +426,6 @@ fn write_out(out: &str, big: &[u8], depth: usize, label: &str) -> R<String> {
         fnv1a(leaf)
     ));
     ctx(fs::create_dir(&format!("{out}/many")), "out/many")?;
-    let content = |i: usize| format!("{label} file {i}\n").repeat(i + 1);
     let cpus = rhea::thread::online_cpus();
     let workers: Vec<usize> = (0..64).filter(|&c| cpus.contains(c)).collect();
     let step = workers.len();
@@ -443,7 +441,7 @@ fn write_out(out: &str, big: &[u8], depth: usize, label: &str) -> R<String> {
             .affinity(CpuSet::single(cpu))
             .spawn(move || {
                 for i in (t..100).step_by(step) {
-                    let data = format!("{label} file {i}\n").repeat(i + 1);
+                    let data = out_file(&label, i);
                     let p = format!("{out}/many/f{i:03}");
                     if let Err(e) = fs::write(&p, data.as_bytes()) {
                         errors.lock().push(format!("worker {t}: {e}"));
@@ -461,7 +459,7 @@ fn write_out(out: &str, big: &[u8], depth: usize, label: &str) -> R<String> {
         return Err(e.clone());
     }
     for i in 0..100 {
-        let data = content(i);
+        let data = out_file(label, i);
         let p = format!("{out}/many/f{i:03}");
         if ctx(fs::read(&p), &p)? != data.as_bytes() {
             return Err(format!("{p} read back wrong"));

@@ -302,6 +302,34 @@ pub(crate) fn run_damaged(
     Ok(start.elapsed())
 }
 
+/// Checks every file of the manifest Rhea wrote (`text`: `/path size fnv1a64` lines) as
+/// `read` gives it back here, byte for byte by size and hash; there must be 102 (what
+/// `tests/fs` writes under `out/`). The count.
+pub(super) fn check_rheas_manifest(
+    text: &str,
+    read: impl Fn(&str) -> Result<Vec<u8>, String>,
+) -> Result<usize, String> {
+    let mut checked = 0;
+    for line in text.lines() {
+        let mut w = line.split(' ');
+        let (Some(p), Some(size), Some(hash)) = (w.next(), w.next(), w.next()) else {
+            return Err(format!("Rhea's manifest has a bad line {line:?}"));
+        };
+        let data = read(p)?;
+        let want = format!("{} {:016x}", data.len(), fnv1a(&data));
+        if want != format!("{size} {hash}") {
+            return Err(format!(
+                "{p}: the host reads {want}, Rhea wrote {size} {hash}"
+            ));
+        }
+        checked += 1;
+    }
+    if checked != 102 {
+        return Err(format!("Rhea's manifest lists {checked} files, not 102"));
+    }
+    Ok(checked)
+}
+
 /// One host-directory case: files written here read by Rhea under `/mnt/in`, files Rhea writes
 /// under `/mnt/out` checked here against the manifest it writes; links that point out of the
 /// folder (`/etc/hostname`, `../../..`) must not reach the host's files.
@@ -391,25 +419,10 @@ pub(crate) fn run_host(
     let out = host.join("out");
     let text = std::fs::read_to_string(out.join("MANIFEST"))
         .map_err(|e| format!("Rhea's manifest: {e}"))?;
-    let mut checked = 0;
-    for line in text.lines() {
-        let mut w = line.split(' ');
-        let (Some(p), Some(size), Some(hash)) = (w.next(), w.next(), w.next()) else {
-            return Err(format!("Rhea's manifest has a bad line {line:?}"));
-        };
-        let data = std::fs::read(out.join(p.trim_start_matches('/')))
-            .map_err(|e| format!("{p}, which Rhea wrote: {e}"))?;
-        let want = format!("{} {:016x}", data.len(), fnv1a(&data));
-        if want != format!("{size} {hash}") {
-            return Err(format!(
-                "{p}: the host reads {want}, Rhea wrote {size} {hash}"
-            ));
-        }
-        checked += 1;
-    }
-    if checked != 102 {
-        return Err(format!("Rhea's manifest lists {checked} files, not 102"));
-    }
+    let checked = check_rheas_manifest(&text, |p| {
+        std::fs::read(out.join(p.trim_start_matches('/')))
+            .map_err(|e| format!("{p}, which Rhea wrote: {e}"))
+    })?;
     for gone in ["gone", "renamed"] {
         if out.join(gone).exists() {
             return Err(format!("out/{gone} is still on the host"));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
 
-use super::fs::{boot, fixture, fnv1a, pseudo_random};
+use super::fs::{boot, check_rheas_manifest, fixture, fnv1a, pseudo_random};
 use crate::Workspace;
 use crate::apps::App;
 
@@ -190,24 +190,7 @@ pub(crate) fn run(
     let fat = FileSystem::new(&mut file, FsOptions::new()).map_err(|e| fat_err("mount", e))?;
     let text = String::from_utf8(read_back(&fat, "out/MANIFEST")?)
         .map_err(|_| "Rhea's manifest is not UTF-8".to_string())?;
-    let mut checked = 0;
-    for line in text.lines() {
-        let mut w = line.split(' ');
-        let (Some(p), Some(size), Some(hash)) = (w.next(), w.next(), w.next()) else {
-            return Err(format!("Rhea's manifest has a bad line {line:?}"));
-        };
-        let data = read_back(&fat, &format!("out{p}"))?;
-        let want = format!("{} {:016x}", data.len(), fnv1a(&data));
-        if want != format!("{size} {hash}") {
-            return Err(format!(
-                "out{p}: the host reads {want}, Rhea wrote {size} {hash}"
-            ));
-        }
-        checked += 1;
-    }
-    if checked != 102 {
-        return Err(format!("Rhea's manifest lists {checked} files, not 102"));
-    }
+    let checked = check_rheas_manifest(&text, |p| read_back(&fat, &format!("out{p}")))?;
     for gone in ["out/gone", "out/speed"] {
         if fat.root_dir().open_file(gone).is_ok() {
             return Err(format!("{gone}, which Rhea removed, is still in the image"));
